@@ -1,0 +1,15 @@
+"""Basis families. Each module ends with its ``kantk_bases`` hook implementation."""
+from kantk.bases.base import Basis, SupportsGridUpdate, SupportsRefine
+from kantk.bases.bspline import BSplineBasis, cox_de_boor
+from kantk.bases.chebyshev import ChebyshevBasis
+from kantk.bases.rbf import RBFBasis
+
+__all__ = [
+    "Basis",
+    "BSplineBasis",
+    "ChebyshevBasis",
+    "RBFBasis",
+    "SupportsGridUpdate",
+    "SupportsRefine",
+    "cox_de_boor",
+]

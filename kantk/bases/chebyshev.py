@@ -1,0 +1,56 @@
+"""Chebyshev polynomial basis on tanh-squashed inputs."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from kantk.bases.base import Basis
+from kantk.plugins import hookimpl
+from kantk.types import BasisSpec
+
+
+class ChebyshevBasis(Basis):
+    """Chebyshev polynomials T_0..T_d of ``z = tanh((x - center) / halfwidth)``.
+
+    The polynomials are built by the three-term recurrence ``T_{n+1} = 2 z T_n - T_{n-1}``, not
+    by ``cos(n acos z)``: ``acos`` has an infinite derivative at ``|z| = 1``, which is where tanh
+    sends every input with ``|x| >= 10`` in float32 (ChebyKAN's NaN gradients). The recurrence is a
+    polynomial, so values and gradients are finite for every finite input.
+
+    Args:
+        in_features: Number of inputs.
+        degree: Highest polynomial degree d (>= 0); gives d + 1 functions.
+
+    Buffers:
+        center, halfwidth: (in_features,) input normalisation (0 and 1 until a grid update).
+    """
+
+    def __init__(self, in_features: int, degree: int = 5):
+        super().__init__(in_features)
+        if not isinstance(degree, int) or isinstance(degree, bool) or degree < 0:
+            raise ValueError(f"chebyshev degree must be an int >= 0, got {degree!r}")
+        self.degree = degree
+        self.register_buffer("center", torch.zeros(in_features))
+        self.register_buffer("halfwidth", torch.ones(in_features))
+
+    @property
+    def num_functions(self) -> int:
+        return self.degree + 1
+
+    def config(self) -> dict[str, Any]:
+        return {"degree": self.degree}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.tanh((x - self.center.to(x.dtype)) / self.halfwidth.to(x.dtype))  # (batch, in)
+        polys = [torch.ones_like(z)]
+        if self.degree >= 1:
+            polys.append(z)
+        for _ in range(2, self.degree + 1):
+            polys.append(2 * z * polys[-1] - polys[-2])
+        return torch.stack(polys, dim=-1)  # (batch, in, d + 1)
+
+
+@hookimpl
+def kantk_bases():
+    yield BasisSpec("chebyshev", ChebyshevBasis, "Chebyshev polynomials of tanh-squashed inputs (ChebyKAN)")

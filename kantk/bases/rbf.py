@@ -1,0 +1,53 @@
+"""Gaussian radial basis functions on a set of centres (fast-kan's basis)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from kantk.bases.base import Basis
+from kantk.bases.bspline import _check_range
+from kantk.plugins import hookimpl
+from kantk.types import BasisSpec
+
+
+class RBFBasis(Basis):
+    """Gaussian bumps ``exp(-((x - c_i) / w)^2)`` on ``num_centers`` centres per input.
+
+    Args:
+        in_features: Number of inputs.
+        num_centers: Number of centres (>= 2), uniformly spaced over ``grid_range`` at first.
+        grid_range: (low, high) of the first and last centre.
+
+    Buffers:
+        centers: (in_features, num_centers).
+        width: (in_features,) bump width, the spacing of the centres.
+    """
+
+    def __init__(self, in_features: int, num_centers: int = 8, grid_range: Sequence[float] = (-1.0, 1.0)):
+        super().__init__(in_features)
+        if not isinstance(num_centers, int) or isinstance(num_centers, bool) or num_centers < 2:
+            raise ValueError(f"rbf num_centers must be an int >= 2, got {num_centers!r}")
+        lo, hi = _check_range(grid_range, "rbf")
+        self.num_centers = num_centers
+        self.grid_range = (lo, hi)
+        centers = torch.linspace(lo, hi, num_centers, dtype=torch.float64)
+        self.register_buffer("centers", centers.expand(in_features, -1).contiguous().to(torch.get_default_dtype()))
+        self.register_buffer("width", torch.full((in_features,), (hi - lo) / (num_centers - 1)))
+
+    @property
+    def num_functions(self) -> int:
+        return self.num_centers
+
+    def config(self) -> dict[str, Any]:
+        return {"num_centers": self.num_centers, "grid_range": list(self.grid_range)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (batch, in, 1) - (in, C) -> (batch, in, C)
+        z = (x.unsqueeze(-1) - self.centers.to(x.dtype)) / self.width.to(x.dtype).unsqueeze(-1)
+        return torch.exp(-z * z)
+
+
+@hookimpl
+def kantk_bases():
+    yield BasisSpec("rbf", RBFBasis, "Gaussian radial basis functions (fast-kan)")

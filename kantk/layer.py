@@ -1,0 +1,198 @@
+"""One KAN layer: a learnable 1-D function on every edge, summed on the nodes."""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kantk.bases.base import Basis
+from kantk.registry import Registry, resolve_registry
+
+BASE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
+    "silu": F.silu,
+    "identity": lambda x: x,
+    "zero": None,
+}
+
+
+class KANLayer(nn.Module):
+    """``y_q = sum_p phi_{q,p}(x_p)`` with ``phi(x) = w_b * b(x) + w_s * sum_i c_i B_i(x)``.
+
+    The basis is evaluated once per input and contracted with the stacked coefficients in one
+    matmul; a (batch, out, in, n) tensor is never built.
+
+    Args:
+        in_features: Number of inputs p.
+        out_features: Number of outputs q.
+        basis: Registry name of the basis family (``"bspline"``, ``"chebyshev"``, ``"rbf"``, ...).
+        basis_kwargs: Keyword arguments for the basis (e.g. ``{"grid_size": 5, "order": 3}``).
+        base_activation: Residual function b: ``"silu"`` (pykan's default), ``"identity"`` or
+            ``"zero"`` (no base branch: purely local splines, for continual learning).
+        noise_scale: Spread of the initial coefficients (pykan's ``noise_scale``).
+        scale_base_mu, scale_base_sigma: Initial ``w_b = mu / sqrt(in) + sigma * U(-1, 1) / sqrt(in)``.
+        scale_sp: Initial ``w_s = scale_sp / sqrt(in)``.
+        generator: Random generator for the initialisation (``None``: torch's global one).
+        registry: Where to look the basis up (``None``: the default registry).
+
+    Parameters:
+        coef: (out, in, n) basis coefficients c.
+        scale_base, scale_sp: (out, in) w_b and w_s.
+
+    Buffers:
+        mask: (out, in) 1 for live edges, 0 for pruned ones.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        basis: str = "bspline",
+        basis_kwargs: Mapping[str, Any] | None = None,
+        base_activation: str = "silu",
+        *,
+        noise_scale: float = 0.5,
+        scale_base_mu: float = 0.0,
+        scale_base_sigma: float = 1.0,
+        scale_sp: float = 1.0,
+        generator: torch.Generator | None = None,
+        registry: Registry | None = None,
+    ):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if base_activation not in BASE_ACTIVATIONS:
+            raise ValueError(
+                f"unknown base_activation {base_activation!r}; accepted: {', '.join(BASE_ACTIVATIONS)}"
+            )
+        self.in_features = in_features
+        self.out_features = out_features
+        self.basis_name = basis
+        self.base_activation = base_activation
+        self.basis: Basis = build_basis(basis, in_features, basis_kwargs, registry)
+        n = self.basis.num_functions
+        dtype = torch.get_default_dtype()
+
+        coef = (torch.rand(out_features, in_features, n, generator=generator, dtype=dtype) - 0.5)
+        self.coef = nn.Parameter(coef * (noise_scale / n))
+        sb = scale_base_mu + scale_base_sigma * (
+            torch.rand(out_features, in_features, generator=generator, dtype=dtype) * 2 - 1
+        )
+        self.scale_base = nn.Parameter(sb / math.sqrt(in_features))
+        self.scale_sp = nn.Parameter(torch.full((out_features, in_features), scale_sp / math.sqrt(in_features), dtype=dtype))
+        self.register_buffer("mask", torch.ones(out_features, in_features, dtype=dtype))
+
+    @property
+    def num_functions(self) -> int:
+        """Basis functions per edge."""
+        return self.basis.num_functions
+
+    def spline_weight(self) -> torch.Tensor:
+        """Effective per-edge basis weights ``w_s * c * mask``, (out, in, n)."""
+        return self.coef * (self.scale_sp * self.mask).unsqueeze(-1)
+
+    def base_weight(self) -> torch.Tensor:
+        """Effective per-edge base weights ``w_b * mask``, (out, in)."""
+        return self.scale_base * self.mask
+
+    def _base(self, x: torch.Tensor) -> torch.Tensor | None:
+        fn = BASE_ACTIVATIONS[self.base_activation]
+        return None if fn is None else fn(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x: (..., in). Returns: (..., out)."""
+        x2 = self._flatten_input(x)  # (batch, in)
+        y = self.basis.linear(x2, self.spline_weight())  # (batch, out)
+        base = self._base(x2)
+        if base is not None:
+            y = torch.addmm(y, base, self.base_weight().t())
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def activations(self, x: torch.Tensor) -> torch.Tensor:
+        """Every edge's output ``phi_{q,p}(x_p)``, for analysis and plots (not for training).
+
+        Args:
+            x: (batch, in).
+
+        Returns:
+            (batch, out, in); pruned edges are zero.
+        """
+        x2 = self._flatten_input(x)
+        feats = self.basis(x2)  # (batch, in, n)
+        acts = torch.einsum("bpi,qpi->bqp", feats, self.spline_weight())
+        base = self._base(x2)
+        if base is not None:
+            acts = acts + base.unsqueeze(1) * self.base_weight()  # (batch, 1, in) * (out, in)
+        return acts
+
+    def _flatten_input(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"KANLayer expects a torch.Tensor, got {type(x).__name__}")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"KANLayer expects input of shape (..., {self.in_features}), got {tuple(x.shape)}"
+            )
+        if x.dtype != self.coef.dtype:
+            raise TypeError(
+                f"input dtype {x.dtype} does not match the layer's {self.coef.dtype}; "
+                f"convert the input (x.to({self.coef.dtype})) or the model (model.to({x.dtype}))"
+            )
+        return x.reshape(-1, self.in_features)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable description sufficient to rebuild the layer's structure."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "basis": self.basis_name,
+            "basis_kwargs": self.basis.config(),
+            "base_activation": self.base_activation,
+        }
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"basis={self.basis_name!r}, base_activation={self.base_activation!r}"
+        )
+
+
+def build_basis(
+    name: str, in_features: int, basis_kwargs: Mapping[str, Any] | None, registry: Registry | None = None
+) -> Basis:
+    """Build the registered basis ``name`` for ``in_features`` inputs.
+
+    Raises:
+        UnknownComponentError: No plugin provides ``name`` (the message lists the known ones).
+        ValueError: ``basis_kwargs`` holds a keyword the basis does not accept, or a bad value.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"basis must be a registry name (str), got {type(name).__name__}")
+    spec = resolve_registry(registry).bases.get(name)
+    kwargs = dict(basis_kwargs or {})
+    accepted = _accepted_kwargs(spec.factory)
+    if accepted is not None:
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            raise ValueError(
+                f"basis {name!r} does not accept {', '.join(map(repr, unknown))}; "
+                f"accepted basis_kwargs: {', '.join(sorted(accepted)) or '(none)'}"
+            )
+    basis = spec.factory(in_features, **kwargs)
+    if not isinstance(basis, Basis):
+        raise TypeError(f"basis plugin {name!r} built a {type(basis).__name__}, not a kantk.bases.Basis")
+    return basis
+
+
+def _accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return set(names[1:])  # the first is in_features

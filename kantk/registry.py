@@ -1,0 +1,168 @@
+"""Look-ups by name over everything the plugins provide."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Generic, Iterator, Sequence, TypeVar
+
+import pluggy
+
+from kantk.plugins import FailedPlugin, PluginError, create_plugin_manager
+
+T = TypeVar("T")
+
+
+class UnknownComponentError(KeyError, ValueError):
+    """A name that no registered plugin provides."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ComponentTable(Generic[T]):
+    """Records of one kind (bases, regularisers, ...) by registry name.
+
+    Args:
+        kind: Human name of the kind, for messages ("basis").
+        records: ``(plugin_name, record)`` pairs; each record has a ``name``.
+
+    Raises:
+        PluginError: Two plugins (or one plugin twice) register the same name.
+    """
+
+    def __init__(self, kind: str, records: Sequence[tuple[str, T]]):
+        self.kind = kind
+        self._records: dict[str, T] = {}
+        self._owner: dict[str, str] = {}
+        for plugin_name, record in records:
+            name = getattr(record, "name", None)
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"plugin {plugin_name!r} yielded a {kind} record without a name: {record!r}")
+            if name in self._records:
+                raise PluginError(
+                    f"duplicate {kind} name {name!r}: registered by plugin {self._owner[name]!r} "
+                    f"and again by plugin {plugin_name!r}"
+                )
+            self._records[name] = record
+            self._owner[name] = plugin_name
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._records)
+
+    def get(self, name: str) -> T:
+        """The record called ``name``.
+
+        Raises:
+            UnknownComponentError: No plugin provides ``name``; the message lists the known ones.
+        """
+        if not isinstance(name, str) or name not in self._records:
+            raise UnknownComponentError(
+                f"unknown {self.kind} {name!r}; known {self.kind} names: {', '.join(self.names()) or '(none)'}"
+                " (is the plugin that provides it installed?)"
+            )
+        return self._records[name]
+
+    def owner(self, name: str) -> str:
+        """Name of the plugin that registered ``name``."""
+        self.get(name)
+        return self._owner[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._records
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+class Registry:
+    """Every component the plugins of one :class:`pluggy.PluginManager` provide.
+
+    Args:
+        plugin_manager: A manager built by :func:`kantk.plugins.create_plugin_manager`; by default
+            a new one with the built-ins and (unless switched off) the entry-point plugins.
+        failed_plugins: Plugins skipped while building the manager.
+    """
+
+    def __init__(
+        self,
+        plugin_manager: pluggy.PluginManager | None = None,
+        failed_plugins: Sequence[FailedPlugin] = (),
+    ):
+        if plugin_manager is None:
+            plugin_manager, failed_plugins = create_plugin_manager()
+        self.plugin_manager = plugin_manager
+        self.failed_plugins: list[FailedPlugin] = list(failed_plugins)
+        self.bases = ComponentTable("basis", self._collect("kantk_bases"))
+        self.regularisers = ComponentTable("regulariser", self._collect("kantk_regularisers"))
+        self.pruners = ComponentTable("pruner", self._collect("kantk_pruners"))
+        self.symbolic_libraries = ComponentTable(
+            "symbolic library", self._collect("kantk_symbolic_libraries")
+        )
+
+    def _collect(self, hook_name: str) -> list[tuple[str, Any]]:
+        caller = getattr(self.plugin_manager.hook, hook_name)
+        out: list[tuple[str, Any]] = []
+        # Call each implementation on its own so a duplicate can be blamed on its plugin.
+        for impl in caller.get_hookimpls():  # registration order
+            result = impl.function()
+            if result is None:
+                continue
+            out.extend((impl.plugin_name, record) for record in result)
+        return out
+
+    @classmethod
+    def with_plugins(cls, *plugins: object, load_entry_points: bool = False) -> "Registry":
+        """A registry of the built-ins plus ``plugins`` (handy in tests and notebooks)."""
+        pm, failed = create_plugin_manager(
+            load_entry_points=load_entry_points, extra_plugins=plugins
+        )
+        return cls(pm, failed)
+
+
+_default: Registry | None = None
+_lock = threading.Lock()
+
+
+def default_registry() -> Registry:
+    """The cached registry of built-ins and installed plugins, built on first use."""
+    global _default
+    if _default is None:
+        with _lock:
+            if _default is None:
+                _default = Registry()
+    return _default
+
+
+def reset_default_registry() -> None:
+    """Forget the cached registry (e.g. after installing a plugin in the same process)."""
+    global _default
+    with _lock:
+        _default = None
+
+
+def resolve_registry(registry: Registry | None) -> Registry:
+    """``registry`` itself, or the default one when ``None``."""
+    return default_registry() if registry is None else registry
+
+
+def list_bases(registry: Registry | None = None) -> list[str]:
+    """Names of every registered basis (``['bspline', 'chebyshev', 'rbf', ...]``)."""
+    return resolve_registry(registry).bases.names()
+
+
+def list_regularisers(registry: Registry | None = None) -> list[str]:
+    """Names of every registered regulariser."""
+    return resolve_registry(registry).regularisers.names()
+
+
+def list_pruners(registry: Registry | None = None) -> list[str]:
+    """Names of every registered pruner."""
+    return resolve_registry(registry).pruners.names()
+
+
+def list_symbolic_libraries(registry: Registry | None = None) -> list[str]:
+    """Names of every registered symbolic-function library."""
+    return resolve_registry(registry).symbolic_libraries.names()
