@@ -110,7 +110,7 @@ def _check_widths(widths: Sequence[int]) -> list[int]:
         raise ValueError(f"widths needs at least two entries (inputs and outputs), got {widths!r}")
     for w in widths:
         if not isinstance(w, int) or isinstance(w, bool) or w < 1:
-            raise ValueError(f"every width must be an int >= 1, got {widths!r}")
+            raise ValueError(f"every entry of widths must be an int >= 1, got {widths!r}")
     return widths
 
 

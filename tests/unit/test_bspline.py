@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kantk.bases.bspline import BSplineBasis, cox_de_boor
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
+def test_uniform_fast_path_matches_cox_de_boor(order, dtype, tol):
+    torch.set_default_dtype(dtype)
+    basis = BSplineBasis(3, grid_size=5, order=order)
+    assert basis.is_uniform()
+    x = torch.rand(2000, 3) * 6 - 3  # inside, on the extension and outside the grid
+    torch.testing.assert_close(basis(x), cox_de_boor(x, basis.grid, order), rtol=0, atol=4 * tol)
+
+
+def test_partition_of_unity_inside_grid():
+    basis = BSplineBasis(2, grid_size=7, order=3, grid_range=(-2.0, 3.0))
+    x = torch.rand(500, 2) * 5 - 2
+    torch.testing.assert_close(basis(x).sum(-1), torch.ones(500, 2))
+
+
+def test_zero_and_finite_outside_extended_grid():
+    basis = BSplineBasis(1, grid_size=5, order=3)
+    x = torch.tensor([[-1e38], [-2.3], [2.3], [1e38]])
+    feats = basis(x)
+    assert torch.isfinite(feats).all()
+    assert torch.equal(feats, torch.zeros_like(feats))
+
+
+def test_non_uniform_grid_uses_cox_de_boor():
+    torch.set_default_dtype(torch.float64)
+    basis = BSplineBasis(2, grid_size=4, order=3)
+    with torch.no_grad():
+        basis.grid.copy_(torch.sort(torch.rand(2, basis.grid.shape[1]) * 4 - 2, dim=-1).values)
+    assert not basis.is_uniform()
+    x = torch.rand(100, 2) * 2 - 1
+    torch.testing.assert_close(basis(x), cox_de_boor(x, basis.grid, 3))
+    w = torch.randn(3, 2, basis.num_functions, requires_grad=True)
+    xr = x[:5].clone().requires_grad_()
+    assert torch.autograd.gradcheck(basis.linear, (xr, w))
+
+
+def test_fused_linear_gradients_and_double_backward():
+    torch.set_default_dtype(torch.float64)
+    basis = BSplineBasis(3, grid_size=5, order=3)
+    x = (torch.rand(6, 3) * 2.6 - 1.3).requires_grad_()
+    w = torch.randn(2, 3, basis.num_functions, requires_grad=True)
+    assert torch.autograd.gradcheck(basis.linear, (x, w))
+    assert torch.autograd.gradgradcheck(basis.linear, (x, w))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"grid_size": 0}, "grid_size"),
+        ({"order": -1}, "order"),
+        ({"grid_range": (1.0, -1.0)}, "grid_range"),
+        ({"grid_range": "wide"}, "grid_range"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BSplineBasis(2, **kwargs)
+
+
+def test_config_round_trip():
+    basis = BSplineBasis(2, grid_size=7, order=2, grid_range=(-3, 4))
+    again = BSplineBasis(2, **basis.config())
+    assert torch.equal(basis.grid, again.grid)

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kantk
+from kantk.layer import KANLayer
+
+
+def test_phi_definition_per_edge():
+    """y_q = sum_p w_b silu(x_p) + w_s sum_i c_i B_i(x_p)."""
+    layer = KANLayer(3, 2, basis="bspline", basis_kwargs={"grid_size": 4, "order": 2})
+    x = torch.rand(7, 3) * 2 - 1
+    feats = layer.basis(x)
+    expected = torch.zeros(7, 2)
+    for q in range(2):
+        for p in range(3):
+            spline = (feats[:, p, :] * layer.coef[q, p]).sum(-1)
+            expected[:, q] += layer.scale_base[q, p] * torch.nn.functional.silu(x[:, p]) + layer.scale_sp[q, p] * spline
+    torch.testing.assert_close(layer(x), expected)
+
+
+@pytest.mark.parametrize("act", ["silu", "identity", "zero"])
+def test_base_activations(act):
+    layer = KANLayer(2, 2, base_activation=act)
+    x = torch.full((1, 2), 5.0)  # outside the grid: only the base branch is left
+    y = layer(x)
+    base = {"silu": torch.nn.functional.silu(x), "identity": x, "zero": torch.zeros_like(x)}[act]
+    torch.testing.assert_close(y, base @ layer.scale_base.t())
+
+
+def test_mask_removes_edges():
+    layer = KANLayer(2, 1)
+    with torch.no_grad():
+        layer.mask[0, 1] = 0
+    x = torch.rand(5, 2)
+    x2 = x.clone()
+    x2[:, 1] = torch.rand(5)
+    torch.testing.assert_close(layer(x), layer(x2))
+    assert torch.equal(layer.activations(x)[:, 0, 1], torch.zeros(5))
+
+
+def test_init_scales():
+    layer = KANLayer(16, 4)
+    assert torch.allclose(layer.scale_sp, torch.full((4, 16), 0.25))
+    assert layer.scale_base.abs().max() <= 0.25
+    assert layer.coef.abs().max() <= 0.5 / layer.num_functions
+
+
+def test_never_builds_batch_out_in_n(monkeypatch):
+    """The forward contracts the basis with one matmul; no 4-D tensor is made."""
+    seen = []
+    real_einsum = torch.einsum
+
+    def spy(*args, **kwargs):
+        seen.append(args[0])
+        return real_einsum(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "einsum", spy)
+    for name in kantk.list_bases():
+        layer = KANLayer(3, 4, basis=name)
+        x = torch.rand(8, 3, requires_grad=True)
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: _check_dim(t), lambda t: t):
+            layer(x).sum().backward()
+    assert seen == []
+
+
+def _check_dim(t):
+    assert t.dim() <= 3, f"a {t.dim()}-D tensor {tuple(t.shape)} was saved for backward"
+    return t
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="in_features"):
+        KANLayer(0, 2)
+    with pytest.raises(ValueError, match="base_activation"):
+        KANLayer(2, 2, base_activation="relu6")
+    with pytest.raises(kantk.UnknownComponentError, match="bspline"):
+        KANLayer(2, 2, basis="nope")
+    with pytest.raises(ValueError, match="accepted basis_kwargs: grid_range, grid_size, order"):
+        KANLayer(2, 2, basis_kwargs={"grid": 5})
+    layer = KANLayer(3, 2)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
+        layer(torch.rand(4, 2))
+    with pytest.raises(TypeError, match="dtype"):
+        layer(torch.rand(4, 3, dtype=torch.float64))

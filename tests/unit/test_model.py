@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kantk
+
+
+def test_widths_layers_and_shapes():
+    model = kantk.KAN([2, 5, 1])
+    assert model.widths == [2, 5, 1]
+    assert [(l.in_features, l.out_features) for l in model.layers] == [(2, 5), (5, 1)]
+    assert model(torch.rand(10, 2)).shape == (10, 1)
+    assert model(torch.rand(3, 4, 2)).shape == (3, 4, 1)  # leading dims like nn.Linear
+    assert model(torch.rand(2)).shape == (1,)
+
+
+def test_mixed_bases_per_layer():
+    model = kantk.KAN(
+        [2, 3, 1],
+        basis=["chebyshev", "rbf"],
+        basis_kwargs=[{"degree": 4}, {"num_centers": 6}],
+        base_activation=["silu", "zero"],
+    )
+    assert [l.basis_name for l in model.layers] == ["chebyshev", "rbf"]
+    assert model.layers[0].num_functions == 5 and model.layers[1].num_functions == 6
+    assert model(torch.rand(4, 2)).shape == (4, 1)
+
+
+def test_seed_is_reproducible_and_leaves_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a = kantk.KAN([2, 3, 1], seed=3)
+    assert torch.equal(state, torch.random.get_rng_state())
+    b = kantk.KAN([2, 3, 1], seed=3)
+    c = kantk.KAN([2, 3, 1], seed=4)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb)
+    assert not torch.equal(a.layers[0].coef, c.layers[0].coef)
+
+
+@pytest.mark.parametrize("widths", [[2], [], [2, 0, 1], [2, -1], [2, 1.5], "2,1", 3])
+def test_bad_widths(widths):
+    with pytest.raises(ValueError, match="widths"):
+        kantk.KAN(widths)
+
+
+def test_bad_per_layer_lists_and_input():
+    with pytest.raises(ValueError, match="2 layers"):
+        kantk.KAN([2, 3, 1], basis=["bspline"])
+    with pytest.raises(kantk.UnknownComponentError, match="known basis names: bspline, chebyshev"):
+        kantk.KAN([2, 1], basis="splines")
+    model = kantk.KAN([2, 3, 1])
+    with pytest.raises(ValueError, match=r"expects input of shape \(\.\.\., 2\), got \(4, 3\)"):
+        model(torch.rand(4, 3))
+    with pytest.raises(TypeError):
+        model([[0.0, 1.0]])
+
+
+def test_config_rebuilds_same_structure():
+    model = kantk.KAN([3, 2, 2], basis=["bspline", "rbf"], basis_kwargs=[{"grid_size": 7}, None])
+    again = kantk.KAN.from_config(model.config())
+    assert again.config() == model.config()
+    with pytest.raises(ValueError, match="not a valid KAN config"):
+        kantk.KAN.from_config({"widths": [2, 1]})
+
+
+def test_cuda_or_meta_device_follow_tensors():
+    model = kantk.KAN([2, 2, 1]).to("meta")
+    assert model(torch.empty(5, 2, device="meta")).device.type == "meta"
