@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kantk.bases.base import Basis
+from kantk.bases.base import Basis, SupportsGridUpdate
 from kantk.registry import Registry, resolve_registry
 
 BASE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
@@ -106,10 +107,10 @@ class KANLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x: (..., in). Returns: (..., out)."""
         x2 = self._flatten_input(x)  # (batch, in)
-        y = self.basis.linear(x2, self.spline_weight())  # (batch, out)
         base = self._base(x2)
-        if base is not None:
-            y = torch.addmm(y, base, self.base_weight().t())
+        y = self.basis.linear(
+            x2, self.spline_weight(), base, None if base is None else self.base_weight()
+        )  # (batch, out)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,6 +129,26 @@ class KANLayer(nn.Module):
         if base is not None:
             acts = acts + base.unsqueeze(1) * self.base_weight()  # (batch, 1, in) * (out, in)
         return acts
+
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> bool:
+        """Move the basis grid to the samples ``x`` (batch, in), keeping every edge's function.
+
+        Returns:
+            True if the grid moved; False (with a warning) for a basis without the capability.
+        """
+        x2 = self._flatten_input(x)
+        if not isinstance(self.basis, SupportsGridUpdate):
+            warnings.warn(
+                f"basis {self.basis_name!r} cannot update its grid from data; layer left unchanged",
+                stacklevel=3,
+            )
+            return False
+        if not torch.isfinite(x2).all():
+            raise ValueError("update_grid needs finite samples; the input holds NaN or Inf")
+        new_coef = self.basis.update_grid(x2, self.coef.detach(), grid_eps=grid_eps)
+        self.coef.copy_(new_coef)
+        return True
 
     def _flatten_input(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):

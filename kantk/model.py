@@ -69,6 +69,25 @@ class KAN(nn.Module):
             x = layer(x)
         return x
 
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> "KAN":
+        """Adapt every layer's grid to the data, keeping the function on it (pykan's update_grid).
+
+        Layer by layer: propagate ``x`` (batch, widths[0]) through the already-updated layers,
+        move the layer's grid to its inputs (``grid_eps`` * uniform + (1 - grid_eps) * quantiles)
+        and refit its coefficients by least squares. Bases without the capability are skipped
+        with a warning.
+
+        Returns:
+            self.
+        """
+        if x.dim() != 2 or x.shape[-1] != self.widths[0]:
+            raise ValueError(f"update_grid expects samples of shape (batch, {self.widths[0]}), got {tuple(x.shape)}")
+        for layer in self.layers:
+            layer.update_grid(x, grid_eps=grid_eps)
+            x = layer(x)
+        return self
+
     def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The input of every layer (then the output) for a batch ``x`` (batch, widths[0])."""
         xs = [x]

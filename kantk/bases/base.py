@@ -45,22 +45,35 @@ class Basis(nn.Module, abc.ABC):
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor keyword arguments (everything but ``in_features``)."""
 
-    def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Contract the basis values with per-edge coefficients: ``sum_{p,i} w[q,p,i] B_i(x_p)``.
+    def linear(
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        extra: torch.Tensor | None = None,
+        extra_weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Contract the basis with per-edge coefficients: ``sum_{p,i} w[q,p,i] B_i(x_p)``.
 
+        Plus, when given, one more per-input feature ``sum_p extra_weight[q,p] extra[:, p]`` (the
+        layer's base branch), so a basis can fold it into the same matmul.
         The default evaluates :meth:`forward` once and does one matmul; bases with a faster or
         leaner fused form override it.
 
         Args:
             x: (batch, in_features).
             weight: (out_features, in_features, num_functions).
+            extra: (batch, in_features) or None.
+            extra_weight: (out_features, in_features), given with ``extra``.
 
         Returns:
             (batch, out_features).
         """
         feats = self(x)  # (batch, in, n)
         # (batch, in*n) @ (in*n, out) -> (batch, out)
-        return feats.reshape(feats.shape[0], -1) @ weight.reshape(weight.shape[0], -1).t()
+        y = feats.reshape(feats.shape[0], -1) @ weight.reshape(weight.shape[0], -1).t()
+        if extra is not None:
+            y = torch.addmm(y, extra, extra_weight.t())  # (batch, in) @ (in, out)
+        return y
 
     def extra_repr(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -69,9 +82,14 @@ class Basis(nn.Module, abc.ABC):
 
 @runtime_checkable
 class SupportsGridUpdate(Protocol):
-    """A basis that can move its grid to follow a sample of its inputs."""
+    """A basis that can move its grid to follow a sample of its inputs.
 
-    def update_grid(self, x: torch.Tensor, **kwargs: Any) -> None: ...
+    ``update_grid(x, coef, grid_eps=0.02)`` moves the grid (buffers) to the data ``x``
+    (batch, in) and returns new coefficients (out, in, n) that keep ``sum_i coef[q,p,i] B_i(x_p)``
+    on the data; it must not change anything when it raises.
+    """
+
+    def update_grid(self, x: torch.Tensor, coef: torch.Tensor, grid_eps: float = 0.02) -> torch.Tensor: ...
 
 
 @runtime_checkable
@@ -79,3 +97,66 @@ class SupportsRefine(Protocol):
     """A basis that can produce a finer copy of itself (more intervals or a higher degree)."""
 
     def refine(self, size: int) -> "Basis": ...
+
+
+def edge_values(feats: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """Per-edge spline values ``sum_i coef[q,p,i] feats[b,p,i]``.
+
+    Args:
+        feats: (batch, in, n). coef: (out, in, n).
+
+    Returns:
+        (batch, out, in).
+    """
+    return torch.einsum("bpi,qpi->bqp", feats, coef)
+
+
+def fit_coefficients(feats: torch.Tensor, target: torch.Tensor, ridge: float = 1e-10) -> torch.Tensor:
+    """Least-squares coefficients with ``sum_i c[q,p,i] feats[b,p,i] ~= target[b,q,p]``.
+
+    Solved per input in float64 by a ridge-regularised normal equation, so duplicated or constant
+    samples and fewer samples than coefficients still give a finite, minimum-norm-like answer
+    (no "lstsq failed" at run time).
+
+    Args:
+        feats: (batch, in, n) basis values on the samples.
+        target: (batch, out, in) edge values to reproduce.
+        ridge: Relative ridge weight (times the mean diagonal of the normal matrix).
+
+    Returns:
+        (out, in, n) in ``target``'s dtype.
+    """
+    a = feats.to(torch.float64).permute(1, 0, 2)  # (in, batch, n)
+    y = target.to(torch.float64).permute(2, 0, 1)  # (in, batch, out)
+    gram = a.transpose(1, 2) @ a  # (in, n, n)
+    rhs = a.transpose(1, 2) @ y  # (in, n, out)
+    n = gram.shape[-1]
+    scale = gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-300)  # (in,)
+    eye = torch.eye(n, dtype=torch.float64, device=gram.device)
+    lam = (ridge * scale).view(-1, 1, 1)
+    for _ in range(6):  # grow the ridge until the factorisation succeeds
+        chol, info = torch.linalg.cholesky_ex(gram + lam * eye)
+        if int(info.abs().max()) == 0:
+            break
+        lam = lam * 1e3
+    else:  # pathological input: fall back to the pseudo-inverse
+        coef = torch.linalg.pinv(gram) @ rhs
+        return coef.permute(2, 0, 1).to(target.dtype)
+    coef = torch.cholesky_solve(rhs, chol)  # (in, n, out)
+    return coef.permute(2, 0, 1).to(target.dtype)  # (out, in, n)
+
+
+def data_range(x: torch.Tensor, min_width: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-input (low, high) of the samples, widened so ``high - low >= min_width * max(1, |mid|)``.
+
+    Args:
+        x: (batch, in).
+
+    Returns:
+        low, high: (in,) each.
+    """
+    lo = x.min(dim=0).values
+    hi = x.max(dim=0).values
+    mid = (lo + hi) / 2
+    half = ((hi - lo) / 2).clamp_min(min_width / 2 * mid.abs().clamp_min(1.0))
+    return mid - half, mid + half

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from kantk.bases.base import Basis
+from kantk.bases.base import Basis, data_range, edge_values, fit_coefficients
 from kantk.plugins import hookimpl
 from kantk.types import BasisSpec
 
@@ -105,74 +105,141 @@ def _local_polynomials(order: int) -> np.ndarray:
     return out
 
 
-def _local_eval(
-    x: torch.Tensor, t0: torch.Tensor, inv_h: torch.Tensor, poly: torch.Tensor, order: int, n: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions and (masked) local values + derivatives of the uniform B-spline.
+class _LocalTables:
+    """Constants of the uniform local form for one (order, n), dtype and device.
 
-    Args:
-        x: (batch, in). t0, inv_h: (in,) first knot and inverse spacing. poly: (k+1, 2(k+1)).
+    Row ``j + 1`` (interval ``j`` of the extended grid, clamped to [-1, n + order]) gives the
+    basis index of each of the ``order + 1`` local values (clamped into [0, n)) and whether that
+    basis exists (1.0) or falls off the grid (0.0).
+    """
+
+    def __init__(self, order: int, n: int, dtype: torch.dtype, device: torch.device):
+        self.order, self.n = order, n
+        poly = _local_polynomials(order)
+        self.value_coefs = [[float(c) for c in poly[:, r]] for r in range(order + 1)]
+        self.deriv_coefs = [[float(c) for c in poly[:, order + 1 + r]] for r in range(order + 1)]
+        j = torch.arange(-1, n + order + 1).unsqueeze(-1)  # (rows, 1)
+        pos = j - order + torch.arange(order + 1)  # (rows, k+1)
+        self.valid = ((pos >= 0) & (pos < n)).to(device=device, dtype=dtype)
+        self.pos = pos.clamp(0, n - 1).to(device)
+        # rows whose k+1 bases all exist: intervals order..n-1 of the extended grid
+        self.first_interior, self.last_interior = order + 1, n
+        self.offsets = torch.arange(-order - 1, 0, device=device)  # row + offsets = pos inside
+
+
+def _horner(coefs: list[float], t: torch.Tensor) -> torch.Tensor:
+    """sum_p coefs[p] t**p on a (batch, in) tensor."""
+    acc = torch.full_like(t, coefs[-1])
+    for c in reversed(coefs[:-1]):
+        acc = acc * t + c
+    return acc
+
+
+def _locate(x: torch.Tensor, t0: torch.Tensor, inv_h: torch.Tensor, tables: _LocalTables):
+    """Table row (batch, in) int64 and fractional position t (batch, in) of every input."""
+    u = (x - t0) * inv_h  # grid units from the first knot
+    # keep huge inputs finite and their index in range; out there every basis is zero anyway
+    u = u.clamp(-1.0, float(tables.n + tables.order))
+    j = torch.floor(u)
+    return j.long() + 1, u - j
+
+
+def _all_interior(row: torch.Tensor, tables: _LocalTables) -> bool:
+    """Whether every input lies where all its k+1 local bases exist (no masking needed)."""
+    if row.device.type != "cpu" or torch.compiler.is_compiling():
+        return False  # avoid a device sync / graph break; the masked path is always correct
+    lo, hi = torch.aminmax(row)
+    return int(lo) >= tables.first_interior and int(hi) <= tables.last_interior
+
+
+def _local_values(
+    row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, derivative: bool = False, interior: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The order+1 non-zero values (or d/du derivatives) per input, zero for missing bases.
 
     Returns:
-        pos: (batch, in, k+1) basis index of each local value, clamped into [0, n).
-        vals: (batch, in, 2(k+1)) values then derivatives d/dx, zero where the basis does not exist.
+        pos: (batch, in, k+1) basis indices in [0, n). vals: (batch, in, k+1).
     """
-    k1 = order + 1
-    u = (x - t0) * inv_h  # grid units from the first knot
-    # keep huge inputs finite and their index in range; beyond this every basis is zero anyway
-    u = u.clamp(-1.0, float(n + order + 1))
-    j = torch.floor(u)
-    t = (u - j).unsqueeze(-1)  # (batch, in, 1)
-    vals = poly[order].expand(*t.shape[:-1], 2 * k1)
-    for p in range(order - 1, -1, -1):  # Horner over the powers of t
-        vals = torch.addcmul(poly[p], vals, t)
-    offsets = torch.arange(-order, 1, device=x.device)
-    pos = j.long().unsqueeze(-1) + offsets  # (batch, in, k+1)
-    valid = ((pos >= 0) & (pos < n)).to(x.dtype)
-    scale = torch.cat([valid, valid * inv_h.unsqueeze(-1)], dim=-1)
-    return pos.clamp_(0, n - 1), vals * scale
+    coefs = tables.deriv_coefs if derivative else tables.value_coefs
+    vals = torch.stack([_horner(c, t) for c in coefs], dim=-1)  # (batch, in, k+1)
+    if interior:
+        return row.unsqueeze(-1) + tables.offsets, vals
+    flat = row.reshape(-1)
+    k1 = tables.order + 1
+    pos = tables.pos.index_select(0, flat).view(*row.shape, k1)
+    return pos, vals * tables.valid.index_select(0, flat).view(*row.shape, k1)
 
 
-def _scatter_dense(pos: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
-    """(batch, in, k+1) local values at ``pos`` -> dense (batch, in, n)."""
-    dense = values.new_zeros(*values.shape[:-1], n)
-    return dense.scatter_add(-1, pos, values)
+def _scatter_dense(pos: torch.Tensor, values: torch.Tensor, width: int) -> torch.Tensor:
+    """(batch, in, k+1) local values at ``pos`` -> dense (batch, in, width), zeros elsewhere."""
+    dense = values.new_zeros(*values.shape[:-1], width)
+    return dense.scatter_add_(-1, pos, values)
+
+
+def _dense_features(x: torch.Tensor, t0: torch.Tensor, inv_h: torch.Tensor, tables: _LocalTables) -> torch.Tensor:
+    """Dense (batch, in, n) basis values on a uniform grid (differentiable in x)."""
+    row, t = _locate(x, t0, inv_h, tables)
+    pos, vals = _local_values(row, t, tables)
+    return _scatter_dense(pos, vals, tables.n)
 
 
 class _UniformBSplineLinear(torch.autograd.Function):
-    """y = dense_bspline(x) @ W^T for uniform knots; saves only x and W for backward.
+    """y = [B(x) | extra] @ W^T for uniform knots, as one GEMM.
 
-    The backward recomputes the local values with differentiable ops, so double backward
-    (d2y/dx2 for physics-informed losses) works through it.
+    Only ``x``, the local values (batch, in, k+1) and ``extra`` are kept for backward (not the
+    dense (batch, in, n) matrix), which rebuilds the dense matrix with one scatter. When a graph
+    of the backward is requested (double backward, e.g. d2y/dx2 in a physics-informed loss), the
+    backward is recomputed from ``x`` with differentiable ops instead.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, t0, inv_h, poly, order, n):  # type: ignore[override]
-        ctx.order, ctx.n = order, n
-        ctx.save_for_backward(x, weight, t0, inv_h, poly)
-        k1 = order + 1
-        pos, vals = _local_eval(x, t0, inv_h, poly, order, n)
-        dense = _scatter_dense(pos, vals[..., :k1], n)  # (batch, in, n)
-        # (batch, in*n) @ (in*n, out)
-        return dense.reshape(x.shape[0], -1) @ weight.reshape(weight.shape[0], -1).t()
+    def forward(ctx, x, extra, weight, t0, inv_h, tables):  # type: ignore[override]
+        # x, extra: (batch, in); weight: (out, in, n [+1]); t0, inv_h: (in,)
+        row, t = _locate(x, t0, inv_h, tables)
+        interior = _all_interior(row, tables)
+        pos, vals = _local_values(row, t, tables, interior=interior)
+        width = weight.shape[-1]
+        dense = _scatter_dense(pos, vals, width)  # (batch, in, width)
+        if extra is not None:
+            dense[..., tables.n] = extra
+        ctx.tables, ctx.interior = tables, interior
+        ctx.save_for_backward(x, extra, weight, t0, inv_h, vals)
+        # (batch, in*width) @ (in*width, out) -> (batch, out)
+        return dense.view(x.shape[0], -1) @ weight.reshape(weight.shape[0], -1).t()
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        x, weight, t0, inv_h, poly = ctx.saved_tensors
-        order, n = ctx.order, ctx.n
-        k1 = order + 1
+        x, extra, weight, t0, inv_h, vals = ctx.saved_tensors
+        tables: _LocalTables = ctx.tables
         batch, n_in = x.shape
-        pos, vals = _local_eval(x, t0, inv_h, poly, order, n)
-        grad_x = grad_w = None
-        w2 = weight.reshape(weight.shape[0], -1)  # (out, in*n)
-        if ctx.needs_input_grad[1]:
-            dense = _scatter_dense(pos, vals[..., :k1], n).reshape(batch, -1)
-            grad_w = (grad_out.t() @ dense).reshape(weight.shape)  # (out, in*n) -> (out, in, n)
-        if ctx.needs_input_grad[0]:
-            grad_dense = (grad_out @ w2).reshape(batch, n_in, n)  # (batch, in, n)
-            grad_local = grad_dense.gather(-1, pos)  # (batch, in, k+1)
-            grad_x = (grad_local * vals[..., k1:]).sum(-1)
-        return grad_x, grad_w, None, None, None, None, None
+        width = weight.shape[-1]
+        differentiable = torch.is_grad_enabled()  # create_graph=True: rebuild from x with graph
+        row, t = _locate(x, t0, inv_h, tables)
+        if differentiable:
+            pos, vals = _local_values(row, t, tables, interior=ctx.interior)
+        elif ctx.interior:
+            pos = row.unsqueeze(-1) + tables.offsets
+        else:
+            pos = tables.pos.index_select(0, row.reshape(-1)).view(batch, n_in, -1)
+        grad_x = grad_extra = grad_w = None
+        if ctx.needs_input_grad[2]:
+            dense = _scatter_dense(pos, vals, width)
+            if extra is not None:
+                if differentiable:
+                    col = torch.tensor([tables.n], device=x.device)
+                    dense = dense.index_copy(-1, col, extra.unsqueeze(-1))
+                else:
+                    dense[..., tables.n] = extra
+            grad_w = (grad_out.t() @ dense.view(batch, -1)).view(weight.shape)  # (out, in, width)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            w2 = weight.reshape(weight.shape[0], -1)  # (out, in*width)
+            grad_dense = (grad_out @ w2).view(batch, n_in, width)  # (batch, in, width)
+            if ctx.needs_input_grad[0]:
+                _, dvals = _local_values(row, t, tables, derivative=True, interior=ctx.interior)  # d/du
+                grad_x = (grad_dense.gather(-1, pos) * dvals).sum(-1) * inv_h
+            if extra is not None and ctx.needs_input_grad[1]:
+                grad_extra = grad_dense[..., tables.n]
+        return grad_x, grad_extra, grad_w, None, None, None
 
 
 class BSplineBasis(Basis):
@@ -205,9 +272,8 @@ class BSplineBasis(Basis):
         self.order = order
         self.grid_range = grid_range
         self.register_buffer("grid", uniform_knots(in_features, grid_size, order, grid_range).to(torch.get_default_dtype()))
-        # plain attribute, not a buffer: module.to(float32) must not round these constants
-        self._local_poly = torch.from_numpy(_local_polynomials(order))
-        self._poly_cache: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+        # constants of the fast path per (dtype, device); plain attributes, not state
+        self._tables: dict[tuple[torch.dtype, torch.device], _LocalTables] = {}
         self._uniform_cache: tuple[int, int, bool] | None = None
 
     @property
@@ -229,26 +295,79 @@ class BSplineBasis(Basis):
             self._uniform_cache = (*key, uniform)
         return self._uniform_cache[2]
 
-    def _uniform_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _uniform_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, _LocalTables]:
         t0 = self.grid[:, 0].to(dtype)
         inv_h = (1.0 / (self.grid[:, 1] - self.grid[:, 0])).to(dtype)
         key = (dtype, self.grid.device)
-        if key not in self._poly_cache:
-            self._poly_cache[key] = self._local_poly.to(device=self.grid.device, dtype=dtype)
-        return t0, inv_h, self._poly_cache[key]
+        if key not in self._tables:
+            self._tables[key] = _LocalTables(self.order, self.num_functions, dtype, self.grid.device)
+        return t0, inv_h, self._tables[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.is_uniform():
             return cox_de_boor(x, self.grid, self.order)
-        t0, inv_h, poly = self._uniform_params(x.dtype)
-        pos, vals = _local_eval(x, t0, inv_h, poly, self.order, self.num_functions)
-        return _scatter_dense(pos, vals[..., : self.order + 1], self.num_functions)
+        t0, inv_h, tables = self._uniform_params(x.dtype)
+        return _dense_features(x, t0, inv_h, tables)
 
-    def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, coef: torch.Tensor, grid_eps: float = 0.02) -> torch.Tensor:
+        """Move every input's knots to the samples ``x`` (batch, in); returns refitted coef (out, in, n).
+
+        The new coefficients reproduce the old spline on ``x`` by least squares (float64).
+        """
+        target = edge_values(self(x), coef)  # (batch, out, in)
+        knots = data_knots(x, self.grid_size, self.order, grid_eps).to(self.grid.dtype)
+        old = self.grid.clone()
+        self.grid.copy_(knots)
+        try:
+            return fit_coefficients(self(x), target)
+        except Exception:
+            self.grid.copy_(old)  # leave the basis as it was
+            raise
+
+    def linear(
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        extra: torch.Tensor | None = None,
+        extra_weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if not self.is_uniform():
-            return super().linear(x, weight)
-        t0, inv_h, poly = self._uniform_params(x.dtype)
-        return _UniformBSplineLinear.apply(x, weight, t0, inv_h, poly, self.order, self.num_functions)
+            return super().linear(x, weight, extra, extra_weight)
+        t0, inv_h, tables = self._uniform_params(x.dtype)
+        if extra is not None:
+            # the base branch rides along as one more column: a single GEMM for the whole layer
+            weight = torch.cat([weight, extra_weight.unsqueeze(-1)], dim=-1)  # (out, in, n+1)
+        return _UniformBSplineLinear.apply(x, extra, weight, t0, inv_h, tables)
+
+
+def data_knots(x: torch.Tensor, grid_size: int, order: int, grid_eps: float = 0.02) -> torch.Tensor:
+    """Knots that follow the samples: pykan's mix of uniform and quantile grid points.
+
+    ``grid_eps * uniform(min, max) + (1 - grid_eps) * quantiles`` for the G + 1 interior knots,
+    then ``order`` knots each side at the mean spacing. Strictly increasing whenever
+    ``grid_eps > 0`` (constant inputs get a small window around their value).
+
+    Args:
+        x: (batch, in) samples.
+
+    Returns:
+        (in, G + 2k + 1) in ``x``'s dtype.
+    """
+    if not 0.0 <= grid_eps <= 1.0:
+        raise ValueError(f"grid_eps must be in [0, 1], got {grid_eps!r}")
+    x = x.to(torch.float64)
+    lo, hi = data_range(x)  # (in,)
+    levels = torch.linspace(0, 1, grid_size + 1, dtype=torch.float64, device=x.device)
+    uniform = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * levels  # (in, G+1)
+    adaptive = torch.quantile(x.clamp(lo, hi), levels, dim=0).t()  # (in, G+1)
+    adaptive[:, 0], adaptive[:, -1] = lo, hi
+    inner = grid_eps * uniform + (1 - grid_eps) * adaptive
+    h = (inner[:, -1:] - inner[:, :1]) / grid_size  # (in, 1)
+    steps = torch.arange(1, order + 1, dtype=torch.float64, device=x.device)
+    left = inner[:, :1] - h * steps.flip(0)
+    right = inner[:, -1:] + h * steps
+    return torch.cat([left, inner, right], dim=-1)
 
 
 def _check_range(grid_range: Sequence[float], who: str) -> tuple[float, float]:

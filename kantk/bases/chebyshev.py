@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from kantk.bases.base import Basis
+from kantk.bases.base import Basis, data_range, edge_values, fit_coefficients
 from kantk.plugins import hookimpl
 from kantk.types import BasisSpec
 
@@ -49,6 +49,24 @@ class ChebyshevBasis(Basis):
         for _ in range(2, self.degree + 1):
             polys.append(2 * z * polys[-1] - polys[-2])
         return torch.stack(polys, dim=-1)  # (batch, in, d + 1)
+
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, coef: torch.Tensor, grid_eps: float = 0.02) -> torch.Tensor:
+        """Centre the normalisation on the samples' range; returns refitted coef (out, in, n).
+
+        ``grid_eps`` is accepted for interface symmetry; the normalisation uses min and max.
+        """
+        target = edge_values(self(x), coef)  # (batch, out, in)
+        lo, hi = data_range(x.to(torch.float64))
+        old = (self.center.clone(), self.halfwidth.clone())
+        self.center.copy_((lo + hi) / 2)
+        self.halfwidth.copy_((hi - lo) / 2)
+        try:
+            return fit_coefficients(self(x), target)
+        except Exception:
+            self.center.copy_(old[0])
+            self.halfwidth.copy_(old[1])
+            raise
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 import torch
 
-from kantk.bases.base import Basis
+from kantk.bases.base import Basis, data_range, edge_values, fit_coefficients
 from kantk.bases.bspline import _check_range
 from kantk.plugins import hookimpl
 from kantk.types import BasisSpec
@@ -46,6 +46,29 @@ class RBFBasis(Basis):
         # (batch, in, 1) - (in, C) -> (batch, in, C)
         z = (x.unsqueeze(-1) - self.centers.to(x.dtype)) / self.width.to(x.dtype).unsqueeze(-1)
         return torch.exp(-z * z)
+
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, coef: torch.Tensor, grid_eps: float = 0.02) -> torch.Tensor:
+        """Move the centres to the samples (quantile-spaced, mixed with uniform by ``grid_eps``).
+
+        Returns refitted coef (out, in, n) that keep the edge functions on ``x``.
+        """
+        target = edge_values(self(x), coef)  # (batch, out, in)
+        xd = x.to(torch.float64)
+        lo, hi = data_range(xd)
+        levels = torch.linspace(0, 1, self.num_centers, dtype=torch.float64, device=x.device)
+        uniform = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * levels
+        adaptive = torch.quantile(xd.clamp(lo, hi), levels, dim=0).t()
+        centers = grid_eps * uniform + (1 - grid_eps) * adaptive  # (in, C)
+        old = (self.centers.clone(), self.width.clone())
+        self.centers.copy_(centers)
+        self.width.copy_((hi - lo) / (self.num_centers - 1))
+        try:
+            return fit_coefficients(self(x), target)
+        except Exception:
+            self.centers.copy_(old[0])
+            self.width.copy_(old[1])
+            raise
 
 
 @hookimpl

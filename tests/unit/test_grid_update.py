@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import kantk
+from kantk.bases import SupportsGridUpdate
+
+ADAPTIVE = [n for n in kantk.list_bases() if isinstance(kantk.KANLayer(1, 1, basis=n).basis, SupportsGridUpdate)]
+
+
+def _fit_like(model, x, y, steps=30):
+    opt = torch.optim.LBFGS(model.parameters(), lr=1, line_search_fn="strong_wolfe", max_iter=10)
+
+    def closure():
+        opt.zero_grad()
+        loss = (model(x) - y).square().mean()
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        opt.step(closure)
+
+
+# Relative change of a smooth layer's output on the data after update_grid. B-splines and
+# Chebyshev polynomials reproduce the old function closely; Gaussian RBFs whose width equals their
+# spacing approximate smooth functions only to about 1e-2 and are held to that.
+TOLERANCE = {"bspline": 1e-4, "chebyshev": 1e-3, "rbf": 5e-2}
+
+
+@pytest.mark.parametrize("name", ["bspline", "chebyshev", "rbf"])
+def test_update_grid_keeps_a_smooth_layer_on_the_data(name):
+    from kantk.bases.base import fit_coefficients
+
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 1], basis=name, seed=0)
+    layer = model.layers[0]
+    xs = torch.linspace(-1, 1, 200).unsqueeze(-1).expand(-1, 2)
+    target = torch.sin(torch.tensor([[0.9, 1.3]]).unsqueeze(0) * xs.unsqueeze(1) + 0.3)  # (200, 1, 2)
+    with torch.no_grad():
+        layer.coef.copy_(fit_coefficients(layer.basis(xs), target))
+    x = torch.rand(400, 2) * 1.6 - 0.8
+    before = model(x)
+    model.update_grid(x)
+    rel = (model(x) - before).norm() / before.norm()
+    assert rel <= TOLERANCE[name], rel
+
+
+@pytest.mark.parametrize("name", ADAPTIVE)
+def test_update_grid_keeps_a_trained_model_close(name):
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 3, 1], basis=name, seed=0)
+    x = torch.rand(400, 2) * 1.6 - 0.8
+    y = torch.exp(torch.sin(math.pi * x[:, :1]) + x[:, 1:] ** 2)
+    _fit_like(model, x, y, steps=5)
+    before = model(x)
+    model.update_grid(x)
+    rel = (model(x) - before).norm() / before.norm()
+    assert rel <= 0.1, rel
+
+
+def test_bspline_grid_follows_quantiles():
+    torch.set_default_dtype(torch.float64)
+    layer = kantk.KANLayer(1, 1, basis_kwargs={"grid_size": 4, "order": 3})
+    x = torch.rand(1000, 1) ** 3 * 4  # skewed towards 0, range [0, 4)
+    layer.update_grid(x)
+    grid = layer.basis.grid[0]
+    assert not layer.basis.is_uniform()
+    assert grid[3] == pytest.approx(float(x.min()), abs=1e-9)
+    assert grid[-4] == pytest.approx(float(x.max()), abs=1e-9)
+    inner = grid[3:-3]
+    median = torch.quantile(x[:, 0], 0.5)
+    assert abs(float(inner[2]) - (0.98 * float(median) + 0.02 * float(inner[0] + inner[-1]) / 2)) < 1e-6
+
+
+@pytest.mark.parametrize("name", ADAPTIVE)
+@pytest.mark.parametrize(
+    "samples",
+    [
+        torch.full((50, 2), 0.3),  # all equal
+        torch.tensor([[1e8, -1e8], [2e8, 3e8], [-5e8, 1e7]] * 5),  # huge
+        torch.tensor([[0.1, 0.2], [0.5, -0.3]]),  # fewer samples than coefficients
+    ],
+    ids=["constant", "huge", "few"],
+)
+def test_hostile_samples_give_a_working_grid(name, samples):
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 2, 1], basis=name, seed=0)
+    model.update_grid(samples.to(torch.float64))
+    for buf in model.buffers():
+        assert torch.isfinite(buf).all()
+    for p in model.parameters():
+        assert torch.isfinite(p).all()
+    x = torch.rand(10, 2) * 2 - 1
+    y = model(torch.cat([x, samples.to(torch.float64)]))
+    assert torch.isfinite(y).all()
+
+
+def test_update_grid_rejects_bad_samples_and_changes_nothing():
+    model = kantk.KAN([2, 1], seed=0)
+    grid = model.layers[0].basis.grid.clone()
+    with pytest.raises(ValueError, match="finite"):
+        model.update_grid(torch.tensor([[0.0, float("nan")]]))
+    with pytest.raises(ValueError, match=r"\(batch, 2\)"):
+        model.update_grid(torch.rand(5, 3))
+    assert torch.equal(model.layers[0].basis.grid, grid)
+
+
+def test_basis_without_the_capability_is_skipped_with_a_warning():
+    from kantk.bases import Basis
+
+    class Fixed(Basis):
+        num_functions = 2
+
+        def forward(self, x):
+            return torch.stack([x, x * x], dim=-1)
+
+        def config(self):
+            return {}
+
+    class Plugin:
+        @kantk.hookimpl
+        def kantk_bases(self):
+            yield kantk.BasisSpec("fixed_test", Fixed)
+
+    registry = kantk.Registry.with_plugins(Plugin())
+    model = kantk.KAN([2, 2, 1], basis=["fixed_test", "bspline"], registry=registry, seed=0)
+    x = torch.rand(30, 2)
+    coef = model.layers[0].coef.clone()
+    with pytest.warns(UserWarning, match="'fixed_test' cannot update its grid"):
+        model.update_grid(x)
+    assert torch.equal(model.layers[0].coef, coef)
+    assert not model.layers[1].basis.is_uniform()  # the next layer still adapted
