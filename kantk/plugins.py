@@ -25,6 +25,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "kantk.bases.bspline",
     "kantk.bases.chebyshev",
     "kantk.bases.rbf",
+    "kantk.regularisers.l1_entropy",
+    "kantk.regularisers.coef_l1",
+    "kantk.regularisers.coef_smoothness",
 )
 
 
@@ -79,9 +82,19 @@ def create_plugin_manager(
     if load_entry_points is None:
         load_entry_points = not autoload_disabled()
     if load_entry_points:
+        loaded_from: dict[str, str | None] = {}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             package = ep.dist.name if ep.dist is not None else None
-            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            if pm.is_blocked(ep.name):
+                continue
+            if pm.get_plugin(ep.name) is not None:
+                if loaded_from.get(ep.name) == package:
+                    continue  # the same distribution found twice on sys.path
+                logger.warning(
+                    "kantk plugin %r from package %r was skipped: a plugin of that name is already registered",
+                    ep.name, package,
+                )
+                failed.append(FailedPlugin(ep.name, package, "a plugin of that name is already registered"))
                 continue
             try:
                 plugin = ep.load()
@@ -93,6 +106,7 @@ def create_plugin_manager(
                 failed.append(FailedPlugin(ep.name, package, f"{type(exc).__name__}: {exc}"))
                 continue
             _register(pm, plugin, ep.name)
+            loaded_from[ep.name] = package
 
     for plugin in extra_plugins:
         _register(pm, plugin, None)

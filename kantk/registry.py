@@ -29,8 +29,9 @@ class ComponentTable(Generic[T]):
         PluginError: Two plugins (or one plugin twice) register the same name.
     """
 
-    def __init__(self, kind: str, records: Sequence[tuple[str, T]]):
+    def __init__(self, kind: str, records: Sequence[tuple[str, T]], failed: Sequence[FailedPlugin] = ()):
         self.kind = kind
+        self._failed = list(failed)
         self._records: dict[str, T] = {}
         self._owner: dict[str, str] = {}
         for plugin_name, record in records:
@@ -58,9 +59,15 @@ class ComponentTable(Generic[T]):
         if not isinstance(name, str) or name not in self._records:
             raise UnknownComponentError(
                 f"unknown {self.kind} {name!r}; known {self.kind} names: {', '.join(self.names()) or '(none)'}"
-                " (is the plugin that provides it installed?)"
+                + self._hint()
             )
         return self._records[name]
+
+    def _hint(self) -> str:
+        if self._failed:
+            broken = ", ".join(f"{f.name} ({f.package or 'unknown package'}): {f.error}" for f in self._failed)
+            return f". These plugins failed to load and were skipped: {broken}"
+        return " (is the plugin that provides it installed?)"
 
     def owner(self, name: str) -> str:
         """Name of the plugin that registered ``name``."""
@@ -95,11 +102,11 @@ class Registry:
             plugin_manager, failed_plugins = create_plugin_manager()
         self.plugin_manager = plugin_manager
         self.failed_plugins: list[FailedPlugin] = list(failed_plugins)
-        self.bases = ComponentTable("basis", self._collect("kantk_bases"))
-        self.regularisers = ComponentTable("regulariser", self._collect("kantk_regularisers"))
-        self.pruners = ComponentTable("pruner", self._collect("kantk_pruners"))
+        self.bases = ComponentTable("basis", self._collect("kantk_bases"), self.failed_plugins)
+        self.regularisers = ComponentTable("regulariser", self._collect("kantk_regularisers"), self.failed_plugins)
+        self.pruners = ComponentTable("pruner", self._collect("kantk_pruners"), self.failed_plugins)
         self.symbolic_libraries = ComponentTable(
-            "symbolic library", self._collect("kantk_symbolic_libraries")
+            "symbolic library", self._collect("kantk_symbolic_libraries"), self.failed_plugins
         )
 
     def _collect(self, hook_name: str) -> list[tuple[str, Any]]:
@@ -107,10 +114,15 @@ class Registry:
         out: list[tuple[str, Any]] = []
         # Call each implementation on its own so a duplicate can be blamed on its plugin.
         for impl in caller.get_hookimpls():  # registration order
-            result = impl.function()
-            if result is None:
-                continue
-            out.extend((impl.plugin_name, record) for record in result)
+            try:
+                result = impl.function()
+                records = [] if result is None else list(result)
+            except Exception as exc:
+                raise PluginError(
+                    f"kantk plugin {impl.plugin_name!r} failed in {hook_name}(): {type(exc).__name__}: {exc} "
+                    "(a collection hook must return or yield an iterable of records)"
+                ) from exc
+            out.extend((impl.plugin_name, record) for record in records)
         return out
 
     @classmethod

@@ -1,5 +1,12 @@
 """Basis families. Each module ends with its ``kantk_bases`` hook implementation."""
-from kantk.bases.base import Basis, SupportsGridUpdate, SupportsRefine
+from kantk.bases.base import (
+    Basis,
+    SupportsGridUpdate,
+    SupportsRefine,
+    data_range,
+    edge_values,
+    fit_coefficients,
+)
 from kantk.bases.bspline import BSplineBasis, cox_de_boor
 from kantk.bases.chebyshev import ChebyshevBasis
 from kantk.bases.rbf import RBFBasis
@@ -12,4 +19,7 @@ __all__ = [
     "SupportsGridUpdate",
     "SupportsRefine",
     "cox_de_boor",
+    "data_range",
+    "edge_values",
+    "fit_coefficients",
 ]

@@ -124,15 +124,46 @@ class _LocalTables:
         self.pos = pos.clamp(0, n - 1).to(device)
         # rows whose k+1 bases all exist: intervals order..n-1 of the extended grid
         self.first_interior, self.last_interior = order + 1, n
-        self.offsets = torch.arange(-order - 1, 0, device=device)  # row + offsets = pos inside
 
 
-def _horner(coefs: list[float], t: torch.Tensor) -> torch.Tensor:
-    """sum_p coefs[p] t**p on a (batch, in) tensor."""
-    acc = torch.full_like(t, coefs[-1])
-    for c in reversed(coefs[:-1]):
-        acc = acc * t + c
-    return acc
+def _fill_polys(t: torch.Tensor, coefs: list[list[float]], out: torch.Tensor) -> torch.Tensor:
+    """out[..., r] = sum_p coefs[r][p] t**p, by Horner's rule, the last op writing in place.
+
+    Writing each value straight into its strided slot avoids a separate interleaving pass.
+    Args: t: (batch, in); out: (batch, in, k+1). Returns out.
+    """
+    for r, c in enumerate(coefs):
+        if len(c) == 1:
+            out[..., r].fill_(c[0])
+            continue
+        acc = t * c[-1]
+        for cp in reversed(c[1:-1]):
+            acc = (acc + cp) * t
+        torch.add(acc, c[0], out=out[..., r])
+    return out
+
+
+def _cubic_values(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The four cubic pieces at t, (batch, in) -> out (batch, in, 4), with few passes."""
+    t2 = t * t
+    t3 = t2 * t
+    s = 1.0 - t
+    v0 = torch.mul(s * s * s, 1.0 / 6.0, out=out[..., 0])
+    v3 = torch.mul(t3, 1.0 / 6.0, out=out[..., 3])
+    v1 = torch.add(t3 * 0.5 - t2, 2.0 / 3.0, out=out[..., 1])
+    torch.sub(1.0 - v0 - v3, v1, out=out[..., 2])  # partition of unity
+    return out
+
+
+def _cubic_derivatives(t: torch.Tensor) -> list[torch.Tensor]:
+    """d/du of the four cubic pieces at t, as four (batch, in) tensors."""
+    t2 = t * t
+    s = 1.0 - t
+    d0 = s * s * -0.5
+    d3 = t2 * 0.5
+    d1 = t2 * 1.5 - 2.0 * t
+    d2 = -(d0 + d1 + d3)  # derivatives of a partition of unity sum to zero
+    return [d0, d1, d2, d3]
 
 
 def _locate(x: torch.Tensor, t0: torch.Tensor, inv_h: torch.Tensor, tables: _LocalTables):
@@ -152,22 +183,46 @@ def _all_interior(row: torch.Tensor, tables: _LocalTables) -> bool:
     return int(lo) >= tables.first_interior and int(hi) <= tables.last_interior
 
 
-def _local_values(
-    row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, derivative: bool = False, interior: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The order+1 non-zero values (or d/du derivatives) per input, zero for missing bases.
+def _positions(row: torch.Tensor, tables: _LocalTables) -> torch.Tensor:
+    """(batch, in, k+1) basis index of each local value, clamped into [0, n)."""
+    return tables.pos.index_select(0, row.reshape(-1)).view(*row.shape, tables.order + 1)
 
-    Returns:
-        pos: (batch, in, k+1) basis indices in [0, n). vals: (batch, in, k+1).
+
+def _local_values(
+    row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions and values of the order+1 non-zero bases per input, zero for missing bases.
+
+    Differentiable in ``t`` (used for double backward). Returns pos, vals: (batch, in, k+1).
     """
-    coefs = tables.deriv_coefs if derivative else tables.value_coefs
-    vals = torch.stack([_horner(c, t) for c in coefs], dim=-1)  # (batch, in, k+1)
-    if interior:
-        return row.unsqueeze(-1) + tables.offsets, vals
-    flat = row.reshape(-1)
-    k1 = tables.order + 1
-    pos = tables.pos.index_select(0, flat).view(*row.shape, k1)
-    return pos, vals * tables.valid.index_select(0, flat).view(*row.shape, k1)
+    pos = _positions(row, tables)
+    if torch.is_grad_enabled() and t.requires_grad:
+        # autograd cannot see through out= writes: build the values functionally
+        vals = torch.stack([_horner(c, t) for c in tables.value_coefs], dim=-1)
+    else:
+        vals = t.new_empty(*t.shape, tables.order + 1)
+        if tables.order == 3:
+            _cubic_values(t, vals)
+        else:
+            _fill_polys(t, tables.value_coefs, vals)
+    if not interior:
+        vals = vals * tables.valid.index_select(0, row.reshape(-1)).view_as(vals)
+    return pos, vals
+
+
+def _local_derivatives(t: torch.Tensor, tables: _LocalTables) -> list[torch.Tensor]:
+    """d/du of the order+1 local pieces, as (batch, in) tensors (missing bases not masked)."""
+    if tables.order == 3 and not (torch.is_grad_enabled() and t.requires_grad):
+        return _cubic_derivatives(t)
+    return [_horner(c, t) for c in tables.deriv_coefs]
+
+
+def _horner(coefs: list[float], t: torch.Tensor) -> torch.Tensor:
+    """sum_p coefs[p] t**p on a (batch, in) tensor (functional form)."""
+    acc = torch.full_like(t, coefs[-1])
+    for c in reversed(coefs[:-1]):
+        acc = acc * t + c
+    return acc
 
 
 def _scatter_dense(pos: torch.Tensor, values: torch.Tensor, width: int) -> torch.Tensor:
@@ -217,10 +272,8 @@ class _UniformBSplineLinear(torch.autograd.Function):
         row, t = _locate(x, t0, inv_h, tables)
         if differentiable:
             pos, vals = _local_values(row, t, tables, interior=ctx.interior)
-        elif ctx.interior:
-            pos = row.unsqueeze(-1) + tables.offsets
         else:
-            pos = tables.pos.index_select(0, row.reshape(-1)).view(batch, n_in, -1)
+            pos = _positions(row, tables)
         grad_x = grad_extra = grad_w = None
         if ctx.needs_input_grad[2]:
             dense = _scatter_dense(pos, vals, width)
@@ -235,10 +288,17 @@ class _UniformBSplineLinear(torch.autograd.Function):
             w2 = weight.reshape(weight.shape[0], -1)  # (out, in*width)
             grad_dense = (grad_out @ w2).view(batch, n_in, width)  # (batch, in, width)
             if ctx.needs_input_grad[0]:
-                _, dvals = _local_values(row, t, tables, derivative=True, interior=ctx.interior)  # d/du
-                grad_x = (grad_dense.gather(-1, pos) * dvals).sum(-1) * inv_h
+                local = grad_dense.gather(-1, pos)  # (batch, in, k+1)
+                if not ctx.interior:
+                    local = local * tables.valid.index_select(0, row.reshape(-1)).view_as(local)
+                derivs = _local_derivatives(t, tables)  # d/du, each (batch, in)
+                grad_x = local[..., 0] * derivs[0]
+                for r in range(1, tables.order + 1):
+                    grad_x = torch.addcmul(grad_x, local[..., r], derivs[r])
+                grad_x = grad_x * inv_h
             if extra is not None and ctx.needs_input_grad[1]:
-                grad_extra = grad_dense[..., tables.n]
+                # contiguous, so the base activation's backward runs on a dense tensor
+                grad_extra = grad_dense[..., tables.n].contiguous()
         return grad_x, grad_extra, grad_w, None, None, None
 
 

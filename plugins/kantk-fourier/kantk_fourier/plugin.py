@@ -32,7 +32,8 @@ class FourierBasis(Basis):
         if not isinstance(num_frequencies, int) or isinstance(num_frequencies, bool) or num_frequencies < 1:
             raise ValueError(f"fourier num_frequencies must be an int >= 1, got {num_frequencies!r}")
         self.num_frequencies = num_frequencies
-        self.register_buffer("harmonics", torch.arange(1, num_frequencies + 1, dtype=torch.get_default_dtype()))
+        harmonics = torch.arange(1, num_frequencies + 1, dtype=torch.get_default_dtype())  # (K,)
+        self.register_buffer("harmonics", harmonics)
 
     @property
     def num_functions(self) -> int:
