@@ -1,0 +1,126 @@
+"""Regularisers: penalties added to the training loss. Each module ends with its hook implementation.
+
+A regulariser is built by its registry record's ``factory(**options)`` and called as
+``reg(model, x) -> scalar tensor``; one that sets ``needs_layer_inputs = True`` also accepts
+``layer_inputs=model.layer_inputs(x)`` so the training step can share that pass with the loss.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from kantk.regularisers.coef_l1 import CoefficientL1Regulariser
+from kantk.regularisers.coef_smoothness import CoefficientSmoothnessRegulariser
+from kantk.regularisers.l1_entropy import L1EntropyRegulariser
+from kantk.registry import Registry, resolve_registry
+
+RegulariserConfig = Mapping[str, "float | Mapping[str, Any]"]
+
+
+@dataclass(frozen=True)
+class WeightedRegulariser:
+    """One active regulariser.
+
+    Attributes:
+        name: Registry name.
+        weight: Multiplies the penalty before it is added to the loss.
+        fn: The built regulariser, ``fn(model, x) -> scalar tensor``.
+    """
+
+    name: str
+    weight: float
+    fn: Callable[..., torch.Tensor]
+
+    @property
+    def needs_layer_inputs(self) -> bool:
+        return bool(getattr(self.fn, "needs_layer_inputs", False))
+
+
+def build_regularisers(
+    config: RegulariserConfig | None, registry: Registry | None = None
+) -> list[WeightedRegulariser]:
+    """Build regularisers from ``{name: weight}`` or ``{name: {"weight": w, **options}}``.
+
+    Args:
+        config: E.g. ``{"l1_entropy": {"weight": 1e-3, "entropy": 2.0}, "coef_l1": 1e-4}``.
+            ``None`` or ``{}``: no regularisation.
+        registry: Where to look the names up (``None``: the default registry).
+
+    Returns:
+        The regularisers in the given order.
+
+    Raises:
+        UnknownComponentError: A name no plugin provides (the message lists the known names).
+        ValueError: A negative or non-finite weight, or an option the regulariser does not accept.
+    """
+    if config is None:
+        return []
+    if not isinstance(config, Mapping):
+        raise TypeError(
+            "regularisers must be a dict such as {'l1_entropy': 1e-3} or "
+            f"{{'l1_entropy': {{'weight': 1e-3, 'entropy': 2.0}}}}, got {config!r}"
+        )
+    table = resolve_registry(registry).regularisers
+    out = []
+    for name, entry in config.items():
+        spec = table.get(name)
+        if isinstance(entry, Mapping):
+            options = dict(entry)
+            weight = options.pop("weight", 1.0)
+        else:
+            weight, options = entry, {}
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"regulariser {name!r} weight must be a finite number >= 0, got {weight!r}")
+        accepted = _accepted(spec.factory)
+        if accepted is not None:
+            unknown = sorted(set(options) - accepted)
+            if unknown:
+                raise ValueError(
+                    f"regulariser {name!r} does not accept {', '.join(map(repr, unknown))}; "
+                    f"accepted options: weight, {', '.join(sorted(accepted)) or '(no others)'}"
+                )
+        out.append(WeightedRegulariser(name, float(weight), spec.factory(**options)))
+    return out
+
+
+def regularisation(
+    regularisers: Sequence[WeightedRegulariser],
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    layer_inputs: Sequence[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The weighted sum of the penalties for a batch ``x`` (batch, widths[0]); 0 when none."""
+    total = x.new_zeros(())
+    for reg in regularisers:
+        if reg.weight == 0:
+            continue
+        if reg.needs_layer_inputs and layer_inputs is not None:
+            value = reg.fn(model, x, layer_inputs=layer_inputs)
+        else:
+            value = reg.fn(model, x)
+        total = total + reg.weight * value
+    return total
+
+
+def _accepted(factory: Callable[..., Any]) -> set[str] | None:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+__all__ = [
+    "CoefficientL1Regulariser",
+    "CoefficientSmoothnessRegulariser",
+    "L1EntropyRegulariser",
+    "WeightedRegulariser",
+    "build_regularisers",
+    "regularisation",
+]
