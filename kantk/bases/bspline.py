@@ -15,6 +15,7 @@ carries the function on.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -183,19 +184,24 @@ def _all_interior(row: torch.Tensor, tables: _LocalTables) -> bool:
     return int(lo) >= tables.first_interior and int(hi) <= tables.last_interior
 
 
-def _positions(row: torch.Tensor, tables: _LocalTables) -> torch.Tensor:
+def _positions(row: torch.Tensor, tables: _LocalTables, scratch: bool = False) -> torch.Tensor:
     """(batch, in, k+1) basis index of each local value, clamped into [0, n)."""
-    return tables.pos.index_select(0, row.reshape(-1)).view(*row.shape, tables.order + 1)
+    flat = row.reshape(-1)
+    if scratch:
+        out = _scratch("pos", (flat.shape[0], tables.order + 1), tables.pos)
+        return torch.index_select(tables.pos, 0, flat, out=out).view(*row.shape, tables.order + 1)
+    return tables.pos.index_select(0, flat).view(*row.shape, tables.order + 1)
 
 
 def _local_values(
-    row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: bool = False
+    row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: bool = False, scratch: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions and values of the order+1 non-zero bases per input, zero for missing bases.
 
     Differentiable in ``t`` (used for double backward). Returns pos, vals: (batch, in, k+1).
+    ``scratch=True`` puts ``pos`` in a reused buffer (it must not be kept).
     """
-    pos = _positions(row, tables)
+    pos = _positions(row, tables, scratch=scratch)
     if torch.is_grad_enabled() and t.requires_grad:
         # autograd cannot see through out= writes: build the values functionally
         vals = torch.stack([_horner(c, t) for c in tables.value_coefs], dim=-1)
@@ -225,10 +231,47 @@ def _horner(coefs: list[float], t: torch.Tensor) -> torch.Tensor:
     return acc
 
 
-def _scatter_dense(pos: torch.Tensor, values: torch.Tensor, width: int) -> torch.Tensor:
-    """(batch, in, k+1) local values at ``pos`` -> dense (batch, in, width), zeros elsewhere."""
-    dense = values.new_zeros(*values.shape[:-1], width)
+def _scatter_dense(pos: torch.Tensor, values: torch.Tensor, width: int, scratch: bool = False) -> torch.Tensor:
+    """(batch, in, k+1) local values at ``pos`` -> dense (batch, in, width), zeros elsewhere.
+
+    ``scratch=True`` reuses a per-thread buffer (see :func:`_scratch`); only for a result that is
+    consumed at once and never kept.
+    """
+    shape = (*values.shape[:-1], width)
+    if scratch:
+        dense = _scratch("dense", shape, values).zero_()
+    else:
+        dense = values.new_zeros(shape)
     return dense.scatter_add_(-1, pos, values)
+
+
+_SCRATCH = threading.local()
+_SCRATCH_SLOTS = 12
+
+
+def _scratch(role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A per-thread reusable CPU buffer for the big short-lived matrices of the fused layer.
+
+    A fresh multi-megabyte CPU tensor per call costs thousands of page faults (the allocator
+    hands large blocks back to the OS); reusing one buffer per role, shape and dtype avoids that.
+    The last ``_SCRATCH_SLOTS`` are kept. Other devices have caching allocators already.
+    """
+    if like.device.type != "cpu":
+        return like.new_empty(shape)
+    cache: dict = _SCRATCH.__dict__.setdefault("buffers", {})
+    key = (role, shape, like.dtype)
+    buf = cache.pop(key, None)
+    if buf is None:
+        buf = like.new_empty(shape)
+        while len(cache) >= _SCRATCH_SLOTS:  # forget the least recently used
+            cache.pop(next(iter(cache)))
+    cache[key] = buf  # most recent last
+    return buf
+
+
+def clear_scratch() -> None:
+    """Free this thread's reusable buffers of the fused B-spline layer."""
+    _SCRATCH.__dict__.pop("buffers", None)
 
 
 def _dense_features(x: torch.Tensor, t0: torch.Tensor, inv_h: torch.Tensor, tables: _LocalTables) -> torch.Tensor:
@@ -252,9 +295,9 @@ class _UniformBSplineLinear(torch.autograd.Function):
         # x, extra: (batch, in); weight: (out, in, n [+1]); t0, inv_h: (in,)
         row, t = _locate(x, t0, inv_h, tables)
         interior = _all_interior(row, tables)
-        pos, vals = _local_values(row, t, tables, interior=interior)
+        pos, vals = _local_values(row, t, tables, interior=interior, scratch=True)
         width = weight.shape[-1]
-        dense = _scatter_dense(pos, vals, width)  # (batch, in, width)
+        dense = _scatter_dense(pos, vals, width, scratch=True)  # (batch, in, width), used at once
         if extra is not None:
             dense[..., tables.n] = extra
         ctx.tables, ctx.interior = tables, interior
@@ -273,10 +316,10 @@ class _UniformBSplineLinear(torch.autograd.Function):
         if differentiable:
             pos, vals = _local_values(row, t, tables, interior=ctx.interior)
         else:
-            pos = _positions(row, tables)
+            pos = _positions(row, tables, scratch=True)
         grad_x = grad_extra = grad_w = None
         if ctx.needs_input_grad[2]:
-            dense = _scatter_dense(pos, vals, width)
+            dense = _scatter_dense(pos, vals, width, scratch=not differentiable)
             if extra is not None:
                 if differentiable:
                     col = torch.tensor([tables.n], device=x.device)
@@ -286,7 +329,11 @@ class _UniformBSplineLinear(torch.autograd.Function):
             grad_w = (grad_out.t() @ dense.view(batch, -1)).view(weight.shape)  # (out, in, width)
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             w2 = weight.reshape(weight.shape[0], -1)  # (out, in*width)
-            grad_dense = (grad_out @ w2).view(batch, n_in, width)  # (batch, in, width)
+            if differentiable:
+                grad_dense = (grad_out @ w2).view(batch, n_in, width)  # (batch, in, width)
+            else:
+                grad_dense = torch.mm(grad_out, w2, out=_scratch("grad", (batch, n_in * width), grad_out))
+                grad_dense = grad_dense.view(batch, n_in, width)
             if ctx.needs_input_grad[0]:
                 local = grad_dense.gather(-1, pos)  # (batch, in, k+1)
                 if not ctx.interior:

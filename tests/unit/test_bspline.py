@@ -105,3 +105,22 @@ def test_second_derivative_through_a_kan_layer():
         return feats @ layer.spline_weight().reshape(1, -1).t() + torch.nn.functional.silu(inp) @ layer.base_weight().t()
 
     torch.testing.assert_close(second(layer), second(dense))
+
+
+def test_scratch_buffers_do_not_leak_between_layers_or_calls():
+    """Two layers of different shapes, called in turn, give the same results as fresh buffers."""
+    import kantk
+    from kantk.bases.bspline import clear_scratch
+
+    model = kantk.KAN([3, 4, 2], seed=0)
+    x = torch.rand(33, 3) * 2 - 1
+    x.requires_grad_()
+    y1 = model(x)
+    g1 = torch.autograd.grad(y1.square().sum(), [x, *model.parameters()])
+    clear_scratch()
+    y2 = model(torch.rand(7, 3))  # other shapes in between
+    y3 = model(x)
+    g3 = torch.autograd.grad(y3.square().sum(), [x, *model.parameters()])
+    assert torch.equal(y1, y3)
+    for a, b in zip(g1, g3):
+        assert torch.equal(a, b)
