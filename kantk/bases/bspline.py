@@ -193,15 +193,11 @@ def _positions(row: torch.Tensor, tables: _LocalTables, scratch: bool = False) -
     return tables.pos.index_select(0, flat).view(*row.shape, tables.order + 1)
 
 
-def _local_values(
-    row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: bool = False, scratch: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions and values of the order+1 non-zero bases per input, zero for missing bases.
+def _values(row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: bool = False) -> torch.Tensor:
+    """Values of the order+1 non-zero bases per input (batch, in, k+1), zero for missing bases.
 
-    Differentiable in ``t`` (used for double backward). Returns pos, vals: (batch, in, k+1).
-    ``scratch=True`` puts ``pos`` in a reused buffer (it must not be kept).
+    Differentiable in ``t`` when a graph is being recorded (used for double backward).
     """
-    pos = _positions(row, tables, scratch=scratch)
     if torch.is_grad_enabled() and t.requires_grad:
         # autograd cannot see through out= writes: build the values functionally
         vals = torch.stack([_horner(c, t) for c in tables.value_coefs], dim=-1)
@@ -213,7 +209,17 @@ def _local_values(
             _fill_polys(t, tables.value_coefs, vals)
     if not interior:
         vals = vals * tables.valid.index_select(0, row.reshape(-1)).view_as(vals)
-    return pos, vals
+    return vals
+
+
+def _local_values(
+    row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: bool = False, scratch: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions and values of the order+1 non-zero bases per input: pos, vals (batch, in, k+1).
+
+    ``scratch=True`` puts ``pos`` in a reused buffer (it must not be kept).
+    """
+    return _positions(row, tables, scratch=scratch), _values(row, t, tables, interior)
 
 
 def _local_derivatives(t: torch.Tensor, tables: _LocalTables) -> list[torch.Tensor]:
@@ -281,72 +287,115 @@ def _dense_features(x: torch.Tensor, t0: torch.Tensor, inv_h: torch.Tensor, tabl
     return _scatter_dense(pos, vals, tables.n)
 
 
-class _UniformBSplineLinear(torch.autograd.Function):
-    """y = [B(x) | extra] @ W^T for uniform knots, as one GEMM.
+#: Rows per chunk are chosen so one chunk's dense matrix holds about this many elements; a
+#: training step then needs O(chunk) scratch memory whatever the batch size.
+CHUNK_ELEMENTS = 1 << 22
 
-    Only ``x``, the local values (batch, in, k+1) and ``extra`` are kept for backward (not the
-    dense (batch, in, n) matrix), which rebuilds the dense matrix with one scatter. When a graph
-    of the backward is requested (double backward, e.g. d2y/dx2 in a physics-informed loss), the
-    backward is recomputed from ``x`` with differentiable ops instead.
+
+def _row_chunks(batch: int, per_row: int) -> list[tuple[int, int]]:
+    rows = max(1, CHUNK_ELEMENTS // max(1, per_row))
+    return [(a, min(a + rows, batch)) for a in range(0, batch, rows)]
+
+
+class _UniformBSplineLinear(torch.autograd.Function):
+    """y = [B(x) | extra] @ W^T for uniform knots: one GEMM per chunk of rows.
+
+    The dense (batch, in, n) matrix is never kept: it lives in a reused scratch buffer, one chunk
+    of rows at a time, and backward rebuilds it from ``x`` (only ``x``, ``extra`` and, for a
+    single chunk, the (batch, in, k+1) local values are saved). When a graph of the backward is
+    requested (double backward, e.g. d2y/dx2 in a physics-informed loss), the backward is
+    recomputed from ``x`` with differentiable ops instead.
     """
 
     @staticmethod
     def forward(ctx, x, extra, weight, t0, inv_h, tables):  # type: ignore[override]
-        # x, extra: (batch, in); weight: (out, in, n [+1]); t0, inv_h: (in,)
-        row, t = _locate(x, t0, inv_h, tables)
-        interior = _all_interior(row, tables)
-        pos, vals = _local_values(row, t, tables, interior=interior, scratch=True)
+        # x, extra: (batch, in); weight: (out, in, width = n [+1]); t0, inv_h: (in,)
+        batch, n_in = x.shape
         width = weight.shape[-1]
-        dense = _scatter_dense(pos, vals, width, scratch=True)  # (batch, in, width), used at once
-        if extra is not None:
-            dense[..., tables.n] = extra
-        ctx.tables, ctx.interior = tables, interior
-        ctx.save_for_backward(x, extra, weight, t0, inv_h, vals)
-        # (batch, in*width) @ (in*width, out) -> (batch, out)
-        return dense.view(x.shape[0], -1) @ weight.reshape(weight.shape[0], -1).t()
+        w2t = weight.reshape(weight.shape[0], -1).t()  # (in*width, out)
+        chunks = _row_chunks(batch, n_in * width)
+        y = x.new_empty(batch, weight.shape[0])
+        interiors = []
+        vals = None
+        for a, b in chunks:
+            row, t = _locate(x[a:b], t0, inv_h, tables)
+            interior = _all_interior(row, tables)
+            interiors.append(interior)
+            pos, vals = _local_values(row, t, tables, interior=interior, scratch=True)
+            dense = _scatter_dense(pos, vals, width, scratch=True)  # (rows, in, width), used at once
+            if extra is not None:
+                dense[..., tables.n] = extra[a:b]
+            torch.mm(dense.view(b - a, -1), w2t, out=y[a:b])  # (rows, in*width) @ (in*width, out)
+        ctx.tables, ctx.interiors, ctx.chunks = tables, interiors, chunks
+        ctx.save_for_backward(x, extra, weight, t0, inv_h, vals if len(chunks) == 1 else None)
+        return y
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        x, extra, weight, t0, inv_h, vals = ctx.saved_tensors
+        x, extra, weight, t0, inv_h, saved_vals = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: rebuild from x with a graph
+            return _differentiable_backward(ctx, grad_out, x, extra, weight, t0, inv_h)
         tables: _LocalTables = ctx.tables
         batch, n_in = x.shape
         width = weight.shape[-1]
-        differentiable = torch.is_grad_enabled()  # create_graph=True: rebuild from x with graph
-        row, t = _locate(x, t0, inv_h, tables)
-        if differentiable:
-            pos, vals = _local_values(row, t, tables, interior=ctx.interior)
-        else:
+        w2 = weight.reshape(weight.shape[0], -1)  # (out, in*width)
+        need_x, need_extra, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1] and extra is not None, ctx.needs_input_grad[2]
+        grad_x = x.new_empty(batch, n_in) if need_x else None
+        grad_extra = x.new_empty(batch, n_in) if need_extra else None
+        grad_w = torch.zeros_like(w2) if need_w else None
+        for (a, b), interior in zip(ctx.chunks, ctx.interiors):
+            rows = b - a
+            row, t = _locate(x[a:b], t0, inv_h, tables)
             pos = _positions(row, tables, scratch=True)
-        grad_x = grad_extra = grad_w = None
-        if ctx.needs_input_grad[2]:
-            dense = _scatter_dense(pos, vals, width, scratch=not differentiable)
-            if extra is not None:
-                if differentiable:
-                    col = torch.tensor([tables.n], device=x.device)
-                    dense = dense.index_copy(-1, col, extra.unsqueeze(-1))
-                else:
-                    dense[..., tables.n] = extra
-            grad_w = (grad_out.t() @ dense.view(batch, -1)).view(weight.shape)  # (out, in, width)
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            w2 = weight.reshape(weight.shape[0], -1)  # (out, in*width)
-            if differentiable:
-                grad_dense = (grad_out @ w2).view(batch, n_in, width)  # (batch, in, width)
-            else:
-                grad_dense = torch.mm(grad_out, w2, out=_scratch("grad", (batch, n_in * width), grad_out))
-                grad_dense = grad_dense.view(batch, n_in, width)
-            if ctx.needs_input_grad[0]:
-                local = grad_dense.gather(-1, pos)  # (batch, in, k+1)
-                if not ctx.interior:
-                    local = local * tables.valid.index_select(0, row.reshape(-1)).view_as(local)
-                derivs = _local_derivatives(t, tables)  # d/du, each (batch, in)
-                grad_x = local[..., 0] * derivs[0]
-                for r in range(1, tables.order + 1):
-                    grad_x = torch.addcmul(grad_x, local[..., r], derivs[r])
-                grad_x = grad_x * inv_h
-            if extra is not None and ctx.needs_input_grad[1]:
-                # contiguous, so the base activation's backward runs on a dense tensor
-                grad_extra = grad_dense[..., tables.n].contiguous()
-        return grad_x, grad_extra, grad_w, None, None, None
+            g = grad_out[a:b]
+            if need_w:
+                vals = saved_vals if saved_vals is not None else _values(row, t, tables, interior)
+                dense = _scatter_dense(pos, vals, width, scratch=True)
+                if extra is not None:
+                    dense[..., tables.n] = extra[a:b]
+                grad_w.addmm_(g.t(), dense.view(rows, -1))  # (out, rows) @ (rows, in*width)
+            if need_x or need_extra:
+                grad_dense = torch.mm(g, w2, out=_scratch("grad", (rows, n_in * width), g)).view(rows, n_in, width)
+                if need_x:
+                    local = grad_dense.gather(-1, pos)  # (rows, in, k+1)
+                    if not interior:
+                        local = local * tables.valid.index_select(0, row.reshape(-1)).view_as(local)
+                    derivs = _local_derivatives(t, tables)  # d/du, each (rows, in)
+                    acc = local[..., 0] * derivs[0]
+                    for r in range(1, tables.order + 1):
+                        acc = torch.addcmul(acc, local[..., r], derivs[r])
+                    torch.mul(acc, inv_h, out=grad_x[a:b])
+                if need_extra:
+                    grad_extra[a:b] = grad_dense[..., tables.n]
+        return grad_x, grad_extra, None if grad_w is None else grad_w.view(weight.shape), None, None, None
+
+
+def _differentiable_backward(ctx, grad_out, x, extra, weight, t0, inv_h):
+    """The backward of :class:`_UniformBSplineLinear` built from differentiable ops (whole batch)."""
+    tables: _LocalTables = ctx.tables
+    batch, n_in = x.shape
+    width = weight.shape[-1]
+    interior = all(ctx.interiors)
+    row, t = _locate(x, t0, inv_h, tables)
+    pos, vals = _local_values(row, t, tables, interior=interior)
+    grad_x = grad_extra = grad_w = None
+    if ctx.needs_input_grad[2]:
+        dense = _scatter_dense(pos, vals, width)
+        if extra is not None:
+            col = torch.tensor([tables.n], device=x.device)
+            dense = dense.index_copy(-1, col, extra.unsqueeze(-1))
+        grad_w = (grad_out.t() @ dense.view(batch, -1)).view(weight.shape)  # (out, in, width)
+    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+        grad_dense = (grad_out @ weight.reshape(weight.shape[0], -1)).view(batch, n_in, width)
+        if ctx.needs_input_grad[0]:
+            local = grad_dense.gather(-1, pos)  # (batch, in, k+1)
+            if not interior:
+                local = local * tables.valid.index_select(0, row.reshape(-1)).view_as(local)
+            derivs = torch.stack(_local_derivatives(t, tables), dim=-1)  # d/du, (batch, in, k+1)
+            grad_x = (local * derivs).sum(-1) * inv_h
+        if extra is not None and ctx.needs_input_grad[1]:
+            grad_extra = grad_dense[..., tables.n]
+    return grad_x, grad_extra, grad_w, None, None, None
 
 
 class BSplineBasis(Basis):

@@ -124,3 +124,27 @@ def test_scratch_buffers_do_not_leak_between_layers_or_calls():
     assert torch.equal(y1, y3)
     for a, b in zip(g1, g3):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("spread", [1.8, 5.0])
+def test_chunked_rows_give_the_same_values_and_gradients(monkeypatch, spread):
+    """Big batches run in chunks of rows (bounded scratch memory); results must not change."""
+    import kantk
+    import kantk.bases.bspline as bs
+
+    torch.set_default_dtype(torch.float64)
+    layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 4})
+    x = (torch.rand(50, 3) * spread - spread / 2).requires_grad_()
+
+    def run():
+        y = layer(x)
+        grads = torch.autograd.grad((y * torch.arange(1.0, 3.0)).sum(), [x, *layer.parameters()])
+        return y, grads
+
+    y1, g1 = run()
+    monkeypatch.setattr(bs, "CHUNK_ELEMENTS", 3 * 5 * 8)  # 5 rows per chunk, 10 chunks
+    y2, g2 = run()
+    torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda inp: layer(inp), (x[:12].detach().requires_grad_(),))
