@@ -167,13 +167,17 @@ def _cubic_derivatives(t: torch.Tensor) -> list[torch.Tensor]:
     return [d0, d1, d2, d3]
 
 
-def _locate(x: torch.Tensor, t0: torch.Tensor, inv_h: torch.Tensor, tables: _LocalTables):
-    """Table row (batch, in) int64 and fractional position t (batch, in) of every input."""
-    u = (x - t0) * inv_h  # grid units from the first knot
+def _locate(x: torch.Tensor, shift: torch.Tensor, inv_h: torch.Tensor, tables: _LocalTables):
+    """Table row (batch, in) int64 and fractional position t (batch, in) of every input.
+
+    ``x * inv_h + shift`` is the position in grid units from one knot before the first
+    (``shift = 1 - t0 * inv_h``), so its floor is directly the table row.
+    """
+    u = torch.addcmul(shift, x, inv_h)
     # keep huge inputs finite and their index in range; out there every basis is zero anyway
-    u = u.clamp(-1.0, float(tables.n + tables.order))
+    u = u.clamp_(0.0, float(tables.n + tables.order + 1))
     j = torch.floor(u)
-    return j.long() + 1, u - j
+    return j.long(), u - j
 
 
 def _all_interior(row: torch.Tensor, tables: _LocalTables) -> bool:
@@ -280,9 +284,9 @@ def clear_scratch() -> None:
     _SCRATCH.__dict__.pop("buffers", None)
 
 
-def _dense_features(x: torch.Tensor, t0: torch.Tensor, inv_h: torch.Tensor, tables: _LocalTables) -> torch.Tensor:
+def _dense_features(x: torch.Tensor, shift: torch.Tensor, inv_h: torch.Tensor, tables: _LocalTables) -> torch.Tensor:
     """Dense (batch, in, n) basis values on a uniform grid (differentiable in x)."""
-    row, t = _locate(x, t0, inv_h, tables)
+    row, t = _locate(x, shift, inv_h, tables)
     pos, vals = _local_values(row, t, tables)
     return _scatter_dense(pos, vals, tables.n)
 
@@ -308,8 +312,8 @@ class _UniformBSplineLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, extra, weight, t0, inv_h, tables):  # type: ignore[override]
-        # x, extra: (batch, in); weight: (out, in, width = n [+1]); t0, inv_h: (in,)
+    def forward(ctx, x, extra, weight, shift, inv_h, tables):  # type: ignore[override]
+        # x, extra: (batch, in); weight: (out, in, width = n [+1]); shift, inv_h: (in,)
         batch, n_in = x.shape
         width = weight.shape[-1]
         w2t = weight.reshape(weight.shape[0], -1).t()  # (in*width, out)
@@ -318,7 +322,7 @@ class _UniformBSplineLinear(torch.autograd.Function):
         interiors = []
         vals = None
         for a, b in chunks:
-            row, t = _locate(x[a:b], t0, inv_h, tables)
+            row, t = _locate(x[a:b], shift, inv_h, tables)
             interior = _all_interior(row, tables)
             interiors.append(interior)
             pos, vals = _local_values(row, t, tables, interior=interior, scratch=True)
@@ -327,14 +331,17 @@ class _UniformBSplineLinear(torch.autograd.Function):
                 dense[..., tables.n] = extra[a:b]
             torch.mm(dense.view(b - a, -1), w2t, out=y[a:b])  # (rows, in*width) @ (in*width, out)
         ctx.tables, ctx.interiors, ctx.chunks = tables, interiors, chunks
-        ctx.save_for_backward(x, extra, weight, t0, inv_h, vals if len(chunks) == 1 else None)
+        single = len(chunks) == 1  # small batch: keep (row, t, vals) instead of recomputing them
+        ctx.save_for_backward(
+            x, extra, weight, shift, inv_h, *((row, t, vals) if single else (None, None, None))
+        )
         return y
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        x, extra, weight, t0, inv_h, saved_vals = ctx.saved_tensors
+        x, extra, weight, shift, inv_h, saved_row, saved_t, saved_vals = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: rebuild from x with a graph
-            return _differentiable_backward(ctx, grad_out, x, extra, weight, t0, inv_h)
+            return _differentiable_backward(ctx, grad_out, x, extra, weight, shift, inv_h)
         tables: _LocalTables = ctx.tables
         batch, n_in = x.shape
         width = weight.shape[-1]
@@ -345,7 +352,10 @@ class _UniformBSplineLinear(torch.autograd.Function):
         grad_w = torch.zeros_like(w2) if need_w else None
         for (a, b), interior in zip(ctx.chunks, ctx.interiors):
             rows = b - a
-            row, t = _locate(x[a:b], t0, inv_h, tables)
+            if saved_row is not None:
+                row, t = saved_row, saved_t
+            else:
+                row, t = _locate(x[a:b], shift, inv_h, tables)
             pos = _positions(row, tables, scratch=True)
             g = grad_out[a:b]
             if need_w:
@@ -370,13 +380,13 @@ class _UniformBSplineLinear(torch.autograd.Function):
         return grad_x, grad_extra, None if grad_w is None else grad_w.view(weight.shape), None, None, None
 
 
-def _differentiable_backward(ctx, grad_out, x, extra, weight, t0, inv_h):
+def _differentiable_backward(ctx, grad_out, x, extra, weight, shift, inv_h):
     """The backward of :class:`_UniformBSplineLinear` built from differentiable ops (whole batch)."""
     tables: _LocalTables = ctx.tables
     batch, n_in = x.shape
     width = weight.shape[-1]
     interior = all(ctx.interiors)
-    row, t = _locate(x, t0, inv_h, tables)
+    row, t = _locate(x, shift, inv_h, tables)
     pos, vals = _local_values(row, t, tables, interior=interior)
     grad_x = grad_extra = grad_w = None
     if ctx.needs_input_grad[2]:
@@ -430,6 +440,7 @@ class BSplineBasis(Basis):
         self.register_buffer("grid", uniform_knots(in_features, grid_size, order, grid_range).to(torch.get_default_dtype()))
         # constants of the fast path per (dtype, device); plain attributes, not state
         self._tables: dict[tuple[torch.dtype, torch.device], _LocalTables] = {}
+        self._params_cache: dict[torch.dtype, tuple[Any, Any]] = {}
         self._uniform_cache: tuple[int, int, bool] | None = None
 
     @property
@@ -452,18 +463,25 @@ class BSplineBasis(Basis):
         return self._uniform_cache[2]
 
     def _uniform_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, _LocalTables]:
-        t0 = self.grid[:, 0].to(dtype)
-        inv_h = (1.0 / (self.grid[:, 1] - self.grid[:, 0])).to(dtype)
-        key = (dtype, self.grid.device)
-        if key not in self._tables:
-            self._tables[key] = _LocalTables(self.order, self.num_functions, dtype, self.grid.device)
-        return t0, inv_h, self._tables[key]
+        """(shift, inv_h, tables) of the fast path; cached until the grid changes."""
+        key = (dtype, self.grid.device, self.grid._version, self.grid.data_ptr())
+        cached = self._params_cache.get(dtype)
+        if cached is None or cached[0] != key or torch.compiler.is_compiling():
+            grid = self.grid.to(torch.float64)
+            inv_h = 1.0 / (grid[:, 1] - grid[:, 0])
+            shift = 1.0 - grid[:, 0] * inv_h  # (in,)
+            tkey = (dtype, self.grid.device)
+            if tkey not in self._tables:
+                self._tables[tkey] = _LocalTables(self.order, self.num_functions, dtype, self.grid.device)
+            cached = (key, (shift.to(dtype), inv_h.to(dtype), self._tables[tkey]))
+            self._params_cache[dtype] = cached
+        return cached[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.is_uniform():
             return cox_de_boor(x, self.grid, self.order)
-        t0, inv_h, tables = self._uniform_params(x.dtype)
-        return _dense_features(x, t0, inv_h, tables)
+        shift, inv_h, tables = self._uniform_params(x.dtype)
+        return _dense_features(x, shift, inv_h, tables)
 
     @torch.no_grad()
     def update_grid(self, x: torch.Tensor, coef: torch.Tensor, grid_eps: float = 0.02) -> torch.Tensor:
@@ -490,11 +508,11 @@ class BSplineBasis(Basis):
     ) -> torch.Tensor:
         if not self.is_uniform():
             return super().linear(x, weight, extra, extra_weight)
-        t0, inv_h, tables = self._uniform_params(x.dtype)
+        shift, inv_h, tables = self._uniform_params(x.dtype)
         if extra is not None:
             # the base branch rides along as one more column: a single GEMM for the whole layer
             weight = torch.cat([weight, extra_weight.unsqueeze(-1)], dim=-1)  # (out, in, n+1)
-        return _UniformBSplineLinear.apply(x, extra, weight, t0, inv_h, tables)
+        return _UniformBSplineLinear.apply(x, extra, weight, shift, inv_h, tables)
 
 
 def data_knots(x: torch.Tensor, grid_size: int, order: int, grid_eps: float = 0.02) -> torch.Tensor:
