@@ -95,8 +95,10 @@ def kantk_pruners() -> Iterable[PrunerSpec]:
         from kantk.types import PrunerSpec
 
         class KeepEverything:
-            def __call__(self, model, x=None):
-                return [layer.mask.clone() for layer in model.layers]
+            needs_data = False
+
+            def __call__(self, model, x=None, scores=None):
+                return [layer.mask.clone() > 0 for layer in model.layers]
 
         @kantk.hookimpl
         def kantk_pruners():

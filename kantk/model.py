@@ -107,7 +107,7 @@ class KAN(nn.Module):
             layers = list(config["layers"])
             if len(layers) != len(widths) - 1:
                 raise ValueError(f"{len(layers)} layer entries for widths {widths}")
-            return cls(
+            model = cls(
                 widths,
                 basis=[layer["basis"] for layer in layers],
                 basis_kwargs=[layer.get("basis_kwargs") or {} for layer in layers],
@@ -116,6 +116,10 @@ class KAN(nn.Module):
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a valid KAN config ({exc!r}): {config!r}") from None
+        for layer, layer_config in zip(model.layers, layers):  # symbolic edges (kantk.fix_symbolic)
+            if layer_config.get("symbolic") is not None:
+                layer.load_symbolic_config(layer_config["symbolic"], registry=registry)
+        return model
 
     def extra_repr(self) -> str:
         return f"widths={self.widths}"

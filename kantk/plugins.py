@@ -28,6 +28,10 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "kantk.regularisers.l1_entropy",
     "kantk.regularisers.coef_l1",
     "kantk.regularisers.coef_smoothness",
+    "kantk.pruners.threshold",
+    "kantk.pruners.topk_edges",
+    "kantk.pruners.magnitude",
+    "kantk.symbolic.libraries",
 )
 
 

@@ -3,6 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+# CI and developer machines have 2 cores shared by several processes; one intra-op thread per
+# test process avoids oversubscription (results do not depend on the thread count).
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed_and_dtype():

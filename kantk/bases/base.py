@@ -94,9 +94,19 @@ class SupportsGridUpdate(Protocol):
 
 @runtime_checkable
 class SupportsRefine(Protocol):
-    """A basis that can produce a finer copy of itself (more intervals or a higher degree)."""
+    """A basis that can produce a finer copy of itself (more intervals, centres or a higher degree).
 
-    def refine(self, size: int) -> "Basis": ...
+    ``refine(size, coef)`` returns ``(finer, new_coef)``: a new basis whose resolution is ``size``
+    (``grid_size`` for B-splines, ``degree`` for Chebyshev polynomials, ``num_centers`` for RBFs; a
+    plugin documents its own), with the same dtype, device and options, and coefficients
+    (out, in, finer.num_functions) with which it reproduces ``sum_i coef[q,p,i] B_i(x_p)``: exactly
+    where the finer space contains the old one, otherwise by least squares over the grid range.
+    ``coef`` is (out, in, num_functions). ``size`` equal to the current resolution gives an equal
+    copy; a smaller or non-int one raises ``ValueError`` (use :func:`check_refine_size`). The basis
+    itself is left unchanged. Bases may accept extra keyword options (B-splines: ``keep_extension``).
+    """
+
+    def refine(self, size: int, coef: torch.Tensor) -> tuple["Basis", torch.Tensor]: ...
 
 
 def edge_values(feats: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
@@ -160,3 +170,28 @@ def data_range(x: torch.Tensor, min_width: float = 1e-3) -> tuple[torch.Tensor, 
     mid = (lo + hi) / 2
     half = ((hi - lo) / 2).clamp_min(min_width / 2 * mid.abs().clamp_min(1.0))
     return mid - half, mid + half
+
+
+def check_refine_size(size: Any, current: int, what: str, who: str) -> int:
+    """Validate the target resolution of ``refine``: an int >= the current one.
+
+    Args:
+        size: The requested resolution.
+        current: The basis' current resolution.
+        what: Its name, as users pass it (``"grid_size"``, ``"degree"``, ...).
+        who: The basis' registry name, for the message.
+
+    Returns:
+        ``size``.
+
+    Raises:
+        ValueError: Not an int, or smaller than ``current`` (the message says what is accepted).
+    """
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise ValueError(f"{who} refine needs an int {what} >= {current} (the current one), got {size!r}")
+    if size < current:
+        raise ValueError(
+            f"{who} refine makes grids finer: {what} must be >= {current} (the current one), got {size}; "
+            "to coarsen, build a smaller model and fit it to this one"
+        )
+    return size

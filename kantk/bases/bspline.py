@@ -11,7 +11,11 @@ Two evaluation paths give the same values:
 * non-uniform knots (after a grid update from data): the Cox-de Boor recursion.
 
 Outside the extended grid every basis is zero: values are finite and the layer's base branch
-carries the function on.
+carries the function on. With ``extrapolate="clamp"`` inputs are first clamped to the grid range,
+so each spline holds its boundary value outside it (see docs/grids.md).
+
+:meth:`BSplineBasis.refine` moves to a finer grid; on nested grids (the new G a multiple of the
+old) it inserts knots exactly with the Oslo algorithm (:func:`insert_knots`).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from kantk.bases.base import Basis, data_range, edge_values, fit_coefficients
+from kantk.bases.base import Basis, check_refine_size, data_range, edge_values, fit_coefficients
 from kantk.plugins import hookimpl
 from kantk.types import BasisSpec
 
@@ -408,6 +412,41 @@ def _differentiable_backward(ctx, grad_out, x, extra, weight, shift, inv_h):
     return grad_x, grad_extra, grad_w, None, None, None
 
 
+#: Accepted values of ``BSplineBasis(extrapolate=...)``.
+EXTRAPOLATIONS = ("zero", "clamp")
+
+
+#: From this many basis functions per input on, ``sparse="auto"`` gathers the order+1 non-zero
+#: coefficient rows per input (an embedding-bag weighted sum, time flat in G) instead of one dense
+#: matmul over all G+k functions (time linear in G). Measured crossover on 2 cores: G ~ 60.
+SPARSE_MIN_FUNCTIONS = 64
+
+
+def _sparse_linear(x, weight, extra, extra_weight, shift, inv_h, tables):
+    """y[b,q] = sum_{p,r} weight[q, p, pos[b,p,r]] * vals[b,p,r] (+ extra @ extra_weight^T).
+
+    Only the order+1 non-zero bases per input are touched, so the cost does not grow with G.
+    First derivatives flow through ``embedding_bag``; it is not twice differentiable, so a model
+    that needs d2y/dx2 should use ``sparse=False`` (the fused dense path supports it).
+
+    Args: x, extra: (batch, in); weight: (out, in, n); extra_weight: (out, in).
+    Returns: (batch, out).
+    """
+    batch, n_in = x.shape
+    n = weight.shape[-1]
+    row, t = _locate(x, shift, inv_h, tables)
+    pos = _positions(row, tables)  # (batch, in, k+1)
+    vals = _values(row, t, tables, interior=False)  # differentiable in x through t
+    flat = pos + (torch.arange(n_in, device=x.device) * n).unsqueeze(-1)  # index into (in*n) rows
+    table = weight.reshape(weight.shape[0], -1).t().contiguous()  # (in*n, out)
+    y = torch.nn.functional.embedding_bag(
+        flat.view(batch, -1), table, per_sample_weights=vals.reshape(batch, -1), mode="sum"
+    )
+    if extra is not None:
+        y = torch.addmm(y, extra, extra_weight.t())
+    return y
+
+
 class BSplineBasis(Basis):
     """B-splines of order ``order`` on ``grid_size`` intervals, ``order`` extra knots each side.
 
@@ -416,6 +455,10 @@ class BSplineBasis(Basis):
         grid_size: Number of intervals G inside ``grid_range`` (>= 1).
         order: Polynomial degree k (>= 0; 3 is cubic).
         grid_range: (low, high) of the initial uniform grid.
+        extrapolate: What the splines do outside the grid range ``[grid[:, k], grid[:, G + k]]``:
+            ``"zero"`` (pykan's; they fade out over the k outer knots and are 0 beyond, leaving the
+            base branch) or ``"clamp"`` (inputs are clamped to the grid range first, so every
+            spline holds its boundary value: continuous, no dead zone for the values).
 
     Buffers:
         grid: (in_features, G + 2k + 1) knots, non-decreasing per input.
@@ -427,6 +470,7 @@ class BSplineBasis(Basis):
         grid_size: int = 5,
         order: int = 3,
         grid_range: Sequence[float] = (-1.0, 1.0),
+        extrapolate: str = "zero",
     ):
         super().__init__(in_features)
         if not isinstance(grid_size, int) or isinstance(grid_size, bool) or grid_size < 1:
@@ -434,6 +478,11 @@ class BSplineBasis(Basis):
         if not isinstance(order, int) or isinstance(order, bool) or order < 0:
             raise ValueError(f"bspline order must be an int >= 0, got {order!r}")
         grid_range = _check_range(grid_range, "bspline")
+        if extrapolate not in EXTRAPOLATIONS:
+            raise ValueError(
+                f"bspline extrapolate must be one of {', '.join(map(repr, EXTRAPOLATIONS))}, got {extrapolate!r}"
+            )
+        self.extrapolate = extrapolate
         self.grid_size = grid_size
         self.order = order
         self.grid_range = grid_range
@@ -443,12 +492,21 @@ class BSplineBasis(Basis):
         self._params_cache: dict[torch.dtype, tuple[Any, Any]] = {}
         self._uniform_cache: tuple[int, int, bool] | None = None
 
+    #: ``"auto"``: the sparse gather path for many functions per input (see SPARSE_MIN_FUNCTIONS),
+    #: ``True``/``False`` to force it on or off (set on an instance: ``layer.basis.sparse = False``).
+    sparse: bool | str = "auto"
+
     @property
     def num_functions(self) -> int:
         return self.grid_size + self.order
 
     def config(self) -> dict[str, Any]:
-        return {"grid_size": self.grid_size, "order": self.order, "grid_range": list(self.grid_range)}
+        return {
+            "grid_size": self.grid_size,
+            "order": self.order,
+            "grid_range": list(self.grid_range),
+            "extrapolate": self.extrapolate,
+        }
 
     def is_uniform(self) -> bool:
         """Whether every input's knots are equally spaced (then the fast local form is used)."""
@@ -456,9 +514,12 @@ class BSplineBasis(Basis):
             return True
         key = (self.grid._version, self.grid.data_ptr())
         if self._uniform_cache is None or self._uniform_cache[:2] != key:
-            diffs = self.grid.diff(dim=-1)
-            h = diffs[:, :1]
-            uniform = bool(((diffs - h).abs() <= 1e-6 * h.abs()).all() and (h > 0).all())
+            grid = self.grid.to(torch.float64)
+            h = (grid[:, -1:] - grid[:, :1]) / (grid.shape[1] - 1)  # (in, 1) mean spacing
+            # equal spacing up to the rounding of the stored knots (float32 grids of fine G)
+            eps = torch.finfo(self.grid.dtype).eps
+            tol = 1e-6 * h + 4 * eps * grid.abs().amax(dim=-1, keepdim=True)
+            uniform = bool(((grid.diff(dim=-1) - h).abs() <= tol).all() and (h > 0).all())
             self._uniform_cache = (*key, uniform)
         return self._uniform_cache[2]
 
@@ -468,7 +529,7 @@ class BSplineBasis(Basis):
         cached = self._params_cache.get(dtype)
         if cached is None or cached[0] != key or torch.compiler.is_compiling():
             grid = self.grid.to(torch.float64)
-            inv_h = 1.0 / (grid[:, 1] - grid[:, 0])
+            inv_h = (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])  # from the span: exact for fine grids
             shift = 1.0 - grid[:, 0] * inv_h  # (in,)
             tkey = (dtype, self.grid.device)
             if tkey not in self._tables:
@@ -478,6 +539,8 @@ class BSplineBasis(Basis):
         return cached[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.extrapolate == "clamp":
+            x = self.clamp_to_grid(x)
         if not self.is_uniform():
             return cox_de_boor(x, self.grid, self.order)
         shift, inv_h, tables = self._uniform_params(x.dtype)
@@ -506,13 +569,105 @@ class BSplineBasis(Basis):
         extra: torch.Tensor | None = None,
         extra_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if self.extrapolate == "clamp":
+            x = self.clamp_to_grid(x)
         if not self.is_uniform():
             return super().linear(x, weight, extra, extra_weight)
         shift, inv_h, tables = self._uniform_params(x.dtype)
+        if self.sparse is True or (self.sparse == "auto" and self.num_functions >= SPARSE_MIN_FUNCTIONS):
+            return _sparse_linear(x, weight, extra, extra_weight, shift, inv_h, tables)
         if extra is not None:
             # the base branch rides along as one more column: a single GEMM for the whole layer
             weight = torch.cat([weight, extra_weight.unsqueeze(-1)], dim=-1)  # (out, in, n+1)
         return _UniformBSplineLinear.apply(x, extra, weight, shift, inv_h, tables)
+
+    def clamp_to_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """Clamp inputs to the grid range ``[grid[:, k], grid[:, G + k]]`` (``extrapolate="clamp"``).
+
+        The upper end moves one ulp inwards: the last interval is half-open, and for order 0 the
+        end itself would fall outside every basis.
+
+        Args:
+            x: (batch, in).
+
+        Returns:
+            (batch, in), differentiable (gradient 0 where clamped).
+        """
+        lo = self.grid[:, self.order].to(x.dtype)  # (in,)
+        hi = self.grid[:, self.grid_size + self.order].to(x.dtype)
+        return torch.clamp(x, lo, torch.nextafter(hi, lo))
+
+    @torch.no_grad()
+    def refine(
+        self, size: int, coef: torch.Tensor, *, keep_extension: bool | None = None
+    ) -> tuple["BSplineBasis", torch.Tensor]:
+        """A copy on ``size`` intervals, with coefficients that keep every edge's spline.
+
+        Every interval of the grid is split. When ``size`` is a multiple of ``grid_size`` (nested
+        grids, uniform or not) each interval is split into ``size // grid_size`` equal parts and
+        the coefficients follow by exact knot insertion (:func:`insert_knots`, float64): the
+        spline is kept to round-off on the grid range. Otherwise the new knots follow the old
+        ones' spacing (a grid adapted to data stays adapted, see :func:`resampled_knots`) and
+        the coefficients are a float64 least-squares fit on dense samples of the grid range.
+
+        The ``order`` outer knots each side (outside the grid range) cannot both keep the finer
+        spacing and keep the spline there: with ``keep_extension=False`` they take the new, finer
+        spacing, so a uniform grid stays uniform (and keeps the fast path); the spline is kept on
+        the grid range, continuous to order k - 1 at its ends, but fades out within ``k`` new
+        intervals outside it instead of ``k`` old ones. With ``keep_extension=True`` the old outer
+        knots stay: on nested grids the spline is then kept exactly everywhere, outside the grid
+        range too, at the price of non-uniform knots (the Cox-de Boor path, several times
+        slower). The default, ``None``, keeps them when the grid is already non-uniform (after
+        ``update_grid``; nothing to lose) and uses the finer spacing on a uniform grid.
+
+        Args:
+            size: The new ``grid_size``; an int >= the current one.
+            coef: (out, in, grid_size + order) coefficients on this basis.
+            keep_extension: Keep the old outer knots (``True``), give them the finer spacing
+                (``False``), or choose by the grid's uniformity (``None``, see above).
+
+        Returns:
+            The finer basis (same order, range option, dtype and device) and its coefficients
+            (out, in, size + order) in ``coef``'s dtype.
+
+        Raises:
+            ValueError: ``size`` is not an int >= ``grid_size``, or ``coef`` has the wrong shape.
+        """
+        size = check_refine_size(size, self.grid_size, "grid_size", "bspline")
+        if coef.dim() != 3 or tuple(coef.shape[1:]) != (self.in_features, self.num_functions):
+            raise ValueError(
+                f"refine expects coef of shape (out, {self.in_features}, {self.num_functions}), got {tuple(coef.shape)}"
+            )
+        k, grid_size = self.order, self.grid_size
+        if keep_extension is None:
+            keep_extension = not self.is_uniform()
+        old = self.grid.to(torch.float64)  # (in, G + 2k + 1)
+        c64 = coef.to(torch.float64)
+        if size % grid_size == 0 and bool((old.diff(dim=-1) > 0).all()):
+            ratio = size // grid_size
+            split = subdivide_knots(old, ratio)  # (in, (G + 2k) * ratio + 1): every interval split
+            if keep_extension:
+                inner = split[:, k * ratio : k * ratio + size + 1]
+                knots = torch.cat([old[:, :k], inner, old[:, grid_size + k + 1 :]], dim=-1)
+            else:  # the k split knots nearest to the grid range each side
+                start = k * (ratio - 1)
+                knots = split[:, start : start + size + 2 * k + 1]
+            new_coef = insert_knots(old, c64, knots, k)
+        else:
+            knots = resampled_knots(old, k, size, keep_extension=keep_extension)
+            first, last = (0, knots.shape[1] - 1) if keep_extension else (k, size + k)
+            x = torch.cat(
+                [_interval_samples(old, first, old.shape[1] - 1 - first), _interval_samples(knots, first, last)]
+            )  # (samples, in)
+            target = edge_values(cox_de_boor(x, old, k), c64)  # (samples, out, in)
+            new_coef = fit_coefficients(cox_de_boor(x, knots, k), target)
+        finer = BSplineBasis(
+            self.in_features, grid_size=size, order=k, grid_range=self.grid_range, extrapolate=self.extrapolate
+        )
+        finer.grid = knots.to(self.grid)  # same dtype and device as this grid
+        if "sparse" in vars(self):  # an evaluation-path choice set on this instance
+            finer.sparse = self.sparse
+        return finer, new_coef.to(coef.dtype)
 
 
 def data_knots(x: torch.Tensor, grid_size: int, order: int, grid_eps: float = 0.02) -> torch.Tensor:
@@ -542,6 +697,125 @@ def data_knots(x: torch.Tensor, grid_size: int, order: int, grid_eps: float = 0.
     left = inner[:, :1] - h * steps.flip(0)
     right = inner[:, -1:] + h * steps
     return torch.cat([left, inner, right], dim=-1)
+
+
+def subdivide_knots(knots: torch.Tensor, ratio: int) -> torch.Tensor:
+    """Split every knot interval into ``ratio`` equal parts.
+
+    Args:
+        knots: (in, m) knot vectors.
+
+    Returns:
+        (in, (m - 1) * ratio + 1), containing every old knot.
+    """
+    left = knots[:, :-1].unsqueeze(-1)  # (in, m-1, 1)
+    width = knots.diff(dim=-1).unsqueeze(-1)
+    frac = torch.arange(ratio, dtype=knots.dtype, device=knots.device) / ratio  # (ratio,)
+    points = (left + width * frac).reshape(knots.shape[0], -1)  # (in, (m-1) * ratio)
+    return torch.cat([points, knots[:, -1:]], dim=-1)
+
+
+def resampled_knots(knots: torch.Tensor, order: int, grid_size: int, keep_extension: bool = False) -> torch.Tensor:
+    """Knots for ``grid_size`` intervals that follow the spacing of the given ones.
+
+    The new interior knots interpolate the old interior knots linearly at the fractional
+    positions ``j * G_old / grid_size`` (so they are uniform for a uniform grid, and keep the
+    density of a grid adapted to data). The ``order`` outer knots each side keep the old outer
+    spacing scaled by ``G_old / grid_size``, or are the old ones with ``keep_extension``.
+
+    Args:
+        knots: (in, G_old + 2k + 1) knot vectors with ``order`` = k outer knots each side.
+
+    Returns:
+        (in, grid_size + 2k + 1) float64.
+    """
+    knots = knots.to(torch.float64)
+    k = order
+    old_size = knots.shape[1] - 2 * k - 1
+    inner = knots[:, k : k + old_size + 1]  # (in, G_old + 1)
+    pos = torch.arange(grid_size + 1, dtype=torch.float64, device=knots.device) * (old_size / grid_size)
+    j = pos.floor().long().clamp(max=old_size - 1)
+    frac = pos - j
+    new_inner = inner[:, j] + (inner[:, j + 1] - inner[:, j]) * frac  # (in, grid_size + 1)
+    new_inner[:, 0], new_inner[:, -1] = inner[:, 0], inner[:, -1]
+    if k == 0:
+        return new_inner
+    if keep_extension:
+        return torch.cat([knots[:, :k], new_inner, knots[:, -k:]], dim=-1)
+    scale = old_size / grid_size
+    steps = torch.arange(1, k + 1, dtype=torch.float64, device=knots.device)
+    left_h = (knots[:, k] - knots[:, k - 1]).unsqueeze(-1) * scale  # (in, 1)
+    right_h = (knots[:, -k] - knots[:, -k - 1]).unsqueeze(-1) * scale
+    left = new_inner[:, :1] - left_h * steps.flip(0)
+    right = new_inner[:, -1:] + right_h * steps
+    return torch.cat([left, new_inner, right], dim=-1)
+
+
+def insert_knots(knots: torch.Tensor, coef: torch.Tensor, new_knots: torch.Tensor, order: int) -> torch.Tensor:
+    """Coefficients of the same spline on a refined knot vector (the Oslo algorithm), in float64.
+
+    New coefficient ``j`` is the blossom of the old spline's polynomial piece at ``new_knots[j]``,
+    evaluated at ``new_knots[j+1 .. j+k]`` by a de Boor-like recursion. Outside the old knots the
+    spline is 0, which the recursion sees as zero coefficients of virtual B-splines.
+
+    Every old knot strictly inside ``(new_knots[:, 0], new_knots[:, -1])`` must be a new knot too,
+    and the new ends must lie within the old ones. The result then reproduces the old spline
+    exactly (to round-off) on ``[new_knots[:, k], new_knots[:, -k-1]]``, and everywhere when the
+    ends coincide.
+
+    Args:
+        knots: (in, m) strictly increasing old knots.
+        coef: (out, in, m - order - 1).
+        new_knots: (in, m') refined knots.
+        order: Polynomial degree k.
+
+    Returns:
+        (out, in, m' - order - 1) float64.
+    """
+    k = order
+    t = knots.to(torch.float64)
+    tau = new_knots.to(torch.float64)
+    c = coef.to(torch.float64)
+    n_in, m = t.shape
+    n_new = tau.shape[1] - k - 1
+    dev = t.device
+    # k virtual knots each side (real index i is padded index i + k); they only ever weigh the
+    # zero coefficients of virtual B-splines
+    pad = ((t[:, -1] - t[:, 0]).abs() + 1.0).unsqueeze(-1)  # (in, 1)
+    steps = torch.arange(1, k + 1, dtype=torch.float64, device=dev)
+    tp = torch.cat([t[:, :1] - pad * steps.flip(0), t, t[:, -1:] + pad * steps], dim=-1)  # (in, m + 2k)
+    cp = torch.nn.functional.pad(c, (k, k))  # (out, in, n + 2k)
+    # mu: the old interval holding each new knot, t_mu <= tau_j < t_{mu+1} (real index)
+    mu = torch.searchsorted(t.contiguous(), tau[:, :n_new].contiguous(), right=True) - 1
+    mu = mu.clamp(0, m - 2)  # (in, n_new)
+    # weights of the k+1 old coefficients mu-k .. mu in each new one: run the recursion on the
+    # unit vectors, so its cost does not grow with the number of outputs
+    eye = torch.eye(k + 1, dtype=torch.float64, device=dev)
+    weights = eye.expand(n_in, n_new, k + 1, k + 1)  # (in, n_new, position s, unit)
+    for level in range(1, k + 1):
+        arg = tau[:, level : level + n_new].unsqueeze(-1)  # tau_{j+level}, (in, n_new, 1)
+        s = torch.arange(level, k + 1, device=dev)  # positions still alive
+        lo_idx = (mu.unsqueeze(-1) + s).reshape(n_in, -1)  # padded index of t_i, i = mu - k + s
+        lo_t = tp.gather(1, lo_idx).view(n_in, n_new, -1)
+        hi_t = tp.gather(1, lo_idx + (k + 1 - level)).view(n_in, n_new, -1)
+        den = hi_t - lo_t
+        alpha = torch.where(den > 0, (arg - lo_t) / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
+        alpha = alpha.unsqueeze(-1)  # (in, n_new, k - level + 1, 1)
+        weights = (1 - alpha) * weights[..., :-1, :] + alpha * weights[..., 1:, :]
+    weights = weights[..., 0, :]  # (in, n_new, k + 1)
+    out = torch.zeros(c.shape[0], n_in, n_new, dtype=torch.float64, device=dev)
+    for s in range(k + 1):  # padded index of old coefficient mu - k + s is mu + s
+        idx = (mu + s).unsqueeze(0).expand(c.shape[0], -1, -1)
+        out += weights[..., s] * cp.gather(-1, idx)
+    return out
+
+
+def _interval_samples(knots: torch.Tensor, first: int, last: int, per: int = 8) -> torch.Tensor:
+    """``per`` points inside each knot interval ``first .. last - 1``, as samples (points, in)."""
+    left = knots[:, first:last].unsqueeze(-1)  # (in, intervals, 1)
+    width = (knots[:, first + 1 : last + 1] - knots[:, first:last]).unsqueeze(-1)
+    frac = (torch.arange(per, dtype=knots.dtype, device=knots.device) + 0.5) / per
+    return (left + width * frac).reshape(knots.shape[0], -1).t()
 
 
 def _check_range(grid_range: Sequence[float], who: str) -> tuple[float, float]:

@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from kantk.bases.base import Basis, data_range, edge_values, fit_coefficients
+from kantk.bases.base import Basis, check_refine_size, data_range, edge_values, fit_coefficients
 from kantk.plugins import hookimpl
 from kantk.types import BasisSpec
 
@@ -68,6 +68,31 @@ class ChebyshevBasis(Basis):
             self.halfwidth.copy_(old[1])
             raise
 
+
+    @torch.no_grad()
+    def refine(self, size: int, coef: torch.Tensor) -> tuple["ChebyshevBasis", torch.Tensor]:
+        """Degree elevation: a copy of degree ``size`` whose new coefficients are zero (exact).
+
+        Args:
+            size: The new ``degree``; an int >= the current one.
+            coef: (out, in, degree + 1) coefficients on this basis.
+
+        Returns:
+            The basis of degree ``size`` (same normalisation, dtype and device) and its
+            coefficients (out, in, size + 1): the old ones followed by zeros.
+
+        Raises:
+            ValueError: ``size`` is not an int >= ``degree``, or ``coef`` has the wrong shape.
+        """
+        size = check_refine_size(size, self.degree, "degree", "chebyshev")
+        if coef.dim() != 3 or tuple(coef.shape[1:]) != (self.in_features, self.num_functions):
+            raise ValueError(
+                f"refine expects coef of shape (out, {self.in_features}, {self.num_functions}), got {tuple(coef.shape)}"
+            )
+        finer = ChebyshevBasis(self.in_features, degree=size)
+        finer.center = self.center.clone()  # same dtype and device as this basis
+        finer.halfwidth = self.halfwidth.clone()
+        return finer, torch.nn.functional.pad(coef, (0, size - self.degree))
 
 @hookimpl
 def kantk_bases():

@@ -13,10 +13,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from kantk.registry import Registry, resolve_registry
 from kantk.regularisers.coef_l1 import CoefficientL1Regulariser
 from kantk.regularisers.coef_smoothness import CoefficientSmoothnessRegulariser
 from kantk.regularisers.l1_entropy import L1EntropyRegulariser
-from kantk.registry import Registry, resolve_registry
 
 RegulariserConfig = Mapping[str, "float | Mapping[str, Any]"]
 

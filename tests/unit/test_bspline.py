@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kantk.bases.bspline import BSplineBasis, cox_de_boor
+from kantk.bases.bspline import BSplineBasis, cox_de_boor, uniform_knots
 
 
 @pytest.mark.parametrize("order", [0, 1, 2, 3, 4])
@@ -148,3 +148,45 @@ def test_chunked_rows_give_the_same_values_and_gradients(monkeypatch, spread):
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(lambda inp: layer(inp), (x[:12].detach().requires_grad_(),))
+
+
+@pytest.mark.parametrize("grid_size", [50, 200, 1000])
+def test_fine_float32_grids_take_the_fast_path(grid_size):
+    basis = BSplineBasis(2, grid_size=grid_size, order=3)
+    assert basis.grid.dtype == torch.float32
+    assert basis.is_uniform()
+    x = torch.rand(500, 2) * 2 - 1
+    ref = cox_de_boor(x.double(), uniform_knots(2, grid_size, 3, (-1, 1)), 3)
+    torch.testing.assert_close(basis(x).double(), ref, rtol=0, atol=2e-5 * grid_size / 50)
+
+
+@pytest.mark.parametrize("spread", [1.8, 5.0])
+def test_sparse_path_matches_dense(spread):
+    import kantk
+
+    torch.set_default_dtype(torch.float64)
+    layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 7})
+    x = (torch.rand(40, 3) * spread - spread / 2).requires_grad_()
+    layer.basis.sparse = False
+    y_dense = layer(x)
+    g_dense = torch.autograd.grad(y_dense.square().sum(), [x, *layer.parameters()])
+    layer.basis.sparse = True
+    y_sparse = layer(x)
+    g_sparse = torch.autograd.grad(y_sparse.square().sum(), [x, *layer.parameters()])
+    torch.testing.assert_close(y_sparse, y_dense)
+    for a, b in zip(g_sparse, g_dense):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(lambda inp: layer(inp), (x[:6].detach().requires_grad_(),))
+
+
+def test_large_grids_pick_the_sparse_path_automatically(monkeypatch):
+    import kantk
+    import kantk.bases.bspline as bs
+
+    calls = []
+    real = bs._sparse_linear
+    monkeypatch.setattr(bs, "_sparse_linear", lambda *a: calls.append(1) or real(*a))
+    kantk.KANLayer(2, 2, basis_kwargs={"grid_size": 5})(torch.rand(4, 2))
+    assert calls == []
+    kantk.KANLayer(2, 2, basis_kwargs={"grid_size": 200})(torch.rand(4, 2))
+    assert calls == [1]

@@ -77,7 +77,7 @@ def test_errors():
         KANLayer(2, 2, base_activation="relu6")
     with pytest.raises(kantk.UnknownComponentError, match="bspline"):
         KANLayer(2, 2, basis="nope")
-    with pytest.raises(ValueError, match="accepted basis_kwargs: grid_range, grid_size, order"):
+    with pytest.raises(ValueError, match="accepted basis_kwargs: extrapolate, grid_range, grid_size, order"):
         KANLayer(2, 2, basis_kwargs={"grid": 5})
     layer = KANLayer(3, 2)
     with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):

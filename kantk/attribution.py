@@ -1,0 +1,122 @@
+"""Edge, node and input-feature importance of a KAN on data (pykan 0.2's ``attribute``).
+
+The score of an edge is how much of its output node's spread it carries, times that node's own
+importance; importance flows back from the outputs to the inputs::
+
+    s^L_q = w_q                                     (output node scores; w_q = 1 / n_out by default)
+    E^l_{q,p} = std(phi^l_{q,p}(x^l_p)) / (std(x^{l+1}_q) + 1e-4) * s^{l+1}_q      (out, in)
+    s^l_p = sum_q E^l_{q,p}                                                        (in,)
+
+``std`` is taken over the samples. The feature score of input ``p`` is ``s^0_p``. Averaging over
+the outputs (``w_q = 1 / n_out``) follows pykan, so its thresholds (``node_th=1e-2``,
+``edge_th=3e-2``) mean the same here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kantk.model import KAN
+
+#: Added to a node's standard deviation before dividing by it (pykan's constant).
+NODE_STD_EPS = 1e-4
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Importance scores of one model on one batch of data.
+
+    Attributes:
+        edge_scores: One tensor per layer ``l``, shaped like its mask, (out_l, in_l): the
+            importance of edge ``p -> q``. Masked (pruned) edges score 0.
+        node_scores: One tensor per node layer, inputs first (``len(widths)`` tensors), each
+            (widths[l],): the sum of the node's outgoing edge scores; the output layer holds the
+            output weights the scores were propagated from.
+        feature_scores: (widths[0],) the input features' scores, ``node_scores[0]``.
+        in_scores: One tensor per node layer, (widths[l],): the sum of each node's *incoming*
+            edge scores (zeros for the inputs, which have none). Pruners use it together with
+            ``node_scores`` to decide whether a hidden node is alive.
+    """
+
+    edge_scores: tuple[torch.Tensor, ...]
+    node_scores: tuple[torch.Tensor, ...]
+    feature_scores: torch.Tensor
+    in_scores: tuple[torch.Tensor, ...]
+
+    @property
+    def widths(self) -> list[int]:
+        """The node counts the scores belong to, inputs first."""
+        return [int(s.shape[0]) for s in self.node_scores]
+
+
+@torch.no_grad()
+def attribution(model: KAN, x: torch.Tensor, out_scores: torch.Tensor | None = None) -> Attribution:
+    """Score every edge, node and input feature of ``model`` on the samples ``x``.
+
+    Args:
+        model: The KAN to analyse (left unchanged; evaluated without gradients).
+        x: (batch, widths[0]) samples, batch >= 2 (scores are standard deviations over them),
+            in the model's dtype.
+        out_scores: (widths[-1],) importance of each output to start from; default
+            ``1 / widths[-1]`` for every output (pykan's average over the outputs).
+
+    Returns:
+        An :class:`Attribution`.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`kantk.KAN` or ``x`` not a tensor.
+        ValueError: ``x`` has the wrong shape or fewer than 2 samples, holds NaN/Inf, or
+            ``out_scores`` has the wrong shape.
+    """
+    if not isinstance(model, KAN):
+        raise TypeError(f"kantk.attribution expects a kantk.KAN, got {type(model).__name__}")
+    x = check_samples(model, x, "kantk.attribution")
+    n_out = model.widths[-1]
+    if out_scores is None:
+        node = x.new_full((n_out,), 1.0 / n_out)
+    else:
+        node = torch.as_tensor(out_scores, dtype=x.dtype, device=x.device)
+        if node.shape != (n_out,):
+            raise ValueError(
+                f"out_scores must have shape ({n_out},) (one per output), got {tuple(node.shape)}"
+            )
+
+    xs = model.layer_inputs(x)  # widths[0], ..., widths[-1] columns, each (batch, width)
+    edges: list[torch.Tensor] = []
+    nodes: list[torch.Tensor] = [node]
+    ins: list[torch.Tensor] = []
+    for l in range(len(model.layers) - 1, -1, -1):
+        acts = model.layers[l].activations(xs[l])  # (batch, out, in)
+        edge_std = acts.std(dim=0)  # (out, in)
+        out_std = xs[l + 1].std(dim=0)  # (out,)
+        edge = edge_std / (out_std + NODE_STD_EPS).unsqueeze(-1) * node.unsqueeze(-1)  # (out, in)
+        edges.append(edge)
+        ins.append(edge.sum(dim=1))  # incoming score of each node of layer l + 1
+        node = edge.sum(dim=0)  # (in,)
+        nodes.append(node)
+    ins.append(torch.zeros_like(node))  # the inputs have no incoming edges
+    node_scores = tuple(reversed(nodes))
+    return Attribution(
+        edge_scores=tuple(reversed(edges)),
+        node_scores=node_scores,
+        feature_scores=node_scores[0],
+        in_scores=tuple(reversed(ins)),
+    )
+
+
+def check_samples(model: KAN, x: torch.Tensor, who: str, min_samples: int = 2) -> torch.Tensor:
+    """Validate a batch of samples for an analysis of ``model``; returns ``x`` (batch, widths[0])."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{who} expects samples as a torch.Tensor, got {type(x).__name__}")
+    n_in = model.widths[0]
+    if x.dim() != 2 or x.shape[1] != n_in:
+        raise ValueError(f"{who} expects samples of shape (batch, {n_in}), got {tuple(x.shape)}")
+    if x.shape[0] < min_samples:
+        raise ValueError(
+            f"{who} needs at least {min_samples} samples (scores are spreads over the data), got {x.shape[0]}"
+        )
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise ValueError(f"{who} needs finite samples; the input holds NaN or Inf")
+    return x

@@ -1,0 +1,508 @@
+"""Datasets in pykan's dict layout: build them from formulas, arrays or CSV files, and check them.
+
+A dataset is a dict of tensors::
+
+    {"train_input": (N, n_in), "train_label": (N, n_out) or (N,),
+     "test_input": (M, n_in), "test_label": (M, n_out) or (M,)}
+
+Regression labels are floating (N, n_out); classification labels are integer class indices (N,).
+Nothing here imports Lightning, so building data stays cheap.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+TRAIN_KEYS = ("train_input", "train_label")
+TEST_KEYS = ("test_input", "test_label")
+DATASET_KEYS = TRAIN_KEYS + TEST_KEYS
+TASKS = ("regression", "classification")
+
+Formula = str | Sequence[str] | Callable[[torch.Tensor], torch.Tensor]
+Ranges = Sequence[float] | Sequence[Sequence[float]]
+
+
+def create_dataset(
+    f: Formula,
+    n_vars: int,
+    ranges: Ranges = (-1.0, 1.0),
+    train_num: int = 1000,
+    test_num: int = 1000,
+    seed: int = 0,
+    normalize_input: bool = False,
+    normalize_label: bool = False,
+    *,
+    task: str = "regression",
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+) -> dict[str, torch.Tensor]:
+    """Sample inputs uniformly and label them with a formula (pykan's ``create_dataset``).
+
+    Args:
+        f: A formula string in the variables ``x1 .. x{n_vars}`` parsed with sympy, e.g.
+            ``"exp(sin(pi*x1) + x2**2)"``; names of :mod:`scipy.special` functions work too
+            (``"jv(0, 20*x1)"``, ``"ellipkm1(x1**2)"``); a list of strings gives one output column
+            each. Or a callable taking inputs (N, n_vars) and returning (N,) or (N, n_out).
+            For ``task="classification"`` the values are class indices (a comparison such as
+            ``"x2 > sin(pi*x1)/2"`` gives classes 0 and 1).
+        n_vars: Number of input variables.
+        ranges: ``(low, high)`` for every variable, or one such pair per variable.
+        train_num, test_num: Number of training and test samples (test may be 0).
+        seed: Seeds the sampling (torch's global random state is left alone).
+        normalize_input, normalize_label: Standardise with the training set's mean and std
+            (applied to both splits; labels only for regression).
+        task: ``"regression"`` (float labels (N, n_out)) or ``"classification"`` (int64 (N,)).
+        dtype: Floating dtype of inputs and regression labels (default: torch's default dtype).
+        device: Where the tensors live (default: CPU).
+
+    Returns:
+        ``{"train_input", "train_label", "test_input", "test_label"}``.
+
+    Raises:
+        ValueError: A bad argument, a formula that cannot be parsed or uses unknown names, or a
+            formula that produces NaN or infinite values on the sampled inputs.
+    """
+    n_vars = _positive_int(n_vars, "n_vars")
+    train_num = _positive_int(train_num, "train_num")
+    test_num = _positive_int(test_num, "test_num", allow_zero=True)
+    task = _check_task(task)
+    dtype = dtype or torch.get_default_dtype()
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    bounds = _check_ranges(ranges, n_vars)
+    evaluate = _compile(f, n_vars)
+
+    gen = torch.Generator().manual_seed(int(seed))
+    lo = torch.tensor([b[0] for b in bounds], dtype=dtype)
+    width = torch.tensor([b[1] - b[0] for b in bounds], dtype=dtype)
+    x_train = torch.rand(train_num, n_vars, generator=gen, dtype=dtype) * width + lo  # (N, n_vars)
+    x_test = torch.rand(test_num, n_vars, generator=gen, dtype=dtype) * width + lo  # (M, n_vars)
+    y_train = _labels(evaluate(x_train), train_num, task, dtype, "train")
+    y_test = _labels(evaluate(x_test), test_num, task, dtype, "test")
+
+    if normalize_input:
+        mean, std = x_train.mean(0, keepdim=True), _safe_std(x_train)
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    if normalize_label:
+        if task == "classification":
+            raise ValueError("normalize_label=True is only for regression; class labels are indices")
+        mean, std = y_train.mean(0, keepdim=True), _safe_std(y_train)
+        y_train, y_test = (y_train - mean) / std, (y_test - mean) / std
+
+    data = {"train_input": x_train, "train_label": y_train, "test_input": x_test, "test_label": y_test}
+    return {k: v.to(device) for k, v in data.items()} if device is not None else data
+
+
+def split_dataset(
+    inputs: Any,
+    labels: Any,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    *,
+    dtype: torch.dtype | None = None,
+) -> dict[str, torch.Tensor]:
+    """Shuffle the user's own arrays and split them into pykan's dict layout.
+
+    Args:
+        inputs: (N, n_in) array-like (tensor, numpy array, nested lists).
+        labels: (N, n_out) floats, (N,) floats (become (N, 1)), or (N,) integer class indices.
+        test_fraction: Share of rows held out for testing, in [0, 1).
+        seed: Seeds the shuffle.
+        dtype: Floating dtype for inputs and float labels (default: torch's default dtype).
+
+    Returns:
+        The four-tensor dict, checked by :func:`check_dataset`.
+    """
+    if not (isinstance(test_fraction, (int, float)) and 0 <= test_fraction < 1):
+        raise ValueError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}")
+    dtype = dtype or torch.get_default_dtype()
+    x = _as_tensor(inputs, "inputs", dtype)
+    y = _as_tensor(labels, "labels", dtype)
+    if x.dim() == 1:
+        x = x.unsqueeze(-1)
+    if y.dim() == 1 and y.dtype.is_floating_point:
+        y = y.unsqueeze(-1)  # (N,) float targets -> (N, 1), the shape a KAN outputs
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"inputs have {x.shape[0]} rows but labels have {y.shape[0]}")
+    n = x.shape[0]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    n_test = round(n * test_fraction)
+    test, train = perm[:n_test], perm[n_test:]
+    if train.numel() == 0:
+        raise ValueError(f"no training rows left: {n} rows with test_fraction={test_fraction}")
+    data = {"train_input": x[train], "train_label": y[train], "test_input": x[test], "test_label": y[test]}
+    return check_dataset(data)
+
+
+def load_csv(
+    path: str | os.PathLike[str],
+    label_columns: int | str | Sequence[int | str] = -1,
+    *,
+    delimiter: str = ",",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    classification: bool = False,
+    dtype: torch.dtype | None = None,
+) -> dict[str, torch.Tensor]:
+    """Read a numeric CSV file (with or without a header row) into pykan's dict layout.
+
+    Args:
+        path: The file.
+        label_columns: Column index, header name, or a list of them, holding the labels; every
+            other column is an input.
+        delimiter: Field separator.
+        test_fraction, seed: As in :func:`split_dataset`.
+        classification: The (single) label column holds class indices; labels become int64 (N,).
+        dtype: Floating dtype of the tensors (default: torch's default dtype).
+
+    Returns:
+        The four-tensor dict.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Non-numeric cells, an unknown label column, or no input columns left.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no CSV file at {path!r}")
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.reader(fh, delimiter=delimiter) if r and any(c.strip() for c in r)]
+    if not rows:
+        raise ValueError(f"{path!r} holds no rows")
+    header: list[str] | None = None
+    if not _numeric_row(rows[0]):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    n_cols = len(rows[0]) if rows else 0
+    try:
+        table = np.array([[float(c) for c in r] for r in rows], dtype=np.float64).reshape(len(rows), n_cols)
+    except ValueError as exc:
+        raise ValueError(f"{path!r} must hold numbers only (besides one header row): {exc}") from None
+    wanted = [label_columns] if isinstance(label_columns, (int, str)) else list(label_columns)
+    label_idx = [_column_index(c, header, n_cols, path) for c in wanted]
+    input_idx = [i for i in range(n_cols) if i not in label_idx]
+    if not input_idx or not label_idx:
+        raise ValueError(f"{path!r}: need at least one input and one label column, got labels {wanted!r}")
+    labels: Any = table[:, label_idx]
+    if classification:
+        if len(label_idx) != 1:
+            raise ValueError("classification needs exactly one label column of class indices")
+        labels = _class_indices(labels[:, 0], f"{path!r} label column")
+    return split_dataset(table[:, input_idx], labels, test_fraction, seed, dtype=dtype)
+
+
+def check_dataset(
+    data: Mapping[str, Any],
+    *,
+    n_inputs: int | None = None,
+    n_outputs: int | None = None,
+    classification: bool | None = None,
+) -> dict[str, torch.Tensor]:
+    """Validate a dataset before any training touches the model.
+
+    Args:
+        data: ``train_input`` and ``train_label`` (required), ``test_input`` and ``test_label``
+            (both or neither). Array-likes are converted to tensors.
+        n_inputs: The model's input width; checked against the inputs when given.
+        n_outputs: The model's output width; regression labels must be (N, n_outputs),
+            class indices must lie in [0, n_outputs).
+        classification: Labels are class indices (``None``: inferred from their dtype).
+
+    Returns:
+        A new dict holding the tensors (the caller's dict is not changed).
+
+    Raises:
+        ValueError: Missing keys, NaN or infinite values (naming the tensor and the count), or
+            inconsistent shapes.
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError(
+            f"a dataset must be a dict with keys {', '.join(DATASET_KEYS)} (test keys optional), "
+            f"got {type(data).__name__}"
+        )
+    missing = [k for k in TRAIN_KEYS if k not in data]
+    if missing:
+        raise ValueError(
+            f"dataset is missing {', '.join(missing)}; expected keys {', '.join(DATASET_KEYS)} "
+            f"(test keys optional), got {', '.join(map(str, data)) or 'none'}"
+        )
+    has_test = [k in data and data[k] is not None for k in TEST_KEYS]
+    if any(has_test) and not all(has_test):
+        raise ValueError("give both test_input and test_label, or neither")
+    keys = DATASET_KEYS if all(has_test) else TRAIN_KEYS
+    out = {k: _as_tensor(data[k], k, None) for k in keys}
+
+    for k, t in out.items():
+        if t.dtype.is_floating_point or t.dtype.is_complex:
+            bad = ~torch.isfinite(t)
+            if bool(bad.any()):
+                n_nan = int(torch.isnan(t).sum())
+                n_inf = int(bad.sum()) - n_nan
+                raise ValueError(
+                    f"{k} contains {n_nan} NaN and {n_inf} infinite value(s) out of {t.numel()}; "
+                    "remove or fix those rows before training"
+                )
+
+    for split in ("train", "test"):
+        if f"{split}_input" not in out:
+            continue
+        x, y = out[f"{split}_input"], out[f"{split}_label"]
+        if x.dim() != 2:
+            raise ValueError(f"{split}_input must be 2-D (samples, features), got shape {tuple(x.shape)}")
+        if not x.dtype.is_floating_point:
+            raise ValueError(f"{split}_input must be floating point, got {x.dtype}")
+        if y.dim() not in (1, 2):
+            raise ValueError(f"{split}_label must be (samples, outputs) or (samples,), got {tuple(y.shape)}")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"{split}_input has {x.shape[0]} samples but {split}_label has {y.shape[0]}; "
+                "they must have the same number of rows"
+            )
+    if "test_input" in out:
+        if out["test_input"].shape[1] != out["train_input"].shape[1]:
+            raise ValueError(
+                f"train_input has {out['train_input'].shape[1]} features but test_input has "
+                f"{out['test_input'].shape[1]}"
+            )
+        if out["test_label"].shape[1:] != out["train_label"].shape[1:]:
+            raise ValueError(
+                f"train_label has shape {tuple(out['train_label'].shape)} but test_label has "
+                f"{tuple(out['test_label'].shape)}; the label shapes must agree"
+            )
+    if out["train_input"].shape[0] == 0:
+        raise ValueError("train_input holds no samples")
+
+    if n_inputs is not None and out["train_input"].shape[1] != n_inputs:
+        raise ValueError(
+            f"train_input has {out['train_input'].shape[1]} features but the model expects "
+            f"{n_inputs} (its widths[0])"
+        )
+    if classification is None:
+        classification = not out["train_label"].dtype.is_floating_point
+    for split in ("train", "test"):
+        if f"{split}_label" in out:
+            out[f"{split}_label"] = check_labels(
+                out[f"{split}_label"], n_outputs, classification, f"{split}_label"
+            )
+    return out
+
+
+def check_labels(y: torch.Tensor, n_outputs: int | None, classification: bool, name: str = "labels") -> torch.Tensor:
+    """Check (and for classes, normalise to int64 (N,)) one label tensor against the model.
+
+    Args:
+        y: (N, n_out) regression targets, or (N,) / (N, 1) class indices.
+        n_outputs: The model's output width, or None to skip the width check.
+        classification: Whether ``y`` holds class indices.
+        name: Used in messages.
+
+    Returns:
+        ``y`` (regression) or ``y`` as int64 (N,) (classification).
+    """
+    if classification:
+        if y.dim() == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.dim() != 1:
+            raise ValueError(f"{name}: class labels must be (samples,) class indices, got shape {tuple(y.shape)}")
+        y = _class_indices(y, name)
+        if n_outputs is not None and y.numel() and int(y.max()) >= n_outputs:
+            raise ValueError(
+                f"{name} holds class {int(y.max())} but the model has {n_outputs} outputs "
+                f"(classes 0..{n_outputs - 1}); widen the last layer to the number of classes"
+            )
+        return y
+    if not y.dtype.is_floating_point:
+        raise ValueError(
+            f"{name} holds integers ({y.dtype}); for regression pass float labels, for classes use "
+            "loss='cross_entropy'"
+        )
+    if n_outputs is not None and (y.dim() != 2 or y.shape[1] != n_outputs):
+        hint = " (reshape with y.unsqueeze(-1))" if y.dim() == 1 and n_outputs == 1 else ""
+        raise ValueError(
+            f"{name} has shape {tuple(y.shape)} but the model outputs (samples, {n_outputs}){hint}"
+        )
+    return y
+
+
+# ----------------------------------------------------------------------------- formulas
+
+
+def _compile(f: Formula, n_vars: int) -> Callable[[torch.Tensor], Any]:
+    """A function (N, n_vars) tensor -> values (tensor or array, (N,) or (N, k))."""
+    if callable(f) and not isinstance(f, str):
+        return f
+    if isinstance(f, str):
+        funcs = [_lambdify(f, n_vars)]
+    elif isinstance(f, Sequence) and f and all(isinstance(s, str) for s in f):
+        funcs = [_lambdify(s, n_vars) for s in f]
+    else:
+        raise TypeError(f"f must be a formula string, a list of them, or a callable; got {f!r}")
+
+    def evaluate(x: torch.Tensor) -> np.ndarray:
+        cols = x.detach().cpu().to(torch.float64).numpy().T  # n_vars arrays of (N,)
+        outs = []
+        for fn in funcs:
+            with np.errstate(all="ignore"):  # NaN/Inf are reported below with the formula
+                value = np.asarray(fn(*cols))
+            outs.append(np.broadcast_to(value, (x.shape[0],)).astype(np.float64))
+        return np.stack(outs, axis=-1)  # (N, n_formulas)
+
+    return evaluate
+
+
+def _lambdify(formula: str, n_vars: int) -> Callable[..., Any]:
+    from tokenize import TokenError
+
+    import sympy
+    from scipy import special
+    from sympy.core.function import AppliedUndef
+    from sympy.parsing.sympy_parser import (
+        convert_xor,
+        parse_expr,
+        standard_transformations,
+    )
+
+    symbols = sympy.symbols(f"x1:{n_vars + 1}")
+    local = {s.name: s for s in symbols}
+    transformations = standard_transformations + (convert_xor,)
+    try:
+        expr = parse_expr(formula, local_dict=local, transformations=transformations)
+    except (SyntaxError, TypeError, ValueError, AttributeError, TokenError, sympy.SympifyError) as exc:
+        raise ValueError(f"cannot parse formula {formula!r}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(expr, sympy.Basic):
+        raise ValueError(f"formula {formula!r} is not an expression in x1..x{n_vars}")
+    unknown = sorted(s.name for s in expr.free_symbols if s.name not in local)
+    if unknown:
+        raise ValueError(
+            f"formula {formula!r} uses unknown variable(s) {', '.join(unknown)}; "
+            f"the variables are x1..x{n_vars} (n_vars={n_vars}); constants: pi, E"
+        )
+    namespace: dict[str, Any] = {}
+    undefined = sorted({type(a).__name__ for a in expr.atoms(AppliedUndef)})
+    for name in undefined:
+        fn = getattr(special, name, None)
+        if not callable(fn):
+            raise ValueError(
+                f"formula {formula!r} calls unknown function {name!r}; use sympy names "
+                "(sin, exp, log, sqrt, besselj, erf, gamma, ...) or scipy.special names (jv, ellipk, ...)"
+            )
+        namespace[name] = fn
+    # "scipy" lets sympy's own names (besselj, erf, gamma, ...) evaluate through scipy.special
+    try:
+        return sympy.lambdify(symbols, expr, modules=[namespace, "scipy", "numpy"])
+    except (KeyError, NameError, TypeError, ValueError) as exc:  # e.g. 1/0 parses to complex infinity
+        raise ValueError(f"cannot evaluate formula {formula!r} ({expr}): {type(exc).__name__}: {exc}") from None
+
+
+def _labels(values: Any, n: int, task: str, dtype: torch.dtype, split: str) -> torch.Tensor:
+    y = torch.as_tensor(np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values))
+    if y.dim() == 1:
+        y = y.unsqueeze(-1)
+    if y.dim() != 2 or y.shape[0] != n:
+        raise ValueError(f"f must return (N,) or (N, n_out) for N={n} inputs, got shape {tuple(y.shape)}")
+    if y.dtype == torch.bool:
+        y = y.to(torch.int64)
+    if y.dtype.is_floating_point:
+        bad = ~torch.isfinite(y)
+        if bool(bad.any()):
+            raise ValueError(
+                f"f produced {int(bad.sum())} NaN or infinite value(s) on the {split} inputs; "
+                "narrow the ranges or change the formula"
+            )
+    if task == "classification":
+        if y.shape[1] != 1:
+            raise ValueError(f"classification needs one column of class indices, got {y.shape[1]}")
+        return _class_indices(y[:, 0], f"{split} labels")
+    return y.to(dtype)
+
+
+def _class_indices(y: Any, name: str) -> torch.Tensor:
+    t = torch.as_tensor(y)
+    if t.dtype == torch.bool:
+        t = t.to(torch.int64)
+    if t.dtype.is_floating_point and not (bool(torch.isfinite(t).all()) and bool((t == t.round()).all())):
+        raise ValueError(f"{name}: class labels must be whole numbers")
+    t = t.to(torch.int64)
+    if t.numel() and int(t.min()) < 0:
+        raise ValueError(f"{name}: class labels must be >= 0, got {int(t.min())}")
+    return t
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _as_tensor(value: Any, name: str, dtype: torch.dtype | None) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        t = value
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a tensor or array-like, got {type(value).__name__}: {exc}") from None
+    if t.dtype == torch.bool:
+        t = t.to(torch.int64)
+    if dtype is not None and t.dtype.is_floating_point:
+        t = t.to(dtype)
+    return t
+
+
+def _positive_int(value: Any, name: str, allow_zero: bool = False) -> int:
+    lowest = 0 if allow_zero else 1
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lowest:
+        raise ValueError(f"{name} must be an int >= {lowest}, got {value!r}")
+    return int(value)
+
+
+def _check_task(task: str) -> str:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; accepted: {', '.join(TASKS)}")
+    return task
+
+
+def _check_ranges(ranges: Ranges, n_vars: int) -> list[tuple[float, float]]:
+    def pair(r: Any) -> tuple[float, float]:
+        try:
+            lo, hi = (float(v) for v in r)
+        except (TypeError, ValueError):
+            raise ValueError(f"each range must be (low, high), got {r!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"each range must be finite with low < high, got {r!r}")
+        return lo, hi
+
+    if isinstance(ranges, (str, bytes)) or not isinstance(ranges, Sequence) or len(ranges) == 0:
+        raise ValueError(f"ranges must be (low, high) or one pair per variable, got {ranges!r}")
+    if all(isinstance(v, (int, float, np.number)) for v in ranges):
+        return [pair(ranges)] * n_vars
+    if len(ranges) != n_vars:
+        raise ValueError(f"ranges has {len(ranges)} pairs but n_vars={n_vars}")
+    return [pair(r) for r in ranges]
+
+
+def _safe_std(t: torch.Tensor) -> torch.Tensor:
+    std = t.std(0, keepdim=True)
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
+def _numeric_row(row: Sequence[str]) -> bool:
+    try:
+        [float(c) for c in row]
+    except ValueError:
+        return False
+    return True
+
+
+def _column_index(col: int | str, header: list[str] | None, n_cols: int, path: str) -> int:
+    if isinstance(col, str):
+        if header is None or col not in header:
+            raise ValueError(
+                f"{path!r} has no column named {col!r}; "
+                + (f"columns: {', '.join(header)}" if header else "the file has no header row: use indices")
+            )
+        return header.index(col)
+    if not isinstance(col, int) or not -n_cols <= col < n_cols:
+        raise ValueError(f"label column {col!r} out of range for {n_cols} columns in {path!r}")
+    return col % n_cols

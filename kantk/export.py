@@ -1,0 +1,283 @@
+"""Export a (pruned, symbolic) KAN as a graph: networkx for analysis, graphviz for diagrams.
+
+Nodes are the neurons ``(layer, index)`` (layer 0 = inputs); edges are the live KAN edges
+(numeric edges not masked, and symbolic ones). Pruned edges and removed nodes are absent.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, Sequence
+
+import torch
+
+from kantk.model import KAN
+
+#: Formats :func:`render_graph` (and ``kantk export``) can write.
+RENDER_FORMATS = ("svg", "png", "pdf")
+
+INSTALL_GRAPHVIZ = (
+    "the graphviz program 'dot' was not found on PATH; install Graphviz "
+    "(Debian/Ubuntu: 'apt-get install graphviz'; macOS: 'brew install graphviz'; "
+    "conda: 'conda install graphviz'). The DOT source can still be written without it: "
+    "dot.save(path) or 'kantk export MODEL --format dot'"
+)
+
+
+class GraphvizNotFoundError(RuntimeError):
+    """The system ``dot`` program that renders graphviz diagrams is missing."""
+
+
+def edge_expression(model: KAN, layer: int, q: int, p: int, digits: int | None = 3, var: Any = None) -> Any:
+    """The sympy expression ``c * f(a * x + b) + d`` of a symbolic edge, or None for a numeric one.
+
+    Args:
+        model: The KAN.
+        layer, q, p: Layer index, output node and input node of the edge.
+        digits: Round constants to this many decimals (``None``: exact).
+        var: The sympy symbol (or expression) of the edge's input; default ``x``.
+    """
+    kan_layer = model.layers[layer]
+    if not getattr(kan_layer, "has_symbolic", False) or float(kan_layer.symbolic_mask[q, p]) == 0:
+        return None
+    import sympy
+
+    from kantk.symbolic.formula import _edge_term
+
+    fn = kan_layer.symbolic_function(q, p)
+    if fn is None:
+        return None
+    params = kan_layer.symbolic_affine[q, p].detach().to("cpu", torch.float64).tolist()
+    expr = _edge_term(fn, params, sympy.Symbol("x") if var is None else var)
+    return expr if digits is None else _round_floats(expr, digits)
+
+
+def _round_floats(expr: Any, digits: int) -> Any:
+    """Round every float constant to ``digits`` decimals for display (near-integers become ints)."""
+    import sympy
+
+    def rounded(f: Any) -> Any:
+        v = round(float(f), digits)
+        return sympy.Integer(int(v)) if v == int(v) else sympy.Float(v, 15)
+
+    return expr.xreplace({f: rounded(f) for f in expr.atoms(sympy.Float)})
+
+
+def to_networkx(
+    model: KAN,
+    x: torch.Tensor | None = None,
+    var_names: Sequence[str] | None = None,
+    out_names: Sequence[str] | None = None,
+    digits: int = 3,
+) -> Any:
+    """The live network as a ``networkx.DiGraph``.
+
+    Nodes ``(layer, index)`` carry ``layer``, ``index``, ``label`` (variable names on inputs and
+    outputs) and, with ``x``, ``importance`` (attribution node score). Edges ``(l, p) -> (l+1, q)``
+    carry ``layer``, ``importance`` (with ``x``), ``basis`` (the layer's basis name), ``kind``
+    (``"numeric"`` or ``"symbolic"``) and, for symbolic edges, ``function``, ``expression`` (str,
+    constants rounded to ``digits``) and ``params`` (a, b, c, d). Graph attributes: ``widths``.
+    Every attribute is JSON-serialisable, so ``nx.node_link_data`` round-trips through JSON.
+
+    Args:
+        model: The KAN (left unchanged).
+        x: (batch, widths[0]) samples for importances; optional.
+        var_names: Names of the inputs (default ``x1 .. xn``).
+        out_names: Names of the outputs (default ``y1 .. ym``).
+        digits: Decimals kept in symbolic edge expressions.
+    """
+    import networkx as nx
+
+    if not isinstance(model, KAN):
+        raise TypeError(f"to_networkx expects a kantk.KAN, got {type(model).__name__}")
+    in_labels = _names(var_names, model.widths[0], "var_names", "x")
+    out_labels = _names(out_names, model.widths[-1], "out_names", "y")
+    scores = None
+    if x is not None:
+        from kantk.attribution import attribution
+
+        scores = attribution(model, x)
+
+    graph = nx.DiGraph(widths=list(model.widths))
+    for l, width in enumerate(model.widths):
+        for i in range(width):
+            if l == 0:
+                label = in_labels[i]
+            elif l == len(model.widths) - 1:
+                label = out_labels[i]
+            else:
+                label = f"h{l}.{i + 1}"
+            attrs: dict[str, Any] = {"layer": l, "index": i, "label": label}
+            if scores is not None:
+                attrs["importance"] = float(scores.node_scores[l][i])
+            graph.add_node((l, i), **attrs)
+    for l, layer in enumerate(model.layers):
+        for q, p in _live_edges(layer):
+            attrs = {"layer": l, "basis": layer.basis_name, "kind": "numeric"}
+            if scores is not None:
+                attrs["importance"] = float(scores.edge_scores[l][q, p])
+            expr = edge_expression(model, l, q, p, digits=digits)
+            if expr is not None:
+                fn = layer.symbolic_function(q, p)
+                attrs.update(
+                    kind="symbolic",
+                    function=fn.name,
+                    expression=str(expr),
+                    params=[float(v) for v in layer.symbolic_affine[q, p].detach().cpu().tolist()],
+                )
+                r2 = getattr(layer, "symbolic_r2", None)
+                if r2 is not None:
+                    attrs["r2"] = float(r2[q][p]) if r2[q][p] is not None else None
+            graph.add_edge((l, p), (l + 1, q), **attrs)
+    # nodes with no live edge at all (removed by masks only) are not part of the network
+    dead = [n for n in graph.nodes if graph.degree(n) == 0 and 0 < n[0] < len(model.widths) - 1]
+    graph.remove_nodes_from(dead)
+    return graph
+
+
+def to_graphviz(
+    model_or_graph: Any,
+    x: torch.Tensor | None = None,
+    var_names: Sequence[str] | None = None,
+    out_names: Sequence[str] | None = None,
+    *,
+    rankdir: str = "BT",
+    edge_plots: str | os.PathLike[str] | None = None,
+    digits: int = 3,
+    max_penwidth: float = 4.0,
+) -> Any:
+    """A layered ``graphviz.Digraph`` of the network (inputs at the bottom by default).
+
+    Edge pen width and opacity follow importance (with ``x``, or the graph's ``importance``
+    attributes); symbolic edges are labelled with their rounded formula; inputs and outputs
+    carry variable names. Render it with ``dot.render(path, format="svg")`` or
+    :func:`render_graph` (clear error when Graphviz is missing).
+
+    Args:
+        model_or_graph: A KAN, or a graph from :func:`to_networkx`.
+        x: (batch, widths[0]) samples for importances (KAN only).
+        var_names, out_names: Names of inputs and outputs (KAN only).
+        rankdir: ``"BT"`` (inputs at the bottom, as in the KAN paper), ``"LR"``, ``"TB"``, ``"RL"``.
+        edge_plots: A folder; when given, a small picture of every edge's function is drawn
+            there with matplotlib (``edge_<l>_<p>_<q>.png``) and placed on the edge. Needs a
+            KAN and ``x``. Nothing is written otherwise.
+        digits: Decimals of the formulas on symbolic edges.
+        max_penwidth: Pen width of the most important edge.
+    """
+    import graphviz
+
+    if rankdir not in ("BT", "TB", "LR", "RL"):
+        raise ValueError(f"rankdir must be one of BT, TB, LR, RL, got {rankdir!r}")
+    model = model_or_graph if isinstance(model_or_graph, KAN) else None
+    if model is not None:
+        graph = to_networkx(model, x, var_names, out_names, digits=digits)
+    else:
+        if x is not None or var_names is not None or out_names is not None:
+            raise ValueError("x, var_names and out_names apply to a KAN; a graph already has them")
+        graph = model_or_graph
+        if not hasattr(graph, "nodes") or "widths" not in getattr(graph, "graph", {}):
+            raise TypeError("to_graphviz expects a kantk.KAN or a graph made by kantk.to_networkx")
+    if edge_plots is not None and (model is None or x is None):
+        raise ValueError("edge_plots needs the KAN itself and samples x (to draw each edge over its data)")
+
+    widths = graph.graph["widths"]
+    top = max((d.get("importance", 0.0) for _, _, d in graph.edges(data=True)), default=0.0)
+    dot = graphviz.Digraph("kan", graph_attr={"rankdir": rankdir, "splines": "line", "nodesep": "0.35", "ranksep": "0.9"})
+    dot.attr("node", shape="circle", fixedsize="true", width="0.35", fontsize="10", label="")
+    for l in range(len(widths)):
+        with dot.subgraph(name=f"layer{l}") as sub:
+            sub.attr(rank="same")
+            for node, d in graph.nodes(data=True):
+                if node[0] != l:
+                    continue
+                attrs = {}
+                if l == 0 or l == len(widths) - 1:
+                    attrs = {"shape": "box", "fixedsize": "false", "label": d["label"], "style": "rounded"}
+                sub.node(_node_id(node), **attrs)
+    picture_dir = None
+    if edge_plots is not None:
+        picture_dir = os.fspath(edge_plots)
+        os.makedirs(picture_dir, exist_ok=True)
+        with torch.no_grad():
+            layer_inputs = model.layer_inputs(x.detach())
+    for (src, dst, d) in graph.edges(data=True):
+        share = d["importance"] / top if ("importance" in d and top > 0) else 1.0
+        share = min(max(share, 0.0), 1.0)
+        alpha = int(40 + 215 * share)
+        attrs = {
+            "penwidth": f"{max(0.3, max_penwidth * share):.2f}",
+            "color": f"#1f3b73{alpha:02x}" if d.get("kind") != "symbolic" else f"#b2182b{alpha:02x}",
+            "arrowhead": "none",
+        }
+        if d.get("kind") == "symbolic":
+            attrs.update(label=d["expression"], fontsize="9", fontcolor="#b2182b")
+        if picture_dir is not None:
+            l, p = src
+            q = dst[1]
+            path = os.path.join(picture_dir, f"edge_{l}_{p}_{q}.png")
+            _draw_edge(model, l, q, p, layer_inputs[l][:, p], path)
+            mid = f"e{l}_{p}_{q}"
+            dot.node(mid, shape="none", image=os.path.abspath(path), label="", width="0.5", height="0.4", fixedsize="true")
+            dot.edge(_node_id(src), mid, **attrs)
+            dot.edge(mid, _node_id(dst), **{k: v for k, v in attrs.items() if k != "label"})
+        else:
+            dot.edge(_node_id(src), _node_id(dst), **attrs)
+    return dot
+
+
+def render_graph(dot: Any, path: str | os.PathLike[str], format: str = "svg") -> str:
+    """Render a graphviz diagram to ``path`` (the extension is added if missing); returns the file.
+
+    Raises:
+        ValueError: Unknown format.
+        GraphvizNotFoundError: The ``dot`` program is not installed (says how to install it).
+    """
+    import graphviz
+
+    if format not in RENDER_FORMATS:
+        raise ValueError(f"unknown format {format!r}; accepted: {', '.join(RENDER_FORMATS)} (or save the DOT source)")
+    if shutil.which("dot") is None:
+        raise GraphvizNotFoundError(INSTALL_GRAPHVIZ)
+    path = os.fspath(path)
+    stem = path[: -len(format) - 1] if path.endswith("." + format) else path
+    try:
+        return dot.render(filename=stem, format=format, cleanup=True)
+    except graphviz.ExecutableNotFound as exc:
+        raise GraphvizNotFoundError(INSTALL_GRAPHVIZ) from exc
+
+
+def _draw_edge(model: KAN, layer: int, q: int, p: int, inputs: torch.Tensor, path: str) -> None:
+    from matplotlib.figure import Figure
+
+    lo, hi = float(inputs.min()), float(inputs.max())
+    xs = torch.linspace(lo, hi if hi > lo else lo + 1.0, 100, dtype=inputs.dtype, device=inputs.device)
+    kan_layer = model.layers[layer]
+    full = torch.zeros(100, kan_layer.in_features, dtype=inputs.dtype, device=inputs.device)
+    full[:, p] = xs
+    with torch.no_grad():
+        ys = kan_layer.activations(full)[:, q, p]
+    fig = Figure(figsize=(0.9, 0.7), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.plot(xs.cpu().numpy(), ys.cpu().numpy(), color="black", linewidth=1.5)
+    ax.set_axis_off()
+    fig.savefig(path, transparent=True)
+
+
+def _live_edges(layer: Any) -> list[tuple[int, int]]:
+    live = layer.mask != 0
+    if getattr(layer, "has_symbolic", False):
+        live = live | (layer.symbolic_mask != 0)
+    return [tuple(e) for e in live.nonzero().tolist()]
+
+
+def _node_id(node: tuple[int, int]) -> str:
+    return f"n{node[0]}_{node[1]}"
+
+
+def _names(names: Sequence[str] | None, n: int, what: str, prefix: str) -> list[str]:
+    if names is None:
+        return [f"{prefix}{i + 1}" for i in range(n)]
+    names = [str(v) for v in names]
+    if len(names) != n:
+        raise ValueError(f"{what} needs {n} names, got {len(names)}")
+    return names

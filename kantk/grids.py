@@ -1,0 +1,97 @@
+"""Grid extension: a copy of a KAN on finer grids that computes the same function.
+
+``kantk.refine(model, grid_size)`` is pykan's ``model.refine``: train on a coarse grid, then
+continue on a finer one from the same function. Each layer's basis does the work through the
+:class:`kantk.bases.SupportsRefine` capability; ``model.update_grid(x)`` (adapting grids to data)
+lives on the model itself. See docs/grids.md.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from kantk.bases.base import SupportsRefine
+from kantk.model import KAN
+
+
+def refine(model: KAN, grid_size: int | Sequence[int], **options: Any) -> KAN:
+    """A new KAN whose grids are finer, with the same function; ``model`` is left untouched.
+
+    Per basis, ``grid_size`` is its resolution: ``grid_size`` for B-splines (kept exactly on the
+    grid range when it is a multiple of the current one, by knot insertion; least squares
+    otherwise), ``degree`` for Chebyshev polynomials (exact), ``num_centers`` for RBFs (least
+    squares). Everything else is copied as it is: masks, ``scale_base``, ``scale_sp``, the base
+    activation, ``requires_grad`` flags, dtype, device and any further state a layer holds.
+    A layer whose basis cannot refine is copied unchanged, with a warning.
+
+    Example::
+
+        model = kantk.KAN([2, 5, 1], basis_kwargs={"grid_size": 5})
+        ...  # train
+        finer = kantk.refine(model, grid_size=10)   # same function, twice the intervals
+
+    Args:
+        model: The KAN to refine.
+        grid_size: The new resolution, one int for every layer or one per layer; each must be
+            at least the layer's current one (equal gives an unchanged copy of that layer).
+        **options: Passed to every basis' ``refine``. B-splines take ``keep_extension``: outside
+            the grid range a refined spline either keeps the old outer knots (``True``: exact
+            everywhere on nested grids, but non-uniform knots and the slower evaluation path) or
+            takes the finer spacing (``False``: uniform grids stay uniform and fast; the spline is
+            exact on the grid range and fades out sooner outside it). The default picks ``True``
+            for grids that are non-uniform already (after ``update_grid``), else ``False``.
+
+    Returns:
+        The refined copy, with fresh parameters (no gradients) on ``model``'s device.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`kantk.KAN`.
+        ValueError: A bad ``grid_size`` (not an int, smaller than the current resolution, a list
+            of the wrong length) or an option a layer's basis does not accept; the message names
+            the layer and says what is accepted.
+    """
+    if not isinstance(model, KAN):
+        raise TypeError(f"kantk.refine expects a kantk.KAN, got {type(model).__name__}")
+    sizes = _per_layer_sizes(grid_size, len(model.layers))
+    finer = copy.deepcopy(model)
+    for p in finer.parameters():
+        p.grad = None
+    for index, (layer, size) in enumerate(zip(finer.layers, sizes)):
+        basis = layer.basis
+        if not isinstance(basis, SupportsRefine):
+            warnings.warn(
+                f"basis {layer.basis_name!r} (layer {index}) cannot refine its grid; layer copied unchanged",
+                stacklevel=2,
+            )
+            continue
+        try:
+            new_basis, new_coef = basis.refine(size, layer.coef.detach(), **options)
+        except TypeError as exc:
+            if options:
+                raise ValueError(
+                    f"layer {index}: basis {layer.basis_name!r} does not accept the refine options "
+                    f"{', '.join(map(repr, sorted(options)))} ({exc})"
+                ) from None
+            raise
+        except ValueError as exc:
+            raise ValueError(f"layer {index}: {exc}") from None
+        layer.basis = new_basis
+        # contiguous: LBFGS views every gradient flat, and gradients follow their parameter's strides
+        coef = new_coef.detach().to(layer.coef.dtype).clone(memory_format=torch.contiguous_format)
+        layer.coef = nn.Parameter(coef, requires_grad=layer.coef.requires_grad)
+    return finer
+
+
+def _per_layer_sizes(grid_size: int | Sequence[int], n_layers: int) -> list[Any]:
+    if isinstance(grid_size, Sequence) and not isinstance(grid_size, (str, bytes)):
+        sizes = list(grid_size)
+        if len(sizes) != n_layers:
+            raise ValueError(f"grid_size has {len(sizes)} entries but the model has {n_layers} layers")
+        return sizes
+    if isinstance(grid_size, torch.Tensor):
+        raise ValueError("grid_size must be an int or a list of ints (one per layer), got a tensor")
+    return [grid_size] * n_layers

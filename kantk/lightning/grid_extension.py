@@ -1,0 +1,119 @@
+"""``GridExtension``: refine the KAN's grids on a schedule inside one Lightning run."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pytorch_lightning as pl
+
+from kantk.grids import refine
+from kantk.model import KAN
+
+Size = int | Sequence[int]
+
+
+class GridExtension(pl.Callback):
+    """Move the model to finer grids at set steps of one run (pykan's grid extension).
+
+    pykan trains on a coarse grid, refines (G = 3 -> 5 -> 10 -> 20 -> 50, ...) and trains on from
+    the same function. Before training step ``steps[i]`` this callback:
+
+    1. refines ``pl_module.model`` to ``grid_sizes[i]`` with :func:`kantk.refine` (the function is
+       kept: exactly for B-splines on nested grids and Chebyshev, by least squares otherwise) and
+       puts the refined layers into the same :class:`kantk.KAN` object, so the model handed to
+       the LightningModule (or to :func:`kantk.fit`) ends up refined;
+    2. rebuilds the optimizer (and any schedulers) from ``configure_optimizers``, as the
+       parameters changed shape: its state (Adam moments, LBFGS history) starts afresh;
+    3. updates the module's ``basis_kwargs`` hyperparameter (when it has one, as
+       :class:`kantk.lightning.KANModule` does), so a later checkpoint loads with
+       ``load_from_checkpoint``.
+
+    Example::
+
+        model = kantk.KAN([2, 1, 1], basis_kwargs={"grid_size": 3})
+        kantk.fit(model, data, steps=1000,
+                  callbacks=[GridExtension(grid_sizes=(5, 10, 20, 50), every=200)])
+        model.layers[0].basis.grid_size   # 50
+
+    Runs on one process; under DDP it raises (the DDP wrapper would keep the old parameters).
+
+    Args:
+        grid_sizes: The resolutions to refine to, in order (B-spline ``grid_size``, Chebyshev
+            ``degree``, RBF ``num_centers``), each an int or a list with one per layer.
+        every: Refine to ``grid_sizes[i]`` before step ``(i + 1) * every``.
+        steps: Or the steps themselves, increasing, one per size (give ``every`` or ``steps``).
+        **refine_options: Passed to :func:`kantk.refine` (e.g. ``keep_extension=True``).
+
+    Attributes:
+        refined_at: ``(step, size)`` of every refinement done so far.
+    """
+
+    def __init__(
+        self,
+        grid_sizes: Sequence[Size],
+        every: int | None = None,
+        steps: Sequence[int] | None = None,
+        **refine_options: Any,
+    ):
+        super().__init__()
+        if isinstance(grid_sizes, (int, str, bytes)) or not isinstance(grid_sizes, Sequence) or not grid_sizes:
+            raise ValueError(f"GridExtension grid_sizes must be a non-empty list such as (5, 10, 20), got {grid_sizes!r}")
+        for size in grid_sizes:
+            flat = size if isinstance(size, Sequence) and not isinstance(size, (str, bytes)) else [size]
+            if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in flat):
+                raise ValueError(
+                    f"GridExtension grid_sizes entries must be ints >= 1 or lists of them (one per layer), got {size!r}"
+                )
+        if (every is None) == (steps is None):
+            raise ValueError("GridExtension needs exactly one of every= (steps between refinements) or steps=")
+        if every is not None:
+            if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+                raise ValueError(f"GridExtension every must be an int >= 1, got {every!r}")
+            schedule = [(i + 1) * every for i in range(len(grid_sizes))]
+        else:
+            schedule = list(steps)  # type: ignore[arg-type]
+            if len(schedule) != len(grid_sizes):
+                raise ValueError(f"GridExtension got {len(schedule)} steps for {len(grid_sizes)} grid_sizes")
+            if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in schedule) or any(
+                b <= a for a, b in zip(schedule, schedule[1:])
+            ):
+                raise ValueError(f"GridExtension steps must be increasing ints >= 1, got {steps!r}")
+        self.grid_sizes: list[Size] = list(grid_sizes)
+        self.steps: list[int] = schedule
+        self.refine_options = dict(refine_options)
+        self.refined_at: list[tuple[int, Size]] = []
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.world_size > 1:
+            raise RuntimeError(
+                "GridExtension runs on one process only: under DDP the wrapped model would keep training the old "
+                "parameters. Train each grid in its own run (kantk.refine between runs) or use one device"
+            )
+        if not isinstance(getattr(pl_module, "model", None), KAN):
+            raise TypeError(
+                f"GridExtension refines pl_module.model, which must be a kantk.KAN; "
+                f"{type(pl_module).__name__} has {type(getattr(pl_module, 'model', None)).__name__}"
+            )
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        while len(self.refined_at) < len(self.steps) and self.steps[len(self.refined_at)] <= step:
+            size = self.grid_sizes[len(self.refined_at)]
+            self._refine(trainer, pl_module, size)
+            self.refined_at.append((step, size))
+
+    def _refine(self, trainer: pl.Trainer, pl_module: pl.LightningModule, size: Size) -> None:
+        model: KAN = pl_module.model
+        finer = refine(model, size, **self.refine_options)
+        for index, layer in enumerate(finer.layers):  # in place: whoever holds `model` sees the new grids
+            model.layers[index] = layer
+        trainer.strategy.setup_optimizers(trainer)  # the old optimizer holds the old parameters
+        hparams = getattr(pl_module, "hparams", None)
+        if hparams is not None and "basis_kwargs" in hparams:
+            configs = [layer.basis.config() for layer in model.layers]
+            hparams["basis_kwargs"] = configs[0] if all(c == configs[0] for c in configs) else configs
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"refined_at": [list(item) for item in self.refined_at]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.refined_at = [(int(step), size) for step, size in state_dict.get("refined_at", [])]

@@ -1,0 +1,384 @@
+"""``KANModule``: the LightningModule that trains a :class:`kantk.KAN`.
+
+The ``KAN`` stays a plain ``nn.Module`` (``KANModule.model``); this module adds the loss, the
+regularisers, the optimizer and logging. Its constructor takes plain, YAML-friendly arguments and
+saves them as hyperparameters, so ``KANModule.load_from_checkpoint(path)`` rebuilds the model
+without the CLI.
+"""
+from __future__ import annotations
+
+import inspect
+from contextvars import ContextVar
+from typing import Any, Mapping
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from kantk.data import check_labels
+from kantk.model import KAN, default_dtype
+from kantk.regularisers import build_regularisers, regularisation
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "lbfgs": torch.optim.LBFGS,
+}
+#: Learning rate used when ``lr`` is not given.
+DEFAULT_LR = {"adam": 1e-2, "adamw": 1e-2, "lbfgs": 1.0}
+#: pykan's LBFGS settings (full batch, strong Wolfe line search, no early stop on tolerances).
+LBFGS_DEFAULTS: dict[str, Any] = {
+    "history_size": 10,
+    "line_search_fn": "strong_wolfe",
+    "tolerance_grad": 1e-32,
+    "tolerance_change": 1e-32,
+}
+LOSSES = ("mse", "cross_entropy")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: pykan's grid-update schedule: every 5 steps until step 50.
+DEFAULT_GRID_UPDATE_UNTIL = 50
+
+# from_model hands an existing KAN to __init__ through this, so no throwaway model is built and
+# the constructor keeps only plain (YAML-friendly, checkpointable) arguments.
+_ADOPTED_MODEL: ContextVar[KAN | None] = ContextVar("kantk_adopted_model", default=None)
+
+
+class KANModule(pl.LightningModule):
+    """Train a KAN with Lightning: regression (MSE) or classification (cross-entropy).
+
+    Batches are ``(inputs (B, widths[0]), labels)``, labels (B, widths[-1]) floats for ``"mse"``
+    or (B,) class indices for ``"cross_entropy"``; floating batches are cast to the model's dtype.
+    Logged: ``train_loss``, ``train_rmse`` or ``train_acc``, ``reg`` (the weighted
+    regularisation), ``lr``, and from the validation split ``val_loss`` and ``val_rmse`` or
+    ``val_acc``.
+
+    Args:
+        widths: Nodes per layer, inputs first (``[2, 5, 1]``).
+        basis: Basis registry name, or one per layer.
+        basis_kwargs: Basis options, or one dict (or None) per layer.
+        base_activation: ``"silu"``, ``"identity"`` or ``"zero"``, or one per layer.
+        loss: ``"mse"`` or ``"cross_entropy"``.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"lbfgs"``. LBFGS uses pykan's settings (strong
+            Wolfe line search, history 10) and one training step is one ``LBFGS.step(closure)``;
+            give it full batches.
+        lr: Learning rate (default 1.0 for LBFGS, 1e-2 for Adam/AdamW).
+        weight_decay: Adam/AdamW weight decay.
+        optimizer_kwargs: More optimizer options (e.g. ``{"max_iter": 10}`` for LBFGS).
+        regularisers: ``{name: weight}`` or ``{name: {"weight": w, **options}}`` from
+            ``kantk.list_regularisers()``, e.g. ``{"l1_entropy": {"weight": 1e-3}}``.
+        grid_update_every: Move the grids to the training inputs every this many steps
+            (``None``: never). pykan's schedule is 5.
+        grid_update_until: No grid updates from this step on (default 50, pykan's).
+        grid_eps: Mix of uniform (1) and quantile (0) grid placement.
+        init_seed: Seeds the model's initialisation (``KAN(seed=...)``; a distinct name so it does
+            not clash with a data module's ``seed`` when Lightning merges hyperparameters).
+        dtype: ``"float32"`` or ``"float64"`` (default: torch's default dtype).
+        model_kwargs: More :class:`kantk.KAN` options (``noise_scale``, ``scale_base_mu``, ...).
+
+    Raises:
+        ValueError: An unknown loss or optimizer (the message lists the valid names), a bad
+            option value; ``UnknownComponentError`` for an unknown basis or regulariser.
+    """
+
+    def __init__(
+        self,
+        widths: list[int],
+        basis: str | list[str] = "bspline",
+        basis_kwargs: dict[str, Any] | list[dict[str, Any] | None] | None = None,
+        base_activation: str | list[str] = "silu",
+        loss: str = "mse",
+        optimizer: str = "adam",
+        lr: float | None = None,
+        weight_decay: float = 0.0,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        regularisers: dict[str, float | dict[str, Any]] | None = None,
+        grid_update_every: int | None = None,
+        grid_update_until: int | None = None,
+        grid_eps: float = 0.02,
+        init_seed: int | None = None,
+        dtype: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+        if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+            raise ValueError(f"lr must be a number > 0, got {lr!r}")
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(DTYPES)}")
+        for name, value in (("grid_update_every", grid_update_every), ("grid_update_until", grid_update_until)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
+        if not (isinstance(grid_eps, (int, float)) and 0 <= grid_eps <= 1):
+            raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
+        self.optimizer_kwargs = _check_optimizer_kwargs(optimizer, optimizer_kwargs)
+        self.save_hyperparameters()
+
+        adopted = _ADOPTED_MODEL.get()
+        if adopted is not None:
+            self.model = adopted
+        else:
+            with default_dtype(DTYPES[dtype] if dtype else torch.get_default_dtype()):
+                self.model = KAN(
+                    widths, basis=basis, basis_kwargs=basis_kwargs, base_activation=base_activation,
+                    seed=init_seed, **dict(model_kwargs or {}),
+                )
+        self.to(self.model_dtype)  # keeps LightningModule.dtype in step with the model
+        self.loss_name = loss
+        self.optimizer_name = optimizer
+        self.lr = float(lr) if lr is not None else DEFAULT_LR[optimizer]
+        self.regularisers = build_regularisers(regularisers)
+        self._needs_layer_inputs = any(r.needs_layer_inputs for r in self.regularisers)
+        self.automatic_optimization = optimizer != "lbfgs"
+        self._checked: set[str] = set()
+        self._sums: dict[str, torch.Tensor] = {}
+        #: Latest training-step metrics (detached tensors), read by kantk.fit's history.
+        self.last_train_metrics: dict[str, torch.Tensor] = {}
+        #: Latest validation metrics (detached tensors).
+        self.last_val_metrics: dict[str, torch.Tensor] = {}
+        #: Send metrics through ``self.log``. kantk.fit switches it off when nothing reads them
+        #: (no logger, no user callbacks): Lightning's logging costs milliseconds per step.
+        self.log_metrics = True
+
+    @classmethod
+    def from_model(cls, model: KAN, **kwargs: Any) -> KANModule:
+        """Wrap an existing :class:`kantk.KAN` (trained in place) instead of building a new one.
+
+        The model's structure (widths, bases and their options, base activations, dtype) is
+        recorded as hyperparameters, so a checkpoint still loads with :meth:`load_from_checkpoint`.
+
+        Args:
+            model: The KAN to train.
+            **kwargs: Training arguments of :class:`KANModule` (loss, optimizer, lr, ...).
+        """
+        if not isinstance(model, KAN):
+            raise TypeError(f"KANModule.from_model expects a kantk.KAN, got {type(model).__name__}")
+        config = model.config()
+        layers = config["layers"]
+        structure: dict[str, Any] = {
+            "widths": list(config["widths"]),
+            "basis": _collapse([layer["basis"] for layer in layers]),
+            "basis_kwargs": _collapse([layer["basis_kwargs"] for layer in layers]),
+            "base_activation": _collapse([layer["base_activation"] for layer in layers]),
+            "dtype": _dtype_name(model.layers[0].coef.dtype),
+        }
+        clash = sorted(set(structure) & set(kwargs))
+        if clash:
+            raise TypeError(f"from_model takes the structure from the model; do not pass {', '.join(clash)}")
+        token = _ADOPTED_MODEL.set(model)
+        try:
+            return cls(**structure, **kwargs)
+        finally:
+            _ADOPTED_MODEL.reset(token)
+
+    # -- model ----------------------------------------------------------------------------------
+
+    @property
+    def model_dtype(self) -> torch.dtype:
+        """The dtype of the KAN's parameters."""
+        return self.model.layers[0].coef.dtype
+
+    @property
+    def classification(self) -> bool:
+        """Whether the loss is cross-entropy over class indices."""
+        return self.loss_name == "cross_entropy"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x: (..., widths[0]). Returns: (..., widths[-1])."""
+        return self.model(x)
+
+    def check_batch(self, batch: Any, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        """Unpack ``(inputs, labels)``, cast floats to the model's dtype, check them (once per split).
+
+        Raises:
+            ValueError: The batch is not an (inputs, labels) pair, or a shape does not fit.
+        """
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ValueError(f"KANModule expects batches of (inputs, labels), got {type(batch).__name__}")
+        x, y = batch
+        dtype = self.model_dtype
+        if x.is_floating_point() and x.dtype != dtype:
+            x = x.to(dtype)
+        if y.is_floating_point() and y.dtype != dtype and not self.classification:
+            y = y.to(dtype)
+        if split not in self._checked:
+            widths = self.model.widths
+            if x.dim() != 2 or x.shape[1] != widths[0]:
+                raise ValueError(
+                    f"{split} inputs have shape {tuple(x.shape)} but the model expects (batch, {widths[0]})"
+                )
+            if y.shape[0] != x.shape[0]:
+                raise ValueError(f"{split} batch has {x.shape[0]} inputs but {y.shape[0]} labels")
+            check_labels(y, widths[-1], self.classification, f"{split} labels")
+            self._checked.add(split)
+        if self.classification:
+            y = y.reshape(-1).long()
+        return x, y
+
+    # -- training -------------------------------------------------------------------------------
+
+    def objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Data loss, weighted regularisation and predictions for one batch.
+
+        The layer inputs are computed once and shared with the regularisers that need them.
+
+        Returns:
+            ``(loss, reg, pred)``: two scalars and (B, widths[-1]).
+        """
+        if self._needs_layer_inputs:
+            layer_inputs = self.model.layer_inputs(x)
+            pred = layer_inputs[-1]
+        else:
+            layer_inputs, pred = None, self.model(x)
+        loss = self._loss(pred, y)
+        reg = regularisation(self.regularisers, self.model, x, layer_inputs)
+        return loss, reg, pred
+
+    def _loss(self, pred: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        if self.classification:
+            return F.cross_entropy(pred, y, reduction=reduction)
+        return F.mse_loss(pred, y, reduction=reduction)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        x, y = self.check_batch(batch, "train")
+        if self.automatic_optimization:
+            loss, reg, pred = self.objective(x, y)
+            self._log_train(loss.detach(), reg.detach(), pred.detach(), y)
+            return loss + reg
+
+        optimizer = self.optimizers()
+        last: dict[str, torch.Tensor] = {}
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss, reg, pred = self.objective(x, y)
+            objective = loss + reg
+            self.manual_backward(objective)  # under DDP this also averages the gradients
+            last.update(loss=loss.detach(), reg=reg.detach(), pred=pred.detach())
+            # Every rank must see the same objective, or their line searches would part ways.
+            return self.trainer.strategy.reduce(objective.detach(), reduce_op="mean")
+
+        optimizer.step(closure=closure)
+        self._log_train(last["loss"], last["reg"], last["pred"], y)
+        return None
+
+    def _log_train(self, loss: torch.Tensor, reg: torch.Tensor, pred: torch.Tensor, y: torch.Tensor) -> None:
+        metrics = {"train_loss": loss, "reg": reg}
+        if self.classification:
+            metrics["train_acc"] = (pred.argmax(-1) == y).to(pred.dtype).mean()
+        else:
+            metrics["train_rmse"] = loss.sqrt()
+        self.last_train_metrics = metrics
+        if self.log_metrics:
+            optimizer = self.optimizers()
+            optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer
+            self.log_dict({**metrics, "lr": float(optimizer.param_groups[0]["lr"])}, on_step=True, on_epoch=False)
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._sums = {}
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._accumulate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_val_metrics = self._log_eval("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._sums = {}
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._accumulate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """Predictions (B, widths[-1]) for ``inputs`` or an ``(inputs, labels)`` batch."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if x.is_floating_point() and x.dtype != self.model_dtype:
+            x = x.to(self.model_dtype)
+        return self.model(x)
+
+    def _accumulate(self, batch: Any, split: str) -> None:
+        x, y = self.check_batch(batch, split)
+        pred = self.model(x)
+        # sums over the whole split (all batches, all ranks), so the metric is exact, not a mean of means
+        parts = [self._loss(pred, y, reduction="sum"), torch.tensor(float(y.numel()), device=pred.device)]
+        if self.classification:
+            parts.append((pred.argmax(-1) == y).sum().to(pred.dtype))
+        sums = torch.stack([p.to(pred.dtype) for p in parts])
+        self._sums[split] = sums if split not in self._sums else self._sums[split] + sums
+
+    def _log_eval(self, split: str) -> dict[str, torch.Tensor]:
+        sums = self._sums.pop(split, None)
+        if sums is None:
+            return {}
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        n = sums[1].clamp_min(1)
+        metrics = {f"{split}_loss": sums[0] / n}
+        if self.classification:
+            metrics[f"{split}_acc"] = sums[2] / n
+        else:
+            metrics[f"{split}_rmse"] = (sums[0] / n).sqrt()
+        if self.log_metrics:
+            # already summed over the ranks, so every rank holds the same value; sync_dist keeps it so
+            self.log_dict(metrics, prog_bar=True, sync_dist=True)
+        return metrics
+
+    # -- optimizer and callbacks ----------------------------------------------------------------
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        cls = OPTIMIZERS[self.optimizer_name]
+        kwargs: dict[str, Any] = {"lr": self.lr}
+        if self.optimizer_name == "lbfgs":
+            kwargs.update(LBFGS_DEFAULTS)
+        else:
+            kwargs["weight_decay"] = float(self.hparams.weight_decay)
+        kwargs.update(self.optimizer_kwargs)
+        return cls(self.model.parameters(), **kwargs)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        every = self.hparams.grid_update_every
+        if every is None:
+            return []
+        from kantk.lightning.callbacks import GridUpdateCallback
+
+        until = self.hparams.grid_update_until
+        return [
+            GridUpdateCallback(
+                every=every,
+                until=DEFAULT_GRID_UPDATE_UNTIL if until is None else until,
+                grid_eps=self.hparams.grid_eps,
+            )
+        ]
+
+
+def _check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    kwargs = dict(kwargs or {})
+    if "lr" in kwargs:
+        raise ValueError("pass the learning rate as lr=..., not inside optimizer_kwargs")
+    params = inspect.signature(OPTIMIZERS[name]).parameters
+    accepted = sorted(p for p in params if p not in ("self", "params", "lr"))
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"optimizer {name!r} does not accept {', '.join(map(repr, unknown))}; "
+            f"accepted optimizer_kwargs: {', '.join(accepted)}"
+        )
+    return kwargs
+
+
+def _collapse(values: list[Any]) -> Any:
+    """One value when every layer has the same, else the per-layer list."""
+    return values[0] if all(v == values[0] for v in values) else values
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise ValueError(f"KANModule trains float32 or float64 models, got {dtype}")
+    return name

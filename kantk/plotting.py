@@ -1,0 +1,222 @@
+"""``kantk.plot_activations``: the network drawn layer by layer, every edge's function in a box.
+
+One matplotlib :class:`~matplotlib.figure.Figure` built without pyplot (no global state, no
+window, no files unless ``path=`` is given): inputs at the bottom, outputs at the top; between two
+node layers, one small box per live edge holding that edge's function over the range its input
+takes on the data, connected to the two nodes it joins. Opacity follows the edge's attribution
+score (normalised per layer), so a sparsified network reads at a glance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection, PatchCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from kantk.attribution import Attribution, attribution, check_samples
+from kantk.model import KAN
+from kantk.pruners import live_masks
+
+#: gid prefixes of the artists, for tests and for users restyling a figure.
+EDGE_GID = "kantk-edge"  # one Line2D per live edge: f"{EDGE_GID}/{layer}/{out}/{in}"
+NODE_GID = "kantk-nodes"  # one PathCollection per node layer: f"{NODE_GID}/{layer}"
+LABEL_GID = "kantk-edge-label"  # one Text per labelled edge
+
+_BOX_HEIGHT = 0.36  # in node-layer units: node layers are 1 apart, boxes sit halfway
+
+
+@torch.no_grad()
+def plot_activations(
+    model: KAN,
+    x: torch.Tensor,
+    in_vars: Sequence[str] | None = None,
+    out_vars: Sequence[str] | None = None,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    scores: Attribution | None = None,
+    n_points: int = 100,
+    min_alpha: float = 0.05,
+    edge_labels: Mapping[tuple[int, int, int], str] | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] | None = None,
+    dpi: float = 100,
+) -> Figure:
+    """Draw ``model`` with every live edge's function (pykan's ``model.plot()``, in one figure).
+
+    Edge ``p -> q`` of layer ``l`` is drawn as ``phi_{q,p}(t)`` for ``n_points`` values of ``t``
+    evenly spaced between the smallest and largest value its input ``p`` takes on ``x``; each
+    curve is scaled to fill its box (the box shows the shape; the opacity shows the importance).
+    Masked (pruned) edges are not drawn; symbolic edges are.
+
+    Edges fixed to a symbolic function are labelled with its name (see
+    :func:`symbolic_edge_labels`); ``edge_labels`` adds or overrides labels by
+    ``(layer, out, in)``, e.g. with full formulas.
+
+    Args:
+        model: The KAN to draw (unchanged).
+        x: (batch, widths[0]) samples that set every edge's input range and its importance
+            (batch >= 2), in the model's dtype.
+        in_vars: One name per input, written under the input nodes (default ``x_1, x_2, ...``);
+            matplotlib mathtext such as ``"$x_1$"`` works.
+        out_vars: One name per output, written above the output nodes (default ``y_1, ...``).
+        path: When given, the figure is also saved there (format from the suffix); nothing is
+            written otherwise.
+        scores: The attribution to use for the opacities (default: computed on ``x``).
+        n_points: Points per curve (>= 2).
+        min_alpha: Opacity of the least important live edge, in [0, 1] (0 hides dead edges).
+        edge_labels: ``{(layer, out, in): text}`` labels drawn next to those edges' boxes.
+        title: Figure title.
+        figsize: (width, height) in inches; default grows with the widest layer and the depth.
+        dpi: Resolution of the figure (and of the saved file).
+
+    Returns:
+        The :class:`~matplotlib.figure.Figure` (Agg canvas). Its artists carry gids: each edge
+        curve is a ``Line2D`` with gid ``"kantk-edge/<layer>/<out>/<in>"``.
+
+    Raises:
+        TypeError, ValueError: A bad model, samples, variable names or option (the message says
+            what is accepted).
+    """
+    if not isinstance(model, KAN):
+        raise TypeError(f"kantk.plot_activations expects a kantk.KAN, got {type(model).__name__}")
+    x = check_samples(model, x, "kantk.plot_activations")
+    in_vars = _names(in_vars, model.widths[0], "in_vars", "x")
+    out_vars = _names(out_vars, model.widths[-1], "out_vars", "y")
+    if not isinstance(n_points, int) or isinstance(n_points, bool) or n_points < 2:
+        raise ValueError(f"n_points must be an int >= 2, got {n_points!r}")
+    if not isinstance(min_alpha, (int, float)) or not 0.0 <= min_alpha <= 1.0:
+        raise ValueError(f"min_alpha must be a number in [0, 1], got {min_alpha!r}")
+    if scores is None:
+        scores = attribution(model, x)
+    elif not isinstance(scores, Attribution) or scores.widths != model.widths:
+        raise ValueError(f"scores must be a kantk.Attribution of this model (widths {model.widths})")
+    labels = dict(symbolic_edge_labels(model))
+    labels.update(edge_labels or {})
+
+    widths = model.widths
+    depth = len(model.layers)
+    slots = max(a * b for a, b in itertools.pairwise(widths))
+    if figsize is None:
+        figsize = (min(40.0, max(4.0, 0.5 * slots)), 1.8 * depth + 0.8)
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.92 if title else 0.96))
+    ax.set_axis_off()
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(-0.3, depth + 0.3)
+    if title:
+        fig.suptitle(title)
+
+    node_x = [(np.arange(w) + 0.5) / w for w in widths]  # node i of layer l at (node_x[l][i], l)
+    xs = model.layer_inputs(x)
+    live_edges = live_masks(model)  # numeric or symbolic
+    for l, layer in enumerate(model.layers):
+        n_in, n_out = layer.in_features, layer.out_features
+        lo = xs[l].min(dim=0).values
+        hi = xs[l].max(dim=0).values
+        t = torch.linspace(0.0, 1.0, n_points, dtype=x.dtype, device=x.device)
+        t_np = t.cpu().numpy()
+        grid = lo + (hi - lo) * t.unsqueeze(-1)  # (n_points, in): column p spans input p's range
+        curves = layer.activations(grid).cpu().numpy()  # (n_points, out, in)
+        live = live_edges[l].cpu().numpy()
+        score = scores.edge_scores[l].cpu().numpy()
+        top = float(score[live].max()) if live.any() else 0.0
+        importance = score / top if top > 0 else np.zeros_like(score)
+        n_slots = n_in * n_out
+        box_w = min(0.8 / n_slots, 0.12)
+        box_y = l + 0.5 - _BOX_HEIGHT / 2
+        segments, colors, boxes = [], [], []
+        for p in range(n_in):
+            for q in range(n_out):
+                if not live[q, p]:
+                    continue
+                alpha = float(min_alpha + (1.0 - min_alpha) * np.clip(importance[q, p], 0.0, 1.0))
+                cx = (p * n_out + q + 0.5) / n_slots
+                left = cx - box_w / 2
+                y = curves[:, q, p]
+                span = float(y.max() - y.min())
+                v = (
+                    (y - y.min()) / span
+                    if span > 1e-12 * max(1.0, float(np.abs(y).max()))
+                    else np.full_like(y, 0.5)
+                )
+                ax.plot(
+                    left + box_w * t_np,
+                    box_y + _BOX_HEIGHT * (0.1 + 0.8 * v),
+                    color="black",
+                    alpha=alpha,
+                    linewidth=1.0,
+                    gid=f"{EDGE_GID}/{l}/{q}/{p}",
+                )
+                rgba = (0.0, 0.0, 0.0, alpha)
+                boxes.append(
+                    Rectangle(
+                        (left, box_y), box_w, _BOX_HEIGHT, facecolor="none", edgecolor=rgba, linewidth=0.5
+                    )
+                )
+                segments += [
+                    [(node_x[l][p], l), (cx, box_y)],
+                    [(cx, box_y + _BOX_HEIGHT), (node_x[l + 1][q], l + 1)],
+                ]
+                colors += [rgba, rgba]
+                if (l, q, p) in labels:
+                    ax.text(
+                        cx,
+                        box_y + _BOX_HEIGHT,
+                        str(labels[(l, q, p)]),
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                        color="tab:red",
+                        gid=f"{LABEL_GID}/{l}/{q}/{p}",
+                    )
+        if segments:
+            ax.add_collection(
+                LineCollection(segments, colors=colors, linewidths=0.6, gid=f"kantk-connectors/{l}")
+            )
+            ax.add_collection(PatchCollection(boxes, match_original=True, gid=f"kantk-boxes/{l}"))
+    for l, w in enumerate(widths):
+        ax.scatter(node_x[l], np.full(w, float(l)), s=30, color="black", zorder=3, gid=f"{NODE_GID}/{l}")
+    for i, name in enumerate(in_vars):
+        ax.text(node_x[0][i], -0.08, name, ha="center", va="top", fontsize=10)
+    for i, name in enumerate(out_vars):
+        ax.text(node_x[-1][i], depth + 0.08, name, ha="center", va="bottom", fontsize=10)
+    if path is not None:
+        fig.savefig(os.fspath(path), bbox_inches="tight")
+    return fig
+
+
+def symbolic_edge_labels(model: KAN) -> dict[tuple[int, int, int], str]:
+    """Labels ``{(layer, out, in): function name}`` of the edges fixed to a symbolic function.
+
+    Reads each layer's symbolic edges (``KANLayer.symbolic_edges()`` and ``symbolic_names``, set
+    by :func:`kantk.fix_symbolic`); layers without symbolic edges contribute nothing. The label
+    is the function's name (``"sin"``, ``"x^2"``), short enough for a box; pass ``edge_labels``
+    to :func:`plot_activations` for full formulas.
+    """
+    labels: dict[tuple[int, int, int], str] = {}
+    for l, layer in enumerate(model.layers):
+        edges: Any = getattr(layer, "symbolic_edges", None)
+        if not callable(edges):
+            continue
+        for q, p in edges():
+            labels[(l, q, p)] = str(layer.symbolic_names[q][p])
+    return labels
+
+
+def _names(names: Sequence[str] | None, n: int, what: str, prefix: str) -> list[str]:
+    if names is None:
+        return [f"${prefix}_{{{i + 1}}}$" for i in range(n)]
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence) or len(names) != n:
+        raise ValueError(
+            f"{what} must be a list of {n} names (one per {'input' if prefix == 'x' else 'output'}), got {names!r}"
+        )
+    return [str(name) for name in names]

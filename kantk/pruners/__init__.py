@@ -1,0 +1,115 @@
+"""Pruner plugins and the protocol they follow. Each module ends with its ``kantk_pruners`` hook.
+
+A pruner is built by its record's ``factory(**options)`` and called as
+``pruner(model, x, scores)``:
+
+- ``model``: the :class:`kantk.KAN` to prune (a pruner must not change it);
+- ``x``: (batch, widths[0]) samples, or ``None`` when the user gave no data;
+- ``scores``: the :class:`kantk.attribution.Attribution` of ``model`` on ``x`` (``None`` when
+  ``x`` is ``None``), computed once by :func:`kantk.prune` so that pruners need not recompute it.
+
+It returns a :class:`PruneDecision`, or simply a sequence of per-layer edge masks (out, in) (then
+no node is removed on purpose: only nodes that lose every outgoing edge go). A pruner that can
+decide without data sets the class attribute ``needs_data = False``; otherwise
+:func:`kantk.prune` refuses ``x=None`` with an error before calling it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import torch
+
+if TYPE_CHECKING:  # the attribution module is a higher layer; pruners only receive its result
+    from kantk.attribution import Attribution
+    from kantk.model import KAN
+
+
+@dataclass(frozen=True)
+class PruneDecision:
+    """What a pruner wants to keep.
+
+    Attributes:
+        edge_masks: One bool tensor per layer, (out_l, in_l), True for an edge to keep. Edges
+            the model has already masked stay removed whatever this says.
+        hidden_nodes: One int64 tensor per hidden node layer (``len(widths) - 2`` of them) with
+            the indices of the nodes to keep, or ``None`` to keep every hidden node that still
+            has a live outgoing edge.
+        input_nodes: Indices of the input features to keep, or ``None`` (no opinion). Used
+            only when the user asks for input pruning (``kantk.prune(..., prune_inputs=True)``);
+            without an opinion, inputs that lose every outgoing edge go.
+    """
+
+    edge_masks: tuple[torch.Tensor, ...]
+    hidden_nodes: tuple[torch.Tensor, ...] | None = None
+    input_nodes: torch.Tensor | None = None
+
+
+@runtime_checkable
+class Pruner(Protocol):
+    """The call every pruner implements (see the module docstring)."""
+
+    def __call__(
+        self, model: KAN, x: torch.Tensor | None, scores: Attribution | None
+    ) -> PruneDecision | Sequence[torch.Tensor]: ...
+
+
+def kept_indices(keep: torch.Tensor) -> torch.Tensor:
+    """Sorted int64 indices of the True entries of a 1-D bool tensor."""
+    return torch.nonzero(keep, as_tuple=False).flatten().to(torch.int64)
+
+
+def live_masks(model: KAN) -> list[torch.Tensor]:
+    """The model's live edges as bool tensors, (out, in) per layer.
+
+    An edge is live when its numeric branch is unmasked or it carries a symbolic function
+    (``KANLayer.live_edges()``, where the layer has symbolic edges).
+    """
+    out = []
+    for layer in model.layers:
+        live_edges = getattr(layer, "live_edges", None)
+        out.append((live_edges() if callable(live_edges) else layer.mask != 0).detach())
+    return out
+
+
+def symbolic_masks(model: KAN) -> list[torch.Tensor]:
+    """Per layer, (out, in) bool: the edges fixed to a symbolic function (all False without any)."""
+    out = []
+    for layer in model.layers:
+        sym = getattr(layer, "symbolic_mask", None)
+        out.append(
+            (sym != 0).detach()
+            if isinstance(sym, torch.Tensor)
+            else torch.zeros_like(layer.mask, dtype=torch.bool)
+        )
+    return out
+
+
+def require_scores(who: str, x: Any, scores: Attribution | None) -> Attribution:
+    """The attribution, or a clear error for a data-driven pruner called without data."""
+    if x is None or scores is None:
+        raise ValueError(
+            f"the {who!r} pruner scores edges on data: pass samples, kantk.prune(model, x, pruner={who!r}); "
+            "the 'magnitude' pruner works without data"
+        )
+    return scores
+
+
+def check_number(who: str, name: str, value: Any, minimum: float = 0.0) -> float:
+    """``value`` as a float, or a ValueError saying what is accepted."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= minimum:
+        raise ValueError(f"{who} option {name} must be a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+__all__ = [
+    "PruneDecision",
+    "Pruner",
+    "check_number",
+    "kept_indices",
+    "live_masks",
+    "require_scores",
+    "symbolic_masks",
+]

@@ -1,0 +1,347 @@
+"""Symbolic edges on a KAN: suggest, fix, unfix, and fix every edge automatically.
+
+Edge convention (pykan's): ``(layer, i, j)`` is the edge of layer ``layer`` from its input node
+``i`` to its output node ``j``; in the layer's (out, in) tensors it is entry ``[j, i]``.
+
+Candidates are ranked with pykan's rule (:func:`kantk.symbolic.fitting.symbolic_scores`) with one
+change: a function of complexity 0 (the constant ``0``) is considered only for a *negligible* edge,
+one whose spread over the data is at most ``zero_threshold`` times that of the layer's widest
+edge; for such an edge it is chosen outright. pykan lets ``0`` (score 0) beat any fit with
+``r^2`` below about 0.996 (e.g. ``sin`` on a noisy sine edge).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from kantk.attribution import check_samples
+from kantk.layer import KANLayer
+from kantk.model import KAN
+from kantk.registry import Registry
+from kantk.symbolic.fitting import AffineFit, fit_affine, symbolic_scores
+from kantk.symbolic.library import LibraryArg, SymbolicLibrary, resolve_library
+
+#: Default search ranges of (a, b), in each edge's normalised input coordinates ([-1, 1]).
+A_RANGE = (-10.0, 10.0)
+B_RANGE = (-10.0, 10.0)
+
+Params = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class SymbolicCandidate:
+    """One ranked candidate for an edge (see :func:`suggest_symbolic`).
+
+    Attributes:
+        name: Function name.
+        library: Registry name of the library the function comes from.
+        r2: Coefficient of determination of the best ``c * f(a x + b) + d`` on the data.
+        complexity: The function's complexity.
+        score: pykan's score (lower is better).
+        params: ``(a, b, c, d)``.
+    """
+
+    name: str
+    library: str
+    r2: float
+    complexity: float
+    score: float
+    params: Params
+
+
+@dataclass(frozen=True)
+class SymbolicEdgeFit:
+    """What happened to one edge (returned by :func:`fix_symbolic` and :func:`auto_symbolic`).
+
+    Attributes:
+        layer, i, j: The edge: layer index, input node, output node.
+        name: Function fixed (or the best candidate, when the edge was kept numeric); ``None``
+            when no candidate was admissible.
+        r2: Its ``r^2`` on the data (``None`` when fixed without data).
+        params: ``(a, b, c, d)`` (``None`` when no candidate was admissible).
+        fixed: Whether the edge is now symbolic.
+        status: ``"fixed"``; ``"negligible"`` (fixed to the complexity-0 function);
+            ``"below_threshold"`` (kept numeric, best ``r^2 < r2_threshold``); or
+            ``"no_candidate"`` (kept numeric, every candidate left its real domain).
+    """
+
+    layer: int
+    i: int
+    j: int
+    name: str | None
+    r2: float | None
+    params: Params | None
+    fixed: bool
+    status: str
+
+
+def suggest_symbolic(
+    model: KAN,
+    layer: int,
+    i: int,
+    j: int,
+    x: torch.Tensor,
+    library: LibraryArg = "default",
+    topk: int = 5,
+    weight_simple: float = 0.8,
+    zero_threshold: float = 1e-2,
+    a_range: tuple[float, float] = A_RANGE,
+    b_range: tuple[float, float] = B_RANGE,
+    registry: Registry | None = None,
+) -> list[SymbolicCandidate]:
+    """Rank a library's functions as replacements for the edge ``i -> j`` of layer ``layer``.
+
+    Every function is fitted as ``c * f(a * x_i + b) + d`` to the edge's numeric function on the
+    layer's inputs (the model's inputs ``x`` propagated), all at once.
+
+    Args:
+        model: The KAN (not changed).
+        layer, i, j: Layer index, input node, output node.
+        x: (batch, widths[0]) model inputs, in the model's dtype (batch >= 3).
+        library: Registry name, :class:`kantk.symbolic.SymbolicLibrary` or list of names.
+        topk: How many candidates to return.
+        weight_simple: Weight of complexity against fit quality, in [0, 1] (pykan's 0.8).
+        zero_threshold: An edge whose standard deviation is at most this times the layer's
+            largest edge standard deviation is negligible (only then can ``0`` be chosen).
+        a_range, b_range: Search ranges of (a, b) for inputs normalised to [-1, 1].
+        registry: Where library names are looked up.
+
+    Returns:
+        Up to ``topk`` :class:`SymbolicCandidate`, best first. Candidates that leave their real
+        domain on the data are left out, and so is ``0`` unless the edge is negligible.
+
+    Raises:
+        IndexError: No such layer or edge. ValueError: The edge is pruned, or bad samples.
+    """
+    lib = resolve_library(library, registry)
+    target = _check_edge(model, layer, i, j)
+    if topk < 1:
+        raise ValueError(f"topk must be >= 1, got {topk!r}")
+    h = _layer_input(model, layer, x, "kantk.suggest_symbolic")
+    with torch.no_grad():
+        xs, ys, negligible = _edge_samples(target, h, [(j, i)], zero_threshold, masked=False)
+        fit = fit_affine(xs, ys, lib.functions, a_range, b_range)
+    return _ranked(lib, fit, 0, negligible[0], weight_simple)[:topk]
+
+
+def fix_symbolic(
+    model: KAN,
+    layer: int,
+    i: int,
+    j: int,
+    name: str,
+    x: torch.Tensor | None = None,
+    fit_params: bool = True,
+    library: LibraryArg = "default",
+    a_range: tuple[float, float] = A_RANGE,
+    b_range: tuple[float, float] = B_RANGE,
+    registry: Registry | None = None,
+) -> SymbolicEdgeFit:
+    """Make edge ``i -> j`` of layer ``layer`` compute ``c * f(a * x_i + b) + d`` with ``f = name``.
+
+    The numeric branch of the edge is switched off (``mask = 0``, its coefficients kept, so
+    :func:`unfix_symbolic` restores it) and ``(a, b, c, d)`` become trainable parameters of the
+    layer (``layer.symbolic_affine[j, i]``). Fixing an edge that is already symbolic replaces
+    its function.
+
+    Args:
+        model: The KAN, changed in place.
+        layer, i, j: Layer index, input node, output node (pykan's ``fix_symbolic(l, i, j, name)``).
+        name: Function name in ``library``.
+        x: (batch, widths[0]) model inputs. With ``fit_params``, ``(a, b, c, d)`` are fitted to
+            the edge's numeric function on the layer's inputs; without ``x`` (or with
+            ``fit_params=False``) they are ``(1, 0, 1, 0)``.
+        fit_params: Fit the affine parameters (needs ``x``).
+        library: Registry name, :class:`kantk.symbolic.SymbolicLibrary` or list of names.
+        a_range, b_range: Search ranges of (a, b) for inputs normalised to [-1, 1].
+        registry: Where library names are looked up.
+
+    Returns:
+        A :class:`SymbolicEdgeFit` (``r2`` is ``None`` when nothing was fitted).
+
+    Raises:
+        IndexError: No such layer or edge. ValueError: The edge is pruned, or bad samples.
+        UnknownComponentError: ``name`` is not in the library (the message lists its functions).
+    """
+    lib = resolve_library(library, registry)
+    target = _check_edge(model, layer, i, j)
+    fn = lib[name]
+    params: Params = (1.0, 0.0, 1.0, 0.0)
+    r2: float | None = None
+    if fit_params and x is not None:
+        h = _layer_input(model, layer, x, "kantk.fix_symbolic")
+        with torch.no_grad():
+            xs, ys, _ = _edge_samples(target, h, [(j, i)], 0.0, masked=False)
+            fit = fit_affine(xs, ys, [fn], a_range, b_range)
+        r2 = float(fit.r2[0, 0])
+        if r2 == float("-inf"):
+            raise ValueError(
+                f"cannot fix edge {i} -> {j} of layer {layer} to {name!r}: every (a, b) sends some of "
+                "the layer's inputs outside the function's real domain; choose another function"
+            )
+        params = _params(fit, 0, 0)
+    target.set_symbolic_edge(j, i, fn, lib.source(name), params)
+    return SymbolicEdgeFit(layer, i, j, name, r2, params, True, "fixed")
+
+
+def unfix_symbolic(model: KAN, layer: int, i: int, j: int) -> None:
+    """Make edge ``i -> j`` of layer ``layer`` numeric again (its numeric function was kept).
+
+    Raises:
+        IndexError: No such layer or edge. ValueError: The edge is not symbolic.
+    """
+    target = _check_layer(model, layer)
+    _check_nodes(target, layer, i, j)
+    target.clear_symbolic_edge(j, i)
+
+
+def auto_symbolic(
+    model: KAN,
+    x: torch.Tensor,
+    library: LibraryArg = "default",
+    r2_threshold: float = 0.9,
+    weight_simple: float = 0.8,
+    zero_threshold: float = 1e-2,
+    a_range: tuple[float, float] = A_RANGE,
+    b_range: tuple[float, float] = B_RANGE,
+    registry: Registry | None = None,
+) -> list[SymbolicEdgeFit]:
+    """Fix every live numeric edge of ``model`` to its best symbolic candidate (pykan's ``auto_symbolic``).
+
+    Works for every basis: it fits the sampled edge functions. Layers are processed in order,
+    every edge of a layer in one vectorised fit, and each layer sees the inputs the already
+    fixed layers before it produce. Pruned and already symbolic edges are left alone.
+
+    Args:
+        model: The KAN, changed in place.
+        x: (batch, widths[0]) model inputs, in the model's dtype (batch >= 3).
+        library: Registry name, :class:`kantk.symbolic.SymbolicLibrary` or list of names.
+        r2_threshold: An edge whose best candidate has a lower ``r^2`` stays numeric (reported
+            with status ``"below_threshold"``); keep training or lower it. Negligible edges are
+            fixed to ``0`` whatever their ``r^2``.
+        weight_simple: Weight of complexity against fit quality, in [0, 1] (pykan's 0.8).
+        zero_threshold: Relative spread under which an edge is negligible (see
+            :func:`suggest_symbolic`).
+        a_range, b_range: Search ranges of (a, b) for inputs normalised to [-1, 1].
+        registry: Where library names are looked up.
+
+    Returns:
+        One :class:`SymbolicEdgeFit` per edge considered, in (layer, j, i) order.
+    """
+    lib = resolve_library(library, registry)
+    if not isinstance(model, KAN):
+        raise TypeError(f"kantk.auto_symbolic expects a kantk.KAN, got {type(model).__name__}")
+    h = check_samples(model, x, "kantk.auto_symbolic", min_samples=3)
+    report: list[SymbolicEdgeFit] = []
+    with torch.no_grad():
+        for l, layer in enumerate(model.layers):
+            numeric = layer.mask != 0
+            if layer.has_symbolic:
+                numeric = numeric & (layer.symbolic_mask == 0)
+            edges = [(int(q), int(p)) for q, p in numeric.nonzero().tolist()]
+            if edges:
+                xs, ys, negligible = _edge_samples(layer, h, edges, zero_threshold, masked=True)
+                fit = fit_affine(xs, ys, lib.functions, a_range, b_range)
+                for e, (q, p) in enumerate(edges):
+                    ranked = _ranked(lib, fit, e, negligible[e], weight_simple)
+                    report.append(_fix_best(layer, l, q, p, lib, ranked, negligible[e], r2_threshold))
+            h = layer(h)
+    return report
+
+
+# --- internals ------------------------------------------------------------------------------------
+
+
+def _check_layer(model: KAN, layer: int) -> KANLayer:
+    if not isinstance(model, KAN):
+        raise TypeError(f"expected a kantk.KAN, got {type(model).__name__}")
+    n = len(model.layers)
+    if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < n:
+        raise IndexError(f"layer must be an int in [0, {n - 1}] for KAN{model.widths}, got {layer!r}")
+    return model.layers[layer]
+
+
+def _check_nodes(target: KANLayer, layer: int, i: int, j: int) -> None:
+    for label, value, size in (("i (input node)", i, target.in_features), ("j (output node)", j, target.out_features)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < size:
+            raise IndexError(f"layer {layer} has {size} nodes on that side; {label} must be in [0, {size - 1}], got {value!r}")
+
+
+def _check_edge(model: KAN, layer: int, i: int, j: int) -> KANLayer:
+    """The layer of a live edge (numeric or symbolic); raises for a pruned one."""
+    target = _check_layer(model, layer)
+    _check_nodes(target, layer, i, j)
+    if not bool(target.live_edges()[j, i]):
+        raise ValueError(f"edge {i} -> {j} of layer {layer} is pruned (masked); it has no function to fit")
+    return target
+
+
+def _layer_input(model: KAN, layer: int, x: torch.Tensor, who: str) -> torch.Tensor:
+    x = check_samples(model, x, who, min_samples=3)
+    with torch.no_grad():
+        h = x
+        for current in model.layers[:layer]:
+            h = current(h)
+    return h
+
+
+def _edge_samples(
+    layer: KANLayer, h: torch.Tensor, edges: Sequence[tuple[int, int]], zero_threshold: float, masked: bool
+) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
+    """Inputs (E, batch), numeric outputs (E, batch) and negligibility of edges ``(q, p)``."""
+    q = torch.tensor([e[0] for e in edges], dtype=torch.long, device=h.device)
+    p = torch.tensor([e[1] for e in edges], dtype=torch.long, device=h.device)
+    numeric = layer.numeric_activations(h, masked=masked)  # (batch, out, in)
+    ys = numeric[:, q, p].t().to(torch.float64)  # (E, batch)
+    xs = h[:, p].t().to(torch.float64)
+    if zero_threshold < 0:
+        raise ValueError(f"zero_threshold must be >= 0, got {zero_threshold!r}")
+    spread = layer.activations(h).std(dim=0)  # (out, in): numeric and symbolic edges
+    widest = float((spread * layer.live_edges()).max()) if spread.numel() else 0.0
+    edge_std = ys.std(dim=1)
+    negligible = [bool(s <= zero_threshold * widest) for s in edge_std.tolist()]
+    return xs, ys, negligible
+
+
+def _params(fit: AffineFit, k: int, e: int) -> Params:
+    a, b, c, d = (float(v) for v in fit.params[k, e])
+    return (a, b, c, d)
+
+
+def _ranked(lib: SymbolicLibrary, fit: AffineFit, e: int, negligible: bool, weight_simple: float) -> list[SymbolicCandidate]:
+    functions = lib.functions
+    complexity = torch.tensor([fn.complexity for fn in functions], dtype=torch.float64)
+    r2 = fit.r2[:, e].cpu()
+    scores = symbolic_scores(r2, complexity, weight_simple)
+    candidates = []
+    for k, fn in enumerate(functions):
+        if not torch.isfinite(scores[k]):
+            continue  # no admissible (a, b)
+        if fn.complexity == 0 and not negligible:
+            continue  # the constant only for a negligible edge
+        forced = fn.complexity == 0 and negligible
+        key = (not forced, float(scores[k]), -float(r2[k]), k)
+        candidates.append((key, SymbolicCandidate(fn.name, lib.source(fn.name), float(r2[k]), float(fn.complexity), float(scores[k]), _params(fit, k, e))))
+    return [c for _, c in sorted(candidates, key=lambda item: item[0])]
+
+
+def _fix_best(
+    layer: KANLayer,
+    l: int,
+    q: int,
+    p: int,
+    lib: SymbolicLibrary,
+    ranked: list[SymbolicCandidate],
+    negligible: bool,
+    r2_threshold: float,
+) -> SymbolicEdgeFit:
+    if not ranked:
+        return SymbolicEdgeFit(l, p, q, None, None, None, False, "no_candidate")
+    best = ranked[0]
+    zero = negligible and best.complexity == 0
+    if not zero and best.r2 < r2_threshold:
+        return SymbolicEdgeFit(l, p, q, best.name, best.r2, best.params, False, "below_threshold")
+    layer.set_symbolic_edge(q, p, lib[best.name], best.library, best.params)
+    return SymbolicEdgeFit(l, p, q, best.name, best.r2, best.params, True, "negligible" if zero else "fixed")

@@ -1,0 +1,313 @@
+"""Closed-form formulas of fully symbolic KANs (sympy), and helpers to evaluate and print them.
+
+:func:`symbolic_formula` composes every layer's symbolic edges ``c * f(a * x + b) + d`` into one
+sympy expression per output. A power function (``x^n``, ``1/x^n``, roots) is written
+``C * (x + B)^p`` (the slope moved into ``C``), so its constants can combine with the next layer's.
+With ``digits`` set (default 4) the constants are then cleaned, in two ways:
+
+* compact: :func:`round_constants` on the formula as built;
+* expanded: floats close to an exact number (see below) made exact first, then
+  ``sympy.expand`` (products, powers of sums, ``exp`` of sums) so that constants which only make
+  sense together are combined (``x1*x2`` out of ``((x1 + x2)^2 - (x1 - x2)^2) / 4`` with
+  imprecise coefficients), then :func:`round_constants`.
+
+:func:`round_constants` turns a float within ``10**-digits`` (relative above 1) of an integer, a
+fraction ``p/q`` with ``q <= 12`` or a multiple ``k*pi/q`` (``q`` in 1, 2, 3, 4, 6) into that exact
+number, and rounds any other float to ``digits`` decimal places (so a vanishing term disappears).
+With ``simplify=True`` each form goes through ``sympy.powsimp`` and, when it has at most
+``SIMPLIFY_MAX_OPS`` operations, ``sympy.simplify`` (never accepting a longer result; pykan never
+simplifies), and is rounded again. The compact form is returned when it has
+fewer operations and stays within ``10 * 10**-digits`` (relative) of the exact formula on the
+check points; otherwise the expanded one.
+
+With ``digits=None`` the constants keep full float precision and the formula equals the model
+in symbolic mode to rounding error. sympy is imported on first use, not with ``kantk``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import torch
+
+from kantk.model import KAN
+
+if TYPE_CHECKING:
+    import sympy
+
+#: Largest denominator tried when snapping constants to fractions.
+MAX_DENOMINATOR = 12
+#: Denominators q of the multiples k*pi/q that constants snap to.
+PI_DENOMINATORS = (1, 2, 3, 4, 6)
+#: Largest formula (operations) that goes through ``sympy.simplify``, which can take minutes on
+#: big ones; larger formulas get only ``sympy.powsimp``.
+SIMPLIFY_MAX_OPS = 30
+#: Hints for the expansion before rounding (products, powers of sums, exp of sums; no log, trig).
+EXPAND_HINTS = {"deep": True, "mul": True, "multinomial": True, "power_exp": True, "power_base": False, "log": False}
+
+
+def symbolic_formula(
+    model: KAN,
+    var_names: Sequence[Any] | None = None,
+    simplify: bool = True,
+    digits: int | None = 4,
+    *,
+    x: torch.Tensor | None = None,
+) -> list["sympy.Expr"]:
+    """One sympy expression per output of a model whose live edges are all symbolic.
+
+    Args:
+        model: A KAN after :func:`kantk.auto_symbolic` (or :func:`kantk.fix_symbolic` on every
+            live edge). Pruned (masked) edges contribute nothing.
+        var_names: Names (str) or sympy symbols of the inputs; default ``x1 .. xn``.
+        simplify: Simplify each output (``sympy.simplify`` up to ``SIMPLIFY_MAX_OPS`` operations).
+        digits: Decimal places kept after snapping near-nice constants (see the module notes);
+            ``None`` keeps every constant exact, and then the formula equals the model.
+        x: (batch, widths[0]) inputs on which the compact and the expanded form are checked
+            against the exact formula (see the module notes); default: 64 points uniform in
+            [-1, 1]^n, drawn with a fixed seed.
+
+    Returns:
+        ``widths[-1]`` sympy expressions.
+
+    Raises:
+        ValueError: Some live edge is still numeric (the message lists them), or bad
+            ``var_names``/``digits``.
+    """
+    import sympy
+
+    if not isinstance(model, KAN):
+        raise TypeError(f"kantk.symbolic_formula expects a kantk.KAN, got {type(model).__name__}")
+    if digits is not None and (not isinstance(digits, int) or isinstance(digits, bool) or digits < 0):
+        raise ValueError(f"digits must be an int >= 0 or None, got {digits!r}")
+    nodes: list[Any] = list(_symbols(var_names, model.widths[0]))
+    numeric: list[str] = []
+    for l, layer in enumerate(model.layers):
+        live_numeric = layer.mask != 0
+        if layer.has_symbolic:
+            live_numeric = live_numeric & (layer.symbolic_mask == 0)
+        numeric.extend(f"layer {l}: {p} -> {q}" for q, p in live_numeric.nonzero().tolist())
+        outputs: list[Any] = [sympy.Integer(0)] * layer.out_features
+        if layer.has_symbolic:
+            affine = layer.symbolic_affine.detach().to("cpu", torch.float64)
+            gate = layer.symbolic_mask.detach().to("cpu", torch.float64)
+            for q, p in layer.symbolic_edges():
+                if gate[q, p] == 0:
+                    continue
+                term = _edge_term(layer.symbolic_function(q, p), affine[q, p].tolist(), nodes[p])
+                outputs[q] = outputs[q] + (term if gate[q, p] == 1 else sympy.Float(float(gate[q, p])) * term)
+        nodes = outputs
+    if numeric:
+        shown = ", ".join(numeric[:10]) + (f" and {len(numeric) - 10} more" if len(numeric) > 10 else "")
+        raise ValueError(
+            f"symbolic_formula needs every live edge to be symbolic; still numeric (input -> output): {shown}. "
+            "Run kantk.auto_symbolic(model, x) (lower r2_threshold or keep training if it leaves edges numeric), "
+            "kantk.fix_symbolic(...) on them, or prune them"
+        )
+    points = _check_points(x, model.widths[0])
+    symbols = _symbols(var_names, model.widths[0])
+    return [_clean(expr, simplify, digits, symbols, points) for expr in nodes]
+
+
+def round_constants(expr: "sympy.Expr", digits: int = 4, snap_only: bool = False) -> "sympy.Expr":
+    """Replace every float in ``expr`` by a nearby exact number or round it (see the module notes).
+
+    Args:
+        expr: A sympy expression.
+        digits: Decimal places; also sets the snapping tolerance ``10**-digits`` (relative above 1).
+        snap_only: Only replace the floats close to an exact number; keep the others as they are.
+    """
+    import sympy
+
+    replacements = {}
+    for f in expr.atoms(sympy.Float):
+        new = _snap(float(f), digits)
+        if not (snap_only and isinstance(new, sympy.Float) or snap_only and new == 0 and float(f) != 0):
+            replacements[f] = new
+    return expr.xreplace(replacements) if replacements else expr
+
+
+def formula_to_callable(
+    exprs: "sympy.Expr | Sequence[sympy.Expr]",
+    var_names: Sequence[Any] | None = None,
+    backend: str = "numpy",
+) -> Callable[[Any], Any]:
+    """Turn formulas into a function of a (batch, n_vars) array (sympy's ``lambdify``).
+
+    Args:
+        exprs: One expression or a list (e.g. :func:`symbolic_formula`'s result).
+        var_names: Input names or symbols, in column order; default: the free symbols sorted
+            naturally (``x1, x2, ..., x10``).
+        backend: ``"numpy"`` (NumPy arrays in and out) or ``"torch"`` (tensors, differentiable).
+
+    Returns:
+        ``f(x)``: ``x`` (batch, n_vars) -> (batch,) for one expression, (batch, n_out) for a list.
+    """
+    import sympy
+
+    if backend not in ("numpy", "torch"):
+        raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+    single = isinstance(exprs, sympy.Basic)
+    items = [sympy.sympify(exprs)] if single else [sympy.sympify(e) for e in exprs]
+    if var_names is None:
+        free = set().union(*(e.free_symbols for e in items))
+        symbols = sorted(free, key=lambda s: _natural_key(s.name))
+    else:
+        symbols = list(_symbols(var_names, len(var_names)))
+    compiled = sympy.lambdify(symbols, items, modules=backend)
+    n_vars = len(symbols)
+
+    def evaluate(x: Any) -> Any:
+        if x.ndim != 2 or x.shape[1] != n_vars:
+            raise ValueError(f"expected inputs of shape (batch, {n_vars}) for variables {[s.name for s in symbols]}, got {tuple(x.shape)}")
+        outs = compiled(*[x[:, k] for k in range(n_vars)])
+        batch = x.shape[0]
+        if backend == "torch":
+            cols = [torch.as_tensor(o, dtype=x.dtype, device=x.device).expand(batch) for o in outs]
+            return cols[0] if single else torch.stack(cols, dim=1)
+        import numpy as np
+
+        cols = [np.broadcast_to(np.asarray(o, dtype=np.result_type(x.dtype, np.float64)), (batch,)) for o in outs]
+        return cols[0].copy() if single else np.stack(cols, axis=1)
+
+    return evaluate
+
+
+def formula_to_latex(exprs: "sympy.Expr | Sequence[sympy.Expr]") -> str | list[str]:
+    """LaTeX of one expression (a string) or of a list (a list of strings)."""
+    import sympy
+
+    if isinstance(exprs, sympy.Basic):
+        return sympy.latex(exprs)
+    return [sympy.latex(e) for e in exprs]
+
+
+# --- internals ------------------------------------------------------------------------------------
+
+
+def _symbols(var_names: Sequence[Any] | None, n: int) -> list["sympy.Symbol"]:
+    import sympy
+
+    if var_names is None:
+        return [sympy.Symbol(f"x{k + 1}") for k in range(n)]
+    if isinstance(var_names, str) or len(var_names) != n:
+        raise ValueError(f"var_names must list {n} names (one per input), got {var_names!r}")
+    out = []
+    for name in var_names:
+        if isinstance(name, sympy.Symbol):
+            out.append(name)
+        elif isinstance(name, str) and name:
+            out.append(sympy.Symbol(name))
+        else:
+            raise ValueError(f"var_names entries must be non-empty strings or sympy symbols, got {name!r}")
+    return out
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _snap(value: float, digits: int) -> Any:
+    import sympy
+
+    if not math.isfinite(value):
+        return sympy.Float(value)
+    tol = 10.0**-digits * max(1.0, abs(value))
+    nearest = round(value)
+    if abs(value - nearest) <= tol:
+        return sympy.Integer(nearest)
+    for q in range(2, MAX_DENOMINATOR + 1):
+        p = round(value * q)
+        if abs(value - p / q) <= tol:
+            return sympy.Rational(p, q)
+    for q in PI_DENOMINATORS:
+        k = round(value * q / math.pi)
+        if k != 0 and abs(value - k * math.pi / q) <= tol:
+            return sympy.Rational(k, q) * sympy.pi
+    rounded = round(value, digits)
+    return sympy.Integer(0) if rounded == 0 else sympy.Float(rounded, max(digits + len(str(int(abs(rounded)))), 1))
+
+
+def _edge_term(fn: Any, params: Sequence[float], node: Any) -> Any:
+    """``c * f(a * node + b) + d`` in sympy; a power ``f`` is written ``C * (node + B)^p``."""
+    import sympy
+
+    from kantk.symbolic.libraries import Power
+
+    a, b, c, d = (float(v) for v in params)
+    power = fn.sympy_fn
+    if isinstance(power, Power) and a != 0:
+        p = power.num / power.den
+        if power.den == 1:  # (a x + b)^n = a^n (x + b/a)^n
+            scale, inner = c * a**p, node + sympy.Float(b / a)
+        else:  # (a x + b)^p = |a|^p (sign(a) x + b/|a|)^p on the real domain
+            scale, inner = c * abs(a) ** p, (node if a > 0 else -node) + sympy.Float(b / abs(a))
+        return sympy.Float(scale) * power(inner) + sympy.Float(d)
+    return sympy.Float(c) * fn.sympy_fn(sympy.Float(a) * node + sympy.Float(b)) + sympy.Float(d)
+
+
+def _check_points(x: torch.Tensor | None, n: int) -> Any:
+    import numpy as np
+
+    if x is None:
+        return np.random.default_rng(0).uniform(-1.0, 1.0, size=(64, n))
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != n:
+        raise ValueError(f"x must be a (batch, {n}) tensor of model inputs")
+    return x.detach().to("cpu", torch.float64).numpy()[:256]
+
+
+def _faithful(candidate: Any, exact: Any, symbols: Sequence[Any], points: Any, tol: float) -> bool:
+    """Whether ``candidate`` stays within ``tol`` (relative) of ``exact`` where both are real."""
+    import numpy as np
+    import sympy
+
+    if not candidate.free_symbols <= set(symbols) or not exact.free_symbols <= set(symbols):
+        return False
+    try:
+        with np.errstate(all="ignore"):
+            f = sympy.lambdify(symbols, [candidate, exact], modules="numpy")
+            got, want = (np.broadcast_to(np.asarray(v, dtype=complex), (points.shape[0],)) for v in f(*points.T))
+    except Exception:  # noqa: BLE001 - an expression numpy cannot evaluate is not verified
+        return False
+    real = np.isfinite(got) & np.isfinite(want) & (np.abs(got.imag) < 1e-12) & (np.abs(want.imag) < 1e-12)
+    if real.sum() < max(1, points.shape[0] // 2):
+        return False
+    err = np.abs(got[real].real - want[real].real)
+    return bool(np.all(err <= tol * (1 + np.abs(want[real].real))))
+
+
+def _ops(expr: Any) -> int:
+    """sympy's operation count, with a fraction such as 2/7 counting as one number (no division)."""
+    import sympy
+
+    fractions = {r: sympy.Dummy() for r in expr.atoms(sympy.Rational) if not r.is_Integer}
+    return int(sympy.count_ops(expr.xreplace(fractions) if fractions else expr))
+
+
+def _simplified(expr: Any, simplify: bool, digits: int | None) -> Any:
+    import sympy
+
+    if simplify:
+        expr = sympy.powsimp(expr)  # exp(u) * exp(v) -> exp(u + v), cheap
+        if _ops(expr) <= SIMPLIFY_MAX_OPS:
+            simpler = sympy.simplify(expr, ratio=1.0, measure=_ops)  # never accept a longer form
+            if not (simpler.has(sympy.Piecewise) and not expr.has(sympy.Piecewise)):
+                expr = simpler
+        if digits is not None:
+            expr = round_constants(expr, digits)
+    return expr
+
+
+def _clean(expr: Any, simplify: bool, digits: int | None, symbols: Sequence[Any], points: Any) -> Any:
+    import sympy
+
+    expr = sympy.sympify(expr)
+    if digits is None:
+        return _simplified(expr, simplify, None)
+    expanded = round_constants(expr, digits, snap_only=True)  # exact where nice: products stay exact
+    expanded = _simplified(round_constants(sympy.expand(expanded, **EXPAND_HINTS), digits), simplify, digits)
+    compact = _simplified(round_constants(expr, digits), simplify, digits)
+    if _ops(compact) < _ops(expanded) and _faithful(compact, expr, symbols, points, 10 * 10.0**-digits):
+        return compact
+    return expanded

@@ -1,0 +1,101 @@
+"""The kantk command line: ``kantk plugins`` and ``kantk fit --config configs/<name>.yaml``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import kantk
+from kantk.cli import main, run_lightning_cli
+from kantk.lightning import KANModule
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def _console_argv(monkeypatch):
+    # as if run from the console: LightningCLI warns when sys.argv (here pytest's) and args differ
+    monkeypatch.setattr(sys, "argv", ["kantk"])
+
+
+def test_the_three_configs_exist():
+    assert {p.stem for p in CONFIGS} >= {"toy", "special", "classification"}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_names_its_own_output_folder(config):
+    settings = yaml.safe_load(config.read_text())
+    root = settings["trainer"]["default_root_dir"]
+    assert root == f"kantk-out/{config.stem}"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_fit_runs_each_config_for_a_few_steps(config, tmp_path, monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    runs = tmp_path / "runs"
+    cli = run_lightning_cli([
+        "fit", "--config", str(config), "--trainer.max_steps", "2",
+        "--trainer.default_root_dir", str(runs), "--trainer.enable_progress_bar", "false",
+    ])
+    assert isinstance(cli.model, KANModule)
+    assert cli.trainer.global_step == 2
+    assert list(cwd.iterdir()) == []  # nothing lands where the user stands
+    assert list(runs.glob("lightning_logs/version_0/config.yaml"))
+
+
+def test_main_routes_fit_to_lightning_and_overrides_keys(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    toy = next(p for p in CONFIGS if p.stem == "toy")
+    status = main([
+        "fit", "--config", str(toy), "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path / "r"),
+        "--trainer.enable_progress_bar", "false", "--model.regularisers", "{l1_entropy: 0.001}",
+        "--trainer.logger", "false", "--trainer.check_val_every_n_epoch", "1",
+    ])
+    assert status == 0
+    assert "kantk fit: step 1, val_loss" in capsys.readouterr().out  # the closing summary line
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert saved["model"]["regularisers"] == {"l1_entropy": 0.001}
+    assert saved["trainer"]["max_steps"] == 1
+
+
+def test_print_config_prints_the_merged_config(capsys):
+    toy = next(p for p in CONFIGS if p.stem == "toy")
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(toy), "--model.optimizer", "adam", "--print_config"])
+    assert info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["optimizer"] == "adam"
+    assert printed["model"]["widths"] == [2, 5, 1]
+    assert printed["data"]["class_path"] == "kantk.lightning.FunctionDataModule"
+
+
+def test_unknown_optimizer_in_a_config_lists_valid_names(tmp_path):
+    toy = next(p for p in CONFIGS if p.stem == "toy")
+    with pytest.raises(ValueError, match="valid optimizers: adam, adamw, lbfgs"):
+        run_lightning_cli(["fit", "--config", str(toy), "--model.optimizer", "sgd",
+                           "--trainer.default_root_dir", str(tmp_path)])
+
+
+def test_plugins_command_lists_the_regularisers(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "regularisers: coef_l1 (kantk.regularisers.coef_l1)" in out
+    assert "l1_entropy (kantk.regularisers.l1_entropy)" in out
+
+
+def test_help_lists_fit_and_plugins(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "fit" in out and "plugins" in out
+    assert main([]) == 0  # no command: help, success
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert kantk.__version__ in capsys.readouterr().out

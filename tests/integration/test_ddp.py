@@ -1,0 +1,83 @@
+"""Distributed data parallel on 2 CPU processes (gloo): the ranks must end identical.
+
+DDP relaunches ``sys.argv``, so the run is a small script in ``tmp_path`` started in a
+subprocess; each rank saves its final parameters and grids there and the test compares them.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import kantk
+
+SCRIPT = textwrap.dedent(
+    '''
+    import os, sys
+    import torch
+    import pytorch_lightning as pl
+    from kantk.lightning import FunctionDataModule, KANModule
+
+    out, optimizer, grid = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    pl.seed_everything(0, verbose=False)
+    module = KANModule(
+        [2, 3, 1], basis_kwargs={"grid_size": 5}, optimizer=optimizer, init_seed=0, dtype="float64",
+        grid_update_every=2 if grid else None, grid_update_until=5,
+        optimizer_kwargs={"max_iter": 5} if optimizer == "lbfgs" else None,
+    )
+    data = FunctionDataModule("exp(sin(pi*x1) + x2**2)", 2, train_num=200, test_num=100, seed=0,
+                              batch_size=-1 if optimizer == "lbfgs" else 32)
+    trainer = pl.Trainer(strategy="ddp", devices=2, accelerator="cpu", max_steps=6, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=out, num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=data)
+    state = {k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()}
+    state["_world_size"] = torch.tensor(trainer.world_size)
+    state["_steps"] = torch.tensor(trainer.global_step)
+    state["_train_rows"] = torch.tensor(sum(b[0].shape[0] for b in trainer.train_dataloader))
+    state["_val_rmse"] = trainer.callback_metrics["val_rmse"].detach().cpu()
+    torch.save(state, os.path.join(out, f"rank{trainer.global_rank}.pt"))
+    '''
+)
+
+
+def _run(tmp_path, optimizer: str, grid: bool) -> tuple[dict, dict]:
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KANTK_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), optimizer, "1" if grid else "0"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    return ranks[0], ranks[1]
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "grid"),
+    [
+        ("lbfgs", True),  # full batch: each rank holds half the rows; closure losses averaged
+        ("adam", False),  # mini-batches through Lightning's DistributedSampler
+    ],
+)
+def test_ddp_ranks_end_with_identical_parameters_and_grids(tmp_path, optimizer, grid):
+    if grid and not hasattr(kantk.KAN, "update_grid"):
+        pytest.skip("KAN.update_grid not available yet")
+    rank0, rank1 = _run(tmp_path, optimizer, grid)
+    assert int(rank0["_world_size"]) == 2 and int(rank0["_steps"]) == 6
+    # together the ranks see the 200 training rows once per epoch, each its own half
+    assert int(rank0["_train_rows"]) + int(rank1["_train_rows"]) in (200, 208)  # 208: padded batches
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        if key != "_train_rows":
+            assert torch.equal(rank0[key], rank1[key]), key
+    fresh = kantk.KAN([2, 3, 1], seed=0).to(torch.float64).state_dict()
+    assert not torch.equal(rank0["layers.0.coef"], fresh["layers.0.coef"])  # it trained
+    if grid:  # the hidden layer's grid followed the (gathered) data away from [-1, 1]
+        assert not torch.allclose(rank0["layers.1.basis.grid"], fresh["layers.1.basis.grid"])
+    assert torch.isfinite(rank0["_val_rmse"])

@@ -1,0 +1,222 @@
+"""kantk.fit: a thin convenience over a real Lightning Trainer."""
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import warnings
+
+import pytest
+import torch
+
+import kantk
+from kantk.lightning import FunctionDataModule, KANModule
+
+TOY = "exp(sin(pi*x1) + x2**2)"
+needs_update_grid = pytest.mark.skipif(not hasattr(kantk.KAN, "update_grid"), reason="KAN.update_grid not available yet")
+
+
+@pytest.fixture()
+def data():
+    return kantk.create_dataset(TOY, n_vars=2, train_num=200, test_num=100, seed=0)
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "kwargs"),
+    [("lbfgs", {"steps": 4}), ("adam", {"steps": 25, "lr": 0.02}), ("adamw", {"steps": 25, "batch": 64})],
+)
+def test_fit_with_each_optimizer_trains_in_place(data, optimizer, kwargs):
+    model = kantk.KAN([2, 3, 1], seed=0)
+    params = list(model.parameters())
+    before = _state(model)
+    history = kantk.fit(model, data, optimizer=optimizer, progress=False, **kwargs)
+    assert isinstance(history, kantk.History)
+    assert list(model.parameters()) == params  # same tensors, trained in place
+    assert not _same(before, _state(model))
+    steps = kwargs["steps"]
+    assert len(history) == steps
+    assert len(history.train_rmse) == len(history.test_rmse) == len(history.regularisation) == steps
+    assert history.test_rmse[-1] < history.test_rmse[0]
+    assert history.train_rmse[-1] < history.train_rmse[0]
+    assert history.regularisation == [0.0] * steps
+    assert history.train_accuracy == [] and set(history.as_dict()) == {
+        "train_loss", "train_rmse", "regularisation", "test_loss", "test_rmse"
+    }
+    with torch.no_grad():
+        rmse = torch.sqrt(torch.mean((model(data["test_input"]) - data["test_label"]) ** 2)).item()
+    assert rmse == pytest.approx(history.test_rmse[-1], rel=1e-5)
+
+
+def test_lbfgs_reaches_1e3_on_the_toy_function():
+    """The done-when run: [2, 5, 1], G=5, LBFGS, 100 steps, float64 (the one long test)."""
+    torch.set_default_dtype(torch.float64)
+    data = kantk.create_dataset(TOY, n_vars=2, train_num=1000, test_num=1000, seed=0)
+    model = kantk.KAN([2, 5, 1], basis="bspline", basis_kwargs={"grid_size": 5, "order": 3}, seed=0)
+    history = kantk.fit(model, data, steps=100, optimizer="lbfgs", progress=False, seed=0)
+    assert history.test_rmse[-1] <= 1e-3, history.test_rmse[-1]
+
+
+def test_same_seed_gives_bit_identical_parameters(data):
+    def run(seed):
+        model = kantk.KAN([2, 3, 1], seed=0)
+        history = kantk.fit(model, data, steps=6, optimizer="adam", batch=32, seed=seed, progress=False)
+        return _state(model), history
+
+    (a, ha), (b, hb), (c, _) = run(7), run(7), run(8)
+    assert _same(a, b) and ha.as_dict() == hb.as_dict()
+    assert not _same(a, c)  # the seed drives the shuffling
+
+
+def test_seeded_fit_restores_global_state(data):
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+    kantk.fit(kantk.KAN([2, 2, 1], seed=0), data, steps=2, seed=5, progress=False)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_fit_writes_nothing_anywhere(data, tmp_path, monkeypatch):
+    cwd, temp = tmp_path / "cwd", tmp_path / "temp"
+    cwd.mkdir()
+    temp.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    kantk.fit(kantk.KAN([2, 2, 1], seed=0), data, steps=2, progress=True)
+    assert list(cwd.iterdir()) == []
+    assert list(temp.iterdir()) == []  # the scratch root_dir is cleaned up
+
+
+def test_log_dir_gets_metrics_and_a_loadable_checkpoint(data, tmp_path):
+    model = kantk.KAN([2, 3, 1], basis=["bspline", "chebyshev"], seed=0).to(torch.float64)
+    kantk.fit(model, data, steps=3, log_dir=tmp_path, progress=False)
+    assert list(tmp_path.glob("kantk/version_0/metrics.csv"))
+    checkpoints = list(tmp_path.glob("kantk/version_0/checkpoints/*.ckpt"))
+    assert len(checkpoints) == 1
+    restored = KANModule.load_from_checkpoint(checkpoints[0])
+    assert restored.model.config() == model.config()
+    assert restored.model_dtype == torch.float64
+    x = data["test_input"].double()
+    torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
+
+
+def test_fit_is_quiet(data, caplog, capsys):
+    caplog.set_level(logging.INFO)
+    level = logging.getLogger("pytorch_lightning").level
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kantk.fit(kantk.KAN([2, 2, 1], seed=0), data, steps=2, progress=False)
+    assert "GPU available" not in caplog.text and "stopped" not in caplog.text
+    assert not [w for w in caught if "PossibleUserWarning" in type(w.message).__name__]
+    assert capsys.readouterr().out == ""
+    assert logging.getLogger("pytorch_lightning").level == level  # restored
+
+
+def test_regularisers_enter_the_loss_and_the_history(data):
+    model = kantk.KAN([2, 3, 1], seed=0)
+    history = kantk.fit(model, data, steps=3, regularisers={"l1_entropy": {"weight": 1e-2}, "coef_l1": 1e-3},
+                        progress=False)
+    assert all(r > 0 for r in history.regularisation)
+    reg = kantk.default_registry().regularisers
+    x = data["train_input"]
+    expected = 1e-2 * reg.get("l1_entropy").factory()(model, x) + 1e-3 * reg.get("coef_l1").factory()(model, x)
+    # LBFGS records the value at its last evaluation, close to the final parameters
+    assert history.regularisation[-1] == pytest.approx(expected.item(), rel=0.2)
+
+
+def test_classification_with_cross_entropy():
+    data = kantk.create_dataset("x2 > sin(pi*x1)/2", 2, task="classification", train_num=300, test_num=100)
+    model = kantk.KAN([2, 3, 2], seed=0)
+    history = kantk.fit(model, data, steps=8, loss="cross_entropy", progress=False)
+    assert history.test_accuracy[-1] > 0.9
+    assert history.train_rmse == [] and len(history.train_accuracy) == 8
+
+
+def test_fit_accepts_a_datamodule():
+    model = kantk.KAN([2, 2, 1], seed=0)
+    history = kantk.fit(model, FunctionDataModule("x1*x2", 2, train_num=100, test_num=50), steps=3, progress=False)
+    assert len(history.test_rmse) == 3 and history.test_rmse[-1] < history.test_rmse[0]
+
+
+def test_float_data_is_cast_to_the_model_dtype(data):
+    model = kantk.KAN([2, 2, 1], seed=0).to(torch.float64)
+    history = kantk.fit(model, data, steps=2, progress=False)  # float32 data
+    assert model.layers[0].coef.dtype == torch.float64 and len(history) == 2
+
+
+@needs_update_grid
+def test_grid_updates_move_the_grid_on_schedule(data):
+    model = kantk.KAN([2, 3, 1], seed=0)
+    with torch.no_grad():
+        hidden = model.layers[0](data["train_input"])
+    history = kantk.fit(model, data, steps=5, grid_update_every=2, grid_update_until=4, progress=False)
+    grid = model.layers[1].basis.grid
+    assert grid.min() >= hidden.min() - 3 * (hidden.max() - hidden.min())  # follows the data, not [-1, 1]
+    assert not torch.allclose(grid, kantk.KAN([2, 3, 1], seed=0).layers[1].basis.grid)
+    assert len(history) == 5 and math.isfinite(history.test_rmse[-1])
+
+
+# --- bad input: clear errors, raised before the model changes ----------------------------------
+
+
+def _bad(data, key, index, value):
+    data = {k: v.clone() for k, v in data.items()}
+    data[key].view(-1)[index] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda d: _bad(d, "train_input", 3, float("nan")), ValueError, "train_input contains 1 NaN"),
+        (lambda d: _bad(d, "test_label", 0, float("inf")), ValueError, "test_label contains 0 NaN and 1 infinite"),
+        (lambda d: {**d, "train_label": d["train_label"][:, 0]}, ValueError, "label shapes must agree"),
+        (lambda d: {**d, "train_label": d["train_label"][:, 0], "test_label": d["test_label"][:, 0]},
+         ValueError, "reshape with y.unsqueeze(-1)"),
+        (lambda d: {**d, "train_label": d["train_label"][:10]}, ValueError, "200 samples but train_label has 10"),
+        (lambda d: {**d, "train_input": torch.zeros(200, 3), "test_input": torch.zeros(100, 3)},
+         ValueError, "train_input has 3 features but the model expects 2"),
+        (lambda d: {"train_input": d["train_input"]}, ValueError, "missing train_label"),
+    ],
+)
+def test_bad_data_is_rejected_before_training(data, make, error, message):
+    model = kantk.KAN([2, 3, 1], seed=0)
+    before = _state(model)
+    with pytest.raises(error) as info:
+        kantk.fit(model, make(data), steps=2, progress=False, grid_update_every=1)
+    assert message in str(info.value)
+    assert _same(before, _state(model))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"optimizer": "sgd"}, ValueError, "unknown optimizer 'sgd'; valid optimizers: adam, adamw, lbfgs"),
+        ({"loss": "mae"}, ValueError, "unknown loss 'mae'; valid losses: mse, cross_entropy"),
+        ({"regularisers": {"l1": 1.0}}, kantk.UnknownComponentError,
+         "known regulariser names: coef_l1, coef_smoothness, l1_entropy"),
+        ({"optimizer_kwargs": {"momentum": 0.9}}, ValueError, "accepted optimizer_kwargs:"),
+        ({"steps": 0}, ValueError, "steps must be an int >= 1"),
+        ({"lr": -1.0}, ValueError, "lr must be a number > 0"),
+    ],
+)
+def test_bad_settings_list_what_is_valid(data, kwargs, error, message):
+    model = kantk.KAN([2, 3, 1], seed=0)
+    before = _state(model)
+    with pytest.raises(error) as info:
+        kantk.fit(model, data, **{"steps": 2, "progress": False, **kwargs})
+    assert message in str(info.value)
+    assert _same(before, _state(model))
+
+
+def test_class_labels_must_fit_the_output_width():
+    data = kantk.create_dataset("x1 > 0", 2, task="classification", train_num=50, test_num=10)
+    with pytest.raises(ValueError, match="holds class 1 but the model has 1 outputs"):
+        kantk.fit(kantk.KAN([2, 1], seed=0), data, steps=1, loss="cross_entropy", progress=False)

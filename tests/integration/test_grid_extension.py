@@ -1,0 +1,140 @@
+"""GridExtension inside a real Lightning run, and the grid-extension example."""
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import kantk
+from kantk.lightning import GridExtension, KANModule, TensorDataModule
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def data():
+    return kantk.create_dataset("exp(sin(pi*x1) + x2**2)", n_vars=2, train_num=128, test_num=64, seed=0, dtype=torch.float64)
+
+
+class _Probe(pl.Callback):
+    """Records the model's training predictions just before and just after the callbacks that follow it."""
+
+    def __init__(self, x: torch.Tensor, records: list):
+        self.x, self.records = x, records
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        with torch.no_grad():
+            self.records.append((trainer.global_step, pl_module.model(self.x).clone()))
+
+
+def _trainer(tmp_path, steps, callbacks):
+    return pl.Trainer(
+        max_steps=steps, max_epochs=-1, default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu",
+        devices=1, callbacks=callbacks,
+    )
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "widths", "options"),
+    [
+        # hidden inputs leave the uniform grid range: keep the outer knots to keep the function there
+        ("lbfgs", [2, 3, 1], {"keep_extension": True}),
+        # one layer, inputs within the grid range: the default (uniform, fast) refinement is exact
+        ("adam", [2, 2], {}),
+    ],
+)
+def test_refines_on_schedule_keeps_the_function_and_trains_the_new_parameters(tmp_path, data, optimizer, widths, options):
+    if widths[-1] == 2:
+        data = {k: v.expand(-1, 2) if k.endswith("label") else v for k, v in data.items()}
+    module = KANModule(widths, basis_kwargs={"grid_size": 3}, optimizer=optimizer, dtype="float64", init_seed=0)
+    model = module.model
+    x = data["train_input"]
+    before, after = [], []
+    extension = GridExtension(grid_sizes=(6, 12), every=3, **options)
+    callbacks = [_Probe(x, before), extension, _Probe(x, after)]
+    _trainer(tmp_path, 8, callbacks).fit(module, datamodule=TensorDataModule(data, batch_size=-1))
+
+    assert extension.refined_at == [(3, 6), (6, 12)]
+    assert module.model is model  # refined in place: whoever holds the model sees the finer grids
+    assert all(layer.basis.grid_size == 12 for layer in model.layers)
+    assert all(layer.basis.is_uniform() != bool(options) for layer in model.layers)
+    for step in (3, 6):  # the function is kept across each refinement (3 -> 6 -> 12 are nested)
+        old = dict(before)[step]
+        new = dict(after)[step]
+        assert float((new - old).norm() / old.norm()) < 1e-10
+    optimizer_params = {id(p) for group in module.trainer.optimizers[0].param_groups for p in group["params"]}
+    assert optimizer_params == {id(p) for p in model.parameters()}  # rebuilt for the new parameters
+    last_refined, final = dict(after)[6], model(x).detach()
+    assert not torch.equal(last_refined, final)  # training went on with the new parameters
+    assert module.hparams.basis_kwargs["grid_size"] == 12
+
+
+def test_checkpoints_after_refining_load(tmp_path, data):
+    module = KANModule([2, 2, 1], basis_kwargs={"grid_size": 4}, optimizer="lbfgs", dtype="float64", init_seed=0)
+    trainer = _trainer(tmp_path, 4, [GridExtension(grid_sizes=[8], steps=[2])])
+    trainer.fit(module, datamodule=TensorDataModule(data, batch_size=-1))
+    path = tmp_path / "refined.ckpt"
+    trainer.save_checkpoint(path)
+    restored = KANModule.load_from_checkpoint(path)
+    assert restored.model.layers[0].basis.grid_size == 8
+    x = data["test_input"]
+    torch.testing.assert_close(restored.model(x), module.model(x))
+
+
+def test_fit_with_grid_extension_refines_the_users_model(data):
+    model = kantk.KAN([2, 1, 1], basis_kwargs={"grid_size": 3}, seed=1)
+    extension = GridExtension(grid_sizes=[5, 10], every=2)
+    history = kantk.fit(model, data, steps=6, progress=False, callbacks=[extension], seed=0)
+    assert len(history.train_loss) == 6 and all(math.isfinite(v) for v in history.train_loss)
+    assert model.layers[0].basis.grid_size == 10 and model.layers[0].coef.shape[-1] == 13
+
+
+def test_state_dict_round_trip():
+    extension = GridExtension(grid_sizes=[5, [10, 20]], every=10)
+    extension.refined_at = [(10, 5)]
+    again = GridExtension(grid_sizes=[5, [10, 20]], every=10)
+    again.load_state_dict(extension.state_dict())
+    assert again.refined_at == [(10, 5)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"grid_sizes": 5, "every": 10}, "non-empty list"),
+        ({"grid_sizes": [], "every": 10}, "non-empty list"),
+        ({"grid_sizes": [5, 2.5], "every": 10}, "ints >= 1"),
+        ({"grid_sizes": [5]}, "exactly one of every"),
+        ({"grid_sizes": [5], "every": 10, "steps": [10]}, "exactly one of every"),
+        ({"grid_sizes": [5], "every": 0}, "every must be an int >= 1"),
+        ({"grid_sizes": [5, 10], "steps": [10]}, "1 steps for 2 grid_sizes"),
+        ({"grid_sizes": [5, 10], "steps": [10, 10]}, "increasing"),
+    ],
+)
+def test_bad_arguments_say_what_is_accepted(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GridExtension(**kwargs)
+
+
+def test_example_quick_runs_and_reports(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location("grid_extension_example", ROOT / "examples" / "grid_extension.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    rows = example.main(["--quick"])
+    assert list(tmp_path.iterdir()) == []  # nothing written without --plot
+    out = capsys.readouterr().out
+    assert "| widths | G |" in out and "[2, 5, 1]" in out
+    assert [(r["widths"], r["grid"]) for r in rows] == [(w, g) for w in ([2, 1, 1], [2, 5, 1]) for g in (3, 5, 10)]
+    for r in rows:
+        assert math.isfinite(r["train_rmse"]) and math.isfinite(r["test_rmse"]) and r["test_rmse"] < 3
+        if r["grid"] == 10:  # 5 -> 10 is nested: the refined model computes the same function
+            assert r["refine_change"] < 1e-10
+    plot = tmp_path / "sub" / "curve.png"
+    plot.parent.mkdir()
+    example.plot(rows, str(plot))
+    assert plot.stat().st_size > 1000

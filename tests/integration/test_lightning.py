@@ -1,0 +1,241 @@
+"""KANModule, the data modules and the grid-update callback under a real Lightning Trainer."""
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import kantk
+from kantk.lightning import (
+    CSVDataModule,
+    FunctionDataModule,
+    GridUpdateCallback,
+    KANModule,
+    TensorDataModule,
+)
+
+TOY = "exp(sin(pi*x1) + x2**2)"
+needs_update_grid = pytest.mark.skipif(not hasattr(kantk.KAN, "update_grid"), reason="KAN.update_grid not available yet")
+
+
+def _trainer(tmp_path, **kwargs):
+    settings = {
+        "default_root_dir": tmp_path, "accelerator": "cpu", "devices": 1, "max_steps": 3, "logger": False,
+        "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
+    settings.update(kwargs)
+    return pl.Trainer(**settings)
+
+
+def _data(**kwargs):
+    return FunctionDataModule(TOY, 2, train_num=200, test_num=100, seed=0, **kwargs)
+
+
+def test_trainer_run_logs_metrics(tmp_path):
+    from pytorch_lightning.loggers import CSVLogger
+
+    module = KANModule([2, 3, 1], optimizer="adam", lr=0.02, regularisers={"l1_entropy": 1e-3}, init_seed=0)
+    trainer = _trainer(tmp_path, max_steps=20, logger=CSVLogger(tmp_path), log_every_n_steps=1)
+    trainer.fit(module, datamodule=_data(batch_size=50))
+    assert trainer.global_step == 20
+    metrics = trainer.callback_metrics
+    assert {"train_loss", "train_rmse", "reg", "lr", "val_loss", "val_rmse"} <= set(metrics)
+    assert metrics["reg"] > 0 and metrics["lr"] == pytest.approx(0.02)
+    header = next((tmp_path / "lightning_logs" / "version_0" / "metrics.csv").open()).strip().split(",")
+    assert {"train_rmse", "val_rmse", "reg", "lr"} <= set(header)
+    # val_rmse is exact over the whole split, not a mean of batch means
+    dm = _data()
+    x, y = dm.dataset["test_input"], dm.dataset["test_label"]
+    with torch.no_grad():
+        expected = torch.sqrt(torch.mean((module(x) - y) ** 2))
+    assert metrics["val_rmse"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_lbfgs_step_is_one_trainer_step(tmp_path):
+    module = KANModule([2, 3, 1], optimizer="lbfgs", init_seed=0, optimizer_kwargs={"max_iter": 4})
+    calls = []
+    objective = module.objective
+    module.objective = lambda x, y: (calls.append(1), objective(x, y))[1]
+    trainer = _trainer(tmp_path, max_steps=3)
+    trainer.fit(module, datamodule=_data())
+    assert trainer.global_step == 3
+    assert len(calls) > 3  # several closure evaluations per step
+    opt = trainer.optimizers[0]
+    assert isinstance(opt, torch.optim.LBFGS)
+    group = opt.param_groups[0]
+    assert (group["history_size"], group["line_search_fn"], group["tolerance_grad"], group["max_iter"]) == (
+        10, "strong_wolfe", 1e-32, 4
+    )
+
+
+def test_load_from_checkpoint_rebuilds_the_model(tmp_path):
+    module = KANModule(
+        [2, 4, 1], basis=["bspline", "rbf"], basis_kwargs=[{"grid_size": 7}, None], base_activation="silu",
+        optimizer="adam", dtype="float64", init_seed=3, regularisers={"coef_l1": {"weight": 1e-4}},
+    )
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.fit(module, datamodule=_data())
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    restored = KANModule.load_from_checkpoint(path)
+    assert restored.model.config() == module.model.config()
+    assert restored.model_dtype == torch.float64
+    assert restored.hparams.regularisers == {"coef_l1": {"weight": 1e-4}}
+    assert [r.name for r in restored.regularisers] == ["coef_l1"]
+    x = torch.rand(16, 2, dtype=torch.float64)
+    torch.testing.assert_close(restored(x), module(x), rtol=0, atol=0)
+
+
+@needs_update_grid
+def test_checkpoint_keeps_updated_grids(tmp_path):
+    module = KANModule([2, 3, 1], optimizer="adam", grid_update_every=1, grid_update_until=2, init_seed=0)
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.fit(module, datamodule=_data())
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    restored = KANModule.load_from_checkpoint(path)
+    for a, b in zip(restored.model.layers, module.model.layers):
+        assert torch.equal(a.basis.grid, b.basis.grid)
+    x = torch.rand(16, 2) * 2 - 1
+    torch.testing.assert_close(restored(x), module(x), rtol=0, atol=0)
+
+
+def test_from_model_wraps_the_same_instance_and_records_its_structure():
+    model = kantk.KAN([2, 3, 2], basis=["chebyshev", "bspline"], basis_kwargs=[{"degree": 4}, None], seed=0)
+    module = KANModule.from_model(model, loss="cross_entropy", optimizer="adamw")
+    assert module.model is model
+    assert module.hparams.widths == [2, 3, 2]
+    assert module.hparams.basis == ["chebyshev", "bspline"]
+    assert module.hparams.basis_kwargs[0] == {"degree": 4}
+    assert module.hparams.dtype == "float32"
+    rebuilt = KANModule(**{k: v for k, v in module.hparams.items() if not k.startswith("_")})
+    assert rebuilt.model.config() == model.config()
+    with pytest.raises(TypeError, match="do not pass widths"):
+        KANModule.from_model(model, widths=[2, 1])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"optimizer": "rmsprop"}, "valid optimizers: adam, adamw, lbfgs"),
+        ({"loss": "l1"}, "valid losses: mse, cross_entropy"),
+        ({"dtype": "float16"}, "valid dtypes: float32, float64"),
+        ({"grid_update_every": 0}, "grid_update_every must be an int >= 1"),
+        ({"optimizer": "lbfgs", "optimizer_kwargs": {"betas": (0.9, 0.99)}}, "accepted optimizer_kwargs:"),
+    ],
+)
+def test_bad_module_arguments(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        KANModule([2, 1], **kwargs)
+    assert message in str(info.value)
+
+
+def test_unknown_regulariser_in_module_lists_known():
+    with pytest.raises(kantk.UnknownComponentError, match="known regulariser names: coef_l1"):
+        KANModule([2, 1], regularisers={"entropy": 1.0})
+
+
+def test_label_shape_mismatch_in_a_trainer_run(tmp_path):
+    data = kantk.create_dataset(TOY, 2, train_num=50, test_num=10)
+    module = KANModule([2, 2], optimizer="adam")  # two outputs, labels have one
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    with pytest.raises(ValueError, match="train labels has shape \\(50, 1\\) but the model outputs \\(samples, 2\\)"):
+        _trainer(tmp_path).fit(module, datamodule=TensorDataModule(data))
+    assert all(torch.equal(v, module.state_dict()[k]) for k, v in before.items())
+
+
+# --- data modules ------------------------------------------------------------------------------
+
+
+def test_full_batch_is_one_batch_without_collation():
+    dm = _data()
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 1
+    x, y = batches[0]
+    assert x is dm.dataset["train_input"] and y is dm.dataset["train_label"]
+    ((vx, _),) = list(dm.val_dataloader())
+    assert vx.shape == (100, 2)
+
+
+def test_mini_batches_cover_the_split():
+    dm = _data(batch_size=64, shuffle=True)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert [b[0].shape[0] for b in batches] == [64, 64, 64, 8]
+    seen = torch.cat([b[0] for b in batches])
+    assert torch.equal(seen[seen[:, 0].argsort()], dm.dataset["train_input"][dm.dataset["train_input"][:, 0].argsort()])
+
+
+def test_tensor_datamodule_checks_data_and_batch_size():
+    data = kantk.create_dataset(TOY, 2, train_num=20, test_num=5)
+    data["train_label"][2, 0] = float("nan")
+    with pytest.raises(ValueError, match="train_label contains 1 NaN"):
+        TensorDataModule(data)
+    with pytest.raises(ValueError, match="batch_size must be a positive int or -1"):
+        TensorDataModule(kantk.create_dataset(TOY, 2, train_num=20, test_num=5), batch_size=0)
+
+
+@pytest.mark.filterwarnings("ignore:Total length of `list` across ranks is zero")
+def test_no_test_split_means_no_validation(tmp_path):
+    data = kantk.create_dataset(TOY, 2, train_num=30, test_num=5)
+    del data["test_input"], data["test_label"]
+    module = KANModule([2, 2, 1], optimizer="adam")
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.fit(module, datamodule=TensorDataModule(data))
+    assert trainer.global_step == 2 and "val_rmse" not in trainer.callback_metrics
+
+
+def test_csv_datamodule(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("x1,x2,y\n" + "\n".join(f"{i / 50 - 1},{(i * 7 % 50) / 25 - 1},{i / 100}" for i in range(50)))
+    dm = CSVDataModule(str(path), label_columns="y", test_fraction=0.2, seed=0)
+    assert dm.dataset["train_input"].shape == (40, 2) and dm.dataset["test_label"].shape == (10, 1)
+    assert dm.hparams.label_columns == "y"
+    module = KANModule([2, 2, 1], optimizer="adam")
+    _trainer(tmp_path, max_steps=2).fit(module, datamodule=dm)
+
+
+def test_classification_module_logs_accuracy(tmp_path):
+    module = KANModule([2, 3, 2], loss="cross_entropy", optimizer="lbfgs", init_seed=0)
+    dm = FunctionDataModule("x2 > sin(pi*x1)/2", 2, task="classification", train_num=200, test_num=100)
+    trainer = _trainer(tmp_path, max_steps=5)
+    trainer.fit(module, datamodule=dm)
+    assert trainer.callback_metrics["val_acc"] > 0.8
+    assert "train_acc" in trainer.callback_metrics and "val_rmse" not in trainer.callback_metrics
+
+
+# --- grid-update callback ----------------------------------------------------------------------
+
+
+def test_grid_schedule_matches_pykan():
+    cb = GridUpdateCallback()  # pykan: every 5 steps until step 50
+    assert [s for s in range(100) if cb.due(s)] == [0, 5, 10, 15, 20, 25, 30, 35, 40, 45]
+    assert [s for s in range(10) if GridUpdateCallback(every=3, until=7).due(s)] == [0, 3, 6]
+    with pytest.raises(ValueError, match="every must be an int >= 1"):
+        GridUpdateCallback(every=0)
+
+
+def test_module_adds_the_callback_only_when_asked():
+    assert KANModule([2, 1]).configure_callbacks() == []
+    (cb,) = KANModule([2, 1], grid_update_every=5).configure_callbacks()
+    assert isinstance(cb, GridUpdateCallback) and (cb.every, cb.until, cb.grid_eps) == (5, 50, 0.02)
+
+
+@needs_update_grid
+def test_callback_updates_on_schedule_in_a_run(tmp_path):
+    module = KANModule([2, 3, 1], optimizer="adam", init_seed=0)
+    cb = GridUpdateCallback(every=2, until=5)
+    trainer = _trainer(tmp_path, max_steps=6, callbacks=[cb])
+    before = module.model.layers[1].basis.grid.clone()
+    trainer.fit(module, datamodule=_data())
+    assert cb.updated_at == [0, 2, 4]
+    assert not torch.equal(before, module.model.layers[1].basis.grid)
+
+
+def test_callback_without_update_grid_raises_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delattr(kantk.KAN, "update_grid", raising=False)
+    module = KANModule([2, 1], optimizer="adam", grid_update_every=1)
+    with pytest.raises(RuntimeError, match="grid updates need KAN.update_grid"):
+        _trainer(tmp_path).fit(module, datamodule=_data())

@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import kantk
+from kantk.data import check_dataset, check_labels, create_dataset, load_csv, split_dataset
+
+TOY = "exp(sin(pi*x1) + x2**2)"
+
+
+def toy(x: torch.Tensor) -> torch.Tensor:
+    return torch.exp(torch.sin(math.pi * x[:, :1]) + x[:, 1:2] ** 2)
+
+
+# --- create_dataset ----------------------------------------------------------------------------
+
+
+def test_formula_dataset_has_pykan_layout_and_values():
+    data = create_dataset(TOY, n_vars=2, train_num=50, test_num=30, seed=0)
+    assert set(data) == {"train_input", "train_label", "test_input", "test_label"}
+    assert data["train_input"].shape == (50, 2) and data["train_label"].shape == (50, 1)
+    assert data["test_input"].shape == (30, 2) and data["test_label"].shape == (30, 1)
+    assert all(t.dtype == torch.float32 for t in data.values())
+    assert data["train_input"].min() >= -1 and data["train_input"].max() <= 1
+    torch.testing.assert_close(data["train_label"], toy(data["train_input"]))
+
+
+def test_follows_the_default_dtype_and_matches_a_seeded_torch_draw():
+    torch.set_default_dtype(torch.float64)
+    data = create_dataset(TOY, n_vars=2, train_num=100, test_num=100, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    x_train = torch.rand(100, 2, generator=gen) * 2 - 1
+    x_test = torch.rand(100, 2, generator=gen) * 2 - 1
+    assert data["train_input"].dtype == torch.float64
+    assert torch.equal(data["train_input"], x_train) and torch.equal(data["test_input"], x_test)
+    torch.testing.assert_close(data["train_label"], toy(x_train), rtol=1e-14, atol=1e-14)
+
+
+def test_seed_reproduces_and_changes_the_sample():
+    a = create_dataset(TOY, 2, train_num=20, test_num=5, seed=1)
+    b = create_dataset(TOY, 2, train_num=20, test_num=5, seed=1)
+    c = create_dataset(TOY, 2, train_num=20, test_num=5, seed=2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["train_input"], c["train_input"])
+
+
+def test_global_random_state_is_untouched():
+    state = torch.get_rng_state()
+    create_dataset(TOY, 2, train_num=10, test_num=10, seed=0)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_callable_and_per_variable_ranges():
+    data = create_dataset(lambda x: x[:, 0] * x[:, 1], 2, ranges=[(0, 1), (2, 3)], train_num=40, test_num=0)
+    x = data["train_input"]
+    assert (x[:, 0] >= 0).all() and (x[:, 0] <= 1).all() and (x[:, 1] >= 2).all() and (x[:, 1] <= 3).all()
+    torch.testing.assert_close(data["train_label"], (x[:, 0] * x[:, 1]).unsqueeze(-1))
+    assert data["test_input"].shape == (0, 2)
+
+
+def test_list_of_formulas_gives_one_column_each():
+    data = create_dataset(["x1", "x1*x2", "3"], 2, train_num=8, test_num=2)
+    x, y = data["train_input"], data["train_label"]
+    assert y.shape == (8, 3)
+    torch.testing.assert_close(y[:, 0], x[:, 0])
+    torch.testing.assert_close(y[:, 1], x[:, 0] * x[:, 1])
+    assert (y[:, 2] == 3).all()
+
+
+@pytest.mark.parametrize("formula", ["jv(0, 20*x1)", "besselj(0, 20*x1)"])
+def test_scipy_special_functions_by_scipy_or_sympy_name(formula):
+    special = pytest.importorskip("scipy.special")
+    torch.set_default_dtype(torch.float64)
+    data = create_dataset(formula, 1, train_num=64, test_num=8)
+    expected = special.jv(0, 20 * data["train_input"].numpy())
+    torch.testing.assert_close(data["train_label"], torch.from_numpy(expected))
+
+
+def test_classification_formula_gives_int64_class_indices():
+    data = create_dataset("x2 > sin(pi*x1)/2", 2, task="classification", train_num=200, test_num=50)
+    y = data["train_label"]
+    assert y.dtype == torch.int64 and y.shape == (200,)
+    assert set(y.tolist()) == {0, 1}
+    x = data["train_input"]
+    assert torch.equal(y, (x[:, 1] > torch.sin(math.pi * x[:, 0]) / 2).long())
+
+
+def test_normalisation_uses_training_statistics():
+    data = create_dataset(TOY, 2, ranges=(2, 6), train_num=500, test_num=100, normalize_input=True,
+                          normalize_label=True)
+    torch.testing.assert_close(data["train_input"].mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(data["train_input"].std(0), torch.ones(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(data["train_label"].std(0), torch.ones(1), atol=1e-5, rtol=0)
+    assert data["test_input"].abs().max() < 3  # same shift and scale, not its own
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"f": "foo(x1)"}, "unknown function 'foo'"),
+        ({"f": "x3 + 1"}, "unknown variable(s) x3; the variables are x1..x2"),
+        ({"f": "x1 +* 2"}, "cannot parse formula"),
+        ({"f": "sin(x1"}, "cannot parse formula"),
+        ({"f": "1/0*x1"}, "cannot evaluate formula"),
+        ({"f": "'text'"}, "is not an expression"),
+        ({"f": "log(x1)"}, "NaN or infinite"),
+        ({"f": TOY, "ranges": (1, -1)}, "low < high"),
+        ({"f": TOY, "ranges": [(0, 1)]}, "1 pairs but n_vars=2"),
+        ({"f": TOY, "task": "regresion"}, "accepted: regression, classification"),
+        ({"f": TOY, "train_num": 0}, "train_num must be an int >= 1"),
+    ],
+)
+def test_bad_arguments_say_what_is_accepted(kwargs, message):
+    kwargs = {"n_vars": 2, **kwargs}
+    with pytest.raises(ValueError) as info:
+        create_dataset(**kwargs)
+    assert message in str(info.value)
+
+
+# --- user arrays and CSV -----------------------------------------------------------------------
+
+
+def test_split_dataset_shuffles_and_holds_out_a_fraction():
+    x = torch.arange(20.0).reshape(10, 2)
+    y = x.sum(1)  # (N,) floats become (N, 1)
+    data = split_dataset(x, y, test_fraction=0.3, seed=0)
+    assert data["train_input"].shape == (7, 2) and data["test_input"].shape == (3, 2)
+    assert data["train_label"].shape == (7, 1)
+    torch.testing.assert_close(data["train_label"][:, 0], data["train_input"].sum(1))
+    rows = torch.cat([data["train_input"], data["test_input"]])
+    assert sorted(rows[:, 0].tolist()) == x[:, 0].tolist()
+
+
+def test_load_csv_with_header_and_named_label(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,target\n" + "\n".join(f"{i},{2 * i},{3 * i}" for i in range(10)) + "\n")
+    data = load_csv(path, label_columns="target", test_fraction=0.2)
+    assert data["train_input"].shape == (8, 2) and data["train_label"].shape == (8, 1)
+    torch.testing.assert_close(data["train_label"][:, 0], 3 * data["train_input"][:, 0])
+
+
+def test_load_csv_without_header_classification(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(f"{i / 10};{i % 2}" for i in range(10)))
+    data = load_csv(path, label_columns=1, delimiter=";", classification=True, test_fraction=0)
+    assert data["train_label"].dtype == torch.int64 and data["train_label"].shape == (10,)
+
+
+def test_load_csv_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_csv(tmp_path / "missing.csv")
+    path = tmp_path / "d.csv"
+    path.write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(ValueError, match="no column named 'c'; columns: a, b"):
+        load_csv(path, label_columns="c")
+    path.write_text("a,b\n1,2\n3,x\n")
+    with pytest.raises(ValueError, match="numbers only"):
+        load_csv(path)
+
+
+# --- check_dataset -----------------------------------------------------------------------------
+
+
+def _data(n=8, n_in=2, n_out=1):
+    return {
+        "train_input": torch.zeros(n, n_in), "train_label": torch.zeros(n, n_out),
+        "test_input": torch.zeros(4, n_in), "test_label": torch.zeros(4, n_out),
+    }
+
+
+def test_nan_and_inf_are_reported_with_tensor_name_and_count():
+    data = _data()
+    data["train_input"][0, 0] = float("nan")
+    data["train_input"][3, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"train_input contains 2 NaN and 0 infinite value\(s\) out of 16"):
+        check_dataset(data)
+    data = _data()
+    data["test_label"][1, 0] = float("-inf")
+    with pytest.raises(ValueError, match=r"test_label contains 0 NaN and 1 infinite"):
+        check_dataset(data)
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "message"),
+    [
+        (lambda d: d.pop("train_label"), {}, "missing train_label"),
+        (lambda d: d.pop("test_label"), {}, "both test_input and test_label, or neither"),
+        (lambda d: d.update(train_label=torch.zeros(7, 1)), {}, "8 samples but train_label has 7"),
+        (lambda d: d.update(test_input=torch.zeros(4, 3)), {}, "train_input has 2 features but test_input has 3"),
+        (lambda d: None, {"n_inputs": 3}, "the model expects 3"),
+        (lambda d: d.update(train_label=torch.zeros(8), test_label=torch.zeros(4)), {"n_outputs": 1}, "reshape with y.unsqueeze"),
+        (lambda d: None, {"n_outputs": 2}, "model outputs (samples, 2)"),
+        (lambda d: d.update(train_label=torch.zeros(8)), {}, "the label shapes must agree"),
+        (lambda d: d.update(train_input=torch.zeros(8, 2, 1)), {}, "must be 2-D"),
+    ],
+)
+def test_shape_problems_are_clear_errors(change, kwargs, message):
+    data = _data()
+    change(data)
+    with pytest.raises(ValueError) as info:
+        check_dataset(data, **kwargs)
+    assert message in str(info.value)
+
+
+def test_check_dataset_does_not_change_the_callers_dict():
+    data = _data()
+    data["train_input"] = data["train_input"].numpy()  # array-likes are accepted
+    out = check_dataset(data)
+    assert isinstance(out["train_input"], torch.Tensor)
+    assert not isinstance(data["train_input"], torch.Tensor)
+
+
+def test_class_labels_must_fit_the_output_width():
+    y = torch.tensor([0, 1, 2])
+    assert torch.equal(check_labels(y.unsqueeze(-1).float(), 3, True), y)
+    with pytest.raises(ValueError, match="holds class 2 but the model has 2 outputs"):
+        check_labels(y, 2, True)
+    with pytest.raises(ValueError, match="loss='cross_entropy'"):
+        check_labels(y, 1, False)
+
+
+def test_public_names():
+    assert kantk.create_dataset is create_dataset
+    assert kantk.check_dataset is check_dataset
+    assert kantk.load_csv is load_csv and kantk.split_dataset is split_dataset

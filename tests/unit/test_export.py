@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import networkx as nx
+import pytest
+import torch
+
+import kantk
+from kantk.export import GraphvizNotFoundError, render_graph, to_graphviz, to_networkx
+
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None and not os.environ.get("CI"),
+    reason="Graphviz 'dot' not installed (CI installs it and must run this)",
+)
+
+
+def _model():
+    model = kantk.KAN([3, 4, 2], seed=0)
+    with torch.no_grad():
+        model.layers[0].mask[1, 2] = 0
+        model.layers[1].mask[0, 3] = 0
+    return model
+
+
+def test_graph_counts_match_widths_and_live_edges():
+    model = _model()
+    x = torch.rand(64, 3) * 2 - 1
+    graph = to_networkx(model, x, var_names=["a", "b", "c"])
+    assert graph.number_of_nodes() == sum(model.widths)
+    live = sum(int((layer.mask != 0).sum()) for layer in model.layers)
+    assert graph.number_of_edges() == live
+    assert ((0, 2), (1, 1)) not in graph.edges  # the masked edge c -> h1.2 is absent
+    assert graph.nodes[(0, 1)]["label"] == "b" and graph.nodes[(2, 0)]["label"] == "y1"
+    assert all("importance" in d and d["basis"] == "bspline" for _, _, d in graph.edges(data=True))
+
+
+def test_pruned_model_graph_has_the_pruned_widths():
+    model = kantk.KAN([2, 5, 1], seed=0)
+    with torch.no_grad():
+        for dead in (1, 3):
+            model.layers[0].mask[dead] = 0
+            model.layers[1].mask[:, dead] = 0
+    pruned = kantk.prune(model, torch.rand(50, 2) * 2 - 1, node_th=1e-9, edge_th=1e-12)
+    graph = to_networkx(pruned)
+    assert pruned.widths == [2, 3, 1]
+    assert graph.number_of_nodes() == sum(pruned.widths)
+    assert graph.number_of_edges() == sum(int((l.mask != 0).sum()) for l in pruned.layers)
+
+
+def test_json_round_trip():
+    model = _model()
+    graph = to_networkx(model, torch.rand(32, 3))
+    data = json.loads(json.dumps(nx.node_link_data(graph, edges="links")))
+    again = nx.node_link_graph(data, edges="links")
+    assert {tuple(n) for n in again.nodes} == set(graph.nodes)
+    assert again.number_of_edges() == graph.number_of_edges()
+
+
+def test_symbolic_edges_are_labelled():
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 1], seed=0)
+    x = torch.rand(200, 2) * 2 - 1
+    kantk.fix_symbolic(model, 0, 0, 0, "sin", x=x)
+    graph = to_networkx(model)
+    edge = graph.edges[(0, 0), (1, 0)]
+    assert edge["kind"] == "symbolic" and edge["function"] == "sin" and "sin" in edge["expression"]
+    assert graph.edges[(0, 1), (1, 0)]["kind"] == "numeric"
+    dot = to_graphviz(model)
+    assert "sin(" in dot.source
+
+
+@needs_dot
+def test_svg_renders_with_dot_and_writes_only_where_asked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = _model()
+    x = torch.rand(64, 3) * 2 - 1
+    out = tmp_path / "out"
+    dot = to_graphviz(model, x, edge_plots=out / "edges")
+    path = render_graph(dot, out / "graph.svg")
+    assert path.endswith("graph.svg") and (out / "graph.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    assert len(list((out / "edges").glob("*.png"))) == sum(int((l.mask != 0).sum()) for l in model.layers)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_missing_dot_gives_install_instructions(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    dot = to_graphviz(_model())
+    with pytest.raises(GraphvizNotFoundError, match="apt-get install graphviz"):
+        render_graph(dot, tmp_path / "g.svg")
+    dot.save(str(tmp_path / "g.dot"))  # the DOT source can still be written
+    assert (tmp_path / "g.dot").read_text().startswith("digraph")
+
+
+def test_bad_arguments():
+    model = _model()
+    with pytest.raises(ValueError, match="var_names needs 3"):
+        to_networkx(model, var_names=["a"])
+    with pytest.raises(ValueError, match="rankdir"):
+        to_graphviz(model, rankdir="UP")
+    with pytest.raises(ValueError, match="edge_plots needs"):
+        to_graphviz(model, edge_plots="somewhere")
+    with pytest.raises(ValueError, match="format"):
+        render_graph(to_graphviz(model), "x.gif", format="gif")

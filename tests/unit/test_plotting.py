@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+import kantk
+from kantk.plotting import EDGE_GID, symbolic_edge_labels
+
+
+def _curves(fig: Figure) -> list:
+    return [line for ax in fig.axes for line in ax.lines if str(line.get_gid()).startswith(EDGE_GID + "/")]
+
+
+def _texts(fig: Figure) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+@pytest.fixture
+def model_and_data():
+    model = kantk.KAN([3, 4, 2], seed=0)
+    with torch.no_grad():
+        model.layers[0].mask[1, 2] = 0
+        model.layers[1].mask[0, :2] = 0
+    return model, torch.rand(64, 3) * 2 - 1
+
+
+def test_one_curve_per_unmasked_edge_and_nothing_written(model_and_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model, x = model_and_data
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fig = kantk.plot_activations(model, x)
+    assert isinstance(fig, Figure)
+    live = sum(int((layer.mask != 0).sum()) for layer in model.layers)
+    assert live == 12 + 8 - 3
+    curves = _curves(fig)
+    assert len(curves) == live
+    gids = {c.get_gid() for c in curves}
+    assert f"{EDGE_GID}/0/1/2" not in gids and f"{EDGE_GID}/1/0/0" not in gids and f"{EDGE_GID}/0/0/0" in gids
+    assert list(tmp_path.iterdir()) == []  # nothing written without path=
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(0.0 <= c.get_alpha() <= 1.0 for c in curves)
+
+
+def test_curves_span_the_inputs_range_and_follow_importance():
+    # y = 2 x1 + 0.01 x2 (identity base, no spline): the x2 edge is far less important.
+    model = kantk.KAN([2, 1], base_activation="identity", seed=0)
+    with torch.no_grad():
+        model.layers[0].coef.zero_()
+        model.layers[0].scale_base.copy_(torch.tensor([[2.0, 0.01]]))
+    x = torch.stack([torch.linspace(-1, 3, 50), torch.linspace(0, 1, 50)], dim=1)
+    fig = kantk.plot_activations(model, x, n_points=25, min_alpha=0.0)
+    by_gid = {c.get_gid(): c for c in _curves(fig)}
+    strong, weak = by_gid[f"{EDGE_GID}/0/0/0"], by_gid[f"{EDGE_GID}/0/0/1"]
+    assert len(strong.get_xdata()) == 25
+    assert strong.get_alpha() == pytest.approx(1.0)
+    assert weak.get_alpha() < 0.05
+    ys = strong.get_ydata()
+    assert (ys[1:] > ys[:-1]).all()  # a rising line, drawn left to right
+
+
+def test_names_and_labels(model_and_data):
+    model, x = model_and_data
+    fig = kantk.plot_activations(
+        model, x, in_vars=["a", "b", "c"], out_vars=["u", "v"], title="net", edge_labels={(1, 1, 3): "sin(x)"}
+    )
+    texts = _texts(fig)
+    assert {"a", "b", "c", "u", "v", "sin(x)"} <= set(texts)
+    assert fig._suptitle is not None and fig._suptitle.get_text() == "net"
+
+
+def test_symbolic_edges_are_drawn_and_labelled(model_and_data):
+    model, x = model_and_data
+    assert symbolic_edge_labels(model) == {}
+    if not hasattr(model.layers[0], "set_symbolic_edge"):
+        pytest.skip("this KANLayer has no symbolic edges")
+    from kantk.symbolic.library import get_library
+
+    model.layers[0].set_symbolic_edge(1, 2, get_library("minimal")["sin"], "minimal")  # a masked edge
+    assert symbolic_edge_labels(model) == {(0, 1, 2): "sin"}
+    fig = kantk.plot_activations(model, x)
+    assert f"{EDGE_GID}/0/1/2" in {c.get_gid() for c in _curves(fig)}  # symbolic edges are live
+    assert "sin" in _texts(fig)
+
+
+def test_path_writes_exactly_that_file(model_and_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model, x = model_and_data
+    kantk.plot_activations(model, x, path=tmp_path / "net.png", dpi=40)
+    assert [p.name for p in tmp_path.iterdir()] == ["net.png"]
+    assert (tmp_path / "net.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_pyplot_state(model_and_data):
+    model, x = model_and_data
+    fig = kantk.plot_activations(model, x)
+    assert type(fig.canvas).__name__ == "FigureCanvasAgg"
+    if "matplotlib.pyplot" in sys.modules:  # loaded by someone else: the figure is not in its registry
+        assert sys.modules["matplotlib.pyplot"].get_fignums() == []
+
+
+@pytest.mark.parametrize("basis", ["chebyshev", "rbf"])
+def test_other_bases_and_float64(basis):
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 2, 1], basis=basis, seed=0)
+    fig = kantk.plot_activations(model, torch.rand(16, 2, dtype=torch.float64))
+    assert len(_curves(fig)) == 6
+
+
+def test_bad_arguments_say_what_is_accepted(model_and_data):
+    model, x = model_and_data
+    with pytest.raises(ValueError, match="in_vars must be a list of 3 names"):
+        kantk.plot_activations(model, x, in_vars=["a"])
+    with pytest.raises(ValueError, match="out_vars must be a list of 2 names"):
+        kantk.plot_activations(model, x, out_vars="uv")
+    with pytest.raises(ValueError, match="n_points must be an int >= 2"):
+        kantk.plot_activations(model, x, n_points=1)
+    with pytest.raises(ValueError, match=r"min_alpha must be a number in \[0, 1\]"):
+        kantk.plot_activations(model, x, min_alpha=2)
+    with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
+        kantk.plot_activations(model, x[:, :2])
+    with pytest.raises(ValueError, match="scores must be a kantk.Attribution of this model"):
+        kantk.plot_activations(model, x, scores=kantk.attribution(kantk.KAN([3, 2, 2], seed=0), x))

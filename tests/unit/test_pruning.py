@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kantk
+from kantk.model import default_dtype
+from kantk.pruners import PruneDecision
+from kantk.pruning import apply_masks, normalise_decision, plan_pruning, shrink
+
+BASES = {
+    "bspline": {"grid_size": 5, "order": 3},
+    "chebyshev": {"degree": 4},
+    "rbf": {"num_centers": 6},
+}
+
+
+def _kill_hidden_nodes(model: kantk.KAN, layer: int, nodes: list[int]) -> None:
+    """Zero every coefficient and scale of the edges into and out of hidden ``nodes``."""
+    with torch.no_grad():
+        into, out_of = model.layers[layer - 1], model.layers[layer]
+        for j in nodes:
+            for t in (into.coef, into.scale_base, into.scale_sp):
+                t[j].zero_()
+            for t in (out_of.coef, out_of.scale_base, out_of.scale_sp):
+                t[:, j].zero_()
+
+
+def _state(model: kantk.KAN) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("basis", sorted(BASES))
+def test_dead_hidden_nodes_are_removed_and_outputs_kept(basis):
+    with default_dtype(torch.float64):
+        model = kantk.KAN([3, 6, 4, 2], basis=basis, basis_kwargs=BASES[basis], seed=0)
+    x = torch.rand(256, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    model.update_grid(x)  # per-input grids, so slicing the basis buffers matters
+    _kill_hidden_nodes(model, 1, [1, 4])
+    _kill_hidden_nodes(model, 2, [0])
+    before = _state(model)
+
+    small = kantk.prune(model, x, node_th=1e-2, edge_th=0.0)
+
+    assert small.widths == [3, 4, 3, 2]
+    assert isinstance(small, kantk.KAN) and small is not model
+    torch.testing.assert_close(small(x), model(x), atol=1e-6, rtol=0)  # dead nodes contributed nothing
+    x_new = torch.rand(50, 3, dtype=torch.float64) * 4 - 2  # also off the data, where extrapolating
+    torch.testing.assert_close(small(x_new), model(x_new), atol=1e-6, rtol=0)
+    assert _same_state(before, _state(model))
+    assert small.layers[0].coef.dtype == torch.float64
+    assert all(layer.basis_name == basis for layer in small.layers)
+
+
+def test_kept_tensors_are_the_right_slices():
+    model = kantk.KAN([2, 5, 1], seed=3)
+    x = torch.rand(128, 2) * 2 - 1
+    model.update_grid(x)
+    _kill_hidden_nodes(model, 1, [0, 2, 3])
+    plan = plan_pruning(model, x, edge_th=0.0)
+    assert [k.tolist() for k in plan.kept_nodes] == [[0, 1], [1, 4], [0]]
+    small = shrink(model, plan)
+    keep = torch.tensor([1, 4])
+    assert torch.equal(small.layers[0].coef, model.layers[0].coef[keep])
+    assert torch.equal(small.layers[1].scale_sp, model.layers[1].scale_sp[:, keep])
+    assert torch.equal(small.layers[0].basis.grid, model.layers[0].basis.grid)  # inputs all kept
+    assert torch.equal(small.layers[1].basis.grid, model.layers[1].basis.grid[keep])
+
+
+@pytest.mark.parametrize("basis", sorted(BASES))
+def test_pruning_inputs_slices_the_basis_buffers(basis):
+    model = kantk.KAN([3, 4, 1], basis=basis, basis_kwargs=BASES[basis], seed=0)
+    x = torch.rand(128, 3) * torch.tensor([1.0, 3.0, 0.5])
+    model.update_grid(x)
+    with torch.no_grad():
+        model.layers[0].mask[:, 1] = 0  # input 2 is cut off
+    plan = plan_pruning(model, x, prune_inputs=True, node_th=0.0, edge_th=0.0)
+    assert plan.kept_nodes[0].tolist() == [0, 2]
+    small = shrink(model, plan)
+    assert small.widths == [2, 4, 1]
+    for key, value in model.layers[0].basis.state_dict().items():
+        sliced = small.layers[0].basis.state_dict()[key]
+        if value.dim() and value.shape[0] == 3:
+            assert torch.equal(sliced, value[[0, 2]]), key
+    torch.testing.assert_close(small(x[:, [0, 2]]), model(x), atol=1e-6, rtol=0)
+
+
+def test_output_equals_the_masked_original_when_live_nodes_go():
+    model = kantk.KAN([2, 5, 3, 1], seed=4)
+    x = torch.rand(200, 2) * 2 - 1
+    plan = plan_pruning(model, x, pruner="topk_edges", k=1)
+    small = shrink(model, plan)
+    reference = apply_masks(model, plan)
+    assert small.widths == plan.widths and small.widths[1] < 5
+    torch.testing.assert_close(small(x), reference(x), atol=1e-6, rtol=0)
+    # the reference is really masked: edges of removed nodes are gone from it
+    removed = sorted(set(range(5)) - set(plan.kept_nodes[1].tolist()))
+    assert (reference.layers[0].mask[removed] == 0).all()
+    assert (reference.layers[1].mask[:, removed] == 0).all()
+
+
+def test_nodes_left_without_outgoing_edges_cascade_away():
+    model = kantk.KAN([2, 3, 3, 1], seed=0)
+    masks = [
+        torch.ones(3, 2, dtype=torch.bool),
+        torch.ones(3, 3, dtype=torch.bool),
+        torch.ones(1, 3, dtype=torch.bool),
+    ]
+    masks[2][0, 1:] = False  # only node 0 of hidden layer 2 reaches the output
+    masks[1][0, 2] = False  # ...and it listens to hidden nodes 0 and 1 of layer 1 only
+    plan = normalise_decision(model, masks)
+    assert [k.tolist() for k in plan.kept_nodes] == [[0, 1], [0, 1], [0], [0]]
+    assert plan.edge_masks[0][2].sum() == 0  # node 2 of layer 1 lost its outgoing edge -> its inputs too
+
+
+def test_a_node_kept_alive_by_a_constant_is_kept():
+    # no incoming edges, but its (constant) outgoing edges still shift the output: it stays
+    model = kantk.KAN([2, 2, 1], seed=0)
+    masks = [torch.tensor([[True, True], [False, False]]), torch.ones(1, 2, dtype=torch.bool)]
+    plan = normalise_decision(model, masks)
+    assert plan.widths == [2, 2, 1]
+
+
+def test_inputs_are_kept_unless_asked():
+    model = kantk.KAN([3, 2, 1], seed=0)
+    masks = [torch.tensor([[True, False, True], [True, False, True]]), torch.ones(1, 2, dtype=torch.bool)]
+    assert normalise_decision(model, masks).widths == [3, 2, 1]
+    assert normalise_decision(model, masks, prune_inputs=True).widths == [2, 2, 1]
+    chosen = PruneDecision(tuple(masks), input_nodes=torch.tensor([0]))
+    assert normalise_decision(model, chosen, prune_inputs=True).kept_nodes[0].tolist() == [0]
+
+
+def test_a_layer_never_vanishes():
+    model = kantk.KAN([2, 3, 1], seed=0)
+    x = torch.rand(64, 2) * 2 - 1
+    with pytest.warns(UserWarning, match="every node of the hidden layer 1"):
+        small = kantk.prune(model, x, node_th=1e9)
+    assert small.widths == [2, 1, 1]
+    assert torch.equal(small(x), torch.zeros(64, 1))  # nothing left: KAN outputs are sums of live edges
+
+
+def test_masked_edges_stay_masked():
+    model = kantk.KAN([2, 3, 1], seed=0)
+    with torch.no_grad():
+        model.layers[0].mask[1, 0] = 0
+    plan = plan_pruning(model, pruner="magnitude", threshold=0.0)
+    assert not plan.edge_masks[0][1, 0]
+    small = shrink(model, plan)
+    assert small.layers[0].mask[1, 0] == 0
+
+
+def test_original_is_untouched_and_rng_is_not_consumed():
+    model = kantk.KAN([3, 5, 2], seed=0)
+    x = torch.rand(64, 3) * 2 - 1
+    before = _state(model)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    kantk.prune(model, x, pruner="topk_edges", k=1)
+    assert torch.equal(torch.rand(3), expected)
+    assert _same_state(before, _state(model))
+
+
+def test_prune_keeps_training_mode_and_the_result_trains():
+    model = kantk.KAN([2, 4, 1], seed=0)
+    model.eval()
+    small = kantk.prune(model, torch.rand(32, 2), pruner="topk_edges", k=1)
+    assert not small.training
+    small(torch.rand(8, 2)).sum().backward()
+    assert all(p.grad is not None for p in small.parameters())
+
+
+def test_unknown_pruner_and_options_are_reported():
+    model = kantk.KAN([2, 3, 1], seed=0)
+    x = torch.rand(16, 2)
+    with pytest.raises(
+        kantk.UnknownComponentError, match="known pruner names: .*magnitude.*threshold.*topk_edges"
+    ):
+        kantk.prune(model, x, pruner="nope")
+    with pytest.raises(
+        ValueError, match=r"does not accept 'node_threshold'; accepted options: edge_th, input_th, node_th"
+    ):
+        kantk.prune(model, x, node_threshold=0.1)
+    with pytest.raises(ValueError, match="node_th must be a number >= 0"):
+        kantk.prune(model, x, node_th=-1)
+    with pytest.raises(ValueError, match="k must be an int >= 1"):
+        kantk.prune(model, x, pruner="topk_edges", k=0)
+    with pytest.raises(ValueError, match="pass samples"):
+        kantk.prune(model, pruner="threshold")
+    with pytest.raises(TypeError, match="expects a kantk.KAN"):
+        kantk.prune(torch.nn.Linear(2, 1), x)
+
+
+def test_a_malformed_decision_is_named():
+    model = kantk.KAN([2, 3, 1], seed=0)
+    with pytest.raises(ValueError, match=r"edge mask 1 has shape \(2, 2\), expected \(1, 3\)"):
+        normalise_decision(model, [torch.ones(3, 2), torch.ones(2, 2)], pruner="bad")
+    with pytest.raises(ValueError, match="returned 1 edge masks"):
+        normalise_decision(model, [torch.ones(3, 2)], pruner="bad")
+    with pytest.raises(TypeError, match="PruneDecision or a list"):
+        normalise_decision(model, "everything", pruner="bad")
+    with pytest.raises(ValueError, match=r"hidden layer 1: expected node indices in \[0, 3\)"):
+        normalise_decision(model, PruneDecision((torch.ones(3, 2), torch.ones(1, 3)), (torch.tensor([5]),)))
+
+
+def test_a_plugin_pruner_is_used_by_name():
+    class KeepFirstHidden:
+        needs_data = False
+
+        def __call__(self, model, x, scores):
+            masks = [l.mask != 0 for l in model.layers]
+            return PruneDecision(tuple(masks), hidden_nodes=(torch.tensor([0]),))
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_pruners():
+            yield kantk.PrunerSpec("keep_first_hidden", KeepFirstHidden)
+
+    registry = kantk.Registry.with_plugins(Plugin)
+    model = kantk.KAN([2, 4, 1], seed=0, registry=registry)
+    small = kantk.prune(model, pruner="keep_first_hidden", registry=registry)
+    assert small.widths == [2, 1, 1]
+    x = torch.rand(16, 2)
+    plan = plan_pruning(model, pruner="keep_first_hidden", registry=registry)
+    torch.testing.assert_close(small(x), apply_masks(model, plan)(x), atol=1e-6, rtol=0)
+
+
+def test_symbolic_edges_survive_pruning():
+    model = kantk.KAN([2, 3, 1], seed=0)
+    if not hasattr(model.layers[0], "set_symbolic_edge"):
+        pytest.skip("this KANLayer has no symbolic edges")
+    from kantk.symbolic.library import get_library
+
+    sin = get_library("minimal")["sin"]
+    model.layers[0].set_symbolic_edge(2, 1, sin, "minimal", affine=(2.0, 0.1, 1.5, -0.2))
+    model.layers[1].set_symbolic_edge(0, 2, sin, "minimal")
+    _kill_hidden_nodes(model, 1, [0])
+    x = torch.rand(64, 2) * 2 - 1
+
+    for pruner, options in (("threshold", {"edge_th": 0.0}), ("magnitude", {"threshold": 1e-6})):
+        small = kantk.prune(model, None if pruner == "magnitude" else x, pruner=pruner, **options)
+        assert small.widths == [2, 2, 1], pruner  # dead node 0 goes; node 2 lives on symbolic edges
+        torch.testing.assert_close(small(x), model(x), atol=1e-6, rtol=0)
+        layer = small.layers[0]
+        assert layer.symbolic_edges() == [(1, 1)] and layer.symbolic_names[1][1] == "sin"
+        assert torch.equal(layer.symbolic_affine[1, 1], model.layers[0].symbolic_affine[2, 1])
+        assert small.layers[1].symbolic_edges() == [(0, 1)]
+
+    # removing a symbolic edge switches off both of its branches in the reference
+    plan = normalise_decision(model, [l.live_edges() & ~(l.symbolic_mask != 0) for l in model.layers])
+    reference = apply_masks(model, plan)
+    assert reference.layers[0].symbolic_mask.sum() == 0
+    torch.testing.assert_close(shrink(model, plan)(x), reference(x), atol=1e-6, rtol=0)

@@ -1,0 +1,341 @@
+"""kantk.refine and the bases' refine: finer grids, same function."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import kantk
+from kantk.bases import BSplineBasis, ChebyshevBasis, RBFBasis, SupportsRefine, cox_de_boor
+from kantk.bases.base import edge_values, fit_coefficients
+from kantk.bases.bspline import insert_knots, uniform_knots
+
+REFINABLE = [n for n in kantk.list_bases() if isinstance(kantk.KANLayer(1, 1, basis=n).basis, SupportsRefine)]
+# A resolution to start from and a finer one, per basis (grid_size, degree, num_centers).
+SIZES = {"bspline": ("grid_size", 5, 10), "chebyshev": ("degree", 4, 9), "rbf": ("num_centers", 6, 12)}
+# Relative change of a smooth layer's function on its grid range. Nested B-splines and Chebyshev
+# degree elevation are exact; Gaussian RBFs whose width equals their spacing cannot reproduce
+# wider bumps exactly (least squares: about 1e-3 for smooth edges, a few 1e-2 for trained ones,
+# as for update_grid).
+TOLERANCE = {"bspline": 1e-10, "chebyshev": 1e-12, "rbf": 1e-2}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def _skewed_basis(in_features: int, grid_size: int, order: int) -> BSplineBasis:
+    """A B-spline basis whose knots were moved to skewed samples (non-uniform)."""
+    basis = BSplineBasis(in_features, grid_size=grid_size, order=order)
+    x = torch.rand(300, in_features, generator=torch.Generator().manual_seed(1)) ** 2 * 3 - 0.5
+    basis.update_grid(x, torch.zeros(1, in_features, basis.num_functions))
+    assert not basis.is_uniform()
+    return basis
+
+
+# --- B-splines: exact knot insertion --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("ratio", [2, 3, 5])
+@pytest.mark.parametrize("grid", ["uniform", "updated"])
+def test_bspline_nested_refine_is_exact_on_the_grid_range(order, ratio, grid):
+    torch.set_default_dtype(torch.float64)
+    basis = BSplineBasis(3, grid_size=4, order=order) if grid == "uniform" else _skewed_basis(3, 4, order)
+    coef = torch.randn(2, 3, basis.num_functions, generator=torch.Generator().manual_seed(0))
+    finer, new_coef = basis.refine(4 * ratio, coef, keep_extension=False)
+    assert finer.grid_size == 4 * ratio and new_coef.shape == (2, 3, 4 * ratio + order)
+    assert finer.grid.shape == (3, 4 * ratio + 2 * order + 1)
+    lo, hi = basis.grid[:, order], basis.grid[:, 4 + order]
+    x = lo + (hi - lo) * torch.rand(4000, 3, generator=torch.Generator().manual_seed(2))
+    assert _rel(edge_values(finer(x), new_coef), edge_values(basis(x), coef)) <= 1e-10
+    # every old knot of the grid range is a new knot
+    inner = finer.grid[:, order : order + 4 * ratio + 1 : ratio]
+    torch.testing.assert_close(inner, basis.grid[:, order : order + 5], rtol=0, atol=1e-12)
+    assert finer.is_uniform() == (grid == "uniform")  # uniform grids keep the fast path
+
+
+@pytest.mark.parametrize("order", [1, 3])
+@pytest.mark.parametrize("grid", ["uniform", "updated"])
+def test_bspline_keep_extension_is_exact_everywhere(order, grid):
+    torch.set_default_dtype(torch.float64)
+    basis = BSplineBasis(2, grid_size=5, order=order) if grid == "uniform" else _skewed_basis(2, 5, order)
+    coef = torch.randn(3, 2, basis.num_functions, generator=torch.Generator().manual_seed(0))
+    finer, new_coef = basis.refine(15, coef, keep_extension=True)
+    lo, hi = basis.grid[:, 0] - 1, basis.grid[:, -1] + 1  # beyond the extended grid as well
+    x = lo + (hi - lo) * torch.rand(4000, 2, generator=torch.Generator().manual_seed(2))
+    assert _rel(edge_values(finer(x), new_coef), edge_values(basis(x), coef)) <= 1e-10
+    torch.testing.assert_close(finer.grid[:, :order], basis.grid[:, :order], rtol=0, atol=0)
+
+
+def test_bspline_default_extension_follows_the_grid():
+    torch.set_default_dtype(torch.float64)
+    uniform = BSplineBasis(1, grid_size=5)
+    finer, _ = uniform.refine(10, torch.zeros(1, 1, 8))
+    assert finer.is_uniform()  # finer outer spacing: the fast path stays
+    torch.testing.assert_close(finer.grid, uniform_knots(1, 10, 3, (-1, 1)), rtol=0, atol=1e-14)
+    skewed = _skewed_basis(1, 5, 3)
+    finer, _ = skewed.refine(10, torch.zeros(1, 1, 8))
+    torch.testing.assert_close(finer.grid[:, :3], skewed.grid[:, :3], rtol=0, atol=0)  # kept: exact outside
+
+
+def test_insert_knots_handles_arbitrary_new_knots():
+    # The Oslo algorithm itself: any refinement, not only equal splits, several knots per interval.
+    torch.set_default_dtype(torch.float64)
+    gen = torch.Generator().manual_seed(3)
+    k = 3
+    knots = torch.sort(torch.rand(2, 12, generator=gen) * 4 - 2, dim=-1).values  # (in, m)
+    extra = knots[:, :1] + (knots[:, -1:] - knots[:, :1]) * torch.rand(2, 9, generator=gen)
+    new = torch.sort(torch.cat([knots, extra], dim=-1), dim=-1).values
+    coef = torch.randn(4, 2, knots.shape[1] - k - 1, generator=gen)
+    new_coef = insert_knots(knots, coef, new, k)
+    x = knots[:, 0] - 0.5 + (knots[:, -1] - knots[:, 0] + 1) * torch.rand(3000, 2, generator=gen)
+    before = edge_values(cox_de_boor(x, knots, k), coef)
+    after = edge_values(cox_de_boor(x, new, k), new_coef)
+    assert _rel(after, before) <= 1e-12
+
+
+@pytest.mark.parametrize(("old", "new"), [(3, 5), (20, 50), (5, 7)])
+@pytest.mark.parametrize("grid", ["uniform", "updated"])
+def test_bspline_non_nested_refine_is_a_close_least_squares_fit(old, new, grid):
+    torch.set_default_dtype(torch.float64)
+    basis = BSplineBasis(2, grid_size=old) if grid == "uniform" else _skewed_basis(2, old, 3)
+    lo, hi = basis.grid[:, 3], basis.grid[:, old + 3]
+    xs = lo + (hi - lo) * torch.linspace(0, 1, 400).unsqueeze(-1)
+    target = torch.sin(torch.tensor([[1.3], [2.0]]).unsqueeze(0) * xs.unsqueeze(1) + 0.3)  # smooth edges
+    coef = fit_coefficients(basis(xs), target)
+    finer, new_coef = basis.refine(new, coef)
+    x = lo + (hi - lo) * torch.rand(3000, 2, generator=torch.Generator().manual_seed(0))
+    # a G=3 spline has kinks (in its 3rd derivative) where no G=5 spline has: close, not exact
+    assert _rel(edge_values(finer(x), new_coef), edge_values(basis(x), coef)) <= (3e-2 if old < 10 else 1e-4)
+    assert torch.isfinite(new_coef).all()
+
+
+# --- every basis, through kantk.refine -----------------------------------------------------------
+
+
+def _smooth_layer(name: str, size: int) -> kantk.KAN:
+    what = SIZES[name][0]
+    model = kantk.KAN([2, 2], basis=name, basis_kwargs={what: size}, seed=0)
+    layer = model.layers[0]
+    xs = torch.linspace(-1, 1, 300).unsqueeze(-1).expand(-1, 2)
+    target = torch.sin(torch.tensor([[0.9, 1.3], [1.7, -0.6]]).unsqueeze(0) * xs.unsqueeze(1) + 0.3)
+    with torch.no_grad():
+        layer.coef.copy_(fit_coefficients(layer.basis(xs), target))
+    return model
+
+
+@pytest.mark.parametrize("name", REFINABLE)
+def test_refine_keeps_a_smooth_layer_for_every_basis(name):
+    torch.set_default_dtype(torch.float64)
+    what, old, new = SIZES[name]
+    model = _smooth_layer(name, old)
+    finer = kantk.refine(model, new)
+    assert finer.layers[0].basis.config()[what] == new
+    x = torch.rand(2000, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert _rel(finer(x), model(x)) <= TOLERANCE[name]
+
+
+@pytest.mark.parametrize("name", REFINABLE)
+def test_refine_keeps_a_trained_model_on_its_data(name):
+    torch.set_default_dtype(torch.float64)
+    what, old, new = SIZES[name]
+    model = kantk.KAN([2, 3, 1], basis=name, basis_kwargs={what: old}, seed=0)
+    x = torch.rand(200, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    y = torch.exp(torch.sin(math.pi * x[:, :1]) + x[:, 1:] ** 2)
+    opt = torch.optim.LBFGS(model.parameters(), lr=1, line_search_fn="strong_wolfe", max_iter=10)
+
+    def closure():
+        opt.zero_grad()
+        loss = (model(x) - y).square().mean()
+        loss.backward()
+        return loss
+
+    for _ in range(2):
+        opt.step(closure)
+    model.update_grid(x)  # pykan's habit before refining: every layer's grid covers its inputs
+    finer = kantk.refine(model, new)
+    assert _rel(finer(x), model(x)) <= {"bspline": 1e-10, "chebyshev": 1e-12, "rbf": 5e-2}[name]
+
+
+def test_refine_copies_everything_else_and_leaves_the_model_untouched():
+    model = kantk.KAN([3, 4, 2], basis_kwargs={"grid_size": 4}, base_activation=["silu", "identity"], seed=0)
+    with torch.no_grad():
+        model.layers[0].mask[1, 2] = 0
+        model.layers[1].scale_sp.mul_(1.5)
+    model.layers[1].scale_base.requires_grad_(False)
+    model(torch.rand(5, 3)).sum().backward()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    finer = kantk.refine(model, 8)
+    assert finer is not model
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # untouched
+    assert model.layers[0].basis.grid_size == 4
+    for old, new in zip(model.layers, finer.layers):
+        assert new.basis.grid_size == 8 and new.coef.shape[-1] == 11
+        assert new.base_activation == old.base_activation
+        for name in ("mask", "scale_base", "scale_sp"):
+            assert torch.equal(getattr(new, name), getattr(old, name)) and getattr(new, name) is not getattr(old, name)
+        assert new.coef.is_contiguous() and new.coef.dtype == old.coef.dtype == torch.float32
+        assert all(p.grad is None for p in new.parameters())
+    assert not finer.layers[1].scale_base.requires_grad
+    with torch.no_grad():
+        finer.layers[0].basis.grid.add_(1.0)  # the copy shares nothing with the original
+    assert torch.equal(model.layers[0].basis.grid, state["layers.0.basis.grid"])
+
+
+def test_refine_keeps_symbolic_edges():
+    if not hasattr(kantk, "fix_symbolic"):
+        pytest.skip("symbolic edges not available")
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 2, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 1, 0, "sin", fit_params=False)
+    finer = kantk.refine(model, 10)
+    assert finer.layers[0].symbolic_edges() == model.layers[0].symbolic_edges() == [(0, 1)]
+    x = torch.rand(200, 2, dtype=torch.float64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(finer.layers[0].activations(x)[:, 0, 1], model.layers[0].activations(x)[:, 0, 1])
+
+
+def test_refined_models_train_and_save(tmp_path):
+    # the least-squares path returns a transposed solve: the new coefficients must be contiguous,
+    # or LBFGS (which views every gradient flat) fails
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 3, 1], basis_kwargs={"grid_size": 3}, seed=0)
+    x = torch.rand(64, 2) * 2 - 1
+    model.update_grid(x)
+    finer = kantk.refine(model, 5)
+    opt = torch.optim.LBFGS(finer.parameters(), max_iter=3)
+
+    def closure():
+        opt.zero_grad()
+        loss = finer(x).square().mean()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    kantk.save(finer, tmp_path / "finer.kantk")
+    loaded = kantk.load(tmp_path / "finer.kantk")
+    assert loaded.layers[0].basis.grid_size == 5
+    assert torch.equal(loaded(x), finer(x))
+
+
+def test_per_layer_sizes_and_mixed_bases():
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 3, 1], basis=["bspline", "chebyshev"], basis_kwargs=[{"grid_size": 5}, {"degree": 3}], seed=0)
+    finer = kantk.refine(model, [10, 6])
+    assert finer.layers[0].basis.grid_size == 10 and finer.layers[1].basis.degree == 6
+    x = torch.rand(100, 2) * 2 - 1  # within the B-spline layer's grid range; Chebyshev is exact anywhere
+    assert _rel(finer(x), model(x)) <= 1e-10
+
+
+def test_equal_size_gives_an_equal_copy():
+    model = kantk.KAN([2, 2], basis_kwargs={"grid_size": 7}, seed=0)
+    finer = kantk.refine(model, 7)
+    x = torch.rand(50, 2) * 2 - 1
+    torch.testing.assert_close(finer(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("size", "match"),
+    [
+        (3, r"grid_size must be >= 5 \(the current one\), got 3"),
+        (7.5, r"int grid_size >= 5"),
+        ("10", r"int grid_size >= 5"),
+        (True, r"int grid_size >= 5"),
+        ([10, 10, 10], r"3 entries but the model has 1 layers"),
+    ],
+)
+def test_bad_grid_sizes_say_what_is_accepted(size, match):
+    model = kantk.KAN([2, 1], basis_kwargs={"grid_size": 5}, seed=0)
+    with pytest.raises(ValueError, match=match):
+        kantk.refine(model, size)
+
+
+def test_other_errors():
+    with pytest.raises(TypeError, match="kantk.KAN"):
+        kantk.refine(torch.nn.Linear(2, 2), 10)
+    model = kantk.KAN([2, 1], basis="chebyshev", seed=0)
+    with pytest.raises(ValueError, match=r"layer 0: basis 'chebyshev' does not accept the refine options 'keep_extension'"):
+        kantk.refine(model, 8, keep_extension=True)
+    with pytest.raises(ValueError, match=r"layer 0: chebyshev refine .* degree must be >= 5"):
+        kantk.refine(model, 2)
+    with pytest.raises(ValueError, match="coef of shape"):
+        BSplineBasis(2).refine(10, torch.zeros(1, 3, 8))
+    with pytest.raises(ValueError, match="coef of shape"):
+        ChebyshevBasis(2).refine(10, torch.zeros(1, 2, 3))
+    with pytest.raises(ValueError, match="num_centers must be >= 8"):
+        RBFBasis(2).refine(4, torch.zeros(1, 2, 8))
+
+
+def test_basis_without_the_capability_is_copied_with_a_warning():
+    from kantk.bases import Basis
+
+    class Fixed(Basis):
+        num_functions = 2
+
+        def forward(self, x):
+            return torch.stack([x, x * x], dim=-1)
+
+        def config(self):
+            return {}
+
+    class Plugin:
+        @kantk.hookimpl
+        def kantk_bases(self):
+            yield kantk.BasisSpec("fixed_refine_test", Fixed)
+
+    registry = kantk.Registry.with_plugins(Plugin())
+    model = kantk.KAN([2, 2, 1], basis=["fixed_refine_test", "bspline"], registry=registry, seed=0)
+    with pytest.warns(UserWarning, match=r"'fixed_refine_test' \(layer 0\) cannot refine"):
+        finer = kantk.refine(model, 10)
+    assert torch.equal(finer.layers[0].coef, model.layers[0].coef)
+    assert finer.layers[1].basis.grid_size == 10
+
+
+def test_chebyshev_degree_elevation_pads_with_zeros():
+    basis = ChebyshevBasis(2, degree=3)
+    coef = torch.randn(4, 2, 4)
+    finer, new_coef = basis.refine(6, coef)
+    assert finer.degree == 6 and torch.equal(new_coef[..., :4], coef) and torch.equal(new_coef[..., 4:], torch.zeros(4, 2, 3))
+
+
+def test_rbf_refine_follows_adapted_centres():
+    torch.set_default_dtype(torch.float64)
+    basis = RBFBasis(1, num_centers=5)
+    x = torch.rand(500, 1, generator=torch.Generator().manual_seed(0)) ** 3
+    basis.update_grid(x, torch.zeros(1, 1, 5))
+    finer, _ = basis.refine(9, torch.zeros(1, 1, 5))
+    spacing = finer.centers.diff(dim=-1)[0]
+    assert (spacing > 0).all() and spacing[0] < spacing[-1]  # denser where the samples are
+
+
+# --- the docs page -------------------------------------------------------------------------------
+
+
+def test_grids_page_code_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = (Path(__file__).resolve().parents[2] / "docs" / "grids.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python[ \t]*\n(.*?)^```[ \t]*$", text, flags=re.MULTILINE | re.DOTALL)
+    assert len(blocks) >= 3
+    namespace: dict = {"__name__": "grids_page"}
+    old = torch.get_default_dtype()
+    try:
+        for i, block in enumerate(blocks):
+            exec(compile(block, f"docs/grids.md block {i}", "exec"), namespace)  # noqa: S102
+    finally:
+        torch.set_default_dtype(old)
+    assert list(tmp_path.iterdir()) == []  # the page writes nothing
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", REFINABLE)
+def test_refine_on_the_gpu(name):
+    what, old, new = SIZES[name]
+    model = kantk.KAN([2, 3, 1], basis=name, basis_kwargs={what: old}, seed=0).to("cuda", torch.float64)
+    finer = kantk.refine(model, new)
+    assert all(t.device.type == "cuda" for t in [*finer.parameters(), *finer.buffers()])
+    x = torch.rand(100, 2, device="cuda", dtype=torch.float64) * 2 - 1
+    finer(x).sum().backward()

@@ -1,0 +1,130 @@
+"""suggest_symbolic, fix_symbolic, unfix_symbolic and auto_symbolic."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kantk
+from kantk.bases.base import fit_coefficients
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The fits run many small ops; on a shared machine extra threads only add contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _model_with_edges(basis: str, functions, seed: int = 0, noise: float = 0.0, n: int = 400):
+    """A float64 [2, 1] KAN whose two edges are fitted (least squares) to ``functions``.
+
+    Returns the model and the inputs (n, 2) in [-1, 1].
+    """
+    torch.set_default_dtype(torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 2, generator=g) * 2 - 1
+    model = kantk.KAN([2, 1], basis=basis, basis_kwargs=_fine(basis), base_activation="zero", seed=seed)
+    layer = model.layers[0]
+    target = torch.stack([f(x[:, p]) for p, f in enumerate(functions)], dim=-1)[:, None, :]  # (n, 1, 2)
+    target = target + noise * torch.randn(target.shape, generator=g)
+    with torch.no_grad():
+        layer.scale_sp.fill_(1.0)
+        layer.coef.copy_(fit_coefficients(layer.basis(x), target))
+    return model, x
+
+
+def _fine(basis: str) -> dict:
+    return {"bspline": {"grid_size": 20}, "chebyshev": {"degree": 12}, "rbf": {"num_centers": 24}}[basis]
+
+
+def test_suggest_ranks_the_true_function_first():
+    model, x = _model_with_edges("bspline", [lambda t: torch.sin(torch.pi * t), lambda t: t**2])
+    top = kantk.suggest_symbolic(model, 0, 0, 0, x, library="minimal", topk=3)
+    assert len(top) == 3 and top[0].name == "sin" and top[0].r2 > 0.9999
+    assert top[0].score <= top[1].score
+    assert kantk.suggest_symbolic(model, 0, 1, 0, x, library="minimal")[0].name == "x^2"
+
+
+def test_zero_does_not_outrank_sin_on_a_noisy_sine_edge():
+    model, x = _model_with_edges("bspline", [lambda t: torch.sin(torch.pi * t), lambda t: t], noise=0.25)
+    ranked = kantk.suggest_symbolic(model, 0, 0, 0, x, library="default", topk=29)
+    names = [c.name for c in ranked]
+    assert names[0] == "sin"
+    assert "0" not in names  # not negligible: the constant is no candidate at all
+    assert 0.8 < ranked[0].r2 < 0.999  # pykan's rule would have picked "0" (score 0) here
+    assert 0.8 * 2 + 0.2 * torch.log2(torch.tensor(1e-5 + 1 - ranked[0].r2)) > 0
+
+
+def test_zero_is_chosen_for_a_negligible_edge():
+    model, x = _model_with_edges("bspline", [lambda t: torch.sin(torch.pi * t), lambda t: 1e-4 * t + 0.3])
+    ranked = kantk.suggest_symbolic(model, 0, 1, 0, x, library="default")
+    assert ranked[0].name == "0"
+    assert ranked[0].params[3] == pytest.approx(0.3, abs=1e-3)  # the edge's constant is kept in d
+    report = kantk.auto_symbolic(model, x, library="default")
+    assert [(r.i, r.name, r.status) for r in report] == [(0, "sin", "fixed"), (1, "0", "negligible")]
+
+
+def test_fix_and_unfix():
+    model, x = _model_with_edges("bspline", [lambda t: torch.exp(t), lambda t: t**2])
+    before = model(x)
+    result = kantk.fix_symbolic(model, 0, 0, 0, "exp", x)
+    assert result.fixed and result.r2 > 0.9999 and result.params[0] == pytest.approx(1.0, abs=1e-3)
+    layer = model.layers[0]
+    assert layer.mask[0, 0] == 0 and layer.symbolic_mask[0, 0] == 1 and layer.symbolic_names[0][0] == "exp"
+    torch.testing.assert_close(model(x), before, atol=1e-3, rtol=0)
+    kantk.unfix_symbolic(model, 0, 0, 0)
+    torch.testing.assert_close(model(x), before)
+    plain = kantk.fix_symbolic(model, 0, 1, 0, "sin")  # no data: (1, 0, 1, 0)
+    assert plain.r2 is None and plain.params == (1.0, 0.0, 1.0, 0.0)
+    torch.testing.assert_close(layer.symbolic_affine[0, 1], torch.tensor([1.0, 0.0, 1.0, 0.0]))
+
+
+def test_convention_i_is_the_input_node_j_the_output_node():
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([3, 2], seed=0)
+    kantk.fix_symbolic(model, 0, 2, 1, "sin")
+    assert model.layers[0].symbolic_names[1][2] == "sin"
+
+
+def test_errors_name_what_is_valid():
+    model, x = _model_with_edges("bspline", [torch.sin, torch.cos])
+    with pytest.raises(IndexError, match=r"layer must be an int in \[0, 0\]"):
+        kantk.fix_symbolic(model, 1, 0, 0, "sin")
+    with pytest.raises(IndexError, match=r"i \(input node\) must be in \[0, 1\]"):
+        kantk.fix_symbolic(model, 0, 2, 0, "sin")
+    with pytest.raises(kantk.UnknownComponentError, match="its functions: x, x\\^2"):
+        kantk.fix_symbolic(model, 0, 0, 0, "sinh", library="minimal")
+    with pytest.raises(kantk.UnknownComponentError, match="known symbolic library names: default, minimal"):
+        kantk.fix_symbolic(model, 0, 0, 0, "sin", library="nope")
+    with pytest.raises(ValueError, match="not symbolic"):
+        kantk.unfix_symbolic(model, 0, 0, 0)
+    with torch.no_grad():
+        model.layers[0].mask[0, 1] = 0
+    with pytest.raises(ValueError, match="pruned"):
+        kantk.suggest_symbolic(model, 0, 1, 0, x)
+    with pytest.raises(ValueError, match="real domain"):
+        kantk.fix_symbolic(model, 0, 0, 0, "nowhere", x, library=[kantk.SymbolicFunction(
+            "nowhere", lambda z: z * float("nan"), lambda z: z, 1)])
+
+
+@pytest.mark.parametrize("basis", ["bspline", "chebyshev", "rbf"])
+def test_auto_symbolic_works_for_every_basis(basis):
+    model, x = _model_with_edges(basis, [lambda t: torch.sin(torch.pi * t), lambda t: t**2])
+    report = kantk.auto_symbolic(model, x, library="minimal")
+    assert [(r.layer, r.i, r.j, r.name, r.fixed) for r in report] == [(0, 0, 0, "sin", True), (0, 1, 0, "x^2", True)]
+    assert all(r.r2 > 0.999 for r in report)
+    y = torch.sin(torch.pi * x[:, 0]) + x[:, 1] ** 2
+    torch.testing.assert_close(model(x)[:, 0], y, atol=2e-2, rtol=0)
+    assert kantk.auto_symbolic(model, x) == []  # nothing numeric is left
+
+
+def test_auto_symbolic_keeps_poor_fits_numeric_and_reports_them():
+    model, x = _model_with_edges("bspline", [lambda t: torch.sin(torch.pi * t), lambda t: torch.sin(9 * t**3)])
+    report = kantk.auto_symbolic(model, x, library=["x", "x^2"], r2_threshold=0.9)
+    kept = [r for r in report if not r.fixed]
+    assert len(kept) >= 1 and kept[0].status == "below_threshold" and kept[0].r2 < 0.9
+    assert model.layers[0].mask[0, kept[0].i] == 1
+    with pytest.raises(ValueError, match="still numeric"):
+        kantk.symbolic_formula(model)

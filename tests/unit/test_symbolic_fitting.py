@@ -1,0 +1,131 @@
+"""The vectorised affine fit y ~ c * f(a * x + b) + d."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kantk.symbolic import SymbolicFunction, get_library
+from kantk.symbolic.fitting import fit_affine, symbolic_scores
+
+LIB = get_library("default")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The fits run many small ops; on a shared machine extra threads only add contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _x(n: int = 400, lo: float = -1.0, hi: float = 1.0, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, generator=g, dtype=torch.float64) * (hi - lo) + lo
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "lo", "hi"),
+    [
+        ("sin", (3.0, 2.0, 5.0, 0.7), -1, 1),
+        ("exp", (-1.5, 0.3, 0.8, -2.0), -1, 1),
+        ("log", (2.0, 3.0, -1.2, 0.5), -1, 1),
+        ("1/x", (1.0, 2.0, 0.5, 0.1), -1, 1),
+        ("sqrt", (0.5, 1.0, 2.0, -1.0), 0, 4),
+        ("tanh", (4.0, -1.0, 1.5, 0.2), -1, 1),
+        ("gaussian", (2.0, 0.5, 3.0, 0.0), -1, 1),
+        ("arcsin", (0.5, 0.2, 1.0, 1.0), -1, 1),
+    ],
+)
+def test_recovers_known_parameters(name, params, lo, hi):
+    a, b, c, d = params
+    x = _x(lo=lo, hi=hi)
+    y = c * LIB[name].torch_fn(a * x + b) + d
+    fit = fit_affine(x, y, [LIB[name]])
+    assert fit.params.shape == (1, 4) and fit.r2.shape == (1,)
+    assert float(fit.r2[0]) > 1 - 1e-10
+    # c * f(a x + b) + d itself is recovered (odd/even symmetries may flip the signs of a, b, c)
+    got = fit.params[0]
+    y_fit = got[2] * LIB[name].torch_fn(got[0] * x + got[1]) + got[3]
+    torch.testing.assert_close(y_fit, y, rtol=1e-7, atol=1e-7)
+    true = torch.tensor(params, dtype=torch.float64)
+    if name == "tanh":  # odd and otherwise identifiable: unique up to (a, b, c) -> -(a, b, c)
+        if got[0] < 0:
+            got = got * torch.tensor([-1.0, -1.0, -1.0, 1.0], dtype=torch.float64)
+        torch.testing.assert_close(got, true, rtol=1e-6, atol=1e-8)
+    if name == "exp":  # c e^(a x + b) + d: a, d and c e^b are identifiable
+        torch.testing.assert_close(got[[0, 3]], true[[0, 3]], rtol=1e-6, atol=1e-8)
+        assert float(got[2] * got[1].exp()) == pytest.approx(c * math.exp(b), rel=1e-6)
+
+
+def test_vectorised_over_edges_and_functions():
+    x = torch.stack([_x(seed=s) for s in range(3)])  # (3 edges, n)
+    y = torch.stack([torch.sin(2 * x[0] + 1), 3 * x[1] ** 2 - 1, torch.exp(x[2])])
+    functions = [LIB["sin"], LIB["x^2"], LIB["exp"], LIB["x"]]
+    fit = fit_affine(x, y, functions)
+    assert fit.params.shape == (4, 3, 4) and fit.r2.shape == (4, 3)
+    assert fit.r2.diagonal().min() > 1 - 1e-10  # each edge's own function fits exactly
+    assert fit.r2[3].max() < 0.999  # a line does not
+    one = fit_affine(x[1], y[1], [LIB["x^2"]])  # same answer one edge at a time
+    torch.testing.assert_close(one.r2, fit.r2[1, 1:2])
+
+
+def test_identity_and_zero_are_reported_in_the_edge_coordinates():
+    x = _x()
+    fit = fit_affine(x, 2 * x + 1, [LIB["x"], LIB["0"]])
+    torch.testing.assert_close(fit.params[0], torch.tensor([1.0, 0.0, 2.0, 1.0], dtype=torch.float64))
+    assert float(fit.r2[0]) == pytest.approx(1.0)
+    a, b, c, d = fit.params[1].tolist()
+    assert (a, b, c) == (1.0, 0.0, 0.0) and d == pytest.approx(float((2 * x + 1).mean()))
+    assert float(fit.r2[1]) == 0.0
+
+
+def test_noisy_data_gives_r2_below_one():
+    x = _x(1000)
+    g = torch.Generator().manual_seed(1)
+    y = torch.sin(3 * x) + 0.3 * torch.randn(1000, generator=g, dtype=torch.float64)
+    fit = fit_affine(x, y, [LIB["sin"]])
+    assert 0.6 < float(fit.r2[0]) < 0.95
+
+
+def test_inputs_outside_search_scale_are_normalised():
+    x = _x(lo=100.0, hi=300.0)  # a hidden layer may see any range
+    y = torch.sin(0.02 * x - 3.0)
+    fit = fit_affine(x, y, [LIB["sin"]])
+    assert float(fit.r2[0]) > 1 - 1e-10
+
+
+def test_no_admissible_candidate_gives_minus_inf():
+    nowhere = SymbolicFunction("nowhere", lambda z: z * math.nan, lambda z: z, 1)
+    fit = fit_affine(_x(), _x(), [nowhere, LIB["x"]])
+    assert fit.r2[0] == -math.inf and fit.r2[1] > -math.inf
+
+
+def test_constant_target():
+    x = _x()
+    fit = fit_affine(x, torch.full_like(x, 3.0), [LIB["0"], LIB["sin"]])
+    assert fit.r2.tolist() == [1.0, 1.0]
+    assert fit.params[0, 3] == pytest.approx(3.0)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="must both be"):
+        fit_affine(torch.zeros(5), torch.zeros(6), [LIB["x"]])
+    with pytest.raises(ValueError, match="finite"):
+        fit_affine(torch.tensor([0.0, 1.0, math.nan]), torch.zeros(3), [LIB["x"]])
+    with pytest.raises(ValueError, match="a_range"):
+        fit_affine(_x(), _x(), [LIB["x"]], a_range=(1, -1))
+
+
+def test_scores_follow_pykan_rule():
+    r2 = torch.tensor([0.99, 1.0, -math.inf], dtype=torch.float64)
+    complexity = torch.tensor([2.0, 4.0, 1.0])
+    scores = symbolic_scores(r2, complexity, weight_simple=0.8)
+    expected = 0.8 * 2 + 0.2 * math.log2(1e-5 + 0.01)
+    assert float(scores[0]) == pytest.approx(expected)
+    assert float(scores[1]) == pytest.approx(0.8 * 4 + 0.2 * math.log2(1e-5))
+    assert scores[2] == math.inf
+    with pytest.raises(ValueError, match="weight_simple"):
+        symbolic_scores(r2, complexity, 1.5)

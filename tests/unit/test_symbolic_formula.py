@@ -1,0 +1,123 @@
+"""symbolic_formula and its helpers: formulas equal the model, constants are cleaned."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+import kantk
+from kantk.symbolic import get_library
+from kantk.symbolic.formula import round_constants
+
+x1, x2 = sympy.symbols("x1 x2")
+# (a, b, c, d) that keep a * x + b inside every function's real domain for x in [0.1, 0.9]
+PARAMS = (0.7, 0.2, 1.3, -0.2)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    torch.set_default_dtype(torch.float64)
+
+
+def _inputs(n: int = 64, lo: float = 0.1, hi: float = 0.9, width: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, width, generator=g) * (hi - lo) + lo
+
+
+@pytest.mark.parametrize("library", ["default", "minimal"])
+def test_every_library_function_round_trips_fix_formula_lambdify(library):
+    x = _inputs()
+    for name in get_library(library):
+        model = kantk.KAN([1, 1], seed=0)
+        kantk.fix_symbolic(model, 0, 0, 0, name, library=library)
+        with torch.no_grad():
+            model.layers[0].symbolic_affine[0, 0] = torch.tensor(PARAMS)
+        want = model(x)[:, 0]
+        (exact,) = kantk.symbolic_formula(model, digits=None)
+        got = kantk.formula_to_callable(exact, ["x1"])(x.numpy())
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-6, atol=1e-6, err_msg=name)
+        (rounded,) = kantk.symbolic_formula(model)  # 4 decimals
+        got = kantk.formula_to_callable(rounded, ["x1"], backend="torch")(x)
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3, msg=name)
+
+
+def test_default_parameters_give_the_bare_function():
+    model = kantk.KAN([2, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "sin")
+    kantk.fix_symbolic(model, 0, 1, 0, "x^2")
+    assert kantk.symbolic_formula(model) == [sympy.sin(x1) + x2**2]
+    assert kantk.formula_to_latex(kantk.symbolic_formula(model)) == [r"x_{2}^{2} + \sin{\left(x_{1} \right)}"]
+    (named,) = kantk.symbolic_formula(model, var_names=["u", "v"])
+    assert named == sympy.sin(sympy.Symbol("u")) + sympy.Symbol("v") ** 2
+
+
+def test_deep_model_formula_equals_model_in_symbolic_mode():
+    model = kantk.KAN([2, 3, 2], seed=0)
+    names = [["sin", "x^2"], ["exp", "tanh"], ["x", "cos"]]
+    g = torch.Generator().manual_seed(1)
+    for j, row in enumerate(names):
+        for i, name in enumerate(row):
+            kantk.fix_symbolic(model, 0, i, j, name)
+    for j in range(2):
+        for i in range(3):
+            kantk.fix_symbolic(model, 1, i, j, ["sin", "x^2", "gaussian"][i])
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.symbolic_affine.copy_(torch.rand(layer.symbolic_affine.shape, generator=g) * 2 - 1)
+    x = _inputs(128, -1, 1, width=2)
+    exprs = kantk.symbolic_formula(model, digits=None, simplify=False)
+    got = kantk.formula_to_callable(exprs)(x.numpy())
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-6, atol=1e-6)
+    rounded = kantk.formula_to_callable(kantk.symbolic_formula(model, digits=4))(x.numpy())
+    np.testing.assert_allclose(rounded, model(x).detach().numpy(), rtol=1e-2, atol=1e-2)
+
+
+def test_pruned_edges_contribute_nothing_and_numeric_edges_are_named():
+    model = kantk.KAN([3, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "sin")
+    with torch.no_grad():
+        model.layers[0].mask[0, 1] = 0
+    with pytest.raises(ValueError, match=r"layer 0: 2 -> 0.*auto_symbolic"):
+        kantk.symbolic_formula(model)
+    with torch.no_grad():
+        model.layers[0].mask[0, 2] = 0
+    assert kantk.symbolic_formula(model) == [sympy.sin(x1)]
+
+
+def test_rounding_snaps_near_nice_constants():
+    expr = sympy.Float(1.99999) * x1 + sympy.Float(3.14159) * x2 + sympy.Float(0.33334) * x1**2 + sympy.Float(0.12345678)
+    assert str(round_constants(expr, 4)) == "x1**2/3 + 2*x1 + pi*x2 + 0.1235"
+    assert round_constants(sympy.Float(2e-6) * x1 + 1, 4) == 1
+    assert str(round_constants(sympy.Float(1.7320508) * x1, 4)) == "1.7321*x1"
+    assert str(round_constants(sympy.Float(-0.785398) * x1, 4)) == "-pi*x1/4"
+
+
+def test_constants_combine_before_rounding():
+    # 1.1 * exp(0.7 * sin(pi x1) / 0.7 - 0.09531): the slope and the offsets only cancel together
+    c = 1 / 0.7
+    expr_model = kantk.KAN([1, 1, 1], seed=0)
+    kantk.fix_symbolic(expr_model, 0, 0, 0, "sin")
+    kantk.fix_symbolic(expr_model, 1, 0, 0, "exp")
+    with torch.no_grad():
+        expr_model.layers[0].symbolic_affine[0, 0] = torch.tensor([torch.pi, 0.0, 0.7, 0.3])
+        expr_model.layers[1].symbolic_affine[0, 0] = torch.tensor([c, -0.3 * c - 0.0953101798, 1.1, 0.0])
+    assert kantk.symbolic_formula(expr_model) == [sympy.exp(sympy.sin(sympy.pi * x1))]
+
+
+def test_callable_helpers():
+    exprs = [x1 * x2, sympy.Integer(3)]
+    f = kantk.formula_to_callable(exprs, ["x1", "x2"])
+    out = f(np.array([[2.0, 3.0], [1.0, -1.0]]))
+    np.testing.assert_allclose(out, [[6.0, 3.0], [-1.0, 3.0]])
+    ft = kantk.formula_to_callable(sympy.sin(x2) + sympy.Abs(x1), backend="torch")
+    t = torch.tensor([[-2.0, 0.5]], requires_grad=True)
+    y = ft(t)
+    y.sum().backward()
+    torch.testing.assert_close(y, torch.tensor([2 + np.sin(0.5)]))
+    assert t.grad is not None
+    with pytest.raises(ValueError, match=r"\(batch, 2\)"):
+        f(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="backend"):
+        kantk.formula_to_callable(x1, backend="jax")
+    assert kantk.formula_to_latex(x1**2) == "x_{1}^{2}"

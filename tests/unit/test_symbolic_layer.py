@@ -1,0 +1,120 @@
+"""The symbolic branch of KANLayer: c * f(a * x + b) + d on chosen edges."""
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+
+import kantk
+from kantk.layer import KANLayer
+from kantk.symbolic import get_library
+
+LIB = get_library("default")
+
+
+def _layer_with_symbolic_edges() -> KANLayer:
+    layer = KANLayer(3, 2, basis="bspline")
+    layer.set_symbolic_edge(0, 1, LIB["sin"], "default", (2.0, 0.5, 1.5, -0.25))
+    layer.set_symbolic_edge(1, 1, LIB["sin"], "default", (-1.0, 0.0, 0.5, 0.1))
+    layer.set_symbolic_edge(1, 2, LIB["x^2"], "default", (1.0, 0.3, -2.0, 0.0))
+    return layer
+
+
+def test_no_symbolic_state_until_used():
+    layer = KANLayer(3, 2)
+    assert not layer.has_symbolic
+    assert "symbolic_affine" not in dict(layer.named_parameters())
+    assert set(layer.state_dict()) == {"coef", "scale_base", "scale_sp", "mask"} | {
+        f"basis.{k}" for k in layer.basis.state_dict()
+    }
+    assert "symbolic" not in layer.config()
+
+
+def test_forward_adds_symbolic_edges_and_switches_numeric_off():
+    layer = _layer_with_symbolic_edges()
+    x = torch.rand(16, 3) * 2 - 1
+    numeric = layer.numeric_activations(x)  # masked: symbolic edges give 0
+    assert torch.equal(numeric[:, 0, 1], torch.zeros(16))
+    expected = numeric.sum(-1)
+    expected[:, 0] += 1.5 * torch.sin(2 * x[:, 1] + 0.5) - 0.25
+    expected[:, 1] += 0.5 * torch.sin(-x[:, 1]) + 0.1
+    expected[:, 1] += -2.0 * (x[:, 2] + 0.3) ** 2
+    torch.testing.assert_close(layer(x), expected)
+    acts = layer.activations(x)
+    torch.testing.assert_close(acts.sum(-1), layer(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(acts[:, 1, 2], -2.0 * (x[:, 2] + 0.3) ** 2)
+    assert layer.live_edges().all()
+    assert sorted(layer.symbolic_edges()) == [(0, 1), (1, 1), (1, 2)]
+
+
+def test_affine_parameters_get_gradients():
+    layer = _layer_with_symbolic_edges()
+    x = torch.rand(16, 3) * 2 - 1
+    layer(x).square().sum().backward()
+    grad = layer.symbolic_affine.grad
+    assert grad is not None and torch.isfinite(grad).all()
+    assert (grad[layer.symbolic_mask.bool()].abs().sum(-1) > 0).all()
+    assert (grad[~layer.symbolic_mask.bool()] == 0).all()
+
+
+def test_clear_restores_numeric_edge():
+    layer = KANLayer(2, 2)
+    x = torch.rand(8, 2)
+    before = layer(x)
+    layer.set_symbolic_edge(1, 0, LIB["exp"], "default")
+    assert not torch.allclose(layer(x), before)
+    layer.clear_symbolic_edge(1, 0)
+    torch.testing.assert_close(layer(x), before)
+    with pytest.raises(ValueError, match="not symbolic"):
+        layer.clear_symbolic_edge(1, 0)
+    with pytest.raises(IndexError, match="outside"):
+        layer.set_symbolic_edge(2, 0, LIB["exp"], "default")
+
+
+def test_config_round_trip_through_from_config_and_copies():
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([3, 2], seed=0)
+    model.layers[0] = _layer_with_symbolic_edges().double()
+    config = model.config()
+    assert config["layers"][0]["symbolic"]["functions"] == [[None, "sin", None], [None, "sin", "x^2"]]
+    rebuilt = kantk.KAN.from_config(config)
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.rand(10, 3, dtype=torch.float64)
+    torch.testing.assert_close(rebuilt(x), model(x))
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        torch.testing.assert_close(clone(x), model(x))
+    assert "symbolic_edges=3" in repr(model)
+
+
+def test_copy_symbolic_from_a_subset_of_edges():
+    source = _layer_with_symbolic_edges()
+    small = KANLayer(2, 1)
+    small.copy_symbolic_from(source, rows=torch.tensor([1]), cols=torch.tensor([1, 2]))
+    assert small.symbolic_names == [["sin", "x^2"]]
+    torch.testing.assert_close(small.symbolic_affine[0], source.symbolic_affine[1, 1:])
+    with pytest.raises(ValueError, match="do not fit"):
+        small.copy_symbolic_from(source)
+
+
+def test_load_symbolic_config_errors():
+    layer = KANLayer(2, 1)
+    with pytest.raises(ValueError, match="1 x 2"):
+        layer.load_symbolic_config({"functions": [["sin"]], "libraries": [["default"]]})
+    with pytest.raises(kantk.UnknownComponentError, match="library 'mine'"):
+        layer.load_symbolic_config({"functions": [["sin", None]], "libraries": [["mine", None]]})
+
+
+def test_save_load_keeps_symbolic_edges(tmp_path):
+    model = kantk.KAN([3, 2, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 1, 0, "sin")
+    kantk.fix_symbolic(model, 1, 0, 0, "exp")
+    with torch.no_grad():
+        model.layers[0].symbolic_affine[0, 1] = torch.tensor([2.0, 0.5, 1.5, -0.25])
+    kantk.save(model, tmp_path / "m.kantk")
+    loaded = kantk.load(tmp_path / "m.kantk")
+    x = torch.rand(12, 3)
+    assert torch.equal(loaded(x), model(x))
+    assert loaded.config() == model.config()
+    assert loaded.layers[1].symbolic_names == [["exp", None]]

@@ -1,0 +1,87 @@
+"""Symbolic function records and libraries: validation, composition without global state."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kantk
+from kantk.symbolic import SymbolicFunction, SymbolicLibrary, compose_libraries, get_library, resolve_library
+
+
+def _sinc() -> SymbolicFunction:
+    return SymbolicFunction("sinc", torch.sinc, lambda x: __import__("sympy").sinc(x), 3)
+
+
+def test_record_validation():
+    with pytest.raises(ValueError, match="name"):
+        SymbolicFunction("", torch.sin, torch.sin, 1)
+    with pytest.raises(TypeError, match="torch_fn"):
+        SymbolicFunction("s", 3, torch.sin, 1)
+    with pytest.raises(ValueError, match="complexity"):
+        SymbolicFunction("s", torch.sin, torch.sin, -1)
+    fn = SymbolicFunction("s", torch.sin, torch.sin, 2)
+    z = torch.linspace(-1, 1, 5)
+    assert torch.equal(fn(z), torch.sin(z)) and torch.equal(fn.safe(z), torch.sin(z))
+
+
+def test_library_lookup_lists_names_on_error():
+    lib = get_library("minimal")
+    assert lib["sin"].complexity == 2
+    with pytest.raises(kantk.UnknownComponentError, match="its functions: x, x\\^2"):
+        lib["sinh"]
+    with pytest.raises(kantk.UnknownComponentError, match="default, minimal"):
+        get_library("nope")
+
+
+def test_pykan_complexities():
+    lib = get_library("default")
+    expected = {"x": 1, "x^2": 2, "x^4": 3, "1/x^5": 5, "sqrt": 2, "x^1.5": 4, "exp": 2, "abs": 3,
+                "tan": 3, "arcsin": 4, "0": 0, "gaussian": 3}
+    assert {k: lib[k].complexity for k in expected} == expected
+
+
+def test_resolve_library_forms():
+    assert resolve_library("minimal").name == "minimal"
+    subset = resolve_library(["x", "sin"])
+    assert list(subset) == ["x", "sin"] and subset.source("sin") == "default"
+    mixed = resolve_library(["x", _sinc()])
+    assert list(mixed) == ["x", "sinc"] and mixed.source("x") == "default" and mixed.source("sinc") == "custom"
+    with pytest.raises(TypeError, match="library must be"):
+        resolve_library(3)
+    with pytest.raises(ValueError, match="empty"):
+        resolve_library([])
+
+
+def test_compose_and_extend_without_global_state():
+    before = list(get_library("minimal"))
+    extended = get_library("minimal").with_functions(_sinc(), name="minimal+sinc")
+    assert list(extended)[-1] == "sinc" and extended.source("sinc") == "minimal+sinc"
+    assert extended.source("sin") == "minimal"
+    assert list(get_library("minimal")) == before  # nothing registered or mutated
+    both = compose_libraries("minimal", extended.subset(["sinc"]))
+    assert both.name == "minimal+minimal+sinc" and "sinc" in both and "exp" in both
+    with pytest.raises(ValueError, match="two functions"):
+        SymbolicLibrary("dup", [_sinc(), _sinc()])
+
+
+def test_plugin_library_through_a_registry():
+    class Plugin:
+        @kantk.hookimpl
+        def kantk_symbolic_libraries(self):
+            yield kantk.SymbolicLibrarySpec("mine", lambda: [_sinc()], "one function")
+
+    registry = kantk.Registry.with_plugins(Plugin())
+    assert "mine" in kantk.list_symbolic_libraries(registry)
+    assert "mine" not in kantk.list_symbolic_libraries()
+    assert list(get_library("mine", registry)) == ["sinc"]
+
+
+def test_malformed_plugin_library():
+    class Plugin:
+        @kantk.hookimpl
+        def kantk_symbolic_libraries(self):
+            yield kantk.SymbolicLibrarySpec("bad", lambda: ["sin"], "not records")
+
+    registry = kantk.Registry.with_plugins(Plugin())
+    with pytest.raises(kantk.PluginError, match="bad"):
+        get_library("bad", registry)
