@@ -61,6 +61,16 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def _model_commands() -> None:
+    from kantk.cli_models import commands
+
+    for name, (help_text, configure, run) in commands().items():
+        COMMANDS.setdefault(name, Command(help_text, configure, run))
+
+
+_model_commands()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser: ``--version``, the plain commands, and the Lightning ones (for help)."""
     parser = argparse.ArgumentParser(prog="kantk", description="Kolmogorov-Arnold Network toolkit")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -12,8 +12,7 @@ from torch import nn
 
 from kantk.bases.base import Basis, SupportsGridUpdate
 from kantk.registry import Registry, resolve_registry
-from kantk.symbolic.library import resolve_function
-from kantk.symbolic.records import SymbolicFunction
+from kantk.symbolic.edges import SymbolicEdges
 
 BASE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
     "silu": F.silu,
@@ -22,7 +21,7 @@ BASE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
 }
 
 
-class KANLayer(nn.Module):
+class KANLayer(SymbolicEdges, nn.Module):
     """``y_q = sum_p phi_{q,p}(x_p)`` with ``phi(x) = w_b * b(x) + w_s * sum_i c_i B_i(x)``.
 
     The basis is evaluated once per input and contracted with the stacked coefficients in one
@@ -51,14 +50,15 @@ class KANLayer(nn.Module):
         mask: (out, in) 1 for live numeric edges, 0 for pruned ones and for symbolic ones.
         symbolic_mask: (out, in) 1 for symbolic edges (with ``symbolic_affine``).
 
-    Symbolic edges (:func:`kantk.fix_symbolic`): edge p -> q computes ``c * f(a * x_p + b) + d``
+    Symbolic edges (:func:`kantk.fix_symbolic`, state and methods in
+    :class:`kantk.symbolic.edges.SymbolicEdges`): edge p -> q computes ``c * f(a * x_p + b) + d``
     instead of its numeric function, with trainable ``(a, b, c, d) = symbolic_affine[q, p]`` and
     ``f`` named by ``symbolic_names[q][p]`` in library ``symbolic_libraries[q][p]`` (plain
     (out, in) nested lists, ``None`` for numeric edges; they go in :meth:`config`). Such an edge
     has ``mask = 0`` (numeric branch off) and ``symbolic_mask = 1``; an edge is live when either
     is 1 (:meth:`live_edges`). Code that rebuilds a layer with fewer nodes slices every tensor in
-    :data:`EDGE_TENSORS` on its first two dimensions and the nested lists alike
-    (:meth:`copy_symbolic_from` does the symbolic part).
+    :data:`EDGE_TENSORS` on its first two dimensions and calls :meth:`copy_symbolic_from` for the
+    names and functions.
     """
 
     #: The layer's own per-edge tensors, (out, in, ...), when present (the symbolic ones only
@@ -104,10 +104,7 @@ class KANLayer(nn.Module):
         self.scale_base = nn.Parameter(sb / math.sqrt(in_features))
         self.scale_sp = nn.Parameter(torch.full((out_features, in_features), scale_sp / math.sqrt(in_features), dtype=dtype))
         self.register_buffer("mask", torch.ones(out_features, in_features, dtype=dtype))
-        self.symbolic_names: list[list[str | None]] = [[None] * in_features for _ in range(out_features)]
-        self.symbolic_libraries: list[list[str | None]] = [[None] * in_features for _ in range(out_features)]
-        self._symbolic_functions: dict[tuple[str, str], SymbolicFunction] = {}
-        self._symbolic_groups: list[_SymbolicGroup] = []
+        self._init_symbolic()  # symbolic edges (kantk.symbolic.edges): none yet
 
     @property
     def num_functions(self) -> int:
@@ -177,173 +174,6 @@ class KANLayer(nn.Module):
             acts = acts + base.unsqueeze(1) * (self.scale_base * mask)  # (batch, 1, in) * (out, in)
         return acts
 
-    # --- symbolic edges --------------------------------------------------------------------------
-
-    @property
-    def has_symbolic(self) -> bool:
-        """Whether the layer holds symbolic state (``symbolic_mask`` and ``symbolic_affine``)."""
-        return "symbolic_mask" in self._buffers
-
-    def enable_symbolic(self) -> None:
-        """Create ``symbolic_mask`` (zeros) and ``symbolic_affine`` (``(1, 0, 1, 0)`` per edge).
-
-        Idempotent. A layer without symbolic edges carries neither tensor, so its forward, state
-        dict and parameter list are unchanged; build optimizers after fixing edges.
-        """
-        if self.has_symbolic:
-            return
-        ref = self.coef.detach()
-        shape = (self.out_features, self.in_features)
-        self.register_buffer("symbolic_mask", torch.zeros(shape, dtype=ref.dtype, device=ref.device))
-        affine = torch.zeros(*shape, 4, dtype=ref.dtype, device=ref.device)
-        affine[..., 0] = 1
-        affine[..., 2] = 1
-        self.symbolic_affine = nn.Parameter(affine)
-
-    def live_edges(self) -> torch.Tensor:
-        """(out, in) bool: edges that are numeric and unmasked, or symbolic."""
-        live = self.mask != 0
-        return live | (self.symbolic_mask != 0) if self.has_symbolic else live
-
-    def symbolic_edges(self) -> list[tuple[int, int]]:
-        """``(q, p)`` of every edge with a symbolic function (out index, in index)."""
-        return [(q, p) for q, row in enumerate(self.symbolic_names) for p, name in enumerate(row) if name is not None]
-
-    def symbolic_function(self, q: int, p: int) -> SymbolicFunction | None:
-        """The function record of edge p -> q, or ``None`` for a numeric edge."""
-        name, library = self.symbolic_names[q][p], self.symbolic_libraries[q][p]
-        return None if name is None else self._symbolic_functions[(library, name)]
-
-    @torch.no_grad()
-    def set_symbolic_edge(
-        self,
-        q: int,
-        p: int,
-        function: SymbolicFunction,
-        library: str,
-        affine: Sequence[float] | torch.Tensor | None = None,
-    ) -> None:
-        """Make edge p -> q compute ``c * f(a * x_p + b) + d`` (its numeric branch off).
-
-        Args:
-            q, p: Output and input index.
-            function: The record ``f``.
-            library: Registry name of the library ``f`` can be found in again (saved with the model).
-            affine: ``(a, b, c, d)``; ``None`` keeps the edge's current values.
-        """
-        self._check_edge(q, p)
-        if not isinstance(function, SymbolicFunction):
-            raise TypeError(f"function must be a kantk.symbolic.SymbolicFunction, got {type(function).__name__}")
-        self.enable_symbolic()
-        if affine is not None:
-            values = torch.as_tensor(affine, dtype=self.symbolic_affine.dtype, device=self.symbolic_affine.device)
-            if values.shape != (4,):
-                raise ValueError(f"affine must hold the 4 numbers (a, b, c, d), got shape {tuple(values.shape)}")
-            self.symbolic_affine[q, p] = values
-        self.mask[q, p] = 0
-        self.symbolic_mask[q, p] = 1
-        self.symbolic_names[q][p] = function.name
-        self.symbolic_libraries[q][p] = library
-        self._symbolic_functions[(library, function.name)] = function
-        self._rebuild_symbolic_groups()
-
-    @torch.no_grad()
-    def clear_symbolic_edge(self, q: int, p: int) -> None:
-        """Make edge p -> q numeric again (``mask = 1``, ``symbolic_mask = 0``)."""
-        self._check_edge(q, p)
-        if self.symbolic_names[q][p] is None:
-            raise ValueError(f"edge {p} -> {q} is not symbolic")
-        self.mask[q, p] = 1
-        self.symbolic_mask[q, p] = 0
-        self.symbolic_names[q][p] = None
-        self.symbolic_libraries[q][p] = None
-        self._rebuild_symbolic_groups()
-
-    @torch.no_grad()
-    def load_symbolic_config(self, config: Mapping[str, Any], registry: Registry | None = None) -> None:
-        """Restore the symbolic edges of :meth:`config`'s ``"symbolic"`` entry.
-
-        Functions are looked up in the registry (``registry=``, or the default one); the edges get
-        ``mask = 0``, ``symbolic_mask = 1`` and default affine values until a state dict is loaded.
-
-        Raises:
-            ValueError: The entry does not match the layer's shape.
-            UnknownComponentError: A library or function nobody registered.
-        """
-        names, libraries = config.get("functions"), config.get("libraries")
-        shape = (self.out_features, self.in_features)
-        for key, table in (("functions", names), ("libraries", libraries)):
-            if not isinstance(table, list) or len(table) != shape[0] or any(
-                not isinstance(row, list) or len(row) != shape[1] for row in table
-            ):
-                raise ValueError(f"the layer's symbolic {key!r} must be a {shape[0]} x {shape[1]} nested list, got {table!r}")
-        self.enable_symbolic()
-        resolved: dict[tuple[str, str], SymbolicFunction] = {}
-        for q in range(shape[0]):
-            for p in range(shape[1]):
-                name, library = names[q][p], libraries[q][p]
-                if name is None:
-                    continue
-                if (library, name) not in resolved:
-                    resolved[(library, name)] = resolve_function(library, name, registry)
-                self.set_symbolic_edge(q, p, resolved[(library, name)], library)
-
-    @torch.no_grad()
-    def copy_symbolic_from(
-        self, source: "KANLayer", rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
-    ) -> None:
-        """Take the symbolic state of ``source``'s edges ``rows`` x ``cols`` (e.g. after pruning).
-
-        Copies names, function records, ``symbolic_mask`` and ``symbolic_affine``; ``mask`` and the
-        numeric tensors are the caller's. ``rows``/``cols`` are index tensors into ``source``
-        (default: all), of lengths ``out_features`` and ``in_features``.
-        """
-        if not source.has_symbolic:
-            return
-        rows = torch.arange(source.out_features) if rows is None else torch.as_tensor(rows).long().cpu()
-        cols = torch.arange(source.in_features) if cols is None else torch.as_tensor(cols).long().cpu()
-        if (len(rows), len(cols)) != (self.out_features, self.in_features):
-            raise ValueError(
-                f"copy_symbolic_from: {len(rows)} rows x {len(cols)} cols do not fit a layer of "
-                f"{self.out_features} x {self.in_features}"
-            )
-        self.enable_symbolic()
-        dev = source.symbolic_mask.device
-        sel = (rows.to(dev)[:, None], cols.to(dev)[None, :])
-        self.symbolic_mask.copy_(source.symbolic_mask[sel])
-        self.symbolic_affine.copy_(source.symbolic_affine[sel])
-        self.symbolic_names = [[source.symbolic_names[int(r)][int(c)] for c in cols] for r in rows]
-        self.symbolic_libraries = [[source.symbolic_libraries[int(r)][int(c)] for c in cols] for r in rows]
-        self._symbolic_functions.update(source._symbolic_functions)
-        self._rebuild_symbolic_groups()
-
-    def _check_edge(self, q: int, p: int) -> None:
-        if not (0 <= q < self.out_features and 0 <= p < self.in_features):
-            raise IndexError(
-                f"edge {p} -> {q} is outside a layer with {self.in_features} inputs and {self.out_features} outputs"
-            )
-
-    def _rebuild_symbolic_groups(self) -> None:
-        """Group the symbolic edges by function, so the forward runs each function once."""
-        groups: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
-        for q, p in self.symbolic_edges():
-            key = (self.symbolic_libraries[q][p], self.symbolic_names[q][p])
-            qs, ps = groups.setdefault(key, ([], []))
-            qs.append(q)
-            ps.append(p)
-        self._symbolic_groups = [
-            _SymbolicGroup(self._symbolic_functions[key], tuple(qs), tuple(ps)) for key, (qs, ps) in groups.items()
-        ]
-
-    def _symbolic_terms(self, x2: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Per function: output indices q (k,), input indices p (k,) and values (batch, k)."""
-        for group in self._symbolic_groups:
-            q, p = group.indices(x2.device)
-            affine = self.symbolic_affine[q, p]  # (k, 4)
-            z = x2[:, p] * affine[:, 0] + affine[:, 1]  # (batch, k)
-            values = group.function.torch_fn(z) * affine[:, 2] + affine[:, 3]
-            yield q, p, values * self.symbolic_mask[q, p]
-
     @torch.no_grad()
     def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> bool:
         """Move the basis grid to the samples ``x`` (batch, in), keeping every edge's function.
@@ -391,11 +221,9 @@ class KANLayer(nn.Module):
             "basis_kwargs": self.basis.config(),
             "base_activation": self.base_activation,
         }
-        if self.has_symbolic:
-            config["symbolic"] = {
-                "functions": [list(row) for row in self.symbolic_names],
-                "libraries": [list(row) for row in self.symbolic_libraries],
-            }
+        symbolic = self.symbolic_config()
+        if symbolic is not None:
+            config["symbolic"] = symbolic
         return config
 
     def extra_repr(self) -> str:
@@ -405,23 +233,6 @@ class KANLayer(nn.Module):
             f"basis={self.basis_name!r}, base_activation={self.base_activation!r}"
             + (f", symbolic_edges={n_symbolic}" if n_symbolic else "")
         )
-
-
-class _SymbolicGroup:
-    """The symbolic edges of a layer that share one function (index tensors cached per device)."""
-
-    def __init__(self, function: SymbolicFunction, qs: tuple[int, ...], ps: tuple[int, ...]):
-        self.function = function
-        self.qs, self.ps = qs, ps
-        self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def indices(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if device not in self._cache:
-            self._cache[device] = (
-                torch.tensor(self.qs, dtype=torch.long, device=device),
-                torch.tensor(self.ps, dtype=torch.long, device=device),
-            )
-        return self._cache[device]
 
 
 def build_basis(

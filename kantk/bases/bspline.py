@@ -659,8 +659,8 @@ class BSplineBasis(Basis):
             x = torch.cat(
                 [_interval_samples(old, first, old.shape[1] - 1 - first), _interval_samples(knots, first, last)]
             )  # (samples, in)
-            target = edge_values(cox_de_boor(x, old, k), c64)  # (samples, out, in)
-            new_coef = fit_coefficients(cox_de_boor(x, knots, k), target)
+            target = edge_values(local_bspline_features(x, old, k), c64)  # (samples, out, in)
+            new_coef = fit_coefficients(local_bspline_features(x, knots, k), target)
         finer = BSplineBasis(
             self.in_features, grid_size=size, order=k, grid_range=self.grid_range, extrapolate=self.extrapolate
         )
@@ -808,6 +808,58 @@ def insert_knots(knots: torch.Tensor, coef: torch.Tensor, new_knots: torch.Tenso
         idx = (mu + s).unsqueeze(0).expand(c.shape[0], -1, -1)
         out += weights[..., s] * cp.gather(-1, idx)
     return out
+
+
+def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int) -> torch.Tensor:
+    """B-spline values on any knot vectors by de Boor's local recursion (same values as :func:`cox_de_boor`).
+
+    Only the ``order + 1`` bases that are non-zero at each input are computed (O(k^2) work per
+    input instead of O(k * m)), then scattered into the dense result. Not differentiable in ``x``
+    through the interval search; meant for sampling (least-squares fits), not for training.
+
+    Args:
+        x: (batch, in).
+        knots: (in, m) non-decreasing knots per input.
+        order: Polynomial degree k.
+
+    Returns:
+        (batch, in, m - order - 1) in ``x``'s dtype; zero outside ``[knots[0], knots[-1])``.
+    """
+    k = order
+    t = knots.to(x.dtype)
+    n_in, m = t.shape
+    n = m - k - 1
+    # k virtual knots each side (padded index = real index + k) so every interval has k+1 bases
+    pad = ((t[:, -1] - t[:, 0]).abs() + 1.0).unsqueeze(-1)
+    steps = torch.arange(1, k + 1, dtype=t.dtype, device=t.device)
+    tp = torch.cat([t[:, :1] - pad * steps.flip(0), t, t[:, -1:] + pad * steps], dim=-1)  # (in, m + 2k)
+    inside = (x >= t[:, 0]) & (x < t[:, -1])  # (batch, in)
+    xc = torch.where(inside, x, t[:, 0].expand_as(x))
+    j = torch.searchsorted(t.contiguous(), xc.t().contiguous(), right=True).t() - 1  # (batch, in) real interval
+    j = j.clamp(0, m - 2) + k  # padded index of the interval's left knot
+    tpx = tp.unsqueeze(0).expand(x.shape[0], -1, -1)  # (batch, in, m + 2k)
+
+    def knot(offset: int) -> torch.Tensor:
+        return tpx.gather(-1, (j + offset).unsqueeze(-1)).squeeze(-1)  # (batch, in)
+
+    left = [None] + [xc - knot(1 - d) for d in range(1, k + 1)]  # left[d] = x - t_{j+1-d}
+    right = [None] + [knot(d) - xc for d in range(1, k + 1)]  # right[d] = t_{j+d} - x
+    values = [torch.ones_like(xc)]
+    for d in range(1, k + 1):
+        saved = torch.zeros_like(xc)
+        new = []
+        for r in range(d):
+            den = right[r + 1] + left[d - r]
+            temp = torch.where(den > 0, values[r] / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
+            new.append(saved + right[r + 1] * temp)
+            saved = left[d - r] * temp
+        new.append(saved)
+        values = new
+    local = torch.stack(values, dim=-1) * inside.unsqueeze(-1)  # (batch, in, k+1): bases j-k .. j
+    index = (j - k).unsqueeze(-1) - k + torch.arange(k + 1, device=x.device)  # real basis index
+    valid = (index >= 0) & (index < n)
+    out = x.new_zeros(*x.shape, n)
+    return out.scatter_add_(-1, index.clamp(0, n - 1), local * valid)
 
 
 def _interval_samples(knots: torch.Tensor, first: int, last: int, per: int = 8) -> torch.Tensor:

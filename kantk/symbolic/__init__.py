@@ -3,13 +3,14 @@
 - :mod:`kantk.symbolic.records`: :class:`SymbolicFunction`, one candidate ``f``.
 - :mod:`kantk.symbolic.library`: :class:`SymbolicLibrary` and how ``library=`` arguments resolve.
 - :mod:`kantk.symbolic.libraries`: the built-in ``default`` and ``minimal`` libraries (a plugin).
+- :mod:`kantk.symbolic.edges`: the symbolic-edge state of a layer (mixed into ``KANLayer``).
 - :mod:`kantk.symbolic.fitting`: the vectorised affine fit ``y ~ c * f(a * x + b) + d``.
 - :mod:`kantk.symbolic.api`: ``suggest_symbolic``, ``fix_symbolic``, ``unfix_symbolic``,
   ``auto_symbolic`` (also at the top level, ``kantk.auto_symbolic``).
 - :mod:`kantk.symbolic.formula`: ``symbolic_formula`` and its callable / LaTeX helpers.
 
 This package's ``__init__`` imports only the records and libraries (the layer needs them); the
-operations are loaded on first access, so ``import kantk`` does not import sympy.
+operations are loaded on first access. sympy is imported only when a formula is built.
 """
 from __future__ import annotations
 

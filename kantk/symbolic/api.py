@@ -291,13 +291,13 @@ def _edge_samples(
     layer: KANLayer, h: torch.Tensor, edges: Sequence[tuple[int, int]], zero_threshold: float, masked: bool
 ) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
     """Inputs (E, batch), numeric outputs (E, batch) and negligibility of edges ``(q, p)``."""
+    if not zero_threshold >= 0:
+        raise ValueError(f"zero_threshold must be a number >= 0, got {zero_threshold!r}")
     q = torch.tensor([e[0] for e in edges], dtype=torch.long, device=h.device)
     p = torch.tensor([e[1] for e in edges], dtype=torch.long, device=h.device)
     numeric = layer.numeric_activations(h, masked=masked)  # (batch, out, in)
     ys = numeric[:, q, p].t().to(torch.float64)  # (E, batch)
     xs = h[:, p].t().to(torch.float64)
-    if zero_threshold < 0:
-        raise ValueError(f"zero_threshold must be >= 0, got {zero_threshold!r}")
     spread = layer.activations(h).std(dim=0)  # (out, in): numeric and symbolic edges
     widest = float((spread * layer.live_edges()).max()) if spread.numel() else 0.0
     edge_std = ys.std(dim=1)

@@ -133,3 +133,28 @@ def test_basis_without_the_capability_is_skipped_with_a_warning():
         model.update_grid(x)
     assert torch.equal(model.layers[0].coef, coef)
     assert not model.layers[1].basis.is_uniform()  # the next layer still adapted
+
+
+@pytest.mark.parametrize("name", ADAPTIVE)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("samples", "grid_eps"),
+    [
+        (torch.tensor([[0.1, 0.5]] * 40 + [[0.3, -0.2]] * 40 + [[0.9, 0.0]]), 0.0),  # duplicates, pure quantiles
+        (torch.tensor([[0.3, -0.4]]), 0.02),  # a single sample
+        (torch.stack([torch.full((30,), 2.0), torch.linspace(-1, 1, 30)], 1), 0.02),  # one constant input
+        (1.0 + 1e-9 * torch.rand(50, 2, generator=torch.Generator().manual_seed(0)), 0.02),  # a tiny spread
+        (torch.tensor([[3e37, -3e37], [1e37, 2e37]] * 5), 0.02),  # near float32's limit
+    ],
+    ids=["duplicates-eps0", "single", "one-constant", "tiny-spread", "near-f32-max"],
+)
+def test_more_hostile_samples_then_refine(name, dtype, samples, grid_eps):
+    torch.set_default_dtype(dtype)
+    model = kantk.KAN([2, 2, 1], basis=name, seed=0)
+    samples = samples.to(dtype)
+    model.update_grid(samples, grid_eps=grid_eps)
+    assert all(torch.isfinite(t).all() for t in [*model.buffers(), *model.parameters()])
+    x = torch.cat([torch.rand(10, 2) * 2 - 1, samples])
+    assert torch.isfinite(model(x)).all()
+    finer = kantk.refine(model, {"bspline": 10, "chebyshev": 8, "rbf": 12}.get(name, 10))
+    assert torch.isfinite(finer(x)).all()

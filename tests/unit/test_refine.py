@@ -11,7 +11,7 @@ import torch
 import kantk
 from kantk.bases import BSplineBasis, ChebyshevBasis, RBFBasis, SupportsRefine, cox_de_boor
 from kantk.bases.base import edge_values, fit_coefficients
-from kantk.bases.bspline import insert_knots, uniform_knots
+from kantk.bases.bspline import insert_knots, local_bspline_features, uniform_knots
 
 REFINABLE = [n for n in kantk.list_bases() if isinstance(kantk.KANLayer(1, 1, basis=n).basis, SupportsRefine)]
 # A resolution to start from and a finer one, per basis (grid_size, degree, num_centers).
@@ -96,6 +96,19 @@ def test_insert_knots_handles_arbitrary_new_knots():
     before = edge_values(cox_de_boor(x, knots, k), coef)
     after = edge_values(cox_de_boor(x, new, k), new_coef)
     assert _rel(after, before) <= 1e-12
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3, 4])
+def test_local_bspline_features_match_cox_de_boor(order):
+    # the least-squares path samples with the local recursion; it must give the reference values,
+    # on knots, at repeated knots and outside the knot vector too
+    torch.set_default_dtype(torch.float64)
+    gen = torch.Generator().manual_seed(order)
+    knots = torch.sort(torch.rand(3, 14, generator=gen) * 4 - 2, dim=-1).values
+    knots[1, 6] = knots[1, 5]
+    x = torch.rand(2000, 3, generator=gen) * 6 - 3
+    x[:14] = knots.t()
+    torch.testing.assert_close(local_bspline_features(x, knots, order), cox_de_boor(x, knots, order), rtol=0, atol=1e-14)
 
 
 @pytest.mark.parametrize(("old", "new"), [(3, 5), (20, 50), (5, 7)])

@@ -128,3 +128,15 @@ def test_auto_symbolic_keeps_poor_fits_numeric_and_reports_them():
     assert model.layers[0].mask[0, kept[0].i] == 1
     with pytest.raises(ValueError, match="still numeric"):
         kantk.symbolic_formula(model)
+
+
+def test_float32_models_work_too():
+    model, x = _model_with_edges("chebyshev", [lambda t: torch.sin(torch.pi * t), lambda t: t**2])
+    model = model.float()
+    x = x.float()
+    report = kantk.auto_symbolic(model, x, library="minimal")
+    assert [r.name for r in report] == ["sin", "x^2"]
+    assert model.layers[0].symbolic_affine.dtype == torch.float32
+    (expr,) = kantk.symbolic_formula(model, digits=None)
+    got = kantk.formula_to_callable(expr, ["x1", "x2"], backend="torch")(x)
+    torch.testing.assert_close(got, model(x)[:, 0], rtol=1e-4, atol=1e-4)

@@ -1,0 +1,49 @@
+"""The flagship workflow (README main job): kantk discover finds the seed's formula."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+from kantk.cli import main
+
+
+def test_discover_finds_the_seed_formula_and_writes_three_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "kantk-out"
+    assert main(["discover", "--quiet", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    formula_line = next(line for line in text.splitlines() if line.startswith("formula: "))
+    expr = sympy.sympify(formula_line.removeprefix("formula: "))
+    x1, x2 = sympy.symbols("x1 x2")
+    assert sympy.simplify(expr - sympy.exp(sympy.sin(sympy.pi * x1) + x2**2)) == 0
+    rmse = float(next(line for line in text.splitlines() if line.startswith("test RMSE")).split()[-1])
+    assert rmse < 1e-6
+    assert sorted(p.name for p in out.iterdir()) == ["activations.png", "graph.svg", "model.kantk"] or sorted(
+        p.name for p in out.iterdir()
+    ) == ["activations.png", "graph.dot", "model.kantk"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kantk-out"]
+
+
+def test_discover_from_csv(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(400, 2))
+    y = x[:, 0] * x[:, 1]
+    path = tmp_path / "data.csv"
+    np.savetxt(path, np.column_stack([x, y]), delimiter=",", header="a,b,y", comments="")
+    assert main(["discover", "--csv", str(path), "--quiet", "--steps", "20", "--hidden", "3",
+                 "--var-names", "a", "b", "-o", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    assert "formula: " in text and "test RMSE" in text
+    assert (tmp_path / "out" / "model.kantk").exists()
+
+
+def test_discover_bad_input(tmp_path):
+    with pytest.raises(SystemExit, match="not both"):
+        main(["discover", "--csv", "a.csv", "--formula", "x1", "-o", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no CSV file"):
+        main(["discover", "--csv", str(tmp_path / "absent.csv"), "-o", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
