@@ -115,13 +115,17 @@ def kantk_symbolic_libraries() -> Iterable[SymbolicLibrarySpec]:
 
     Example plugin::
 
+        import sympy
+        import torch
         import kantk
-        from kantk.types import SymbolicLibrarySpec
 
-        def _functions():
-            return []          # records of kantk's symbolic function type
+        def _hyperbolic():
+            return [
+                kantk.SymbolicFunction("sinh", torch.sinh, sympy.sinh, complexity=3),
+                kantk.SymbolicFunction("cosh", torch.cosh, sympy.cosh, complexity=3),
+            ]
 
         @kantk.hookimpl
         def kantk_symbolic_libraries():
-            yield SymbolicLibrarySpec("empty", _functions, "no functions at all")
+            yield kantk.SymbolicLibrarySpec("hyperbolic", _hyperbolic, "sinh and cosh")
     """

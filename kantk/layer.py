@@ -1,7 +1,6 @@
 """One KAN layer: a learnable 1-D function on every edge, summed on the nodes."""
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from typing import Any, Callable, Mapping
@@ -11,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kantk.bases.base import Basis, SupportsGridUpdate
-from kantk.registry import Registry, resolve_registry
+from kantk.registry import Registry, check_options, resolve_registry
 from kantk.symbolic.edges import SymbolicEdges
 
 BASE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
@@ -248,26 +247,8 @@ def build_basis(
         raise TypeError(f"basis must be a registry name (str), got {type(name).__name__}")
     spec = resolve_registry(registry).bases.get(name)
     kwargs = dict(basis_kwargs or {})
-    accepted = _accepted_kwargs(spec.factory)
-    if accepted is not None:
-        unknown = sorted(set(kwargs) - accepted)
-        if unknown:
-            raise ValueError(
-                f"basis {name!r} does not accept {', '.join(map(repr, unknown))}; "
-                f"accepted basis_kwargs: {', '.join(sorted(accepted)) or '(none)'}"
-            )
+    check_options("basis", name, spec.factory, kwargs, positional=1, label="basis_kwargs")
     basis = spec.factory(in_features, **kwargs)
     if not isinstance(basis, Basis):
         raise TypeError(f"basis plugin {name!r} built a {type(basis).__name__}, not a kantk.bases.Basis")
     return basis
-
-
-def _accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
-    try:
-        params = list(inspect.signature(factory).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    return set(names[1:])  # the first is in_features

@@ -15,7 +15,6 @@ Pruning goes in three steps, each available on its own:
 from __future__ import annotations
 
 import copy
-import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import torch
 from kantk.attribution import Attribution, attribution, check_samples
 from kantk.model import KAN, default_dtype
 from kantk.pruners import PruneDecision, kept_indices, live_masks
-from kantk.registry import Registry, resolve_registry
+from kantk.registry import Registry, check_options, resolve_registry
 
 #: Per-edge (out, in) masks of a layer; a removed edge is zeroed in each one present.
 _MASKS = ("mask", "symbolic_mask")
@@ -144,25 +143,8 @@ def build_pruner(
     if not isinstance(name, str):
         raise TypeError(f"pruner must be a registry name (str), got {type(name).__name__}")
     spec = resolve_registry(registry).pruners.get(name)
-    accepted = _accepted_options(spec.factory)
-    if accepted is not None:
-        unknown = sorted(set(options) - accepted)
-        if unknown:
-            raise ValueError(
-                f"pruner {name!r} does not accept {', '.join(map(repr, unknown))}; "
-                f"accepted options: {', '.join(sorted(accepted)) or '(none)'}"
-            )
+    check_options("pruner", name, spec.factory, options)
     return spec.factory(**options)
-
-
-def _accepted_options(factory: Callable[..., Any]) -> set[str] | None:
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def normalise_decision(

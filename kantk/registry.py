@@ -1,8 +1,9 @@
 """Look-ups by name over everything the plugins provide."""
 from __future__ import annotations
 
+import inspect
 import threading
-from typing import Any, Generic, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
 
 import pluggy
 
@@ -178,3 +179,44 @@ def list_pruners(registry: Registry | None = None) -> list[str]:
 def list_symbolic_libraries(registry: Registry | None = None) -> list[str]:
     """Names of every registered symbolic-function library."""
     return resolve_registry(registry).symbolic_libraries.names()
+
+
+def check_options(
+    kind: str,
+    name: str,
+    factory: Callable[..., Any],
+    options: Mapping[str, Any],
+    *,
+    positional: int = 0,
+    label: str = "options",
+    also_accepted: Sequence[str] = (),
+) -> None:
+    """Refuse keyword options a component's factory does not take, naming the ones it does.
+
+    Args:
+        kind, name: For the message ("basis", "bspline").
+        factory: The registered factory; its signature says what it accepts (a ``**kwargs``
+            factory accepts anything).
+        options: The keyword arguments about to be passed.
+        positional: Leading parameters filled by kantk itself (``in_features`` of a basis).
+        label: What the options are called in the message ("basis_kwargs").
+        also_accepted: Keys handled before the factory (a regulariser's ``weight``), listed first.
+
+    Raises:
+        ValueError: An unknown keyword.
+    """
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    accepted = set(names[positional:])
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        listed = [*also_accepted, *sorted(accepted)]
+        raise ValueError(
+            f"{kind} {name!r} does not accept {', '.join(map(repr, unknown))}; "
+            f"accepted {label}: {', '.join(listed) or '(none)'}"
+        )

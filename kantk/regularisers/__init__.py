@@ -6,14 +6,13 @@ A regulariser is built by its registry record's ``factory(**options)`` and calle
 """
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from kantk.registry import Registry, resolve_registry
+from kantk.registry import Registry, check_options, resolve_registry
 from kantk.regularisers.coef_l1 import CoefficientL1Regulariser
 from kantk.regularisers.coef_smoothness import CoefficientSmoothnessRegulariser
 from kantk.regularisers.l1_entropy import L1EntropyRegulariser
@@ -75,14 +74,7 @@ def build_regularisers(
             weight, options = entry, {}
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
             raise ValueError(f"regulariser {name!r} weight must be a finite number >= 0, got {weight!r}")
-        accepted = _accepted(spec.factory)
-        if accepted is not None:
-            unknown = sorted(set(options) - accepted)
-            if unknown:
-                raise ValueError(
-                    f"regulariser {name!r} does not accept {', '.join(map(repr, unknown))}; "
-                    f"accepted options: weight, {', '.join(sorted(accepted)) or '(no others)'}"
-                )
+        check_options("regulariser", name, spec.factory, options, also_accepted=("weight",))
         out.append(WeightedRegulariser(name, float(weight), spec.factory(**options)))
     return out
 
@@ -104,16 +96,6 @@ def regularisation(
             value = reg.fn(model, x)
         total = total + reg.weight * value
     return total
-
-
-def _accepted(factory: Callable[..., Any]) -> set[str] | None:
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 __all__ = [
