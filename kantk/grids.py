@@ -21,11 +21,11 @@ from kantk.model import KAN
 def refine(model: KAN, grid_size: int | Sequence[int], **options: Any) -> KAN:
     """A new KAN whose grids are finer, with the same function; ``model`` is left untouched.
 
-    Per basis, ``grid_size`` is its resolution: ``grid_size`` for B-splines (kept exactly on the
-    grid range when it is a multiple of the current one, by knot insertion; least squares
-    otherwise), ``degree`` for Chebyshev polynomials (exact), ``num_centers`` for RBFs (least
-    squares). Everything else is copied as it is: masks, ``scale_base``, ``scale_sp``, the base
-    activation, ``requires_grad`` flags, dtype, device and any further state a layer holds.
+    Per basis, ``grid_size`` is its resolution: ``grid_size`` for B-splines (by exact knot
+    insertion, or least squares where a uniform grid must stay uniform; see ``uniform`` below),
+    ``degree`` for Chebyshev polynomials (exact), ``num_centers`` for RBFs (least squares).
+    Everything else is copied as it is: masks, ``scale_base``, ``scale_sp``, the base activation,
+    symbolic edges, ``requires_grad`` flags, dtype, device and any further state a layer holds.
     A layer whose basis cannot refine is copied unchanged, with a warning.
 
     Example::
@@ -38,12 +38,14 @@ def refine(model: KAN, grid_size: int | Sequence[int], **options: Any) -> KAN:
         model: The KAN to refine.
         grid_size: The new resolution, one int for every layer or one per layer; each must be
             at least the layer's current one (equal gives an unchanged copy of that layer).
-        **options: Passed to every basis' ``refine``. B-splines take ``keep_extension``: outside
-            the grid range a refined spline either keeps the old outer knots (``True``: exact
-            everywhere on nested grids, but non-uniform knots and the slower evaluation path) or
-            takes the finer spacing (``False``: uniform grids stay uniform and fast; the spline is
-            exact on the grid range and fades out sooner outside it). The default picks ``True``
-            for grids that are non-uniform already (after ``update_grid``), else ``False``.
+        **options: Passed to every basis' ``refine``. B-splines take ``uniform``: ``False`` keeps
+            every old knot and inserts new ones, so the spline is kept exactly everywhere for any
+            ``grid_size`` (but the knots are not uniform: the slower evaluation path);
+            ``True`` makes the new grid uniform (the fast path), exact on the grid range when
+            the old grid is uniform and ``grid_size`` a multiple of the old one, least squares
+            otherwise, and changed outside the grid range, where the spline now fades out
+            sooner. The default keeps uniform grids uniform and refines other grids (after
+            ``update_grid``) exactly.
 
     Returns:
         The refined copy, with fresh parameters (no gradients) on ``model``'s device.

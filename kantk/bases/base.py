@@ -103,7 +103,7 @@ class SupportsRefine(Protocol):
     where the finer space contains the old one, otherwise by least squares over the grid range.
     ``coef`` is (out, in, num_functions). ``size`` equal to the current resolution gives an equal
     copy; a smaller or non-int one raises ``ValueError`` (use :func:`check_refine_size`). The basis
-    itself is left unchanged. Bases may accept extra keyword options (B-splines: ``keep_extension``).
+    itself is left unchanged. Bases may accept extra keyword options (B-splines: ``uniform``).
     """
 
     def refine(self, size: int, coef: torch.Tensor) -> tuple["Basis", torch.Tensor]: ...

@@ -19,6 +19,7 @@ old) it inserts knots exactly with the Oslo algorithm (:func:`insert_knots`).
 """
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any, Sequence
 
@@ -599,35 +600,36 @@ class BSplineBasis(Basis):
 
     @torch.no_grad()
     def refine(
-        self, size: int, coef: torch.Tensor, *, keep_extension: bool | None = None
+        self, size: int, coef: torch.Tensor, *, uniform: bool | None = None
     ) -> tuple["BSplineBasis", torch.Tensor]:
         """A copy on ``size`` intervals, with coefficients that keep every edge's spline.
 
-        Every interval of the grid is split. When ``size`` is a multiple of ``grid_size`` (nested
-        grids, uniform or not) each interval is split into ``size // grid_size`` equal parts and
-        the coefficients follow by exact knot insertion (:func:`insert_knots`, float64): the
-        spline is kept to round-off on the grid range. Otherwise the new knots follow the old
-        ones' spacing (a grid adapted to data stays adapted, see :func:`resampled_knots`) and
-        the coefficients are a float64 least-squares fit on dense samples of the grid range.
+        Two ways, chosen by ``uniform``:
 
-        The ``order`` outer knots each side (outside the grid range) cannot both keep the finer
-        spacing and keep the spline there: with ``keep_extension=False`` they take the new, finer
-        spacing, so a uniform grid stays uniform (and keeps the fast path); the spline is kept on
-        the grid range, continuous to order k - 1 at its ends, but fades out within ``k`` new
-        intervals outside it instead of ``k`` old ones. With ``keep_extension=True`` the old outer
-        knots stay: on nested grids the spline is then kept exactly everywhere, outside the grid
-        range too, at the price of non-uniform knots (the Cox-de Boor path, several times
-        slower). The default, ``None``, keeps them when the grid is already non-uniform (after
-        ``update_grid``; nothing to lose) and uses the finer spacing on a uniform grid.
+        * ``uniform=False``: every old knot stays, outer ones included, and each interval of the
+          grid range is split into equal parts (``size // grid_size`` each when ``size`` is a
+          multiple, else as evenly as possible, see :func:`split_counts`). The coefficients
+          follow by exact knot insertion (:func:`insert_knots`, the Oslo algorithm, float64), so
+          the spline is kept to round-off everywhere, for any ``size``. Unless the old grid was
+          uniform and ``size`` a multiple, the new knots are not uniform (the Cox-de Boor path).
+        * ``uniform=True``: the new grid is uniform over the grid range, with its ``order`` outer
+          knots each side at the new spacing, so the fast path stays. When the old grid is
+          uniform and ``size`` a multiple of ``grid_size``, the spline is kept exactly on the grid
+          range (knot insertion); otherwise the coefficients are a float64 least-squares fit on
+          dense samples of the grid range. Outside the grid range the spline fades out within k
+          new intervals instead of k old ones, so it changes there.
+
+        The default, ``None``, keeps a uniform grid uniform and refines any other grid (after
+        ``update_grid``, which already uses the general path) exactly.
 
         Args:
             size: The new ``grid_size``; an int >= the current one.
             coef: (out, in, grid_size + order) coefficients on this basis.
-            keep_extension: Keep the old outer knots (``True``), give them the finer spacing
-                (``False``), or choose by the grid's uniformity (``None``, see above).
+            uniform: Make the new grid uniform (``True``), keep every old knot (``False``), or
+                follow this grid (``None``).
 
         Returns:
-            The finer basis (same order, range option, dtype and device) and its coefficients
+            The finer basis (same order, ``extrapolate``, dtype and device) and its coefficients
             (out, in, size + order) in ``coef``'s dtype.
 
         Raises:
@@ -636,39 +638,45 @@ class BSplineBasis(Basis):
         size = check_refine_size(size, self.grid_size, "grid_size", "bspline")
         if coef.dim() != 3 or tuple(coef.shape[1:]) != (self.in_features, self.num_functions):
             raise ValueError(
-                f"refine expects coef of shape (out, {self.in_features}, {self.num_functions}), got {tuple(coef.shape)}"
+                f"refine expects coef of shape (out, {self.in_features}, {self.num_functions}), "
+                f"got {tuple(coef.shape)}"
             )
         k, grid_size = self.order, self.grid_size
-        if keep_extension is None:
-            keep_extension = not self.is_uniform()
+        was_uniform = self.is_uniform()
+        if uniform is None:
+            uniform = was_uniform
         old = self.grid.to(torch.float64)  # (in, G + 2k + 1)
         c64 = coef.to(torch.float64)
-        if size % grid_size == 0 and bool((old.diff(dim=-1) > 0).all()):
+        increasing = bool((old.diff(dim=-1) > 0).all())  # knot insertion needs distinct knots
+        if not uniform and increasing:
+            knots = split_intervals(old, k, split_counts(grid_size, size))
+            new_coef = insert_knots(old, c64, knots, k)
+        elif uniform and was_uniform and increasing and size % grid_size == 0:
             ratio = size // grid_size
-            split = subdivide_knots(old, ratio)  # (in, (G + 2k) * ratio + 1): every interval split
-            if keep_extension:
-                inner = split[:, k * ratio : k * ratio + size + 1]
-                knots = torch.cat([old[:, :k], inner, old[:, grid_size + k + 1 :]], dim=-1)
-            else:  # the k split knots nearest to the grid range each side
-                start = k * (ratio - 1)
-                knots = split[:, start : start + size + 2 * k + 1]
+            split = split_intervals(old, k, [ratio] * grid_size, outer=ratio)  # every interval split
+            start = k * (ratio - 1)  # keep the k outer knots nearest to the grid range each side
+            knots = split[:, start : start + size + 2 * k + 1]
             new_coef = insert_knots(old, c64, knots, k)
         else:
-            knots = resampled_knots(old, k, size, keep_extension=keep_extension)
-            first, last = (0, knots.shape[1] - 1) if keep_extension else (k, size + k)
-            x = torch.cat(
-                [_interval_samples(old, first, old.shape[1] - 1 - first), _interval_samples(knots, first, last)]
-            )  # (samples, in)
+            if uniform:
+                lo, hi = old[:, k], old[:, grid_size + k]  # (in,)
+                steps = torch.arange(-k, size + k + 1, dtype=torch.float64, device=old.device) / size
+                knots = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * steps  # (in, size + 2k + 1)
+                first, old_last, last = k, grid_size + k, size + k  # fit on the grid range
+            else:  # repeated knots: follow their spacing, keep the outer ones, fit everywhere
+                knots = resampled_knots(old, k, size)
+                first, old_last, last = 0, old.shape[1] - 1, knots.shape[1] - 1
+            x = torch.cat([_interval_samples(old, first, old_last), _interval_samples(knots, first, last)])
             target = edge_values(local_bspline_features(x, old, k), c64)  # (samples, out, in)
             new_coef = fit_coefficients(local_bspline_features(x, knots, k), target)
         finer = BSplineBasis(
-            self.in_features, grid_size=size, order=k, grid_range=self.grid_range, extrapolate=self.extrapolate
+            self.in_features, grid_size=size, order=k, grid_range=self.grid_range,
+            extrapolate=self.extrapolate,
         )
         finer.grid = knots.to(self.grid)  # same dtype and device as this grid
         if "sparse" in vars(self):  # an evaluation-path choice set on this instance
             finer.sparse = self.sparse
         return finer, new_coef.to(coef.dtype)
-
 
 def data_knots(x: torch.Tensor, grid_size: int, order: int, grid_eps: float = 0.02) -> torch.Tensor:
     """Knots that follow the samples: pykan's mix of uniform and quantile grid points.
@@ -699,29 +707,42 @@ def data_knots(x: torch.Tensor, grid_size: int, order: int, grid_eps: float = 0.
     return torch.cat([left, inner, right], dim=-1)
 
 
-def subdivide_knots(knots: torch.Tensor, ratio: int) -> torch.Tensor:
-    """Split every knot interval into ``ratio`` equal parts.
+def split_counts(grid_size: int, size: int) -> list[int]:
+    """Into how many parts each of ``grid_size`` intervals is split to make ``size`` (>= grid_size).
+
+    ``size // grid_size`` each when it divides; otherwise spread as evenly (and symmetrically) as
+    rounding allows, e.g. 3 -> 5 gives [2, 1, 2].
+    """
+    edges = [math.floor(i * size / grid_size + 0.5) for i in range(grid_size + 1)]
+    return [b - a for a, b in zip(edges, edges[1:])]
+
+
+def split_intervals(knots: torch.Tensor, order: int, parts: Sequence[int], outer: int = 1) -> torch.Tensor:
+    """Split interval ``i`` of the grid range into ``parts[i]`` equal parts, the outer ones into ``outer``.
 
     Args:
-        knots: (in, m) knot vectors.
+        knots: (in, G + 2k + 1) knot vectors with ``order`` = k outer knots each side.
+        parts: G positive ints.
 
     Returns:
-        (in, (m - 1) * ratio + 1), containing every old knot.
+        (in, sum(parts) + 2k * outer + 1), containing every old knot.
     """
-    left = knots[:, :-1].unsqueeze(-1)  # (in, m-1, 1)
-    width = knots.diff(dim=-1).unsqueeze(-1)
-    frac = torch.arange(ratio, dtype=knots.dtype, device=knots.device) / ratio  # (ratio,)
-    points = (left + width * frac).reshape(knots.shape[0], -1)  # (in, (m-1) * ratio)
-    return torch.cat([points, knots[:, -1:]], dim=-1)
+    k = order
+    counts = [outer] * k + list(parts) + [outer] * k
+    pieces = [knots[:, :1]]
+    for i, count in enumerate(counts):
+        a, b = knots[:, i : i + 1], knots[:, i + 1 : i + 2]  # (in, 1)
+        frac = torch.arange(1, count + 1, dtype=knots.dtype, device=knots.device) / count
+        pieces.append(a + (b - a) * frac)  # ends exactly at b
+        pieces[-1][:, -1:] = b
+    return torch.cat(pieces, dim=-1)
 
 
-def resampled_knots(knots: torch.Tensor, order: int, grid_size: int, keep_extension: bool = False) -> torch.Tensor:
-    """Knots for ``grid_size`` intervals that follow the spacing of the given ones.
+def resampled_knots(knots: torch.Tensor, order: int, grid_size: int) -> torch.Tensor:
+    """Knots for ``grid_size`` intervals that follow the spacing of the given ones, outer knots kept.
 
     The new interior knots interpolate the old interior knots linearly at the fractional
-    positions ``j * G_old / grid_size`` (so they are uniform for a uniform grid, and keep the
-    density of a grid adapted to data). The ``order`` outer knots each side keep the old outer
-    spacing scaled by ``G_old / grid_size``, or are the old ones with ``keep_extension``.
+    positions ``j * G_old / grid_size``, so they keep the density of a grid adapted to data.
 
     Args:
         knots: (in, G_old + 2k + 1) knot vectors with ``order`` = k outer knots each side.
@@ -735,23 +756,14 @@ def resampled_knots(knots: torch.Tensor, order: int, grid_size: int, keep_extens
     inner = knots[:, k : k + old_size + 1]  # (in, G_old + 1)
     pos = torch.arange(grid_size + 1, dtype=torch.float64, device=knots.device) * (old_size / grid_size)
     j = pos.floor().long().clamp(max=old_size - 1)
-    frac = pos - j
-    new_inner = inner[:, j] + (inner[:, j + 1] - inner[:, j]) * frac  # (in, grid_size + 1)
+    new_inner = inner[:, j] + (inner[:, j + 1] - inner[:, j]) * (pos - j)  # (in, grid_size + 1)
     new_inner[:, 0], new_inner[:, -1] = inner[:, 0], inner[:, -1]
-    if k == 0:
-        return new_inner
-    if keep_extension:
-        return torch.cat([knots[:, :k], new_inner, knots[:, -k:]], dim=-1)
-    scale = old_size / grid_size
-    steps = torch.arange(1, k + 1, dtype=torch.float64, device=knots.device)
-    left_h = (knots[:, k] - knots[:, k - 1]).unsqueeze(-1) * scale  # (in, 1)
-    right_h = (knots[:, -k] - knots[:, -k - 1]).unsqueeze(-1) * scale
-    left = new_inner[:, :1] - left_h * steps.flip(0)
-    right = new_inner[:, -1:] + right_h * steps
-    return torch.cat([left, new_inner, right], dim=-1)
+    return torch.cat([knots[:, :k], new_inner, knots[:, old_size + k + 1 :]], dim=-1)
 
 
-def insert_knots(knots: torch.Tensor, coef: torch.Tensor, new_knots: torch.Tensor, order: int) -> torch.Tensor:
+def insert_knots(
+    knots: torch.Tensor, coef: torch.Tensor, new_knots: torch.Tensor, order: int
+) -> torch.Tensor:
     """Coefficients of the same spline on a refined knot vector (the Oslo algorithm), in float64.
 
     New coefficient ``j`` is the blossom of the old spline's polynomial piece at ``new_knots[j]``,
@@ -799,7 +811,7 @@ def insert_knots(knots: torch.Tensor, coef: torch.Tensor, new_knots: torch.Tenso
         lo_t = tp.gather(1, lo_idx).view(n_in, n_new, -1)
         hi_t = tp.gather(1, lo_idx + (k + 1 - level)).view(n_in, n_new, -1)
         den = hi_t - lo_t
-        alpha = torch.where(den > 0, (arg - lo_t) / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
+        alpha = _ratio_or_zero(arg - lo_t, den)
         alpha = alpha.unsqueeze(-1)  # (in, n_new, k - level + 1, 1)
         weights = (1 - alpha) * weights[..., :-1, :] + alpha * weights[..., 1:, :]
     weights = weights[..., 0, :]  # (in, n_new, k + 1)
@@ -835,7 +847,7 @@ def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int) -> 
     tp = torch.cat([t[:, :1] - pad * steps.flip(0), t, t[:, -1:] + pad * steps], dim=-1)  # (in, m + 2k)
     inside = (x >= t[:, 0]) & (x < t[:, -1])  # (batch, in)
     xc = torch.where(inside, x, t[:, 0].expand_as(x))
-    j = torch.searchsorted(t.contiguous(), xc.t().contiguous(), right=True).t() - 1  # (batch, in) real interval
+    j = torch.searchsorted(t.contiguous(), xc.t().contiguous(), right=True).t() - 1  # (batch, in) interval
     j = j.clamp(0, m - 2) + k  # padded index of the interval's left knot
     tpx = tp.unsqueeze(0).expand(x.shape[0], -1, -1)  # (batch, in, m + 2k)
 
@@ -850,7 +862,7 @@ def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int) -> 
         new = []
         for r in range(d):
             den = right[r + 1] + left[d - r]
-            temp = torch.where(den > 0, values[r] / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
+            temp = _ratio_or_zero(values[r], den)
             new.append(saved + right[r + 1] * temp)
             saved = left[d - r] * temp
         new.append(saved)
@@ -860,6 +872,12 @@ def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int) -> 
     valid = (index >= 0) & (index < n)
     out = x.new_zeros(*x.shape, n)
     return out.scatter_add_(-1, index.clamp(0, n - 1), local * valid)
+
+
+def _ratio_or_zero(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` where ``den > 0``, else 0 (repeated or virtual knots)."""
+    positive = den > 0
+    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
 def _interval_samples(knots: torch.Tensor, first: int, last: int, per: int = 8) -> torch.Tensor:

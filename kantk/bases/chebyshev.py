@@ -87,7 +87,8 @@ class ChebyshevBasis(Basis):
         size = check_refine_size(size, self.degree, "degree", "chebyshev")
         if coef.dim() != 3 or tuple(coef.shape[1:]) != (self.in_features, self.num_functions):
             raise ValueError(
-                f"refine expects coef of shape (out, {self.in_features}, {self.num_functions}), got {tuple(coef.shape)}"
+                f"refine expects coef of shape (out, {self.in_features}, {self.num_functions}), "
+                f"got {tuple(coef.shape)}"
             )
         finer = ChebyshevBasis(self.in_features, degree=size)
         finer.center = self.center.clone()  # same dtype and device as this basis

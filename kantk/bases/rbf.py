@@ -96,7 +96,8 @@ class RBFBasis(Basis):
         size = check_refine_size(size, self.num_centers, "num_centers", "rbf")
         if coef.dim() != 3 or tuple(coef.shape[1:]) != (self.in_features, self.num_functions):
             raise ValueError(
-                f"refine expects coef of shape (out, {self.in_features}, {self.num_functions}), got {tuple(coef.shape)}"
+                f"refine expects coef of shape (out, {self.in_features}, {self.num_functions}), "
+                f"got {tuple(coef.shape)}"
             )
         old_c = self.centers.to(torch.float64)  # (in, C)
         w = self.width.to(torch.float64).unsqueeze(-1)  # (in, 1)
@@ -109,10 +110,12 @@ class RBFBasis(Basis):
         finer = RBFBasis(self.in_features, num_centers=size, grid_range=self.grid_range)
         finer.centers = centers.to(self.centers)  # same dtype and device as this basis
         finer.width = width.to(self.width)
-        steps = torch.linspace(0, 1, 16 * (size + 1) + 1, dtype=torch.float64, device=old_c.device).unsqueeze(-1)
+        n_samples = 16 * (size + 1) + 1
+        steps = torch.linspace(0, 1, n_samples, dtype=torch.float64, device=old_c.device).unsqueeze(-1)
         lo, hi = old_c[:, 0] - w[:, 0] / 2, old_c[:, -1] + w[:, 0] / 2
         x = lo + (hi - lo) * steps  # (samples, in)
-        target = edge_values(self._features64(x, old_c, w[:, 0]), coef.to(torch.float64))  # (samples, out, in)
+        old_feats = self._features64(x, old_c, w[:, 0])  # (samples, in, C)
+        target = edge_values(old_feats, coef.to(torch.float64))  # (samples, out, in)
         new_coef = fit_coefficients(self._features64(x, centers, width), target)
         return finer, new_coef.to(coef.dtype)
 

@@ -41,7 +41,7 @@ class GridExtension(pl.Callback):
             ``degree``, RBF ``num_centers``), each an int or a list with one per layer.
         every: Refine to ``grid_sizes[i]`` before step ``(i + 1) * every``.
         steps: Or the steps themselves, increasing, one per size (give ``every`` or ``steps``).
-        **refine_options: Passed to :func:`kantk.refine` (e.g. ``keep_extension=True``).
+        **refine_options: Passed to :func:`kantk.refine` (e.g. ``uniform=False``).
 
     Attributes:
         refined_at: ``(step, size)`` of every refinement done so far.
@@ -55,16 +55,21 @@ class GridExtension(pl.Callback):
         **refine_options: Any,
     ):
         super().__init__()
-        if isinstance(grid_sizes, (int, str, bytes)) or not isinstance(grid_sizes, Sequence) or not grid_sizes:
-            raise ValueError(f"GridExtension grid_sizes must be a non-empty list such as (5, 10, 20), got {grid_sizes!r}")
+        if isinstance(grid_sizes, (str, bytes)) or not isinstance(grid_sizes, Sequence) or not grid_sizes:
+            raise ValueError(
+                f"GridExtension grid_sizes must be a non-empty list such as (5, 10, 20), got {grid_sizes!r}"
+            )
         for size in grid_sizes:
             flat = size if isinstance(size, Sequence) and not isinstance(size, (str, bytes)) else [size]
             if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in flat):
                 raise ValueError(
-                    f"GridExtension grid_sizes entries must be ints >= 1 or lists of them (one per layer), got {size!r}"
+                    "GridExtension grid_sizes entries must be ints >= 1 or lists of them (one per layer), "
+                    f"got {size!r}"
                 )
         if (every is None) == (steps is None):
-            raise ValueError("GridExtension needs exactly one of every= (steps between refinements) or steps=")
+            raise ValueError(
+                "GridExtension needs exactly one of every= (steps between refinements) or steps="
+            )
         if every is not None:
             if not isinstance(every, int) or isinstance(every, bool) or every < 1:
                 raise ValueError(f"GridExtension every must be an int >= 1, got {every!r}")
@@ -85,8 +90,9 @@ class GridExtension(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if trainer.world_size > 1:
             raise RuntimeError(
-                "GridExtension runs on one process only: under DDP the wrapped model would keep training the old "
-                "parameters. Train each grid in its own run (kantk.refine between runs) or use one device"
+                "GridExtension runs on one process only: under DDP the wrapped model would keep training "
+                "the old parameters. Train each grid in its own run (kantk.refine between runs) or use "
+                "one device"
             )
         if not isinstance(getattr(pl_module, "model", None), KAN):
             raise TypeError(
@@ -94,7 +100,9 @@ class GridExtension(pl.Callback):
                 f"{type(pl_module).__name__} has {type(getattr(pl_module, 'model', None)).__name__}"
             )
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         while len(self.refined_at) < len(self.steps) and self.steps[len(self.refined_at)] <= step:
             size = self.grid_sizes[len(self.refined_at)]
