@@ -20,6 +20,7 @@ old) it inserts knots exactly with the Oslo algorithm (:func:`insert_knots`).
 from __future__ import annotations
 
 import math
+import itertools
 import threading
 from typing import Any, Sequence
 
@@ -193,11 +194,11 @@ def _all_interior(row: torch.Tensor, tables: _LocalTables) -> bool:
     return int(lo) >= tables.first_interior and int(hi) <= tables.last_interior
 
 
-def _positions(row: torch.Tensor, tables: _LocalTables, scratch: bool = False) -> torch.Tensor:
+def _positions(row: torch.Tensor, tables: _LocalTables, scratch: bool = False, role: Any = "pos") -> torch.Tensor:
     """(batch, in, k+1) basis index of each local value, clamped into [0, n)."""
     flat = row.reshape(-1)
     if scratch:
-        out = _scratch("pos", (flat.shape[0], tables.order + 1), tables.pos)
+        out = _scratch(role, (flat.shape[0], tables.order + 1), tables.pos)
         return torch.index_select(tables.pos, 0, flat, out=out).view(*row.shape, tables.order + 1)
     return tables.pos.index_select(0, flat).view(*row.shape, tables.order + 1)
 
@@ -222,13 +223,14 @@ def _values(row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: 
 
 
 def _local_values(
-    row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: bool = False, scratch: bool = False
+    row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: bool = False, scratch: bool = False,
+    role: Any = "pos",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions and values of the order+1 non-zero bases per input: pos, vals (batch, in, k+1).
 
     ``scratch=True`` puts ``pos`` in a reused buffer (it must not be kept).
     """
-    return _positions(row, tables, scratch=scratch), _values(row, t, tables, interior)
+    return _positions(row, tables, scratch=scratch, role=role), _values(row, t, tables, interior)
 
 
 def _local_derivatives(t: torch.Tensor, tables: _LocalTables) -> list[torch.Tensor]:
@@ -246,7 +248,9 @@ def _horner(coefs: list[float], t: torch.Tensor) -> torch.Tensor:
     return acc
 
 
-def _scatter_dense(pos: torch.Tensor, values: torch.Tensor, width: int, scratch: bool = False) -> torch.Tensor:
+def _scatter_dense(
+    pos: torch.Tensor, values: torch.Tensor, width: int, scratch: bool = False, role: Any = "dense"
+) -> torch.Tensor:
     """(batch, in, k+1) local values at ``pos`` -> dense (batch, in, width), zeros elsewhere.
 
     ``scratch=True`` reuses a per-thread buffer (see :func:`_scratch`); only for a result that is
@@ -254,7 +258,7 @@ def _scatter_dense(pos: torch.Tensor, values: torch.Tensor, width: int, scratch:
     """
     shape = (*values.shape[:-1], width)
     if scratch:
-        dense = _scratch("dense", shape, values).zero_()
+        dense = _scratch(role, shape, values).zero_()
     else:
         dense = values.new_zeros(shape)
     return dense.scatter_add_(-1, pos, values)
@@ -287,6 +291,29 @@ def _scratch(role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Ten
 def clear_scratch() -> None:
     """Free this thread's reusable buffers of the fused B-spline layer."""
     _SCRATCH.__dict__.pop("buffers", None)
+    _SCRATCH.__dict__.pop("kept", None)
+
+
+_GENERATION = itertools.count()
+
+
+def _keep(key: int, dense: torch.Tensor, pos: torch.Tensor) -> int:
+    """Remember a layer's last dense matrix and positions for its backward; returns a ticket.
+
+    The buffers are the layer's own (scratch roles keyed by layer), so no other layer overwrites
+    them; a second forward of the same layer gets a new ticket, and a backward whose ticket is
+    stale rebuilds them instead (e.g. the model was called twice before ``backward``).
+    """
+    ticket = next(_GENERATION)
+    _SCRATCH.__dict__.setdefault("kept", {})[key] = (ticket, dense, pos)
+    return ticket
+
+
+def _kept(key: int, ticket: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    entry = _SCRATCH.__dict__.get("kept", {}).get(key)
+    if entry is None or entry[0] != ticket:
+        return None
+    return entry[1], entry[2]
 
 
 def _dense_features(x: torch.Tensor, shift: torch.Tensor, inv_h: torch.Tensor, tables: _LocalTables) -> torch.Tensor:
@@ -326,17 +353,22 @@ class _UniformBSplineLinear(torch.autograd.Function):
         y = x.new_empty(batch, weight.shape[0])
         interiors = []
         vals = None
+        single = len(chunks) == 1
+        # one chunk: the layer's own buffers, kept for its backward; several: shared, rebuilt
+        key = id(tables)
+        roles = (("pos", key), ("dense", key)) if single else ("pos", "dense")
         for a, b in chunks:
             row, t = _locate(x[a:b], shift, inv_h, tables)
             interior = _all_interior(row, tables)
             interiors.append(interior)
-            pos, vals = _local_values(row, t, tables, interior=interior, scratch=True)
-            dense = _scatter_dense(pos, vals, width, scratch=True)  # (rows, in, width), used at once
+            pos, vals = _local_values(row, t, tables, interior=interior, scratch=True, role=roles[0])
+            dense = _scatter_dense(pos, vals, width, scratch=True, role=roles[1])  # (rows, in, width)
             if extra is not None:
                 dense[..., tables.n] = extra[a:b]
             torch.mm(dense.view(b - a, -1), w2t, out=y[a:b])  # (rows, in*width) @ (in*width, out)
         ctx.tables, ctx.interiors, ctx.chunks = tables, interiors, chunks
-        single = len(chunks) == 1  # small batch: keep (row, t, vals) instead of recomputing them
+        ctx.kept = (key, _keep(key, dense, pos)) if single else None
+        # small batch: keep (row, t, vals) instead of recomputing them
         ctx.save_for_backward(
             x, extra, weight, shift, inv_h, *((row, t, vals) if single else (None, None, None))
         )
@@ -354,21 +386,30 @@ class _UniformBSplineLinear(torch.autograd.Function):
         need_x, need_extra, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1] and extra is not None, ctx.needs_input_grad[2]
         grad_x = x.new_empty(batch, n_in) if need_x else None
         grad_extra = x.new_empty(batch, n_in) if need_extra else None
-        grad_w = torch.zeros_like(w2) if need_w else None
+        single = len(ctx.chunks) == 1
+        grad_w = (torch.empty_like(w2) if single else torch.zeros_like(w2)) if need_w else None
+        kept = _kept(*ctx.kept) if ctx.kept is not None else None
         for (a, b), interior in zip(ctx.chunks, ctx.interiors):
             rows = b - a
             if saved_row is not None:
                 row, t = saved_row, saved_t
             else:
                 row, t = _locate(x[a:b], shift, inv_h, tables)
-            pos = _positions(row, tables, scratch=True)
             g = grad_out[a:b]
+            if kept is not None:  # the forward's own dense matrix and positions, untouched since
+                dense, pos = kept
+            else:
+                pos = _positions(row, tables, scratch=True)
+                if need_w:
+                    vals = saved_vals if saved_vals is not None else _values(row, t, tables, interior)
+                    dense = _scatter_dense(pos, vals, width, scratch=True)
+                    if extra is not None:
+                        dense[..., tables.n] = extra[a:b]
             if need_w:
-                vals = saved_vals if saved_vals is not None else _values(row, t, tables, interior)
-                dense = _scatter_dense(pos, vals, width, scratch=True)
-                if extra is not None:
-                    dense[..., tables.n] = extra[a:b]
-                grad_w.addmm_(g.t(), dense.view(rows, -1))  # (out, rows) @ (rows, in*width)
+                if single:
+                    torch.mm(g.t(), dense.view(rows, -1), out=grad_w)  # (out, rows) @ (rows, in*width)
+                else:
+                    grad_w.addmm_(g.t(), dense.view(rows, -1))
             if need_x or need_extra:
                 grad_dense = torch.mm(g, w2, out=_scratch("grad", (rows, n_in * width), g)).view(rows, n_in, width)
                 if need_x:
