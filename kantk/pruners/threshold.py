@@ -29,11 +29,23 @@ class ThresholdPruner:
         edge_th: Edge threshold (pykan's ``edge_th``, 3e-2).
         input_th: Input feature threshold for ``prune_inputs=True`` (default: ``node_th``, as
             pykan's ``prune_input``).
+        threshold: One threshold for nodes, edges and inputs at once
+            (``kantk.prune(model, x, threshold=1e-2)``); cannot be combined with the others.
     """
 
     needs_data = True
 
-    def __init__(self, node_th: float = 1e-2, edge_th: float = 3e-2, input_th: float | None = None):
+    def __init__(
+        self,
+        node_th: float = 1e-2,
+        edge_th: float = 3e-2,
+        input_th: float | None = None,
+        threshold: float | None = None,
+    ):
+        if threshold is not None:
+            if (node_th, edge_th, input_th) != (1e-2, 3e-2, None):
+                raise ValueError("threshold pruner: give threshold alone, or node_th/edge_th/input_th, not both")
+            node_th = edge_th = input_th = threshold
         self.node_th = check_number("threshold pruner", "node_th", node_th)
         self.edge_th = check_number("threshold pruner", "edge_th", edge_th)
         self.input_th = (

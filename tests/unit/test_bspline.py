@@ -190,3 +190,24 @@ def test_large_grids_pick_the_sparse_path_automatically(monkeypatch):
     assert calls == []
     kantk.KANLayer(2, 2, basis_kwargs={"grid_size": 200})(torch.rand(4, 2))
     assert calls == [1]
+
+
+def test_two_forwards_before_one_backward_give_correct_gradients():
+    """The layer keeps its last dense matrix for its backward; an older call must rebuild it."""
+    import kantk
+
+    torch.set_default_dtype(torch.float64)
+    layer = kantk.KANLayer(3, 2)
+    x1 = (torch.rand(20, 3) * 2 - 1).requires_grad_()
+    x2 = (torch.rand(20, 3) * 2 - 1).requires_grad_()
+    params = list(layer.parameters())
+    (layer(x1).sum() + 2 * layer(x2).sum()).backward()
+    together = [p.grad.clone() for p in params] + [x1.grad.clone(), x2.grad.clone()]
+    for p in params:
+        p.grad = None
+    x1.grad = x2.grad = None
+    layer(x1).sum().backward()
+    (2 * layer(x2).sum()).backward()
+    apart = [p.grad for p in params] + [x1.grad, x2.grad]
+    for a, b in zip(together, apart):
+        torch.testing.assert_close(a, b)

@@ -256,3 +256,16 @@ def test_symbolic_edges_survive_pruning():
     reference = apply_masks(model, plan)
     assert reference.layers[0].symbolic_mask.sum() == 0
     torch.testing.assert_close(shrink(model, plan)(x), reference(x), atol=1e-6, rtol=0)
+
+
+def test_single_threshold_option_sets_every_threshold():
+    import kantk as _k
+    from kantk.pruners.threshold import ThresholdPruner
+
+    pruner = ThresholdPruner(threshold=0.05)
+    assert (pruner.node_th, pruner.edge_th, pruner.input_th) == (0.05, 0.05, 0.05)
+    with pytest.raises(ValueError, match="not both"):
+        ThresholdPruner(node_th=0.1, threshold=0.05)
+    model = _k.KAN([2, 3, 1], seed=0)
+    small = _k.prune(model, torch.rand(50, 2) * 2 - 1, pruner="threshold", threshold=1e-2)
+    assert small.widths[0] == 2
