@@ -202,3 +202,16 @@ def test_plugin_guide_example_package_works(tmp_path, monkeypatch):
                 run_block(block, namespace, page)
     finally:
         kantk.reset_default_registry()
+
+
+def test_every_command_has_a_docs_page():
+    """docs/commands/<name>.md for every ``kantk`` subcommand (validate/test live on fit's page)."""
+    from kantk.cli import COMMANDS, LIGHTNING_COMMANDS
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    for name in [*COMMANDS, "fit"]:
+        page = docs / "commands" / f"{name}.md"
+        assert page.exists(), f"no docs page for 'kantk {name}': {page}"
+        assert f"kantk {name}" in page.read_text()
+        assert f"commands/{name}.md" in (docs / "cli.md").read_text()
+    assert set(LIGHTNING_COMMANDS) == {"fit", "validate", "test"}
