@@ -458,6 +458,27 @@ def _differentiable_backward(ctx, grad_out, x, extra, weight, shift, inv_h):
 EXTRAPOLATIONS = ("zero", "clamp")
 
 
+def _cardinal_cubic_linear(x, extra, weight, shift, inv_h):
+    """[B(x) | extra] @ W^T for cubic B-splines on a uniform grid, as plain element-wise ops.
+
+    Basis i is the cardinal cubic B-spline ``N(u - i)``, ``N(s) = ((2-a)_+^3 - 4 (1-a)_+^3) / 6``
+    with ``a = |s - 2|``, where ``u`` is the position in grid units from the first knot. Eager
+    PyTorch runs this as a dozen passes over (batch, in, n); under ``torch.compile`` inductor fuses
+    them into one, which is why :meth:`BSplineBasis.linear` uses it only while compiling.
+
+    Args: x, extra: (batch, in); weight: (out, in, n [+1]); shift, inv_h: (in,).
+    Returns: (batch, out).
+    """
+    n = weight.shape[-1] - (extra is not None)
+    u = x * inv_h + (shift - 1.0)  # (batch, in)
+    centres = torch.arange(n, device=x.device, dtype=x.dtype) + 2.0
+    a = (u.unsqueeze(-1) - centres).abs()  # (batch, in, n)
+    dense = (torch.relu(2.0 - a) ** 3 - 4.0 * torch.relu(1.0 - a) ** 3) * (1.0 / 6.0)
+    if extra is not None:
+        dense = torch.cat([dense, extra.unsqueeze(-1)], dim=-1)  # (batch, in, n+1)
+    return dense.reshape(x.shape[0], -1) @ weight.reshape(weight.shape[0], -1).t()
+
+
 #: From this many basis functions per input on, ``sparse="auto"`` gathers the order+1 non-zero
 #: coefficient rows per input (an embedding-bag weighted sum, time flat in G) instead of one dense
 #: matmul over all G+k functions (time linear in G). Measured crossover on 2 cores: G ~ 60.
@@ -621,6 +642,9 @@ class BSplineBasis(Basis):
         if extra is not None:
             # the base branch rides along as one more column: a single GEMM for the whole layer
             weight = torch.cat([weight, extra_weight.unsqueeze(-1)], dim=-1)  # (out, in, n+1)
+        if self.order == 3 and torch.compiler.is_compiling():
+            # under torch.compile: plain element-wise ops that inductor fuses into one kernel
+            return _cardinal_cubic_linear(x, extra, weight, shift, inv_h)
         return _UniformBSplineLinear.apply(x, extra, weight, shift, inv_h, tables)
 
     def clamp_to_grid(self, x: torch.Tensor) -> torch.Tensor:

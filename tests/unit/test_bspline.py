@@ -211,3 +211,20 @@ def test_two_forwards_before_one_backward_give_correct_gradients():
     apart = [p.grad for p in params] + [x1.grad, x2.grad]
     for a, b in zip(together, apart):
         torch.testing.assert_close(a, b)
+
+
+def test_compile_friendly_cubic_form_matches_the_fused_function():
+    import kantk
+    from kantk.bases.bspline import _cardinal_cubic_linear
+
+    torch.set_default_dtype(torch.float64)
+    layer = kantk.KANLayer(3, 2)
+    x = torch.cat([torch.rand(30, 3) * 5 - 2.5, torch.tensor([[1e30, -1e30, 0.3]])])
+    shift, inv_h, _ = layer.basis._uniform_params(torch.float64)
+    base = torch.nn.functional.silu(x)
+    weight = torch.cat([layer.spline_weight(), layer.base_weight().unsqueeze(-1)], dim=-1)
+    torch.testing.assert_close(_cardinal_cubic_linear(x, base, weight, shift, inv_h), layer(x))
+    xs = (torch.rand(5, 3) * 2 - 1).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda inp: _cardinal_cubic_linear(inp, None, layer.spline_weight(), shift, inv_h), (xs,)
+    )
