@@ -16,3 +16,26 @@ def _seed_and_dtype():
     torch.set_default_dtype(torch.float32)
     yield
     torch.set_default_dtype(old)
+
+
+@pytest.fixture()
+def fixed_basis_registry():
+    """A registry with one extra basis, ``fixed_test``, that has no optional capabilities."""
+    import kantk
+    from kantk.bases import Basis
+
+    class Fixed(Basis):
+        num_functions = 2
+
+        def forward(self, x):
+            return torch.stack([x, x * x], dim=-1)
+
+        def config(self):
+            return {}
+
+    class Plugin:
+        @kantk.hookimpl
+        def kantk_bases(self):
+            yield kantk.BasisSpec("fixed_test", Fixed)
+
+    return kantk.Registry.with_plugins(Plugin())

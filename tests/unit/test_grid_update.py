@@ -108,24 +108,8 @@ def test_update_grid_rejects_bad_samples_and_changes_nothing():
     assert torch.equal(model.layers[0].basis.grid, grid)
 
 
-def test_basis_without_the_capability_is_skipped_with_a_warning():
-    from kantk.bases import Basis
-
-    class Fixed(Basis):
-        num_functions = 2
-
-        def forward(self, x):
-            return torch.stack([x, x * x], dim=-1)
-
-        def config(self):
-            return {}
-
-    class Plugin:
-        @kantk.hookimpl
-        def kantk_bases(self):
-            yield kantk.BasisSpec("fixed_test", Fixed)
-
-    registry = kantk.Registry.with_plugins(Plugin())
+def test_basis_without_the_capability_is_skipped_with_a_warning(fixed_basis_registry):
+    registry = fixed_basis_registry
     model = kantk.KAN([2, 2, 1], basis=["fixed_test", "bspline"], registry=registry, seed=0)
     x = torch.rand(30, 2)
     coef = model.layers[0].coef.clone()

@@ -286,26 +286,10 @@ def test_other_errors():
         RBFBasis(2).refine(4, torch.zeros(1, 2, 8))
 
 
-def test_basis_without_the_capability_is_copied_with_a_warning():
-    from kantk.bases import Basis
-
-    class Fixed(Basis):
-        num_functions = 2
-
-        def forward(self, x):
-            return torch.stack([x, x * x], dim=-1)
-
-        def config(self):
-            return {}
-
-    class Plugin:
-        @kantk.hookimpl
-        def kantk_bases(self):
-            yield kantk.BasisSpec("fixed_refine_test", Fixed)
-
-    registry = kantk.Registry.with_plugins(Plugin())
-    model = kantk.KAN([2, 2, 1], basis=["fixed_refine_test", "bspline"], registry=registry, seed=0)
-    with pytest.warns(UserWarning, match=r"'fixed_refine_test' \(layer 0\) cannot refine"):
+def test_basis_without_the_capability_is_copied_with_a_warning(fixed_basis_registry):
+    registry = fixed_basis_registry
+    model = kantk.KAN([2, 2, 1], basis=["fixed_test", "bspline"], registry=registry, seed=0)
+    with pytest.warns(UserWarning, match=r"'fixed_test' \(layer 0\) cannot refine"):
         finer = kantk.refine(model, 10)
     assert torch.equal(finer.layers[0].coef, model.layers[0].coef)
     assert finer.layers[1].basis.grid_size == 10
