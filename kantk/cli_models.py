@@ -238,8 +238,10 @@ def run_discover(args: argparse.Namespace) -> int:
         raise SystemExit(f"kantk discover: {exc}") from None
     for q, expr in enumerate(result.formulas):
         print(f"formula: y{q + 1} = {expr}" if len(result.formulas) > 1 else f"formula: {expr}")
+    if not result.formulas:
+        print("formula: none found (some edges stayed numeric; try more --steps or --library default)")
     print(f"test RMSE: {result.test_rmse:.3e}")
-    return 0
+    return 0 if result.formulas else 1
 
 
 def _csv_dataset(path: str, seed: int) -> dict[str, torch.Tensor]:

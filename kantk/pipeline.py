@@ -27,7 +27,8 @@ class Discovery:
     """What :func:`discover` found.
 
     Attributes:
-        formulas: One sympy expression per output.
+        formulas: One sympy expression per output; empty when some edge stayed numeric (its
+            best symbolic fit was below the r^2 threshold); the model and files are still written.
         test_rmse: RMSE of the final symbolic model on the test split.
         widths: Widths after pruning.
         model: The final (symbolic) model.
@@ -35,7 +36,7 @@ class Discovery:
         files: Paths written (model, graph, plot), empty when no output folder was given.
     """
 
-    formulas: list[Any]
+    formulas: list[Any]  # empty when some edge could not be made symbolic
     test_rmse: float
     widths: list[int]
     model: KAN
@@ -143,8 +144,12 @@ def _discover(formula, data, n_vars, hidden, grid_size, refine_to, steps, l1_ent
     kantk.fit(model, data, steps=steps, **fit)
     rmse = _rmse(model, data)
     done("symbolic", f"every edge symbolic, refitted: test RMSE {rmse:.2e}")
-    formulas = kantk.symbolic_formula(model, var_names=var_names)
-    done("formula", "formula: " + "; ".join(str(f) for f in formulas))
+    try:
+        formulas = kantk.symbolic_formula(model, var_names=var_names)
+        done("formula", "formula: " + "; ".join(str(f) for f in formulas))
+    except ValueError as exc:  # some edge stayed numeric: keep the model, report why
+        formulas, problem = [], str(exc)
+        done("formula", f"no closed form: {problem}")
 
     files: dict[str, str] = {}
     if output_dir is not None:

@@ -47,3 +47,13 @@ def test_discover_bad_input(tmp_path):
     with pytest.raises(SystemExit, match="no CSV file"):
         main(["discover", "--csv", str(tmp_path / "absent.csv"), "-o", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+
+
+def test_discover_without_a_closed_form_still_writes_the_model(tmp_path, monkeypatch, capsys):
+    import kantk
+
+    monkeypatch.setattr(kantk, "auto_symbolic", lambda model, x, library=None: [])  # edges stay numeric
+    rc = main(["discover", "--quiet", "--steps", "3", "-o", str(tmp_path / "out")])
+    text = capsys.readouterr().out
+    assert rc == 1 and "none found" in text and "test RMSE" in text
+    assert (tmp_path / "out" / "model.kantk").exists()
