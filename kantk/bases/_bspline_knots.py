@@ -157,8 +157,9 @@ def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int) -> 
     """B-spline values on any knot vectors by de Boor's local recursion (same values as :func:`cox_de_boor`).
 
     Only the ``order + 1`` bases that are non-zero at each input are computed (O(k^2) work per
-    input instead of O(k * m)), then scattered into the dense result. Not differentiable in ``x``
-    through the interval search; meant for sampling (least-squares fits), not for training.
+    input instead of O(k * m)), then scattered into the dense result. Differentiable in ``x``
+    (twice too) inside each knot interval, like the splines themselves; the basis's evaluation
+    path for non-uniform grids.
 
     Args:
         x: (batch, in).

@@ -30,7 +30,7 @@ def test_zero_and_finite_outside_extended_grid():
     assert torch.equal(feats, torch.zeros_like(feats))
 
 
-def test_non_uniform_grid_uses_cox_de_boor():
+def test_non_uniform_grid_matches_cox_de_boor_with_first_and_second_derivatives():
     torch.set_default_dtype(torch.float64)
     basis = BSplineBasis(2, grid_size=4, order=3)
     with torch.no_grad():
@@ -41,6 +41,7 @@ def test_non_uniform_grid_uses_cox_de_boor():
     w = torch.randn(3, 2, basis.num_functions, requires_grad=True)
     xr = x[:5].clone().requires_grad_()
     assert torch.autograd.gradcheck(basis.linear, (xr, w))
+    assert torch.autograd.gradgradcheck(basis.linear, (xr, w))
 
 
 def test_fused_linear_gradients_and_double_backward():
