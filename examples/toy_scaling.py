@@ -29,13 +29,13 @@ reference line.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from typing import Any, Sequence
 
 import torch
 
 import kantk
+from grid_extension import rmse, train_loop  # examples/ is on sys.path when run as a script
 
 FUNCS = {
     "j0": ("jv(0, 20*x1)", 1, (1, 1)),
@@ -46,38 +46,6 @@ GRIDS = (3, 5, 10, 20, 50, 100)
 MLP_SHAPES = ((1, 8), (1, 32), (2, 8), (2, 32))  # (hidden layers, width)
 #: Test RMSE read off the paper's Figure 3.1 (approximate): (parameters, RMSE).
 PAPER = {"xy": (120, 2.5e-7), "exp": (150, 3e-6)}
-
-
-def rmse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return math.sqrt(float(torch.mean((model(x) - y) ** 2)))
-
-
-def train_loop(model: torch.nn.Module, data: dict[str, torch.Tensor], steps: int, max_iter: int = 20,
-               grid_update: bool = True) -> None:
-    """LBFGS (history 10, strong Wolfe, tolerances 1e-32) on the MSE over its starting value.
-
-    The normalisation keeps torch's absolute curvature threshold (y.s > 1e-10) from stalling
-    LBFGS at small errors (see examples/grid_extension.py).
-    """
-    x, y = data["train_input"], data["train_label"]
-    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, history_size=10,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-32, tolerance_change=1e-32)
-    scale = 1.0
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.mean((model(x) - y) ** 2) / scale
-        loss.backward()
-        return loss
-
-    for step in range(steps):
-        if grid_update and step % 5 == 0 and step < 50:
-            model.update_grid(x)
-        if step == 0:
-            with torch.no_grad():
-                scale = max(float(torch.mean((model(x) - y) ** 2)), 1e-300)
-        opt.step(closure)
 
 
 def run_kan(name: str, widths: Sequence[int], grids: Sequence[int], data: dict[str, torch.Tensor],

@@ -195,3 +195,45 @@ def check_refine_size(size: Any, current: int, what: str, who: str) -> int:
             "to coarsen, build a smaller model and fit it to this one"
         )
     return size
+
+
+def check_refine_coef(basis: Basis, coef: torch.Tensor) -> None:
+    """Validate the coefficients given to ``refine``: (out, in_features, num_functions).
+
+    Raises:
+        ValueError: Another shape (the message gives the expected one).
+    """
+    if coef.dim() != 3 or tuple(coef.shape[1:]) != (basis.in_features, basis.num_functions):
+        raise ValueError(
+            f"refine expects coef of shape (out, {basis.in_features}, {basis.num_functions}), "
+            f"got {tuple(coef.shape)}"
+        )
+
+
+def refit_with_buffers(
+    basis: Basis, x: torch.Tensor, target: torch.Tensor, **buffers: torch.Tensor
+) -> torch.Tensor:
+    """Set the basis' grid buffers, then refit coefficients to ``target``; undo on failure.
+
+    The common last step of ``update_grid``: the named buffers are overwritten in place (so
+    optimizers and DDP keep holding the same tensors), and if the fit raises they get their old
+    values back, leaving the basis as it was.
+
+    Args:
+        basis: The basis whose buffers move.
+        x: (batch, in) samples.
+        target: (batch, out, in) edge values to keep, from :func:`edge_values` before the move.
+        **buffers: New values per buffer name.
+
+    Returns:
+        (out, in, n) coefficients on the moved basis.
+    """
+    old = {name: getattr(basis, name).clone() for name in buffers}
+    for name, value in buffers.items():
+        getattr(basis, name).copy_(value)
+    try:
+        return fit_coefficients(basis(x), target)
+    except Exception:
+        for name, value in old.items():
+            getattr(basis, name).copy_(value)
+        raise

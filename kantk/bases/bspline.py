@@ -45,7 +45,14 @@ from kantk.bases._bspline_knots import (  # noqa: F401
     split_counts,
     split_intervals,
 )
-from kantk.bases.base import Basis, check_refine_size, edge_values, fit_coefficients
+from kantk.bases.base import (
+    Basis,
+    check_refine_coef,
+    check_refine_size,
+    edge_values,
+    fit_coefficients,
+    refit_with_buffers,
+)
 from kantk.plugins import hookimpl
 from kantk.types import BasisSpec
 
@@ -201,13 +208,7 @@ class BSplineBasis(Basis):
         """
         target = edge_values(self(x), coef)  # (batch, out, in)
         knots = data_knots(x, self.grid_size, self.order, grid_eps).to(self.grid.dtype)
-        old = self.grid.clone()
-        self.grid.copy_(knots)
-        try:
-            return fit_coefficients(self(x), target)
-        except Exception:
-            self.grid.copy_(old)  # leave the basis as it was
-            raise
+        return refit_with_buffers(self, x, target, grid=knots)
 
     def linear(
         self,
@@ -285,11 +286,7 @@ class BSplineBasis(Basis):
             ValueError: ``size`` is not an int >= ``grid_size``, or ``coef`` has the wrong shape.
         """
         size = check_refine_size(size, self.grid_size, "grid_size", "bspline")
-        if coef.dim() != 3 or tuple(coef.shape[1:]) != (self.in_features, self.num_functions):
-            raise ValueError(
-                f"refine expects coef of shape (out, {self.in_features}, {self.num_functions}), "
-                f"got {tuple(coef.shape)}"
-            )
+        check_refine_coef(self, coef)
         k, grid_size = self.order, self.grid_size
         was_uniform = self.is_uniform()
         if uniform is None:

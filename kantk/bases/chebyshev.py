@@ -5,7 +5,14 @@ from typing import Any
 
 import torch
 
-from kantk.bases.base import Basis, check_refine_size, data_range, edge_values, fit_coefficients
+from kantk.bases.base import (
+    Basis,
+    check_refine_coef,
+    check_refine_size,
+    data_range,
+    edge_values,
+    refit_with_buffers,
+)
 from kantk.plugins import hookimpl
 from kantk.types import BasisSpec
 
@@ -58,15 +65,7 @@ class ChebyshevBasis(Basis):
         """
         target = edge_values(self(x), coef)  # (batch, out, in)
         lo, hi = data_range(x.to(torch.float64))
-        old = (self.center.clone(), self.halfwidth.clone())
-        self.center.copy_((lo + hi) / 2)
-        self.halfwidth.copy_((hi - lo) / 2)
-        try:
-            return fit_coefficients(self(x), target)
-        except Exception:
-            self.center.copy_(old[0])
-            self.halfwidth.copy_(old[1])
-            raise
+        return refit_with_buffers(self, x, target, center=(lo + hi) / 2, halfwidth=(hi - lo) / 2)
 
 
     @torch.no_grad()
@@ -85,11 +84,7 @@ class ChebyshevBasis(Basis):
             ValueError: ``size`` is not an int >= ``degree``, or ``coef`` has the wrong shape.
         """
         size = check_refine_size(size, self.degree, "degree", "chebyshev")
-        if coef.dim() != 3 or tuple(coef.shape[1:]) != (self.in_features, self.num_functions):
-            raise ValueError(
-                f"refine expects coef of shape (out, {self.in_features}, {self.num_functions}), "
-                f"got {tuple(coef.shape)}"
-            )
+        check_refine_coef(self, coef)
         finer = ChebyshevBasis(self.in_features, degree=size)
         finer.center = self.center.clone()  # same dtype and device as this basis
         finer.halfwidth = self.halfwidth.clone()

@@ -5,7 +5,15 @@ from typing import Any, Sequence
 
 import torch
 
-from kantk.bases.base import Basis, check_refine_size, data_range, edge_values, fit_coefficients
+from kantk.bases.base import (
+    Basis,
+    check_refine_coef,
+    check_refine_size,
+    data_range,
+    edge_values,
+    fit_coefficients,
+    refit_with_buffers,
+)
 from kantk.bases.bspline import _check_range
 from kantk.plugins import hookimpl
 from kantk.types import BasisSpec
@@ -60,15 +68,7 @@ class RBFBasis(Basis):
         uniform = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * levels
         adaptive = torch.quantile(xd.clamp(lo, hi), levels, dim=0).t()
         centers = grid_eps * uniform + (1 - grid_eps) * adaptive  # (in, C)
-        old = (self.centers.clone(), self.width.clone())
-        self.centers.copy_(centers)
-        self.width.copy_((hi - lo) / (self.num_centers - 1))
-        try:
-            return fit_coefficients(self(x), target)
-        except Exception:
-            self.centers.copy_(old[0])
-            self.width.copy_(old[1])
-            raise
+        return refit_with_buffers(self, x, target, centers=centers, width=(hi - lo) / (self.num_centers - 1))
 
 
     @torch.no_grad()
@@ -94,11 +94,7 @@ class RBFBasis(Basis):
             ValueError: ``size`` is not an int >= ``num_centers``, or ``coef`` has the wrong shape.
         """
         size = check_refine_size(size, self.num_centers, "num_centers", "rbf")
-        if coef.dim() != 3 or tuple(coef.shape[1:]) != (self.in_features, self.num_functions):
-            raise ValueError(
-                f"refine expects coef of shape (out, {self.in_features}, {self.num_functions}), "
-                f"got {tuple(coef.shape)}"
-            )
+        check_refine_coef(self, coef)
         old_c = self.centers.to(torch.float64)  # (in, C)
         w = self.width.to(torch.float64).unsqueeze(-1)  # (in, 1)
         reach = torch.cat([old_c[:, :1] - w, old_c, old_c[:, -1:] + w], dim=-1)  # (in, C + 2)

@@ -142,3 +142,20 @@ def test_more_hostile_samples_then_refine(name, dtype, samples, grid_eps):
     assert torch.isfinite(model(x)).all()
     finer = kantk.refine(model, {"bspline": 10, "chebyshev": 8, "rbf": 12}.get(name, 10))
     assert torch.isfinite(finer(x)).all()
+
+
+def test_refit_with_buffers_restores_the_basis_when_the_fit_fails(monkeypatch):
+    import kantk.bases.base as base
+
+    layer = kantk.KANLayer(2, 1, basis="rbf")
+    before = (layer.basis.centers.clone(), layer.basis.width.clone())
+    x = torch.rand(40, 2)
+    target = torch.zeros(40, 1, 2)
+
+    def broken(feats, target):
+        raise RuntimeError("solver exploded")
+
+    monkeypatch.setattr(base, "fit_coefficients", broken)
+    with pytest.raises(RuntimeError, match="solver exploded"):
+        base.refit_with_buffers(layer.basis, x, target, centers=torch.zeros_like(before[0]), width=before[1] * 2)
+    assert torch.equal(layer.basis.centers, before[0]) and torch.equal(layer.basis.width, before[1])
