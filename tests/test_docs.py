@@ -145,6 +145,16 @@ def test_quickstart_code_runs(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mixed.kantk", "model.kantk"]
 
 
+def test_export_page_code_runs_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": "export"}
+    for block in code_blocks("export.md", "python"):
+        run_block(block, namespace, "export.md")
+    assert namespace["graph"].nodes[(0, 1)]["label"] == "b"
+    assert namespace["source"].startswith("digraph")
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- writing a basis plugin --------------------------------------------------------------------
 
 
