@@ -11,7 +11,18 @@ def test_peaks_at_centres():
     x = basis.centers[0].reshape(-1, 1)
     feats = basis(x)[:, 0, :]  # (5 centres as inputs, 5 functions)
     torch.testing.assert_close(torch.diagonal(feats), torch.ones(5))
-    assert float(basis.width[0]) == pytest.approx(1.0)
+    assert float(basis.width[0]) == pytest.approx(2.0)  # twice the spacing by default
+
+
+def test_width_scale():
+    fast_kan = RBFBasis(1, num_centers=5, grid_range=(-2, 2), width_scale=1.0)
+    assert float(fast_kan.width[0]) == pytest.approx(1.0)
+    assert fast_kan.config()["width_scale"] == 1.0
+    x = torch.tensor([[0.5]])  # half a spacing from the centres at 0 and 1
+    torch.testing.assert_close(fast_kan(x)[0, 0, 2:4], torch.exp(torch.tensor([-0.25, -0.25])))
+    for bad in (0, -1.0, float("nan"), float("inf"), "2", True):
+        with pytest.raises(ValueError, match="width_scale"):
+            RBFBasis(1, width_scale=bad)
 
 
 def test_bad_arguments():
