@@ -8,6 +8,7 @@ without the CLI.
 from __future__ import annotations
 
 import inspect
+import math
 from contextvars import ContextVar
 from typing import Any, Mapping
 
@@ -24,6 +25,8 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adamw": torch.optim.AdamW,
     "lbfgs": torch.optim.LBFGS,
 }
+#: LBFGS divides its objective afresh once it has fallen below this fraction of the last divisor.
+LBFGS_RESCALE = 1e-3
 #: Learning rate used when ``lr`` is not given.
 DEFAULT_LR = {"adam": 1e-2, "adamw": 1e-2, "lbfgs": 1.0}
 #: pykan's LBFGS settings (full batch, strong Wolfe line search, no early stop on tolerances).
@@ -60,7 +63,11 @@ class KANModule(pl.LightningModule):
         loss: ``"mse"`` or ``"cross_entropy"``.
         optimizer: ``"adam"``, ``"adamw"`` or ``"lbfgs"``. LBFGS uses pykan's settings (strong
             Wolfe line search, history 10) and one training step is one ``LBFGS.step(closure)``;
-            give it full batches.
+            give it full batches. LBFGS minimises the objective divided by its value at the
+            start, and divides afresh (starting a new curvature history) whenever the objective
+            has fallen 1000-fold since (the logged losses are not divided): torch's LBFGS keeps
+            a curvature pair only when ``y.s > 1e-10``, an absolute threshold, and would stop
+            learning once the loss is small (pykan patches its own copy of LBFGS instead).
         lr: Learning rate (default 1.0 for LBFGS, 1e-2 for Adam/AdamW).
         weight_decay: Adam/AdamW weight decay.
         optimizer_kwargs: More optimizer options (e.g. ``{"max_iter": 10}`` for LBFGS).
@@ -132,6 +139,8 @@ class KANModule(pl.LightningModule):
         self.regularisers = build_regularisers(regularisers)
         self._needs_layer_inputs = any(r.needs_layer_inputs for r in self.regularisers)
         self.automatic_optimization = optimizer != "lbfgs"
+        self._lbfgs_scale: float | None = None  # LBFGS objective divisor, set on the first step
+        self._lbfgs_last = 1.0  # the divided objective at the start of the last LBFGS step
         self._checked: set[str] = set()
         self._sums: dict[str, torch.Tensor] = {}
         #: Latest training-step metrics (detached tensors), read by kantk.fit's history.
@@ -250,17 +259,25 @@ class KANModule(pl.LightningModule):
 
         optimizer = self.optimizers()
         last: dict[str, torch.Tensor] = {}
+        if self._lbfgs_scale is None or self._lbfgs_last < LBFGS_RESCALE:
+            # Divide by the objective now (the same on every rank). Starting afresh also drops
+            # the curvature pairs, which were measured on the old scale.
+            with torch.no_grad():
+                now = sum(self.objective(x, y)[:2])
+            now = float(self.trainer.strategy.reduce(now, reduce_op="mean"))
+            self._lbfgs_scale = now if math.isfinite(now) and now > 0 else 1.0
+            getattr(optimizer, "optimizer", optimizer).state.clear()  # LightningOptimizer wraps it
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
             loss, reg, pred = self.objective(x, y)
-            objective = loss + reg
+            objective = (loss + reg) / self._lbfgs_scale
             self.manual_backward(objective)  # under DDP this also averages the gradients
             last.update(loss=loss.detach(), reg=reg.detach(), pred=pred.detach())
             # Every rank must see the same objective, or their line searches would part ways.
             return self.trainer.strategy.reduce(objective.detach(), reduce_op="mean")
 
-        optimizer.step(closure=closure)
+        self._lbfgs_last = float(optimizer.step(closure=closure))
         self._log_train(last["loss"], last["reg"], last["pred"], y)
         return None
 
@@ -330,6 +347,10 @@ class KANModule(pl.LightningModule):
         return metrics
 
     # -- optimizer and callbacks ----------------------------------------------------------------
+
+    def on_train_start(self) -> None:
+        self._lbfgs_scale = None  # each fit divides by its own starting objective
+        self._lbfgs_last = 1.0
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cls = OPTIMIZERS[self.optimizer_name]
