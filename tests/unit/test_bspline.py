@@ -180,6 +180,51 @@ def test_sparse_path_matches_dense(spread):
     assert torch.autograd.gradcheck(lambda inp: layer(inp), (x[:6].detach().requires_grad_(),))
 
 
+@pytest.mark.parametrize("spread", [1.8, 2.6])  # all inputs interior / some on the extension
+def test_sparse_path_gradients_and_double_backward(spread):
+    torch.set_default_dtype(torch.float64)
+    basis = BSplineBasis(3, grid_size=4, order=3)
+    basis.sparse = True
+    x = (torch.rand(5, 3) * spread - spread / 2).requires_grad_()
+    extra = torch.randn(5, 3, requires_grad=True)
+    w = torch.randn(2, 3, basis.num_functions, requires_grad=True)
+    wb = torch.randn(2, 3, requires_grad=True)
+    expected = basis(x).reshape(5, -1) @ w.reshape(2, -1).t() + extra @ wb.t()
+    torch.testing.assert_close(basis.linear(x, w, extra, wb), expected)
+    assert torch.autograd.gradcheck(basis.linear, (x, w, extra, wb))
+    assert torch.autograd.gradgradcheck(basis.linear, (x, w, extra, wb))
+    assert torch.autograd.gradcheck(basis.linear, (x, w))  # no base column
+    assert torch.autograd.gradgradcheck(basis.linear, (x, w))
+
+
+def test_second_derivative_on_a_large_grid_takes_the_sparse_path(monkeypatch):
+    """A physics-informed loss on a G=200 layer: d2y/dx2 through the sparse path is the dense one's."""
+    import kantk
+    import kantk.bases.bspline as bs
+
+    torch.set_default_dtype(torch.float64)
+    calls = []
+    real = bs._sparse_linear
+    monkeypatch.setattr(bs, "_sparse_linear", lambda *a: calls.append(1) or real(*a))
+    layer = kantk.KANLayer(2, 1, basis_kwargs={"grid_size": 200})
+    x = (torch.rand(30, 2) * 1.8 - 0.9).requires_grad_()
+
+    def laplacian_loss():
+        y = layer(x)
+        (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+        lap = sum(torch.autograd.grad(g[:, i].sum(), x, create_graph=True)[0][:, i] for i in range(2))
+        loss = lap.square().mean()
+        return loss, torch.autograd.grad(loss, [x, *layer.parameters()])
+
+    loss_sparse, grads_sparse = laplacian_loss()
+    assert calls  # the sparse path ran
+    layer.basis.sparse = False
+    loss_dense, grads_dense = laplacian_loss()
+    torch.testing.assert_close(loss_sparse, loss_dense)
+    for a, b in zip(grads_sparse, grads_dense):
+        torch.testing.assert_close(a, b)
+
+
 def test_large_grids_pick_the_sparse_path_automatically(monkeypatch):
     import kantk
     import kantk.bases.bspline as bs
