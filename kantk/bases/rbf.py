@@ -82,6 +82,11 @@ class RBFBasis(Basis):
     def update_grid(self, x: torch.Tensor, coef: torch.Tensor, grid_eps: float = 0.02) -> torch.Tensor:
         """Move the centres to the samples (quantile-spaced, mixed with uniform by ``grid_eps``).
 
+        The centres span the samples' range plus half a mean spacing each side, so the extreme
+        samples sit between two bumps rather than on the last one (the old function near the ends
+        of the range is then rebuilt about 10x closer); the width is ``width_scale`` times the
+        mean spacing.
+
         Returns refitted coef (out, in, n) that keep the edge functions on ``x``.
         """
         target = edge_values(self(x), coef)  # (batch, out, in)
@@ -91,8 +96,11 @@ class RBFBasis(Basis):
         uniform = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * levels
         adaptive = torch.quantile(xd.clamp(lo, hi), levels, dim=0).t()
         centers = grid_eps * uniform + (1 - grid_eps) * adaptive  # (in, C)
-        return refit_with_buffers(self, x, target, centers=centers, width=self.width_scale * (hi - lo) / (self.num_centers - 1))
-
+        stretch = 1 + 1 / (self.num_centers - 1)  # half a mean spacing more on each side
+        mid = ((lo + hi) / 2).unsqueeze(-1)
+        centers = mid + (centers - mid) * stretch
+        spacing = stretch * (hi - lo) / (self.num_centers - 1)
+        return refit_with_buffers(self, x, target, centers=centers, width=self.width_scale * spacing)
 
     @torch.no_grad()
     def refine(self, size: int, coef: torch.Tensor) -> tuple["RBFBasis", torch.Tensor]:
@@ -102,10 +110,11 @@ class RBFBasis(Basis):
         split that range, ``[c_0 - w, c_last + w]``, into ``size + 1`` parts following the old
         centres' spacing (interpolated, so centres adapted to data stay adapted), and the new
         width is ``width_scale`` times the new mean spacing. The coefficients are a float64
-        least-squares fit on dense samples of the centres' range plus half an old width each
-        side. Narrower Gaussians rebuild wider ones closely but not exactly: with the default
-        ``width_scale=2`` expect a relative change of about 1e-5 on the centres' range (about
-        1e-3 with fast-kan's ``width_scale=1``).
+        least-squares fit on dense samples of the old centres' range (the range the function is
+        kept on; beyond it the bumps fade out and the fit would trade accuracy inside for
+        accuracy there). Narrower Gaussians rebuild wider ones closely but not exactly: with the
+        default ``width_scale=2`` expect a relative change of about 1e-5 on the centres' range
+        (about 1e-3 with fast-kan's ``width_scale=1``).
 
         Args:
             size: The new ``num_centers``; an int >= the current one.
@@ -132,7 +141,7 @@ class RBFBasis(Basis):
         finer.width = width.to(self.width)
         n_samples = 16 * (size + 1) + 1
         steps = torch.linspace(0, 1, n_samples, dtype=torch.float64, device=old_c.device).unsqueeze(-1)
-        lo, hi = old_c[:, 0] - w[:, 0] / 2, old_c[:, -1] + w[:, 0] / 2
+        lo, hi = old_c[:, 0], old_c[:, -1]
         x = lo + (hi - lo) * steps  # (samples, in)
         old_feats = self._features64(x, old_c, w[:, 0])  # (samples, in, C)
         target = edge_values(old_feats, coef.to(torch.float64))  # (samples, out, in)
