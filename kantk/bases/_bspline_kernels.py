@@ -66,8 +66,11 @@ class _LocalTables:
     basis exists (1.0) or falls off the grid (0.0).
     """
 
-    def __init__(self, order: int, n: int, dtype: torch.dtype, device: torch.device):
+    def __init__(self, order: int, n: int, dtype: torch.dtype, device: torch.device, extend: bool = False):
         self.order, self.n = order, n
+        # extrapolate="extend": inputs beyond the grid range use its outermost interval's
+        # polynomials (t outside [0, 1)), so every input has all k+1 bases
+        self.extend = extend
         poly = _local_polynomials(order)
         self.value_coefs = [[float(c) for c in poly[:, r]] for r in range(order + 1)]
         self.deriv_coefs = [[float(c) for c in poly[:, order + 1 + r]] for r in range(order + 1)]
@@ -129,11 +132,15 @@ def _locate(x: torch.Tensor, shift: torch.Tensor, inv_h: torch.Tensor, tables: _
     # keep huge inputs finite and their index in range; out there every basis is zero anyway
     u = u.clamp_(0.0, float(tables.n + tables.order + 1))
     j = torch.floor(u)
+    if tables.extend:
+        j = j.clamp_(float(tables.first_interior), float(tables.last_interior))
     return j.long(), u - j
 
 
 def _all_interior(row: torch.Tensor, tables: _LocalTables) -> bool:
     """Whether every input lies where all its k+1 local bases exist (no masking needed)."""
+    if tables.extend:
+        return True  # rows are clamped into the interior
     if row.device.type != "cpu" or torch.compiler.is_compiling():
         return False  # avoid a device sync / graph break; the masked path is always correct
     lo, hi = torch.aminmax(row)

@@ -153,7 +153,7 @@ def insert_knots(
     return out
 
 
-def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int) -> torch.Tensor:
+def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int, extend: bool = False) -> torch.Tensor:
     """B-spline values on any knot vectors by de Boor's local recursion (same values as :func:`cox_de_boor`).
 
     Only the ``order + 1`` bases that are non-zero at each input are computed (O(k^2) work per
@@ -165,9 +165,13 @@ def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int) -> 
         x: (batch, in).
         knots: (in, m) non-decreasing knots per input.
         order: Polynomial degree k.
+        extend: Evaluate inputs beyond the grid range ``[knots[k], knots[m - k - 1]]`` with the
+            polynomials of its first or last interval (continuing the outer pieces) instead of
+            the fading outer bases.
 
     Returns:
-        (batch, in, m - order - 1) in ``x``'s dtype; zero outside ``[knots[0], knots[-1])``.
+        (batch, in, m - order - 1) in ``x``'s dtype; zero outside ``[knots[0], knots[-1])``
+        unless ``extend``.
     """
     k = order
     t = knots.to(x.dtype)
@@ -177,10 +181,15 @@ def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int) -> 
     pad = ((t[:, -1] - t[:, 0]).abs() + 1.0).unsqueeze(-1)
     steps = torch.arange(1, k + 1, dtype=t.dtype, device=t.device)
     tp = torch.cat([t[:, :1] - pad * steps.flip(0), t, t[:, -1:] + pad * steps], dim=-1)  # (in, m + 2k)
-    inside = (x >= t[:, 0]) & (x < t[:, -1])  # (batch, in)
-    xc = torch.where(inside, x, t[:, 0].expand_as(x))
+    if extend:
+        inside = torch.ones_like(x, dtype=torch.bool)
+        xc = x
+    else:
+        inside = (x >= t[:, 0]) & (x < t[:, -1])  # (batch, in)
+        xc = torch.where(inside, x, t[:, 0].expand_as(x))
     j = torch.searchsorted(t.contiguous(), xc.t().contiguous(), right=True).t() - 1  # (batch, in) interval
-    j = j.clamp(0, m - 2) + k  # padded index of the interval's left knot
+    j = j.clamp(k, m - k - 2) if extend else j.clamp(0, m - 2)  # extend: grid intervals only
+    j = j + k  # padded index of the interval's left knot
     tpx = tp.unsqueeze(0).expand(x.shape[0], -1, -1)  # (batch, in, m + 2k)
 
     def knot(offset: int) -> torch.Tensor:

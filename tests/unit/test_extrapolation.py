@@ -1,12 +1,14 @@
 """What the bases do outside their grid, and BSplineBasis(extrapolate=...)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import kantk
 from kantk.bases import BSplineBasis
+
 
 FAR = [1e30, -1e30, 1e4, -1e4, 7.0, -7.0]
 
@@ -112,8 +114,97 @@ def test_clamp_is_saved_loaded_refined_and_updated(tmp_path):
     assert torch.isfinite(model(x)).all()
 
 
+def _extend_layer(grid: str, path: str, dtype: torch.dtype = torch.float64) -> kantk.KANLayer:
+    layer = kantk.KANLayer(2, 3, basis_kwargs={"grid_size": 6, "extrapolate": "extend"})
+    with torch.no_grad():
+        layer.coef.normal_(generator=torch.Generator().manual_seed(0))
+    if grid == "updated":
+        layer.update_grid(torch.rand(200, 2, generator=torch.Generator().manual_seed(1)) * 3 - 1)  # [-1, 2)
+        assert not layer.basis.is_uniform()
+    layer.basis.sparse = path == "sparse"
+    return layer.to(dtype)
+
+
+def _piece(layer: kantk.KANLayer, a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Each edge's cubic piece on [a, b] (per input), fitted through 4 points inside, at x.
+
+    Returns (in, out): the spline of input p towards output q.
+    """
+    pts = a + (b - a) * torch.linspace(0.1, 0.9, 4, dtype=torch.float64).unsqueeze(-1)  # (4, in)
+    out = []
+    for p in range(2):
+        w = layer.spline_weight().detach().clone()
+        w[:, 1 - p] = 0  # only input p's edges
+        with torch.no_grad():
+            vals = layer.basis.linear(pts, w)  # (4, out)
+        out.append([np.polyval(np.polyfit(pts[:, p].numpy(), vals[:, q].numpy(), 3), x[p].item()) for q in range(3)])
+    return torch.tensor(out)
+
+
+@pytest.mark.parametrize("grid", ["uniform", "updated"])
+@pytest.mark.parametrize("path", ["dense", "sparse"])
+def test_extend_continues_the_outer_pieces(grid, path):
+    torch.set_default_dtype(torch.float64)
+    layer = _extend_layer(grid, path)
+    zero = kantk.KANLayer(2, 3, basis_kwargs={"grid_size": 6})
+    zero.load_state_dict(layer.state_dict())
+    g, k, G = layer.basis.grid, 3, 6
+    lo, hi = g[:, k], g[:, G + k]
+    inside = lo + (hi - lo) * torch.rand(50, 2, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():  # inside the grid range: exactly the fading splines' values
+        torch.testing.assert_close(layer(inside), zero(inside), rtol=1e-12, atol=1e-12)
+    h_hi, h_lo = g[:, G + k] - g[:, G + k - 1], g[:, k + 1] - g[:, k]
+    for x, a, b in ((hi + 1.5 * h_hi, g[:, G + k - 1], hi), (lo - 2.5 * h_lo, lo, g[:, k + 1])):
+        expected = _piece(layer, a, b, x)  # (in, out)
+        for p in range(2):
+            w = layer.spline_weight().clone()
+            w[:, 1 - p] = 0
+            with torch.no_grad():
+                got = layer.basis.linear(x.unsqueeze(0), w)[0]
+            torch.testing.assert_close(got, expected[p], rtol=1e-8, atol=1e-8)
+    # beyond the outermost knots the value holds, with zero input gradient, for any input
+    far = torch.tensor([[1e30, -1e30], [50.0, -50.0]], requires_grad=True)
+    edge = torch.stack([g[0, -1], g[1, 0]]).expand(2, 2)  # input 0's last knot, input 1's first
+    y = layer.basis.linear(far, layer.spline_weight())
+    torch.testing.assert_close(y, layer.basis.linear(edge, layer.spline_weight()).expand_as(y).detach())
+    (grad,) = torch.autograd.grad(y.sum(), far)
+    assert torch.equal(grad, torch.zeros_like(grad))
+
+
+@pytest.mark.parametrize("grid", ["uniform", "updated"])
+@pytest.mark.parametrize("path", ["dense", "sparse"])
+def test_extend_gradients_and_double_backward(grid, path):
+    torch.set_default_dtype(torch.float64)
+    layer = _extend_layer(grid, path)
+    basis = layer.basis
+    g = basis.grid
+    # inside, on the extension intervals either side, and beyond the outermost knots
+    x = torch.stack([g[:, 4] + 0.01, g[:, -2] + 0.013, g[:, 1] + 0.02, g[:, -1] + 1.0, g[:, 0] - 2.0, g[:, 7] - 0.01])
+    x = x.detach().requires_grad_()
+    w = layer.spline_weight().detach().requires_grad_()
+    extra = torch.randn(6, 2, requires_grad=True)
+    wb = torch.randn(3, 2, requires_grad=True)
+    assert torch.autograd.gradcheck(basis.linear, (x, w, extra, wb))
+    assert torch.autograd.gradgradcheck(basis.linear, (x, w, extra, wb))
+
+
+def test_extend_is_saved_loaded_refined_and_updated(tmp_path):
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 2, 1], basis_kwargs={"grid_size": 4, "extrapolate": "extend"}, seed=0)
+    x = torch.tensor([[1.3, -1.7], [0.1, 0.2], [-3.0, 30.0]])
+    kantk.save(model, tmp_path / "extended.kantk")
+    loaded = kantk.load(tmp_path / "extended.kantk")
+    assert loaded.layers[0].basis.extrapolate == "extend"
+    assert torch.equal(loaded(x), model(x))
+    finer = kantk.refine(model, 8)  # nested: knot insertion keeps the pieces, so outside too
+    assert all(layer.basis.extrapolate == "extend" for layer in finer.layers)
+    torch.testing.assert_close(finer(x[:2]), model(x[:2]), rtol=1e-10, atol=1e-10)
+    model.update_grid(torch.rand(50, 2) * 2 - 1)
+    assert torch.isfinite(model(x)).all()
+
+
 def test_bad_extrapolate_says_what_is_accepted():
-    with pytest.raises(ValueError, match="extrapolate must be one of 'zero', 'clamp', got 'linear'"):
+    with pytest.raises(ValueError, match="extrapolate must be one of 'zero', 'clamp', 'extend', got 'linear'"):
         BSplineBasis(2, extrapolate="linear")
     with pytest.raises(ValueError, match="extrapolate"):
         kantk.KAN([2, 1], basis_kwargs={"extrapolate": None})
