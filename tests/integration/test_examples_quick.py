@@ -36,9 +36,10 @@ def test_interpretable_tasks_quick(tmp_path: Path) -> None:
 
 def test_toy_scaling_quick(tmp_path: Path) -> None:
     out = run_quick("toy_scaling.py", tmp_path)
-    rows = re.findall(r"^\| xy \| (KAN|MLP) \[[^]]+\](?: G=(\d+) seed \d+)? \| (\d+) \| ([\d.e+-]+) \| ([\d.e+-]+) \| \d+ s \|$",
+    num = r"([\d.e+-]+)"
+    rows = re.findall(rf"^\| xy \| (KAN|MLP) \[[^]]+\](?: G=(\d+) seed \d+)? \| (\d+) \| {num} \| {num} \| {num} \| \d+ s \|$",
                       out, re.M)
-    kan = [(int(g), int(n), float(test)) for kind, g, n, _, test in rows if kind == "KAN"]
+    kan = [(int(g), int(n), float(test), float(inside)) for kind, g, n, _, test, inside in rows if kind == "KAN"]
     assert len(kan) == 2 and any(kind == "MLP" for kind, *_ in rows), out
     assert kan[0][1] < kan[1][1], out  # finer grid, more coefficients
-    assert kan[-1][2] < 1e-2, out  # finest grid fits x*y
+    assert kan[-1][2] < 1e-2 and kan[-1][3] < 1e-2, out  # finest grid fits x*y (all test points and in range)
