@@ -131,7 +131,7 @@ def _locate(x: torch.Tensor, shift: torch.Tensor, inv_h: torch.Tensor, tables: _
     u = torch.addcmul(shift, x, inv_h)
     # keep huge inputs finite and their index in range; out there every basis is zero anyway
     u = u.clamp_(0.0, float(tables.n + tables.order + 1))
-    j = torch.floor(u)
+    j = torch.floor(u).nan_to_num_(0.0)  # a NaN input gets a valid row and NaN values
     if tables.extend:
         j = j.clamp_(float(tables.first_interior), float(tables.last_interior))
     return j.long(), u - j

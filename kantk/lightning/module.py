@@ -13,6 +13,7 @@ from contextvars import ContextVar
 from typing import Any, Mapping
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_warn
 import torch
 import torch.nn.functional as F
 
@@ -44,6 +45,10 @@ DEFAULT_GRID_UPDATE_UNTIL = 50
 # from_model hands an existing KAN to __init__ through this, so no throwaway model is built and
 # the constructor keeps only plain (YAML-friendly, checkpointable) arguments.
 _ADOPTED_MODEL: ContextVar[KAN | None] = ContextVar("kantk_adopted_model", default=None)
+
+
+def _clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 class KANModule(pl.LightningModule):
@@ -351,6 +356,30 @@ class KANModule(pl.LightningModule):
     def on_train_start(self) -> None:
         self._lbfgs_scale = None  # each fit divides by its own starting objective
         self._lbfgs_last = 1.0
+        self._state_before = (None, None)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # the model at the start of this step and of the one before: what to go back to if a
+        # step ends in NaN or inf (a KAN's state is small)
+        self._state_before = (getattr(self, "_state_before", (None, None))[1], _clone_state(self.model))
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        start = self._lbfgs_last if not self.automatic_optimization else self.last_train_metrics.get("train_loss")
+        start_finite = start is None or bool(torch.isfinite(torch.as_tensor(start)).all())
+        end_finite = all(bool(torch.isfinite(v).all()) for v in self.last_train_metrics.values())
+        end_finite = end_finite and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        if start_finite and end_finite:
+            return
+        previous, current = self._state_before
+        # a non-finite loss at the start of this step: the previous step produced that model
+        self.model.load_state_dict(current if start_finite or previous is None else previous)
+        self.trainer.should_stop = True
+        rank_zero_warn(
+            f"kantk: training stopped at step {self.global_step}: the loss or the parameters became "
+            "NaN or infinite (e.g. a learning rate too large, or a symbolic edge evaluated outside "
+            "its domain); the model is back at the last parameters whose loss was finite"
+        )
+        self._state_before = (None, None)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cls = OPTIMIZERS[self.optimizer_name]

@@ -274,3 +274,13 @@ def test_compile_friendly_cubic_form_matches_the_fused_function():
     assert torch.autograd.gradcheck(
         lambda inp: _cardinal_cubic_linear(inp, None, layer.spline_weight(), shift, inv_h), (xs,)
     )
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_nan_inputs_give_nan_outputs_not_an_index_error(sparse):
+    import kantk
+
+    layer = kantk.KANLayer(2, 2, base_activation="zero")
+    layer.basis.sparse = sparse
+    y = layer(torch.tensor([[float("nan"), 0.3], [0.1, 0.2]]))
+    assert torch.isnan(y[0]).all() and torch.isfinite(y[1]).all()
