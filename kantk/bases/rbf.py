@@ -25,9 +25,9 @@ class RBFBasis(Basis):
 
     The width ``w`` is ``width_scale`` times the mean spacing of the centres. fast-kan uses
     ``width_scale=1``; the default 2 makes neighbouring bumps overlap more, so that moving the
-    centres (``update_grid``) or refining them keeps the function to about 1e-4 instead of about
-    1e-2 (a Gaussian cannot be rebuilt from narrower ones spaced as far apart as they are wide),
-    at about the same accuracy when training.
+    centres (``update_grid``) or refining them keeps a smooth function to about 5e-4 and 1e-5
+    instead of about 6e-3 and 4e-4 (a Gaussian cannot be rebuilt exactly from narrower ones
+    spaced about as far apart as they are wide), at about the same accuracy when training.
 
     Args:
         in_features: Number of inputs.
@@ -114,7 +114,7 @@ class RBFBasis(Basis):
         kept on; beyond it the bumps fade out and the fit would trade accuracy inside for
         accuracy there). Narrower Gaussians rebuild wider ones closely but not exactly: with the
         default ``width_scale=2`` expect a relative change of about 1e-5 on the centres' range
-        (about 1e-3 with fast-kan's ``width_scale=1``).
+        (about 4e-4 with fast-kan's ``width_scale=1``).
 
         Args:
             size: The new ``num_centers``; an int >= the current one.
