@@ -29,9 +29,10 @@ def test_continual_learning_quick(tmp_path: Path) -> None:
 
 def test_interpretable_tasks_quick(tmp_path: Path) -> None:
     out = run_quick("interpretable_tasks.py", tmp_path)
-    assert "task mult" in out and "formula:" in out, out
+    assert "task mult" in out and "formula:" in out and "tidied:" in out, out
     match = re.search(r"symbolic test RMSE ([\d.e+-]+)", out)
     assert match and float(match.group(1)) < 1e-2, out
+    assert re.search(r"^\| mult \| \[2, 2, 1\]", out, re.MULTILINE), out  # the markdown table
 
 
 def test_toy_scaling_quick(tmp_path: Path) -> None:
