@@ -56,16 +56,22 @@ def test_without_a_base_branch_outside_is_a_dead_zone_unless_clamped():
     assert clamped(x).abs().item() > 0
 
 
+def _random_layer(extrapolate: str, grid: str) -> kantk.KANLayer:
+    """A [2 -> 3] layer, G = 6, random coefficients; ``grid="updated"``: knots moved to [-1, 2)."""
+    layer = kantk.KANLayer(2, 3, basis_kwargs={"grid_size": 6, "extrapolate": extrapolate})
+    with torch.no_grad():
+        layer.coef.normal_(generator=torch.Generator().manual_seed(0))
+    if grid == "updated":
+        layer.update_grid(torch.rand(200, 2, generator=torch.Generator().manual_seed(1)) * 3 - 1)
+        assert not layer.basis.is_uniform()
+    return layer
+
+
 @pytest.mark.parametrize("grid", ["uniform", "updated"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_clamp_holds_the_boundary_values(grid, dtype):
     torch.set_default_dtype(dtype)
-    layer = kantk.KANLayer(2, 3, basis_kwargs={"grid_size": 6, "extrapolate": "clamp"})
-    with torch.no_grad():
-        layer.coef.normal_(generator=torch.Generator().manual_seed(0))
-    if grid == "updated":
-        layer.update_grid(torch.rand(200, 2, generator=torch.Generator().manual_seed(1)) * 3 - 1)  # [-1, 2)
-        assert not layer.basis.is_uniform()
+    layer = _random_layer("clamp", grid)
     lo, hi = layer.basis.grid[:, 3], layer.basis.grid[:, 9]
     spline = lambda inp: layer.basis.linear(inp, layer.spline_weight())  # (batch, out)
     with torch.no_grad():  # the layer adds its base branch of the unclamped input
@@ -114,15 +120,10 @@ def test_clamp_is_saved_loaded_refined_and_updated(tmp_path):
     assert torch.isfinite(model(x)).all()
 
 
-def _extend_layer(grid: str, path: str, dtype: torch.dtype = torch.float64) -> kantk.KANLayer:
-    layer = kantk.KANLayer(2, 3, basis_kwargs={"grid_size": 6, "extrapolate": "extend"})
-    with torch.no_grad():
-        layer.coef.normal_(generator=torch.Generator().manual_seed(0))
-    if grid == "updated":
-        layer.update_grid(torch.rand(200, 2, generator=torch.Generator().manual_seed(1)) * 3 - 1)  # [-1, 2)
-        assert not layer.basis.is_uniform()
+def _extend_layer(grid: str, path: str) -> kantk.KANLayer:
+    layer = _random_layer("extend", grid)
     layer.basis.sparse = path == "sparse"
-    return layer.to(dtype)
+    return layer
 
 
 def _piece(layer: kantk.KANLayer, a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
