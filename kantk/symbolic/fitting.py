@@ -132,6 +132,8 @@ def fit_affine(
         [a_n / half, b_n - a_n * mid / half, params_t[..., 2], params_t[..., 3]], dim=-1
     )  # a' u + b' = (a'/s) x + (b' - a' m / s)
     r2_t = torch.stack(r2)
+    for i, fn in enumerate(functions):
+        _keep_in_domain(fn, x64, a_n[i, :, None] * u_all + b_n[i, :, None], params_t[i], r2_t[i])
     if squeeze:
         return AffineFit(params_t[:, 0], r2_t[:, 0])
     return AffineFit(params_t, r2_t)
@@ -353,6 +355,29 @@ def _polish(
         sse = torch.where(better, trial_sse, sse)
         lam = torch.where(better, (lam * 0.3).clamp_min(1e-12), (lam * 10).clamp_max(1e12))
     return theta[:, :2]
+
+
+def _keep_in_domain(fn: SymbolicFunction, x: torch.Tensor, z_checked: torch.Tensor, params: torch.Tensor, r2: torch.Tensor) -> None:
+    """Keep ``a x + b`` inside ``fn``'s domain on every sample after the change of coordinates.
+
+    The fit was checked in normalised coordinates (``z_checked``, (E, n)); mapping ``(a, b)``
+    back to ``x`` can move an argument that sat on a domain boundary (``sqrt`` at 0, ``arctanh``
+    near 1) across it by round-off. Such an edge gets ``b`` nudged by the round-off gap, towards
+    whichever side makes ``fn`` finite on every sample again; if neither does, the candidate is
+    rejected (``r2 = -inf``). ``params`` (E, 4) and ``r2`` (E,) are updated in place.
+    """
+    ok_before = torch.isfinite(fn.torch_fn(z_checked)).all(dim=1) & torch.isfinite(r2)
+    z = params[:, 0:1] * x + params[:, 1:2]
+    broken = ok_before & ~torch.isfinite(fn.torch_fn(z)).all(dim=1)
+    if not bool(broken.any()):
+        return
+    gap = z_checked - z  # round-off sized
+    for shift in (gap.amax(dim=1), gap.amin(dim=1), 2 * gap.amax(dim=1), 2 * gap.amin(dim=1)):
+        b = params[:, 1] + shift
+        fixed = broken & torch.isfinite(fn.torch_fn(params[:, 0:1] * x + b[:, None])).all(dim=1)
+        params[:, 1] = torch.where(fixed, b, params[:, 1])
+        broken = broken & ~fixed
+    r2.masked_fill_(broken, -math.inf)
 
 
 def _final(fn: SymbolicFunction, u: torch.Tensor, y: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

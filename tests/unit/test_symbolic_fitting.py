@@ -129,3 +129,16 @@ def test_scores_follow_pykan_rule():
     assert scores[2] == math.inf
     with pytest.raises(ValueError, match="weight_simple"):
         symbolic_scores(r2, complexity, 1.5)
+
+
+def test_mapping_back_to_x_keeps_the_argument_in_the_domain():
+    """sqrt fitted to data whose left part is 0: the best a x + b has its root on a sample, and
+    the change back from normalised coordinates must not leave it at -3e-18 there (NaN)."""
+    g = torch.Generator().manual_seed(16)
+    x = torch.rand(500, generator=g, dtype=torch.float64) * 8 - 0.2
+    y = torch.sqrt(x.clamp(min=0)) + 0.01 * torch.randn(500, generator=g, dtype=torch.float64)
+    fit = fit_affine(x, y, [LIB["sqrt"], LIB["log"], LIB["arctanh"]])
+    for f, (a, b, c, d), r2 in zip([LIB["sqrt"], LIB["log"], LIB["arctanh"]], fit.params, fit.r2):
+        if math.isfinite(float(r2)):  # an accepted candidate computes finite values on its data
+            assert torch.isfinite(f.torch_fn(a * x + b)).all(), f.name
+    assert float(fit.r2[0]) > 0.99
