@@ -9,6 +9,16 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Every test runs with one intra-op thread (tiny models and fits: extra threads only wait on
+    a shared machine), and a test that changes the count does not leak it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def _seed_and_dtype():
     """Every test starts seeded and with float32 as the default dtype."""
     torch.manual_seed(0)

@@ -14,15 +14,6 @@ from kantk.model import default_dtype
 from kantk.pruning import apply_masks, plan_pruning
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: extra threads only add contention on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _rmse(model: kantk.KAN, x: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
         return float(((model(x) - y) ** 2).mean().sqrt())

@@ -19,12 +19,8 @@ TARGET = sympy.exp(sympy.sin(sympy.pi * x1) + x2**2)
 
 
 @pytest.fixture(autouse=True)
-def _float64_one_thread():
-    torch.set_default_dtype(torch.float64)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(threads)
+def _float64():
+    torch.set_default_dtype(torch.float64)  # the root conftest restores it
 
 
 def _samples(n: int, seed: int) -> torch.Tensor:

@@ -8,15 +8,6 @@ import kantk
 from kantk.bases.base import fit_coefficients
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The fits run many small ops; on a shared machine extra threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model_with_edges(basis: str, functions, seed: int = 0, noise: float = 0.0, n: int = 400):
     """A float64 [2, 1] KAN whose two edges are fitted (least squares) to ``functions``.
 

@@ -12,15 +12,6 @@ from kantk.symbolic.fitting import fit_affine, symbolic_scores
 LIB = get_library("default")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The fits run many small ops; on a shared machine extra threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _x(n: int = 400, lo: float = -1.0, hi: float = 1.0, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, generator=g, dtype=torch.float64) * (hi - lo) + lo
