@@ -445,7 +445,10 @@ def _sparse_linear(x, weight, extra, extra_weight, shift, inv_h, tables):
     Args: x, extra: (batch, in); weight: (out, in, n); extra_weight: (out, in).
     Returns: (batch, out).
     """
-    y = _SparseBSplineLinear.apply(x, None, weight, shift, inv_h, tables)
+    if torch.is_grad_enabled():
+        y = _SparseBSplineLinear.apply(x, None, weight, shift, inv_h, tables)
+    else:  # inference: no graph to record
+        y = _embedding_bag_linear(x, weight, shift, inv_h, tables)
     if extra is not None:
         y = torch.addmm(y, extra, extra_weight.t())
     return y
@@ -468,8 +471,9 @@ def _embedding_bag_linear(x, weight, shift, inv_h, tables):
 class _SparseBSplineLinear(torch.autograd.Function):
     """B(x) @ W^T touching only the order+1 non-zero bases per input (``embedding_bag``).
 
-    ``embedding_bag`` has no double backward, so this wraps it: a plain backward goes through
-    ``embedding_bag``'s own (cost flat in G); a backward that records a graph (``create_graph=True``,
+    ``embedding_bag`` has no double backward, so this wraps it: the forward records
+    ``embedding_bag``'s own graph on detached copies of ``x`` and ``weight``, and a plain backward
+    runs through it (cost flat in G); a backward that records a graph (``create_graph=True``,
     e.g. d2y/dx2 for a physics-informed loss) is built from the dense, differentiable formulas of
     the fused dense path instead (cost linear in G, like ``sparse=False``). The signature matches
     :class:`_UniformBSplineLinear` (``extra`` is always None here) so both share that backward.
@@ -479,7 +483,13 @@ class _SparseBSplineLinear(torch.autograd.Function):
     def forward(ctx, x, extra, weight, shift, inv_h, tables):  # type: ignore[override]
         ctx.tables, ctx.interiors = tables, [False]  # masked formulas in a recorded backward
         ctx.save_for_backward(x, weight, shift, inv_h)
-        return _embedding_bag_linear(x, weight, shift, inv_h, tables)
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+        with torch.enable_grad():
+            xl = x.detach().requires_grad_(need_x)
+            wl = weight.detach().requires_grad_(need_w)
+            y = _embedding_bag_linear(xl, wl, shift, inv_h, tables)
+        ctx.inner = (y, [v for v, need in ((xl, need_x), (wl, need_w)) if need])
+        return y.detach()
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
@@ -487,12 +497,9 @@ class _SparseBSplineLinear(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True
             return _differentiable_backward(ctx, grad_out, x, None, weight, shift, inv_h)
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
-        with torch.enable_grad():
-            xl = x.detach().requires_grad_(need_x)
-            wl = weight.detach().requires_grad_(need_w)
-            y = _embedding_bag_linear(xl, wl, shift, inv_h, ctx.tables)
-            leaves = [v for v, need in ((xl, need_x), (wl, need_w)) if need]
-            grads = iter(torch.autograd.grad(y, leaves, grad_out) if leaves else ())
+        y, leaves = ctx.inner
+        # retain_graph: the outer graph may be run backward again (retain_graph=True there)
+        grads = iter(torch.autograd.grad(y, leaves, grad_out, retain_graph=True) if leaves else ())
         grad_x = next(grads) if need_x else None
         grad_w = next(grads) if need_w else None
         return grad_x, None, grad_w, None, None, None

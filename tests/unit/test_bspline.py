@@ -271,3 +271,18 @@ def test_nan_inputs_give_nan_outputs_not_an_index_error(sparse):
     layer.basis.sparse = sparse
     y = layer(torch.tensor([[float("nan"), 0.3], [0.1, 0.2]]))
     assert torch.isnan(y[0]).all() and torch.isfinite(y[1]).all()
+
+
+def test_sparse_path_backward_twice_with_retain_graph():
+    import kantk
+
+    torch.set_default_dtype(torch.float64)
+    layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 7})
+    layer.basis.sparse = True
+    x = (torch.rand(10, 3) * 1.8 - 0.9).requires_grad_()
+    y = layer(x).square().sum()
+    (once,) = torch.autograd.grad(y, x, retain_graph=True)
+    (again,) = torch.autograd.grad(y, x)
+    torch.testing.assert_close(again, once)
+    with torch.no_grad():  # inference takes no graph and gives the same values
+        torch.testing.assert_close(layer(x), layer(x.detach().requires_grad_()).detach())
