@@ -146,6 +146,8 @@ class KANModule(pl.LightningModule):
         self.automatic_optimization = optimizer != "lbfgs"
         self._lbfgs_scale: float | None = None  # LBFGS objective divisor, set on the first step
         self._lbfgs_last = 1.0  # the divided objective at the start of the last LBFGS step
+        # the model's state at the start of the previous and the current step (NaN guard)
+        self._state_before: tuple[dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None] = (None, None)
         self._checked: set[str] = set()
         self._sums: dict[str, torch.Tensor] = {}
         #: Latest training-step metrics (detached tensors), read by kantk.fit's history.
@@ -361,7 +363,7 @@ class KANModule(pl.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # the model at the start of this step and of the one before: what to go back to if a
         # step ends in NaN or inf (a KAN's state is small)
-        self._state_before = (getattr(self, "_state_before", (None, None))[1], _clone_state(self.model))
+        self._state_before = (self._state_before[1], _clone_state(self.model))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         start = self._lbfgs_last if not self.automatic_optimization else self.last_train_metrics.get("train_loss")
