@@ -266,19 +266,20 @@ class KANModule(pl.LightningModule):
 
         optimizer = self.optimizers()
         last: dict[str, torch.Tensor] = {}
-        if self._lbfgs_scale is None or self._lbfgs_last < LBFGS_RESCALE:
-            # Divide by the objective now (the same on every rank). Starting afresh also drops
-            # the curvature pairs, which were measured on the old scale.
-            with torch.no_grad():
-                now = sum(self.objective(x, y)[:2])
-            now = float(self.trainer.strategy.reduce(now, reduce_op="mean"))
-            self._lbfgs_scale = now if math.isfinite(now) and now > 0 else 1.0
+        if self._lbfgs_scale is not None and self._lbfgs_last < LBFGS_RESCALE:
+            self._lbfgs_scale = None
+        if self._lbfgs_scale is None:
+            # a fresh scale: drop the curvature pairs, which were measured on the old one
             getattr(optimizer, "optimizer", optimizer).state.clear()  # LightningOptimizer wraps it
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
             loss, reg, pred = self.objective(x, y)
-            objective = (loss + reg) / self._lbfgs_scale
+            objective = loss + reg
+            if self._lbfgs_scale is None:  # the step's first evaluation sets it, the same on every rank
+                start = float(self.trainer.strategy.reduce(objective.detach(), reduce_op="mean"))
+                self._lbfgs_scale = start if math.isfinite(start) and start > 0 else 1.0
+            objective = objective / self._lbfgs_scale
             self.manual_backward(objective)  # under DDP this also averages the gradients
             last.update(loss=loss.detach(), reg=reg.detach(), pred=pred.detach())
             # Every rank must see the same objective, or their line searches would part ways.
