@@ -126,9 +126,9 @@ class KANLayer(SymbolicEdges, nn.Module):
         """Args: x: (..., in). Returns: (..., out)."""
         x2 = self._flatten_input(x)  # (batch, in)
         base = self._base(x2)
-        y = self.basis.linear(
-            x2, self.spline_weight(), base, None if base is None else self.base_weight()
-        )  # (batch, out)
+        y = self.basis.scaled_linear(
+            x2, self.coef, self.scale_sp * self.mask, base, None if base is None else self.base_weight()
+        )  # (batch, out), with spline weight coef * (w_s * mask)
         if self._symbolic_groups:  # symbolic edges: one evaluation per function
             for q, p, values in self._symbolic_terms(x2):
                 y = y.index_add(1, q, values)  # (batch, out) += (batch, k) on columns q

@@ -8,6 +8,21 @@ import torch
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _native_kernel_cache(tmp_path_factory):
+    """The native B-spline kernels build into a temporary folder, not the user's cache (the
+    variable is inherited by the CLI subprocesses, which then reuse that build)."""
+    import os
+
+    old = os.environ.get("KANTK_CACHE_DIR")
+    os.environ["KANTK_CACHE_DIR"] = str(tmp_path_factory.mktemp("kantk-cache"))
+    yield
+    if old is None:
+        os.environ.pop("KANTK_CACHE_DIR", None)
+    else:
+        os.environ["KANTK_CACHE_DIR"] = old
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Every test runs with one intra-op thread (tiny models and fits: extra threads only wait on

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from kantk.bases import _native
+
 
 def _local_polynomials(order: int) -> np.ndarray:
     """Coefficients of the k+1 non-zero cardinal B-spline pieces and their derivatives.
@@ -74,6 +76,7 @@ class _LocalTables:
         poly = _local_polynomials(order)
         self.value_coefs = [[float(c) for c in poly[:, r]] for r in range(order + 1)]
         self.deriv_coefs = [[float(c) for c in poly[:, order + 1 + r]] for r in range(order + 1)]
+        self.native_coefs = _native.coefficient_table(poly)  # what the native kernels read
         j = torch.arange(-1, n + order + 1).unsqueeze(-1)  # (rows, 1)
         pos = j - order + torch.arange(order + 1)  # (rows, k+1)
         self.valid = ((pos >= 0) & (pos < n)).to(device=device, dtype=dtype)
@@ -170,6 +173,8 @@ def _values(row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: 
             _cubic_values(t, vals)
         else:
             _fill_polys(t, tables.value_coefs, vals)
+    if tables.order == 0:  # a constant piece: still NaN for a NaN input
+        vals = vals + t.unsqueeze(-1) * 0.0
     if not interior:
         vals = vals * tables.valid.index_select(0, row.reshape(-1)).view_as(vals)
     return vals
@@ -379,8 +384,136 @@ class _UniformBSplineLinear(torch.autograd.Function):
         return grad_x, grad_extra, None if grad_w is None else grad_w.view(weight.shape), None, None, None
 
 
-def _differentiable_backward(ctx, grad_out, x, extra, weight, shift, inv_h):
-    """The backward of :class:`_UniformBSplineLinear` built from differentiable ops (whole batch)."""
+def _native_linear(x, coef, scale, extra, extra_weight, shift, inv_h, tables: _LocalTables) -> torch.Tensor:
+    """[B(x) | extra] @ [coef * scale | extra_weight]^T on a uniform grid, by native kernels.
+
+    See :mod:`kantk.bases._native`. The kernels build the dense matrix basis-major,
+    (batch, n [+1], in), so that their loops run along the inputs and vectorise; the weight is
+    composed (``coef * scale``, base column appended) and laid out the same way in one pass.
+
+    Args: x, extra: (batch, in); coef: (out, in, n); scale, extra_weight: (out, in).
+    Returns: (batch, out).
+    """
+    if extra is not None:
+        extra, extra_weight = extra.contiguous(), extra_weight.contiguous()
+    return _NativeBSplineLinear.apply(
+        x.contiguous(), extra, coef.contiguous(), scale.contiguous(), extra_weight, shift, inv_h, tables
+    )
+
+
+class _NativeBSplineLinear(torch.autograd.Function):
+    """y = dense @ W^T with the dense (batch, width, in) matrix and W (out, width, in) built natively.
+
+    Like :class:`_UniformBSplineLinear` (row chunks; the scratch matrix of a single chunk kept
+    for the backward, rebuilt from ``x`` otherwise), basis-major and with the weight composition
+    ``W = [coef * scale | extra_weight]`` inside, so that its gradients are one native pass too.
+    A backward that records a graph (double backward) uses the differentiable formulas of
+    :func:`_differentiable_backward`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, extra, coef, scale, extra_weight, shift, inv_h, tables):  # type: ignore[override]
+        batch, n_in = x.shape
+        n_out, width = coef.shape[0], tables.n + (extra is not None)
+        weight = coef.new_empty(n_out, width, n_in)
+        _native.compose_weight(coef, scale, extra_weight, weight)
+        w2t = weight.view(n_out, -1).t()  # (width*in, out)
+        chunks = _row_chunks(batch, n_in * width)
+        single = len(chunks) == 1
+        key = id(tables)
+        role = ("native", key) if single else "native"
+        y = x.new_empty(batch, n_out)
+        for a, b in chunks:
+            dense = _scratch(role, (b - a, width, n_in), x)
+            _native_fill(x[a:b], shift, inv_h, None if extra is None else extra[a:b], tables, dense)
+            torch.mm(dense.view(b - a, -1), w2t, out=y[a:b])
+        ctx.tables, ctx.chunks, ctx.interiors = tables, chunks, [False]
+        ctx.kept = (key, _keep(key, dense, None)) if single else None
+        ctx.save_for_backward(x, extra, coef, scale, extra_weight, shift, inv_h, weight)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, extra, coef, scale, extra_weight, shift, inv_h, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True
+            return _native_differentiable_backward(ctx, grad_out, x, extra, coef, scale, extra_weight, shift, inv_h)
+        tables: _LocalTables = ctx.tables
+        batch, n_in = x.shape
+        n, width = tables.n, weight.shape[1]
+        w2 = weight.view(weight.shape[0], -1)  # (out, width*in)
+        need_x, need_extra = ctx.needs_input_grad[0], ctx.needs_input_grad[1] and extra is not None
+        need_coef, need_scale = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        need_ew = ctx.needs_input_grad[4] and extra_weight is not None
+        need_w = need_coef or need_scale or need_ew
+        grad_x = x.new_empty(batch, n_in) if need_x else None
+        grad_extra = x.new_empty(batch, n_in) if need_extra else None
+        single = len(ctx.chunks) == 1
+        grad_w = None
+        if need_w:
+            grad_w = _scratch("gradw", tuple(w2.shape), w2)
+            if not single:
+                grad_w.zero_()
+        kept = _kept(*ctx.kept) if ctx.kept is not None else None
+        for a, b in ctx.chunks:
+            rows = b - a
+            g = grad_out[a:b]
+            if need_w:
+                if kept is not None:  # the forward's own matrix, untouched since
+                    dense = kept[0]
+                else:
+                    dense = _scratch("native", (rows, width, n_in), x)
+                    _native_fill(x[a:b], shift, inv_h, None if extra is None else extra[a:b], tables, dense)
+                if single:
+                    torch.mm(g.t(), dense.view(rows, -1), out=grad_w)  # (out, rows) @ (rows, width*in)
+                else:
+                    grad_w.addmm_(g.t(), dense.view(rows, -1))
+            if need_x or need_extra:
+                grad_dense = torch.mm(g, w2, out=_scratch("grad", (rows, width * n_in), g))
+                _native.grad_input(
+                    x[a:b], shift, inv_h, grad_dense.view(rows, width, n_in), n, tables.order,
+                    tables.extend, tables.native_coefs, grad_x[a:b] if need_x else None,
+                    grad_extra[a:b] if need_extra else None,
+                )
+        grad_coef = grad_scale = grad_ew = None
+        if need_w:
+            grad_coef = torch.empty_like(coef) if need_coef else None
+            grad_scale = torch.empty_like(scale) if need_scale else None
+            grad_ew = torch.empty_like(extra_weight) if need_ew else None
+            _native.compose_weight_grad(grad_w.view(weight.shape), coef, scale, grad_coef, grad_scale, grad_ew)
+        return grad_x, grad_extra, grad_coef, grad_scale, grad_ew, None, None, None
+
+
+def _native_differentiable_backward(ctx, grad_out, x, extra, coef, scale, extra_weight, shift, inv_h):
+    """The backward of :class:`_NativeBSplineLinear` from differentiable PyTorch ops (double backward)."""
+    parts = [coef * scale.unsqueeze(-1)]
+    if extra is not None:
+        parts.append(extra_weight.unsqueeze(-1))
+    weight = torch.cat(parts, dim=-1)  # (out, in, width)
+    needs = ctx.needs_input_grad
+    grad_x, grad_extra, grad_w, *_ = _differentiable_backward(
+        ctx, grad_out, x, extra, weight, shift, inv_h, needs=(needs[0], needs[1], any(needs[2:5]))
+    )
+    grad_coef = grad_scale = grad_ew = None
+    if grad_w is not None:
+        n = coef.shape[-1]
+        grad_spline = grad_w[..., :n]
+        grad_coef = grad_spline * scale.unsqueeze(-1) if ctx.needs_input_grad[2] else None
+        grad_scale = (grad_spline * coef).sum(-1) if ctx.needs_input_grad[3] else None
+        grad_ew = grad_w[..., n] if extra is not None and ctx.needs_input_grad[4] else None
+    return grad_x, grad_extra, grad_coef, grad_scale, grad_ew, None, None, None
+
+
+def _native_fill(x, shift, inv_h, extra, tables: _LocalTables, dense: torch.Tensor) -> None:
+    """dense (rows, n [+1], in) = [B(x) | extra], basis-major, by the native kernel."""
+    _native.fill_dense(x, shift, inv_h, extra, tables.n, tables.order, tables.extend, tables.native_coefs, dense)
+
+
+def _differentiable_backward(ctx, grad_out, x, extra, weight, shift, inv_h, needs=None):
+    """The backward of :class:`_UniformBSplineLinear` built from differentiable ops (whole batch).
+
+    ``needs``: which of (x, extra, weight) need a gradient; default ``ctx.needs_input_grad[:3]``.
+    """
+    need_x, need_extra, need_w = ctx.needs_input_grad[:3] if needs is None else needs
     tables: _LocalTables = ctx.tables
     batch, n_in = x.shape
     width = weight.shape[-1]
@@ -388,21 +521,21 @@ def _differentiable_backward(ctx, grad_out, x, extra, weight, shift, inv_h):
     row, t = _locate(x, shift, inv_h, tables)
     pos, vals = _local_values(row, t, tables, interior=interior)
     grad_x = grad_extra = grad_w = None
-    if ctx.needs_input_grad[2]:
+    if need_w:
         dense = _scatter_dense(pos, vals, width)
         if extra is not None:
             col = torch.tensor([tables.n], device=x.device)
             dense = dense.index_copy(-1, col, extra.unsqueeze(-1))
         grad_w = (grad_out.t() @ dense.view(batch, -1)).view(weight.shape)  # (out, in, width)
-    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+    if need_x or need_extra:
         grad_dense = (grad_out @ weight.reshape(weight.shape[0], -1)).view(batch, n_in, width)
-        if ctx.needs_input_grad[0]:
+        if need_x:
             local = grad_dense.gather(-1, pos)  # (batch, in, k+1)
             if not interior:
                 local = local * tables.valid.index_select(0, row.reshape(-1)).view_as(local)
             derivs = torch.stack(_local_derivatives(t, tables), dim=-1)  # d/du, (batch, in, k+1)
             grad_x = (local * derivs).sum(-1) * inv_h
-        if extra is not None and ctx.needs_input_grad[1]:
+        if extra is not None and need_extra:
             grad_extra = grad_dense[..., tables.n]
     return grad_x, grad_extra, grad_w, None, None, None
 

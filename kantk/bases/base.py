@@ -75,6 +75,22 @@ class Basis(nn.Module, abc.ABC):
             y = torch.addmm(y, extra, extra_weight.t())  # (batch, in) @ (in, out)
         return y
 
+    def scaled_linear(
+        self,
+        x: torch.Tensor,
+        coef: torch.Tensor,
+        scale: torch.Tensor,
+        extra: torch.Tensor | None = None,
+        extra_weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:meth:`linear` with the weight ``coef * scale[..., None]``: what :class:`~kantk.KANLayer` calls.
+
+        ``scale`` is the per-edge factor (out_features, in_features) (the layer's ``w_s * mask``).
+        The default composes the weight and calls :meth:`linear`; a basis may override this to
+        fuse the composition into its own kernels.
+        """
+        return self.linear(x, coef * scale.unsqueeze(-1), extra, extra_weight)
+
     def extra_repr(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"in_features={self.in_features}, {cfg}"

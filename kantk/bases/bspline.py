@@ -33,10 +33,12 @@ from kantk.bases._bspline_kernels import (  # noqa: F401  (re-exported: tests an
     _dense_features,
     _LocalTables,
     _local_polynomials,
+    _native_linear,
     _sparse_linear,
     _UniformBSplineLinear,
     clear_scratch,
 )
+from kantk.bases import _native
 from kantk.bases._bspline_knots import (  # noqa: F401
     _interval_samples,
     data_knots,
@@ -225,8 +227,11 @@ class BSplineBasis(Basis):
         if not self.is_uniform():
             return super().linear(x, weight, extra, extra_weight)
         shift, inv_h, tables = self._uniform_params(x.dtype)
-        if self.sparse is True or (self.sparse == "auto" and self.num_functions >= SPARSE_MIN_FUNCTIONS):
+        if self._sparse_path():
             return _sparse_linear(x, weight, extra, extra_weight, shift, inv_h, tables)
+        if _native.usable(x, self.order):  # fused native kernels around the GEMMs (CPU)
+            scale = weight.new_ones(weight.shape[:2])
+            return _native_linear(x, weight, scale, extra, extra_weight, shift, inv_h, tables)
         if extra is not None:
             # the base branch rides along as one more column: a single GEMM for the whole layer
             weight = torch.cat([weight, extra_weight.unsqueeze(-1)], dim=-1)  # (out, in, n+1)
@@ -234,6 +239,26 @@ class BSplineBasis(Basis):
             # under torch.compile: plain element-wise ops that inductor fuses into one kernel
             return _cardinal_cubic_linear(x, extra, weight, shift, inv_h)
         return _UniformBSplineLinear.apply(x, extra, weight, shift, inv_h, tables)
+
+    def scaled_linear(
+        self,
+        x: torch.Tensor,
+        coef: torch.Tensor,
+        scale: torch.Tensor,
+        extra: torch.Tensor | None = None,
+        extra_weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        # uniform grid on the CPU: the native kernels compose the weight in the same pass as
+        # its basis-major layout, and its gradients in one pass too
+        if self.is_uniform() and not self._sparse_path() and _native.usable(x, self.order):
+            xe = self._extrapolation_input(x)
+            shift, inv_h, tables = self._uniform_params(x.dtype)
+            return _native_linear(xe, coef, scale, extra, extra_weight, shift, inv_h, tables)
+        return super().scaled_linear(x, coef, scale, extra, extra_weight)
+
+    def _sparse_path(self) -> bool:
+        """Whether the uniform fast path gathers the order+1 rows per input (``sparse``)."""
+        return self.sparse is True or (self.sparse == "auto" and self.num_functions >= SPARSE_MIN_FUNCTIONS)
 
     def _extrapolation_input(self, x: torch.Tensor) -> torch.Tensor:
         """The inputs the evaluation paths see: clamped for ``"clamp"``, and for ``"extend"``

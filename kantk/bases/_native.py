@@ -1,0 +1,263 @@
+"""Native CPU kernels of the uniform B-spline layer, compiled on first use (optional).
+
+The fused dense path of :mod:`kantk.bases._bspline_kernels` spends most of its time beyond the
+GEMMs in a dozen element-wise PyTorch passes (locate, evaluate, scatter, gather). The C++ kernels
+in ``_native_bspline.cpp`` do each chain in one pass over the data. They have a plain C ABI and
+no PyTorch headers, so the first use compiles them in about a second with the system's C++
+compiler (``$CXX``, else ``g++``, ``c++`` or ``clang++``) into a cache folder:
+``$KANTK_CACHE_DIR``, else ``$XDG_CACHE_HOME/kantk``, else ``~/.cache/kantk``. The file name holds
+a hash of the source, the flags, the compiler and the CPU, so a changed source or another
+machine sharing the home folder gets its own build.
+
+Where they cannot be used (no compiler, a failed build, ``KANTK_NATIVE=0``, tensors that are
+not float32/float64 on the CPU), the PyTorch path runs instead: same values, slower. A failed
+build is reported once as a warning. :func:`status` says which is in use and why.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+SOURCE = Path(__file__).with_name("_native_bspline.cpp")
+ENV_SWITCH = "KANTK_NATIVE"
+ENV_CACHE = "KANTK_CACHE_DIR"
+ABI_VERSION = 1
+MAX_ORDER = 15
+_FLAGS = ["-O3", "-fPIC", "-shared", "-std=c++17", "-pthread", "-fno-math-errno", "-fno-trapping-math"]
+# tried in turn: OpenMP (PyTorch's thread pool, see the C++ source) and the native CPU target,
+# then without either
+_ARCH_FLAGS = (["-march=native", "-fopenmp"], ["-march=native"], [])
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"lib": None, "tried": False, "reason": "not tried yet"}
+
+
+def enabled() -> bool:
+    """Whether the native kernels are switched on (``KANTK_NATIVE`` is not ``0``)."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept (see the module docstring)."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kantk"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_key() -> str:
+    """What -march=native depends on: the CPU's model and feature flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+        keep = [line for line in text.splitlines() if line.startswith(("flags", "model name", "Features"))]
+        return "\n".join(sorted(set(keep)))
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _build(compiler: str) -> Path:
+    source = SOURCE.read_bytes()
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for arch in _ARCH_FLAGS:
+        flags = _FLAGS + arch
+        digest = hashlib.sha256(
+            b"\0".join([source, " ".join(flags).encode(), compiler.encode(), _cpu_key().encode(),
+                        platform.platform().encode()])
+        ).hexdigest()[:20]
+        target = folder / f"bspline_{digest}.so"
+        if target.exists():
+            return target
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+        os.close(fd)
+        try:
+            proc = subprocess.run(
+                [compiler, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300
+            )
+            if proc.returncode == 0:
+                os.replace(tmp, target)  # atomic: concurrent builders agree on one file
+                return target
+            errors.append(f"{' '.join(arch) or 'generic'}: {proc.stderr.strip()[-500:]}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise RuntimeError("compiling the kernels failed: " + " | ".join(errors))
+
+
+def _bind(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    if lib.kantk_abi_version() != ABI_VERSION:
+        raise RuntimeError(f"{path} has ABI {lib.kantk_abi_version()}, expected {ABI_VERSION}")
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    for suffix in ("f32", "f64"):
+        fill = getattr(lib, f"kantk_fill_dense_{suffix}")
+        fill.argtypes = [p, p, p, p, i64, i64, i32, i32, i32, p, p, i32]
+        fill.restype = i32
+        grad = getattr(lib, f"kantk_grad_input_{suffix}")
+        grad.argtypes = [p, p, p, p, i64, i64, i64, i32, i32, i32, p, p, p, i32]
+        grad.restype = i32
+        compose = getattr(lib, f"kantk_compose_weight_{suffix}")
+        compose.argtypes = [p, p, p, i64, i64, i32, p, i32]
+        compose.restype = i32
+        compose_grad = getattr(lib, f"kantk_compose_weight_grad_{suffix}")
+        compose_grad.argtypes = [p, p, p, i64, i64, i32, i64, p, p, p, i32]
+        compose_grad.restype = i32
+        sparse_fwd = getattr(lib, f"kantk_sparse_forward_{suffix}")
+        sparse_fwd.argtypes = [p, p, p, p, p, i64, i64, i64, i32, i32, i32, p, p, i32]
+        sparse_fwd.restype = i32
+        sparse_bwd = getattr(lib, f"kantk_sparse_backward_{suffix}")
+        sparse_bwd.argtypes = [p, p, p, p, p, p, i64, i64, i64, i32, i32, i32, p, p, p, p, i32]
+        sparse_bwd.restype = i32
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, building them on first call; None where they cannot be used."""
+    if not enabled():
+        return None
+    if _state["tried"]:
+        return _state["lib"]
+    with _lock:
+        if not _state["tried"]:
+            compiler = _compiler()
+            try:
+                if compiler is None:
+                    raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
+                _state["lib"] = _bind(_build(compiler))
+                _state["reason"] = f"in use ({compiler})"
+            except Exception as err:  # any failure: fall back to the PyTorch path
+                _state["reason"] = f"unavailable: {err}"
+                warnings.warn(
+                    f"kantk: the native B-spline kernels are {_state['reason']}; using the slower "
+                    f"PyTorch path (set {ENV_SWITCH}=0 to skip the build and this warning)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            _state["tried"] = True
+    return _state["lib"]
+
+
+def status() -> str:
+    """Whether the native kernels are in use, and if not, why."""
+    if not enabled():
+        return f"switched off ({ENV_SWITCH}=0)"
+    library()
+    return _state["reason"]
+
+
+def usable(x: torch.Tensor, order: int) -> bool:
+    """Whether the kernels can take this input (CPU, float32/64, order <= 15, not compiling)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and order <= MAX_ORDER
+        and not torch.compiler.is_compiling()
+        and library() is not None
+    )
+
+
+def coefficient_table(poly: np.ndarray) -> np.ndarray:
+    """The (k+1, 2(k+1)) local polynomial table as the contiguous float64 array the kernels read."""
+    return np.ascontiguousarray(poly, dtype=np.float64)
+
+
+def _suffix(t: torch.Tensor) -> str:
+    return "f32" if t.dtype == torch.float32 else "f64"
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    if t is None:
+        return None
+    assert t.is_contiguous() and t.device.type == "cpu"
+    return t.data_ptr()
+
+
+def fill_dense(x, shift, inv_h, extra, n: int, order: int, extend: bool, coefs: np.ndarray, out: torch.Tensor) -> None:
+    """out (rows, n [+1], in) = the dense basis values of x (rows, in) [| extra], basis-major."""
+    rows, n_in = x.shape
+    assert out.shape == (rows, n + (extra is not None), n_in) and out.dtype == x.dtype
+    fn = getattr(library(), f"kantk_fill_dense_{_suffix(x)}")
+    err = fn(_ptr(x), _ptr(shift), _ptr(inv_h), _ptr(extra), rows, n_in, n, order, int(extend),
+             coefs.ctypes.data, _ptr(out), torch.get_num_threads())
+    if err:
+        raise RuntimeError(f"kantk_fill_dense failed ({err})")
+
+
+def grad_input(x, shift, inv_h, grad_dense, n: int, order: int, extend: bool, coefs: np.ndarray,
+               grad_x: torch.Tensor | None, grad_extra: torch.Tensor | None) -> None:
+    """grad_x (rows, in) and grad_extra (rows, in) from grad_dense (rows, width, in)."""
+    rows, width, n_in = grad_dense.shape
+    assert grad_extra is None or width == n + 1
+    fn = getattr(library(), f"kantk_grad_input_{_suffix(x)}")
+    err = fn(_ptr(x), _ptr(shift), _ptr(inv_h), _ptr(grad_dense), rows, n_in, width, n, order, int(extend),
+             coefs.ctypes.data, _ptr(grad_x), _ptr(grad_extra), torch.get_num_threads())
+    if err:
+        raise RuntimeError(f"kantk_grad_input failed ({err})")
+
+
+def compose_weight(coef: torch.Tensor, scale: torch.Tensor, extra_weight: torch.Tensor | None, out: torch.Tensor) -> None:
+    """out (o, n [+1], in) = [coef (o, in, n) * scale (o, in) | extra_weight (o, in)], basis-major."""
+    o, n_in, n = coef.shape
+    assert out.shape == (o, n + (extra_weight is not None), n_in)
+    getattr(library(), f"kantk_compose_weight_{_suffix(coef)}")(
+        _ptr(coef), _ptr(scale), _ptr(extra_weight), o, n_in, n, _ptr(out), torch.get_num_threads()
+    )
+
+
+def compose_weight_grad(grad_w: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor,
+                        grad_coef: torch.Tensor | None, grad_scale: torch.Tensor | None,
+                        grad_extra_weight: torch.Tensor | None) -> None:
+    """The gradients of :func:`compose_weight` from grad_w (o, width, in); None outputs are skipped."""
+    o, n_in, n = coef.shape
+    getattr(library(), f"kantk_compose_weight_grad_{_suffix(coef)}")(
+        _ptr(grad_w), _ptr(coef), _ptr(scale), o, n_in, n, grad_w.shape[1], _ptr(grad_coef), _ptr(grad_scale),
+        _ptr(grad_extra_weight), torch.get_num_threads(),
+    )
+
+
+def sparse_forward(x, shift, inv_h, coef, scale, n: int, order: int, extend: bool, coefs: np.ndarray,
+                   out: torch.Tensor) -> None:
+    """out (rows, o) = sum over inputs and their order+1 local bases of scale * coef * B(x)."""
+    rows, n_in = x.shape
+    n_out = coef.shape[0]
+    assert out.shape == (rows, n_out) and coef.shape == (n_out, n_in, n)
+    err = getattr(library(), f"kantk_sparse_forward_{_suffix(x)}")(
+        _ptr(x), _ptr(shift), _ptr(inv_h), _ptr(coef), _ptr(scale), rows, n_in, n_out, n, order, int(extend),
+        coefs.ctypes.data, _ptr(out), torch.get_num_threads(),
+    )
+    if err:
+        raise RuntimeError(f"kantk_sparse_forward failed ({err})")
+
+
+def sparse_backward(x, shift, inv_h, coef, scale, grad_out, n: int, order: int, extend: bool, coefs: np.ndarray,
+                    grad_x: torch.Tensor | None, grad_coef: torch.Tensor | None,
+                    grad_scale: torch.Tensor | None) -> None:
+    """The gradients of :func:`sparse_forward` from grad_out (rows, o); None outputs are skipped."""
+    rows, n_in = x.shape
+    err = getattr(library(), f"kantk_sparse_backward_{_suffix(x)}")(
+        _ptr(x), _ptr(shift), _ptr(inv_h), _ptr(coef), _ptr(scale), _ptr(grad_out), rows, n_in, coef.shape[0],
+        n, order, int(extend), coefs.ctypes.data, _ptr(grad_x), _ptr(grad_coef), _ptr(grad_scale),
+        torch.get_num_threads(),
+    )
+    if err:
+        raise RuntimeError(f"kantk_sparse_backward failed ({err})")

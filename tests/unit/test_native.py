@@ -1,0 +1,140 @@
+"""The native CPU kernels of the uniform B-spline layer against the PyTorch path they replace."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import kantk
+from kantk.bases import _bspline_kernels, _native
+
+pytestmark = pytest.mark.skipif(_native.library() is None, reason="no C++ compiler: native kernels unavailable")
+
+
+def _step(layer: kantk.KANLayer, x: torch.Tensor):
+    """Output, input gradient and parameter gradients of one weighted-sum backward."""
+    layer.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_()
+    y = layer(x)
+    weights = torch.linspace(-1, 2, y.shape[-1], dtype=y.dtype)
+    (y * weights).nan_to_num().sum().backward()
+    return y.detach(), x.grad, {name: p.grad for name, p in layer.named_parameters()}
+
+
+def _both_paths(monkeypatch, layer, x):
+    native = _step(layer, x)
+    monkeypatch.setenv(_native.ENV_SWITCH, "0")
+    reference = _step(layer, x)
+    monkeypatch.delenv(_native.ENV_SWITCH)
+    return native, reference
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 2e-6), (torch.float64, 1e-13)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"order": 0}, {"order": 1}, {"order": 2, "grid_size": 7}, {"order": 5, "grid_size": 4},
+     {"grid_size": 40}, {"extrapolate": "extend"}, {"extrapolate": "clamp"}, {"grid_range": (-3.0, 0.5)}],
+)
+@pytest.mark.parametrize("base", ["silu", "zero"])
+def test_native_path_matches_the_pytorch_path(monkeypatch, dtype, tol, kwargs, base):
+    torch.set_default_dtype(dtype)  # knots exact in dtype (the conftest restores float32)
+    layer = kantk.KANLayer(70, 5, basis_kwargs=kwargs, base_activation=base)  # 70: two blocks of 64
+    assert layer.basis.is_uniform()
+    x = torch.randn(37, 70, dtype=dtype) * 1.5  # inside, beyond the grid and beyond the outer knots
+    x[0, 0], x[1, 1], x[2, 2] = float("nan"), float("inf"), -float("inf")
+    (y, gx, grads), (y_ref, gx_ref, grads_ref) = _both_paths(monkeypatch, layer, x)
+    scale = y_ref[torch.isfinite(y_ref)].abs().max().clamp_min(1.0)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=tol * scale, equal_nan=True)
+    assert torch.isnan(y[0]).all()  # a NaN input poisons its row, as in the PyTorch path
+    finite = ~torch.isnan(x[:, :1]).expand_as(gx)  # order 0's derivative at a NaN: NaN here, 0 there
+    torch.testing.assert_close(gx[finite], gx_ref[finite], rtol=0, atol=tol * 10 * scale, equal_nan=True)
+    # parameter gradients from finite inputs (a NaN input's zero upstream gradient meets NaN
+    # basis values in the weight GEMM: which weights turn NaN is not part of the contract)
+    x_finite = x.nan_to_num(nan=0.3, posinf=5.0, neginf=-5.0)
+    (_, _, grads), (_, _, grads_ref) = _both_paths(monkeypatch, layer, x_finite)
+    for name, g in grads.items():
+        if g is None:
+            assert grads_ref[name] is None
+            continue
+        torch.testing.assert_close(g, grads_ref[name], rtol=tol * 10, atol=tol * 10 * scale)
+
+
+def test_native_path_is_taken_and_gradchecks_twice():
+    torch.manual_seed(1)
+    layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 4}).double()
+    x = (torch.rand(6, 3, dtype=torch.float64) * 2.4 - 1.2).requires_grad_()
+    called = []
+    original = _bspline_kernels._NativeBSplineLinear.apply
+
+    def spy(*args):
+        called.append(1)
+        return original(*args)
+
+    _bspline_kernels._NativeBSplineLinear.apply = spy
+    try:
+        params = (layer.coef, layer.scale_sp, layer.scale_base)
+
+        def f(inp, coef, scale_sp, scale_base):
+            return layer.basis.scaled_linear(inp, coef, scale_sp, torch.nn.functional.silu(inp), scale_base)
+
+        assert torch.autograd.gradcheck(f, (x, *params))
+        assert torch.autograd.gradgradcheck(f, (x, *params))
+    finally:
+        _bspline_kernels._NativeBSplineLinear.apply = original
+    assert called
+
+
+def test_pytorch_path_still_gradchecks_when_native_is_off(monkeypatch):
+    monkeypatch.setenv(_native.ENV_SWITCH, "0")
+    assert not _native.usable(torch.zeros(1, dtype=torch.float64), 3)
+    assert "switched off" in _native.status()
+    layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 4}).double()
+    x = (torch.rand(6, 3, dtype=torch.float64) * 2.4 - 1.2).requires_grad_()
+    assert torch.autograd.gradcheck(layer, (x,))
+    assert torch.autograd.gradgradcheck(layer, (x,))
+
+
+def test_chunked_rows_and_two_forwards_before_backward(monkeypatch):
+    layer = kantk.KANLayer(9, 4).double()
+    x1, x2 = torch.randn(50, 9, dtype=torch.float64), torch.randn(50, 9, dtype=torch.float64)
+    whole = [_step(layer, x) for x in (x1, x2)]
+    # two forwards, then one backward through both: the first call's kept matrix is stale
+    g1 = {n: g for n, g in whole[0][2].items()}
+    g2 = {n: g for n, g in whole[1][2].items()}
+    layer.zero_grad(set_to_none=True)
+    weights = torch.linspace(-1, 2, 4, dtype=torch.float64)
+    ((layer(x1) * weights).sum() + 2 * (layer(x2) * weights).sum()).backward()
+    for name, p in layer.named_parameters():
+        torch.testing.assert_close(p.grad, g1[name] + 2 * g2[name])
+    # several row chunks (a tiny chunk size) give the same values and gradients
+    monkeypatch.setattr(_bspline_kernels, "CHUNK_ELEMENTS", 9 * 9 * 7)
+    for x, (y, gx, grads) in zip((x1, x2), whole):
+        y_c, gx_c, grads_c = _step(layer, x)
+        torch.testing.assert_close(y_c, y)
+        torch.testing.assert_close(gx_c, gx)
+        for name in grads:
+            torch.testing.assert_close(grads_c[name], grads[name])
+
+
+def test_a_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setenv(_native.ENV_CACHE, str(tmp_path))
+    monkeypatch.setattr(_native, "_state", {"lib": None, "tried": False, "reason": "not tried yet"})
+    monkeypatch.setattr(_native, "_compiler", lambda: "/bin/false")
+    with pytest.warns(RuntimeWarning, match="native B-spline kernels are unavailable"):
+        assert _native.library() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reported once, not at every call
+        layer = kantk.KANLayer(4, 3)
+        y = layer(torch.randn(5, 4))
+    assert y.shape == (5, 3) and torch.isfinite(y).all()
+    assert "unavailable" in _native.status()
+    assert not list(tmp_path.glob("*.so*"))  # no half-written library left behind
+
+
+def test_the_build_goes_to_the_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv(_native.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setattr(_native, "_state", {"lib": None, "tried": False, "reason": "not tried yet"})
+    assert _native.library() is not None
+    assert len(list((tmp_path / "cache").glob("bspline_*.so"))) == 1
+    assert _native.status().startswith("in use")
