@@ -14,6 +14,7 @@ from kantk.registry import (
 )
 from kantk.types import BasisSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec
 from kantk.layer import KANLayer
+from kantk.bases._native import status as native_status
 from kantk.model import KAN
 from kantk.io import KantkFileError, load, save
 from kantk.grids import refine
@@ -77,6 +78,7 @@ __all__ = [
     "list_symbolic_libraries",
     "load",
     "load_csv",
+    "native_status",
     "refine",
     "render_graph",
     "to_graphviz",

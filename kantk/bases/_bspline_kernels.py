@@ -483,6 +483,52 @@ class _NativeBSplineLinear(torch.autograd.Function):
         return grad_x, grad_extra, grad_coef, grad_scale, grad_ew, None, None, None
 
 
+def _native_sparse_linear(x, coef, scale, extra, extra_weight, shift, inv_h, tables: _LocalTables) -> torch.Tensor:
+    """The sparse product (order+1 local coefficients per input) by the native kernels, plus the
+    base branch as one small GEMM. Time flat in G but for one pass over ``coef``.
+
+    Args: x, extra: (batch, in); coef: (out, in, n); scale, extra_weight: (out, in).
+    Returns: (batch, out).
+    """
+    y = _NativeSparseLinear.apply(x.contiguous(), None, coef.contiguous(), scale.contiguous(), None, shift, inv_h, tables)
+    if extra is not None:
+        y = torch.addmm(y, extra, extra_weight.t())
+    return y
+
+
+class _NativeSparseLinear(torch.autograd.Function):
+    """y = B(x) @ (coef * scale)^T touching only the order+1 non-zero bases per input (native).
+
+    The signature matches :class:`_NativeBSplineLinear` (``extra`` and ``extra_weight`` are always
+    None here) so that both share the differentiable backward used for double backward (built
+    from the dense formulas: cost linear in G there, as with ``sparse=False``).
+    """
+
+    @staticmethod
+    def forward(ctx, x, extra, coef, scale, extra_weight, shift, inv_h, tables):  # type: ignore[override]
+        y = x.new_empty(x.shape[0], coef.shape[0])
+        _native.sparse_forward(x, shift, inv_h, coef, scale, tables.n, tables.order, tables.extend,
+                               tables.native_coefs, y)
+        ctx.tables, ctx.interiors = tables, [False]
+        ctx.save_for_backward(x, coef, scale, shift, inv_h)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, coef, scale, shift, inv_h = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True
+            return _native_differentiable_backward(ctx, grad_out, x, None, coef, scale, None, shift, inv_h)
+        tables: _LocalTables = ctx.tables
+        need_x, need_coef, need_scale = ctx.needs_input_grad[0], ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        grad_x = torch.empty_like(x) if need_x else None
+        grad_coef = torch.empty_like(coef) if need_coef else None
+        grad_scale = torch.empty_like(scale) if need_scale else None
+        if need_x or need_coef or need_scale:
+            _native.sparse_backward(x, shift, inv_h, coef, scale, grad_out.contiguous(), tables.n, tables.order,
+                                    tables.extend, tables.native_coefs, grad_x, grad_coef, grad_scale)
+        return grad_x, None, grad_coef, grad_scale, None, None, None, None
+
+
 def _native_differentiable_backward(ctx, grad_out, x, extra, coef, scale, extra_weight, shift, inv_h):
     """The backward of :class:`_NativeBSplineLinear` from differentiable PyTorch ops (double backward)."""
     parts = [coef * scale.unsqueeze(-1)]
@@ -567,6 +613,10 @@ def _cardinal_cubic_linear(x, extra, weight, shift, inv_h):
 #: coefficient rows per input (an embedding-bag weighted sum, time flat in G) instead of one dense
 #: matmul over all G+k functions (time linear in G). Measured crossover on 2 cores: G ~ 60.
 SPARSE_MIN_FUNCTIONS = 64
+
+#: The same switch for the native kernels (:mod:`kantk.bases._native`), whose sparse path keeps
+#: the coefficient rows of a few inputs in cache: measured crossover on 2 cores, width 128: G ~ 7.
+NATIVE_SPARSE_MIN_FUNCTIONS = 11
 
 
 def _sparse_linear(x, weight, extra, extra_weight, shift, inv_h, tables):

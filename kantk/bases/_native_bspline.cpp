@@ -18,6 +18,7 @@
 #include <cstring>
 #include <limits>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -97,6 +98,130 @@ struct Spline {
 };
 
 constexpr int kBlock = 64;  // inputs located and evaluated together (vectorised loops)
+
+// One 64-byte SIMD register of T (GCC/Clang vector extension: split into narrower registers
+// where the CPU has no 512-bit ones). Used where the auto-vectoriser would not reliably help.
+template <typename T>
+struct Simd {
+  typedef T V __attribute__((vector_size(64)));
+  static constexpr int kLanes = 64 / sizeof(T);
+  static V load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(T* p, V v) { std::memcpy(p, &v, sizeof v); }
+  static V splat(T a) { return V{} + a; }  // a broadcast
+  static T sum(V v) {  // halve the width twice with vector adds, then add the last lanes
+    typedef T H __attribute__((vector_size(32)));
+    typedef T Q __attribute__((vector_size(16)));
+    H lo, hi;
+    std::memcpy(&lo, &v, sizeof lo);
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
+    const H h = lo + hi;
+    Q qlo, qhi;
+    std::memcpy(&qlo, &h, sizeof qlo);
+    std::memcpy(&qhi, reinterpret_cast<const char*>(&h) + sizeof qlo, sizeof qhi);
+    const Q q = qlo + qhi;
+    T s = T(0);
+    for (int l = 0; l < static_cast<int>(sizeof(Q) / sizeof(T)); ++l) s += q[l];
+    return s;
+  }
+};
+
+// rows[t][o] += a[t] * g[o] for o < n_out (distinct rows): one pass over g for all the terms.
+template <typename T, int kTerms>
+inline void multi_rank1(T* const* rows, const T* a, const T* g, int terms, int64_t n_out) {
+  using S = Simd<T>;
+  const int nterms = kTerms > 0 ? kTerms : terms;
+  typename S::V av[kTerms > 0 ? kTerms : 64];
+  for (int t = 0; t < nterms; ++t) av[t] = S::splat(a[t]);
+  int64_t o = 0;
+  for (; o + S::kLanes <= n_out; o += S::kLanes) {
+    const typename S::V gv = S::load(g + o);
+    for (int t = 0; t < nterms; ++t) S::store(rows[t] + o, S::load(rows[t] + o) + av[t] * gv);
+  }
+  for (; o < n_out; ++o)
+    for (int t = 0; t < nterms; ++t) rows[t][o] += a[t] * g[o];
+}
+
+// In-register transpose of kLanes x kLanes values: r[i][l] -> r[l][i]. For each bit b of the
+// index, rows i and i + b (bit b of i clear) swap the lanes where the row and lane bits differ;
+// after every bit, element (i, l) sits at (l, i). GCC's __builtin_shuffle; a scalar loop
+// elsewhere.
+template <typename T>
+inline void transpose_tile(typename Simd<T>::V* r) {
+  using S = Simd<T>;
+  constexpr int L = S::kLanes;
+#if defined(__GNUC__) && !defined(__clang__)
+  typedef typename std::conditional<sizeof(T) == 4, int32_t, int64_t>::type I;
+  typedef I M __attribute__((vector_size(64)));
+  struct Masks {  // per bit b: the lane sources of rows i and i + b; built once
+    M lo[8], hi[8];
+    Masks() {
+      for (int s = 0, b = 1; b < L; ++s, b <<= 1)
+        for (int l = 0; l < L; ++l) {
+          lo[s][l] = (l & b) ? L + (l - b) : l;
+          hi[s][l] = (l & b) ? L + l : l + b;
+        }
+    }
+  };
+  static const Masks masks;
+  for (int s = 0, b = 1; b < L; ++s, b <<= 1) {
+    const M lo = masks.lo[s], hi = masks.hi[s];
+    for (int i = 0; i < L; ++i) {
+      if (i & b) continue;
+      const typename S::V a = r[i], c = r[i + b];
+      r[i] = __builtin_shuffle(a, c, lo);
+      r[i + b] = __builtin_shuffle(a, c, hi);
+    }
+  }
+#else
+  T tmp[L][L];
+  for (int i = 0; i < L; ++i)
+    for (int l = 0; l < L; ++l) tmp[l][i] = r[i][l];
+  for (int i = 0; i < L; ++i) std::memcpy(&r[i], tmp[i], sizeof(r[i]));
+#endif
+}
+
+// y[o] += sum_t a[t] * w[t][o] for o < n_out: one pass over y for all the terms.
+template <typename T, int kTerms>
+inline void multi_axpy(T* y, const T* const* w, const T* a, int terms, int64_t n_out) {
+  using S = Simd<T>;
+  const int nterms = kTerms > 0 ? kTerms : terms;
+  typename S::V av[kTerms > 0 ? kTerms : 64];
+  for (int t = 0; t < nterms; ++t) av[t] = S::splat(a[t]);
+  int64_t o = 0;
+  for (; o + S::kLanes <= n_out; o += S::kLanes) {
+    typename S::V acc = S::load(y + o);
+    for (int t = 0; t < nterms; ++t) acc += av[t] * S::load(w[t] + o);
+    S::store(y + o, acc);
+  }
+  for (; o < n_out; ++o) {
+    T acc = y[o];
+    for (int t = 0; t < nterms; ++t) acc += a[t] * w[t][o];
+    y[o] = acc;
+  }
+}
+
+// dots[t] = sum_o g[o] * w[t][o]: one pass over g for all the terms.
+template <typename T, int kTerms>
+inline void multi_dot(const T* g, const T* const* w, int terms, int64_t n_out, T* dots) {
+  using S = Simd<T>;
+  const int nterms = kTerms > 0 ? kTerms : terms;
+  typename S::V acc[kTerms > 0 ? kTerms : 64];
+  for (int t = 0; t < nterms; ++t) acc[t] = S::splat(T(0));
+  int64_t o = 0;
+  for (; o + S::kLanes <= n_out; o += S::kLanes) {
+    const typename S::V gv = S::load(g + o);
+    for (int t = 0; t < nterms; ++t) acc[t] += gv * S::load(w[t] + o);
+  }
+  for (int t = 0; t < nterms; ++t) {
+    T sum = S::sum(acc[t]);
+    for (int64_t oo = o; oo < n_out; ++oo) sum += g[oo] * w[t][oo];
+    dots[t] = sum;
+  }
+}
 
 // Table rows and the order + 1 local values (col0 = 0) or derivatives (col0 = order + 1) of
 // inputs x[0..m) of columns i0..i0+m. A NaN input gets NaN values at row order + 1 (bases
@@ -258,18 +383,128 @@ void compose_weight_grad(const T* grad_w, const T* coef, const T* scale, int64_t
 // the coefficient gradient as order + 1 row updates (backward). Time does not grow with G but for
 // one pass over coef (and one write of grad_coef).
 
+// Per-thread scratch memory kept between calls (the OpenMP threads persist), so that the column
+// buffers of every group and call do not go back to the allocator (whose trimming would cost
+// page faults each time); requests above kMaxKept elements get a buffer of their own.
+template <typename T>
+class Workspace {
+ public:
+  explicit Workspace(int64_t count) {
+    constexpr int64_t kMaxKept = int64_t(1) << 24;
+    thread_local std::vector<T> kept;
+    if (count <= kMaxKept) {
+      if (static_cast<int64_t>(kept.size()) < count) kept.resize(count);
+      data_ = kept.data();
+    } else {
+      own_.resize(count);
+      data_ = own_.data();
+    }
+  }
+  T* data() { return data_; }
+
+ private:
+  std::vector<T> own_;
+  T* data_;
+};
+
 template <typename T>
 struct ColumnWeights {  // the padded (n + 2 (order + 1), n_out) rows of one input column
   int64_t n_out;
   int pad, n;
-  std::vector<T> buf;
-  ColumnWeights(int64_t n_out_, int n_, int order) : n_out(n_out_), pad(order + 1), n(n_), buf((n_ + 2 * (order + 1)) * n_out_, T(0)) {}
-  T* row(int q) { return buf.data() + (q + pad) * n_out; }  // q in [-pad, n + pad)
+  T* buf;  // in a Workspace
+  static int64_t size(int64_t n_out, int n, int order) { return (n + 2 * (order + 1)) * n_out; }
+  // zero_all: every row 0 (an accumulator); else only the padding rows (load() fills the rest)
+  ColumnWeights(T* storage, int64_t n_out_, int n_, int order, bool zero_all)
+      : n_out(n_out_), pad(order + 1), n(n_), buf(storage) {
+    if (zero_all) {
+      std::memset(buf, 0, sizeof(T) * size(n_out, n, order));
+    } else {
+      std::memset(buf, 0, sizeof(T) * pad * n_out);
+      std::memset(buf + (n + pad) * n_out, 0, sizeof(T) * pad * n_out);
+    }
+  }
+  T* row(int q) { return buf + (q + pad) * n_out; }  // q in [-pad, n + pad)
+  const T* row(int q) const { return buf + (q + pad) * n_out; }
+  // rows q = coef[o, i, q] * scale[o, i] over o: a transpose, by register tiles of
+  // kLanes x kLanes (a scalar loop for the ragged edges). The kLanes rows of coef of one tile
+  // row are first copied whole into a staging buffer: read in place, every tile would touch
+  // kLanes far-apart rows a cache line at a time, faster than the prefetchers follow.
   void load(const T* coef, const T* scale, int64_t n_in, int64_t i) {
-    for (int64_t o = 0; o < n_out; ++o) {
-      const T* c = coef + (o * n_in + i) * n;
-      const T so = scale[o * n_in + i];
-      for (int q = 0; q < n; ++q) row(q)[o] = c[q] * so;
+    using S = Simd<T>;
+    constexpr int L = S::kLanes;
+    thread_local std::vector<T> stage_buf;
+    if (static_cast<int64_t>(stage_buf.size()) < L * n) stage_buf.resize(L * n);
+    T* stage = stage_buf.data();
+    typename S::V r[L];
+    int64_t o0 = 0;
+    for (; o0 + L <= n_out; o0 += L) {
+      for (int u = 0; u < L; ++u) std::memcpy(stage + u * n, coef + ((o0 + u) * n_in + i) * n, sizeof(T) * n);
+      int q0 = 0;
+      for (; q0 + L <= n; q0 += L) {
+        for (int u = 0; u < L; ++u) r[u] = S::load(stage + u * n + q0) * scale[(o0 + u) * n_in + i];
+        transpose_tile<T>(r);
+        for (int qq = 0; qq < L; ++qq) S::store(row(q0 + qq) + o0, r[qq]);
+      }
+      for (int u = 0; u < L; ++u) {
+        const T so = scale[(o0 + u) * n_in + i];
+        for (int q = q0; q < n; ++q) row(q)[o0 + u] = stage[u * n + q] * so;
+      }
+    }
+    for (; o0 < n_out; ++o0) {
+      const T* src = coef + (o0 * n_in + i) * n;
+      const T so = scale[o0 * n_in + i];
+      for (int q = 0; q < n; ++q) row(q)[o0] = src[q] * so;
+    }
+  }
+
+  // grad_coef[o, i, q] = row(q)[o] * scale[o, i] and grad_scale[o, i] = sum_q row(q)[o] coef[o, i, q]
+  // (either may be null): the transpose back, by register tiles, through staging buffers (see load).
+  void store_grads(const T* coef, const T* scale, int64_t n_in, int64_t i, T* grad_coef, T* grad_scale) const {
+    using S = Simd<T>;
+    constexpr int L = S::kLanes;
+    thread_local std::vector<T> stage_buf;
+    if (static_cast<int64_t>(stage_buf.size()) < 2 * L * n) stage_buf.resize(2 * L * n);
+    T* cstage = stage_buf.data();  // coef rows in
+    T* gstage = cstage + L * n;  // grad_coef rows out
+    typename S::V r[L], gs[L];
+    int64_t o0 = 0;
+    for (; o0 + L <= n_out; o0 += L) {
+      for (int u = 0; u < L; ++u) {
+        std::memcpy(cstage + u * n, coef + ((o0 + u) * n_in + i) * n, sizeof(T) * n);
+        gs[u] = S::splat(T(0));
+      }
+      int q0 = 0;
+      for (; q0 + L <= n; q0 += L) {
+        for (int qq = 0; qq < L; ++qq) r[qq] = S::load(row(q0 + qq) + o0);
+        transpose_tile<T>(r);  // r[u]: output o0 + u, over q0..q0+L
+        for (int u = 0; u < L; ++u) {
+          S::store(gstage + u * n + q0, r[u] * scale[(o0 + u) * n_in + i]);
+          gs[u] += r[u] * S::load(cstage + u * n + q0);
+        }
+      }
+      for (int u = 0; u < L; ++u) {
+        const int64_t o = o0 + u;
+        const T so = scale[o * n_in + i];
+        T sum = S::sum(gs[u]);
+        for (int q = q0; q < n; ++q) {
+          const T a = row(q)[o];
+          gstage[u * n + q] = a * so;
+          sum += a * cstage[u * n + q];
+        }
+        if (grad_scale) grad_scale[o * n_in + i] = sum;
+        if (grad_coef) std::memcpy(grad_coef + (o * n_in + i) * n, gstage + u * n, sizeof(T) * n);
+      }
+    }
+    for (; o0 < n_out; ++o0) {
+      const int64_t e = (o0 * n_in + i) * n;
+      const T so = scale[o0 * n_in + i];
+      T sum = T(0);
+      for (int q = 0; q < n; ++q) {
+        const T a = row(q)[o0];
+        if (grad_coef) grad_coef[e + q] = a * so;
+        sum += a * coef[e + q];
+      }
+      if (grad_scale) grad_scale[o0 * n_in + i] = sum;
     }
   }
 };
@@ -287,48 +522,74 @@ inline void evaluate_column(const Spline<T>& s, const T* x, int64_t n_in, int64_
   evaluate_block<T, K>(s, xs, sh, ih, m, col0, rows, v);
 }
 
-// Split [0, n_in) over the threads; fn(thread, i) for each column.
+constexpr int kGroup = 4;  // input columns handled together (one pass over y or g per group)
+
+// Split the column groups [0, groups) over the threads; fn(thread, group).
 template <typename F>
-void parallel_columns(int64_t n_in, int nthreads, F fn) {
-  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, n_in)));
+void parallel_groups(int64_t groups, int nthreads, F fn) {
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, groups)));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < n_in; ++i) fn(omp_get_thread_num(), i);
+  for (int64_t grp = 0; grp < groups; ++grp) fn(omp_get_thread_num(), grp);
 #else
   (void)nt;
-  for (int64_t i = 0; i < n_in; ++i) fn(0, i);
+  for (int64_t grp = 0; grp < groups; ++grp) fn(0, grp);
 #endif
 }
+
+// The local bases of a group of columns for one block of batch rows: rows[c][j], values or
+// derivatives v[c][r][j]. Columns past n_in (a short last group) get NaN-free zero weights.
+template <typename T, int K>
+struct GroupBlock {
+  T rows[kGroup][kBlock];
+  T v[kGroup][kMaxOrder + 1][kBlock];
+};
 
 // y[b, o] = sum_i scale[o, i] sum_q coef[o, i, q] B_q(x[b, i]).
 template <typename T, int K>
 void sparse_forward(const T* x, const T* shift, const T* inv_h, const T* coef, const T* scale, int64_t rows,
                     int64_t n_in, int64_t n_out, const Spline<T>& s, T* y, int nthreads) {
-  const int k = s.order;
-  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, n_in)));
+  const int k = K >= 0 ? K : s.order;
+  const int64_t groups = (n_in + kGroup - 1) / kGroup;
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, groups)));
   std::vector<std::vector<T>> partial(nt);  // one (rows, n_out) sum per thread
-  parallel_columns(n_in, nt, [&](int tid, int64_t i) {
+  parallel_groups(groups, nt, [&](int tid, int64_t grp) {
     std::vector<T>& acc = partial[tid];
     if (acc.empty()) acc.assign(rows * n_out, T(0));
-    ColumnWeights<T> w(n_out, s.n, k);
-    w.load(coef, scale, n_in, i);
-    T v[kMaxOrder + 1][kBlock];
-    T rb[kBlock];
+    const int64_t i0 = grp * kGroup;
+    const int cols = static_cast<int>(std::min<int64_t>(kGroup, n_in - i0));
+    const int64_t per = ColumnWeights<T>::size(n_out, s.n, s.order);
+    Workspace<T> space(kGroup * per);
+    std::vector<ColumnWeights<T>> w;
+    for (int c = 0; c < cols; ++c) {
+      w.emplace_back(space.data() + c * per, n_out, s.n, s.order, false);
+      w.back().load(coef, scale, n_in, i0 + c);
+    }
+    GroupBlock<T, K> blk;
+    const T* wr[kGroup * (kMaxOrder + 1)];
+    T vr[kGroup * (kMaxOrder + 1)];
+    const int terms = cols * (k + 1);
     for (int64_t b0 = 0; b0 < rows; b0 += kBlock) {
       const int m = static_cast<int>(std::min<int64_t>(kBlock, rows - b0));
-      evaluate_column<T, K>(s, x, n_in, i, b0, m, shift[i], inv_h[i], 0, rb, v);
+      for (int c = 0; c < cols; ++c)
+        evaluate_column<T, K>(s, x, n_in, i0 + c, b0, m, shift[i0 + c], inv_h[i0 + c], 0, blk.rows[c], blk.v[c]);
       for (int j = 0; j < m; ++j) {
-        T* yb = acc.data() + (b0 + j) * n_out;
-        const int first = static_cast<int>(rb[j]) - 1 - k;
-        for (int r = 0; r <= k; ++r) {
-          const T vr = v[r][j];
-          const T* wr = w.row(first + r);
-          for (int64_t o = 0; o < n_out; ++o) yb[o] += vr * wr[o];
+        for (int c = 0; c < cols; ++c) {
+          const int first = static_cast<int>(blk.rows[c][j]) - 1 - k;
+          for (int r = 0; r <= k; ++r) {
+            wr[c * (k + 1) + r] = w[c].row(first + r);
+            vr[c * (k + 1) + r] = blk.v[c][r][j];
+          }
         }
+        T* yb = acc.data() + (b0 + j) * n_out;
+        if (K >= 0 && cols == kGroup)  // the common case: a compile-time number of terms
+          multi_axpy<T, kGroup * ((K >= 0 ? K : 0) + 1)>(yb, wr, vr, terms, n_out);
+        else
+          multi_axpy<T, 0>(yb, wr, vr, terms, n_out);
       }
     }
   });
-  // y = sum of the threads' parts (threads that got no column left theirs empty)
+  // y = sum of the threads' parts (threads that got no group left theirs empty)
   parallel_rows(rows, nthreads, 16, [&](int64_t a, int64_t b) {
     for (int64_t e = a * n_out; e < b * n_out; ++e) {
       T sum = T(0);
@@ -346,52 +607,70 @@ template <typename T, int K>
 void sparse_backward(const T* x, const T* shift, const T* inv_h, const T* coef, const T* scale, const T* g,
                      int64_t rows, int64_t n_in, int64_t n_out, const Spline<T>& s, T* grad_x, T* grad_coef,
                      T* grad_scale, int nthreads) {
-  const int k = s.order, n = s.n;
+  const int k = K >= 0 ? K : s.order, n = s.n;
   const bool need_w = grad_coef != nullptr || grad_scale != nullptr;
-  parallel_columns(n_in, nthreads, [&](int, int64_t i) {
-    ColumnWeights<T> w(n_out, n, k), acc(n_out, n, k);
-    if (grad_x) w.load(coef, scale, n_in, i);
-    T v[kMaxOrder + 1][kBlock], dv[kMaxOrder + 1][kBlock];
-    T rb[kBlock];
+  const int64_t groups = (n_in + kGroup - 1) / kGroup;
+  parallel_groups(groups, nthreads, [&](int, int64_t grp) {
+    const int64_t i0 = grp * kGroup;
+    const int cols = static_cast<int>(std::min<int64_t>(kGroup, n_in - i0));
+    const int64_t per = ColumnWeights<T>::size(n_out, n, s.order);
+    Workspace<T> space(2 * kGroup * per);
+    std::vector<ColumnWeights<T>> w, acc;
+    for (int c = 0; c < cols; ++c) {
+      if (grad_x) {
+        w.emplace_back(space.data() + c * per, n_out, n, s.order, false);
+        w.back().load(coef, scale, n_in, i0 + c);
+      }
+      if (need_w) acc.emplace_back(space.data() + (kGroup + c) * per, n_out, n, s.order, true);
+    }
+    GroupBlock<T, K> val, der;
+    const T* wr[kGroup * (kMaxOrder + 1)];
+    T* ar[kGroup * (kMaxOrder + 1)];
+    T vr[kGroup * (kMaxOrder + 1)];
+    T dots[kGroup * (kMaxOrder + 1)];
+    const int terms = cols * (k + 1);
     for (int64_t b0 = 0; b0 < rows; b0 += kBlock) {
       const int m = static_cast<int>(std::min<int64_t>(kBlock, rows - b0));
-      if (need_w) evaluate_column<T, K>(s, x, n_in, i, b0, m, shift[i], inv_h[i], 0, rb, v);
-      if (grad_x) evaluate_column<T, K>(s, x, n_in, i, b0, m, shift[i], inv_h[i], k + 1, rb, dv);
+      for (int c = 0; c < cols; ++c) {
+        const int64_t i = i0 + c;
+        if (need_w) evaluate_column<T, K>(s, x, n_in, i, b0, m, shift[i], inv_h[i], 0, val.rows[c], val.v[c]);
+        if (grad_x) evaluate_column<T, K>(s, x, n_in, i, b0, m, shift[i], inv_h[i], k + 1, der.rows[c], der.v[c]);
+      }
+      const T(*rows_of)[kBlock] = need_w ? val.rows : der.rows;
       for (int j = 0; j < m; ++j) {
         const T* gb = g + (b0 + j) * n_out;
-        const int first = static_cast<int>(rb[j]) - 1 - k;
         if (grad_x) {
-          T sum = T(0);
-          for (int r = 0; r <= k; ++r) {
-            const T* wr = w.row(first + r);
-            T dot = T(0);
-            for (int64_t o = 0; o < n_out; ++o) dot += gb[o] * wr[o];
-            sum += dv[r][j] * dot;
+          for (int c = 0; c < cols; ++c) {
+            const int first = static_cast<int>(rows_of[c][j]) - 1 - k;
+            for (int r = 0; r <= k; ++r) wr[c * (k + 1) + r] = w[c].row(first + r);
           }
-          grad_x[(b0 + j) * n_in + i] = sum * inv_h[i];
+          if (K >= 0 && cols == kGroup)
+            multi_dot<T, kGroup * ((K >= 0 ? K : 0) + 1)>(gb, wr, terms, n_out, dots);
+          else
+            multi_dot<T, 0>(gb, wr, terms, n_out, dots);
+          for (int c = 0; c < cols; ++c) {
+            T sum = T(0);
+            for (int r = 0; r <= k; ++r) sum += der.v[c][r][j] * dots[c * (k + 1) + r];
+            grad_x[(b0 + j) * n_in + i0 + c] = sum * inv_h[i0 + c];
+          }
         }
         if (need_w) {
-          for (int r = 0; r <= k; ++r) {
-            const T vr = v[r][j];
-            T* ar = acc.row(first + r);
-            for (int64_t o = 0; o < n_out; ++o) ar[o] += vr * gb[o];
+          for (int c = 0; c < cols; ++c) {
+            const int first = static_cast<int>(rows_of[c][j]) - 1 - k;
+            for (int r = 0; r <= k; ++r) {
+              ar[c * (k + 1) + r] = acc[c].row(first + r);
+              vr[c * (k + 1) + r] = val.v[c][r][j];
+            }
           }
+          if (K >= 0 && cols == kGroup)
+            multi_rank1<T, kGroup * ((K >= 0 ? K : 0) + 1)>(ar, vr, gb, terms, n_out);
+          else
+            multi_rank1<T, 0>(ar, vr, gb, terms, n_out);
         }
       }
     }
     if (!need_w) return;
-    for (int64_t o = 0; o < n_out; ++o) {
-      const T* c = coef + (o * n_in + i) * n;
-      const T so = scale[o * n_in + i];
-      T* gc = grad_coef ? grad_coef + (o * n_in + i) * n : nullptr;
-      T gs = T(0);
-      for (int q = 0; q < n; ++q) {
-        const T a = acc.row(q)[o];
-        if (gc) gc[q] = a * so;
-        gs += a * c[q];
-      }
-      if (grad_scale) grad_scale[o * n_in + i] = gs;
-    }
+    for (int c = 0; c < cols; ++c) acc[c].store_grads(coef, scale, n_in, i0 + c, grad_coef, grad_scale);
   });
 }
 

@@ -28,12 +28,14 @@ import torch
 
 from kantk.bases._bspline_kernels import (  # noqa: F401  (re-exported: tests and tools use them)
     CHUNK_ELEMENTS,
+    NATIVE_SPARSE_MIN_FUNCTIONS,
     SPARSE_MIN_FUNCTIONS,
     _cardinal_cubic_linear,
     _dense_features,
     _LocalTables,
     _local_polynomials,
     _native_linear,
+    _native_sparse_linear,
     _sparse_linear,
     _UniformBSplineLinear,
     clear_scratch,
@@ -150,7 +152,8 @@ class BSplineBasis(Basis):
         self._params_cache: dict[torch.dtype, tuple[Any, Any]] = {}
         self._uniform_cache: tuple[int, int, bool] | None = None
 
-    #: ``"auto"``: the sparse gather path for many functions per input (see SPARSE_MIN_FUNCTIONS),
+    #: ``"auto"``: the sparse gather path for many functions per input (see SPARSE_MIN_FUNCTIONS and
+    #: NATIVE_SPARSE_MIN_FUNCTIONS),
     #: ``True``/``False`` to force it on or off (set on an instance: ``layer.basis.sparse = False``).
     sparse: bool | str = "auto"
 
@@ -227,11 +230,12 @@ class BSplineBasis(Basis):
         if not self.is_uniform():
             return super().linear(x, weight, extra, extra_weight)
         shift, inv_h, tables = self._uniform_params(x.dtype)
+        if _native.usable(x, self.order):  # native kernels (CPU)
+            scale = weight.new_ones(weight.shape[:2])
+            fused = _native_sparse_linear if self._sparse_path(native=True) else _native_linear
+            return fused(x, weight, scale, extra, extra_weight, shift, inv_h, tables)
         if self._sparse_path():
             return _sparse_linear(x, weight, extra, extra_weight, shift, inv_h, tables)
-        if _native.usable(x, self.order):  # fused native kernels around the GEMMs (CPU)
-            scale = weight.new_ones(weight.shape[:2])
-            return _native_linear(x, weight, scale, extra, extra_weight, shift, inv_h, tables)
         if extra is not None:
             # the base branch rides along as one more column: a single GEMM for the whole layer
             weight = torch.cat([weight, extra_weight.unsqueeze(-1)], dim=-1)  # (out, in, n+1)
@@ -250,15 +254,18 @@ class BSplineBasis(Basis):
     ) -> torch.Tensor:
         # uniform grid on the CPU: the native kernels compose the weight in the same pass as
         # its basis-major layout, and its gradients in one pass too
-        if self.is_uniform() and not self._sparse_path() and _native.usable(x, self.order):
+        if self.is_uniform() and _native.usable(x, self.order):
             xe = self._extrapolation_input(x)
             shift, inv_h, tables = self._uniform_params(x.dtype)
-            return _native_linear(xe, coef, scale, extra, extra_weight, shift, inv_h, tables)
+            fused = _native_sparse_linear if self._sparse_path(native=True) else _native_linear
+            return fused(xe, coef, scale, extra, extra_weight, shift, inv_h, tables)
         return super().scaled_linear(x, coef, scale, extra, extra_weight)
 
-    def _sparse_path(self) -> bool:
-        """Whether the uniform fast path gathers the order+1 rows per input (``sparse``)."""
-        return self.sparse is True or (self.sparse == "auto" and self.num_functions >= SPARSE_MIN_FUNCTIONS)
+    def _sparse_path(self, native: bool = False) -> bool:
+        """Whether the uniform fast path gathers the order+1 rows per input (``sparse``); the
+        native kernels switch at fewer functions than the PyTorch path."""
+        threshold = NATIVE_SPARSE_MIN_FUNCTIONS if native else SPARSE_MIN_FUNCTIONS
+        return self.sparse is True or (self.sparse == "auto" and self.num_functions >= threshold)
 
     def _extrapolation_input(self, x: torch.Tensor) -> torch.Tensor:
         """The inputs the evaluation paths see: clamped for ``"clamp"``, and for ``"extend"``

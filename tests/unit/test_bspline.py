@@ -75,7 +75,7 @@ def test_config_round_trip():
 
 @pytest.mark.parametrize("sparse", [False, True])  # the fused dense path, the gather path
 @pytest.mark.parametrize("spread", [1.8, 2.6])  # all inputs interior / some on the extension
-def test_fused_linear_with_base_column_gradients_and_double_backward(spread, sparse):
+def test_fused_linear_with_base_column_gradients_and_double_backward(spread, sparse, kernels):
     torch.set_default_dtype(torch.float64)
     basis = BSplineBasis(3, grid_size=4, order=3)
     basis.sparse = sparse
@@ -91,7 +91,7 @@ def test_fused_linear_with_base_column_gradients_and_double_backward(spread, spa
     assert torch.autograd.gradgradcheck(basis.linear, (x, w))
 
 
-def test_second_derivative_through_a_kan_layer():
+def test_second_derivative_through_a_kan_layer(kernels):
     """d2y/dx2 (physics-informed losses) through the fused path equals the dense path's."""
     import kantk
 
@@ -112,7 +112,7 @@ def test_second_derivative_through_a_kan_layer():
     torch.testing.assert_close(second(layer), second(dense))
 
 
-def test_scratch_buffers_do_not_leak_between_layers_or_calls():
+def test_scratch_buffers_do_not_leak_between_layers_or_calls(kernels):
     """Two layers of different shapes, called in turn, give the same results as fresh buffers."""
     import kantk
     from kantk.bases.bspline import clear_scratch
@@ -132,10 +132,10 @@ def test_scratch_buffers_do_not_leak_between_layers_or_calls():
 
 
 @pytest.mark.parametrize("spread", [1.8, 5.0])
-def test_chunked_rows_give_the_same_values_and_gradients(monkeypatch, spread):
+def test_chunked_rows_give_the_same_values_and_gradients(monkeypatch, spread, kernels):
     """Big batches run in chunks of rows (bounded scratch memory); results must not change."""
     import kantk
-    import kantk.bases._bspline_kernels as kernels
+    import kantk.bases._bspline_kernels as kernel_module
 
     torch.set_default_dtype(torch.float64)
     layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 4})
@@ -147,7 +147,7 @@ def test_chunked_rows_give_the_same_values_and_gradients(monkeypatch, spread):
         return y, grads
 
     y1, g1 = run()
-    monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", 3 * 5 * 8)  # 5 rows per chunk, 10 chunks
+    monkeypatch.setattr(kernel_module, "CHUNK_ELEMENTS", 3 * 5 * 8)  # 5 rows per chunk, 10 chunks
     y2, g2 = run()
     torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
     for a, b in zip(g1, g2):
@@ -165,8 +165,21 @@ def test_fine_float32_grids_take_the_fast_path(grid_size):
     torch.testing.assert_close(basis(x).double(), ref, rtol=0, atol=2e-5 * grid_size / 50)
 
 
+@pytest.fixture(params=["native", "pytorch"])
+def kernels(request, monkeypatch):
+    """Run a test on the native kernels and on the PyTorch path (``KANTK_NATIVE=0``)."""
+    from kantk.bases import _native
+
+    if request.param == "native":
+        if _native.library() is None:
+            pytest.skip("no C++ compiler: native kernels unavailable")
+    else:
+        monkeypatch.setenv(_native.ENV_SWITCH, "0")
+    return request.param
+
+
 @pytest.mark.parametrize("spread", [1.8, 5.0])
-def test_sparse_path_matches_dense(spread):
+def test_sparse_path_matches_dense(spread, kernels):
     import kantk
 
     torch.set_default_dtype(torch.float64)
@@ -184,15 +197,23 @@ def test_sparse_path_matches_dense(spread):
     assert torch.autograd.gradcheck(lambda inp: layer(inp), (x[:6].detach().requires_grad_(),))
 
 
-def test_second_derivative_on_a_large_grid_takes_the_sparse_path(monkeypatch):
-    """A physics-informed loss on a G=200 layer: d2y/dx2 through the sparse path is the dense one's."""
-    import kantk
+def _spy_sparse(monkeypatch, kernels):
+    """Count the calls of the sparse path of the kernels in use."""
     import kantk.bases.bspline as bs
 
-    torch.set_default_dtype(torch.float64)
+    name = "_native_sparse_linear" if kernels == "native" else "_sparse_linear"
     calls = []
-    real = bs._sparse_linear
-    monkeypatch.setattr(bs, "_sparse_linear", lambda *a: calls.append(1) or real(*a))
+    real = getattr(bs, name)
+    monkeypatch.setattr(bs, name, lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def test_second_derivative_on_a_large_grid_takes_the_sparse_path(monkeypatch, kernels):
+    """A physics-informed loss on a G=200 layer: d2y/dx2 through the sparse path is the dense one's."""
+    import kantk
+
+    torch.set_default_dtype(torch.float64)
+    calls = _spy_sparse(monkeypatch, kernels)
     layer = kantk.KANLayer(2, 1, basis_kwargs={"grid_size": 200})
     x = (torch.rand(30, 2) * 1.8 - 0.9).requires_grad_()
 
@@ -212,20 +233,22 @@ def test_second_derivative_on_a_large_grid_takes_the_sparse_path(monkeypatch):
         torch.testing.assert_close(a, b)
 
 
-def test_large_grids_pick_the_sparse_path_automatically(monkeypatch):
+def test_large_grids_pick_the_sparse_path_automatically(monkeypatch, kernels):
     import kantk
-    import kantk.bases.bspline as bs
+    from kantk.bases import bspline as bs
 
-    calls = []
-    real = bs._sparse_linear
-    monkeypatch.setattr(bs, "_sparse_linear", lambda *a: calls.append(1) or real(*a))
+    calls = _spy_sparse(monkeypatch, kernels)
     kantk.KANLayer(2, 2, basis_kwargs={"grid_size": 5})(torch.rand(4, 2))
     assert calls == []
     kantk.KANLayer(2, 2, basis_kwargs={"grid_size": 200})(torch.rand(4, 2))
     assert calls == [1]
+    # each kernel family switches at its own measured crossover
+    threshold = bs.NATIVE_SPARSE_MIN_FUNCTIONS if kernels == "native" else bs.SPARSE_MIN_FUNCTIONS
+    kantk.KANLayer(2, 2, basis_kwargs={"grid_size": threshold - 3})(torch.rand(4, 2))
+    assert calls == [1, 1]
 
 
-def test_two_forwards_before_one_backward_give_correct_gradients():
+def test_two_forwards_before_one_backward_give_correct_gradients(kernels):
     """The layer keeps its last dense matrix for its backward; an older call must rebuild it."""
     import kantk
 
@@ -264,7 +287,7 @@ def test_compile_friendly_cubic_form_matches_the_fused_function():
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_nan_inputs_give_nan_outputs_not_an_index_error(sparse):
+def test_nan_inputs_give_nan_outputs_not_an_index_error(sparse, kernels):
     import kantk
 
     layer = kantk.KANLayer(2, 2, base_activation="zero")
@@ -273,7 +296,7 @@ def test_nan_inputs_give_nan_outputs_not_an_index_error(sparse):
     assert torch.isnan(y[0]).all() and torch.isfinite(y[1]).all()
 
 
-def test_sparse_path_backward_twice_with_retain_graph():
+def test_sparse_path_backward_twice_with_retain_graph(kernels):
     import kantk
 
     torch.set_default_dtype(torch.float64)
