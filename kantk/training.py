@@ -120,7 +120,7 @@ def fit(
             (N,) class indices, optional ``test_input``/``test_label``; floats are cast to the
             model's dtype) or any ``LightningDataModule`` yielding ``(inputs, labels)`` batches.
         steps: Optimizer steps (one LBFGS step runs up to 20 function evaluations).
-        optimizer: ``"lbfgs"`` (pykan's settings), ``"adam"`` or ``"adamw"``.
+        optimizer: ``"lbfgs"`` (pykan's settings, history 30), ``"adam"`` or ``"adamw"``.
         lr: Learning rate (default 1.0 for LBFGS, 1e-2 for Adam/AdamW).
         batch: Training samples per step; -1 means the full training set (needed by LBFGS).
             Only for dict data (a DataModule has its own batch size).

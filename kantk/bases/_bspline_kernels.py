@@ -614,9 +614,13 @@ def _cardinal_cubic_linear(x, extra, weight, shift, inv_h):
 #: matmul over all G+k functions (time linear in G). Measured crossover on 2 cores: G ~ 60.
 SPARSE_MIN_FUNCTIONS = 64
 
-#: The same switch for the native kernels (:mod:`kantk.bases._native`), whose sparse path keeps
-#: the coefficient rows of a few inputs in cache: measured crossover on 2 cores, width 128: G ~ 7.
+#: With the native kernels (:mod:`kantk.bases._native`) the sparse path is the faster one from
+#: G=5 on for layers of up to NATIVE_SPARSE_MAX_OUT outputs (measured on 2 cores, batch 256-4096:
+#: 0.6-0.9x the dense path's time at widths 2-256, equal at 1024 -> 64; 1.4x at 512 -> 512, whose
+#: accumulator rows outgrow the caches), and from NATIVE_SPARSE_MIN_FUNCTIONS functions per input
+#: at any width (G=10: 0.8x at width 128).
 NATIVE_SPARSE_MIN_FUNCTIONS = 11
+NATIVE_SPARSE_MAX_OUT = 256
 
 
 def _sparse_linear(x, weight, extra, extra_weight, shift, inv_h, tables):

@@ -15,11 +15,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <limits>
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -385,25 +391,45 @@ void compose_weight_grad(const T* grad_w, const T* coef, const T* scale, int64_t
 
 // Per-thread scratch memory kept between calls (the OpenMP threads persist), so that the column
 // buffers of every group and call do not go back to the allocator (whose trimming would cost
-// page faults each time); requests above kMaxKept elements get a buffer of their own.
-template <typename T>
+// page faults each time). Allocated in 2 MiB-aligned blocks with transparent huge pages asked
+// for where Linux offers them: the kernels jump between rows of these buffers for every batch
+// row, and with 4 KiB pages those jumps miss the TLB once the buffers outgrow a few dozen pages.
+// Requests above kMaxKept elements get a buffer of their own.
+class AlignedBlock {
+ public:
+  static constexpr size_t kAlign = size_t(2) << 20;
+  ~AlignedBlock() { std::free(data_); }
+  void* reserve(size_t bytes) {
+    if (bytes > bytes_) {
+      std::free(data_);
+      bytes_ = (bytes + kAlign - 1) / kAlign * kAlign;
+      data_ = std::aligned_alloc(kAlign, bytes_);
+      if (data_ == nullptr) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+      madvise(data_, bytes_, MADV_HUGEPAGE);  // a hint; without huge pages all still works
+#endif
+    }
+    return data_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+template <typename T, int kSlot = 0>  // slot: independent buffers of one thread
 class Workspace {
  public:
   explicit Workspace(int64_t count) {
     constexpr int64_t kMaxKept = int64_t(1) << 24;
-    thread_local std::vector<T> kept;
-    if (count <= kMaxKept) {
-      if (static_cast<int64_t>(kept.size()) < count) kept.resize(count);
-      data_ = kept.data();
-    } else {
-      own_.resize(count);
-      data_ = own_.data();
-    }
+    thread_local AlignedBlock kept;
+    AlignedBlock& block = count <= kMaxKept ? kept : own_;
+    data_ = static_cast<T*>(block.reserve(sizeof(T) * static_cast<size_t>(count)));
   }
   T* data() { return data_; }
 
  private:
-  std::vector<T> own_;
+  AlignedBlock own_;
   T* data_;
 };
 
@@ -425,86 +451,104 @@ struct ColumnWeights {  // the padded (n + 2 (order + 1), n_out) rows of one inp
   }
   T* row(int q) { return buf + (q + pad) * n_out; }  // q in [-pad, n + pad)
   const T* row(int q) const { return buf + (q + pad) * n_out; }
-  // rows q = coef[o, i, q] * scale[o, i] over o: a transpose, by register tiles of
-  // kLanes x kLanes (a scalar loop for the ragged edges). The kLanes rows of coef of one tile
-  // row are first copied whole into a staging buffer: read in place, every tile would touch
-  // kLanes far-apart rows a cache line at a time, faster than the prefetchers follow.
-  void load(const T* coef, const T* scale, int64_t n_in, int64_t i) {
+  // For the columns i0..i0+cols of a group, into w[0..cols): rows q = coef[o, i, q] * scale[o, i]
+  // over o. A transpose, by register tiles of kLanes x kLanes (a scalar loop for the ragged
+  // edges). The group's coef rows (cols * n values, contiguous in memory for one o) are first
+  // copied into a staging buffer: read in place, every tile would touch kLanes far-apart rows a
+  // cache line at a time, faster than the prefetchers follow.
+  static void load_group(ColumnWeights* w, int cols, const T* coef, const T* scale, int64_t n_in, int64_t i0) {
     using S = Simd<T>;
     constexpr int L = S::kLanes;
+    const int64_t n_out = w[0].n_out;
+    const int n = w[0].n, span = cols * n;
     thread_local std::vector<T> stage_buf;
-    if (static_cast<int64_t>(stage_buf.size()) < L * n) stage_buf.resize(L * n);
+    if (static_cast<int64_t>(stage_buf.size()) < L * span) stage_buf.resize(L * span);
     T* stage = stage_buf.data();
     typename S::V r[L];
     int64_t o0 = 0;
     for (; o0 + L <= n_out; o0 += L) {
-      for (int u = 0; u < L; ++u) std::memcpy(stage + u * n, coef + ((o0 + u) * n_in + i) * n, sizeof(T) * n);
-      int q0 = 0;
-      for (; q0 + L <= n; q0 += L) {
-        for (int u = 0; u < L; ++u) r[u] = S::load(stage + u * n + q0) * scale[(o0 + u) * n_in + i];
-        transpose_tile<T>(r);
-        for (int qq = 0; qq < L; ++qq) S::store(row(q0 + qq) + o0, r[qq]);
-      }
-      for (int u = 0; u < L; ++u) {
-        const T so = scale[(o0 + u) * n_in + i];
-        for (int q = q0; q < n; ++q) row(q)[o0 + u] = stage[u * n + q] * so;
+      for (int u = 0; u < L; ++u) std::memcpy(stage + u * span, coef + ((o0 + u) * n_in + i0) * n, sizeof(T) * span);
+      for (int c = 0; c < cols; ++c) {
+        const int64_t i = i0 + c;
+        int q0 = 0;
+        for (; q0 + L <= n; q0 += L) {
+          for (int u = 0; u < L; ++u) r[u] = S::load(stage + u * span + c * n + q0) * scale[(o0 + u) * n_in + i];
+          transpose_tile<T>(r);
+          for (int qq = 0; qq < L; ++qq) S::store(w[c].row(q0 + qq) + o0, r[qq]);
+        }
+        for (int u = 0; u < L; ++u) {
+          const T so = scale[(o0 + u) * n_in + i];
+          for (int q = q0; q < n; ++q) w[c].row(q)[o0 + u] = stage[u * span + c * n + q] * so;
+        }
       }
     }
-    for (; o0 < n_out; ++o0) {
-      const T* src = coef + (o0 * n_in + i) * n;
-      const T so = scale[o0 * n_in + i];
-      for (int q = 0; q < n; ++q) row(q)[o0] = src[q] * so;
-    }
+    for (; o0 < n_out; ++o0)
+      for (int c = 0; c < cols; ++c) {
+        const T* src = coef + (o0 * n_in + i0 + c) * n;
+        const T so = scale[o0 * n_in + i0 + c];
+        for (int q = 0; q < n; ++q) w[c].row(q)[o0] = src[q] * so;
+      }
   }
 
-  // grad_coef[o, i, q] = row(q)[o] * scale[o, i] and grad_scale[o, i] = sum_q row(q)[o] coef[o, i, q]
-  // (either may be null): the transpose back, by register tiles, through staging buffers (see load).
-  void store_grads(const T* coef, const T* scale, int64_t n_in, int64_t i, T* grad_coef, T* grad_scale) const {
+  // For the columns i0..i0+cols of a group, whose accumulators are acc[0..cols):
+  // grad_coef[o, i, q] = acc_i.row(q)[o] * scale[o, i] and grad_scale[o, i] =
+  // sum_q acc_i.row(q)[o] coef[o, i, q] (either may be null). The transpose back, by register
+  // tiles; coef and grad_coef move through staging buffers a whole group row (cols * n values,
+  // contiguous in memory) at a time (see load).
+  static void store_group_grads(const ColumnWeights* acc, int cols, const T* coef, const T* scale, int64_t n_in,
+                                int64_t i0, T* grad_coef, T* grad_scale) {
     using S = Simd<T>;
     constexpr int L = S::kLanes;
+    const int64_t n_out = acc[0].n_out;
+    const int n = acc[0].n, span = cols * n;
     thread_local std::vector<T> stage_buf;
-    if (static_cast<int64_t>(stage_buf.size()) < 2 * L * n) stage_buf.resize(2 * L * n);
-    T* cstage = stage_buf.data();  // coef rows in
-    T* gstage = cstage + L * n;  // grad_coef rows out
+    if (static_cast<int64_t>(stage_buf.size()) < 2 * L * span) stage_buf.resize(2 * L * span);
+    T* cstage = stage_buf.data();  // coef in: row u = output o0 + u, the group's cols * n values
+    T* gstage = cstage + L * span;  // grad_coef out, same layout
     typename S::V r[L], gs[L];
     int64_t o0 = 0;
     for (; o0 + L <= n_out; o0 += L) {
-      for (int u = 0; u < L; ++u) {
-        std::memcpy(cstage + u * n, coef + ((o0 + u) * n_in + i) * n, sizeof(T) * n);
-        gs[u] = S::splat(T(0));
-      }
-      int q0 = 0;
-      for (; q0 + L <= n; q0 += L) {
-        for (int qq = 0; qq < L; ++qq) r[qq] = S::load(row(q0 + qq) + o0);
-        transpose_tile<T>(r);  // r[u]: output o0 + u, over q0..q0+L
+      for (int u = 0; u < L; ++u) std::memcpy(cstage + u * span, coef + ((o0 + u) * n_in + i0) * n, sizeof(T) * span);
+      for (int c = 0; c < cols; ++c) {
+        const int64_t i = i0 + c;
+        for (int u = 0; u < L; ++u) gs[u] = S::splat(T(0));
+        int q0 = 0;
+        for (; q0 + L <= n; q0 += L) {
+          for (int qq = 0; qq < L; ++qq) r[qq] = S::load(acc[c].row(q0 + qq) + o0);
+          transpose_tile<T>(r);  // r[u]: output o0 + u, over q0..q0+L
+          for (int u = 0; u < L; ++u) {
+            const int64_t at = u * span + c * n + q0;
+            S::store(gstage + at, r[u] * scale[(o0 + u) * n_in + i]);
+            gs[u] += r[u] * S::load(cstage + at);
+          }
+        }
         for (int u = 0; u < L; ++u) {
-          S::store(gstage + u * n + q0, r[u] * scale[(o0 + u) * n_in + i]);
-          gs[u] += r[u] * S::load(cstage + u * n + q0);
+          const int64_t o = o0 + u;
+          const T so = scale[o * n_in + i];
+          T sum = S::sum(gs[u]);
+          for (int q = q0; q < n; ++q) {
+            const T a = acc[c].row(q)[o];
+            gstage[u * span + c * n + q] = a * so;
+            sum += a * cstage[u * span + c * n + q];
+          }
+          if (grad_scale) grad_scale[o * n_in + i] = sum;
         }
       }
-      for (int u = 0; u < L; ++u) {
-        const int64_t o = o0 + u;
-        const T so = scale[o * n_in + i];
-        T sum = S::sum(gs[u]);
-        for (int q = q0; q < n; ++q) {
-          const T a = row(q)[o];
-          gstage[u * n + q] = a * so;
-          sum += a * cstage[u * n + q];
-        }
-        if (grad_scale) grad_scale[o * n_in + i] = sum;
-        if (grad_coef) std::memcpy(grad_coef + (o * n_in + i) * n, gstage + u * n, sizeof(T) * n);
-      }
+      if (grad_coef)
+        for (int u = 0; u < L; ++u) std::memcpy(grad_coef + ((o0 + u) * n_in + i0) * n, gstage + u * span, sizeof(T) * span);
     }
     for (; o0 < n_out; ++o0) {
-      const int64_t e = (o0 * n_in + i) * n;
-      const T so = scale[o0 * n_in + i];
-      T sum = T(0);
-      for (int q = 0; q < n; ++q) {
-        const T a = row(q)[o0];
-        if (grad_coef) grad_coef[e + q] = a * so;
-        sum += a * coef[e + q];
+      for (int c = 0; c < cols; ++c) {
+        const int64_t i = i0 + c, e = (o0 * n_in + i) * n;
+        const T so = scale[o0 * n_in + i];
+        T sum = T(0);
+        for (int q = 0; q < n; ++q) {
+          const T a = acc[c].row(q)[o0];
+          if (grad_coef) grad_coef[e + q] = a * so;
+          sum += a * coef[e + q];
+        }
+        if (grad_scale) grad_scale[o0 * n_in + i] = sum;
       }
-      if (grad_scale) grad_scale[o0 * n_in + i] = sum;
     }
   }
 };
@@ -552,19 +596,20 @@ void sparse_forward(const T* x, const T* shift, const T* inv_h, const T* coef, c
   const int k = K >= 0 ? K : s.order;
   const int64_t groups = (n_in + kGroup - 1) / kGroup;
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, groups)));
-  std::vector<std::vector<T>> partial(nt);  // one (rows, n_out) sum per thread
+  std::vector<T*> partial(nt, nullptr);  // one (rows, n_out) sum per thread, in its workspace
   parallel_groups(groups, nt, [&](int tid, int64_t grp) {
-    std::vector<T>& acc = partial[tid];
-    if (acc.empty()) acc.assign(rows * n_out, T(0));
+    if (partial[tid] == nullptr) {
+      partial[tid] = Workspace<T, 1>(rows * n_out).data();
+      std::memset(partial[tid], 0, sizeof(T) * rows * n_out);
+    }
+    T* acc = partial[tid];
     const int64_t i0 = grp * kGroup;
     const int cols = static_cast<int>(std::min<int64_t>(kGroup, n_in - i0));
     const int64_t per = ColumnWeights<T>::size(n_out, s.n, s.order);
     Workspace<T> space(kGroup * per);
     std::vector<ColumnWeights<T>> w;
-    for (int c = 0; c < cols; ++c) {
-      w.emplace_back(space.data() + c * per, n_out, s.n, s.order, false);
-      w.back().load(coef, scale, n_in, i0 + c);
-    }
+    for (int c = 0; c < cols; ++c) w.emplace_back(space.data() + c * per, n_out, s.n, s.order, false);
+    ColumnWeights<T>::load_group(w.data(), cols, coef, scale, n_in, i0);
     GroupBlock<T, K> blk;
     const T* wr[kGroup * (kMaxOrder + 1)];
     T vr[kGroup * (kMaxOrder + 1)];
@@ -581,7 +626,7 @@ void sparse_forward(const T* x, const T* shift, const T* inv_h, const T* coef, c
             vr[c * (k + 1) + r] = blk.v[c][r][j];
           }
         }
-        T* yb = acc.data() + (b0 + j) * n_out;
+        T* yb = acc + (b0 + j) * n_out;
         if (K >= 0 && cols == kGroup)  // the common case: a compile-time number of terms
           multi_axpy<T, kGroup * ((K >= 0 ? K : 0) + 1)>(yb, wr, vr, terms, n_out);
         else
@@ -594,7 +639,7 @@ void sparse_forward(const T* x, const T* shift, const T* inv_h, const T* coef, c
     for (int64_t e = a * n_out; e < b * n_out; ++e) {
       T sum = T(0);
       for (int t = 0; t < nt; ++t)
-        if (!partial[t].empty()) sum += partial[t][e];
+        if (partial[t] != nullptr) sum += partial[t][e];
       y[e] = sum;
     }
   });
@@ -617,60 +662,62 @@ void sparse_backward(const T* x, const T* shift, const T* inv_h, const T* coef, 
     Workspace<T> space(2 * kGroup * per);
     std::vector<ColumnWeights<T>> w, acc;
     for (int c = 0; c < cols; ++c) {
-      if (grad_x) {
-        w.emplace_back(space.data() + c * per, n_out, n, s.order, false);
-        w.back().load(coef, scale, n_in, i0 + c);
-      }
+      if (grad_x) w.emplace_back(space.data() + c * per, n_out, n, s.order, false);
       if (need_w) acc.emplace_back(space.data() + (kGroup + c) * per, n_out, n, s.order, true);
     }
+    if (grad_x) ColumnWeights<T>::load_group(w.data(), cols, coef, scale, n_in, i0);
     GroupBlock<T, K> val, der;
     const T* wr[kGroup * (kMaxOrder + 1)];
     T* ar[kGroup * (kMaxOrder + 1)];
     T vr[kGroup * (kMaxOrder + 1)];
     T dots[kGroup * (kMaxOrder + 1)];
     const int terms = cols * (k + 1);
-    for (int64_t b0 = 0; b0 < rows; b0 += kBlock) {
-      const int m = static_cast<int>(std::min<int64_t>(kBlock, rows - b0));
-      for (int c = 0; c < cols; ++c) {
-        const int64_t i = i0 + c;
-        if (need_w) evaluate_column<T, K>(s, x, n_in, i, b0, m, shift[i], inv_h[i], 0, val.rows[c], val.v[c]);
-        if (grad_x) evaluate_column<T, K>(s, x, n_in, i, b0, m, shift[i], inv_h[i], k + 1, der.rows[c], der.v[c]);
-      }
-      const T(*rows_of)[kBlock] = need_w ? val.rows : der.rows;
-      for (int j = 0; j < m; ++j) {
-        const T* gb = g + (b0 + j) * n_out;
-        if (grad_x) {
-          for (int c = 0; c < cols; ++c) {
-            const int first = static_cast<int>(rows_of[c][j]) - 1 - k;
-            for (int r = 0; r <= k; ++r) wr[c * (k + 1) + r] = w[c].row(first + r);
-          }
-          if (K >= 0 && cols == kGroup)
-            multi_dot<T, kGroup * ((K >= 0 ? K : 0) + 1)>(gb, wr, terms, n_out, dots);
-          else
-            multi_dot<T, 0>(gb, wr, terms, n_out, dots);
-          for (int c = 0; c < cols; ++c) {
-            T sum = T(0);
-            for (int r = 0; r <= k; ++r) sum += der.v[c][r][j] * dots[c * (k + 1) + r];
-            grad_x[(b0 + j) * n_in + i0 + c] = sum * inv_h[i0 + c];
-          }
+    // two sweeps over the batch, one per gradient: the weight rows read by the first and the
+    // accumulator rows written by the second do not fit in L1 together
+    for (int pass = 0; pass < 2; ++pass) {
+      const bool dx = pass == 0;
+      if (dx ? grad_x == nullptr : !need_w) continue;
+      GroupBlock<T, K>& blk = dx ? der : val;
+      for (int64_t b0 = 0; b0 < rows; b0 += kBlock) {
+        const int m = static_cast<int>(std::min<int64_t>(kBlock, rows - b0));
+        for (int c = 0; c < cols; ++c) {
+          const int64_t i = i0 + c;
+          evaluate_column<T, K>(s, x, n_in, i, b0, m, shift[i], inv_h[i], dx ? k + 1 : 0, blk.rows[c], blk.v[c]);
         }
-        if (need_w) {
-          for (int c = 0; c < cols; ++c) {
-            const int first = static_cast<int>(rows_of[c][j]) - 1 - k;
-            for (int r = 0; r <= k; ++r) {
-              ar[c * (k + 1) + r] = acc[c].row(first + r);
-              vr[c * (k + 1) + r] = val.v[c][r][j];
+        for (int j = 0; j < m; ++j) {
+          const T* gb = g + (b0 + j) * n_out;
+          if (dx) {
+            for (int c = 0; c < cols; ++c) {
+              const int first = static_cast<int>(blk.rows[c][j]) - 1 - k;
+              for (int r = 0; r <= k; ++r) wr[c * (k + 1) + r] = w[c].row(first + r);
             }
+            if (K >= 0 && cols == kGroup)
+              multi_dot<T, kGroup * ((K >= 0 ? K : 0) + 1)>(gb, wr, terms, n_out, dots);
+            else
+              multi_dot<T, 0>(gb, wr, terms, n_out, dots);
+            for (int c = 0; c < cols; ++c) {
+              T sum = T(0);
+              for (int r = 0; r <= k; ++r) sum += blk.v[c][r][j] * dots[c * (k + 1) + r];
+              grad_x[(b0 + j) * n_in + i0 + c] = sum * inv_h[i0 + c];
+            }
+          } else {
+            for (int c = 0; c < cols; ++c) {
+              const int first = static_cast<int>(blk.rows[c][j]) - 1 - k;
+              for (int r = 0; r <= k; ++r) {
+                ar[c * (k + 1) + r] = acc[c].row(first + r);
+                vr[c * (k + 1) + r] = blk.v[c][r][j];
+              }
+            }
+            if (K >= 0 && cols == kGroup)
+              multi_rank1<T, kGroup * ((K >= 0 ? K : 0) + 1)>(ar, vr, gb, terms, n_out);
+            else
+              multi_rank1<T, 0>(ar, vr, gb, terms, n_out);
           }
-          if (K >= 0 && cols == kGroup)
-            multi_rank1<T, kGroup * ((K >= 0 ? K : 0) + 1)>(ar, vr, gb, terms, n_out);
-          else
-            multi_rank1<T, 0>(ar, vr, gb, terms, n_out);
         }
       }
     }
     if (!need_w) return;
-    for (int c = 0; c < cols; ++c) acc[c].store_grads(coef, scale, n_in, i0 + c, grad_coef, grad_scale);
+    ColumnWeights<T>::store_group_grads(acc.data(), cols, coef, scale, n_in, i0, grad_coef, grad_scale);
   });
 }
 

@@ -28,6 +28,7 @@ import torch
 
 from kantk.bases._bspline_kernels import (  # noqa: F401  (re-exported: tests and tools use them)
     CHUNK_ELEMENTS,
+    NATIVE_SPARSE_MAX_OUT,
     NATIVE_SPARSE_MIN_FUNCTIONS,
     SPARSE_MIN_FUNCTIONS,
     _cardinal_cubic_linear,
@@ -232,7 +233,7 @@ class BSplineBasis(Basis):
         shift, inv_h, tables = self._uniform_params(x.dtype)
         if _native.usable(x, self.order):  # native kernels (CPU)
             scale = weight.new_ones(weight.shape[:2])
-            fused = _native_sparse_linear if self._sparse_path(native=True) else _native_linear
+            fused = _native_sparse_linear if self._sparse_path(True, weight.shape[0]) else _native_linear
             return fused(x, weight, scale, extra, extra_weight, shift, inv_h, tables)
         if self._sparse_path():
             return _sparse_linear(x, weight, extra, extra_weight, shift, inv_h, tables)
@@ -257,15 +258,18 @@ class BSplineBasis(Basis):
         if self.is_uniform() and _native.usable(x, self.order):
             xe = self._extrapolation_input(x)
             shift, inv_h, tables = self._uniform_params(x.dtype)
-            fused = _native_sparse_linear if self._sparse_path(native=True) else _native_linear
+            fused = _native_sparse_linear if self._sparse_path(True, coef.shape[0]) else _native_linear
             return fused(xe, coef, scale, extra, extra_weight, shift, inv_h, tables)
         return super().scaled_linear(x, coef, scale, extra, extra_weight)
 
-    def _sparse_path(self, native: bool = False) -> bool:
-        """Whether the uniform fast path gathers the order+1 rows per input (``sparse``); the
-        native kernels switch at fewer functions than the PyTorch path."""
-        threshold = NATIVE_SPARSE_MIN_FUNCTIONS if native else SPARSE_MIN_FUNCTIONS
-        return self.sparse is True or (self.sparse == "auto" and self.num_functions >= threshold)
+    def _sparse_path(self, native: bool = False, out_features: int = 0) -> bool:
+        """Whether the uniform fast path gathers the order+1 rows per input (``sparse``): by the
+        measured crossovers of each kernel family (see ``NATIVE_SPARSE_*`` and ``SPARSE_MIN_FUNCTIONS``)."""
+        if self.sparse != "auto":
+            return bool(self.sparse)
+        if native:
+            return self.num_functions >= NATIVE_SPARSE_MIN_FUNCTIONS or out_features <= NATIVE_SPARSE_MAX_OUT
+        return self.num_functions >= SPARSE_MIN_FUNCTIONS
 
     def _extrapolation_input(self, x: torch.Tensor) -> torch.Tensor:
         """The inputs the evaluation paths see: clamped for ``"clamp"``, and for ``"extend"``

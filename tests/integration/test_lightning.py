@@ -65,7 +65,7 @@ def test_lbfgs_step_is_one_trainer_step(tmp_path):
     assert isinstance(opt, torch.optim.LBFGS)
     group = opt.param_groups[0]
     assert (group["history_size"], group["line_search_fn"], group["tolerance_grad"], group["max_iter"]) == (
-        10, "strong_wolfe", 1e-32, 4
+        30, "strong_wolfe", 1e-32, 4  # pykan's settings with a longer curvature history (LBFGS_DEFAULTS)
     )
 
 

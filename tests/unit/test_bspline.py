@@ -238,14 +238,22 @@ def test_large_grids_pick_the_sparse_path_automatically(monkeypatch, kernels):
     from kantk.bases import bspline as bs
 
     calls = _spy_sparse(monkeypatch, kernels)
-    kantk.KANLayer(2, 2, basis_kwargs={"grid_size": 5})(torch.rand(4, 2))
-    assert calls == []
+    # each kernel family switches at its own measured crossovers
+    if kernels == "native":  # the sparse path up to 256 outputs, and for any width from 11 functions
+        wide = bs.NATIVE_SPARSE_MAX_OUT + 1
+        kantk.KANLayer(2, wide, basis_kwargs={"grid_size": 5})(torch.rand(4, 2))
+        assert calls == []
+        kantk.KANLayer(2, wide, basis_kwargs={"grid_size": bs.NATIVE_SPARSE_MIN_FUNCTIONS - 3})(torch.rand(4, 2))
+        assert calls == [1]
+        kantk.KANLayer(2, bs.NATIVE_SPARSE_MAX_OUT, basis_kwargs={"grid_size": 5})(torch.rand(4, 2))
+        assert calls == [1, 1]
+    else:
+        kantk.KANLayer(2, 2, basis_kwargs={"grid_size": 5})(torch.rand(4, 2))
+        assert calls == []
+        kantk.KANLayer(2, 2, basis_kwargs={"grid_size": bs.SPARSE_MIN_FUNCTIONS - 3})(torch.rand(4, 2))
+        assert calls == [1]
     kantk.KANLayer(2, 2, basis_kwargs={"grid_size": 200})(torch.rand(4, 2))
-    assert calls == [1]
-    # each kernel family switches at its own measured crossover
-    threshold = bs.NATIVE_SPARSE_MIN_FUNCTIONS if kernels == "native" else bs.SPARSE_MIN_FUNCTIONS
-    kantk.KANLayer(2, 2, basis_kwargs={"grid_size": threshold - 3})(torch.rand(4, 2))
-    assert calls == [1, 1]
+    assert calls[-1] == 1 and len(calls) in (2, 3)
 
 
 def test_two_forwards_before_one_backward_give_correct_gradients(kernels):

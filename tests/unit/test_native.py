@@ -37,9 +37,11 @@ def _both_paths(monkeypatch, layer, x):
      {"grid_size": 40}, {"extrapolate": "extend"}, {"extrapolate": "clamp"}, {"grid_range": (-3.0, 0.5)}],
 )
 @pytest.mark.parametrize("base", ["silu", "zero"])
-def test_native_path_matches_the_pytorch_path(monkeypatch, dtype, tol, kwargs, base):
+@pytest.mark.parametrize("sparse", [False, True])  # the native dense and sparse paths
+def test_native_path_matches_the_pytorch_path(monkeypatch, dtype, tol, kwargs, base, sparse):
     torch.set_default_dtype(dtype)  # knots exact in dtype (the conftest restores float32)
     layer = kantk.KANLayer(70, 5, basis_kwargs=kwargs, base_activation=base)  # 70: two blocks of 64
+    layer.basis.sparse = sparse  # the PyTorch reference takes its own path either way
     assert layer.basis.is_uniform()
     x = torch.randn(37, 70, dtype=dtype) * 1.5  # inside, beyond the grid and beyond the outer knots
     x[0, 0], x[1, 1], x[2, 2] = float("nan"), float("inf"), -float("inf")
@@ -60,18 +62,21 @@ def test_native_path_matches_the_pytorch_path(monkeypatch, dtype, tol, kwargs, b
         torch.testing.assert_close(g, grads_ref[name], rtol=tol * 10, atol=tol * 10 * scale)
 
 
-def test_native_path_is_taken_and_gradchecks_twice():
+@pytest.mark.parametrize("sparse, function", [(False, "_NativeBSplineLinear"), (True, "_NativeSparseLinear")])
+def test_native_path_is_taken_and_gradchecks_twice(sparse, function):
     torch.manual_seed(1)
     layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 4}).double()
+    layer.basis.sparse = sparse
     x = (torch.rand(6, 3, dtype=torch.float64) * 2.4 - 1.2).requires_grad_()
     called = []
-    original = _bspline_kernels._NativeBSplineLinear.apply
+    cls = getattr(_bspline_kernels, function)
+    original = cls.apply
 
     def spy(*args):
         called.append(1)
         return original(*args)
 
-    _bspline_kernels._NativeBSplineLinear.apply = spy
+    cls.apply = spy
     try:
         params = (layer.coef, layer.scale_sp, layer.scale_base)
 
@@ -81,7 +86,7 @@ def test_native_path_is_taken_and_gradchecks_twice():
         assert torch.autograd.gradcheck(f, (x, *params))
         assert torch.autograd.gradgradcheck(f, (x, *params))
     finally:
-        _bspline_kernels._NativeBSplineLinear.apply = original
+        cls.apply = original
     assert called
 
 
@@ -95,8 +100,10 @@ def test_pytorch_path_still_gradchecks_when_native_is_off(monkeypatch):
     assert torch.autograd.gradgradcheck(layer, (x,))
 
 
-def test_chunked_rows_and_two_forwards_before_backward(monkeypatch):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_chunked_rows_and_two_forwards_before_backward(monkeypatch, sparse):
     layer = kantk.KANLayer(9, 4).double()
+    layer.basis.sparse = sparse
     x1, x2 = torch.randn(50, 9, dtype=torch.float64), torch.randn(50, 9, dtype=torch.float64)
     whole = [_step(layer, x) for x in (x1, x2)]
     # two forwards, then one backward through both: the first call's kept matrix is stale
