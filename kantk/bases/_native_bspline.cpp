@@ -700,18 +700,20 @@ void sparse_backward(const T* x, const T* shift, const T* inv_h, const T* coef, 
               for (int r = 0; r <= k; ++r) sum += blk.v[c][r][j] * dots[c * (k + 1) + r];
               grad_x[(b0 + j) * n_in + i0 + c] = sum * inv_h[i0 + c];
             }
-          } else {
-            for (int c = 0; c < cols; ++c) {
-              const int first = static_cast<int>(blk.rows[c][j]) - 1 - k;
-              for (int r = 0; r <= k; ++r) {
-                ar[c * (k + 1) + r] = acc[c].row(first + r);
-                vr[c * (k + 1) + r] = blk.v[c][r][j];
-              }
+          }
+        }
+        if (dx) continue;
+        // the accumulator rows one column at a time: one column's rows stay in L1 (the group's
+        // would not at larger widths), the block's rows of g are read again from L2
+        for (int c = 0; c < cols; ++c) {
+          for (int j = 0; j < m; ++j) {
+            const T* gb = g + (b0 + j) * n_out;
+            const int first = static_cast<int>(blk.rows[c][j]) - 1 - k;
+            for (int r = 0; r <= k; ++r) {
+              ar[r] = acc[c].row(first + r);
+              vr[r] = blk.v[c][r][j];
             }
-            if (K >= 0 && cols == kGroup)
-              multi_rank1<T, kGroup * ((K >= 0 ? K : 0) + 1)>(ar, vr, gb, terms, n_out);
-            else
-              multi_rank1<T, 0>(ar, vr, gb, terms, n_out);
+            multi_rank1<T, (K >= 0 ? K + 1 : 0)>(ar, vr, gb, k + 1, n_out);
           }
         }
       }
