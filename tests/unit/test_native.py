@@ -145,3 +145,35 @@ def test_the_build_goes_to_the_cache_folder(monkeypatch, tmp_path):
     assert _native.library() is not None
     assert len(list((tmp_path / "cache").glob("bspline_*.so"))) == 1
     assert _native.status().startswith("in use")
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("order, grid_size", [(1, 5), (2, 7), (3, 5), (3, 40), (5, 4)])
+def test_native_values_equal_cox_de_boor(dtype, tol, sparse, order, grid_size):
+    """With one-hot weights each output is one basis function: the native paths' values against
+    the reference recursion (float32 ~1e-6, float64 ~1e-12)."""
+    from kantk.bases.bspline import BSplineBasis, cox_de_boor
+
+    torch.set_default_dtype(dtype)
+    basis = BSplineBasis(3, grid_size=grid_size, order=order)
+    basis.sparse = sparse
+    n = basis.num_functions
+    x = torch.rand(300, 3) * 3.0 - 1.5  # inside the grid, on its extension and beyond
+    weight = torch.zeros(3 * n, 3, n)  # output (p, i) picks basis i of input p
+    for p in range(3):
+        weight[p * n + torch.arange(n), p, torch.arange(n)] = 1.0
+    called = []
+    name = "_NativeSparseLinear" if sparse else "_NativeBSplineLinear"
+    cls = getattr(_bspline_kernels, name)
+    original = cls.apply
+    cls.apply = lambda *args: called.append(1) or original(*args)
+    try:
+        got = basis.linear(x, weight).reshape(300, 3, n)
+    finally:
+        cls.apply = original
+    assert called
+    # the same allowance as the PyTorch path's test (test_bspline.py), widened for fine grids,
+    # where rounding x * (1/h) moves float32 positions by ~G ulps
+    atol = 4 * tol * max(1.0, grid_size / 5)
+    torch.testing.assert_close(got, cox_de_boor(x, basis.grid, order), rtol=0, atol=atol)
