@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from kantk.bases import _native
 from kantk.bases._bspline_kernels import (  # noqa: F401  (re-exported: tests and tools use them)
     CHUNK_ELEMENTS,
     NATIVE_SPARSE_MAX_OUT,
@@ -33,15 +34,14 @@ from kantk.bases._bspline_kernels import (  # noqa: F401  (re-exported: tests an
     SPARSE_MIN_FUNCTIONS,
     _cardinal_cubic_linear,
     _dense_features,
-    _LocalTables,
     _local_polynomials,
+    _LocalTables,
     _native_linear,
     _native_sparse_linear,
     _sparse_linear,
     _UniformBSplineLinear,
     clear_scratch,
 )
-from kantk.bases import _native
 from kantk.bases._bspline_knots import (  # noqa: F401
     _interval_samples,
     data_knots,
