@@ -171,7 +171,7 @@ def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int, ext
 
     Returns:
         (batch, in, m - order - 1) in ``x``'s dtype; zero outside ``[knots[0], knots[-1])``
-        unless ``extend``.
+        unless ``extend``; NaN for a NaN input.
     """
     k = order
     t = knots.to(x.dtype)
@@ -211,8 +211,9 @@ def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int, ext
     local = torch.stack(values, dim=-1) * inside.unsqueeze(-1)  # (batch, in, k+1): bases j-k .. j
     index = (j - k).unsqueeze(-1) - k + torch.arange(k + 1, device=x.device)  # real basis index
     valid = (index >= 0) & (index < n)
-    out = x.new_zeros(*x.shape, n)
-    return out.scatter_add_(-1, index.clamp(0, n - 1), local * valid)
+    out = x.new_zeros(*x.shape, n).scatter_add_(-1, index.clamp(0, n - 1), local * valid)
+    # a NaN input is "outside" every comparison above: give it NaN, as the uniform paths do
+    return torch.where(torch.isnan(x).unsqueeze(-1), torch.nan, out)
 
 
 def _ratio_or_zero(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

@@ -317,3 +317,28 @@ def test_sparse_path_backward_twice_with_retain_graph(kernels):
     torch.testing.assert_close(again, once)
     with torch.no_grad():  # inference takes no graph and gives the same values
         torch.testing.assert_close(layer(x), layer(x.detach().requires_grad_()).detach())
+
+
+def test_a_float32_layer_converted_to_float64_keeps_the_fast_path():
+    """Knots rounded in float32 and then widened still count as uniform (else 6x slower)."""
+    import kantk
+
+    layer = kantk.KANLayer(2, 3, basis_kwargs={"grid_size": 50})
+    x = torch.rand(64, 2) * 2 - 1
+    y32 = layer(x)
+    layer = layer.double()
+    assert layer.basis.grid.dtype == torch.float64 and layer.basis.is_uniform()
+    torch.testing.assert_close(layer(x.double()).float(), y32, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("extend", [False, True])
+def test_nan_inputs_give_nan_on_a_non_uniform_grid(extend):
+    from kantk.bases.bspline import local_bspline_features
+
+    knots = torch.tensor([[-2.0, -1.5, -1.2, -1.0, -0.3, 0.4, 1.0, 1.3, 1.7, 2.0]])
+    x = torch.tensor([[float("nan")], [0.1], [float("inf")], [-5.0]])
+    feats = local_bspline_features(x, knots, 3, extend=extend)
+    assert torch.isnan(feats[0]).all()
+    assert torch.isfinite(feats[1]).all()
+    if not extend:  # beyond the knots: zero, infinite inputs included
+        assert (feats[2:] == 0).all()
