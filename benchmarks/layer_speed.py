@@ -118,6 +118,7 @@ def machine_info() -> dict[str, Any]:
         "mkl": torch.backends.mkl.is_available(),
         "mkldnn": torch.backends.mkldnn.is_available(),
         "kantk": getattr(kantk, "__version__", "?"),
+        "kantk_native": kantk.native_status(),  # builds the native kernels now, outside the timing
     }
 
 
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  python {info['python']}, torch {info['torch']} (mkl={info['mkl']}, mkldnn={info['mkldnn']}), "
         f"threads: {info['torch_threads']}, kantk {info['kantk']}"
     )
+    print(f"  kantk native kernels: {info['kantk_native']}")
     print(
         f"config: batch {args.batch}, widths {args.widths}, G={args.grid}, k={args.order}, "
         f"dtype {torch.get_default_dtype()}, warmup {args.warmup}, repeats {args.repeats}, "
