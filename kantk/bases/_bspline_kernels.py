@@ -286,8 +286,8 @@ def _dense_features(x: torch.Tensor, shift: torch.Tensor, inv_h: torch.Tensor, t
 CHUNK_ELEMENTS = 1 << 22
 
 
-def _row_chunks(batch: int, per_row: int) -> list[tuple[int, int]]:
-    rows = max(1, CHUNK_ELEMENTS // max(1, per_row))
+def _row_chunks(batch: int, per_row: int, min_rows: int = 1) -> list[tuple[int, int]]:
+    rows = max(min_rows, CHUNK_ELEMENTS // max(1, per_row))
     return [(a, min(a + rows, batch)) for a in range(0, batch, rows)]
 
 
@@ -507,8 +507,11 @@ class _NativeSparseLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, extra, coef, scale, extra_weight, shift, inv_h, tables):  # type: ignore[override]
         y = x.new_empty(x.shape[0], coef.shape[0])
-        _native.sparse_forward(x, shift, inv_h, coef, scale, tables.n, tables.order, tables.extend,
-                               tables.native_coefs, y)
+        # every thread sums into its own (rows, out) buffer: row chunks keep those bounded
+        per_row = coef.shape[0] * max(1, torch.get_num_threads())
+        for a, b in _row_chunks(x.shape[0], per_row, min_rows=NATIVE_SPARSE_MIN_CHUNK_ROWS):
+            _native.sparse_forward(x[a:b], shift, inv_h, coef, scale, tables.n, tables.order, tables.extend,
+                                   tables.native_coefs, y[a:b])
         ctx.tables, ctx.interiors = tables, [False]
         ctx.save_for_backward(x, coef, scale, shift, inv_h)
         return y
@@ -621,6 +624,10 @@ SPARSE_MIN_FUNCTIONS = 64
 #: at any width (G=10: 0.8x at width 128).
 NATIVE_SPARSE_MIN_FUNCTIONS = 11
 NATIVE_SPARSE_MAX_OUT = 256
+#: The native sparse forward sums each thread's share into its own (rows, out) buffer; it runs
+#: in row chunks of CHUNK_ELEMENTS / (out * threads) rows, but at least this many (each chunk
+#: lays the coefficients out again).
+NATIVE_SPARSE_MIN_CHUNK_ROWS = 1024
 
 
 def _sparse_linear(x, weight, extra, extra_weight, shift, inv_h, tables):

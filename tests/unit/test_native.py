@@ -115,13 +115,21 @@ def test_chunked_rows_and_two_forwards_before_backward(monkeypatch, sparse):
     for name, p in layer.named_parameters():
         torch.testing.assert_close(p.grad, g1[name] + 2 * g2[name])
     # several row chunks (a tiny chunk size) give the same values and gradients
-    monkeypatch.setattr(_bspline_kernels, "CHUNK_ELEMENTS", 9 * 9 * 7)
+    # 7 rows per chunk: dense (in * width elements per row) or sparse (out * threads per row)
+    per_row = 4 * torch.get_num_threads() if sparse else 9 * 9
+    monkeypatch.setattr(_bspline_kernels, "CHUNK_ELEMENTS", per_row * 7)
+    monkeypatch.setattr(_bspline_kernels, "NATIVE_SPARSE_MIN_CHUNK_ROWS", 7)
+    chunks = []
+    real_forward = _native.sparse_forward
+    monkeypatch.setattr(_native, "sparse_forward", lambda x, *a: chunks.append(len(x)) or real_forward(x, *a))
     for x, (y, gx, grads) in zip((x1, x2), whole):
         y_c, gx_c, grads_c = _step(layer, x)
         torch.testing.assert_close(y_c, y)
         torch.testing.assert_close(gx_c, gx)
         for name in grads:
             torch.testing.assert_close(grads_c[name], grads[name])
+    if sparse:
+        assert max(chunks) == 7 and sum(chunks) == 100  # two batches of 50 in chunks of 7 rows
 
 
 def test_a_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
