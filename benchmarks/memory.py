@@ -82,7 +82,7 @@ def main() -> None:
         results[case] = json.loads(out.stdout.strip().splitlines()[-1])
     mlp = results["mlp"]["peak_mib"]
     print(f"{'case':28s} {'params':>10s} {'step peak MiB':>14s} {'x MLP':>7s}")
-    names = {"kantk": "kantk KANLayer (fused)", "dense": "dense basis + matmul", "mlp": "MLP block (Linear-SiLU-Linear)"}
+    names = {"kantk": "kantk KANLayer (default path)", "dense": "dense basis + matmul", "mlp": "MLP block (Linear-SiLU-Linear)"}
     for case in CASES:
         r = results[case]
         print(f"{names[case]:28s} {r['params']:>10d} {r['peak_mib']:>14.1f} {r['peak_mib'] / mlp:>7.2f}")
