@@ -170,15 +170,27 @@ def status() -> str:
     return _state["reason"]
 
 
-def usable(x: torch.Tensor, order: int) -> bool:
-    """Whether the kernels can take this input (CPU, float32/64, order <= 15, not compiling)."""
-    return (
+def usable(
+    x: torch.Tensor, order: int, weights: tuple[torch.Tensor | None, ...] = (), grid: torch.Tensor | None = None
+) -> bool:
+    """Whether the kernels can take this input (CPU, float32/64, order <= 15, not compiling).
+
+    ``weights`` (the tensors the kernels read beside ``x``) must be CPU tensors of ``x``'s dtype
+    and ``grid`` a CPU tensor (it is converted); otherwise the PyTorch path runs, and raises
+    PyTorch's own error for a mismatch: the kernels read raw pointers and would not notice.
+    """
+    if not (
         x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
         and order <= MAX_ORDER
         and not torch.compiler.is_compiling()
-        and library() is not None
-    )
+    ):
+        return False
+    if grid is not None and grid.device.type != "cpu":
+        return False
+    if any(t is not None and (t.device.type != "cpu" or t.dtype != x.dtype) for t in weights):
+        return False
+    return library() is not None
 
 
 def coefficient_table(poly: np.ndarray) -> np.ndarray:

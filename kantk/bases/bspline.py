@@ -235,7 +235,7 @@ class BSplineBasis(Basis):
         if not self.is_uniform():
             return super().linear(x, weight, extra, extra_weight)
         shift, inv_h, tables = self._uniform_params(x.dtype)
-        if _native.usable(x, self.order):  # native kernels (CPU)
+        if _native.usable(x, self.order, (weight, extra, extra_weight), self.grid):  # native kernels (CPU)
             scale = weight.new_ones(weight.shape[:2])
             fused = _native_sparse_linear if self._sparse_path(True, weight.shape[0]) else _native_linear
             return fused(x, weight, scale, extra, extra_weight, shift, inv_h, tables)
@@ -259,7 +259,7 @@ class BSplineBasis(Basis):
     ) -> torch.Tensor:
         # uniform grid on the CPU: the native kernels compose the weight in the same pass as
         # its basis-major layout, and its gradients in one pass too
-        if self.is_uniform() and _native.usable(x, self.order):
+        if self.is_uniform() and _native.usable(x, self.order, (coef, scale, extra, extra_weight), self.grid):
             xe = self._extrapolation_input(x)
             shift, inv_h, tables = self._uniform_params(x.dtype)
             fused = _native_sparse_linear if self._sparse_path(True, coef.shape[0]) else _native_linear

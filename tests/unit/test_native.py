@@ -185,3 +185,14 @@ def test_native_values_equal_cox_de_boor(dtype, tol, sparse, order, grid_size):
     # where rounding x * (1/h) moves float32 positions by ~G ulps
     atol = 4 * tol * max(1.0, grid_size / 5)
     torch.testing.assert_close(got, cox_de_boor(x, basis.grid, order), rtol=0, atol=atol)
+
+
+def test_mismatched_dtypes_take_the_pytorch_path_and_its_error():
+    """The kernels read raw pointers: a weight of another dtype must not reach them."""
+    from kantk.bases.bspline import BSplineBasis
+
+    basis = BSplineBasis(3)
+    x = torch.rand(4, 3)
+    assert not _native.usable(x, 3, (torch.rand(2, 3, 8, dtype=torch.float64),), basis.grid)
+    with pytest.raises(RuntimeError, match="dtype|type"):
+        basis.linear(x, torch.rand(2, 3, basis.num_functions, dtype=torch.float64))
