@@ -63,6 +63,20 @@ from kantk.plugins import hookimpl
 from kantk.types import BasisSpec
 
 
+def _native_scaled_linear(basis: BSplineBasis, x, coef, scale, extra, extra_weight) -> torch.Tensor | None:
+    """``basis.scaled_linear`` by the native kernels, or None where they cannot take it."""
+    if not (basis.is_uniform() and _native.usable(x, basis.order, (coef, scale, extra, extra_weight), basis.grid)):
+        return None
+    xe = basis._extrapolation_input(x)
+    shift, inv_h, tables = basis._uniform_params(x.dtype)
+    fused = _native_sparse_linear if basis._sparse_path(True, coef.shape[0]) else _native_linear
+    return fused(xe, coef, scale, extra, extra_weight, shift, inv_h, tables)
+
+
+#: The same, run eagerly while torch.compile traces the model (dynamo would not trace ctypes).
+_native_scaled_linear_outside_graph = torch.compiler.disable(_native_scaled_linear)
+
+
 def uniform_knots(in_features: int, grid_size: int, order: int, grid_range: Sequence[float]) -> torch.Tensor:
     """Uniform knot vectors with ``order`` extra knots each side.
 
@@ -258,12 +272,12 @@ class BSplineBasis(Basis):
         extra_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # uniform grid on the CPU: the native kernels compose the weight in the same pass as
-        # its basis-major layout, and its gradients in one pass too
-        if self.is_uniform() and _native.usable(x, self.order, (coef, scale, extra, extra_weight), self.grid):
-            xe = self._extrapolation_input(x)
-            shift, inv_h, tables = self._uniform_params(x.dtype)
-            fused = _native_sparse_linear if self._sparse_path(True, coef.shape[0]) else _native_linear
-            return fused(xe, coef, scale, extra, extra_weight, shift, inv_h, tables)
+        # its basis-major layout, and its gradients in one pass too. Under torch.compile they
+        # run outside the graph (a graph break), which on the CPU beats the compiled closed form
+        native = _native_scaled_linear_outside_graph if torch.compiler.is_compiling() else _native_scaled_linear
+        y = None if x.device.type != "cpu" else native(self, x, coef, scale, extra, extra_weight)
+        if y is not None:
+            return y
         return super().scaled_linear(x, coef, scale, extra, extra_weight)
 
     def _sparse_path(self, native: bool = False, out_features: int = 0) -> bool:

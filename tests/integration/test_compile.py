@@ -7,12 +7,16 @@ inductor's C++ code generation on top takes minutes on 2 cores and is timed in
 """
 from __future__ import annotations
 
+import pytest
 import torch
 
 import kantk
 
 
-def test_compiled_kan_matches_eager():
+@pytest.mark.parametrize("native", ["1", "0"])  # native kernels outside the graph / traced closed form
+def test_compiled_kan_matches_eager(monkeypatch, native):
+    monkeypatch.setenv("KANTK_NATIVE", native)
+    torch._dynamo.reset()
     torch.manual_seed(0)
     model = kantk.KAN([3, 4, 2], seed=0)
     x = (torch.rand(64, 3) * 2.4 - 1.2).requires_grad_()
