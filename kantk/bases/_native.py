@@ -3,7 +3,7 @@
 The fused dense path of :mod:`kantk.bases._bspline_kernels` spends most of its time beyond the
 GEMMs in a dozen element-wise PyTorch passes (locate, evaluate, scatter, gather). The C++ kernels
 in ``_native_bspline.cpp`` do each chain in one pass over the data. They have a plain C ABI and
-no PyTorch headers, so the first use compiles them in about a second with the system's C++
+no PyTorch headers, so the first use compiles them in a few seconds with the system's C++
 compiler (``$CXX``, else ``g++``, ``c++`` or ``clang++``) into a cache folder:
 ``$KANTK_CACHE_DIR``, else ``$XDG_CACHE_HOME/kantk``, else ``~/.cache/kantk``. The file name holds
 a hash of the source, the flags, the compiler and the CPU, so a changed source or another
@@ -97,7 +97,8 @@ def _build(compiler: str) -> Path:
         os.close(fd)
         try:
             proc = subprocess.run(
-                [compiler, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300, check=False
+                [compiler, *flags, str(SOURCE), "-o", tmp],
+                capture_output=True, text=True, timeout=300, check=False,
             )
             if proc.returncode == 0:
                 os.replace(tmp, target)  # atomic: concurrent builders agree on one file
@@ -171,7 +172,10 @@ def status() -> str:
 
 
 def usable(
-    x: torch.Tensor, order: int, weights: tuple[torch.Tensor | None, ...] = (), grid: torch.Tensor | None = None
+    x: torch.Tensor,
+    order: int,
+    weights: tuple[torch.Tensor | None, ...] = (),
+    grid: torch.Tensor | None = None,
 ) -> bool:
     """Whether the kernels can take this input (CPU, float32/64, order <= 15, not compiling).
 
@@ -198,6 +202,12 @@ def coefficient_table(poly: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(poly, dtype=np.float64)
 
 
+def _require(ok: bool, what: str) -> None:
+    """Checks that survive ``python -O``: the kernels read raw pointers."""
+    if not ok:
+        raise ValueError(f"kantk native kernels: expected {what}")
+
+
 def _suffix(t: torch.Tensor) -> str:
     return "f32" if t.dtype == torch.float32 else "f64"
 
@@ -205,14 +215,17 @@ def _suffix(t: torch.Tensor) -> str:
 def _ptr(t: torch.Tensor | None) -> int | None:
     if t is None:
         return None
-    assert t.is_contiguous() and t.device.type == "cpu"
+    _require(t.is_contiguous() and t.device.type == "cpu", "a contiguous CPU tensor")
     return t.data_ptr()
 
 
-def fill_dense(x, shift, inv_h, extra, n: int, order: int, extend: bool, coefs: np.ndarray, out: torch.Tensor) -> None:
+def fill_dense(
+    x, shift, inv_h, extra, n: int, order: int, extend: bool, coefs: np.ndarray, out: torch.Tensor
+) -> None:
     """out (rows, n [+1], in) = the dense basis values of x (rows, in) [| extra], basis-major."""
     rows, n_in = x.shape
-    assert out.shape == (rows, n + (extra is not None), n_in) and out.dtype == x.dtype
+    width = n + (extra is not None)
+    _require(out.shape == (rows, width, n_in) and out.dtype == x.dtype, "out of (rows, width, in)")
     fn = getattr(library(), f"kantk_fill_dense_{_suffix(x)}")
     err = fn(_ptr(x), _ptr(shift), _ptr(inv_h), _ptr(extra), rows, n_in, n, order, int(extend),
              coefs.ctypes.data, _ptr(out), torch.get_num_threads())
@@ -224,7 +237,7 @@ def grad_input(x, shift, inv_h, grad_dense, n: int, order: int, extend: bool, co
                grad_x: torch.Tensor | None, grad_extra: torch.Tensor | None) -> None:
     """grad_x (rows, in) and grad_extra (rows, in) from grad_dense (rows, width, in)."""
     rows, width, n_in = grad_dense.shape
-    assert grad_extra is None or width == n + 1
+    _require(grad_extra is None or width == n + 1, "a base column in grad_dense")
     fn = getattr(library(), f"kantk_grad_input_{_suffix(x)}")
     err = fn(_ptr(x), _ptr(shift), _ptr(inv_h), _ptr(grad_dense), rows, n_in, width, n, order, int(extend),
              coefs.ctypes.data, _ptr(grad_x), _ptr(grad_extra), torch.get_num_threads())
@@ -232,10 +245,12 @@ def grad_input(x, shift, inv_h, grad_dense, n: int, order: int, extend: bool, co
         raise RuntimeError(f"kantk_grad_input failed ({err})")
 
 
-def compose_weight(coef: torch.Tensor, scale: torch.Tensor, extra_weight: torch.Tensor | None, out: torch.Tensor) -> None:
+def compose_weight(
+    coef: torch.Tensor, scale: torch.Tensor, extra_weight: torch.Tensor | None, out: torch.Tensor
+) -> None:
     """out (o, n [+1], in) = [coef (o, in, n) * scale (o, in) | extra_weight (o, in)], basis-major."""
     o, n_in, n = coef.shape
-    assert out.shape == (o, n + (extra_weight is not None), n_in)
+    _require(out.shape == (o, n + (extra_weight is not None), n_in), "out of (o, width, in)")
     getattr(library(), f"kantk_compose_weight_{_suffix(coef)}")(
         _ptr(coef), _ptr(scale), _ptr(extra_weight), o, n_in, n, _ptr(out), torch.get_num_threads()
     )
@@ -257,7 +272,7 @@ def sparse_forward(x, shift, inv_h, coef, scale, n: int, order: int, extend: boo
     """out (rows, o) = sum over inputs and their order+1 local bases of scale * coef * B(x)."""
     rows, n_in = x.shape
     n_out = coef.shape[0]
-    assert out.shape == (rows, n_out) and coef.shape == (n_out, n_in, n)
+    _require(out.shape == (rows, n_out) and coef.shape == (n_out, n_in, n), "out (rows, o), coef (o, in, n)")
     err = getattr(library(), f"kantk_sparse_forward_{_suffix(x)}")(
         _ptr(x), _ptr(shift), _ptr(inv_h), _ptr(coef), _ptr(scale), rows, n_in, n_out, n, order, int(extend),
         coefs.ctypes.data, _ptr(out), torch.get_num_threads(),
@@ -266,9 +281,10 @@ def sparse_forward(x, shift, inv_h, coef, scale, n: int, order: int, extend: boo
         raise RuntimeError(f"kantk_sparse_forward failed ({err})")
 
 
-def sparse_backward(x, shift, inv_h, coef, scale, grad_out, n: int, order: int, extend: bool, coefs: np.ndarray,
-                    grad_x: torch.Tensor | None, grad_coef: torch.Tensor | None,
-                    grad_scale: torch.Tensor | None) -> None:
+def sparse_backward(
+    x, shift, inv_h, coef, scale, grad_out, n: int, order: int, extend: bool, coefs: np.ndarray,
+    grad_x: torch.Tensor | None, grad_coef: torch.Tensor | None, grad_scale: torch.Tensor | None,
+) -> None:
     """The gradients of :func:`sparse_forward` from grad_out (rows, o); None outputs are skipped."""
     rows, n_in = x.shape
     err = getattr(library(), f"kantk_sparse_backward_{_suffix(x)}")(
