@@ -1,9 +1,10 @@
 // Native CPU kernels of kantk's uniform B-spline layer (see kantk/bases/_native.py).
 //
 // Plain C ABI over raw pointers, called through ctypes, with no PyTorch headers, so that it
-// compiles in about a second on first use. Every kernel is the fused form of a chain of
-// element-wise PyTorch passes in kantk/bases/_bspline_kernels.py and gives the same values;
-// the GEMMs stay in PyTorch.
+// compiles in a few seconds on first use. The dense-path kernels are the fused form of chains
+// of element-wise PyTorch passes in kantk/bases/_bspline_kernels.py (the GEMMs stay in
+// PyTorch); the sparse-path kernels do the whole product touching only the order + 1 local
+// coefficients per input. All give the PyTorch path's values up to rounding.
 //
 // Conventions (as in _bspline_kernels.py): an input x of column i sits at u = x * inv_h[i] +
 // shift[i] grid units from one knot before the first; u is clamped to [0, n + order + 1]; its
