@@ -307,7 +307,32 @@ def _clean(expr: Any, simplify: bool, digits: int | None, symbols: Sequence[Any]
         return _simplified(expr, simplify, None)
     expanded = round_constants(expr, digits, snap_only=True)  # exact where nice: products stay exact
     expanded = _simplified(round_constants(sympy.expand(expanded, **EXPAND_HINTS), digits), simplify, digits)
+    best = expanded
     compact = _simplified(round_constants(expr, digits), simplify, digits)
-    if _ops(compact) < _ops(expanded) and _faithful(compact, expr, symbols, points, 10 * 10.0**-digits):
-        return compact
-    return expanded
+    # constants that only combine once a factor leaves a root: c * sqrt(k u + k' v) -> c sqrt(k) *
+    # sqrt(u + (k'/k) v), where c sqrt(k) and k'/k may round to exact numbers
+    fine = round_constants(expr, 12)  # drops 1e-17 leftovers of the refits, keeps the rest
+    pulled = _pull_power_factors(sympy.expand(fine, **EXPAND_HINTS))
+    pulled = _simplified(round_constants(sympy.expand(pulled, **EXPAND_HINTS), digits), simplify, digits)
+    pulled_compact = _simplified(round_constants(_pull_power_factors(fine), digits), simplify, digits)
+    for candidate in (compact, pulled, pulled_compact):
+        if _ops(candidate) < _ops(best) and _faithful(candidate, expr, symbols, points, 10 * 10.0**-digits):
+            best = candidate
+    return best
+
+
+def _pull_power_factors(expr: Any) -> Any:
+    """Divide every sum under a fractional power by its smallest non-zero coefficient, k, and
+    put ``k ** power`` outside: ``(k u + k' v) ** q -> k ** q * (u + (k'/k) v) ** q``."""
+    import sympy
+
+    def pull(power: Any) -> Any:
+        terms = sympy.Add.make_args(power.base)
+        coeffs = [abs(complex(t.as_coeff_Mul()[0])) for t in terms]
+        big = max(coeffs, default=0.0)
+        k = min((c for c in coeffs if c > 1e-6 * big), default=0.0)
+        if k == 0.0 or k == 1.0:
+            return power
+        return sympy.Float(k) ** power.exp * sympy.Add(*(t / k for t in terms)) ** power.exp
+
+    return expr.replace(lambda e: e.is_Pow and e.base.is_Add and not e.exp.is_Integer, pull)

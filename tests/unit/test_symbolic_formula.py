@@ -105,6 +105,24 @@ def test_constants_combine_before_rounding():
     assert kantk.symbolic_formula(expr_model) == [sympy.exp(sympy.sin(sympy.pi * x1))]
 
 
+def test_a_factor_leaves_a_root_before_the_constants_round():
+    """c * sqrt(k u + k' v): c sqrt(k) and k'/k are nice only together (the KAN paper's dist,
+    constants of a real refit); rounding each alone gave 5.2371*sqrt(0.0365*x1**2 - ...)."""
+    import numpy as np
+
+    from kantk.symbolic.formula import _clean
+
+    x3, x4 = sympy.symbols("x3 x4")
+    fitted = sympy.Float(5.23714) * sympy.sqrt(
+        sympy.Float(0.036461) * x1**2 - sympy.Float(0.072922) * x1 * x2 + sympy.Float(0.036461) * x2**2
+        + sympy.Float(0.036460) * (x3 - x4) ** 2
+    )
+    points = np.random.default_rng(0).uniform(-1, 1, (64, 4))
+    formula = _clean(fitted, True, 4, [x1, x2, x3, x4], points)
+    assert not formula.atoms(sympy.Float), formula
+    assert sympy.expand(formula**2 - ((x1 - x2) ** 2 + (x3 - x4) ** 2)) == 0, formula
+
+
 def test_callable_helpers():
     exprs = [x1 * x2, sympy.Integer(3)]
     f = kantk.formula_to_callable(exprs, ["x1", "x2"])
