@@ -51,8 +51,20 @@ DEFAULT_GRID_UPDATE_UNTIL = 50
 _ADOPTED_MODEL: ContextVar[KAN | None] = ContextVar("kantk_adopted_model", default=None)
 
 
-def _clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+def _clone_state(
+    model: torch.nn.Module, reuse: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """A copy of the model's state, written into ``reuse`` (an older copy) when it still matches
+    in names, shapes, dtypes and devices: no new memory per training step."""
+    state = model.state_dict()
+    if reuse is not None and reuse.keys() == state.keys() and all(
+        reuse[k].shape == v.shape and reuse[k].dtype == v.dtype and reuse[k].device == v.device
+        for k, v in state.items()
+    ):
+        for k, v in state.items():
+            reuse[k].copy_(v.detach())
+        return reuse
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 class KANModule(pl.LightningModule):
@@ -369,7 +381,8 @@ class KANModule(pl.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # the model at the start of this step and of the one before: what to go back to if a
         # step ends in NaN or inf (a KAN's state is small)
-        self._state_before = (self._state_before[1], _clone_state(self.model))
+        previous, current = self._state_before  # the oldest copy is overwritten: no allocation
+        self._state_before = (current, _clone_state(self.model, reuse=previous))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         start = self._lbfgs_last if not self.automatic_optimization else self.last_train_metrics.get("train_loss")
