@@ -619,11 +619,11 @@ SPARSE_MIN_FUNCTIONS = 64
 
 #: With the native kernels (:mod:`kantk.bases._native`) the sparse path is the faster one from
 #: G=5 on for layers of up to NATIVE_SPARSE_MAX_OUT outputs (measured on 2 cores, batch 256-4096:
-#: 0.6-0.9x the dense path's time at widths 2-256, equal at 1024 -> 64; 1.4x at 512 -> 512, whose
-#: accumulator rows outgrow the caches), and from NATIVE_SPARSE_MIN_FUNCTIONS functions per input
-#: at any width (G=10: 0.8x at width 128).
+#: 0.66-0.9x the dense path's time at widths 2-512 and 1024 -> 64; 1.3-1.6x at 1024 or 2048
+#: outputs, whose accumulator rows outgrow the caches), and from NATIVE_SPARSE_MIN_FUNCTIONS
+#: functions per input at any width (G=10: 0.8x at width 128).
 NATIVE_SPARSE_MIN_FUNCTIONS = 11
-NATIVE_SPARSE_MAX_OUT = 256
+NATIVE_SPARSE_MAX_OUT = 512
 #: The native sparse forward sums each thread's share into its own (rows, out) buffer; it runs
 #: in row chunks of CHUNK_ELEMENTS / (out * threads) rows, but at least this many (each chunk
 #: lays the coefficients out again).

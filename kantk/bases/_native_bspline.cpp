@@ -646,6 +646,66 @@ void sparse_forward(const T* x, const T* shift, const T* inv_h, const T* coef, c
   });
 }
 
+// acc.row(q) += sum_b B_q(x[b, i]) g[b, :] for one input column i, with the batch rows grouped
+// by their interval (a counting sort): all rows of one interval update the same order + 1
+// accumulator rows, so those sums stay in registers over the group (kChunk vectors of outputs at
+// a time) and the accumulator is read and written once per interval instead of once per row.
+// For a compile-time order and n_out a multiple of kChunk vectors.
+constexpr int kChunk = 4;
+template <typename T, int K>
+void bucketed_rank1(const Spline<T>& s, const T* x, int64_t n_in, int64_t i, T shift, T inv_h, int64_t rows,
+                    const T* g, int64_t n_out, ColumnWeights<T>& acc) {
+  static_assert(K >= 0, "compile-time order");
+  using S = Simd<T>;
+  constexpr int K1 = K + 1, L = S::kLanes;
+  const int nb = s.n + s.order + 2;  // table rows R in [0, n + order + 1]: the first basis is R - 1 - order
+  Workspace<T, 2> value_space(rows * K1);
+  Workspace<int32_t, 3> index_space(2 * rows + nb + 1);
+  T* vals = value_space.data();
+  int32_t* bucket = index_space.data();
+  int32_t* order = bucket + rows;
+  int32_t* start = order + rows;
+  T rb[kBlock];
+  T v[kMaxOrder + 1][kBlock];
+  for (int64_t b0 = 0; b0 < rows; b0 += kBlock) {
+    const int m = static_cast<int>(std::min<int64_t>(kBlock, rows - b0));
+    evaluate_column<T, K>(s, x, n_in, i, b0, m, shift, inv_h, 0, rb, v);
+    for (int j = 0; j < m; ++j) {
+      bucket[b0 + j] = static_cast<int32_t>(rb[j]);
+      for (int r = 0; r < K1; ++r) vals[(b0 + j) * K1 + r] = v[r][j];
+    }
+  }
+  for (int f = 0; f <= nb; ++f) start[f] = 0;
+  for (int64_t b = 0; b < rows; ++b) ++start[bucket[b] + 1];
+  for (int f = 0; f < nb; ++f) start[f + 1] += start[f];
+  for (int64_t b = 0; b < rows; ++b) order[start[bucket[b]]++] = static_cast<int32_t>(b);
+  for (int f = nb; f > 0; --f) start[f] = start[f - 1];  // back to the first position of each
+  start[0] = 0;
+  for (int64_t o0 = 0; o0 < n_out; o0 += kChunk * L) {
+    for (int f = 0; f < nb; ++f) {
+      if (start[f] == start[f + 1]) continue;
+      typename S::V sums[K1][kChunk];
+      for (int r = 0; r < K1; ++r)
+        for (int cc = 0; cc < kChunk; ++cc) sums[r][cc] = S::splat(T(0));
+      for (int32_t p = start[f]; p < start[f + 1]; ++p) {
+        const int64_t b = order[p];
+        const T* gb = g + b * n_out + o0;
+        typename S::V gv[kChunk];
+        for (int cc = 0; cc < kChunk; ++cc) gv[cc] = S::load(gb + cc * L);
+        for (int r = 0; r < K1; ++r) {
+          const typename S::V vb = S::splat(vals[b * K1 + r]);
+          for (int cc = 0; cc < kChunk; ++cc) sums[r][cc] += vb * gv[cc];
+        }
+      }
+      const int first = f - 1 - K;
+      for (int r = 0; r < K1; ++r) {
+        T* row = acc.row(first + r) + o0;
+        for (int cc = 0; cc < kChunk; ++cc) S::store(row + cc * L, S::load(row + cc * L) + sums[r][cc]);
+      }
+    }
+  }
+}
+
 // From g = dL/dy (rows, n_out): grad_x[b, i] = inv_h[i] sum_q dB_q/du (x[b, i]) sum_o g[b, o] w[o, i, q]
 // (w = coef * scale), grad_coef[o, i, q] = scale[o, i] sum_b g[b, o] B_q(x[b, i]) and
 // grad_scale[o, i] = sum_q coef[o, i, q] sum_b g[b, o] B_q(x[b, i]). Null outputs are skipped.
@@ -673,11 +733,12 @@ void sparse_backward(const T* x, const T* shift, const T* inv_h, const T* coef, 
     T vr[kGroup * (kMaxOrder + 1)];
     T dots[kGroup * (kMaxOrder + 1)];
     const int terms = cols * (k + 1);
+    const bool bucketed = K >= 0 && n_out % (kChunk * Simd<T>::kLanes) == 0;  // see bucketed_rank1
     // two sweeps over the batch, one per gradient: the weight rows read by the first and the
     // accumulator rows written by the second do not fit in L1 together
     for (int pass = 0; pass < 2; ++pass) {
       const bool dx = pass == 0;
-      if (dx ? grad_x == nullptr : !need_w) continue;
+      if (dx ? grad_x == nullptr : (!need_w || bucketed)) continue;  // bucketed: after the loop
       GroupBlock<T, K>& blk = dx ? der : val;
       for (int64_t b0 = 0; b0 < rows; b0 += kBlock) {
         const int m = static_cast<int>(std::min<int64_t>(kBlock, rows - b0));
@@ -720,6 +781,12 @@ void sparse_backward(const T* x, const T* shift, const T* inv_h, const T* coef, 
       }
     }
     if (!need_w) return;
+    if (bucketed) {
+      if constexpr (K >= 0) {
+        for (int c = 0; c < cols; ++c)
+          bucketed_rank1<T, K>(s, x, n_in, i0 + c, shift[i0 + c], inv_h[i0 + c], rows, g, n_out, acc[c]);
+      }
+    }
     ColumnWeights<T>::store_group_grads(acc.data(), cols, coef, scale, n_in, i0, grad_coef, grad_scale);
   });
 }

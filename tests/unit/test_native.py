@@ -196,3 +196,23 @@ def test_mismatched_dtypes_take_the_pytorch_path_and_its_error():
     assert not _native.usable(x, 3, (torch.rand(2, 3, 8, dtype=torch.float64),), basis.grid)
     with pytest.raises(RuntimeError, match="dtype|type"):
         basis.linear(x, torch.rand(2, 3, basis.num_functions, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 2e-6), (torch.float64, 1e-13)])
+@pytest.mark.parametrize("kwargs", [{}, {"grid_size": 60}, {"extrapolate": "extend"}])
+def test_sparse_path_with_rows_grouped_by_interval(monkeypatch, dtype, tol, kwargs):
+    """Cubic layers with 64 or 128 outputs take the sparse backward that groups the batch rows
+    by interval (bucketed_rank1 in the C++ source): the PyTorch path's gradients."""
+    torch.set_default_dtype(dtype)
+    for out in (64, 128):
+        layer = kantk.KANLayer(9, out, basis_kwargs=kwargs)
+        layer.basis.sparse = True
+        x = torch.randn(150, 9) * 1.5
+        x[:40, 0] = 0.1  # many rows in one interval
+        x[1, 1], x[2, 2] = float("inf"), -float("inf")
+        (y, gx, grads), (y_ref, gx_ref, grads_ref) = _both_paths(monkeypatch, layer, x)
+        scale = y_ref[torch.isfinite(y_ref)].abs().max().clamp_min(1.0)
+        torch.testing.assert_close(y, y_ref, rtol=0, atol=tol * scale, equal_nan=True)
+        for name, g in grads.items():
+            ok = torch.isfinite(grads_ref[name])
+            torch.testing.assert_close(g[ok], grads_ref[name][ok], rtol=tol * 10, atol=tol * 10 * scale)
