@@ -364,10 +364,7 @@ class _UniformBSplineLinear(torch.autograd.Function):
                     if extra is not None:
                         dense[..., tables.n] = extra[a:b]
             if need_w:
-                if single:
-                    torch.mm(g.t(), dense.view(rows, -1), out=grad_w)  # (out, rows) @ (rows, in*width)
-                else:
-                    grad_w.addmm_(g.t(), dense.view(rows, -1))
+                _add_weight_grad(grad_w, g, dense.view(rows, -1), single)
             if need_x or need_extra:
                 grad_dense = torch.mm(g, w2, out=_scratch("grad", (rows, n_in * width), g)).view(rows, n_in, width)
                 if need_x:
@@ -382,6 +379,14 @@ class _UniformBSplineLinear(torch.autograd.Function):
                 if need_extra:
                     grad_extra[a:b] = grad_dense[..., tables.n]
         return grad_x, grad_extra, None if grad_w is None else grad_w.view(weight.shape), None, None, None
+
+
+def _add_weight_grad(grad_w: torch.Tensor, g: torch.Tensor, dense: torch.Tensor, single: bool) -> None:
+    """grad_w (out, features) = g^T @ dense for the only chunk of rows, += for one of several."""
+    if single:
+        torch.mm(g.t(), dense, out=grad_w)  # (out, rows) @ (rows, features)
+    else:
+        grad_w.addmm_(g.t(), dense)
 
 
 def _native_linear(x, coef, scale, extra, extra_weight, shift, inv_h, tables: _LocalTables) -> torch.Tensor:
@@ -463,10 +468,7 @@ class _NativeBSplineLinear(torch.autograd.Function):
                 else:
                     dense = _scratch("native", (rows, width, n_in), x)
                     _native_fill(x[a:b], shift, inv_h, None if extra is None else extra[a:b], tables, dense)
-                if single:
-                    torch.mm(g.t(), dense.view(rows, -1), out=grad_w)  # (out, rows) @ (rows, width*in)
-                else:
-                    grad_w.addmm_(g.t(), dense.view(rows, -1))
+                _add_weight_grad(grad_w, g, dense.view(rows, -1), single)
             if need_x or need_extra:
                 grad_dense = torch.mm(g, w2, out=_scratch("grad", (rows, width * n_in), g))
                 _native.grad_input(

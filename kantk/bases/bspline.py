@@ -245,14 +245,14 @@ class BSplineBasis(Basis):
         extra: torch.Tensor | None = None,
         extra_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if x.device.type == "cpu":  # the native kernels, with a unit per-edge scale
+            y = _native_scaled_linear(self, x, weight, weight.new_ones(weight.shape[:2]), extra, extra_weight)
+            if y is not None:
+                return y
         x = self._extrapolation_input(x)
         if not self.is_uniform():
             return super().linear(x, weight, extra, extra_weight)
         shift, inv_h, tables = self._uniform_params(x.dtype)
-        if _native.usable(x, self.order, (weight, extra, extra_weight), self.grid):  # native kernels (CPU)
-            scale = weight.new_ones(weight.shape[:2])
-            fused = _native_sparse_linear if self._sparse_path(True, weight.shape[0]) else _native_linear
-            return fused(x, weight, scale, extra, extra_weight, shift, inv_h, tables)
         if self._sparse_path():
             return _sparse_linear(x, weight, extra, extra_weight, shift, inv_h, tables)
         if extra is not None:

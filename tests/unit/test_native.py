@@ -63,31 +63,29 @@ def test_native_path_matches_the_pytorch_path(monkeypatch, dtype, tol, kwargs, b
 
 
 @pytest.mark.parametrize("sparse, function", [(False, "_NativeBSplineLinear"), (True, "_NativeSparseLinear")])
-def test_native_path_is_taken_and_gradchecks_twice(sparse, function):
+def test_native_path_is_taken_and_gradchecks_twice(monkeypatch, sparse, function):
     torch.manual_seed(1)
     layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 4}).double()
     layer.basis.sparse = sparse
     x = (torch.rand(6, 3, dtype=torch.float64) * 2.4 - 1.2).requires_grad_()
-    called = []
+    called = _spy_apply(monkeypatch, function)
+    params = (layer.coef, layer.scale_sp, layer.scale_base)
+
+    def f(inp, coef, scale_sp, scale_base):
+        return layer.basis.scaled_linear(inp, coef, scale_sp, torch.nn.functional.silu(inp), scale_base)
+
+    assert torch.autograd.gradcheck(f, (x, *params))
+    assert torch.autograd.gradgradcheck(f, (x, *params))
+    assert called
+
+
+def _spy_apply(monkeypatch, function: str) -> list:
+    """Count the calls of one of the native autograd functions."""
     cls = getattr(_bspline_kernels, function)
     original = cls.apply
-
-    def spy(*args):
-        called.append(1)
-        return original(*args)
-
-    cls.apply = spy
-    try:
-        params = (layer.coef, layer.scale_sp, layer.scale_base)
-
-        def f(inp, coef, scale_sp, scale_base):
-            return layer.basis.scaled_linear(inp, coef, scale_sp, torch.nn.functional.silu(inp), scale_base)
-
-        assert torch.autograd.gradcheck(f, (x, *params))
-        assert torch.autograd.gradgradcheck(f, (x, *params))
-    finally:
-        cls.apply = original
-    assert called
+    called: list = []
+    monkeypatch.setattr(cls, "apply", lambda *args: called.append(1) or original(*args))
+    return called
 
 
 def test_pytorch_path_still_gradchecks_when_native_is_off(monkeypatch):
@@ -158,7 +156,7 @@ def test_the_build_goes_to_the_cache_folder(monkeypatch, tmp_path):
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("order, grid_size", [(1, 5), (2, 7), (3, 5), (3, 40), (5, 4)])
-def test_native_values_equal_cox_de_boor(dtype, tol, sparse, order, grid_size):
+def test_native_values_equal_cox_de_boor(monkeypatch, dtype, tol, sparse, order, grid_size):
     """With one-hot weights each output is one basis function: the native paths' values against
     the reference recursion (float32 ~1e-6, float64 ~1e-12)."""
     from kantk.bases.bspline import BSplineBasis, cox_de_boor
@@ -171,15 +169,8 @@ def test_native_values_equal_cox_de_boor(dtype, tol, sparse, order, grid_size):
     weight = torch.zeros(3 * n, 3, n)  # output (p, i) picks basis i of input p
     for p in range(3):
         weight[p * n + torch.arange(n), p, torch.arange(n)] = 1.0
-    called = []
-    name = "_NativeSparseLinear" if sparse else "_NativeBSplineLinear"
-    cls = getattr(_bspline_kernels, name)
-    original = cls.apply
-    cls.apply = lambda *args: called.append(1) or original(*args)
-    try:
-        got = basis.linear(x, weight).reshape(300, 3, n)
-    finally:
-        cls.apply = original
+    called = _spy_apply(monkeypatch, "_NativeSparseLinear" if sparse else "_NativeBSplineLinear")
+    got = basis.linear(x, weight).reshape(300, 3, n)
     assert called
     # the same allowance as the PyTorch path's test (test_bspline.py), widened for fine grids,
     # where rounding x * (1/h) moves float32 positions by ~G ulps
@@ -213,6 +204,7 @@ def test_sparse_path_with_rows_grouped_by_interval(monkeypatch, dtype, tol, kwar
         (y, gx, grads), (y_ref, gx_ref, grads_ref) = _both_paths(monkeypatch, layer, x)
         scale = y_ref[torch.isfinite(y_ref)].abs().max().clamp_min(1.0)
         torch.testing.assert_close(y, y_ref, rtol=0, atol=tol * scale, equal_nan=True)
+        torch.testing.assert_close(gx, gx_ref, rtol=0, atol=tol * 10 * scale, equal_nan=True)
         for name, g in grads.items():
             ok = torch.isfinite(grads_ref[name])
             torch.testing.assert_close(g[ok], grads_ref[name][ok], rtol=tol * 10, atol=tol * 10 * scale)
