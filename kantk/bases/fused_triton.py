@@ -1,0 +1,531 @@
+"""Fused KAN-layer kernels for CUDA in Triton, shared by the built-in bases (optional).
+
+A KAN layer is one GEMM ``y = [B(x) | b(x)] @ W`` whose A operand, the basis values of every
+input plus the base branch ``b(x)`` (SiLU), is cheap to compute and expensive to store. These
+kernels never write it to memory: each program evaluates the basis values of its tile of inputs
+in registers, one basis function at a time, and multiplies them into the matching tile of the
+weight with ``tl.dot``. The backward does the same for the input gradient (with the basis
+derivatives) and for the weight gradient (a GEMM over the batch).
+
+Kinds of basis (the ``KIND`` constant of the kernels):
+
+* ``BSPLINE_UNIFORM``: cubic B-splines on equally spaced knots, the closed local form (for an
+  input in interval ``j`` only the bases ``j-3 .. j`` are non-zero; four cubic pieces of the
+  fractional position);
+* ``BSPLINE_KNOTS``: cubic B-splines on any non-decreasing knots (after ``update_grid``): the
+  interval is found by counting knots, the four values by de Boor's recursion, unrolled;
+* ``CHEBYSHEV``: Chebyshev polynomials of an already squashed input ``z`` (the caller applies
+  tanh), by the three-term recurrence carried over the loop of functions;
+* ``RBF``: Gaussian bumps ``exp(-((x - c_i) / w)^2)``.
+
+Weights arrive composed and basis-major, ``wt`` (in, n_w, out) with ``wt[p, i, q]`` the weight of
+function ``i`` of input ``p`` in output ``q`` and, when the layer has a base branch, its weight in
+the last slot ``i = n``. The kernels take two inputs: ``xs`` (what the basis sees: clamped, or
+tanh-squashed, by differentiable PyTorch ops before) and ``xb`` (what the base branch sees).
+
+Only imported where Triton is installed (``pip install kantk[gpu]``); with ``TRITON_INTERPRET=1``
+the same kernels run on CPU tensors (how CI tests them).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import triton
+import triton.language as tl
+
+BSPLINE_UNIFORM = 0
+BSPLINE_KNOTS = 1
+CHEBYSHEV = 2
+RBF = 3
+
+BASE_NONE = 0
+BASE_SILU = 1
+BASE_IDENTITY = 2
+
+#: Names of the base activations the kernels fuse.
+BASE_KINDS = {"zero": BASE_NONE, "silu": BASE_SILU, "identity": BASE_IDENTITY}
+
+
+def interpreting() -> bool:
+    """Whether Triton runs its interpreter (``TRITON_INTERPRET=1``: kernels on CPU tensors)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+# ----------------------------------------------------------------------------- device helpers
+
+
+@triton.jit
+def _cubic_pieces(t):
+    """Values and derivatives (per grid unit) of the four non-zero cubic pieces at t in [0, 1)."""
+    s = 1.0 - t
+    t2 = t * t
+    t3 = t2 * t
+    v0 = s * s * s * (1.0 / 6.0)
+    v3 = t3 * (1.0 / 6.0)
+    v1 = t3 * 0.5 - t2 + 2.0 / 3.0
+    v2 = 1.0 - v0 - v1 - v3
+    d0 = s * s * -0.5
+    d3 = t2 * 0.5
+    d1 = t2 * 1.5 - 2.0 * t
+    d2 = -(d0 + d1 + d3)
+    return v0, v1, v2, v3, d0, d1, d2, d3
+
+
+@triton.jit
+def _safe_div(num, den):
+    return tl.where(den > 0, num / tl.where(den > 0, den, 1.0), 0.0)
+
+
+@triton.jit
+def _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND: tl.constexpr, EXTEND: tl.constexpr):
+    """Interval j (int32) and the four local values and d/dx of every input of a tile.
+
+    ``KIND == BSPLINE_UNIFORM``: p0 = first knot (in,), p1 = 1 / spacing (in,).
+    ``KIND == BSPLINE_KNOTS``: p0 = knots (in, M), row-major.
+    """
+    if KIND == 0:
+        t0 = tl.load(p0_ptr + offs_p, mask=mask_p, other=0.0)
+        inv_h = tl.load(p1_ptr + offs_p, mask=mask_p, other=1.0)
+        s = (xs - t0[None, :]) * inv_h[None, :]  # position in grid units from the first knot
+        sc = tl.minimum(tl.maximum(s, -2.0), M + 1.0)  # huge inputs: every basis is zero anyway
+        jf = tl.floor(sc)
+        jf = tl.where(s == s, jf, 0.0)  # NaN: a valid interval, NaN values
+        j = jf.to(tl.int32)
+        if EXTEND:
+            j = tl.minimum(tl.maximum(j, 3), NF - 1)
+        t = s - j.to(s.dtype)
+        v0, v1, v2, v3, d0, d1, d2, d3 = _cubic_pieces(t)
+        scale = inv_h[None, :]
+        d0 = d0 * scale
+        d1 = d1 * scale
+        d2 = d2 * scale
+        d3 = d3 * scale
+    else:
+        # interval: the number of knots <= x, minus one (-1 before the first knot)
+        cnt = tl.zeros(xs.shape, dtype=tl.int32)
+        row = offs_p * M
+        for m in range(0, M):
+            km = tl.load(p0_ptr + row + m, mask=mask_p, other=0.0)
+            cnt += (xs >= km[None, :]).to(tl.int32)
+        j = cnt - 1
+        if EXTEND:
+            j = tl.minimum(tl.maximum(j, 3), NF - 1)
+        base = row[None, :]
+        pm = mask_p[None, :]
+        # knots t_{j-2} .. t_{j+3}, clamped into the vector (values for missing bases are dropped)
+        tm2 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j - 2, 0), M - 1), mask=pm, other=0.0)
+        tm1 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j - 1, 0), M - 1), mask=pm, other=0.0)
+        tj0 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j, 0), M - 1), mask=pm, other=0.0)
+        tp1 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j + 1, 0), M - 1), mask=pm, other=0.0)
+        tp2 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j + 2, 0), M - 1), mask=pm, other=0.0)
+        tp3 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j + 3, 0), M - 1), mask=pm, other=0.0)
+        l1 = xs - tj0
+        l2 = xs - tm1
+        l3 = xs - tm2
+        r1 = tp1 - xs
+        r2 = tp2 - xs
+        r3 = tp3 - xs
+        # de Boor's triangle (degree 1, 2, 3), zero where a knot span has no length
+        q = _safe_div(1.0, tp1 - tj0)
+        a0 = r1 * q
+        a1 = l1 * q
+        q = _safe_div(a0, tp1 - tm1)
+        b0 = r1 * q
+        sv = l2 * q
+        q = _safe_div(a1, tp2 - tj0)
+        b1 = sv + r2 * q
+        b2 = l1 * q
+        e0 = _safe_div(b0, tp1 - tm2)
+        e1 = _safe_div(b1, tp2 - tm1)
+        e2 = _safe_div(b2, tp3 - tj0)
+        v0 = r1 * e0
+        v1 = l3 * e0 + r2 * e1
+        v2 = l2 * e1 + r3 * e2
+        v3 = l1 * e2
+        d0 = -3.0 * e0
+        d1 = 3.0 * (e0 - e1)
+        d2 = 3.0 * (e1 - e2)
+        d3 = 3.0 * e2
+    return j, v0, v1, v2, v3, d0, d1, d2, d3
+
+
+@triton.jit
+def _pick(r, v0, v1, v2, v3):
+    """The local value of slot r (0..3), 0 for any other r."""
+    out = tl.where(r == 0, v0, 0.0)
+    out = tl.where(r == 1, v1, out)
+    out = tl.where(r == 2, v2, out)
+    out = tl.where(r == 3, v3, out)
+    return out
+
+
+@triton.jit
+def _mma(acc, a, b, LOW: tl.constexpr, LOWT: tl.constexpr, PRECISION: tl.constexpr):
+    """acc + a @ b: in LOWT (bf16/fp16) on tensor cores when LOW, else in the inputs' dtype."""
+    if LOW:
+        return acc + tl.dot(a.to(LOWT), b.to(LOWT))
+    else:
+        return acc + tl.dot(a.to(acc.dtype), b.to(acc.dtype), input_precision=PRECISION)
+
+
+@triton.jit
+def _base_value(xb, BASE: tl.constexpr):
+    if BASE == 1:
+        return xb / (1.0 + tl.exp(-xb))
+    else:
+        return xb
+
+
+@triton.jit
+def _base_derivative(xb, BASE: tl.constexpr):
+    if BASE == 1:
+        sig = 1.0 / (1.0 + tl.exp(-xb))
+        return sig * (1.0 + xb * (1.0 - sig))
+    else:
+        return tl.full(xb.shape, 1.0, xb.dtype)
+
+
+@triton.jit
+def _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF):
+    c = tl.load(p0_ptr + offs_p * NF + i, mask=mask_p, other=0.0)
+    w = tl.load(p1_ptr + offs_p, mask=mask_p, other=1.0)
+    z = (xs - c[None, :]) / w[None, :]
+    v = tl.exp(-z * z)
+    return v, -2.0 * z / w[None, :] * v
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _forward_kernel(
+    xs_ptr, xb_ptr, wt_ptr, y_ptr, p0_ptr, p1_ptr,
+    B, IN, OUT, NF, NW, M,
+    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr, LOW: tl.constexpr,
+    LOWT: tl.constexpr, PRECISION: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr,
+):
+    """y[b, q] = sum_{p, i} A_i(x[b, p]) wt[p, i, q]; A generated per tile, never stored."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    mask_m = offs_m < B
+    mask_n = offs_n < OUT
+    acc = tl.zeros((BM, BN), dtype=y_ptr.dtype.element_ty)
+    for p_start in range(0, IN, BP):
+        offs_p = p_start + tl.arange(0, BP)
+        mask_p = offs_p < IN
+        mask_x = mask_m[:, None] & mask_p[None, :]
+        xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+        mask_w = mask_p[:, None] & mask_n[None, :]
+        w_rows = wt_ptr + (offs_p[:, None] * NW) * OUT + offs_n[None, :]
+        if BASE != 0:
+            xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+            a = tl.where(mask_x, _base_value(xb, BASE), 0.0)
+            w = tl.load(w_rows + NF * OUT, mask=mask_w, other=0.0)
+            acc = _mma(acc, a, w, LOW, LOWT, PRECISION)
+        if KIND <= 1:
+            j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+            for i in range(0, NF):
+                a = _pick(i - j + 3, v0, v1, v2, v3)
+                a = tl.where(xs == xs, a, xs)  # NaN in, NaN out
+                a = tl.where(mask_x, a, 0.0)
+                w = tl.load(w_rows + i * OUT, mask=mask_w, other=0.0)
+                acc = _mma(acc, a, w, LOW, LOWT, PRECISION)
+        elif KIND == 2:
+            t_prev = tl.full(xs.shape, 1.0, xs.dtype)
+            t_cur = xs
+            for i in range(0, NF):
+                if i == 0:
+                    a = t_prev
+                elif i == 1:
+                    a = t_cur
+                else:
+                    t_next = 2.0 * xs * t_cur - t_prev
+                    t_prev = t_cur
+                    t_cur = t_next
+                    a = t_cur
+                a = tl.where(mask_x, a, 0.0)
+                w = tl.load(w_rows + i * OUT, mask=mask_w, other=0.0)
+                acc = _mma(acc, a, w, LOW, LOWT, PRECISION)
+        else:
+            for i in range(0, NF):
+                a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
+                a = tl.where(mask_x, a, 0.0)
+                w = tl.load(w_rows + i * OUT, mask=mask_w, other=0.0)
+                acc = _mma(acc, a, w, LOW, LOWT, PRECISION)
+    tl.store(y_ptr + offs_m[:, None] * OUT + offs_n[None, :], acc, mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def _grad_input_kernel(
+    xs_ptr, xb_ptr, wt_ptr, g_ptr, gxs_ptr, gxb_ptr, p0_ptr, p1_ptr,
+    B, IN, OUT, NF, NW, M,
+    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr, SAME: tl.constexpr,
+    LOW: tl.constexpr, LOWT: tl.constexpr, PRECISION: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr,
+):
+    """d/dxs[b, p] = sum_i A_i'(xs[b, p]) (g @ wt[p, i, :]^T)[b]; d/dxb likewise with b'(xb)."""
+    pid_m = tl.program_id(0)
+    pid_p = tl.program_id(1)
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_p = pid_p * BP + tl.arange(0, BP)
+    mask_m = offs_m < B
+    mask_p = offs_p < IN
+    mask_x = mask_m[:, None] & mask_p[None, :]
+    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+    acc_s = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
+    if KIND <= 1:
+        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+    t_prev = tl.full(xs.shape, 1.0, xs.dtype)  # Chebyshev: T_{i-1}, T_i and their derivatives
+    t_cur = xs
+    u_prev = tl.zeros(xs.shape, dtype=xs.dtype)
+    u_cur = tl.full(xs.shape, 1.0, xs.dtype)
+    for i in range(0, NF):
+        # (BM, BP) = g (BM, OUT) @ wt[p, i, :]^T (OUT, BP), over tiles of outputs
+        s = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
+        for n_start in range(0, OUT, BN):
+            offs_n = n_start + tl.arange(0, BN)
+            mask_n = offs_n < OUT
+            g = tl.load(g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0)
+            wt = tl.load(wt_ptr + (offs_p[None, :] * NW + i) * OUT + offs_n[:, None],
+                         mask=mask_n[:, None] & mask_p[None, :], other=0.0)
+            s = _mma(s, g, wt, LOW, LOWT, PRECISION)
+        if KIND <= 1:
+            da = _pick(i - j + 3, d0, d1, d2, d3)
+        elif KIND == 2:
+            if i == 0:
+                da = tl.zeros(xs.shape, dtype=xs.dtype)
+            elif i == 1:
+                da = u_cur
+            else:
+                # T_i' = 2 T_{i-1} + 2 z T_{i-1}' - T_{i-2}'
+                t_next = 2.0 * xs * t_cur - t_prev
+                u_next = 2.0 * t_cur + 2.0 * xs * u_cur - u_prev
+                t_prev = t_cur
+                t_cur = t_next
+                u_prev = u_cur
+                u_cur = u_next
+                da = u_cur
+        else:
+            a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
+        acc_s += s * da
+    if BASE != 0:
+        s = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
+        for n_start in range(0, OUT, BN):
+            offs_n = n_start + tl.arange(0, BN)
+            mask_n = offs_n < OUT
+            g = tl.load(g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0)
+            wt = tl.load(wt_ptr + (offs_p[None, :] * NW + NF) * OUT + offs_n[:, None],
+                         mask=mask_n[:, None] & mask_p[None, :], other=0.0)
+            s = _mma(s, g, wt, LOW, LOWT, PRECISION)
+        xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+        gb = s * _base_derivative(xb, BASE)
+        if SAME:
+            acc_s += gb
+        else:
+            tl.store(gxb_ptr + offs_m[:, None] * IN + offs_p[None, :], gb, mask=mask_x)
+    tl.store(gxs_ptr + offs_m[:, None] * IN + offs_p[None, :], acc_s, mask=mask_x)
+
+
+@triton.jit
+def _grad_weight_kernel(
+    xs_ptr, xb_ptr, g_ptr, wt_ptr, gwt_ptr, p0_ptr, p1_ptr,
+    B, IN, OUT, NF, NW, M,
+    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr,
+    LOW: tl.constexpr, LOWT: tl.constexpr, PRECISION: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr,
+):
+    """gwt[p, i, q] = sum_b A_i(x[b, p]) g[b, q]; one program per (input tile, function, output tile)."""
+    pid_p = tl.program_id(0)
+    i = tl.program_id(1)
+    pid_n = tl.program_id(2)
+    offs_p = pid_p * BP + tl.arange(0, BP)
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    mask_p = offs_p < IN
+    mask_n = offs_n < OUT
+    acc = tl.zeros((BP, BN), dtype=gwt_ptr.dtype.element_ty)
+    for m_start in range(0, B, BM):
+        offs_m = m_start + tl.arange(0, BM)
+        mask_m = offs_m < B
+        mask_x = mask_m[:, None] & mask_p[None, :]
+        if i == NF:  # the base branch's weight
+            xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+            a = _base_value(xb, BASE)
+        else:
+            xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+            if KIND <= 1:
+                j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
+                    xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
+                )
+                a = _pick(i - j + 3, v0, v1, v2, v3)
+                a = tl.where(xs == xs, a, xs)
+            elif KIND == 2:
+                t_prev = tl.full(xs.shape, 1.0, xs.dtype)
+                t_cur = xs
+                for _ in range(1, i):
+                    t_next = 2.0 * xs * t_cur - t_prev
+                    t_prev = t_cur
+                    t_cur = t_next
+                a = tl.where(i == 0, t_prev, t_cur)
+            else:
+                a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
+        a = tl.where(mask_x, a, 0.0)
+        g = tl.load(g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0)
+        acc = _mma(acc, tl.trans(a), g, LOW, LOWT, PRECISION)
+    tl.store(gwt_ptr + (offs_p[:, None] * NW + i) * OUT + offs_n[None, :], acc, mask=mask_p[:, None] & mask_n[None, :])
+
+
+# ----------------------------------------------------------------------------- host side
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """What the kernels need to know about a basis besides its tensors.
+
+    Attributes:
+        kind: One of ``BSPLINE_UNIFORM``, ``BSPLINE_KNOTS``, ``CHEBYSHEV``, ``RBF``.
+        num_functions: n, functions per input.
+        base: One of ``BASE_NONE``, ``BASE_SILU``, ``BASE_IDENTITY``.
+        extend: B-splines: continue the outermost polynomial pieces (``extrapolate="extend"``).
+        reference: ``reference(xs, xb, wt) -> y``, the same product by differentiable PyTorch ops:
+            the double backward (``create_graph=True``) runs through it.
+    """
+
+    kind: int
+    num_functions: int
+    base: int
+    extend: bool
+    reference: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _precision(dtype: torch.dtype) -> str:
+    """``tl.dot`` precision: exact fp32 (``ieee``) unless the user allowed TF32 for matmuls."""
+    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def _blocks(out: int, n_in: int) -> tuple[int, int, int]:
+    bn = 64 if out > 32 else (32 if out > 16 else 16)
+    bp = 32 if n_in > 16 else 16
+    return 64, bn, bp
+
+
+def _params(p0: torch.Tensor | None, p1: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    empty = like.new_zeros(1)
+    return (
+        empty if p0 is None else p0.to(like.dtype).contiguous(),
+        empty if p1 is None else p1.to(like.dtype).contiguous(),
+    )
+
+
+_LOW_TYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
+
+
+def _low_type(wt: torch.Tensor):
+    return _LOW_TYPES.get(wt.dtype, tl.float32)
+
+
+class FusedEdges(torch.autograd.Function):
+    """``y = sum_{p,i} A_i(xs) wt[p, i] + b(xb) wt[p, n]`` with the fused kernels (once differentiable;
+    a second derivative goes through ``spec.reference``)."""
+
+    @staticmethod
+    def forward(ctx, xs, xb, wt, p0, p1, spec: KernelSpec):  # type: ignore[override]
+        # xs, xb: (B, in); wt: (in, n_w, out), in xs' dtype or bf16/fp16 (products on tensor
+        # cores, float32 accumulation); p0, p1: basis constants (see fused_edges)
+        batch, n_in = xs.shape
+        out = wt.shape[-1]
+        y = torch.empty(batch, out, dtype=xs.dtype, device=xs.device)
+        bm, bn, bp = _blocks(out, n_in)
+        m = p0.shape[-1] if spec.kind == BSPLINE_KNOTS else spec.num_functions + 4
+        low = wt.dtype in _LOW_TYPES
+        grid = (triton.cdiv(batch, bm), triton.cdiv(out, bn))
+        _forward_kernel[grid](
+            xs, xb, wt, y, p0, p1, batch, n_in, out, spec.num_functions, wt.shape[1], m,
+            KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, LOW=low, LOWT=_low_type(wt),
+            PRECISION=_precision(xs.dtype), BM=bm, BN=bn, BP=bp,
+        )
+        ctx.spec, ctx.m, ctx.same = spec, m, xs is xb
+        ctx.save_for_backward(xs, xb, wt, p0, p1)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        xs, xb, wt, p0, p1 = ctx.saved_tensors
+        spec: KernelSpec = ctx.spec
+        needs = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            with torch.enable_grad():
+                leaves = [t.detach().requires_grad_(need) for t, need in zip((xs, xb, wt), needs)]
+                y = spec.reference(*leaves)
+            wanted = [t for t, need in zip(leaves, needs) if need]
+            grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True))
+            return (*(next(grads) if need else None for need in needs), None, None, None)
+        g = grad_out.to(xs.dtype).contiguous()
+        batch, n_in = xs.shape
+        out, n_w = wt.shape[-1], wt.shape[1]
+        bm, bn, bp = _blocks(out, n_in)
+        low = wt.dtype in _LOW_TYPES
+        consts = dict(
+            KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, LOW=low, LOWT=_low_type(wt),
+            PRECISION=_precision(xs.dtype), BM=bm, BN=bn, BP=bp,
+        )
+        need_xs, need_xb, need_w = needs
+        has_base = spec.base != BASE_NONE
+        same = ctx.same and has_base
+        grad_xs = grad_xb = grad_w = None
+        if need_xs or need_xb:
+            grad_xs = torch.empty(batch, n_in, dtype=xs.dtype, device=xs.device)
+            grad_xb = torch.empty_like(grad_xs) if has_base and not same else grad_xs
+            _grad_input_kernel[(triton.cdiv(batch, bm), triton.cdiv(n_in, bp))](
+                xs, xb, wt, g, grad_xs, grad_xb, p0, p1, batch, n_in, out, spec.num_functions, n_w, ctx.m,
+                SAME=same, **consts,
+            )
+            if same or not has_base:  # one input (summed by the kernel), or no base branch
+                grad_xb = None
+            if not need_xb:
+                grad_xb = None
+        if need_w:
+            grad_w = torch.empty(wt.shape, dtype=xs.dtype, device=wt.device)
+            _grad_weight_kernel[(triton.cdiv(n_in, bp), n_w, triton.cdiv(out, bn))](
+                xs, xb, g, wt, grad_w, p0, p1, batch, n_in, out, spec.num_functions, n_w, ctx.m, **consts,
+            )
+            grad_w = grad_w.to(wt.dtype)
+        return grad_xs, grad_xb, grad_w, None, None, None
+
+
+def fused_edges(
+    xs: torch.Tensor,
+    xb: torch.Tensor,
+    wt: torch.Tensor,
+    spec: KernelSpec,
+    p0: torch.Tensor | None = None,
+    p1: torch.Tensor | None = None,
+    low: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The fused layer product (see the module docstring).
+
+    Args:
+        xs: (batch, in) basis input; xb: (batch, in) base-branch input (may be ``xs``).
+        wt: (in, n_w, out) composed weights, basis-major.
+        spec: The basis kind and options.
+        p0, p1: Basis constants: first knot and 1/spacing (in,) for uniform B-splines; knots
+            (in, M) for general ones; centres (in, n) and widths (in,) for RBFs.
+        low: ``torch.bfloat16``/``torch.float16`` to run the products on tensor cores with
+            float32 accumulation (autocast), else None.
+
+    Returns:
+        (batch, out) in ``xs``' dtype.
+    """
+    xs = xs.contiguous()
+    xb = xs if xb is xs else xb.contiguous()
+    p0, p1 = _params(p0, p1, xs)
+    if low is not None:
+        wt = wt.to(low)
+    return FusedEdges.apply(xs, xb, wt.contiguous(), p0, p1, spec)
