@@ -1,12 +1,22 @@
-"""The pluggy plugin manager: built-ins and entry-point plugins registered the same way."""
+"""The pluggy plugin manager: built-ins and entry-point plugins registered the same way.
+
+Third-party plugins (those found through the entry-point group ``kantk``) are *isolated*: whatever
+goes wrong with one of them (it fails to import, even with ``SystemExit``; it implements a hook
+that does not exist or with the wrong arguments; a hook raises or returns something that is not a
+list of records; a record clashes with a built-in's name) is logged as a warning on the
+``kantk.plugins`` logger, recorded as a :class:`FailedPlugin` and skipped, and everything else
+keeps working. Built-ins and plugins passed explicitly (``extra_plugins``,
+:meth:`kantk.Registry.with_plugins`) are trusted: a mistake there raises :class:`PluginError`.
+"""
 from __future__ import annotations
 
 import importlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Sequence
+from typing import Any
 
 import pluggy
 
@@ -34,6 +44,10 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "kantk.symbolic.libraries",
 )
 
+#: What a plugin may raise that kantk isolates: any error, and ``SystemExit`` (a plugin that calls
+#: ``sys.exit()`` on import must not end the process). ``KeyboardInterrupt`` still propagates.
+PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
+
 
 class PluginError(RuntimeError):
     """A plugin is malformed or conflicts with another one."""
@@ -41,12 +55,13 @@ class PluginError(RuntimeError):
 
 @dataclass(frozen=True)
 class FailedPlugin:
-    """A plugin that could not be loaded and was skipped.
+    """A plugin that could not be loaded (or not completely) and was skipped.
 
     Attributes:
         name: Entry-point name (or module name for built-ins).
         package: Distribution that declared it, when known.
-        error: The exception text.
+        error: What failed: the exception text for an import error (``"ImportError: ..."``),
+            otherwise a sentence naming the step (a hook, a record, a name clash).
     """
 
     name: str
@@ -54,9 +69,59 @@ class FailedPlugin:
     error: str
 
 
+class KantkPluginManager(pluggy.PluginManager):
+    """A :class:`pluggy.PluginManager` that knows which of its plugins came from entry points.
+
+    Attributes:
+        isolated_plugins: Entry-point name -> distribution name (``None`` when unknown) of every
+            registered third-party plugin, in registration order. :class:`kantk.Registry` skips
+            these (instead of raising) when their hooks fail, and drops their records whose names
+            a built-in or an explicitly given plugin already provides.
+    """
+
+    def __init__(self, project_name: str = hookspecs.PROJECT_NAME):
+        super().__init__(project_name)
+        self.isolated_plugins: dict[str, str | None] = {}
+
+    def unregister(self, plugin: Any = None, name: str | None = None) -> Any:
+        """Unregister a plugin (and forget that it was a third-party one)."""
+        removed = super().unregister(plugin, name)
+        if name is None and plugin is not None:
+            name = next((n for n, p in self.isolated_plugins.items() if p is plugin), None)
+        if name is not None:
+            self.isolated_plugins.pop(name, None)
+        return removed
+
+
 def autoload_disabled() -> bool:
     """Whether ``KANTK_DISABLE_PLUGIN_AUTOLOAD`` switches entry-point loading off."""
     return os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"TypeName: message"`` on one line (a plugin's exception text is not trusted to be short)."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a hostile __str__
+        text = "<unprintable>"
+    text = " ".join(text.split())
+    if len(text) > 500:
+        text = text[:497] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def report_failure(failed: list[FailedPlugin], name: str, package: str | None, error: str, what: str) -> None:
+    """Log a third-party plugin problem as a warning and record it in ``failed``.
+
+    Args:
+        failed: The list to append the :class:`FailedPlugin` to.
+        name: Entry-point name of the plugin.
+        package: Its distribution, when known.
+        error: What failed (stored in :attr:`FailedPlugin.error`).
+        what: The consequence, for the log ("failed to import and was skipped").
+    """
+    logger.warning("kantk plugin %r from package %r %s: %s", name, package, what, error)
+    failed.append(FailedPlugin(name, package, error))
 
 
 def create_plugin_manager(
@@ -64,8 +129,14 @@ def create_plugin_manager(
     builtins: Sequence[str] = BUILTIN_PLUGINS,
     load_entry_points: bool | None = None,
     extra_plugins: Sequence[object] = (),
-) -> tuple[pluggy.PluginManager, list[FailedPlugin]]:
+) -> tuple[KantkPluginManager, list[FailedPlugin]]:
     """Build a plugin manager with kantk's hooks, the built-ins and the installed plugins.
+
+    Entry points are loaded in the order of their names (then as found on ``sys.path``), so which
+    third-party plugin wins a name clash does not depend on the installation order. A third-party
+    plugin that fails to import (any exception, or ``SystemExit``), cannot be registered (its
+    entry-point name or module is taken, a hook has arguments its specification lacks) or
+    implements a hook that does not exist is logged, recorded and skipped.
 
     Args:
         builtins: Module names registered first, through the same call as any plugin.
@@ -75,8 +146,11 @@ def create_plugin_manager(
 
     Returns:
         The manager and the plugins that failed to load (each also logged as a warning).
+
+    Raises:
+        PluginError: A built-in or an extra plugin is malformed (trusted code: fail loudly).
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm = KantkPluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     failed: list[FailedPlugin] = []
 
@@ -86,31 +160,7 @@ def create_plugin_manager(
     if load_entry_points is None:
         load_entry_points = not autoload_disabled()
     if load_entry_points:
-        loaded_from: dict[str, str | None] = {}
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            package = ep.dist.name if ep.dist is not None else None
-            if pm.is_blocked(ep.name):
-                continue
-            if pm.get_plugin(ep.name) is not None:
-                if loaded_from.get(ep.name) == package:
-                    continue  # the same distribution found twice on sys.path
-                logger.warning(
-                    "kantk plugin %r from package %r was skipped: a plugin of that name is already registered",
-                    ep.name, package,
-                )
-                failed.append(FailedPlugin(ep.name, package, "a plugin of that name is already registered"))
-                continue
-            try:
-                plugin = ep.load()
-            except Exception as exc:  # a broken third-party plugin must not break kantk
-                logger.warning(
-                    "kantk plugin %r from package %r failed to import and was skipped: %s",
-                    ep.name, package, exc,
-                )
-                failed.append(FailedPlugin(ep.name, package, f"{type(exc).__name__}: {exc}"))
-                continue
-            _register(pm, plugin, ep.name)
-            loaded_from[ep.name] = package
+        _load_entry_points(pm, failed)
 
     for plugin in extra_plugins:
         _register(pm, plugin, None)
@@ -120,6 +170,77 @@ def create_plugin_manager(
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"a kantk plugin implements a hook that does not exist: {exc}") from exc
     return pm, failed
+
+
+def _load_entry_points(pm: KantkPluginManager, failed: list[FailedPlugin]) -> None:
+    """Load, register and check every entry point of the group; isolate each failure."""
+    try:
+        found = list(entry_points(group=ENTRY_POINT_GROUP))
+    except PLUGIN_FAILURES as exc:  # broken distribution metadata
+        report_failure(failed, ENTRY_POINT_GROUP, None, describe_exception(exc), "entry points could not be listed")
+        return
+    loaded_from: dict[str, str | None] = {}
+    for ep in sorted(found, key=lambda e: str(e.name)):  # stable: sys.path order among equal names
+        name = str(ep.name)
+        try:
+            package = ep.dist.name if ep.dist is not None else None
+        except PLUGIN_FAILURES:
+            package = None
+        if pm.is_blocked(name):
+            continue
+        if pm.get_plugin(name) is not None:
+            if loaded_from.get(name) == package:
+                continue  # the same distribution found twice on sys.path
+            report_failure(
+                failed, name, package, "a plugin of that name is already registered", "was skipped"
+            )
+            continue
+        try:
+            plugin = ep.load()
+        except PLUGIN_FAILURES as exc:  # a broken third-party plugin must not break kantk
+            report_failure(failed, name, package, describe_exception(exc), "failed to import and was skipped")
+            continue
+        if _register_isolated(pm, plugin, name, package, failed):
+            loaded_from[name] = package
+
+
+def _register_isolated(
+    pm: KantkPluginManager, plugin: object, name: str, package: str | None, failed: list[FailedPlugin]
+) -> bool:
+    """Register a third-party plugin, or report why not; returns whether it is registered."""
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        report_failure(failed, name, package, f"malformed hook: {describe_exception(exc)}", "was skipped")
+        return False
+    except PLUGIN_FAILURES as exc:  # pluggy's ValueError: the module is registered under another name
+        report_failure(failed, name, package, f"cannot register: {describe_exception(exc)}", "was skipped")
+        return False
+    pm.isolated_plugins[name] = package
+    problems = [
+        impl.function.__name__ if hasattr(impl.function, "__name__") else repr(impl.function)
+        for caller in pm.get_hookcallers(plugin) or ()
+        if not caller.has_spec()
+        for impl in caller.get_hookimpls()
+        if impl.plugin is plugin and not impl.optionalhook
+    ]
+    problems += [
+        f"{caller.name} (a collection hook takes no wrapper)"
+        for caller in pm.get_hookcallers(plugin) or ()
+        if caller.has_spec()
+        for impl in caller.get_hookimpls()
+        if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper)
+    ]
+    if problems:
+        pm.unregister(plugin, name)
+        known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("kantk_")))
+        report_failure(
+            failed, name, package,
+            f"implements hooks kantk does not have: {', '.join(problems)} (known hooks: {known})",
+            "was skipped",
+        )
+        return False
+    return True
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str | None) -> None:

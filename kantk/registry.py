@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import threading
-from typing import Any, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import pluggy
 
-from kantk.plugins import FailedPlugin, PluginError, create_plugin_manager
+from kantk.plugins import (
+    BUILTIN_PLUGINS,
+    PLUGIN_FAILURES,
+    FailedPlugin,
+    PluginError,
+    create_plugin_manager,
+    describe_exception,
+    report_failure,
+)
+from kantk.types import BasisSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec
 
 T = TypeVar("T")
 
@@ -85,13 +96,39 @@ class ComponentTable(Generic[T]):
         return len(self._records)
 
 
+#: The collection hooks: hook name, the Registry attribute, the human kind, the record type and
+#: the record's callable field.
+_COLLECTIONS: tuple[tuple[str, str, str, type, str], ...] = (
+    ("kantk_bases", "bases", "basis", BasisSpec, "factory"),
+    ("kantk_regularisers", "regularisers", "regulariser", RegulariserSpec, "factory"),
+    ("kantk_pruners", "pruners", "pruner", PrunerSpec, "factory"),
+    ("kantk_symbolic_libraries", "symbolic_libraries", "symbolic library", SymbolicLibrarySpec, "functions"),
+)
+
+#: At most this many records from one hook of one plugin (a generator that never ends must not
+#: hang kantk).
+MAX_RECORDS_PER_HOOK = 10_000
+
+
 class Registry:
     """Every component the plugins of one :class:`pluggy.PluginManager` provide.
+
+    Third-party plugins (the manager's ``isolated_plugins``, loaded from entry points) are
+    isolated: a hook of theirs that raises (or ``SystemExit``), returns something that is not an
+    iterable of records of the right type, or yields a record without a name gets the whole plugin
+    skipped; a record whose name a built-in or an explicitly given plugin already provides is
+    dropped (the built-in wins); between two third-party plugins the first by entry-point name
+    wins. Each of these is logged on the ``kantk.plugins`` logger and recorded in
+    :attr:`failed_plugins`. The same mistakes in a built-in or an explicitly given plugin raise
+    :class:`PluginError`.
 
     Args:
         plugin_manager: A manager built by :func:`kantk.plugins.create_plugin_manager`; by default
             a new one with the built-ins and (unless switched off) the entry-point plugins.
         failed_plugins: Plugins skipped while building the manager.
+
+    Raises:
+        PluginError: A built-in or explicitly given plugin is malformed or clashes with another.
     """
 
     def __init__(
@@ -103,36 +140,140 @@ class Registry:
             plugin_manager, failed_plugins = create_plugin_manager()
         self.plugin_manager = plugin_manager
         self.failed_plugins: list[FailedPlugin] = list(failed_plugins)
-        self.bases = ComponentTable("basis", self._collect("kantk_bases"), self.failed_plugins)
-        self.regularisers = ComponentTable("regulariser", self._collect("kantk_regularisers"), self.failed_plugins)
-        self.pruners = ComponentTable("pruner", self._collect("kantk_pruners"), self.failed_plugins)
-        self.symbolic_libraries = ComponentTable(
-            "symbolic library", self._collect("kantk_symbolic_libraries"), self.failed_plugins
+        collected = self._collect_all()
+        tables = self._file_records(collected)
+        self.bases: ComponentTable[BasisSpec] = ComponentTable("basis", tables["bases"], self.failed_plugins)
+        self.regularisers: ComponentTable[RegulariserSpec] = ComponentTable(
+            "regulariser", tables["regularisers"], self.failed_plugins
+        )
+        self.pruners: ComponentTable[PrunerSpec] = ComponentTable("pruner", tables["pruners"], self.failed_plugins)
+        self.symbolic_libraries: ComponentTable[SymbolicLibrarySpec] = ComponentTable(
+            "symbolic library", tables["symbolic_libraries"], self.failed_plugins
         )
 
-    def _collect(self, hook_name: str) -> list[tuple[str, Any]]:
-        caller = getattr(self.plugin_manager.hook, hook_name)
-        out: list[tuple[str, Any]] = []
-        # Call each implementation on its own so a duplicate can be blamed on its plugin.
-        for impl in caller.get_hookimpls():  # registration order
-            try:
-                result = impl.function()
-                records = [] if result is None else list(result)
-            except Exception as exc:
-                raise PluginError(
-                    f"kantk plugin {impl.plugin_name!r} failed in {hook_name}(): {type(exc).__name__}: {exc} "
-                    "(a collection hook must return or yield an iterable of records)"
-                ) from exc
-            out.extend((impl.plugin_name, record) for record in records)
-        return out
+    @property
+    def _isolated(self) -> dict[str, str | None]:
+        return getattr(self.plugin_manager, "isolated_plugins", {})
+
+    def _collect_all(self) -> dict[str, list[tuple[str, Any]]]:
+        """Call every implementation of every collection hook, one plugin at a time.
+
+        Returns:
+            Attribute name -> ``(plugin_name, record)`` pairs in the hook's implementation order,
+            without the records of third-party plugins that failed (those are unregistered).
+        """
+        out: dict[str, list[tuple[str, Any]]] = {}
+        broken: dict[str, str] = {}
+        for hook_name, attr, kind, record_type, field in _COLLECTIONS:
+            caller = getattr(self.plugin_manager.hook, hook_name, None)
+            pairs: list[tuple[str, Any]] = []
+            for impl in caller.get_hookimpls() if caller is not None else ():
+                plugin_name = impl.plugin_name
+                if plugin_name in broken:
+                    continue
+                isolated = plugin_name in self._isolated
+                try:
+                    records = _call_collection_hook(impl.function, hook_name, kind, record_type, field)
+                except _HookFailure as exc:
+                    if not isolated:
+                        raise PluginError(f"kantk plugin {plugin_name!r} failed in {hook_name}(): {exc}") from (
+                            exc.__cause__
+                        )
+                    broken[plugin_name] = f"{hook_name}() failed: {exc}"
+                    continue
+                pairs.extend((plugin_name, record) for record in records)
+            out[attr] = pairs
+        for plugin_name, error in broken.items():
+            package = self._isolated.get(plugin_name)
+            self.plugin_manager.unregister(name=plugin_name)
+            report_failure(self.failed_plugins, plugin_name, package, error, "was skipped")
+        return {attr: [(p, r) for p, r in pairs if p not in broken] for attr, pairs in out.items()}
+
+    def _file_records(self, collected: Mapping[str, list[tuple[str, Any]]]) -> dict[str, list[tuple[str, Any]]]:
+        """Drop third-party records whose names are taken, trusted plugins' records first.
+
+        Trusted plugins (built-ins, explicitly given ones) keep their order and are checked for
+        duplicates by :class:`ComponentTable`; third-party records follow in registration order
+        (entry-point names sorted), and one whose name is already taken is dropped and reported.
+        """
+        isolated = self._isolated
+        order = {name: i for i, (name, _) in enumerate(self.plugin_manager.list_name_plugin())}
+        tables: dict[str, list[tuple[str, Any]]] = {}
+        for _, attr, kind, _, _ in _COLLECTIONS:
+            pairs = collected[attr]
+            trusted = [(p, r) for p, r in pairs if p not in isolated]
+            third_party = sorted(
+                ((p, r) for p, r in pairs if p in isolated), key=lambda pr: order.get(pr[0], len(order))
+            )
+            taken = {record.name: plugin_name for plugin_name, record in trusted}
+            kept = list(trusted)
+            for plugin_name, record in third_party:
+                if record.name in taken:
+                    owner = taken[record.name]
+                    who = "built-in" if owner in BUILTIN_PLUGINS else "plugin"
+                    report_failure(
+                        self.failed_plugins, plugin_name, isolated[plugin_name],
+                        f"its {kind} {record.name!r} clashes with the {who} {owner!r}, which keeps the name",
+                        "had a record dropped",
+                    )
+                    continue
+                taken[record.name] = plugin_name
+                kept.append((plugin_name, record))
+            tables[attr] = kept
+        return tables
 
     @classmethod
-    def with_plugins(cls, *plugins: object, load_entry_points: bool = False) -> "Registry":
+    def with_plugins(cls, *plugins: object, load_entry_points: bool = False) -> Registry:
         """A registry of the built-ins plus ``plugins`` (handy in tests and notebooks)."""
         pm, failed = create_plugin_manager(
             load_entry_points=load_entry_points, extra_plugins=plugins
         )
         return cls(pm, failed)
+
+
+class _HookFailure(Exception):
+    """A collection hook raised or returned something other than records (message says which)."""
+
+
+def _call_collection_hook(
+    function: Callable[[], Any], hook_name: str, kind: str, record_type: type, field: str
+) -> list[Any]:
+    """Call one implementation of a collection hook and check what it gives.
+
+    Raises:
+        _HookFailure: It raised (or ``SystemExit``), returned a non-iterable, yielded too many
+            records, or a record of the wrong type, without a name or without a callable.
+    """
+    try:
+        result = function()
+        records = [] if result is None else list(itertools.islice(iter(result), MAX_RECORDS_PER_HOOK + 1))
+    except PLUGIN_FAILURES as exc:
+        raise _HookFailure(
+            f"{describe_exception(exc)} (a collection hook must return or yield an iterable of records)"
+        ) from exc
+    if len(records) > MAX_RECORDS_PER_HOOK:
+        raise _HookFailure(f"it gave more than {MAX_RECORDS_PER_HOOK} records")
+    for record in records:
+        if not isinstance(record, record_type):
+            name = getattr(record, "name", None) if not isinstance(record, (str, bytes)) else None
+            if not isinstance(name, str) or not name:
+                raise _HookFailure(f"it yielded a {kind} record without a name: {_short_repr(record)}")
+            raise _HookFailure(
+                f"it yielded {type(record).__name__} {_short_repr(record)}, not a kantk.{record_type.__name__}"
+            )
+        if not isinstance(record.name, str) or not record.name:
+            raise _HookFailure(f"it yielded a {kind} record without a name: {_short_repr(record)}")
+        if not callable(getattr(record, field, None)):
+            raise _HookFailure(f"its {kind} {record.name!r} has a {field} that is not callable")
+    return records
+
+
+def _short_repr(value: object, limit: int = 200) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a plugin's record may have a hostile __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _default: Registry | None = None

@@ -176,10 +176,13 @@ def test_failed_entry_point_without_a_distribution_has_no_package(monkeypatch):
     assert failed == [FailedPlugin("orphan", None, "ImportError: gone")]
 
 
-def test_entry_point_plugin_with_a_misspelt_hook_is_an_error(monkeypatch):
+def test_entry_point_plugin_with_a_misspelt_hook_is_reported_and_skipped(monkeypatch):
+    # Issue 16: a broken third-party plugin is skipped, not fatal (an explicit one still raises).
     _fake_entry_points(monkeypatch, _FakeEntryPoint("typo", "kantk-typo", _MisspeltHookPlugin))
-    with pytest.raises(kantk.PluginError, match="kantk_base"):
-        create_plugin_manager()
+    pm, failed = create_plugin_manager()
+    assert pm.get_plugin("typo") is None
+    assert [(f.name, f.package) for f in failed] == [("typo", "kantk-typo")]
+    assert "kantk_base" in failed[0].error and "kantk_bases" in failed[0].error
 
 
 def test_entry_point_seen_twice_is_loaded_once(monkeypatch):
