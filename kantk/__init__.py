@@ -14,10 +14,11 @@ from kantk.registry import (
 )
 from kantk.types import BasisSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec
 from kantk.layer import KANLayer
-from kantk.bases._native import status as native_status
+from kantk.bases.bspline.native_build import status as native_status
 from kantk.model import KAN
 from kantk.io import KantkFileError, load, save
 from kantk.grids import refine
+from kantk.formula_parser import parse_formula
 from kantk.data import check_dataset, create_dataset, load_csv, split_dataset
 from kantk.attribution import Attribution, attribution
 from kantk.pruning import prune
@@ -79,6 +80,7 @@ __all__ = [
     "load",
     "load_csv",
     "native_status",
+    "parse_formula",
     "refine",
     "render_graph",
     "to_graphviz",

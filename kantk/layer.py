@@ -3,21 +3,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from kantk.bases.base import Basis, SupportsGridUpdate
+from kantk.bases.base import BASE_ACTIVATIONS, Basis, EdgeWeights, SupportsGridUpdate, layer_edges
 from kantk.registry import Registry, check_options, resolve_registry
 from kantk.symbolic.edges import SymbolicEdges
-
-BASE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
-    "silu": F.silu,
-    "identity": lambda x: x,
-    "zero": None,
-}
 
 
 class KANLayer(SymbolicEdges, nn.Module):
@@ -118,6 +111,16 @@ class KANLayer(SymbolicEdges, nn.Module):
         """Effective per-edge base weights ``w_b * mask``, (out, in)."""
         return self.scale_base * self.mask
 
+    def edge_weights(self) -> EdgeWeights:
+        """The record of this layer's edge weights that the basis computes the edge sum with."""
+        has_base = BASE_ACTIVATIONS[self.base_activation] is not None
+        return EdgeWeights(
+            coef=self.coef,
+            scale=self.scale_sp * self.mask,
+            base_weight=self.base_weight() if has_base else None,
+            base_activation=self.base_activation,
+        )
+
     def _base(self, x: torch.Tensor) -> torch.Tensor | None:
         fn = BASE_ACTIVATIONS[self.base_activation]
         return None if fn is None else fn(x)
@@ -125,10 +128,7 @@ class KANLayer(SymbolicEdges, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x: (..., in). Returns: (..., out)."""
         x2 = self._flatten_input(x)  # (batch, in)
-        base = self._base(x2)
-        y = self.basis.scaled_linear(
-            x2, self.coef, self.scale_sp * self.mask, base, None if base is None else self.base_weight()
-        )  # (batch, out), with spline weight coef * (w_s * mask)
+        y = layer_edges(self.basis, x2, self.edge_weights())  # (batch, out)
         if self._symbolic_groups:  # symbolic edges: one evaluation per function
             for q, p, values in self._symbolic_terms(x2):
                 y = y.index_add(1, q, values)  # (batch, out) += (batch, k) on columns q
@@ -200,6 +200,8 @@ class KANLayer(SymbolicEdges, nn.Module):
             raise ValueError(
                 f"KANLayer expects input of shape (..., {self.in_features}), got {tuple(x.shape)}"
             )
+        if x.dtype != self.coef.dtype and _autocast_input(x):
+            x = x.to(self.coef.dtype)  # under autocast: the layer computes in its own dtype
         if x.dtype != self.coef.dtype:
             raise TypeError(
                 f"input dtype {x.dtype} does not match the layer's {self.coef.dtype}; "
@@ -232,6 +234,17 @@ class KANLayer(SymbolicEdges, nn.Module):
             f"basis={self.basis_name!r}, base_activation={self.base_activation!r}"
             + (f", symbolic_edges={n_symbolic}" if n_symbolic else "")
         )
+
+
+def _autocast_input(x: torch.Tensor) -> bool:
+    """Whether ``x`` is of the dtype autocast produces on its device, with autocast on."""
+    device = x.device.type
+    return (
+        x.dtype in (torch.bfloat16, torch.float16)
+        and device in ("cpu", "cuda")
+        and torch.is_autocast_enabled(device)
+        and torch.get_autocast_dtype(device) == x.dtype
+    )
 
 
 def build_basis(

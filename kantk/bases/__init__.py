@@ -1,9 +1,12 @@
 """Basis families. Each module ends with its ``kantk_bases`` hook implementation."""
 from kantk.bases.base import (
     Basis,
+    EdgeWeights,
+    SupportsFusedEdges,
     SupportsGridUpdate,
     SupportsRefine,
     data_range,
+    edge_sum,
     edge_values,
     fit_coefficients,
 )
@@ -14,12 +17,15 @@ from kantk.bases.rbf import RBFBasis
 __all__ = [
     "Basis",
     "BSplineBasis",
+    "EdgeWeights",
+    "SupportsFusedEdges",
     "ChebyshevBasis",
     "RBFBasis",
     "SupportsGridUpdate",
     "SupportsRefine",
     "cox_de_boor",
     "data_range",
+    "edge_sum",
     "edge_values",
     "fit_coefficients",
 ]

@@ -2,10 +2,20 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, runtime_checkable
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+#: The layer's residual base functions b(x) by name (``KANLayer(base_activation=...)``).
+BASE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
+    "silu": F.silu,
+    "identity": lambda x: x,
+    "zero": None,
+}
 
 
 class Basis(nn.Module, abc.ABC):
@@ -45,55 +55,93 @@ class Basis(nn.Module, abc.ABC):
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor keyword arguments (everything but ``in_features``)."""
 
-    def linear(
-        self,
-        x: torch.Tensor,
-        weight: torch.Tensor,
-        extra: torch.Tensor | None = None,
-        extra_weight: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Contract the basis with per-edge coefficients: ``sum_{p,i} w[q,p,i] B_i(x_p)``.
 
-        Plus, when given, one more per-input feature ``sum_p extra_weight[q,p] extra[:, p]`` (the
-        layer's base branch), so a basis can fold it into the same matmul.
-        The default evaluates :meth:`forward` once and does one matmul; bases with a faster or
-        leaner fused form override it.
+        The default evaluates :meth:`forward` once and does one matmul; a basis with a faster or
+        leaner form overrides it (or implements :class:`SupportsFusedEdges` to take the layer's
+        whole edge computation).
 
         Args:
             x: (batch, in_features).
             weight: (out_features, in_features, num_functions).
-            extra: (batch, in_features) or None.
-            extra_weight: (out_features, in_features), given with ``extra``.
 
         Returns:
             (batch, out_features).
         """
         feats = self(x)  # (batch, in, n)
         # (batch, in*n) @ (in*n, out) -> (batch, out)
-        y = feats.reshape(feats.shape[0], -1) @ weight.reshape(weight.shape[0], -1).t()
-        if extra is not None:
-            y = torch.addmm(y, extra, extra_weight.t())  # (batch, in) @ (in, out)
-        return y
-
-    def scaled_linear(
-        self,
-        x: torch.Tensor,
-        coef: torch.Tensor,
-        scale: torch.Tensor,
-        extra: torch.Tensor | None = None,
-        extra_weight: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """:meth:`linear` with the weight ``coef * scale[..., None]``: what :class:`~kantk.KANLayer` calls.
-
-        ``scale`` is the per-edge factor (out_features, in_features) (the layer's ``w_s * mask``).
-        The default composes the weight and calls :meth:`linear`; a basis may override this to
-        fuse the composition into its own kernels.
-        """
-        return self.linear(x, coef * scale.unsqueeze(-1), extra, extra_weight)
+        return feats.reshape(feats.shape[0], -1) @ weight.reshape(weight.shape[0], -1).t()
 
     def extra_repr(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"in_features={self.in_features}, {cfg}"
+
+
+@dataclass(frozen=True)
+class EdgeWeights:
+    """The weights of a layer's edges, as :class:`~kantk.KANLayer` hands them to its basis.
+
+    The layer computes ``y_q = sum_p w_s[q,p] sum_i coef[q,p,i] B_i(x_p) + w_b[q,p] b(x_p)``;
+    ``scale`` and ``base_weight`` already include the layer's mask (pruned and symbolic edges 0).
+
+    Attributes:
+        coef: (out, in, n) basis coefficients c.
+        scale: (out, in) per-edge factor of the basis part, ``w_s * mask``.
+        base_weight: (out, in) ``w_b * mask``, or None when the layer has no base branch.
+        base_activation: Name of b in :data:`BASE_ACTIVATIONS` (``"silu"``, ``"identity"``, ``"zero"``).
+    """
+
+    coef: torch.Tensor
+    scale: torch.Tensor
+    base_weight: torch.Tensor | None = None
+    base_activation: str = "zero"
+
+    def spline_weight(self) -> torch.Tensor:
+        """``coef * scale[..., None]``, (out, in, n)."""
+        return self.coef * self.scale.unsqueeze(-1)
+
+    def base(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``b(x)`` (batch, in), or None without a base branch."""
+        fn = BASE_ACTIVATIONS[self.base_activation]
+        return None if fn is None or self.base_weight is None else fn(x)
+
+
+@runtime_checkable
+class SupportsFusedEdges(Protocol):
+    """A basis that computes a layer's whole edge sum itself (optional; for fused kernels).
+
+    ``fused_edges(x, weights)`` returns ``sum_p w_s c . B(x_p) + w_b b(x_p)`` (batch, out) for ``x``
+    (batch, in) and an :class:`EdgeWeights` record, with the same values and gradients as
+    :func:`edge_sum` would give through :meth:`Basis.linear`. The built-in bases implement it to
+    run the basis evaluation, the matmul and the base branch in one kernel; a basis without it
+    gets :func:`edge_sum`.
+    """
+
+    def fused_edges(self, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor: ...
+
+
+def edge_sum(basis: Basis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
+    """A layer's edge sum by :meth:`Basis.linear` and one more matmul for the base branch.
+
+    Args:
+        x: (batch, in). weights: the layer's :class:`EdgeWeights`.
+
+    Returns:
+        (batch, out).
+    """
+    y = basis.linear(x, weights.spline_weight())
+    base = weights.base(x)
+    if base is not None:
+        y = torch.addmm(y, base, weights.base_weight.t())  # (batch, in) @ (in, out)
+    return y
+
+
+def layer_edges(basis: Basis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
+    """What :class:`~kantk.KANLayer` calls: the basis' fused form when it has one, else :func:`edge_sum`."""
+    if isinstance(basis, SupportsFusedEdges):
+        return basis.fused_edges(x, weights)
+    return edge_sum(basis, x, weights)
 
 
 @runtime_checkable
@@ -253,3 +301,18 @@ def refit_with_buffers(
         for name, value in old.items():
             getattr(basis, name).copy_(value)
         raise
+
+
+def check_grid_range(grid_range: Any, who: str) -> tuple[float, float]:
+    """Validate a ``grid_range``: two finite numbers, low < high.
+
+    Raises:
+        ValueError: Anything else (the message says what is accepted).
+    """
+    try:
+        lo, hi = (float(v) for v in grid_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"{who} grid_range must be two numbers (low, high), got {grid_range!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"{who} grid_range must be finite with low < high, got {grid_range!r}")
+    return (lo, hi)

@@ -5,8 +5,11 @@ from typing import Any
 
 import torch
 
+from kantk.bases import triton_edges
 from kantk.bases.base import (
     Basis,
+    EdgeWeights,
+    edge_sum,
     check_refine_coef,
     check_refine_size,
     data_range,
@@ -56,6 +59,13 @@ class ChebyshevBasis(Basis):
         for _ in range(2, self.degree + 1):
             polys.append(2 * z * polys[-1] - polys[-2])
         return torch.stack(polys, dim=-1)  # (batch, in, d + 1)
+
+    def fused_edges(self, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
+        """The layer's edge sum: fused Triton kernels on CUDA (float32, autocast too), else
+        :func:`~kantk.bases.base.edge_sum`."""
+        if triton_edges.available(x):
+            return triton_edges.chebyshev(self, x, weights)
+        return edge_sum(self, x, weights)
 
     @torch.no_grad()
     def update_grid(self, x: torch.Tensor, coef: torch.Tensor, grid_eps: float = 0.02) -> torch.Tensor:

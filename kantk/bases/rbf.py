@@ -6,8 +6,12 @@ from typing import Any, Sequence
 
 import torch
 
+from kantk.bases import triton_edges
 from kantk.bases.base import (
     Basis,
+    EdgeWeights,
+    check_grid_range,
+    edge_sum,
     check_refine_coef,
     check_refine_size,
     data_range,
@@ -15,7 +19,6 @@ from kantk.bases.base import (
     fit_coefficients,
     refit_with_buffers,
 )
-from kantk.bases.bspline import _check_range
 from kantk.plugins import hookimpl
 from kantk.types import BasisSpec
 
@@ -57,7 +60,7 @@ class RBFBasis(Basis):
             or width_scale <= 0
         ):
             raise ValueError(f"rbf width_scale must be a finite number > 0, got {width_scale!r}")
-        lo, hi = _check_range(grid_range, "rbf")
+        lo, hi = check_grid_range(grid_range, "rbf")
         self.num_centers = num_centers
         self.grid_range = (lo, hi)
         self.width_scale = float(width_scale)
@@ -77,6 +80,13 @@ class RBFBasis(Basis):
         # (batch, in, 1) - (in, C) -> (batch, in, C)
         z = (x.unsqueeze(-1) - self.centers.to(x.dtype)) / self.width.to(x.dtype).unsqueeze(-1)
         return torch.exp(-z * z)
+
+    def fused_edges(self, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
+        """The layer's edge sum: fused Triton kernels on CUDA (float32, autocast too), else
+        :func:`~kantk.bases.base.edge_sum`."""
+        if triton_edges.available(x):
+            return triton_edges.rbf(self, x, weights)
+        return edge_sum(self, x, weights)
 
     @torch.no_grad()
     def update_grid(self, x: torch.Tensor, coef: torch.Tensor, grid_eps: float = 0.02) -> torch.Tensor:

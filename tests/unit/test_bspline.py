@@ -79,14 +79,21 @@ def test_fused_linear_with_base_column_gradients_and_double_backward(spread, spa
     torch.set_default_dtype(torch.float64)
     basis = BSplineBasis(3, grid_size=4, order=3)
     basis.sparse = sparse
+    from kantk.bases import EdgeWeights
+
     x = (torch.rand(5, 3) * spread - spread / 2).requires_grad_()
-    extra = torch.randn(5, 3, requires_grad=True)
     w = torch.randn(2, 3, basis.num_functions, requires_grad=True)
+    scale = torch.randn(2, 3, requires_grad=True)
     wb = torch.randn(2, 3, requires_grad=True)
-    expected = basis(x).reshape(5, -1) @ w.reshape(2, -1).t() + extra @ wb.t()
-    torch.testing.assert_close(basis.linear(x, w, extra, wb), expected)
-    assert torch.autograd.gradcheck(basis.linear, (x, w, extra, wb))
-    assert torch.autograd.gradgradcheck(basis.linear, (x, w, extra, wb))
+
+    def fused(inp, coef, sc, base_weight):
+        return basis.fused_edges(inp, EdgeWeights(coef, sc, base_weight, "silu"))
+
+    expected = basis(x).reshape(5, -1) @ (w * scale.unsqueeze(-1)).reshape(2, -1).t()
+    expected = expected + torch.nn.functional.silu(x) @ wb.t()
+    torch.testing.assert_close(fused(x, w, scale, wb), expected)
+    assert torch.autograd.gradcheck(fused, (x, w, scale, wb))
+    assert torch.autograd.gradgradcheck(fused, (x, w, scale, wb))
     assert torch.autograd.gradcheck(basis.linear, (x, w))  # no base column
     assert torch.autograd.gradgradcheck(basis.linear, (x, w))
 
@@ -135,7 +142,7 @@ def test_scratch_buffers_do_not_leak_between_layers_or_calls(kernels):
 def test_chunked_rows_give_the_same_values_and_gradients(monkeypatch, spread, kernels):
     """Big batches run in chunks of rows (bounded scratch memory); results must not change."""
     import kantk
-    import kantk.bases._bspline_kernels as kernel_module
+    import kantk.bases.bspline.torch_dense as kernel_module
 
     torch.set_default_dtype(torch.float64)
     layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 4})
@@ -168,7 +175,7 @@ def test_fine_float32_grids_take_the_fast_path(grid_size):
 @pytest.fixture(params=["native", "pytorch"])
 def kernels(request, monkeypatch):
     """Run a test on the native kernels and on the PyTorch path (``KANTK_NATIVE=0``)."""
-    from kantk.bases import _native
+    from kantk.bases.bspline import native_build as _native
 
     if request.param == "native":
         if _native.library() is None:
@@ -197,25 +204,26 @@ def test_sparse_path_matches_dense(spread, kernels):
     assert torch.autograd.gradcheck(lambda inp: layer(inp), (x[:6].detach().requires_grad_(),))
 
 
-def _spy_sparse(monkeypatch, kernels):
-    """Count the calls of the sparse path of the kernels in use."""
-    import kantk.bases.bspline as bs
+def _path(layer, x):
+    from kantk.bases.bspline import choose_path
 
-    name = "_native_sparse_linear" if kernels == "native" else "_sparse_linear"
-    calls = []
-    real = getattr(bs, name)
-    monkeypatch.setattr(bs, name, lambda *a: calls.append(1) or real(*a))
-    return calls
+    return choose_path(layer.basis, x, layer.edge_weights())
 
 
-def test_second_derivative_on_a_large_grid_takes_the_sparse_path(monkeypatch, kernels):
+def _sparse_path(kernels):
+    from kantk.bases.bspline import Path
+
+    return Path.NATIVE_SPARSE if kernels == "native" else Path.TORCH_SPARSE
+
+
+def test_second_derivative_on_a_large_grid_takes_the_sparse_path(kernels):
     """A physics-informed loss on a G=200 layer: d2y/dx2 through the sparse path is the dense one's."""
     import kantk
 
     torch.set_default_dtype(torch.float64)
-    calls = _spy_sparse(monkeypatch, kernels)
     layer = kantk.KANLayer(2, 1, basis_kwargs={"grid_size": 200})
     x = (torch.rand(30, 2) * 1.8 - 0.9).requires_grad_()
+    assert _path(layer, x) is _sparse_path(kernels)
 
     def laplacian_loss():
         y = layer(x)
@@ -225,35 +233,34 @@ def test_second_derivative_on_a_large_grid_takes_the_sparse_path(monkeypatch, ke
         return loss, torch.autograd.grad(loss, [x, *layer.parameters()])
 
     loss_sparse, grads_sparse = laplacian_loss()
-    assert calls  # the sparse path ran
     layer.basis.sparse = False
+    assert _path(layer, x) is not _sparse_path(kernels)
     loss_dense, grads_dense = laplacian_loss()
     torch.testing.assert_close(loss_sparse, loss_dense)
     for a, b in zip(grads_sparse, grads_dense):
         torch.testing.assert_close(a, b)
 
 
-def test_large_grids_pick_the_sparse_path_automatically(monkeypatch, kernels):
+def test_large_grids_pick_the_sparse_path_automatically(kernels):
     import kantk
-    from kantk.bases import bspline as bs
+    from kantk.bases.bspline import native, torch_sparse
 
-    calls = _spy_sparse(monkeypatch, kernels)
+    sparse = _sparse_path(kernels)
+    x = torch.rand(4, 2)
+
+    def path(out, grid_size):
+        return _path(kantk.KANLayer(2, out, basis_kwargs={"grid_size": grid_size}), x)
+
     # each kernel family switches at its own measured crossovers
-    if kernels == "native":  # the sparse path up to 256 outputs, and for any width from 11 functions
-        wide = bs.NATIVE_SPARSE_MAX_OUT + 1
-        kantk.KANLayer(2, wide, basis_kwargs={"grid_size": 5})(torch.rand(4, 2))
-        assert calls == []
-        kantk.KANLayer(2, wide, basis_kwargs={"grid_size": bs.NATIVE_SPARSE_MIN_FUNCTIONS - 3})(torch.rand(4, 2))
-        assert calls == [1]
-        kantk.KANLayer(2, bs.NATIVE_SPARSE_MAX_OUT, basis_kwargs={"grid_size": 5})(torch.rand(4, 2))
-        assert calls == [1, 1]
+    if kernels == "native":  # the sparse path up to 512 outputs, and for any width from 11 functions
+        wide = native.NATIVE_SPARSE_MAX_OUT + 1
+        assert path(wide, 5) is not sparse
+        assert path(wide, native.NATIVE_SPARSE_MIN_FUNCTIONS - 3) is sparse
+        assert path(native.NATIVE_SPARSE_MAX_OUT, 5) is sparse
     else:
-        kantk.KANLayer(2, 2, basis_kwargs={"grid_size": 5})(torch.rand(4, 2))
-        assert calls == []
-        kantk.KANLayer(2, 2, basis_kwargs={"grid_size": bs.SPARSE_MIN_FUNCTIONS - 3})(torch.rand(4, 2))
-        assert calls == [1]
-    kantk.KANLayer(2, 2, basis_kwargs={"grid_size": 200})(torch.rand(4, 2))
-    assert calls[-1] == 1 and len(calls) in (2, 3)
+        assert path(2, 5) is not sparse
+        assert path(2, torch_sparse.SPARSE_MIN_FUNCTIONS - 3) is sparse
+    assert path(2, 200) is sparse
 
 
 def test_two_forwards_before_one_backward_give_correct_gradients(kernels):
@@ -279,7 +286,7 @@ def test_two_forwards_before_one_backward_give_correct_gradients(kernels):
 
 def test_compile_friendly_cubic_form_matches_the_fused_function():
     import kantk
-    from kantk.bases.bspline import _cardinal_cubic_linear
+    from kantk.bases.bspline.torch_dense import _cardinal_cubic_linear
 
     torch.set_default_dtype(torch.float64)
     layer = kantk.KANLayer(3, 2)

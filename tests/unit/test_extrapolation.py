@@ -182,11 +182,17 @@ def test_extend_gradients_and_double_backward(grid, path):
     # inside, on the extension intervals either side, and beyond the outermost knots
     x = torch.stack([g[:, 4] + 0.01, g[:, -2] + 0.013, g[:, 1] + 0.02, g[:, -1] + 1.0, g[:, 0] - 2.0, g[:, 7] - 0.01])
     x = x.detach().requires_grad_()
+    from kantk.bases import EdgeWeights
+
     w = layer.spline_weight().detach().requires_grad_()
-    extra = torch.randn(6, 2, requires_grad=True)
+    scale = torch.randn(3, 2, requires_grad=True)
     wb = torch.randn(3, 2, requires_grad=True)
-    assert torch.autograd.gradcheck(basis.linear, (x, w, extra, wb))
-    assert torch.autograd.gradgradcheck(basis.linear, (x, w, extra, wb))
+
+    def fused(inp, coef, sc, base_weight):
+        return basis.fused_edges(inp, EdgeWeights(coef, sc, base_weight, "silu"))
+
+    assert torch.autograd.gradcheck(fused, (x, w, scale, wb))
+    assert torch.autograd.gradgradcheck(fused, (x, w, scale, wb))
 
 
 def test_extend_is_saved_loaded_refined_and_updated(tmp_path):

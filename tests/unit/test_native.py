@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import kantk
-from kantk.bases import _bspline_kernels, _native
+from kantk.bases import EdgeWeights
+from kantk.bases.bspline import Path, choose_path, native, torch_dense
+from kantk.bases.bspline import native_build as _native
 
 pytestmark = pytest.mark.skipif(_native.library() is None, reason="no C++ compiler: native kernels unavailable")
 
@@ -62,30 +64,20 @@ def test_native_path_matches_the_pytorch_path(monkeypatch, dtype, tol, kwargs, b
         torch.testing.assert_close(g, grads_ref[name], rtol=tol * 10, atol=tol * 10 * scale)
 
 
-@pytest.mark.parametrize("sparse, function", [(False, "_NativeBSplineLinear"), (True, "_NativeSparseLinear")])
-def test_native_path_is_taken_and_gradchecks_twice(monkeypatch, sparse, function):
+@pytest.mark.parametrize("sparse, path", [(False, Path.NATIVE_DENSE), (True, Path.NATIVE_SPARSE)])
+def test_native_path_is_taken_and_gradchecks_twice(sparse, path):
     torch.manual_seed(1)
     layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 4}).double()
     layer.basis.sparse = sparse
     x = (torch.rand(6, 3, dtype=torch.float64) * 2.4 - 1.2).requires_grad_()
-    called = _spy_apply(monkeypatch, function)
     params = (layer.coef, layer.scale_sp, layer.scale_base)
+    assert choose_path(layer.basis, x, layer.edge_weights()) is path
 
     def f(inp, coef, scale_sp, scale_base):
-        return layer.basis.scaled_linear(inp, coef, scale_sp, torch.nn.functional.silu(inp), scale_base)
+        return layer.basis.fused_edges(inp, EdgeWeights(coef, scale_sp, scale_base, "silu"))
 
     assert torch.autograd.gradcheck(f, (x, *params))
     assert torch.autograd.gradgradcheck(f, (x, *params))
-    assert called
-
-
-def _spy_apply(monkeypatch, function: str) -> list:
-    """Count the calls of one of the native autograd functions."""
-    cls = getattr(_bspline_kernels, function)
-    original = cls.apply
-    called: list = []
-    monkeypatch.setattr(cls, "apply", lambda *args: called.append(1) or original(*args))
-    return called
 
 
 def test_pytorch_path_still_gradchecks_when_native_is_off(monkeypatch):
@@ -115,11 +107,11 @@ def test_chunked_rows_and_two_forwards_before_backward(monkeypatch, sparse):
     # several row chunks (a tiny chunk size) give the same values and gradients
     # 7 rows per chunk: dense (in * width elements per row) or sparse (out * threads per row)
     per_row = 4 * torch.get_num_threads() if sparse else 9 * 9
-    monkeypatch.setattr(_bspline_kernels, "CHUNK_ELEMENTS", per_row * 7)
-    monkeypatch.setattr(_bspline_kernels, "NATIVE_SPARSE_MIN_CHUNK_ROWS", 7)
+    monkeypatch.setattr(torch_dense, "CHUNK_ELEMENTS", per_row * 7)
+    monkeypatch.setattr(native, "NATIVE_SPARSE_MIN_CHUNK_ROWS", 7)
     chunks = []
-    real_forward = _native.sparse_forward
-    monkeypatch.setattr(_native, "sparse_forward", lambda x, *a: chunks.append(len(x)) or real_forward(x, *a))
+    real_forward = native.sparse_forward
+    monkeypatch.setattr(native, "sparse_forward", lambda x, *a: chunks.append(len(x)) or real_forward(x, *a))
     for x, (y, gx, grads) in zip((x1, x2), whole):
         y_c, gx_c, grads_c = _step(layer, x)
         torch.testing.assert_close(y_c, y)
@@ -169,9 +161,9 @@ def test_native_values_equal_cox_de_boor(monkeypatch, dtype, tol, sparse, order,
     weight = torch.zeros(3 * n, 3, n)  # output (p, i) picks basis i of input p
     for p in range(3):
         weight[p * n + torch.arange(n), p, torch.arange(n)] = 1.0
-    called = _spy_apply(monkeypatch, "_NativeSparseLinear" if sparse else "_NativeBSplineLinear")
+    ones = torch.ones(weight.shape[:2])
+    assert choose_path(basis, x, EdgeWeights(weight, ones)) is (Path.NATIVE_SPARSE if sparse else Path.NATIVE_DENSE)
     got = basis.linear(x, weight).reshape(300, 3, n)
-    assert called
     # the same allowance as the PyTorch path's test (test_bspline.py), widened for fine grids,
     # where rounding x * (1/h) moves float32 positions by ~G ulps
     atol = 4 * tol * max(1.0, grid_size / 5)

@@ -1,6 +1,6 @@
-"""Native CPU kernels of the uniform B-spline layer, compiled on first use (optional).
+"""Building and loading the native CPU kernels of the uniform B-spline layer (optional).
 
-The fused dense path of :mod:`kantk.bases._bspline_kernels` spends most of its time beyond the
+The PyTorch dense path (:mod:`kantk.bases.bspline.torch_dense`) spends most of its time beyond the
 GEMMs in a dozen element-wise PyTorch passes (locate, evaluate, scatter, gather). The C++ kernels
 in ``_native_bspline.cpp`` do each chain in one pass over the data. They have a plain C ABI and
 no PyTorch headers, so the first use compiles them in a few seconds with the system's C++
@@ -8,6 +8,11 @@ compiler (``$CXX``, else ``g++``, ``c++`` or ``clang++``) into a cache folder:
 ``$KANTK_CACHE_DIR``, else ``$XDG_CACHE_HOME/kantk``, else ``~/.cache/kantk``. The file name holds
 a hash of the source, the flags, the compiler and the CPU, so a changed source or another
 machine sharing the home folder gets its own build.
+
+A cached library is verified before it is loaded: its size and SHA-256, recorded in a
+``.sha256`` file beside it right after the build, must match, else it is rebuilt (a truncated
+or altered file would crash the process when loaded). A compiler that runs longer than
+``$KANTK_NATIVE_BUILD_TIMEOUT`` seconds (default 90) is killed with its whole process group.
 
 Where they cannot be used (no compiler, a failed build, ``KANTK_NATIVE=0``, tensors that are
 not float32/float64 on the CPU), the PyTorch path runs instead: same values, slower. A failed
@@ -21,6 +26,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -28,12 +34,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 SOURCE = Path(__file__).with_name("_native_bspline.cpp")
 ENV_SWITCH = "KANTK_NATIVE"
 ENV_CACHE = "KANTK_CACHE_DIR"
+ENV_TIMEOUT = "KANTK_NATIVE_BUILD_TIMEOUT"
+DEFAULT_TIMEOUT = 90.0
 ABI_VERSION = 1
 MAX_ORDER = 15
 _FLAGS = ["-O3", "-fPIC", "-shared", "-std=c++17", "-pthread", "-fno-math-errno", "-fno-trapping-math"]
@@ -78,6 +85,69 @@ def _cpu_key() -> str:
         return platform.processor() or platform.machine()
 
 
+def _timeout() -> float:
+    raw = os.environ.get(ENV_TIMEOUT, "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_TIMEOUT
+    except ValueError:
+        value = DEFAULT_TIMEOUT
+    return value if value > 0 and value == value else DEFAULT_TIMEOUT
+
+
+def _fingerprint(path: Path) -> str:
+    """``"<size> <sha256>"`` of a file."""
+    data = path.read_bytes()
+    return f"{len(data)} {hashlib.sha256(data).hexdigest()}"
+
+
+def _record_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def verified(target: Path) -> bool:
+    """Whether a cached library matches the size and hash recorded when it was built."""
+    try:
+        return target.is_file() and _record_path(target).read_text().strip() == _fingerprint(target)
+    except OSError:
+        return False
+
+
+def _run_compiler(command: list[str]) -> tuple[int, str]:
+    """Run the compiler in its own process group; kill the whole group when it overruns."""
+    limit = _timeout()
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, err = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.communicate()
+        raise RuntimeError(f"the compiler ran longer than {limit:g} s ({ENV_TIMEOUT}) and was stopped") from None
+    except BaseException:  # e.g. KeyboardInterrupt: leave no compiler behind
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+        raise
+    return proc.returncode, err
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _build(compiler: str) -> Path:
     source = SOURCE.read_bytes()
     folder = cache_dir()
@@ -90,20 +160,24 @@ def _build(compiler: str) -> Path:
                         platform.platform().encode()])
         ).hexdigest()[:20]
         target = folder / f"bspline_{digest}.so"
-        if target.exists():
+        if verified(target):
             return target
+        if target.exists():
+            _log.warning("kantk: %s does not match its recorded size and hash; rebuilding it", target)
         _log.info("kantk: compiling the native B-spline kernels into %s (once per machine)", folder)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
         os.close(fd)
         try:
-            proc = subprocess.run(
-                [compiler, *flags, str(SOURCE), "-o", tmp],
-                capture_output=True, text=True, timeout=300, check=False,
-            )
-            if proc.returncode == 0:
+            code, err = _run_compiler([compiler, *flags, str(SOURCE), "-o", tmp])
+            if code == 0:
+                # the record first, then the library: a reader never sees a library without one
+                _write_atomic(_record_path(target), _fingerprint(Path(tmp)))
                 os.replace(tmp, target)  # atomic: concurrent builders agree on one file
-                return target
-            errors.append(f"{' '.join(arch) or 'generic'}: {proc.stderr.strip()[-500:]}")
+                if verified(target):
+                    return target
+                errors.append(f"{' '.join(arch)}: another process replaced the build; try again")
+                continue
+            errors.append(f"{' '.join(arch) or 'generic'}: {err.strip()[-500:]}")
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -197,10 +271,6 @@ def usable(
     return library() is not None
 
 
-def coefficient_table(poly: np.ndarray) -> np.ndarray:
-    """The (k+1, 2(k+1)) local polynomial table as the contiguous float64 array the kernels read."""
-    return np.ascontiguousarray(poly, dtype=np.float64)
-
 
 def _require(ok: bool, what: str) -> None:
     """Checks that survive ``python -O``: the kernels read raw pointers."""
@@ -217,80 +287,3 @@ def _ptr(t: torch.Tensor | None) -> int | None:
         return None
     _require(t.is_contiguous() and t.device.type == "cpu", "a contiguous CPU tensor")
     return t.data_ptr()
-
-
-def fill_dense(
-    x, shift, inv_h, extra, n: int, order: int, extend: bool, coefs: np.ndarray, out: torch.Tensor
-) -> None:
-    """out (rows, n [+1], in) = the dense basis values of x (rows, in) [| extra], basis-major."""
-    rows, n_in = x.shape
-    width = n + (extra is not None)
-    _require(out.shape == (rows, width, n_in) and out.dtype == x.dtype, "out of (rows, width, in)")
-    fn = getattr(library(), f"kantk_fill_dense_{_suffix(x)}")
-    err = fn(_ptr(x), _ptr(shift), _ptr(inv_h), _ptr(extra), rows, n_in, n, order, int(extend),
-             coefs.ctypes.data, _ptr(out), torch.get_num_threads())
-    if err:
-        raise RuntimeError(f"kantk_fill_dense failed ({err})")
-
-
-def grad_input(x, shift, inv_h, grad_dense, n: int, order: int, extend: bool, coefs: np.ndarray,
-               grad_x: torch.Tensor | None, grad_extra: torch.Tensor | None) -> None:
-    """grad_x (rows, in) and grad_extra (rows, in) from grad_dense (rows, width, in)."""
-    rows, width, n_in = grad_dense.shape
-    _require(grad_extra is None or width == n + 1, "a base column in grad_dense")
-    fn = getattr(library(), f"kantk_grad_input_{_suffix(x)}")
-    err = fn(_ptr(x), _ptr(shift), _ptr(inv_h), _ptr(grad_dense), rows, n_in, width, n, order, int(extend),
-             coefs.ctypes.data, _ptr(grad_x), _ptr(grad_extra), torch.get_num_threads())
-    if err:
-        raise RuntimeError(f"kantk_grad_input failed ({err})")
-
-
-def compose_weight(
-    coef: torch.Tensor, scale: torch.Tensor, extra_weight: torch.Tensor | None, out: torch.Tensor
-) -> None:
-    """out (o, n [+1], in) = [coef (o, in, n) * scale (o, in) | extra_weight (o, in)], basis-major."""
-    o, n_in, n = coef.shape
-    _require(out.shape == (o, n + (extra_weight is not None), n_in), "out of (o, width, in)")
-    getattr(library(), f"kantk_compose_weight_{_suffix(coef)}")(
-        _ptr(coef), _ptr(scale), _ptr(extra_weight), o, n_in, n, _ptr(out), torch.get_num_threads()
-    )
-
-
-def compose_weight_grad(grad_w: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor,
-                        grad_coef: torch.Tensor | None, grad_scale: torch.Tensor | None,
-                        grad_extra_weight: torch.Tensor | None) -> None:
-    """The gradients of :func:`compose_weight` from grad_w (o, width, in); None outputs are skipped."""
-    o, n_in, n = coef.shape
-    getattr(library(), f"kantk_compose_weight_grad_{_suffix(coef)}")(
-        _ptr(grad_w), _ptr(coef), _ptr(scale), o, n_in, n, grad_w.shape[1], _ptr(grad_coef), _ptr(grad_scale),
-        _ptr(grad_extra_weight), torch.get_num_threads(),
-    )
-
-
-def sparse_forward(x, shift, inv_h, coef, scale, n: int, order: int, extend: bool, coefs: np.ndarray,
-                   out: torch.Tensor) -> None:
-    """out (rows, o) = sum over inputs and their order+1 local bases of scale * coef * B(x)."""
-    rows, n_in = x.shape
-    n_out = coef.shape[0]
-    _require(out.shape == (rows, n_out) and coef.shape == (n_out, n_in, n), "out (rows, o), coef (o, in, n)")
-    err = getattr(library(), f"kantk_sparse_forward_{_suffix(x)}")(
-        _ptr(x), _ptr(shift), _ptr(inv_h), _ptr(coef), _ptr(scale), rows, n_in, n_out, n, order, int(extend),
-        coefs.ctypes.data, _ptr(out), torch.get_num_threads(),
-    )
-    if err:
-        raise RuntimeError(f"kantk_sparse_forward failed ({err})")
-
-
-def sparse_backward(
-    x, shift, inv_h, coef, scale, grad_out, n: int, order: int, extend: bool, coefs: np.ndarray,
-    grad_x: torch.Tensor | None, grad_coef: torch.Tensor | None, grad_scale: torch.Tensor | None,
-) -> None:
-    """The gradients of :func:`sparse_forward` from grad_out (rows, o); None outputs are skipped."""
-    rows, n_in = x.shape
-    err = getattr(library(), f"kantk_sparse_backward_{_suffix(x)}")(
-        _ptr(x), _ptr(shift), _ptr(inv_h), _ptr(coef), _ptr(scale), _ptr(grad_out), rows, n_in, coef.shape[0],
-        n, order, int(extend), coefs.ctypes.data, _ptr(grad_x), _ptr(grad_coef), _ptr(grad_scale),
-        torch.get_num_threads(),
-    )
-    if err:
-        raise RuntimeError(f"kantk_sparse_backward failed ({err})")

@@ -5,9 +5,10 @@ Two evaluation paths give the same values:
 * uniform knots (the default grid): the closed local form. For an input in interval ``j`` only
   the ``k + 1`` bases ``j - k .. j`` are non-zero, and on that interval they are fixed
   polynomials of the fractional position ``t``; they are evaluated by Horner's rule and
-  scattered into the dense (batch, in, n) tensor. :meth:`BSplineBasis.linear` fuses this with the
-  coefficient matmul in one autograd function that keeps only ``x`` for backward and recomputes
-  what it needs there with differentiable ops, so higher derivatives work too.
+  scattered into the dense (batch, in, n) tensor. :meth:`BSplineBasis.fused_edges` fuses this with
+  the coefficient matmul and the layer's base branch; :mod:`kantk.bases.bspline.dispatch` chooses
+  how (native CPU kernels, Triton on CUDA, PyTorch dense or sparse), and every path is twice
+  differentiable.
 * non-uniform knots (after a grid update from data): de Boor's local recursion on the k+1
   non-zero bases (same values as the Cox-de Boor recursion, :func:`cox_de_boor`).
 
@@ -23,26 +24,20 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
-from kantk.bases import _native
-from kantk.bases._bspline_kernels import (  # noqa: F401  (re-exported: tests and tools use them)
-    CHUNK_ELEMENTS,
-    NATIVE_SPARSE_MAX_OUT,
-    NATIVE_SPARSE_MIN_FUNCTIONS,
-    SPARSE_MIN_FUNCTIONS,
-    _cardinal_cubic_linear,
-    _dense_features,
-    _local_polynomials,
-    _LocalTables,
-    _native_linear,
-    _native_sparse_linear,
-    _sparse_linear,
-    _UniformBSplineLinear,
-    clear_scratch,
+from kantk.bases.base import (
+    Basis,
+    EdgeWeights,
+    check_grid_range,
+    check_refine_coef,
+    check_refine_size,
+    edge_values,
+    fit_coefficients,
+    refit_with_buffers,
 )
-from kantk.bases._bspline_knots import (  # noqa: F401
+from kantk.bases.bspline import dispatch
+from kantk.bases.bspline.knots import (
     _interval_samples,
     data_knots,
     insert_knots,
@@ -51,32 +46,8 @@ from kantk.bases._bspline_knots import (  # noqa: F401
     split_counts,
     split_intervals,
 )
-from kantk.bases.base import (
-    Basis,
-    check_refine_coef,
-    check_refine_size,
-    edge_values,
-    fit_coefficients,
-    refit_with_buffers,
-)
-from kantk.plugins import hookimpl
-from kantk.types import BasisSpec
-
-
-def _native_scaled_linear(basis: BSplineBasis, x, coef, scale, extra, extra_weight) -> torch.Tensor | None:
-    """``basis.scaled_linear`` by the native kernels, or None where they cannot take it."""
-    if not (basis.is_uniform() and _native.usable(x, basis.order, (coef, scale, extra, extra_weight), basis.grid)):
-        return None
-    xe = basis._extrapolation_input(x)
-    shift, inv_h, tables = basis._uniform_params(x.dtype)
-    fused = _native_sparse_linear if basis._sparse_path(True, coef.shape[0]) else _native_linear
-    return fused(xe, coef, scale, extra, extra_weight, shift, inv_h, tables)
-
-
-#: The same, run eagerly while torch.compile traces the model (dynamo would not trace ctypes).
-_native_scaled_linear_outside_graph = torch.compiler.disable(_native_scaled_linear)
-
-
+from kantk.bases.bspline.local import _dense_features, _LocalTables
+from kantk.bases.bspline.workspace import Workspace
 def uniform_knots(in_features: int, grid_size: int, order: int, grid_range: Sequence[float]) -> torch.Tensor:
     """Uniform knot vectors with ``order`` extra knots each side.
 
@@ -152,7 +123,7 @@ class BSplineBasis(Basis):
             raise ValueError(f"bspline grid_size must be an int >= 1, got {grid_size!r}")
         if not isinstance(order, int) or isinstance(order, bool) or order < 0:
             raise ValueError(f"bspline order must be an int >= 0, got {order!r}")
-        grid_range = _check_range(grid_range, "bspline")
+        grid_range = check_grid_range(grid_range, "bspline")
         if extrapolate not in EXTRAPOLATIONS:
             raise ValueError(
                 f"bspline extrapolate must be one of {', '.join(map(repr, EXTRAPOLATIONS))}, got {extrapolate!r}"
@@ -163,14 +134,18 @@ class BSplineBasis(Basis):
         self.grid_range = grid_range
         self.register_buffer("grid", uniform_knots(in_features, grid_size, order, grid_range).to(torch.get_default_dtype()))
         # constants of the fast path per (dtype, device); plain attributes, not state
+        self.workspace = Workspace()  # reusable CPU buffers of the fused paths
         self._tables: dict[tuple[torch.dtype, torch.device, bool], _LocalTables] = {}
         self._params_cache: dict[torch.dtype, tuple[Any, Any]] = {}
         self._uniform_cache: tuple[int, int, bool] | None = None
 
-    #: ``"auto"``: the sparse gather path for many functions per input (see SPARSE_MIN_FUNCTIONS and
-    #: NATIVE_SPARSE_MIN_FUNCTIONS),
-    #: ``True``/``False`` to force it on or off (set on an instance: ``layer.basis.sparse = False``).
+    #: ``"auto"``: the sparse gather path for many functions per input (see
+    #: :mod:`kantk.bases.bspline.dispatch`), ``True``/``False`` to force it on or off (set on an
+    #: instance: ``layer.basis.sparse = False``).
     sparse: bool | str = "auto"
+    #: ``"auto"``, or a :class:`~kantk.bases.bspline.dispatch.Path` value to force one evaluation
+    #: path on this instance (e.g. ``"torch_dense"``; tests and benchmarks).
+    path: str = "auto"
 
     @property
     def num_functions(self) -> int:
@@ -238,56 +213,15 @@ class BSplineBasis(Basis):
         knots = data_knots(x, self.grid_size, self.order, grid_eps).to(self.grid.dtype)
         return refit_with_buffers(self, x, target, grid=knots)
 
-    def linear(
-        self,
-        x: torch.Tensor,
-        weight: torch.Tensor,
-        extra: torch.Tensor | None = None,
-        extra_weight: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if x.device.type == "cpu":  # the native kernels, with a unit per-edge scale
-            y = _native_scaled_linear(self, x, weight, weight.new_ones(weight.shape[:2]), extra, extra_weight)
-            if y is not None:
-                return y
-        x = self._extrapolation_input(x)
-        if not self.is_uniform():
-            return super().linear(x, weight, extra, extra_weight)
-        shift, inv_h, tables = self._uniform_params(x.dtype)
-        if self._sparse_path():
-            return _sparse_linear(x, weight, extra, extra_weight, shift, inv_h, tables)
-        if extra is not None:
-            # the base branch rides along as one more column: a single GEMM for the whole layer
-            weight = torch.cat([weight, extra_weight.unsqueeze(-1)], dim=-1)  # (out, in, n+1)
-        if self.order == 3 and self.extrapolate != "extend" and torch.compiler.is_compiling():
-            # under torch.compile: plain element-wise ops that inductor fuses into one kernel
-            return _cardinal_cubic_linear(x, extra, weight, shift, inv_h)
-        return _UniformBSplineLinear.apply(x, extra, weight, shift, inv_h, tables)
+    def fused_edges(self, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
+        """The layer's edge sum (batch, out) of ``x`` (batch, in), by the path
+        :func:`kantk.bases.bspline.dispatch.choose` picks (:class:`~kantk.bases.SupportsFusedEdges`)."""
+        return dispatch.fused_edges(self, x, weights)
 
-    def scaled_linear(
-        self,
-        x: torch.Tensor,
-        coef: torch.Tensor,
-        scale: torch.Tensor,
-        extra: torch.Tensor | None = None,
-        extra_weight: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        # uniform grid on the CPU: the native kernels compose the weight in the same pass as
-        # its basis-major layout, and its gradients in one pass too. Under torch.compile they
-        # run outside the graph (a graph break), which on the CPU beats the compiled closed form
-        native = _native_scaled_linear_outside_graph if torch.compiler.is_compiling() else _native_scaled_linear
-        y = None if x.device.type != "cpu" else native(self, x, coef, scale, extra, extra_weight)
-        if y is not None:
-            return y
-        return super().scaled_linear(x, coef, scale, extra, extra_weight)
-
-    def _sparse_path(self, native: bool = False, out_features: int = 0) -> bool:
-        """Whether the uniform fast path gathers the order+1 rows per input (``sparse``): by the
-        measured crossovers of each kernel family (see ``NATIVE_SPARSE_*`` and ``SPARSE_MIN_FUNCTIONS``)."""
-        if self.sparse != "auto":
-            return bool(self.sparse)
-        if native:
-            return self.num_functions >= NATIVE_SPARSE_MIN_FUNCTIONS or out_features <= NATIVE_SPARSE_MAX_OUT
-        return self.num_functions >= SPARSE_MIN_FUNCTIONS
+    def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``sum_{p,i} weight[q,p,i] B_i(x_p)`` (batch, out), by the fused paths (unit scale, no base)."""
+        ones = weight.new_ones(weight.shape[:2])
+        return self.fused_edges(x, EdgeWeights(weight, ones))
 
     def _extrapolation_input(self, x: torch.Tensor) -> torch.Tensor:
         """The inputs the evaluation paths see: clamped for ``"clamp"``, and for ``"extend"``
@@ -386,21 +320,7 @@ class BSplineBasis(Basis):
             extrapolate=self.extrapolate,
         )
         finer.grid = knots.to(self.grid)  # same dtype and device as this grid
-        if "sparse" in vars(self):  # an evaluation-path choice set on this instance
-            finer.sparse = self.sparse
+        for name in ("sparse", "path"):  # an evaluation-path choice set on this instance
+            if name in vars(self):
+                setattr(finer, name, getattr(self, name))
         return finer, new_coef.to(coef.dtype)
-
-
-def _check_range(grid_range: Sequence[float], who: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in grid_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"{who} grid_range must be two numbers (low, high), got {grid_range!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"{who} grid_range must be finite with low < high, got {grid_range!r}")
-    return (lo, hi)
-
-
-@hookimpl
-def kantk_bases():
-    yield BasisSpec("bspline", BSplineBasis, "B-splines of order k on G intervals (pykan's basis)")

@@ -1,0 +1,200 @@
+"""The one place that chooses how a B-spline layer's edges are computed, and runs that path.
+
+:func:`describe` reads what matters off the basis and the input into a :class:`Case`;
+:func:`choose` maps a case to a :class:`Path` (a pure function the tests call directly);
+:func:`run` executes a path. Nothing else in kantk branches on the device, dtype or backend of a
+B-spline layer.
+
+| path | when | module |
+|---|---|---|
+| ``triton`` | CUDA, float32 (autocast too), cubic, Triton installed | :mod:`kantk.bases.triton_edges` |
+| ``native_sparse`` / ``native_dense`` | CPU, uniform grid, the native kernels built | :mod:`.native` |
+| ``torch_knots`` | a non-uniform grid (after ``update_grid``) | :mod:`.knots` (de Boor) |
+| ``torch_compiled`` | under ``torch.compile``, cubic, no native kernels | :mod:`.torch_dense` |
+| ``torch_sparse`` / ``torch_dense`` | everything else on a uniform grid | :mod:`.torch_sparse`, :mod:`.torch_dense` |
+
+The sparse paths touch only the order+1 non-zero bases per input (time flat in G); the dense ones
+do one GEMM over all G+k functions. ``basis.sparse`` (``"auto"``, True, False) and ``basis.path``
+(``"auto"`` or a path name) override the choice on one basis.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from kantk.bases import triton_edges
+from kantk.bases.base import EdgeWeights
+from kantk.bases.bspline import native_build
+from kantk.bases.bspline.knots import local_bspline_features
+from kantk.bases.bspline.native import (
+    NATIVE_SPARSE_MAX_OUT,
+    NATIVE_SPARSE_MIN_FUNCTIONS,
+    _native_linear,
+    _native_sparse_linear,
+)
+from kantk.bases.bspline.torch_dense import _cardinal_cubic_linear, _UniformBSplineLinear
+from kantk.bases.bspline.torch_sparse import SPARSE_MIN_FUNCTIONS, _sparse_linear
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kantk.bases.bspline.basis import BSplineBasis
+
+
+class Path(str, enum.Enum):
+    """How a B-spline layer's edge sum is computed."""
+
+    TRITON = "triton"
+    NATIVE_DENSE = "native_dense"
+    NATIVE_SPARSE = "native_sparse"
+    TORCH_KNOTS = "torch_knots"
+    TORCH_COMPILED = "torch_compiled"
+    TORCH_DENSE = "torch_dense"
+    TORCH_SPARSE = "torch_sparse"
+
+
+#: Paths that need a uniform grid.
+UNIFORM_ONLY = (Path.NATIVE_DENSE, Path.NATIVE_SPARSE, Path.TORCH_COMPILED, Path.TORCH_DENSE, Path.TORCH_SPARSE)
+
+
+@dataclass(frozen=True)
+class Case:
+    """What the choice of path depends on.
+
+    Attributes:
+        device: The input's device type (``"cpu"``, ``"cuda"``, ...).
+        dtype: The input's dtype.
+        uniform: Whether every input's knots are equally spaced.
+        order: Spline order k.
+        extrapolate: ``"zero"``, ``"clamp"`` or ``"extend"``.
+        num_functions: G + k.
+        out_features: Outputs of the layer.
+        compiling: Under ``torch.compile`` tracing.
+        native: The native CPU kernels are built and can read these tensors.
+        triton: Triton can take the input (CUDA, float32, installed, not switched off).
+        sparse: The basis' ``sparse`` setting (``"auto"``, True or False).
+        force: The basis' ``path`` setting (``"auto"`` or a :class:`Path` value).
+    """
+
+    device: str
+    dtype: torch.dtype
+    uniform: bool
+    order: int
+    extrapolate: str = "zero"
+    num_functions: int = 8
+    out_features: int = 1
+    compiling: bool = False
+    native: bool = False
+    triton: bool = False
+    sparse: bool | str = "auto"
+    force: str = "auto"
+
+
+def choose(case: Case) -> Path:
+    """The path for a case (see the module docstring)."""
+    if case.force != "auto":
+        path = Path(case.force)
+        if path in UNIFORM_ONLY and not case.uniform:
+            return Path.TORCH_KNOTS  # a forced uniform-grid path cannot evaluate moved knots
+        return path
+    if case.triton and case.order == 3 and not case.compiling:
+        return Path.TRITON
+    if not case.uniform:
+        return Path.TORCH_KNOTS
+    if case.native:
+        if case.sparse != "auto":
+            sparse = bool(case.sparse)
+        else:
+            sparse = case.num_functions >= NATIVE_SPARSE_MIN_FUNCTIONS or case.out_features <= NATIVE_SPARSE_MAX_OUT
+        return Path.NATIVE_SPARSE if sparse else Path.NATIVE_DENSE
+    if case.sparse is True or (case.sparse == "auto" and case.num_functions >= SPARSE_MIN_FUNCTIONS):
+        return Path.TORCH_SPARSE
+    if case.compiling and case.order == 3 and case.extrapolate != "extend" and case.sparse == "auto":
+        return Path.TORCH_COMPILED  # plain element-wise ops that inductor fuses into one kernel
+    return Path.TORCH_DENSE
+
+
+def describe(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, compiling: bool | None = None) -> Case:
+    """The :class:`Case` of a call ``basis.fused_edges(x, weights)``."""
+    compiling = torch.compiler.is_compiling() if compiling is None else compiling
+    uniform = basis.is_uniform()
+    native = (
+        uniform
+        and not compiling
+        and native_build.usable(x, basis.order, (weights.coef, weights.scale, weights.base_weight), basis.grid)
+    )
+    return Case(
+        device=x.device.type,
+        dtype=x.dtype,
+        uniform=uniform,
+        order=basis.order,
+        extrapolate=basis.extrapolate,
+        num_functions=basis.num_functions,
+        out_features=weights.coef.shape[0],
+        compiling=compiling,
+        native=native,
+        triton=triton_edges.available(x),
+        sparse=basis.sparse,
+        force=basis.path,
+    )
+
+
+def choose_path(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> Path:
+    """The path ``basis.fused_edges(x, weights)`` takes now."""
+    return choose(describe(basis, x, weights))
+
+
+def run(path: Path, basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
+    """The edge sum (batch, out) of ``x`` (batch, in) by ``path``."""
+    if path is Path.TRITON:
+        return triton_edges.bspline(basis, x, weights)
+    base = weights.base(x)  # (batch, in) or None
+    base_weight = None if base is None else weights.base_weight
+    xe = basis._extrapolation_input(x)
+    if path is Path.TORCH_KNOTS:
+        feats = local_bspline_features(xe, basis.grid, basis.order, extend=basis.extrapolate == "extend")
+        w = weights.spline_weight()
+        y = feats.reshape(feats.shape[0], -1) @ w.reshape(w.shape[0], -1).t()  # (batch, in*n) @ (in*n, out)
+        return y if base is None else torch.addmm(y, base, base_weight.t())
+    shift, inv_h, tables = basis._uniform_params(x.dtype)
+    if path is Path.NATIVE_DENSE:
+        return _native_linear(xe, weights.coef, weights.scale, base, base_weight, shift, inv_h, tables, basis.workspace)
+    if path is Path.NATIVE_SPARSE:
+        return _native_sparse_linear(xe, weights.coef, weights.scale, base, base_weight, shift, inv_h, tables)
+    weight = weights.spline_weight()  # (out, in, n)
+    if path is Path.TORCH_SPARSE:
+        return _sparse_linear(xe, weight, base, base_weight, shift, inv_h, tables)
+    if base is not None:
+        # the base branch rides along as one more column: a single GEMM for the whole layer
+        weight = torch.cat([weight, base_weight.unsqueeze(-1)], dim=-1)  # (out, in, n+1)
+    if path is Path.TORCH_COMPILED:
+        return _cardinal_cubic_linear(xe, base, weight, shift, inv_h)
+    return _UniformBSplineLinear.apply(xe, base, weight, shift, inv_h, tables, basis.workspace)
+
+
+def _native_outside_graph(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor | None:
+    """Under ``torch.compile`` on the CPU: the native path, run eagerly (dynamo cannot trace
+    ctypes), or None where it cannot run. On the CPU this graph break beats the compiled form."""
+    case = describe(basis, x, weights, compiling=False)
+    path = choose(case)
+    if path not in (Path.NATIVE_DENSE, Path.NATIVE_SPARSE):
+        return None
+    return run(path, basis, x, weights)
+
+
+_native_outside_graph_compiled = torch.compiler.disable(_native_outside_graph)
+
+
+def fused_edges(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
+    """Choose the path and run it; the body of :meth:`BSplineBasis.fused_edges`."""
+    if torch.compiler.is_compiling() and x.device.type == "cpu" and basis.path == "auto":
+        y = _native_outside_graph_compiled(basis, x, weights)
+        if y is not None:
+            return y
+    path = choose_path(basis, x, weights)
+    if path is not Path.TRITON and triton_edges.low_precision(x) is not None:
+        # the PyTorch and native paths compute in the layer's dtype under autocast too
+        with torch.autocast(x.device.type, enabled=False):
+            return run(path, basis, x, weights)
+    return run(path, basis, x, weights)

@@ -1,0 +1,138 @@
+"""The built-in bases' fused edge sums on CUDA, by the Triton kernels of :mod:`kantk.bases.fused_triton`.
+
+Nothing here imports Triton until a kernel runs, so ``import kantk`` stays fast and works without
+it. :func:`available` says whether a tensor can take this path: Triton importable and the tensor
+on a CUDA device (or any device while Triton runs its interpreter, ``TRITON_INTERPRET=1``, which
+the tests use on the CPU).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from typing import TYPE_CHECKING
+
+import torch
+
+from kantk.bases.base import BASE_ACTIVATIONS, EdgeWeights
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kantk.bases.bspline.basis import BSplineBasis
+    from kantk.bases.chebyshev import ChebyshevBasis
+    from kantk.bases.rbf import RBFBasis
+
+#: ``KANTK_TRITON=0`` switches the Triton path off (the PyTorch path runs on CUDA instead).
+ENV_SWITCH = "KANTK_TRITON"
+
+
+@functools.lru_cache(maxsize=None)
+def installed() -> bool:
+    """Whether Triton can be imported (``pip install kantk[gpu]``)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def available(x: torch.Tensor) -> bool:
+    """Whether ``x`` can take the Triton path: a float32 CUDA tensor, Triton installed and switched on."""
+    if not (enabled() and x.dtype == torch.float32 and x.device.type == "cuda"):
+        return False
+    return installed()
+
+
+def low_precision(x: torch.Tensor) -> torch.dtype | None:
+    """The autocast dtype (bf16/fp16) in force for ``x``'s device, or None."""
+    device = x.device.type
+    if device in ("cuda", "cpu") and torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        if dtype in (torch.bfloat16, torch.float16):
+            return dtype
+    return None
+
+
+def compose(weights: EdgeWeights) -> torch.Tensor:
+    """The kernels' weight layout (in, n [+1], out): ``coef * scale`` and the base weight last."""
+    parts = [weights.spline_weight()]  # (out, in, n)
+    if weights.base_weight is not None and BASE_ACTIVATIONS[weights.base_activation] is not None:
+        parts.append(weights.base_weight.unsqueeze(-1))
+    return torch.cat(parts, dim=-1).permute(1, 2, 0).contiguous()
+
+
+def _base_kind(weights: EdgeWeights) -> int:
+    from kantk.bases import fused_triton as ft
+
+    if weights.base_weight is None:
+        return ft.BASE_NONE
+    return ft.BASE_KINDS[weights.base_activation]
+
+
+def _reference(features, n: int, base: int):
+    """``reference(xs, xb, wt)``: the fused product by differentiable PyTorch ops (double backward)."""
+
+    def reference(xs: torch.Tensor, xb: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+        feats = features(xs)  # (batch, in, n)
+        w = wt.to(xs.dtype)
+        y = feats.reshape(feats.shape[0], -1) @ w[:, :n].reshape(-1, w.shape[-1])
+        if base:
+            fn = BASE_ACTIVATIONS["silu" if base == 1 else "identity"]
+            y = y + fn(xb) @ w[:, n]
+        return y
+
+    return reference
+
+
+def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
+    """Cubic B-splines on uniform or general knots (``extrapolate`` any of the three)."""
+    from kantk.bases import fused_triton as ft
+    from kantk.bases.bspline.knots import local_bspline_features
+    from kantk.bases.bspline.local import _dense_features
+
+    extend = basis.extrapolate == "extend"
+    xs = basis._extrapolation_input(x)  # clamped for "clamp"/"extend" (differentiable)
+    n, base = basis.num_functions, _base_kind(weights)
+    if basis.is_uniform():
+        grid = basis.grid.to(torch.float64)
+        p0 = grid[:, 0]
+        p1 = (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])
+        shift, inv_h, tables = basis._uniform_params(x.dtype)
+        spec = ft.KernelSpec(ft.BSPLINE_UNIFORM, n, base, extend,
+                             _reference(lambda z: _dense_features(z, shift, inv_h, tables), n, base))
+    else:
+        p0, p1 = basis.grid, None
+        spec = ft.KernelSpec(ft.BSPLINE_KNOTS, n, base, extend,
+                             _reference(lambda z: local_bspline_features(z, basis.grid, 3, extend=extend), n, base))
+    return ft.fused_edges(xs, x, compose(weights), spec, p0, p1, low_precision(x))
+
+
+def chebyshev(basis: ChebyshevBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
+    """Chebyshev polynomials of ``tanh((x - center) / halfwidth)`` (the tanh by PyTorch)."""
+    from kantk.bases import fused_triton as ft
+
+    z = torch.tanh((x - basis.center.to(x.dtype)) / basis.halfwidth.to(x.dtype))
+    n, base = basis.num_functions, _base_kind(weights)
+
+    def features(zz: torch.Tensor) -> torch.Tensor:
+        polys = [torch.ones_like(zz), zz]
+        for _ in range(2, n):
+            polys.append(2 * zz * polys[-1] - polys[-2])
+        return torch.stack(polys[:n], dim=-1)
+
+    spec = ft.KernelSpec(ft.CHEBYSHEV, n, base, False, _reference(features, n, base))
+    return ft.fused_edges(z, x, compose(weights), spec, None, None, low_precision(x))
+
+
+def rbf(basis: RBFBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
+    """Gaussian bumps on per-input centres."""
+    from kantk.bases import fused_triton as ft
+
+    n, base = basis.num_functions, _base_kind(weights)
+    centers, width = basis.centers, basis.width
+
+    def features(z: torch.Tensor) -> torch.Tensor:
+        u = (z.unsqueeze(-1) - centers.to(z.dtype)) / width.to(z.dtype).unsqueeze(-1)
+        return torch.exp(-u * u)
+
+    spec = ft.KernelSpec(ft.RBF, n, base, False, _reference(features, n, base))
+    return ft.fused_edges(x, x, compose(weights), spec, centers, width, low_precision(x))
