@@ -1,76 +1,548 @@
-"""Save and load models as safetensors (weights) plus a JSON config: no pickle anywhere."""
+"""Save and load models as safetensors (weights) plus a JSON config: no pickle anywhere.
+
+A model file is untrusted input. :func:`load` reads only the safetensors header first (bounded in
+size), checks the JSON config field by field and the shape of every tensor it implies against the
+header, building the layers on PyTorch's ``meta`` device (no memory) to learn the shapes of a
+basis' buffers; only then does it read the tensors (their size is bounded by the file's) and check
+their values. Every problem with a file is a :class:`KantkFileError` naming the field or tensor.
+
+Bounds (see docs/security.md):
+
+* header: at most :data:`MAX_HEADER_BYTES` (8 MiB; a 100-layer model with symbolic edges
+  everywhere needs well under 1 MiB). Parsing a header of that size takes under 0.5 s and a few
+  hundred MB at worst.
+* layers: at most :data:`MAX_LAYERS` (1000; pykan-style KANs have 2 to 10), and exactly as many
+  as the file has tensors for.
+* widths, grid sizes and every other size: each layer's tensors implied by the config must have
+  exactly the shapes the header records, and the header's shapes must add up to the file's size
+  (safetensors checks this), so nothing larger than the file is ever allocated.
+* config JSON: nested at most :data:`MAX_CONFIG_DEPTH` deep, names at most
+  :data:`MAX_NAME_LENGTH` characters.
+
+:func:`save` writes to a temporary file next to the target (``.<name>.<pid>-<random>.kantk-tmp``)
+and moves it into place with :func:`os.replace`, so an interrupted save never leaves a half-written
+model; the temporary file is removed on any failure, and a temporary file left by a killed process
+is removed by the next save to the same path.
+"""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
+from safetensors.torch import save as serialize
 
+from kantk.layer import BASE_ACTIVATIONS, KANLayer
 from kantk.model import KAN, default_dtype
-from kantk.registry import Registry, resolve_registry
+from kantk.plugins import BUILTIN_PLUGINS
+from kantk.registry import Registry, UnknownComponentError, resolve_registry
+from kantk.symbolic.library import resolve_function
 
 FORMAT_KEY = "kantk_format"
 CONFIG_KEY = "kantk_config"
 FORMAT_VERSION = "1"
 
+#: Largest safetensors header (tensor table and metadata, JSON) :func:`load` reads.
+MAX_HEADER_BYTES = 8 * 2**20
+#: Most layers a model file may have.
+MAX_LAYERS = 1000
+#: Deepest nesting of the JSON config (a model's own config is 6 deep).
+MAX_CONFIG_DEPTH = 32
+#: Longest basis, activation, library or function name in a config.
+MAX_NAME_LENGTH = 200
+#: Suffix of the temporary files :func:`save` writes (``.<name>.<pid>-<random>.kantk-tmp``).
+TEMP_SUFFIX = ".kantk-tmp"
+#: A temporary file of ours older than this (seconds) is stale even if its process id is alive.
+STALE_TEMP_AGE = 24 * 3600.0
+
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+#: Tensors of a layer other than its basis' buffers, with their shape from (out, in).
+_EDGE_SHAPES = {"coef": None, "scale_base": (), "scale_sp": (), "mask": ()}
+_SYMBOLIC_SHAPES = {"symbolic_mask": (), "symbolic_affine": (4,)}
+#: Buffers of the built-in bases with a constraint beyond finiteness: basis name -> buffer -> rule.
+_BUILTIN_BUFFER_RULES = {"bspline": {"grid": "knots"}, "chebyshev": {"halfwidth": "positive"}, "rbf": {"width": "positive"}}
 
 
 class KantkFileError(ValueError):
     """A file that is not a readable kantk model."""
 
 
+class MissingPluginError(KantkFileError, UnknownComponentError):
+    """A model file needs a basis or symbolic library that no registered plugin provides.
+
+    Both a :class:`KantkFileError` (every problem with a file is one) and a
+    :class:`kantk.UnknownComponentError` (what building such a model directly raises).
+    """
+
+
+# --------------------------------------------------------------------------------------------- save
+
+
 def save(model: KAN, path: str | os.PathLike[str]) -> None:
     """Write ``model`` to ``path`` (one safetensors file whose metadata holds the JSON config).
 
-    Only tensors and JSON are written, so loading never executes code.
+    Only tensors and JSON are written, so loading never executes code. The file is written to a
+    temporary file in the same folder and moved into place in one step: an interrupted save
+    (an error, ``KeyboardInterrupt``) leaves ``path`` as it was and no temporary file behind.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`kantk.KAN`.
+        ValueError: A tensor of the model holds NaN or infinity (:func:`load` would refuse the file).
+        FileNotFoundError: The folder of ``path`` does not exist.
+        NotADirectoryError: A parent of ``path`` is a file.
+        IsADirectoryError: ``path`` is a folder.
+        PermissionError: The folder is not writable.
+        OSError: Writing failed otherwise (e.g. the disk is full).
+
+    The file's bytes are built in memory first (a KAN is small; this doubles the memory of its
+    tensors for a moment), so nothing is created when serialising fails.
     """
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.save expects a kantk.KAN, got {type(model).__name__}")
     config: dict[str, Any] = model.config()
     config["dtype"] = str(model.layers[0].coef.dtype).removeprefix("torch.")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"cannot save the model: tensor {key!r} holds NaN or infinite values")
     metadata = {FORMAT_KEY: FORMAT_VERSION, CONFIG_KEY: json.dumps(config)}
-    save_file(tensors, os.fspath(path), metadata=metadata)
+
+    data = serialize(tensors, metadata=metadata)  # the whole file, before anything is created
+
+    target = os.fspath(path)
+    folder, name = _check_target(target)
+    _remove_stale_temps(folder, name)
+    temp, fd = _create_temp(target, folder, name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            _write(handle, data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException as exc:  # KeyboardInterrupt too: never leave the temporary file behind
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        if isinstance(exc, IsADirectoryError):
+            raise IsADirectoryError(errno.EISDIR, "cannot save a kantk model over a folder", target) from None
+        raise
+
+
+def _write(handle: Any, data: bytes) -> None:
+    """Write ``data`` to the open temporary file (a seam for tests that interrupt a save)."""
+    handle.write(data)
+
+
+def _check_target(target: str) -> tuple[str, str]:
+    """The folder and file name of ``target``, or the OSError that saving there would meet."""
+    folder, name = os.path.split(os.path.abspath(target))
+    if not name or os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, "cannot save a kantk model over a folder", target)
+    if not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise NotADirectoryError(errno.ENOTDIR, "cannot save a kantk model: a parent is a file", folder)
+        raise FileNotFoundError(errno.ENOENT, "cannot save a kantk model: no such folder", folder)
+    return folder, name
+
+
+def _create_temp(target: str, folder: str, name: str) -> tuple[str, int]:
+    """Create (exclusively, with the default permissions) the temporary file for ``target``.
+
+    Returns:
+        Its path and an open file descriptor for writing.
+    """
+    temp = os.path.join(folder, f".{name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except PermissionError:
+        raise PermissionError(errno.EACCES, "cannot save a kantk model: the folder is not writable", target) from None
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot save a kantk model: {exc.strerror}", target) from None
+    return temp, fd
+
+
+def _remove_stale_temps(folder: str, name: str) -> None:
+    """Remove our temporary files for ``name`` whose process has gone (or that are a day old)."""
+    prefix = f".{name}."
+    try:
+        entries = [e for e in os.listdir(folder) if e.startswith(prefix) and e.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return
+    for entry in entries:
+        tag = entry[len(prefix) : -len(TEMP_SUFFIX)]
+        pid_text, _, token = tag.partition("-")
+        if not (pid_text.isdigit() and len(token) == 8):
+            continue  # not one of ours
+        full = os.path.join(folder, entry)
+        try:
+            stale = not _process_alive(int(pid_text)) or time.time() - os.lstat(full).st_mtime > STALE_TEMP_AGE
+            if stale:
+                os.unlink(full)
+        except OSError:
+            continue
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # maybe a save running in another thread
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------------------------- load
 
 
 def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu", registry: Registry | None = None) -> KAN:
-    """Read a model written by :func:`save`.
+    """Read a model written by :func:`save`, checking everything in it first.
+
+    The header is read and checked before any tensor: the config's types and values, the number
+    of layers, and the shape of every tensor the config implies (the layers are built on the
+    ``meta`` device for this, allocating nothing). Then the tensors are read and their values
+    checked: all finite, masks 0 or 1, B-spline knots non-decreasing, widths positive. Nothing
+    else is touched, whatever the file holds.
 
     Raises:
         FileNotFoundError: No such file.
-        KantkFileError: The file is not a kantk model (or is damaged).
-        UnknownComponentError: The model needs a basis no installed plugin provides.
+        KantkFileError: The file is not a kantk model, is damaged, or holds impossible values;
+            the message names the field or tensor.
+        MissingPluginError: The model needs a basis (or symbolic library) no registered plugin
+            provides; both a KantkFileError and a :class:`kantk.UnknownComponentError`.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no kantk model at {path!r}")
     try:
+        return _load(path, map_location, registry)
+    except MissingPluginError:
+        raise
+    except UnknownComponentError as exc:
+        raise MissingPluginError(f"{path!r} cannot be loaded: {exc}") from None
+
+
+def _load(path: str, map_location: str | torch.device, registry: Registry | None) -> KAN:
+    _check_header_size(path)
+    try:
         with safe_open(path, framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise KantkFileError(f"{path!r} is not a kantk model file (safetensors could not read it: {exc})") from None
-    if metadata.get(FORMAT_KEY) != FORMAT_VERSION or CONFIG_KEY not in metadata:
-        raise KantkFileError(f"{path!r} is a safetensors file but not a kantk model (no kantk metadata)")
+            if metadata.get(FORMAT_KEY) != FORMAT_VERSION or CONFIG_KEY not in metadata:
+                raise KantkFileError(f"{path!r} is a safetensors file but not a kantk model (no kantk metadata)")
+            table = {}
+            for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+                piece = f.get_slice(key)
+                table[key] = (piece.get_dtype(), tuple(piece.get_shape()))
+            config = _parse_config(metadata[CONFIG_KEY], path)
+            spec = _check_config(config, path)
+            registry = resolve_registry(registry)
+            _check_tensor_table(spec, table, registry, path)
+            tensors = {k: f.get_tensor(k) for k in table}
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise KantkFileError(
+            f"{path!r} is not a kantk model file (safetensors could not read it: {_one_line(exc)})"
+        ) from None
+    _check_values(spec, tensors, registry, path)
     try:
-        config = json.loads(metadata[CONFIG_KEY])
-    except json.JSONDecodeError as exc:
-        raise KantkFileError(f"{path!r} has a damaged kantk config: {exc}") from None
-    registry = resolve_registry(registry)
-    for layer in config.get("layers", []):
-        registry.bases.get(layer.get("basis"))  # names the missing basis plugin, if any
-    dtype = _DTYPES.get(config.get("dtype", "float32"))
-    if dtype is None:
-        raise KantkFileError(f"{path!r} names an unsupported dtype {config.get('dtype')!r}")
-    with default_dtype(dtype if dtype in (torch.float32, torch.float64) else torch.float32):
-        model = KAN.from_config(config, registry=registry)
-    model = model.to(dtype)
-    try:
+        with default_dtype(spec.dtype if spec.dtype in (torch.float32, torch.float64) else torch.float32):
+            model = KAN.from_config(config, registry=registry)
+        model = model.to(spec.dtype)
         model.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise KantkFileError(f"{path!r}: weights do not match its config: {exc}") from None
+    except UnknownComponentError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
+        raise KantkFileError(f"{path!r}: the model could not be built from its config: {_one_line(exc)}") from None
     return model.to(map_location)
+
+
+class _Spec:
+    """What the config says, checked: dtype, widths and one entry per layer."""
+
+    def __init__(self, dtype: torch.dtype, widths: list[int], layers: list[dict[str, Any]]):
+        self.dtype = dtype
+        self.widths = widths
+        self.layers = layers
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_header_size(path: str) -> None:
+    """Refuse a header longer than :data:`MAX_HEADER_BYTES` or than the file, from its 8-byte length."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(8)
+    except OSError as exc:
+        raise KantkFileError(f"{path!r} is not a kantk model file (cannot read it: {_one_line(exc)})") from None
+    if len(head) < 8:
+        raise KantkFileError(f"{path!r} is not a kantk model file (only {size} bytes)")
+    length = int.from_bytes(head, "little")
+    if length > size - 8:
+        raise KantkFileError(f"{path!r} is not a kantk model file (its header length {length} exceeds the file)")
+    if length > MAX_HEADER_BYTES:
+        raise KantkFileError(
+            f"{path!r}: the safetensors header is {length} bytes, more than kantk reads ({MAX_HEADER_BYTES})"
+        )
+
+
+def _parse_config(text: str, path: str) -> dict[str, Any]:
+    try:
+        config = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise KantkFileError(f"{path!r} has a damaged kantk config: {_one_line(exc)}") from None
+    if not isinstance(config, dict):
+        raise KantkFileError(f"{path!r}: the kantk config must be a JSON object, got {type(config).__name__}")
+    depth = _json_depth(config)
+    if depth > MAX_CONFIG_DEPTH:
+        raise KantkFileError(f"{path!r}: the kantk config is nested {depth} deep (at most {MAX_CONFIG_DEPTH})")
+    return config
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _json_depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item)
+        if deepest > MAX_CONFIG_DEPTH:
+            break
+    return deepest
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH
+
+
+def _check_config(config: dict[str, Any], path: str) -> _Spec:
+    """Types and values of every field :func:`save` writes; sizes are checked against the header later."""
+
+    def bad(field: str, message: str) -> KantkFileError:
+        return KantkFileError(f"{path!r}: config field {field} {message}")
+
+    dtype_name = config.get("dtype", "float32")
+    if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
+        raise bad("dtype", f"must be one of {', '.join(_DTYPES)}, got {_short(dtype_name)}")
+    widths = config.get("widths")
+    if not isinstance(widths, list) or not 2 <= len(widths) <= MAX_LAYERS + 1:
+        raise bad("widths", f"must be a list of 2 to {MAX_LAYERS + 1} ints >= 1, got {_short(widths)}")
+    for i, w in enumerate(widths):
+        if not _is_int(w) or w < 1:
+            raise bad(f"widths[{i}]", f"must be an int >= 1, got {_short(w)}")
+    layers = config.get("layers")
+    if not isinstance(layers, list) or len(layers) != len(widths) - 1:
+        raise bad("layers", f"must be a list of {len(widths) - 1} layer objects (one per pair of widths)")
+    checked: list[dict[str, Any]] = []
+    for i, layer in enumerate(layers):
+        field = f"layers[{i}]"
+        n_in, n_out = widths[i], widths[i + 1]
+        if not isinstance(layer, dict):
+            raise bad(field, f"must be an object, got {type(layer).__name__}")
+        basis = layer.get("basis")
+        if not _name(basis):
+            raise bad(f"{field}.basis", f"must be a basis name, got {_short(basis)}")
+        kwargs = layer.get("basis_kwargs")
+        kwargs = {} if kwargs is None else kwargs
+        if not isinstance(kwargs, dict):
+            raise bad(f"{field}.basis_kwargs", f"must be an object, got {type(kwargs).__name__}")
+        activation = layer.get("base_activation", "silu")
+        if not isinstance(activation, str) or activation not in BASE_ACTIVATIONS:
+            raise bad(f"{field}.base_activation", f"must be one of {', '.join(BASE_ACTIVATIONS)}, got {_short(activation)}")
+        for key, expected in (("in_features", n_in), ("out_features", n_out)):
+            if key in layer and (not _is_int(layer[key]) or layer[key] != expected):
+                raise bad(f"{field}.{key}", f"must be {expected} (from widths), got {_short(layer[key])}")
+        symbolic = layer.get("symbolic")
+        pairs: set[tuple[str, str]] = set()
+        if symbolic is not None:
+            pairs = _check_symbolic(symbolic, n_out, n_in, lambda f, m, i=i: bad(f"layers[{i}].symbolic{f}", m))
+        checked.append(
+            {"basis": basis, "basis_kwargs": kwargs, "base_activation": activation,
+             "symbolic": symbolic is not None, "functions": pairs}
+        )
+    return _Spec(_DTYPES[dtype_name], list(widths), checked)
+
+
+def _check_symbolic(symbolic: Any, n_out: int, n_in: int, bad: Any) -> set[tuple[str, str]]:
+    """Check a layer's ``symbolic`` entry: (out, in) tables of names or null; returns the (library, name) pairs."""
+    if not isinstance(symbolic, dict):
+        raise bad("", f"must be an object, got {type(symbolic).__name__}")
+    tables = {}
+    for key in ("functions", "libraries"):
+        table = symbolic.get(key)
+        if not isinstance(table, list) or len(table) != n_out or any(
+            not isinstance(row, list) or len(row) != n_in for row in table
+        ):
+            raise bad(f".{key}", f"must be a {n_out} x {n_in} nested list")
+        tables[key] = table
+    pairs = set()
+    for q in range(n_out):
+        for p in range(n_in):
+            function, library = tables["functions"][q][p], tables["libraries"][q][p]
+            if function is None and library is None:
+                continue
+            if not _name(function) or not _name(library):
+                raise bad(
+                    f".functions[{q}][{p}]",
+                    f"must be a function name with its library name (or both null), got {_short(function)} "
+                    f"in {_short(library)}",
+                )
+            pairs.add((library, function))
+    return pairs
+
+
+def _check_tensor_table(spec: _Spec, table: Mapping[str, tuple[str, tuple[int, ...]]], registry: Registry, path: str) -> None:
+    """Every tensor the config implies, with the header's shape and a float dtype; nothing else.
+
+    The layers are built on the ``meta`` device to learn their basis' buffers and number of
+    functions without allocating them.
+    """
+    n_layers = len(spec.layers)
+    by_layer: list[dict[str, tuple[int, ...]]] = [{} for _ in range(n_layers)]
+    for key, (dtype, shape) in table.items():
+        head, _, rest = key.partition(".")
+        index, _, local = rest.partition(".")
+        if head != "layers" or not index.isdigit() or not local or int(index) >= n_layers or index != str(int(index)):
+            raise KantkFileError(
+                f"{path!r}: tensor {key!r} belongs to no layer of the config ({n_layers} layers in config field layers)"
+            )
+        if dtype not in _FLOAT_DTYPES:
+            raise KantkFileError(f"{path!r}: tensor {key!r} has dtype {dtype}; kantk models hold floating-point tensors")
+        by_layer[int(index)][local] = shape
+    for i, layer in enumerate(spec.layers):
+        n_in, n_out = spec.widths[i], spec.widths[i + 1]
+        found = by_layer[i]
+        field = f"layers[{i}]"
+        # sizes first, from the header alone: (out, in) is bounded by the file's size
+        expected: dict[str, tuple[int, ...] | None] = {}
+        for name, tail in (*_EDGE_SHAPES.items(), *(_SYMBOLIC_SHAPES.items() if layer["symbolic"] else ())):
+            expected[name] = None if tail is None else (n_out, n_in, *tail)
+        for name, shape in expected.items():
+            key = f"layers.{i}.{name}"
+            if name not in found:
+                raise KantkFileError(f"{path!r}: tensor {key!r} is missing (config field {field})")
+            if shape is not None and found[name] != shape:
+                raise KantkFileError(
+                    f"{path!r}: config fields widths[{i}], widths[{i + 1}] give tensor {key!r} the shape "
+                    f"{shape}, but the file holds {found[name]}"
+                )
+        registry.bases.get(layer["basis"])  # names the missing basis plugin, if any
+        for library, function in sorted(layer["functions"]):
+            try:
+                resolve_function(library, function, registry)
+            except UnknownComponentError:
+                raise
+            except (KeyError, ValueError, TypeError) as exc:
+                raise KantkFileError(f"{path!r}: config field {field}.symbolic: {_one_line(exc)}") from None
+        meta_shapes = _meta_layer_shapes(layer, n_in, n_out, spec.dtype, registry, path, field)
+        if meta_shapes is None:
+            continue  # this basis cannot be built on the meta device: load_state_dict checks it
+        meta_shapes.pop("mask", None)
+        for name, shape in meta_shapes.items():
+            key = f"layers.{i}.{name}"
+            if name not in found:
+                raise KantkFileError(f"{path!r}: tensor {key!r} is missing (config field {field}.basis_kwargs)")
+            if found[name] != shape:
+                raise KantkFileError(
+                    f"{path!r}: config field {field}.basis_kwargs {_short(layer['basis_kwargs'])} gives tensor "
+                    f"{key!r} the shape {shape}, but the file holds {found[name]}"
+                )
+        extra = sorted(set(found) - set(meta_shapes) - set(expected))
+        if extra:
+            raise KantkFileError(
+                f"{path!r}: tensor 'layers.{i}.{extra[0]}' is not part of the layer the config describes "
+                f"(config field {field})"
+            )
+
+
+def _meta_layer_shapes(
+    layer: Mapping[str, Any], n_in: int, n_out: int, dtype: torch.dtype, registry: Registry, path: str, field: str
+) -> dict[str, tuple[int, ...]] | None:
+    """Shapes of the state of the layer the config describes, built on the meta device.
+
+    Returns ``None`` when the basis cannot be built there (e.g. a plugin reads tensor values in its
+    constructor); a bad option is a :class:`KantkFileError` naming the field.
+    """
+    build_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    try:
+        with torch.device("meta"), default_dtype(build_dtype):
+            built = KANLayer(
+                n_in, n_out, layer["basis"], layer["basis_kwargs"], layer["base_activation"], registry=registry
+            )
+    except UnknownComponentError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError, ArithmeticError) as exc:
+        raise KantkFileError(f"{path!r}: config field {field}.basis_kwargs: {_one_line(exc)}") from None
+    except (RuntimeError, NotImplementedError):
+        return None
+    return {name: tuple(t.shape) for name, t in built.state_dict().items()}
+
+
+def _check_values(spec: _Spec, tensors: Mapping[str, torch.Tensor], registry: Registry, path: str) -> None:
+    """Refuse non-finite tensors, masks other than 0/1 and the built-in bases' impossible buffers."""
+    for key, value in tensors.items():
+        if not bool(torch.isfinite(value).all()):
+            raise KantkFileError(f"{path!r}: tensor {key!r} holds NaN or infinite values")
+    for i, layer in enumerate(spec.layers):
+        for name in ("mask", "symbolic_mask"):
+            mask = tensors.get(f"layers.{i}.{name}")
+            if mask is not None and not bool(((mask == 0) | (mask == 1)).all()):
+                raise KantkFileError(f"{path!r}: tensor 'layers.{i}.{name}' holds values other than 0 and 1")
+        basis = layer["basis"]
+        if registry.bases.owner(basis) not in BUILTIN_PLUGINS:
+            continue
+        for buffer, rule in _BUILTIN_BUFFER_RULES.get(basis, {}).items():
+            key = f"layers.{i}.basis.{buffer}"
+            value = tensors.get(key)
+            if value is None:
+                continue
+            for problem in _rule_problems(rule, value):
+                raise KantkFileError(f"{path!r}: tensor {key!r} {problem}")
+
+
+def _rule_problems(rule: str, value: torch.Tensor) -> Iterator[str]:
+    v = value.to(torch.float64)
+    if rule == "knots":
+        if v.dim() != 2 or v.shape[1] < 2:
+            yield f"must be a (in_features, knots) table, got shape {tuple(v.shape)}"
+        elif not bool((v.diff(dim=-1) >= 0).all()):
+            yield "holds knots that decrease (every row must be non-decreasing)"
+        elif not bool((v[:, -1] > v[:, 0]).all()):
+            yield "holds a knot vector of zero span"
+        elif not bool(torch.isfinite((v.shape[1] - 1) / (v[:, -1] - v[:, 0])).all()):
+            yield "holds a knot vector whose span is too small"
+    elif rule == "positive" and not bool((v > 0).all()):
+        yield "holds values that are not > 0"
+
+

@@ -80,9 +80,21 @@ class KAN(nn.Module):
 
         Returns:
             self.
+
+        Raises:
+            ValueError: ``x`` is not (batch, widths[0]) with batch >= 1, or ``grid_eps`` is not a
+                number in [0, 1]; nothing is changed.
         """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"update_grid expects a torch.Tensor of samples, got {type(x).__name__}")
         if x.dim() != 2 or x.shape[-1] != self.widths[0]:
             raise ValueError(f"update_grid expects samples of shape (batch, {self.widths[0]}), got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(
+                f"update_grid needs at least one sample to place the grid on, got an empty batch {tuple(x.shape)}"
+            )
+        if isinstance(grid_eps, bool) or not isinstance(grid_eps, (int, float)) or not 0 <= grid_eps <= 1:
+            raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
         for layer in self.layers:
             layer.update_grid(x, grid_eps=grid_eps)
             x = layer(x)

@@ -108,6 +108,22 @@ def test_update_grid_rejects_bad_samples_and_changes_nothing():
     assert torch.equal(model.layers[0].basis.grid, grid)
 
 
+@pytest.mark.parametrize("name", ["bspline", "chebyshev", "rbf"])
+def test_update_grid_on_no_samples_is_a_clear_value_error(name):
+    # issue 16: an empty batch used to end in an IndexError deep in the quantile code
+    model = kantk.KAN([2, 3, 1], basis=name, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="at least one sample"):
+        model.update_grid(torch.empty(0, 2))
+    for bad_eps in (-0.1, 1.5, float("nan"), "0.1", True):
+        with pytest.raises(ValueError, match="grid_eps"):
+            model.update_grid(torch.rand(8, 2), grid_eps=bad_eps)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        model.update_grid([[0.0, 1.0]])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 def test_basis_without_the_capability_is_skipped_with_a_warning(fixed_basis_registry):
     registry = fixed_basis_registry
     model = kantk.KAN([2, 2, 1], basis=["fixed_test", "bspline"], registry=registry, seed=0)

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import copy
 import json
+import os
+import stat
+import time
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, safe_open, save_file
 
 import kantk
+from kantk import io as kio
 from kantk.io import CONFIG_KEY, FORMAT_KEY
 
 
@@ -66,3 +71,323 @@ def test_bad_files(tmp_path):
     with pytest.raises(TypeError, match="kantk.KAN"):
         kantk.save(torch.nn.Linear(2, 2), tmp_path / "x.kantk")
     assert not (tmp_path / "x.kantk").exists()
+
+
+# --- issue 16: untrusted model files ------------------------------------------------------------
+
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A small valid model file, its config and its tensors."""
+    model = kantk.KAN([2, 3, 1], seed=0)
+    path = tmp_path / "good.kantk"
+    kantk.save(model, path)
+    with safe_open(str(path), "pt") as f:
+        config = json.loads(f.metadata()[CONFIG_KEY])
+    return path, config, load_file(str(path))
+
+
+def _write(path, config, tensors):
+    text = config if isinstance(config, str) else json.dumps(config)
+    save_file(tensors, str(path), metadata={FORMAT_KEY: "1", CONFIG_KEY: text})
+    return path
+
+
+def _refused(path, *fragments, seconds=1.0):
+    before = path.read_bytes()
+    start = time.perf_counter()
+    with pytest.raises(kantk.KantkFileError) as info:
+        kantk.load(path)
+    assert time.perf_counter() - start < seconds
+    for fragment in fragments:
+        assert fragment in str(info.value)
+    assert path.read_bytes() == before  # the file is never touched
+    return str(info.value)
+
+
+def _nested(depth):
+    value: list = [5]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _with(config, mutate):
+    config = copy.deepcopy(config)
+    mutate(config)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragments"),
+    [
+        # the issue's examples: each took 40-96 s and up to 10 GB before
+        (lambda c: c["layers"][0]["basis_kwargs"].update(grid_size=10**8), ["layers[0].basis_kwargs", "layers.0.coef"]),
+        (lambda c: c["layers"][0]["basis_kwargs"].update(grid_size=10**15), ["layers[0].basis_kwargs"]),
+        (lambda c: c["layers"][0]["basis_kwargs"].update(grid_size=1e8), ["layers[0].basis_kwargs", "grid_size"]),
+        (lambda c: c["layers"][0]["basis_kwargs"].update(order=10**9), ["layers[0].basis_kwargs", "layers.0.coef"]),
+        (lambda c: c.update(widths=[2, 3e7, 1]), ["widths[1]"]),
+        (lambda c: c.update(widths=[2, 30_000_000, 1]), ["layers[0].out_features"]),
+        (lambda c: c.update(widths=[2] * 100_001, layers=[{"basis": "rbf"}] * 100_000), ["widths", "1001"]),
+        # wrong JSON types
+        (lambda c: c.update(widths="2,3,1"), ["widths"]),
+        (lambda c: c.update(widths=[2, "3", 1]), ["widths[1]"]),
+        (lambda c: c.update(widths=[2, True, 1]), ["widths[1]"]),
+        (lambda c: c.update(widths=[2, 0, 1]), ["widths[1]"]),
+        (lambda c: c.update(layers={"0": {}}), ["field layers "]),
+        (lambda c: c["layers"].__setitem__(1, ["bspline"]), ["layers[1] must be an object"]),
+        (lambda c: c["layers"][0].update(basis=7), ["layers[0].basis"]),
+        (lambda c: c["layers"][0].update(basis_kwargs=[5, 3]), ["layers[0].basis_kwargs"]),
+        (lambda c: c["layers"][0]["basis_kwargs"].update(grid_range="wide"), ["layers[0].basis_kwargs"]),
+        (lambda c: c["layers"][0]["basis_kwargs"].update(bogus=1), ["layers[0].basis_kwargs", "bogus"]),
+        (lambda c: c["layers"][1].update(base_activation="relu"), ["layers[1].base_activation"]),
+        (lambda c: c["layers"][1].update(in_features=4), ["layers[1].in_features"]),
+        (lambda c: c.update(dtype=["float32"]), ["dtype"]),
+        (lambda c: c.update(dtype="int64"), ["dtype"]),
+        (lambda c: c["layers"][0]["basis_kwargs"].update(grid_size=_nested(40)), ["nested"]),
+        (lambda c: c["layers"][0].update(symbolic={"functions": "x", "libraries": []}), ["layers[0].symbolic.functions"]),
+        (lambda c: c["layers"][1].update(symbolic={"functions": [[1, None, None]], "libraries": [["default"] * 3]}),
+         ["layers[1].symbolic.functions[0][0]"]),
+        (lambda c: c["layers"].append(c["layers"][1]), ["layers"]),
+    ],
+)
+def test_bad_configs_are_refused_fast_naming_the_field(saved, tmp_path, mutate, fragments):
+    _, config, tensors = saved
+    _refused(_write(tmp_path / "bad.kantk", _with(config, mutate), tensors), *fragments)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[1, 2]", "must be a JSON object, got list"),
+        ('"widths"', "must be a JSON object, got str"),
+        ("null", "must be a JSON object"),
+        ('{"widths": ' + "[" * 100_000 + "]" * 100_000 + "}", "damaged kantk config"),
+        ('{"widths": [2, NaN]}', "damaged kantk config"),
+        ("{not json", "damaged kantk config"),
+    ],
+)
+def test_config_that_is_not_a_json_object_is_refused(saved, tmp_path, text, fragment):
+    _, _, tensors = saved
+    _refused(_write(tmp_path / "bad.kantk", text, tensors), fragment)
+
+
+def test_a_basis_nobody_provides_is_both_a_file_error_and_an_unknown_component(saved, tmp_path):
+    _, config, tensors = saved
+    bad = _write(tmp_path / "bad.kantk", _with(config, lambda c: c["layers"][0].update(basis="wavelet9")), tensors)
+    with pytest.raises(kantk.KantkFileError, match="wavelet9") as info:
+        kantk.load(bad)
+    assert isinstance(info.value, kantk.UnknownComponentError)
+
+
+def _set(tensors, key, fill):
+    tensors = dict(tensors)
+    tensors[key] = tensors[key].clone()
+    fill(tensors[key])
+    return tensors
+
+
+@pytest.mark.parametrize(
+    ("key", "fill", "fragment"),
+    [
+        ("layers.0.coef", lambda t: t.view(-1)[3].fill_(float("nan")), "NaN or infinite"),
+        ("layers.1.scale_base", lambda t: t.view(-1)[0].fill_(float("inf")), "NaN or infinite"),
+        ("layers.0.basis.grid", lambda t: t.view(-1)[-1].fill_(float("-inf")), "NaN or infinite"),
+        ("layers.1.mask", lambda t: t.view(-1)[0].fill_(7.0), "other than 0 and 1"),
+        ("layers.1.mask", lambda t: t.view(-1)[0].fill_(0.5), "other than 0 and 1"),
+        ("layers.0.basis.grid", lambda t: t.copy_(t.flip(-1)), "decrease"),
+        ("layers.0.basis.grid", lambda t: t.fill_(0.25), "zero span"),
+    ],
+)
+def test_impossible_tensors_are_refused_naming_the_tensor(saved, tmp_path, key, fill, fragment):
+    _, config, tensors = saved
+    _refused(_write(tmp_path / "bad.kantk", config, _set(tensors, key, fill)), repr(key), fragment)
+
+
+@pytest.mark.parametrize(
+    ("basis", "kwargs", "key", "fill", "fragment"),
+    [
+        ("chebyshev", {"degree": 3}, "layers.0.basis.halfwidth", lambda t: t.fill_(0.0), "not > 0"),
+        ("rbf", {"num_centers": 4}, "layers.1.basis.width", lambda t: t.view(-1)[0].fill_(-1.0), "not > 0"),
+        ("rbf", {"num_centers": 4}, "layers.0.basis.centers", lambda t: t.view(-1)[0].fill_(float("nan")), "NaN"),
+    ],
+)
+def test_impossible_buffers_of_other_bases(tmp_path, basis, kwargs, key, fill, fragment):
+    path = tmp_path / "m.kantk"
+    kantk.save(kantk.KAN([2, 3, 1], basis=basis, basis_kwargs=kwargs, seed=0), path)
+    with safe_open(str(path), "pt") as f:
+        config = json.loads(f.metadata()[CONFIG_KEY])
+    tensors = _set(load_file(str(path)), key, fill)
+    _refused(_write(tmp_path / "bad.kantk", config, tensors), repr(key), fragment)
+
+
+def test_symbolic_masks_are_checked_too(tmp_path):
+    model = kantk.KAN([2, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "sin", fit_params=False)
+    path = tmp_path / "sym.kantk"
+    kantk.save(model, path)
+    assert kantk.load(path).layers[0].symbolic_names[0][0] == "sin"
+    with safe_open(str(path), "pt") as f:
+        config = json.loads(f.metadata()[CONFIG_KEY])
+    tensors = _set(load_file(str(path)), "layers.0.symbolic_mask", lambda t: t.fill_(3.0))
+    _refused(_write(tmp_path / "bad.kantk", config, tensors), "'layers.0.symbolic_mask'", "0 and 1")
+    no_affine = {k: v for k, v in load_file(str(path)).items() if k != "layers.0.symbolic_affine"}
+    _refused(_write(tmp_path / "bad2.kantk", config, no_affine), "'layers.0.symbolic_affine'", "missing")
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (lambda t: t.pop("layers.1.scale_sp"), "'layers.1.scale_sp' is missing"),
+        (lambda t: t.pop("layers.0.basis.grid"), "'layers.0.basis.grid' is missing"),
+        (lambda t: t.update({"layers.2.coef": torch.zeros(1)}), "belongs to no layer"),
+        (lambda t: t.update({"layers.01.coef": torch.zeros(1)}), "belongs to no layer"),
+        (lambda t: t.update({"evil": torch.zeros(1)}), "belongs to no layer"),
+        (lambda t: t.update({"layers.0.extra": torch.zeros(1)}), "'layers.0.extra' is not part of"),
+        (lambda t: t.update({"layers.0.coef": torch.zeros(3, 2, 9)}), "layers[0].basis_kwargs"),
+        (lambda t: t.update({"layers.0.basis.grid": torch.zeros(2, 3)}), "'layers.0.basis.grid'"),
+        (lambda t: t.update({"layers.0.mask": torch.ones(3, 2, dtype=torch.int64)}), "floating-point"),
+        (lambda t: t.update({"layers.0.mask": torch.ones(2, 3)}), "widths[0], widths[1]"),
+    ],
+)
+def test_tensor_table_must_match_the_config(saved, tmp_path, change, fragment):
+    _, config, tensors = saved
+    tensors = dict(tensors)
+    change(tensors)
+    _refused(_write(tmp_path / "bad.kantk", config, tensors), fragment)
+
+
+def test_damaged_headers_are_refused_before_reading(saved, tmp_path):
+    path, _, _ = saved
+    data = path.read_bytes()
+    cases = {
+        "empty": b"",
+        "short": data[:5],
+        "huge_length": (2**62).to_bytes(8, "little") + data[8:],
+        "over_the_bound": (kio.MAX_HEADER_BYTES + 1).to_bytes(8, "little") + b" " * (kio.MAX_HEADER_BYTES + 16),
+        "truncated": data[: len(data) // 2],
+        "garbage_header": data[:8] + b"\xff" * (len(data) - 8),
+    }
+    for name, content in cases.items():
+        bad = tmp_path / f"{name}.kantk"
+        bad.write_bytes(content)
+        _refused(bad)
+    with pytest.raises(kantk.KantkFileError):
+        kantk.load(tmp_path)  # a folder
+
+
+def test_float16_and_float64_models_still_load(tmp_path):
+    for dtype in (torch.float64, torch.float16, torch.bfloat16):
+        model = kantk.KAN([2, 3, 1], seed=0).to(dtype)
+        kantk.save(model, tmp_path / "m.kantk")
+        loaded = kantk.load(tmp_path / "m.kantk")
+        assert loaded.layers[0].coef.dtype == dtype
+        for key, value in model.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_updated_grids_and_every_builtin_basis_round_trip(tmp_path):
+    x = torch.rand(200, 2, generator=torch.Generator().manual_seed(1)) * 4 - 2
+    for basis in ("bspline", "chebyshev", "rbf"):
+        model = kantk.KAN([2, 3, 1], basis=basis, seed=0).update_grid(x)
+        kantk.save(model, tmp_path / "m.kantk")
+        loaded = kantk.load(tmp_path / "m.kantk")
+        assert loaded.config() == model.config()
+        for key, value in model.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), key
+
+
+# --- save: atomic, cleaned up, plain OSErrors ------------------------------------------------------
+
+
+def _temps(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(kio.TEMP_SUFFIX))
+
+
+def test_save_to_a_bad_path_raises_a_plain_oserror(tmp_path):
+    model = kantk.KAN([2, 1], seed=0)
+    with pytest.raises(FileNotFoundError, match="no such folder") as info:
+        kantk.save(model, tmp_path / "missing" / "m.kantk")
+    assert "\n" not in str(info.value)
+    with pytest.raises(IsADirectoryError, match="folder"):
+        kantk.save(model, tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        kantk.save(model, tmp_path / "file" / "m.kantk")
+    assert (tmp_path / "file").read_text() == "x"
+    assert _temps(tmp_path) == []
+
+
+def test_save_to_an_unwritable_folder_raises_permission_error(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere: simulate the refusal
+        real_open = os.open
+
+        def refuse(path, *args, **kwargs):
+            if str(path).startswith(str(folder)):
+                raise PermissionError(13, "Permission denied", path)
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(kio.os, "open", refuse)
+    else:
+        folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        with pytest.raises(PermissionError, match="not writable"):
+            kantk.save(kantk.KAN([2, 1], seed=0), folder / "m.kantk")
+    finally:
+        folder.chmod(stat.S_IRWXU)
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "failure", [KeyboardInterrupt(), RuntimeError("boom"), OSError(28, "No space left on device")]
+)
+def test_an_interrupted_save_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch, failure):
+    path = tmp_path / "m.kantk"
+    kantk.save(kantk.KAN([2, 1], seed=0), path)
+    old = path.read_bytes()
+
+    def half_then_fail(handle, data):
+        handle.write(data[: len(data) // 2])
+        handle.flush()
+        assert len(_temps(tmp_path)) == 1  # named recognisably while it is written
+        raise failure
+
+    monkeypatch.setattr(kio, "_write", half_then_fail)
+    with pytest.raises(type(failure)):
+        kantk.save(kantk.KAN([2, 4, 1], seed=1), path)
+    assert path.read_bytes() == old
+    assert _temps(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["m.kantk"]
+
+
+def test_stale_temps_of_a_dead_process_are_removed_by_the_next_save(tmp_path):
+    path = tmp_path / "m.kantk"
+    dead = tmp_path / f".m.kantk.999999999-0123abcd{kio.TEMP_SUFFIX}"  # beyond any pid_max
+    alive = tmp_path / f".m.kantk.{os.getppid()}-89abcdef{kio.TEMP_SUFFIX}"  # a save still running
+    other_model = tmp_path / f".n.kantk.999999999-0123abcd{kio.TEMP_SUFFIX}"
+    not_ours = tmp_path / f".m.kantk.backup{kio.TEMP_SUFFIX}"
+    for p in (dead, alive, other_model, not_ours):
+        p.write_bytes(b"\0" * 64)
+    kantk.save(kantk.KAN([2, 1], seed=0), path)
+    assert not dead.exists()
+    assert alive.exists() and other_model.exists() and not_ours.exists()
+    assert kantk.load(path).widths == [2, 1]
+
+
+def test_save_keeps_the_usual_file_permissions(tmp_path):
+    path = tmp_path / "m.kantk"
+    kantk.save(kantk.KAN([2, 1], seed=0), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_save_refuses_a_model_that_load_would_refuse(tmp_path):
+    model = kantk.KAN([2, 1], seed=0)
+    with torch.no_grad():
+        model.layers[0].coef[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="'layers.0.coef'"):
+        kantk.save(model, tmp_path / "m.kantk")
+    assert list(tmp_path.iterdir()) == []
