@@ -4,15 +4,30 @@
 ``LightningCLI`` (any key can be overridden on the command line, ``--print_config`` prints the
 merged config). Every other command is an entry of :data:`COMMANDS`; later commands (prune,
 symbolic, export, plot) are added there.
+
+Errors: every command ends bad input with one line ``kantk: <what went wrong>`` on stderr, exit
+status 2 for usage errors (a malformed or out-of-range argument, found while parsing) and 1 for
+everything else, never a Python traceback. Errors that are not kantk's own messages nor the usual
+classes of bad input (``ValueError``, ``OSError``) are reported the same way but marked
+``internal error``; with the environment variable ``KANTK_DEBUG=1`` every error is raised with
+its traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, NoReturn
 
 import kantk
+from kantk.cli_models import check_input_file, one_line
+
+#: Environment variable: set to 1 to see the traceback of any error instead of one line.
+DEBUG_ENV = "KANTK_DEBUG"
+#: ``--ckpt_path`` values that Lightning resolves itself (not files).
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "null", "none")
 
 #: Subcommands run by LightningCLI, with their one-line help.
 LIGHTNING_COMMANDS: dict[str, str] = {
@@ -71,9 +86,18 @@ def _model_commands() -> None:
 _model_commands()
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with kantk's error line: ``kantk: <command>: <problem> (see 'kantk <command> --help')``."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("kantk").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"kantk: {where}{one_line(message)} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser: ``--version``, the plain commands, and the Lightning ones (for help)."""
-    parser = argparse.ArgumentParser(prog="kantk", description="Kolmogorov-Arnold Network toolkit")
+    parser = ArgumentParser(prog="kantk", description="Kolmogorov-Arnold Network toolkit")
     parser.add_argument("--version", action="version", version=f"kantk {kantk.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in LIGHTNING_COMMANDS.items():
@@ -84,12 +108,78 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``kantk`` console command."""
+    """Entry point of the ``kantk`` console command.
+
+    Args:
+        argv: The arguments after ``kantk``; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status of a command that ran to its end (0, or 1 when it found no result).
+
+    Raises:
+        SystemExit: On bad input: ``SystemExit("kantk: ...")`` (Python prints the line to stderr
+            and exits with status 1), or ``SystemExit(2)`` after printing a usage error; also
+            ``--help`` and ``--version`` (status 0). Any other exception only with ``KANTK_DEBUG=1``.
+    """
+    try:
+        return _main(argv)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        if _debug():
+            raise
+        print("kantk: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except argparse.ArgumentError as exc:  # LightningCLI's (jsonargparse's) parse errors
+        if _debug():
+            raise
+        command = next((a for a in (argv or sys.argv[1:]) if a in LIGHTNING_COMMANDS), "")
+        print(f"kantk: {command}: {one_line(str(exc))} (see 'kantk {command} --help')", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as exc:  # the one place that turns any error into one line
+        if _debug():
+            raise
+        raise SystemExit(describe_error(exc)) from None
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def describe_error(exc: BaseException) -> str:
+    """The one ``kantk: ...`` line for an exception that ended a command.
+
+    kantk's own errors and the usual classes of bad input (``ValueError``, ``OSError``, Lightning's
+    configuration errors) print their message; anything else is marked as an internal error.
+    """
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        message = f"{exc.strerror}: {exc.filename!r}"
+        if exc.filename2 is not None:
+            message += f" -> {exc.filename2!r}"
+    else:
+        message = str(exc) or type(exc).__name__
+    if _expected(exc):
+        return "kantk: " + one_line(message)
+    return (f"kantk: internal error: {type(exc).__name__}: {one_line(message, 500)} "
+            f"(run with {DEBUG_ENV}=1 to see the traceback)")
+
+
+def _expected(exc: BaseException) -> bool:
+    """Whether ``exc`` reports bad input rather than a bug."""
+    if isinstance(exc, (ValueError, OSError)):
+        return True
+    kind = type(exc)
+    return kind.__module__.split(".")[0] == "kantk" or kind.__name__ == "MisconfigurationException"
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from_console = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
+        check_lightning_arguments(argv)
         # From the console LightningCLI reads sys.argv itself (it warns when given both).
-        cli = run_lightning_cli(None if from_console else argv)
+        cli = run_lightning_cli(None if from_console else argv,
+                                parser_kwargs={"prog": "kantk", "exit_on_error": False})
         summary = _summary(argv[0], cli)
         if summary:
             print(summary)
@@ -100,6 +190,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command].run(args)
     parser.print_help()
     return 0
+
+
+def check_lightning_arguments(argv: Sequence[str]) -> None:
+    """Check what LightningCLI would only notice after building the model and the trainer.
+
+    ``--ckpt_path FILE`` must be a readable file (Lightning's own names such as ``last`` or
+    ``best`` pass).
+    """
+    for i, arg in enumerate(argv):
+        name, sep, value = arg.partition("=")
+        if name != "--ckpt_path":
+            continue
+        if not sep:
+            if i + 1 >= len(argv):
+                continue  # LightningCLI reports the missing value
+            value = argv[i + 1]
+        if value.strip().lower() in LIGHTNING_CKPT_NAMES or value.startswith("registry"):
+            continue
+        check_input_file(value, "checkpoint file for --ckpt_path")
 
 
 def _summary(command: str, cli: Any) -> str:
@@ -132,7 +241,9 @@ def run_lightning_cli(argv: Sequence[str] | None, **cli_kwargs: Any) -> Any:
         from pytorch_lightning import LightningDataModule
         from pytorch_lightning.cli import LightningCLI
     except ImportError as exc:  # jsonargparse comes with the 'cli' extra
-        raise SystemExit(f"kantk's Lightning commands need the CLI extra: pip install 'kantk[cli]' ({exc})") from None
+        raise SystemExit(
+            f"kantk: the Lightning commands need the CLI extra: pip install 'kantk[cli]' ({exc})"
+        ) from None
     from kantk.lightning import KANModule
 
     settings: dict[str, Any] = {

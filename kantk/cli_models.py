@@ -1,44 +1,236 @@
-"""The ``kantk`` subcommands that work on a saved model: prune, symbolic, export, plot.
+"""The ``kantk`` subcommands that work on a saved model: prune, symbolic, export, plot (and discover).
 
 Each reads a model (a ``.kantk`` file from :func:`kantk.save`, or a Lightning ``.ckpt`` of a
 :class:`kantk.lightning.KANModule`), takes samples to score it on (a CSV file, a formula, or
 uniform samples over a range), and writes only the path given with ``-o``.
+
+Every command checks all of its inputs before the work starts (numbers in range and finite, input
+files readable regular files, the output a writable path that is not one of the inputs) and ends
+bad input with ``SystemExit("kantk: <what went wrong>")``: one line on stderr, exit status 1.
+Outputs are written atomically (a temporary file beside the output, then :func:`os.replace`), so
+an existing file is either left as it was or replaced by a complete new one.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-from typing import Any
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
 
 import torch
 
 import kantk
+from kantk.export import atomic_path
 from kantk.model import KAN
+
+#: Largest ``--samples``: enough to score any model, small enough not to exhaust memory.
+MAX_SAMPLES = 1_000_000
+#: Seeds accepted by ``--seed`` (torch, numpy and Python all take this range).
+MAX_SEED = 2**63 - 1
+#: Largest absolute value of ``--range`` bounds.
+MAX_RANGE = 1e12
+#: Longest ``--option`` or ``--var-names`` entry.
+MAX_ARG_LENGTH = 10_000
+#: Keyword arguments of :func:`kantk.prune` that ``--option`` must not override.
+RESERVED_OPTIONS = ("model", "x", "pruner", "prune_inputs", "registry")
+#: Symbolic r^2 threshold range (an r^2 above 1 is impossible; below 0 is worse than a constant).
+R2_RANGE = (0.0, 1.0)
+
+EXPORT_FORMATS = ("svg", "png", "pdf", "dot", "json")
+
+
+# --- errors and argument types -------------------------------------------------------------------
+
+
+def fail(message: str) -> NoReturn:
+    """End the command with ``kantk: <message>`` (one line) and exit status 1."""
+    raise SystemExit("kantk: " + one_line(message))
+
+
+def one_line(text: str, limit: int = 1000) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space, shortened."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number in ``[lo, hi]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number in [{lo}, {hi}], got {text[:50]!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected a whole number in [{lo}, {hi}], got {text[:50]}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def float_in(lo: float, hi: float) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number in ``[lo, hi]`` (NaN and infinities refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number in [{lo:g}, {hi:g}], got {text[:50]!r}") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"expected a finite number in [{lo:g}, {hi:g}], got {text[:50]}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def name_arg(text: str) -> str:
+    """An argparse ``type`` for variable names: printable, not empty, not huge."""
+    if not text.strip() or not text.isprintable() or len(text) > 100:
+        raise argparse.ArgumentTypeError(f"a name must be 1-100 printable characters, got {text[:50]!r}")
+    return text
+
+
+seed_arg = int_in(0, MAX_SEED)
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def check_input_file(path: str, what: str) -> str:
+    """``path`` if it is an existing, readable regular file; otherwise end the command.
+
+    Args:
+        path: The file named on the command line.
+        what: What it should be, for the message (e.g. ``"model file"``).
+    """
+    path = os.fspath(path)
+    if not path or not os.path.exists(path):
+        fail(f"no {what} at {path!r}")
+    if os.path.isdir(path):
+        fail(f"{path!r} is a folder, not a {what}")
+    if not os.path.isfile(path):
+        fail(f"{path!r} is not a regular file (a {what} is needed)")  # a FIFO or device would block
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        fail(f"cannot read {what} {path!r}: {exc.strerror or exc}")
+    return path
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (through symlinks and hard links)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_writable_folder(folder: str) -> None:
+    """End the command unless a file can be created in ``folder`` (tried, then removed)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".kantk-probe-", dir=folder)
+    except OSError as exc:
+        fail(f"cannot write into the folder {folder!r}: {exc.strerror or exc}")
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_file(path: str, inputs: Iterable[str] = (), flag: str = "-o") -> str:
+    """``path`` if the command may write it; otherwise end the command before any work.
+
+    A valid output is not a folder nor a special file, lies in an existing writable folder, and is
+    not one of ``inputs`` (also not through a symlink or a hard link).
+    """
+    out = os.fspath(path)
+    if not out:
+        fail(f"{flag} needs a file path")
+    if os.path.isdir(out):
+        fail(f"{flag} {out!r} is a folder; give the path of a file to write")
+    if os.path.exists(out) and not os.path.isfile(out):
+        fail(f"{flag} {out!r} exists and is not a regular file; it is not overwritten")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        fail(f"the folder of {out!r} does not exist")
+    for source in inputs:
+        if source and same_file(out, source):
+            fail(f"{flag} {out!r} is the input file {source!r}; write the result to another path")
+    check_writable_folder(parent)
+    return out
 
 
 def load_model(path: str) -> KAN:
-    """A KAN from a ``.kantk`` file or a KANModule Lightning checkpoint (``.ckpt``)."""
-    if not os.path.exists(path):
-        raise SystemExit(f"kantk: no model file at {path!r}")
+    """A KAN from a ``.kantk`` file or a KANModule Lightning checkpoint (``.ckpt``).
+
+    Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain data only,
+    never pickled code.
+    """
+    check_input_file(path, "model file")
     if path.endswith(".ckpt"):
         from kantk.lightning import KANModule
 
-        return KANModule.load_from_checkpoint(path, map_location="cpu").model
+        try:
+            module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever torch.load or the module raises
+            fail(f"cannot load checkpoint {path!r}: {type(exc).__name__}: {exc}")
+        return module.model
     try:
         return kantk.load(path)
-    except (kantk.KantkFileError, kantk.UnknownComponentError) as exc:
-        raise SystemExit(f"kantk: cannot load {path!r}: {exc}") from None
+    except (ValueError, OSError) as exc:  # KantkFileError and UnknownComponentError are ValueErrors
+        fail(f"cannot load {path!r}: {exc}")
+
+
+def read_table(path: str, what: str = "CSV file") -> Any:
+    """A finite 2-D float64 numpy array from a comma-separated file (one header line allowed)."""
+    import numpy as np
+
+    check_input_file(path, what)
+    with open(path, "rb") as f:
+        if b"\0" in f.read(65536):
+            fail(f"{path!r} is a binary file, not a {what} of numbers separated by commas")
+    try:
+        try:
+            table = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+        except ValueError:
+            table = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+    except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
+        fail(f"cannot read {path!r} as numbers separated by commas: {exc}")
+    if table.size == 0:
+        fail(f"{path!r} holds no rows of numbers")
+    if not np.isfinite(table).all():
+        fail(f"{path!r} holds NaN or infinite values")
+    return table
+
+
+# --- samples -------------------------------------------------------------------------------------
 
 
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data CSV`` or ``--range LO HI`` with ``--samples N`` and ``--seed``."""
     group = parser.add_argument_group("samples to score the model on (default: uniform over --range)")
     group.add_argument("--data", metavar="CSV", help="CSV file whose first columns are the model's inputs")
-    group.add_argument("--range", nargs=2, type=float, default=(-1.0, 1.0), metavar=("LO", "HI"))
-    group.add_argument("--samples", type=int, default=1000)
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--range", nargs=2, type=float_in(-MAX_RANGE, MAX_RANGE), default=(-1.0, 1.0),
+                       metavar=("LO", "HI"), help="bounds of the uniform samples (LO < HI, finite)")
+    group.add_argument("--samples", type=int_in(2, MAX_SAMPLES), default=1000,
+                       help=f"number of uniform samples, 2 to {MAX_SAMPLES} (default 1000)")
+    group.add_argument("--seed", type=seed_arg, default=0, help=f"seed of the samples, 0 to {MAX_SEED}")
+
+
+def check_sample_arguments(args: argparse.Namespace) -> None:
+    """The checks of the sample arguments that need more than one value (before any work)."""
+    lo, hi = args.range
+    if not lo < hi:
+        fail(f"--range needs LO < HI, got {lo:g} {hi:g}")
+    if args.data:
+        check_input_file(args.data, "CSV file")
 
 
 def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
@@ -46,28 +238,32 @@ def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
     dtype = model.layers[0].coef.dtype
     n_in = model.widths[0]
     if args.data:
-        import numpy as np
-
-        try:
-            table = np.loadtxt(args.data, delimiter=",", ndmin=2)
-        except ValueError:
-            table = np.loadtxt(args.data, delimiter=",", ndmin=2, skiprows=1)
+        table = read_table(args.data)
         if table.shape[1] < n_in:
-            raise SystemExit(f"kantk: {args.data!r} has {table.shape[1]} columns; the model needs {n_in} inputs")
+            fail(f"{args.data!r} has {table.shape[1]} columns; the model needs {n_in} inputs")
+        if table.shape[0] < 2:
+            fail(f"{args.data!r} has {table.shape[0]} rows; scoring a model needs at least 2 samples")
         return torch.as_tensor(table[:, :n_in], dtype=dtype)
     lo, hi = args.range
-    if not lo < hi:
-        raise SystemExit(f"kantk: --range needs LO < HI, got {lo} {hi}")
     gen = torch.Generator().manual_seed(args.seed)
     return torch.rand(args.samples, n_in, generator=gen, dtype=dtype) * (hi - lo) + lo
 
 
-def _output(args: argparse.Namespace) -> str:
-    out = os.fspath(args.output)
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise SystemExit(f"kantk: the folder of {out!r} does not exist")
-    return out
+def check_var_names(names: Sequence[str] | None, model: KAN, flag: str = "--var-names") -> None:
+    """End the command unless ``names`` is None or holds one name per model input."""
+    if names is not None and len(names) != model.widths[0]:
+        fail(f"{flag} needs {model.widths[0]} names (one per input of the model {model.widths}), got {len(names)}")
+
+
+def _inputs(args: argparse.Namespace) -> list[str]:
+    return [p for p in (getattr(args, "model", None), getattr(args, "data", None)) if p]
+
+
+def _add_var_names(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--var-names", nargs="+", type=name_arg, metavar="NAME", help=help_text)
+
+
+# --- prune ---------------------------------------------------------------------------------------
 
 
 def configure_prune(parser: argparse.ArgumentParser) -> None:
@@ -75,49 +271,110 @@ def configure_prune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="where to write the pruned model (.kantk)")
     parser.add_argument("--pruner", default="threshold", help="registry name (kantk plugins lists them)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="pruner option, e.g. --option node_th=0.01 (repeatable)")
+                        help="pruner option, e.g. --option node_th=0.01 (repeatable; VALUE is JSON or a word)")
     parser.add_argument("--prune-inputs", action="store_true", help="also remove unimportant input features")
     add_sample_arguments(parser)
 
 
-def run_prune(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    out = _output(args)
-    options = {}
-    for item in args.option:
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` entries as keyword arguments (VALUE: JSON, or else a plain word).
+
+    Non-finite numbers (``NaN``, ``Infinity``, ``1e999``) are refused.
+    """
+    options: dict[str, Any] = {}
+    for item in items:
+        if len(item) > MAX_ARG_LENGTH:
+            fail(f"--option is longer than {MAX_ARG_LENGTH} characters")
         key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"kantk: --option needs KEY=VALUE, got {item!r}")
-        options[key] = json.loads(value) if value[:1] in "-0123456789[{tfn" else value
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            fail(f"--option needs KEY=VALUE with KEY a name, got {item!r}")
+        if key in RESERVED_OPTIONS:
+            fail(f"--option {key}=... is not a pruner option (use the command's own flags)")
+        options[key] = _option_value(key, value.strip())
+    return options
+
+
+def _option_value(key: str, text: str) -> Any:
+    def refuse(constant: str) -> NoReturn:
+        fail(f"--option {key}: non-finite numbers are not accepted, got {constant}")
+
+    try:
+        value = json.loads(text, parse_constant=refuse)
+    except (ValueError, RecursionError):
+        if text[:1] in tuple("+-.0123456789[{\"") or not text:
+            fail(f"--option {key}: {text[:50]!r} is neither a number nor valid JSON")
+        return text  # a plain word, e.g. a name
+    if not _finite(value):
+        fail(f"--option {key}: non-finite numbers are not accepted, got {text[:50]}")
+    return value
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    check_input_file(args.model, "model file")
+    check_sample_arguments(args)
+    out = check_output_file(args.output, _inputs(args))
+    options = parse_options(args.option)
+    model = load_model(args.model)
     x = samples(args, model)
     try:
         pruned = kantk.prune(model, x, pruner=args.pruner, prune_inputs=args.prune_inputs, **options)
-    except (ValueError, TypeError, kantk.UnknownComponentError) as exc:
-        raise SystemExit(f"kantk prune: {exc}") from None
-    kantk.save(pruned, out)
+    except (ValueError, TypeError) as exc:  # UnknownComponentError is a ValueError
+        fail(f"prune: {exc}")
+    with atomic_path(out) as tmp:
+        kantk.save(pruned, tmp)
     print(f"pruned {model.widths} -> {pruned.widths}; wrote {out}")
     return 0
+
+
+# --- symbolic ------------------------------------------------------------------------------------
 
 
 def configure_symbolic(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
     parser.add_argument("-o", "--output", required=True, help="where to write the symbolic model (.kantk)")
     parser.add_argument("--library", default="default", help="symbolic library (kantk plugins lists them)")
-    parser.add_argument("--r2-threshold", type=float, default=0.9, help="keep an edge numeric below this r^2")
-    parser.add_argument("--var-names", nargs="+", help="names of the inputs in the printed formula")
+    parser.add_argument("--r2-threshold", type=float_in(*R2_RANGE), default=0.9,
+                        help="keep an edge numeric below this r^2 (a number in [0, 1]; default 0.9)")
+    _add_var_names(parser, "names of the inputs in the printed formula")
     parser.add_argument("--latex", action="store_true", help="also print the formula as LaTeX")
     add_sample_arguments(parser)
 
 
+def resolve_library(name: str) -> Any:
+    """The symbolic library ``name``, or end the command (before any work)."""
+    from kantk.symbolic.library import resolve_library as resolve
+
+    try:
+        return resolve(name)
+    except (ValueError, TypeError, kantk.PluginError) as exc:
+        fail(str(exc))
+
+
 def run_symbolic(args: argparse.Namespace) -> int:
+    check_input_file(args.model, "model file")
+    check_sample_arguments(args)
+    out = check_output_file(args.output, _inputs(args))
+    library = resolve_library(args.library)
     model = load_model(args.model)
-    out = _output(args)
+    check_var_names(args.var_names, model)
     x = samples(args, model)
     try:
-        kantk.auto_symbolic(model, x, library=args.library, r2_threshold=args.r2_threshold)
-    except (ValueError, kantk.UnknownComponentError) as exc:
-        raise SystemExit(f"kantk symbolic: {exc}") from None
-    kantk.save(model, out)
+        kantk.auto_symbolic(model, x, library=library, r2_threshold=args.r2_threshold)
+    except ValueError as exc:
+        fail(f"symbolic: {exc}")
+    with atomic_path(out) as tmp:
+        kantk.save(model, tmp)
     try:
         formulas = kantk.symbolic_formula(model, var_names=args.var_names)
     except ValueError as exc:
@@ -131,63 +388,162 @@ def run_symbolic(args: argparse.Namespace) -> int:
     return 0
 
 
-EXPORT_FORMATS = ("svg", "png", "pdf", "dot", "json")
+# --- export --------------------------------------------------------------------------------------
 
 
 def configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
-    parser.add_argument("-o", "--output", required=True, help="output file")
+    parser.add_argument("-o", "--output", required=True, help="output file (written exactly there)")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default=None, help="default: from the output's extension")
-    parser.add_argument("--var-names", nargs="+", help="names of the inputs")
+    _add_var_names(parser, "names of the inputs")
     parser.add_argument("--edge-plots", action="store_true",
-                        help="draw each edge's function on the diagram (pictures go beside the output)")
+                        help="draw each edge's function on the diagram (pictures go into OUT_edges/ beside the output)")
     add_sample_arguments(parser)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from kantk.export import GraphvizNotFoundError, render_graph, to_graphviz, to_networkx
+    from kantk.export import GraphvizNotFoundError, GraphvizRenderError, export_graph
 
-    model = load_model(args.model)
-    out = _output(args)
+    check_input_file(args.model, "model file")
+    check_sample_arguments(args)
+    inputs = _inputs(args)
+    out = check_output_file(args.output, inputs)
     fmt = args.format or os.path.splitext(out)[1].lstrip(".").lower()
     if fmt not in EXPORT_FORMATS:
-        raise SystemExit(f"kantk export: unknown format {fmt!r}; accepted: {', '.join(EXPORT_FORMATS)}")
-    x = samples(args, model)
-    if fmt == "json":
-        import networkx as nx
+        fail(f"export: unknown format {fmt!r} (from the extension of {out!r}); give --format "
+             f"{'|'.join(EXPORT_FORMATS)} or an output ending in one of them")
+    if fmt in ("svg", "png", "pdf"):
+        import shutil
 
-        graph = to_networkx(model, x, var_names=args.var_names)
-        with open(out, "w") as f:
-            json.dump(nx.node_link_data(graph, edges="links"), f, indent=1, default=list)
-    else:
-        plots = os.path.splitext(out)[0] + "_edges" if args.edge_plots else None
-        dot = to_graphviz(model, x, var_names=args.var_names, edge_plots=plots)
-        if fmt == "dot":
-            dot.save(out)
-        else:
-            try:
-                out = render_graph(dot, out, format=fmt)
-            except GraphvizNotFoundError as exc:
-                raise SystemExit(f"kantk export: {exc}") from None
+        from kantk.export import INSTALL_GRAPHVIZ
+
+        if shutil.which("dot") is None:
+            fail(f"export: {INSTALL_GRAPHVIZ}")
+    plots = None
+    if args.edge_plots:
+        if fmt == "json":
+            fail("--edge-plots draws pictures on a diagram; it does not apply to --format json")
+        plots = os.path.splitext(out)[0] + "_edges"
+        if os.path.exists(plots) and not os.path.isdir(plots):
+            fail(f"--edge-plots writes into the folder {plots!r}, but a file of that name exists")
+        for source in inputs:
+            if same_file(os.path.dirname(os.path.abspath(source)), plots):
+                fail(f"--edge-plots writes into {plots!r}, which holds the input {source!r}")
+    model = load_model(args.model)
+    check_var_names(args.var_names, model)
+    x = samples(args, model)
+    try:
+        export_graph(model, out, fmt, x, var_names=args.var_names, edge_plots=plots)
+    except (GraphvizNotFoundError, GraphvizRenderError, ValueError) as exc:
+        fail(f"export: {exc}")
     print(f"wrote {out}")
     return 0
+
+
+# --- plot ----------------------------------------------------------------------------------------
 
 
 def configure_plot(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
     parser.add_argument("-o", "--output", required=True, help="image file (.png, .svg, .pdf)")
-    parser.add_argument("--var-names", nargs="+", help="names of the inputs")
+    _add_var_names(parser, "names of the inputs")
     add_sample_arguments(parser)
 
 
+def image_format(path: str) -> str:
+    """The matplotlib format of ``path`` from its extension, or end the command."""
+    from matplotlib.figure import Figure
+
+    supported = Figure().canvas.get_supported_filetypes()
+    fmt = os.path.splitext(path)[1].lstrip(".").lower()
+    if fmt not in supported:
+        fail(f"-o {path!r}: give an image file ending in one of: {', '.join('.' + f for f in sorted(supported))}")
+    return fmt
+
+
 def run_plot(args: argparse.Namespace) -> int:
+    check_input_file(args.model, "model file")
+    check_sample_arguments(args)
+    out = check_output_file(args.output, _inputs(args))
+    fmt = image_format(out)
     model = load_model(args.model)
-    out = _output(args)
+    check_var_names(args.var_names, model)
     x = samples(args, model)
     fig = kantk.plot_activations(model, x, in_vars=args.var_names)
-    fig.savefig(out, dpi=150)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=150)
     print(f"wrote {out}")
     return 0
+
+
+# --- discover ------------------------------------------------------------------------------------
+
+
+def configure_discover(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--formula", default=None,
+                        help="formula of x1..xn to sample (default: exp(sin(pi*x1) + x2**2))")
+    parser.add_argument("--csv", metavar="PATH",
+                        help="your own data instead: a CSV whose last column is the label (header optional)")
+    parser.add_argument("-o", "--output", default="kantk-out", help="output folder (default: kantk-out/)")
+    parser.add_argument("--steps", type=int_in(1, 100_000), default=50,
+                        help="LBFGS steps of each of the four fits (1 to 100000; default 50)")
+    parser.add_argument("--hidden", type=int_in(1, 1000), default=5, help="hidden width before pruning (1 to 1000)")
+    parser.add_argument("--library", default="minimal", help="symbolic library (kantk plugins lists them)")
+    _add_var_names(parser, "names of the inputs in the formula")
+    parser.add_argument("--seed", type=seed_arg, default=0, help=f"seed of data, model and training (0 to {MAX_SEED})")
+    parser.add_argument("--quiet", action="store_true", help="print only the formula and the test RMSE")
+
+
+def run_discover(args: argparse.Namespace) -> int:
+    from kantk.pipeline import DEFAULT_FORMULA, OUTPUT_NAMES, check_output_dir, discover
+
+    if args.csv and args.formula:
+        fail("discover: give --formula or --csv, not both")
+    if args.csv:
+        check_input_file(args.csv, "CSV file")
+    folder = args.output
+    if not folder:
+        fail("-o needs a folder path")
+    try:
+        check_output_dir(folder)
+    except OSError as exc:
+        fail(str(exc))
+    if args.csv:
+        for name in OUTPUT_NAMES:
+            if same_file(os.path.join(folder, name), args.csv):
+                fail(f"-o {folder!r} would overwrite the input {args.csv!r} with {name}; choose another folder")
+    resolve_library(args.library)
+    data = _csv_dataset(args.csv, args.seed) if args.csv else None
+    say = None if args.quiet else (lambda message: print(message, flush=True))
+    if say:
+        say(f"kantk discover: {args.csv or args.formula or DEFAULT_FORMULA} -> {folder}/")
+    try:
+        result = discover(
+            None if data is not None else (args.formula or DEFAULT_FORMULA),
+            data=data, hidden=args.hidden, steps=args.steps, library=args.library,
+            var_names=args.var_names, seed=args.seed, output_dir=folder, progress=say,
+        )
+    except (ValueError, TypeError) as exc:  # UnknownComponentError is a ValueError
+        fail(f"discover: {exc}")
+    for q, expr in enumerate(result.formulas):
+        print(f"formula: y{q + 1} = {expr}" if len(result.formulas) > 1 else f"formula: {expr}")
+    if not result.formulas:
+        print("formula: none found (some edges stayed numeric; try more --steps or --library default)")
+    print(f"test RMSE: {result.test_rmse:.3e}")
+    return 0 if result.formulas else 1
+
+
+def _csv_dataset(path: str, seed: int) -> dict[str, torch.Tensor]:
+    table = read_table(path)
+    if table.shape[1] < 2 or table.shape[0] < 10:
+        fail(f"discover: {path!r} needs input columns and a label column, and at least 10 rows; "
+             f"it has {table.shape[1]} columns and {table.shape[0]} rows")
+    table = torch.as_tensor(table, dtype=torch.float64)
+    order = torch.randperm(len(table), generator=torch.Generator().manual_seed(seed))
+    cut = int(0.8 * len(table))
+    train, test = table[order[:cut]], table[order[cut:]]
+    return {"train_input": train[:, :-1], "train_label": train[:, -1:],
+            "test_input": test[:, :-1], "test_label": test[:, -1:]}
 
 
 def commands() -> dict[str, Any]:
@@ -201,63 +557,3 @@ def commands() -> dict[str, Any]:
         "discover": ("the whole workflow: fit, sparsify, prune, refine, symbolic, refit; print the formula",
                      configure_discover, run_discover),
     }
-
-
-def configure_discover(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--formula", default=None,
-                        help="formula of x1..xn to sample (default: exp(sin(pi*x1) + x2**2))")
-    parser.add_argument("--csv", metavar="PATH",
-                        help="your own data instead: a CSV whose last column is the label (header optional)")
-    parser.add_argument("-o", "--output", default="kantk-out", help="output folder (default: kantk-out/)")
-    parser.add_argument("--steps", type=int, default=50, help="LBFGS steps of each of the four fits")
-    parser.add_argument("--hidden", type=int, default=5, help="hidden width before pruning")
-    parser.add_argument("--library", default="minimal", help="symbolic library (kantk plugins lists them)")
-    parser.add_argument("--var-names", nargs="+", help="names of the inputs in the formula")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="print only the formula and the test RMSE")
-
-
-def run_discover(args: argparse.Namespace) -> int:
-    from kantk.pipeline import DEFAULT_FORMULA, discover
-
-    data = None
-    if args.csv:
-        if args.formula:
-            raise SystemExit("kantk discover: give --formula or --csv, not both")
-        data = _csv_dataset(args.csv, args.seed)
-    say = None if args.quiet else (lambda message: print(message, flush=True))
-    if say:
-        say(f"kantk discover: {args.csv or args.formula or DEFAULT_FORMULA} -> {args.output}/")
-    try:
-        result = discover(
-            None if data is not None else (args.formula or DEFAULT_FORMULA),
-            data=data, hidden=args.hidden, steps=args.steps, library=args.library,
-            var_names=args.var_names, seed=args.seed, output_dir=args.output, progress=say,
-        )
-    except (ValueError, kantk.UnknownComponentError) as exc:
-        raise SystemExit(f"kantk discover: {exc}") from None
-    for q, expr in enumerate(result.formulas):
-        print(f"formula: y{q + 1} = {expr}" if len(result.formulas) > 1 else f"formula: {expr}")
-    if not result.formulas:
-        print("formula: none found (some edges stayed numeric; try more --steps or --library default)")
-    print(f"test RMSE: {result.test_rmse:.3e}")
-    return 0 if result.formulas else 1
-
-
-def _csv_dataset(path: str, seed: int) -> dict[str, torch.Tensor]:
-    import numpy as np
-
-    if not os.path.exists(path):
-        raise SystemExit(f"kantk discover: no CSV file at {path!r}")
-    try:
-        table = np.loadtxt(path, delimiter=",", ndmin=2)
-    except ValueError:
-        table = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
-    if table.shape[1] < 2 or table.shape[0] < 10:
-        raise SystemExit(f"kantk discover: {path!r} needs input columns and a label column, and at least 10 rows")
-    table = torch.as_tensor(table, dtype=torch.float64)
-    order = torch.randperm(len(table), generator=torch.Generator().manual_seed(seed))
-    cut = int(0.8 * len(table))
-    train, test = table[order[:cut]], table[order[cut:]]
-    return {"train_input": train[:, :-1], "train_label": train[:, -1:],
-            "test_input": test[:, :-1], "test_label": test[:, -1:]}

@@ -5,9 +5,13 @@ Nodes are the neurons ``(layer, index)`` (layer 0 = inputs); edges are the live 
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
-from typing import Any, Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -15,6 +19,9 @@ from kantk.model import KAN
 
 #: Formats :func:`render_graph` (and ``kantk export``) can write.
 RENDER_FORMATS = ("svg", "png", "pdf")
+
+#: Formats :func:`export_graph` writes: the rendered ones, the DOT source and networkx JSON.
+EXPORT_FORMATS = (*RENDER_FORMATS, "dot", "json")
 
 INSTALL_GRAPHVIZ = (
     "the graphviz program 'dot' was not found on PATH; install Graphviz "
@@ -26,6 +33,10 @@ INSTALL_GRAPHVIZ = (
 
 class GraphvizNotFoundError(RuntimeError):
     """The system ``dot`` program that renders graphviz diagrams is missing."""
+
+
+class GraphvizRenderError(RuntimeError):
+    """Graphviz's ``dot`` ran but could not render the diagram (its message is included)."""
 
 
 def edge_expression(model: KAN, layer: int, q: int, p: int, digits: int | None = 3, var: Any = None) -> Any:
@@ -228,22 +239,134 @@ def to_graphviz(
 def render_graph(dot: Any, path: str | os.PathLike[str], format: str = "svg") -> str:
     """Render a graphviz diagram to ``path`` (the extension is added if missing); returns the file.
 
+    Graphviz renders in a temporary folder beside ``path`` (its DOT source never lands next to the
+    output) and the finished file is moved into place atomically: ``path`` is either left as it was
+    or replaced by the complete diagram, and no other file is touched.
+
     Raises:
         ValueError: Unknown format.
         GraphvizNotFoundError: The ``dot`` program is not installed (says how to install it).
+        IsADirectoryError: ``path`` is an existing folder.
     """
-    import graphviz
-
     if format not in RENDER_FORMATS:
         raise ValueError(f"unknown format {format!r}; accepted: {', '.join(RENDER_FORMATS)} (or save the DOT source)")
+    path = os.fspath(path)
+    if not path.endswith("." + format):
+        path = f"{path}.{format}"
+    _render_to(dot, path, format)
+    return path
+
+
+def export_graph(
+    model_or_graph: Any,
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    x: torch.Tensor | None = None,
+    var_names: Sequence[str] | None = None,
+    *,
+    edge_plots: str | os.PathLike[str] | None = None,
+) -> str:
+    """Write the network's graph to exactly ``path``, atomically; returns ``path``.
+
+    Args:
+        model_or_graph: A KAN, or a graph from :func:`to_networkx`.
+        path: The file to write (no extension is added).
+        format: One of :data:`EXPORT_FORMATS`; default: ``path``'s extension. ``svg``, ``png``
+            and ``pdf`` need Graphviz's ``dot``; ``dot`` is the DOT source; ``json`` is networkx
+            node-link JSON (``networkx.node_link_graph(data, edges="links")`` reads it back).
+        x: (batch, widths[0]) samples for importances (KAN only).
+        var_names: Names of the inputs (KAN only).
+        edge_plots: A folder for the edge pictures (see :func:`to_graphviz`; not for ``json``).
+
+    Raises:
+        ValueError: Unknown format, or ``edge_plots`` with ``json``.
+        GraphvizNotFoundError: A rendered format without Graphviz's ``dot``.
+        IsADirectoryError: ``path`` is an existing folder.
+    """
+    path = os.fspath(path)
+    fmt = (format or os.path.splitext(path)[1].lstrip(".")).lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r} for {path!r}; accepted: {', '.join(EXPORT_FORMATS)}")
+    _check_not_a_folder(path)
+    if fmt in RENDER_FORMATS and shutil.which("dot") is None:
+        raise GraphvizNotFoundError(INSTALL_GRAPHVIZ)  # before any work
+    if fmt == "json":
+        if edge_plots is not None:
+            raise ValueError("edge_plots applies to diagrams (svg, png, pdf, dot), not to json")
+        import networkx as nx
+
+        if isinstance(model_or_graph, KAN):
+            graph = to_networkx(model_or_graph, x, var_names)
+        elif x is not None or var_names is not None:
+            raise ValueError("x and var_names apply to a KAN; a graph already has them")
+        else:
+            graph = model_or_graph
+        text = json.dumps(nx.node_link_data(graph, edges="links"), indent=1, default=list)
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+    dot = to_graphviz(model_or_graph, x, var_names, edge_plots=edge_plots)
+    if fmt == "dot":
+        with atomic_path(path) as tmp:
+            dot.save(filename=tmp)
+    else:
+        _render_to(dot, path, fmt)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """A temporary file name to write instead of ``path``; moved onto ``path`` atomically on success.
+
+    The temporary file lies in a hidden temporary folder beside ``path`` (same filesystem, so
+    :func:`os.replace` is atomic) that is removed afterwards, whatever happens. If the block raises,
+    ``path`` is left untouched. Readers of ``path`` see the old file or the complete new one.
+
+    Raises:
+        IsADirectoryError: ``path`` is an existing folder.
+        FileNotFoundError: The block wrote nothing at the temporary path.
+        OSError: The folder of ``path`` does not exist or is not writable.
+    """
+    path = os.fspath(path)
+    _check_not_a_folder(path)
+    with temporary_folder_beside(path) as folder:
+        tmp = os.path.join(folder, os.path.basename(path) or "output")
+        yield tmp
+        if not os.path.isfile(tmp):
+            raise FileNotFoundError(f"nothing was written for {path!r}")
+        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def temporary_folder_beside(path: str | os.PathLike[str]) -> Iterator[str]:
+    """A hidden temporary folder in the folder of ``path`` (removed on exit, also on errors)."""
+    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+    with tempfile.TemporaryDirectory(prefix=".kantk-tmp-", dir=parent) as folder:
+        yield folder
+
+
+def _check_not_a_folder(path: str) -> None:
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path!r} is a folder; give the path of a file to write")
+
+
+def _render_to(dot: Any, path: str, format: str) -> None:
+    """Render ``dot`` in a temporary folder beside ``path`` and move the result onto ``path``."""
+    import graphviz
+
     if shutil.which("dot") is None:
         raise GraphvizNotFoundError(INSTALL_GRAPHVIZ)
-    path = os.fspath(path)
-    stem = path[: -len(format) - 1] if path.endswith("." + format) else path
-    try:
-        return dot.render(filename=stem, format=format, cleanup=True)
-    except graphviz.ExecutableNotFound as exc:
-        raise GraphvizNotFoundError(INSTALL_GRAPHVIZ) from exc
+    _check_not_a_folder(path)
+    with temporary_folder_beside(path) as folder:
+        try:
+            rendered = dot.render(filename=os.path.join(folder, "graph"), format=format, cleanup=True)
+        except graphviz.ExecutableNotFound as exc:
+            raise GraphvizNotFoundError(INSTALL_GRAPHVIZ) from exc
+        except graphviz.CalledProcessError as exc:
+            detail = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+            detail = " ".join(detail.split()) or f"exit status {exc.returncode}"
+            raise GraphvizRenderError(f"graphviz could not render {path!r}: {detail}") from None
+        os.replace(rendered, path)
 
 
 def _draw_edge(model: KAN, layer: int, q: int, p: int, inputs: torch.Tensor, path: str) -> None:
@@ -260,7 +383,8 @@ def _draw_edge(model: KAN, layer: int, q: int, p: int, inputs: torch.Tensor, pat
     ax = fig.add_axes((0, 0, 1, 1))
     ax.plot(xs.cpu().numpy(), ys.cpu().numpy(), color="black", linewidth=1.5)
     ax.set_axis_off()
-    fig.savefig(path, transparent=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", transparent=True)
 
 
 def _live_edges(layer: Any) -> list[tuple[int, int]]:

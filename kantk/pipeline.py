@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -20,6 +23,9 @@ from kantk.model import KAN
 logger = logging.getLogger(__name__)
 
 DEFAULT_FORMULA = "exp(sin(pi*x1) + x2**2)"
+
+#: The files :func:`discover` writes into its output folder (``graph.dot`` without Graphviz).
+OUTPUT_NAMES = ("model.kantk", "graph.svg", "graph.dot", "activations.png")
 
 
 @dataclass
@@ -76,7 +82,10 @@ def discover(
         var_names: Names of the inputs in the formula (default ``x1 .. xn``).
         seed: Seeds data, initialisation and training.
         output_dir: When given, writes ``model.kantk``, ``graph.svg`` (needs Graphviz's ``dot``;
-            ``graph.dot`` otherwise) and ``activations.png`` there. Nothing is written otherwise.
+            ``graph.dot`` otherwise) and ``activations.png`` there (created if missing). Checked
+            before any work (see :func:`check_output_dir`); the three files are prepared in a
+            temporary folder inside it and then moved into place, so a failed run leaves earlier
+            files as they were. Nothing is written when it is None.
         progress: Called with a short message at every stage (e.g. ``print``).
         threads: torch intra-op threads during the run (restored afterwards); ``None`` leaves
             the setting alone. One thread is fastest for these tiny models: a few thousand
@@ -84,7 +93,14 @@ def discover(
 
     Returns:
         A :class:`Discovery`.
+
+    Raises:
+        ValueError: Bad arguments (formula, data, sizes, library, ``var_names``), all checked
+            before training.
+        OSError: ``output_dir`` cannot be written (checked before training too).
     """
+    if output_dir is not None:
+        check_output_dir(output_dir)
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -127,6 +143,11 @@ def _discover(formula, data, n_vars, hidden, grid_size, refine_to, steps, l1_ent
     n_in = data["train_input"].shape[1]
     if data["train_label"].dim() != 2 or data["train_label"].shape[1] != 1:
         raise ValueError("discover fits one output; give labels of shape (samples, 1)")
+    if var_names is not None and len(var_names) != n_in:
+        raise ValueError(f"var_names needs {n_in} names (one per input), got {len(var_names)}")
+    from kantk.symbolic.library import resolve_library
+
+    resolve_library(library)  # an unknown library fails now, not after three fits
     with _float64():
         model = KAN([n_in, hidden, 1], basis_kwargs={"grid_size": grid_size, "order": 3}, seed=seed)
     fit = {"progress": False, "seed": seed}
@@ -158,24 +179,61 @@ def _discover(formula, data, n_vars, hidden, grid_size, refine_to, steps, l1_ent
     return Discovery(formulas, rmse, list(model.widths), model, stages, files)
 
 
+def check_output_dir(folder: str | os.PathLike[str]) -> None:
+    """Raise unless :func:`discover` can write its files into ``folder`` (checked before any work).
+
+    ``folder`` must be an existing folder or not exist yet; none of :data:`OUTPUT_NAMES` in it may
+    be a folder; and a file must be creatable in it (or, when it does not exist, in its nearest
+    existing parent; tried with a temporary file that is removed at once).
+
+    Raises:
+        NotADirectoryError: ``folder`` (or a parent) is a file.
+        IsADirectoryError: One of the output names is a folder.
+        PermissionError: Nothing can be written there.
+    """
+    folder = os.fspath(folder)
+    if not folder:
+        raise NotADirectoryError("the output folder path is empty")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise NotADirectoryError(f"the output folder {folder!r} exists and is a file, not a folder")
+    for name in OUTPUT_NAMES:
+        if os.path.isdir(os.path.join(folder, name)):
+            raise IsADirectoryError(f"{os.path.join(folder, name)!r} is a folder; discover writes a file there")
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(f"cannot create the output folder {folder!r}: {existing!r} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".kantk-probe-", dir=existing)
+    except OSError as exc:
+        raise PermissionError(f"cannot write the output folder {folder!r}: {exc.strerror or exc} ({existing!r})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _write_outputs(model: KAN, x: torch.Tensor, folder: str, var_names: Sequence[str] | None) -> dict[str, str]:
-    import shutil
-
     import kantk
-    from kantk.export import render_graph, to_graphviz
+    from kantk.export import temporary_folder_beside, to_graphviz
 
+    check_output_dir(folder)  # again: the folder may have changed during training
     os.makedirs(folder, exist_ok=True)
-    files = {"model": os.path.join(folder, "model.kantk")}
-    kantk.save(model, files["model"])
-    dot = to_graphviz(model, x, var_names=var_names)
-    if shutil.which("dot"):
-        files["graph"] = render_graph(dot, os.path.join(folder, "graph.svg"))
-    else:
-        files["graph"] = os.path.join(folder, "graph.dot")
-        dot.save(files["graph"])
-        logger.warning("Graphviz 'dot' not found: wrote the DOT source %s instead of an SVG", files["graph"])
-    files["plot"] = os.path.join(folder, "activations.png")
-    kantk.plot_activations(model, x, in_vars=var_names).savefig(files["plot"], dpi=150)
+    graph = "graph.svg" if shutil.which("dot") else "graph.dot"
+    names = {"model": "model.kantk", "graph": graph, "plot": "activations.png"}
+    with temporary_folder_beside(os.path.join(folder, names["model"])) as staging:
+        staged = {key: os.path.join(staging, name) for key, name in names.items()}
+        kantk.save(model, staged["model"])
+        dot = to_graphviz(model, x, var_names=var_names)
+        if graph == "graph.svg":
+            staged["graph"] = dot.render(filename=os.path.join(staging, "graph"), format="svg", cleanup=True)
+        else:
+            dot.save(filename=staged["graph"])
+            logger.warning("Graphviz 'dot' not found: wrote the DOT source %s instead of an SVG",
+                           os.path.join(folder, graph))
+        kantk.plot_activations(model, x, in_vars=var_names).savefig(staged["plot"], format="png", dpi=150)
+        files = {key: os.path.join(folder, name) for key, name in names.items()}
+        for key in names:  # every file is complete before the first is moved into place
+            os.replace(staged[key], files[key])
     return files
 
 
@@ -189,5 +247,5 @@ class _float64:
         self.old = torch.get_default_dtype()
         torch.set_default_dtype(torch.float64)
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         torch.set_default_dtype(self.old)
