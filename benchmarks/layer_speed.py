@@ -5,6 +5,7 @@ A benchmark, not a test: it prints a table and asserts nothing. Run from the rep
 
     python benchmarks/layer_speed.py                       # widths 256 and 64, G=5, k=3, 2 threads
     python benchmarks/layer_speed.py --widths 128 --grid 10 --compile --json /tmp/speed.json
+    python benchmarks/layer_speed.py --device cuda --peers DIR   # GPU: see layer_speed_cuda.py
 
 Every case is timed as ``y = f(x); y.sum().backward()`` with an input that requires grad, on CPU,
 with ``torch.set_num_threads(--threads)``; gradients are cleared (set to None) outside the timed
@@ -310,6 +311,15 @@ def print_table(args: argparse.Namespace, width: int, res: dict[str, dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--device", default="cpu")
+    known, rest = pre.parse_known_args(argv)
+    if known.device != "cpu":  # the GPU benchmark (see benchmarks/layer_speed_cuda.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import layer_speed_cuda
+
+        return layer_speed_cuda.main(["--device", known.device, *rest])
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     info = machine_info()

@@ -461,11 +461,12 @@ class FusedEdges(torch.autograd.Function):
         spec: KernelSpec = ctx.spec
         needs = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
-            with torch.enable_grad():
-                leaves = [t.detach().requires_grad_(need) for t, need in zip((xs, xb, wt), needs)]
-                y = spec.reference(*leaves)
-            wanted = [t for t, need in zip(leaves, needs) if need]
-            grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True))
+            if ctx.same:  # one tensor in both slots: its whole gradient once
+                needs = (needs[0] or needs[1], False, needs[2])
+            inputs = (xs, xb, wt)
+            wanted = [t for t, need in zip(inputs, needs) if need]
+            y = spec.reference(*inputs)
+            grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True, allow_unused=True))
             return (*(next(grads) if need else None for need in needs), None, None, None)
         g = grad_out.to(xs.dtype).contiguous()
         batch, n_in = xs.shape

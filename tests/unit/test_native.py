@@ -200,3 +200,47 @@ def test_sparse_path_with_rows_grouped_by_interval(monkeypatch, dtype, tol, kwar
         for name, g in grads.items():
             ok = torch.isfinite(grads_ref[name])
             torch.testing.assert_close(g[ok], grads_ref[name][ok], rtol=tol * 10, atol=tol * 10 * scale)
+
+
+def test_a_truncated_cached_library_is_rebuilt_not_loaded(monkeypatch, tmp_path):
+    """A cut-off .so in the cache would crash the process (SIGBUS) when loaded: it is verified
+    against the size and hash recorded at build time, and rebuilt."""
+    monkeypatch.setenv(_native.ENV_CACHE, str(tmp_path))
+    lib = _native._build(_native._compiler())  # built by an earlier run, not loaded here
+    assert _native.verified(lib)
+    lib.write_bytes(lib.read_bytes()[:4096])  # truncated, as by a full disk or a killed copy
+    assert not _native.verified(lib)
+    monkeypatch.setattr(_native, "_state", {"lib": None, "tried": False, "reason": "not tried yet"})
+    assert _native.library() is not None  # rebuilt, loaded, working
+    assert _native.verified(lib)
+    y = kantk.KANLayer(3, 2)(torch.rand(4, 3))
+    assert torch.isfinite(y).all()
+
+
+def test_a_hanging_compiler_is_stopped_with_its_children(monkeypatch, tmp_path):
+    import os
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    script = tmp_path / "hang-cxx"
+    # a "compiler" that starts a child and waits for it forever
+    script.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nwait\n")
+    script.chmod(0o755)
+    monkeypatch.setenv(_native.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setenv(_native.ENV_TIMEOUT, "1")
+    monkeypatch.setattr(_native, "_state", {"lib": None, "tried": False, "reason": "not tried yet"})
+    monkeypatch.setattr(_native, "_compiler", lambda: str(script))
+    start = time.monotonic()
+    with pytest.warns(RuntimeWarning, match="longer than 1 s"):
+        assert _native.library() is None
+    assert time.monotonic() - start < 30
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the child was in the compiler's process group: killed too
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the compiler's child process is still running")
+    assert not list((tmp_path / "cache").glob("*.so"))

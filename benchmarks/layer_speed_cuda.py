@@ -1,0 +1,260 @@
+#!/usr/bin/env python
+"""Forward+backward speed and peak memory of one KAN layer on a GPU, against its GEMM floor and peers.
+
+A benchmark, not a test. Run from the repository root on a machine with a CUDA device:
+
+    python benchmarks/layer_speed.py --device cuda --peers DIR --json out.json
+
+(``layer_speed.py --device cuda`` hands its remaining arguments to this script.)
+
+For each configuration (width w = in = out, batch B, grid size G; default: w256/B8192 at G=5, 50,
+200 and w1024/B65536 at G=5, 50), in one run, with float32 and TF32 off (``--tf32`` allows it):
+
+* GEMM floor: ``nn.Linear(w*(G+k+1), w, bias=False)`` over a precomputed feature matrix that
+  requires grad (the forward GEMM and both backward GEMMs the layer cannot avoid);
+* MLP: ``nn.Linear(w, w)`` + SiLU;
+* kantk's B-spline layer (the path the chooser takes, printed), at G=5 also under bf16 autocast,
+  and kantk's RBF (8 centres) and Chebyshev (degree 7) layers;
+* the peers when their layer files are importable (``--peers DIR`` adds DIR to ``sys.path``; the
+  files are not part of kantk): efficient-kan's ``KANLinear`` (``efficient_kan_layer.py``),
+  fast-kan's ``FastKANLayer`` with 8 centres (``fastkan_layer.py``) and ChebyKAN's
+  ``ChebyKANLayer`` of degree 7 (``chebykan_layer.py``).
+
+Each case: ``--warmup`` untimed calls (Triton compiles there), then ``--repeats`` calls timed
+with CUDA events (median reported; slow cases get fewer, at least 3), and the peak memory one call
+allocates beyond what was allocated before it (``torch.cuda.max_memory_allocated``). A case that
+fails (e.g. out of memory) is reported and skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+import kantk  # noqa: E402
+from kantk.bases.bspline import choose_path  # noqa: E402
+
+DEFAULT_CONFIGS = ["256x8192x5", "256x8192x50", "256x8192x200", "1024x65536x5", "1024x65536x50"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, help="WIDTHxBATCHxG entries")
+    p.add_argument("--order", type=int, default=3, help="B-spline order k")
+    p.add_argument("--repeats", type=int, default=30, help="timed calls per case (median reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls per case first")
+    p.add_argument("--max-case-seconds", type=float, default=6.0, help="cap on one case's timed calls")
+    p.add_argument("--peers", metavar="DIR", default=None, help="folder with the peers' layer files")
+    p.add_argument("--peer-max-g", type=int, default=200, help="time efficient-kan only up to this G")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (off by default)")
+    p.add_argument("--device", default="cuda", help="cuda (cpu only to dry-run the script)")
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
+    return p.parse_args(argv)
+
+
+class Timer:
+    """CUDA events on a GPU, perf_counter elsewhere."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __call__(self, fn: Callable[[], None]) -> float:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+        t = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t) * 1e3
+
+
+def _case(module: nn.Module, x: torch.Tensor, pick=lambda y: y, autocast: torch.dtype | None = None):
+    def step() -> None:
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+        if autocast is not None:
+            with torch.autocast(x.device.type, dtype=autocast):
+                y = pick(module(x))
+        else:
+            y = pick(module(x))
+        y.float().sum().backward()
+
+    return step
+
+
+def run_case(step: Callable[[], None], args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    timer = Timer(device)
+    try:
+        for _ in range(args.warmup):
+            last = timer(step)
+        n = args.repeats
+        if last * n > args.max_case_seconds * 1e3:
+            n = max(3, int(args.max_case_seconds * 1e3 / max(last, 1e-6)))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            before = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            step()
+            torch.cuda.synchronize()
+            peak = (torch.cuda.max_memory_allocated() - before) / 2**20
+        else:
+            peak = float("nan")
+        times = [timer(step) for _ in range(n)]
+    except Exception as exc:  # noqa: BLE001 - report (e.g. out of memory) and go on
+        msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        return {"error": msg}
+    finally:
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "repeats": n, "peak_mib": peak}
+
+
+def import_peers(folder: str | None) -> dict[str, Any]:
+    if folder:
+        sys.path.insert(0, str(Path(folder).resolve()))
+    peers: dict[str, Any] = {}
+    for name, module, attr in (
+        ("efficient-kan", "efficient_kan_layer", "KANLinear"),
+        ("fast-kan (8 RBF)", "fastkan_layer", "FastKANLayer"),
+        ("ChebyKAN (deg 7)", "chebykan_layer", "ChebyKANLayer"),
+    ):
+        try:
+            peers[name] = getattr(__import__(module), attr)
+        except Exception as exc:  # noqa: BLE001
+            print(f"peer {name}: not importable ({type(exc).__name__}: {exc})")
+    return peers
+
+
+def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict[str, dict[str, Any]]:
+    k = args.order
+    gen = torch.Generator(device="cpu").manual_seed(width + grid)
+    torch.manual_seed(width + grid)
+    results: dict[str, dict[str, Any]] = {}
+
+    def x_in() -> torch.Tensor:
+        return (torch.rand(batch, width, generator=gen) * 2 - 1).to(device).requires_grad_()
+
+    def add(name: str, build: Callable[[], Callable[[], None]]) -> None:
+        try:
+            step = build()
+        except Exception as exc:  # noqa: BLE001
+            results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:160]}"}
+            return
+        results[name] = run_case(step, args, device)
+        r = results[name]
+        shown = f"{r['median_ms']:.3f} ms, {r['peak_mib']:.0f} MiB" if "median_ms" in r else r["error"]
+        print(f"  {name}: {shown}", flush=True)
+        del step
+        gc.collect()
+
+    cols = grid + k + 1
+
+    def floor():
+        lin = nn.Linear(width * cols, width, bias=False).to(device)
+        feats = torch.rand(batch, width * cols, device=device).requires_grad_()
+        return _case(lin, feats)
+
+    add("GEMM floor", floor)
+    add("MLP Linear+SiLU", lambda: _case(nn.Sequential(nn.Linear(width, width), nn.SiLU()).to(device), x_in()))
+
+    def kantk_layer(basis: str, kwargs: dict, autocast=None, path: str | None = None):
+        def build():
+            layer = kantk.KANLayer(width, width, basis=basis, basis_kwargs=kwargs).to(device)
+            x = x_in()
+            if path is not None:
+                layer.basis.path = path
+            if basis == "bspline":
+                results.setdefault("_paths", {})[f"{basis}{' ' + path if path else ''}"] = choose_path(
+                    layer.basis, x.detach(), layer.edge_weights()
+                ).value
+            return _case(layer, x, autocast=autocast)
+
+        return build
+
+    add("kantk bspline", kantk_layer("bspline", {"grid_size": grid, "order": k}))
+    if grid >= 50 and width <= 256:
+        add("kantk bspline (torch_sparse path)", kantk_layer("bspline", {"grid_size": grid, "order": k},
+                                                             path="torch_sparse"))
+    if grid == 5:
+        if device.type == "cuda":
+            add("kantk bspline bf16 autocast", kantk_layer("bspline", {"grid_size": grid, "order": k},
+                                                           autocast=torch.bfloat16))
+        add("kantk rbf (8 centres)", kantk_layer("rbf", {"num_centers": 8}))
+        add("kantk chebyshev (deg 7)", kantk_layer("chebyshev", {"degree": 7}))
+    if "efficient-kan" in peers and grid <= args.peer_max_g and not (width >= 1024 and grid > 5):
+        add("efficient-kan", lambda: _case(peers["efficient-kan"](width, width, grid_size=grid, spline_order=k)
+                                           .to(device), x_in()))
+    if grid == 5:
+        if "fast-kan (8 RBF)" in peers:
+            add("fast-kan (8 RBF)", lambda: _case(peers["fast-kan (8 RBF)"](width, width, num_grids=8).to(device),
+                                                  x_in()))
+        if "ChebyKAN (deg 7)" in peers:
+            add("ChebyKAN (deg 7)", lambda: _case(peers["ChebyKAN (deg 7)"](width, width, 7).to(device), x_in()))
+    return results
+
+
+def print_table(key: str, res: dict[str, dict[str, Any]]) -> None:
+    floor = res.get("GEMM floor", {}).get("median_ms")
+    print(f"\n{key}  (paths: {res.get('_paths', {})})")
+    print(f"  {'case':<36}{'median ms':>11}{'x floor':>9}{'peak MiB':>10}{'reps':>6}")
+    for name, r in res.items():
+        if name.startswith("_"):
+            continue
+        if "median_ms" not in r:
+            print(f"  {name:<36}failed: {r['error']}")
+            continue
+        ratio = f"{r['median_ms'] / floor:.2f}" if floor else "-"
+        print(f"  {name:<36}{r['median_ms']:>11.3f}{ratio:>9}{r['peak_mib']:>10.0f}{r['repeats']:>6d}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
+    torch.backends.cudnn.allow_tf32 = bool(args.tf32)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "not installed"
+    print(f"device: {name}; torch {torch.__version__}; triton {triton_version}; TF32 {'on' if args.tf32 else 'off'}")
+    peers = import_peers(args.peers)
+    all_results: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for config in args.configs:
+        width, batch, grid = (int(v) for v in config.split("x"))
+        key = f"w{width} B{batch} G{grid}"
+        print(f"timing {key} ...", flush=True)
+        all_results[key] = bench_config(width, batch, grid, args, device, peers)
+    for key, res in all_results.items():
+        print_table(key, res)
+    print(f"\ntotal benchmark time {time.perf_counter() - t0:.1f} s")
+    if args.json:
+        payload = {"device": name, "torch": torch.__version__, "triton": triton_version, "tf32": args.tf32,
+                   "results": all_results}
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

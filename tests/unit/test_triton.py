@@ -1,0 +1,153 @@
+"""The Triton kernels (kantk.bases.fused_triton) against the PyTorch path, forward and both gradients.
+
+Without a CUDA device they run in Triton's interpreter on CPU tensors (``TRITON_INTERPRET=1``, set
+here before the kernels are defined); with one, on the GPU. Sizes are ragged on purpose (they do
+not divide the tile sizes), and inputs reach beyond the grid.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton")
+
+import kantk  # noqa: E402
+from kantk.bases import EdgeWeights, edge_sum, triton_edges  # noqa: E402
+from kantk.bases.bspline import Path, choose_path  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# the interpreter emulates float16 but not bfloat16
+LOW = torch.bfloat16 if DEVICE == "cuda" else torch.float16
+TOL = {torch.float32: 3e-5, torch.float64: 1e-11}
+
+
+def _grads(fn, x, params):
+    x = x.detach().clone().requires_grad_()
+    y = fn(x)
+    w = torch.linspace(-1.0, 2.0, y.shape[-1], dtype=y.dtype, device=y.device)
+    grads = torch.autograd.grad((y * w).sum(), [x, *params], allow_unused=True)
+    return y.detach(), grads
+
+
+def _compare(layer, x, reference_path: str, tol: float):
+    params = [p for p in layer.parameters() if p.requires_grad]
+    layer.basis.path = "triton"
+    assert choose_path(layer.basis, x, layer.edge_weights()) is Path.TRITON
+    y, g = _grads(layer, x, params)
+    layer.basis.path = reference_path
+    y_ref, g_ref = _grads(layer, x, params)
+    scale = y_ref.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=tol * scale)
+    for a, b in zip(g, g_ref):
+        if b is None:  # e.g. the base weight of a layer without a base branch
+            assert a is None or not a.any()
+            continue
+        torch.testing.assert_close(a, b, rtol=tol * 10, atol=tol * 10 * scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "kwargs, base",
+    [
+        ({}, "silu"),
+        ({"grid_size": 40}, "silu"),  # large grid
+        ({"grid_size": 7, "grid_range": (-3.0, 0.5)}, "zero"),
+        ({"extrapolate": "clamp"}, "identity"),
+        ({"extrapolate": "extend"}, "silu"),
+    ],
+)
+def test_bspline_kernels_match_the_pytorch_path_on_uniform_grids(dtype, kwargs, base):
+    torch.manual_seed(0)
+    layer = kantk.KANLayer(19, 23, basis_kwargs=kwargs, base_activation=base).to(device=DEVICE, dtype=dtype)
+    x = torch.randn(37, 19, dtype=dtype, device=DEVICE) * 1.6  # inside, on the extension, beyond
+    _compare(layer, x, "torch_dense", TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("extrapolate", ["zero", "extend"])
+def test_bspline_kernels_match_de_boor_on_moved_knots(dtype, extrapolate):
+    torch.manual_seed(1)
+    layer = kantk.KANLayer(5, 17, basis_kwargs={"grid_size": 6, "extrapolate": extrapolate})
+    layer = layer.to(device=DEVICE, dtype=dtype)
+    layer.update_grid(torch.randn(300, 5, dtype=dtype, device=DEVICE) ** 3)  # uneven knots
+    assert not layer.basis.is_uniform()
+    x = torch.randn(41, 5, dtype=dtype, device=DEVICE) * 2
+    _compare(layer, x, "torch_knots", TOL[dtype])
+
+
+def test_nan_input_gives_nan_output_and_huge_inputs_stay_finite():
+    layer = kantk.KANLayer(3, 2).to(DEVICE)
+    layer.basis.path = "triton"
+    x = torch.tensor([[float("nan"), 0.1, 0.2], [1e30, -1e30, 0.3]], device=DEVICE)
+    y = layer(x)
+    assert torch.isnan(y[0]).all()
+    assert torch.isfinite(y[1]).all()
+
+
+def test_double_backward_falls_back_to_the_differentiable_path():
+    torch.manual_seed(2)
+    layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 4}).to(device=DEVICE, dtype=torch.float64)
+    layer.basis.path = "triton"
+    x = (torch.rand(6, 3, dtype=torch.float64, device=DEVICE) * 2.4 - 1.2).requires_grad_()
+    assert torch.autograd.gradcheck(layer, (x,))
+    assert torch.autograd.gradgradcheck(layer, (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("basis, kwargs", [("chebyshev", {"degree": 7}), ("rbf", {"num_centers": 9})])
+def test_chebyshev_and_rbf_kernels_match_their_pytorch_form(dtype, basis, kwargs):
+    torch.manual_seed(3)
+    layer = kantk.KANLayer(21, 18, basis=basis, basis_kwargs=kwargs).to(device=DEVICE, dtype=dtype)
+    x = torch.randn(35, 21, dtype=dtype, device=DEVICE) * 1.5
+    params = list(layer.parameters())
+    fused = getattr(triton_edges, basis)
+    y, g = _grads(lambda inp: fused(layer.basis, inp, layer.edge_weights()), x, params)
+    y_ref, g_ref = _grads(lambda inp: edge_sum(layer.basis, inp, layer.edge_weights()), x, params)
+    tol = TOL[dtype]
+    scale = y_ref.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=tol * scale)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=tol * 10, atol=tol * 10 * scale)
+
+
+def test_low_precision_products_stay_close_to_float32():
+    """Under autocast the kernels multiply in bf16 with float32 accumulation (on a GPU: tensor
+    cores) and return float32: within bf16's rounding of the float32 result."""
+    torch.manual_seed(4)
+    layer = kantk.KANLayer(33, 20).to(DEVICE)
+    x = torch.rand(50, 33, device=DEVICE) * 2 - 1
+    spec_layer = layer.edge_weights()
+    from kantk.bases import fused_triton as ft
+
+    basis = layer.basis
+    grid = basis.grid.double()
+    p0, p1 = grid[:, 0], (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])
+    spec = ft.KernelSpec(ft.BSPLINE_UNIFORM, basis.num_functions, ft.BASE_SILU, False, lambda *a: None)
+    wt = triton_edges.compose(spec_layer)
+    y32 = ft.fused_edges(x, x, wt, spec, p0, p1)
+    y16 = ft.fused_edges(x, x, wt, spec, p0, p1, low=LOW)
+    assert y16.dtype == torch.float32
+    scale = float(y32.abs().max())
+    torch.testing.assert_close(y16, y32, rtol=0, atol=3e-2 * scale)
+
+
+def test_autocast_input_of_the_autocast_dtype_is_accepted():
+    layer = kantk.KANLayer(4, 3)
+    x = torch.rand(5, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x.to(torch.bfloat16))
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, layer(x.to(torch.bfloat16).float()))
+
+
+def test_edge_weights_record_gives_the_generic_edge_sum():
+    layer = kantk.KANLayer(3, 2, basis="chebyshev")
+    x = torch.rand(4, 3)
+    w: EdgeWeights = layer.edge_weights()
+    expected = layer.basis(x).reshape(4, -1) @ w.spline_weight().reshape(2, -1).t()
+    expected = expected + torch.nn.functional.silu(x) @ w.base_weight.t()
+    torch.testing.assert_close(layer(x), expected)
