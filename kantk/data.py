@@ -13,10 +13,13 @@ from __future__ import annotations
 import csv
 import math
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+
+from kantk.formula_parser import lambdify_namespace, parse_formula
 
 TRAIN_KEYS = ("train_input", "train_label")
 TEST_KEYS = ("test_input", "test_label")
@@ -44,12 +47,13 @@ def create_dataset(
     """Sample inputs uniformly and label them with a formula (pykan's ``create_dataset``).
 
     Args:
-        f: A formula string in the variables ``x1 .. x{n_vars}`` parsed with sympy, e.g.
-            ``"exp(sin(pi*x1) + x2**2)"``; names of :mod:`scipy.special` functions work too
-            (``"jv(0, 20*x1)"``, ``"ellipkm1(x1**2)"``); a list of strings gives one output column
-            each. Or a callable taking inputs (N, n_vars) and returning (N,) or (N, n_out).
-            For ``task="classification"`` the values are class indices (a comparison such as
-            ``"x2 > sin(pi*x1)/2"`` gives classes 0 and 1).
+        f: A formula string in the variables ``x1 .. x{n_vars}``, e.g. ``"exp(sin(pi*x1) + x2**2)"``,
+            read by :func:`kantk.parse_formula` (a whitelist: numbers, the variables, ``pi``, ``E``,
+            arithmetic, bounded powers, known functions; it never runs code). Names of
+            :mod:`scipy.special` functions work too (``"jv(0, 20*x1)"``, ``"ellipkm1(x1**2)"``); a
+            list of strings gives one output column each. Or a callable taking inputs (N, n_vars)
+            and returning (N,) or (N, n_out). For ``task="classification"`` the values are class
+            indices (a comparison such as ``"x2 > sin(pi*x1)/2"`` gives classes 0 and 1).
         n_vars: Number of input variables.
         ranges: ``(low, high)`` for every variable, or one such pair per variable.
         train_num, test_num: Number of training and test samples (test may be 0).
@@ -64,8 +68,9 @@ def create_dataset(
         ``{"train_input", "train_label", "test_input", "test_label"}``.
 
     Raises:
-        ValueError: A bad argument, a formula that cannot be parsed or uses unknown names, or a
-            formula that produces NaN or infinite values on the sampled inputs.
+        ValueError: A bad argument, a formula that cannot be parsed, is not accepted or uses
+            unknown names (a :class:`kantk.formula_parser.FormulaError`), or a formula that
+            produces NaN, infinite or complex values on the sampled inputs.
     """
     n_vars = _positive_int(n_vars, "n_vars")
     train_num = _positive_int(train_num, "train_num")
@@ -74,8 +79,8 @@ def create_dataset(
     dtype = dtype or torch.get_default_dtype()
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    evaluate = _compile(f, n_vars)  # formulas are checked before anything is allocated
     bounds = _check_ranges(ranges, n_vars)
-    evaluate = _compile(f, n_vars)
 
     gen = torch.Generator().manual_seed(int(seed))
     lo = torch.tensor([b[0] for b in bounds], dtype=dtype)
@@ -165,28 +170,50 @@ def load_csv(
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: Non-numeric cells, an unknown label column, or no input columns left.
+        ValueError: A file that is not numeric text CSV (binary, not UTF-8, non-numeric cells, rows
+            of different lengths, a header but no data rows), or bad ``label_columns`` (not an int,
+            a name or a list of them; ``True``; unknown, ambiguous or repeated columns; no input
+            column left). Every message names the file and says what is wrong.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no CSV file at {path!r}")
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.reader(fh, delimiter=delimiter) if r and any(c.strip() for c in r)]
-    if not rows:
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+        raise ValueError(f"delimiter must be one character (not a quote or a newline), got {delimiter!r}")
+    wanted = _label_spec(label_columns)
+    numbered = _read_rows(path, delimiter)  # (line number, cells)
+    if not numbered:
         raise ValueError(f"{path!r} holds no rows")
     header: list[str] | None = None
-    if not _numeric_row(rows[0]):
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
-    n_cols = len(rows[0]) if rows else 0
-    try:
-        table = np.array([[float(c) for c in r] for r in rows], dtype=np.float64).reshape(len(rows), n_cols)
-    except ValueError as exc:
-        raise ValueError(f"{path!r} must hold numbers only (besides one header row): {exc}") from None
-    wanted = [label_columns] if isinstance(label_columns, (int, str)) else list(label_columns)
+    if not _numeric_row(numbered[0][1]):
+        header, numbered = [c.strip() for c in numbered[0][1]], numbered[1:]
+        if not numbered:
+            raise ValueError(f"{path!r} has a header row ({', '.join(header)}) but no data rows")
+    n_cols = len(header) if header is not None else len(numbered[0][1])
+    table = np.empty((len(numbered), n_cols), dtype=np.float64)
+    for r, (line, row) in enumerate(numbered):
+        if len(row) != n_cols:
+            first = "the header" if header is not None else "the first row"
+            raise ValueError(f"{path!r} line {line} has {len(row)} fields but {first} has {n_cols}")
+        for c, cell in enumerate(row):
+            try:
+                table[r, c] = float(cell)
+            except ValueError:
+                raise ValueError(
+                    f"{path!r} must hold numbers only (besides one header row): line {line}, column {c + 1} "
+                    f"is {_short_repr(cell)}"
+                ) from None
     label_idx = [_column_index(c, header, n_cols, path) for c in wanted]
+    repeated = sorted({i for i in label_idx if label_idx.count(i) > 1})
+    if repeated:
+        raise ValueError(
+            f"{path!r}: label_columns {wanted!r} name column {repeated[0]} more than once; give each column once"
+        )
     input_idx = [i for i in range(n_cols) if i not in label_idx]
-    if not input_idx or not label_idx:
-        raise ValueError(f"{path!r}: need at least one input and one label column, got labels {wanted!r}")
+    if not input_idx:
+        raise ValueError(
+            f"{path!r}: need at least one input and one label column, got labels {wanted!r} of {n_cols} columns"
+        )
     labels: Any = table[:, label_idx]
     if classification:
         if len(label_idx) != 1:
@@ -336,66 +363,59 @@ def _compile(f: Formula, n_vars: int) -> Callable[[torch.Tensor], Any]:
     if callable(f) and not isinstance(f, str):
         return f
     if isinstance(f, str):
-        funcs = [_lambdify(f, n_vars)]
+        formulas = [f]
     elif isinstance(f, Sequence) and f and all(isinstance(s, str) for s in f):
-        funcs = [_lambdify(s, n_vars) for s in f]
+        formulas = list(f)
     else:
-        raise TypeError(f"f must be a formula string, a list of them, or a callable; got {f!r}")
+        raise TypeError(f"f must be a formula string, a list of them, or a callable; got {_short_repr(f)}")
+    funcs = [_lambdify(s, n_vars) for s in formulas]
 
     def evaluate(x: torch.Tensor) -> np.ndarray:
         cols = x.detach().cpu().to(torch.float64).numpy().T  # n_vars arrays of (N,)
         outs = []
-        for fn in funcs:
-            with np.errstate(all="ignore"):  # NaN/Inf are reported below with the formula
-                value = np.asarray(fn(*cols))
+        for formula, (fn, used) in zip(formulas, funcs):
+            try:
+                with np.errstate(all="ignore"):  # NaN/Inf are reported below with the formula
+                    value = np.asarray(fn(*(cols[k] for k in used)))
+            except (ArithmeticError, ValueError, TypeError, NameError, AttributeError, IndexError) as exc:
+                raise ValueError(
+                    f"cannot evaluate formula {_short_repr(formula)}: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}"
+                ) from None
+            if np.iscomplexobj(value):
+                if np.any(value.imag != 0):
+                    raise ValueError(
+                        f"formula {_short_repr(formula)} gives complex values on the sampled inputs; "
+                        "narrow the ranges or change the formula"
+                    )
+                value = value.real
             outs.append(np.broadcast_to(value, (x.shape[0],)).astype(np.float64))
         return np.stack(outs, axis=-1)  # (N, n_formulas)
 
     return evaluate
 
 
-def _lambdify(formula: str, n_vars: int) -> Callable[..., Any]:
-    from tokenize import TokenError
-
+def _lambdify(formula: str, n_vars: int) -> tuple[Callable[..., Any], list[int]]:
+    """A numpy function of the variables ``formula`` uses, and their column indices."""
     import sympy
-    from scipy import special
-    from sympy.core.function import AppliedUndef
-    from sympy.parsing.sympy_parser import (
-        convert_xor,
-        parse_expr,
-        standard_transformations,
-    )
 
-    symbols = sympy.symbols(f"x1:{n_vars + 1}")
-    local = {s.name: s for s in symbols}
-    transformations = standard_transformations + (convert_xor,)
-    try:
-        expr = parse_expr(formula, local_dict=local, transformations=transformations)
-    except (SyntaxError, TypeError, ValueError, AttributeError, TokenError, sympy.SympifyError) as exc:
-        raise ValueError(f"cannot parse formula {formula!r}: {type(exc).__name__}: {exc}") from None
-    if not isinstance(expr, sympy.Basic):
-        raise ValueError(f"formula {formula!r} is not an expression in x1..x{n_vars}")
-    unknown = sorted(s.name for s in expr.free_symbols if s.name not in local)
-    if unknown:
-        raise ValueError(
-            f"formula {formula!r} uses unknown variable(s) {', '.join(unknown)}; "
-            f"the variables are x1..x{n_vars} (n_vars={n_vars}); constants: pi, E"
-        )
-    namespace: dict[str, Any] = {}
-    undefined = sorted({type(a).__name__ for a in expr.atoms(AppliedUndef)})
-    for name in undefined:
-        fn = getattr(special, name, None)
-        if not callable(fn):
-            raise ValueError(
-                f"formula {formula!r} calls unknown function {name!r}; use sympy names "
-                "(sin, exp, log, sqrt, besselj, erf, gamma, ...) or scipy.special names (jv, ellipk, ...)"
-            )
-        namespace[name] = fn
+    expr = parse_formula(formula, n_vars)
+    used = sorted(expr.free_symbols, key=lambda s: int(s.name[1:]))  # only x1..x{n_vars} can be free
     # "scipy" lets sympy's own names (besselj, erf, gamma, ...) evaluate through scipy.special
     try:
-        return sympy.lambdify(symbols, expr, modules=[namespace, "scipy", "numpy"])
-    except (KeyError, NameError, TypeError, ValueError) as exc:  # e.g. 1/0 parses to complex infinity
-        raise ValueError(f"cannot evaluate formula {formula!r} ({expr}): {type(exc).__name__}: {exc}") from None
+        fn = sympy.lambdify(used, expr, modules=[lambdify_namespace(expr), "scipy", "numpy"])
+    except (KeyError, NameError, TypeError, ValueError, SyntaxError, RecursionError) as exc:
+        # e.g. 1/0 parses to complex infinity
+        raise ValueError(
+            f"cannot evaluate formula {_short_repr(formula)} ({_short_repr(str(expr))}): {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
+    return fn, [int(s.name[1:]) - 1 for s in used]
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _labels(values: Any, n: int, task: str, dtype: torch.dtype, split: str) -> torch.Tensor:
@@ -495,6 +515,47 @@ def _numeric_row(row: Sequence[str]) -> bool:
     return True
 
 
+def _label_spec(label_columns: Any) -> list[int | str]:
+    """``label_columns`` as a non-empty list of column indices (int) and header names (str)."""
+
+    def column(c: Any) -> bool:
+        return isinstance(c, str) or (isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)))
+
+    if column(label_columns):
+        items = [label_columns]
+    elif isinstance(label_columns, (list, tuple)) and label_columns and all(column(c) for c in label_columns):
+        items = list(label_columns)
+    else:
+        raise ValueError(
+            "label_columns must be a column index (int), a header name (str) or a non-empty list of them, "
+            f"got {_short_repr(label_columns)}"
+        )
+    return [c if isinstance(c, str) else int(c) for c in items]
+
+
+def _read_rows(path: str, delimiter: str) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a text CSV file with their line numbers; clear errors for other files."""
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if b"\x00" in head:
+        raise ValueError(f"{path!r} looks like a binary file (it holds NUL bytes); load_csv reads numeric text CSV")
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            for row in reader:
+                if row and any(c.strip() for c in row):
+                    rows.append((reader.line_num, row))
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "load_csv reads numeric text CSV"
+        ) from None
+    except csv.Error as exc:
+        raise ValueError(f"{path!r} cannot be read as CSV: {exc}") from None
+    return rows
+
+
 def _column_index(col: int | str, header: list[str] | None, n_cols: int, path: str) -> int:
     if isinstance(col, str):
         if header is None or col not in header:
@@ -502,7 +563,13 @@ def _column_index(col: int | str, header: list[str] | None, n_cols: int, path: s
                 f"{path!r} has no column named {col!r}; "
                 + (f"columns: {', '.join(header)}" if header else "the file has no header row: use indices")
             )
+        if header.count(col) > 1:
+            raise ValueError(
+                f"{path!r} has {header.count(col)} columns named {col!r}; select the label column by index"
+            )
         return header.index(col)
-    if not isinstance(col, int) or not -n_cols <= col < n_cols:
-        raise ValueError(f"label column {col!r} out of range for {n_cols} columns in {path!r}")
+    if not -n_cols <= col < n_cols:
+        raise ValueError(
+            f"label column {col!r} out of range for {n_cols} columns in {path!r} (indices {-n_cols}..{n_cols - 1})"
+        )
     return col % n_cols

@@ -26,11 +26,13 @@ in symbolic mode to rounding error. sympy is imported on first use, not with ``k
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
+from kantk.formula_parser import lambdify_namespace, parse_formula
 from kantk.model import KAN
 
 if TYPE_CHECKING:
@@ -136,26 +138,38 @@ def formula_to_callable(
     """Turn formulas into a function of a (batch, n_vars) array (sympy's ``lambdify``).
 
     Args:
-        exprs: One expression or a list (e.g. :func:`symbolic_formula`'s result).
+        exprs: One expression or a list (e.g. :func:`symbolic_formula`'s result). An expression
+            is a sympy expression, a number, or a formula string, which is read by
+            :func:`kantk.parse_formula` (a whitelist that never runs code) in the variables
+            ``var_names`` (default ``x1, x2, ...``).
         var_names: Input names or symbols, in column order; default: the free symbols sorted
             naturally (``x1, x2, ..., x10``).
         backend: ``"numpy"`` (NumPy arrays in and out) or ``"torch"`` (tensors, differentiable).
 
     Returns:
         ``f(x)``: ``x`` (batch, n_vars) -> (batch,) for one expression, (batch, n_out) for a list.
+
+    Raises:
+        ValueError: A bad backend, or a formula string that :func:`kantk.parse_formula` refuses.
+        TypeError: An item that is neither a sympy expression, a number nor a string.
     """
     import sympy
 
     if backend not in ("numpy", "torch"):
         raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
-    single = isinstance(exprs, sympy.Basic)
-    items = [sympy.sympify(exprs)] if single else [sympy.sympify(e) for e in exprs]
+    single = isinstance(exprs, (sympy.Basic, str))
+    items = [_as_expr(e, var_names) for e in ([exprs] if single else list(exprs))]
     if var_names is None:
         free = set().union(*(e.free_symbols for e in items))
         symbols = sorted(free, key=lambda s: _natural_key(s.name))
     else:
         symbols = list(_symbols(var_names, len(var_names)))
-    compiled = sympy.lambdify(symbols, items, modules=backend)
+    namespace: dict[str, Any] = {}
+    for e in items:
+        namespace.update(lambdify_namespace(e))
+    if namespace and backend != "numpy":
+        raise ValueError(f"scipy.special functions ({', '.join(namespace)}) need backend='numpy'")
+    compiled = sympy.lambdify(symbols, items, modules=[namespace, "scipy", "numpy"] if namespace else backend)
     n_vars = len(symbols)
 
     def evaluate(x: Any) -> Any:
@@ -184,6 +198,19 @@ def formula_to_latex(exprs: "sympy.Expr | Sequence[sympy.Expr]") -> str | list[s
 
 
 # --- internals ------------------------------------------------------------------------------------
+
+
+def _as_expr(item: Any, var_names: Sequence[Any] | None) -> Any:
+    """A sympy expression from an expression, a number or a formula string (never ``sympify``)."""
+    import sympy
+
+    if isinstance(item, sympy.Basic):
+        return item
+    if isinstance(item, str):
+        return parse_formula(item, None if var_names is None else list(var_names))
+    if isinstance(item, numbers.Real) and not isinstance(item, bool):
+        return sympy.sympify(item, strict=True)  # strict: numbers only, no string parsing
+    raise TypeError(f"formulas must be sympy expressions, numbers or strings, got {type(item).__name__}")
 
 
 def _symbols(var_names: Sequence[Any] | None, n: int) -> list["sympy.Symbol"]:

@@ -1,0 +1,554 @@
+"""Formula strings to sympy expressions, without running any code.
+
+Every formula that kantk accepts as text (:func:`kantk.create_dataset`, the ``f`` of a YAML
+config's ``FunctionDataModule``, ``kantk discover --formula``, :func:`kantk.formula_to_callable`)
+goes through :func:`parse_formula`. It reads the text with Python's :mod:`ast` (never ``eval``,
+``sympify`` or ``parse_expr``), checks every node against a whitelist and builds the sympy
+expression itself:
+
+* numbers: int and float literals (finite; exact numbers up to ``MAX_NUMBER_BITS`` bits);
+* variables: ``x1 .. xn`` (or the names a caller gives), constants ``pi`` and ``E``;
+* arithmetic: ``+ - * / ** % //`` and unary ``+ -``; ``^`` means power (as sympy's
+  ``convert_xor``); a numeric exponent must satisfy ``|e| <= MAX_EXPONENT``, and a power of an exact
+  number must stay under ``MAX_NUMBER_BITS`` bits, so ``9**9**9`` is refused at once;
+* calls of the known functions only (:data:`SYMPY_FUNCTIONS`, then :data:`SCIPY_FUNCTIONS`,
+  with their number of arguments), positional arguments only; the degree/order arguments of
+  orthogonal polynomials, ``lpmv`` and ``hyperu`` (:data:`ORDER_ARGUMENTS`), whose evaluation
+  time grows with them, must be numbers with ``|n| <= MAX_ORDER``;
+* at most one comparison ``< <= > >=``, as the whole formula (class labels, ``"x2 > sin(pi*x1)/2"``).
+
+Nothing else: no attributes, subscripts, strings, lambdas, comprehensions, keywords, ``*args``,
+boolean operators, names beginning with ``_``. The text is at most ``MAX_LENGTH`` characters, with
+at most ``MAX_NODES`` syntax nodes nested at most ``MAX_DEPTH`` levels (a chain ``a + b - c + ...``
+or ``a * b / c * ...`` is one level). Every refusal is a :class:`FormulaError` (a ``ValueError``)
+with a one-line message that says what was wrong and what is accepted.
+
+Functions are built unevaluated (``sin(0)`` stays ``sin(0)``), so nothing expensive such as
+``gamma(10**20)`` is computed while parsing; arithmetic is evaluated with the bounds above.
+This module imports nothing of kantk; sympy and scipy are imported on first use.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sympy
+
+#: Longest formula text accepted (characters).
+MAX_LENGTH = 4000
+#: Most expression nodes (numbers, names, operations, calls) in one formula.
+MAX_NODES = 2000
+#: Deepest nesting of operations and calls; a chain of ``+``/``-`` (or of ``*``/``/``) counts once.
+MAX_DEPTH = 50
+#: Largest ``|e|`` for a numeric exponent ``e`` of ``**``.
+MAX_EXPONENT = 1000
+#: Largest exact integer (numerator or denominator), in bits (10,000 bits are about 3,000 digits).
+MAX_NUMBER_BITS = 10_000
+#: Highest variable index ``k`` in a name ``xk`` (when the variables are ``x1 .. xn``).
+MAX_VARIABLE_INDEX = 1000
+#: Most arguments of ``Min``/``Max``.
+MAX_ARGS = 32
+#: Largest ``|n|`` for the degree or order arguments in :data:`ORDER_ARGUMENTS`.
+MAX_ORDER = 1000
+
+#: Named constants.
+CONSTANTS = ("pi", "E")
+
+_ONE = (1, 1)
+_TWO = (2, 2)
+#: Formula name -> (sympy attribute, fewest arguments, most arguments). Evaluated numerically with
+#: scipy/numpy by :func:`sympy.lambdify`; these names win over :data:`SCIPY_FUNCTIONS`.
+SYMPY_FUNCTIONS: dict[str, tuple[str, int, int]] = {
+    **{name: (name, *_ONE) for name in (
+        "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "acot", "asec", "acsc",
+        "sinh", "cosh", "tanh", "coth", "sech", "csch", "asinh", "acosh", "atanh", "acoth", "asech",
+        "acsch", "exp", "sign", "floor", "ceiling", "erf", "erfc", "erfi", "erfinv", "erfcinv", "gamma",
+        "loggamma", "digamma", "factorial", "sinc", "Heaviside", "zeta", "airyai", "airybi",
+        "airyaiprime", "airybiprime", "fresnels", "fresnelc", "Si", "Ci", "Ei", "Abs",
+    )},
+    "abs": ("Abs", *_ONE),
+    **{name: (name, *_TWO) for name in (
+        "atan2", "polygamma", "beta", "uppergamma", "lowergamma", "binomial", "besselj", "bessely",
+        "besseli", "besselk", "jn", "yn", "legendre", "chebyshevt", "chebyshevu", "hermite", "laguerre",
+        "Mod",
+    )},
+    **{name: (name, 3, 3) for name in ("assoc_legendre", "gegenbauer", "assoc_laguerre")},
+    "Min": ("Min", 1, MAX_ARGS),
+    "Max": ("Max", 1, MAX_ARGS),
+    "min": ("Min", 1, MAX_ARGS),
+    "max": ("Max", 1, MAX_ARGS),
+    # built from powers and logarithms by the parser, not called directly
+    "sqrt": ("sqrt", *_ONE),
+    "cbrt": ("cbrt", *_ONE),
+    "root": ("root", *_TWO),
+    "log": ("log", 1, 2),
+    "ln": ("log", *_ONE),
+}
+
+#: Formula name -> number of arguments, for :mod:`scipy.special` functions sympy does not name; they
+#: become undefined sympy functions that :func:`lambdify_namespace` maps to scipy.
+SCIPY_FUNCTIONS: dict[str, int] = {
+    **dict.fromkeys((
+        "j0", "j1", "y0", "y1", "i0", "i0e", "i1", "i1e", "k0", "k0e", "k1", "k1e", "ellipk", "ellipkm1",
+        "ellipe", "gammaln", "gammasgn", "rgamma", "psi", "expit", "logit", "erfcx", "dawsn", "expm1",
+        "log1p", "cosm1", "exp2", "exp10", "entr", "spence", "zetac", "sindg", "cosdg", "tandg", "cotdg",
+        "ndtr", "ndtri", "log_ndtr",
+    ), 1),
+    **dict.fromkeys((
+        "jv", "yv", "iv", "kv", "jve", "yve", "ive", "kve", "ellipkinc", "ellipeinc", "gammainc",
+        "gammaincc", "gammaincinv", "gammainccinv", "xlogy", "xlog1py", "rel_entr", "kl_div", "huber",
+        "pseudo_huber", "poch", "binom", "agm", "struve", "modstruve", "eval_legendre", "eval_chebyt",
+        "eval_chebyu", "eval_hermite", "eval_hermitenorm", "eval_laguerre", "owens_t", "boxcox",
+        "boxcox1p", "inv_boxcox", "hyp0f1", "spherical_jn", "spherical_yn", "spherical_in",
+        "spherical_kn",
+    ), 2),
+    **dict.fromkeys(("lpmv", "eval_genlaguerre", "eval_gegenbauer", "hyp1f1", "hyperu"), 3),
+    **dict.fromkeys(("hyp2f1", "eval_jacobi"), 4),
+}
+
+#: Function name -> positions of its degree/order arguments, whose numeric evaluation takes time
+#: growing with them (scipy's recurrences): these must be numbers with ``|n| <= MAX_ORDER``.
+ORDER_ARGUMENTS: dict[str, tuple[int, ...]] = {
+    **dict.fromkeys(("legendre", "chebyshevt", "chebyshevu", "hermite", "laguerre", "gegenbauer"), (0,)),
+    **dict.fromkeys(("assoc_laguerre", "eval_legendre", "eval_chebyt", "eval_chebyu", "eval_hermite"), (0,)),
+    **dict.fromkeys(("eval_hermitenorm", "eval_laguerre", "eval_genlaguerre", "eval_gegenbauer"), (0,)),
+    "eval_jacobi": (0,),
+    "assoc_legendre": (0, 1),
+    "lpmv": (0,),
+    "hyperu": (0, 1),
+}
+
+#: Every function name a formula may call.
+FUNCTION_NAMES: tuple[str, ...] = tuple(sorted(set(SYMPY_FUNCTIONS) | set(SCIPY_FUNCTIONS), key=str.lower))
+
+_ACCEPTED = (
+    "accepted: numbers, the variables, pi, E, + - * / ** ^ % //, calls of known functions "
+    "(sin, exp, log, sqrt, erf, gamma, besselj, jv, ellipk, ...) and one comparison < <= > >="
+)
+_VARIABLE = re.compile(r"x([1-9][0-9]*)")
+_SUM = (ast.Add, ast.Sub)
+_PRODUCT = (ast.Mult, ast.Div)
+_OPERATOR_NAMES = {
+    ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^",
+    ast.Not: "not", ast.Invert: "~", ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is", ast.IsNot: "is not",
+    ast.In: "in", ast.NotIn: "not in",
+}
+_COMPARISONS = {ast.Lt: "Lt", ast.LtE: "Le", ast.Gt: "Gt", ast.GtE: "Ge"}
+
+
+class FormulaError(ValueError):
+    """A formula string that kantk refuses (a ``ValueError`` with a one-line message)."""
+
+
+def parse_formula(
+    text: str,
+    variables: int | Sequence[Any] | None = None,
+    *,
+    allow_comparison: bool = True,
+) -> sympy.Basic:
+    """Parse a formula string into a sympy expression without running code (see the module notes).
+
+    Args:
+        text: The formula, e.g. ``"exp(sin(pi*x1) + x2**2)"`` or ``"jv(0, 20*x1)"``.
+        variables: ``n`` for the variables ``x1 .. xn``; a list of names (str or sympy symbols,
+            which are used as they are); or ``None`` for any ``xk`` with ``1 <= k <= MAX_VARIABLE_INDEX``.
+        allow_comparison: Accept one comparison (``<``, ``<=``, ``>``, ``>=``) as the whole formula.
+
+    Returns:
+        A sympy expression (a relational for a comparison).
+
+    Raises:
+        FormulaError: (a ``ValueError``) The text is too long, not Python expression syntax,
+            uses something outside the whitelist, unknown names, or too large numbers or powers.
+        TypeError: ``text`` is not a string.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a formula must be a string, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise FormulaError(f"formula is too long ({len(text)} characters; at most {MAX_LENGTH} are accepted)")
+    return _Builder(text, variables, allow_comparison).build()
+
+
+def lambdify_namespace(expr: sympy.Basic) -> dict[str, Callable[..., Any]]:
+    """The :mod:`scipy.special` functions that ``expr`` calls by a scipy-only name.
+
+    Pass the result first in ``sympy.lambdify(..., modules=[namespace, "scipy", "numpy"])``.
+
+    Args:
+        expr: An expression from :func:`parse_formula` (other undefined functions are left out).
+
+    Returns:
+        ``{name: scipy.special.<name>}`` for every name of :data:`SCIPY_FUNCTIONS` in ``expr``.
+    """
+    from scipy import special
+    from sympy.core.function import AppliedUndef
+
+    names = {type(a).__name__ for a in expr.atoms(AppliedUndef)}
+    return {name: getattr(special, name) for name in sorted(names) if name in SCIPY_FUNCTIONS}
+
+
+def describe_variables(variables: int | Sequence[Any] | None) -> str:
+    """How the accepted variables read in messages, e.g. ``"x1..x3"``."""
+    if variables is None:
+        return f"x1, x2, ... (up to x{MAX_VARIABLE_INDEX})"
+    if isinstance(variables, int):
+        return f"x1..x{variables}" if variables > 1 else "x1" if variables == 1 else "none"
+    return ", ".join(_name_of(v) for v in variables) or "none"
+
+
+# --- internals ------------------------------------------------------------------------------------
+
+
+def _name_of(var: Any) -> str:
+    return var if isinstance(var, str) else str(getattr(var, "name", var))
+
+
+def _show(text: str, limit: int = 60) -> str:
+    """The formula as it appears in messages: quoted, escaped (one line), shortened."""
+    return repr(text) if len(text) <= limit else repr(text[: limit - 3]) + "..."
+
+
+def _describe(node: ast.AST) -> str:
+    """What a refused syntax node is, in words."""
+    if isinstance(node, ast.Constant):
+        kind = type(node.value)
+        if kind is str:
+            return "a string"
+        if kind is bool:
+            return f"the boolean {node.value}"
+        if kind is complex:
+            return "a complex number"
+        return f"the constant {node.value!r}"
+    if isinstance(node, ast.Attribute):
+        return f"attribute access ('.{node.attr}')"
+    if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.BoolOp)):
+        op = node.op
+        name = _OPERATOR_NAMES.get(type(op), "and" if isinstance(op, ast.And) else "or")
+        return f"the operator '{name}'"
+    descriptions = {
+        ast.Subscript: "indexing ('[...]')", ast.Lambda: "a lambda", ast.IfExp: "'if ... else'",
+        ast.NamedExpr: "an assignment (':=')", ast.Starred: "'*' unpacking", ast.Dict: "a dict",
+        ast.Set: "a set", ast.List: "a list", ast.Tuple: "a tuple", ast.JoinedStr: "an f-string",
+        ast.ListComp: "a comprehension", ast.SetComp: "a comprehension", ast.DictComp: "a comprehension",
+        ast.GeneratorExp: "a generator", ast.Await: "'await'", ast.Yield: "'yield'",
+        ast.YieldFrom: "'yield'", ast.Slice: "a slice", ast.FormattedValue: "an f-string",
+    }
+    return descriptions.get(type(node), f"a {type(node).__name__} expression")
+
+
+class _Builder:
+    """Checks the syntax tree of one formula, then builds its sympy expression."""
+
+    def __init__(self, text: str, variables: int | Sequence[Any] | None, allow_comparison: bool):
+        import sympy
+
+        self.sympy = sympy
+        self.text = text
+        self.show = _show(text)
+        self.allow_comparison = allow_comparison
+        self.spec = variables
+        self.symbols: dict[str, Any] = {}
+        self.n_vars: int | None = None
+        if variables is None:
+            self.n_vars = MAX_VARIABLE_INDEX
+        elif isinstance(variables, int) and not isinstance(variables, bool):
+            if variables < 0:
+                raise ValueError(f"the number of variables must be >= 0, got {variables}")
+            self.n_vars = min(variables, MAX_VARIABLE_INDEX)
+        elif isinstance(variables, (str, bytes)) or not isinstance(variables, Sequence):
+            raise TypeError(f"variables must be a count, a list of names or None, got {variables!r}")
+        else:
+            for var in variables:
+                if isinstance(var, sympy.Symbol):
+                    self.symbols[var.name] = var
+                elif isinstance(var, str) and var:
+                    self.symbols[var] = sympy.Symbol(var)
+                else:
+                    raise TypeError(f"variable names must be non-empty strings or sympy symbols, got {var!r}")
+
+    def fail(self, what: str) -> FormulaError:
+        return FormulaError(f"formula {self.show} {what}")
+
+    # -- checking ---------------------------------------------------------------------------------
+
+    def build(self) -> Any:
+        source = self.text.strip().replace("^", "**")  # '^' is power, as sympy's convert_xor
+        if not source:
+            raise FormulaError("formula is empty; write an expression such as exp(sin(pi*x1) + x2**2)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(source, mode="eval")
+        except SyntaxError as exc:
+            where = f" at column {exc.offset}" if exc.offset else ""
+            message = str(exc.msg).splitlines()[0] if exc.msg else "invalid syntax"
+            raise FormulaError(
+                f"cannot parse formula {self.show}: {message}{where}; write it in Python syntax, "
+                "e.g. exp(sin(pi*x1) + x2**2)"
+            ) from None
+        except (RecursionError, MemoryError):
+            raise self.fail(f"is nested too deeply (at most {MAX_DEPTH} levels are accepted)") from None
+        except ValueError as exc:  # e.g. an integer literal over Python's digit limit
+            raise FormulaError(f"cannot parse formula {self.show}: {str(exc).splitlines()[0]}") from None
+        self.check(tree.body)
+        if isinstance(tree.body, ast.Compare):
+            return self.comparison(tree.body)
+        return self.expr(tree.body)
+
+    def check(self, root: ast.expr) -> None:
+        """Refuse anything outside the whitelist, too many nodes or too deep, and unknown names."""
+        unknown_vars: list[str] = []
+        unknown_funcs: list[str] = []
+        count = 0
+        stack: list[tuple[ast.AST, int]] = [(root, 1)]
+        while stack:
+            node, depth = stack.pop()
+            count += 1
+            if count > MAX_NODES:
+                raise self.fail(f"is too large (more than {MAX_NODES} numbers, names and operations)")
+            if depth > MAX_DEPTH:
+                raise self.fail(f"is nested too deeply (more than {MAX_DEPTH} levels)")
+            children: list[tuple[ast.AST, int]] = []
+            if isinstance(node, ast.Constant):
+                if type(node.value) not in (int, float):
+                    raise self.not_accepted(node)
+            elif isinstance(node, ast.Name):
+                self.check_name(node.id)
+                if not self.is_value_name(node.id):
+                    if node.id in SYMPY_FUNCTIONS or node.id in SCIPY_FUNCTIONS:
+                        raise self.fail(f"uses the function {node.id!r} without calling it; write {node.id}(...)")
+                    unknown_vars.append(node.id)
+            elif isinstance(node, ast.BinOp):
+                if not isinstance(node.op, (*_SUM, *_PRODUCT, ast.Pow, ast.Mod, ast.FloorDiv)):
+                    raise self.not_accepted(node)
+                for family in (_SUM, _PRODUCT):  # a chain a + b - c ... nests only one level
+                    if isinstance(node.op, family):
+                        left = node.left
+                        same = isinstance(left, ast.BinOp) and isinstance(left.op, family)
+                        children.append((left, depth if same else depth + 1))
+                        break
+                else:
+                    children.append((node.left, depth + 1))
+                children.append((node.right, depth + 1))
+            elif isinstance(node, ast.UnaryOp):
+                if not isinstance(node.op, (ast.UAdd, ast.USub)):
+                    raise self.not_accepted(node)
+                children.append((node.operand, depth + 1))
+            elif isinstance(node, ast.Call):
+                if not isinstance(node.func, ast.Name):
+                    if isinstance(node.func, ast.Attribute):
+                        raise self.not_accepted(node.func)
+                    raise self.fail(f"calls something that is not a function name; {_ACCEPTED}")
+                name = node.func.id
+                self.check_name(name)
+                if node.keywords:
+                    raise self.fail(f"passes keyword arguments to {name}(); only positional arguments are accepted")
+                for arg in node.args:
+                    if isinstance(arg, ast.Starred):
+                        raise self.not_accepted(arg)
+                if name in SYMPY_FUNCTIONS or name in SCIPY_FUNCTIONS:
+                    low, high = self.arity(name)
+                    if not low <= len(node.args) <= high:
+                        wanted = f"{low}" if low == high else f"{low} to {high}"
+                        plural = "" if wanted == "1" else "s"
+                        raise self.fail(f"calls {name}() with {len(node.args)} argument(s); it takes {wanted} argument{plural}")
+                else:
+                    unknown_funcs.append(name)
+                children.extend((arg, depth + 1) for arg in node.args)
+            elif isinstance(node, ast.Compare):
+                if not self.allow_comparison:
+                    raise self.fail("has a comparison; comparisons are not accepted here")
+                if node is not root:
+                    raise self.fail("has a comparison inside it; a comparison must be the whole formula, e.g. x2 > sin(pi*x1)/2")
+                if len(node.ops) != 1:
+                    raise self.fail("chains comparisons; use one comparison, e.g. x2 > sin(pi*x1)/2")
+                if type(node.ops[0]) not in _COMPARISONS:
+                    raise self.fail(f"uses the comparison '{_OPERATOR_NAMES[type(node.ops[0])]}'; accepted: < <= > >=")
+                children.extend([(node.left, depth + 1), (node.comparators[0], depth + 1)])
+            else:
+                raise self.not_accepted(node)
+            stack.extend(reversed(children))  # left to right, so the first problem is reported
+        if unknown_funcs:
+            raise self.fail(
+                f"calls unknown function {unknown_funcs[0]!r}; known functions include sin, cos, tan, exp, log, "
+                "sqrt, Abs, erf, gamma, besselj, Min, Max and scipy.special's jv, yv, iv, kv, ellipk, ellipe, lpmv, "
+                "... (the full list: kantk.formula_parser.FUNCTION_NAMES)"
+            )
+        if unknown_vars:
+            names = ", ".join(dict.fromkeys(unknown_vars))
+            extra = ""
+            if self.n_vars is not None and any(
+                (m := _VARIABLE.fullmatch(v)) and int(m.group(1)) > MAX_VARIABLE_INDEX for v in unknown_vars
+            ):
+                extra = f" (formulas name at most x{MAX_VARIABLE_INDEX})"
+            suffix = f" (n_vars={self.spec})" if isinstance(self.spec, int) else ""
+            raise self.fail(
+                f"uses unknown variable(s) {names}; the variables are {describe_variables(self.spec)}{suffix}"
+                f"{extra}; constants: {', '.join(CONSTANTS)}"
+            )
+
+    def check_name(self, name: str) -> None:
+        if name.startswith("_"):
+            raise self.fail(f"uses the name {name!r}; names beginning with '_' are never accepted")
+
+    def not_accepted(self, node: ast.AST) -> FormulaError:
+        return self.fail(f"is not an expression kantk accepts: it contains {_describe(node)}; {_ACCEPTED}")
+
+    def is_value_name(self, name: str) -> bool:
+        if name in self.symbols:
+            return True
+        if self.n_vars is not None:
+            match = _VARIABLE.fullmatch(name)
+            if match and int(match.group(1)) <= self.n_vars:
+                return True
+        return name in CONSTANTS
+
+    @staticmethod
+    def arity(name: str) -> tuple[int, int]:
+        if name in SYMPY_FUNCTIONS:
+            return SYMPY_FUNCTIONS[name][1:]
+        return SCIPY_FUNCTIONS[name], SCIPY_FUNCTIONS[name]
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def value_name(self, name: str) -> Any:
+        if name in self.symbols:
+            return self.symbols[name]
+        if name == "pi":
+            return self.sympy.pi
+        if name == "E":
+            return self.sympy.E
+        symbol = self.sympy.Symbol(name)
+        self.symbols[name] = symbol
+        return symbol
+
+    def expr(self, node: ast.expr) -> Any:
+        sp = self.sympy
+        if isinstance(node, ast.Constant):
+            return self.number(node.value)
+        if isinstance(node, ast.Name):
+            return self.value_name(node.id)
+        if isinstance(node, ast.UnaryOp):
+            operand = self.expr(node.operand)
+            return operand if isinstance(node.op, ast.UAdd) else self.checked(sp.Mul(sp.Integer(-1), operand))
+        if isinstance(node, ast.BinOp):
+            if isinstance(node.op, _SUM):
+                return self.chain(node, _SUM)
+            if isinstance(node.op, _PRODUCT):
+                return self.chain(node, _PRODUCT)
+            left, right = self.expr(node.left), self.expr(node.right)
+            if isinstance(node.op, ast.Pow):
+                return self.power(left, right)
+            if isinstance(node.op, ast.Mod):
+                return sp.Mod(left, right, evaluate=False)
+            return sp.floor(self.checked(sp.Mul(left, self.power(right, sp.Integer(-1)))), evaluate=False)
+        if isinstance(node, ast.Call):
+            return self.call(node.func.id, [self.expr(a) for a in node.args])  # type: ignore[attr-defined]
+        raise self.not_accepted(node)  # pragma: no cover - check() refused it already
+
+    def chain(self, node: ast.BinOp, family: tuple[type, ...]) -> Any:
+        """``a + b - c + ...`` (or ``a * b / c ...``) as one sympy Add (Mul), without recursion."""
+        sp = self.sympy
+        ops: list[tuple[ast.operator, ast.expr]] = []
+        left: ast.expr = node
+        while isinstance(left, ast.BinOp) and isinstance(left.op, family):
+            ops.append((left.op, left.right))
+            left = left.left
+        terms = [self.expr(left)]
+        for op, right in reversed(ops):
+            value = self.expr(right)
+            if isinstance(op, ast.Sub):
+                value = self.checked(sp.Mul(sp.Integer(-1), value))
+            elif isinstance(op, ast.Div):
+                value = self.power(value, sp.Integer(-1))
+            terms.append(value)
+        return self.checked(sp.Add(*terms) if family is _SUM else sp.Mul(*terms))
+
+    def number(self, value: float) -> Any:
+        sp = self.sympy
+        if isinstance(value, int):
+            if value.bit_length() > MAX_NUMBER_BITS:
+                raise self.too_big()
+            return sp.Integer(value)
+        if not math.isfinite(value):
+            raise self.fail(f"has the float literal {value}, which overflows; floats must be finite")
+        return sp.Float(value)
+
+    def too_big(self) -> FormulaError:
+        return self.fail(
+            f"has an exact number over {MAX_NUMBER_BITS} bits (about {int(MAX_NUMBER_BITS * math.log10(2))} "
+            "digits); write a float instead (e.g. 1e40) or a smaller power"
+        )
+
+    def checked(self, expr: Any) -> Any:
+        """``expr``, after checking that the exact numbers sympy folded into it stay small."""
+        if self.exact_bits(expr) > MAX_NUMBER_BITS:
+            raise self.too_big()
+        return expr
+
+    def exact_bits(self, expr: Any) -> int:
+        """Largest numerator/denominator, in bits, among the numbers within two levels of ``expr``."""
+        rational = self.sympy.Rational
+        items = [expr, *expr.args, *(inner for arg in expr.args for inner in arg.args)]
+        return max(
+            (max(int(i.p).bit_length(), int(i.q).bit_length()) for i in items if isinstance(i, rational)),
+            default=0,
+        )
+
+    def power(self, base: Any, exponent: Any) -> Any:
+        """``base ** exponent``, refusing exponents and exact results that are too large."""
+        sp = self.sympy
+        if exponent.is_Number:
+            if not exponent.is_finite:
+                raise self.fail(f"has the exponent {exponent}, not a finite number")
+            if bool(abs(exponent) > MAX_EXPONENT):
+                raise self.fail(
+                    f"has the exponent {_short(exponent)}; numeric exponents must lie in "
+                    f"[-{MAX_EXPONENT}, {MAX_EXPONENT}]"
+                )
+            if self.exact_bits(base) * math.ceil(abs(float(exponent))) > MAX_NUMBER_BITS:
+                raise self.too_big()
+            return self.checked(sp.Pow(base, exponent))
+        if not exponent.free_symbols:  # pi, sqrt(2), 3*gamma(7): leave unevaluated, numpy computes it
+            return sp.Pow(base, exponent, evaluate=False)
+        return self.checked(sp.Pow(base, exponent))
+
+    def call(self, name: str, args: list[Any]) -> Any:
+        sp = self.sympy
+        for k in ORDER_ARGUMENTS.get(name, ()):
+            order = args[k]
+            if not (order.is_Number and order.is_finite and bool(abs(order) <= MAX_ORDER)):
+                raise self.fail(
+                    f"calls {name}() with {_short(order)} as argument {k + 1}; that degree/order must be a "
+                    f"number from -{MAX_ORDER} to {MAX_ORDER}"
+                )
+        if name in SYMPY_FUNCTIONS:
+            attr = SYMPY_FUNCTIONS[name][0]
+            if attr == "sqrt":
+                return self.power(args[0], sp.Rational(1, 2))
+            if attr == "cbrt":
+                return self.power(args[0], sp.Rational(1, 3))
+            if attr == "root":
+                return self.power(args[0], self.power(args[1], sp.Integer(-1)))
+            if attr == "log":
+                log = sp.log(args[0], evaluate=False)
+                if len(args) == 1:
+                    return log
+                return self.checked(sp.Mul(log, self.power(sp.log(args[1], evaluate=False), sp.Integer(-1))))
+            return getattr(sp, attr)(*args, evaluate=False)
+        return sp.Function(name)(*args)  # scipy.special name: evaluated by lambdify_namespace()
+
+    def comparison(self, node: ast.Compare) -> Any:
+        left, right = self.expr(node.left), self.expr(node.comparators[0])
+        relation = getattr(self.sympy, _COMPARISONS[type(node.ops[0])])
+        return relation(left, right, evaluate=False)
+
+
+def _short(number: Any) -> str:
+    text = str(number)
+    return text if len(text) <= 30 else text[:27] + "..."
