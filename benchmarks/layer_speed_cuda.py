@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -84,7 +85,25 @@ class Timer:
         return (time.perf_counter() - t) * 1e3
 
 
-def _case(module: nn.Module, x: torch.Tensor, pick=lambda y: y, autocast: torch.dtype | None = None):
+def _case(module: nn.Module, x: torch.Tensor, pick=lambda y: y, autocast: torch.dtype | None = None,
+          env: dict[str, str] | None = None):
+    if env:
+        inner = _case(module, x, pick, autocast)
+
+        def with_env() -> None:
+            old = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                inner()
+            finally:
+                for k, v in old.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+
+        return with_env
+
     def step() -> None:
         module.zero_grad(set_to_none=True)
         x.grad = None
@@ -174,7 +193,7 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
     add("GEMM floor", floor)
     add("MLP Linear+SiLU", lambda: _case(nn.Sequential(nn.Linear(width, width), nn.SiLU()).to(device), x_in()))
 
-    def kantk_layer(basis: str, kwargs: dict, autocast=None, path: str | None = None):
+    def kantk_layer(basis: str, kwargs: dict, autocast=None, path: str | None = None, env=None):
         def build():
             layer = kantk.KANLayer(width, width, basis=basis, basis_kwargs=kwargs).to(device)
             x = x_in()
@@ -184,7 +203,7 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
                 results.setdefault("_paths", {})[f"{basis}{' ' + path if path else ''}"] = choose_path(
                     layer.basis, x.detach(), layer.edge_weights()
                 ).value
-            return _case(layer, x, autocast=autocast)
+            return _case(layer, x, autocast=autocast, env=env)
 
         return build
 
@@ -192,6 +211,13 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
     if grid >= 50 and width <= 256:
         add("kantk bspline (torch_sparse path)", kantk_layer("bspline", {"grid_size": grid, "order": k},
                                                              path="torch_sparse"))
+    if grid == 5 and device.type == "cuda":
+        add("kantk bspline (ieee fp32 FMA dots)", kantk_layer("bspline", {"grid_size": grid, "order": k},
+                                                              env={"KANTK_TRITON_PRECISION": "ieee"}))
+        add("kantk bspline (BM=128)", kantk_layer("bspline", {"grid_size": grid, "order": k},
+                                                  env={"KANTK_TRITON_BM": "128"}))
+        results["_accuracy"] = accuracy(width, min(batch, 8192), grid, k, device)
+        print(f"  accuracy vs float64: {results['_accuracy']}", flush=True)
     if grid == 5:
         if device.type == "cuda":
             add("kantk bspline bf16 autocast", kantk_layer("bspline", {"grid_size": grid, "order": k},
@@ -210,9 +236,37 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
     return results
 
 
+def accuracy(width: int, batch: int, grid: int, k: int, device: torch.device) -> dict[str, float]:
+    """Max |y - y64| / max |y64| of the layer's output and input gradient against float64, for
+    each float32 precision of the kernels, and for the floor's float32 GEMM (cuBLAS) alike."""
+    torch.manual_seed(0)
+    layer = kantk.KANLayer(width, width, basis_kwargs={"grid_size": grid, "order": k}).to(device)
+    x = (torch.rand(batch, width, device=device) * 2 - 1).requires_grad_()
+    ref_layer = kantk.KANLayer(width, width, basis_kwargs={"grid_size": grid, "order": k}).to(device).double()
+    ref_layer.load_state_dict({n: t.double() for n, t in layer.state_dict().items()})
+    x64 = x.detach().double().requires_grad_()
+    y64 = ref_layer(x64)
+    (g64,) = torch.autograd.grad(y64.sum(), x64)
+    out: dict[str, float] = {}
+    for precision in ("tf32x3", "ieee"):
+        os.environ["KANTK_TRITON_PRECISION"] = precision
+        y = layer(x)
+        (g,) = torch.autograd.grad(y.sum(), x)
+        out[f"kantk {precision} y"] = float((y.double() - y64).abs().max() / y64.abs().max())
+        out[f"kantk {precision} dx"] = float((g.double() - g64).abs().max() / g64.abs().max())
+    os.environ.pop("KANTK_TRITON_PRECISION", None)
+    a = torch.randn(batch, 2048, device=device)
+    w = torch.randn(2048, width, device=device)
+    ref = a.double() @ w.double()
+    out["cuBLAS fp32 GEMM"] = float(((a @ w).double() - ref).abs().max() / ref.abs().max())
+    return {key: float(f"{v:.2e}") for key, v in out.items()}
+
+
 def print_table(key: str, res: dict[str, dict[str, Any]]) -> None:
     floor = res.get("GEMM floor", {}).get("median_ms")
     print(f"\n{key}  (paths: {res.get('_paths', {})})")
+    if "_accuracy" in res:
+        print(f"  accuracy vs float64 (max abs error / max abs value): {res['_accuracy']}")
     print(f"  {'case':<36}{'median ms':>11}{'x floor':>9}{'peak MiB':>10}{'reps':>6}")
     for name, r in res.items():
         if name.startswith("_"):

@@ -237,19 +237,14 @@ def _forward_kernel(
                 w = tl.load(w_rows + i * OUT, mask=mask_w, other=0.0)
                 acc = _mma(acc, a, w, LOW, LOWT, PRECISION)
         elif KIND == 2:
-            t_prev = tl.full(xs.shape, 1.0, xs.dtype)
-            t_cur = xs
+            # T_{i+1} = 2 z T_i - T_{i-1} from T_{-1} = z, T_0 = 1 (no branch in the loop)
+            t_prev = xs
+            t_cur = tl.full(xs.shape, 1.0, xs.dtype)
             for i in range(0, NF):
-                if i == 0:
-                    a = t_prev
-                elif i == 1:
-                    a = t_cur
-                else:
-                    t_next = 2.0 * xs * t_cur - t_prev
-                    t_prev = t_cur
-                    t_cur = t_next
-                    a = t_cur
-                a = tl.where(mask_x, a, 0.0)
+                a = tl.where(mask_x, t_cur, 0.0)
+                t_next = 2.0 * xs * t_cur - t_prev
+                t_prev = t_cur
+                t_cur = t_next
                 w = tl.load(w_rows + i * OUT, mask=mask_w, other=0.0)
                 acc = _mma(acc, a, w, LOW, LOWT, PRECISION)
         else:
@@ -281,10 +276,11 @@ def _grad_input_kernel(
     acc_s = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
     if KIND <= 1:
         j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
-    t_prev = tl.full(xs.shape, 1.0, xs.dtype)  # Chebyshev: T_{i-1}, T_i and their derivatives
-    t_cur = xs
-    u_prev = tl.zeros(xs.shape, dtype=xs.dtype)
-    u_cur = tl.full(xs.shape, 1.0, xs.dtype)
+    # Chebyshev: T_{i-1}, T_i and their derivatives, from T_{-1} = z, T_0 = 1, T'_{-1} = 1, T'_0 = 0
+    t_prev = xs
+    t_cur = tl.full(xs.shape, 1.0, xs.dtype)
+    u_prev = tl.full(xs.shape, 1.0, xs.dtype)
+    u_cur = tl.zeros(xs.shape, dtype=xs.dtype)
     for i in range(0, NF):
         # (BM, BP) = g (BM, OUT) @ wt[p, i, :]^T (OUT, BP), over tiles of outputs
         s = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
@@ -298,19 +294,14 @@ def _grad_input_kernel(
         if KIND <= 1:
             da = _pick(i - j + 3, d0, d1, d2, d3)
         elif KIND == 2:
-            if i == 0:
-                da = tl.zeros(xs.shape, dtype=xs.dtype)
-            elif i == 1:
-                da = u_cur
-            else:
-                # T_i' = 2 T_{i-1} + 2 z T_{i-1}' - T_{i-2}'
-                t_next = 2.0 * xs * t_cur - t_prev
-                u_next = 2.0 * t_cur + 2.0 * xs * u_cur - u_prev
-                t_prev = t_cur
-                t_cur = t_next
-                u_prev = u_cur
-                u_cur = u_next
-                da = u_cur
+            da = u_cur
+            # T'_{i+1} = 2 T_i + 2 z T'_i - T'_{i-1}
+            u_next = 2.0 * t_cur + 2.0 * xs * u_cur - u_prev
+            t_next = 2.0 * xs * t_cur - t_prev
+            t_prev = t_cur
+            t_cur = t_next
+            u_prev = u_cur
+            u_cur = u_next
         else:
             a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
         acc_s += s * da
@@ -365,13 +356,13 @@ def _grad_weight_kernel(
                 a = _pick(i - j + 3, v0, v1, v2, v3)
                 a = tl.where(xs == xs, a, xs)
             elif KIND == 2:
-                t_prev = tl.full(xs.shape, 1.0, xs.dtype)
-                t_cur = xs
-                for _ in range(1, i):
+                t_prev = xs
+                t_cur = tl.full(xs.shape, 1.0, xs.dtype)
+                for _ in range(0, i):
                     t_next = 2.0 * xs * t_cur - t_prev
                     t_prev = t_cur
                     t_cur = t_next
-                a = tl.where(i == 0, t_prev, t_cur)
+                a = t_cur
             else:
                 a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
         a = tl.where(mask_x, a, 0.0)
@@ -403,17 +394,27 @@ class KernelSpec:
     reference: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+#: ``tl.dot`` precision for float32 with TF32 off: ``tf32x3`` (three TF32 tensor-core products that
+#: together round like float32) or ``ieee`` (plain float32 FMAs). ``KANTK_TRITON_PRECISION`` sets it.
+ENV_PRECISION = "KANTK_TRITON_PRECISION"
+PRECISIONS = ("tf32x3", "ieee")
+
+
 def _precision(dtype: torch.dtype) -> str:
-    """``tl.dot`` precision: exact fp32 (``ieee``) unless the user allowed TF32 for matmuls."""
-    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+    """``tl.dot`` precision: TF32 if the user allowed it for matmuls, else float32-accurate."""
+    if dtype != torch.float32 or interpreting():
+        return "ieee"
+    if torch.backends.cuda.matmul.allow_tf32:
         return "tf32"
-    return "ieee"
+    chosen = os.environ.get(ENV_PRECISION, PRECISIONS[0]).strip().lower()
+    return chosen if chosen in PRECISIONS else PRECISIONS[0]
 
 
 def _blocks(out: int, n_in: int) -> tuple[int, int, int]:
+    bm = int(os.environ.get("KANTK_TRITON_BM", "64"))
     bn = 64 if out > 32 else (32 if out > 16 else 16)
     bp = 32 if n_in > 16 else 16
-    return 64, bn, bp
+    return bm, bn, bp
 
 
 def _params(p0: torch.Tensor | None, p1: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ B-spline layer.
 
 | path | when | module |
 |---|---|---|
-| ``triton`` | CUDA, float32 (autocast too), cubic, Triton installed | :mod:`kantk.bases.triton_edges` |
+| ``triton`` | CUDA, float32 (autocast too), cubic, G+k <= 100, Triton installed | :mod:`kantk.bases.triton_edges` |
 | ``native_sparse`` / ``native_dense`` | CPU, uniform grid, the native kernels built | :mod:`.native` |
 | ``torch_knots`` | a non-uniform grid (after ``update_grid``) | :mod:`.knots` (de Boor) |
 | ``torch_compiled`` | under ``torch.compile``, cubic, no native kernels | :mod:`.torch_dense` |
@@ -54,6 +54,11 @@ class Path(str, enum.Enum):
     TORCH_SPARSE = "torch_sparse"
 
 
+#: The Triton kernels do one GEMM over all G+k functions (time linear in G); from this many
+#: functions on, the sparse PyTorch path is faster on CUDA (H200, w256 B8192: Triton 13 ms vs
+#: sparse 17 ms at G=50, 48 ms vs 19 ms at G=200; see docs/performance.md).
+TRITON_MAX_FUNCTIONS = 100
+
 #: Paths that need a uniform grid.
 UNIFORM_ONLY = (Path.NATIVE_DENSE, Path.NATIVE_SPARSE, Path.TORCH_COMPILED, Path.TORCH_DENSE, Path.TORCH_SPARSE)
 
@@ -98,7 +103,7 @@ def choose(case: Case) -> Path:
         if path in UNIFORM_ONLY and not case.uniform:
             return Path.TORCH_KNOTS  # a forced uniform-grid path cannot evaluate moved knots
         return path
-    if case.triton and case.order == 3 and not case.compiling:
+    if case.triton and case.order == 3 and not case.compiling and case.num_functions <= TRITON_MAX_FUNCTIONS:
         return Path.TRITON
     if not case.uniform:
         return Path.TORCH_KNOTS
