@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -180,7 +181,7 @@ def load_model(path: str) -> KAN:
         try:
             module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever torch.load or the module raises
-            fail(f"cannot load checkpoint {path!r}: {type(exc).__name__}: {exc}")
+            fail(f"cannot load checkpoint {path!r}: {type(exc).__name__}: {one_line(str(exc), 300)}")
         return module.model
     try:
         return kantk.load(path)
@@ -197,10 +198,12 @@ def read_table(path: str, what: str = "CSV file") -> Any:
         if b"\0" in f.read(65536):
             fail(f"{path!r} is a binary file, not a {what} of numbers separated by commas")
     try:
-        try:
-            table = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-        except ValueError:
-            table = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            try:
+                table = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+            except ValueError:
+                table = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
     except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
         fail(f"cannot read {path!r} as numbers separated by commas: {exc}")
     if table.size == 0:
@@ -378,7 +381,8 @@ def run_symbolic(args: argparse.Namespace) -> int:
     try:
         formulas = kantk.symbolic_formula(model, var_names=args.var_names)
     except ValueError as exc:
-        print(f"wrote {out}; no closed form yet: {exc}", file=sys.stderr)
+        print(f"wrote {out}", file=sys.stderr)
+        print("kantk: " + one_line(f"symbolic: no closed form yet: {exc}"), file=sys.stderr)
         return 1
     for q, expr in enumerate(formulas):
         print(f"y{q + 1} = {expr}")
@@ -530,7 +534,10 @@ def run_discover(args: argparse.Namespace) -> int:
     if not result.formulas:
         print("formula: none found (some edges stayed numeric; try more --steps or --library default)")
     print(f"test RMSE: {result.test_rmse:.3e}")
-    return 0 if result.formulas else 1
+    if not result.formulas:
+        print(f"kantk: discover: no closed form found; the numeric model is in {folder}/", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _csv_dataset(path: str, seed: int) -> dict[str, torch.Tensor]:

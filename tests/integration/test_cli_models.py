@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -72,3 +73,91 @@ def test_bad_inputs(model_file, tmp_path):
     with pytest.raises(SystemExit, match="unknown pruner"):
         main(["prune", str(model_file), "-o", str(tmp_path / "p.kantk"), "--pruner", "nope"])
     assert not (tmp_path / "p.kantk").exists()
+
+
+# --- exports never delete or overwrite an input (issue 16) -----------------------------------------
+
+
+def _exit_line(argv, capsys):
+    """(status, last stderr line) of a command expected to fail with ``kantk: ...``."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    code = info.value.code
+    if isinstance(code, str):
+        return 1, code
+    return code, capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' not installed (CI installs it)")
+@pytest.mark.parametrize("fmt", ["svg", "png", "pdf"])
+def test_export_next_to_the_model_keeps_the_model(model_file, tmp_path, monkeypatch, fmt):
+    monkeypatch.chdir(tmp_path)
+    before = model_file.read_bytes()
+    assert main(["export", "model.kantk", "-o", f"model.kantk.{fmt}"]) == 0
+    assert model_file.read_bytes() == before
+    assert (tmp_path / f"model.kantk.{fmt}").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.kantk", f"model.kantk.{fmt}"]
+    assert main(["export", "model.kantk", "-o", "graph", "--format", fmt, "--edge-plots"]) == 0
+    assert (tmp_path / "graph").stat().st_size > 0 and not (tmp_path / f"graph.{fmt}").exists()  # exactly -o
+    assert any((tmp_path / "graph_edges").glob("edge_*.png"))
+    assert not list(tmp_path.rglob(".kantk-tmp-*"))
+    assert model_file.read_bytes() == before
+
+
+@pytest.mark.parametrize("fmt", ["json", "dot", "svg", "png", "pdf"])
+def test_export_onto_the_model_is_refused(model_file, tmp_path, monkeypatch, capsys, fmt):
+    monkeypatch.chdir(tmp_path)
+    before = model_file.read_bytes()
+    (tmp_path / "link.kantk").symlink_to(model_file)
+    for target in ("model.kantk", str(model_file), "./model.kantk", "link.kantk"):
+        status, line = _exit_line(["export", "model.kantk", "-o", target, "--format", fmt], capsys)
+        assert status == 1 and line.startswith("kantk: -o ") and "is the input file" in line
+    assert model_file.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.kantk", "model.kantk"]
+
+
+def test_export_overwrites_an_old_output_atomically(model_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "g.json").write_text("old")
+    assert main(["export", "model.kantk", "-o", "g.json"]) == 0
+    assert json.loads((tmp_path / "g.json").read_text())["graph"]["widths"] == [2, 3, 1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.json", "model.kantk"]
+
+
+def test_prune_symbolic_plot_write_atomically_and_never_onto_the_input(model_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = model_file.read_bytes()
+    for command in ("prune", "symbolic", "plot"):
+        status, line = _exit_line([command, "model.kantk", "-o", "model.kantk"], capsys)
+        assert status == 1 and "is the input file" in line
+    assert model_file.read_bytes() == before
+    assert main(["prune", "model.kantk", "-o", "p.kantk", "--samples", "50"]) == 0
+    assert main(["plot", "p.kantk", "-o", "p.svg", "--samples", "50"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.kantk", "p.kantk", "p.svg"]
+
+
+def test_checkpoints_load_without_pickled_code(tmp_path, monkeypatch):
+    import pickle
+
+    import pytorch_lightning as pl
+
+    from kantk.lightning import KANModule, TensorDataModule
+
+    monkeypatch.chdir(tmp_path)
+    module = KANModule([2, 3, 1], optimizer="adam", init_seed=0)
+    x = torch.rand(32, 2, dtype=torch.float32)
+    data = TensorDataModule({"train_input": x, "train_label": x[:, :1], "test_input": x, "test_label": x[:, :1]})
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer.fit(module, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    assert main(["plot", "m.ckpt", "-o", "m.png", "--samples", "20"]) == 0
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, ("touch PWNED",))
+
+    (tmp_path / "evil.ckpt").write_bytes(pickle.dumps({"state_dict": {}, "x": Boom()}))
+    with pytest.raises(SystemExit, match="cannot load checkpoint"):
+        main(["plot", "evil.ckpt", "-o", "e.png"])
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "e.png").exists()

@@ -1,12 +1,9 @@
 """The flagship workflow (README main job): kantk discover finds the seed's formula."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import sympy
-import torch
 
 from kantk.cli import main
 
@@ -57,3 +54,26 @@ def test_discover_without_a_closed_form_still_writes_the_model(tmp_path, monkeyp
     text = capsys.readouterr().out
     assert rc == 1 and "none found" in text and "test RMSE" in text
     assert (tmp_path / "out" / "model.kantk").exists()
+
+
+def test_discover_checks_its_output_folder_before_training(tmp_path, monkeypatch):
+    import kantk
+    from kantk.pipeline import discover
+
+    def started(*args, **kwargs):
+        raise AssertionError("training started before the output folder was checked")
+
+    monkeypatch.setattr(kantk, "fit", started)
+    (tmp_path / "file").write_text("keep")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        discover("x1*x2", output_dir=tmp_path / "file")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        discover("x1*x2", output_dir=tmp_path / "file" / "below")
+    (tmp_path / "out" / "graph.svg").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError, match="graph.svg"):
+        discover("x1*x2", output_dir=tmp_path / "out")
+    with pytest.raises(ValueError, match="var_names needs 2"):
+        discover("x1*x2", var_names=["a"], output_dir=tmp_path / "new")
+    with pytest.raises(ValueError, match="unknown symbolic library"):
+        discover("x1*x2", library="nope", output_dir=tmp_path / "new")
+    assert (tmp_path / "file").read_text() == "keep" and not (tmp_path / "new").exists()

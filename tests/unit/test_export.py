@@ -3,13 +3,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import networkx as nx
 import pytest
 import torch
 
 import kantk
-from kantk.export import GraphvizNotFoundError, render_graph, to_graphviz, to_networkx
+from kantk.export import (
+    GraphvizNotFoundError,
+    GraphvizRenderError,
+    atomic_path,
+    export_graph,
+    render_graph,
+    to_graphviz,
+    to_networkx,
+)
 
 needs_dot = pytest.mark.skipif(
     shutil.which("dot") is None and not os.environ.get("CI"),
@@ -104,3 +113,94 @@ def test_bad_arguments():
         to_graphviz(model, edge_plots="somewhere")
     with pytest.raises(ValueError, match="format"):
         render_graph(to_graphviz(model), "x.gif", format="gif")
+
+
+# --- exports never destroy a file (issue 16) --------------------------------------------------------
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+@needs_dot
+@pytest.mark.parametrize("fmt", ["svg", "png", "pdf"])
+def test_render_never_touches_the_file_named_like_the_output_stem(tmp_path, fmt):
+    model = tmp_path / "M.kantk"
+    model.write_bytes(b"the model")
+    path = render_graph(to_graphviz(_model()), tmp_path / f"M.kantk.{fmt}", format=fmt)
+    assert path == str(tmp_path / f"M.kantk.{fmt}") and os.path.getsize(path) > 0
+    assert model.read_bytes() == b"the model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["M.kantk", f"M.kantk.{fmt}"]  # no DOT source, no temporaries
+
+
+@needs_dot
+def test_render_adds_the_extension_and_leaves_the_extensionless_file_alone(tmp_path):
+    (tmp_path / "g").write_bytes(b"keep")
+    assert render_graph(to_graphviz(_model()), tmp_path / "g", format="svg") == str(tmp_path / "g.svg")
+    assert (tmp_path / "g").read_bytes() == b"keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "g.svg"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "dot"])
+def test_export_graph_writes_exactly_the_path_atomically(tmp_path, fmt):
+    target = tmp_path / "M.kantk"  # the name of a model: export_graph writes exactly there, nothing else
+    target.write_bytes(b"old")
+    assert export_graph(_model(), target, fmt) == str(target)
+    text = target.read_text()
+    assert text.startswith("digraph") if fmt == "dot" else json.loads(text)["graph"]["widths"] == [3, 4, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["M.kantk"]
+
+
+def test_a_failed_export_leaves_the_old_file_and_no_temporaries(tmp_path, monkeypatch):
+    out = tmp_path / "g.dot"
+    out.write_bytes(b"old graph")
+
+    def broken(self, filename=None, **kwargs):
+        with open(filename, "w") as f:
+            f.write("half a gr")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("graphviz.Digraph.save", broken)
+    with pytest.raises(OSError, match="No space"):
+        export_graph(_model(), out, "dot")
+    assert out.read_bytes() == b"old graph"
+    assert [p.name for p in tmp_path.iterdir()] == ["g.dot"]
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    out = tmp_path / "f.txt"
+    out.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(out) as tmp:
+        Path(tmp).write_text("partial")
+        raise RuntimeError("interrupted")
+    assert out.read_text() == "old"
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text("new")
+    assert out.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+    with pytest.raises(FileNotFoundError, match="nothing was written"), atomic_path(out):
+        pass
+    assert out.read_text() == "new"
+
+
+def test_exports_refuse_a_folder(tmp_path):
+    (tmp_path / "g.svg").mkdir()
+    with pytest.raises(IsADirectoryError):
+        export_graph(_model(), tmp_path / "g.svg", "json")
+    with pytest.raises(IsADirectoryError):
+        render_graph(to_graphviz(_model()), tmp_path / "g.svg")
+    with pytest.raises(ValueError, match="unknown format"):
+        export_graph(_model(), tmp_path / "g.gif")
+    with pytest.raises(ValueError, match="edge_plots"):
+        export_graph(_model(), tmp_path / "g.json", x=torch.rand(8, 3), edge_plots=tmp_path / "e")
+
+
+@needs_dot
+def test_a_graphviz_failure_is_reported_and_leaves_nothing(tmp_path):
+    import graphviz
+
+    dot = graphviz.Digraph("kan")
+    dot.node("a", image=str(tmp_path / "missing.png"), shape="none")
+    dot.body.append("this is not DOT {")
+    with pytest.raises(GraphvizRenderError, match="could not render"):
+        render_graph(dot, tmp_path / "g.svg")
+    assert list(tmp_path.iterdir()) == []

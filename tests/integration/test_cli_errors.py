@@ -1,0 +1,416 @@
+"""Bad input to the ``kantk`` command line ends in one ``kantk: ...`` line and exit status 1 or 2.
+
+Issue 16 ("untrusted input"): every command checks its inputs before the work starts, never
+prints a Python traceback, and never writes over one of its input files. The property-based tests
+(Hypothesis) feed random values to the numeric flags and random argument lists to every command.
+Everything runs in-process through :func:`kantk.cli.main` in a temporary folder.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
+from matplotlib.figure import Figure
+
+import kantk
+from kantk.cli import main
+from kantk.pipeline import Discovery
+
+PLAIN_COMMANDS = ("prune", "symbolic", "export", "plot")
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``kantk argv``, as the console would show them."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+        if isinstance(code, str):  # what Python does with SystemExit("message")
+            print(code, file=sys.stderr)
+            code = 1
+    captured = capsys.readouterr()
+    code = 0 if code is None else code
+    if currently_in_test_context():
+        event(f"exit status {code}")  # shown by pytest --hypothesis-show-statistics
+    return code, captured.out, captured.err
+
+
+def assert_error(result: tuple[int, str, str], *, code: int | None = None, match: str = "") -> str:
+    """The one ``kantk: ...`` line of a failed command (no traceback, no internal error)."""
+    status, _, err = result
+    assert status in (1, 2), result
+    if code is not None:
+        assert status == code, result
+    assert "Traceback" not in err and "internal error" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("kantk: "), err
+    assert sum(line.startswith("kantk: ") for line in lines) == 1, err
+    assert match in lines[-1], (match, lines[-1])
+    return lines[-1]
+
+
+@pytest.fixture()
+def work(tmp_path, monkeypatch):
+    """A temporary working folder holding a small saved model ``model.kantk``."""
+    monkeypatch.chdir(tmp_path)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    kantk.save(kantk.KAN([2, 3, 1], seed=0), tmp_path / "model.kantk")
+    torch.set_default_dtype(old)
+    return tmp_path
+
+
+@pytest.fixture()
+def no_work(monkeypatch):
+    """Makes the heavy steps fail the test if reached: inputs must be refused before them."""
+
+    def started(*args, **kwargs):
+        raise AssertionError("the work started before the bad input was refused")
+
+    for name in ("fit", "prune", "auto_symbolic", "plot_activations"):
+        monkeypatch.setattr(kantk, name, started)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- the items of issue 16 -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["foo", "node_th=1e", "node_th=[", "node_th=NaN", "node_th=-Infinity",
+                                    "node_th=1e999", "=1", "node th=1", "pruner=x", "node_th=[[[[[["])
+def test_malformed_option(work, capsys, no_work, option):
+    assert_error(run_cli(["prune", "model.kantk", "-o", "p.kantk", "--option", option], capsys), code=1,
+                 match="--option")
+    assert not (work / "p.kantk").exists()
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "1", "1e3", "x", "1000001", "9" * 30])
+def test_samples_out_of_range(work, capsys, no_work, value):
+    assert_error(run_cli(["plot", "model.kantk", "-o", "p.png", "--samples", value], capsys), code=2,
+                 match="--samples")
+
+
+@pytest.mark.parametrize("value", ["1e23", str(10**23), "-1", "nan", "0x10"])
+def test_seed_out_of_range(work, capsys, no_work, value):
+    assert_error(run_cli(["prune", "model.kantk", "-o", "p.kantk", "--seed", value], capsys), code=2,
+                 match="--seed")
+    assert_error(run_cli(["discover", "--seed", value], capsys), code=2, match="--seed")
+
+
+@pytest.mark.parametrize("command", PLAIN_COMMANDS)
+def test_output_an_existing_folder(work, capsys, no_work, command):
+    (work / "taken").mkdir()
+    assert_error(run_cli([command, "model.kantk", "-o", "taken", "--format", "json"] if command == "export"
+                         else [command, "model.kantk", "-o", "taken"], capsys), code=1, match="is a folder")
+    assert list((work / "taken").iterdir()) == []
+
+
+@pytest.mark.parametrize("command", PLAIN_COMMANDS)
+def test_output_the_input_is_refused(work, capsys, no_work, command):
+    before = (work / "model.kantk").read_bytes()
+    argv = [command, "model.kantk", "-o", "model.kantk"] + (["--format", "json"] if command == "export" else [])
+    assert_error(run_cli(argv, capsys), code=1, match="is the input file")
+    os.symlink("model.kantk", work / "link.kantk")
+    argv[3] = "link.kantk"
+    assert_error(run_cli(argv, capsys), code=1, match="is the input file")
+    os.link(work / "model.kantk", work / "hard.kantk")
+    argv[3] = "hard.kantk"
+    assert_error(run_cli(argv, capsys), code=1, match="is the input file")
+    assert (work / "model.kantk").read_bytes() == before
+
+
+def test_output_the_data_file_is_refused(work, capsys, no_work):
+    (work / "d.csv").write_text("0.1,0.2\n0.3,0.4\n0.5,0.6\n")
+    assert_error(run_cli(["prune", "model.kantk", "-o", "d.csv", "--data", "d.csv"], capsys), match="is the input")
+    assert (work / "d.csv").read_text().startswith("0.1")
+
+
+def test_output_a_special_file_is_refused(work, capsys, no_work):
+    os.mkfifo(work / "pipe")
+    assert_error(run_cli(["prune", "model.kantk", "-o", "pipe"], capsys), code=1, match="not a regular file")
+    assert_error(run_cli(["plot", "pipe", "-o", "p.png"], capsys), code=1, match="not a regular file")
+
+
+def test_unwritable_output_folder_is_refused_before_the_work(work, capsys, no_work, monkeypatch):
+    import tempfile
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    for argv in (["prune", "model.kantk", "-o", "p.kantk"], ["export", "model.kantk", "-o", "g.json"],
+                 ["plot", "model.kantk", "-o", "p.png"], ["symbolic", "model.kantk", "-o", "s.kantk"],
+                 ["discover", "-o", "out"]):
+        assert_error(run_cli(argv, capsys), code=1, match="Permission denied")
+    assert sorted(p.name for p in work.iterdir()) == ["model.kantk"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder(work, capsys, no_work):
+    locked = work / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert_error(run_cli(["prune", "model.kantk", "-o", "locked/p.kantk"], capsys), code=1, match="cannot write")
+        assert_error(run_cli(["discover", "-o", "locked/out"], capsys), code=1, match="cannot write")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_missing_output_folder(work, capsys, no_work):
+    assert_error(run_cli(["prune", "model.kantk", "-o", "no/such/p.kantk"], capsys), code=1, match="does not exist")
+
+
+def test_a_write_failing_after_the_work_is_one_line_and_keeps_the_old_file(work, capsys, monkeypatch):
+    (work / "p.kantk").write_bytes(b"old")
+
+    def disk_full(model, path):
+        Path(path).write_bytes(b"partial")
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(kantk, "save", disk_full)
+    line = assert_error(run_cli(["prune", "model.kantk", "-o", "p.kantk"], capsys), code=1)
+    assert "No space left on device" in line
+    assert (work / "p.kantk").read_bytes() == b"old"
+    assert sorted(p.name for p in work.iterdir()) == ["model.kantk", "p.kantk"]  # no temporary left behind
+
+
+def test_discover_into_an_existing_file_fails_before_training(work, capsys, no_work):
+    (work / "existing").write_text("keep me")
+    assert_error(run_cli(["discover", "-o", "existing"], capsys), code=1, match="is a file, not a folder")
+    assert (work / "existing").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("name", ["model.kantk", "graph.svg", "activations.png"])
+def test_discover_output_names_that_are_folders_fail_before_training(work, capsys, no_work, name):
+    (work / "out" / name).mkdir(parents=True)
+    assert_error(run_cli(["discover", "-o", "out"], capsys), code=1, match="is a folder")
+
+
+def test_discover_checks_library_names_and_csv_before_training(work, capsys, no_work):
+    assert_error(run_cli(["discover", "--library", "nope", "-o", "out"], capsys), code=1, match="nope")
+    assert_error(run_cli(["discover", "--var-names", "a", "b", "c", "-o", "out"], capsys), code=1,
+                 match="var_names needs 2")
+    assert_error(run_cli(["discover", "--steps", "0"], capsys), code=2, match="--steps")
+    assert_error(run_cli(["discover", "--hidden", "100000"], capsys), code=2, match="--hidden")
+    assert_error(run_cli(["discover", "--csv", "model.kantk"], capsys), code=1, match="binary file")
+    (work / "out").mkdir()
+    (work / "out" / "model.kantk").write_text("".join(f"{i},{i * 2},{i * 3}\n" for i in range(20)))
+    assert_error(run_cli(["discover", "--csv", "out/model.kantk", "-o", "out"], capsys), code=1,
+                 match="would overwrite the input")
+    assert not (work / "out" / "graph.svg").exists()
+
+
+def test_test_with_a_missing_checkpoint_fails_before_lightning(work, capsys):
+    for argv in (["test", "--ckpt_path", "missing.ckpt"], ["validate", "--ckpt_path=missing.ckpt"],
+                 ["fit", "--ckpt_path", "."]):
+        assert_error(run_cli(argv, capsys), code=1, match="checkpoint file")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.1", "1.5", "x"])
+def test_r2_threshold_must_be_finite_in_0_1(work, capsys, no_work, value):
+    assert_error(run_cli(["symbolic", "model.kantk", "-o", "s.kantk", "--r2-threshold", value], capsys), code=2,
+                 match="--r2-threshold")
+
+
+# --- the others found by trying each command -------------------------------------------------------
+
+
+@pytest.mark.parametrize("lo_hi", [("nan", "1"), ("0", "inf"), ("1", "1"), ("2", "1"), ("-1e300", "1")])
+def test_bad_range(work, capsys, no_work, lo_hi):
+    assert_error(run_cli(["export", "model.kantk", "-o", "g.json", "--range", *lo_hi], capsys), match="--range")
+
+
+def test_bad_model_files(work, capsys, no_work):
+    (work / "folder").mkdir()
+    (work / "binary.kantk").write_bytes(b"\x00\x01garbage" * 100)
+    (work / "empty.kantk").write_bytes(b"")
+    (work / "bad.ckpt").write_bytes(b"not a pickle")
+    for model, match in (("absent.kantk", "no model file"), ("folder", "is a folder"),
+                         ("binary.kantk", "cannot load"), ("empty.kantk", "cannot load"),
+                         ("bad.ckpt", "cannot load checkpoint")):
+        for command in PLAIN_COMMANDS:
+            assert_error(run_cli([command, model, "-o", "out.png" if command == "plot" else "out.json"], capsys),
+                         code=1, match=match)
+    assert not (work / "out.json").exists() and not (work / "out.png").exists()
+
+
+def test_unreadable_model_file(work, capsys, no_work, monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        if str(file).endswith("model.kantk"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    assert_error(run_cli(["plot", "model.kantk", "-o", "p.png"], capsys), code=1, match="Permission denied")
+
+
+def test_bad_data_files(work, capsys, no_work):
+    (work / "folder").mkdir()
+    (work / "header.csv").write_text("a,b\n")
+    (work / "text.csv").write_text("a,b\n1,2\nx,y\n")
+    (work / "nan.csv").write_text("1,2\nnan,3\n")
+    (work / "one.csv").write_text("1\n2\n3\n")
+    (work / "latin.csv").write_bytes(b"\xff\xfe1,2\n")
+    for data, match in (("absent.csv", "no CSV file"), ("folder", "is a folder"), ("model.kantk", "binary"),
+                        ("header.csv", "no rows"), ("text.csv", "cannot read"), ("nan.csv", "NaN"),
+                        ("one.csv", "columns"), ("latin.csv", "cannot read")):
+        assert_error(run_cli(["export", "model.kantk", "-o", "g.json", "--data", data], capsys), code=1, match=match)
+
+
+def test_var_names_are_checked_before_the_work(work, capsys, no_work):
+    for command in ("symbolic", "export", "plot"):
+        out = "p.png" if command == "plot" else "out.json"
+        assert_error(run_cli([command, "model.kantk", "-o", out, "--var-names", "a"], capsys), code=1,
+                     match="--var-names needs 2")
+        assert_error(run_cli([command, "model.kantk", "-o", out, "--var-names", "a", ""], capsys), code=2)
+
+
+def test_export_and_plot_formats(work, capsys, no_work):
+    assert_error(run_cli(["export", "model.kantk", "-o", "g.gif"], capsys), code=1, match="unknown format")
+    assert_error(run_cli(["export", "model.kantk", "-o", "g"], capsys), code=1, match="unknown format")
+    assert_error(run_cli(["export", "model.kantk", "-o", "g.svg", "--format", "gif"], capsys), code=2)
+    assert_error(run_cli(["export", "model.kantk", "-o", "g.json", "--edge-plots"], capsys), code=1,
+                 match="--edge-plots")
+    (work / "g_edges").write_text("a file")
+    assert_error(run_cli(["export", "model.kantk", "-o", "g.dot", "--edge-plots"], capsys), code=1,
+                 match="a file of that name exists")
+    assert_error(run_cli(["plot", "model.kantk", "-o", "p.xyz"], capsys), code=1, match="image file")
+    assert_error(run_cli(["plot", "model.kantk", "-o", "p"], capsys), code=1, match="image file")
+
+
+def test_unknown_pruner_library_and_commands(work, capsys):
+    assert_error(run_cli(["prune", "model.kantk", "-o", "p.kantk", "--pruner", "nope"], capsys), code=1,
+                 match="nope")
+    assert_error(run_cli(["symbolic", "model.kantk", "-o", "p.kantk", "--library", "nope"], capsys), code=1,
+                 match="nope")
+    assert_error(run_cli(["nosuch"], capsys), code=2, match="invalid choice")
+    assert_error(run_cli(["prune"], capsys), code=2, match="required")
+    assert not (work / "p.kantk").exists()
+
+
+def test_lightning_parse_errors_are_one_line(work, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["kantk"])  # as from the console (LightningCLI compares them)
+    (work / "binary.yaml").write_bytes(b"\x00\x01\x02")
+    (work / "folder").mkdir()
+    for argv, match in ((["fit", "--config", "missing.yaml"], "does not exist"),
+                        (["fit", "--config", "binary.yaml"], "config"),
+                        (["fit", "--config", "folder"], "not a file"),
+                        (["fit", "--no-such-flag", "1"], "unrecognized")):
+        assert_error(run_cli(argv, capsys), code=2, match=match)
+
+
+def test_unexpected_errors_are_one_line_unless_debugging(work, capsys, monkeypatch):
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(kantk, "plot_activations", bug)
+    status, _, err = run_cli(["plot", "model.kantk", "-o", "p.png"], capsys)
+    assert status == 1 and "Traceback" not in err
+    assert err.strip() == "kantk: internal error: ZeroDivisionError: a bug (run with KANTK_DEBUG=1 to see the traceback)"
+    monkeypatch.setenv("KANTK_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["plot", "model.kantk", "-o", "p.png"])
+    assert not (work / "p.png").exists()
+
+
+def test_the_console_prints_one_line_and_exits_1(work):
+    env = dict(os.environ, KANTK_NATIVE="0")
+    env.pop("KANTK_DEBUG", None)
+    done = subprocess.run([sys.executable, "-m", "kantk.cli", "plot", "model.kantk", "-o", "model.kantk"],
+                          check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("kantk: -o 'model.kantk' is the input file")
+    assert "Traceback" not in done.stderr
+
+
+# --- property-based: random values and argument lists ---------------------------------------------
+
+_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
+_numbers = st.one_of(
+    st.integers(-(10**25), 10**25).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["nan", "inf", "-inf", "1e999", "0x10", "1_000", " 7 ", "", "-", "--", "1e3", "2.5"]),
+    _text,
+)
+
+
+@pytest.fixture()
+def cheap(monkeypatch):
+    """Stubs the work of prune/export/plot/symbolic/discover: the argument handling is under test."""
+    monkeypatch.setattr(kantk, "prune", lambda model, x, **kwargs: model)
+    monkeypatch.setattr(kantk, "auto_symbolic", lambda model, x, **kwargs: [])
+    monkeypatch.setattr("kantk.export.export_graph", lambda model, path, *args, **kwargs: Path(path).write_text("{}"))
+    monkeypatch.setattr(kantk, "plot_activations", lambda *args, **kwargs: Figure())
+    monkeypatch.setattr("kantk.pipeline.discover", lambda *args, **kwargs: Discovery(["x1"], 0.0, [1, 1, 1], None))
+
+
+@FUZZ
+@given(flag=st.sampled_from(["--samples", "--seed", "--range"]), value=_numbers, other=_numbers)
+def test_numeric_flags_succeed_or_fail_in_one_line(work, capsys, cheap, flag, value, other):
+    argv = ["prune", "model.kantk", "-o", "p.kantk", flag, value] + ([other] if flag == "--range" else [])
+    status, out, err = run_cli(argv, capsys)
+    if status == 0:
+        assert "wrote p.kantk" in out and err == ""
+    else:
+        assert_error((status, out, err))
+    assert kantk.load(work / "model.kantk").widths == [2, 3, 1]
+
+
+@FUZZ
+@given(value=_numbers)
+def test_r2_threshold_succeeds_or_fails_in_one_line(work, capsys, cheap, value):
+    status, out, err = run_cli(["symbolic", "model.kantk", "-o", "s.kantk", "--samples", "5",
+                                "--r2-threshold", value], capsys)
+    if status == 2:
+        assert_error((status, out, err), match="--r2-threshold")
+    else:  # accepted: a finite number in [0, 1]; the stub leaves every edge numeric, so status 1
+        assert 0 <= float(value) <= 1
+        assert_error((status, out, err), code=1, match="no closed form")
+
+
+@FUZZ
+@given(flag=st.sampled_from(["--steps", "--hidden", "--seed"]), value=_numbers)
+def test_discover_numbers_are_refused_in_one_line_before_work(work, capsys, cheap, flag, value):
+    (work / "existing-file").write_text("")
+    status, out, err = run_cli(["discover", "-o", "existing-file", flag, value], capsys)
+    assert_error((status, out, err))  # a bad number (status 2) or the output that is a file (status 1)
+
+
+@settings(FUZZ, max_examples=20)
+@given(items=st.lists(st.one_of(_text, _numbers).map(lambda v: f"node_th={v}") | _text, min_size=1, max_size=3))
+def test_random_options_succeed_or_fail_in_one_line(work, capsys, items):  # the real pruner, 5 samples
+    argv = ["prune", "model.kantk", "-o", "p.kantk", "--samples", "5"]
+    for item in items:
+        argv += ["--option", item]
+    status, out, err = run_cli(argv, capsys)
+    if status != 0:
+        assert_error((status, out, err))
+
+
+@FUZZ
+@given(command=st.sampled_from([*PLAIN_COMMANDS, "discover", "plugins"]),
+       args=st.lists(st.one_of(_text, _numbers, st.sampled_from(
+           ["-o", "--output", "model.kantk", "--samples", "--seed", "--range", "--data", "--var-names", "--format",
+            "--option", "--library", "--steps", "--hidden", "--csv", "--formula", "g.json", ".", "..", "/"])),
+           max_size=6))
+def test_random_argument_lists_succeed_or_fail_in_one_line(work, capsys, cheap, command, args):
+    before = (work / "model.kantk").read_bytes()
+    status, out, err = run_cli([command, *args], capsys)
+    if status != 0:
+        assert_error((status, out, err))
+    assert (work / "model.kantk").read_bytes() == before
