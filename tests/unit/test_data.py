@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import math
+import time
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import kantk
 from kantk.data import check_dataset, check_labels, create_dataset, load_csv, split_dataset
@@ -159,6 +163,125 @@ def test_load_csv_errors(tmp_path):
     path.write_text("a,b\n1,2\n3,x\n")
     with pytest.raises(ValueError, match="numbers only"):
         load_csv(path)
+
+
+
+def test_formula_strings_never_run_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for formula in ("__import__('os').system('touch PWNED')", "x1+__import__('os').system('touch PWNED')"):
+        with pytest.raises(ValueError, match="attribute access"):
+            create_dataset(formula, n_vars=1)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="numeric exponents"):
+        create_dataset("9**9**9", n_vars=1)
+    with pytest.raises(ValueError, match="formula is too long") as info:
+        create_dataset("+".join(["x1"] * 10_000), n_vars=1)
+    assert "\n" not in str(info.value)
+    assert time.perf_counter() - start < 2.0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_formula_is_checked_before_anything_is_allocated():
+    with pytest.raises(ValueError, match="unknown variable"):  # not a (1000, 10**12) sample first
+        create_dataset("x1 + y", n_vars=10**12)
+    data = create_dataset("x2", n_vars=3, train_num=4, test_num=0)  # lambdified over x2 alone
+    torch.testing.assert_close(data["train_label"][:, 0], data["train_input"][:, 1])
+
+
+CSV_ERRORS = [
+    (b"a,b\n", {}, "has a header row (a, b) but no data rows"),
+    (b"a,b\n\n  \n", {}, "has a header row (a, b) but no data rows"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", {}, "looks like a binary file"),
+    (b"1,2\n\xff\xfe,3\n", {}, "is not UTF-8 text"),
+    (b"1,2\n3,4\n", {"label_columns": 1.5}, "label_columns must be a column index (int), a header name"),
+    (b"1,2\n3,4\n", {"label_columns": True}, "got True"),
+    (b"1,2\n3,4\n", {"label_columns": [0, False]}, "label_columns must be"),
+    (b"1,2\n3,4\n", {"label_columns": []}, "non-empty list"),
+    (b"1,2\n3,4\n", {"label_columns": None}, "got None"),
+    (b"1,2,3\n3,4,5\n", {"label_columns": [1, 1]}, "name column 1 more than once"),
+    (b"1,2,3\n3,4,5\n", {"label_columns": [2, -1]}, "name column 2 more than once"),
+    (b"a,a,b\n1,2,3\n", {"label_columns": "a"}, "has 2 columns named 'a'; select the label column by index"),
+    (b"1,2\n3,4\n", {"label_columns": [0, 1]}, "need at least one input and one label column"),
+    (b"1,2\n3,4\n", {"label_columns": 5}, "label column 5 out of range for 2 columns"),
+    (b"a,b,c\n1,2,3\n4,5\n", {}, "line 3 has 2 fields but the header has 3"),
+    (b"1,2\n3,4,5\n", {}, "line 2 has 3 fields but the first row has 2"),
+    (b"a,b\n1,2\n3,\n", {}, "line 3, column 2 is ''"),
+    (b"1,2\n" + b"7" * 200_000 + b",1\n", {}, "cannot be read as CSV: field larger than field limit"),
+    (b"1,2\n3,4\n", {"delimiter": ";;"}, "delimiter must be one character"),
+]
+
+
+@pytest.mark.parametrize(("content", "kwargs", "message"), CSV_ERRORS)
+def test_load_csv_gives_one_line_errors(tmp_path, content, kwargs, message):
+    path = tmp_path / "d.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        load_csv(path, **kwargs)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert str(path) in str(info.value) or "label_columns" in str(info.value) or "delimiter" in str(info.value)
+
+
+def test_load_csv_accepts_numpy_indices_duplicate_names_by_index_and_a_bom(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,a,b\n1,2,3\n4,5,6\n")
+    data = load_csv(path, label_columns=np.int64(1), test_fraction=0)
+    assert sorted(data["train_label"][:, 0].tolist()) == [2.0, 5.0]
+    path.write_bytes("\ufeff1,2\n3,4\n".encode())  # a UTF-8 byte-order mark is not a header
+    assert load_csv(path, test_fraction=0)["train_input"].shape == (2, 1)
+
+
+def _csv_table(draw: st.DrawFn) -> tuple[np.ndarray, list[str] | None]:
+    rows, cols = draw(st.integers(1, 12)), draw(st.integers(2, 5))
+    values = draw(st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=64), min_size=rows * cols, max_size=rows * cols))
+    names = draw(st.one_of(st.none(), st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True),
+                                               min_size=cols, max_size=cols, unique=True)))
+    return np.array(values, dtype=np.float64).reshape(rows, cols), names
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.composite(_csv_table)(), st.data())
+def test_load_csv_round_trips_any_numeric_table(tmp_path, table_names, data):
+    table, names = table_names
+    label = data.draw(st.integers(-table.shape[1], table.shape[1] - 1))
+    path = tmp_path / "t.csv"
+    lines = ([",".join(names)] if names else []) + [",".join(repr(float(v)) for v in row) for row in table]
+    path.write_text("\n".join(lines) + "\n")
+    by = names[label] if names and data.draw(st.booleans()) else label
+    got = load_csv(path, label_columns=by, test_fraction=0, dtype=torch.float64)
+    inputs = np.delete(table, label % table.shape[1], axis=1)
+    order = np.lexsort(got["train_input"].numpy().T[::-1])
+    want_order = np.lexsort(inputs.T[::-1])
+    np.testing.assert_array_equal(got["train_input"].numpy()[order], inputs[want_order])
+    assert got["train_label"].shape == (table.shape[0], 1)
+
+
+LABEL_COLUMNS = st.one_of(
+    st.integers(-4, 4), st.floats(), st.booleans(), st.none(), st.text(max_size=3), st.binary(max_size=2),
+    st.lists(st.one_of(st.integers(-4, 4), st.text(max_size=2), st.booleans(), st.floats()), max_size=3),
+    st.dictionaries(st.text(max_size=1), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=200).map(str.encode),
+        st.text(alphabet="0123456789.,-+e \n\r\tnaif\"", max_size=200).map(str.encode),
+    ),
+    LABEL_COLUMNS,
+)
+def test_load_csv_on_any_bytes_returns_a_dataset_or_raises_value_error(tmp_path, content, label_columns):
+    path = tmp_path / "any.csv"
+    path.write_bytes(content)
+    start = time.perf_counter()
+    try:
+        data = load_csv(path, label_columns=label_columns)
+    except ValueError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert set(data) == {"train_input", "train_label", "test_input", "test_label"}
+    assert time.perf_counter() - start < 1.0
 
 
 # --- check_dataset -----------------------------------------------------------------------------

@@ -1,0 +1,408 @@
+"""kantk.formula_parser: a whitelist parser for formula strings that never runs code."""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import sympy
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kantk
+from kantk import formula_parser as fp
+from kantk.formula_parser import FormulaError, lambdify_namespace, parse_formula
+
+EXPLOIT = "__import__('os').system('touch PWNED')"
+X1, X2 = sympy.symbols("x1 x2")
+
+
+def evaluate(expr: sympy.Basic, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    fn = sympy.lambdify([X1, X2], expr, modules=[lambdify_namespace(expr), "scipy", "numpy"])
+    with np.errstate(all="ignore"):
+        return np.broadcast_to(np.asarray(fn(x1, x2), dtype=float), x1.shape)
+
+
+def assert_one_line_error(text: str, fragment: str = "", variables: object = 2) -> FormulaError:
+    start = time.perf_counter()
+    with pytest.raises(FormulaError) as info:
+        parse_formula(text, variables)  # type: ignore[arg-type]
+    assert time.perf_counter() - start < 1.0, f"refusing {text[:40]!r} took too long"
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 600
+    assert fragment in message, message
+    return info.value
+
+
+# --- what is accepted ----------------------------------------------------------------------------
+
+POINTS = np.random.default_rng(0).uniform(0.1, 0.9, size=(2, 16))
+
+
+@pytest.mark.parametrize(
+    ("text", "reference"),
+    [
+        ("exp(sin(pi*x1) + x2**2)", lambda a, b: np.exp(np.sin(np.pi * a) + b**2)),
+        ("x1^2*3", lambda a, b: 3 * a**2),  # '^' is power, bound as tightly as '**'
+        ("-x1**2", lambda a, b: -(a**2)),
+        ("2**-1 + 1/3 - 0.25", lambda a, b: np.full_like(a, 0.5 + 1 / 3 - 0.25)),
+        ("E**x1 + E", lambda a, b: np.exp(a) + math.e),
+        ("log(x1, 2) + ln(x2)", lambda a, b: np.log2(a) + np.log(b)),
+        ("sqrt(x1) + cbrt(x2) + root(x1, 4)", lambda a, b: np.sqrt(a) + np.cbrt(b) + a**0.25),
+        ("Max(x1, x2, 0.5) - min(x1, x2)", lambda a, b: np.maximum(np.maximum(a, b), 0.5) - np.minimum(a, b)),
+        ("x1 % 0.3 + (x2*10) // 3", lambda a, b: np.mod(a, 0.3) + np.floor(b * 10 / 3)),
+        ("abs(x1 - x2) + Abs(-x1)", lambda a, b: np.abs(a - b) + a),
+        ("jv(0, 20*x1) + besselj(1, x2)", None),
+        ("ellipk(x1) * lpmv(0, 1.5, x2)", None),
+        ("legendre(3, x1) + hermite(2, x2)", lambda a, b: (5 * a**3 - 3 * a) / 2 + 4 * b**2 - 2),
+        ("atan2(x1, x2) + tanh(x1) + erf(x2) + gamma(x1)", None),
+        ("  x1*x2\t", lambda a, b: a * b),
+        ("(x1\n + x2)", lambda a, b: a + b),
+        ("1_000 * 0x10 * x1", lambda a, b: 16000 * a),
+    ],
+)
+def test_accepted_formulas_evaluate_like_the_reference(text, reference):
+    from scipy import special
+
+    expr = parse_formula(text, 2)
+    got = evaluate(expr, *POINTS)
+    if reference is None:
+        reference = {
+            "jv(0, 20*x1) + besselj(1, x2)": lambda a, b: special.jv(0, 20 * a) + special.jv(1, b),
+            "ellipk(x1) * lpmv(0, 1.5, x2)": lambda a, b: special.ellipk(a) * special.lpmv(0, 1.5, b),
+            "atan2(x1, x2) + tanh(x1) + erf(x2) + gamma(x1)":
+                lambda a, b: np.arctan2(a, b) + np.tanh(a) + special.erf(b) + special.gamma(a),
+        }[text]
+    np.testing.assert_allclose(got, reference(*POINTS), rtol=1e-12, atol=1e-12)
+
+
+def test_comparison_gives_a_relational_and_only_as_the_whole_formula():
+    expr = parse_formula("x2 > sin(pi*x1)/2", 2)
+    assert isinstance(expr, sympy.core.relational.Relational)
+    got = evaluate(expr, *POINTS)
+    np.testing.assert_array_equal(got, (POINTS[1] > np.sin(np.pi * POINTS[0]) / 2).astype(float))
+    assert_one_line_error("(x1 > 0) * 2", "a comparison must be the whole formula")
+    assert_one_line_error("x1 < x2 < 3", "chains comparisons")
+    assert_one_line_error("x1 == 2", "accepted: < <= > >=")
+    with pytest.raises(FormulaError, match="not accepted here"):
+        parse_formula("x1 > 0", 1, allow_comparison=False)
+
+
+def test_variables_by_count_by_name_or_any_xk():
+    assert parse_formula("x1 + x3", 3).free_symbols == set(sympy.symbols("x1 x3"))
+    a = sympy.Symbol("a", positive=True)
+    expr = parse_formula("a * speed", [a, "speed"])
+    assert a in expr.free_symbols  # the caller's own symbol, assumptions and all
+    assert parse_formula("x17 * x2").free_symbols == set(sympy.symbols("x17 x2"))
+    assert_one_line_error("x3 + 1", "unknown variable(s) x3; the variables are x1..x2 (n_vars=2)")
+    assert_one_line_error("x0 + x01 + y", "unknown variable(s) x0, x01, y")
+    assert_one_line_error("x1001", "at most x1000", None)
+    assert_one_line_error("x1 + e", "constants: pi, E")
+    with pytest.raises(TypeError):
+        parse_formula(42)  # type: ignore[arg-type]
+
+
+def test_functions_are_built_unevaluated_so_nothing_big_is_computed():
+    start = time.perf_counter()
+    expr = parse_formula("factorial(10**30) + gamma(10**30) + zeta(10**6) + exp(10**300)", 1)
+    assert time.perf_counter() - start < 1.0
+    assert expr.has(sympy.factorial) and expr.has(sympy.gamma)
+
+
+def test_every_whitelisted_function_exists_and_evaluates():
+    from scipy import special
+
+    x = np.linspace(0.2, 0.8, 5)
+    for name, (attr, low, high) in fp.SYMPY_FUNCTIONS.items():
+        assert name not in fp.SCIPY_FUNCTIONS
+        args = ", ".join(["2"] * (low - 1) + ["x1"])
+        expr = parse_formula(f"{name}({args})", 1)
+        fn = sympy.lambdify([X1], expr, modules=[lambdify_namespace(expr), "scipy", "numpy"])
+        with np.errstate(all="ignore"):
+            value = np.asarray(fn(x))
+        assert value.dtype.kind in "fiub", (name, value.dtype)  # real-valued; no complex results
+        if high > low:
+            parse_formula(f"{name}({args}, x1)", 1)
+    for name, nargs in fp.SCIPY_FUNCTIONS.items():
+        fn = getattr(special, name)
+        if isinstance(fn, np.ufunc):
+            assert fn.nin == nargs, name
+        expr = parse_formula(f"{name}({', '.join(['1'] * (nargs - 1) + ['x1'])})", 1)
+        assert lambdify_namespace(expr) == {name: fn}
+        with np.errstate(all="ignore"):
+            np.asarray(sympy.lambdify([X1], expr, modules=[lambdify_namespace(expr), "scipy", "numpy"])(x))
+    assert set(fp.FUNCTION_NAMES) == set(fp.SYMPY_FUNCTIONS) | set(fp.SCIPY_FUNCTIONS)
+
+
+# --- what is refused -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (EXPLOIT, "attribute access ('.system')"),
+        ("x1 + __import__('os').system('touch PWNED')", "attribute access"),
+        ("x1 + __import__('os')", "names beginning with '_' are never accepted"),
+        ("__builtins__", "names beginning with '_'"),
+        ("x1.real", "attribute access ('.real')"),
+        ("[x1]", "a list"),
+        ("x1[0]", "indexing"),
+        ("(lambda: 1)()", "calls something that is not a function name"),
+        ("lambda: 1", "a lambda"),
+        ("[x for x in (1,)]", "a comprehension"),
+        ("'text'", "is not an expression kantk accepts: it contains a string"),
+        ("b'x'", "the constant b'x'"),
+        ("f'{x1}'", "an f-string"),
+        ("True", "the boolean True"),
+        ("1j * x1", "a complex number"),
+        ("x1 if x2 else 1", "'if ... else'"),
+        ("(y := 2)", "an assignment"),
+        ("x1 and x2", "the operator 'and'"),
+        ("x1 << 2", "the operator '<<'"),
+        ("x1 @ x2", "the operator '@'"),
+        ("~x1", "the operator '~'"),
+        ("not x1", "the operator 'not'"),
+        ("{x1: 1}", "a dict"),
+        ("(x1, x2)", "a tuple"),
+        ("sin(x=1)", "keyword arguments"),
+        ("sin(*x1)", "'*' unpacking"),
+        ("sin(x1, x2)", "it takes 1 argument"),
+        ("min()", "it takes 1 to 32 arguments"),
+        ("foo(x1)", "calls unknown function 'foo'"),
+        ("eval(x1) + exec(x1)", "calls unknown function 'eval'"),
+        ("sin", "without calling it"),
+        ("x1 +* 2", "cannot parse formula"),
+        ("sin(x1", "cannot parse formula"),
+        ("x1\n+ 1", "cannot parse formula"),
+        ("\x00", "cannot parse formula"),
+        ("", "formula is empty"),
+        ("1e400 * x1", "floats must be finite"),
+        ("legendre(10**9, x1)", "must be a number from -1000 to 1000"),
+        ("legendre(x2, x1)", "must be a number from -1000 to 1000"),
+        ("lpmv(5000, 0, x1)", "argument 1"),
+    ],
+)
+def test_refused_with_a_one_line_message(text, fragment):
+    assert_one_line_error(text, fragment)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("9**9**9", "numeric exponents must lie in [-1000, 1000]"),
+        ("2**1001", "numeric exponents must lie in [-1000, 1000]"),
+        ("x1**-1001", "numeric exponents"),
+        ("x1**1e6", "numeric exponents"),
+        ("10**10**10 * x1", "numeric exponents"),
+        ("((10**29*x1)**1000)**1000", "exact number over 10000 bits"),
+        ("(2**999)**11", "exact number over 10000 bits"),
+        ("2**999" + "*2**999" * 20, "exact number over 10000 bits"),
+        ("9" * 3100, "exact number over 10000 bits"),
+        ("+".join(["x1"] * 10_000), "formula is too long (29999 characters; at most 4000"),
+        ("+".join(["x1"] * 1200), "is too large (more than 2000"),
+        ("-" * 3000 + "x1", "nested too deeply"),
+        ("sin(" * 60 + "x1" + ")" * 60, "nested too deeply (more than 50 levels)"),
+        ("(" * 300 + "x1" + ")" * 300, "too many nested parentheses"),
+        ("x1**" * 900 + "x1", "nested too deeply"),
+    ],
+)
+def test_size_limits_give_a_quick_one_line_error(text, fragment):
+    assert_one_line_error(text, fragment)
+
+
+def test_limits_leave_room_for_real_formulas():
+    long_sum = " + ".join(f"sin({k}*x{k % 3 + 1})" for k in range(1, 200))  # ~2.6k chars, one level
+    assert len(long_sum) < fp.MAX_LENGTH
+    parse_formula(long_sum, 3)
+    parse_formula("sin(" * 49 + "x1" + ")" * 49, 1)
+    assert parse_formula("2**1000 * x1", 1).as_coeff_Mul()[0] == 2**1000
+    for text in ("(2**999)**10 * x1", "10**-300 + x1**1000", "legendre(1000, x1)", "x1**-1000 + 2**-1000"):
+        parse_formula(text, 1)
+
+
+def test_parse_formula_is_exported():
+    assert kantk.parse_formula is parse_formula
+
+
+# --- every entry point that takes a formula string ------------------------------------------------
+
+
+@pytest.mark.parametrize("formula", [EXPLOIT, "x1+" + EXPLOIT, [EXPLOIT], ["x1", "x1+" + EXPLOIT]])
+def test_create_dataset_never_runs_the_formula(tmp_path, monkeypatch, formula):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="attribute access"):
+        kantk.create_dataset(formula, n_vars=1, train_num=4, test_num=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_formula_to_callable_never_runs_the_formula(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for formula in (EXPLOIT, ["x1", "x1+" + EXPLOIT]):
+        with pytest.raises(ValueError, match="attribute access"):
+            kantk.formula_to_callable(formula)
+    with pytest.raises(TypeError, match="sympy expressions, numbers or strings"):
+        kantk.formula_to_callable([[EXPLOIT]])  # sympify would have parsed the nested string
+    assert list(tmp_path.iterdir()) == []
+    f = kantk.formula_to_callable(["x1*x2", "jv(0, x1)", 3], ["x1", "x2"])
+    x = np.array([[0.5, 2.0]])
+    from scipy import special
+
+    np.testing.assert_allclose(f(x), [[1.0, special.jv(0, 0.5), 3.0]])
+    g = kantk.formula_to_callable("a*b + 1", ["a", "b"], backend="torch")
+    torch.testing.assert_close(g(torch.tensor([[2.0, 3.0]])), torch.tensor([7.0]))
+
+
+def test_function_data_module_never_runs_the_formula(tmp_path, monkeypatch):
+    pytest.importorskip("pytorch_lightning")
+    from kantk.lightning import FunctionDataModule
+
+    monkeypatch.chdir(tmp_path)
+    for formula in (EXPLOIT, ["x1", "x1+" + EXPLOIT]):  # a YAML config's data.init_args.f
+        with pytest.raises(ValueError, match="attribute access"):
+            FunctionDataModule(formula, 1, train_num=4, test_num=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_discover_never_runs_the_formula(tmp_path, monkeypatch):
+    from kantk.pipeline import discover
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="attribute access"):
+        discover("x1+" + EXPLOIT, steps=1, progress=lambda message: None)  # kantk discover --formula
+    with pytest.raises(ValueError, match="numeric exponents"):
+        discover("x1 + 9**9**9", steps=1, progress=lambda message: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_create_dataset_with_hostile_numbers_fails_fast_and_cleanly():
+    for text, fragment in [
+        ("9**9**9", "numeric exponents"),
+        ("gamma(10**30) * x1", "cannot evaluate formula"),  # the int is too large for numpy
+        ("gamma(1e30) * x1", "NaN or infinite"),
+        ("10**400 * x1", "cannot evaluate formula"),  # an int too large for a float
+        ("2**(pi*9**9) * x1", "cannot evaluate formula"),  # float overflow in the generated code
+        ("sqrt(x1 - 2)", "NaN or infinite"),
+    ]:
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match=fragment.replace("(", r"\(")):
+            kantk.create_dataset(text, n_vars=1, train_num=8, test_num=0)
+        assert time.perf_counter() - start < 2.0, text
+
+
+# --- property-based ------------------------------------------------------------------------------
+
+Ref = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Node = tuple[str, Ref, Ref]  # (text, value, largest intermediate magnitude)
+
+
+def _leaf(text: str, value: Ref) -> Node:
+    return text, value, lambda a, b: np.abs(value(a, b))
+
+
+def _node(text: str, value: Ref, *children: Node) -> Node:
+    def scale(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = np.abs(value(a, b))
+        for child in children:
+            out = np.maximum(out, child[2](a, b))
+        return out
+
+    return text, value, scale
+
+
+LEAVES = st.one_of(
+    st.sampled_from([_leaf("x1", lambda a, b: a), _leaf("x2", lambda a, b: b), _leaf("pi", lambda a, b: np.full_like(a, np.pi))]),
+    st.integers(0, 12).map(lambda k: _leaf(str(k), lambda a, b, k=k: np.full_like(a, float(k)))),
+    st.floats(-10, 10, allow_nan=False).map(lambda v: _leaf(f"({v!r})", lambda a, b, v=v: np.full_like(a, v))),
+)
+UNARY = {
+    "sin": np.sin, "cos": np.cos, "tanh": np.tanh, "atan": np.arctan, "Abs": np.abs, "erf": None,
+    "-": np.negative,
+}
+
+
+def _unary(name: str, child: Node) -> Node:
+    from scipy import special
+
+    fn = special.erf if name == "erf" else UNARY[name]
+    text = f"-({child[0]})" if name == "-" else f"{name}({child[0]})"
+    return _node(text, lambda a, b: fn(child[1](a, b)), child)
+
+
+def _binary(op: str, left: Node, right: Node) -> Node:
+    fns = {"+": np.add, "-": np.subtract, "*": np.multiply}
+    return _node(f"({left[0]}) {op} ({right[0]})", lambda a, b: fns[op](left[1](a, b), right[1](a, b)), left, right)
+
+
+def _divide(left: Node, right: Node, c: int) -> Node:  # denominator >= 1
+    return _node(
+        f"({left[0]})/({c} + ({right[0]})**2)", lambda a, b: left[1](a, b) / (c + right[1](a, b) ** 2), left, right
+    )
+
+
+def _power(child: Node, k: int, op: str) -> Node:
+    return _node(f"({child[0]}){op}{k}", lambda a, b: child[1](a, b) ** k, child)
+
+
+def _extend(children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
+    return st.one_of(
+        st.builds(_unary, st.sampled_from(sorted(UNARY)), children),
+        st.builds(_binary, st.sampled_from(["+", "-", "*"]), children, children),
+        st.builds(_divide, children, children, st.integers(1, 3)),
+        st.builds(_power, children, st.integers(0, 3), st.sampled_from(["**", "^"])),
+        children.map(lambda c: _node(f"exp(tanh({c[0]}))", lambda a, b: np.exp(np.tanh(c[1](a, b))), c)),
+        children.map(lambda c: _node(f"sqrt(1 + ({c[0]})**2)", lambda a, b: np.sqrt(1 + c[1](a, b) ** 2), c)),
+        children.map(lambda c: _node(f"log(2 + sin({c[0]}))", lambda a, b: np.log(2 + np.sin(c[1](a, b))), c)),
+    )
+
+
+FORMULAS = st.recursive(LEAVES, _extend, max_leaves=12)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(FORMULAS)
+def test_random_formulas_equal_their_numpy_reference(node):
+    text, value, scale = node
+    expr = parse_formula(text, 2)
+    x1, x2 = POINTS
+    with np.errstate(all="ignore"):
+        want, size = np.broadcast_to(value(x1, x2), x1.shape), np.broadcast_to(scale(x1, x2), x1.shape)
+    got = evaluate(expr, x1, x2)
+    ok = np.isfinite(want) & (size < 1e10)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-9, atol=1e-10 * (1 + size[ok]).max())
+
+
+TOKENS = [
+    "x1", "x2", "x3", "pi", "E", "1", "9", "0.5", "1e308", "(", ")", "+", "-", "*", "/", "**", "^", "%", "//",
+    ",", ".", "[", "]", "'", '"', "_", "__import__", "os", "system", "lambda", ":", " ", "sin", "jv", "legendre",
+    "Max", "<", ">", "==", "and", "not", "if", "else", "for", "in", "=", "{", "}", "@", "~", "\n", "\\", "#", "j",
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=60), st.lists(st.sampled_from(TOKENS), max_size=40).map("".join)))
+def test_random_text_parses_or_raises_a_one_line_value_error_quickly(text):
+    start = time.perf_counter()
+    try:
+        expr = parse_formula(text, 2)
+    except FormulaError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert isinstance(expr, sympy.Basic)
+        assert expr.free_symbols <= {X1, X2}
+    assert time.perf_counter() - start < 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 5000), st.sampled_from(["-", "sin(", "(", "x1**", "x1+", "2**", "Max(x1,"]))
+def test_long_or_deep_input_never_raises_recursion_error(n, piece):
+    closing = ")" * n if piece.endswith(("(", ",")) else ""
+    text = piece * n + "x1" + closing
+    start = time.perf_counter()
+    try:
+        parse_formula(text, 1)
+    except FormulaError as exc:
+        assert "\n" not in str(exc)
+    assert time.perf_counter() - start < 1.0
