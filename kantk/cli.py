@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import kantk
-from kantk.cli_models import check_input_file, one_line
+from kantk.cli_models import check_input_file, checkpoint_error, one_line
 
 #: Environment variable: set to 1 to see the traceback of any error instead of one line.
 DEBUG_ENV = "KANTK_DEBUG"
@@ -156,6 +157,8 @@ def describe_error(exc: BaseException) -> str:
         message = f"{exc.strerror}: {exc.filename!r}"
         if exc.filename2 is not None:
             message += f" -> {exc.filename2!r}"
+    elif isinstance(exc, pickle.UnpicklingError):  # torch.load(weights_only=True) of a bad checkpoint
+        message = checkpoint_error(exc)
     else:
         message = str(exc) or type(exc).__name__
     if _expected(exc):
@@ -166,7 +169,7 @@ def describe_error(exc: BaseException) -> str:
 
 def _expected(exc: BaseException) -> bool:
     """Whether ``exc`` reports bad input rather than a bug."""
-    if isinstance(exc, (ValueError, OSError)):
+    if isinstance(exc, (ValueError, OSError, pickle.UnpicklingError)):
         return True
     kind = type(exc)
     return kind.__module__.split(".")[0] == "kantk" or kind.__name__ == "MisconfigurationException"

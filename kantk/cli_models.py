@@ -181,12 +181,24 @@ def load_model(path: str) -> KAN:
         try:
             module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever torch.load or the module raises
-            fail(f"cannot load checkpoint {path!r}: {type(exc).__name__}: {one_line(str(exc), 300)}")
+            fail(f"cannot load checkpoint {path!r}: {checkpoint_error(exc)}")
         return module.model
     try:
         return kantk.load(path)
     except (ValueError, OSError) as exc:  # KantkFileError and UnknownComponentError are ValueErrors
         fail(f"cannot load {path!r}: {exc}")
+
+
+def checkpoint_error(exc: BaseException) -> str:
+    """A short reason why a checkpoint could not be loaded (torch's refusals are long)."""
+    import pickle
+    import re
+
+    if isinstance(exc, pickle.UnpicklingError):
+        found = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:\n\n|Check the documentation|$)", str(exc), re.DOTALL)
+        detail = one_line(found.group(1), 200) if found and found.group(1).strip() else one_line(str(exc), 200)
+        return f"not a readable checkpoint (only tensors and plain data are loaded, never pickled code): {detail}"
+    return f"{type(exc).__name__}: {one_line(str(exc), 300)}"
 
 
 def read_table(path: str, what: str = "CSV file") -> Any:
