@@ -161,11 +161,20 @@ def check_output_file(path: str, inputs: Iterable[str] = (), flag: str = "-o") -
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         fail(f"the folder of {out!r} does not exist")
+    if len(os.fsencode(os.path.basename(out))) > _name_max(parent):
+        fail(f"{flag}: the file name {os.path.basename(out)[:40]!r}... is too long for the filesystem")
     for source in inputs:
         if source and same_file(out, source):
             fail(f"{flag} {out!r} is the input file {source!r}; write the result to another path")
     check_writable_folder(parent)
     return out
+
+
+def _name_max(folder: str) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no such setting
+        return 255
 
 
 def load_model(path: str) -> KAN:

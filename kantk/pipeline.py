@@ -204,6 +204,8 @@ def check_output_dir(folder: str | os.PathLike[str]) -> None:
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise NotADirectoryError(f"cannot create the output folder {folder!r}: {existing!r} is a file")
+    if any(len(os.fsencode(part)) > 255 for part in os.path.abspath(folder).split(os.sep)):
+        raise OSError(f"cannot create the output folder {folder[:60]!r}...: a name in it is too long")
     try:
         fd, probe = tempfile.mkstemp(prefix=".kantk-probe-", dir=existing)
     except OSError as exc:

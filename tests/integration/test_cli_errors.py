@@ -171,6 +171,11 @@ def test_missing_output_folder(work, capsys, no_work):
     assert_error(run_cli(["prune", "model.kantk", "-o", "no/such/p.kantk"], capsys), code=1, match="does not exist")
 
 
+def test_too_long_output_names(work, capsys, no_work):
+    assert_error(run_cli(["prune", "model.kantk", "-o", "a" * 300], capsys), code=1, match="too long")
+    assert_error(run_cli(["discover", "-o", "b" * 300], capsys), code=1, match="too long")
+
+
 def test_a_write_failing_after_the_work_is_one_line_and_keeps_the_old_file(work, capsys, monkeypatch):
     (work / "p.kantk").write_bytes(b"old")
 
