@@ -371,6 +371,102 @@ def _grad_weight_kernel(
     tl.store(gwt_ptr + (offs_p[:, None] * NW + i) * OUT + offs_n[None, :], acc, mask=mask_p[:, None] & mask_n[None, :])
 
 
+@triton.jit
+def _fill_kernel(
+    xs_ptr, xb_ptr, a_ptr, p0_ptr, p1_ptr,
+    ROWS, IN, NF, NW, M,
+    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr,
+    BM: tl.constexpr, BP: tl.constexpr,
+):
+    """a[b, i * IN + p] = A_i(xs[b, p]) for i < NF, and b(xb[b, p]) at i = NF: the basis matrix,
+    basis-major (stores run along the inputs), in one pass."""
+    pid_m = tl.program_id(0)
+    pid_p = tl.program_id(1)
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_p = pid_p * BP + tl.arange(0, BP)
+    mask_p = offs_p < IN
+    mask_x = (offs_m < ROWS)[:, None] & mask_p[None, :]
+    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+    out = a_ptr + offs_m[:, None] * (NW * IN) + offs_p[None, :]
+    dt = a_ptr.dtype.element_ty
+    if KIND <= 1:
+        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+        for i in range(0, NF):
+            a = _pick(i - j + 3, v0, v1, v2, v3)
+            a = tl.where(xs == xs, a, xs)  # NaN in, NaN out
+            tl.store(out + i * IN, a.to(dt), mask=mask_x)
+    elif KIND == 2:
+        t_prev = xs
+        t_cur = tl.full(xs.shape, 1.0, xs.dtype)
+        for i in range(0, NF):
+            tl.store(out + i * IN, t_cur.to(dt), mask=mask_x)
+            t_next = 2.0 * xs * t_cur - t_prev
+            t_prev = t_cur
+            t_cur = t_next
+    else:
+        for i in range(0, NF):
+            a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
+            tl.store(out + i * IN, a.to(dt), mask=mask_x)
+    if BASE != 0:
+        xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+        tl.store(out + NF * IN, _base_value(xb, BASE).to(dt), mask=mask_x)
+
+
+@triton.jit
+def _contract_kernel(
+    xs_ptr, xb_ptr, g_ptr, gxs_ptr, gxb_ptr, p0_ptr, p1_ptr,
+    ROWS, IN, NF, NW, M,
+    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr, SAME: tl.constexpr,
+    BM: tl.constexpr, BP: tl.constexpr,
+):
+    """d/dxs[b, p] = sum_i g[b, i * IN + p] A_i'(xs[b, p]), d/dxb[b, p] = g[b, NF * IN + p] b'(xb[b, p]),
+    where g = dL/d(basis matrix) (rows, NW * IN), basis-major."""
+    pid_m = tl.program_id(0)
+    pid_p = tl.program_id(1)
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_p = pid_p * BP + tl.arange(0, BP)
+    mask_p = offs_p < IN
+    mask_x = (offs_m < ROWS)[:, None] & mask_p[None, :]
+    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+    grow = g_ptr + offs_m[:, None] * (NW * IN) + offs_p[None, :]
+    acc = tl.zeros(xs.shape, dtype=xs.dtype)
+    if KIND <= 1:
+        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+        # only the four intervals' functions j-3 .. j are non-zero: gather their four columns
+        for r in tl.static_range(0, 4):
+            i = j - 3 + r
+            ok = mask_x & (i >= 0) & (i < NF)
+            gi = tl.load(grow + tl.where(ok, i, 0) * IN, mask=ok, other=0.0)
+            acc += gi.to(xs.dtype) * _pick(r, d0, d1, d2, d3)
+    elif KIND == 2:
+        t_prev = xs
+        t_cur = tl.full(xs.shape, 1.0, xs.dtype)
+        u_prev = tl.full(xs.shape, 1.0, xs.dtype)
+        u_cur = tl.zeros(xs.shape, dtype=xs.dtype)
+        for i in range(0, NF):
+            gi = tl.load(grow + i * IN, mask=mask_x, other=0.0)
+            acc += gi.to(xs.dtype) * u_cur
+            u_next = 2.0 * t_cur + 2.0 * xs * u_cur - u_prev
+            t_next = 2.0 * xs * t_cur - t_prev
+            t_prev = t_cur
+            t_cur = t_next
+            u_prev = u_cur
+            u_cur = u_next
+    else:
+        for i in range(0, NF):
+            a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
+            gi = tl.load(grow + i * IN, mask=mask_x, other=0.0)
+            acc += gi.to(xs.dtype) * da
+    if BASE != 0:
+        xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+        gb = tl.load(grow + NF * IN, mask=mask_x, other=0.0).to(xs.dtype) * _base_derivative(xb, BASE)
+        if SAME:
+            acc += gb
+        else:
+            tl.store(gxb_ptr + offs_m[:, None] * IN + offs_p[None, :], gb, mask=mask_x)
+    tl.store(gxs_ptr + offs_m[:, None] * IN + offs_p[None, :], acc, mask=mask_x)
+
+
 # ----------------------------------------------------------------------------- host side
 
 
@@ -462,13 +558,7 @@ class FusedEdges(torch.autograd.Function):
         spec: KernelSpec = ctx.spec
         needs = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
-            if ctx.same:  # one tensor in both slots: its whole gradient once
-                needs = (needs[0] or needs[1], False, needs[2])
-            inputs = (xs, xb, wt)
-            wanted = [t for t, need in zip(inputs, needs) if need]
-            y = spec.reference(*inputs)
-            grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True, allow_unused=True))
-            return (*(next(grads) if need else None for need in needs), None, None, None)
+            return _reference_backward(ctx, grad_out, xs, xb, wt, spec, needs)
         g = grad_out.to(xs.dtype).contiguous()
         batch, n_in = xs.shape
         out, n_w = wt.shape[-1], wt.shape[1]
@@ -502,6 +592,119 @@ class FusedEdges(torch.autograd.Function):
         return grad_xs, grad_xb, grad_w, None, None, None
 
 
+#: Rows per chunk of the GEMM form are chosen so one chunk's basis matrix holds about this many
+#: elements (256 MB in float32): memory stays bounded whatever the batch.
+GEMM_CHUNK_ELEMENTS = 1 << 26
+
+
+def _chunks(rows: int, per_row: int) -> list[tuple[int, int]]:
+    step = max(1, GEMM_CHUNK_ELEMENTS // max(1, per_row))
+    return [(a, min(a + step, rows)) for a in range(0, rows, step)]
+
+
+def _elementwise_blocks(n_in: int) -> tuple[int, int]:
+    bp = 64 if n_in > 32 else (32 if n_in > 16 else 16)
+    return 32, bp
+
+
+class GemmEdges(torch.autograd.Function):
+    """The same product as :class:`FusedEdges` by the GEMM form: one Triton pass writes the basis
+    matrix of a chunk of rows (basis-major, float32 or the autocast dtype), cuBLAS multiplies it
+    (with PyTorch's own float32/TF32 settings, like ``nn.Linear``), and one Triton pass contracts
+    the matrix gradient with the basis derivatives. The matrix is rebuilt in backward, not kept."""
+
+    @staticmethod
+    def forward(ctx, xs, xb, wt, p0, p1, spec: KernelSpec):  # type: ignore[override]
+        batch, n_in = xs.shape
+        n_w, out = wt.shape[1], wt.shape[2]
+        w2t = wt.permute(1, 0, 2).reshape(n_w * n_in, out)  # (n_w * in, out), row i * in + p
+        m = p0.shape[-1] if spec.kind == BSPLINE_KNOTS else spec.num_functions + 4
+        y = torch.empty(batch, out, dtype=xs.dtype, device=xs.device)
+        for a, b in _chunks(batch, n_w * n_in):
+            basis = _fill(xs[a:b], xb[a:b], p0, p1, spec, m, n_w, wt.dtype)
+            y[a:b] = torch.mm(basis, w2t)
+        ctx.spec, ctx.m, ctx.same = spec, m, xs is xb
+        ctx.save_for_backward(xs, xb, wt, p0, p1)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        xs, xb, wt, p0, p1 = ctx.saved_tensors
+        spec: KernelSpec = ctx.spec
+        needs = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            return _reference_backward(ctx, grad_out, xs, xb, wt, spec, needs)
+        batch, n_in = xs.shape
+        n_w, out = wt.shape[1], wt.shape[2]
+        w2t = wt.permute(1, 0, 2).reshape(n_w * n_in, out)
+        g = grad_out.to(wt.dtype)
+        has_base = spec.base != BASE_NONE
+        same = ctx.same and has_base
+        need_xs, need_xb, need_w = needs
+        grad_xs = torch.empty_like(xs) if (need_xs or need_xb) else None
+        grad_xb = torch.empty_like(xb) if (need_xs or need_xb) and has_base and not same else None
+        grad_w2t = torch.zeros(n_w * n_in, out, dtype=torch.float32 if wt.dtype in _LOW_TYPES else wt.dtype,
+                               device=wt.device) if need_w else None
+        bm, bp = _elementwise_blocks(n_in)
+        for a, b in _chunks(batch, n_w * n_in):
+            gc = g[a:b]
+            if need_w:
+                basis = _fill(xs[a:b], xb[a:b], p0, p1, spec, ctx.m, n_w, wt.dtype)
+                if grad_w2t.dtype == basis.dtype:
+                    grad_w2t.addmm_(basis.t(), gc)
+                else:  # autocast: products in the low dtype, sums in float32
+                    grad_w2t += torch.mm(basis.t(), gc).to(grad_w2t.dtype)
+                del basis
+            if grad_xs is not None:
+                gmat = torch.mm(gc, w2t.t())  # (rows, n_w * in): dL/d(basis matrix)
+                rows = b - a
+                _contract_kernel[(triton.cdiv(rows, bm), triton.cdiv(n_in, bp))](
+                    xs[a:b], xb[a:b], gmat, grad_xs[a:b], grad_xs[a:b] if grad_xb is None else grad_xb[a:b],
+                    p0, p1, rows, n_in, spec.num_functions, n_w, ctx.m,
+                    KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, SAME=same, BM=bm, BP=bp,
+                )
+        grad_wt = None
+        if need_w:
+            grad_wt = grad_w2t.view(n_w, n_in, out).permute(1, 0, 2).to(wt.dtype)
+        if not need_xb:
+            grad_xb = None
+        return grad_xs if need_xs else None, grad_xb, grad_wt, None, None, None
+
+
+def _fill(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dtype) -> torch.Tensor:
+    """The basis matrix (rows, n_w * in) of a chunk of rows, basis-major, in ``dtype``."""
+    rows, n_in = xs.shape
+    basis = torch.empty(rows, n_w * n_in, dtype=dtype, device=xs.device)
+    bm, bp = _elementwise_blocks(n_in)
+    _fill_kernel[(triton.cdiv(rows, bm), triton.cdiv(n_in, bp))](
+        xs, xb, basis, p0, p1, rows, n_in, spec.num_functions, n_w, m,
+        KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, BM=bm, BP=bp,
+    )
+    return basis
+
+
+def _reference_backward(ctx, grad_out, xs, xb, wt, spec: KernelSpec, needs):
+    """A backward that records a graph (double backward), through ``spec.reference``."""
+    if ctx.same:  # one tensor in both slots: its whole gradient once
+        needs = (needs[0] or needs[1], False, needs[2])
+    inputs = (xs, xb, wt)
+    wanted = [t for t, need in zip(inputs, needs) if need]
+    y = spec.reference(*inputs)
+    grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True, allow_unused=True))
+    return (*(next(grads) if need else None for need in needs), None, None, None)
+
+
+#: ``KANTK_TRITON_FORM``: ``gemm`` (default: the basis matrix in chunks, cuBLAS GEMMs) or
+#: ``fused`` (basis values generated inside the GEMM tiles, nothing materialised).
+ENV_FORM = "KANTK_TRITON_FORM"
+FORMS = ("gemm", "fused")
+
+
+def form() -> str:
+    chosen = os.environ.get(ENV_FORM, FORMS[0]).strip().lower()
+    return chosen if chosen in FORMS else FORMS[0]
+
+
 def fused_edges(
     xs: torch.Tensor,
     xb: torch.Tensor,
@@ -530,4 +733,5 @@ def fused_edges(
     p0, p1 = _params(p0, p1, xs)
     if low is not None:
         wt = wt.to(low)
-    return FusedEdges.apply(xs, xb, wt.contiguous(), p0, p1, spec)
+    fn = GemmEdges if form() == "gemm" else FusedEdges
+    return fn.apply(xs, xb, wt.contiguous(), p0, p1, spec)

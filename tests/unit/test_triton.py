@@ -20,6 +20,13 @@ from kantk.bases import EdgeWeights, edge_sum, triton_edges  # noqa: E402
 from kantk.bases.bspline import Path, choose_path  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(autouse=True, params=["gemm", "fused"])
+def triton_form(request, monkeypatch):
+    """Every test runs on both forms of the kernels (see kantk.bases.fused_triton.form)."""
+    monkeypatch.setenv("KANTK_TRITON_FORM", request.param)
+    return request.param
 # the interpreter emulates float16 but not bfloat16
 LOW = torch.bfloat16 if DEVICE == "cuda" else torch.float16
 TOL = {torch.float32: 3e-5, torch.float64: 1e-11}
