@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 import torch
 
 import kantk
-from kantk.export import atomic_path
+from kantk.export import EXPORT_FORMATS, atomic_path
 from kantk.model import KAN
 
 #: Largest ``--samples``: enough to score any model, small enough not to exhaust memory.
@@ -40,8 +40,6 @@ MAX_ARG_LENGTH = 10_000
 RESERVED_OPTIONS = ("model", "x", "pruner", "prune_inputs", "registry")
 #: Symbolic r^2 threshold range (an r^2 above 1 is impossible; below 0 is worse than a constant).
 R2_RANGE = (0.0, 1.0)
-
-EXPORT_FORMATS = ("svg", "png", "pdf", "dot", "json")
 
 
 # --- errors and argument types -------------------------------------------------------------------
