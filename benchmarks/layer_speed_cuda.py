@@ -208,9 +208,10 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
         return build
 
     add("kantk bspline", kantk_layer("bspline", {"grid_size": grid, "order": k}))
-    if grid >= 50 and width <= 256:
-        add("kantk bspline (torch_sparse path)", kantk_layer("bspline", {"grid_size": grid, "order": k},
-                                                             path="torch_sparse"))
+    if grid >= 50 and width <= 256 and device.type == "cuda":
+        for forced in ("triton", "torch_sparse"):
+            add(f"kantk bspline ({forced} path)", kantk_layer("bspline", {"grid_size": grid, "order": k},
+                                                               path=forced))
     if grid == 5 and device.type == "cuda":
         add("kantk bspline (fused form)", kantk_layer("bspline", {"grid_size": grid, "order": k},
                                                       env={"KANTK_TRITON_FORM": "fused"}))

@@ -467,6 +467,55 @@ def _contract_kernel(
     tl.store(gxs_ptr + offs_m[:, None] * IN + offs_p[None, :], acc, mask=mask_x)
 
 
+@triton.jit
+def _compose_kernel(
+    coef_ptr, scale_ptr, bw_ptr, w_ptr, IN, OUT, NF, NW,
+    BASE: tl.constexpr, BR: tl.constexpr, BQ: tl.constexpr,
+):
+    """w[i * IN + p, q] = coef[q, p, i] * scale[q, p] (i < NF), bw[q, p] (i = NF): the GEMM's weight."""
+    offs_r = tl.program_id(0) * BR + tl.arange(0, BR)
+    offs_q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    i = offs_r // IN
+    p = offs_r % IN
+    mask = (offs_r < NW * IN)[:, None] & (offs_q < OUT)[None, :]
+    qp = offs_q[None, :] * IN + p[:, None]  # index of (q, p)
+    spline = i[:, None] < NF
+    c = tl.load(coef_ptr + qp * NF + tl.where(spline, i[:, None], 0), mask=mask & spline, other=0.0)
+    sc = tl.load(scale_ptr + qp, mask=mask & spline, other=0.0)
+    w = c * sc
+    if BASE != 0:
+        b = tl.load(bw_ptr + qp, mask=mask & (i[:, None] >= NF), other=0.0)
+        w = tl.where(spline, w, b)
+    tl.store(w_ptr + offs_r[:, None] * OUT + offs_q[None, :], w.to(w_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _decompose_kernel(
+    g_ptr, coef_ptr, scale_ptr, gcoef_ptr, gscale_ptr, gbw_ptr, IN, OUT, NF,
+    NEED_COEF: tl.constexpr, NEED_SCALE: tl.constexpr, NEED_BW: tl.constexpr,
+    BP: tl.constexpr, BQ: tl.constexpr,
+):
+    """From g = dL/dw (NW * IN, OUT): dL/dcoef = g * scale, dL/dscale = sum_i g * coef, dL/dbw = g[NF]."""
+    offs_p = tl.program_id(0) * BP + tl.arange(0, BP)
+    offs_q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    mask = (offs_p < IN)[:, None] & (offs_q < OUT)[None, :]
+    qp = offs_q[None, :] * IN + offs_p[:, None]
+    sc = tl.load(scale_ptr + qp, mask=mask, other=0.0)
+    acc = tl.zeros((BP, BQ), dtype=gscale_ptr.dtype.element_ty)
+    for i in range(0, NF):
+        g = tl.load(g_ptr + (i * IN + offs_p[:, None]) * OUT + offs_q[None, :], mask=mask, other=0.0)
+        if NEED_COEF:
+            tl.store(gcoef_ptr + qp * NF + i, (g * sc).to(gcoef_ptr.dtype.element_ty), mask=mask)
+        if NEED_SCALE:
+            c = tl.load(coef_ptr + qp * NF + i, mask=mask, other=0.0)
+            acc += (g * c).to(acc.dtype)
+    if NEED_SCALE:
+        tl.store(gscale_ptr + qp, acc.to(gscale_ptr.dtype.element_ty), mask=mask)
+    if NEED_BW:
+        g = tl.load(g_ptr + (NF * IN + offs_p[:, None]) * OUT + offs_q[None, :], mask=mask, other=0.0)
+        tl.store(gbw_ptr + qp, g.to(gbw_ptr.dtype.element_ty), mask=mask)
+
+
 # ----------------------------------------------------------------------------- host side
 
 
@@ -703,6 +752,133 @@ FORMS = ("gemm", "fused")
 def form() -> str:
     chosen = os.environ.get(ENV_FORM, FORMS[0]).strip().lower()
     return chosen if chosen in FORMS else FORMS[0]
+
+
+def _compose(coef, scale, bw, n_w: int, dtype: torch.dtype) -> torch.Tensor:
+    out, n_in, nf = coef.shape
+    w = torch.empty(n_w * n_in, out, dtype=dtype, device=coef.device)
+    grid = (triton.cdiv(n_w * n_in, 32), triton.cdiv(out, 64))
+    _compose_kernel[grid](coef, scale, scale if bw is None else bw, w, n_in, out, nf, n_w,
+                          BASE=int(bw is not None), BR=32, BQ=64)
+    return w
+
+
+class GemmLayer(torch.autograd.Function):
+    """:class:`GemmEdges` taking the layer's own weights (coef, scale, base weight): the weight of
+    the GEMM is composed and its gradient split back by one small kernel each, so a training step
+    launches few kernels (on a GPU, small layers are bound by launches)."""
+
+    @staticmethod
+    def forward(ctx, xs, xb, coef, scale, bw, p0, p1, spec: KernelSpec, low):  # type: ignore[override]
+        batch, n_in = xs.shape
+        out, nf = coef.shape[0], coef.shape[2]
+        n_w = nf + (bw is not None)
+        wdtype = low if low is not None else xs.dtype
+        w2t = _compose(coef, scale, bw, n_w, wdtype)  # (n_w * in, out)
+        m = p0.shape[-1] if spec.kind == BSPLINE_KNOTS else spec.num_functions + 4
+        chunks = _chunks(batch, n_w * n_in)
+        if len(chunks) == 1:
+            y = torch.mm(_fill(xs, xb, p0, p1, spec, m, n_w, wdtype), w2t)
+            y = y if y.dtype == xs.dtype else y.to(xs.dtype)
+        else:
+            y = torch.empty(batch, out, dtype=xs.dtype, device=xs.device)
+            for a, b in chunks:
+                y[a:b] = torch.mm(_fill(xs[a:b], xb[a:b], p0, p1, spec, m, n_w, wdtype), w2t)
+        ctx.spec, ctx.m, ctx.same, ctx.low, ctx.has_bw = spec, m, xs is xb, low, bw is not None
+        ctx.save_for_backward(xs, xb, coef, scale, bw, p0, p1, w2t)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        xs, xb, coef, scale, bw, p0, p1, w2t = ctx.saved_tensors
+        spec: KernelSpec = ctx.spec
+        if torch.is_grad_enabled():  # create_graph=True: through the composed weight's reference
+            return _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec)
+        need_xs, need_xb, need_coef, need_scale, need_bw = ctx.needs_input_grad[:5]
+        need_w = need_coef or need_scale or need_bw
+        batch, n_in = xs.shape
+        out, nf = coef.shape[0], coef.shape[2]
+        n_w = w2t.shape[0] // n_in
+        g = grad_out.to(w2t.dtype)
+        has_base = spec.base != BASE_NONE
+        same = ctx.same and has_base
+        grad_xs = torch.empty_like(xs) if (need_xs or need_xb) else None
+        grad_xb = torch.empty_like(xb) if grad_xs is not None and has_base and not same else None
+        acc_dtype = torch.float32 if w2t.dtype in _LOW_TYPES else w2t.dtype
+        chunks = _chunks(batch, n_w * n_in)
+        grad_w2t = None
+        bm, bp = _elementwise_blocks(n_in)
+        for a, b in chunks:
+            gc = g[a:b]
+            if need_w:
+                basis = _fill(xs[a:b], xb[a:b], p0, p1, spec, ctx.m, n_w, w2t.dtype)
+                part = torch.mm(basis.t(), gc)  # (n_w * in, out)
+                part = part if part.dtype == acc_dtype else part.to(acc_dtype)
+                grad_w2t = part if grad_w2t is None else grad_w2t.add_(part)
+                del basis
+            if grad_xs is not None:
+                gmat = torch.mm(gc, w2t.t())  # (rows, n_w * in): dL/d(basis matrix)
+                rows = b - a
+                _contract_kernel[(triton.cdiv(rows, bm), triton.cdiv(n_in, bp))](
+                    xs[a:b], xb[a:b], gmat, grad_xs[a:b], grad_xs[a:b] if grad_xb is None else grad_xb[a:b],
+                    p0, p1, rows, n_in, spec.num_functions, n_w, ctx.m,
+                    KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, SAME=same, BM=bm, BP=bp,
+                )
+        grad_coef = grad_scale = grad_bw = None
+        if need_w:
+            grad_coef = torch.empty_like(coef) if need_coef else None
+            grad_scale = torch.empty_like(scale) if need_scale else None
+            grad_bw = torch.empty_like(bw) if (need_bw and bw is not None) else None
+            _decompose_kernel[(triton.cdiv(n_in, 32), triton.cdiv(out, 64))](
+                grad_w2t, coef, scale, coef if grad_coef is None else grad_coef,
+                scale if grad_scale is None else grad_scale, scale if grad_bw is None else grad_bw,
+                n_in, out, nf, NEED_COEF=grad_coef is not None, NEED_SCALE=grad_scale is not None,
+                NEED_BW=grad_bw is not None, BP=32, BQ=64,
+            )
+        return (grad_xs if need_xs else None, grad_xb if need_xb else None, grad_coef, grad_scale, grad_bw,
+                None, None, None, None)
+
+
+def _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec: KernelSpec):
+    needs = list(ctx.needs_input_grad[:5])
+    if ctx.same:
+        needs[0], needs[1] = needs[0] or needs[1], False
+    inputs = (xs, xb, coef, scale, bw)
+    wanted = [t for t, need in zip(inputs, needs) if need and t is not None]
+    parts = [coef * scale.unsqueeze(-1)]
+    if bw is not None:
+        parts.append(bw.unsqueeze(-1))
+    wt = torch.cat(parts, dim=-1).permute(1, 2, 0)  # (in, n_w, out)
+    y = spec.reference(xs, xb, wt)
+    grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True, allow_unused=True))
+    out = [next(grads) if need and t is not None else None for t, need in zip(inputs, needs)]
+    return (*out, None, None, None, None)
+
+
+def layer_edges(
+    xs: torch.Tensor,
+    xb: torch.Tensor,
+    coef: torch.Tensor,
+    scale: torch.Tensor,
+    base_weight: torch.Tensor | None,
+    spec: KernelSpec,
+    p0: torch.Tensor | None = None,
+    p1: torch.Tensor | None = None,
+    low: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The layer's edge sum from its own weights: ``coef`` (out, in, n), ``scale`` (out, in) and
+    ``base_weight`` (out, in) or None; the other arguments as in :func:`fused_edges`."""
+    if form() != "gemm":
+        parts = [coef * scale.unsqueeze(-1)]
+        if base_weight is not None:
+            parts.append(base_weight.unsqueeze(-1))
+        wt = torch.cat(parts, dim=-1).permute(1, 2, 0)
+        return fused_edges(xs, xb, wt, spec, p0, p1, low)
+    xs = xs.contiguous()
+    xb = xs if xb is xs else xb.contiguous()
+    p0, p1 = _params(p0, p1, xs)
+    bw = None if base_weight is None else base_weight.contiguous()
+    return GemmLayer.apply(xs, xb, coef.contiguous(), scale.contiguous(), bw, p0, p1, spec, low)
 
 
 def fused_edges(

@@ -93,17 +93,21 @@ def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> torch
     xs = basis._extrapolation_input(x)  # clamped for "clamp"/"extend" (differentiable)
     n, base = basis.num_functions, _base_kind(weights)
     if basis.is_uniform():
-        grid = basis.grid.to(torch.float64)
-        p0 = grid[:, 0]
-        p1 = (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])
         shift, inv_h, tables = basis._uniform_params(x.dtype)
+        p0, p1 = basis._first_knot_and_inverse_spacing(x.dtype)
         spec = ft.KernelSpec(ft.BSPLINE_UNIFORM, n, base, extend,
                              _reference(lambda z: _dense_features(z, shift, inv_h, tables), n, base))
     else:
         p0, p1 = basis.grid, None
         spec = ft.KernelSpec(ft.BSPLINE_KNOTS, n, base, extend,
                              _reference(lambda z: local_bspline_features(z, basis.grid, 3, extend=extend), n, base))
-    return ft.fused_edges(xs, x, compose(weights), spec, p0, p1, low_precision(x))
+    return _run(ft, xs, x, weights, spec, p0, p1)
+
+
+def _run(ft, xs, xb, weights: EdgeWeights, spec, p0, p1) -> torch.Tensor:
+    has_base = weights.base_weight is not None and BASE_ACTIVATIONS[weights.base_activation] is not None
+    bw = weights.base_weight if has_base else None
+    return ft.layer_edges(xs, xb, weights.coef, weights.scale, bw, spec, p0, p1, low_precision(xs))
 
 
 def chebyshev(basis: ChebyshevBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
@@ -120,7 +124,7 @@ def chebyshev(basis: ChebyshevBasis, x: torch.Tensor, weights: EdgeWeights) -> t
         return torch.stack(polys[:n], dim=-1)
 
     spec = ft.KernelSpec(ft.CHEBYSHEV, n, base, False, _reference(features, n, base))
-    return ft.fused_edges(z, x, compose(weights), spec, None, None, low_precision(x))
+    return _run(ft, z, x, weights, spec, None, None)
 
 
 def rbf(basis: RBFBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
@@ -135,4 +139,4 @@ def rbf(basis: RBFBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
         return torch.exp(-u * u)
 
     spec = ft.KernelSpec(ft.RBF, n, base, False, _reference(features, n, base))
-    return ft.fused_edges(x, x, compose(weights), spec, centers, width, low_precision(x))
+    return _run(ft, x, x, weights, spec, centers, width)

@@ -137,6 +137,7 @@ class BSplineBasis(Basis):
         self.workspace = Workspace()  # reusable CPU buffers of the fused paths
         self._tables: dict[tuple[torch.dtype, torch.device, bool], _LocalTables] = {}
         self._params_cache: dict[torch.dtype, tuple[Any, Any]] = {}
+        self._knot_cache: dict[torch.dtype, tuple[Any, Any]] = {}
         self._uniform_cache: tuple[int, int, bool] | None = None
 
     #: ``"auto"``: the sparse gather path for many functions per input (see
@@ -192,6 +193,18 @@ class BSplineBasis(Basis):
                 self._tables[tkey] = _LocalTables(self.order, self.num_functions, dtype, self.grid.device, extend)
             cached = (key, (shift.to(dtype), inv_h.to(dtype), self._tables[tkey]))
             self._params_cache[dtype] = cached
+        return cached[1]
+
+    def _first_knot_and_inverse_spacing(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(first knot, 1 / spacing), (in,) each, of a uniform grid: the GPU kernels' constants;
+        cached until the grid changes."""
+        key = (dtype, self.grid.device, self.grid._version, self.grid.data_ptr())
+        cached = self._knot_cache.get(dtype)
+        if cached is None or cached[0] != key:
+            grid = self.grid.to(torch.float64)
+            inv_h = (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])
+            cached = (key, (grid[:, 0].to(dtype), inv_h.to(dtype)))
+            self._knot_cache[dtype] = cached
         return cached[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
