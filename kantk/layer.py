@@ -187,6 +187,8 @@ class KANLayer(SymbolicEdges, nn.Module):
                 stacklevel=3,
             )
             return False
+        if x2.shape[0] == 0:
+            raise ValueError("update_grid needs at least one sample; got an empty batch")
         if not torch.isfinite(x2).all():
             raise ValueError("update_grid needs finite samples; the input holds NaN or Inf")
         new_coef = self.basis.update_grid(x2, self.coef.detach(), grid_eps=grid_eps)

@@ -1,7 +1,15 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# Without a CUDA device the Triton kernels are tested in Triton's interpreter on CPU tensors. The
+# variable must be set before anything imports triton.language (torch.compile's tests do), or its
+# standard functions are built for the compiler, not the interpreter.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # CI and developer machines have 2 cores shared by several processes; one intra-op thread per
 # test process avoids oversubscription (results do not depend on the thread count).

@@ -175,3 +175,16 @@ def test_refit_with_buffers_restores_the_basis_when_the_fit_fails(monkeypatch):
     with pytest.raises(RuntimeError, match="solver exploded"):
         base.refit_with_buffers(layer.basis, x, target, centers=torch.zeros_like(before[0]), width=before[1] * 2)
     assert torch.equal(layer.basis.centers, before[0]) and torch.equal(layer.basis.width, before[1])
+
+
+def test_layer_update_grid_on_no_samples_is_a_clear_error():
+    import pytest
+    import torch
+
+    import kantk
+
+    layer = kantk.KANLayer(3, 2)
+    grid = layer.basis.grid.clone()
+    with pytest.raises(ValueError, match="at least one sample"):
+        layer.update_grid(torch.empty(0, 3))
+    assert torch.equal(layer.basis.grid, grid)
