@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peer-max-g", type=int, default=200, help="time efficient-kan only up to this G")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (off by default)")
     p.add_argument("--device", default="cuda", help="cuda (cpu only to dry-run the script)")
+    p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one kantk step")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
     return p.parse_args(argv)
 
@@ -208,10 +209,12 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
         return build
 
     add("kantk bspline", kantk_layer("bspline", {"grid_size": grid, "order": k}))
-    if grid >= 50 and width <= 256 and device.type == "cuda":
-        for forced in ("triton", "torch_sparse"):
+    if width <= 256 and device.type == "cuda":
+        for forced in ("triton", "triton_sparse") + (("torch_sparse",) if grid >= 50 else ()):
             add(f"kantk bspline ({forced} path)", kantk_layer("bspline", {"grid_size": grid, "order": k},
                                                                path=forced))
+    if args.profile and grid == 5 and device.type == "cuda" and width <= 256:
+        profile_step(kantk_layer("bspline", {"grid_size": grid, "order": k})())
     if grid == 5 and device.type == "cuda":
         add("kantk bspline (fused form)", kantk_layer("bspline", {"grid_size": grid, "order": k},
                                                       env={"KANTK_TRITON_FORM": "fused"}))
@@ -233,6 +236,20 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
         if "ChebyKAN (deg 7)" in peers:
             add("ChebyKAN (deg 7)", lambda: _case(peers["ChebyKAN (deg 7)"](width, width, 7).to(device), x_in()))
     return results
+
+
+def profile_step(step: Callable[[], None]) -> None:
+    """Print where one training step of the layer spends CPU and GPU time (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            step()
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18, max_name_column_width=40))
 
 
 def accuracy(width: int, batch: int, grid: int, k: int, device: torch.device) -> dict[str, float]:

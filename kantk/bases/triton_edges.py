@@ -83,8 +83,9 @@ def _reference(features, n: int, base: int):
     return reference
 
 
-def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
-    """Cubic B-splines on uniform or general knots (``extrapolate`` any of the three)."""
+def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, sparse: bool = False) -> torch.Tensor:
+    """Cubic B-splines on uniform or general knots (``extrapolate`` any of the three); ``sparse``:
+    the kernels that touch only the four non-zero functions per input (large grids)."""
     from kantk.bases import fused_triton as ft
     from kantk.bases.bspline.knots import local_bspline_features
     from kantk.bases.bspline.local import _dense_features
@@ -101,6 +102,8 @@ def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> torch
         p0, p1 = basis.grid, None
         spec = ft.KernelSpec(ft.BSPLINE_KNOTS, n, base, extend,
                              _reference(lambda z: local_bspline_features(z, basis.grid, 3, extend=extend), n, base))
+    if sparse:
+        return ft.fused_edges(xs, x, compose(weights), spec, p0, p1, sparse=True)
     return _run(ft, xs, x, weights, spec, p0, p1)
 
 

@@ -19,7 +19,7 @@ F32, F64 = torch.float32, torch.float64
         (Case("cuda", F64, uniform=True, order=3, triton=False), Path.TORCH_DENSE),
         (Case("cuda", F32, uniform=True, order=3, triton=True, compiling=True), Path.TORCH_COMPILED),
         (Case("cuda", F32, uniform=True, order=3, num_functions=203), Path.TORCH_SPARSE),
-        (Case("cuda", F32, uniform=True, order=3, num_functions=203, triton=True), Path.TORCH_SPARSE),
+        (Case("cuda", F32, uniform=True, order=3, num_functions=203, triton=True), Path.TRITON_SPARSE),
         (Case("cpu", F32, uniform=True, order=3, native=True, out_features=64), Path.NATIVE_SPARSE),
         (Case("cpu", F32, uniform=True, order=3, native=True, out_features=1024), Path.NATIVE_DENSE),
         (Case("cpu", F32, uniform=True, order=3, native=True, out_features=1024, num_functions=203),

@@ -40,10 +40,10 @@ def _grads(fn, x, params):
     return y.detach(), grads
 
 
-def _compare(layer, x, reference_path: str, tol: float):
+def _compare(layer, x, reference_path: str, tol: float, path: str = "triton"):
     params = [p for p in layer.parameters() if p.requires_grad]
-    layer.basis.path = "triton"
-    assert choose_path(layer.basis, x, layer.edge_weights()) is Path.TRITON
+    layer.basis.path = path
+    assert choose_path(layer.basis, x, layer.edge_weights()) is Path(path)
     y, g = _grads(layer, x, params)
     layer.basis.path = reference_path
     y_ref, g_ref = _grads(layer, x, params)
@@ -158,3 +158,21 @@ def test_edge_weights_record_gives_the_generic_edge_sum():
     expected = layer.basis(x).reshape(4, -1) @ w.spline_weight().reshape(2, -1).t()
     expected = expected + torch.nn.functional.silu(x) @ w.base_weight.t()
     torch.testing.assert_close(layer(x), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "kwargs, base, moved",
+    [({"grid_size": 40}, "silu", False), ({"grid_size": 7, "extrapolate": "extend"}, "zero", False),
+     ({"grid_size": 9, "extrapolate": "clamp"}, "identity", True), ({"grid_size": 6}, "silu", True)],
+)
+def test_sparse_kernels_match_the_pytorch_path(dtype, kwargs, base, moved, triton_form):
+    if triton_form != "gemm":
+        pytest.skip("the sparse kernels have one form")
+    torch.manual_seed(5)
+    layer = kantk.KANLayer(11, 37, basis_kwargs=kwargs, base_activation=base).to(device=DEVICE, dtype=dtype)
+    if moved:
+        layer.update_grid(torch.randn(200, 11, dtype=dtype, device=DEVICE) ** 3)
+    x = torch.randn(45, 11, dtype=dtype, device=DEVICE) * 1.6
+    x[:12, 0] = 0.1  # many rows in one interval
+    _compare(layer, x, "torch_knots" if moved else "torch_dense", TOL[dtype], path="triton_sparse")

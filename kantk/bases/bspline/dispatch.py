@@ -7,7 +7,7 @@ B-spline layer.
 
 | path | when | module |
 |---|---|---|
-| ``triton`` | CUDA, float32 (autocast too), cubic, G+k <= 100, Triton installed | :mod:`kantk.bases.triton_edges` |
+| ``triton`` / ``triton_sparse`` | CUDA, float32 (autocast too), cubic, Triton installed; sparse for G+k > 100 | :mod:`kantk.bases.triton_edges` |
 | ``native_sparse`` / ``native_dense`` | CPU, uniform grid, the native kernels built | :mod:`.native` |
 | ``torch_knots`` | a non-uniform grid (after ``update_grid``) | :mod:`.knots` (de Boor) |
 | ``torch_compiled`` | under ``torch.compile``, cubic, no native kernels | :mod:`.torch_dense` |
@@ -46,6 +46,7 @@ class Path(str, enum.Enum):
     """How a B-spline layer's edge sum is computed."""
 
     TRITON = "triton"
+    TRITON_SPARSE = "triton_sparse"
     NATIVE_DENSE = "native_dense"
     NATIVE_SPARSE = "native_sparse"
     TORCH_KNOTS = "torch_knots"
@@ -54,9 +55,9 @@ class Path(str, enum.Enum):
     TORCH_SPARSE = "torch_sparse"
 
 
-#: The Triton kernels do one GEMM over all G+k functions (time linear in G); from this many
-#: functions on, the sparse PyTorch path is faster on CUDA (H200, w256 B8192: Triton 13 ms vs
-#: sparse 17 ms at G=50, 48 ms vs 19 ms at G=200; see docs/performance.md).
+#: The ``triton`` path does one GEMM over all G+k functions (time linear in G); above this many
+#: functions the ``triton_sparse`` kernels (only the four non-zero functions per input, time flat
+#: in G) take over (see docs/performance.md for the measured crossover).
 TRITON_MAX_FUNCTIONS = 100
 
 #: Paths that need a uniform grid.
@@ -103,8 +104,8 @@ def choose(case: Case) -> Path:
         if path in UNIFORM_ONLY and not case.uniform:
             return Path.TORCH_KNOTS  # a forced uniform-grid path cannot evaluate moved knots
         return path
-    if case.triton and case.order == 3 and not case.compiling and case.num_functions <= TRITON_MAX_FUNCTIONS:
-        return Path.TRITON
+    if case.triton and case.order == 3 and not case.compiling:
+        return Path.TRITON if case.num_functions <= TRITON_MAX_FUNCTIONS else Path.TRITON_SPARSE
     if not case.uniform:
         return Path.TORCH_KNOTS
     if case.native:
@@ -154,6 +155,8 @@ def run(path: Path, basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) 
     """The edge sum (batch, out) of ``x`` (batch, in) by ``path``."""
     if path is Path.TRITON:
         return triton_edges.bspline(basis, x, weights)
+    if path is Path.TRITON_SPARSE:
+        return triton_edges.bspline(basis, x, weights, sparse=True)
     base = weights.base(x)  # (batch, in) or None
     base_weight = None if base is None else weights.base_weight
     xe = basis._extrapolation_input(x)
@@ -198,7 +201,7 @@ def fused_edges(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> t
         if y is not None:
             return y
     path = choose_path(basis, x, weights)
-    if path is not Path.TRITON and triton_edges.low_precision(x) is not None:
+    if path not in (Path.TRITON, Path.TRITON_SPARSE) and triton_edges.low_precision(x) is not None:
         # the PyTorch and native paths compute in the layer's dtype under autocast too
         with torch.autocast(x.device.type, enabled=False):
             return run(path, basis, x, weights)
