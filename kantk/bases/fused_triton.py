@@ -1024,7 +1024,12 @@ class SparseEdges(torch.autograd.Function):
     """Cubic B-splines touching only the four non-zero functions per input (large grids): weight
     rows gathered in the forward and the input gradient; for the weight gradient the batch rows of
     each input are grouped by interval (a sort), so every (input, interval) sums its rows once,
-    deterministically. Time flat in G; float32/float64 (no low-precision products)."""
+    deterministically. Time flat in G; float32/float64 (no low-precision products).
+
+    Experimental: correct in Triton's interpreter, but its forward gave wrong values on an H200
+    (2026-12-04; tests/unit/test_triton.py::test_sparse_kernels_match_the_pytorch_path), so the
+    path chooser takes it only when forced. Suspect the 3-D gathers/reductions of
+    ``_sparse_forward_kernel``."""
 
     @staticmethod
     def forward(ctx, xs, xb, wt, p0, p1, spec: KernelSpec):  # type: ignore[override]
