@@ -9,7 +9,8 @@ once a layer has had a symbolic edge, so a plain layer's parameters and state di
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -110,8 +111,7 @@ class SymbolicEdges:
             affine: ``(a, b, c, d)``; ``None`` keeps the edge's current values.
         """
         self._check_edge(q, p)
-        if not isinstance(function, SymbolicFunction):
-            raise TypeError(f"function must be a kantk.symbolic.SymbolicFunction, got {type(function).__name__}")
+        _check_function(function)
         self.enable_symbolic()
         if affine is not None:
             values = torch.as_tensor(affine, dtype=self.symbolic_affine.dtype, device=self.symbolic_affine.device)
@@ -120,9 +120,7 @@ class SymbolicEdges:
             self.symbolic_affine[q, p] = values
         self.mask[q, p] = 0
         self.symbolic_mask[q, p] = 1
-        self.symbolic_names[q][p] = function.name
-        self.symbolic_libraries[q][p] = library
-        self._symbolic_functions[(library, function.name)] = function
+        self._record_symbolic_edge(q, p, function, library)
         self._rebuild_symbolic_groups()
 
     @torch.no_grad()
@@ -143,6 +141,8 @@ class SymbolicEdges:
 
         Functions are looked up in the registry (``registry=``, or the default one); the edges get
         ``mask = 0``, ``symbolic_mask = 1`` and default affine values until a state dict is loaded.
+        Every function is resolved before the layer changes, and the groups are rebuilt once: linear
+        in the number of edges (a model file is untrusted input; see docs/security.md).
 
         Raises:
             ValueError: The entry does not match the layer's shape.
@@ -155,20 +155,32 @@ class SymbolicEdges:
                 not isinstance(row, list) or len(row) != shape[1] for row in table
             ):
                 raise ValueError(f"the layer's symbolic {key!r} must be a {shape[0]} x {shape[1]} nested list, got {table!r}")
-        self.enable_symbolic()
         resolved: dict[tuple[str, str], SymbolicFunction] = {}
+        edges: list[tuple[int, int, SymbolicFunction, str]] = []
         for q in range(shape[0]):
             for p in range(shape[1]):
                 name, library = names[q][p], libraries[q][p]
                 if name is None:
                     continue
                 if (library, name) not in resolved:
-                    resolved[(library, name)] = resolve_function(library, name, registry)
-                self.set_symbolic_edge(q, p, resolved[(library, name)], library)
+                    function = resolve_function(library, name, registry)
+                    _check_function(function)
+                    resolved[(library, name)] = function
+                edges.append((q, p, resolved[(library, name)], library))
+        self.enable_symbolic()
+        if not edges:
+            return
+        for q, p, function, library in edges:
+            self._record_symbolic_edge(q, p, function, library)
+        qs = torch.tensor([edge[0] for edge in edges], dtype=torch.long, device=self.mask.device)
+        ps = torch.tensor([edge[1] for edge in edges], dtype=torch.long, device=self.mask.device)
+        self.mask[qs, ps] = 0
+        self.symbolic_mask[qs.to(self.symbolic_mask.device), ps.to(self.symbolic_mask.device)] = 1
+        self._rebuild_symbolic_groups()
 
     @torch.no_grad()
     def copy_symbolic_from(
-        self, source: "SymbolicEdges", rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
+        self, source: SymbolicEdges, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
     ) -> None:
         """Take the symbolic state of ``source``'s edges ``rows`` x ``cols`` (e.g. after pruning).
 
@@ -194,6 +206,12 @@ class SymbolicEdges:
         self.symbolic_libraries = [[source.symbolic_libraries[int(r)][int(c)] for c in cols] for r in rows]
         self._symbolic_functions.update(source._symbolic_functions)
         self._rebuild_symbolic_groups()
+
+    def _record_symbolic_edge(self, q: int, p: int, function: SymbolicFunction, library: str) -> None:
+        """Name edge p -> q's function and library (the caller sets the masks and rebuilds the groups)."""
+        self.symbolic_names[q][p] = function.name
+        self.symbolic_libraries[q][p] = library
+        self._symbolic_functions[(library, function.name)] = function
 
     def _check_edge(self, q: int, p: int) -> None:
         if not (0 <= q < self.out_features and 0 <= p < self.in_features):
@@ -221,6 +239,11 @@ class SymbolicEdges:
             z = x2[:, p] * affine[:, 0] + affine[:, 1]  # (batch, k)
             values = group.function.torch_fn(z) * affine[:, 2] + affine[:, 3]
             yield q, p, values * self.symbolic_mask[q, p]
+
+
+def _check_function(function: Any) -> None:
+    if not isinstance(function, SymbolicFunction):
+        raise TypeError(f"function must be a kantk.symbolic.SymbolicFunction, got {type(function).__name__}")
 
 
 class _SymbolicGroup:

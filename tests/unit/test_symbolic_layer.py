@@ -118,3 +118,85 @@ def test_save_load_keeps_symbolic_edges(tmp_path):
     assert torch.equal(loaded(x), model(x))
     assert loaded.config() == model.config()
     assert loaded.layers[1].symbolic_names == [["exp", None]]
+
+
+_FUNCTIONS = ("sin", "x^2", "tanh", "x")
+
+
+def _symbolic_table(n_out: int, n_in: int, numeric_every: int = 0) -> dict[str, list[list[str | None]]]:
+    """A ``"symbolic"`` config entry cycling through :data:`_FUNCTIONS` (every ``numeric_every``-th edge numeric)."""
+    names: list[list[str | None]] = [
+        [None if numeric_every and (q * n_in + p) % numeric_every == 0 else _FUNCTIONS[(q + 2 * p) % 4]
+         for p in range(n_in)]
+        for q in range(n_out)
+    ]
+    libraries = [[None if name is None else "default" for name in row] for row in names]
+    return {"functions": names, "libraries": libraries}
+
+
+def test_load_symbolic_config_matches_setting_each_edge():
+    table = _symbolic_table(5, 7, numeric_every=3)
+    by_edge = KANLayer(7, 5)
+    for q, row in enumerate(table["functions"]):
+        for p, name in enumerate(row):
+            if name is not None:
+                by_edge.set_symbolic_edge(q, p, LIB[name], "default")
+    at_once = KANLayer(7, 5)
+    at_once.load_symbolic_config(table)
+    assert at_once.symbolic_names == by_edge.symbolic_names == table["functions"]
+    assert at_once.symbolic_libraries == by_edge.symbolic_libraries
+    assert torch.equal(at_once.mask, by_edge.mask)
+    assert torch.equal(at_once.symbolic_mask, by_edge.symbolic_mask)
+    assert torch.equal(at_once.symbolic_affine, by_edge.symbolic_affine)
+
+    def groups(layer: KANLayer) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
+        return sorted((g.function.name, g.qs, g.ps) for g in layer._symbolic_groups)
+
+    assert groups(at_once) == groups(by_edge)
+    at_once.load_state_dict(by_edge.state_dict())
+    x = torch.rand(8, 7) * 2 - 1
+    assert torch.equal(at_once(x), by_edge(x))
+
+
+def test_load_symbolic_config_that_fails_leaves_the_layer_unchanged():
+    layer = _layer_with_symbolic_edges()
+    before = (copy.deepcopy(layer.symbolic_names), layer.mask.clone(), layer.symbolic_mask.clone())
+    table = _symbolic_table(2, 3)
+    table["functions"][1][2] = "no_such_function"
+    with pytest.raises(kantk.UnknownComponentError):
+        layer.load_symbolic_config(table)
+    assert layer.symbolic_names == before[0]
+    assert torch.equal(layer.mask, before[1]) and torch.equal(layer.symbolic_mask, before[2])
+
+
+def test_many_symbolic_edges_load_with_a_constant_number_of_group_rebuilds(tmp_path, monkeypatch):
+    """A 40 x 40 all-symbolic layer: same outputs after load, groups rebuilt once per layer, not per edge.
+
+    A model file is untrusted: loading must stay linear in its size (issue 16). Rebuilding the
+    groups per edge made loading quadratic in the number of symbolic edges.
+    """
+    model = kantk.KAN([40, 40, 3], seed=0)
+    model.layers[0].load_symbolic_config(_symbolic_table(40, 40))
+    kantk.fix_symbolic(model, 1, 5, 2, "sin", fit_params=False)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.symbolic_affine.copy_(torch.rand(layer.symbolic_affine.shape, generator=generator) - 0.5)
+    assert len(model.layers[0].symbolic_edges()) == 1600
+    path = tmp_path / "many.kantk"
+    kantk.save(model, path)
+
+    calls: list[KANLayer] = []
+    rebuild = KANLayer._rebuild_symbolic_groups
+
+    def counting_rebuild(self: KANLayer) -> None:
+        calls.append(self)
+        rebuild(self)
+
+    monkeypatch.setattr(KANLayer, "_rebuild_symbolic_groups", counting_rebuild)
+    loaded = kantk.load(path)
+    assert len(calls) <= 2 * len(model.layers)
+    assert loaded.config() == model.config()
+    assert len(loaded.layers[0]._symbolic_groups) == len(_FUNCTIONS)
+    x = torch.rand(16, 40, generator=generator) * 2 - 1
+    assert torch.equal(loaded(x), model(x))
