@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from kantk.bases import triton_edges
+from kantk.bases import gpu
 from kantk.bases.base import (
     Basis,
     EdgeWeights,
@@ -63,8 +63,8 @@ class ChebyshevBasis(Basis):
     def fused_edges(self, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
         """The layer's edge sum: fused Triton kernels on CUDA (float32, autocast too), else
         :func:`~kantk.bases.base.edge_sum`."""
-        if triton_edges.available(x):
-            return triton_edges.chebyshev(self, x, weights)
+        if gpu.available(x):
+            return gpu.chebyshev(self, x, weights)
         return edge_sum(self, x, weights)
 
     @torch.no_grad()

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import torch
 
-from kantk.bases import triton_edges
+from kantk.bases import gpu
 from kantk.bases.base import (
     Basis,
     EdgeWeights,
@@ -84,8 +84,8 @@ class RBFBasis(Basis):
     def fused_edges(self, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
         """The layer's edge sum: fused Triton kernels on CUDA (float32, autocast too), else
         :func:`~kantk.bases.base.edge_sum`."""
-        if triton_edges.available(x):
-            return triton_edges.rbf(self, x, weights)
+        if gpu.available(x):
+            return gpu.rbf(self, x, weights)
         return edge_sum(self, x, weights)
 
     @torch.no_grad()

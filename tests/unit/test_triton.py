@@ -1,4 +1,4 @@
-"""The Triton kernels (kantk.bases.fused_triton) against the PyTorch path, forward and both gradients.
+"""The Triton kernels (kantk.bases.gpu) against the PyTorch path, forward and both gradients.
 
 Without a CUDA device they run in Triton's interpreter on CPU tensors (``TRITON_INTERPRET=1``, set
 here before the kernels are defined); with one, on the GPU. Sizes are ragged on purpose (they do
@@ -16,7 +16,7 @@ if not torch.cuda.is_available():
 pytest.importorskip("triton")
 
 import kantk  # noqa: E402
-from kantk.bases import EdgeWeights, edge_sum, triton_edges  # noqa: E402
+from kantk.bases import EdgeWeights, edge_sum, gpu  # noqa: E402
 from kantk.bases.bspline import Path, choose_path  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -24,7 +24,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 @pytest.fixture(autouse=True, params=["gemm", "fused"])
 def triton_form(request, monkeypatch):
-    """Every test runs on both forms of the kernels (see kantk.bases.fused_triton.form)."""
+    """Every test runs on both forms of the kernels (see kantk.bases.gpu.launch.form)."""
     monkeypatch.setenv("KANTK_TRITON_FORM", request.param)
     return request.param
 # the interpreter emulates float16 but not bfloat16
@@ -111,7 +111,7 @@ def test_chebyshev_and_rbf_kernels_match_their_pytorch_form(dtype, basis, kwargs
     layer = kantk.KANLayer(21, 18, basis=basis, basis_kwargs=kwargs).to(device=DEVICE, dtype=dtype)
     x = torch.randn(35, 21, dtype=dtype, device=DEVICE) * 1.5
     params = list(layer.parameters())
-    fused = getattr(triton_edges, basis)
+    fused = getattr(gpu, basis)
     y, g = _grads(lambda inp: fused(layer.basis, inp, layer.edge_weights()), x, params)
     y_ref, g_ref = _grads(lambda inp: edge_sum(layer.basis, inp, layer.edge_weights()), x, params)
     tol = TOL[dtype]
@@ -121,24 +121,27 @@ def test_chebyshev_and_rbf_kernels_match_their_pytorch_form(dtype, basis, kwargs
         torch.testing.assert_close(a, b, rtol=tol * 10, atol=tol * 10 * scale)
 
 
-def test_low_precision_products_stay_close_to_float32():
-    """Under autocast the kernels multiply in bf16 with float32 accumulation (on a GPU: tensor
-    cores) and return float32: within bf16's rounding of the float32 result."""
+def test_low_precision_products_stay_close_to_float32(triton_form):
+    """Under autocast the kernels multiply in bf16 (fp16 in the interpreter) with float32
+    accumulation (on a GPU: tensor cores) and return float32: within its rounding of the float32
+    result."""
+    from kantk.bases.gpu import common, launch
+
     torch.manual_seed(4)
     layer = kantk.KANLayer(33, 20).to(DEVICE)
     x = torch.rand(50, 33, device=DEVICE) * 2 - 1
-    spec_layer = layer.edge_weights()
-    from kantk.bases import fused_triton as ft
-
+    w = layer.edge_weights()
     basis = layer.basis
     grid = basis.grid.double()
     p0, p1 = grid[:, 0], (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])
-    spec = ft.KernelSpec(ft.BSPLINE_UNIFORM, basis.num_functions, ft.BASE_SILU, False, lambda *a: None)
-    wt = triton_edges.compose(spec_layer)
-    y32 = ft.fused_edges(x, x, wt, spec, p0, p1)
-    y16 = ft.fused_edges(x, x, wt, spec, p0, p1, low=LOW)
+    spec = common.KernelSpec(common.BSPLINE_UNIFORM, basis.num_functions, common.BASE_SILU, False, lambda *a: None)
+
+    def run(low):
+        return launch.layer_edges(x, x, w.coef, w.scale, w.base_weight, spec, p0, p1, low=low)
+
+    y32, y16 = run(None), run(LOW)
     assert y16.dtype == torch.float32
-    scale = float(y32.abs().max())
+    scale = float(y32.detach().abs().max())
     torch.testing.assert_close(y16, y32, rtol=0, atol=3e-2 * scale)
 
 

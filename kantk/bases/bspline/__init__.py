@@ -7,7 +7,7 @@ Map of the package:
 * :mod:`.dispatch`: the one place that chooses how a layer's edges are computed (``Path``) and runs it;
 * kernels per backend: :mod:`.local` (the closed local form on uniform grids), :mod:`.torch_dense`,
   :mod:`.torch_sparse`, :mod:`.native` with :mod:`.native_build` (C++ CPU kernels compiled on
-  first use), the Triton kernels in :mod:`kantk.bases.fused_triton` (CUDA), and :mod:`.knots`
+  first use), the Triton kernels in :mod:`kantk.bases.gpu.sparse` (CUDA), and :mod:`.knots`
   (de Boor on any knots, knot insertion, knots from data);
 * :mod:`.workspace`: the reusable CPU buffers each basis owns.
 """

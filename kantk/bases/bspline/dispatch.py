@@ -7,8 +7,8 @@ B-spline layer.
 
 | path | when | module |
 |---|---|---|
-| ``triton`` | CUDA, float32 (autocast too), cubic, G+k <= 100, Triton installed | :mod:`kantk.bases.triton_edges` |
-| ``triton_sparse`` | only when forced (experimental, see TRITON_MAX_FUNCTIONS) | :mod:`kantk.bases.fused_triton` |
+| ``triton`` | CUDA, float32 (autocast too), cubic, G+k <= 100, Triton installed | :mod:`kantk.bases.gpu` |
+| ``triton_sparse`` | only when forced (experimental, see TRITON_MAX_FUNCTIONS) | :mod:`kantk.bases.gpu.sparse` |
 | ``native_sparse`` / ``native_dense`` | CPU, uniform grid, the native kernels built | :mod:`.native` |
 | ``torch_knots`` | a non-uniform grid (after ``update_grid``) | :mod:`.knots` (de Boor) |
 | ``torch_compiled`` | under ``torch.compile``, cubic, no native kernels | :mod:`.torch_dense` |
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kantk.bases import triton_edges
+from kantk.bases import gpu
 from kantk.bases.base import EdgeWeights
 from kantk.bases.bspline import native_build
 from kantk.bases.bspline.knots import local_bspline_features
@@ -143,7 +143,7 @@ def describe(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, compili
         out_features=weights.coef.shape[0],
         compiling=compiling,
         native=native,
-        triton=triton_edges.available(x),
+        triton=gpu.available(x),
         sparse=basis.sparse,
         force=basis.path,
     )
@@ -157,9 +157,9 @@ def choose_path(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> P
 def run(path: Path, basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
     """The edge sum (batch, out) of ``x`` (batch, in) by ``path``."""
     if path is Path.TRITON:
-        return triton_edges.bspline(basis, x, weights)
+        return gpu.bspline(basis, x, weights)
     if path is Path.TRITON_SPARSE:
-        return triton_edges.bspline(basis, x, weights, sparse=True)
+        return gpu.bspline(basis, x, weights, sparse=True)
     base = weights.base(x)  # (batch, in) or None
     base_weight = None if base is None else weights.base_weight
     xe = basis._extrapolation_input(x)
@@ -204,7 +204,7 @@ def fused_edges(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> t
         if y is not None:
             return y
     path = choose_path(basis, x, weights)
-    if path not in (Path.TRITON, Path.TRITON_SPARSE) and triton_edges.low_precision(x) is not None:
+    if path not in (Path.TRITON, Path.TRITON_SPARSE) and gpu.low_precision(x) is not None:
         # the PyTorch and native paths compute in the layer's dtype under autocast too
         with torch.autocast(x.device.type, enabled=False):
             return run(path, basis, x, weights)

@@ -1,7 +1,12 @@
-"""The built-in bases' fused edge sums on CUDA, by the Triton kernels of :mod:`kantk.bases.fused_triton`.
+"""The built-in bases' edge sums on CUDA, by Triton kernels (``pip install kantk[gpu]``).
 
-Nothing here imports Triton until a kernel runs, so ``import kantk`` stays fast and works without
-it. :func:`available` says whether a tensor can take this path: Triton importable and the tensor
+Map: this module is the glue the bases call (it imports Triton only when a kernel runs, so
+``import kantk`` stays fast and works without it); :mod:`.launch` has the entry points and the
+choice of form (``KANTK_TRITON_FORM``); the kernels per form are in :mod:`.gemm` (default: the
+basis matrix written in one pass, cuBLAS GEMMs), :mod:`.fused` (basis values generated inside the
+GEMM tiles) and :mod:`.sparse` (only the non-zero B-splines, experimental); :mod:`.common` holds
+the basis kinds, the device helpers that evaluate a basis in a tile, and the double-backward
+fallback. :func:`available` says whether a tensor can take this path: Triton importable and the tensor
 on a CUDA device (or any device while Triton runs its interpreter, ``TRITON_INTERPRET=1``, which
 the tests use on the CPU).
 """
@@ -61,7 +66,7 @@ def compose(weights: EdgeWeights) -> torch.Tensor:
 
 
 def _base_kind(weights: EdgeWeights) -> int:
-    from kantk.bases import fused_triton as ft
+    from kantk.bases.gpu import common as ft
 
     if weights.base_weight is None:
         return ft.BASE_NONE
@@ -86,7 +91,8 @@ def _reference(features, n: int, base: int):
 def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, sparse: bool = False) -> torch.Tensor:
     """Cubic B-splines on uniform or general knots (``extrapolate`` any of the three); ``sparse``:
     the kernels that touch only the four non-zero functions per input (large grids)."""
-    from kantk.bases import fused_triton as ft
+    from kantk.bases.gpu import common as ft
+    from kantk.bases.gpu import launch
     from kantk.bases.bspline.knots import local_bspline_features
     from kantk.bases.bspline.local import _dense_features
 
@@ -103,19 +109,21 @@ def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, sparse: 
         spec = ft.KernelSpec(ft.BSPLINE_KNOTS, n, base, extend,
                              _reference(lambda z: local_bspline_features(z, basis.grid, 3, extend=extend), n, base))
     if sparse:
-        return ft.fused_edges(xs, x, compose(weights), spec, p0, p1, sparse=True)
-    return _run(ft, xs, x, weights, spec, p0, p1)
+        return launch.fused_edges(xs, x, compose(weights), spec, p0, p1, sparse=True)
+    return _run(xs, x, weights, spec, p0, p1)
 
 
-def _run(ft, xs, xb, weights: EdgeWeights, spec, p0, p1) -> torch.Tensor:
+def _run(xs, xb, weights: EdgeWeights, spec, p0, p1) -> torch.Tensor:
+    from kantk.bases.gpu import launch
+
     has_base = weights.base_weight is not None and BASE_ACTIVATIONS[weights.base_activation] is not None
     bw = weights.base_weight if has_base else None
-    return ft.layer_edges(xs, xb, weights.coef, weights.scale, bw, spec, p0, p1, low_precision(xs))
+    return launch.layer_edges(xs, xb, weights.coef, weights.scale, bw, spec, p0, p1, low_precision(xs))
 
 
 def chebyshev(basis: ChebyshevBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
     """Chebyshev polynomials of ``tanh((x - center) / halfwidth)`` (the tanh by PyTorch)."""
-    from kantk.bases import fused_triton as ft
+    from kantk.bases.gpu import common as ft
 
     z = torch.tanh((x - basis.center.to(x.dtype)) / basis.halfwidth.to(x.dtype))
     n, base = basis.num_functions, _base_kind(weights)
@@ -127,12 +135,12 @@ def chebyshev(basis: ChebyshevBasis, x: torch.Tensor, weights: EdgeWeights) -> t
         return torch.stack(polys[:n], dim=-1)
 
     spec = ft.KernelSpec(ft.CHEBYSHEV, n, base, False, _reference(features, n, base))
-    return _run(ft, z, x, weights, spec, None, None)
+    return _run(z, x, weights, spec, None, None)
 
 
 def rbf(basis: RBFBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
     """Gaussian bumps on per-input centres."""
-    from kantk.bases import fused_triton as ft
+    from kantk.bases.gpu import common as ft
 
     n, base = basis.num_functions, _base_kind(weights)
     centers, width = basis.centers, basis.width
@@ -142,4 +150,4 @@ def rbf(basis: RBFBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
         return torch.exp(-u * u)
 
     spec = ft.KernelSpec(ft.RBF, n, base, False, _reference(features, n, base))
-    return _run(ft, x, x, weights, spec, centers, width)
+    return _run(x, x, weights, spec, centers, width)

@@ -1,0 +1,252 @@
+"""What the GPU kernels share: basis kinds, the record describing a call, device helpers that
+evaluate the bases inside a tile, and the differentiable fallback for a double backward.
+
+See :mod:`kantk.bases.gpu` for the map. Importing this module imports Triton.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import triton
+import triton.language as tl
+
+BSPLINE_UNIFORM = 0
+BSPLINE_KNOTS = 1
+CHEBYSHEV = 2
+RBF = 3
+
+BASE_NONE = 0
+BASE_SILU = 1
+BASE_IDENTITY = 2
+
+#: Names of the base activations the kernels fuse.
+BASE_KINDS = {"zero": BASE_NONE, "silu": BASE_SILU, "identity": BASE_IDENTITY}
+
+
+def interpreting() -> bool:
+    """Whether Triton runs its interpreter (``TRITON_INTERPRET=1``: kernels on CPU tensors)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@triton.jit
+def _cubic_pieces(t):
+    """Values and derivatives (per grid unit) of the four non-zero cubic pieces at t in [0, 1)."""
+    s = 1.0 - t
+    t2 = t * t
+    t3 = t2 * t
+    v0 = s * s * s * (1.0 / 6.0)
+    v3 = t3 * (1.0 / 6.0)
+    v1 = t3 * 0.5 - t2 + 2.0 / 3.0
+    v2 = 1.0 - v0 - v1 - v3
+    d0 = s * s * -0.5
+    d3 = t2 * 0.5
+    d1 = t2 * 1.5 - 2.0 * t
+    d2 = -(d0 + d1 + d3)
+    return v0, v1, v2, v3, d0, d1, d2, d3
+
+
+@triton.jit
+def _safe_div(num, den):
+    return tl.where(den > 0, num / tl.where(den > 0, den, 1.0), 0.0)
+
+
+@triton.jit
+def _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND: tl.constexpr, EXTEND: tl.constexpr):
+    """Interval j (int32) and the four local values and d/dx of every input of a tile.
+
+    ``KIND == BSPLINE_UNIFORM``: p0 = first knot (in,), p1 = 1 / spacing (in,).
+    ``KIND == BSPLINE_KNOTS``: p0 = knots (in, M), row-major.
+    """
+    if KIND == 0:
+        t0 = tl.load(p0_ptr + offs_p, mask=mask_p, other=0.0)
+        inv_h = tl.load(p1_ptr + offs_p, mask=mask_p, other=1.0)
+        s = (xs - t0[None, :]) * inv_h[None, :]  # position in grid units from the first knot
+        sc = tl.minimum(tl.maximum(s, -2.0), M + 1.0)  # huge inputs: every basis is zero anyway
+        jf = tl.floor(sc)
+        jf = tl.where(s == s, jf, 0.0)  # NaN: a valid interval, NaN values
+        j = jf.to(tl.int32)
+        if EXTEND:
+            j = tl.minimum(tl.maximum(j, 3), NF - 1)
+        t = s - j.to(s.dtype)
+        v0, v1, v2, v3, d0, d1, d2, d3 = _cubic_pieces(t)
+        scale = inv_h[None, :]
+        d0 = d0 * scale
+        d1 = d1 * scale
+        d2 = d2 * scale
+        d3 = d3 * scale
+    else:
+        # interval: the number of knots <= x, minus one (-1 before the first knot)
+        cnt = tl.zeros(xs.shape, dtype=tl.int32)
+        row = offs_p * M
+        for m in range(0, M):
+            km = tl.load(p0_ptr + row + m, mask=mask_p, other=0.0)
+            cnt += (xs >= km[None, :]).to(tl.int32)
+        j = cnt - 1
+        if EXTEND:
+            j = tl.minimum(tl.maximum(j, 3), NF - 1)
+        base = row[None, :]
+        pm = mask_p[None, :]
+        # knots t_{j-2} .. t_{j+3}, clamped into the vector (values for missing bases are dropped)
+        tm2 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j - 2, 0), M - 1), mask=pm, other=0.0)
+        tm1 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j - 1, 0), M - 1), mask=pm, other=0.0)
+        tj0 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j, 0), M - 1), mask=pm, other=0.0)
+        tp1 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j + 1, 0), M - 1), mask=pm, other=0.0)
+        tp2 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j + 2, 0), M - 1), mask=pm, other=0.0)
+        tp3 = tl.load(p0_ptr + base + tl.minimum(tl.maximum(j + 3, 0), M - 1), mask=pm, other=0.0)
+        l1 = xs - tj0
+        l2 = xs - tm1
+        l3 = xs - tm2
+        r1 = tp1 - xs
+        r2 = tp2 - xs
+        r3 = tp3 - xs
+        # de Boor's triangle (degree 1, 2, 3), zero where a knot span has no length
+        q = _safe_div(1.0, tp1 - tj0)
+        a0 = r1 * q
+        a1 = l1 * q
+        q = _safe_div(a0, tp1 - tm1)
+        b0 = r1 * q
+        sv = l2 * q
+        q = _safe_div(a1, tp2 - tj0)
+        b1 = sv + r2 * q
+        b2 = l1 * q
+        e0 = _safe_div(b0, tp1 - tm2)
+        e1 = _safe_div(b1, tp2 - tm1)
+        e2 = _safe_div(b2, tp3 - tj0)
+        v0 = r1 * e0
+        v1 = l3 * e0 + r2 * e1
+        v2 = l2 * e1 + r3 * e2
+        v3 = l1 * e2
+        d0 = -3.0 * e0
+        d1 = 3.0 * (e0 - e1)
+        d2 = 3.0 * (e1 - e2)
+        d3 = 3.0 * e2
+    return j, v0, v1, v2, v3, d0, d1, d2, d3
+
+
+@triton.jit
+def _pick(r, v0, v1, v2, v3):
+    """The local value of slot r (0..3), 0 for any other r."""
+    out = tl.where(r == 0, v0, 0.0)
+    out = tl.where(r == 1, v1, out)
+    out = tl.where(r == 2, v2, out)
+    out = tl.where(r == 3, v3, out)
+    return out
+
+
+@triton.jit
+def _mma(acc, a, b, LOW: tl.constexpr, LOWT: tl.constexpr, PRECISION: tl.constexpr):
+    """acc + a @ b: in LOWT (bf16/fp16) on tensor cores when LOW, else in the inputs' dtype."""
+    if LOW:
+        return acc + tl.dot(a.to(LOWT), b.to(LOWT))
+    else:
+        return acc + tl.dot(a.to(acc.dtype), b.to(acc.dtype), input_precision=PRECISION)
+
+
+@triton.jit
+def _base_value(xb, BASE: tl.constexpr):
+    if BASE == 1:
+        return xb / (1.0 + tl.exp(-xb))
+    else:
+        return xb
+
+
+@triton.jit
+def _base_derivative(xb, BASE: tl.constexpr):
+    if BASE == 1:
+        sig = 1.0 / (1.0 + tl.exp(-xb))
+        return sig * (1.0 + xb * (1.0 - sig))
+    else:
+        return tl.full(xb.shape, 1.0, xb.dtype)
+
+
+@triton.jit
+def _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF):
+    c = tl.load(p0_ptr + offs_p * NF + i, mask=mask_p, other=0.0)
+    w = tl.load(p1_ptr + offs_p, mask=mask_p, other=1.0)
+    z = (xs - c[None, :]) / w[None, :]
+    v = tl.exp(-z * z)
+    return v, -2.0 * z / w[None, :] * v
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """What the kernels need to know about a basis besides its tensors.
+
+    Attributes:
+        kind: One of ``BSPLINE_UNIFORM``, ``BSPLINE_KNOTS``, ``CHEBYSHEV``, ``RBF``.
+        num_functions: n, functions per input.
+        base: One of ``BASE_NONE``, ``BASE_SILU``, ``BASE_IDENTITY``.
+        extend: B-splines: continue the outermost polynomial pieces (``extrapolate="extend"``).
+        reference: ``reference(xs, xb, wt) -> y``, the same product by differentiable PyTorch ops:
+            the double backward (``create_graph=True``) runs through it.
+    """
+
+    kind: int
+    num_functions: int
+    base: int
+    extend: bool
+    reference: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+#: ``tl.dot`` precision for float32 with TF32 off: ``tf32x3`` (three TF32 tensor-core products that
+#: together round like float32) or ``ieee`` (plain float32 FMAs). ``KANTK_TRITON_PRECISION`` sets it.
+ENV_PRECISION = "KANTK_TRITON_PRECISION"
+PRECISIONS = ("tf32x3", "ieee")
+
+
+def _precision(dtype: torch.dtype) -> str:
+    """``tl.dot`` precision: TF32 if the user allowed it for matmuls, else float32-accurate."""
+    if dtype != torch.float32 or interpreting():
+        return "ieee"
+    if torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    chosen = os.environ.get(ENV_PRECISION, PRECISIONS[0]).strip().lower()
+    return chosen if chosen in PRECISIONS else PRECISIONS[0]
+
+
+def _params(p0: torch.Tensor | None, p1: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    empty = like.new_zeros(1)
+    return (
+        empty if p0 is None else p0.to(like.dtype).contiguous(),
+        empty if p1 is None else p1.to(like.dtype).contiguous(),
+    )
+
+
+_LOW_TYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
+
+
+def _low_type(wt: torch.Tensor):
+    return _LOW_TYPES.get(wt.dtype, tl.float32)
+
+
+def _reference_backward(ctx, grad_out, xs, xb, wt, spec: KernelSpec, needs):
+    """A backward that records a graph (double backward), through ``spec.reference``."""
+    if ctx.same:  # one tensor in both slots: its whole gradient once
+        needs = (needs[0] or needs[1], False, needs[2])
+    inputs = (xs, xb, wt)
+    wanted = [t for t, need in zip(inputs, needs) if need]
+    y = spec.reference(*inputs)
+    grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True, allow_unused=True))
+    return (*(next(grads) if need else None for need in needs), None, None, None)
+
+
+def _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec: KernelSpec):
+    needs = list(ctx.needs_input_grad[:5])
+    if ctx.same:
+        needs[0], needs[1] = needs[0] or needs[1], False
+    inputs = (xs, xb, coef, scale, bw)
+    wanted = [t for t, need in zip(inputs, needs) if need and t is not None]
+    parts = [coef * scale.unsqueeze(-1)]
+    if bw is not None:
+        parts.append(bw.unsqueeze(-1))
+    wt = torch.cat(parts, dim=-1).permute(1, 2, 0)  # (in, n_w, out)
+    y = spec.reference(xs, xb, wt)
+    grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True, allow_unused=True))
+    out = [next(grads) if need and t is not None else None for t, need in zip(inputs, needs)]
+    return (*out, None, None, None, None)
+
+
+BASE_ACTIVATIONS_TORCH = {BASE_SILU: torch.nn.functional.silu, BASE_IDENTITY: lambda x: x}

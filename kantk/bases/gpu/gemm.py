@@ -1,0 +1,279 @@
+"""The GEMM form (default): one Triton pass writes the basis matrix of a chunk of rows, cuBLAS
+multiplies it, one pass contracts the matrix gradient with the basis derivatives; the layer's
+weight is composed and its gradient split by one small kernel each.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kantk.bases.gpu.common import (
+    BASE_NONE,
+    BSPLINE_KNOTS,
+    KernelSpec,
+    _base_derivative,
+    _base_value,
+    _bspline_locals,
+    _LOW_TYPES,
+    _pick,
+    _rbf_value,
+    _layer_reference_backward,
+)
+
+
+@triton.jit
+def _fill_kernel(
+    xs_ptr, xb_ptr, a_ptr, p0_ptr, p1_ptr,
+    ROWS, IN, NF, NW, M,
+    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr,
+    BM: tl.constexpr, BP: tl.constexpr,
+):
+    """a[b, i * IN + p] = A_i(xs[b, p]) for i < NF, and b(xb[b, p]) at i = NF: the basis matrix,
+    basis-major (stores run along the inputs), in one pass."""
+    pid_m = tl.program_id(0)
+    pid_p = tl.program_id(1)
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_p = pid_p * BP + tl.arange(0, BP)
+    mask_p = offs_p < IN
+    mask_x = (offs_m < ROWS)[:, None] & mask_p[None, :]
+    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+    out = a_ptr + offs_m[:, None] * (NW * IN) + offs_p[None, :]
+    dt = a_ptr.dtype.element_ty
+    if KIND <= 1:
+        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+        for i in range(0, NF):
+            a = _pick(i - j + 3, v0, v1, v2, v3)
+            a = tl.where(xs == xs, a, xs)  # NaN in, NaN out
+            tl.store(out + i * IN, a.to(dt), mask=mask_x)
+    elif KIND == 2:
+        t_prev = xs
+        t_cur = tl.full(xs.shape, 1.0, xs.dtype)
+        for i in range(0, NF):
+            tl.store(out + i * IN, t_cur.to(dt), mask=mask_x)
+            t_next = 2.0 * xs * t_cur - t_prev
+            t_prev = t_cur
+            t_cur = t_next
+    else:
+        for i in range(0, NF):
+            a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
+            tl.store(out + i * IN, a.to(dt), mask=mask_x)
+    if BASE != 0:
+        xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+        tl.store(out + NF * IN, _base_value(xb, BASE).to(dt), mask=mask_x)
+
+
+@triton.jit
+def _contract_kernel(
+    xs_ptr, xb_ptr, g_ptr, gxs_ptr, gxb_ptr, p0_ptr, p1_ptr,
+    ROWS, IN, NF, NW, M,
+    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr, SAME: tl.constexpr,
+    BM: tl.constexpr, BP: tl.constexpr,
+):
+    """d/dxs[b, p] = sum_i g[b, i * IN + p] A_i'(xs[b, p]), d/dxb[b, p] = g[b, NF * IN + p] b'(xb[b, p]),
+    where g = dL/d(basis matrix) (rows, NW * IN), basis-major."""
+    pid_m = tl.program_id(0)
+    pid_p = tl.program_id(1)
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_p = pid_p * BP + tl.arange(0, BP)
+    mask_p = offs_p < IN
+    mask_x = (offs_m < ROWS)[:, None] & mask_p[None, :]
+    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+    grow = g_ptr + offs_m[:, None] * (NW * IN) + offs_p[None, :]
+    acc = tl.zeros(xs.shape, dtype=xs.dtype)
+    if KIND <= 1:
+        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+        # only the four intervals' functions j-3 .. j are non-zero: gather their four columns
+        for r in tl.static_range(0, 4):
+            i = j - 3 + r
+            ok = mask_x & (i >= 0) & (i < NF)
+            gi = tl.load(grow + tl.where(ok, i, 0) * IN, mask=ok, other=0.0)
+            acc += gi.to(xs.dtype) * _pick(r, d0, d1, d2, d3)
+    elif KIND == 2:
+        t_prev = xs
+        t_cur = tl.full(xs.shape, 1.0, xs.dtype)
+        u_prev = tl.full(xs.shape, 1.0, xs.dtype)
+        u_cur = tl.zeros(xs.shape, dtype=xs.dtype)
+        for i in range(0, NF):
+            gi = tl.load(grow + i * IN, mask=mask_x, other=0.0)
+            acc += gi.to(xs.dtype) * u_cur
+            u_next = 2.0 * t_cur + 2.0 * xs * u_cur - u_prev
+            t_next = 2.0 * xs * t_cur - t_prev
+            t_prev = t_cur
+            t_cur = t_next
+            u_prev = u_cur
+            u_cur = u_next
+    else:
+        for i in range(0, NF):
+            a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
+            gi = tl.load(grow + i * IN, mask=mask_x, other=0.0)
+            acc += gi.to(xs.dtype) * da
+    if BASE != 0:
+        xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+        gb = tl.load(grow + NF * IN, mask=mask_x, other=0.0).to(xs.dtype) * _base_derivative(xb, BASE)
+        if SAME:
+            acc += gb
+        else:
+            tl.store(gxb_ptr + offs_m[:, None] * IN + offs_p[None, :], gb, mask=mask_x)
+    tl.store(gxs_ptr + offs_m[:, None] * IN + offs_p[None, :], acc, mask=mask_x)
+
+
+@triton.jit
+def _compose_kernel(
+    coef_ptr, scale_ptr, bw_ptr, w_ptr, IN, OUT, NF, NW,
+    BASE: tl.constexpr, BR: tl.constexpr, BQ: tl.constexpr,
+):
+    """w[i * IN + p, q] = coef[q, p, i] * scale[q, p] (i < NF), bw[q, p] (i = NF): the GEMM's weight."""
+    offs_r = tl.program_id(0) * BR + tl.arange(0, BR)
+    offs_q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    i = offs_r // IN
+    p = offs_r % IN
+    mask = (offs_r < NW * IN)[:, None] & (offs_q < OUT)[None, :]
+    qp = offs_q[None, :] * IN + p[:, None]  # index of (q, p)
+    spline = i[:, None] < NF
+    c = tl.load(coef_ptr + qp * NF + tl.where(spline, i[:, None], 0), mask=mask & spline, other=0.0)
+    sc = tl.load(scale_ptr + qp, mask=mask & spline, other=0.0)
+    w = c * sc
+    if BASE != 0:
+        b = tl.load(bw_ptr + qp, mask=mask & (i[:, None] >= NF), other=0.0)
+        w = tl.where(spline, w, b)
+    tl.store(w_ptr + offs_r[:, None] * OUT + offs_q[None, :], w.to(w_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _decompose_kernel(
+    g_ptr, coef_ptr, scale_ptr, gcoef_ptr, gscale_ptr, gbw_ptr, IN, OUT, NF,
+    NEED_COEF: tl.constexpr, NEED_SCALE: tl.constexpr, NEED_BW: tl.constexpr,
+    BP: tl.constexpr, BQ: tl.constexpr,
+):
+    """From g = dL/dw (NW * IN, OUT): dL/dcoef = g * scale, dL/dscale = sum_i g * coef, dL/dbw = g[NF]."""
+    offs_p = tl.program_id(0) * BP + tl.arange(0, BP)
+    offs_q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    mask = (offs_p < IN)[:, None] & (offs_q < OUT)[None, :]
+    qp = offs_q[None, :] * IN + offs_p[:, None]
+    sc = tl.load(scale_ptr + qp, mask=mask, other=0.0)
+    acc = tl.zeros((BP, BQ), dtype=gscale_ptr.dtype.element_ty)
+    for i in range(0, NF):
+        g = tl.load(g_ptr + (i * IN + offs_p[:, None]) * OUT + offs_q[None, :], mask=mask, other=0.0)
+        if NEED_COEF:
+            tl.store(gcoef_ptr + qp * NF + i, (g * sc).to(gcoef_ptr.dtype.element_ty), mask=mask)
+        if NEED_SCALE:
+            c = tl.load(coef_ptr + qp * NF + i, mask=mask, other=0.0)
+            acc += (g * c).to(acc.dtype)
+    if NEED_SCALE:
+        tl.store(gscale_ptr + qp, acc.to(gscale_ptr.dtype.element_ty), mask=mask)
+    if NEED_BW:
+        g = tl.load(g_ptr + (NF * IN + offs_p[:, None]) * OUT + offs_q[None, :], mask=mask, other=0.0)
+        tl.store(gbw_ptr + qp, g.to(gbw_ptr.dtype.element_ty), mask=mask)
+
+
+#: Rows per chunk of the GEMM form are chosen so one chunk's basis matrix holds about this many
+#: elements (256 MB in float32): memory stays bounded whatever the batch.
+GEMM_CHUNK_ELEMENTS = 1 << 26
+
+
+def _chunks(rows: int, per_row: int) -> list[tuple[int, int]]:
+    step = max(1, GEMM_CHUNK_ELEMENTS // max(1, per_row))
+    return [(a, min(a + step, rows)) for a in range(0, rows, step)]
+
+
+def _elementwise_blocks(n_in: int) -> tuple[int, int]:
+    bp = 64 if n_in > 32 else (32 if n_in > 16 else 16)
+    return 32, bp
+
+
+def _fill(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dtype) -> torch.Tensor:
+    """The basis matrix (rows, n_w * in) of a chunk of rows, basis-major, in ``dtype``."""
+    rows, n_in = xs.shape
+    basis = torch.empty(rows, n_w * n_in, dtype=dtype, device=xs.device)
+    bm, bp = _elementwise_blocks(n_in)
+    _fill_kernel[(triton.cdiv(rows, bm), triton.cdiv(n_in, bp))](
+        xs, xb, basis, p0, p1, rows, n_in, spec.num_functions, n_w, m,
+        KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, BM=bm, BP=bp,
+    )
+    return basis
+
+
+def _compose(coef, scale, bw, n_w: int, dtype: torch.dtype) -> torch.Tensor:
+    out, n_in, nf = coef.shape
+    w = torch.empty(n_w * n_in, out, dtype=dtype, device=coef.device)
+    grid = (triton.cdiv(n_w * n_in, 32), triton.cdiv(out, 64))
+    _compose_kernel[grid](coef, scale, scale if bw is None else bw, w, n_in, out, nf, n_w,
+                          BASE=int(bw is not None), BR=32, BQ=64)
+    return w
+
+
+class GemmLayer(torch.autograd.Function):
+    """:class:`GemmEdges` taking the layer's own weights (coef, scale, base weight): the weight of
+    the GEMM is composed and its gradient split back by one small kernel each, so a training step
+    launches few kernels (on a GPU, small layers are bound by launches)."""
+
+    @staticmethod
+    def forward(ctx, xs, xb, coef, scale, bw, p0, p1, spec: KernelSpec, low):  # type: ignore[override]
+        batch, n_in = xs.shape
+        out, nf = coef.shape[0], coef.shape[2]
+        n_w = nf + (bw is not None)
+        wdtype = low if low is not None else xs.dtype
+        w2t = _compose(coef, scale, bw, n_w, wdtype)  # (n_w * in, out)
+        m = p0.shape[-1] if spec.kind == BSPLINE_KNOTS else spec.num_functions + 4
+        chunks = _chunks(batch, n_w * n_in)
+        if len(chunks) == 1:
+            y = torch.mm(_fill(xs, xb, p0, p1, spec, m, n_w, wdtype), w2t)
+            y = y if y.dtype == xs.dtype else y.to(xs.dtype)
+        else:
+            y = torch.empty(batch, out, dtype=xs.dtype, device=xs.device)
+            for a, b in chunks:
+                y[a:b] = torch.mm(_fill(xs[a:b], xb[a:b], p0, p1, spec, m, n_w, wdtype), w2t)
+        ctx.spec, ctx.m, ctx.same, ctx.low, ctx.has_bw = spec, m, xs is xb, low, bw is not None
+        ctx.save_for_backward(xs, xb, coef, scale, bw, p0, p1, w2t)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        xs, xb, coef, scale, bw, p0, p1, w2t = ctx.saved_tensors
+        spec: KernelSpec = ctx.spec
+        if torch.is_grad_enabled():  # create_graph=True: through the composed weight's reference
+            return _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec)
+        need_xs, need_xb, need_coef, need_scale, need_bw = ctx.needs_input_grad[:5]
+        need_w = need_coef or need_scale or need_bw
+        batch, n_in = xs.shape
+        out, nf = coef.shape[0], coef.shape[2]
+        n_w = w2t.shape[0] // n_in
+        g = grad_out.to(w2t.dtype)
+        has_base = spec.base != BASE_NONE
+        same = ctx.same and has_base
+        grad_xs = torch.empty_like(xs) if (need_xs or need_xb) else None
+        grad_xb = torch.empty_like(xb) if grad_xs is not None and has_base and not same else None
+        acc_dtype = torch.float32 if w2t.dtype in _LOW_TYPES else w2t.dtype
+        chunks = _chunks(batch, n_w * n_in)
+        grad_w2t = None
+        bm, bp = _elementwise_blocks(n_in)
+        for a, b in chunks:
+            gc = g[a:b]
+            if need_w:
+                basis = _fill(xs[a:b], xb[a:b], p0, p1, spec, ctx.m, n_w, w2t.dtype)
+                part = torch.mm(basis.t(), gc)  # (n_w * in, out)
+                part = part if part.dtype == acc_dtype else part.to(acc_dtype)
+                grad_w2t = part if grad_w2t is None else grad_w2t.add_(part)
+                del basis
+            if grad_xs is not None:
+                gmat = torch.mm(gc, w2t.t())  # (rows, n_w * in): dL/d(basis matrix)
+                rows = b - a
+                _contract_kernel[(triton.cdiv(rows, bm), triton.cdiv(n_in, bp))](
+                    xs[a:b], xb[a:b], gmat, grad_xs[a:b], grad_xs[a:b] if grad_xb is None else grad_xb[a:b],
+                    p0, p1, rows, n_in, spec.num_functions, n_w, ctx.m,
+                    KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, SAME=same, BM=bm, BP=bp,
+                )
+        grad_coef = grad_scale = grad_bw = None
+        if need_w:
+            grad_coef = torch.empty_like(coef) if need_coef else None
+            grad_scale = torch.empty_like(scale) if need_scale else None
+            grad_bw = torch.empty_like(bw) if (need_bw and bw is not None) else None
+            _decompose_kernel[(triton.cdiv(n_in, 32), triton.cdiv(out, 64))](
+                grad_w2t, coef, scale, coef if grad_coef is None else grad_coef,
+                scale if grad_scale is None else grad_scale, scale if grad_bw is None else grad_bw,
+                n_in, out, nf, NEED_COEF=grad_coef is not None, NEED_SCALE=grad_scale is not None,
+                NEED_BW=grad_bw is not None, BP=32, BQ=64,
+            )
+        return (grad_xs if need_xs else None, grad_xb if need_xb else None, grad_coef, grad_scale, grad_bw,
+                None, None, None, None)

@@ -1,0 +1,86 @@
+"""Entry points of the GPU kernels: :func:`layer_edges` (from a layer's weights) and
+:func:`fused_edges` (from composed weights), and the choice of form (``KANTK_TRITON_FORM``)."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from kantk.bases.gpu.common import KernelSpec, _params
+from kantk.bases.gpu.fused import FusedEdges
+from kantk.bases.gpu.gemm import GemmLayer
+from kantk.bases.gpu.sparse import SparseEdges
+
+#: ``KANTK_TRITON_FORM``: ``gemm`` (default: the basis matrix in chunks, cuBLAS GEMMs) or
+#: ``fused`` (basis values generated inside the GEMM tiles, nothing materialised).
+ENV_FORM = "KANTK_TRITON_FORM"
+FORMS = ("gemm", "fused")
+
+
+def form() -> str:
+    chosen = os.environ.get(ENV_FORM, FORMS[0]).strip().lower()
+    return chosen if chosen in FORMS else FORMS[0]
+
+
+def layer_edges(
+    xs: torch.Tensor,
+    xb: torch.Tensor,
+    coef: torch.Tensor,
+    scale: torch.Tensor,
+    base_weight: torch.Tensor | None,
+    spec: KernelSpec,
+    p0: torch.Tensor | None = None,
+    p1: torch.Tensor | None = None,
+    low: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The layer's edge sum from its own weights: ``coef`` (out, in, n), ``scale`` (out, in) and
+    ``base_weight`` (out, in) or None; the other arguments as in :func:`fused_edges`."""
+    if form() != "gemm":
+        parts = [coef * scale.unsqueeze(-1)]
+        if base_weight is not None:
+            parts.append(base_weight.unsqueeze(-1))
+        wt = torch.cat(parts, dim=-1).permute(1, 2, 0)
+        return fused_edges(xs, xb, wt, spec, p0, p1, low)
+    xs = xs.contiguous()
+    xb = xs if xb is xs else xb.contiguous()
+    p0, p1 = _params(p0, p1, xs)
+    bw = None if base_weight is None else base_weight.contiguous()
+    return GemmLayer.apply(xs, xb, coef.contiguous(), scale.contiguous(), bw, p0, p1, spec, low)
+
+
+def fused_edges(
+    xs: torch.Tensor,
+    xb: torch.Tensor,
+    wt: torch.Tensor,
+    spec: KernelSpec,
+    p0: torch.Tensor | None = None,
+    p1: torch.Tensor | None = None,
+    low: torch.dtype | None = None,
+    sparse: bool = False,
+) -> torch.Tensor:
+    """The layer product from composed weights by the fused form (or the sparse kernels).
+
+    Args:
+        xs: (batch, in) basis input; xb: (batch, in) base-branch input (may be ``xs``).
+        wt: (in, n_w, out) composed weights, basis-major.
+        spec: The basis kind and options.
+        p0, p1: Basis constants: first knot and 1/spacing (in,) for uniform B-splines; knots
+            (in, M) for general ones; centres (in, n) and widths (in,) for RBFs.
+        low: ``torch.bfloat16``/``torch.float16`` to run the products on tensor cores with
+            float32 accumulation (autocast), else None.
+        sparse: Cubic B-splines only: touch only the four non-zero functions per input
+            (:class:`SparseEdges`, for large grids; ``low`` is ignored).
+
+    Returns:
+        (batch, out) in ``xs``' dtype.
+    """
+    if sparse:
+        low = None
+    xs = xs.contiguous()
+    xb = xs if xb is xs else xb.contiguous()
+    p0, p1 = _params(p0, p1, xs)
+    if low is not None:
+        wt = wt.to(low)
+    if sparse:
+        return SparseEdges.apply(xs, xb, wt.contiguous(), p0, p1, spec)
+    return FusedEdges.apply(xs, xb, wt.contiguous(), p0, p1, spec)
