@@ -21,6 +21,7 @@ do one GEMM over all G+k functions. ``basis.sparse`` (``"auto"``, True, False) a
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -194,13 +195,18 @@ def _native_outside_graph(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWei
     return run(path, basis, x, weights)
 
 
-_native_outside_graph_compiled = torch.compiler.disable(_native_outside_graph)
+@functools.cache
+def _native_outside_graph_compiled():
+    """The same, run eagerly while torch.compile traces the model (dynamo would not trace ctypes).
+    Made on first use: ``torch.compiler.disable`` imports torch._dynamo (over a second), which a
+    model that is never compiled should not pay for."""
+    return torch.compiler.disable(_native_outside_graph)
 
 
 def fused_edges(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
     """Choose the path and run it; the body of :meth:`BSplineBasis.fused_edges`."""
     if torch.compiler.is_compiling() and x.device.type == "cpu" and basis.path == "auto":
-        y = _native_outside_graph_compiled(basis, x, weights)
+        y = _native_outside_graph_compiled()(basis, x, weights)
         if y is not None:
             return y
     path = choose_path(basis, x, weights)
