@@ -11,19 +11,26 @@ everything else, never a Python traceback. Errors that are not kantk's own messa
 classes of bad input (``ValueError``, ``OSError``) are reported the same way but marked
 ``internal error``; with the environment variable ``KANTK_DEBUG=1`` every error is raised with
 its traceback instead.
+
+Files: no command overwrites one of its inputs or a file it did not create in the same run. The
+Lightning commands save the merged config as ``config.yaml`` in the trainer's log folder (a new
+``version_N`` folder with a logger, ``trainer.default_root_dir`` itself without one); when that
+file already exists (an earlier run's, or the ``--config`` file itself) the command stops with one
+line before training.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pickle
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import kantk
-from kantk.cli_models import check_input_file, checkpoint_error, one_line
+from kantk.cli_models import check_input_file, checkpoint_error, one_line, same_file
 
 #: Environment variable: set to 1 to see the traceback of any error instead of one line.
 DEBUG_ENV = "KANTK_DEBUG"
@@ -252,12 +259,93 @@ def run_lightning_cli(argv: Sequence[str] | None, **cli_kwargs: Any) -> Any:
     settings: dict[str, Any] = {
         "subclass_mode_data": True,
         "auto_configure_optimizers": False,  # KANModule configures its own optimizer
-        "save_config_kwargs": {"overwrite": True},
+        # the merged config never replaces a file: an input, or an earlier run's (issue 16)
+        "save_config_callback": save_config_callback_class(),
+        "save_config_kwargs": {"overwrite": False},
         "parser_kwargs": {"prog": "kantk"},
         "args": None if argv is None else list(argv),
     }
     settings.update(cli_kwargs)
     return LightningCLI(KANModule, LightningDataModule, **settings)
+
+
+class ConfigSaveError(ValueError):
+    """Saving the merged config of a Lightning command would overwrite an existing file."""
+
+
+def config_save_problem(path: str, config: Any, stage: str) -> str | None:
+    """Why the merged config must not be saved to ``path``, or ``None`` when it may be.
+
+    Args:
+        path: Where LightningCLI's ``SaveConfigCallback`` would write (``<log_dir>/config.yaml``).
+        config: The parsed config (a jsonargparse ``Namespace``); every file it was read from, or
+            names as a path, is an input.
+        stage: The command (``fit``, ``validate``, ``test``), for the message.
+    """
+    exists = os.path.lexists(path)
+    if not exists and "://" in path:  # a remote log folder (fsspec), as Lightning's own check
+        from lightning_fabric.utilities.cloud_io import get_filesystem
+
+        exists = get_filesystem(path).exists(path)
+    if not exists:
+        return None
+    if os.path.isdir(path):
+        return f"{stage} cannot save its merged config to {path!r}: that is a folder"
+    for flag, source in _input_paths(config):
+        if same_file(path, source):
+            return (
+                f"{stage} would save its merged config to {path!r}, which is the input {flag} file; "
+                "set --trainer.default_root_dir to another folder or keep a logger (it saves the config "
+                "in a new version_N folder)"
+            )
+    return (
+        f"{stage} would overwrite {path!r} (not written by this run) with its merged config; remove it or "
+        "set --trainer.default_root_dir to another folder"
+    )
+
+
+def _input_paths(config: Any) -> Iterator[tuple[str, str]]:
+    """``(flag, absolute path)`` of every file a parsed LightningCLI config was read from or names."""
+    try:
+        from jsonargparse import Namespace, Path
+    except ImportError:  # pragma: no cover - LightningCLI needs jsonargparse
+        return
+    stack: list[tuple[str, Any]] = [("", config)]
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, Path):
+            yield "--" + key.removesuffix(".__path__"), value.absolute  # __path__: a file read for a group
+        elif isinstance(value, Namespace):
+            stack.extend((f"{key}.{k}" if key else k, v) for k, v in vars(value).items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((key, v) for v in value)
+
+
+@functools.cache
+def save_config_callback_class() -> type:
+    """LightningCLI's ``SaveConfigCallback`` that refuses to replace a file, with a ``kantk:`` line.
+
+    Lightning (``overwrite=False``) stops with a RuntimeError when ``config.yaml`` exists; this
+    subclass checks first (on rank 0, told to every rank) and raises :class:`ConfigSaveError`, which
+    names the file and says when it is the ``--config`` input. It runs in the trainer's setup,
+    before the first training step.
+    """
+    from pytorch_lightning.cli import SaveConfigCallback
+
+    class KantkSaveConfigCallback(SaveConfigCallback):
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            if not self.already_saved and self.save_to_log_dir and not self.overwrite:
+                log_dir = trainer.log_dir  # a collective call: every rank
+                problem = None
+                if log_dir is not None and trainer.is_global_zero:
+                    command = str(getattr(stage, "value", stage))  # a TrainerFn (a str enum)
+                    problem = config_save_problem(os.path.join(log_dir, self.config_filename), self.config, command)
+                problem = trainer.strategy.broadcast(problem)
+                if problem:
+                    raise ConfigSaveError(problem)
+            super().setup(trainer, pl_module, stage)
+
+    return KantkSaveConfigCallback
 
 
 if __name__ == "__main__":

@@ -343,6 +343,100 @@ def test_the_console_prints_one_line_and_exits_1(work):
     assert "Traceback" not in done.stderr
 
 
+# --- the merged config that LightningCLI saves never replaces a file ------------------------------
+
+_TINY_FIT = """\
+seed_everything: 0
+trainer:
+  accelerator: cpu
+  devices: 1
+  max_steps: 1
+  logger: false
+  enable_checkpointing: false
+  enable_progress_bar: false
+  enable_model_summary: false
+  num_sanity_val_steps: 0
+model:
+  widths: [2, 2, 1]
+  basis_kwargs: {grid_size: 3, order: 3}
+  optimizer: adam
+data:
+  class_path: kantk.lightning.FunctionDataModule
+  init_args: {f: x1*x2, n_vars: 2, train_num: 8, test_num: 8, batch_size: -1}
+"""
+
+
+@pytest.fixture()
+def fit_folder(tmp_path, monkeypatch):
+    """A temporary working folder with a tiny fit config ``cfg.yaml`` (one step, no logger)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["kantk"])  # as from the console (LightningCLI compares them)
+    (tmp_path / "cfg.yaml").write_text(_TINY_FIT)
+    return tmp_path
+
+
+@pytest.fixture()
+def no_training(monkeypatch):
+    """Makes a training step fail the test: the clash must be refused before training."""
+    from kantk.lightning import KANModule
+
+    def started(*args, **kwargs):
+        raise AssertionError("training started before the config clash was refused")
+
+    monkeypatch.setattr(KANModule, "training_step", started)
+
+
+@pytest.mark.parametrize("root", [".", "sub/.."])
+def test_fit_never_saves_its_config_over_the_config_file(fit_folder, capsys, no_training, root):
+    (fit_folder / "config.yaml").write_text(_TINY_FIT + "# the user's own file\n")
+    before = _snapshot(fit_folder)
+    (fit_folder / "sub").mkdir()
+    line = assert_error(run_cli(["fit", "--config", "config.yaml", "--trainer.default_root_dir", root], capsys),
+                        code=1, match="is the input --config file")
+    assert "config.yaml" in line
+    assert _snapshot(fit_folder) == before
+
+
+def test_fit_never_saves_its_config_over_another_input_file(fit_folder, capsys, no_training):
+    (fit_folder / "out").mkdir()
+    data = "class_path: kantk.lightning.FunctionDataModule\ninit_args: {f: x1+x2, n_vars: 2, train_num: 8}\n"
+    (fit_folder / "out" / "config.yaml").write_text(data)
+    before = _snapshot(fit_folder)
+    assert_error(run_cli(["fit", "--config", "cfg.yaml", "--data", "out/config.yaml",
+                          "--trainer.default_root_dir", "out"], capsys), code=1, match="is the input --data file")
+    assert _snapshot(fit_folder) == before
+
+
+def test_fit_never_overwrites_an_existing_config_it_did_not_write(fit_folder, capsys, monkeypatch):
+    (fit_folder / "runs").mkdir()
+    (fit_folder / "runs" / "config.yaml").write_text("# an earlier run's config, or anything else\n")
+    before = _snapshot(fit_folder)
+    with monkeypatch.context() as patched:
+        from kantk.lightning import KANModule
+
+        patched.setattr(KANModule, "training_step", lambda *a, **k: pytest.fail("training started"))
+        assert_error(run_cli(["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs"], capsys),
+                     code=1, match="would overwrite")
+    assert _snapshot(fit_folder) == before
+    (fit_folder / "runs" / "old").mkdir()
+    (fit_folder / "runs" / "config.yaml").rename(fit_folder / "runs" / "old" / "config.yaml")
+    (fit_folder / "runs" / "config.yaml").mkdir()  # a folder in the way is one line too
+    assert_error(run_cli(["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs"], capsys),
+                 code=1, match="is a folder")
+    (fit_folder / "runs" / "config.yaml").rmdir()
+
+    status, out, err = run_cli(["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs"], capsys)
+    assert status == 0, err
+    assert "kantk fit: step 1" in out
+    saved = fit_folder / "runs" / "config.yaml"  # written by this run
+    assert "x1*x2" in saved.read_text()
+    first = saved.read_bytes()
+    assert_error(run_cli(["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs",
+                          "--trainer.max_steps", "2"], capsys), code=1, match="would overwrite")
+    assert saved.read_bytes() == first  # the second run's config did not replace the first's
+    assert (fit_folder / "runs" / "old" / "config.yaml").read_text().startswith("# an earlier run")
+
+
 # --- property-based: random values and argument lists ---------------------------------------------
 
 _text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
