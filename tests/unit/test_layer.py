@@ -84,3 +84,13 @@ def test_errors():
         layer(torch.rand(4, 2))
     with pytest.raises(TypeError, match="dtype"):
         layer(torch.rand(4, 3, dtype=torch.float64))
+
+
+def test_autocast_input_of_the_autocast_dtype_is_accepted():
+    """Under autocast a preceding layer may hand over bf16: the layer computes in its own dtype."""
+    layer = kantk.KANLayer(4, 3)
+    x = torch.rand(5, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x.to(torch.bfloat16))
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, layer(x.to(torch.bfloat16).float()))
