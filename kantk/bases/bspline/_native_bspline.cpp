@@ -1,12 +1,12 @@
-// Native CPU kernels of kantk's uniform B-spline layer (see kantk/bases/_native.py).
+// Native CPU kernels of kantk's uniform B-spline layer (built and loaded by kantk/bases/bspline/native_build.py, called from native.py).
 //
 // Plain C ABI over raw pointers, called through ctypes, with no PyTorch headers, so that it
 // compiles in a few seconds on first use. The dense-path kernels are the fused form of chains
-// of element-wise PyTorch passes in kantk/bases/_bspline_kernels.py (the GEMMs stay in
+// of element-wise PyTorch passes in kantk/bases/bspline/torch_dense.py (the GEMMs stay in
 // PyTorch); the sparse-path kernels do the whole product touching only the order + 1 local
 // coefficients per input. All give the PyTorch path's values up to rounding.
 //
-// Conventions (as in _bspline_kernels.py): an input x of column i sits at u = x * inv_h[i] +
+// Conventions (as in kantk/bases/bspline/local.py): an input x of column i sits at u = x * inv_h[i] +
 // shift[i] grid units from one knot before the first; u is clamped to [0, n + order + 1]; its
 // table row is R = floor(u) (interval R - 1 of the extended grid; for "extend" R is clamped to
 // [order + 1, n]) and t = u - R. The order + 1 non-zero bases are R - 1 - order + r, r = 0..order,
