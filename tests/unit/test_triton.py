@@ -172,3 +172,21 @@ def test_sparse_kernels_match_the_pytorch_path(dtype, kwargs, base, moved, trito
     x = torch.randn(45, 11, dtype=dtype, device=DEVICE) * 1.6
     x[:12, 0] = 0.1  # many rows in one interval
     _compare(layer, x, "torch_knots" if moved else "torch_dense", TOL[dtype], path="triton_sparse")
+
+
+@pytest.mark.parametrize("basis, kwargs", [("bspline", {"extrapolate": "clamp"}), ("bspline", {"extrapolate": "extend"}),
+                                           ("chebyshev", {"degree": 4})])
+def test_double_backward_when_the_basis_sees_a_transformed_input(basis, kwargs):
+    """Clamped (B-splines) or tanh-squashed (Chebyshev) inputs reach the kernels beside the raw
+    input of the base branch: the second derivative must not count the basis twice."""
+    torch.manual_seed(6)
+    layer = kantk.KANLayer(3, 2, basis=basis, basis_kwargs=kwargs).to(device=DEVICE, dtype=torch.float64)
+    x = (torch.rand(5, 3, dtype=torch.float64, device=DEVICE) * 2.8 - 1.4).requires_grad_()
+    if basis == "bspline":
+        layer.basis.path = "triton"
+        run = layer
+    else:
+        def run(inp):
+            return gpu.chebyshev(layer.basis, inp, layer.edge_weights())
+    assert torch.autograd.gradcheck(run, (x,))
+    assert torch.autograd.gradgradcheck(run, (x,))

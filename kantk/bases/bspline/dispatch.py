@@ -10,7 +10,7 @@ B-spline layer.
 | ``triton`` | CUDA, float32 (autocast too), cubic, G+k <= 100, Triton installed | :mod:`kantk.bases.gpu` |
 | ``triton_sparse`` | only when forced (experimental, see TRITON_MAX_FUNCTIONS) | :mod:`kantk.bases.gpu.sparse` |
 | ``native_sparse`` / ``native_dense`` | CPU, uniform grid, the native kernels built | :mod:`.native` |
-| ``torch_knots`` | a non-uniform grid (after ``update_grid``) | :mod:`.knots` (de Boor) |
+| ``torch_knots`` | a non-uniform grid (after ``update_grid``), or under ``torch.func`` transforms | :mod:`.knots` (de Boor) |
 | ``torch_compiled`` | under ``torch.compile``, cubic, no native kernels | :mod:`.torch_dense` |
 | ``torch_sparse`` / ``torch_dense`` | everything else on a uniform grid | :mod:`.torch_sparse`, :mod:`.torch_dense` |
 
@@ -85,6 +85,7 @@ class Case:
         triton: Triton can take the input (CUDA, float32, installed, not switched off).
         sparse: The basis' ``sparse`` setting (``"auto"``, True or False).
         force: The basis' ``path`` setting (``"auto"`` or a :class:`Path` value).
+        functorch: A ``torch.func`` transform is running (then ``torch_knots``, whatever else).
     """
 
     device: str
@@ -99,10 +100,21 @@ class Case:
     triton: bool = False
     sparse: bool | str = "auto"
     force: str = "auto"
+    functorch: bool = False
+
+
+def functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (vmap, grad, jacrev, hessian, ...) is running."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
 
 
 def choose(case: Case) -> Path:
     """The path for a case (see the module docstring)."""
+    if case.functorch:
+        # torch.func transforms cannot see into the fused kernels (custom autograd functions over
+        # raw buffers): de Boor's recursion in plain PyTorch ops, any knots, forced paths too
+        return Path.TORCH_KNOTS
     if case.force != "auto":
         path = Path(case.force)
         if path in UNIFORM_ONLY and not case.uniform:
@@ -128,10 +140,12 @@ def choose(case: Case) -> Path:
 def describe(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, compiling: bool | None = None) -> Case:
     """The :class:`Case` of a call ``basis.fused_edges(x, weights)``."""
     compiling = torch.compiler.is_compiling() if compiling is None else compiling
+    functorch = functorch_active()
     uniform = basis.is_uniform()
     native = (
         uniform
         and not compiling
+        and not functorch
         and native_build.usable(x, basis.order, (weights.coef, weights.scale, weights.base_weight), basis.grid)
     )
     return Case(
@@ -147,6 +161,7 @@ def describe(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, compili
         triton=gpu.available(x),
         sparse=basis.sparse,
         force=basis.path,
+        functorch=functorch,
     )
 
 

@@ -41,8 +41,12 @@ def enabled() -> bool:
 
 
 def available(x: torch.Tensor) -> bool:
-    """Whether ``x`` can take the Triton path: a float32 CUDA tensor, Triton installed and switched on."""
+    """Whether ``x`` can take the Triton path: a float32 CUDA tensor, Triton installed and switched on,
+    no ``torch.func`` transform running."""
     if not (enabled() and x.dtype == torch.float32 and x.device.type == "cuda"):
+        return False
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    if active is not None and active():  # torch.func cannot see into the kernels
         return False
     return installed()
 

@@ -222,11 +222,26 @@ def _low_type(wt: torch.Tensor):
     return _LOW_TYPES.get(wt.dtype, tl.float32)
 
 
+def _independent(inputs, needs, same: bool):
+    """Stand-ins for the inputs that autograd treats as independent of each other but that keep
+    the graph back to the originals: ``xs`` may be computed from ``xb`` (a clamp), and a
+    gradient taken with respect to ``xb`` must not run through ``xs`` as well."""
+    out = []
+    for t, need in zip(inputs, needs):
+        if t is None or not need or not t.requires_grad:
+            out.append(t)
+        else:
+            out.append(t.detach().requires_grad_() + (t - t.detach()))
+    if same:  # one tensor in both slots
+        out[1] = out[0]
+    return out
+
+
 def _reference_backward(ctx, grad_out, xs, xb, wt, spec: KernelSpec, needs):
     """A backward that records a graph (double backward), through ``spec.reference``."""
     if ctx.same:  # one tensor in both slots: its whole gradient once
         needs = (needs[0] or needs[1], False, needs[2])
-    inputs = (xs, xb, wt)
+    inputs = _independent((xs, xb, wt), needs, ctx.same)
     wanted = [t for t, need in zip(inputs, needs) if need]
     y = spec.reference(*inputs)
     grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True, allow_unused=True))
@@ -237,7 +252,8 @@ def _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec: Kern
     needs = list(ctx.needs_input_grad[:5])
     if ctx.same:
         needs[0], needs[1] = needs[0] or needs[1], False
-    inputs = (xs, xb, coef, scale, bw)
+    inputs = _independent((xs, xb, coef, scale, bw), needs, ctx.same)
+    xs, xb, coef, scale, bw = inputs
     wanted = [t for t, need in zip(inputs, needs) if need and t is not None]
     parts = [coef * scale.unsqueeze(-1)]
     if bw is not None:
