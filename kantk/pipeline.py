@@ -150,8 +150,10 @@ def _discover(formula, data, n_vars, hidden, grid_size, refine_to, steps, l1_ent
     resolve_library(library)  # an unknown library fails now, not after three fits
     with _float64():
         model = KAN([n_in, hidden, 1], basis_kwargs={"grid_size": grid_size, "order": 3}, seed=seed)
+    moved = _grids_on_the_data(model, data["train_input"])
     fit = {"progress": False, "seed": seed}
-    done("setup", f"data: {len(data['train_input'])} train / {len(data['test_input'])} test samples, model {model.widths}")
+    done("setup", f"data: {len(data['train_input'])} train / {len(data['test_input'])} test samples, "
+         f"model {model.widths}" + (" (first layer's grids moved to the inputs' range)" if moved else ""))
 
     kantk.fit(model, data, steps=steps, regularisers={"l1_entropy": {"weight": l1_entropy}}, **fit)
     done("sparsify", f"fitted with l1_entropy ({steps} LBFGS steps): test RMSE {_rmse(model, data):.2e}")
@@ -177,6 +179,23 @@ def _discover(formula, data, n_vars, hidden, grid_size, refine_to, steps, l1_ent
         files = _write_outputs(model, data["train_input"], os.fspath(output_dir), var_names)
         done("write", "wrote " + ", ".join(files.values()))
     return Discovery(formulas, rmse, list(model.widths), model, stages, files)
+
+
+def _grids_on_the_data(model: KAN, x: torch.Tensor) -> bool:
+    """Move the first layer's grids to the inputs' range when some input leaves it; returns whether.
+
+    Unscaled data (a CSV of ``n*T/V`` in [1, 2]) would otherwise sit in the B-splines' outer
+    intervals of the default grid [-1, 1], with a few intervals for the whole data. The new grid is
+    uniform over the inputs' range (``grid_eps=1``), so the fast evaluation path stays; data within
+    the grid range (the formula mode's samples) leaves the model as it was.
+    """
+    basis = model.layers[0].basis
+    k, size = basis.order, basis.grid_size
+    lo, hi = basis.grid[:, k].to(x.dtype), basis.grid[:, size + k].to(x.dtype)
+    if not bool(((x < lo) | (x > hi)).any()):
+        return False
+    model.layers[0].update_grid(x, grid_eps=1.0)
+    return True
 
 
 def check_output_dir(folder: str | os.PathLike[str]) -> None:

@@ -3,7 +3,7 @@
 :func:`symbolic_formula` composes every layer's symbolic edges ``c * f(a * x + b) + d`` into one
 sympy expression per output. A power function (``x^n``, ``1/x^n``, roots) is written
 ``C * (x + B)^p`` (the slope moved into ``C``), so its constants can combine with the next layer's.
-With ``digits`` set (default 4) the constants are then cleaned, in two ways:
+With ``digits`` set (an int, or ``"auto"``: see below) the constants are then cleaned, in two ways:
 
 * compact: :func:`round_constants` on the formula as built;
 * expanded: floats close to an exact number (see below) made exact first, then
@@ -16,9 +16,12 @@ fraction ``p/q`` with ``q <= 12`` or a multiple ``k*pi/q`` (``q`` in 1, 2, 3, 4,
 number, and rounds any other float to ``digits`` decimal places (so a vanishing term disappears).
 With ``simplify=True`` each form goes through ``sympy.powsimp`` and, when it has at most
 ``SIMPLIFY_MAX_OPS`` operations, ``sympy.simplify`` (never accepting a longer result; pykan never
-simplifies), and is rounded again. The compact form is returned when it has
-fewer operations and stays within ``10 * 10**-digits`` (relative) of the exact formula on the
-check points; otherwise the expanded one.
+simplifies), and is rounded again. Of these forms the one with the fewest operations among the
+faithful ones is returned (the expanded one when none is): faithful means within
+:data:`FORMULA_RTOL` (largest deviation over largest |value|) of the unrounded formula on the
+check points (``x=``, else points in the first layer's grid range). ``digits="auto"`` (the
+default) tries :data:`AUTO_DIGITS` in turn and keeps the first faithful result (full precision
+when none is); an explicit int is used as given, with a warning when the result is not faithful.
 
 With ``digits=None`` the constants keep full float precision and the formula equals the model
 in symbolic mode to rounding error. sympy is imported on first use, not with ``kantk``.
@@ -45,6 +48,12 @@ PI_DENOMINATORS = (1, 2, 3, 4, 6)
 #: Largest formula (operations) that goes through ``sympy.simplify``, which can take minutes on
 #: big ones; larger formulas get only ``sympy.powsimp``.
 SIMPLIFY_MAX_OPS = 30
+#: How far a rounded formula may stray from the unrounded one (which equals the model in
+#: symbolic mode): largest deviation on the check points over the largest |value| there.
+FORMULA_RTOL = 1e-3
+#: Decimal places tried in turn by ``digits="auto"``; when none keeps the formula within
+#: ``FORMULA_RTOL``, the constants keep full precision (``digits=None``).
+AUTO_DIGITS = (4, 5, 6, 7, 8, 10, 12)
 #: Hints for the expansion before rounding (products, powers of sums, exp of sums; no log, trig).
 EXPAND_HINTS = {"deep": True, "mul": True, "multinomial": True, "power_exp": True, "power_base": False, "log": False}
 
@@ -53,7 +62,7 @@ def symbolic_formula(
     model: KAN,
     var_names: Sequence[Any] | None = None,
     simplify: bool = True,
-    digits: int | None = 4,
+    digits: int | str | None = "auto",
     *,
     x: torch.Tensor | None = None,
 ) -> list["sympy.Expr"]:
@@ -64,11 +73,16 @@ def symbolic_formula(
             live edge). Pruned (masked) edges contribute nothing.
         var_names: Names (str) or sympy symbols of the inputs; default ``x1 .. xn``.
         simplify: Simplify each output (``sympy.simplify`` up to ``SIMPLIFY_MAX_OPS`` operations).
-        digits: Decimal places kept after snapping near-nice constants (see the module notes);
+        digits: ``"auto"`` (default): the fewest decimal places of :data:`AUTO_DIGITS` (4, 5, ...)
+            whose formula stays within :data:`FORMULA_RTOL` (1e-3, relative to the largest
+            |value|) of the unrounded formula on the check points, else full precision. An int:
+            that many decimal places after snapping near-nice constants (see the module notes),
+            with a ``UserWarning`` when the formula then strays further than ``FORMULA_RTOL``.
             ``None`` keeps every constant exact, and then the formula equals the model.
-        x: (batch, widths[0]) inputs on which the compact and the expanded form are checked
-            against the exact formula (see the module notes); default: 64 points uniform in
-            [-1, 1]^n, drawn with a fixed seed.
+        x: (batch, widths[0]) inputs on which the rounded formulas are checked against the
+            unrounded one: pass the inputs the model was fitted on. Default: 64 points uniform
+            in the first layer's grid range (``[-1, 1]^n`` until a grid update; the data's range
+            after ``model.update_grid(x)``), drawn with a fixed seed.
 
     Returns:
         ``widths[-1]`` sympy expressions.
@@ -81,8 +95,10 @@ def symbolic_formula(
 
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.symbolic_formula expects a kantk.KAN, got {type(model).__name__}")
-    if digits is not None and (not isinstance(digits, int) or isinstance(digits, bool) or digits < 0):
-        raise ValueError(f"digits must be an int >= 0 or None, got {digits!r}")
+    if digits is not None and digits != "auto" and (
+        not isinstance(digits, int) or isinstance(digits, bool) or digits < 0
+    ):
+        raise ValueError(f"digits must be 'auto', an int >= 0 or None, got {digits!r}")
     nodes: list[Any] = list(_symbols(var_names, model.widths[0]))
     numeric: list[str] = []
     for l, layer in enumerate(model.layers):
@@ -107,9 +123,9 @@ def symbolic_formula(
             "Run kantk.auto_symbolic(model, x) (lower r2_threshold or keep training if it leaves edges numeric), "
             "kantk.fix_symbolic(...) on them, or prune them"
         )
-    points = _check_points(x, model.widths[0])
+    points = _check_points(x, model)
     symbols = _symbols(var_names, model.widths[0])
-    return [_clean(expr, simplify, digits, symbols, points) for expr in nodes]
+    return [_rounded(expr, simplify, digits, symbols, points, q) for q, expr in enumerate(nodes)]
 
 
 def round_constants(expr: "sympy.Expr", digits: int = 4, snap_only: bool = False) -> "sympy.Expr":
@@ -274,34 +290,105 @@ def _edge_term(fn: Any, params: Sequence[float], node: Any) -> Any:
     return sympy.Float(c) * fn.sympy_fn(sympy.Float(a) * node + sympy.Float(b)) + sympy.Float(d)
 
 
-def _check_points(x: torch.Tensor | None, n: int) -> Any:
+def _check_points(x: torch.Tensor | None, model: KAN) -> Any:
     import numpy as np
 
+    n = model.widths[0]
     if x is None:
-        return np.random.default_rng(0).uniform(-1.0, 1.0, size=(64, n))
+        lo, hi = _input_box(model)
+        return np.random.default_rng(0).uniform(lo, hi, size=(64, n))
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != n:
         raise ValueError(f"x must be a (batch, {n}) tensor of model inputs")
     return x.detach().to("cpu", torch.float64).numpy()[:256]
 
 
-def _faithful(candidate: Any, exact: Any, symbols: Sequence[Any], points: Any, tol: float) -> bool:
-    """Whether ``candidate`` stays within ``tol`` (relative) of ``exact`` where both are real."""
+def _input_box(model: KAN) -> tuple[Any, Any]:
+    """(lo, hi), (n,) each: the range the first layer's basis covers (its grid range for
+    B-splines, centre +- half-width for Chebyshev, first to last centre for RBFs), else [-1, 1]."""
+    import numpy as np
+
+    basis = model.layers[0].basis
+    n = model.widths[0]
+    box: tuple[Any, Any] = (np.full(n, -1.0), np.full(n, 1.0))
+    with torch.no_grad():
+        if hasattr(basis, "grid") and hasattr(basis, "order") and hasattr(basis, "grid_size"):
+            k, size = basis.order, basis.grid_size
+            box = (basis.grid[:, k], basis.grid[:, size + k])
+        elif hasattr(basis, "center") and hasattr(basis, "halfwidth"):
+            box = (basis.center - basis.halfwidth, basis.center + basis.halfwidth)
+        elif hasattr(basis, "centers"):
+            box = (basis.centers.amin(dim=-1), basis.centers.amax(dim=-1))
+    lo, hi = (np.asarray(v.to("cpu", torch.float64) if isinstance(v, torch.Tensor) else v) for v in box)
+    if lo.shape != (n,) or not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi > lo).all()):
+        return np.full(n, -1.0), np.full(n, 1.0)
+    return lo, hi
+
+
+def _rounded(expr: Any, simplify: bool, digits: Any, symbols: Sequence[Any], points: Any, q: int) -> Any:
+    """Output ``q``'s formula with constants rounded as ``digits`` says (see symbolic_formula)."""
+    import warnings
+
+    import sympy
+
+    expr = sympy.sympify(expr)
+    if digits is None:
+        return _clean(expr, simplify, None, symbols, points)
+    if digits != "auto":
+        formula = _clean(expr, simplify, digits, symbols, points)
+        deviation = _deviation(formula, expr, symbols, points)
+        if not deviation <= FORMULA_RTOL:
+            if math.isnan(deviation):
+                what = "cannot be checked on the check points (not real on most of them)"
+            else:
+                what = f"strays {deviation:.2g} (relative) from the model on the check points"
+            warnings.warn(
+                f"symbolic_formula: output {q} with digits={digits} {what}, above FORMULA_RTOL = "
+                f"{FORMULA_RTOL:g}; use digits='auto' (the default) or digits=None, and pass x= the inputs "
+                "the model was fitted on",
+                stacklevel=4,
+            )
+        return formula
+    for d in AUTO_DIGITS:
+        formula = _clean(expr, simplify, d, symbols, points)
+        deviation = _deviation(formula, expr, symbols, points)
+        if deviation <= FORMULA_RTOL:
+            return formula
+        if math.isnan(deviation):  # nothing to check against: the first rounding, with a word
+            warnings.warn(
+                f"symbolic_formula: output {q}: the formula is not real on most check points, so its "
+                f"rounding (digits={d}) is not checked; pass x= the inputs the model was fitted on",
+                stacklevel=4,
+            )
+            return formula
+    return _clean(expr, simplify, None, symbols, points)  # full precision: equals the model
+
+
+def _deviation(candidate: Any, exact: Any, symbols: Sequence[Any], points: Any) -> float:
+    """Largest ``|candidate - exact|`` on the points where ``exact`` is real, over the largest
+    ``|exact|`` there; inf where ``candidate`` is not real but ``exact`` is, NaN when ``exact`` is
+    real on fewer than half the points (or cannot be evaluated)."""
     import numpy as np
     import sympy
 
-    if not candidate.free_symbols <= set(symbols) or not exact.free_symbols <= set(symbols):
-        return False
+    if not exact.free_symbols <= set(symbols):
+        return math.nan
+    if not candidate.free_symbols <= set(symbols):
+        return math.inf
     try:
         with np.errstate(all="ignore"):
             f = sympy.lambdify(symbols, [candidate, exact], modules="numpy")
             got, want = (np.broadcast_to(np.asarray(v, dtype=complex), (points.shape[0],)) for v in f(*points.T))
     except Exception:  # noqa: BLE001 - an expression numpy cannot evaluate is not verified
-        return False
-    real = np.isfinite(got) & np.isfinite(want) & (np.abs(got.imag) < 1e-12) & (np.abs(want.imag) < 1e-12)
+        return math.nan
+    real = np.isfinite(want) & (np.abs(want.imag) <= 1e-12 * (1 + np.abs(want.real)))
     if real.sum() < max(1, points.shape[0] // 2):
-        return False
-    err = np.abs(got[real].real - want[real].real)
-    return bool(np.all(err <= tol * (1 + np.abs(want[real].real))))
+        return math.nan
+    got, want = got[real], want[real].real
+    if not (np.isfinite(got) & (np.abs(got.imag) <= 1e-12 * (1 + np.abs(got.real)))).all():
+        return math.inf
+    scale = float(np.abs(want).max())
+    err = float(np.abs(got.real - want).max())
+    return err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
 
 
 def _ops(expr: Any) -> int:
@@ -342,8 +429,10 @@ def _clean(expr: Any, simplify: bool, digits: int | None, symbols: Sequence[Any]
     pulled = _pull_power_factors(sympy.expand(fine, **EXPAND_HINTS))
     pulled = _simplified(round_constants(sympy.expand(pulled, **EXPAND_HINTS), digits), simplify, digits)
     pulled_compact = _simplified(round_constants(_pull_power_factors(fine), digits), simplify, digits)
-    for candidate in (compact, pulled, pulled_compact):
-        if _ops(candidate) < _ops(best) and _faithful(candidate, expr, symbols, points, 10 * 10.0**-digits):
+    faithful = [c for c in (expanded, compact, pulled, pulled_compact)
+                if _deviation(c, expr, symbols, points) <= FORMULA_RTOL]
+    for candidate in faithful:  # the shortest faithful form; the expanded one when none is
+        if best not in faithful or _ops(candidate) < _ops(best):
             best = candidate
     return best
 

@@ -77,3 +77,30 @@ def test_discover_checks_its_output_folder_before_training(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="unknown symbolic library"):
         discover("x1*x2", library="nope", output_dir=tmp_path / "new")
     assert (tmp_path / "file").read_text() == "keep" and not (tmp_path / "new").exists()
+
+
+def test_discover_on_unscaled_data_keeps_its_grids_on_the_data():
+    # issue 17: inputs in [1, 2] sat in the outer intervals of the default grid [-1, 1], and the
+    # old (uniform) refine raised the RMSE 10x. Now the first layer's grid moves to the inputs'
+    # range (uniform, the fast path) and refine keeps the function.
+    import re
+
+    import torch
+
+    from kantk.pipeline import discover
+
+    x = 1 + torch.rand(600, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = x[:, :1] * x[:, 1:]
+    data = {"train_input": x[:400], "train_label": y[:400], "test_input": x[400:], "test_label": y[400:]}
+    messages: list[str] = []
+    found = discover(data=data, steps=20, hidden=3, progress=messages.append)
+    assert "grids moved to the inputs' range" in messages[0]
+    basis = found.model.layers[0].basis
+    train = data["train_input"]
+    assert (basis.grid[:, 3] <= train.min(0).values).all()
+    assert (basis.grid[:, -4] >= train.max(0).values).all()
+    rmse = {}
+    for message in messages[1:4]:  # "[ t s] fitted ...", "[ t s] pruned ...", "[ t s] refined ..."
+        rmse[message.split("]")[1].split()[0]] = float(re.findall(r"test RMSE ([0-9.e+-]+)", message)[0])
+    assert rmse["refined"] <= 2 * rmse["pruned"] and rmse["refined"] < 1e-2, messages
+    assert found.test_rmse < 1e-2, messages

@@ -67,7 +67,11 @@ def test_hand_pruned_model_recovers_the_formula():
     assert _lbfgs(model, x, y, steps=10) < 1e-2
     report = kantk.auto_symbolic(model, x, library="minimal")
     assert [(r.layer, r.i, r.j, r.name) for r in report] == [(0, 0, 0, "sin"), (0, 1, 0, "x^2"), (1, 0, 0, "exp")]
-    assert _lbfgs(model, x, y, steps=20) < 1e-5  # refit the affine parameters
+    # refit the affine parameters. The refit ends on a flat valley (the scales of the three edges
+    # trade off) whose end point after 20 steps depends on round-off: RMSE 3e-6 here, 3.7e-5 on
+    # another CPU model (issue 17). 1e-4 still asks for a refit that moved (1.6e-4 right after
+    # auto_symbolic, 5e-4 before) with a margin for that; the exact check is the formula below.
+    assert _lbfgs(model, x, y, steps=20) < 1e-4
     (expr,) = kantk.symbolic_formula(model)
     _assert_is_target(expr)
 

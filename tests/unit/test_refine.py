@@ -44,7 +44,9 @@ def test_uniform_grids_refine_exactly_on_the_grid_range_and_stay_uniform(order, 
     torch.set_default_dtype(torch.float64)
     basis = BSplineBasis(3, grid_size=4, order=order, grid_range=(-2.0, 3.0))
     coef = torch.randn(2, 3, basis.num_functions, generator=torch.Generator().manual_seed(0))
-    finer, new_coef = basis.refine(4 * ratio, coef)  # default: a uniform grid stays uniform
+    # uniform=True: the grid stays uniform (the default does so only where that keeps the spline
+    # outside the grid range too, see test_default_refine_*)
+    finer, new_coef = basis.refine(4 * ratio, coef, uniform=True)
     assert finer.grid_size == 4 * ratio and new_coef.shape == (2, 3, 4 * ratio + order)
     assert finer.is_uniform()  # the fast path stays
     torch.testing.assert_close(finer.grid, uniform_knots(3, 4 * ratio, order, (-2, 3)), rtol=0, atol=1e-13)
@@ -174,6 +176,90 @@ def test_refine_keeps_a_trained_model_on_its_data(name):
     model.update_grid(x)  # pykan's habit before refining: every layer's grid covers its inputs
     finer = kantk.refine(model, new)
     assert _rel(finer(x), model(x)) <= {"bspline": 1e-10, "chebyshev": 1e-12, "rbf": 1e-4}[name]
+
+
+def _trained_off_grid(name: str, size: int, update: bool) -> tuple[kantk.KAN, torch.Tensor]:
+    """A [3, 3, 1] KAN trained briefly on inputs in [1, 2] (beyond the default grid range [-1, 1]),
+    grids updated to the data or left as they are (issue 17: ``n*T/V`` on unscaled data)."""
+    model = kantk.KAN([3, 3, 1], basis=name, basis_kwargs={SIZES[name][0]: size}, seed=0)
+    x = 1 + torch.rand(256, 3, generator=torch.Generator().manual_seed(0))
+    y = x[:, :1] * x[:, 1:2] / x[:, 2:]
+    opt = torch.optim.LBFGS(model.parameters(), lr=1, line_search_fn="strong_wolfe", max_iter=20)
+
+    def closure():
+        opt.zero_grad()
+        loss = (model(x) - y).square().mean()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        if update:
+            model.update_grid(x)
+        opt.step(closure)
+    assert float((model(x) - y).detach().square().mean().sqrt()) < 0.05  # trained: the function matters
+    return model, x
+
+
+def _max_rel(finer: kantk.KAN, model: kantk.KAN, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        before, after = model(x), finer(x)
+    return float((after - before).abs().max() / before.abs().max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    ("name", "update", "new"),
+    [
+        ("bspline", False, 10), ("bspline", False, 7), ("bspline", True, 10), ("bspline", True, 7),
+        ("chebyshev", False, 9),
+    ],
+)
+def test_default_refine_keeps_a_model_trained_outside_the_grid_range(name, update, new, dtype):
+    # issue 17: inputs in [1, 2] on the default grid [-1, 1] reach the B-splines' outer intervals,
+    # where a uniform G = 10 grid fades out sooner; the old default changed the outputs by ~1e-2
+    # here (3.4 in the issue). The default now keeps every old knot unless uniform is exact too.
+    torch.set_default_dtype(dtype)
+    model, x = _trained_off_grid(name, SIZES[name][1], update)
+    finer = kantk.refine(model, new)
+    assert _max_rel(finer, model, x) <= 1e-6
+    far = torch.linspace(-6, 6, 241).unsqueeze(-1).expand(-1, 3)  # and anywhere else
+    assert _max_rel(finer, model, far) <= 1e-6
+    if name == "bspline":
+        assert not finer.layers[0].basis.is_uniform()  # the exact grid: every old knot kept
+        changed = _max_rel(kantk.refine(model, new, uniform=True), model, x)
+        assert changed > 1e-4  # what uniform=True costs here: the case is a real one
+
+
+def test_rbf_refine_keeps_a_model_on_data_its_centres_cover():
+    # RBF spaces are not nested: narrower Gaussians rebuild wider ones closely, not exactly, on the
+    # old centres' range (plus about one width); beyond it the new bumps fade sooner. After
+    # update_grid the centres cover the data and the change there is ~1e-5.
+    torch.set_default_dtype(torch.float64)
+    model, x = _trained_off_grid("rbf", 6, update=True)
+    assert _max_rel(kantk.refine(model, 12), model, x) <= 1e-4
+    inside = torch.rand(500, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    smooth = _smooth_layer("rbf", 6)  # inside the centres' range without a grid update too
+    assert _max_rel(kantk.refine(smooth, 12), smooth, inside) <= 1e-4
+
+
+@pytest.mark.parametrize("extrapolate", ["zero", "clamp", "extend"])
+def test_default_refine_stays_uniform_where_that_is_exact_everywhere(extrapolate):
+    torch.set_default_dtype(torch.float64)
+    basis = BSplineBasis(2, grid_size=4, order=3, extrapolate=extrapolate)
+    coef = torch.randn(3, 2, basis.num_functions, generator=torch.Generator().manual_seed(0))
+    if extrapolate != "clamp":  # splines that vanish on the outer intervals: uniform is exact
+        coef[..., :3] = 0
+        coef[..., -3:] = 0
+        if extrapolate == "extend":  # constant edges continue as constants outside
+            coef.fill_(1.5)
+    finer, new_coef = basis.refine(8, coef)
+    assert finer.is_uniform()  # the fast path stays
+    x = torch.linspace(-6, 6, 2001).unsqueeze(-1).expand(-1, 2)
+    assert _rel(edge_values(finer(x), new_coef), edge_values(basis(x), coef)) <= 1e-12
+    coef = torch.randn(3, 2, basis.num_functions, generator=torch.Generator().manual_seed(0))
+    finer, new_coef = basis.refine(8, coef)  # generic coefficients
+    assert finer.is_uniform() == (extrapolate == "clamp")  # clamp never sees the outer intervals
+    assert _rel(edge_values(finer(x), new_coef), edge_values(basis(x), coef)) <= 1e-12
 
 
 def test_refine_copies_everything_else_and_leaves_the_model_untouched():

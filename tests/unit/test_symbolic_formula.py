@@ -1,6 +1,8 @@
 """symbolic_formula and its helpers: formulas equal the model, constants are cleaned."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import sympy
@@ -139,3 +141,74 @@ def test_callable_helpers():
     with pytest.raises(ValueError, match="backend"):
         kantk.formula_to_callable(x1, backend="jax")
     assert kantk.formula_to_latex(x1**2) == "x_{1}^{2}"
+
+
+# --- rounding that keeps the formula faithful (issue 17) -------------------------------------------
+
+
+def _fixed(model: kantk.KAN, edges: dict) -> kantk.KAN:
+    """Fix ``{(layer, i, j): (name, (a, b, c, d))}`` on ``model``, every other edge pruned."""
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.mask.zero_()
+        for (l, i, j), (name, params) in edges.items():
+            model.layers[l].mask[j, i] = 1
+            kantk.fix_symbolic(model, l, i, j, name, fit_params=False)
+            model.layers[l].symbolic_affine[j, i] = torch.tensor(params)
+    return model
+
+
+def _formula_error(expr: sympy.Expr, model: kantk.KAN, x: torch.Tensor, names: list[str]) -> float:
+    """Largest |formula - model| on x over the largest |model|."""
+    want = model(x)[:, 0].detach().numpy()
+    got = kantk.formula_to_callable(expr, names)(x.numpy())
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def test_a_small_prefactor_keeps_its_digits():
+    # a product/quotient fitted as exp(log x1 - log x2 - 8.9): the prefactor exp(-8.9) = 1.364e-4
+    # rounded to 4 decimal places snapped to 0 (or 0.0001, 27% off; the issue saw 8%)
+    model = _fixed(kantk.KAN([2, 1, 1], seed=0), {
+        (0, 0, 0): ("log", (1.0, 0.0, 1.0, 0.0)),
+        (0, 1, 0): ("log", (1.0, 0.0, -1.0, 0.0)),
+        (1, 0, 0): ("exp", (1.0, -8.9, 1.0, 0.0)),
+    })
+    x = 1 + torch.rand(200, 2, generator=torch.Generator().manual_seed(0))  # positive data in [1, 2]
+    model.update_grid(x)  # the default check points follow the first layer's grid: the data's range
+    assert _formula_error(kantk.symbolic_formula(model, digits=None)[0], model, x, ["x1", "x2"]) < 1e-12
+    (expr,) = kantk.symbolic_formula(model)  # digits="auto"
+    assert _formula_error(expr, model, x, ["x1", "x2"]) <= 1e-3, expr
+    assert sympy.simplify(expr / (x1 / x2)).is_number, expr  # still the product/quotient
+    with pytest.warns(UserWarning, match=r"output 0 with digits=4 strays .* \(relative\) from the model"):
+        (rough,) = kantk.symbolic_formula(model, digits=4)  # the user's digits, with a word
+    assert _formula_error(rough, model, x, ["x1", "x2"]) > 0.2
+
+
+def test_a_term_rounded_away_comes_back():
+    # 4.5678e-5 * exp(9 x1) reaches 0.37 at x1 = 1, but its prefactor rounds to 0 at 4 decimal
+    # places, and the term vanished from the formula (the issue's formula RMSE 0.37)
+    model = _fixed(kantk.KAN([2, 1], seed=0), {
+        (0, 0, 0): ("exp", (9.0, 0.0, 4.5678e-5, 0.0)),
+        (0, 1, 0): ("x", (1.0, 0.0, 1.0, 0.0)),
+    })
+    x = _inputs(256, -1, 1, width=2)
+    (expr,) = kantk.symbolic_formula(model)
+    assert _formula_error(expr, model, x, ["x1", "x2"]) <= 1e-3, expr
+    assert expr.has(sympy.exp), expr
+    with pytest.warns(UserWarning, match="digits=4 strays"):
+        (rough,) = kantk.symbolic_formula(model, digits=4)
+    assert not rough.has(sympy.exp)
+
+
+def test_faithful_formulas_keep_four_digits_and_nice_constants():
+    model = _fixed(kantk.KAN([2, 1], seed=0), {
+        (0, 0, 0): ("sin", (3.14159265, 0.0, 1.0, 0.0)),
+        (0, 1, 0): ("x^2", (1.0, 0.0, 0.123456789, 0.0)),
+    })
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # faithful at 4 digits: no warning
+        assert str(kantk.symbolic_formula(model)[0]) == "0.1235*x2**2 + sin(pi*x1)"
+        assert str(kantk.symbolic_formula(model, digits=4)[0]) == "0.1235*x2**2 + sin(pi*x1)"
+    with pytest.raises(ValueError, match="digits must be 'auto', an int >= 0 or None"):
+        kantk.symbolic_formula(model, digits="4")
+

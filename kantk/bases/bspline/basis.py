@@ -17,8 +17,8 @@ carries the function on. With ``extrapolate="clamp"`` inputs are first clamped t
 so each spline holds its boundary value outside it; with ``extrapolate="extend"`` each spline
 continues its outermost polynomial pieces over the k outer knot intervals (see docs/grids.md).
 
-:meth:`BSplineBasis.refine` moves to a finer grid; on nested grids (the new G a multiple of the
-old) it inserts knots exactly with the Oslo algorithm (:func:`insert_knots`).
+:meth:`BSplineBasis.refine` moves to a finer grid by exact knot insertion with the Oslo algorithm
+(:func:`insert_knots`): by default the spline is kept for every input.
 """
 from __future__ import annotations
 
@@ -282,14 +282,19 @@ class BSplineBasis(Basis):
           dense samples of the grid range. Outside the grid range the spline fades out within k
           new intervals instead of k old ones, so it changes there.
 
-        The default, ``None``, keeps a uniform grid uniform and refines any other grid (after
-        ``update_grid``, which already uses the general path) exactly.
+        The default, ``None``, keeps the spline to round-off everywhere, whatever the inputs (a
+        model trained on inputs beyond the grid range uses the outer intervals): it takes the
+        uniform grid when that is exact for every input (the old grid uniform, ``size`` a multiple
+        of ``grid_size``, and the nested uniform spline equal to this one on every interval of both
+        knot vectors and beyond them, in this basis' ``extrapolate`` mode: e.g. ``"clamp"``, or
+        splines that vanish on the outer intervals), else ``uniform=False``. Grids with repeated
+        knots (no knot insertion) are refitted by least squares on their whole span.
 
         Args:
             size: The new ``grid_size``; an int >= the current one.
             coef: (out, in, grid_size + order) coefficients on this basis.
             uniform: Make the new grid uniform (``True``), keep every old knot (``False``), or
-                follow this grid (``None``).
+                whichever keeps the spline everywhere, uniform when possible (``None``).
 
         Returns:
             The finer basis (same order, ``extrapolate``, dtype and device) and its coefficients
@@ -302,20 +307,21 @@ class BSplineBasis(Basis):
         check_refine_coef(self, coef)
         k, grid_size = self.order, self.grid_size
         was_uniform = self.is_uniform()
-        if uniform is None:
-            uniform = was_uniform
         old = self.grid.to(torch.float64)  # (in, G + 2k + 1)
         c64 = coef.to(torch.float64)
         increasing = bool((old.diff(dim=-1) > 0).all())  # knot insertion needs distinct knots
+        nested = was_uniform and increasing and size % grid_size == 0
+        if uniform is None:
+            if nested:  # uniform (the fast path) only where that keeps the spline everywhere
+                knots, new_coef = self._nested_uniform(old, c64, size)
+                if self._same_everywhere(old, c64, knots, new_coef):
+                    return self._finer(size, knots, new_coef, coef.dtype)
+            uniform = False  # else exact: every old knot kept (or least squares on repeated knots)
         if not uniform and increasing:
             knots = split_intervals(old, k, split_counts(grid_size, size))
             new_coef = insert_knots(old, c64, knots, k)
-        elif uniform and was_uniform and increasing and size % grid_size == 0:
-            ratio = size // grid_size
-            split = split_intervals(old, k, [ratio] * grid_size, outer=ratio)  # every interval split
-            start = k * (ratio - 1)  # keep the k outer knots nearest to the grid range each side
-            knots = split[:, start : start + size + 2 * k + 1]
-            new_coef = insert_knots(old, c64, knots, k)
+        elif uniform and nested:
+            knots, new_coef = self._nested_uniform(old, c64, size)
         else:
             if uniform:
                 lo, hi = old[:, k], old[:, grid_size + k]  # (in,)
@@ -328,12 +334,58 @@ class BSplineBasis(Basis):
             x = torch.cat([_interval_samples(old, first, old_last), _interval_samples(knots, first, last)])
             target = edge_values(local_bspline_features(x, old, k), c64)  # (samples, out, in)
             new_coef = fit_coefficients(local_bspline_features(x, knots, k), target)
+        return self._finer(size, knots, new_coef, coef.dtype)
+
+    def _nested_uniform(
+        self, old: torch.Tensor, c64: torch.Tensor, size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uniform grid of ``size`` (a multiple of G) intervals on the grid range, and the
+        coefficients by knot insertion: exact on the grid range (float64)."""
+        k = self.order
+        ratio = size // self.grid_size
+        split = split_intervals(old, k, [ratio] * self.grid_size, outer=ratio)  # every interval split
+        start = k * (ratio - 1)  # keep the k outer knots nearest to the grid range each side
+        knots = split[:, start : start + size + 2 * k + 1]
+        return knots, insert_knots(old, c64, knots, k)
+
+    def _same_everywhere(
+        self, old: torch.Tensor, c64: torch.Tensor, knots: torch.Tensor, new_coef: torch.Tensor
+    ) -> bool:
+        """Whether the spline on ``knots`` equals this one for every input (to round-off of this
+        grid's dtype), with this basis' extrapolation: sampled inside every interval of both knot
+        vectors and beyond them."""
+        k = self.order
+        union = torch.sort(torch.cat([old, knots], dim=-1), dim=-1).values  # (in, M)
+        span = (union[:, -1] - union[:, 0]).unsqueeze(-1)  # (in, 1)
+        outside = torch.cat([union[:, :1] - span * 0.5, union[:, -1:] + span * 0.5], dim=-1).t()
+        x = torch.cat([_interval_samples(union, 0, union.shape[1] - 1), outside])  # (samples, in)
+        mode = self.extrapolate
+        before = edge_values(_spline_features(x, old, k, mode), c64)  # (samples, out, in)
+        after = edge_values(_spline_features(x, knots.to(self.grid).to(torch.float64), k, mode), new_coef)
+        scale = float(before.abs().max()) if before.numel() else 0.0
+        tol = max(1e-9, 4 * torch.finfo(self.grid.dtype).eps) * scale
+        return float((after - before).abs().max()) <= tol if before.numel() else True
+
+    def _finer(
+        self, size: int, knots: torch.Tensor, new_coef: torch.Tensor, dtype: torch.dtype
+    ) -> tuple[BSplineBasis, torch.Tensor]:
+        """The basis on ``knots`` (same order, ``extrapolate``, path choices) and ``new_coef`` in ``dtype``."""
         finer = BSplineBasis(
-            self.in_features, grid_size=size, order=k, grid_range=self.grid_range,
+            self.in_features, grid_size=size, order=self.order, grid_range=self.grid_range,
             extrapolate=self.extrapolate,
         )
         finer.grid = knots.to(self.grid)  # same dtype and device as this grid
         for name in ("sparse", "path"):  # an evaluation-path choice set on this instance
             if name in vars(self):
                 setattr(finer, name, getattr(self, name))
-        return finer, new_coef.to(coef.dtype)
+        return finer, new_coef.to(dtype)
+
+
+def _spline_features(x: torch.Tensor, knots: torch.Tensor, order: int, extrapolate: str) -> torch.Tensor:
+    """B-spline values (float64 reference) with a basis' ``extrapolate`` mode, on any knots."""
+    if extrapolate == "clamp":
+        lo, hi = knots[:, order], knots[:, knots.shape[1] - order - 1]
+        x = torch.clamp(x, lo, torch.nextafter(hi, lo))
+    elif extrapolate == "extend":
+        x = torch.clamp(x, knots[:, 0], knots[:, -1])
+    return local_bspline_features(x, knots, order, extend=extrapolate == "extend")
