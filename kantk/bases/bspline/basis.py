@@ -369,7 +369,7 @@ class BSplineBasis(Basis):
     def _finer(
         self, size: int, knots: torch.Tensor, new_coef: torch.Tensor, dtype: torch.dtype
     ) -> tuple[BSplineBasis, torch.Tensor]:
-        """The basis on ``knots`` (same order, ``extrapolate``, path choices) and ``new_coef`` in ``dtype``."""
+        """The basis on ``knots`` (same order, ``extrapolate``, path choices), ``new_coef`` in ``dtype``."""
         finer = BSplineBasis(
             self.in_features, grid_size=size, order=self.order, grid_range=self.grid_range,
             extrapolate=self.extrapolate,
