@@ -44,8 +44,8 @@ def _trainer(tmp_path, steps, callbacks):
     [
         # hidden inputs leave the uniform grid range: keep the outer knots to keep the function there
         ("lbfgs", [2, 3, 1], {"uniform": False}),
-        # one layer, inputs within the grid range: the default (uniform, fast) refinement is exact
-        ("adam", [2, 2], {}),
+        # one layer, inputs within the grid range: the uniform (fast) refinement is exact there
+        ("adam", [2, 2], {"uniform": True}),
     ],
 )
 def test_refines_on_schedule_keeps_the_function_and_trains_the_new_parameters(tmp_path, data, optimizer, widths, options):
@@ -62,7 +62,7 @@ def test_refines_on_schedule_keeps_the_function_and_trains_the_new_parameters(tm
     assert extension.refined_at == [(3, 6), (6, 12)]
     assert module.model is model  # refined in place: whoever holds the model sees the finer grids
     assert all(layer.basis.grid_size == 12 for layer in model.layers)
-    assert all(layer.basis.is_uniform() != bool(options) for layer in model.layers)
+    assert all(layer.basis.is_uniform() == options["uniform"] for layer in model.layers)
     for step in (3, 6):  # the function is kept across each refinement (3 -> 6 -> 12 are nested)
         old = dict(before)[step]
         new = dict(after)[step]
