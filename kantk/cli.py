@@ -21,9 +21,11 @@ line before training.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import pickle
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -239,6 +241,10 @@ def _summary(command: str, cli: Any) -> str:
 def run_lightning_cli(argv: Sequence[str] | None, **cli_kwargs: Any) -> Any:
     """Run ``LightningCLI`` over :class:`kantk.lightning.KANModule` and any LightningDataModule.
 
+    The CLI of the unified ``lightning`` package (with :mod:`kantk.lightning.unified`) runs when
+    the arguments or the config name ``lightning.pytorch`` class paths, ``pytorch_lightning``'s
+    otherwise (:func:`cli_package`); class paths of either spelling are accepted.
+
     Args:
         argv: Starting with the subcommand, e.g. ``["fit", "--config", "configs/toy.yaml"]``;
             ``None`` reads ``sys.argv``.
@@ -247,26 +253,99 @@ def run_lightning_cli(argv: Sequence[str] | None, **cli_kwargs: Any) -> Any:
     Returns:
         The ``LightningCLI`` object (its ``trainer`` and ``model`` hold the results).
     """
+    import importlib
+
+    from kantk.lightning.compat import kantk_classes
+
+    package = cli_package(sys.argv[1:] if argv is None else argv)
     try:
-        from pytorch_lightning import LightningDataModule
-        from pytorch_lightning.cli import LightningCLI
+        LightningDataModule = importlib.import_module(package).LightningDataModule
+        LightningCLI = importlib.import_module(package + ".cli").LightningCLI
     except ImportError as exc:  # jsonargparse comes with the 'cli' extra
         raise SystemExit(
             f"kantk: the Lightning commands need the CLI extra: pip install 'kantk[cli]' ({exc})"
         ) from None
-    from kantk.lightning import KANModule
+    KANModule = kantk_classes(package).KANModule
 
     settings: dict[str, Any] = {
         "subclass_mode_data": True,
         "auto_configure_optimizers": False,  # KANModule configures its own optimizer
         # the merged config never replaces a file: an input, or an earlier run's (issue 16)
-        "save_config_callback": save_config_callback_class(),
+        "save_config_callback": save_config_callback_class(package),
         "save_config_kwargs": {"overwrite": False},
         "parser_kwargs": {"prog": "kantk"},
         "args": None if argv is None else list(argv),
     }
     settings.update(cli_kwargs)
-    return LightningCLI(KANModule, LightningDataModule, **settings)
+    with class_paths_for(package):
+        return LightningCLI(KANModule, LightningDataModule, **settings)
+
+
+#: Class paths that only the unified ``lightning`` package (or kantk's classes for it) provides.
+_UNIFIED_SPELLING = re.compile(r"\blightning\.(?:pytorch|fabric)\b|\bkantk\.lightning\.unified\b")
+#: Largest config file read to find out which Lightning package it names.
+_MAX_CONFIG_SCAN = 10_000_000
+
+
+def cli_package(argv: Sequence[str]) -> str:
+    """The Lightning package that runs a ``fit|validate|test`` command.
+
+    ``"lightning.pytorch"`` when the command line or a ``--config`` file names a class path of
+    the unified ``lightning`` package (``lightning.pytorch...``, ``lightning.fabric...`` or
+    ``kantk.lightning.unified...``) and ``lightning`` is installed; ``"pytorch_lightning"``
+    otherwise. Class paths of the other package are accepted either way (:func:`class_paths_for`).
+    """
+    texts = list(argv)
+    for i, arg in enumerate(argv):
+        name, sep, value = arg.partition("=")
+        if name != "--config":
+            continue
+        path = value if sep else (argv[i + 1] if i + 1 < len(argv) else "")
+        try:
+            if os.path.isfile(path) and os.path.getsize(path) <= _MAX_CONFIG_SCAN:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    texts.append(f.read())
+        except OSError:
+            pass  # LightningCLI reports an unreadable config
+    if not any(_UNIFIED_SPELLING.search(text) for text in texts):
+        return "pytorch_lightning"
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("lightning.pytorch") is not None
+    except ImportError:  # no 'lightning' package at all
+        found = False
+    return "lightning.pytorch" if found else "pytorch_lightning"
+
+
+@contextlib.contextmanager
+def class_paths_for(package: str) -> Iterator[None]:
+    """While active, LightningCLI (jsonargparse) reads class paths of either Lightning package as
+    ``package``'s: ``lightning.pytorch.callbacks.EarlyStopping`` resolves to
+    ``pytorch_lightning.callbacks.EarlyStopping`` under ``pytorch_lightning`` and the other way
+    round; ``kantk.lightning.X`` and ``kantk.lightning.unified.X`` likewise
+    (:func:`kantk.lightning.compat.class_path_for`).
+    """
+    from kantk.lightning.compat import class_path_for
+
+    try:
+        from jsonargparse import _typehints
+    except ImportError:  # pragma: no cover - LightningCLI needs jsonargparse
+        yield
+        return
+    original = getattr(_typehints, "resolve_class_path_by_name", None)
+    if original is None:  # another jsonargparse: class paths must be spelled for the package
+        yield
+        return
+
+    def resolve(cls: Any, name: str) -> str:
+        return original(cls, class_path_for(name, package))
+
+    _typehints.resolve_class_path_by_name = resolve
+    try:
+        yield
+    finally:
+        _typehints.resolve_class_path_by_name = original
 
 
 class ConfigSaveError(ValueError):
@@ -322,15 +401,20 @@ def _input_paths(config: Any) -> Iterator[tuple[str, str]]:
 
 
 @functools.cache
-def save_config_callback_class() -> type:
+def save_config_callback_class(package: str = "pytorch_lightning") -> type:
     """LightningCLI's ``SaveConfigCallback`` that refuses to replace a file, with a ``kantk:`` line.
 
     Lightning (``overwrite=False``) stops with a RuntimeError when ``config.yaml`` exists; this
     subclass checks first (on rank 0, told to every rank) and raises :class:`ConfigSaveError`, which
     names the file and says when it is the ``--config`` input. It runs in the trainer's setup,
     before the first training step.
+
+    Args:
+        package: The Lightning package of the CLI (``"pytorch_lightning"`` or ``"lightning.pytorch"``).
     """
-    from pytorch_lightning.cli import SaveConfigCallback
+    import importlib
+
+    SaveConfigCallback = importlib.import_module(package + ".cli").SaveConfigCallback
 
     class KantkSaveConfigCallback(SaveConfigCallback):
         def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:

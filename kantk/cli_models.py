@@ -1,4 +1,4 @@
-"""The ``kantk`` subcommands that work on a saved model: prune, symbolic, export, plot (and discover).
+"""The ``kantk`` subcommands that work on a saved model: predict, prune, symbolic, export, plot (and discover).
 
 Each reads a model (a ``.kantk`` file from :func:`kantk.save`, or a Lightning ``.ckpt`` of a
 :class:`kantk.lightning.KANModule`), takes samples to score it on (a CSV file, a formula, or
@@ -283,6 +283,53 @@ def _inputs(args: argparse.Namespace) -> list[str]:
 
 def _add_var_names(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--var-names", nargs="+", type=name_arg, metavar="NAME", help=help_text)
+
+
+# --- predict -------------------------------------------------------------------------------------
+
+#: Rows evaluated at once by ``kantk predict`` (bounds the memory of the intermediate values).
+PREDICT_CHUNK = 65_536
+
+
+def configure_predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
+    parser.add_argument("--data", metavar="CSV", required=True,
+                        help="CSV file whose first columns are the model's inputs (header optional; "
+                             "further columns, e.g. labels, are ignored)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="CSV file to write: a header y1..yK, then one row of outputs per input row")
+
+
+def predict_rows(model: KAN, x: torch.Tensor, chunk: int = PREDICT_CHUNK) -> torch.Tensor:
+    """The model's outputs (N, widths[-1]) for inputs ``x`` (N, widths[0]), ``chunk`` rows at a time."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    check_input_file(args.model, "model file")
+    check_input_file(args.data, "CSV file")
+    out = check_output_file(args.output, _inputs(args))
+    model = load_model(args.model)
+    table = read_table(args.data)
+    n_in = model.widths[0]
+    if table.shape[1] < n_in:
+        fail(f"{args.data!r} has {table.shape[1]} columns; the model needs {n_in} inputs")
+    dtype = model.layers[0].coef.dtype
+    try:
+        y = predict_rows(model, torch.as_tensor(table[:, :n_in], dtype=dtype))
+    except (ValueError, RuntimeError) as exc:  # e.g. the model refuses its input
+        fail(f"predict: {exc}")
+    y = y.detach().to(torch.float64).cpu().numpy()
+    digits = 9 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 17
+    header = ",".join(f"y{q + 1}" for q in range(y.shape[1]))
+    with atomic_path(out) as tmp:
+        np.savetxt(tmp, y, fmt=f"%.{digits}g", delimiter=",", header=header, comments="")
+    print(f"predicted {y.shape[0]} rows x {y.shape[1]} outputs; wrote {out}")
+    return 0
 
 
 # --- prune ---------------------------------------------------------------------------------------
@@ -575,6 +622,8 @@ def _csv_dataset(path: str, seed: int) -> dict[str, torch.Tensor]:
 def commands() -> dict[str, Any]:
     """(help, configure, run) of each model command, for :mod:`kantk.cli`."""
     return {
+        "predict": ("write a saved model's outputs for the rows of a CSV file to a CSV file",
+                    configure_predict, run_predict),
         "prune": ("prune a saved model on samples and write the smaller model", configure_prune, run_prune),
         "symbolic": ("fit every edge to a symbolic function, print the formula, write the model",
                      configure_symbolic, run_symbolic),

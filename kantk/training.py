@@ -3,10 +3,15 @@
 There is one training engine: ``fit`` wraps the given model in a
 :class:`kantk.lightning.KANModule`, the data in a :class:`kantk.lightning.TensorDataModule`, and
 runs ``pl.Trainer.fit`` for ``steps`` optimizer steps. The model is trained in place.
+
+The Trainer is ``pytorch_lightning``'s, or the unified ``lightning`` package's when the data module
+or a callback passed in comes from ``lightning.pytorch`` (:mod:`kantk.lightning.compat`).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import logging
 import os
 import random
@@ -20,9 +25,7 @@ import pytorch_lightning as pl
 import torch
 
 from kantk.data import check_dataset
-from kantk.lightning.callbacks import StepProgressBar
-from kantk.lightning.datamodules import TensorDataModule
-from kantk.lightning.module import KANModule
+from kantk.lightning.compat import kantk_classes, lightning_package
 from kantk.model import KAN
 
 logger = logging.getLogger(__name__)
@@ -60,7 +63,10 @@ class History:
         return len(self.train_loss)
 
 
-class _HistoryCallback(pl.Callback):
+class _HistoryRecorder:
+    """Records each step's metrics into a :class:`History` (a Callback of either package, see
+    :func:`_history_callback`)."""
+
     def __init__(self, history: History):
         self.history = history
 
@@ -83,6 +89,28 @@ class _HistoryCallback(pl.Callback):
             self.history.test_rmse.append(float(m["val_rmse"]))
         if "val_acc" in m:
             self.history.test_accuracy.append(float(m["val_acc"]))
+
+
+@functools.cache
+def _history_callback(package: str) -> type:
+    """``_HistoryRecorder`` as a Callback of the Lightning ``package``."""
+    return type("_HistoryCallback", (_HistoryRecorder, importlib.import_module(package).Callback), {})
+
+
+def _lightning_package(data: Any, callbacks: Sequence[Any] | None) -> str:
+    """The Lightning package of the data module and callbacks given to :func:`fit` (default
+    ``pytorch_lightning``).
+
+    Raises:
+        TypeError: They come from both packages.
+    """
+    found = {lightning_package(x) for x in [data, *(callbacks or [])]} - {None}
+    if len(found) > 1:
+        raise TypeError(
+            "kantk.fit got a data module and callbacks from both pytorch_lightning and lightning.pytorch; "
+            "use one package (kantk.lightning for pytorch_lightning, kantk.lightning.unified for lightning)"
+        )
+    return found.pop() if found else "pytorch_lightning"
 
 
 def fit(
@@ -155,7 +183,10 @@ def fit(
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     classification = loss == "cross_entropy"
     param = model.layers[0].coef
-    if isinstance(data, pl.LightningDataModule):
+    package = _lightning_package(data, callbacks)
+    lightning = importlib.import_module(package)
+    classes = kantk_classes(package)
+    if isinstance(data, lightning.LightningDataModule):
         if batch != -1:
             raise ValueError("batch applies to dict data; a DataModule brings its own batch size")
         datamodule = data
@@ -164,14 +195,14 @@ def fit(
             data, n_inputs=model.widths[0], n_outputs=model.widths[-1], classification=classification
         )
         dataset = {k: v.to(param.dtype) if v.is_floating_point() else v for k, v in dataset.items()}
-        datamodule = TensorDataModule(dataset, batch_size=batch, shuffle=True)
+        datamodule = classes.TensorDataModule(dataset, batch_size=batch, shuffle=True)
     else:
         raise TypeError(
             "data must be a dict with train_input/train_label (and optionally test_input/test_label) "
             f"or a LightningDataModule, got {type(data).__name__}"
         )
     # Validates optimizer, loss and regularisers before anything runs.
-    module = KANModule.from_model(
+    module = classes.KANModule.from_model(
         model, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=dict(optimizer_kwargs or {}),
         regularisers=dict(regularisers) if regularisers else None, grid_update_every=grid_update_every,
         grid_update_until=grid_update_until, grid_eps=grid_eps,
@@ -180,9 +211,9 @@ def fit(
     # Nothing reads Lightning's logged metrics without a logger or user callbacks: skip the cost.
     module.log_metrics = log_dir is not None or bool(callbacks)
     history = History()
-    all_callbacks: list[pl.Callback] = [_HistoryCallback(history), *(callbacks or [])]
+    all_callbacks: list[pl.Callback] = [_history_callback(package)(history), *(callbacks or [])]
     if progress:
-        all_callbacks.append(StepProgressBar())
+        all_callbacks.append(classes.StepProgressBar())
     device = param.device
     was_training = model.training
     with contextlib.ExitStack() as stack:
@@ -205,19 +236,18 @@ def fit(
             **_accelerator(device),
         }
         if log_dir is not None:
-            from pytorch_lightning.callbacks import ModelCheckpoint
-            from pytorch_lightning.loggers import CSVLogger
-
-            settings["logger"] = CSVLogger(root, name="kantk")
+            loggers = importlib.import_module(package + ".loggers")
+            checkpoint = importlib.import_module(package + ".callbacks").ModelCheckpoint
+            settings["logger"] = loggers.CSVLogger(root, name="kantk")
             settings["enable_checkpointing"] = True
-            all_callbacks.append(ModelCheckpoint(every_n_train_steps=steps, save_top_k=1))
+            all_callbacks.append(checkpoint(every_n_train_steps=steps, save_top_k=1))
         if seed is not None:
             settings["deterministic"] = True if device.type == "cpu" else "warn"
             stack.enter_context(_seeded(int(seed), device))
         settings.update(trainer_kwargs or {})
         stack.enter_context(_quiet_lightning())
         stack.enter_context(_restore_deterministic_flags())
-        trainer = pl.Trainer(**settings)
+        trainer = lightning.Trainer(**settings)
         try:
             trainer.fit(module, datamodule=datamodule)
         finally:
@@ -271,12 +301,15 @@ def _restore_deterministic_flags() -> Iterator[None]:
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
     """Silence Lightning's banners ("GPU available ...") and its small-dataset hints for one call."""
-    from lightning_fabric.utilities.warnings import PossibleUserWarning
+    import sys
 
     loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
     levels = [lg.level for lg in loggers]
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=PossibleUserWarning)
+        for fabric in ("lightning_fabric", "lightning.fabric"):  # one class per Lightning package
+            if fabric in sys.modules:
+                category = importlib.import_module(fabric + ".utilities.warnings").PossibleUserWarning
+                warnings.filterwarnings("ignore", category=category)
         # torch deprecation inside Lightning's own code; nothing a kantk user can act on
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
         # fit checkpoints once, after the last step: the state after optimisation is the point

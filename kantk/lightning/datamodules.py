@@ -1,5 +1,10 @@
 """Lightning data modules over pykan-layout datasets: from a formula, from tensors, from a CSV file.
 
+Splits: ``train`` trains, ``test`` validates and tests, and ``predict_dataloader`` yields inputs
+only (no labels): those of an optional ``predict`` split (``predict_input`` in the dataset dict,
+``predict_path`` of :class:`CSVDataModule`), else those of the test split, else (no test split)
+those of the training split, in their stored order (never shuffled).
+
 Full-batch mode (``batch_size=-1``, pykan's default and what LBFGS needs) hands the whole split
 over as one batch without per-sample collation. Under DDP each process keeps every
 ``world_size``-th row (a disjoint shard), so the ranks together still see the whole split once per
@@ -25,6 +30,32 @@ def _dtype(name: str | None) -> torch.dtype | None:
     return DTYPES[name] if name else None
 
 
+class _WholeInputs(Dataset):
+    """A dataset of one item: all inputs of a split (N, in), for ``predict`` in full-batch mode."""
+
+    def __init__(self, inputs: torch.Tensor):
+        self.inputs = inputs
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.inputs
+
+
+class _Rows(Dataset):
+    """The rows of one tensor (mini-batch ``predict``: batches of inputs, no labels)."""
+
+    def __init__(self, inputs: torch.Tensor):
+        self.inputs = inputs
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.inputs[index]
+
+
 class _WholeSplit(Dataset):
     """A dataset of one item: the whole split ``(inputs (N, in), labels (N, ...))``."""
 
@@ -42,11 +73,13 @@ class TensorDataModule(pl.LightningDataModule):
     """Serve a pykan-layout dataset dict to a Lightning ``Trainer``.
 
     Training batches are ``(inputs (B, n_in), labels (B, n_out) or (B,))``; the test split (when
-    present) is used for validation and testing.
+    present) is used for validation and testing. Prediction batches are inputs (B, n_in) only:
+    the ``predict_input`` rows when given, else the test inputs, else the training inputs.
 
     Args:
-        dataset: ``{"train_input", "train_label"[, "test_input", "test_label"]}`` tensors;
-            checked (NaN/Inf, shapes) when the module is built.
+        dataset: ``{"train_input", "train_label"[, "test_input", "test_label"][, "predict_input"]}``
+            tensors; checked (NaN/Inf, shapes) when the module is built. ``predict_input``
+            (M, n_in) needs no labels.
         batch_size: Samples per training step; ``-1`` (or anything >= the number of samples) means
             full batch.
         shuffle: Reshuffle the training samples every epoch (mini-batch mode only).
@@ -66,7 +99,10 @@ class TensorDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         self._check_loader_args(batch_size, num_workers)
+        predict = dataset.get("predict_input") if isinstance(dataset, Mapping) else None
         self.dataset = check_dataset(dataset)
+        if predict is not None:
+            self.dataset["predict_input"] = self._check_predict_input(predict, self.dataset["train_input"])
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.num_workers = num_workers
@@ -78,6 +114,18 @@ class TensorDataModule(pl.LightningDataModule):
             raise ValueError(f"batch_size must be a positive int or -1 (full batch), got {batch_size!r}")
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+
+    @staticmethod
+    def _check_predict_input(inputs: Any, train_input: torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(inputs).to(train_input.dtype)
+        if x.dim() != 2 or x.shape[1] != train_input.shape[1]:
+            raise ValueError(
+                f"predict_input has shape {tuple(x.shape)}; expected (N, {train_input.shape[1]}) like train_input"
+            )
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise ValueError(f"predict_input has {bad} NaN or infinite values")
+        return x
 
     @classmethod
     def from_tensors(
@@ -116,12 +164,31 @@ class TensorDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         return self.val_dataloader()
 
+    def predict_dataloader(self) -> DataLoader:
+        """Inputs (B, n_in) without labels, in order: the predict split, else test, else train."""
+        if self._shards is None:
+            self.setup()
+        assert self._shards is not None
+        x = self._shards[self.predict_split + "_input"]
+        if self.batch_size == -1 or self.batch_size >= x.shape[0]:
+            return DataLoader(_WholeInputs(x), batch_size=None, shuffle=False)
+        return DataLoader(_Rows(x), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+
     # -- helpers --------------------------------------------------------------------------------
 
     @property
     def n_inputs(self) -> int:
         """Number of input features."""
         return int(self.dataset["train_input"].shape[1])
+
+    @property
+    def predict_split(self) -> str:
+        """The split ``predict_dataloader`` serves: ``"predict"``, ``"test"`` or ``"train"``."""
+        if "predict_input" in self.dataset:
+            return "predict"
+        if "test_input" in self.dataset and self.dataset["test_input"].shape[0] > 0:
+            return "test"
+        return "train"
 
     def _full_batch(self) -> bool:
         return self.batch_size == -1 or self.batch_size >= self.dataset["train_input"].shape[0]
@@ -199,6 +266,9 @@ class CSVDataModule(TensorDataModule):
         delimiter: Field separator.
         dtype: ``"float32"`` or ``"float64"`` (default: torch's default dtype).
         batch_size, shuffle, num_workers: As in :class:`TensorDataModule`.
+        predict_path: A CSV file of inputs only (one column per input, in the order of the
+            training file's input columns; header optional) for ``predict_dataloader``; default:
+            predict on the test split.
     """
 
     def __init__(
@@ -213,10 +283,40 @@ class CSVDataModule(TensorDataModule):
         batch_size: int = -1,
         shuffle: bool = True,
         num_workers: int = 0,
+        predict_path: str | None = None,
     ):
         dataset = load_csv(
             os.fspath(path), label_columns, delimiter=delimiter, test_fraction=test_fraction,
             seed=seed, classification=classification, dtype=_dtype(dtype),
         )
+        if predict_path is not None:
+            dataset["predict_input"] = read_inputs(os.fspath(predict_path), delimiter)
         super().__init__(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
         self.save_hyperparameters()
+
+
+def read_inputs(path: str, delimiter: str = ",") -> torch.Tensor:
+    """A CSV file of numbers (one optional header row) as a float64 tensor (rows, columns).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not a numeric CSV file, or no rows.
+    """
+    import warnings
+
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no CSV file at {path!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            try:
+                table = np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float64)
+            except ValueError:
+                table = np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float64, skiprows=1)
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"cannot read {path!r} as numbers separated by {delimiter!r}: {exc}") from None
+    if table.size == 0:
+        raise ValueError(f"{path!r} holds no rows of numbers")
+    return torch.from_numpy(table)
