@@ -1,6 +1,9 @@
 """Training with PyTorch Lightning: the LightningModule, data modules and callbacks.
 
-Importing this package imports Lightning; ``import kantk`` alone does not.
+These classes subclass ``pytorch_lightning``'s; the same classes for the unified ``lightning``
+package (``import lightning as L``) are in :mod:`kantk.lightning.unified` (see
+:mod:`kantk.lightning.compat`). Importing this package imports Lightning; ``import kantk`` alone
+does not.
 """
 from __future__ import annotations
 
