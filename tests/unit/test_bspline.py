@@ -349,3 +349,21 @@ def test_nan_inputs_give_nan_on_a_non_uniform_grid(extend):
     assert torch.isfinite(feats[1]).all()
     if not extend:  # beyond the knots: zero, infinite inputs included
         assert (feats[2:] == 0).all()
+
+
+@pytest.mark.parametrize("path", ["auto", "torch_dense", "torch_sparse"])
+def test_a_first_pass_under_inference_mode_does_not_break_training(path):
+    """trainer.predict on a fresh model, then training: the constants cached during the first
+    pass must not be inference tensors."""
+    import kantk
+
+    model = kantk.KAN([3, 4, 2], seed=0)
+    for layer in model.layers:
+        layer.basis.path = path
+    x = torch.rand(6, 3)
+    with torch.inference_mode():
+        first = model(x)
+    y = model(x)
+    y.square().sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    torch.testing.assert_close(y.detach(), first.clone())

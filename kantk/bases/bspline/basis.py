@@ -22,6 +22,7 @@ continues its outermost polynomial pieces over the k outer knot intervals (see d
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Sequence
 
 import torch
@@ -48,6 +49,15 @@ from kantk.bases.bspline.knots import (
 )
 from kantk.bases.bspline.local import _dense_features, _LocalTables
 from kantk.bases.bspline.workspace import Workspace
+def _normal_tensors():
+    """A context in which cached constants are made as normal tensors even inside
+    ``torch.inference_mode`` (an inference tensor kept in a cache would break every later pass
+    that records gradients)."""
+    if not torch.compiler.is_compiling() and torch.is_inference_mode_enabled():
+        return torch.inference_mode(False)
+    return contextlib.nullcontext()
+
+
 def uniform_knots(in_features: int, grid_size: int, order: int, grid_range: Sequence[float]) -> torch.Tensor:
     """Uniform knot vectors with ``order`` extra knots each side.
 
@@ -184,14 +194,15 @@ class BSplineBasis(Basis):
         key = (dtype, self.grid.device, self.grid._version, self.grid.data_ptr(), self.extrapolate)
         cached = self._params_cache.get(dtype)
         if cached is None or cached[0] != key or torch.compiler.is_compiling():
-            grid = self.grid.to(torch.float64)
-            inv_h = (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])  # from the span: exact for fine grids
-            shift = 1.0 - grid[:, 0] * inv_h  # (in,)
-            extend = self.extrapolate == "extend"
-            tkey = (dtype, self.grid.device, extend)
-            if tkey not in self._tables:
-                self._tables[tkey] = _LocalTables(self.order, self.num_functions, dtype, self.grid.device, extend)
-            cached = (key, (shift.to(dtype), inv_h.to(dtype), self._tables[tkey]))
+            with _normal_tensors():
+                grid = self.grid.to(torch.float64)
+                inv_h = (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])  # from the span: exact for fine grids
+                shift = 1.0 - grid[:, 0] * inv_h  # (in,)
+                extend = self.extrapolate == "extend"
+                tkey = (dtype, self.grid.device, extend)
+                if tkey not in self._tables:
+                    self._tables[tkey] = _LocalTables(self.order, self.num_functions, dtype, self.grid.device, extend)
+                cached = (key, (shift.to(dtype), inv_h.to(dtype), self._tables[tkey]))
             self._params_cache[dtype] = cached
         return cached[1]
 
@@ -201,9 +212,10 @@ class BSplineBasis(Basis):
         key = (dtype, self.grid.device, self.grid._version, self.grid.data_ptr())
         cached = self._knot_cache.get(dtype)
         if cached is None or cached[0] != key:
-            grid = self.grid.to(torch.float64)
-            inv_h = (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])
-            cached = (key, (grid[:, 0].to(dtype), inv_h.to(dtype)))
+            with _normal_tensors():
+                grid = self.grid.to(torch.float64)
+                inv_h = (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])
+                cached = (key, (grid[:, 0].to(dtype), inv_h.to(dtype)))
             self._knot_cache[dtype] = cached
         return cached[1]
 

@@ -44,6 +44,8 @@ class Workspace:
         cache = self._buffers()
         key = (role, tuple(shape), like.dtype)
         buf = cache.pop(key, None)
+        if buf is not None and buf.is_inference() and not torch.is_inference_mode_enabled():
+            buf = None  # made under torch.inference_mode: cannot be written to outside it
         if buf is None:
             buf = like.new_empty(shape)
             while len(cache) >= self.slots:  # forget the least recently used
