@@ -163,6 +163,32 @@ def _base_derivative(xb, BASE: tl.constexpr):
 
 
 @triton.jit
+def _input_tile(xs_ptr, ROWS, IN, BM: tl.constexpr, BP: tl.constexpr):
+    """A program's tile of inputs (program id 0: rows, 1: inputs): offsets, masks and the values."""
+    offs_m = tl.program_id(0) * BM + tl.arange(0, BM)
+    offs_p = tl.program_id(1) * BP + tl.arange(0, BP)
+    mask_p = offs_p < IN
+    mask_x = (offs_m < ROWS)[:, None] & mask_p[None, :]
+    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+    return offs_m, offs_p, mask_p, mask_x, xs
+
+
+@triton.jit
+def _store_input_grads(acc, s_base, xb_ptr, gxs_ptr, gxb_ptr, offs_m, offs_p, mask_x, IN,
+                       BASE: tl.constexpr, SAME: tl.constexpr):
+    """Store d/dxs = ``acc`` and d/dxb = ``s_base * b'(xb)`` (added to d/dxs when xs is xb)."""
+    offs = offs_m[:, None] * IN + offs_p[None, :]
+    if BASE != 0:
+        xb = tl.load(xb_ptr + offs, mask=mask_x, other=0.0)
+        gb = s_base * _base_derivative(xb, BASE)
+        if SAME:
+            acc += gb
+        else:
+            tl.store(gxb_ptr + offs, gb, mask=mask_x)
+    tl.store(gxs_ptr + offs, acc, mask=mask_x)
+
+
+@triton.jit
 def _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF):
     c = tl.load(p0_ptr + offs_p * NF + i, mask=mask_p, other=0.0)
     w = tl.load(p1_ptr + offs_p, mask=mask_p, other=1.0)

@@ -13,9 +13,10 @@ from kantk.bases.gpu.common import (
     BASE_NONE,
     BSPLINE_KNOTS,
     KernelSpec,
-    _base_derivative,
     _base_value,
     _bspline_locals,
+    _input_tile,
+    _store_input_grads,
     _low_type,
     _LOW_TYPES,
     _mma,
@@ -91,14 +92,8 @@ def _grad_input_kernel(
     BM: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr,
 ):
     """d/dxs[b, p] = sum_i A_i'(xs[b, p]) (g @ wt[p, i, :]^T)[b]; d/dxb likewise with b'(xb)."""
-    pid_m = tl.program_id(0)
-    pid_p = tl.program_id(1)
-    offs_m = pid_m * BM + tl.arange(0, BM)
-    offs_p = pid_p * BP + tl.arange(0, BP)
+    offs_m, offs_p, mask_p, mask_x, xs = _input_tile(xs_ptr, B, IN, BM, BP)
     mask_m = offs_m < B
-    mask_p = offs_p < IN
-    mask_x = mask_m[:, None] & mask_p[None, :]
-    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
     acc_s = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
     if KIND <= 1:
         j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
@@ -108,15 +103,8 @@ def _grad_input_kernel(
     u_prev = tl.full(xs.shape, 1.0, xs.dtype)
     u_cur = tl.zeros(xs.shape, dtype=xs.dtype)
     for i in range(0, NF):
-        # (BM, BP) = g (BM, OUT) @ wt[p, i, :]^T (OUT, BP), over tiles of outputs
-        s = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
-        for n_start in range(0, OUT, BN):
-            offs_n = n_start + tl.arange(0, BN)
-            mask_n = offs_n < OUT
-            g = tl.load(g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0)
-            wt = tl.load(wt_ptr + (offs_p[None, :] * NW + i) * OUT + offs_n[:, None],
-                         mask=mask_n[:, None] & mask_p[None, :], other=0.0)
-            s = _mma(s, g, wt, LOW, LOWT, PRECISION)
+        s = _g_times_weight_column(g_ptr, wt_ptr, offs_m, mask_m, offs_p, mask_p, i, OUT, NW, acc_s,
+                                   LOW, LOWT, PRECISION, BN)
         if KIND <= 1:
             da = _pick(i - j + 3, d0, d1, d2, d3)
         elif KIND == 2:
@@ -131,22 +119,26 @@ def _grad_input_kernel(
         else:
             a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
         acc_s += s * da
+    s_base = acc_s
     if BASE != 0:
-        s = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
-        for n_start in range(0, OUT, BN):
-            offs_n = n_start + tl.arange(0, BN)
-            mask_n = offs_n < OUT
-            g = tl.load(g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0)
-            wt = tl.load(wt_ptr + (offs_p[None, :] * NW + NF) * OUT + offs_n[:, None],
-                         mask=mask_n[:, None] & mask_p[None, :], other=0.0)
-            s = _mma(s, g, wt, LOW, LOWT, PRECISION)
-        xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
-        gb = s * _base_derivative(xb, BASE)
-        if SAME:
-            acc_s += gb
-        else:
-            tl.store(gxb_ptr + offs_m[:, None] * IN + offs_p[None, :], gb, mask=mask_x)
-    tl.store(gxs_ptr + offs_m[:, None] * IN + offs_p[None, :], acc_s, mask=mask_x)
+        s_base = _g_times_weight_column(g_ptr, wt_ptr, offs_m, mask_m, offs_p, mask_p, NF, OUT, NW, acc_s,
+                                        LOW, LOWT, PRECISION, BN)
+    _store_input_grads(acc_s, s_base, xb_ptr, gxs_ptr, gxb_ptr, offs_m, offs_p, mask_x, IN, BASE, SAME)
+
+
+@triton.jit
+def _g_times_weight_column(g_ptr, wt_ptr, offs_m, mask_m, offs_p, mask_p, i, OUT, NW, like,
+                           LOW: tl.constexpr, LOWT: tl.constexpr, PRECISION: tl.constexpr, BN: tl.constexpr):
+    """(BM, BP) = g (BM, OUT) @ wt[p, i, :]^T (OUT, BP), over tiles of outputs (``like``: shape, dtype)."""
+    s = tl.zeros(like.shape, dtype=like.dtype)
+    for n_start in range(0, OUT, BN):
+        offs_n = n_start + tl.arange(0, BN)
+        mask_n = offs_n < OUT
+        g = tl.load(g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0)
+        wt = tl.load(wt_ptr + (offs_p[None, :] * NW + i) * OUT + offs_n[:, None],
+                     mask=mask_n[:, None] & mask_p[None, :], other=0.0)
+        s = _mma(s, g, wt, LOW, LOWT, PRECISION)
+    return s
 
 
 @triton.jit

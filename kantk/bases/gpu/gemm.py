@@ -12,9 +12,10 @@ from kantk.bases.gpu.common import (
     BASE_NONE,
     BSPLINE_KNOTS,
     KernelSpec,
-    _base_derivative,
     _base_value,
     _bspline_locals,
+    _input_tile,
+    _store_input_grads,
     _LOW_TYPES,
     _pick,
     _rbf_value,
@@ -31,13 +32,7 @@ def _fill_kernel(
 ):
     """a[b, i * IN + p] = A_i(xs[b, p]) for i < NF, and b(xb[b, p]) at i = NF: the basis matrix,
     basis-major (stores run along the inputs), in one pass."""
-    pid_m = tl.program_id(0)
-    pid_p = tl.program_id(1)
-    offs_m = pid_m * BM + tl.arange(0, BM)
-    offs_p = pid_p * BP + tl.arange(0, BP)
-    mask_p = offs_p < IN
-    mask_x = (offs_m < ROWS)[:, None] & mask_p[None, :]
-    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+    offs_m, offs_p, mask_p, mask_x, xs = _input_tile(xs_ptr, ROWS, IN, BM, BP)
     out = a_ptr + offs_m[:, None] * (NW * IN) + offs_p[None, :]
     dt = a_ptr.dtype.element_ty
     if KIND <= 1:
@@ -72,13 +67,7 @@ def _contract_kernel(
 ):
     """d/dxs[b, p] = sum_i g[b, i * IN + p] A_i'(xs[b, p]), d/dxb[b, p] = g[b, NF * IN + p] b'(xb[b, p]),
     where g = dL/d(basis matrix) (rows, NW * IN), basis-major."""
-    pid_m = tl.program_id(0)
-    pid_p = tl.program_id(1)
-    offs_m = pid_m * BM + tl.arange(0, BM)
-    offs_p = pid_p * BP + tl.arange(0, BP)
-    mask_p = offs_p < IN
-    mask_x = (offs_m < ROWS)[:, None] & mask_p[None, :]
-    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+    offs_m, offs_p, mask_p, mask_x, xs = _input_tile(xs_ptr, ROWS, IN, BM, BP)
     grow = g_ptr + offs_m[:, None] * (NW * IN) + offs_p[None, :]
     acc = tl.zeros(xs.shape, dtype=xs.dtype)
     if KIND <= 1:
@@ -108,14 +97,10 @@ def _contract_kernel(
             a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
             gi = tl.load(grow + i * IN, mask=mask_x, other=0.0)
             acc += gi.to(xs.dtype) * da
+    s_base = acc
     if BASE != 0:
-        xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
-        gb = tl.load(grow + NF * IN, mask=mask_x, other=0.0).to(xs.dtype) * _base_derivative(xb, BASE)
-        if SAME:
-            acc += gb
-        else:
-            tl.store(gxb_ptr + offs_m[:, None] * IN + offs_p[None, :], gb, mask=mask_x)
-    tl.store(gxs_ptr + offs_m[:, None] * IN + offs_p[None, :], acc, mask=mask_x)
+        s_base = tl.load(grow + NF * IN, mask=mask_x, other=0.0).to(xs.dtype)
+    _store_input_grads(acc, s_base, xb_ptr, gxs_ptr, gxb_ptr, offs_m, offs_p, mask_x, IN, BASE, SAME)
 
 
 @triton.jit

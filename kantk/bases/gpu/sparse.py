@@ -12,9 +12,10 @@ from kantk.bases.gpu.common import (
     BSPLINE_KNOTS,
     BASE_ACTIVATIONS_TORCH,
     KernelSpec,
-    _base_derivative,
     _base_value,
     _bspline_locals,
+    _input_tile,
+    _store_input_grads,
     _pick,
     _reference_backward,
 )
@@ -67,12 +68,8 @@ def _sparse_grad_input_kernel(
     BM: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr,
 ):
     """d/dxs[b, p] = sum_r d_r(x[b, p]) <g[b, :], wt[p, j - 3 + r, :]>; d/dxb with b'(xb) and wt[p, NF]."""
-    offs_m = tl.program_id(0) * BM + tl.arange(0, BM)
-    offs_p = tl.program_id(1) * BP + tl.arange(0, BP)
+    offs_m, offs_p, mask_p, mask_x, xs = _input_tile(xs_ptr, B, IN, BM, BP)
     mask_m = offs_m < B
-    mask_p = offs_p < IN
-    mask_x = mask_m[:, None] & mask_p[None, :]
-    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
     j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
     acc = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
     accb = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
@@ -91,14 +88,7 @@ def _sparse_grad_input_kernel(
             wb = tl.load(wt_ptr + (offs_p[:, None] * NW + NF) * OUT + offs_n[None, :],
                          mask=mask_p[:, None] & mask_n[None, :], other=0.0)
             accb += tl.sum(g[:, None, :] * wb[None, :, :], axis=2)
-    if BASE != 0:
-        xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
-        gb = accb * _base_derivative(xb, BASE)
-        if SAME:
-            acc += gb
-        else:
-            tl.store(gxb_ptr + offs_m[:, None] * IN + offs_p[None, :], gb, mask=mask_x)
-    tl.store(gxs_ptr + offs_m[:, None] * IN + offs_p[None, :], acc, mask=mask_x)
+    _store_input_grads(acc, accb, xb_ptr, gxs_ptr, gxb_ptr, offs_m, offs_p, mask_x, IN, BASE, SAME)
 
 
 @triton.jit
@@ -107,11 +97,7 @@ def _locate_kernel(
     KIND: tl.constexpr, EXTEND: tl.constexpr, BM: tl.constexpr, BP: tl.constexpr,
 ):
     """key[p, b] = the interval of x[b, p] plus one, clamped into [0, M] (0: before the grid)."""
-    offs_m = tl.program_id(0) * BM + tl.arange(0, BM)
-    offs_p = tl.program_id(1) * BP + tl.arange(0, BP)
-    mask_p = offs_p < IN
-    mask_x = (offs_m < B)[:, None] & mask_p[None, :]
-    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+    offs_m, offs_p, mask_p, mask_x, xs = _input_tile(xs_ptr, B, IN, BM, BP)
     j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
     key = tl.minimum(tl.maximum(j + 1, 0), M)
     tl.store(key_ptr + offs_p[None, :] * B + offs_m[:, None], key, mask=mask_x)
