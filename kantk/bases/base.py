@@ -97,14 +97,33 @@ class EdgeWeights:
     base_weight: torch.Tensor | None = None
     base_activation: str = "zero"
 
+    @property
+    def has_base(self) -> bool:
+        """Whether the layer has a base branch (a weight and an activation other than ``zero``)."""
+        return self.base_weight is not None and BASE_ACTIVATIONS[self.base_activation] is not None
+
     def spline_weight(self) -> torch.Tensor:
         """``coef * scale[..., None]``, (out, in, n)."""
         return self.coef * self.scale.unsqueeze(-1)
 
     def base(self, x: torch.Tensor) -> torch.Tensor | None:
         """``b(x)`` (batch, in), or None without a base branch."""
-        fn = BASE_ACTIVATIONS[self.base_activation]
-        return None if fn is None or self.base_weight is None else fn(x)
+        return BASE_ACTIVATIONS[self.base_activation](x) if self.has_base else None
+
+    def basis_major(self) -> torch.Tensor:
+        """The weights in the layout of fused kernels: see :func:`basis_major_weights`."""
+        return basis_major_weights(self.coef, self.scale, self.base_weight if self.has_base else None)
+
+
+def basis_major_weights(coef: torch.Tensor, scale: torch.Tensor, base_weight: torch.Tensor | None) -> torch.Tensor:
+    """``[coef * scale | base_weight]`` laid out (in, n [+1], out), the base weight last when given.
+
+    Differentiable; a permuted view of one new tensor (not contiguous).
+    """
+    parts = [coef * scale.unsqueeze(-1)]  # (out, in, n)
+    if base_weight is not None:
+        parts.append(base_weight.unsqueeze(-1))
+    return torch.cat(parts, dim=-1).permute(1, 2, 0)
 
 
 @runtime_checkable
@@ -119,6 +138,13 @@ class SupportsFusedEdges(Protocol):
     """
 
     def fused_edges(self, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor: ...
+
+
+def functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (vmap, grad, jacrev, hessian, ...) is running: fused
+    kernels (custom autograd functions over raw buffers) cannot run under one."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
 
 
 def edge_sum(basis: Basis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:

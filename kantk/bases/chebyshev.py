@@ -20,6 +20,23 @@ from kantk.plugins import hookimpl
 from kantk.types import BasisSpec
 
 
+def chebyshev_polynomials(z: torch.Tensor, degree: int) -> torch.Tensor:
+    """T_0..T_degree of ``z`` by the three-term recurrence ``T_{n+1} = 2 z T_n - T_{n-1}``.
+
+    Args:
+        z: (batch, in), in [-1, 1].
+
+    Returns:
+        (batch, in, degree + 1).
+    """
+    polys = [torch.ones_like(z)]
+    if degree >= 1:
+        polys.append(z)
+    for _ in range(2, degree + 1):
+        polys.append(2 * z * polys[-1] - polys[-2])
+    return torch.stack(polys, dim=-1)
+
+
 class ChebyshevBasis(Basis):
     """Chebyshev polynomials T_0..T_d of ``z = tanh((x - center) / halfwidth)``.
 
@@ -51,14 +68,12 @@ class ChebyshevBasis(Basis):
     def config(self) -> dict[str, Any]:
         return {"degree": self.degree}
 
+    def squash(self, x: torch.Tensor) -> torch.Tensor:
+        """``tanh((x - center) / halfwidth)``, (batch, in): what the polynomials are evaluated at."""
+        return torch.tanh((x - self.center.to(x.dtype)) / self.halfwidth.to(x.dtype))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = torch.tanh((x - self.center.to(x.dtype)) / self.halfwidth.to(x.dtype))  # (batch, in)
-        polys = [torch.ones_like(z)]
-        if self.degree >= 1:
-            polys.append(z)
-        for _ in range(2, self.degree + 1):
-            polys.append(2 * z * polys[-1] - polys[-2])
-        return torch.stack(polys, dim=-1)  # (batch, in, d + 1)
+        return chebyshev_polynomials(self.squash(x), self.degree)  # (batch, in, d + 1)
 
     def fused_edges(self, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
         """The layer's edge sum: fused Triton kernels on CUDA (float32, autocast too), else

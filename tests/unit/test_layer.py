@@ -94,3 +94,19 @@ def test_autocast_input_of_the_autocast_dtype_is_accepted():
         y = layer(x.to(torch.bfloat16))
     assert y.dtype == torch.float32
     torch.testing.assert_close(y, layer(x.to(torch.bfloat16).float()))
+
+
+def test_edge_weights_basis_major_layout_and_base_branch():
+    """The record's fused-kernel layout: (in, n [+1], out), the base weight last only with a base branch."""
+    from kantk.bases import EdgeWeights
+
+    layer = kantk.KANLayer(3, 2)
+    w = layer.edge_weights()
+    assert w.has_base
+    wt = w.basis_major()
+    assert wt.shape == (3, layer.num_functions + 1, 2)
+    torch.testing.assert_close(wt[:, :-1].permute(2, 0, 1), w.spline_weight())
+    torch.testing.assert_close(wt[:, -1].t(), w.base_weight)
+    no_base = EdgeWeights(w.coef, w.scale, w.base_weight, "zero")
+    assert not no_base.has_base and no_base.base(torch.rand(4, 3)) is None
+    assert no_base.basis_major().shape == (3, layer.num_functions, 2)

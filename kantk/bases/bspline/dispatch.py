@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from kantk.bases import gpu
-from kantk.bases.base import EdgeWeights
+from kantk.bases.base import EdgeWeights, functorch_active
 from kantk.bases.bspline import native_build
 from kantk.bases.bspline.knots import local_bspline_features
 from kantk.bases.bspline.native import (
@@ -101,12 +101,6 @@ class Case:
     sparse: bool | str = "auto"
     force: str = "auto"
     functorch: bool = False
-
-
-def functorch_active() -> bool:
-    """Whether a ``torch.func`` transform (vmap, grad, jacrev, hessian, ...) is running."""
-    active = getattr(torch._C, "_are_functorch_transforms_active", None)
-    return bool(active()) if active is not None else False
 
 
 def choose(case: Case) -> Path:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kantk.bases.base import BASE_ACTIVATIONS, EdgeWeights
+from kantk.bases.base import EdgeWeights, functorch_active
 
 if TYPE_CHECKING:  # pragma: no cover
     from kantk.bases.bspline.basis import BSplineBasis
@@ -45,10 +45,7 @@ def available(x: torch.Tensor) -> bool:
     no ``torch.func`` transform running."""
     if not (enabled() and x.dtype == torch.float32 and x.device.type == "cuda"):
         return False
-    active = getattr(torch._C, "_are_functorch_transforms_active", None)
-    if active is not None and active():  # torch.func cannot see into the kernels
-        return False
-    return installed()
+    return not functorch_active() and installed()
 
 
 def low_precision(x: torch.Tensor) -> torch.dtype | None:
@@ -61,32 +58,22 @@ def low_precision(x: torch.Tensor) -> torch.dtype | None:
     return None
 
 
-def compose(weights: EdgeWeights) -> torch.Tensor:
-    """The kernels' weight layout (in, n [+1], out): ``coef * scale`` and the base weight last."""
-    parts = [weights.spline_weight()]  # (out, in, n)
-    if weights.base_weight is not None and BASE_ACTIVATIONS[weights.base_activation] is not None:
-        parts.append(weights.base_weight.unsqueeze(-1))
-    return torch.cat(parts, dim=-1).permute(1, 2, 0).contiguous()
-
-
 def _base_kind(weights: EdgeWeights) -> int:
     from kantk.bases.gpu import common as ft
 
-    if weights.base_weight is None:
-        return ft.BASE_NONE
-    return ft.BASE_KINDS[weights.base_activation]
+    return ft.BASE_KINDS[weights.base_activation] if weights.has_base else ft.BASE_NONE
 
 
 def _reference(features, n: int, base: int):
     """``reference(xs, xb, wt)``: the fused product by differentiable PyTorch ops (double backward)."""
+    from kantk.bases.gpu.common import BASE_ACTIVATIONS_TORCH
 
     def reference(xs: torch.Tensor, xb: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
         feats = features(xs)  # (batch, in, n)
         w = wt.to(xs.dtype)
         y = feats.reshape(feats.shape[0], -1) @ w[:, :n].reshape(-1, w.shape[-1])
         if base:
-            fn = BASE_ACTIVATIONS["silu" if base == 1 else "identity"]
-            y = y + fn(xb) @ w[:, n]
+            y = y + BASE_ACTIVATIONS_TORCH[base](xb) @ w[:, n]
         return y
 
     return reference
@@ -113,15 +100,14 @@ def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, sparse: 
         spec = ft.KernelSpec(ft.BSPLINE_KNOTS, n, base, extend,
                              _reference(lambda z: local_bspline_features(z, basis.grid, 3, extend=extend), n, base))
     if sparse:
-        return launch.fused_edges(xs, x, compose(weights), spec, p0, p1, sparse=True)
+        return launch.fused_edges(xs, x, weights.basis_major(), spec, p0, p1, sparse=True)
     return _run(xs, x, weights, spec, p0, p1)
 
 
 def _run(xs, xb, weights: EdgeWeights, spec, p0, p1) -> torch.Tensor:
     from kantk.bases.gpu import launch
 
-    has_base = weights.base_weight is not None and BASE_ACTIVATIONS[weights.base_activation] is not None
-    bw = weights.base_weight if has_base else None
+    bw = weights.base_weight if weights.has_base else None
     return launch.layer_edges(xs, xb, weights.coef, weights.scale, bw, spec, p0, p1, low_precision(xs))
 
 
@@ -129,14 +115,13 @@ def chebyshev(basis: ChebyshevBasis, x: torch.Tensor, weights: EdgeWeights) -> t
     """Chebyshev polynomials of ``tanh((x - center) / halfwidth)`` (the tanh by PyTorch)."""
     from kantk.bases.gpu import common as ft
 
-    z = torch.tanh((x - basis.center.to(x.dtype)) / basis.halfwidth.to(x.dtype))
+    from kantk.bases.chebyshev import chebyshev_polynomials
+
+    z = basis.squash(x)  # tanh((x - center) / halfwidth)
     n, base = basis.num_functions, _base_kind(weights)
 
     def features(zz: torch.Tensor) -> torch.Tensor:
-        polys = [torch.ones_like(zz), zz]
-        for _ in range(2, n):
-            polys.append(2 * zz * polys[-1] - polys[-2])
-        return torch.stack(polys[:n], dim=-1)
+        return chebyshev_polynomials(zz, basis.degree)
 
     spec = ft.KernelSpec(ft.CHEBYSHEV, n, base, False, _reference(features, n, base))
     return _run(z, x, weights, spec, None, None)
@@ -147,11 +132,5 @@ def rbf(basis: RBFBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
     from kantk.bases.gpu import common as ft
 
     n, base = basis.num_functions, _base_kind(weights)
-    centers, width = basis.centers, basis.width
-
-    def features(z: torch.Tensor) -> torch.Tensor:
-        u = (z.unsqueeze(-1) - centers.to(z.dtype)) / width.to(z.dtype).unsqueeze(-1)
-        return torch.exp(-u * u)
-
-    spec = ft.KernelSpec(ft.RBF, n, base, False, _reference(features, n, base))
-    return _run(x, x, weights, spec, centers, width)
+    spec = ft.KernelSpec(ft.RBF, n, base, False, _reference(basis, n, base))  # the basis is its features
+    return _run(x, x, weights, spec, basis.centers, basis.width)

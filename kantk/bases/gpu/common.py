@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kantk.bases.base import BASE_ACTIVATIONS, basis_major_weights
+
 BSPLINE_UNIFORM = 0
 BSPLINE_KNOTS = 1
 CHEBYSHEV = 2
@@ -281,14 +283,12 @@ def _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec: Kern
     inputs = _independent((xs, xb, coef, scale, bw), needs, ctx.same)
     xs, xb, coef, scale, bw = inputs
     wanted = [t for t, need in zip(inputs, needs) if need and t is not None]
-    parts = [coef * scale.unsqueeze(-1)]
-    if bw is not None:
-        parts.append(bw.unsqueeze(-1))
-    wt = torch.cat(parts, dim=-1).permute(1, 2, 0)  # (in, n_w, out)
+    wt = basis_major_weights(coef, scale, bw)  # (in, n_w, out)
     y = spec.reference(xs, xb, wt)
     grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True, allow_unused=True))
     out = [next(grads) if need and t is not None else None for t, need in zip(inputs, needs)]
     return (*out, None, None, None, None)
 
 
-BASE_ACTIVATIONS_TORCH = {BASE_SILU: torch.nn.functional.silu, BASE_IDENTITY: lambda x: x}
+#: The base activations by kernel constant, as PyTorch functions.
+BASE_ACTIVATIONS_TORCH = {kind: BASE_ACTIVATIONS[name] for name, kind in BASE_KINDS.items() if kind != BASE_NONE}

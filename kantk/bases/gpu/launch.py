@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from kantk.bases.base import basis_major_weights
 from kantk.bases.gpu.common import KernelSpec, _params
 from kantk.bases.gpu.fused import FusedEdges
 from kantk.bases.gpu.gemm import GemmLayer
@@ -36,10 +37,7 @@ def layer_edges(
     """The layer's edge sum from its own weights: ``coef`` (out, in, n), ``scale`` (out, in) and
     ``base_weight`` (out, in) or None; the other arguments as in :func:`fused_edges`."""
     if form() != "gemm":
-        parts = [coef * scale.unsqueeze(-1)]
-        if base_weight is not None:
-            parts.append(base_weight.unsqueeze(-1))
-        wt = torch.cat(parts, dim=-1).permute(1, 2, 0)
+        wt = basis_major_weights(coef, scale, base_weight)
         return fused_edges(xs, xb, wt, spec, p0, p1, low)
     xs = xs.contiguous()
     xb = xs if xb is xs else xb.contiguous()
