@@ -10,6 +10,7 @@ Run:  python benchmarks/fit_speed.py [--steps 100] [--repeats 1] [--threads 1] [
 pykan rows appear when ``kan`` (pip ``pykan``) is importable; pykan runs in a temporary
 directory because it may write there. Nothing is written to the working directory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -34,8 +35,14 @@ def rmse(pred: torch.Tensor, label: torch.Tensor) -> float:
 
 def plain_loop(data: dict, steps: int) -> float:
     model = kantk.KAN([2, 5, 1], basis_kwargs={"grid_size": 5, "order": 3}, seed=0)
-    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, history_size=10, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-32, tolerance_change=1e-32)
+    opt = torch.optim.LBFGS(
+        model.parameters(),
+        lr=1.0,
+        history_size=10,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-32,
+        tolerance_change=1e-32,
+    )
     x, y = data["train_input"], data["train_label"]
 
     def closure():
@@ -54,16 +61,27 @@ def plain_loop(data: dict, steps: int) -> float:
 
 def kantk_fit(data: dict, steps: int, grid_update_every: int | None = None) -> float:
     model = kantk.KAN([2, 5, 1], basis_kwargs={"grid_size": 5, "order": 3}, seed=0)
-    history = kantk.fit(model, data, steps=steps, optimizer="lbfgs", progress=False, seed=0,
-                        grid_update_every=grid_update_every)
+    history = kantk.fit(
+        model,
+        data,
+        steps=steps,
+        optimizer="lbfgs",
+        progress=False,
+        seed=0,
+        grid_update_every=grid_update_every,
+    )
     return history.test_rmse[-1]
 
 
 def pykan_fit(data: dict, steps: int, update_grid: bool = True) -> float:
     from kan import KAN as PyKAN
 
-    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp), \
-            contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        contextlib.chdir(tmp),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         model = PyKAN(width=[2, 5, 1], grid=5, k=3, seed=0, auto_save=False)
         results = model.fit(data, opt="LBFGS", steps=steps, update_grid=update_grid)
     return float(results["test_loss"][-1])
@@ -83,8 +101,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-pykan", action="store_true", help="skip pykan even if installed")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's); 1 is steadier on a shared machine")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's); 1 is steadier on a shared machine",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,11 +129,16 @@ def main() -> None:
     if have_pykan:
         rows += [
             ("pykan 0.2.8 model.fit (grid updates 5/50, default)", lambda: pykan_fit(data, args.steps)),
-            ("pykan 0.2.8 model.fit, update_grid=False", lambda: pykan_fit(data, args.steps, update_grid=False)),
+            (
+                "pykan 0.2.8 model.fit, update_grid=False",
+                lambda: pykan_fit(data, args.steps, update_grid=False),
+            ),
         ]
 
-    print(f"{args.steps} LBFGS steps, [2, 5, 1], G=5, float64, torch threads={torch.get_num_threads()}, "
-          f"cpus={os.cpu_count()}")
+    print(
+        f"{args.steps} LBFGS steps, [2, 5, 1], G=5, float64, torch threads={torch.get_num_threads()}, "
+        f"cpus={os.cpu_count()}"
+    )
     print(f"{'run':55s} {'seconds':>9s} {'x anchor':>9s} {'test RMSE':>10s}")
     anchor = None
     for name, fn in rows:

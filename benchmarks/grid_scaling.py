@@ -2,11 +2,12 @@
 
 The dense fused path does a matmul over all G+k functions per input (time linear in G); the
 sparse path gathers the order+1 non-zero coefficient rows per input (time flat in G).
-``sparse="auto"`` (the default) picks by size. Ratios are to the G=5 default time, from one run (the default paths of all
-grids are timed round-robin; the ratio is the median over rounds). Gradients are set to None
-outside the timed region.
+``sparse="auto"`` (the default) picks by size. Ratios are to the G=5 default time, from one run
+(the default paths of all grids are timed round-robin; the ratio is the median over rounds).
+Gradients are set to None outside the timed region.
 Run:  python benchmarks/grid_scaling.py [--width 128] [--batch 1024] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = (torch.rand(args.batch, args.width) * 2 - 1).requires_grad_()
-    print(f"width {args.width}, batch {args.batch}, order 3, threads {args.threads}, torch {torch.__version__}")
+    print(
+        f"width {args.width}, batch {args.batch}, order 3, threads {args.threads}, torch {torch.__version__}"
+    )
     print(f"native kernels: {kantk.native_status()}")
     layers = {g: kantk.KANLayer(args.width, args.width, basis_kwargs={"grid_size": g}) for g in args.grids}
     steps = {g: (lambda layer=layer: layer(x).sum().backward()) for g, layer in layers.items()}

@@ -56,7 +56,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-import kantk
+import kantk  # noqa: E402 (needs the sys.path setup above)
 
 FLOOR = "GEMM floor"
 FLOOR_NO_BASE = "GEMM floor, no base col"
@@ -68,7 +68,9 @@ PYKAN = "pykan KANLayer"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Median forward+backward time of a KAN layer vs its GEMM floor, an MLP layer and pykan (CPU).",
+        description=(
+            "Median forward+backward time of a KAN layer vs its GEMM floor, an MLP layer and pykan (CPU)."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--batch", type=int, default=1024, help="batch size")
@@ -289,7 +291,10 @@ def print_table(args: argparse.Namespace, width: int, res: dict[str, dict[str, A
     )
     print(header)
     print("  " + "-" * (len(header) - 2))
-    fmt = lambda r: "-" if r is None else f"{r:.2f}"
+
+    def fmt(r: float | None) -> str:
+        return "-" if r is None else f"{r:.2f}"
+
     for name, r in res.items():
         if "median_ms" not in r:
             print(f"  {name:<26}{'failed: ' + r.get('error', '?')}")

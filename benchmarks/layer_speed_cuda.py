@@ -25,6 +25,7 @@ with CUDA events (median reported; slow cases get fewer, at least 3), and the pe
 allocates beyond what was allocated before it (``torch.cuda.max_memory_allocated``). A case that
 fails (e.g. out of memory) is reported and skipped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,8 +87,13 @@ class Timer:
         return (time.perf_counter() - t) * 1e3
 
 
-def _case(module: nn.Module, x: torch.Tensor, pick=lambda y: y, autocast: torch.dtype | None = None,
-          env: dict[str, str] | None = None):
+def _case(
+    module: nn.Module,
+    x: torch.Tensor,
+    pick=lambda y: y,
+    autocast: torch.dtype | None = None,
+    env: dict[str, str] | None = None,
+):
     if env:
         inner = _case(module, x, pick, autocast)
 
@@ -192,7 +198,9 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
         return _case(lin, feats)
 
     add("GEMM floor", floor)
-    add("MLP Linear+SiLU", lambda: _case(nn.Sequential(nn.Linear(width, width), nn.SiLU()).to(device), x_in()))
+    add(
+        "MLP Linear+SiLU", lambda: _case(nn.Sequential(nn.Linear(width, width), nn.SiLU()).to(device), x_in())
+    )
 
     def kantk_layer(basis: str, kwargs: dict, autocast=None, path: str | None = None, env=None):
         def build():
@@ -211,30 +219,45 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
     add("kantk bspline", kantk_layer("bspline", {"grid_size": grid, "order": k}))
     if width <= 256 and device.type == "cuda":
         for forced in ("triton", "triton_sparse") + (("torch_sparse",) if grid >= 50 else ()):
-            add(f"kantk bspline ({forced} path)", kantk_layer("bspline", {"grid_size": grid, "order": k},
-                                                               path=forced))
+            add(
+                f"kantk bspline ({forced} path)",
+                kantk_layer("bspline", {"grid_size": grid, "order": k}, path=forced),
+            )
     if args.profile and grid == 5 and device.type == "cuda" and width <= 256:
         profile_step(kantk_layer("bspline", {"grid_size": grid, "order": k})())
     if grid == 5 and device.type == "cuda":
-        add("kantk bspline (fused form)", kantk_layer("bspline", {"grid_size": grid, "order": k},
-                                                      env={"KANTK_TRITON_FORM": "fused"}))
+        add(
+            "kantk bspline (fused form)",
+            kantk_layer("bspline", {"grid_size": grid, "order": k}, env={"KANTK_TRITON_FORM": "fused"}),
+        )
         results["_accuracy"] = accuracy(width, min(batch, 8192), grid, k, device)
         print(f"  accuracy vs float64: {results['_accuracy']}", flush=True)
     if grid == 5:
         if device.type == "cuda":
-            add("kantk bspline bf16 autocast", kantk_layer("bspline", {"grid_size": grid, "order": k},
-                                                           autocast=torch.bfloat16))
+            add(
+                "kantk bspline bf16 autocast",
+                kantk_layer("bspline", {"grid_size": grid, "order": k}, autocast=torch.bfloat16),
+            )
         add("kantk rbf (8 centres)", kantk_layer("rbf", {"num_centers": 8}))
         add("kantk chebyshev (deg 7)", kantk_layer("chebyshev", {"degree": 7}))
     if "efficient-kan" in peers and grid <= args.peer_max_g and not (width >= 1024 and grid > 5):
-        add("efficient-kan", lambda: _case(peers["efficient-kan"](width, width, grid_size=grid, spline_order=k)
-                                           .to(device), x_in()))
+        add(
+            "efficient-kan",
+            lambda: _case(
+                peers["efficient-kan"](width, width, grid_size=grid, spline_order=k).to(device), x_in()
+            ),
+        )
     if grid == 5:
         if "fast-kan (8 RBF)" in peers:
-            add("fast-kan (8 RBF)", lambda: _case(peers["fast-kan (8 RBF)"](width, width, num_grids=8).to(device),
-                                                  x_in()))
+            add(
+                "fast-kan (8 RBF)",
+                lambda: _case(peers["fast-kan (8 RBF)"](width, width, num_grids=8).to(device), x_in()),
+            )
         if "ChebyKAN (deg 7)" in peers:
-            add("ChebyKAN (deg 7)", lambda: _case(peers["ChebyKAN (deg 7)"](width, width, 7).to(device), x_in()))
+            add(
+                "ChebyKAN (deg 7)",
+                lambda: _case(peers["ChebyKAN (deg 7)"](width, width, 7).to(device), x_in()),
+            )
     return results
 
 
@@ -306,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         triton_version = triton.__version__
     except ImportError:
         triton_version = "not installed"
-    print(f"device: {name}; torch {torch.__version__}; triton {triton_version}; TF32 {'on' if args.tf32 else 'off'}")
+    print(
+        f"device: {name}; torch {torch.__version__}; triton {triton_version}; TF32 "
+        f"{'on' if args.tf32 else 'off'}"
+    )
     peers = import_peers(args.peers)
     all_results: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -319,8 +345,13 @@ def main(argv: list[str] | None = None) -> int:
         print_table(key, res)
     print(f"\ntotal benchmark time {time.perf_counter() - t0:.1f} s")
     if args.json:
-        payload = {"device": name, "torch": torch.__version__, "triton": triton_version, "tf32": args.tf32,
-                   "results": all_results}
+        payload = {
+            "device": name,
+            "torch": torch.__version__,
+            "triton": triton_version,
+            "tf32": args.tf32,
+            "results": all_results,
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

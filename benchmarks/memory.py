@@ -5,6 +5,7 @@ forward+backward (Linux VmHWM, reset through /proc/self/clear_refs) minus the re
 just before it, so gradients, saved activations, temporaries and kantk's reusable scratch
 buffers all count. Run:  python benchmarks/memory.py [--batch 8192] [--width 256] [--grid 5] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,9 @@ def _step(case: str, batch: int, width: int, grid: int, order: int) -> float:
             y.sum().backward()
     else:  # MLP block with about the same parameter count as the KAN layer
         hidden = width * (grid + order + 1) // 2
-        model = torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, width))
+        model = torch.nn.Sequential(
+            torch.nn.Linear(width, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, width)
+        )
         run = lambda: model(x).sum().backward()  # noqa: E731
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak-RSS high-water mark
@@ -75,14 +78,34 @@ def main() -> None:
     results = {}
     for case in CASES:
         out = subprocess.run(
-            [sys.executable, __file__, "--case", case, *[f"--{k}={v}" for k, v in
-             (("batch", args.batch), ("width", args.width), ("grid", args.grid), ("order", args.order), ("threads", args.threads))]],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                __file__,
+                "--case",
+                case,
+                *[
+                    f"--{k}={v}"
+                    for k, v in (
+                        ("batch", args.batch),
+                        ("width", args.width),
+                        ("grid", args.grid),
+                        ("order", args.order),
+                        ("threads", args.threads),
+                    )
+                ],
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         results[case] = json.loads(out.stdout.strip().splitlines()[-1])
     mlp = results["mlp"]["peak_mib"]
     print(f"{'case':28s} {'params':>10s} {'step peak MiB':>14s} {'x MLP':>7s}")
-    names = {"kantk": "kantk KANLayer (default path)", "dense": "dense basis + matmul", "mlp": "MLP block (Linear-SiLU-Linear)"}
+    names = {
+        "kantk": "kantk KANLayer (default path)",
+        "dense": "dense basis + matmul",
+        "mlp": "MLP block (Linear-SiLU-Linear)",
+    }
     for case in CASES:
         r = results[case]
         print(f"{names[case]:28s} {r['params']:>10d} {r['peak_mib']:>14.1f} {r['peak_mib'] / mlp:>7.2f}")

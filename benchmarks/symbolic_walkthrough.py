@@ -17,6 +17,7 @@ Ratios are to pykan's time measured in the same run. The default of one thread k
 meaningful on a shared machine (many small ops stall on busy threads); both toolkits get the same
 setting. Nothing is written outside the temporary directory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,7 +71,8 @@ def per_pair(n_edges: int, repeats: int, pykan: bool) -> dict[str, float]:
     x, y = synthetic_edges(max(n_edges, 1))
     fit_affine(x[:1], y[:1], functions[:2])  # warm up
     out = {
-        "kantk, 1 edge x 29 functions": time_it(lambda: fit_affine(x[:1], y[:1], functions), repeats) / len(functions),
+        "kantk, 1 edge x 29 functions": time_it(lambda: fit_affine(x[:1], y[:1], functions), repeats)
+        / len(functions),
         f"kantk, {n_edges} edges x 29 functions": time_it(lambda: fit_affine(x, y, functions), repeats)
         / (len(functions) * n_edges),
     }
@@ -136,7 +138,9 @@ def pykan_walkthrough(steps: int) -> dict[str, Any]:
     from kan import KAN
     from kan.utils import create_dataset
 
-    f = lambda x: torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)
+    def f(x):
+        return torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)
+
     quiet = contextlib.ExitStack()
     quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
     quiet.enter_context(contextlib.redirect_stderr(io.StringIO()))  # pykan's progress bars
@@ -185,20 +189,31 @@ def main() -> None:
     pairs = per_pair(args.edges, args.repeats, pykan)
     anchor = pairs.get("pykan fit_params (its suggest_symbolic, per function)")
     for name, seconds in pairs.items():
-        ratio = f"  ({anchor / seconds:6.0f}x faster than pykan)" if anchor and not name.startswith("pykan") else ""
+        ratio = (
+            f"  ({anchor / seconds:6.0f}x faster than pykan)"
+            if anchor and not name.startswith("pykan")
+            else ""
+        )
         print(f"{name:58s} {seconds * 1e3:9.2f} ms{ratio}")
 
     print(f"\n== walkthrough: {FORMULA}, float64, {args.steps} LBFGS steps per fit ==")
     ours = kantk_walkthrough(args.steps)
     for stage, seconds in ours["times"].items():
         print(f"  kantk {stage.strip():18s} {seconds:7.2f} s")
-    print(f"kantk total: {ours['total']:.1f} s (importing Lightning before it: {ours['import']:.1f} s); "
-          f"pruned widths {ours['widths']}; edges {ours['edges']}")
-    print(f"kantk formula: {ours['formula']}   (max |formula - f| on the test inputs: {ours['max_error']:.2e}; "
-          f"test rmse after the symbolic refit {ours['test_rmse']:.2e})")
+    print(
+        f"kantk total: {ours['total']:.1f} s (importing Lightning before it: {ours['import']:.1f} s); "
+        f"pruned widths {ours['widths']}; edges {ours['edges']}"
+    )
+    print(
+        f"kantk formula: {ours['formula']}   (max |formula - f| on the test inputs: {ours['max_error']:.2e}; "
+        f"test rmse after the symbolic refit {ours['test_rmse']:.2e})"
+    )
     if pykan:
         theirs = pykan_walkthrough(args.steps)
-        print(f"pykan total: {theirs['total']:.1f} s; formula: {theirs['formula']}; test rmse {theirs['test_rmse']:.2e}")
+        print(
+            f"pykan total: {theirs['total']:.1f} s; formula: {theirs['formula']}; test rmse "
+            f"{theirs['test_rmse']:.2e}"
+        )
         print(f"kantk / pykan wall time: {ours['total'] / theirs['total']:.2f}")
 
 

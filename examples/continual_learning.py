@@ -20,12 +20,14 @@ Run:  python examples/continual_learning.py [--plot continual.png] [--steps 500]
 ``--quick`` (G = 50, 60 steps per phase) runs in seconds. Nothing is written unless ``--plot``
 names a path.
 """
+
 from __future__ import annotations
 
 import argparse
 import math
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -57,8 +59,10 @@ def region_rmse(model: torch.nn.Module, i: int) -> float:
 def make_mlp(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return torch.nn.Sequential(
-        torch.nn.Linear(1, 64), torch.nn.SiLU(),
-        torch.nn.Linear(64, 64), torch.nn.SiLU(),
+        torch.nn.Linear(1, 64),
+        torch.nn.SiLU(),
+        torch.nn.Linear(64, 64),
+        torch.nn.SiLU(),
         torch.nn.Linear(64, 1),
     )
 
@@ -103,7 +107,9 @@ def plot(path: str, snapshots: list[dict[str, Any]], phases: list[dict[str, torc
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=int, default=200, help="KAN grid size G (default 200)")
-    parser.add_argument("--steps", type=int, default=500, help="Adam steps per phase, both models (default 500)")
+    parser.add_argument(
+        "--steps", type=int, default=500, help="Adam steps per phase, both models (default 500)"
+    )
     parser.add_argument("--samples", type=int, default=100, help="training samples per phase (default 100)")
     parser.add_argument("--kan-lr", type=float, default=0.1, help="KAN Adam learning rate (default 0.1)")
     parser.add_argument("--mlp-lr", type=float, default=3e-3, help="MLP Adam learning rate (default 3e-3)")
@@ -119,33 +125,45 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(args.seed)
     phases = [phase_data(i, args.samples, generator) for i in range(len(CENTRES))]
 
-    kan = kantk.KAN([1, 1], basis="bspline", basis_kwargs={"grid_size": args.grid, "order": 3},
-                    base_activation="zero", seed=args.seed)
+    kan = kantk.KAN(
+        [1, 1],
+        basis="bspline",
+        basis_kwargs={"grid_size": args.grid, "order": 3},
+        base_activation="zero",
+        seed=args.seed,
+    )
     for layer in kan.layers:
         layer.scale_sp.requires_grad_(False)  # only the local coefficients learn
     mlp = make_mlp(args.seed)
 
     snapshots: list[dict[str, Any]] = []
     xs = torch.linspace(-1, 1, 1000).unsqueeze(1)
-    for i, data in enumerate(phases):
-        kantk.fit(kan, data, steps=args.steps, optimizer="adam", lr=args.kan_lr,
-                  progress=False, seed=args.seed)
+    for data in phases:
+        kantk.fit(
+            kan, data, steps=args.steps, optimizer="adam", lr=args.kan_lr, progress=False, seed=args.seed
+        )
         train_mlp(mlp, data, args.steps, lr=args.mlp_lr)
         with torch.no_grad():
             snapshots.append({"kan": kan(xs).clone(), "mlp": mlp(xs).clone()})
 
-    rows = [{"peak": i + 1, "centre": c, "kan": region_rmse(kan, i), "mlp": region_rmse(mlp, i)}
-            for i, c in enumerate(CENTRES)]
+    rows = [
+        {"peak": i + 1, "centre": c, "kan": region_rmse(kan, i), "mlp": region_rmse(mlp, i)}
+        for i, c in enumerate(CENTRES)
+    ]
     elapsed = time.perf_counter() - start
 
-    print(f"continual learning: {len(CENTRES)} phases, {args.samples} samples each, {args.steps} Adam steps "
-          f"per phase; KAN [1, 1] G={args.grid} base_activation=zero vs MLP [1, 64, 64, 1] SiLU")
+    print(
+        f"continual learning: {len(CENTRES)} phases, {args.samples} samples each, {args.steps} Adam steps "
+        f"per phase; KAN [1, 1] G={args.grid} base_activation=zero vs MLP [1, 64, 64, 1] SiLU"
+    )
     print("RMSE on each peak's interval after the last phase:")
     print("| peak | centre | interval | KAN RMSE | MLP RMSE |")
     print("|---|---|---|---|---|")
     for r in rows:
         lo, hi = r["centre"] - HALF, r["centre"] + HALF
-        print(f"| {r['peak']} | {r['centre']:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {r['kan']:.2e} | {r['mlp']:.2e} |")
+        print(
+            f"| {r['peak']} | {r['centre']:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {r['kan']:.2e} | {r['mlp']:.2e} |"
+        )
     earlier_kan = math.sqrt(sum(r["kan"] ** 2 for r in rows[:-1]) / (len(rows) - 1))
     earlier_mlp = math.sqrt(sum(r["mlp"] ** 2 for r in rows[:-1]) / (len(rows) - 1))
     print(f"earlier peaks (1-{len(rows) - 1}) RMSE: KAN {earlier_kan:.2e}  MLP {earlier_mlp:.2e}")

@@ -33,6 +33,7 @@ Run:  python examples/feynman.py [--equations I.16.6 I.37.4] [--steps 50] [--see
 ``--plot PATH`` writes each pruned KAN's activations (one panel per equation) there; nothing is
 written otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,15 @@ EQUATIONS: dict[str, dict[str, Any]] = {
         "lamb": 1e-4,  # the paper's 1e-3 prunes too far here (see the results)
         "widths": [3, 5, 1],
         "library": ["x", "x^2", "exp", "gaussian", "1/x", "1/x^2", "log"],
-        "paper": {"human": [3, 2, 2, 1, 1], "min": [3, 4, 1], "best": [3, 2, 2, 1, 1],
-                  "human_rmse": 1.22e-3, "pruned_rmse": 4.45e-4, "unpruned_rmse": 1.25e-3, "mlp_rmse": 7.40e-4},
+        "paper": {
+            "human": [3, 2, 2, 1, 1],
+            "min": [3, 4, 1],
+            "best": [3, 2, 2, 1, 1],
+            "human_rmse": 1.22e-3,
+            "pruned_rmse": 4.45e-4,
+            "unpruned_rmse": 1.25e-3,
+            "mlp_rmse": 7.40e-4,
+        },
     },
     "I.9.18": {
         "display": "a/((b-1)^2+(c-d)^2+(e-f)^2)",
@@ -75,21 +83,36 @@ EQUATIONS: dict[str, dict[str, Any]] = {
         "lamb": 1e-4,  # the paper's 1e-3 prunes too far here (see the results)
         "widths": [6, 5, 5, 1],
         "library": ["x", "x^2", "1/x", "log", "exp"],
-        "paper": {"human": [6, 4, 2, 1, 1], "min": [6, 4, 1, 1], "best": [6, 4, 1, 1],
-                  "human_rmse": 1.48e-3, "pruned_rmse": 8.62e-3, "unpruned_rmse": 6.56e-3, "mlp_rmse": 1.59e-3},
+        "paper": {
+            "human": [6, 4, 2, 1, 1],
+            "min": [6, 4, 1, 1],
+            "best": [6, 4, 1, 1],
+            "human_rmse": 1.48e-3,
+            "pruned_rmse": 8.62e-3,
+            "unpruned_rmse": 6.56e-3,
+            "mlp_rmse": 1.59e-3,
+        },
     },
     "I.16.6": {
         "display": "(a+b)/(1+a b)",
         "formula": "(x1+x2)/(1+x1*x2)",
         "vars": ["a", "b"],
-        # pykan's ranges give a = u/c in [-0.8, 0.8]; on (-1, 1)^2 (the paper's text) f jumps at (1, -1) and (-1, 1)
+        # pykan's ranges give a = u/c in [-0.8, 0.8]; on (-1, 1)^2 (the paper's text)
+        # f jumps at (1, -1) and (-1, 1)
         "ranges": [(-0.8, 0.8), (-0.8, 0.8)],
         "lamb": 1e-2,
         "widths": [2, 5, 1],
         "weight_simple": 0.5,  # at pykan's 0.8, x (r2 0.992) beats arctanh (r2 1.0000) on layer 0
         "library": ["x", "x^2", "tanh", "arctanh", "1/x"],
-        "paper": {"human": [2, 2, 2, 2, 2, 1], "min": [2, 2, 1], "best": [2, 2, 1],
-                  "human_rmse": 1.06e-3, "pruned_rmse": 1.19e-3, "unpruned_rmse": 1.53e-3, "mlp_rmse": 6.20e-4},
+        "paper": {
+            "human": [2, 2, 2, 2, 2, 1],
+            "min": [2, 2, 1],
+            "best": [2, 2, 1],
+            "human_rmse": 1.06e-3,
+            "pruned_rmse": 1.19e-3,
+            "unpruned_rmse": 1.53e-3,
+            "mlp_rmse": 6.20e-4,
+        },
     },
     "I.29.16": {
         "display": "sqrt(1+a^2-2 a cos(theta1-theta2))",
@@ -99,8 +122,15 @@ EQUATIONS: dict[str, dict[str, Any]] = {
         "lamb": 1e-3,
         "widths": [3, 5, 5, 1],
         "library": ["x", "x^2", "sin", "cos", "sqrt"],
-        "paper": {"human": [3, 2, 2, 3, 2, 1, 1], "min": [3, 2, 2, 1], "best": [3, 2, 3, 1],
-                  "human_rmse": 2.36e-1, "pruned_rmse": 3.99e-3, "unpruned_rmse": 3.20e-3, "mlp_rmse": 4.64e-3},
+        "paper": {
+            "human": [3, 2, 2, 3, 2, 1, 1],
+            "min": [3, 2, 2, 1],
+            "best": [3, 2, 3, 1],
+            "human_rmse": 2.36e-1,
+            "pruned_rmse": 3.99e-3,
+            "unpruned_rmse": 3.20e-3,
+            "mlp_rmse": 4.64e-3,
+        },
     },
     "I.37.4": {
         "display": "1+a+2 sqrt(a) cos(delta)",
@@ -110,8 +140,15 @@ EQUATIONS: dict[str, dict[str, Any]] = {
         "lamb": 1e-2,
         "widths": [2, 5, 1],
         "library": ["x", "x^2", "sqrt", "sin", "cos"],
-        "paper": {"human": [2, 3, 2, 1], "min": [2, 2, 1], "best": [2, 2, 1],
-                  "human_rmse": 7.57e-5, "pruned_rmse": 4.91e-6, "unpruned_rmse": 3.41e-4, "mlp_rmse": 5.67e-4},
+        "paper": {
+            "human": [2, 3, 2, 1],
+            "min": [2, 2, 1],
+            "best": [2, 2, 1],
+            "human_rmse": 7.57e-5,
+            "pruned_rmse": 4.91e-6,
+            "unpruned_rmse": 3.41e-4,
+            "mlp_rmse": 5.67e-4,
+        },
     },
     "II.35.18": {
         "display": "n0/(exp(a)+exp(-a))",
@@ -121,8 +158,15 @@ EQUATIONS: dict[str, dict[str, Any]] = {
         "lamb": 1e-3,
         "widths": [2, 5, 1],
         "library": ["x", "x^2", "exp", "log", "gaussian"],
-        "paper": {"human": [2, 1, 1], "min": [2, 1, 1], "best": [2, 1, 1, 1],
-                  "human_rmse": 4.13e-4, "pruned_rmse": 1.58e-4, "unpruned_rmse": 7.71e-5, "mlp_rmse": 7.92e-5},
+        "paper": {
+            "human": [2, 1, 1],
+            "min": [2, 1, 1],
+            "best": [2, 1, 1, 1],
+            "human_rmse": 4.13e-4,
+            "pruned_rmse": 1.58e-4,
+            "unpruned_rmse": 7.71e-5,
+            "mlp_rmse": 7.92e-5,
+        },
     },
 }
 
@@ -132,21 +176,44 @@ def rmse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return math.sqrt(float(torch.mean((model(x) - y) ** 2)))
 
 
-def run_equation(name: str, steps: int, samples: int, seed: int, lamb: float | None, grids: Sequence[int],
-                 weight_simple: float | None = None) -> dict[str, Any]:
+def run_equation(
+    name: str,
+    steps: int,
+    samples: int,
+    seed: int,
+    lamb: float | None,
+    grids: Sequence[int],
+    weight_simple: float | None = None,
+) -> dict[str, Any]:
     """The recipe for one equation; returns a result row (and the pruned model under "model")."""
     spec = EQUATIONS[name]
     start = time.perf_counter()
     n_vars = len(spec["vars"])
-    data = kantk.create_dataset(spec["formula"], n_vars=n_vars, ranges=spec["ranges"], train_num=samples,
-                                test_num=samples, seed=0, dtype=torch.float64)
+    data = kantk.create_dataset(
+        spec["formula"],
+        n_vars=n_vars,
+        ranges=spec["ranges"],
+        train_num=samples,
+        test_num=samples,
+        seed=0,
+        dtype=torch.float64,
+    )
     x, x_test, y_test = data["train_input"], data["test_input"], data["test_label"]
     fit = {"progress": False, "seed": seed}
 
-    model = kantk.KAN(spec["widths"], basis_kwargs={"grid_size": grids[0], "order": 3}, seed=seed).to(torch.float64)
+    model = kantk.KAN(spec["widths"], basis_kwargs={"grid_size": grids[0], "order": 3}, seed=seed).to(
+        torch.float64
+    )
     lamb = spec["lamb"] if lamb is None else lamb
-    kantk.fit(model, data, steps=steps, regularisers={"l1_entropy": {"weight": lamb}},
-              grid_update_every=5, grid_update_until=50, **fit)
+    kantk.fit(
+        model,
+        data,
+        steps=steps,
+        regularisers={"l1_entropy": {"weight": lamb}},
+        grid_update_every=5,
+        grid_update_until=50,
+        **fit,
+    )
     unpruned_rmse = rmse(model, x_test, y_test)
     model = kantk.prune(model, x)
     pruned_widths = list(model.widths)
@@ -183,10 +250,21 @@ def run_equation(name: str, steps: int, samples: int, seed: int, lamb: float | N
         except ValueError as error:  # should not happen: every live edge is symbolic
             formula = f"failed: {error}"
     return {
-        "name": name, "display": spec["display"], "widths": spec["widths"], "pruned": pruned_widths, "used": used,
-        "unpruned_rmse": unpruned_rmse, "numeric_rmse": numeric_rmse, "symbolic_rmse": symbolic_rmse,
-        "formula": formula, "edges": [(r.layer, r.i, r.j, r.name, r.r2, r.status) for r in report],
-        "stages": stages, "paper": spec["paper"], "seconds": time.perf_counter() - start, "model": pruned, "x": x,
+        "name": name,
+        "display": spec["display"],
+        "widths": spec["widths"],
+        "pruned": pruned_widths,
+        "used": used,
+        "unpruned_rmse": unpruned_rmse,
+        "numeric_rmse": numeric_rmse,
+        "symbolic_rmse": symbolic_rmse,
+        "formula": formula,
+        "edges": [(r.layer, r.i, r.j, r.name, r.r2, r.status) for r in report],
+        "stages": stages,
+        "paper": spec["paper"],
+        "seconds": time.perf_counter() - start,
+        "model": pruned,
+        "x": x,
     }
 
 
@@ -202,9 +280,12 @@ def pruned_shape(r: dict[str, Any]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        ("| equation | dimensionless formula | KAN | kantk pruned | paper pruned (min / best) | kantk pruned RMSE "
-         "| paper pruned | kantk unpruned | paper unpruned | paper human | paper MLP "
-         "| kantk formula (symbolic test RMSE) | time |"),
+        (
+            "| equation | dimensionless formula | KAN | kantk pruned | paper pruned (min / best) | kantk "
+            "pruned RMSE "
+            "| paper pruned | kantk unpruned | paper unpruned | paper human | paper MLP "
+            "| kantk formula (symbolic test RMSE) | time |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -213,14 +294,15 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['name']} | `{r['display']}` | {shape(r['widths'])} | {pruned_shape(r)} | "
             f"{shape(p['min'])} / {shape(p['best'])} | {r['numeric_rmse']:.2e} | {p['pruned_rmse']:.2e} | "
-            f"{r['unpruned_rmse']:.2e} | {p['unpruned_rmse']:.2e} | {p['human_rmse']:.2e} | {p['mlp_rmse']:.2e} | {found} | {r['seconds']:.0f} s |"
+            f"{r['unpruned_rmse']:.2e} | {p['unpruned_rmse']:.2e} | {p['human_rmse']:.2e} | "
+            f"{p['mlp_rmse']:.2e} | {found} | {r['seconds']:.0f} s |"
         )
     return "\n".join(lines)
 
 
 def latex(name: str) -> str:
     """``theta1`` -> ``$\\theta_{1}$``, ``n0`` -> ``$n_{0}$``, ``a`` -> ``$a$``."""
-    base, index = name.rstrip("0123456789"), name[len(name.rstrip("0123456789")):]
+    base, index = name.rstrip("0123456789"), name[len(name.rstrip("0123456789")) :]
     base = f"\\{base}" if base in ("theta", "sigma", "delta") else base
     return f"${base}_{{{index}}}$" if index else f"${base}$"
 
@@ -235,8 +317,14 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     images = []
     for r in rows:
         names = [latex(v) for v in EQUATIONS[r["name"]]["vars"]]
-        fig = kantk.plot_activations(r["model"], r["x"], in_vars=names, out_vars=["$f$"],
-                                     title=f"{r['name']}: pruned to {shape(r['pruned'])}", figsize=(4, 3.2))
+        fig = kantk.plot_activations(
+            r["model"],
+            r["x"],
+            in_vars=names,
+            out_vars=["$f$"],
+            title=f"{r['name']}: pruned to {shape(r['pruned'])}",
+            figsize=(4, 3.2),
+        )
         fig.canvas.draw()
         images.append(fig)
     cols = min(3, len(images))
@@ -256,13 +344,24 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--equations", nargs="+", choices=list(EQUATIONS), default=list(EQUATIONS))
     parser.add_argument("--steps", type=int, default=50, help="LBFGS steps per fit (default 50)")
     parser.add_argument("--samples", type=int, default=1000, help="training and test samples (default 1000)")
-    parser.add_argument("--lamb", type=float, help="l1_entropy weight while sparsifying (default: per equation, EQUATIONS[...][\"lamb\"])")
-    parser.add_argument("--grids", type=int, nargs="+", default=[5, 10, 20], help="grid sizes (default 5 10 20)")
-    parser.add_argument("--weight-simple", type=float,
-                        help="auto_symbolic's weight_simple (default: pykan's 0.8, 0.5 for I.16.6)")
+    parser.add_argument(
+        "--lamb",
+        type=float,
+        help='l1_entropy weight while sparsifying (default: per equation, EQUATIONS[...]["lamb"])',
+    )
+    parser.add_argument(
+        "--grids", type=int, nargs="+", default=[5, 10, 20], help="grid sizes (default 5 10 20)"
+    )
+    parser.add_argument(
+        "--weight-simple",
+        type=float,
+        help="auto_symbolic's weight_simple (default: pykan's 0.8, 0.5 for I.16.6)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", metavar="PATH", help="write the pruned KANs' activations here")
-    parser.add_argument("--quick", action="store_true", help="smoke test: I.16.6 only, 200 points, short fits")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: I.16.6 only, 200 points, short fits"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.equations, args.steps, args.samples, args.grids = ["I.16.6"], 3, 200, [5, 10]
@@ -272,14 +371,25 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     for name in args.equations:
         r = run_equation(name, args.steps, args.samples, args.seed, args.lamb, args.grids, args.weight_simple)
         rows.append(r)
-        print(f"{name}: {r['display']}: KAN {shape(r['widths'])} pruned to {pruned_shape(r)} "
-              f"(paper {shape(r['paper']['min'])} / {shape(r['paper']['best'])}); unpruned test RMSE "
-              f"{r['unpruned_rmse']:.2e}, pruned and refined {r['numeric_rmse']:.2e} (paper {r['paper']['pruned_rmse']:.2e})",
-              flush=True)
-        print("  edges: " + ", ".join(f"({l},{i},{j}) {n} r2={r2:.4f}{'' if s == 'fixed' else ' ' + s}"
-                                      for l, i, j, n, r2, s in r["edges"]))
+        print(
+            f"{name}: {r['display']}: KAN {shape(r['widths'])} pruned to {pruned_shape(r)} "
+            f"(paper {shape(r['paper']['min'])} / {shape(r['paper']['best'])}); unpruned test RMSE "
+            f"{r['unpruned_rmse']:.2e}, pruned and refined {r['numeric_rmse']:.2e} (paper "
+            f"{r['paper']['pruned_rmse']:.2e})",
+            flush=True,
+        )
+        print(
+            "  edges: "
+            + ", ".join(
+                f"({l},{i},{j}) {n} r2={r2:.4f}{'' if s == 'fixed' else ' ' + s}"
+                for l, i, j, n, r2, s in r["edges"]
+            )
+        )
         print("  after pruning: " + ", ".join(f"G={g}: {e:.2e} ({t:.0f} s)" for g, e, t in r["stages"]))
-        print(f"  formula: {r['formula']}" + ("" if r["formula"] == "-" else f" (symbolic test RMSE {r['symbolic_rmse']:.2e})"))
+        print(
+            f"  formula: {r['formula']}"
+            + ("" if r["formula"] == "-" else f" (symbolic test RMSE {r['symbolic_rmse']:.2e})")
+        )
         print(f"  time: {r['seconds']:.1f} s", flush=True)
     print()
     print(table(rows))

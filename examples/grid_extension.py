@@ -29,13 +29,15 @@ Run:  python examples/grid_extension.py [--plot grid_extension.png] [--steps 200
 ``--quick`` is a smoke test (grids 3, 5, 10; 200 points; 2 short LBFGS steps per grid) that runs
 in seconds. Nothing is written unless ``--plot`` names a path.
 """
+
 from __future__ import annotations
 
 import argparse
-from copy import deepcopy
 import math
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from copy import deepcopy
+from typing import Any
 
 import torch
 
@@ -53,8 +55,13 @@ def rmse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return math.sqrt(float(torch.mean((model(x) - y) ** 2)))
 
 
-def train_loop(model: torch.nn.Module, data: dict[str, torch.Tensor], steps: int, max_iter: int = 20,
-               grid_update: bool = True) -> None:
+def train_loop(
+    model: torch.nn.Module,
+    data: dict[str, torch.Tensor],
+    steps: int,
+    max_iter: int = 20,
+    grid_update: bool = True,
+) -> None:
     """pykan's ``fit`` (LBFGS, grids updated every 5 steps until step 50) on a normalised objective.
 
     The MSE is divided by its value at the start, which keeps torch's absolute LBFGS curvature
@@ -62,8 +69,15 @@ def train_loop(model: torch.nn.Module, data: dict[str, torch.Tensor], steps: int
     module (e.g. an MLP baseline) with the same optimiser.
     """
     x, y = data["train_input"], data["train_label"]
-    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, history_size=10,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-32, tolerance_change=1e-32)
+    opt = torch.optim.LBFGS(
+        model.parameters(),
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=10,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-32,
+        tolerance_change=1e-32,
+    )
     scale = 1.0
 
     def closure() -> torch.Tensor:
@@ -81,15 +95,31 @@ def train_loop(model: torch.nn.Module, data: dict[str, torch.Tensor], steps: int
         opt.step(closure)
 
 
-def train_fit(model: kantk.KAN, data: dict[str, torch.Tensor], steps: int, max_iter: int = 20, seed: int = 0) -> None:
+def train_fit(
+    model: kantk.KAN, data: dict[str, torch.Tensor], steps: int, max_iter: int = 20, seed: int = 0
+) -> None:
     """The same recipe with kantk.fit."""
-    kantk.fit(model, data, steps=steps, optimizer="lbfgs", grid_update_every=5, grid_update_until=50,
-              progress=False, seed=seed, optimizer_kwargs={"max_iter": max_iter})
+    kantk.fit(
+        model,
+        data,
+        steps=steps,
+        optimizer="lbfgs",
+        grid_update_every=5,
+        grid_update_until=50,
+        progress=False,
+        seed=seed,
+        optimizer_kwargs={"max_iter": max_iter},
+    )
 
 
 def run(
-    widths: Sequence[int], grids: Sequence[int], data: dict[str, torch.Tensor], steps: int, seed: int,
-    max_iter: int = 20, engine: str = "loop",
+    widths: Sequence[int],
+    grids: Sequence[int],
+    data: dict[str, torch.Tensor],
+    steps: int,
+    seed: int,
+    max_iter: int = 20,
+    engine: str = "loop",
 ) -> list[dict[str, Any]]:
     """Train ``widths`` on each grid in turn, refining between grids; one result row per grid."""
     x_train, y_train = data["train_input"], data["train_label"]
@@ -109,15 +139,24 @@ def run(
             train_fit(model, data, steps, max_iter, seed)
         else:
             train_loop(model, data, steps, max_iter)
-        rows.append({
-            "widths": list(widths), "grid": grid, "params": sum(layer.coef.numel() for layer in model.layers),
-            "train_rmse": rmse(model, x_train, y_train), "test_rmse": rmse(model, x_test, y_test),
-            "test_rmse_extend": rmse(extended(model), x_test, y_test),
-            "refine_change": change, "seconds": time.perf_counter() - start,
-        })
+        rows.append(
+            {
+                "widths": list(widths),
+                "grid": grid,
+                "params": sum(layer.coef.numel() for layer in model.layers),
+                "train_rmse": rmse(model, x_train, y_train),
+                "test_rmse": rmse(model, x_test, y_test),
+                "test_rmse_extend": rmse(extended(model), x_test, y_test),
+                "refine_change": change,
+                "seconds": time.perf_counter() - start,
+            }
+        )
         r = rows[-1]
-        print(f"{list(widths)} G={grid}: train RMSE {r['train_rmse']:.2e}, test RMSE {r['test_rmse']:.2e} "
-              f"(extended {r['test_rmse_extend']:.2e}) ({r['seconds']:.0f} s)", flush=True)
+        print(
+            f"{list(widths)} G={grid}: train RMSE {r['train_rmse']:.2e}, test RMSE {r['test_rmse']:.2e} "
+            f"(extended {r['test_rmse_extend']:.2e}) ({r['seconds']:.0f} s)",
+            flush=True,
+        )
     return rows
 
 
@@ -130,12 +169,17 @@ def extended(model: kantk.KAN) -> kantk.KAN:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| widths | G | coefficients | train RMSE | test RMSE | test RMSE, splines extended | max change at refine |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| widths | G | coefficients | train RMSE | test RMSE | test RMSE, splines extended | max change at "
+        "refine |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         change = "-" if r["grid"] == rows[0]["grid"] else f"{r['refine_change']:.1e}"
-        lines.append(f"| {r['widths']} | {r['grid']} | {r['params']} | {r['train_rmse']:.2e} | {r['test_rmse']:.2e} "
-                     f"| {r['test_rmse_extend']:.2e} | {change} |")
+        lines.append(
+            f"| {r['widths']} | {r['grid']} | {r['params']} | {r['train_rmse']:.2e} | {r['test_rmse']:.2e} "
+            f"| {r['test_rmse_extend']:.2e} | {change} |"
+        )
     return "\n".join(lines)
 
 
@@ -149,9 +193,24 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     for widths in dict.fromkeys(tuple(r["widths"]) for r in rows):
         sel = [r for r in rows if tuple(r["widths"]) == widths]
         grids = [r["grid"] for r in sel]
-        (line,) = ax.plot(grids, [r["test_rmse_extend"] for r in sel], "o-", label=f"{list(widths)} test (extended)")
-        ax.plot(grids, [r["test_rmse"] for r in sel], "s:", color=line.get_color(), alpha=0.5, label=f"{list(widths)} test")
-        ax.plot(grids, [r["train_rmse"] for r in sel], "x--", color=line.get_color(), label=f"{list(widths)} train")
+        (line,) = ax.plot(
+            grids, [r["test_rmse_extend"] for r in sel], "o-", label=f"{list(widths)} test (extended)"
+        )
+        ax.plot(
+            grids,
+            [r["test_rmse"] for r in sel],
+            "s:",
+            color=line.get_color(),
+            alpha=0.5,
+            label=f"{list(widths)} test",
+        )
+        ax.plot(
+            grids,
+            [r["train_rmse"] for r in sel],
+            "x--",
+            color=line.get_color(),
+            label=f"{list(widths)} train",
+        )
     grids = sorted({r["grid"] for r in rows})
     anchor = min(r["test_rmse"] for r in rows if r["grid"] == grids[0])
     ax.plot(grids, [anchor * (g / grids[0]) ** -4 for g in grids], "k:", label="$G^{-4}$")
@@ -169,13 +228,21 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="LBFGS steps per grid (default 200)")
     parser.add_argument("--grids", type=int, nargs="+", default=list(GRIDS))
-    parser.add_argument("--seed", type=int, default=1, help="model initialisation and training seed (data: seed 0)")
+    parser.add_argument(
+        "--seed", type=int, default=1, help="model initialisation and training seed (data: seed 0)"
+    )
     parser.add_argument("--plot", metavar="PATH", help="write the RMSE-versus-grid plot here (PNG, PDF, SVG)")
-    parser.add_argument("--engine", choices=("loop", "fit"), default="loop",
-                        help="plain LBFGS loop on a normalised objective (default) or kantk.fit")
+    parser.add_argument(
+        "--engine",
+        choices=("loop", "fit"),
+        default="loop",
+        help="plain LBFGS loop on a normalised objective (default) or kantk.fit",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: grids 3, 5, 10, 2 short steps each")
     args = parser.parse_args(argv)
-    grids, steps, points, max_iter = (args.grids, args.steps, 1000, 20) if not args.quick else ([3, 5, 10], 2, 200, 5)
+    grids, steps, points, max_iter = (
+        (args.grids, args.steps, 1000, 20) if not args.quick else ([3, 5, 10], 2, 200, 5)
+    )
 
     old_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)

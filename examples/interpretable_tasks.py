@@ -4,7 +4,8 @@ every edge symbolic, refit, and print the formula kantk recovers.
 Tasks (float64, 1000 train / 1000 test points):
 
 * ``mult``: ``x*y`` on [-1, 1]^2 with a ``[2, 2, 1]`` KAN; the paper's KAN learns
-  ``xy = ((x + y)^2 - (x - y)^2) / 4`` (or ``(x + y)^2 - x^2 - y^2`` up to scale) from ``x`` and ``x^2`` edges.
+  ``xy = ((x + y)^2 - (x - y)^2) / 4`` (or ``(x + y)^2 - x^2 - y^2`` up to scale) from ``x`` and
+  ``x^2`` edges.
 * ``div``: ``x/y`` on x, y in [0.5, 2] with a ``[2, 1, 1]`` KAN; the paper's KAN learns
   ``exp(log x - log y)``. The symbolic library is ``x, log, exp``.
 * ``dist``: ``sqrt((x1 - x2)^2 + (x3 - x4)^2)`` on [-1, 1]^4 with a ``[4, 2, 1, 1]`` KAN: linear
@@ -117,7 +118,9 @@ def make_finite(model: kantk.KAN, x: torch.Tensor) -> int:
 
 
 def refit_affine(model: kantk.KAN, x: torch.Tensor, y: torch.Tensor, max_nfev: int = 200) -> int:
-    """Least-squares refit of ``(a, b, c, d)`` of every symbolic edge (trust-region LM); returns evaluations."""
+    """Least-squares refit of ``(a, b, c, d)`` of every symbolic edge (trust-region LM).
+
+    Returns the number of evaluations."""
     entries = symbolic_entries(model)
     layers = sorted({l for l, _, _ in entries})
     base = {l: model.layers[l].symbolic_affine.detach().clone() for l in layers}
@@ -278,8 +281,10 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         seeds = ", ".join(f"{v:.1e}" for v in r["seed_rmse"])
         lines.append(
-            f"| {r['task']} | {r['widths']} ({r['pruned']}) | {r['seed']} ({seeds}) | {r['numeric_rmse']:.1e} | "
-            f"{r['fixed_rmse']:.1e} / {r['symbolic_rmse']:.1e} | `{r['tidy']}` | {'yes' if r['exact'] else 'no'} | "
+            f"| {r['task']} | {r['widths']} ({r['pruned']}) | {r['seed']} ({seeds}) | "
+            f"{r['numeric_rmse']:.1e} | "
+            f"{r['fixed_rmse']:.1e} / {r['symbolic_rmse']:.1e} | `{r['tidy']}` | "
+            f"{'yes' if r['exact'] else 'no'} | "
             f"{r['seconds']:.0f} s |"
         )
     return "\n".join(lines)
@@ -307,7 +312,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         results.append(r)
         print(f"task {r['task']}: target {r['target']}, KAN {r['widths']} pruned to {r['pruned']}")
         print(
-            f"  step 1: train RMSE per seed {', '.join(f'{v:.2e}' for v in r['seed_rmse'])}; kept seed {r['seed']}"
+            f"  step 1: train RMSE per seed {', '.join(f'{v:.2e}' for v in r['seed_rmse'])}; kept seed "
+            f"{r['seed']}"
         )
         print(f"  edges: {', '.join(f'({l},{i},{j}) {n}' for l, i, j, n in r['edges'])}")
         print(

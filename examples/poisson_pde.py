@@ -35,13 +35,15 @@ evenly spaced points per side of the boundary (800). The MLP's Laplacian costs ~
 point (20k parameters vs ~750), so the default interior set is smaller than the paper's to keep
 the full run within ~10 minutes on one CPU thread; ``--interior 10000`` is the paper's size.
 
-Run:  python examples/poisson_pde.py [--plot poisson_pde.png] [--interior 10000] [--kan-steps 50] [--mlp-steps 50]
+Run:  python examples/poisson_pde.py [--plot poisson_pde.png] [--interior 10000] \
+          [--kan-steps 50] [--mlp-steps 50]
       python examples/poisson_pde.py --interior 10000 --models kan      # the paper's point count, KAN only
 
 ``--quick`` is a smoke test (200 interior points, grids 3 -> 5, a few short steps) that runs in
 seconds. Nothing is written unless ``--plot`` names a path: error versus step (log scale) for
 both models, and the KAN's solution and error maps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,15 +73,17 @@ def exact(x: torch.Tensor) -> torch.Tensor:
 def exact_grad(x: torch.Tensor) -> torch.Tensor:
     """grad u*, (N, 2)."""
     a, b = math.pi * x[:, 0], math.pi * x[:, 1] ** 2
-    return torch.stack([math.pi * torch.cos(a) * torch.sin(b),
-                        2 * math.pi * x[:, 1] * torch.sin(a) * torch.cos(b)], dim=-1)
+    return torch.stack(
+        [math.pi * torch.cos(a) * torch.sin(b), 2 * math.pi * x[:, 1] * torch.sin(a) * torch.cos(b)], dim=-1
+    )
 
 
 def source(x: torch.Tensor) -> torch.Tensor:
     """f = u*_xx + u*_yy, (N,)."""
     a, b, y = math.pi * x[:, 0], math.pi * x[:, 1] ** 2, x[:, 1]
-    return (-math.pi ** 2 * (1 + 4 * y ** 2) * torch.sin(a) * torch.sin(b)
-            + 2 * math.pi * torch.sin(a) * torch.cos(b))
+    return -(math.pi**2) * (1 + 4 * y**2) * torch.sin(a) * torch.sin(b) + 2 * math.pi * torch.sin(
+        a
+    ) * torch.cos(b)
 
 
 def make_points(n_interior: int, n_side: int, seed: int) -> dict[str, torch.Tensor]:
@@ -88,8 +92,14 @@ def make_points(n_interior: int, n_side: int, seed: int) -> dict[str, torch.Tens
     interior = torch.rand(n_interior, 2, generator=g, dtype=torch.float64) * 2 - 1
     t = torch.linspace(-1, 1, n_side, dtype=torch.float64)
     one = torch.ones_like(t)
-    boundary = torch.cat([torch.stack([-one, t], -1), torch.stack([one, t], -1),
-                          torch.stack([t, -one], -1), torch.stack([t, one], -1)])
+    boundary = torch.cat(
+        [
+            torch.stack([-one, t], -1),
+            torch.stack([one, t], -1),
+            torch.stack([t, -one], -1),
+            torch.stack([t, one], -1),
+        ]
+    )
     return {"interior": interior, "boundary": boundary, "f": source(interior)}
 
 
@@ -126,17 +136,31 @@ def errors(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:
     return l2, l2 + float(torch.mean(torch.sum((grad - exact_grad(x.detach())) ** 2, dim=-1)))
 
 
-def train_lbfgs(model: torch.nn.Module, pts: dict[str, torch.Tensor], steps: int, max_iter: int,
-                record: Callable[[float], None], grid_update_until: int = 0, grid_update_every: int = 5,
-                history: int = 10) -> None:
+def train_lbfgs(
+    model: torch.nn.Module,
+    pts: dict[str, torch.Tensor],
+    steps: int,
+    max_iter: int,
+    record: Callable[[float], None],
+    grid_update_until: int = 0,
+    grid_update_every: int = 5,
+    history: int = 10,
+) -> None:
     """LBFGS (pykan's settings) on the PINN loss divided by its value at the start.
 
     With ``grid_update_until > 0`` (KANs) the grids follow the interior points (uniform knots
     over each layer's input range, ``grid_eps=1.0``) every ``grid_update_every`` steps before
     that step. ``record(loss)`` is called after every step.
     """
-    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, history_size=history,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-32, tolerance_change=1e-32)
+    opt = torch.optim.LBFGS(
+        model.parameters(),
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=history,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-32,
+        tolerance_change=1e-32,
+    )
     scale = 1.0
 
     def closure() -> torch.Tensor:
@@ -156,8 +180,10 @@ def train_lbfgs(model: torch.nn.Module, pts: dict[str, torch.Tensor], steps: int
 
 def kan_params(model: kantk.KAN) -> tuple[int, int]:
     """(spline coefficients, all trainable parameters)."""
-    return (sum(layer.coef.numel() for layer in model.layers),
-            sum(p.numel() for p in model.parameters() if p.requires_grad))
+    return (
+        sum(layer.coef.numel() for layer in model.layers),
+        sum(p.numel() for p in model.parameters() if p.requires_grad),
+    )
 
 
 def make_mlp(widths: Sequence[int], seed: int) -> torch.nn.Module:
@@ -189,8 +215,15 @@ class Recorder:
         return time.perf_counter() - self.start
 
 
-def run_kan(pts: dict[str, torch.Tensor], x_test: torch.Tensor, grids: Sequence[int], steps: int,
-            max_iter: int, update_until: int, seed: int) -> tuple[list[dict[str, Any]], Recorder, kantk.KAN]:
+def run_kan(
+    pts: dict[str, torch.Tensor],
+    x_test: torch.Tensor,
+    grids: Sequence[int],
+    steps: int,
+    max_iter: int,
+    update_until: int,
+    seed: int,
+) -> tuple[list[dict[str, Any]], Recorder, kantk.KAN]:
     model = kantk.KAN(list(KAN_WIDTHS), basis_kwargs={"grid_size": grids[0], "order": 3}, seed=seed)
     model = model.to(torch.float64)
     box = {"model": model}
@@ -202,46 +235,76 @@ def run_kan(pts: dict[str, torch.Tensor], x_test: torch.Tensor, grids: Sequence[
             box["model"] = model = kantk.refine(model, grid)
         train_lbfgs(model, pts, steps, max_iter, rec, grid_update_until=update_until)
         coefs, total = kan_params(model)
-        rows.append({"model": f"KAN {list(KAN_WIDTHS)} G={grid}", "coefs": coefs, "params": total,
-                     "steps": len(rec.loss), "initial_loss": initial, "loss": rec.loss[-1],
-                     "l2": rec.l2[-1], "h1": rec.h1[-1], "seconds": rec.seconds})
+        rows.append(
+            {
+                "model": f"KAN {list(KAN_WIDTHS)} G={grid}",
+                "coefs": coefs,
+                "params": total,
+                "steps": len(rec.loss),
+                "initial_loss": initial,
+                "loss": rec.loss[-1],
+                "l2": rec.l2[-1],
+                "h1": rec.h1[-1],
+                "seconds": rec.seconds,
+            }
+        )
         r = rows[-1]
-        print(f"{r['model']}: loss {r['loss']:.2e}, L2^2 {r['l2']:.2e}, H1^2 {r['h1']:.2e} "
-              f"({r['steps']} steps, {r['seconds']:.0f} s)", flush=True)
+        print(
+            f"{r['model']}: loss {r['loss']:.2e}, L2^2 {r['l2']:.2e}, H1^2 {r['h1']:.2e} "
+            f"({r['steps']} steps, {r['seconds']:.0f} s)",
+            flush=True,
+        )
     return rows, rec, model
 
 
-def run_mlp(pts: dict[str, torch.Tensor], x_test: torch.Tensor, steps: int, max_iter: int, restart: int,
-            seed: int) -> tuple[dict[str, Any], Recorder, torch.nn.Module]:
+def run_mlp(
+    pts: dict[str, torch.Tensor], x_test: torch.Tensor, steps: int, max_iter: int, restart: int, seed: int
+) -> tuple[dict[str, Any], Recorder, torch.nn.Module]:
     model = make_mlp(MLP_WIDTHS, seed)
     rec = Recorder(lambda: model, x_test)
     initial = float(pinn_loss(model, pts).detach())
     for done in range(0, steps, restart):  # fresh LBFGS (and normalisation) every `restart` steps
         train_lbfgs(model, pts, min(restart, steps - done), max_iter, rec)
-        print(f"MLP {list(MLP_WIDTHS)}: step {len(rec.loss)}: loss {rec.loss[-1]:.2e}, L2^2 {rec.l2[-1]:.2e}, "
-              f"H1^2 {rec.h1[-1]:.2e} ({rec.seconds:.0f} s)", flush=True)
+        print(
+            f"MLP {list(MLP_WIDTHS)}: step {len(rec.loss)}: loss {rec.loss[-1]:.2e}, L2^2 {rec.l2[-1]:.2e}, "
+            f"H1^2 {rec.h1[-1]:.2e} ({rec.seconds:.0f} s)",
+            flush=True,
+        )
     n = sum(p.numel() for p in model.parameters())
-    row = {"model": f"MLP {list(MLP_WIDTHS)} tanh", "coefs": n, "params": n, "steps": len(rec.loss),
-           "initial_loss": initial, "loss": rec.loss[-1], "l2": rec.l2[-1], "h1": rec.h1[-1],
-           "seconds": rec.seconds}
+    row = {
+        "model": f"MLP {list(MLP_WIDTHS)} tanh",
+        "coefs": n,
+        "params": n,
+        "steps": len(rec.loss),
+        "initial_loss": initial,
+        "loss": rec.loss[-1],
+        "l2": rec.l2[-1],
+        "h1": rec.h1[-1],
+        "seconds": rec.seconds,
+    }
     return row, rec, model
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    header = ("| model | coefficients / all parameters | LBFGS steps (cumulative) | PINN loss | L2^2 | H1^2 "
-              "| paper L2^2 | time |")
+    header = (
+        "| model | coefficients / all parameters | LBFGS steps (cumulative) | PINN loss | L2^2 | H1^2 "
+        "| paper L2^2 | time |"
+    )
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         kind = r["model"].split()[0]
         last = r is rows[-1] or rows[rows.index(r) + 1]["model"].split()[0] != kind
         paper = f"~{PAPER[kind]:.0e}" if last else "-"
-        lines.append(f"| {r['model']} | {r['coefs']} / {r['params']} | {r['steps']} | {r['loss']:.2e} | "
-                     f"{r['l2']:.2e} | {r['h1']:.2e} | {paper} | {r['seconds']:.0f} s |")
+        lines.append(
+            f"| {r['model']} | {r['coefs']} / {r['params']} | {r['steps']} | {r['loss']:.2e} | "
+            f"{r['l2']:.2e} | {r['h1']:.2e} | {paper} | {r['seconds']:.0f} s |"
+        )
     return "\n".join(lines)
 
 
-def plot(path: str, curves: list[tuple[str, Recorder]], model: torch.nn.Module, name: str,
-         grid_steps: list[int]) -> None:
+def plot(
+    path: str, curves: list[tuple[str, Recorder]], model: torch.nn.Module, name: str, grid_steps: list[int]
+) -> None:
     """Error versus step for every model (log scale), and ``model``'s solution and error maps."""
     import matplotlib
 
@@ -274,7 +337,9 @@ def plot(path: str, curves: list[tuple[str, Recorder]], model: torch.nn.Module, 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--interior", type=int, default=2500, help="interior points (paper 10000; default 2500)")
+    parser.add_argument(
+        "--interior", type=int, default=2500, help="interior points (paper 10000; default 2500)"
+    )
     parser.add_argument("--side", type=int, default=200, help="boundary points per side (default 200)")
     parser.add_argument("--grids", type=int, nargs="+", default=list(GRIDS))
     parser.add_argument("--kan-steps", type=int, default=50, help="KAN LBFGS steps per grid (default 50)")
@@ -293,19 +358,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     pts = make_points(args.interior, args.side, args.seed)
     x_test = test_grid(args.test)
-    print(f"{args.interior} interior + {4 * args.side} boundary points, alpha = {ALPHA}, "
-          f"test grid {args.test}x{args.test}, float64", flush=True)
+    print(
+        f"{args.interior} interior + {4 * args.side} boundary points, alpha = {ALPHA}, "
+        f"test grid {args.test}x{args.test}, float64",
+        flush=True,
+    )
     rows: list[dict[str, Any]] = []
     curves: list[tuple[str, Recorder]] = []
     shown: tuple[str, torch.nn.Module] | None = None
     grid_steps: list[int] = []
     if "kan" in args.models:
         update_until = min(20, args.kan_steps)
-        kan_rows, kan_rec, kan = run_kan(pts, x_test, args.grids, args.kan_steps, args.max_iter, update_until,
-                                         args.seed)
+        kan_rows, kan_rec, kan = run_kan(
+            pts, x_test, args.grids, args.kan_steps, args.max_iter, update_until, args.seed
+        )
         rows += kan_rows
         curves.append((f"KAN {list(KAN_WIDTHS)}", kan_rec))
-        shown, grid_steps = (f"KAN {list(KAN_WIDTHS)} G={args.grids[-1]}", kan), [r["steps"] for r in kan_rows]
+        shown, grid_steps = (
+            (f"KAN {list(KAN_WIDTHS)} G={args.grids[-1]}", kan),
+            [r["steps"] for r in kan_rows],
+        )
     if "mlp" in args.models:
         mlp_row, mlp_rec, mlp = run_mlp(pts, x_test, args.mlp_steps, args.max_iter, 25, args.seed)
         rows.append(mlp_row)

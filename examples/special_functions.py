@@ -42,26 +42,30 @@ Run:  python examples/special_functions.py [--funcs lpmv0 kv ...] [--shapes best
 ``--quick`` is a smoke test (lpmv0 and sph_harm01, grids 3, 5, 10, few steps, 200 points, one
 small MLP) that runs in seconds. Nothing is written unless ``--plot`` names a path.
 """
+
 from __future__ import annotations
 
 import argparse
 import itertools
 import math
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from grid_extension import rmse, train_loop  # examples/ is on sys.path when run as a script
 from scipy import special
 
 import kantk
-from grid_extension import rmse, train_loop  # examples/ is on sys.path when run as a script
 
 Shape = tuple[int, ...]
 UNIT: tuple[tuple[float, float], tuple[float, float]] = ((0.0, 1.0), (0.0, 1.0))
-SHIFTED: tuple[tuple[float, float], tuple[float, float]] = ((0.0, 1.0), (1.0, 2.0))  # y away from the singularity
+SHIFTED: tuple[tuple[float, float], tuple[float, float]] = (
+    (0.0, 1.0),
+    (1.0, 2.0),
+)  # y away from the singularity
 GRIDS = (3, 5, 10, 20, 50)
 MLP_SHAPES: tuple[Shape, ...] = ((2, 16, 16, 1), (2, 16, 16, 16, 1))
 
@@ -89,32 +93,73 @@ class Special:
 
 #: The paper's Table 1 (arXiv 2404.19756 v4).
 FUNCS: dict[str, Special] = {
-    "ellipj": Special("ellipj(x,y) [sn]", lambda x, y: special.ellipj(x, y)[0], UNIT,
-                      (2, 2, 1), 7.29e-3, (2, 3, 2, 1, 1), 1.33e-4, 6.48e-4),
-    "ellipkinc": Special("ellipkinc(x,y)", special.ellipkinc, UNIT,
-                         (2, 2, 1, 1), 1.00e-3, (2, 2, 1, 1, 1), 1.24e-4, 5.52e-4),
-    "ellipeinc": Special("ellipeinc(x,y)", special.ellipeinc, UNIT,
-                         (2, 2, 1, 1), 8.36e-5, (2, 2, 1, 1), 8.26e-5, 3.04e-4),
+    "ellipj": Special(
+        "ellipj(x,y) [sn]",
+        lambda x, y: special.ellipj(x, y)[0],
+        UNIT,
+        (2, 2, 1),
+        7.29e-3,
+        (2, 3, 2, 1, 1),
+        1.33e-4,
+        6.48e-4,
+    ),
+    "ellipkinc": Special(
+        "ellipkinc(x,y)", special.ellipkinc, UNIT, (2, 2, 1, 1), 1.00e-3, (2, 2, 1, 1, 1), 1.24e-4, 5.52e-4
+    ),
+    "ellipeinc": Special(
+        "ellipeinc(x,y)", special.ellipeinc, UNIT, (2, 2, 1, 1), 8.36e-5, (2, 2, 1, 1), 8.26e-5, 3.04e-4
+    ),
     "jv": Special("jv(x,y)", special.jv, UNIT, (2, 2, 1), 4.93e-3, (2, 3, 1, 1, 1), 1.64e-3, 5.52e-3),
     "yv": Special("yv(x,y)", special.yv, SHIFTED, (2, 3, 1), 1.89e-3, (2, 2, 2, 1), 1.49e-5, 3.45e-4),
     "kv": Special("kv(x,y)", special.kv, SHIFTED, (2, 1, 1), 4.89e-3, (2, 2, 1), 2.52e-5, 1.67e-4),
-    "iv": Special("iv(x,y)", special.iv, UNIT, (2, 4, 3, 2, 1, 1), 9.28e-3, (2, 4, 3, 2, 1, 1), 9.28e-3, 1.07e-2),
-    "lpmv0": Special("lpmv(0,x,y)", lambda x, y: special.lpmv(0, x, y), UNIT,
-                     (2, 2, 1), 5.25e-5, (2, 2, 1), 5.25e-5, 1.74e-2),
-    "lpmv1": Special("lpmv(1,x,y)", lambda x, y: special.lpmv(1, x, y), UNIT,
-                     (2, 4, 1), 6.90e-4, (2, 4, 1), 6.90e-4, 1.50e-3),
-    "lpmv2": Special("lpmv(2,x,y)", lambda x, y: special.lpmv(2, x, y), UNIT,
-                     (2, 2, 1), 4.88e-3, (2, 3, 2, 1), 2.26e-4, 9.43e-4),
-    "sph_harm01": Special("sph_harm(0,1,x,y)", _sph_harm_real(0, 1), UNIT,
-                          (2, 1, 1), 2.21e-7, (2, 1, 1), 2.21e-7, 1.25e-6),
-    "sph_harm11": Special("sph_harm(1,1,x,y)", _sph_harm_real(1, 1), UNIT,
-                          (2, 2, 1), 7.86e-4, (2, 3, 2, 1), 1.22e-4, 6.70e-4),
-    "sph_harm02": Special("sph_harm(0,2,x,y)", _sph_harm_real(0, 2), UNIT,
-                          (2, 1, 1), 1.95e-7, (2, 1, 1), 1.95e-7, 2.85e-6),
-    "sph_harm12": Special("sph_harm(1,2,x,y)", _sph_harm_real(1, 2), UNIT,
-                          (2, 2, 1), 4.70e-4, (2, 2, 1, 1), 1.50e-5, 1.84e-3),
-    "sph_harm22": Special("sph_harm(2,2,x,y)", _sph_harm_real(2, 2), UNIT,
-                          (2, 2, 1), 1.12e-3, (2, 2, 3, 2, 1), 9.45e-5, 6.21e-4),
+    "iv": Special(
+        "iv(x,y)", special.iv, UNIT, (2, 4, 3, 2, 1, 1), 9.28e-3, (2, 4, 3, 2, 1, 1), 9.28e-3, 1.07e-2
+    ),
+    "lpmv0": Special(
+        "lpmv(0,x,y)",
+        lambda x, y: special.lpmv(0, x, y),
+        UNIT,
+        (2, 2, 1),
+        5.25e-5,
+        (2, 2, 1),
+        5.25e-5,
+        1.74e-2,
+    ),
+    "lpmv1": Special(
+        "lpmv(1,x,y)",
+        lambda x, y: special.lpmv(1, x, y),
+        UNIT,
+        (2, 4, 1),
+        6.90e-4,
+        (2, 4, 1),
+        6.90e-4,
+        1.50e-3,
+    ),
+    "lpmv2": Special(
+        "lpmv(2,x,y)",
+        lambda x, y: special.lpmv(2, x, y),
+        UNIT,
+        (2, 2, 1),
+        4.88e-3,
+        (2, 3, 2, 1),
+        2.26e-4,
+        9.43e-4,
+    ),
+    "sph_harm01": Special(
+        "sph_harm(0,1,x,y)", _sph_harm_real(0, 1), UNIT, (2, 1, 1), 2.21e-7, (2, 1, 1), 2.21e-7, 1.25e-6
+    ),
+    "sph_harm11": Special(
+        "sph_harm(1,1,x,y)", _sph_harm_real(1, 1), UNIT, (2, 2, 1), 7.86e-4, (2, 3, 2, 1), 1.22e-4, 6.70e-4
+    ),
+    "sph_harm02": Special(
+        "sph_harm(0,2,x,y)", _sph_harm_real(0, 2), UNIT, (2, 1, 1), 1.95e-7, (2, 1, 1), 1.95e-7, 2.85e-6
+    ),
+    "sph_harm12": Special(
+        "sph_harm(1,2,x,y)", _sph_harm_real(1, 2), UNIT, (2, 2, 1), 4.70e-4, (2, 2, 1, 1), 1.50e-5, 1.84e-3
+    ),
+    "sph_harm22": Special(
+        "sph_harm(2,2,x,y)", _sph_harm_real(2, 2), UNIT, (2, 2, 1), 1.12e-3, (2, 2, 3, 2, 1), 9.45e-5, 6.21e-4
+    ),
 }
 
 
@@ -125,12 +170,20 @@ def make_data(name: str, points: int) -> dict[str, torch.Tensor]:
         cols = x.detach().cpu().to(torch.float64).numpy()
         return np.asarray(spec.fn(cols[:, 0], cols[:, 1]), dtype=np.float64)
 
-    return kantk.create_dataset(f, n_vars=2, ranges=list(spec.ranges), train_num=points, test_num=points,
-                                seed=0, dtype=torch.float64)
+    return kantk.create_dataset(
+        f, n_vars=2, ranges=list(spec.ranges), train_num=points, test_num=points, seed=0, dtype=torch.float64
+    )
 
 
-def run_kan(name: str, widths: Sequence[int], grids: Sequence[int], data: dict[str, torch.Tensor],
-            steps: int, seeds: Sequence[int], max_iter: int) -> tuple[int, list[dict[str, Any]]]:
+def run_kan(
+    name: str,
+    widths: Sequence[int],
+    grids: Sequence[int],
+    data: dict[str, torch.Tensor],
+    steps: int,
+    seeds: Sequence[int],
+    max_iter: int,
+) -> tuple[int, list[dict[str, Any]]]:
     """Grid extension from ``grids[0]``: the chosen seed and one result per grid.
 
     Every seed trains on the first grid; the one with the lowest *training* RMSE goes on.
@@ -138,31 +191,46 @@ def run_kan(name: str, widths: Sequence[int], grids: Sequence[int], data: dict[s
     start = time.perf_counter()
     candidates = []
     for seed in seeds:
-        model = kantk.KAN(list(widths), basis_kwargs={"grid_size": grids[0], "order": 3}, seed=seed).to(torch.float64)
+        model = kantk.KAN(list(widths), basis_kwargs={"grid_size": grids[0], "order": 3}, seed=seed).to(
+            torch.float64
+        )
         train_loop(model, data, steps, max_iter)
         candidates.append((rmse(model, data["train_input"], data["train_label"]), seed, model))
     _, seed, model = min(candidates, key=lambda c: c[0])
     if len(seeds) > 1:
-        print(f"{name}: seed {seed} chosen (train RMSE at G={grids[0]}: "
-              + ", ".join(f"seed {s} {r:.1e}" for r, s, _ in candidates) + ")", flush=True)
+        print(
+            f"{name}: seed {seed} chosen (train RMSE at G={grids[0]}: "
+            + ", ".join(f"seed {s} {r:.1e}" for r, s, _ in candidates)
+            + ")",
+            flush=True,
+        )
     rows = []
     for i, grid in enumerate(grids):
         if i > 0:
             start = time.perf_counter()
             model = kantk.refine(model, grid)
             train_loop(model, data, steps, max_iter)
-        rows.append({"grid": grid, "params": sum(layer.coef.numel() for layer in model.layers),
-                     "train_rmse": rmse(model, data["train_input"], data["train_label"]),
-                     "test_rmse": rmse(model, data["test_input"], data["test_label"]),
-                     "seconds": time.perf_counter() - start})
+        rows.append(
+            {
+                "grid": grid,
+                "params": sum(layer.coef.numel() for layer in model.layers),
+                "train_rmse": rmse(model, data["train_input"], data["train_label"]),
+                "test_rmse": rmse(model, data["test_input"], data["test_label"]),
+                "seconds": time.perf_counter() - start,
+            }
+        )
         r = rows[-1]
-        print(f"{name}: KAN {list(widths)} G={grid}: train RMSE {r['train_rmse']:.2e}, test RMSE "
-              f"{r['test_rmse']:.2e} ({r['seconds']:.1f} s)", flush=True)
+        print(
+            f"{name}: KAN {list(widths)} G={grid}: train RMSE {r['train_rmse']:.2e}, test RMSE "
+            f"{r['test_rmse']:.2e} ({r['seconds']:.1f} s)",
+            flush=True,
+        )
     return seed, rows
 
 
-def run_mlp(name: str, sizes: Sequence[int], data: dict[str, torch.Tensor], steps: int, seed: int,
-            max_iter: int) -> dict[str, Any]:
+def run_mlp(
+    name: str, sizes: Sequence[int], data: dict[str, torch.Tensor], steps: int, seed: int, max_iter: int
+) -> dict[str, Any]:
     torch.manual_seed(seed)
     layers: list[torch.nn.Module] = []
     for a, b in itertools.pairwise(sizes[:-1]):  # hidden layers
@@ -171,8 +239,12 @@ def run_mlp(name: str, sizes: Sequence[int], data: dict[str, torch.Tensor], step
     start = time.perf_counter()
     for done in range(0, steps, 50):  # restart LBFGS (and its normalisation) every 50 steps
         train_loop(model, data, min(50, steps - done), max_iter, grid_update=False)
-    r = {"shape": list(sizes), "params": sum(p.numel() for p in model.parameters()),
-         "test_rmse": rmse(model, data["test_input"], data["test_label"]), "seconds": time.perf_counter() - start}
+    r = {
+        "shape": list(sizes),
+        "params": sum(p.numel() for p in model.parameters()),
+        "test_rmse": rmse(model, data["test_input"], data["test_label"]),
+        "seconds": time.perf_counter() - start,
+    }
     print(f"{name}: MLP {r['shape']}: test RMSE {r['test_rmse']:.2e} ({r['seconds']:.1f} s)", flush=True)
     return r
 
@@ -182,18 +254,24 @@ def fmt_shape(shape: Sequence[int]) -> str:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = [("| function | range (x; y) | KAN shape (seed) | best G (coefs) | kantk KAN test RMSE "
-              "| paper KAN test RMSE | paper best KAN | kantk MLP test RMSE (params) | paper MLP test RMSE |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| function | range (x; y) | KAN shape (seed) | best G (coefs) | kantk KAN test RMSE "
+            "| paper KAN test RMSE | paper best KAN | kantk MLP test RMSE (params) | paper MLP test RMSE |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         spec: Special = FUNCS[r["name"]]
         paper_kan = spec.min_rmse if r["shape_kind"] == "minimal" else spec.best_rmse
         (x0, x1), (y0, y1) = spec.ranges
         best, mlp = r["kan_best"], r["mlp_best"]
         mlp_cell = f"{mlp['test_rmse']:.2e} ({mlp['params']})" if mlp else "-"
-        lines.append(f"| {spec.api} | [{x0:g}, {x1:g}]; [{y0:g}, {y1:g}] | {fmt_shape(r['shape'])} ({r['seed']}) | "
-                     f"{best['grid']} ({best['params']}) | {best['test_rmse']:.2e} | {paper_kan:.2e} | "
-                     f"{fmt_shape(spec.best_shape)} {spec.best_rmse:.2e} | {mlp_cell} | {spec.mlp_rmse:.2e} |")
+        lines.append(
+            f"| {spec.api} | [{x0:g}, {x1:g}]; [{y0:g}, {y1:g}] | {fmt_shape(r['shape'])} ({r['seed']}) | "
+            f"{best['grid']} ({best['params']}) | {best['test_rmse']:.2e} | {paper_kan:.2e} | "
+            f"{fmt_shape(spec.best_shape)} {spec.best_rmse:.2e} | {mlp_cell} | {spec.mlp_rmse:.2e} |"
+        )
     return "\n".join(lines)
 
 
@@ -208,16 +286,31 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 0.38 * len(names) + 1.4))
     series = [
         ("kantk KAN", [r["kan_best"]["test_rmse"] for r in results], "o", "C0"),
-        ("paper KAN (same shape)",
-         [FUNCS[r["name"]].min_rmse if r["shape_kind"] == "minimal" else FUNCS[r["name"]].best_rmse for r in results],
-         "*", "k"),
-        ("kantk MLP (best)", [r["mlp_best"]["test_rmse"] if r["mlp_best"] else math.nan for r in results], "s", "C3"),
+        (
+            "paper KAN (same shape)",
+            [
+                FUNCS[r["name"]].min_rmse if r["shape_kind"] == "minimal" else FUNCS[r["name"]].best_rmse
+                for r in results
+            ],
+            "*",
+            "k",
+        ),
+        (
+            "kantk MLP (best)",
+            [r["mlp_best"]["test_rmse"] if r["mlp_best"] else math.nan for r in results],
+            "s",
+            "C3",
+        ),
         ("paper MLP", [FUNCS[r["name"]].mlp_rmse for r in results], "x", "C1"),
     ]
     for label, values, marker, color in series:
-        ax.scatter(values, ys, marker=marker, color=color, label=label, s=40 if marker != "*" else 80, zorder=3)
+        ax.scatter(
+            values, ys, marker=marker, color=color, label=label, s=40 if marker != "*" else 80, zorder=3
+        )
     ax.set_yticks(ys)
-    ax.set_yticklabels([f"{FUNCS[n].api} {fmt_shape(r['shape'])}" for n, r in zip(names, results)], fontsize=8)
+    ax.set_yticklabels(
+        [f"{FUNCS[n].api} {fmt_shape(r['shape'])}" for n, r in zip(names, results)], fontsize=8
+    )
     ax.set_xscale("log")
     ax.set_xlabel("test RMSE")
     ax.set_title("Special functions (KAN paper Table 1): kantk vs paper", fontsize=10)
@@ -231,20 +324,38 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--funcs", nargs="+", choices=list(FUNCS), default=list(FUNCS))
-    parser.add_argument("--shapes", choices=("minimal", "best"), default="minimal",
-                        help="KAN shape per function: the paper's minimal (default) or best shape")
+    parser.add_argument(
+        "--shapes",
+        choices=("minimal", "best"),
+        default="minimal",
+        help="KAN shape per function: the paper's minimal (default) or best shape",
+    )
     parser.add_argument("--grids", type=int, nargs="+", default=list(GRIDS))
     parser.add_argument("--steps", type=int, default=30, help="LBFGS steps per grid (default 30)")
     parser.add_argument("--mlp-steps", type=int, default=150, help="LBFGS steps per MLP (default 150)")
     parser.add_argument("--no-mlp", action="store_true", help="skip the MLP baselines")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="KAN seeds tried on the first grid; the lowest training RMSE continues "
-                             "(default 0 1 2); MLPs use the first seed (data: seed 0)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="KAN seeds tried on the first grid; the lowest training RMSE continues "
+        "(default 0 1 2); MLPs use the first seed (data: seed 0)",
+    )
     parser.add_argument("--plot", metavar="PATH", help="write the RMSE-per-function plot here")
-    parser.add_argument("--quick", action="store_true", help="smoke test: lpmv0 and sph_harm01, grids 3, 5, 10")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: lpmv0 and sph_harm01, grids 3, 5, 10"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    funcs, grids, steps, mlp_steps, points, max_iter = args.funcs, args.grids, args.steps, args.mlp_steps, 1000, 20
+    funcs, grids, steps, mlp_steps, points, max_iter = (
+        args.funcs,
+        args.grids,
+        args.steps,
+        args.mlp_steps,
+        1000,
+        20,
+    )
     seeds = args.seeds
     mlp_shapes: tuple[Shape, ...] = () if args.no_mlp else MLP_SHAPES
     if args.quick:
@@ -260,11 +371,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         data = make_data(name, points)
         seed, kan_rows = run_kan(name, shape, grids, data, steps, seeds, max_iter)
         mlps = [run_mlp(name, sizes, data, mlp_steps, seeds[0], max_iter) for sizes in mlp_shapes]
-        results.append({
-            "name": name, "shape": list(shape), "seed": seed, "shape_kind": args.shapes, "kan": kan_rows, "mlps": mlps,
-            "kan_best": min(kan_rows, key=lambda r: r["test_rmse"]),
-            "mlp_best": min(mlps, key=lambda r: r["test_rmse"]) if mlps else None,
-        })
+        results.append(
+            {
+                "name": name,
+                "shape": list(shape),
+                "seed": seed,
+                "shape_kind": args.shapes,
+                "kan": kan_rows,
+                "mlps": mlps,
+                "kan_best": min(kan_rows, key=lambda r: r["test_rmse"]),
+                "mlp_best": min(mlps, key=lambda r: r["test_rmse"]) if mlps else None,
+            }
+        )
     print()
     print(table(results))
     print(f"\ntotal time {time.perf_counter() - start:.0f} s")

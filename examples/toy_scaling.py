@@ -39,16 +39,18 @@ The full default (all five functions, three seeds, grids to 100, six MLPs) takes
 seconds. Nothing is written unless ``--plot`` names a path; the plot is log-log with the N^-4
 reference line.
 """
+
 from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
+from grid_extension import rmse, train_loop  # examples/ is on sys.path when run as a script
 
 import kantk
-from grid_extension import rmse, train_loop  # examples/ is on sys.path when run as a script
 
 
 def exp100(x: torch.Tensor) -> torch.Tensor:
@@ -79,13 +81,23 @@ def inside(data: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def scores(model: torch.nn.Module, data: dict[str, torch.Tensor]) -> dict[str, float]:
     mask = inside(data)
-    return {"train_rmse": rmse(model, data["train_input"], data["train_label"]),
-            "test_rmse": rmse(model, data["test_input"], data["test_label"]),
-            "inside_rmse": rmse(model, data["test_input"][mask], data["test_label"][mask])}
+    return {
+        "train_rmse": rmse(model, data["train_input"], data["train_label"]),
+        "test_rmse": rmse(model, data["test_input"], data["test_label"]),
+        "inside_rmse": rmse(model, data["test_input"][mask], data["test_label"][mask]),
+    }
 
 
-def run_kan(name: str, widths: Sequence[int], grids: Sequence[int], data: dict[str, torch.Tensor],
-            steps: int, seed: int, max_iter: int, grid_update: bool = True) -> list[dict[str, Any]]:
+def run_kan(
+    name: str,
+    widths: Sequence[int],
+    grids: Sequence[int],
+    data: dict[str, torch.Tensor],
+    steps: int,
+    seed: int,
+    max_iter: int,
+    grid_update: bool = True,
+) -> list[dict[str, Any]]:
     model = kantk.KAN(list(widths), basis_kwargs={"grid_size": grids[0], "order": 3}, seed=seed)
     rows = []
     for i, grid in enumerate(grids):
@@ -93,16 +105,31 @@ def run_kan(name: str, widths: Sequence[int], grids: Sequence[int], data: dict[s
             model = kantk.refine(model, grid)
         start = time.perf_counter()
         train_loop(model, data, steps, max_iter, grid_update=grid_update)
-        rows.append({"func": name, "model": f"KAN {list(widths)} G={grid} seed {seed}",
-                     "params": sum(layer.coef.numel() for layer in model.layers), **scores(model, data),
-                     "seconds": time.perf_counter() - start, "kind": "KAN"})
+        rows.append(
+            {
+                "func": name,
+                "model": f"KAN {list(widths)} G={grid} seed {seed}",
+                "params": sum(layer.coef.numel() for layer in model.layers),
+                **scores(model, data),
+                "seconds": time.perf_counter() - start,
+                "kind": "KAN",
+            }
+        )
         r = rows[-1]
         print(f"{name}: {r['model']}: test RMSE {r['test_rmse']:.2e} ({r['seconds']:.0f} s)", flush=True)
     return rows
 
 
-def run_mlp(name: str, n_in: int, depth: int, width: int, data: dict[str, torch.Tensor], steps: int,
-            seed: int, max_iter: int) -> dict[str, Any]:
+def run_mlp(
+    name: str,
+    n_in: int,
+    depth: int,
+    width: int,
+    data: dict[str, torch.Tensor],
+    steps: int,
+    seed: int,
+    max_iter: int,
+) -> dict[str, Any]:
     torch.manual_seed(seed)
     layers: list[torch.nn.Module] = []
     sizes = [n_in] + [width] * depth
@@ -113,18 +140,28 @@ def run_mlp(name: str, n_in: int, depth: int, width: int, data: dict[str, torch.
     # restart LBFGS (and its normalisation) every 50 steps, like one "grid" of the KAN recipe
     for done in range(0, steps, 50):
         train_loop(model, data, min(50, steps - done), max_iter, grid_update=False)
-    r = {"func": name, "model": f"MLP {sizes + [1]}", "params": sum(p.numel() for p in model.parameters()),
-         **scores(model, data), "seconds": time.perf_counter() - start, "kind": "MLP"}
+    r = {
+        "func": name,
+        "model": f"MLP {sizes + [1]}",
+        "params": sum(p.numel() for p in model.parameters()),
+        **scores(model, data),
+        "seconds": time.perf_counter() - start,
+        "kind": "MLP",
+    }
     print(f"{name}: {r['model']}: test RMSE {r['test_rmse']:.2e} ({r['seconds']:.0f} s)", flush=True)
     return r
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| function | model | parameters | train RMSE | test RMSE | test RMSE in range | time |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| function | model | parameters | train RMSE | test RMSE | test RMSE in range | time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['func']} | {r['model']} | {r['params']} | {r['train_rmse']:.2e} | "
-                     f"{r['test_rmse']:.2e} | {r['inside_rmse']:.2e} | {r['seconds']:.0f} s |")
+        lines.append(
+            f"| {r['func']} | {r['model']} | {r['params']} | {r['train_rmse']:.2e} | "
+            f"{r['test_rmse']:.2e} | {r['inside_rmse']:.2e} | {r['seconds']:.0f} s |"
+        )
     return "\n".join(lines)
 
 
@@ -163,19 +200,40 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--steps", type=int, default=100, help="LBFGS steps per grid (default 100)")
     parser.add_argument("--mlp-steps", type=int, default=300, help="LBFGS steps per MLP (default 300)")
     parser.add_argument("--no-mlp", action="store_true", help="skip the MLP baselines")
-    parser.add_argument("--mlp-shapes", nargs="+", metavar="DEPTHxWIDTH",
-                        help="MLP hidden layers x width, e.g. 3x32 (default 1x8 1x32 2x8 2x32 3x8 3x32)")
-    parser.add_argument("--no-grid-update", action="store_true",
-                        help="never move the KAN grids to the data (only refine between grids)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="KAN seeds; the table keeps the seed with the lowest final *training* RMSE "
-                             "(default 0 1 2); MLPs use the first seed (data: seed 0)")
-    parser.add_argument("--train-num", type=int, default=1000, help="training points (default 1000; 1000 test points)")
+    parser.add_argument(
+        "--mlp-shapes",
+        nargs="+",
+        metavar="DEPTHxWIDTH",
+        help="MLP hidden layers x width, e.g. 3x32 (default 1x8 1x32 2x8 2x32 3x8 3x32)",
+    )
+    parser.add_argument(
+        "--no-grid-update",
+        action="store_true",
+        help="never move the KAN grids to the data (only refine between grids)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="KAN seeds; the table keeps the seed with the lowest final *training* RMSE "
+        "(default 0 1 2); MLPs use the first seed (data: seed 0)",
+    )
+    parser.add_argument(
+        "--train-num", type=int, default=1000, help="training points (default 1000; 1000 test points)"
+    )
     parser.add_argument("--plot", metavar="PATH", help="write the log-log RMSE-versus-parameters plot here")
     parser.add_argument("--quick", action="store_true", help="smoke test: xy, grids 3 and 5, few steps")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    funcs, grids, steps, mlp_steps, points, max_iter = args.funcs, args.grids, args.steps, args.mlp_steps, 1000, 20
+    funcs, grids, steps, mlp_steps, points, max_iter = (
+        args.funcs,
+        args.grids,
+        args.steps,
+        args.mlp_steps,
+        1000,
+        20,
+    )
     seeds, train_num = args.seeds, args.train_num
     shapes = MLP_SHAPES
     if args.mlp_shapes:
@@ -194,8 +252,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         for name in funcs:
             formula, n_vars, widths = FUNCS[name]
             data = kantk.create_dataset(formula, n_vars=n_vars, train_num=train_num, test_num=points, seed=0)
-            runs = [run_kan(name, widths, grids, data, steps, seed, max_iter, not args.no_grid_update)
-                    for seed in seeds]
+            runs = [
+                run_kan(name, widths, grids, data, steps, seed, max_iter, not args.no_grid_update)
+                for seed in seeds
+            ]
             rows += min(runs, key=lambda r: r[-1]["train_rmse"])  # selected on training error only
             for depth, width in shapes:
                 rows.append(run_mlp(name, n_vars, depth, width, data, mlp_steps, seeds[0], max_iter))

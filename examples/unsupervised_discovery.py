@@ -121,7 +121,8 @@ def first_layer(model: kantk.KAN, drop: int | None = None) -> kantk.KAN:
 def relation(
     model: kantk.KAN, kept: Sequence[int], positives: torch.Tensor
 ) -> tuple[sympy.Expr, sympy.Expr | None, str | None]:
-    """``g(x) + b / a`` (zero where the network sees real data) and, solved for x3 (else x5), the explicit form.
+    """``g(x) + b / a`` (zero where the network sees real data) and, solved for x3 (else x5), the
+    explicit form.
 
     Solving ``c * f(a' x + b') + d + rest = 0`` for ``x``: ``f`` is inverted on a placeholder
     (``sympy.solve(f(z) - w, z)``, cheap), not on the whole float-laden relation, which sympy
@@ -151,7 +152,9 @@ def relation(
 
 
 def relation_error(explicit: sympy.Expr, name: str, x: torch.Tensor) -> float:
-    """RMS of (explicit - true ``name``) on positive samples ``x``, relative to the RMS of ``name`` (NaN if not real)."""
+    """RMS of (explicit - true ``name``) on positive samples ``x``, relative to the RMS of ``name``.
+
+    NaN if not real."""
     f = sympy.lambdify([sympy.Symbol(n) for n in NAMES], explicit, modules="numpy")
     xs = x.numpy()
     with np.errstate(all="ignore"):
@@ -278,7 +281,8 @@ def run_seed(
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| seed | kept features | group | test accuracy: pruned / refit / symbolic | functions (fixed one at a time) | relation kantk finds | rel. error on positives | time |",
+        "| seed | kept features | group | test accuracy: pruned / refit / symbolic | functions (fixed one at "
+        "a time) | relation kantk finds | rel. error on positives | time |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -287,7 +291,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         err = "-" if math.isnan(r["relation_error"]) else f"{r['relation_error']:.1e}"
         found = r["explicit"] if r["explicit"] != "-" else r["implicit"]
         lines.append(
-            f"| {r['seed']} | {kept} | {r['group']} | {r['pruned_accuracy']:.3f} / {r['numeric_accuracy']:.3f} / "
+            f"| {r['seed']} | {kept} | {r['group']} | {r['pruned_accuracy']:.3f} / "
+            f"{r['numeric_accuracy']:.3f} / "
             f"{r['symbolic_accuracy']:.3f} | {fns} | `{found}` | {err} | {r['seconds']:.0f} s |"
         )
     return "\n".join(lines)
@@ -360,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         print(
             f"seed {seed}: kept {', '.join(NAMES[p] for p in r['kept'])} ({r['group']}); after each stage "
             f"{' -> '.join(''.join(str(p + 1) for p in kept) for kept in r['trace'])}; "
-            f"test accuracy: pruned network {r['pruned_accuracy']:.3f}, refit on the kept features {r['numeric_accuracy']:.3f}, "
+            f"test accuracy: pruned network {r['pruned_accuracy']:.3f}, refit on the kept features "
+            f"{r['numeric_accuracy']:.3f}, "
             f"symbolic {r['symbolic_accuracy']:.3f}; {r['seconds']:.0f} s"
         )
         print(f"  feature scores: {', '.join(f'{s:.3f}' for s in r['scores'])}")
@@ -371,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     print(table(rows))
     print()
     print(
-        "paper (section 4.2, Figure 4.5): seed 0 -> {x1, x2, x3} (x3 = exp(sin(pi x1) + x2^2)); seed 2024 -> {x4, x5} (x5 = x4^3)"
+        "paper (section 4.2, Figure 4.5): seed 0 -> {x1, x2, x3} (x3 = exp(sin(pi x1) + x2^2)); seed 2024 -> "
+        "{x4, x5} (x5 = x4^3)"
     )
     if args.plot:
         plot(rows, x_train, args.plot)

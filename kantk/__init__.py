@@ -1,7 +1,17 @@
 """kantk: a plugin-based toolkit for Kolmogorov-Arnold Networks in PyTorch."""
+
 from __future__ import annotations
 
+from kantk.attribution import Attribution, attribution
+from kantk.bases.bspline.native_build import status as native_status
+from kantk.data import check_dataset, create_dataset, load_csv, split_dataset
+from kantk.formula_parser import parse_formula
+from kantk.grids import refine
+from kantk.io import KantkFileError, load, save
+from kantk.layer import KANLayer
+from kantk.model import KAN
 from kantk.plugins import PluginError, hookimpl
+from kantk.pruning import prune
 from kantk.registry import (
     Registry,
     UnknownComponentError,
@@ -12,19 +22,10 @@ from kantk.registry import (
     list_symbolic_libraries,
     reset_default_registry,
 )
-from kantk.types import BasisSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec
-from kantk.layer import KANLayer
-from kantk.bases.bspline.native_build import status as native_status
-from kantk.model import KAN
-from kantk.io import KantkFileError, load, save
-from kantk.grids import refine
-from kantk.formula_parser import parse_formula
-from kantk.data import check_dataset, create_dataset, load_csv, split_dataset
-from kantk.attribution import Attribution, attribution
-from kantk.pruning import prune
 from kantk.symbolic import SymbolicFunction, SymbolicLibrary
 from kantk.symbolic.api import auto_symbolic, fix_symbolic, suggest_symbolic, unfix_symbolic
 from kantk.symbolic.formula import formula_to_callable, formula_to_latex, symbolic_formula
+from kantk.types import BasisSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec
 
 # Training imports Lightning (seconds); load it on first use of kantk.fit / kantk.lightning.
 _LAZY = {"fit": "kantk.training", "History": "kantk.training"}

@@ -18,6 +18,7 @@ Lightning commands save the merged config as ``config.yaml`` in the trainer's lo
 file already exists (an earlier run's, or the ``--config`` file itself) the command stops with one
 line before training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -172,8 +173,10 @@ def describe_error(exc: BaseException) -> str:
         message = str(exc) or type(exc).__name__
     if _expected(exc):
         return "kantk: " + one_line(message)
-    return (f"kantk: internal error: {type(exc).__name__}: {one_line(message, 500)} "
-            f"(run with {DEBUG_ENV}=1 to see the traceback)")
+    return (
+        f"kantk: internal error: {type(exc).__name__}: {one_line(message, 500)} "
+        f"(run with {DEBUG_ENV}=1 to see the traceback)"
+    )
 
 
 def _expected(exc: BaseException) -> bool:
@@ -190,8 +193,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         check_lightning_arguments(argv)
         # From the console LightningCLI reads sys.argv itself (it warns when given both).
-        cli = run_lightning_cli(None if from_console else argv,
-                                parser_kwargs={"prog": "kantk", "exit_on_error": False})
+        cli = run_lightning_cli(
+            None if from_console else argv, parser_kwargs={"prog": "kantk", "exit_on_error": False}
+        )
         summary = _summary(argv[0], cli)
         if summary:
             print(summary)
@@ -229,7 +233,8 @@ def _summary(command: str, cli: Any) -> str:
     if trainer is None:
         return ""
     metrics = {
-        k: float(v) for k, v in sorted(trainer.callback_metrics.items())
+        k: float(v)
+        for k, v in sorted(trainer.callback_metrics.items())
         if k.startswith(("val_", "test_")) and getattr(v, "numel", lambda: 1)() == 1
     }
     parts = [f"kantk {command}: step {trainer.global_step}"]
@@ -423,7 +428,9 @@ def save_config_callback_class(package: str = "pytorch_lightning") -> type:
                 problem = None
                 if log_dir is not None and trainer.is_global_zero:
                     command = str(getattr(stage, "value", stage))  # a TrainerFn (a str enum)
-                    problem = config_save_problem(os.path.join(log_dir, self.config_filename), self.config, command)
+                    problem = config_save_problem(
+                        os.path.join(log_dir, self.config_filename), self.config, command
+                    )
                 problem = trainer.strategy.broadcast(problem)
                 if problem:
                     raise ConfigSaveError(problem)

@@ -1,4 +1,4 @@
-"""The ``kantk`` subcommands that work on a saved model: predict, prune, symbolic, export, plot (and discover).
+"""The ``kantk`` subcommands working on a saved model: predict, prune, symbolic, export, plot (and discover).
 
 Each reads a model (a ``.kantk`` file from :func:`kantk.save`, or a Lightning ``.ckpt`` of a
 :class:`kantk.lightning.KANModule`), takes samples to score it on (a CSV file, a formula, or
@@ -10,6 +10,7 @@ bad input with ``SystemExit("kantk: <what went wrong>")``: one line on stderr, e
 Outputs are written atomically (a temporary file beside the output, then :func:`os.replace`), so
 an existing file is either left as it was or replaced by a complete new one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,9 @@ def int_in(lo: int, hi: int) -> Callable[[str], int]:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number in [{lo}, {hi}], got {text[:50]!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number in [{lo}, {hi}], got {text[:50]!r}"
+            ) from None
         if not lo <= value <= hi:
             raise argparse.ArgumentTypeError(f"expected a whole number in [{lo}, {hi}], got {text[:50]}")
         return value
@@ -79,7 +82,9 @@ def float_in(lo: float, hi: float) -> Callable[[str], float]:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number in [{lo:g}, {hi:g}], got {text[:50]!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a number in [{lo:g}, {hi:g}], got {text[:50]!r}"
+            ) from None
         if not (math.isfinite(value) and lo <= value <= hi):
             raise argparse.ArgumentTypeError(f"expected a finite number in [{lo:g}, {hi:g}], got {text[:50]}")
         return value
@@ -202,9 +207,16 @@ def checkpoint_error(exc: BaseException) -> str:
     import re
 
     if isinstance(exc, pickle.UnpicklingError):
-        found = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:\n\n|Check the documentation|$)", str(exc), re.DOTALL)
-        detail = one_line(found.group(1), 200) if found and found.group(1).strip() else one_line(str(exc), 200)
-        return f"not a readable checkpoint (only tensors and plain data are loaded, never pickled code): {detail}"
+        found = re.search(
+            r"WeightsUnpickler error:\s*(.*?)\s*(?:\n\n|Check the documentation|$)", str(exc), re.DOTALL
+        )
+        detail = (
+            one_line(found.group(1), 200) if found and found.group(1).strip() else one_line(str(exc), 200)
+        )
+        return (
+            "not a readable checkpoint (only tensors and plain data are loaded, never pickled code): "
+            f"{detail}"
+        )
     return f"{type(exc).__name__}: {one_line(str(exc), 300)}"
 
 
@@ -239,10 +251,20 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data CSV`` or ``--range LO HI`` with ``--samples N`` and ``--seed``."""
     group = parser.add_argument_group("samples to score the model on (default: uniform over --range)")
     group.add_argument("--data", metavar="CSV", help="CSV file whose first columns are the model's inputs")
-    group.add_argument("--range", nargs=2, type=float_in(-MAX_RANGE, MAX_RANGE), default=(-1.0, 1.0),
-                       metavar=("LO", "HI"), help="bounds of the uniform samples (LO < HI, finite)")
-    group.add_argument("--samples", type=int_in(2, MAX_SAMPLES), default=1000,
-                       help=f"number of uniform samples, 2 to {MAX_SAMPLES} (default 1000)")
+    group.add_argument(
+        "--range",
+        nargs=2,
+        type=float_in(-MAX_RANGE, MAX_RANGE),
+        default=(-1.0, 1.0),
+        metavar=("LO", "HI"),
+        help="bounds of the uniform samples (LO < HI, finite)",
+    )
+    group.add_argument(
+        "--samples",
+        type=int_in(2, MAX_SAMPLES),
+        default=1000,
+        help=f"number of uniform samples, 2 to {MAX_SAMPLES} (default 1000)",
+    )
     group.add_argument("--seed", type=seed_arg, default=0, help=f"seed of the samples, 0 to {MAX_SEED}")
 
 
@@ -274,7 +296,10 @@ def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
 def check_var_names(names: Sequence[str] | None, model: KAN, flag: str = "--var-names") -> None:
     """End the command unless ``names`` is None or holds one name per model input."""
     if names is not None and len(names) != model.widths[0]:
-        fail(f"{flag} needs {model.widths[0]} names (one per input of the model {model.widths}), got {len(names)}")
+        fail(
+            f"{flag} needs {model.widths[0]} names (one per input of the model {model.widths}), got "
+            f"{len(names)}"
+        )
 
 
 def _inputs(args: argparse.Namespace) -> list[str]:
@@ -293,11 +318,19 @@ PREDICT_CHUNK = 65_536
 
 def configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
-    parser.add_argument("--data", metavar="CSV", required=True,
-                        help="CSV file whose first columns are the model's inputs (header optional; "
-                             "further columns, e.g. labels, are ignored)")
-    parser.add_argument("-o", "--output", required=True,
-                        help="CSV file to write: a header y1..yK, then one row of outputs per input row")
+    parser.add_argument(
+        "--data",
+        metavar="CSV",
+        required=True,
+        help="CSV file whose first columns are the model's inputs (header optional; "
+        "further columns, e.g. labels, are ignored)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="CSV file to write: a header y1..yK, then one row of outputs per input row",
+    )
 
 
 def predict_rows(model: KAN, x: torch.Tensor, chunk: int = PREDICT_CHUNK) -> torch.Tensor:
@@ -339,8 +372,13 @@ def configure_prune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
     parser.add_argument("-o", "--output", required=True, help="where to write the pruned model (.kantk)")
     parser.add_argument("--pruner", default="threshold", help="registry name (kantk plugins lists them)")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="pruner option, e.g. --option node_th=0.01 (repeatable; VALUE is JSON or a word)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pruner option, e.g. --option node_th=0.01 (repeatable; VALUE is JSON or a word)",
+    )
     parser.add_argument("--prune-inputs", action="store_true", help="also remove unimportant input features")
     add_sample_arguments(parser)
 
@@ -371,7 +409,7 @@ def _option_value(key: str, text: str) -> Any:
     try:
         value = json.loads(text, parse_constant=refuse)
     except (ValueError, RecursionError):
-        if text[:1] in tuple("+-.0123456789[{\"") or not text:
+        if text[:1] in tuple('+-.0123456789[{"') or not text:
             fail(f"--option {key}: {text[:50]!r} is neither a number nor valid JSON")
         return text  # a plain word, e.g. a name
     if not _finite(value):
@@ -413,8 +451,12 @@ def configure_symbolic(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
     parser.add_argument("-o", "--output", required=True, help="where to write the symbolic model (.kantk)")
     parser.add_argument("--library", default="default", help="symbolic library (kantk plugins lists them)")
-    parser.add_argument("--r2-threshold", type=float_in(*R2_RANGE), default=0.9,
-                        help="keep an edge numeric below this r^2 (a number in [0, 1]; default 0.9)")
+    parser.add_argument(
+        "--r2-threshold",
+        type=float_in(*R2_RANGE),
+        default=0.9,
+        help="keep an edge numeric below this r^2 (a number in [0, 1]; default 0.9)",
+    )
     _add_var_names(parser, "names of the inputs in the printed formula")
     parser.add_argument("--latex", action="store_true", help="also print the formula as LaTeX")
     add_sample_arguments(parser)
@@ -464,10 +506,15 @@ def run_symbolic(args: argparse.Namespace) -> int:
 def configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
     parser.add_argument("-o", "--output", required=True, help="output file (written exactly there)")
-    parser.add_argument("--format", choices=EXPORT_FORMATS, default=None, help="default: from the output's extension")
+    parser.add_argument(
+        "--format", choices=EXPORT_FORMATS, default=None, help="default: from the output's extension"
+    )
     _add_var_names(parser, "names of the inputs")
-    parser.add_argument("--edge-plots", action="store_true",
-                        help="draw each edge's function on the diagram (pictures go into OUT_edges/ beside the output)")
+    parser.add_argument(
+        "--edge-plots",
+        action="store_true",
+        help="draw each edge's function on the diagram (pictures go into OUT_edges/ beside the output)",
+    )
     add_sample_arguments(parser)
 
 
@@ -480,8 +527,10 @@ def run_export(args: argparse.Namespace) -> int:
     out = check_output_file(args.output, inputs)
     fmt = args.format or os.path.splitext(out)[1].lstrip(".").lower()
     if fmt not in EXPORT_FORMATS:
-        fail(f"export: unknown format {fmt!r} (from the extension of {out!r}); give --format "
-             f"{'|'.join(EXPORT_FORMATS)} or an output ending in one of them")
+        fail(
+            f"export: unknown format {fmt!r} (from the extension of {out!r}); give --format "
+            f"{'|'.join(EXPORT_FORMATS)} or an output ending in one of them"
+        )
     if fmt in ("svg", "png", "pdf"):
         import shutil
 
@@ -527,7 +576,10 @@ def image_format(path: str) -> str:
     supported = Figure().canvas.get_supported_filetypes()
     fmt = os.path.splitext(path)[1].lstrip(".").lower()
     if fmt not in supported:
-        fail(f"-o {path!r}: give an image file ending in one of: {', '.join('.' + f for f in sorted(supported))}")
+        fail(
+            f"-o {path!r}: give an image file ending in one of: "
+            f"{', '.join('.' + f for f in sorted(supported))}"
+        )
     return fmt
 
 
@@ -550,17 +602,29 @@ def run_plot(args: argparse.Namespace) -> int:
 
 
 def configure_discover(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--formula", default=None,
-                        help="formula of x1..xn to sample (default: exp(sin(pi*x1) + x2**2))")
-    parser.add_argument("--csv", metavar="PATH",
-                        help="your own data instead: a CSV whose last column is the label (header optional)")
+    parser.add_argument(
+        "--formula", default=None, help="formula of x1..xn to sample (default: exp(sin(pi*x1) + x2**2))"
+    )
+    parser.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="your own data instead: a CSV whose last column is the label (header optional)",
+    )
     parser.add_argument("-o", "--output", default="kantk-out", help="output folder (default: kantk-out/)")
-    parser.add_argument("--steps", type=int_in(1, 100_000), default=50,
-                        help="LBFGS steps of each of the four fits (1 to 100000; default 50)")
-    parser.add_argument("--hidden", type=int_in(1, 1000), default=5, help="hidden width before pruning (1 to 1000)")
+    parser.add_argument(
+        "--steps",
+        type=int_in(1, 100_000),
+        default=50,
+        help="LBFGS steps of each of the four fits (1 to 100000; default 50)",
+    )
+    parser.add_argument(
+        "--hidden", type=int_in(1, 1000), default=5, help="hidden width before pruning (1 to 1000)"
+    )
     parser.add_argument("--library", default="minimal", help="symbolic library (kantk plugins lists them)")
     _add_var_names(parser, "names of the inputs in the formula")
-    parser.add_argument("--seed", type=seed_arg, default=0, help=f"seed of data, model and training (0 to {MAX_SEED})")
+    parser.add_argument(
+        "--seed", type=seed_arg, default=0, help=f"seed of data, model and training (0 to {MAX_SEED})"
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the formula and the test RMSE")
 
 
@@ -581,7 +645,9 @@ def run_discover(args: argparse.Namespace) -> int:
     if args.csv:
         for name in OUTPUT_NAMES:
             if same_file(os.path.join(folder, name), args.csv):
-                fail(f"-o {folder!r} would overwrite the input {args.csv!r} with {name}; choose another folder")
+                fail(
+                    f"-o {folder!r} would overwrite the input {args.csv!r} with {name}; choose another folder"
+                )
     resolve_library(args.library)
     data = _csv_dataset(args.csv, args.seed) if args.csv else None
     say = None if args.quiet else (lambda message: print(message, flush=True))
@@ -590,8 +656,14 @@ def run_discover(args: argparse.Namespace) -> int:
     try:
         result = discover(
             None if data is not None else (args.formula or DEFAULT_FORMULA),
-            data=data, hidden=args.hidden, steps=args.steps, library=args.library,
-            var_names=args.var_names, seed=args.seed, output_dir=folder, progress=say,
+            data=data,
+            hidden=args.hidden,
+            steps=args.steps,
+            library=args.library,
+            var_names=args.var_names,
+            seed=args.seed,
+            output_dir=folder,
+            progress=say,
         )
     except (ValueError, TypeError) as exc:  # UnknownComponentError is a ValueError
         fail(f"discover: {exc}")
@@ -609,26 +681,41 @@ def run_discover(args: argparse.Namespace) -> int:
 def _csv_dataset(path: str, seed: int) -> dict[str, torch.Tensor]:
     table = read_table(path)
     if table.shape[1] < 2 or table.shape[0] < 10:
-        fail(f"discover: {path!r} needs input columns and a label column, and at least 10 rows; "
-             f"it has {table.shape[1]} columns and {table.shape[0]} rows")
+        fail(
+            f"discover: {path!r} needs input columns and a label column, and at least 10 rows; "
+            f"it has {table.shape[1]} columns and {table.shape[0]} rows"
+        )
     table = torch.as_tensor(table, dtype=torch.float64)
     order = torch.randperm(len(table), generator=torch.Generator().manual_seed(seed))
     cut = int(0.8 * len(table))
     train, test = table[order[:cut]], table[order[cut:]]
-    return {"train_input": train[:, :-1], "train_label": train[:, -1:],
-            "test_input": test[:, :-1], "test_label": test[:, -1:]}
+    return {
+        "train_input": train[:, :-1],
+        "train_label": train[:, -1:],
+        "test_input": test[:, :-1],
+        "test_label": test[:, -1:],
+    }
 
 
 def commands() -> dict[str, Any]:
     """(help, configure, run) of each model command, for :mod:`kantk.cli`."""
     return {
-        "predict": ("write a saved model's outputs for the rows of a CSV file to a CSV file",
-                    configure_predict, run_predict),
+        "predict": (
+            "write a saved model's outputs for the rows of a CSV file to a CSV file",
+            configure_predict,
+            run_predict,
+        ),
         "prune": ("prune a saved model on samples and write the smaller model", configure_prune, run_prune),
-        "symbolic": ("fit every edge to a symbolic function, print the formula, write the model",
-                     configure_symbolic, run_symbolic),
+        "symbolic": (
+            "fit every edge to a symbolic function, print the formula, write the model",
+            configure_symbolic,
+            run_symbolic,
+        ),
         "export": ("export the network graph as svg, png, pdf, dot or json", configure_export, run_export),
         "plot": ("draw every edge's function into an image", configure_plot, run_plot),
-        "discover": ("the whole workflow: fit, sparsify, prune, refine, symbolic, refit; print the formula",
-                     configure_discover, run_discover),
+        "discover": (
+            "the whole workflow: fit, sparsify, prune, refine, symbolic, refit; print the formula",
+            configure_discover,
+            run_discover,
+        ),
     }

@@ -8,6 +8,7 @@ A dataset is a dict of tensors::
 Regression labels are floating (N, n_out); classification labels are integer class indices (N,).
 Nothing here imports Lightning, so building data stays cheap.
 """
+
 from __future__ import annotations
 
 import csv
@@ -207,12 +208,14 @@ def load_csv(
     repeated = sorted({i for i in label_idx if label_idx.count(i) > 1})
     if repeated:
         raise ValueError(
-            f"{path!r}: label_columns {wanted!r} name column {repeated[0]} more than once; give each column once"
+            f"{path!r}: label_columns {wanted!r} name column {repeated[0]} more than once; give each column "
+            "once"
         )
     input_idx = [i for i in range(n_cols) if i not in label_idx]
     if not input_idx:
         raise ValueError(
-            f"{path!r}: need at least one input and one label column, got labels {wanted!r} of {n_cols} columns"
+            f"{path!r}: need at least one input and one label column, got labels {wanted!r} of {n_cols} "
+            "columns"
         )
     labels: Any = table[:, label_idx]
     if classification:
@@ -318,7 +321,9 @@ def check_dataset(
     return out
 
 
-def check_labels(y: torch.Tensor, n_outputs: int | None, classification: bool, name: str = "labels") -> torch.Tensor:
+def check_labels(
+    y: torch.Tensor, n_outputs: int | None, classification: bool, name: str = "labels"
+) -> torch.Tensor:
     """Check (and for classes, normalise to int64 (N,)) one label tensor against the model.
 
     Args:
@@ -334,7 +339,9 @@ def check_labels(y: torch.Tensor, n_outputs: int | None, classification: bool, n
         if y.dim() == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.dim() != 1:
-            raise ValueError(f"{name}: class labels must be (samples,) class indices, got shape {tuple(y.shape)}")
+            raise ValueError(
+                f"{name}: class labels must be (samples,) class indices, got shape {tuple(y.shape)}"
+            )
         y = _class_indices(y, name)
         if n_outputs is not None and y.numel() and int(y.max()) >= n_outputs:
             raise ValueError(
@@ -407,7 +414,8 @@ def _lambdify(formula: str, n_vars: int) -> tuple[Callable[..., Any], list[int]]
     except (KeyError, NameError, TypeError, ValueError, SyntaxError, RecursionError) as exc:
         # e.g. 1/0 parses to complex infinity
         raise ValueError(
-            f"cannot evaluate formula {_short_repr(formula)} ({_short_repr(str(expr))}): {type(exc).__name__}: "
+            f"cannot evaluate formula {_short_repr(formula)} ({_short_repr(str(expr))}): "
+            f"{type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}"
         ) from None
     return fn, [int(s.name[1:]) - 1 for s in used]
@@ -462,7 +470,9 @@ def _as_tensor(value: Any, name: str, dtype: torch.dtype | None) -> torch.Tensor
         try:
             t = torch.as_tensor(np.asarray(value))
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be a tensor or array-like, got {type(value).__name__}: {exc}") from None
+            raise TypeError(
+                f"{name} must be a tensor or array-like, got {type(value).__name__}: {exc}"
+            ) from None
     if t.dtype == torch.bool:
         t = t.to(torch.int64)
     if dtype is not None and t.dtype.is_floating_point:
@@ -519,7 +529,9 @@ def _label_spec(label_columns: Any) -> list[int | str]:
     """``label_columns`` as a non-empty list of column indices (int) and header names (str)."""
 
     def column(c: Any) -> bool:
-        return isinstance(c, str) or (isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)))
+        return isinstance(c, str) or (
+            isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_))
+        )
 
     if column(label_columns):
         items = [label_columns]
@@ -538,7 +550,9 @@ def _read_rows(path: str, delimiter: str) -> list[tuple[int, list[str]]]:
     with open(path, "rb") as fh:
         head = fh.read(8192)
     if b"\x00" in head:
-        raise ValueError(f"{path!r} looks like a binary file (it holds NUL bytes); load_csv reads numeric text CSV")
+        raise ValueError(
+            f"{path!r} looks like a binary file (it holds NUL bytes); load_csv reads numeric text CSV"
+        )
     rows = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -570,6 +584,7 @@ def _column_index(col: int | str, header: list[str] | None, n_cols: int, path: s
         return header.index(col)
     if not -n_cols <= col < n_cols:
         raise ValueError(
-            f"label column {col!r} out of range for {n_cols} columns in {path!r} (indices {-n_cols}..{n_cols - 1})"
+            f"label column {col!r} out of range for {n_cols} columns in {path!r} (indices "
+            f"{-n_cols}..{n_cols - 1})"
         )
     return col % n_cols

@@ -3,6 +3,7 @@
 Nodes are the neurons ``(layer, index)`` (layer 0 = inputs); edges are the live KAN edges
 (numeric edges not masked, and symbolic ones). Pruned edges and removed nodes are absent.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -193,7 +194,9 @@ def to_graphviz(
 
     widths = graph.graph["widths"]
     top = max((d.get("importance", 0.0) for _, _, d in graph.edges(data=True)), default=0.0)
-    dot = graphviz.Digraph("kan", graph_attr={"rankdir": rankdir, "splines": "line", "nodesep": "0.35", "ranksep": "0.9"})
+    dot = graphviz.Digraph(
+        "kan", graph_attr={"rankdir": rankdir, "splines": "line", "nodesep": "0.35", "ranksep": "0.9"}
+    )
     dot.attr("node", shape="circle", fixedsize="true", width="0.35", fontsize="10", label="")
     for l in range(len(widths)):
         with dot.subgraph(name=f"layer{l}") as sub:
@@ -211,7 +214,7 @@ def to_graphviz(
         os.makedirs(picture_dir, exist_ok=True)
         with torch.no_grad():
             layer_inputs = model.layer_inputs(x.detach())
-    for (src, dst, d) in graph.edges(data=True):
+    for src, dst, d in graph.edges(data=True):
         share = d["importance"] / top if ("importance" in d and top > 0) else 1.0
         share = min(max(share, 0.0), 1.0)
         alpha = int(40 + 215 * share)
@@ -228,7 +231,15 @@ def to_graphviz(
             path = os.path.join(picture_dir, f"edge_{l}_{p}_{q}.png")
             _draw_edge(model, l, q, p, layer_inputs[l][:, p], path)
             mid = f"e{l}_{p}_{q}"
-            dot.node(mid, shape="none", image=os.path.abspath(path), label="", width="0.5", height="0.4", fixedsize="true")
+            dot.node(
+                mid,
+                shape="none",
+                image=os.path.abspath(path),
+                label="",
+                width="0.5",
+                height="0.4",
+                fixedsize="true",
+            )
             dot.edge(_node_id(src), mid, **attrs)
             dot.edge(mid, _node_id(dst), **{k: v for k, v in attrs.items() if k != "label"})
         else:
@@ -249,7 +260,9 @@ def render_graph(dot: Any, path: str | os.PathLike[str], format: str = "svg") ->
         IsADirectoryError: ``path`` is an existing folder.
     """
     if format not in RENDER_FORMATS:
-        raise ValueError(f"unknown format {format!r}; accepted: {', '.join(RENDER_FORMATS)} (or save the DOT source)")
+        raise ValueError(
+            f"unknown format {format!r}; accepted: {', '.join(RENDER_FORMATS)} (or save the DOT source)"
+        )
     path = os.fspath(path)
     if not path.endswith("." + format):
         path = f"{path}.{format}"
@@ -363,7 +376,11 @@ def _render_to(dot: Any, path: str, format: str) -> None:
         except graphviz.ExecutableNotFound as exc:
             raise GraphvizNotFoundError(INSTALL_GRAPHVIZ) from exc
         except graphviz.CalledProcessError as exc:
-            detail = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+            detail = (
+                exc.stderr.decode(errors="replace")
+                if isinstance(exc.stderr, bytes)
+                else str(exc.stderr or "")
+            )
             detail = " ".join(detail.split()) or f"exit status {exc.returncode}"
             raise GraphvizRenderError(f"graphviz could not render {path!r}: {detail}") from None
         os.replace(rendered, path)

@@ -27,6 +27,7 @@ Functions are built unevaluated (``sin(0)`` stays ``sin(0)``), so nothing expens
 ``gamma(10**20)`` is computed while parsing; arithmetic is evaluated with the bounds above.
 This module imports nothing of kantk; sympy and scipy are imported on first use.
 """
+
 from __future__ import annotations
 
 import ast
@@ -64,19 +65,85 @@ _TWO = (2, 2)
 #: Formula name -> (sympy attribute, fewest arguments, most arguments). Evaluated numerically with
 #: scipy/numpy by :func:`sympy.lambdify`; these names win over :data:`SCIPY_FUNCTIONS`.
 SYMPY_FUNCTIONS: dict[str, tuple[str, int, int]] = {
-    **{name: (name, *_ONE) for name in (
-        "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "acot", "asec", "acsc",
-        "sinh", "cosh", "tanh", "coth", "sech", "csch", "asinh", "acosh", "atanh", "acoth", "asech",
-        "acsch", "exp", "sign", "floor", "ceiling", "erf", "erfc", "erfi", "erfinv", "erfcinv", "gamma",
-        "loggamma", "digamma", "factorial", "sinc", "Heaviside", "zeta", "airyai", "airybi",
-        "airyaiprime", "airybiprime", "fresnels", "fresnelc", "Si", "Ci", "Ei", "Abs",
-    )},
+    **{
+        name: (name, *_ONE)
+        for name in (
+            "sin",
+            "cos",
+            "tan",
+            "cot",
+            "sec",
+            "csc",
+            "asin",
+            "acos",
+            "atan",
+            "acot",
+            "asec",
+            "acsc",
+            "sinh",
+            "cosh",
+            "tanh",
+            "coth",
+            "sech",
+            "csch",
+            "asinh",
+            "acosh",
+            "atanh",
+            "acoth",
+            "asech",
+            "acsch",
+            "exp",
+            "sign",
+            "floor",
+            "ceiling",
+            "erf",
+            "erfc",
+            "erfi",
+            "erfinv",
+            "erfcinv",
+            "gamma",
+            "loggamma",
+            "digamma",
+            "factorial",
+            "sinc",
+            "Heaviside",
+            "zeta",
+            "airyai",
+            "airybi",
+            "airyaiprime",
+            "airybiprime",
+            "fresnels",
+            "fresnelc",
+            "Si",
+            "Ci",
+            "Ei",
+            "Abs",
+        )
+    },
     "abs": ("Abs", *_ONE),
-    **{name: (name, *_TWO) for name in (
-        "atan2", "polygamma", "beta", "uppergamma", "lowergamma", "binomial", "besselj", "bessely",
-        "besseli", "besselk", "jn", "yn", "legendre", "chebyshevt", "chebyshevu", "hermite", "laguerre",
-        "Mod",
-    )},
+    **{
+        name: (name, *_TWO)
+        for name in (
+            "atan2",
+            "polygamma",
+            "beta",
+            "uppergamma",
+            "lowergamma",
+            "binomial",
+            "besselj",
+            "bessely",
+            "besseli",
+            "besselk",
+            "jn",
+            "yn",
+            "legendre",
+            "chebyshevt",
+            "chebyshevu",
+            "hermite",
+            "laguerre",
+            "Mod",
+        )
+    },
     **{name: (name, 3, 3) for name in ("assoc_legendre", "gegenbauer", "assoc_laguerre")},
     "Min": ("Min", 1, MAX_ARGS),
     "Max": ("Max", 1, MAX_ARGS),
@@ -93,20 +160,94 @@ SYMPY_FUNCTIONS: dict[str, tuple[str, int, int]] = {
 #: Formula name -> number of arguments, for :mod:`scipy.special` functions sympy does not name; they
 #: become undefined sympy functions that :func:`lambdify_namespace` maps to scipy.
 SCIPY_FUNCTIONS: dict[str, int] = {
-    **dict.fromkeys((
-        "j0", "j1", "y0", "y1", "i0", "i0e", "i1", "i1e", "k0", "k0e", "k1", "k1e", "ellipk", "ellipkm1",
-        "ellipe", "gammaln", "gammasgn", "rgamma", "psi", "expit", "logit", "erfcx", "dawsn", "expm1",
-        "log1p", "cosm1", "exp2", "exp10", "entr", "spence", "zetac", "sindg", "cosdg", "tandg", "cotdg",
-        "ndtr", "ndtri", "log_ndtr",
-    ), 1),
-    **dict.fromkeys((
-        "jv", "yv", "iv", "kv", "jve", "yve", "ive", "kve", "ellipkinc", "ellipeinc", "gammainc",
-        "gammaincc", "gammaincinv", "gammainccinv", "xlogy", "xlog1py", "rel_entr", "kl_div", "huber",
-        "pseudo_huber", "poch", "binom", "agm", "struve", "modstruve", "eval_legendre", "eval_chebyt",
-        "eval_chebyu", "eval_hermite", "eval_hermitenorm", "eval_laguerre", "owens_t", "boxcox",
-        "boxcox1p", "inv_boxcox", "hyp0f1", "spherical_jn", "spherical_yn", "spherical_in",
-        "spherical_kn",
-    ), 2),
+    **dict.fromkeys(
+        (
+            "j0",
+            "j1",
+            "y0",
+            "y1",
+            "i0",
+            "i0e",
+            "i1",
+            "i1e",
+            "k0",
+            "k0e",
+            "k1",
+            "k1e",
+            "ellipk",
+            "ellipkm1",
+            "ellipe",
+            "gammaln",
+            "gammasgn",
+            "rgamma",
+            "psi",
+            "expit",
+            "logit",
+            "erfcx",
+            "dawsn",
+            "expm1",
+            "log1p",
+            "cosm1",
+            "exp2",
+            "exp10",
+            "entr",
+            "spence",
+            "zetac",
+            "sindg",
+            "cosdg",
+            "tandg",
+            "cotdg",
+            "ndtr",
+            "ndtri",
+            "log_ndtr",
+        ),
+        1,
+    ),
+    **dict.fromkeys(
+        (
+            "jv",
+            "yv",
+            "iv",
+            "kv",
+            "jve",
+            "yve",
+            "ive",
+            "kve",
+            "ellipkinc",
+            "ellipeinc",
+            "gammainc",
+            "gammaincc",
+            "gammaincinv",
+            "gammainccinv",
+            "xlogy",
+            "xlog1py",
+            "rel_entr",
+            "kl_div",
+            "huber",
+            "pseudo_huber",
+            "poch",
+            "binom",
+            "agm",
+            "struve",
+            "modstruve",
+            "eval_legendre",
+            "eval_chebyt",
+            "eval_chebyu",
+            "eval_hermite",
+            "eval_hermitenorm",
+            "eval_laguerre",
+            "owens_t",
+            "boxcox",
+            "boxcox1p",
+            "inv_boxcox",
+            "hyp0f1",
+            "spherical_jn",
+            "spherical_yn",
+            "spherical_in",
+            "spherical_kn",
+        ),
+        2,
+    ),
     **dict.fromkeys(("lpmv", "eval_genlaguerre", "eval_gegenbauer", "hyp1f1", "hyperu"), 3),
     **dict.fromkeys(("hyp2f1", "eval_jacobi"), 4),
 }
@@ -134,9 +275,20 @@ _VARIABLE = re.compile(r"x([1-9][0-9]*)")
 _SUM = (ast.Add, ast.Sub)
 _PRODUCT = (ast.Mult, ast.Div)
 _OPERATOR_NAMES = {
-    ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^",
-    ast.Not: "not", ast.Invert: "~", ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is", ast.IsNot: "is not",
-    ast.In: "in", ast.NotIn: "not in",
+    ast.MatMult: "@",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+    ast.BitOr: "|",
+    ast.BitAnd: "&",
+    ast.BitXor: "^",
+    ast.Not: "not",
+    ast.Invert: "~",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+    ast.In: "in",
+    ast.NotIn: "not in",
 }
 _COMPARISONS = {ast.Lt: "Lt", ast.LtE: "Le", ast.Gt: "Gt", ast.GtE: "Ge"}
 
@@ -231,12 +383,25 @@ def _describe(node: ast.AST) -> str:
         name = _OPERATOR_NAMES.get(type(op), "and" if isinstance(op, ast.And) else "or")
         return f"the operator '{name}'"
     descriptions = {
-        ast.Subscript: "indexing ('[...]')", ast.Lambda: "a lambda", ast.IfExp: "'if ... else'",
-        ast.NamedExpr: "an assignment (':=')", ast.Starred: "'*' unpacking", ast.Dict: "a dict",
-        ast.Set: "a set", ast.List: "a list", ast.Tuple: "a tuple", ast.JoinedStr: "an f-string",
-        ast.ListComp: "a comprehension", ast.SetComp: "a comprehension", ast.DictComp: "a comprehension",
-        ast.GeneratorExp: "a generator", ast.Await: "'await'", ast.Yield: "'yield'",
-        ast.YieldFrom: "'yield'", ast.Slice: "a slice", ast.FormattedValue: "an f-string",
+        ast.Subscript: "indexing ('[...]')",
+        ast.Lambda: "a lambda",
+        ast.IfExp: "'if ... else'",
+        ast.NamedExpr: "an assignment (':=')",
+        ast.Starred: "'*' unpacking",
+        ast.Dict: "a dict",
+        ast.Set: "a set",
+        ast.List: "a list",
+        ast.Tuple: "a tuple",
+        ast.JoinedStr: "an f-string",
+        ast.ListComp: "a comprehension",
+        ast.SetComp: "a comprehension",
+        ast.DictComp: "a comprehension",
+        ast.GeneratorExp: "a generator",
+        ast.Await: "'await'",
+        ast.Yield: "'yield'",
+        ast.YieldFrom: "'yield'",
+        ast.Slice: "a slice",
+        ast.FormattedValue: "an f-string",
     }
     return descriptions.get(type(node), f"a {type(node).__name__} expression")
 
@@ -321,7 +486,9 @@ class _Builder:
                 self.check_name(node.id)
                 if not self.is_value_name(node.id):
                     if node.id in SYMPY_FUNCTIONS or node.id in SCIPY_FUNCTIONS:
-                        raise self.fail(f"uses the function {node.id!r} without calling it; write {node.id}(...)")
+                        raise self.fail(
+                            f"uses the function {node.id!r} without calling it; write {node.id}(...)"
+                        )
                     unknown_vars.append(node.id)
             elif isinstance(node, ast.BinOp):
                 if not isinstance(node.op, (*_SUM, *_PRODUCT, ast.Pow, ast.Mod, ast.FloorDiv)):
@@ -347,7 +514,9 @@ class _Builder:
                 name = node.func.id
                 self.check_name(name)
                 if node.keywords:
-                    raise self.fail(f"passes keyword arguments to {name}(); only positional arguments are accepted")
+                    raise self.fail(
+                        f"passes keyword arguments to {name}(); only positional arguments are accepted"
+                    )
                 for arg in node.args:
                     if isinstance(arg, ast.Starred):
                         raise self.not_accepted(arg)
@@ -356,7 +525,10 @@ class _Builder:
                     if not low <= len(node.args) <= high:
                         wanted = f"{low}" if low == high else f"{low} to {high}"
                         plural = "" if wanted == "1" else "s"
-                        raise self.fail(f"calls {name}() with {len(node.args)} argument(s); it takes {wanted} argument{plural}")
+                        raise self.fail(
+                            f"calls {name}() with {len(node.args)} argument(s); it takes {wanted} "
+                            f"argument{plural}"
+                        )
                 else:
                     unknown_funcs.append(name)
                 children.extend((arg, depth + 1) for arg in node.args)
@@ -364,19 +536,26 @@ class _Builder:
                 if not self.allow_comparison:
                     raise self.fail("has a comparison; comparisons are not accepted here")
                 if node is not root:
-                    raise self.fail("has a comparison inside it; a comparison must be the whole formula, e.g. x2 > sin(pi*x1)/2")
+                    raise self.fail(
+                        "has a comparison inside it; a comparison must be the whole formula, e.g. x2 > "
+                        "sin(pi*x1)/2"
+                    )
                 if len(node.ops) != 1:
                     raise self.fail("chains comparisons; use one comparison, e.g. x2 > sin(pi*x1)/2")
                 if type(node.ops[0]) not in _COMPARISONS:
-                    raise self.fail(f"uses the comparison '{_OPERATOR_NAMES[type(node.ops[0])]}'; accepted: < <= > >=")
+                    raise self.fail(
+                        f"uses the comparison '{_OPERATOR_NAMES[type(node.ops[0])]}'; accepted: < <= > >="
+                    )
                 children.extend([(node.left, depth + 1), (node.comparators[0], depth + 1)])
             else:
                 raise self.not_accepted(node)
             stack.extend(reversed(children))  # left to right, so the first problem is reported
         if unknown_funcs:
             raise self.fail(
-                f"calls unknown function {unknown_funcs[0]!r}; known functions include sin, cos, tan, exp, log, "
-                "sqrt, Abs, erf, gamma, besselj, Min, Max and scipy.special's jv, yv, iv, kv, ellipk, ellipe, lpmv, "
+                f"calls unknown function {unknown_funcs[0]!r}; known functions include sin, cos, tan, exp, "
+                "log, "
+                "sqrt, Abs, erf, gamma, besselj, Min, Max and scipy.special's jv, yv, iv, kv, ellipk, "
+                "ellipe, lpmv, "
                 "... (the full list: kantk.formula_parser.FUNCTION_NAMES)"
             )
         if unknown_vars:

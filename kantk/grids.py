@@ -5,11 +5,13 @@ continue on a finer one from the same function. Each layer's basis does the work
 :class:`kantk.bases.SupportsRefine` capability; ``model.update_grid(x)`` (adapting grids to data)
 lives on the model itself. See docs/grids.md.
 """
+
 from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -10,9 +10,10 @@ group ``kantk`` in their ``pyproject.toml``::
 The built-in components are registered through exactly the same path.
 Collection hooks have plural names and return (or yield) typed records from :mod:`kantk.types`.
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pluggy
 

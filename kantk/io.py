@@ -24,6 +24,7 @@ and moves it into place with :func:`os.replace`, so an interrupted save never le
 model; the temporary file is removed on any failure, and a temporary file left by a killed process
 is removed by the next save to the same path.
 """
+
 from __future__ import annotations
 
 import errno
@@ -62,13 +63,22 @@ TEMP_SUFFIX = ".kantk-tmp"
 #: A temporary file of ours older than this (seconds) is stale even if its process id is alive.
 STALE_TEMP_AGE = 24 * 3600.0
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 #: Tensors of a layer other than its basis' buffers, with their shape from (out, in).
 _EDGE_SHAPES = {"coef": None, "scale_base": (), "scale_sp": (), "mask": ()}
 _SYMBOLIC_SHAPES = {"symbolic_mask": (), "symbolic_affine": (4,)}
 #: Buffers of the built-in bases with a constraint beyond finiteness: basis name -> buffer -> rule.
-_BUILTIN_BUFFER_RULES = {"bspline": {"grid": "knots"}, "chebyshev": {"halfwidth": "positive"}, "rbf": {"width": "positive"}}
+_BUILTIN_BUFFER_RULES = {
+    "bspline": {"grid": "knots"},
+    "chebyshev": {"halfwidth": "positive"},
+    "rbf": {"width": "positive"},
+}
 
 
 class KantkFileError(ValueError):
@@ -164,7 +174,9 @@ def _create_temp(target: str, folder: str, name: str) -> tuple[str, int]:
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except PermissionError:
-        raise PermissionError(errno.EACCES, "cannot save a kantk model: the folder is not writable", target) from None
+        raise PermissionError(
+            errno.EACCES, "cannot save a kantk model: the folder is not writable", target
+        ) from None
     except OSError as exc:
         raise type(exc)(exc.errno, f"cannot save a kantk model: {exc.strerror}", target) from None
     return temp, fd
@@ -184,7 +196,9 @@ def _remove_stale_temps(folder: str, name: str) -> None:
             continue  # not one of ours
         full = os.path.join(folder, entry)
         try:
-            stale = not _process_alive(int(pid_text)) or time.time() - os.lstat(full).st_mtime > STALE_TEMP_AGE
+            stale = (
+                not _process_alive(int(pid_text)) or time.time() - os.lstat(full).st_mtime > STALE_TEMP_AGE
+            )
             if stale:
                 os.unlink(full)
         except OSError:
@@ -206,7 +220,12 @@ def _process_alive(pid: int) -> bool:
 # --------------------------------------------------------------------------------------------- load
 
 
-def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu", registry: Registry | None = None) -> KAN:
+def load(
+    path: str | os.PathLike[str],
+    *,
+    map_location: str | torch.device = "cpu",
+    registry: Registry | None = None,
+) -> KAN:
     """Read a model written by :func:`save`, checking everything in it first.
 
     The header is read and checked before any tensor: the config's types and values, the number
@@ -239,7 +258,9 @@ def _load(path: str, map_location: str | torch.device, registry: Registry | None
         with safe_open(path, framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
             if metadata.get(FORMAT_KEY) != FORMAT_VERSION or CONFIG_KEY not in metadata:
-                raise KantkFileError(f"{path!r} is a safetensors file but not a kantk model (no kantk metadata)")
+                raise KantkFileError(
+                    f"{path!r} is a safetensors file but not a kantk model (no kantk metadata)"
+                )
             table = {}
             for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
                 piece = f.get_slice(key)
@@ -262,7 +283,9 @@ def _load(path: str, map_location: str | torch.device, registry: Registry | None
     except UnknownComponentError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
-        raise KantkFileError(f"{path!r}: the model could not be built from its config: {_one_line(exc)}") from None
+        raise KantkFileError(
+            f"{path!r}: the model could not be built from its config: {_one_line(exc)}"
+        ) from None
     return model.to(map_location)
 
 
@@ -292,12 +315,16 @@ def _check_header_size(path: str) -> None:
             size = os.fstat(handle.fileno()).st_size
             head = handle.read(8)
     except OSError as exc:
-        raise KantkFileError(f"{path!r} is not a kantk model file (cannot read it: {_one_line(exc)})") from None
+        raise KantkFileError(
+            f"{path!r} is not a kantk model file (cannot read it: {_one_line(exc)})"
+        ) from None
     if len(head) < 8:
         raise KantkFileError(f"{path!r} is not a kantk model file (only {size} bytes)")
     length = int.from_bytes(head, "little")
     if length > size - 8:
-        raise KantkFileError(f"{path!r} is not a kantk model file (its header length {length} exceeds the file)")
+        raise KantkFileError(
+            f"{path!r} is not a kantk model file (its header length {length} exceeds the file)"
+        )
     if length > MAX_HEADER_BYTES:
         raise KantkFileError(
             f"{path!r}: the safetensors header is {length} bytes, more than kantk reads ({MAX_HEADER_BYTES})"
@@ -313,7 +340,9 @@ def _parse_config(text: str, path: str) -> dict[str, Any]:
         raise KantkFileError(f"{path!r}: the kantk config must be a JSON object, got {type(config).__name__}")
     depth = _json_depth(config)
     if depth > MAX_CONFIG_DEPTH:
-        raise KantkFileError(f"{path!r}: the kantk config is nested {depth} deep (at most {MAX_CONFIG_DEPTH})")
+        raise KantkFileError(
+            f"{path!r}: the kantk config is nested {depth} deep (at most {MAX_CONFIG_DEPTH})"
+        )
     return config
 
 
@@ -379,30 +408,44 @@ def _check_config(config: dict[str, Any], path: str) -> _Spec:
             raise bad(f"{field}.basis_kwargs", f"must be an object, got {type(kwargs).__name__}")
         activation = layer.get("base_activation", "silu")
         if not isinstance(activation, str) or activation not in BASE_ACTIVATIONS:
-            raise bad(f"{field}.base_activation", f"must be one of {', '.join(BASE_ACTIVATIONS)}, got {_short(activation)}")
+            raise bad(
+                f"{field}.base_activation",
+                f"must be one of {', '.join(BASE_ACTIVATIONS)}, got {_short(activation)}",
+            )
         for key, expected in (("in_features", n_in), ("out_features", n_out)):
             if key in layer and (not _is_int(layer[key]) or layer[key] != expected):
                 raise bad(f"{field}.{key}", f"must be {expected} (from widths), got {_short(layer[key])}")
         symbolic = layer.get("symbolic")
         pairs: set[tuple[str, str]] = set()
         if symbolic is not None:
-            pairs = _check_symbolic(symbolic, n_out, n_in, lambda f, m, i=i: bad(f"layers[{i}].symbolic{f}", m))
+            pairs = _check_symbolic(
+                symbolic, n_out, n_in, lambda f, m, i=i: bad(f"layers[{i}].symbolic{f}", m)
+            )
         checked.append(
-            {"basis": basis, "basis_kwargs": kwargs, "base_activation": activation,
-             "symbolic": symbolic is not None, "functions": pairs}
+            {
+                "basis": basis,
+                "basis_kwargs": kwargs,
+                "base_activation": activation,
+                "symbolic": symbolic is not None,
+                "functions": pairs,
+            }
         )
     return _Spec(_DTYPES[dtype_name], list(widths), checked)
 
 
 def _check_symbolic(symbolic: Any, n_out: int, n_in: int, bad: Any) -> set[tuple[str, str]]:
-    """Check a layer's ``symbolic`` entry: (out, in) tables of names or null; returns the (library, name) pairs."""
+    """Check a layer's ``symbolic`` entry: (out, in) tables of names or null.
+
+    Returns the (library, name) pairs."""
     if not isinstance(symbolic, dict):
         raise bad("", f"must be an object, got {type(symbolic).__name__}")
     tables = {}
     for key in ("functions", "libraries"):
         table = symbolic.get(key)
-        if not isinstance(table, list) or len(table) != n_out or any(
-            not isinstance(row, list) or len(row) != n_in for row in table
+        if (
+            not isinstance(table, list)
+            or len(table) != n_out
+            or any(not isinstance(row, list) or len(row) != n_in for row in table)
         ):
             raise bad(f".{key}", f"must be a {n_out} x {n_in} nested list")
         tables[key] = table
@@ -422,7 +465,9 @@ def _check_symbolic(symbolic: Any, n_out: int, n_in: int, bad: Any) -> set[tuple
     return pairs
 
 
-def _check_tensor_table(spec: _Spec, table: Mapping[str, tuple[str, tuple[int, ...]]], registry: Registry, path: str) -> None:
+def _check_tensor_table(
+    spec: _Spec, table: Mapping[str, tuple[str, tuple[int, ...]]], registry: Registry, path: str
+) -> None:
     """Every tensor the config implies, with the header's shape and a float dtype; nothing else.
 
     The layers are built on the ``meta`` device to learn their basis' buffers and number of
@@ -433,12 +478,21 @@ def _check_tensor_table(spec: _Spec, table: Mapping[str, tuple[str, tuple[int, .
     for key, (dtype, shape) in table.items():
         head, _, rest = key.partition(".")
         index, _, local = rest.partition(".")
-        if head != "layers" or not index.isdigit() or not local or int(index) >= n_layers or index != str(int(index)):
+        if (
+            head != "layers"
+            or not index.isdigit()
+            or not local
+            or int(index) >= n_layers
+            or index != str(int(index))
+        ):
             raise KantkFileError(
-                f"{path!r}: tensor {key!r} belongs to no layer of the config ({n_layers} layers in config field layers)"
+                f"{path!r}: tensor {key!r} belongs to no layer of the config ({n_layers} layers in config "
+                "field layers)"
             )
         if dtype not in _FLOAT_DTYPES:
-            raise KantkFileError(f"{path!r}: tensor {key!r} has dtype {dtype}; kantk models hold floating-point tensors")
+            raise KantkFileError(
+                f"{path!r}: tensor {key!r} has dtype {dtype}; kantk models hold floating-point tensors"
+            )
         by_layer[int(index)][local] = shape
     for i, layer in enumerate(spec.layers):
         n_in, n_out = spec.widths[i], spec.widths[i + 1]
@@ -472,10 +526,13 @@ def _check_tensor_table(spec: _Spec, table: Mapping[str, tuple[str, tuple[int, .
         for name, shape in meta_shapes.items():
             key = f"layers.{i}.{name}"
             if name not in found:
-                raise KantkFileError(f"{path!r}: tensor {key!r} is missing (config field {field}.basis_kwargs)")
+                raise KantkFileError(
+                    f"{path!r}: tensor {key!r} is missing (config field {field}.basis_kwargs)"
+                )
             if found[name] != shape:
                 raise KantkFileError(
-                    f"{path!r}: config field {field}.basis_kwargs {_short(layer['basis_kwargs'])} gives tensor "
+                    f"{path!r}: config field {field}.basis_kwargs {_short(layer['basis_kwargs'])} gives "
+                    "tensor "
                     f"{key!r} the shape {shape}, but the file holds {found[name]}"
                 )
         extra = sorted(set(found) - set(meta_shapes) - set(expected))
@@ -487,7 +544,13 @@ def _check_tensor_table(spec: _Spec, table: Mapping[str, tuple[str, tuple[int, .
 
 
 def _meta_layer_shapes(
-    layer: Mapping[str, Any], n_in: int, n_out: int, dtype: torch.dtype, registry: Registry, path: str, field: str
+    layer: Mapping[str, Any],
+    n_in: int,
+    n_out: int,
+    dtype: torch.dtype,
+    registry: Registry,
+    path: str,
+    field: str,
 ) -> dict[str, tuple[int, ...]] | None:
     """Shapes of the state of the layer the config describes, built on the meta device.
 
@@ -498,11 +561,24 @@ def _meta_layer_shapes(
     try:
         with torch.device("meta"), default_dtype(build_dtype):
             built = KANLayer(
-                n_in, n_out, layer["basis"], layer["basis_kwargs"], layer["base_activation"], registry=registry
+                n_in,
+                n_out,
+                layer["basis"],
+                layer["basis_kwargs"],
+                layer["base_activation"],
+                registry=registry,
             )
     except UnknownComponentError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError, ArithmeticError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        AttributeError,
+        ArithmeticError,
+    ) as exc:
         raise KantkFileError(f"{path!r}: config field {field}.basis_kwargs: {_one_line(exc)}") from None
     except (RuntimeError, NotImplementedError):
         return None
@@ -544,5 +620,3 @@ def _rule_problems(rule: str, value: torch.Tensor) -> Iterator[str]:
             yield "holds a knot vector whose span is too small"
     elif rule == "positive" and not bool((v > 0).all()):
         yield "holds values that are not > 0"
-
-

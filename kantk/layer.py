@@ -1,9 +1,11 @@
 """One KAN layer: a learnable 1-D function on every edge, summed on the nodes."""
+
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -88,13 +90,15 @@ class KANLayer(SymbolicEdges, nn.Module):
         n = self.basis.num_functions
         dtype = torch.get_default_dtype()
 
-        coef = (torch.rand(out_features, in_features, n, generator=generator, dtype=dtype) - 0.5)
+        coef = torch.rand(out_features, in_features, n, generator=generator, dtype=dtype) - 0.5
         self.coef = nn.Parameter(coef * (noise_scale / n))
         sb = scale_base_mu + scale_base_sigma * (
             torch.rand(out_features, in_features, generator=generator, dtype=dtype) * 2 - 1
         )
         self.scale_base = nn.Parameter(sb / math.sqrt(in_features))
-        self.scale_sp = nn.Parameter(torch.full((out_features, in_features), scale_sp / math.sqrt(in_features), dtype=dtype))
+        self.scale_sp = nn.Parameter(
+            torch.full((out_features, in_features), scale_sp / math.sqrt(in_features), dtype=dtype)
+        )
         self.register_buffer("mask", torch.ones(out_features, in_features, dtype=dtype))
         self._init_symbolic()  # symbolic edges (kantk.symbolic.edges): none yet
 
@@ -130,7 +134,7 @@ class KANLayer(SymbolicEdges, nn.Module):
         x2 = self._flatten_input(x)  # (batch, in)
         y = layer_edges(self.basis, x2, self.edge_weights())  # (batch, out)
         if self._symbolic_groups:  # symbolic edges: one evaluation per function
-            for q, p, values in self._symbolic_terms(x2):
+            for q, _p, values in self._symbolic_terms(x2):
                 y = y.index_add(1, q, values)  # (batch, out) += (batch, k) on columns q
         return y.reshape(*x.shape[:-1], self.out_features)
 

@@ -1,8 +1,10 @@
 """A KAN: a stack of KAN layers."""
+
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,8 +53,14 @@ class KAN(nn.Module):
         self.widths: list[int] = list(widths)
         self.layers = nn.ModuleList(
             KANLayer(
-                widths[i], widths[i + 1], bases[i], kwargs_list[i], activations[i],
-                generator=generator, registry=registry, **layer_kwargs,
+                widths[i],
+                widths[i + 1],
+                bases[i],
+                kwargs_list[i],
+                activations[i],
+                generator=generator,
+                registry=registry,
+                **layer_kwargs,
             )
             for i in range(n_layers)
         )
@@ -70,7 +78,7 @@ class KAN(nn.Module):
         return x
 
     @torch.no_grad()
-    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> "KAN":
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> KAN:
         """Adapt every layer's grid to the data, keeping the function on it (pykan's update_grid).
 
         Layer by layer: propagate ``x`` (batch, widths[0]) through the already-updated layers,
@@ -88,10 +96,13 @@ class KAN(nn.Module):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"update_grid expects a torch.Tensor of samples, got {type(x).__name__}")
         if x.dim() != 2 or x.shape[-1] != self.widths[0]:
-            raise ValueError(f"update_grid expects samples of shape (batch, {self.widths[0]}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"update_grid expects samples of shape (batch, {self.widths[0]}), got {tuple(x.shape)}"
+            )
         if x.shape[0] == 0:
             raise ValueError(
-                f"update_grid needs at least one sample to place the grid on, got an empty batch {tuple(x.shape)}"
+                "update_grid needs at least one sample to place the grid on, got an empty batch "
+                f"{tuple(x.shape)}"
             )
         if isinstance(grid_eps, bool) or not isinstance(grid_eps, (int, float)) or not 0 <= grid_eps <= 1:
             raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
@@ -112,7 +123,7 @@ class KAN(nn.Module):
         return {"widths": list(self.widths), "layers": [layer.config() for layer in self.layers]}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], registry: Registry | None = None) -> "KAN":
+    def from_config(cls, config: Mapping[str, Any], registry: Registry | None = None) -> KAN:
         """Rebuild a model (fresh parameters) from :meth:`config`'s output."""
         try:
             widths = list(config["widths"])

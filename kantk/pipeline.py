@@ -5,6 +5,7 @@ B-spline KAN trained with the l1_entropy sparsity regulariser, pruned to the edg
 refined to a finer grid, every edge fitted to a symbolic function, and the symbolic model
 refitted; the result is a closed-form formula. ``kantk discover`` is its command line.
 """
+
 from __future__ import annotations
 
 import logging
@@ -105,14 +106,40 @@ def discover(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _discover(formula, data, n_vars, hidden, grid_size, refine_to, steps, l1_entropy,
-                         library, var_names, seed, output_dir, progress)
+        return _discover(
+            formula,
+            data,
+            n_vars,
+            hidden,
+            grid_size,
+            refine_to,
+            steps,
+            l1_entropy,
+            library,
+            var_names,
+            seed,
+            output_dir,
+            progress,
+        )
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _discover(formula, data, n_vars, hidden, grid_size, refine_to, steps, l1_entropy, library, var_names,
-              seed, output_dir, progress) -> Discovery:
+def _discover(
+    formula,
+    data,
+    n_vars,
+    hidden,
+    grid_size,
+    refine_to,
+    steps,
+    l1_entropy,
+    library,
+    var_names,
+    seed,
+    output_dir,
+    progress,
+) -> Discovery:
     import kantk
 
     say = progress or (lambda message: logger.info(message))
@@ -136,8 +163,9 @@ def _discover(formula, data, n_vars, hidden, grid_size, refine_to, steps, l1_ent
             if not found:
                 raise ValueError(f"formula {formula!r} names no variable x1, x2, ...; pass n_vars")
             n_vars = max(found)
-        data = kantk.create_dataset(formula, n_vars=n_vars, train_num=1000, test_num=1000, seed=seed,
-                                    dtype=torch.float64)
+        data = kantk.create_dataset(
+            formula, n_vars=n_vars, train_num=1000, test_num=1000, seed=seed, dtype=torch.float64
+        )
     data = kantk.check_dataset(data)
     data = {k: v.to(torch.float64) for k, v in data.items()}
     n_in = data["train_input"].shape[1]
@@ -152,8 +180,11 @@ def _discover(formula, data, n_vars, hidden, grid_size, refine_to, steps, l1_ent
         model = KAN([n_in, hidden, 1], basis_kwargs={"grid_size": grid_size, "order": 3}, seed=seed)
     moved = _grids_on_the_data(model, data["train_input"])
     fit = {"progress": False, "seed": seed}
-    done("setup", f"data: {len(data['train_input'])} train / {len(data['test_input'])} test samples, "
-         f"model {model.widths}" + (" (first layer's grids moved to the inputs' range)" if moved else ""))
+    done(
+        "setup",
+        f"data: {len(data['train_input'])} train / {len(data['test_input'])} test samples, "
+        f"model {model.widths}" + (" (first layer's grids moved to the inputs' range)" if moved else ""),
+    )
 
     kantk.fit(model, data, steps=steps, regularisers={"l1_entropy": {"weight": l1_entropy}}, **fit)
     done("sparsify", f"fitted with l1_entropy ({steps} LBFGS steps): test RMSE {_rmse(model, data):.2e}")
@@ -217,7 +248,9 @@ def check_output_dir(folder: str | os.PathLike[str]) -> None:
         raise NotADirectoryError(f"the output folder {folder!r} exists and is a file, not a folder")
     for name in OUTPUT_NAMES:
         if os.path.isdir(os.path.join(folder, name)):
-            raise IsADirectoryError(f"{os.path.join(folder, name)!r} is a folder; discover writes a file there")
+            raise IsADirectoryError(
+                f"{os.path.join(folder, name)!r} is a folder; discover writes a file there"
+            )
     existing = os.path.abspath(folder)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
@@ -228,12 +261,16 @@ def check_output_dir(folder: str | os.PathLike[str]) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".kantk-probe-", dir=existing)
     except OSError as exc:
-        raise PermissionError(f"cannot write the output folder {folder!r}: {exc.strerror or exc} ({existing!r})") from None
+        raise PermissionError(
+            f"cannot write the output folder {folder!r}: {exc.strerror or exc} ({existing!r})"
+        ) from None
     os.close(fd)
     os.unlink(probe)
 
 
-def _write_outputs(model: KAN, x: torch.Tensor, folder: str, var_names: Sequence[str] | None) -> dict[str, str]:
+def _write_outputs(
+    model: KAN, x: torch.Tensor, folder: str, var_names: Sequence[str] | None
+) -> dict[str, str]:
     import kantk
     from kantk.export import temporary_folder_beside, to_graphviz
 
@@ -249,8 +286,10 @@ def _write_outputs(model: KAN, x: torch.Tensor, folder: str, var_names: Sequence
             staged["graph"] = dot.render(filename=os.path.join(staging, "graph"), format="svg", cleanup=True)
         else:
             dot.save(filename=staged["graph"])
-            logger.warning("Graphviz 'dot' not found: wrote the DOT source %s instead of an SVG",
-                           os.path.join(folder, graph))
+            logger.warning(
+                "Graphviz 'dot' not found: wrote the DOT source %s instead of an SVG",
+                os.path.join(folder, graph),
+            )
         kantk.plot_activations(model, x, in_vars=var_names).savefig(staged["plot"], format="png", dpi=150)
         files = {key: os.path.join(folder, name) for key, name in names.items()}
         for key in names:  # every file is complete before the first is moved into place

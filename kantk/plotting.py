@@ -217,6 +217,7 @@ def _names(names: Sequence[str] | None, n: int, what: str, prefix: str) -> list[
         return [f"${prefix}_{{{i + 1}}}$" for i in range(n)]
     if isinstance(names, (str, bytes)) or not isinstance(names, Sequence) or len(names) != n:
         raise ValueError(
-            f"{what} must be a list of {n} names (one per {'input' if prefix == 'x' else 'output'}), got {names!r}"
+            f"{what} must be a list of {n} names (one per {'input' if prefix == 'x' else 'output'}), got "
+            f"{names!r}"
         )
     return [str(name) for name in names]

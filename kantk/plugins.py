@@ -8,6 +8,7 @@ list of records; a record clashes with a built-in's name) is logged as a warning
 keeps working. Built-ins and plugins passed explicitly (``extra_plugins``,
 :meth:`kantk.Registry.with_plugins`) are trusted: a mistake there raises :class:`PluginError`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -177,7 +178,9 @@ def _load_entry_points(pm: KantkPluginManager, failed: list[FailedPlugin]) -> No
     try:
         found = list(entry_points(group=ENTRY_POINT_GROUP))
     except PLUGIN_FAILURES as exc:  # broken distribution metadata
-        report_failure(failed, ENTRY_POINT_GROUP, None, describe_exception(exc), "entry points could not be listed")
+        report_failure(
+            failed, ENTRY_POINT_GROUP, None, describe_exception(exc), "entry points could not be listed"
+        )
         return
     loaded_from: dict[str, str | None] = {}
     for ep in sorted(found, key=lambda e: str(e.name)):  # stable: sys.path order among equal names
@@ -235,7 +238,9 @@ def _register_isolated(
         pm.unregister(plugin, name)
         known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("kantk_")))
         report_failure(
-            failed, name, package,
+            failed,
+            name,
+            package,
             f"implements hooks kantk does not have: {', '.join(problems)} (known hooks: {known})",
             "was skipped",
         )

@@ -121,7 +121,8 @@ def plan_pruning(
     if x is None:
         if getattr(fn, "needs_data", True):
             raise ValueError(
-                f"pruner {pruner!r} scores edges on data: pass samples, kantk.prune(model, x, pruner={pruner!r}); "
+                f"pruner {pruner!r} scores edges on data: pass samples, kantk.prune(model, x, "
+                f"pruner={pruner!r}); "
                 "pruners that work without data set needs_data = False (e.g. 'magnitude')"
             )
     else:
@@ -183,7 +184,8 @@ def normalise_decision(
         mask = torch.as_tensor(mask, device=live.device)
         if tuple(mask.shape) != tuple(live.shape):
             raise ValueError(
-                f"pruner {pruner!r}: edge mask {l} has shape {tuple(mask.shape)}, expected {tuple(live.shape)} (out, in)"
+                f"pruner {pruner!r}: edge mask {l} has shape {tuple(mask.shape)}, expected "
+                f"{tuple(live.shape)} (out, in)"
             )
         edges.append((mask != 0) & live)
 
@@ -193,7 +195,8 @@ def normalise_decision(
         hidden = list(decision.hidden_nodes)
         if len(hidden) != len(widths) - 2:
             raise ValueError(
-                f"pruner {pruner!r} returned kept nodes for {len(hidden)} hidden layers; the model has {len(widths) - 2}"
+                f"pruner {pruner!r} returned kept nodes for {len(hidden)} hidden layers; the model has "
+                f"{len(widths) - 2}"
             )
         for l, idx in enumerate(hidden, start=1):
             keep[l] = _index_mask(idx, widths[l], f"pruner {pruner!r}: hidden layer {l}", device)

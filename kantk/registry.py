@@ -1,4 +1,5 @@
 """Look-ups by name over everything the plugins provide."""
+
 from __future__ import annotations
 
 import inspect
@@ -49,7 +50,9 @@ class ComponentTable(Generic[T]):
         for plugin_name, record in records:
             name = getattr(record, "name", None)
             if not isinstance(name, str) or not name:
-                raise PluginError(f"plugin {plugin_name!r} yielded a {kind} record without a name: {record!r}")
+                raise PluginError(
+                    f"plugin {plugin_name!r} yielded a {kind} record without a name: {record!r}"
+                )
             if name in self._records:
                 raise PluginError(
                     f"duplicate {kind} name {name!r}: registered by plugin {self._owner[name]!r} "
@@ -70,14 +73,16 @@ class ComponentTable(Generic[T]):
         """
         if not isinstance(name, str) or name not in self._records:
             raise UnknownComponentError(
-                f"unknown {self.kind} {name!r}; known {self.kind} names: {', '.join(self.names()) or '(none)'}"
-                + self._hint()
+                f"unknown {self.kind} {name!r}; known {self.kind} names: "
+                f"{', '.join(self.names()) or '(none)'}" + self._hint()
             )
         return self._records[name]
 
     def _hint(self) -> str:
         if self._failed:
-            broken = ", ".join(f"{f.name} ({f.package or 'unknown package'}): {f.error}" for f in self._failed)
+            broken = ", ".join(
+                f"{f.name} ({f.package or 'unknown package'}): {f.error}" for f in self._failed
+            )
             return f". These plugins failed to load and were skipped: {broken}"
         return " (is the plugin that provides it installed?)"
 
@@ -146,7 +151,9 @@ class Registry:
         self.regularisers: ComponentTable[RegulariserSpec] = ComponentTable(
             "regulariser", tables["regularisers"], self.failed_plugins
         )
-        self.pruners: ComponentTable[PrunerSpec] = ComponentTable("pruner", tables["pruners"], self.failed_plugins)
+        self.pruners: ComponentTable[PrunerSpec] = ComponentTable(
+            "pruner", tables["pruners"], self.failed_plugins
+        )
         self.symbolic_libraries: ComponentTable[SymbolicLibrarySpec] = ComponentTable(
             "symbolic library", tables["symbolic_libraries"], self.failed_plugins
         )
@@ -176,9 +183,9 @@ class Registry:
                     records = _call_collection_hook(impl.function, hook_name, kind, record_type, field)
                 except _HookFailure as exc:
                     if not isolated:
-                        raise PluginError(f"kantk plugin {plugin_name!r} failed in {hook_name}(): {exc}") from (
-                            exc.__cause__
-                        )
+                        raise PluginError(
+                            f"kantk plugin {plugin_name!r} failed in {hook_name}(): {exc}"
+                        ) from (exc.__cause__)
                     broken[plugin_name] = f"{hook_name}() failed: {exc}"
                     continue
                 pairs.extend((plugin_name, record) for record in records)
@@ -189,7 +196,9 @@ class Registry:
             report_failure(self.failed_plugins, plugin_name, package, error, "was skipped")
         return {attr: [(p, r) for p, r in pairs if p not in broken] for attr, pairs in out.items()}
 
-    def _file_records(self, collected: Mapping[str, list[tuple[str, Any]]]) -> dict[str, list[tuple[str, Any]]]:
+    def _file_records(
+        self, collected: Mapping[str, list[tuple[str, Any]]]
+    ) -> dict[str, list[tuple[str, Any]]]:
         """Drop third-party records whose names are taken, trusted plugins' records first.
 
         Trusted plugins (built-ins, explicitly given ones) keep their order and are checked for
@@ -212,7 +221,9 @@ class Registry:
                     owner = taken[record.name]
                     who = "built-in" if owner in BUILTIN_PLUGINS else "plugin"
                     report_failure(
-                        self.failed_plugins, plugin_name, isolated[plugin_name],
+                        self.failed_plugins,
+                        plugin_name,
+                        isolated[plugin_name],
                         f"its {kind} {record.name!r} clashes with the {who} {owner!r}, which keeps the name",
                         "had a record dropped",
                     )
@@ -225,9 +236,7 @@ class Registry:
     @classmethod
     def with_plugins(cls, *plugins: object, load_entry_points: bool = False) -> Registry:
         """A registry of the built-ins plus ``plugins`` (handy in tests and notebooks)."""
-        pm, failed = create_plugin_manager(
-            load_entry_points=load_entry_points, extra_plugins=plugins
-        )
+        pm, failed = create_plugin_manager(load_entry_points=load_entry_points, extra_plugins=plugins)
         return cls(pm, failed)
 
 
@@ -259,7 +268,8 @@ def _call_collection_hook(
             if not isinstance(name, str) or not name:
                 raise _HookFailure(f"it yielded a {kind} record without a name: {_short_repr(record)}")
             raise _HookFailure(
-                f"it yielded {type(record).__name__} {_short_repr(record)}, not a kantk.{record_type.__name__}"
+                f"it yielded {type(record).__name__} {_short_repr(record)}, not a "
+                f"kantk.{record_type.__name__}"
             )
         if not isinstance(record.name, str) or not record.name:
             raise _HookFailure(f"it yielded a {kind} record without a name: {_short_repr(record)}")

@@ -7,6 +7,7 @@ runs ``pl.Trainer.fit`` for ``steps`` optimizer steps. The model is trained in p
 The Trainer is ``pytorch_lightning``'s, or the unified ``lightning`` package's when the data module
 or a callback passed in comes from ``lightning.pytorch`` (:mod:`kantk.lightning.compat`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,9 @@ import os
 import random
 import tempfile
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -70,7 +72,9 @@ class _HistoryRecorder:
     def __init__(self, history: History):
         self.history = history
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         m = pl_module.last_train_metrics
         self.history.train_loss.append(float(m["train_loss"]))
         self.history.regularisation.append(float(m["reg"]))
@@ -203,9 +207,15 @@ def fit(
         )
     # Validates optimizer, loss and regularisers before anything runs.
     module = classes.KANModule.from_model(
-        model, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=dict(optimizer_kwargs or {}),
-        regularisers=dict(regularisers) if regularisers else None, grid_update_every=grid_update_every,
-        grid_update_until=grid_update_until, grid_eps=grid_eps,
+        model,
+        loss=loss,
+        optimizer=optimizer,
+        lr=lr,
+        optimizer_kwargs=dict(optimizer_kwargs or {}),
+        regularisers=dict(regularisers) if regularisers else None,
+        grid_update_every=grid_update_every,
+        grid_update_until=grid_update_until,
+        grid_eps=grid_eps,
     )
 
     # Nothing reads Lightning's logged metrics without a logger or user callbacks: skip the cost.
@@ -217,8 +227,10 @@ def fit(
     device = param.device
     was_training = model.training
     with contextlib.ExitStack() as stack:
-        root = os.fspath(log_dir) if log_dir is not None else stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="kantk-fit-")
+        root = (
+            os.fspath(log_dir)
+            if log_dir is not None
+            else stack.enter_context(tempfile.TemporaryDirectory(prefix="kantk-fit-"))
         )
         settings: dict[str, Any] = {
             "max_steps": steps,
@@ -258,7 +270,10 @@ def fit(
 
 def _accelerator(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
-        return {"accelerator": "gpu", "devices": [device.index if device.index is not None else torch.cuda.current_device()]}
+        return {
+            "accelerator": "gpu",
+            "devices": [device.index if device.index is not None else torch.cuda.current_device()],
+        }
     if device.type == "mps":
         return {"accelerator": "mps", "devices": 1}
     return {"accelerator": "cpu", "devices": 1}
@@ -268,7 +283,11 @@ def _accelerator(device: torch.device) -> dict[str, Any]:
 def _seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Seed Python, numpy and torch for the block, then restore their previous states."""
     py_state, np_state = random.getstate(), np.random.get_state()
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
     with torch.random.fork_rng(devices=devices):
         random.seed(seed)
         np.random.seed(seed % 2**32)

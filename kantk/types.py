@@ -2,10 +2,12 @@
 
 Nothing here depends on torch logic: a record only names a component and says how to build it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """The docs stay true: every hook is documented, and the code on the pages runs."""
+
 from __future__ import annotations
 
 import contextlib
@@ -61,9 +62,7 @@ def declared_hooks() -> dict[str, Any]:
     """Every function of kantk.hookspecs carrying pluggy's hookspec marker (``kantk_spec``)."""
     marker = f"{hookspecs.PROJECT_NAME}_spec"
     return {
-        name: obj
-        for name, obj in vars(hookspecs).items()
-        if inspect.isfunction(obj) and hasattr(obj, marker)
+        name: obj for name, obj in vars(hookspecs).items() if inspect.isfunction(obj) and hasattr(obj, marker)
     }
 
 

@@ -1,4 +1,5 @@
 """The README's test command is the one CI runs."""
+
 from __future__ import annotations
 
 from pathlib import Path

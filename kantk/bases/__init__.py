@@ -1,4 +1,5 @@
 """Basis families. Each module ends with its ``kantk_bases`` hook implementation."""
+
 from kantk.bases.base import (
     Basis,
     EdgeWeights,

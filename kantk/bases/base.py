@@ -1,9 +1,11 @@
 """The interface every basis family implements."""
+
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -115,7 +117,9 @@ class EdgeWeights:
         return basis_major_weights(self.coef, self.scale, self.base_weight if self.has_base else None)
 
 
-def basis_major_weights(coef: torch.Tensor, scale: torch.Tensor, base_weight: torch.Tensor | None) -> torch.Tensor:
+def basis_major_weights(
+    coef: torch.Tensor, scale: torch.Tensor, base_weight: torch.Tensor | None
+) -> torch.Tensor:
     """``[coef * scale | base_weight]`` laid out (in, n [+1], out), the base weight last when given.
 
     Differentiable; a permuted view of one new tensor (not contiguous).
@@ -196,7 +200,7 @@ class SupportsRefine(Protocol):
     itself is left unchanged. Bases may accept extra keyword options (B-splines: ``uniform``).
     """
 
-    def refine(self, size: int, coef: torch.Tensor) -> tuple["Basis", torch.Tensor]: ...
+    def refine(self, size: int, coef: torch.Tensor) -> tuple[Basis, torch.Tensor]: ...
 
 
 def edge_values(feats: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Chebyshev polynomial basis on tanh-squashed inputs."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,10 +10,10 @@ from kantk.bases import gpu
 from kantk.bases.base import (
     Basis,
     EdgeWeights,
-    edge_sum,
     check_refine_coef,
     check_refine_size,
     data_range,
+    edge_sum,
     edge_values,
     refit_with_buffers,
 )
@@ -92,9 +93,8 @@ class ChebyshevBasis(Basis):
         lo, hi = data_range(x.to(torch.float64))
         return refit_with_buffers(self, x, target, center=(lo + hi) / 2, halfwidth=(hi - lo) / 2)
 
-
     @torch.no_grad()
-    def refine(self, size: int, coef: torch.Tensor) -> tuple["ChebyshevBasis", torch.Tensor]:
+    def refine(self, size: int, coef: torch.Tensor) -> tuple[ChebyshevBasis, torch.Tensor]:
         """Degree elevation: a copy of degree ``size`` whose new coefficients are zero (exact).
 
         Args:
@@ -114,6 +114,7 @@ class ChebyshevBasis(Basis):
         finer.center = self.center.clone()  # same dtype and device as this basis
         finer.halfwidth = self.halfwidth.clone()
         return finer, torch.nn.functional.pad(coef, (0, size - self.degree))
+
 
 @hookimpl
 def kantk_bases():

@@ -1,8 +1,10 @@
 """Gaussian radial basis functions on a set of centres (fast-kan's basis, wider by default)."""
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -11,10 +13,10 @@ from kantk.bases.base import (
     Basis,
     EdgeWeights,
     check_grid_range,
-    edge_sum,
     check_refine_coef,
     check_refine_size,
     data_range,
+    edge_sum,
     edge_values,
     fit_coefficients,
     refit_with_buffers,
@@ -65,7 +67,9 @@ class RBFBasis(Basis):
         self.grid_range = (lo, hi)
         self.width_scale = float(width_scale)
         centers = torch.linspace(lo, hi, num_centers, dtype=torch.float64)
-        self.register_buffer("centers", centers.expand(in_features, -1).contiguous().to(torch.get_default_dtype()))
+        self.register_buffer(
+            "centers", centers.expand(in_features, -1).contiguous().to(torch.get_default_dtype())
+        )
         spacing = (hi - lo) / (num_centers - 1)
         self.register_buffer("width", torch.full((in_features,), self.width_scale * spacing))
 
@@ -74,7 +78,11 @@ class RBFBasis(Basis):
         return self.num_centers
 
     def config(self) -> dict[str, Any]:
-        return {"num_centers": self.num_centers, "grid_range": list(self.grid_range), "width_scale": self.width_scale}
+        return {
+            "num_centers": self.num_centers,
+            "grid_range": list(self.grid_range),
+            "width_scale": self.width_scale,
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (batch, in, 1) - (in, C) -> (batch, in, C)
@@ -113,7 +121,7 @@ class RBFBasis(Basis):
         return refit_with_buffers(self, x, target, centers=centers, width=self.width_scale * spacing)
 
     @torch.no_grad()
-    def refine(self, size: int, coef: torch.Tensor) -> tuple["RBFBasis", torch.Tensor]:
+    def refine(self, size: int, coef: torch.Tensor) -> tuple[RBFBasis, torch.Tensor]:
         """A copy with ``size`` narrower bumps, refitted by least squares (approximate).
 
         The old bumps reach about one width beyond the first and last centre; the new centres
@@ -146,7 +154,9 @@ class RBFBasis(Basis):
         j = pos.floor().long().clamp(max=n_parts - 1)
         centers = reach[:, j] + (reach[:, j + 1] - reach[:, j]) * (pos - j)  # (in, size)
         width = self.width_scale * (reach[:, -1] - reach[:, 0]) / (size + 1)  # (in,)
-        finer = RBFBasis(self.in_features, num_centers=size, grid_range=self.grid_range, width_scale=self.width_scale)
+        finer = RBFBasis(
+            self.in_features, num_centers=size, grid_range=self.grid_range, width_scale=self.width_scale
+        )
         finer.centers = centers.to(self.centers)  # same dtype and device as this basis
         finer.width = width.to(self.width)
         n_samples = 16 * (size + 1) + 1
@@ -163,6 +173,7 @@ class RBFBasis(Basis):
         """Float64 bumps: x (batch, in), centers (in, C), width (in,) -> (batch, in, C)."""
         z = (x.unsqueeze(-1) - centers) / width.unsqueeze(-1)
         return torch.exp(-z * z)
+
 
 @hookimpl
 def kantk_bases():

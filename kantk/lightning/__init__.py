@@ -5,6 +5,7 @@ package (``import lightning as L``) are in :mod:`kantk.lightning.unified` (see
 :mod:`kantk.lightning.compat`). Importing this package imports Lightning; ``import kantk`` alone
 does not.
 """
+
 from __future__ import annotations
 
 from kantk.lightning.callbacks import GridUpdateCallback, StepProgressBar, gather_rows

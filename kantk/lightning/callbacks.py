@@ -1,4 +1,5 @@
 """Lightning callbacks: the grid-update schedule and a step-counting progress bar."""
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,9 @@ class GridUpdateCallback(pl.Callback):
         """Whether the grids are updated before training step ``step``."""
         return step < self.until and step % self.every == 0
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if not self.due(step):
             return
@@ -59,7 +62,9 @@ class GridUpdateCallback(pl.Callback):
         self.updated_at.append(step)
 
 
-def gather_rows(x: torch.Tensor, trainer: pl.Trainer, pl_module: pl.LightningModule | None = None) -> torch.Tensor:
+def gather_rows(
+    x: torch.Tensor, trainer: pl.Trainer, pl_module: pl.LightningModule | None = None
+) -> torch.Tensor:
     """All processes' rows of ``x`` (n_rank, d) concatenated in rank order; ``x`` itself on one process."""
     import torch.distributed as dist
 
@@ -88,7 +93,11 @@ class StepProgressBar(ProgressBar):
         metrics: Logged metric names to show, in order (those not logged are left out).
     """
 
-    def __init__(self, delay: float = 2.0, metrics: tuple[str, ...] = ("train_rmse", "val_rmse", "train_acc", "val_acc", "reg")):
+    def __init__(
+        self,
+        delay: float = 2.0,
+        metrics: tuple[str, ...] = ("train_rmse", "val_rmse", "train_acc", "val_acc", "reg"),
+    ):
         super().__init__()
         self.delay = float(delay)
         self.metrics = tuple(metrics)
@@ -111,10 +120,19 @@ class StepProgressBar(ProgressBar):
         from tqdm.auto import tqdm
 
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-        self._bar = tqdm(total=total, initial=trainer.global_step, desc="kantk", unit="step",
-                         delay=self.delay, dynamic_ncols=True, leave=True)
+        self._bar = tqdm(
+            total=total,
+            initial=trainer.global_step,
+            desc="kantk",
+            unit="step",
+            delay=self.delay,
+            dynamic_ncols=True,
+            leave=True,
+        )
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self._bar is None:
             return
         self._bar.update(trainer.global_step - self._bar.n)
@@ -132,7 +150,10 @@ class StepProgressBar(ProgressBar):
 
     def _show(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # KANModule keeps its latest metrics even when it does not log them
-        latest = {**getattr(pl_module, "last_train_metrics", {}), **getattr(pl_module, "last_val_metrics", {})}
+        latest = {
+            **getattr(pl_module, "last_train_metrics", {}),
+            **getattr(pl_module, "last_val_metrics", {}),
+        }
         shown = {}
         for name in self.metrics:
             value = trainer.callback_metrics.get(name, latest.get(name))

@@ -19,6 +19,7 @@ Both sets have the same names, arguments, hyperparameters and checkpoints (a che
 with one loads with the other). Config class paths may use either spelling:
 :func:`class_path_for` maps one package's paths onto the other's (used by ``kantk fit``).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -39,7 +40,8 @@ PREFIXES = {
 MODULES = ("callbacks", "datamodules", "grid_extension", "module")
 
 _IMPORT_LINE = re.compile(
-    r"^(?P<indent>[ \t]*)(?P<kind>from|import)[ \t]+(?P<name>pytorch_lightning|lightning_fabric|kantk\.lightning)"
+    r"^(?P<indent>[ \t]*)(?P<kind>from|import)[ "
+    r"\t]+(?P<name>pytorch_lightning|lightning_fabric|kantk\.lightning)"
     r"(?P<rest>\b.*)$",
     re.MULTILINE,
 )
@@ -126,7 +128,7 @@ def class_path_for(path: str, package: str) -> str:
         if path == source or path.startswith(source + "."):
             if source == "kantk.lightning" and path.startswith("kantk.lightning.unified"):
                 continue  # already the other package's kantk path (handled by its own pair)
-            return target + path[len(source):]
+            return target + path[len(source) :]
     return path
 
 

@@ -10,10 +10,12 @@ over as one batch without per-sample collation. Under DDP each process keeps eve
 ``world_size``-th row (a disjoint shard), so the ranks together still see the whole split once per
 step.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -110,7 +112,11 @@ class TensorDataModule(pl.LightningDataModule):
 
     @staticmethod
     def _check_loader_args(batch_size: int, num_workers: int) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or (batch_size < 1 and batch_size != -1):
+        if (
+            not isinstance(batch_size, int)
+            or isinstance(batch_size, bool)
+            or (batch_size < 1 and batch_size != -1)
+        ):
             raise ValueError(f"batch_size must be a positive int or -1 (full batch), got {batch_size!r}")
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
@@ -120,7 +126,8 @@ class TensorDataModule(pl.LightningDataModule):
         x = torch.as_tensor(inputs).to(train_input.dtype)
         if x.dim() != 2 or x.shape[1] != train_input.shape[1]:
             raise ValueError(
-                f"predict_input has shape {tuple(x.shape)}; expected (N, {train_input.shape[1]}) like train_input"
+                f"predict_input has shape {tuple(x.shape)}; expected (N, {train_input.shape[1]}) like "
+                "train_input"
             )
         bad = int((~torch.isfinite(x)).sum())
         if bad:
@@ -136,7 +143,9 @@ class TensorDataModule(pl.LightningDataModule):
         seed: int = 0,
         **kwargs: Any,
     ) -> TensorDataModule:
-        """Split ``inputs`` (N, n_in) and ``labels`` into train/test (see :func:`kantk.data.split_dataset`)."""
+        """Split ``inputs`` (N, n_in) and ``labels`` into train/test.
+
+        See :func:`kantk.data.split_dataset`."""
         from kantk.data import split_dataset
 
         return cls(split_dataset(inputs, labels, test_fraction, seed), **kwargs)
@@ -244,7 +253,15 @@ class FunctionDataModule(TensorDataModule):
         num_workers: int = 0,
     ):
         dataset = create_dataset(
-            f, n_vars, ranges, train_num, test_num, seed, normalize_input, normalize_label, task=task,
+            f,
+            n_vars,
+            ranges,
+            train_num,
+            test_num,
+            seed,
+            normalize_input,
+            normalize_label,
+            task=task,
             dtype=_dtype(dtype),
         )
         super().__init__(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
@@ -286,8 +303,13 @@ class CSVDataModule(TensorDataModule):
         predict_path: str | None = None,
     ):
         dataset = load_csv(
-            os.fspath(path), label_columns, delimiter=delimiter, test_fraction=test_fraction,
-            seed=seed, classification=classification, dtype=_dtype(dtype),
+            os.fspath(path),
+            label_columns,
+            delimiter=delimiter,
+            test_fraction=test_fraction,
+            seed=seed,
+            classification=classification,
+            dtype=_dtype(dtype),
         )
         if predict_path is not None:
             dataset["predict_input"] = read_inputs(os.fspath(predict_path), delimiter)

@@ -1,7 +1,9 @@
 """``GridExtension``: refine the KAN's grids on a schedule inside one Lightning run."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 

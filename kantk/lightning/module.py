@@ -5,17 +5,19 @@ regularisers, the optimizer and logging. Its constructor takes plain, YAML-frien
 saves them as hyperparameters, so ``KANModule.load_from_checkpoint(path)`` rebuilds the model
 without the CLI.
 """
+
 from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any, Mapping
+from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.utilities import rank_zero_warn
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_warn
 
 from kantk.data import check_labels
 from kantk.model import KAN, default_dtype
@@ -57,9 +59,13 @@ def _clone_state(
     """A copy of the model's state, written into ``reuse`` (an older copy) when it still matches
     in names, shapes, dtypes and devices: no new memory per training step."""
     state = model.state_dict()
-    if reuse is not None and reuse.keys() == state.keys() and all(
-        reuse[k].shape == v.shape and reuse[k].dtype == v.dtype and reuse[k].device == v.device
-        for k, v in state.items()
+    if (
+        reuse is not None
+        and reuse.keys() == state.keys()
+        and all(
+            reuse[k].shape == v.shape and reuse[k].dtype == v.dtype and reuse[k].device == v.device
+            for k, v in state.items()
+        )
     ):
         for k, v in state.items():
             reuse[k].copy_(v.detach())
@@ -137,7 +143,10 @@ class KANModule(pl.LightningModule):
             raise ValueError(f"lr must be a number > 0, got {lr!r}")
         if dtype is not None and dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(DTYPES)}")
-        for name, value in (("grid_update_every", grid_update_every), ("grid_update_until", grid_update_until)):
+        for name, value in (
+            ("grid_update_every", grid_update_every),
+            ("grid_update_until", grid_update_until),
+        ):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
         if not (isinstance(grid_eps, (int, float)) and 0 <= grid_eps <= 1):
@@ -151,8 +160,12 @@ class KANModule(pl.LightningModule):
         else:
             with default_dtype(DTYPES[dtype] if dtype else torch.get_default_dtype()):
                 self.model = KAN(
-                    widths, basis=basis, basis_kwargs=basis_kwargs, base_activation=base_activation,
-                    seed=init_seed, **dict(model_kwargs or {}),
+                    widths,
+                    basis=basis,
+                    basis_kwargs=basis_kwargs,
+                    base_activation=base_activation,
+                    seed=init_seed,
+                    **dict(model_kwargs or {}),
                 )
         self.to(self.model_dtype)  # keeps LightningModule.dtype in step with the model
         self.loss_name = loss
@@ -164,7 +177,10 @@ class KANModule(pl.LightningModule):
         self._lbfgs_scale: float | None = None  # LBFGS objective divisor, set on the first step
         self._lbfgs_last = 1.0  # the divided objective at the start of the last LBFGS step
         # the model's state at the start of the previous and the current step (NaN guard)
-        self._state_before: tuple[dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None] = (None, None)
+        self._state_before: tuple[dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None] = (
+            None,
+            None,
+        )
         self._checked: set[str] = set()
         self._sums: dict[str, torch.Tensor] = {}
         #: Latest training-step metrics (detached tensors), read by kantk.fit's history.
@@ -316,7 +332,9 @@ class KANModule(pl.LightningModule):
         if self.log_metrics:
             optimizer = self.optimizers()
             optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer
-            self.log_dict({**metrics, "lr": float(optimizer.param_groups[0]["lr"])}, on_step=True, on_epoch=False)
+            self.log_dict(
+                {**metrics, "lr": float(optimizer.param_groups[0]["lr"])}, on_step=True, on_epoch=False
+            )
 
     # -- evaluation -----------------------------------------------------------------------------
 
@@ -385,7 +403,9 @@ class KANModule(pl.LightningModule):
         self._state_before = (current, _clone_state(self.model, reuse=previous))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        start = self._lbfgs_last if not self.automatic_optimization else self.last_train_metrics.get("train_loss")
+        start = (
+            self._lbfgs_last if not self.automatic_optimization else self.last_train_metrics.get("train_loss")
+        )
         start_finite = start is None or bool(torch.isfinite(torch.as_tensor(start)).all())
         end_finite = all(bool(torch.isfinite(v).all()) for v in self.last_train_metrics.values())
         end_finite = end_finite and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())

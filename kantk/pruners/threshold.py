@@ -44,7 +44,9 @@ class ThresholdPruner:
     ):
         if threshold is not None:
             if (node_th, edge_th, input_th) != (1e-2, 3e-2, None):
-                raise ValueError("threshold pruner: give threshold alone, or node_th/edge_th/input_th, not both")
+                raise ValueError(
+                    "threshold pruner: give threshold alone, or node_th/edge_th/input_th, not both"
+                )
             node_th = edge_th = input_th = threshold
         self.node_th = check_number("threshold pruner", "node_th", node_th)
         self.edge_th = check_number("threshold pruner", "edge_th", edge_th)

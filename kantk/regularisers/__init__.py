@@ -4,11 +4,13 @@ A regulariser is built by its registry record's ``factory(**options)`` and calle
 ``reg(model, x) -> scalar tensor``; one that sets ``needs_layer_inputs = True`` also accepts
 ``layer_inputs=model.layer_inputs(x)`` so the training step can share that pass with the loss.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -72,7 +74,12 @@ def build_regularisers(
             weight = options.pop("weight", 1.0)
         else:
             weight, options = entry, {}
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not math.isfinite(weight)
+            or weight < 0
+        ):
             raise ValueError(f"regulariser {name!r} weight must be a finite number >= 0, got {weight!r}")
         check_options("regulariser", name, spec.factory, options, also_accepted=("weight",))
         out.append(WeightedRegulariser(name, float(weight), spec.factory(**options)))

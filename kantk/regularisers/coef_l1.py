@@ -1,4 +1,5 @@
 """L1 penalty on the basis coefficients: pulls every edge's spline towards zero."""
+
 from __future__ import annotations
 
 import torch

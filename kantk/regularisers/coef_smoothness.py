@@ -1,4 +1,5 @@
 """Smoothness penalty: neighbouring basis coefficients should be close."""
+
 from __future__ import annotations
 
 import torch
@@ -26,5 +27,7 @@ class CoefficientSmoothnessRegulariser:
 @hookimpl
 def kantk_regularisers():
     yield RegulariserSpec(
-        "coef_smoothness", CoefficientSmoothnessRegulariser, "mean absolute difference of neighbouring coefficients"
+        "coef_smoothness",
+        CoefficientSmoothnessRegulariser,
+        "mean absolute difference of neighbouring coefficients",
     )

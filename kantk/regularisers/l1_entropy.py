@@ -1,7 +1,8 @@
 """pykan's sparsity regulariser: L1 norm and entropy of the per-edge activation scales."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -52,14 +53,18 @@ class L1EntropyRegulariser:
             Scalar tensor, differentiable in the model's parameters.
         """
         if x.shape[0] < 2:
-            raise ValueError(f"l1_entropy needs at least 2 samples per batch (it uses their spread), got {x.shape[0]}")
+            raise ValueError(
+                f"l1_entropy needs at least 2 samples per batch (it uses their spread), got {x.shape[0]}"
+            )
         xs = model.layer_inputs(x) if layer_inputs is None else layer_inputs
         total = x.new_zeros(())
         for layer, h in zip(model.layers, xs):
             acts = layer.activations(h)  # (batch, out, in)
             scale = acts.std(dim=0) / (h.std(dim=0) + self.input_eps)  # (out, in) / (in,) -> (out, in)
-            total = total + self.l1 * scale.sum() + self.entropy * (
-                _entropy(scale, dim=1) + _entropy(scale, dim=0)
+            total = (
+                total
+                + self.l1 * scale.sum()
+                + self.entropy * (_entropy(scale, dim=1) + _entropy(scale, dim=0))
             )
         return total
 

@@ -12,6 +12,7 @@
 This package's ``__init__`` imports only the records and libraries (the layer needs them); the
 operations are loaded on first access. sympy is imported only when a formula is built.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -9,10 +9,11 @@ one whose spread over the data is at most ``zero_threshold`` times that of the l
 edge; for such an edge it is chosen outright. pykan lets ``0`` (score 0) beat any fit with
 ``r^2`` below about 0.996 (e.g. ``sin`` on a noisy sine edge).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -264,9 +265,15 @@ def _check_layer(model: KAN, layer: int) -> KANLayer:
 
 
 def _check_nodes(target: KANLayer, layer: int, i: int, j: int) -> None:
-    for label, value, size in (("i (input node)", i, target.in_features), ("j (output node)", j, target.out_features)):
+    for label, value, size in (
+        ("i (input node)", i, target.in_features),
+        ("j (output node)", j, target.out_features),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < size:
-            raise IndexError(f"layer {layer} has {size} nodes on that side; {label} must be in [0, {size - 1}], got {value!r}")
+            raise IndexError(
+                f"layer {layer} has {size} nodes on that side; {label} must be in [0, {size - 1}], got "
+                f"{value!r}"
+            )
 
 
 def _check_edge(model: KAN, layer: int, i: int, j: int) -> KANLayer:
@@ -310,7 +317,9 @@ def _params(fit: AffineFit, k: int, e: int) -> Params:
     return (a, b, c, d)
 
 
-def _ranked(lib: SymbolicLibrary, fit: AffineFit, e: int, negligible: bool, weight_simple: float) -> list[SymbolicCandidate]:
+def _ranked(
+    lib: SymbolicLibrary, fit: AffineFit, e: int, negligible: bool, weight_simple: float
+) -> list[SymbolicCandidate]:
     functions = lib.functions
     complexity = torch.tensor([fn.complexity for fn in functions], dtype=torch.float64)
     r2 = fit.r2[:, e].cpu()
@@ -323,7 +332,19 @@ def _ranked(lib: SymbolicLibrary, fit: AffineFit, e: int, negligible: bool, weig
             continue  # the constant only for a negligible edge
         forced = fn.complexity == 0 and negligible
         key = (not forced, float(scores[k]), -float(r2[k]), k)
-        candidates.append((key, SymbolicCandidate(fn.name, lib.source(fn.name), float(r2[k]), float(fn.complexity), float(scores[k]), _params(fit, k, e))))
+        candidates.append(
+            (
+                key,
+                SymbolicCandidate(
+                    fn.name,
+                    lib.source(fn.name),
+                    float(r2[k]),
+                    float(fn.complexity),
+                    float(scores[k]),
+                    _params(fit, k, e),
+                ),
+            )
+        )
     return [c for _, c in sorted(candidates, key=lambda item: item[0])]
 
 

@@ -7,6 +7,7 @@ with trainable ``(a, b, c, d) = symbolic_affine[q, p]`` and ``f`` named by
 (numeric branch off, its coefficients kept) and ``symbolic_mask = 1``. Both tensors exist only
 once a layer has had a symbolic edge, so a plain layer's parameters and state dict are unchanged.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,7 +42,9 @@ class SymbolicEdges:
     symbolic_affine: nn.Parameter
 
     def _init_symbolic(self) -> None:
-        self.symbolic_names: list[list[str | None]] = [[None] * self.in_features for _ in range(self.out_features)]
+        self.symbolic_names: list[list[str | None]] = [
+            [None] * self.in_features for _ in range(self.out_features)
+        ]
         self.symbolic_libraries: list[list[str | None]] = [
             [None] * self.in_features for _ in range(self.out_features)
         ]
@@ -86,7 +89,12 @@ class SymbolicEdges:
 
     def symbolic_edges(self) -> list[tuple[int, int]]:
         """``(q, p)`` of every edge with a symbolic function (out index, in index)."""
-        return [(q, p) for q, row in enumerate(self.symbolic_names) for p, name in enumerate(row) if name is not None]
+        return [
+            (q, p)
+            for q, row in enumerate(self.symbolic_names)
+            for p, name in enumerate(row)
+            if name is not None
+        ]
 
     def symbolic_function(self, q: int, p: int) -> SymbolicFunction | None:
         """The function record of edge p -> q, or ``None`` for a numeric edge."""
@@ -114,9 +122,13 @@ class SymbolicEdges:
         _check_function(function)
         self.enable_symbolic()
         if affine is not None:
-            values = torch.as_tensor(affine, dtype=self.symbolic_affine.dtype, device=self.symbolic_affine.device)
+            values = torch.as_tensor(
+                affine, dtype=self.symbolic_affine.dtype, device=self.symbolic_affine.device
+            )
             if values.shape != (4,):
-                raise ValueError(f"affine must hold the 4 numbers (a, b, c, d), got shape {tuple(values.shape)}")
+                raise ValueError(
+                    f"affine must hold the 4 numbers (a, b, c, d), got shape {tuple(values.shape)}"
+                )
             self.symbolic_affine[q, p] = values
         self.mask[q, p] = 0
         self.symbolic_mask[q, p] = 1
@@ -151,10 +163,15 @@ class SymbolicEdges:
         names, libraries = config.get("functions"), config.get("libraries")
         shape = (self.out_features, self.in_features)
         for key, table in (("functions", names), ("libraries", libraries)):
-            if not isinstance(table, list) or len(table) != shape[0] or any(
-                not isinstance(row, list) or len(row) != shape[1] for row in table
+            if (
+                not isinstance(table, list)
+                or len(table) != shape[0]
+                or any(not isinstance(row, list) or len(row) != shape[1] for row in table)
             ):
-                raise ValueError(f"the layer's symbolic {key!r} must be a {shape[0]} x {shape[1]} nested list, got {table!r}")
+                raise ValueError(
+                    f"the layer's symbolic {key!r} must be a {shape[0]} x {shape[1]} nested list, got "
+                    f"{table!r}"
+                )
         resolved: dict[tuple[str, str], SymbolicFunction] = {}
         edges: list[tuple[int, int, SymbolicFunction, str]] = []
         for q in range(shape[0]):
@@ -216,7 +233,8 @@ class SymbolicEdges:
     def _check_edge(self, q: int, p: int) -> None:
         if not (0 <= q < self.out_features and 0 <= p < self.in_features):
             raise IndexError(
-                f"edge {p} -> {q} is outside a layer with {self.in_features} inputs and {self.out_features} outputs"
+                f"edge {p} -> {q} is outside a layer with {self.in_features} inputs and {self.out_features} "
+                "outputs"
             )
 
     def _rebuild_symbolic_groups(self) -> None:
@@ -228,7 +246,8 @@ class SymbolicEdges:
             qs.append(q)
             ps.append(p)
         self._symbolic_groups = [
-            _SymbolicGroup(self._symbolic_functions[key], tuple(qs), tuple(ps)) for key, (qs, ps) in groups.items()
+            _SymbolicGroup(self._symbolic_functions[key], tuple(qs), tuple(ps))
+            for key, (qs, ps) in groups.items()
         ]
 
     def _symbolic_terms(self, x2: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:

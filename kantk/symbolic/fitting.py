@@ -22,11 +22,12 @@ One call fits every (function, edge) pair at once, in float64:
 
 The search uses each function's singular-safe form (see :mod:`kantk.symbolic.libraries`).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -120,7 +121,9 @@ def fit_affine(
             # take a = 1, b = 0 in the edge's own coordinates, i.e. a' = s, b' = m.
             ab = torch.stack([half, mid], dim=-1)
         else:
-            ab = _grid_search(fn, us, yc1, syy, a_range, b_range, grid_size, zoom_rounds, zoom_size, chunk_elements)
+            ab = _grid_search(
+                fn, us, yc1, syy, a_range, b_range, grid_size, zoom_rounds, zoom_size, chunk_elements
+            )
             if polish_steps > 0:
                 ab = _polish(fn, up, yp, ab, a_range, b_range, polish_steps)
         p, q = _final(fn, u_all, y64, ab)
@@ -165,7 +168,10 @@ def _check_inputs(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise TypeError("fit_affine expects torch tensors x and y")
     if x.shape != y.shape or x.dim() not in (1, 2):
-        raise ValueError(f"x and y must both be (n_samples,) or (n_edges, n_samples), got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"x and y must both be (n_samples,) or (n_edges, n_samples), got {tuple(x.shape)} and "
+            f"{tuple(y.shape)}"
+        )
     x64 = x.detach().to(torch.float64)
     y64 = y.detach().to(torch.float64)
     if x64.dim() == 1:
@@ -199,7 +205,9 @@ def _is_affine(fn: SymbolicFunction, like: torch.Tensor) -> bool:
         return False
     slope = (values[-1] - values[0]) / (probe[-1] - probe[0])
     line = values[0] + slope * (probe - probe[0])
-    return bool(torch.allclose(values, line, rtol=1e-12, atol=1e-12 * float(values.abs().max().clamp_min(1.0))))
+    return bool(
+        torch.allclose(values, line, rtol=1e-12, atol=1e-12 * float(values.abs().max().clamp_min(1.0)))
+    )
 
 
 def _r2_grid(values: torch.Tensor, yc1: torch.Tensor, syy: torch.Tensor) -> torch.Tensor:
@@ -223,7 +231,9 @@ def _r2_grid(values: torch.Tensor, yc1: torch.Tensor, syy: torch.Tensor) -> torc
     s2 = torch.linalg.vecdot(values, values)
     var = s2 - s1 * s1 / ns
     ok = var > 1e-12 * s2.clamp_min(1e-300)
-    r2 = torch.where(ok, sy * sy / (var.clamp_min(1e-300) * syy.clamp_min(1e-300)[:, None]), torch.zeros_like(var))
+    r2 = torch.where(
+        ok, sy * sy / (var.clamp_min(1e-300) * syy.clamp_min(1e-300)[:, None]), torch.zeros_like(var)
+    )
     return torch.where(valid, r2, torch.full_like(r2, -math.inf))
 
 
@@ -261,7 +271,12 @@ def _grid_search(
 
 
 def _best_candidates(
-    fn: SymbolicFunction, us: torch.Tensor, yc1: torch.Tensor, syy: torch.Tensor, cand: torch.Tensor, chunk_elements: int
+    fn: SymbolicFunction,
+    us: torch.Tensor,
+    yc1: torch.Tensor,
+    syy: torch.Tensor,
+    cand: torch.Tensor,
+    chunk_elements: int,
 ) -> torch.Tensor:
     """The (a', b') of ``cand`` (E, C, 2) with the highest r^2 per edge, (E, 2)."""
     E, C, _ = cand.shape
@@ -357,7 +372,9 @@ def _polish(
     return theta[:, :2]
 
 
-def _keep_in_domain(fn: SymbolicFunction, x: torch.Tensor, z_checked: torch.Tensor, params: torch.Tensor, r2: torch.Tensor) -> None:
+def _keep_in_domain(
+    fn: SymbolicFunction, x: torch.Tensor, z_checked: torch.Tensor, params: torch.Tensor, r2: torch.Tensor
+) -> None:
     """Keep ``a x + b`` inside ``fn``'s domain on every sample after the change of coordinates.
 
     The fit was checked in normalised coordinates (``z_checked``, (E, n)); mapping ``(a, b)``
@@ -380,7 +397,9 @@ def _keep_in_domain(fn: SymbolicFunction, x: torch.Tensor, z_checked: torch.Tens
     r2.masked_fill_(broken, -math.inf)
 
 
-def _final(fn: SymbolicFunction, u: torch.Tensor, y: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _final(
+    fn: SymbolicFunction, u: torch.Tensor, y: torch.Tensor, ab: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(a', b', c, d) (E, 4) and r^2 (E,) on all samples with the exact function."""
     v = fn.torch_fn(ab[:, 0:1] * u + ab[:, 1:2])  # (E, n)
     valid = torch.isfinite(v).all(dim=1)
@@ -392,6 +411,8 @@ def _final(fn: SymbolicFunction, u: torch.Tensor, y: torch.Tensor, ab: torch.Ten
     sst = (yc * yc).sum(dim=1)
     scale = y.abs().amax(dim=1).clamp_min(1e-150)
     constant = sst <= (1e-12 * scale) ** 2 * y.shape[1]
-    r2 = torch.where(constant, (sse <= (1e-9 * scale) ** 2 * y.shape[1]).to(sse), 1 - sse / sst.clamp_min(1e-300))
+    r2 = torch.where(
+        constant, (sse <= (1e-9 * scale) ** 2 * y.shape[1]).to(sse), 1 - sse / sst.clamp_min(1e-300)
+    )
     r2 = torch.where(valid, r2, torch.full_like(r2, -math.inf))
     return torch.stack([ab[:, 0], ab[:, 1], c, d], dim=-1), r2

@@ -26,12 +26,14 @@ when none is); an explicit int is used as given, with a warning when the result 
 With ``digits=None`` the constants keep full float precision and the formula equals the model
 in symbolic mode to rounding error. sympy is imported on first use, not with ``kantk``.
 """
+
 from __future__ import annotations
 
 import math
 import numbers
 import re
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -55,7 +57,14 @@ FORMULA_RTOL = 1e-3
 #: ``FORMULA_RTOL``, the constants keep full precision (``digits=None``).
 AUTO_DIGITS = (4, 5, 6, 7, 8, 10, 12)
 #: Hints for the expansion before rounding (products, powers of sums, exp of sums; no log, trig).
-EXPAND_HINTS = {"deep": True, "mul": True, "multinomial": True, "power_exp": True, "power_base": False, "log": False}
+EXPAND_HINTS = {
+    "deep": True,
+    "mul": True,
+    "multinomial": True,
+    "power_exp": True,
+    "power_base": False,
+    "log": False,
+}
 
 
 def symbolic_formula(
@@ -65,7 +74,7 @@ def symbolic_formula(
     digits: int | str | None = "auto",
     *,
     x: torch.Tensor | None = None,
-) -> list["sympy.Expr"]:
+) -> list[sympy.Expr]:
     """One sympy expression per output of a model whose live edges are all symbolic.
 
     Args:
@@ -95,8 +104,10 @@ def symbolic_formula(
 
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.symbolic_formula expects a kantk.KAN, got {type(model).__name__}")
-    if digits is not None and digits != "auto" and (
-        not isinstance(digits, int) or isinstance(digits, bool) or digits < 0
+    if (
+        digits is not None
+        and digits != "auto"
+        and (not isinstance(digits, int) or isinstance(digits, bool) or digits < 0)
     ):
         raise ValueError(f"digits must be 'auto', an int >= 0 or None, got {digits!r}")
     nodes: list[Any] = list(_symbols(var_names, model.widths[0]))
@@ -119,8 +130,10 @@ def symbolic_formula(
     if numeric:
         shown = ", ".join(numeric[:10]) + (f" and {len(numeric) - 10} more" if len(numeric) > 10 else "")
         raise ValueError(
-            f"symbolic_formula needs every live edge to be symbolic; still numeric (input -> output): {shown}. "
-            "Run kantk.auto_symbolic(model, x) (lower r2_threshold or keep training if it leaves edges numeric), "
+            "symbolic_formula needs every live edge to be symbolic; still numeric (input -> output): "
+            f"{shown}. "
+            "Run kantk.auto_symbolic(model, x) (lower r2_threshold or keep training if it leaves edges "
+            "numeric), "
             "kantk.fix_symbolic(...) on them, or prune them"
         )
     points = _check_points(x, model)
@@ -128,7 +141,7 @@ def symbolic_formula(
     return [_rounded(expr, simplify, digits, symbols, points, q) for q, expr in enumerate(nodes)]
 
 
-def round_constants(expr: "sympy.Expr", digits: int = 4, snap_only: bool = False) -> "sympy.Expr":
+def round_constants(expr: sympy.Expr, digits: int = 4, snap_only: bool = False) -> sympy.Expr:
     """Replace every float in ``expr`` by a nearby exact number or round it (see the module notes).
 
     Args:
@@ -147,7 +160,7 @@ def round_constants(expr: "sympy.Expr", digits: int = 4, snap_only: bool = False
 
 
 def formula_to_callable(
-    exprs: "sympy.Expr | Sequence[sympy.Expr]",
+    exprs: sympy.Expr | Sequence[sympy.Expr],
     var_names: Sequence[Any] | None = None,
     backend: str = "numpy",
 ) -> Callable[[Any], Any]:
@@ -190,7 +203,10 @@ def formula_to_callable(
 
     def evaluate(x: Any) -> Any:
         if x.ndim != 2 or x.shape[1] != n_vars:
-            raise ValueError(f"expected inputs of shape (batch, {n_vars}) for variables {[s.name for s in symbols]}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected inputs of shape (batch, {n_vars}) for variables {[s.name for s in symbols]}, got "
+                f"{tuple(x.shape)}"
+            )
         outs = compiled(*[x[:, k] for k in range(n_vars)])
         batch = x.shape[0]
         if backend == "torch":
@@ -198,13 +214,15 @@ def formula_to_callable(
             return cols[0] if single else torch.stack(cols, dim=1)
         import numpy as np
 
-        cols = [np.broadcast_to(np.asarray(o, dtype=np.result_type(x.dtype, np.float64)), (batch,)) for o in outs]
+        cols = [
+            np.broadcast_to(np.asarray(o, dtype=np.result_type(x.dtype, np.float64)), (batch,)) for o in outs
+        ]
         return cols[0].copy() if single else np.stack(cols, axis=1)
 
     return evaluate
 
 
-def formula_to_latex(exprs: "sympy.Expr | Sequence[sympy.Expr]") -> str | list[str]:
+def formula_to_latex(exprs: sympy.Expr | Sequence[sympy.Expr]) -> str | list[str]:
     """LaTeX of one expression (a string) or of a list (a list of strings)."""
     import sympy
 
@@ -229,7 +247,7 @@ def _as_expr(item: Any, var_names: Sequence[Any] | None) -> Any:
     raise TypeError(f"formulas must be sympy expressions, numbers or strings, got {type(item).__name__}")
 
 
-def _symbols(var_names: Sequence[Any] | None, n: int) -> list["sympy.Symbol"]:
+def _symbols(var_names: Sequence[Any] | None, n: int) -> list[sympy.Symbol]:
     import sympy
 
     if var_names is None:
@@ -269,7 +287,11 @@ def _snap(value: float, digits: int) -> Any:
         if k != 0 and abs(value - k * math.pi / q) <= tol:
             return sympy.Rational(k, q) * sympy.pi
     rounded = round(value, digits)
-    return sympy.Integer(0) if rounded == 0 else sympy.Float(rounded, max(digits + len(str(int(abs(rounded)))), 1))
+    return (
+        sympy.Integer(0)
+        if rounded == 0
+        else sympy.Float(rounded, max(digits + len(str(int(abs(rounded)))), 1))
+    )
 
 
 def _edge_term(fn: Any, params: Sequence[float], node: Any) -> Any:
@@ -377,7 +399,9 @@ def _deviation(candidate: Any, exact: Any, symbols: Sequence[Any], points: Any) 
     try:
         with np.errstate(all="ignore"):
             f = sympy.lambdify(symbols, [candidate, exact], modules="numpy")
-            got, want = (np.broadcast_to(np.asarray(v, dtype=complex), (points.shape[0],)) for v in f(*points.T))
+            got, want = (
+                np.broadcast_to(np.asarray(v, dtype=complex), (points.shape[0],)) for v in f(*points.T)
+            )
     except Exception:  # noqa: BLE001 - an expression numpy cannot evaluate is not verified
         return math.nan
     real = np.isfinite(want) & (np.abs(want.imag) <= 1e-12 * (1 + np.abs(want.real)))
@@ -429,8 +453,11 @@ def _clean(expr: Any, simplify: bool, digits: int | None, symbols: Sequence[Any]
     pulled = _pull_power_factors(sympy.expand(fine, **EXPAND_HINTS))
     pulled = _simplified(round_constants(sympy.expand(pulled, **EXPAND_HINTS), digits), simplify, digits)
     pulled_compact = _simplified(round_constants(_pull_power_factors(fine), digits), simplify, digits)
-    faithful = [c for c in (expanded, compact, pulled, pulled_compact)
-                if _deviation(c, expr, symbols, points) <= FORMULA_RTOL]
+    faithful = [
+        c
+        for c in (expanded, compact, pulled, pulled_compact)
+        if _deviation(c, expr, symbols, points) <= FORMULA_RTOL
+    ]
     for candidate in faithful:  # the shortest faithful form; the expanded one when none is
         if best not in faithful or _ops(candidate) < _ops(best):
             best = candidate

@@ -24,6 +24,7 @@ function                  safe form
 The fitted parameters are then checked with the exact function on every sample (see
 :mod:`kantk.symbolic.fitting`), so a candidate is never reported better than the model computes.
 """
+
 from __future__ import annotations
 
 import math
@@ -141,14 +142,18 @@ def safe_exp(z: torch.Tensor) -> torch.Tensor:
     return torch.exp(z.clamp_max(EXP_MAX))
 
 
-def _fn(name: str, torch_fn: Any, sympy_fn: Any, complexity: float, safe: Any = None, description: str = "") -> SymbolicFunction:
+def _fn(
+    name: str, torch_fn: Any, sympy_fn: Any, complexity: float, safe: Any = None, description: str = ""
+) -> SymbolicFunction:
     return SymbolicFunction(name, torch_fn, sympy_fn, complexity, safe, description)
 
 
 def default_functions() -> list[SymbolicFunction]:
     """pykan 0.2.8's ``SYMBOLIC_LIB``: 29 functions, in its order, with its complexities."""
-    inverse = [_fn(f"1/x{'' if n == 1 else f'^{n}'}", Power(-n), Power(-n), c, SafePower(-n)) for n, c in
-               ((1, 2), (2, 2), (3, 3), (4, 4), (5, 5))]
+    inverse = [
+        _fn(f"1/x{'' if n == 1 else f'^{n}'}", Power(-n), Power(-n), c, SafePower(-n))
+        for n, c in ((1, 2), (2, 2), (3, 3), (4, 4), (5, 5))
+    ]
     return [
         _fn("x", Power(1), Power(1), 1, description="identity"),
         _fn("x^2", Power(2), Power(2), 2),
@@ -190,5 +195,11 @@ def minimal_functions() -> list[SymbolicFunction]:
 
 @hookimpl
 def kantk_symbolic_libraries():
-    yield SymbolicLibrarySpec("default", default_functions, "pykan's 29 functions: powers, inverses, roots, exp, log, trig, 0, gaussian")
-    yield SymbolicLibrarySpec("minimal", minimal_functions, "x, x^2, x^3, x^4, exp, log, sqrt, tanh, sin, abs")
+    yield SymbolicLibrarySpec(
+        "default",
+        default_functions,
+        "pykan's 29 functions: powers, inverses, roots, exp, log, trig, 0, gaussian",
+    )
+    yield SymbolicLibrarySpec(
+        "minimal", minimal_functions, "x, x^2, x^3, x^4, exp, log, sqrt, tanh, sin, abs"
+    )

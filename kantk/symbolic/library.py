@@ -13,9 +13,10 @@ edge stores that name, so a saved model finds its functions through the registry
 function added by hand has the new library's name as source: to save and load such a model,
 register the library as a plugin (hook ``kantk_symbolic_libraries``) and pass ``registry=``.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Mapping, Sequence, Union
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from kantk.plugins import PluginError
 from kantk.registry import Registry, UnknownComponentError, resolve_registry
@@ -39,7 +40,9 @@ class SymbolicLibrary(Mapping[str, SymbolicFunction]):
         ValueError: Two functions share a name.
     """
 
-    def __init__(self, name: str, functions: Iterable[SymbolicFunction], sources: Mapping[str, str] | None = None):
+    def __init__(
+        self, name: str, functions: Iterable[SymbolicFunction], sources: Mapping[str, str] | None = None
+    ):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a symbolic library needs a non-empty name, got {name!r}")
         self.name = name
@@ -47,7 +50,8 @@ class SymbolicLibrary(Mapping[str, SymbolicFunction]):
         for fn in functions:
             if not isinstance(fn, SymbolicFunction):
                 raise TypeError(
-                    f"symbolic library {name!r} holds a {type(fn).__name__}, not a kantk.symbolic.SymbolicFunction"
+                    f"symbolic library {name!r} holds a {type(fn).__name__}, not a "
+                    "kantk.symbolic.SymbolicFunction"
                 )
             if fn.name in self._functions:
                 raise ValueError(f"symbolic library {name!r} has two functions named {fn.name!r}")
@@ -60,7 +64,8 @@ class SymbolicLibrary(Mapping[str, SymbolicFunction]):
             return self._functions[key]
         except (KeyError, TypeError):
             raise UnknownComponentError(
-                f"symbolic library {self.name!r} has no function {key!r}; its functions: {', '.join(self._functions)}"
+                f"symbolic library {self.name!r} has no function {key!r}; its functions: "
+                f"{', '.join(self._functions)}"
             ) from None
 
     def __iter__(self) -> Iterator[str]:
@@ -82,13 +87,13 @@ class SymbolicLibrary(Mapping[str, SymbolicFunction]):
         self[function_name]
         return self._sources[function_name]
 
-    def subset(self, names: Sequence[str]) -> "SymbolicLibrary":
+    def subset(self, names: Sequence[str]) -> SymbolicLibrary:
         """The functions ``names`` (in that order), keeping this library's name and sources."""
         if isinstance(names, str):
             names = [names]
         return SymbolicLibrary(self.name, [self[n] for n in names], self._sources)
 
-    def with_functions(self, *functions: SymbolicFunction, name: str | None = None) -> "SymbolicLibrary":
+    def with_functions(self, *functions: SymbolicFunction, name: str | None = None) -> SymbolicLibrary:
         """A new library: these functions plus ``functions`` (appended; a same name replaces).
 
         Args:
@@ -107,7 +112,7 @@ class SymbolicLibrary(Mapping[str, SymbolicFunction]):
         return SymbolicLibrary(new_name, merged.values(), sources)
 
 
-LibraryArg = Union[str, SymbolicLibrary, Sequence[Union[str, SymbolicFunction]]]
+LibraryArg = str | SymbolicLibrary | Sequence[str | SymbolicFunction]
 
 
 def get_library(name: str, registry: Registry | None = None) -> SymbolicLibrary:
@@ -157,7 +162,9 @@ def resolve_library(library: LibraryArg, registry: Registry | None = None) -> Sy
             elif isinstance(item, SymbolicFunction):
                 records.append(item)
             else:
-                raise TypeError(f"a symbolic library list holds names or SymbolicFunction records, got {item!r}")
+                raise TypeError(
+                    f"a symbolic library list holds names or SymbolicFunction records, got {item!r}"
+                )
         name = DEFAULT_LIBRARY if all(isinstance(i, str) for i in items) else "custom"
         return SymbolicLibrary(name, records, sources)
     raise TypeError(
@@ -166,7 +173,9 @@ def resolve_library(library: LibraryArg, registry: Registry | None = None) -> Sy
     )
 
 
-def compose_libraries(*libraries: LibraryArg, name: str | None = None, registry: Registry | None = None) -> SymbolicLibrary:
+def compose_libraries(
+    *libraries: LibraryArg, name: str | None = None, registry: Registry | None = None
+) -> SymbolicLibrary:
     """The union of several libraries, in order (a later function of the same name wins).
 
     Each function keeps its source, so composing registered libraries stays save/load-able.

@@ -8,10 +8,12 @@ and the sympy function (used by :func:`kantk.symbolic_formula`).
 Records are plain frozen dataclasses; the built-in functions are module-level callables, so a
 model with symbolic edges can be deep-copied and pickled.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

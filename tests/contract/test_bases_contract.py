@@ -1,4 +1,5 @@
 """One contract every registered basis (built-in or plugin) must meet."""
+
 from __future__ import annotations
 
 import pytest

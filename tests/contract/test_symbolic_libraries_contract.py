@@ -1,4 +1,5 @@
 """One contract every registered symbolic library (built-in or plugin) must meet."""
+
 from __future__ import annotations
 
 import copy
@@ -22,7 +23,18 @@ Z = torch.tensor([-0.93, -0.71, -0.4, -0.13, 0.11, 0.37, 0.62, 0.88], dtype=torc
 def test_builtin_libraries_are_registered():
     assert {"default", "minimal"} <= set(LIBRARIES)
     assert len(get_library("default")) == 29
-    assert list(get_library("minimal")) == ["x", "x^2", "x^3", "x^4", "exp", "log", "sqrt", "tanh", "sin", "abs"]
+    assert list(get_library("minimal")) == [
+        "x",
+        "x^2",
+        "x^3",
+        "x^4",
+        "exp",
+        "log",
+        "sqrt",
+        "tanh",
+        "sin",
+        "abs",
+    ]
 
 
 @pytest.mark.parametrize("library", LIBRARIES)

@@ -1,4 +1,5 @@
 """The kantk command line: ``kantk plugins`` and ``kantk fit --config configs/<name>.yaml``."""
+
 from __future__ import annotations
 
 import sys
@@ -37,10 +38,19 @@ def test_fit_runs_each_config_for_a_few_steps(config, tmp_path, monkeypatch):
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     runs = tmp_path / "runs"
-    cli = run_lightning_cli([
-        "fit", "--config", str(config), "--trainer.max_steps", "2",
-        "--trainer.default_root_dir", str(runs), "--trainer.enable_progress_bar", "false",
-    ])
+    cli = run_lightning_cli(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.max_steps",
+            "2",
+            "--trainer.default_root_dir",
+            str(runs),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     assert isinstance(cli.model, KANModule)
     assert cli.trainer.global_step == 2
     assert list(cwd.iterdir()) == []  # nothing lands where the user stands
@@ -50,11 +60,25 @@ def test_fit_runs_each_config_for_a_few_steps(config, tmp_path, monkeypatch):
 def test_main_routes_fit_to_lightning_and_overrides_keys(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     toy = next(p for p in CONFIGS if p.stem == "toy")
-    status = main([
-        "fit", "--config", str(toy), "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path / "r"),
-        "--trainer.enable_progress_bar", "false", "--model.regularisers", "{l1_entropy: 0.001}",
-        "--trainer.logger", "false", "--trainer.check_val_every_n_epoch", "1",
-    ])
+    status = main(
+        [
+            "fit",
+            "--config",
+            str(toy),
+            "--trainer.max_steps",
+            "1",
+            "--trainer.default_root_dir",
+            str(tmp_path / "r"),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--model.regularisers",
+            "{l1_entropy: 0.001}",
+            "--trainer.logger",
+            "false",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+        ]
+    )
     assert status == 0
     assert "kantk fit: step 1, val_loss" in capsys.readouterr().out  # the closing summary line
     saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
@@ -76,8 +100,17 @@ def test_print_config_prints_the_merged_config(capsys):
 def test_unknown_optimizer_in_a_config_lists_valid_names(tmp_path):
     toy = next(p for p in CONFIGS if p.stem == "toy")
     with pytest.raises(ValueError, match="valid optimizers: adam, adamw, lbfgs"):
-        run_lightning_cli(["fit", "--config", str(toy), "--model.optimizer", "sgd",
-                           "--trainer.default_root_dir", str(tmp_path)])
+        run_lightning_cli(
+            [
+                "fit",
+                "--config",
+                str(toy),
+                "--model.optimizer",
+                "sgd",
+                "--trainer.default_root_dir",
+                str(tmp_path),
+            ]
+        )
 
 
 def test_plugins_command_lists_the_regularisers(capsys):

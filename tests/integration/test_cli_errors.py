@@ -5,6 +5,7 @@ prints a Python traceback, and never writes over one of its input files. The pro
 (Hypothesis) feed random values to the numeric flags and random argument lists to every command.
 Everything runs in-process through :func:`kantk.cli.main` in a temporary folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -86,39 +87,67 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 # --- the items of issue 16 -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", ["foo", "node_th=1e", "node_th=[", "node_th=NaN", "node_th=-Infinity",
-                                    "node_th=1e999", "=1", "node th=1", "pruner=x", "node_th=[[[[[["])
+@pytest.mark.parametrize(
+    "option",
+    [
+        "foo",
+        "node_th=1e",
+        "node_th=[",
+        "node_th=NaN",
+        "node_th=-Infinity",
+        "node_th=1e999",
+        "=1",
+        "node th=1",
+        "pruner=x",
+        "node_th=[[[[[[",
+    ],
+)
 def test_malformed_option(work, capsys, no_work, option):
-    assert_error(run_cli(["prune", "model.kantk", "-o", "p.kantk", "--option", option], capsys), code=1,
-                 match="--option")
+    assert_error(
+        run_cli(["prune", "model.kantk", "-o", "p.kantk", "--option", option], capsys),
+        code=1,
+        match="--option",
+    )
     assert not (work / "p.kantk").exists()
 
 
 @pytest.mark.parametrize("value", ["-5", "0", "1", "1e3", "x", "1000001", "9" * 30])
 def test_samples_out_of_range(work, capsys, no_work, value):
-    assert_error(run_cli(["plot", "model.kantk", "-o", "p.png", "--samples", value], capsys), code=2,
-                 match="--samples")
+    assert_error(
+        run_cli(["plot", "model.kantk", "-o", "p.png", "--samples", value], capsys), code=2, match="--samples"
+    )
 
 
 @pytest.mark.parametrize("value", ["1e23", str(10**23), "-1", "nan", "0x10"])
 def test_seed_out_of_range(work, capsys, no_work, value):
-    assert_error(run_cli(["prune", "model.kantk", "-o", "p.kantk", "--seed", value], capsys), code=2,
-                 match="--seed")
+    assert_error(
+        run_cli(["prune", "model.kantk", "-o", "p.kantk", "--seed", value], capsys), code=2, match="--seed"
+    )
     assert_error(run_cli(["discover", "--seed", value], capsys), code=2, match="--seed")
 
 
 @pytest.mark.parametrize("command", PLAIN_COMMANDS)
 def test_output_an_existing_folder(work, capsys, no_work, command):
     (work / "taken").mkdir()
-    assert_error(run_cli([command, "model.kantk", "-o", "taken", "--format", "json"] if command == "export"
-                         else [command, "model.kantk", "-o", "taken"], capsys), code=1, match="is a folder")
+    assert_error(
+        run_cli(
+            [command, "model.kantk", "-o", "taken", "--format", "json"]
+            if command == "export"
+            else [command, "model.kantk", "-o", "taken"],
+            capsys,
+        ),
+        code=1,
+        match="is a folder",
+    )
     assert list((work / "taken").iterdir()) == []
 
 
 @pytest.mark.parametrize("command", PLAIN_COMMANDS)
 def test_output_the_input_is_refused(work, capsys, no_work, command):
     before = (work / "model.kantk").read_bytes()
-    argv = [command, "model.kantk", "-o", "model.kantk"] + (["--format", "json"] if command == "export" else [])
+    argv = [command, "model.kantk", "-o", "model.kantk"] + (
+        ["--format", "json"] if command == "export" else []
+    )
     assert_error(run_cli(argv, capsys), code=1, match="is the input file")
     os.symlink("model.kantk", work / "link.kantk")
     argv[3] = "link.kantk"
@@ -131,7 +160,9 @@ def test_output_the_input_is_refused(work, capsys, no_work, command):
 
 def test_output_the_data_file_is_refused(work, capsys, no_work):
     (work / "d.csv").write_text("0.1,0.2\n0.3,0.4\n0.5,0.6\n")
-    assert_error(run_cli(["prune", "model.kantk", "-o", "d.csv", "--data", "d.csv"], capsys), match="is the input")
+    assert_error(
+        run_cli(["prune", "model.kantk", "-o", "d.csv", "--data", "d.csv"], capsys), match="is the input"
+    )
     assert (work / "d.csv").read_text().startswith("0.1")
 
 
@@ -148,27 +179,37 @@ def test_unwritable_output_folder_is_refused_before_the_work(work, capsys, no_wo
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(tempfile, "mkstemp", denied)
-    for argv in (["prune", "model.kantk", "-o", "p.kantk"], ["export", "model.kantk", "-o", "g.json"],
-                 ["plot", "model.kantk", "-o", "p.png"], ["symbolic", "model.kantk", "-o", "s.kantk"],
-                 ["discover", "-o", "out"]):
+    for argv in (
+        ["prune", "model.kantk", "-o", "p.kantk"],
+        ["export", "model.kantk", "-o", "g.json"],
+        ["plot", "model.kantk", "-o", "p.png"],
+        ["symbolic", "model.kantk", "-o", "s.kantk"],
+        ["discover", "-o", "out"],
+    ):
         assert_error(run_cli(argv, capsys), code=1, match="Permission denied")
     assert sorted(p.name for p in work.iterdir()) == ["model.kantk"]
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders"
+)
 def test_read_only_output_folder(work, capsys, no_work):
     locked = work / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        assert_error(run_cli(["prune", "model.kantk", "-o", "locked/p.kantk"], capsys), code=1, match="cannot write")
+        assert_error(
+            run_cli(["prune", "model.kantk", "-o", "locked/p.kantk"], capsys), code=1, match="cannot write"
+        )
         assert_error(run_cli(["discover", "-o", "locked/out"], capsys), code=1, match="cannot write")
     finally:
         locked.chmod(0o700)
 
 
 def test_missing_output_folder(work, capsys, no_work):
-    assert_error(run_cli(["prune", "model.kantk", "-o", "no/such/p.kantk"], capsys), code=1, match="does not exist")
+    assert_error(
+        run_cli(["prune", "model.kantk", "-o", "no/such/p.kantk"], capsys), code=1, match="does not exist"
+    )
 
 
 def test_too_long_output_names(work, capsys, no_work):
@@ -204,28 +245,40 @@ def test_discover_output_names_that_are_folders_fail_before_training(work, capsy
 
 def test_discover_checks_library_names_and_csv_before_training(work, capsys, no_work):
     assert_error(run_cli(["discover", "--library", "nope", "-o", "out"], capsys), code=1, match="nope")
-    assert_error(run_cli(["discover", "--var-names", "a", "b", "c", "-o", "out"], capsys), code=1,
-                 match="var_names needs 2")
+    assert_error(
+        run_cli(["discover", "--var-names", "a", "b", "c", "-o", "out"], capsys),
+        code=1,
+        match="var_names needs 2",
+    )
     assert_error(run_cli(["discover", "--steps", "0"], capsys), code=2, match="--steps")
     assert_error(run_cli(["discover", "--hidden", "100000"], capsys), code=2, match="--hidden")
     assert_error(run_cli(["discover", "--csv", "model.kantk"], capsys), code=1, match="binary file")
     (work / "out").mkdir()
     (work / "out" / "model.kantk").write_text("".join(f"{i},{i * 2},{i * 3}\n" for i in range(20)))
-    assert_error(run_cli(["discover", "--csv", "out/model.kantk", "-o", "out"], capsys), code=1,
-                 match="would overwrite the input")
+    assert_error(
+        run_cli(["discover", "--csv", "out/model.kantk", "-o", "out"], capsys),
+        code=1,
+        match="would overwrite the input",
+    )
     assert not (work / "out" / "graph.svg").exists()
 
 
 def test_test_with_a_missing_checkpoint_fails_before_lightning(work, capsys):
-    for argv in (["test", "--ckpt_path", "missing.ckpt"], ["validate", "--ckpt_path=missing.ckpt"],
-                 ["fit", "--ckpt_path", "."]):
+    for argv in (
+        ["test", "--ckpt_path", "missing.ckpt"],
+        ["validate", "--ckpt_path=missing.ckpt"],
+        ["fit", "--ckpt_path", "."],
+    ):
         assert_error(run_cli(argv, capsys), code=1, match="checkpoint file")
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.1", "1.5", "x"])
 def test_r2_threshold_must_be_finite_in_0_1(work, capsys, no_work, value):
-    assert_error(run_cli(["symbolic", "model.kantk", "-o", "s.kantk", "--r2-threshold", value], capsys), code=2,
-                 match="--r2-threshold")
+    assert_error(
+        run_cli(["symbolic", "model.kantk", "-o", "s.kantk", "--r2-threshold", value], capsys),
+        code=2,
+        match="--r2-threshold",
+    )
 
 
 # --- the others found by trying each command -------------------------------------------------------
@@ -233,7 +286,9 @@ def test_r2_threshold_must_be_finite_in_0_1(work, capsys, no_work, value):
 
 @pytest.mark.parametrize("lo_hi", [("nan", "1"), ("0", "inf"), ("1", "1"), ("2", "1"), ("-1e300", "1")])
 def test_bad_range(work, capsys, no_work, lo_hi):
-    assert_error(run_cli(["export", "model.kantk", "-o", "g.json", "--range", *lo_hi], capsys), match="--range")
+    assert_error(
+        run_cli(["export", "model.kantk", "-o", "g.json", "--range", *lo_hi], capsys), match="--range"
+    )
 
 
 def test_bad_model_files(work, capsys, no_work):
@@ -241,12 +296,19 @@ def test_bad_model_files(work, capsys, no_work):
     (work / "binary.kantk").write_bytes(b"\x00\x01garbage" * 100)
     (work / "empty.kantk").write_bytes(b"")
     (work / "bad.ckpt").write_bytes(b"not a pickle")
-    for model, match in (("absent.kantk", "no model file"), ("folder", "is a folder"),
-                         ("binary.kantk", "cannot load"), ("empty.kantk", "cannot load"),
-                         ("bad.ckpt", "cannot load checkpoint")):
+    for model, match in (
+        ("absent.kantk", "no model file"),
+        ("folder", "is a folder"),
+        ("binary.kantk", "cannot load"),
+        ("empty.kantk", "cannot load"),
+        ("bad.ckpt", "cannot load checkpoint"),
+    ):
         for command in PLAIN_COMMANDS:
-            assert_error(run_cli([command, model, "-o", "out.png" if command == "plot" else "out.json"], capsys),
-                         code=1, match=match)
+            assert_error(
+                run_cli([command, model, "-o", "out.png" if command == "plot" else "out.json"], capsys),
+                code=1,
+                match=match,
+            )
     assert not (work / "out.json").exists() and not (work / "out.png").exists()
 
 
@@ -271,17 +333,29 @@ def test_bad_data_files(work, capsys, no_work):
     (work / "nan.csv").write_text("1,2\nnan,3\n")
     (work / "one.csv").write_text("1\n2\n3\n")
     (work / "latin.csv").write_bytes(b"\xff\xfe1,2\n")
-    for data, match in (("absent.csv", "no CSV file"), ("folder", "is a folder"), ("model.kantk", "binary"),
-                        ("header.csv", "no rows"), ("text.csv", "cannot read"), ("nan.csv", "NaN"),
-                        ("one.csv", "columns"), ("latin.csv", "cannot read")):
-        assert_error(run_cli(["export", "model.kantk", "-o", "g.json", "--data", data], capsys), code=1, match=match)
+    for data, match in (
+        ("absent.csv", "no CSV file"),
+        ("folder", "is a folder"),
+        ("model.kantk", "binary"),
+        ("header.csv", "no rows"),
+        ("text.csv", "cannot read"),
+        ("nan.csv", "NaN"),
+        ("one.csv", "columns"),
+        ("latin.csv", "cannot read"),
+    ):
+        assert_error(
+            run_cli(["export", "model.kantk", "-o", "g.json", "--data", data], capsys), code=1, match=match
+        )
 
 
 def test_var_names_are_checked_before_the_work(work, capsys, no_work):
     for command in ("symbolic", "export", "plot"):
         out = "p.png" if command == "plot" else "out.json"
-        assert_error(run_cli([command, "model.kantk", "-o", out, "--var-names", "a"], capsys), code=1,
-                     match="--var-names needs 2")
+        assert_error(
+            run_cli([command, "model.kantk", "-o", out, "--var-names", "a"], capsys),
+            code=1,
+            match="--var-names needs 2",
+        )
         assert_error(run_cli([command, "model.kantk", "-o", out, "--var-names", "a", ""], capsys), code=2)
 
 
@@ -289,20 +363,30 @@ def test_export_and_plot_formats(work, capsys, no_work):
     assert_error(run_cli(["export", "model.kantk", "-o", "g.gif"], capsys), code=1, match="unknown format")
     assert_error(run_cli(["export", "model.kantk", "-o", "g"], capsys), code=1, match="unknown format")
     assert_error(run_cli(["export", "model.kantk", "-o", "g.svg", "--format", "gif"], capsys), code=2)
-    assert_error(run_cli(["export", "model.kantk", "-o", "g.json", "--edge-plots"], capsys), code=1,
-                 match="--edge-plots")
+    assert_error(
+        run_cli(["export", "model.kantk", "-o", "g.json", "--edge-plots"], capsys),
+        code=1,
+        match="--edge-plots",
+    )
     (work / "g_edges").write_text("a file")
-    assert_error(run_cli(["export", "model.kantk", "-o", "g.dot", "--edge-plots"], capsys), code=1,
-                 match="a file of that name exists")
+    assert_error(
+        run_cli(["export", "model.kantk", "-o", "g.dot", "--edge-plots"], capsys),
+        code=1,
+        match="a file of that name exists",
+    )
     assert_error(run_cli(["plot", "model.kantk", "-o", "p.xyz"], capsys), code=1, match="image file")
     assert_error(run_cli(["plot", "model.kantk", "-o", "p"], capsys), code=1, match="image file")
 
 
 def test_unknown_pruner_library_and_commands(work, capsys):
-    assert_error(run_cli(["prune", "model.kantk", "-o", "p.kantk", "--pruner", "nope"], capsys), code=1,
-                 match="nope")
-    assert_error(run_cli(["symbolic", "model.kantk", "-o", "p.kantk", "--library", "nope"], capsys), code=1,
-                 match="nope")
+    assert_error(
+        run_cli(["prune", "model.kantk", "-o", "p.kantk", "--pruner", "nope"], capsys), code=1, match="nope"
+    )
+    assert_error(
+        run_cli(["symbolic", "model.kantk", "-o", "p.kantk", "--library", "nope"], capsys),
+        code=1,
+        match="nope",
+    )
     assert_error(run_cli(["nosuch"], capsys), code=2, match="invalid choice")
     assert_error(run_cli(["prune"], capsys), code=2, match="required")
     assert not (work / "p.kantk").exists()
@@ -312,10 +396,12 @@ def test_lightning_parse_errors_are_one_line(work, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["kantk"])  # as from the console (LightningCLI compares them)
     (work / "binary.yaml").write_bytes(b"\x00\x01\x02")
     (work / "folder").mkdir()
-    for argv, match in ((["fit", "--config", "missing.yaml"], "does not exist"),
-                        (["fit", "--config", "binary.yaml"], "config"),
-                        (["fit", "--config", "folder"], "not a file"),
-                        (["fit", "--no-such-flag", "1"], "unrecognized")):
+    for argv, match in (
+        (["fit", "--config", "missing.yaml"], "does not exist"),
+        (["fit", "--config", "binary.yaml"], "config"),
+        (["fit", "--config", "folder"], "not a file"),
+        (["fit", "--no-such-flag", "1"], "unrecognized"),
+    ):
         assert_error(run_cli(argv, capsys), code=2, match=match)
 
 
@@ -326,7 +412,10 @@ def test_unexpected_errors_are_one_line_unless_debugging(work, capsys, monkeypat
     monkeypatch.setattr(kantk, "plot_activations", bug)
     status, _, err = run_cli(["plot", "model.kantk", "-o", "p.png"], capsys)
     assert status == 1 and "Traceback" not in err
-    assert err.strip() == "kantk: internal error: ZeroDivisionError: a bug (run with KANTK_DEBUG=1 to see the traceback)"
+    assert (
+        err.strip()
+        == "kantk: internal error: ZeroDivisionError: a bug (run with KANTK_DEBUG=1 to see the traceback)"
+    )
     monkeypatch.setenv("KANTK_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         main(["plot", "model.kantk", "-o", "p.png"])
@@ -336,8 +425,14 @@ def test_unexpected_errors_are_one_line_unless_debugging(work, capsys, monkeypat
 def test_the_console_prints_one_line_and_exits_1(work):
     env = dict(os.environ, KANTK_NATIVE="0")
     env.pop("KANTK_DEBUG", None)
-    done = subprocess.run([sys.executable, "-m", "kantk.cli", "plot", "model.kantk", "-o", "model.kantk"],
-                          check=False, capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "kantk.cli", "plot", "model.kantk", "-o", "model.kantk"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("kantk: -o 'model.kantk' is the input file")
     assert "Traceback" not in done.stderr
@@ -391,8 +486,11 @@ def test_fit_never_saves_its_config_over_the_config_file(fit_folder, capsys, no_
     (fit_folder / "config.yaml").write_text(_TINY_FIT + "# the user's own file\n")
     before = _snapshot(fit_folder)
     (fit_folder / "sub").mkdir()
-    line = assert_error(run_cli(["fit", "--config", "config.yaml", "--trainer.default_root_dir", root], capsys),
-                        code=1, match="is the input --config file")
+    line = assert_error(
+        run_cli(["fit", "--config", "config.yaml", "--trainer.default_root_dir", root], capsys),
+        code=1,
+        match="is the input --config file",
+    )
     assert "config.yaml" in line
     assert _snapshot(fit_folder) == before
 
@@ -402,8 +500,14 @@ def test_fit_never_saves_its_config_over_another_input_file(fit_folder, capsys, 
     data = "class_path: kantk.lightning.FunctionDataModule\ninit_args: {f: x1+x2, n_vars: 2, train_num: 8}\n"
     (fit_folder / "out" / "config.yaml").write_text(data)
     before = _snapshot(fit_folder)
-    assert_error(run_cli(["fit", "--config", "cfg.yaml", "--data", "out/config.yaml",
-                          "--trainer.default_root_dir", "out"], capsys), code=1, match="is the input --data file")
+    assert_error(
+        run_cli(
+            ["fit", "--config", "cfg.yaml", "--data", "out/config.yaml", "--trainer.default_root_dir", "out"],
+            capsys,
+        ),
+        code=1,
+        match="is the input --data file",
+    )
     assert _snapshot(fit_folder) == before
 
 
@@ -415,14 +519,20 @@ def test_fit_never_overwrites_an_existing_config_it_did_not_write(fit_folder, ca
         from kantk.lightning import KANModule
 
         patched.setattr(KANModule, "training_step", lambda *a, **k: pytest.fail("training started"))
-        assert_error(run_cli(["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs"], capsys),
-                     code=1, match="would overwrite")
+        assert_error(
+            run_cli(["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs"], capsys),
+            code=1,
+            match="would overwrite",
+        )
     assert _snapshot(fit_folder) == before
     (fit_folder / "runs" / "old").mkdir()
     (fit_folder / "runs" / "config.yaml").rename(fit_folder / "runs" / "old" / "config.yaml")
     (fit_folder / "runs" / "config.yaml").mkdir()  # a folder in the way is one line too
-    assert_error(run_cli(["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs"], capsys),
-                 code=1, match="is a folder")
+    assert_error(
+        run_cli(["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs"], capsys),
+        code=1,
+        match="is a folder",
+    )
     (fit_folder / "runs" / "config.yaml").rmdir()
 
     status, out, err = run_cli(["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs"], capsys)
@@ -431,8 +541,14 @@ def test_fit_never_overwrites_an_existing_config_it_did_not_write(fit_folder, ca
     saved = fit_folder / "runs" / "config.yaml"  # written by this run
     assert "x1*x2" in saved.read_text()
     first = saved.read_bytes()
-    assert_error(run_cli(["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs",
-                          "--trainer.max_steps", "2"], capsys), code=1, match="would overwrite")
+    assert_error(
+        run_cli(
+            ["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs", "--trainer.max_steps", "2"],
+            capsys,
+        ),
+        code=1,
+        match="would overwrite",
+    )
     assert saved.read_bytes() == first  # the second run's config did not replace the first's
     assert (fit_folder / "runs" / "old" / "config.yaml").read_text().startswith("# an earlier run")
 
@@ -453,9 +569,13 @@ def cheap(monkeypatch):
     """Stubs the work of prune/export/plot/symbolic/discover: the argument handling is under test."""
     monkeypatch.setattr(kantk, "prune", lambda model, x, **kwargs: model)
     monkeypatch.setattr(kantk, "auto_symbolic", lambda model, x, **kwargs: [])
-    monkeypatch.setattr("kantk.export.export_graph", lambda model, path, *args, **kwargs: Path(path).write_text("{}"))
+    monkeypatch.setattr(
+        "kantk.export.export_graph", lambda model, path, *args, **kwargs: Path(path).write_text("{}")
+    )
     monkeypatch.setattr(kantk, "plot_activations", lambda *args, **kwargs: Figure())
-    monkeypatch.setattr("kantk.pipeline.discover", lambda *args, **kwargs: Discovery(["x1"], 0.0, [1, 1, 1], None))
+    monkeypatch.setattr(
+        "kantk.pipeline.discover", lambda *args, **kwargs: Discovery(["x1"], 0.0, [1, 1, 1], None)
+    )
 
 
 @FUZZ
@@ -473,8 +593,9 @@ def test_numeric_flags_succeed_or_fail_in_one_line(work, capsys, cheap, flag, va
 @FUZZ
 @given(value=_numbers)
 def test_r2_threshold_succeeds_or_fails_in_one_line(work, capsys, cheap, value):
-    status, out, err = run_cli(["symbolic", "model.kantk", "-o", "s.kantk", "--samples", "5",
-                                "--r2-threshold", value], capsys)
+    status, out, err = run_cli(
+        ["symbolic", "model.kantk", "-o", "s.kantk", "--samples", "5", "--r2-threshold", value], capsys
+    )
     if status == 2:
         assert_error((status, out, err), match="--r2-threshold")
     else:  # accepted: a finite number in [0, 1]; the stub leaves every edge numeric, so status 1
@@ -491,7 +612,9 @@ def test_discover_numbers_are_refused_in_one_line_before_work(work, capsys, chea
 
 
 @settings(FUZZ, max_examples=20)
-@given(items=st.lists(st.one_of(_text, _numbers).map(lambda v: f"node_th={v}") | _text, min_size=1, max_size=3))
+@given(
+    items=st.lists(st.one_of(_text, _numbers).map(lambda v: f"node_th={v}") | _text, min_size=1, max_size=3)
+)
 def test_random_options_succeed_or_fail_in_one_line(work, capsys, items):  # the real pruner, 5 samples
     argv = ["prune", "model.kantk", "-o", "p.kantk", "--samples", "5"]
     for item in items:
@@ -502,11 +625,39 @@ def test_random_options_succeed_or_fail_in_one_line(work, capsys, items):  # the
 
 
 @FUZZ
-@given(command=st.sampled_from([*PLAIN_COMMANDS, "discover", "plugins"]),
-       args=st.lists(st.one_of(_text, _numbers, st.sampled_from(
-           ["-o", "--output", "model.kantk", "--samples", "--seed", "--range", "--data", "--var-names", "--format",
-            "--option", "--library", "--steps", "--hidden", "--csv", "--formula", "g.json", ".", "..", "/"])),
-           max_size=6))
+@given(
+    command=st.sampled_from([*PLAIN_COMMANDS, "discover", "plugins"]),
+    args=st.lists(
+        st.one_of(
+            _text,
+            _numbers,
+            st.sampled_from(
+                [
+                    "-o",
+                    "--output",
+                    "model.kantk",
+                    "--samples",
+                    "--seed",
+                    "--range",
+                    "--data",
+                    "--var-names",
+                    "--format",
+                    "--option",
+                    "--library",
+                    "--steps",
+                    "--hidden",
+                    "--csv",
+                    "--formula",
+                    "g.json",
+                    ".",
+                    "..",
+                    "/",
+                ]
+            ),
+        ),
+        max_size=6,
+    ),
+)
 def test_random_argument_lists_succeed_or_fail_in_one_line(work, capsys, cheap, command, args):
     before = (work / "model.kantk").read_bytes()
     status, out, err = run_cli([command, *args], capsys)

@@ -1,4 +1,5 @@
 """kantk prune / symbolic / export / plot on a tiny model: they write only where pointed."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,21 @@ def test_prune_export_plot_symbolic_write_only_into_tmp(model_file, tmp_path, mo
     monkeypatch.chdir(work)
     out = tmp_path / "out"
     out.mkdir()
-    assert main(["prune", str(model_file), "-o", str(out / "pruned.kantk"), "--option", "node_th=1e-9",
-                 "--option", "edge_th=1e-12"]) == 0
+    assert (
+        main(
+            [
+                "prune",
+                str(model_file),
+                "-o",
+                str(out / "pruned.kantk"),
+                "--option",
+                "node_th=1e-9",
+                "--option",
+                "edge_th=1e-12",
+            ]
+        )
+        == 0
+    )
     assert kantk.load(out / "pruned.kantk").widths == [2, 2, 1]
     assert main(["export", str(out / "pruned.kantk"), "-o", str(out / "g.json")]) == 0
     data = json.loads((out / "g.json").read_text())
@@ -51,8 +65,19 @@ def test_prune_export_plot_symbolic_write_only_into_tmp(model_file, tmp_path, mo
         assert (out / "g.svg").exists() and any((out / "g_edges").glob("*.png"))
     assert main(["plot", str(out / "pruned.kantk"), "-o", str(out / "acts.png")]) == 0
     assert (out / "acts.png").stat().st_size > 0
-    rc = main(["symbolic", str(out / "pruned.kantk"), "-o", str(out / "sym.kantk"), "--r2-threshold", "0",
-               "--var-names", "a", "b"])
+    rc = main(
+        [
+            "symbolic",
+            str(out / "pruned.kantk"),
+            "-o",
+            str(out / "sym.kantk"),
+            "--r2-threshold",
+            "0",
+            "--var-names",
+            "a",
+            "b",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0 and "y1 = " in text
     assert kantk.load(out / "sym.kantk").layers[0].has_symbolic
@@ -124,7 +149,9 @@ def test_export_overwrites_an_old_output_atomically(model_file, tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.json", "model.kantk"]
 
 
-def test_prune_symbolic_plot_write_atomically_and_never_onto_the_input(model_file, tmp_path, monkeypatch, capsys):
+def test_prune_symbolic_plot_write_atomically_and_never_onto_the_input(
+    model_file, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     before = model_file.read_bytes()
     for command in ("prune", "symbolic", "plot"):
@@ -146,9 +173,17 @@ def test_checkpoints_load_without_pickled_code(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     module = KANModule([2, 3, 1], optimizer="adam", init_seed=0)
     x = torch.rand(32, 2, dtype=torch.float32)
-    data = TensorDataModule({"train_input": x, "train_label": x[:, :1], "test_input": x, "test_label": x[:, :1]})
-    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=str(tmp_path))
+    data = TensorDataModule(
+        {"train_input": x, "train_label": x[:, :1], "test_input": x, "test_label": x[:, :1]}
+    )
+    trainer = pl.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(module, datamodule=data)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     assert main(["plot", "m.ckpt", "-o", "m.png", "--samples", "20"]) == 0

@@ -5,6 +5,7 @@ everything kantk controls (graph breaks, the custom autograd function, buffers) 
 inductor's C++ code generation on top takes minutes on 2 cores and is timed in
 ``benchmarks/layer_speed.py --compile`` instead.
 """
+
 from __future__ import annotations
 
 import pytest

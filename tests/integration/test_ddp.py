@@ -3,6 +3,7 @@
 DDP relaunches ``sys.argv``, so the run is a small script in ``tmp_path`` started in a
 subprocess; each rank saves its final parameters and grids there and the test compares them.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ import torch
 import kantk
 
 SCRIPT = textwrap.dedent(
-    '''
+    """
     import os, sys
     import torch
     import pytorch_lightning as pl
@@ -41,7 +42,7 @@ SCRIPT = textwrap.dedent(
     state["_train_rows"] = torch.tensor(sum(b[0].shape[0] for b in trainer.train_dataloader))
     state["_val_rmse"] = trainer.callback_metrics["val_rmse"].detach().cpu()
     torch.save(state, os.path.join(out, f"rank{trainer.global_rank}.pt"))
-    '''
+    """
 )
 
 
@@ -51,7 +52,12 @@ def _run(tmp_path, optimizer: str, grid: bool) -> tuple[dict, dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KANTK_DISABLE_PLUGIN_AUTOLOAD": "1"}
     done = subprocess.run(
         [sys.executable, str(script), str(tmp_path), optimizer, "1" if grid else "0"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]

@@ -1,4 +1,5 @@
 """The flagship workflow (README main job): kantk discover finds the seed's formula."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,26 @@ def test_discover_from_csv(tmp_path, capsys):
     y = x[:, 0] * x[:, 1]
     path = tmp_path / "data.csv"
     np.savetxt(path, np.column_stack([x, y]), delimiter=",", header="a,b,y", comments="")
-    assert main(["discover", "--csv", str(path), "--quiet", "--steps", "20", "--hidden", "3",
-                 "--var-names", "a", "b", "-o", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "discover",
+                "--csv",
+                str(path),
+                "--quiet",
+                "--steps",
+                "20",
+                "--hidden",
+                "3",
+                "--var-names",
+                "a",
+                "b",
+                "-o",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "formula: " in text and "test RMSE" in text
     assert (tmp_path / "out" / "model.kantk").exists()

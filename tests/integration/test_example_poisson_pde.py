@@ -1,4 +1,5 @@
 """Smoke test: examples/poisson_pde.py --quick trains the PINN KAN and MLP and prints sane output."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,14 @@ ROW = re.compile(
 
 
 def test_poisson_pde_quick(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(SCRIPT), "--quick"], check=False, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick"],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr[-3000:]  # the script asserts the loss decreased
     assert list(tmp_path.iterdir()) == []  # nothing written without --plot
     out = result.stdout

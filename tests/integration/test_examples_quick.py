@@ -1,4 +1,5 @@
 """Smoke tests: each paper-reproduction example's ``--quick`` mode runs and prints sane output."""
+
 from __future__ import annotations
 
 import re
@@ -10,8 +11,13 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def run_quick(script: str, tmp_path: Path) -> str:
-    result = subprocess.run([sys.executable, str(EXAMPLES / script), "--quick"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--quick"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(tmp_path.iterdir()) == []  # nothing written without --plot
     return result.stdout
@@ -38,9 +44,15 @@ def test_interpretable_tasks_quick(tmp_path: Path) -> None:
 def test_toy_scaling_quick(tmp_path: Path) -> None:
     out = run_quick("toy_scaling.py", tmp_path)
     num = r"([\d.e+-]+)"
-    rows = re.findall(rf"^\| xy \| (KAN|MLP) \[[^]]+\](?: G=(\d+) seed \d+)? \| (\d+) \| {num} \| {num} \| {num} \| \d+ s \|$",
-                      out, re.M)
-    kan = [(int(g), int(n), float(test), float(inside)) for kind, g, n, _, test, inside in rows if kind == "KAN"]
+    rows = re.findall(
+        rf"^\| xy \| (KAN|MLP) \[[^]]+\](?: G=(\d+) seed \d+)? \| (\d+) \| {num} \| {num} \| {num} \| \d+ s "
+        r"\|$",
+        out,
+        re.M,
+    )
+    kan = [
+        (int(g), int(n), float(test), float(inside)) for kind, g, n, _, test, inside in rows if kind == "KAN"
+    ]
     assert len(kan) == 2 and any(kind == "MLP" for kind, *_ in rows), out
     assert kan[0][1] < kan[1][1], out  # finer grid, more coefficients
     assert kan[-1][2] < 1e-2 and kan[-1][3] < 1e-2, out  # finest grid fits x*y (all test points and in range)

@@ -1,4 +1,5 @@
 """kantk.fit: a thin convenience over a real Lightning Trainer."""
+
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,9 @@ import kantk
 from kantk.lightning import FunctionDataModule, KANModule
 
 TOY = "exp(sin(pi*x1) + x2**2)"
-needs_update_grid = pytest.mark.skipif(not hasattr(kantk.KAN, "update_grid"), reason="KAN.update_grid not available yet")
+needs_update_grid = pytest.mark.skipif(
+    not hasattr(kantk.KAN, "update_grid"), reason="KAN.update_grid not available yet"
+)
 
 
 @pytest.fixture()
@@ -48,7 +51,11 @@ def test_fit_with_each_optimizer_trains_in_place(data, optimizer, kwargs):
     assert history.train_rmse[-1] < history.train_rmse[0]
     assert history.regularisation == [0.0] * steps
     assert history.train_accuracy == [] and set(history.as_dict()) == {
-        "train_loss", "train_rmse", "regularisation", "test_loss", "test_rmse"
+        "train_loss",
+        "train_rmse",
+        "regularisation",
+        "test_loss",
+        "test_rmse",
     }
     with torch.no_grad():
         rmse = torch.sqrt(torch.mean((model(data["test_input"]) - data["test_label"]) ** 2)).item()
@@ -83,7 +90,9 @@ def test_a_step_that_turns_nan_stops_training_and_keeps_the_last_finite_model(op
     data = kantk.create_dataset(TOY, n_vars=2, train_num=200, test_num=100, seed=0)
     model = kantk.KAN([2, 3, 1], seed=0)
     before = _state(model)
-    with pytest.warns(UserWarning, match=r"training stopped at step \d: the loss or the parameters became NaN"):
+    with pytest.warns(
+        UserWarning, match=r"training stopped at step \d: the loss or the parameters became NaN"
+    ):
         history = kantk.fit(model, data, steps=5, optimizer=optimizer, lr=1e300, progress=False, seed=0)
     assert len(history.train_loss) < 5
     for k, v in model.state_dict().items():  # back where it started: its loss was the last finite one
@@ -147,12 +156,15 @@ def test_fit_is_quiet(data, caplog, capsys):
 
 def test_regularisers_enter_the_loss_and_the_history(data):
     model = kantk.KAN([2, 3, 1], seed=0)
-    history = kantk.fit(model, data, steps=3, regularisers={"l1_entropy": {"weight": 1e-2}, "coef_l1": 1e-3},
-                        progress=False)
+    history = kantk.fit(
+        model, data, steps=3, regularisers={"l1_entropy": {"weight": 1e-2}, "coef_l1": 1e-3}, progress=False
+    )
     assert all(r > 0 for r in history.regularisation)
     reg = kantk.default_registry().regularisers
     x = data["train_input"]
-    expected = 1e-2 * reg.get("l1_entropy").factory()(model, x) + 1e-3 * reg.get("coef_l1").factory()(model, x)
+    expected = 1e-2 * reg.get("l1_entropy").factory()(model, x) + 1e-3 * reg.get("coef_l1").factory()(
+        model, x
+    )
     # LBFGS records the value at its last evaluation, close to the final parameters
     assert history.regularisation[-1] == pytest.approx(expected.item(), rel=0.2)
 
@@ -167,7 +179,9 @@ def test_classification_with_cross_entropy():
 
 def test_fit_accepts_a_datamodule():
     model = kantk.KAN([2, 2, 1], seed=0)
-    history = kantk.fit(model, FunctionDataModule("x1*x2", 2, train_num=100, test_num=50), steps=3, progress=False)
+    history = kantk.fit(
+        model, FunctionDataModule("x1*x2", 2, train_num=100, test_num=50), steps=3, progress=False
+    )
     assert len(history.test_rmse) == 3 and history.test_rmse[-1] < history.test_rmse[0]
 
 
@@ -202,13 +216,27 @@ def _bad(data, key, index, value):
     ("make", "error", "message"),
     [
         (lambda d: _bad(d, "train_input", 3, float("nan")), ValueError, "train_input contains 1 NaN"),
-        (lambda d: _bad(d, "test_label", 0, float("inf")), ValueError, "test_label contains 0 NaN and 1 infinite"),
+        (
+            lambda d: _bad(d, "test_label", 0, float("inf")),
+            ValueError,
+            "test_label contains 0 NaN and 1 infinite",
+        ),
         (lambda d: {**d, "train_label": d["train_label"][:, 0]}, ValueError, "label shapes must agree"),
-        (lambda d: {**d, "train_label": d["train_label"][:, 0], "test_label": d["test_label"][:, 0]},
-         ValueError, "reshape with y.unsqueeze(-1)"),
-        (lambda d: {**d, "train_label": d["train_label"][:10]}, ValueError, "200 samples but train_label has 10"),
-        (lambda d: {**d, "train_input": torch.zeros(200, 3), "test_input": torch.zeros(100, 3)},
-         ValueError, "train_input has 3 features but the model expects 2"),
+        (
+            lambda d: {**d, "train_label": d["train_label"][:, 0], "test_label": d["test_label"][:, 0]},
+            ValueError,
+            "reshape with y.unsqueeze(-1)",
+        ),
+        (
+            lambda d: {**d, "train_label": d["train_label"][:10]},
+            ValueError,
+            "200 samples but train_label has 10",
+        ),
+        (
+            lambda d: {**d, "train_input": torch.zeros(200, 3), "test_input": torch.zeros(100, 3)},
+            ValueError,
+            "train_input has 3 features but the model expects 2",
+        ),
         (lambda d: {"train_input": d["train_input"]}, ValueError, "missing train_label"),
     ],
 )
@@ -226,8 +254,11 @@ def test_bad_data_is_rejected_before_training(data, make, error, message):
     [
         ({"optimizer": "sgd"}, ValueError, "unknown optimizer 'sgd'; valid optimizers: adam, adamw, lbfgs"),
         ({"loss": "mae"}, ValueError, "unknown loss 'mae'; valid losses: mse, cross_entropy"),
-        ({"regularisers": {"l1": 1.0}}, kantk.UnknownComponentError,
-         "known regulariser names: coef_l1, coef_smoothness, l1_entropy"),
+        (
+            {"regularisers": {"l1": 1.0}},
+            kantk.UnknownComponentError,
+            "known regulariser names: coef_l1, coef_smoothness, l1_entropy",
+        ),
         ({"optimizer_kwargs": {"momentum": 0.9}}, ValueError, "accepted optimizer_kwargs:"),
         ({"steps": 0}, ValueError, "steps must be an int >= 1"),
         ({"lr": -1.0}, ValueError, "lr must be a number > 0"),

@@ -1,4 +1,5 @@
 """GridExtension inside a real Lightning run, and the grid-extension example."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture()
 def data():
-    return kantk.create_dataset("exp(sin(pi*x1) + x2**2)", n_vars=2, train_num=128, test_num=64, seed=0, dtype=torch.float64)
+    return kantk.create_dataset(
+        "exp(sin(pi*x1) + x2**2)", n_vars=2, train_num=128, test_num=64, seed=0, dtype=torch.float64
+    )
 
 
 class _Probe(pl.Callback):
@@ -33,9 +36,17 @@ class _Probe(pl.Callback):
 
 def _trainer(tmp_path, steps, callbacks):
     return pl.Trainer(
-        max_steps=steps, max_epochs=-1, default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu",
-        devices=1, callbacks=callbacks,
+        max_steps=steps,
+        max_epochs=-1,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        devices=1,
+        callbacks=callbacks,
     )
 
 
@@ -48,10 +59,14 @@ def _trainer(tmp_path, steps, callbacks):
         ("adam", [2, 2], {"uniform": True}),
     ],
 )
-def test_refines_on_schedule_keeps_the_function_and_trains_the_new_parameters(tmp_path, data, optimizer, widths, options):
+def test_refines_on_schedule_keeps_the_function_and_trains_the_new_parameters(
+    tmp_path, data, optimizer, widths, options
+):
     if widths[-1] == 2:
         data = {k: v.expand(-1, 2) if k.endswith("label") else v for k, v in data.items()}
-    module = KANModule(widths, basis_kwargs={"grid_size": 3}, optimizer=optimizer, dtype="float64", init_seed=0)
+    module = KANModule(
+        widths, basis_kwargs={"grid_size": 3}, optimizer=optimizer, dtype="float64", init_seed=0
+    )
     model = module.model
     x = data["train_input"]
     before, after = [], []
@@ -75,7 +90,9 @@ def test_refines_on_schedule_keeps_the_function_and_trains_the_new_parameters(tm
 
 
 def test_checkpoints_after_refining_load(tmp_path, data):
-    module = KANModule([2, 2, 1], basis_kwargs={"grid_size": 4}, optimizer="lbfgs", dtype="float64", init_seed=0)
+    module = KANModule(
+        [2, 2, 1], basis_kwargs={"grid_size": 4}, optimizer="lbfgs", dtype="float64", init_seed=0
+    )
     trainer = _trainer(tmp_path, 4, [GridExtension(grid_sizes=[8], steps=[2])])
     trainer.fit(module, datamodule=TensorDataModule(data, batch_size=-1))
     path = tmp_path / "refined.ckpt"
@@ -131,11 +148,15 @@ def test_example_quick_runs_and_reports(tmp_path, monkeypatch, capsys, engine):
     assert list(tmp_path.iterdir()) == []  # nothing written without --plot
     out = capsys.readouterr().out
     assert "| widths | G |" in out and "[2, 5, 1]" in out
-    assert [(r["widths"], r["grid"]) for r in rows] == [(w, g) for w in ([2, 1, 1], [2, 5, 1]) for g in (3, 5, 10)]
+    assert [(r["widths"], r["grid"]) for r in rows] == [
+        (w, g) for w in ([2, 1, 1], [2, 5, 1]) for g in (3, 5, 10)
+    ]
     for r in rows:
         assert math.isfinite(r["train_rmse"]) and math.isfinite(r["test_rmse"]) and r["test_rmse"] < 3
         assert math.isfinite(r["test_rmse_extend"])
-        if r["grid"] != 3:  # (on G = 3 after 2 steps, a cubic continued over a wide outer interval can be far off)
+        if (
+            r["grid"] != 3
+        ):  # (on G = 3 after 2 steps, a cubic continued over a wide outer interval can be far off)
             assert r["test_rmse_extend"] < 3
         if r["grid"] != 3:  # grids adapted to data are refined exactly (3 -> 5 and 5 -> 10)
             assert r["refine_change"] < 1e-10

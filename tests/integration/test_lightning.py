@@ -1,4 +1,5 @@
 """KANModule, the data modules and the grid-update callback under a real Lightning Trainer."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,13 +16,21 @@ from kantk.lightning import (
 )
 
 TOY = "exp(sin(pi*x1) + x2**2)"
-needs_update_grid = pytest.mark.skipif(not hasattr(kantk.KAN, "update_grid"), reason="KAN.update_grid not available yet")
+needs_update_grid = pytest.mark.skipif(
+    not hasattr(kantk.KAN, "update_grid"), reason="KAN.update_grid not available yet"
+)
 
 
 def _trainer(tmp_path, **kwargs):
     settings = {
-        "default_root_dir": tmp_path, "accelerator": "cpu", "devices": 1, "max_steps": 3, "logger": False,
-        "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False,
+        "default_root_dir": tmp_path,
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_steps": 3,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
         "num_sanity_val_steps": 0,
     }
     settings.update(kwargs)
@@ -65,14 +74,23 @@ def test_lbfgs_step_is_one_trainer_step(tmp_path):
     assert isinstance(opt, torch.optim.LBFGS)
     group = opt.param_groups[0]
     assert (group["history_size"], group["line_search_fn"], group["tolerance_grad"], group["max_iter"]) == (
-        30, "strong_wolfe", 1e-32, 4  # pykan's settings with a longer curvature history (LBFGS_DEFAULTS)
+        30,
+        "strong_wolfe",
+        1e-32,
+        4,  # pykan's settings with a longer curvature history (LBFGS_DEFAULTS)
     )
 
 
 def test_load_from_checkpoint_rebuilds_the_model(tmp_path):
     module = KANModule(
-        [2, 4, 1], basis=["bspline", "rbf"], basis_kwargs=[{"grid_size": 7}, None], base_activation="silu",
-        optimizer="adam", dtype="float64", init_seed=3, regularisers={"coef_l1": {"weight": 1e-4}},
+        [2, 4, 1],
+        basis=["bspline", "rbf"],
+        basis_kwargs=[{"grid_size": 7}, None],
+        base_activation="silu",
+        optimizer="adam",
+        dtype="float64",
+        init_seed=3,
+        regularisers={"coef_l1": {"weight": 1e-4}},
     )
     trainer = _trainer(tmp_path, max_steps=2)
     trainer.fit(module, datamodule=_data())
@@ -140,7 +158,9 @@ def test_label_shape_mismatch_in_a_trainer_run(tmp_path):
     data = kantk.create_dataset(TOY, 2, train_num=50, test_num=10)
     module = KANModule([2, 2], optimizer="adam")  # two outputs, labels have one
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    with pytest.raises(ValueError, match="train labels has shape \\(50, 1\\) but the model outputs \\(samples, 2\\)"):
+    with pytest.raises(
+        ValueError, match="train labels has shape \\(50, 1\\) but the model outputs \\(samples, 2\\)"
+    ):
         _trainer(tmp_path).fit(module, datamodule=TensorDataModule(data))
     assert all(torch.equal(v, module.state_dict()[k]) for k, v in before.items())
 
@@ -165,7 +185,9 @@ def test_mini_batches_cover_the_split():
     batches = list(dm.train_dataloader())
     assert [b[0].shape[0] for b in batches] == [64, 64, 64, 8]
     seen = torch.cat([b[0] for b in batches])
-    assert torch.equal(seen[seen[:, 0].argsort()], dm.dataset["train_input"][dm.dataset["train_input"][:, 0].argsort()])
+    assert torch.equal(
+        seen[seen[:, 0].argsort()], dm.dataset["train_input"][dm.dataset["train_input"][:, 0].argsort()]
+    )
 
 
 def test_tensor_datamodule_checks_data_and_batch_size():
@@ -189,7 +211,9 @@ def test_no_test_split_means_no_validation(tmp_path):
 
 def test_csv_datamodule(tmp_path):
     path = tmp_path / "data.csv"
-    path.write_text("x1,x2,y\n" + "\n".join(f"{i / 50 - 1},{(i * 7 % 50) / 25 - 1},{i / 100}" for i in range(50)))
+    path.write_text(
+        "x1,x2,y\n" + "\n".join(f"{i / 50 - 1},{(i * 7 % 50) / 25 - 1},{i / 100}" for i in range(50))
+    )
     dm = CSVDataModule(str(path), label_columns="y", test_fraction=0.2, seed=0)
     assert dm.dataset["train_input"].shape == (40, 2) and dm.dataset["test_label"].shape == (10, 1)
     assert dm.hparams.label_columns == "y"

@@ -4,6 +4,7 @@ Each package gets a script written as its users write them: train a tiny KANModu
 steps, save a checkpoint, resume from it, predict. Then configs with either class-path spelling
 through ``kantk fit --config``, and ``kantk.fit`` with the unified package's data module.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -106,7 +107,9 @@ def test_checkpoints_load_across_packages(tmp_path):
 
     module = ku.KANModule([2, 3, 1], init_seed=0, dtype="float64")
     trainer = L.Trainer(max_steps=1, default_root_dir=tmp_path, **QUIET)
-    trainer.fit(module, datamodule=ku.FunctionDataModule("x1+x2", n_vars=2, train_num=16, test_num=4, dtype="float64"))
+    trainer.fit(
+        module, datamodule=ku.FunctionDataModule("x1+x2", n_vars=2, train_num=16, test_num=4, dtype="float64")
+    )
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     other = kl.KANModule.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)
     x = torch.rand(5, 2, dtype=torch.float64)
@@ -121,12 +124,22 @@ def test_every_class_exists_for_both_packages():
     import kantk.lightning.unified as ku
 
     assert kl.__all__ == ku.__all__
-    bases = {"KANModule": "LightningModule", "TensorDataModule": "LightningDataModule",
-             "FunctionDataModule": "LightningDataModule", "CSVDataModule": "LightningDataModule",
-             "GridUpdateCallback": "Callback", "GridExtension": "Callback", "StepProgressBar": "Callback"}
+    bases = {
+        "KANModule": "LightningModule",
+        "TensorDataModule": "LightningDataModule",
+        "FunctionDataModule": "LightningDataModule",
+        "CSVDataModule": "LightningDataModule",
+        "GridUpdateCallback": "Callback",
+        "GridExtension": "Callback",
+        "StepProgressBar": "Callback",
+    }
     for name, base in bases.items():
-        assert issubclass(getattr(kl, name), getattr(pl, base)) and not issubclass(getattr(kl, name), getattr(lp, base))
-        assert issubclass(getattr(ku, name), getattr(lp, base)) and not issubclass(getattr(ku, name), getattr(pl, base))
+        assert issubclass(getattr(kl, name), getattr(pl, base)) and not issubclass(
+            getattr(kl, name), getattr(lp, base)
+        )
+        assert issubclass(getattr(ku, name), getattr(lp, base)) and not issubclass(
+            getattr(ku, name), getattr(pl, base)
+        )
         assert compat.lightning_package(getattr(ku, name)) == "lightning.pytorch"
         assert compat.lightning_package(getattr(kl, name)) == "pytorch_lightning"
     assert issubclass(ku.FunctionDataModule, ku.TensorDataModule)
@@ -154,18 +167,45 @@ def test_rewrite_imports_changes_only_import_lines():
     ]
 
 
-@pytest.mark.parametrize("path, package, expected", [
-    ("lightning.pytorch.callbacks.EarlyStopping", "pytorch_lightning", "pytorch_lightning.callbacks.EarlyStopping"),
-    ("pytorch_lightning.callbacks.EarlyStopping", "lightning.pytorch", "lightning.pytorch.callbacks.EarlyStopping"),
-    ("pytorch_lightning.callbacks.EarlyStopping", "pytorch_lightning", "pytorch_lightning.callbacks.EarlyStopping"),
-    ("lightning.fabric.plugins.X", "pytorch_lightning", "lightning_fabric.plugins.X"),
-    ("kantk.lightning.FunctionDataModule", "lightning.pytorch", "kantk.lightning.unified.FunctionDataModule"),
-    ("kantk.lightning.unified.FunctionDataModule", "lightning.pytorch", "kantk.lightning.unified.FunctionDataModule"),
-    ("kantk.lightning.unified.FunctionDataModule", "pytorch_lightning", "kantk.lightning.FunctionDataModule"),
-    ("kantk.lightning.FunctionDataModule", "pytorch_lightning", "kantk.lightning.FunctionDataModule"),
-    ("lightningx.Y", "pytorch_lightning", "lightningx.Y"),
-    ("EarlyStopping", "pytorch_lightning", "EarlyStopping"),
-])
+@pytest.mark.parametrize(
+    "path, package, expected",
+    [
+        (
+            "lightning.pytorch.callbacks.EarlyStopping",
+            "pytorch_lightning",
+            "pytorch_lightning.callbacks.EarlyStopping",
+        ),
+        (
+            "pytorch_lightning.callbacks.EarlyStopping",
+            "lightning.pytorch",
+            "lightning.pytorch.callbacks.EarlyStopping",
+        ),
+        (
+            "pytorch_lightning.callbacks.EarlyStopping",
+            "pytorch_lightning",
+            "pytorch_lightning.callbacks.EarlyStopping",
+        ),
+        ("lightning.fabric.plugins.X", "pytorch_lightning", "lightning_fabric.plugins.X"),
+        (
+            "kantk.lightning.FunctionDataModule",
+            "lightning.pytorch",
+            "kantk.lightning.unified.FunctionDataModule",
+        ),
+        (
+            "kantk.lightning.unified.FunctionDataModule",
+            "lightning.pytorch",
+            "kantk.lightning.unified.FunctionDataModule",
+        ),
+        (
+            "kantk.lightning.unified.FunctionDataModule",
+            "pytorch_lightning",
+            "kantk.lightning.FunctionDataModule",
+        ),
+        ("kantk.lightning.FunctionDataModule", "pytorch_lightning", "kantk.lightning.FunctionDataModule"),
+        ("lightningx.Y", "pytorch_lightning", "lightningx.Y"),
+        ("EarlyStopping", "pytorch_lightning", "EarlyStopping"),
+    ],
+)
 def test_class_path_for(path, package, expected):
     assert compat.class_path_for(path, package) == expected
 
@@ -189,15 +229,39 @@ data:
 """
 
 
-@pytest.mark.parametrize("spelling, package", [
-    (("lightning.pytorch.callbacks.EarlyStopping", "lightning.pytorch.callbacks.ModelSummary",
-      "kantk.lightning.unified.FunctionDataModule"), "lightning.pytorch"),
-    (("lightning.pytorch.callbacks.EarlyStopping", "pytorch_lightning.callbacks.ModelSummary",
-      "kantk.lightning.FunctionDataModule"), "lightning.pytorch"),
-    (("pytorch_lightning.callbacks.EarlyStopping", "pytorch_lightning.callbacks.ModelSummary",
-      "kantk.lightning.FunctionDataModule"), "pytorch_lightning"),
-], ids=["lightning", "mixed", "pytorch_lightning"])
-def test_kantk_fit_config_accepts_either_class_path_spelling(tmp_path, monkeypatch, capsys, spelling, package):
+@pytest.mark.parametrize(
+    "spelling, package",
+    [
+        (
+            (
+                "lightning.pytorch.callbacks.EarlyStopping",
+                "lightning.pytorch.callbacks.ModelSummary",
+                "kantk.lightning.unified.FunctionDataModule",
+            ),
+            "lightning.pytorch",
+        ),
+        (
+            (
+                "lightning.pytorch.callbacks.EarlyStopping",
+                "pytorch_lightning.callbacks.ModelSummary",
+                "kantk.lightning.FunctionDataModule",
+            ),
+            "lightning.pytorch",
+        ),
+        (
+            (
+                "pytorch_lightning.callbacks.EarlyStopping",
+                "pytorch_lightning.callbacks.ModelSummary",
+                "kantk.lightning.FunctionDataModule",
+            ),
+            "pytorch_lightning",
+        ),
+    ],
+    ids=["lightning", "mixed", "pytorch_lightning"],
+)
+def test_kantk_fit_config_accepts_either_class_path_spelling(
+    tmp_path, monkeypatch, capsys, spelling, package
+):
     monkeypatch.chdir(tmp_path)
     early_stopping, summary, data = spelling
     config = tmp_path / "config.in.yaml"
@@ -234,17 +298,24 @@ def test_kantk_fit_refuses_a_mix_of_packages():
         kantk.fit(kantk.KAN([2, 3, 1], seed=0), data, steps=1, callbacks=[pl.callbacks.ModelSummary()])
 
 
-def test_lightning_spelling_without_the_lightning_package_runs_on_pytorch_lightning(tmp_path, monkeypatch, capsys):
+def test_lightning_spelling_without_the_lightning_package_runs_on_pytorch_lightning(
+    tmp_path, monkeypatch, capsys
+):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name.startswith("lightning") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.startswith("lightning") else real(name, *a)
+    )
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "config.in.yaml"
-    config.write_text(CONFIG.format(early_stopping="lightning.pytorch.callbacks.EarlyStopping",
-                                    summary="lightning.pytorch.callbacks.ModelSummary",
-                                    data="kantk.lightning.unified.FunctionDataModule"))
+    config.write_text(
+        CONFIG.format(
+            early_stopping="lightning.pytorch.callbacks.EarlyStopping",
+            summary="lightning.pytorch.callbacks.ModelSummary",
+            data="kantk.lightning.unified.FunctionDataModule",
+        )
+    )
     assert cli_package(["fit", f"--config={config}"]) == "pytorch_lightning"
     assert main(["fit", f"--config={config}", "--trainer.default_root_dir", str(tmp_path / "run")]) == 0
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
@@ -258,6 +329,6 @@ def test_cli_package_reads_the_command_line_and_config_files(tmp_path):
     assert cli_package(["fit", "--config", str(plain)]) == "pytorch_lightning"
     assert cli_package(["fit", "--config", str(tmp_path / "missing.yaml")]) == "pytorch_lightning"
     assert cli_package(["fit", "--config"]) == "pytorch_lightning"
-    assert cli_package(["fit", "--config", str(plain), "--trainer.callbacks+=lightning.pytorch.callbacks.Timer"]) == (
-        "lightning.pytorch"
-    )
+    assert cli_package(
+        ["fit", "--config", str(plain), "--trainer.callbacks+=lightning.pytorch.callbacks.Timer"]
+    ) == ("lightning.pytorch")

@@ -1,4 +1,5 @@
 """Prediction: ``predict_dataloader`` of the data modules, ``KANModule.predict_step``, ``kantk predict``."""
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,10 @@ def _no_lightning_chatter():
 def dataset(n_train: int = 12, n_test: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return {
-        "train_input": torch.rand(n_train, 2, generator=gen), "train_label": torch.rand(n_train, 1, generator=gen),
-        "test_input": torch.rand(n_test, 2, generator=gen), "test_label": torch.rand(n_test, 1, generator=gen),
+        "train_input": torch.rand(n_train, 2, generator=gen),
+        "train_label": torch.rand(n_train, 1, generator=gen),
+        "test_input": torch.rand(n_test, 2, generator=gen),
+        "test_label": torch.rand(n_test, 1, generator=gen),
     }
 
 
@@ -66,11 +69,14 @@ def test_predict_split_when_given_and_train_without_a_test_split():
     torch.testing.assert_close(torch.cat(batches(train_only)), data["train_input"])
 
 
-@pytest.mark.parametrize("bad, match", [
-    (torch.rand(4, 3), r"shape \(4, 3\); expected \(N, 2\)"),
-    (torch.rand(4), "expected"),
-    (torch.tensor([[0.0, float("nan")]]), "1 NaN or infinite"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.rand(4, 3), r"shape \(4, 3\); expected \(N, 2\)"),
+        (torch.rand(4), "expected"),
+        (torch.tensor([[0.0, float("nan")]]), "1 NaN or infinite"),
+    ],
+)
 def test_bad_predict_input_is_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         TensorDataModule({**dataset(), "predict_input": bad})
@@ -150,14 +156,18 @@ def test_predict_a_kantk_file(work, capsys):
     assert "wrote pred.csv" in out
     lines = Path("pred.csv").read_text().splitlines()
     assert lines[0] == "y1,y2" and len(lines) == 7
-    np.testing.assert_allclose(np.loadtxt("pred.csv", delimiter=",", skiprows=1), expected_outputs(work), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.loadtxt("pred.csv", delimiter=",", skiprows=1), expected_outputs(work), rtol=1e-6
+    )
     assert sorted(os.listdir()) == ["data.csv", "model.kantk", "pred.csv"]  # no temporary file left
 
 
 def test_predict_a_checkpoint_in_float64(work, capsys, tmp_path):
     module = KANModule([2, 3, 1], init_seed=0, dtype="float64")
     trainer = pl.Trainer(max_steps=1, default_root_dir=tmp_path, **QUIET)
-    trainer.fit(module, datamodule=FunctionDataModule("x1+x2", n_vars=2, train_num=16, test_num=4, dtype="float64"))
+    trainer.fit(
+        module, datamodule=FunctionDataModule("x1+x2", n_vars=2, train_num=16, test_num=4, dtype="float64")
+    )
     trainer.save_checkpoint("m.ckpt")
     code, _, err = run(["predict", "m.ckpt", "--data", "data.csv", "-o", "pred.csv"], capsys)
     assert code == 0, err
@@ -175,18 +185,21 @@ def test_predict_replaces_an_existing_output_and_reads_a_headerless_csv(work, ca
     np.testing.assert_allclose(np.loadtxt("pred.csv", delimiter=",", skiprows=1, ndmin=2), want, rtol=1e-6)
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["predict", "model.kantk", "--data", "data.csv", "-o", "data.csv"], "is the input file"),
-    (["predict", "model.kantk", "--data", "data.csv", "-o", "model.kantk"], "is the input file"),
-    (["predict", "model.kantk", "--data", "missing.csv", "-o", "p.csv"], "no CSV file"),
-    (["predict", "missing.kantk", "--data", "data.csv", "-o", "p.csv"], "no model file"),
-    (["predict", "model.kantk", "--data", "one.csv", "-o", "p.csv"], "has 1 columns; the model needs 2"),
-    (["predict", "model.kantk", "--data", "binary.csv", "-o", "p.csv"], "binary file"),
-    (["predict", "model.kantk", "--data", "nan.csv", "-o", "p.csv"], "NaN or infinite"),
-    (["predict", "data.csv", "--data", "data.csv", "-o", "p.csv"], "cannot load"),
-    (["predict", "model.kantk", "--data", "data.csv", "-o", "."], "is a folder"),
-    (["predict", "model.kantk", "--data", "data.csv", "-o", "nowhere/p.csv"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["predict", "model.kantk", "--data", "data.csv", "-o", "data.csv"], "is the input file"),
+        (["predict", "model.kantk", "--data", "data.csv", "-o", "model.kantk"], "is the input file"),
+        (["predict", "model.kantk", "--data", "missing.csv", "-o", "p.csv"], "no CSV file"),
+        (["predict", "missing.kantk", "--data", "data.csv", "-o", "p.csv"], "no model file"),
+        (["predict", "model.kantk", "--data", "one.csv", "-o", "p.csv"], "has 1 columns; the model needs 2"),
+        (["predict", "model.kantk", "--data", "binary.csv", "-o", "p.csv"], "binary file"),
+        (["predict", "model.kantk", "--data", "nan.csv", "-o", "p.csv"], "NaN or infinite"),
+        (["predict", "data.csv", "--data", "data.csv", "-o", "p.csv"], "cannot load"),
+        (["predict", "model.kantk", "--data", "data.csv", "-o", "."], "is a folder"),
+        (["predict", "model.kantk", "--data", "data.csv", "-o", "nowhere/p.csv"], "does not exist"),
+    ],
+)
 def test_bad_input_is_one_line_exit_1_and_writes_nothing(work, capsys, argv, match):
     np.savetxt("one.csv", [[0.1], [0.2]], delimiter=",")
     Path("binary.csv").write_bytes(b"\0\1\2")
@@ -198,12 +211,15 @@ def test_bad_input_is_one_line_exit_1_and_writes_nothing(work, capsys, argv, mat
     assert {name: Path(name).read_bytes() for name in os.listdir() if os.path.isfile(name)} == before
 
 
-@pytest.mark.parametrize("argv", [
-    ["predict", "model.kantk", "-o", "p.csv"],
-    ["predict", "model.kantk", "--data", "data.csv"],
-    ["predict", "--data", "data.csv", "-o", "p.csv"],
-    ["predict", "model.kantk", "--data", "data.csv", "-o", "p.csv", "--bogus"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "model.kantk", "-o", "p.csv"],
+        ["predict", "model.kantk", "--data", "data.csv"],
+        ["predict", "--data", "data.csv", "-o", "p.csv"],
+        ["predict", "model.kantk", "--data", "data.csv", "-o", "p.csv", "--bogus"],
+    ],
+)
 def test_usage_errors_exit_2(work, capsys, argv):
     code, _, err = run(argv, capsys)
     assert code == 2
@@ -211,10 +227,28 @@ def test_usage_errors_exit_2(work, capsys, argv):
     assert not os.path.exists("p.csv")
 
 
-ARGS = st.lists(st.sampled_from([
-    "model.kantk", "data.csv", "pred.csv", "--data", "-o", "--output", "", ".", "nan", "-1", "--range",
-    "missing.csv", "--help-me", "data.csv/", "model.kantk.ckpt",
-]), max_size=7)
+ARGS = st.lists(
+    st.sampled_from(
+        [
+            "model.kantk",
+            "data.csv",
+            "pred.csv",
+            "--data",
+            "-o",
+            "--output",
+            "",
+            ".",
+            "nan",
+            "-1",
+            "--range",
+            "missing.csv",
+            "--help-me",
+            "data.csv/",
+            "model.kantk.ckpt",
+        ]
+    ),
+    max_size=7,
+)
 
 
 @given(args=ARGS)

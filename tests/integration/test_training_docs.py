@@ -1,4 +1,5 @@
 """docs/training.md stays true: its Python blocks run, top to bottom in one session."""
+
 from __future__ import annotations
 
 import contextlib

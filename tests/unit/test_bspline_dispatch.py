@@ -1,4 +1,5 @@
 """The B-spline path chooser: one case per path, and the choice seen from a real layer."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,8 +24,10 @@ F32, F64 = torch.float32, torch.float64
         (Case("cuda", F32, uniform=True, order=3, triton=True, force="triton_sparse"), Path.TRITON_SPARSE),
         (Case("cpu", F32, uniform=True, order=3, native=True, out_features=64), Path.NATIVE_SPARSE),
         (Case("cpu", F32, uniform=True, order=3, native=True, out_features=1024), Path.NATIVE_DENSE),
-        (Case("cpu", F32, uniform=True, order=3, native=True, out_features=1024, num_functions=203),
-         Path.NATIVE_SPARSE),
+        (
+            Case("cpu", F32, uniform=True, order=3, native=True, out_features=1024, num_functions=203),
+            Path.NATIVE_SPARSE,
+        ),
         (Case("cpu", F64, uniform=True, order=3, native=True, sparse=False), Path.NATIVE_DENSE),
         (Case("cpu", F32, uniform=False, order=3, native=False), Path.TORCH_KNOTS),
         (Case("cpu", F32, uniform=True, order=3, compiling=True), Path.TORCH_COMPILED),

@@ -93,8 +93,9 @@ def test_classification_formula_gives_int64_class_indices():
 
 
 def test_normalisation_uses_training_statistics():
-    data = create_dataset(TOY, 2, ranges=(2, 6), train_num=500, test_num=100, normalize_input=True,
-                          normalize_label=True)
+    data = create_dataset(
+        TOY, 2, ranges=(2, 6), train_num=500, test_num=100, normalize_input=True, normalize_label=True
+    )
     torch.testing.assert_close(data["train_input"].mean(0), torch.zeros(2), atol=1e-5, rtol=0)
     torch.testing.assert_close(data["train_input"].std(0), torch.ones(2), atol=1e-5, rtol=0)
     torch.testing.assert_close(data["train_label"].std(0), torch.ones(1), atol=1e-5, rtol=0)
@@ -165,7 +166,6 @@ def test_load_csv_errors(tmp_path):
         load_csv(path)
 
 
-
 def test_formula_strings_never_run_code(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for formula in ("__import__('os').system('touch PWNED')", "x1+__import__('os').system('touch PWNED')"):
@@ -218,7 +218,9 @@ def test_load_csv_gives_one_line_errors(tmp_path, content, kwargs, message):
     with pytest.raises(ValueError) as info:
         load_csv(path, **kwargs)
     assert message in str(info.value) and "\n" not in str(info.value)
-    assert str(path) in str(info.value) or "label_columns" in str(info.value) or "delimiter" in str(info.value)
+    assert (
+        str(path) in str(info.value) or "label_columns" in str(info.value) or "delimiter" in str(info.value)
+    )
 
 
 def test_load_csv_accepts_numpy_indices_duplicate_names_by_index_and_a_bom(tmp_path):
@@ -232,9 +234,20 @@ def test_load_csv_accepts_numpy_indices_duplicate_names_by_index_and_a_bom(tmp_p
 
 def _csv_table(draw: st.DrawFn) -> tuple[np.ndarray, list[str] | None]:
     rows, cols = draw(st.integers(1, 12)), draw(st.integers(2, 5))
-    values = draw(st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=64), min_size=rows * cols, max_size=rows * cols))
-    names = draw(st.one_of(st.none(), st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True),
-                                               min_size=cols, max_size=cols, unique=True)))
+    values = draw(
+        st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=64), min_size=rows * cols, max_size=rows * cols)
+    )
+    names = draw(
+        st.one_of(
+            st.none(),
+            st.lists(
+                st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True),
+                min_size=cols,
+                max_size=cols,
+                unique=True,
+            ),
+        )
+    )
     return np.array(values, dtype=np.float64).reshape(rows, cols), names
 
 
@@ -256,7 +269,12 @@ def test_load_csv_round_trips_any_numeric_table(tmp_path, table_names, data):
 
 
 LABEL_COLUMNS = st.one_of(
-    st.integers(-4, 4), st.floats(), st.booleans(), st.none(), st.text(max_size=3), st.binary(max_size=2),
+    st.integers(-4, 4),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+    st.binary(max_size=2),
     st.lists(st.one_of(st.integers(-4, 4), st.text(max_size=2), st.booleans(), st.floats()), max_size=3),
     st.dictionaries(st.text(max_size=1), st.integers(), max_size=2),
 )
@@ -267,7 +285,7 @@ LABEL_COLUMNS = st.one_of(
     st.one_of(
         st.binary(max_size=300),
         st.text(max_size=200).map(str.encode),
-        st.text(alphabet="0123456789.,-+e \n\r\tnaif\"", max_size=200).map(str.encode),
+        st.text(alphabet='0123456789.,-+e \n\r\tnaif"', max_size=200).map(str.encode),
     ),
     LABEL_COLUMNS,
 )
@@ -289,8 +307,10 @@ def test_load_csv_on_any_bytes_returns_a_dataset_or_raises_value_error(tmp_path,
 
 def _data(n=8, n_in=2, n_out=1):
     return {
-        "train_input": torch.zeros(n, n_in), "train_label": torch.zeros(n, n_out),
-        "test_input": torch.zeros(4, n_in), "test_label": torch.zeros(4, n_out),
+        "train_input": torch.zeros(n, n_in),
+        "train_label": torch.zeros(n, n_out),
+        "test_input": torch.zeros(4, n_in),
+        "test_label": torch.zeros(4, n_out),
     }
 
 
@@ -312,9 +332,17 @@ def test_nan_and_inf_are_reported_with_tensor_name_and_count():
         (lambda d: d.pop("train_label"), {}, "missing train_label"),
         (lambda d: d.pop("test_label"), {}, "both test_input and test_label, or neither"),
         (lambda d: d.update(train_label=torch.zeros(7, 1)), {}, "8 samples but train_label has 7"),
-        (lambda d: d.update(test_input=torch.zeros(4, 3)), {}, "train_input has 2 features but test_input has 3"),
+        (
+            lambda d: d.update(test_input=torch.zeros(4, 3)),
+            {},
+            "train_input has 2 features but test_input has 3",
+        ),
         (lambda d: None, {"n_inputs": 3}, "the model expects 3"),
-        (lambda d: d.update(train_label=torch.zeros(8), test_label=torch.zeros(4)), {"n_outputs": 1}, "reshape with y.unsqueeze"),
+        (
+            lambda d: d.update(train_label=torch.zeros(8), test_label=torch.zeros(4)),
+            {"n_outputs": 1},
+            "reshape with y.unsqueeze",
+        ),
         (lambda d: None, {"n_outputs": 2}, "model outputs (samples, 2)"),
         (lambda d: d.update(train_label=torch.zeros(8)), {}, "the label shapes must agree"),
         (lambda d: d.update(train_input=torch.zeros(8, 2, 1)), {}, "must be 2-D"),

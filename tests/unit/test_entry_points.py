@@ -2,6 +2,7 @@
 
 CI installs the plugin, so a missing plugin is a failure here, not a skip.
 """
+
 from __future__ import annotations
 
 import importlib.metadata

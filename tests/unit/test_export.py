@@ -89,7 +89,9 @@ def test_svg_renders_with_dot_and_writes_only_where_asked(tmp_path, monkeypatch)
     out = tmp_path / "out"
     dot = to_graphviz(model, x, edge_plots=out / "edges")
     path = render_graph(dot, out / "graph.svg")
-    assert path.endswith("graph.svg") and (out / "graph.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    assert path.endswith("graph.svg") and (out / "graph.svg").read_text().lstrip().startswith(
+        ("<?xml", "<svg")
+    )
     assert len(list((out / "edges").glob("*.png"))) == sum(int((l.mask != 0).sum()) for l in model.layers)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -130,7 +132,10 @@ def test_render_never_touches_the_file_named_like_the_output_stem(tmp_path, fmt)
     path = render_graph(to_graphviz(_model()), tmp_path / f"M.kantk.{fmt}", format=fmt)
     assert path == str(tmp_path / f"M.kantk.{fmt}") and os.path.getsize(path) > 0
     assert model.read_bytes() == b"the model"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["M.kantk", f"M.kantk.{fmt}"]  # no DOT source, no temporaries
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "M.kantk",
+        f"M.kantk.{fmt}",
+    ]  # no DOT source, no temporaries
 
 
 @needs_dot

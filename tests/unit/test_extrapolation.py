@@ -1,4 +1,5 @@
 """What the bases do outside their grid, and BSplineBasis(extrapolate=...)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,6 @@ import torch.nn.functional as F
 
 import kantk
 from kantk.bases import BSplineBasis
-
 
 FAR = [1e30, -1e30, 1e4, -1e4, 7.0, -7.0]
 
@@ -48,7 +48,9 @@ def test_without_a_base_branch_outside_is_a_dead_zone_unless_clamped():
     x = torch.tensor([[5.0, -5.0]])
     dead = kantk.KANLayer(2, 1, base_activation="zero", basis_kwargs={"grid_size": 5})
     assert torch.equal(dead(x), torch.zeros(1, 1))
-    clamped = kantk.KANLayer(2, 1, base_activation="zero", basis_kwargs={"grid_size": 5, "extrapolate": "clamp"})
+    clamped = kantk.KANLayer(
+        2, 1, base_activation="zero", basis_kwargs={"grid_size": 5, "extrapolate": "clamp"}
+    )
     with torch.no_grad():
         clamped.coef.copy_(dead.coef)
     edge = torch.tensor([[1.0, -1.0]])
@@ -73,12 +75,20 @@ def test_clamp_holds_the_boundary_values(grid, dtype):
     torch.set_default_dtype(dtype)
     layer = _random_layer("clamp", grid)
     lo, hi = layer.basis.grid[:, 3], layer.basis.grid[:, 9]
-    spline = lambda inp: layer.basis.linear(inp, layer.spline_weight())  # (batch, out)
+
+    def spline(inp):
+        return layer.basis.linear(inp, layer.spline_weight())  # (batch, out)
+
     with torch.no_grad():  # the layer adds its base branch of the unclamped input
         far = (hi + 2.0).unsqueeze(0)
         torch.testing.assert_close(layer(far), spline(far) + F.silu(far) @ layer.base_weight().t())
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
-    for far, edge in ((hi + 3.0, hi), (lo - 3.0, lo), (torch.full_like(hi, 1e30), hi), (torch.full_like(lo, -1e30), lo)):
+    for far, edge in (
+        (hi + 3.0, hi),
+        (lo - 3.0, lo),
+        (torch.full_like(hi, 1e30), hi),
+        (torch.full_like(lo, -1e30), lo),
+    ):
         with torch.no_grad():
             torch.testing.assert_close(spline(far.unsqueeze(0)), spline(edge.unsqueeze(0)), **tol)
     # continuous at the ends of the grid range
@@ -138,7 +148,9 @@ def _piece(layer: kantk.KANLayer, a: torch.Tensor, b: torch.Tensor, x: torch.Ten
         w[:, 1 - p] = 0  # only input p's edges
         with torch.no_grad():
             vals = layer.basis.linear(pts, w)  # (4, out)
-        out.append([np.polyval(np.polyfit(pts[:, p].numpy(), vals[:, q].numpy(), 3), x[p].item()) for q in range(3)])
+        out.append(
+            [np.polyval(np.polyfit(pts[:, p].numpy(), vals[:, q].numpy(), 3), x[p].item()) for q in range(3)]
+        )
     return torch.tensor(out)
 
 
@@ -180,7 +192,9 @@ def test_extend_gradients_and_double_backward(grid, path):
     basis = layer.basis
     g = basis.grid
     # inside, on the extension intervals either side, and beyond the outermost knots
-    x = torch.stack([g[:, 4] + 0.01, g[:, -2] + 0.013, g[:, 1] + 0.02, g[:, -1] + 1.0, g[:, 0] - 2.0, g[:, 7] - 0.01])
+    x = torch.stack(
+        [g[:, 4] + 0.01, g[:, -2] + 0.013, g[:, 1] + 0.02, g[:, -1] + 1.0, g[:, 0] - 2.0, g[:, 7] - 0.01]
+    )
     x = x.detach().requires_grad_()
     from kantk.bases import EdgeWeights
 
@@ -211,7 +225,9 @@ def test_extend_is_saved_loaded_refined_and_updated(tmp_path):
 
 
 def test_bad_extrapolate_says_what_is_accepted():
-    with pytest.raises(ValueError, match="extrapolate must be one of 'zero', 'clamp', 'extend', got 'linear'"):
+    with pytest.raises(
+        ValueError, match="extrapolate must be one of 'zero', 'clamp', 'extend', got 'linear'"
+    ):
         BSplineBasis(2, extrapolate="linear")
     with pytest.raises(ValueError, match="extrapolate"):
         kantk.KAN([2, 1], basis_kwargs={"extrapolate": None})

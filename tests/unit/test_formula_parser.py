@@ -1,4 +1,5 @@
 """kantk.formula_parser: a whitelist parser for formula strings that never runs code."""
+
 from __future__ import annotations
 
 import math
@@ -73,8 +74,9 @@ def test_accepted_formulas_evaluate_like_the_reference(text, reference):
         reference = {
             "jv(0, 20*x1) + besselj(1, x2)": lambda a, b: special.jv(0, 20 * a) + special.jv(1, b),
             "ellipk(x1) * lpmv(0, 1.5, x2)": lambda a, b: special.ellipk(a) * special.lpmv(0, 1.5, b),
-            "atan2(x1, x2) + tanh(x1) + erf(x2) + gamma(x1)":
-                lambda a, b: np.arctan2(a, b) + np.tanh(a) + special.erf(b) + special.gamma(a),
+            "atan2(x1, x2) + tanh(x1) + erf(x2) + gamma(x1)": lambda a, b: (
+                np.arctan2(a, b) + np.tanh(a) + special.erf(b) + special.gamma(a)
+            ),
         }[text]
     np.testing.assert_allclose(got, reference(*POINTS), rtol=1e-12, atol=1e-12)
 
@@ -116,7 +118,7 @@ def test_every_whitelisted_function_exists_and_evaluates():
     from scipy import special
 
     x = np.linspace(0.2, 0.8, 5)
-    for name, (attr, low, high) in fp.SYMPY_FUNCTIONS.items():
+    for name, (_attr, low, high) in fp.SYMPY_FUNCTIONS.items():
         assert name not in fp.SCIPY_FUNCTIONS
         args = ", ".join(["2"] * (low - 1) + ["x1"])
         expr = parse_formula(f"{name}({args})", 1)
@@ -313,12 +315,25 @@ def _node(text: str, value: Ref, *children: Node) -> Node:
 
 
 LEAVES = st.one_of(
-    st.sampled_from([_leaf("x1", lambda a, b: a), _leaf("x2", lambda a, b: b), _leaf("pi", lambda a, b: np.full_like(a, np.pi))]),
+    st.sampled_from(
+        [
+            _leaf("x1", lambda a, b: a),
+            _leaf("x2", lambda a, b: b),
+            _leaf("pi", lambda a, b: np.full_like(a, np.pi)),
+        ]
+    ),
     st.integers(0, 12).map(lambda k: _leaf(str(k), lambda a, b, k=k: np.full_like(a, float(k)))),
-    st.floats(-10, 10, allow_nan=False).map(lambda v: _leaf(f"({v!r})", lambda a, b, v=v: np.full_like(a, v))),
+    st.floats(-10, 10, allow_nan=False).map(
+        lambda v: _leaf(f"({v!r})", lambda a, b, v=v: np.full_like(a, v))
+    ),
 )
 UNARY = {
-    "sin": np.sin, "cos": np.cos, "tanh": np.tanh, "atan": np.arctan, "Abs": np.abs, "erf": None,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tanh": np.tanh,
+    "atan": np.arctan,
+    "Abs": np.abs,
+    "erf": None,
     "-": np.negative,
 }
 
@@ -333,12 +348,17 @@ def _unary(name: str, child: Node) -> Node:
 
 def _binary(op: str, left: Node, right: Node) -> Node:
     fns = {"+": np.add, "-": np.subtract, "*": np.multiply}
-    return _node(f"({left[0]}) {op} ({right[0]})", lambda a, b: fns[op](left[1](a, b), right[1](a, b)), left, right)
+    return _node(
+        f"({left[0]}) {op} ({right[0]})", lambda a, b: fns[op](left[1](a, b), right[1](a, b)), left, right
+    )
 
 
 def _divide(left: Node, right: Node, c: int) -> Node:  # denominator >= 1
     return _node(
-        f"({left[0]})/({c} + ({right[0]})**2)", lambda a, b: left[1](a, b) / (c + right[1](a, b) ** 2), left, right
+        f"({left[0]})/({c} + ({right[0]})**2)",
+        lambda a, b: left[1](a, b) / (c + right[1](a, b) ** 2),
+        left,
+        right,
     )
 
 
@@ -354,7 +374,9 @@ def _extend(children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
         st.builds(_power, children, st.integers(0, 3), st.sampled_from(["**", "^"])),
         children.map(lambda c: _node(f"exp(tanh({c[0]}))", lambda a, b: np.exp(np.tanh(c[1](a, b))), c)),
         children.map(lambda c: _node(f"sqrt(1 + ({c[0]})**2)", lambda a, b: np.sqrt(1 + c[1](a, b) ** 2), c)),
-        children.map(lambda c: _node(f"log(2 + sin({c[0]}))", lambda a, b: np.log(2 + np.sin(c[1](a, b))), c)),
+        children.map(
+            lambda c: _node(f"log(2 + sin({c[0]}))", lambda a, b: np.log(2 + np.sin(c[1](a, b))), c)
+        ),
     )
 
 
@@ -375,9 +397,60 @@ def test_random_formulas_equal_their_numpy_reference(node):
 
 
 TOKENS = [
-    "x1", "x2", "x3", "pi", "E", "1", "9", "0.5", "1e308", "(", ")", "+", "-", "*", "/", "**", "^", "%", "//",
-    ",", ".", "[", "]", "'", '"', "_", "__import__", "os", "system", "lambda", ":", " ", "sin", "jv", "legendre",
-    "Max", "<", ">", "==", "and", "not", "if", "else", "for", "in", "=", "{", "}", "@", "~", "\n", "\\", "#", "j",
+    "x1",
+    "x2",
+    "x3",
+    "pi",
+    "E",
+    "1",
+    "9",
+    "0.5",
+    "1e308",
+    "(",
+    ")",
+    "+",
+    "-",
+    "*",
+    "/",
+    "**",
+    "^",
+    "%",
+    "//",
+    ",",
+    ".",
+    "[",
+    "]",
+    "'",
+    '"',
+    "_",
+    "__import__",
+    "os",
+    "system",
+    "lambda",
+    ":",
+    " ",
+    "sin",
+    "jv",
+    "legendre",
+    "Max",
+    "<",
+    ">",
+    "==",
+    "and",
+    "not",
+    "if",
+    "else",
+    "for",
+    "in",
+    "=",
+    "{",
+    "}",
+    "@",
+    "~",
+    "\n",
+    "\\",
+    "#",
+    "j",
 ]
 
 

@@ -1,5 +1,6 @@
 """torch.func transforms (vmap, jacrev, hessian) through every layer path equal autograd's results
 (physics-informed losses written with torch.func)."""
+
 from __future__ import annotations
 
 import pytest
@@ -35,7 +36,9 @@ def _check(model: kantk.KAN, x: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("kwargs", [{}, {"grid_size": 80}, {"extrapolate": "clamp"}, {"extrapolate": "extend"}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"grid_size": 80}, {"extrapolate": "clamp"}, {"extrapolate": "extend"}]
+)
 def test_jacrev_and_hessian_equal_autograd_on_every_bspline_path(path, kwargs):
     x = torch.rand(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2.6 - 1.3
     _check(_model("bspline", kwargs, path), x)
@@ -54,7 +57,10 @@ def test_the_chooser_takes_the_plain_path_under_torch_func():
     for force in ("auto", "native_sparse", "triton"):
         case = Case("cpu", torch.float64, uniform=True, order=3, native=True, force=force, functorch=True)
         assert choose(case) is Path.TORCH_KNOTS
-    assert choose(Case("cuda", torch.float32, uniform=True, order=3, triton=True, functorch=True)) is Path.TORCH_KNOTS
+    assert (
+        choose(Case("cuda", torch.float32, uniform=True, order=3, triton=True, functorch=True))
+        is Path.TORCH_KNOTS
+    )
 
 
 def test_training_with_a_torch_func_loss_changes_nothing_else():

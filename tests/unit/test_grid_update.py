@@ -8,7 +8,9 @@ import torch
 import kantk
 from kantk.bases import SupportsGridUpdate
 
-ADAPTIVE = [n for n in kantk.list_bases() if isinstance(kantk.KANLayer(1, 1, basis=n).basis, SupportsGridUpdate)]
+ADAPTIVE = [
+    n for n in kantk.list_bases() if isinstance(kantk.KANLayer(1, 1, basis=n).basis, SupportsGridUpdate)
+]
 
 
 def _fit_like(model, x, y, steps=30):
@@ -140,7 +142,10 @@ def test_basis_without_the_capability_is_skipped_with_a_warning(fixed_basis_regi
 @pytest.mark.parametrize(
     ("samples", "grid_eps"),
     [
-        (torch.tensor([[0.1, 0.5]] * 40 + [[0.3, -0.2]] * 40 + [[0.9, 0.0]]), 0.0),  # duplicates, pure quantiles
+        (
+            torch.tensor([[0.1, 0.5]] * 40 + [[0.3, -0.2]] * 40 + [[0.9, 0.0]]),
+            0.0,
+        ),  # duplicates, pure quantiles
         (torch.tensor([[0.3, -0.4]]), 0.02),  # a single sample
         (torch.stack([torch.full((30,), 2.0), torch.linspace(-1, 1, 30)], 1), 0.02),  # one constant input
         (1.0 + 1e-9 * torch.rand(50, 2, generator=torch.Generator().manual_seed(0)), 0.02),  # a tiny spread
@@ -173,7 +178,9 @@ def test_refit_with_buffers_restores_the_basis_when_the_fit_fails(monkeypatch):
 
     monkeypatch.setattr(base, "fit_coefficients", broken)
     with pytest.raises(RuntimeError, match="solver exploded"):
-        base.refit_with_buffers(layer.basis, x, target, centers=torch.zeros_like(before[0]), width=before[1] * 2)
+        base.refit_with_buffers(
+            layer.basis, x, target, centers=torch.zeros_like(before[0]), width=before[1] * 2
+        )
     assert torch.equal(layer.basis.centers, before[0]) and torch.equal(layer.basis.width, before[1])
 
 

@@ -76,7 +76,6 @@ def test_bad_files(tmp_path):
 # --- issue 16: untrusted model files ------------------------------------------------------------
 
 
-
 @pytest.fixture
 def saved(tmp_path):
     """A small valid model file, its config and its tensors."""
@@ -123,10 +122,19 @@ def _with(config, mutate):
     ("mutate", "fragments"),
     [
         # the issue's examples: each took 40-96 s and up to 10 GB before
-        (lambda c: c["layers"][0]["basis_kwargs"].update(grid_size=10**8), ["layers[0].basis_kwargs", "layers.0.coef"]),
+        (
+            lambda c: c["layers"][0]["basis_kwargs"].update(grid_size=10**8),
+            ["layers[0].basis_kwargs", "layers.0.coef"],
+        ),
         (lambda c: c["layers"][0]["basis_kwargs"].update(grid_size=10**15), ["layers[0].basis_kwargs"]),
-        (lambda c: c["layers"][0]["basis_kwargs"].update(grid_size=1e8), ["layers[0].basis_kwargs", "grid_size"]),
-        (lambda c: c["layers"][0]["basis_kwargs"].update(order=10**9), ["layers[0].basis_kwargs", "layers.0.coef"]),
+        (
+            lambda c: c["layers"][0]["basis_kwargs"].update(grid_size=1e8),
+            ["layers[0].basis_kwargs", "grid_size"],
+        ),
+        (
+            lambda c: c["layers"][0]["basis_kwargs"].update(order=10**9),
+            ["layers[0].basis_kwargs", "layers.0.coef"],
+        ),
         (lambda c: c.update(widths=[2, 3e7, 1]), ["widths[1]"]),
         (lambda c: c.update(widths=[2, 30_000_000, 1]), ["layers[0].out_features"]),
         (lambda c: c.update(widths=[2] * 100_001, layers=[{"basis": "rbf"}] * 100_000), ["widths", "1001"]),
@@ -146,9 +154,16 @@ def _with(config, mutate):
         (lambda c: c.update(dtype=["float32"]), ["dtype"]),
         (lambda c: c.update(dtype="int64"), ["dtype"]),
         (lambda c: c["layers"][0]["basis_kwargs"].update(grid_size=_nested(40)), ["nested"]),
-        (lambda c: c["layers"][0].update(symbolic={"functions": "x", "libraries": []}), ["layers[0].symbolic.functions"]),
-        (lambda c: c["layers"][1].update(symbolic={"functions": [[1, None, None]], "libraries": [["default"] * 3]}),
-         ["layers[1].symbolic.functions[0][0]"]),
+        (
+            lambda c: c["layers"][0].update(symbolic={"functions": "x", "libraries": []}),
+            ["layers[0].symbolic.functions"],
+        ),
+        (
+            lambda c: c["layers"][1].update(
+                symbolic={"functions": [[1, None, None]], "libraries": [["default"] * 3]}
+            ),
+            ["layers[1].symbolic.functions[0][0]"],
+        ),
         (lambda c: c["layers"].append(c["layers"][1]), ["layers"]),
     ],
 )
@@ -175,7 +190,9 @@ def test_config_that_is_not_a_json_object_is_refused(saved, tmp_path, text, frag
 
 def test_a_basis_nobody_provides_is_both_a_file_error_and_an_unknown_component(saved, tmp_path):
     _, config, tensors = saved
-    bad = _write(tmp_path / "bad.kantk", _with(config, lambda c: c["layers"][0].update(basis="wavelet9")), tensors)
+    bad = _write(
+        tmp_path / "bad.kantk", _with(config, lambda c: c["layers"][0].update(basis="wavelet9")), tensors
+    )
     with pytest.raises(kantk.KantkFileError, match="wavelet9") as info:
         kantk.load(bad)
     assert isinstance(info.value, kantk.UnknownComponentError)
@@ -210,7 +227,13 @@ def test_impossible_tensors_are_refused_naming_the_tensor(saved, tmp_path, key, 
     [
         ("chebyshev", {"degree": 3}, "layers.0.basis.halfwidth", lambda t: t.fill_(0.0), "not > 0"),
         ("rbf", {"num_centers": 4}, "layers.1.basis.width", lambda t: t.view(-1)[0].fill_(-1.0), "not > 0"),
-        ("rbf", {"num_centers": 4}, "layers.0.basis.centers", lambda t: t.view(-1)[0].fill_(float("nan")), "NaN"),
+        (
+            "rbf",
+            {"num_centers": 4},
+            "layers.0.basis.centers",
+            lambda t: t.view(-1)[0].fill_(float("nan")),
+            "NaN",
+        ),
     ],
 )
 def test_impossible_buffers_of_other_bases(tmp_path, basis, kwargs, key, fill, fragment):
@@ -265,7 +288,8 @@ def test_damaged_headers_are_refused_before_reading(saved, tmp_path):
         "empty": b"",
         "short": data[:5],
         "huge_length": (2**62).to_bytes(8, "little") + data[8:],
-        "over_the_bound": (kio.MAX_HEADER_BYTES + 1).to_bytes(8, "little") + b" " * (kio.MAX_HEADER_BYTES + 16),
+        "over_the_bound": (kio.MAX_HEADER_BYTES + 1).to_bytes(8, "little")
+        + b" " * (kio.MAX_HEADER_BYTES + 16),
         "truncated": data[: len(data) // 2],
         "garbage_header": data[:8] + b"\xff" * (len(data) - 8),
     }

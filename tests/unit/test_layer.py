@@ -16,7 +16,9 @@ def test_phi_definition_per_edge():
     for q in range(2):
         for p in range(3):
             spline = (feats[:, p, :] * layer.coef[q, p]).sum(-1)
-            expected[:, q] += layer.scale_base[q, p] * torch.nn.functional.silu(x[:, p]) + layer.scale_sp[q, p] * spline
+            expected[:, q] += (
+                layer.scale_base[q, p] * torch.nn.functional.silu(x[:, p]) + layer.scale_sp[q, p] * spline
+            )
     torch.testing.assert_close(layer(x), expected)
 
 

@@ -6,6 +6,7 @@ extra ones) or raw bytes of the file. ``load`` must then either return a model t
 valid (finite state, saves and loads back equal) or raise ``KantkFileError``; never another
 exception, and never slowly. Examples are derandomised and bounded: a few seconds in all.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,7 +39,9 @@ FUZZ = settings(
 
 @pytest.fixture(scope="module")
 def bases(tmp_path_factory) -> dict[str, tuple[dict[str, Any], dict[str, torch.Tensor]]]:
-    """Config and tensors of a few valid models: an adapted B-spline grid with a symbolic edge, Chebyshev, RBF."""
+    """Config and tensors of a few valid models.
+
+    An adapted B-spline grid with a symbolic edge, Chebyshev, RBF."""
     folder = tmp_path_factory.mktemp("fuzz-bases")
     x = torch.rand(50, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
     spline = kantk.KAN([2, 3, 1], seed=0).update_grid(x)
@@ -46,7 +49,9 @@ def bases(tmp_path_factory) -> dict[str, tuple[dict[str, Any], dict[str, torch.T
     models = {
         "bspline": spline,
         "chebyshev": kantk.KAN([2, 2, 1], basis="chebyshev", basis_kwargs={"degree": 3}, seed=1),
-        "rbf": kantk.KAN([1, 2], basis="rbf", basis_kwargs={"num_centers": 4}, base_activation="zero", seed=2),
+        "rbf": kantk.KAN(
+            [1, 2], basis="rbf", basis_kwargs={"num_centers": 4}, base_activation="zero", seed=2
+        ),
     }
     out = {}
     for name, model in models.items():
@@ -63,10 +68,39 @@ def scratch(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz") / "mutant.kantk"
 
 
-NAMES = ["bspline", "chebyshev", "rbf", "fourier", "silu", "zero", "identity", "float64", "float16", "default", "sin"]
-KEYS = ["widths", "layers", "dtype", "basis", "basis_kwargs", "base_activation", "grid_size", "order", "grid_range",
-        "extrapolate", "degree", "num_centers", "width_scale", "in_features", "out_features", "symbolic",
-        "functions", "libraries"]
+NAMES = [
+    "bspline",
+    "chebyshev",
+    "rbf",
+    "fourier",
+    "silu",
+    "zero",
+    "identity",
+    "float64",
+    "float16",
+    "default",
+    "sin",
+]
+KEYS = [
+    "widths",
+    "layers",
+    "dtype",
+    "basis",
+    "basis_kwargs",
+    "base_activation",
+    "grid_size",
+    "order",
+    "grid_range",
+    "extrapolate",
+    "degree",
+    "num_centers",
+    "width_scale",
+    "in_features",
+    "out_features",
+    "symbolic",
+    "functions",
+    "libraries",
+]
 SCALARS = (
     st.none()
     | st.booleans()
@@ -78,7 +112,10 @@ SCALARS = (
 )
 JSON = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -156,15 +193,22 @@ def test_mutated_configs_load_validly_or_raise_kantk_file_error(bases, scratch, 
     config = copy.deepcopy(config)
     for _ in range(data.draw(st.integers(1, 3), label="mutations")):
         path = data.draw(st.sampled_from(_paths(config)), label="path")
-        config = _mutate(config, path, data.draw(OPS, label="op"), data.draw(JSON, label="value"),
-                         data.draw(st.sampled_from(KEYS), label="key"))
+        config = _mutate(
+            config,
+            path,
+            data.draw(OPS, label="op"),
+            data.draw(JSON, label="value"),
+            data.draw(st.sampled_from(KEYS), label="key"),
+        )
         if not isinstance(config, (dict, list)):
             break
     _write(scratch, config, tensors)
     _load_is_safe(scratch)
 
 
-SPECIAL = st.sampled_from([math.nan, math.inf, -math.inf, 3.0e38, -3.0e38, 1e-45, -0.0, 0.5, 2.0, 7.0, -1.0, 0.0])
+SPECIAL = st.sampled_from(
+    [math.nan, math.inf, -math.inf, 3.0e38, -3.0e38, 1e-45, -0.0, 0.5, 2.0, 7.0, -1.0, 0.0]
+)
 
 
 @FUZZ
@@ -174,22 +218,30 @@ def test_mutated_tensors_load_validly_or_raise_kantk_file_error(bases, scratch, 
     config, tensors = bases[name]
     tensors = dict(tensors)
     key = data.draw(st.sampled_from(sorted(tensors)), label="tensor")
-    kind = data.draw(st.sampled_from(["values", "values", "shape", "dtype", "drop", "extra", "reverse"]), label="kind")
+    kind = data.draw(
+        st.sampled_from(["values", "values", "shape", "dtype", "drop", "extra", "reverse"]), label="kind"
+    )
     if kind == "values":
         value = tensors[key].clone().reshape(-1)
         for _ in range(data.draw(st.integers(1, 3), label="n")):
-            value[data.draw(st.integers(0, value.numel() - 1), label="index")] = data.draw(SPECIAL, label="special")
+            value[data.draw(st.integers(0, value.numel() - 1), label="index")] = data.draw(
+                SPECIAL, label="special"
+            )
         tensors[key] = value.reshape(tensors[key].shape)
     elif kind == "shape":
         shape = data.draw(st.lists(st.integers(0, 6), min_size=0, max_size=4), label="shape")
         tensors[key] = torch.zeros(shape)
     elif kind == "dtype":
-        dtype = data.draw(st.sampled_from([torch.float64, torch.float16, torch.int64, torch.uint8, torch.bool]))
+        dtype = data.draw(
+            st.sampled_from([torch.float64, torch.float16, torch.int64, torch.uint8, torch.bool])
+        )
         tensors[key] = tensors[key].to(dtype)
     elif kind == "drop":
         del tensors[key]
     elif kind == "extra":
-        tensors[data.draw(st.sampled_from(["layers.0.extra", "layers.9.coef", "x", key + ".x"]))] = torch.ones(2)
+        tensors[data.draw(st.sampled_from(["layers.0.extra", "layers.9.coef", "x", key + ".x"]))] = (
+            torch.ones(2)
+        )
     else:
         tensors[key] = tensors[key].flip(-1).contiguous()
     _write(scratch, config, tensors)

@@ -1,4 +1,5 @@
 """The native CPU kernels of the uniform B-spline layer against the PyTorch path they replace."""
+
 from __future__ import annotations
 
 import warnings
@@ -11,7 +12,9 @@ from kantk.bases import EdgeWeights
 from kantk.bases.bspline import Path, choose_path, native, torch_dense
 from kantk.bases.bspline import native_build as _native
 
-pytestmark = pytest.mark.skipif(_native.library() is None, reason="no C++ compiler: native kernels unavailable")
+pytestmark = pytest.mark.skipif(
+    _native.library() is None, reason="no C++ compiler: native kernels unavailable"
+)
 
 
 def _step(layer: kantk.KANLayer, x: torch.Tensor):
@@ -35,8 +38,17 @@ def _both_paths(monkeypatch, layer, x):
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 2e-6), (torch.float64, 1e-13)])
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"order": 0}, {"order": 1}, {"order": 2, "grid_size": 7}, {"order": 5, "grid_size": 4},
-     {"grid_size": 40}, {"extrapolate": "extend"}, {"extrapolate": "clamp"}, {"grid_range": (-3.0, 0.5)}],
+    [
+        {},
+        {"order": 0},
+        {"order": 1},
+        {"order": 2, "grid_size": 7},
+        {"order": 5, "grid_size": 4},
+        {"grid_size": 40},
+        {"extrapolate": "extend"},
+        {"extrapolate": "clamp"},
+        {"grid_range": (-3.0, 0.5)},
+    ],
 )
 @pytest.mark.parametrize("base", ["silu", "zero"])
 @pytest.mark.parametrize("sparse", [False, True])  # the native dense and sparse paths
@@ -162,7 +174,9 @@ def test_native_values_equal_cox_de_boor(monkeypatch, dtype, tol, sparse, order,
     for p in range(3):
         weight[p * n + torch.arange(n), p, torch.arange(n)] = 1.0
     ones = torch.ones(weight.shape[:2])
-    assert choose_path(basis, x, EdgeWeights(weight, ones)) is (Path.NATIVE_SPARSE if sparse else Path.NATIVE_DENSE)
+    assert choose_path(basis, x, EdgeWeights(weight, ones)) is (
+        Path.NATIVE_SPARSE if sparse else Path.NATIVE_DENSE
+    )
     got = basis.linear(x, weight).reshape(300, 3, n)
     # the same allowance as the PyTorch path's test (test_bspline.py), widened for fine grids,
     # where rounding x * (1/h) moves float32 positions by ~G ulps

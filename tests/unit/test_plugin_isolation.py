@@ -4,6 +4,7 @@ Every failure of an entry-point plugin is logged on ``kantk.plugins``, recorded 
 ``registry.failed_plugins`` (which ``kantk plugins`` prints) and skipped; built-ins win name
 clashes; ``KAN()``, ``load`` and the command line keep working.
 """
+
 from __future__ import annotations
 
 import logging
@@ -143,7 +144,9 @@ class _SharedB:
 
 
 class _FakeEntryPoint:
-    def __init__(self, name: str, package: str | None, plugin: object = None, error: BaseException | None = None):
+    def __init__(
+        self, name: str, package: str | None, plugin: object = None, error: BaseException | None = None
+    ):
         self.name = name
         self.dist = None if package is None else SimpleNamespace(name=package)
         self._plugin = plugin
@@ -330,5 +333,9 @@ def test_model_load_and_cli_work_next_to_broken_plugins(monkeypatch, tmp_path, c
     captured = capsys.readouterr()
     assert "healthy (healthy)" in captured.out and "own_basis (shadow)" in captured.out
     assert "raising_pruner" not in captured.out
-    for name, package in (("crashes", "kantk-crashes"), ("raises", "kantk-raises"), ("shadow", "kantk-shadow")):
+    for name, package in (
+        ("crashes", "kantk-crashes"),
+        ("raises", "kantk-raises"),
+        ("shadow", "kantk-shadow"),
+    ):
         assert f"failed to load: {name} from {package}:" in captured.err

@@ -1,4 +1,5 @@
 """kantk.plugins: the plugin manager, built-ins, entry points and the autoload switch."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """kantk.refine and the bases' refine: finer grids, same function."""
+
 from __future__ import annotations
 
 import math
@@ -111,7 +112,9 @@ def test_local_bspline_features_match_cox_de_boor(order):
     knots[1, 6] = knots[1, 5]
     x = torch.rand(2000, 3, generator=gen) * 6 - 3
     x[:14] = knots.t()
-    torch.testing.assert_close(local_bspline_features(x, knots, order), cox_de_boor(x, knots, order), rtol=0, atol=1e-14)
+    torch.testing.assert_close(
+        local_bspline_features(x, knots, order), cox_de_boor(x, knots, order), rtol=0, atol=1e-14
+    )
 
 
 @pytest.mark.parametrize(("old", "new"), [(3, 5), (20, 50), (5, 7)])
@@ -210,7 +213,10 @@ def _max_rel(finer: kantk.KAN, model: kantk.KAN, x: torch.Tensor) -> float:
 @pytest.mark.parametrize(
     ("name", "update", "new"),
     [
-        ("bspline", False, 10), ("bspline", False, 7), ("bspline", True, 10), ("bspline", True, 7),
+        ("bspline", False, 10),
+        ("bspline", False, 7),
+        ("bspline", True, 10),
+        ("bspline", True, 7),
         ("chebyshev", False, 9),
     ],
 )
@@ -278,7 +284,9 @@ def test_refine_copies_everything_else_and_leaves_the_model_untouched():
         assert new.basis.grid_size == 8 and new.coef.shape[-1] == 11
         assert new.base_activation == old.base_activation
         for name in ("mask", "scale_base", "scale_sp"):
-            assert torch.equal(getattr(new, name), getattr(old, name)) and getattr(new, name) is not getattr(old, name)
+            assert torch.equal(getattr(new, name), getattr(old, name)) and getattr(new, name) is not getattr(
+                old, name
+            )
         assert new.coef.is_contiguous() and new.coef.dtype == old.coef.dtype == torch.float32
         assert all(p.grad is None for p in new.parameters())
     assert not finer.layers[1].scale_base.requires_grad
@@ -297,7 +305,9 @@ def test_refine_keeps_symbolic_edges():
     assert finer.layers[0].symbolic_edges() == model.layers[0].symbolic_edges() == [(0, 1)]
     x = torch.rand(200, 2, dtype=torch.float64) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(finer.layers[0].activations(x)[:, 0, 1], model.layers[0].activations(x)[:, 0, 1])
+        torch.testing.assert_close(
+            finer.layers[0].activations(x)[:, 0, 1], model.layers[0].activations(x)[:, 0, 1]
+        )
 
 
 def test_refined_models_train_and_save(tmp_path):
@@ -325,7 +335,9 @@ def test_refined_models_train_and_save(tmp_path):
 
 def test_per_layer_sizes_and_mixed_bases():
     torch.set_default_dtype(torch.float64)
-    model = kantk.KAN([2, 3, 1], basis=["bspline", "chebyshev"], basis_kwargs=[{"grid_size": 5}, {"degree": 3}], seed=0)
+    model = kantk.KAN(
+        [2, 3, 1], basis=["bspline", "chebyshev"], basis_kwargs=[{"grid_size": 5}, {"degree": 3}], seed=0
+    )
     finer = kantk.refine(model, [10, 6])
     assert finer.layers[0].basis.grid_size == 10 and finer.layers[1].basis.degree == 6
     x = torch.rand(100, 2) * 2 - 1  # within the B-spline layer's grid range; Chebyshev is exact anywhere
@@ -359,7 +371,9 @@ def test_other_errors():
     with pytest.raises(TypeError, match="kantk.KAN"):
         kantk.refine(torch.nn.Linear(2, 2), 10)
     model = kantk.KAN([2, 1], basis="chebyshev", seed=0)
-    with pytest.raises(ValueError, match=r"layer 0: basis 'chebyshev' does not accept the refine options 'uniform'"):
+    with pytest.raises(
+        ValueError, match=r"layer 0: basis 'chebyshev' does not accept the refine options 'uniform'"
+    ):
         kantk.refine(model, 8, uniform=False)
     with pytest.raises(ValueError, match=r"layer 0: chebyshev refine .* degree must be >= 5"):
         kantk.refine(model, 2)
@@ -384,7 +398,11 @@ def test_chebyshev_degree_elevation_pads_with_zeros():
     basis = ChebyshevBasis(2, degree=3)
     coef = torch.randn(4, 2, 4)
     finer, new_coef = basis.refine(6, coef)
-    assert finer.degree == 6 and torch.equal(new_coef[..., :4], coef) and torch.equal(new_coef[..., 4:], torch.zeros(4, 2, 3))
+    assert (
+        finer.degree == 6
+        and torch.equal(new_coef[..., :4], coef)
+        and torch.equal(new_coef[..., 4:], torch.zeros(4, 2, 3))
+    )
 
 
 def test_rbf_refine_follows_adapted_centres():

@@ -1,4 +1,5 @@
 """kantk.registry: look-ups by name, duplicates, unknown names and the list_* functions."""
+
 from __future__ import annotations
 
 import pytest

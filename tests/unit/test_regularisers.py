@@ -1,4 +1,5 @@
 """Built-in regularisers: registered as plugins, and their values checked by hand on tiny models."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """suggest_symbolic, fix_symbolic, unfix_symbolic and auto_symbolic."""
+
 from __future__ import annotations
 
 import pytest
@@ -96,15 +97,25 @@ def test_errors_name_what_is_valid():
     with pytest.raises(ValueError, match="pruned"):
         kantk.suggest_symbolic(model, 0, 1, 0, x)
     with pytest.raises(ValueError, match="real domain"):
-        kantk.fix_symbolic(model, 0, 0, 0, "nowhere", x, library=[kantk.SymbolicFunction(
-            "nowhere", lambda z: z * float("nan"), lambda z: z, 1)])
+        kantk.fix_symbolic(
+            model,
+            0,
+            0,
+            0,
+            "nowhere",
+            x,
+            library=[kantk.SymbolicFunction("nowhere", lambda z: z * float("nan"), lambda z: z, 1)],
+        )
 
 
 @pytest.mark.parametrize("basis", ["bspline", "chebyshev", "rbf"])
 def test_auto_symbolic_works_for_every_basis(basis):
     model, x = _model_with_edges(basis, [lambda t: torch.sin(torch.pi * t), lambda t: t**2])
     report = kantk.auto_symbolic(model, x, library="minimal")
-    assert [(r.layer, r.i, r.j, r.name, r.fixed) for r in report] == [(0, 0, 0, "sin", True), (0, 1, 0, "x^2", True)]
+    assert [(r.layer, r.i, r.j, r.name, r.fixed) for r in report] == [
+        (0, 0, 0, "sin", True),
+        (0, 1, 0, "x^2", True),
+    ]
     assert all(r.r2 > 0.999 for r in report)
     y = torch.sin(torch.pi * x[:, 0]) + x[:, 1] ** 2
     torch.testing.assert_close(model(x)[:, 0], y, atol=2e-2, rtol=0)
@@ -112,7 +123,9 @@ def test_auto_symbolic_works_for_every_basis(basis):
 
 
 def test_auto_symbolic_keeps_poor_fits_numeric_and_reports_them():
-    model, x = _model_with_edges("bspline", [lambda t: torch.sin(torch.pi * t), lambda t: torch.sin(9 * t**3)])
+    model, x = _model_with_edges(
+        "bspline", [lambda t: torch.sin(torch.pi * t), lambda t: torch.sin(9 * t**3)]
+    )
     report = kantk.auto_symbolic(model, x, library=["x", "x^2"], r2_threshold=0.9)
     kept = [r for r in report if not r.fixed]
     assert len(kept) >= 1 and kept[0].status == "below_threshold" and kept[0].r2 < 0.9

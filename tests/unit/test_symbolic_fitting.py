@@ -1,4 +1,5 @@
 """The vectorised affine fit y ~ c * f(a * x + b) + d."""
+
 from __future__ import annotations
 
 import math
@@ -129,7 +130,7 @@ def test_mapping_back_to_x_keeps_the_argument_in_the_domain():
     x = torch.rand(500, generator=g, dtype=torch.float64) * 8 - 0.2
     y = torch.sqrt(x.clamp(min=0)) + 0.01 * torch.randn(500, generator=g, dtype=torch.float64)
     fit = fit_affine(x, y, [LIB["sqrt"], LIB["log"], LIB["arctanh"]])
-    for f, (a, b, c, d), r2 in zip([LIB["sqrt"], LIB["log"], LIB["arctanh"]], fit.params, fit.r2):
+    for f, (a, b, _c, _d), r2 in zip([LIB["sqrt"], LIB["log"], LIB["arctanh"]], fit.params, fit.r2):
         if math.isfinite(float(r2)):  # an accepted candidate computes finite values on its data
             assert torch.isfinite(f.torch_fn(a * x + b)).all(), f.name
     assert float(fit.r2[0]) > 0.99

@@ -1,4 +1,5 @@
 """symbolic_formula and its helpers: formulas equal the model, constants are cleaned."""
+
 from __future__ import annotations
 
 import warnings
@@ -88,7 +89,12 @@ def test_pruned_edges_contribute_nothing_and_numeric_edges_are_named():
 
 
 def test_rounding_snaps_near_nice_constants():
-    expr = sympy.Float(1.99999) * x1 + sympy.Float(3.14159) * x2 + sympy.Float(0.33334) * x1**2 + sympy.Float(0.12345678)
+    expr = (
+        sympy.Float(1.99999) * x1
+        + sympy.Float(3.14159) * x2
+        + sympy.Float(0.33334) * x1**2
+        + sympy.Float(0.12345678)
+    )
     assert str(round_constants(expr, 4)) == "x1**2/3 + 2*x1 + pi*x2 + 0.1235"
     assert round_constants(sympy.Float(2e-6) * x1 + 1, 4) == 1
     assert str(round_constants(sympy.Float(1.7320508) * x1, 4)) == "1.7321*x1"
@@ -116,7 +122,9 @@ def test_a_factor_leaves_a_root_before_the_constants_round():
 
     x3, x4 = sympy.symbols("x3 x4")
     fitted = sympy.Float(5.23714) * sympy.sqrt(
-        sympy.Float(0.036461) * x1**2 - sympy.Float(0.072922) * x1 * x2 + sympy.Float(0.036461) * x2**2
+        sympy.Float(0.036461) * x1**2
+        - sympy.Float(0.072922) * x1 * x2
+        + sympy.Float(0.036461) * x2**2
         + sympy.Float(0.036460) * (x3 - x4) ** 2
     )
     points = np.random.default_rng(0).uniform(-1, 1, (64, 4))
@@ -168,11 +176,14 @@ def _formula_error(expr: sympy.Expr, model: kantk.KAN, x: torch.Tensor, names: l
 def test_a_small_prefactor_keeps_its_digits():
     # a product/quotient fitted as exp(log x1 - log x2 - 8.9): the prefactor exp(-8.9) = 1.364e-4
     # rounded to 4 decimal places snapped to 0 (or 0.0001, 27% off; the issue saw 8%)
-    model = _fixed(kantk.KAN([2, 1, 1], seed=0), {
-        (0, 0, 0): ("log", (1.0, 0.0, 1.0, 0.0)),
-        (0, 1, 0): ("log", (1.0, 0.0, -1.0, 0.0)),
-        (1, 0, 0): ("exp", (1.0, -8.9, 1.0, 0.0)),
-    })
+    model = _fixed(
+        kantk.KAN([2, 1, 1], seed=0),
+        {
+            (0, 0, 0): ("log", (1.0, 0.0, 1.0, 0.0)),
+            (0, 1, 0): ("log", (1.0, 0.0, -1.0, 0.0)),
+            (1, 0, 0): ("exp", (1.0, -8.9, 1.0, 0.0)),
+        },
+    )
     x = 1 + torch.rand(200, 2, generator=torch.Generator().manual_seed(0))  # positive data in [1, 2]
     model.update_grid(x)  # the default check points follow the first layer's grid: the data's range
     assert _formula_error(kantk.symbolic_formula(model, digits=None)[0], model, x, ["x1", "x2"]) < 1e-12
@@ -187,10 +198,13 @@ def test_a_small_prefactor_keeps_its_digits():
 def test_a_term_rounded_away_comes_back():
     # 4.5678e-5 * exp(9 x1) reaches 0.37 at x1 = 1, but its prefactor rounds to 0 at 4 decimal
     # places, and the term vanished from the formula (the issue's formula RMSE 0.37)
-    model = _fixed(kantk.KAN([2, 1], seed=0), {
-        (0, 0, 0): ("exp", (9.0, 0.0, 4.5678e-5, 0.0)),
-        (0, 1, 0): ("x", (1.0, 0.0, 1.0, 0.0)),
-    })
+    model = _fixed(
+        kantk.KAN([2, 1], seed=0),
+        {
+            (0, 0, 0): ("exp", (9.0, 0.0, 4.5678e-5, 0.0)),
+            (0, 1, 0): ("x", (1.0, 0.0, 1.0, 0.0)),
+        },
+    )
     x = _inputs(256, -1, 1, width=2)
     (expr,) = kantk.symbolic_formula(model)
     assert _formula_error(expr, model, x, ["x1", "x2"]) <= 1e-3, expr
@@ -201,14 +215,16 @@ def test_a_term_rounded_away_comes_back():
 
 
 def test_faithful_formulas_keep_four_digits_and_nice_constants():
-    model = _fixed(kantk.KAN([2, 1], seed=0), {
-        (0, 0, 0): ("sin", (3.14159265, 0.0, 1.0, 0.0)),
-        (0, 1, 0): ("x^2", (1.0, 0.0, 0.123456789, 0.0)),
-    })
+    model = _fixed(
+        kantk.KAN([2, 1], seed=0),
+        {
+            (0, 0, 0): ("sin", (3.14159265, 0.0, 1.0, 0.0)),
+            (0, 1, 0): ("x^2", (1.0, 0.0, 0.123456789, 0.0)),
+        },
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # faithful at 4 digits: no warning
         assert str(kantk.symbolic_formula(model)[0]) == "0.1235*x2**2 + sin(pi*x1)"
         assert str(kantk.symbolic_formula(model, digits=4)[0]) == "0.1235*x2**2 + sin(pi*x1)"
     with pytest.raises(ValueError, match="digits must be 'auto', an int >= 0 or None"):
         kantk.symbolic_formula(model, digits="4")
-

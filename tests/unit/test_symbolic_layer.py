@@ -1,4 +1,5 @@
 """The symbolic branch of KANLayer: c * f(a * x + b) + d on chosen edges."""
+
 from __future__ import annotations
 
 import copy
@@ -124,10 +125,14 @@ _FUNCTIONS = ("sin", "x^2", "tanh", "x")
 
 
 def _symbolic_table(n_out: int, n_in: int, numeric_every: int = 0) -> dict[str, list[list[str | None]]]:
-    """A ``"symbolic"`` config entry cycling through :data:`_FUNCTIONS` (every ``numeric_every``-th edge numeric)."""
+    """A ``"symbolic"`` config entry cycling through :data:`_FUNCTIONS`.
+
+    Every ``numeric_every``-th edge is numeric."""
     names: list[list[str | None]] = [
-        [None if numeric_every and (q * n_in + p) % numeric_every == 0 else _FUNCTIONS[(q + 2 * p) % 4]
-         for p in range(n_in)]
+        [
+            None if numeric_every and (q * n_in + p) % numeric_every == 0 else _FUNCTIONS[(q + 2 * p) % 4]
+            for p in range(n_in)
+        ]
         for q in range(n_out)
     ]
     libraries = [[None if name is None else "default" for name in row] for row in names]

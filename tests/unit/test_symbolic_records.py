@@ -1,4 +1,5 @@
 """Symbolic function records and libraries: validation, composition without global state."""
+
 from __future__ import annotations
 
 import pytest
@@ -35,8 +36,20 @@ def test_library_lookup_lists_names_on_error():
 
 def test_pykan_complexities():
     lib = get_library("default")
-    expected = {"x": 1, "x^2": 2, "x^4": 3, "1/x^5": 5, "sqrt": 2, "x^1.5": 4, "exp": 2, "abs": 3,
-                "tan": 3, "arcsin": 4, "0": 0, "gaussian": 3}
+    expected = {
+        "x": 1,
+        "x^2": 2,
+        "x^4": 3,
+        "1/x^5": 5,
+        "sqrt": 2,
+        "x^1.5": 4,
+        "exp": 2,
+        "abs": 3,
+        "tan": 3,
+        "arcsin": 4,
+        "0": 0,
+        "gaussian": 3,
+    }
     assert {k: lib[k].complexity for k in expected} == expected
 
 
@@ -45,7 +58,9 @@ def test_resolve_library_forms():
     subset = resolve_library(["x", "sin"])
     assert list(subset) == ["x", "sin"] and subset.source("sin") == "default"
     mixed = resolve_library(["x", _sinc()])
-    assert list(mixed) == ["x", "sinc"] and mixed.source("x") == "default" and mixed.source("sinc") == "custom"
+    assert (
+        list(mixed) == ["x", "sinc"] and mixed.source("x") == "default" and mixed.source("sinc") == "custom"
+    )
     with pytest.raises(TypeError, match="library must be"):
         resolve_library(3)
     with pytest.raises(ValueError, match="empty"):

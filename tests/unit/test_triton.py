@@ -4,6 +4,7 @@ Without a CUDA device they run in Triton's interpreter on CPU tensors (``TRITON_
 here before the kernels are defined); with one, on the GPU. Sizes are ragged on purpose (they do
 not divide the tile sizes), and inputs reach beyond the grid.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,6 +28,8 @@ def triton_form(request, monkeypatch):
     """Every test runs on both forms of the kernels (see kantk.bases.gpu.launch.form)."""
     monkeypatch.setenv("KANTK_TRITON_FORM", request.param)
     return request.param
+
+
 # the interpreter emulates float16 but not bfloat16
 LOW = torch.bfloat16 if DEVICE == "cuda" else torch.float16
 TOL = {torch.float32: 3e-5, torch.float64: 1e-11}
@@ -134,7 +137,9 @@ def test_low_precision_products_stay_close_to_float32(triton_form):
     basis = layer.basis
     grid = basis.grid.double()
     p0, p1 = grid[:, 0], (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])
-    spec = common.KernelSpec(common.BSPLINE_UNIFORM, basis.num_functions, common.BASE_SILU, False, lambda *a: None)
+    spec = common.KernelSpec(
+        common.BSPLINE_UNIFORM, basis.num_functions, common.BASE_SILU, False, lambda *a: None
+    )
 
     def run(low):
         return launch.layer_edges(x, x, w.coef, w.scale, w.base_weight, spec, p0, p1, low=low)
@@ -157,11 +162,19 @@ def test_edge_weights_record_gives_the_generic_edge_sum():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(
     "kwargs, base, moved",
-    [({"grid_size": 40}, "silu", False), ({"grid_size": 7, "extrapolate": "extend"}, "zero", False),
-     ({"grid_size": 9, "extrapolate": "clamp"}, "identity", True), ({"grid_size": 6}, "silu", True)],
+    [
+        ({"grid_size": 40}, "silu", False),
+        ({"grid_size": 7, "extrapolate": "extend"}, "zero", False),
+        ({"grid_size": 9, "extrapolate": "clamp"}, "identity", True),
+        ({"grid_size": 6}, "silu", True),
+    ],
 )
-@pytest.mark.xfail(DEVICE == "cuda", reason="triton_sparse gave wrong forward values on an H200 (2026-12-04); "
-                   "passes in the interpreter; opt-in only until fixed", strict=False)
+@pytest.mark.xfail(
+    DEVICE == "cuda",
+    reason="triton_sparse gave wrong forward values on an H200 (2026-12-04); "
+    "passes in the interpreter; opt-in only until fixed",
+    strict=False,
+)
 def test_sparse_kernels_match_the_pytorch_path(dtype, kwargs, base, moved, triton_form):
     if triton_form != "gemm":
         pytest.skip("the sparse kernels have one form")
@@ -174,8 +187,14 @@ def test_sparse_kernels_match_the_pytorch_path(dtype, kwargs, base, moved, trito
     _compare(layer, x, "torch_knots" if moved else "torch_dense", TOL[dtype], path="triton_sparse")
 
 
-@pytest.mark.parametrize("basis, kwargs", [("bspline", {"extrapolate": "clamp"}), ("bspline", {"extrapolate": "extend"}),
-                                           ("chebyshev", {"degree": 4})])
+@pytest.mark.parametrize(
+    "basis, kwargs",
+    [
+        ("bspline", {"extrapolate": "clamp"}),
+        ("bspline", {"extrapolate": "extend"}),
+        ("chebyshev", {"degree": 4}),
+    ],
+)
 def test_double_backward_when_the_basis_sees_a_transformed_input(basis, kwargs):
     """Clamped (B-splines) or tanh-squashed (Chebyshev) inputs reach the kernels beside the raw
     input of the base branch: the second derivative must not count the basis twice."""
@@ -186,7 +205,9 @@ def test_double_backward_when_the_basis_sees_a_transformed_input(basis, kwargs):
         layer.basis.path = "triton"
         run = layer
     else:
+
         def run(inp):
             return gpu.chebyshev(layer.basis, inp, layer.edge_weights())
+
     assert torch.autograd.gradcheck(run, (x,))
     assert torch.autograd.gradgradcheck(run, (x,))

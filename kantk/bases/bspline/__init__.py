@@ -11,6 +11,7 @@ Map of the package:
   (de Boor on any knots, knot insertion, knots from data);
 * :mod:`.workspace`: the reusable CPU buffers each basis owns.
 """
+
 from kantk.bases.bspline.basis import EXTRAPOLATIONS, BSplineBasis, cox_de_boor, uniform_knots
 from kantk.bases.bspline.dispatch import Case, Path, choose, choose_path
 from kantk.bases.bspline.knots import data_knots, insert_knots, local_bspline_features

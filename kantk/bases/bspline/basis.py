@@ -20,10 +20,12 @@ continues its outermost polynomial pieces over the k outer knot intervals (see d
 :meth:`BSplineBasis.refine` moves to a finer grid by exact knot insertion with the Oslo algorithm
 (:func:`insert_knots`): by default the spline is kept for every input.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -49,6 +51,8 @@ from kantk.bases.bspline.knots import (
 )
 from kantk.bases.bspline.local import _dense_features, _LocalTables
 from kantk.bases.bspline.workspace import Workspace
+
+
 def _normal_tensors():
     """A context in which cached constants are made as normal tensors even inside
     ``torch.inference_mode`` (an inference tensor kept in a cache would break every later pass
@@ -136,13 +140,16 @@ class BSplineBasis(Basis):
         grid_range = check_grid_range(grid_range, "bspline")
         if extrapolate not in EXTRAPOLATIONS:
             raise ValueError(
-                f"bspline extrapolate must be one of {', '.join(map(repr, EXTRAPOLATIONS))}, got {extrapolate!r}"
+                f"bspline extrapolate must be one of {', '.join(map(repr, EXTRAPOLATIONS))}, got "
+                f"{extrapolate!r}"
             )
         self.extrapolate = extrapolate
         self.grid_size = grid_size
         self.order = order
         self.grid_range = grid_range
-        self.register_buffer("grid", uniform_knots(in_features, grid_size, order, grid_range).to(torch.get_default_dtype()))
+        self.register_buffer(
+            "grid", uniform_knots(in_features, grid_size, order, grid_range).to(torch.get_default_dtype())
+        )
         # constants of the fast path per (dtype, device); plain attributes, not state
         self.workspace = Workspace()  # reusable CPU buffers of the fused paths
         self._tables: dict[tuple[torch.dtype, torch.device, bool], _LocalTables] = {}
@@ -196,12 +203,16 @@ class BSplineBasis(Basis):
         if cached is None or cached[0] != key or torch.compiler.is_compiling():
             with _normal_tensors():
                 grid = self.grid.to(torch.float64)
-                inv_h = (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])  # from the span: exact for fine grids
+                inv_h = (grid.shape[1] - 1) / (
+                    grid[:, -1] - grid[:, 0]
+                )  # from the span: exact for fine grids
                 shift = 1.0 - grid[:, 0] * inv_h  # (in,)
                 extend = self.extrapolate == "extend"
                 tkey = (dtype, self.grid.device, extend)
                 if tkey not in self._tables:
-                    self._tables[tkey] = _LocalTables(self.order, self.num_functions, dtype, self.grid.device, extend)
+                    self._tables[tkey] = _LocalTables(
+                        self.order, self.num_functions, dtype, self.grid.device, extend
+                    )
                 cached = (key, (shift.to(dtype), inv_h.to(dtype), self._tables[tkey]))
             self._params_cache[dtype] = cached
         return cached[1]
@@ -276,7 +287,7 @@ class BSplineBasis(Basis):
     @torch.no_grad()
     def refine(
         self, size: int, coef: torch.Tensor, *, uniform: bool | None = None
-    ) -> tuple["BSplineBasis", torch.Tensor]:
+    ) -> tuple[BSplineBasis, torch.Tensor]:
         """A copy on ``size`` intervals, with coefficients that keep every edge's spline.
 
         Two ways, chosen by ``uniform``:
@@ -383,7 +394,10 @@ class BSplineBasis(Basis):
     ) -> tuple[BSplineBasis, torch.Tensor]:
         """The basis on ``knots`` (same order, ``extrapolate``, path choices), ``new_coef`` in ``dtype``."""
         finer = BSplineBasis(
-            self.in_features, grid_size=size, order=self.order, grid_range=self.grid_range,
+            self.in_features,
+            grid_size=size,
+            order=self.order,
+            grid_range=self.grid_range,
             extrapolate=self.extrapolate,
         )
         finer.grid = knots.to(self.grid)  # same dtype and device as this grid

@@ -8,16 +8,17 @@ B-spline layer.
 | path | when | module |
 |---|---|---|
 | ``triton`` | CUDA, float32 (autocast too), cubic, G+k <= 100, Triton installed | :mod:`kantk.bases.gpu` |
-| ``triton_sparse`` | only when forced (experimental, see TRITON_MAX_FUNCTIONS) | :mod:`kantk.bases.gpu.sparse` |
+| ``triton_sparse`` | only when forced (experimental; TRITON_MAX_FUNCTIONS) | :mod:`kantk.bases.gpu.sparse` |
 | ``native_sparse`` / ``native_dense`` | CPU, uniform grid, the native kernels built | :mod:`.native` |
-| ``torch_knots`` | a non-uniform grid (after ``update_grid``), or under ``torch.func`` transforms | :mod:`.knots` (de Boor) |
+| ``torch_knots`` | non-uniform grid (after ``update_grid``), or ``torch.func`` | :mod:`.knots` (de Boor) |
 | ``torch_compiled`` | under ``torch.compile``, cubic, no native kernels | :mod:`.torch_dense` |
-| ``torch_sparse`` / ``torch_dense`` | everything else on a uniform grid | :mod:`.torch_sparse`, :mod:`.torch_dense` |
+| ``torch_sparse`` / ``torch_dense`` | otherwise (uniform grid) | :mod:`.torch_sparse`, :mod:`.torch_dense` |
 
 The sparse paths touch only the order+1 non-zero bases per input (time flat in G); the dense ones
 do one GEMM over all G+k functions. ``basis.sparse`` (``"auto"``, True, False) and ``basis.path``
 (``"auto"`` or a path name) override the choice on one basis.
 """
+
 from __future__ import annotations
 
 import enum
@@ -65,7 +66,13 @@ class Path(str, enum.Enum):
 TRITON_MAX_FUNCTIONS = 100
 
 #: Paths that need a uniform grid.
-UNIFORM_ONLY = (Path.NATIVE_DENSE, Path.NATIVE_SPARSE, Path.TORCH_COMPILED, Path.TORCH_DENSE, Path.TORCH_SPARSE)
+UNIFORM_ONLY = (
+    Path.NATIVE_DENSE,
+    Path.NATIVE_SPARSE,
+    Path.TORCH_COMPILED,
+    Path.TORCH_DENSE,
+    Path.TORCH_SPARSE,
+)
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,10 @@ def choose(case: Case) -> Path:
         if case.sparse != "auto":
             sparse = bool(case.sparse)
         else:
-            sparse = case.num_functions >= NATIVE_SPARSE_MIN_FUNCTIONS or case.out_features <= NATIVE_SPARSE_MAX_OUT
+            sparse = (
+                case.num_functions >= NATIVE_SPARSE_MIN_FUNCTIONS
+                or case.out_features <= NATIVE_SPARSE_MAX_OUT
+            )
         return Path.NATIVE_SPARSE if sparse else Path.NATIVE_DENSE
     if case.sparse is True or (case.sparse == "auto" and case.num_functions >= SPARSE_MIN_FUNCTIONS):
         return Path.TORCH_SPARSE
@@ -131,7 +141,9 @@ def choose(case: Case) -> Path:
     return Path.TORCH_DENSE
 
 
-def describe(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, compiling: bool | None = None) -> Case:
+def describe(
+    basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, compiling: bool | None = None
+) -> Case:
     """The :class:`Case` of a call ``basis.fused_edges(x, weights)``."""
     compiling = torch.compiler.is_compiling() if compiling is None else compiling
     functorch = functorch_active()
@@ -140,7 +152,9 @@ def describe(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, compili
         uniform
         and not compiling
         and not functorch
-        and native_build.usable(x, basis.order, (weights.coef, weights.scale, weights.base_weight), basis.grid)
+        and native_build.usable(
+            x, basis.order, (weights.coef, weights.scale, weights.base_weight), basis.grid
+        )
     )
     return Case(
         device=x.device.type,
@@ -180,7 +194,9 @@ def run(path: Path, basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) 
         return y if base is None else torch.addmm(y, base, base_weight.t())
     shift, inv_h, tables = basis._uniform_params(x.dtype)
     if path is Path.NATIVE_DENSE:
-        return _native_linear(xe, weights.coef, weights.scale, base, base_weight, shift, inv_h, tables, basis.workspace)
+        return _native_linear(
+            xe, weights.coef, weights.scale, base, base_weight, shift, inv_h, tables, basis.workspace
+        )
     if path is Path.NATIVE_SPARSE:
         return _native_sparse_linear(xe, weights.coef, weights.scale, base, base_weight, shift, inv_h, tables)
     weight = weights.spline_weight()  # (out, in, n)

@@ -1,8 +1,9 @@
 """Knot vectors of the B-spline basis: from data, split for refinement, exact knot insertion."""
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -153,7 +154,9 @@ def insert_knots(
     return out
 
 
-def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int, extend: bool = False) -> torch.Tensor:
+def local_bspline_features(
+    x: torch.Tensor, knots: torch.Tensor, order: int, extend: bool = False
+) -> torch.Tensor:
     """B-spline values on any knot vectors by de Boor's local recursion (same values as :func:`cox_de_boor`).
 
     Only the ``order + 1`` bases that are non-zero at each input are computed (O(k^2) work per
@@ -219,7 +222,9 @@ def local_bspline_features(x: torch.Tensor, knots: torch.Tensor, order: int, ext
 def _ratio_or_zero(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """``num / den`` where ``den > 0``, else 0 (repeated or virtual knots)."""
     positive = den > 0
-    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
+    return torch.where(
+        positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num)
+    )
 
 
 def _interval_samples(knots: torch.Tensor, first: int, last: int, per: int = 8) -> torch.Tensor:

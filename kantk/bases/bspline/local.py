@@ -4,6 +4,7 @@ For an input in interval ``j`` only the ``k + 1`` bases ``j - k .. j`` are non-z
 interval they are fixed polynomials of the fractional position ``t``. Every uniform-grid path
 (PyTorch dense and sparse, native) starts from these helpers.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -151,7 +152,9 @@ def _all_interior(row: torch.Tensor, tables: _LocalTables) -> bool:
     return int(lo) >= tables.first_interior and int(hi) <= tables.last_interior
 
 
-def _positions(row: torch.Tensor, tables: _LocalTables, ws: Workspace | None = None, role: Any = "pos") -> torch.Tensor:
+def _positions(
+    row: torch.Tensor, tables: _LocalTables, ws: Workspace | None = None, role: Any = "pos"
+) -> torch.Tensor:
     """(batch, in, k+1) basis index of each local value, clamped into [0, n).
 
     With a workspace ``ws`` the result lives in its reused buffer (it must not be kept).
@@ -185,8 +188,12 @@ def _values(row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: 
 
 
 def _local_values(
-    row: torch.Tensor, t: torch.Tensor, tables: _LocalTables, interior: bool = False,
-    ws: Workspace | None = None, role: Any = "pos",
+    row: torch.Tensor,
+    t: torch.Tensor,
+    tables: _LocalTables,
+    interior: bool = False,
+    ws: Workspace | None = None,
+    role: Any = "pos",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions and values of the order+1 non-zero bases per input: pos, vals (batch, in, k+1).
 
@@ -226,7 +233,9 @@ def _scatter_dense(
     return dense.scatter_add_(-1, pos, values)
 
 
-def _dense_features(x: torch.Tensor, shift: torch.Tensor, inv_h: torch.Tensor, tables: _LocalTables) -> torch.Tensor:
+def _dense_features(
+    x: torch.Tensor, shift: torch.Tensor, inv_h: torch.Tensor, tables: _LocalTables
+) -> torch.Tensor:
     """Dense (batch, in, n) basis values on a uniform grid (differentiable in x)."""
     row, t = _locate(x, shift, inv_h, tables)
     pos, vals = _local_values(row, t, tables)

@@ -1,5 +1,6 @@
 """The native CPU path: C++ kernels (``_native_bspline.cpp``, built by :mod:`.native_build`) for the
 dense basis-major GEMM path and the sparse path, with their autograd functions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,20 +31,56 @@ def fill_dense(
     width = n + (extra is not None)
     _require(out.shape == (rows, width, n_in) and out.dtype == x.dtype, "out of (rows, width, in)")
     fn = getattr(library(), f"kantk_fill_dense_{_suffix(x)}")
-    err = fn(_ptr(x), _ptr(shift), _ptr(inv_h), _ptr(extra), rows, n_in, n, order, int(extend),
-             coefs.ctypes.data, _ptr(out), torch.get_num_threads())
+    err = fn(
+        _ptr(x),
+        _ptr(shift),
+        _ptr(inv_h),
+        _ptr(extra),
+        rows,
+        n_in,
+        n,
+        order,
+        int(extend),
+        coefs.ctypes.data,
+        _ptr(out),
+        torch.get_num_threads(),
+    )
     if err:
         raise RuntimeError(f"kantk_fill_dense failed ({err})")
 
 
-def grad_input(x, shift, inv_h, grad_dense, n: int, order: int, extend: bool, coefs: np.ndarray,
-               grad_x: torch.Tensor | None, grad_extra: torch.Tensor | None) -> None:
+def grad_input(
+    x,
+    shift,
+    inv_h,
+    grad_dense,
+    n: int,
+    order: int,
+    extend: bool,
+    coefs: np.ndarray,
+    grad_x: torch.Tensor | None,
+    grad_extra: torch.Tensor | None,
+) -> None:
     """grad_x (rows, in) and grad_extra (rows, in) from grad_dense (rows, width, in)."""
     rows, width, n_in = grad_dense.shape
     _require(grad_extra is None or width == n + 1, "a base column in grad_dense")
     fn = getattr(library(), f"kantk_grad_input_{_suffix(x)}")
-    err = fn(_ptr(x), _ptr(shift), _ptr(inv_h), _ptr(grad_dense), rows, n_in, width, n, order, int(extend),
-             coefs.ctypes.data, _ptr(grad_x), _ptr(grad_extra), torch.get_num_threads())
+    err = fn(
+        _ptr(x),
+        _ptr(shift),
+        _ptr(inv_h),
+        _ptr(grad_dense),
+        rows,
+        n_in,
+        width,
+        n,
+        order,
+        int(extend),
+        coefs.ctypes.data,
+        _ptr(grad_x),
+        _ptr(grad_extra),
+        torch.get_num_threads(),
+    )
     if err:
         raise RuntimeError(f"kantk_grad_input failed ({err})")
 
@@ -59,47 +96,101 @@ def compose_weight(
     )
 
 
-def compose_weight_grad(grad_w: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor,
-                        grad_coef: torch.Tensor | None, grad_scale: torch.Tensor | None,
-                        grad_extra_weight: torch.Tensor | None) -> None:
+def compose_weight_grad(
+    grad_w: torch.Tensor,
+    coef: torch.Tensor,
+    scale: torch.Tensor,
+    grad_coef: torch.Tensor | None,
+    grad_scale: torch.Tensor | None,
+    grad_extra_weight: torch.Tensor | None,
+) -> None:
     """The gradients of :func:`compose_weight` from grad_w (o, width, in); None outputs are skipped."""
     o, n_in, n = coef.shape
     getattr(library(), f"kantk_compose_weight_grad_{_suffix(coef)}")(
-        _ptr(grad_w), _ptr(coef), _ptr(scale), o, n_in, n, grad_w.shape[1], _ptr(grad_coef), _ptr(grad_scale),
-        _ptr(grad_extra_weight), torch.get_num_threads(),
+        _ptr(grad_w),
+        _ptr(coef),
+        _ptr(scale),
+        o,
+        n_in,
+        n,
+        grad_w.shape[1],
+        _ptr(grad_coef),
+        _ptr(grad_scale),
+        _ptr(grad_extra_weight),
+        torch.get_num_threads(),
     )
 
 
-def sparse_forward(x, shift, inv_h, coef, scale, n: int, order: int, extend: bool, coefs: np.ndarray,
-                   out: torch.Tensor) -> None:
+def sparse_forward(
+    x, shift, inv_h, coef, scale, n: int, order: int, extend: bool, coefs: np.ndarray, out: torch.Tensor
+) -> None:
     """out (rows, o) = sum over inputs and their order+1 local bases of scale * coef * B(x)."""
     rows, n_in = x.shape
     n_out = coef.shape[0]
     _require(out.shape == (rows, n_out) and coef.shape == (n_out, n_in, n), "out (rows, o), coef (o, in, n)")
     err = getattr(library(), f"kantk_sparse_forward_{_suffix(x)}")(
-        _ptr(x), _ptr(shift), _ptr(inv_h), _ptr(coef), _ptr(scale), rows, n_in, n_out, n, order, int(extend),
-        coefs.ctypes.data, _ptr(out), torch.get_num_threads(),
+        _ptr(x),
+        _ptr(shift),
+        _ptr(inv_h),
+        _ptr(coef),
+        _ptr(scale),
+        rows,
+        n_in,
+        n_out,
+        n,
+        order,
+        int(extend),
+        coefs.ctypes.data,
+        _ptr(out),
+        torch.get_num_threads(),
     )
     if err:
         raise RuntimeError(f"kantk_sparse_forward failed ({err})")
 
 
 def sparse_backward(
-    x, shift, inv_h, coef, scale, grad_out, n: int, order: int, extend: bool, coefs: np.ndarray,
-    grad_x: torch.Tensor | None, grad_coef: torch.Tensor | None, grad_scale: torch.Tensor | None,
+    x,
+    shift,
+    inv_h,
+    coef,
+    scale,
+    grad_out,
+    n: int,
+    order: int,
+    extend: bool,
+    coefs: np.ndarray,
+    grad_x: torch.Tensor | None,
+    grad_coef: torch.Tensor | None,
+    grad_scale: torch.Tensor | None,
 ) -> None:
     """The gradients of :func:`sparse_forward` from grad_out (rows, o); None outputs are skipped."""
     rows, n_in = x.shape
     err = getattr(library(), f"kantk_sparse_backward_{_suffix(x)}")(
-        _ptr(x), _ptr(shift), _ptr(inv_h), _ptr(coef), _ptr(scale), _ptr(grad_out), rows, n_in, coef.shape[0],
-        n, order, int(extend), coefs.ctypes.data, _ptr(grad_x), _ptr(grad_coef), _ptr(grad_scale),
+        _ptr(x),
+        _ptr(shift),
+        _ptr(inv_h),
+        _ptr(coef),
+        _ptr(scale),
+        _ptr(grad_out),
+        rows,
+        n_in,
+        coef.shape[0],
+        n,
+        order,
+        int(extend),
+        coefs.ctypes.data,
+        _ptr(grad_x),
+        _ptr(grad_coef),
+        _ptr(grad_scale),
         torch.get_num_threads(),
     )
     if err:
         raise RuntimeError(f"kantk_sparse_backward failed ({err})")
 
 
-def _native_linear(x, coef, scale, extra, extra_weight, shift, inv_h, tables: _LocalTables, ws) -> torch.Tensor:
+def _native_linear(
+    x, coef, scale, extra, extra_weight, shift, inv_h, tables: _LocalTables, ws
+) -> torch.Tensor:
     """[B(x) | extra] @ [coef * scale | extra_weight]^T on a uniform grid, by native kernels.
 
     See :mod:`kantk.bases._native`. The kernels build the dense matrix basis-major,
@@ -150,7 +241,9 @@ class _NativeBSplineLinear(torch.autograd.Function):
     def backward(ctx, grad_out):  # type: ignore[override]
         x, extra, coef, scale, extra_weight, shift, inv_h, weight = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True
-            grads = _native_differentiable_backward(ctx, grad_out, x, extra, coef, scale, extra_weight, shift, inv_h)
+            grads = _native_differentiable_backward(
+                ctx, grad_out, x, extra, coef, scale, extra_weight, shift, inv_h
+            )
             return (*grads, None)
         tables: _LocalTables = ctx.tables
         batch, n_in = x.shape
@@ -182,8 +275,15 @@ class _NativeBSplineLinear(torch.autograd.Function):
             if need_x or need_extra:
                 grad_dense = torch.mm(g, w2, out=ctx.ws.scratch("grad", (rows, width * n_in), g))
                 grad_input(
-                    x[a:b], shift, inv_h, grad_dense.view(rows, width, n_in), n, tables.order,
-                    tables.extend, tables.native_coefs, grad_x[a:b] if need_x else None,
+                    x[a:b],
+                    shift,
+                    inv_h,
+                    grad_dense.view(rows, width, n_in),
+                    n,
+                    tables.order,
+                    tables.extend,
+                    tables.native_coefs,
+                    grad_x[a:b] if need_x else None,
                     grad_extra[a:b] if need_extra else None,
                 )
         grad_coef = grad_scale = grad_ew = None
@@ -195,14 +295,18 @@ class _NativeBSplineLinear(torch.autograd.Function):
         return grad_x, grad_extra, grad_coef, grad_scale, grad_ew, None, None, None, None
 
 
-def _native_sparse_linear(x, coef, scale, extra, extra_weight, shift, inv_h, tables: _LocalTables) -> torch.Tensor:
+def _native_sparse_linear(
+    x, coef, scale, extra, extra_weight, shift, inv_h, tables: _LocalTables
+) -> torch.Tensor:
     """The sparse product (order+1 local coefficients per input) by the native kernels, plus the
     base branch as one small GEMM. Time flat in G but for one pass over ``coef``.
 
     Args: x, extra: (batch, in); coef: (out, in, n); scale, extra_weight: (out, in).
     Returns: (batch, out).
     """
-    y = _NativeSparseLinear.apply(x.contiguous(), None, coef.contiguous(), scale.contiguous(), None, shift, inv_h, tables)
+    y = _NativeSparseLinear.apply(
+        x.contiguous(), None, coef.contiguous(), scale.contiguous(), None, shift, inv_h, tables
+    )
     if extra is not None:
         y = torch.addmm(y, extra, extra_weight.t())
     return y
@@ -222,8 +326,18 @@ class _NativeSparseLinear(torch.autograd.Function):
         # every thread sums into its own (rows, out) buffer: row chunks keep those bounded
         per_row = coef.shape[0] * max(1, torch.get_num_threads())
         for a, b in _row_chunks(x.shape[0], per_row, min_rows=NATIVE_SPARSE_MIN_CHUNK_ROWS):
-            sparse_forward(x[a:b], shift, inv_h, coef, scale, tables.n, tables.order, tables.extend,
-                                   tables.native_coefs, y[a:b])
+            sparse_forward(
+                x[a:b],
+                shift,
+                inv_h,
+                coef,
+                scale,
+                tables.n,
+                tables.order,
+                tables.extend,
+                tables.native_coefs,
+                y[a:b],
+            )
         ctx.tables, ctx.interiors = tables, [False]
         ctx.save_for_backward(x, coef, scale, shift, inv_h)
         return y
@@ -234,13 +348,30 @@ class _NativeSparseLinear(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True
             return _native_differentiable_backward(ctx, grad_out, x, None, coef, scale, None, shift, inv_h)
         tables: _LocalTables = ctx.tables
-        need_x, need_coef, need_scale = ctx.needs_input_grad[0], ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        need_x, need_coef, need_scale = (
+            ctx.needs_input_grad[0],
+            ctx.needs_input_grad[2],
+            ctx.needs_input_grad[3],
+        )
         grad_x = torch.empty_like(x) if need_x else None
         grad_coef = torch.empty_like(coef) if need_coef else None
         grad_scale = torch.empty_like(scale) if need_scale else None
         if need_x or need_coef or need_scale:
-            sparse_backward(x, shift, inv_h, coef, scale, grad_out.contiguous(), tables.n, tables.order,
-                                    tables.extend, tables.native_coefs, grad_x, grad_coef, grad_scale)
+            sparse_backward(
+                x,
+                shift,
+                inv_h,
+                coef,
+                scale,
+                grad_out.contiguous(),
+                tables.n,
+                tables.order,
+                tables.extend,
+                tables.native_coefs,
+                grad_x,
+                grad_coef,
+                grad_scale,
+            )
         return grad_x, None, grad_coef, grad_scale, None, None, None, None
 
 

@@ -18,6 +18,7 @@ Where they cannot be used (no compiler, a failed build, ``KANTK_NATIVE=0``, tens
 not float32/float64 on the CPU), the PyTorch path runs instead: same values, slower. A failed
 build is reported once as a warning. :func:`status` says which is in use and why.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -126,7 +127,9 @@ def _run_compiler(command: list[str]) -> tuple[int, str]:
         except OSError:
             pass
         proc.communicate()
-        raise RuntimeError(f"the compiler ran longer than {limit:g} s ({ENV_TIMEOUT}) and was stopped") from None
+        raise RuntimeError(
+            f"the compiler ran longer than {limit:g} s ({ENV_TIMEOUT}) and was stopped"
+        ) from None
     except BaseException:  # e.g. KeyboardInterrupt: leave no compiler behind
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -156,8 +159,15 @@ def _build(compiler: str) -> Path:
     for arch in _ARCH_FLAGS:
         flags = _FLAGS + arch
         digest = hashlib.sha256(
-            b"\0".join([source, " ".join(flags).encode(), compiler.encode(), _cpu_key().encode(),
-                        platform.platform().encode()])
+            b"\0".join(
+                [
+                    source,
+                    " ".join(flags).encode(),
+                    compiler.encode(),
+                    _cpu_key().encode(),
+                    platform.platform().encode(),
+                ]
+            )
         ).hexdigest()[:20]
         target = folder / f"bspline_{digest}.so"
         if verified(target):
@@ -269,7 +279,6 @@ def usable(
     if any(t is not None and (t.device.type != "cpu" or t.dtype != x.dtype) for t in weights):
         return False
     return library() is not None
-
 
 
 def _require(ok: bool, what: str) -> None:

@@ -3,21 +3,21 @@
 Also the compile-friendly cardinal cubic form (under ``torch.compile``) and the differentiable
 backward that every uniform path falls back to for a double backward.
 """
+
 from __future__ import annotations
 
 import torch
 
 from kantk.bases.bspline.local import (
-    _LocalTables,
+    _all_interior,
     _local_derivatives,
     _local_values,
+    _LocalTables,
     _locate,
-    _all_interior,
     _positions,
     _scatter_dense,
     _values,
 )
-
 
 #: Rows per chunk are chosen so one chunk's dense matrix holds about this many elements; a
 #: training step then needs O(chunk) scratch memory whatever the batch size.
@@ -79,7 +79,11 @@ class _UniformBSplineLinear(torch.autograd.Function):
         batch, n_in = x.shape
         width = weight.shape[-1]
         w2 = weight.reshape(weight.shape[0], -1)  # (out, in*width)
-        need_x, need_extra, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1] and extra is not None, ctx.needs_input_grad[2]
+        need_x, need_extra, need_w = (
+            ctx.needs_input_grad[0],
+            ctx.needs_input_grad[1] and extra is not None,
+            ctx.needs_input_grad[2],
+        )
         grad_x = x.new_empty(batch, n_in) if need_x else None
         grad_extra = x.new_empty(batch, n_in) if need_extra else None
         single = len(ctx.chunks) == 1
@@ -104,7 +108,9 @@ class _UniformBSplineLinear(torch.autograd.Function):
             if need_w:
                 _add_weight_grad(grad_w, g, dense.view(rows, -1), single)
             if need_x or need_extra:
-                grad_dense = torch.mm(g, w2, out=ctx.ws.scratch("grad", (rows, n_in * width), g)).view(rows, n_in, width)
+                grad_dense = torch.mm(g, w2, out=ctx.ws.scratch("grad", (rows, n_in * width), g)).view(
+                    rows, n_in, width
+                )
                 if need_x:
                     local = grad_dense.gather(-1, pos)  # (rows, in, k+1)
                     if not interior:
@@ -116,7 +122,15 @@ class _UniformBSplineLinear(torch.autograd.Function):
                     torch.mul(acc, inv_h, out=grad_x[a:b])
                 if need_extra:
                     grad_extra[a:b] = grad_dense[..., tables.n]
-        return grad_x, grad_extra, None if grad_w is None else grad_w.view(weight.shape), None, None, None, None
+        return (
+            grad_x,
+            grad_extra,
+            None if grad_w is None else grad_w.view(weight.shape),
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def _add_weight_grad(grad_w: torch.Tensor, g: torch.Tensor, dense: torch.Tensor, single: bool) -> None:
@@ -157,8 +171,6 @@ def _differentiable_backward(ctx, grad_out, x, extra, weight, shift, inv_h, need
         if extra is not None and need_extra:
             grad_extra = grad_dense[..., tables.n]
     return grad_x, grad_extra, grad_w, None, None, None
-
-
 
 
 def _cardinal_cubic_linear(x, extra, weight, shift, inv_h):

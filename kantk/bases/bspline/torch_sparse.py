@@ -1,11 +1,11 @@
 """The PyTorch sparse path on uniform grids: only the order+1 non-zero bases per input (time flat in G)."""
+
 from __future__ import annotations
 
 import torch
 
 from kantk.bases.bspline.local import _locate, _positions, _values
 from kantk.bases.bspline.torch_dense import _differentiable_backward
-
 
 #: From this many basis functions per input on, ``sparse="auto"`` gathers the order+1 non-zero
 #: coefficient rows per input (an embedding-bag weighted sum, time flat in G) instead of one dense

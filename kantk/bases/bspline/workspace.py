@@ -1,4 +1,5 @@
 """Reusable CPU buffers of one B-spline basis' fused paths, owned by the basis."""
+
 from __future__ import annotations
 
 import itertools

@@ -10,6 +10,7 @@ fallback. :func:`available` says whether a tensor can take this path: Triton imp
 on a CUDA device (or any device while Triton runs its interpreter, ``TRITON_INTERPRET=1``, which
 the tests use on the CPU).
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 ENV_SWITCH = "KANTK_TRITON"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def installed() -> bool:
     """Whether Triton can be imported (``pip install kantk[gpu]``)."""
     return importlib.util.find_spec("triton") is not None
@@ -82,10 +83,10 @@ def _reference(features, n: int, base: int):
 def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, sparse: bool = False) -> torch.Tensor:
     """Cubic B-splines on uniform or general knots (``extrapolate`` any of the three); ``sparse``:
     the kernels that touch only the four non-zero functions per input (large grids)."""
-    from kantk.bases.gpu import common as ft
-    from kantk.bases.gpu import launch
     from kantk.bases.bspline.knots import local_bspline_features
     from kantk.bases.bspline.local import _dense_features
+    from kantk.bases.gpu import common as ft
+    from kantk.bases.gpu import launch
 
     extend = basis.extrapolate == "extend"
     xs = basis._extrapolation_input(x)  # clamped for "clamp"/"extend" (differentiable)
@@ -93,12 +94,22 @@ def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, sparse: 
     if basis.is_uniform():
         shift, inv_h, tables = basis._uniform_params(x.dtype)
         p0, p1 = basis._first_knot_and_inverse_spacing(x.dtype)
-        spec = ft.KernelSpec(ft.BSPLINE_UNIFORM, n, base, extend,
-                             _reference(lambda z: _dense_features(z, shift, inv_h, tables), n, base))
+        spec = ft.KernelSpec(
+            ft.BSPLINE_UNIFORM,
+            n,
+            base,
+            extend,
+            _reference(lambda z: _dense_features(z, shift, inv_h, tables), n, base),
+        )
     else:
         p0, p1 = basis.grid, None
-        spec = ft.KernelSpec(ft.BSPLINE_KNOTS, n, base, extend,
-                             _reference(lambda z: local_bspline_features(z, basis.grid, 3, extend=extend), n, base))
+        spec = ft.KernelSpec(
+            ft.BSPLINE_KNOTS,
+            n,
+            base,
+            extend,
+            _reference(lambda z: local_bspline_features(z, basis.grid, 3, extend=extend), n, base),
+        )
     if sparse:
         return launch.fused_edges(xs, x, weights.basis_major(), spec, p0, p1, sparse=True)
     return _run(xs, x, weights, spec, p0, p1)
@@ -113,9 +124,8 @@ def _run(xs, xb, weights: EdgeWeights, spec, p0, p1) -> torch.Tensor:
 
 def chebyshev(basis: ChebyshevBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
     """Chebyshev polynomials of ``tanh((x - center) / halfwidth)`` (the tanh by PyTorch)."""
-    from kantk.bases.gpu import common as ft
-
     from kantk.bases.chebyshev import chebyshev_polynomials
+    from kantk.bases.gpu import common as ft
 
     z = basis.squash(x)  # tanh((x - center) / halfwidth)
     n, base = basis.num_functions, _base_kind(weights)

@@ -3,11 +3,12 @@ evaluate the bases inside a tile, and the differentiable fallback for a double b
 
 See :mod:`kantk.bases.gpu` for the map. Importing this module imports Triton.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import triton
@@ -176,8 +177,9 @@ def _input_tile(xs_ptr, ROWS, IN, BM: tl.constexpr, BP: tl.constexpr):
 
 
 @triton.jit
-def _store_input_grads(acc, s_base, xb_ptr, gxs_ptr, gxb_ptr, offs_m, offs_p, mask_x, IN,
-                       BASE: tl.constexpr, SAME: tl.constexpr):
+def _store_input_grads(
+    acc, s_base, xb_ptr, gxs_ptr, gxb_ptr, offs_m, offs_p, mask_x, IN, BASE: tl.constexpr, SAME: tl.constexpr
+):
     """Store d/dxs = ``acc`` and d/dxb = ``s_base * b'(xb)`` (added to d/dxs when xs is xb)."""
     offs = offs_m[:, None] * IN + offs_p[None, :]
     if BASE != 0:
@@ -235,7 +237,9 @@ def _precision(dtype: torch.dtype) -> str:
     return chosen if chosen in PRECISIONS else PRECISIONS[0]
 
 
-def _params(p0: torch.Tensor | None, p1: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _params(
+    p0: torch.Tensor | None, p1: torch.Tensor | None, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     empty = like.new_zeros(1)
     return (
         empty if p0 is None else p0.to(like.dtype).contiguous(),
@@ -291,4 +295,6 @@ def _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec: Kern
 
 
 #: The base activations by kernel constant, as PyTorch functions.
-BASE_ACTIVATIONS_TORCH = {kind: BASE_ACTIVATIONS[name] for name, kind in BASE_KINDS.items() if kind != BASE_NONE}
+BASE_ACTIVATIONS_TORCH = {
+    kind: BASE_ACTIVATIONS[name] for name, kind in BASE_KINDS.items() if kind != BASE_NONE
+}

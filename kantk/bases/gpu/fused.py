@@ -1,6 +1,7 @@
 """The fused form: basis values generated in registers inside the GEMM tiles (``tl.dot``); the
 (batch, in, n) basis matrix is never written. Lowest memory; slower than the GEMM form on an H200.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,30 +11,46 @@ import triton
 import triton.language as tl
 
 from kantk.bases.gpu.common import (
+    _LOW_TYPES,
     BASE_NONE,
     BSPLINE_KNOTS,
     KernelSpec,
     _base_value,
     _bspline_locals,
     _input_tile,
-    _store_input_grads,
     _low_type,
-    _LOW_TYPES,
     _mma,
     _pick,
     _precision,
     _rbf_value,
     _reference_backward,
+    _store_input_grads,
 )
 
 
 @triton.jit
 def _forward_kernel(
-    xs_ptr, xb_ptr, wt_ptr, y_ptr, p0_ptr, p1_ptr,
-    B, IN, OUT, NF, NW, M,
-    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr, LOW: tl.constexpr,
-    LOWT: tl.constexpr, PRECISION: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr,
+    xs_ptr,
+    xb_ptr,
+    wt_ptr,
+    y_ptr,
+    p0_ptr,
+    p1_ptr,
+    B,
+    IN,
+    OUT,
+    NF,
+    NW,
+    M,
+    KIND: tl.constexpr,
+    BASE: tl.constexpr,
+    EXTEND: tl.constexpr,
+    LOW: tl.constexpr,
+    LOWT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BP: tl.constexpr,
 ):
     """y[b, q] = sum_{p, i} A_i(x[b, p]) wt[p, i, q]; A generated per tile, never stored."""
     pid_m = tl.program_id(0)
@@ -56,7 +73,9 @@ def _forward_kernel(
             w = tl.load(w_rows + NF * OUT, mask=mask_w, other=0.0)
             acc = _mma(acc, a, w, LOW, LOWT, PRECISION)
         if KIND <= 1:
-            j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+            j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
+                xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
+            )
             for i in range(0, NF):
                 a = _pick(i - j + 3, v0, v1, v2, v3)
                 a = tl.where(xs == xs, a, xs)  # NaN in, NaN out
@@ -85,26 +104,48 @@ def _forward_kernel(
 
 @triton.jit
 def _grad_input_kernel(
-    xs_ptr, xb_ptr, wt_ptr, g_ptr, gxs_ptr, gxb_ptr, p0_ptr, p1_ptr,
-    B, IN, OUT, NF, NW, M,
-    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr, SAME: tl.constexpr,
-    LOW: tl.constexpr, LOWT: tl.constexpr, PRECISION: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr,
+    xs_ptr,
+    xb_ptr,
+    wt_ptr,
+    g_ptr,
+    gxs_ptr,
+    gxb_ptr,
+    p0_ptr,
+    p1_ptr,
+    B,
+    IN,
+    OUT,
+    NF,
+    NW,
+    M,
+    KIND: tl.constexpr,
+    BASE: tl.constexpr,
+    EXTEND: tl.constexpr,
+    SAME: tl.constexpr,
+    LOW: tl.constexpr,
+    LOWT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BP: tl.constexpr,
 ):
     """d/dxs[b, p] = sum_i A_i'(xs[b, p]) (g @ wt[p, i, :]^T)[b]; d/dxb likewise with b'(xb)."""
     offs_m, offs_p, mask_p, mask_x, xs = _input_tile(xs_ptr, B, IN, BM, BP)
     mask_m = offs_m < B
     acc_s = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
     if KIND <= 1:
-        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
+            xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
+        )
     # Chebyshev: T_{i-1}, T_i and their derivatives, from T_{-1} = z, T_0 = 1, T'_{-1} = 1, T'_0 = 0
     t_prev = xs
     t_cur = tl.full(xs.shape, 1.0, xs.dtype)
     u_prev = tl.full(xs.shape, 1.0, xs.dtype)
     u_cur = tl.zeros(xs.shape, dtype=xs.dtype)
     for i in range(0, NF):
-        s = _g_times_weight_column(g_ptr, wt_ptr, offs_m, mask_m, offs_p, mask_p, i, OUT, NW, acc_s,
-                                   LOW, LOWT, PRECISION, BN)
+        s = _g_times_weight_column(
+            g_ptr, wt_ptr, offs_m, mask_m, offs_p, mask_p, i, OUT, NW, acc_s, LOW, LOWT, PRECISION, BN
+        )
         if KIND <= 1:
             da = _pick(i - j + 3, d0, d1, d2, d3)
         elif KIND == 2:
@@ -121,33 +162,70 @@ def _grad_input_kernel(
         acc_s += s * da
     s_base = acc_s
     if BASE != 0:
-        s_base = _g_times_weight_column(g_ptr, wt_ptr, offs_m, mask_m, offs_p, mask_p, NF, OUT, NW, acc_s,
-                                        LOW, LOWT, PRECISION, BN)
+        s_base = _g_times_weight_column(
+            g_ptr, wt_ptr, offs_m, mask_m, offs_p, mask_p, NF, OUT, NW, acc_s, LOW, LOWT, PRECISION, BN
+        )
     _store_input_grads(acc_s, s_base, xb_ptr, gxs_ptr, gxb_ptr, offs_m, offs_p, mask_x, IN, BASE, SAME)
 
 
 @triton.jit
-def _g_times_weight_column(g_ptr, wt_ptr, offs_m, mask_m, offs_p, mask_p, i, OUT, NW, like,
-                           LOW: tl.constexpr, LOWT: tl.constexpr, PRECISION: tl.constexpr, BN: tl.constexpr):
+def _g_times_weight_column(
+    g_ptr,
+    wt_ptr,
+    offs_m,
+    mask_m,
+    offs_p,
+    mask_p,
+    i,
+    OUT,
+    NW,
+    like,
+    LOW: tl.constexpr,
+    LOWT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BN: tl.constexpr,
+):
     """(BM, BP) = g (BM, OUT) @ wt[p, i, :]^T (OUT, BP), over tiles of outputs (``like``: shape, dtype)."""
     s = tl.zeros(like.shape, dtype=like.dtype)
     for n_start in range(0, OUT, BN):
         offs_n = n_start + tl.arange(0, BN)
         mask_n = offs_n < OUT
-        g = tl.load(g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0)
-        wt = tl.load(wt_ptr + (offs_p[None, :] * NW + i) * OUT + offs_n[:, None],
-                     mask=mask_n[:, None] & mask_p[None, :], other=0.0)
+        g = tl.load(
+            g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0
+        )
+        wt = tl.load(
+            wt_ptr + (offs_p[None, :] * NW + i) * OUT + offs_n[:, None],
+            mask=mask_n[:, None] & mask_p[None, :],
+            other=0.0,
+        )
         s = _mma(s, g, wt, LOW, LOWT, PRECISION)
     return s
 
 
 @triton.jit
 def _grad_weight_kernel(
-    xs_ptr, xb_ptr, g_ptr, wt_ptr, gwt_ptr, p0_ptr, p1_ptr,
-    B, IN, OUT, NF, NW, M,
-    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr,
-    LOW: tl.constexpr, LOWT: tl.constexpr, PRECISION: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr,
+    xs_ptr,
+    xb_ptr,
+    g_ptr,
+    wt_ptr,
+    gwt_ptr,
+    p0_ptr,
+    p1_ptr,
+    B,
+    IN,
+    OUT,
+    NF,
+    NW,
+    M,
+    KIND: tl.constexpr,
+    BASE: tl.constexpr,
+    EXTEND: tl.constexpr,
+    LOW: tl.constexpr,
+    LOWT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BP: tl.constexpr,
 ):
     """gwt[p, i, q] = sum_b A_i(x[b, p]) g[b, q]; one program per (input tile, function, output tile)."""
     pid_p = tl.program_id(0)
@@ -184,9 +262,15 @@ def _grad_weight_kernel(
             else:
                 a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
         a = tl.where(mask_x, a, 0.0)
-        g = tl.load(g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0)
+        g = tl.load(
+            g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0
+        )
         acc = _mma(acc, tl.trans(a), g, LOW, LOWT, PRECISION)
-    tl.store(gwt_ptr + (offs_p[:, None] * NW + i) * OUT + offs_n[None, :], acc, mask=mask_p[:, None] & mask_n[None, :])
+    tl.store(
+        gwt_ptr + (offs_p[:, None] * NW + i) * OUT + offs_n[None, :],
+        acc,
+        mask=mask_p[:, None] & mask_n[None, :],
+    )
 
 
 def _blocks(out: int, n_in: int) -> tuple[int, int, int]:
@@ -212,9 +296,27 @@ class FusedEdges(torch.autograd.Function):
         low = wt.dtype in _LOW_TYPES
         grid = (triton.cdiv(batch, bm), triton.cdiv(out, bn))
         _forward_kernel[grid](
-            xs, xb, wt, y, p0, p1, batch, n_in, out, spec.num_functions, wt.shape[1], m,
-            KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, LOW=low, LOWT=_low_type(wt),
-            PRECISION=_precision(xs.dtype), BM=bm, BN=bn, BP=bp,
+            xs,
+            xb,
+            wt,
+            y,
+            p0,
+            p1,
+            batch,
+            n_in,
+            out,
+            spec.num_functions,
+            wt.shape[1],
+            m,
+            KIND=spec.kind,
+            BASE=spec.base,
+            EXTEND=spec.extend,
+            LOW=low,
+            LOWT=_low_type(wt),
+            PRECISION=_precision(xs.dtype),
+            BM=bm,
+            BN=bn,
+            BP=bp,
         )
         ctx.spec, ctx.m, ctx.same = spec, m, xs is xb
         ctx.save_for_backward(xs, xb, wt, p0, p1)
@@ -233,8 +335,15 @@ class FusedEdges(torch.autograd.Function):
         bm, bn, bp = _blocks(out, n_in)
         low = wt.dtype in _LOW_TYPES
         consts = dict(
-            KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, LOW=low, LOWT=_low_type(wt),
-            PRECISION=_precision(xs.dtype), BM=bm, BN=bn, BP=bp,
+            KIND=spec.kind,
+            BASE=spec.base,
+            EXTEND=spec.extend,
+            LOW=low,
+            LOWT=_low_type(wt),
+            PRECISION=_precision(xs.dtype),
+            BM=bm,
+            BN=bn,
+            BP=bp,
         )
         need_xs, need_xb, need_w = needs
         has_base = spec.base != BASE_NONE
@@ -244,8 +353,22 @@ class FusedEdges(torch.autograd.Function):
             grad_xs = torch.empty(batch, n_in, dtype=xs.dtype, device=xs.device)
             grad_xb = torch.empty_like(grad_xs) if has_base and not same else grad_xs
             _grad_input_kernel[(triton.cdiv(batch, bm), triton.cdiv(n_in, bp))](
-                xs, xb, wt, g, grad_xs, grad_xb, p0, p1, batch, n_in, out, spec.num_functions, n_w, ctx.m,
-                SAME=same, **consts,
+                xs,
+                xb,
+                wt,
+                g,
+                grad_xs,
+                grad_xb,
+                p0,
+                p1,
+                batch,
+                n_in,
+                out,
+                spec.num_functions,
+                n_w,
+                ctx.m,
+                SAME=same,
+                **consts,
             )
             if same or not has_base:  # one input (summed by the kernel), or no base branch
                 grad_xb = None
@@ -254,7 +377,20 @@ class FusedEdges(torch.autograd.Function):
         if need_w:
             grad_w = torch.empty(wt.shape, dtype=xs.dtype, device=wt.device)
             _grad_weight_kernel[(triton.cdiv(n_in, bp), n_w, triton.cdiv(out, bn))](
-                xs, xb, g, wt, grad_w, p0, p1, batch, n_in, out, spec.num_functions, n_w, ctx.m, **consts,
+                xs,
+                xb,
+                g,
+                wt,
+                grad_w,
+                p0,
+                p1,
+                batch,
+                n_in,
+                out,
+                spec.num_functions,
+                n_w,
+                ctx.m,
+                **consts,
             )
             grad_w = grad_w.to(wt.dtype)
         return grad_xs, grad_xb, grad_w, None, None, None

@@ -2,6 +2,7 @@
 multiplies it, one pass contracts the matrix gradient with the basis derivatives; the layer's
 weight is composed and its gradient split by one small kernel each.
 """
+
 from __future__ import annotations
 
 import torch
@@ -9,26 +10,37 @@ import triton
 import triton.language as tl
 
 from kantk.bases.gpu.common import (
+    _LOW_TYPES,
     BASE_NONE,
     BSPLINE_KNOTS,
     KernelSpec,
     _base_value,
     _bspline_locals,
     _input_tile,
-    _store_input_grads,
-    _LOW_TYPES,
+    _layer_reference_backward,
     _pick,
     _rbf_value,
-    _layer_reference_backward,
+    _store_input_grads,
 )
 
 
 @triton.jit
 def _fill_kernel(
-    xs_ptr, xb_ptr, a_ptr, p0_ptr, p1_ptr,
-    ROWS, IN, NF, NW, M,
-    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr,
-    BM: tl.constexpr, BP: tl.constexpr,
+    xs_ptr,
+    xb_ptr,
+    a_ptr,
+    p0_ptr,
+    p1_ptr,
+    ROWS,
+    IN,
+    NF,
+    NW,
+    M,
+    KIND: tl.constexpr,
+    BASE: tl.constexpr,
+    EXTEND: tl.constexpr,
+    BM: tl.constexpr,
+    BP: tl.constexpr,
 ):
     """a[b, i * IN + p] = A_i(xs[b, p]) for i < NF, and b(xb[b, p]) at i = NF: the basis matrix,
     basis-major (stores run along the inputs), in one pass."""
@@ -36,7 +48,9 @@ def _fill_kernel(
     out = a_ptr + offs_m[:, None] * (NW * IN) + offs_p[None, :]
     dt = a_ptr.dtype.element_ty
     if KIND <= 1:
-        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
+            xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
+        )
         for i in range(0, NF):
             a = _pick(i - j + 3, v0, v1, v2, v3)
             a = tl.where(xs == xs, a, xs)  # NaN in, NaN out
@@ -60,10 +74,24 @@ def _fill_kernel(
 
 @triton.jit
 def _contract_kernel(
-    xs_ptr, xb_ptr, g_ptr, gxs_ptr, gxb_ptr, p0_ptr, p1_ptr,
-    ROWS, IN, NF, NW, M,
-    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr, SAME: tl.constexpr,
-    BM: tl.constexpr, BP: tl.constexpr,
+    xs_ptr,
+    xb_ptr,
+    g_ptr,
+    gxs_ptr,
+    gxb_ptr,
+    p0_ptr,
+    p1_ptr,
+    ROWS,
+    IN,
+    NF,
+    NW,
+    M,
+    KIND: tl.constexpr,
+    BASE: tl.constexpr,
+    EXTEND: tl.constexpr,
+    SAME: tl.constexpr,
+    BM: tl.constexpr,
+    BP: tl.constexpr,
 ):
     """d/dxs[b, p] = sum_i g[b, i * IN + p] A_i'(xs[b, p]), d/dxb[b, p] = g[b, NF * IN + p] b'(xb[b, p]),
     where g = dL/d(basis matrix) (rows, NW * IN), basis-major."""
@@ -71,7 +99,9 @@ def _contract_kernel(
     grow = g_ptr + offs_m[:, None] * (NW * IN) + offs_p[None, :]
     acc = tl.zeros(xs.shape, dtype=xs.dtype)
     if KIND <= 1:
-        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
+            xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
+        )
         # only the four intervals' functions j-3 .. j are non-zero: gather their four columns
         for r in tl.static_range(0, 4):
             i = j - 3 + r
@@ -105,8 +135,17 @@ def _contract_kernel(
 
 @triton.jit
 def _compose_kernel(
-    coef_ptr, scale_ptr, bw_ptr, w_ptr, IN, OUT, NF, NW,
-    BASE: tl.constexpr, BR: tl.constexpr, BQ: tl.constexpr,
+    coef_ptr,
+    scale_ptr,
+    bw_ptr,
+    w_ptr,
+    IN,
+    OUT,
+    NF,
+    NW,
+    BASE: tl.constexpr,
+    BR: tl.constexpr,
+    BQ: tl.constexpr,
 ):
     """w[i * IN + p, q] = coef[q, p, i] * scale[q, p] (i < NF), bw[q, p] (i = NF): the GEMM's weight."""
     offs_r = tl.program_id(0) * BR + tl.arange(0, BR)
@@ -127,9 +166,20 @@ def _compose_kernel(
 
 @triton.jit
 def _decompose_kernel(
-    g_ptr, coef_ptr, scale_ptr, gcoef_ptr, gscale_ptr, gbw_ptr, IN, OUT, NF,
-    NEED_COEF: tl.constexpr, NEED_SCALE: tl.constexpr, NEED_BW: tl.constexpr,
-    BP: tl.constexpr, BQ: tl.constexpr,
+    g_ptr,
+    coef_ptr,
+    scale_ptr,
+    gcoef_ptr,
+    gscale_ptr,
+    gbw_ptr,
+    IN,
+    OUT,
+    NF,
+    NEED_COEF: tl.constexpr,
+    NEED_SCALE: tl.constexpr,
+    NEED_BW: tl.constexpr,
+    BP: tl.constexpr,
+    BQ: tl.constexpr,
 ):
     """From g = dL/dw (NW * IN, OUT): dL/dcoef = g * scale, dL/dscale = sum_i g * coef, dL/dbw = g[NF]."""
     offs_p = tl.program_id(0) * BP + tl.arange(0, BP)
@@ -173,8 +223,21 @@ def _fill(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dtype
     basis = torch.empty(rows, n_w * n_in, dtype=dtype, device=xs.device)
     bm, bp = _elementwise_blocks(n_in)
     _fill_kernel[(triton.cdiv(rows, bm), triton.cdiv(n_in, bp))](
-        xs, xb, basis, p0, p1, rows, n_in, spec.num_functions, n_w, m,
-        KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, BM=bm, BP=bp,
+        xs,
+        xb,
+        basis,
+        p0,
+        p1,
+        rows,
+        n_in,
+        spec.num_functions,
+        n_w,
+        m,
+        KIND=spec.kind,
+        BASE=spec.base,
+        EXTEND=spec.extend,
+        BM=bm,
+        BP=bp,
     )
     return basis
 
@@ -183,8 +246,19 @@ def _compose(coef, scale, bw, n_w: int, dtype: torch.dtype) -> torch.Tensor:
     out, n_in, nf = coef.shape
     w = torch.empty(n_w * n_in, out, dtype=dtype, device=coef.device)
     grid = (triton.cdiv(n_w * n_in, 32), triton.cdiv(out, 64))
-    _compose_kernel[grid](coef, scale, scale if bw is None else bw, w, n_in, out, nf, n_w,
-                          BASE=int(bw is not None), BR=32, BQ=64)
+    _compose_kernel[grid](
+        coef,
+        scale,
+        scale if bw is None else bw,
+        w,
+        n_in,
+        out,
+        nf,
+        n_w,
+        BASE=int(bw is not None),
+        BR=32,
+        BQ=64,
+    )
     return w
 
 
@@ -245,9 +319,24 @@ class GemmLayer(torch.autograd.Function):
                 gmat = torch.mm(gc, w2t.t())  # (rows, n_w * in): dL/d(basis matrix)
                 rows = b - a
                 _contract_kernel[(triton.cdiv(rows, bm), triton.cdiv(n_in, bp))](
-                    xs[a:b], xb[a:b], gmat, grad_xs[a:b], grad_xs[a:b] if grad_xb is None else grad_xb[a:b],
-                    p0, p1, rows, n_in, spec.num_functions, n_w, ctx.m,
-                    KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, SAME=same, BM=bm, BP=bp,
+                    xs[a:b],
+                    xb[a:b],
+                    gmat,
+                    grad_xs[a:b],
+                    grad_xs[a:b] if grad_xb is None else grad_xb[a:b],
+                    p0,
+                    p1,
+                    rows,
+                    n_in,
+                    spec.num_functions,
+                    n_w,
+                    ctx.m,
+                    KIND=spec.kind,
+                    BASE=spec.base,
+                    EXTEND=spec.extend,
+                    SAME=same,
+                    BM=bm,
+                    BP=bp,
                 )
         grad_coef = grad_scale = grad_bw = None
         if need_w:
@@ -255,10 +344,29 @@ class GemmLayer(torch.autograd.Function):
             grad_scale = torch.empty_like(scale) if need_scale else None
             grad_bw = torch.empty_like(bw) if (need_bw and bw is not None) else None
             _decompose_kernel[(triton.cdiv(n_in, 32), triton.cdiv(out, 64))](
-                grad_w2t, coef, scale, coef if grad_coef is None else grad_coef,
-                scale if grad_scale is None else grad_scale, scale if grad_bw is None else grad_bw,
-                n_in, out, nf, NEED_COEF=grad_coef is not None, NEED_SCALE=grad_scale is not None,
-                NEED_BW=grad_bw is not None, BP=32, BQ=64,
+                grad_w2t,
+                coef,
+                scale,
+                coef if grad_coef is None else grad_coef,
+                scale if grad_scale is None else grad_scale,
+                scale if grad_bw is None else grad_bw,
+                n_in,
+                out,
+                nf,
+                NEED_COEF=grad_coef is not None,
+                NEED_SCALE=grad_scale is not None,
+                NEED_BW=grad_bw is not None,
+                BP=32,
+                BQ=64,
             )
-        return (grad_xs if need_xs else None, grad_xb if need_xb else None, grad_coef, grad_scale, grad_bw,
-                None, None, None, None)
+        return (
+            grad_xs if need_xs else None,
+            grad_xb if need_xb else None,
+            grad_coef,
+            grad_scale,
+            grad_bw,
+            None,
+            None,
+            None,
+            None,
+        )

@@ -1,5 +1,6 @@
 """Entry points of the GPU kernels: :func:`layer_edges` (from a layer's weights) and
 :func:`fused_edges` (from composed weights), and the choice of form (``KANTK_TRITON_FORM``)."""
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """Sparse kernels for cubic B-splines on large grids: only the four non-zero functions per input
 (time flat in G). Experimental: see :class:`SparseEdges`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -8,25 +9,39 @@ import triton
 import triton.language as tl
 
 from kantk.bases.gpu.common import (
+    BASE_ACTIVATIONS_TORCH,
     BASE_NONE,
     BSPLINE_KNOTS,
-    BASE_ACTIVATIONS_TORCH,
     KernelSpec,
     _base_value,
     _bspline_locals,
     _input_tile,
-    _store_input_grads,
     _pick,
     _reference_backward,
+    _store_input_grads,
 )
 
 
 @triton.jit
 def _sparse_forward_kernel(
-    xs_ptr, xb_ptr, wt_ptr, y_ptr, p0_ptr, p1_ptr,
-    B, IN, OUT, NF, NW, M,
-    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr,
+    xs_ptr,
+    xb_ptr,
+    wt_ptr,
+    y_ptr,
+    p0_ptr,
+    p1_ptr,
+    B,
+    IN,
+    OUT,
+    NF,
+    NW,
+    M,
+    KIND: tl.constexpr,
+    BASE: tl.constexpr,
+    EXTEND: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BP: tl.constexpr,
 ):
     """y[b, q] = sum_p sum_r v_r(x[b, p]) wt[p, j - 3 + r, q] (+ b(x) wt[p, NF, q]): only the four
     non-zero B-splines per input, their weight rows gathered (time flat in G)."""
@@ -40,7 +55,9 @@ def _sparse_forward_kernel(
         mask_p = offs_p < IN
         mask_x = mask_m[:, None] & mask_p[None, :]
         xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
-        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
+            xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
+        )
         nan = xs != xs
         for r in tl.static_range(0, 4):
             i = j - 3 + r
@@ -48,66 +65,125 @@ def _sparse_forward_kernel(
             v = _pick(r, v0, v1, v2, v3)
             v = tl.where(nan, xs, tl.where(ok, v, 0.0))
             row = offs_p[None, :] * NW + tl.where(ok, i, 0)  # (BM, BP)
-            w = tl.load(wt_ptr + row[:, :, None] * OUT + offs_n[None, None, :],
-                        mask=ok[:, :, None] & mask_n[None, None, :], other=0.0)
+            w = tl.load(
+                wt_ptr + row[:, :, None] * OUT + offs_n[None, None, :],
+                mask=ok[:, :, None] & mask_n[None, None, :],
+                other=0.0,
+            )
             acc += tl.sum(v[:, :, None] * w, axis=1)
         if BASE != 0:
             xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
             a = tl.where(mask_x, _base_value(xb, BASE), 0.0)
-            wb = tl.load(wt_ptr + (offs_p[:, None] * NW + NF) * OUT + offs_n[None, :],
-                         mask=mask_p[:, None] & mask_n[None, :], other=0.0)
+            wb = tl.load(
+                wt_ptr + (offs_p[:, None] * NW + NF) * OUT + offs_n[None, :],
+                mask=mask_p[:, None] & mask_n[None, :],
+                other=0.0,
+            )
             acc += tl.sum(a[:, :, None] * wb[None, :, :], axis=1)
     tl.store(y_ptr + offs_m[:, None] * OUT + offs_n[None, :], acc, mask=mask_m[:, None] & mask_n[None, :])
 
 
 @triton.jit
 def _sparse_grad_input_kernel(
-    xs_ptr, xb_ptr, wt_ptr, g_ptr, gxs_ptr, gxb_ptr, p0_ptr, p1_ptr,
-    B, IN, OUT, NF, NW, M,
-    KIND: tl.constexpr, BASE: tl.constexpr, EXTEND: tl.constexpr, SAME: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr,
+    xs_ptr,
+    xb_ptr,
+    wt_ptr,
+    g_ptr,
+    gxs_ptr,
+    gxb_ptr,
+    p0_ptr,
+    p1_ptr,
+    B,
+    IN,
+    OUT,
+    NF,
+    NW,
+    M,
+    KIND: tl.constexpr,
+    BASE: tl.constexpr,
+    EXTEND: tl.constexpr,
+    SAME: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BP: tl.constexpr,
 ):
     """d/dxs[b, p] = sum_r d_r(x[b, p]) <g[b, :], wt[p, j - 3 + r, :]>; d/dxb with b'(xb) and wt[p, NF]."""
     offs_m, offs_p, mask_p, mask_x, xs = _input_tile(xs_ptr, B, IN, BM, BP)
     mask_m = offs_m < B
-    j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+    j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
+        xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
+    )
     acc = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
     accb = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
     for n_start in range(0, OUT, BN):
         offs_n = n_start + tl.arange(0, BN)
         mask_n = offs_n < OUT
-        g = tl.load(g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0)
+        g = tl.load(
+            g_ptr + offs_m[:, None] * OUT + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :], other=0.0
+        )
         for r in tl.static_range(0, 4):
             i = j - 3 + r
             ok = mask_x & (i >= 0) & (i < NF)
             row = offs_p[None, :] * NW + tl.where(ok, i, 0)
-            w = tl.load(wt_ptr + row[:, :, None] * OUT + offs_n[None, None, :],
-                        mask=ok[:, :, None] & mask_n[None, None, :], other=0.0)
+            w = tl.load(
+                wt_ptr + row[:, :, None] * OUT + offs_n[None, None, :],
+                mask=ok[:, :, None] & mask_n[None, None, :],
+                other=0.0,
+            )
             acc += tl.sum(g[:, None, :] * w, axis=2) * _pick(r, d0, d1, d2, d3)
         if BASE != 0:
-            wb = tl.load(wt_ptr + (offs_p[:, None] * NW + NF) * OUT + offs_n[None, :],
-                         mask=mask_p[:, None] & mask_n[None, :], other=0.0)
+            wb = tl.load(
+                wt_ptr + (offs_p[:, None] * NW + NF) * OUT + offs_n[None, :],
+                mask=mask_p[:, None] & mask_n[None, :],
+                other=0.0,
+            )
             accb += tl.sum(g[:, None, :] * wb[None, :, :], axis=2)
     _store_input_grads(acc, accb, xb_ptr, gxs_ptr, gxb_ptr, offs_m, offs_p, mask_x, IN, BASE, SAME)
 
 
 @triton.jit
 def _locate_kernel(
-    xs_ptr, key_ptr, p0_ptr, p1_ptr, B, IN, NF, M,
-    KIND: tl.constexpr, EXTEND: tl.constexpr, BM: tl.constexpr, BP: tl.constexpr,
+    xs_ptr,
+    key_ptr,
+    p0_ptr,
+    p1_ptr,
+    B,
+    IN,
+    NF,
+    M,
+    KIND: tl.constexpr,
+    EXTEND: tl.constexpr,
+    BM: tl.constexpr,
+    BP: tl.constexpr,
 ):
     """key[p, b] = the interval of x[b, p] plus one, clamped into [0, M] (0: before the grid)."""
     offs_m, offs_p, mask_p, mask_x, xs = _input_tile(xs_ptr, B, IN, BM, BP)
-    j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
+    j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
+        xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
+    )
     key = tl.minimum(tl.maximum(j + 1, 0), M)
     tl.store(key_ptr + offs_p[None, :] * B + offs_m[:, None], key, mask=mask_x)
 
 
 @triton.jit
 def _sparse_grad_weight_kernel(
-    xs_ptr, g_ptr, perm_ptr, start_ptr, part_ptr, p0_ptr, p1_ptr,
-    B, IN, OUT, NF, M, NJ,
-    KIND: tl.constexpr, EXTEND: tl.constexpr, BR: tl.constexpr, BN: tl.constexpr,
+    xs_ptr,
+    g_ptr,
+    perm_ptr,
+    start_ptr,
+    part_ptr,
+    p0_ptr,
+    p1_ptr,
+    B,
+    IN,
+    OUT,
+    NF,
+    M,
+    NJ,
+    KIND: tl.constexpr,
+    EXTEND: tl.constexpr,
+    BR: tl.constexpr,
+    BN: tl.constexpr,
 ):
     """part[p, jj, r, q] = sum over the rows b whose input p lies in interval jj of v_r(x[b, p]) g[b, q]
     (rows grouped by interval beforehand: perm, start). One program per (input, interval, outputs)."""
@@ -127,9 +203,15 @@ def _sparse_grad_weight_kernel(
         offs_r = r_start + tl.arange(0, BR)
         mask_r = offs_r < end
         rows = tl.load(perm_ptr + p * B + offs_r, mask=mask_r, other=0)
-        xs = tl.load(xs_ptr + rows[:, None] * IN + offs_p[None, :], mask=mask_r[:, None], other=0.0)  # (BR, 1)
-        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND)
-        g = tl.load(g_ptr + rows[:, None] * OUT + offs_n[None, :], mask=mask_r[:, None] & mask_n[None, :], other=0.0)
+        xs = tl.load(
+            xs_ptr + rows[:, None] * IN + offs_p[None, :], mask=mask_r[:, None], other=0.0
+        )  # (BR, 1)
+        j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
+            xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
+        )
+        g = tl.load(
+            g_ptr + rows[:, None] * OUT + offs_n[None, :], mask=mask_r[:, None] & mask_n[None, :], other=0.0
+        )
         nan = xs != xs
         acc0 += tl.sum(tl.where(nan, xs, v0) * g, axis=0)
         acc1 += tl.sum(tl.where(nan, xs, v1) * g, axis=0)
@@ -161,8 +243,24 @@ class SparseEdges(torch.autograd.Function):
         y = torch.empty(batch, out, dtype=xs.dtype, device=xs.device)
         bm, bn, bp = 32, (64 if out > 32 else 32), 4
         _sparse_forward_kernel[(triton.cdiv(batch, bm), triton.cdiv(out, bn))](
-            xs, xb, wt, y, p0, p1, batch, n_in, out, spec.num_functions, n_w, m,
-            KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, BM=bm, BN=bn, BP=bp,
+            xs,
+            xb,
+            wt,
+            y,
+            p0,
+            p1,
+            batch,
+            n_in,
+            out,
+            spec.num_functions,
+            n_w,
+            m,
+            KIND=spec.kind,
+            BASE=spec.base,
+            EXTEND=spec.extend,
+            BM=bm,
+            BN=bn,
+            BP=bp,
         )
         ctx.spec, ctx.m, ctx.same = spec, m, xs is xb
         ctx.save_for_backward(xs, xb, wt, p0, p1)
@@ -188,14 +286,43 @@ class SparseEdges(torch.autograd.Function):
             grad_xb = torch.empty_like(xb) if has_base and not same else None
             bm, bn, bp = 32, (64 if out > 32 else 32), 4
             _sparse_grad_input_kernel[(triton.cdiv(batch, bm), triton.cdiv(n_in, bp))](
-                xs, xb, wt, g, grad_xs, grad_xs if grad_xb is None else grad_xb, p0, p1,
-                batch, n_in, out, nf, n_w, m,
-                KIND=spec.kind, BASE=spec.base, EXTEND=spec.extend, SAME=same, BM=bm, BN=bn, BP=bp,
+                xs,
+                xb,
+                wt,
+                g,
+                grad_xs,
+                grad_xs if grad_xb is None else grad_xb,
+                p0,
+                p1,
+                batch,
+                n_in,
+                out,
+                nf,
+                n_w,
+                m,
+                KIND=spec.kind,
+                BASE=spec.base,
+                EXTEND=spec.extend,
+                SAME=same,
+                BM=bm,
+                BN=bn,
+                BP=bp,
             )
         if need_w:
             key = torch.empty(n_in, batch, dtype=torch.int32, device=xs.device)
             _locate_kernel[(triton.cdiv(batch, 64), triton.cdiv(n_in, 16))](
-                xs, key, p0, p1, batch, n_in, nf, m, KIND=spec.kind, EXTEND=spec.extend, BM=64, BP=16,
+                xs,
+                key,
+                p0,
+                p1,
+                batch,
+                n_in,
+                nf,
+                m,
+                KIND=spec.kind,
+                EXTEND=spec.extend,
+                BM=64,
+                BP=16,
             )
             sorted_key, perm = torch.sort(key, dim=1)  # rows of each input grouped by interval
             bounds = torch.arange(m + 2, dtype=torch.int32, device=xs.device).expand(n_in, -1).contiguous()
@@ -204,8 +331,23 @@ class SparseEdges(torch.autograd.Function):
             part = torch.empty(n_in, n_j, 4, out, dtype=xs.dtype, device=xs.device)
             bn = 64 if out > 32 else 32
             _sparse_grad_weight_kernel[(n_in, n_j, triton.cdiv(out, bn))](
-                xs, g, perm.to(torch.int32), start, part, p0, p1, batch, n_in, out, nf, m, n_j,
-                KIND=spec.kind, EXTEND=spec.extend, BR=32, BN=bn,
+                xs,
+                g,
+                perm.to(torch.int32),
+                start,
+                part,
+                p0,
+                p1,
+                batch,
+                n_in,
+                out,
+                nf,
+                m,
+                n_j,
+                KIND=spec.kind,
+                EXTEND=spec.extend,
+                BR=32,
+                BN=bn,
             )
             grad_wt = torch.zeros_like(wt)
             for r in range(4):  # function i gets slot r of interval i + 3 - r

@@ -12,6 +12,7 @@ They are built from the source of :mod:`kantk.lightning` with its Lightning impo
 :mod:`kantk.lightning.compat`). Importing this package imports ``lightning`` (``pip install
 lightning``).
 """
+
 from __future__ import annotations
 
 from kantk.lightning.compat import MODULES, build_unified_module
@@ -19,14 +20,15 @@ from kantk.lightning.compat import MODULES, build_unified_module
 for _short in MODULES:
     build_unified_module(_short)
 
-from kantk.lightning.unified.callbacks import GridUpdateCallback, StepProgressBar, gather_rows
-from kantk.lightning.unified.datamodules import (
+# E402: these submodules do not exist until build_unified_module() above has created them.
+from kantk.lightning.unified.callbacks import GridUpdateCallback, StepProgressBar, gather_rows  # noqa: E402
+from kantk.lightning.unified.datamodules import (  # noqa: E402
     CSVDataModule,
     FunctionDataModule,
     TensorDataModule,
 )
-from kantk.lightning.unified.grid_extension import GridExtension
-from kantk.lightning.unified.module import KANModule
+from kantk.lightning.unified.grid_extension import GridExtension  # noqa: E402
+from kantk.lightning.unified.module import KANModule  # noqa: E402
 
 __all__ = [
     "CSVDataModule",

@@ -1,4 +1,5 @@
 """The ``fourier`` basis and the hook that hands it to kantk."""
+
 from __future__ import annotations
 
 import math
