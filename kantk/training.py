@@ -16,9 +16,11 @@ import importlib
 import logging
 import os
 import random
+import signal
 import tempfile
+import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -35,18 +37,37 @@ logger = logging.getLogger(__name__)
 _LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
 
 
+#: ``kantk.fit``'s default ``eval_every``: every step for LBFGS (as pykan: a step is up to 20
+#: evaluations of the full-batch objective, so one test evaluation costs little beside it), every
+#: 10 steps for Adam/AdamW (a step is one cheap batch; evaluating the test split after each would
+#: cost as much as training).
+DEFAULT_EVAL_EVERY = {"lbfgs": 1, "adam": 10, "adamw": 10}
+#: The evaluations before the last use at most this many test rows (a fixed random subset, seed 0);
+#: the last evaluation uses the whole test split.
+EVAL_ROWS = 4096
+
+_TRAIN_KEYS = {"train_loss": "train_loss", "reg": "regularisation", "train_rmse": "train_rmse"}
+_TRAIN_KEYS["train_acc"] = "train_accuracy"
+_TEST_KEYS = {"val_loss": "test_loss", "val_rmse": "test_rmse", "val_acc": "test_accuracy"}
+
+
 @dataclass
 class History:
-    """Per-step metrics of a :func:`fit` run (one entry per optimizer step unless noted).
+    """The metrics of a :func:`fit` run: training metrics once per optimizer step, test metrics once
+    per evaluation (every ``eval_every`` steps and after the last step; ``eval_step`` says after
+    which step each was taken).
 
     Attributes:
         train_loss: Training loss (MSE or cross-entropy) of the batch, without regularisation.
         train_rmse: sqrt(train_loss) for MSE training (pykan's ``train_loss``); empty otherwise.
         train_accuracy: Share of correctly classified training samples (cross-entropy only).
         regularisation: The weighted regularisation added to the loss (0 without regularisers).
-        test_loss: Loss on the whole test split after each step (empty without test data).
+        test_loss: Loss on the test split at each evaluation (empty without test data); on a fixed
+            subset of at most ``EVAL_ROWS`` rows except the last, which uses the whole split.
         test_rmse: sqrt(test_loss) for MSE training (pykan's ``test_loss``).
         test_accuracy: Test accuracy (cross-entropy only).
+        eval_step: The optimizer step (1-based count of steps taken) after which each test row was
+            measured.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -56,8 +77,9 @@ class History:
     test_loss: list[float] = field(default_factory=list)
     test_rmse: list[float] = field(default_factory=list)
     test_accuracy: list[float] = field(default_factory=list)
+    eval_step: list[int] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, list[float]]:
+    def as_dict(self) -> dict[str, list[Any]]:
         """The non-empty metrics as ``{name: values}``."""
         return {f.name: list(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name)}
 
@@ -66,39 +88,85 @@ class History:
 
 
 class _HistoryRecorder:
-    """Records each step's metrics into a :class:`History` (a Callback of either package, see
+    """Collects each step's metrics as tensors (no host sync during training) and writes them into a
+    :class:`History` as floats once, in :meth:`flush` (a Callback of either package, see
     :func:`_history_callback`)."""
 
     def __init__(self, history: History):
         self.history = history
+        self._pending: dict[str, list[torch.Tensor]] = {}
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        self._pending.setdefault(name, []).append(value.detach())
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        m = pl_module.last_train_metrics
-        self.history.train_loss.append(float(m["train_loss"]))
-        self.history.regularisation.append(float(m["reg"]))
-        if "train_rmse" in m:
-            self.history.train_rmse.append(float(m["train_rmse"]))
-        if "train_acc" in m:
-            self.history.train_accuracy.append(float(m["train_acc"]))
+        for key, value in getattr(pl_module, "last_train_metrics", {}).items():
+            if key in _TRAIN_KEYS:
+                self._add(_TRAIN_KEYS[key], value)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        m = pl_module.last_val_metrics
-        if "val_loss" in m:
-            self.history.test_loss.append(float(m["val_loss"]))
-        if "val_rmse" in m:
-            self.history.test_rmse.append(float(m["val_rmse"]))
-        if "val_acc" in m:
-            self.history.test_accuracy.append(float(m["val_acc"]))
+        metrics = getattr(pl_module, "last_val_metrics", {})
+        for key, value in metrics.items():
+            if key in _TEST_KEYS:
+                self._add(_TEST_KEYS[key], value)
+        if metrics:
+            self.history.eval_step.append(int(trainer.global_step))
+
+    def flush(self) -> None:
+        """Move the collected metrics into the history (one device-to-host copy per metric)."""
+        for name, values in self._pending.items():
+            column = torch.stack([v.reshape(()).to(values[0].device) for v in values])
+            getattr(self.history, name).extend(column.double().tolist())
+        self._pending = {}
+
+
+class _FitSchedule:
+    """kantk.fit's evaluation schedule: ask Lightning to stop (and so to validate) after the last
+    step, whatever ``val_check_interval`` says. A Callback of either package (:func:`_fit_callback`)."""
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
+
+
+class _Interrupted:
+    """Notes a ``KeyboardInterrupt`` and, with ``log_dir``, writes a checkpoint of the state the
+    NaN guard left (before Lightning tears the run down and turns the interrupt into ``SystemExit``)."""
+
+    def __init__(self, checkpoint: bool):
+        self.checkpoint = checkpoint
+        self.interrupted = False
+        self.path: str | None = None
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, KeyboardInterrupt):
+            return
+        self.interrupted = True
+        if not self.checkpoint:
+            return
+        callback = trainer.checkpoint_callback
+        folder = getattr(callback, "dirpath", None) or os.path.join(trainer.default_root_dir, "checkpoints")
+        self.path = os.path.join(folder, f"interrupted-step={trainer.global_step}.ckpt")
+        trainer.save_checkpoint(self.path)
 
 
 @functools.cache
+def _fit_callback(base: type, package: str) -> type:
+    """``base`` (one of kantk.fit's helpers) as a Callback of the Lightning ``package``."""
+    return type(base.__name__.lstrip("_") + "Callback", (base, importlib.import_module(package).Callback), {})
+
+
 def _history_callback(package: str) -> type:
     """``_HistoryRecorder`` as a Callback of the Lightning ``package``."""
-    return type("_HistoryCallback", (_HistoryRecorder, importlib.import_module(package).Callback), {})
+    return _fit_callback(_HistoryRecorder, package)
 
 
 def _lightning_package(data: Any, callbacks: Sequence[Any] | None) -> str:
@@ -108,7 +176,7 @@ def _lightning_package(data: Any, callbacks: Sequence[Any] | None) -> str:
     Raises:
         TypeError: They come from both packages.
     """
-    found = {lightning_package(x) for x in [data, *(callbacks or [])]} - {None}
+    found = {p for p in (lightning_package(x) for x in [data, *(callbacks or [])]) if p is not None}
     if len(found) > 1:
         raise TypeError(
             "kantk.fit got a data module and callbacks from both pytorch_lightning and lightning.pytorch; "
@@ -128,11 +196,13 @@ def fit(
     grid_update_every: int | None = None,
     grid_update_until: int | None = None,
     grid_eps: float = 0.02,
-    loss: str = "mse",
+    loss: str | Callable[[KAN, Any], torch.Tensor] = "mse",
     log_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     seed: int | None = None,
     *,
+    eval_every: int | None = None,
+    nan_guard: bool = True,
     optimizer_kwargs: Mapping[str, Any] | None = None,
     callbacks: Sequence[pl.Callback] | None = None,
     trainer_kwargs: Mapping[str, Any] | None = None,
@@ -163,20 +233,35 @@ def fit(
         grid_update_until: Last step (exclusive) for grid updates (default 50, pykan's).
         grid_eps: Uniform (1) versus quantile (0) grid placement in grid updates.
         loss: ``"mse"`` or ``"cross_entropy"`` (then labels are class indices and the model has
-            one output per class).
+            one output per class), or a callable ``loss(model, batch) -> scalar tensor`` (a custom
+            objective such as a PDE residual; see :class:`kantk.lightning.KANModule`). With dict
+            data its batches are ``(inputs, labels)``; labels are then optional (missing ones
+            are empty (N, 0) tensors) and may have any width. The history records its value as
+            ``train_loss``/``test_loss`` (no RMSE or accuracy).
         log_dir: Where to write CSV metrics and a final checkpoint; ``None`` (default): nothing
             is written anywhere.
         progress: Show a progress bar (it appears after about two seconds).
         seed: Makes the run reproducible: same seed, same data and model -> bit-identical
             parameters on CPU. Python's, numpy's and torch's random states are restored afterwards.
+        eval_every: Evaluate on the test split every this many steps, and always after the last
+            step. ``None`` (default): every step for LBFGS (as pykan), every 10 steps for
+            Adam/AdamW (``DEFAULT_EVAL_EVERY``). With dict data, evaluations before the last use a
+            fixed random subset of at most ``EVAL_ROWS`` (4096) test rows when the test split is
+            larger; the last uses the whole split.
+        nan_guard: Stop and go back to the last parameters whose loss was finite when the loss
+            or the parameters turn NaN/inf (:class:`kantk.lightning.NaNGuard`, with a warning).
         optimizer_kwargs: More optimizer options (``{"max_iter": 10}`` for LBFGS, ...).
         callbacks: More Lightning callbacks.
         trainer_kwargs: More ``pl.Trainer`` arguments (e.g. ``{"precision": "64-true"}``).
 
     Returns:
-        A :class:`History` of per-step training and test metrics.
+        A :class:`History`: training metrics per step, test metrics per evaluation.
 
     Raises:
+        KeyboardInterrupt: Ctrl-C (SIGINT) during training, raised after the model is left at
+            the parameters of its last completed step (or the NaN guard's last finite ones) and,
+            with ``log_dir``, a checkpoint ``interrupted-step=N.ckpt`` is written beside the
+            final one's folder.
         ValueError: NaN/Inf or badly shaped data (raised before the model changes), an unknown
             optimizer or loss (the message lists the valid ones), a bad argument.
         UnknownComponentError: An unknown regulariser name (the message lists the known ones).
@@ -185,8 +270,12 @@ def fit(
         raise TypeError(f"kantk.fit trains a kantk.KAN, got {type(model).__name__}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if eval_every is not None and (
+        not isinstance(eval_every, int) or isinstance(eval_every, bool) or eval_every < 1
+    ):
+        raise ValueError(f"eval_every must be an int >= 1 or None, got {eval_every!r}")
     classification = loss == "cross_entropy"
-    param = model.layers[0].coef
+    param: torch.Tensor = model.layers[0].coef  # type: ignore[assignment]
     package = _lightning_package(data, callbacks)
     lightning = importlib.import_module(package)
     classes = kantk_classes(package)
@@ -195,11 +284,17 @@ def fit(
             raise ValueError("batch applies to dict data; a DataModule brings its own batch size")
         datamodule = data
     elif isinstance(data, Mapping):
+        custom = callable(loss)
+        if custom:  # labels are the objective's business: optional, any width
+            data = _with_empty_labels(data)
         dataset = check_dataset(
-            data, n_inputs=model.widths[0], n_outputs=model.widths[-1], classification=classification
+            data,
+            n_inputs=model.widths[0],
+            n_outputs=None if custom else model.widths[-1],
+            classification=None if custom else classification,
         )
         dataset = {k: v.to(param.dtype) if v.is_floating_point() else v for k, v in dataset.items()}
-        datamodule = classes.TensorDataModule(dataset, batch_size=batch, shuffle=True)
+        datamodule = classes.TensorDataModule(dataset, batch_size=batch, shuffle=True, val_rows=EVAL_ROWS)
     else:
         raise TypeError(
             "data must be a dict with train_input/train_label (and optionally test_input/test_label) "
@@ -220,8 +315,14 @@ def fit(
 
     # Nothing reads Lightning's logged metrics without a logger or user callbacks: skip the cost.
     module.log_metrics = log_dir is not None or bool(callbacks)
+    module.nan_guard = False  # added below, first, so that it acts before the interrupt checkpoint
     history = History()
-    all_callbacks: list[pl.Callback] = [_history_callback(package)(history), *(callbacks or [])]
+    recorder = _history_callback(package)(history)
+    interrupt = _fit_callback(_Interrupted, package)(checkpoint=log_dir is not None)
+    all_callbacks: list[pl.Callback] = [classes.NaNGuard()] if nan_guard else []
+    all_callbacks += [recorder, _fit_callback(_FitSchedule, package)(), interrupt, *(callbacks or [])]
+    if eval_every is None:
+        eval_every = DEFAULT_EVAL_EVERY.get(str(optimizer), 1)
     if progress:
         all_callbacks.append(classes.StepProgressBar())
     device = param.device
@@ -242,7 +343,7 @@ def fit(
             "enable_model_summary": False,
             "num_sanity_val_steps": 0,
             "check_val_every_n_epoch": None,
-            "val_check_interval": 1,  # test metrics after every step, like pykan
+            "val_check_interval": eval_every,  # and after the last step (_FitSchedule)
             "log_every_n_steps": 1,
             "callbacks": all_callbacks,
             **_accelerator(device),
@@ -260,12 +361,75 @@ def fit(
         stack.enter_context(_quiet_lightning())
         stack.enter_context(_restore_deterministic_flags())
         trainer = lightning.Trainer(**settings)
+        sigint = _sigint_handler()
         try:
             trainer.fit(module, datamodule=datamodule)
+        except SystemExit:
+            # Lightning answers Ctrl-C with on_exception hooks, a teardown and sys.exit(1)
+            if not interrupt.interrupted:
+                raise
+            where = f"; checkpoint {interrupt.path}" if interrupt.path else ""
+            raise KeyboardInterrupt(
+                f"kantk.fit interrupted after step {trainer.global_step}{where}"
+            ) from None
         finally:
+            _restore_sigint(sigint)  # Lightning ignores SIGINT from its first Ctrl-C on
             model.to(device)  # Lightning moves the module to the CPU when it tears down
             model.train(was_training)
+            recorder.flush()
+        if isinstance(datamodule, classes.TensorDataModule) and history.eval_step:
+            _evaluate_whole_test_split(module, datamodule, history)
     return history
+
+
+def _evaluate_whole_test_split(module: Any, datamodule: Any, history: History) -> None:
+    """Replace the last test row, measured on a subset of at most ``val_rows`` rows, by the
+    metrics on the whole test split (kantk.fit's final evaluation)."""
+    data = datamodule.dataset
+    rows = datamodule.val_rows
+    if "test_input" not in data or rows is None or data["test_input"].shape[0] <= rows:
+        return
+    x, y = data["test_input"], data["test_label"]
+    device = module.model.layers[0].coef.device
+    log_metrics, was_training = module.log_metrics, module.training
+    module.log_metrics = False
+    module.eval()
+    try:
+        with torch.no_grad():
+            chunk = 2 * EVAL_ROWS
+            for start in range(0, x.shape[0], chunk):
+                module._accumulate(
+                    (x[start : start + chunk].to(device), y[start : start + chunk].to(device)), "val"
+                )
+            metrics = module._log_eval("val")
+    finally:
+        module.log_metrics = log_metrics
+        module.train(was_training)
+    for key, value in metrics.items():
+        if key in _TEST_KEYS and getattr(history, _TEST_KEYS[key]):
+            getattr(history, _TEST_KEYS[key])[-1] = float(value)
+
+
+def _sigint_handler() -> Any:
+    """The current SIGINT handler, or None where it cannot be read back (not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGINT)
+
+
+def _restore_sigint(handler: Any) -> None:
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+
+
+def _with_empty_labels(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` with (N, 0) labels for each split that has inputs but no labels."""
+    filled = dict(data)
+    for split in ("train", "test"):
+        inputs = filled.get(f"{split}_input")
+        if filled.get(f"{split}_label") is None and inputs is not None and hasattr(inputs, "shape"):
+            filled[f"{split}_label"] = torch.zeros(len(inputs), 0)
+    return filled
 
 
 def _accelerator(device: torch.device) -> dict[str, Any]:

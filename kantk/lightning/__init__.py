@@ -8,7 +8,7 @@ does not.
 
 from __future__ import annotations
 
-from kantk.lightning.callbacks import GridUpdateCallback, StepProgressBar, gather_rows
+from kantk.lightning.callbacks import GridUpdateCallback, NaNGuard, StepProgressBar, gather_rows
 from kantk.lightning.datamodules import CSVDataModule, FunctionDataModule, TensorDataModule
 from kantk.lightning.grid_extension import GridExtension
 from kantk.lightning.module import KANModule
@@ -19,6 +19,7 @@ __all__ = [
     "GridExtension",
     "GridUpdateCallback",
     "KANModule",
+    "NaNGuard",
     "StepProgressBar",
     "TensorDataModule",
     "gather_rows",

@@ -1,13 +1,16 @@
-"""Lightning callbacks: the grid-update schedule and a step-counting progress bar."""
+"""Lightning callbacks: the grid-update schedule, the NaN guard and a step-counting progress bar."""
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ProgressBar
+from pytorch_lightning.utilities import rank_zero_warn
 
 
 class GridUpdateCallback(pl.Callback):
@@ -52,8 +55,9 @@ class GridUpdateCallback(pl.Callback):
                 f"grid updates need {type(model).__name__}.update_grid, which this kantk version does not "
                 "provide; train without them (grid_update_every=None)"
             )
-        if hasattr(pl_module, "check_batch"):  # shape errors before the model changes
-            x, _ = pl_module.check_batch(batch, "train")
+        check_batch = getattr(pl_module, "check_batch", None)
+        if check_batch is not None:  # shape errors before the model changes
+            x, _ = check_batch(batch, "train")
         else:
             x = batch[0]
         x = gather_rows(x.detach(), trainer, pl_module)
@@ -82,6 +86,218 @@ def gather_rows(
     return torch.cat([part[: int(n)] for part, n in zip(parts, sizes)])
 
 
+def _copy_state(module: torch.nn.Module, reuse: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """A copy of ``module``'s state, written into ``reuse`` (an older copy) when it still matches in
+    names, shapes, dtypes and devices: no new memory per snapshot."""
+    state = module.state_dict()
+    if (
+        reuse is not None
+        and reuse.keys() == state.keys()
+        and all(
+            reuse[k].shape == v.shape and reuse[k].dtype == v.dtype and reuse[k].device == v.device
+            for k, v in state.items()
+        )
+    ):
+        with torch.no_grad():
+            for k, v in state.items():
+                reuse[k].copy_(v)
+        return reuse
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> torch.Tensor | None:
+    """One boolean tensor (on the tensors' device, no host sync): every value of every tensor is finite."""
+    flags = [torch.isfinite(t).all() for t in tensors if isinstance(t, torch.Tensor)]
+    if not flags:
+        return None
+    device = flags[0].device
+    return torch.stack([f.to(device) for f in flags]).all()
+
+
+class NaNGuard(pl.Callback):
+    """Stop training when the loss or the parameters turn NaN or infinite, and put the model back at
+    the last parameters whose loss was seen finite.
+
+    It keeps two snapshots of the model's state (``pl_module.model`` when there is one, else the
+    LightningModule), taken only at its checks, every ``every`` steps and after the last step:
+    *confirmed* (its loss was seen finite) and *candidate* (the state at the last check, whose loss
+    the next step computes). Between checks it only accumulates, on the device, whether every
+    step's losses were finite: no host sync and no copy. At a check it reads that flag and whether
+    the parameters are finite (one host sync) and then either
+
+    - moves on (the candidate is confirmed, the current state becomes the candidate), or
+    - restores the newest state whose loss was seen finite, sets ``trainer.should_stop`` and warns
+      once, saying which step it went back to (steps after that state are lost; with ``every > 1``
+      that can be up to ``every`` steps). If even the starting parameters gave a non-finite loss,
+      there is nothing finite to go back to: the model is left at its starting parameters and the
+      warning says so.
+
+    When training ends with an exception (``KeyboardInterrupt`` included) in the middle of a step,
+    and the candidate holds the state at the start of that step, the model goes back to it (an
+    interrupted LBFGS step would otherwise leave a line-search trial point); otherwise non-finite
+    parameters are handled as at a check. The losses read are ``pl_module.step_start_loss`` (the
+    objective at the parameters the step started from; :class:`KANModule` has it), the values of
+    ``pl_module.last_train_metrics``, and the ``loss`` that ``training_step`` returned.
+
+    Args:
+        every: Steps between checks. ``None`` (default): every step on the CPU or under manual
+            optimisation (LBFGS, whose step synchronises anyway), every 10 steps otherwise (a check
+            is a host sync, which stalls an accelerator's queue).
+
+    Raises:
+        ValueError: ``every`` is not an int >= 1 or None.
+    """
+
+    def __init__(self, every: int | None = None):
+        super().__init__()
+        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+            raise ValueError(f"NaNGuard every must be an int >= 1 or None, got {every!r}")
+        self.every = every
+        #: The step at which the guard restored parameters (``None``: it never did).
+        self.restored_at: int | None = None
+        #: The step whose parameters it went back to (``None``: none, or the starting parameters
+        #: when the loss was never finite).
+        self.restored_to: int | None = None
+        self._every = every or 1
+        self._confirmed: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._candidate: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._window_ok: torch.Tensor | None = None  # every loss since the last check was finite
+        self._first_ok: torch.Tensor | None = None  # the first step after the check: the candidate's loss
+        self._window_steps = 0
+        self._in_step = False
+
+    @property
+    def state_key(self) -> str:
+        return f"NaNGuard{{'every': {self.every}}}"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"every": self.every, "restored_at": self.restored_at, "restored_to": self.restored_to}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.restored_at = state_dict.get("restored_at")
+        self.restored_to = state_dict.get("restored_to")
+
+    @staticmethod
+    def _target(pl_module: pl.LightningModule) -> torch.nn.Module:
+        model = getattr(pl_module, "model", None)
+        return model if isinstance(model, torch.nn.Module) else pl_module
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every is None:
+            cheap = pl_module.device.type == "cpu" or not pl_module.automatic_optimization
+            self._every = 1 if cheap else 10
+        else:
+            self._every = self.every
+        self._confirmed = None
+        self._candidate = (trainer.global_step, _copy_state(self._target(pl_module), None))
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self._window_ok = self._first_ok = None
+        self._window_steps = 0
+        self._in_step = False
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._in_step = True
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._in_step = False
+        if self._candidate is None:  # not started through on_train_start (e.g. a bare hook call)
+            return
+        start = getattr(pl_module, "step_start_loss", None)
+        if isinstance(start, (int, float)):
+            start = torch.tensor(float(start))
+        if start is None:
+            returned = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+            start = returned.detach() if isinstance(returned, torch.Tensor) else None
+        metrics = list(getattr(pl_module, "last_train_metrics", {}).values())
+        ok = _all_finite([t for t in (start, *metrics) if t is not None])
+        if self._window_steps == 0 and start is not None:
+            self._first_ok = _all_finite([start])
+        if ok is not None:
+            self._window_ok = (
+                ok if self._window_ok is None else self._window_ok & ok.to(self._window_ok.device)
+            )
+        self._window_steps += 1
+        last = trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
+        if last or trainer.global_step % self._every == 0:
+            self._check(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._window_steps:  # stopped between checks (another callback set should_stop)
+            self._check(trainer, pl_module)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if self._candidate is None:
+            return
+        target = self._target(pl_module)
+        if self._in_step and self._candidate[0] == trainer.global_step:
+            # stopped inside a step: back to the state at its start (a completed step's parameters)
+            target.load_state_dict(self._candidate[1])
+            self._window_steps = 0
+            return
+        if self._window_steps or not self._params_finite(target):
+            self._check(trainer, pl_module)
+
+    @staticmethod
+    def _params_finite(target: torch.nn.Module) -> bool:
+        flag = _all_finite([p.detach() for p in target.parameters()])
+        return flag is None or bool(flag)
+
+    def _check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        target = self._target(pl_module)
+        flags = [p.detach() for p in target.parameters()]
+        params_ok = _all_finite(flags)
+        ok = self._window_ok
+        if params_ok is not None:
+            ok = params_ok if ok is None else ok & params_ok.to(ok.device)
+        first_ok = self._first_ok
+        fine = ok is None or bool(ok)  # the one host sync of a check
+        step = trainer.global_step
+        assert self._candidate is not None
+        if fine:
+            # the candidate's loss was the first of the window: confirmed; the current state is next
+            old = self._confirmed[1] if self._confirmed is not None else None
+            if old is self._candidate[1]:  # shared after a restore: do not overwrite it
+                old = None
+            self._confirmed = self._candidate
+            self._candidate = (step, _copy_state(target, old))
+            self._reset_window()
+            return
+        if first_ok is None or bool(first_ok):
+            self._confirmed = self._candidate
+        self._reset_window()
+        self.restored_at = step
+        trainer.should_stop = True
+        cause = (
+            "the loss or the parameters became NaN or infinite (e.g. a learning rate too large, or a "
+            "symbolic edge evaluated outside its domain)"
+        )
+        if self._confirmed is None:
+            target.load_state_dict(self._candidate[1])
+            self.restored_to = None
+            rank_zero_warn(
+                f"kantk: training stopped at step {step}: the loss was not finite from the first step "
+                f"(step {self._candidate[0] + 1}); parameters left as they were at the start"
+            )
+            return
+        good_step, state = self._confirmed
+        target.load_state_dict(state)
+        self.restored_to = good_step
+        where = "the starting parameters" if good_step == 0 else f"the parameters after step {good_step}"
+        rank_zero_warn(
+            f"kantk: training stopped at step {step}: {cause}; the model is back at {where}, the last "
+            "whose loss was finite"
+        )
+        self._candidate = self._confirmed
+
+
 class StepProgressBar(ProgressBar):
     """One tqdm bar over training steps (``max_steps``) with the latest metrics.
 
@@ -91,15 +307,20 @@ class StepProgressBar(ProgressBar):
     Args:
         delay: Seconds before the bar is first shown.
         metrics: Logged metric names to show, in order (those not logged are left out).
+        refresh: Seconds between updates of the metrics shown (reading them waits for the
+            device); the step count moves every step.
     """
 
     def __init__(
         self,
         delay: float = 2.0,
         metrics: tuple[str, ...] = ("train_rmse", "val_rmse", "train_acc", "val_acc", "reg"),
+        refresh: float = 0.5,
     ):
         super().__init__()
         self.delay = float(delay)
+        self.refresh = float(refresh)
+        self._shown_at = -math.inf
         self.metrics = tuple(metrics)
         self._enabled = True
         self._bar: Any = None
@@ -136,13 +357,18 @@ class StepProgressBar(ProgressBar):
         if self._bar is None:
             return
         self._bar.update(trainer.global_step - self._bar.n)
-        self._show(trainer, pl_module)
+        now = time.monotonic()
+        if now - self._shown_at >= self.refresh:  # reading the metrics is a host sync: not every step
+            self._shown_at = now
+            self._show(trainer, pl_module)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._bar is not None and not trainer.sanity_checking:
             self._show(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._bar is not None:
+            self._show(trainer, pl_module)
         self._close()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

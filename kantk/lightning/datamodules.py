@@ -58,6 +58,21 @@ class _Rows(Dataset):
         return self.inputs[index]
 
 
+def _batch_of_rows(batch: Any) -> Any:
+    """``collate_fn`` for :class:`_TensorRows`: its ``__getitems__`` already made the batch."""
+    return batch
+
+
+class _TensorRows(TensorDataset):
+    """A ``TensorDataset`` that serves a whole mini-batch by indexing each tensor once
+    (``__getitems__``) instead of collating ``batch_size`` single rows: the same batches in the same
+    order, without a Python loop over the samples (which cost more than the model's step)."""
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(t[index] for t in self.tensors)
+
+
 class _WholeSplit(Dataset):
     """A dataset of one item: the whole split ``(inputs (N, in), labels (N, ...))``."""
 
@@ -87,6 +102,9 @@ class TensorDataModule(pl.LightningDataModule):
         shuffle: Reshuffle the training samples every epoch (mini-batch mode only).
         num_workers: DataLoader worker processes (mini-batch mode only; 0 is fastest for
             in-memory tensors).
+        val_rows: Validate on at most this many test rows: when the test split is larger, a fixed
+            random subset of it (seed 0, the same rows at every validation, kept in their order);
+            ``None`` (default): the whole split. ``test_dataloader`` always serves the whole split.
 
     Raises:
         ValueError: The dataset has NaN/Inf values or inconsistent shapes, or batch_size is bad.
@@ -98,9 +116,15 @@ class TensorDataModule(pl.LightningDataModule):
         batch_size: int = -1,
         shuffle: bool = True,
         num_workers: int = 0,
+        val_rows: int | None = None,
     ):
         super().__init__()
         self._check_loader_args(batch_size, num_workers)
+        if val_rows is not None and (
+            not isinstance(val_rows, int) or isinstance(val_rows, bool) or val_rows < 1
+        ):
+            raise ValueError(f"val_rows must be an int >= 1 or None, got {val_rows!r}")
+        self.val_rows = val_rows
         predict = dataset.get("predict_input") if isinstance(dataset, Mapping) else None
         self.dataset = check_dataset(dataset)
         if predict is not None:
@@ -168,10 +192,12 @@ class TensorDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if "test_input" not in self.dataset or self.dataset["test_input"].shape[0] == 0:
             return []  # no test split: Lightning skips validation
-        return self._loader("test", shuffle=False)
+        return self._loader("test", shuffle=False, max_rows=self.val_rows)
 
     def test_dataloader(self) -> DataLoader | list:
-        return self.val_dataloader()
+        if "test_input" not in self.dataset or self.dataset["test_input"].shape[0] == 0:
+            return []
+        return self._loader("test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         """Inputs (B, n_in) without labels, in order: the predict split, else test, else train."""
@@ -202,20 +228,25 @@ class TensorDataModule(pl.LightningDataModule):
     def _full_batch(self) -> bool:
         return self.batch_size == -1 or self.batch_size >= self.dataset["train_input"].shape[0]
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, max_rows: int | None = None) -> DataLoader:
         if self._shards is None:
             self.setup()
         assert self._shards is not None
         x, y = self._shards[f"{split}_input"], self._shards[f"{split}_label"]
+        if max_rows is not None and x.shape[0] > max_rows:
+            rows = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:max_rows]
+            rows = rows.sort().values.to(x.device)
+            x, y = x[rows], y[rows]
         if self._full_batch() or (split == "test" and self.batch_size >= x.shape[0]):
             # batch_size=None: the single item is the batch, no per-sample collation
             return DataLoader(_WholeSplit(x, y), batch_size=None, shuffle=False)
         return DataLoader(
-            TensorDataset(x, y),
+            _TensorRows(x, y),
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            collate_fn=_batch_of_rows,
         )
 
 

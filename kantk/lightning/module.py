@@ -17,7 +17,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.utilities import rank_zero_warn
 
 from kantk.data import check_labels
 from kantk.model import KAN, default_dtype
@@ -51,26 +50,6 @@ DEFAULT_GRID_UPDATE_UNTIL = 50
 # from_model hands an existing KAN to __init__ through this, so no throwaway model is built and
 # the constructor keeps only plain (YAML-friendly, checkpointable) arguments.
 _ADOPTED_MODEL: ContextVar[KAN | None] = ContextVar("kantk_adopted_model", default=None)
-
-
-def _clone_state(
-    model: torch.nn.Module, reuse: dict[str, torch.Tensor] | None = None
-) -> dict[str, torch.Tensor]:
-    """A copy of the model's state, written into ``reuse`` (an older copy) when it still matches
-    in names, shapes, dtypes and devices: no new memory per training step."""
-    state = model.state_dict()
-    if (
-        reuse is not None
-        and reuse.keys() == state.keys()
-        and all(
-            reuse[k].shape == v.shape and reuse[k].dtype == v.dtype and reuse[k].device == v.device
-            for k, v in state.items()
-        )
-    ):
-        for k, v in state.items():
-            reuse[k].copy_(v.detach())
-        return reuse
-    return {k: v.detach().clone() for k, v in state.items()}
 
 
 class KANModule(pl.LightningModule):
@@ -114,6 +93,10 @@ class KANModule(pl.LightningModule):
         ValueError: An unknown loss or optimizer (the message lists the valid names), a bad
             option value; ``UnknownComponentError`` for an unknown basis or regulariser.
     """
+
+    #: Add a :class:`kantk.lightning.NaNGuard` to the Trainer's callbacks (``configure_callbacks``)
+    #: unless it has one; set to False on the instance (``kantk.fit(nan_guard=False)``) to opt out.
+    nan_guard: bool = True
 
     def __init__(
         self,
@@ -176,11 +159,6 @@ class KANModule(pl.LightningModule):
         self.automatic_optimization = optimizer != "lbfgs"
         self._lbfgs_scale: float | None = None  # LBFGS objective divisor, set on the first step
         self._lbfgs_last = 1.0  # the divided objective at the start of the last LBFGS step
-        # the model's state at the start of the previous and the current step (NaN guard)
-        self._state_before: tuple[dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None] = (
-            None,
-            None,
-        )
         self._checked: set[str] = set()
         self._sums: dict[str, torch.Tensor] = {}
         #: Latest training-step metrics (detached tensors), read by kantk.fit's history.
@@ -394,33 +372,18 @@ class KANModule(pl.LightningModule):
     def on_train_start(self) -> None:
         self._lbfgs_scale = None  # each fit divides by its own starting objective
         self._lbfgs_last = 1.0
-        self._state_before = (None, None)
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # the model at the start of this step and of the one before: what to go back to if a
-        # step ends in NaN or inf (a KAN's state is small)
-        previous, current = self._state_before  # the oldest copy is overwritten: no allocation
-        self._state_before = (current, _clone_state(self.model, reuse=previous))
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        start = (
-            self._lbfgs_last if not self.automatic_optimization else self.last_train_metrics.get("train_loss")
-        )
-        start_finite = start is None or bool(torch.isfinite(torch.as_tensor(start)).all())
-        end_finite = all(bool(torch.isfinite(v).all()) for v in self.last_train_metrics.values())
-        end_finite = end_finite and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
-        if start_finite and end_finite:
-            return
-        previous, current = self._state_before
-        # a non-finite loss at the start of this step: the previous step produced that model
-        self.model.load_state_dict(current if start_finite or previous is None else previous)
-        self.trainer.should_stop = True
-        rank_zero_warn(
-            f"kantk: training stopped at step {self.global_step}: the loss or the parameters became "
-            "NaN or infinite (e.g. a learning rate too large, or a symbolic edge evaluated outside "
-            "its domain); the model is back at the last parameters whose loss was finite"
-        )
-        self._state_before = (None, None)
+    @property
+    def step_start_loss(self) -> torch.Tensor | float | None:
+        """The objective (loss + regularisation) at the parameters the last training step started
+        from, read by :class:`kantk.lightning.NaNGuard` (LBFGS: divided by its scale, which is
+        finite and positive, so it is finite exactly when the undivided objective is)."""
+        if not self.automatic_optimization:
+            return self._lbfgs_last
+        metrics = self.last_train_metrics
+        if "train_loss" not in metrics:
+            return None
+        return metrics["train_loss"] + metrics.get("reg", 0.0)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cls = OPTIMIZERS[self.optimizer_name]
@@ -433,19 +396,25 @@ class KANModule(pl.LightningModule):
         return cls(self.model.parameters(), **kwargs)
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        every = self.hparams.grid_update_every
-        if every is None:
-            return []
-        from kantk.lightning.callbacks import GridUpdateCallback
+        """The grid-update schedule (when ``grid_update_every`` is set) and a :class:`NaNGuard`
+        (unless ``nan_guard`` is False or the Trainer already has one, which is then kept)."""
+        from kantk.lightning.callbacks import GridUpdateCallback, NaNGuard
 
-        until = self.hparams.grid_update_until
-        return [
-            GridUpdateCallback(
-                every=every,
-                until=DEFAULT_GRID_UPDATE_UNTIL if until is None else until,
-                grid_eps=self.hparams.grid_eps,
+        callbacks: list[pl.Callback] = []
+        trainer_callbacks = list(getattr(self._trainer, "callbacks", None) or [])
+        if self.nan_guard and not any(isinstance(c, NaNGuard) for c in trainer_callbacks):
+            callbacks.append(NaNGuard())
+        every = self.hparams["grid_update_every"]
+        if every is not None:
+            until = self.hparams["grid_update_until"]
+            callbacks.append(
+                GridUpdateCallback(
+                    every=every,
+                    until=DEFAULT_GRID_UPDATE_UNTIL if until is None else until,
+                    grid_eps=self.hparams["grid_eps"],
+                )
             )
-        ]
+        return callbacks
 
 
 def _check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any] | None) -> dict[str, Any]:

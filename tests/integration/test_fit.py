@@ -46,7 +46,11 @@ def test_fit_with_each_optimizer_trains_in_place(data, optimizer, kwargs):
     assert not _same(before, _state(model))
     steps = kwargs["steps"]
     assert len(history) == steps
-    assert len(history.train_rmse) == len(history.test_rmse) == len(history.regularisation) == steps
+    assert len(history.train_rmse) == len(history.regularisation) == steps
+    # test metrics on kantk.fit's default schedule: LBFGS every step, Adam/AdamW every 10 and the last
+    every = 1 if optimizer == "lbfgs" else 10
+    assert history.eval_step == sorted({*range(every, steps + 1, every), steps})
+    assert len(history.test_rmse) == len(history.test_loss) == len(history.eval_step)
     assert history.test_rmse[-1] < history.test_rmse[0]
     assert history.train_rmse[-1] < history.train_rmse[0]
     assert history.regularisation == [0.0] * steps
@@ -56,6 +60,7 @@ def test_fit_with_each_optimizer_trains_in_place(data, optimizer, kwargs):
         "regularisation",
         "test_loss",
         "test_rmse",
+        "eval_step",
     }
     with torch.no_grad():
         rmse = torch.sqrt(torch.mean((model(data["test_input"]) - data["test_label"]) ** 2)).item()

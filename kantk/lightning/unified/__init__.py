@@ -21,7 +21,7 @@ for _short in MODULES:
     build_unified_module(_short)
 
 # E402: these submodules do not exist until build_unified_module() above has created them.
-from kantk.lightning.unified.callbacks import GridUpdateCallback, StepProgressBar, gather_rows  # noqa: E402
+from kantk.lightning.unified.callbacks import GridUpdateCallback, NaNGuard, StepProgressBar, gather_rows  # noqa: E402
 from kantk.lightning.unified.datamodules import (  # noqa: E402
     CSVDataModule,
     FunctionDataModule,
@@ -36,6 +36,7 @@ __all__ = [
     "GridExtension",
     "GridUpdateCallback",
     "KANModule",
+    "NaNGuard",
     "StepProgressBar",
     "TensorDataModule",
     "gather_rows",
