@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -43,6 +43,10 @@ LBFGS_DEFAULTS: dict[str, Any] = {
     "tolerance_change": 1e-32,
 }
 LOSSES = ("mse", "cross_entropy")
+#: A custom objective: ``loss(model, batch) -> scalar tensor`` (see :class:`KANModule`).
+LossFn = Callable[[KAN, Any], torch.Tensor]
+#: How a custom objective is recorded in the hyperparameters (the callable itself is not saved).
+CUSTOM_LOSS_PREFIX = "custom:"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: pykan's grid-update schedule: every 5 steps until step 50.
 DEFAULT_GRID_UPDATE_UNTIL = 50
@@ -66,7 +70,17 @@ class KANModule(pl.LightningModule):
         basis: Basis registry name, or one per layer.
         basis_kwargs: Basis options, or one dict (or None) per layer.
         base_activation: ``"silu"``, ``"identity"`` or ``"zero"``, or one per layer.
-        loss: ``"mse"`` or ``"cross_entropy"``.
+        loss: ``"mse"``, ``"cross_entropy"``, or a callable ``loss(model, batch) -> scalar tensor``
+            (a custom objective, e.g. a PDE residual): ``model`` is the :class:`kantk.KAN`,
+            ``batch`` the data loader's batch with floating tensors cast to the model's dtype
+            (for an ``(inputs, labels)`` pair the inputs are checked against ``widths[0]``). The
+            regularisers are added to its value and evaluated on the batch's inputs (its first
+            element, or the batch itself when it is a tensor). Logged: ``train_loss`` (its value)
+            and ``reg``; validation and test evaluate the callable too (``val_loss``, with
+            gradients enabled so that it may differentiate the model), no RMSE or accuracy. The
+            callable is not saved: the hyperparameters record ``"custom:<module>.<qualname>"``,
+            and :meth:`load_from_checkpoint` needs it again (``load_from_checkpoint(path,
+            loss=fn)``).
         optimizer: ``"adam"``, ``"adamw"`` or ``"lbfgs"``. LBFGS uses pykan's settings (strong
             Wolfe line search) with a curvature history of 30 (pykan: 10; see ``LBFGS_DEFAULTS``),
             and one training step is one ``LBFGS.step(closure)``;
@@ -104,7 +118,7 @@ class KANModule(pl.LightningModule):
         basis: str | list[str] = "bspline",
         basis_kwargs: dict[str, Any] | list[dict[str, Any] | None] | None = None,
         base_activation: str | list[str] = "silu",
-        loss: str = "mse",
+        loss: str | LossFn = "mse",
         optimizer: str = "adam",
         lr: float | None = None,
         weight_decay: float = 0.0,
@@ -118,8 +132,10 @@ class KANModule(pl.LightningModule):
         model_kwargs: dict[str, Any] | None = None,
     ):
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
+        custom_loss = _check_loss(loss)
+        if custom_loss is not None:
+            # save_hyperparameters() reads the arguments from this frame: it records the name
+            loss = custom_loss_name(custom_loss)
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
         if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
@@ -151,7 +167,9 @@ class KANModule(pl.LightningModule):
                     **dict(model_kwargs or {}),
                 )
         self.to(self.model_dtype)  # keeps LightningModule.dtype in step with the model
-        self.loss_name = loss
+        self.loss_name: str = loss if isinstance(loss, str) else custom_loss_name(loss)
+        #: The custom objective ``loss(model, batch)``, or None for ``"mse"``/``"cross_entropy"``.
+        self.custom_loss = custom_loss
         self.optimizer_name = optimizer
         self.lr = float(lr) if lr is not None else DEFAULT_LR[optimizer]
         self.regularisers = build_regularisers(regularisers)
@@ -189,7 +207,7 @@ class KANModule(pl.LightningModule):
             "basis": _collapse([layer["basis"] for layer in layers]),
             "basis_kwargs": _collapse([layer["basis_kwargs"] for layer in layers]),
             "base_activation": _collapse([layer["base_activation"] for layer in layers]),
-            "dtype": _dtype_name(model.layers[0].coef.dtype),
+            "dtype": _dtype_name(_param_dtype(model)),
         }
         clash = sorted(set(structure) & set(kwargs))
         if clash:
@@ -205,7 +223,7 @@ class KANModule(pl.LightningModule):
     @property
     def model_dtype(self) -> torch.dtype:
         """The dtype of the KAN's parameters."""
-        return self.model.layers[0].coef.dtype
+        return _param_dtype(self.model)
 
     @property
     def classification(self) -> bool:
@@ -216,12 +234,17 @@ class KANModule(pl.LightningModule):
         """Args: x: (..., widths[0]). Returns: (..., widths[-1])."""
         return self.model(x)
 
-    def check_batch(self, batch: Any, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    def check_batch(self, batch: Any, split: str = "train") -> tuple[torch.Tensor, Any]:
         """Unpack ``(inputs, labels)``, cast floats to the model's dtype, check them (once per split).
+
+        With a custom loss: ``(inputs, batch)``, the whole batch with its floating tensors cast, and
+        its inputs for the regularisers (see :meth:`_custom_batch`).
 
         Raises:
             ValueError: The batch is not an (inputs, labels) pair, or a shape does not fit.
         """
+        if self.custom_loss is not None:
+            return self._custom_batch(batch, split)
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise ValueError(f"KANModule expects batches of (inputs, labels), got {type(batch).__name__}")
         x, y = batch
@@ -244,22 +267,66 @@ class KANModule(pl.LightningModule):
             y = y.reshape(-1).long()
         return x, y
 
+    def _custom_batch(self, batch: Any, split: str) -> tuple[torch.Tensor, Any]:
+        """A custom loss's batch: floating tensors cast to the model's dtype (in tuples, lists and
+        dicts too); the inputs are the batch itself when it is a tensor, else its first element
+        (an empty tensor when there is none). The inputs' shape is checked (once per split) only
+        when regularisers need them.
+
+        Raises:
+            ValueError: Regularisers are active but the batch has no (B, widths[0]) inputs.
+        """
+        batch = _cast_floats(batch, self.model_dtype)
+        if isinstance(batch, torch.Tensor):
+            x = batch
+        elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+            x = batch[0]
+        else:
+            x = torch.empty(0, self.model.widths[0], dtype=self.model_dtype, device=self.device)
+        if split not in self._checked:
+            active = any(r.weight != 0 for r in self.regularisers)
+            if active and (x.dim() != 2 or x.shape[1] != self.model.widths[0] or x.shape[0] == 0):
+                raise ValueError(
+                    f"regularisers need the {split} batch's inputs as a (batch, {self.model.widths[0]}) "
+                    f"tensor: the batch itself or its first element; got {_describe(batch)}"
+                )
+            self._checked.add(split)
+        return x, batch
+
+    def _full_precision(self, pred: torch.Tensor) -> torch.Tensor:
+        """``pred`` in the model's dtype: under autocast (bf16-mixed, 16-mixed) a layer may return
+        bfloat16/float16; losses and metrics are taken in the parameters' precision."""
+        if pred.is_floating_point() and pred.dtype != self.model_dtype:
+            return pred.to(self.model_dtype)
+        return pred
+
     # -- training -------------------------------------------------------------------------------
 
-    def objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def objective(self, x: torch.Tensor, y: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Data loss, weighted regularisation and predictions for one batch.
 
         The layer inputs are computed once and shared with the regularisers that need them.
+        With a custom loss, ``y`` is the whole batch (:meth:`check_batch`), the loss is
+        ``custom_loss(model, y)`` and ``pred`` is empty (the callable makes its own predictions).
 
         Returns:
             ``(loss, reg, pred)``: two scalars and (B, widths[-1]).
+
+        Raises:
+            TypeError: A custom loss returned something other than a one-element floating tensor.
         """
+        if self.custom_loss is not None:
+            loss = _check_loss_value(self.custom_loss(self.model, y), self.loss_name)
+            loss = loss.to(self.model_dtype)
+            active = any(r.weight != 0 for r in self.regularisers)
+            reg = regularisation(self.regularisers, self.model, x) if active else loss.new_zeros(())
+            return loss, reg, loss.new_zeros(0)
         if self._needs_layer_inputs:
             layer_inputs = self.model.layer_inputs(x)
             pred = layer_inputs[-1]
         else:
             layer_inputs, pred = None, self.model(x)
-        loss = self._loss(pred, y)
+        loss = self._loss(self._full_precision(pred), y)
         reg = regularisation(self.regularisers, self.model, x, layer_inputs)
         return loss, reg, pred
 
@@ -304,7 +371,7 @@ class KANModule(pl.LightningModule):
         metrics = {"train_loss": loss, "reg": reg}
         if self.classification:
             metrics["train_acc"] = (pred.argmax(-1) == y).to(pred.dtype).mean()
-        else:
+        elif self.custom_loss is None:  # a custom objective has no RMSE
             metrics["train_rmse"] = loss.sqrt()
         self.last_train_metrics = metrics
         if self.log_metrics:
@@ -339,16 +406,36 @@ class KANModule(pl.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         if x.is_floating_point() and x.dtype != self.model_dtype:
             x = x.to(self.model_dtype)
-        return self.model(x)
+        return self._full_precision(self.model(x))
 
     def _accumulate(self, batch: Any, split: str) -> None:
+        if self.custom_loss is not None:
+            self._accumulate_custom(batch, split)
+            return
         x, y = self.check_batch(batch, split)
-        pred = self.model(x)
+        pred = self._full_precision(self.model(x))
         # sums over the whole split (all batches, all ranks), so the metric is exact, not a mean of means
         parts = [self._loss(pred, y, reduction="sum"), torch.tensor(float(y.numel()), device=pred.device)]
         if self.classification:
             parts.append((pred.argmax(-1) == y).sum().to(pred.dtype))
         sums = torch.stack([p.to(pred.dtype) for p in parts])
+        self._sums[split] = sums if split not in self._sums else self._sums[split] + sums
+
+    def _accumulate_custom(self, batch: Any, split: str) -> None:
+        """A custom loss on an evaluation batch, weighted by the batch's size (its inputs' rows, else 1).
+
+        Lightning evaluates under ``torch.inference_mode``; the loss runs with gradients enabled
+        (a PDE residual differentiates the model) on copies of the batch made outside it.
+        """
+        with torch.inference_mode(False), torch.enable_grad():
+            batch = _clone_tensors(batch)
+            x, full = self.check_batch(batch, split)
+            custom = self.custom_loss
+            assert custom is not None  # only called with a custom loss
+            loss = _check_loss_value(custom(self.model, full), self.loss_name)
+            loss = loss.detach().to(self.model_dtype)
+        rows = float(x.shape[0]) if x.dim() >= 1 and x.shape[0] > 0 else 1.0
+        sums = torch.stack([loss * rows, torch.tensor(rows, dtype=loss.dtype, device=loss.device)])
         self._sums[split] = sums if split not in self._sums else self._sums[split] + sums
 
     def _log_eval(self, split: str) -> dict[str, torch.Tensor]:
@@ -360,7 +447,7 @@ class KANModule(pl.LightningModule):
         metrics = {f"{split}_loss": sums[0] / n}
         if self.classification:
             metrics[f"{split}_acc"] = sums[2] / n
-        else:
+        elif self.custom_loss is None:
             metrics[f"{split}_rmse"] = (sums[0] / n).sqrt()
         if self.log_metrics:
             # already summed over the ranks, so every rank holds the same value; sync_dist keeps it so
@@ -430,6 +517,89 @@ def _check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any] | None) -> dict
             f"accepted optimizer_kwargs: {', '.join(accepted)}"
         )
     return kwargs
+
+
+def _check_loss(loss: Any) -> LossFn | None:
+    """The custom objective, or None for a built-in loss name.
+
+    Raises:
+        ValueError: An unknown name (a recorded custom loss name gets a hint on how to pass it).
+    """
+    if callable(loss):
+        return loss
+    if isinstance(loss, str) and loss in LOSSES:
+        return None
+    if isinstance(loss, str) and loss.startswith(CUSTOM_LOSS_PREFIX):
+        raise ValueError(
+            f"this model was trained with the custom loss {loss[len(CUSTOM_LOSS_PREFIX) :]!r}, which is not "
+            "saved in checkpoints; pass it again: KANModule.load_from_checkpoint(path, loss=the_function)"
+        )
+    raise ValueError(
+        f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)} or a callable loss(model, batch) -> scalar"
+    )
+
+
+def custom_loss_name(fn: Callable[..., Any]) -> str:
+    """How a custom loss is recorded in the hyperparameters: ``"custom:<module>.<qualname>"``."""
+    owner = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn)
+    module = getattr(owner, "__module__", None) or "?"
+    qualname = getattr(owner, "__qualname__", None) or type(fn).__name__
+    return f"{CUSTOM_LOSS_PREFIX}{module}.{qualname}"
+
+
+def _check_loss_value(value: Any, name: str) -> torch.Tensor:
+    """``value`` as a 0-d tensor.
+
+    Raises:
+        TypeError: It is not a one-element floating tensor.
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+        return value.reshape(())
+    if isinstance(value, torch.Tensor):
+        shown = f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    else:
+        shown = type(value).__name__
+    raise TypeError(
+        f"the loss {name.removeprefix(CUSTOM_LOSS_PREFIX)!r} must return a floating scalar tensor "
+        f"(one element), got {shown}"
+    )
+
+
+def _cast_floats(batch: Any, dtype: torch.dtype) -> Any:
+    """``batch`` with its floating tensors cast to ``dtype`` (through tuples, lists and dicts)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(dtype) if batch.is_floating_point() and batch.dtype != dtype else batch
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_cast_floats(b, dtype) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _cast_floats(v, dtype) for k, v in batch.items()}
+    return batch
+
+
+def _clone_tensors(batch: Any) -> Any:
+    """``batch`` with every tensor cloned (through tuples, lists and dicts)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.clone()
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_clone_tensors(b) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _clone_tensors(v) for k, v in batch.items()}
+    return batch
+
+
+def _describe(batch: Any) -> str:
+    if isinstance(batch, torch.Tensor):
+        return f"a tensor of shape {tuple(batch.shape)}"
+    if isinstance(batch, (tuple, list)):
+        return f"a {type(batch).__name__} of {', '.join(_describe(b) for b in batch) or 'nothing'}"
+    return type(batch).__name__
+
+
+def _param_dtype(model: KAN) -> torch.dtype:
+    """The dtype of a KAN's parameters (its first layer's coefficients)."""
+    coef = model.layers[0].coef
+    assert isinstance(coef, torch.Tensor)
+    return coef.dtype
 
 
 def _collapse(values: list[Any]) -> Any:
