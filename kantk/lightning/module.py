@@ -225,6 +225,25 @@ class KANModule(pl.LightningModule):
         """The dtype of the KAN's parameters."""
         return _param_dtype(self.model)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the parameters' dtype as it is now: ``Trainer(precision="64-true")`` converts the
+        model to float64 after it was built, and the checkpoint must rebuild it so (not as float32)."""
+        hparams = checkpoint.get("hyper_parameters")
+        name = str(self.model_dtype).removeprefix("torch.")
+        if isinstance(hparams, dict) and name in DTYPES:
+            hparams["dtype"] = name
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Bring the model to the checkpoint's dtype before its state is loaded (a checkpoint saved
+        before the dtype was recorded, or a model built with another ``dtype``)."""
+        coef = checkpoint.get("state_dict", {}).get("model.layers.0.coef")
+        if (
+            isinstance(coef, torch.Tensor)
+            and coef.dtype in DTYPES.values()
+            and coef.dtype != self.model_dtype
+        ):
+            self.to(coef.dtype)
+
     @property
     def classification(self) -> bool:
         """Whether the loss is cross-entropy over class indices."""
