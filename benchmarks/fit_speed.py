@@ -1,14 +1,24 @@
-"""Wall time and accuracy of kantk.fit beside a plain LBFGS loop and pykan's ``model.fit``.
+"""Wall time of kantk.fit beside a plain PyTorch loop doing the same optimizer steps.
 
-The job: a [2, 5, 1] B-spline KAN (G=5, k=3) on f(x1, x2) = exp(sin(pi*x1) + x2**2), 1000 training
-and 1000 test samples, full-batch LBFGS (pykan's settings), float64, seed 0. Every run trains on
-the same data, one after another in this process, and is reported as a ratio to the plain loop
-(the anchor), so a loaded machine moves all rows together.
+Two jobs, each run with 1 and then 2 torch threads, one after another in this process, each row
+reported as a ratio to the plain loop of its job and thread count (the anchor), so a loaded
+machine moves all rows together:
 
-Run:  python benchmarks/fit_speed.py [--steps 100] [--repeats 1] [--threads 1] [--no-pykan]
+- **Adam**: a [100, 64, 1] B-spline KAN (G=10, k=3, float32), 100k training and 10k test rows
+  (inputs uniform in [-1, 1], label sum_{i<10} sin(pi x_i) / 3), 30 Adam steps (lr 1e-2) on
+  shuffled batches of 4096. The plain loop shuffles the same way and evaluates the test split once
+  at the end; ``kantk.fit`` evaluates on its default schedule (after steps 10 and 20 on a 4096-row
+  subset, after step 30 on the whole split).
+- **LBFGS**: the README's [2, 5, 1] KAN (G=5, k=3, float64) on exp(sin(pi*x1) + x2**2), 1000
+  training and 1000 test rows, 100 full-batch LBFGS steps with kantk's settings (lr 1, history 30,
+  strong Wolfe, no tolerance stop). Both evaluate the test split after every step (kantk.fit's
+  default for LBFGS, as pykan).
 
-pykan rows appear when ``kan`` (pip ``pykan``) is importable; pykan runs in a temporary
-directory because it may write there. Nothing is written to the working directory.
+``kantk.fit`` runs with ``progress=False`` and ``seed=0``. pykan rows (LBFGS job, ``--pykan``)
+appear when ``kan`` (pip ``pykan``) is importable; pykan runs in a temporary directory because it
+may write there. Nothing is written to the working directory.
+
+Run:  python benchmarks/fit_speed.py [--repeats 3] [--threads 1 2] [--lbfgs-steps 100] [--pykan]
 """
 
 from __future__ import annotations
@@ -17,63 +27,100 @@ import argparse
 import contextlib
 import io
 import os
+import platform
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 import kantk
+from kantk.lightning.module import LBFGS_DEFAULTS
 
 FORMULA = "exp(sin(pi*x1) + x2**2)"
+ADAM = {"widths": [100, 64, 1], "grid": 10, "train": 100_000, "test": 10_000, "batch": 4096, "steps": 30}
 
 
 def rmse(pred: torch.Tensor, label: torch.Tensor) -> float:
     return float(torch.sqrt(torch.mean((pred - label) ** 2)))
 
 
-def plain_loop(data: dict, steps: int) -> float:
-    model = kantk.KAN([2, 5, 1], basis_kwargs={"grid_size": 5, "order": 3}, seed=0)
-    opt = torch.optim.LBFGS(
-        model.parameters(),
-        lr=1.0,
-        history_size=10,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=1e-32,
-        tolerance_change=1e-32,
+# -- Adam job ------------------------------------------------------------------------------------
+
+
+def adam_data() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    n = ADAM["train"] + ADAM["test"]
+    x = torch.rand(n, ADAM["widths"][0], generator=g, dtype=torch.float32) * 2 - 1
+    y = torch.sin(torch.pi * x[:, :10]).sum(1, keepdim=True) / 3
+    t = ADAM["train"]
+    return {"train_input": x[:t], "train_label": y[:t], "test_input": x[t:], "test_label": y[t:]}
+
+
+def adam_model() -> kantk.KAN:
+    return kantk.KAN(ADAM["widths"], basis_kwargs={"grid_size": ADAM["grid"], "order": 3}, seed=0)
+
+
+def adam_plain(data: dict[str, torch.Tensor]) -> float:
+    model = adam_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = data["train_input"], data["train_label"]
+    g = torch.Generator().manual_seed(0)
+    batch, order, pos = ADAM["batch"], torch.randperm(x.shape[0], generator=g), 0
+    for _ in range(ADAM["steps"]):
+        if pos >= x.shape[0]:
+            order, pos = torch.randperm(x.shape[0], generator=g), 0
+        rows = order[pos : pos + batch]
+        pos += batch
+        opt.zero_grad()
+        F.mse_loss(model(x[rows]), y[rows]).backward()
+        opt.step()
+    with torch.no_grad():
+        return rmse(model(data["test_input"]), data["test_label"])
+
+
+def adam_fit(data: dict[str, torch.Tensor]) -> float:
+    model = adam_model()
+    history = kantk.fit(
+        model, data, steps=ADAM["steps"], optimizer="adam", batch=ADAM["batch"], progress=False, seed=0
     )
+    return history.test_rmse[-1]
+
+
+# -- LBFGS job -----------------------------------------------------------------------------------
+
+
+def lbfgs_model() -> kantk.KAN:
+    return kantk.KAN([2, 5, 1], basis_kwargs={"grid_size": 5, "order": 3}, seed=0).to(torch.float64)
+
+
+def lbfgs_plain(data: dict[str, torch.Tensor], steps: int) -> float:
+    model = lbfgs_model()
+    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, **LBFGS_DEFAULTS)
     x, y = data["train_input"], data["train_label"]
 
-    def closure():
+    def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = torch.mean((model(x) - y) ** 2)
         loss.backward()
         return loss
 
+    value = float("nan")
     for _ in range(steps):
         opt.step(closure)
-        with torch.no_grad():  # the per-step test evaluation both fits also do
-            rmse(model(data["test_input"]), data["test_label"])
-    with torch.no_grad():
-        return rmse(model(data["test_input"]), data["test_label"])
+        with torch.no_grad():  # the per-step test evaluation kantk.fit also does for LBFGS
+            value = rmse(model(data["test_input"]), data["test_label"])
+    return value
 
 
-def kantk_fit(data: dict, steps: int, grid_update_every: int | None = None) -> float:
-    model = kantk.KAN([2, 5, 1], basis_kwargs={"grid_size": 5, "order": 3}, seed=0)
-    history = kantk.fit(
-        model,
-        data,
-        steps=steps,
-        optimizer="lbfgs",
-        progress=False,
-        seed=0,
-        grid_update_every=grid_update_every,
-    )
+def lbfgs_fit(data: dict[str, torch.Tensor], steps: int) -> float:
+    history = kantk.fit(lbfgs_model(), data, steps=steps, optimizer="lbfgs", progress=False, seed=0)
     return history.test_rmse[-1]
 
 
-def pykan_fit(data: dict, steps: int, update_grid: bool = True) -> float:
+def pykan_fit(data: dict[str, torch.Tensor], steps: int, update_grid: bool = True) -> float:
     from kan import KAN as PyKAN
 
     with (
@@ -97,54 +144,56 @@ def timed(fn: Callable[[], float], repeats: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--no-pykan", action="store_true", help="skip pykan even if installed")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch intra-op threads (default: torch's); 1 is steadier on a shared machine",
-    )
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per row; the median is reported")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op threads")
+    parser.add_argument("--lbfgs-steps", type=int, default=100)
+    parser.add_argument("--pykan", action="store_true", help="add pykan rows to the LBFGS job")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
-    torch.set_default_dtype(torch.float64)
-    data = kantk.create_dataset(FORMULA, n_vars=2, train_num=1000, test_num=1000, seed=0)
-    rows: list[tuple[str, Callable[[], float]]] = [
-        ("plain LBFGS loop (anchor)", lambda: plain_loop(data, args.steps)),
-        ("kantk.fit", lambda: kantk_fit(data, args.steps)),
-        ("kantk.fit, grid updates 5/50", lambda: kantk_fit(data, args.steps, grid_update_every=5)),
+    adam = adam_data()
+    lbfgs = kantk.create_dataset(
+        FORMULA, n_vars=2, train_num=1000, test_num=1000, seed=0, dtype=torch.float64
+    )
+    jobs: list[tuple[str, list[tuple[str, Callable[[], float]]]]] = [
+        (
+            f"Adam, {ADAM['steps']} steps, batch {ADAM['batch']}, {ADAM['widths']} G={ADAM['grid']}, "
+            f"{ADAM['train'] // 1000}k rows, float32",
+            [("plain Adam loop (anchor)", lambda: adam_plain(adam)), ("kantk.fit", lambda: adam_fit(adam))],
+        ),
+        (
+            f"LBFGS, {args.lbfgs_steps} full-batch steps, [2, 5, 1] G=5, 1000 rows, float64",
+            [
+                ("plain LBFGS loop (anchor)", lambda: lbfgs_plain(lbfgs, args.lbfgs_steps)),
+                ("kantk.fit", lambda: lbfgs_fit(lbfgs, args.lbfgs_steps)),
+            ],
+        ),
     ]
-    have_pykan = False
-    if not args.no_pykan:
+    if args.pykan:
         try:
             import kan  # noqa: F401
 
-            have_pykan = True
+            jobs[1][1].append(
+                ("pykan model.fit (grid updates 5/50)", lambda: pykan_fit(lbfgs, args.lbfgs_steps))
+            )
         except ImportError as exc:  # pykan missing: report and go on
             print(f"pykan not measured ({type(exc).__name__}: {exc})")
-    if have_pykan:
-        rows += [
-            ("pykan 0.2.8 model.fit (grid updates 5/50, default)", lambda: pykan_fit(data, args.steps)),
-            (
-                "pykan 0.2.8 model.fit, update_grid=False",
-                lambda: pykan_fit(data, args.steps, update_grid=False),
-            ),
-        ]
 
     print(
-        f"{args.steps} LBFGS steps, [2, 5, 1], G=5, float64, torch threads={torch.get_num_threads()}, "
-        f"cpus={os.cpu_count()}"
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, cpus={os.cpu_count()}, "
+        f"median of {args.repeats}, kantk native kernels: {kantk.native_status()}"
     )
-    print(f"{'run':55s} {'seconds':>9s} {'x anchor':>9s} {'test RMSE':>10s}")
-    anchor = None
-    for name, fn in rows:
-        seconds, value = timed(fn, args.repeats)
-        anchor = anchor or seconds
-        print(f"{name:55s} {seconds:9.2f} {seconds / anchor:9.2f} {value:10.3e}", flush=True)
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for title, rows in jobs:
+            print(f"\n{title}; torch threads={torch.get_num_threads()}")
+            print(f"{'run':42s} {'seconds':>9s} {'x anchor':>9s} {'test RMSE':>10s}")
+            anchor = None
+            for name, fn in rows:
+                fn()  # warm-up: native kernel load, first-call allocations
+                seconds, value = timed(fn, args.repeats)
+                anchor = anchor or seconds
+                print(f"{name:42s} {seconds:9.3f} {seconds / anchor:9.2f} {value:10.3e}", flush=True)
 
 
 if __name__ == "__main__":

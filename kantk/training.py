@@ -126,12 +126,16 @@ class _HistoryRecorder:
 
 class _FitSchedule:
     """kantk.fit's evaluation schedule: ask Lightning to stop (and so to validate) after the last
-    step, whatever ``val_check_interval`` says. A Callback of either package (:func:`_fit_callback`)."""
+    step, whatever ``val_check_interval`` says; not when kantk.fit evaluates the whole test split
+    itself afterwards (``final=False``). A Callback of either package (:func:`_fit_callback`)."""
+
+    def __init__(self, final: bool = True):
+        self.final = final
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step:
+        if self.final and trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step:
             trainer.should_stop = True
 
 
@@ -294,7 +298,9 @@ def fit(
             classification=None if custom else classification,
         )
         dataset = {k: v.to(param.dtype) if v.is_floating_point() else v for k, v in dataset.items()}
-        datamodule = classes.TensorDataModule(dataset, batch_size=batch, shuffle=True, val_rows=EVAL_ROWS)
+        datamodule = classes.TensorDataModule(
+            dataset, batch_size=batch, shuffle=True, val_rows=EVAL_ROWS, check=False
+        )
     else:
         raise TypeError(
             "data must be a dict with train_input/train_label (and optionally test_input/test_label) "
@@ -320,7 +326,9 @@ def fit(
     recorder = _history_callback(package)(history)
     interrupt = _fit_callback(_Interrupted, package)(checkpoint=log_dir is not None)
     all_callbacks: list[pl.Callback] = [classes.NaNGuard()] if nan_guard else []
-    all_callbacks += [recorder, _fit_callback(_FitSchedule, package)(), interrupt, *(callbacks or [])]
+    subset = isinstance(datamodule, classes.TensorDataModule) and _evaluates_subset(datamodule)
+    schedule = _fit_callback(_FitSchedule, package)(final=not subset)
+    all_callbacks += [recorder, schedule, interrupt, *(callbacks or [])]
     if eval_every is None:
         eval_every = DEFAULT_EVAL_EVERY.get(str(optimizer), 1)
     if progress:
@@ -377,19 +385,21 @@ def fit(
             model.to(device)  # Lightning moves the module to the CPU when it tears down
             model.train(was_training)
             recorder.flush()
-        if isinstance(datamodule, classes.TensorDataModule) and history.eval_step:
-            _evaluate_whole_test_split(module, datamodule, history)
+        if subset:
+            _evaluate_whole_test_split(module, datamodule, history, trainer.global_step)
     return history
 
 
-def _evaluate_whole_test_split(module: Any, datamodule: Any, history: History) -> None:
-    """Replace the last test row, measured on a subset of at most ``val_rows`` rows, by the
-    metrics on the whole test split (kantk.fit's final evaluation)."""
-    data = datamodule.dataset
-    rows = datamodule.val_rows
-    if "test_input" not in data or rows is None or data["test_input"].shape[0] <= rows:
-        return
-    x, y = data["test_input"], data["test_label"]
+def _evaluates_subset(datamodule: Any) -> bool:
+    """Whether the data module validates on a subset of its test split (``val_rows``)."""
+    data, rows = datamodule.dataset, datamodule.val_rows
+    return "test_input" in data and rows is not None and data["test_input"].shape[0] > rows
+
+
+def _evaluate_whole_test_split(module: Any, datamodule: Any, history: History, step: int) -> None:
+    """kantk.fit's last evaluation, on the whole test split: a new test row for ``step``, or in
+    place of the row already measured there on the subset (the NaN guard's stop validates)."""
+    x, y = datamodule.dataset["test_input"], datamodule.dataset["test_label"]
     device = module.model.layers[0].coef.device
     log_metrics, was_training = module.log_metrics, module.training
     module.log_metrics = False
@@ -405,9 +415,16 @@ def _evaluate_whole_test_split(module: Any, datamodule: Any, history: History) -
     finally:
         module.log_metrics = log_metrics
         module.train(was_training)
+    replace = bool(history.eval_step) and history.eval_step[-1] == step
+    if not replace:
+        history.eval_step.append(int(step))
     for key, value in metrics.items():
-        if key in _TEST_KEYS and getattr(history, _TEST_KEYS[key]):
-            getattr(history, _TEST_KEYS[key])[-1] = float(value)
+        if key in _TEST_KEYS:
+            column = getattr(history, _TEST_KEYS[key])
+            if replace and column:
+                column[-1] = float(value)
+            else:
+                column.append(float(value))
 
 
 def _sigint_handler() -> Any:

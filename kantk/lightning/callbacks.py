@@ -135,9 +135,9 @@ class NaNGuard(pl.Callback):
     When training ends with an exception (``KeyboardInterrupt`` included) in the middle of a step,
     and the candidate holds the state at the start of that step, the model goes back to it (an
     interrupted LBFGS step would otherwise leave a line-search trial point); otherwise non-finite
-    parameters are handled as at a check. The losses read are ``pl_module.step_start_loss`` (the
-    objective at the parameters the step started from; :class:`KANModule` has it), the values of
-    ``pl_module.last_train_metrics``, and the ``loss`` that ``training_step`` returned.
+    parameters are handled as at a check. The loss read is ``pl_module.step_start_loss`` (the
+    objective at the parameters the step started from; :class:`KANModule` has it), else the
+    ``loss`` that ``training_step`` returned, else the values of ``pl_module.last_train_metrics``.
 
     Args:
         every: Steps between checks. ``None`` (default): every step on the CPU or under manual
@@ -214,8 +214,12 @@ class NaNGuard(pl.Callback):
         if start is None:
             returned = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
             start = returned.detach() if isinstance(returned, torch.Tensor) else None
-        metrics = list(getattr(pl_module, "last_train_metrics", {}).values())
-        ok = _all_finite([t for t in (start, *metrics) if t is not None])
+        # The start objective, when the module gives one, is what says whether the parameters the
+        # step started from were good. The module's other metrics may come from elsewhere: LBFGS
+        # records its last closure evaluation, often a line-search trial point whose loss can be
+        # inf while the accepted step is fine (that made the old guard stop successful refits).
+        losses = [start] if start is not None else list(getattr(pl_module, "last_train_metrics", {}).values())
+        ok = _all_finite(losses)
         if self._window_steps == 0 and start is not None:
             self._first_ok = _all_finite([start])
         if ok is not None:

@@ -105,6 +105,8 @@ class TensorDataModule(pl.LightningDataModule):
         val_rows: Validate on at most this many test rows: when the test split is larger, a fixed
             random subset of it (seed 0, the same rows at every validation, kept in their order);
             ``None`` (default): the whole split. ``test_dataloader`` always serves the whole split.
+        check: False skips the dataset checks (for a dataset already checked, as ``kantk.fit``
+            does before it builds this module).
 
     Raises:
         ValueError: The dataset has NaN/Inf values or inconsistent shapes, or batch_size is bad.
@@ -117,6 +119,7 @@ class TensorDataModule(pl.LightningDataModule):
         shuffle: bool = True,
         num_workers: int = 0,
         val_rows: int | None = None,
+        check: bool = True,
     ):
         super().__init__()
         self._check_loader_args(batch_size, num_workers)
@@ -126,7 +129,7 @@ class TensorDataModule(pl.LightningDataModule):
             raise ValueError(f"val_rows must be an int >= 1 or None, got {val_rows!r}")
         self.val_rows = val_rows
         predict = dataset.get("predict_input") if isinstance(dataset, Mapping) else None
-        self.dataset = check_dataset(dataset)
+        self.dataset = check_dataset(dataset) if check else dict(dataset)
         if predict is not None:
             self.dataset["predict_input"] = self._check_predict_input(predict, self.dataset["train_input"])
         self.batch_size = batch_size

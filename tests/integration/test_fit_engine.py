@@ -1,0 +1,239 @@
+"""kantk.fit's engine: the evaluation schedule, the NaN guard callback, Ctrl-C, tensor batches."""
+
+from __future__ import annotations
+
+import os
+import signal
+import warnings
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import kantk
+import kantk.training
+from kantk.lightning import KANModule, NaNGuard, TensorDataModule
+
+TOY = "exp(sin(pi*x1) + x2**2)"
+
+
+@pytest.fixture()
+def data():
+    return kantk.create_dataset(TOY, n_vars=2, train_num=200, test_num=100, seed=0, dtype=torch.float64)
+
+
+def _model():
+    return kantk.KAN([2, 3, 1], seed=0).to(torch.float64)
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _test_rmse(model, data, rows=slice(None)):
+    with torch.no_grad():
+        pred = model(data["test_input"][rows])
+    return float((pred - data["test_label"][rows]).square().mean().sqrt())
+
+
+# --- evaluation schedule ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("steps", "every", "expected"), [(5, 2, [2, 4, 5]), (6, 3, [3, 6]), (3, None, [1, 2, 3])]
+)
+def test_eval_every_sets_the_schedule_and_the_history_says_when(data, steps, every, expected):
+    history = kantk.fit(_model(), data, steps=steps, eval_every=every, progress=False, seed=0)
+    assert history.eval_step == expected
+    assert len(history.test_rmse) == len(history.test_loss) == len(expected)
+    assert len(history.train_loss) == steps  # training metrics stay per step
+
+
+def test_adam_evaluates_every_10_steps_and_after_the_last(data):
+    model = _model()
+    history = kantk.fit(model, data, steps=23, optimizer="adam", batch=50, progress=False, seed=0)
+    assert history.eval_step == [10, 20, 23]
+    assert history.test_rmse[-1] == pytest.approx(_test_rmse(model, data), rel=1e-12)
+
+
+def test_a_large_test_split_is_sampled_until_the_last_evaluation(data, monkeypatch):
+    monkeypatch.setattr(kantk.training, "EVAL_ROWS", 40)  # the test split (100 rows) counts as large
+    model = _model()
+    history = kantk.fit(model, data, steps=4, eval_every=2, progress=False, seed=0)
+    assert history.eval_step == [2, 4]
+    # the last row: the whole split, exactly
+    assert history.test_rmse[-1] == pytest.approx(_test_rmse(model, data), rel=1e-12)
+    # the others: a fixed subset of 40 rows (seed 0, kept in order)
+    rows = torch.randperm(100, generator=torch.Generator().manual_seed(0))[:40].sort().values
+    replay = _model()
+    kantk.fit(replay, data, steps=2, eval_every=2, progress=False, seed=0)
+    assert history.test_rmse[0] == pytest.approx(_test_rmse(replay, data, rows), rel=1e-12)
+
+
+def test_bad_eval_every_is_refused(data):
+    with pytest.raises(ValueError, match="eval_every must be an int >= 1 or None"):
+        kantk.fit(_model(), data, steps=2, eval_every=0, progress=False)
+
+
+def test_mini_batches_by_indexing_match_per_sample_collation():
+    x, y = torch.randn(37, 3), torch.randn(37, 1)
+    module = TensorDataModule({"train_input": x, "train_label": y}, batch_size=8, shuffle=True)
+    torch.manual_seed(3)
+    fast = [tuple(t.clone() for t in b) for b in module.train_dataloader()]
+    torch.manual_seed(3)
+    slow = list(DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True))
+    assert len(fast) == len(slow) == 5
+    for (fx, fy), (sx, sy) in zip(fast, slow, strict=True):
+        assert torch.equal(fx, sx) and torch.equal(fy, sy)
+
+
+# --- NaN guard ----------------------------------------------------------------------------------
+
+
+def test_a_successful_fit_does_not_warn(data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kantk.fit(_model(), data, steps=3, progress=False, seed=0)
+
+
+def test_without_a_finite_start_the_warning_says_so_and_the_model_stays(data):
+    model = _model()
+    with torch.no_grad():
+        model.layers[0].coef.fill_(1e300)  # finite parameters whose loss overflows to inf
+    before = _state(model)
+    with pytest.warns(UserWarning, match="the loss was not finite from the first step"):
+        kantk.fit(model, data, steps=4, optimizer="adam", progress=False, seed=0)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_the_guard_can_be_switched_off(data):
+    model = _model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kantk.fit(model, data, steps=3, optimizer="adam", lr=1e300, nan_guard=False, progress=False, seed=0)
+    assert not all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def test_a_guard_checking_every_3_steps_goes_back_to_a_checked_state(data):
+    guard = NaNGuard(every=3)
+
+    class BlowUpAtStep5(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 4:  # the 5th step starts from NaN parameters
+                with torch.no_grad():
+                    pl_module.model.layers[0].coef.fill_(float("nan"))
+
+    model = _model()
+    reference = _model()
+    kantk.fit(reference, data, steps=3, optimizer="adam", progress=False, seed=0)
+    with pytest.warns(UserWarning, match=r"stopped at step 6: .* back at the parameters after step 3"):
+        history = kantk.fit(
+            model,
+            data,
+            steps=9,
+            optimizer="adam",
+            progress=False,
+            seed=0,
+            nan_guard=False,
+            callbacks=[guard, BlowUpAtStep5()],
+        )
+    assert guard.restored_at == 6 and guard.restored_to == 3
+    assert len(history.train_loss) == 6
+    for k, v in model.state_dict().items():  # the state checked after step 3
+        assert torch.equal(v, reference.state_dict()[k]), k
+    assert guard.state_dict()["restored_at"] == 6
+
+
+def test_a_trainer_keeps_its_own_guard_and_the_module_adds_one_otherwise():
+    module = KANModule([2, 2, 1], init_seed=0)
+    own = NaNGuard(every=4)
+    trainer = pl.Trainer(max_steps=1, callbacks=[own], logger=False, enable_checkpointing=False)
+    module.trainer = trainer
+    assert not any(isinstance(c, NaNGuard) for c in module.configure_callbacks())
+    bare = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False)
+    module.trainer = bare
+    assert any(isinstance(c, NaNGuard) for c in module.configure_callbacks())
+    module.nan_guard = False
+    assert not any(isinstance(c, NaNGuard) for c in module.configure_callbacks())
+
+
+def test_the_guard_works_under_the_lightning_package():
+    pytest.importorskip("lightning")
+    import lightning as L
+
+    from kantk.lightning.unified import FunctionDataModule as LFunctionDataModule
+    from kantk.lightning.unified import KANModule as LKANModule
+
+    class BlowUp(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 2:
+                with torch.no_grad():
+                    pl_module.model.layers[0].coef.fill_(float("nan"))
+
+    module = LKANModule([2, 2, 1], init_seed=0, dtype="float64")
+    trainer = L.Trainer(
+        max_steps=5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[BlowUp()],
+    )
+    datamodule = LFunctionDataModule("x1*x2", 2, train_num=50, test_num=10, dtype="float64")
+    with pytest.warns(UserWarning, match=r"stopped at step 3: .* back at the parameters after step 1"):
+        trainer.fit(module, datamodule=datamodule)
+    assert all(bool(torch.isfinite(p).all()) for p in module.model.parameters())
+    assert trainer.global_step == 3
+    assert [type(c).__name__ for c in trainer.callbacks].count("NaNGuard") == 1
+
+
+# --- Ctrl-C -------------------------------------------------------------------------------------
+
+
+class _InterruptAt(pl.Callback):
+    def __init__(self, step, how):
+        self.step, self.how = step, how
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            if self.how == "raise":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+            # Python runs the handler at the next bytecode: KeyboardInterrupt inside this step
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+@pytest.mark.parametrize("how", ["raise", "sigint"])
+def test_ctrl_c_raises_keyboard_interrupt_after_a_checkpoint(data, tmp_path, how, optimizer):
+    reference = _model()
+    kantk.fit(reference, data, steps=3, optimizer=optimizer, batch=-1, progress=False, seed=0)
+    model = _model()
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt, match="interrupted after step 3"):
+        kantk.fit(
+            model,
+            data,
+            steps=10,
+            optimizer=optimizer,
+            log_dir=tmp_path,
+            progress=False,
+            seed=0,
+            callbacks=[_InterruptAt(3, how)],
+        )
+    assert signal.getsignal(signal.SIGINT) is handler  # Lightning's SIG_IGN is undone
+    # the parameters of the last completed step
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, reference.state_dict()[k]), k
+    (checkpoint,) = tmp_path.glob("**/interrupted-step=3.ckpt")
+    restored = KANModule.load_from_checkpoint(checkpoint)
+    for k, v in model.state_dict().items():
+        assert torch.equal(restored.model.state_dict()[k], v), k
+
+
+def test_ctrl_c_without_log_dir_writes_nothing(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        kantk.fit(_model(), data, steps=5, progress=False, callbacks=[_InterruptAt(1, "raise")])
+    assert list(tmp_path.iterdir()) == []
