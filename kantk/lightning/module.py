@@ -338,7 +338,11 @@ class KANModule(pl.LightningModule):
             loss = _check_loss_value(self.custom_loss(self.model, y), self.loss_name)
             loss = loss.to(self.model_dtype)
             active = any(r.weight != 0 for r in self.regularisers)
-            reg = regularisation(self.regularisers, self.model, x) if active else loss.new_zeros(())
+            reg = (
+                regularisation(self.regularisers, self.model, x, sync=_distributed())
+                if active
+                else loss.new_zeros(())
+            )
             return loss, reg, loss.new_zeros(0)
         if self._needs_layer_inputs:
             layer_inputs = self.model.layer_inputs(x)
@@ -346,7 +350,7 @@ class KANModule(pl.LightningModule):
         else:
             layer_inputs, pred = None, self.model(x)
         loss = self._loss(self._full_precision(pred), y)
-        reg = regularisation(self.regularisers, self.model, x, layer_inputs)
+        reg = regularisation(self.regularisers, self.model, x, layer_inputs, sync=_distributed())
         return loss, reg, pred
 
     def _loss(self, pred: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -612,6 +616,15 @@ def _describe(batch: Any) -> str:
     if isinstance(batch, (tuple, list)):
         return f"a {type(batch).__name__} of {', '.join(_describe(b) for b in batch) or 'nothing'}"
     return type(batch).__name__
+
+
+def _distributed() -> bool:
+    """Whether several ranks train together (the regularisers then take whole-batch statistics)."""
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
 
 
 def _param_dtype(model: KAN) -> torch.dtype:

@@ -3,6 +3,9 @@
 A regulariser is built by its registry record's ``factory(**options)`` and called as
 ``reg(model, x) -> scalar tensor``; one that sets ``needs_layer_inputs = True`` also accepts
 ``layer_inputs=model.layer_inputs(x)`` so the training step can share that pass with the loss.
+One whose value depends on batch statistics and that sets ``supports_sync = True`` accepts
+``sync=True``: under ``torch.distributed`` it then takes those statistics over every rank's
+batch (so that data-parallel training equals one process), differentiably.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ class WeightedRegulariser:
     @property
     def needs_layer_inputs(self) -> bool:
         return bool(getattr(self.fn, "needs_layer_inputs", False))
+
+    @property
+    def supports_sync(self) -> bool:
+        return bool(getattr(self.fn, "supports_sync", False))
 
 
 def build_regularisers(
@@ -91,16 +98,22 @@ def regularisation(
     model: torch.nn.Module,
     x: torch.Tensor,
     layer_inputs: Sequence[torch.Tensor] | None = None,
+    sync: bool = False,
 ) -> torch.Tensor:
-    """The weighted sum of the penalties for a batch ``x`` (batch, widths[0]); 0 when none."""
+    """The weighted sum of the penalties for a batch ``x`` (batch, widths[0]); 0 when none.
+
+    ``sync=True`` (every rank of an initialised ``torch.distributed`` group must call it then):
+    regularisers that support it take their batch statistics over all ranks' batches.
+    """
     total = x.new_zeros(())
     for reg in regularisers:
         if reg.weight == 0:
             continue
+        options: dict[str, Any] = {"sync": True} if sync and reg.supports_sync else {}
         if reg.needs_layer_inputs and layer_inputs is not None:
-            value = reg.fn(model, x, layer_inputs=layer_inputs)
+            value = reg.fn(model, x, layer_inputs=layer_inputs, **options)
         else:
-            value = reg.fn(model, x)
+            value = reg.fn(model, x, **options)
         total = total + reg.weight * value
     return total
 

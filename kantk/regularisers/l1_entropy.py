@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -32,6 +33,7 @@ class L1EntropyRegulariser:
     """
 
     needs_layer_inputs = True
+    supports_sync = True
 
     def __init__(self, l1: float = 1.0, entropy: float = 2.0, input_eps: float = 0.1):
         for name, value in (("l1", l1), ("entropy", entropy), ("input_eps", input_eps)):
@@ -42,12 +44,19 @@ class L1EntropyRegulariser:
         self.input_eps = float(input_eps)
 
     def __call__(
-        self, model: torch.nn.Module, x: torch.Tensor, layer_inputs: Sequence[torch.Tensor] | None = None
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        layer_inputs: Sequence[torch.Tensor] | None = None,
+        sync: bool = False,
     ) -> torch.Tensor:
         """Args:
             model: A :class:`kantk.KAN`.
             x: (batch, widths[0]), batch >= 2 (a standard deviation is taken over it).
             layer_inputs: ``model.layer_inputs(x)`` when already computed.
+            sync: Take the standard deviations over every rank's batch (``torch.distributed``,
+                initialised; all ranks must call it), differentiably: data-parallel training
+                then sees the statistics of the whole batch, as one process would.
 
         Returns:
             Scalar tensor, differentiable in the model's parameters.
@@ -60,13 +69,46 @@ class L1EntropyRegulariser:
         total = x.new_zeros(())
         for layer, h in zip(model.layers, xs):
             acts = layer.activations(h)  # (batch, out, in)
-            scale = acts.std(dim=0) / (h.std(dim=0) + self.input_eps)  # (out, in) / (in,) -> (out, in)
+            std = _synced_std if sync else _std
+            scale = std(acts) / (std(h) + self.input_eps)  # (out, in) / (in,) -> (out, in)
             total = (
                 total
                 + self.l1 * scale.sum()
                 + self.entropy * (_entropy(scale, dim=1) + _entropy(scale, dim=0))
             )
         return total
+
+
+def _std(v: torch.Tensor) -> torch.Tensor:
+    """Sample standard deviation over the batch (dim 0)."""
+    return v.std(dim=0)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over the ranks: forward sums ``v`` over every rank, backward sums the
+    gradients likewise (each rank's value depends on every rank's ``v``)."""
+
+    @staticmethod
+    def forward(ctx: Any, v: torch.Tensor) -> torch.Tensor:
+        out = v.clone()
+        torch.distributed.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        grad = grads[0].clone()
+        torch.distributed.all_reduce(grad)
+        return grad
+
+
+def _synced_std(v: torch.Tensor) -> torch.Tensor:
+    """Sample standard deviation over dim 0 of every rank's ``v`` together (two passes: the mean,
+    then the squared deviations). Backward sums the ranks' gradients, which data-parallel
+    averaging turns into the gradient of the one-process value."""
+    count = torch.tensor(float(v.shape[0]), dtype=v.dtype, device=v.device)
+    torch.distributed.all_reduce(count)
+    mean = _AllReduceSum.apply(v.sum(dim=0)) / count
+    return (_AllReduceSum.apply((v - mean).square().sum(dim=0)) / (count - 1)).sqrt()
 
 
 def _entropy(scale: torch.Tensor, dim: int) -> torch.Tensor:
