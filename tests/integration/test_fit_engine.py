@@ -237,3 +237,19 @@ def test_ctrl_c_without_log_dir_writes_nothing(data, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         kantk.fit(_model(), data, steps=5, progress=False, callbacks=[_InterruptAt(1, "raise")])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_lbfgs_stops_quietly_once_the_loss_is_round_off(data):
+    # labels the model already reproduces: the MSE is at round-off from the start, and LBFGS must
+    # stop there instead of dividing its objective by round-off (which sent refits of symbolic
+    # edges to NaN after they had converged, and the NaN guard warned about successful fits)
+    model = _model()
+    with torch.no_grad():
+        exact = {**data, "train_label": model(data["train_input"]), "test_label": model(data["test_input"])}
+    before = _state(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = kantk.fit(model, exact, steps=10, progress=False, seed=0)
+    assert len(history) == 1 and history.eval_step == [1]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
