@@ -232,6 +232,9 @@ def _summary(command: str, cli: Any) -> str:
     trainer = getattr(cli, "trainer", None)
     if trainer is None:
         return ""
+    where = trainer.log_dir or trainer.default_root_dir  # log_dir is a collective under DDP: every rank
+    if getattr(trainer, "global_rank", 0) != 0:
+        return ""  # under DDP every rank runs this; rank zero speaks for them (metrics are reduced)
     metrics = {
         k: float(v)
         for k, v in sorted(trainer.callback_metrics.items())
@@ -239,7 +242,6 @@ def _summary(command: str, cli: Any) -> str:
     }
     parts = [f"kantk {command}: step {trainer.global_step}"]
     parts += [f"{k} {v:.3e}" for k, v in metrics.items()]
-    where = trainer.log_dir or trainer.default_root_dir
     return ", ".join(parts) + (f" (logs in {where})" if where else "")
 
 

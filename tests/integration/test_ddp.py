@@ -138,3 +138,34 @@ def test_ddp_with_l1_entropy_equals_one_process(tmp_path):
         # measured 4e-14 (float64 round-off: the sums run in another order); per-shard statistics
         # gave 2.1e-3 here
         torch.testing.assert_close(ranks[0][key], value, rtol=0, atol=1e-10)
+
+
+CLI_CONFIG = """
+trainer: {max_steps: 2, logger: false, enable_progress_bar: false, enable_model_summary: false,
+          enable_checkpointing: false, strategy: ddp, devices: 2, accelerator: cpu}
+model: {widths: [2, 3, 1]}
+data:
+  class_path: kantk.lightning.FunctionDataModule
+  init_args: {f: x1*x2, n_vars: 2, train_num: 32, test_num: 8}
+"""
+
+
+def test_cli_summary_line_prints_once_under_ddp(tmp_path):
+    from pathlib import Path
+
+    console = Path(sys.executable).with_name("kantk")
+    if not console.exists():
+        pytest.skip("the kantk console script is not installed next to this Python")
+    (tmp_path / "config.yaml").write_text(CLI_CONFIG)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KANTK_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    done = subprocess.run(
+        [str(console), "fit", "--config", "config.yaml", "--trainer.default_root_dir", "run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.count("kantk fit: step 2") == 1, done.stdout
