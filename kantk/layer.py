@@ -171,7 +171,8 @@ class KANLayer(SymbolicEdges, nn.Module):
         x2 = self._flatten_input(x)
         feats = self.basis(x2)  # (batch, in, n)
         mask = self.mask if masked else torch.ones_like(self.mask)
-        acts = torch.einsum("bpi,qpi->bqp", feats, self.coef * (self.scale_sp * mask).unsqueeze(-1))
+        weight = _ContiguousGrad.apply(self.coef * (self.scale_sp * mask).unsqueeze(-1))
+        acts = torch.einsum("bpi,qpi->bqp", feats, weight)
         base = self._base(x2)
         if base is not None:
             acts = acts + base.unsqueeze(1) * (self.scale_base * mask)  # (batch, 1, in) * (out, in)
@@ -240,6 +241,33 @@ class KANLayer(SymbolicEdges, nn.Module):
             f"basis={self.basis_name!r}, base_activation={self.base_activation!r}"
             + (f", symbolic_edges={n_symbolic}" if n_symbolic else "")
         )
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the gradient contiguous. The einsum's backward returns the
+    weight's gradient as a permuted view; through ``coef * scale`` that layout reached
+    ``coef.grad``, whose strides then differed from the parameter's (DDP warned "Grad strides do
+    not match bucket view strides" and copied it at every step)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        grad = grads[0]
+        # exact row-major strides: contiguous() keeps any stride on a size-1 dim, DDP compares them
+        if grad.stride() != _row_major_strides(grad.shape):
+            grad = grad.clone(memory_format=torch.contiguous_format)
+        return grad
+
+
+def _row_major_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
 
 
 def _autocast_input(x: torch.Tensor) -> bool:
