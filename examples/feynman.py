@@ -22,10 +22,10 @@ of the pruned, refined numeric KAN beside the paper's pruned, unpruned, human-co
 RMSEs, and the formula kantk recovers (with the RMSE of the symbolic model) where every edge
 could be made symbolic.
 
-The paper does not give the dimensionless variables' ranges; the ones used here are written next
-to each equation in ``EQUATIONS`` (pykan's ranges for the original variables where a variable
-carries over; for I.16.6 pykan's [-0.8, 0.8] rather than the (-1, 1) of the paper's text, on
-which (a + b)/(1 + a b) jumps at the corners (1, -1) and (-1, 1)).
+The paper does not give the dimensionless variables' ranges; the formulas and ranges come from
+:mod:`kantk.feynman` (shared with ``benchmarks/feynman.py``; pykan's ranges for the original
+variables where a variable carries over; for I.16.6 pykan's [-0.8, 0.8] rather than the (-1, 1)
+of the paper's text, on which (a + b)/(1 + a b) jumps at the corners (1, -1) and (-1, 1)).
 
 Run:  python examples/feynman.py [--equations I.16.6 I.37.4] [--steps 50] [--seed 0] [--plot PATH]
 
@@ -48,18 +48,14 @@ import torch
 
 import kantk
 
-TWO_PI = 2 * math.pi
-
-#: The six rows of the paper's Table 2. ``formula`` is in x1..xn (create_dataset's names), ``vars``
-#: the paper's names for x1..xn. ``paper``: human-constructed shape, pruned shape (smallest with
+#: Six rows of the paper's Table 2 (formulas and ranges: kantk.feynman). ``vars``: the paper's
+#: names for x1..xn. ``paper``: human-constructed shape, pruned shape (smallest with
 #: test RMSE < 1e-2), pruned shape (lowest loss), then the lowest test RMSEs of the human-constructed
 #: KAN, the pruned KAN, the unpruned KAN and the MLP.
 EQUATIONS: dict[str, dict[str, Any]] = {
     "I.6.2b": {
         "display": "exp(-(theta-theta1)^2/(2 sigma^2))/sqrt(2 pi sigma^2)",
-        "formula": "exp(-(x1-x2)**2/(2*x3**2))/sqrt(2*pi*x3**2)",
         "vars": ["theta", "theta1", "sigma"],
-        "ranges": [(-1.5, 1.5), (-1.5, 1.5), (0.5, 2.0)],  # pykan's ranges for I.6.20b
         "lamb": 1e-4,  # the paper's 1e-3 prunes too far here (see the results)
         "widths": [3, 5, 1],
         "library": ["x", "x^2", "exp", "gaussian", "1/x", "1/x^2", "log"],
@@ -75,11 +71,7 @@ EQUATIONS: dict[str, dict[str, Any]] = {
     },
     "I.9.18": {
         "display": "a/((b-1)^2+(c-d)^2+(e-f)^2)",
-        "formula": "x1/((x2-1)**2 + (x3-x4)**2 + (x5-x6)**2)",
         "vars": ["a", "b", "c", "d", "e", "f"],
-        # a like pykan's G m1 m2 in [-1, 1]; c, e in [-1, -0.5] and d, f in [0.5, 1] (pykan's coordinate
-        # ranges), b in [-1, 0]: every squared distance in [1, 4]
-        "ranges": [(-1.0, 1.0), (-1.0, 0.0), (-1.0, -0.5), (0.5, 1.0), (-1.0, -0.5), (0.5, 1.0)],
         "lamb": 1e-4,  # the paper's 1e-3 prunes too far here (see the results)
         "widths": [6, 5, 5, 1],
         "library": ["x", "x^2", "1/x", "log", "exp"],
@@ -95,11 +87,7 @@ EQUATIONS: dict[str, dict[str, Any]] = {
     },
     "I.16.6": {
         "display": "(a+b)/(1+a b)",
-        "formula": "(x1+x2)/(1+x1*x2)",
         "vars": ["a", "b"],
-        # pykan's ranges give a = u/c in [-0.8, 0.8]; on (-1, 1)^2 (the paper's text)
-        # f jumps at (1, -1) and (-1, 1)
-        "ranges": [(-0.8, 0.8), (-0.8, 0.8)],
         "lamb": 1e-2,
         "widths": [2, 5, 1],
         "weight_simple": 0.5,  # at pykan's 0.8, x (r2 0.992) beats arctanh (r2 1.0000) on layer 0
@@ -116,9 +104,7 @@ EQUATIONS: dict[str, dict[str, Any]] = {
     },
     "I.29.16": {
         "display": "sqrt(1+a^2-2 a cos(theta1-theta2))",
-        "formula": "sqrt(1 + x1**2 - 2*x1*cos(x2-x3))",
         "vars": ["a", "theta1", "theta2"],
-        "ranges": [(-1.0, 1.0), (0.0, TWO_PI), (0.0, TWO_PI)],  # pykan's ranges for x1, theta1, theta2
         "lamb": 1e-3,
         "widths": [3, 5, 5, 1],
         "library": ["x", "x^2", "sin", "cos", "sqrt"],
@@ -134,9 +120,7 @@ EQUATIONS: dict[str, dict[str, Any]] = {
     },
     "I.37.4": {
         "display": "1+a+2 sqrt(a) cos(delta)",
-        "formula": "1 + x1 + 2*sqrt(x1)*cos(x2)",
         "vars": ["a", "delta"],
-        "ranges": [(0.1, 1.0), (0.0, TWO_PI)],  # pykan's ranges for I_1, I_2 and delta
         "lamb": 1e-2,
         "widths": [2, 5, 1],
         "library": ["x", "x^2", "sqrt", "sin", "cos"],
@@ -152,9 +136,7 @@ EQUATIONS: dict[str, dict[str, Any]] = {
     },
     "II.35.18": {
         "display": "n0/(exp(a)+exp(-a))",
-        "formula": "x1/(exp(x2) + exp(-x2))",
         "vars": ["n0", "a"],
-        "ranges": [(0.0, 1.0), (-2.0, 2.0)],  # pykan's range for n0; a = mu B/(k T) chosen in [-2, 2]
         "lamb": 1e-3,
         "widths": [2, 5, 1],
         "library": ["x", "x^2", "exp", "log", "gaussian"],
@@ -188,16 +170,8 @@ def run_equation(
     """The recipe for one equation; returns a result row (and the pruned model under "model")."""
     spec = EQUATIONS[name]
     start = time.perf_counter()
-    n_vars = len(spec["vars"])
-    data = kantk.create_dataset(
-        spec["formula"],
-        n_vars=n_vars,
-        ranges=spec["ranges"],
-        train_num=samples,
-        test_num=samples,
-        seed=0,
-        dtype=torch.float64,
-    )
+    assert tuple(spec["vars"]) == kantk.feynman.equation(name).variables
+    data = kantk.feynman.dataset(name, n_train=samples, n_test=samples, seed=0)  # formula and ranges
     x, x_test, y_test = data["train_input"], data["test_input"], data["test_label"]
     fit = {"progress": False, "seed": seed}
 
