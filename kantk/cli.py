@@ -191,6 +191,12 @@ def _main(argv: Sequence[str] | None) -> int:
     from_console = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
+        if any(a in ("-h", "--help") for a in argv[1:]):
+            print(lightning_help(argv[0]))  # without loading Lightning (docs/cli.md)
+            return 0
+        if "--help-all" in argv[1:]:  # LightningCLI's full help (loads Lightning: seconds)
+            argv = [("--help" if a == "--help-all" else a) for a in argv]
+            from_console = False
         check_lightning_arguments(argv)
         # From the console LightningCLI reads sys.argv itself (it warns when given both).
         cli = run_lightning_cli(
@@ -206,6 +212,35 @@ def _main(argv: Sequence[str] | None) -> int:
         return COMMANDS[args.command].run(args)
     parser.print_help()
     return 0
+
+
+def lightning_help(command: str) -> str:
+    """The short help of ``kantk fit|validate|test``, written without importing Lightning.
+
+    LightningCLI builds its help from the signatures of the Trainer, the model and every data
+    module, which means importing Lightning and torch (seconds). ``--help-all`` prints that full
+    help; this one names the options most runs need.
+    """
+    return f"""usage: kantk {command} --config CONFIG.yaml [--KEY VALUE ...]
+
+{LIGHTNING_COMMANDS[command]}
+
+Runs Lightning's LightningCLI over kantk.lightning.KANModule and a LightningDataModule.
+
+options:
+  -h, --help            this short help (fast: Lightning is not loaded)
+  --help-all            LightningCLI's full help: every Trainer, model and data option
+                        (loads Lightning and torch, a few seconds)
+  --config CONFIG.yaml  a YAML config (model:, data:, trainer: sections); see configs/
+  --print_config        print the merged config and exit
+  --model.KEY VALUE     any KANModule argument, e.g. --model.widths '[2, 5, 1]'
+  --data.KEY VALUE      any argument of the data module, e.g. --data.batch_size 64
+  --trainer.KEY VALUE   any Trainer argument, e.g. --trainer.max_epochs 20
+  --ckpt_path PATH      a checkpoint to resume or evaluate (or last, best)
+  --seed_everything S   the seed of the run
+
+Every key of the config can be given on the command line (later values win).
+See docs/commands/fit.md and docs/cli.md."""
 
 
 def check_lightning_arguments(argv: Sequence[str]) -> None:
@@ -421,7 +456,7 @@ def save_config_callback_class(package: str = "pytorch_lightning") -> type:
     """
     import importlib
 
-    SaveConfigCallback = importlib.import_module(package + ".cli").SaveConfigCallback
+    SaveConfigCallback: Any = importlib.import_module(package + ".cli").SaveConfigCallback
 
     class KantkSaveConfigCallback(SaveConfigCallback):
         def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:

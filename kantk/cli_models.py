@@ -19,15 +19,19 @@ import math
 import os
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NoReturn
-
-import torch
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import kantk
 from kantk.export import EXPORT_FORMATS, atomic_path
-from kantk.model import KAN
+
+if TYPE_CHECKING:
+    import torch
+
+    from kantk.model import KAN
+
+# Nothing here imports torch at module level: ``kantk --help`` and every ``kantk COMMAND --help``
+# build their parsers from this module without loading torch (see docs/cli.md).
 
 #: Largest ``--samples``: enough to score any model, small enough not to exhaust memory.
 MAX_SAMPLES = 1_000_000
@@ -221,51 +225,64 @@ def checkpoint_error(exc: BaseException) -> str:
 
 
 def read_table(path: str, what: str = "CSV file") -> Any:
-    """A finite 2-D float64 numpy array from a comma-separated file (one header line allowed)."""
-    import numpy as np
+    """The CSV file ``path`` read by :func:`kantk.data.read_csv` (the one reader of every command).
+
+    Returns a :class:`kantk.data.CsvTable` (``values``: finite float64 rows; ``names``: the header
+    or ``None``), or ends the command with the reader's one-line message.
+    """
+    from kantk.data import read_csv
 
     check_input_file(path, what)
-    with open(path, "rb") as f:
-        if b"\0" in f.read(65536):
-            fail(f"{path!r} is a binary file, not a {what} of numbers separated by commas")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
-            try:
-                table = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-            except ValueError:
-                table = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+        return read_csv(path)
     except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
-        fail(f"cannot read {path!r} as numbers separated by commas: {exc}")
-    if table.size == 0:
-        fail(f"{path!r} holds no rows of numbers")
-    if not np.isfinite(table).all():
-        fail(f"{path!r} holds NaN or infinite values")
-    return table
+        fail(f"cannot read {what} {path!r}: {_reason(exc, path)}")
+
+
+def _reason(exc: BaseException, path: str) -> str:
+    """The reader's message without the file name the caller already gives."""
+    return str(exc).replace(f"{path!r} ", "", 1)
 
 
 # --- samples -------------------------------------------------------------------------------------
 
 
+#: What ``--data`` means in every command (one vocabulary; docs/cli.md).
+DATA_HELP = (
+    "CSV file of samples, one row each: the first columns are the model's inputs, further columns "
+    "(e.g. the label) are ignored; a header row names the inputs (used as --var-names)"
+)
+
+
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data CSV`` or ``--range LO HI`` with ``--samples N`` and ``--seed``."""
-    group = parser.add_argument_group("samples to score the model on (default: uniform over --range)")
-    group.add_argument("--data", metavar="CSV", help="CSV file whose first columns are the model's inputs")
+    """``--data CSV``, or uniform samples: ``--range LO HI``, ``--samples N``, ``--seed S``."""
+    group = parser.add_argument_group(
+        "samples to score the model on (--data, or else --samples uniform samples over --range)"
+    )
+    group.add_argument("--data", metavar="CSV", help=DATA_HELP)
     group.add_argument(
         "--range",
         nargs=2,
         type=float_in(-MAX_RANGE, MAX_RANGE),
         default=(-1.0, 1.0),
         metavar=("LO", "HI"),
-        help="bounds of the uniform samples (LO < HI, finite)",
+        help="without --data: every input is drawn uniformly from [LO, HI] (LO < HI, finite; default -1 1)",
     )
     group.add_argument(
         "--samples",
         type=int_in(2, MAX_SAMPLES),
         default=1000,
-        help=f"number of uniform samples, 2 to {MAX_SAMPLES} (default 1000)",
+        metavar="N",
+        help=f"without --data: number of uniform samples, 2 to {MAX_SAMPLES} (default 1000)",
     )
-    group.add_argument("--seed", type=seed_arg, default=0, help=f"seed of the samples, 0 to {MAX_SEED}")
+    group.add_argument(
+        "--seed",
+        type=seed_arg,
+        default=0,
+        metavar="S",
+        help="without --data: seed of the uniform samples (0 to 2**63-1; default 0); the same seed gives "
+        "the same samples",
+    )
 
 
 def check_sample_arguments(args: argparse.Namespace) -> None:
@@ -277,20 +294,48 @@ def check_sample_arguments(args: argparse.Namespace) -> None:
         check_input_file(args.data, "CSV file")
 
 
+def _data_table(args: argparse.Namespace) -> Any:
+    """The ``--data`` file, read once per command."""
+    table = getattr(args, "_data_table", None)
+    if table is None:
+        table = read_table(args.data)
+        args._data_table = table
+    return table
+
+
+def _input_columns(args: argparse.Namespace, model: KAN) -> Any:
+    """The model's input columns of the ``--data`` file (float64), or end the command."""
+    values = _data_table(args).values
+    n_in = model.widths[0]
+    if values.shape[1] < n_in:
+        fail(f"{args.data!r} has {values.shape[1]} columns; the model needs {n_in} inputs")
+    return values[:, :n_in]
+
+
 def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
     """(samples, widths[0]) inputs in the model's dtype, from the command's sample arguments."""
+    import torch
+
     dtype = model.layers[0].coef.dtype
     n_in = model.widths[0]
     if args.data:
-        table = read_table(args.data)
-        if table.shape[1] < n_in:
-            fail(f"{args.data!r} has {table.shape[1]} columns; the model needs {n_in} inputs")
-        if table.shape[0] < 2:
-            fail(f"{args.data!r} has {table.shape[0]} rows; scoring a model needs at least 2 samples")
-        return torch.as_tensor(table[:, :n_in], dtype=dtype)
+        columns = _input_columns(args, model)
+        if columns.shape[0] < 2:
+            fail(f"{args.data!r} has {columns.shape[0]} rows; scoring a model needs at least 2 samples")
+        return torch.as_tensor(columns, dtype=dtype)
     lo, hi = args.range
     gen = torch.Generator().manual_seed(args.seed)
     return torch.rand(args.samples, n_in, generator=gen, dtype=dtype) * (hi - lo) + lo
+
+
+def var_names(args: argparse.Namespace, model: KAN) -> list[str] | None:
+    """The input names: ``--var-names``, else the ``--data`` file's header names, else ``None``."""
+    names = getattr(args, "var_names", None)
+    if names is not None:
+        return list(names)
+    if getattr(args, "data", None):
+        return _data_table(args).variable_names(range(model.widths[0]))
+    return None
 
 
 def check_var_names(names: Sequence[str] | None, model: KAN, flag: str = "--var-names") -> None:
@@ -310,6 +355,39 @@ def _add_var_names(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--var-names", nargs="+", type=name_arg, metavar="NAME", help=help_text)
 
 
+def _add_out_names(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out-names",
+        nargs="+",
+        type=name_arg,
+        metavar="NAME",
+        help="names of the outputs (default y1 y2 ...)",
+    )
+
+
+#: Resolution range of ``--dpi`` (a 300 dpi print is the usual need; 1200 dpi bounds the file size).
+DPI_RANGE = (30, 1200)
+
+
+def _add_dpi(parser: argparse.ArgumentParser, default: int) -> None:
+    parser.add_argument(
+        "--dpi",
+        type=int_in(*DPI_RANGE),
+        default=default,
+        help=f"resolution of png output and of embedded pictures, {DPI_RANGE[0]} to {DPI_RANGE[1]} "
+        f"(default {default}; 300 for print)",
+    )
+
+
+def check_out_names(names: Sequence[str] | None, model: KAN) -> None:
+    """End the command unless ``names`` is None or holds one name per model output."""
+    if names is not None and len(names) != model.widths[-1]:
+        fail(
+            f"--out-names needs {model.widths[-1]} names (one per output of the model {model.widths}), got "
+            f"{len(names)}"
+        )
+
+
 # --- predict -------------------------------------------------------------------------------------
 
 #: Rows evaluated at once by ``kantk predict`` (bounds the memory of the intermediate values).
@@ -318,13 +396,7 @@ PREDICT_CHUNK = 65_536
 
 def configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
-    parser.add_argument(
-        "--data",
-        metavar="CSV",
-        required=True,
-        help="CSV file whose first columns are the model's inputs (header optional; "
-        "further columns, e.g. labels, are ignored)",
-    )
+    parser.add_argument("--data", metavar="CSV", required=True, help=DATA_HELP)
     parser.add_argument(
         "-o",
         "--output",
@@ -335,6 +407,8 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
 
 def predict_rows(model: KAN, x: torch.Tensor, chunk: int = PREDICT_CHUNK) -> torch.Tensor:
     """The model's outputs (N, widths[-1]) for inputs ``x`` (N, widths[0]), ``chunk`` rows at a time."""
+    import torch
+
     model.eval()
     with torch.no_grad():
         return torch.cat([model(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])
@@ -342,26 +416,24 @@ def predict_rows(model: KAN, x: torch.Tensor, chunk: int = PREDICT_CHUNK) -> tor
 
 def run_predict(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
 
     check_input_file(args.model, "model file")
     check_input_file(args.data, "CSV file")
     out = check_output_file(args.output, _inputs(args))
     model = load_model(args.model)
-    table = read_table(args.data)
-    n_in = model.widths[0]
-    if table.shape[1] < n_in:
-        fail(f"{args.data!r} has {table.shape[1]} columns; the model needs {n_in} inputs")
+    columns = _input_columns(args, model)
     dtype = model.layers[0].coef.dtype
     try:
-        y = predict_rows(model, torch.as_tensor(table[:, :n_in], dtype=dtype))
+        y = predict_rows(model, torch.as_tensor(columns, dtype=dtype))
     except (ValueError, RuntimeError) as exc:  # e.g. the model refuses its input
         fail(f"predict: {exc}")
-    y = y.detach().to(torch.float64).cpu().numpy()
+    rows = y.detach().to(torch.float64).cpu().numpy()
     digits = 9 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 17
-    header = ",".join(f"y{q + 1}" for q in range(y.shape[1]))
+    header = ",".join(f"y{q + 1}" for q in range(rows.shape[1]))
     with atomic_path(out) as tmp:
-        np.savetxt(tmp, y, fmt=f"%.{digits}g", delimiter=",", header=header, comments="")
-    print(f"predicted {y.shape[0]} rows x {y.shape[1]} outputs; wrote {out}")
+        np.savetxt(tmp, rows, fmt=f"%.{digits}g", delimiter=",", header=header, comments="")
+    print(f"predicted {rows.shape[0]} rows x {rows.shape[1]} outputs; wrote {out}")
     return 0
 
 
@@ -457,7 +529,9 @@ def configure_symbolic(parser: argparse.ArgumentParser) -> None:
         default=0.9,
         help="keep an edge numeric below this r^2 (a number in [0, 1]; default 0.9)",
     )
-    _add_var_names(parser, "names of the inputs in the printed formula")
+    _add_var_names(
+        parser, "names of the inputs in the printed formula (default: the --data header, else x1 x2 ...)"
+    )
     parser.add_argument("--latex", action="store_true", help="also print the formula as LaTeX")
     add_sample_arguments(parser)
 
@@ -480,6 +554,7 @@ def run_symbolic(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     check_var_names(args.var_names, model)
     x = samples(args, model)
+    names = var_names(args, model)
     try:
         kantk.auto_symbolic(model, x, library=library, r2_threshold=args.r2_threshold)
     except ValueError as exc:
@@ -487,7 +562,7 @@ def run_symbolic(args: argparse.Namespace) -> int:
     with atomic_path(out) as tmp:
         kantk.save(model, tmp)
     try:
-        formulas = kantk.symbolic_formula(model, var_names=args.var_names)
+        formulas = kantk.symbolic_formula(model, var_names=names)
     except ValueError as exc:
         print(f"wrote {out}", file=sys.stderr)
         print("kantk: " + one_line(f"symbolic: no closed form yet: {exc}"), file=sys.stderr)
@@ -509,12 +584,15 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=EXPORT_FORMATS, default=None, help="default: from the output's extension"
     )
-    _add_var_names(parser, "names of the inputs")
+    _add_var_names(parser, "names of the inputs (default: the --data header, else x1 x2 ...)")
+    _add_out_names(parser)
     parser.add_argument(
         "--edge-plots",
         action="store_true",
-        help="draw each edge's function on the diagram (pictures go into OUT_edges/ beside the output)",
+        help="draw each edge's function on the diagram, faded by importance (svg, png and pdf embed the "
+        "pictures; with --format dot they go into OUT_edges/ beside the output)",
     )
+    _add_dpi(parser, 150)
     add_sample_arguments(parser)
 
 
@@ -538,11 +616,14 @@ def run_export(args: argparse.Namespace) -> int:
 
         if shutil.which("dot") is None:
             fail(f"export: {INSTALL_GRAPHVIZ}")
-    plots = None
-    if args.edge_plots:
-        if fmt == "json":
-            fail("--edge-plots draws pictures on a diagram; it does not apply to --format json")
+    plots: str | bool | None = None
+    if args.edge_plots and fmt == "json":
+        fail("--edge-plots draws pictures on a diagram; it does not apply to --format json")
+    if args.edge_plots and fmt != "dot":
+        plots = True  # drawn in a temporary folder and embedded in the diagram
+    elif args.edge_plots:
         plots = os.path.splitext(out)[0] + "_edges"
+        assert isinstance(plots, str)
         if os.path.exists(plots) and not os.path.isdir(plots):
             fail(f"--edge-plots writes into the folder {plots!r}, but a file of that name exists")
         for source in inputs:
@@ -550,9 +631,19 @@ def run_export(args: argparse.Namespace) -> int:
                 fail(f"--edge-plots writes into {plots!r}, which holds the input {source!r}")
     model = load_model(args.model)
     check_var_names(args.var_names, model)
+    check_out_names(args.out_names, model)
     x = samples(args, model)
     try:
-        export_graph(model, out, fmt, x, var_names=args.var_names, edge_plots=plots)
+        export_graph(
+            model,
+            out,
+            fmt,
+            x,
+            var_names=var_names(args, model),
+            out_names=args.out_names,
+            edge_plots=plots,
+            dpi=args.dpi,
+        )
     except (GraphvizNotFoundError, GraphvizRenderError, ValueError) as exc:
         fail(f"export: {exc}")
     print(f"wrote {out}")
@@ -565,7 +656,9 @@ def run_export(args: argparse.Namespace) -> int:
 def configure_plot(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
     parser.add_argument("-o", "--output", required=True, help="image file (.png, .svg, .pdf)")
-    _add_var_names(parser, "names of the inputs")
+    _add_var_names(parser, "names of the inputs (default: the --data header, else x1 x2 ...)")
+    _add_out_names(parser)
+    _add_dpi(parser, 150)
     add_sample_arguments(parser)
 
 
@@ -590,10 +683,11 @@ def run_plot(args: argparse.Namespace) -> int:
     fmt = image_format(out)
     model = load_model(args.model)
     check_var_names(args.var_names, model)
+    check_out_names(args.out_names, model)
     x = samples(args, model)
-    fig = kantk.plot_activations(model, x, in_vars=args.var_names)
+    fig = kantk.plot_activations(model, x, in_vars=var_names(args, model), out_vars=args.out_names)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=150)
+        fig.savefig(tmp, format=fmt, dpi=args.dpi)
     print(f"wrote {out}")
     return 0
 
@@ -602,14 +696,17 @@ def run_plot(args: argparse.Namespace) -> int:
 
 
 def configure_discover(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    source = parser.add_argument_group("what to discover (default: samples of the default --formula)")
+    source.add_argument(
         "--formula", default=None, help="formula of x1..xn to sample (default: exp(sin(pi*x1) + x2**2))"
     )
-    parser.add_argument(
-        "--csv",
-        metavar="PATH",
-        help="your own data instead: a CSV whose last column is the label (header optional)",
+    source.add_argument(
+        "--data",
+        metavar="CSV",
+        help="your own data instead: a CSV file whose last column is the label and the columns before it "
+        "the inputs (as --data of the other commands); a header row names the variables",
     )
+    source.add_argument("--csv", metavar="CSV", help=argparse.SUPPRESS)  # deprecated spelling of --data
     parser.add_argument("-o", "--output", default="kantk-out", help="output folder (default: kantk-out/)")
     parser.add_argument(
         "--steps",
@@ -621,20 +718,36 @@ def configure_discover(parser: argparse.ArgumentParser) -> None:
         "--hidden", type=int_in(1, 1000), default=5, help="hidden width before pruning (1 to 1000)"
     )
     parser.add_argument("--library", default="minimal", help="symbolic library (kantk plugins lists them)")
-    _add_var_names(parser, "names of the inputs in the formula")
+    _add_var_names(parser, "names of the inputs in the formula (default: the --data header, else x1 x2 ...)")
     parser.add_argument(
-        "--seed", type=seed_arg, default=0, help=f"seed of data, model and training (0 to {MAX_SEED})"
+        "--seed",
+        type=seed_arg,
+        default=0,
+        metavar="S",
+        help="seed of the samples, the train/test split, the model and the training (0 to 2**63-1; "
+        "default 0)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the formula and the test RMSE")
+
+
+#: The deprecation message of ``discover --csv``.
+CSV_DEPRECATED = (
+    "kantk: discover: --csv is deprecated; use --data (the same file, the label in the last column)"
+)
 
 
 def run_discover(args: argparse.Namespace) -> int:
     from kantk.pipeline import DEFAULT_FORMULA, OUTPUT_NAMES, check_output_dir, discover
 
-    if args.csv and args.formula:
-        fail("discover: give --formula or --csv, not both")
     if args.csv:
-        check_input_file(args.csv, "CSV file")
+        print(CSV_DEPRECATED, file=sys.stderr)
+        if args.data:
+            fail("discover: give --data once (--csv is its old spelling)")
+        args.data = args.csv
+    if args.data and args.formula:
+        fail("discover: give --formula or --data, not both")
+    if args.data:
+        check_input_file(args.data, "CSV file")
     folder = args.output
     if not folder:
         fail("-o needs a folder path")
@@ -642,17 +755,22 @@ def run_discover(args: argparse.Namespace) -> int:
         check_output_dir(folder)
     except OSError as exc:
         fail(str(exc))
-    if args.csv:
+    if args.data:
         for name in OUTPUT_NAMES:
-            if same_file(os.path.join(folder, name), args.csv):
+            if same_file(os.path.join(folder, name), args.data):
                 fail(
-                    f"-o {folder!r} would overwrite the input {args.csv!r} with {name}; choose another folder"
+                    f"-o {folder!r} would overwrite the input {args.data!r} with {name}; "
+                    "choose another folder"
                 )
     resolve_library(args.library)
-    data = _csv_dataset(args.csv, args.seed) if args.csv else None
+    names = args.var_names
+    data = None
+    if args.data:
+        data, header_names = _csv_dataset(args.data, args.seed)
+        names = names if names is not None else header_names
     say = None if args.quiet else (lambda message: print(message, flush=True))
     if say:
-        say(f"kantk discover: {args.csv or args.formula or DEFAULT_FORMULA} -> {folder}/")
+        say(f"kantk discover: {args.data or args.formula or DEFAULT_FORMULA} -> {folder}/")
     try:
         result = discover(
             None if data is not None else (args.formula or DEFAULT_FORMULA),
@@ -660,7 +778,7 @@ def run_discover(args: argparse.Namespace) -> int:
             hidden=args.hidden,
             steps=args.steps,
             library=args.library,
-            var_names=args.var_names,
+            var_names=names,
             seed=args.seed,
             output_dir=folder,
             progress=say,
@@ -678,23 +796,31 @@ def run_discover(args: argparse.Namespace) -> int:
     return 0
 
 
-def _csv_dataset(path: str, seed: int) -> dict[str, torch.Tensor]:
+def _csv_dataset(path: str, seed: int) -> tuple[dict[str, torch.Tensor], list[str] | None]:
+    """discover's dataset from ``--data``: the last column is the label, 80 % of the rows train.
+
+    Returns the dataset and the header names of the input columns (``None`` without a header).
+    """
+    import torch
+
     table = read_table(path)
-    if table.shape[1] < 2 or table.shape[0] < 10:
+    values = table.values
+    if values.shape[1] < 2 or values.shape[0] < 10:
         fail(
             f"discover: {path!r} needs input columns and a label column, and at least 10 rows; "
-            f"it has {table.shape[1]} columns and {table.shape[0]} rows"
+            f"it has {values.shape[1]} columns and {values.shape[0]} rows"
         )
-    table = torch.as_tensor(table, dtype=torch.float64)
-    order = torch.randperm(len(table), generator=torch.Generator().manual_seed(seed))
-    cut = int(0.8 * len(table))
-    train, test = table[order[:cut]], table[order[cut:]]
-    return {
+    rows = torch.as_tensor(values, dtype=torch.float64)
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
+    cut = int(0.8 * len(rows))
+    train, test = rows[order[:cut]], rows[order[cut:]]
+    data = {
         "train_input": train[:, :-1],
         "train_label": train[:, -1:],
         "test_input": test[:, :-1],
         "test_label": test[:, -1:],
     }
+    return data, table.variable_names(range(values.shape[1] - 1))
 
 
 def commands() -> dict[str, Any]:

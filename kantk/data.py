@@ -15,7 +15,7 @@ import csv
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -145,43 +145,74 @@ def split_dataset(
     return check_dataset(data)
 
 
-def load_csv(
-    path: str | os.PathLike[str],
-    label_columns: int | str | Sequence[int | str] = -1,
-    *,
-    delimiter: str = ",",
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    classification: bool = False,
-    dtype: torch.dtype | None = None,
-) -> dict[str, torch.Tensor]:
-    """Read a numeric CSV file (with or without a header row) into pykan's dict layout.
+class CsvTable(NamedTuple):
+    """A numeric CSV file as read by :func:`read_csv`.
+
+    Attributes:
+        values: (rows, columns) float64 array, every value finite.
+        names: The header row's names (stripped), or ``None`` when the file has no header.
+        path: The file it was read from.
+    """
+
+    values: np.ndarray
+    names: list[str] | None
+    path: str
+
+    def variable_names(self, columns: Sequence[int]) -> list[str] | None:
+        """The header names of ``columns`` when they can name variables, else ``None``.
+
+        Names must be non-empty, at most :data:`MAX_NAME_LENGTH` printable characters, and
+        different from each other; otherwise the default names (``x1``, ``x2``, ...) apply.
+        """
+        if self.names is None:
+            return None
+        chosen = [self.names[c] for c in columns]
+        usable = all(0 < len(n) <= MAX_NAME_LENGTH and n.isprintable() for n in chosen)
+        return chosen if usable and len(set(chosen)) == len(chosen) else None
+
+
+class CsvDataset(dict[str, Any]):
+    """The dict :func:`load_csv` returns, with the header names of its columns.
+
+    Attributes:
+        input_names: Header names of the input columns (``None`` without a usable header).
+        label_names: Header names of the label columns (``None`` without a usable header).
+    """
+
+    input_names: list[str] | None = None
+    label_names: list[str] | None = None
+
+
+#: Longest header name used as a variable name (longer ones fall back to x1, x2, ...).
+MAX_NAME_LENGTH = 100
+
+
+def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:
+    """Read a numeric CSV file, with or without one header row: the one CSV reader of kantk.
+
+    :func:`load_csv`, the ``kantk`` commands' ``--data`` and :class:`kantk.lightning.CSVDataModule`
+    all read files with it. A first row that is not all numbers is the header; every other
+    non-blank row must hold as many numbers as the first row. Text only: the file is never
+    evaluated, and memory grows with its size only.
 
     Args:
         path: The file.
-        label_columns: Column index, header name, or a list of them, holding the labels; every
-            other column is an input.
-        delimiter: Field separator.
-        test_fraction, seed: As in :func:`split_dataset`.
-        classification: The (single) label column holds class indices; labels become int64 (N,).
-        dtype: Floating dtype of the tensors (default: torch's default dtype).
+        delimiter: Field separator (one character, not a quote or a newline).
 
     Returns:
-        The four-tensor dict.
+        A :class:`CsvTable` (values, header names or None, path).
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: A file that is not numeric text CSV (binary, not UTF-8, non-numeric cells, rows
-            of different lengths, a header but no data rows), or bad ``label_columns`` (not an int,
-            a name or a list of them; ``True``; unknown, ambiguous or repeated columns; no input
-            column left). Every message names the file and says what is wrong.
+        ValueError: A file that is not numeric text CSV (binary, not UTF-8, non-numeric cells, NaN
+            or infinite values, rows of different lengths, no rows, a header but no data rows); the
+            one-line message names the file, and the line and column when one is at fault.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no CSV file at {path!r}")
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
         raise ValueError(f"delimiter must be one character (not a quote or a newline), got {delimiter!r}")
-    wanted = _label_spec(label_columns)
     numbered = _read_rows(path, delimiter)  # (line number, cells)
     if not numbered:
         raise ValueError(f"{path!r} holds no rows")
@@ -198,12 +229,61 @@ def load_csv(
             raise ValueError(f"{path!r} line {line} has {len(row)} fields but {first} has {n_cols}")
         for c, cell in enumerate(row):
             try:
-                table[r, c] = float(cell)
+                value = float(cell)
             except ValueError:
                 raise ValueError(
                     f"{path!r} must hold numbers only (besides one header row): line {line}, column {c + 1} "
                     f"is {_short_repr(cell)}"
                 ) from None
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"{path!r} holds NaN or infinite values: line {line}, column {c + 1} is "
+                    f"{_short_repr(cell)}"
+                )
+            table[r, c] = value
+    return CsvTable(table, header, path)
+
+
+def load_csv(
+    path: str | os.PathLike[str],
+    label_columns: int | str | Sequence[int | str] = -1,
+    *,
+    delimiter: str = ",",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    classification: bool = False,
+    dtype: torch.dtype | None = None,
+) -> CsvDataset:
+    """Read a numeric CSV file (with or without a header row) into pykan's dict layout.
+
+    The file is read by :func:`read_csv`. With a header, the returned dict's ``input_names`` and
+    ``label_names`` hold the names of the columns (for ``var_names`` of
+    :func:`kantk.symbolic_formula`, :func:`kantk.plot_activations`, ...).
+
+    Args:
+        path: The file.
+        label_columns: Column index, header name, or a list of them, holding the labels; every
+            other column is an input.
+        delimiter: Field separator.
+        test_fraction, seed: As in :func:`split_dataset`.
+        classification: The (single) label column holds class indices; labels become int64 (N,).
+        dtype: Floating dtype of the tensors (default: torch's default dtype).
+
+    Returns:
+        The four-tensor dict (a :class:`CsvDataset`, with ``input_names`` and ``label_names``).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: A file that is not numeric text CSV (see :func:`read_csv`), or bad
+            ``label_columns`` (not an int, a name or a list of them; ``True``; unknown, ambiguous or
+            repeated columns; no input column left). Every message names the file and says what is
+            wrong.
+    """
+    path = os.fspath(path)
+    wanted = _label_spec(label_columns)
+    csv_table = read_csv(path, delimiter=delimiter)
+    table, header = csv_table.values, csv_table.names
+    n_cols = table.shape[1]
     label_idx = [_column_index(c, header, n_cols, path) for c in wanted]
     repeated = sorted({i for i in label_idx if label_idx.count(i) > 1})
     if repeated:
@@ -222,7 +302,10 @@ def load_csv(
         if len(label_idx) != 1:
             raise ValueError("classification needs exactly one label column of class indices")
         labels = _class_indices(labels[:, 0], f"{path!r} label column")
-    return split_dataset(table[:, input_idx], labels, test_fraction, seed, dtype=dtype)
+    data = CsvDataset(split_dataset(table[:, input_idx], labels, test_fraction, seed, dtype=dtype))
+    data.input_names = csv_table.variable_names(input_idx)
+    data.label_names = csv_table.variable_names(label_idx)
+    return data
 
 
 def check_dataset(

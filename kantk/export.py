@@ -7,16 +7,18 @@ Nodes are the neurons ``(layer, index)`` (layer 0 = inputs); edges are the live 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from kantk.model import KAN
+    from kantk.model import KAN
 
 #: Formats :func:`render_graph` (and ``kantk export``) can write.
 RENDER_FORMATS = ("svg", "png", "pdf")
@@ -59,6 +61,8 @@ def edge_expression(model: KAN, layer: int, q: int, p: int, digits: int | None =
     fn = kan_layer.symbolic_function(q, p)
     if fn is None:
         return None
+    import torch
+
     params = kan_layer.symbolic_affine[q, p].detach().to("cpu", torch.float64).tolist()
     expr = _edge_term(fn, params, sympy.Symbol("x") if var is None else var)
     return expr if digits is None else _round_floats(expr, digits)
@@ -100,6 +104,8 @@ def to_networkx(
     """
     import networkx as nx
 
+    from kantk.model import KAN
+
     if not isinstance(model, KAN):
         raise TypeError(f"to_networkx expects a kantk.KAN, got {type(model).__name__}")
     in_labels = _names(var_names, model.widths[0], "var_names", "x")
@@ -133,7 +139,7 @@ def to_networkx(
                 fn = layer.symbolic_function(q, p)
                 attrs.update(
                     kind="symbolic",
-                    function=fn.name,
+                    function=fn.name if fn is not None else "",
                     expression=str(expr),
                     params=[float(v) for v in layer.symbolic_affine[q, p].detach().cpu().tolist()],
                 )
@@ -147,6 +153,31 @@ def to_networkx(
     return graph
 
 
+#: Opacity of the least important live edge (as in :func:`kantk.plot_activations`).
+MIN_ALPHA = 0.08
+#: Colours of numeric and symbolic edges and of the symbolic labels.
+NUMERIC_COLOR, SYMBOLIC_COLOR = "#1f3b73", "#b2182b"
+_SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def short_math(expr: Any) -> str:
+    """A sympy expression as short one-line math for a diagram: ``0.354x² − 0.54``, ``sin(2x + π)``.
+
+    Integer powers become superscripts, ``pi`` becomes π, ``sqrt`` √, a number times a name is
+    written without a sign (``2x``), other products with a middle dot, and minus as ``−``.
+    """
+    import re
+
+    text = str(expr)
+    text = re.sub(r"\*\*(-?\d+)\b(?!\.)", lambda m: m.group(1).translate(_SUPERSCRIPTS), text)
+    text = re.sub(r"\*\*", "^", text)
+    text = re.sub(r"\bpi\b", "π", text)
+    text = re.sub(r"\bsqrt\b", "√", text)
+    text = re.sub(r"(\d|π)\*(?=[A-Za-zπ√(])", r"\1", text)
+    text = text.replace("*", "·").replace(" - ", " − ")
+    return re.sub(r"^-", "−", text)
+
+
 def to_graphviz(
     model_or_graph: Any,
     x: torch.Tensor | None = None,
@@ -156,14 +187,19 @@ def to_graphviz(
     rankdir: str = "BT",
     edge_plots: str | os.PathLike[str] | None = None,
     digits: int = 3,
-    max_penwidth: float = 4.0,
+    max_penwidth: float = 3.0,
+    dpi: float = 150,
 ) -> Any:
-    """A layered ``graphviz.Digraph`` of the network (inputs at the bottom by default).
+    """A layered ``graphviz.Digraph`` of the network, laid out like :func:`kantk.plot_activations`.
 
-    Edge pen width and opacity follow importance (with ``x``, or the graph's ``importance``
-    attributes); symbolic edges are labelled with their rounded formula; inputs and outputs
-    carry variable names. Render it with ``dot.render(path, format="svg")`` or
-    :func:`render_graph` (clear error when Graphviz is missing).
+    Inputs at the bottom (``rankdir="BT"``), outputs at the top; the nodes of every layer in index
+    order from left to right (``x1 x2 ...``, ``h1.1 h1.2 ...``, ``y1 ...``), as in the activation
+    plot. Edge opacity and pen width follow importance normalised per layer (with ``x``, or the
+    graph's ``importance`` attributes). When any edge is symbolic or ``edge_plots`` is given, every
+    edge passes through a box of its own, ordered as the activation plot's boxes, holding the
+    edge's picture (faded by importance) and/or its formula as short math (:func:`short_math`);
+    dot places the boxes so that no two labels overlap. Render with :func:`render_graph` (SVG
+    output embeds the pictures, so the file stands alone).
 
     Args:
         model_or_graph: A KAN, or a graph from :func:`to_networkx`.
@@ -174,9 +210,15 @@ def to_graphviz(
             there with matplotlib (``edge_<l>_<p>_<q>.png``) and placed on the edge. Needs a
             KAN and ``x``. Nothing is written otherwise.
         digits: Decimals of the formulas on symbolic edges.
-        max_penwidth: Pen width of the most important edge.
+        max_penwidth: Pen width of the most important edge of a layer.
+        dpi: Resolution of the edge pictures.
     """
+    import html
+
     import graphviz
+    import torch
+
+    from kantk.model import KAN
 
     if rankdir not in ("BT", "TB", "LR", "RL"):
         raise ValueError(f"rankdir must be one of BT, TB, LR, RL, got {rankdir!r}")
@@ -193,57 +235,99 @@ def to_graphviz(
         raise ValueError("edge_plots needs the KAN itself and samples x (to draw each edge over its data)")
 
     widths = graph.graph["widths"]
-    top = max((d.get("importance", 0.0) for _, _, d in graph.edges(data=True)), default=0.0)
+    last = len(widths) - 1
+    tops = [0.0] * max(last, 1)  # most important edge of each layer
+    for _, _, d in graph.edges(data=True):
+        tops[d["layer"]] = max(tops[d["layer"]], d.get("importance", 0.0))
+    boxed = edge_plots is not None or any(d.get("kind") == "symbolic" for _, _, d in graph.edges(data=True))
     dot = graphviz.Digraph(
-        "kan", graph_attr={"rankdir": rankdir, "splines": "line", "nodesep": "0.35", "ranksep": "0.9"}
+        "kan",
+        graph_attr={
+            "rankdir": rankdir,
+            "splines": "line",
+            "nodesep": "0.25",
+            "ranksep": "0.45" if boxed else "0.9",
+            "ordering": "out",
+            "fontname": "Helvetica",
+        },
     )
-    dot.attr("node", shape="circle", fixedsize="true", width="0.35", fontsize="10", label="")
+    dot.attr("node", fontname="Helvetica", fontsize="10")
+    dot.attr("edge", arrowhead="none")
     for l in range(len(widths)):
+        nodes = sorted(n for n in graph.nodes if n[0] == l)
         with dot.subgraph(name=f"layer{l}") as sub:
             sub.attr(rank="same")
-            for node, d in graph.nodes(data=True):
-                if node[0] != l:
-                    continue
-                attrs = {}
-                if l == 0 or l == len(widths) - 1:
-                    attrs = {"shape": "box", "fixedsize": "false", "label": d["label"], "style": "rounded"}
-                sub.node(_node_id(node), **attrs)
+            for node in nodes:
+                label = graph.nodes[node]["label"]
+                if l == 0 or l == last:
+                    sub.node(_node_id(node), label=label, shape="box", style="rounded", margin="0.05,0.02")
+                else:
+                    sub.node(
+                        _node_id(node),
+                        label=label,
+                        shape="circle",
+                        fontsize="8",
+                        width="0.42",
+                        fixedsize="true",
+                    )
+            for a, b in itertools.pairwise(nodes):  # keep index order from left to right
+                sub.edge(_node_id(a), _node_id(b), style="invis")
     picture_dir = None
     if edge_plots is not None:
+        assert model is not None and x is not None
         picture_dir = os.fspath(edge_plots)
         os.makedirs(picture_dir, exist_ok=True)
         with torch.no_grad():
             layer_inputs = model.layer_inputs(x.detach())
-    for src, dst, d in graph.edges(data=True):
+    edges = sorted(graph.edges(data=True), key=lambda e: (e[2]["layer"], e[0][1], e[1][1]))
+    mids: dict[int, list[str]] = {}
+    for src, dst, d in edges:
+        l, p, q = d["layer"], src[1], dst[1]
+        top = tops[l]
         share = d["importance"] / top if ("importance" in d and top > 0) else 1.0
         share = min(max(share, 0.0), 1.0)
-        alpha = int(40 + 215 * share)
-        attrs = {
-            "penwidth": f"{max(0.3, max_penwidth * share):.2f}",
-            "color": f"#1f3b73{alpha:02x}" if d.get("kind") != "symbolic" else f"#b2182b{alpha:02x}",
-            "arrowhead": "none",
-        }
-        if d.get("kind") == "symbolic":
-            attrs.update(label=d["expression"], fontsize="9", fontcolor="#b2182b")
-        if picture_dir is not None:
-            l, p = src
-            q = dst[1]
-            path = os.path.join(picture_dir, f"edge_{l}_{p}_{q}.png")
-            _draw_edge(model, l, q, p, layer_inputs[l][:, p], path)
-            mid = f"e{l}_{p}_{q}"
-            dot.node(
-                mid,
-                shape="none",
-                image=os.path.abspath(path),
-                label="",
-                width="0.5",
-                height="0.4",
-                fixedsize="true",
-            )
-            dot.edge(_node_id(src), mid, **attrs)
-            dot.edge(mid, _node_id(dst), **{k: v for k, v in attrs.items() if k != "label"})
-        else:
+        alpha = MIN_ALPHA + (1.0 - MIN_ALPHA) * share
+        symbolic = d.get("kind") == "symbolic"
+        color = f"{SYMBOLIC_COLOR if symbolic else NUMERIC_COLOR}{round(255 * alpha):02x}"
+        attrs = {"penwidth": f"{max(0.4, max_penwidth * share):.2f}", "color": color}
+        if not boxed:
             dot.edge(_node_id(src), _node_id(dst), **attrs)
+            continue
+        mid = f"e{l}_{p}_{q}"
+        mids.setdefault(l, []).append(mid)
+        text = None
+        if symbolic and "expression" in d:
+            import sympy
+
+            text = html.escape(short_math(sympy.sympify(d["expression"])))
+        picture = None
+        if picture_dir is not None:
+            assert model is not None
+            picture = os.path.abspath(os.path.join(picture_dir, f"edge_{l}_{p}_{q}.png"))
+            _draw_edge(model, l, q, p, layer_inputs[l][:, p], picture, alpha=alpha, dpi=dpi)
+        rows = []
+        if picture is not None:
+            frame = f"#000000{round(255 * alpha):02x}"
+            rows.append(
+                f'<TR><TD FIXEDSIZE="TRUE" WIDTH="40" HEIGHT="30" BORDER="1" COLOR="{frame}">'
+                f'<IMG SRC="{html.escape(picture)}" SCALE="TRUE"/></TD></TR>'
+            )
+        if text is not None:
+            rows.append(f'<TR><TD><FONT POINT-SIZE="8" COLOR="{SYMBOLIC_COLOR}">{text}</FONT></TD></TR>')
+        if rows:
+            table = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="1" CELLPADDING="1">' + "".join(rows)
+            dot.node(mid, label=f"<{table}</TABLE>>", shape="plain")
+        else:
+            dot.node(mid, label="", shape="point", width="0.04", color=color)
+        dot.edge(_node_id(src), mid, **attrs)
+        dot.edge(mid, _node_id(dst), **attrs)
+    for l, names in mids.items():  # the boxes in the activation plot's order, in one rank per layer
+        with dot.subgraph(name=f"edges{l}") as sub:
+            sub.attr(rank="same")
+            for name in names:
+                sub.node(name)
+            for a, b in itertools.pairwise(names):
+                sub.edge(a, b, style="invis")
     return dot
 
 
@@ -277,7 +361,9 @@ def export_graph(
     x: torch.Tensor | None = None,
     var_names: Sequence[str] | None = None,
     *,
-    edge_plots: str | os.PathLike[str] | None = None,
+    out_names: Sequence[str] | None = None,
+    edge_plots: str | os.PathLike[str] | bool | None = None,
+    dpi: float = 150,
 ) -> str:
     """Write the network's graph to exactly ``path``, atomically; returns ``path``.
 
@@ -288,8 +374,12 @@ def export_graph(
             and ``pdf`` need Graphviz's ``dot``; ``dot`` is the DOT source; ``json`` is networkx
             node-link JSON (``networkx.node_link_graph(data, edges="links")`` reads it back).
         x: (batch, widths[0]) samples for importances (KAN only).
-        var_names: Names of the inputs (KAN only).
-        edge_plots: A folder for the edge pictures (see :func:`to_graphviz`; not for ``json``).
+        var_names, out_names: Names of the inputs and outputs (KAN only).
+        edge_plots: ``True`` to draw every edge's picture on the diagram (drawn in a temporary
+            folder: svg embeds them as data URIs, png and pdf hold them anyway; not for ``dot``,
+            whose source refers to files), or a folder to keep the pictures in (see
+            :func:`to_graphviz`; not for ``json``).
+        dpi: Resolution of ``png`` output and of the edge pictures.
 
     Raises:
         ValueError: Unknown format, or ``edge_plots`` with ``json``.
@@ -308,9 +398,11 @@ def export_graph(
             raise ValueError("edge_plots applies to diagrams (svg, png, pdf, dot), not to json")
         import networkx as nx
 
+        from kantk.model import KAN
+
         if isinstance(model_or_graph, KAN):
-            graph = to_networkx(model_or_graph, x, var_names)
-        elif x is not None or var_names is not None:
+            graph = to_networkx(model_or_graph, x, var_names, out_names)
+        elif x is not None or var_names is not None or out_names is not None:
             raise ValueError("x and var_names apply to a KAN; a graph already has them")
         else:
             graph = model_or_graph
@@ -318,12 +410,21 @@ def export_graph(
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         return path
-    dot = to_graphviz(model_or_graph, x, var_names, edge_plots=edge_plots)
-    if fmt == "dot":
-        with atomic_path(path) as tmp:
-            dot.save(filename=tmp)
-    else:
-        _render_to(dot, path, fmt)
+    if edge_plots is True and fmt == "dot":
+        raise ValueError("edge_plots=True draws the pictures for a rendered diagram; give a folder for dot")
+    with contextlib.ExitStack() as stack:
+        plots: Any = (
+            edge_plots if edge_plots is not True else stack.enter_context(temporary_folder_beside(path))
+        )
+        plots = None if plots is False else plots
+        dot = to_graphviz(model_or_graph, x, var_names, out_names, edge_plots=plots, dpi=dpi)
+        if fmt == "png":
+            dot.graph_attr["dpi"] = str(dpi)
+        if fmt == "dot":
+            with atomic_path(path) as tmp:
+                dot.save(filename=tmp)
+        else:
+            _render_to(dot, path, fmt)
     return path
 
 
@@ -383,10 +484,45 @@ def _render_to(dot: Any, path: str, format: str) -> None:
             )
             detail = " ".join(detail.split()) or f"exit status {exc.returncode}"
             raise GraphvizRenderError(f"graphviz could not render {path!r}: {detail}") from None
+        if format == "svg":
+            _embed_images(rendered)
         os.replace(rendered, path)
 
 
-def _draw_edge(model: KAN, layer: int, q: int, p: int, inputs: torch.Tensor, path: str) -> None:
+def _embed_images(svg_path: str) -> None:
+    """Replace every local PNG an SVG links (``xlink:href="/path/x.png"``) by a ``data:`` URI."""
+    import base64
+    import re
+
+    with open(svg_path, encoding="utf-8") as f:
+        text = f.read()
+
+    def inline(match: Any) -> str:
+        target = match.group(2)
+        if target.startswith("data:") or not target.lower().endswith(".png") or not os.path.isfile(target):
+            return match.group(0)
+        with open(target, "rb") as image:
+            data = base64.b64encode(image.read()).decode("ascii")
+        return f'{match.group(1)}"data:image/png;base64,{data}"'
+
+    text = re.sub(r'((?:xlink:)?href=)"([^"]*)"', inline, text)
+    with open(svg_path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _draw_edge(
+    model: KAN,
+    layer: int,
+    q: int,
+    p: int,
+    inputs: torch.Tensor,
+    path: str,
+    *,
+    alpha: float = 1.0,
+    dpi: float = 150,
+) -> None:
+    """Draw edge ``p -> q`` of ``layer`` over the range of its inputs into the PNG ``path``."""
+    import torch
     from matplotlib.figure import Figure
 
     lo, hi = float(inputs.min()), float(inputs.max())
@@ -396,9 +532,9 @@ def _draw_edge(model: KAN, layer: int, q: int, p: int, inputs: torch.Tensor, pat
     full[:, p] = xs
     with torch.no_grad():
         ys = kan_layer.activations(full)[:, q, p]
-    fig = Figure(figsize=(0.9, 0.7), dpi=100)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.plot(xs.cpu().numpy(), ys.cpu().numpy(), color="black", linewidth=1.5)
+    fig = Figure(figsize=(0.56, 0.42), dpi=dpi)
+    ax = fig.add_axes((0.06, 0.08, 0.88, 0.84))
+    ax.plot(xs.cpu().numpy(), ys.cpu().numpy(), color="black", alpha=alpha, linewidth=1.0)
     ax.set_axis_off()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", transparent=True)

@@ -132,3 +132,28 @@ def test_version(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert kantk.__version__ in capsys.readouterr().out
+
+
+def test_import_and_help_load_no_torch():
+    """``import kantk`` and every ``--help`` build without torch (the fast face of issue 19)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kantk\n"
+        "from kantk.cli import build_parser, lightning_help\n"
+        "build_parser(); lightning_help('fit')\n"
+        "heavy = ('torch', 'sympy', 'networkx', 'matplotlib', 'pytorch_lightning')\n"
+        "heavy = [m for m in heavy if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert set(kantk.__all__) <= set(dir(kantk))\n"
+        "import kantk.attribution\n"
+        "assert callable(kantk.attribution) and not isinstance(kantk.attribution, type(sys))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fit_help_is_kantks_short_help(capsys):
+    assert main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--help-all" in out and "--config" in out and "--trainer.KEY" in out

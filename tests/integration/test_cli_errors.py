@@ -237,6 +237,16 @@ def test_discover_into_an_existing_file_fails_before_training(work, capsys, no_w
     assert (work / "existing").read_text() == "keep me"
 
 
+def test_discover_csv_is_the_deprecated_spelling_of_data(work, capsys, no_work):
+    code, _, err = run_cli(["discover", "--csv", "model.kantk"], capsys)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("kantk: discover: --csv is deprecated; use --data")
+    assert "binary file" in lines[1]  # then read exactly as --data would be
+    code, _, err = run_cli(["discover", "--csv", "a.csv", "--data", "b.csv"], capsys)
+    assert code == 1 and "give --data once" in err
+
+
 @pytest.mark.parametrize("name", ["model.kantk", "graph.svg", "activations.png"])
 def test_discover_output_names_that_are_folders_fail_before_training(work, capsys, no_work, name):
     (work / "out" / name).mkdir(parents=True)
@@ -252,11 +262,11 @@ def test_discover_checks_library_names_and_csv_before_training(work, capsys, no_
     )
     assert_error(run_cli(["discover", "--steps", "0"], capsys), code=2, match="--steps")
     assert_error(run_cli(["discover", "--hidden", "100000"], capsys), code=2, match="--hidden")
-    assert_error(run_cli(["discover", "--csv", "model.kantk"], capsys), code=1, match="binary file")
+    assert_error(run_cli(["discover", "--data", "model.kantk"], capsys), code=1, match="binary file")
     (work / "out").mkdir()
     (work / "out" / "model.kantk").write_text("".join(f"{i},{i * 2},{i * 3}\n" for i in range(20)))
     assert_error(
-        run_cli(["discover", "--csv", "out/model.kantk", "-o", "out"], capsys),
+        run_cli(["discover", "--data", "out/model.kantk", "-o", "out"], capsys),
         code=1,
         match="would overwrite the input",
     )
@@ -337,7 +347,7 @@ def test_bad_data_files(work, capsys, no_work):
         ("absent.csv", "no CSV file"),
         ("folder", "is a folder"),
         ("model.kantk", "binary"),
-        ("header.csv", "no rows"),
+        ("header.csv", "no data rows"),
         ("text.csv", "cannot read"),
         ("nan.csv", "NaN"),
         ("one.csv", "columns"),

@@ -209,3 +209,66 @@ def test_a_graphviz_failure_is_reported_and_leaves_nothing(tmp_path):
     with pytest.raises(GraphvizRenderError, match="could not render"):
         render_graph(dot, tmp_path / "g.svg")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- diagrams fit for a paper (issue 19) ---------------------------------------------------------
+
+
+def test_short_math_reads_as_math():
+    import sympy
+
+    x = sympy.Symbol("x")
+    assert kantk.export.short_math(sympy.Float(0.354) * x**2 - sympy.Float(0.54)) == "0.354x² − 0.54"
+    assert kantk.export.short_math(sympy.sin(sympy.pi * x)) == "sin(πx)"
+    assert kantk.export.short_math(sympy.sqrt(x) * sympy.exp(x)) == "√(x)·exp(x)"
+
+
+def test_graphviz_nodes_are_labelled_and_kept_in_index_order():
+    model = kantk.KAN([3, 4, 2], seed=0)
+    dot = to_graphviz(model, torch.rand(32, 3) * 2 - 1, out_names=["u", "v"])
+    source = dot.source
+    for label in ("x1", "x3", "h1.1", "h1.4", "u", "v"):
+        assert f"label={label}" in source or f'label="{label}"' in source
+    # every layer's nodes chained left to right by invisible edges, in index order
+    for l, width in enumerate(model.widths):
+        for i in range(width - 1):
+            assert f"n{l}_{i} -> n{l}_{i + 1} [style=invis]" in source
+
+
+@needs_dot
+def test_svg_with_edge_plots_stands_alone_after_being_moved(tmp_path):
+    import base64
+    import io
+    import re
+    import xml.etree.ElementTree as ET
+
+    from matplotlib.image import imread
+
+    model = _model()
+    kantk.fix_symbolic(model, 0, 0, 0, "x^2", fit_params=False)  # a formula box too
+    out = tmp_path / "made"
+    out.mkdir()
+    export_graph(model, out / "g.svg", x=torch.rand(64, 3) * 2 - 1, edge_plots=True, dpi=80)
+    assert sorted(p.name for p in out.iterdir()) == ["g.svg"]  # pictures drawn in a temporary folder
+    moved = tmp_path / "elsewhere" / "g.svg"
+    moved.parent.mkdir()
+    shutil.move(out / "g.svg", moved)
+    text = moved.read_text()
+    ET.fromstring(text)  # well-formed XML
+    links = re.findall(r'href="([^"]*)"', text)
+    live = sum(len(kantk.export._live_edges(layer)) for layer in model.layers)
+    assert "x²" in text  # the symbolic edge's formula as short math
+    assert len(links) == live and all(link.startswith("data:image/png;base64,") for link in links)
+    picture = imread(io.BytesIO(base64.b64decode(links[0].split(",", 1)[1])), format="png")
+    assert picture.ndim == 3 and picture.shape[0] > 10  # a real image, not a path
+
+
+@needs_dot
+def test_png_dpi_sets_the_resolution(tmp_path):
+    from matplotlib.image import imread
+
+    model, x = _model(), torch.rand(32, 3) * 2 - 1
+    export_graph(model, tmp_path / "lo.png", x=x, dpi=50)
+    export_graph(model, tmp_path / "hi.png", x=x, dpi=100)
+    lo, hi = imread(tmp_path / "lo.png"), imread(tmp_path / "hi.png")
+    assert 1.8 < hi.shape[1] / lo.shape[1] < 2.2  # twice the dpi, twice the pixels (rounding margin)
