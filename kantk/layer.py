@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kantk._validation import check_int
 from kantk.bases.base import BASE_ACTIVATIONS, Basis, EdgeWeights, SupportsGridUpdate, layer_edges
 from kantk.registry import Registry, check_options, resolve_registry
 from kantk.symbolic.edges import SymbolicEdges
@@ -59,6 +60,8 @@ class KANLayer(SymbolicEdges, nn.Module):
     #: after :meth:`enable_symbolic`).
     EDGE_TENSORS = ("coef", "scale_base", "scale_sp", "mask", "symbolic_mask", "symbolic_affine")
 
+    mask: torch.Tensor  # the buffer, declared for type checkers (nn.Module.__getattr__ is untyped)
+
     def __init__(
         self,
         in_features: int,
@@ -75,9 +78,8 @@ class KANLayer(SymbolicEdges, nn.Module):
         registry: Registry | None = None,
     ):
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_int("in_features", in_features, 1)
+        check_int("out_features", out_features, 1)
         if base_activation not in BASE_ACTIVATIONS:
             raise ValueError(
                 f"unknown base_activation {base_activation!r}; accepted: {', '.join(BASE_ACTIVATIONS)}"

@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast, overload
 
 import torch
 from torch import nn
 
+from kantk._validation import is_int, is_number
 from kantk.layer import KANLayer
 from kantk.registry import Registry
 
 BasisArg = str | Sequence[str]
 KwargsArg = Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None
+
+
+class KANLayers(nn.ModuleList):
+    """A KAN's layers: an ``nn.ModuleList`` whose items are :class:`KANLayer` (typed as such)."""
+
+    def __iter__(self) -> Iterator[KANLayer]:
+        return cast(Iterator[KANLayer], super().__iter__())
+
+    @overload
+    def __getitem__(self, idx: slice) -> KANLayers: ...
+
+    @overload
+    def __getitem__(self, idx: int) -> KANLayer: ...
+
+    def __getitem__(self, idx: int | slice) -> KANLayer | KANLayers:
+        return cast("KANLayer | KANLayers", super().__getitem__(idx))
 
 
 class KAN(nn.Module):
@@ -51,7 +68,7 @@ class KAN(nn.Module):
         if seed is not None:
             generator = torch.Generator().manual_seed(int(seed))
         self.widths: list[int] = list(widths)
-        self.layers = nn.ModuleList(
+        self.layers = KANLayers(
             KANLayer(
                 widths[i],
                 widths[i + 1],
@@ -64,6 +81,16 @@ class KAN(nn.Module):
             )
             for i in range(n_layers)
         )
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the parameters (every layer has the same: ``model.double()`` converts all)."""
+        return self.layers[0].coef.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """The device the parameters are on (one for the whole model)."""
+        return self.layers[0].coef.device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x: (..., widths[0]). Returns: (..., widths[-1])."""
@@ -104,7 +131,7 @@ class KAN(nn.Module):
                 "update_grid needs at least one sample to place the grid on, got an empty batch "
                 f"{tuple(x.shape)}"
             )
-        if isinstance(grid_eps, bool) or not isinstance(grid_eps, (int, float)) or not 0 <= grid_eps <= 1:
+        if not is_number(grid_eps) or not 0 <= grid_eps <= 1:
             raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
         for layer in self.layers:
             layer.update_grid(x, grid_eps=grid_eps)
@@ -155,7 +182,7 @@ def _check_widths(widths: Sequence[int]) -> list[int]:
     if len(widths) < 2:
         raise ValueError(f"widths needs at least two entries (inputs and outputs), got {widths!r}")
     for w in widths:
-        if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+        if not is_int(w) or w < 1:
             raise ValueError(f"every entry of widths must be an int >= 1, got {widths!r}")
     return widths
 

@@ -245,7 +245,7 @@ class _HookFailure(Exception):
 
 
 def _call_collection_hook(
-    function: Callable[[], Any], hook_name: str, kind: str, record_type: type, field: str
+    function: Callable[[], Any], hook_name: str, kind: str, record_type: type[Any], field: str
 ) -> list[Any]:
     """Call one implementation of a collection hook and check what it gives.
 

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kantk._validation import check_int, is_int
+
 #: The layer's residual base functions b(x) by name (``KANLayer(base_activation=...)``).
 BASE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
     "silu": F.silu,
@@ -33,9 +35,7 @@ class Basis(nn.Module, abc.ABC):
 
     def __init__(self, in_features: int):
         super().__init__()
-        if not isinstance(in_features, int) or isinstance(in_features, bool) or in_features < 1:
-            raise ValueError(f"in_features must be a positive int, got {in_features!r}")
-        self.in_features = in_features
+        self.in_features = check_int("in_features", in_features, 1)
 
     @property
     @abc.abstractmethod
@@ -110,7 +110,8 @@ class EdgeWeights:
 
     def base(self, x: torch.Tensor) -> torch.Tensor | None:
         """``b(x)`` (batch, in), or None without a base branch."""
-        return BASE_ACTIVATIONS[self.base_activation](x) if self.has_base else None
+        act = BASE_ACTIVATIONS[self.base_activation]
+        return act(x) if act is not None and self.base_weight is not None else None
 
     def basis_major(self) -> torch.Tensor:
         """The weights in the layout of fused kernels: see :func:`basis_major_weights`."""
@@ -162,7 +163,7 @@ def edge_sum(basis: Basis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tenso
     """
     y = basis.linear(x, weights.spline_weight())
     base = weights.base(x)
-    if base is not None:
+    if base is not None and weights.base_weight is not None:  # base(x) is None without a weight
         y = torch.addmm(y, base, weights.base_weight.t())  # (batch, in) @ (in, out)
     return y
 
@@ -281,7 +282,7 @@ def check_refine_size(size: Any, current: int, what: str, who: str) -> int:
     Raises:
         ValueError: Not an int, or smaller than ``current`` (the message says what is accepted).
     """
-    if not isinstance(size, int) or isinstance(size, bool):
+    if not is_int(size):
         raise ValueError(f"{who} refine needs an int {what} >= {current} (the current one), got {size!r}")
     if size < current:
         raise ValueError(

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from kantk._validation import check_int
 from kantk.bases import gpu
 from kantk.bases.base import (
     Basis,
@@ -54,11 +55,12 @@ class ChebyshevBasis(Basis):
         center, halfwidth: (in_features,) input normalisation (0 and 1 until a grid update).
     """
 
+    center: torch.Tensor  # buffers, declared for type checkers (nn.Module.__getattr__ is untyped)
+    halfwidth: torch.Tensor
+
     def __init__(self, in_features: int, degree: int = 5):
         super().__init__(in_features)
-        if not isinstance(degree, int) or isinstance(degree, bool) or degree < 0:
-            raise ValueError(f"chebyshev degree must be an int >= 0, got {degree!r}")
-        self.degree = degree
+        self.degree = check_int("chebyshev degree", degree, 0)
         self.register_buffer("center", torch.zeros(in_features))
         self.register_buffer("halfwidth", torch.ones(in_features))
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from kantk._validation import check_int, check_number
 from kantk.bases import gpu
 from kantk.bases.base import (
     Basis,
@@ -45,6 +45,9 @@ class RBFBasis(Basis):
         width: (in_features,) bump width.
     """
 
+    centers: torch.Tensor  # buffers, declared for type checkers (nn.Module.__getattr__ is untyped)
+    width: torch.Tensor
+
     def __init__(
         self,
         in_features: int,
@@ -53,15 +56,8 @@ class RBFBasis(Basis):
         width_scale: float = 2.0,
     ):
         super().__init__(in_features)
-        if not isinstance(num_centers, int) or isinstance(num_centers, bool) or num_centers < 2:
-            raise ValueError(f"rbf num_centers must be an int >= 2, got {num_centers!r}")
-        if (
-            isinstance(width_scale, bool)
-            or not isinstance(width_scale, (int, float))
-            or not math.isfinite(width_scale)
-            or width_scale <= 0
-        ):
-            raise ValueError(f"rbf width_scale must be a finite number > 0, got {width_scale!r}")
+        check_int("rbf num_centers", num_centers, 2)
+        check_number("rbf width_scale", width_scale, 0, strict=True, finite=True)
         lo, hi = check_grid_range(grid_range, "rbf")
         self.num_centers = num_centers
         self.grid_range = (lo, hi)

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from kantk._validation import check_int
 from kantk.bases.base import (
     Basis,
     EdgeWeights,
@@ -124,6 +125,8 @@ class BSplineBasis(Basis):
         grid: (in_features, G + 2k + 1) knots, non-decreasing per input.
     """
 
+    grid: torch.Tensor  # the buffer, declared for type checkers (nn.Module.__getattr__ is untyped)
+
     def __init__(
         self,
         in_features: int,
@@ -133,10 +136,8 @@ class BSplineBasis(Basis):
         extrapolate: str = "zero",
     ):
         super().__init__(in_features)
-        if not isinstance(grid_size, int) or isinstance(grid_size, bool) or grid_size < 1:
-            raise ValueError(f"bspline grid_size must be an int >= 1, got {grid_size!r}")
-        if not isinstance(order, int) or isinstance(order, bool) or order < 0:
-            raise ValueError(f"bspline order must be an int >= 0, got {order!r}")
+        check_int("bspline grid_size", grid_size, 1)
+        check_int("bspline order", order, 0)
         grid_range = check_grid_range(grid_range, "bspline")
         if extrapolate not in EXTRAPOLATIONS:
             raise ValueError(

@@ -191,7 +191,7 @@ def run(path: Path, basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) 
         feats = local_bspline_features(xe, basis.grid, basis.order, extend=basis.extrapolate == "extend")
         w = weights.spline_weight()
         y = feats.reshape(feats.shape[0], -1) @ w.reshape(w.shape[0], -1).t()  # (batch, in*n) @ (in*n, out)
-        return y if base is None else torch.addmm(y, base, base_weight.t())
+        return y if base is None or base_weight is None else torch.addmm(y, base, base_weight.t())
     shift, inv_h, tables = basis._uniform_params(x.dtype)
     if path is Path.NATIVE_DENSE:
         return _native_linear(
@@ -202,7 +202,7 @@ def run(path: Path, basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) 
     weight = weights.spline_weight()  # (out, in, n)
     if path is Path.TORCH_SPARSE:
         return _sparse_linear(xe, weight, base, base_weight, shift, inv_h, tables)
-    if base is not None:
+    if base is not None and base_weight is not None:  # both or neither
         # the base branch rides along as one more column: a single GEMM for the whole layer
         weight = torch.cat([weight, base_weight.unsqueeze(-1)], dim=-1)  # (out, in, n+1)
     if path is Path.TORCH_COMPILED:

@@ -138,8 +138,8 @@ def insert_knots(
     weights = eye.expand(n_in, n_new, k + 1, k + 1)  # (in, n_new, position s, unit)
     for level in range(1, k + 1):
         arg = tau[:, level : level + n_new].unsqueeze(-1)  # tau_{j+level}, (in, n_new, 1)
-        s = torch.arange(level, k + 1, device=dev)  # positions still alive
-        lo_idx = (mu.unsqueeze(-1) + s).reshape(n_in, -1)  # padded index of t_i, i = mu - k + s
+        alive = torch.arange(level, k + 1, device=dev)  # positions s still alive
+        lo_idx = (mu.unsqueeze(-1) + alive).reshape(n_in, -1)  # padded index of t_i, i = mu - k + s
         lo_t = tp.gather(1, lo_idx).view(n_in, n_new, -1)
         hi_t = tp.gather(1, lo_idx + (k + 1 - level)).view(n_in, n_new, -1)
         den = hi_t - lo_t
@@ -198,17 +198,17 @@ def local_bspline_features(
     def knot(offset: int) -> torch.Tensor:
         return tpx.gather(-1, (j + offset).unsqueeze(-1)).squeeze(-1)  # (batch, in)
 
-    left = [None] + [xc - knot(1 - d) for d in range(1, k + 1)]  # left[d] = x - t_{j+1-d}
-    right = [None] + [knot(d) - xc for d in range(1, k + 1)]  # right[d] = t_{j+d} - x
+    left = [xc - knot(1 - d) for d in range(1, k + 1)]  # left[d - 1] = x - t_{j+1-d}
+    right = [knot(d) - xc for d in range(1, k + 1)]  # right[d - 1] = t_{j+d} - x
     values = [torch.ones_like(xc)]
     for d in range(1, k + 1):
         saved = torch.zeros_like(xc)
         new = []
         for r in range(d):
-            den = right[r + 1] + left[d - r]
+            den = right[r] + left[d - r - 1]
             temp = _ratio_or_zero(values[r], den)
-            new.append(saved + right[r + 1] * temp)
-            saved = left[d - r] * temp
+            new.append(saved + right[r] * temp)
+            saved = left[d - r - 1] * temp
         new.append(saved)
         values = new
     local = torch.stack(values, dim=-1) * inside.unsqueeze(-1)  # (batch, in, k+1): bases j-k .. j

@@ -218,7 +218,7 @@ class _NativeBSplineLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, extra, coef, scale, extra_weight, shift, inv_h, tables, ws):  # type: ignore[override]
+    def forward(ctx, x, extra, coef, scale, extra_weight, shift, inv_h, tables, ws):
         batch, n_in = x.shape
         n_out, width = coef.shape[0], tables.n + (extra is not None)
         weight = coef.new_empty(n_out, width, n_in)
@@ -238,7 +238,7 @@ class _NativeBSplineLinear(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out):
         x, extra, coef, scale, extra_weight, shift, inv_h, weight = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True
             grads = _native_differentiable_backward(
@@ -271,6 +271,7 @@ class _NativeBSplineLinear(torch.autograd.Function):
                 else:
                     dense = ctx.ws.scratch("native", (rows, width, n_in), x)
                     _native_fill(x[a:b], shift, inv_h, None if extra is None else extra[a:b], tables, dense)
+                assert grad_w is not None  # made above when need_w
                 _add_weight_grad(grad_w, g, dense.view(rows, -1), single)
             if need_x or need_extra:
                 grad_dense = torch.mm(g, w2, out=ctx.ws.scratch("grad", (rows, width * n_in), g))
@@ -283,11 +284,11 @@ class _NativeBSplineLinear(torch.autograd.Function):
                     tables.order,
                     tables.extend,
                     tables.native_coefs,
-                    grad_x[a:b] if need_x else None,
-                    grad_extra[a:b] if need_extra else None,
+                    grad_x[a:b] if grad_x is not None else None,  # None unless need_x
+                    grad_extra[a:b] if grad_extra is not None else None,
                 )
         grad_coef = grad_scale = grad_ew = None
-        if need_w:
+        if grad_w is not None:  # need_w
             grad_coef = torch.empty_like(coef) if need_coef else None
             grad_scale = torch.empty_like(scale) if need_scale else None
             grad_ew = torch.empty_like(extra_weight) if need_ew else None
@@ -321,7 +322,7 @@ class _NativeSparseLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, extra, coef, scale, extra_weight, shift, inv_h, tables):  # type: ignore[override]
+    def forward(ctx, x, extra, coef, scale, extra_weight, shift, inv_h, tables):
         y = x.new_empty(x.shape[0], coef.shape[0])
         # every thread sums into its own (rows, out) buffer: row chunks keep those bounded
         per_row = coef.shape[0] * max(1, torch.get_num_threads())
@@ -343,7 +344,7 @@ class _NativeSparseLinear(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out):
         x, coef, scale, shift, inv_h = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True
             return _native_differentiable_backward(ctx, grad_out, x, None, coef, scale, None, shift, inv_h)

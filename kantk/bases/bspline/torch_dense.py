@@ -40,7 +40,7 @@ class _UniformBSplineLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, extra, weight, shift, inv_h, tables, ws):  # type: ignore[override]
+    def forward(ctx, x, extra, weight, shift, inv_h, tables, ws):
         # x, extra: (batch, in); weight: (out, in, width = n [+1]); shift, inv_h: (in,);
         # ws: the basis' Workspace
         batch, n_in = x.shape
@@ -71,7 +71,7 @@ class _UniformBSplineLinear(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out):
         x, extra, weight, shift, inv_h, saved_row, saved_t, saved_vals = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: rebuild from x with a graph
             return (*_differentiable_backward(ctx, grad_out, x, extra, weight, shift, inv_h), None)
@@ -106,12 +106,13 @@ class _UniformBSplineLinear(torch.autograd.Function):
                     if extra is not None:
                         dense[..., tables.n] = extra[a:b]
             if need_w:
+                assert grad_w is not None  # made above when need_w
                 _add_weight_grad(grad_w, g, dense.view(rows, -1), single)
             if need_x or need_extra:
                 grad_dense = torch.mm(g, w2, out=ctx.ws.scratch("grad", (rows, n_in * width), g)).view(
                     rows, n_in, width
                 )
-                if need_x:
+                if grad_x is not None:  # need_x
                     local = grad_dense.gather(-1, pos)  # (rows, in, k+1)
                     if not interior:
                         local = local * tables.valid.index_select(0, row.reshape(-1)).view_as(local)
@@ -120,7 +121,7 @@ class _UniformBSplineLinear(torch.autograd.Function):
                     for r in range(1, tables.order + 1):
                         acc = torch.addcmul(acc, local[..., r], derivs[r])
                     torch.mul(acc, inv_h, out=grad_x[a:b])
-                if need_extra:
+                if grad_extra is not None:  # need_extra
                     grad_extra[a:b] = grad_dense[..., tables.n]
         return (
             grad_x,

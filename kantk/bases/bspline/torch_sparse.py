@@ -57,7 +57,7 @@ class _SparseBSplineLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, extra, weight, shift, inv_h, tables):  # type: ignore[override]
+    def forward(ctx, x, extra, weight, shift, inv_h, tables):
         ctx.tables, ctx.interiors = tables, [False]  # masked formulas in a recorded backward
         ctx.save_for_backward(x, weight, shift, inv_h)
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
@@ -69,7 +69,7 @@ class _SparseBSplineLinear(torch.autograd.Function):
         return y.detach()
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out):
         x, weight, shift, inv_h = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True
             return _differentiable_backward(ctx, grad_out, x, None, weight, shift, inv_h)

@@ -295,6 +295,6 @@ def _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec: Kern
 
 
 #: The base activations by kernel constant, as PyTorch functions.
-BASE_ACTIVATIONS_TORCH = {
-    kind: BASE_ACTIVATIONS[name] for name, kind in BASE_KINDS.items() if kind != BASE_NONE
+BASE_ACTIVATIONS_TORCH: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {
+    kind: fn for name, kind in BASE_KINDS.items() if (fn := BASE_ACTIVATIONS[name]) is not None
 }

@@ -285,7 +285,7 @@ class FusedEdges(torch.autograd.Function):
     a second derivative goes through ``spec.reference``)."""
 
     @staticmethod
-    def forward(ctx, xs, xb, wt, p0, p1, spec: KernelSpec):  # type: ignore[override]
+    def forward(ctx, xs, xb, wt, p0, p1, spec: KernelSpec):
         # xs, xb: (B, in); wt: (in, n_w, out), in xs' dtype or bf16/fp16 (products on tensor
         # cores, float32 accumulation); p0, p1: basis constants (see fused_edges)
         batch, n_in = xs.shape
@@ -323,7 +323,7 @@ class FusedEdges(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out):
         xs, xb, wt, p0, p1 = ctx.saved_tensors
         spec: KernelSpec = ctx.spec
         needs = ctx.needs_input_grad[:3]

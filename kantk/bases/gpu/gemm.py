@@ -268,7 +268,7 @@ class GemmLayer(torch.autograd.Function):
     launches few kernels (on a GPU, small layers are bound by launches)."""
 
     @staticmethod
-    def forward(ctx, xs, xb, coef, scale, bw, p0, p1, spec: KernelSpec, low):  # type: ignore[override]
+    def forward(ctx, xs, xb, coef, scale, bw, p0, p1, spec: KernelSpec, low):
         batch, n_in = xs.shape
         out, nf = coef.shape[0], coef.shape[2]
         n_w = nf + (bw is not None)
@@ -288,7 +288,7 @@ class GemmLayer(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out):
         xs, xb, coef, scale, bw, p0, p1, w2t = ctx.saved_tensors
         spec: KernelSpec = ctx.spec
         if torch.is_grad_enabled():  # create_graph=True: through the composed weight's reference
@@ -305,7 +305,7 @@ class GemmLayer(torch.autograd.Function):
         grad_xb = torch.empty_like(xb) if grad_xs is not None and has_base and not same else None
         acc_dtype = torch.float32 if w2t.dtype in _LOW_TYPES else w2t.dtype
         chunks = _chunks(batch, n_w * n_in)
-        grad_w2t = None
+        grad_w2t: torch.Tensor | None = None
         bm, bp = _elementwise_blocks(n_in)
         for a, b in chunks:
             gc = g[a:b]

@@ -236,7 +236,7 @@ class SparseEdges(torch.autograd.Function):
     ``_sparse_forward_kernel``."""
 
     @staticmethod
-    def forward(ctx, xs, xb, wt, p0, p1, spec: KernelSpec):  # type: ignore[override]
+    def forward(ctx, xs, xb, wt, p0, p1, spec: KernelSpec):
         batch, n_in = xs.shape
         n_w, out = wt.shape[1], wt.shape[2]
         m = p0.shape[-1] if spec.kind == BSPLINE_KNOTS else spec.num_functions + 4
@@ -267,7 +267,7 @@ class SparseEdges(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out):
         xs, xb, wt, p0, p1 = ctx.saved_tensors
         spec: KernelSpec = ctx.spec
         needs = ctx.needs_input_grad[:3]

@@ -1,0 +1,66 @@
+"""Checks of user-given numbers shared by the whole package, with one wording for their errors.
+
+``bool`` is a subclass of ``int`` in Python, so ``isinstance(True, int)`` holds; every count, size or
+index taken from a user must exclude it (``grid_size=True`` is a mistake, not 1). These helpers
+raise :class:`ValueError` with a one-line message ``"<name> must be an int >= <minimum>, got <value>"``
+that names the argument and what is accepted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, TypeGuard
+
+__all__ = ["check_int", "check_number", "check_optional_int", "is_int", "is_number"]
+
+
+def is_int(value: Any) -> TypeGuard[int]:
+    """Whether ``value`` is a Python int and not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """Whether ``value`` is an int or a float and not a bool (NaN and infinities included)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` when it is an int (not a bool) >= ``minimum`` (any int when None).
+
+    Raises:
+        ValueError: ``"{name} must be an int >= {minimum}, got {value!r}"`` otherwise.
+    """
+    if not is_int(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} must be an int{bound}, got {value!r}")
+    return value
+
+
+def check_optional_int(name: str, value: Any, minimum: int | None = None) -> int | None:
+    """Like :func:`check_int`, and None passes: ``"{name} must be an int >= {minimum} or None, ..."``."""
+    if value is None:
+        return None
+    if not is_int(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} must be an int{bound} or None, got {value!r}")
+    return value
+
+
+def check_number(
+    name: str, value: Any, minimum: float | None = None, *, strict: bool = False, finite: bool = False
+) -> float:
+    """``float(value)`` when it is an int or float (not a bool) >= ``minimum`` (> when ``strict``).
+
+    NaN never passes; infinities pass unless ``finite``.
+
+    Raises:
+        ValueError: ``"{name} must be a [finite ]number >= {minimum}, got {value!r}"`` otherwise.
+    """
+    ok = is_number(value) and not math.isnan(value) and (not finite or math.isfinite(value))
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if not ok:
+        kind = "a finite number" if finite else "a number"
+        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+        raise ValueError(f"{name} must be {kind}{bound}, got {value!r}")
+    return float(value)
