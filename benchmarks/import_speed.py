@@ -44,6 +44,15 @@ def wall(argv: list[str], runs: int) -> float:
     return statistics.median(times)
 
 
+def paired(a: list[str], b: list[str], runs: int) -> tuple[float, float]:
+    """Median wall times of ``a`` and ``b``, run alternately ``runs`` times each."""
+    ta, tb = [], []
+    for _ in range(runs):
+        ta.append(wall(a, 1))
+        tb.append(wall(b, 1))
+    return statistics.median(ta), statistics.median(tb)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="processes per figure (median; default 5)")
@@ -62,8 +71,9 @@ def main() -> None:
         ("import kantk; kantk.KAN", "import kantk; kantk.KAN"),
         ("import kantk; kantk.symbolic_formula", "import kantk; kantk.symbolic_formula"),
     ):
-        t = wall([py, "-c", code], args.runs)
-        print(f"{label:38s} {t:8.3f} {t - base:+11.3f}")
+        # alternate with the baseline, so that a change in the machine's load hits both alike
+        t, torch_t = paired([py, "-c", code], [py, "-c", "import torch"], args.runs)
+        print(f"{label:38s} {t:8.3f} {t - torch_t:+11.3f}  (torch in the same runs: {torch_t:.3f})")
     print(f"{'what':38s} {'seconds':>8s} {'/ torch':>11s}")
     for command in ("", *COMMANDS):
         t = wall([*cli, *([command] if command else []), "--help"], args.runs)

@@ -62,7 +62,9 @@ def test_prune_export_plot_symbolic_write_only_into_tmp(model_file, tmp_path, mo
     assert (out / "g.dot").read_text().startswith("digraph")
     if shutil.which("dot"):
         assert main(["export", str(out / "pruned.kantk"), "-o", str(out / "g.svg"), "--edge-plots"]) == 0
-        assert (out / "g.svg").exists() and any((out / "g_edges").glob("*.png"))
+        assert "data:image/png;base64," in (out / "g.svg").read_text() and not (out / "g_edges").exists()
+    assert main(["export", str(out / "pruned.kantk"), "-o", str(out / "e.dot"), "--edge-plots"]) == 0
+    assert any((out / "e_edges").glob("*.png"))  # DOT source refers to picture files: kept beside it
     assert main(["plot", str(out / "pruned.kantk"), "-o", str(out / "acts.png")]) == 0
     assert (out / "acts.png").stat().st_size > 0
     rc = main(
@@ -124,7 +126,9 @@ def test_export_next_to_the_model_keeps_the_model(model_file, tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.kantk", f"model.kantk.{fmt}"]
     assert main(["export", "model.kantk", "-o", "graph", "--format", fmt, "--edge-plots"]) == 0
     assert (tmp_path / "graph").stat().st_size > 0 and not (tmp_path / f"graph.{fmt}").exists()  # exactly -o
-    assert any((tmp_path / "graph_edges").glob("edge_*.png"))
+    assert not (tmp_path / "graph_edges").exists()  # the pictures are inside the diagram, no folder
+    if fmt == "svg":
+        assert "data:image/png;base64," in (tmp_path / "graph").read_text()
     assert not list(tmp_path.rglob(".kantk-tmp-*"))
     assert model_file.read_bytes() == before
 
