@@ -377,3 +377,45 @@ def test_public_names():
     assert kantk.create_dataset is create_dataset
     assert kantk.check_dataset is check_dataset
     assert kantk.load_csv is load_csv and kantk.split_dataset is split_dataset
+
+
+def test_header_names_become_variable_names(tmp_path):
+    from kantk.data import read_csv
+
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "mass,speed,energy\n" + "\n".join(f"{i},{i + 1},{i * (i + 1) ** 2 / 2}" for i in range(10))
+    )
+    data = load_csv(path, test_fraction=0.2)
+    assert data.input_names == ["mass", "speed"] and data.label_names == ["energy"]
+    assert data["train_input"].shape == (8, 2)  # still the plain four-tensor dict
+    table = read_csv(path)
+    assert table.names == ["mass", "speed", "energy"] and table.values.shape == (10, 3)
+    path.write_text("1,2\n3,4\n")
+    assert load_csv(path, test_fraction=0).input_names is None  # no header: default names apply
+    path.write_text("a,a,y\n1,2,3\n4,5,6\n")
+    assert load_csv(path, test_fraction=0).input_names is None  # repeated names cannot name variables
+
+
+def test_the_one_reader_refuses_non_finite_values_with_line_and_column(tmp_path):
+    from kantk.data import read_csv
+
+    path = tmp_path / "d.csv"
+    path.write_text("a,b\n1,2\n3,inf\n")
+    with pytest.raises(ValueError, match="NaN or infinite values: line 3, column 2"):
+        read_csv(path)
+
+
+def test_every_command_reads_data_with_the_one_reader(tmp_path):
+    import argparse
+
+    from kantk import cli_models
+
+    path = tmp_path / "d.csv"
+    path.write_text("p,q,label\n0.1,0.2,1\n0.3,0.4,2\n")
+    model = kantk.KAN([2, 1], seed=0)
+    args = argparse.Namespace(data=str(path), var_names=None, range=(-1.0, 1.0), samples=10, seed=0)
+    assert cli_models.samples(args, model).shape == (2, 2)
+    assert cli_models.var_names(args, model) == ["p", "q"]
+    args.var_names = ["u", "v"]
+    assert cli_models.var_names(args, model) == ["u", "v"]  # --var-names wins over the header
