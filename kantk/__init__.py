@@ -38,6 +38,7 @@ _LAZY: dict[str, str] = {
     "KantkFileError": "kantk.io",
     "load": "kantk.io",
     "save": "kantk.io",
+    "formula_to_kan": "kantk.kanpiler",
     "KANLayer": "kantk.layer",
     "KAN": "kantk.model",
     "plot_activations": "kantk.plotting",  # matplotlib
@@ -116,6 +117,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from kantk.formula_parser import parse_formula
     from kantk.grids import refine
     from kantk.io import KantkFileError, load, save
+    from kantk.kanpiler import formula_to_kan
     from kantk.layer import KANLayer
     from kantk.model import KAN
     from kantk.plotting import plot_activations

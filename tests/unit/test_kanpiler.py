@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+
+import kantk
+from kantk.kanpiler import formula_to_kan
+from kantk.symbolic.formula import formula_to_callable, round_constants
+
+
+def _points(n: int, lo: float | list[float], hi: float | list[float], seed: int = 0) -> torch.Tensor:
+    """200 points uniform in the box [lo, hi] (numbers, or one bound per variable)."""
+    gen = torch.Generator().manual_seed(seed)
+    lo_t, hi_t = (torch.as_tensor(v, dtype=torch.float64).expand(n) for v in (lo, hi))
+    return torch.rand(200, n, generator=gen, dtype=torch.float64) * (hi_t - lo_t) + lo_t
+
+
+def _reference(formulas: list[str], x: torch.Tensor) -> torch.Tensor:
+    exprs = [kantk.parse_formula(f) for f in formulas]
+    names = [f"x{k + 1}" for k in range(x.shape[1])]
+    return torch.as_tensor(formula_to_callable(exprs, names)(x.numpy()))
+
+
+def _equivalent(formula: sp.Expr, target: sp.Expr) -> bool:
+    """Same function symbolically: floats made exact, the difference simplified, and whatever
+    constant is left must vanish to 1e-9 (the unrounded formula carries float round-off)."""
+    snapped = round_constants(formula, 10, snap_only=True)  # 3.14159.. -> pi, 1.0 -> 1
+    diff = sp.simplify(sp.nsimplify(snapped, rational=True) - target)
+    return round_constants(sp.expand(diff.evalf()), 9) == 0
+
+
+# name, formula, product construction, input range (where the formula is real)
+ROUND_TRIPS = [
+    ("seed", "exp(sin(pi*x1) + x2**2)", "squares", (-1.0, 1.0)),
+    ("Feynman I.6.20a", "exp(-x1**2/2)/sqrt(2*pi)", "squares", (-3.0, 3.0)),
+    ("Feynman I.14.3 U = m g z", "x1*x2*x3", "squares", (-2.0, 2.0)),
+    (
+        "Feynman I.10.7 m0/sqrt(1 - v^2/c^2)",
+        "x1/sqrt(1 - x2**2/x3**2)",
+        "squares",
+        ([1.0, 0.1, 1.0], [2.0, 0.9, 2.0]),
+    ),
+    ("Feynman I.12.4 q/(4 pi eps r^2)", "x1/(4*pi*x2*x3**2)", "log", (1.0, 5.0)),
+    ("Feynman I.14.3 (log products)", "x1*x2*x3", "log", (1.0, 5.0)),
+]
+
+
+@pytest.mark.parametrize(("name", "formula", "product", "box"), ROUND_TRIPS, ids=[r[0] for r in ROUND_TRIPS])
+def test_formula_round_trips_and_model_is_exact(name, formula, product, box):
+    model = formula_to_kan(formula, product=product, dtype=torch.float64)
+    target = kantk.parse_formula(formula)
+    x = _points(model.widths[0], *box)
+    # exact at initialisation: only float round-off (1e-12 leaves ~1e3 ulps of margin)
+    torch.testing.assert_close(model(x), _reference([formula], x), rtol=1e-12, atol=1e-12)
+    (exact,) = kantk.symbolic_formula(model, digits=None)
+    assert _equivalent(exact, target), (name, exact)
+
+
+@pytest.mark.parametrize(
+    ("formula", "product", "box"),
+    [
+        ("exp(sin(pi*x1) + x2**2)", "squares", (-1.0, 1.0)),
+        ("x1*x2*x3", "squares", (-2.0, 2.0)),
+        ("x1/sqrt(1 - x2**2/x3**2)", "squares", ([1.0, 0.1, 1.0], [2.0, 0.9, 2.0])),
+        ("x1*x2*x3", "log", (1.0, 5.0)),
+    ],
+)
+def test_default_rounding_gives_the_formula_back_exactly(formula, product, box):
+    model = formula_to_kan(formula, product=product, dtype=torch.float64)
+    (got,) = kantk.symbolic_formula(model, x=_points(model.widths[0], *box))
+    assert sp.simplify(got - kantk.parse_formula(formula)) == 0, got
+
+
+def test_seed_formula_has_pykans_shape():
+    model = formula_to_kan("exp(sin(pi*x1) + x2**2)")
+    assert model.widths == [2, 1, 1]
+    assert model.layers[0].symbolic_names == [["sin", "x^2"]]
+    assert model.layers[1].symbolic_names == [["exp"]]
+
+
+def test_products_by_squares_work_for_negative_inputs():
+    model = formula_to_kan("3*x1*x2 - x2", dtype=torch.float64)
+    x = _points(2, -3.0, 3.0)
+    torch.testing.assert_close(model(x)[:, 0], 3 * x[:, 0] * x[:, 1] - x[:, 1], rtol=1e-12, atol=1e-12)
+
+
+def test_two_functions_of_one_node_and_several_outputs():
+    model = formula_to_kan(["x1 + sin(x1)", "x1", "x1**2 + 2"], dtype=torch.float64)
+    x = _points(1, -2.0, 2.0)
+    want = torch.stack([x[:, 0] + torch.sin(x[:, 0]), x[:, 0], x[:, 0] ** 2 + 2], dim=1)
+    torch.testing.assert_close(model(x), want, rtol=1e-12, atol=1e-12)
+
+
+def test_unused_variables_and_sympy_input():
+    a, b, c = sp.symbols("a b c")
+    model = formula_to_kan(sp.sin(a) * b, variables=[a, b, c], dtype=torch.float64)
+    assert model.widths[0] == 3
+    x = _points(3, -1.0, 1.0)
+    torch.testing.assert_close(model(x)[:, 0], torch.sin(x[:, 0]) * x[:, 1], rtol=1e-12, atol=1e-12)
+    (formula,) = kantk.symbolic_formula(model, var_names=["a", "b", "c"])
+    assert sp.simplify(formula - sp.sin(a) * b) == 0
+
+
+def test_model_is_trainable_from_the_formula():
+    torch.manual_seed(0)
+    model = formula_to_kan("sin(x1) + x2**2", dtype=torch.float64)
+    x = _points(2, -1.0, 1.0)
+    y = (1.5 * torch.sin(x[:, 0]) + x[:, 1] ** 2 + 0.3).unsqueeze(1)  # the same form, other constants
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=0.05)
+    first = None
+    for _ in range(100):
+        opt.zero_grad()
+        loss = torch.mean((model(x) - y) ** 2)
+        first = float(loss.detach()) if first is None else first
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.05 * first  # trains the affine constants towards the data
+
+
+def test_model_saves_and_loads(tmp_path):
+    model = formula_to_kan("x1*x2 + exp(-x1**2)", dtype=torch.float64)
+    path = tmp_path / "compiled.kan"
+    kantk.save(model, path)
+    loaded = kantk.load(path)
+    x = _points(2, -1.0, 1.0)
+    torch.testing.assert_close(loaded(x), model(x))
+
+
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        ("sinh(x1)", "cannot compile"),
+        ("x1**7", "exponents"),
+        ("x1**x2", "cannot compile"),
+        ("x1 > 2", "comparison"),
+        ("__import__('os')", "formula"),
+    ],
+)
+def test_bad_formulas_are_refused_with_a_reason(formula, message):
+    with pytest.raises(ValueError, match=message):
+        formula_to_kan(formula)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="product"):
+        formula_to_kan("x1*x2", product="mult")
+    with pytest.raises(ValueError, match="x3"):
+        formula_to_kan("x1 + x3", variables=2)
+    with pytest.raises(TypeError):
+        formula_to_kan(3.0)
+
+
+def test_power_of_variables_with_log_products():
+    model = formula_to_kan("x1**x2", product="log", dtype=torch.float64)
+    x = _points(2, 1.0, 3.0)
+    torch.testing.assert_close(model(x)[:, 0], x[:, 0] ** x[:, 1], rtol=1e-10, atol=1e-10)
+    assert np.isfinite(model(x).detach().numpy()).all()
