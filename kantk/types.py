@@ -11,12 +11,12 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class BasisSpec:
-    """A family of 1-D basis functions a KAN layer can put on its edges.
+class ComponentSpec:
+    """A component a registry builds by name: the shared shape of the records below.
 
     Attributes:
         name: Registry name, lowercase (``"bspline"``). Used in configs and saved files.
-        factory: Callable ``factory(in_features, **kwargs) -> kantk.bases.Basis``; usually the class.
+        factory: Callable that builds the component (see each kind below).
         description: One line for listings.
     """
 
@@ -25,35 +25,27 @@ class BasisSpec:
     description: str = ""
 
 
-@dataclass(frozen=True)
-class RegulariserSpec:
+class BasisSpec(ComponentSpec):
+    """A family of 1-D basis functions a KAN layer can put on its edges.
+
+    ``factory(in_features, **kwargs) -> kantk.bases.Basis``; usually the class. Fields as in
+    :class:`ComponentSpec`; a distinct type so that a registry rejects a record of another kind.
+    """
+
+
+class RegulariserSpec(ComponentSpec):
     """A penalty added to the training loss.
 
-    Attributes:
-        name: Registry name (``"l1_entropy"``).
-        factory: Callable ``factory(**options) -> regulariser`` where the regulariser is called
-            as ``reg(model, x) -> scalar tensor``.
-        description: One line for listings.
+    ``factory(**options) -> regulariser``, called as ``reg(model, x) -> scalar tensor``. Fields as
+    in :class:`ComponentSpec`.
     """
 
-    name: str
-    factory: Callable[..., Any]
-    description: str = ""
 
-
-@dataclass(frozen=True)
-class PrunerSpec:
+class PrunerSpec(ComponentSpec):
     """A rule that decides which nodes and edges of a KAN to remove.
 
-    Attributes:
-        name: Registry name (``"threshold"``).
-        factory: Callable ``factory(**options) -> pruner``.
-        description: One line for listings.
+    ``factory(**options) -> pruner``. Fields as in :class:`ComponentSpec`.
     """
-
-    name: str
-    factory: Callable[..., Any]
-    description: str = ""
 
 
 @dataclass(frozen=True)
