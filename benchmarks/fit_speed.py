@@ -1,6 +1,7 @@
 """Wall time of kantk.fit beside a plain PyTorch loop doing the same optimizer steps.
 
-Two jobs, each run with 1 and then 2 torch threads, one after another in this process, each row
+Two jobs, each run with 1 and then 2 torch threads, in this process, the rows interleaved (anchor,
+kantk, anchor, kantk, ...) and the median of each taken; each row
 reported as a ratio to the plain loop of its job and thread count (the anchor), so a loaded
 machine moves all rows together:
 
@@ -181,18 +182,25 @@ def main() -> None:
 
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, cpus={os.cpu_count()}, "
-        f"median of {args.repeats}, kantk native kernels: {kantk.native_status()}"
+        f"median of {args.repeats} interleaved runs, kantk native kernels: {kantk.native_status()}"
     )
     for threads in args.threads:
         torch.set_num_threads(threads)
         for title, rows in jobs:
             print(f"\n{title}; torch threads={torch.get_num_threads()}")
             print(f"{'run':42s} {'seconds':>9s} {'x anchor':>9s} {'test RMSE':>10s}")
-            anchor = None
-            for name, fn in rows:
+            for _, fn in rows:
                 fn()  # warm-up: native kernel load, first-call allocations
-                seconds, value = timed(fn, args.repeats)
-                anchor = anchor or seconds
+            # interleaved (anchor, kantk, anchor, kantk, ...): load that drifts hits both alike
+            times: list[list[float]] = [[] for _ in rows]
+            values = [float("nan")] * len(rows)
+            for _ in range(args.repeats):
+                for i, (_, fn) in enumerate(rows):
+                    seconds, values[i] = timed(fn, 1)
+                    times[i].append(seconds)
+            anchor = statistics.median(times[0])
+            for (name, _), row_times, value in zip(rows, times, values, strict=True):
+                seconds = statistics.median(row_times)
                 print(f"{name:42s} {seconds:9.3f} {seconds / anchor:9.2f} {value:10.3e}", flush=True)
 
 
