@@ -279,7 +279,7 @@ def fit(
     ):
         raise ValueError(f"eval_every must be an int >= 1 or None, got {eval_every!r}")
     classification = loss == "cross_entropy"
-    param: torch.Tensor = model.layers[0].coef  # type: ignore[assignment]
+    param: torch.Tensor = model.layers[0].coef
     package = _lightning_package(data, callbacks)
     lightning = importlib.import_module(package)
     classes = kantk_classes(package)

@@ -62,7 +62,9 @@ class GridExtension(pl.Callback):
                 f"GridExtension grid_sizes must be a non-empty list such as (5, 10, 20), got {grid_sizes!r}"
             )
         for size in grid_sizes:
-            flat = size if isinstance(size, Sequence) and not isinstance(size, (str, bytes)) else [size]
+            flat: Sequence[Any] = (
+                size if isinstance(size, Sequence) and not isinstance(size, (str, bytes)) else [size]
+            )
             if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in flat):
                 raise ValueError(
                     "GridExtension grid_sizes entries must be ints >= 1 or lists of them (one per layer), "
@@ -112,7 +114,11 @@ class GridExtension(pl.Callback):
             self.refined_at.append((step, size))
 
     def _refine(self, trainer: pl.Trainer, pl_module: pl.LightningModule, size: Size) -> None:
-        model: KAN = pl_module.model
+        model = pl_module.model
+        if not isinstance(model, KAN):
+            raise TypeError(
+                f"GridExtension refines a kantk.KAN, got {type(model).__name__} as the module's model"
+            )
         finer = refine(model, size, **self.refine_options)
         for index, layer in enumerate(finer.layers):  # in place: whoever holds `model` sees the new grids
             model.layers[index] = layer

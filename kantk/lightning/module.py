@@ -371,6 +371,7 @@ class KANModule(pl.LightningModule):
             return loss + reg
 
         optimizer = self.optimizers()
+        optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer  # one is configured
         last: dict[str, torch.Tensor] = {}
         if self._lbfgs_scale is not None and self._lbfgs_last < LBFGS_RESCALE:
             self._lbfgs_scale = None
@@ -519,7 +520,7 @@ class KANModule(pl.LightningModule):
         if self.optimizer_name == "lbfgs":
             kwargs.update(LBFGS_DEFAULTS)
         else:
-            kwargs["weight_decay"] = float(self.hparams.weight_decay)
+            kwargs["weight_decay"] = float(self.hparams["weight_decay"])
         kwargs.update(self.optimizer_kwargs)
         return cls(self.model.parameters(), **kwargs)
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from kantk.plugins import hookimpl
 from kantk.types import RegulariserSpec
+
+if TYPE_CHECKING:
+    from kantk.model import KAN
 
 
 class CoefficientL1Regulariser:
@@ -15,9 +20,9 @@ class CoefficientL1Regulariser:
     mean per layer so the value does not grow with the width or the grid size).
     """
 
-    def __call__(self, model: torch.nn.Module, x: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, model: KAN, x: torch.Tensor | None = None) -> torch.Tensor:
         """Args: model: a :class:`kantk.KAN`; x: unused. Returns: scalar tensor."""
-        total = torch.zeros((), dtype=model.layers[0].coef.dtype, device=model.layers[0].coef.device)
+        total = torch.zeros((), dtype=model.dtype, device=model.device)
         for layer in model.layers:
             total = total + layer.coef.abs().mean()  # (out, in, n) -> ()
         return total

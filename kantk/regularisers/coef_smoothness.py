@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from kantk.plugins import hookimpl
 from kantk.types import RegulariserSpec
+
+if TYPE_CHECKING:
+    from kantk.model import KAN
 
 
 class CoefficientSmoothnessRegulariser:
@@ -15,9 +20,9 @@ class CoefficientSmoothnessRegulariser:
     RBFs); layers with a single basis function contribute nothing.
     """
 
-    def __call__(self, model: torch.nn.Module, x: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, model: KAN, x: torch.Tensor | None = None) -> torch.Tensor:
         """Args: model: a :class:`kantk.KAN`; x: unused. Returns: scalar tensor."""
-        total = torch.zeros((), dtype=model.layers[0].coef.dtype, device=model.layers[0].coef.device)
+        total = torch.zeros((), dtype=model.dtype, device=model.device)
         for layer in model.layers:
             if layer.coef.shape[-1] >= 2:
                 total = total + layer.coef.diff(dim=-1).abs().mean()  # (out, in, n-1) -> ()

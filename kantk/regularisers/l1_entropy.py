@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from kantk.plugins import hookimpl
 from kantk.types import RegulariserSpec
+
+if TYPE_CHECKING:
+    from kantk.model import KAN
 
 
 class L1EntropyRegulariser:
@@ -45,7 +48,7 @@ class L1EntropyRegulariser:
 
     def __call__(
         self,
-        model: torch.nn.Module,
+        model: KAN,
         x: torch.Tensor,
         layer_inputs: Sequence[torch.Tensor] | None = None,
         sync: bool = False,
