@@ -72,7 +72,7 @@ _LAZY: dict[str, str] = {
 #: Exported names that have another name in their module: exported name -> name in the module.
 _RENAMED: dict[str, str] = {"native_status": "status"}
 #: Subpackages reachable as attributes without an import statement (``kantk.lightning.KANModule``).
-_SUBMODULES = ("lightning", "feynman")
+_SUBMODULES = ("lightning", "feynman", "hypothesis", "surgery")
 
 __all__ = sorted(_LAZY)
 

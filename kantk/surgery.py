@@ -1,0 +1,254 @@
+"""Model surgery (pykan's ``remove_edge``, ``remove_node``, ``expand_depth``, ``expand_width``,
+``perturb``, ``unfix_symbolic_all``, ``get_fun``, ``get_range``) as functions returning new models.
+
+Every function leaves its argument untouched (like :func:`kantk.prune`) and uses pykan's edge
+convention ``(layer, i, j)``: edge ``i -> j`` of layer ``layer`` is entry ``[j, i]`` of its tensors.
+Removing masks (the model keeps its size; :func:`kantk.prune` shrinks it afterwards).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from kantk.attribution import check_samples
+from kantk.layer import KANLayer
+from kantk.model import KAN
+from kantk.symbolic.api import unfix_symbolic
+
+#: ``remove_node`` modes: the node's incoming edges, outgoing edges, or both (pykan's names).
+NODE_MODES = ("all", "up", "down")
+#: ``perturb`` modes (pykan's): which masked edges get a live numeric branch.
+PERTURB_MODES = ("all", "non-intrusive", "minimal")
+
+
+def _check_model(model: KAN, who: str) -> None:
+    if not isinstance(model, KAN):
+        raise TypeError(f"{who} expects a kantk.KAN, got {type(model).__name__}")
+
+
+def _check_edge(model: KAN, layer: int, i: int, j: int, who: str) -> KANLayer:
+    _check_model(model, who)
+    n = len(model.layers)
+    if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < n:
+        raise IndexError(f"{who}: layer must be an int in [0, {n - 1}], got {layer!r}")
+    target = model.layers[layer]
+    if not (
+        isinstance(i, int)
+        and 0 <= i < target.in_features
+        and isinstance(j, int)
+        and 0 <= j < target.out_features
+    ):
+        raise IndexError(
+            f"{who}: edge {i!r} -> {j!r} is outside layer {layer} ({target.in_features} inputs, "
+            f"{target.out_features} outputs)"
+        )
+    return target
+
+
+@torch.no_grad()
+def _mask_edges(layer: KANLayer, rows: slice | int, cols: slice | int) -> None:
+    layer.mask[rows, cols] = 0
+    if layer.has_symbolic:
+        layer.symbolic_mask[rows, cols] = 0
+
+
+def remove_edge(model: KAN, layer: int, i: int, j: int) -> KAN:
+    """A copy of ``model`` with edge ``i -> j`` of ``layer`` removed (both branches masked)."""
+    _check_edge(model, layer, i, j, "kantk.surgery.remove_edge")
+    new = copy.deepcopy(model)
+    _mask_edges(new.layers[layer], j, i)
+    return new
+
+
+def remove_node(model: KAN, layer: int, i: int, mode: str = "all") -> KAN:
+    """A copy with node ``i`` of node layer ``layer`` (0 = inputs) cut off.
+
+    Args:
+        mode: ``"down"``: its incoming edges; ``"up"``: its outgoing edges; ``"all"``: both.
+    """
+    _check_model(model, "kantk.surgery.remove_node")
+    if mode not in NODE_MODES:
+        raise ValueError(f"mode must be one of {NODE_MODES}, got {mode!r}")
+    widths = model.widths
+    if (
+        not isinstance(layer, int)
+        or not 0 <= layer < len(widths)
+        or not isinstance(i, int)
+        or not 0 <= i < widths[layer]
+    ):
+        raise IndexError(f"node {i!r} of node layer {layer!r} does not exist in KAN{widths}")
+    new = copy.deepcopy(model)
+    if mode in ("all", "down") and layer > 0:
+        _mask_edges(new.layers[layer - 1], i, slice(None))
+    if mode in ("all", "up") and layer < len(widths) - 1:
+        _mask_edges(new.layers[layer], slice(None), i)
+    return new
+
+
+def _identity_layer(like: KANLayer, width: int) -> KANLayer:
+    """A ``width`` x ``width`` layer of the same basis: identity edges ``x`` on the diagonal."""
+    from kantk.symbolic.library import get_library
+
+    lib = get_library("default")
+    with torch.random.fork_rng(devices=[]):
+        layer = KANLayer(width, width, like.basis_name, like.basis.config(), like.base_activation)
+    layer = layer.to(device=like.coef.device, dtype=like.coef.dtype)
+    with torch.no_grad():
+        layer.mask.zero_()
+        for q in range(width):
+            layer.set_symbolic_edge(q, q, lib["x"], lib.source("x"), (1.0, 0.0, 1.0, 0.0))
+    return layer
+
+
+def expand_depth(model: KAN) -> KAN:
+    """A copy with one more layer at the end computing the identity (pykan's ``expand_depth``).
+
+    The new layer has the last layer's basis; its diagonal edges are symbolic ``x``, the others
+    masked, so the function is unchanged. Unmask edges (or :func:`perturb`) to train them.
+    """
+    _check_model(model, "kantk.surgery.expand_depth")
+    new = copy.deepcopy(model)
+    new.layers.append(_identity_layer(model.layers[-1], model.widths[-1]))
+    new.widths = [*model.widths, model.widths[-1]]
+    return new
+
+
+def expand_width(model: KAN, layer: int, n_added: int) -> KAN:
+    """A copy with ``n_added`` more nodes in hidden node layer ``layer`` (1 .. len(widths) - 2).
+
+    The new nodes' edges are numeric with fresh initial values but masked, so the function is
+    unchanged; unmask them (or :func:`perturb`) to let them learn.
+    """
+    _check_model(model, "kantk.surgery.expand_width")
+    widths = model.widths
+    if not isinstance(layer, int) or not 1 <= layer <= len(widths) - 2:
+        raise IndexError(
+            f"layer must be a hidden node layer in [1, {len(widths) - 2}] of KAN{widths}, got {layer!r}"
+        )
+    if not isinstance(n_added, int) or isinstance(n_added, bool) or n_added < 1:
+        raise ValueError(f"n_added must be an int >= 1, got {n_added!r}")
+    new_widths = list(widths)
+    new_widths[layer] += n_added
+    config = model.config()
+    config["widths"] = new_widths
+    for l, layer_cfg in enumerate(config["layers"]):
+        layer_cfg["in_features"], layer_cfg["out_features"] = new_widths[l], new_widths[l + 1]
+        layer_cfg.pop("symbolic", None)
+    ref = model.layers[0].coef
+    with torch.random.fork_rng(devices=[]):
+        bigger = KAN.from_config(config).to(device=ref.device, dtype=ref.dtype)
+    with torch.no_grad():
+        for old, big in zip(model.layers, bigger.layers):
+            for name in ("coef", "scale_base", "scale_sp", "mask"):
+                target = getattr(big, name)
+                if name == "mask":
+                    target.zero_()  # the new edges start masked
+                target[: old.out_features, : old.in_features] = getattr(old, name)
+            for key, value in old.basis.state_dict().items():
+                mine = big.basis.state_dict()[key]
+                if mine.shape == value.shape:
+                    mine.copy_(value)
+                else:  # per-input basis tensors: new inputs take the first input's
+                    mine[: value.shape[0]] = value
+                    mine[value.shape[0] :] = value[:1]
+            if old.has_symbolic:
+                big.enable_symbolic()
+                big.symbolic_affine[: old.out_features, : old.in_features] = old.symbolic_affine
+                for q, p in old.symbolic_edges():
+                    fn = old.symbolic_function(q, p)
+                    assert fn is not None
+                    library = old.symbolic_libraries[q][p]
+                    assert library is not None
+                    big.set_symbolic_edge(q, p, fn, library)
+                big.symbolic_mask[: old.out_features, : old.in_features] = old.symbolic_mask
+    bigger.train(model.training)
+    return bigger
+
+
+def perturb(model: KAN, mag: float = 1.0, mode: str = "non-intrusive") -> KAN:
+    """A copy whose masked edges get a live numeric branch, so training can grow new structure.
+
+    Modes (after pykan's): ``"all"``: every masked edge is unmasked with its numeric function
+    scaled by ``mag``; ``"non-intrusive"``: the same but the function stays unchanged at first
+    (the new branches start at zero: ``scale_base = scale_sp = 0``, trainable); ``"minimal"``:
+    only edges between nodes that already have live edges. Symbolic and live edges keep their
+    functions; pruned-and-dead structure comes alive.
+    """
+    _check_model(model, "kantk.surgery.perturb")
+    if mode not in PERTURB_MODES:
+        raise ValueError(f"mode must be one of {PERTURB_MODES}, got {mode!r}")
+    new = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in new.layers:
+            dead = ~layer.live_edges()
+            if mode == "minimal":
+                live = layer.live_edges()
+                dead = dead & live.any(dim=1, keepdim=True) & live.any(dim=0, keepdim=True)
+            w = dead.to(layer.mask.dtype)
+            layer.mask.add_(w)
+            if mode == "non-intrusive":
+                layer.scale_base.mul_(1 - w)
+                layer.scale_sp.mul_(1 - w)
+            else:
+                layer.scale_base.mul_(1 + (mag - 1) * w)
+                layer.scale_sp.mul_(1 + (mag - 1) * w)
+    return new
+
+
+def unfix_symbolic_all(model: KAN) -> KAN:
+    """A copy with every symbolic edge numeric again (its kept numeric function restored)."""
+    _check_model(model, "kantk.surgery.unfix_symbolic_all")
+    new = copy.deepcopy(model)
+    for l, layer in enumerate(new.layers):
+        for q, p in layer.symbolic_edges():
+            unfix_symbolic(new, l, p, q)
+    return new
+
+
+class EdgeFunction:
+    """One edge's function ``phi(t)`` as a callable, (n,) -> (n,) (pykan's ``get_fun``).
+
+    It holds a copy of the layer, so later changes to the model do not change it.
+    """
+
+    def __init__(self, layer: KANLayer, i: int, j: int):
+        self.layer = copy.deepcopy(layer)
+        self.i, self.j = i, j
+
+    @torch.no_grad()
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=self.layer.coef.dtype).reshape(-1)
+        x = torch.zeros(t.shape[0], self.layer.in_features, dtype=t.dtype, device=self.layer.coef.device)
+        x[:, self.i] = t
+        return self.layer.activations(x)[:, self.j, self.i]
+
+
+def get_fun(model: KAN, layer: int, i: int, j: int) -> EdgeFunction:
+    """Edge ``i -> j`` of ``layer`` as a callable ``phi(t)`` (numeric plus symbolic branch)."""
+    return EdgeFunction(_check_edge(model, layer, i, j, "kantk.surgery.get_fun"), i, j)
+
+
+@dataclass(frozen=True)
+class EdgeRange:
+    """What edge ``i -> j`` sees on data: its input range and its output range."""
+
+    x_min: float
+    x_max: float
+    y_min: float
+    y_max: float
+
+
+@torch.no_grad()
+def edge_range(model: KAN, x: torch.Tensor, layer: int, i: int, j: int) -> EdgeRange:
+    """The input and output range of edge ``i -> j`` of ``layer`` on model inputs ``x`` (pykan's
+    ``get_range``; pykan reads cached activations, here ``x`` is passed)."""
+    target = _check_edge(model, layer, i, j, "kantk.surgery.edge_range")
+    h = check_samples(model, x, "kantk.surgery.edge_range", min_samples=1)
+    for current in model.layers[:layer]:
+        h = current(h)
+    t = h[:, i]
+    y = target.activations(h)[:, j, i]
+    return EdgeRange(float(t.min()), float(t.max()), float(y.min()), float(y.max()))

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kantk
+from kantk import surgery
+from kantk.model import default_dtype
+
+
+def _state(model: kantk.KAN) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def model() -> kantk.KAN:
+    with default_dtype(torch.float64):
+        m = kantk.KAN([2, 3, 1], seed=0)
+    kantk.fix_symbolic(m, 1, 0, 0, "sin")
+    return m
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    return torch.rand(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+OPS = {
+    "remove_edge": lambda m: surgery.remove_edge(m, 0, 1, 2),
+    "remove_node": lambda m: surgery.remove_node(m, 1, 1),
+    "expand_depth": surgery.expand_depth,
+    "expand_width": lambda m: surgery.expand_width(m, 1, 2),
+    "perturb": surgery.perturb,
+    "unfix_symbolic_all": surgery.unfix_symbolic_all,
+}
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_returns_a_new_model_and_leaves_the_original_bit_identical(op, model, x):
+    before, out_before = _state(model), model(x).detach().clone()
+    new = OPS[op](model)
+    assert isinstance(new, kantk.KAN) and new is not model
+    assert _same(before, _state(model))
+    assert torch.equal(model(x), out_before)
+    assert model.layers[1].symbolic_names[0][0] == "sin"
+
+
+def test_remove_edge_and_node_mask(model, x):
+    cut = surgery.remove_edge(model, 0, 1, 2)
+    assert cut.layers[0].mask[2, 1] == 0 and model.layers[0].mask[2, 1] == 1
+    gone = surgery.remove_node(model, 1, 2)
+    assert gone.layers[0].mask[2].sum() == 0 and gone.layers[1].mask[:, 2].sum() == 0
+    down = surgery.remove_node(model, 1, 2, mode="down")
+    assert down.layers[1].mask[0, 2] == 1
+    with pytest.raises(ValueError, match="mode"):
+        surgery.remove_node(model, 1, 0, mode="sideways")
+    with pytest.raises(IndexError):
+        surgery.remove_edge(model, 3, 0, 0)
+
+
+@pytest.mark.parametrize("op", ["expand_depth", "expand_width"])
+def test_expansions_keep_the_function(op, model, x):
+    new = OPS[op](model)
+    torch.testing.assert_close(new(x), model(x), rtol=1e-12, atol=1e-12)  # identity / masked edges only
+    assert new.widths == ([2, 3, 1, 1] if op == "expand_depth" else [2, 5, 1])
+
+
+def test_perturb_non_intrusive_keeps_the_function_and_unmasks(model, x):
+    cut = surgery.remove_edge(model, 0, 0, 0)
+    new = surgery.perturb(cut)
+    torch.testing.assert_close(new(x), cut(x), rtol=1e-12, atol=1e-12)
+    assert new.layers[0].mask[0, 0] == 1
+    changed = surgery.perturb(cut, mode="all", mag=2.0)
+    assert not torch.allclose(changed(x), cut(x))
+
+
+def test_unfix_symbolic_all_restores_numeric_edges(model):
+    new = surgery.unfix_symbolic_all(model)
+    assert new.layers[1].symbolic_edges() == []
+    assert new.layers[1].mask[0, 0] == 1
+
+
+def test_get_fun_and_range(model, x):
+    phi = surgery.get_fun(model, 0, 1, 2)
+    t = x[:, 1]
+    torch.testing.assert_close(phi(t), model.layers[0].activations(x)[:, 2, 1])
+    sin_edge = surgery.get_fun(model, 1, 0, 0)
+    h = model.layers[0](x)
+    torch.testing.assert_close(sin_edge(h[:, 0]), torch.sin(h[:, 0]))  # the fixed (1, 0, 1, 0) sin
+    r = surgery.edge_range(model, x, 0, 1, 2)
+    assert r.x_min == pytest.approx(float(t.min())) and r.x_max == pytest.approx(float(t.max()))
+    assert r.y_min <= r.y_max
