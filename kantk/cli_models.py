@@ -731,8 +731,9 @@ def configure_discover(parser: argparse.ArgumentParser) -> None:
 
 
 #: The deprecation message of ``discover --csv``.
+#: Not a "kantk: ..." line: those are errors, one per failed command.
 CSV_DEPRECATED = (
-    "kantk: discover: --csv is deprecated; use --data (the same file, the label in the last column)"
+    "warning: 'kantk discover --csv' is deprecated; use --data (the same file, the label in the last column)"
 )
 
 

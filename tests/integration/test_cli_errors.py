@@ -241,7 +241,7 @@ def test_discover_csv_is_the_deprecated_spelling_of_data(work, capsys, no_work):
     code, _, err = run_cli(["discover", "--csv", "model.kantk"], capsys)
     assert code == 1
     lines = err.strip().splitlines()
-    assert lines[0].startswith("kantk: discover: --csv is deprecated; use --data")
+    assert lines[0].startswith("warning: 'kantk discover --csv' is deprecated; use --data")
     assert "binary file" in lines[1]  # then read exactly as --data would be
     code, _, err = run_cli(["discover", "--csv", "a.csv", "--data", "b.csv"], capsys)
     assert code == 1 and "give --data once" in err
