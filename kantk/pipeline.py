@@ -25,6 +25,13 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_FORMULA = "exp(sin(pi*x1) + x2**2)"
 
+#: Hidden widths tried after the first attempt (those below ``hidden``), in order.
+SEARCH_WIDTHS = (3, 2, 4)
+#: A formula is exact when its symbolic test RMSE is at most this times the labels' std.
+EXACT_RTOL = 1e-8
+#: Attempts within this factor of the best RMSE compete on simplicity.
+SIMPLE_SLACK = 10.0
+
 #: The files :func:`discover` writes into its output folder (``graph.dot`` without Graphviz).
 OUTPUT_NAMES = ("model.kantk", "graph.svg", "graph.dot", "activations.png")
 
@@ -57,6 +64,7 @@ def discover(
     data: dict[str, torch.Tensor] | None = None,
     n_vars: int | None = None,
     hidden: int = 5,
+    search: bool = True,
     grid_size: int = 3,
     refine_to: int = 10,
     steps: int = 50,
@@ -75,7 +83,14 @@ def discover(
         data: A dataset dict (``train_input``, ``train_label``, ``test_input``, ``test_label``),
             e.g. from :func:`kantk.load_csv`; one output column.
         n_vars: Number of variables of ``formula`` (default: the highest ``x<i>`` it names).
-        hidden: Hidden width before pruning.
+        hidden: Hidden width before pruning (of the first attempt).
+        search: When the first attempt's formula is not exact (its symbolic test RMSE above
+            ``EXACT_RTOL`` times the labels' standard deviation), try again with the hidden widths
+            of :data:`SEARCH_WIDTHS` below ``hidden`` (same seed), stop at the first exact one,
+            else keep the simplest formula (fewest sympy operations) among the attempts whose
+            RMSE is within ``SIMPLE_SLACK`` times the best. Deterministic. A product such as
+            ``x1*x2`` is found exactly by a [2, 3, 1] start where [2, 5, 1] gives a 5-term
+            approximation; the first attempt is the only one when it is exact.
         grid_size, refine_to: B-spline grid before and after refinement.
         steps: LBFGS steps of each of the four fits.
         l1_entropy: Weight of the sparsity regulariser in the first fit.
@@ -111,6 +126,7 @@ def discover(
             data,
             n_vars,
             hidden,
+            search,
             grid_size,
             refine_to,
             steps,
@@ -130,6 +146,7 @@ def _discover(
     data,
     n_vars,
     hidden,
+    search,
     grid_size,
     refine_to,
     steps,
@@ -176,40 +193,87 @@ def _discover(
     from kantk.symbolic.library import resolve_library
 
     resolve_library(library)  # an unknown library fails now, not after three fits
-    with _float64():
-        model = KAN([n_in, hidden, 1], basis_kwargs={"grid_size": grid_size, "order": 3}, seed=seed)
-    moved = _grids_on_the_data(model, data["train_input"])
-    fit = {"progress": False, "seed": seed}
-    done(
-        "setup",
-        f"data: {len(data['train_input'])} train / {len(data['test_input'])} test samples, "
-        f"model {model.widths}" + (" (first layer's grids moved to the inputs' range)" if moved else ""),
-    )
-
-    kantk.fit(model, data, steps=steps, regularisers={"l1_entropy": {"weight": l1_entropy}}, **fit)
-    done("sparsify", f"fitted with l1_entropy ({steps} LBFGS steps): test RMSE {_rmse(model, data):.2e}")
-    model = kantk.prune(model, data["train_input"])
-    kantk.fit(model, data, steps=steps, **fit)
-    done("prune", f"pruned to {model.widths} and refitted: test RMSE {_rmse(model, data):.2e}")
-    model = kantk.refine(model, grid_size=refine_to)
-    kantk.fit(model, data, steps=steps, **fit)
-    done("refine", f"refined to G={refine_to} and refitted: test RMSE {_rmse(model, data):.2e}")
-    kantk.auto_symbolic(model, data["train_input"], library=library)
-    kantk.fit(model, data, steps=steps, **fit)
-    rmse = _rmse(model, data)
-    done("symbolic", f"every edge symbolic, refitted: test RMSE {rmse:.2e}")
-    try:
-        formulas = kantk.symbolic_formula(model, var_names=var_names)
-        done("formula", "formula: " + "; ".join(str(f) for f in formulas))
-    except ValueError as exc:  # some edge stayed numeric: keep the model, report why
-        formulas, problem = [], str(exc)
-        done("formula", f"no closed form: {problem}")
+    widths = [hidden] + ([w for w in SEARCH_WIDTHS if w < hidden] if search else [])
+    exact_rmse = EXACT_RTOL * float(data["test_label"].std())
+    attempts: list[tuple[list[Any], float, KAN]] = []
+    for n, width in enumerate(widths):
+        if n:
+            say(f"not exact (test RMSE {attempts[-1][1]:.2e}); trying hidden width {width}")
+        formulas, rmse, model = _attempt(
+            data, n_in, width, grid_size, refine_to, steps, l1_entropy, library, var_names, seed, done, n
+        )
+        attempts.append((formulas, rmse, model))
+        if formulas and rmse <= exact_rmse:
+            break
+    kept = _simplest(attempts)
+    formulas, rmse, model = attempts[kept]
+    if len(attempts) > 1:
+        done("search", f"kept the attempt with hidden width {widths[kept]}: test RMSE {rmse:.2e}")
 
     files: dict[str, str] = {}
     if output_dir is not None:
         files = _write_outputs(model, data["train_input"], os.fspath(output_dir), var_names)
         done("write", "wrote " + ", ".join(files.values()))
     return Discovery(formulas, rmse, list(model.widths), model, stages, files)
+
+
+def _simplest(attempts: list[tuple[list[Any], float, KAN]]) -> int:
+    """Index of the attempt with the fewest formula operations among those with a formula whose RMSE is
+    within ``SIMPLE_SLACK`` times the best; the lowest RMSE when none has a formula; first on ties."""
+    import math
+
+    import sympy
+
+    with_formula = [k for k, a in enumerate(attempts) if a[0] and math.isfinite(a[1])]
+    if not with_formula:
+        finite = [k for k, a in enumerate(attempts) if math.isfinite(a[1])] or [0]
+        return min(finite, key=lambda k: attempts[k][1])
+    best = min(attempts[k][1] for k in with_formula)
+    close = [k for k in with_formula if attempts[k][1] <= SIMPLE_SLACK * best]
+    return min(close, key=lambda k: sum(int(sympy.count_ops(f)) for f in attempts[k][0]))
+
+
+def _attempt(
+    data, n_in, hidden, grid_size, refine_to, steps, l1_entropy, library, var_names, seed, done, n
+) -> tuple[list[Any], float, KAN]:
+    """One run of the recipe; ``done(stage, message)`` reports (stages suffixed by the attempt)."""
+    import kantk
+
+    tag = "" if n == 0 else f"#{n + 1}"
+
+    def done_n(stage: str, message: str) -> None:
+        done(stage + tag, message)
+
+    with _float64():
+        model = KAN([n_in, hidden, 1], basis_kwargs={"grid_size": grid_size, "order": 3}, seed=seed)
+    moved = _grids_on_the_data(model, data["train_input"])
+    fit = {"progress": False, "seed": seed}
+    done_n(
+        "setup",
+        f"data: {len(data['train_input'])} train / {len(data['test_input'])} test samples, "
+        f"model {model.widths}" + (" (first layer's grids moved to the inputs' range)" if moved else ""),
+    )
+
+    kantk.fit(model, data, steps=steps, regularisers={"l1_entropy": {"weight": l1_entropy}}, **fit)
+    done_n("sparsify", f"fitted with l1_entropy ({steps} LBFGS steps): test RMSE {_rmse(model, data):.2e}")
+    model = kantk.prune(model, data["train_input"])
+    kantk.fit(model, data, steps=steps, **fit)
+    done_n("prune", f"pruned to {model.widths} and refitted: test RMSE {_rmse(model, data):.2e}")
+    model = kantk.refine(model, grid_size=refine_to)
+    kantk.fit(model, data, steps=steps, **fit)
+    done_n("refine", f"refined to G={refine_to} and refitted: test RMSE {_rmse(model, data):.2e}")
+    kantk.auto_symbolic(model, data["train_input"], library=library)
+    kantk.fit(model, data, steps=steps, **fit)
+    rmse = _rmse(model, data)
+    done_n("symbolic", f"every edge symbolic, refitted: test RMSE {rmse:.2e}")
+    try:
+        formulas = kantk.symbolic_formula(model, var_names=var_names, numeric="raise")
+        done_n("formula", "formula: " + "; ".join(str(f) for f in formulas))
+    except ValueError as exc:  # some edge stayed numeric: keep the model, report why
+        formulas, problem = [], str(exc)
+        done_n("formula", f"no closed form: {problem}")
+
+    return formulas, rmse, model
 
 
 def _grids_on_the_data(model: KAN, x: torch.Tensor) -> bool:
@@ -220,12 +284,13 @@ def _grids_on_the_data(model: KAN, x: torch.Tensor) -> bool:
     uniform over the inputs' range (``grid_eps=1``), so the fast evaluation path stays; data within
     the grid range (the formula mode's samples) leaves the model as it was.
     """
-    basis = model.layers[0].basis
+    first: Any = model.layers[0]
+    basis = first.basis
     k, size = basis.order, basis.grid_size
     lo, hi = basis.grid[:, k].to(x.dtype), basis.grid[:, size + k].to(x.dtype)
     if not bool(((x < lo) | (x > hi)).any()):
         return False
-    model.layers[0].update_grid(x, grid_eps=1.0)
+    first.update_grid(x, grid_eps=1.0)
     return True
 
 

@@ -29,6 +29,7 @@ in symbolic mode to rounding error. sympy is imported on first use, not with ``k
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import re
@@ -74,8 +75,9 @@ def symbolic_formula(
     digits: int | str | None = "auto",
     *,
     x: torch.Tensor | None = None,
+    numeric: str = "name",
 ) -> list[sympy.Expr]:
-    """One sympy expression per output of a model whose live edges are all symbolic.
+    """One sympy expression per output; numeric edges appear as named functions.
 
     Args:
         model: A KAN after :func:`kantk.auto_symbolic` (or :func:`kantk.fix_symbolic` on every
@@ -92,13 +94,20 @@ def symbolic_formula(
             unrounded one: pass the inputs the model was fitted on. Default: 64 points uniform
             in the first layer's grid range (``[-1, 1]^n`` until a grid update; the data's range
             after ``model.update_grid(x)``), drawn with a fixed seed.
+        numeric: What a live edge that is still numeric (e.g. left so by ``auto_symbolic``'s
+            ``r2_threshold``) becomes. ``"name"`` (default): the function
+            ``f_<layer>_<i>_<j>`` of its input (edge ``i -> j`` of layer ``layer``, e.g.
+            ``f_0_1_0(x2)``), a sympy function that evaluates a frozen copy of the edge's numeric
+            function, so :func:`formula_to_callable` and the rounding check still work; a
+            ``UserWarning`` lists these edges, and :func:`numeric_edges` returns them.
+            ``"raise"``: a ``ValueError`` listing them.
 
     Returns:
         ``widths[-1]`` sympy expressions.
 
     Raises:
-        ValueError: Some live edge is still numeric (the message lists them), or bad
-            ``var_names``/``digits``.
+        ValueError: ``numeric="raise"`` and some live edge is still numeric (the message lists
+            them), or bad ``var_names``/``digits``/``numeric``.
     """
     import sympy
 
@@ -110,14 +119,25 @@ def symbolic_formula(
         and (not isinstance(digits, int) or isinstance(digits, bool) or digits < 0)
     ):
         raise ValueError(f"digits must be 'auto', an int >= 0 or None, got {digits!r}")
+    if numeric not in ("name", "raise"):
+        raise ValueError(f"numeric must be 'name' or 'raise', got {numeric!r}")
     nodes: list[Any] = list(_symbols(var_names, model.widths[0]))
-    numeric: list[str] = []
+    still_numeric = numeric_edges(model)
+    if still_numeric and numeric == "raise":
+        listed = [f"layer {l}: {i} -> {j}" for l, i, j in still_numeric]
+        shown = ", ".join(listed[:10]) + (f" and {len(listed) - 10} more" if len(listed) > 10 else "")
+        raise ValueError(
+            "symbolic_formula(numeric='raise') needs every live edge to be symbolic; still numeric "
+            f"(input -> output): {shown}. Run kantk.auto_symbolic(model, x) (lower r2_threshold or keep "
+            "training if it leaves edges numeric), kantk.fix_symbolic(...) on them, or prune them"
+        )
     for l, layer in enumerate(model.layers):
-        live_numeric = layer.mask != 0
-        if layer.has_symbolic:
-            live_numeric = live_numeric & (layer.symbolic_mask == 0)
-        numeric.extend(f"layer {l}: {p} -> {q}" for q, p in live_numeric.nonzero().tolist())
         outputs: list[Any] = [sympy.Integer(0)] * layer.out_features
+        layer_edges = [(i, j) for m, i, j in still_numeric if m == l]
+        if layer_edges:
+            frozen = copy.deepcopy(layer).to("cpu", torch.float64)
+            for i, j in layer_edges:
+                outputs[j] = outputs[j] + _numeric_edge_function(frozen, l, i, j)(nodes[i])
         if layer.has_symbolic:
             affine = layer.symbolic_affine.detach().to("cpu", torch.float64)
             gate = layer.symbolic_mask.detach().to("cpu", torch.float64)
@@ -127,18 +147,49 @@ def symbolic_formula(
                 term = _edge_term(layer.symbolic_function(q, p), affine[q, p].tolist(), nodes[p])
                 outputs[q] = outputs[q] + (term if gate[q, p] == 1 else sympy.Float(float(gate[q, p])) * term)
         nodes = outputs
-    if numeric:
-        shown = ", ".join(numeric[:10]) + (f" and {len(numeric) - 10} more" if len(numeric) > 10 else "")
-        raise ValueError(
-            "symbolic_formula needs every live edge to be symbolic; still numeric (input -> output): "
-            f"{shown}. "
-            "Run kantk.auto_symbolic(model, x) (lower r2_threshold or keep training if it leaves edges "
-            "numeric), "
-            "kantk.fix_symbolic(...) on them, or prune them"
+    if still_numeric:
+        import warnings
+
+        names = [f"f_{l}_{i}_{j}" for l, i, j in still_numeric]
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        warnings.warn(
+            f"symbolic_formula: {len(names)} live edge(s) are still numeric and appear as functions "
+            f"f_<layer>_<input>_<output>: {shown}; fix them (kantk.fix_symbolic, or auto_symbolic with a "
+            "lower r2_threshold) for a closed form",
+            stacklevel=2,
         )
     points = _check_points(x, model)
     symbols = _symbols(var_names, model.widths[0])
     return [_rounded(expr, simplify, digits, symbols, points, q) for q, expr in enumerate(nodes)]
+
+
+def numeric_edges(model: KAN) -> list[tuple[int, int, int]]:
+    """``(layer, i, j)`` of every live edge that is still numeric (input ``i``, output ``j``)."""
+    if not isinstance(model, KAN):
+        raise TypeError(f"expected a kantk.KAN, got {type(model).__name__}")
+    found: list[tuple[int, int, int]] = []
+    for l, layer in enumerate(model.layers):
+        live_numeric = layer.mask != 0
+        if layer.has_symbolic:
+            live_numeric = live_numeric & (layer.symbolic_mask == 0)
+        found.extend((l, int(p), int(q)) for q, p in live_numeric.nonzero().tolist())
+    return sorted(found)
+
+
+def _numeric_edge_function(frozen: Any, l: int, i: int, j: int) -> Any:
+    """The sympy function ``f_<l>_<i>_<j>`` evaluating edge ``i -> j`` of the (copied) layer."""
+    import numpy as np
+    from sympy.utilities.lambdify import implemented_function
+
+    def evaluate(values: Any) -> Any:
+        v = np.asarray(values, dtype=np.float64)
+        h = torch.zeros(v.size, frozen.in_features, dtype=torch.float64)
+        h[:, i] = torch.as_tensor(v.reshape(-1))
+        with torch.no_grad():
+            out = frozen.numeric_activations(h, masked=False)[:, j, i]
+        return out.numpy().reshape(v.shape) if v.shape else float(out[0])
+
+    return implemented_function(f"f_{l}_{i}_{j}", evaluate)
 
 
 def round_constants(expr: sympy.Expr, digits: int = 4, snap_only: bool = False) -> sympy.Expr:

@@ -82,7 +82,19 @@ def test_pruned_edges_contribute_nothing_and_numeric_edges_are_named():
     with torch.no_grad():
         model.layers[0].mask[0, 1] = 0
     with pytest.raises(ValueError, match=r"layer 0: 2 -> 0.*auto_symbolic"):
-        kantk.symbolic_formula(model)
+        kantk.symbolic_formula(model, numeric="raise")
+    # by default (issue 17, as pykan): a formula, the numeric edge as a named function, and a warning
+    with pytest.warns(UserWarning, match="f_0_2_0"):
+        (partial,) = kantk.symbolic_formula(model)
+    assert partial.has(sympy.Function("f_0_2_0")) or "f_0_2_0(x3)" in str(partial)
+    assert str(partial) in ("f_0_2_0(x3) + sin(x1)", "sin(x1) + f_0_2_0(x3)")
+    from kantk.symbolic.formula import numeric_edges
+
+    assert numeric_edges(model) == [(0, 2, 0)]
+    x = _inputs(32, -1, 1, width=3)
+    got = kantk.formula_to_callable(partial, ["x1", "x2", "x3"])(x.numpy())
+    # the named function evaluates the edge's numeric function: equal to the model to round-off
+    np.testing.assert_allclose(got, model(x)[:, 0].detach().numpy(), rtol=1e-10, atol=1e-10)
     with torch.no_grad():
         model.layers[0].mask[0, 2] = 0
     assert kantk.symbolic_formula(model) == [sympy.sin(x1)]
