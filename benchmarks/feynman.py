@@ -171,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     for name in names:
         r = run_one(name, seed=args.seed, sympy_seconds=args.sympy_seconds)
         rows.append(r)
+        if args.json:  # after every row, so a long run that is stopped keeps what it measured
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump({"machine": machine(), "seed": args.seed, "rows": rows}, f, indent=1)
         if not args.markdown:
             print(
                 f"{name}: {'EXACT' if r['exact'] else 'no'} {r['formula']} (rounded {r['rounded']}); "
@@ -179,9 +182,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             )
     print()
     print(table(rows))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"machine": machine(), "seed": args.seed, "rows": rows}, f, indent=1)
     return rows
 
 

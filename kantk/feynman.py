@@ -482,8 +482,8 @@ def matches(found: sympy.Expr, name: str, *, rel: float = 1e-8, points: int = 10
 
     eq = equation(name)
     rounded = round_constants(sympy.sympify(found))
-    if rounded.atoms(sympy.Float):
-        return False
+    if rounded.atoms(sympy.Float) or rounded.atoms(sympy.core.function.AppliedUndef):
+        return False  # a constant that does not round, or a numeric edge shown as f_<l>_<i>_<j>(...)
     symbols = eq.symbols()
     known = {s.name: s for s in symbols} | {f"x{i + 1}": s for i, s in enumerate(symbols)}
     free = {s.name for s in rounded.free_symbols}
@@ -493,8 +493,11 @@ def matches(found: sympy.Expr, name: str, *, rel: float = 1e-8, points: int = 10
     data = dataset(name, n_train=points, n_test=0, seed=seed)
     x = data["train_input"].numpy()
     truth = data["train_label"].numpy()[:, 0]
-    with np.errstate(all="ignore"):
-        value = sympy.lambdify(symbols, rounded, "numpy")(*x.T)
+    try:
+        with np.errstate(all="ignore"):
+            value = sympy.lambdify(symbols, rounded, "numpy")(*x.T)
+    except (NameError, TypeError, ValueError, ZeroDivisionError):  # not evaluable: not the formula
+        return False
     value = np.broadcast_to(np.asarray(value, dtype=complex), truth.shape)
     if not np.all(np.isfinite(value)) or np.max(np.abs(value.imag)) > 0:
         return False

@@ -56,6 +56,7 @@ def test_matches_rounds_constants_only_so_far() -> None:
     assert not feynman.matches(1.01 * rapidity, "I.16.6")  # 1% off: not exact
     assert not feynman.matches(a + b, "I.16.6")
     assert not feynman.matches(a / b + sympy.Symbol("z"), "II.38.3")  # a foreign variable
+    assert not feynman.matches(sympy.Function("f_0_0_0")(a) / b, "II.38.3")  # a numeric edge
     theta, sigma = sympy.symbols("theta sigma")
     assert feynman.matches(0.39894 * sympy.exp(-0.5 * theta**2 / sigma**2) / sigma, "I.6.2")  # 1/sqrt(2 pi)
     assert feynman.round_constants(3.1416 * a + 0.3333) == sympy.pi * a + sympy.Rational(1, 3)
