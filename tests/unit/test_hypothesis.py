@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import math
+
+import torch
+
+import kantk
+from kantk import hypothesis
+
+
+def _x(n: int, lo: float = -1.0, hi: float = 1.0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(200, n, generator=gen, dtype=torch.float64) * (hi - lo) + lo
+
+
+def seed_f(x):
+    return torch.exp(torch.sin(math.pi * x[:, 0]) + x[:, 1] ** 2)
+
+
+def product3(x):
+    return x[:, 0] * x[:, 1] * x[:, 2]
+
+
+def sin_prod_plus(x):
+    return torch.sin(x[:, 0] * x[:, 1]) + x[:, 2]
+
+
+def test_seed_formula_is_multiplicatively_not_additively_separable():
+    x = _x(2)
+    assert hypothesis.separability(seed_f, x, "mul").groups == [[0], [1]]  # additive inside exp
+    assert hypothesis.separability(seed_f, x, "add").groups == [[0, 1]]
+
+
+def test_product_is_multiplicatively_separable():
+    x = _x(3, 0.5, 2.0)
+    result = hypothesis.separability(product3, x, "mul")
+    assert result.separable and result.groups == [[0], [1], [2]]
+    assert hypothesis.test_separability(product3, x, [[0], [1, 2]], mode="mul")
+
+
+def test_sin_of_product_does_not_separate_x1_x2():
+    x = _x(3)
+    add = hypothesis.separability(sin_prod_plus, x, "add")
+    assert add.groups == [[0, 1], [2]]  # x3 additive, x1 and x2 bound together
+    assert hypothesis.separability(sin_prod_plus, x, "mul").groups == [[0, 1, 2]]
+    assert not hypothesis.test_separability(sin_prod_plus, x, [[0], [1], [2]])
+
+
+def test_symmetry_and_tree():
+    x = _x(3)
+    assert hypothesis.test_symmetry(sin_prod_plus, x, [0, 1])
+    assert not hypothesis.test_symmetry(sin_prod_plus, x, [1, 2])
+    t = hypothesis.tree(sin_prod_plus, x)
+    assert t.levels == [[[0], [1], [2]], [[0, 1], [2]], [[0, 1, 2]]]
+    assert t.operations[(0, 1, 2)] == "+"
+    seed = hypothesis.tree(seed_f, _x(2))
+    assert seed.levels[-1] == [[0, 1]] and seed.operations[(0, 1)] == "*"
+
+
+def test_works_on_a_model():
+    model = kantk.formula_to_kan("exp(sin(pi*x1) + x2**2)", dtype=torch.float64)
+    assert hypothesis.separability(model, _x(2), "mul").groups == [[0], [1]]
+    assert hypothesis.feature_interaction(model, _x(2), 1) == {(0, 1): 1}
+    assert hypothesis.feature_interaction(
+        kantk.formula_to_kan("sin(x1) + x2**2", dtype=torch.float64), _x(2), 1
+    ) == {(0, 1): 1}
+
+
+def test_plot_writes_only_where_asked(tmp_path):
+    result = hypothesis.separability(seed_f, _x(2), "mul")
+    path = tmp_path / "scores.png"
+    fig = hypothesis.plot_scores(result, path=path)
+    assert path.exists() and fig is not None
