@@ -9,6 +9,7 @@ refitted; the result is a closed-form formula. ``kantk discover`` is its command
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -220,8 +221,6 @@ def _discover(
 def _simplest(attempts: list[tuple[list[Any], float, KAN]]) -> int:
     """Index of the attempt with the fewest formula operations among those with a formula whose RMSE is
     within ``SIMPLE_SLACK`` times the best; the lowest RMSE when none has a formula; first on ties."""
-    import math
-
     import sympy
 
     with_formula = [k for k, a in enumerate(attempts) if a[0] and math.isfinite(a[1])]
@@ -265,7 +264,13 @@ def _attempt(
     kantk.auto_symbolic(model, data["train_input"], library=library)
     kantk.fit(model, data, steps=steps, **fit)
     rmse = _rmse(model, data)
-    done_n("symbolic", f"every edge symbolic, refitted: test RMSE {rmse:.2e}")
+    why = ""
+    if not math.isfinite(rmse):
+        why = (
+            " (the symbolic model is not finite on some test inputs: an edge's argument left its "
+            "function's domain there, e.g. log or a root of a negative number)"
+        )
+    done_n("symbolic", f"every edge symbolic, refitted: test RMSE {rmse:.2e}{why}")
     try:
         formulas = kantk.symbolic_formula(model, var_names=var_names, numeric="raise")
         done_n("formula", "formula: " + "; ".join(str(f) for f in formulas))
