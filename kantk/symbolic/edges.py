@@ -99,7 +99,10 @@ class SymbolicEdges:
     def symbolic_function(self, q: int, p: int) -> SymbolicFunction | None:
         """The function record of edge p -> q, or ``None`` for a numeric edge."""
         name, library = self.symbolic_names[q][p], self.symbolic_libraries[q][p]
-        return None if name is None else self._symbolic_functions[(library, name)]
+        if name is None:
+            return None
+        assert library is not None  # set together with the name
+        return self._symbolic_functions[(library, name)]
 
     @torch.no_grad()
     def set_symbolic_edge(
@@ -160,7 +163,8 @@ class SymbolicEdges:
             ValueError: The entry does not match the layer's shape.
             UnknownComponentError: A library or function nobody registered.
         """
-        names, libraries = config.get("functions"), config.get("libraries")
+        names: Any = config.get("functions")  # untrusted: checked just below
+        libraries: Any = config.get("libraries")
         shape = (self.out_features, self.in_features)
         for key, table in (("functions", names), ("libraries", libraries)):
             if (
@@ -241,8 +245,9 @@ class SymbolicEdges:
         """Group the symbolic edges by function, so the forward runs each function once."""
         groups: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
         for q, p in self.symbolic_edges():
-            key = (self.symbolic_libraries[q][p], self.symbolic_names[q][p])
-            qs, ps = groups.setdefault(key, ([], []))
+            library, name = self.symbolic_libraries[q][p], self.symbolic_names[q][p]
+            assert library is not None and name is not None  # a symbolic edge has both
+            qs, ps = groups.setdefault((library, name), ([], []))
             qs.append(q)
             ps.append(p)
         self._symbolic_groups = [
