@@ -131,7 +131,10 @@ def test_auto_symbolic_keeps_poor_fits_numeric_and_reports_them():
     assert len(kept) >= 1 and kept[0].status == "below_threshold" and kept[0].r2 < 0.9
     assert model.layers[0].mask[0, kept[0].i] == 1
     with pytest.raises(ValueError, match="still numeric"):
-        kantk.symbolic_formula(model)
+        kantk.symbolic_formula(model, numeric="raise")
+    with pytest.warns(UserWarning, match=f"f_0_{kept[0].i}_0"):  # default: named, as pykan returns one
+        (partial,) = kantk.symbolic_formula(model)
+    assert f"f_0_{kept[0].i}_0(x{kept[0].i + 1})" in str(partial)
 
 
 def test_float32_models_work_too():
