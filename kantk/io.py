@@ -502,14 +502,14 @@ def _check_tensor_table(
         expected: dict[str, tuple[int, ...] | None] = {}
         for name, tail in (*_EDGE_SHAPES.items(), *(_SYMBOLIC_SHAPES.items() if layer["symbolic"] else ())):
             expected[name] = None if tail is None else (n_out, n_in, *tail)
-        for name, shape in expected.items():
+        for name, want in expected.items():
             key = f"layers.{i}.{name}"
             if name not in found:
                 raise KantkFileError(f"{path!r}: tensor {key!r} is missing (config field {field})")
-            if shape is not None and found[name] != shape:
+            if want is not None and found[name] != want:
                 raise KantkFileError(
                     f"{path!r}: config fields widths[{i}], widths[{i + 1}] give tensor {key!r} the shape "
-                    f"{shape}, but the file holds {found[name]}"
+                    f"{want}, but the file holds {found[name]}"
                 )
         registry.bases.get(layer["basis"])  # names the missing basis plugin, if any
         for library, function in sorted(layer["functions"]):
@@ -600,10 +600,10 @@ def _check_values(spec: _Spec, tensors: Mapping[str, torch.Tensor], registry: Re
             continue
         for buffer, rule in _BUILTIN_BUFFER_RULES.get(basis, {}).items():
             key = f"layers.{i}.basis.{buffer}"
-            value = tensors.get(key)
-            if value is None:
+            buf = tensors.get(key)
+            if buf is None:
                 continue
-            for problem in _rule_problems(rule, value):
+            for problem in _rule_problems(rule, buf):
                 raise KantkFileError(f"{path!r}: tensor {key!r} {problem}")
 
 

@@ -62,9 +62,9 @@ class GridExtension(pl.Callback):
                 f"GridExtension grid_sizes must be a non-empty list such as (5, 10, 20), got {grid_sizes!r}"
             )
         for size in grid_sizes:
-            flat: Sequence[Any] = (
-                size if isinstance(size, Sequence) and not isinstance(size, (str, bytes)) else [size]
-            )
+            flat: Sequence[Any] = [size]
+            if isinstance(size, Sequence) and not isinstance(size, (str, bytes)):
+                flat = size
             if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in flat):
                 raise ValueError(
                     "GridExtension grid_sizes entries must be ints >= 1 or lists of them (one per layer), "

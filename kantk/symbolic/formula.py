@@ -265,10 +265,10 @@ def formula_to_callable(
             return cols[0] if single else torch.stack(cols, dim=1)
         import numpy as np
 
-        cols = [
+        arrays = [
             np.broadcast_to(np.asarray(o, dtype=np.result_type(x.dtype, np.float64)), (batch,)) for o in outs
         ]
-        return cols[0].copy() if single else np.stack(cols, axis=1)
+        return arrays[0].copy() if single else np.stack(arrays, axis=1)
 
     return evaluate
 
@@ -380,7 +380,7 @@ def _input_box(model: KAN) -> tuple[Any, Any]:
     B-splines, centre +- half-width for Chebyshev, first to last centre for RBFs), else [-1, 1]."""
     import numpy as np
 
-    basis = model.layers[0].basis
+    basis: Any = model.layers[0].basis  # duck-typed below: any basis with these attributes
     n = model.widths[0]
     box: tuple[Any, Any] = (np.full(n, -1.0), np.full(n, 1.0))
     with torch.no_grad():
