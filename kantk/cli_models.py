@@ -316,7 +316,7 @@ def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
     """(samples, widths[0]) inputs in the model's dtype, from the command's sample arguments."""
     import torch
 
-    dtype = model.layers[0].coef.dtype
+    dtype = model.dtype
     n_in = model.widths[0]
     if args.data:
         columns = _input_columns(args, model)
@@ -423,7 +423,7 @@ def run_predict(args: argparse.Namespace) -> int:
     out = check_output_file(args.output, _inputs(args))
     model = load_model(args.model)
     columns = _input_columns(args, model)
-    dtype = model.layers[0].coef.dtype
+    dtype = model.dtype
     try:
         y = predict_rows(model, torch.as_tensor(columns, dtype=dtype))
     except (ValueError, RuntimeError) as exc:  # e.g. the model refuses its input

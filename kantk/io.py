@@ -118,7 +118,7 @@ def save(model: KAN, path: str | os.PathLike[str]) -> None:
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.save expects a kantk.KAN, got {type(model).__name__}")
     config: dict[str, Any] = model.config()
-    config["dtype"] = str(model.layers[0].coef.dtype).removeprefix("torch.")
+    config["dtype"] = str(model.dtype).removeprefix("torch.")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     for key, value in tensors.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):

@@ -400,7 +400,7 @@ def _evaluate_whole_test_split(module: Any, datamodule: Any, history: History, s
     """kantk.fit's last evaluation, on the whole test split: a new test row for ``step``, or in
     place of the row already measured there on the subset (the NaN guard's stop validates)."""
     x, y = datamodule.dataset["test_input"], datamodule.dataset["test_label"]
-    device = module.model.layers[0].coef.device
+    device = module.model.device
     log_metrics, was_training = module.log_metrics, module.training
     module.log_metrics = False
     module.eval()
