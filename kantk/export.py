@@ -143,9 +143,6 @@ def to_networkx(
                     expression=str(expr),
                     params=[float(v) for v in layer.symbolic_affine[q, p].detach().cpu().tolist()],
                 )
-                r2 = getattr(layer, "symbolic_r2", None)
-                if r2 is not None:
-                    attrs["r2"] = float(r2[q][p]) if r2[q][p] is not None else None
             graph.add_edge((l, p), (l + 1, q), **attrs)
     # nodes with no live edge at all (removed by masks only) are not part of the network
     dead = [n for n in graph.nodes if graph.degree(n) == 0 and 0 < n[0] < len(model.widths) - 1]

@@ -73,8 +73,6 @@ def _run(tmp_path, optimizer: str, grid: bool) -> tuple[dict, dict]:
     ],
 )
 def test_ddp_ranks_end_with_identical_parameters_and_grids(tmp_path, optimizer, grid):
-    if grid and not hasattr(kantk.KAN, "update_grid"):
-        pytest.skip("KAN.update_grid not available yet")
     rank0, rank1 = _run(tmp_path, optimizer, grid)
     assert int(rank0["_world_size"]) == 2 and int(rank0["_steps"]) == 6
     # together the ranks see the 200 training rows once per epoch, each its own half

@@ -14,9 +14,6 @@ import kantk
 from kantk.lightning import FunctionDataModule, KANModule
 
 TOY = "exp(sin(pi*x1) + x2**2)"
-needs_update_grid = pytest.mark.skipif(
-    not hasattr(kantk.KAN, "update_grid"), reason="KAN.update_grid not available yet"
-)
 
 
 @pytest.fixture()
@@ -196,7 +193,6 @@ def test_float_data_is_cast_to_the_model_dtype(data):
     assert model.layers[0].coef.dtype == torch.float64 and len(history) == 2
 
 
-@needs_update_grid
 def test_grid_updates_move_the_grid_on_schedule(data):
     model = kantk.KAN([2, 3, 1], seed=0)
     with torch.no_grad():

@@ -16,9 +16,6 @@ from kantk.lightning import (
 )
 
 TOY = "exp(sin(pi*x1) + x2**2)"
-needs_update_grid = pytest.mark.skipif(
-    not hasattr(kantk.KAN, "update_grid"), reason="KAN.update_grid not available yet"
-)
 
 
 def _trainer(tmp_path, **kwargs):
@@ -105,7 +102,6 @@ def test_load_from_checkpoint_rebuilds_the_model(tmp_path):
     torch.testing.assert_close(restored(x), module(x), rtol=0, atol=0)
 
 
-@needs_update_grid
 def test_checkpoint_keeps_updated_grids(tmp_path):
     module = KANModule([2, 3, 1], optimizer="adam", grid_update_every=1, grid_update_until=2, init_seed=0)
     trainer = _trainer(tmp_path, max_steps=2)
@@ -250,7 +246,6 @@ def test_module_adds_the_callback_only_when_asked():
     assert isinstance(cb, GridUpdateCallback) and (cb.every, cb.until, cb.grid_eps) == (5, 50, 0.02)
 
 
-@needs_update_grid
 def test_callback_updates_on_schedule_in_a_run(tmp_path):
     module = KANModule([2, 3, 1], optimizer="adam", init_seed=0)
     cb = GridUpdateCallback(every=2, until=5)
