@@ -372,7 +372,7 @@ def _describe(node: ast.AST) -> str:
         if kind is str:
             return "a string"
         if kind is bool:
-            return f"the boolean {node.value}"
+            return f"the boolean {node.value!r}"
         if kind is complex:
             return "a complex number"
         return f"the constant {node.value!r}"
@@ -609,7 +609,10 @@ class _Builder:
     def expr(self, node: ast.expr) -> Any:
         sp = self.sympy
         if isinstance(node, ast.Constant):
-            return self.number(node.value)
+            value = node.value
+            # The validator has refused every other constant (strings, booleans, complex numbers).
+            assert isinstance(value, (int, float)) and not isinstance(value, bool)
+            return self.number(value)
         if isinstance(node, ast.Name):
             return self.value_name(node.id)
         if isinstance(node, ast.UnaryOp):
