@@ -249,6 +249,14 @@ def formula_to_callable(
         namespace.update(lambdify_namespace(e))
     if namespace and backend != "numpy":
         raise ValueError(f"scipy.special functions ({', '.join(namespace)}) need backend='numpy'")
+    if backend == "torch":
+        # torch's functions take tensors only: fold constant sub-expressions (sqrt(2*pi)) to floats.
+        items = [
+            e.replace(
+                lambda a: a.is_number and not a.is_Atom and a.is_real, lambda a: sympy.Float(a.evalf(17))
+            )
+            for e in items
+        ]
     compiled = sympy.lambdify(symbols, items, modules=[namespace, "scipy", "numpy"] if namespace else backend)
     n_vars = len(symbols)
 

@@ -240,3 +240,13 @@ def test_faithful_formulas_keep_four_digits_and_nice_constants():
         assert str(kantk.symbolic_formula(model, digits=4)[0]) == "0.1235*x2**2 + sin(pi*x1)"
     with pytest.raises(ValueError, match="digits must be 'auto', an int >= 0 or None"):
         kantk.symbolic_formula(model, digits="4")
+
+
+def test_torch_backend_folds_constant_subexpressions():
+    # torch.sqrt takes tensors only; the Gaussian's 1/sqrt(2*pi) used to crash the torch backend.
+    x1 = sympy.Symbol("x1")
+    expr = sympy.exp(-(x1**2) / 2) / sympy.sqrt(2 * sympy.pi) + sympy.log(3)
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64).reshape(-1, 1)
+    got = kantk.formula_to_callable(expr, ["x1"], backend="torch")(x)
+    want = kantk.formula_to_callable(expr, ["x1"])(x.numpy())
+    torch.testing.assert_close(got, torch.from_numpy(want), rtol=1e-12, atol=0)
