@@ -3,15 +3,17 @@
 ``bool`` is a subclass of ``int`` in Python, so ``isinstance(True, int)`` holds; every count, size or
 index taken from a user must exclude it (``grid_size=True`` is a mistake, not 1). These helpers
 raise :class:`ValueError` with a one-line message ``"<name> must be an int >= <minimum>, got <value>"``
-that names the argument and what is accepted.
+that names the argument and what is accepted; :func:`check_choice` says
+``"unknown <name> <value>; valid <names>: a, b, c"``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, TypeGuard
 
-__all__ = ["check_int", "check_number", "check_optional_int", "is_int", "is_number"]
+__all__ = ["check_choice", "check_int", "check_number", "check_optional_int", "is_int", "is_number"]
 
 
 def is_int(value: Any) -> TypeGuard[int]:
@@ -47,20 +49,48 @@ def check_optional_int(name: str, value: Any, minimum: int | None = None) -> int
 
 
 def check_number(
-    name: str, value: Any, minimum: float | None = None, *, strict: bool = False, finite: bool = False
+    name: str,
+    value: Any,
+    minimum: float | None = None,
+    *,
+    strict: bool = False,
+    finite: bool = False,
+    maximum: float | None = None,
 ) -> float:
-    """``float(value)`` when it is an int or float (not a bool) >= ``minimum`` (> when ``strict``).
+    """``float(value)`` when it is an int or float (not a bool) >= ``minimum`` (> when ``strict``)
+    and <= ``maximum``.
 
     NaN never passes; infinities pass unless ``finite``.
 
     Raises:
-        ValueError: ``"{name} must be a [finite ]number >= {minimum}, got {value!r}"`` otherwise.
+        ValueError: ``"{name} must be a [finite ]number >= {minimum}, got {value!r}"`` otherwise;
+            with a ``maximum``, ``"... a number in [{minimum}, {maximum}], ..."``.
     """
     ok = is_number(value) and not math.isnan(value) and (not finite or math.isfinite(value))
     if ok and minimum is not None:
         ok = value > minimum if strict else value >= minimum
+    if ok and maximum is not None:
+        ok = value <= maximum
     if not ok:
         kind = "a finite number" if finite else "a number"
-        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+        if maximum is None:
+            bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+        elif minimum is None:
+            bound = f" <= {maximum:g}"
+        else:
+            bound = f" in {'(' if strict else '['}{minimum:g}, {maximum:g}]"
         raise ValueError(f"{name} must be {kind}{bound}, got {value!r}")
     return float(value)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str], *, plural: str | None = None) -> str:
+    """``value`` when it is one of ``choices`` (names such as an optimizer's).
+
+    Raises:
+        ValueError: ``"unknown {name} {value!r}; valid {plural}: a, b, c"`` otherwise (``plural``
+            defaults to ``name + "s"``; the choices in their given order).
+    """
+    choices = list(choices)
+    if not (isinstance(value, str) and value in choices):
+        raise ValueError(f"unknown {name} {value!r}; valid {plural or name + 's'}: {', '.join(choices)}")
+    return value

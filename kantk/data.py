@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from kantk._validation import check_choice, check_int, is_number
 from kantk.formula_parser import lambdify_namespace, parse_formula
 
 TRAIN_KEYS = ("train_input", "train_label")
@@ -73,10 +74,10 @@ def create_dataset(
             unknown names (a :class:`kantk.formula_parser.FormulaError`), or a formula that
             produces NaN, infinite or complex values on the sampled inputs.
     """
-    n_vars = _positive_int(n_vars, "n_vars")
-    train_num = _positive_int(train_num, "train_num")
-    test_num = _positive_int(test_num, "test_num", allow_zero=True)
-    task = _check_task(task)
+    n_vars = _count("n_vars", n_vars, 1)
+    train_num = _count("train_num", train_num, 1)
+    test_num = _count("test_num", test_num, 0)
+    check_choice("task", task, TASKS)
     dtype = dtype or torch.get_default_dtype()
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
@@ -124,7 +125,7 @@ def split_dataset(
     Returns:
         The four-tensor dict, checked by :func:`check_dataset`.
     """
-    if not (isinstance(test_fraction, (int, float)) and 0 <= test_fraction < 1):
+    if not (is_number(test_fraction) and 0 <= test_fraction < 1):
         raise ValueError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}")
     dtype = dtype or torch.get_default_dtype()
     x = _as_tensor(inputs, "inputs", dtype)
@@ -565,17 +566,9 @@ def _as_tensor(value: Any, name: str, dtype: torch.dtype | None) -> torch.Tensor
     return t
 
 
-def _positive_int(value: Any, name: str, allow_zero: bool = False) -> int:
-    lowest = 0 if allow_zero else 1
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lowest:
-        raise ValueError(f"{name} must be an int >= {lowest}, got {value!r}")
-    return int(value)
-
-
-def _check_task(task: str) -> str:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; accepted: {', '.join(TASKS)}")
-    return task
+def _count(name: str, value: Any, minimum: int) -> int:
+    """:func:`check_int` that also takes numpy integers (counts often come from numpy)."""
+    return check_int(name, int(value) if isinstance(value, np.integer) else value, minimum)
 
 
 def _check_ranges(ranges: Ranges, n_vars: int) -> list[tuple[float, float]]:

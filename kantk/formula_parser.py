@@ -37,6 +37,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kantk._validation import check_int, is_int, is_number
+
 if TYPE_CHECKING:
     import sympy
 
@@ -421,10 +423,8 @@ class _Builder:
         self.n_vars: int | None = None
         if variables is None:
             self.n_vars = MAX_VARIABLE_INDEX
-        elif isinstance(variables, int) and not isinstance(variables, bool):
-            if variables < 0:
-                raise ValueError(f"the number of variables must be >= 0, got {variables}")
-            self.n_vars = min(variables, MAX_VARIABLE_INDEX)
+        elif is_int(variables):
+            self.n_vars = min(check_int("the number of variables", variables, 0), MAX_VARIABLE_INDEX)
         elif isinstance(variables, (str, bytes)) or not isinstance(variables, Sequence):
             raise TypeError(f"variables must be a count, a list of names or None, got {variables!r}")
         else:
@@ -611,7 +611,7 @@ class _Builder:
         if isinstance(node, ast.Constant):
             value = node.value
             # The validator has refused every other constant (strings, booleans, complex numbers).
-            assert isinstance(value, (int, float)) and not isinstance(value, bool)
+            assert is_number(value)
             return self.number(value)
         if isinstance(node, ast.Name):
             return self.value_name(node.id)

@@ -28,6 +28,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from kantk._validation import check_int, check_optional_int
 from kantk.data import check_dataset
 from kantk.lightning.compat import kantk_classes, lightning_package
 from kantk.model import KAN
@@ -272,12 +273,8 @@ def fit(
     """
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.fit trains a kantk.KAN, got {type(model).__name__}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    if eval_every is not None and (
-        not isinstance(eval_every, int) or isinstance(eval_every, bool) or eval_every < 1
-    ):
-        raise ValueError(f"eval_every must be an int >= 1 or None, got {eval_every!r}")
+    check_int("steps", steps, 1)
+    check_optional_int("eval_every", eval_every, 1)
     classification = loss == "cross_entropy"
     param: torch.Tensor = model.layers[0].coef
     package = _lightning_package(data, callbacks)

@@ -12,6 +12,8 @@ import torch
 from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.utilities import rank_zero_warn
 
+from kantk._validation import check_int, check_number, check_optional_int
+
 
 class GridUpdateCallback(pl.Callback):
     """Move the KAN's grids to the training inputs on a schedule (pykan's ``update_grid`` in ``fit``).
@@ -29,12 +31,9 @@ class GridUpdateCallback(pl.Callback):
 
     def __init__(self, every: int = 5, until: int = 50, grid_eps: float = 0.02):
         super().__init__()
-        for name, value in (("every", every), ("until", until)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GridUpdateCallback {name} must be an int >= 1, got {value!r}")
-        self.every = every
-        self.until = until
-        self.grid_eps = float(grid_eps)
+        self.every = check_int("GridUpdateCallback every", every, 1)
+        self.until = check_int("GridUpdateCallback until", until, 1)
+        self.grid_eps = check_number("GridUpdateCallback grid_eps", grid_eps, 0, maximum=1)
         #: Steps at which the grids were updated (on this process).
         self.updated_at: list[int] = []
 
@@ -150,9 +149,7 @@ class NaNGuard(pl.Callback):
 
     def __init__(self, every: int | None = None):
         super().__init__()
-        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-            raise ValueError(f"NaNGuard every must be an int >= 1 or None, got {every!r}")
-        self.every = every
+        self.every = check_optional_int("NaNGuard every", every, 1)
         #: The step at which the guard restored parameters (``None``: it never did).
         self.restored_at: int | None = None
         #: The step whose parameters it went back to (``None``: none, or the starting parameters

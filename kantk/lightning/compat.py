@@ -29,6 +29,8 @@ import sys
 import types
 from typing import Any
 
+from kantk._validation import check_choice
+
 #: The Lightning packages kantk supports, and the kantk package whose classes subclass theirs.
 KANTK_PACKAGE = {"pytorch_lightning": "kantk.lightning", "lightning.pytorch": "kantk.lightning.unified"}
 #: Module-path prefixes of each Lightning package (Lightning's own, its fabric, and kantk's copy).
@@ -139,6 +141,5 @@ def kantk_classes(package: str) -> types.ModuleType:
     Raises:
         ValueError: An unknown package name.
     """
-    if package not in KANTK_PACKAGE:
-        raise ValueError(f"unknown Lightning package {package!r}; kantk supports {', '.join(KANTK_PACKAGE)}")
+    check_choice("Lightning package", package, KANTK_PACKAGE)
     return importlib.import_module(KANTK_PACKAGE[package])

@@ -21,15 +21,14 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from kantk._validation import check_choice, check_int, check_optional_int, is_int
 from kantk.data import check_dataset, create_dataset, load_csv
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _dtype(name: str | None) -> torch.dtype | None:
-    if name is not None and name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; valid dtypes: {', '.join(DTYPES)}")
-    return DTYPES[name] if name else None
+    return None if name is None else DTYPES[check_choice("dtype", name, DTYPES)]
 
 
 class _WholeInputs(Dataset):
@@ -123,11 +122,7 @@ class TensorDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         self._check_loader_args(batch_size, num_workers)
-        if val_rows is not None and (
-            not isinstance(val_rows, int) or isinstance(val_rows, bool) or val_rows < 1
-        ):
-            raise ValueError(f"val_rows must be an int >= 1 or None, got {val_rows!r}")
-        self.val_rows = val_rows
+        self.val_rows = check_optional_int("val_rows", val_rows, 1)
         predict = dataset.get("predict_input") if isinstance(dataset, Mapping) else None
         self.dataset = check_dataset(dataset) if check else dict(dataset)
         if predict is not None:
@@ -139,14 +134,9 @@ class TensorDataModule(pl.LightningDataModule):
 
     @staticmethod
     def _check_loader_args(batch_size: int, num_workers: int) -> None:
-        if (
-            not isinstance(batch_size, int)
-            or isinstance(batch_size, bool)
-            or (batch_size < 1 and batch_size != -1)
-        ):
+        if not is_int(batch_size) or (batch_size < 1 and batch_size != -1):
             raise ValueError(f"batch_size must be a positive int or -1 (full batch), got {batch_size!r}")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        check_int("num_workers", num_workers, 0)
 
     @staticmethod
     def _check_predict_input(inputs: Any, train_input: torch.Tensor) -> torch.Tensor:

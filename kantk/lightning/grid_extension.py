@@ -7,6 +7,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from kantk._validation import check_int, is_int
 from kantk.grids import refine
 from kantk.model import KAN
 
@@ -65,7 +66,7 @@ class GridExtension(pl.Callback):
             flat: Sequence[Any] = [size]
             if isinstance(size, Sequence) and not isinstance(size, (str, bytes)):
                 flat = size
-            if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in flat):
+            if not all(is_int(s) and s >= 1 for s in flat):
                 raise ValueError(
                     "GridExtension grid_sizes entries must be ints >= 1 or lists of them (one per layer), "
                     f"got {size!r}"
@@ -75,14 +76,13 @@ class GridExtension(pl.Callback):
                 "GridExtension needs exactly one of every= (steps between refinements) or steps="
             )
         if every is not None:
-            if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-                raise ValueError(f"GridExtension every must be an int >= 1, got {every!r}")
+            check_int("GridExtension every", every, 1)
             schedule = [(i + 1) * every for i in range(len(grid_sizes))]
         else:
             schedule = list(steps)  # type: ignore[arg-type]
             if len(schedule) != len(grid_sizes):
                 raise ValueError(f"GridExtension got {len(schedule)} steps for {len(grid_sizes)} grid_sizes")
-            if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in schedule) or any(
+            if not all(is_int(s) and s >= 1 for s in schedule) or any(
                 b <= a for a, b in zip(schedule, schedule[1:])
             ):
                 raise ValueError(f"GridExtension steps must be increasing ints >= 1, got {steps!r}")

@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from kantk._validation import check_choice, check_number, check_optional_int
 from kantk.data import check_labels
 from kantk.model import KAN, default_dtype
 from kantk.regularisers import build_regularisers, regularisation
@@ -141,20 +142,14 @@ class KANModule(pl.LightningModule):
         if custom_loss is not None:
             # save_hyperparameters() reads the arguments from this frame: it records the name
             loss = custom_loss_name(custom_loss)
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
-        if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
-            raise ValueError(f"lr must be a number > 0, got {lr!r}")
-        if dtype is not None and dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(DTYPES)}")
-        for name, value in (
-            ("grid_update_every", grid_update_every),
-            ("grid_update_until", grid_update_until),
-        ):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
-        if not (isinstance(grid_eps, (int, float)) and 0 <= grid_eps <= 1):
-            raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        if lr is not None:
+            check_number("lr", lr, 0, strict=True)
+        if dtype is not None:
+            check_choice("dtype", dtype, DTYPES)
+        check_optional_int("grid_update_every", grid_update_every, 1)
+        check_optional_int("grid_update_until", grid_update_until, 1)
+        check_number("grid_eps", grid_eps, 0, maximum=1)
         self.optimizer_kwargs = _check_optimizer_kwargs(optimizer, optimizer_kwargs)
         self.save_hyperparameters()
 

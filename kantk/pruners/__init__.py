@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
+from kantk._validation import check_number as _check_number
+
 if TYPE_CHECKING:  # the attribution module is a higher layer; pruners only receive its result
     from kantk.attribution import Attribution
     from kantk.model import KAN
@@ -98,10 +100,13 @@ def require_scores(who: str, x: Any, scores: Attribution | None) -> Attribution:
 
 
 def check_number(who: str, name: str, value: Any, minimum: float = 0.0) -> float:
-    """``value`` as a float, or a ValueError saying what is accepted."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= minimum:
-        raise ValueError(f"{who} option {name} must be a number >= {minimum:g}, got {value!r}")
-    return float(value)
+    """``value`` as a float when it is a number >= ``minimum`` (not a bool, not NaN), for a pruner's
+    options.
+
+    Raises:
+        ValueError: ``"{who} option {name} must be a number >= {minimum}, got {value!r}"``.
+    """
+    return _check_number(f"{who} option {name}", value, minimum)
 
 
 __all__ = [

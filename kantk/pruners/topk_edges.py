@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from kantk._validation import check_int
 from kantk.plugins import hookimpl
 from kantk.pruners import PruneDecision, live_masks, require_scores
 from kantk.types import PrunerSpec
@@ -28,9 +29,7 @@ class TopKEdgesPruner:
     needs_data = True
 
     def __init__(self, k: int = 2):
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"topk_edges option k must be an int >= 1, got {k!r}")
-        self.k = k
+        self.k = check_int("topk_edges option k", k, 1)
 
     @torch.no_grad()
     def __call__(self, model: KAN, x: torch.Tensor | None, scores: Attribution | None) -> PruneDecision:

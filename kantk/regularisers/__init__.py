@@ -10,13 +10,13 @@ batch (so that data-parallel training equals one process), differentiably.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from kantk._validation import check_number
 from kantk.registry import Registry, check_options, resolve_registry
 from kantk.regularisers.coef_l1 import CoefficientL1Regulariser
 from kantk.regularisers.coef_smoothness import CoefficientSmoothnessRegulariser
@@ -81,15 +81,9 @@ def build_regularisers(
             weight = options.pop("weight", 1.0)
         else:
             weight, options = entry, {}
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, (int, float))
-            or not math.isfinite(weight)
-            or weight < 0
-        ):
-            raise ValueError(f"regulariser {name!r} weight must be a finite number >= 0, got {weight!r}")
+        weight = check_number(f"regulariser {name!r} weight", weight, 0, finite=True)
         check_options("regulariser", name, spec.factory, options, also_accepted=("weight",))
-        out.append(WeightedRegulariser(name, float(weight), spec.factory(**options)))
+        out.append(WeightedRegulariser(name, weight, spec.factory(**options)))
     return out
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from kantk._validation import check_number
 from kantk.plugins import hookimpl
 from kantk.types import RegulariserSpec
 
@@ -39,12 +40,9 @@ class L1EntropyRegulariser:
     supports_sync = True
 
     def __init__(self, l1: float = 1.0, entropy: float = 2.0, input_eps: float = 0.1):
-        for name, value in (("l1", l1), ("entropy", entropy), ("input_eps", input_eps)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"l1_entropy option {name} must be a number >= 0, got {value!r}")
-        self.l1 = float(l1)
-        self.entropy = float(entropy)
-        self.input_eps = float(input_eps)
+        self.l1 = check_number("l1_entropy option l1", l1, 0, finite=True)
+        self.entropy = check_number("l1_entropy option entropy", entropy, 0, finite=True)
+        self.input_eps = check_number("l1_entropy option input_eps", input_eps, 0, finite=True)
 
     def __call__(
         self,

@@ -136,6 +136,9 @@ def test_from_model_wraps_the_same_instance_and_records_its_structure():
         ({"loss": "l1"}, "valid losses: mse, cross_entropy"),
         ({"dtype": "float16"}, "valid dtypes: float32, float64"),
         ({"grid_update_every": 0}, "grid_update_every must be an int >= 1"),
+        ({"grid_update_until": True}, "grid_update_until must be an int >= 1 or None, got True"),
+        ({"grid_eps": 1.5}, "grid_eps must be a number in [0, 1], got 1.5"),
+        ({"lr": 0}, "lr must be a number > 0, got 0"),
         ({"optimizer": "lbfgs", "optimizer_kwargs": {"betas": (0.9, 0.99)}}, "accepted optimizer_kwargs:"),
     ],
 )
@@ -235,6 +238,10 @@ def test_grid_schedule_matches_pykan():
     assert [s for s in range(10) if GridUpdateCallback(every=3, until=7).due(s)] == [0, 3, 6]
     with pytest.raises(ValueError, match="every must be an int >= 1"):
         GridUpdateCallback(every=0)
+    with pytest.raises(
+        ValueError, match=r"GridUpdateCallback grid_eps must be a number in \[0, 1\], got -0.1"
+    ):
+        GridUpdateCallback(grid_eps=-0.1)
 
 
 def test_module_adds_the_callback_only_when_asked():

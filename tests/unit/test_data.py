@@ -114,8 +114,9 @@ def test_normalisation_uses_training_statistics():
         ({"f": "log(x1)"}, "NaN or infinite"),
         ({"f": TOY, "ranges": (1, -1)}, "low < high"),
         ({"f": TOY, "ranges": [(0, 1)]}, "1 pairs but n_vars=2"),
-        ({"f": TOY, "task": "regresion"}, "accepted: regression, classification"),
+        ({"f": TOY, "task": "regresion"}, "valid tasks: regression, classification"),
         ({"f": TOY, "train_num": 0}, "train_num must be an int >= 1"),
+        ({"f": TOY, "test_num": True}, "test_num must be an int >= 0, got True"),
     ],
 )
 def test_bad_arguments_say_what_is_accepted(kwargs, message):
@@ -126,6 +127,11 @@ def test_bad_arguments_say_what_is_accepted(kwargs, message):
 
 
 # --- user arrays and CSV -----------------------------------------------------------------------
+
+
+def test_numpy_integer_counts_are_accepted():
+    data = create_dataset(TOY, n_vars=np.int64(2), train_num=np.int32(5), test_num=np.int64(0))
+    assert data["train_input"].shape == (5, 2) and data["test_input"].shape == (0, 2)
 
 
 def test_split_dataset_shuffles_and_holds_out_a_fraction():

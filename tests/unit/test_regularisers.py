@@ -151,7 +151,9 @@ def test_unknown_regulariser_lists_known_names():
         ({"l1_entropy": {"weight": 1.0, "lamb": 2}}, "accepted options: weight, entropy, input_eps, l1"),
         ({"coef_l1": -1.0}, "finite number >= 0"),
         ({"coef_l1": float("nan")}, "finite number >= 0"),
-        ({"l1_entropy": {"l1": -1}}, "must be a number >= 0"),
+        ({"l1_entropy": {"l1": -1}}, "l1_entropy option l1 must be a finite number >= 0, got -1"),
+        ({"l1_entropy": {"entropy": float("inf")}}, "option entropy must be a finite number >= 0"),
+        ({"l1_entropy": {"input_eps": True}}, "option input_eps must be a finite number >= 0, got True"),
     ],
 )
 def test_bad_regulariser_options(config, message):
