@@ -47,9 +47,13 @@ DEFAULT_EVAL_EVERY = {"lbfgs": 1, "adam": 10, "adamw": 10}
 #: the last evaluation uses the whole test split.
 EVAL_ROWS = 4096
 
-_TRAIN_KEYS = {"train_loss": "train_loss", "reg": "regularisation", "train_rmse": "train_rmse"}
-_TRAIN_KEYS["train_acc"] = "train_accuracy"
-_TEST_KEYS = {"val_loss": "test_loss", "val_rmse": "test_rmse", "val_acc": "test_accuracy"}
+#: The :class:`History` field each metric logged by ``KANModule`` fills. The evaluations during
+#: training are Lightning's validation loop, which logs ``val_*``, run on the dataset's test split
+#: (``test_input``/``test_label``); the History names them after that split, as the dataset dict
+#: and pykan's results do. Attribute names are spelled out; logged names are Lightning's short ones.
+TRAIN_FIELDS = {"train_loss": "train_loss", "train_rmse": "train_rmse", "train_acc": "train_accuracy"}
+TRAIN_FIELDS["reg"] = "regularisation"
+EVAL_FIELDS = {"val_loss": "test_loss", "val_rmse": "test_rmse", "val_acc": "test_accuracy"}
 
 
 @dataclass
@@ -58,15 +62,24 @@ class History:
     per evaluation (every ``eval_every`` steps and after the last step; ``eval_step`` says after
     which step each was taken).
 
+    Each field is a metric that :class:`kantk.lightning.KANModule` logs (given in brackets; the
+    names in a ``log_dir``'s ``metrics.csv``). The test metrics come from Lightning's validation
+    loop, run on the dataset's test split, hence ``val_*`` there (:data:`EVAL_FIELDS`).
+
     Attributes:
-        train_loss: Training loss (MSE or cross-entropy) of the batch, without regularisation.
-        train_rmse: sqrt(train_loss) for MSE training (pykan's ``train_loss``); empty otherwise.
-        train_accuracy: Share of correctly classified training samples (cross-entropy only).
-        regularisation: The weighted regularisation added to the loss (0 without regularisers).
+        train_loss: Training loss (MSE or cross-entropy) of the batch, without regularisation
+            [``train_loss``].
+        train_rmse: sqrt(train_loss) for MSE training (pykan's ``train_loss``); empty otherwise
+            [``train_rmse``].
+        train_accuracy: Share of correctly classified training samples (cross-entropy only)
+            [``train_acc``].
+        regularisation: The weighted regularisation added to the loss (0 without regularisers)
+            [``reg``].
         test_loss: Loss on the test split at each evaluation (empty without test data); on a fixed
-            subset of at most ``EVAL_ROWS`` rows except the last, which uses the whole split.
-        test_rmse: sqrt(test_loss) for MSE training (pykan's ``test_loss``).
-        test_accuracy: Test accuracy (cross-entropy only).
+            subset of at most ``EVAL_ROWS`` rows except the last, which uses the whole split
+            [``val_loss``].
+        test_rmse: sqrt(test_loss) for MSE training (pykan's ``test_loss``) [``val_rmse``].
+        test_accuracy: Test accuracy (cross-entropy only) [``val_acc``].
         eval_step: The optimizer step (1-based count of steps taken) after which each test row was
             measured.
     """
@@ -104,16 +117,16 @@ class _HistoryRecorder:
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         for key, value in getattr(pl_module, "last_train_metrics", {}).items():
-            if key in _TRAIN_KEYS:
-                self._add(_TRAIN_KEYS[key], value)
+            if key in TRAIN_FIELDS:
+                self._add(TRAIN_FIELDS[key], value)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         metrics = getattr(pl_module, "last_val_metrics", {})
         for key, value in metrics.items():
-            if key in _TEST_KEYS:
-                self._add(_TEST_KEYS[key], value)
+            if key in EVAL_FIELDS:
+                self._add(EVAL_FIELDS[key], value)
         if metrics:
             self.history.eval_step.append(int(trainer.global_step))
 
@@ -416,8 +429,8 @@ def _evaluate_whole_test_split(module: Any, datamodule: Any, history: History, s
     if not replace:
         history.eval_step.append(int(step))
     for key, value in metrics.items():
-        if key in _TEST_KEYS:
-            column = getattr(history, _TEST_KEYS[key])
+        if key in EVAL_FIELDS:
+            column = getattr(history, EVAL_FIELDS[key])
             if replace and column:
                 column[-1] = float(value)
             else:

@@ -68,8 +68,9 @@ class KANModule(pl.LightningModule):
     Batches are ``(inputs (B, widths[0]), labels)``, labels (B, widths[-1]) floats for ``"mse"``
     or (B,) class indices for ``"cross_entropy"``; floating batches are cast to the model's dtype.
     Logged: ``train_loss``, ``train_rmse`` or ``train_acc``, ``reg`` (the weighted
-    regularisation), ``lr``, and from the validation split ``val_loss`` and ``val_rmse`` or
-    ``val_acc``.
+    regularisation), ``lr``, and from the validation split (a data module's test split)
+    ``val_loss`` and ``val_rmse`` or ``val_acc``; :func:`kantk.fit`'s ``History`` records them as
+    ``test_loss``, ``test_rmse``, ``test_accuracy`` (:data:`kantk.training.EVAL_FIELDS`).
 
     Args:
         widths: Nodes per layer, inputs first (``[2, 5, 1]``).

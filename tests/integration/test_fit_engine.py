@@ -253,3 +253,37 @@ def test_lbfgs_stops_quietly_once_the_loss_is_round_off(data):
     assert len(history) == 1 and history.eval_step == [1]
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+# --- the History's names ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_the_history_holds_the_logged_metrics_under_its_names(task, tmp_path):
+    """Every History field but eval_step is one logged metric (TRAIN_FIELDS, EVAL_FIELDS), with the
+    values a log_dir's metrics.csv holds: val_* there is test_* in the History (same split)."""
+    import csv
+    from dataclasses import fields
+
+    mapping = {**kantk.training.TRAIN_FIELDS, **kantk.training.EVAL_FIELDS}
+    assert sorted([*mapping.values(), "eval_step"]) == sorted(f.name for f in fields(kantk.History))
+    if task == "regression":
+        data = kantk.create_dataset(TOY, n_vars=2, train_num=60, test_num=30, seed=0)
+        model, loss = kantk.KAN([2, 3, 1], seed=0), "mse"
+    else:
+        data = kantk.create_dataset(
+            "x2 > sin(pi*x1)/2", n_vars=2, task="classification", train_num=60, test_num=30, seed=0
+        )
+        model, loss = kantk.KAN([2, 3, 2], seed=0), "cross_entropy"
+    history = kantk.fit(
+        model, data, steps=3, loss=loss, regularisers={"coef_l1": 1e-3}, log_dir=tmp_path, progress=False
+    )
+    (path,) = tmp_path.glob("kantk/version_0/metrics.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    logged = {name for name in rows[0] if name not in ("step", "epoch", "lr")}
+    assert {mapping[name] for name in logged} == set(history.as_dict()) - {"eval_step"}
+    for name in logged:
+        column = [float(row[name]) for row in rows if row[name] != ""]
+        # the same float32 tensors, read back from their CSV text: agree to its printed digits
+        assert column == pytest.approx(getattr(history, mapping[name]), rel=1e-6), name
