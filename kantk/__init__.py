@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     "formula_to_kan": "kantk.kanpiler",
     "KANLayer": "kantk.layer",
     "KAN": "kantk.model",
+    "NodeOperation": "kantk.nodes",
     "plot_activations": "kantk.plotting",  # matplotlib
     "PluginError": "kantk.plugins",
     "hookimpl": "kantk.plugins",
@@ -49,6 +50,7 @@ _LAZY: dict[str, str] = {
     "UnknownComponentError": "kantk.registry",
     "default_registry": "kantk.registry",
     "list_bases": "kantk.registry",
+    "list_node_operations": "kantk.registry",
     "list_pruners": "kantk.registry",
     "list_regularisers": "kantk.registry",
     "list_symbolic_libraries": "kantk.registry",
@@ -65,6 +67,7 @@ _LAZY: dict[str, str] = {
     "History": "kantk.training",  # Lightning
     "fit": "kantk.training",  # Lightning
     "BasisSpec": "kantk.types",
+    "NodeOperationSpec": "kantk.types",
     "PrunerSpec": "kantk.types",
     "RegulariserSpec": "kantk.types",
     "SymbolicLibrarySpec": "kantk.types",
@@ -120,6 +123,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from kantk.kanpiler import formula_to_kan
     from kantk.layer import KANLayer
     from kantk.model import KAN
+    from kantk.nodes import NodeOperation
     from kantk.plotting import plot_activations
     from kantk.plugins import PluginError, hookimpl
     from kantk.pruning import prune
@@ -128,6 +132,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         UnknownComponentError,
         default_registry,
         list_bases,
+        list_node_operations,
         list_pruners,
         list_regularisers,
         list_symbolic_libraries,
@@ -137,4 +142,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from kantk.symbolic.api import auto_symbolic, fix_symbolic, suggest_symbolic, unfix_symbolic
     from kantk.symbolic.formula import formula_to_callable, formula_to_latex, symbolic_formula
     from kantk.training import History, fit
-    from kantk.types import BasisSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec
+    from kantk.types import BasisSpec, NodeOperationSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec

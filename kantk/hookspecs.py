@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import pluggy
 
-from kantk.types import BasisSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec
+from kantk.types import BasisSpec, NodeOperationSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec
 
 PROJECT_NAME = "kantk"
 
@@ -129,4 +129,33 @@ def kantk_symbolic_libraries() -> Iterable[SymbolicLibrarySpec]:
         @kantk.hookimpl
         def kantk_symbolic_libraries():
             yield kantk.SymbolicLibrarySpec("hyperbolic", _hyperbolic, "sinh and cosh")
+    """
+
+
+@hookspec
+def kantk_node_operations() -> Iterable[NodeOperationSpec]:
+    """Return the node operations this plugin provides (how a node combines its sub-nodes).
+
+    Each record's ``factory()`` builds a :class:`kantk.nodes.NodeOperation`: ``forward`` maps
+    sub-node values (batch, nodes, arity) to node values (batch, nodes), ``sympy`` does the same
+    on sympy expressions, ``arity`` is fixed (an int) or ``None`` (the model's ``mult_arity``).
+    Use it as ``kantk.KAN([2, {"sum": 1, "max": 1}, 1])``.
+
+    Example plugin::
+
+        import torch
+        import kantk
+        from kantk.nodes import NodeOperation
+
+        class MaxNode(NodeOperation):
+            def forward(self, x):                      # (batch, nodes, arity) -> (batch, nodes)
+                return x.amax(dim=-1)
+
+            def sympy(self, args):
+                import sympy
+                return sympy.Max(*args)
+
+        @kantk.hookimpl
+        def kantk_node_operations():
+            yield kantk.NodeOperationSpec("max", MaxNode, "largest sub-node")
     """

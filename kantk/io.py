@@ -42,6 +42,7 @@ from safetensors.torch import save as serialize
 
 from kantk.layer import BASE_ACTIVATIONS, KANLayer
 from kantk.model import KAN, default_dtype
+from kantk.nodes import NodeLayout, parse_widths
 from kantk.plugins import BUILTIN_PLUGINS
 from kantk.registry import Registry, UnknownComponentError, resolve_registry
 from kantk.symbolic.library import resolve_function
@@ -56,8 +57,11 @@ MAX_HEADER_BYTES = 8 * 2**20
 MAX_LAYERS = 1000
 #: Deepest nesting of the JSON config (a model's own config is 6 deep).
 MAX_CONFIG_DEPTH = 32
-#: Longest basis, activation, library or function name in a config.
+#: Longest basis, activation, library, function or node operation name in a config.
 MAX_NAME_LENGTH = 200
+#: Most nodes in all node layers spelled with node operations (``[n_sum, n_mult]``, dicts), and
+#: most sub-nodes of one such layer: the spelling is read before the tensors' shapes bound it.
+MAX_NODES = 1_000_000
 #: Suffix of the temporary files :func:`save` writes (``.<name>.<pid>-<random>.kantk-tmp``).
 TEMP_SUFFIX = ".kantk-tmp"
 #: A temporary file of ours older than this (seconds) is stale even if its process id is alive.
@@ -266,8 +270,8 @@ def _load(path: str, map_location: str | torch.device, registry: Registry | None
                 piece = f.get_slice(key)
                 table[key] = (piece.get_dtype(), tuple(piece.get_shape()))
             config = _parse_config(metadata[CONFIG_KEY], path)
-            spec = _check_config(config, path)
             registry = resolve_registry(registry)
+            spec = _check_config(config, path, registry)
             _check_tensor_table(spec, table, registry, path)
             tensors = {k: f.get_tensor(k) for k in table}
     except (SafetensorError, OSError, RuntimeError) as exc:
@@ -290,12 +294,20 @@ def _load(path: str, map_location: str | torch.device, registry: Registry | None
 
 
 class _Spec:
-    """What the config says, checked: dtype, widths and one entry per layer."""
+    """What the config says, checked: dtype, widths (node counts), the outputs (sub-nodes) of
+    every layer and one entry per layer."""
 
-    def __init__(self, dtype: torch.dtype, widths: list[int], layers: list[dict[str, Any]]):
+    def __init__(
+        self,
+        dtype: torch.dtype,
+        widths: list[int],
+        layers: list[dict[str, Any]],
+        outs: list[int] | None = None,
+    ):
         self.dtype = dtype
         self.widths = widths
         self.layers = layers
+        self.outs = widths[1:] if outs is None else outs
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -375,7 +387,7 @@ def _name(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH
 
 
-def _check_config(config: dict[str, Any], path: str) -> _Spec:
+def _check_config(config: dict[str, Any], path: str, registry: Registry | None = None) -> _Spec:
     """Types and values of every field :func:`save` writes; sizes are checked against the header later."""
 
     def bad(field: str, message: str) -> KantkFileError:
@@ -384,19 +396,28 @@ def _check_config(config: dict[str, Any], path: str) -> _Spec:
     dtype_name = config.get("dtype", "float32")
     if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
         raise bad("dtype", f"must be one of {', '.join(_DTYPES)}, got {_short(dtype_name)}")
-    widths = config.get("widths")
-    if not isinstance(widths, list) or not 2 <= len(widths) <= MAX_LAYERS + 1:
-        raise bad("widths", f"must be a list of 2 to {MAX_LAYERS + 1} ints >= 1, got {_short(widths)}")
-    for i, w in enumerate(widths):
-        if not _is_int(w) or w < 1:
-            raise bad(f"widths[{i}]", f"must be an int >= 1, got {_short(w)}")
+    spelled = config.get("widths")
+    if not isinstance(spelled, list) or not 2 <= len(spelled) <= MAX_LAYERS + 1:
+        raise bad("widths", f"must be a list of 2 to {MAX_LAYERS + 1} ints >= 1, got {_short(spelled)}")
+    for i, w in enumerate(spelled):
+        if _is_int(w) and w >= 1:
+            continue
+        if i == 0 or not _node_entry(w):
+            raise bad(
+                f"widths[{i}]",
+                "must be an int >= 1"
+                + ("" if i == 0 else f", [n_sum, n_mult] or a dict of node counts (each <= {MAX_NODES})")
+                + f", got {_short(w)}",
+            )
+    widths, layouts = _read_node_layouts(config, spelled, registry, bad)
+    outs = [w if layout is None else layout.n_sub for w, layout in zip(widths[1:], layouts[1:])]
     layers = config.get("layers")
     if not isinstance(layers, list) or len(layers) != len(widths) - 1:
         raise bad("layers", f"must be a list of {len(widths) - 1} layer objects (one per pair of widths)")
     checked: list[dict[str, Any]] = []
     for i, layer in enumerate(layers):
         field = f"layers[{i}]"
-        n_in, n_out = widths[i], widths[i + 1]
+        n_in, n_out = widths[i], outs[i]
         if not isinstance(layer, dict):
             raise bad(field, f"must be an object, got {type(layer).__name__}")
         basis = layer.get("basis")
@@ -415,6 +436,11 @@ def _check_config(config: dict[str, Any], path: str) -> _Spec:
         for key, expected in (("in_features", n_in), ("out_features", n_out)):
             if key in layer and (not _is_int(layer[key]) or layer[key] != expected):
                 raise bad(f"{field}.{key}", f"must be {expected} (from widths), got {_short(layer[key])}")
+        layout = layouts[i + 1]
+        nodes = layer.get("nodes")
+        if nodes != (None if layout is None else layout.config()):
+            want = "absent (sum nodes only)" if layout is None else repr(layout.config())
+            raise bad(f"{field}.nodes", f"must be {want} (from widths and mult_arity), got {_short(nodes)}")
         symbolic = layer.get("symbolic")
         pairs: set[tuple[str, str]] = set()
         if symbolic is not None:
@@ -430,7 +456,55 @@ def _check_config(config: dict[str, Any], path: str) -> _Spec:
                 "functions": pairs,
             }
         )
-    return _Spec(_DTYPES[dtype_name], list(widths), checked)
+    return _Spec(_DTYPES[dtype_name], list(widths), checked, outs)
+
+
+def _node_entry(entry: Any) -> bool:
+    """Whether a widths entry is a well-formed ``[n_sum, n_mult]`` or dict of bounded counts."""
+    if isinstance(entry, list):
+        counts = entry if len(entry) == 2 else None
+    elif isinstance(entry, dict):
+        counts = list(entry.values()) if all(_name(k) for k in entry) else None
+    else:
+        counts = None
+    return (
+        counts is not None
+        and all(_is_int(c) and 0 <= c <= MAX_NODES for c in counts)
+        and 1 <= sum(counts) <= MAX_NODES
+    )
+
+
+def _read_node_layouts(
+    config: Mapping[str, Any], spelled: list[Any], registry: Registry | None, bad: Any
+) -> tuple[list[int], list[NodeLayout | None]]:
+    """Node counts and layouts from the (checked) widths spelling and ``mult_arity``."""
+    arity = config.get("mult_arity", 2)
+    if "mult_arity" in config:
+        flat = [arity] if _is_int(arity) else arity if isinstance(arity, list) else None
+        items = (
+            None
+            if flat is None
+            else [a for entry in flat for a in (entry if isinstance(entry, list) else [entry])]
+        )
+        if items is None or not all(_is_int(a) and 1 <= a <= MAX_NODES for a in items):
+            raise bad(
+                "mult_arity", f"must be an int >= 1 or one list of ints per node layer, got {_short(arity)}"
+            )
+        if all(_is_int(w) for w in spelled):
+            raise bad("mult_arity", "is given but widths has no product nodes")
+    total = sum(sum(w.values()) if isinstance(w, dict) else sum(w) for w in spelled if not _is_int(w))
+    if total > MAX_NODES:
+        raise bad("widths", f"spells {total} nodes with node operations, more than {MAX_NODES} in all")
+    try:
+        widths, layouts = parse_widths(spelled, arity, registry)
+    except UnknownComponentError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise bad("widths", f"(with mult_arity) is not a valid spelling: {_one_line(exc)}") from None
+    for i, layout in enumerate(layouts):
+        if layout is not None and layout.n_sub > MAX_NODES:
+            raise bad(f"widths[{i}]", f"gives {layout.n_sub} sub-nodes, more than {MAX_NODES}")
+    return widths, layouts
 
 
 def _check_symbolic(symbolic: Any, n_out: int, n_in: int, bad: Any) -> set[tuple[str, str]]:
@@ -495,7 +569,7 @@ def _check_tensor_table(
             )
         by_layer[int(index)][local] = shape
     for i, layer in enumerate(spec.layers):
-        n_in, n_out = spec.widths[i], spec.widths[i + 1]
+        n_in, n_out = spec.widths[i], spec.outs[i]
         found = by_layer[i]
         field = f"layers[{i}]"
         # sizes first, from the header alone: (out, in) is bounded by the file's size

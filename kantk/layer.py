@@ -12,6 +12,7 @@ from torch import nn
 
 from kantk._validation import check_int
 from kantk.bases.base import BASE_ACTIVATIONS, Basis, EdgeWeights, SupportsGridUpdate, layer_edges
+from kantk.nodes import NodeLayout
 from kantk.registry import Registry, check_options, resolve_registry
 from kantk.symbolic.edges import SymbolicEdges
 
@@ -34,6 +35,13 @@ class KANLayer(SymbolicEdges, nn.Module):
         scale_sp: Initial ``w_s = scale_sp / sqrt(in)``.
         generator: Random generator for the initialisation (``None``: torch's global one).
         registry: Where to look the basis up (``None``: the default registry).
+        nodes: How the outputs combine into nodes (:class:`kantk.nodes.NodeLayout`; KAN 2.0's
+            multiplication nodes): ``out_features`` must be its ``n_sub``, and the layer then
+            returns ``nodes.n_nodes`` values. ``None`` (default): every output is a sum node.
+
+    With ``nodes``, ``out_features`` counts *sub-nodes*: the rows of every per-edge tensor and
+    the ``q`` of edge ``p -> q``; the node operations (a product of ``arity`` sub-nodes, ...)
+    turn them into ``out_nodes`` outputs after the edge sum.
 
     Parameters:
         coef: (out, in, n) basis coefficients c.
@@ -76,6 +84,7 @@ class KANLayer(SymbolicEdges, nn.Module):
         scale_sp: float = 1.0,
         generator: torch.Generator | None = None,
         registry: Registry | None = None,
+        nodes: NodeLayout | None = None,
     ):
         super().__init__()
         check_int("in_features", in_features, 1)
@@ -84,8 +93,19 @@ class KANLayer(SymbolicEdges, nn.Module):
             raise ValueError(
                 f"unknown base_activation {base_activation!r}; accepted: {', '.join(BASE_ACTIVATIONS)}"
             )
+        if nodes is not None:
+            if not isinstance(nodes, NodeLayout):
+                raise TypeError(f"nodes must be a kantk.nodes.NodeLayout or None, got {type(nodes).__name__}")
+            if nodes.n_sub != out_features:
+                raise ValueError(
+                    f"nodes takes {nodes.n_sub} sub-nodes but the layer has out_features={out_features}"
+                )
+            if nodes.trivial:
+                nodes = None
         self.in_features = in_features
         self.out_features = out_features
+        #: The node step after the edge sum, or None (plain sum nodes).
+        self.nodes: NodeLayout | None = nodes
         self.basis_name = basis
         self.base_activation = base_activation
         self.basis: Basis = build_basis(basis, in_features, basis_kwargs, registry)
@@ -103,6 +123,12 @@ class KANLayer(SymbolicEdges, nn.Module):
         )
         self.register_buffer("mask", torch.ones(out_features, in_features, dtype=dtype))
         self._init_symbolic()  # symbolic edges (kantk.symbolic.edges): none yet
+
+    @property
+    def out_nodes(self) -> int:
+        """Width of the layer's output: nodes after the node operations (``out_features``
+        without them)."""
+        return self.out_features if self.nodes is None else self.nodes.n_nodes
 
     @property
     def num_functions(self) -> int:
@@ -132,13 +158,30 @@ class KANLayer(SymbolicEdges, nn.Module):
         return None if fn is None else fn(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x: (..., in). Returns: (..., out)."""
+        """Args: x: (..., in). Returns: (..., out_nodes)."""
         x2 = self._flatten_input(x)  # (batch, in)
+        y = self._edge_sum(x2)  # (batch, out)
+        if self.nodes is not None:
+            y = self.nodes(y)  # (batch, out) sub-nodes -> (batch, out_nodes) nodes
+        return y.reshape(*x.shape[:-1], self.out_nodes)
+
+    def subnode_values(self, x: torch.Tensor) -> torch.Tensor:
+        """The edge sums ``sum_p phi_{q,p}(x_p)`` before any node operation.
+
+        Args:
+            x: (batch, in).
+
+        Returns:
+            (batch, out_features); the layer's output itself when every node is a sum node.
+        """
+        return self._edge_sum(self._flatten_input(x))
+
+    def _edge_sum(self, x2: torch.Tensor) -> torch.Tensor:
         y = layer_edges(self.basis, x2, self.edge_weights())  # (batch, out)
         if self._symbolic_groups:  # symbolic edges: one evaluation per function
             for q, _p, values in self._symbolic_terms(x2):
                 y = y.index_add(1, q, values)  # (batch, out) += (batch, k) on columns q
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """Every edge's output ``phi_{q,p}(x_p)``, for analysis and plots (not for training).
@@ -221,6 +264,7 @@ class KANLayer(SymbolicEdges, nn.Module):
     def config(self) -> dict[str, Any]:
         """JSON-serialisable description sufficient to rebuild the layer's structure.
 
+        A layer with node operations adds ``"nodes"`` (:meth:`kantk.nodes.NodeLayout.config`).
         A layer with symbolic state adds ``"symbolic": {"functions": [[name | None, ...], ...],
         "libraries": [[library | None, ...], ...]}`` ((out, in) nested lists).
         """
@@ -231,6 +275,8 @@ class KANLayer(SymbolicEdges, nn.Module):
             "basis_kwargs": self.basis.config(),
             "base_activation": self.base_activation,
         }
+        if self.nodes is not None:
+            config["nodes"] = self.nodes.config()
         symbolic = self.symbolic_config()
         if symbolic is not None:
             config["symbolic"] = symbolic
@@ -241,6 +287,7 @@ class KANLayer(SymbolicEdges, nn.Module):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"basis={self.basis_name!r}, base_activation={self.base_activation!r}"
+            + (f", nodes={self.nodes.config()}" if self.nodes is not None else "")
             + (f", symbolic_edges={n_symbolic}" if n_symbolic else "")
         )
 

@@ -9,8 +9,9 @@ from typing import Any, cast, overload
 import torch
 from torch import nn
 
-from kantk._validation import is_int, is_number
+from kantk._validation import is_number
 from kantk.layer import KANLayer
+from kantk.nodes import DEFAULT_ARITY, NodeLayout, arity_spelling, parse_widths, widths_spelling
 from kantk.registry import Registry
 
 BasisArg = str | Sequence[str]
@@ -34,32 +35,45 @@ class KANLayers(nn.ModuleList):
 
 
 class KAN(nn.Module):
-    """A Kolmogorov-Arnold Network ``KAN([2, 5, 1])``.
+    """A Kolmogorov-Arnold Network ``KAN([2, 5, 1])``, with product nodes ``KAN([2, [0, 1], 1])``.
 
     Args:
-        widths: Nodes per layer, inputs first; at least two entries, each >= 1.
+        widths: Nodes per layer, inputs first; at least two entries. An entry is an int (that
+            many sum nodes), pykan's ``[n_sum, n_mult]`` (sum nodes, then multiplication nodes:
+            KAN 2.0's MultKAN) or a dict of node counts by node operation
+            (``{"sum": 2, "mult": 1}``, plugins' operations too; docs/node-operations.md).
         basis: One registry name for every layer, or a list with one per layer (mixed bases).
         basis_kwargs: One dict for every layer, or a list with one (or ``None``) per layer.
         base_activation: ``"silu"``, ``"identity"`` or ``"zero"``, or a list with one per layer.
         seed: Seeds the initialisation (without touching torch's global random state).
-        registry: Where to look bases up (``None``: the default registry).
+        mult_arity: Sub-nodes per product node (pykan's argument): an int for every one
+            (default 2), or one list per node layer (inputs first) with one arity per product
+            node of that layer.
+        registry: Where to look bases and node operations up (``None``: the default registry).
         **layer_kwargs: Passed to every :class:`KANLayer` (``noise_scale``, ``scale_base_mu``, ...).
 
     Input (..., widths[0]) -> output (..., widths[-1]); leading dimensions work like ``nn.Linear``.
+
+    Attributes:
+        widths: Node counts per node layer, inputs first (``[2, 1, 1]`` for ``[2, [0, 1], 1]``).
+        layers: The :class:`KANLayer` s. Layer ``l`` feeding product nodes has one output per
+            *sub-node* (``layer.out_features``) and its ``layer.nodes`` (a
+            :class:`kantk.nodes.NodeLayout`) combines them into ``widths[l + 1]`` nodes.
     """
 
     def __init__(
         self,
-        widths: Sequence[int],
+        widths: Sequence[Any],
         basis: BasisArg = "bspline",
         basis_kwargs: KwargsArg = None,
         base_activation: str | Sequence[str] = "silu",
         seed: int | None = None,
+        mult_arity: int | Sequence[Any] = DEFAULT_ARITY,
         registry: Registry | None = None,
         **layer_kwargs: Any,
     ):
         super().__init__()
-        widths = _check_widths(widths)
+        widths, layouts = parse_widths(widths, mult_arity, registry)
         n_layers = len(widths) - 1
         bases = _per_layer(basis, n_layers, "basis", str)
         kwargs_list = _per_layer(basis_kwargs, n_layers, "basis_kwargs", (Mapping, type(None)))
@@ -71,12 +85,13 @@ class KAN(nn.Module):
         self.layers = KANLayers(
             KANLayer(
                 widths[i],
-                widths[i + 1],
+                _subnodes(widths[i + 1], layouts[i + 1]),
                 bases[i],
                 kwargs_list[i],
                 activations[i],
                 generator=generator,
                 registry=registry,
+                nodes=layouts[i + 1],
                 **layer_kwargs,
             )
             for i in range(n_layers)
@@ -135,19 +150,52 @@ class KAN(nn.Module):
             raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
         for layer in self.layers:
             layer.update_grid(x, grid_eps=grid_eps)
-            x = layer(x)
+            x = layer(x)  # node values, after the layer's node operations
         return self
 
     def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The input of every layer (then the output) for a batch ``x`` (batch, widths[0])."""
+        """The input of every layer (then the output) for a batch ``x`` (batch, widths[0]).
+
+        These are node values, ``(batch, widths[l])``: after the node operations of product
+        nodes. The sub-node values of layer ``l`` are ``model.layers[l].subnode_values(xs[l])``.
+        """
         xs = [x]
         for layer in self.layers:
             xs.append(layer(xs[-1]))
         return xs
 
+    @property
+    def node_layouts(self) -> list[NodeLayout | None]:
+        """One entry per node layer, inputs first: its :class:`kantk.nodes.NodeLayout`, or
+        ``None`` where every node is a sum node (always for the inputs)."""
+        return [None, *(layer.nodes for layer in self.layers)]
+
+    @property
+    def has_node_operations(self) -> bool:
+        """Whether some node is not a plain sum node (e.g. a product node)."""
+        return any(layer.nodes is not None for layer in self.layers)
+
+    @property
+    def width_spec(self) -> list[Any]:
+        """The widths as spelled to build this model: ints, ``[n_sum, n_mult]`` or dicts."""
+        return widths_spelling(self.widths, self.node_layouts)
+
+    @property
+    def mult_arity(self) -> int | list[list[int]]:
+        """The ``mult_arity`` that rebuilds this model (an int, or one list per node layer)."""
+        return arity_spelling(self.node_layouts)
+
     def config(self) -> dict[str, Any]:
-        """JSON-serialisable structure, enough to rebuild the model with :meth:`from_config`."""
-        return {"widths": list(self.widths), "layers": [layer.config() for layer in self.layers]}
+        """JSON-serialisable structure, enough to rebuild the model with :meth:`from_config`.
+
+        ``widths`` is spelled as to the constructor (:attr:`width_spec`); ``mult_arity`` is
+        added when a product node's arity is not the default 2.
+        """
+        config: dict[str, Any] = {"widths": self.width_spec}
+        if self.has_node_operations and self.mult_arity != DEFAULT_ARITY:
+            config["mult_arity"] = self.mult_arity
+        config["layers"] = [layer.config() for layer in self.layers]
+        return config
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], registry: Registry | None = None) -> KAN:
@@ -162,29 +210,30 @@ class KAN(nn.Module):
                 basis=[layer["basis"] for layer in layers],
                 basis_kwargs=[layer.get("basis_kwargs") or {} for layer in layers],
                 base_activation=[layer.get("base_activation", "silu") for layer in layers],
+                mult_arity=config.get("mult_arity", DEFAULT_ARITY),
                 registry=registry,
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a valid KAN config ({exc!r}): {config!r}") from None
+        for l, (layer, layer_config) in enumerate(zip(model.layers, layers)):
+            nodes = layer_config.get("nodes")
+            built = None if layer.nodes is None else layer.nodes.config()
+            if nodes is not None and nodes != built:
+                raise ValueError(f"layer {l}'s nodes {nodes!r} do not match widths {widths!r} ({built!r})")
         for layer, layer_config in zip(model.layers, layers):  # symbolic edges (kantk.fix_symbolic)
             if layer_config.get("symbolic") is not None:
                 layer.load_symbolic_config(layer_config["symbolic"], registry=registry)
         return model
 
     def extra_repr(self) -> str:
+        if self.has_node_operations:
+            return f"widths={self.width_spec}"
         return f"widths={self.widths}"
 
 
-def _check_widths(widths: Sequence[int]) -> list[int]:
-    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
-        raise ValueError(f"widths must be a list of ints such as [2, 5, 1], got {widths!r}")
-    widths = list(widths)
-    if len(widths) < 2:
-        raise ValueError(f"widths needs at least two entries (inputs and outputs), got {widths!r}")
-    for w in widths:
-        if not is_int(w) or w < 1:
-            raise ValueError(f"every entry of widths must be an int >= 1, got {widths!r}")
-    return widths
+def _subnodes(width: int, layout: NodeLayout | None) -> int:
+    """Outputs of the layer that feeds a node layer: its sub-nodes."""
+    return width if layout is None else layout.n_sub
 
 
 def _per_layer(value: Any, n_layers: int, name: str, kind: Any) -> list[Any]:

@@ -43,6 +43,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "kantk.pruners.topk_edges",
     "kantk.pruners.magnitude",
     "kantk.symbolic.libraries",
+    "kantk.nodes",
 )
 
 #: What a plugin may raise that kantk isolates: any error, and ``SystemExit`` (a plugin that calls

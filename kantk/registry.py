@@ -19,7 +19,7 @@ from kantk.plugins import (
     describe_exception,
     report_failure,
 )
-from kantk.types import BasisSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec
+from kantk.types import BasisSpec, NodeOperationSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec
 
 T = TypeVar("T")
 
@@ -108,6 +108,7 @@ _COLLECTIONS: tuple[tuple[str, str, str, type, str], ...] = (
     ("kantk_regularisers", "regularisers", "regulariser", RegulariserSpec, "factory"),
     ("kantk_pruners", "pruners", "pruner", PrunerSpec, "factory"),
     ("kantk_symbolic_libraries", "symbolic_libraries", "symbolic library", SymbolicLibrarySpec, "functions"),
+    ("kantk_node_operations", "node_operations", "node operation", NodeOperationSpec, "factory"),
 )
 
 #: At most this many records from one hook of one plugin (a generator that never ends must not
@@ -156,6 +157,9 @@ class Registry:
         )
         self.symbolic_libraries: ComponentTable[SymbolicLibrarySpec] = ComponentTable(
             "symbolic library", tables["symbolic_libraries"], self.failed_plugins
+        )
+        self.node_operations: ComponentTable[NodeOperationSpec] = ComponentTable(
+            "node operation", tables["node_operations"], self.failed_plugins
         )
 
     @property
@@ -330,6 +334,11 @@ def list_pruners(registry: Registry | None = None) -> list[str]:
 def list_symbolic_libraries(registry: Registry | None = None) -> list[str]:
     """Names of every registered symbolic-function library."""
     return resolve_registry(registry).symbolic_libraries.names()
+
+
+def list_node_operations(registry: Registry | None = None) -> list[str]:
+    """Names of every registered node operation (``['mult', 'sum', ...]``)."""
+    return resolve_registry(registry).node_operations.names()
 
 
 def check_options(

@@ -48,6 +48,14 @@ class PrunerSpec(ComponentSpec):
     """
 
 
+class NodeOperationSpec(ComponentSpec):
+    """How a kind of KAN node combines its sub-nodes (``sum``, ``mult``, a plugin's ``max``).
+
+    ``factory() -> kantk.nodes.NodeOperation``; usually the class. Fields as in
+    :class:`ComponentSpec`.
+    """
+
+
 @dataclass(frozen=True)
 class SymbolicLibrarySpec:
     """A named library of candidate symbolic functions for edge fitting.

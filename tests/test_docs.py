@@ -112,7 +112,7 @@ def test_every_hooks_md_example_is_a_working_plugin():
         registry = kantk.Registry.with_plugins(plugin)
         added = {
             kind: sorted(set(getattr(registry, kind).names()) - set(getattr(builtins_only, kind).names()))
-            for kind in ("bases", "regularisers", "pruners", "symbolic_libraries")
+            for kind in ("bases", "regularisers", "pruners", "symbolic_libraries", "node_operations")
         }
         assert any(added.values()), f"docs/hooks.md block at line {block.line} registers nothing"
         model = kantk.KAN([2, 3, 1], seed=0, registry=registry)
@@ -129,6 +129,10 @@ def test_every_hooks_md_example_is_a_working_plugin():
             assert [tuple(m.shape) for m in masks] == [tuple(layer.mask.shape) for layer in model.layers]
         for name in added["symbolic_libraries"]:
             assert list(registry.symbolic_libraries.get(name).functions()) is not None
+        for name in added["node_operations"]:
+            model = kantk.KAN([2, {"sum": 1, name: 1}, 1], seed=0, registry=registry)
+            y = model(x)
+            assert y.shape == (16, 1) and torch.isfinite(y).all()
 
 
 # --- quickstart --------------------------------------------------------------------------------

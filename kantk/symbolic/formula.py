@@ -1,7 +1,8 @@
 """Closed-form formulas of fully symbolic KANs (sympy), and helpers to evaluate and print them.
 
 :func:`symbolic_formula` composes every layer's symbolic edges ``c * f(a * x + b) + d`` into one
-sympy expression per output. A power function (``x^n``, ``1/x^n``, roots) is written
+sympy expression per output; the node operations of a layer (KAN 2.0's product nodes, a plugin's)
+combine its sub-node expressions (``s_0 * s_1``). A power function (``x^n``, ``1/x^n``, roots) is written
 ``C * (x + B)^p`` (the slope moved into ``C``), so its constants can combine with the next layer's.
 With ``digits`` set (an int, or ``"auto"``: see below) the constants are then cleaned, in two ways:
 
@@ -95,11 +96,12 @@ def symbolic_formula(
             in the first layer's grid range (``[-1, 1]^n`` until a grid update; the data's range
             after ``model.update_grid(x)``), drawn with a fixed seed.
         numeric: What a live edge that is still numeric (e.g. left so by ``auto_symbolic``'s
-            ``r2_threshold``) becomes. ``"name"`` (default): the function
-            ``f_<layer>_<i>_<j>`` of its input (edge ``i -> j`` of layer ``layer``, e.g.
-            ``f_0_1_0(x2)``), a sympy function that evaluates a frozen copy of the edge's numeric
-            function, so :func:`formula_to_callable` and the rounding check still work; a
-            ``UserWarning`` lists these edges, and :func:`numeric_edges` returns them.
+            ``r2_threshold``), or the live numeric branch of a symbolic edge, becomes.
+            ``"name"`` (default): the function ``f_<layer>_<i>_<j>`` of its input (edge
+            ``i -> j`` of layer ``layer``, e.g. ``f_0_1_0(x2)``), a sympy function that
+            evaluates a frozen copy of the edge's numeric function, so
+            :func:`formula_to_callable` and the rounding check still work; a ``UserWarning``
+            lists these edges, and :func:`numeric_edges` returns them.
             ``"raise"``: a ``ValueError`` listing them.
 
     Returns:
@@ -132,12 +134,15 @@ def symbolic_formula(
             "training if it leaves edges numeric), kantk.fix_symbolic(...) on them, or prune them"
         )
     for l, layer in enumerate(model.layers):
-        outputs: list[Any] = [sympy.Integer(0)] * layer.out_features
+        outputs: list[Any] = [sympy.Integer(0)] * layer.out_features  # one per sub-node
         layer_edges = [(i, j) for m, i, j in still_numeric if m == l]
         if layer_edges:
             frozen = copy.deepcopy(layer).to("cpu", torch.float64)
+            mask = frozen.mask
             for i, j in layer_edges:
-                outputs[j] = outputs[j] + _numeric_edge_function(frozen, l, i, j)(nodes[i])
+                term = _numeric_edge_function(frozen, l, i, j)(nodes[i])
+                weight = float(mask[j, i])
+                outputs[j] = outputs[j] + (term if weight == 1 else sympy.Float(weight) * term)
         if layer.has_symbolic:
             affine = layer.symbolic_affine.detach().to("cpu", torch.float64)
             gate = layer.symbolic_mask.detach().to("cpu", torch.float64)
@@ -146,7 +151,7 @@ def symbolic_formula(
                     continue
                 term = _edge_term(layer.symbolic_function(q, p), affine[q, p].tolist(), nodes[p])
                 outputs[q] = outputs[q] + (term if gate[q, p] == 1 else sympy.Float(float(gate[q, p])) * term)
-        nodes = outputs
+        nodes = _node_values(layer, outputs)
     if still_numeric:
         import warnings
 
@@ -164,16 +169,31 @@ def symbolic_formula(
 
 
 def numeric_edges(model: KAN) -> list[tuple[int, int, int]]:
-    """``(layer, i, j)`` of every live edge that is still numeric (input ``i``, output ``j``)."""
+    """``(layer, i, j)`` of every edge whose numeric branch is live (input ``i``, output ``j``).
+
+    That is every unmasked edge (``mask != 0``), including a symbolic edge whose numeric branch
+    was switched back on (both branches then add up, in the model and in the formula). ``j`` is a
+    sub-node index in a layer that feeds product nodes (``layer.out_features`` of them).
+    """
     if not isinstance(model, KAN):
         raise TypeError(f"expected a kantk.KAN, got {type(model).__name__}")
     found: list[tuple[int, int, int]] = []
     for l, layer in enumerate(model.layers):
         live_numeric = layer.mask != 0
-        if layer.has_symbolic:
-            live_numeric = live_numeric & (layer.symbolic_mask == 0)
         found.extend((l, int(p), int(q)) for q, p in live_numeric.nonzero().tolist())
     return sorted(found)
+
+
+def _node_values(layer: Any, subnodes: list[Any]) -> list[Any]:
+    """The layer's node values from its sub-node expressions: each node operation's sympy form
+    (a product ``s_0 * s_1`` for a multiplication node); the sub-nodes themselves without any."""
+    layout = layer.nodes
+    if layout is None:
+        return subnodes
+    return [
+        layout.operation(op).sympy([subnodes[s] for s in layout.subnodes(j)])
+        for j, op in enumerate(layout.ops)
+    ]
 
 
 def _numeric_edge_function(frozen: Any, l: int, i: int, j: int) -> Any:
