@@ -1,18 +1,23 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from work_budget import call_budget
 
 import kantk
 from kantk.data import check_dataset, check_labels, create_dataset, load_csv, split_dataset
 
 TOY = "exp(sin(pi*x1) + x2**2)"
+
+#: Work budgets (function calls, tests/work_budget.py): about 10x the most a case needed when measured
+#: (torch 2.13, sympy 1.14); reading a huge file or evaluating 9**9**9 would need orders of magnitude more.
+CSV_CALLS = 5_000
+REFUSAL_CALLS = 10_000
 
 
 def toy(x: torch.Tensor) -> torch.Tensor:
@@ -177,13 +182,14 @@ def test_formula_strings_never_run_code(tmp_path, monkeypatch):
     for formula in ("__import__('os').system('touch PWNED')", "x1+__import__('os').system('touch PWNED')"):
         with pytest.raises(ValueError, match="attribute access"):
             create_dataset(formula, n_vars=1)
-    start = time.perf_counter()
-    with pytest.raises(ValueError, match="numeric exponents"):
+    with call_budget(REFUSAL_CALLS, "9**9**9"), pytest.raises(ValueError, match="numeric exponents"):
         create_dataset("9**9**9", n_vars=1)
-    with pytest.raises(ValueError, match="formula is too long") as info:
+    with (
+        call_budget(REFUSAL_CALLS, "x1+x1+..."),
+        pytest.raises(ValueError, match="formula is too long") as info,
+    ):
         create_dataset("+".join(["x1"] * 10_000), n_vars=1)
     assert "\n" not in str(info.value)
-    assert time.perf_counter() - start < 2.0
     assert list(tmp_path.iterdir()) == []
 
 
@@ -298,14 +304,14 @@ LABEL_COLUMNS = st.one_of(
 def test_load_csv_on_any_bytes_returns_a_dataset_or_raises_value_error(tmp_path, content, label_columns):
     path = tmp_path / "any.csv"
     path.write_bytes(content)
-    start = time.perf_counter()
-    try:
-        data = load_csv(path, label_columns=label_columns)
-    except ValueError as exc:
-        assert "\n" not in str(exc)
-    else:
+    with call_budget(CSV_CALLS, "load_csv"):
+        try:
+            data = load_csv(path, label_columns=label_columns)
+        except ValueError as exc:
+            data = None
+            assert "\n" not in str(exc)
+    if data is not None:
         assert set(data) == {"train_input", "train_label", "test_input", "test_label"}
-    assert time.perf_counter() - start < 1.0
 
 
 # --- check_dataset -----------------------------------------------------------------------------
