@@ -104,7 +104,7 @@ class History:
 class _HistoryRecorder:
     """Collects each step's metrics as tensors (no host sync during training) and writes them into a
     :class:`History` as floats once, in :meth:`flush` (a Callback of either package, see
-    :func:`_history_callback`)."""
+    :func:`_fit_callback`)."""
 
     def __init__(self, history: History):
         self.history = history
@@ -180,11 +180,6 @@ class _Interrupted:
 def _fit_callback(base: type, package: str) -> type:
     """``base`` (one of kantk.fit's helpers) as a Callback of the Lightning ``package``."""
     return type(base.__name__.lstrip("_") + "Callback", (base, importlib.import_module(package).Callback), {})
-
-
-def _history_callback(package: str) -> type:
-    """``_HistoryRecorder`` as a Callback of the Lightning ``package``."""
-    return _fit_callback(_HistoryRecorder, package)
 
 
 def _lightning_package(data: Any, callbacks: Sequence[Any] | None) -> str:
@@ -333,7 +328,7 @@ def fit(
     module.log_metrics = log_dir is not None or bool(callbacks)
     module.nan_guard = False  # added below, first, so that it acts before the interrupt checkpoint
     history = History()
-    recorder = _history_callback(package)(history)
+    recorder = _fit_callback(_HistoryRecorder, package)(history)
     interrupt = _fit_callback(_Interrupted, package)(checkpoint=log_dir is not None)
     all_callbacks: list[pl.Callback] = [classes.NaNGuard()] if nan_guard else []
     subset = isinstance(datamodule, classes.TensorDataModule) and _evaluates_subset(datamodule)

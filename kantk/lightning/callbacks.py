@@ -13,6 +13,7 @@ from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.utilities import rank_zero_warn
 
 from kantk._validation import check_int, check_number, check_optional_int
+from kantk.model import KAN
 
 
 class GridUpdateCallback(pl.Callback):
@@ -27,6 +28,10 @@ class GridUpdateCallback(pl.Callback):
         every: Steps between updates (pykan: 5).
         until: No updates from this step on (pykan: 50).
         grid_eps: Mix of uniform (1) and data-quantile (0) grid placement (pykan: 0.02).
+
+    Raises:
+        ValueError: A bad argument.
+        TypeError: At setup, when ``pl_module.model`` is not a :class:`kantk.KAN`.
     """
 
     def __init__(self, every: int = 5, until: int = 50, grid_eps: float = 0.02):
@@ -36,6 +41,14 @@ class GridUpdateCallback(pl.Callback):
         self.grid_eps = check_number("GridUpdateCallback grid_eps", grid_eps, 0, maximum=1)
         #: Steps at which the grids were updated (on this process).
         self.updated_at: list[int] = []
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        model = getattr(pl_module, "model", None)
+        if not isinstance(model, KAN):
+            raise TypeError(
+                "GridUpdateCallback updates the grids of pl_module.model, which must be a kantk.KAN; "
+                f"{type(pl_module).__name__} has {type(model).__name__}"
+            )
 
     def due(self, step: int) -> bool:
         """Whether the grids are updated before training step ``step``."""
@@ -48,12 +61,7 @@ class GridUpdateCallback(pl.Callback):
         if not self.due(step):
             return
         model = pl_module.model
-        update = getattr(model, "update_grid", None)
-        if update is None:
-            raise RuntimeError(
-                f"grid updates need {type(model).__name__}.update_grid, which this kantk version does not "
-                "provide; train without them (grid_update_every=None)"
-            )
+        assert isinstance(model, KAN)  # setup() refused anything else
         check_batch = getattr(pl_module, "check_batch", None)
         if check_batch is not None:  # shape errors before the model changes
             x, _ = check_batch(batch, "train")
@@ -61,7 +69,7 @@ class GridUpdateCallback(pl.Callback):
             x = batch[0]
         x = gather_rows(x.detach(), trainer, pl_module)
         with torch.no_grad():
-            update(x, grid_eps=self.grid_eps)
+            model.update_grid(x, grid_eps=self.grid_eps)
         self.updated_at.append(step)
 
 

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from kantk._validation import check_choice, check_int, check_optional_int, is_int
 from kantk.data import check_dataset, create_dataset, load_csv
 
+#: The dtypes a ``dtype=`` argument names (data modules and ``KANModule``).
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 

@@ -115,10 +115,7 @@ class GridExtension(pl.Callback):
 
     def _refine(self, trainer: pl.Trainer, pl_module: pl.LightningModule, size: Size) -> None:
         model = pl_module.model
-        if not isinstance(model, KAN):
-            raise TypeError(
-                f"GridExtension refines a kantk.KAN, got {type(model).__name__} as the module's model"
-            )
+        assert isinstance(model, KAN)  # setup() refused anything else
         finer = refine(model, size, **self.refine_options)
         for index, layer in enumerate(finer.layers):  # in place: whoever holds `model` sees the new grids
             model.layers[index] = layer

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from kantk._validation import check_choice, check_number, check_optional_int
 from kantk.data import check_labels
+from kantk.lightning.datamodules import DTYPES
 from kantk.model import KAN, default_dtype
 from kantk.regularisers import build_regularisers, regularisation
 
@@ -53,7 +54,6 @@ LOSSES = ("mse", "cross_entropy")
 LossFn = Callable[[KAN, Any], torch.Tensor]
 #: How a custom objective is recorded in the hyperparameters (the callable itself is not saved).
 CUSTOM_LOSS_PREFIX = "custom:"
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: pykan's grid-update schedule: every 5 steps until step 50.
 DEFAULT_GRID_UPDATE_UNTIL = 50
 

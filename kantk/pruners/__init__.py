@@ -67,26 +67,19 @@ def live_masks(model: KAN) -> list[torch.Tensor]:
     """The model's live edges as bool tensors, (out, in) per layer.
 
     An edge is live when its numeric branch is unmasked or it carries a symbolic function
-    (``KANLayer.live_edges()``, where the layer has symbolic edges).
+    (:meth:`kantk.KANLayer.live_edges`).
     """
-    out = []
-    for layer in model.layers:
-        live_edges = getattr(layer, "live_edges", None)
-        out.append((live_edges() if callable(live_edges) else layer.mask != 0).detach())
-    return out
+    return [layer.live_edges().detach() for layer in model.layers]
 
 
 def symbolic_masks(model: KAN) -> list[torch.Tensor]:
     """Per layer, (out, in) bool: the edges fixed to a symbolic function (all False without any)."""
-    out = []
-    for layer in model.layers:
-        sym = getattr(layer, "symbolic_mask", None)
-        out.append(
-            (sym != 0).detach()
-            if isinstance(sym, torch.Tensor)
-            else torch.zeros_like(layer.mask, dtype=torch.bool)
-        )
-    return out
+    return [
+        (layer.symbolic_mask != 0).detach()
+        if layer.has_symbolic
+        else torch.zeros_like(layer.mask, dtype=torch.bool)
+        for layer in model.layers
+    ]
 
 
 def require_scores(who: str, x: Any, scores: Attribution | None) -> Attribution:

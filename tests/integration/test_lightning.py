@@ -10,6 +10,7 @@ import kantk
 from kantk.lightning import (
     CSVDataModule,
     FunctionDataModule,
+    GridExtension,
     GridUpdateCallback,
     KANModule,
     TensorDataModule,
@@ -263,8 +264,24 @@ def test_callback_updates_on_schedule_in_a_run(tmp_path):
     assert not torch.equal(before, module.model.layers[1].basis.grid)
 
 
-def test_callback_without_update_grid_raises_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.delattr(kantk.KAN, "update_grid", raising=False)
-    module = KANModule([2, 1], optimizer="adam", grid_update_every=1)
-    with pytest.raises(RuntimeError, match="grid updates need KAN.update_grid"):
-        _trainer(tmp_path).fit(module, datamodule=_data())
+class _NotAKAN(pl.LightningModule):
+    """A module whose ``model`` is no KAN: the grid callbacks refuse it before training."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.model(batch[0].float()).square().mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("callback", [GridUpdateCallback(every=1), GridExtension(grid_sizes=[6], every=1)])
+def test_grid_callbacks_refuse_a_model_that_is_not_a_kan(tmp_path, callback):
+    name = type(callback).__name__
+    with pytest.raises(
+        TypeError, match=rf"^{name} .*pl_module.model, which must be a kantk.KAN; _NotAKAN has Linear$"
+    ):
+        _trainer(tmp_path, callbacks=[callback]).fit(_NotAKAN(), datamodule=_data())
