@@ -13,7 +13,15 @@ import math
 from collections.abc import Iterable
 from typing import Any, TypeGuard
 
-__all__ = ["check_choice", "check_int", "check_number", "check_optional_int", "is_int", "is_number"]
+__all__ = [
+    "check_choice",
+    "check_index",
+    "check_int",
+    "check_number",
+    "check_optional_int",
+    "is_int",
+    "is_number",
+]
 
 
 def is_int(value: Any) -> TypeGuard[int]:
@@ -35,6 +43,18 @@ def check_int(name: str, value: Any, minimum: int | None = None) -> int:
     if not is_int(value) or (minimum is not None and value < minimum):
         bound = "" if minimum is None else f" >= {minimum}"
         raise ValueError(f"{name} must be an int{bound}, got {value!r}")
+    return value
+
+
+def check_index(name: str, value: Any, size: int, *, where: str = "") -> int:
+    """``value`` when it is an int (not a bool) in ``[0, size)``: an index into ``size`` items.
+
+    Raises:
+        IndexError: ``"{name} must be an int in [0, {size - 1}]{where}, got {value!r}"`` otherwise
+            (``where`` says whose items, e.g. ``" for KAN[2, 5, 1]"``).
+    """
+    if not is_int(value) or not 0 <= value < size:
+        raise IndexError(f"{name} must be an int in [0, {size - 1}]{where}, got {value!r}")
     return value
 
 

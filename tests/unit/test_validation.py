@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from kantk._validation import check_choice, check_int, check_number, check_optional_int
+from kantk._validation import check_choice, check_index, check_int, check_number, check_optional_int
 
 
 def test_check_int_refuses_bools_floats_and_small_values():
@@ -47,3 +47,11 @@ def test_check_choice_lists_the_valid_names_in_order():
         assert str(info.value) == f"unknown optimizer {bad!r}; valid optimizers: lbfgs, adam"
     with pytest.raises(ValueError, match="valid losses: mse"):
         check_choice("loss", "mae", ["mse"], plural="losses")
+
+
+def test_check_index_is_an_index_error_naming_the_range():
+    assert check_index("layer", 1, 2) == 1
+    for bad in (2, -1, True, 1.0):
+        with pytest.raises(IndexError) as info:
+            check_index("layer", bad, 2, where=" for KAN[2, 5, 1]")
+        assert str(info.value) == f"layer must be an int in [0, 1] for KAN[2, 5, 1], got {bad!r}"
