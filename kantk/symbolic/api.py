@@ -21,7 +21,7 @@ from kantk.attribution import check_samples
 from kantk.layer import KANLayer
 from kantk.model import KAN
 from kantk.registry import Registry
-from kantk.symbolic.fitting import AffineFit, fit_affine, symbolic_scores
+from kantk.symbolic.fitting import DOMAIN_MARGIN, AffineFit, fit_affine, symbolic_scores
 from kantk.symbolic.library import LibraryArg, SymbolicLibrary, resolve_library
 
 #: Default search ranges of (a, b), in each edge's normalised input coordinates ([-1, 1]).
@@ -91,6 +91,7 @@ def suggest_symbolic(
     a_range: tuple[float, float] = A_RANGE,
     b_range: tuple[float, float] = B_RANGE,
     registry: Registry | None = None,
+    domain_margin: float = DOMAIN_MARGIN,
 ) -> list[SymbolicCandidate]:
     """Rank a library's functions as replacements for the edge ``i -> j`` of layer ``layer``.
 
@@ -108,6 +109,9 @@ def suggest_symbolic(
             largest edge standard deviation is negligible (only then can ``0`` be chosen).
         a_range, b_range: Search ranges of (a, b) for inputs normalised to [-1, 1].
         registry: Where library names are looked up.
+        domain_margin: A candidate's argument ``a * x + b`` must stay in the function's real
+            domain on the edge's input range widened by this fraction of it on each side (not
+            across 0; see :mod:`kantk.symbolic.fitting`); 0: on the samples only.
 
     Returns:
         Up to ``topk`` :class:`SymbolicCandidate`, best first. Candidates that leave their real
@@ -123,7 +127,7 @@ def suggest_symbolic(
     h = _layer_input(model, layer, x, "kantk.suggest_symbolic")
     with torch.no_grad():
         xs, ys, negligible = _edge_samples(target, h, [(j, i)], zero_threshold, masked=False)
-        fit = fit_affine(xs, ys, lib.functions, a_range, b_range)
+        fit = fit_affine(xs, ys, lib.functions, a_range, b_range, domain_margin=domain_margin)
     return _ranked(lib, fit, 0, negligible[0], weight_simple)[:topk]
 
 
@@ -139,6 +143,7 @@ def fix_symbolic(
     a_range: tuple[float, float] = A_RANGE,
     b_range: tuple[float, float] = B_RANGE,
     registry: Registry | None = None,
+    domain_margin: float = DOMAIN_MARGIN,
 ) -> SymbolicEdgeFit:
     """Make edge ``i -> j`` of layer ``layer`` compute ``c * f(a * x_i + b) + d`` with ``f = name``.
 
@@ -158,6 +163,9 @@ def fix_symbolic(
         library: Registry name, :class:`kantk.symbolic.SymbolicLibrary` or list of names.
         a_range, b_range: Search ranges of (a, b) for inputs normalised to [-1, 1].
         registry: Where library names are looked up.
+        domain_margin: A candidate's argument ``a * x + b`` must stay in the function's real
+            domain on the edge's input range widened by this fraction of it on each side (not
+            across 0; see :mod:`kantk.symbolic.fitting`); 0: on the samples only.
 
     Returns:
         A :class:`SymbolicEdgeFit` (``r2`` is ``None`` when nothing was fitted).
@@ -175,12 +183,13 @@ def fix_symbolic(
         h = _layer_input(model, layer, x, "kantk.fix_symbolic")
         with torch.no_grad():
             xs, ys, _ = _edge_samples(target, h, [(j, i)], 0.0, masked=False)
-            fit = fit_affine(xs, ys, [fn], a_range, b_range)
+            fit = fit_affine(xs, ys, [fn], a_range, b_range, domain_margin=domain_margin)
         r2 = float(fit.r2[0, 0])
         if r2 == float("-inf"):
             raise ValueError(
                 f"cannot fix edge {i} -> {j} of layer {layer} to {name!r}: every (a, b) sends some of "
-                "the layer's inputs outside the function's real domain; choose another function"
+                "the layer's inputs (or their range widened by domain_margin) outside the function's "
+                "real domain; choose another function"
             )
         params = _params(fit, 0, 0)
     target.set_symbolic_edge(j, i, fn, lib.source(name), params)
@@ -208,6 +217,7 @@ def auto_symbolic(
     a_range: tuple[float, float] = A_RANGE,
     b_range: tuple[float, float] = B_RANGE,
     registry: Registry | None = None,
+    domain_margin: float = DOMAIN_MARGIN,
 ) -> list[SymbolicEdgeFit]:
     """Fix every live numeric edge of ``model`` to its best symbolic candidate (pykan's ``auto_symbolic``).
 
@@ -227,6 +237,9 @@ def auto_symbolic(
             :func:`suggest_symbolic`).
         a_range, b_range: Search ranges of (a, b) for inputs normalised to [-1, 1].
         registry: Where library names are looked up.
+        domain_margin: A candidate's argument ``a * x + b`` must stay in the function's real
+            domain on the edge's input range widened by this fraction of it on each side (not
+            across 0; see :mod:`kantk.symbolic.fitting`); 0: on the samples only.
 
     Returns:
         One :class:`SymbolicEdgeFit` per edge considered, in (layer, j, i) order.
@@ -244,7 +257,7 @@ def auto_symbolic(
             edges = [(int(q), int(p)) for q, p in numeric.nonzero().tolist()]
             if edges:
                 xs, ys, negligible = _edge_samples(layer, h, edges, zero_threshold, masked=True)
-                fit = fit_affine(xs, ys, lib.functions, a_range, b_range)
+                fit = fit_affine(xs, ys, lib.functions, a_range, b_range, domain_margin=domain_margin)
                 for e, (q, p) in enumerate(edges):
                     ranked = _ranked(lib, fit, e, negligible[e], weight_simple)
                     report.append(_fix_best(layer, l, q, p, lib, ranked, negligible[e], r2_threshold))

@@ -21,6 +21,19 @@ One call fits every (function, edge) pair at once, in float64:
    (the one the model will run): a pair whose exact values are not finite gets ``r^2 = -inf``.
 
 The search uses each function's singular-safe form (see :mod:`kantk.symbolic.libraries`).
+
+**Domains.** A candidate must be real and finite on every sample *and* on the edge's input range
+widened by ``domain_margin`` (default :data:`DOMAIN_MARGIN`, 10% of the range) on each side, so
+that inputs a little outside the fitted data (test points, the inputs a refit produces upstream)
+stay in the domain: for a function with a declared :class:`~kantk.symbolic.records.Domain`,
+``a * x + b`` must stay inside it on the whole widened range (``sqrt`` of a non-negative number,
+``1/x`` without crossing its pole, ``arcsin`` within [-1, 1]); for any function its values at the
+ends of the widened range must be finite. The margin never crosses 0: an edge whose inputs are
+all >= 0 (<= 0) is taken to stay so (inputs in [0, 1] are a density, an amplitude), its range
+widened to ``(0, hi + margin]`` with 0 itself excluded, so ``sqrt(x)`` and ``log(x)`` remain
+admissible there and ``sqrt(x - 0.001)`` does not. A candidate that violates this is rejected
+(the search moves to admissible ``(a, b)``, e.g. ``sqrt(x + 0.1)`` instead of ``sqrt(x - 0.001)``,
+and scores it by its true fit).
 """
 
 from __future__ import annotations
@@ -37,6 +50,8 @@ from kantk.symbolic.records import SymbolicFunction
 R2_FLOOR = 1e-5
 #: Candidates whose r^2 is this close to the best are equivalent (a parameter symmetry).
 R2_TIE = 1e-10
+#: Fraction of an edge's input range added on each side where a candidate must stay in its domain.
+DOMAIN_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,7 @@ def fit_affine(
     search_samples: int = 128,
     polish_samples: int = 1024,
     chunk_elements: int = 1 << 18,
+    domain_margin: float = DOMAIN_MARGIN,
 ) -> AffineFit:
     """Fit ``y ~ c * f(a * x + b) + d`` for every function in ``functions`` and every edge.
 
@@ -87,6 +103,8 @@ def fit_affine(
         polish_samples: Samples per edge for Levenberg-Marquardt (all samples are used for the
             final ``c, d`` and ``r^2``).
         chunk_elements: Bound on (edges x candidates x samples) per batched tensor (memory).
+        domain_margin: Fraction of each edge's input range, added on both sides (never across
+            0), on which ``a * x + b`` must stay in the function's domain (0: the samples only).
 
     Returns:
         An :class:`AffineFit` (squeezed to (n_functions, 4) and (n_functions,) for 1-D input).
@@ -103,11 +121,15 @@ def fit_affine(
         raise ValueError("grid_size and zoom_size must be >= 3")
     if not functions:
         raise ValueError("fit_affine needs at least one candidate function")
+    if not (isinstance(domain_margin, (int, float)) and 0 <= domain_margin < math.inf):
+        raise ValueError(f"domain_margin must be a number >= 0, got {domain_margin!r}")
 
     lo, hi = x64.min(dim=1).values, x64.max(dim=1).values
     mid = (lo + hi) / 2  # (E,)
     half = ((hi - lo) / 2).clamp_min(1e-12 * mid.abs().clamp_min(1.0))
     u_all = (x64 - mid[:, None]) / half[:, None]  # (E, n) in [-1, 1]
+    span = _Span.around(lo, hi, float(domain_margin))
+    span_u = span.mapped(mid, half)
     us, ys = _subsample(u_all, y64, search_samples)  # (E, ns)
     yc = ys - ys.mean(dim=1, keepdim=True)
     syy = (yc * yc).sum(dim=1)  # (E,)
@@ -115,18 +137,19 @@ def fit_affine(
     up, yp = _subsample(u_all, y64, polish_samples)
 
     params, r2 = [], []
-    for fn in functions:
-        if _is_affine(fn, x64):
+    affine = [_is_affine(fn, x64) for fn in functions]
+    for fn, is_affine in zip(functions, affine):
+        if is_affine:
             # f ignores (a, b) (the constant 0) or they are redundant with (c, d) (the identity):
             # take a = 1, b = 0 in the edge's own coordinates, i.e. a' = s, b' = m.
             ab = torch.stack([half, mid], dim=-1)
         else:
             ab = _grid_search(
-                fn, us, yc1, syy, a_range, b_range, grid_size, zoom_rounds, zoom_size, chunk_elements
+                fn, us, yc1, syy, span_u, a_range, b_range, grid_size, zoom_rounds, zoom_size, chunk_elements
             )
             if polish_steps > 0:
-                ab = _polish(fn, up, yp, ab, a_range, b_range, polish_steps)
-        p, q = _final(fn, u_all, y64, ab)
+                ab = _polish(fn, up, yp, span_u, ab, a_range, b_range, polish_steps)
+        p, q = _final(fn, u_all, y64, None if is_affine else span_u, ab)
         params.append(p)
         r2.append(q)
     params_t = torch.stack(params)  # (F, E, 4) in normalised coordinates
@@ -136,32 +159,104 @@ def fit_affine(
     )  # a' u + b' = (a'/s) x + (b' - a' m / s)
     r2_t = torch.stack(r2)
     for i, fn in enumerate(functions):
-        _keep_in_domain(fn, x64, a_n[i, :, None] * u_all + b_n[i, :, None], params_t[i], r2_t[i])
+        if not affine[i]:
+            _keep_in_domain(fn, x64, span, a_n[i, :, None] * u_all + b_n[i, :, None], params_t[i], r2_t[i])
     if squeeze:
         return AffineFit(params_t[:, 0], r2_t[:, 0])
     return AffineFit(params_t, r2_t)
 
 
-def symbolic_scores(r2: torch.Tensor, complexity: torch.Tensor, weight_simple: float = 0.8) -> torch.Tensor:
+def symbolic_scores(
+    r2: torch.Tensor,
+    complexity: torch.Tensor,
+    weight_simple: float = 0.8,
+    floor: float | torch.Tensor = R2_FLOOR,
+) -> torch.Tensor:
     """pykan's ranking score (lower is better), ``+inf`` for a rejected candidate.
 
-    ``score = weight_simple * complexity + (1 - weight_simple) * log2(1e-5 + 1 - r2)``: every unit
-    of complexity must be paid for by ``weight_simple / (1 - weight_simple)`` bits (4 bits, a
-    residual 16 times smaller, at the default 0.8) of unexplained variance.
+    ``score = weight_simple * complexity + (1 - weight_simple) * log2(floor + 1 - r2)``: every
+    unit of complexity must be paid for by ``weight_simple / (1 - weight_simple)`` bits (4 bits, a
+    residual 16 times smaller, at the default 0.8) of unexplained variance, counted above
+    ``floor`` (pykan's 1e-5): differences in ``1 - r2`` well below the floor do not count.
 
     Args:
         r2: (..., F) coefficients of determination (``-inf`` for a rejected candidate).
         complexity: (F,) complexities.
         weight_simple: In [0, 1]; 0 ranks by fit quality alone.
+        floor: > 0, a number or a tensor broadcasting against ``r2`` (one per edge: ``(E, 1)``).
     """
     if not 0.0 <= weight_simple <= 1.0:
         raise ValueError(f"weight_simple must be in [0, 1], got {weight_simple!r}")
-    bits = torch.log2(R2_FLOOR + (1 - r2.clamp(max=1.0)))
+    floor_t = torch.as_tensor(floor, dtype=r2.dtype, device=r2.device)
+    if not bool((floor_t > 0).all()):
+        raise ValueError(f"floor must be > 0, got {floor!r}")
+    bits = torch.log2(floor_t + (1 - r2.clamp(max=1.0)))
     score = weight_simple * complexity.to(r2) + (1 - weight_simple) * bits
     return torch.where(torch.isfinite(r2), score, torch.full_like(score, math.inf))
 
 
 # --- internals ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Per edge, the input interval on which a candidate must stay in its domain, (E,) each.
+
+    ``lo``/``hi`` are its ends; ``lo_open``/``hi_open`` say an end is excluded (the margin was cut
+    at 0 there: the inputs are taken to stay strictly on their side of 0).
+    """
+
+    lo: torch.Tensor
+    hi: torch.Tensor
+    lo_open: torch.Tensor
+    hi_open: torch.Tensor
+
+    @staticmethod
+    def around(lo: torch.Tensor, hi: torch.Tensor, margin: float) -> _Span:
+        """``[lo - margin * w, hi + margin * w]`` (w = hi - lo), cut at 0 when it would cross it."""
+        w = hi - lo
+        lo_e, hi_e = lo - margin * w, hi + margin * w
+        cut_lo = (lo >= 0) & (lo_e < 0)
+        cut_hi = (hi <= 0) & (hi_e > 0)
+        zero = torch.zeros_like(lo)
+        # an end cut at 0 is open unless 0 is itself a sample (then the samples check it)
+        return _Span(
+            torch.where(cut_lo, zero, lo_e),
+            torch.where(cut_hi, zero, hi_e),
+            cut_lo & (lo > 0),
+            cut_hi & (hi < 0),
+        )
+
+    def mapped(self, mid: torch.Tensor, half: torch.Tensor) -> _Span:
+        """The same interval in normalised coordinates ``(x - mid) / half``."""
+        return _Span((self.lo - mid) / half, (self.hi - mid) / half, self.lo_open, self.hi_open)
+
+    def rows(self, sl: slice) -> _Span:
+        return _Span(self.lo[sl], self.hi[sl], self.lo_open[sl], self.hi_open[sl])
+
+
+def _admissible(
+    fn: SymbolicFunction, span: _Span, a: torch.Tensor, b: torch.Tensor, exact: bool
+) -> torch.Tensor:
+    """Whether ``fn(a * t + b)`` is in the domain for ``t`` on ``span``; a, b (E,) or (E, C).
+
+    With a declared domain the argument interval must lie in it; in any case ``fn`` (the exact
+    function when ``exact``, else the safe form of the search) must be finite at its closed ends.
+    """
+    extra = a.dim() - span.lo.dim()
+    lo, hi, lo_open, hi_open = (
+        v.reshape(v.shape + (1,) * extra) for v in (span.lo, span.hi, span.lo_open, span.hi_open)
+    )
+    z1, z2 = a * lo + b, a * hi + b
+    flip = a < 0
+    zlo, zhi = torch.where(flip, z2, z1), torch.where(flip, z1, z2)
+    open_lo = torch.where(flip, hi_open, lo_open).expand_as(zlo)
+    open_hi = torch.where(flip, lo_open, hi_open).expand_as(zlo)
+    f = fn.torch_fn if exact else fn.safe
+    ok = (torch.isfinite(f(zlo)) | open_lo) & (torch.isfinite(f(zhi)) | open_hi)
+    if fn.domain is not None:
+        ok = ok & fn.domain.admits(zlo, zhi, open_lo, open_hi)
+    return ok
 
 
 def _check_inputs(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,6 +337,7 @@ def _grid_search(
     us: torch.Tensor,
     yc1: torch.Tensor,
     syy: torch.Tensor,
+    span: _Span,
     a_range: tuple[float, float],
     b_range: tuple[float, float],
     grid_size: int,
@@ -256,7 +352,7 @@ def _grid_search(
     b = torch.linspace(float(b_range[0]), float(b_range[1]), grid_size, dtype=torch.float64, device=dev)
     ga, gb = torch.meshgrid(a, b, indexing="ij")
     cand = torch.stack([ga.reshape(-1), gb.reshape(-1)], dim=-1).expand(E, -1, -1)  # (E, C, 2)
-    best = _best_candidates(fn, us, yc1, syy, cand, chunk_elements)
+    best = _best_candidates(fn, us, yc1, syy, span, cand, chunk_elements)
     step = torch.tensor([a[1] - a[0], b[1] - b[0]], dtype=torch.float64, device=dev)
     offsets = torch.linspace(-1.0, 1.0, zoom_size, dtype=torch.float64, device=dev)
     oa, ob = torch.meshgrid(offsets, offsets, indexing="ij")
@@ -265,7 +361,7 @@ def _grid_search(
     high = torch.tensor([a_range[1], b_range[1]], dtype=torch.float64, device=dev)
     for _ in range(zoom_rounds):
         cand = (best[:, None, :] + unit[None] * step).clamp(low, high)  # (E, Z*Z, 2)
-        best = _best_candidates(fn, us, yc1, syy, cand, chunk_elements)
+        best = _best_candidates(fn, us, yc1, syy, span, cand, chunk_elements)
         step = step * 2 / (zoom_size - 1)
     return best
 
@@ -275,6 +371,7 @@ def _best_candidates(
     us: torch.Tensor,
     yc1: torch.Tensor,
     syy: torch.Tensor,
+    span: _Span,
     cand: torch.Tensor,
     chunk_elements: int,
 ) -> torch.Tensor:
@@ -288,6 +385,8 @@ def _best_candidates(
         c = cand[sl]
         z = torch.addcmul(c[..., 1:2], c[..., 0:1], us[sl, None, :])  # (e, C, 1) * (e, 1, ns) -> (e, C, ns)
         r2 = _r2_grid(fn.safe(z), yc1[sl], syy[sl])  # (e, C)
+        inside = _admissible(fn, span.rows(sl), c[..., 0], c[..., 1], exact=False)
+        r2 = torch.where(inside, r2, torch.full_like(r2, -math.inf))
         # Equivalent candidates (exp: any b, absorbed by c; powers: the scale of a) tie up to
         # rounding; take the one nearest (a', b') = (1, 0), which keeps later training well
         # conditioned (no c = 1e-4 against b = 9). All -inf: the first, deterministic.
@@ -322,17 +421,21 @@ def _values_and_slopes(fn: SymbolicFunction, z: torch.Tensor) -> tuple[torch.Ten
     return v.detach(), torch.zeros_like(z) if dv is None else dv
 
 
-def _sse(fn: SymbolicFunction, u: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+def _sse(
+    fn: SymbolicFunction, u: torch.Tensor, y: torch.Tensor, span: _Span, theta: torch.Tensor
+) -> torch.Tensor:
     v = fn.safe(theta[:, 0:1] * u + theta[:, 1:2])
     r = theta[:, 2:3] * v + theta[:, 3:4] - y
     sse = (r * r).sum(dim=1)
-    return torch.where(torch.isfinite(sse), sse, torch.full_like(sse, math.inf))
+    ok = torch.isfinite(sse) & _admissible(fn, span, theta[:, 0], theta[:, 1], exact=False)
+    return torch.where(ok, sse, torch.full_like(sse, math.inf))
 
 
 def _polish(
     fn: SymbolicFunction,
     u: torch.Tensor,
     y: torch.Tensor,
+    span: _Span,
     ab: torch.Tensor,
     a_range: tuple[float, float],
     b_range: tuple[float, float],
@@ -346,7 +449,7 @@ def _polish(
         v = torch.where(torch.isfinite(v), v, torch.zeros_like(v))
     c, d = _closed_form(v, y)
     theta = torch.cat([ab, c[:, None], d[:, None]], dim=1)  # (E, 4)
-    sse = _sse(fn, u, y, theta)
+    sse = _sse(fn, u, y, span, theta)
     lam = torch.full((E,), 1e-3, dtype=torch.float64, device=dev)
     low = torch.tensor([a_range[0], b_range[0], -math.inf, -math.inf], dtype=torch.float64, device=dev)
     high = torch.tensor([a_range[1], b_range[1], math.inf, math.inf], dtype=torch.float64, device=dev)
@@ -364,7 +467,7 @@ def _polish(
         good_step = (info == 0) & torch.isfinite(step).all(dim=1)
         step = torch.where(good_step[:, None], step, torch.zeros_like(step))
         trial = torch.maximum(torch.minimum(theta + step, high), low)
-        trial_sse = _sse(fn, u, y, trial)
+        trial_sse = _sse(fn, u, y, span, trial)
         better = good_step & (trial_sse < sse)
         theta = torch.where(better[:, None], trial, theta)
         sse = torch.where(better, trial_sse, sse)
@@ -373,36 +476,53 @@ def _polish(
 
 
 def _keep_in_domain(
-    fn: SymbolicFunction, x: torch.Tensor, z_checked: torch.Tensor, params: torch.Tensor, r2: torch.Tensor
+    fn: SymbolicFunction,
+    x: torch.Tensor,
+    span: _Span,
+    z_checked: torch.Tensor,
+    params: torch.Tensor,
+    r2: torch.Tensor,
 ) -> None:
-    """Keep ``a x + b`` inside ``fn``'s domain on every sample after the change of coordinates.
+    """Keep ``a x + b`` in ``fn``'s domain (samples and ``span``) after the change of coordinates.
 
     The fit was checked in normalised coordinates (``z_checked``, (E, n)); mapping ``(a, b)``
     back to ``x`` can move an argument that sat on a domain boundary (``sqrt`` at 0, ``arctanh``
     near 1) across it by round-off. Such an edge gets ``b`` nudged by the round-off gap, towards
-    whichever side makes ``fn`` finite on every sample again; if neither does, the candidate is
-    rejected (``r2 = -inf``). ``params`` (E, 4) and ``r2`` (E,) are updated in place.
+    whichever side makes it admissible again; if neither does, the candidate is rejected
+    (``r2 = -inf``). ``params`` (E, 4) and ``r2`` (E,) are updated in place.
     """
-    ok_before = torch.isfinite(fn.torch_fn(z_checked)).all(dim=1) & torch.isfinite(r2)
-    z = params[:, 0:1] * x + params[:, 1:2]
-    broken = ok_before & ~torch.isfinite(fn.torch_fn(z)).all(dim=1)
+
+    def ok(b: torch.Tensor) -> torch.Tensor:
+        finite = torch.isfinite(fn.torch_fn(params[:, 0:1] * x + b[:, None])).all(dim=1)
+        return finite & _admissible(fn, span, params[:, 0], b, exact=True)
+
+    broken = torch.isfinite(r2) & ~ok(params[:, 1])
     if not bool(broken.any()):
         return
-    gap = z_checked - z  # round-off sized
-    for shift in (gap.amax(dim=1), gap.amin(dim=1), 2 * gap.amax(dim=1), 2 * gap.amin(dim=1)):
+    z = params[:, 0:1] * x + params[:, 1:2]
+    gap = (z_checked - z).abs().amax(dim=1)  # round-off sized
+    scale = params[:, 1].abs() + params[:, 0].abs() * torch.maximum(span.lo.abs(), span.hi.abs())
+    gap = torch.maximum(gap, 4 * torch.finfo(torch.float64).eps * scale)
+    for shift in (gap, -gap, 4 * gap, -4 * gap, 16 * gap, -16 * gap):
         b = params[:, 1] + shift
-        fixed = broken & torch.isfinite(fn.torch_fn(params[:, 0:1] * x + b[:, None])).all(dim=1)
+        fixed = broken & ok(b)
         params[:, 1] = torch.where(fixed, b, params[:, 1])
         broken = broken & ~fixed
     r2.masked_fill_(broken, -math.inf)
 
 
 def _final(
-    fn: SymbolicFunction, u: torch.Tensor, y: torch.Tensor, ab: torch.Tensor
+    fn: SymbolicFunction, u: torch.Tensor, y: torch.Tensor, span: _Span | None, ab: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a', b', c, d) (E, 4) and r^2 (E,) on all samples with the exact function."""
+    """(a', b', c, d) (E, 4) and r^2 (E,) on all samples with the exact function.
+
+    ``span`` (normalised coordinates): where the argument must stay in the domain too (``None``:
+    an affine function, nothing to check).
+    """
     v = fn.torch_fn(ab[:, 0:1] * u + ab[:, 1:2])  # (E, n)
     valid = torch.isfinite(v).all(dim=1)
+    if span is not None:
+        valid = valid & _admissible(fn, span, ab[:, 0], ab[:, 1], exact=True)
     v = torch.where(torch.isfinite(v), v, torch.zeros_like(v))
     c, d = _closed_form(v, y)
     res = c[:, None] * v + d[:, None] - y

@@ -23,6 +23,11 @@ function                  safe form
 
 The fitted parameters are then checked with the exact function on every sample (see
 :mod:`kantk.symbolic.fitting`), so a candidate is never reported better than the model computes.
+
+Real domains (:class:`kantk.symbolic.records.Domain`), which the fit keeps ``a * x + b`` inside on
+the edge's input range plus a margin: ``1/x^n`` no pole at 0; ``sqrt``, ``x^0.5``, ``x^1.5``
+``[0, inf)``; ``1/sqrt(x)``, ``1/x^0.5``, ``log`` ``(0, inf)``; ``tan`` no pole ``pi/2 + k pi``;
+``arcsin``, ``arccos`` ``[-1, 1]``; ``arctanh`` ``(-1, 1)``; the others everything.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 import torch
 
 from kantk.plugins import hookimpl
-from kantk.symbolic.records import SymbolicFunction
+from kantk.symbolic.records import Domain, SymbolicFunction
 from kantk.types import SymbolicLibrarySpec
 
 #: Largest magnitude a safe pole function returns.
@@ -143,15 +148,30 @@ def safe_exp(z: torch.Tensor) -> torch.Tensor:
 
 
 def _fn(
-    name: str, torch_fn: Any, sympy_fn: Any, complexity: float, safe: Any = None, description: str = ""
+    name: str,
+    torch_fn: Any,
+    sympy_fn: Any,
+    complexity: float,
+    safe: Any = None,
+    description: str = "",
+    domain: Domain | None = None,
 ) -> SymbolicFunction:
-    return SymbolicFunction(name, torch_fn, sympy_fn, complexity, safe, description)
+    return SymbolicFunction(name, torch_fn, sympy_fn, complexity, safe, description, domain)
+
+
+#: Real domains of the built-in functions that have one.
+NONNEGATIVE = Domain(0.0, low_closed=True)
+POSITIVE = Domain(0.0)
+NO_POLE_AT_ZERO = Domain(pole=0.0)
+CLOSED_UNIT = Domain(-1.0, 1.0, low_closed=True, high_closed=True)
+OPEN_UNIT = Domain(-1.0, 1.0)
+TAN_DOMAIN = Domain(pole=math.pi / 2, pole_period=math.pi)
 
 
 def default_functions() -> list[SymbolicFunction]:
     """pykan 0.2.8's ``SYMBOLIC_LIB``: 29 functions, in its order, with its complexities."""
     inverse = [
-        _fn(f"1/x{'' if n == 1 else f'^{n}'}", Power(-n), Power(-n), c, SafePower(-n))
+        _fn(f"1/x{'' if n == 1 else f'^{n}'}", Power(-n), Power(-n), c, SafePower(-n), domain=NO_POLE_AT_ZERO)
         for n, c in ((1, 2), (2, 2), (3, 3), (4, 4), (5, 5))
     ]
     return [
@@ -161,23 +181,23 @@ def default_functions() -> list[SymbolicFunction]:
         _fn("x^4", Power(4), Power(4), 3),
         _fn("x^5", Power(5), Power(5), 3),
         *inverse,
-        _fn("sqrt", torch.sqrt, Power(1, 2), 2, SafePower(1, 2)),
-        _fn("x^0.5", Power(1, 2), Power(1, 2), 2, SafePower(1, 2)),
-        _fn("x^1.5", Power(3, 2), Power(3, 2), 4, SafePower(3, 2)),
-        _fn("1/sqrt(x)", Power(-1, 2), Power(-1, 2), 2, SafePower(-1, 2)),
-        _fn("1/x^0.5", Power(-1, 2), Power(-1, 2), 2, SafePower(-1, 2)),
+        _fn("sqrt", torch.sqrt, Power(1, 2), 2, SafePower(1, 2), domain=NONNEGATIVE),
+        _fn("x^0.5", Power(1, 2), Power(1, 2), 2, SafePower(1, 2), domain=NONNEGATIVE),
+        _fn("x^1.5", Power(3, 2), Power(3, 2), 4, SafePower(3, 2), domain=NONNEGATIVE),
+        _fn("1/sqrt(x)", Power(-1, 2), Power(-1, 2), 2, SafePower(-1, 2), domain=POSITIVE),
+        _fn("1/x^0.5", Power(-1, 2), Power(-1, 2), 2, SafePower(-1, 2), domain=POSITIVE),
         _fn("exp", torch.exp, SympyFunction("exp"), 2, safe_exp),
-        _fn("log", torch.log, SympyFunction("log"), 2, safe_log),
+        _fn("log", torch.log, SympyFunction("log"), 2, safe_log, domain=POSITIVE),
         _fn("abs", torch.abs, SympyFunction("Abs"), 3),
         _fn("sin", torch.sin, SympyFunction("sin"), 2),
         _fn("cos", torch.cos, SympyFunction("cos"), 2),
-        _fn("tan", torch.tan, SympyFunction("tan"), 3, safe_tan),
+        _fn("tan", torch.tan, SympyFunction("tan"), 3, safe_tan, domain=TAN_DOMAIN),
         _fn("tanh", torch.tanh, SympyFunction("tanh"), 3),
         _fn("sgn", torch.sign, SympyFunction("sign"), 3),
-        _fn("arcsin", torch.arcsin, SympyFunction("asin"), 4),
-        _fn("arccos", torch.arccos, SympyFunction("acos"), 4),
+        _fn("arcsin", torch.arcsin, SympyFunction("asin"), 4, domain=CLOSED_UNIT),
+        _fn("arccos", torch.arccos, SympyFunction("acos"), 4, domain=CLOSED_UNIT),
         _fn("arctan", torch.arctan, SympyFunction("atan"), 4),
-        _fn("arctanh", torch.arctanh, SympyFunction("atanh"), 4, safe_arctanh),
+        _fn("arctanh", torch.arctanh, SympyFunction("atanh"), 4, safe_arctanh, domain=OPEN_UNIT),
         _fn("0", Zero(), Zero(), 0, description="the constant 0 (a negligible edge)"),
         _fn("gaussian", Gaussian(), Gaussian(), 3, description="exp(-x^2)"),
     ]

@@ -6,11 +6,15 @@ torch function (used by the layer's forward, so the model equals its sympy formu
 and the sympy function (used by :func:`kantk.symbolic_formula`).
 
 Records are plain frozen dataclasses; the built-in functions are module-level callables, so a
-model with symbolic edges can be deep-copied and pickled.
+model with symbolic edges can be deep-copied and pickled. A record may declare its real
+:class:`Domain` (``sqrt``: ``[0, inf)``, ``1/x``: no pole at 0); the affine fit then keeps the
+argument ``a * x + b`` inside it on the edge's input range plus a margin (see
+:mod:`kantk.symbolic.fitting`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +22,67 @@ from typing import Any
 import torch
 
 TorchFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where a function is real and finite: an interval, minus a pole (or a periodic row of them).
+
+    Attributes:
+        low, high: Ends of the interval (``-inf``/``inf`` for none).
+        low_closed, high_closed: Whether the end belongs to the domain (``sqrt``: 0 does; ``log``:
+            0 does not).
+        pole: A point where the function is infinite (``1/x``: 0), or ``None``.
+        pole_period: The poles repeat with this period (``tan``: pole ``pi/2``, period ``pi``).
+
+    Examples: ``Domain(0, low_closed=True)`` (``sqrt``), ``Domain(0)`` (``log``),
+    ``Domain(pole=0)`` (``1/x``), ``Domain(-1, 1, True, True)`` (``arcsin``).
+    """
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_closed: bool = False
+    high_closed: bool = False
+    pole: float | None = None
+    pole_period: float | None = None
+
+    def __post_init__(self) -> None:
+        if not float(self.low) < float(self.high):
+            raise ValueError(f"a domain needs low < high, got {self.low!r} and {self.high!r}")
+        if self.pole_period is not None and (self.pole is None or not float(self.pole_period) > 0):
+            raise ValueError("a domain's pole_period needs a pole and a period > 0")
+
+    def admits(
+        self,
+        lo: torch.Tensor,
+        hi: torch.Tensor,
+        lo_open: torch.Tensor | bool = False,
+        hi_open: torch.Tensor | bool = False,
+    ) -> torch.Tensor:
+        """Whether the argument interval from ``lo`` to ``hi`` lies in the domain, element-wise.
+
+        Args:
+            lo, hi: Ends of the interval (same shape, ``lo <= hi``).
+            lo_open, hi_open: Whether an end is excluded (bool or bool tensor of that shape):
+                ``(0, 2]`` lies in ``log``'s domain, ``[0, 2]`` does not.
+        """
+        lo_open = torch.as_tensor(lo_open, device=lo.device)
+        hi_open = torch.as_tensor(hi_open, device=lo.device)
+        ok = torch.ones_like(lo, dtype=torch.bool)
+        if math.isfinite(self.low):
+            ok = ok & ((lo > self.low) | ((lo == self.low) & (lo_open | self.low_closed)))
+        if math.isfinite(self.high):
+            ok = ok & ((hi < self.high) | ((hi == self.high) & (hi_open | self.high_closed)))
+        if self.pole is not None:
+            if self.pole_period is None:
+                p = self.pole
+                ok = ok & ((hi < p) | (lo > p) | ((lo == p) & lo_open) | ((hi == p) & hi_open))
+            else:  # no pole p + k T in [lo, hi]: both ends in the same period
+                k_lo = torch.floor((lo - self.pole) / self.pole_period)
+                k_hi = torch.floor((hi - self.pole) / self.pole_period)
+                on_pole = (lo - self.pole) == k_lo * self.pole_period
+                ok = ok & (k_lo == k_hi) & ~on_pole
+        return ok
 
 
 @dataclass(frozen=True)
@@ -38,6 +103,10 @@ class SymbolicFunction:
             moderate, stay finite near poles (clamped), and return NaN outside the real domain:
             a search candidate ``(a, b)`` that sends any sample there is rejected.
         description: One line for listings.
+        domain: Where the function is real and finite, or ``None`` (then only the samples and
+            the ends of the edge's extended input range are checked). With a domain, a fit is
+            accepted only when ``a * x + b`` stays in it on the whole extended range, so a pole
+            between two samples is caught too.
     """
 
     name: str
@@ -46,6 +115,7 @@ class SymbolicFunction:
     complexity: float
     safe_torch_fn: TorchFn | None = None
     description: str = field(default="", compare=False)
+    domain: Domain | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -58,6 +128,10 @@ class SymbolicFunction:
         c = self.complexity
         if not isinstance(c, (int, float)) or isinstance(c, bool) or not c >= 0:
             raise ValueError(f"symbolic function {self.name!r}: complexity must be a number >= 0, got {c!r}")
+        if self.domain is not None and not isinstance(self.domain, Domain):
+            raise TypeError(
+                f"symbolic function {self.name!r}: domain must be a kantk.symbolic.records.Domain or None"
+            )
 
     def safe(self, z: torch.Tensor) -> torch.Tensor:
         """The singular-safe values (for fitting), ``safe_torch_fn`` or else ``torch_fn``."""
