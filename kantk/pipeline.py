@@ -1,9 +1,13 @@
-"""The flagship workflow in one call: fit -> sparsify -> prune -> refine -> symbolic -> refit.
+"""The flagship workflow in one call: fit -> sparsify -> prune -> refine -> symbolic -> refit -> snap.
 
-``discover`` follows pykan's "hello KAN" recipe (Liu et al. 2024, section 2.5): a [n, 5, 1]
-B-spline KAN trained with the l1_entropy sparsity regulariser, pruned to the edges that matter,
-refined to a finer grid, every edge fitted to a symbolic function, and the symbolic model
-refitted; the result is a closed-form formula. ``kantk discover`` is its command line.
+``discover`` follows pykan's "hello KAN" recipe (Liu et al. 2024, section 2.5) over a few small
+KAN shapes: a B-spline KAN trained with the l1_entropy sparsity regulariser, pruned to the edges
+that matter, refined to a finer grid, every edge fitted to a symbolic function, the symbolic model
+refitted, and its formula *snapped*: expanded, its constants rounded to simple numbers (1/3, pi/2,
+...), and kept in that form only when it still fits the data to round-off. The shapes tried first
+have a multiplication node (KAN 2.0's MultKAN), which makes products and quotients such as
+``x1*x2`` or ``a*sin(theta)`` one node instead of a sum of squares. ``kantk discover`` is its
+command line.
 """
 
 from __future__ import annotations
@@ -26,12 +30,24 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_FORMULA = "exp(sin(pi*x1) + x2**2)"
 
-#: Hidden widths tried after the first attempt (those below ``hidden``), in order.
+#: Hidden layers tried in turn by default (``hidden=None``), stopping at the first exact formula:
+#: one product node (``x1*x2``, ``a/b``, ``n*log(a)``, ``asin(n*sin(theta))``), a sum and a
+#: product node (``1 + a + 2*sqrt(a)*cos(delta)``, ``a + alpha*b``), two sum nodes (pruned, e.g.
+#: to [2, 1, 1] for ``exp(sin(pi*x1) + x2**2)``), and, with four or more inputs, two product
+#: nodes (``x1*x2 + x3*x4``). An entry is a hidden layer as :class:`kantk.KAN` spells it.
+STRUCTURES: tuple[Any, ...] = ([0, 1], [1, 1], 2)
+#: Added after :data:`STRUCTURES` when the data has at least this many inputs.
+TWO_PRODUCTS, TWO_PRODUCTS_MIN_INPUTS = [0, 2], 4
+#: Hidden widths tried after the first attempt when ``hidden`` is an int (those below it), in order.
 SEARCH_WIDTHS = (3, 2, 4)
-#: A formula is exact when its symbolic test RMSE is at most this times the labels' std.
+#: A formula is exact when its test RMSE is at most this times the labels' std.
 EXACT_RTOL = 1e-8
 #: Attempts within this factor of the best RMSE compete on simplicity.
 SIMPLE_SLACK = 10.0
+#: An edge into a product node whose output's std is below this fraction of the largest edge's
+#: std in its layer is switched off after the sparsity fit (:func:`kantk.prune` for models
+#: without product nodes).
+EDGE_THRESHOLD = 3e-2
 
 #: The files :func:`discover` writes into its output folder (``graph.dot`` without Graphviz).
 OUTPUT_NAMES = ("model.kantk", "graph.svg", "graph.dot", "activations.png")
@@ -42,13 +58,17 @@ class Discovery:
     """What :func:`discover` found.
 
     Attributes:
-        formulas: One sympy expression per output; empty when some edge stayed numeric (its
-            best symbolic fit was below the r^2 threshold); the model and files are still written.
+        formulas: One sympy expression per output; empty when some edge stayed numeric (no
+            candidate of the library fits it); the model and files are still written.
         test_rmse: RMSE of the final symbolic model on the test split.
-        widths: Widths after pruning.
+        widths: Node counts per layer after pruning (``model.widths``).
         model: The final (symbolic) model.
         stages: Seconds spent per stage, in order.
         files: Paths written (model, graph, plot), empty when no output folder was given.
+        exact: Whether the formula is *snapped*: its constants rounded to simple numbers and its
+            test RMSE still at most ``EXACT_RTOL`` times the labels' standard deviation.
+        structure: The kept attempt's widths as :class:`kantk.KAN` spells them, e.g.
+            ``[2, [0, 1], 1]`` (one product node).
     """
 
     formulas: list[Any]  # empty when some edge could not be made symbolic
@@ -57,6 +77,8 @@ class Discovery:
     model: KAN
     stages: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    exact: bool = False
+    structure: list[Any] = field(default_factory=list)
 
 
 def discover(
@@ -64,13 +86,13 @@ def discover(
     *,
     data: dict[str, torch.Tensor] | None = None,
     n_vars: int | None = None,
-    hidden: int = 5,
+    hidden: Any = None,
     search: bool = True,
     grid_size: int = 3,
     refine_to: int = 10,
-    steps: int = 50,
+    steps: int = 30,
     l1_entropy: float = 1e-3,
-    library: Any = "minimal",
+    library: Any = "default",
     var_names: Sequence[str] | None = None,
     seed: int = 0,
     output_dir: str | os.PathLike[str] | None = None,
@@ -79,19 +101,26 @@ def discover(
 ) -> Discovery:
     """Find a closed-form formula for data (or a formula's samples) with a KAN.
 
+    Every attempt runs the recipe on one KAN shape ``[n, hidden, 1]``: fit with the l1_entropy
+    regulariser, prune (:func:`kantk.prune`; in a model with product nodes, switch off the edges
+    below :data:`EDGE_THRESHOLD` instead), refit, refine the grids to ``refine_to``, refit,
+    :func:`kantk.auto_symbolic` on every live edge (the best candidate whatever its r^2), refit.
+    Its formula is then expanded, its constants rounded to simple numbers (see
+    :func:`snap_formula`), and the snapped formula is kept when its test RMSE is at most
+    ``EXACT_RTOL`` times the labels' standard deviation: the attempt is *exact*.
+
     Args:
         formula: A formula of x1..xn to sample (ignored when ``data`` is given).
         data: A dataset dict (``train_input``, ``train_label``, ``test_input``, ``test_label``),
             e.g. from :func:`kantk.load_csv`; one output column.
         n_vars: Number of variables of ``formula`` (default: the highest ``x<i>`` it names).
-        hidden: Hidden width before pruning (of the first attempt).
-        search: When the first attempt's formula is not exact (its symbolic test RMSE above
-            ``EXACT_RTOL`` times the labels' standard deviation), try again with the hidden widths
-            of :data:`SEARCH_WIDTHS` below ``hidden`` (same seed), stop at the first exact one,
-            else keep the simplest formula (fewest sympy operations) among the attempts whose
-            RMSE is within ``SIMPLE_SLACK`` times the best. Deterministic. A product such as
-            ``x1*x2`` is found exactly by a [2, 3, 1] start where [2, 5, 1] gives a 5-term
-            approximation; the first attempt is the only one when it is exact.
+        hidden: The hidden layer of the first attempt. ``None`` (default): the shapes of
+            :data:`STRUCTURES` in turn (and :data:`TWO_PRODUCTS` with four or more inputs). An
+            int: that many sum nodes, then (with ``search``) the widths of
+            :data:`SEARCH_WIDTHS` below it. A list ``[n_sum, n_mult]``: that layer only.
+        search: Try the further shapes when an attempt is not exact; stop at the first exact
+            one, else keep the simplest formula (fewest sympy operations) among the attempts
+            whose RMSE is within ``SIMPLE_SLACK`` times the best. Deterministic.
         grid_size, refine_to: B-spline grid before and after refinement.
         steps: LBFGS steps of each of the four fits.
         l1_entropy: Weight of the sparsity regulariser in the first fit.
@@ -140,6 +169,26 @@ def discover(
         )
     finally:
         torch.set_num_threads(old_threads)
+
+
+def hidden_layers(hidden: Any, n_in: int, search: bool = True) -> list[Any]:
+    """The hidden layers :func:`discover` tries, in order (see its ``hidden`` and ``search``)."""
+    if hidden is None:
+        tried = list(STRUCTURES) + ([TWO_PRODUCTS] if n_in >= TWO_PRODUCTS_MIN_INPUTS else [])
+    elif isinstance(hidden, int) and not isinstance(hidden, bool):
+        if hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {hidden}")
+        tried = [hidden] + [w for w in SEARCH_WIDTHS if w < hidden]
+    elif (
+        isinstance(hidden, (list, tuple))
+        and len(hidden) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in hidden)
+        and sum(hidden) > 0
+    ):
+        return [list(hidden)]
+    else:
+        raise ValueError(f"hidden must be None, an int >= 1 or [n_sum, n_mult], got {hidden!r}")
+    return tried if search else tried[:1]
 
 
 def _discover(
@@ -194,47 +243,89 @@ def _discover(
     from kantk.symbolic.library import resolve_library
 
     resolve_library(library)  # an unknown library fails now, not after three fits
-    widths = [hidden] + ([w for w in SEARCH_WIDTHS if w < hidden] if search else [])
+    layers = hidden_layers(hidden, n_in, search)
     exact_rmse = EXACT_RTOL * float(data["test_label"].std())
-    attempts: list[tuple[list[Any], float, KAN]] = []
-    for n, width in enumerate(widths):
+    attempts: list[Attempt] = []
+    for n, layer in enumerate(layers):
         if n:
-            say(f"not exact (test RMSE {attempts[-1][1]:.2e}); trying hidden width {width}")
-        formulas, rmse, model = _attempt(
-            data, n_in, width, grid_size, refine_to, steps, l1_entropy, library, var_names, seed, done, n
+            say(f"not exact (test RMSE {attempts[-1].rmse:.2e}); trying the hidden layer {layer}")
+        attempt = _attempt(
+            data,
+            n_in,
+            layer,
+            grid_size,
+            refine_to,
+            steps,
+            l1_entropy,
+            library,
+            var_names,
+            seed,
+            done,
+            n,
+            exact_rmse,
         )
-        attempts.append((formulas, rmse, model))
-        if formulas and rmse <= exact_rmse:
+        attempts.append(attempt)
+        if attempt.exact:
             break
     kept = _simplest(attempts)
-    formulas, rmse, model = attempts[kept]
+    best = attempts[kept]
     if len(attempts) > 1:
-        done("search", f"kept the attempt with hidden width {widths[kept]}: test RMSE {rmse:.2e}")
+        done("search", f"kept the attempt with hidden layer {layers[kept]}: test RMSE {best.rmse:.2e}")
+    formulas = best.formulas
+    if formulas and not best.exact:  # the model's formula with constants rounded as far as it stays faithful
+        try:
+            formulas = kantk.symbolic_formula(best.model, var_names=var_names, numeric="raise")
+        except ValueError:
+            pass  # keep the attempt's unrounded formula
+        done("formula", "formula: " + "; ".join(str(f) for f in formulas))
 
     files: dict[str, str] = {}
     if output_dir is not None:
-        files = _write_outputs(model, data["train_input"], os.fspath(output_dir), var_names)
+        files = _write_outputs(best.model, data["train_input"], os.fspath(output_dir), var_names)
         done("write", "wrote " + ", ".join(files.values()))
-    return Discovery(formulas, rmse, list(model.widths), model, stages, files)
+    return Discovery(
+        formulas,
+        best.rmse,
+        list(best.model.widths),
+        best.model,
+        stages,
+        files,
+        best.exact,
+        list(best.model.width_spec),
+    )
 
 
-def _simplest(attempts: list[tuple[list[Any], float, KAN]]) -> int:
-    """Index of the attempt with the fewest formula operations among those with a formula whose RMSE is
-    within ``SIMPLE_SLACK`` times the best; the lowest RMSE when none has a formula; first on ties."""
+@dataclass
+class Attempt:
+    """One run of the recipe: its formulas (snapped when ``exact``), test RMSE and model."""
+
+    formulas: list[Any]
+    rmse: float
+    model: KAN
+    exact: bool = False
+
+
+def _simplest(attempts: Sequence[Attempt]) -> int:
+    """Index of the first exact attempt; else the one with the fewest formula operations among
+    those with a formula whose RMSE is within ``SIMPLE_SLACK`` times the best; the lowest RMSE
+    when none has a formula; first on ties."""
     import sympy
 
-    with_formula = [k for k, a in enumerate(attempts) if a[0] and math.isfinite(a[1])]
+    for k, a in enumerate(attempts):
+        if a.exact:
+            return k
+    with_formula = [k for k, a in enumerate(attempts) if a.formulas and math.isfinite(a.rmse)]
     if not with_formula:
-        finite = [k for k, a in enumerate(attempts) if math.isfinite(a[1])] or [0]
-        return min(finite, key=lambda k: attempts[k][1])
-    best = min(attempts[k][1] for k in with_formula)
-    close = [k for k in with_formula if attempts[k][1] <= SIMPLE_SLACK * best]
-    return min(close, key=lambda k: sum(int(sympy.count_ops(f)) for f in attempts[k][0]))
+        finite = [k for k, a in enumerate(attempts) if math.isfinite(a.rmse)] or [0]
+        return min(finite, key=lambda k: attempts[k].rmse)
+    best = min(attempts[k].rmse for k in with_formula)
+    close = [k for k in with_formula if attempts[k].rmse <= SIMPLE_SLACK * best]
+    return min(close, key=lambda k: sum(int(sympy.count_ops(f)) for f in attempts[k].formulas))
 
 
 def _attempt(
-    data, n_in, hidden, grid_size, refine_to, steps, l1_entropy, library, var_names, seed, done, n
-) -> tuple[list[Any], float, KAN]:
+    data, n_in, hidden, grid_size, refine_to, steps, l1_entropy, library, var_names, seed, done, n, exact_rmse
+) -> Attempt:
     """One run of the recipe; ``done(stage, message)`` reports (stages suffixed by the attempt)."""
     import kantk
 
@@ -245,23 +336,29 @@ def _attempt(
 
     with _float64():
         model = KAN([n_in, hidden, 1], basis_kwargs={"grid_size": grid_size, "order": 3}, seed=seed)
+    products = any(layer.nodes is not None for layer in model.layers)
     moved = _grids_on_the_data(model, data["train_input"])
     fit = {"progress": False, "seed": seed}
     done_n(
         "setup",
         f"data: {len(data['train_input'])} train / {len(data['test_input'])} test samples, "
-        f"model {model.widths}" + (" (first layer's grids moved to the inputs' range)" if moved else ""),
+        f"model {model.width_spec}" + (" (first layer's grids moved to the inputs' range)" if moved else ""),
     )
 
     kantk.fit(model, data, steps=steps, regularisers={"l1_entropy": {"weight": l1_entropy}}, **fit)
     done_n("sparsify", f"fitted with l1_entropy ({steps} LBFGS steps): test RMSE {_rmse(model, data):.2e}")
-    model = kantk.prune(model, data["train_input"])
-    kantk.fit(model, data, steps=steps, **fit)
-    done_n("prune", f"pruned to {model.widths} and refitted: test RMSE {_rmse(model, data):.2e}")
+    if products:
+        off = _switch_off_small_edges(model, data["train_input"], EDGE_THRESHOLD)
+        kantk.fit(model, data, steps=steps, **fit)
+        done_n("prune", f"switched off {off} small edges and refitted: test RMSE {_rmse(model, data):.2e}")
+    else:
+        model = kantk.prune(model, data["train_input"])
+        kantk.fit(model, data, steps=steps, **fit)
+        done_n("prune", f"pruned to {model.widths} and refitted: test RMSE {_rmse(model, data):.2e}")
     model = kantk.refine(model, grid_size=refine_to)
     kantk.fit(model, data, steps=steps, **fit)
     done_n("refine", f"refined to G={refine_to} and refitted: test RMSE {_rmse(model, data):.2e}")
-    kantk.auto_symbolic(model, data["train_input"], library=library)
+    kantk.auto_symbolic(model, data["train_input"], library=library, r2_threshold=-math.inf)
     kantk.fit(model, data, steps=steps, **fit)
     rmse = _rmse(model, data)
     why = ""
@@ -272,13 +369,98 @@ def _attempt(
         )
     done_n("symbolic", f"every edge symbolic, refitted: test RMSE {rmse:.2e}{why}")
     try:
-        formulas = kantk.symbolic_formula(model, var_names=var_names, numeric="raise")
-        done_n("formula", "formula: " + "; ".join(str(f) for f in formulas))
+        raw = kantk.symbolic_formula(model, var_names=var_names, simplify=False, digits=None, numeric="raise")
     except ValueError as exc:  # some edge stayed numeric: keep the model, report why
-        formulas, problem = [], str(exc)
-        done_n("formula", f"no closed form: {problem}")
+        done_n("formula", f"no closed form: {exc}")
+        return Attempt([], rmse, model)
+    snapped = [snap_formula(f, data, var_names, exact_rmse) for f in raw]
+    if all(s is not None for s in snapped):
+        done_n(
+            "formula", "exact formula (constants rounded, fits to round-off): " + "; ".join(map(str, snapped))
+        )
+        return Attempt(snapped, rmse, model, exact=True)
+    done_n("formula", "not exact: the formula with rounded constants does not fit the data to round-off")
+    return Attempt(raw, rmse, model)
 
-    return formulas, rmse, model
+
+def snap_formula(
+    expr: Any, data: dict[str, torch.Tensor], var_names: Sequence[str] | None, tolerance: float
+) -> Any | None:
+    """``expr`` expanded, with simple constants, when that still fits the test data; else None.
+
+    The formula is expanded (products, powers of sums, exponentials of sums) and logarithms of
+    products split; the leading coefficient of a power's base or a logarithm's argument is taken
+    out (``(2.4*a*b + 2.4)**-1`` -> ``0.417*(a*b + 1)**-1``); every float constant is rounded as
+    :func:`kantk.feynman.round_constants` does (to ``p/q`` times 1, pi, sqrt(2), ... or 0 below
+    1e-3). The result is returned when its RMSE on ``data``'s test split is at most
+    ``tolerance`` (and finite), else None.
+    """
+    import numpy as np
+    import sympy
+
+    from kantk.feynman import round_constants
+    from kantk.symbolic.formula import formula_to_callable
+
+    try:
+        e = sympy.expand(sympy.expand_log(expr, force=True))
+        e = sympy.expand(_take_out_coefficients(e))
+        rounded = sympy.powsimp(round_constants(e))  # exp(a)*exp(b) -> exp(a + b)
+        names = (
+            list(var_names)
+            if var_names is not None
+            else [f"x{i + 1}" for i in range(data["test_input"].shape[1])]
+        )
+        f = formula_to_callable(rounded, var_names=names)
+        with np.errstate(all="ignore"):
+            x = data["test_input"].detach().cpu().numpy()
+            value = np.asarray(f(x), dtype=float)
+        y = data["test_label"].detach().cpu().numpy()[:, 0]
+        value = np.broadcast_to(value.reshape(-1) if value.size == len(y) else value, y.shape)
+        rmse = float(np.sqrt(np.mean((value - y) ** 2)))
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError):
+        return None
+    return rounded if math.isfinite(rmse) and rmse <= tolerance else None
+
+
+def _take_out_coefficients(e: Any) -> Any:
+    """``(k*u + ...)**p`` -> ``k**p * (u + .../k)**p`` and ``log(k*u + ...)`` -> ``log(k) + log(u + ...)``
+    with ``k`` the largest coefficient of the sum (positive ``k`` only where the power is not an
+    integer, and for logarithms)."""
+    import sympy
+
+    if e.is_Atom:
+        return e
+    e = e.func(*[_take_out_coefficients(a) for a in e.args])
+    base = e.base if e.is_Pow else e.args[0] if isinstance(e, sympy.log) else None
+    if base is None or not base.is_Add:
+        return e
+    k = max((t.as_coeff_Mul()[0] for t in base.args), key=lambda c: abs(float(c)))
+    if k == 0 or k == 1:
+        return e
+    inner = sympy.expand(base / k)
+    if e.is_Pow:
+        if e.exp.is_integer or float(k) > 0:
+            return sympy.Pow(k, e.exp) * sympy.Pow(inner, e.exp)
+        return e
+    return sympy.log(k) + sympy.log(inner) if float(k) > 0 else e
+
+
+def _switch_off_small_edges(model: KAN, x: torch.Tensor, threshold: float) -> int:
+    """Mask the live edges whose output's std on ``x`` is below ``threshold`` times the largest in
+    their layer, but keep the largest edge into every sub-node; returns how many were masked."""
+    off = 0
+    with torch.no_grad():
+        h = x.to(model.dtype)
+        for layer in model.layers:
+            sd = layer.activations(h).std(0)  # (out, in)
+            live = layer.mask != 0
+            small = live & (sd < threshold * sd.max())
+            strongest = sd.argmax(dim=1)
+            small[torch.arange(sd.shape[0]), strongest] = False
+            layer.mask[small] = 0
+            off += int(small.sum())
+            h = layer(h)
+    return off
 
 
 def _grids_on_the_data(model: KAN, x: torch.Tensor) -> bool:

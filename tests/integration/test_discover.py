@@ -68,7 +68,7 @@ def test_discover_bad_input(tmp_path):
 def test_discover_without_a_closed_form_still_writes_the_model(tmp_path, monkeypatch, capsys):
     import kantk
 
-    monkeypatch.setattr(kantk, "auto_symbolic", lambda model, x, library=None: [])  # edges stay numeric
+    monkeypatch.setattr(kantk, "auto_symbolic", lambda model, x, library=None, **kw: [])  # edges stay numeric
     rc = main(["discover", "--quiet", "--steps", "3", "-o", str(tmp_path / "out")])
     text = capsys.readouterr().out
     assert rc == 1 and "none found" in text and "test RMSE" in text
@@ -125,37 +125,71 @@ def test_discover_on_unscaled_data_keeps_its_grids_on_the_data():
     assert found.test_rmse < 1e-2, messages
 
 
-def test_discover_searches_smaller_widths_and_keeps_the_simplest_exact_formula(monkeypatch):
-    # issue 17: [2, 5, 1] gave a 5-term approximation of x1*x2 where [2, 3, 1] finds it exactly;
-    # discover retries smaller widths until a formula is exact (RMSE at round-off) and otherwise
-    # keeps the simplest formula among those near the best RMSE. The attempts are stubbed here
-    # (the real runs take minutes on a 2-core machine; see docs/symbolic.md for the figures).
+def test_discover_searches_its_shapes_and_keeps_the_simplest_formula(monkeypatch):
+    # issue 17: discover tries a product node, then a sum and a product node, then two sum nodes,
+    # and stops at the first exact attempt (a formula whose rounded constants fit the data to
+    # round-off); otherwise it keeps the simplest formula among those near the best RMSE. The
+    # attempts are stubbed here (the real runs take a minute each on a 2-core machine).
     import kantk.pipeline as pipeline
 
     x1, x2 = sympy.symbols("x1 x2")
     canned = {
-        5: ([x1 * x2 + sympy.sin(x1) * 1e-3 + x1**2 * 1e-3], 1e-4),
-        3: ([x1 * x2], 1e-15),
-        2: ([x1 + x2], 1.0),
-        4: ([], 1e-3),
+        "[0, 1]": ([x1 * x2 + sympy.sin(x1) * 1e-3 + x1**2 * 1e-3], 1e-4, False),
+        "[1, 1]": ([x1 * x2], 1e-15, True),
+        "2": ([x1 + x2], 1.0, False),
+        "[0, 2]": ([], 1e-3, False),
     }
     tried = []
 
     def attempt(data, n_in, hidden, *args):
-        tried.append(hidden)
-        formulas, rmse = canned[hidden]
-        return formulas, rmse, pipeline.KAN([n_in, hidden, 1], seed=0)
+        tried.append(str(hidden))
+        formulas, rmse, exact = canned.get(str(hidden), ([x1], 1.0, False))
+        return pipeline.Attempt(formulas, rmse, pipeline.KAN([n_in, hidden, 1], seed=0), exact)
 
     monkeypatch.setattr(pipeline, "_attempt", attempt)
     found = pipeline.discover("x1*x2")
-    assert tried == [5, 3] and found.formulas == [x1 * x2] and found.widths == [2, 3, 1]
+    assert tried == ["[0, 1]", "[1, 1]"] and found.formulas == [x1 * x2] and found.exact
+    assert found.structure == [2, [1, 1], 1]
 
     tried.clear()
-    canned[3] = ([x1 * x2 + 2e-4 * x1], 5e-4)  # not exact, within 10x of the best, simpler
+    canned["[1, 1]"] = ([x1 * x2 + 2e-4 * x1], 5e-4, False)  # not exact, within 10x of the best, simpler
     found = pipeline.discover("x1*x2")
-    assert tried == [5, 3, 2, 4]
-    assert found.formulas == [x1 * x2 + 2e-4 * x1]
+    assert tried == ["[0, 1]", "[1, 1]", "2"] and not found.exact
+    assert found.structure == [2, [1, 1], 1]
+
+    tried.clear()
+    pipeline.discover("x1*x2 + x3*x4")  # four inputs: two product nodes too
+    assert tried == ["[0, 1]", "[1, 1]", "2", "[0, 2]"]
 
     tried.clear()
     found = pipeline.discover("x1*x2", search=False)
-    assert tried == [5] and found.widths == [2, 5, 1]
+    assert tried == ["[0, 1]"] and found.structure == [2, [0, 1], 1]
+
+    tried.clear()
+    pipeline.discover("x1*x2", hidden=5)  # an int: sum nodes, then the smaller search widths
+    assert tried == ["5", "3", "2", "4"]
+
+
+def test_hidden_layers_are_checked():
+    from kantk.pipeline import hidden_layers
+
+    assert hidden_layers([2, 1], 3) == [[2, 1]]
+    for bad in (0, True, [1], [0, 0], [1, -1], "5", 2.5):
+        with pytest.raises(ValueError, match="hidden must be"):
+            hidden_layers(bad, 2)
+
+
+def test_snap_formula_rounds_only_what_still_fits():
+    import torch
+
+    from kantk.pipeline import snap_formula
+
+    x = torch.rand(200, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+    y = (x[:, :1] / x[:, 1:]) + 1
+    data = {"test_input": x, "test_label": y}
+    a, b = sympy.symbols("a b")
+    # a quotient through a shifted, scaled power, as a refit leaves it
+    raw = 2.4000000001 * a * (1.7 * b + 1e-12) ** -1 / 2.4 * 1.7 + 1.0000000002
+    assert snap_formula(raw, data, ["a", "b"], 1e-8) == a / b + 1
+    assert snap_formula(1.01 * raw, data, ["a", "b"], 1e-8) is None  # 1% off: rounds, but does not fit
+    assert snap_formula(sympy.exp(0.5 * a) * sympy.exp(0.5 * a), data, ["a", "b"], 1e9) == sympy.exp(a)
