@@ -48,14 +48,7 @@ def _check(model: kantk.KAN, x: torch.Tensor) -> None:
 @pytest.mark.parametrize(
     "kwargs", [{}, {"grid_size": 80}, {"extrapolate": "clamp"}, {"extrapolate": "extend"}]
 )
-def test_jacrev_and_hessian_equal_autograd_on_every_bspline_path(request, path, kwargs):
-    if path == "torch_compiled" and kwargs.get("extrapolate") == "extend":
-        # a bug of that path, not of torch.func: its plain forward differs from every other path's
-        # (1.1e-4 in values, 8.5e-4 in input gradients at |x| <= 1.3, float64); torch.func takes
-        # the de Boor path, which agrees with the rest
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="torch_compiled ignores extrapolate='extend'")
-        )
+def test_jacrev_and_hessian_equal_autograd_on_every_bspline_path(path, kwargs):
     x = torch.rand(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2.6 - 1.3
     _check(_model("bspline", kwargs, path), x)
 

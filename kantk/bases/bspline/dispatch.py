@@ -16,7 +16,9 @@ B-spline layer.
 
 The sparse paths touch only the order+1 non-zero bases per input (time flat in G); the dense ones
 do one GEMM over all G+k functions. ``basis.sparse`` (``"auto"``, True, False) and ``basis.path``
-(``"auto"`` or a path name) override the choice on one basis.
+(``"auto"`` or a path name) override the choice on one basis; a forced path that cannot evaluate
+it (a uniform-grid one on moved knots, a cubic-only one on another order) hands over to one that
+can. Every path gives the same values and gradients to round-off, in every ``extrapolate`` mode.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ UNIFORM_ONLY = (
     Path.TORCH_SPARSE,
 )
 
+#: Paths whose kernels evaluate cubic B-splines only (forced on another order, "auto" decides).
+CUBIC_ONLY = (Path.TRITON, Path.TRITON_SPARSE, Path.TORCH_COMPILED)
+
 
 @dataclass(frozen=True)
 class Case:
@@ -120,7 +125,9 @@ def choose(case: Case) -> Path:
         path = Path(case.force)
         if path in UNIFORM_ONLY and not case.uniform:
             return Path.TORCH_KNOTS  # a forced uniform-grid path cannot evaluate moved knots
-        return path
+        if path not in CUBIC_ONLY or case.order == 3:
+            return path
+        # a forced cubic-only path on another order: the path "auto" takes (it gave wrong values)
     if case.triton and case.order == 3 and not case.compiling and case.num_functions <= TRITON_MAX_FUNCTIONS:
         return Path.TRITON
     if not case.uniform:
@@ -136,7 +143,7 @@ def choose(case: Case) -> Path:
         return Path.NATIVE_SPARSE if sparse else Path.NATIVE_DENSE
     if case.sparse is True or (case.sparse == "auto" and case.num_functions >= SPARSE_MIN_FUNCTIONS):
         return Path.TORCH_SPARSE
-    if case.compiling and case.order == 3 and case.extrapolate != "extend" and case.sparse == "auto":
+    if case.compiling and case.order == 3 and case.sparse == "auto":
         return Path.TORCH_COMPILED  # plain element-wise ops that inductor fuses into one kernel
     return Path.TORCH_DENSE
 
@@ -206,7 +213,7 @@ def run(path: Path, basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) 
         # the base branch rides along as one more column: a single GEMM for the whole layer
         weight = torch.cat([weight, base_weight.unsqueeze(-1)], dim=-1)  # (out, in, n+1)
     if path is Path.TORCH_COMPILED:
-        return _cardinal_cubic_linear(xe, base, weight, shift, inv_h)
+        return _cardinal_cubic_linear(xe, base, weight, shift, inv_h, extend=tables.extend)
     return _UniformBSplineLinear.apply(xe, base, weight, shift, inv_h, tables, basis.workspace)
 
 

@@ -174,22 +174,43 @@ def _differentiable_backward(ctx, grad_out, x, extra, weight, shift, inv_h, need
     return grad_x, grad_extra, grad_w, None, None, None
 
 
-def _cardinal_cubic_linear(x, extra, weight, shift, inv_h):
+def _cardinal_cubic_linear(x, extra, weight, shift, inv_h, extend=False):
     """[B(x) | extra] @ W^T for cubic B-splines on a uniform grid, as plain element-wise ops.
 
-    Basis i is the cardinal cubic B-spline ``N(u - i)``, ``N(s) = ((2-a)_+^3 - 4 (1-a)_+^3) / 6``
-    with ``a = |s - 2|``, where ``u`` is the position in grid units from the first knot. Eager
-    PyTorch runs this as a dozen passes over (batch, in, n); under ``torch.compile`` inductor fuses
-    them into one, which is why :meth:`BSplineBasis.linear` uses it only while compiling.
+    The same local form as every other uniform path (:func:`_locate`'s row and fractional
+    position ``t``, :func:`_cubic_values`' four pieces, the same arithmetic), but the dense matrix
+    is built by comparing each basis index with the input's row instead of a scatter: basis ``i``
+    takes local piece ``r = i - row + 4`` where ``0 <= r <= 3``, else 0. Eager PyTorch runs this as
+    a dozen passes over (batch, in, n); under ``torch.compile`` inductor fuses them into one, which
+    is why the dispatcher uses it only while compiling. ``extend``: the row is clamped into the
+    interior, so inputs on the outer intervals continue the outermost pieces
+    (``extrapolate="extend"``, as in :class:`_LocalTables`).
 
     Args: x, extra: (batch, in); weight: (out, in, n [+1]); shift, inv_h: (in,).
     Returns: (batch, out).
     """
     n = weight.shape[-1] - (extra is not None)
-    u = x * inv_h + (shift - 1.0)  # (batch, in)
-    centres = torch.arange(n, device=x.device, dtype=x.dtype) + 2.0
-    a = (u.unsqueeze(-1) - centres).abs()  # (batch, in, n)
-    dense = (torch.relu(2.0 - a) ** 3 - 4.0 * torch.relu(1.0 - a) ** 3) * (1.0 / 6.0)
+    # position in grid units from one knot before the first, kept finite (as in _locate)
+    u = torch.addcmul(shift, x, inv_h).clamp(0.0, float(n + 4))
+    row = torch.floor(u)
+    if extend:  # the interior rows of a cubic: 4 .. n (_LocalTables.first/last_interior)
+        row = row.clamp(4.0, float(n))
+    t = u - row
+    t2 = t * t
+    t3 = t2 * t
+    s = 1.0 - t
+    v0 = s * s * s * (1.0 / 6.0)
+    v3 = t3 * (1.0 / 6.0)
+    v1 = t3 * 0.5 - t2 + 2.0 / 3.0
+    v2 = (1.0 - v0 - v3) - v1  # partition of unity, as _cubic_values
+    r = torch.arange(n, device=x.device, dtype=x.dtype) - (row - 4.0).unsqueeze(-1)  # (batch, in, n)
+    # a product with the 0/1 mask, not a select: a NaN input stays NaN (as on the other paths)
+    dense = (
+        v0.unsqueeze(-1) * (r == 0)
+        + v1.unsqueeze(-1) * (r == 1)
+        + v2.unsqueeze(-1) * (r == 2)
+        + v3.unsqueeze(-1) * (r == 3)
+    )
     if extra is not None:
         dense = torch.cat([dense, extra.unsqueeze(-1)], dim=-1)  # (batch, in, n+1)
     return dense.reshape(x.shape[0], -1) @ weight.reshape(weight.shape[0], -1).t()
