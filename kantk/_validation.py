@@ -10,6 +10,7 @@ that names the argument and what is accepted; :func:`check_choice` says
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any, TypeGuard
 
@@ -34,12 +35,24 @@ def is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_int(name: str, value: Any, minimum: int | None = None) -> int:
+def _python_int(value: Any) -> Any:
+    """A numpy integer (any :class:`numbers.Integral` but bool) as a Python int; others unchanged."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def check_int(name: str, value: Any, minimum: int | None = None, *, integral: bool = False) -> int:
     """``value`` when it is an int (not a bool) >= ``minimum`` (any int when None).
+
+    With ``integral``, numpy integers pass too and come back as a Python int (use the returned
+    value: the argument itself stays a numpy integer).
 
     Raises:
         ValueError: ``"{name} must be an int >= {minimum}, got {value!r}"`` otherwise.
     """
+    if integral:
+        value = _python_int(value)
     if not is_int(value) or (minimum is not None and value < minimum):
         bound = "" if minimum is None else f" >= {minimum}"
         raise ValueError(f"{name} must be an int{bound}, got {value!r}")
@@ -58,10 +71,14 @@ def check_index(name: str, value: Any, size: int, *, where: str = "") -> int:
     return value
 
 
-def check_optional_int(name: str, value: Any, minimum: int | None = None) -> int | None:
+def check_optional_int(
+    name: str, value: Any, minimum: int | None = None, *, integral: bool = False
+) -> int | None:
     """Like :func:`check_int`, and None passes: ``"{name} must be an int >= {minimum} or None, ..."``."""
     if value is None:
         return None
+    if integral:
+        value = _python_int(value)
     if not is_int(value) or (minimum is not None and value < minimum):
         bound = "" if minimum is None else f" >= {minimum}"
         raise ValueError(f"{name} must be an int{bound} or None, got {value!r}")

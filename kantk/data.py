@@ -74,9 +74,9 @@ def create_dataset(
             unknown names (a :class:`kantk.formula_parser.FormulaError`), or a formula that
             produces NaN, infinite or complex values on the sampled inputs.
     """
-    n_vars = _count("n_vars", n_vars, 1)
-    train_num = _count("train_num", train_num, 1)
-    test_num = _count("test_num", test_num, 0)
+    n_vars = check_int("n_vars", n_vars, 1, integral=True)
+    train_num = check_int("train_num", train_num, 1, integral=True)
+    test_num = check_int("test_num", test_num, 0, integral=True)
     check_choice("task", task, TASKS)
     dtype = dtype or torch.get_default_dtype()
     if not dtype.is_floating_point:
@@ -564,11 +564,6 @@ def _as_tensor(value: Any, name: str, dtype: torch.dtype | None) -> torch.Tensor
     if dtype is not None and t.dtype.is_floating_point:
         t = t.to(dtype)
     return t
-
-
-def _count(name: str, value: Any, minimum: int) -> int:
-    """:func:`check_int` that also takes numpy integers (counts often come from numpy)."""
-    return check_int(name, int(value) if isinstance(value, np.integer) else value, minimum)
 
 
 def _check_ranges(ranges: Ranges, n_vars: int) -> list[tuple[float, float]]:

@@ -283,6 +283,7 @@ def fit(
         raise TypeError(f"kantk.fit trains a kantk.KAN, got {type(model).__name__}")
     check_int("steps", steps, 1)
     check_optional_int("eval_every", eval_every, 1)
+    seed = check_optional_int("seed", seed, integral=True)
     classification = loss == "cross_entropy"
     param: torch.Tensor = model.layers[0].coef
     package = _lightning_package(data, callbacks)
@@ -369,7 +370,7 @@ def fit(
             all_callbacks.append(checkpoint(every_n_train_steps=steps, save_top_k=1))
         if seed is not None:
             settings["deterministic"] = True if device.type == "cpu" else "warn"
-            stack.enter_context(_seeded(int(seed), device))
+            stack.enter_context(_seeded(seed, device))
         settings.update(trainer_kwargs or {})
         stack.enter_context(_quiet_lightning())
         stack.enter_context(_restore_deterministic_flags())

@@ -146,6 +146,7 @@ class KANModule(pl.LightningModule):
         check_choice("optimizer", optimizer, OPTIMIZERS)
         if lr is not None:
             check_number("lr", lr, 0, strict=True)
+        check_number("weight_decay", weight_decay, 0, finite=True)
         if dtype is not None:
             check_choice("dtype", dtype, DTYPES)
         check_optional_int("grid_update_every", grid_update_every, 1)

@@ -7,6 +7,7 @@ import math
 import tempfile
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,6 +111,7 @@ def test_same_seed_gives_bit_identical_parameters(data):
     (a, ha), (b, hb), (c, _) = run(7), run(7), run(8)
     assert _same(a, b) and ha.as_dict() == hb.as_dict()
     assert not _same(a, c)  # the seed drives the shuffling
+    assert _same(a, run(np.int64(7))[0])  # a numpy integer is the same seed
 
 
 def test_seeded_fit_restores_global_state(data):
@@ -263,6 +265,8 @@ def test_bad_data_is_rejected_before_training(data, make, error, message):
         ({"optimizer_kwargs": {"momentum": 0.9}}, ValueError, "accepted optimizer_kwargs:"),
         ({"steps": 0}, ValueError, "steps must be an int >= 1"),
         ({"lr": -1.0}, ValueError, "lr must be a number > 0"),
+        ({"seed": 1.5}, ValueError, "seed must be an int or None, got 1.5"),
+        ({"seed": True}, ValueError, "seed must be an int or None, got True"),
     ],
 )
 def test_bad_settings_list_what_is_valid(data, kwargs, error, message):

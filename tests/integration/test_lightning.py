@@ -140,6 +140,7 @@ def test_from_model_wraps_the_same_instance_and_records_its_structure():
         ({"grid_update_until": True}, "grid_update_until must be an int >= 1 or None, got True"),
         ({"grid_eps": 1.5}, "grid_eps must be a number in [0, 1], got 1.5"),
         ({"lr": 0}, "lr must be a number > 0, got 0"),
+        ({"weight_decay": -0.1}, "weight_decay must be a finite number >= 0, got -0.1"),
         ({"optimizer": "lbfgs", "optimizer_kwargs": {"betas": (0.9, 0.99)}}, "accepted optimizer_kwargs:"),
     ],
 )

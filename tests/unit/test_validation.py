@@ -3,6 +3,7 @@ error names the argument, what is accepted and what it got."""
 
 import math
 
+import numpy as np
 import pytest
 
 from kantk._validation import check_choice, check_index, check_int, check_number, check_optional_int
@@ -17,6 +18,17 @@ def test_check_int_refuses_bools_floats_and_small_values():
     assert check_optional_int("every", None, 1) is None
     with pytest.raises(ValueError, match=r"^every must be an int >= 1 or None, got False$"):
         check_optional_int("every", False, 1)
+
+
+def test_integral_takes_numpy_integers_as_python_ints():
+    value = check_int("n_vars", np.int64(3), 1, integral=True)
+    assert value == 3 and type(value) is int
+    assert type(check_optional_int("seed", np.uint8(7), integral=True)) is int
+    with pytest.raises(ValueError, match=r"^n_vars must be an int >= 1, got "):
+        check_int("n_vars", np.int64(3), 1)  # not without integral=True (configs must stay plain)
+    for bad in (np.bool_(True), True, np.float64(2.0)):
+        with pytest.raises(ValueError, match="n_vars must be an int >= 1"):
+            check_int("n_vars", bad, 1, integral=True)
 
 
 def test_check_number_bounds_nan_and_infinity():
