@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from kantk._validation import check_choice, check_int, check_optional_int, is_int
-from kantk.data import check_dataset, create_dataset, load_csv
+from kantk.data import check_dataset, create_dataset, load_csv, split_dataset
 
 #: The dtypes a ``dtype=`` argument names (data modules and ``KANModule``).
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -164,8 +164,6 @@ class TensorDataModule(pl.LightningDataModule):
         """Split ``inputs`` (N, n_in) and ``labels`` into train/test.
 
         See :func:`kantk.data.split_dataset`."""
-        from kantk.data import split_dataset
-
         return cls(split_dataset(inputs, labels, test_fraction, seed), **kwargs)
 
     # -- Lightning hooks ------------------------------------------------------------------------
