@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -16,19 +18,37 @@ if not torch.cuda.is_available():
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _native_kernel_cache(tmp_path_factory):
-    """The native B-spline kernels build into a temporary folder, not the user's cache (the
-    variable is inherited by the CLI subprocesses, which then reuse that build)."""
-    import os
+_native_cache: dict[str, str | None] = {}
 
-    old = os.environ.get("KANTK_CACHE_DIR")
-    os.environ["KANTK_CACHE_DIR"] = str(tmp_path_factory.mktemp("kantk-cache"))
-    yield
+
+def pytest_configure(config):
+    """The native B-spline kernels build into pytest's cache folder (``.pytest_cache/d/``), not the
+    user's cache, and later sessions reuse them: a build takes 10-30 s on 2 shared cores, which
+    every test process paid before (one per file when files are run one at a time). The library's
+    name still hashes its source, flags, compiler and CPU, and it is verified by size and SHA-256
+    before it is loaded, as in any cache folder (``native_build``); ``pytest --cache-clear``
+    rebuilds it, and with the cache plugin off (``-p no:cacheprovider``) the session builds into a
+    temporary folder. Set here, before collection: test modules probe the kernels at import (skip
+    marks). The variable is inherited by the CLI subprocesses, which reuse that build."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        folder, temporary = str(cache.mkdir("kantk-native")), None
+    else:
+        folder = temporary = tempfile.mkdtemp(prefix="kantk-cache-")
+    _native_cache.update(old=os.environ.get("KANTK_CACHE_DIR"), temporary=temporary)
+    os.environ["KANTK_CACHE_DIR"] = folder
+
+
+def pytest_unconfigure(config):
+    if "old" not in _native_cache:
+        return
+    old, temporary = _native_cache.pop("old"), _native_cache.pop("temporary")
     if old is None:
         os.environ.pop("KANTK_CACHE_DIR", None)
     else:
         os.environ["KANTK_CACHE_DIR"] = old
+    if temporary is not None:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

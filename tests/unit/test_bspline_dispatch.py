@@ -91,7 +91,7 @@ def test_every_forced_path_agrees_with_de_boor(path, extrapolate, moved, order):
     (torch_compiled once ignored extrapolate="extend", and cubic-only paths forced on order 2
     evaluated cubic splines.)"""
     if path.startswith("native") and native_build.library() is None:
-        pytest.skip("no C++ compiler: native kernels unavailable")
+        pytest.skip(f"native kernels {native_build.status()}")
     if path.startswith("triton") and not gpu.installed():
         pytest.skip("Triton is not installed")
     torch.set_default_dtype(torch.float64)  # the conftest restores float32

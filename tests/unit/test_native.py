@@ -12,9 +12,7 @@ from kantk.bases import EdgeWeights
 from kantk.bases.bspline import Path, choose_path, native, torch_dense
 from kantk.bases.bspline import native_build as _native
 
-pytestmark = pytest.mark.skipif(
-    _native.library() is None, reason="no C++ compiler: native kernels unavailable"
-)
+pytestmark = pytest.mark.skipif(_native.library() is None, reason=f"native kernels {_native.status()}")
 
 
 def _step(layer: kantk.KANLayer, x: torch.Tensor):
@@ -149,9 +147,24 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
     assert not list(tmp_path.glob("*.so*"))  # no half-written library left behind
 
 
-def test_the_build_goes_to_the_cache_folder(monkeypatch, tmp_path):
+@pytest.fixture()
+def copying_compiler(tmp_path):
+    """A stand-in C++ compiler that copies the session's real build (made once per test cache by
+    the real compiler, conftest.py) to its ``-o`` target: the cache tests below are about naming,
+    recording, verifying and loading, and a real build costs 10-30 s on 2 shared cores."""
+    built = _native._build(_native._compiler())  # the session's cache: verified, built at most once
+    script = tmp_path / "copying-cxx"
+    script.write_text(
+        f'#!/bin/sh\nwhile [ $# -gt 0 ] && [ "$1" != "-o" ]; do shift; done\ncp "{built}" "$2"\n'
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_the_build_goes_to_the_cache_folder(monkeypatch, tmp_path, copying_compiler):
     monkeypatch.setenv(_native.ENV_CACHE, str(tmp_path / "cache"))
     monkeypatch.setattr(_native, "_state", {"lib": None, "tried": False, "reason": "not tried yet"})
+    monkeypatch.setattr(_native, "_compiler", lambda: copying_compiler)
     assert _native.library() is not None
     assert len(list((tmp_path / "cache").glob("bspline_*.so"))) == 1
     assert _native.status().startswith("in use")
@@ -216,10 +229,11 @@ def test_sparse_path_with_rows_grouped_by_interval(monkeypatch, dtype, tol, kwar
             torch.testing.assert_close(g[ok], grads_ref[name][ok], rtol=tol * 10, atol=tol * 10 * scale)
 
 
-def test_a_truncated_cached_library_is_rebuilt_not_loaded(monkeypatch, tmp_path):
+def test_a_truncated_cached_library_is_rebuilt_not_loaded(monkeypatch, tmp_path, copying_compiler):
     """A cut-off .so in the cache would crash the process (SIGBUS) when loaded: it is verified
     against the size and hash recorded at build time, and rebuilt."""
-    monkeypatch.setenv(_native.ENV_CACHE, str(tmp_path))
+    monkeypatch.setenv(_native.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setattr(_native, "_compiler", lambda: copying_compiler)
     lib = _native._build(_native._compiler())  # built by an earlier run, not loaded here
     assert _native.verified(lib)
     lib.write_bytes(lib.read_bytes()[:4096])  # truncated, as by a full disk or a killed copy
