@@ -221,7 +221,8 @@ def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:
     if not _numeric_row(numbered[0][1]):
         header, numbered = [c.strip() for c in numbered[0][1]], numbered[1:]
         if not numbered:
-            raise ValueError(f"{path!r} has a header row ({', '.join(header)}) but no data rows")
+            names = _one_line(", ".join(header))
+            raise ValueError(f"{path!r} has a header row ({names}) but no data rows")
     n_cols = len(header) if header is not None else len(numbered[0][1])
     table = np.empty((len(numbered), n_cols), dtype=np.float64)
     for r, (line, row) in enumerate(numbered):
@@ -505,6 +506,14 @@ def _lambdify(formula: str, n_vars: int) -> tuple[Callable[..., Any], list[int]]
             f"{str(exc).splitlines()[0] if str(exc) else ''}"
         ) from None
     return fn, [int(s.name[1:]) - 1 for s in used]
+
+
+def _one_line(text: str, limit: int = 80) -> str:
+    """``text`` for a one-line message: control characters escaped (a quoted CSV cell may hold a
+    newline), at most ``limit`` characters."""
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _short_repr(value: Any, limit: int = 60) -> str:

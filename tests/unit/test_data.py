@@ -203,6 +203,11 @@ def test_formula_is_checked_before_anything_is_allocated():
 CSV_ERRORS = [
     (b"a,b\n", {}, "has a header row (a, b) but no data rows"),
     (b"a,b\n\n  \n", {}, "has a header row (a, b) but no data rows"),
+    (
+        b'"\x01\n\x01',
+        {},
+        "has a header row (\\x01\\n\\x01) but no data rows",
+    ),  # a quoted cell's newline stays escaped
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", {}, "looks like a binary file"),
     (b"1,2\n\xff\xfe,3\n", {}, "is not UTF-8 text"),
     (b"1,2\n3,4\n", {"label_columns": 1.5}, "label_columns must be a column index (int), a header name"),
