@@ -3,15 +3,26 @@
 Edge convention (pykan's): ``(layer, i, j)`` is the edge of layer ``layer`` from its input node
 ``i`` to its output node ``j``; in the layer's (out, in) tensors it is entry ``[j, i]``.
 
-Candidates are ranked with pykan's rule (:func:`kantk.symbolic.fitting.symbolic_scores`) with one
-change: a function of complexity 0 (the constant ``0``) is considered only for a *negligible* edge,
-one whose spread over the data is at most ``zero_threshold`` times that of the layer's widest
-edge; for such an edge it is chosen outright. pykan lets ``0`` (score 0) beat any fit with
-``r^2`` below about 0.996 (e.g. ``sin`` on a noisy sine edge).
+Candidates are ranked with pykan's rule (:func:`kantk.symbolic.fitting.symbolic_scores`) with two
+changes:
+
+- a function of complexity 0 (the constant ``0``) is considered only for a *negligible* edge, one
+  whose spread over the data is at most ``zero_threshold`` times that of the layer's widest edge;
+  for such an edge it is chosen outright. pykan lets ``0`` (score 0) beat any fit with ``r^2``
+  below about 0.996 (e.g. ``sin`` on a noisy sine edge);
+- the floor under ``1 - r^2`` in the score (pykan's fixed 1e-5) is the *layer's precision*: the
+  largest ``1 - r^2`` of the best fits of the layer's edges that get fixed, between 1e-5 and
+  ``precision_cap`` (:data:`PRECISION_CAP`, 1e-4). A more complex function must still explain 16
+  times less variance than a simpler one (at ``weight_simple = 0.8``), but counted above that
+  floor: a nearly linear ``sqrt(x + 4)`` no longer beats ``x`` on an edge whose curvature is of
+  the size of the other edges' misfit, which is what a product of sums (``x1*x2 + x3*x4`` from
+  ``(x1 + x2)^2``) needs. On a precisely fitted layer (every best fit within 1e-5) the rule is
+  pykan's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,12 +32,16 @@ from kantk.attribution import check_samples
 from kantk.layer import KANLayer
 from kantk.model import KAN
 from kantk.registry import Registry
-from kantk.symbolic.fitting import DOMAIN_MARGIN, AffineFit, fit_affine, symbolic_scores
+from kantk.symbolic.fitting import DOMAIN_MARGIN, R2_FLOOR, AffineFit, fit_affine, symbolic_scores
 from kantk.symbolic.library import LibraryArg, SymbolicLibrary, resolve_library
 
 #: Default search ranges of (a, b), in each edge's normalised input coordinates ([-1, 1]).
 A_RANGE = (-10.0, 10.0)
 B_RANGE = (-10.0, 10.0)
+#: Largest floor under ``1 - r^2`` in the ranking score (a layer's precision is capped to it).
+PRECISION_CAP = 1e-4
+#: auto_symbolic's default ``r2_threshold`` (also what suggest_symbolic assumes for the layer's precision).
+R2_THRESHOLD = 0.9
 
 Params = tuple[float, float, float, float]
 
@@ -40,7 +55,7 @@ class SymbolicCandidate:
         library: Registry name of the library the function comes from.
         r2: Coefficient of determination of the best ``c * f(a x + b) + d`` on the data.
         complexity: The function's complexity.
-        score: pykan's score (lower is better).
+        score: The ranking score (lower is better): pykan's, with the layer's precision as floor.
         params: ``(a, b, c, d)``.
     """
 
@@ -92,11 +107,14 @@ def suggest_symbolic(
     b_range: tuple[float, float] = B_RANGE,
     registry: Registry | None = None,
     domain_margin: float = DOMAIN_MARGIN,
+    precision_cap: float = PRECISION_CAP,
 ) -> list[SymbolicCandidate]:
     """Rank a library's functions as replacements for the edge ``i -> j`` of layer ``layer``.
 
     Every function is fitted as ``c * f(a * x_i + b) + d`` to the edge's numeric function on the
-    layer's inputs (the model's inputs ``x`` propagated), all at once.
+    layer's inputs (the model's inputs ``x`` propagated), all at once. The layer's other numeric
+    edges are fitted too, for the layer's precision (the score's floor; see the module's notes),
+    so the ranking is the one :func:`auto_symbolic` would use now.
 
     Args:
         model: The KAN (not changed).
@@ -112,6 +130,8 @@ def suggest_symbolic(
         domain_margin: A candidate's argument ``a * x + b`` must stay in the function's real
             domain on the edge's input range widened by this fraction of it on each side (not
             across 0; see :mod:`kantk.symbolic.fitting`); 0: on the samples only.
+        precision_cap: Largest floor under ``1 - r^2`` in the score (the layer's precision is
+            capped to it); pykan's ``1e-5`` gives pykan's ranking.
 
     Returns:
         Up to ``topk`` :class:`SymbolicCandidate`, best first. Candidates that leave their real
@@ -125,10 +145,16 @@ def suggest_symbolic(
     if topk < 1:
         raise ValueError(f"topk must be >= 1, got {topk!r}")
     h = _layer_input(model, layer, x, "kantk.suggest_symbolic")
+    _check_cap(precision_cap)
     with torch.no_grad():
         xs, ys, negligible = _edge_samples(target, h, [(j, i)], zero_threshold, masked=False)
+        others = [e for e in _numeric_edges(target) if e != (j, i)]
+        if others and precision_cap > R2_FLOOR:
+            xo, yo, neg_o = _edge_samples(target, h, others, zero_threshold, masked=True)
+            xs, ys, negligible = torch.cat([xs, xo]), torch.cat([ys, yo]), negligible + neg_o
         fit = fit_affine(xs, ys, lib.functions, a_range, b_range, domain_margin=domain_margin)
-    return _ranked(lib, fit, 0, negligible[0], weight_simple)[:topk]
+    floor = _layer_floor(lib, fit, negligible, R2_THRESHOLD, precision_cap)
+    return _ranked(lib, fit, 0, negligible[0], weight_simple, floor)[:topk]
 
 
 def fix_symbolic(
@@ -211,13 +237,14 @@ def auto_symbolic(
     model: KAN,
     x: torch.Tensor,
     library: LibraryArg = "default",
-    r2_threshold: float = 0.9,
+    r2_threshold: float = R2_THRESHOLD,
     weight_simple: float = 0.8,
     zero_threshold: float = 1e-2,
     a_range: tuple[float, float] = A_RANGE,
     b_range: tuple[float, float] = B_RANGE,
     registry: Registry | None = None,
     domain_margin: float = DOMAIN_MARGIN,
+    precision_cap: float = PRECISION_CAP,
 ) -> list[SymbolicEdgeFit]:
     """Fix every live numeric edge of ``model`` to its best symbolic candidate (pykan's ``auto_symbolic``).
 
@@ -240,6 +267,9 @@ def auto_symbolic(
         domain_margin: A candidate's argument ``a * x + b`` must stay in the function's real
             domain on the edge's input range widened by this fraction of it on each side (not
             across 0; see :mod:`kantk.symbolic.fitting`); 0: on the samples only.
+        precision_cap: Largest floor under ``1 - r^2`` in the score: each layer's candidates are
+            ranked with the layer's precision (the largest ``1 - r^2`` of the best fits of its
+            edges that get fixed) as floor, between 1e-5 and this; ``1e-5`` gives pykan's rule.
 
     Returns:
         One :class:`SymbolicEdgeFit` per edge considered, in (layer, j, i) order.
@@ -248,18 +278,17 @@ def auto_symbolic(
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.auto_symbolic expects a kantk.KAN, got {type(model).__name__}")
     h = check_samples(model, x, "kantk.auto_symbolic", min_samples=3)
+    _check_cap(precision_cap)
     report: list[SymbolicEdgeFit] = []
     with torch.no_grad():
         for l, layer in enumerate(model.layers):
-            numeric = layer.mask != 0
-            if layer.has_symbolic:
-                numeric = numeric & (layer.symbolic_mask == 0)
-            edges = [(int(q), int(p)) for q, p in numeric.nonzero().tolist()]
+            edges = _numeric_edges(layer)
             if edges:
                 xs, ys, negligible = _edge_samples(layer, h, edges, zero_threshold, masked=True)
                 fit = fit_affine(xs, ys, lib.functions, a_range, b_range, domain_margin=domain_margin)
+                floor = _layer_floor(lib, fit, negligible, r2_threshold, precision_cap)
                 for e, (q, p) in enumerate(edges):
-                    ranked = _ranked(lib, fit, e, negligible[e], weight_simple)
+                    ranked = _ranked(lib, fit, e, negligible[e], weight_simple, floor)
                     report.append(_fix_best(layer, l, q, p, lib, ranked, negligible[e], r2_threshold))
             h = layer(h)
     return report
@@ -325,18 +354,50 @@ def _edge_samples(
     return xs, ys, negligible
 
 
+def _numeric_edges(layer: KANLayer) -> list[tuple[int, int]]:
+    """``(q, p)`` of the layer's live numeric edges, in (out, in) order."""
+    numeric = layer.mask != 0
+    if layer.has_symbolic:
+        numeric = numeric & (layer.symbolic_mask == 0)
+    return [(int(q), int(p)) for q, p in numeric.nonzero().tolist()]
+
+
+def _check_cap(precision_cap: float) -> None:
+    if not (isinstance(precision_cap, (int, float)) and R2_FLOOR <= precision_cap <= 1):
+        raise ValueError(f"precision_cap must be a number in [{R2_FLOOR:g}, 1], got {precision_cap!r}")
+
+
+def _layer_floor(
+    lib: SymbolicLibrary, fit: AffineFit, negligible: list[bool], r2_threshold: float, cap: float
+) -> float:
+    """The layer's precision: the largest ``1 - r^2`` of the edges' best fits, in [R2_FLOOR, cap].
+
+    Only edges that would be fixed count: not negligible, and a best ``r^2`` (over the functions
+    of positive complexity) of at least ``r2_threshold``.
+    """
+    keep = [k for k, fn in enumerate(lib.functions) if fn.complexity > 0]
+    if not keep:
+        return R2_FLOOR
+    best = fit.r2[keep].amax(dim=0).cpu()  # (E,)
+    worst = R2_FLOOR
+    for e, r2 in enumerate(best.tolist()):
+        if not negligible[e] and math.isfinite(r2) and r2 >= r2_threshold:
+            worst = max(worst, 1.0 - r2)
+    return min(worst, cap)
+
+
 def _params(fit: AffineFit, k: int, e: int) -> Params:
     a, b, c, d = (float(v) for v in fit.params[k, e])
     return (a, b, c, d)
 
 
 def _ranked(
-    lib: SymbolicLibrary, fit: AffineFit, e: int, negligible: bool, weight_simple: float
+    lib: SymbolicLibrary, fit: AffineFit, e: int, negligible: bool, weight_simple: float, floor: float
 ) -> list[SymbolicCandidate]:
     functions = lib.functions
     complexity = torch.tensor([fn.complexity for fn in functions], dtype=torch.float64)
     r2 = fit.r2[:, e].cpu()
-    scores = symbolic_scores(r2, complexity, weight_simple)
+    scores = symbolic_scores(r2, complexity, weight_simple, floor)
     candidates = []
     for k, fn in enumerate(functions):
         if not torch.isfinite(scores[k]):

@@ -147,3 +147,40 @@ def test_float32_models_work_too():
     (expr,) = kantk.symbolic_formula(model, digits=None)
     got = kantk.formula_to_callable(expr, ["x1", "x2"], backend="torch")(x)
     torch.testing.assert_close(got, model(x)[:, 0], rtol=1e-4, atol=1e-4)
+
+
+def _near_linear_layer(wiggle: float):
+    """[2, 1] KAN: edge 0 is sqrt(x + 5), curved by 7e-4 of its variance (1 - r^2 of a line);
+    edge 1 a sine plus ``wiggle * sin(9 x)``, which no library function fits: a misfit of about
+    ``wiggle**2`` of its variance, which sets how precisely the layer is fitted."""
+    return _model_with_edges(
+        "bspline",
+        [lambda t: torch.sqrt(t + 5), lambda t: torch.sin(torch.pi * t) + wiggle * torch.sin(9 * t)],
+        n=1000,
+    )
+
+
+def test_a_nearly_linear_edge_is_x_when_the_layer_is_fitted_less_precisely_than_its_curvature():
+    """Layer precision ~1e-3 (the sine's misfit): sqrt's better r^2 on edge 0 (7e-4 of variance)
+    is below what the layer resolves, so the simpler x is fixed (x1*x2 + x3*x4 needs this)."""
+    model, x = _near_linear_layer(wiggle=0.03)
+    sine = kantk.suggest_symbolic(model, 0, 1, 0, x, library="minimal")[0]
+    assert sine.name == "sin" and 1e-4 < 1 - sine.r2 < 1e-2  # the layer's precision, capped at 1e-4
+    top = kantk.suggest_symbolic(model, 0, 0, 0, x, library="minimal", topk=3)
+    by_name = {c.name: c for c in kantk.suggest_symbolic(model, 0, 0, 0, x, library="minimal", topk=10)}
+    assert by_name["sqrt"].r2 > by_name["x"].r2 + 5e-4  # sqrt does fit better...
+    assert top[0].name == "x"  # ...but not by more than the layer resolves
+    pykan = kantk.suggest_symbolic(model, 0, 0, 0, x, library="minimal", precision_cap=1e-5)
+    assert pykan[0].name != "x"  # pykan's fixed floor (1e-5) takes the curvature at face value
+    report = kantk.auto_symbolic(model, x, library="minimal")
+    assert [(r.i, r.name) for r in report] == [(0, "x"), (1, "sin")]
+
+
+def test_a_precisely_fitted_layer_keeps_its_true_root():
+    """Without the wiggle every edge is fitted to ~1e-7 or better: the floor stays at pykan's 1e-5 and
+    the true sqrt(x + 5) (r^2 better than x's by 7e-4) is kept."""
+    model, x = _near_linear_layer(wiggle=0.0)
+    report = kantk.auto_symbolic(model, x, library="minimal")
+    assert [(r.i, r.name) for r in report] == [(0, "sqrt"), (1, "sin")]
+    with pytest.raises(ValueError, match="precision_cap"):
+        kantk.auto_symbolic(model, x, precision_cap=1e-9)
