@@ -7,7 +7,9 @@ importance; importance flows back from the outputs to the inputs::
     E^l_{q,p} = std(phi^l_{q,p}(x^l_p)) / (std(x^{l+1}_q) + 1e-4) * s^{l+1}_q      (out, in)
     s^l_p = sum_q E^l_{q,p}                                                        (in,)
 
-``std`` is taken over the samples. The feature score of input ``p`` is ``s^0_p``. Averaging over
+``std`` is taken over the samples. The feature score of input ``p`` is ``s^0_p``. With product
+nodes (KAN 2.0) ``q`` runs over the sub-nodes of layer ``l``'s outputs: a sub-node takes the score
+of the node it feeds and ``x^{l+1}_q`` is the sub-node's value, as in pykan's MultKAN. Averaging over
 the outputs (``w_q = 1 / n_out``) follows pykan, so its thresholds (``node_th=1e-2``,
 ``edge_th=3e-2``) mean the same here.
 """
@@ -36,14 +38,19 @@ class Attribution:
             output weights the scores were propagated from.
         feature_scores: (widths[0],) the input features' scores, ``node_scores[0]``.
         in_scores: One tensor per node layer, (widths[l],): the sum of each node's *incoming*
-            edge scores (zeros for the inputs, which have none). Pruners use it together with
-            ``node_scores`` to decide whether a hidden node is alive.
+            edge scores (over all its sub-nodes for a product node; zeros for the inputs, which
+            have none). Pruners use it together with ``node_scores`` to decide whether a hidden
+            node is alive.
+        subnode_scores: One tensor per layer, (out_l,): the score each output of layer ``l``
+            (a sub-node, for product nodes) was propagated from; ``node_scores[l + 1]`` itself
+            where every node sums.
     """
 
     edge_scores: tuple[torch.Tensor, ...]
     node_scores: tuple[torch.Tensor, ...]
     feature_scores: torch.Tensor
     in_scores: tuple[torch.Tensor, ...]
+    subnode_scores: tuple[torch.Tensor, ...] = ()
 
     @property
     def widths(self) -> list[int]:
@@ -87,13 +94,22 @@ def attribution(model: KAN, x: torch.Tensor, out_scores: torch.Tensor | None = N
     edges: list[torch.Tensor] = []
     nodes: list[torch.Tensor] = [node]
     ins: list[torch.Tensor] = []
+    subs: list[torch.Tensor] = []
     for l in range(len(model.layers) - 1, -1, -1):
-        acts = model.layers[l].activations(xs[l])  # (batch, out, in)
+        layer = model.layers[l]
+        acts = layer.activations(xs[l])  # (batch, out, in)
         edge_std = acts.std(dim=0)  # (out, in)
-        out_std = xs[l + 1].std(dim=0)  # (out,)
-        edge = edge_std / (out_std + NODE_STD_EPS).unsqueeze(-1) * node.unsqueeze(-1)  # (out, in)
+        if layer.nodes is None:
+            out_std = xs[l + 1].std(dim=0)  # (out,)
+            sub = node
+        else:  # product nodes: the sub-nodes' spread, each with its node's score
+            out_std = layer.subnode_values(xs[l]).std(dim=0)  # (out,) sub-nodes
+            sub = layer.nodes.expand(node)  # (out,)
+        edge = edge_std / (out_std + NODE_STD_EPS).unsqueeze(-1) * sub.unsqueeze(-1)  # (out, in)
         edges.append(edge)
-        ins.append(edge.sum(dim=1))  # incoming score of each node of layer l + 1
+        subs.append(sub)
+        incoming = edge.sum(dim=1)  # (out,)
+        ins.append(incoming if layer.nodes is None else layer.nodes.reduce_sum(incoming))  # per node
         node = edge.sum(dim=0)  # (in,)
         nodes.append(node)
     ins.append(torch.zeros_like(node))  # the inputs have no incoming edges
@@ -103,6 +119,7 @@ def attribution(model: KAN, x: torch.Tensor, out_scores: torch.Tensor | None = N
         node_scores=node_scores,
         feature_scores=node_scores[0],
         in_scores=tuple(reversed(ins)),
+        subnode_scores=tuple(reversed(subs)),
     )
 
 

@@ -512,7 +512,7 @@ def run_prune(args: argparse.Namespace) -> int:
         fail(f"prune: {exc}")
     with atomic_path(out) as tmp:
         kantk.save(pruned, tmp)
-    print(f"pruned {model.widths} -> {pruned.widths}; wrote {out}")
+    print(f"pruned {model.width_spec} -> {pruned.width_spec}; wrote {out}")
     return 0
 
 

@@ -1,7 +1,10 @@
 """Export a (pruned, symbolic) KAN as a graph: networkx for analysis, graphviz for diagrams.
 
 Nodes are the neurons ``(layer, index)`` (layer 0 = inputs); edges are the live KAN edges
-(numeric edges not masked, and symbolic ones). Pruned edges and removed nodes are absent.
+(numeric edges not masked, and symbolic ones). Pruned edges and removed nodes are absent. A node
+with an operation other than a sum (a product node) has one extra vertex per sub-node,
+``(layer, index, k)``, where its incoming KAN edges end, joined to the node by an edge of kind
+``"node_operation"``.
 """
 
 from __future__ import annotations
@@ -89,10 +92,17 @@ def to_networkx(
     """The live network as a ``networkx.DiGraph``.
 
     Nodes ``(layer, index)`` carry ``layer``, ``index``, ``label`` (variable names on inputs and
-    outputs) and, with ``x``, ``importance`` (attribution node score). Edges ``(l, p) -> (l+1, q)``
-    carry ``layer``, ``importance`` (with ``x``), ``basis`` (the layer's basis name), ``kind``
-    (``"numeric"`` or ``"symbolic"``) and, for symbolic edges, ``function``, ``expression`` (str,
-    constants rounded to ``digits``) and ``params`` (a, b, c, d). Graph attributes: ``widths``.
+    outputs), ``op`` (the node operation: ``"sum"``, ``"mult"``, ...) and, with ``x``,
+    ``importance`` (attribution node score). Edges ``(l, p) -> (l+1, q)`` carry ``layer``,
+    ``importance`` (with ``x``), ``basis`` (the layer's basis name), ``kind`` (``"numeric"`` or
+    ``"symbolic"``) and, for symbolic edges, ``function``, ``expression`` (str, constants rounded
+    to ``digits``) and ``params`` (a, b, c, d). Graph attributes: ``widths``.
+
+    Product nodes (any operation but a sum): the KAN edges into node ``(l+1, j)`` end in its
+    sub-node vertices ``(l+1, j, k)`` (attributes ``layer``, ``index`` = j, ``subnode`` = the
+    layer's output row, ``label``, ``op="subnode"``), and carry ``subnode`` (the row ``q`` of
+    edge ``p -> q``); an edge ``(l+1, j, k) -> (l+1, j)`` of ``kind="node_operation"`` and ``op``
+    joins each sub-node to its node.
     Every attribute is JSON-serialisable, so ``nx.node_link_data`` round-trips through JSON.
 
     Args:
@@ -125,13 +135,34 @@ def to_networkx(
                 label = out_labels[i]
             else:
                 label = f"h{l}.{i + 1}"
-            attrs: dict[str, Any] = {"layer": l, "index": i, "label": label}
+            attrs: dict[str, Any] = {"layer": l, "index": i, "label": label, "op": "sum"}
             if scores is not None:
                 attrs["importance"] = float(scores.node_scores[l][i])
             graph.add_node((l, i), **attrs)
+    ends: list[list[tuple[int, ...]]] = []  # per layer: the vertex each output (sub-node) ends in
+    for l, layer in enumerate(model.layers):
+        layout = layer.nodes
+        if layout is None:
+            ends.append([(l + 1, q) for q in range(layer.out_features)])
+            continue
+        targets: list[tuple[int, ...]] = []
+        for j, op in enumerate(layout.ops):
+            graph.nodes[(l + 1, j)]["op"] = op
+            for k, q in enumerate(layout.subnodes(j)):
+                if op == "sum":
+                    targets.append((l + 1, j))
+                    continue
+                sub = (l + 1, j, k)
+                label = f"{graph.nodes[(l + 1, j)]['label']}.{k + 1}"
+                graph.add_node(sub, layer=l + 1, index=j, subnode=q, label=label, op="subnode")
+                graph.add_edge(sub, (l + 1, j), layer=l, kind="node_operation", op=op)
+                targets.append(sub)
+        ends.append(targets)
     for l, layer in enumerate(model.layers):
         for q, p in _live_edges(layer):
             attrs = {"layer": l, "basis": layer.basis_name, "kind": "numeric"}
+            if layer.nodes is not None:
+                attrs["subnode"] = q
             if scores is not None:
                 attrs["importance"] = float(scores.edge_scores[l][q, p])
             expr = edge_expression(model, l, q, p, digits=digits)
@@ -143,9 +174,16 @@ def to_networkx(
                     expression=str(expr),
                     params=[float(v) for v in layer.symbolic_affine[q, p].detach().cpu().tolist()],
                 )
-            graph.add_edge((l, p), (l + 1, q), **attrs)
-    # nodes with no live edge at all (removed by masks only) are not part of the network
-    dead = [n for n in graph.nodes if graph.degree(n) == 0 and 0 < n[0] < len(model.widths) - 1]
+            graph.add_edge((l, p), ends[l][q], **attrs)
+    # nodes with no live edge at all (removed by masks only) are not part of the network, nor
+    # sub-nodes without incoming edges (their node's operation sees a zero there)
+    last = len(model.widths) - 1
+    dead = [
+        n
+        for n in graph.nodes
+        if (len(n) == 2 and graph.degree(n) == 0 and 0 < n[0] < last)
+        or (len(n) == 3 and graph.in_degree(n) == 0)
+    ]
     graph.remove_nodes_from(dead)
     return graph
 
@@ -234,6 +272,7 @@ def to_graphviz(
     widths = graph.graph["widths"]
     last = len(widths) - 1
     tops = [0.0] * max(last, 1)  # most important edge of each layer
+    operation_edges = [(a, b, d) for a, b, d in graph.edges(data=True) if d.get("kind") == "node_operation"]
     for _, _, d in graph.edges(data=True):
         tops[d["layer"]] = max(tops[d["layer"]], d.get("importance", 0.0))
     boxed = edge_plots is not None or any(d.get("kind") == "symbolic" for _, _, d in graph.edges(data=True))
@@ -251,12 +290,31 @@ def to_graphviz(
     dot.attr("node", fontname="Helvetica", fontsize="10")
     dot.attr("edge", arrowhead="none")
     for l in range(len(widths)):
-        nodes = sorted(n for n in graph.nodes if n[0] == l)
+        nodes = sorted(n for n in graph.nodes if n[0] == l and len(n) == 2)
+        subnodes = sorted(n for n in graph.nodes if n[0] == l and len(n) == 3)
+        if subnodes:
+            with dot.subgraph(name=f"subnodes{l}") as sub:
+                sub.attr(rank="same")
+                for node in subnodes:
+                    sub.node(_node_id(node), label="", shape="point", width="0.05")
+                for a, b in itertools.pairwise(subnodes):
+                    sub.edge(_node_id(a), _node_id(b), style="invis")
         with dot.subgraph(name=f"layer{l}") as sub:
             sub.attr(rank="same")
             for node in nodes:
                 label = graph.nodes[node]["label"]
-                if l == 0 or l == last:
+                op = graph.nodes[node].get("op", "sum")
+                if op != "sum":
+                    symbol = {"mult": "×"}.get(op, op)
+                    sub.node(
+                        _node_id(node),
+                        label=symbol,
+                        shape="circle",
+                        fontsize="10",
+                        width="0.3",
+                        fixedsize="true",
+                    )
+                elif l == 0 or l == last:
                     sub.node(_node_id(node), label=label, shape="box", style="rounded", margin="0.05,0.02")
                 else:
                     sub.node(
@@ -276,10 +334,15 @@ def to_graphviz(
         os.makedirs(picture_dir, exist_ok=True)
         with torch.no_grad():
             layer_inputs = model.layer_inputs(x.detach())
-    edges = sorted(graph.edges(data=True), key=lambda e: (e[2]["layer"], e[0][1], e[1][1]))
+    for src, dst, _ in operation_edges:
+        dot.edge(_node_id(src), _node_id(dst), color="#000000", penwidth="0.6")
+    edges = sorted(
+        (e for e in graph.edges(data=True) if e[2].get("kind") != "node_operation"),
+        key=lambda e: (e[2]["layer"], e[0][1], e[2].get("subnode", e[1][1])),
+    )
     mids: dict[int, list[str]] = {}
     for src, dst, d in edges:
-        l, p, q = d["layer"], src[1], dst[1]
+        l, p, q = d["layer"], src[1], d.get("subnode", dst[1])
         top = tops[l]
         share = d["importance"] / top if ("importance" in d and top > 0) else 1.0
         share = min(max(share, 0.0), 1.0)
@@ -544,8 +607,8 @@ def _live_edges(layer: Any) -> list[tuple[int, int]]:
     return [tuple(e) for e in live.nonzero().tolist()]
 
 
-def _node_id(node: tuple[int, int]) -> str:
-    return f"n{node[0]}_{node[1]}"
+def _node_id(node: tuple[int, ...]) -> str:
+    return "n" + "_".join(str(v) for v in node)
 
 
 def _names(names: Sequence[str] | None, n: int, what: str, prefix: str) -> list[str]:

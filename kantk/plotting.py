@@ -4,7 +4,9 @@ One matplotlib :class:`~matplotlib.figure.Figure` built without pyplot (no globa
 window, no files unless ``path=`` is given): inputs at the bottom, outputs at the top; between two
 node layers, one small box per live edge holding that edge's function over the range its input
 takes on the data, connected to the two nodes it joins. Opacity follows the edge's attribution
-score (normalised per layer), so a sparsified network reads at a glance.
+score (normalised per layer), so a sparsified network reads at a glance. A node with an operation
+(a product node, ``×``) is drawn as a circle with its symbol; its sub-nodes are points just below
+it, where the boxes of their incoming edges connect.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ def plot_activations(
         fig.suptitle(title)
 
     node_x = [(np.arange(w) + 0.5) / w for w in widths]  # node i of layer l at (node_x[l][i], l)
+    # where each layer's outputs end: the node, or (product nodes) a sub-node point just below it
+    ends = [_output_ends(layer, node_x[l + 1], l + 1) for l, layer in enumerate(model.layers)]
     xs = model.layer_inputs(x)
     live_edges = live_masks(model)  # numeric or symbolic
     for l, layer in enumerate(model.layers):
@@ -164,7 +168,7 @@ def plot_activations(
                 )
                 segments += [
                     [(node_x[l][p], l), (cx, box_y)],
-                    [(cx, box_y + _BOX_HEIGHT), (node_x[l + 1][q], l + 1)],
+                    [(cx, box_y + _BOX_HEIGHT), ends[l][q]],
                 ]
                 colors += [rgba, rgba]
                 if (l, q, p) in labels:
@@ -185,6 +189,9 @@ def plot_activations(
             ax.add_collection(PatchCollection(boxes, match_original=True, gid=f"kantk-boxes/{l}"))
     for l, w in enumerate(widths):
         ax.scatter(node_x[l], np.full(w, float(l)), s=30, color="black", zorder=3, gid=f"{NODE_GID}/{l}")
+    for l, layer in enumerate(model.layers):
+        if layer.nodes is not None:
+            _draw_node_operations(ax, layer.nodes, node_x[l + 1], l + 1, ends[l])
     for i, name in enumerate(in_vars):
         ax.text(node_x[0][i], -0.08, name, ha="center", va="top", fontsize=10)
     for i, name in enumerate(out_vars):
@@ -192,6 +199,67 @@ def plot_activations(
     if path is not None:
         fig.savefig(os.fspath(path), bbox_inches="tight")
     return fig
+
+
+#: How far below its node a sub-node point sits (node layers are 1 apart).
+_SUBNODE_DROP = 0.12
+#: Symbols written on the nodes of the built-in operations (others get their name).
+_OP_SYMBOLS = {"mult": "×"}
+
+
+def _output_ends(layer: Any, node_x: Any, y: float) -> list[tuple[float, float]]:
+    """Where the connector of each output (sub-node) of ``layer`` ends: its node, or for a node
+    with an operation, one of the node's sub-node points, spread just below it."""
+    layout = layer.nodes
+    if layout is None:
+        return [(float(v), y) for v in node_x]
+    spread = 0.3 / max(len(node_x), 1)
+    ends = []
+    for j, (op, arity) in enumerate(zip(layout.ops, layout.arities)):
+        if op == "sum":
+            ends.append((float(node_x[j]), y))
+            continue
+        for k in range(arity):
+            offset = (k - (arity - 1) / 2) * spread / max(arity, 1)
+            ends.append((float(node_x[j]) + offset, y - _SUBNODE_DROP))
+    return ends
+
+
+def _draw_node_operations(ax: Any, layout: Any, node_x: Any, y: float, ends: Any) -> None:
+    """Sub-node points joined to their node, and the operation's symbol on the node."""
+    segments = []
+    for j, op in enumerate(layout.ops):
+        if op == "sum":
+            continue
+        for q in layout.subnodes(j):
+            segments.append([ends[q], (float(node_x[j]), y)])
+        ax.scatter(
+            [float(node_x[j])],
+            [y],
+            s=140,
+            facecolor="white",
+            edgecolor="black",
+            zorder=4,
+            gid=f"{NODE_GID}-op/{y:g}/{j}",
+        )
+        ax.text(
+            float(node_x[j]),
+            y,
+            _OP_SYMBOLS.get(op, op),
+            ha="center",
+            va="center",
+            fontsize=8,
+            zorder=5,
+            gid=f"kantk-node-op/{y:g}/{j}",
+        )
+    if segments:
+        ax.add_collection(
+            LineCollection(segments, colors="black", linewidths=0.6, gid=f"kantk-subnodes/{y:g}")
+        )
+        points = np.array([p for seg in segments for p in seg[:1]])
+        ax.scatter(
+            points[:, 0], points[:, 1], s=6, color="black", zorder=3, gid=f"kantk-subnode-points/{y:g}"
+        )
 
 
 def symbolic_edge_labels(model: KAN) -> dict[tuple[int, int, int], str]:

@@ -24,6 +24,7 @@ import torch
 
 from kantk.attribution import Attribution, attribution, check_samples
 from kantk.model import KAN, default_dtype
+from kantk.nodes import arity_spelling, widths_spelling
 from kantk.pruners import PruneDecision, kept_indices, live_masks
 from kantk.registry import Registry, check_options, resolve_registry
 
@@ -42,7 +43,8 @@ class PrunePlan:
         kept_nodes: One sorted int64 tensor per node layer, inputs first (``len(widths)``):
             the indices that survive. Every output is kept.
         edge_masks: One bool tensor per layer in the *original* indexing, (out_l, in_l): True
-            for a kept edge. Edges of removed nodes are False.
+            for a kept edge. Edges of removed nodes are False. ``out_l`` counts sub-nodes where
+            layer ``l`` feeds product nodes; a kept product node keeps all its sub-nodes.
         scores: The attribution the pruner saw (``None`` without data).
     """
 
@@ -203,9 +205,13 @@ def normalise_decision(
     if prune_inputs and decision.input_nodes is not None:
         keep[0] = _index_mask(decision.input_nodes, widths[0], f"pruner {pruner!r}: input_nodes", device)
 
+    layouts = [layer.nodes for layer in model.layers]
+
     def drop_edges_of_removed_nodes() -> None:
         for l in range(n_layers):
-            edges[l] &= keep[l].unsqueeze(0) & keep[l + 1].unsqueeze(1)
+            layout = layouts[l]
+            rows = keep[l + 1] if layout is None else layout.expand(keep[l + 1])  # per sub-node
+            edges[l] &= keep[l].unsqueeze(0) & rows.unsqueeze(1)
 
     drop_edges_of_removed_nodes()
     first_node = 0 if prune_inputs else 1
@@ -280,9 +286,23 @@ def shrink(model: KAN, plan: PrunePlan, registry: Registry | None = None) -> KAN
     ref = model.layers[0].coef
     config = model.config()
     new_widths = plan.widths
-    config["widths"] = new_widths
+    # product nodes: a kept node keeps all its sub-nodes (the rows of the layer feeding it)
+    layouts = [
+        None if layer.nodes is None else layer.nodes.select(plan.kept_nodes[l + 1], registry)
+        for l, layer in enumerate(model.layers)
+    ]
+    layouts = [None if layout is None or layout.trivial else layout for layout in layouts]
+    config["widths"] = widths_spelling(new_widths, [None, *layouts])
+    config.pop("mult_arity", None)
+    if any(layout is not None for layout in layouts):
+        config["mult_arity"] = arity_spelling([None, *layouts])
     for l, layer_cfg in enumerate(config["layers"]):
-        layer_cfg["in_features"], layer_cfg["out_features"] = new_widths[l], new_widths[l + 1]
+        layout = layouts[l]
+        layer_cfg["in_features"] = new_widths[l]
+        layer_cfg["out_features"] = new_widths[l + 1] if layout is None else layout.n_sub
+        layer_cfg.pop("nodes", None)
+        if layout is not None:
+            layer_cfg["nodes"] = layout.config()
         layer_cfg.pop("symbolic", None)  # sized for the old layer; copied below, sliced
     build_dtype = ref.dtype if ref.dtype in (torch.float32, torch.float64) else torch.float32
     with torch.random.fork_rng(devices=[]), default_dtype(build_dtype):  # leave the user's RNG alone
@@ -291,7 +311,10 @@ def shrink(model: KAN, plan: PrunePlan, registry: Registry | None = None) -> KAN
 
     state = {}
     for l, (old, new) in enumerate(zip(model.layers, small.layers)):
-        rows = plan.kept_nodes[l + 1].to(ref.device)
+        kept_rows = (
+            plan.kept_nodes[l + 1] if old.nodes is None else old.nodes.subnode_index(plan.kept_nodes[l + 1])
+        )
+        rows = kept_rows.to(ref.device)
         cols = plan.kept_nodes[l].to(ref.device)
         if getattr(old, "has_symbolic", False):
             new.copy_symbolic_from(old, rows, cols)  # names and functions; tensors below

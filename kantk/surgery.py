@@ -67,7 +67,8 @@ def remove_node(model: KAN, layer: int, i: int, mode: str = "all") -> KAN:
     """A copy with node ``i`` of node layer ``layer`` (0 = inputs) cut off.
 
     Args:
-        mode: ``"down"``: its incoming edges; ``"up"``: its outgoing edges; ``"all"``: both.
+        mode: ``"down"``: its incoming edges (into every sub-node of a product node); ``"up"``:
+            its outgoing edges; ``"all"``: both.
     """
     _check_model(model, "kantk.surgery.remove_node")
     if mode not in NODE_MODES:
@@ -82,7 +83,13 @@ def remove_node(model: KAN, layer: int, i: int, mode: str = "all") -> KAN:
         raise IndexError(f"node {i!r} of node layer {layer!r} does not exist in KAN{widths}")
     new = copy.deepcopy(model)
     if mode in ("all", "down") and layer > 0:
-        _mask_edges(new.layers[layer - 1], i, slice(None))
+        below = new.layers[layer - 1]
+        rows = (
+            i
+            if below.nodes is None
+            else slice(below.nodes.starts[i], below.nodes.starts[i] + below.nodes.arities[i])
+        )
+        _mask_edges(below, rows, slice(None))  # a product node: the edges into all its sub-nodes
     if mode in ("all", "up") and layer < len(widths) - 1:
         _mask_edges(new.layers[layer], slice(None), i)
     return new
@@ -116,12 +123,20 @@ def expand_depth(model: KAN) -> KAN:
     return new
 
 
-def expand_width(model: KAN, layer: int, n_added: int) -> KAN:
+def expand_width(model: KAN, layer: int, n_added: int, op: str = "sum", arity: int | None = None) -> KAN:
     """A copy with ``n_added`` more nodes in hidden node layer ``layer`` (1 .. len(widths) - 2).
 
     The new nodes' edges are numeric with fresh initial values but masked, so the function is
     unchanged; unmask them (or :func:`perturb`) to let them learn.
+
+    Args:
+        op: The new nodes' operation (pykan's ``sum_bool``): ``"sum"`` or, e.g., ``"mult"``.
+            They join the layer's group of that operation (sum nodes before product nodes in
+            pykan's spelling), so the indices of later nodes shift.
+        arity: Sub-nodes of each new node when ``op`` takes ``mult_arity`` (default 2).
     """
+    from kantk.nodes import DEFAULT_ARITY, NodeGroup, NodeLayout
+
     _check_model(model, "kantk.surgery.expand_width")
     widths = model.widths
     if not isinstance(layer, int) or not 1 <= layer <= len(widths) - 2:
@@ -130,40 +145,75 @@ def expand_width(model: KAN, layer: int, n_added: int) -> KAN:
         )
     if not isinstance(n_added, int) or isinstance(n_added, bool) or n_added < 1:
         raise ValueError(f"n_added must be an int >= 1, got {n_added!r}")
+    old_layout = model.layers[layer - 1].nodes
+    groups = list(old_layout.groups) if old_layout is not None else [NodeGroup("sum", widths[layer], 1)]
+    probe = NodeLayout([NodeGroup(op, 1, 1)])  # checks the operation's name
+    fixed = probe.operation(op).arity
+    size = fixed if fixed is not None else (DEFAULT_ARITY if arity is None else arity)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"arity must be an int >= 1, got {arity!r}")
+    # old node j -> new index: the new nodes go at the end of their operation's group
+    at = next((g for g in range(len(groups)) if groups[g].op == op), None)
+    if at is None:
+        groups.append(NodeGroup(op, n_added, size))
+        at = len(groups) - 1
+    else:
+        g = groups[at]
+        groups[at] = NodeGroup(op, g.count + n_added, g.arity, (*g.node_arities(), *([size] * n_added)))
+    grown = NodeLayout(groups)
+    before = sum(g.count for g in groups[: at + 1]) - n_added  # nodes before the new ones
+    node_map = [j if j < before else j + n_added for j in range(widths[layer])]
+    row_map = node_map if old_layout is None and grown.trivial else grown.subnode_index(node_map).tolist()
+    config = model.config()
     new_widths = list(widths)
     new_widths[layer] += n_added
-    config = model.config()
-    config["widths"] = new_widths
+    layouts = [None, *(l.nodes for l in model.layers)]
+    layouts[layer] = None if grown.trivial else grown
+    from kantk.nodes import arity_spelling, widths_spelling
+
+    config["widths"] = widths_spelling(new_widths, layouts)
+    config.pop("mult_arity", None)
+    if any(layout is not None for layout in layouts):
+        config["mult_arity"] = arity_spelling(layouts)
     for l, layer_cfg in enumerate(config["layers"]):
-        layer_cfg["in_features"], layer_cfg["out_features"] = new_widths[l], new_widths[l + 1]
+        out_layout = layouts[l + 1]
+        layer_cfg["in_features"] = new_widths[l]
+        layer_cfg["out_features"] = new_widths[l + 1] if out_layout is None else out_layout.n_sub
+        layer_cfg.pop("nodes", None)
+        if out_layout is not None:
+            layer_cfg["nodes"] = out_layout.config()
         layer_cfg.pop("symbolic", None)
     ref = model.layers[0].coef
     with torch.random.fork_rng(devices=[]):
         bigger = KAN.from_config(config).to(device=ref.device, dtype=ref.dtype)
     with torch.no_grad():
-        for old, big in zip(model.layers, bigger.layers):
+        for l, (old, big) in enumerate(zip(model.layers, bigger.layers)):
+            rows = torch.tensor(row_map if l == layer - 1 else range(old.out_features), device=ref.device)
+            cols = torch.tensor(node_map if l == layer else range(old.in_features), device=ref.device)
             for name in ("coef", "scale_base", "scale_sp", "mask"):
                 target = getattr(big, name)
                 if name == "mask":
                     target.zero_()  # the new edges start masked
-                target[: old.out_features, : old.in_features] = getattr(old, name)
+                target[rows.unsqueeze(1), cols] = getattr(old, name)
             for key, value in old.basis.state_dict().items():
                 mine = big.basis.state_dict()[key]
                 if mine.shape == value.shape:
                     mine.copy_(value)
                 else:  # per-input basis tensors: new inputs take the first input's
-                    mine[: value.shape[0]] = value
-                    mine[value.shape[0] :] = value[:1]
+                    mine[cols] = value
+                    fresh = torch.ones(mine.shape[0], dtype=torch.bool, device=mine.device)
+                    fresh[cols] = False
+                    mine[fresh] = value[:1]
             if old.has_symbolic:
                 big.enable_symbolic()
-                big.symbolic_affine[: old.out_features, : old.in_features] = old.symbolic_affine
+                big.symbolic_affine[rows.unsqueeze(1), cols] = old.symbolic_affine
                 for q, p in old.symbolic_edges():
                     fn = old.symbolic_function(q, p)
                     assert fn is not None
                     library = old.symbolic_libraries[q][p]
                     assert library is not None
-                    big.set_symbolic_edge(q, p, fn, library)
-                big.symbolic_mask[: old.out_features, : old.in_features] = old.symbolic_mask
+                    big.set_symbolic_edge(int(rows[q]), int(cols[p]), fn, library)
+                big.symbolic_mask[rows.unsqueeze(1), cols] = old.symbolic_mask
     bigger.train(model.training)
     return bigger
 
