@@ -70,6 +70,7 @@ def _plugins_run(args: argparse.Namespace) -> int:
         ("regularisers", registry.regularisers),
         ("pruners", registry.pruners),
         ("symbolic libraries", registry.symbolic_libraries),
+        ("node operations", registry.node_operations),
     ):
         names = ", ".join(f"{n} ({table.owner(n)})" for n in table.names()) or "(none)"
         print(f"{kind}: {names}")
@@ -80,7 +81,7 @@ def _plugins_run(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Command] = {
     "plugins": Command(
-        "list the registered bases, regularisers, pruners and symbolic libraries",
+        "list the registered bases, regularisers, pruners, symbolic libraries and node operations",
         lambda parser: None,
         _plugins_run,
     ),

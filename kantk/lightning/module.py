@@ -73,7 +73,8 @@ class KANModule(pl.LightningModule):
     ``test_loss``, ``test_rmse``, ``test_accuracy`` (:data:`kantk.training.EVAL_FIELDS`).
 
     Args:
-        widths: Nodes per layer, inputs first (``[2, 5, 1]``).
+        widths: Nodes per layer, inputs first (``[2, 5, 1]``); a hidden entry ``[n_sum, n_mult]`` adds
+            product nodes (``[2, [0, 1], 1]``, see :class:`kantk.KAN`; arity through ``model_kwargs``).
         basis: Basis registry name, or one per layer.
         basis_kwargs: Basis options, or one dict (or None) per layer.
         base_activation: ``"silu"``, ``"identity"`` or ``"zero"``, or one per layer.
@@ -121,7 +122,7 @@ class KANModule(pl.LightningModule):
 
     def __init__(
         self,
-        widths: list[int],
+        widths: list[int | list[int] | dict[str, int]],
         basis: str | list[str] = "bspline",
         basis_kwargs: dict[str, Any] | list[dict[str, Any] | None] | None = None,
         base_activation: str | list[str] = "silu",
@@ -212,6 +213,13 @@ class KANModule(pl.LightningModule):
             "dtype": _dtype_name(_param_dtype(model)),
         }
         clash = sorted(set(structure) & set(kwargs))
+        if "mult_arity" in config:  # product nodes of another arity than 2: rebuilt through model_kwargs
+            if "mult_arity" in (kwargs.get("model_kwargs") or {}):
+                clash.append("model_kwargs['mult_arity']")
+            kwargs["model_kwargs"] = {
+                **(kwargs.get("model_kwargs") or {}),
+                "mult_arity": config["mult_arity"],
+            }
         if clash:
             raise TypeError(f"from_model takes the structure from the model; do not pass {', '.join(clash)}")
         token = _ADOPTED_MODEL.set(model)

@@ -117,6 +117,7 @@ def test_plugins_command_lists_the_regularisers(capsys):
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     assert "regularisers: coef_l1 (kantk.regularisers.coef_l1)" in out
+    assert "node operations: mult (kantk.nodes), sum (kantk.nodes)" in out
     assert "l1_entropy (kantk.regularisers.l1_entropy)" in out
 
 

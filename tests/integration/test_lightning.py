@@ -130,6 +130,26 @@ def test_from_model_wraps_the_same_instance_and_records_its_structure():
         KANModule.from_model(model, widths=[2, 1])
 
 
+def test_product_node_models_train_and_reload_from_a_checkpoint(tmp_path):
+    # KAN([2, [0, 1], 1], mult_arity=3): the arity is part of the structure the checkpoint rebuilds.
+    model = kantk.KAN([2, [1, 1], 1], mult_arity=3, seed=0)
+    module = KANModule.from_model(model, optimizer="adam")
+    assert module.hparams.widths == [2, [1, 1], 1]
+    assert module.hparams.model_kwargs == {"mult_arity": 3}
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.fit(module, datamodule=_data())
+    path = tmp_path / "mult.ckpt"
+    trainer.save_checkpoint(path)
+    restored = KANModule.load_from_checkpoint(path)
+    assert restored.model.config() == model.config()
+    x = torch.rand(16, 2) * 2 - 1
+    torch.testing.assert_close(restored(x), module(x), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="mult_arity"):
+        KANModule.from_model(model, model_kwargs={"mult_arity": 2})
+    built = KANModule([2, [0, 1], 1], init_seed=0)  # the pykan spelling, arity 2
+    assert built.model.widths == [2, 1, 1]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
