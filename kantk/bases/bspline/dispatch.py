@@ -24,7 +24,6 @@ can. Every path gives the same values and gradients to round-off, in every ``ext
 from __future__ import annotations
 
 import enum
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -227,18 +226,13 @@ def _native_outside_graph(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWei
     return run(path, basis, x, weights)
 
 
-@functools.cache
-def _native_outside_graph_compiled():
-    """The same, run eagerly while torch.compile traces the model (dynamo would not trace ctypes).
-    Made on first use: ``torch.compiler.disable`` imports torch._dynamo (over a second), which a
-    model that is never compiled should not pay for."""
-    return torch.compiler.disable(_native_outside_graph)
-
-
 def fused_edges(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
     """Choose the path and run it; the body of :meth:`BSplineBasis.fused_edges`."""
     if torch.compiler.is_compiling() and x.device.type == "cpu" and basis.path == "auto":
-        y = _native_outside_graph_compiled()(basis, x, weights)
+        # run eagerly, a graph break: dynamo would not trace ctypes. Wrapped at trace time only
+        # (no cache: dynamo traces through one, with a warning): torch.compiler.disable imports
+        # torch._dynamo (over a second), which a model that is never compiled should not pay for
+        y = torch.compiler.disable(_native_outside_graph)(basis, x, weights)
         if y is not None:
             return y
     path = choose_path(basis, x, weights)
