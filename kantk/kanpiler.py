@@ -8,7 +8,9 @@ reading it as such sums, from the outside in:
 * a term ``c * f(a * u + b)`` with ``f`` in the library (``sin``, ``exp``, ``x^2``, ``1/x``,
   ``sqrt``, ...) is an edge from the node computing ``u``; a variable is the identity edge ``x``;
 * ``exp(-k * u**2)`` (``k > 0``) is one ``gaussian`` edge, so ``exp(-theta**2/2)`` needs one layer;
-* products, which a sum-only KAN has no node for, are built from sums (``product=``):
+* products go to a multiplication node (``product="mult"``, KAN 2.0's MultKAN: one node whose
+  sub-nodes are the factors, each a sum of edges as above; exact for every input, one layer), or,
+  in a sum-only KAN, are built from sums:
 
   - ``"squares"`` (default, exact for every real input): ``c * A * B = c/4 * (A + B)**2 - c/4 *
     (A - B)**2``, two ``x^2`` edges from the nodes ``A + B`` and ``A - B``. A product of ``n``
@@ -72,7 +74,7 @@ POWER_NAMES = {
     -0.5: "1/sqrt(x)",
 }
 #: The ways a product is built (see the module notes).
-PRODUCTS = ("squares", "log")
+PRODUCTS = ("squares", "log", "mult")
 #: Deepest model formula_to_kan builds (a guard against formulas nested without bound).
 MAX_LAYERS = 64
 #: Most nodes in one layer.
@@ -91,6 +93,8 @@ class _Node:
     key: Any
     depth: int
     edges: list[_Edge] = field(default_factory=list)
+    #: A multiplication node: the edges into each of its sub-nodes (one per factor).
+    subs: list[list[_Edge]] | None = None
 
 
 class _Compiler:
@@ -110,6 +114,8 @@ class _Compiler:
             return self.nodes[expr]
         if expr.is_Symbol:
             raise ValueError(f"the formula uses {expr}, which is not among the variables {self.symbols}")
+        if self.product == "mult" and expr.is_Mul:
+            return self.mult_node(expr)
         edges = self.edges(expr)
         depth = 1 + max(self.nodes[e.source].depth for e in edges)
         if depth > MAX_LAYERS:
@@ -134,6 +140,21 @@ class _Compiler:
             edges.append(_Edge(self.symbols[0], "0", [1.0, 0.0, 0.0, 0.0]))
         edges[0].affine[3] += _number(const)
         return self.distinct_sources(edges)
+
+    def mult_node(self, core: Any) -> _Node:
+        """The multiplication node of ``core`` (a product without a numeric factor): one
+        sub-node per factor, each computing the factor as a sum of edges."""
+        if core in self.nodes:
+            return self.nodes[core]
+        subs = [self.edges(factor) for factor in self.sympy.Mul.make_args(core)]
+        depth = 1 + max(self.nodes[e.source].depth for sub in subs for e in sub)
+        if depth > MAX_LAYERS:
+            raise ValueError(
+                f"the formula needs more than {MAX_LAYERS} layers; formula_to_kan builds at most"
+            )
+        node = _Node(core, depth, [], subs)
+        self.nodes[core] = node
+        return node
 
     def distinct_sources(self, edges: list[_Edge]) -> list[_Edge]:
         """One edge per source node: the same function of the same argument is merged (``c`` and
@@ -168,6 +189,8 @@ class _Compiler:
         c = _number(coeff)
         if core.is_Symbol:
             return [_Edge(core, "x", [1.0, 0.0, c, 0.0])]
+        if core.is_Mul and self.product == "mult":
+            return [_Edge(self.mult_node(core).key, "x", [1.0, 0.0, c, 0.0])]
         if core.is_Mul or (core.is_Pow and not core.exp.is_number and self.product == "log"):
             return self.product_edges(c, core)  # x ** y = exp(y * log(x)) under product="log"
         if core.is_Pow and core.exp.is_number:
@@ -253,8 +276,9 @@ def formula_to_kan(
             of them (one output each).
         variables: The inputs, in column order: names or sympy symbols, or ``n`` for ``x1 .. xn``.
             Default: the formula's free symbols, sorted naturally (``x1, x2, ..., x10``).
-        product: How products are built from sums: ``"squares"`` (exact for all inputs) or
-            ``"log"`` (fewer layers; positive factors only). See the module notes.
+        product: How products are built: ``"mult"`` (multiplication nodes, KAN 2.0: the model
+            has widths such as ``[2, [0, 1], 1]``), or from sums: ``"squares"`` (exact for all
+            inputs) or ``"log"`` (fewer layers; positive factors only). See the module notes.
         basis, basis_kwargs: The basis of the numeric branches (off at first; masked).
         library: Where the edge functions come from (it must hold every function used).
         seed: Seeds the numeric parameters (which the symbolic edges do not use).
@@ -294,6 +318,7 @@ def formula_to_kan(
     # layers: node lists by depth; sources shallower than depth - 1 are carried by identity edges
     layers: list[list[Any]] = [list(symbols)] + [[] for _ in range(depth)]
     incoming: dict[tuple[int, Any], list[_Edge]] = {}
+    sub_incoming: dict[tuple[int, Any], list[list[_Edge]]] = {}
 
     def place(key: Any, at: int) -> tuple[int, Any]:
         """Make node ``key`` available in node layer ``at``; returns its (layer, key) slot."""
@@ -304,6 +329,11 @@ def formula_to_kan(
                 incoming[slot] = [
                     _Edge(place(edge.source, at - 1), edge.name, list(edge.affine)) for edge in node.edges
                 ]
+                if node.subs is not None:  # a multiplication node: the edges of each sub-node
+                    sub_incoming[slot] = [
+                        [_Edge(place(e.source, at - 1), e.name, list(e.affine)) for e in sub]
+                        for sub in node.subs
+                    ]
                 layers[at].append(key)
             return slot
         if node.depth > at:
@@ -321,23 +351,44 @@ def formula_to_kan(
             _Edge(place(edge.source, depth - 1), edge.name, list(edge.affine)) for edge in edges
         ]
         layers[depth].append(("output", q))
-    widths = [len(layer) for layer in layers]
-    if max(widths) > MAX_WIDTH:
+    # pykan's order within a node layer: sum nodes, then multiplication nodes
+    for at, keys in enumerate(layers):
+        layers[at] = [k for k in keys if (at, k) not in sub_incoming] + [
+            k for k in keys if (at, k) in sub_incoming
+        ]
+    counts = [len(layer) for layer in layers]
+    if max(counts) > MAX_WIDTH:
         raise ValueError(
-            f"the formula needs a layer of {max(widths)} nodes; formula_to_kan builds at most {MAX_WIDTH}"
+            f"the formula needs a layer of {max(counts)} nodes; formula_to_kan builds at most {MAX_WIDTH}"
         )
+    arities = [
+        [len(sub_incoming[(at, k)]) for k in keys if (at, k) in sub_incoming]
+        for at, keys in enumerate(layers)
+    ]
+    widths: list[Any] = [n if not ar else [n - len(ar), len(ar)] for n, ar in zip(counts, arities)]
 
-    model = KAN(widths, basis=basis, basis_kwargs=basis_kwargs, seed=seed, registry=registry)
+    model = KAN(
+        widths,
+        basis=basis,
+        basis_kwargs=basis_kwargs,
+        seed=seed,
+        mult_arity=arities if any(arities) else 2,
+        registry=registry,
+    )
     if dtype is not None:
         model = model.to(dtype)
     with torch.no_grad():
         for l, layer in enumerate(model.layers):
             layer.mask.zero_()  # only the formula's edges are live
             index_in = {key: p for p, key in enumerate(layers[l])}
-            for q, key in enumerate(layers[l + 1]):
-                for edge in incoming[(l + 1, key)]:
-                    p = index_in[edge.source[1]]
-                    layer.set_symbolic_edge(q, p, lib[edge.name], lib.source(edge.name), edge.affine)
+            starts = layer.nodes.starts if layer.nodes is not None else range(layer.out_features)
+            for j, key in enumerate(layers[l + 1]):
+                subs = sub_incoming.get((l + 1, key), [incoming[(l + 1, key)]])
+                for k, sub in enumerate(subs):  # the rows of a node: its sub-nodes
+                    for edge in sub:
+                        p = index_in[edge.source[1]]
+                        row = starts[j] + k
+                        layer.set_symbolic_edge(row, p, lib[edge.name], lib.source(edge.name), edge.affine)
     return model
 
 

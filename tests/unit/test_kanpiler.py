@@ -146,7 +146,7 @@ def test_bad_formulas_are_refused_with_a_reason(formula, message):
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="product"):
-        formula_to_kan("x1*x2", product="mult")
+        formula_to_kan("x1*x2", product="nope")  # "mult" is multiplication nodes
     with pytest.raises(ValueError, match="x3"):
         formula_to_kan("x1 + x3", variables=2)
     with pytest.raises(TypeError):

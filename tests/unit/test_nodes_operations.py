@@ -171,3 +171,28 @@ def test_surgery_expand_depth_and_edge_tools():
     assert fn(t).shape == (5,)
     r = surgery.edge_range(model, x, 1, 2, 2)
     assert r.x_min <= r.x_max
+
+
+@pytest.mark.parametrize(
+    ("formula", "spec", "arity"),
+    [
+        ("x1*x2", [2, [0, 1], 1], 2),
+        ("x1*x2 + x3*x4", [4, [0, 2], 1], 2),
+        ("x1*x2*x3", [3, [0, 1], 1], 3),
+        ("sin(x1*x2) + x3", [3, [1, 1], 1], 2),
+        ("(x1 + x2)*x3**2 - 3*x1/x2", [3, [0, 2], 1], 2),
+    ],
+)
+def test_formula_to_kan_uses_multiplication_nodes(formula, spec, arity):
+    import sympy
+
+    with default_dtype(torch.float64):
+        model = kantk.formula_to_kan(formula, product="mult")
+    assert model.width_spec == spec and model.mult_arity == arity
+    names = [f"x{i + 1}" for i in range(model.widths[0])]
+    target = kantk.parse_formula(formula, names)
+    (expr,) = kantk.symbolic_formula(model)
+    assert sympy.simplify(expr - target) == 0
+    x = _x(model.widths[0]) + 1.5  # away from x2 = 0 (the 1/x2 term)
+    want = torch.as_tensor(kantk.formula_to_callable(target, names)(x.numpy()))
+    assert torch.allclose(model(x)[:, 0], want, rtol=1e-12, atol=1e-12)  # exact at initialisation
