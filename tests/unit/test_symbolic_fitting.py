@@ -137,3 +137,20 @@ def test_mapping_back_to_x_keeps_the_argument_in_the_domain():
         if math.isfinite(float(r2)):  # an accepted candidate computes finite values on its data
             assert torch.isfinite(f.torch_fn(a * x + b)).all(), f.name
     assert float(fit.r2[0]) > 0.99
+
+
+def test_score_floor_discounts_differences_below_it():
+    """x (complexity 1, 1 - r2 = 1e-3) against sqrt (2, 1e-5): pykan's floor 1e-5 charges x 5.7
+    bits (sqrt wins); a floor of 1e-4 (the layer's precision) charges it 3.3 bits, less than
+    the 4 bits sqrt's extra complexity costs (x wins)."""
+    r2 = torch.tensor([1 - 1e-3, 1 - 1e-5], dtype=torch.float64)
+    complexity = torch.tensor([1.0, 2.0])
+    pykan = symbolic_scores(r2, complexity)
+    assert float(pykan[1]) < float(pykan[0])
+    floored = symbolic_scores(r2, complexity, floor=1e-4)
+    assert float(floored[0]) < float(floored[1])
+    assert float(floored[0]) == pytest.approx(0.8 + 0.2 * math.log2(1e-4 + 1e-3))
+    per_edge = symbolic_scores(torch.stack([r2, r2]), complexity, floor=torch.tensor([[1e-5], [1e-4]]))
+    torch.testing.assert_close(per_edge, torch.stack([pykan, floored]))
+    with pytest.raises(ValueError, match="floor"):
+        symbolic_scores(r2, complexity, floor=0.0)
