@@ -25,6 +25,12 @@ def test_pykan_spelling_gives_node_counts_and_subnodes():
     assert model.has_node_operations
 
 
+def test_pykan_all_list_spelling_is_the_same_model():
+    model = kantk.KAN([[2, 0], [0, 1], [1, 0]], seed=0)
+    assert model.width_spec == [2, [0, 1], 1] and model.widths == [2, 1, 1]
+    assert model.config() == kantk.KAN([2, [0, 1], 1], seed=0).config()
+
+
 def test_product_node_multiplies_its_subnodes():
     model = kantk.KAN([3, [1, 2], 2], mult_arity=3, seed=0).double()
     x = _x(3)
@@ -180,3 +186,32 @@ def test_update_grid_follows_the_node_values():
     nodes = model.layers[0](x)
     assert layer1_grid[0, 3] <= nodes.min() + 1e-9 and layer1_grid[0, -4] >= nodes.max() - 1e-9
     assert torch.isfinite(model(x)).all() and before.shape == model(x).shape
+
+
+def test_a_file_needing_an_unregistered_operation_names_it(tmp_path):
+    class MaxNode(kantk.NodeOperation):
+        def forward(self, x):
+            return x.amax(dim=-1)
+
+        def sympy(self, args):
+            import sympy
+
+            return sympy.Max(*args)
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_node_operations():
+            yield kantk.NodeOperationSpec("max", MaxNode)
+
+    registry = kantk.Registry.with_plugins(Plugin)
+    model = kantk.KAN([2, {"sum": 1, "max": 1}, 1], seed=0, registry=registry)
+    assert model.width_spec == [2, {"sum": 1, "max": 1}, 1]
+    kantk.save(model, tmp_path / "m.kantk")
+    back = kantk.load(tmp_path / "m.kantk", registry=registry)
+    x = _x(2).float()
+    assert torch.equal(back(x), model(x))
+    from kantk.io import MissingPluginError
+
+    with pytest.raises(MissingPluginError, match="unknown node operation 'max'"):
+        kantk.load(tmp_path / "m.kantk")
