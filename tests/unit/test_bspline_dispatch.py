@@ -45,6 +45,10 @@ F32, F64 = torch.float32, torch.float64
         (Case("cpu", F32, uniform=True, order=2, native=True, force="triton"), Path.NATIVE_SPARSE),
         (Case("cuda", F32, uniform=False, order=1, triton=True, force="triton_sparse"), Path.TORCH_KNOTS),
         (Case("cpu", F32, uniform=False, order=2, force="torch_compiled"), Path.TORCH_KNOTS),
+        # forced native kernels where they cannot run (not built, KANTK_NATIVE=0, unfit tensors)
+        (Case("cpu", F32, uniform=True, order=3, native=False, force="native_dense"), Path.TORCH_DENSE),
+        (Case("cpu", F32, uniform=True, order=3, native=False, force="native_sparse"), Path.TORCH_DENSE),
+        (Case("cpu", F32, uniform=True, order=3, native=True, force="native_dense"), Path.NATIVE_DENSE),
     ],
 )
 def test_each_case_gets_its_path(case, path):
@@ -85,13 +89,12 @@ def _values_and_gradients(model: kantk.KAN, x: torch.Tensor) -> list[torch.Tenso
 @pytest.mark.parametrize("moved", [False, True], ids=["uniform", "moved"])
 @pytest.mark.parametrize("order", [3, 2])
 def test_every_forced_path_agrees_with_de_boor(path, extrapolate, moved, order):
-    """Forced on each path (a uniform-only path on moved knots, or a cubic-only one on another
-    order, hands over to one that can evaluate them), the layer's values and gradients equal the
-    de Boor path's to float64 round-off: inside the grid, on its outer knot intervals and beyond.
-    (torch_compiled once ignored extrapolate="extend", and cubic-only paths forced on order 2
-    evaluated cubic splines.)"""
-    if path.startswith("native") and native_build.library() is None:
-        pytest.skip(f"native kernels {native_build.status()}")
+    """Forced on each path (a uniform-only path on moved knots, a cubic-only one on another order,
+    a native one without the kernels, hands over to one that can evaluate them), the layer's values
+    and gradients equal the de Boor path's to float64 round-off: inside the grid, on its outer knot
+    intervals and beyond. (torch_compiled once ignored extrapolate="extend", cubic-only paths
+    forced on order 2 evaluated cubic splines, and forced native paths without the kernels
+    crashed.)"""
     if path.startswith("triton") and not gpu.installed():
         pytest.skip("Triton is not installed")
     torch.set_default_dtype(torch.float64)  # the conftest restores float32

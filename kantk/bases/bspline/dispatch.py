@@ -17,8 +17,9 @@ B-spline layer.
 The sparse paths touch only the order+1 non-zero bases per input (time flat in G); the dense ones
 do one GEMM over all G+k functions. ``basis.sparse`` (``"auto"``, True, False) and ``basis.path``
 (``"auto"`` or a path name) override the choice on one basis; a forced path that cannot evaluate
-it (a uniform-grid one on moved knots, a cubic-only one on another order) hands over to one that
-can. Every path gives the same values and gradients to round-off, in every ``extrapolate`` mode.
+it (a uniform-grid one on moved knots, a cubic-only one on another order, a native one where the
+kernels cannot run) hands over to one that can. Every path gives the same values and gradients
+to round-off, in every ``extrapolate`` mode.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ UNIFORM_ONLY = (
 #: Paths whose kernels evaluate cubic B-splines only (forced on another order, "auto" decides).
 CUBIC_ONLY = (Path.TRITON, Path.TRITON_SPARSE, Path.TORCH_COMPILED)
 
+#: The native CPU kernels' paths (forced where they cannot run, "auto" decides).
+NATIVE = (Path.NATIVE_DENSE, Path.NATIVE_SPARSE)
+
 
 @dataclass(frozen=True)
 class Case:
@@ -124,9 +128,11 @@ def choose(case: Case) -> Path:
         path = Path(case.force)
         if path in UNIFORM_ONLY and not case.uniform:
             return Path.TORCH_KNOTS  # a forced uniform-grid path cannot evaluate moved knots
-        if path not in CUBIC_ONLY or case.order == 3:
+        cubic_ok = path not in CUBIC_ONLY or case.order == 3  # they evaluated cubics whatever the order
+        native_ok = path not in NATIVE or case.native  # not built, switched off, or unfit tensors
+        if cubic_ok and native_ok:
             return path
-        # a forced cubic-only path on another order: the path "auto" takes (it gave wrong values)
+        # else the path "auto" takes
     if case.triton and case.order == 3 and not case.compiling and case.num_functions <= TRITON_MAX_FUNCTIONS:
         return Path.TRITON
     if not case.uniform:
@@ -221,7 +227,7 @@ def _native_outside_graph(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWei
     ctypes), or None where it cannot run. On the CPU this graph break beats the compiled form."""
     case = describe(basis, x, weights, compiling=False)
     path = choose(case)
-    if path not in (Path.NATIVE_DENSE, Path.NATIVE_SPARSE):
+    if path not in NATIVE:
         return None
     return run(path, basis, x, weights)
 
