@@ -46,10 +46,10 @@ class KAN(nn.Module):
         basis_kwargs: One dict for every layer, or a list with one (or ``None``) per layer.
         base_activation: ``"silu"``, ``"identity"`` or ``"zero"``, or a list with one per layer.
         seed: Seeds the initialisation (without touching torch's global random state).
+        registry: Where to look bases and node operations up (``None``: the default registry).
         mult_arity: Sub-nodes per product node (pykan's argument): an int for every one
             (default 2), or one list per node layer (inputs first) with one arity per product
             node of that layer.
-        registry: Where to look bases and node operations up (``None``: the default registry).
         **layer_kwargs: Passed to every :class:`KANLayer` (``noise_scale``, ``scale_base_mu``, ...).
 
     Input (..., widths[0]) -> output (..., widths[-1]); leading dimensions work like ``nn.Linear``.
@@ -68,8 +68,8 @@ class KAN(nn.Module):
         basis_kwargs: KwargsArg = None,
         base_activation: str | Sequence[str] = "silu",
         seed: int | None = None,
-        mult_arity: int | Sequence[Any] = DEFAULT_ARITY,
         registry: Registry | None = None,
+        mult_arity: int | Sequence[Any] = DEFAULT_ARITY,
         **layer_kwargs: Any,
     ):
         super().__init__()
