@@ -16,6 +16,7 @@ import torch
 from kantk.attribution import check_samples
 from kantk.layer import KANLayer
 from kantk.model import KAN
+from kantk.registry import Registry
 from kantk.symbolic.api import unfix_symbolic
 
 #: ``remove_node`` modes: the node's incoming edges, outgoing edges, or both (pykan's names).
@@ -123,7 +124,14 @@ def expand_depth(model: KAN) -> KAN:
     return new
 
 
-def expand_width(model: KAN, layer: int, n_added: int, op: str = "sum", arity: int | None = None) -> KAN:
+def expand_width(
+    model: KAN,
+    layer: int,
+    n_added: int,
+    op: str = "sum",
+    arity: int | None = None,
+    registry: Registry | None = None,
+) -> KAN:
     """A copy with ``n_added`` more nodes in hidden node layer ``layer`` (1 .. len(widths) - 2).
 
     The new nodes' edges are numeric with fresh initial values but masked, so the function is
@@ -134,6 +142,8 @@ def expand_width(model: KAN, layer: int, n_added: int, op: str = "sum", arity: i
             They join the layer's group of that operation (sum nodes before product nodes in
             pykan's spelling), so the indices of later nodes shift.
         arity: Sub-nodes of each new node when ``op`` takes ``mult_arity`` (default 2).
+        registry: Where the model's bases and node operations are looked up (``None``: the
+            default registry).
     """
     from kantk.nodes import DEFAULT_ARITY, NodeGroup, NodeLayout
 
@@ -147,7 +157,7 @@ def expand_width(model: KAN, layer: int, n_added: int, op: str = "sum", arity: i
         raise ValueError(f"n_added must be an int >= 1, got {n_added!r}")
     old_layout = model.layers[layer - 1].nodes
     groups = list(old_layout.groups) if old_layout is not None else [NodeGroup("sum", widths[layer], 1)]
-    probe = NodeLayout([NodeGroup(op, 1, 1)])  # checks the operation's name
+    probe = NodeLayout([NodeGroup(op, 1, 1)], registry)  # checks the operation's name
     fixed = probe.operation(op).arity
     size = fixed if fixed is not None else (DEFAULT_ARITY if arity is None else arity)
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -160,7 +170,7 @@ def expand_width(model: KAN, layer: int, n_added: int, op: str = "sum", arity: i
     else:
         g = groups[at]
         groups[at] = NodeGroup(op, g.count + n_added, g.arity, (*g.node_arities(), *([size] * n_added)))
-    grown = NodeLayout(groups)
+    grown = NodeLayout(groups, registry)
     before = sum(g.count for g in groups[: at + 1]) - n_added  # nodes before the new ones
     node_map = [j if j < before else j + n_added for j in range(widths[layer])]
     row_map = node_map if old_layout is None and grown.trivial else grown.subnode_index(node_map).tolist()
@@ -185,7 +195,7 @@ def expand_width(model: KAN, layer: int, n_added: int, op: str = "sum", arity: i
         layer_cfg.pop("symbolic", None)
     ref = model.layers[0].coef
     with torch.random.fork_rng(devices=[]):
-        bigger = KAN.from_config(config).to(device=ref.device, dtype=ref.dtype)
+        bigger = KAN.from_config(config, registry=registry).to(device=ref.device, dtype=ref.dtype)
     with torch.no_grad():
         for l, (old, big) in enumerate(zip(model.layers, bigger.layers)):
             rows = torch.tensor(row_map if l == layer - 1 else range(old.out_features), device=ref.device)
