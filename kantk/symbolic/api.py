@@ -80,7 +80,9 @@ class SymbolicEdgeFit:
         fixed: Whether the edge is now symbolic.
         status: ``"fixed"``; ``"negligible"`` (fixed to the complexity-0 function);
             ``"below_threshold"`` (kept numeric, best ``r^2 < r2_threshold``); or
-            ``"no_candidate"`` (kept numeric, every candidate left its real domain).
+            ``"no_candidate"`` (kept numeric, every candidate left its real domain, or none
+            above the threshold computes finite values in the model's dtype). A candidate that
+            is not finite in the model's dtype (float32 overflow) is passed over for the next.
     """
 
     layer: int
@@ -289,7 +291,9 @@ def auto_symbolic(
                 floor = _layer_floor(lib, fit, negligible, r2_threshold, precision_cap)
                 for e, (q, p) in enumerate(edges):
                     ranked = _ranked(lib, fit, e, negligible[e], weight_simple, floor)
-                    report.append(_fix_best(layer, l, q, p, lib, ranked, negligible[e], r2_threshold))
+                    report.append(
+                        _fix_best(layer, l, q, p, lib, ranked, negligible[e], r2_threshold, h[:, p])
+                    )
             h = layer(h)
     return report
 
@@ -431,12 +435,34 @@ def _fix_best(
     ranked: list[SymbolicCandidate],
     negligible: bool,
     r2_threshold: float,
+    inputs: torch.Tensor,
 ) -> SymbolicEdgeFit:
+    """Fix edge p -> q to the best candidate that is finite on ``inputs`` (batch,) in the model's dtype.
+
+    The fit checked every candidate in float64; a float32 model can still overflow (``exp`` of a
+    large argument), so a candidate whose values are not finite in the layer's dtype is passed
+    over for the next one.
+    """
     if not ranked:
         return SymbolicEdgeFit(l, p, q, None, None, None, False, "no_candidate")
     best = ranked[0]
     zero = negligible and best.complexity == 0
     if not zero and best.r2 < r2_threshold:
         return SymbolicEdgeFit(l, p, q, best.name, best.r2, best.params, False, "below_threshold")
-    layer.set_symbolic_edge(q, p, lib[best.name], best.library, best.params)
-    return SymbolicEdgeFit(l, p, q, best.name, best.r2, best.params, True, "negligible" if zero else "fixed")
+    for candidate in ranked:
+        if not zero and candidate.r2 < r2_threshold:
+            break
+        if _finite_in_dtype(lib, candidate, inputs, layer.coef.dtype):
+            layer.set_symbolic_edge(q, p, lib[candidate.name], candidate.library, candidate.params)
+            status = "negligible" if zero and candidate is best else "fixed"
+            return SymbolicEdgeFit(l, p, q, candidate.name, candidate.r2, candidate.params, True, status)
+    return SymbolicEdgeFit(l, p, q, None, None, None, False, "no_candidate")
+
+
+def _finite_in_dtype(
+    lib: SymbolicLibrary, candidate: SymbolicCandidate, inputs: torch.Tensor, dtype: torch.dtype
+) -> bool:
+    """Whether ``c * f(a * x + b) + d`` is finite on ``inputs`` when computed in ``dtype``."""
+    a, b, c, d = (torch.tensor(v, dtype=dtype, device=inputs.device) for v in candidate.params)
+    values = lib[candidate.name].torch_fn(inputs.to(dtype) * a + b) * c + d
+    return bool(torch.isfinite(values).all())

@@ -184,3 +184,21 @@ def test_a_precisely_fitted_layer_keeps_its_true_root():
     assert [(r.i, r.name) for r in report] == [(0, "sqrt"), (1, "sin")]
     with pytest.raises(ValueError, match="precision_cap"):
         kantk.auto_symbolic(model, x, precision_cap=1e-9)
+
+
+def test_a_candidate_that_overflows_in_float32_is_passed_over():
+    """1e-40 * exp(x) fits an exp edge exactly in float64 (the fit's precision) with c ~ 1e40,
+    beyond float32's range: a float32 model gets the next candidate, and stays finite."""
+    import sympy
+
+    tiny = kantk.SymbolicFunction(
+        "tiny_exp", lambda z: 1e-40 * torch.exp(z), lambda z: sympy.Float(1e-40) * sympy.exp(z), 1
+    )
+    model, x = _model_with_edges("chebyshev", [lambda t: torch.sin(torch.pi * t), lambda t: torch.exp(2 * t)])
+    model, x = model.float(), x.float()
+    library = ["sin", "x^2", tiny]
+    top = kantk.suggest_symbolic(model, 0, 1, 0, x, library=library)[0]
+    assert top.name == "tiny_exp" and abs(top.params[2]) > 1e38  # best in float64
+    report = kantk.auto_symbolic(model, x, library=library)
+    assert [(r.i, r.name, r.fixed) for r in report] == [(0, "sin", True), (1, "x^2", True)]
+    assert torch.isfinite(model(x)).all()
