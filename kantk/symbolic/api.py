@@ -247,6 +247,7 @@ def auto_symbolic(
     registry: Registry | None = None,
     domain_margin: float = DOMAIN_MARGIN,
     precision_cap: float = PRECISION_CAP,
+    layers: int | Sequence[int] | None = None,
 ) -> list[SymbolicEdgeFit]:
     """Fix every live numeric edge of ``model`` to its best symbolic candidate (pykan's ``auto_symbolic``).
 
@@ -272,6 +273,8 @@ def auto_symbolic(
         precision_cap: Largest floor under ``1 - r^2`` in the score: each layer's candidates are
             ranked with the layer's precision (the largest ``1 - r^2`` of the best fits of its
             edges that get fixed) as floor, between 1e-5 and this; ``1e-5`` gives pykan's rule.
+        layers: Only these layer indices (an int or a list; ``None``: all), e.g. ``0`` to fix the first layer,
+            refit, and then fix the next (each layer's edges are still ranked together).
 
     Returns:
         One :class:`SymbolicEdgeFit` per edge considered, in (layer, j, i) order.
@@ -281,10 +284,17 @@ def auto_symbolic(
         raise TypeError(f"kantk.auto_symbolic expects a kantk.KAN, got {type(model).__name__}")
     h = check_samples(model, x, "kantk.auto_symbolic", min_samples=3)
     _check_cap(precision_cap)
+    if isinstance(layers, int):
+        layers = [layers]
+    chosen = (
+        set(range(len(model.layers))) if layers is None else {_check_layer_index(model, l) for l in layers}
+    )
     report: list[SymbolicEdgeFit] = []
     with torch.no_grad():
         for l, layer in enumerate(model.layers):
-            edges = _numeric_edges(layer)
+            if l > max(chosen, default=-1):
+                break
+            edges = _numeric_edges(layer) if l in chosen else []
             if edges:
                 xs, ys, negligible = _edge_samples(layer, h, edges, zero_threshold, masked=True)
                 fit = fit_affine(xs, ys, lib.functions, a_range, b_range, domain_margin=domain_margin)
@@ -364,6 +374,11 @@ def _numeric_edges(layer: KANLayer) -> list[tuple[int, int]]:
     if layer.has_symbolic:
         numeric = numeric & (layer.symbolic_mask == 0)
     return [(int(q), int(p)) for q, p in numeric.nonzero().tolist()]
+
+
+def _check_layer_index(model: KAN, layer: int) -> int:
+    _check_layer(model, layer)
+    return layer
 
 
 def _check_cap(precision_cap: float) -> None:

@@ -202,3 +202,16 @@ def test_a_candidate_that_overflows_in_float32_is_passed_over():
     report = kantk.auto_symbolic(model, x, library=library)
     assert [(r.i, r.name, r.fixed) for r in report] == [(0, "sin", True), (1, "x^2", True)]
     assert torch.isfinite(model(x)).all()
+
+
+def test_auto_symbolic_one_layer_at_a_time():
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 2, 1], seed=0)
+    x = torch.rand(200, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    first = kantk.auto_symbolic(model, x, library="minimal", r2_threshold=-1.0, layers=0)
+    assert {r.layer for r in first} == {0} and len(first) == 4 and all(r.fixed for r in first)
+    assert not model.layers[1].has_symbolic
+    second = kantk.auto_symbolic(model, x, library="minimal", r2_threshold=-1.0, layers=[1])
+    assert [(r.layer, r.fixed) for r in second] == [(1, True), (1, True)]
+    with pytest.raises(IndexError, match="layer"):
+        kantk.auto_symbolic(model, x, layers=[2])
