@@ -18,9 +18,12 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kantk._validation import check_choice, check_int
+
 if TYPE_CHECKING:
     import torch
 
+    from kantk.layer import KANLayer
     from kantk.model import KAN
 
 #: Formats :func:`render_graph` (and ``kantk export``) can write.
@@ -45,30 +48,22 @@ class GraphvizRenderError(RuntimeError):
     """Graphviz's ``dot`` ran but could not render the diagram (its message is included)."""
 
 
-def edge_expression(model: KAN, layer: int, q: int, p: int, digits: int | None = 3, var: Any = None) -> Any:
-    """The sympy expression ``c * f(a * x + b) + d`` of a symbolic edge, or None for a numeric one.
-
-    Args:
-        model: The KAN.
-        layer, q, p: Layer index, output node and input node of the edge.
-        digits: Round constants to this many decimals (``None``: exact).
-        var: The sympy symbol (or expression) of the edge's input; default ``x``.
+def _edge_expression(layer: KANLayer, q: int, p: int, digits: int) -> Any:
+    """The sympy expression ``c * f(a * x + b) + d`` of symbolic edge ``p -> q`` of ``layer`` (the
+    layer's ``[out, in]`` order), constants rounded to ``digits`` decimals; None for a numeric edge.
     """
-    kan_layer = model.layers[layer]
-    if not getattr(kan_layer, "has_symbolic", False) or float(kan_layer.symbolic_mask[q, p]) == 0:
+    if not layer.has_symbolic or float(layer.symbolic_mask[q, p]) == 0:
+        return None
+    fn = layer.symbolic_function(q, p)
+    if fn is None:
         return None
     import sympy
+    import torch
 
     from kantk.symbolic.formula import _edge_term
 
-    fn = kan_layer.symbolic_function(q, p)
-    if fn is None:
-        return None
-    import torch
-
-    params = kan_layer.symbolic_affine[q, p].detach().to("cpu", torch.float64).tolist()
-    expr = _edge_term(fn, params, sympy.Symbol("x") if var is None else var)
-    return expr if digits is None else _round_floats(expr, digits)
+    params = layer.symbolic_affine[q, p].detach().to("cpu", torch.float64).tolist()
+    return _round_floats(_edge_term(fn, params, sympy.Symbol("x")), digits)
 
 
 def _round_floats(expr: Any, digits: int) -> Any:
@@ -118,6 +113,7 @@ def to_networkx(
 
     if not isinstance(model, KAN):
         raise TypeError(f"to_networkx expects a kantk.KAN, got {type(model).__name__}")
+    check_int("digits", digits, 0)
     in_labels = _names(var_names, model.widths[0], "var_names", "x")
     out_labels = _names(out_names, model.widths[-1], "out_names", "y")
     scores = None
@@ -165,7 +161,7 @@ def to_networkx(
                 attrs["subnode"] = q
             if scores is not None:
                 attrs["importance"] = float(scores.edge_scores[l][q, p])
-            expr = edge_expression(model, l, q, p, digits=digits)
+            expr = _edge_expression(layer, q, p, digits)
             if expr is not None:
                 fn = layer.symbolic_function(q, p)
                 attrs.update(
@@ -255,8 +251,7 @@ def to_graphviz(
 
     from kantk.model import KAN
 
-    if rankdir not in ("BT", "TB", "LR", "RL"):
-        raise ValueError(f"rankdir must be one of BT, TB, LR, RL, got {rankdir!r}")
+    check_choice("rankdir", rankdir, ("BT", "TB", "LR", "RL"))
     model = model_or_graph if isinstance(model_or_graph, KAN) else None
     if model is not None:
         graph = to_networkx(model, x, var_names, out_names, digits=digits)

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from kantk._validation import check_choice, is_int
+
 SEPARABILITY_THRESHOLD = 1e-2
 SYMMETRY_THRESHOLD = 1e-3
 MODES = ("add", "mul")
@@ -55,8 +57,7 @@ def _check_x(x: torch.Tensor) -> torch.Tensor:
 
 def hessian_scores(f: Function, x: torch.Tensor, mode: str = "add") -> torch.Tensor:
     """(n, n) normalised interaction scores (see the module notes); ``mode="mul"`` uses ``log|f|``."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_choice("mode", mode, MODES)
     xg = _check_x(x)
     y = _values(f, xg)
     if mode == "mul":
@@ -250,7 +251,7 @@ def feature_interaction(
 
     if not isinstance(model, KAN):
         raise TypeError(f"feature_interaction expects a kantk.KAN, got {type(model).__name__}")
-    if not isinstance(layer, int) or not 1 <= layer < len(model.widths):
+    if not is_int(layer) or not 1 <= layer < len(model.widths):
         raise IndexError(f"layer must be a node layer in [1, {len(model.widths) - 1}], got {layer!r}")
     sub = KAN.__new__(KAN)
     torch.nn.Module.__init__(sub)

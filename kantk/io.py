@@ -40,6 +40,7 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open
 from safetensors.torch import save as serialize
 
+from kantk._validation import is_int
 from kantk.layer import BASE_ACTIVATIONS, KANLayer
 from kantk.model import KAN, default_dtype
 from kantk.nodes import NodeLayout, parse_widths
@@ -379,10 +380,6 @@ def _json_depth(value: Any) -> int:
     return deepest
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _name(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH
 
@@ -400,7 +397,7 @@ def _check_config(config: dict[str, Any], path: str, registry: Registry | None =
     if not isinstance(spelled, list) or not 2 <= len(spelled) <= MAX_LAYERS + 1:
         raise bad("widths", f"must be a list of 2 to {MAX_LAYERS + 1} ints >= 1, got {_short(spelled)}")
     for i, w in enumerate(spelled):
-        if _is_int(w) and w >= 1:
+        if is_int(w) and w >= 1:
             continue
         if i == 0 or not _node_entry(w):
             raise bad(
@@ -434,7 +431,7 @@ def _check_config(config: dict[str, Any], path: str, registry: Registry | None =
                 f"must be one of {', '.join(BASE_ACTIVATIONS)}, got {_short(activation)}",
             )
         for key, expected in (("in_features", n_in), ("out_features", n_out)):
-            if key in layer and (not _is_int(layer[key]) or layer[key] != expected):
+            if key in layer and (not is_int(layer[key]) or layer[key] != expected):
                 raise bad(f"{field}.{key}", f"must be {expected} (from widths), got {_short(layer[key])}")
         layout = layouts[i + 1]
         nodes = layer.get("nodes")
@@ -469,7 +466,7 @@ def _node_entry(entry: Any) -> bool:
         counts = None
     return (
         counts is not None
-        and all(_is_int(c) and 0 <= c <= MAX_NODES for c in counts)
+        and all(is_int(c) and 0 <= c <= MAX_NODES for c in counts)
         and 1 <= sum(counts) <= MAX_NODES
     )
 
@@ -480,19 +477,19 @@ def _read_node_layouts(
     """Node counts and layouts from the (checked) widths spelling and ``mult_arity``."""
     arity = config.get("mult_arity", 2)
     if "mult_arity" in config:
-        flat = [arity] if _is_int(arity) else arity if isinstance(arity, list) else None
+        flat = [arity] if is_int(arity) else arity if isinstance(arity, list) else None
         items = (
             None
             if flat is None
             else [a for entry in flat for a in (entry if isinstance(entry, list) else [entry])]
         )
-        if items is None or not all(_is_int(a) and 1 <= a <= MAX_NODES for a in items):
+        if items is None or not all(is_int(a) and 1 <= a <= MAX_NODES for a in items):
             raise bad(
                 "mult_arity", f"must be an int >= 1 or one list of ints per node layer, got {_short(arity)}"
             )
-        if all(_is_int(w) for w in spelled):
+        if all(is_int(w) for w in spelled):
             raise bad("mult_arity", "is given but widths has no product nodes")
-    total = sum(sum(w.values()) if isinstance(w, dict) else sum(w) for w in spelled if not _is_int(w))
+    total = sum(sum(w.values()) if isinstance(w, dict) else sum(w) for w in spelled if not is_int(w))
     if total > MAX_NODES:
         raise bad("widths", f"spells {total} nodes with node operations, more than {MAX_NODES} in all")
     try:

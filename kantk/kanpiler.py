@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from kantk._validation import check_choice, check_int, is_int
 from kantk.formula_parser import parse_formula
 from kantk.model import KAN
 from kantk.registry import Registry
@@ -295,8 +296,7 @@ def formula_to_kan(
     """
     import sympy
 
-    if product not in PRODUCTS:
-        raise ValueError(f"product must be one of {PRODUCTS}, got {product!r}")
+    check_choice("product", product, PRODUCTS)
     exprs = list(expr) if isinstance(expr, (list, tuple)) else [expr]
     if not exprs:
         raise ValueError("formula_to_kan needs at least one formula")
@@ -432,9 +432,8 @@ def _variables(exprs: Sequence[Any], variables: int | Sequence[Any] | None) -> l
         if not free:
             raise ValueError("the formula has no variables; pass variables= to say how many inputs it takes")
         return sorted(free, key=lambda s: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s.name)])
-    if isinstance(variables, int) and not isinstance(variables, bool):
-        if variables < 1:
-            raise ValueError(f"variables must be >= 1, got {variables}")
+    if is_int(variables):
+        check_int("variables", variables, 1)
         return [sympy.Symbol(f"x{k + 1}") for k in range(variables)]
     if isinstance(variables, (bool, str)) or not isinstance(variables, Sequence):
         raise TypeError(f"variables must be a count or a list of names, got {variables!r}")

@@ -23,6 +23,7 @@ from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from kantk._validation import check_int, check_number
 from kantk.attribution import Attribution, attribution, check_samples
 from kantk.model import KAN
 from kantk.pruners import live_masks
@@ -92,10 +93,8 @@ def plot_activations(
     x = check_samples(model, x, "kantk.plot_activations")
     in_vars = _names(in_vars, model.widths[0], "in_vars", "x")
     out_vars = _names(out_vars, model.widths[-1], "out_vars", "y")
-    if not isinstance(n_points, int) or isinstance(n_points, bool) or n_points < 2:
-        raise ValueError(f"n_points must be an int >= 2, got {n_points!r}")
-    if not isinstance(min_alpha, (int, float)) or not 0.0 <= min_alpha <= 1.0:
-        raise ValueError(f"min_alpha must be a number in [0, 1], got {min_alpha!r}")
+    check_int("n_points", n_points, 2)
+    check_number("min_alpha", min_alpha, 0, maximum=1)
     if scores is None:
         scores = attribution(model, x)
     elif not isinstance(scores, Attribution) or scores.widths != model.widths:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kantk._validation import check_choice, check_index, check_int, is_int
 from kantk.attribution import check_samples
 from kantk.layer import KANLayer
 from kantk.model import KAN
@@ -32,20 +33,11 @@ def _check_model(model: KAN, who: str) -> None:
 
 def _check_edge(model: KAN, layer: int, i: int, j: int, who: str) -> KANLayer:
     _check_model(model, who)
-    n = len(model.layers)
-    if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < n:
-        raise IndexError(f"{who}: layer must be an int in [0, {n - 1}], got {layer!r}")
+    check_index(f"{who}: layer", layer, len(model.layers), where=f" for KAN{model.widths}")
     target = model.layers[layer]
-    if not (
-        isinstance(i, int)
-        and 0 <= i < target.in_features
-        and isinstance(j, int)
-        and 0 <= j < target.out_features
-    ):
-        raise IndexError(
-            f"{who}: edge {i!r} -> {j!r} is outside layer {layer} ({target.in_features} inputs, "
-            f"{target.out_features} outputs)"
-        )
+    out = "node" if target.nodes is None else "sub-node"  # a product node's edges go into its sub-nodes
+    check_index(f"{who}: i (input node of layer {layer})", i, target.in_features)
+    check_index(f"{who}: j (output {out} of layer {layer})", j, target.out_features)
     return target
 
 
@@ -71,17 +63,12 @@ def remove_node(model: KAN, layer: int, i: int, mode: str = "all") -> KAN:
         mode: ``"down"``: its incoming edges (into every sub-node of a product node); ``"up"``:
             its outgoing edges; ``"all"``: both.
     """
-    _check_model(model, "kantk.surgery.remove_node")
-    if mode not in NODE_MODES:
-        raise ValueError(f"mode must be one of {NODE_MODES}, got {mode!r}")
+    who = "kantk.surgery.remove_node"
+    _check_model(model, who)
+    check_choice("mode", mode, NODE_MODES)
     widths = model.widths
-    if (
-        not isinstance(layer, int)
-        or not 0 <= layer < len(widths)
-        or not isinstance(i, int)
-        or not 0 <= i < widths[layer]
-    ):
-        raise IndexError(f"node {i!r} of node layer {layer!r} does not exist in KAN{widths}")
+    check_index(f"{who}: layer (a node layer, 0 = inputs)", layer, len(widths), where=f" for KAN{widths}")
+    check_index(f"{who}: i (node of node layer {layer})", i, widths[layer], where=f" for KAN{widths}")
     new = copy.deepcopy(model)
     if mode in ("all", "down") and layer > 0:
         below = new.layers[layer - 1]
@@ -149,19 +136,16 @@ def expand_width(
 
     _check_model(model, "kantk.surgery.expand_width")
     widths = model.widths
-    if not isinstance(layer, int) or not 1 <= layer <= len(widths) - 2:
+    if not is_int(layer) or not 1 <= layer <= len(widths) - 2:
         raise IndexError(
             f"layer must be a hidden node layer in [1, {len(widths) - 2}] of KAN{widths}, got {layer!r}"
         )
-    if not isinstance(n_added, int) or isinstance(n_added, bool) or n_added < 1:
-        raise ValueError(f"n_added must be an int >= 1, got {n_added!r}")
+    check_int("n_added", n_added, 1)
     old_layout = model.layers[layer - 1].nodes
     groups = list(old_layout.groups) if old_layout is not None else [NodeGroup("sum", widths[layer], 1)]
     probe = NodeLayout([NodeGroup(op, 1, 1)], registry)  # checks the operation's name
     fixed = probe.operation(op).arity
-    size = fixed if fixed is not None else (DEFAULT_ARITY if arity is None else arity)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"arity must be an int >= 1, got {arity!r}")
+    size = fixed if fixed is not None else check_int("arity", DEFAULT_ARITY if arity is None else arity, 1)
     # old node j -> new index: the new nodes go at the end of their operation's group
     at = next((g for g in range(len(groups)) if groups[g].op == op), None)
     if at is None:
@@ -238,8 +222,7 @@ def perturb(model: KAN, mag: float = 1.0, mode: str = "non-intrusive") -> KAN:
     functions; pruned-and-dead structure comes alive.
     """
     _check_model(model, "kantk.surgery.perturb")
-    if mode not in PERTURB_MODES:
-        raise ValueError(f"mode must be one of {PERTURB_MODES}, got {mode!r}")
+    check_choice("mode", mode, PERTURB_MODES)
     new = copy.deepcopy(model)
     with torch.no_grad():
         for layer in new.layers:

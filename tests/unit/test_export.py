@@ -109,8 +109,11 @@ def test_bad_arguments():
     model = _model()
     with pytest.raises(ValueError, match="var_names needs 3"):
         to_networkx(model, var_names=["a"])
-    with pytest.raises(ValueError, match="rankdir"):
+    with pytest.raises(ValueError, match="unknown rankdir 'UP'; valid rankdirs: BT, TB, LR, RL"):
         to_graphviz(model, rankdir="UP")
+    for digits in (-1, True, 2.5):
+        with pytest.raises(ValueError, match="digits must be an int >= 0"):
+            to_networkx(model, digits=digits)
     with pytest.raises(ValueError, match="edge_plots needs"):
         to_graphviz(model, edge_plots="somewhere")
     with pytest.raises(ValueError, match="format"):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 import kantk
@@ -64,6 +65,15 @@ def test_works_on_a_model():
     assert hypothesis.feature_interaction(
         kantk.formula_to_kan("sin(x1) + x2**2", dtype=torch.float64), _x(2), 1
     ) == {(0, 1): 1}
+
+
+def test_bad_arguments_say_what_is_accepted():
+    with pytest.raises(ValueError, match="unknown mode 'plus'; valid modes: add, mul"):
+        hypothesis.separability(seed_f, _x(2), "plus")
+    model = kantk.formula_to_kan("sin(x1) + x2**2", dtype=torch.float64)
+    for layer in (0, 2, True):  # True is an int to Python, not layer 1
+        with pytest.raises(IndexError, match=rf"layer must be a node layer in \[1, 1\], got {layer}"):
+            hypothesis.feature_interaction(model, _x(2), layer)
 
 
 def test_plot_writes_only_where_asked(tmp_path):

@@ -145,8 +145,12 @@ def test_bad_formulas_are_refused_with_a_reason(formula, message):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="product"):
+    with pytest.raises(ValueError, match="unknown product 'nope'; valid products: squares, log, mult"):
         formula_to_kan("x1*x2", product="nope")  # "mult" is multiplication nodes
+    with pytest.raises(ValueError, match="variables must be an int >= 1, got 0"):
+        formula_to_kan("2", variables=0)  # a constant: no variable to refuse first
+    with pytest.raises(TypeError, match="variables must be a count.*, got True"):
+        formula_to_kan("x1", variables=True)
     with pytest.raises(ValueError, match="x3"):
         formula_to_kan("x1 + x3", variables=2)
     with pytest.raises(TypeError):

@@ -119,6 +119,11 @@ def test_bad_arguments_say_what_is_accepted(model_and_data):
         kantk.plot_activations(model, x, n_points=1)
     with pytest.raises(ValueError, match=r"min_alpha must be a number in \[0, 1\]"):
         kantk.plot_activations(model, x, min_alpha=2)
+    for bad in (True, float("nan")):  # True is an int to Python, not an opacity; NaN passed no bound
+        with pytest.raises(ValueError, match=r"min_alpha must be a number in \[0, 1\], got"):
+            kantk.plot_activations(model, x, min_alpha=bad)
+    with pytest.raises(ValueError, match="n_points must be an int >= 2, got True"):
+        kantk.plot_activations(model, x, n_points=True)
     with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
         kantk.plot_activations(model, x[:, :2])
     with pytest.raises(ValueError, match="scores must be a kantk.Attribution of this model"):

@@ -62,6 +62,86 @@ def test_remove_edge_and_node_mask(model, x):
         surgery.remove_edge(model, 3, 0, 0)
 
 
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda m: surgery.remove_edge(m, 3, 0, 0),
+            IndexError,
+            r"layer must be an int in \[0, 1\] for KAN\[2, 3, 1\]",
+        ),
+        (
+            lambda m: surgery.remove_edge(m, 0, 2, 0),
+            IndexError,
+            r"i \(input node of layer 0\) must be an int in \[0, 1\], got 2",
+        ),
+        (
+            lambda m: surgery.get_fun(m, 0, 0, 3),
+            IndexError,
+            r"j \(output node of layer 0\) must be an int in \[0, 2\], got 3",
+        ),
+        # True is an int to Python: these used to reach edge 1 -> 0 / layer 1 / node 1
+        (
+            lambda m: surgery.remove_edge(m, 0, True, 0),
+            IndexError,
+            r"i \(input node of layer 0\) .*, got True",
+        ),
+        (
+            lambda m: surgery.edge_range(m, torch.zeros(3, 2), 0, 0, True),
+            IndexError,
+            r"j \(output node.*, got True",
+        ),
+        (
+            lambda m: surgery.remove_node(m, True, 0),
+            IndexError,
+            r"layer \(a node layer, 0 = inputs\) must be an int in \[0, 2\]",
+        ),
+        (
+            lambda m: surgery.remove_node(m, 1, True),
+            IndexError,
+            r"i \(node of node layer 1\) must be an int in \[0, 2\]",
+        ),
+        (lambda m: surgery.remove_node(m, 1, 3), IndexError, r"i \(node of node layer 1\) .*, got 3"),
+        (
+            lambda m: surgery.expand_width(m, True, 1),
+            IndexError,
+            r"hidden node layer in \[1, 1\] of KAN\[2, 3, 1\], got True",
+        ),
+        (lambda m: surgery.expand_width(m, 1, True), ValueError, "n_added must be an int >= 1, got True"),
+        (lambda m: surgery.expand_width(m, 1, 0), ValueError, "n_added must be an int >= 1, got 0"),
+        (
+            lambda m: surgery.expand_width(m, 1, 1, op="mult", arity=True),
+            ValueError,
+            "arity must be an int >= 1, got True",
+        ),
+        (
+            lambda m: surgery.remove_node(m, 1, 0, mode="sideways"),
+            ValueError,
+            "unknown mode 'sideways'; valid modes: all, up, down",
+        ),
+        (
+            lambda m: surgery.perturb(m, mode="max"),
+            ValueError,
+            "unknown mode 'max'; valid modes: all, non-intrusive, minimal",
+        ),
+    ],
+)
+def test_bad_indices_and_options_say_what_is_accepted(model, call, error, message):
+    before = _state(model)
+    with pytest.raises(error, match=message):
+        call(model)
+    assert _same(before, _state(model))
+
+
+def test_product_node_edges_are_indexed_by_sub_node():
+    model = kantk.KAN([2, [0, 1], 1], seed=0)  # one product node with two sub-nodes
+    surgery.get_fun(model, 0, 1, 1)  # the edge x2 -> second sub-node exists
+    with pytest.raises(
+        IndexError, match=r"j \(output sub-node of layer 0\) must be an int in \[0, 1\], got 2"
+    ):
+        surgery.get_fun(model, 0, 0, 2)
+
+
 @pytest.mark.parametrize("op", ["expand_depth", "expand_width"])
 def test_expansions_keep_the_function(op, model, x):
     new = OPS[op](model)
