@@ -18,6 +18,10 @@ Bounds (see docs/security.md):
   (safetensors checks this), so nothing larger than the file is ever allocated.
 * config JSON: nested at most :data:`MAX_CONFIG_DEPTH` deep, names at most
   :data:`MAX_NAME_LENGTH` characters.
+* node operations (``[n_sum, n_mult]`` or ``{"sum": n, "mult": m}`` widths, ``mult_arity``): every
+  count and arity and the nodes so spelled in all layers together at most :data:`MAX_NODES`
+  (checked before any layout is built), and the sub-nodes of one layer too (checked on the layout,
+  whose size grows with the nodes, not the sub-nodes).
 
 :func:`save` writes to a temporary file next to the target (``.<name>.<pid>-<random>.kantk-tmp``)
 and moves it into place with :func:`os.replace`, so an interrupted save never leaves a half-written
@@ -91,7 +95,7 @@ class KantkFileError(ValueError):
 
 
 class MissingPluginError(KantkFileError, UnknownComponentError):
-    """A model file needs a basis or symbolic library that no registered plugin provides.
+    """A model file needs a basis, symbolic library or node operation that no registered plugin provides.
 
     Both a :class:`KantkFileError` (every problem with a file is one) and a
     :class:`kantk.UnknownComponentError` (what building such a model directly raises).
@@ -243,8 +247,9 @@ def load(
         FileNotFoundError: No such file.
         KantkFileError: The file is not a kantk model, is damaged, or holds impossible values;
             the message names the field or tensor.
-        MissingPluginError: The model needs a basis (or symbolic library) no registered plugin
-            provides; both a KantkFileError and a :class:`kantk.UnknownComponentError`.
+        MissingPluginError: The model needs a basis, symbolic library or node operation no
+            registered plugin provides; both a KantkFileError and a
+            :class:`kantk.UnknownComponentError`.
     """
     path = os.fspath(path)
     if not os.path.exists(path):

@@ -168,6 +168,20 @@ def _with(config, mutate):
             ["layers[1].symbolic.functions[0][0]"],
         ),
         (lambda c: c["layers"].append(c["layers"][1]), ["layers"]),
+        # node operations: every count the spelling gives is bounded by MAX_NODES before any layout is built
+        (lambda c: c.update(widths=[2, [0, 10**7], 1]), ["widths[1]", "each <= 1000000"]),
+        (lambda c: c.update(widths=[2, {"sum": 1, "mult": 10**6 + 1}, 1]), ["widths[1]", "each <= 1000000"]),
+        (
+            lambda c: c.update(widths=[2, [0, 600_000], [0, 600_000], 1]),
+            ["widths", "1200000 nodes", "in all"],
+        ),
+        (lambda c: c.update(widths=[2, [0, 1], 1], mult_arity=10**7), ["mult_arity"]),
+        (lambda c: c.update(widths=[2, [0, 1], 1], mult_arity=[[], [True], []]), ["mult_arity"]),
+        (
+            lambda c: c.update(widths=[2, [0, 2], 1], mult_arity=[[], [10**6, 10**6], []]),
+            ["widths[1]", "2000000 sub-nodes, more than 1000000"],
+        ),
+        (lambda c: c.update(widths=[2, 3, 1], mult_arity=2), ["mult_arity", "no product nodes"]),
     ],
 )
 def test_bad_configs_are_refused_fast_naming_the_field(saved, tmp_path, mutate, fragments):
@@ -203,6 +217,16 @@ def test_a_basis_nobody_provides_is_both_a_file_error_and_an_unknown_component(s
     with pytest.raises(kantk.KantkFileError, match="wavelet9") as info:
         kantk.load(bad)
     assert isinstance(info.value, kantk.UnknownComponentError)
+
+
+def test_a_node_operation_nobody_provides_is_a_missing_plugin(saved, tmp_path):
+    _, config, tensors = saved
+    spelled = _with(config, lambda c: c.update(widths=[2, {"sum": 2, "max": 1}, 1]))
+    with pytest.raises(kio.MissingPluginError, match="unknown node operation 'max'") as info:
+        kantk.load(_write(tmp_path / "bad.kantk", spelled, tensors))
+    assert isinstance(info.value, kantk.KantkFileError) and isinstance(
+        info.value, kantk.UnknownComponentError
+    )
 
 
 def _set(tensors, key, fill):
