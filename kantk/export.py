@@ -595,11 +595,9 @@ def _draw_edge(
         fig.savefig(tmp, format="png", transparent=True)
 
 
-def _live_edges(layer: Any) -> list[tuple[int, int]]:
-    live = layer.mask != 0
-    if getattr(layer, "has_symbolic", False):
-        live = live | (layer.symbolic_mask != 0)
-    return [tuple(e) for e in live.nonzero().tolist()]
+def _live_edges(layer: KANLayer) -> list[tuple[int, int]]:
+    """``(q, p)`` of the layer's live edges (numeric and unmasked, or symbolic), in (out, in) order."""
+    return [(q, p) for q, p in layer.live_edges().nonzero().tolist()]
 
 
 def _node_id(node: tuple[int, ...]) -> str:

@@ -271,10 +271,7 @@ def symbolic_edge_labels(model: KAN) -> dict[tuple[int, int, int], str]:
     """
     labels: dict[tuple[int, int, int], str] = {}
     for l, layer in enumerate(model.layers):
-        edges: Any = getattr(layer, "symbolic_edges", None)
-        if not callable(edges):
-            continue
-        for q, p in edges():
+        for q, p in layer.symbolic_edges():
             labels[(l, q, p)] = str(layer.symbolic_names[q][p])
     return labels
 

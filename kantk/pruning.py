@@ -30,9 +30,6 @@ from kantk.registry import Registry, check_options, resolve_registry
 
 #: Per-edge (out, in) masks of a layer; a removed edge is zeroed in each one present.
 _MASKS = ("mask", "symbolic_mask")
-#: Per-edge tensors (out, in, ...) sliced by shrink when the layer has them; the layer's own list
-#: (``KANLayer.EDGE_TENSORS``) wins when it declares one.
-_EDGE_TENSORS = ("coef", "scale_base", "scale_sp", "mask", "symbolic_mask", "symbolic_affine")
 
 
 @dataclass(frozen=True)
@@ -316,10 +313,10 @@ def shrink(model: KAN, plan: PrunePlan, registry: Registry | None = None) -> KAN
         )
         rows = kept_rows.to(ref.device)
         cols = plan.kept_nodes[l].to(ref.device)
-        if getattr(old, "has_symbolic", False):
+        if old.has_symbolic:
             new.copy_symbolic_from(old, rows, cols)  # names and functions; tensors below
         edge_keep = plan.edge_masks[l].to(old.mask.device)
-        for name in getattr(old, "EDGE_TENSORS", _EDGE_TENSORS):
+        for name in old.EDGE_TENSORS:  # per-edge tensors (out, in, ...), the symbolic ones when present
             value = getattr(old, name, None)
             if not isinstance(value, torch.Tensor):
                 continue  # e.g. no symbolic edges in this layer
