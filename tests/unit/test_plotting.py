@@ -74,8 +74,6 @@ def test_names_and_labels(model_and_data):
 def test_symbolic_edges_are_drawn_and_labelled(model_and_data):
     model, x = model_and_data
     assert symbolic_edge_labels(model) == {}
-    if not hasattr(model.layers[0], "set_symbolic_edge"):
-        pytest.skip("this KANLayer has no symbolic edges")
     from kantk.symbolic.library import get_library
 
     model.layers[0].set_symbolic_edge(1, 2, get_library("minimal")["sin"], "minimal")  # a masked edge
