@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kantk._validation import check_choice, check_int
+from kantk._validation import check_choice, check_int, check_number
 
 if TYPE_CHECKING:
     import torch
@@ -252,6 +252,8 @@ def to_graphviz(
     from kantk.model import KAN
 
     check_choice("rankdir", rankdir, ("BT", "TB", "LR", "RL"))
+    check_number("max_penwidth", max_penwidth, 0, strict=True, finite=True)
+    check_number("dpi", dpi, 0, strict=True, finite=True)
     model = model_or_graph if isinstance(model_or_graph, KAN) else None
     if model is not None:
         graph = to_networkx(model, x, var_names, out_names, digits=digits)
@@ -445,6 +447,7 @@ def export_graph(
     fmt = (format or os.path.splitext(path)[1].lstrip(".")).lower()
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown format {fmt!r} for {path!r}; accepted: {', '.join(EXPORT_FORMATS)}")
+    check_number("dpi", dpi, 0, strict=True, finite=True)
     _check_not_a_folder(path)
     if fmt in RENDER_FORMATS and shutil.which("dot") is None:
         raise GraphvizNotFoundError(INSTALL_GRAPHVIZ)  # before any work

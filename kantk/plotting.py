@@ -95,6 +95,7 @@ def plot_activations(
     out_vars = _names(out_vars, model.widths[-1], "out_vars", "y")
     check_int("n_points", n_points, 2)
     check_number("min_alpha", min_alpha, 0, maximum=1)
+    check_number("dpi", dpi, 0, strict=True, finite=True)
     if scores is None:
         scores = attribution(model, x)
     elif not isinstance(scores, Attribution) or scores.widths != model.widths:

@@ -105,7 +105,7 @@ def test_missing_dot_gives_install_instructions(tmp_path, monkeypatch):
     assert (tmp_path / "g.dot").read_text().startswith("digraph")
 
 
-def test_bad_arguments():
+def test_bad_arguments(tmp_path):
     model = _model()
     with pytest.raises(ValueError, match="var_names needs 3"):
         to_networkx(model, var_names=["a"])
@@ -114,6 +114,14 @@ def test_bad_arguments():
     for digits in (-1, True, 2.5):
         with pytest.raises(ValueError, match="digits must be an int >= 0"):
             to_networkx(model, digits=digits)
+    for bad in (0, -1, True, float("nan")):
+        with pytest.raises(ValueError, match="dpi must be a finite number > 0"):
+            to_graphviz(model, dpi=bad)
+        with pytest.raises(ValueError, match="max_penwidth must be a finite number > 0"):
+            to_graphviz(model, max_penwidth=bad)
+        with pytest.raises(ValueError, match="dpi must be a finite number > 0"):
+            export_graph(model, tmp_path / "g.svg", dpi=bad)  # refused before any file or dot check
+    assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="edge_plots needs"):
         to_graphviz(model, edge_plots="somewhere")
     with pytest.raises(ValueError, match="format"):

@@ -122,6 +122,15 @@ def test_bad_arguments_say_what_is_accepted(model_and_data):
             kantk.plot_activations(model, x, min_alpha=bad)
     with pytest.raises(ValueError, match="n_points must be an int >= 2, got True"):
         kantk.plot_activations(model, x, n_points=True)
+    for dpi in (
+        0,
+        -5,
+        True,
+        float("nan"),
+        float("inf"),
+    ):  # each used to pass (a broken figure or savefig error)
+        with pytest.raises(ValueError, match="dpi must be a finite number > 0"):
+            kantk.plot_activations(model, x, dpi=dpi)
     with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
         kantk.plot_activations(model, x[:, :2])
     with pytest.raises(ValueError, match="scores must be a kantk.Attribution of this model"):
