@@ -25,6 +25,8 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "Attribution": "kantk.attribution",
     "attribution": "kantk.attribution",
+    "MLP": "kantk.baselines",
+    "count_parameters": "kantk.baselines",
     "native_status": "kantk.bases.bspline.native_build",
     "check_dataset": "kantk.data",
     "create_dataset": "kantk.data",
@@ -114,6 +116,7 @@ _sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
     from kantk.attribution import Attribution, attribution
+    from kantk.baselines import MLP, count_parameters
     from kantk.bases.bspline.native_build import status as native_status
     from kantk.data import check_dataset, create_dataset, load_csv, split_dataset
     from kantk.export import render_graph, to_graphviz, to_networkx

@@ -1,8 +1,9 @@
 """``kantk.fit``: pykan-style one-line training, as a thin convenience over a Lightning ``Trainer``.
 
 There is one training engine: ``fit`` wraps the given model in a
-:class:`kantk.lightning.KANModule`, the data in a :class:`kantk.lightning.TensorDataModule`, and
-runs ``pl.Trainer.fit`` for ``steps`` optimizer steps. The model is trained in place.
+:class:`kantk.lightning.KANModule` (a :class:`kantk.MLP` baseline in an ``MLPModule``, the same
+engine without the KAN-only options), the data in a :class:`kantk.lightning.TensorDataModule`,
+and runs ``pl.Trainer.fit`` for ``steps`` optimizer steps. The model is trained in place.
 
 The Trainer is ``pytorch_lightning``'s, or the unified ``lightning`` package's when the data module
 or a callback passed in comes from ``lightning.pytorch`` (:mod:`kantk.lightning.compat`).
@@ -29,6 +30,7 @@ import pytorch_lightning as pl
 import torch
 
 from kantk._validation import check_int, check_optional_int
+from kantk.baselines import MLP
 from kantk.data import check_dataset
 from kantk.lightning.compat import kantk_classes, lightning_package
 from kantk.model import KAN
@@ -199,7 +201,7 @@ def _lightning_package(data: Any, callbacks: Sequence[Any] | None) -> str:
 
 
 def fit(
-    model: KAN,
+    model: KAN | MLP,
     data: Mapping[str, Any] | pl.LightningDataModule,
     steps: int = 100,
     optimizer: str = "lbfgs",
@@ -209,7 +211,7 @@ def fit(
     grid_update_every: int | None = None,
     grid_update_until: int | None = None,
     grid_eps: float = 0.02,
-    loss: str | Callable[[KAN, Any], torch.Tensor] = "mse",
+    loss: str | Callable[[Any, Any], torch.Tensor] = "mse",
     log_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     seed: int | None = None,
@@ -229,8 +231,13 @@ def fit(
         history = kantk.fit(model, data, steps=100)            # LBFGS, full batch
         history.test_rmse[-1]
 
+    The baseline :class:`kantk.MLP` trains the same way (pykan's ``MLP.fit``), with every
+    argument but the KAN-only ones (``regularisers``, ``grid_update_every``,
+    ``grid_update_until``, ``grid_eps`` and the ``GridExtension``/``GridUpdateCallback``
+    callbacks), which are refused.
+
     Args:
-        model: The KAN to train (on CPU or a GPU; it stays where it is).
+        model: The KAN (or :class:`kantk.MLP`) to train (on CPU or a GPU; it stays where it is).
         data: pykan's dict (``train_input`` (N, widths[0]), ``train_label`` (N, widths[-1]) or
             (N,) class indices, optional ``test_input``/``test_label``; floats are cast to the
             model's dtype) or any ``LightningDataModule`` yielding ``(inputs, labels)`` batches.
@@ -278,17 +285,20 @@ def fit(
         ValueError: NaN/Inf or badly shaped data (raised before the model changes), an unknown
             optimizer or loss (the message lists the valid ones), a bad argument.
         UnknownComponentError: An unknown regulariser name (the message lists the known ones).
+        TypeError: ``model`` is neither a KAN nor an MLP; a KAN-only option for an MLP.
     """
-    if not isinstance(model, KAN):
-        raise TypeError(f"kantk.fit trains a kantk.KAN, got {type(model).__name__}")
+    if not isinstance(model, (KAN, MLP)):
+        raise TypeError(f"kantk.fit trains a kantk.KAN or a kantk.MLP, got {type(model).__name__}")
     check_int("steps", steps, 1)
     check_optional_int("eval_every", eval_every, 1)
     seed = check_optional_int("seed", seed, integral=True)
     classification = loss == "cross_entropy"
-    param: torch.Tensor = model.layers[0].coef
+    param: torch.Tensor = model.layers[0].coef if isinstance(model, KAN) else next(model.parameters())
     package = _lightning_package(data, callbacks)
     lightning = importlib.import_module(package)
     classes = kantk_classes(package)
+    if isinstance(model, MLP):
+        _refuse_kan_only(regularisers, grid_update_every, grid_update_until, grid_eps, callbacks, classes)
     if isinstance(data, lightning.LightningDataModule):
         if batch != -1:
             raise ValueError("batch applies to dict data; a DataModule brings its own batch size")
@@ -313,17 +323,25 @@ def fit(
             f"or a LightningDataModule, got {type(data).__name__}"
         )
     # Validates optimizer, loss and regularisers before anything runs.
-    module = classes.KANModule.from_model(
-        model,
-        loss=loss,
-        optimizer=optimizer,
-        lr=lr,
-        optimizer_kwargs=dict(optimizer_kwargs or {}),
-        regularisers=dict(regularisers) if regularisers else None,
-        grid_update_every=grid_update_every,
-        grid_update_until=grid_update_until,
-        grid_eps=grid_eps,
-    )
+    module: Any
+    if isinstance(model, MLP):
+        # MLPModule is not exported by kantk.lightning(.unified); its module is built with theirs
+        mlp_module = importlib.import_module(classes.__name__ + ".module").MLPModule
+        module = mlp_module.from_model(
+            model, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=dict(optimizer_kwargs or {})
+        )
+    else:
+        module = classes.KANModule.from_model(
+            model,
+            loss=loss,
+            optimizer=optimizer,
+            lr=lr,
+            optimizer_kwargs=dict(optimizer_kwargs or {}),
+            regularisers=dict(regularisers) if regularisers else None,
+            grid_update_every=grid_update_every,
+            grid_update_until=grid_update_until,
+            grid_eps=grid_eps,
+        )
 
     # Nothing reads Lightning's logged metrics without a logger or user callbacks: skip the cost.
     module.log_metrics = log_dir is not None or bool(callbacks)
@@ -394,6 +412,43 @@ def fit(
         if subset:
             _evaluate_whole_test_split(module, datamodule, history, trainer.global_step)
     return history
+
+
+#: What kantk.fit takes for an MLP, named when it refuses a KAN-only option.
+_MLP_ACCEPTS = (
+    "an MLP trains with steps, optimizer, lr, batch, loss, log_dir, progress, seed, eval_every, "
+    "nan_guard, optimizer_kwargs (e.g. weight_decay), callbacks and trainer_kwargs"
+)
+
+
+def _refuse_kan_only(
+    regularisers: Mapping[str, Any] | None,
+    grid_update_every: int | None,
+    grid_update_until: int | None,
+    grid_eps: float,
+    callbacks: Sequence[Any] | None,
+    classes: Any,
+) -> None:
+    """Refuse kantk.fit's KAN-only options for an MLP, before anything runs.
+
+    Raises:
+        TypeError: One is set (``grid_eps`` other than its default 0.02, ``regularisers`` other
+            than None or empty), or a grid callback is among ``callbacks``.
+    """
+    given = []
+    if regularisers:
+        given.append("regularisers")
+    if grid_update_every is not None:
+        given.append("grid_update_every")
+    if grid_update_until is not None:
+        given.append("grid_update_until")
+    if grid_eps != 0.02:
+        given.append("grid_eps")
+    grid_callbacks = (classes.GridExtension, classes.GridUpdateCallback)
+    given += sorted({type(c).__name__ for c in callbacks or [] if isinstance(c, grid_callbacks)})
+    if given:
+        verb = "is" if len(given) == 1 else "are"
+        raise TypeError(f"kantk.fit: {', '.join(given)} {verb} KAN-only; {_MLP_ACCEPTS}")
 
 
 def _evaluates_subset(datamodule: Any) -> bool:

@@ -1,9 +1,12 @@
-"""``KANModule``: the LightningModule that trains a :class:`kantk.KAN`.
+"""``KANModule``: the LightningModule that trains a :class:`kantk.KAN`; ``MLPModule``: the same
+for the baseline :class:`kantk.MLP`.
 
-The ``KAN`` stays a plain ``nn.Module`` (``KANModule.model``); this module adds the loss, the
+The model stays a plain ``nn.Module`` (``KANModule.model``); this module adds the loss, the
 regularisers, the optimizer and logging. Its constructor takes plain, YAML-friendly arguments and
 saves them as hyperparameters, so ``KANModule.load_from_checkpoint(path)`` rebuilds the model
-without the CLI.
+without the CLI. Both classes share one engine, :class:`_TrainingModule` (steps, LBFGS rescaling,
+metrics, evaluation, optimizers, the NaN guard); only ``KANModule`` has regularisers and the grid
+schedule, which act on KAN layers.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from kantk._validation import check_choice, check_number, check_optional_int
+from kantk.baselines import MLP
 from kantk.data import check_labels
 from kantk.lightning.datamodules import DTYPES
 from kantk.model import KAN, default_dtype
@@ -50,127 +54,47 @@ LBFGS_DEFAULTS: dict[str, Any] = {
     "tolerance_change": 1e-32,
 }
 LOSSES = ("mse", "cross_entropy")
-#: A custom objective: ``loss(model, batch) -> scalar tensor`` (see :class:`KANModule`).
-LossFn = Callable[[KAN, Any], torch.Tensor]
+#: A custom objective: ``loss(model, batch) -> scalar tensor`` (see :class:`KANModule`); ``model``
+#: is the module's :class:`kantk.KAN` or :class:`kantk.MLP`.
+LossFn = Callable[[Any, Any], torch.Tensor]
 #: How a custom objective is recorded in the hyperparameters (the callable itself is not saved).
 CUSTOM_LOSS_PREFIX = "custom:"
 #: pykan's grid-update schedule: every 5 steps until step 50.
 DEFAULT_GRID_UPDATE_UNTIL = 50
 
-# from_model hands an existing KAN to __init__ through this, so no throwaway model is built and
+# from_model hands an existing model to __init__ through this, so no throwaway model is built and
 # the constructor keeps only plain (YAML-friendly, checkpointable) arguments.
-_ADOPTED_MODEL: ContextVar[KAN | None] = ContextVar("kantk_adopted_model", default=None)
+_ADOPTED_MODEL: ContextVar[KAN | MLP | None] = ContextVar("kantk_adopted_model", default=None)
+#: KANModule's arguments that act on KAN layers: MLPModule has none of them.
+KAN_ONLY = ("regularisers", "grid_update_every", "grid_update_until", "grid_eps")
 
 
-class KANModule(pl.LightningModule):
-    """Train a KAN with Lightning: regression (MSE) or classification (cross-entropy).
-
-    Batches are ``(inputs (B, widths[0]), labels)``, labels (B, widths[-1]) floats for ``"mse"``
-    or (B,) class indices for ``"cross_entropy"``; floating batches are cast to the model's dtype.
-    Logged: ``train_loss``, ``train_rmse`` or ``train_acc``, ``reg`` (the weighted
-    regularisation), ``lr``, and from the validation split (a data module's test split)
-    ``val_loss`` and ``val_rmse`` or ``val_acc``; :func:`kantk.fit`'s ``History`` records them as
-    ``test_loss``, ``test_rmse``, ``test_accuracy`` (:data:`kantk.training.EVAL_FIELDS`).
-
-    Args:
-        widths: Nodes per layer, inputs first (``[2, 5, 1]``); a hidden entry ``[n_sum, n_mult]`` adds
-            product nodes (``[2, [0, 1], 1]``, see :class:`kantk.KAN`; arity through ``model_kwargs``).
-        basis: Basis registry name, or one per layer.
-        basis_kwargs: Basis options, or one dict (or None) per layer.
-        base_activation: ``"silu"``, ``"identity"`` or ``"zero"``, or one per layer.
-        loss: ``"mse"``, ``"cross_entropy"``, or a callable ``loss(model, batch) -> scalar tensor``
-            (a custom objective, e.g. a PDE residual): ``model`` is the :class:`kantk.KAN`,
-            ``batch`` the data loader's batch with floating tensors cast to the model's dtype
-            (for an ``(inputs, labels)`` pair the inputs are checked against ``widths[0]``). The
-            regularisers are added to its value and evaluated on the batch's inputs (its first
-            element, or the batch itself when it is a tensor). Logged: ``train_loss`` (its value)
-            and ``reg``; validation and test evaluate the callable too (``val_loss``, with
-            gradients enabled so that it may differentiate the model), no RMSE or accuracy. The
-            callable is not saved: the hyperparameters record ``"custom:<module>.<qualname>"``,
-            and :meth:`load_from_checkpoint` needs it again (``load_from_checkpoint(path,
-            loss=fn)``).
-        optimizer: ``"adam"``, ``"adamw"`` or ``"lbfgs"``. LBFGS uses pykan's settings (strong
-            Wolfe line search) with a curvature history of 30 (pykan: 10; see ``LBFGS_DEFAULTS``),
-            and one training step is one ``LBFGS.step(closure)``;
-            give it full batches. LBFGS minimises the objective divided by its value at the
-            start, and divides afresh (starting a new curvature history) whenever the objective
-            has fallen 1000-fold since (the logged losses are not divided): torch's LBFGS keeps
-            a curvature pair only when ``y.s > 1e-10``, an absolute threshold, and would stop
-            learning once the loss is small (pykan patches its own copy of LBFGS instead).
-        lr: Learning rate (default 1.0 for LBFGS, 1e-2 for Adam/AdamW).
-        weight_decay: Adam/AdamW weight decay.
-        optimizer_kwargs: More optimizer options (e.g. ``{"max_iter": 10}`` for LBFGS).
-        regularisers: ``{name: weight}`` or ``{name: {"weight": w, **options}}`` from
-            ``kantk.list_regularisers()``, e.g. ``{"l1_entropy": {"weight": 1e-3}}``.
-        grid_update_every: Move the grids to the training inputs every this many steps
-            (``None``: never). pykan's schedule is 5.
-        grid_update_until: No grid updates from this step on (default 50, pykan's).
-        grid_eps: Mix of uniform (1) and quantile (0) grid placement.
-        init_seed: Seeds the model's initialisation (``KAN(seed=...)``; a distinct name so it does
-            not clash with a data module's ``seed`` when Lightning merges hyperparameters).
-        dtype: ``"float32"`` or ``"float64"`` (default: torch's default dtype).
-        model_kwargs: More :class:`kantk.KAN` options (``noise_scale``, ``scale_base_mu``, ...).
-
-    Raises:
-        ValueError: An unknown loss or optimizer (the message lists the valid names), a bad
-            option value; ``UnknownComponentError`` for an unknown basis or regulariser.
+class _TrainingModule(pl.LightningModule):
+    """The engine :class:`KANModule` and :class:`MLPModule` share: batches, losses (built-in and
+    custom), LBFGS with its objective rescaling, Adam/AdamW, metrics, evaluation, prediction and
+    the NaN guard. A subclass builds (or adopts) ``self.model``, calls ``save_hyperparameters()``
+    and then :meth:`_init_training`. The model has ``widths`` and ``dtype``; ``self.regularisers``
+    is empty unless the model is a KAN.
     """
 
     #: Add a :class:`kantk.lightning.NaNGuard` to the Trainer's callbacks (``configure_callbacks``)
     #: unless it has one; set to False on the instance (``kantk.fit(nan_guard=False)``) to opt out.
     nan_guard: bool = True
+    model: KAN | MLP
+    optimizer_kwargs: dict[str, Any]
 
-    def __init__(
+    def _init_training(
         self,
-        widths: list[int | list[int] | dict[str, int]],
-        basis: str | list[str] = "bspline",
-        basis_kwargs: dict[str, Any] | list[dict[str, Any] | None] | None = None,
-        base_activation: str | list[str] = "silu",
-        loss: str | LossFn = "mse",
-        optimizer: str = "adam",
-        lr: float | None = None,
-        weight_decay: float = 0.0,
-        optimizer_kwargs: dict[str, Any] | None = None,
-        regularisers: dict[str, float | dict[str, Any]] | None = None,
-        grid_update_every: int | None = None,
-        grid_update_until: int | None = None,
-        grid_eps: float = 0.02,
-        init_seed: int | None = None,
-        dtype: str | None = None,
-        model_kwargs: dict[str, Any] | None = None,
-    ):
-        super().__init__()
-        custom_loss = _check_loss(loss)
-        if custom_loss is not None:
-            # save_hyperparameters() reads the arguments from this frame: it records the name
-            loss = custom_loss_name(custom_loss)
-        check_choice("optimizer", optimizer, OPTIMIZERS)
-        if lr is not None:
-            check_number("lr", lr, 0, strict=True)
-        check_number("weight_decay", weight_decay, 0, finite=True)
-        if dtype is not None:
-            check_choice("dtype", dtype, DTYPES)
-        check_optional_int("grid_update_every", grid_update_every, 1)
-        check_optional_int("grid_update_until", grid_update_until, 1)
-        check_number("grid_eps", grid_eps, 0, maximum=1)
-        self.optimizer_kwargs = _check_optimizer_kwargs(optimizer, optimizer_kwargs)
-        self.save_hyperparameters()
-
-        adopted = _ADOPTED_MODEL.get()
-        if adopted is not None:
-            self.model = adopted
-        else:
-            with default_dtype(DTYPES[dtype] if dtype else torch.get_default_dtype()):
-                self.model = KAN(
-                    widths,
-                    basis=basis,
-                    basis_kwargs=basis_kwargs,
-                    base_activation=base_activation,
-                    seed=init_seed,
-                    **dict(model_kwargs or {}),
-                )
+        loss: str,
+        custom_loss: LossFn | None,
+        optimizer: str,
+        lr: float | None,
+        regularisers: dict[str, float | dict[str, Any]] | None,
+    ) -> None:
+        """The training state, once the model is built; arguments already checked (``loss`` is the
+        recorded name, ``custom_loss`` the callable or None)."""
         self.to(self.model_dtype)  # keeps LightningModule.dtype in step with the model
-        self.loss_name: str = loss if isinstance(loss, str) else custom_loss_name(loss)
+        self.loss_name: str = loss
         #: The custom objective ``loss(model, batch)``, or None for ``"mse"``/``"cross_entropy"``.
         self.custom_loss = custom_loss
         self.optimizer_name = optimizer
@@ -190,50 +114,12 @@ class KANModule(pl.LightningModule):
         #: (no logger, no user callbacks): Lightning's logging costs milliseconds per step.
         self.log_metrics = True
 
-    @classmethod
-    def from_model(cls, model: KAN, **kwargs: Any) -> KANModule:
-        """Wrap an existing :class:`kantk.KAN` (trained in place) instead of building a new one.
-
-        The model's structure (widths, bases and their options, base activations, dtype) is
-        recorded as hyperparameters, so a checkpoint still loads with :meth:`load_from_checkpoint`.
-
-        Args:
-            model: The KAN to train.
-            **kwargs: Training arguments of :class:`KANModule` (loss, optimizer, lr, ...).
-        """
-        if not isinstance(model, KAN):
-            raise TypeError(f"KANModule.from_model expects a kantk.KAN, got {type(model).__name__}")
-        config = model.config()
-        layers = config["layers"]
-        structure: dict[str, Any] = {
-            "widths": list(config["widths"]),
-            "basis": _collapse([layer["basis"] for layer in layers]),
-            "basis_kwargs": _collapse([layer["basis_kwargs"] for layer in layers]),
-            "base_activation": _collapse([layer["base_activation"] for layer in layers]),
-            "dtype": _dtype_name(_param_dtype(model)),
-        }
-        clash = sorted(set(structure) & set(kwargs))
-        if "mult_arity" in config:  # product nodes of another arity than 2: rebuilt through model_kwargs
-            if "mult_arity" in (kwargs.get("model_kwargs") or {}):
-                clash.append("model_kwargs['mult_arity']")
-            kwargs["model_kwargs"] = {
-                **(kwargs.get("model_kwargs") or {}),
-                "mult_arity": config["mult_arity"],
-            }
-        if clash:
-            raise TypeError(f"from_model takes the structure from the model; do not pass {', '.join(clash)}")
-        token = _ADOPTED_MODEL.set(model)
-        try:
-            return cls(**structure, **kwargs)
-        finally:
-            _ADOPTED_MODEL.reset(token)
-
     # -- model ----------------------------------------------------------------------------------
 
     @property
     def model_dtype(self) -> torch.dtype:
-        """The dtype of the KAN's parameters."""
-        return _param_dtype(self.model)
+        """The dtype of the model's parameters."""
+        return self.model.dtype
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the parameters' dtype as it is now: ``Trainer(precision="64-true")`` converts the
@@ -242,17 +128,6 @@ class KANModule(pl.LightningModule):
         name = str(self.model_dtype).removeprefix("torch.")
         if isinstance(hparams, dict) and name in DTYPES:
             hparams["dtype"] = name
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Bring the model to the checkpoint's dtype before its state is loaded (a checkpoint saved
-        before the dtype was recorded, or a model built with another ``dtype``)."""
-        coef = checkpoint.get("state_dict", {}).get("model.layers.0.coef")
-        if (
-            isinstance(coef, torch.Tensor)
-            and coef.dtype in DTYPES.values()
-            and coef.dtype != self.model_dtype
-        ):
-            self.to(coef.dtype)
 
     @property
     def classification(self) -> bool:
@@ -355,6 +230,7 @@ class KANModule(pl.LightningModule):
             )
             return loss, reg, loss.new_zeros(0)
         if self._needs_layer_inputs:
+            assert isinstance(self.model, KAN)  # only KANModule has regularisers
             layer_inputs = self.model.layer_inputs(x)
             pred = layer_inputs[-1]
         else:
@@ -530,14 +406,186 @@ class KANModule(pl.LightningModule):
         return cls(self.model.parameters(), **kwargs)
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        """The grid-update schedule (when ``grid_update_every`` is set) and a :class:`NaNGuard`
-        (unless ``nan_guard`` is False or the Trainer already has one, which is then kept)."""
-        from kantk.lightning.callbacks import GridUpdateCallback, NaNGuard
+        """A :class:`NaNGuard` (unless ``nan_guard`` is False or the Trainer already has one, which
+        is then kept)."""
+        from kantk.lightning.callbacks import NaNGuard
 
         callbacks: list[pl.Callback] = []
         trainer_callbacks = list(getattr(self._trainer, "callbacks", None) or [])
         if self.nan_guard and not any(isinstance(c, NaNGuard) for c in trainer_callbacks):
             callbacks.append(NaNGuard())
+        return callbacks
+
+
+class KANModule(_TrainingModule):
+    """Train a KAN with Lightning: regression (MSE) or classification (cross-entropy).
+
+    Batches are ``(inputs (B, widths[0]), labels)``, labels (B, widths[-1]) floats for ``"mse"``
+    or (B,) class indices for ``"cross_entropy"``; floating batches are cast to the model's dtype.
+    Logged: ``train_loss``, ``train_rmse`` or ``train_acc``, ``reg`` (the weighted
+    regularisation), ``lr``, and from the validation split (a data module's test split)
+    ``val_loss`` and ``val_rmse`` or ``val_acc``; :func:`kantk.fit`'s ``History`` records them as
+    ``test_loss``, ``test_rmse``, ``test_accuracy`` (:data:`kantk.training.EVAL_FIELDS`).
+
+    Args:
+        widths: Nodes per layer, inputs first (``[2, 5, 1]``); a hidden entry ``[n_sum, n_mult]`` adds
+            product nodes (``[2, [0, 1], 1]``, see :class:`kantk.KAN`; arity through ``model_kwargs``).
+        basis: Basis registry name, or one per layer.
+        basis_kwargs: Basis options, or one dict (or None) per layer.
+        base_activation: ``"silu"``, ``"identity"`` or ``"zero"``, or one per layer.
+        loss: ``"mse"``, ``"cross_entropy"``, or a callable ``loss(model, batch) -> scalar tensor``
+            (a custom objective, e.g. a PDE residual): ``model`` is the :class:`kantk.KAN`,
+            ``batch`` the data loader's batch with floating tensors cast to the model's dtype
+            (for an ``(inputs, labels)`` pair the inputs are checked against ``widths[0]``). The
+            regularisers are added to its value and evaluated on the batch's inputs (its first
+            element, or the batch itself when it is a tensor). Logged: ``train_loss`` (its value)
+            and ``reg``; validation and test evaluate the callable too (``val_loss``, with
+            gradients enabled so that it may differentiate the model), no RMSE or accuracy. The
+            callable is not saved: the hyperparameters record ``"custom:<module>.<qualname>"``,
+            and :meth:`load_from_checkpoint` needs it again (``load_from_checkpoint(path,
+            loss=fn)``).
+        optimizer: ``"adam"``, ``"adamw"`` or ``"lbfgs"``. LBFGS uses pykan's settings (strong
+            Wolfe line search) with a curvature history of 30 (pykan: 10; see ``LBFGS_DEFAULTS``),
+            and one training step is one ``LBFGS.step(closure)``;
+            give it full batches. LBFGS minimises the objective divided by its value at the
+            start, and divides afresh (starting a new curvature history) whenever the objective
+            has fallen 1000-fold since (the logged losses are not divided): torch's LBFGS keeps
+            a curvature pair only when ``y.s > 1e-10``, an absolute threshold, and would stop
+            learning once the loss is small (pykan patches its own copy of LBFGS instead).
+        lr: Learning rate (default 1.0 for LBFGS, 1e-2 for Adam/AdamW).
+        weight_decay: Adam/AdamW weight decay.
+        optimizer_kwargs: More optimizer options (e.g. ``{"max_iter": 10}`` for LBFGS).
+        regularisers: ``{name: weight}`` or ``{name: {"weight": w, **options}}`` from
+            ``kantk.list_regularisers()``, e.g. ``{"l1_entropy": {"weight": 1e-3}}``.
+        grid_update_every: Move the grids to the training inputs every this many steps
+            (``None``: never). pykan's schedule is 5.
+        grid_update_until: No grid updates from this step on (default 50, pykan's).
+        grid_eps: Mix of uniform (1) and quantile (0) grid placement.
+        init_seed: Seeds the model's initialisation (``KAN(seed=...)``; a distinct name so it does
+            not clash with a data module's ``seed`` when Lightning merges hyperparameters).
+        dtype: ``"float32"`` or ``"float64"`` (default: torch's default dtype).
+        model_kwargs: More :class:`kantk.KAN` options (``noise_scale``, ``scale_base_mu``, ...).
+
+    Raises:
+        ValueError: An unknown loss or optimizer (the message lists the valid names), a bad
+            option value; ``UnknownComponentError`` for an unknown basis or regulariser.
+    """
+
+    model: KAN
+
+    def __init__(
+        self,
+        widths: list[int | list[int] | dict[str, int]],
+        basis: str | list[str] = "bspline",
+        basis_kwargs: dict[str, Any] | list[dict[str, Any] | None] | None = None,
+        base_activation: str | list[str] = "silu",
+        loss: str | LossFn = "mse",
+        optimizer: str = "adam",
+        lr: float | None = None,
+        weight_decay: float = 0.0,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        regularisers: dict[str, float | dict[str, Any]] | None = None,
+        grid_update_every: int | None = None,
+        grid_update_until: int | None = None,
+        grid_eps: float = 0.02,
+        init_seed: int | None = None,
+        dtype: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        custom_loss = _check_loss(loss)
+        if custom_loss is not None:
+            # save_hyperparameters() reads the arguments from this frame: it records the name
+            loss = custom_loss_name(custom_loss)
+        _check_training_args(optimizer, lr, weight_decay, dtype)
+        check_optional_int("grid_update_every", grid_update_every, 1)
+        check_optional_int("grid_update_until", grid_update_until, 1)
+        check_number("grid_eps", grid_eps, 0, maximum=1)
+        self.optimizer_kwargs = _check_optimizer_kwargs(optimizer, optimizer_kwargs)
+        self.save_hyperparameters()
+
+        adopted = _ADOPTED_MODEL.get()
+        if isinstance(adopted, KAN):
+            self.model = adopted
+        else:
+            with default_dtype(DTYPES[dtype] if dtype else torch.get_default_dtype()):
+                self.model = KAN(
+                    widths,
+                    basis=basis,
+                    basis_kwargs=basis_kwargs,
+                    base_activation=base_activation,
+                    seed=init_seed,
+                    **dict(model_kwargs or {}),
+                )
+        self._init_training(
+            loss if isinstance(loss, str) else custom_loss_name(loss),
+            custom_loss,
+            optimizer,
+            lr,
+            regularisers,
+        )
+
+    @classmethod
+    def from_model(cls, model: KAN, **kwargs: Any) -> KANModule:
+        """Wrap an existing :class:`kantk.KAN` (trained in place) instead of building a new one.
+
+        The model's structure (widths, bases and their options, base activations, dtype) is
+        recorded as hyperparameters, so a checkpoint still loads with :meth:`load_from_checkpoint`.
+
+        Args:
+            model: The KAN to train.
+            **kwargs: Training arguments of :class:`KANModule` (loss, optimizer, lr, ...).
+        """
+        if not isinstance(model, KAN):
+            hint = "; train a kantk.MLP with MLPModule.from_model" if isinstance(model, MLP) else ""
+            raise TypeError(f"KANModule.from_model expects a kantk.KAN, got {type(model).__name__}{hint}")
+        config = model.config()
+        layers = config["layers"]
+        structure: dict[str, Any] = {
+            "widths": list(config["widths"]),
+            "basis": _collapse([layer["basis"] for layer in layers]),
+            "basis_kwargs": _collapse([layer["basis_kwargs"] for layer in layers]),
+            "base_activation": _collapse([layer["base_activation"] for layer in layers]),
+            "dtype": _dtype_name(model.dtype),
+        }
+        clash = sorted(set(structure) & set(kwargs))
+        if "mult_arity" in config:  # product nodes of another arity than 2: rebuilt through model_kwargs
+            if "mult_arity" in (kwargs.get("model_kwargs") or {}):
+                clash.append("model_kwargs['mult_arity']")
+            kwargs["model_kwargs"] = {
+                **(kwargs.get("model_kwargs") or {}),
+                "mult_arity": config["mult_arity"],
+            }
+        if clash:
+            raise TypeError(f"from_model takes the structure from the model; do not pass {', '.join(clash)}")
+        token = _ADOPTED_MODEL.set(model)
+        try:
+            return cls(**structure, **kwargs)
+        finally:
+            _ADOPTED_MODEL.reset(token)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Bring the model to the checkpoint's dtype before its state is loaded (a checkpoint saved
+        before the dtype was recorded, or a model built with another ``dtype``).
+
+        Raises:
+            ValueError: The checkpoint holds an MLP (:class:`MLPModule`'s).
+        """
+        _check_checkpoint_kind(checkpoint, "KANModule")
+        coef = checkpoint.get("state_dict", {}).get("model.layers.0.coef")
+        if (
+            isinstance(coef, torch.Tensor)
+            and coef.dtype in DTYPES.values()
+            and coef.dtype != self.model_dtype
+        ):
+            self.to(coef.dtype)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """A :class:`NaNGuard` (as :class:`MLPModule`) and the grid-update schedule (when
+        ``grid_update_every`` is set)."""
+        from kantk.lightning.callbacks import GridUpdateCallback
+
+        callbacks = super().configure_callbacks()
         every = self.hparams["grid_update_every"]
         if every is not None:
             until = self.hparams["grid_update_until"]
@@ -549,6 +597,151 @@ class KANModule(pl.LightningModule):
                 )
             )
         return callbacks
+
+
+class MLPModule(_TrainingModule):
+    """Train a :class:`kantk.MLP` (the baseline) on :class:`KANModule`'s engine: the same batches,
+    losses (custom ones too), optimizers (LBFGS with its rescaling), metrics, evaluation,
+    prediction, NaN guard and checkpoints. There are no regularisers and no grid schedule: they act
+    on KAN layers (:data:`KAN_ONLY`).
+
+    Args:
+        widths: Nodes per layer, inputs first (``[2, 64, 64, 1]``).
+        activation: The activation between the layers (:data:`kantk.baselines.ACTIVATIONS`).
+        loss: As :class:`KANModule` (a custom ``loss(model, batch)`` gets the :class:`kantk.MLP`).
+        optimizer: As :class:`KANModule`.
+        lr: As :class:`KANModule`.
+        weight_decay: Adam/AdamW weight decay.
+        optimizer_kwargs: As :class:`KANModule`.
+        init_seed: Seeds the initialisation (``MLP(seed=...)``); ``None``: torch's global random
+            state, as for ``KANModule``.
+        dtype: ``"float32"`` or ``"float64"`` (default: torch's default dtype).
+
+    Checkpoints: ``MLPModule.load_from_checkpoint(path)`` rebuilds the MLP, in the dtype it was
+    saved in. ``KANModule.load_from_checkpoint`` refuses an MLP's checkpoint, and this class a
+    KAN's, each naming the other. ``kantk.save``/``kantk.load`` (``.kantk`` files) are for KANs only.
+
+    Raises:
+        ValueError: Bad widths, an unknown activation, loss or optimizer (the message lists the
+            valid ones), a bad option value.
+    """
+
+    model: MLP
+
+    def __init__(
+        self,
+        widths: list[int],
+        activation: str = "silu",
+        loss: str | LossFn = "mse",
+        optimizer: str = "adam",
+        lr: float | None = None,
+        weight_decay: float = 0.0,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        init_seed: int | None = None,
+        dtype: str | None = None,
+    ):
+        super().__init__()
+        custom_loss = _check_loss(loss)
+        if custom_loss is not None:
+            # save_hyperparameters() reads the arguments from this frame: it records the name
+            loss = custom_loss_name(custom_loss)
+        _check_training_args(optimizer, lr, weight_decay, dtype)
+        self.optimizer_kwargs = _check_optimizer_kwargs(optimizer, optimizer_kwargs)
+        self.save_hyperparameters()
+
+        adopted = _ADOPTED_MODEL.get()
+        if isinstance(adopted, MLP):
+            self.model = adopted
+        else:
+            self.model = MLP(widths, activation, seed=init_seed, dtype=DTYPES[dtype] if dtype else None)
+        self._init_training(
+            loss if isinstance(loss, str) else custom_loss_name(loss), custom_loss, optimizer, lr, None
+        )
+
+    @classmethod
+    def from_model(cls, model: MLP, **kwargs: Any) -> MLPModule:
+        """Wrap an existing :class:`kantk.MLP` (trained in place) instead of building a new one.
+
+        Its structure (widths, activation, dtype) is recorded as hyperparameters, so a checkpoint
+        still loads with :meth:`load_from_checkpoint`.
+
+        Args:
+            model: The MLP to train.
+            **kwargs: Training arguments: ``loss``, ``optimizer``, ``lr``, ``weight_decay``,
+                ``optimizer_kwargs``.
+
+        Raises:
+            TypeError: ``model`` is not an MLP, a structure argument or a KAN-only one is given.
+        """
+        if not isinstance(model, MLP):
+            hint = "; train a kantk.KAN with KANModule.from_model" if isinstance(model, KAN) else ""
+            raise TypeError(f"MLPModule.from_model expects a kantk.MLP, got {type(model).__name__}{hint}")
+        kan_only = [name for name in KAN_ONLY if name in kwargs]
+        if kan_only:
+            raise TypeError(
+                f"{', '.join(kan_only)}: KAN-only (they act on KAN layers); an MLP trains with "
+                "loss, optimizer, lr, weight_decay and optimizer_kwargs"
+            )
+        structure: dict[str, Any] = {**model.config(), "dtype": _dtype_name(model.dtype)}
+        clash = sorted(set(structure) & set(kwargs))
+        if clash:
+            raise TypeError(f"from_model takes the structure from the model; do not pass {', '.join(clash)}")
+        token = _ADOPTED_MODEL.set(model)
+        try:
+            return cls(**structure, **kwargs)
+        finally:
+            _ADOPTED_MODEL.reset(token)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Bring the model to the checkpoint's dtype before its state is loaded.
+
+        Raises:
+            ValueError: The checkpoint holds a KAN (:class:`KANModule`'s).
+        """
+        _check_checkpoint_kind(checkpoint, "MLPModule")
+        weight = checkpoint.get("state_dict", {}).get("model.layers.0.weight")
+        if (
+            isinstance(weight, torch.Tensor)
+            and weight.dtype in DTYPES.values()
+            and weight.dtype != self.model_dtype
+        ):
+            self.to(weight.dtype)
+
+
+def _check_training_args(optimizer: str, lr: float | None, weight_decay: float, dtype: str | None) -> None:
+    """The optimizer, learning-rate, weight-decay and dtype arguments of both modules.
+
+    Raises:
+        ValueError: An unknown optimizer or dtype (the message lists the valid ones), a bad number.
+    """
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    if lr is not None:
+        check_number("lr", lr, 0, strict=True)
+    check_number("weight_decay", weight_decay, 0, finite=True)
+    if dtype is not None:
+        check_choice("dtype", dtype, DTYPES)
+
+
+def _check_checkpoint_kind(checkpoint: Mapping[str, Any], loader: str) -> None:
+    """Refuse the other module's checkpoint before its state is loaded: ``MLPModule``'s
+    hyperparameters have ``activation`` and no ``basis``; ``KANModule``'s always have ``basis``.
+
+    Raises:
+        ValueError: ``loader`` (``"KANModule"`` or ``"MLPModule"``) is the wrong class for it.
+    """
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, Mapping):
+        return
+    if loader == "KANModule" and "activation" in hparams and "basis" not in hparams:
+        raise ValueError(
+            "this checkpoint holds a kantk.MLP, not a KAN: load it with "
+            "kantk.lightning.module.MLPModule.load_from_checkpoint(path)"
+        )
+    if loader == "MLPModule" and "basis" in hparams:
+        raise ValueError(
+            "this checkpoint holds a kantk.KAN, not an MLP: load it with "
+            "kantk.lightning.KANModule.load_from_checkpoint(path)"
+        )
 
 
 def _check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -651,13 +844,6 @@ def _distributed() -> bool:
     )
 
 
-def _param_dtype(model: KAN) -> torch.dtype:
-    """The dtype of a KAN's parameters (its first layer's coefficients)."""
-    coef = model.layers[0].coef
-    assert isinstance(coef, torch.Tensor)
-    return coef.dtype
-
-
 def _collapse(values: list[Any]) -> Any:
     """One value when every layer has the same, else the per-layer list."""
     return values[0] if all(v == values[0] for v in values) else values
@@ -666,5 +852,5 @@ def _collapse(values: list[Any]) -> Any:
 def _dtype_name(dtype: torch.dtype) -> str:
     name = str(dtype).removeprefix("torch.")
     if name not in DTYPES:
-        raise ValueError(f"KANModule trains float32 or float64 models, got {dtype}")
+        raise ValueError(f"kantk trains float32 or float64 models, got {dtype}")
     return name
