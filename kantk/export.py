@@ -188,6 +188,9 @@ def to_networkx(
 MIN_ALPHA = 0.08
 #: Colours of numeric and symbolic edges and of the symbolic labels.
 NUMERIC_COLOR, SYMBOLIC_COLOR = "#1f3b73", "#b2182b"
+#: The mark diagrams (and :func:`kantk.plot_activations`) put on a product node, by operation;
+#: an operation not listed is marked with its name.
+NODE_SYMBOLS = {"mult": "×"}
 _SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
@@ -302,7 +305,7 @@ def to_graphviz(
                 label = graph.nodes[node]["label"]
                 op = graph.nodes[node].get("op", "sum")
                 if op != "sum":
-                    symbol = {"mult": "×"}.get(op, op)
+                    symbol = NODE_SYMBOLS.get(op, op)
                     sub.node(
                         _node_id(node),
                         label=symbol,

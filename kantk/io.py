@@ -9,8 +9,8 @@ their values. Every problem with a file is a :class:`KantkFileError` naming the 
 Bounds (see docs/security.md):
 
 * header: at most :data:`MAX_HEADER_BYTES` (8 MiB; a 100-layer model with symbolic edges
-  everywhere needs well under 1 MiB). Parsing a header of that size takes under 0.5 s and a few
-  hundred MB at worst.
+  everywhere needs well under 1 MiB), so parsing its JSON costs time and memory linear in at most
+  that much.
 * layers: at most :data:`MAX_LAYERS` (1000; pykan-style KANs have 2 to 10), and exactly as many
   as the file has tensors for.
 * widths, grid sizes and every other size: each layer's tensors implied by the config must have

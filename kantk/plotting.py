@@ -25,6 +25,7 @@ from matplotlib.patches import Rectangle
 
 from kantk._validation import check_int, check_number
 from kantk.attribution import Attribution, attribution, check_samples
+from kantk.export import NODE_SYMBOLS
 from kantk.model import KAN
 from kantk.pruners import live_masks
 
@@ -203,8 +204,6 @@ def plot_activations(
 
 #: How far below its node a sub-node point sits (node layers are 1 apart).
 _SUBNODE_DROP = 0.12
-#: Symbols written on the nodes of the built-in operations (others get their name).
-_OP_SYMBOLS = {"mult": "×"}
 
 
 def _output_ends(layer: Any, node_x: Any, y: float) -> list[tuple[float, float]]:
@@ -245,7 +244,7 @@ def _draw_node_operations(ax: Any, layout: Any, node_x: Any, y: float, ends: Any
         ax.text(
             float(node_x[j]),
             y,
-            _OP_SYMBOLS.get(op, op),
+            NODE_SYMBOLS.get(op, op),
             ha="center",
             va="center",
             fontsize=8,
