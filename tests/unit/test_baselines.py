@@ -171,6 +171,23 @@ def test_fit_classification_and_custom_loss():
     assert seen and all(m is model for m in seen) and history.train_rmse == []
 
 
+def test_fit_nan_guard_restores_an_mlp(product_data):
+    calls = 0
+
+    def turns_nan(model, batch):
+        nonlocal calls
+        calls += 1
+        x, y = batch
+        value = (model(x) - y).square().mean()
+        return value * float("nan") if calls >= 3 else value
+
+    model = MLP([2, 4, 1], seed=0)
+    with pytest.warns(UserWarning, match="kantk: training stopped at step 3"):
+        history = kantk.fit(model, product_data, steps=6, optimizer="adam", loss=turns_nan, progress=False)
+    assert len(history.train_loss) == 3
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [
