@@ -29,6 +29,7 @@ from torch.func import functional_call, jacfwd
 from kantk.attribution import check_samples
 from kantk.model import KAN
 from kantk.symbolic.fitting import DOMAIN_MARGIN, _admissible, _Span
+from kantk.symbolic.library import LibraryArg
 
 
 @dataclass(frozen=True)
@@ -228,3 +229,128 @@ def _in_domains(model: KAN, x: torch.Tensor, blocks: list[_Block], margin: float
             return True
         h = layer(h)
     return True
+
+
+#: Samples and Levenberg-Marquardt iterations of a trial refit in :func:`improve_symbolic`.
+TRIAL_SAMPLES = 256
+TRIAL_STEPS = 20
+
+
+@dataclass(frozen=True)
+class ImproveResult:
+    """What :func:`improve_symbolic` did.
+
+    Attributes:
+        rmse_before: RMSE after the first refit (of the functions as they were).
+        rmse_after: RMSE at the end.
+        swaps: ``(layer, i, j, old_name, new_name)`` of every kept swap, in order.
+        refits: Refits run (one per tried alternative, plus the first).
+    """
+
+    rmse_before: float
+    rmse_after: float
+    swaps: list[tuple[int, int, int, str, str]]
+    refits: int
+
+
+def improve_symbolic(
+    model: KAN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    library: LibraryArg = "default",
+    alternatives: int = 2,
+    target_rmse: float = 0.0,
+    gain: float = 0.5,
+    steps: int = 50,
+    domain_margin: float = DOMAIN_MARGIN,
+) -> ImproveResult:
+    """Refit, then try each symbolic edge's runner-up functions, keeping a swap that refits better.
+
+    The ranking of one edge cannot tell a nearly quadratic ``sin`` from the ``x^2`` a product of
+    sums needs; the refit of the whole model can: after the swap it reaches round-off. Edges are
+    tried in (layer, output, input) order; for each, the ``alternatives`` best other candidates
+    of :func:`kantk.suggest_symbolic` (fitted to the edge's numeric function, which a symbolic
+    edge keeps) are fixed in turn and the model refitted with :func:`refit_symbolic`; a swap is
+    kept when its RMSE is below ``gain`` times the best so far. Stops as soon as the RMSE is at
+    most ``target_rmse``. Edges fixed to the constant ``0`` are left alone. Deterministic.
+
+    Args:
+        model: A KAN with symbolic edges (changed in place).
+        x, y: Data, as for :func:`refit_symbolic`.
+        library: The library the alternatives come from.
+        alternatives: Runner-ups tried per edge.
+        target_rmse: Stop once the RMSE is at most this (e.g. ``1e-8 * y.std()``: exact).
+        gain: A swap is kept when it brings the RMSE below ``gain`` times the best so far.
+        steps: Levenberg-Marquardt iterations per refit.
+        domain_margin: As for :func:`refit_symbolic` and the fits.
+
+    Returns:
+        An :class:`ImproveResult`; the model holds the best functions and parameters found.
+    """
+    from kantk.symbolic.api import fix_symbolic, suggest_symbolic
+
+    if not (isinstance(alternatives, int) and not isinstance(alternatives, bool) and alternatives >= 0):
+        raise ValueError(f"alternatives must be an int >= 0, got {alternatives!r}")
+    if not 0 < gain <= 1:
+        raise ValueError(f"gain must be in (0, 1], got {gain!r}")
+    best = refit_symbolic(model, x, y, steps, domain_margin).rmse_after
+    first, refits = best, 1
+    swaps: list[tuple[int, int, int, str, str]] = []
+    # a trial refits on at most TRIAL_SAMPLES samples (equally spaced rows), a promising one on all
+    rows = torch.linspace(0, x.shape[0] - 1, min(x.shape[0], TRIAL_SAMPLES)).round().long()
+    xt, yt = x[rows], y.reshape(x.shape[0], -1)[rows]
+    # the most ambiguous edges first: smallest score gap between the function and its runner-up
+    queue = []
+    for l, layer in enumerate(model.layers):
+        if not layer.has_symbolic:
+            continue
+        for q, p in layer.symbolic_edges():
+            current = layer.symbolic_function(q, p)
+            if current is None or current.complexity == 0:
+                continue
+            ranked = suggest_symbolic(
+                model, l, p, q, x, library=library, topk=alternatives + 1, domain_margin=domain_margin
+            )
+            others = [c for c in ranked if c.name != current.name][:alternatives]
+            own = [c.score for c in ranked if c.name == current.name]
+            if others:
+                gap = others[0].score - (own[0] if own else others[0].score)
+                queue.append((gap, l, q, p, current, others))
+    queue.sort(key=lambda item: item[:4])
+    for _gap, l, q, p, current, others in queue:
+        if best <= target_rmse:
+            break
+        layer = model.layers[l]
+        source = layer.symbolic_libraries[q][p]
+        assert source is not None  # a symbolic edge records its library
+        for candidate in others:
+            saved = _snapshot(model)
+            try:
+                fix_symbolic(model, l, p, q, candidate.name, x, library=library, domain_margin=domain_margin)
+                rmse = refit_symbolic(model, xt, yt, TRIAL_STEPS, domain_margin).rmse_after
+                if rmse < gain * best:  # promising on the subsample: refit on all the data
+                    rmse = refit_symbolic(model, x, y, steps, domain_margin).rmse_after
+            except ValueError:
+                rmse = math.inf
+            refits += 1
+            if rmse < gain * best:
+                swaps.append((l, p, q, current.name, candidate.name))
+                best = rmse
+                break
+            layer.set_symbolic_edge(q, p, current, source)
+            _restore(model, saved)
+    return ImproveResult(first, best, swaps, refits)
+
+
+def _snapshot(model: KAN) -> dict[int, torch.Tensor]:
+    return {
+        l: layer.symbolic_affine.detach().clone()
+        for l, layer in enumerate(model.layers)
+        if layer.has_symbolic
+    }
+
+
+@torch.no_grad()
+def _restore(model: KAN, saved: dict[int, torch.Tensor]) -> None:
+    for l, values in saved.items():
+        model.layers[l].symbolic_affine.copy_(values)

@@ -9,7 +9,7 @@ import torch
 
 import kantk
 from kantk.bases.base import fit_coefficients
-from kantk.symbolic.refit import refit_symbolic
+from kantk.symbolic.refit import improve_symbolic, refit_symbolic
 
 
 def _uniform(n: int, lo: float, hi: float, seed: int = 0) -> torch.Tensor:
@@ -118,3 +118,41 @@ def test_errors():
         refit_symbolic(model, x, x)
     with pytest.raises(ValueError, match="shape"):
         refit_symbolic(model, x, torch.zeros(50, 2))
+
+
+def _fitted_product_model(x: torch.Tensor) -> kantk.KAN:
+    """[2, 2, 1] KAN whose numeric edges are fitted to x1*x2 = h0^2 - h1^2, h0 = (x1 + x2)/2,
+    h1 = (x1 - x2)/2 (least squares on fine B-splines, no training)."""
+    model = kantk.KAN([2, 2, 1], basis_kwargs={"grid_size": 20}, base_activation="zero", seed=0).to(
+        torch.float64
+    )
+    first, second = model.layers
+    targets0 = torch.stack([x / 2, torch.stack([x[:, 0], -x[:, 1]], dim=1) / 2], dim=1)  # (n, out, in)
+    with torch.no_grad():
+        first.scale_sp.fill_(1.0)
+        first.coef.copy_(fit_coefficients(first.basis(x), targets0))
+        h = first(x)
+        second.scale_sp.fill_(1.0)
+        second.coef.copy_(
+            fit_coefficients(second.basis(h), torch.stack([h[:, 0] ** 2, -(h[:, 1] ** 2)], dim=1)[:, None, :])
+        )
+    return model
+
+
+def test_improve_swaps_a_near_quadratic_sine_for_the_square():
+    """A sine fitted near its maximum looks like a parabola; on the product of sums only x^2 lets
+    the refit reach round-off. improve_symbolic tries the runner-up and keeps it."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(300, 2, generator=g, dtype=torch.float64) * 2 - 1
+    y = x[:, :1] * x[:, 1:]
+    model = _fitted_product_model(x)
+    report = kantk.auto_symbolic(model, x, library="minimal")
+    assert [r.name for r in report] == ["x", "x", "x", "x", "x^2", "x^2"]
+    kantk.fix_symbolic(model, 1, 0, 0, "sin", x, library="minimal")  # the wrong, near-quadratic, choice
+    assert refit_symbolic(model, x, y).rmse_after > 1e-6
+    result = improve_symbolic(model, x, y, library="minimal", target_rmse=1e-10)
+    assert result.swaps == [(1, 0, 0, "sin", "x^2")]
+    assert result.rmse_after < 1e-12
+    assert str(kantk.symbolic_formula(model)[0]) == "x1*x2"
+    again = improve_symbolic(model, x, y, library="minimal", target_rmse=1e-10)
+    assert again.swaps == [] and again.refits == 1  # exact already: nothing to try
