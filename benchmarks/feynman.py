@@ -12,8 +12,9 @@ other argument at its default), and reports per equation:
   fresh random points of the ranges. ``sympy`` column: whether ``sympy.simplify(rounded - truth)``
   also gives 0 within ``--sympy-seconds`` (a numeric match sympy cannot simplify, such as
   ``tanh(atanh(a) + atanh(b))``, still counts as exact);
-* the formula discover returned (``-`` when some edge stayed numeric), the pruned widths, the
-  test RMSE of the final symbolic model, and the wall time of the discover call.
+* the formula discover returned (``-`` when some edge stayed numeric), the kept attempt's KAN
+  (``[2,[0,1],1]``: one product node; plain widths are after pruning), the test RMSE of the final
+  symbolic model, and the wall time of the discover call.
 
 Run:  python benchmarks/feynman.py [--only I.16.6 II.38.3] [--seed 0] [--json PATH] [--markdown]
 
@@ -95,6 +96,8 @@ def run_one(name: str, seed: int = 0, sympy_seconds: float = 10.0, **discover_kw
         "exact": bool(exact),
         "sympy_zero": proved,
         "widths": list(result.widths),
+        "structure": list(result.structure),
+        "snapped": bool(result.exact),
         "test_rmse": float(result.test_rmse),
         "seconds": seconds,
     }
@@ -103,7 +106,7 @@ def run_one(name: str, seed: int = 0, sympy_seconds: float = 10.0, **discover_kw
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The markdown table of rows (one per equation) and a summary line."""
     lines = [
-        "| equation | dimensionless formula | exact | formula discover returns | pruned | test RMSE | time |",
+        "| equation | dimensionless formula | exact | formula discover returns | KAN | test RMSE | time |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -114,12 +117,17 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
         found = "-" if r["formula"] is None else f"`{r['formula']}`".replace("|", "\\|")
         rmse = "nan" if math.isnan(r["test_rmse"]) else f"{r['test_rmse']:.1e}"
         lines.append(
-            f"| {r['name']} | `{r['display']}` | {exact} | {found} | {r['widths']} | {rmse} | "
+            f"| {r['name']} | `{r['display']}` | {exact} | {found} | {_shape(r)} | {rmse} | "
             f"{r['seconds']:.0f} s |"
         )
     lines.append("")
     lines.append(summary(rows))
     return "\n".join(lines)
+
+
+def _shape(r: dict[str, Any]) -> str:
+    """The kept attempt's KAN: ``[2, [0, 1], 1]`` (one product node) or pruned widths ``[2, 1, 1]``."""
+    return str(r.get("structure") or r["widths"]).replace(" ", "")
 
 
 def summary(rows: Sequence[dict[str, Any]]) -> str:

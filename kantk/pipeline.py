@@ -12,6 +12,7 @@ command line.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -48,6 +49,15 @@ SIMPLE_SLACK = 10.0
 #: std in its layer is switched off after the sparsity fit (:func:`kantk.prune` for models
 #: without product nodes).
 EDGE_THRESHOLD = 3e-2
+
+#: auto_symbolic's weight of simplicity against fit quality: pykan's 0.8, then (when the first
+#: formula is not exact and the ranking changes) a second opinion that favours fit quality, e.g.
+#: ``arctanh`` or ``sqrt`` where ``x`` fits nearly as well.
+WEIGHTS_SIMPLE = (0.8, 0.5)
+#: Then the runners-up (by pykan's score) of every output edge, this many each, with the other
+#: edges at pykan's choice (an output edge's function is the formula's outer shape: exp or 1/x,
+#: asin or sqrt are hard to tell apart on a numeric fit), at most ``MAX_OUTPUT_TRIALS`` in all.
+OUTPUT_RUNNERS_UP, MAX_OUTPUT_TRIALS = 2, 2
 
 #: The files :func:`discover` writes into its output folder (``graph.dot`` without Graphviz).
 OUTPUT_NAMES = ("model.kantk", "graph.svg", "graph.dot", "activations.png")
@@ -107,7 +117,9 @@ def discover(
     :func:`kantk.auto_symbolic` on every live edge (the best candidate whatever its r^2), refit.
     Its formula is then expanded, its constants rounded to simple numbers (see
     :func:`snap_formula`), and the snapped formula is kept when its test RMSE is at most
-    ``EXACT_RTOL`` times the labels' standard deviation: the attempt is *exact*.
+    ``EXACT_RTOL`` times the labels' standard deviation: the attempt is *exact*. When it is not,
+    the symbolic step runs again from the numeric model with the later weights of
+    :data:`WEIGHTS_SIMPLE` (fit quality over simplicity), where they choose other functions.
 
     Args:
         formula: A formula of x1..xn to sample (ignored when ``data`` is given).
@@ -358,28 +370,73 @@ def _attempt(
     model = kantk.refine(model, grid_size=refine_to)
     kantk.fit(model, data, steps=steps, **fit)
     done_n("refine", f"refined to G={refine_to} and refitted: test RMSE {_rmse(model, data):.2e}")
-    kantk.auto_symbolic(model, data["train_input"], library=library, r2_threshold=-math.inf)
-    kantk.fit(model, data, steps=steps, **fit)
-    rmse = _rmse(model, data)
-    why = ""
-    if not math.isfinite(rmse):
-        why = (
-            " (the symbolic model is not finite on some test inputs: an edge's argument left its "
-            "function's domain there, e.g. log or a root of a negative number)"
+    x = data["train_input"]
+    numeric = copy.deepcopy(model)
+    # opinions: (weight_simple, {output edge: function}); the first is pykan's choice
+    opinions: list[tuple[float, dict[tuple[int, int], str]]] = [(w, {}) for w in WEIGHTS_SIMPLE]
+    last = len(model.layers) - 1
+    for q, p in (model.layers[last].mask != 0).nonzero().tolist():
+        ranked = kantk.suggest_symbolic(numeric, last, p, q, x, library=library, topk=4 + OUTPUT_RUNNERS_UP)
+        distinct = ranked[:1]
+        for c in ranked[1:]:  # the same function twice in a library (sqrt, x^0.5) fits the same
+            if len(distinct) <= OUTPUT_RUNNERS_UP and all(abs(c.r2 - d.r2) > 1e-12 for d in distinct):
+                distinct.append(c)
+        opinions += [(WEIGHTS_SIMPLE[0], {(p, q): c.name}) for c in distinct[1:]]
+    first: Attempt | None = None
+    seen: list[list[Any]] = []
+    for k, (weight, forced) in enumerate(opinions[: len(WEIGHTS_SIMPLE) + MAX_OUTPUT_TRIALS]):
+        model = copy.deepcopy(numeric)
+        chosen = kantk.auto_symbolic(model, x, library=library, r2_threshold=-math.inf, weight_simple=weight)
+        for (p, q), name in forced.items():
+            kantk.fix_symbolic(model, last, p, q, name, x, library=library)
+        names = sorted(str((c.layer, c.i, c.j, c.name)) for c in chosen)
+        names = sorted(set(names) | {str((last, p, q, name)) for (p, q), name in forced.items()})
+        if names in seen:
+            continue  # the same functions as an earlier opinion
+        seen.append(names)
+        kantk.fit(model, data, steps=steps, **fit)
+        attempt = _symbolic_attempt(model, data, var_names, exact_rmse)
+        why = ""
+        if not math.isfinite(attempt.rmse):
+            why = (
+                " (the symbolic model is not finite on some test inputs: an edge's argument left its "
+                "function's domain there, e.g. log or a root of a negative number)"
+            )
+        how = f"weight_simple {weight}" + "".join(
+            f", output edge {p} -> {q} as {n}" for (p, q), n in forced.items()
         )
-    done_n("symbolic", f"every edge symbolic, refitted: test RMSE {rmse:.2e}{why}")
+        done_n(
+            f"symbolic{k or ''}",
+            f"every edge symbolic ({how}), refitted: test RMSE {attempt.rmse:.2e}{why}; "
+            + (
+                "exact formula (constants rounded, fits to round-off): "
+                + "; ".join(map(str, attempt.formulas))
+                if attempt.exact
+                else "no closed form (some edge stayed numeric)"
+                if not attempt.formulas
+                else "not exact (the formula with rounded constants does not fit the data to round-off)"
+            ),
+        )
+        if attempt.exact:
+            return attempt
+        if first is None or (attempt.formulas and attempt.rmse < first.rmse / SIMPLE_SLACK):
+            first = attempt  # a later opinion replaces the first only when far better
+    assert first is not None
+    return first
+
+
+def _symbolic_attempt(model: KAN, data, var_names, exact_rmse: float) -> Attempt:
+    """The attempt a symbolic, refitted model makes: its snapped formula when exact."""
+    import kantk
+
+    rmse = _rmse(model, data)
     try:
         raw = kantk.symbolic_formula(model, var_names=var_names, simplify=False, digits=None, numeric="raise")
-    except ValueError as exc:  # some edge stayed numeric: keep the model, report why
-        done_n("formula", f"no closed form: {exc}")
+    except ValueError:  # some edge stayed numeric: keep the model
         return Attempt([], rmse, model)
     snapped = [snap_formula(f, data, var_names, exact_rmse) for f in raw]
     if all(s is not None for s in snapped):
-        done_n(
-            "formula", "exact formula (constants rounded, fits to round-off): " + "; ".join(map(str, snapped))
-        )
         return Attempt(snapped, rmse, model, exact=True)
-    done_n("formula", "not exact: the formula with rounded constants does not fit the data to round-off")
     return Attempt(raw, rmse, model)
 
 

@@ -193,3 +193,40 @@ def test_snap_formula_rounds_only_what_still_fits():
     assert snap_formula(raw, data, ["a", "b"], 1e-8) == a / b + 1
     assert snap_formula(1.01 * raw, data, ["a", "b"], 1e-8) is None  # 1% off: rounds, but does not fit
     assert snap_formula(sympy.exp(0.5 * a) * sympy.exp(0.5 * a), data, ["a", "b"], 1e9) == sympy.exp(a)
+
+
+def test_discover_asks_a_second_opinion_that_favours_fit_quality(monkeypatch):
+    # issue 17: at pykan's weight_simple 0.8, x (complexity 1) beats arctanh (4) on I.16.6's
+    # inner edges and the formula is not exact; weight 0.5 gives tanh(atanh(a) + atanh(b)). The
+    # second choice starts from the numeric model again and runs only when its functions differ.
+    # Stubbed here (the real run takes half a minute).
+    import kantk
+    import kantk.pipeline as pipeline
+    from kantk.symbolic import SymbolicEdgeFit
+
+    weights: list[float] = []
+
+    def auto_symbolic(model, x, library=None, r2_threshold=0.9, weight_simple=0.8):
+        weights.append(weight_simple)
+        model.chosen = "x" if weight_simple == 0.8 else "arctanh"
+        return [SymbolicEdgeFit(0, 0, 0, model.chosen, 0.99, (1.0, 0.0, 1.0, 0.0), True, "fixed")]
+
+    a = sympy.Symbol("a")
+
+    def symbolic_attempt(model, data, var_names, exact_rmse):
+        if model.chosen == "arctanh":
+            return pipeline.Attempt([sympy.atanh(a)], 1e-16, model, exact=True)
+        return pipeline.Attempt([a], 1e-2, model)
+
+    monkeypatch.setattr(kantk, "fit", lambda *args, **kwargs: None)
+    monkeypatch.setattr(kantk, "refine", lambda model, grid_size: model)
+    monkeypatch.setattr(kantk, "auto_symbolic", auto_symbolic)
+    monkeypatch.setattr(pipeline, "_symbolic_attempt", symbolic_attempt)
+    found = pipeline.discover("x1*x2", hidden=[0, 1], search=False)
+    assert weights == [0.8, 0.5] and found.exact and found.formulas == [sympy.atanh(a)]
+
+    weights.clear()  # the same choice at both weights: no second refit
+    monkeypatch.setattr(pipeline, "WEIGHTS_SIMPLE", (0.8, 0.8))
+    monkeypatch.setattr(pipeline, "OUTPUT_RUNNERS_UP", 0)
+    found = pipeline.discover("x1*x2", hidden=[0, 1], search=False)
+    assert weights == [0.8, 0.8] and not found.exact
