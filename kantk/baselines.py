@@ -3,7 +3,7 @@
 
 The MLP is a plain ``nn.Module`` (``Linear`` layers with an activation between them); train it with
 :func:`kantk.fit` (the same engine, History and options as a KAN, minus the KAN-only ones) or with
-:class:`kantk.lightning.module.MLPModule`.
+:class:`kantk.lightning.MLPModule`.
 """
 
 from __future__ import annotations

@@ -325,9 +325,7 @@ def fit(
     # Validates optimizer, loss and regularisers before anything runs.
     module: Any
     if isinstance(model, MLP):
-        # MLPModule is not exported by kantk.lightning(.unified); its module is built with theirs
-        mlp_module = importlib.import_module(classes.__name__ + ".module").MLPModule
-        module = mlp_module.from_model(
+        module = classes.MLPModule.from_model(
             model, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=dict(optimizer_kwargs or {})
         )
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from kantk.lightning.callbacks import GridUpdateCallback, NaNGuard, StepProgressBar, gather_rows
 from kantk.lightning.datamodules import CSVDataModule, FunctionDataModule, TensorDataModule
 from kantk.lightning.grid_extension import GridExtension
-from kantk.lightning.module import KANModule
+from kantk.lightning.module import KANModule, MLPModule
 
 __all__ = [
     "CSVDataModule",
@@ -19,6 +19,7 @@ __all__ = [
     "GridExtension",
     "GridUpdateCallback",
     "KANModule",
+    "MLPModule",
     "NaNGuard",
     "StepProgressBar",
     "TensorDataModule",

@@ -735,7 +735,7 @@ def _check_checkpoint_kind(checkpoint: Mapping[str, Any], loader: str) -> None:
     if loader == "KANModule" and "activation" in hparams and "basis" not in hparams:
         raise ValueError(
             "this checkpoint holds a kantk.MLP, not a KAN: load it with "
-            "kantk.lightning.module.MLPModule.load_from_checkpoint(path)"
+            "kantk.lightning.MLPModule.load_from_checkpoint(path)"
         )
     if loader == "MLPModule" and "basis" in hparams:
         raise ValueError(

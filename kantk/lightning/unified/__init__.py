@@ -28,7 +28,7 @@ from kantk.lightning.unified.datamodules import (  # noqa: E402
     TensorDataModule,
 )
 from kantk.lightning.unified.grid_extension import GridExtension  # noqa: E402
-from kantk.lightning.unified.module import KANModule  # noqa: E402
+from kantk.lightning.unified.module import KANModule, MLPModule  # noqa: E402
 
 __all__ = [
     "CSVDataModule",
@@ -36,6 +36,7 @@ __all__ = [
     "GridExtension",
     "GridUpdateCallback",
     "KANModule",
+    "MLPModule",
     "NaNGuard",
     "StepProgressBar",
     "TensorDataModule",
