@@ -31,6 +31,7 @@ import torch
 from kantk.attribution import check_samples
 from kantk.layer import KANLayer
 from kantk.model import KAN
+from kantk.nodes import SUM
 from kantk.registry import Registry
 from kantk.symbolic.fitting import DOMAIN_MARGIN, R2_FLOOR, AffineFit, fit_affine, symbolic_scores
 from kantk.symbolic.library import LibraryArg, SymbolicLibrary, resolve_library
@@ -363,8 +364,18 @@ def _edge_samples(
     xs = h[:, p].t().to(torch.float64)
     spread = layer.activations(h).std(dim=0)  # (out, in): numeric and symbolic edges
     widest = float((spread * layer.live_edges()).max()) if spread.numel() else 0.0
+    scale = [widest] * len(edges)
+    if layer.nodes is not None:
+        # an edge into a factor of a product (any node that is not a plain sum) matters relative
+        # to that factor's size, its mean included: 0.006 +- 5% is no constant to drop
+        factor = layer.subnode_values(h).to(torch.float64).square().mean(dim=0).sqrt()  # (out,) RMS
+        node_of = layer.nodes.node_of_subnode()
+        for e, (qe, _) in enumerate(edges):
+            j = node_of[qe]
+            if not (layer.nodes.ops[j] == SUM and layer.nodes.arities[j] == 1):
+                scale[e] = float(factor[qe])
     edge_std = ys.std(dim=1)
-    negligible = [bool(s <= zero_threshold * widest) for s in edge_std.tolist()]
+    negligible = [bool(s <= zero_threshold * w) for s, w in zip(edge_std.tolist(), scale)]
     return xs, ys, negligible
 
 

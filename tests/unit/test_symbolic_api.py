@@ -215,3 +215,27 @@ def test_auto_symbolic_one_layer_at_a_time():
     assert [(r.layer, r.fixed) for r in second] == [(1, True), (1, True)]
     with pytest.raises(IndexError, match="layer"):
         kantk.auto_symbolic(model, x, layers=[2])
+
+
+def test_a_small_edge_into_a_product_factor_is_not_negligible():
+    """x1 * (0.006 + 0.0003 x2): the x2 edge's spread is 3e-4 of the x1 edge's, but 3% of its
+    factor's size; the factor's variation is part of the formula, not a constant to drop."""
+    torch.set_default_dtype(torch.float64)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(400, 2, generator=g) * 2 - 1
+    model = kantk.KAN([2, [0, 1], 1], basis_kwargs={"grid_size": 5}, base_activation="zero", seed=0)
+    layer = model.layers[0]
+    zero = torch.zeros(400)
+    target = torch.stack(
+        [torch.stack([x[:, 0], zero], dim=1), torch.stack([zero, 0.006 + 0.0003 * x[:, 1]], dim=1)], dim=1
+    )  # (n, out, in): sub-node 0 = x1, sub-node 1 = 0.006 + 0.0003 x2
+    with torch.no_grad():
+        layer.scale_sp.fill_(1.0)
+        layer.coef.copy_(fit_coefficients(layer.basis(x), target))
+        layer.mask[0, 1] = 0
+        layer.mask[1, 0] = 0
+    report = kantk.auto_symbolic(model, x, library="minimal", layers=0)
+    assert {(r.i, r.j): (r.name, r.status) for r in report} == {
+        (0, 0): ("x", "fixed"),
+        (1, 1): ("x", "fixed"),
+    }
