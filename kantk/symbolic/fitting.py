@@ -231,9 +231,6 @@ class _Span:
         """The same interval in normalised coordinates ``(x - mid) / half``."""
         return _Span((self.lo - mid) / half, (self.hi - mid) / half, self.lo_open, self.hi_open)
 
-    def rows(self, sl: slice) -> _Span:
-        return _Span(self.lo[sl], self.hi[sl], self.lo_open[sl], self.hi_open[sl])
-
 
 def _admissible(
     fn: SymbolicFunction, span: _Span, a: torch.Tensor, b: torch.Tensor, exact: bool
@@ -379,14 +376,14 @@ def _best_candidates(
     E, C, _ = cand.shape
     ns = us.shape[1]
     per_chunk = max(1, chunk_elements // max(1, C * ns))
+    inside = _admissible(fn, span, cand[..., 0], cand[..., 1], exact=False)  # (E, C), once: small
     out = []
     for start in range(0, E, per_chunk):
         sl = slice(start, start + per_chunk)
         c = cand[sl]
         z = torch.addcmul(c[..., 1:2], c[..., 0:1], us[sl, None, :])  # (e, C, 1) * (e, 1, ns) -> (e, C, ns)
         r2 = _r2_grid(fn.safe(z), yc1[sl], syy[sl])  # (e, C)
-        inside = _admissible(fn, span.rows(sl), c[..., 0], c[..., 1], exact=False)
-        r2 = torch.where(inside, r2, torch.full_like(r2, -math.inf))
+        r2 = torch.where(inside[sl], r2, torch.full_like(r2, -math.inf))
         # Equivalent candidates (exp: any b, absorbed by c; powers: the scale of a) tie up to
         # rounding; take the one nearest (a', b') = (1, 0), which keeps later training well
         # conditioned (no c = 1e-4 against b = 9). All -inf: the first, deterministic.
