@@ -366,14 +366,18 @@ def _edge_samples(
     widest = float((spread * layer.live_edges()).max()) if spread.numel() else 0.0
     scale = [widest] * len(edges)
     if layer.nodes is not None:
-        # an edge into a factor of a product (any node that is not a plain sum) matters relative
-        # to that factor's size, its mean included: 0.006 +- 5% is no constant to drop
-        factor = layer.subnode_values(h).to(torch.float64).square().mean(dim=0).sqrt()  # (out,) RMS
+        # An edge into a factor of a product (any node that is not a plain sum) matters by its
+        # relative size: its spread over the factor's root mean square (the factor's mean
+        # included: 0.006 +- 5% is no constant to drop), against the node's own relative spread.
+        sub = layer.subnode_values(h).to(torch.float64)  # (batch, out)
+        node = layer.nodes(sub)  # (batch, out_nodes)
+        rms_sub = sub.square().mean(dim=0).sqrt()
+        rel_node = node.std(dim=0) / node.square().mean(dim=0).sqrt().clamp_min(1e-300)
         node_of = layer.nodes.node_of_subnode()
         for e, (qe, _) in enumerate(edges):
             j = node_of[qe]
             if not (layer.nodes.ops[j] == SUM and layer.nodes.arities[j] == 1):
-                scale[e] = float(factor[qe])
+                scale[e] = float(rel_node[j] * rms_sub[qe])
     edge_std = ys.std(dim=1)
     negligible = [bool(s <= zero_threshold * w) for s, w in zip(edge_std.tolist(), scale)]
     return xs, ys, negligible
