@@ -126,7 +126,7 @@ def refit_symbolic(
         )
     rmse_before = math.sqrt(sse / n_out)
     lam, rejected, iterations, gain = 1e-3, 0, 0, 0.0
-    eye = torch.eye(theta.numel(), dtype=torch.float64)
+    eye = torch.eye(theta.numel(), dtype=torch.float64, device=theta.device)
     for _ in range(steps):
         iterations += 1
         t_model = theta.detach()
@@ -297,7 +297,7 @@ def improve_symbolic(
     first, refits = best, 1
     swaps: list[tuple[int, int, int, str, str]] = []
     # a trial refits on at most TRIAL_SAMPLES samples (equally spaced rows), a promising one on all
-    rows = torch.linspace(0, x.shape[0] - 1, min(x.shape[0], TRIAL_SAMPLES)).round().long()
+    rows = torch.linspace(0, x.shape[0] - 1, min(x.shape[0], TRIAL_SAMPLES), device=x.device).round().long()
     xt, yt = x[rows], y.reshape(x.shape[0], -1)[rows]
     # the most ambiguous edges first: smallest score gap between the function and its runner-up
     queue = []
