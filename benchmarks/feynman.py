@@ -161,6 +161,26 @@ def machine() -> dict[str, Any]:
     }
 
 
+def commit() -> str:
+    """The repository's commit (short hash), "+ uncommitted changes" when the tree differs; for the record."""
+    import subprocess
+
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+    try:
+        sha = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (sha or "unknown") + (" (with uncommitted changes)" if dirty else "")
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="these equations only (e.g. I.16.6)")
@@ -181,7 +201,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         rows.append(r)
         if args.json:  # after every row, so a long run that is stopped keeps what it measured
             with open(args.json, "w", encoding="utf-8") as f:
-                json.dump({"machine": machine(), "seed": args.seed, "rows": rows}, f, indent=1)
+                json.dump(
+                    {"machine": machine(), "commit": commit(), "seed": args.seed, "rows": rows}, f, indent=1
+                )
         if not args.markdown:
             print(
                 f"{name}: {'EXACT' if r['exact'] else 'no'} {r['formula']} (rounded {r['rounded']}); "

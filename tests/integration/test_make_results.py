@@ -51,3 +51,39 @@ def test_make_results_refuses_to_overwrite(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "exists" in result.stderr
     assert out.read_text(encoding="utf-8") == "keep me"
+
+
+def test_saved_benchmark_rows_are_stamped_with_the_commit_they_were_measured_at(tmp_path: Path) -> None:
+    import json
+
+    row = {
+        "name": "II.38.3",
+        "display": "a/b",
+        "variables": ["a", "b"],
+        "ranges": [[-1, 1], [0.5, 2]],
+        "formula": "a/b",
+        "rounded": "a/b",
+        "exact": True,
+        "sympy_zero": True,
+        "widths": [2, 1, 1],
+        "structure": [2, [0, 1], 1],
+        "test_rmse": 1e-16,
+        "seconds": 19.0,
+    }
+    machine = {"cpu": "test CPU", "cores": 2, "torch": "x", "threads": 1, "python": "3"}
+    saved = tmp_path / "rows.json"
+    saved.write_text(json.dumps({"machine": machine, "commit": "abc1234", "seed": 0, "rows": [row]}))
+    out = tmp_path / "results.md"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--sections", "feynman-benchmark", "--feynman-json", str(saved)]
+        + ["--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = out.read_text(encoding="utf-8")
+    assert "from rows measured at abc1234" in text and "machine: test CPU" in text
+    assert "| II.38.3 | `a/b` | yes | `a/b` | [2,[0,1],1] |" in text
+    assert "**Partial run**: 1 of 27 equations" in text
