@@ -66,6 +66,8 @@ _LAZY: dict[str, str] = {
     "formula_to_callable": "kantk.symbolic.formula",
     "formula_to_latex": "kantk.symbolic.formula",
     "symbolic_formula": "kantk.symbolic.formula",
+    "improve_symbolic": "kantk.symbolic.refit",
+    "refit_symbolic": "kantk.symbolic.refit",
     "History": "kantk.training",  # Lightning
     "fit": "kantk.training",  # Lightning
     "BasisSpec": "kantk.types",
@@ -144,5 +146,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from kantk.symbolic import SymbolicFunction, SymbolicLibrary
     from kantk.symbolic.api import auto_symbolic, fix_symbolic, suggest_symbolic, unfix_symbolic
     from kantk.symbolic.formula import formula_to_callable, formula_to_latex, symbolic_formula
+    from kantk.symbolic.refit import improve_symbolic, refit_symbolic
     from kantk.training import History, fit
     from kantk.types import BasisSpec, NodeOperationSpec, PrunerSpec, RegulariserSpec, SymbolicLibrarySpec

@@ -8,6 +8,8 @@
 - :mod:`kantk.symbolic.api`: ``suggest_symbolic``, ``fix_symbolic``, ``unfix_symbolic``,
   ``auto_symbolic`` (also at the top level, ``kantk.auto_symbolic``).
 - :mod:`kantk.symbolic.formula`: ``symbolic_formula`` and its callable / LaTeX helpers.
+- :mod:`kantk.symbolic.refit`: ``refit_symbolic`` (the symbolic edges' constants, never leaving
+  their domains) and ``improve_symbolic`` (tries runner-up functions).
 
 This package's ``__init__`` imports only the records and libraries (the layer needs them); the
 operations are loaded on first access. sympy is imported only when a formula is built.
@@ -25,7 +27,7 @@ from kantk.symbolic.library import (
     resolve_function,
     resolve_library,
 )
-from kantk.symbolic.records import SymbolicFunction
+from kantk.symbolic.records import Domain, SymbolicFunction
 
 _LAZY = {
     "AffineFit": "kantk.symbolic.fitting",
@@ -41,6 +43,10 @@ _LAZY = {
     "formula_to_latex": "kantk.symbolic.formula",
     "round_constants": "kantk.symbolic.formula",
     "symbolic_formula": "kantk.symbolic.formula",
+    "ImproveResult": "kantk.symbolic.refit",
+    "RefitResult": "kantk.symbolic.refit",
+    "improve_symbolic": "kantk.symbolic.refit",
+    "refit_symbolic": "kantk.symbolic.refit",
 }
 
 
@@ -52,6 +58,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AffineFit",
+    "Domain",
+    "ImproveResult",
+    "RefitResult",
     "SymbolicCandidate",
     "SymbolicEdgeFit",
     "SymbolicFunction",
@@ -63,6 +72,8 @@ __all__ = [
     "formula_to_callable",
     "formula_to_latex",
     "get_library",
+    "improve_symbolic",
+    "refit_symbolic",
     "resolve_function",
     "resolve_library",
     "round_constants",
