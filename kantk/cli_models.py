@@ -711,13 +711,20 @@ def configure_discover(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps",
         type=int_in(1, 100_000),
-        default=50,
-        help="LBFGS steps of each of the four fits (1 to 100000; default 50)",
+        default=None,
+        help="LBFGS steps of each fit (1 to 100000; default: kantk.discover's, 30)",
     )
     parser.add_argument(
-        "--hidden", type=int_in(1, 1000), default=5, help="hidden width before pruning (1 to 1000)"
+        "--hidden",
+        type=int_in(1, 1000),
+        default=None,
+        help="hidden width (sum nodes) before pruning, then smaller ones (1 to 1000); default: the shape "
+        "search (one product node, a sum and a product node, two sum nodes, two product nodes with 4+ "
+        "inputs; the first exact formula wins)",
     )
-    parser.add_argument("--library", default="minimal", help="symbolic library (kantk plugins lists them)")
+    parser.add_argument(
+        "--library", default=None, help="symbolic library (kantk plugins lists them; default: default)"
+    )
     _add_var_names(parser, "names of the inputs in the formula (default: the --data header, else x1 x2 ...)")
     parser.add_argument(
         "--seed",
@@ -763,7 +770,8 @@ def run_discover(args: argparse.Namespace) -> int:
                     f"-o {folder!r} would overwrite the input {args.data!r} with {name}; "
                     "choose another folder"
                 )
-    resolve_library(args.library)
+    if args.library is not None:
+        resolve_library(args.library)
     names = args.var_names
     data = None
     if args.data:
@@ -776,9 +784,12 @@ def run_discover(args: argparse.Namespace) -> int:
         result = discover(
             None if data is not None else (args.formula or DEFAULT_FORMULA),
             data=data,
-            hidden=args.hidden,
-            steps=args.steps,
-            library=args.library,
+            # only what the user gave: the rest at discover's defaults
+            **{
+                k: v
+                for k, v in (("hidden", args.hidden), ("steps", args.steps), ("library", args.library))
+                if v is not None
+            },
             var_names=names,
             seed=args.seed,
             output_dir=folder,
@@ -789,7 +800,7 @@ def run_discover(args: argparse.Namespace) -> int:
     for q, expr in enumerate(result.formulas):
         print(f"formula: y{q + 1} = {expr}" if len(result.formulas) > 1 else f"formula: {expr}")
     if not result.formulas:
-        print("formula: none found (some edges stayed numeric; try more --steps or --library default)")
+        print("formula: none found (some edges stayed numeric; try more --steps or another --hidden)")
     print(f"test RMSE: {result.test_rmse:.3e}")
     if not result.formulas:
         print(f"kantk: discover: no closed form found; the numeric model is in {folder}/", file=sys.stderr)

@@ -202,7 +202,10 @@ def short_math(expr: Any) -> str:
     """
     import re
 
-    text = str(expr)
+    import sympy
+
+    # full_prec=False: a lone float prints as 0.011, not 0.0110000000000000 (str's choice for a bare Float)
+    text = sympy.sstr(expr, full_prec=False)
     text = re.sub(r"\*\*(-?\d+)\b(?!\.)", lambda m: m.group(1).translate(_SUPERSCRIPTS), text)
     text = re.sub(r"\*\*", "^", text)
     text = re.sub(r"\bpi\b", "π", text)

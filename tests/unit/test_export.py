@@ -232,6 +232,9 @@ def test_short_math_reads_as_math():
     assert kantk.export.short_math(sympy.Float(0.354) * x**2 - sympy.Float(0.54)) == "0.354x² − 0.54"
     assert kantk.export.short_math(sympy.sin(sympy.pi * x)) == "sin(πx)"
     assert kantk.export.short_math(sympy.sqrt(x) * sympy.exp(x)) == "√(x)·exp(x)"
+    # a constant edge: a lone float, which str() would print with 15 digits
+    assert kantk.export.short_math(sympy.Float(0.011)) == "0.011"
+    assert kantk.export.short_math(sympy.Float(-0.033)) == "−0.033"
 
 
 def test_graphviz_nodes_are_labelled_and_kept_in_index_order():
