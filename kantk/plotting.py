@@ -23,14 +23,14 @@ from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from kantk._validation import check_int, check_number
+from kantk._validation import check_index, check_int, check_number
 from kantk.attribution import Attribution, attribution, check_samples
 from kantk.export import NODE_SYMBOLS
 from kantk.model import KAN
 from kantk.pruners import live_masks
 
 #: gid prefixes of the artists, for tests and for users restyling a figure.
-EDGE_GID = "kantk-edge"  # one Line2D per live edge: f"{EDGE_GID}/{layer}/{out}/{in}"
+EDGE_GID = "kantk-edge"  # one Line2D per live edge: f"{EDGE_GID}/{layer}/{i}/{j}" (input i, output j)
 NODE_GID = "kantk-nodes"  # one PathCollection per node layer: f"{NODE_GID}/{layer}"
 LABEL_GID = "kantk-edge-label"  # one Text per labelled edge
 
@@ -61,8 +61,9 @@ def plot_activations(
     Masked (pruned) edges are not drawn; symbolic edges are.
 
     Edges fixed to a symbolic function are labelled with its name (see
-    :func:`symbolic_edge_labels`); ``edge_labels`` adds or overrides labels by
-    ``(layer, out, in)``, e.g. with full formulas.
+    :func:`symbolic_edge_labels`); ``edge_labels`` adds or overrides labels by ``(layer, i, j)``
+    (input node ``i`` to output node ``j``, the order of :func:`kantk.fix_symbolic`), e.g. with full
+    formulas.
 
     Args:
         model: The KAN to draw (unchanged).
@@ -76,18 +77,21 @@ def plot_activations(
         scores: The attribution to use for the opacities (default: computed on ``x``).
         n_points: Points per curve (>= 2).
         min_alpha: Opacity of the least important live edge, in [0, 1] (0 hides dead edges).
-        edge_labels: ``{(layer, out, in): text}`` labels drawn next to those edges' boxes.
+        edge_labels: ``{(layer, i, j): text}`` labels drawn next to those edges' boxes (``j`` a
+            sub-node index where the layer feeds product nodes).
         title: Figure title.
         figsize: (width, height) in inches; default grows with the widest layer and the depth.
         dpi: Resolution of the figure (and of the saved file).
 
     Returns:
         The :class:`~matplotlib.figure.Figure` (Agg canvas). Its artists carry gids: each edge
-        curve is a ``Line2D`` with gid ``"kantk-edge/<layer>/<out>/<in>"``.
+        curve is a ``Line2D`` with gid ``"kantk-edge/<layer>/<i>/<j>"`` (input node ``i``, output
+        node ``j``).
 
     Raises:
         TypeError, ValueError: A bad model, samples, variable names or option (the message says
             what is accepted).
+        IndexError: An ``edge_labels`` key naming no edge of the model.
     """
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.plot_activations expects a kantk.KAN, got {type(model).__name__}")
@@ -102,7 +106,7 @@ def plot_activations(
     elif not isinstance(scores, Attribution) or scores.widths != model.widths:
         raise ValueError(f"scores must be a kantk.Attribution of this model (widths {model.widths})")
     labels = dict(symbolic_edge_labels(model))
-    labels.update(edge_labels or {})
+    labels.update(_check_edge_labels(model, edge_labels))
 
     widths = model.widths
     depth = len(model.layers)
@@ -159,7 +163,7 @@ def plot_activations(
                     color="black",
                     alpha=alpha,
                     linewidth=1.0,
-                    gid=f"{EDGE_GID}/{l}/{q}/{p}",
+                    gid=f"{EDGE_GID}/{l}/{p}/{q}",
                 )
                 rgba = (0.0, 0.0, 0.0, alpha)
                 boxes.append(
@@ -172,16 +176,16 @@ def plot_activations(
                     [(cx, box_y + _BOX_HEIGHT), ends[l][q]],
                 ]
                 colors += [rgba, rgba]
-                if (l, q, p) in labels:
+                if (l, p, q) in labels:
                     ax.text(
                         cx,
                         box_y + _BOX_HEIGHT,
-                        str(labels[(l, q, p)]),
+                        str(labels[(l, p, q)]),
                         ha="center",
                         va="bottom",
                         fontsize=7,
                         color="tab:red",
-                        gid=f"{LABEL_GID}/{l}/{q}/{p}",
+                        gid=f"{LABEL_GID}/{l}/{p}/{q}",
                     )
         if segments:
             ax.add_collection(
@@ -262,7 +266,7 @@ def _draw_node_operations(ax: Any, layout: Any, node_x: Any, y: float, ends: Any
 
 
 def symbolic_edge_labels(model: KAN) -> dict[tuple[int, int, int], str]:
-    """Labels ``{(layer, out, in): function name}`` of the edges fixed to a symbolic function.
+    """Labels ``{(layer, i, j): function name}`` of the edges fixed to a symbolic function.
 
     Reads each layer's symbolic edges (``KANLayer.symbolic_edges()`` and ``symbolic_names``, set
     by :func:`kantk.fix_symbolic`); layers without symbolic edges contribute nothing. The label
@@ -272,8 +276,24 @@ def symbolic_edge_labels(model: KAN) -> dict[tuple[int, int, int], str]:
     labels: dict[tuple[int, int, int], str] = {}
     for l, layer in enumerate(model.layers):
         for q, p in layer.symbolic_edges():
-            labels[(l, q, p)] = str(layer.symbolic_names[q][p])
+            labels[(l, p, q)] = str(layer.symbolic_names[q][p])
     return labels
+
+
+def _check_edge_labels(
+    model: KAN, edge_labels: Mapping[tuple[int, int, int], str] | None
+) -> dict[tuple[int, int, int], str]:
+    """``edge_labels`` when every key names an edge ``(layer, i, j)`` of ``model``."""
+    for key in edge_labels or {}:
+        if not (isinstance(key, tuple) and len(key) == 3):
+            raise ValueError(f"edge_labels keys must be (layer, i, j) tuples, got {key!r}")
+        l, i, j = key
+        check_index("edge_labels: layer", l, len(model.layers), where=f" for KAN{model.widths}")
+        layer = model.layers[l]
+        check_index(f"edge_labels {key}: i (input node of layer {l})", i, layer.in_features)
+        out = "node" if layer.nodes is None else "sub-node"
+        check_index(f"edge_labels {key}: j (output {out} of layer {l})", j, layer.out_features)
+    return dict(edge_labels or {})
 
 
 def _names(names: Sequence[str] | None, n: int, what: str, prefix: str) -> list[str]:

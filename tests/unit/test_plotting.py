@@ -7,7 +7,7 @@ import torch
 from matplotlib.figure import Figure
 
 import kantk
-from kantk.plotting import EDGE_GID, symbolic_edge_labels
+from kantk.plotting import EDGE_GID, LABEL_GID, symbolic_edge_labels
 
 
 def _curves(fig: Figure) -> list:
@@ -38,7 +38,9 @@ def test_one_curve_per_unmasked_edge_and_nothing_written(model_and_data, tmp_pat
     curves = _curves(fig)
     assert len(curves) == live
     gids = {c.get_gid() for c in curves}
-    assert f"{EDGE_GID}/0/1/2" not in gids and f"{EDGE_GID}/1/0/0" not in gids and f"{EDGE_GID}/0/0/0" in gids
+    # (layer, i, j): the masked edges 2 -> 1 of layer 0 and 0 -> 0, 1 -> 0 of layer 1 are not drawn
+    assert {f"{EDGE_GID}/0/2/1", f"{EDGE_GID}/1/0/0", f"{EDGE_GID}/1/1/0"}.isdisjoint(gids)
+    assert {f"{EDGE_GID}/0/1/2", f"{EDGE_GID}/1/2/0", f"{EDGE_GID}/1/0/1"} <= gids
     assert list(tmp_path.iterdir()) == []  # nothing written without path=
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(0.0 <= c.get_alpha() <= 1.0 for c in curves)
@@ -53,7 +55,7 @@ def test_curves_span_the_inputs_range_and_follow_importance():
     x = torch.stack([torch.linspace(-1, 3, 50), torch.linspace(0, 1, 50)], dim=1)
     fig = kantk.plot_activations(model, x, n_points=25, min_alpha=0.0)
     by_gid = {c.get_gid(): c for c in _curves(fig)}
-    strong, weak = by_gid[f"{EDGE_GID}/0/0/0"], by_gid[f"{EDGE_GID}/0/0/1"]
+    strong, weak = by_gid[f"{EDGE_GID}/0/0/0"], by_gid[f"{EDGE_GID}/0/1/0"]  # x1 -> y, x2 -> y
     assert len(strong.get_xdata()) == 25
     assert strong.get_alpha() == pytest.approx(1.0)
     assert weak.get_alpha() < 0.05
@@ -64,10 +66,12 @@ def test_curves_span_the_inputs_range_and_follow_importance():
 def test_names_and_labels(model_and_data):
     model, x = model_and_data
     fig = kantk.plot_activations(
-        model, x, in_vars=["a", "b", "c"], out_vars=["u", "v"], title="net", edge_labels={(1, 1, 3): "sin(x)"}
+        model, x, in_vars=["a", "b", "c"], out_vars=["u", "v"], title="net", edge_labels={(1, 3, 1): "sin(x)"}
     )
     texts = _texts(fig)
     assert {"a", "b", "c", "u", "v", "sin(x)"} <= set(texts)
+    label = next(t for ax in fig.axes for t in ax.texts if t.get_text() == "sin(x)")
+    assert label.get_gid() == f"{LABEL_GID}/1/3/1"  # edge h4 -> v: the order of kantk.fix_symbolic
     assert fig._suptitle is not None and fig._suptitle.get_text() == "net"
 
 
@@ -76,10 +80,13 @@ def test_symbolic_edges_are_drawn_and_labelled(model_and_data):
     assert symbolic_edge_labels(model) == {}
     from kantk.symbolic.library import get_library
 
-    model.layers[0].set_symbolic_edge(1, 2, get_library("minimal")["sin"], "minimal")  # a masked edge
-    assert symbolic_edge_labels(model) == {(0, 1, 2): "sin"}
+    model.layers[0].set_symbolic_edge(1, 2, get_library("minimal")["sin"], "minimal")  # masked edge 2 -> 1
+    assert symbolic_edge_labels(model) == {(0, 2, 1): "sin"}  # (layer, i, j)
     fig = kantk.plot_activations(model, x)
-    assert f"{EDGE_GID}/0/1/2" in {c.get_gid() for c in _curves(fig)}  # symbolic edges are live
+    assert f"{EDGE_GID}/0/2/1" in {c.get_gid() for c in _curves(fig)}  # symbolic edges are live
+    fixed = kantk.KAN([2, 3, 1], seed=0)
+    kantk.fix_symbolic(fixed, 0, 1, 2, "sin")  # the same (layer, i, j) names the same edge
+    assert symbolic_edge_labels(fixed) == {(0, 1, 2): "sin"}
     assert "sin" in _texts(fig)
 
 
@@ -133,5 +140,16 @@ def test_bad_arguments_say_what_is_accepted(model_and_data):
             kantk.plot_activations(model, x, dpi=dpi)
     with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
         kantk.plot_activations(model, x[:, :2])
+    # [3, 4, 2]: (layer 1, out 1, in 3), the old key order, names no edge (layer 1 has 2 outputs)
+    with pytest.raises(
+        IndexError, match=r"edge_labels \(1, 1, 3\): j \(output node of layer 1\) must be .* \[0, 1\]"
+    ):
+        kantk.plot_activations(model, x, edge_labels={(1, 1, 3): "sin"})
+    with pytest.raises(
+        IndexError, match=r"edge_labels: layer must be an int in \[0, 1\] for KAN\[3, 4, 2\], got 2"
+    ):
+        kantk.plot_activations(model, x, edge_labels={(2, 0, 0): "sin"})
+    with pytest.raises(ValueError, match=r"edge_labels keys must be \(layer, i, j\) tuples, got 'x1'"):
+        kantk.plot_activations(model, x, edge_labels={"x1": "sin"})
     with pytest.raises(ValueError, match="scores must be a kantk.Attribution of this model"):
         kantk.plot_activations(model, x, scores=kantk.attribution(kantk.KAN([3, 2, 2], seed=0), x))
