@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kantk._validation import check_index, is_int
 from kantk.attribution import check_samples
 from kantk.layer import KANLayer
 from kantk.model import KAN
@@ -315,18 +316,16 @@ def auto_symbolic(
 def _check_layer(model: KAN, layer: int) -> KANLayer:
     if not isinstance(model, KAN):
         raise TypeError(f"expected a kantk.KAN, got {type(model).__name__}")
-    n = len(model.layers)
-    if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < n:
-        raise IndexError(f"layer must be an int in [0, {n - 1}] for KAN{model.widths}, got {layer!r}")
+    check_index("layer", layer, len(model.layers), where=f" for KAN{model.widths}")
     return model.layers[layer]
 
 
 def _check_nodes(target: KANLayer, layer: int, i: int, j: int) -> None:
     for label, value, size in (
         ("i (input node)", i, target.in_features),
-        ("j (output node)", j, target.out_features),
+        ("j (output node)" if target.nodes is None else "j (output sub-node)", j, target.out_features),
     ):
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < size:
+        if not is_int(value) or not 0 <= value < size:
             raise IndexError(
                 f"layer {layer} has {size} nodes on that side; {label} must be in [0, {size - 1}], got "
                 f"{value!r}"

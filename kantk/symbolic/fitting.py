@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kantk._validation import check_number
 from kantk.symbolic.records import SymbolicFunction
 
 #: Added inside pykan's r^2 loss ``log2(R2_FLOOR + 1 - r2)``.
@@ -121,8 +122,7 @@ def fit_affine(
         raise ValueError("grid_size and zoom_size must be >= 3")
     if not functions:
         raise ValueError("fit_affine needs at least one candidate function")
-    if not (isinstance(domain_margin, (int, float)) and 0 <= domain_margin < math.inf):
-        raise ValueError(f"domain_margin must be a number >= 0, got {domain_margin!r}")
+    check_number("domain_margin", domain_margin, 0, finite=True)
 
     lo, hi = x64.min(dim=1).values, x64.max(dim=1).values
     mid = (lo + hi) / 2  # (E,)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from kantk._validation import is_int
 from kantk.formula_parser import lambdify_namespace, parse_formula
 from kantk.model import KAN
 
@@ -115,11 +116,7 @@ def symbolic_formula(
 
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.symbolic_formula expects a kantk.KAN, got {type(model).__name__}")
-    if (
-        digits is not None
-        and digits != "auto"
-        and (not isinstance(digits, int) or isinstance(digits, bool) or digits < 0)
-    ):
+    if digits is not None and digits != "auto" and not (is_int(digits) and digits >= 0):
         raise ValueError(f"digits must be 'auto', an int >= 0 or None, got {digits!r}")
     if numeric not in ("name", "raise"):
         raise ValueError(f"numeric must be 'name' or 'raise', got {numeric!r}")

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from kantk._validation import check_number
+
 TorchFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -125,9 +127,7 @@ class SymbolicFunction:
                 raise TypeError(f"symbolic function {self.name!r}: {attr} must be callable")
         if self.safe_torch_fn is not None and not callable(self.safe_torch_fn):
             raise TypeError(f"symbolic function {self.name!r}: safe_torch_fn must be callable or None")
-        c = self.complexity
-        if not isinstance(c, (int, float)) or isinstance(c, bool) or not c >= 0:
-            raise ValueError(f"symbolic function {self.name!r}: complexity must be a number >= 0, got {c!r}")
+        check_number(f"symbolic function {self.name!r}: complexity", self.complexity, 0)
         if self.domain is not None and not isinstance(self.domain, Domain):
             raise TypeError(
                 f"symbolic function {self.name!r}: domain must be a kantk.symbolic.records.Domain or None"

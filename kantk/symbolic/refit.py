@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call, jacfwd
 
+from kantk._validation import check_int
 from kantk.attribution import check_samples
 from kantk.model import KAN
 from kantk.symbolic.fitting import DOMAIN_MARGIN, _admissible, _Span
@@ -95,8 +96,7 @@ def refit_symbolic(
         raise ValueError(
             f"y must be finite, of shape ({x.shape[0]}, {model.widths[-1]}); got {tuple(y.shape)}"
         )
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    check_int("steps", steps, 0)
     blocks = _blocks(model)
     if not blocks:
         raise ValueError("refit_symbolic: the model has no symbolic edge (kantk.auto_symbolic fixes them)")
@@ -289,8 +289,7 @@ def improve_symbolic(
     """
     from kantk.symbolic.api import fix_symbolic, suggest_symbolic
 
-    if not (isinstance(alternatives, int) and not isinstance(alternatives, bool) and alternatives >= 0):
-        raise ValueError(f"alternatives must be an int >= 0, got {alternatives!r}")
+    check_int("alternatives", alternatives, 0)
     if not 0 < gain <= 1:
         raise ValueError(f"gain must be in (0, 1], got {gain!r}")
     best = refit_symbolic(model, x, y, steps, domain_margin).rmse_after
