@@ -416,6 +416,17 @@ class _TrainingModule(pl.LightningModule):
             callbacks.append(NaNGuard())
         return callbacks
 
+    def _follow_checkpoint_dtype(self, checkpoint: Mapping[str, Any], key: str) -> None:
+        """Convert the module to the dtype of the checkpoint's tensor ``key`` (a float dtype of
+        :data:`DTYPES`) before the state is loaded; nothing when the tensor is missing."""
+        tensor = checkpoint.get("state_dict", {}).get(key)
+        if (
+            isinstance(tensor, torch.Tensor)
+            and tensor.dtype in DTYPES.values()
+            and tensor.dtype != self.model_dtype
+        ):
+            self.to(tensor.dtype)
+
 
 class KANModule(_TrainingModule):
     """Train a KAN with Lightning: regression (MSE) or classification (cross-entropy).
@@ -572,13 +583,7 @@ class KANModule(_TrainingModule):
             ValueError: The checkpoint holds an MLP (:class:`MLPModule`'s).
         """
         _check_checkpoint_kind(checkpoint, "KANModule")
-        coef = checkpoint.get("state_dict", {}).get("model.layers.0.coef")
-        if (
-            isinstance(coef, torch.Tensor)
-            and coef.dtype in DTYPES.values()
-            and coef.dtype != self.model_dtype
-        ):
-            self.to(coef.dtype)
+        self._follow_checkpoint_dtype(checkpoint, "model.layers.0.coef")
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """A :class:`NaNGuard` (as :class:`MLPModule`) and the grid-update schedule (when
@@ -699,13 +704,7 @@ class MLPModule(_TrainingModule):
             ValueError: The checkpoint holds a KAN (:class:`KANModule`'s).
         """
         _check_checkpoint_kind(checkpoint, "MLPModule")
-        weight = checkpoint.get("state_dict", {}).get("model.layers.0.weight")
-        if (
-            isinstance(weight, torch.Tensor)
-            and weight.dtype in DTYPES.values()
-            and weight.dtype != self.model_dtype
-        ):
-            self.to(weight.dtype)
+        self._follow_checkpoint_dtype(checkpoint, "model.layers.0.weight")
 
 
 def _check_training_args(optimizer: str, lr: float | None, weight_decay: float, dtype: str | None) -> None:
