@@ -39,6 +39,10 @@ DEFAULT_FORMULA = "exp(sin(pi*x1) + x2**2)"
 STRUCTURES: tuple[Any, ...] = ([0, 1], [1, 1], 2)
 #: Added after :data:`STRUCTURES` when the data has at least this many inputs.
 TWO_PRODUCTS, TWO_PRODUCTS_MIN_INPUTS = [0, 2], 4
+#: With at most this many inputs, ``hidden=None`` ends with the *factored* attempts (see
+#: :func:`factored_shapes`): one product node over every input, each input on its own sub-node,
+#: the output edges fixed in advance.
+FACTORED_MAX_INPUTS = 3
 #: Hidden widths tried after the first attempt when ``hidden`` is an int (those below it), in order.
 SEARCH_WIDTHS = (3, 2, 4)
 #: A formula is exact when its test RMSE is at most this times the labels' std.
@@ -203,6 +207,36 @@ def hidden_layers(hidden: Any, n_in: int, search: bool = True) -> list[Any]:
     return tried if search else tried[:1]
 
 
+@dataclass(frozen=True)
+class Shape:
+    """One attempt's KAN: the hidden layer as :class:`kantk.KAN` spells it, the product nodes'
+    arity, and for a *factored* attempt (see :func:`factored_shapes`) its output edges' function."""
+
+    hidden: Any
+    mult_arity: int = 2
+    output: str | None = None
+
+
+def factored_shapes(n_in: int) -> list[Shape]:
+    """The factored attempts for ``n_in`` inputs (none above :data:`FACTORED_MAX_INPUTS`).
+
+    A factored attempt fixes in advance the structure the sparsity fit would otherwise have to
+    find: one product node of ``n_in`` sub-nodes with input ``i`` alone on sub-node ``i``, its
+    output edge symbolic from the start: ``f(a)*g(b)`` (output ``x``), ``1/(f(a)*g(b))`` (output
+    ``1/x``), and next to a sum node over every input, ``s(a, b) + f(a)*g(b)`` (both output edges
+    ``x``). ``x`` is fixed before training; other functions (a pole, a bounded domain) after the
+    first fit, to the numeric output edge. Without the fixed output, a product node and a
+    nonlinear output edge trade powers and scales freely (``h(f*g) = h2(f**2*g**2)``), and the
+    l1_entropy penalty (an edge's spread) pushes the sub-nodes towards large constants and small
+    variations, where the product acts as a sum; so the attempt fits with pykan's grid updates
+    and no sparsity penalty. This is how ``n0*exp(-a)``, ``1/(1 + a*b)`` and
+    ``beta*(1 + alpha*cos(theta))`` are found.
+    """
+    if not 2 <= n_in <= FACTORED_MAX_INPUTS:
+        return []
+    return [Shape([0, 1], n_in, "x"), Shape([0, 1], n_in, "1/x"), Shape([1, 1], n_in, "x")]
+
+
 def _discover(
     formula,
     data,
@@ -256,15 +290,18 @@ def _discover(
 
     resolve_library(library)  # an unknown library fails now, not after three fits
     layers = hidden_layers(hidden, n_in, search)
+    shapes = [Shape(layer) for layer in layers]
+    if hidden is None and search:
+        shapes += factored_shapes(n_in)
     exact_rmse = EXACT_RTOL * float(data["test_label"].std())
     attempts: list[Attempt] = []
-    for n, layer in enumerate(layers):
+    for n, shape in enumerate(shapes):
         if n:
-            say(f"not exact (test RMSE {attempts[-1].rmse:.2e}); trying the hidden layer {layer}")
+            say(f"not exact (test RMSE {attempts[-1].rmse:.2e}); trying {_describe(shape)}")
         attempt = _attempt(
             data,
             n_in,
-            layer,
+            shape,
             grid_size,
             refine_to,
             steps,
@@ -282,7 +319,7 @@ def _discover(
     kept = _simplest(attempts)
     best = attempts[kept]
     if len(attempts) > 1:
-        done("search", f"kept the attempt with hidden layer {layers[kept]}: test RMSE {best.rmse:.2e}")
+        done("search", f"kept the attempt with {_describe(shapes[kept])}: test RMSE {best.rmse:.2e}")
     formulas = best.formulas
     if formulas and not best.exact:  # the model's formula with constants rounded as far as it stays faithful
         try:
@@ -305,6 +342,15 @@ def _discover(
         best.exact,
         list(best.model.width_spec),
     )
+
+
+def _describe(shape: Shape) -> str:
+    text = f"the hidden layer {shape.hidden}"
+    if shape.mult_arity != 2:
+        text += f" (mult_arity {shape.mult_arity})"
+    if shape.output is not None:
+        text += f", factored (each input on its own sub-node, output edges {shape.output})"
+    return text
 
 
 @dataclass
@@ -336,7 +382,7 @@ def _simplest(attempts: Sequence[Attempt]) -> int:
 
 
 def _attempt(
-    data, n_in, hidden, grid_size, refine_to, steps, l1_entropy, library, var_names, seed, done, n, exact_rmse
+    data, n_in, shape, grid_size, refine_to, steps, l1_entropy, library, var_names, seed, done, n, exact_rmse
 ) -> Attempt:
     """One run of the recipe; ``done(stage, message)`` reports (stages suffixed by the attempt)."""
     import kantk
@@ -347,7 +393,12 @@ def _attempt(
         done(stage + tag, message)
 
     with _float64():
-        model = KAN([n_in, hidden, 1], basis_kwargs={"grid_size": grid_size, "order": 3}, seed=seed)
+        model = KAN(
+            [n_in, shape.hidden, 1],
+            basis_kwargs={"grid_size": grid_size, "order": 3},
+            mult_arity=shape.mult_arity,
+            seed=seed,
+        )
     products = any(layer.nodes is not None for layer in model.layers)
     moved = _grids_on_the_data(model, data["train_input"])
     fit = {"progress": False, "seed": seed}
@@ -357,8 +408,26 @@ def _attempt(
         f"model {model.width_spec}" + (" (first layer's grids moved to the inputs' range)" if moved else ""),
     )
 
-    kantk.fit(model, data, steps=steps, regularisers={"l1_entropy": {"weight": l1_entropy}}, **fit)
-    done_n("sparsify", f"fitted with l1_entropy ({steps} LBFGS steps): test RMSE {_rmse(model, data):.2e}")
+    if shape.output is not None:
+        _factor(model)
+        last = len(model.layers) - 1
+        outputs = (model.layers[last].mask != 0).nonzero().tolist()
+        if shape.output == "x":  # the identity from the start
+            for q, p in outputs:
+                kantk.fix_symbolic(model, last, p, q, "x", fit_params=False, library=library)
+        kantk.fit(model, data, steps=steps, grid_update_every=max(1, steps // 6), **fit)
+        if shape.output != "x":  # a pole or a bounded domain: fitted to the numeric output edge
+            for q, p in outputs:
+                kantk.fix_symbolic(model, last, p, q, shape.output, data["train_input"], library=library)
+        done_n(
+            "sparsify",
+            f"fitted with grid updates ({steps} LBFGS steps), output edges {shape.output}: "
+            f"test RMSE {_rmse(model, data):.2e}",
+        )
+    else:
+        kantk.fit(model, data, steps=steps, regularisers={"l1_entropy": {"weight": l1_entropy}}, **fit)
+        rmse = _rmse(model, data)
+        done_n("sparsify", f"fitted with l1_entropy ({steps} LBFGS steps): test RMSE {rmse:.2e}")
     if products:
         off = _switch_off_small_edges(model, data["train_input"], EDGE_THRESHOLD)
         kantk.fit(model, data, steps=steps, **fit)
@@ -375,7 +444,7 @@ def _attempt(
     # opinions: (weight_simple, {output edge: function}); the first is pykan's choice
     opinions: list[tuple[float, dict[tuple[int, int], str]]] = [(w, {}) for w in WEIGHTS_SIMPLE]
     last = len(model.layers) - 1
-    for q, p in (model.layers[last].mask != 0).nonzero().tolist():
+    for q, p in (model.layers[last].mask != 0).nonzero().tolist() if shape.output is None else []:
         ranked = kantk.suggest_symbolic(numeric, last, p, q, x, library=library, topk=4 + OUTPUT_RUNNERS_UP)
         distinct = ranked[:1]
         for c in ranked[1:]:  # the same function twice in a library (sqrt, x^0.5) fits the same
@@ -423,6 +492,22 @@ def _attempt(
             first = attempt  # a later opinion replaces the first only when far better
     assert first is not None
     return first
+
+
+def _factor(model: KAN) -> None:
+    """Input ``i`` alone on sub-node ``i`` of every product node of the first layer whose arity is
+    the number of inputs (the mask of the other edges into those sub-nodes set to 0)."""
+    layer: Any = model.layers[0]
+    nodes = layer.nodes
+    if nodes is None:
+        return
+    with torch.no_grad():
+        for node, op in enumerate(nodes.ops):
+            sub = list(nodes.subnodes(node))
+            if op != "sum" and len(sub) == layer.in_features:
+                for i, s in enumerate(sub):
+                    layer.mask[s] = 0
+                    layer.mask[s, i] = 1
 
 
 def _symbolic_attempt(model: KAN, data, var_names, exact_rmse: float) -> Attempt:

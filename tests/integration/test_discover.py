@@ -141,10 +141,11 @@ def test_discover_searches_its_shapes_and_keeps_the_simplest_formula(monkeypatch
     }
     tried = []
 
-    def attempt(data, n_in, hidden, *args):
-        tried.append(str(hidden))
-        formulas, rmse, exact = canned.get(str(hidden), ([x1], 1.0, False))
-        return pipeline.Attempt(formulas, rmse, pipeline.KAN([n_in, hidden, 1], seed=0), exact)
+    def attempt(data, n_in, shape, *args):
+        name = str(shape.hidden) + (f" {shape.mult_arity} {shape.output}" if shape.output else "")
+        tried.append(name)
+        formulas, rmse, exact = canned.get(name, ([x1], 1.0, False))
+        return pipeline.Attempt(formulas, rmse, pipeline.KAN([n_in, shape.hidden, 1], seed=0), exact)
 
     monkeypatch.setattr(pipeline, "_attempt", attempt)
     found = pipeline.discover("x1*x2")
@@ -154,11 +155,22 @@ def test_discover_searches_its_shapes_and_keeps_the_simplest_formula(monkeypatch
     tried.clear()
     canned["[1, 1]"] = ([x1 * x2 + 2e-4 * x1], 5e-4, False)  # not exact, within 10x of the best, simpler
     found = pipeline.discover("x1*x2")
-    assert tried == ["[0, 1]", "[1, 1]", "2"] and not found.exact
+    factored = ["[0, 1] 2 x", "[0, 1] 2 1/x", "[1, 1] 2 x"]  # two or three inputs: the factored shapes too
+    assert tried == ["[0, 1]", "[1, 1]", "2", *factored] and not found.exact
     assert found.structure == [2, [1, 1], 1]
 
     tried.clear()
-    pipeline.discover("x1*x2 + x3*x4")  # four inputs: two product nodes too
+    canned["[0, 1] 2 1/x"] = ([1 / (1 + x1 * x2)], 1e-16, True)
+    found = pipeline.discover("1/(1 + x1*x2)")
+    assert tried == ["[0, 1]", "[1, 1]", "2", "[0, 1] 2 x", "[0, 1] 2 1/x"] and found.exact
+    assert found.formulas == [1 / (1 + x1 * x2)]
+
+    tried.clear()
+    pipeline.discover("x1*(1 + x2*x3)")  # three inputs: the factored products have three sub-nodes
+    assert tried == ["[0, 1]", "[1, 1]", "2", "[0, 1] 3 x", "[0, 1] 3 1/x", "[1, 1] 3 x"]
+
+    tried.clear()
+    pipeline.discover("x1*x2 + x3*x4")  # four inputs: two product nodes too, no factored shapes
     assert tried == ["[0, 1]", "[1, 1]", "2", "[0, 2]"]
 
     tried.clear()
@@ -230,3 +242,28 @@ def test_discover_asks_a_second_opinion_that_favours_fit_quality(monkeypatch):
     monkeypatch.setattr(pipeline, "OUTPUT_RUNNERS_UP", 0)
     found = pipeline.discover("x1*x2", hidden=[0, 1], search=False)
     assert weights == [0.8, 0.8] and not found.exact
+
+
+def test_a_factored_attempt_finds_a_product_with_a_nonlinear_factor():
+    # issue 17: x1*exp(-x2) (Feynman I.40.1) needs each input alone on a sub-node of the product
+    # node and the output edge linear; the sparsity fit of the plain [2, [0, 1], 1] attempt finds
+    # neither (the product acts as a sum there). One factored attempt, run for real (~10 s).
+    import torch
+
+    import kantk
+    import kantk.pipeline as pipeline
+
+    data = kantk.create_dataset(
+        "x1*exp(-x2)", n_vars=2, train_num=500, test_num=500, seed=0, dtype=torch.float64
+    )
+    exact = pipeline.EXACT_RTOL * float(data["test_label"].std())
+    messages: list[str] = []
+    shape = pipeline.Shape([0, 1], 2, "x")
+    found = pipeline._attempt(
+        data, 2, shape, 3, 10, 30, 1e-3, "default", None, 0, lambda stage, m: messages.append(m), 0, exact
+    )
+    x1, x2 = sympy.symbols("x1 x2")
+    assert found.exact, messages
+    assert sympy.simplify(found.formulas[0] - x1 * sympy.exp(-x2)) == 0
+    live = found.model.layers[0].live_edges()
+    assert live.tolist() == [[True, False], [False, True]]  # input i alone on sub-node i
