@@ -491,6 +491,24 @@ def _attempt(
         if first is None or (attempt.formulas and attempt.rmse < first.rmse / SIMPLE_SLACK):
             first = attempt  # a later opinion replaces the first only when far better
     assert first is not None
+    if first.formulas and math.isfinite(first.rmse):  # one edge's runners-up, judged by a refit
+        model = copy.deepcopy(first.model)
+        try:
+            improved = kantk.improve_symbolic(
+                model, x, data["train_label"], library=library, target_rmse=exact_rmse
+            )
+        except ValueError:  # no symbolic edge left (all constant), or not finite on the data
+            return first
+        attempt = _symbolic_attempt(model, data, var_names, exact_rmse)
+        swaps = ", ".join(f"edge {(layer, i, j)} {old} -> {new}" for layer, i, j, old, new in improved.swaps)
+        done_n(
+            "improve",
+            f"tried the runners-up of every symbolic edge ({swaps or 'no swap kept'}): test RMSE "
+            f"{attempt.rmse:.2e}; "
+            + ("exact formula: " + "; ".join(map(str, attempt.formulas)) if attempt.exact else "not exact"),
+        )
+        if attempt.exact or (attempt.formulas and attempt.rmse < first.rmse / SIMPLE_SLACK):
+            return attempt
     return first
 
 
