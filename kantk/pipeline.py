@@ -6,8 +6,9 @@ that matter, refined to a finer grid, every edge fitted to a symbolic function, 
 refitted, and its formula *snapped*: expanded, its constants rounded to simple numbers (1/3, pi/2,
 ...), and kept in that form only when it still fits the data to round-off. The shapes tried first
 have a multiplication node (KAN 2.0's MultKAN), which makes products and quotients such as
-``x1*x2`` or ``a*sin(theta)`` one node instead of a sum of squares. ``kantk discover`` is its
-command line.
+``x1*x2`` or ``a*sin(theta)`` one node instead of a sum of squares; the last (*factored*) ones
+fix the structure in advance: each input alone on a factor of one product node, the output edge
+fixed (``n0*exp(-a)``, ``1/(1 + a*b)``). ``kantk discover`` is its command line.
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ def discover(
     :func:`snap_formula`), and the snapped formula is kept when its test RMSE is at most
     ``EXACT_RTOL`` times the labels' standard deviation: the attempt is *exact*. When it is not,
     the symbolic step runs again from the numeric model with the later weights of
-    :data:`WEIGHTS_SIMPLE` (fit quality over simplicity), where they choose other functions.
+    :data:`WEIGHTS_SIMPLE` (fit quality over simplicity), where they choose other functions, and
+    with the output edge's runners-up; then :func:`kantk.improve_symbolic` tries every symbolic
+    edge's runners-up, each judged by a refit.
 
     Args:
         formula: A formula of x1..xn to sample (ignored when ``data`` is given).
@@ -131,7 +134,8 @@ def discover(
             e.g. from :func:`kantk.load_csv`; one output column.
         n_vars: Number of variables of ``formula`` (default: the highest ``x<i>`` it names).
         hidden: The hidden layer of the first attempt. ``None`` (default): the shapes of
-            :data:`STRUCTURES` in turn (and :data:`TWO_PRODUCTS` with four or more inputs). An
+            :data:`STRUCTURES` in turn (and :data:`TWO_PRODUCTS` with four or more inputs), then
+            with two or three inputs the factored shapes of :func:`factored_shapes`. An
             int: that many sum nodes, then (with ``search``) the widths of
             :data:`SEARCH_WIDTHS` below it. A list ``[n_sum, n_mult]``: that layer only.
         search: Try the further shapes when an attempt is not exact; stop at the first exact
