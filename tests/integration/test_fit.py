@@ -158,6 +158,17 @@ def test_fit_is_quiet(data, caplog, capsys):
     assert logging.getLogger("pytorch_lightning").level == level  # restored
 
 
+def test_fit_without_a_test_split_warns_nothing(data):
+    # no test split, no evaluation (documented): Lightning's "Total length of list across ranks
+    # is zero" hint about the empty validation loader is not the user's business
+    train_only = {k: data[k] for k in ("train_input", "train_label")}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = kantk.fit(kantk.KAN([2, 2, 1], seed=0), train_only, steps=2, progress=False)
+    assert not [str(w.message) for w in caught if "across ranks" in str(w.message)]
+    assert len(history.train_loss) == 2
+
+
 def test_regularisers_enter_the_loss_and_the_history(data):
     model = kantk.KAN([2, 3, 1], seed=0)
     history = kantk.fit(
