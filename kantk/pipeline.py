@@ -14,6 +14,7 @@ fixed (``n0*exp(-a)``, ``1/(1 + a*b)``). ``kantk discover`` is its command line.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import os
@@ -214,14 +215,43 @@ def hidden_layers(hidden: Any, n_in: int, search: bool = True) -> list[Any]:
 @dataclass(frozen=True)
 class Shape:
     """One attempt's KAN: the hidden layer as :class:`kantk.KAN` spells it, the product nodes'
-    arity, and for a *factored* attempt (see :func:`factored_shapes`) its output edges' function."""
+    arity, and for a *factored* attempt (see :func:`factored_shapes`) its output edges' function
+    and the *outer* function (a key of :data:`OUTER_FUNCTIONS`) applied to the whole model, if any;
+    ``grid_size`` replaces :func:`discover`'s first grid when set; ``groups[k]``, when set, are the
+    inputs of sub-node ``k`` of the product node (default: input ``k`` alone).
+    """
 
     hidden: Any
     mult_arity: int = 2
     output: str | None = None
+    outer: str | None = None
+    grid_size: int | None = None
+    groups: tuple[tuple[int, ...], ...] | None = None
 
 
-def factored_shapes(n_in: int) -> list[Shape]:
+@dataclass(frozen=True)
+class Outer:
+    """An outer function ``h`` of a formula ``h(f(a)*g(b))``: the attempt fits ``f(a)*g(b)`` to
+    ``inverse(labels)`` and composes the result with ``h`` (a function of the symbolic library)."""
+
+    inverse: Callable[[torch.Tensor], torch.Tensor]
+    applies: Callable[[torch.Tensor], bool]
+    text: str
+
+
+#: Outer functions the factored attempts try, in order, when the labels are in the range where
+#: the inverse is one-to-one: ``arcsin`` (``asin(n*sin(theta))``, ``asin(a/n)``) for labels in
+#: [-pi/2, pi/2], fitted to ``sin(labels)``; ``sqrt`` (``c*sqrt(a**2 + b**2)``) for labels >= 0,
+#: fitted to ``labels**2``.
+OUTER_FUNCTIONS: dict[str, Outer] = {
+    "arcsin": Outer(torch.sin, lambda y: bool(y.abs().max() <= math.pi / 2), "sin(labels)"),
+    "sqrt": Outer(torch.square, lambda y: bool(y.min() >= 0), "labels**2"),
+}
+
+
+def factored_shapes(
+    n_in: int, labels: torch.Tensor | None = None, library: Any = None, grid_size: int = 3
+) -> list[Shape]:
     """The factored attempts for ``n_in`` inputs (none above :data:`FACTORED_MAX_INPUTS`).
 
     A factored attempt fixes in advance the structure the sparsity fit would otherwise have to
@@ -235,10 +265,37 @@ def factored_shapes(n_in: int) -> list[Shape]:
     variations, where the product acts as a sum; so the attempt fits with pykan's grid updates
     and no sparsity penalty. This is how ``n0*exp(-a)``, ``1/(1 + a*b)`` and
     ``beta*(1 + alpha*cos(theta))`` are found.
+
+    These are followed by the two with output ``x`` (one product node; a sum and a product node)
+    on a finer first grid, ``2 * grid_size + 1`` (``cos(a) + alpha*cos(a)**2`` on [0, 2 pi] needs
+    it: ``cos(a)**2`` has two periods there), and, with ``labels``, by the same two on
+    ``grid_size`` under each *outer* function ``h`` of :data:`OUTER_FUNCTIONS` that
+    applies to the labels and is in ``library`` (default: ``"default"``): the model is fitted to
+    ``h``'s inverse of the labels and then composed with ``h`` (one more layer, its edge ``h``
+    fixed), so ``asin(n*sin(theta))`` is found as ``n*sin(theta)`` fitted to ``sin(labels)``.
+    With three inputs, the last are the *grouped* attempts: a product node of two sub-nodes, one
+    input alone on the first and the other two on the second (``f(c)*(g(a) + h(b))``), output
+    ``x``, without and then under each outer function: ``c**2*(a**2 + b**2)`` fitted to
+    ``labels**2`` gives ``sqrt(a**2*c**2 + b**2*c**2)``.
     """
     if not 2 <= n_in <= FACTORED_MAX_INPUTS:
         return []
-    return [Shape([0, 1], n_in, "x"), Shape([0, 1], n_in, "1/x"), Shape([1, 1], n_in, "x")]
+    shapes = [Shape([0, 1], n_in, "x"), Shape([0, 1], n_in, "1/x"), Shape([1, 1], n_in, "x")]
+    shapes += [Shape(hidden, n_in, "x", grid_size=2 * grid_size + 1) for hidden in ([0, 1], [1, 1])]
+    outers: list[str | None] = [None]
+    if labels is not None:
+        from kantk.symbolic.library import DEFAULT_LIBRARY, resolve_library
+
+        known = resolve_library(DEFAULT_LIBRARY if library is None else library)
+        outers += [name for name, outer in OUTER_FUNCTIONS.items() if name in known and outer.applies(labels)]
+    for name in outers[1:]:
+        shapes += [Shape([0, 1], n_in, "x", name), Shape([1, 1], n_in, "x", name)]
+    if n_in == 3:
+        for name in outers:
+            for k in range(n_in):
+                rest = tuple(i for i in range(n_in) if i != k)
+                shapes.append(Shape([0, 1], 2, "x", name, groups=((k,), rest)))
+    return shapes
 
 
 def _discover(
@@ -296,7 +353,8 @@ def _discover(
     layers = hidden_layers(hidden, n_in, search)
     shapes = [Shape(layer) for layer in layers]
     if hidden is None and search:
-        shapes += factored_shapes(n_in)
+        labels = torch.cat([data["train_label"], data["test_label"]])
+        shapes += factored_shapes(n_in, labels, library, grid_size)
     exact_rmse = EXACT_RTOL * float(data["test_label"].std())
     attempts: list[Attempt] = []
     for n, shape in enumerate(shapes):
@@ -353,7 +411,16 @@ def _describe(shape: Shape) -> str:
     if shape.mult_arity != 2:
         text += f" (mult_arity {shape.mult_arity})"
     if shape.output is not None:
-        text += f", factored (each input on its own sub-node, output edges {shape.output})"
+        on = (
+            "each input on its own sub-node"
+            if shape.groups is None
+            else f"sub-nodes over the inputs {shape.groups}"
+        )
+        text += f", factored ({on}, output edges {shape.output})"
+    if shape.grid_size is not None:
+        text += f", first grid {shape.grid_size}"
+    if shape.outer is not None:
+        text += f", fitted to {OUTER_FUNCTIONS[shape.outer].text} and composed with {shape.outer}"
     return text
 
 
@@ -391,6 +458,39 @@ def _attempt(
     """One run of the recipe; ``done(stage, message)`` reports (stages suffixed by the attempt)."""
     import kantk
 
+    if shape.outer is not None:  # the recipe on the inverse of the labels, then composed
+        inverse = OUTER_FUNCTIONS[shape.outer].inverse
+        inner_data = {
+            **data,
+            "train_label": inverse(data["train_label"]),
+            "test_label": inverse(data["test_label"]),
+        }
+        inner = _attempt(
+            inner_data,
+            n_in,
+            dataclasses.replace(shape, outer=None),
+            grid_size,
+            refine_to,
+            steps,
+            l1_entropy,
+            library,
+            var_names,
+            seed,
+            done,
+            n,
+            EXACT_RTOL * float(inner_data["test_label"].std()),
+        )
+        model = kantk.surgery.expand_depth(inner.model)
+        kantk.fix_symbolic(model, len(model.layers) - 1, 0, 0, shape.outer, fit_params=False, library=library)
+        attempt = _symbolic_attempt(model, data, var_names, exact_rmse) if inner.formulas else None
+        attempt = attempt or Attempt([], _rmse(model, data), model)
+        done(
+            f"outer#{n + 1}",
+            f"composed with {shape.outer}: test RMSE {attempt.rmse:.2e}"
+            + ("; exact formula: " + "; ".join(map(str, attempt.formulas)) if attempt.exact else ""),
+        )
+        return attempt
+
     tag = "" if n == 0 else f"#{n + 1}"
 
     def done_n(stage: str, message: str) -> None:
@@ -399,7 +499,7 @@ def _attempt(
     with _float64():
         model = KAN(
             [n_in, shape.hidden, 1],
-            basis_kwargs={"grid_size": grid_size, "order": 3},
+            basis_kwargs={"grid_size": shape.grid_size or grid_size, "order": 3},
             mult_arity=shape.mult_arity,
             seed=seed,
         )
@@ -413,7 +513,7 @@ def _attempt(
     )
 
     if shape.output is not None:
-        _factor(model)
+        _factor(model, shape.groups)
         last = len(model.layers) - 1
         outputs = (model.layers[last].mask != 0).nonzero().tolist()
         if shape.output == "x":  # the identity from the start
@@ -440,6 +540,7 @@ def _attempt(
         model = kantk.prune(model, data["train_input"])
         kantk.fit(model, data, steps=steps, **fit)
         done_n("prune", f"pruned to {model.widths} and refitted: test RMSE {_rmse(model, data):.2e}")
+    refine_to = max(refine_to, shape.grid_size or grid_size)  # a fine first grid is never coarsened
     model = kantk.refine(model, grid_size=refine_to)
     kantk.fit(model, data, steps=steps, **fit)
     done_n("refine", f"refined to G={refine_to} and refitted: test RMSE {_rmse(model, data):.2e}")
@@ -516,20 +617,23 @@ def _attempt(
     return first
 
 
-def _factor(model: KAN) -> None:
-    """Input ``i`` alone on sub-node ``i`` of every product node of the first layer whose arity is
-    the number of inputs (the mask of the other edges into those sub-nodes set to 0)."""
+def _factor(model: KAN, groups: Sequence[Sequence[int]] | None = None) -> None:
+    """The inputs ``groups[k]`` alone on sub-node ``k`` of every product node of the first layer
+    whose arity is ``len(groups)`` (the mask of the other edges into those sub-nodes set to 0);
+    ``groups`` defaults to input ``i`` alone on sub-node ``i``."""
     layer: Any = model.layers[0]
     nodes = layer.nodes
     if nodes is None:
         return
+    if groups is None:
+        groups = [[i] for i in range(layer.in_features)]
     with torch.no_grad():
         for node, op in enumerate(nodes.ops):
             sub = list(nodes.subnodes(node))
-            if op != "sum" and len(sub) == layer.in_features:
-                for i, s in enumerate(sub):
+            if op != "sum" and len(sub) == len(groups):
+                for s, group in zip(sub, groups):
                     layer.mask[s] = 0
-                    layer.mask[s, i] = 1
+                    layer.mask[s, list(group)] = 1
 
 
 def _symbolic_attempt(model: KAN, data, var_names, exact_rmse: float) -> Attempt:

@@ -143,6 +143,8 @@ def test_discover_searches_its_shapes_and_keeps_the_simplest_formula(monkeypatch
 
     def attempt(data, n_in, shape, *args):
         name = str(shape.hidden) + (f" {shape.mult_arity} {shape.output}" if shape.output else "")
+        name += (f" G{shape.grid_size}" if shape.grid_size else "") + (f" {shape.outer}" if shape.outer else "")
+        name += f" {shape.groups}" if shape.groups else ""
         tried.append(name)
         formulas, rmse, exact = canned.get(name, ([x1], 1.0, False))
         return pipeline.Attempt(formulas, rmse, pipeline.KAN([n_in, shape.hidden, 1], seed=0), exact)
@@ -156,6 +158,8 @@ def test_discover_searches_its_shapes_and_keeps_the_simplest_formula(monkeypatch
     canned["[1, 1]"] = ([x1 * x2 + 2e-4 * x1], 5e-4, False)  # not exact, within 10x of the best, simpler
     found = pipeline.discover("x1*x2")
     factored = ["[0, 1] 2 x", "[0, 1] 2 1/x", "[1, 1] 2 x"]  # two or three inputs: the factored shapes too
+    factored += ["[0, 1] 2 x G7", "[1, 1] 2 x G7"]  # then on a finer first grid (2 * 3 + 1)
+    factored += ["[0, 1] 2 x arcsin", "[1, 1] 2 x arcsin"]  # labels in [-1, 1]: fitted to sin(labels)
     assert tried == ["[0, 1]", "[1, 1]", "2", *factored] and not found.exact
     assert found.structure == [2, [1, 1], 1]
 
@@ -167,7 +171,9 @@ def test_discover_searches_its_shapes_and_keeps_the_simplest_formula(monkeypatch
 
     tried.clear()
     pipeline.discover("x1*(1 + x2*x3)")  # three inputs: the factored products have three sub-nodes
-    assert tried == ["[0, 1]", "[1, 1]", "2", "[0, 1] 3 x", "[0, 1] 3 1/x", "[1, 1] 3 x"]
+    factored = ["[0, 1] 3 x", "[0, 1] 3 1/x", "[1, 1] 3 x", "[0, 1] 3 x G7", "[1, 1] 3 x G7"]
+    grouped = [f"[0, 1] 2 x {groups}" for groups in (((0,), (1, 2)), ((1,), (0, 2)), ((2,), (0, 1)))]
+    assert tried == ["[0, 1]", "[1, 1]", "2", *factored, *grouped]  # labels in [-2, 2]: no outer function
 
     tried.clear()
     pipeline.discover("x1*x2 + x3*x4")  # four inputs: two product nodes too, no factored shapes
