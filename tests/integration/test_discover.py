@@ -143,7 +143,8 @@ def test_discover_searches_its_shapes_and_keeps_the_simplest_formula(monkeypatch
 
     def attempt(data, n_in, shape, *args):
         name = str(shape.hidden) + (f" {shape.mult_arity} {shape.output}" if shape.output else "")
-        name += (f" G{shape.grid_size}" if shape.grid_size else "") + (f" {shape.outer}" if shape.outer else "")
+        name += f" G{shape.grid_size}" if shape.grid_size else ""
+        name += f" {shape.outer}" if shape.outer else ""
         name += f" {shape.groups}" if shape.groups else ""
         tried.append(name)
         formulas, rmse, exact = canned.get(name, ([x1], 1.0, False))
@@ -273,3 +274,81 @@ def test_a_factored_attempt_finds_a_product_with_a_nonlinear_factor():
     assert sympy.simplify(found.formulas[0] - x1 * sympy.exp(-x2)) == 0
     live = found.model.layers[0].live_edges()
     assert live.tolist() == [[True, False], [False, True]]  # input i alone on sub-node i
+
+
+def _one_attempt(name: str, shape):
+    import torch
+
+    import kantk.pipeline as pipeline
+    from kantk import feynman
+
+    data = feynman.dataset(name, n_train=1000, n_test=1000, seed=0)
+    data = {k: v.to(torch.float64) for k, v in data.items()}
+    exact = pipeline.EXACT_RTOL * float(data["test_label"].std())
+    messages: list[str] = []
+    variables = list(feynman.equation(name).variables)
+    found = pipeline._attempt(
+        data, data["train_input"].shape[1], shape, 3, 10, 30, 1e-3, "default", variables, 0,
+        lambda stage, m: messages.append(m), 0, exact,
+    )  # fmt: skip
+    return found, data, messages
+
+
+def test_an_outer_attempt_fits_the_inverse_of_the_labels_and_composes():
+    # issue 17: asin(n*sin(theta2)) (Feynman I.26.2) is n*sin(theta2) fitted to sin(labels), then
+    # composed with arcsin: one more layer whose edge is arcsin, so the model predicts the labels
+    # and its formula is the whole one. One attempt, run for real (~10 s).
+    import kantk.pipeline as pipeline
+    from kantk import feynman
+
+    found, data, messages = _one_attempt("I.26.2", pipeline.Shape([0, 1], 2, "x", outer="arcsin"))
+    assert found.exact, messages
+    assert feynman.matches(found.formulas[0], "I.26.2")
+    assert found.model.width_spec == [2, [0, 1], 1, 1]
+    rmse = float((found.model(data["test_input"]).detach() - data["test_label"]).pow(2).mean().sqrt())
+    assert rmse <= 1e-8 * float(data["test_label"].std())  # the composed model predicts the labels
+    assert "composed with arcsin" in messages[-1]
+
+
+def test_a_grouped_attempt_under_sqrt_finds_a_root_of_a_sum():
+    # issue 17: c*sqrt(a**2 + b**2)/(4 pi) (Feynman II.6.15a): c alone on one sub-node of a product
+    # node, a and b on the other, fitted to labels**2 (c**2*(a**2 + b**2)/(16 pi**2)), then sqrt.
+    import kantk.pipeline as pipeline
+    from kantk import feynman
+
+    shape = pipeline.Shape([0, 1], 2, "x", outer="sqrt", groups=((2,), (0, 1)))
+    found, _, messages = _one_attempt("II.6.15a", shape)
+    assert found.exact, messages
+    assert feynman.matches(found.formulas[0], "II.6.15a")
+    live = found.model.layers[0].live_edges()
+    assert live.tolist() == [[False, False, True], [True, True, False]]  # the groups' masks
+
+
+def test_a_finer_first_grid_resolves_two_periods():
+    # issue 17: cos(a) + alpha*cos(a)**2 on a in [0, 2 pi] (Feynman I.50.26): on the default first
+    # grid (3 intervals) the fit cannot tell cos(a) from cos(a)**2 (two periods); on 7 it finds
+    # alpha*cos(a)**2 in the product node and cos(a) in the sum node.
+    import kantk.pipeline as pipeline
+    from kantk import feynman
+
+    found, _, messages = _one_attempt("I.50.26", pipeline.Shape([1, 1], 2, "x", grid_size=7))
+    assert found.exact, messages
+    assert feynman.matches(found.formulas[0], "I.50.26")
+
+
+def test_factored_shapes_try_an_outer_function_only_where_it_applies():
+    import math
+
+    import torch
+
+    import kantk.pipeline as pipeline
+
+    def outers(labels, library=None):
+        return [s.outer for s in pipeline.factored_shapes(2, labels, library) if s.outer]
+
+    inside = torch.linspace(-1.5, 1.5, 7)
+    assert outers(inside) == ["arcsin", "arcsin"]  # sin is one-to-one on [-pi/2, pi/2]
+    assert outers(inside.abs()) == ["arcsin", "arcsin", "sqrt", "sqrt"]  # and labels >= 0: squared
+    assert outers(torch.tensor([-2.0, math.pi])) == []
+    assert outers(inside.abs(), ["x", "sin", "sqrt"]) == ["sqrt", "sqrt"]  # only the library's functions
+    assert pipeline.factored_shapes(2) == pipeline.factored_shapes(2, None)[:5]  # no labels: no outer
