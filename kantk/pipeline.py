@@ -8,7 +8,9 @@ refitted, and its formula *snapped*: expanded, its constants rounded to simple n
 have a multiplication node (KAN 2.0's MultKAN), which makes products and quotients such as
 ``x1*x2`` or ``a*sin(theta)`` one node instead of a sum of squares; the last (*factored*) ones
 fix the structure in advance: each input alone on a factor of one product node, the output edge
-fixed (``n0*exp(-a)``, ``1/(1 + a*b)``). ``kantk discover`` is its command line.
+fixed (``n0*exp(-a)``, ``1/(1 + a*b)``), possibly fitted to a transform of the labels and then
+composed with the inverse function (``asin(n*sin(theta))``, ``sqrt(c**2*(a**2 + b**2))``).
+``kantk discover`` is its command line.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ TWO_PRODUCTS, TWO_PRODUCTS_MIN_INPUTS = [0, 2], 4
 #: :func:`factored_shapes`): one product node over every input, each input on its own sub-node,
 #: the output edges fixed in advance.
 FACTORED_MAX_INPUTS = 3
+#: After every shape failed on three or more inputs, ``discover`` looks for pairs of inputs that
+#: the labels depend on only through their difference or sum (see :func:`_symmetric_pairs`): a
+#: numeric KAN on this first grid, and a pair is taken below this score.
+SYMMETRY_GRID, SYMMETRY_SCORE = 5, 0.2
 #: Hidden widths tried after the first attempt when ``hidden`` is an int (those below it), in order.
 SEARCH_WIDTHS = (3, 2, 4)
 #: A formula is exact when its test RMSE is at most this times the labels' std.
@@ -136,7 +142,8 @@ def discover(
         n_vars: Number of variables of ``formula`` (default: the highest ``x<i>`` it names).
         hidden: The hidden layer of the first attempt. ``None`` (default): the shapes of
             :data:`STRUCTURES` in turn (and :data:`TWO_PRODUCTS` with four or more inputs), then
-            with two or three inputs the factored shapes of :func:`factored_shapes`. An
+            with two or three inputs the factored, outer and grouped shapes of
+            :func:`factored_shapes` (the outer ones where they apply to the labels). An
             int: that many sum nodes, then (with ``search``) the widths of
             :data:`SEARCH_WIDTHS` below it. A list ``[n_sum, n_mult]``: that layer only.
         search: Try the further shapes when an attempt is not exact; stop at the first exact
@@ -357,31 +364,59 @@ def _discover(
         shapes += factored_shapes(n_in, labels, library, grid_size)
     exact_rmse = EXACT_RTOL * float(data["test_label"].std())
     attempts: list[Attempt] = []
-    for n, shape in enumerate(shapes):
-        if n:
-            say(f"not exact (test RMSE {attempts[-1].rmse:.2e}); trying {_describe(shape)}")
-        attempt = _attempt(
-            data,
-            n_in,
-            shape,
-            grid_size,
-            refine_to,
-            steps,
-            l1_entropy,
-            library,
-            var_names,
-            seed,
-            done,
-            n,
-            exact_rmse,
-        )
-        attempts.append(attempt)
-        if attempt.exact:
-            break
+    described: list[str] = []
+
+    def run(shapes: list[Shape], on: dict[str, torch.Tensor], front: Any = None, text: str = "") -> None:
+        """Try ``shapes`` on the data ``on`` (``data``, or its reduced inputs that ``front`` computes)."""
+        for shape in shapes:
+            if attempts and attempts[-1].exact:
+                return
+            if attempts:
+                say(f"not exact (test RMSE {attempts[-1].rmse:.2e}); trying {_describe(shape)}{text}")
+            attempt = _attempt(
+                on,
+                on["train_input"].shape[1],
+                shape,
+                grid_size,
+                refine_to,
+                steps,
+                l1_entropy,
+                library,
+                var_names if front is None else None,
+                seed,
+                done,
+                len(attempts),
+                exact_rmse,
+            )
+            if front is not None:  # the same attempt as a model of the original inputs
+                model = _prepend(front, attempt.model)
+                if attempt.formulas:
+                    attempt = _symbolic_attempt(model, data, var_names, exact_rmse)
+                else:
+                    attempt = Attempt([], _rmse(model, data), model)
+            attempts.append(attempt)
+            described.append(_describe(shape) + text)
+
+    run(shapes, data)
+    if hidden is None and search and not attempts[-1].exact and n_in >= 3:
+        pairs, scores = _symmetric_pairs(data, steps, seed)
+        names = list(var_names) if var_names is not None else [f"x{i + 1}" for i in range(n_in)]
+        ways = [f"{names[i]} {'+' if sign > 0 else '-'} {names[j]}" for i, j, sign in pairs]
+        done("symmetry", f"symmetry scores (|d/dx_i f -+ d/dx_j f| / (|d/dx_i f| + |d/dx_j f|)): {scores}")
+        if pairs:
+            on, front = _reduce(data, pairs)
+            text = " with " + ", ".join(ways) + " as one input" + ("s" if len(ways) > 1 else "")
+            say(f"the function depends on {', '.join(ways)} only (nearly); trying the shapes again{text}")
+            m = on["train_input"].shape[1]
+            reduced = [Shape(layer) for layer in hidden_layers(None, m, True)]
+            reduced += factored_shapes(
+                m, torch.cat([data["train_label"], data["test_label"]]), library, grid_size
+            )
+            run(reduced, on, front, text)
     kept = _simplest(attempts)
     best = attempts[kept]
     if len(attempts) > 1:
-        done("search", f"kept the attempt with {_describe(shapes[kept])}: test RMSE {best.rmse:.2e}")
+        done("search", f"kept the attempt with {described[kept]}: test RMSE {best.rmse:.2e}")
     formulas = best.formulas
     if formulas and not best.exact:  # the model's formula with constants rounded as far as it stays faithful
         try:
@@ -615,6 +650,84 @@ def _attempt(
         if attempt.exact or (attempt.formulas and attempt.rmse < first.rmse / SIMPLE_SLACK):
             return attempt
     return first
+
+
+def _symmetric_pairs(
+    data: dict[str, torch.Tensor], steps: int, seed: int
+) -> tuple[list[tuple[int, int, int]], str]:
+    """Disjoint pairs ``(i, j, sign)`` of inputs the labels seem to depend on only through
+    ``x_i + sign * x_j`` (AI Feynman's translational symmetry), best first, and every pair's score.
+
+    A numeric KAN ``[n, 2n + 1, 1]`` (G = :data:`SYMMETRY_GRID`) is fitted to the data; a pair's
+    score is the median over the test inputs of ``|df/dx_i - sign * df/dx_j| / (|df/dx_i| +
+    |df/dx_j|)`` (0 for an exact symmetry, about 1 for none), and a pair is taken when its score is
+    below :data:`SYMMETRY_SCORE`. A wrong pair costs time only: the attempts on the reduced inputs
+    are judged on the original data like every other attempt.
+    """
+    import kantk
+
+    n = data["train_input"].shape[1]
+    with _float64():
+        model = KAN([n, 2 * n + 1, 1], basis_kwargs={"grid_size": SYMMETRY_GRID, "order": 3}, seed=seed)
+    _grids_on_the_data(model, data["train_input"])
+    kantk.fit(model, data, steps=steps, grid_update_every=max(1, steps // 6), progress=False, seed=seed)
+    x = data["test_input"].detach().clone().requires_grad_(True)
+    grad = torch.autograd.grad(model(x).sum(), x)[0].detach()
+    found: list[tuple[float, int, int, int]] = []
+    for i in range(n):
+        for j in range(i + 1, n):
+            for sign in (-1, 1):
+                size = grad[:, i].abs() + grad[:, j].abs()
+                ratio = (grad[:, i] + sign * grad[:, j]).abs() / size.clamp_min(torch.finfo(size.dtype).tiny)
+                found.append((float(ratio.median()), i, j, -sign))
+    found.sort()
+    pairs: list[tuple[int, int, int]] = []
+    used: set[int] = set()
+    for score, i, j, sign in found:
+        if score < SYMMETRY_SCORE and not {i, j} & used:
+            pairs.append((i, j, sign))
+            used |= {i, j}
+    text = ", ".join(f"x{i + 1}{'+' if sign > 0 else '-'}x{j + 1} {score:.2g}" for score, i, j, sign in found)
+    return pairs, text
+
+
+def _reduce(
+    data: dict[str, torch.Tensor], pairs: Sequence[tuple[int, int, int]]
+) -> tuple[dict[str, torch.Tensor], Any]:
+    """The data with ``x_i + sign * x_j`` in place of ``x_i`` and without ``x_j`` for every pair,
+    and the symbolic layer that computes those inputs from the original ones (edges ``x``)."""
+    from kantk.layer import KANLayer
+    from kantk.symbolic.library import get_library
+
+    n = data["train_input"].shape[1]
+    partner = {i: (j, sign) for i, j, sign in pairs}
+    kept = [k for k in range(n) if k not in {j for _, j, _ in pairs}]
+    reduced = dict(data)
+    for split in ("train_input", "test_input"):
+        x = data[split]
+        columns = [x[:, k] + partner[k][1] * x[:, partner[k][0]] if k in partner else x[:, k] for k in kept]
+        reduced[split] = torch.stack(columns, dim=1)
+    identity = get_library("default")
+    with torch.random.fork_rng(devices=[]), _float64():
+        front = KANLayer(n, len(kept))
+    with torch.no_grad():
+        front.mask.zero_()
+        for q, k in enumerate(kept):
+            front.set_symbolic_edge(q, k, identity["x"], identity.source("x"), (1.0, 0.0, 1.0, 0.0))
+            if k in partner:
+                j, sign = partner[k]
+                front.set_symbolic_edge(
+                    q, j, identity["x"], identity.source("x"), (1.0, 0.0, float(sign), 0.0)
+                )
+    return reduced, front
+
+
+def _prepend(front: Any, model: KAN) -> KAN:
+    """A copy of ``model`` with the layer ``front`` before its first layer."""
+    new = copy.deepcopy(model)
+    new.layers.insert(0, copy.deepcopy(front))
+    new.widths = [front.in_features, *model.widths]
+    return new
 
 
 def _factor(model: KAN, groups: Sequence[Sequence[int]] | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy
+import torch
 
 from kantk.cli import main
 
@@ -352,3 +353,63 @@ def test_factored_shapes_try_an_outer_function_only_where_it_applies():
     assert outers(torch.tensor([-2.0, math.pi])) == []
     assert outers(inside.abs(), ["x", "sin", "sqrt"]) == ["sqrt", "sqrt"]  # only the library's functions
     assert pipeline.factored_shapes(2) == pipeline.factored_shapes(2, None)[:5]  # no labels: no outer
+
+
+def test_discover_retries_its_shapes_on_a_difference_of_two_inputs(monkeypatch):
+    # issue 17: when every shape fails on three or more inputs, discover looks for two inputs the
+    # labels depend on only through their difference or sum (AI Feynman's translational symmetry),
+    # and tries the shapes again on the reduced inputs, each attempt composed with the layer that
+    # computes them. Attempts and the symmetry fit are stubbed here (see the real tests below).
+    import kantk.pipeline as pipeline
+
+    tried = []
+
+    def attempt(data, n_in, shape, *args):
+        tried.append((n_in, str(shape.hidden), shape.groups is not None))
+        formulas = [sympy.Symbol("reduced")] if n_in == 2 else []  # a formula of the reduced inputs
+        return pipeline.Attempt(formulas, 1.0, pipeline.KAN([n_in, shape.hidden, 1], seed=0).double(), False)
+
+    def symbolic_attempt(model, data, var_names, exact_rmse):  # the composed model's formula: exact
+        assert model.widths[:2] == [3, 2] and data["train_input"].shape[1] == 3
+        return pipeline.Attempt([sympy.Symbol("composed")], 0.0, model, True)
+
+    monkeypatch.setattr(pipeline, "_attempt", attempt)
+    monkeypatch.setattr(pipeline, "_symbolic_attempt", symbolic_attempt)
+    monkeypatch.setattr(pipeline, "_symmetric_pairs", lambda data, steps, seed: ([(1, 2, -1)], "x2-x3 0.01"))
+    messages: list[str] = []
+    found = pipeline.discover("sqrt(1 + x1**2 - 2*x1*cos(x2 - x3))", progress=messages.append)
+    first = [t for t in tried if t[0] == 3]
+    again = [t for t in tried if t[0] == 2]
+    # 3 inputs: 3 structures, 3 factored, 2 on a finer grid, 2 under sqrt (labels >= 0, up to 2: no
+    # arcsin), 3 grouped without and 3 under sqrt; then on 2 inputs, the first attempt is exact
+    assert tried == first + again and len(first) == 16 and again == [(2, "[0, 1]", False)]
+    assert any("x2 - x3 only" in m for m in messages)
+    assert found.exact and found.formulas == [sympy.Symbol("composed")]
+    assert found.structure == [3, 2, [0, 1], 1]  # x2 - x3 computed first
+    assert found.model(torch.zeros(4, 3, dtype=torch.float64)).shape == (4, 1)
+
+    tried.clear()
+    monkeypatch.setattr(pipeline, "_symmetric_pairs", lambda data, steps, seed: ([], "x2-x3 0.9"))
+    pipeline.discover("x1 + x2*x3")
+    assert all(t[0] == 3 for t in tried)  # no symmetry: nothing more
+    tried.clear()
+    pipeline.discover("x1*x2")
+    assert all(t[0] == 2 for t in tried)  # two inputs: no symmetry test
+
+
+def test_symmetric_pairs_and_the_reduced_inputs():
+    import kantk
+    import kantk.pipeline as pipeline
+
+    data = kantk.create_dataset(
+        "x1 + sin(2*(x2 - x3))", n_vars=3, train_num=500, test_num=500, seed=0, dtype=torch.float64
+    )
+    pairs, scores = pipeline._symmetric_pairs(data, 30, 0)
+    assert pairs == [(1, 2, -1)], scores  # only x2 - x3 (a score near 0 against about 1)
+    reduced, front = pipeline._reduce(data, pairs)
+    x = data["test_input"]
+    assert torch.allclose(reduced["test_input"], torch.stack([x[:, 0], x[:, 1] - x[:, 2]], dim=1))
+    model = pipeline.KAN([2, 3, 1], seed=0).double()
+    whole = pipeline._prepend(front, model)
+    assert whole.widths == [3, 2, 3, 1]
+    assert torch.allclose(whole(x), model(reduced["test_input"]))
