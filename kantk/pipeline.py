@@ -143,7 +143,10 @@ def discover(
         hidden: The hidden layer of the first attempt. ``None`` (default): the shapes of
             :data:`STRUCTURES` in turn (and :data:`TWO_PRODUCTS` with four or more inputs), then
             with two or three inputs the factored, outer and grouped shapes of
-            :func:`factored_shapes` (the outer ones where they apply to the labels). An
+            :func:`factored_shapes` (the outer ones where they apply to the labels); when all fail
+            on three or more inputs, the same search on the inputs with a pair replaced by its
+            difference or sum where a numeric KAN's partial derivatives in the two cancel (score
+            below :data:`SYMMETRY_SCORE`). An
             int: that many sum nodes, then (with ``search``) the widths of
             :data:`SEARCH_WIDTHS` below it. A list ``[n_sum, n_mult]``: that layer only.
         search: Try the further shapes when an attempt is not exact; stop at the first exact
