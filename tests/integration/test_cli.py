@@ -158,3 +158,20 @@ def test_fit_help_is_kantks_short_help(capsys):
     assert main(["fit", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--help-all" in out and "--config" in out and "--trainer.KEY" in out
+
+
+def test_close_process_group_ends_an_initialised_group_and_is_a_no_op_without_one(tmp_path):
+    import torch.distributed as dist
+
+    from kantk.cli import close_process_group
+
+    close_process_group()  # no group: nothing to do
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        assert dist.is_initialized()
+        close_process_group()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -42,6 +42,8 @@ SCRIPT = textwrap.dedent(
     state["_train_rows"] = torch.tensor(sum(b[0].shape[0] for b in trainer.train_dataloader))
     state["_val_rmse"] = trainer.callback_metrics["val_rmse"].detach().cpu()
     torch.save(state, os.path.join(out, f"rank{trainer.global_rank}.pt"))
+    if torch.distributed.is_initialized():  # PyTorch's advice: destroy the group before exit
+        torch.distributed.destroy_process_group()
     """
 )
 
@@ -109,6 +111,8 @@ SYNC_SCRIPT = textwrap.dedent(
     trainer.fit(module, datamodule=data)
     state = {k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()}
     torch.save(state, os.path.join(out, f"devices{devices}_rank{trainer.global_rank}.pt"))
+    if torch.distributed.is_initialized():  # PyTorch's advice: destroy the group before exit
+        torch.distributed.destroy_process_group()
     """
 )
 
