@@ -228,7 +228,9 @@ class Shape:
     arity, and for a *factored* attempt (see :func:`factored_shapes`) its output edges' function
     and the *outer* function (a key of :data:`OUTER_FUNCTIONS`) applied to the whole model, if any;
     ``grid_size`` replaces :func:`discover`'s first grid when set; ``groups[k]``, when set, are the
-    inputs of sub-node ``k`` of the product node (default: input ``k`` alone).
+    inputs of sub-node ``k`` of the product node (default: input ``k`` alone); ``pinned``: before
+    the symbolic step, the edges into the product node's sub-nodes are fixed to their best library
+    functions with the additive constants held at 0 (see :func:`_pin_products`).
     """
 
     hidden: Any
@@ -237,6 +239,7 @@ class Shape:
     outer: str | None = None
     grid_size: int | None = None
     groups: tuple[tuple[int, ...], ...] | None = None
+    pinned: bool = False
 
 
 @dataclass(frozen=True)
@@ -247,15 +250,19 @@ class Outer:
     inverse: Callable[[torch.Tensor], torch.Tensor]
     applies: Callable[[torch.Tensor], bool]
     text: str
+    last: bool = False
 
 
 #: Outer functions the factored attempts try, in order, when the labels are in the range where
 #: the inverse is one-to-one: ``arcsin`` (``asin(n*sin(theta))``, ``asin(a/n)``) for labels in
 #: [-pi/2, pi/2], fitted to ``sin(labels)``; ``sqrt`` (``c*sqrt(a**2 + b**2)``) for labels >= 0,
-#: fitted to ``labels**2``.
+#: fitted to ``labels**2``; ``exp`` for labels > 0, fitted to ``log(labels)``, tried ``last``
+#: (after the grouped attempts) and with its sum-and-product attempt ``pinned``
+#: (``exp(-theta**2/(2*sigma**2))/sigma`` is ``-log(sigma) - theta**2/(2*sigma**2)`` under log).
 OUTER_FUNCTIONS: dict[str, Outer] = {
     "arcsin": Outer(torch.sin, lambda y: bool(y.abs().max() <= math.pi / 2), "sin(labels)"),
     "sqrt": Outer(torch.square, lambda y: bool(y.min() >= 0), "labels**2"),
+    "exp": Outer(torch.log, lambda y: bool(y.min() > 0), "log(labels)", last=True),
 }
 
 
@@ -286,7 +293,13 @@ def factored_shapes(
     With three inputs, the last are the *grouped* attempts: a product node of two sub-nodes, one
     input alone on the first and the other two on the second (``f(c)*(g(a) + h(b))``), output
     ``x``, without and then under each outer function: ``c**2*(a**2 + b**2)`` fitted to
-    ``labels**2`` gives ``sqrt(a**2*c**2 + b**2*c**2)``.
+    ``labels**2`` gives ``sqrt(a**2*c**2 + b**2*c**2)``. Last come the two under the outer
+    functions marked ``last`` (``exp``, for positive labels, fitted to their logarithm), the
+    sum-and-product one ``pinned``: a logarithm turns ``g(b)*exp(f(a)*h(b))`` into
+    ``log(g(b)) + f(a)*h(b)``, a sum node and a product node that share the input ``b``, and there
+    the fit is free to shift ``f`` by a constant ``p`` and the sum node's ``b`` edge by
+    ``-p*h(b)``, which no library function fits; pinning the product's constants removes that
+    freedom (``exp(-theta**2/(2*sigma**2))/sqrt(2*pi*sigma**2)``).
     """
     if not 2 <= n_in <= FACTORED_MAX_INPUTS:
         return []
@@ -298,6 +311,8 @@ def factored_shapes(
 
         known = resolve_library(DEFAULT_LIBRARY if library is None else library)
         outers += [name for name, outer in OUTER_FUNCTIONS.items() if name in known and outer.applies(labels)]
+    late = [name for name in outers[1:] if name is not None and OUTER_FUNCTIONS[name].last]
+    outers = [name for name in outers if name not in late]
     for name in outers[1:]:
         shapes += [Shape([0, 1], n_in, "x", name), Shape([1, 1], n_in, "x", name)]
     if n_in == 3:
@@ -305,6 +320,8 @@ def factored_shapes(
             for k in range(n_in):
                 rest = tuple(i for i in range(n_in) if i != k)
                 shapes.append(Shape([0, 1], 2, "x", name, groups=((k,), rest)))
+    for name in late:
+        shapes += [Shape([0, 1], n_in, "x", name), Shape([1, 1], n_in, "x", name, pinned=True)]
     return shapes
 
 
@@ -459,6 +476,8 @@ def _describe(shape: Shape) -> str:
         text += f", first grid {shape.grid_size}"
     if shape.outer is not None:
         text += f", fitted to {OUTER_FUNCTIONS[shape.outer].text} and composed with {shape.outer}"
+    if shape.pinned:
+        text += ", the product's edges pinned"
     return text
 
 
@@ -583,6 +602,16 @@ def _attempt(
     kantk.fit(model, data, steps=steps, **fit)
     done_n("refine", f"refined to G={refine_to} and refitted: test RMSE {_rmse(model, data):.2e}")
     x = data["train_input"]
+    if shape.pinned:
+        pinned = _pin_products(model, x, library)
+        kantk.fit(model, data, steps=steps, **fit)
+        for handle in pinned:
+            handle.remove()
+        done_n(
+            "pin",
+            "the product node's edges symbolic, their additive constants held at 0, and refitted: "
+            f"test RMSE {_rmse(model, data):.2e}",
+        )
     numeric = copy.deepcopy(model)
     # opinions: (weight_simple, {output edge: function}); the first is pykan's choice
     opinions: list[tuple[float, dict[tuple[int, int], str]]] = [(w, {}) for w in WEIGHTS_SIMPLE]
@@ -653,6 +682,41 @@ def _attempt(
         if attempt.exact or (attempt.formulas and attempt.rmse < first.rmse / SIMPLE_SLACK):
             return attempt
     return first
+
+
+def _pin_products(model: KAN, x: torch.Tensor, library: Any) -> list[Any]:
+    """Fix the edges into the first layer's product sub-nodes to their best library functions,
+    ``c*f(a*x + b) + d``, with ``d = 0`` held there by a gradient hook (returned, to be removed).
+
+    A product node next to a sum node over the same input is free up to a constant: ``(f + p)*h``
+    equals ``f*h`` plus ``p*h`` on the sum node's edge, so the fit may leave the sum edge a blend of
+    two functions; with the product's constants at 0, the sum edges carry only their own function.
+    An edge whose every candidate leaves the function's domain stays numeric.
+    """
+    import kantk
+
+    layer: Any = model.layers[0]
+    nodes = layer.nodes
+    if nodes is None:
+        return []
+    subs = {s for node, op in enumerate(nodes.ops) if op != "sum" for s in nodes.subnodes(node)}
+    edges = [(q, p) for q, p in (layer.mask != 0).nonzero().tolist() if q in subs]
+    fixed = []
+    for q, p in edges:
+        best = kantk.suggest_symbolic(model, 0, p, q, x, library=library, topk=1)
+        try:
+            kantk.fix_symbolic(model, 0, p, q, best[0].name, x, library=library)
+        except (IndexError, ValueError):
+            continue
+        fixed.append((q, p))
+    if not fixed:
+        return []
+    keep = torch.ones_like(layer.symbolic_affine)
+    with torch.no_grad():
+        for q, p in fixed:
+            layer.symbolic_affine[q, p, 3] = 0.0
+            keep[q, p, 3] = 0.0
+    return [layer.symbolic_affine.register_hook(lambda grad: grad * keep)]
 
 
 def _symmetric_pairs(

@@ -277,13 +277,13 @@ def test_a_factored_attempt_finds_a_product_with_a_nonlinear_factor():
     assert live.tolist() == [[True, False], [False, True]]  # input i alone on sub-node i
 
 
-def _one_attempt(name: str, shape):
+def _one_attempt(name: str, shape, n: int = 1000):
     import torch
 
     import kantk.pipeline as pipeline
     from kantk import feynman
 
-    data = feynman.dataset(name, n_train=1000, n_test=1000, seed=0)
+    data = feynman.dataset(name, n_train=n, n_test=n, seed=0)
     data = {k: v.to(torch.float64) for k, v in data.items()}
     exact = pipeline.EXACT_RTOL * float(data["test_label"].std())
     messages: list[str] = []
@@ -353,6 +353,30 @@ def test_factored_shapes_try_an_outer_function_only_where_it_applies():
     assert outers(torch.tensor([-2.0, math.pi])) == []
     assert outers(inside.abs(), ["x", "sin", "sqrt"]) == ["sqrt", "sqrt"]  # only the library's functions
     assert pipeline.factored_shapes(2) == pipeline.factored_shapes(2, None)[:5]  # no labels: no outer
+    positive = inside.abs() * 0.9 + 0.1  # labels > 0: fitted to log(labels), composed with exp, last
+    assert outers(positive) == ["arcsin", "arcsin", "sqrt", "sqrt", "exp", "exp"]
+    three = pipeline.factored_shapes(3, positive)
+    # after the grouped ones (without and under arcsin and sqrt), the sum-and-product one pinned
+    assert [s.groups is not None for s in three[-11:]] == [True] * 9 + [False] * 2
+    last = [([0, 1], "exp", False), ([1, 1], "exp", True)]
+    assert [(s.hidden, s.outer, s.pinned) for s in three[-2:]] == last
+    assert not any(s.pinned for s in three[:-1])
+
+
+def test_a_pinned_attempt_under_exp_finds_a_gaussian():
+    # issue 17: exp(-theta**2/(2 sigma**2))/sqrt(2 pi sigma**2) (Feynman I.6.2) is, under log,
+    # -log(sigma) - theta**2/(2 sigma**2) + const: a sum node and a product node sharing sigma. The
+    # fit may shift the product's theta edge by p and the sum's sigma edge by -p/(2 sigma**2), a
+    # blend no library function fits; with the product's edges fixed and their constants held at 0
+    # the sigma edge is log alone. One attempt, run for real (~20 s).
+    import kantk.pipeline as pipeline
+    from kantk import feynman
+
+    found, _, messages = _one_attempt("I.6.2", pipeline.Shape([1, 1], 2, "x", outer="exp", pinned=True))
+    assert found.exact, messages
+    assert feynman.matches(found.formulas[0], "I.6.2")
+    assert any("additive constants held at 0" in m for m in messages)
+    assert found.model.width_spec == [2, [1, 1], 1, 1]
 
 
 def test_discover_retries_its_shapes_on_a_difference_of_two_inputs(monkeypatch):
@@ -381,8 +405,9 @@ def test_discover_retries_its_shapes_on_a_difference_of_two_inputs(monkeypatch):
     first = [t for t in tried if t[0] == 3]
     again = [t for t in tried if t[0] == 2]
     # 3 inputs: 3 structures, 3 factored, 2 on a finer grid, 2 under sqrt (labels >= 0, up to 2: no
-    # arcsin), 3 grouped without and 3 under sqrt; then on 2 inputs, the first attempt is exact
-    assert tried == first + again and len(first) == 16 and again == [(2, "[0, 1]", False)]
+    # arcsin), 3 grouped without and 3 under sqrt, 2 under exp (labels > 0); then on 2 inputs, the
+    # first attempt is exact
+    assert tried == first + again and len(first) == 18 and again == [(2, "[0, 1]", False)]
     assert any("x2 - x3 only" in m for m in messages)
     assert found.exact and found.formulas == [sympy.Symbol("composed")]
     assert found.structure == [3, 2, [0, 1], 1]  # x2 - x3 computed first
