@@ -22,7 +22,8 @@ numbers); it exits with status 1 when a claim checked at the quick settings fail
 claim of the full run fails (the file is written all the same, with the failure stated).
 ``--feynman-json PATH [PATH ...]`` takes the Feynman benchmark's rows from the JSON files that
 ``benchmarks/feynman.py --json PATH`` wrote instead of rerunning it (e.g. two halves run side by
-side with ``--only``); the table then says how many of the 27 equations it covers.
+side with ``--only``); the table then says how many of the 27 equations it covers. A row of a
+later file replaces the same equation's row of an earlier one (equations rerun after a change).
 """
 
 from __future__ import annotations
@@ -111,13 +112,16 @@ QUICK_EQUATION = "I.12.11"
 def feynman_benchmark(quick: bool, json_path: Sequence[str] | None = None) -> Section:
     bench = _load(ROOT / "benchmarks" / "feynman.py", "kantk_bench_feynman")
     if json_path:
-        rows, machine, measured = [], None, []
+        latest: dict[str, dict] = {}
+        machine, measured = None, []
         for path in json_path:  # several runs (e.g. two halves run side by side), in the paper's order
             with open(path, encoding="utf-8") as f:
                 saved = json.load(f)
-            rows += saved["rows"]
+            for row in saved["rows"]:  # a later file's row replaces the same equation's (a rerun)
+                latest[row["name"]] = row
             machine = machine or saved["machine"]
             measured.append(saved.get("commit", "an unrecorded commit"))
+        rows = list(latest.values())
         order = {name: i for i, name in enumerate(bench.feynman.names())}
         rows.sort(key=lambda r: order[r["name"]])
     else:

@@ -72,11 +72,14 @@ def test_saved_benchmark_rows_are_stamped_with_the_commit_they_were_measured_at(
     }
     machine = {"cpu": "test CPU", "cores": 2, "torch": "x", "threads": 1, "python": "3"}
     saved = tmp_path / "rows.json"
-    saved.write_text(json.dumps({"machine": machine, "commit": "abc1234", "seed": 0, "rows": [row]}))
+    stale = {**row, "formula": "0.5*a", "rounded": "0.5*a", "exact": False, "sympy_zero": None}
+    saved.write_text(json.dumps({"machine": machine, "commit": "0ld0000", "seed": 0, "rows": [stale]}))
+    rerun = tmp_path / "rerun.json"  # a later file's row replaces the same equation's
+    rerun.write_text(json.dumps({"machine": machine, "commit": "abc1234", "seed": 0, "rows": [row]}))
     out = tmp_path / "results.md"
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--sections", "feynman-benchmark", "--feynman-json", str(saved)]
-        + ["--output", str(out)],
+        + [str(rerun), "--output", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -84,6 +87,6 @@ def test_saved_benchmark_rows_are_stamped_with_the_commit_they_were_measured_at(
     )
     assert result.returncode == 0, result.stderr[-2000:]
     text = out.read_text(encoding="utf-8")
-    assert "from rows measured at abc1234" in text and "machine: test CPU" in text
-    assert "| II.38.3 | `a/b` | yes | `a/b` | [2,[0,1],1] |" in text
+    assert "from rows measured at 0ld0000 and abc1234" in text and "machine: test CPU" in text
+    assert "| II.38.3 | `a/b` | yes | `a/b` | [2,[0,1],1] |" in text and "0.5*a" not in text
     assert "**Partial run**: 1 of 27 equations" in text
