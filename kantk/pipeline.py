@@ -703,10 +703,10 @@ def _pin_products(model: KAN, x: torch.Tensor, library: Any) -> list[Any]:
     edges = [(q, p) for q, p in (layer.mask != 0).nonzero().tolist() if q in subs]
     fixed = []
     for q, p in edges:
-        best = kantk.suggest_symbolic(model, 0, p, q, x, library=library, topk=1)
         try:
+            best = kantk.suggest_symbolic(model, 0, p, q, x, library=library, topk=1)
             kantk.fix_symbolic(model, 0, p, q, best[0].name, x, library=library)
-        except (IndexError, ValueError):
+        except (IndexError, ValueError):  # no candidate stays in its domain there
             continue
         fixed.append((q, p))
     if not fixed:
