@@ -51,6 +51,9 @@ FACTORED_MAX_INPUTS = 3
 #: the labels depend on only through their difference or sum (see :func:`_symmetric_pairs`): a
 #: numeric KAN on this first grid, and a pair is taken below this score.
 SYMMETRY_GRID, SYMMETRY_SCORE = 5, 0.2
+#: A pinned attempt (see :func:`_pin_products`) weighs this many candidates per product edge and
+#: takes those whose ``1 - r2`` is within this factor of the best's as equally good.
+PIN_CANDIDATES, PIN_TIE = 4, 2.0
 #: Hidden widths tried after the first attempt when ``hidden`` is an int (those below it), in order.
 SEARCH_WIDTHS = (3, 2, 4)
 #: A formula is exact when its test RMSE is at most this times the labels' std.
@@ -691,9 +694,14 @@ def _pin_products(model: KAN, x: torch.Tensor, library: Any) -> list[Any]:
     A product node next to a sum node over the same input is free up to a constant: ``(f + p)*h``
     equals ``f*h`` plus ``p*h`` on the sum node's edge, so the fit may leave the sum edge a blend of
     two functions; with the product's constants at 0, the sum edges carry only their own function.
+    Among the :data:`PIN_CANDIDATES` best candidates, those within :data:`PIN_TIE` of the best's
+    ``1 - r2`` are tied (``x**2``, ``cos`` and ``gaussian`` all fit a parabola, the last two near
+    their extremum), and the one whose values carry the least constant (mean over spread) wins:
+    ``c*cos(a*x)`` with a small ``a`` hides the offset ``c`` that pinning ``d`` is meant to remove.
     An edge whose every candidate leaves the function's domain stays numeric.
     """
     import kantk
+    from kantk.symbolic.library import DEFAULT_LIBRARY, resolve_library
 
     layer: Any = model.layers[0]
     nodes = layer.nodes
@@ -702,10 +710,21 @@ def _pin_products(model: KAN, x: torch.Tensor, library: Any) -> list[Any]:
     subs = {s for node, op in enumerate(nodes.ops) if op != "sum" for s in nodes.subnodes(node)}
     edges = [(q, p) for q, p in (layer.mask != 0).nonzero().tolist() if q in subs]
     fixed = []
+    lib = resolve_library(DEFAULT_LIBRARY if library is None else library)
+    tiny = torch.finfo(x.dtype).tiny
+
+    def constant(c: Any) -> float:  # the mean of c*f(a*x + b) on the data over its spread
+        a, b, scale, _ = c.params
+        values = scale * lib[c.name].torch_fn(a * x[:, p] + b)
+        return float(values.mean().abs() / values.std().clamp_min(tiny))
+
     for q, p in edges:
         try:
-            best = kantk.suggest_symbolic(model, 0, p, q, x, library=library, topk=1)
-            kantk.fix_symbolic(model, 0, p, q, best[0].name, x, library=library)
+            ranked = kantk.suggest_symbolic(model, 0, p, q, x, library=library, topk=PIN_CANDIDATES)
+            worst = PIN_TIE * max(1 - ranked[0].r2, tiny)
+            tied = [c for c in ranked if 1 - c.r2 <= worst and math.isfinite(constant(c))]
+            choice = min(tied or ranked[:1], key=constant)
+            kantk.fix_symbolic(model, 0, p, q, choice.name, x, library=library)
         except (IndexError, ValueError):  # no candidate stays in its domain there
             continue
         fixed.append((q, p))
