@@ -277,19 +277,19 @@ def test_a_factored_attempt_finds_a_product_with_a_nonlinear_factor():
     assert live.tolist() == [[True, False], [False, True]]  # input i alone on sub-node i
 
 
-def _one_attempt(name: str, shape, n: int = 1000):
+def _one_attempt(name: str, shape, n: int = 1000, seed: int = 0):
     import torch
 
     import kantk.pipeline as pipeline
     from kantk import feynman
 
-    data = feynman.dataset(name, n_train=n, n_test=n, seed=0)
+    data = feynman.dataset(name, n_train=n, n_test=n, seed=seed)
     data = {k: v.to(torch.float64) for k, v in data.items()}
     exact = pipeline.EXACT_RTOL * float(data["test_label"].std())
     messages: list[str] = []
     variables = list(feynman.equation(name).variables)
     found = pipeline._attempt(
-        data, data["train_input"].shape[1], shape, 3, 10, 30, 1e-3, "default", variables, 0,
+        data, data["train_input"].shape[1], shape, 3, 10, 30, 1e-3, "default", variables, seed,
         lambda stage, m: messages.append(m), 0, exact,
     )  # fmt: skip
     return found, data, messages
@@ -368,11 +368,14 @@ def test_a_pinned_attempt_under_exp_finds_a_gaussian():
     # -log(sigma) - theta**2/(2 sigma**2) + const: a sum node and a product node sharing sigma. The
     # fit may shift the product's theta edge by p and the sum's sigma edge by -p/(2 sigma**2), a
     # blend no library function fits; with the product's edges fixed and their constants held at 0
-    # the sigma edge is log alone. One attempt, run for real (~20 s).
+    # the sigma edge is log alone. Seed 1: there x**2, cos and gaussian fit the theta edge equally
+    # well (r2 0.999997, cos(a*theta) with a small a), and only x**2 carries no hidden constant; with
+    # cos the attempt failed. One attempt, run for real (~20 s).
     import kantk.pipeline as pipeline
     from kantk import feynman
 
-    found, _, messages = _one_attempt("I.6.2", pipeline.Shape([1, 1], 2, "x", outer="exp", pinned=True))
+    shape = pipeline.Shape([1, 1], 2, "x", outer="exp", pinned=True)
+    found, _, messages = _one_attempt("I.6.2", shape, seed=1)
     assert found.exact, messages
     assert feynman.matches(found.formulas[0], "I.6.2")
     assert any("additive constants held at 0" in m for m in messages)
