@@ -713,7 +713,7 @@ def _pin_products(model: KAN, x: torch.Tensor, library: Any) -> list[Any]:
     lib = resolve_library(DEFAULT_LIBRARY if library is None else library)
     tiny = torch.finfo(x.dtype).tiny
 
-    def constant(c: Any) -> float:  # the mean of c*f(a*x + b) on the data over its spread
+    def constant(c: Any, p: int) -> float:  # the mean of c*f(a*x_p + b) on the data over its spread
         a, b, scale, _ = c.params
         values = scale * lib[c.name].torch_fn(a * x[:, p] + b)
         return float(values.mean().abs() / values.std().clamp_min(tiny))
@@ -722,8 +722,9 @@ def _pin_products(model: KAN, x: torch.Tensor, library: Any) -> list[Any]:
         try:
             ranked = kantk.suggest_symbolic(model, 0, p, q, x, library=library, topk=PIN_CANDIDATES)
             worst = PIN_TIE * max(1 - ranked[0].r2, tiny)
-            tied = [c for c in ranked if 1 - c.r2 <= worst and math.isfinite(constant(c))]
-            choice = min(tied or ranked[:1], key=constant)
+            scored = [(constant(c, p), k) for k, c in enumerate(ranked) if 1 - c.r2 <= worst]
+            tied = [(value, k) for value, k in scored if math.isfinite(value)]  # rank breaks ties
+            choice = ranked[min(tied)[1]] if tied else ranked[0]
             kantk.fix_symbolic(model, 0, p, q, choice.name, x, library=library)
         except (IndexError, ValueError):  # no candidate stays in its domain there
             continue
