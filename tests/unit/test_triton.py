@@ -211,3 +211,44 @@ def test_double_backward_when_the_basis_sees_a_transformed_input(basis, kwargs):
 
     assert torch.autograd.gradcheck(run, (x,))
     assert torch.autograd.gradgradcheck(run, (x,))
+
+
+@pytest.mark.parametrize("train_weights", [True, False])
+def test_gemm_form_keeps_a_small_basis_matrix_for_the_weight_gradient(
+    train_weights, triton_form, monkeypatch
+):
+    """A small layer's step writes its basis matrix once (kept from the forward for the weight
+    gradient's GEMM): one launch and one pass fewer on a GPU, where small layers are bound by
+    launches. Without weight gradients (frozen weights, a PDE's input gradient) nothing is kept
+    and nothing is written again; above the size limit it is written again. Same gradients."""
+    if triton_form != "gemm":
+        pytest.skip("the fused form keeps no basis matrix")
+    from kantk.bases.gpu import gemm
+
+    torch.manual_seed(7)
+    layer = kantk.KANLayer(9, 13).to(DEVICE)
+    layer.basis.path = "triton"
+    for p in layer.parameters():
+        p.requires_grad_(train_weights)
+    x = torch.randn(21, 9, device=DEVICE)
+    fills = []
+    real_fill = gemm._fill
+    monkeypatch.setattr(gemm, "_fill", lambda *a: fills.append(a[0].shape) or real_fill(*a))
+
+    def step():
+        fills.clear()
+        params = [p for p in layer.parameters() if p.requires_grad]
+        return _grads(layer, x, params), len(fills)
+
+    (y, grads), kept_fills = step()
+    assert kept_fills == 1
+    monkeypatch.setattr(gemm, "GEMM_KEEP_ELEMENTS", 0)
+    (y2, grads2), fills_without = step()
+    assert fills_without == (2 if train_weights else 1)
+    torch.testing.assert_close(y, y2, rtol=0, atol=0)
+    for a, b in zip(grads, grads2):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with torch.no_grad():  # inference: the one forward pass
+        fills.clear()
+        layer(x)
+        assert len(fills) == 1

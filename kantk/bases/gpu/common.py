@@ -29,6 +29,12 @@ BASE_IDENTITY = 2
 BASE_KINDS = {"zero": BASE_NONE, "silu": BASE_SILU, "identity": BASE_IDENTITY}
 
 
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for launch grids, in plain Python (``triton.cdiv`` is a JIT function whose host
+    call costs microseconds; a training step computes about ten of them)."""
+    return -(-a // b)
+
+
 def interpreting() -> bool:
     """Whether Triton runs its interpreter (``TRITON_INTERPRET=1``: kernels on CPU tensors)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -240,11 +246,15 @@ def _precision(dtype: torch.dtype) -> str:
 def _params(
     p0: torch.Tensor | None, p1: torch.Tensor | None, like: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    empty = like.new_zeros(1)
-    return (
-        empty if p0 is None else p0.to(like.dtype).contiguous(),
-        empty if p1 is None else p1.to(like.dtype).contiguous(),
-    )
+    """The basis constants as kernel arguments: ``like``'s dtype, contiguous; a one-element
+    stand-in for a missing one (made only then: small layers are bound by host time)."""
+
+    def arg(p: torch.Tensor | None) -> torch.Tensor:
+        if p is None:
+            return like.new_zeros(1)
+        return p if p.dtype == like.dtype and p.is_contiguous() else p.to(like.dtype).contiguous()
+
+    return arg(p0), arg(p1)
 
 
 _LOW_TYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
@@ -291,7 +301,7 @@ def _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec: Kern
     y = spec.reference(xs, xb, wt)
     grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True, allow_unused=True))
     out = [next(grads) if need and t is not None else None for t, need in zip(inputs, needs)]
-    return (*out, None, None, None, None)
+    return (*out, None, None, None, None, None)  # p0, p1, spec, low, keep
 
 
 #: The base activations by kernel constant, as PyTorch functions.

@@ -25,6 +25,7 @@ from kantk.bases.gpu.common import (
     _rbf_value,
     _reference_backward,
     _store_input_grads,
+    cdiv,
 )
 
 
@@ -294,7 +295,7 @@ class FusedEdges(torch.autograd.Function):
         bm, bn, bp = _blocks(out, n_in)
         m = p0.shape[-1] if spec.kind == BSPLINE_KNOTS else spec.num_functions + 4
         low = wt.dtype in _LOW_TYPES
-        grid = (triton.cdiv(batch, bm), triton.cdiv(out, bn))
+        grid = (cdiv(batch, bm), cdiv(out, bn))
         _forward_kernel[grid](
             xs,
             xb,
@@ -352,7 +353,7 @@ class FusedEdges(torch.autograd.Function):
         if need_xs or need_xb:
             grad_xs = torch.empty(batch, n_in, dtype=xs.dtype, device=xs.device)
             grad_xb = torch.empty_like(grad_xs) if has_base and not same else grad_xs
-            _grad_input_kernel[(triton.cdiv(batch, bm), triton.cdiv(n_in, bp))](
+            _grad_input_kernel[(cdiv(batch, bm), cdiv(n_in, bp))](
                 xs,
                 xb,
                 wt,
@@ -376,7 +377,7 @@ class FusedEdges(torch.autograd.Function):
                 grad_xb = None
         if need_w:
             grad_w = torch.empty(wt.shape, dtype=xs.dtype, device=wt.device)
-            _grad_weight_kernel[(triton.cdiv(n_in, bp), n_w, triton.cdiv(out, bn))](
+            _grad_weight_kernel[(cdiv(n_in, bp), n_w, cdiv(out, bn))](
                 xs,
                 xb,
                 g,

@@ -21,6 +21,7 @@ from kantk.bases.gpu.common import (
     _pick,
     _rbf_value,
     _store_input_grads,
+    cdiv,
 )
 
 
@@ -206,6 +207,13 @@ def _decompose_kernel(
 #: elements (256 MB in float32): memory stays bounded whatever the batch.
 GEMM_CHUNK_ELEMENTS = 1 << 26
 
+#: A basis matrix of at most this many elements (128 MB in float32), made in one chunk, is kept
+#: from the forward for the weight gradient instead of being written again in the backward: small
+#: layers are bound by kernel launches on a GPU (one launch and one pass fewer per step), large
+#: ones by their GEMMs, where holding the matrix between forward and backward would cost memory
+#: for little time.
+GEMM_KEEP_ELEMENTS = 1 << 25
+
 
 def _chunks(rows: int, per_row: int) -> list[tuple[int, int]]:
     step = max(1, GEMM_CHUNK_ELEMENTS // max(1, per_row))
@@ -222,7 +230,7 @@ def _fill(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dtype
     rows, n_in = xs.shape
     basis = torch.empty(rows, n_w * n_in, dtype=dtype, device=xs.device)
     bm, bp = _elementwise_blocks(n_in)
-    _fill_kernel[(triton.cdiv(rows, bm), triton.cdiv(n_in, bp))](
+    _fill_kernel[(cdiv(rows, bm), cdiv(n_in, bp))](
         xs,
         xb,
         basis,
@@ -245,7 +253,7 @@ def _fill(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dtype
 def _compose(coef, scale, bw, n_w: int, dtype: torch.dtype) -> torch.Tensor:
     out, n_in, nf = coef.shape
     w = torch.empty(n_w * n_in, out, dtype=dtype, device=coef.device)
-    grid = (triton.cdiv(n_w * n_in, 32), triton.cdiv(out, 64))
+    grid = (cdiv(n_w * n_in, 32), cdiv(out, 64))
     _compose_kernel[grid](
         coef,
         scale,
@@ -268,7 +276,9 @@ class GemmLayer(torch.autograd.Function):
     launches few kernels (on a GPU, small layers are bound by launches)."""
 
     @staticmethod
-    def forward(ctx, xs, xb, coef, scale, bw, p0, p1, spec: KernelSpec, low):
+    def forward(ctx, xs, xb, coef, scale, bw, p0, p1, spec: KernelSpec, low, keep: bool = False):
+        """``keep``: a backward for the weights will run (grad mode on outside this function, whose
+        forward always runs without it), so a small basis matrix is worth keeping for it."""
         batch, n_in = xs.shape
         out, nf = coef.shape[0], coef.shape[2]
         n_w = nf + (bw is not None)
@@ -276,20 +286,24 @@ class GemmLayer(torch.autograd.Function):
         w2t = _compose(coef, scale, bw, n_w, wdtype)  # (n_w * in, out)
         m = p0.shape[-1] if spec.kind == BSPLINE_KNOTS else spec.num_functions + 4
         chunks = _chunks(batch, n_w * n_in)
+        kept = None
         if len(chunks) == 1:
-            y = torch.mm(_fill(xs, xb, p0, p1, spec, m, n_w, wdtype), w2t)
+            basis = _fill(xs, xb, p0, p1, spec, m, n_w, wdtype)
+            y = torch.mm(basis, w2t)
             y = y if y.dtype == xs.dtype else y.to(xs.dtype)
+            if keep and basis.numel() <= GEMM_KEEP_ELEMENTS:
+                kept = basis  # the weight gradient's GEMM reads it again
         else:
             y = torch.empty(batch, out, dtype=xs.dtype, device=xs.device)
             for a, b in chunks:
                 y[a:b] = torch.mm(_fill(xs[a:b], xb[a:b], p0, p1, spec, m, n_w, wdtype), w2t)
         ctx.spec, ctx.m, ctx.same, ctx.low, ctx.has_bw = spec, m, xs is xb, low, bw is not None
-        ctx.save_for_backward(xs, xb, coef, scale, bw, p0, p1, w2t)
+        ctx.save_for_backward(xs, xb, coef, scale, bw, p0, p1, w2t, kept)
         return y
 
     @staticmethod
     def backward(ctx, grad_out):
-        xs, xb, coef, scale, bw, p0, p1, w2t = ctx.saved_tensors
+        xs, xb, coef, scale, bw, p0, p1, w2t, kept = ctx.saved_tensors
         spec: KernelSpec = ctx.spec
         if torch.is_grad_enabled():  # create_graph=True: through the composed weight's reference
             return _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec)
@@ -308,22 +322,26 @@ class GemmLayer(torch.autograd.Function):
         grad_w2t: torch.Tensor | None = None
         bm, bp = _elementwise_blocks(n_in)
         for a, b in chunks:
-            gc = g[a:b]
+            whole = a == 0 and b == batch  # one chunk: no slicing (each view costs launch-bound time)
+            gc = g if whole else g[a:b]
+            xs_c, xb_c = (xs, xb) if whole else (xs[a:b], xb[a:b])
             if need_w:
-                basis = _fill(xs[a:b], xb[a:b], p0, p1, spec, ctx.m, n_w, w2t.dtype)
+                basis = kept if kept is not None else _fill(xs_c, xb_c, p0, p1, spec, ctx.m, n_w, w2t.dtype)
                 part = torch.mm(basis.t(), gc)  # (n_w * in, out)
                 part = part if part.dtype == acc_dtype else part.to(acc_dtype)
                 grad_w2t = part if grad_w2t is None else grad_w2t.add_(part)
                 del basis
             if grad_xs is not None:
                 gmat = torch.mm(gc, w2t.t())  # (rows, n_w * in): dL/d(basis matrix)
+                gxs_c = grad_xs if whole else grad_xs[a:b]
+                gxb_c = gxs_c if grad_xb is None else (grad_xb if whole else grad_xb[a:b])
                 rows = b - a
-                _contract_kernel[(triton.cdiv(rows, bm), triton.cdiv(n_in, bp))](
-                    xs[a:b],
-                    xb[a:b],
+                _contract_kernel[(cdiv(rows, bm), cdiv(n_in, bp))](
+                    xs_c,
+                    xb_c,
                     gmat,
-                    grad_xs[a:b],
-                    grad_xs[a:b] if grad_xb is None else grad_xb[a:b],
+                    gxs_c,
+                    gxb_c,
                     p0,
                     p1,
                     rows,
@@ -343,7 +361,7 @@ class GemmLayer(torch.autograd.Function):
             grad_coef = torch.empty_like(coef) if need_coef else None
             grad_scale = torch.empty_like(scale) if need_scale else None
             grad_bw = torch.empty_like(bw) if (need_bw and bw is not None) else None
-            _decompose_kernel[(triton.cdiv(n_in, 32), triton.cdiv(out, 64))](
+            _decompose_kernel[(cdiv(n_in, 32), cdiv(out, 64))](
                 grad_w2t,
                 coef,
                 scale,
@@ -365,6 +383,7 @@ class GemmLayer(torch.autograd.Function):
             grad_coef,
             grad_scale,
             grad_bw,
+            None,
             None,
             None,
             None,

@@ -44,7 +44,8 @@ def layer_edges(
     xb = xs if xb is xs else xb.contiguous()
     p0, p1 = _params(p0, p1, xs)
     bw = None if base_weight is None else base_weight.contiguous()
-    return GemmLayer.apply(xs, xb, coef.contiguous(), scale.contiguous(), bw, p0, p1, spec, low)
+    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (coef, scale, bw))
+    return GemmLayer.apply(xs, xb, coef.contiguous(), scale.contiguous(), bw, p0, p1, spec, low, keep)
 
 
 def fused_edges(

@@ -19,6 +19,7 @@ from kantk.bases.gpu.common import (
     _pick,
     _reference_backward,
     _store_input_grads,
+    cdiv,
 )
 
 
@@ -242,7 +243,7 @@ class SparseEdges(torch.autograd.Function):
         m = p0.shape[-1] if spec.kind == BSPLINE_KNOTS else spec.num_functions + 4
         y = torch.empty(batch, out, dtype=xs.dtype, device=xs.device)
         bm, bn, bp = 32, (64 if out > 32 else 32), 4
-        _sparse_forward_kernel[(triton.cdiv(batch, bm), triton.cdiv(out, bn))](
+        _sparse_forward_kernel[(cdiv(batch, bm), cdiv(out, bn))](
             xs,
             xb,
             wt,
@@ -285,7 +286,7 @@ class SparseEdges(torch.autograd.Function):
             grad_xs = torch.empty_like(xs)
             grad_xb = torch.empty_like(xb) if has_base and not same else None
             bm, bn, bp = 32, (64 if out > 32 else 32), 4
-            _sparse_grad_input_kernel[(triton.cdiv(batch, bm), triton.cdiv(n_in, bp))](
+            _sparse_grad_input_kernel[(cdiv(batch, bm), cdiv(n_in, bp))](
                 xs,
                 xb,
                 wt,
@@ -310,7 +311,7 @@ class SparseEdges(torch.autograd.Function):
             )
         if need_w:
             key = torch.empty(n_in, batch, dtype=torch.int32, device=xs.device)
-            _locate_kernel[(triton.cdiv(batch, 64), triton.cdiv(n_in, 16))](
+            _locate_kernel[(cdiv(batch, 64), cdiv(n_in, 16))](
                 xs,
                 key,
                 p0,
@@ -330,7 +331,7 @@ class SparseEdges(torch.autograd.Function):
             n_j = m - 1  # intervals of the extended grid
             part = torch.empty(n_in, n_j, 4, out, dtype=xs.dtype, device=xs.device)
             bn = 64 if out > 32 else 32
-            _sparse_grad_weight_kernel[(n_in, n_j, triton.cdiv(out, bn))](
+            _sparse_grad_weight_kernel[(n_in, n_j, cdiv(out, bn))](
                 xs,
                 g,
                 perm.to(torch.int32),
