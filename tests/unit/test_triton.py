@@ -252,3 +252,25 @@ def test_gemm_form_keeps_a_small_basis_matrix_for_the_weight_gradient(
         fills.clear()
         layer(x)
         assert len(fills) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_chebyshev_kernels_squash_moved_inputs_inside(dtype):
+    """The kernels compute tanh((x - center) / halfwidth) themselves: after a grid update (centre
+    and half width per input), on saturating inputs (|u| >> 1) and NaN, as the PyTorch form."""
+    torch.manual_seed(8)
+    layer = kantk.KANLayer(6, 5, basis="chebyshev", basis_kwargs={"degree": 5}).to(device=DEVICE, dtype=dtype)
+    layer.update_grid(torch.randn(100, 6, dtype=dtype, device=DEVICE) * 3 + 1)
+    assert not torch.allclose(layer.basis.halfwidth, torch.ones_like(layer.basis.halfwidth))
+    x = torch.randn(29, 6, dtype=dtype, device=DEVICE) * 4
+    x[0, :3] = torch.tensor([40.0, -60.0, 1e4])  # tanh saturated: z = +-1 exactly
+    params = list(layer.parameters())
+    y, g = _grads(lambda inp: gpu.chebyshev(layer.basis, inp, layer.edge_weights()), x, params)
+    y_ref, g_ref = _grads(lambda inp: edge_sum(layer.basis, inp, layer.edge_weights()), x, params)
+    scale = y_ref.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=TOL[dtype] * scale)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10 * scale)
+    x[1, 2] = float("nan")
+    out = gpu.chebyshev(layer.basis, x, layer.edge_weights())
+    assert torch.isnan(out[1]).all() and torch.isfinite(out[torch.arange(29) != 1]).all()

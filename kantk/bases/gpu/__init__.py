@@ -123,18 +123,18 @@ def _run(xs, xb, weights: EdgeWeights, spec, p0, p1) -> torch.Tensor:
 
 
 def chebyshev(basis: ChebyshevBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
-    """Chebyshev polynomials of ``tanh((x - center) / halfwidth)`` (the tanh by PyTorch)."""
+    """Chebyshev polynomials of ``tanh((x - center) / halfwidth)``, the squash inside the kernels
+    (no PyTorch ops around them: small layers are bound by the host's time per op)."""
     from kantk.bases.chebyshev import chebyshev_polynomials
     from kantk.bases.gpu import common as ft
 
-    z = basis.squash(x)  # tanh((x - center) / halfwidth)
     n, base = basis.num_functions, _base_kind(weights)
 
-    def features(zz: torch.Tensor) -> torch.Tensor:
-        return chebyshev_polynomials(zz, basis.degree)
+    def features(xx: torch.Tensor) -> torch.Tensor:
+        return chebyshev_polynomials(basis.squash(xx), basis.degree)
 
     spec = ft.KernelSpec(ft.CHEBYSHEV, n, base, False, _reference(features, n, base))
-    return _run(z, x, weights, spec, None, None)
+    return _run(x, x, weights, spec, basis.center, basis.halfwidth)
 
 
 def rbf(basis: RBFBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:

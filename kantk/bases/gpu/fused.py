@@ -24,6 +24,7 @@ from kantk.bases.gpu.common import (
     _precision,
     _rbf_value,
     _reference_backward,
+    _squash,
     _store_input_grads,
     cdiv,
 )
@@ -85,11 +86,12 @@ def _forward_kernel(
                 acc = _mma(acc, a, w, LOW, LOWT, PRECISION)
         elif KIND == 2:
             # T_{i+1} = 2 z T_i - T_{i-1} from T_{-1} = z, T_0 = 1 (no branch in the loop)
-            t_prev = xs
+            z, dz = _squash(xs, offs_p, mask_p, p0_ptr, p1_ptr)
+            t_prev = z
             t_cur = tl.full(xs.shape, 1.0, xs.dtype)
             for i in range(0, NF):
                 a = tl.where(mask_x, t_cur, 0.0)
-                t_next = 2.0 * xs * t_cur - t_prev
+                t_next = 2.0 * z * t_cur - t_prev
                 t_prev = t_cur
                 t_cur = t_next
                 w = tl.load(w_rows + i * OUT, mask=mask_w, other=0.0)
@@ -138,8 +140,12 @@ def _grad_input_kernel(
         j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
             xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
         )
+    z = xs
+    dz = xs
+    if KIND == 2:
+        z, dz = _squash(xs, offs_p, mask_p, p0_ptr, p1_ptr)
     # Chebyshev: T_{i-1}, T_i and their derivatives, from T_{-1} = z, T_0 = 1, T'_{-1} = 1, T'_0 = 0
-    t_prev = xs
+    t_prev = z
     t_cur = tl.full(xs.shape, 1.0, xs.dtype)
     u_prev = tl.full(xs.shape, 1.0, xs.dtype)
     u_cur = tl.zeros(xs.shape, dtype=xs.dtype)
@@ -152,8 +158,8 @@ def _grad_input_kernel(
         elif KIND == 2:
             da = u_cur
             # T'_{i+1} = 2 T_i + 2 z T'_i - T'_{i-1}
-            u_next = 2.0 * t_cur + 2.0 * xs * u_cur - u_prev
-            t_next = 2.0 * xs * t_cur - t_prev
+            u_next = 2.0 * t_cur + 2.0 * z * u_cur - u_prev
+            t_next = 2.0 * z * t_cur - t_prev
             t_prev = t_cur
             t_cur = t_next
             u_prev = u_cur
@@ -161,6 +167,8 @@ def _grad_input_kernel(
         else:
             a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)
         acc_s += s * da
+    if KIND == 2:
+        acc_s = acc_s * dz  # d/dz to d/dx
     s_base = acc_s
     if BASE != 0:
         s_base = _g_times_weight_column(
@@ -253,10 +261,11 @@ def _grad_weight_kernel(
                 a = _pick(i - j + 3, v0, v1, v2, v3)
                 a = tl.where(xs == xs, a, xs)
             elif KIND == 2:
-                t_prev = xs
+                z, dz = _squash(xs, offs_p, mask_p, p0_ptr, p1_ptr)
+                t_prev = z
                 t_cur = tl.full(xs.shape, 1.0, xs.dtype)
                 for _ in range(0, i):
-                    t_next = 2.0 * xs * t_cur - t_prev
+                    t_next = 2.0 * z * t_cur - t_prev
                     t_prev = t_cur
                     t_cur = t_next
                 a = t_cur

@@ -20,6 +20,7 @@ from kantk.bases.gpu.common import (
     _layer_reference_backward,
     _pick,
     _rbf_value,
+    _squash,
     _store_input_grads,
     cdiv,
 )
@@ -57,11 +58,12 @@ def _fill_kernel(
             a = tl.where(xs == xs, a, xs)  # NaN in, NaN out
             tl.store(out + i * IN, a.to(dt), mask=mask_x)
     elif KIND == 2:
-        t_prev = xs
+        z, dz = _squash(xs, offs_p, mask_p, p0_ptr, p1_ptr)
+        t_prev = z
         t_cur = tl.full(xs.shape, 1.0, xs.dtype)
         for i in range(0, NF):
             tl.store(out + i * IN, t_cur.to(dt), mask=mask_x)
-            t_next = 2.0 * xs * t_cur - t_prev
+            t_next = 2.0 * z * t_cur - t_prev
             t_prev = t_cur
             t_cur = t_next
     else:
@@ -110,19 +112,21 @@ def _contract_kernel(
             gi = tl.load(grow + tl.where(ok, i, 0) * IN, mask=ok, other=0.0)
             acc += gi.to(xs.dtype) * _pick(r, d0, d1, d2, d3)
     elif KIND == 2:
-        t_prev = xs
+        z, dz = _squash(xs, offs_p, mask_p, p0_ptr, p1_ptr)
+        t_prev = z
         t_cur = tl.full(xs.shape, 1.0, xs.dtype)
         u_prev = tl.full(xs.shape, 1.0, xs.dtype)
         u_cur = tl.zeros(xs.shape, dtype=xs.dtype)
         for i in range(0, NF):
             gi = tl.load(grow + i * IN, mask=mask_x, other=0.0)
             acc += gi.to(xs.dtype) * u_cur
-            u_next = 2.0 * t_cur + 2.0 * xs * u_cur - u_prev
-            t_next = 2.0 * xs * t_cur - t_prev
+            u_next = 2.0 * t_cur + 2.0 * z * u_cur - u_prev
+            t_next = 2.0 * z * t_cur - t_prev
             t_prev = t_cur
             t_cur = t_next
             u_prev = u_cur
             u_cur = u_next
+        acc = acc * dz  # d/dz to d/dx
     else:
         for i in range(0, NF):
             a, da = _rbf_value(xs, offs_p, mask_p, i, p0_ptr, p1_ptr, NF)

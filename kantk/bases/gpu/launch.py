@@ -65,7 +65,8 @@ def fused_edges(
         wt: (in, n_w, out) composed weights, basis-major.
         spec: The basis kind and options.
         p0, p1: Basis constants: first knot and 1/spacing (in,) for uniform B-splines; knots
-            (in, M) for general ones; centres (in, n) and widths (in,) for RBFs.
+            (in, M) for general ones; centres (in, n) and widths (in,) for RBFs; centres and
+            half widths (in,) for Chebyshev (``xs`` is then the raw input, squashed inside).
         low: ``torch.bfloat16``/``torch.float16`` to run the products on tensor cores with
             float32 accumulation (autocast), else None.
         sparse: Cubic B-splines only: touch only the four non-zero functions per input
