@@ -63,8 +63,9 @@ class Path(str, enum.Enum):
 #: The ``triton`` path does one GEMM over all G+k functions (time linear in G); above this many
 #: functions the sparse PyTorch path takes over on CUDA (H200, w256 B8192: triton 5.5 ms vs 17.3 ms
 #: at G=50, 19.8 ms vs 19.2 ms at G=200; docs/performance.md). The ``triton_sparse`` kernels (flat
-#: in G) run only when forced (``basis.path = "triton_sparse"``): they pass their tests in Triton's
-#: interpreter but gave wrong forward values on the H200, not yet understood.
+#: in G) run only when forced (``basis.path = "triton_sparse"``): their first version passed its
+#: tests in Triton's interpreter but gave wrong forward values on the H200; rewritten in 2-D tiles,
+#: not yet run on a GPU.
 TRITON_MAX_FUNCTIONS = 100
 
 #: Paths that need a uniform grid.

@@ -24,6 +24,24 @@ from kantk.bases.gpu.common import (
 
 
 @triton.jit
+def _input_column(xs_ptr, offs_m, mask_m, p, IN):
+    """Input p of a block of rows as a (BM, 1) tile, with its offsets and masks: the sparse kernels
+    work on one input at a time, in 2-D tiles only."""
+    offs_p = p + tl.arange(0, 1)
+    mask_p = offs_p < IN
+    mask_x = mask_m[:, None] & mask_p[None, :]
+    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+    return offs_p, mask_p, mask_x, xs
+
+
+@triton.jit
+def _weight_rows(wt_ptr, p, i, ok, offs_n, mask_n, NW, OUT):
+    """(BM, BN): row ``i`` (BM, 1) of input p's weights, for each row of the tile; 0 where not ``ok``."""
+    rows = p * NW + tl.where(ok, i, 0)
+    return tl.load(wt_ptr + rows * OUT + offs_n[None, :], mask=ok & mask_n[None, :], other=0.0)
+
+
+@triton.jit
 def _sparse_forward_kernel(
     xs_ptr,
     xb_ptr,
@@ -42,20 +60,17 @@ def _sparse_forward_kernel(
     EXTEND: tl.constexpr,
     BM: tl.constexpr,
     BN: tl.constexpr,
-    BP: tl.constexpr,
 ):
     """y[b, q] = sum_p sum_r v_r(x[b, p]) wt[p, j - 3 + r, q] (+ b(x) wt[p, NF, q]): only the four
-    non-zero B-splines per input, their weight rows gathered (time flat in G)."""
+    non-zero B-splines per input, their weight rows gathered (time flat in G). One input at a
+    time, (BM, BN) tiles."""
     offs_m = tl.program_id(0) * BM + tl.arange(0, BM)
     offs_n = tl.program_id(1) * BN + tl.arange(0, BN)
     mask_m = offs_m < B
     mask_n = offs_n < OUT
     acc = tl.zeros((BM, BN), dtype=y_ptr.dtype.element_ty)
-    for p_start in range(0, IN, BP):
-        offs_p = p_start + tl.arange(0, BP)
-        mask_p = offs_p < IN
-        mask_x = mask_m[:, None] & mask_p[None, :]
-        xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
+    for p in range(0, IN):
+        offs_p, mask_p, mask_x, xs = _input_column(xs_ptr, offs_m, mask_m, p, IN)
         j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
             xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
         )
@@ -63,24 +78,13 @@ def _sparse_forward_kernel(
         for r in tl.static_range(0, 4):
             i = j - 3 + r
             ok = mask_x & (i >= 0) & (i < NF)
-            v = _pick(r, v0, v1, v2, v3)
-            v = tl.where(nan, xs, tl.where(ok, v, 0.0))
-            row = offs_p[None, :] * NW + tl.where(ok, i, 0)  # (BM, BP)
-            w = tl.load(
-                wt_ptr + row[:, :, None] * OUT + offs_n[None, None, :],
-                mask=ok[:, :, None] & mask_n[None, None, :],
-                other=0.0,
-            )
-            acc += tl.sum(v[:, :, None] * w, axis=1)
+            v = tl.where(nan, xs, tl.where(ok, _pick(r, v0, v1, v2, v3), 0.0))  # (BM, 1)
+            acc += v * _weight_rows(wt_ptr, p, i, ok, offs_n, mask_n, NW, OUT)
         if BASE != 0:
             xb = tl.load(xb_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
-            a = tl.where(mask_x, _base_value(xb, BASE), 0.0)
-            wb = tl.load(
-                wt_ptr + (offs_p[:, None] * NW + NF) * OUT + offs_n[None, :],
-                mask=mask_p[:, None] & mask_n[None, :],
-                other=0.0,
-            )
-            acc += tl.sum(a[:, :, None] * wb[None, :, :], axis=1)
+            a = tl.where(mask_x, _base_value(xb, BASE), 0.0)  # (BM, 1)
+            wb = tl.load(wt_ptr + (p * NW + NF) * OUT + offs_n, mask=mask_n, other=0.0)  # (BN,)
+            acc += a * wb[None, :]
     tl.store(y_ptr + offs_m[:, None] * OUT + offs_n[None, :], acc, mask=mask_m[:, None] & mask_n[None, :])
 
 
@@ -106,16 +110,18 @@ def _sparse_grad_input_kernel(
     SAME: tl.constexpr,
     BM: tl.constexpr,
     BN: tl.constexpr,
-    BP: tl.constexpr,
 ):
-    """d/dxs[b, p] = sum_r d_r(x[b, p]) <g[b, :], wt[p, j - 3 + r, :]>; d/dxb with b'(xb) and wt[p, NF]."""
-    offs_m, offs_p, mask_p, mask_x, xs = _input_tile(xs_ptr, B, IN, BM, BP)
+    """d/dxs[b, p] = sum_r d_r(x[b, p]) <g[b, :], wt[p, j - 3 + r, :]>; d/dxb with b'(xb) and wt[p, NF].
+    One program per (block of rows, input p), (BM, BN) tiles."""
+    offs_m = tl.program_id(0) * BM + tl.arange(0, BM)
+    p = tl.program_id(1)
     mask_m = offs_m < B
+    offs_p, mask_p, mask_x, xs = _input_column(xs_ptr, offs_m, mask_m, p, IN)
     j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
         xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
     )
-    acc = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
-    accb = tl.zeros((BM, BP), dtype=gxs_ptr.dtype.element_ty)
+    acc = tl.zeros((BM, 1), dtype=gxs_ptr.dtype.element_ty)
+    accb = tl.zeros((BM, 1), dtype=gxs_ptr.dtype.element_ty)
     for n_start in range(0, OUT, BN):
         offs_n = n_start + tl.arange(0, BN)
         mask_n = offs_n < OUT
@@ -125,20 +131,11 @@ def _sparse_grad_input_kernel(
         for r in tl.static_range(0, 4):
             i = j - 3 + r
             ok = mask_x & (i >= 0) & (i < NF)
-            row = offs_p[None, :] * NW + tl.where(ok, i, 0)
-            w = tl.load(
-                wt_ptr + row[:, :, None] * OUT + offs_n[None, None, :],
-                mask=ok[:, :, None] & mask_n[None, None, :],
-                other=0.0,
-            )
-            acc += tl.sum(g[:, None, :] * w, axis=2) * _pick(r, d0, d1, d2, d3)
+            w = _weight_rows(wt_ptr, p, i, ok, offs_n, mask_n, NW, OUT)
+            acc += tl.sum(g * w, axis=1)[:, None] * _pick(r, d0, d1, d2, d3)
         if BASE != 0:
-            wb = tl.load(
-                wt_ptr + (offs_p[:, None] * NW + NF) * OUT + offs_n[None, :],
-                mask=mask_p[:, None] & mask_n[None, :],
-                other=0.0,
-            )
-            accb += tl.sum(g[:, None, :] * wb[None, :, :], axis=2)
+            wb = tl.load(wt_ptr + (p * NW + NF) * OUT + offs_n, mask=mask_n, other=0.0)
+            accb += tl.sum(g * wb[None, :], axis=1)[:, None]
     _store_input_grads(acc, accb, xb_ptr, gxs_ptr, gxb_ptr, offs_m, offs_p, mask_x, IN, BASE, SAME)
 
 
@@ -231,10 +228,12 @@ class SparseEdges(torch.autograd.Function):
     each input are grouped by interval (a sort), so every (input, interval) sums its rows once,
     deterministically. Time flat in G; float32/float64 (no low-precision products).
 
-    Experimental: correct in Triton's interpreter, but its forward gave wrong values on an H200
-    (2026-12-04; tests/unit/test_triton.py::test_sparse_kernels_match_the_pytorch_path), so the
-    path chooser takes it only when forced. Suspect the 3-D gathers/reductions of
-    ``_sparse_forward_kernel``."""
+    Experimental: the first version (3-D tiles: rows x inputs x outputs, reduced over the inputs)
+    passed in Triton's interpreter but its forward gave wrong values on an H200 (2026-12-04;
+    tests/unit/test_triton.py::test_sparse_kernels_match_the_pytorch_path). The forward and input
+    gradient now take one input at a time in 2-D tiles, as every other kernel here does
+    (2026-12-06, interpreter only): the path chooser takes this path only when forced until a GPU
+    run confirms it."""
 
     @staticmethod
     def forward(ctx, xs, xb, wt, p0, p1, spec: KernelSpec):
@@ -242,7 +241,7 @@ class SparseEdges(torch.autograd.Function):
         n_w, out = wt.shape[1], wt.shape[2]
         m = p0.shape[-1] if spec.kind == BSPLINE_KNOTS else spec.num_functions + 4
         y = torch.empty(batch, out, dtype=xs.dtype, device=xs.device)
-        bm, bn, bp = 32, (64 if out > 32 else 32), 4
+        bm, bn = 32, (64 if out > 32 else 32)
         _sparse_forward_kernel[(cdiv(batch, bm), cdiv(out, bn))](
             xs,
             xb,
@@ -261,7 +260,6 @@ class SparseEdges(torch.autograd.Function):
             EXTEND=spec.extend,
             BM=bm,
             BN=bn,
-            BP=bp,
         )
         ctx.spec, ctx.m, ctx.same = spec, m, xs is xb
         ctx.save_for_backward(xs, xb, wt, p0, p1)
@@ -285,8 +283,8 @@ class SparseEdges(torch.autograd.Function):
         if need_xs or need_xb:
             grad_xs = torch.empty_like(xs)
             grad_xb = torch.empty_like(xb) if has_base and not same else None
-            bm, bn, bp = 32, (64 if out > 32 else 32), 4
-            _sparse_grad_input_kernel[(cdiv(batch, bm), cdiv(n_in, bp))](
+            bm, bn = 32, (64 if out > 32 else 32)
+            _sparse_grad_input_kernel[(cdiv(batch, bm), n_in)](
                 xs,
                 xb,
                 wt,
@@ -307,7 +305,6 @@ class SparseEdges(torch.autograd.Function):
                 SAME=same,
                 BM=bm,
                 BN=bn,
-                BP=bp,
             )
         if need_w:
             key = torch.empty(n_in, batch, dtype=torch.int32, device=xs.device)
