@@ -4,9 +4,11 @@
 #     OUT=DIR bash benchmarks/gpu_check.sh [PEERS_DIR]
 #
 # 1. the Triton tests that changed since the last GPU run (sparse kernels, kept basis matrix,
-#    Chebyshev squash), on the GPU, compiled: xfail/xpass reported (-rxX);
-# 2. benchmarks/layer_speed.py --device cuda (layer_speed_cuda.py) with the peers (PEERS_DIR, default .peers: the peers'
-#    layer files, see docs/performance.md) at the sizes docs/performance.md quotes, with a profile;
+#    Chebyshev squash, float32 GEMM outputs under autocast), on the GPU, compiled: xfail/xpass
+#    reported (-rxX);
+# 2. benchmarks/layer_speed.py --device cuda (run as layer_speed_cuda.py) with the peers (PEERS_DIR,
+#    default .peers: their layer files, see docs/performance.md) at the sizes docs/performance.md
+#    quotes, with a profile;
 # 3. the whole of tests/unit/test_triton.py and the path chooser's tests, if time is left.
 # Everything lands in DIR (default /tmp/kantk-gpu): env.txt, tests_changed.txt,
 # layer_speed.txt/.json, tests_all.txt. Each step has its own time limit (about 9 minutes in all).
@@ -28,7 +30,7 @@ cat "$out/env.txt"
 
 echo "== 1. changed Triton tests on the GPU"
 timeout 150 python -m pytest -q -p no:cacheprovider -rxX tests/unit/test_triton.py \
-    -k "sparse or keeps or squash or chebyshev_and_rbf" 2>&1 | tee "$out/tests_changed.txt" | tail -n 25
+    -k "sparse or keeps or squash or chebyshev_and_rbf or low_precision" 2>&1 | tee "$out/tests_changed.txt" | tail -n 25
 
 echo "== 2. layer benchmark"
 timeout 300 python benchmarks/layer_speed_cuda.py --device "$device" --peers "$peers" --profile \

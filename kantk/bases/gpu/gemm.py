@@ -224,6 +224,21 @@ def _chunks(rows: int, per_row: int) -> list[tuple[int, int]]:
     return [(a, min(a + step, rows)) for a in range(0, rows, step)]
 
 
+#: Whether this PyTorch has ``torch.mm(a, b, out_dtype)`` (float32 results of bf16/fp16 products
+#: on CUDA, straight from cuBLAS's float32 accumulator).
+_MM_OUT_DTYPE = "dtype" in torch.ops.aten.mm.overloads()
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``a @ b`` as ``dtype``. Under autocast (bf16/fp16 operands, float32 wanted) on CUDA cuBLAS
+    writes float32 directly: no rounding to bf16 first and no cast kernel after."""
+    if a.dtype == dtype:
+        return torch.mm(a, b)
+    if _MM_OUT_DTYPE and a.is_cuda and dtype == torch.float32 and a.dtype in _LOW_TYPES:
+        return torch.mm(a, b, out_dtype=dtype)
+    return torch.mm(a, b).to(dtype)
+
+
 def _elementwise_blocks(n_in: int) -> tuple[int, int]:
     bp = 64 if n_in > 32 else (32 if n_in > 16 else 16)
     return 32, bp
@@ -293,8 +308,7 @@ class GemmLayer(torch.autograd.Function):
         kept = None
         if len(chunks) == 1:
             basis = _fill(xs, xb, p0, p1, spec, m, n_w, wdtype)
-            y = torch.mm(basis, w2t)
-            y = y if y.dtype == xs.dtype else y.to(xs.dtype)
+            y = _mm(basis, w2t, xs.dtype)
             if keep and basis.numel() <= GEMM_KEEP_ELEMENTS:
                 kept = basis  # the weight gradient's GEMM reads it again
         else:
@@ -331,8 +345,7 @@ class GemmLayer(torch.autograd.Function):
             xs_c, xb_c = (xs, xb) if whole else (xs[a:b], xb[a:b])
             if need_w:
                 basis = kept if kept is not None else _fill(xs_c, xb_c, p0, p1, spec, ctx.m, n_w, w2t.dtype)
-                part = torch.mm(basis.t(), gc)  # (n_w * in, out)
-                part = part if part.dtype == acc_dtype else part.to(acc_dtype)
+                part = _mm(basis.t(), gc, acc_dtype)  # (n_w * in, out)
                 grad_w2t = part if grad_w2t is None else grad_w2t.add_(part)
                 del basis
             if grad_xs is not None:
