@@ -224,14 +224,39 @@ def test_double_backward_when_the_basis_sees_a_transformed_input(basis, kwargs):
     assert torch.autograd.gradgradcheck(run, (x,))
 
 
+class _CountLaunches:
+    """Stands in for a Triton kernel and counts its launches (then runs it)."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, 0
+
+    def __getitem__(self, grid):
+        self.launches += 1
+        return self.kernel[grid]
+
+
+@pytest.fixture
+def gemm_launches(monkeypatch):
+    """The GEMM form's two Triton kernels, counted: {"prepare": counter, "finish": counter}."""
+    from kantk.bases.gpu import gemm
+
+    counters = {}
+    for name in ("prepare", "finish"):
+        counters[name] = _CountLaunches(getattr(gemm, f"_{name}_kernel"))
+        monkeypatch.setattr(gemm, f"_{name}_kernel", counters[name])
+    return counters
+
+
 @pytest.mark.parametrize("train_weights", [True, False])
-def test_gemm_form_keeps_a_small_basis_matrix_for_the_weight_gradient(
-    train_weights, triton_form, monkeypatch
+def test_gemm_form_step_launches_two_kernels_and_keeps_a_small_basis_matrix(
+    train_weights, triton_form, gemm_launches, monkeypatch
 ):
-    """A small layer's step writes its basis matrix once (kept from the forward for the weight
-    gradient's GEMM): one launch and one pass fewer on a GPU, where small layers are bound by
-    launches. Without weight gradients (frozen weights, a PDE's input gradient) nothing is kept
-    and nothing is written again; above the size limit it is written again. Same gradients."""
+    """A small layer's training step launches two Triton kernels: one writes the basis matrix and
+    composes the weight, one contracts the input gradient and splits the weight gradient (on a
+    GPU small layers are bound by launches). The matrix is kept from the forward for the weight
+    gradient's GEMM; above the size limit it is written again (one launch more); without weight
+    gradients (frozen weights, a PDE's input gradient) nothing is kept or written again. Same
+    values and gradients either way."""
     if triton_form != "gemm":
         pytest.skip("the fused form keeps no basis matrix")
     from kantk.bases.gpu import gemm
@@ -242,27 +267,52 @@ def test_gemm_form_keeps_a_small_basis_matrix_for_the_weight_gradient(
     for p in layer.parameters():
         p.requires_grad_(train_weights)
     x = torch.randn(21, 9, device=DEVICE)
-    fills = []
-    real_fill = gemm._fill
-    monkeypatch.setattr(gemm, "_fill", lambda *a: fills.append(a[0].shape) or real_fill(*a))
 
     def step():
-        fills.clear()
+        for counter in gemm_launches.values():
+            counter.launches = 0
         params = [p for p in layer.parameters() if p.requires_grad]
-        return _grads(layer, x, params), len(fills)
+        result = _grads(layer, x, params)
+        return result, {name: c.launches for name, c in gemm_launches.items()}
 
-    (y, grads), kept_fills = step()
-    assert kept_fills == 1
+    (y, grads), launches = step()
+    assert launches == {"prepare": 1, "finish": 1}
     monkeypatch.setattr(gemm, "GEMM_KEEP_ELEMENTS", 0)
-    (y2, grads2), fills_without = step()
-    assert fills_without == (2 if train_weights else 1)
+    (y2, grads2), launches = step()
+    assert launches == {"prepare": 2 if train_weights else 1, "finish": 1}
     torch.testing.assert_close(y, y2, rtol=0, atol=0)
     for a, b in zip(grads, grads2):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    with torch.no_grad():  # inference: the one forward pass
-        fills.clear()
-        layer(x)
-        assert len(fills) == 1
+
+
+@pytest.mark.parametrize("base", ["silu", "zero"])
+def test_gemm_form_in_chunks_of_rows_matches_one_chunk(base, triton_form, gemm_launches, monkeypatch):
+    """A batch whose basis matrix exceeds GEMM_CHUNK_ELEMENTS runs in chunks of rows (the last one
+    ragged): the weight is composed with the first chunk's matrix, its gradient split in the last
+    chunk's launch; values and gradients as in one chunk."""
+    if triton_form != "gemm":
+        pytest.skip("chunks of rows are the GEMM form's")
+    from kantk.bases.gpu import gemm
+
+    torch.manual_seed(10)
+    layer = kantk.KANLayer(5, 7, base_activation=base).to(device=DEVICE, dtype=torch.float64)
+    layer.basis.path = "triton"
+    x = torch.randn(23, 5, device=DEVICE, dtype=torch.float64) * 1.4
+    params = list(layer.parameters())
+    y, g = _grads(layer, x, params)
+    n_w = layer.basis.num_functions + (base != "zero")
+    monkeypatch.setattr(gemm, "GEMM_CHUNK_ELEMENTS", 8 * n_w * 5)  # 8 rows a chunk: 8, 8, 7
+    for counter in gemm_launches.values():
+        counter.launches = 0
+    y2, g2 = _grads(layer, x, params)
+    assert gemm_launches["prepare"].launches == 3 + 3  # forward, then again for dL/dw
+    assert gemm_launches["finish"].launches == 3
+    torch.testing.assert_close(y2, y, rtol=0, atol=1e-12)
+    for a, b in zip(g2, g):
+        if b is None:
+            assert a is None or not a.any()
+            continue
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -92,15 +92,12 @@ def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, sparse: 
     xs = basis._extrapolation_input(x)  # clamped for "clamp"/"extend" (differentiable)
     n, base = basis.num_functions, _base_kind(weights)
     if basis.is_uniform():
-        shift, inv_h, tables = basis._uniform_params(x.dtype)
         p0, p1 = basis._first_knot_and_inverse_spacing(x.dtype)
-        spec = ft.KernelSpec(
-            ft.BSPLINE_UNIFORM,
-            n,
-            base,
-            extend,
-            _reference(lambda z: _dense_features(z, shift, inv_h, tables), n, base),
-        )
+
+        def dense(z: torch.Tensor) -> torch.Tensor:  # the double backward's features (rarely run)
+            return _dense_features(z, *basis._uniform_params(z.dtype))
+
+        spec = ft.KernelSpec(ft.BSPLINE_UNIFORM, n, base, extend, _reference(dense, n, base))
     else:
         p0, p1 = basis.grid, None
         spec = ft.KernelSpec(

@@ -174,8 +174,14 @@ def _base_derivative(xb, BASE: tl.constexpr):
 @triton.jit
 def _input_tile(xs_ptr, ROWS, IN, BM: tl.constexpr, BP: tl.constexpr):
     """A program's tile of inputs (program id 0: rows, 1: inputs): offsets, masks and the values."""
-    offs_m = tl.program_id(0) * BM + tl.arange(0, BM)
-    offs_p = tl.program_id(1) * BP + tl.arange(0, BP)
+    return _input_tile_at(xs_ptr, tl.program_id(0), tl.program_id(1), ROWS, IN, BM, BP)
+
+
+@triton.jit
+def _input_tile_at(xs_ptr, pid_m, pid_p, ROWS, IN, BM: tl.constexpr, BP: tl.constexpr):
+    """Tile (pid_m, pid_p) of the inputs (rows x inputs): offsets, masks and the values."""
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_p = pid_p * BP + tl.arange(0, BP)
     mask_p = offs_p < IN
     mask_x = (offs_m < ROWS)[:, None] & mask_p[None, :]
     xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)

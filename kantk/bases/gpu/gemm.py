@@ -1,6 +1,7 @@
 """The GEMM form (default): one Triton pass writes the basis matrix of a chunk of rows, cuBLAS
 multiplies it, one pass contracts the matrix gradient with the basis derivatives; the layer's
-weight is composed and its gradient split by one small kernel each.
+weight is composed in the same launch as the matrix, and its gradient split in the same launch as
+the contraction (the tiles of both parts share one 1-D grid): two Triton launches a step.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from kantk.bases.gpu.common import (
     KernelSpec,
     _base_value,
     _bspline_locals,
-    _input_tile,
+    _input_tile_at,
     _layer_reference_backward,
     _pick,
     _rbf_value,
@@ -27,7 +28,9 @@ from kantk.bases.gpu.common import (
 
 
 @triton.jit
-def _fill_kernel(
+def _fill_tile(
+    pid_m,
+    pid_p,
     xs_ptr,
     xb_ptr,
     a_ptr,
@@ -45,8 +48,8 @@ def _fill_kernel(
     BP: tl.constexpr,
 ):
     """a[b, i * IN + p] = A_i(xs[b, p]) for i < NF, and b(xb[b, p]) at i = NF: the basis matrix,
-    basis-major (stores run along the inputs), in one pass."""
-    offs_m, offs_p, mask_p, mask_x, xs = _input_tile(xs_ptr, ROWS, IN, BM, BP)
+    basis-major (stores run along the inputs), in one pass; tile (pid_m, pid_p) of rows x inputs."""
+    offs_m, offs_p, mask_p, mask_x, xs = _input_tile_at(xs_ptr, pid_m, pid_p, ROWS, IN, BM, BP)
     out = a_ptr + offs_m[:, None] * (NW * IN) + offs_p[None, :]
     dt = a_ptr.dtype.element_ty
     if KIND <= 1:
@@ -76,7 +79,9 @@ def _fill_kernel(
 
 
 @triton.jit
-def _contract_kernel(
+def _contract_tile(
+    pid_m,
+    pid_p,
     xs_ptr,
     xb_ptr,
     g_ptr,
@@ -97,8 +102,8 @@ def _contract_kernel(
     BP: tl.constexpr,
 ):
     """d/dxs[b, p] = sum_i g[b, i * IN + p] A_i'(xs[b, p]), d/dxb[b, p] = g[b, NF * IN + p] b'(xb[b, p]),
-    where g = dL/d(basis matrix) (rows, NW * IN), basis-major."""
-    offs_m, offs_p, mask_p, mask_x, xs = _input_tile(xs_ptr, ROWS, IN, BM, BP)
+    where g = dL/d(basis matrix) (rows, NW * IN), basis-major; tile (pid_m, pid_p) of rows x inputs."""
+    offs_m, offs_p, mask_p, mask_x, xs = _input_tile_at(xs_ptr, pid_m, pid_p, ROWS, IN, BM, BP)
     grow = g_ptr + offs_m[:, None] * (NW * IN) + offs_p[None, :]
     acc = tl.zeros(xs.shape, dtype=xs.dtype)
     if KIND <= 1:
@@ -139,7 +144,9 @@ def _contract_kernel(
 
 
 @triton.jit
-def _compose_kernel(
+def _compose_tile(
+    pid_r,
+    pid_q,
     coef_ptr,
     scale_ptr,
     bw_ptr,
@@ -148,13 +155,14 @@ def _compose_kernel(
     OUT,
     NF,
     NW,
-    BASE: tl.constexpr,
+    HAS_BW: tl.constexpr,
     BR: tl.constexpr,
     BQ: tl.constexpr,
 ):
-    """w[i * IN + p, q] = coef[q, p, i] * scale[q, p] (i < NF), bw[q, p] (i = NF): the GEMM's weight."""
-    offs_r = tl.program_id(0) * BR + tl.arange(0, BR)
-    offs_q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    """w[i * IN + p, q] = coef[q, p, i] * scale[q, p] (i < NF), bw[q, p] (i = NF): the GEMM's weight;
+    tile (pid_r, pid_q) of its rows x outputs."""
+    offs_r = pid_r * BR + tl.arange(0, BR)
+    offs_q = pid_q * BQ + tl.arange(0, BQ)
     i = offs_r // IN
     p = offs_r % IN
     mask = (offs_r < NW * IN)[:, None] & (offs_q < OUT)[None, :]
@@ -163,14 +171,16 @@ def _compose_kernel(
     c = tl.load(coef_ptr + qp * NF + tl.where(spline, i[:, None], 0), mask=mask & spline, other=0.0)
     sc = tl.load(scale_ptr + qp, mask=mask & spline, other=0.0)
     w = c * sc
-    if BASE != 0:
+    if HAS_BW:
         b = tl.load(bw_ptr + qp, mask=mask & (i[:, None] >= NF), other=0.0)
         w = tl.where(spline, w, b)
     tl.store(w_ptr + offs_r[:, None] * OUT + offs_q[None, :], w.to(w_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _decompose_kernel(
+def _decompose_tile(
+    pid_p,
+    pid_q,
     g_ptr,
     coef_ptr,
     scale_ptr,
@@ -186,9 +196,10 @@ def _decompose_kernel(
     BP: tl.constexpr,
     BQ: tl.constexpr,
 ):
-    """From g = dL/dw (NW * IN, OUT): dL/dcoef = g * scale, dL/dscale = sum_i g * coef, dL/dbw = g[NF]."""
-    offs_p = tl.program_id(0) * BP + tl.arange(0, BP)
-    offs_q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    """From g = dL/dw (NW * IN, OUT): dL/dcoef = g * scale, dL/dscale = sum_i g * coef, dL/dbw = g[NF];
+    tile (pid_p, pid_q) of inputs x outputs."""
+    offs_p = pid_p * BP + tl.arange(0, BP)
+    offs_q = pid_q * BQ + tl.arange(0, BQ)
     mask = (offs_p < IN)[:, None] & (offs_q < OUT)[None, :]
     qp = offs_q[None, :] * IN + offs_p[:, None]
     sc = tl.load(scale_ptr + qp, mask=mask, other=0.0)
@@ -205,6 +216,152 @@ def _decompose_kernel(
     if NEED_BW:
         g = tl.load(g_ptr + (NF * IN + offs_p[:, None]) * OUT + offs_q[None, :], mask=mask, other=0.0)
         tl.store(gbw_ptr + qp, g.to(gbw_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _prepare_kernel(
+    xs_ptr,
+    xb_ptr,
+    a_ptr,
+    p0_ptr,
+    p1_ptr,
+    ROWS,
+    IN,
+    NF,
+    NW,
+    M,
+    coef_ptr,
+    scale_ptr,
+    bw_ptr,
+    w_ptr,
+    OUT,
+    N_FILL,
+    TILES_P,
+    TILES_Q,
+    KIND: tl.constexpr,
+    BASE: tl.constexpr,
+    EXTEND: tl.constexpr,
+    HAS_BW: tl.constexpr,
+    BM: tl.constexpr,
+    BP: tl.constexpr,
+    BR: tl.constexpr,
+    BQ: tl.constexpr,
+):
+    """The forward's one launch (1-D grid): programs [0, N_FILL) write tiles of the basis matrix
+    (TILES_P input tiles per row tile), the others tiles of the composed weight (TILES_Q output
+    tiles per row tile). Either part may have no programs."""
+    pid = tl.program_id(0)
+    if pid < N_FILL:
+        _fill_tile(
+            pid // TILES_P,
+            pid % TILES_P,
+            xs_ptr,
+            xb_ptr,
+            a_ptr,
+            p0_ptr,
+            p1_ptr,
+            ROWS,
+            IN,
+            NF,
+            NW,
+            M,
+            KIND,
+            BASE,
+            EXTEND,
+            BM,
+            BP,
+        )
+    else:
+        k = pid - N_FILL
+        _compose_tile(
+            k // TILES_Q, k % TILES_Q, coef_ptr, scale_ptr, bw_ptr, w_ptr, IN, OUT, NF, NW, HAS_BW, BR, BQ
+        )
+
+
+@triton.jit
+def _finish_kernel(
+    xs_ptr,
+    xb_ptr,
+    gm_ptr,
+    gxs_ptr,
+    gxb_ptr,
+    p0_ptr,
+    p1_ptr,
+    ROWS,
+    IN,
+    NF,
+    NW,
+    M,
+    gw_ptr,
+    coef_ptr,
+    scale_ptr,
+    gcoef_ptr,
+    gscale_ptr,
+    gbw_ptr,
+    OUT,
+    N_CONTRACT,
+    TILES_P,
+    TILES_Q,
+    KIND: tl.constexpr,
+    BASE: tl.constexpr,
+    EXTEND: tl.constexpr,
+    SAME: tl.constexpr,
+    NEED_COEF: tl.constexpr,
+    NEED_SCALE: tl.constexpr,
+    NEED_BW: tl.constexpr,
+    BM: tl.constexpr,
+    BP: tl.constexpr,
+    BPD: tl.constexpr,
+    BQ: tl.constexpr,
+):
+    """The backward's one launch after its GEMMs (1-D grid): programs [0, N_CONTRACT) contract tiles
+    of dL/d(basis matrix) ``gm`` into the input gradients (TILES_P input tiles per row tile), the
+    others split tiles of dL/dw ``gw`` into the weights' gradients (TILES_Q output tiles per input
+    tile). Either part may have no programs."""
+    pid = tl.program_id(0)
+    if pid < N_CONTRACT:
+        _contract_tile(
+            pid // TILES_P,
+            pid % TILES_P,
+            xs_ptr,
+            xb_ptr,
+            gm_ptr,
+            gxs_ptr,
+            gxb_ptr,
+            p0_ptr,
+            p1_ptr,
+            ROWS,
+            IN,
+            NF,
+            NW,
+            M,
+            KIND,
+            BASE,
+            EXTEND,
+            SAME,
+            BM,
+            BP,
+        )
+    else:
+        k = pid - N_CONTRACT
+        _decompose_tile(
+            k // TILES_Q,
+            k % TILES_Q,
+            gw_ptr,
+            coef_ptr,
+            scale_ptr,
+            gcoef_ptr,
+            gscale_ptr,
+            gbw_ptr,
+            IN,
+            OUT,
+            NF,
+            NEED_COEF,
+            NEED_SCALE,
+            NEED_BW,
+            BPD,
+            BQ,
+        )
 
 
 #: Rows per chunk of the GEMM form are chosen so one chunk's basis matrix holds about this many
@@ -244,15 +401,98 @@ def _elementwise_blocks(n_in: int) -> tuple[int, int]:
     return 32, bp
 
 
-def _fill(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dtype) -> torch.Tensor:
-    """The basis matrix (rows, n_w * in) of a chunk of rows, basis-major, in ``dtype``."""
+#: Tiles of the composed weight (its rows x outputs) and of its gradient's split (inputs x outputs).
+_WEIGHT_BLOCKS = (32, 64)
+_SPLIT_BLOCKS = (32, 64)
+
+
+def _prepare(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dtype, weights=None):
+    """One launch: the basis matrix (rows, n_w * in) of a chunk of rows, basis-major, and, when
+    ``weights`` = (coef, scale, base weight or None) is given, the composed weight (n_w * in, out);
+    both in ``dtype``. Returns (basis, weight or None)."""
     rows, n_in = xs.shape
-    basis = torch.empty(rows, n_w * n_in, dtype=dtype, device=xs.device)
     bm, bp = _elementwise_blocks(n_in)
-    _fill_kernel[(cdiv(rows, bm), cdiv(n_in, bp))](
+    basis = torch.empty(rows, n_w * n_in, dtype=dtype, device=xs.device)
+    tiles_p = cdiv(n_in, bp)
+    n_fill = cdiv(rows, bm) * tiles_p
+    w = None
+    n_compose, tiles_q, out = 0, 1, 1
+    coef = scale = bw = xs  # stand-ins when no weight is composed (never read)
+    br, bq = _WEIGHT_BLOCKS
+    if weights is not None:
+        coef, scale, bw_or_none = weights
+        bw = scale if bw_or_none is None else bw_or_none
+        out = coef.shape[0]
+        w = torch.empty(n_w * n_in, out, dtype=dtype, device=xs.device)
+        tiles_q = cdiv(out, bq)
+        n_compose = cdiv(n_w * n_in, br) * tiles_q
+    if n_fill + n_compose > 0:
+        _prepare_kernel[(n_fill + n_compose,)](
+            xs,
+            xb,
+            basis,
+            p0,
+            p1,
+            rows,
+            n_in,
+            spec.num_functions,
+            n_w,
+            m,
+            coef,
+            scale,
+            bw,
+            basis if w is None else w,
+            out,
+            n_fill,
+            tiles_p,
+            tiles_q,
+            KIND=spec.kind,
+            BASE=spec.base,
+            EXTEND=spec.extend,
+            HAS_BW=weights is not None and weights[2] is not None,
+            BM=bm,
+            BP=bp,
+            BR=br,
+            BQ=bq,
+        )
+    return basis, w
+
+
+def _finish(
+    spec: KernelSpec, m: int, n_w: int, same: bool, xs, xb, p0, p1, contract=None, split=None
+) -> None:
+    """One launch after the backward's GEMMs: ``contract`` = (dL/d(basis matrix), grad xs, grad xb)
+    of the chunk of rows ``xs``, ``xb`` into its input gradients, and ``split`` = (dL/dw, coef,
+    scale, grad coef, grad scale, grad base weight; None for a gradient not wanted) into the
+    weights' gradients. Either may be None."""
+    rows, n_in = xs.shape
+    bm, bp = _elementwise_blocks(n_in)
+    n_contract, tiles_p = 0, cdiv(n_in, bp)
+    gm = gxs = gxb = xs  # stand-ins (never read or written)
+    if contract is not None:
+        gm, gxs, gxb = contract
+        n_contract = cdiv(rows, bm) * tiles_p
+    bpd, bq = _SPLIT_BLOCKS
+    n_split, tiles_q, out = 0, 1, 1
+    gw = coef = scale = gcoef = gscale = gbw = xs
+    need = (False, False, False)
+    if split is not None:
+        gw, coef, scale, gc, gs, gb = split
+        need = (gc is not None, gs is not None, gb is not None)
+        gcoef = coef if gc is None else gc
+        gscale = scale if gs is None else gs
+        gbw = scale if gb is None else gb
+        out = coef.shape[0]
+        tiles_q = cdiv(out, bq)
+        n_split = cdiv(n_in, bpd) * tiles_q
+    if n_contract + n_split == 0:
+        return
+    _finish_kernel[(n_contract + n_split,)](
         xs,
         xb,
-        basis,
+        gm,
+        gxs,
+        gxb,
         p0,
         p1,
         rows,
@@ -260,39 +500,36 @@ def _fill(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dtype
         spec.num_functions,
         n_w,
         m,
+        gw,
+        coef,
+        scale,
+        gcoef,
+        gscale,
+        gbw,
+        out,
+        n_contract,
+        tiles_p,
+        tiles_q,
         KIND=spec.kind,
         BASE=spec.base,
         EXTEND=spec.extend,
+        SAME=same,
+        NEED_COEF=need[0],
+        NEED_SCALE=need[1],
+        NEED_BW=need[2],
         BM=bm,
         BP=bp,
+        BPD=bpd,
+        BQ=bq,
     )
-    return basis
-
-
-def _compose(coef, scale, bw, n_w: int, dtype: torch.dtype) -> torch.Tensor:
-    out, n_in, nf = coef.shape
-    w = torch.empty(n_w * n_in, out, dtype=dtype, device=coef.device)
-    grid = (cdiv(n_w * n_in, 32), cdiv(out, 64))
-    _compose_kernel[grid](
-        coef,
-        scale,
-        scale if bw is None else bw,
-        w,
-        n_in,
-        out,
-        nf,
-        n_w,
-        BASE=int(bw is not None),
-        BR=32,
-        BQ=64,
-    )
-    return w
 
 
 class GemmLayer(torch.autograd.Function):
-    """:class:`GemmEdges` taking the layer's own weights (coef, scale, base weight): the weight of
-    the GEMM is composed and its gradient split back by one small kernel each, so a training step
-    launches few kernels (on a GPU, small layers are bound by launches)."""
+    """The GEMM form taking the layer's own weights (coef, scale, base weight): the weight of the
+    GEMM is composed, and its gradient split back, inside the launch that also writes the basis
+    matrix (forward) or contracts its gradient (backward): a training step of a small layer
+    launches two Triton kernels and three cuBLAS GEMMs (on a GPU, small layers are bound by
+    launches)."""
 
     @staticmethod
     def forward(ctx, xs, xb, coef, scale, bw, p0, p1, spec: KernelSpec, low, keep: bool = False):
@@ -302,19 +539,22 @@ class GemmLayer(torch.autograd.Function):
         out, nf = coef.shape[0], coef.shape[2]
         n_w = nf + (bw is not None)
         wdtype = low if low is not None else xs.dtype
-        w2t = _compose(coef, scale, bw, n_w, wdtype)  # (n_w * in, out)
         m = p0.shape[-1] if spec.kind == BSPLINE_KNOTS else spec.num_functions + 4
         chunks = _chunks(batch, n_w * n_in)
-        kept = None
+        kept = w2t = None
         if len(chunks) == 1:
-            basis = _fill(xs, xb, p0, p1, spec, m, n_w, wdtype)
+            basis, w2t = _prepare(xs, xb, p0, p1, spec, m, n_w, wdtype, (coef, scale, bw))
             y = _mm(basis, w2t, xs.dtype)
             if keep and basis.numel() <= GEMM_KEEP_ELEMENTS:
                 kept = basis  # the weight gradient's GEMM reads it again
         else:
             y = torch.empty(batch, out, dtype=xs.dtype, device=xs.device)
-            for a, b in chunks:
-                y[a:b] = torch.mm(_fill(xs[a:b], xb[a:b], p0, p1, spec, m, n_w, wdtype), w2t)
+            for a, b in chunks:  # the weight composed with the first chunk's matrix
+                weights = (coef, scale, bw) if w2t is None else None
+                basis, w_new = _prepare(xs[a:b], xb[a:b], p0, p1, spec, m, n_w, wdtype, weights)
+                w2t = w_new if w2t is None else w2t
+                y[a:b] = _mm(basis, w2t, xs.dtype)
+                del basis
         ctx.spec, ctx.m, ctx.same, ctx.low, ctx.has_bw = spec, m, xs is xb, low, bw is not None
         ctx.save_for_backward(xs, xb, coef, scale, bw, p0, p1, w2t, kept)
         return y
@@ -328,72 +568,39 @@ class GemmLayer(torch.autograd.Function):
         need_xs, need_xb, need_coef, need_scale, need_bw = ctx.needs_input_grad[:5]
         need_w = need_coef or need_scale or need_bw
         batch, n_in = xs.shape
-        out, nf = coef.shape[0], coef.shape[2]
         n_w = w2t.shape[0] // n_in
         g = grad_out.to(w2t.dtype)
         has_base = spec.base != BASE_NONE
         same = ctx.same and has_base
         grad_xs = torch.empty_like(xs) if (need_xs or need_xb) else None
         grad_xb = torch.empty_like(xb) if grad_xs is not None and has_base and not same else None
+        grad_coef = torch.empty_like(coef) if need_coef else None
+        grad_scale = torch.empty_like(scale) if need_scale else None
+        grad_bw = torch.empty_like(bw) if (need_bw and bw is not None) else None
         acc_dtype = torch.float32 if w2t.dtype in _LOW_TYPES else w2t.dtype
         chunks = _chunks(batch, n_w * n_in)
         grad_w2t: torch.Tensor | None = None
-        bm, bp = _elementwise_blocks(n_in)
         for a, b in chunks:
             whole = a == 0 and b == batch  # one chunk: no slicing (each view costs launch-bound time)
             gc = g if whole else g[a:b]
             xs_c, xb_c = (xs, xb) if whole else (xs[a:b], xb[a:b])
             if need_w:
-                basis = kept if kept is not None else _fill(xs_c, xb_c, p0, p1, spec, ctx.m, n_w, w2t.dtype)
+                basis = (
+                    kept if kept is not None else _prepare(xs_c, xb_c, p0, p1, spec, ctx.m, n_w, w2t.dtype)[0]
+                )
                 part = _mm(basis.t(), gc, acc_dtype)  # (n_w * in, out)
                 grad_w2t = part if grad_w2t is None else grad_w2t.add_(part)
                 del basis
+            contract = None
             if grad_xs is not None:
                 gmat = torch.mm(gc, w2t.t())  # (rows, n_w * in): dL/d(basis matrix)
                 gxs_c = grad_xs if whole else grad_xs[a:b]
                 gxb_c = gxs_c if grad_xb is None else (grad_xb if whole else grad_xb[a:b])
-                rows = b - a
-                _contract_kernel[(cdiv(rows, bm), cdiv(n_in, bp))](
-                    xs_c,
-                    xb_c,
-                    gmat,
-                    gxs_c,
-                    gxb_c,
-                    p0,
-                    p1,
-                    rows,
-                    n_in,
-                    spec.num_functions,
-                    n_w,
-                    ctx.m,
-                    KIND=spec.kind,
-                    BASE=spec.base,
-                    EXTEND=spec.extend,
-                    SAME=same,
-                    BM=bm,
-                    BP=bp,
-                )
-        grad_coef = grad_scale = grad_bw = None
-        if need_w:
-            grad_coef = torch.empty_like(coef) if need_coef else None
-            grad_scale = torch.empty_like(scale) if need_scale else None
-            grad_bw = torch.empty_like(bw) if (need_bw and bw is not None) else None
-            _decompose_kernel[(cdiv(n_in, 32), cdiv(out, 64))](
-                grad_w2t,
-                coef,
-                scale,
-                coef if grad_coef is None else grad_coef,
-                scale if grad_scale is None else grad_scale,
-                scale if grad_bw is None else grad_bw,
-                n_in,
-                out,
-                nf,
-                NEED_COEF=grad_coef is not None,
-                NEED_SCALE=grad_scale is not None,
-                NEED_BW=grad_bw is not None,
-                BP=32,
-                BQ=64,
-            )
+                contract = (gmat, gxs_c, gxb_c)
+            split = None
+            if need_w and b == batch:  # the last chunk's launch also splits dL/dw
+                split = (grad_w2t, coef, scale, grad_coef, grad_scale, grad_bw)
+            _finish(spec, ctx.m, n_w, same, xs_c, xb_c, p0, p1, contract, split)
         return (
             grad_xs if need_xs else None,
             grad_xb if need_xb else None,
