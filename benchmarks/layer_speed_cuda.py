@@ -22,7 +22,11 @@ For each configuration (width w = in = out, batch B, grid size G; default: w256/
 
 Each case: ``--warmup`` untimed calls (Triton compiles there), then ``--repeats`` calls timed
 with CUDA events (median reported; slow cases get fewer, at least 3), and the peak memory one call
-allocates beyond what was allocated before it (``torch.cuda.max_memory_allocated``). A case that
+allocates beyond what was allocated before it (``torch.cuda.max_memory_allocated``), and the
+host time: the CPU time to enqueue one step on an idle GPU (median of up to 10 calls, each after a
+synchronize); a step whose host time reaches its GPU time is bound by the host (launches and
+Python), not by the GPU. ``--profile`` prints torch.profiler tables of the default B-spline step
+at G=5 (by CPU time) and of the ``triton_sparse`` step at G >= 200 (by GPU time). A case that
 fails (e.g. out of memory) is reported and skipped.
 """
 
@@ -142,6 +146,15 @@ def run_case(step: Callable[[], None], args: argparse.Namespace, device: torch.d
         else:
             peak = float("nan")
         times = [timer(step) for _ in range(n)]
+        host = []  # CPU time to enqueue one step on an idle GPU: at or above the GPU time, host-bound
+        for _ in range(min(n, 10)):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            step()
+            host.append((time.perf_counter() - t) * 1e3)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     except Exception as exc:  # noqa: BLE001 - report (e.g. out of memory) and go on
         msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
         return {"error": msg}
@@ -149,7 +162,13 @@ def run_case(step: Callable[[], None], args: argparse.Namespace, device: torch.d
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "repeats": n, "peak_mib": peak}
+    return {
+        "median_ms": statistics.median(times),
+        "min_ms": min(times),
+        "host_ms": statistics.median(host),
+        "repeats": n,
+        "peak_mib": peak,
+    }
 
 
 def import_peers(folder: str | None) -> dict[str, Any]:
@@ -225,6 +244,10 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
             )
     if args.profile and grid == 5 and device.type == "cuda" and width <= 256:
         profile_step(kantk_layer("bspline", {"grid_size": grid, "order": k})())
+    if args.profile and grid >= 200 and device.type == "cuda" and width <= 256:
+        print("  profile of the triton_sparse path (by GPU time):")
+        spec = {"grid_size": grid, "order": k}
+        profile_step(kantk_layer("bspline", spec, path="triton_sparse")(), sort_by="self_cuda_time_total")
     if grid == 5 and device.type == "cuda":
         add(
             "kantk bspline (fused form)",
@@ -261,7 +284,7 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
     return results
 
 
-def profile_step(step: Callable[[], None]) -> None:
+def profile_step(step: Callable[[], None], sort_by: str = "self_cpu_time_total") -> None:
     """Print where one training step of the layer spends CPU and GPU time (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -272,7 +295,7 @@ def profile_step(step: Callable[[], None]) -> None:
         for _ in range(5):
             step()
         torch.cuda.synchronize()
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18, max_name_column_width=40))
+    print(prof.key_averages().table(sort_by=sort_by, row_limit=18, max_name_column_width=40))
 
 
 def accuracy(width: int, batch: int, grid: int, k: int, device: torch.device) -> dict[str, float]:
@@ -306,7 +329,7 @@ def print_table(key: str, res: dict[str, dict[str, Any]]) -> None:
     print(f"\n{key}  (paths: {res.get('_paths', {})})")
     if "_accuracy" in res:
         print(f"  accuracy vs float64 (max abs error / max abs value): {res['_accuracy']}")
-    print(f"  {'case':<36}{'median ms':>11}{'x floor':>9}{'peak MiB':>10}{'reps':>6}")
+    print(f"  {'case':<36}{'median ms':>11}{'x floor':>9}{'host ms':>9}{'peak MiB':>10}{'reps':>6}")
     for name, r in res.items():
         if name.startswith("_"):
             continue
@@ -314,7 +337,10 @@ def print_table(key: str, res: dict[str, dict[str, Any]]) -> None:
             print(f"  {name:<36}failed: {r['error']}")
             continue
         ratio = f"{r['median_ms'] / floor:.2f}" if floor else "-"
-        print(f"  {name:<36}{r['median_ms']:>11.3f}{ratio:>9}{r['peak_mib']:>10.0f}{r['repeats']:>6d}")
+        host = f"{r['host_ms']:.3f}" if "host_ms" in r else "-"
+        print(
+            f"  {name:<36}{r['median_ms']:>11.3f}{ratio:>9}{host:>9}{r['peak_mib']:>10.0f}{r['repeats']:>6d}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
