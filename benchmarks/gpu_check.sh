@@ -15,7 +15,7 @@
 set -u -o pipefail
 out="${OUT:-/tmp/kantk-gpu}"
 peers="${1:-.peers}"
-# a dry run of this script on a CPU: KANTK_CHECK_DEVICE=cpu KANTK_CHECK_CONFIGS=32x64x5 TRITON_INTERPRET=1
+# a dry run of this script on a CPU: KANTK_CHECK_DEVICE=cpu KANTK_CHECK_CONFIGS=8x16x50 TRITON_INTERPRET=1
 device="${KANTK_CHECK_DEVICE:-cuda}"
 configs="${KANTK_CHECK_CONFIGS:-256x8192x5 1024x65536x5 256x8192x50 256x8192x200}"
 mkdir -p "$out"

@@ -53,6 +53,14 @@ if str(_ROOT) not in sys.path:
 import kantk  # noqa: E402
 from kantk.bases.bspline import choose_path  # noqa: E402
 
+#: Other tiles of the sparse kernels (kantk.bases.gpu.sparse.SPARSE_TILES: rows, outputs, warps of
+#: the forward and of the input gradient) timed beside the default at G >= 50.
+SPARSE_TILE_VARIANTS = {
+    "tiles 32x64": {"forward": (32, 64, 4), "grad_input": (32, 64, 4)},
+    "tiles 256x32 w8": {"forward": (256, 32, 8), "grad_input": (256, 64, 8)},
+    "tiles 64x64": {"forward": (64, 64, 4), "grad_input": (64, 64, 4)},
+}
+
 DEFAULT_CONFIGS = ["256x8192x5", "256x8192x50", "256x8192x200", "1024x65536x5", "1024x65536x50"]
 
 
@@ -221,7 +229,7 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
         "MLP Linear+SiLU", lambda: _case(nn.Sequential(nn.Linear(width, width), nn.SiLU()).to(device), x_in())
     )
 
-    def kantk_layer(basis: str, kwargs: dict, autocast=None, path: str | None = None, env=None):
+    def kantk_layer(basis: str, kwargs: dict, autocast=None, path: str | None = None, env=None, tiles=None):
         def build():
             layer = kantk.KANLayer(width, width, basis=basis, basis_kwargs=kwargs).to(device)
             x = x_in()
@@ -231,16 +239,37 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
                 results.setdefault("_paths", {})[f"{basis}{' ' + path if path else ''}"] = choose_path(
                     layer.basis, x.detach(), layer.edge_weights()
                 ).value
-            return _case(layer, x, autocast=autocast, env=env)
+            step = _case(layer, x, autocast=autocast, env=env)
+            if tiles is None:
+                return step
+            from kantk.bases.gpu import sparse
+
+            def with_tiles() -> None:  # the sparse kernels' tiles for this case only
+                saved = sparse.SPARSE_TILES
+                sparse.SPARSE_TILES = tiles
+                try:
+                    step()
+                finally:
+                    sparse.SPARSE_TILES = saved
+
+            return with_tiles
 
         return build
 
     add("kantk bspline", kantk_layer("bspline", {"grid_size": grid, "order": k}))
-    if width <= 256 and device.type == "cuda":
+    # the Triton variants also run in Triton's interpreter on a CPU (TRITON_INTERPRET=1): a dry run
+    triton_here = device.type == "cuda" or os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    if width <= 256 and triton_here:
         for forced in ("triton", "triton_sparse") + (("torch_sparse",) if grid >= 50 else ()):
             add(
                 f"kantk bspline ({forced} path)",
                 kantk_layer("bspline", {"grid_size": grid, "order": k}, path=forced),
+            )
+    if width <= 256 and grid >= 50 and triton_here:
+        for label, tiles in SPARSE_TILE_VARIANTS.items():
+            add(
+                f"kantk bspline (triton_sparse, {label})",
+                kantk_layer("bspline", {"grid_size": grid, "order": k}, path="triton_sparse", tiles=tiles),
             )
     if args.profile and grid == 5 and device.type == "cuda" and width <= 256:
         profile_step(kantk_layer("bspline", {"grid_size": grid, "order": k})())
@@ -329,17 +358,17 @@ def print_table(key: str, res: dict[str, dict[str, Any]]) -> None:
     print(f"\n{key}  (paths: {res.get('_paths', {})})")
     if "_accuracy" in res:
         print(f"  accuracy vs float64 (max abs error / max abs value): {res['_accuracy']}")
-    print(f"  {'case':<36}{'median ms':>11}{'x floor':>9}{'host ms':>9}{'peak MiB':>10}{'reps':>6}")
+    print(f"  {'case':<46}{'median ms':>11}{'x floor':>9}{'host ms':>9}{'peak MiB':>10}{'reps':>6}")
     for name, r in res.items():
         if name.startswith("_"):
             continue
         if "median_ms" not in r:
-            print(f"  {name:<36}failed: {r['error']}")
+            print(f"  {name:<46}failed: {r['error']}")
             continue
         ratio = f"{r['median_ms'] / floor:.2f}" if floor else "-"
         host = f"{r['host_ms']:.3f}" if "host_ms" in r else "-"
         print(
-            f"  {name:<36}{r['median_ms']:>11.3f}{ratio:>9}{host:>9}{r['peak_mib']:>10.0f}{r['repeats']:>6d}"
+            f"  {name:<46}{r['median_ms']:>11.3f}{ratio:>9}{host:>9}{r['peak_mib']:>10.0f}{r['repeats']:>6d}"
         )
 
 

@@ -188,10 +188,14 @@ def test_sparse_kernels_match_the_pytorch_path(dtype, kwargs, base, moved, trito
 
 
 @pytest.mark.xfail(DEVICE == "cuda", reason="as test_sparse_kernels_match_the_pytorch_path", strict=False)
-def test_sparse_kernels_on_several_tiles_of_rows_and_outputs(triton_form):
-    """70 outputs and 40 rows: two tiles of each (64 outputs, 32 rows), the last ones ragged."""
+def test_sparse_kernels_on_several_tiles_of_rows_and_outputs(triton_form, monkeypatch):
+    """70 outputs and 40 rows in tiles of 32 outputs and 16 rows: three tiles of each, the last
+    ones ragged."""
     if triton_form != "gemm":
         pytest.skip("the sparse kernels have one form")
+    from kantk.bases.gpu import sparse
+
+    monkeypatch.setattr(sparse, "SPARSE_TILES", {"forward": (16, 32, 4), "grad_input": (16, 32, 4)})
     torch.manual_seed(9)
     layer = kantk.KANLayer(3, 70, basis_kwargs={"grid_size": 12}).to(DEVICE)
     x = torch.randn(40, 3, device=DEVICE) * 1.6

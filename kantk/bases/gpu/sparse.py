@@ -222,6 +222,15 @@ def _sparse_grad_weight_kernel(
     tl.store(base + 3 * OUT, acc3, mask=mask_n)
 
 
+#: Tiles of the sparse kernels: (rows, outputs, warps) of the forward and of the input gradient.
+#: Each program gathers, for every input, weight rows of that input's table (G + k rows by the
+#: tile's outputs): many rows a tile let the rows reuse the table from the L1 cache instead of
+#: reading it from L2 again (at G = 200, w256, B8192: about 1.7 GB of L2 reads per pass with 256
+#: rows a tile, 8-13 GB with 32). Chosen by that estimate; not yet timed on a GPU
+#: (``benchmarks/layer_speed.py --device cuda`` times variants of them).
+SPARSE_TILES = {"forward": (128, 32, 4), "grad_input": (128, 64, 4)}
+
+
 class SparseEdges(torch.autograd.Function):
     """Cubic B-splines touching only the four non-zero functions per input (large grids): weight
     rows gathered in the forward and the input gradient; for the weight gradient the batch rows of
@@ -241,7 +250,7 @@ class SparseEdges(torch.autograd.Function):
         n_w, out = wt.shape[1], wt.shape[2]
         m = p0.shape[-1] if spec.kind == BSPLINE_KNOTS else spec.num_functions + 4
         y = torch.empty(batch, out, dtype=xs.dtype, device=xs.device)
-        bm, bn = 32, (64 if out > 32 else 32)
+        bm, bn, warps = SPARSE_TILES["forward"]
         _sparse_forward_kernel[(cdiv(batch, bm), cdiv(out, bn))](
             xs,
             xb,
@@ -260,6 +269,7 @@ class SparseEdges(torch.autograd.Function):
             EXTEND=spec.extend,
             BM=bm,
             BN=bn,
+            num_warps=warps,
         )
         ctx.spec, ctx.m, ctx.same = spec, m, xs is xb
         ctx.save_for_backward(xs, xb, wt, p0, p1)
@@ -283,7 +293,7 @@ class SparseEdges(torch.autograd.Function):
         if need_xs or need_xb:
             grad_xs = torch.empty_like(xs)
             grad_xb = torch.empty_like(xb) if has_base and not same else None
-            bm, bn = 32, (64 if out > 32 else 32)
+            bm, bn, warps = SPARSE_TILES["grad_input"]
             _sparse_grad_input_kernel[(cdiv(batch, bm), n_in)](
                 xs,
                 xb,
@@ -305,6 +315,7 @@ class SparseEdges(torch.autograd.Function):
                 SAME=same,
                 BM=bm,
                 BN=bn,
+                num_warps=warps,
             )
         if need_w:
             key = torch.empty(n_in, batch, dtype=torch.int32, device=xs.device)
