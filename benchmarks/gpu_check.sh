@@ -4,8 +4,8 @@
 #     OUT=DIR bash benchmarks/gpu_check.sh [PEERS_DIR]
 #
 # 1. the Triton tests that changed since the last GPU run (sparse kernels, kept basis matrix,
-#    Chebyshev squash, float32 GEMM outputs under autocast), on the GPU, compiled: xfail/xpass
-#    reported (-rxX);
+#    Chebyshev squash, float32 GEMM outputs under autocast, chunks, empty batch), on the GPU,
+#    compiled: xfail/xpass reported (-rxX);
 # 2. benchmarks/layer_speed.py --device cuda (run as layer_speed_cuda.py) with the peers (PEERS_DIR,
 #    default .peers: their layer files, see docs/performance.md) at the sizes docs/performance.md
 #    quotes, with a profile;
@@ -29,14 +29,15 @@ export PYTHONUNBUFFERED=1
 cat "$out/env.txt"
 
 echo "== 1. changed Triton tests on the GPU"
-timeout 150 python -m pytest -q -p no:cacheprovider -rxX tests/unit/test_triton.py \
-    -k "sparse or keeps or squash or chebyshev_and_rbf or low_precision" 2>&1 | tee "$out/tests_changed.txt" | tail -n 25
+changed="sparse or keeps or squash or chebyshev_and_rbf or low_precision or in_chunks or transformed or empty"
+timeout 150 python -m pytest -q -p no:cacheprovider -rxX tests/unit/test_triton.py -k "$changed" 2>&1 \
+    | tee "$out/tests_changed.txt" | tail -n 25
 
 echo "== 2. layer benchmark"
-timeout 300 python benchmarks/layer_speed_cuda.py --device "$device" --peers "$peers" --profile \
+timeout 280 python benchmarks/layer_speed_cuda.py --device "$device" --peers "$peers" --profile \
     --configs $configs \
     --json "$out/layer_speed.json" 2>&1 | tee "$out/layer_speed.txt" | grep -v "^ *aten::\|^ *cuda\|^---\|Name " | tail -n 70
 
 echo "== 3. all Triton and path-chooser tests on the GPU"
-timeout 90 python -m pytest -q -p no:cacheprovider -rxX -x tests/unit/test_triton.py \
+timeout 120 python -m pytest -q -p no:cacheprovider -rxX -x tests/unit/test_triton.py \
     tests/unit/test_bspline_dispatch.py 2>&1 | tee "$out/tests_all.txt" | tail -n 15

@@ -126,8 +126,8 @@ def test_chebyshev_and_rbf_kernels_match_their_pytorch_form(dtype, basis, kwargs
 
 def test_low_precision_products_stay_close_to_float32(triton_form):
     """Under autocast the kernels multiply in bf16 (fp16 in the interpreter) with float32
-    accumulation (on a GPU: tensor cores) and return float32: within its rounding of the float32
-    result."""
+    accumulation (on a GPU: tensor cores) and return float32 values and gradients: within their
+    rounding of the float32 ones."""
     from kantk.bases.gpu import common, launch
 
     torch.manual_seed(4)
@@ -142,12 +142,20 @@ def test_low_precision_products_stay_close_to_float32(triton_form):
     )
 
     def run(low):
-        return launch.layer_edges(x, x, w.coef, w.scale, w.base_weight, spec, p0, p1, low=low)
+        def edges(inp):
+            ww = layer.edge_weights()
+            return launch.layer_edges(inp, inp, ww.coef, ww.scale, ww.base_weight, spec, p0, p1, low=low)
 
-    y32, y16 = run(None), run(LOW)
+        return _grads(edges, x, [layer.coef, layer.scale_sp, layer.scale_base])
+
+    (y32, g32), (y16, g16) = run(None), run(LOW)
     assert y16.dtype == torch.float32
-    scale = float(y32.detach().abs().max())
+    assert w.base_weight is not None
+    scale = float(y32.abs().max())
     torch.testing.assert_close(y16, y32, rtol=0, atol=3e-2 * scale)
+    for a, b in zip(g16, g32):  # input and weight gradients (float32 results of low products)
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=0, atol=3e-2 * float(b.abs().max()))
 
 
 def test_edge_weights_record_gives_the_generic_edge_sum():
@@ -211,8 +219,9 @@ def test_sparse_kernels_on_several_tiles_of_rows_and_outputs(triton_form, monkey
     ],
 )
 def test_double_backward_when_the_basis_sees_a_transformed_input(basis, kwargs):
-    """Clamped (B-splines) or tanh-squashed (Chebyshev) inputs reach the kernels beside the raw
-    input of the base branch: the second derivative must not count the basis twice."""
+    """Clamped B-spline inputs reach the kernels beside the raw input of the base branch, and
+    Chebyshev's kernels squash the raw input themselves (one tensor in both slots): the second
+    derivative must count the basis once, and the squash's own derivative."""
     torch.manual_seed(6)
     layer = kantk.KANLayer(3, 2, basis=basis, basis_kwargs=kwargs).to(device=DEVICE, dtype=torch.float64)
     x = (torch.rand(5, 3, dtype=torch.float64, device=DEVICE) * 2.8 - 1.4).requires_grad_()
@@ -317,6 +326,22 @@ def test_gemm_form_in_chunks_of_rows_matches_one_chunk(base, triton_form, gemm_l
             assert a is None or not a.any()
             continue
         torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_an_empty_batch_gives_empty_values_and_zero_gradients(frozen, triton_form):
+    """No rows (an empty last batch, an empty collocation mask): empty output, empty input
+    gradient, zero weight gradients, on both forms."""
+    layer = kantk.KANLayer(4, 3).to(DEVICE)
+    layer.basis.path = "triton"
+    for p in layer.parameters():
+        p.requires_grad_(not frozen)
+    x = torch.randn(0, 4, device=DEVICE)
+    params = [p for p in layer.parameters() if p.requires_grad]
+    y, grads = _grads(layer, x, params)
+    assert y.shape == (0, 3) and grads[0].shape == (0, 4)
+    for g in grads[1:]:
+        assert g is not None and not g.any()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -377,8 +377,10 @@ GEMM_KEEP_ELEMENTS = 1 << 25
 
 
 def _chunks(rows: int, per_row: int) -> list[tuple[int, int]]:
+    """Row ranges of at most GEMM_CHUNK_ELEMENTS matrix elements; one empty range for no rows (the
+    weight is still composed, and its gradient, zero, still split)."""
     step = max(1, GEMM_CHUNK_ELEMENTS // max(1, per_row))
-    return [(a, min(a + step, rows)) for a in range(0, rows, step)]
+    return [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
 
 
 #: Whether this PyTorch has ``torch.mm(a, b, out_dtype)`` (float32 results of bf16/fp16 products

@@ -112,9 +112,10 @@ def _sparse_grad_input_kernel(
     BN: tl.constexpr,
 ):
     """d/dxs[b, p] = sum_r d_r(x[b, p]) <g[b, :], wt[p, j - 3 + r, :]>; d/dxb with b'(xb) and wt[p, NF].
-    One program per (block of rows, input p), (BM, BN) tiles."""
-    offs_m = tl.program_id(0) * BM + tl.arange(0, BM)
-    p = tl.program_id(1)
+    One program per (input p, block of rows), (BM, BN) tiles (the inputs on grid axis 0, which
+    has no 65535 limit)."""
+    p = tl.program_id(0)
+    offs_m = tl.program_id(1) * BM + tl.arange(0, BM)
     mask_m = offs_m < B
     offs_p, mask_p, mask_x, xs = _input_column(xs_ptr, offs_m, mask_m, p, IN)
     j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
@@ -294,7 +295,7 @@ class SparseEdges(torch.autograd.Function):
             grad_xs = torch.empty_like(xs)
             grad_xb = torch.empty_like(xb) if has_base and not same else None
             bm, bn, warps = SPARSE_TILES["grad_input"]
-            _sparse_grad_input_kernel[(cdiv(batch, bm), n_in)](
+            _sparse_grad_input_kernel[(n_in, cdiv(batch, bm))](
                 xs,
                 xb,
                 wt,
