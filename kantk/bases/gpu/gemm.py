@@ -384,17 +384,21 @@ def _chunks(rows: int, per_row: int) -> list[tuple[int, int]]:
 
 
 #: Whether this PyTorch has ``torch.mm(a, b, out_dtype)`` (float32 results of bf16/fp16 products
-#: on CUDA, straight from cuBLAS's float32 accumulator).
+#: on CUDA, straight from cuBLAS's float32 accumulator); set to False if it ever refuses a call.
 _MM_OUT_DTYPE = "dtype" in torch.ops.aten.mm.overloads()
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``a @ b`` as ``dtype``. Under autocast (bf16/fp16 operands, float32 wanted) on CUDA cuBLAS
     writes float32 directly: no rounding to bf16 first and no cast kernel after."""
+    global _MM_OUT_DTYPE
     if a.dtype == dtype:
         return torch.mm(a, b)
     if _MM_OUT_DTYPE and a.is_cuda and dtype == torch.float32 and a.dtype in _LOW_TYPES:
-        return torch.mm(a, b, out_dtype=dtype)
+        try:
+            return torch.mm(a, b, out_dtype=dtype)
+        except (RuntimeError, TypeError, NotImplementedError):  # a build or layout it does not take
+            _MM_OUT_DTYPE = False
     return torch.mm(a, b).to(dtype)
 
 
