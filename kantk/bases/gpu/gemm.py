@@ -424,10 +424,12 @@ def _prepare(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dt
     w = None
     n_compose, tiles_q, out = 0, 1, 1
     coef = scale = bw = xs  # stand-ins when no weight is composed (never read)
+    has_bw = False
     br, bq = _WEIGHT_BLOCKS
     if weights is not None:
         coef, scale, bw_or_none = weights
-        bw = scale if bw_or_none is None else bw_or_none
+        has_bw = bw_or_none is not None
+        bw = bw_or_none if has_bw else scale
         out = coef.shape[0]
         w = torch.empty(n_w * n_in, out, dtype=dtype, device=xs.device)
         tiles_q = cdiv(out, bq)
@@ -455,7 +457,7 @@ def _prepare(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dt
             KIND=spec.kind,
             BASE=spec.base,
             EXTEND=spec.extend,
-            HAS_BW=weights is not None and weights[2] is not None,
+            HAS_BW=has_bw,
             BM=bm,
             BP=bp,
             BR=br,

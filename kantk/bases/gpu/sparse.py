@@ -16,22 +16,12 @@ from kantk.bases.gpu.common import (
     _base_value,
     _bspline_locals,
     _input_tile,
+    _input_tile_at,
     _pick,
     _reference_backward,
     _store_input_grads,
     cdiv,
 )
-
-
-@triton.jit
-def _input_column(xs_ptr, offs_m, mask_m, p, IN):
-    """Input p of a block of rows as a (BM, 1) tile, with its offsets and masks: the sparse kernels
-    work on one input at a time, in 2-D tiles only."""
-    offs_p = p + tl.arange(0, 1)
-    mask_p = offs_p < IN
-    mask_x = mask_m[:, None] & mask_p[None, :]
-    xs = tl.load(xs_ptr + offs_m[:, None] * IN + offs_p[None, :], mask=mask_x, other=0.0)
-    return offs_p, mask_p, mask_x, xs
 
 
 @triton.jit
@@ -66,11 +56,10 @@ def _sparse_forward_kernel(
     time, (BM, BN) tiles."""
     offs_m = tl.program_id(0) * BM + tl.arange(0, BM)
     offs_n = tl.program_id(1) * BN + tl.arange(0, BN)
-    mask_m = offs_m < B
     mask_n = offs_n < OUT
     acc = tl.zeros((BM, BN), dtype=y_ptr.dtype.element_ty)
-    for p in range(0, IN):
-        offs_p, mask_p, mask_x, xs = _input_column(xs_ptr, offs_m, mask_m, p, IN)
+    for p in range(0, IN):  # input p as a (BM, 1) tile
+        _, offs_p, mask_p, mask_x, xs = _input_tile_at(xs_ptr, tl.program_id(0), p, B, IN, BM, 1)
         j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
             xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
         )
@@ -85,7 +74,9 @@ def _sparse_forward_kernel(
             a = tl.where(mask_x, _base_value(xb, BASE), 0.0)  # (BM, 1)
             wb = tl.load(wt_ptr + (p * NW + NF) * OUT + offs_n, mask=mask_n, other=0.0)  # (BN,)
             acc += a * wb[None, :]
-    tl.store(y_ptr + offs_m[:, None] * OUT + offs_n[None, :], acc, mask=mask_m[:, None] & mask_n[None, :])
+    tl.store(
+        y_ptr + offs_m[:, None] * OUT + offs_n[None, :], acc, mask=(offs_m < B)[:, None] & mask_n[None, :]
+    )
 
 
 @triton.jit
@@ -115,9 +106,8 @@ def _sparse_grad_input_kernel(
     One program per (input p, block of rows), (BM, BN) tiles (the inputs on grid axis 0, which
     has no 65535 limit)."""
     p = tl.program_id(0)
-    offs_m = tl.program_id(1) * BM + tl.arange(0, BM)
+    offs_m, offs_p, mask_p, mask_x, xs = _input_tile_at(xs_ptr, tl.program_id(1), p, B, IN, BM, 1)
     mask_m = offs_m < B
-    offs_p, mask_p, mask_x, xs = _input_column(xs_ptr, offs_m, mask_m, p, IN)
     j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
         xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
     )
