@@ -364,3 +364,36 @@ def test_chebyshev_kernels_squash_moved_inputs_inside(dtype):
     x[1, 2] = float("nan")
     out = gpu.chebyshev(layer.basis, x, layer.edge_weights())
     assert torch.isnan(out[1]).all() and torch.isfinite(out[torch.arange(29) != 1]).all()
+
+
+@pytest.mark.xfail(DEVICE == "cuda", reason="as test_sparse_kernels_match_the_pytorch_path", strict=False)
+@pytest.mark.parametrize("base, kwargs", [("silu", {"extrapolate": "clamp"}), ("zero", {})])
+def test_row_offsets_past_32_bits_run_in_chunks_of_rows(base, kwargs, triton_form, monkeypatch):
+    """The fused and sparse kernels address rows with 32-bit offsets: a batch with rows * width
+    at the limit runs in chunks of rows below it (here a limit of 4 rows of the widest side: 23
+    rows in 6 chunks), with the values and gradients of one call; clamped inputs reach the kernels
+    beside the raw ones of the base branch, chunked alike. On the GEMM form's run this takes the
+    sparse kernels (the GEMM form is chunked by its own limit)."""
+    from kantk.bases.gpu import fused, launch, sparse
+
+    path = "triton_sparse" if triton_form == "gemm" else "triton"
+    kernel = (sparse, "_sparse_forward_kernel") if path == "triton_sparse" else (fused, "_forward_kernel")
+    counter = _CountLaunches(getattr(*kernel))
+    monkeypatch.setattr(*kernel, counter)
+    torch.manual_seed(12)
+    layer = kantk.KANLayer(5, 7, basis_kwargs=kwargs, base_activation=base)
+    layer = layer.to(device=DEVICE, dtype=torch.float64)
+    layer.basis.path = path
+    x = torch.randn(23, 5, device=DEVICE, dtype=torch.float64) * 1.4
+    params = list(layer.parameters())
+    y, g = _grads(layer, x, params)
+    assert counter.launches == 1
+    monkeypatch.setattr(launch, "ROW_INDEX_LIMIT", 4 * 7 + 3)  # 4 rows of 7 outputs
+    y2, g2 = _grads(layer, x, params)
+    assert counter.launches == 1 + 6
+    torch.testing.assert_close(y2, y, rtol=0, atol=1e-12)
+    for a, b in zip(g2, g):
+        if b is None:
+            assert a is None or not a.any()
+            continue
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)

@@ -18,6 +18,11 @@ from kantk.bases.gpu.sparse import SparseEdges
 ENV_FORM = "KANTK_TRITON_FORM"
 FORMS = ("gemm", "fused")
 
+#: The fused and sparse kernels address a row's values with 32-bit offsets (``row * width``):
+#: a batch whose ``rows * max(in, out)`` would reach 2**31 elements runs in chunks of rows below
+#: it (the GEMM form is chunked by its own, smaller limit).
+ROW_INDEX_LIMIT = 2**31 - 1
+
 
 def form() -> str:
     chosen = os.environ.get(ENV_FORM, FORMS[0]).strip().lower()
@@ -77,6 +82,13 @@ def fused_edges(
     """
     if sparse:
         low = None
+    step = max(1, ROW_INDEX_LIMIT // max(xs.shape[1], wt.shape[-1], 1))
+    if xs.shape[0] > step:  # one call per chunk of rows; autograd sums the weight gradients
+        parts = [
+            fused_edges(part, part if xb is xs else xb[a : a + step], wt, spec, p0, p1, low, sparse)
+            for a, part in zip(range(0, xs.shape[0], step), xs.split(step))
+        ]
+        return torch.cat(parts)
     xs = xs.contiguous()
     xb = xs if xb is xs else xb.contiguous()
     p0, p1 = _params(p0, p1, xs)
