@@ -29,7 +29,7 @@ export PYTHONUNBUFFERED=1
 cat "$out/env.txt"
 
 echo "== 1. changed Triton tests on the GPU"
-changed="sparse or keeps or squash or chebyshev_and_rbf or low_precision or in_chunks or transformed or empty"
+changed="sparse or keeps or squash or chebyshev_and_rbf or low_precision or in_chunks or transformed or empty or row_offsets"
 timeout 150 python -m pytest -q -p no:cacheprovider -rxX tests/unit/test_triton.py -k "$changed" 2>&1 \
     | tee "$out/tests_changed.txt" | tail -n 25
 

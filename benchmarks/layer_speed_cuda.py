@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import statistics
@@ -54,12 +55,17 @@ import kantk  # noqa: E402
 from kantk.bases.bspline import choose_path  # noqa: E402
 
 #: Other tiles of the sparse kernels (kantk.bases.gpu.sparse.SPARSE_TILES: rows, outputs, warps of
-#: the forward and of the input gradient) timed beside the default at G >= 50.
+#: the forward and of the input gradient) timed beside the default at G >= 50; none spills
+#: registers on sm_90 (``benchmarks/kernel_compile.py``).
 SPARSE_TILE_VARIANTS = {
-    "tiles 32x64": {"forward": (32, 64, 4), "grad_input": (32, 64, 4)},
-    "tiles 256x32 w8": {"forward": (256, 32, 8), "grad_input": (256, 64, 8)},
-    "tiles 64x64": {"forward": (64, 64, 4), "grad_input": (64, 64, 4)},
+    "fwd 32x64 w4, grad 32x32 w4": {"forward": (32, 64, 4), "grad_input": (32, 32, 4)},
+    "fwd 256x32 w8, grad 64x32 w8": {"forward": (256, 32, 8), "grad_input": (64, 32, 8)},
+    "fwd 64x64 w8, grad 64x16 w4": {"forward": (64, 64, 8), "grad_input": (64, 16, 4)},
 }
+
+#: The GEMM form's tiles before 2026-12-06 (kantk.bases.gpu.gemm.GEMM_TILES), timed beside the
+#: default at G = 5: 2048 elements a tile, 4 warps (255 registers; the backward's kernel spills).
+GEMM_TILES_BEFORE = {"elements": 2048, "weight": (32, 64), "split": (32, 64), "warps": 4}
 
 DEFAULT_CONFIGS = ["256x8192x5", "256x8192x50", "256x8192x200", "1024x65536x5", "1024x65536x50"]
 
@@ -229,7 +235,10 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
         "MLP Linear+SiLU", lambda: _case(nn.Sequential(nn.Linear(width, width), nn.SiLU()).to(device), x_in())
     )
 
-    def kantk_layer(basis: str, kwargs: dict, autocast=None, path: str | None = None, env=None, tiles=None):
+    def kantk_layer(basis: str, kwargs: dict, autocast=None, path: str | None = None, env=None, swap=None):
+        """``swap``: (module of kantk.bases.gpu, name, value) set for this case's steps only (a
+        dict for a named tuple replaces those fields)."""
+
         def build():
             layer = kantk.KANLayer(width, width, basis=basis, basis_kwargs=kwargs).to(device)
             x = x_in()
@@ -240,19 +249,19 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
                     layer.basis, x.detach(), layer.edge_weights()
                 ).value
             step = _case(layer, x, autocast=autocast, env=env)
-            if tiles is None:
+            if swap is None:
                 return step
-            from kantk.bases.gpu import sparse
+            module, name, value = importlib.import_module(f"kantk.bases.gpu.{swap[0]}"), swap[1], swap[2]
 
-            def with_tiles() -> None:  # the sparse kernels' tiles for this case only
-                saved = sparse.SPARSE_TILES
-                sparse.SPARSE_TILES = tiles
+            def with_swap() -> None:
+                saved = getattr(module, name)
+                setattr(module, name, saved._replace(**value) if hasattr(saved, "_replace") else value)
                 try:
                     step()
                 finally:
-                    sparse.SPARSE_TILES = saved
+                    setattr(module, name, saved)
 
-            return with_tiles
+            return with_swap
 
         return build
 
@@ -269,8 +278,20 @@ def bench_config(width: int, batch: int, grid: int, args, device, peers) -> dict
         for label, tiles in SPARSE_TILE_VARIANTS.items():
             add(
                 f"kantk bspline (triton_sparse, {label})",
-                kantk_layer("bspline", {"grid_size": grid, "order": k}, path="triton_sparse", tiles=tiles),
+                kantk_layer(
+                    "bspline",
+                    {"grid_size": grid, "order": k},
+                    path="triton_sparse",
+                    swap=("sparse", "SPARSE_TILES", tiles),
+                ),
             )
+    if grid == 5 and triton_here:
+        add(
+            "kantk bspline (GEMM tiles before)",
+            kantk_layer(
+                "bspline", {"grid_size": grid, "order": k}, swap=("gemm", "GEMM_TILES", GEMM_TILES_BEFORE)
+            ),
+        )
     if args.profile and grid == 5 and device.type == "cuda" and width <= 256:
         profile_step(kantk_layer("bspline", {"grid_size": grid, "order": k})())
     if args.profile and grid >= 200 and device.type == "cuda" and width <= 256:

@@ -283,6 +283,13 @@ def _grad_weight_kernel(
     )
 
 
+#: Warps a program of each fused kernel. At 4, the forward and input-gradient kernels spilled
+#: 72-640 and 950-1320 bytes of registers a thread compiled for sm_90 (64 x 64 x 32 tiles); at 8,
+#: 0-48 (``python benchmarks/kernel_compile.py``). The weight-gradient kernel holds no more at 4
+#: (no spill) except on moved knots (about 650 bytes either way).
+FUSED_WARPS = {"forward": 8, "grad_input": 8, "grad_weight": 4}
+
+
 def _blocks(out: int, n_in: int) -> tuple[int, int, int]:
     bm = int(os.environ.get("KANTK_TRITON_BM", "64"))
     bn = 64 if out > 32 else (32 if out > 16 else 16)
@@ -327,6 +334,7 @@ class FusedEdges(torch.autograd.Function):
             BM=bm,
             BN=bn,
             BP=bp,
+            num_warps=FUSED_WARPS["forward"],
         )
         ctx.spec, ctx.m, ctx.same = spec, m, xs is xb
         ctx.save_for_backward(xs, xb, wt, p0, p1)
@@ -378,6 +386,7 @@ class FusedEdges(torch.autograd.Function):
                 n_w,
                 ctx.m,
                 SAME=same,
+                num_warps=FUSED_WARPS["grad_input"],
                 **consts,
             )
             if same or not has_base:  # one input (summed by the kernel), or no base branch
@@ -400,6 +409,7 @@ class FusedEdges(torch.autograd.Function):
                 spec.num_functions,
                 n_w,
                 ctx.m,
+                num_warps=FUSED_WARPS["grad_weight"],
                 **consts,
             )
             grad_w = grad_w.to(wt.dtype)

@@ -6,6 +6,8 @@ the contraction (the tiles of both parts share one 1-D grid): two Triton launche
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
@@ -402,14 +404,27 @@ def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.mm(a, b).to(dtype)
 
 
+#: Tiles of the GEMM form's two kernels: ``elements`` per tile of the basis matrix and of its
+#: gradient (rows x inputs, up to 64 inputs wide), of the composed weight (``weight``: its rows x
+#: outputs) and of its gradient's split (``split``: inputs x outputs), and the warps of a program.
+#: Chosen so no variant spills registers when compiled for sm_90 (the cubin's registers and local
+#: memory: ``python benchmarks/kernel_compile.py``), at 4 elements a thread: these kernels are
+#: bound by memory, and fewer registers a thread let more warps hide its latency. The earlier
+#: tiles (2048 elements, 4 warps: 255 registers, spilling 48-472 bytes a thread in the backward's
+#: launch) are timed beside them by ``benchmarks/layer_speed.py --device cuda``.
+class GemmTiles(NamedTuple):
+    elements: int
+    weight: tuple[int, int]
+    split: tuple[int, int]
+    warps: int
+
+
+GEMM_TILES = GemmTiles(elements=1024, weight=(16, 64), split=(16, 64), warps=8)
+
+
 def _elementwise_blocks(n_in: int) -> tuple[int, int]:
     bp = 64 if n_in > 32 else (32 if n_in > 16 else 16)
-    return 32, bp
-
-
-#: Tiles of the composed weight (its rows x outputs) and of its gradient's split (inputs x outputs).
-_WEIGHT_BLOCKS = (32, 64)
-_SPLIT_BLOCKS = (32, 64)
+    return GEMM_TILES.elements // bp, bp
 
 
 def _prepare(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dtype, weights=None):
@@ -425,7 +440,7 @@ def _prepare(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dt
     n_compose, tiles_q, out = 0, 1, 1
     coef = scale = bw = xs  # stand-ins when no weight is composed (never read)
     has_bw = False
-    br, bq = _WEIGHT_BLOCKS
+    br, bq = GEMM_TILES.weight
     if weights is not None:
         coef, scale, bw_or_none = weights
         has_bw = bw_or_none is not None
@@ -462,6 +477,7 @@ def _prepare(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dt
             BP=bp,
             BR=br,
             BQ=bq,
+            num_warps=GEMM_TILES.warps,
         )
     return basis, w
 
@@ -480,7 +496,7 @@ def _finish(
     if contract is not None:
         gm, gxs, gxb = contract
         n_contract = cdiv(rows, bm) * tiles_p
-    bpd, bq = _SPLIT_BLOCKS
+    bpd, bq = GEMM_TILES.split
     n_split, tiles_q, out = 0, 1, 1
     gw = coef = scale = gcoef = gscale = gbw = xs
     need = (False, False, False)
@@ -529,6 +545,7 @@ def _finish(
         BP=bp,
         BPD=bpd,
         BQ=bq,
+        num_warps=GEMM_TILES.warps,
     )
 
 

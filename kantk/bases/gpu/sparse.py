@@ -217,9 +217,11 @@ def _sparse_grad_weight_kernel(
 #: Each program gathers, for every input, weight rows of that input's table (G + k rows by the
 #: tile's outputs): many rows a tile let the rows reuse the table from the L1 cache instead of
 #: reading it from L2 again (at G = 200, w256, B8192: about 1.7 GB of L2 reads per pass with 256
-#: rows a tile, 8-13 GB with 32). Chosen by that estimate; not yet timed on a GPU
+#: rows a tile, 8-13 GB with 32). Chosen by that estimate and so that neither kernel spills
+#: registers compiled for sm_90 (``python benchmarks/kernel_compile.py``; the input gradient's
+#: earlier (128, 64, 4) spilled 5.6 KB a thread); not yet timed on a GPU
 #: (``benchmarks/layer_speed.py --device cuda`` times variants of them).
-SPARSE_TILES = {"forward": (128, 32, 4), "grad_input": (128, 64, 4)}
+SPARSE_TILES = {"forward": (128, 32, 4), "grad_input": (128, 16, 8)}
 
 
 class SparseEdges(torch.autograd.Function):
