@@ -14,7 +14,7 @@ CPU:
    to a cubin for ``--arch`` (default 90: H100/H200), and its registers, spills and shared memory
    are read from the cubin (``cuobjdump -res-usage``, shipped with Triton).
 
-    python benchmarks/kernel_compile.py [--arch 90] [--quick] [--json FILE]
+    python benchmarks/kernel_compile.py [--arch 90] [--quick] [--json FILE] [--swap MODULE.NAME=JSON]
 
 Exit status 1 if any variant fails to compile. ``--quick``: one variant per kernel, float32
 (what ``tests/unit/test_kernel_compile.py`` runs in CI). Spills are listed, not failed: a spill costs
@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,9 +164,28 @@ def _workloads(quick: bool):
             step(layer, x)
 
 
-def record(quick: bool) -> list[dict]:
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _apply_swaps(swaps: Sequence[str]) -> None:
+    """``MODULE.NAME=JSON`` (module of kantk.bases.gpu): set a tile table before recording, e.g.
+    ``gemm.GEMM_TILES={"elements": 2048, "warps": 4}`` (a dict for a named tuple replaces those
+    fields; lists become tuples)."""
+    for swap in swaps:
+        target, _, text = swap.partition("=")
+        module_name, _, name = target.partition(".")
+        module = importlib.import_module(f"kantk.bases.gpu.{module_name}")
+        value = json.loads(text)
+        value = {k: _tuples(v) for k, v in value.items()} if isinstance(value, dict) else _tuples(value)
+        current = getattr(module, name)
+        setattr(module, name, current._replace(**value) if hasattr(current, "_replace") else value)
+
+
+def record(quick: bool, swaps: Sequence[str] = ()) -> list[dict]:
     """Run the workloads in the interpreter and return the distinct launches (call in a process
     with ``TRITON_INTERPRET=1`` set before Triton is imported)."""
+    _apply_swaps(swaps)
     seen: dict = {}
     for module_name in MODULES:
         module = importlib.import_module(module_name)
@@ -263,10 +283,11 @@ def _quick_subset(records: list[dict]) -> list[dict]:
     return list(first.values())
 
 
-def run(arch: int = 90, quick: bool = False) -> list[dict]:
+def run(arch: int = 90, quick: bool = False, swaps: Sequence[str] = ()) -> list[dict]:
     """Record in an interpreter subprocess, then compile here; returns one entry per variant."""
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
     args = [sys.executable, __file__, "--record"] + (["--quick"] if quick else [])
+    args += [f"--swap={swap}" for swap in swaps]
     proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"recording the launches failed:\n{proc.stderr[-3000:]}")
@@ -297,16 +318,23 @@ def main() -> int:
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100/H200)")
     parser.add_argument("--quick", action="store_true", help="one variant per kernel")
     parser.add_argument("--json", help="also write the entries to this file")
+    parser.add_argument(
+        "--swap",
+        action="append",
+        default=[],
+        metavar="MODULE.NAME=JSON",
+        help='a tile table set first, e.g. gemm.GEMM_TILES=\'{"elements": 2048, "warps": 4}\'',
+    )
     parser.add_argument("--record", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.record:  # the subprocess: interpreter on, print the launches as one JSON line
         sys.path.insert(0, str(ROOT))
-        print(json.dumps(record(args.quick)))
+        print(json.dumps(record(args.quick, args.swap)))
         return 0
     os.environ.pop("TRITON_INTERPRET", None)
     import triton
 
-    results = run(args.arch, args.quick)
+    results = run(args.arch, args.quick, args.swap)
     print(f"triton {triton.__version__}, sm_{args.arch}, {len(results)} variants")
     _report(results)
     if args.json:
