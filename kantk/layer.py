@@ -11,7 +11,14 @@ import torch
 from torch import nn
 
 from kantk._validation import check_int
-from kantk.bases.base import BASE_ACTIVATIONS, Basis, EdgeWeights, SupportsGridUpdate, layer_edges
+from kantk.bases.base import (
+    BASE_ACTIVATIONS,
+    Basis,
+    EdgeWeights,
+    MaskedEdgeWeights,
+    SupportsGridUpdate,
+    layer_edges,
+)
 from kantk.nodes import NodeLayout
 from kantk.registry import Registry, check_options, resolve_registry
 from kantk.symbolic.edges import SymbolicEdges
@@ -146,11 +153,8 @@ class KANLayer(SymbolicEdges, nn.Module):
     def edge_weights(self) -> EdgeWeights:
         """The record of this layer's edge weights that the basis computes the edge sum with."""
         has_base = BASE_ACTIVATIONS[self.base_activation] is not None
-        return EdgeWeights(
-            coef=self.coef,
-            scale=self.scale_sp * self.mask,
-            base_weight=self.base_weight() if has_base else None,
-            base_activation=self.base_activation,
+        return MaskedEdgeWeights(
+            self.coef, self.scale_sp, self.scale_base if has_base else None, self.mask, self.base_activation
         )
 
     def _base(self, x: torch.Tensor) -> torch.Tensor | None:

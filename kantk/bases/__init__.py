@@ -3,6 +3,7 @@
 from kantk.bases.base import (
     Basis,
     EdgeWeights,
+    MaskedEdgeWeights,
     SupportsFusedEdges,
     SupportsGridUpdate,
     SupportsRefine,
@@ -19,6 +20,7 @@ __all__ = [
     "Basis",
     "BSplineBasis",
     "EdgeWeights",
+    "MaskedEdgeWeights",
     "SupportsFusedEdges",
     "ChebyshevBasis",
     "RBFBasis",

@@ -117,6 +117,58 @@ class EdgeWeights:
         """The weights in the layout of fused kernels: see :func:`basis_major_weights`."""
         return basis_major_weights(self.coef, self.scale, self.base_weight if self.has_base else None)
 
+    def tensors(self) -> tuple[torch.Tensor | None, ...]:
+        """The tensors the record is made from (for device and dtype checks)."""
+        return (self.coef, self.scale, self.base_weight)
+
+
+class MaskedEdgeWeights(EdgeWeights):
+    """The :class:`EdgeWeights` record a :class:`~kantk.KANLayer` hands its basis: ``scale`` and
+    ``base_weight`` are the products ``w_s * mask`` and ``w_b * mask``, made when first read (then
+    kept). Kernels that apply the mask themselves read :attr:`factors` instead, so a training step
+    on them makes neither product nor its backward (two element-wise ops, two autograd nodes).
+
+    Attributes:
+        factors: ``(w_s, w_b, mask)``, each (out, in); ``w_b`` is None without a base branch.
+    """
+
+    factors: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
+
+    def __init__(
+        self,
+        coef: torch.Tensor,
+        scale_sp: torch.Tensor,
+        scale_base: torch.Tensor | None,
+        mask: torch.Tensor,
+        base_activation: str = "zero",
+    ) -> None:
+        object.__setattr__(self, "coef", coef)
+        object.__setattr__(self, "base_activation", base_activation)
+        object.__setattr__(self, "factors", (scale_sp, scale_base, mask))
+        object.__setattr__(self, "_products", {})
+
+    def _product(self, i: int) -> torch.Tensor | None:
+        made = self._products  # type: ignore[attr-defined]
+        if i not in made:
+            factor = self.factors[i]
+            made[i] = None if factor is None else factor * self.factors[2]
+        return made[i]
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self._product(0)  # type: ignore[return-value]
+
+    @property
+    def base_weight(self) -> torch.Tensor | None:
+        return self._product(1)
+
+    @property
+    def has_base(self) -> bool:
+        return self.factors[1] is not None and BASE_ACTIVATIONS[self.base_activation] is not None
+
+    def tensors(self) -> tuple[torch.Tensor | None, ...]:
+        return (self.coef, *self.factors)
+
 
 def basis_major_weights(
     coef: torch.Tensor, scale: torch.Tensor, base_weight: torch.Tensor | None

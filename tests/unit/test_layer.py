@@ -112,3 +112,31 @@ def test_edge_weights_basis_major_layout_and_base_branch():
     no_base = EdgeWeights(w.coef, w.scale, w.base_weight, "zero")
     assert not no_base.has_base and no_base.base(torch.rand(4, 3)) is None
     assert no_base.basis_major().shape == (3, layer.num_functions, 2)
+
+
+def test_edge_weights_record_applies_the_mask_when_read():
+    """The layer's record keeps w_s, w_b and the mask apart (kernels that apply the mask read them);
+    a basis reading ``scale`` / ``base_weight`` gets the masked products, made once, with their
+    gradients; the record stays frozen."""
+    import dataclasses
+
+    from kantk.bases import EdgeWeights, MaskedEdgeWeights
+
+    torch.manual_seed(0)
+    layer = kantk.KANLayer(3, 2)
+    with torch.no_grad():
+        layer.mask[1, 2] = 0.0
+    w = layer.edge_weights()
+    assert isinstance(w, EdgeWeights) and isinstance(w, MaskedEdgeWeights)
+    assert w.factors[0] is layer.scale_sp and w.factors[1] is layer.scale_base and w.factors[2] is layer.mask
+    assert w.has_base and not w._products
+    torch.testing.assert_close(w.scale, layer.scale_sp * layer.mask)
+    torch.testing.assert_close(w.base_weight, layer.scale_base * layer.mask)
+    assert w.scale is w.scale and w.base_weight is w.base_weight
+    assert len(w.tensors()) == 4
+    w.scale.sum().backward()
+    assert layer.scale_sp.grad[1, 2] == 0 and layer.scale_sp.grad[0, 0] == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        w.coef = layer.coef
+    no_base = kantk.KANLayer(3, 2, base_activation="zero").edge_weights()
+    assert not no_base.has_base and no_base.base_weight is None

@@ -397,3 +397,66 @@ def test_row_offsets_past_32_bits_run_in_chunks_of_rows(base, kwargs, triton_for
             assert a is None or not a.any()
             continue
         torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("basis, base", [("bspline", "silu"), ("bspline", "zero"), ("chebyshev", "silu")])
+def test_pruned_edges_are_masked_inside_the_kernels(dtype, basis, base, triton_form):
+    """The layer hands its mask to the kernels instead of multiplying w_s and w_b by it (two ops
+    and two autograd nodes fewer a step): edges masked to 0 or scaled give the PyTorch path's
+    values, and w_s and w_b of a masked edge get no gradient. No product of the record is made."""
+    from kantk.bases.base import edge_sum
+
+    torch.manual_seed(13)
+    layer = kantk.KANLayer(6, 5, basis=basis, base_activation=base).to(device=DEVICE, dtype=dtype)
+    with torch.no_grad():
+        layer.mask[0, :] = 0.0  # a pruned output's edges
+        layer.mask[2, 3] = 0.0
+        layer.mask[4, 1] = 0.5  # any factor, as pykan users write mask.data
+    x = torch.randn(17, 6, dtype=dtype, device=DEVICE) * 1.4
+    params = [layer.coef, layer.scale_sp, layer.scale_base]
+    records = []
+
+    def triton(inp):
+        w = layer.edge_weights()
+        records.append(w)
+        return getattr(gpu, basis)(layer.basis, inp, w)
+
+    def reference(inp):
+        return edge_sum(layer.basis, inp, layer.edge_weights())
+
+    y, g = _grads(triton, x, params)
+    y_ref, g_ref = _grads(reference, x, params)
+    assert records and not records[0]._products  # scale and base weight never multiplied out
+    scale = y_ref.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=TOL[dtype] * scale)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10 * scale)
+    g_coef, g_scale, g_base = g[1:]  # g[0]: the input's
+    for grad in (g_coef, g_scale, g_base):  # masked edges: no gradient (no base branch: None)
+        assert grad is None or not (grad[0].any() or grad[2, 3].any())
+    assert g_scale[4, 1] != 0
+
+
+def test_masked_double_backward_and_a_mask_that_requires_grad():
+    """The double backward (differentiable reference) applies the mask too; a mask that requires
+    grad (not the layer's buffer) is multiplied out by PyTorch so it gets its gradient."""
+    torch.manual_seed(14)
+    layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 4}).to(device=DEVICE, dtype=torch.float64)
+    layer.basis.path = "triton"
+    with torch.no_grad():
+        layer.mask[1, 0] = 0.0
+        layer.mask[0, 2] = 0.3
+    x = (torch.rand(6, 3, dtype=torch.float64, device=DEVICE) * 2.4 - 1.2).requires_grad_()
+    assert torch.autograd.gradcheck(layer, (x,))
+    assert torch.autograd.gradgradcheck(layer, (x,))
+    params = [x, *layer.parameters()]
+    plain = torch.autograd.grad(layer(x).sum(), params)
+    graphed = torch.autograd.grad(layer(x).sum(), params, create_graph=True)  # the reference's
+    for a, b in zip(graphed, plain):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    mask = layer.mask.clone().requires_grad_()
+    w = kantk.bases.MaskedEdgeWeights(layer.coef, layer.scale_sp, layer.scale_base, mask, "silu")
+    y = gpu.bspline(layer.basis, x.detach(), w)
+    (grad,) = torch.autograd.grad(y.sum(), mask)
+    assert grad.abs().sum() > 0

@@ -165,9 +165,7 @@ def describe(
         uniform
         and not compiling
         and not functorch
-        and native_build.usable(
-            x, basis.order, (weights.coef, weights.scale, weights.base_weight), basis.grid
-        )
+        and native_build.usable(x, basis.order, weights.tensors(), basis.grid)
     )
     return Case(
         device=x.device.type,

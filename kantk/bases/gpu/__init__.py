@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kantk.bases.base import EdgeWeights, functorch_active
+from kantk.bases.base import EdgeWeights, MaskedEdgeWeights, functorch_active
 
 if TYPE_CHECKING:  # pragma: no cover
     from kantk.bases.bspline.basis import BSplineBasis
@@ -115,8 +115,13 @@ def bspline(basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights, sparse: 
 def _run(xs, xb, weights: EdgeWeights, spec, p0, p1) -> torch.Tensor:
     from kantk.bases.gpu import launch
 
+    low = low_precision(xs)
+    if isinstance(weights, MaskedEdgeWeights) and not weights.factors[2].requires_grad:
+        scale, base_weight, mask = weights.factors  # the kernels apply the mask
+        bw = base_weight if weights.has_base else None
+        return launch.layer_edges(xs, xb, weights.coef, scale, bw, spec, p0, p1, low, mask)
     bw = weights.base_weight if weights.has_base else None
-    return launch.layer_edges(xs, xb, weights.coef, weights.scale, bw, spec, p0, p1, low_precision(xs))
+    return launch.layer_edges(xs, xb, weights.coef, weights.scale, bw, spec, p0, p1, low)
 
 
 def chebyshev(basis: ChebyshevBasis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:

@@ -310,18 +310,20 @@ def _reference_backward(ctx, grad_out, xs, xb, wt, spec: KernelSpec, needs):
     return (*(next(grads) if need else None for need in needs), None, None, None)
 
 
-def _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec: KernelSpec):
+def _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, mask, spec: KernelSpec):
     needs = list(ctx.needs_input_grad[:5])
     if ctx.same:
         needs[0], needs[1] = needs[0] or needs[1], False
     inputs = _independent((xs, xb, coef, scale, bw), needs, ctx.same)
     xs, xb, coef, scale, bw = inputs
     wanted = [t for t, need in zip(inputs, needs) if need and t is not None]
+    if mask is not None:  # the edge mask the kernels applied (no gradient)
+        scale, bw = scale * mask, (None if bw is None else bw * mask)
     wt = basis_major_weights(coef, scale, bw)  # (in, n_w, out)
     y = spec.reference(xs, xb, wt)
     grads = iter(torch.autograd.grad(y, wanted, grad_out, create_graph=True, allow_unused=True))
     out = [next(grads) if need and t is not None else None for t, need in zip(inputs, needs)]
-    return (*out, None, None, None, None, None)  # p0, p1, spec, low, keep
+    return (*out, None, None, None, None, None, None)  # mask, p0, p1, spec, low, keep
 
 
 #: The base activations by kernel constant, as PyTorch functions.

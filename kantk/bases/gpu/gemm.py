@@ -152,17 +152,19 @@ def _compose_tile(
     coef_ptr,
     scale_ptr,
     bw_ptr,
+    em_ptr,
     w_ptr,
     IN,
     OUT,
     NF,
     NW,
     HAS_BW: tl.constexpr,
+    HAS_MASK: tl.constexpr,
     BR: tl.constexpr,
     BQ: tl.constexpr,
 ):
-    """w[i * IN + p, q] = coef[q, p, i] * scale[q, p] (i < NF), bw[q, p] (i = NF): the GEMM's weight;
-    tile (pid_r, pid_q) of its rows x outputs."""
+    """w[i * IN + p, q] = coef[q, p, i] * scale[q, p] (i < NF), bw[q, p] (i = NF): the GEMM's weight,
+    both times the edge mask em[q, p] when HAS_MASK; tile (pid_r, pid_q) of its rows x outputs."""
     offs_r = pid_r * BR + tl.arange(0, BR)
     offs_q = pid_q * BQ + tl.arange(0, BQ)
     i = offs_r // IN
@@ -176,6 +178,8 @@ def _compose_tile(
     if HAS_BW:
         b = tl.load(bw_ptr + qp, mask=mask & (i[:, None] >= NF), other=0.0)
         w = tl.where(spline, w, b)
+    if HAS_MASK:
+        w = w * tl.load(em_ptr + qp, mask=mask, other=0.0)
     tl.store(w_ptr + offs_r[:, None] * OUT + offs_q[None, :], w.to(w_ptr.dtype.element_ty), mask=mask)
 
 
@@ -189,22 +193,28 @@ def _decompose_tile(
     gcoef_ptr,
     gscale_ptr,
     gbw_ptr,
+    em_ptr,
     IN,
     OUT,
     NF,
     NEED_COEF: tl.constexpr,
     NEED_SCALE: tl.constexpr,
     NEED_BW: tl.constexpr,
+    HAS_MASK: tl.constexpr,
     BP: tl.constexpr,
     BQ: tl.constexpr,
 ):
-    """From g = dL/dw (NW * IN, OUT): dL/dcoef = g * scale, dL/dscale = sum_i g * coef, dL/dbw = g[NF];
-    tile (pid_p, pid_q) of inputs x outputs."""
+    """From g = dL/dw (NW * IN, OUT): dL/dcoef = g * scale, dL/dscale = sum_i g * coef, dL/dbw = g[NF],
+    each times the edge mask em when HAS_MASK; tile (pid_p, pid_q) of inputs x outputs."""
     offs_p = pid_p * BP + tl.arange(0, BP)
     offs_q = pid_q * BQ + tl.arange(0, BQ)
     mask = (offs_p < IN)[:, None] & (offs_q < OUT)[None, :]
     qp = offs_q[None, :] * IN + offs_p[:, None]
     sc = tl.load(scale_ptr + qp, mask=mask, other=0.0)
+    em = tl.full((BP, BQ), 1.0, sc.dtype)
+    if HAS_MASK:
+        em = tl.load(em_ptr + qp, mask=mask, other=0.0)
+        sc = sc * em
     acc = tl.zeros((BP, BQ), dtype=gscale_ptr.dtype.element_ty)
     for i in range(0, NF):
         g = tl.load(g_ptr + (i * IN + offs_p[:, None]) * OUT + offs_q[None, :], mask=mask, other=0.0)
@@ -214,10 +224,10 @@ def _decompose_tile(
             c = tl.load(coef_ptr + qp * NF + i, mask=mask, other=0.0)
             acc += (g * c).to(acc.dtype)
     if NEED_SCALE:
-        tl.store(gscale_ptr + qp, acc.to(gscale_ptr.dtype.element_ty), mask=mask)
+        tl.store(gscale_ptr + qp, (acc * em).to(gscale_ptr.dtype.element_ty), mask=mask)
     if NEED_BW:
         g = tl.load(g_ptr + (NF * IN + offs_p[:, None]) * OUT + offs_q[None, :], mask=mask, other=0.0)
-        tl.store(gbw_ptr + qp, g.to(gbw_ptr.dtype.element_ty), mask=mask)
+        tl.store(gbw_ptr + qp, (g * em).to(gbw_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -235,6 +245,7 @@ def _prepare_kernel(
     coef_ptr,
     scale_ptr,
     bw_ptr,
+    em_ptr,
     w_ptr,
     OUT,
     N_FILL,
@@ -244,6 +255,7 @@ def _prepare_kernel(
     BASE: tl.constexpr,
     EXTEND: tl.constexpr,
     HAS_BW: tl.constexpr,
+    HAS_MASK: tl.constexpr,
     BM: tl.constexpr,
     BP: tl.constexpr,
     BR: tl.constexpr,
@@ -276,7 +288,21 @@ def _prepare_kernel(
     else:
         k = pid - N_FILL
         _compose_tile(
-            k // TILES_Q, k % TILES_Q, coef_ptr, scale_ptr, bw_ptr, w_ptr, IN, OUT, NF, NW, HAS_BW, BR, BQ
+            k // TILES_Q,
+            k % TILES_Q,
+            coef_ptr,
+            scale_ptr,
+            bw_ptr,
+            em_ptr,
+            w_ptr,
+            IN,
+            OUT,
+            NF,
+            NW,
+            HAS_BW,
+            HAS_MASK,
+            BR,
+            BQ,
         )
 
 
@@ -300,6 +326,7 @@ def _finish_kernel(
     gcoef_ptr,
     gscale_ptr,
     gbw_ptr,
+    em_ptr,
     OUT,
     N_CONTRACT,
     TILES_P,
@@ -311,6 +338,7 @@ def _finish_kernel(
     NEED_COEF: tl.constexpr,
     NEED_SCALE: tl.constexpr,
     NEED_BW: tl.constexpr,
+    HAS_MASK: tl.constexpr,
     BM: tl.constexpr,
     BP: tl.constexpr,
     BPD: tl.constexpr,
@@ -355,12 +383,14 @@ def _finish_kernel(
             gcoef_ptr,
             gscale_ptr,
             gbw_ptr,
+            em_ptr,
             IN,
             OUT,
             NF,
             NEED_COEF,
             NEED_SCALE,
             NEED_BW,
+            HAS_MASK,
             BPD,
             BQ,
         )
@@ -429,7 +459,8 @@ def _elementwise_blocks(n_in: int) -> tuple[int, int]:
 
 def _prepare(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dtype, weights=None):
     """One launch: the basis matrix (rows, n_w * in) of a chunk of rows, basis-major, and, when
-    ``weights`` = (coef, scale, base weight or None) is given, the composed weight (n_w * in, out);
+    ``weights`` = (coef, scale, base weight or None, edge mask or None) is given, the composed
+    weight (n_w * in, out);
     both in ``dtype``. Returns (basis, weight or None)."""
     rows, n_in = xs.shape
     bm, bp = _elementwise_blocks(n_in)
@@ -438,13 +469,14 @@ def _prepare(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dt
     n_fill = cdiv(rows, bm) * tiles_p
     w = None
     n_compose, tiles_q, out = 0, 1, 1
-    coef = scale = bw = xs  # stand-ins when no weight is composed (never read)
-    has_bw = False
+    coef = scale = bw = em = xs  # stand-ins when no weight is composed (never read)
+    has_bw = has_mask = False
     br, bq = GEMM_TILES.weight
     if weights is not None:
-        coef, scale, bw_or_none = weights
-        has_bw = bw_or_none is not None
+        coef, scale, bw_or_none, em_or_none = weights
+        has_bw, has_mask = bw_or_none is not None, em_or_none is not None
         bw = bw_or_none if has_bw else scale
+        em = em_or_none if has_mask else scale
         out = coef.shape[0]
         w = torch.empty(n_w * n_in, out, dtype=dtype, device=xs.device)
         tiles_q = cdiv(out, bq)
@@ -464,6 +496,7 @@ def _prepare(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dt
             coef,
             scale,
             bw,
+            em,
             basis if w is None else w,
             out,
             n_fill,
@@ -473,6 +506,7 @@ def _prepare(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dt
             BASE=spec.base,
             EXTEND=spec.extend,
             HAS_BW=has_bw,
+            HAS_MASK=has_mask,
             BM=bm,
             BP=bp,
             BR=br,
@@ -487,8 +521,8 @@ def _finish(
 ) -> None:
     """One launch after the backward's GEMMs: ``contract`` = (dL/d(basis matrix), grad xs, grad xb)
     of the chunk of rows ``xs``, ``xb`` into its input gradients, and ``split`` = (dL/dw, coef,
-    scale, grad coef, grad scale, grad base weight; None for a gradient not wanted) into the
-    weights' gradients. Either may be None."""
+    scale, edge mask or None, grad coef, grad scale, grad base weight; None for a gradient not
+    wanted) into the weights' gradients. Either may be None."""
     rows, n_in = xs.shape
     bm, bp = _elementwise_blocks(n_in)
     n_contract, tiles_p = 0, cdiv(n_in, bp)
@@ -498,10 +532,13 @@ def _finish(
         n_contract = cdiv(rows, bm) * tiles_p
     bpd, bq = GEMM_TILES.split
     n_split, tiles_q, out = 0, 1, 1
-    gw = coef = scale = gcoef = gscale = gbw = xs
+    gw = coef = scale = gcoef = gscale = gbw = em = xs
     need = (False, False, False)
+    has_mask = False
     if split is not None:
-        gw, coef, scale, gc, gs, gb = split
+        gw, coef, scale, em_or_none, gc, gs, gb = split
+        has_mask = em_or_none is not None
+        em = em_or_none if has_mask else scale
         need = (gc is not None, gs is not None, gb is not None)
         gcoef = coef if gc is None else gc
         gscale = scale if gs is None else gs
@@ -530,6 +567,7 @@ def _finish(
         gcoef,
         gscale,
         gbw,
+        em,
         out,
         n_contract,
         tiles_p,
@@ -541,6 +579,7 @@ def _finish(
         NEED_COEF=need[0],
         NEED_SCALE=need[1],
         NEED_BW=need[2],
+        HAS_MASK=has_mask,
         BM=bm,
         BP=bp,
         BPD=bpd,
@@ -550,16 +589,17 @@ def _finish(
 
 
 class GemmLayer(torch.autograd.Function):
-    """The GEMM form taking the layer's own weights (coef, scale, base weight): the weight of the
-    GEMM is composed, and its gradient split back, inside the launch that also writes the basis
-    matrix (forward) or contracts its gradient (backward): a training step of a small layer
-    launches two Triton kernels and three cuBLAS GEMMs (on a GPU, small layers are bound by
-    launches)."""
+    """The GEMM form taking the layer's own weights (coef, scale, base weight, and the edge mask
+    or None): the weight of the GEMM is composed (the mask applied), and its gradient split back,
+    inside the launch that also writes the basis matrix (forward) or contracts its gradient
+    (backward): a training step of a small layer launches two Triton kernels and three cuBLAS
+    GEMMs and no other op (on a GPU, small layers are bound by launches)."""
 
     @staticmethod
-    def forward(ctx, xs, xb, coef, scale, bw, p0, p1, spec: KernelSpec, low, keep: bool = False):
-        """``keep``: a backward for the weights will run (grad mode on outside this function, whose
-        forward always runs without it), so a small basis matrix is worth keeping for it."""
+    def forward(ctx, xs, xb, coef, scale, bw, mask, p0, p1, spec: KernelSpec, low, keep: bool = False):
+        """``mask``: (out, in) applied to ``scale`` and ``bw`` inside the kernels (no gradient), or
+        None. ``keep``: a backward for the weights will run (grad mode on outside this function,
+        whose forward always runs without it), so a small basis matrix is worth keeping for it."""
         batch, n_in = xs.shape
         out, nf = coef.shape[0], coef.shape[2]
         n_w = nf + (bw is not None)
@@ -568,28 +608,28 @@ class GemmLayer(torch.autograd.Function):
         chunks = _chunks(batch, n_w * n_in)
         kept = w2t = None
         if len(chunks) == 1:
-            basis, w2t = _prepare(xs, xb, p0, p1, spec, m, n_w, wdtype, (coef, scale, bw))
+            basis, w2t = _prepare(xs, xb, p0, p1, spec, m, n_w, wdtype, (coef, scale, bw, mask))
             y = _mm(basis, w2t, xs.dtype)
             if keep and basis.numel() <= GEMM_KEEP_ELEMENTS:
                 kept = basis  # the weight gradient's GEMM reads it again
         else:
             y = torch.empty(batch, out, dtype=xs.dtype, device=xs.device)
             for a, b in chunks:  # the weight composed with the first chunk's matrix
-                weights = (coef, scale, bw) if w2t is None else None
+                weights = (coef, scale, bw, mask) if w2t is None else None
                 basis, w_new = _prepare(xs[a:b], xb[a:b], p0, p1, spec, m, n_w, wdtype, weights)
                 w2t = w_new if w2t is None else w2t
                 y[a:b] = _mm(basis, w2t, xs.dtype)
                 del basis
         ctx.spec, ctx.m, ctx.same, ctx.low, ctx.has_bw = spec, m, xs is xb, low, bw is not None
-        ctx.save_for_backward(xs, xb, coef, scale, bw, p0, p1, w2t, kept)
+        ctx.save_for_backward(xs, xb, coef, scale, bw, mask, p0, p1, w2t, kept)
         return y
 
     @staticmethod
     def backward(ctx, grad_out):
-        xs, xb, coef, scale, bw, p0, p1, w2t, kept = ctx.saved_tensors
+        xs, xb, coef, scale, bw, mask, p0, p1, w2t, kept = ctx.saved_tensors
         spec: KernelSpec = ctx.spec
         if torch.is_grad_enabled():  # create_graph=True: through the composed weight's reference
-            return _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, spec)
+            return _layer_reference_backward(ctx, grad_out, xs, xb, coef, scale, bw, mask, spec)
         need_xs, need_xb, need_coef, need_scale, need_bw = ctx.needs_input_grad[:5]
         need_w = need_coef or need_scale or need_bw
         batch, n_in = xs.shape
@@ -624,7 +664,7 @@ class GemmLayer(torch.autograd.Function):
                 contract = (gmat, gxs_c, gxb_c)
             split = None
             if need_w and b == batch:  # the last chunk's launch also splits dL/dw
-                split = (grad_w2t, coef, scale, grad_coef, grad_scale, grad_bw)
+                split = (grad_w2t, coef, scale, mask, grad_coef, grad_scale, grad_bw)
             _finish(spec, ctx.m, n_w, same, xs_c, xb_c, p0, p1, contract, split)
         return (
             grad_xs if need_xs else None,
@@ -632,6 +672,7 @@ class GemmLayer(torch.autograd.Function):
             grad_coef,
             grad_scale,
             grad_bw,
+            None,  # mask
             None,
             None,
             None,

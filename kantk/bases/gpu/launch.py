@@ -39,10 +39,14 @@ def layer_edges(
     p0: torch.Tensor | None = None,
     p1: torch.Tensor | None = None,
     low: torch.dtype | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The layer's edge sum from its own weights: ``coef`` (out, in, n), ``scale`` (out, in) and
-    ``base_weight`` (out, in) or None; the other arguments as in :func:`fused_edges`."""
+    """The layer's edge sum from its own weights: ``coef`` (out, in, n), ``scale`` (out, in),
+    ``base_weight`` (out, in) or None, and the edge ``mask`` (out, in; no gradient) that multiplies
+    both, or None (already applied); the other arguments as in :func:`fused_edges`."""
     if form() != "gemm":
+        if mask is not None:
+            scale, base_weight = scale * mask, None if base_weight is None else base_weight * mask
         wt = basis_major_weights(coef, scale, base_weight)
         return fused_edges(xs, xb, wt, spec, p0, p1, low)
     xs = xs.contiguous()
@@ -50,7 +54,8 @@ def layer_edges(
     p0, p1 = _params(p0, p1, xs)
     bw = None if base_weight is None else base_weight.contiguous()
     keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (coef, scale, bw))
-    return GemmLayer.apply(xs, xb, coef.contiguous(), scale.contiguous(), bw, p0, p1, spec, low, keep)
+    mask = None if mask is None else mask.contiguous()
+    return GemmLayer.apply(xs, xb, coef.contiguous(), scale.contiguous(), bw, mask, p0, p1, spec, low, keep)
 
 
 def fused_edges(
