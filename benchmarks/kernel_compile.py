@@ -297,7 +297,18 @@ def run(arch: int = 90, quick: bool = False, swaps: Sequence[str] = ()) -> list[
 
 
 def _report(results: list[dict]) -> None:
-    keys = ("KIND", "BASE", "EXTEND", "SAME", "HAS_BW", "LOW", "NEED_COEF", "NEED_SCALE", "NEED_BW")
+    keys = (
+        "KIND",
+        "BASE",
+        "EXTEND",
+        "SAME",
+        "HAS_BW",
+        "HAS_MASK",
+        "LOW",
+        "NEED_COEF",
+        "NEED_SCALE",
+        "NEED_BW",
+    )
     print(f"{'kernel':<28} {'ok':<4} {'regs':>4} {'spill':>5} {'smem':>6} {'s':>5}  variant")
     for e in results:
         variant = " ".join(f"{k}={e['constexprs'][k]}" for k in keys if k in e["constexprs"])
