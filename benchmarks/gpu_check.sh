@@ -4,7 +4,8 @@
 #     OUT=DIR bash benchmarks/gpu_check.sh [PEERS_DIR]
 #
 # 1. the Triton tests that changed since the last GPU run (sparse kernels, kept basis matrix,
-#    Chebyshev squash, float32 GEMM outputs under autocast, chunks, empty batch), on the GPU,
+#    Chebyshev squash, float32 GEMM outputs under autocast, chunks, empty batch, 32-bit row
+#    chunks, the edge mask inside the kernels), on the GPU,
 #    compiled: xfail/xpass reported (-rxX);
 # 2. benchmarks/layer_speed.py --device cuda (run as layer_speed_cuda.py) with the peers (PEERS_DIR,
 #    default .peers: their layer files, see docs/performance.md) at the sizes docs/performance.md
@@ -29,7 +30,7 @@ export PYTHONUNBUFFERED=1
 cat "$out/env.txt"
 
 echo "== 1. changed Triton tests on the GPU"
-changed="sparse or keeps or squash or chebyshev_and_rbf or low_precision or in_chunks or transformed or empty or row_offsets"
+changed="sparse or keeps or squash or chebyshev_and_rbf or low_precision or in_chunks or transformed or empty or row_offsets or pruned or masked"
 timeout 150 python -m pytest -q -p no:cacheprovider -rxX tests/unit/test_triton.py -k "$changed" 2>&1 \
     | tee "$out/tests_changed.txt" | tail -n 25
 
