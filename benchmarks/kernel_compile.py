@@ -11,8 +11,8 @@ CPU:
    kernels, float32/float64, autocast, frozen weights, kept and re-made basis matrices) and
    records each launch: kernel, argument types, constexpr values, ``num_warps``;
 2. each distinct variant (float16 ones also as bfloat16, what autocast gives on a GPU) is compiled
-   to a cubin for ``--arch`` (default 90: H100/H200), and its registers, spills and shared memory
-   are read from the cubin (``cuobjdump -res-usage``, shipped with Triton).
+   to a cubin for ``--arch`` (default 90: H100/H200); its registers, spilled bytes and stack frame
+   a thread come from ``ptxas -v`` (the ptxas shipped with Triton), its shared memory from Triton.
 
     python benchmarks/kernel_compile.py [--arch 90] [--quick] [--json FILE] [--swap MODULE.NAME=JSON]
 
@@ -143,6 +143,8 @@ def _workloads(quick: bool):
                 if not quick:
                     step(layer, x, train_weights=False)  # frozen weights: input gradient only
                     step(layer, x, input_grad=False)  # weights only
+            if not quick:
+                _unmasked_and_remade(step, *bspline(dtype, base_activation="silu"))
             for basis in ("chebyshev", "rbf"):
                 fn, layer = other(basis, dtype)
                 x = torch.randn(9, 40, dtype=dtype).requires_grad_()
@@ -182,6 +184,23 @@ def _apply_swaps(swaps: Sequence[str]) -> None:
         setattr(module, name, current._replace(**value) if hasattr(current, "_replace") else value)
 
 
+def _unmasked_and_remade(step, layer, x) -> None:
+    """A record without a separate mask (the products given: HAS_MASK off), and a step whose basis
+    matrix is made again for the weight gradient (not kept)."""
+    from kantk.bases import EdgeWeights, gpu
+    from kantk.bases.gpu import gemm
+
+    w = layer.edge_weights()
+    plain = EdgeWeights(w.coef, w.scale, w.base_weight, w.base_activation)
+    gpu.bspline(layer.basis, x.clone().requires_grad_(), plain).square().sum().backward()
+    saved = gemm.GEMM_KEEP_ELEMENTS
+    gemm.GEMM_KEEP_ELEMENTS = 0
+    try:
+        step(layer, x)
+    finally:
+        gemm.GEMM_KEEP_ELEMENTS = saved
+
+
 def record(quick: bool, swaps: Sequence[str] = ()) -> list[dict]:
     """Run the workloads in the interpreter and return the distinct launches (call in a process
     with ``TRITON_INTERPRET=1`` set before Triton is imported)."""
@@ -210,14 +229,23 @@ def _with_bfloat16(records: list[dict]) -> list[dict]:
     return records + extra
 
 
-def _res_usage(cubin: bytes, cuobjdump: Path) -> dict:
-    """Registers, spill stores/loads and shared memory of a cubin, from ``cuobjdump -res-usage``."""
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        text = subprocess.run([str(cuobjdump), "-res-usage", f.name], capture_output=True, text=True).stdout
+def _ptxas_usage(ptx: str, arch: int) -> dict:
+    """Registers, spilled bytes (stores) and stack frame a thread of a kernel's PTX, from the
+    ``ptxas -v`` report of the ptxas Triton itself uses (the cubin's own build prints the same)."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "kernel.ptx"
+        src.write_text(ptx)
+        suffix = "a" if arch >= 90 else ""
+        cmd = [get_ptxas(arch).path, "-v", "-lineinfo", f"--gpu-name=sm_{arch}{suffix}", str(src)]
+        text = subprocess.run(cmd + ["-o", str(Path(tmp) / "k.cubin")], capture_output=True, text=True).stderr
     usage = {}
-    for key, pattern in (("regs", r"REG:(\d+)"), ("stack", r"STACK:(\d+)"), ("shared", r"SHARED:(\d+)")):
+    for key, pattern in (
+        ("regs", r"Used (\d+) registers"),
+        ("spill", r"(\d+) bytes spill stores"),
+        ("stack", r"(\d+) bytes stack frame"),
+    ):
         m = re.search(pattern, text)
         usage[key] = int(m.group(1)) if m else None
     return usage
@@ -244,7 +272,6 @@ def compile_all(records: list[dict], arch: int) -> list[dict]:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     target = GPUTarget("cuda", arch, 32)
     results = []
     for r in records:
@@ -268,7 +295,7 @@ def compile_all(records: list[dict], arch: int) -> list[dict]:
                 target=target,
                 options={"num_warps": 4, **r["options"]},
             )
-            entry.update(ok=True, **_res_usage(compiled.asm["cubin"], cuobjdump))
+            entry.update(ok=True, shared=compiled.metadata.shared, **_ptxas_usage(compiled.asm["ptx"], arch))
         except Exception as e:  # noqa: BLE001 - the report lists every failure
             entry.update(ok=False, error=_error_text(e))
         entry["seconds"] = round(time.perf_counter() - start, 2)
@@ -309,18 +336,18 @@ def _report(results: list[dict]) -> None:
         "NEED_SCALE",
         "NEED_BW",
     )
-    print(f"{'kernel':<28} {'ok':<4} {'regs':>4} {'spill':>5} {'smem':>6} {'s':>5}  variant")
+    print(f"{'kernel':<28} {'ok':<4} {'regs':>4} {'spill':>5} {'stack':>5} {'smem':>6} {'s':>5}  variant")
     for e in results:
         variant = " ".join(f"{k}={e['constexprs'][k]}" for k in keys if k in e["constexprs"])
         tiles = " ".join(f"{k}={v}" for k, v in e["constexprs"].items() if k.startswith("B") and k != "BASE")
         variant = f"{variant} {tiles} {','.join(e['types'])} {e['options'] or ''}".strip()
         if e["ok"]:
             print(
-                f"{e['kernel']:<28} {'yes':<4} {e['regs'] or '?':>4} {e['stack'] or 0:>5} "
-                f"{e['shared'] or 0:>6} {e['seconds']:>5}  {variant}"
+                f"{e['kernel']:<28} {'yes':<4} {e['regs'] or '?':>4} {e['spill'] or 0:>5} "
+                f"{e['stack'] or 0:>5} {e['shared'] or 0:>6} {e['seconds']:>5}  {variant}"
             )
         else:
-            print(f"{e['kernel']:<28} {'NO':<4} {'':>4} {'':>5} {'':>6} {e['seconds']:>5}  {variant}")
+            print(f"{e['kernel']:<28} {'NO':<4} {'':>4} {'':>5} {'':>5} {'':>6} {e['seconds']:>5}  {variant}")
             print(f"    {e['error']}")
 
 

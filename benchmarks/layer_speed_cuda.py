@@ -65,6 +65,7 @@ SPARSE_TILE_VARIANTS = {
 
 #: The GEMM form's tiles before 2026-12-06 (kantk.bases.gpu.gemm.GEMM_TILES), timed beside the
 #: default at G = 5: 2048 elements a tile, 4 warps (255 registers; the backward's kernel spills).
+#: Exactly the earlier tiles for more than 32 inputs (32 rows x 64 inputs), as at the quoted sizes.
 GEMM_TILES_BEFORE = {"elements": 2048, "weight": (32, 64), "split": (32, 64), "warps": 4}
 
 DEFAULT_CONFIGS = ["256x8192x5", "256x8192x50", "256x8192x200", "1024x65536x5", "1024x65536x50"]

@@ -153,7 +153,7 @@ class KANLayer(SymbolicEdges, nn.Module):
     def edge_weights(self) -> EdgeWeights:
         """The record of this layer's edge weights that the basis computes the edge sum with."""
         has_base = BASE_ACTIVATIONS[self.base_activation] is not None
-        return MaskedEdgeWeights(
+        return MaskedEdgeWeights.of(
             self.coef, self.scale_sp, self.scale_base if has_base else None, self.mask, self.base_activation
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -111,7 +112,7 @@ class EdgeWeights:
     def base(self, x: torch.Tensor) -> torch.Tensor | None:
         """``b(x)`` (batch, in), or None without a base branch."""
         act = BASE_ACTIVATIONS[self.base_activation]
-        return act(x) if act is not None and self.base_weight is not None else None
+        return act(x) if act is not None and self.has_base else None
 
     def basis_major(self) -> torch.Tensor:
         """The weights in the layout of fused kernels: see :func:`basis_major_weights`."""
@@ -123,36 +124,66 @@ class EdgeWeights:
 
 
 class MaskedEdgeWeights(EdgeWeights):
-    """The :class:`EdgeWeights` record a :class:`~kantk.KANLayer` hands its basis: ``scale`` and
-    ``base_weight`` are the products ``w_s * mask`` and ``w_b * mask``, made when first read (then
-    kept). Kernels that apply the mask themselves read :attr:`factors` instead, so a training step
-    on them makes neither product nor its backward (two element-wise ops, two autograd nodes).
+    """The :class:`EdgeWeights` record a :class:`~kantk.KANLayer` hands its basis
+    (``MaskedEdgeWeights.of(coef, w_s, w_b, mask, activation)``): ``scale`` and ``base_weight``
+    are the products ``w_s * mask`` and ``w_b * mask``, made when first read. Kernels that apply
+    the mask themselves read :attr:`factors` instead, so a training step on them makes neither
+    product nor its backward (two element-wise ops, two autograd nodes).
+
+    Built with ``EdgeWeights``' own arguments (what ``dataclasses.replace`` does) it is a plain
+    record of those tensors, ``factors`` None.
 
     Attributes:
-        factors: ``(w_s, w_b, mask)``, each (out, in); ``w_b`` is None without a base branch.
+        factors: ``(w_s, w_b, mask)``, each (out, in), ``w_b`` None without a base branch; or None.
     """
 
-    factors: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
+    factors: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor] | None
 
     def __init__(
         self,
+        coef: torch.Tensor,
+        scale: torch.Tensor | None = None,
+        base_weight: torch.Tensor | None = None,
+        base_activation: str = "zero",
+        *,
+        factors: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor] | None = None,
+    ) -> None:
+        if (factors is None) == (scale is None):
+            raise TypeError("MaskedEdgeWeights takes either scale (and base_weight) or factors")
+        set_ = object.__setattr__
+        set_(self, "coef", coef)
+        set_(self, "base_activation", base_activation)
+        set_(self, "factors", factors)
+        set_(self, "_given", (scale, base_weight))
+        set_(self, "_products", {})
+
+    @classmethod
+    def of(
+        cls,
         coef: torch.Tensor,
         scale_sp: torch.Tensor,
         scale_base: torch.Tensor | None,
         mask: torch.Tensor,
         base_activation: str = "zero",
-    ) -> None:
-        object.__setattr__(self, "coef", coef)
-        object.__setattr__(self, "base_activation", base_activation)
-        object.__setattr__(self, "factors", (scale_sp, scale_base, mask))
-        object.__setattr__(self, "_products", {})
+    ) -> MaskedEdgeWeights:
+        return cls(coef, base_activation=base_activation, factors=(scale_sp, scale_base, mask))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     def _product(self, i: int) -> torch.Tensor | None:
+        if self.factors is None:
+            return self._given[i]  # type: ignore[attr-defined]
+        # kept per grad mode: a product first read under no_grad must not serve a later backward
+        key = (i, torch.is_grad_enabled())
         made = self._products  # type: ignore[attr-defined]
-        if i not in made:
+        if key not in made:
             factor = self.factors[i]
-            made[i] = None if factor is None else factor * self.factors[2]
-        return made[i]
+            made[key] = None if factor is None else factor * self.factors[2]
+        return made[key]
 
     @property
     def scale(self) -> torch.Tensor:
@@ -164,10 +195,11 @@ class MaskedEdgeWeights(EdgeWeights):
 
     @property
     def has_base(self) -> bool:
-        return self.factors[1] is not None and BASE_ACTIVATIONS[self.base_activation] is not None
+        weight = self._given[1] if self.factors is None else self.factors[1]  # type: ignore[attr-defined]
+        return weight is not None and BASE_ACTIVATIONS[self.base_activation] is not None
 
     def tensors(self) -> tuple[torch.Tensor | None, ...]:
-        return (self.coef, *self.factors)
+        return (self.coef, *(self._given if self.factors is None else self.factors))  # type: ignore[attr-defined]
 
 
 def basis_major_weights(

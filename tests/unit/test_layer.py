@@ -136,7 +136,23 @@ def test_edge_weights_record_applies_the_mask_when_read():
     assert len(w.tensors()) == 4
     w.scale.sum().backward()
     assert layer.scale_sp.grad[1, 2] == 0 and layer.scale_sp.grad[0, 0] == 1
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        w.coef = layer.coef
+    for name in ("coef", "factors", "scale"):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(w, name, layer.coef)
     no_base = kantk.KANLayer(3, 2, base_activation="zero").edge_weights()
-    assert not no_base.has_base and no_base.base_weight is None
+    assert not no_base.has_base and no_base.base_weight is None and no_base.base(torch.rand(2, 3)) is None
+    # a product first read without grad does not serve a later backward
+    layer.zero_grad()
+    w = layer.edge_weights()
+    with torch.no_grad():
+        assert not w.scale.requires_grad
+    w.spline_weight().sum().backward()
+    assert layer.scale_sp.grad is not None and layer.scale_sp.grad[0, 0] != 0
+    # dataclasses.replace (and EdgeWeights' own arguments) give a plain record of the given tensors
+    coef2 = layer.coef.detach() * 2
+    r = dataclasses.replace(w, coef=coef2)
+    assert r.coef is coef2 and r.factors is None and r.has_base
+    torch.testing.assert_close(r.scale, w.scale)
+    torch.testing.assert_close(r.base_weight, w.base_weight)
+    with pytest.raises(TypeError, match="either scale"):
+        MaskedEdgeWeights(layer.coef)

@@ -302,7 +302,7 @@ def test_gemm_form_step_launches_two_kernels_and_keeps_a_small_basis_matrix(
 def test_gemm_form_in_chunks_of_rows_matches_one_chunk(base, triton_form, gemm_launches, monkeypatch):
     """A batch whose basis matrix exceeds GEMM_CHUNK_ELEMENTS runs in chunks of rows (the last one
     ragged): the weight is composed with the first chunk's matrix, its gradient split in the last
-    chunk's launch; values and gradients as in one chunk."""
+    chunk's launch (the edge mask applied in both); values and gradients as in one chunk."""
     if triton_form != "gemm":
         pytest.skip("chunks of rows are the GEMM form's")
     from kantk.bases.gpu import gemm
@@ -310,6 +310,9 @@ def test_gemm_form_in_chunks_of_rows_matches_one_chunk(base, triton_form, gemm_l
     torch.manual_seed(10)
     layer = kantk.KANLayer(5, 7, base_activation=base).to(device=DEVICE, dtype=torch.float64)
     layer.basis.path = "triton"
+    with torch.no_grad():  # the mask is applied in the first chunk's compose and the last's split
+        layer.mask[1, :] = 0.0
+        layer.mask[3, 2] = -2.0
     x = torch.randn(23, 5, device=DEVICE, dtype=torch.float64) * 1.4
     params = list(layer.parameters())
     y, g = _grads(layer, x, params)
@@ -459,7 +462,11 @@ def test_masked_double_backward_and_a_mask_that_requires_grad():
     for a, b in zip(graphed, plain):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
     mask = layer.mask.clone().requires_grad_()
-    w = kantk.bases.MaskedEdgeWeights(layer.coef, layer.scale_sp, layer.scale_base, mask, "silu")
+    w = kantk.bases.MaskedEdgeWeights.of(layer.coef, layer.scale_sp, layer.scale_base, mask, "silu")
     y = gpu.bspline(layer.basis, x.detach(), w)
     (grad,) = torch.autograd.grad(y.sum(), mask)
+    layer.basis.path = "torch_dense"
+    y_ref = layer.basis.fused_edges(x.detach(), w)
+    (grad_ref,) = torch.autograd.grad(y_ref.sum(), mask)
+    torch.testing.assert_close(grad, grad_ref, rtol=0, atol=1e-12)
     assert grad.abs().sum() > 0

@@ -116,7 +116,7 @@ def _run(xs, xb, weights: EdgeWeights, spec, p0, p1) -> torch.Tensor:
     from kantk.bases.gpu import launch
 
     low = low_precision(xs)
-    if isinstance(weights, MaskedEdgeWeights) and not weights.factors[2].requires_grad:
+    if isinstance(weights, MaskedEdgeWeights) and weights.factors is not None:
         scale, base_weight, mask = weights.factors  # the kernels apply the mask
         bw = base_weight if weights.has_base else None
         return launch.layer_edges(xs, xb, weights.coef, scale, bw, spec, p0, p1, low, mask)

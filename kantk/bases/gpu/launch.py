@@ -42,11 +42,13 @@ def layer_edges(
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The layer's edge sum from its own weights: ``coef`` (out, in, n), ``scale`` (out, in),
-    ``base_weight`` (out, in) or None, and the edge ``mask`` (out, in; no gradient) that multiplies
-    both, or None (already applied); the other arguments as in :func:`fused_edges`."""
+    ``base_weight`` (out, in) or None, and the edge ``mask`` (out, in) that multiplies both, or None
+    (already applied): the GEMM form's kernels apply it (a mask that requires grad is multiplied
+    out by PyTorch); the other arguments as in :func:`fused_edges`."""
+    if mask is not None and (form() != "gemm" or mask.requires_grad):  # PyTorch applies it
+        scale, base_weight = scale * mask, None if base_weight is None else base_weight * mask
+        mask = None
     if form() != "gemm":
-        if mask is not None:
-            scale, base_weight = scale * mask, None if base_weight is None else base_weight * mask
         wt = basis_major_weights(coef, scale, base_weight)
         return fused_edges(xs, xb, wt, spec, p0, p1, low)
     xs = xs.contiguous()

@@ -103,10 +103,11 @@ def _sparse_grad_input_kernel(
     BN: tl.constexpr,
 ):
     """d/dxs[b, p] = sum_r d_r(x[b, p]) <g[b, :], wt[p, j - 3 + r, :]>; d/dxb with b'(xb) and wt[p, NF].
-    One program per (input p, block of rows), (BM, BN) tiles (the inputs on grid axis 0, which
-    has no 65535 limit)."""
-    p = tl.program_id(0)
-    offs_m, offs_p, mask_p, mask_x, xs = _input_tile_at(xs_ptr, tl.program_id(1), p, B, IN, BM, 1)
+    One program per (input p, block of rows), (BM, BN) tiles, on a 1-D grid (inputs fastest: no
+    axis has CUDA's 65535 limit, whatever the batch)."""
+    pid = tl.program_id(0)
+    p = pid % IN
+    offs_m, offs_p, mask_p, mask_x, xs = _input_tile_at(xs_ptr, pid // IN, p, B, IN, BM, 1)
     mask_m = offs_m < B
     j, v0, v1, v2, v3, d0, d1, d2, d3 = _bspline_locals(
         xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND, EXTEND
@@ -287,7 +288,7 @@ class SparseEdges(torch.autograd.Function):
             grad_xs = torch.empty_like(xs)
             grad_xb = torch.empty_like(xb) if has_base and not same else None
             bm, bn, warps = SPARSE_TILES["grad_input"]
-            _sparse_grad_input_kernel[(n_in, cdiv(batch, bm))](
+            _sparse_grad_input_kernel[(n_in * cdiv(batch, bm),)](
                 xs,
                 xb,
                 wt,
