@@ -283,10 +283,10 @@ def _grad_weight_kernel(
     )
 
 
-#: Warps a program of each fused kernel. At 4, the forward and input-gradient kernels spilled
-#: 72-640 and 950-1320 bytes of registers a thread compiled for sm_90 (64 x 64 x 32 tiles); at 8,
-#: 0-48 (``python benchmarks/kernel_compile.py``). The weight-gradient kernel holds no more at 4
-#: (no spill) except on moved knots (about 650 bytes either way).
+#: Warps a program of each fused kernel. At 4, the forward and input-gradient kernels spilled up
+#: to 732 and 1,804 bytes of registers a thread compiled for sm_90 (64 x 64 x 32 tiles); at 8, up
+#: to 56 and 48 (``python benchmarks/kernel_compile.py``, triton 3.6). The weight-gradient kernel
+#: does not spill at 4 except on moved knots (up to 1,184 bytes either way).
 FUSED_WARPS = {"forward": 8, "grad_input": 8, "grad_weight": 4}
 
 

@@ -440,7 +440,7 @@ def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 #: Chosen so no variant spills registers when compiled for sm_90 (the cubin's registers and local
 #: memory: ``python benchmarks/kernel_compile.py``), at 4 elements a thread: these kernels are
 #: bound by memory, and fewer registers a thread let more warps hide its latency. The earlier
-#: tiles (2048 elements, 4 warps: 255 registers, spilling 48-472 bytes a thread in the backward's
+#: tiles (2048 elements, 4 warps: 255 registers, spilling 36-472 bytes a thread in the backward's
 #: launch) are timed beside them by ``benchmarks/layer_speed.py --device cuda``.
 class GemmTiles(NamedTuple):
     elements: int

@@ -220,7 +220,7 @@ def _sparse_grad_weight_kernel(
 #: reading it from L2 again (at G = 200, w256, B8192: about 1.7 GB of L2 reads per pass with 256
 #: rows a tile, 8-13 GB with 32). Chosen by that estimate and so that neither kernel spills
 #: registers compiled for sm_90 (``python benchmarks/kernel_compile.py``; the input gradient's
-#: earlier (128, 64, 4) spilled 5.6 KB a thread); not yet timed on a GPU
+#: earlier (128, 64, 4) spilled 6-7 KB a thread); not yet timed on a GPU
 #: (``benchmarks/layer_speed.py --device cuda`` times variants of them).
 SPARSE_TILES = {"forward": (128, 32, 4), "grad_input": (128, 16, 8)}
 
