@@ -437,8 +437,8 @@ def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 #: Tiles of the GEMM form's two kernels: ``elements`` per tile of the basis matrix and of its
 #: gradient (rows x inputs, up to 64 inputs wide), of the composed weight (``weight``: its rows x
 #: outputs) and of its gradient's split (``split``: inputs x outputs), and the warps of a program.
-#: Chosen so no variant spills registers when compiled for sm_90 (the cubin's registers and local
-#: memory: ``python benchmarks/kernel_compile.py``), at 4 elements a thread: these kernels are
+#: Chosen so no variant spills registers when compiled for sm_90 (registers and spills from
+#: ptxas: ``python benchmarks/kernel_compile.py``), at 4 elements a thread: these kernels are
 #: bound by memory, and fewer registers a thread let more warps hide its latency. The earlier
 #: tiles (2048 elements, 4 warps: 255 registers, spilling 36-472 bytes a thread in the backward's
 #: launch) are timed beside them by ``benchmarks/layer_speed.py --device cuda``.
