@@ -43,6 +43,17 @@ def _grads(fn, x, params):
     return y.detach(), grads
 
 
+def _assert_same_run(y, grads, y_ref, grads_ref):
+    """Values and gradients (float64) of one computation run two ways (e.g. in chunks of rows and
+    in one piece): equal to round-off; a gradient missing from the reference is absent or zero."""
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
+    for a, b in zip(grads, grads_ref):
+        if b is None:
+            assert a is None or not a.any()
+            continue
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+
+
 def _compare(layer, x, reference_path: str, tol: float, path: str = "triton"):
     params = [p for p in layer.parameters() if p.requires_grad]
     layer.basis.path = path
@@ -323,12 +334,7 @@ def test_gemm_form_in_chunks_of_rows_matches_one_chunk(base, triton_form, gemm_l
     y2, g2 = _grads(layer, x, params)
     assert gemm_launches["prepare"].launches == 3 + 3  # forward, then again for dL/dw
     assert gemm_launches["finish"].launches == 3
-    torch.testing.assert_close(y2, y, rtol=0, atol=1e-12)
-    for a, b in zip(g2, g):
-        if b is None:
-            assert a is None or not a.any()
-            continue
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+    _assert_same_run(y2, g2, y, g)
 
 
 @pytest.mark.parametrize("frozen", [False, True])
@@ -397,12 +403,7 @@ def test_row_offsets_past_32_bits_run_in_chunks_of_rows(base, kwargs, triton_for
     monkeypatch.setattr(launch, "ROW_INDEX_LIMIT", 4 * 7 + 3)  # 4 rows of 7 outputs
     y2, g2 = _grads(layer, x, params)
     assert counter.launches == 1 + 6
-    torch.testing.assert_close(y2, y, rtol=0, atol=1e-12)
-    for a, b in zip(g2, g):
-        if b is None:
-            assert a is None or not a.any()
-            continue
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+    _assert_same_run(y2, g2, y, g)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

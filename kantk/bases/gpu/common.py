@@ -35,6 +35,13 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def row_chunks(rows: int, per_row: int, limit: int) -> list[tuple[int, int]]:
+    """Row ranges [a, b) of at most ``limit`` elements each (``per_row`` a row, at least one row a
+    range); one empty range for no rows."""
+    step = max(1, limit // max(1, per_row))
+    return [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
+
+
 def interpreting() -> bool:
     """Whether Triton runs its interpreter (``TRITON_INTERPRET=1``: kernels on CPU tensors)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")

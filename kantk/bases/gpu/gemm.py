@@ -26,6 +26,7 @@ from kantk.bases.gpu.common import (
     _squash,
     _store_input_grads,
     cdiv,
+    row_chunks,
 )
 
 
@@ -411,8 +412,7 @@ GEMM_KEEP_ELEMENTS = 1 << 25
 def _chunks(rows: int, per_row: int) -> list[tuple[int, int]]:
     """Row ranges of at most GEMM_CHUNK_ELEMENTS matrix elements; one empty range for no rows (the
     weight is still composed, and its gradient, zero, still split)."""
-    step = max(1, GEMM_CHUNK_ELEMENTS // max(1, per_row))
-    return [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
+    return row_chunks(rows, per_row, GEMM_CHUNK_ELEMENTS)
 
 
 #: Whether this PyTorch has ``torch.mm(a, b, out_dtype)`` (float32 results of bf16/fp16 products
@@ -460,8 +460,7 @@ def _elementwise_blocks(n_in: int) -> tuple[int, int]:
 def _prepare(xs, xb, p0, p1, spec: KernelSpec, m: int, n_w: int, dtype: torch.dtype, weights=None):
     """One launch: the basis matrix (rows, n_w * in) of a chunk of rows, basis-major, and, when
     ``weights`` = (coef, scale, base weight or None, edge mask or None) is given, the composed
-    weight (n_w * in, out);
-    both in ``dtype``. Returns (basis, weight or None)."""
+    weight (n_w * in, out); both in ``dtype``. Returns (basis, weight or None)."""
     rows, n_in = xs.shape
     bm, bp = _elementwise_blocks(n_in)
     basis = torch.empty(rows, n_w * n_in, dtype=dtype, device=xs.device)

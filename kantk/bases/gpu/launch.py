@@ -8,7 +8,7 @@ import os
 import torch
 
 from kantk.bases.base import basis_major_weights
-from kantk.bases.gpu.common import KernelSpec, _params
+from kantk.bases.gpu.common import KernelSpec, _params, row_chunks
 from kantk.bases.gpu.fused import FusedEdges
 from kantk.bases.gpu.gemm import GemmLayer
 from kantk.bases.gpu.sparse import SparseEdges
@@ -89,12 +89,12 @@ def fused_edges(
     """
     if sparse:
         low = None
-    step = max(1, ROW_INDEX_LIMIT // max(xs.shape[1], wt.shape[-1], 1))
-    if xs.shape[0] > step:  # one call per chunk of rows; autograd sums the weight gradients
-        parts = [
-            fused_edges(part, part if xb is xs else xb[a : a + step], wt, spec, p0, p1, low, sparse)
-            for a, part in zip(range(0, xs.shape[0], step), xs.split(step))
-        ]
+    chunks = row_chunks(xs.shape[0], max(xs.shape[1], wt.shape[-1]), ROW_INDEX_LIMIT)
+    if len(chunks) > 1:  # one call per chunk of rows; autograd sums the weight gradients
+        parts = []
+        for a, b in chunks:
+            part = xs[a:b]
+            parts.append(fused_edges(part, part if xb is xs else xb[a:b], wt, spec, p0, p1, low, sparse))
         return torch.cat(parts)
     xs = xs.contiguous()
     xb = xs if xb is xs else xb.contiguous()
