@@ -153,6 +153,15 @@ class KANLayer(SymbolicEdges, nn.Module):
     def edge_weights(self) -> EdgeWeights:
         """The record of this layer's edge weights that the basis computes the edge sum with."""
         has_base = BASE_ACTIVATIONS[self.base_activation] is not None
+        if type(self).base_weight is not KANLayer.base_weight:
+            # a subclass that defines its own base weights: the record carries them as products
+            # (kernels then multiply by them instead of applying the mask themselves)
+            return MaskedEdgeWeights(
+                self.coef,
+                self.scale_sp * self.mask,
+                self.base_weight() if has_base else None,
+                self.base_activation,
+            )
         return MaskedEdgeWeights.of(
             self.coef, self.scale_sp, self.scale_base if has_base else None, self.mask, self.base_activation
         )

@@ -156,3 +156,24 @@ def test_edge_weights_record_applies_the_mask_when_read():
     torch.testing.assert_close(r.base_weight, w.base_weight)
     with pytest.raises(TypeError, match="either scale"):
         MaskedEdgeWeights(layer.coef)
+
+
+def test_subclass_base_weight_override_reaches_the_forward_pass():
+    """A KANLayer subclass that overrides base_weight() changes what the layer computes (the
+    record then carries the override's product instead of the factors)."""
+
+    class HalfBase(kantk.KANLayer):
+        def base_weight(self) -> torch.Tensor:
+            return 0.5 * super().base_weight()
+
+    torch.manual_seed(0)
+    plain = kantk.KANLayer(3, 2)
+    half = HalfBase(3, 2)
+    half.load_state_dict(plain.state_dict())
+    w = half.edge_weights()
+    assert w.factors is None
+    torch.testing.assert_close(w.base_weight, 0.5 * plain.scale_base * plain.mask)
+    x = torch.rand(5, 3) * 2 - 1
+    base = torch.nn.functional.silu(x)  # (5, 3)
+    expected = plain(x) - 0.5 * base @ (plain.scale_base * plain.mask).T
+    torch.testing.assert_close(half(x), expected)
