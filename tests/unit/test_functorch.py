@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from triton_env import interpreter_problem
 
 import kantk
 from kantk.bases.bspline import Case, Path, choose
@@ -55,6 +56,8 @@ def _check(model: kantk.KAN, x: torch.Tensor) -> None:
     "kwargs", [{}, {"grid_size": 80}, {"extrapolate": "clamp"}, {"extrapolate": "extend"}]
 )
 def test_jacrev_and_hessian_equal_autograd_on_every_bspline_path(path, kwargs):
+    if path == "triton" and (problem := interpreter_problem()):
+        pytest.skip(problem)
     x = torch.rand(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2.6 - 1.3
     _check(_model("bspline", kwargs, path), x)
 

@@ -16,6 +16,11 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton")
 
+from triton_env import interpreter_problem  # noqa: E402
+
+if interpreter_problem():
+    pytest.skip(interpreter_problem() or "", allow_module_level=True)
+
 import kantk  # noqa: E402
 from kantk.bases import EdgeWeights, edge_sum, gpu  # noqa: E402
 from kantk.bases.bspline import Path, choose_path  # noqa: E402
