@@ -45,7 +45,7 @@ timeout 150 python -m pytest -q -p no:cacheprovider -rxX $workers tests/unit/tes
 echo "== 2. layer benchmark"
 timeout 280 python benchmarks/layer_speed_cuda.py --device "$device" --peers "$peers" --profile \
     --configs $configs \
-    --json "$out/layer_speed.json" 2>&1 | tee "$out/layer_speed.txt" | grep -v "^ *aten::\|^ *cuda\|^---\|Name " | tail -n 70
+    --json "$out/layer_speed.json" 2>&1 | tee "$out/layer_speed.txt" | grep -v "^ *aten::\|^ *cuda\|^---\|Name " | tail -n 90
 
 echo "== 3. all Triton and path-chooser tests on the GPU"
 timeout 120 python -m pytest -q -p no:cacheprovider -rxX -x $workers tests/unit/test_triton.py \

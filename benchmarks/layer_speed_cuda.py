@@ -27,7 +27,9 @@ host time: the CPU time to enqueue one step on an idle GPU (median of up to 10 c
 synchronize); a step whose host time reaches its GPU time is bound by the host (launches and
 Python), not by the GPU. ``--profile`` prints torch.profiler tables of the default B-spline step
 at G=5 (by CPU time) and of the ``triton_sparse`` step at G >= 200 (by GPU time). A case that
-fails (e.g. out of memory) is reported and skipped.
+fails (e.g. out of memory) is reported and skipped. Last, the run judges issue 14's speed and
+memory criteria from its own figures (``done_when``: met, not met, or not measured; also in the
+JSON).
 """
 
 from __future__ import annotations
@@ -397,6 +399,60 @@ def print_table(key: str, res: dict[str, dict[str, Any]]) -> None:
         )
 
 
+PEERS = ("efficient-kan", "fast-kan (8 RBF)", "ChebyKAN (deg 7)")
+
+
+def done_when(all_results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 14's speed and memory criteria, judged from one run's results (``bench_config``'s, by
+    configuration key): one row per criterion and configuration with the measured ratio, the limit,
+    the comparison (``<=``, or ``<`` for "faster than") and ``ok``: True/False, or None where the
+    run lacks a case the criterion needs (no peers, say)."""
+
+    def get(key: str, case: str, field: str = "median_ms") -> float | None:
+        value = all_results.get(key, {}).get(case, {}).get(field)
+        return None if value is None or value != value else float(value)  # NaN: not measured
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None or b <= 0 else a / b
+
+    rows: list[dict[str, Any]] = []
+
+    def row(criterion: str, key: str, value: float | None, limit: float, op: str = "<=") -> None:
+        ok = None if value is None else (value <= limit if op == "<=" else value < limit)
+        rows.append(dict(criterion=criterion, config=key, value=value, op=op, limit=limit, ok=ok))
+
+    for key, limit in (("w256 B8192 G5", 1.5), ("w1024 B65536 G5", 1.2)):
+        row("bspline time / floor's", key, ratio(get(key, "kantk bspline"), get(key, "GEMM floor")), limit)
+    for key in all_results:
+        times = [t for t in (get(key, p) for p in PEERS) if t is not None]
+        peaks = [m for m in (get(key, p, "peak_mib") for p in PEERS) if m is not None]
+        ours = get(key, "kantk bspline")
+        row("bspline time / fastest peer's", key, ratio(ours, min(times, default=None)), 1.0, "<")
+        ours_mib = get(key, "kantk bspline", "peak_mib")
+        row("bspline peak memory / least peer's", key, ratio(ours_mib, min(peaks, default=None)), 1.0)
+        for mine, theirs in (
+            ("kantk chebyshev (deg 7)", "ChebyKAN (deg 7)"),
+            ("kantk rbf (8 centres)", "fast-kan (8 RBF)"),
+        ):
+            if get(key, mine) is not None:
+                row(f"{mine} time / {theirs}'s", key, ratio(get(key, mine), get(key, theirs)), 1.0, "<")
+        if get(key, "kantk bspline bf16 autocast") is not None:
+            value = ratio(get(key, "kantk bspline bf16 autocast"), ours)
+            row("bspline bf16 autocast time / float32's", key, value, 1.0, "<")
+    g200, g5 = get("w256 B8192 G200", "kantk bspline"), get("w256 B8192 G5", "kantk bspline")
+    row("bspline time G=200 / G=5", "w256 B8192", ratio(g200, g5), 2.0)
+    return rows
+
+
+def print_done_when(rows: list[dict[str, Any]]) -> None:
+    print("\nissue 14's criteria, from this run:")
+    for r in rows:
+        verdict = {True: "met", False: "NOT MET", None: "not measured"}[r["ok"]]
+        value = "-" if r["value"] is None else f"{r['value']:.3f}"
+        label = f"{r['criterion']} ({r['config']})"
+        print(f"  {label:<70}{value:>8} {r['op']:<2} {r['limit']:<5}{verdict}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -423,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         all_results[key] = bench_config(width, batch, grid, args, device, peers)
     for key, res in all_results.items():
         print_table(key, res)
+    criteria = done_when(all_results)
+    print_done_when(criteria)
     print(f"\ntotal benchmark time {time.perf_counter() - t0:.1f} s")
     if args.json:
         payload = {
@@ -431,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             "triton": triton_version,
             "tf32": args.tf32,
             "results": all_results,
+            "done_when": criteria,
         }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {args.json}")
