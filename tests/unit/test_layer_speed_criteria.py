@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +80,13 @@ def test_a_dry_run_writes_the_verdict_beside_the_results(bench, tmp_path, monkey
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the PyTorch/native paths only: quick
     out = tmp_path / "speed.json"
     argv = ["--device", "cpu", "--configs", "8x16x5", "--repeats", "2", "--warmup", "1", "--json", str(out)]
-    assert bench.main(argv) == 0
+    flags = (torch.backends.cuda.matmul, torch.backends.cudnn)
+    saved = [flag.allow_tf32 for flag in flags]
+    try:
+        assert bench.main(argv) == 0
+    finally:  # main() sets both TF32 switches: the next tests get them as they were
+        for flag, value in zip(flags, saved):
+            flag.allow_tf32 = value
     payload = json.loads(out.read_text())
     crit = {(r["criterion"], r["config"]): r for r in payload["done_when"]}
     assert crit[("bspline time / fastest peer's", "w8 B16 G5")]["ok"] is None  # no peers given
