@@ -204,9 +204,20 @@ class _InterruptAt(pl.Callback):
             # Python runs the handler at the next bytecode: KeyboardInterrupt inside this step
 
 
+@pytest.fixture
+def python_sigint():
+    """SIGINT handled by Python's own handler (KeyboardInterrupt), as in a terminal, for the test's
+    duration: a process that a shell without job control starts in the background (``cmd &`` in a
+    script, CI runners among them) inherits SIGINT ignored, and the signal would do nothing."""
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 @pytest.mark.parametrize("how", ["raise", "sigint"])
-def test_ctrl_c_raises_keyboard_interrupt_after_a_checkpoint(data, tmp_path, how, optimizer):
+def test_ctrl_c_raises_keyboard_interrupt_after_a_checkpoint(data, tmp_path, how, optimizer, python_sigint):
     reference = _model()
     kantk.fit(reference, data, steps=3, optimizer=optimizer, batch=-1, progress=False, seed=0)
     model = _model()
