@@ -18,8 +18,8 @@ pytest.importorskip("triton")
 
 from triton_env import interpreter_problem  # noqa: E402
 
-if interpreter_problem():
-    pytest.skip(interpreter_problem() or "", allow_module_level=True)
+if problem := interpreter_problem():
+    pytest.skip(problem, allow_module_level=True)
 
 import kantk  # noqa: E402
 from kantk.bases import EdgeWeights, edge_sum, gpu  # noqa: E402
