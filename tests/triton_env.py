@@ -6,26 +6,14 @@ which numpy 2.4 and later refuse ("only 0-dimensional arrays can be converted to
 most kantk kernels have such a loop (over the basis functions, say). Triton 3.9 (CI) squeezes the
 array first; numpy 2.3 still accepts it. That is the interpreter's matter, not the kernels': on a
 GPU the compiled kernels do not go through it. The probe runs one tiny kernel of that shape, once
-per process; outside the interpreter, or without Triton, there is nothing to probe. Any other error
-from the probe is raised, not turned into a skip.
+per process, when a test first asks (Triton is imported only then); outside the interpreter, or
+without Triton, there is nothing to probe. Any other error from the probe is raised, not turned
+into a skip.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-
-if importlib.util.find_spec("triton") is not None:
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def _count_kernel(out, n):  # a loop bound given at run time, as in the kernels
-        acc = tl.zeros((1,), dtype=tl.float32)
-        for _ in range(0, n):
-            acc += 1.0
-        tl.store(out + tl.arange(0, 1), acc)
-
 
 #: what numpy says when the interpreter hands it a one-element array for an int
 _NUMPY_REFUSAL = "only 0-dimensional arrays can be converted to Python scalars"
@@ -45,6 +33,15 @@ def interpreter_problem() -> str | None:
         return None
     import numpy
     import torch
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _count_kernel(out, n):  # a loop bound given at run time, as in the kernels
+        acc = tl.zeros((1,), dtype=tl.float32)
+        for _ in range(0, n):
+            acc += 1.0
+        tl.store(out + tl.arange(0, 1), acc)
 
     out = torch.zeros(1)
     try:
