@@ -209,7 +209,7 @@ class KANLayer(SymbolicEdges, nn.Module):
         acts = self.numeric_activations(x2)
         if self._symbolic_groups:
             batch = x2.shape[0]
-            flat = acts.reshape(batch, -1)  # (batch, out * in)
+            flat = acts.flatten(1)  # (batch, out * in)
             for q, p, values in self._symbolic_terms(x2):
                 flat = flat.index_add(1, q * self.in_features + p, values)
             acts = flat.reshape(batch, self.out_features, self.in_features)

@@ -74,7 +74,7 @@ class Basis(nn.Module, abc.ABC):
         """
         feats = self(x)  # (batch, in, n)
         # (batch, in*n) @ (in*n, out) -> (batch, out)
-        return feats.reshape(feats.shape[0], -1) @ weight.reshape(weight.shape[0], -1).t()
+        return feats.flatten(1) @ weight.flatten(1).t()
 
     def extra_repr(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.config().items())

@@ -7,6 +7,7 @@ import torch
 
 import kantk
 from kantk.bases import Basis
+from kantk.bases.base import SupportsGridUpdate
 
 BASES = kantk.list_bases()
 
@@ -34,6 +35,27 @@ def test_every_parameter_gets_a_gradient_and_input_gradients_are_finite(name):
         assert torch.isfinite(p.grad).all(), pname
         assert p.grad.abs().sum() > 0, pname
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("name", BASES)
+@pytest.mark.parametrize("moved", [False, True], ids=["as_built", "update_grid"])
+def test_an_empty_batch_gives_an_empty_output_like_nn_linear(name, moved):
+    """A batch of 0 rows (a data loader's empty last batch, a filter that keeps nothing) gives an
+    output of 0 rows and zero gradients, as nn.Linear does; extra leading dimensions too. (Every
+    basis but the uniform B-spline once failed reshaping (0, in, n) to (0, -1).)"""
+    model = kantk.KAN([2, 3, 1], basis=name, seed=0)
+    if moved:
+        if not isinstance(model.layers[0].basis, SupportsGridUpdate):
+            pytest.skip(f"basis {name!r} has no grid to update")
+        model.update_grid(torch.rand(50, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    x = torch.rand(0, 2, requires_grad=True)
+    y = model(x)
+    assert y.shape == (0, 1)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == (0, 2)
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    assert model(torch.rand(3, 0, 2)).shape == (3, 0, 1)
+    assert model.layers[0].activations(torch.rand(0, 2)).shape == (0, 3, 2)
 
 
 @pytest.mark.parametrize("name", BASES)

@@ -119,6 +119,24 @@ def test_every_forced_path_agrees_with_de_boor(path, extrapolate, moved, order):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12 * scale)
 
 
+@pytest.mark.parametrize("path", [p.value for p in Path])
+def test_every_forced_path_takes_an_empty_batch(path):
+    """A batch of 0 rows on each path gives 0 rows of output and an input gradient of 0 rows (the
+    de Boor, sparse and compiled paths once failed reshaping (0, in, n) to (0, -1))."""
+    if path.startswith("triton") and not gpu.installed():
+        pytest.skip("Triton is not installed")
+    if path.startswith("triton") and (problem := interpreter_problem()):
+        pytest.skip(problem)
+    model = kantk.KAN([3, 2], seed=0)
+    for layer in model.layers:
+        layer.basis.path = path
+    x = torch.rand(0, 3, requires_grad=True)
+    y = model(x)
+    assert y.shape == (0, 2)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == (0, 3)
+
+
 def test_extend_under_torch_compile_traces_the_closed_form_with_eager_results(monkeypatch):
     """Without the native kernels a cubic layer under torch.compile traces the element-wise closed
     form (torch_compiled), extrapolate="extend" too (it took torch_dense there while the closed

@@ -201,7 +201,7 @@ def run(path: Path, basis: BSplineBasis, x: torch.Tensor, weights: EdgeWeights) 
     if path is Path.TORCH_KNOTS:
         feats = local_bspline_features(xe, basis.grid, basis.order, extend=basis.extrapolate == "extend")
         w = weights.spline_weight()
-        y = feats.reshape(feats.shape[0], -1) @ w.reshape(w.shape[0], -1).t()  # (batch, in*n) @ (in*n, out)
+        y = feats.flatten(1) @ w.flatten(1).t()  # (batch, in*n) @ (in*n, out)
         return y if base is None or base_weight is None else torch.addmm(y, base, base_weight.t())
     shift, inv_h, tables = basis._uniform_params(x.dtype)
     if path is Path.NATIVE_DENSE:

@@ -213,4 +213,4 @@ def _cardinal_cubic_linear(x, extra, weight, shift, inv_h, extend=False):
     )
     if extra is not None:
         dense = torch.cat([dense, extra.unsqueeze(-1)], dim=-1)  # (batch, in, n+1)
-    return dense.reshape(x.shape[0], -1) @ weight.reshape(weight.shape[0], -1).t()
+    return dense.flatten(1) @ weight.flatten(1).t()

@@ -39,9 +39,9 @@ def _embedding_bag_linear(x, weight, shift, inv_h, tables):
     pos = _positions(row, tables)  # (batch, in, k+1)
     vals = _values(row, t, tables, interior=False)  # differentiable in x through t
     flat = pos + (torch.arange(n_in, device=x.device) * n).unsqueeze(-1)  # index into (in*n) rows
-    table = weight.reshape(weight.shape[0], -1).t().contiguous()  # (in*n, out)
+    table = weight.flatten(1).t().contiguous()  # (in*n, out)
     return torch.nn.functional.embedding_bag(
-        flat.view(batch, -1), table, per_sample_weights=vals.reshape(batch, -1), mode="sum"
+        flat.flatten(1), table, per_sample_weights=vals.flatten(1), mode="sum"
     )
 
 
