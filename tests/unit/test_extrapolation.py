@@ -98,6 +98,38 @@ def test_clamp_holds_the_boundary_values(grid, dtype):
     assert (inside - outside).abs().max() < (1e-2 if dtype == torch.float32 else 1e-5)
 
 
+CPU_PATHS = ["torch_knots", "native_dense", "native_sparse", "torch_dense", "torch_sparse", "torch_compiled"]
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clamp_holds_the_top_boundary_value_on_every_path(order, dtype):
+    """At and beyond the top of the grid range every path gives the last interval's value. (The
+    uniform paths once located the clamped top end, one ulp inside, by x * inv_h + shift, which
+    rounds onto the last knot: the half-open interval past it, where an order-0 spline is 0.)"""
+    torch.set_default_dtype(dtype)
+    model = kantk.KAN(
+        [1, 2],
+        basis_kwargs={"grid_size": 3, "order": order, "extrapolate": "clamp"},
+        base_activation="zero",
+        seed=0,
+    )
+    basis = model.layers[0].basis
+    hi = float(basis.grid[0, 3 + order])
+    h = (hi - float(basis.grid[0, order])) / 3
+    x = torch.tensor([[hi - 0.25 * h], [hi], [hi + 0.5], [1e30]])
+    for path in CPU_PATHS:
+        basis.path = path
+        with torch.no_grad():
+            y = model(x)
+        # order 0 is constant on the last interval: all four rows equal exactly; higher orders
+        # continue to the end value, 0.25 h in from it they differ
+        tail = y[1:] if order else y
+        torch.testing.assert_close(tail, tail[:1].expand_as(tail), rtol=0, atol=0, msg=path)
+        if order == 0:
+            assert (y.abs() > 0).all(), path
+
+
 @pytest.mark.parametrize("grid", ["uniform", "updated"])
 def test_clamp_gradients(grid):
     torch.set_default_dtype(torch.float64)

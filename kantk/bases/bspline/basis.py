@@ -208,7 +208,11 @@ class BSplineBasis(Basis):
                     grid[:, -1] - grid[:, 0]
                 )  # from the span: exact for fine grids
                 shift = 1.0 - grid[:, 0] * inv_h  # (in,)
-                extend = self.extrapolate == "extend"
+                # "extend": rows clamped into the interior, so the outermost pieces continue;
+                # "clamp": the inputs are inside the grid range already, but x * inv_h + shift can
+                # round the top end onto the last knot, into the half-open interval past it (where
+                # an order-0 spline is 0): clamping the row keeps it in the last interval
+                extend = self.extrapolate != "zero"
                 tkey = (dtype, self.grid.device, extend)
                 if tkey not in self._tables:
                     self._tables[tkey] = _LocalTables(

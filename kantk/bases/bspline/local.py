@@ -72,8 +72,9 @@ class _LocalTables:
 
     def __init__(self, order: int, n: int, dtype: torch.dtype, device: torch.device, extend: bool = False):
         self.order, self.n = order, n
-        # extrapolate="extend": inputs beyond the grid range use its outermost interval's
-        # polynomials (t outside [0, 1)), so every input has all k+1 bases
+        # extend: rows are clamped into the interior (extrapolate="extend": inputs beyond the
+        # grid range use its outermost interval's polynomials, t outside [0, 1), so every input
+        # has all k+1 bases; "clamp": the clamped top end stays in the last interval)
         self.extend = extend
         poly = _local_polynomials(order)
         self.value_coefs = [[float(c) for c in poly[:, r]] for r in range(order + 1)]
