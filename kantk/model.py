@@ -132,8 +132,9 @@ class KAN(nn.Module):
             self.
 
         Raises:
-            ValueError: ``x`` is not (batch, widths[0]) with batch >= 1, or ``grid_eps`` is not a
-                number in [0, 1]; nothing is changed.
+            ValueError: ``x`` is not (batch, widths[0]) with batch >= 1, ``grid_eps`` is not a
+                number in [0, 1], or the samples or a hidden layer's values on them are not
+                finite; nothing is changed.
         """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"update_grid expects a torch.Tensor of samples, got {type(x).__name__}")
@@ -148,9 +149,23 @@ class KAN(nn.Module):
             )
         if not is_number(grid_eps) or not 0 <= grid_eps <= 1:
             raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
-        for layer in self.layers:
-            layer.update_grid(x, grid_eps=grid_eps)
-            x = layer(x)  # node values, after the layer's node operations
+        # a later layer can fail after earlier ones moved (a hidden value that is not finite, a
+        # fit that raises): every tensor gets its old value back, so nothing is changed
+        saved = [(t, t.detach().clone()) for t in (*self.parameters(), *self.buffers())]
+        try:
+            for i, layer in enumerate(self.layers):
+                if i and not torch.isfinite(x).all():
+                    raise ValueError(
+                        f"update_grid: the input of layer {i} (the output of layer {i - 1}) holds NaN "
+                        "or Inf for these samples; the model was left unchanged"
+                    )
+                layer.update_grid(x, grid_eps=grid_eps)
+                x = layer(x)  # node values, after the layer's node operations
+        except BaseException:
+            with torch.no_grad():
+                for tensor, old in saved:
+                    tensor.copy_(old)
+            raise
         return self
 
     def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -110,6 +110,35 @@ def test_update_grid_rejects_bad_samples_and_changes_nothing():
     assert torch.equal(model.layers[0].basis.grid, grid)
 
 
+def test_a_hidden_layer_that_fails_leaves_every_layer_as_it_was():
+    """Finite samples, but a symbolic sqrt edge makes layer 1's input NaN: the error names layer 1,
+    and layer 0, already moved by then, gets its grid and coefficients back (it kept the moved
+    ones, and the message blamed the samples)."""
+    model = kantk.KAN([2, 3, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "sqrt")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(100, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with pytest.raises(ValueError, match=r"input of layer 1 \(the output of layer 0\) holds NaN"):
+        model.update_grid(x)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_a_fit_that_raises_in_a_later_layer_leaves_the_model_as_it_was(monkeypatch):
+    model = kantk.KAN([2, 3, 1], seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    last = model.layers[1]
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("least squares failed")
+
+    monkeypatch.setattr(last, "update_grid", fail)
+    with pytest.raises(RuntimeError, match="least squares"):
+        model.update_grid(torch.rand(50, 2) * 2 - 1)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 @pytest.mark.parametrize("name", ["bspline", "chebyshev", "rbf"])
 def test_update_grid_on_no_samples_is_a_clear_value_error(name):
     # issue 16: an empty batch used to end in an IndexError deep in the quantile code
