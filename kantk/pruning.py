@@ -266,7 +266,8 @@ def shrink(model: KAN, plan: PrunePlan, registry: Registry | None = None) -> KAN
     Basis tensors (buffers or parameters) are matched against a freshly built basis for the
     smaller input count: a tensor of unchanged shape is copied; one whose first dimension counts
     the inputs keeps the kept inputs' rows (a B-spline's knots, a Chebyshev basis's centre and
-    half-width, an RBF's centres and width, a plugin's per-input grid).
+    half-width, an RBF's centres and width, a plugin's per-input grid). ``requires_grad`` flags
+    and train/eval mode are copied.
 
     Raises:
         ValueError: ``plan`` does not fit ``model``, or a basis holds a tensor that is neither
@@ -344,5 +345,9 @@ def shrink(model: KAN, plan: PrunePlan, registry: Registry | None = None) -> KAN
             f"cannot prune a model holding {sorted(missing)}: kantk.prune does not know how to slice them"
         )
     small.load_state_dict(state, strict=True)
+    # frozen parameters stay frozen (e.g. scale_sp for strictly local updates), as in refine
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    for name, p in small.named_parameters():
+        p.requires_grad_(name not in frozen)
     small.train(model.training)
     return small

@@ -174,6 +174,20 @@ def test_prune_keeps_training_mode_and_the_result_trains():
     assert all(p.grad is not None for p in small.parameters())
 
 
+def test_frozen_parameters_stay_frozen():
+    """A frozen scale_sp (docs/interpretability.md's strictly local updates) stays frozen in the
+    pruned model, as refine keeps the flags; the others still learn."""
+    model = kantk.KAN([2, 4, 1], seed=0)
+    for layer in model.layers:
+        layer.scale_sp.requires_grad_(False)
+    small = kantk.prune(model, torch.rand(32, 2), pruner="topk_edges", k=1)
+    flags = {name: p.requires_grad for name, p in small.named_parameters()}
+    assert flags == {name: not name.endswith("scale_sp") for name in flags}
+    assert any(name.endswith("scale_sp") for name in flags)
+    small(torch.rand(8, 2)).sum().backward()
+    assert all((p.grad is not None) == p.requires_grad for p in small.parameters())
+
+
 def test_unknown_pruner_and_options_are_reported():
     model = kantk.KAN([2, 3, 1], seed=0)
     x = torch.rand(16, 2)
