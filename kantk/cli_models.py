@@ -624,8 +624,15 @@ def run_export(args: argparse.Namespace) -> int:
     elif args.edge_plots:
         plots = os.path.splitext(out)[0] + "_edges"
         assert isinstance(plots, str)
+        if os.path.islink(plots):
+            fail(f"--edge-plots writes into the folder {plots!r}, which is a link; give another output name")
         if os.path.exists(plots) and not os.path.isdir(plots):
             fail(f"--edge-plots writes into the folder {plots!r}, but a file of that name exists")
+        if os.path.isdir(plots) and os.listdir(plots):
+            fail(
+                f"--edge-plots writes the pictures into {plots!r}, which exists and is not empty "
+                "(files there would be overwritten); remove it or choose another output name"
+            )
         for source in inputs:
             if same_file(os.path.dirname(os.path.abspath(source)), plots):
                 fail(f"--edge-plots writes into {plots!r}, which holds the input {source!r}")

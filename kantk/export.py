@@ -66,6 +66,22 @@ def _edge_expression(layer: KANLayer, q: int, p: int, digits: int) -> Any:
     return _round_floats(_edge_term(fn, params, sympy.Symbol("x")), digits)
 
 
+def _expression_text(expression: Any) -> str:
+    """A symbolic edge's ``expression`` attribute as short math for its label.
+
+    The graph may come from a JSON file (``kantk export --format json``, ``nx.node_link_graph``):
+    the text is read by :func:`kantk.parse_formula` (never ``sympify``, which evaluates Python);
+    text it does not read is shown as it is.
+    """
+    from kantk.formula_parser import FormulaError, parse_formula
+
+    text = str(expression)
+    try:
+        return short_math(parse_formula(text, ["x"], allow_comparison=False))
+    except FormulaError:
+        return text
+
+
 def _round_floats(expr: Any, digits: int) -> Any:
     """Round every float constant to ``digits`` decimals for display (near-integers become ints)."""
     import sympy
@@ -311,18 +327,24 @@ def to_graphviz(
                     symbol = NODE_SYMBOLS.get(op, op)
                     sub.node(
                         _node_id(node),
-                        label=symbol,
+                        label=graphviz.nohtml(str(symbol)),
                         shape="circle",
                         fontsize="10",
                         width="0.3",
                         fixedsize="true",
                     )
                 elif l == 0 or l == last:
-                    sub.node(_node_id(node), label=label, shape="box", style="rounded", margin="0.05,0.02")
+                    sub.node(
+                        _node_id(node),
+                        label=graphviz.nohtml(str(label)),
+                        shape="box",
+                        style="rounded",
+                        margin="0.05,0.02",
+                    )
                 else:
                     sub.node(
                         _node_id(node),
-                        label=label,
+                        label=graphviz.nohtml(str(label)),
                         shape="circle",
                         fontsize="8",
                         width="0.42",
@@ -360,9 +382,7 @@ def to_graphviz(
         mids.setdefault(l, []).append(mid)
         text = None
         if symbolic and "expression" in d:
-            import sympy
-
-            text = html.escape(short_math(sympy.sympify(d["expression"])))
+            text = html.escape(_expression_text(d["expression"]))
         picture = None
         if picture_dir is not None:
             assert model is not None
@@ -537,7 +557,9 @@ def _render_to(dot: Any, path: str, format: str) -> None:
     _check_not_a_folder(path)
     with temporary_folder_beside(path) as folder:
         try:
-            rendered = dot.render(filename=os.path.join(folder, "graph"), format=format, cleanup=True)
+            rendered = dot.render(
+                filename=os.path.join(folder, "graph"), format=format, cleanup=True, quiet=True
+            )
         except graphviz.ExecutableNotFound as exc:
             raise GraphvizNotFoundError(INSTALL_GRAPHVIZ) from exc
         except graphviz.CalledProcessError as exc:

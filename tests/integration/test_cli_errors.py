@@ -384,6 +384,16 @@ def test_export_and_plot_formats(work, capsys, no_work):
         code=1,
         match="a file of that name exists",
     )
+    # an existing folder with files in it (or a link) is not written into: its files stay
+    (work / "h_edges").mkdir()
+    (work / "h_edges" / "edge_0_0_0.png").write_text("precious")
+    (work / "k_edges").symlink_to(work / "h_edges")
+    for out, match in (("h.dot", "exists and is not empty"), ("k.dot", "which is a link")):
+        assert_error(
+            run_cli(["export", "model.kantk", "-o", out, "--edge-plots"], capsys), code=1, match=match
+        )
+    assert (work / "h_edges" / "edge_0_0_0.png").read_text() == "precious"
+    assert not (work / "h.dot").exists() and not (work / "k.dot").exists()
     assert_error(run_cli(["plot", "model.kantk", "-o", "p.xyz"], capsys), code=1, match="image file")
     assert_error(run_cli(["plot", "model.kantk", "-o", "p"], capsys), code=1, match="image file")
 

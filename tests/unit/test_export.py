@@ -19,6 +19,7 @@ from kantk.export import (
     to_graphviz,
     to_networkx,
 )
+from kantk.symbolic.library import resolve_library
 
 needs_dot = pytest.mark.skipif(
     shutil.which("dot") is None and not os.environ.get("CI"),
@@ -208,6 +209,59 @@ def test_exports_refuse_a_folder(tmp_path):
         export_graph(_model(), tmp_path / "g.gif")
     with pytest.raises(ValueError, match="edge_plots"):
         export_graph(_model(), tmp_path / "g.json", x=torch.rand(8, 3), edge_plots=tmp_path / "e")
+
+
+def _graph_from_json(graph):
+    """What a graph read back from a JSON file (kantk export --format json) looks like."""
+    data = json.loads(json.dumps(nx.node_link_data(graph, edges="links"), default=list))
+    return nx.node_link_graph(data, edges="links")
+
+
+def test_an_expression_from_a_graph_file_is_read_never_run(tmp_path):
+    """A symbolic edge's expression in a graph from a file is text: it is read by the formula
+    parser (the labels of every default-library function come out as before), and text that is
+    not a formula is shown as it is, not evaluated (sympify ran it as Python)."""
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "sin", x=torch.rand(50, 2) * 2 - 1)
+    graph = _graph_from_json(to_networkx(model))
+    assert "sin(" in to_graphviz(graph).source
+    marker = tmp_path / "ran"
+    attack = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    graph.edges[(0, 0), (1, 0)]["expression"] = attack
+    source = to_graphviz(graph).source
+    assert not marker.exists()
+    assert "__import__" in source  # shown, escaped, as a label
+
+
+@pytest.mark.parametrize("name", sorted(resolve_library("default").keys()))
+def test_every_default_function_labels_the_same_from_a_graph_file(name):
+    import sympy
+
+    from kantk.export import _expression_text, short_math
+
+    model = kantk.KAN([1, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, name)
+    with torch.no_grad():
+        model.layers[0].symbolic_affine[0, 0] = torch.tensor([1.37, -0.21, 2.5, 0.4])
+    (_, _, edge), *_ = _graph_from_json(to_networkx(model)).edges(data=True)
+    expr = sympy.parse_expr(edge["expression"])  # the test's own trusted text
+    assert _expression_text(edge["expression"]) == short_math(expr)
+
+
+@needs_dot
+def test_names_that_look_like_graphviz_html_are_plain_text(tmp_path):
+    """Variable names (CSV headers, --var-names) are labels, not Graphviz HTML: a name holding an
+    <IMG> of a local file does not pull the file into the SVG, and broken markup does not make
+    Graphviz fail."""
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"\x89PNG not for the diagram")
+    html_name = f'<<TABLE><TR><TD><IMG SRC="{secret}"/></TD></TR></TABLE>>'
+    graph = to_networkx(kantk.KAN([2, 1], seed=0), var_names=[html_name, "<b>x"])
+    export_graph(graph, tmp_path / "g.svg")
+    svg = (tmp_path / "g.svg").read_text()
+    assert "base64" not in svg and "<image" not in svg
+    assert "&lt;b&gt;x" in svg
 
 
 @needs_dot
