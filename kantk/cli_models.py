@@ -192,9 +192,14 @@ def load_model(path: str) -> KAN:
     """
     check_input_file(path, "model file")
     if path.endswith(".ckpt"):
+        import torch
+
         from kantk.lightning import KANModule
+        from kantk.lightning.module import check_checkpoint_sizes
 
         try:
+            # sizes first: hyperparameters that ask for more than the file holds build nothing
+            check_checkpoint_sizes(torch.load(path, map_location="cpu", weights_only=True))
             module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever torch.load or the module raises
             fail(f"cannot load checkpoint {path!r}: {checkpoint_error(exc)}")

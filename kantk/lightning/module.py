@@ -721,6 +721,86 @@ def _check_training_args(optimizer: str, lr: float | None, weight_decay: float, 
         check_choice("dtype", dtype, DTYPES)
 
 
+def check_checkpoint_sizes(checkpoint: Mapping[str, Any]) -> None:
+    """Refuse a checkpoint whose hyperparameters describe a larger model than its state dict
+    holds, before any model is built (a 1 KB file could otherwise ask for widths
+    ``[1, 30000, 30000, 1]`` and tens of gigabytes).
+
+    First every layer's edge count from ``widths`` (and ``model_kwargs["mult_arity"]``) against
+    its ``coef`` in the state dict; then, with the model's size bounded by the file's, the module
+    is built on the ``meta`` device (no memory) and every tensor's shape compared.
+
+    Args:
+        checkpoint: A ``KANModule`` checkpoint as ``torch.load(path, weights_only=True)`` reads it.
+
+    Raises:
+        ValueError: Not a ``KANModule`` checkpoint, or hyperparameters that do not fit its
+            state dict (the message names the first tensor or layer that differs).
+    """
+    from kantk.io import MAX_NODES
+    from kantk.model import _subnodes
+    from kantk.nodes import DEFAULT_ARITY, parse_widths
+
+    _check_checkpoint_kind(checkpoint, "KANModule")
+    hparams, state = checkpoint.get("hyper_parameters"), checkpoint.get("state_dict")
+    if not isinstance(hparams, Mapping) or not isinstance(state, Mapping):
+        raise ValueError("not a KANModule checkpoint: it has no hyper_parameters and state_dict")
+    model_kwargs = hparams.get("model_kwargs")
+    arity = (
+        model_kwargs.get("mult_arity", DEFAULT_ARITY) if isinstance(model_kwargs, Mapping) else DEFAULT_ARITY
+    )
+    declared = hparams.get("widths")
+    counts = [
+        n
+        for entry in (declared if isinstance(declared, (list, tuple)) else [])
+        for n in (
+            entry.values()
+            if isinstance(entry, Mapping)
+            else entry
+            if isinstance(entry, (list, tuple))
+            else [entry]
+        )
+        if isinstance(n, int)
+    ]
+    if sum(counts) > MAX_NODES:  # parse_widths spends time and memory on each product node
+        raise ValueError(
+            f"hyper_parameters widths declare {sum(counts)} nodes; at most {MAX_NODES} are accepted"
+        )
+    try:
+        widths, layouts = parse_widths(declared, arity)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"hyper_parameters: {exc}") from None
+    n_layers = len(widths) - 1
+    for i in range(n_layers):
+        want = (_subnodes(widths[i + 1], layouts[i + 1]), widths[i])
+        coef = state.get(f"model.layers.{i}.coef")
+        got = tuple(coef.shape[:2]) if isinstance(coef, torch.Tensor) and coef.dim() == 3 else None
+        if got != want:
+            found = "no coefficients" if got is None else f"{got[0]} x {got[1]}"
+            raise ValueError(
+                f"hyper_parameters widths give layer {i} {want[0]} x {want[1]} edges, but the "
+                f"state_dict holds {found} for it"
+            )
+    if f"model.layers.{n_layers}.coef" in state:
+        raise ValueError(f"the state_dict holds more layers than the {n_layers} of hyper_parameters widths")
+    try:
+        with torch.device("meta"):
+            built = KANModule(**hparams)
+    except (RuntimeError, NotImplementedError):
+        return  # a plugin that cannot be built on meta: load_state_dict compares the shapes
+    except TypeError as exc:
+        raise ValueError(f"hyper_parameters: {exc}") from None
+    for key, value in built.state_dict().items():
+        held = state.get(key)
+        if not isinstance(held, torch.Tensor):
+            raise ValueError(f"the state_dict has no tensor {key!r}, which the hyper_parameters imply")
+        if held.shape != value.shape:
+            raise ValueError(
+                f"hyper_parameters give tensor {key!r} the shape {tuple(value.shape)}, but the "
+                f"state_dict holds {tuple(held.shape)}"
+            )
+
+
 def _check_checkpoint_kind(checkpoint: Mapping[str, Any], loader: str) -> None:
     """Refuse the other module's checkpoint before its state is loaded: ``MLPModule``'s
     hyperparameters have ``activation`` and no ``basis``; ``KANModule``'s always have ``basis``.

@@ -322,6 +322,50 @@ def test_bad_model_files(work, capsys, no_work):
     assert not (work / "out.json").exists() and not (work / "out.png").exists()
 
 
+def test_a_checkpoint_asking_for_more_than_it_holds_builds_nothing(work, capsys, monkeypatch):
+    """A checkpoint's hyperparameters are checked against its state dict before a model is built:
+    a 1 KB file naming widths [1, 30000, 30000, 1] (29 GB of coefficients), or a grid_size of
+    1e8 beside an 8-function state, is refused in one line."""
+    import pytorch_lightning as pl
+
+    from kantk.lightning import KANModule
+    from kantk.model import KAN
+
+    module = KANModule([2, 3, 1], init_seed=0)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(work / "good.ckpt")
+    checkpoint = torch.load(work / "good.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["basis_kwargs"] = {"grid_size": 100_000_000}
+    torch.save(checkpoint, work / "grid.ckpt")
+    checkpoint["hyper_parameters"]["basis_kwargs"] = None
+    checkpoint["hyper_parameters"]["widths"] = [2, 30000, 30000, 1]
+    checkpoint["state_dict"] = {}
+    torch.save(checkpoint, work / "wide.ckpt")
+    checkpoint["hyper_parameters"]["widths"] = [2, [1, 2_000_000], 1]  # product nodes: read one by one
+    torch.save(checkpoint, work / "mult.ckpt")
+    build = KAN.__init__
+
+    def small_only(self, widths, *args, **kwargs):
+        assert max(w if isinstance(w, int) else 0 for w in widths) < 1000, "a huge model was built"
+        build(self, widths, *args, **kwargs)
+
+    monkeypatch.setattr(KAN, "__init__", small_only)
+    (work / "x.csv").write_text("0.1,0.2\n0.3,0.4\n")
+    for name, match in (
+        ("wide", "give layer 0 30000 x 2 edges"),
+        ("grid", "(3, 2, 100000003)"),
+        ("mult", "at most 1000000"),
+    ):
+        assert_error(
+            run_cli(["predict", f"{name}.ckpt", "--data", "x.csv", "-o", "y.csv"], capsys),
+            code=1,
+            match=match,
+        )
+    assert not (work / "y.csv").exists()
+    assert run_cli(["predict", "good.ckpt", "--data", "x.csv", "-o", "y.csv"], capsys)[0] == 0
+
+
 def test_unreadable_model_file(work, capsys, no_work, monkeypatch):
     import builtins
 
