@@ -428,6 +428,10 @@ class _TrainingModule(pl.LightningModule):
             self.to(tensor.dtype)
 
 
+#: The checkpoint entry that holds every layer's symbolic edges (``KANLayer.symbolic_config()``).
+SYMBOLIC_KEY = "kantk_symbolic"
+
+
 class KANModule(_TrainingModule):
     """Train a KAN with Lightning: regression (MSE) or classification (cross-entropy).
 
@@ -575,15 +579,41 @@ class KANModule(_TrainingModule):
         finally:
             _ADOPTED_MODEL.reset(token)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also record the symbolic edges (:func:`kantk.fix_symbolic`), under ``"kantk_symbolic"``:
+        their functions are names, not tensors, and the hyperparameters hold the structure the
+        module was built with, before any edge became symbolic."""
+        super().on_save_checkpoint(checkpoint)
+        symbolic = [layer.symbolic_config() for layer in self.model.layers]
+        if any(entry is not None for entry in symbolic):
+            checkpoint[SYMBOLIC_KEY] = symbolic
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Bring the model to the checkpoint's dtype before its state is loaded (a checkpoint saved
-        before the dtype was recorded, or a model built with another ``dtype``).
+        """Bring the model to the checkpoint's dtype and give it the checkpoint's symbolic edges
+        before its state is loaded (a checkpoint saved before the dtype was recorded, or a model
+        built with another ``dtype``; symbolic edges fixed before or after the module was made).
 
         Raises:
-            ValueError: The checkpoint holds an MLP (:class:`MLPModule`'s).
+            ValueError: The checkpoint holds an MLP (:class:`MLPModule`'s), or symbolic edges that
+                do not fit the model.
+            UnknownComponentError: A symbolic function nobody registered.
         """
         _check_checkpoint_kind(checkpoint, "KANModule")
         self._follow_checkpoint_dtype(checkpoint, "model.layers.0.coef")
+        symbolic = checkpoint.get(SYMBOLIC_KEY)
+        if symbolic is None:
+            return
+        layers = self.model.layers
+        if not isinstance(symbolic, list) or len(symbolic) != len(layers):
+            raise ValueError(
+                f"the checkpoint's {SYMBOLIC_KEY!r} must list one entry per layer ({len(layers)}), "
+                f"got {type(symbolic).__name__}"
+            )
+        for layer, entry in zip(layers, symbolic):
+            if entry is not None:
+                if not isinstance(entry, Mapping):
+                    raise ValueError(f"an entry of the checkpoint's {SYMBOLIC_KEY!r} is not a mapping")
+                layer.load_symbolic_config(entry)
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """A :class:`NaNGuard` (as :class:`MLPModule`) and the grid-update schedule (when

@@ -116,6 +116,35 @@ def test_checkpoint_keeps_updated_grids(tmp_path):
     torch.testing.assert_close(restored(x), module(x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("when", ["before_wrapping", "after_wrapping"])
+def test_symbolic_edges_survive_a_checkpoint(tmp_path, when):
+    """Symbolic edges, fixed before from_model (kantk.fit after auto_symbolic, the docs' recipe)
+    or on the wrapped model later, are in the checkpoint: it loads, with the same functions and
+    outputs (they were names outside the hyperparameters: "Unexpected key(s) symbolic_affine")."""
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([2, 3, 1], seed=0)
+    if when == "before_wrapping":
+        kantk.fix_symbolic(model, 0, 1, 2, "sin")
+    module = KANModule.from_model(model, optimizer="adam")
+    if when == "after_wrapping":
+        kantk.fix_symbolic(model, 0, 1, 2, "sin")
+    kantk.fix_symbolic(model, 1, 1, 0, "x^2")
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.fit(module, datamodule=_data())
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    restored = KANModule.load_from_checkpoint(path)
+    for a, b in zip(restored.model.layers, model.layers):
+        assert a.symbolic_config() == b.symbolic_config()
+    x = torch.rand(16, 2, dtype=torch.float64)
+    torch.testing.assert_close(restored(x), module(x), rtol=0, atol=0)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["kantk_symbolic"] = checkpoint["kantk_symbolic"][:1]
+    torch.save(checkpoint, tmp_path / "bad.ckpt")
+    with pytest.raises(ValueError, match="one entry per layer"):
+        KANModule.load_from_checkpoint(tmp_path / "bad.ckpt")
+
+
 def test_from_model_wraps_the_same_instance_and_records_its_structure():
     model = kantk.KAN([2, 3, 2], basis=["chebyshev", "bspline"], basis_kwargs=[{"degree": 4}, None], seed=0)
     module = KANModule.from_model(model, loss="cross_entropy", optimizer="adamw")
