@@ -178,6 +178,22 @@ class _Interrupted:
         trainer.save_checkpoint(self.path)
 
 
+class _FinalCheckpoint:
+    """With ``log_dir``: a checkpoint of the last step when training ends before ``steps`` (LBFGS
+    converged to round-off, the NaN guard, an ``EarlyStopping``); the ``ModelCheckpoint`` beside
+    it saves only at step ``steps``. Named as that callback names its files."""
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        callback = trainer.checkpoint_callback
+        if callback is None or not hasattr(callback, "format_checkpoint_name"):
+            return
+        if getattr(callback, "_last_global_step_saved", None) == trainer.global_step:
+            return  # it saved this step (training ran to steps)
+        name = callback.format_checkpoint_name({"epoch": trainer.current_epoch, "step": trainer.global_step})
+        if not os.path.exists(name):
+            trainer.save_checkpoint(name)
+
+
 @functools.cache
 def _fit_callback(base: type, package: str) -> type:
     """``base`` (one of kantk.fit's helpers) as a Callback of the Lightning ``package``."""
@@ -384,6 +400,7 @@ def fit(
             settings["logger"] = loggers.CSVLogger(root, name="kantk")
             settings["enable_checkpointing"] = True
             all_callbacks.append(checkpoint(every_n_train_steps=steps, save_top_k=1))
+            all_callbacks.append(_fit_callback(_FinalCheckpoint, package)())
         if seed is not None:
             settings["deterministic"] = True if device.type == "cpu" else "warn"
             stack.enter_context(_seeded(seed, device))

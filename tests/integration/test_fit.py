@@ -146,6 +146,26 @@ def test_log_dir_gets_metrics_and_a_loadable_checkpoint(data, tmp_path):
     torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
 
 
+def test_a_run_that_stops_early_still_leaves_its_checkpoint(tmp_path):
+    """LBFGS on a target the model can match exactly reaches round-off and stops before steps:
+    the log_dir still gets one checkpoint, of the state the run ended in (the ModelCheckpoint
+    saved only at step == steps, so there was none)."""
+    torch.set_default_dtype(torch.float64)
+    target = kantk.KAN([1, 1], seed=1)
+    gen = torch.Generator().manual_seed(0)
+    x, xt = torch.rand(200, 1, generator=gen) * 2 - 1, torch.rand(100, 1, generator=gen) * 2 - 1
+    with torch.no_grad():
+        data = {"train_input": x, "train_label": target(x), "test_input": xt, "test_label": target(xt)}
+    model = kantk.KAN([1, 1], seed=0)
+    history = kantk.fit(model, data, steps=40, log_dir=tmp_path, progress=False)
+    assert len(history.train_loss) < 40  # it did stop early
+    checkpoints = list(tmp_path.glob("kantk/version_0/checkpoints/*.ckpt"))
+    assert len(checkpoints) == 1
+    assert f"step={len(history.train_loss)}" in checkpoints[0].name
+    restored = KANModule.load_from_checkpoint(checkpoints[0])
+    torch.testing.assert_close(restored(xt), model(xt), rtol=0, atol=0)
+
+
 def test_fit_is_quiet(data, caplog, capsys):
     caplog.set_level(logging.INFO)
     level = logging.getLogger("pytorch_lightning").level
