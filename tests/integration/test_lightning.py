@@ -145,6 +145,17 @@ def test_symbolic_edges_survive_a_checkpoint(tmp_path, when):
         KANModule.load_from_checkpoint(tmp_path / "bad.ckpt")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_init_seed_initialises_as_kan_built_in_that_dtype(dtype):
+    """configs/toy.yaml's comment: init_seed with dtype float64 is KAN(seed=...) built with float64
+    as the default dtype (drawn in float64; casting a float32 KAN gives other numbers)."""
+    module = KANModule([2, 5, 1], dtype=dtype, init_seed=0)
+    torch.set_default_dtype(getattr(torch, dtype))
+    model = kantk.KAN([2, 5, 1], seed=0)
+    for a, b in zip(module.model.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+
+
 def test_from_model_wraps_the_same_instance_and_records_its_structure():
     model = kantk.KAN([2, 3, 2], basis=["chebyshev", "bspline"], basis_kwargs=[{"degree": 4}, None], seed=0)
     module = KANModule.from_model(model, loss="cross_entropy", optimizer="adamw")
