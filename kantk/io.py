@@ -692,7 +692,16 @@ def _rule_problems(rule: str, value: torch.Tensor) -> Iterator[str]:
             yield "holds knots that decrease (every row must be non-decreasing)"
         elif not bool((v[:, -1] > v[:, 0]).all()):
             yield "holds a knot vector of zero span"
-        elif not bool(torch.isfinite((v.shape[1] - 1) / (v[:, -1] - v[:, 0])).all()):
+        elif not _finite_in(value.dtype, (v.shape[1] - 1) / (v[:, -1] - v[:, 0])):
+            # in the model's own dtype: 1e-44 apart is finite in float64, not in float32
             yield "holds a knot vector whose span is too small"
-    elif rule == "positive" and not bool((v > 0).all()):
-        yield "holds values that are not > 0"
+    elif rule == "positive":
+        if not bool((v > 0).all()):
+            yield "holds values that are not > 0"
+        elif not _finite_in(value.dtype, 1.0 / v):
+            yield "holds values too small to divide by"
+
+
+def _finite_in(dtype: torch.dtype, value: torch.Tensor) -> bool:
+    """Whether every entry of ``value`` (float64) is finite once rounded to ``dtype``."""
+    return bool(torch.isfinite(value.to(dtype if dtype.is_floating_point else torch.float64)).all())

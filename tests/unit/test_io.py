@@ -246,6 +246,9 @@ def _set(tensors, key, fill):
         ("layers.1.mask", lambda t: t.view(-1)[0].fill_(0.5), "other than 0 and 1"),
         ("layers.0.basis.grid", lambda t: t.copy_(t.flip(-1)), "decrease"),
         ("layers.0.basis.grid", lambda t: t.fill_(0.25), "zero span"),
+        # float32 knots 1e-44 apart: 1 / spacing is finite in float64, infinite in float32 (the
+        # model's dtype), where every output was NaN
+        ("layers.0.basis.grid", lambda t: t.mul_(1e-44), "span is too small"),
     ],
 )
 def test_impossible_tensors_are_refused_naming_the_tensor(saved, tmp_path, key, fill, fragment):
@@ -257,6 +260,7 @@ def test_impossible_tensors_are_refused_naming_the_tensor(saved, tmp_path, key, 
     ("basis", "kwargs", "key", "fill", "fragment"),
     [
         ("chebyshev", {"degree": 3}, "layers.0.basis.halfwidth", lambda t: t.fill_(0.0), "not > 0"),
+        ("chebyshev", {"degree": 3}, "layers.0.basis.halfwidth", lambda t: t.fill_(1e-44), "too small"),
         ("rbf", {"num_centers": 4}, "layers.1.basis.width", lambda t: t.view(-1)[0].fill_(-1.0), "not > 0"),
         (
             "rbf",
