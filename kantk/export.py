@@ -324,32 +324,14 @@ def to_graphviz(
                 label = graph.nodes[node]["label"]
                 op = graph.nodes[node].get("op", "sum")
                 if op != "sum":
-                    symbol = NODE_SYMBOLS.get(op, op)
-                    sub.node(
-                        _node_id(node),
-                        label=graphviz.nohtml(str(symbol)),
-                        shape="circle",
-                        fontsize="10",
-                        width="0.3",
-                        fixedsize="true",
-                    )
+                    label = NODE_SYMBOLS.get(op, op)
+                    look = {"shape": "circle", "fontsize": "10", "width": "0.3", "fixedsize": "true"}
                 elif l == 0 or l == last:
-                    sub.node(
-                        _node_id(node),
-                        label=graphviz.nohtml(str(label)),
-                        shape="box",
-                        style="rounded",
-                        margin="0.05,0.02",
-                    )
+                    look = {"shape": "box", "style": "rounded", "margin": "0.05,0.02"}
                 else:
-                    sub.node(
-                        _node_id(node),
-                        label=graphviz.nohtml(str(label)),
-                        shape="circle",
-                        fontsize="8",
-                        width="0.42",
-                        fixedsize="true",
-                    )
+                    look = {"shape": "circle", "fontsize": "8", "width": "0.42", "fixedsize": "true"}
+                # plain text: a name (a CSV header, a graph file's label) is never Graphviz HTML
+                sub.node(_node_id(node), label=graphviz.nohtml(str(label)), **look)
             for a, b in itertools.pairwise(nodes):  # keep index order from left to right
                 sub.edge(_node_id(a), _node_id(b), style="invis")
     picture_dir = None
