@@ -146,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _debug():
             raise
         command = next((a for a in (argv or sys.argv[1:]) if a in LIGHTNING_COMMANDS), "")
-        print(f"kantk: {command}: {one_line(str(exc))} (see 'kantk {command} --help')", file=sys.stderr)
+        message = lightning_parse_error(str(exc))
+        print(f"kantk: {command}: {message} (see 'kantk {command} --help')", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as exc:  # the one place that turns any error into one line
         if _debug():
@@ -163,7 +164,20 @@ def describe_error(exc: BaseException) -> str:
 
     kantk's own errors and the usual classes of bad input (``ValueError``, ``OSError``, Lightning's
     configuration errors) print their message; anything else is marked as an internal error.
+    A class that LightningCLI could not build (jsonargparse's "Does not validate against any of
+    the Union subtypes" with the config namespace) is reported by the constructor's own error,
+    after the class path: ``kantk: kantk.lightning.CSVDataModule: no CSV file at 'x.csv'``.
     """
+    refused = _refused_class(exc)
+    if refused is not None:
+        where, inner = refused
+        where = f"{where}: " if where else ""
+        if isinstance(inner, str):
+            return f"kantk: {where}{one_line(inner)}"
+        line = describe_error(inner)
+        if _expected(inner):
+            return line.replace("kantk: ", f"kantk: {where}", 1)
+        return line.replace("kantk: internal error: ", f"kantk: internal error: {where}", 1)
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         message = f"{exc.strerror}: {exc.filename!r}"
         if exc.filename2 is not None:
@@ -185,7 +199,152 @@ def _expected(exc: BaseException) -> bool:
     if isinstance(exc, (ValueError, OSError, pickle.UnpicklingError)):
         return True
     kind = type(exc)
-    return kind.__module__.split(".")[0] == "kantk" or kind.__name__ == "MisconfigurationException"
+    if kind.__module__.split(".")[0] == "kantk" or kind.__name__ == "MisconfigurationException":
+        return True
+    return isinstance(exc, RuntimeError) and _raised_in(exc, _LIGHTNING_CALLBACKS)
+
+
+#: Modules of Lightning's callbacks: the RuntimeErrors they raise themselves report how a callback
+#: is configured (``EarlyStopping(monitor=...)`` naming a metric that is not logged, a
+#: ``GradientAccumulationScheduler`` that does not fit the run), not a bug.
+_LIGHTNING_CALLBACKS = ("pytorch_lightning.callbacks.", "lightning.pytorch.callbacks.")
+
+
+def _raised_in(exc: BaseException, prefixes: tuple[str, ...]) -> bool:
+    """Whether the frame that raised ``exc`` (the innermost of its traceback) is in a module whose
+    name starts with one of ``prefixes``."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "")
+    return isinstance(module, str) and module.startswith(prefixes)
+
+
+#: The first line of jsonargparse's error for a value that none of a Union's types accepts.
+_UNION_ERROR = "Does not validate against any of the Union subtypes"
+_NONE_ITEM = "Expected a <class 'NoneType'>"
+
+
+def _union_items(text: str) -> tuple[str, list[str], str] | None:
+    """Split jsonargparse's Union error in ``text``: (the text before it, the error of each Union
+    type, the given value), or ``None`` when ``text`` holds none. Each error is as its exception
+    printed it (the indentation jsonargparse added removed)."""
+    start = text.find(_UNION_ERROR)
+    if start < 0:
+        return None
+    line_start = text.rfind("\n", 0, start) + 1
+    indent = start - line_start
+    lines = [line[indent:] for line in text[line_start:].splitlines()]
+    try:
+        first = lines.index("Errors:") + 1
+    except ValueError:
+        return None
+    items: list[str] = []
+    given = ""
+    for line in lines[first:]:
+        if line.startswith("  - "):
+            items.append(line[4:])
+        elif line.startswith("    ") and items:
+            items[-1] += "\n" + line[4:]
+        elif line.startswith("Given value: "):
+            given = line.removeprefix("Given value: ")
+            break
+        elif not line.startswith("Given value type: "):
+            break
+    return text[:line_start], items, given
+
+
+def _union_item(items: list[str]) -> str | None:
+    """The error among a Union's that says what is wrong: the first that is not a plain type
+    mismatch (``Expected a <class 'list'>``), else the first that is not NoneType's."""
+    useful = [item for item in items if not item.startswith(_NONE_ITEM)]
+    specific = [item for item in useful if not item.startswith("Expected a <class")]
+    return next(iter(specific or useful), None)
+
+
+def _without_unions(text: str) -> str:
+    """``text`` with each jsonargparse Union error replaced by the error of the type that was meant."""
+    for _ in range(20):  # Unions nest (a list of callbacks, each a class path)
+        split = _union_items(text)
+        if split is None:
+            break
+        before, items, given = split
+        item = _union_item(items)
+        if item is None:
+            break
+        if item.startswith("Expected a") and "Got value" not in item and 0 < len(given) <= 100:
+            item += f". Got value: {given}"  # jsonargparse took the value out of each type's error
+        text = before + item
+    return text
+
+
+def lightning_parse_error(message: str) -> str:
+    """LightningCLI's (jsonargparse's) parse error ``message`` as one line.
+
+    A value none of a Union's types accepts (the data module, a callback: a class path and its
+    arguments) gives the error of the class that was meant, not jsonargparse's list of every
+    type's error and the value; an option the class does not take lists those it takes::
+
+        data: kantk.lightning.FunctionDataModule: Option 'train_nums' is not accepted; accepted
+        options: f, n_vars, ranges, ...
+    """
+    text = _without_unions(message)
+    text = re.sub(r'Parser key "([^"]+)":\s*', r"\1: ", text)
+    text = re.sub(r"Problem with given class_path '([^']+)':\s*", r"\1: ", text)
+    text = one_line(text)
+    unknown = re.search(r"([\w.]+): Option '([^']+)' is not accepted$", text)
+    if unknown is not None:
+        accepted = _class_options(unknown.group(1))
+        if accepted:
+            text += "; accepted options: " + ", ".join(accepted)
+    return one_line(text)
+
+
+def _class_options(class_path: str) -> list[str]:
+    """The ``init_args`` that jsonargparse accepts for ``class_path`` (empty when unknown)."""
+    import importlib
+    import inspect
+
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except Exception:  # only a hint: the error itself is printed without it
+        return []
+    try:
+        from jsonargparse._parameter_resolvers import get_signature_parameters
+
+        return [p.name for p in get_signature_parameters(cls, None)]
+    except Exception:  # another jsonargparse: the constructor's named parameters
+        try:
+            parameters = inspect.signature(cls).parameters.values()
+        except (TypeError, ValueError):
+            return []
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return [p.name for p in parameters if p.kind in named]
+
+
+def _refused_class(exc: BaseException) -> tuple[str, BaseException | str] | None:
+    """For jsonargparse's Union error raised when LightningCLI builds a class (the data module, the
+    callbacks): (where: the class path, or ``""`` for a list of classes; the exception of the
+    constructor, or its message when the exception is not at hand); else ``None``."""
+    if not isinstance(exc, ValueError) or not str(exc).startswith(_UNION_ERROR):
+        return None
+    split = _union_items(str(exc))
+    item = None if split is None else _union_item(split[1])
+    if split is None or item is None:
+        return None
+    found = re.match(r"(?:Namespace\(class_path=|\{'class_path': )'([^']+)'", split[2])
+    where = found.group(1) if found else ""
+    cause = exc.__cause__
+    for _ in range(20):
+        if cause is None:
+            break
+        if str(cause) == item:
+            return where, cause
+        cause = cause.__cause__
+    return where, lightning_parse_error(item)
 
 
 def _main(argv: Sequence[str] | None) -> int:

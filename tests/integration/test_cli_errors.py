@@ -728,3 +728,109 @@ def test_random_argument_lists_succeed_or_fail_in_one_line(work, capsys, cheap, 
     if status != 0:
         assert_error((status, out, err))
     assert (work / "model.kantk").read_bytes() == before
+
+
+# --- a value the data module or a callback refuses is its own error, in one line -------------------
+
+
+def _fit_config(data: str, callbacks: str = "") -> str:
+    """``_TINY_FIT`` with another ``data:`` section (YAML lines) and optional trainer callbacks."""
+    config = _TINY_FIT[: _TINY_FIT.index("data:\n")] + "data:\n" + data
+    if callbacks:
+        config = config.replace("trainer:\n", "trainer:\n  callbacks:\n" + callbacks, 1)
+    return config
+
+
+_CSV_DATA = "  class_path: kantk.lightning.CSVDataModule\n  init_args:\n    path: {path}\n{more}"
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (
+            _CSV_DATA.format(path="nothere.csv", more=""),
+            "kantk.lightning.CSVDataModule: no CSV file at 'nothere.csv'",
+        ),
+        (
+            _CSV_DATA.format(path="d.csv", more="    label_columns: z\n"),
+            "has no column named 'z'; columns: x1, x2, y",
+        ),
+        (
+            "  class_path: kantk.lightning.FunctionDataModule\n"
+            "  init_args: {f: foo(x1)*x2, n_vars: 2, train_num: 8, test_num: 8}\n",
+            "kantk.lightning.FunctionDataModule: formula 'foo(x1)*x2' calls unknown function 'foo'",
+        ),
+    ],
+    ids=["missing-csv", "unknown-label-column", "unknown-function"],
+)
+def test_a_value_the_data_module_refuses_is_its_own_message(fit_folder, capsys, no_training, data, match):
+    (fit_folder / "d.csv").write_text("x1,x2,y\n1,2,3\n2,3,5\n3,4,7\n4,5,9\n5,6,11\n")
+    (fit_folder / "bad.yaml").write_text(_fit_config(data))
+    line = assert_error(run_cli(["fit", "--config", "bad.yaml"], capsys), code=1, match=match)
+    for noise in ("Union", "Subtypes", "NoneType", "Given value", "Namespace("):
+        assert noise not in line, line
+
+
+def test_an_unknown_data_option_lists_the_accepted_ones(fit_folder, capsys, no_training):
+    data = (
+        "  class_path: kantk.lightning.FunctionDataModule\n"
+        "  init_args: {f: x1*x2, n_vars: 2, train_nums: 8}\n"
+    )
+    (fit_folder / "bad.yaml").write_text(_fit_config(data))
+    (fit_folder / "data.yaml").write_text(data.replace("\n  ", "\n").strip() + "\n")
+    for argv in (
+        ["fit", "--config", "bad.yaml"],
+        ["fit", "--config", "cfg.yaml", "--data", "data.yaml"],
+        ["fit", "--config", "cfg.yaml", "--data.train_nums", "8"],
+    ):
+        line = assert_error(run_cli(argv, capsys), code=2, match="Option 'train_nums' is not accepted")
+        assert line.startswith("kantk: fit: data: kantk.lightning.FunctionDataModule: Option"), line
+        assert "accepted options: f, n_vars, ranges, train_num, test_num," in line, line
+        assert "Union" not in line and "Given value" not in line, line
+    line = assert_error(run_cli(["fit", "--config", "cfg.yaml", "--data.n_vars", "x"], capsys), code=2)
+    assert "data: kantk.lightning.FunctionDataModule: n_vars: Expected a <class 'int'>" in line, line
+    assert "Union" not in line, line
+    line = assert_error(
+        run_cli(["fit", "--config", "cfg.yaml", "--trainer.max_epochs", "abc"], capsys), code=2
+    )
+    assert "trainer.max_epochs: Expected a <class 'int'>. Got value: abc (see" in line, line
+
+
+def test_an_unknown_callback_option_lists_the_accepted_ones(fit_folder, capsys, no_training):
+    callbacks = (
+        "    - class_path: pytorch_lightning.callbacks.EarlyStopping\n      init_args: {monitr: val_loss}\n"
+    )
+    (fit_folder / "bad.yaml").write_text(_fit_config(_TINY_FIT.split("data:\n")[1], callbacks))
+    line = assert_error(run_cli(["fit", "--config", "bad.yaml"], capsys), code=2, match="Option 'monitr'")
+    assert "EarlyStopping" in line and "accepted options: monitor, " in line and "Union" not in line, line
+
+
+def test_a_bug_in_a_data_module_is_still_an_internal_error(fit_folder, capsys, monkeypatch):
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("kantk.lightning.datamodules.create_dataset", bug)
+    status, _, err = run_cli(["fit", "--config", "cfg.yaml"], capsys)
+    assert status == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "kantk: internal error: kantk.lightning.FunctionDataModule: ZeroDivisionError: a bug "
+        "(run with KANTK_DEBUG=1 to see the traceback)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("callback", "match"),
+    [
+        ("EarlyStopping", "Early stopping conditioned on metric `val_los` which is not available"),
+        ("ModelCheckpoint", "`ModelCheckpoint(monitor='val_los')` could not find the monitored key"),
+    ],
+    ids=["EarlyStopping", "ModelCheckpoint"],
+)
+def test_a_callback_monitoring_a_metric_not_logged_is_bad_input(fit_folder, capsys, callback, match):
+    callbacks = (
+        f"    - class_path: pytorch_lightning.callbacks.{callback}\n      init_args: {{monitor: val_los}}\n"
+    )
+    (fit_folder / "bad.yaml").write_text(_fit_config(_TINY_FIT.split("data:\n")[1], callbacks))
+    argv = ["fit", "--config", "bad.yaml", "--trainer.enable_checkpointing", "true"]
+    line = assert_error(run_cli(argv, capsys), code=1, match=match)
+    assert "val_loss" in line, line  # Lightning's list of the metrics that are logged
