@@ -184,6 +184,12 @@ def describe_error(exc: BaseException) -> str:
             message += f" -> {exc.filename2!r}"
     elif isinstance(exc, pickle.UnpicklingError):  # torch.load(weights_only=True) of a bad checkpoint
         message = checkpoint_error(exc)
+    elif _out_of_memory(exc):
+        message = (
+            f"out of memory ({one_line(str(exc), 200)}): the model or data asked for is larger than "
+            "this machine holds; check widths, basis_kwargs (grid_size, degree, num_centers), "
+            "train_num and batch sizes"
+        )
     else:
         message = str(exc) or type(exc).__name__
     if _expected(exc):
@@ -194,9 +200,16 @@ def describe_error(exc: BaseException) -> str:
     )
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed (torch's CPU allocator, or CUDA's)."""
+    if type(exc).__name__ == "OutOfMemoryError" or isinstance(exc, MemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
 def _expected(exc: BaseException) -> bool:
     """Whether ``exc`` reports bad input rather than a bug."""
-    if isinstance(exc, (ValueError, OSError, pickle.UnpicklingError)):
+    if isinstance(exc, (ValueError, OSError, pickle.UnpicklingError)) or _out_of_memory(exc):
         return True
     kind = type(exc)
     if kind.__module__.split(".")[0] == "kantk" or kind.__name__ == "MisconfigurationException":

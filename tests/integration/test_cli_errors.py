@@ -486,6 +486,29 @@ def test_unexpected_errors_are_one_line_unless_debugging(work, capsys, monkeypat
     assert not (work / "p.png").exists()
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 57600000000 bytes"),
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        MemoryError(),
+    ],
+    ids=["cpu", "cuda", "python"],
+)
+def test_an_allocation_that_fails_is_bad_input_not_a_bug(work, capsys, monkeypatch, error):
+    """A model or data set too large for the machine (widths [2, 30000, 30000, 1] in a config) is
+    the input's fault: one line saying what to shrink, not "internal error"."""
+
+    def too_big(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(kantk, "plot_activations", too_big)
+    line = assert_error(
+        run_cli(["plot", "model.kantk", "-o", "p.png"], capsys), code=1, match="out of memory"
+    )
+    assert "check widths" in line
+
+
 def test_the_console_prints_one_line_and_exits_1(work):
     env = dict(os.environ, KANTK_NATIVE="0")
     env.pop("KANTK_DEBUG", None)
