@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from kantk._validation import check_choice, check_int, is_number
-from kantk.formula_parser import lambdify_namespace, parse_formula
+from kantk.formula_parser import FormulaError, lambdify_namespace, parse_formula
 
 TRAIN_KEYS = ("train_input", "train_label")
 TEST_KEYS = ("test_input", "test_label")
@@ -498,12 +498,21 @@ def _lambdify(formula: str, n_vars: int) -> tuple[Callable[..., Any], list[int]]
     # "scipy" lets sympy's own names (besselj, erf, gamma, ...) evaluate through scipy.special
     try:
         fn = sympy.lambdify(used, expr, modules=[lambdify_namespace(expr), "scipy", "numpy"])
-    except (KeyError, NameError, TypeError, ValueError, SyntaxError, RecursionError) as exc:
-        # e.g. 1/0 parses to complex infinity
-        raise ValueError(
-            f"cannot evaluate formula {_short_repr(formula)} ({_short_repr(str(expr))}): "
-            f"{type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+    except (
+        KeyError,
+        NameError,
+        TypeError,
+        ValueError,
+        SyntaxError,
+        RecursionError,
+        ArithmeticError,
+        NotImplementedError,
+        AttributeError,
+    ) as exc:
+        # e.g. 1/0 parses to complex infinity; printing evaluates constant terms (erfc(1e300) overflows)
+        raise FormulaError(
+            f"cannot evaluate formula {_short_repr(formula)}: {type(exc).__name__}: "
+            f"{_one_line(str(exc).splitlines()[0] if str(exc) else '')}; the formula must be real and finite"
         ) from None
     return fn, [int(s.name[1:]) - 1 for s in used]
 

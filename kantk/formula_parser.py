@@ -23,8 +23,20 @@ at most ``MAX_NODES`` syntax nodes nested at most ``MAX_DEPTH`` levels (a chain 
 or ``a * b / c * ...`` is one level). Every refusal is a :class:`FormulaError` (a ``ValueError``)
 with a one-line message that says what was wrong and what is accepted.
 
-Functions are built unevaluated (``sin(0)`` stays ``sin(0)``), so nothing expensive such as
-``gamma(10**20)`` is computed while parsing; arithmetic is evaluated with the bounds above.
+Functions are built unevaluated (``sin(0)`` stays ``sin(0)``), and arithmetic is evaluated with the
+bounds above. sympy still evaluates constant terms exactly (mpmath) when the formula is printed or
+compiled, so constants are bounded too:
+
+* a special function (anything outside :data:`CONSTANT_FUNCTIONS`: ``gamma``, ``polygamma``,
+  ``besselk``, every scipy name, ...) needs a variable among its arguments: ``polygamma(-1000, 1/3)``
+  is refused, ``besselk(1000, 1000)`` too (write a constant as a number);
+* the elementary functions (``sin``, ``exp``, ``log``, ``sqrt``, ``Max``, ``erf``, ...) take constants,
+  but every constant argument, constant base or exponent of a power, and operand of ``%``/``//``
+  must be a finite real float64 (computed with Python floats: ``exp(10**2900)``,
+  ``exp(exp(10000))``, ``sin(log(-1))`` are refused), and a constant call must be finite
+  (``cot(0)``, ``exp(1000)`` are refused);
+* the exact numbers under one fractional power (joined ones included: ``sqrt(a)*sqrt(b)``) have at
+  most ``MAX_ROOT_BITS`` bits, since sympy factors them.
 This module imports nothing of kantk; sympy and scipy are imported on first use.
 """
 
@@ -58,6 +70,10 @@ MAX_VARIABLE_INDEX = 1000
 MAX_ARGS = 32
 #: Largest ``|n|`` for the degree or order arguments in :data:`ORDER_ARGUMENTS`.
 MAX_ORDER = 1000
+#: Most bits (numerator plus denominator) of the exact numbers under one fractional power
+#: (``sqrt(n)``, ``n**(2/3)``, and ``sqrt(a)*sqrt(b)``, which sympy joins into ``sqrt(a*b)``): sympy
+#: factors them, which takes seconds at thousands of bits.
+MAX_ROOT_BITS = 256
 
 #: Named constants.
 CONSTANTS = ("pi", "E")
@@ -266,6 +282,22 @@ ORDER_ARGUMENTS: dict[str, tuple[int, ...]] = {
     "hyperu": (0, 1),
 }
 
+#: The functions that may be called with constant arguments only (``sin(1)``, ``exp(-1/2)``,
+#: ``Max(2, pi)``): the elementary ones and ``erf``/``erfc``, which sympy evaluates quickly for finite
+#: arguments. Every other function (sympy's special functions such as ``gamma``, ``polygamma``,
+#: ``besselk``, and every :data:`SCIPY_FUNCTIONS` name) needs a variable among its arguments: sympy
+#: evaluates a constant call with mpmath when the formula is printed or compiled, which takes
+#: unbounded time (``polygamma(-1000, 1/3)``, ``besselk(1000, 1000)``).
+CONSTANT_FUNCTIONS: frozenset[str] = frozenset(
+    (
+        *("sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "acot", "asec", "acsc"),
+        *("sinh", "cosh", "tanh", "coth", "sech", "csch"),
+        *("asinh", "acosh", "atanh", "acoth", "asech", "acsch"),
+        *("exp", "log", "ln", "sqrt", "cbrt", "root", "Abs", "abs", "sign", "floor", "ceiling"),
+        *("Min", "Max", "min", "max", "atan2", "Mod", "sinc", "Heaviside", "erf", "erfc"),
+    )
+)
+
 #: Every function name a formula may call.
 FUNCTION_NAMES: tuple[str, ...] = tuple(sorted(set(SYMPY_FUNCTIONS) | set(SCIPY_FUNCTIONS), key=str.lower))
 
@@ -420,6 +452,7 @@ class _Builder:
         self.allow_comparison = allow_comparison
         self.spec = variables
         self.symbols: dict[str, Any] = {}
+        self.approximations: dict[Any, float | None] = {}  # constant -> float value, see check_finite
         self.n_vars: int | None = None
         if variables is None:
             self.n_vars = MAX_VARIABLE_INDEX
@@ -617,7 +650,7 @@ class _Builder:
             return self.value_name(node.id)
         if isinstance(node, ast.UnaryOp):
             operand = self.expr(node.operand)
-            return operand if isinstance(node.op, ast.UAdd) else self.checked(sp.Mul(sp.Integer(-1), operand))
+            return operand if isinstance(node.op, ast.UAdd) else self.product(sp.Integer(-1), operand)
         if isinstance(node, ast.BinOp):
             if isinstance(node.op, _SUM):
                 return self.chain(node, _SUM)
@@ -627,8 +660,12 @@ class _Builder:
             if isinstance(node.op, ast.Pow):
                 return self.power(left, right)
             if isinstance(node.op, ast.Mod):
+                for operand in (left, right):
+                    self.check_finite(operand, "has as an operand of % the constant")
                 return sp.Mod(left, right, evaluate=False)
-            return sp.floor(self.checked(sp.Mul(left, self.power(right, sp.Integer(-1)))), evaluate=False)
+            quotient = self.product(left, self.power(right, sp.Integer(-1)))
+            self.check_finite(quotient, "has as the quotient of // the constant")
+            return sp.floor(quotient, evaluate=False)
         if isinstance(node, ast.Call):
             return self.call(node.func.id, [self.expr(a) for a in node.args])  # type: ignore[attr-defined]
         raise self.not_accepted(node)  # pragma: no cover - check() refused it already
@@ -645,11 +682,11 @@ class _Builder:
         for op, right in reversed(ops):
             value = self.expr(right)
             if isinstance(op, ast.Sub):
-                value = self.checked(sp.Mul(sp.Integer(-1), value))
+                value = self.product(sp.Integer(-1), value)
             elif isinstance(op, ast.Div):
                 value = self.power(value, sp.Integer(-1))
             terms.append(value)
-        return self.checked(sp.Add(*terms) if family is _SUM else sp.Mul(*terms))
+        return self.checked(sp.Add(*terms)) if family is _SUM else self.product(*terms)
 
     def number(self, value: float) -> Any:
         sp = self.sympy
@@ -666,6 +703,32 @@ class _Builder:
             f"has an exact number over {MAX_NUMBER_BITS} bits (about {int(MAX_NUMBER_BITS * math.log10(2))} "
             "digits); write a float instead (e.g. 1e40) or a smaller power"
         )
+
+    def product(self, *factors: Any) -> Any:
+        """``sympy.Mul(*factors)``, refusing roots of exact numbers that sympy would join (``sqrt(a) *
+        sqrt(b)`` is ``sqrt(a*b)``) into one over ``MAX_ROOT_BITS`` bits before it factors them."""
+        if sum(_root_bits(f, with_numbers=False) for f in factors) > MAX_ROOT_BITS:
+            raise self.too_big_root()
+        return self.checked(self.sympy.Mul(*factors))
+
+    def too_big_root(self) -> FormulaError:
+        return self.fail(
+            f"takes roots of exact numbers over {MAX_ROOT_BITS} bits in all (sympy would factor them); write "
+            "such a number as a float (e.g. 1e40**0.5 or 1e20)"
+        )
+
+    def check_finite(self, value: Any, what: str) -> None:
+        """Refuse a constant ``value`` (no variables) that is not a finite real float64 (see
+        :func:`_approximate`): sympy's exact evaluation of a function of it, or of a power with it,
+        takes time without bound (``exp(exp(10000))``, ``exp(10**2900)``)."""
+        if value.free_symbols:
+            return
+        approx = _approximate(value, self.approximations)
+        if approx is None or not math.isfinite(approx):
+            raise self.fail(
+                f"{what} {_short(value)}, which is not a finite real number; constant arguments, bases "
+                "and exponents must be finite real numbers (|x| < 1.8e308)"
+            )
 
     def checked(self, expr: Any) -> Any:
         """``expr``, after checking that the exact numbers sympy folded into it stay small."""
@@ -695,9 +758,20 @@ class _Builder:
                 )
             if self.exact_bits(base) * math.ceil(abs(float(exponent))) > MAX_NUMBER_BITS:
                 raise self.too_big()
+            if (
+                exponent.is_Rational
+                and not exponent.is_Integer
+                and _root_bits(base, with_numbers=True) > MAX_ROOT_BITS
+            ):
+                raise self.too_big_root()
+            if not base.is_Number:
+                self.check_finite(base, "raises to a power the constant")
             return self.checked(sp.Pow(base, exponent))
-        if not exponent.free_symbols:  # pi, sqrt(2), 3*gamma(7): leave unevaluated, numpy computes it
+        if not exponent.free_symbols:  # pi, sqrt(2), 3*sin(7): leave unevaluated, numpy computes it
+            self.check_finite(exponent, "has the constant exponent")
+            self.check_finite(base, "raises to a power the constant")
             return sp.Pow(base, exponent, evaluate=False)
+        self.check_finite(base, "raises to a power the constant")
         return self.checked(sp.Pow(base, exponent))
 
     def call(self, name: str, args: list[Any]) -> Any:
@@ -709,6 +783,14 @@ class _Builder:
                     f"calls {name}() with {_short(order)} as argument {k + 1}; that degree/order must be a "
                     f"number from -{MAX_ORDER} to {MAX_ORDER}"
                 )
+        if name not in CONSTANT_FUNCTIONS and not any(a.free_symbols for a in args):
+            raise self.fail(
+                f"calls the special function {name}() with constant arguments only; special functions need "
+                "a variable among their arguments (sympy evaluates constant ones without a time bound): "
+                "write the constant as a number (sin, exp, log, sqrt, erf, ... accept constants)"
+            )
+        for arg in args:
+            self.check_finite(arg, f"calls {name}() with the constant argument")
         if name in SYMPY_FUNCTIONS:
             attr = SYMPY_FUNCTIONS[name][0]
             if attr == "sqrt":
@@ -721,8 +803,16 @@ class _Builder:
                 log = sp.log(args[0], evaluate=False)
                 if len(args) == 1:
                     return log
-                return self.checked(sp.Mul(log, self.power(sp.log(args[1], evaluate=False), sp.Integer(-1))))
-            return getattr(sp, attr)(*args, evaluate=False)
+                return self.product(log, self.power(sp.log(args[1], evaluate=False), sp.Integer(-1)))
+            value = getattr(sp, attr)(*args, evaluate=False)
+            if not value.free_symbols:  # cot(0), exp(1000): sympy fails on them (ZeroDivisionError)
+                approx = _approximate(value, self.approximations)
+                if approx is not None and not math.isfinite(approx):
+                    raise self.fail(
+                        f"calls {name}() with constant arguments where its value, {_short(value)}, is not a "
+                        "finite number (a pole, or beyond the float range); constants must be finite"
+                    )
+            return value
         return sp.Function(name)(*args)  # scipy.special name: evaluated by lambdify_namespace()
 
     def comparison(self, node: ast.Compare) -> Any:
@@ -732,5 +822,116 @@ class _Builder:
 
 
 def _short(number: Any) -> str:
-    text = str(number)
+    try:
+        text = str(number)
+    except (ArithmeticError, ValueError, TypeError, AttributeError, RecursionError):
+        # sympy's printer evaluates the terms of a sum to order them: 1 + cot(0) fails
+        from sympy import srepr
+
+        text = srepr(number)
     return text if len(text) <= 30 else text[:27] + "..."
+
+
+def _root_bits(expr: Any, with_numbers: bool) -> int:
+    """Bits (numerator plus denominator) of the exact numbers under fractional powers among the
+    factors of ``expr``, and (``with_numbers``) of its exact factors, which a fractional power of
+    ``expr`` would put under one."""
+    total = 0
+    for factor in expr.args if expr.is_Mul else (expr,):
+        number = None
+        if factor.is_Pow and factor.exp.is_Rational and not factor.exp.is_Integer:
+            number = factor.base
+        elif with_numbers:
+            number = factor
+        if number is not None and number.is_Rational:
+            total += abs(int(number.p)).bit_length() + int(number.q).bit_length()
+    return total
+
+
+def _inverse(fn: Callable[[float], float]) -> Callable[[float], float]:
+    """``v -> fn(1 / v)`` (acot, asec, ...); ``1/0`` is infinite, as sympy's ``zoo``."""
+    return lambda v: fn(1.0 / v) if v != 0 else fn(math.inf)
+
+
+#: sympy function class name -> its value on floats (Python's math only: bounded time), for
+#: :func:`_approximate`. A ``ValueError`` means "not real"; an ``OverflowError`` "too large".
+_FLOAT_FUNCTIONS: dict[str, Callable[..., float]] = {
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "cot": lambda v: 1.0 / math.tan(v),
+    "sec": lambda v: 1.0 / math.cos(v),
+    "csc": lambda v: 1.0 / math.sin(v),
+    "asin": math.asin,
+    "acos": math.acos,
+    "atan": math.atan,
+    "acot": _inverse(math.atan),
+    "asec": _inverse(math.acos),
+    "acsc": _inverse(math.asin),
+    "sinh": math.sinh,
+    "cosh": math.cosh,
+    "tanh": math.tanh,
+    "coth": lambda v: 1.0 / math.tanh(v),
+    "sech": lambda v: 0.0 if abs(v) > 800 else 1.0 / math.cosh(v),
+    "csch": lambda v: 0.0 if abs(v) > 800 else 1.0 / math.sinh(v),
+    "asinh": math.asinh,
+    "acosh": math.acosh,
+    "atanh": math.atanh,
+    "acoth": _inverse(math.atanh),
+    "asech": _inverse(math.acosh),
+    "acsch": _inverse(math.asinh),
+    "exp": math.exp,
+    "log": math.log,
+    "Abs": abs,
+    "sign": lambda v: math.copysign(1.0, v) if v else 0.0,
+    "floor": lambda v: float(math.floor(v)),
+    "ceiling": lambda v: float(math.ceil(v)),
+    "Min": lambda *vs: min(vs),
+    "Max": lambda *vs: max(vs),
+    "atan2": math.atan2,
+    "Mod": lambda a, b: a % b,
+    "sinc": lambda v: math.sin(v) / v if v else 1.0,
+    "Heaviside": lambda v, h=0.5: 0.0 if v < 0 else 1.0 if v > 0 else h,
+    "erf": math.erf,
+    "erfc": math.erfc,
+}
+
+
+def _approximate(expr: Any, memo: dict[Any, float | None]) -> float | None:
+    """The value of a constant expression the parser built, in Python floats (bounded time, unlike
+    sympy's ``evalf``): ``inf`` or NaN where it overflows or is undefined, ``None`` where it is not
+    real or holds something not in :data:`_FLOAT_FUNCTIONS`."""
+    if expr in memo:
+        return memo[expr]
+    value: float | None = None
+    try:
+        if expr.is_Rational:
+            value = int(expr.p) / int(expr.q)
+        elif expr.is_Number or expr.is_NumberSymbol:  # floats, pi, E, oo, nan; float(zoo) is a TypeError
+            value = float(expr)
+        elif expr.args and (
+            expr.is_Add or expr.is_Mul or expr.is_Pow or type(expr).__name__ in _FLOAT_FUNCTIONS
+        ):
+            args = [_approximate(a, memo) for a in expr.args]
+            if all(a is not None for a in args):
+                value = _combine(expr, args)  # type: ignore[arg-type]
+    except OverflowError:
+        value = math.inf
+    except (ValueError, TypeError):
+        value = None
+    except ZeroDivisionError:
+        value = math.nan
+    if isinstance(value, complex):
+        value = None
+    memo[expr] = value
+    return value
+
+
+def _combine(expr: Any, args: list[float]) -> float:
+    if expr.is_Add:
+        return sum(args)
+    if expr.is_Mul:
+        return math.prod(args)
+    if expr.is_Pow:
+        return args[0] ** args[1]
+    return _FLOAT_FUNCTIONS[type(expr).__name__](*args)

@@ -396,10 +396,29 @@ def formula_to_kan(
 
 
 def _number(value: Any) -> float:
-    out = float(value)
+    """``value`` (a sympy number) as a float; a ``ValueError`` when it is not a finite real number."""
+    try:
+        try:
+            out = float(value)
+        except TypeError:  # not real (sqrt(-1), 1/0), or left unevaluated by sympy (Heaviside(1/2))
+            out = float(value.doit())
+    except (TypeError, ValueError, ArithmeticError, AttributeError, RecursionError):  # OverflowError: 10**400
+        out = math.nan
     if not math.isfinite(out):
-        raise ValueError(f"the formula holds a constant that is not a finite real number: {value}")
+        raise ValueError(
+            f"the formula holds a constant that is not a finite real number: {_shown(value)}; edge "
+            "constants must be finite real numbers"
+        )
     return out
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``value`` for a one-line message (sympy's printer may fail on constants: 1 + cot(0))."""
+    try:
+        text = str(value)
+    except (TypeError, ValueError, ArithmeticError, AttributeError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _split_scale(arg: Any, symbols: Sequence[Any]) -> tuple[float, Any]:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from kantk._validation import is_int
-from kantk.formula_parser import lambdify_namespace, parse_formula
+from kantk.formula_parser import FormulaError, lambdify_namespace, parse_formula
 from kantk.model import KAN
 
 if TYPE_CHECKING:
@@ -247,7 +247,10 @@ def formula_to_callable(
         ``f(x)``: ``x`` (batch, n_vars) -> (batch,) for one expression, (batch, n_out) for a list.
 
     Raises:
-        ValueError: A bad backend, or a formula string that :func:`kantk.parse_formula` refuses.
+        ValueError: A bad backend, a formula string that :func:`kantk.parse_formula` refuses, or a
+            formula that sympy cannot compile for the backend (a one-line
+            :class:`kantk.formula_parser.FormulaError`: a function the backend lacks, such as
+            ``legendre`` for torch, or a constant that is not finite, such as ``1/0``).
         TypeError: An item that is neither a sympy expression, a number nor a string.
     """
     import sympy
@@ -266,15 +269,20 @@ def formula_to_callable(
         namespace.update(lambdify_namespace(e))
     if namespace and backend != "numpy":
         raise ValueError(f"scipy.special functions ({', '.join(namespace)}) need backend='numpy'")
-    if backend == "torch":
-        # torch's functions take tensors only: fold constant sub-expressions (sqrt(2*pi)) to floats.
-        items = [
-            e.replace(
-                lambda a: a.is_number and not a.is_Atom and a.is_real, lambda a: sympy.Float(a.evalf(17))
-            )
-            for e in items
-        ]
-    compiled = sympy.lambdify(symbols, items, modules=[namespace, "scipy", "numpy"] if namespace else backend)
+    try:
+        if backend == "torch":
+            # torch's functions take tensors only: fold constant sub-expressions (sqrt(2*pi)) to floats.
+            items = [
+                e.replace(
+                    lambda a: a.is_number and not a.is_Atom and a.is_real, lambda a: sympy.Float(a.evalf(17))
+                )
+                for e in items
+            ]
+        # "scipy" evaluates sympy's special functions (uppergamma, legendre, ...) with scipy.special
+        modules: Any = [namespace, "scipy", "numpy"] if backend == "numpy" else backend
+        compiled = sympy.lambdify(symbols, items, modules=modules)
+    except _COMPILE_ERRORS as exc:  # e.g. torch has no legendre; 1/0 is complex infinity
+        raise _compile_error(exprs, backend, exc) from None
     n_vars = len(symbols)
 
     def evaluate(x: Any) -> Any:
@@ -308,6 +316,40 @@ def formula_to_latex(exprs: sympy.Expr | Sequence[sympy.Expr]) -> str | list[str
 
 
 # --- internals ------------------------------------------------------------------------------------
+
+#: What ``sympy.lambdify`` (and the evaluation of constants before it) raises for a formula it
+#: cannot compile: a function the backend's printer lacks (``NotImplementedError``), complex
+#: infinity (``KeyError: 'ComplexInfinity'``), numbers too large or deep (``OverflowError``,
+#: ``RecursionError``), a pole of a constant (``ZeroDivisionError``), ...
+_COMPILE_ERRORS = (
+    NotImplementedError,
+    KeyError,
+    NameError,
+    TypeError,
+    ValueError,
+    SyntaxError,
+    AttributeError,
+    RecursionError,
+    ArithmeticError,
+)
+
+
+def _compile_error(exprs: Any, backend: str, exc: BaseException) -> FormulaError:
+    """The one-line error for formulas ``sympy.lambdify`` cannot compile."""
+    try:
+        shown = exprs if isinstance(exprs, str) else str(exprs)
+    except _COMPILE_ERRORS:  # printing evaluates constant terms, which may fail the same way
+        shown = type(exprs).__name__
+    shown = repr(shown) if len(repr(shown)) <= 80 else repr(shown)[:77] + "..."
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    message = message if len(message) <= 120 else message[:117] + "..."
+    if backend == "torch" and isinstance(exc, NotImplementedError):
+        hint = "use backend='numpy', which evaluates every function kantk.parse_formula accepts"
+    else:
+        hint = "formulas must be real and finite where they are evaluated (no 1/0)"
+    return FormulaError(
+        f"cannot compile formula {shown} for backend={backend!r}: {type(exc).__name__}: {message}; {hint}"
+    )
 
 
 def _as_expr(item: Any, var_names: Sequence[Any] | None) -> Any:

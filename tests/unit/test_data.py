@@ -436,3 +436,22 @@ def test_every_command_reads_data_with_the_one_reader(tmp_path):
     assert cli_models.var_names(args, model) == ["p", "q"]
     args.var_names = ["u", "v"]
     assert cli_models.var_names(args, model) == ["u", "v"]  # --var-names wins over the header
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "x1 + erfc(1e300)",  # sympy's printer evaluates the constant: OverflowError in mpmath
+        "x1 + floor(exp(700))",  # PrecisionExhausted
+        "x1 + acot(0)",  # printed as an AccumBounds that numpy cannot print
+    ],
+)
+def test_create_dataset_turns_what_sympy_cannot_compile_into_a_one_line_error(formula):
+    from kantk.formula_parser import FormulaError
+
+    with (
+        call_budget(2_000_000, formula),
+        pytest.raises(FormulaError, match="cannot evaluate formula") as info,
+    ):
+        create_dataset(formula, n_vars=1, train_num=4, test_num=0)
+    assert "\n" not in str(info.value)

@@ -162,3 +162,14 @@ def test_power_of_variables_with_log_products():
     x = _points(2, 1.0, 3.0)
     torch.testing.assert_close(model(x)[:, 0], x[:, 0] ** x[:, 1], rtol=1e-10, atol=1e-10)
     assert np.isfinite(model(x).detach().numpy()).all()
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("x1 + sqrt(-1)", ": I;"), ("1/0 + x1", ": zoo;"), ("x1 + log(-1)", "log(-1)"), ("x1 + 10**400", "100")],
+)
+def test_a_constant_that_is_not_a_finite_real_number_is_a_one_line_value_error(text, shown):
+    with pytest.raises(ValueError, match="holds a constant that is not a finite real number") as info:
+        formula_to_kan(text)
+    message = str(info.value)
+    assert "\n" not in message and shown in message, message

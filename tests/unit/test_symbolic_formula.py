@@ -250,3 +250,23 @@ def test_torch_backend_folds_constant_subexpressions():
     got = kantk.formula_to_callable(expr, ["x1"], backend="torch")(x)
     want = kantk.formula_to_callable(expr, ["x1"])(x.numpy())
     torch.testing.assert_close(got, torch.from_numpy(want), rtol=1e-12, atol=0)
+
+
+def test_formula_to_callable_gives_a_one_line_error_for_what_lambdify_cannot_compile():
+    from kantk.formula_parser import FormulaError
+
+    # numpy evaluates sympy's special functions with scipy.special: uppergamma(2, 1) = 2/e
+    f = kantk.formula_to_callable("uppergamma(2, x1)")
+    np.testing.assert_allclose(f(np.array([[1.0]])), [2 / np.e])
+    cases = [
+        (("legendre(3, x1)",), {"backend": "torch"}, "backend='torch': PrintMethodNotImplementedError"),
+        (("uppergamma(2, x1)",), {"backend": "torch"}, "use backend='numpy'"),
+        (("1/0 + x1",), {}, "KeyError"),  # complex infinity
+        ((sympy.zoo + sympy.Symbol("x1"),), {}, "no 1/0"),
+        (("beta(-1000, 1/3) + x1",), {}, "with constant arguments only"),  # refused by the parser
+    ]
+    for args, kwargs, fragment in cases:
+        with pytest.raises(FormulaError) as info:
+            kantk.formula_to_callable(*args, **kwargs)
+        message = str(info.value)
+        assert "\n" not in message and fragment in message, message
