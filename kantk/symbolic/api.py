@@ -263,8 +263,8 @@ def auto_symbolic(
         library: Registry name, :class:`kantk.symbolic.SymbolicLibrary` or list of names.
         r2_threshold: An edge whose best candidate has a lower ``r^2`` stays numeric (reported
             with status ``"below_threshold"``); keep training or lower it. Negligible edges are
-            fixed to ``0`` whatever their ``r^2``. A finite number <= 1 (a ``ValueError`` otherwise,
-            before the model changes).
+            fixed to ``0`` whatever their ``r^2``. A number <= 1 (``-inf``: every edge gets its best
+            candidate; a ``ValueError`` otherwise, NaN included, before the model changes).
         weight_simple: Weight of complexity against fit quality, in [0, 1] (pykan's 0.8).
         zero_threshold: Relative spread under which an edge is negligible (see
             :func:`suggest_symbolic`).
@@ -287,7 +287,8 @@ def auto_symbolic(
         raise TypeError(f"kantk.auto_symbolic expects a kantk.KAN, got {type(model).__name__}")
     h = check_samples(model, x, "kantk.auto_symbolic", min_samples=3)
     _check_cap(precision_cap)
-    r2_threshold = check_number("r2_threshold", r2_threshold, finite=True, maximum=1.0)  # before any change
+    # before any change; -inf (fix every edge, as kantk discover does) is a threshold, NaN is not
+    r2_threshold = check_number("r2_threshold", r2_threshold, maximum=1.0)
     if isinstance(layers, int):
         layers = [layers]
     chosen = (
