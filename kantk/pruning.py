@@ -252,6 +252,7 @@ def apply_masks(model: KAN, plan: PrunePlan) -> KAN:
             mask = getattr(layer, name, None)
             if isinstance(mask, torch.Tensor):
                 mask.mul_(keep.to(device=mask.device, dtype=mask.dtype))
+        layer.forget_removed_symbolic_edges()
     return masked
 
 
@@ -345,6 +346,8 @@ def shrink(model: KAN, plan: PrunePlan, registry: Registry | None = None) -> KAN
             f"cannot prune a model holding {sorted(missing)}: kantk.prune does not know how to slice them"
         )
     small.load_state_dict(state, strict=True)
+    for layer in small.layers:
+        layer.forget_removed_symbolic_edges()  # the names were copied before the masks
     # frozen parameters stay frozen (e.g. scale_sp for strictly local updates), as in refine
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
     for name, p in small.named_parameters():

@@ -46,6 +46,7 @@ def _mask_edges(layer: KANLayer, rows: slice | int, cols: slice | int) -> None:
     layer.mask[rows, cols] = 0
     if layer.has_symbolic:
         layer.symbolic_mask[rows, cols] = 0
+        layer.forget_removed_symbolic_edges()
 
 
 def remove_edge(model: KAN, layer: int, i: int, j: int) -> KAN:
@@ -208,6 +209,9 @@ def expand_width(
                     assert library is not None
                     big.set_symbolic_edge(int(rows[q]), int(cols[p]), fn, library)
                 big.symbolic_mask[rows.unsqueeze(1), cols] = old.symbolic_mask
+                # set_symbolic_edge masked the numeric branch: an edge whose numeric branch was
+                # switched back on (both branches add up) keeps it
+                big.mask[rows.unsqueeze(1), cols] = old.mask
     bigger.train(model.training)
     return bigger
 

@@ -139,6 +139,23 @@ class SymbolicEdges:
         self._rebuild_symbolic_groups()
 
     @torch.no_grad()
+    def forget_removed_symbolic_edges(self) -> None:
+        """Drop the function of every symbolic edge whose two branches are both masked (removed by
+        pruning or :mod:`kantk.surgery`): it is no longer symbolic, so unfixing it cannot bring a
+        removed edge back with its old numeric function."""
+        if not self.has_symbolic:
+            return
+        removed = ((self.mask == 0) & (self.symbolic_mask == 0)).cpu()
+        dropped = False
+        for q, p in self.symbolic_edges():
+            if removed[q, p]:
+                self.symbolic_names[q][p] = None
+                self.symbolic_libraries[q][p] = None
+                dropped = True
+        if dropped:
+            self._rebuild_symbolic_groups()
+
+    @torch.no_grad()
     def clear_symbolic_edge(self, q: int, p: int) -> None:
         """Make edge p -> q numeric again (``mask = 1``, ``symbolic_mask = 0``)."""
         self._check_edge(q, p)

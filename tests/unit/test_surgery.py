@@ -174,3 +174,31 @@ def test_get_fun_and_range(model, x):
     r = surgery.edge_range(model, x, 0, 1, 2)
     assert r.x_min == pytest.approx(float(t.min())) and r.x_max == pytest.approx(float(t.max()))
     assert r.y_min <= r.y_max
+
+
+def test_removed_symbolic_edges_are_not_brought_back_by_unfixing():
+    """An edge removed by prune or remove_edge is no longer symbolic: unfix_symbolic_all leaves it
+    removed and unfix_symbolic refuses it (both turned it live again with its old spline)."""
+    torch.set_default_dtype(torch.float64)
+    x = torch.rand(50, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    pruned = kantk.prune(kantk.formula_to_kan("sin(x1) + 0.001*x2"), x)
+    assert pruned.layers[0].live_edges().tolist() == [[True, False]]
+    assert surgery.unfix_symbolic_all(pruned).layers[0].live_edges().tolist() == [[True, False]]
+    removed = surgery.remove_edge(kantk.formula_to_kan("sin(x1) + x2"), 0, 0, 0)
+    assert removed.layers[0].symbolic_edges() == [(0, 1)]
+    with pytest.raises(ValueError, match="not symbolic"):
+        kantk.unfix_symbolic(removed, 0, 0, 0)
+    assert removed.layers[0].mask.tolist() == [[0.0, 0.0]]
+
+
+def test_expand_width_keeps_a_symbolic_edge_with_its_numeric_branch_on():
+    """A symbolic edge whose numeric branch was switched back on (both add up) keeps both."""
+    torch.set_default_dtype(torch.float64)
+    x = torch.rand(50, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    model = kantk.KAN([2, 3, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "sin", x)
+    with torch.no_grad():
+        model.layers[0].mask[0, 0] = 1.0
+    bigger = surgery.expand_width(model, 1, 1)
+    assert bigger.layers[0].mask[0, 0] == 1.0
+    torch.testing.assert_close(bigger(x), model(x), rtol=0, atol=1e-12)
