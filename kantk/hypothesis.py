@@ -55,6 +55,19 @@ def _check_x(x: torch.Tensor) -> torch.Tensor:
     return x.detach().clone().requires_grad_(True)
 
 
+def _derivative(
+    out: torch.Tensor, xg: torch.Tensor, *, create_graph: bool = False, retain_graph: bool = False
+) -> torch.Tensor:
+    """d out / d xg, zeros where ``out`` does not depend on ``xg`` (a constant gradient, as of a
+    function linear in its inputs, has no graph to differentiate again)."""
+    if not out.requires_grad:
+        return torch.zeros_like(xg)
+    (d,) = torch.autograd.grad(
+        out, xg, create_graph=create_graph, retain_graph=retain_graph or create_graph, allow_unused=True
+    )
+    return torch.zeros_like(xg) if d is None else d
+
+
 def hessian_scores(f: Function, x: torch.Tensor, mode: str = "add") -> torch.Tensor:
     """(n, n) normalised interaction scores (see the module notes); ``mode="mul"`` uses ``log|f|``."""
     check_choice("mode", mode, MODES)
@@ -62,12 +75,9 @@ def hessian_scores(f: Function, x: torch.Tensor, mode: str = "add") -> torch.Ten
     y = _values(f, xg)
     if mode == "mul":
         y = torch.log(y.abs())
-    (grad,) = torch.autograd.grad(y.sum(), xg, create_graph=True)  # (batch, n); rows independent
+    grad = _derivative(y.sum(), xg, create_graph=True)  # (batch, n); rows independent
     n = x.shape[1]
-    columns = []
-    for k in range(n):
-        (col,) = torch.autograd.grad(grad[:, k].sum(), xg, retain_graph=True, allow_unused=True)
-        columns.append(torch.zeros_like(xg) if col is None else col)
+    columns = [_derivative(grad[:, k].sum(), xg, retain_graph=True) for k in range(n)]
     hess = torch.stack(columns, dim=2).detach()  # (batch, n, n)
     std = x.std(dim=0)
     finite = torch.isfinite(hess).all(dim=(1, 2))
@@ -146,15 +156,13 @@ def symmetry_score(f: Function, x: torch.Tensor, group: Sequence[int]) -> float:
     if not group or not others:
         return 0.0
     xg = _check_x(x)
-    (grad,) = torch.autograd.grad(_values(f, xg).sum(), xg, create_graph=True)
+    grad = _derivative(_values(f, xg).sum(), xg, create_graph=True)
     g = grad[:, group]
     unit = g / (g.norm(dim=1, keepdim=True) + 1e-12)
     std = x.std(dim=0)
     worst = 0.0
     for k in range(len(group)):
-        (d,) = torch.autograd.grad(unit[:, k].sum(), xg, retain_graph=True, allow_unused=True)
-        if d is None:
-            continue
+        d = _derivative(unit[:, k].sum(), xg, retain_graph=True)
         dep = (d[:, others].abs() * std[group[k]] * std[others]).detach()
         dep = dep[torch.isfinite(dep).all(dim=1)]
         if dep.numel():

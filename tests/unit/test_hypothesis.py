@@ -81,3 +81,23 @@ def test_plot_writes_only_where_asked(tmp_path):
     path = tmp_path / "scores.png"
     fig = hypothesis.plot_scores(result, path=path)
     assert path.exists() and fig is not None
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda x: x[:, 0] + 2 * x[:, 1] - x[:, 2],
+        lambda x: x[:, 0],
+        lambda x: torch.ones(x.shape[0], dtype=x.dtype),
+    ],
+    ids=["linear", "one_input", "constant"],
+)
+def test_functions_without_curvature_score_zero(f):
+    """A callable linear in its inputs (or constant) has a constant gradient with no graph: every
+    test scores it 0 (separable, symmetric) instead of failing in autograd."""
+    x = _x(3).double()
+    sep = hypothesis.separability(f, x)
+    assert sep.separable and sep.groups == [[0], [1], [2]]
+    assert torch.equal(sep.scores, torch.zeros(3, 3, dtype=x.dtype))
+    assert hypothesis.symmetry_score(f, x, [0, 1]) == 0.0
+    hypothesis.tree(f, x)  # runs
