@@ -292,15 +292,33 @@ def _short_repr(value: object, limit: int = 200) -> str:
 
 _default: Registry | None = None
 _lock = threading.Lock()
+#: The thread building the default registry, while it does (its plugins' imports and hooks run then).
+_building: int | None = None
 
 
 def default_registry() -> Registry:
-    """The cached registry of built-ins and installed plugins, built on first use."""
-    global _default
+    """The cached registry of built-ins and installed plugins, built on first use.
+
+    Raises:
+        RuntimeError: Called while the same thread builds it: a plugin looked a name up
+            (``kantk.list_bases()``, ``kantk.KAN(...)``) at import or in a collection hook. The
+            plugin is then skipped as failed (it would otherwise wait on the lock for ever).
+    """
+    global _default, _building
     if _default is None:
+        if _building == threading.get_ident():
+            raise RuntimeError(
+                "a kantk plugin looked a name up (kantk.list_bases(), kantk.KAN(...), ...) while kantk "
+                "was loading the plugins; look names up when your code runs, not at import or in a "
+                "collection hook"
+            )
         with _lock:
             if _default is None:
-                _default = Registry()
+                _building = threading.get_ident()
+                try:
+                    _default = Registry()
+                finally:
+                    _building = None
     return _default
 
 

@@ -217,6 +217,38 @@ def test_a_broken_hook_skips_that_plugin_only(monkeypatch, caplog, plugin, fragm
     assert len(warnings) == 1 and "'broken'" in warnings[0] and "'kantk-broken'" in warnings[0]
 
 
+class _LooksUpInAHook:
+    @staticmethod
+    @kantk.hookimpl
+    def kantk_bases():
+        if "polite" not in kantk.list_bases():  # a "polite" clash check, run while kantk loads plugins
+            yield kantk.BasisSpec("polite", _OneBasis)
+
+
+class _LooksUpOnImport:
+    """Stands for a module that calls kantk.KAN(...) at import: its entry point's load() does."""
+
+
+def _import_that_builds_a_model() -> object:
+    kantk.KAN([2, 1])
+    return _LooksUpOnImport
+
+
+@pytest.mark.parametrize("where", ["hook", "import"])
+def test_a_plugin_that_looks_names_up_while_loading_is_skipped_not_a_hang(monkeypatch, where):
+    """kantk.list_bases() in a hook (or kantk.KAN at import) re-entered the default registry while
+    it was being built, on a plain lock: every kantk process hung. Now that plugin fails, with the
+    reason, and the others load."""
+    looker = _FakeEntryPoint("looker", "kantk-looker", _LooksUpInAHook)
+    if where == "import":
+        looker.load = _import_that_builds_a_model  # type: ignore[method-assign]
+    _install(monkeypatch, looker, _FakeEntryPoint("healthy", "kantk-healthy", _Healthy))
+    names = kantk.list_bases()  # builds the default registry
+    assert "healthy" in names and "polite" not in names
+    failure = _only_failure(kantk.registry.default_registry(), "looker", "kantk-looker")
+    assert "while kantk was loading the plugins" in failure.error
+
+
 def test_system_exit_on_import_is_isolated(monkeypatch):
     _install(
         monkeypatch,
