@@ -389,8 +389,16 @@ def check_options(
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    accepted = set(names[positional:])
+    # the first `positional` parameters (positional-only ones and *args included) are kantk's
+    filled, rest = 0, []
+    for p in params:
+        if filled < positional and p.kind is p.VAR_POSITIONAL:
+            filled = positional  # *args takes every leading value kantk passes
+        elif filled < positional and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            filled += 1
+        else:
+            rest.append(p)
+    accepted = {p.name for p in rest if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     unknown = sorted(set(options) - accepted)
     if unknown:
         listed = [*also_accepted, *sorted(accepted)]

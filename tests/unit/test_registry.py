@@ -238,3 +238,46 @@ def test_default_registry_is_cached_and_can_be_reset():
     second = kantk.default_registry()
     assert second is not first
     assert second.bases.names() == first.bases.names()
+
+
+class _PositionalOnlyBasis(Basis):
+    def __init__(self, in_features: int, /, degree: int = 4):
+        super().__init__(in_features)
+        self.degree = degree
+
+    @property
+    def num_functions(self) -> int:
+        return self.degree
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x).unsqueeze(-1) ** torch.arange(1, self.degree + 1, dtype=x.dtype)
+
+    def config(self) -> dict:
+        return {"degree": self.degree}
+
+
+class _StarArgsBasis(_PositionalOnlyBasis):
+    def __init__(self, *args: int, degree: int = 4):
+        super().__init__(*args, degree=degree)
+
+
+@pytest.mark.parametrize("factory", [_PositionalOnlyBasis, _StarArgsBasis], ids=["slash", "star_args"])
+def test_a_basis_taking_in_features_positional_only_keeps_its_options(factory, tmp_path):
+    """in_features as a positional-only parameter or through *args: its keyword options are
+    accepted (the first option was taken for in_features and refused: such a model saved but did
+    not load)."""
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_bases():
+            yield kantk.BasisSpec("tp", factory)
+
+    registry = kantk.Registry.with_plugins(Plugin)
+    model = kantk.KAN([2, 3, 1], basis="tp", basis_kwargs={"degree": 3}, registry=registry, seed=0)
+    kantk.save(model, tmp_path / "m.kantk")
+    again = kantk.load(tmp_path / "m.kantk", registry=registry)
+    x = torch.rand(5, 2)
+    torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"does not accept 'dgree'; accepted basis_kwargs: degree"):
+        kantk.KAN([2, 1], basis="tp", basis_kwargs={"dgree": 3}, registry=registry)
