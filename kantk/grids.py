@@ -92,6 +92,13 @@ def refine(model: KAN, grid_size: int | Sequence[int], **options: Any) -> KAN:
             raise
         except ValueError as exc:
             raise ValueError(f"layer {index}: {exc}") from None
+        want = (layer.coef.shape[0], layer.coef.shape[1], new_basis.num_functions)
+        if not isinstance(new_coef, torch.Tensor) or tuple(new_coef.shape) != want:
+            got = tuple(new_coef.shape) if isinstance(new_coef, torch.Tensor) else type(new_coef).__name__
+            raise ValueError(
+                f"layer {index}: basis {layer.basis_name!r}: refine returned coefficients of shape {got}, "
+                f"not {want} (out, in, the new basis' num_functions)"
+            )
         layer.basis = new_basis
         # contiguous: LBFGS views every gradient flat, and gradients follow their parameter's strides
         coef = new_coef.detach().to(layer.coef.dtype).clone(memory_format=torch.contiguous_format)

@@ -254,7 +254,17 @@ class KANLayer(SymbolicEdges, nn.Module):
             raise ValueError("update_grid needs at least one sample; got an empty batch")
         if not torch.isfinite(x2).all():
             raise ValueError("update_grid needs finite samples; the input holds NaN or Inf")
+        saved = [(t, t.detach().clone()) for t in (*self.basis.parameters(), *self.basis.buffers())]
         new_coef = self.basis.update_grid(x2, self.coef.detach(), grid_eps=grid_eps)
+        if not isinstance(new_coef, torch.Tensor) or new_coef.shape != self.coef.shape:
+            with torch.no_grad():  # a plugin's update_grid moved its grid already: put it back
+                for tensor, old in saved:
+                    tensor.copy_(old)
+            got = tuple(new_coef.shape) if isinstance(new_coef, torch.Tensor) else type(new_coef).__name__
+            raise ValueError(
+                f"basis {self.basis_name!r}: update_grid returned coefficients of shape {got}; the layer's "
+                f"are {tuple(self.coef.shape)} (out, in, num_functions); the layer was left unchanged"
+            )
         self.coef.copy_(new_coef)
         return True
 

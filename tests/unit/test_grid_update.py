@@ -224,3 +224,40 @@ def test_layer_update_grid_on_no_samples_is_a_clear_error():
     with pytest.raises(ValueError, match="at least one sample"):
         layer.update_grid(torch.empty(0, 3))
     assert torch.equal(layer.basis.grid, grid)
+
+
+def _registry_with_a_sloppy_basis():
+    """A plugin basis whose update_grid and refine return (1, in, n) coefficients, not (out, in, n)."""
+    from kantk.bases import RBFBasis
+
+    class Sloppy(RBFBasis):
+        def update_grid(self, x, coef, grid_eps=0.02):
+            return super().update_grid(x, coef, grid_eps)[:1]
+
+        def refine(self, size, coef):
+            basis, new = super().refine(size, coef)
+            return basis, new[:1]
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_bases():
+            yield kantk.BasisSpec("sloppy", Sloppy)
+
+    return kantk.Registry.with_plugins(Plugin)
+
+
+def test_coefficients_of_the_wrong_shape_from_a_plugin_are_refused():
+    """update_grid's coef.copy_ broadcast (1, in, n) onto every output edge silently; refine kept
+    them. Both now refuse, naming the basis, and update_grid leaves the layer's grid as it was."""
+    registry = _registry_with_a_sloppy_basis()
+    model = kantk.KAN([2, 3, 1], basis="sloppy", registry=registry, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(
+        ValueError, match=r"basis 'sloppy': update_grid returned coefficients of shape \(1, 2, "
+    ):
+        model.layers[0].update_grid(torch.rand(40, 2) * 2 - 1)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    with pytest.raises(ValueError, match=r"layer 0: basis 'sloppy': refine returned coefficients of shape"):
+        kantk.refine(model, 12)
