@@ -34,6 +34,7 @@ from kantk.baselines import MLP
 from kantk.data import check_dataset
 from kantk.lightning.compat import kantk_classes, lightning_package
 from kantk.model import KAN
+from kantk.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +238,7 @@ def fit(
     optimizer_kwargs: Mapping[str, Any] | None = None,
     callbacks: Sequence[pl.Callback] | None = None,
     trainer_kwargs: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
 ) -> History:
     """Train ``model`` in place for ``steps`` optimizer steps (pykan's ``model.fit``).
 
@@ -289,6 +291,8 @@ def fit(
         optimizer_kwargs: More optimizer options (``{"max_iter": 10}`` for LBFGS, ...).
         callbacks: More Lightning callbacks.
         trainer_kwargs: More ``pl.Trainer`` arguments (e.g. ``{"precision": "64-true"}``).
+        registry: Where a KAN's regularisers are looked up (``Registry.with_plugins(...)`` for a
+            plugin that is not installed); ``None``: the default registry.
 
     Returns:
         A :class:`History`: training metrics per step, test metrics per evaluation.
@@ -347,6 +351,7 @@ def fit(
     else:
         module = classes.KANModule.from_model(
             model,
+            registry=registry,
             loss=loss,
             optimizer=optimizer,
             lr=lr,

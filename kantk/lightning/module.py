@@ -26,6 +26,7 @@ from kantk.baselines import MLP
 from kantk.data import check_labels
 from kantk.lightning.datamodules import DTYPES
 from kantk.model import KAN, default_dtype
+from kantk.registry import Registry
 from kantk.regularisers import build_regularisers, regularisation
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -65,6 +66,9 @@ DEFAULT_GRID_UPDATE_UNTIL = 50
 # from_model hands an existing model to __init__ through this, so no throwaway model is built and
 # the constructor keeps only plain (YAML-friendly, checkpointable) arguments.
 _ADOPTED_MODEL: ContextVar[KAN | MLP | None] = ContextVar("kantk_adopted_model", default=None)
+#: The registry :meth:`KANModule.from_model` was given (``registry=``): where the regularisers'
+#: names are looked up; ``None``: the default one. Not a hyperparameter (it is not data).
+_REGISTRY: ContextVar[Registry | None] = ContextVar("kantk_module_registry", default=None)
 #: KANModule's arguments that act on KAN layers: MLPModule has none of them.
 KAN_ONLY = ("regularisers", "grid_update_every", "grid_update_until", "grid_eps")
 
@@ -99,7 +103,7 @@ class _TrainingModule(pl.LightningModule):
         self.custom_loss = custom_loss
         self.optimizer_name = optimizer
         self.lr = float(lr) if lr is not None else DEFAULT_LR[optimizer]
-        self.regularisers = build_regularisers(regularisers)
+        self.regularisers = build_regularisers(regularisers, _REGISTRY.get())
         self._needs_layer_inputs = any(r.needs_layer_inputs for r in self.regularisers)
         self.automatic_optimization = optimizer != "lbfgs"
         self._lbfgs_scale: float | None = None  # LBFGS objective divisor, set on the first step
@@ -530,6 +534,7 @@ class KANModule(_TrainingModule):
                     basis_kwargs=basis_kwargs,
                     base_activation=base_activation,
                     seed=init_seed,
+                    registry=_REGISTRY.get(),
                     **dict(model_kwargs or {}),
                 )
         self._init_training(
@@ -541,14 +546,17 @@ class KANModule(_TrainingModule):
         )
 
     @classmethod
-    def from_model(cls, model: KAN, **kwargs: Any) -> KANModule:
+    def from_model(cls, model: KAN, registry: Registry | None = None, **kwargs: Any) -> KANModule:
         """Wrap an existing :class:`kantk.KAN` (trained in place) instead of building a new one.
 
         The model's structure (widths, bases and their options, base activations, dtype) is
-        recorded as hyperparameters, so a checkpoint still loads with :meth:`load_from_checkpoint`.
+        recorded as hyperparameters, so a checkpoint still loads with :meth:`load_from_checkpoint`
+        (which looks names up in the default registry: installed plugins).
 
         Args:
             model: The KAN to train.
+            registry: Where the regularisers' names are looked up (``Registry.with_plugins(...)``
+                for a plugin that is not installed); ``None``: the default registry.
             **kwargs: Training arguments of :class:`KANModule` (loss, optimizer, lr, ...).
         """
         if not isinstance(model, KAN):
@@ -574,9 +582,11 @@ class KANModule(_TrainingModule):
         if clash:
             raise TypeError(f"from_model takes the structure from the model; do not pass {', '.join(clash)}")
         token = _ADOPTED_MODEL.set(model)
+        registry_token = _REGISTRY.set(registry)
         try:
             return cls(**structure, **kwargs)
         finally:
+            _REGISTRY.reset(registry_token)
             _ADOPTED_MODEL.reset(token)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

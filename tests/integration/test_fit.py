@@ -313,3 +313,27 @@ def test_class_labels_must_fit_the_output_width():
     data = kantk.create_dataset("x1 > 0", 2, task="classification", train_num=50, test_num=10)
     with pytest.raises(ValueError, match="holds class 1 but the model has 1 outputs"):
         kantk.fit(kantk.KAN([2, 1], seed=0), data, steps=1, loss="cross_entropy", progress=False)
+
+
+def test_a_regulariser_from_an_explicit_registry_trains(data):
+    """fit(registry=...) looks the regularisers up there (a plugin not installed, the way the
+    docs test one): it used the default registry and refused the name."""
+    calls = []
+
+    class CoefficientNorm:
+        def __call__(self, model, x):
+            calls.append(1)
+            return sum(layer.coef.abs().mean() for layer in model.layers)
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_regularisers():
+            yield kantk.RegulariserSpec("coef_norm_test", CoefficientNorm, "mean |coefficient|")
+
+    registry = kantk.Registry.with_plugins(Plugin)
+    model = kantk.KAN([2, 2, 1], seed=0, registry=registry)
+    with pytest.raises(ValueError, match="coef_norm_test"):
+        kantk.fit(model, data, steps=1, regularisers={"coef_norm_test": 1e-3}, progress=False)
+    kantk.fit(model, data, steps=2, regularisers={"coef_norm_test": 1e-3}, registry=registry, progress=False)
+    assert calls
