@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -83,12 +84,14 @@ def _expression_text(expression: Any) -> str:
 
 
 def _round_floats(expr: Any, digits: int) -> Any:
-    """Round every float constant to ``digits`` decimals for display (near-integers become ints)."""
+    """Round every float constant to ``digits`` significant digits for display (whole numbers
+    become ints). Significant, not decimal: ``2.83e-5*x + 0.0112`` stays a slope (to 3 decimals it
+    read ``0.011``, a constant, beside a picture of a sloped line)."""
     import sympy
 
     def rounded(f: Any) -> Any:
-        v = round(float(f), digits)
-        return sympy.Integer(int(v)) if v == int(v) else sympy.Float(v, 15)
+        v = float(f"{float(f):.{max(digits, 1)}g}")
+        return sympy.Integer(int(v)) if math.isfinite(v) and v == int(v) else sympy.Float(v, 15)
 
     return expr.xreplace({f: rounded(f) for f in expr.atoms(sympy.Float)})
 
@@ -121,7 +124,7 @@ def to_networkx(
         x: (batch, widths[0]) samples for importances; optional.
         var_names: Names of the inputs (default ``x1 .. xn``).
         out_names: Names of the outputs (default ``y1 .. ym``).
-        digits: Decimals kept in symbolic edge expressions.
+        digits: Significant digits of the constants in symbolic edge expressions (at least 1).
     """
     import networkx as nx
 
@@ -129,7 +132,7 @@ def to_networkx(
 
     if not isinstance(model, KAN):
         raise TypeError(f"to_networkx expects a kantk.KAN, got {type(model).__name__}")
-    check_int("digits", digits, 0)
+    check_int("digits", digits, 1)
     in_labels = _names(var_names, model.widths[0], "var_names", "x")
     out_labels = _names(out_names, model.widths[-1], "out_names", "y")
     scores = None
@@ -187,21 +190,24 @@ def to_networkx(
                     params=[float(v) for v in layer.symbolic_affine[q, p].detach().cpu().tolist()],
                 )
             graph.add_edge((l, p), ends[l][q], **attrs)
-    # nodes with no live edge at all (removed by masks only) are not part of the network, nor
+    # hidden nodes with no live path onwards (removed by masks only, or a product node whose
+    # output edge was masked) are not part of the network, with the edges into them; nor are
     # sub-nodes without incoming edges (their node's operation sees a zero there)
     last = len(model.widths) - 1
-    dead = [
-        n
-        for n in graph.nodes
-        if (len(n) == 2 and graph.degree(n) == 0 and 0 < n[0] < last)
-        or (len(n) == 3 and graph.in_degree(n) == 0)
-    ]
-    graph.remove_nodes_from(dead)
-    return graph
+    while True:
+        dead = [
+            n
+            for n in graph.nodes
+            if (len(n) == 2 and graph.out_degree(n) == 0 and 0 < n[0] < last)
+            or (len(n) == 3 and (graph.in_degree(n) == 0 or graph.out_degree(n) == 0))
+        ]
+        if not dead:
+            return graph
+        graph.remove_nodes_from(dead)
 
 
-#: Opacity of the least important live edge (as in :func:`kantk.plot_activations`).
-MIN_ALPHA = 0.08
+#: Opacity of the least important live edge (:func:`kantk.plot_activations`' default too).
+MIN_ALPHA = 0.05
 #: Colours of numeric and symbolic edges and of the symbolic labels.
 NUMERIC_COLOR, SYMBOLIC_COLOR = "#1f3b73", "#b2182b"
 #: The mark diagrams (and :func:`kantk.plot_activations`) put on a product node, by operation;
@@ -262,7 +268,7 @@ def to_graphviz(
         edge_plots: A folder; when given, a small picture of every edge's function is drawn
             there with matplotlib (``edge_<l>_<p>_<q>.png``) and placed on the edge. Needs a
             KAN and ``x``. Nothing is written otherwise.
-        digits: Decimals of the formulas on symbolic edges.
+        digits: Significant digits of the constants of the formulas on symbolic edges.
         max_penwidth: Pen width of the most important edge of a layer.
         dpi: Resolution of the edge pictures.
     """

@@ -25,9 +25,9 @@ from matplotlib.patches import Rectangle
 
 from kantk._validation import check_index, check_int, check_number
 from kantk.attribution import Attribution, attribution, check_samples
-from kantk.export import NODE_SYMBOLS
+from kantk.export import MIN_ALPHA, NODE_SYMBOLS
 from kantk.model import KAN
-from kantk.pruners import live_masks
+from kantk.pruners import connected_masks
 
 #: gid prefixes of the artists, for tests and for users restyling a figure.
 EDGE_GID = "kantk-edge"  # one Line2D per live edge: f"{EDGE_GID}/{layer}/{i}/{j}" (input i, output j)
@@ -47,7 +47,7 @@ def plot_activations(
     *,
     scores: Attribution | None = None,
     n_points: int = 100,
-    min_alpha: float = 0.05,
+    min_alpha: float = MIN_ALPHA,
     edge_labels: Mapping[tuple[int, int, int], str] | None = None,
     title: str | None = None,
     figsize: tuple[float, float] | None = None,
@@ -126,7 +126,7 @@ def plot_activations(
     # where each layer's outputs end: the node, or (product nodes) a sub-node point just below it
     ends = [_output_ends(layer, node_x[l + 1], l + 1) for l, layer in enumerate(model.layers)]
     xs = model.layer_inputs(x)
-    live_edges = live_masks(model)  # numeric or symbolic
+    live_edges = connected_masks(model)  # numeric or symbolic, on a path to an output
     for l, layer in enumerate(model.layers):
         n_in, n_out = layer.in_features, layer.out_features
         lo = xs[l].min(dim=0).values

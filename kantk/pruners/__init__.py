@@ -72,6 +72,25 @@ def live_masks(model: KAN) -> list[torch.Tensor]:
     return [layer.live_edges().detach() for layer in model.layers]
 
 
+def connected_masks(model: KAN) -> list[torch.Tensor]:
+    """The live edges that reach an output, (out, in) bool per layer: a live edge into a hidden
+    node (or a product node's sub-node) none of whose paths onwards is live adds nothing to any
+    output, and diagrams leave it out (a product node whose output edge was masked)."""
+    live = live_masks(model)
+    out: list[torch.Tensor] = [torch.zeros(0)] * len(live)
+    reaches = torch.ones(model.widths[-1], dtype=torch.bool, device=live[-1].device)  # the outputs
+    for l in reversed(range(len(live))):
+        nodes = model.layers[l].nodes
+        rows = (
+            reaches
+            if nodes is None
+            else reaches[torch.as_tensor(nodes.node_of_subnode(), device=reaches.device)]
+        )
+        out[l] = live[l] & rows.unsqueeze(1)
+        reaches = out[l].any(dim=0)
+    return out
+
+
 def symbolic_masks(model: KAN) -> list[torch.Tensor]:
     """Per layer, (out, in) bool: the edges fixed to a symbolic function (all False without any)."""
     return [
@@ -106,6 +125,7 @@ __all__ = [
     "PruneDecision",
     "Pruner",
     "check_number",
+    "connected_masks",
     "kept_indices",
     "live_masks",
     "require_scores",

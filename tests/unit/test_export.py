@@ -112,8 +112,8 @@ def test_bad_arguments(tmp_path):
         to_networkx(model, var_names=["a"])
     with pytest.raises(ValueError, match="unknown rankdir 'UP'; valid rankdirs: BT, TB, LR, RL"):
         to_graphviz(model, rankdir="UP")
-    for digits in (-1, True, 2.5):
-        with pytest.raises(ValueError, match="digits must be an int >= 0"):
+    for digits in (-1, 0, True, 2.5):
+        with pytest.raises(ValueError, match="digits must be an int >= 1"):
             to_networkx(model, digits=digits)
     for bad in (0, -1, True, float("nan")):
         with pytest.raises(ValueError, match="dpi must be a finite number > 0"):
@@ -340,3 +340,39 @@ def test_png_dpi_sets_the_resolution(tmp_path):
     export_graph(model, tmp_path / "hi.png", x=x, dpi=100)
     lo, hi = imread(tmp_path / "lo.png"), imread(tmp_path / "hi.png")
     assert 1.8 < hi.shape[1] / lo.shape[1] < 2.2  # twice the dpi, twice the pixels (rounding margin)
+
+
+def test_a_node_without_a_live_path_onwards_is_left_out_of_diagrams():
+    """kantk discover's model [2, [1, 1], 1] with the product node's output edge masked: the graph
+    and the activation plot drew x2 feeding a product node that reaches nothing. Now that node, its
+    sub-nodes and the edges into them are left out; the sum node's edges stay."""
+    from kantk.pruners import connected_masks
+
+    model = kantk.KAN([2, [1, 1], 1], seed=0)
+    with torch.no_grad():
+        model.layers[1].mask[0, 1] = 0  # the product node (node 1) no longer feeds the output
+    assert [m.tolist() for m in connected_masks(model)] == [
+        [[True, True], [False, False], [False, False]],
+        [[True, False]],
+    ]
+    graph = to_networkx(model, torch.rand(32, 2))
+    assert sorted(graph.nodes) == [(0, 0), (0, 1), (1, 0), (2, 0)]
+    assert graph.number_of_edges() == 3
+    assert "×" not in to_graphviz(graph).source
+
+
+def test_edge_labels_keep_significant_digits():
+    """kantk discover's edge 2.83e-5*x + 0.0112 was labelled 0.011 (3 decimals): a constant beside
+    a picture of a slope. Constants keep 3 significant digits."""
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN([1, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "x", fit_params=False)
+    with torch.no_grad():
+        model.layers[0].symbolic_affine[0, 0] = torch.tensor([1.0, 0.0, 2.83e-5, 0.0112])
+    (_, _, edge), *_ = to_networkx(model).edges(data=True)
+    import sympy
+
+    expr = sympy.parse_expr(edge["expression"])  # the test's own trusted text
+    x = sympy.Symbol("x")
+    assert float(expr.diff(x)) == pytest.approx(2.83e-5, rel=1e-3)
+    assert float(expr.subs(x, 0)) == pytest.approx(0.0112, rel=1e-3)
