@@ -93,7 +93,22 @@ def _round_floats(expr: Any, digits: int) -> Any:
         v = float(f"{float(f):.{max(digits, 1)}g}")
         return sympy.Integer(int(v)) if math.isfinite(v) and v == int(v) else sympy.Float(v, 15)
 
+    # added constants at round-off size next to the others (sin(3.14x + 1.7e-17), 20.1exp(2.65x)
+    # - 2.7e-17) go: 3 decimals dropped them. Factors stay, however small (4.57e-5*exp(9x)).
+    sizes = [abs(float(f)) for f in expr.atoms(sympy.Float) if math.isfinite(float(f))]
+    tiny = ROUND_OFF * max(sizes, default=0.0)
+
+    def without_tiny_terms(add: Any) -> Any:
+        kept = [a for a in add.args if not (a.is_Float and abs(float(a)) <= tiny)]
+        return sympy.Add(*kept) if len(kept) < len(add.args) else add
+
+    expr = expr.replace(lambda e: e.is_Add, without_tiny_terms)
     return expr.xreplace({f: rounded(f) for f in expr.atoms(sympy.Float)})
+
+
+#: An added constant at most this times the expression's largest constant is round-off (dropped
+#: from a label).
+ROUND_OFF = 1e-9
 
 
 def to_networkx(

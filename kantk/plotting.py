@@ -192,11 +192,22 @@ def plot_activations(
                 LineCollection(segments, colors=colors, linewidths=0.6, gid=f"kantk-connectors/{l}")
             )
             ax.add_collection(PatchCollection(boxes, match_original=True, gid=f"kantk-boxes/{l}"))
-    for l, w in enumerate(widths):
-        ax.scatter(node_x[l], np.full(w, float(l)), s=30, color="black", zorder=3, gid=f"{NODE_GID}/{l}")
+    # hidden nodes with no edge on a path to an output are left out (as in kantk.to_networkx)
+    shown = [np.ones(w, dtype=bool) for w in widths]
+    for l in range(1, len(widths) - 1):
+        shown[l] = live_edges[l].any(dim=0).cpu().numpy()
+    for l in range(len(widths)):
+        ax.scatter(
+            node_x[l][shown[l]],
+            np.full(int(shown[l].sum()), float(l)),
+            s=30,
+            color="black",
+            zorder=3,
+            gid=f"{NODE_GID}/{l}",
+        )
     for l, layer in enumerate(model.layers):
         if layer.nodes is not None:
-            _draw_node_operations(ax, layer.nodes, node_x[l + 1], l + 1, ends[l])
+            _draw_node_operations(ax, layer.nodes, node_x[l + 1], l + 1, ends[l], shown[l + 1])
     for i, name in enumerate(in_vars):
         ax.text(node_x[0][i], -0.08, name, ha="center", va="top", fontsize=10)
     for i, name in enumerate(out_vars):
@@ -228,11 +239,12 @@ def _output_ends(layer: Any, node_x: Any, y: float) -> list[tuple[float, float]]
     return ends
 
 
-def _draw_node_operations(ax: Any, layout: Any, node_x: Any, y: float, ends: Any) -> None:
-    """Sub-node points joined to their node, and the operation's symbol on the node."""
+def _draw_node_operations(ax: Any, layout: Any, node_x: Any, y: float, ends: Any, shown: Any) -> None:
+    """Sub-node points joined to their node, and the operation's symbol on the node (nodes
+    ``shown`` only)."""
     segments = []
     for j, op in enumerate(layout.ops):
-        if op == "sum":
+        if op == "sum" or not shown[j]:
             continue
         for q in layout.subnodes(j):
             segments.append([ends[q], (float(node_x[j]), y)])

@@ -376,3 +376,19 @@ def test_edge_labels_keep_significant_digits():
     x = sympy.Symbol("x")
     assert float(expr.diff(x)) == pytest.approx(2.83e-5, rel=1e-3)
     assert float(expr.subs(x, 0)) == pytest.approx(0.0112, rel=1e-3)
+
+
+def test_round_off_constants_added_in_a_label_are_dropped_factors_are_not():
+    """Significant digits must not turn round-off into text (sin(3.14x + 1.73e-17)): an added
+    constant 1e-9 times the largest one goes; a small factor (4.57e-5*exp(9x)) stays."""
+    import sympy
+
+    from kantk.export import _round_floats, short_math
+
+    x = sympy.Symbol("x")
+    noisy = sympy.Float(0.3771) * sympy.sin(sympy.Float(3.14159) * x + sympy.Float(1.73e-17)) - sympy.Float(
+        2.69e-17
+    )
+    assert short_math(_round_floats(noisy, 3)) == "0.377sin(3.14x)"
+    small = sympy.Float(4.57e-5) * sympy.exp(sympy.Float(9.0) * x)
+    assert short_math(_round_floats(small, 3)) == short_math(sympy.Float(4.57e-5) * sympy.exp(9 * x))
