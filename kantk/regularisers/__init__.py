@@ -108,7 +108,15 @@ def regularisation(
             value = reg.fn(model, x, layer_inputs=layer_inputs, **options)
         else:
             value = reg.fn(model, x, **options)
-        total = total + reg.weight * value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = x.new_tensor(float(value))  # a constant penalty (0 when there is nothing to do)
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"regulariser {reg.name!r} returned {shape}; a regulariser returns one number "
+                "(a scalar tensor) for the batch"
+            )
+        total = total + reg.weight * value.reshape(())
     return total
 
 

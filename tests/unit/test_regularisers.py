@@ -160,3 +160,21 @@ def test_bad_regulariser_options(config, message):
     with pytest.raises(ValueError) as info:
         build_regularisers(config)
     assert message in str(info.value)
+
+
+def test_a_regulariser_that_returns_more_than_one_number_is_named():
+    """A plugin regulariser returning a vector failed in backward ("grad can be implicitly created
+    only for scalar outputs"); now the sum says which regulariser and what it returned."""
+    from kantk.regularisers import WeightedRegulariser, regularisation
+
+    model = kantk.KAN([2, 3, 1], seed=0)
+    x = torch.rand(8, 2)
+    per_layer = WeightedRegulariser(
+        "per_layer", 1.0, lambda m, x: torch.stack([l.coef.abs().mean() for l in m.layers])
+    )
+    with pytest.raises(
+        ValueError, match=r"regulariser 'per_layer' returned \(2,\); a regulariser returns one number"
+    ):
+        regularisation([per_layer], model, x)
+    constant = WeightedRegulariser("constant", 2.0, lambda m, x: 0.5)
+    assert float(regularisation([constant], model, x)) == 1.0
