@@ -28,8 +28,9 @@ bounds above. sympy still evaluates constant terms exactly (mpmath) when the for
 compiled, so constants are bounded too:
 
 * a special function (anything outside :data:`CONSTANT_FUNCTIONS`: ``gamma``, ``polygamma``,
-  ``besselk``, every scipy name, ...) needs a variable among its arguments: ``polygamma(-1000, 1/3)``
-  is refused, ``besselk(1000, 1000)`` too (write a constant as a number);
+  ``besselk``, every scipy name, ...) of constants only becomes the float :mod:`scipy.special`
+  computes (``gamma(1/2)``, ``besselk(1000, 1000)``), refused where that is not finite and real
+  (``polygamma(-1000, 1/3)``) or where scipy has no twin (``legendre(3, 1/2)``);
 * the elementary functions (``sin``, ``exp``, ``log``, ``sqrt``, ``Max``, ``erf``, ...) take constants,
   but every constant argument, constant base or exponent of a power, and operand of ``%``/``//``
   must be a finite real float64 (computed with Python floats: ``exp(10**2900)``,
@@ -282,12 +283,12 @@ ORDER_ARGUMENTS: dict[str, tuple[int, ...]] = {
     "hyperu": (0, 1),
 }
 
-#: The functions that may be called with constant arguments only (``sin(1)``, ``exp(-1/2)``,
+#: The functions kept as sympy calls with constant arguments only (``sin(1)``, ``exp(-1/2)``,
 #: ``Max(2, pi)``): the elementary ones and ``erf``/``erfc``, which sympy evaluates quickly for finite
 #: arguments. Every other function (sympy's special functions such as ``gamma``, ``polygamma``,
-#: ``besselk``, and every :data:`SCIPY_FUNCTIONS` name) needs a variable among its arguments: sympy
-#: evaluates a constant call with mpmath when the formula is printed or compiled, which takes
-#: unbounded time (``polygamma(-1000, 1/3)``, ``besselk(1000, 1000)``).
+#: ``besselk``, and every :data:`SCIPY_FUNCTIONS` name) of constants only becomes scipy's float
+#: (:meth:`_Builder.constant_call`): sympy evaluates such a call with mpmath when the formula is
+#: printed or compiled, in unbounded time (``polygamma(-1000, 1/3)``, ``besselk(1000, 1000)``).
 CONSTANT_FUNCTIONS: frozenset[str] = frozenset(
     (
         *("sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "acot", "asec", "acsc"),
@@ -784,11 +785,7 @@ class _Builder:
                     f"number from -{MAX_ORDER} to {MAX_ORDER}"
                 )
         if name not in CONSTANT_FUNCTIONS and not any(a.free_symbols for a in args):
-            raise self.fail(
-                f"calls the special function {name}() with constant arguments only; special functions need "
-                "a variable among their arguments (sympy evaluates constant ones without a time bound): "
-                "write the constant as a number (sin, exp, log, sqrt, erf, ... accept constants)"
-            )
+            return self.constant_call(name, args)
         for arg in args:
             self.check_finite(arg, f"calls {name}() with the constant argument")
         if name in SYMPY_FUNCTIONS:
@@ -815,10 +812,81 @@ class _Builder:
             return value
         return sp.Function(name)(*args)  # scipy.special name: evaluated by lambdify_namespace()
 
+    def constant_call(self, name: str, args: list[Any]) -> Any:
+        """A special function of constants (``gamma(1/2)``, ``factorial(3)``, ``besselk(1, 2)``) as
+        the float scipy computes (bounded time; sympy's exact evaluation is not: ``polygamma(-1000,
+        1/3)``); refused for a function without a scipy twin (:func:`_scipy_constant`), or where the
+        arguments or the value are not finite real numbers."""
+        import warnings
+
+        import numpy as np
+
+        values = [_approximate(a, self.approximations) for a in args]
+        function = _scipy_constant(name)
+        if function is None or any(v is None or not math.isfinite(v) for v in values):
+            raise self.fail(
+                f"calls the special function {name}() with constant arguments only, which kantk cannot "
+                "evaluate in bounded time: write the constant as a number (gamma, factorial, binomial, "
+                "zeta, beta, the Bessel functions, scipy.special names and sin, exp, log, ... accept "
+                "finite constants)"
+            )
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                value = complex(function(*values))
+            except (ValueError, TypeError, OverflowError, ArithmeticError):
+                value = complex(math.nan)
+        if value.imag != 0 or not math.isfinite(value.real):
+            raise self.fail(
+                f"calls {name}() with constant arguments where its value is not a finite real number "
+                "(a pole, outside its domain, or beyond the float range); constants must be finite"
+            )
+        return self.sympy.Float(value.real)
+
     def comparison(self, node: ast.Compare) -> Any:
         left, right = self.expr(node.left), self.expr(node.comparators[0])
         relation = getattr(self.sympy, _COMPARISONS[type(node.ops[0])])
         return relation(left, right, evaluate=False)
+
+
+#: Formula name -> ``scipy.special`` name, for the special functions that take constants only
+#: (:meth:`_Builder.constant_call`); every :data:`SCIPY_FUNCTIONS` name is its own twin.
+_SCIPY_TWINS = {
+    "gamma": "gamma",
+    "loggamma": "gammaln",
+    "digamma": "psi",
+    "zeta": "zeta",
+    "beta": "beta",
+    "binomial": "binom",
+    "polygamma": "polygamma",
+    "besselj": "jv",
+    "bessely": "yv",
+    "besseli": "iv",
+    "besselk": "kv",
+    "jn": "jv",
+    "yn": "yv",
+    "erfi": "erfi",
+    "erfinv": "erfinv",
+    "erfcinv": "erfcinv",
+    "airyai": "airy",
+    "Si": "sici",
+    "Ci": "sici",
+}
+
+
+def _scipy_constant(name: str) -> Callable[..., Any] | None:
+    """The float function a special function of constants is computed with, or ``None``."""
+    from scipy import special
+
+    if name == "factorial":
+        return lambda n: special.gamma(n + 1.0)
+    if name == "airyai":
+        return lambda z: special.airy(z)[0]
+    if name in ("Si", "Ci"):
+        k = 0 if name == "Si" else 1
+        return lambda z: special.sici(z)[k]
+    twin = _SCIPY_TWINS.get(name, name if name in SCIPY_FUNCTIONS else None)
+    return None if twin is None else getattr(special, twin, None)
 
 
 def _short(number: Any) -> str:
