@@ -823,9 +823,11 @@ def check_checkpoint_sizes(checkpoint: Mapping[str, Any]) -> None:
             )
     if f"model.layers.{n_layers}.coef" in state:
         raise ValueError(f"the state_dict holds more layers than the {n_layers} of hyper_parameters widths")
+    # as Lightning's loader: keys __init__ does not take are left out (LightningCLI's _instantiator)
+    accepted = inspect.signature(KANModule.__init__).parameters
     try:
         with torch.device("meta"):
-            built = KANModule(**hparams)
+            built = KANModule(**{k: v for k, v in hparams.items() if k in accepted and k != "self"})
     except (RuntimeError, NotImplementedError):
         return  # a plugin that cannot be built on meta: load_state_dict compares the shapes
     except TypeError as exc:

@@ -55,6 +55,21 @@ def test_fit_runs_each_config_for_a_few_steps(config, tmp_path, monkeypatch):
     assert cli.trainer.global_step == 2
     assert list(cwd.iterdir()) == []  # nothing lands where the user stands
     assert list(runs.glob("lightning_logs/version_0/config.yaml"))
+    # its checkpoint (hyperparameters with LightningCLI's _instantiator) serves the model commands
+    cli.trainer.save_checkpoint(tmp_path / "fit.ckpt")
+    n_in = cli.model.model.widths[0]
+    (tmp_path / "x.csv").write_text("\n".join(",".join(["0.1"] * n_in) for _ in range(3)) + "\n")
+    status = main(
+        [
+            "predict",
+            str(tmp_path / "fit.ckpt"),
+            "--data",
+            str(tmp_path / "x.csv"),
+            "-o",
+            str(tmp_path / "y.csv"),
+        ]
+    )
+    assert status == 0 and (tmp_path / "y.csv").exists()
 
 
 def test_main_routes_fit_to_lightning_and_overrides_keys(tmp_path, monkeypatch, capsys):

@@ -364,6 +364,11 @@ def test_a_checkpoint_asking_for_more_than_it_holds_builds_nothing(work, capsys,
         )
     assert not (work / "y.csv").exists()
     assert run_cli(["predict", "good.ckpt", "--data", "x.csv", "-o", "y.csv"], capsys)[0] == 0
+    # LightningCLI (kantk fit) saves keys __init__ does not take: Lightning's loader drops them
+    checkpoint = torch.load(work / "good.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["_instantiator"] = "pytorch_lightning.cli.instantiate_module"
+    torch.save(checkpoint, work / "cli.ckpt")
+    assert run_cli(["predict", "cli.ckpt", "--data", "x.csv", "-o", "z.csv"], capsys)[0] == 0
 
 
 def test_unreadable_model_file(work, capsys, no_work, monkeypatch):
