@@ -633,11 +633,17 @@ def run_export(args: argparse.Namespace) -> int:
             fail(f"--edge-plots writes into the folder {plots!r}, which is a link; give another output name")
         if os.path.exists(plots) and not os.path.isdir(plots):
             fail(f"--edge-plots writes into the folder {plots!r}, but a file of that name exists")
-        if os.path.isdir(plots) and os.listdir(plots):
-            fail(
-                f"--edge-plots writes the pictures into {plots!r}, which exists and is not empty "
-                "(files there would be overwritten); remove it or choose another output name"
+        if os.path.isdir(plots):
+            # a rerun replaces this command's own pictures; anything else there stays untouched
+            foreign = sorted(
+                name for name in os.listdir(plots) if not _edge_picture(os.path.join(plots, name))
             )
+            if foreign:
+                fail(
+                    f"--edge-plots writes the pictures into {plots!r}, which exists and holds "
+                    f"{foreign[0]!r}, not a picture of an earlier export (files there would be "
+                    "overwritten); remove it or choose another output name"
+                )
         for source in inputs:
             if same_file(os.path.dirname(os.path.abspath(source)), plots):
                 fail(f"--edge-plots writes into {plots!r}, which holds the input {source!r}")
@@ -660,6 +666,22 @@ def run_export(args: argparse.Namespace) -> int:
         fail(f"export: {exc}")
     print(f"wrote {out}")
     return 0
+
+
+def _edge_picture(path: str) -> bool:
+    """Whether ``path`` is a picture ``kantk export --edge-plots`` wrote: a PNG file (not a link)
+    named ``edge_<layer>_<input>_<output>.png``."""
+    import re
+
+    if not re.fullmatch(r"edge_\d+_\d+_\d+\.png", os.path.basename(path)):
+        return False
+    if os.path.islink(path) or not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False
 
 
 # --- plot ----------------------------------------------------------------------------------------
