@@ -254,12 +254,10 @@ class KANLayer(SymbolicEdges, nn.Module):
             raise ValueError("update_grid needs at least one sample; got an empty batch")
         if not torch.isfinite(x2).all():
             raise ValueError("update_grid needs finite samples; the input holds NaN or Inf")
-        saved = [(t, t.detach().clone()) for t in (*self.basis.parameters(), *self.basis.buffers())]
+        saved = snapshot_tensors(self.basis)
         new_coef = self.basis.update_grid(x2, self.coef.detach(), grid_eps=grid_eps)
         if not isinstance(new_coef, torch.Tensor) or new_coef.shape != self.coef.shape:
-            with torch.no_grad():  # a plugin's update_grid moved its grid already: put it back
-                for tensor, old in saved:
-                    tensor.copy_(old)
+            restore_tensors(saved)  # a plugin's update_grid moved its grid already: put it back
             got = tuple(new_coef.shape) if isinstance(new_coef, torch.Tensor) else type(new_coef).__name__
             raise ValueError(
                 f"basis {self.basis_name!r}: update_grid returned coefficients of shape {got}; the layer's "
@@ -340,6 +338,27 @@ def _row_major_strides(shape: torch.Size) -> tuple[int, ...]:
         strides.append(step)
         step *= max(size, 1)
     return tuple(reversed(strides))
+
+
+def snapshot_tensors(module: nn.Module) -> list[tuple[nn.Module, str, str, torch.Tensor, torch.Tensor]]:
+    """Every parameter and buffer of ``module`` and its children, with a copy of its value, for
+    :func:`restore_tensors` (an operation that fails half-way puts everything back)."""
+    return [
+        (owner, kind, name, tensor, tensor.detach().clone())
+        for owner in module.modules()
+        for kind in ("_parameters", "_buffers")
+        for name, tensor in getattr(owner, kind).items()
+        if tensor is not None
+    ]
+
+
+@torch.no_grad()
+def restore_tensors(snapshot: list[tuple[nn.Module, str, str, torch.Tensor, torch.Tensor]]) -> None:
+    """Put back what :func:`snapshot_tensors` saw: the same tensor objects (a plugin that rebound a
+    buffer gets the old one back), with their old values."""
+    for owner, kind, name, tensor, old in snapshot:
+        getattr(owner, kind)[name] = tensor
+        tensor.copy_(old)
 
 
 def _autocast_input(x: torch.Tensor) -> bool:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kantk._validation import is_number
-from kantk.layer import KANLayer
+from kantk.layer import KANLayer, restore_tensors, snapshot_tensors
 from kantk.nodes import DEFAULT_ARITY, NodeLayout, arity_spelling, parse_widths, widths_spelling
 from kantk.registry import Registry
 
@@ -151,7 +151,7 @@ class KAN(nn.Module):
             raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
         # a later layer can fail after earlier ones moved (a hidden value that is not finite, a
         # fit that raises): every tensor gets its old value back, so nothing is changed
-        saved = [(t, t.detach().clone()) for t in (*self.parameters(), *self.buffers())]
+        saved = snapshot_tensors(self)
         try:
             for i, layer in enumerate(self.layers):
                 if i and not torch.isfinite(x).all():
@@ -162,9 +162,7 @@ class KAN(nn.Module):
                 layer.update_grid(x, grid_eps=grid_eps)
                 x = layer(x)  # node values, after the layer's node operations
         except BaseException:
-            with torch.no_grad():
-                for tensor, old in saved:
-                    tensor.copy_(old)
+            restore_tensors(saved)
             raise
         return self
 

@@ -261,3 +261,28 @@ def test_coefficients_of_the_wrong_shape_from_a_plugin_are_refused():
         assert torch.equal(value, before[key]), key
     with pytest.raises(ValueError, match=r"layer 0: basis 'sloppy': refine returned coefficients of shape"):
         kantk.refine(model, 12)
+
+
+def test_a_basis_that_rebinds_its_grid_is_put_back_too():
+    """The rollback restores tensor objects by their place in the module: a plugin's update_grid
+    that assigns a new buffer (self.centers = ...) instead of writing in place, then fails, leaves
+    the old buffer in place."""
+    from kantk.bases import RBFBasis
+
+    class Rebinding(RBFBasis):
+        def update_grid(self, x, coef, grid_eps=0.02):
+            self.centers = self.centers + 1.0  # a new tensor under the same buffer name
+            raise RuntimeError("fit failed")
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_bases():
+            yield kantk.BasisSpec("rebinding", Rebinding)
+
+    model = kantk.KAN([2, 3, 1], basis="rebinding", registry=kantk.Registry.with_plugins(Plugin), seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="fit failed"):
+        model.update_grid(torch.rand(40, 2) * 2 - 1)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
