@@ -272,3 +272,19 @@ def test_a_hanging_compiler_is_stopped_with_its_children(monkeypatch, tmp_path):
     else:
         pytest.fail("the compiler's child process is still running")
     assert not list((tmp_path / "cache").glob("*.so"))
+
+
+def test_sparse_forward_with_a_partial_sum_over_2_24_values():
+    """The sparse forward keeps one (rows, out) sum per thread; over 2^24 values that sum came
+    from a temporary workspace freed at once, and the kernel wrote into freed memory (a segfault
+    at out = 16385, batch 1024). Values match the de Boor path."""
+    torch.manual_seed(0)
+    layer = kantk.KANLayer(1, 16385, basis_kwargs={"grid_size": 8})
+    x = torch.rand(1024, 1, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        layer.basis.path = "native_sparse"
+        y = layer(x)
+        layer.basis.path = "torch_knots"
+        reference = layer(x)
+    # float32 sums of 4 terms each: a few ulp of values of size ~1
+    torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)

@@ -421,8 +421,10 @@ class AlignedBlock {
 template <typename T, int kSlot = 0>  // slot: independent buffers of one thread
 class Workspace {
  public:
+  // up to this many values the thread's kept block serves (alive after the Workspace is gone);
+  // a larger one is the Workspace's own, freed with it: keep such a Workspace alive while in use
+  static constexpr int64_t kMaxKept = int64_t(1) << 24;
   explicit Workspace(int64_t count) {
-    constexpr int64_t kMaxKept = int64_t(1) << 24;
     thread_local AlignedBlock kept;
     AlignedBlock& block = count <= kMaxKept ? kept : own_;
     data_ = static_cast<T*>(block.reserve(sizeof(T) * static_cast<size_t>(count)));
@@ -598,10 +600,16 @@ void sparse_forward(const T* x, const T* shift, const T* inv_h, const T* coef, c
   const int64_t groups = (n_in + kGroup - 1) / kGroup;
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, groups)));
   std::vector<T*> partial(nt, nullptr);  // one (rows, n_out) sum per thread, in its workspace
+  // a sum over Workspace::kMaxKept values is not kept by the thread: it lives here until the end
+  // (a temporary Workspace freed it at once; rows * n_out > 2^24 wrote into freed memory)
+  std::vector<AlignedBlock> large(static_cast<size_t>(nt));
   parallel_groups(groups, nt, [&](int tid, int64_t grp) {
     if (partial[tid] == nullptr) {
-      partial[tid] = Workspace<T, 1>(rows * n_out).data();
-      std::memset(partial[tid], 0, sizeof(T) * rows * n_out);
+      const int64_t count = rows * n_out;
+      partial[tid] = count <= Workspace<T, 1>::kMaxKept
+                         ? Workspace<T, 1>(count).data()
+                         : static_cast<T*>(large[static_cast<size_t>(tid)].reserve(sizeof(T) * count));
+      std::memset(partial[tid], 0, sizeof(T) * count);
     }
     T* acc = partial[tid];
     const int64_t i0 = grp * kGroup;
