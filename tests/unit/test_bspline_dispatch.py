@@ -161,3 +161,17 @@ def test_extend_under_torch_compile_traces_the_closed_form_with_eager_results(mo
     assert seen and set(seen) == {Path.TORCH_COMPILED}
     for a, b in zip(got, eager):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12 * float(b.abs().max().clamp_min(1.0)))
+
+
+def test_a_float64_grid_far_from_zero_with_a_moved_knot_is_not_uniform():
+    """is_uniform allowed float32 rounding (4 eps32 |knot|) for every grid: a float64 grid at 1000
+    with spacing 0.002 passed with a knot moved by 20% of h, and the uniform paths were 5% off."""
+    torch.set_default_dtype(torch.float64)
+    layer = kantk.KANLayer(1, 1, basis_kwargs={"grid_size": 5, "grid_range": (1000.0, 1000.01)})
+    assert layer.basis.is_uniform()
+    with torch.no_grad():
+        layer.basis.grid[0, 5] += 0.2 * 0.002
+    assert not layer.basis.is_uniform()
+    # a float32 layer's knots converted with .double() keep the fast path
+    torch.set_default_dtype(torch.float32)
+    assert kantk.KANLayer(2, 1, basis_kwargs={"grid_size": 50}).double().basis.is_uniform()

@@ -191,7 +191,11 @@ class BSplineBasis(Basis):
             # knots, and its uniform grid should keep the fast path (the G=50 [2,5,1] step took
             # 6.6x longer on the general one); the fast path then evaluates the uniform grid
             # those knots round, within ~1e-7 of them
-            eps = max(torch.finfo(self.grid.dtype).eps, torch.finfo(torch.float32).eps)
+            # (float32 rounding only for knots that are float32 numbers: a float64 grid far from 0
+            # with a fine spacing would otherwise pass with knots 20% of h out of place)
+            eps = torch.finfo(self.grid.dtype).eps
+            if bool((grid.to(torch.float32).to(torch.float64) == grid).all()):
+                eps = max(eps, torch.finfo(torch.float32).eps)
             tol = 1e-6 * h + 4 * eps * grid.abs().amax(dim=-1, keepdim=True)
             uniform = bool(((grid.diff(dim=-1) - h).abs() <= tol).all() and (h > 0).all())
             self._uniform_cache = (*key, uniform)
