@@ -28,6 +28,7 @@ import os
 import pickle
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -134,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ``--help`` and ``--version`` (status 0). Any other exception only with ``KANTK_DEBUG=1``.
     """
     try:
-        return _main(argv)
+        with warnings.catch_warnings():
+            warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+            return _main(argv)
     except SystemExit:
         raise
     except KeyboardInterrupt:
@@ -157,6 +160,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _debug() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _show_warning(
+    shown_before: Any, message: Warning | str, category: type[Warning], filename: str, lineno: int, *rest: Any
+) -> None:
+    """kantk's own warnings as one ``kantk: warning: ...`` line on stderr, like its errors (Python
+    prints the file, the line number and the source line under it); others as before."""
+    if os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep):
+        print(f"kantk: warning: {one_line(str(message))}", file=sys.stderr)
+    else:
+        shown_before(message, category, filename, lineno, *rest)
 
 
 def describe_error(exc: BaseException) -> str:

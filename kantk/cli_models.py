@@ -261,6 +261,12 @@ DATA_HELP = (
 
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data CSV``, or uniform samples: ``--range LO HI``, ``--samples N``, ``--seed S``."""
+    import re
+
+    # --range -1e3 1e3: Python 3.11's argparse takes "-1e3" (exponent form) for an option and
+    # answers "expected 2 arguments"; numbers in every form are values here (no option looks so)
+    if hasattr(parser, "_negative_number_matcher"):
+        parser._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-inf$")
     group = parser.add_argument_group(
         "samples to score the model on (--data, or else --samples uniform samples over --range)"
     )
@@ -344,12 +350,15 @@ def var_names(args: argparse.Namespace, model: KAN) -> list[str] | None:
 
 
 def check_var_names(names: Sequence[str] | None, model: KAN, flag: str = "--var-names") -> None:
-    """End the command unless ``names`` is None or holds one name per model input."""
+    """End the command unless ``names`` is None or holds one distinct name per model input."""
     if names is not None and len(names) != model.widths[0]:
         fail(
             f"{flag} needs {model.widths[0]} names (one per input of the model {model.widths}), got "
             f"{len(names)}"
         )
+    if names is not None and len(set(names)) != len(names):
+        twice = next(name for name in names if list(names).count(name) > 1)
+        fail(f"{flag} names {twice!r} twice; the names must be distinct (each names one input)")
 
 
 def _inputs(args: argparse.Namespace) -> list[str]:
@@ -517,7 +526,21 @@ def run_prune(args: argparse.Namespace) -> int:
         fail(f"prune: {exc}")
     with atomic_path(out) as tmp:
         kantk.save(pruned, tmp)
-    print(f"pruned {model.width_spec} -> {pruned.width_spec}; wrote {out}")
+    kept = ""
+    if args.prune_inputs:
+        # the file does not record them: later commands feed its inputs the first columns
+        from kantk.pruning import plan_pruning
+
+        plan = plan_pruning(model, x, pruner=args.pruner, prune_inputs=True, **options)
+        columns = [int(i) for i in plan.kept_nodes[0]]
+        names = var_names(args, model) or [f"x{i + 1}" for i in range(model.widths[0])]
+        kept_names = ", ".join(names[i] for i in columns)
+        numbers = ", ".join(str(i + 1) for i in columns)
+        kept = (
+            f"; kept inputs {kept_names} (columns {numbers} of the data): give later commands a CSV "
+            "of these columns only, in this order"
+        )
+    print(f"pruned {model.width_spec} -> {pruned.width_spec}{kept}; wrote {out}")
     return 0
 
 
@@ -554,6 +577,8 @@ def resolve_library(name: str) -> Any:
 def run_symbolic(args: argparse.Namespace) -> int:
     check_input_file(args.model, "model file")
     check_sample_arguments(args)
+    if not args.data and args.samples < 3:
+        fail(f"symbolic needs --samples of at least 3 (each edge's fit needs them), got {args.samples}")
     out = check_output_file(args.output, _inputs(args))
     library = resolve_library(args.library)
     model = load_model(args.model)

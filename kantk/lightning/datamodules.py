@@ -347,21 +347,10 @@ def read_inputs(path: str, delimiter: str = ",") -> torch.Tensor:
         FileNotFoundError: No such file.
         ValueError: Not a numeric CSV file, or no rows.
     """
-    import warnings
-
-    import numpy as np
+    from kantk.data import read_csv
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no CSV file at {path!r}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
-            try:
-                table = np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float64)
-            except ValueError:
-                table = np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float64, skiprows=1)
-    except ValueError as exc:  # UnicodeDecodeError is a ValueError
-        raise ValueError(f"cannot read {path!r} as numbers separated by {delimiter!r}: {exc}") from None
-    if table.size == 0:
-        raise ValueError(f"{path!r} holds no rows of numbers")
-    return torch.from_numpy(table)
+    # kantk's one CSV reader (a BOM, quotes, CRLF; errors name the line): np.loadtxt dropped the
+    # first row of a file with a BOM and refused quoted fields
+    return torch.from_numpy(read_csv(path, delimiter=delimiter).values)

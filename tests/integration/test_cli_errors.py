@@ -862,3 +862,65 @@ def test_a_callback_monitoring_a_metric_not_logged_is_bad_input(fit_folder, caps
     argv = ["fit", "--config", "bad.yaml", "--trainer.enable_checkpointing", "true"]
     line = assert_error(run_cli(argv, capsys), code=1, match=match)
     assert "val_loss" in line, line  # Lightning's list of the metrics that are logged
+
+
+def test_duplicate_var_names_are_refused(work, capsys, no_work):
+    """--var-names p p merged two inputs into one symbol in the formula (exit 0)."""
+    for command in ("symbolic", "export", "plot"):
+        out = "p.png" if command == "plot" else "out.json"
+        assert_error(
+            run_cli([command, "model.kantk", "-o", out, "--var-names", "p", "p"], capsys),
+            code=1,
+            match="names 'p' twice",
+        )
+
+
+def test_a_range_in_exponent_form_is_read_as_numbers(work, capsys):
+    """--range -1e3 1e3: argparse took "-1e3" for an option ("expected 2 arguments")."""
+    status, out, err = run_cli(["export", "model.kantk", "-o", "g.json", "--range", "-1e3", "1e3"], capsys)
+    assert status == 0, err
+    status, out, err = run_cli(["export", "model.kantk", "-o", "h.json", "--range", "-2e-1", "1"], capsys)
+    assert status == 0, err
+    assert_error(run_cli(["export", "model.kantk", "-o", "i.json", "--range", "-inf", "1"], capsys), code=2)
+
+
+def test_symbolic_needs_three_samples_before_any_work(work, capsys, no_work):
+    assert_error(
+        run_cli(["symbolic", "model.kantk", "-o", "s.kantk", "--samples", "2"], capsys),
+        code=1,
+        match="at least 3",
+    )
+
+
+def test_kantks_warnings_are_one_line(work, capsys):
+    """A warning of kantk's own (pruning that would remove every node) printed its file, line and
+    source line; now one "kantk: warning:" line."""
+    status, _, err = run_cli(
+        ["prune", "model.kantk", "-o", "p.kantk", "--option", "node_th=10", "--option", "edge_th=10"], capsys
+    )
+    assert status == 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and all(line.startswith("kantk: warning: ") for line in lines), err
+
+
+def test_prune_inputs_says_which_inputs_it_kept(work, capsys):
+    """The pruned model takes the first columns of a CSV; the command names the kept ones."""
+    (work / "hdr.csv").write_text("a,b\n" + "".join(f"{i / 10},{(i * 7 % 10) / 10}\n" for i in range(10)))
+    status, out, err = run_cli(
+        [
+            "prune",
+            "model.kantk",
+            "-o",
+            "p.kantk",
+            "--pruner",
+            "topk_edges",
+            "--option",
+            "k=1",
+            "--prune-inputs",
+            "--data",
+            "hdr.csv",
+        ],
+        capsys,
+    )
+    assert status == 0, err
+    assert "kept inputs " in out and "give later commands a CSV of these columns only" in out

@@ -346,3 +346,17 @@ def test_grid_callbacks_refuse_a_model_that_is_not_a_kan(tmp_path, callback):
         TypeError, match=rf"^{name} .*pl_module.model, which must be a kantk.KAN; _NotAKAN has Linear$"
     ):
         _trainer(tmp_path, callbacks=[callback]).fit(_NotAKAN(), datamodule=_data())
+
+
+def test_csv_predict_path_is_read_by_kantks_csv_reader(tmp_path):
+    """read_inputs (CSVDataModule's predict_path) used np.loadtxt: a file with a byte-order mark lost
+    its first row, and quoted fields were refused."""
+    from kantk.lightning.datamodules import read_inputs
+
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf0.1,0.2\r\n0.3,0.4\r\n")
+    assert read_inputs(str(tmp_path / "bom.csv")).tolist() == [[0.1, 0.2], [0.3, 0.4]]
+    (tmp_path / "q.csv").write_text('a,b\n"0.1","0.2"\n')
+    assert read_inputs(str(tmp_path / "q.csv")).tolist() == [[0.1, 0.2]]
+    (tmp_path / "bad.csv").write_text("0.1,0.2\n0.3,x\n")
+    with pytest.raises(ValueError, match="line 2"):
+        read_inputs(str(tmp_path / "bad.csv"))
