@@ -192,9 +192,10 @@ def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:
     """Read a numeric CSV file, with or without one header row: the one CSV reader of kantk.
 
     :func:`load_csv`, the ``kantk`` commands' ``--data`` and :class:`kantk.lightning.CSVDataModule`
-    all read files with it. A first row that is not all numbers is the header; every other
-    non-blank row must hold as many numbers as the first row. Text only: the file is never
-    evaluated, and memory grows with its size only.
+    all read files with it. A first row without any number is the header (a first row that
+    mixes numbers with text or empty cells is data with a bad cell, not a header: ``0.1,`` or
+    ``0.3,x``); every other non-blank row must hold as many numbers as the first row. Text only:
+    the file is never evaluated, and memory grows with its size only.
 
     Args:
         path: The file.
@@ -218,7 +219,7 @@ def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:
     if not numbered:
         raise ValueError(f"{path!r} holds no rows")
     header: list[str] | None = None
-    if not _numeric_row(numbered[0][1]):
+    if not any(_number(cell) for cell in numbered[0][1]):
         header, numbered = [c.strip() for c in numbered[0][1]], numbered[1:]
         if not numbered:
             names = _one_line(", ".join(header))
@@ -608,9 +609,9 @@ def _safe_std(t: torch.Tensor) -> torch.Tensor:
     return torch.where(std > 0, std, torch.ones_like(std))
 
 
-def _numeric_row(row: Sequence[str]) -> bool:
+def _number(cell: str) -> bool:
     try:
-        [float(c) for c in row]
+        float(cell)
     except ValueError:
         return False
     return True

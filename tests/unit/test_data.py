@@ -455,3 +455,18 @@ def test_create_dataset_turns_what_sympy_cannot_compile_into_a_one_line_error(fo
     ):
         create_dataset(formula, n_vars=1, train_num=4, test_num=0)
     assert "\n" not in str(info.value)
+
+
+def test_a_first_row_mixing_numbers_with_text_or_blanks_is_data_not_a_header(tmp_path):
+    """`0.1,` (a blank cell) or `0.3,x` (a typo) as the first row was taken for a header: one row
+    too few, silently. A header holds no number (pandas' `,a,b` index header still is one)."""
+    from kantk.data import read_csv
+
+    for first, fragment in (("0.1,", "line 1, column 2 is ''"), ("0.3,x", "line 1, column 2 is 'x'")):
+        path = tmp_path / "d.csv"
+        path.write_text(f"{first}\n0.3,0.4\n")
+        with pytest.raises(ValueError, match=fragment):
+            read_csv(path)
+    (tmp_path / "pandas.csv").write_text(",a,b\n0,0.1,0.2\n1,0.3,0.4\n")
+    table = read_csv(tmp_path / "pandas.csv")
+    assert table.names == ["", "a", "b"] and table.values.shape == (2, 3)
