@@ -798,19 +798,33 @@ class _Builder:
                 return self.power(args[0], self.power(args[1], sp.Integer(-1)))
             if attr == "log":
                 log = sp.log(args[0], evaluate=False)
+                self.check_constant_value(name, log, args[:1])
                 if len(args) == 1:
                     return log
                 return self.product(log, self.power(sp.log(args[1], evaluate=False), sp.Integer(-1)))
             value = getattr(sp, attr)(*args, evaluate=False)
-            if not value.free_symbols:  # cot(0), exp(1000): sympy fails on them (ZeroDivisionError)
-                approx = _approximate(value, self.approximations)
-                if approx is not None and not math.isfinite(approx):
-                    raise self.fail(
-                        f"calls {name}() with constant arguments where its value, {_short(value)}, is not a "
-                        "finite number (a pole, or beyond the float range); constants must be finite"
-                    )
+            self.check_constant_value(name, value, args)
             return value
         return sp.Function(name)(*args)  # scipy.special name: evaluated by lambdify_namespace()
+
+    def check_constant_value(self, name: str, value: Any, args: list[Any]) -> None:
+        """Refuse an elementary function of constants whose value is not a finite real number:
+        ``cot(0)``, ``exp(1000)`` (sympy fails on them: ZeroDivisionError), ``log(0)``, ``asin(2)``
+        (math has no real value there)."""
+        if not value.free_symbols:
+            approx = _approximate(value, self.approximations)
+            known = [_approximate(a, self.approximations) for a in args]
+            undefined = (
+                approx is None
+                and type(value).__name__ in _FLOAT_FUNCTIONS
+                and all(v is not None and math.isfinite(v) for v in known)
+            )
+            if undefined or (approx is not None and not math.isfinite(approx)):
+                raise self.fail(
+                    f"calls {name}() with constant arguments where its value, {_short(value)}, is not a "
+                    "finite real number (a pole, outside its domain, or beyond the float range); "
+                    "constants must be finite"
+                )
 
     def constant_call(self, name: str, args: list[Any]) -> Any:
         """A special function of constants (``gamma(1/2)``, ``factorial(3)``, ``besselk(1, 2)``) as
