@@ -36,7 +36,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -398,20 +398,7 @@ def _check_config(config: dict[str, Any], path: str, registry: Registry | None =
     dtype_name = config.get("dtype", "float32")
     if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
         raise bad("dtype", f"must be one of {', '.join(_DTYPES)}, got {_short(dtype_name)}")
-    spelled = config.get("widths")
-    if not isinstance(spelled, list) or not 2 <= len(spelled) <= MAX_LAYERS + 1:
-        raise bad("widths", f"must be a list of 2 to {MAX_LAYERS + 1} ints >= 1, got {_short(spelled)}")
-    for i, w in enumerate(spelled):
-        if is_int(w) and w >= 1:
-            continue
-        if i == 0 or not _node_entry(w):
-            raise bad(
-                f"widths[{i}]",
-                "must be an int >= 1"
-                + ("" if i == 0 else f", [n_sum, n_mult] or a dict of node counts (each <= {MAX_NODES})")
-                + f", got {_short(w)}",
-            )
-    widths, layouts = _read_node_layouts(config, spelled, registry, bad)
+    widths, layouts = read_widths(config, bad, registry)
     outs = [w if layout is None else layout.n_sub for w, layout in zip(widths[1:], layouts[1:])]
     layers = config.get("layers")
     if not isinstance(layers, list) or len(layers) != len(widths) - 1:
@@ -459,6 +446,32 @@ def _check_config(config: dict[str, Any], path: str, registry: Registry | None =
             }
         )
     return _Spec(_DTYPES[dtype_name], list(widths), checked, outs)
+
+
+def read_widths(
+    config: Mapping[str, Any], bad: Callable[[str, str], Exception], registry: Registry | None = None
+) -> tuple[list[int], list[NodeLayout | None]]:
+    """Node counts and layouts of an untrusted ``widths`` spelling and ``mult_arity`` (the fields
+    of ``config``), every count bounded before any layout is built (:data:`MAX_LAYERS`,
+    :data:`MAX_NODES`): a model file's config, or a checkpoint's hyperparameters.
+
+    Raises:
+        What ``bad(field, message)`` returns, for a field that is not as accepted.
+    """
+    spelled = config.get("widths")
+    if not isinstance(spelled, list) or not 2 <= len(spelled) <= MAX_LAYERS + 1:
+        raise bad("widths", f"must be a list of 2 to {MAX_LAYERS + 1} ints >= 1, got {_short(spelled)}")
+    for i, w in enumerate(spelled):
+        if is_int(w) and w >= 1:
+            continue
+        if i == 0 or not _node_entry(w):
+            raise bad(
+                f"widths[{i}]",
+                "must be an int >= 1"
+                + ("" if i == 0 else f", [n_sum, n_mult] or a dict of node counts (each <= {MAX_NODES})")
+                + f", got {_short(w)}",
+            )
+    return _read_node_layouts(config, spelled, registry, bad)
 
 
 def _node_entry(entry: Any) -> bool:

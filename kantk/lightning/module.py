@@ -777,39 +777,24 @@ def check_checkpoint_sizes(checkpoint: Mapping[str, Any]) -> None:
         ValueError: Not a ``KANModule`` checkpoint, or hyperparameters that do not fit its
             state dict (the message names the first tensor or layer that differs).
     """
-    from kantk.io import MAX_NODES
+    from kantk.io import read_widths
     from kantk.model import _subnodes
-    from kantk.nodes import DEFAULT_ARITY, parse_widths
 
     _check_checkpoint_kind(checkpoint, "KANModule")
     hparams, state = checkpoint.get("hyper_parameters"), checkpoint.get("state_dict")
     if not isinstance(hparams, Mapping) or not isinstance(state, Mapping):
         raise ValueError("not a KANModule checkpoint: it has no hyper_parameters and state_dict")
+    # the spelling, read with kantk.load's bounds (layers, node counts) before any layout is built
     model_kwargs = hparams.get("model_kwargs")
-    arity = (
-        model_kwargs.get("mult_arity", DEFAULT_ARITY) if isinstance(model_kwargs, Mapping) else DEFAULT_ARITY
-    )
     declared = hparams.get("widths")
-    counts = [
-        n
-        for entry in (declared if isinstance(declared, (list, tuple)) else [])
-        for n in (
-            entry.values()
-            if isinstance(entry, Mapping)
-            else entry
-            if isinstance(entry, (list, tuple))
-            else [entry]
-        )
-        if isinstance(n, int)
-    ]
-    if sum(counts) > MAX_NODES:  # parse_widths spends time and memory on each product node
-        raise ValueError(
-            f"hyper_parameters widths declare {sum(counts)} nodes; at most {MAX_NODES} are accepted"
-        )
-    try:
-        widths, layouts = parse_widths(declared, arity)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"hyper_parameters: {exc}") from None
+    spelling = {"widths": list(declared) if isinstance(declared, tuple) else declared}
+    if isinstance(model_kwargs, Mapping) and "mult_arity" in model_kwargs:
+        spelling["mult_arity"] = model_kwargs["mult_arity"]
+
+    def bad(field: str, message: str) -> ValueError:
+        return ValueError(f"hyper_parameters {field} {message}")
+
+    widths, layouts = read_widths(spelling, bad)
     n_layers = len(widths) - 1
     for i in range(n_layers):
         want = (_subnodes(widths[i + 1], layouts[i + 1]), widths[i])

@@ -344,6 +344,8 @@ def test_a_checkpoint_asking_for_more_than_it_holds_builds_nothing(work, capsys,
     torch.save(checkpoint, work / "wide.ckpt")
     checkpoint["hyper_parameters"]["widths"] = [2, [1, 2_000_000], 1]  # product nodes: read one by one
     torch.save(checkpoint, work / "mult.ckpt")
+    checkpoint["hyper_parameters"]["widths"] = [2, [1, 600_000], [1, 600_000], 1]  # in all
+    torch.save(checkpoint, work / "mults.ckpt")
     build = KAN.__init__
 
     def small_only(self, widths, *args, **kwargs):
@@ -355,7 +357,8 @@ def test_a_checkpoint_asking_for_more_than_it_holds_builds_nothing(work, capsys,
     for name, match in (
         ("wide", "give layer 0 30000 x 2 edges"),
         ("grid", "(3, 2, 100000003)"),
-        ("mult", "at most 1000000"),
+        ("mult", "(each <= 1000000)"),  # the bounds of kantk.load's widths reader
+        ("mults", "spells 1200002 nodes with node operations, more than 1000000 in all"),
     ):
         assert_error(
             run_cli(["predict", f"{name}.ckpt", "--data", "x.csv", "-o", "y.csv"], capsys),
