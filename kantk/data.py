@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from kantk._validation import check_choice, check_int, is_number
-from kantk.formula_parser import FormulaError, lambdify_namespace, parse_formula
+from kantk.formula_parser import LAMBDIFY_ERRORS, FormulaError, lambdify_namespace, parse_formula
 
 TRAIN_KEYS = ("train_input", "train_label")
 TEST_KEYS = ("test_input", "test_label")
@@ -499,17 +499,7 @@ def _lambdify(formula: str, n_vars: int) -> tuple[Callable[..., Any], list[int]]
     # "scipy" lets sympy's own names (besselj, erf, gamma, ...) evaluate through scipy.special
     try:
         fn = sympy.lambdify(used, expr, modules=[lambdify_namespace(expr), "scipy", "numpy"])
-    except (
-        KeyError,
-        NameError,
-        TypeError,
-        ValueError,
-        SyntaxError,
-        RecursionError,
-        ArithmeticError,
-        NotImplementedError,
-        AttributeError,
-    ) as exc:
+    except LAMBDIFY_ERRORS as exc:
         # e.g. 1/0 parses to complex infinity; printing evaluates constant terms (erfc(1e300) overflows)
         raise FormulaError(
             f"cannot evaluate formula {_short_repr(formula)}: {type(exc).__name__}: "

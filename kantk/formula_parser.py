@@ -727,7 +727,7 @@ class _Builder:
         approx = _approximate(value, self.approximations)
         if approx is None or not math.isfinite(approx):
             raise self.fail(
-                f"{what} {_short(value)}, which is not a finite real number; constant arguments, bases "
+                f"{what} {short_text(value)}, which is not a finite real number; constant arguments, bases "
                 "and exponents must be finite real numbers (|x| < 1.8e308)"
             )
 
@@ -754,7 +754,7 @@ class _Builder:
                 raise self.fail(f"has the exponent {exponent}, not a finite number")
             if bool(abs(exponent) > MAX_EXPONENT):
                 raise self.fail(
-                    f"has the exponent {_short(exponent)}; numeric exponents must lie in "
+                    f"has the exponent {short_text(exponent)}; numeric exponents must lie in "
                     f"[-{MAX_EXPONENT}, {MAX_EXPONENT}]"
                 )
             if self.exact_bits(base) * math.ceil(abs(float(exponent))) > MAX_NUMBER_BITS:
@@ -781,8 +781,8 @@ class _Builder:
             order = args[k]
             if not (order.is_Number and order.is_finite and bool(abs(order) <= MAX_ORDER)):
                 raise self.fail(
-                    f"calls {name}() with {_short(order)} as argument {k + 1}; that degree/order must be a "
-                    f"number from -{MAX_ORDER} to {MAX_ORDER}"
+                    f"calls {name}() with {short_text(order)} as argument {k + 1}; that degree/order must "
+                    f"be a number from -{MAX_ORDER} to {MAX_ORDER}"
                 )
         if name not in CONSTANT_FUNCTIONS and not any(a.free_symbols for a in args):
             return self.constant_call(name, args)
@@ -821,7 +821,7 @@ class _Builder:
             )
             if undefined or (approx is not None and not math.isfinite(approx)):
                 raise self.fail(
-                    f"calls {name}() with constant arguments where its value, {_short(value)}, is not a "
+                    f"calls {name}() with constant arguments where its value, {short_text(value)}, is not a "
                     "finite real number (a pole, outside its domain, or beyond the float range); "
                     "constants must be finite"
                 )
@@ -903,15 +903,33 @@ def _scipy_constant(name: str) -> Callable[..., Any] | None:
     return None if twin is None else getattr(special, twin, None)
 
 
-def _short(number: Any) -> str:
+#: What ``sympy.lambdify`` (and printing, which evaluates constant terms) raises for a formula it
+#: cannot compile: a function the backend's printer lacks (``NotImplementedError``), complex
+#: infinity (``KeyError: 'ComplexInfinity'``), numbers too large or deep (``OverflowError``,
+#: ``RecursionError``), a pole of a constant (``ZeroDivisionError``), ...
+LAMBDIFY_ERRORS: tuple[type[BaseException], ...] = (
+    NotImplementedError,
+    KeyError,
+    NameError,
+    TypeError,
+    ValueError,
+    SyntaxError,
+    AttributeError,
+    RecursionError,
+    ArithmeticError,
+)
+
+
+def short_text(value: Any, limit: int = 30) -> str:
+    """``str(value)`` for a one-line message, cut to ``limit`` characters; sympy's printer
+    evaluates the terms of a sum to order them, which may fail (``1 + cot(0)``): then ``srepr``."""
     try:
-        text = str(number)
+        text = str(value)
     except (ArithmeticError, ValueError, TypeError, AttributeError, RecursionError):
-        # sympy's printer evaluates the terms of a sum to order them: 1 + cot(0) fails
         from sympy import srepr
 
-        text = srepr(number)
-    return text if len(text) <= 30 else text[:27] + "..."
+        text = srepr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _root_bits(expr: Any, with_numbers: bool) -> int:

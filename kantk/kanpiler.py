@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from kantk._validation import check_choice, check_int, is_int
-from kantk.formula_parser import parse_formula
+from kantk.formula_parser import parse_formula, short_text
 from kantk.model import KAN
 from kantk.registry import Registry
 from kantk.symbolic.library import LibraryArg, resolve_library
@@ -406,19 +406,10 @@ def _number(value: Any) -> float:
         out = math.nan
     if not math.isfinite(out):
         raise ValueError(
-            f"the formula holds a constant that is not a finite real number: {_shown(value)}; edge "
+            f"the formula holds a constant that is not a finite real number: {short_text(value, 60)}; edge "
             "constants must be finite real numbers"
         )
     return out
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """``value`` for a one-line message (sympy's printer may fail on constants: 1 + cot(0))."""
-    try:
-        text = str(value)
-    except (TypeError, ValueError, ArithmeticError, AttributeError, RecursionError):
-        text = type(value).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _split_scale(arg: Any, symbols: Sequence[Any]) -> tuple[float, Any]:

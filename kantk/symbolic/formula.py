@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from kantk._validation import is_int
-from kantk.formula_parser import FormulaError, lambdify_namespace, parse_formula
+from kantk.formula_parser import LAMBDIFY_ERRORS, FormulaError, lambdify_namespace, parse_formula
 from kantk.model import KAN
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ def formula_to_callable(
         # "scipy" evaluates sympy's special functions (uppergamma, legendre, ...) with scipy.special
         modules: Any = [namespace, "scipy", "numpy"] if backend == "numpy" else backend
         compiled = sympy.lambdify(symbols, items, modules=modules)
-    except _COMPILE_ERRORS as exc:  # e.g. torch has no legendre; 1/0 is complex infinity
+    except LAMBDIFY_ERRORS as exc:  # e.g. torch has no legendre; 1/0 is complex infinity
         raise _compile_error(exprs, backend, exc) from None
     n_vars = len(symbols)
 
@@ -317,28 +317,12 @@ def formula_to_latex(exprs: sympy.Expr | Sequence[sympy.Expr]) -> str | list[str
 
 # --- internals ------------------------------------------------------------------------------------
 
-#: What ``sympy.lambdify`` (and the evaluation of constants before it) raises for a formula it
-#: cannot compile: a function the backend's printer lacks (``NotImplementedError``), complex
-#: infinity (``KeyError: 'ComplexInfinity'``), numbers too large or deep (``OverflowError``,
-#: ``RecursionError``), a pole of a constant (``ZeroDivisionError``), ...
-_COMPILE_ERRORS = (
-    NotImplementedError,
-    KeyError,
-    NameError,
-    TypeError,
-    ValueError,
-    SyntaxError,
-    AttributeError,
-    RecursionError,
-    ArithmeticError,
-)
-
 
 def _compile_error(exprs: Any, backend: str, exc: BaseException) -> FormulaError:
     """The one-line error for formulas ``sympy.lambdify`` cannot compile."""
     try:
         shown = exprs if isinstance(exprs, str) else str(exprs)
-    except _COMPILE_ERRORS:  # printing evaluates constant terms, which may fail the same way
+    except LAMBDIFY_ERRORS:  # printing evaluates constant terms, which may fail the same way
         shown = type(exprs).__name__
     shown = repr(shown) if len(repr(shown)) <= 80 else repr(shown)[:77] + "..."
     message = str(exc).splitlines()[0] if str(exc) else ""
