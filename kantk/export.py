@@ -188,8 +188,12 @@ def to_networkx(
                 graph.add_edge(sub, (l + 1, j), layer=l, kind="node_operation", op=op)
                 targets.append(sub)
         ends.append(targets)
-    for l, layer in enumerate(model.layers):
-        for q, p in _live_edges(layer):
+    from kantk.pruners import connected_masks
+
+    # the live edges on a path to an output (a product node whose output edge was masked, and the
+    # edges into it, are not part of the network), as kantk.plot_activations draws them
+    for l, (layer, connected) in enumerate(zip(model.layers, connected_masks(model))):
+        for q, p in connected.nonzero().tolist():
             attrs = {"layer": l, "basis": layer.basis_name, "kind": "numeric"}
             if layer.nodes is not None:
                 attrs["subnode"] = q
@@ -205,20 +209,14 @@ def to_networkx(
                     params=[float(v) for v in layer.symbolic_affine[q, p].detach().cpu().tolist()],
                 )
             graph.add_edge((l, p), ends[l][q], **attrs)
-    # hidden nodes with no live path onwards (removed by masks only, or a product node whose
-    # output edge was masked) are not part of the network, with the edges into them; nor are
-    # sub-nodes without incoming edges (their node's operation sees a zero there)
+    # sub-nodes without incoming edges are not part of the network (their node's operation sees a
+    # zero there), then hidden nodes left without edges onwards
     last = len(model.widths) - 1
-    while True:
-        dead = [
-            n
-            for n in graph.nodes
-            if (len(n) == 2 and graph.out_degree(n) == 0 and 0 < n[0] < last)
-            or (len(n) == 3 and (graph.in_degree(n) == 0 or graph.out_degree(n) == 0))
-        ]
-        if not dead:
-            return graph
-        graph.remove_nodes_from(dead)
+    graph.remove_nodes_from([n for n in graph.nodes if len(n) == 3 and graph.in_degree(n) == 0])
+    graph.remove_nodes_from(
+        [n for n in graph.nodes if len(n) == 2 and 0 < n[0] < last and graph.out_degree(n) == 0]
+    )
+    return graph
 
 
 #: Opacity of the least important live edge (:func:`kantk.plot_activations`' default too).
@@ -627,11 +625,6 @@ def _draw_edge(
     ax.set_axis_off()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", transparent=True)
-
-
-def _live_edges(layer: KANLayer) -> list[tuple[int, int]]:
-    """``(q, p)`` of the layer's live edges (numeric and unmasked, or symbolic), in (out, in) order."""
-    return [(q, p) for q, p in layer.live_edges().nonzero().tolist()]
 
 
 def _node_id(node: tuple[int, ...]) -> str:
