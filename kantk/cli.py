@@ -115,8 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in LIGHTNING_COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)  # parsed by LightningCLI instead
+    commands = {}
     for name, command in COMMANDS.items():
-        command.configure(sub.add_parser(name, help=command.help))
+        commands[name] = sub.add_parser(name, help=command.help)
+        command.configure(commands[name])
+    parser.set_defaults(_command_parsers=commands)
     return parser
 
 
@@ -328,8 +331,31 @@ def lightning_parse_error(message: str) -> str:
     if unknown is not None:
         accepted = _class_options(unknown.group(1))
         if accepted:
-            text += "; accepted options: " + ", ".join(accepted)
+            text += _suggestion(unknown.group(2), accepted) + "; accepted options: " + ", ".join(accepted)
+    section = re.search(r"does not accept option '(model|trainer)\.(\w+)'$", text)
+    if section is not None:  # a misspelt key of the config's model: or trainer: section
+        cls = _SECTION_CLASSES[section.group(1)]
+        accepted = [name for name in _class_options(cls) if name not in _HIDDEN_OPTIONS]
+        if accepted:
+            text += _suggestion(section.group(2), accepted)
+            if section.group(1) == "model":  # the trainer's list is long: its --help has it
+                text += f"; accepted {section.group(1)} options: " + ", ".join(accepted)
     return one_line(text)
+
+
+#: The class whose options a config section takes, for the hint on a misspelt key.
+_SECTION_CLASSES = {"model": "kantk.lightning.KANModule", "trainer": "lightning.pytorch.Trainer"}
+
+#: Constructor arguments that are not config keys (LightningCLI fills them in).
+_HIDDEN_OPTIONS = ("self", "args", "kwargs")
+
+
+def _suggestion(name: str, accepted: Sequence[str]) -> str:
+    """``"; did you mean 'widths'?"`` for a misspelt option, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.7)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _class_options(class_path: str) -> list[str]:
@@ -398,7 +424,10 @@ def _main(argv: Sequence[str] | None) -> int:
         close_process_group()
         return 0
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # told by the command's parser, so the message names the command and its --help
+        command_parser = args._command_parsers.get(args.command, parser)
+        command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command in COMMANDS:
         return COMMANDS[args.command].run(args)
     parser.print_help()

@@ -254,8 +254,9 @@ def _reason(exc: BaseException, path: str) -> str:
 
 #: What ``--data`` means in every command (one vocabulary; docs/cli.md).
 DATA_HELP = (
-    "CSV file of samples, one row each: the first columns are the model's inputs, further columns "
-    "(e.g. the label) are ignored; a header row names the inputs (used as --var-names)"
+    "CSV file of samples, one row each: the first columns are the model's inputs (after prune "
+    "--prune-inputs: the kept columns, which the model file records), further columns (e.g. the "
+    "label) are ignored; a header row names the inputs (used as --var-names)"
 )
 
 
@@ -314,13 +315,25 @@ def _data_table(args: argparse.Namespace) -> Any:
     return table
 
 
+def data_columns(model: KAN) -> list[int]:
+    """The 0-based ``--data`` columns the model's inputs are: the first ``widths[0]``, or after
+    ``prune --prune-inputs`` the kept ones the model file records (``KAN.input_columns``)."""
+    columns = model.input_columns
+    return list(range(model.widths[0])) if columns is None else list(columns)
+
+
 def _input_columns(args: argparse.Namespace, model: KAN) -> Any:
     """The model's input columns of the ``--data`` file (float64), or end the command."""
     values = _data_table(args).values
-    n_in = model.widths[0]
-    if values.shape[1] < n_in:
-        fail(f"{args.data!r} has {values.shape[1]} columns; the model needs {n_in} inputs")
-    return values[:, :n_in]
+    columns = data_columns(model)
+    if values.shape[1] <= max(columns):
+        if model.input_columns is None:
+            fail(f"{args.data!r} has {values.shape[1]} columns; the model needs {len(columns)} inputs")
+        fail(
+            f"{args.data!r} has {values.shape[1]} columns; the model's inputs are columns "
+            f"{', '.join(str(c + 1) for c in columns)} of the data it was pruned from (give that file)"
+        )
+    return values[:, columns]
 
 
 def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
@@ -345,7 +358,7 @@ def var_names(args: argparse.Namespace, model: KAN) -> list[str] | None:
     if names is not None:
         return list(names)
     if getattr(args, "data", None):
-        return _data_table(args).variable_names(range(model.widths[0]))
+        return _data_table(args).variable_names(data_columns(model))
     return None
 
 
@@ -527,18 +540,15 @@ def run_prune(args: argparse.Namespace) -> int:
     with atomic_path(out) as tmp:
         kantk.save(pruned, tmp)
     kept = ""
-    if args.prune_inputs:
-        # the file does not record them: later commands feed its inputs the first columns
-        from kantk.pruning import plan_pruning
-
-        plan = plan_pruning(model, x, pruner=args.pruner, prune_inputs=True, **options)
-        columns = [int(i) for i in plan.kept_nodes[0]]
-        names = var_names(args, model) or [f"x{i + 1}" for i in range(model.widths[0])]
-        kept_names = ", ".join(names[i] for i in columns)
-        numbers = ", ".join(str(i + 1) for i in columns)
+    if args.prune_inputs:  # the file records the kept columns; later commands take them from --data
+        names = var_names(args, model) or model.input_names()
+        index = {c: i for i, c in enumerate(data_columns(model))}
+        columns = data_columns(pruned)
+        kept_names = ", ".join(names[index[c]] for c in columns)
+        numbers = ", ".join(str(c + 1) for c in columns)
         kept = (
-            f"; kept inputs {kept_names} (columns {numbers} of the data): give later commands a CSV "
-            "of these columns only, in this order"
+            f"; kept inputs {kept_names} (columns {numbers} of the data): later commands take these "
+            "columns of a --data file with the original columns"
         )
     print(f"pruned {model.width_spec} -> {pruned.width_spec}{kept}; wrote {out}")
     return 0

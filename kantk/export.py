@@ -148,7 +148,8 @@ def to_networkx(
     if not isinstance(model, KAN):
         raise TypeError(f"to_networkx expects a kantk.KAN, got {type(model).__name__}")
     check_int("digits", digits, 1)
-    in_labels = _names(var_names, model.widths[0], "var_names", "x")
+    names = model.input_names() if var_names is None else var_names
+    in_labels = _names(names, model.widths[0], "var_names", "x")
     out_labels = _names(out_names, model.widths[-1], "out_names", "y")
     scores = None
     if x is not None:

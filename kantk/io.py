@@ -16,6 +16,8 @@ Bounds (see docs/security.md):
 * widths, grid sizes and every other size: each layer's tensors implied by the config must have
   exactly the shapes the header records, and the header's shapes must add up to the file's size
   (safetensors checks this), so nothing larger than the file is ever allocated.
+* ``input_columns`` (after pruning inputs): one distinct column number per input, each below
+  :data:`kantk.model.MAX_INPUT_COLUMN`.
 * config JSON: nested at most :data:`MAX_CONFIG_DEPTH` deep, names at most
   :data:`MAX_NAME_LENGTH` characters.
 * node operations (``[n_sum, n_mult]`` or ``{"sum": n, "mult": m}`` widths, ``mult_arity``): every
@@ -46,7 +48,7 @@ from safetensors.torch import save as serialize
 
 from kantk._validation import is_int
 from kantk.layer import BASE_ACTIVATIONS, KANLayer
-from kantk.model import KAN, default_dtype
+from kantk.model import KAN, check_input_columns, default_dtype
 from kantk.nodes import NodeLayout, parse_widths
 from kantk.plugins import BUILTIN_PLUGINS
 from kantk.registry import Registry, UnknownComponentError, resolve_registry
@@ -399,6 +401,10 @@ def _check_config(config: dict[str, Any], path: str, registry: Registry | None =
     if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
         raise bad("dtype", f"must be one of {', '.join(_DTYPES)}, got {_short(dtype_name)}")
     widths, layouts = read_widths(config, bad, registry)
+    try:
+        check_input_columns(config.get("input_columns"), widths[0])
+    except ValueError as exc:
+        raise bad("input_columns", str(exc).partition("input_columns ")[2]) from None
     outs = [w if layout is None else layout.n_sub for w, layout in zip(widths[1:], layouts[1:])]
     layers = config.get("layers")
     if not isinstance(layers, list) or len(layers) != len(widths) - 1:

@@ -59,7 +59,15 @@ class KAN(nn.Module):
         layers: The :class:`KANLayer` s. Layer ``l`` feeding product nodes has one output per
             *sub-node* (``layer.out_features``) and its ``layer.nodes`` (a
             :class:`kantk.nodes.NodeLayout`) combines them into ``widths[l + 1]`` nodes.
+        input_columns: ``None`` (input ``i`` is column ``i`` of the data), or, after
+            ``kantk.prune(..., prune_inputs=True)``, the 0-based columns of the data the model was
+            pruned from that its inputs are, in order (pykan's ``input_id``). :meth:`config`,
+            ``kantk.save`` and ``kantk.load`` keep it; the default input names follow it
+            (:meth:`input_names`) and ``kantk`` commands given a ``--data`` file take these columns.
     """
+
+    #: See the class docstring (a class default, so models made without ``__init__`` have it too).
+    input_columns: list[int] | None = None
 
     def __init__(
         self,
@@ -208,7 +216,15 @@ class KAN(nn.Module):
         if self.has_node_operations and self.mult_arity != DEFAULT_ARITY:
             config["mult_arity"] = self.mult_arity
         config["layers"] = [layer.config() for layer in self.layers]
+        if self.input_columns is not None:
+            config["input_columns"] = list(self.input_columns)
         return config
+
+    def input_names(self, prefix: str = "x") -> list[str]:
+        """Default names of the inputs: ``x1, x2, ...``, or after pruning inputs the names of the
+        columns they came from (``x1, x3`` when the second of three inputs was pruned)."""
+        columns = self.input_columns if self.input_columns is not None else range(self.widths[0])
+        return [f"{prefix}{c + 1}" for c in columns]
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], registry: Registry | None = None) -> KAN:
@@ -236,6 +252,7 @@ class KAN(nn.Module):
         for layer, layer_config in zip(model.layers, layers):  # symbolic edges (kantk.fix_symbolic)
             if layer_config.get("symbolic") is not None:
                 layer.load_symbolic_config(layer_config["symbolic"], registry=registry)
+        model.input_columns = check_input_columns(config.get("input_columns"), model.widths[0])
         return model
 
     def extra_repr(self) -> str:
@@ -272,3 +289,31 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(old)
+
+
+#: Largest column number ``input_columns`` may hold (the column count kantk.io allows a model).
+MAX_INPUT_COLUMN = 1_000_000
+
+
+def check_input_columns(columns: Any, n_inputs: int) -> list[int] | None:
+    """``columns`` as a model's :attr:`KAN.input_columns` (``None`` stays ``None``).
+
+    Raises:
+        ValueError: not ``n_inputs`` distinct ints in ``[0, MAX_INPUT_COLUMN)``.
+    """
+    if columns is None:
+        return None
+    ok = (
+        isinstance(columns, (list, tuple))
+        and len(columns) == n_inputs
+        and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < MAX_INPUT_COLUMN for c in columns)
+        and len(set(columns)) == len(columns)
+    )
+    if not ok:
+        text = repr(columns)
+        text = text if len(text) <= 80 else text[:77] + "..."
+        raise ValueError(
+            f"input_columns must be None or {n_inputs} distinct column numbers (ints from 0 to "
+            f"{MAX_INPUT_COLUMN - 1}), one per input, got {text}"
+        )
+    return list(columns)

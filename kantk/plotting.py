@@ -96,7 +96,9 @@ def plot_activations(
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.plot_activations expects a kantk.KAN, got {type(model).__name__}")
     x = check_samples(model, x, "kantk.plot_activations")
-    in_vars = _names(in_vars, model.widths[0], "in_vars", "x")
+    in_vars = _names(
+        in_vars, model.widths[0], "in_vars", "x", numbers=[int(n[1:]) for n in model.input_names()]
+    )
     out_vars = _names(out_vars, model.widths[-1], "out_vars", "y")
     check_int("n_points", n_points, 2)
     check_number("min_alpha", min_alpha, 0, maximum=1)
@@ -308,9 +310,11 @@ def _check_edge_labels(
     return dict(edge_labels or {})
 
 
-def _names(names: Sequence[str] | None, n: int, what: str, prefix: str) -> list[str]:
-    if names is None:
-        return [f"${prefix}_{{{i + 1}}}$" for i in range(n)]
+def _names(
+    names: Sequence[str] | None, n: int, what: str, prefix: str, numbers: Sequence[int] | None = None
+) -> list[str]:
+    if names is None:  # numbers: the default names' subscripts (1 .. n, or the kept data columns)
+        return [f"${prefix}_{{{i}}}$" for i in (numbers or range(1, n + 1))]
     if isinstance(names, (str, bytes)) or not isinstance(names, Sequence) or len(names) != n:
         raise ValueError(
             f"{what} must be a list of {n} names (one per {'input' if prefix == 'x' else 'output'}), got "

@@ -85,7 +85,8 @@ def prune(
         pruner: Registry name, from ``kantk.list_pruners()``.
         registry: Where to look the pruner (and the model's bases) up; ``None``: the default.
         prune_inputs: Also remove input features (pykan's ``prune_input``); the pruned model then
-            takes fewer inputs, listed in ``plan_pruning(...).kept_nodes[0]``.
+            takes fewer inputs, listed in ``plan_pruning(...).kept_nodes[0]``, and records the
+            data columns they are in ``input_columns`` (pykan's ``input_id``).
         **options: The pruner's options, e.g. ``node_th=1e-2, edge_th=3e-2`` for ``"threshold"``,
             ``k=2`` for ``"topk_edges"``, ``threshold=1e-2`` for ``"magnitude"``.
 
@@ -241,6 +242,14 @@ def _index_mask(indices: Any, width: int, who: str, device: torch.device) -> tor
 
 
 @torch.no_grad()
+def kept_input_columns(model: KAN, kept: torch.Tensor) -> list[int] | None:
+    """The data columns a model keeping inputs ``kept`` of ``model`` takes (``KAN.input_columns``):
+    ``None`` when they are the first columns in order."""
+    old = model.input_columns if model.input_columns is not None else range(model.widths[0])
+    columns = [old[int(i)] for i in kept]
+    return None if columns == list(range(len(columns))) else columns
+
+
 def apply_masks(model: KAN, plan: PrunePlan) -> KAN:
     """A same-size copy of ``model`` with every edge the plan removes masked (the reference).
 
@@ -303,6 +312,10 @@ def shrink(model: KAN, plan: PrunePlan, registry: Registry | None = None) -> KAN
         if layout is not None:
             layer_cfg["nodes"] = layout.config()
         layer_cfg.pop("symbolic", None)  # sized for the old layer; copied below, sliced
+    config.pop("input_columns", None)
+    columns = kept_input_columns(model, plan.kept_nodes[0])
+    if columns is not None:
+        config["input_columns"] = columns
     build_dtype = ref.dtype if ref.dtype in (torch.float32, torch.float64) else torch.float32
     with torch.random.fork_rng(devices=[]), default_dtype(build_dtype):  # leave the user's RNG alone
         small = KAN.from_config(config, registry=registry)

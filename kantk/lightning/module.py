@@ -25,7 +25,7 @@ from kantk._validation import check_choice, check_number, check_optional_int
 from kantk.baselines import MLP
 from kantk.data import check_labels
 from kantk.lightning.datamodules import DTYPES
-from kantk.model import KAN, default_dtype
+from kantk.model import KAN, check_input_columns, default_dtype
 from kantk.registry import Registry
 from kantk.regularisers import build_regularisers, regularisation
 
@@ -435,6 +435,10 @@ class _TrainingModule(pl.LightningModule):
 #: The checkpoint entry that holds every layer's symbolic edges (``KANLayer.symbolic_config()``).
 SYMBOLIC_KEY = "kantk_symbolic"
 
+#: The checkpoint entry that holds the data columns of a model pruned with ``prune_inputs``
+#: (``KAN.input_columns``), absent when its inputs are the first columns.
+INPUT_COLUMNS_KEY = "kantk_input_columns"
+
 
 class KANModule(_TrainingModule):
     """Train a KAN with Lightning: regression (MSE) or classification (cross-entropy).
@@ -592,11 +596,14 @@ class KANModule(_TrainingModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Also record the symbolic edges (:func:`kantk.fix_symbolic`), under ``"kantk_symbolic"``:
         their functions are names, not tensors, and the hyperparameters hold the structure the
-        module was built with, before any edge became symbolic."""
+        module was built with, before any edge became symbolic. A model pruned with
+        ``prune_inputs`` records its data columns under ``"kantk_input_columns"``."""
         super().on_save_checkpoint(checkpoint)
         symbolic = [layer.symbolic_config() for layer in self.model.layers]
         if any(entry is not None for entry in symbolic):
             checkpoint[SYMBOLIC_KEY] = symbolic
+        if self.model.input_columns is not None:
+            checkpoint[INPUT_COLUMNS_KEY] = list(self.model.input_columns)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Bring the model to the checkpoint's dtype and give it the checkpoint's symbolic edges
@@ -610,6 +617,9 @@ class KANModule(_TrainingModule):
         """
         _check_checkpoint_kind(checkpoint, "KANModule")
         self._follow_checkpoint_dtype(checkpoint, "model.layers.0.coef")
+        self.model.input_columns = check_input_columns(
+            checkpoint.get(INPUT_COLUMNS_KEY), self.model.widths[0]
+        )
         symbolic = checkpoint.get(SYMBOLIC_KEY)
         if symbolic is None:
             return

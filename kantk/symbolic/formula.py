@@ -84,7 +84,8 @@ def symbolic_formula(
     Args:
         model: A KAN after :func:`kantk.auto_symbolic` (or :func:`kantk.fix_symbolic` on every
             live edge). Pruned (masked) edges contribute nothing.
-        var_names: Names (str) or sympy symbols of the inputs; default ``x1 .. xn``.
+        var_names: Names (str) or sympy symbols of the inputs; default ``model.input_names()``
+            (``x1 .. xn``, or the kept data columns' numbers after pruning inputs).
         simplify: Simplify each output (``sympy.simplify`` up to ``SIMPLIFY_MAX_OPS`` operations).
         digits: ``"auto"`` (default): the fewest decimal places of :data:`AUTO_DIGITS` (4, 5, ...)
             whose formula stays within :data:`FORMULA_RTOL` (1e-3, relative to the largest
@@ -120,7 +121,8 @@ def symbolic_formula(
         raise ValueError(f"digits must be 'auto', an int >= 0 or None, got {digits!r}")
     if numeric not in ("name", "raise"):
         raise ValueError(f"numeric must be 'name' or 'raise', got {numeric!r}")
-    nodes: list[Any] = list(_symbols(var_names, model.widths[0]))
+    inputs = model.input_names() if var_names is None else var_names
+    nodes: list[Any] = list(_symbols(inputs, model.widths[0]))
     still_numeric = numeric_edges(model)
     if still_numeric and numeric == "raise":
         listed = [f"layer {l}: {i} -> {j}" for l, i, j in still_numeric]
@@ -161,7 +163,7 @@ def symbolic_formula(
             stacklevel=2,
         )
     points = _check_points(x, model)
-    symbols = _symbols(var_names, model.widths[0])
+    symbols = _symbols(inputs, model.widths[0])
     return [_rounded(expr, simplify, digits, symbols, points, q) for q, expr in enumerate(nodes)]
 
 

@@ -9,6 +9,7 @@ Everything runs in-process through :func:`kantk.cli.main` in a temporary folder.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -464,6 +465,17 @@ def test_unknown_pruner_library_and_commands(work, capsys):
     assert not (work / "p.kantk").exists()
 
 
+def test_an_unknown_flag_names_its_command(work, capsys):
+    """argparse's sub-commands leave unknown flags to the top parser, whose message lost the
+    command: ``kantk: unrecognized arguments: --bogus (see 'kantk --help')``."""
+    status, _, err = run_cli(["prune", "model.kantk", "-o", "p.kantk", "--bogus"], capsys)
+    assert status == 2
+    assert err == "kantk: prune: unrecognized arguments: --bogus (see 'kantk prune --help')\n"
+    assert not (work / "p.kantk").exists()
+    status, _, err = run_cli(["--bogus"], capsys)
+    assert status == 2 and err == "kantk: unrecognized arguments: --bogus (see 'kantk --help')\n"
+
+
 def test_lightning_parse_errors_are_one_line(work, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["kantk"])  # as from the console (LightningCLI compares them)
     (work / "binary.yaml").write_bytes(b"\x00\x01\x02")
@@ -827,6 +839,18 @@ def test_an_unknown_data_option_lists_the_accepted_ones(fit_folder, capsys, no_t
     assert "trainer.max_epochs: Expected a <class 'int'>. Got value: abc (see" in line, line
 
 
+def test_a_misspelt_model_or_trainer_key_gets_a_hint(fit_folder, capsys, no_training):
+    """``model: {widht: ...}`` said only "does not accept option 'model.widht'"."""
+    config = (fit_folder / "cfg.yaml").read_text()
+    assert "  widths:" in config and "trainer:\n" in config
+    (fit_folder / "m.yaml").write_text(config.replace("  widths:", "  widht:", 1))
+    line = assert_error(run_cli(["fit", "--config", "m.yaml"], capsys), code=2, match="'model.widht'")
+    assert "did you mean 'widths'?; accepted model options: widths, basis, basis_kwargs," in line, line
+    (fit_folder / "t.yaml").write_text(config.replace("trainer:\n", "trainer:\n  max_stepz: 3\n", 1))
+    line = assert_error(run_cli(["fit", "--config", "t.yaml"], capsys), code=2, match="'trainer.max_stepz'")
+    assert "did you mean 'max_steps'?" in line, line
+
+
 def test_an_unknown_callback_option_lists_the_accepted_ones(fit_folder, capsys, no_training):
     callbacks = (
         "    - class_path: pytorch_lightning.callbacks.EarlyStopping\n      init_args: {monitr: val_loss}\n"
@@ -906,24 +930,39 @@ def test_kantks_warnings_are_one_line(work, capsys):
     assert lines and all(line.startswith("kantk: warning: ") for line in lines), err
 
 
-def test_prune_inputs_says_which_inputs_it_kept(work, capsys):
-    """The pruned model takes the first columns of a CSV; the command names the kept ones."""
-    (work / "hdr.csv").write_text("a,b\n" + "".join(f"{i / 10},{(i * 7 % 10) / 10}\n" for i in range(10)))
+def test_prune_inputs_records_the_kept_columns_for_later_commands(work, capsys):
+    """``prune --prune-inputs`` names the kept inputs, and the model file records their columns:
+    later commands given the original CSV take those columns (they took the first ones, so with
+    a header ``a,b,c`` and ``b`` pruned they silently fed ``a, b`` to the model's ``a, c``)."""
+    model = kantk.KAN([3, 3, 1], seed=0)
+    with torch.no_grad():
+        model.layers[0].mask[:, 1] = 0  # input b is cut off
+    kantk.save(model, work / "three.kantk")
+    x = torch.rand(20, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    rows = "".join(",".join(f"{v:.17g}" for v in row) + ",7\n" for row in x.tolist())
+    (work / "abc.csv").write_text("a,b,c,label\n" + rows)
+    prune = ["prune", "three.kantk", "-o", "p.kantk", "--option", "node_th=0", "--option", "edge_th=0"]
+    status, out, err = run_cli([*prune, "--prune-inputs", "--data", "abc.csv"], capsys)
+    assert status == 0, err
+    assert "kept inputs a, c (columns 1, 3 of the data)" in out
+    pruned = kantk.load(work / "p.kantk")
+    assert pruned.widths[0] == 2 and pruned.input_columns == [0, 2]
+
+    status, out, err = run_cli(["predict", "p.kantk", "--data", "abc.csv", "-o", "y.csv"], capsys)
+    assert status == 0, err
+    predicted = torch.tensor([float(v) for v in (work / "y.csv").read_text().split()[1:]])
+    with torch.no_grad():
+        want = model(x).squeeze(1)  # the pruned model on columns a, c = the original on a, b, c
+    torch.testing.assert_close(predicted, want, atol=1e-5, rtol=1e-5)  # float32 model, 9 digits
+
+    (work / "ac.csv").write_text("a,c\n0.1,0.2\n0.3,0.4\n")  # too few columns for column 3
+    status, _, err = run_cli(["predict", "p.kantk", "--data", "ac.csv", "-o", "y2.csv"], capsys)
+    assert status == 1 and err.count("\n") == 1
+    assert "the model's inputs are columns 1, 3 of the data it was pruned from" in err
+
     status, out, err = run_cli(
-        [
-            "prune",
-            "model.kantk",
-            "-o",
-            "p.kantk",
-            "--pruner",
-            "topk_edges",
-            "--option",
-            "k=1",
-            "--prune-inputs",
-            "--data",
-            "hdr.csv",
-        ],
-        capsys,
+        ["symbolic", "p.kantk", "-o", "s.kantk", "--data", "abc.csv", "--r2-threshold", "0"], capsys
     )
     assert status == 0, err
-    assert "kept inputs " in out and "give later commands a CSV of these columns only" in out
+    formula = out.splitlines()[0]
+    assert set(re.findall(r"\b([abc])\b", formula)) == {"a", "c"}, formula

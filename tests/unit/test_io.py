@@ -182,6 +182,13 @@ def _with(config, mutate):
             ["widths[1]", "2000000 sub-nodes, more than 1000000"],
         ),
         (lambda c: c.update(widths=[2, 3, 1], mult_arity=2), ["mult_arity", "no product nodes"]),
+        # the data columns of a model pruned with prune_inputs: one distinct column per input
+        (lambda c: c.update(input_columns=[0]), ["field input_columns", "2 distinct column numbers"]),
+        (lambda c: c.update(input_columns=[3, 3]), ["field input_columns"]),
+        (lambda c: c.update(input_columns=[0, -1]), ["field input_columns"]),
+        (lambda c: c.update(input_columns=[0, 10**12]), ["field input_columns", "999999"]),
+        (lambda c: c.update(input_columns=[0, True]), ["field input_columns"]),
+        (lambda c: c.update(input_columns="0,2"), ["field input_columns"]),
     ],
 )
 def test_bad_configs_are_refused_fast_naming_the_field(saved, tmp_path, mutate, fragments):

@@ -281,3 +281,50 @@ def test_single_threshold_option_sets_every_threshold():
     model = _k.KAN([2, 3, 1], seed=0)
     small = _k.prune(model, torch.rand(50, 2) * 2 - 1, pruner="threshold", threshold=1e-2)
     assert small.widths[0] == 2
+
+
+def test_pruned_inputs_record_their_data_columns(tmp_path):
+    """pykan's ``input_id``: after pruning inputs the model knows which data columns it takes, the
+    record survives copies, a second pruning, ``refine``, save/load and checkpoints, and the default
+    input names follow it."""
+    model = kantk.KAN([4, 3, 1], seed=0)
+    x = torch.rand(64, 4) * 2 - 1
+    assert model.input_columns is None and model.input_names() == ["x1", "x2", "x3", "x4"]
+    with torch.no_grad():
+        model.layers[0].mask[:, 1] = 0
+    once = kantk.prune(model, x, prune_inputs=True, node_th=0.0, edge_th=0.0)
+    assert once.input_columns == [0, 2, 3] and once.input_names() == ["x1", "x3", "x4"]
+    assert once.config()["input_columns"] == [0, 2, 3]
+    torch.testing.assert_close(once(x[:, once.input_columns]), model(x), atol=1e-6, rtol=0)
+    with torch.no_grad():
+        once.layers[0].mask[:, 0] = 0  # data column 0, input 0 of the pruned model
+    twice = kantk.prune(once, x[:, once.input_columns], prune_inputs=True, node_th=0.0, edge_th=0.0)
+    assert twice.input_columns == [2, 3]  # columns of the original data, not of once's inputs
+    assert kantk.refine(twice, 7).input_columns == [2, 3]
+    kantk.save(twice, tmp_path / "m.kantk")
+    assert kantk.load(tmp_path / "m.kantk").input_columns == [2, 3]
+    with pytest.warns(UserWarning, match="still numeric"):
+        numeric = kantk.symbolic_formula(twice, x[:, [2, 3]])[0]
+    assert {"x3", "x4"} <= {str(s) for s in numeric.free_symbols}  # inside f_l_i_j(x3), ...
+    symbolic = kantk.refine(twice, 5)  # a copy to fix symbolically
+    kantk.auto_symbolic(symbolic, x[:, [2, 3]], r2_threshold=float("-inf"))
+    assert {str(s) for s in kantk.symbolic_formula(symbolic, digits=None)[0].free_symbols} <= {"x3", "x4"}
+    assert {str(s) for s in kantk.symbolic_formula(symbolic, digits=None)[0].free_symbols} & {"x3", "x4"}
+    kept_all = kantk.prune(model, x, prune_inputs=False, node_th=0.0, edge_th=0.0)
+    assert kept_all.input_columns is None  # the first columns: nothing to record
+    assert kantk.to_networkx(twice, x[:, [2, 3]]).nodes[(0, 0)]["label"] == "x3"
+
+
+def test_input_columns_in_a_checkpoint(tmp_path):
+    import lightning.pytorch as pl
+
+    from kantk.lightning import KANModule
+
+    model = kantk.KAN([3, 2, 1], seed=0)
+    model.input_columns = [1, 4, 7]
+    module = KANModule.from_model(model)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = KANModule.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu", weights_only=True)
+    assert loaded.model.input_columns == [1, 4, 7]
