@@ -10,13 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from kantk._validation import check_int
+from kantk._validation import check_int, is_int
 from kantk.bases.base import (
     BASE_ACTIVATIONS,
     Basis,
     EdgeWeights,
     MaskedEdgeWeights,
     SupportsGridUpdate,
+    checked_features,
     layer_edges,
 )
 from kantk.nodes import NodeLayout
@@ -227,7 +228,7 @@ class KANLayer(SymbolicEdges, nn.Module):
             (batch, out, in).
         """
         x2 = self._flatten_input(x)
-        feats = self.basis(x2)  # (batch, in, n)
+        feats = checked_features(self.basis, x2, self.basis(x2))  # (batch, in, n)
         mask = self.mask if masked else torch.ones_like(self.mask)
         weight = _ContiguousGrad.apply(self.coef * (self.scale_sp * mask).unsqueeze(-1))
         acts = torch.einsum("bpi,qpi->bqp", feats, weight)
@@ -389,4 +390,16 @@ def build_basis(
     basis = spec.factory(in_features, **kwargs)
     if not isinstance(basis, Basis):
         raise TypeError(f"basis plugin {name!r} built a {type(basis).__name__}, not a kantk.bases.Basis")
+    n = basis.num_functions
+    if not is_int(n) or n < 1:
+        hint = " (a method: decorate num_functions with @property)" if callable(n) else ""
+        raise TypeError(
+            f"basis plugin {name!r}: num_functions must be an int >= 1 (functions per input), got "
+            f"{type(n).__name__ if callable(n) else repr(n)}{hint}"
+        )
+    if getattr(basis, "in_features", None) != in_features:
+        raise ValueError(
+            f"basis plugin {name!r} was built for {in_features} inputs but its in_features is "
+            f"{getattr(basis, 'in_features', None)!r} (pass in_features on to Basis.__init__)"
+        )
     return basis

@@ -72,13 +72,41 @@ class Basis(nn.Module, abc.ABC):
         Returns:
             (batch, out_features).
         """
-        feats = self(x)  # (batch, in, n)
+        feats = checked_features(self, x, self(x))  # (batch, in, n)
         # (batch, in*n) @ (in*n, out) -> (batch, out)
         return feats.flatten(1) @ weight.flatten(1).t()
 
     def extra_repr(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"in_features={self.in_features}, {cfg}"
+
+
+def checked_features(basis: Basis, x: torch.Tensor, feats: Any) -> torch.Tensor:
+    """``feats``, what ``basis(x)`` returned, if it is a (batch, in_features, num_functions) tensor
+    of ``x``'s dtype and device; else a one-line error naming the basis (a plugin's slip, such as a
+    forward that computes in float64 whatever the input, would otherwise fail deep in a matmul).
+
+    Raises:
+        TypeError: ``feats`` is not a tensor, or has another dtype or device than ``x``.
+        ValueError: ``feats`` has another shape.
+    """
+    name = type(basis).__name__
+    if not isinstance(feats, torch.Tensor):
+        raise TypeError(f"{name}.forward must return a torch.Tensor, got {type(feats).__name__}")
+    want = (x.shape[0], basis.in_features, basis.num_functions)
+    if tuple(feats.shape) != want:
+        raise ValueError(
+            f"{name}.forward returned shape {tuple(feats.shape)} for input {tuple(x.shape)}; a basis "
+            f"returns (batch, in_features, num_functions) = {want}"
+        )
+    autocast = torch.is_autocast_enabled(x.device.type) if x.device.type in ("cpu", "cuda") else False
+    if (feats.dtype != x.dtype and not autocast) or feats.device != x.device:
+        raise TypeError(
+            f"{name}.forward returned {feats.dtype} on {feats.device} for a {x.dtype} input on {x.device}; "
+            "a basis returns the input's dtype and device (compute in x.dtype, build tensors with "
+            "device=x.device)"
+        )
+    return feats
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from kantk._validation import check_choice, check_number, check_optional_int
+from kantk._validation import check_choice, check_number, check_optional_int, is_int
 from kantk.baselines import MLP
 from kantk.data import check_labels
 from kantk.lightning.datamodules import DTYPES
@@ -440,6 +440,52 @@ SYMBOLIC_KEY = "kantk_symbolic"
 INPUT_COLUMNS_KEY = "kantk_input_columns"
 
 
+#: Most numbers (parameters and buffers) in a model KANModule builds from ``widths`` and basis
+#: options, e.g. a YAML config's (2**28: 1 GiB in float32, far above any KAN in the literature).
+#: A larger model is built in Python and wrapped: ``KANModule.from_model(kantk.KAN(...))``.
+MAX_MODEL_NUMBERS = 2**28
+
+
+def _check_model_size(widths: Any, structure: Mapping[str, Any]) -> None:
+    """Refuse a model larger than :data:`MAX_MODEL_NUMBERS` before it is built: it is built on the
+    ``meta`` device first (shapes only, no memory), so a config's ``grid_size: 100000000`` or a
+    width of a million is one line instead of gigabytes and a run that never ends.
+
+    Raises:
+        ValueError: The model would hold more numbers.
+    """
+    from kantk.io import MAX_NODES
+
+    if torch.empty(0).device.type == "meta":
+        return  # already the shapes-only build (check_checkpoint_sizes)
+    spelled = list(widths) if isinstance(widths, (list, tuple)) else []
+    counts = [v for w in spelled for v in (w if isinstance(w, (list, tuple)) else [w]) if is_int(v)]
+    counts += [v for w in spelled if isinstance(w, Mapping) for v in w.values() if is_int(v)]
+    if sum(counts) > MAX_NODES:  # bounded before any layout or layer is built, as kantk.load does
+        raise ValueError(
+            f"widths {_short_repr(widths)} ask for {sum(counts):,} nodes, more than KANModule builds "
+            f"from its arguments ({MAX_NODES:,}); build the KAN in Python and pass it to KANModule.from_model"
+        )
+    try:
+        with torch.device("meta"):
+            shape = KAN(widths, **structure)
+    except (RuntimeError, NotImplementedError):
+        return  # a plugin basis that cannot be built on meta: built for real below
+    numbers = sum(t.numel() for t in (*shape.parameters(), *shape.buffers()))
+    if numbers > MAX_MODEL_NUMBERS:
+        raise ValueError(
+            f"the model asked for holds {numbers:,} numbers (widths {shape.width_spec}, basis_kwargs "
+            f"{structure.get('basis_kwargs')!r}), more than KANModule builds from its arguments "
+            f"({MAX_MODEL_NUMBERS:,}); check widths and grid_size/degree/num_centers, or build the KAN "
+            "in Python and pass it to KANModule.from_model"
+        )
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class KANModule(_TrainingModule):
     """Train a KAN with Lightning: regression (MSE) or classification (cross-entropy).
 
@@ -531,16 +577,16 @@ class KANModule(_TrainingModule):
         if isinstance(adopted, KAN):
             self.model = adopted
         else:
+            structure = {
+                "basis": basis,
+                "basis_kwargs": basis_kwargs,
+                "base_activation": base_activation,
+                "registry": _REGISTRY.get(),
+                **dict(model_kwargs or {}),
+            }
+            _check_model_size(widths, structure)
             with default_dtype(DTYPES[dtype] if dtype else torch.get_default_dtype()):
-                self.model = KAN(
-                    widths,
-                    basis=basis,
-                    basis_kwargs=basis_kwargs,
-                    base_activation=base_activation,
-                    seed=init_seed,
-                    registry=_REGISTRY.get(),
-                    **dict(model_kwargs or {}),
-                )
+                self.model = KAN(widths, seed=init_seed, **structure)
         self._init_training(
             loss if isinstance(loss, str) else custom_loss_name(loss),
             custom_loss,

@@ -42,14 +42,37 @@ class SymbolicEdges:
     symbolic_affine: nn.Parameter
 
     def _init_symbolic(self) -> None:
-        self.symbolic_names: list[list[str | None]] = [
-            [None] * self.in_features for _ in range(self.out_features)
-        ]
-        self.symbolic_libraries: list[list[str | None]] = [
-            [None] * self.in_features for _ in range(self.out_features)
-        ]
+        # the (out, in) name tables are made on first use: a layer with no symbolic edge (the usual
+        # case, and the large ones) holds no Python list of out * in entries
+        self._symbolic_names: list[list[str | None]] | None = None
+        self._symbolic_libraries: list[list[str | None]] | None = None
         self._symbolic_functions: dict[tuple[str, str], SymbolicFunction] = {}
         self._symbolic_groups: list[_SymbolicGroup] = []
+
+    def _empty_table(self) -> list[list[str | None]]:
+        return [[None] * self.in_features for _ in range(self.out_features)]
+
+    @property
+    def symbolic_names(self) -> list[list[str | None]]:
+        """(out, in) nested list of function names, ``None`` for numeric edges."""
+        if self._symbolic_names is None:
+            self._symbolic_names = self._empty_table()
+        return self._symbolic_names
+
+    @symbolic_names.setter
+    def symbolic_names(self, value: list[list[str | None]]) -> None:
+        self._symbolic_names = value
+
+    @property
+    def symbolic_libraries(self) -> list[list[str | None]]:
+        """(out, in) nested list of the libraries the functions come from."""
+        if self._symbolic_libraries is None:
+            self._symbolic_libraries = self._empty_table()
+        return self._symbolic_libraries
+
+    @symbolic_libraries.setter
+    def symbolic_libraries(self, value: list[list[str | None]]) -> None:
+        self._symbolic_libraries = value
 
     def symbolic_config(self) -> dict[str, Any] | None:
         """``{"functions": names, "libraries": libraries}`` for the layer config, or ``None``."""
@@ -89,6 +112,8 @@ class SymbolicEdges:
 
     def symbolic_edges(self) -> list[tuple[int, int]]:
         """``(q, p)`` of every edge with a symbolic function (out index, in index)."""
+        if self._symbolic_names is None:
+            return []
         return [
             (q, p)
             for q, row in enumerate(self.symbolic_names)
@@ -98,7 +123,9 @@ class SymbolicEdges:
 
     def symbolic_function(self, q: int, p: int) -> SymbolicFunction | None:
         """The function record of edge p -> q, or ``None`` for a numeric edge."""
-        name, library = self.symbolic_names[q][p], self.symbolic_libraries[q][p]
+        if self._symbolic_names is None or self._symbolic_libraries is None:
+            return None
+        name, library = self._symbolic_names[q][p], self._symbolic_libraries[q][p]
         if name is None:
             return None
         assert library is not None  # set together with the name

@@ -210,6 +210,26 @@ def test_bad_module_arguments(kwargs, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("widths", "basis_kwargs", "message"),
+    [
+        ([2, 4, 2], {"grid_size": 10**8}, "holds 2,200,000,138 numbers"),  # 3.2 GB of coef before
+        ([2, 10**9, 1], None, "ask for 1,000,000,003 nodes"),  # a list of 2e9 names before
+        ([2, [10**6, 1], 1], None, "ask for 1,000,004 nodes"),
+        ([500_000, 500_000], None, "holds 2,750,006,000,000 numbers"),  # 2.5e11 edges: fine on meta
+    ],
+)
+def test_a_model_too_large_to_build_from_arguments_is_refused_before_it_is_built(
+    widths, basis_kwargs, message
+):
+    """A YAML config is untrusted input: its sizes are checked on the meta device (no memory)."""
+    with pytest.raises(ValueError, match="KANModule.from_model") as info:
+        KANModule(widths, basis_kwargs=basis_kwargs)
+    assert message in str(info.value)
+    big = KANModule([64, 64, 1], basis_kwargs={"grid_size": 100})  # 0.4M numbers: built as before
+    assert big.model.layers[0].coef.shape == (64, 64, 103)
+
+
 def test_unknown_regulariser_in_module_lists_known():
     with pytest.raises(kantk.UnknownComponentError, match="known regulariser names: coef_l1"):
         KANModule([2, 1], regularisers={"entropy": 1.0})

@@ -266,3 +266,48 @@ def test_hook_that_returns_a_single_record_is_blamed_on_its_plugin():
 
     with pytest.raises(kantk.PluginError, match="failed in kantk_bases"):
         kantk.Registry.with_plugins(Broken())
+
+
+class _MethodCountBasis(_ConstantBasis):
+    def num_functions(self) -> int:  # type: ignore[override]  # the slip: no @property
+        return 1
+
+
+class _Float64Basis(_ConstantBasis):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones(x.shape[0], self.in_features, 1, dtype=torch.float64)  # the slip: fixed dtype
+
+
+class _WrongShapeBasis(_ConstantBasis):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(x)  # the slip: (batch, in), no function axis
+
+
+def _registry_of(cls: type) -> kantk.Registry:
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_bases():
+            yield kantk.BasisSpec("slip", cls)
+
+    return kantk.Registry.with_plugins(Plugin)
+
+
+def test_a_plugin_basis_slip_is_a_one_line_error_naming_it():
+    """num_functions without @property, a forward that ignores the input's dtype or returns the wrong
+    shape: each failed deep in torch (a bound method in torch.rand's size, a matmul of mixed dtypes)."""
+    with pytest.raises(TypeError, match=r"'slip': num_functions must be an int >= 1.*@property"):
+        kantk.KANLayer(2, 3, "slip", registry=_registry_of(_MethodCountBasis))
+    x = torch.rand(5, 2)
+    for cls, error, match in (
+        (
+            _Float64Basis,
+            TypeError,
+            r"_Float64Basis.forward returned torch.float64 .* for a torch.float32 input",
+        ),
+        (_WrongShapeBasis, ValueError, r"_WrongShapeBasis.forward returned shape \(5, 2\) .* \(5, 2, 1\)"),
+    ):
+        layer = kantk.KANLayer(2, 3, "slip", registry=_registry_of(cls))
+        for call in (layer, layer.activations):
+            with pytest.raises(error, match=match):
+                call(x)

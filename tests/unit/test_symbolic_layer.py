@@ -31,6 +31,11 @@ def test_no_symbolic_state_until_used():
         f"basis.{k}" for k in layer.basis.state_dict()
     }
     assert "symbolic" not in layer.config()
+    # nor (out, in) tables of names: a wide layer built a Python list of out * in entries
+    assert layer._symbolic_names is None and layer._symbolic_libraries is None
+    assert layer.symbolic_edges() == [] and layer.symbolic_function(1, 2) is None
+    assert layer._symbolic_names is None
+    assert layer.symbolic_names == [[None] * 3] * 2  # made on first use
 
 
 def test_forward_adds_symbolic_edges_and_switches_numeric_off():
