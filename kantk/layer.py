@@ -194,7 +194,10 @@ class KANLayer(SymbolicEdges, nn.Module):
         y = layer_edges(self.basis, x2, self.edge_weights())  # (batch, out)
         if self._symbolic_groups:  # symbolic edges: one evaluation per function
             for q, _p, values in self._symbolic_terms(x2):
-                y = y.index_add(1, q, values)  # (batch, out) += (batch, k) on columns q
+                # under autocast a basis' matmul may give bf16/fp16 sums; the symbolic terms are
+                # in the layer's dtype: add in the wider of the two
+                y = _promoted(y, values)
+                y = y.index_add(1, q, values.to(y.dtype))
         return y
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,7 +215,8 @@ class KANLayer(SymbolicEdges, nn.Module):
             batch = x2.shape[0]
             flat = acts.flatten(1)  # (batch, out * in)
             for q, p, values in self._symbolic_terms(x2):
-                flat = flat.index_add(1, q * self.in_features + p, values)
+                wide = _promoted(flat, values)
+                flat = wide.index_add(1, q * self.in_features + p, values.to(wide.dtype))
             acts = flat.reshape(batch, self.out_features, self.in_features)
         return acts
 
@@ -371,6 +375,12 @@ def _autocast_input(x: torch.Tensor) -> bool:
         and torch.is_autocast_enabled(device)
         and torch.get_autocast_dtype(device) == x.dtype
     )
+
+
+def _promoted(y: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``y`` in the wider dtype of ``y`` and ``values`` (itself when they agree)."""
+    dtype = torch.promote_types(y.dtype, values.dtype)
+    return y if y.dtype == dtype else y.to(dtype)
 
 
 def build_basis(

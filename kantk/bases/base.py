@@ -258,10 +258,13 @@ class SupportsFusedEdges(Protocol):
 
 
 def functorch_active() -> bool:
-    """Whether a ``torch.func`` transform (vmap, grad, jacrev, hessian, ...) is running: fused
-    kernels (custom autograd functions over raw buffers) cannot run under one."""
+    """Whether a ``torch.func`` transform (vmap, grad, jacrev, hessian, ...) is running, or
+    forward-mode AD (``torch.autograd.forward_ad.dual_level``, dual tensors): fused kernels
+    (custom autograd functions over raw buffers, with no ``jvp``) cannot run under one."""
     active = getattr(torch._C, "_are_functorch_transforms_active", None)
-    return bool(active()) if active is not None else False
+    if active is not None and active():
+        return True
+    return getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
 
 
 def edge_sum(basis: Basis, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:

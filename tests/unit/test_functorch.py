@@ -115,3 +115,63 @@ def test_jacrev_of_a_float32_batch():
     model = kantk.KAN([3, 4, 2], seed=0)
     x = torch.rand(5, 3, generator=torch.Generator().manual_seed(4)) * 2 - 1
     torch.testing.assert_close(torch.func.jacrev(model)(x), torch.autograd.functional.jacobian(model, x))
+
+
+@pytest.mark.parametrize("basis", ["bspline", "chebyshev", "rbf"])
+def test_built_and_loaded_in_inference_mode(basis, tmp_path):
+    """The B-spline grid cache keyed on the grid's version counter, which inference tensors lack:
+    a model built or loaded under inference_mode (serving) could never run."""
+    x = torch.rand(16, 2) * 2 - 1
+    reference = kantk.KAN([2, 3, 1], basis=basis, seed=0)
+    kantk.save(reference, tmp_path / "m.kantk")
+    with torch.inference_mode():
+        built = kantk.KAN([2, 3, 1], basis=basis, seed=0)
+        loaded = kantk.load(tmp_path / "m.kantk")
+        for model in (built, loaded):
+            torch.testing.assert_close(model(x), reference(x).detach(), atol=1e-6, rtol=0)
+            torch.testing.assert_close(model(x), reference(x).detach(), atol=1e-6, rtol=0)  # twice: no cache
+
+
+@pytest.mark.parametrize("moved", [False, True], ids=["uniform", "moved-knots"])
+def test_an_ensemble_vmapped_over_stacked_buffers(moved):
+    """torch.func model ensembling (stack_module_state, vmap over parameters and buffers): the grid
+    itself is batched, so its values cannot choose a path (it read grid.data_ptr())."""
+    from torch.func import functional_call, stack_module_state
+
+    x = torch.rand(32, 2) * 2 - 1
+    models = [kantk.KAN([2, 3, 1], seed=s) for s in range(3)]
+    if moved:
+        for model in models:
+            model.update_grid(torch.rand(64, 2) * 3 - 1)
+    params, buffers = stack_module_state(models)  # type: ignore[arg-type]
+    template = models[0]
+
+    def run(p: dict, b: dict, v: torch.Tensor) -> torch.Tensor:
+        return functional_call(template, (p, b), (v,))
+
+    ys = torch.func.vmap(run, in_dims=(0, 0, None))(params, buffers, x)
+    want = torch.stack([m(x) for m in models]).detach()
+    torch.testing.assert_close(ys, want, atol=1e-5, rtol=1e-5)  # float32, different op orders
+
+
+def test_forward_mode_ad_on_a_uniform_grid():
+    """Dual tensors (torch.autograd.forward_ad) reached the fused paths' custom autograd functions,
+    which have no jvp; they now take the plain path, as torch.func transforms do."""
+    import torch.autograd.forward_ad as fwad
+
+    torch.set_default_dtype(torch.float64)  # the conftest restores float32
+    model = kantk.KAN([2, 3, 1], seed=0)
+    x = torch.rand(8, 2) * 2 - 1
+    tangent = torch.rand(8, 2)
+    with fwad.dual_level():
+        jvp = fwad.unpack_dual(model(fwad.make_dual(x, tangent))).tangent
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(xg).sum(), xg)  # rows are independent: d y_b / d x_b
+    torch.testing.assert_close(jvp.squeeze(1), (grad * tangent).sum(1), atol=1e-10, rtol=1e-10)
+
+
+def test_torch_export_of_a_bspline_model():
+    x = torch.rand(16, 2) * 2 - 1
+    model = kantk.KAN([2, 3, 1], seed=0)
+    exported = torch.export.export(model, (x,))
+    torch.testing.assert_close(exported.module()(x), model(x), atol=1e-6, rtol=0)

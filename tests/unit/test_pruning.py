@@ -304,7 +304,7 @@ def test_pruned_inputs_record_their_data_columns(tmp_path):
     kantk.save(twice, tmp_path / "m.kantk")
     assert kantk.load(tmp_path / "m.kantk").input_columns == [2, 3]
     with pytest.warns(UserWarning, match="still numeric"):
-        numeric = kantk.symbolic_formula(twice, x[:, [2, 3]])[0]
+        numeric = kantk.symbolic_formula(twice, x=x[:, [2, 3]])[0]
     assert {"x3", "x4"} <= {str(s) for s in numeric.free_symbols}  # inside f_l_i_j(x3), ...
     symbolic = kantk.refine(twice, 5)  # a copy to fix symbolically
     kantk.auto_symbolic(symbolic, x[:, [2, 3]], r2_threshold=float("-inf"))

@@ -210,3 +210,19 @@ def test_many_symbolic_edges_load_with_a_constant_number_of_group_rebuilds(tmp_p
     assert len(loaded.layers[0]._symbolic_groups) == len(_FUNCTIONS)
     x = torch.rand(16, 40, generator=generator) * 2 - 1
     assert torch.equal(loaded(x), model(x))
+
+
+@pytest.mark.parametrize("basis", ["bspline", "chebyshev", "rbf"])
+def test_symbolic_edges_under_bf16_autocast(basis):
+    """Chebyshev's and RBF's edge sums come back in bfloat16 under autocast; adding the float32
+    symbolic terms with index_add refused mixed dtypes (kantk.fit(precision="bf16-mixed") after
+    auto_symbolic failed)."""
+    layer = KANLayer(2, 3, basis)
+    layer.set_symbolic_edge(1, 0, LIB["sin"], "default", (2.0, 0.5, 1.5, -0.25))
+    x = torch.rand(16, 2) * 2 - 1
+    want, acts = layer(x), layer.activations(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, got_acts = layer(x), layer.activations(x)
+    # bfloat16 keeps 8 bits: 2**-8 relative, on sums of a few terms of size ~1
+    torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(got_acts.float(), acts, atol=0.05, rtol=0.05)

@@ -105,6 +105,31 @@ def cox_de_boor(x: torch.Tensor, knots: torch.Tensor, order: int) -> torch.Tenso
 EXTRAPOLATIONS = ("zero", "clamp", "extend")
 
 
+def cache_key(t: torch.Tensor) -> tuple[int, int] | None:
+    """``(version, data pointer)`` of ``t``, which changes when ``t`` is written to or replaced; or
+    ``None`` where ``t`` has no version counter or storage (an inference tensor, a tensor batched
+    by a ``torch.func`` transform, a fake tensor of ``torch.export``): nothing is cached then."""
+    if t.is_inference():
+        return None
+    try:
+        return (t._version, t.data_ptr())
+    except RuntimeError:
+        return None
+
+
+def values_hidden(t: torch.Tensor) -> bool:
+    """Whether ``t``'s values cannot be read into Python: batched by a ``torch.func`` transform
+    (``vmap`` over stacked buffers) or a fake tensor (``torch.export``)."""
+    try:
+        if torch._C._functorch.is_functorch_wrapped_tensor(t):
+            return True
+        from torch._subclasses.fake_tensor import is_fake
+
+        return bool(is_fake(t))
+    except (AttributeError, ImportError):  # another torch: treat the values as readable
+        return False
+
+
 class BSplineBasis(Basis):
     """B-splines of order ``order`` on ``grid_size`` intervals, ``order`` extra knots each side.
 
@@ -182,8 +207,10 @@ class BSplineBasis(Basis):
         """Whether every input's knots are equally spaced (then the fast local form is used)."""
         if self.grid.device.type == "meta":  # shape-only tracing: no values to inspect
             return True
-        key = (self.grid._version, self.grid.data_ptr())
-        if self._uniform_cache is None or self._uniform_cache[:2] != key:
+        if values_hidden(self.grid):  # a grid batched by torch.func or traced by torch.export:
+            return False  # its values cannot steer Python; the general path is right for any grid
+        key = cache_key(self.grid)
+        if key is None or self._uniform_cache is None or self._uniform_cache[:2] != key:
             grid = self.grid.to(torch.float64)
             h = (grid[:, -1:] - grid[:, :1]) / (grid.shape[1] - 1)  # (in, 1) mean spacing
             # equal spacing up to the rounding of the stored knots (float32 grids of fine G), in
@@ -198,14 +225,16 @@ class BSplineBasis(Basis):
                 eps = max(eps, torch.finfo(torch.float32).eps)
             tol = 1e-6 * h + 4 * eps * grid.abs().amax(dim=-1, keepdim=True)
             uniform = bool(((grid.diff(dim=-1) - h).abs() <= tol).all() and (h > 0).all())
+            if key is None:
+                return uniform  # an inference tensor: no version counter to cache by
             self._uniform_cache = (*key, uniform)
         return self._uniform_cache[2]
 
     def _uniform_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, _LocalTables]:
         """(shift, inv_h, tables) of the fast path; cached until the grid changes."""
-        key = (dtype, self.grid.device, self.grid._version, self.grid.data_ptr(), self.extrapolate)
+        key = (dtype, self.grid.device, cache_key(self.grid), self.extrapolate)
         cached = self._params_cache.get(dtype)
-        if cached is None or cached[0] != key or torch.compiler.is_compiling():
+        if cached is None or cached[0] != key or key[2] is None or torch.compiler.is_compiling():
             with _normal_tensors():
                 grid = self.grid.to(torch.float64)
                 inv_h = (grid.shape[1] - 1) / (
@@ -229,9 +258,9 @@ class BSplineBasis(Basis):
     def _first_knot_and_inverse_spacing(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(first knot, 1 / spacing), (in,) each, of a uniform grid: the GPU kernels' constants;
         cached until the grid changes."""
-        key = (dtype, self.grid.device, self.grid._version, self.grid.data_ptr())
+        key = (dtype, self.grid.device, cache_key(self.grid))
         cached = self._knot_cache.get(dtype)
-        if cached is None or cached[0] != key:
+        if cached is None or cached[0] != key or key[2] is None:
             with _normal_tensors():
                 grid = self.grid.to(torch.float64)
                 inv_h = (grid.shape[1] - 1) / (grid[:, -1] - grid[:, 0])

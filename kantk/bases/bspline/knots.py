@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from kantk.bases.base import data_range
+from kantk.bases.base import data_range, functorch_active
 
 
 def data_knots(x: torch.Tensor, grid_size: int, order: int, grid_eps: float = 0.02) -> torch.Tensor:
@@ -214,7 +214,11 @@ def local_bspline_features(
     local = torch.stack(values, dim=-1) * inside.unsqueeze(-1)  # (batch, in, k+1): bases j-k .. j
     index = (j - k).unsqueeze(-1) - k + torch.arange(k + 1, device=x.device)  # real basis index
     valid = (index >= 0) & (index < n)
-    out = x.new_zeros(*x.shape, n).scatter_add_(-1, index.clamp(0, n - 1), local * valid)
+    out = x.new_zeros(*x.shape, n)
+    if functorch_active():  # vmap over stacked grids: the values are batched, the zeros not
+        out = out.scatter_add(-1, index.clamp(0, n - 1), local * valid)
+    else:
+        out.scatter_add_(-1, index.clamp(0, n - 1), local * valid)
     # a NaN input is "outside" every comparison above: give it NaN, as the uniform paths do
     return torch.where(torch.isnan(x).unsqueeze(-1), torch.nan, out)
 
