@@ -88,7 +88,7 @@ class RBFBasis(Basis):
     def fused_edges(self, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:
         """The layer's edge sum: fused Triton kernels on CUDA (float32, autocast too), else
         :func:`~kantk.bases.base.edge_sum`."""
-        if gpu.available(x):
+        if gpu.available(x, weights.coef):
             return gpu.rbf(self, x, weights)
         return edge_sum(self, x, weights)
 

@@ -476,3 +476,37 @@ def test_masked_double_backward_and_a_mask_that_requires_grad():
     (grad_ref,) = torch.autograd.grad(y_ref.sum(), mask)
     torch.testing.assert_close(grad, grad_ref, rtol=0, atol=1e-12)
     assert grad.abs().sum() > 0
+
+
+def test_a_float64_layer_under_autocast_stays_float64_on_the_forced_triton_path():
+    """Autocast never lowers float64, and the other paths switch it off; the kernels ran the
+    products in the autocast dtype (4e-4 off in the interpreter's float16)."""
+    torch.manual_seed(0)
+    layer = kantk.KANLayer(13, 7).double().to(DEVICE)
+    x = torch.rand(20, 13, dtype=torch.float64, device=DEVICE) * 2 - 1
+    ys = {}
+    for path in ("torch_dense", "triton"):
+        layer.basis.path = path
+        with torch.autocast(DEVICE, dtype=LOW):
+            ys[path] = layer(x)
+    assert gpu.low_precision(x) is None
+    torch.testing.assert_close(ys["triton"], ys["torch_dense"], rtol=0, atol=TOL[torch.float64])
+
+
+def test_a_forced_triton_path_hands_over_what_the_kernels_cannot_take():
+    """Half-precision tensors (the kernels' floor/exp take float32/float64 only) and layers whose
+    weight-sized buffers would outgrow the kernels' 32-bit offsets take the path "auto" takes."""
+    from kantk.bases.bspline import Case, choose
+
+    layer = kantk.KANLayer(5, 4).half()
+    layer.basis.path = "triton"
+    x = torch.randn(9, 5).half()
+    assert choose_path(layer.basis, x, layer.edge_weights()) is not Path.TRITON
+    assert layer(x).dtype == torch.float16
+    huge = torch.empty(4700, 4700, 100, device="meta")  # 4 * 104 * 4700**2 > 2**31: offsets wrap
+    assert not gpu.kernels_fit(torch.empty(1, device="meta"), huge)
+    assert gpu.kernels_fit(torch.empty(1, device="meta"), torch.empty(256, 256, 8, device="meta"))
+    for force in ("triton", "triton_sparse"):
+        case = Case("cuda", torch.float32, uniform=True, order=3, force=force, triton_fits=False)
+        assert choose(case) not in (Path.TRITON, Path.TRITON_SPARSE)
+        assert choose(Case("cuda", torch.float32, uniform=True, order=3, force=force)) is Path(force)

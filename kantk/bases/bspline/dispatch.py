@@ -102,6 +102,9 @@ class Case:
         sparse: The basis' ``sparse`` setting (``"auto"``, True or False).
         force: The basis' ``path`` setting (``"auto"`` or a :class:`Path` value).
         functorch: A ``torch.func`` transform is running (then ``torch_knots``, whatever else).
+        triton_fits: The Triton kernels can take these tensors (float32/float64, weight-sized
+            buffers within 32-bit offsets: ``kantk.bases.gpu.kernels_fit``); a forced ``triton``
+            path that cannot is handed over like a forced native path that cannot run.
     """
 
     device: str
@@ -117,6 +120,7 @@ class Case:
     sparse: bool | str = "auto"
     force: str = "auto"
     functorch: bool = False
+    triton_fits: bool = True
 
 
 def choose(case: Case) -> Path:
@@ -131,7 +135,8 @@ def choose(case: Case) -> Path:
             return Path.TORCH_KNOTS  # a forced uniform-grid path cannot evaluate moved knots
         cubic_ok = path not in CUBIC_ONLY or case.order == 3  # they evaluated cubics whatever the order
         native_ok = path not in NATIVE or case.native  # not built, switched off, or unfit tensors
-        if cubic_ok and native_ok:
+        triton_ok = path not in (Path.TRITON, Path.TRITON_SPARSE) or case.triton_fits  # half, huge
+        if cubic_ok and native_ok and triton_ok:
             return path
         # else the path "auto" takes
     if case.triton and case.order == 3 and not case.compiling and case.num_functions <= TRITON_MAX_FUNCTIONS:
@@ -177,7 +182,8 @@ def describe(
         out_features=weights.coef.shape[0],
         compiling=compiling,
         native=native,
-        triton=gpu.available(x),
+        triton=gpu.available(x, weights.coef),
+        triton_fits=gpu.kernels_fit(x, weights.coef),
         sparse=basis.sparse,
         force=basis.path,
         functorch=functorch,

@@ -41,16 +41,36 @@ def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
-def available(x: torch.Tensor) -> bool:
+def available(x: torch.Tensor, coef: torch.Tensor | None = None) -> bool:
     """Whether ``x`` can take the Triton path: a float32 CUDA tensor, Triton installed and switched on,
-    no ``torch.func`` transform running."""
+    no ``torch.func`` transform running, and (given the layer's ``coef``) :func:`kernels_fit`."""
     if not (enabled() and x.dtype == torch.float32 and x.device.type == "cuda"):
+        return False
+    if coef is not None and not kernels_fit(x, coef):
         return False
     return not functorch_active() and installed()
 
 
+#: The kernels address weight-sized buffers with 32-bit offsets: the largest, the sparse weight
+#: gradient's partial sums, holds about ``4 * (n + 4) * out * in`` numbers (``coef`` (out, in, n)).
+MAX_KERNEL_ELEMENTS = 2**31 - 1
+
+
+def kernels_fit(x: torch.Tensor, coef: torch.Tensor) -> bool:
+    """Whether the kernels can take ``x`` and a layer's ``coef`` (out, in, n): float32 or float64
+    (Triton's ``floor``/``exp`` take no half precision), and every weight-sized buffer within
+    :data:`MAX_KERNEL_ELEMENTS` (larger layers take the PyTorch path: their offsets would wrap)."""
+    if x.dtype not in (torch.float32, torch.float64) or coef.dim() != 3:
+        return False
+    out, inp, n = coef.shape
+    return 4 * (n + 4) * out * inp <= MAX_KERNEL_ELEMENTS
+
+
 def low_precision(x: torch.Tensor) -> torch.dtype | None:
-    """The autocast dtype (bf16/fp16) in force for ``x``'s device, or None."""
+    """The autocast dtype (bf16/fp16) in force for ``x``'s device, or None; always None for a
+    float64 ``x``, which autocast never lowers (nor do the other paths)."""
+    if x.dtype != torch.float32:
+        return None
     device = x.device.type
     if device in ("cuda", "cpu") and torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -22,6 +23,14 @@ FORMS = ("gemm", "fused")
 #: a batch whose ``rows * max(in, out)`` would reach 2**31 elements runs in chunks of rows below
 #: it (the GEMM form is chunked by its own, smaller limit).
 ROW_INDEX_LIMIT = 2**31 - 1
+
+
+def _on_device(t: torch.Tensor) -> contextlib.AbstractContextManager[object]:
+    """Make ``t``'s CUDA device the current one while kernels launch: Triton launches on the
+    current device and its stream, so a layer on ``cuda:1`` in a process whose current device is 0
+    would run on GPU 0 with GPU 1's pointers. (The backward runs on autograd's thread for the
+    tensors' device, which sets it.) Other devices (the interpreter's CPU tensors): nothing."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
 
 
 def form() -> str:
@@ -45,14 +54,31 @@ def layer_edges(
     ``base_weight`` (out, in) or None, and the edge ``mask`` (out, in) that multiplies both, or None
     (already applied): the GEMM form's kernels apply it (a mask that requires grad is multiplied
     out by PyTorch); the other arguments as in :func:`fused_edges`."""
+    with _on_device(xs):
+        return _layer_edges(xs, xb, coef, scale, base_weight, spec, p0, p1, low, mask)
+
+
+def _layer_edges(
+    xs: torch.Tensor,
+    xb: torch.Tensor,
+    coef: torch.Tensor,
+    scale: torch.Tensor,
+    base_weight: torch.Tensor | None,
+    spec: KernelSpec,
+    p0: torch.Tensor | None,
+    p1: torch.Tensor | None,
+    low: torch.dtype | None,
+    mask: torch.Tensor | None,
+) -> torch.Tensor:
     if mask is not None and (form() != "gemm" or mask.requires_grad):  # PyTorch applies it
         scale, base_weight = scale * mask, None if base_weight is None else base_weight * mask
         mask = None
     if form() != "gemm":
         wt = basis_major_weights(coef, scale, base_weight)
         return fused_edges(xs, xb, wt, spec, p0, p1, low)
+    same = xb is xs
     xs = xs.contiguous()
-    xb = xs if xb is xs else xb.contiguous()
+    xb = xs if same else xb.contiguous()
     p0, p1 = _params(p0, p1, xs)
     bw = None if base_weight is None else base_weight.contiguous()
     keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (coef, scale, bw))
@@ -87,6 +113,20 @@ def fused_edges(
     Returns:
         (batch, out) in ``xs``' dtype.
     """
+    with _on_device(xs):
+        return _fused_edges(xs, xb, wt, spec, p0, p1, low, sparse)
+
+
+def _fused_edges(
+    xs: torch.Tensor,
+    xb: torch.Tensor,
+    wt: torch.Tensor,
+    spec: KernelSpec,
+    p0: torch.Tensor | None,
+    p1: torch.Tensor | None,
+    low: torch.dtype | None,
+    sparse: bool,
+) -> torch.Tensor:
     if sparse:
         low = None
     chunks = row_chunks(xs.shape[0], max(xs.shape[1], wt.shape[-1]), ROW_INDEX_LIMIT)
@@ -94,10 +134,11 @@ def fused_edges(
         parts = []
         for a, b in chunks:
             part = xs[a:b]
-            parts.append(fused_edges(part, part if xb is xs else xb[a:b], wt, spec, p0, p1, low, sparse))
+            parts.append(_fused_edges(part, part if xb is xs else xb[a:b], wt, spec, p0, p1, low, sparse))
         return torch.cat(parts)
+    same = xb is xs
     xs = xs.contiguous()
-    xb = xs if xb is xs else xb.contiguous()
+    xb = xs if same else xb.contiguous()
     p0, p1 = _params(p0, p1, xs)
     if low is not None:
         wt = wt.to(low)
