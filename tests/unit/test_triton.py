@@ -510,3 +510,30 @@ def test_a_forced_triton_path_hands_over_what_the_kernels_cannot_take():
         case = Case("cuda", torch.float32, uniform=True, order=3, force=force, triton_fits=False)
         assert choose(case) not in (Path.TRITON, Path.TRITON_SPARSE)
         assert choose(Case("cuda", torch.float32, uniform=True, order=3, force=force)) is Path(force)
+
+
+def test_kernels_launch_with_the_inputs_cuda_device_current(monkeypatch):
+    """Triton launches on the current CUDA device: a layer on cuda:1 while device 0 is current ran
+    its kernels on GPU 0. The entry points make the input's device current (checked with a stand-in
+    for torch.cuda.device; the interpreter's CPU tensors need none)."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from kantk.bases.gpu import launch
+
+    entered = []
+
+    @contextlib.contextmanager
+    def device(d):
+        entered.append(d)
+        yield
+
+    monkeypatch.setattr(torch.cuda, "device", device)
+    seen = []
+    run = launch.on_input_device(lambda xs, *args: seen.append(list(entered)) or xs)
+    on_gpu1 = SimpleNamespace(device=torch.device("cuda", 1))
+    assert run(on_gpu1, 5) is on_gpu1 and seen == [[torch.device("cuda", 1)]]
+    entered.clear()
+    run(torch.zeros(1))
+    assert entered == []
+    assert launch.layer_edges.__wrapped__ and launch.fused_edges.__wrapped__  # both entry points

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -25,12 +27,20 @@ FORMS = ("gemm", "fused")
 ROW_INDEX_LIMIT = 2**31 - 1
 
 
-def _on_device(t: torch.Tensor) -> contextlib.AbstractContextManager[object]:
-    """Make ``t``'s CUDA device the current one while kernels launch: Triton launches on the
+def on_input_device(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Run ``fn(xs, ...)`` with ``xs``' CUDA device as the current one: Triton launches on the
     current device and its stream, so a layer on ``cuda:1`` in a process whose current device is 0
     would run on GPU 0 with GPU 1's pointers. (The backward runs on autograd's thread for the
-    tensors' device, which sets it.) Other devices (the interpreter's CPU tensors): nothing."""
-    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+    tensors' device, which sets it.) Other devices (the interpreter's CPU tensors): as it is."""
+
+    @functools.wraps(fn)
+    def run(xs: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if xs.device.type != "cuda":
+            return fn(xs, *args, **kwargs)
+        with torch.cuda.device(xs.device):
+            return fn(xs, *args, **kwargs)
+
+    return run
 
 
 def form() -> str:
@@ -38,6 +48,7 @@ def form() -> str:
     return chosen if chosen in FORMS else FORMS[0]
 
 
+@on_input_device
 def layer_edges(
     xs: torch.Tensor,
     xb: torch.Tensor,
@@ -54,22 +65,6 @@ def layer_edges(
     ``base_weight`` (out, in) or None, and the edge ``mask`` (out, in) that multiplies both, or None
     (already applied): the GEMM form's kernels apply it (a mask that requires grad is multiplied
     out by PyTorch); the other arguments as in :func:`fused_edges`."""
-    with _on_device(xs):
-        return _layer_edges(xs, xb, coef, scale, base_weight, spec, p0, p1, low, mask)
-
-
-def _layer_edges(
-    xs: torch.Tensor,
-    xb: torch.Tensor,
-    coef: torch.Tensor,
-    scale: torch.Tensor,
-    base_weight: torch.Tensor | None,
-    spec: KernelSpec,
-    p0: torch.Tensor | None,
-    p1: torch.Tensor | None,
-    low: torch.dtype | None,
-    mask: torch.Tensor | None,
-) -> torch.Tensor:
     if mask is not None and (form() != "gemm" or mask.requires_grad):  # PyTorch applies it
         scale, base_weight = scale * mask, None if base_weight is None else base_weight * mask
         mask = None
@@ -86,6 +81,7 @@ def _layer_edges(
     return GemmLayer.apply(xs, xb, coef.contiguous(), scale.contiguous(), bw, mask, p0, p1, spec, low, keep)
 
 
+@on_input_device
 def fused_edges(
     xs: torch.Tensor,
     xb: torch.Tensor,
@@ -113,20 +109,6 @@ def fused_edges(
     Returns:
         (batch, out) in ``xs``' dtype.
     """
-    with _on_device(xs):
-        return _fused_edges(xs, xb, wt, spec, p0, p1, low, sparse)
-
-
-def _fused_edges(
-    xs: torch.Tensor,
-    xb: torch.Tensor,
-    wt: torch.Tensor,
-    spec: KernelSpec,
-    p0: torch.Tensor | None,
-    p1: torch.Tensor | None,
-    low: torch.dtype | None,
-    sparse: bool,
-) -> torch.Tensor:
     if sparse:
         low = None
     chunks = row_chunks(xs.shape[0], max(xs.shape[1], wt.shape[-1]), ROW_INDEX_LIMIT)
@@ -134,7 +116,7 @@ def _fused_edges(
         parts = []
         for a, b in chunks:
             part = xs[a:b]
-            parts.append(_fused_edges(part, part if xb is xs else xb[a:b], wt, spec, p0, p1, low, sparse))
+            parts.append(fused_edges(part, part if xb is xs else xb[a:b], wt, spec, p0, p1, low, sparse))
         return torch.cat(parts)
     same = xb is xs
     xs = xs.contiguous()
