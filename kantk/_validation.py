@@ -59,6 +59,21 @@ def check_int(name: str, value: Any, minimum: int | None = None, *, integral: bo
     return value
 
 
+def check_seed(name: str, value: Any) -> int:
+    """``value`` as a seed for ``torch.Generator().manual_seed``: an int (numpy ints too, not a
+    bool) from -2**63 to 2**64 - 1, the range torch takes.
+
+    Raises:
+        ValueError: ``"{name} must be an int from -2**63 to 2**64-1, got ..."`` otherwise (torch
+            raised "Overflow when unpacking long long", and floats were silently truncated).
+    """
+    value = _python_int(value)
+    if not is_int(value) or not -(2**63) <= value <= 2**64 - 1:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValueError(f"{name} must be an int from -2**63 to 2**64-1, got {shown}")
+    return int(value)
+
+
 def check_index(name: str, value: Any, size: int, *, where: str = "") -> int:
     """``value`` when it is an int (not a bool) in ``[0, size)``: an index into ``size`` items.
 

@@ -335,6 +335,9 @@ def lightning_parse_error(message: str) -> str:
     section = re.search(r"does not accept option '(model|trainer)\.(\w+)'$", text)
     if section is not None:  # a misspelt key of the config's model: or trainer: section
         cls = _SECTION_CLASSES[section.group(1)]
+        if section.group(1) == "trainer":  # the Lightning package that runs (importing the other
+            # one would set up its loggers on whatever sys.stderr is at that moment)
+            cls = next((f"{p}.Trainer" for p in _LIGHTNING_PACKAGES if p in sys.modules), "")
         accepted = [name for name in _class_options(cls) if name not in _HIDDEN_OPTIONS]
         if accepted:
             text += _suggestion(section.group(2), accepted)
@@ -344,7 +347,8 @@ def lightning_parse_error(message: str) -> str:
 
 
 #: The class whose options a config section takes, for the hint on a misspelt key.
-_SECTION_CLASSES = {"model": "kantk.lightning.KANModule", "trainer": "lightning.pytorch.Trainer"}
+_SECTION_CLASSES = {"model": "kantk.lightning.KANModule", "trainer": "pytorch_lightning.Trainer"}
+_LIGHTNING_PACKAGES = ("pytorch_lightning", "lightning.pytorch")
 
 #: Constructor arguments that are not config keys (LightningCLI fills them in).
 _HIDDEN_OPTIONS = ("self", "args", "kwargs")
@@ -467,8 +471,9 @@ def check_lightning_arguments(argv: Sequence[str]) -> None:
     """Check what LightningCLI would only notice after building the model and the trainer.
 
     ``--ckpt_path FILE`` must be a readable file (Lightning's own names such as ``last`` or
-    ``best`` pass).
+    ``best`` pass); a ``--config`` file UTF-8 text of a bounded size.
     """
+    _check_config_files(argv[0] if argv else "fit", argv)
     for i, arg in enumerate(argv):
         name, sep, value = arg.partition("=")
         if name != "--ckpt_path":
@@ -564,6 +569,39 @@ _UNIFIED_SPELLING = re.compile(r"\blightning\.(?:pytorch|fabric)\b|\bkantk\.ligh
 _MAX_CONFIG_SCAN = 10_000_000
 
 
+def _config_paths(argv: Sequence[str]) -> list[str]:
+    """The values of every ``--config`` (``--config F`` or ``--config=F``) in ``argv``."""
+    paths = []
+    for i, arg in enumerate(argv):
+        name, sep, value = arg.partition("=")
+        if name == "--config":
+            paths.append(value if sep else (argv[i + 1] if i + 1 < len(argv) else ""))
+    return paths
+
+
+def _check_config_files(command: str, argv: Sequence[str]) -> None:
+    """A ``--config`` file must be UTF-8 text of at most :data:`_MAX_CONFIG_SCAN` bytes (a YAML
+    file); else one usage line and exit status 2, as for a binary file. (A missing one is left to
+    LightningCLI, which says so.)"""
+    for path in _config_paths(argv):
+        try:
+            if not os.path.isfile(path):
+                continue
+            size = os.path.getsize(path)
+            if size > _MAX_CONFIG_SCAN:
+                problem = f"is {size:,} bytes, more than a config may be ({_MAX_CONFIG_SCAN:,})"
+            else:
+                with open(path, encoding="utf-8") as f:
+                    f.read()
+                continue
+        except UnicodeDecodeError as exc:
+            problem = f"is not UTF-8 text (byte {exc.start}); a YAML config is expected"
+        except OSError:
+            continue  # LightningCLI reports an unreadable config
+        sys.stderr.write(f"kantk: {command}: --config {path!r} {problem} (see 'kantk {command} --help')\n")
+        raise SystemExit(2)
+
+
 def cli_package(argv: Sequence[str]) -> str:
     """The Lightning package that runs a ``fit|validate|test`` command.
 
@@ -573,11 +611,7 @@ def cli_package(argv: Sequence[str]) -> str:
     otherwise. Class paths of the other package are accepted either way (:func:`class_paths_for`).
     """
     texts = list(argv)
-    for i, arg in enumerate(argv):
-        name, sep, value = arg.partition("=")
-        if name != "--config":
-            continue
-        path = value if sep else (argv[i + 1] if i + 1 < len(argv) else "")
+    for path in _config_paths(argv):
         try:
             if os.path.isfile(path) and os.path.getsize(path) <= _MAX_CONFIG_SCAN:
                 with open(path, encoding="utf-8", errors="replace") as f:

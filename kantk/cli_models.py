@@ -55,6 +55,16 @@ def fail(message: str) -> NoReturn:
     raise SystemExit("kantk: " + one_line(message))
 
 
+def usage_error(args: argparse.Namespace, message: str) -> NoReturn:
+    """End the command as argparse does for a bad argument: ``kantk: <command>: <message> (see
+    'kantk <command> --help')`` and exit status 2 (for checks that need two values at once)."""
+    command = getattr(args, "command", None) or ""
+    where = f"{command}: " if command else ""
+    help_of = f"kantk {command}".strip()
+    sys.stderr.write(f"kantk: {where}{one_line(message)} (see '{help_of} --help')\n")
+    raise SystemExit(2)
+
+
 def one_line(text: str, limit: int = 1000) -> str:
     """``text`` with every run of whitespace (newlines included) collapsed to one space, shortened."""
     text = " ".join(str(text).split())
@@ -198,9 +208,20 @@ def load_model(path: str) -> KAN:
         from kantk.lightning.module import check_checkpoint_sizes
 
         try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            # a run with a custom loss (a callable, not saved): the commands need only the model
+            hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+            custom = isinstance(hparams, dict) and str(hparams.get("loss", "")).startswith("custom:")
+            if isinstance(hparams, dict) and custom:
+                checkpoint = {**checkpoint, "hyper_parameters": {**hparams, "loss": "mse"}}
             # sizes first: hyperparameters that ask for more than the file holds build nothing
-            check_checkpoint_sizes(torch.load(path, map_location="cpu", weights_only=True))
-            module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+            check_checkpoint_sizes(checkpoint)
+            if custom:
+                module = KANModule.load_from_checkpoint(
+                    path, map_location="cpu", weights_only=True, loss="mse"
+                )
+            else:
+                module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever torch.load or the module raises
             fail(f"cannot load checkpoint {path!r}: {checkpoint_error(exc)}")
         return module.model
@@ -278,7 +299,8 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
         type=float_in(-MAX_RANGE, MAX_RANGE),
         default=(-1.0, 1.0),
         metavar=("LO", "HI"),
-        help="without --data: every input is drawn uniformly from [LO, HI] (LO < HI, finite; default -1 1)",
+        help=f"without --data: every input is drawn uniformly from [LO, HI] (LO < HI, each within "
+        f"+-{MAX_RANGE:g}; default -1 1)",
     )
     group.add_argument(
         "--samples",
@@ -301,7 +323,7 @@ def check_sample_arguments(args: argparse.Namespace) -> None:
     """The checks of the sample arguments that need more than one value (before any work)."""
     lo, hi = args.range
     if not lo < hi:
-        fail(f"--range needs LO < HI, got {lo:g} {hi:g}")
+        usage_error(args, f"--range needs LO < HI, got {lo:g} {hi:g}")
     if args.data:
         check_input_file(args.data, "CSV file")
 
@@ -630,7 +652,7 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
         "--edge-plots",
         action="store_true",
         help="draw each edge's function on the diagram, faded by importance (svg, png and pdf embed the "
-        "pictures; with --format dot they go into OUT_edges/ beside the output)",
+        "pictures; with --format dot they go into <OUT without its extension>_edges/ beside the output)",
     )
     _add_dpi(parser, 150)
     add_sample_arguments(parser)

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from kantk._validation import check_choice, check_int, is_number
+from kantk._validation import check_choice, check_int, check_seed, is_number
 from kantk.formula_parser import LAMBDIFY_ERRORS, FormulaError, lambdify_namespace, parse_formula
 
 TRAIN_KEYS = ("train_input", "train_label")
@@ -84,7 +84,7 @@ def create_dataset(
     evaluate = _compile(f, n_vars)  # formulas are checked before anything is allocated
     bounds = _check_ranges(ranges, n_vars)
 
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed("seed", seed))
     lo = torch.tensor([b[0] for b in bounds], dtype=dtype)
     width = torch.tensor([b[1] - b[0] for b in bounds], dtype=dtype)
     x_train = torch.rand(train_num, n_vars, generator=gen, dtype=dtype) * width + lo  # (N, n_vars)
@@ -137,7 +137,7 @@ def split_dataset(
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"inputs have {x.shape[0]} rows but labels have {y.shape[0]}")
     n = x.shape[0]
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(check_seed("seed", seed)))
     n_test = round(n * test_fraction)
     test, train = perm[:n_test], perm[n_test:]
     if train.numel() == 0:

@@ -495,9 +495,16 @@ class _Builder:
         except ValueError as exc:  # e.g. an integer literal over Python's digit limit
             raise FormulaError(f"cannot parse formula {self.show}: {str(exc).splitlines()[0]}") from None
         self.check(tree.body)
-        if isinstance(tree.body, ast.Compare):
-            return self.comparison(tree.body)
-        return self.expr(tree.body)
+        import sympy
+
+        result = self.comparison(tree.body) if isinstance(tree.body, ast.Compare) else self.expr(tree.body)
+        infinite = result.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)  # 1/0 is zoo, 0*(1/0) nan
+        if infinite or any(m.args[1] == 0 for m in result.atoms(sympy.Mod)):  # x1 % 0
+            raise self.fail(
+                "has a part that is not a finite number (a division by zero such as 1/0, x1 // 0, "
+                "x1 % 0 or 0**-1); write a formula that is finite"
+            )
+        return result
 
     def check(self, root: ast.expr) -> None:
         """Refuse anything outside the whitelist, too many nodes or too deep, and unknown names."""

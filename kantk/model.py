@@ -9,7 +9,7 @@ from typing import Any, cast, overload
 import torch
 from torch import nn
 
-from kantk._validation import is_number
+from kantk._validation import check_seed, is_number
 from kantk.layer import KANLayer, restore_tensors, snapshot_tensors
 from kantk.nodes import DEFAULT_ARITY, NodeLayout, arity_spelling, parse_widths, widths_spelling
 from kantk.registry import Registry
@@ -59,9 +59,10 @@ class KAN(nn.Module):
         layers: The :class:`KANLayer` s. Layer ``l`` feeding product nodes has one output per
             *sub-node* (``layer.out_features``) and its ``layer.nodes`` (a
             :class:`kantk.nodes.NodeLayout`) combines them into ``widths[l + 1]`` nodes.
-        input_columns: ``None`` (input ``i`` is column ``i`` of the data), or, after
-            ``kantk.prune(..., prune_inputs=True)``, the 0-based columns of the data the model was
-            pruned from that its inputs are, in order (pykan's ``input_id``). :meth:`config`,
+        input_columns: ``None`` (input ``i`` is column ``i`` of the data), or, once
+            ``kantk.prune(..., prune_inputs=True)`` removed an input, the 0-based columns of the
+            data the model was pruned from that its inputs are, in order (pykan's ``input_id``;
+            :meth:`select_inputs` takes them from data rows). :meth:`config`,
             ``kantk.save`` and ``kantk.load`` keep it; the default input names follow it
             (:meth:`input_names`) and ``kantk`` commands given a ``--data`` file take these columns.
     """
@@ -88,7 +89,7 @@ class KAN(nn.Module):
         activations = _per_layer(base_activation, n_layers, "base_activation", str)
         generator = None
         if seed is not None:
-            generator = torch.Generator().manual_seed(int(seed))
+            generator = torch.Generator().manual_seed(check_seed("seed", seed))
         self.widths: list[int] = list(widths)
         self.layers = KANLayers(
             KANLayer(
@@ -219,6 +220,23 @@ class KAN(nn.Module):
         if self.input_columns is not None:
             config["input_columns"] = list(self.input_columns)
         return config
+
+    def select_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's inputs from data ``x`` (..., columns) with the columns it was made for:
+        ``x[..., input_columns]`` after pruning inputs, else ``x`` itself (its first ``widths[0]``
+        columns when it has more)."""
+        if not isinstance(x, torch.Tensor) or x.dim() == 0:
+            raise TypeError(f"select_inputs expects a tensor of data rows, got {type(x).__name__}")
+        columns = self.input_columns
+        need = self.widths[0] if columns is None else max(columns) + 1
+        if x.shape[-1] < need:
+            which = "" if columns is None else f" (its inputs are data columns {[c + 1 for c in columns]})"
+            raise ValueError(
+                f"KAN{self.widths} needs data with at least {need} columns{which}, got {x.shape[-1]}"
+            )
+        if columns is None:
+            return x if x.shape[-1] == need else x[..., :need]
+        return x[..., columns]
 
     def input_names(self, prefix: str = "x") -> list[str]:
         """Default names of the inputs: ``x1, x2, ...``, or after pruning inputs the names of the

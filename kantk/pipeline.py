@@ -360,12 +360,15 @@ def _discover(
     if data is None:
         if formula is None:
             raise ValueError("discover needs a formula or a data dict")
-        if n_vars is None:
-            import re
+        if n_vars is None:  # the highest xk of the parsed formula (the parser's errors first)
+            from kantk.formula_parser import parse_formula
 
-            found = [int(v) for v in re.findall(r"x(\d+)", formula)]
+            found = [int(str(v)[1:]) for v in parse_formula(formula).free_symbols]
             if not found:
-                raise ValueError(f"formula {formula!r} names no variable x1, x2, ...; pass n_vars")
+                raise ValueError(
+                    f"formula {formula!r} names no variable x1, x2, ...: a constant has nothing to "
+                    "discover (in Python, n_vars gives it inputs)"
+                )
             n_vars = max(found)
         data = kantk.create_dataset(
             formula, n_vars=n_vars, train_num=1000, test_num=1000, seed=seed, dtype=torch.float64

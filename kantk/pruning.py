@@ -244,10 +244,11 @@ def _index_mask(indices: Any, width: int, who: str, device: torch.device) -> tor
 @torch.no_grad()
 def kept_input_columns(model: KAN, kept: torch.Tensor) -> list[int] | None:
     """The data columns a model keeping inputs ``kept`` of ``model`` takes (``KAN.input_columns``):
-    ``None`` when they are the first columns in order."""
+    ``None`` while no input was ever removed."""
+    if model.input_columns is None and kept.numel() == model.widths[0]:
+        return None
     old = model.input_columns if model.input_columns is not None else range(model.widths[0])
-    columns = [old[int(i)] for i in kept]
-    return None if columns == list(range(len(columns))) else columns
+    return [old[int(i)] for i in kept]
 
 
 def apply_masks(model: KAN, plan: PrunePlan) -> KAN:

@@ -297,9 +297,11 @@ def test_r2_threshold_must_be_finite_in_0_1(work, capsys, no_work, value):
 
 @pytest.mark.parametrize("lo_hi", [("nan", "1"), ("0", "inf"), ("1", "1"), ("2", "1"), ("-1e300", "1")])
 def test_bad_range(work, capsys, no_work, lo_hi):
-    assert_error(
-        run_cli(["export", "model.kantk", "-o", "g.json", "--range", *lo_hi], capsys), match="--range"
+    """Every bad --range is a bad argument (status 2, as docs/cli.md says), LO >= HI too."""
+    line = assert_error(
+        run_cli(["export", "model.kantk", "-o", "g.json", "--range", *lo_hi], capsys), code=2, match="--range"
     )
+    assert line.startswith("kantk: export: ") and line.endswith("(see 'kantk export --help')"), line
 
 
 def test_bad_model_files(work, capsys, no_work):
@@ -487,6 +489,15 @@ def test_lightning_parse_errors_are_one_line(work, capsys, monkeypatch):
         (["fit", "--no-such-flag", "1"], "unrecognized"),
     ):
         assert_error(run_cli(argv, capsys), code=2, match=match)
+    # a config that is not UTF-8 (a Latin-1 comment) was "kantk: 'utf-8' codec can't decode byte
+    # 0xe9 in position 5: ..." with status 1; one too large is refused before it is read
+    (work / "latin1.yaml").write_bytes("# caf\xe9\nseed_everything: 0\n".encode("latin-1"))
+    line = assert_error(run_cli(["fit", "--config", "latin1.yaml"], capsys), code=2)
+    assert line.startswith("kantk: fit: --config 'latin1.yaml' is not UTF-8 text (byte 5)"), line
+    monkeypatch.setattr("kantk.cli._MAX_CONFIG_SCAN", 10)
+    (work / "long.yaml").write_text("seed_everything: 0\n")
+    line = assert_error(run_cli(["test", "--config=long.yaml"], capsys), code=2)
+    assert "kantk: test: --config 'long.yaml' is 19 bytes, more than a config may be (10)" in line, line
 
 
 def test_unexpected_errors_are_one_line_unless_debugging(work, capsys, monkeypatch):
@@ -966,3 +977,32 @@ def test_prune_inputs_records_the_kept_columns_for_later_commands(work, capsys):
     assert status == 0, err
     formula = out.splitlines()[0]
     assert set(re.findall(r"\b([abc])\b", formula)) == {"a", "c"}, formula
+
+
+def _weighted_mse(model, batch):
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+def test_a_checkpoint_trained_with_a_custom_loss_opens_in_every_model_command(work, capsys):
+    """The loss callable is not saved, and loading asked for it again
+    (``load_from_checkpoint(path, loss=...)``), which no command-line user can pass; the model
+    commands need only the model."""
+    import pytorch_lightning as pl
+
+    from kantk.lightning import KANModule
+
+    module = KANModule([2, 3, 1], loss=_weighted_mse, init_seed=0)
+    assert module.hparams["loss"].startswith("custom:")
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(work / "custom.ckpt")
+    (work / "in.csv").write_text("0.1,0.2\n0.3,-0.4\n")
+    status, out, err = run_cli(["predict", "custom.ckpt", "--data", "in.csv", "-o", "y.csv"], capsys)
+    assert status == 0, err
+    with torch.no_grad():
+        want = module.model(torch.tensor([[0.1, 0.2], [0.3, -0.4]])).squeeze(1)
+    got = torch.tensor([float(v) for v in (work / "y.csv").read_text().split()[1:]])
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+    status, _, err = run_cli(["export", "custom.ckpt", "-o", "g.json"], capsys)
+    assert status == 0, err

@@ -64,6 +64,16 @@ def test_discover_bad_input(tmp_path):
     with pytest.raises(SystemExit, match="no CSV file"):
         main(["discover", "--csv", str(tmp_path / "absent.csv"), "-o", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+    # the parser's own message: a regex for "x<digits>" found none and asked for n_vars, a Python
+    # argument, for unknown functions, strings and '_' names alike
+    for formula, match in (
+        ("foo(1)", "calls unknown function 'foo'"),
+        ("'abc'", "contains a string"),
+        ("__import__('os')", "names beginning with '_' are never accepted"),
+        ("2", "names no variable x1, x2, ...: a constant has nothing to discover"),
+    ):
+        with pytest.raises(SystemExit, match=match):
+            main(["discover", "--formula", formula, "-o", str(tmp_path / "o")])
 
 
 def test_discover_without_a_closed_form_still_writes_the_model(tmp_path, monkeypatch, capsys):

@@ -284,6 +284,13 @@ def test_every_whitelisted_function_exists_and_evaluates():
         ("legendre(10**9, x1)", "must be a number from -1000 to 1000"),
         ("legendre(x2, x1)", "must be a number from -1000 to 1000"),
         ("lpmv(5000, 0, x1)", "argument 1"),
+        # a division by zero (lambdify then failed with "KeyError: 'ComplexInfinity'")
+        ("1/0 + x1", "is not a finite number (a division by zero"),
+        ("x1 // 0", "is not a finite number"),
+        ("0**-1 + x1", "is not a finite number"),
+        ("x1 / (x2 - x2)", "is not a finite number"),
+        ("x1 % 0", "is not a finite number"),
+        ("x1 > 1/0", "is not a finite number"),
     ],
 )
 def test_refused_with_a_one_line_message(text, fragment):

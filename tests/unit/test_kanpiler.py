@@ -168,13 +168,13 @@ def test_power_of_variables_with_log_products():
     ("text", "shown"),
     [
         ("x1 + sqrt(-1)", ": I;"),
-        ("1/0 + x1", ": zoo;"),
+        ("1/0 + x1", "a division by zero"),  # refused by the parser already
         ("x1 + log(-1)", "log(-1)"),  # refused by the parser already
         ("x1 + 10**400", "100"),
     ],
 )
 def test_a_constant_that_is_not_a_finite_real_number_is_a_one_line_value_error(text, shown):
-    with pytest.raises(ValueError, match="not a finite real number") as info:
+    with pytest.raises(ValueError, match="not a finite (real )?number") as info:
         formula_to_kan(text)
     message = str(info.value)
     assert "\n" not in message and shown in message, message

@@ -67,3 +67,15 @@ def test_config_rebuilds_same_structure():
 def test_cuda_or_meta_device_follow_tensors():
     model = kantk.KAN([2, 2, 1]).to("meta")
     assert model(torch.empty(5, 2, device="meta")).device.type == "meta"
+
+
+@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1, 1.5, True, "3"])
+def test_a_seed_outside_torchs_range_or_not_an_int_is_one_line(seed):
+    """2**64 gave torch's "Overflow when unpacking long long"; 1.5 and "3" were truncated/converted."""
+    for build in (
+        lambda: kantk.KAN([2, 1], seed=seed),
+        lambda: kantk.create_dataset("x1", n_vars=1, train_num=4, test_num=4, seed=seed),
+    ):
+        with pytest.raises(ValueError, match=r"seed must be an int from -2\*\*63 to 2\*\*64-1, got "):
+            build()
+    assert kantk.KAN([2, 1], seed=2**64 - 1).widths == [2, 1]  # torch's whole range stays accepted

@@ -311,7 +311,23 @@ def test_pruned_inputs_record_their_data_columns(tmp_path):
     assert {str(s) for s in kantk.symbolic_formula(symbolic, digits=None)[0].free_symbols} <= {"x3", "x4"}
     assert {str(s) for s in kantk.symbolic_formula(symbolic, digits=None)[0].free_symbols} & {"x3", "x4"}
     kept_all = kantk.prune(model, x, prune_inputs=False, node_th=0.0, edge_th=0.0)
-    assert kept_all.input_columns is None  # the first columns: nothing to record
+    assert kept_all.input_columns is None  # no input removed: nothing to record
+    with torch.no_grad():
+        model.layers[0].mask[:, 3] = 0  # now the last input too
+    first = kantk.prune(model, x, prune_inputs=True, node_th=0.0, edge_th=0.0)
+    assert first.input_columns == [0, 2]
+    # the last columns removed: recorded, so x[:, first.input_columns] never becomes x[:, None]
+    with torch.no_grad():
+        model.layers[0].mask[:, 1] = 1
+    last_gone = kantk.prune(model, x, prune_inputs=True, node_th=0.0, edge_th=0.0)
+    assert last_gone.input_columns == [0, 1, 2]
+    torch.testing.assert_close(last_gone.select_inputs(x), x[:, :3])
+    torch.testing.assert_close(twice.select_inputs(x), x[:, [2, 3]])
+    assert kantk.KAN([4, 1]).select_inputs(x) is x
+    with pytest.raises(
+        ValueError, match=r"at least 4 columns \(its inputs are data columns \[3, 4\]\), got 3"
+    ):
+        twice.select_inputs(x[:, :3])
     assert kantk.to_networkx(twice, x[:, [2, 3]]).nodes[(0, 0)]["label"] == "x3"
 
 
