@@ -158,12 +158,16 @@ class KAN(nn.Module):
             )
         if not is_number(grid_eps) or not 0 <= grid_eps <= 1:
             raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
+        if not torch.isfinite(x).all():  # said here for every basis (some check in their own words)
+            raise ValueError(
+                "update_grid: the samples are not all finite (NaN or Inf); the model was left unchanged"
+            )
         # a later layer can fail after earlier ones moved (a hidden value that is not finite, a
         # fit that raises): every tensor gets its old value back, so nothing is changed
         saved = snapshot_tensors(self)
         try:
             for i, layer in enumerate(self.layers):
-                if i and not torch.isfinite(x).all():
+                if not torch.isfinite(x).all():
                     raise ValueError(
                         f"update_grid: the input of layer {i} (the output of layer {i - 1}) holds NaN "
                         "or Inf for these samples; the model was left unchanged"

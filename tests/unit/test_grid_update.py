@@ -286,3 +286,14 @@ def test_a_basis_that_rebinds_its_grid_is_put_back_too():
         model.update_grid(torch.rand(40, 2) * 2 - 1)
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+@pytest.mark.parametrize("basis", ["bspline", "chebyshev", "rbf", "fourier"])
+def test_samples_that_are_not_finite_are_named_as_the_samples(basis):
+    """A basis without grid updates (the fourier plugin) let NaN samples through layer 0, and the
+    error blamed "the input of layer 1"."""
+    model = kantk.KAN([2, 3, 1], basis=basis, seed=0)
+    x = torch.rand(8, 2)
+    x[3, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"^update_grid: the samples are not all finite"):
+        model.update_grid(x)
