@@ -624,7 +624,7 @@ def run_symbolic(args: argparse.Namespace) -> int:
     with atomic_path(out) as tmp:
         kantk.save(model, tmp)
     try:
-        formulas = kantk.symbolic_formula(model, var_names=names, numeric="raise")
+        formulas = kantk.symbolic_formula(model, var_names=names, numeric="raise", x=x)
     except ValueError as exc:
         print(f"wrote {out}", file=sys.stderr)
         print("kantk: " + one_line(f"symbolic: no closed form yet: {exc}"), file=sys.stderr)

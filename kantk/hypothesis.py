@@ -81,6 +81,12 @@ def hessian_scores(f: Function, x: torch.Tensor, mode: str = "add") -> torch.Ten
     hess = torch.stack(columns, dim=2).detach()  # (batch, n, n)
     std = x.std(dim=0)
     finite = torch.isfinite(hess).all(dim=(1, 2))
+    if not finite.any():
+        what = "log|f| (mode='mul')" if mode == "mul" else "f"
+        raise ValueError(
+            f"the second derivatives of {what} are not finite on any sample (f is 0 or not finite "
+            "everywhere there?); give samples where f is finite and, for mode='mul', nonzero"
+        )
     scores = (hess[finite].abs() * std[:, None] * std[None, :]).median(dim=0).values
     top = scores.max()
     return scores / top if top > 0 else torch.zeros_like(scores)

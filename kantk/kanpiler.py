@@ -377,6 +377,7 @@ def formula_to_kan(
     )
     if dtype is not None:
         model = model.to(dtype)
+    model.input_columns = _input_columns(symbols)
     with torch.no_grad():
         for l, layer in enumerate(model.layers):
             layer.mask.zero_()  # only the formula's edges are live
@@ -393,6 +394,21 @@ def formula_to_kan(
 
 
 # --- internals ------------------------------------------------------------------------------------
+
+
+def _input_columns(symbols: Sequence[Any]) -> list[int] | None:
+    """The data columns of inputs named ``x<k>`` (``x2, x3``: columns 1, 2), so that the model's
+    default input names (``KAN.input_names``) are the formula's; ``None`` when they are ``x1 ..
+    xn`` in order or some input has another name."""
+    from kantk.model import MAX_INPUT_COLUMN
+
+    columns = []
+    for symbol in symbols:
+        match = re.fullmatch(r"x([1-9]\d*)", str(symbol))
+        if match is None or int(match.group(1)) > MAX_INPUT_COLUMN:
+            return None
+        columns.append(int(match.group(1)) - 1)
+    return None if columns == list(range(len(columns))) else columns
 
 
 def _number(value: Any) -> float:

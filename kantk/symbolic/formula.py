@@ -366,6 +366,11 @@ def _symbols(var_names: Sequence[Any] | None, n: int) -> list[sympy.Symbol]:
             out.append(sympy.Symbol(name))
         else:
             raise ValueError(f"var_names entries must be non-empty strings or sympy symbols, got {name!r}")
+    if len(set(out)) != len(out):
+        twice = next(symbol for symbol in out if out.count(symbol) > 1)
+        raise ValueError(
+            f"var_names names {str(twice)!r} twice; the names must be distinct (each names one input)"
+        )
     return out
 
 
@@ -416,6 +421,11 @@ def _edge_term(fn: Any, params: Sequence[float], node: Any) -> Any:
     return sympy.Float(c) * fn.sympy_fn(sympy.Float(a) * node + sympy.Float(b)) + sympy.Float(d)
 
 
+#: Rows of ``x=`` that :func:`symbolic_formula` checks its rounding on: all of them up to this
+#: many, else this many spread over each input's range (its smallest and largest value included).
+MAX_CHECK_POINTS = 256
+
+
 def _check_points(x: torch.Tensor | None, model: KAN) -> Any:
     import numpy as np
 
@@ -425,7 +435,15 @@ def _check_points(x: torch.Tensor | None, model: KAN) -> Any:
         return np.random.default_rng(0).uniform(lo, hi, size=(64, n))
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != n:
         raise ValueError(f"x must be a (batch, {n}) tensor of model inputs")
-    return x.detach().to("cpu", torch.float64).numpy()[:256]
+    points = x.detach().to("cpu", torch.float64)
+    if points.shape[0] > MAX_CHECK_POINTS:
+        # rows spread over every input's range, its smallest and largest value included (the first
+        # 256 rows of sorted data covered a quarter of it, and a rounding 27% off went unwarned)
+        per_input = max(2, MAX_CHECK_POINTS // n)
+        pick = torch.linspace(0, points.shape[0] - 1, per_input, dtype=torch.float64).round().long()
+        rows = torch.unique(torch.argsort(points, dim=0)[pick].flatten())
+        points = points[rows]
+    return points.numpy()
 
 
 def _input_box(model: KAN) -> tuple[Any, Any]:

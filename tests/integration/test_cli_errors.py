@@ -1006,3 +1006,19 @@ def test_a_checkpoint_trained_with_a_custom_loss_opens_in_every_model_command(wo
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
     status, _, err = run_cli(["export", "custom.ckpt", "-o", "g.json"], capsys)
     assert status == 0, err
+
+
+def test_symbolic_checks_its_rounding_on_the_data_rows(work, capsys):
+    """kantk symbolic --data rounded on the grid box [-1, 1] instead of the data: a term tiny there
+    and 1e14 on the data (x1 in [0, 3]) was rounded away, status 0."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = kantk.formula_to_kan("1 + 1e-12*exp(20*x1)")  # grid on [-1, 1]
+    finally:
+        torch.set_default_dtype(old)
+    kantk.save(model, work / "tiny.kantk")
+    (work / "far.csv").write_text("x1,y\n" + "".join(f"{3 * i / 49},0\n" for i in range(50)))
+    status, out, err = run_cli(["symbolic", "tiny.kantk", "--data", "far.csv", "-o", "s.kantk"], capsys)
+    assert status == 0, err
+    assert "exp(" in out.splitlines()[0], out

@@ -101,3 +101,11 @@ def test_functions_without_curvature_score_zero(f):
     assert torch.equal(sep.scores, torch.zeros(3, 3, dtype=x.dtype))
     assert hypothesis.symmetry_score(f, x, [0, 1]) == 0.0
     hypothesis.tree(f, x)  # runs
+
+
+def test_a_function_zero_everywhere_is_a_one_line_error_in_mul_mode():
+    """log|f| of f = 0 has no finite second derivative anywhere: median() of nothing raised an
+    IndexError."""
+    x = torch.rand(50, 2, dtype=torch.float64) * 2 - 1
+    with pytest.raises(ValueError, match=r"log\|f\| \(mode='mul'\) are not finite on any sample"):
+        hypothesis.separability(lambda v: v[:, 0] * 0, x, mode="mul")
