@@ -854,6 +854,12 @@ def _symbolic_attempt(model: KAN, data, var_names, exact_rmse: float) -> Attempt
     return Attempt(raw, rmse, model)
 
 
+#: Tolerances (relative) of :func:`snap_formula`'s rounding, tried in turn until one fits: the
+#: loosest gives the simplest numbers, the tighter ones keep a constant the loose one snaps to a
+#: simpler, wrong neighbour (7*pi/4 = 5.4978 is within 1e-3 of 11/2).
+SNAP_TOLERANCES = (1e-3, 1e-6, 1e-9)
+
+
 def snap_formula(
     expr: Any, data: dict[str, torch.Tensor], var_names: Sequence[str] | None, tolerance: float
 ) -> Any | None:
@@ -863,8 +869,8 @@ def snap_formula(
     products split; the leading coefficient of a power's base or a logarithm's argument is taken
     out (``(2.4*a*b + 2.4)**-1`` -> ``0.417*(a*b + 1)**-1``); every float constant is rounded as
     :func:`kantk.feynman.round_constants` does (to ``p/q`` times 1, pi, sqrt(2), ... or 0 below
-    1e-3). The result is returned when its RMSE on ``data``'s test split is at most
-    ``tolerance`` (and finite), else None.
+    1e-3), within each relative tolerance of :data:`SNAP_TOLERANCES` in turn. The first result
+    whose RMSE on ``data``'s test split is at most ``tolerance`` (and finite) is returned, else None.
     """
     import numpy as np
     import sympy
@@ -872,25 +878,39 @@ def snap_formula(
     from kantk.feynman import round_constants
     from kantk.symbolic.formula import formula_to_callable
 
+    names = (
+        list(var_names)
+        if var_names is not None
+        else [f"x{i + 1}" for i in range(data["test_input"].shape[1])]
+    )
+    x = data["test_input"].detach().cpu().numpy()
+    y = data["test_label"].detach().cpu().numpy()[:, 0]
+
+    def fits(candidate: Any) -> bool:
+        try:
+            f = formula_to_callable(candidate, var_names=names)
+            with np.errstate(all="ignore"):
+                value = np.asarray(f(x), dtype=float)
+            value = np.broadcast_to(value.reshape(-1) if value.size == len(y) else value, y.shape)
+            rmse = float(np.sqrt(np.mean((value - y) ** 2)))
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError):
+            return False
+        return math.isfinite(rmse) and rmse <= tolerance
+
     try:
         e = sympy.expand(sympy.expand_log(expr, force=True))
         e = sympy.expand(_take_out_coefficients(e))
-        rounded = sympy.powsimp(round_constants(e))  # exp(a)*exp(b) -> exp(a + b)
-        names = (
-            list(var_names)
-            if var_names is not None
-            else [f"x{i + 1}" for i in range(data["test_input"].shape[1])]
-        )
-        f = formula_to_callable(rounded, var_names=names)
-        with np.errstate(all="ignore"):
-            x = data["test_input"].detach().cpu().numpy()
-            value = np.asarray(f(x), dtype=float)
-        y = data["test_label"].detach().cpu().numpy()[:, 0]
-        value = np.broadcast_to(value.reshape(-1) if value.size == len(y) else value, y.shape)
-        rmse = float(np.sqrt(np.mean((value - y) ** 2)))
+        tried = []
+        for rel in SNAP_TOLERANCES:
+            rounded = sympy.powsimp(round_constants(e, rel=rel))  # exp(a)*exp(b) -> exp(a + b)
+            if rounded in tried:
+                continue
+            tried.append(rounded)
+            if fits(rounded):
+                return rounded
     except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError):
         return None
-    return rounded if math.isfinite(rmse) and rmse <= tolerance else None
+    return None
 
 
 def _take_out_coefficients(e: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import sympy
@@ -223,6 +225,14 @@ def test_snap_formula_rounds_only_what_still_fits():
     assert snap_formula(raw, data, ["a", "b"], 1e-8) == a / b + 1
     assert snap_formula(1.01 * raw, data, ["a", "b"], 1e-8) is None  # 1% off: rounds, but does not fit
     assert snap_formula(sympy.exp(0.5 * a) * sympy.exp(0.5 * a), data, ["a", "b"], 1e9) == sympy.exp(a)
+    # 7*pi/4 = 5.4978 is within 1e-3 of 11/2, the first simple number tried: the formula fitted to
+    # round-off was "not exact", and discover went on searching; a tighter tolerance keeps 7*pi/4
+    y = torch.sin(x[:, :1] + 7 * math.pi / 4)
+    snapped = snap_formula(
+        sympy.sin(1.0 * a + 5.49778714378214), {"test_input": x, "test_label": y}, ["a", "b"], 1e-8
+    )
+    assert snapped is not None and not snapped.atoms(sympy.Float), snapped
+    assert sympy.simplify(snapped - sympy.sin(a + 7 * sympy.pi / 4)) == 0, snapped
 
 
 def test_discover_asks_a_second_opinion_that_favours_fit_quality(monkeypatch):
