@@ -207,28 +207,28 @@ class BSplineBasis(Basis):
         """Whether every input's knots are equally spaced (then the fast local form is used)."""
         if self.grid.device.type == "meta":  # shape-only tracing: no values to inspect
             return True
-        if values_hidden(self.grid):  # a grid batched by torch.func or traced by torch.export:
-            return False  # its values cannot steer Python; the general path is right for any grid
         key = cache_key(self.grid)
-        if key is None or self._uniform_cache is None or self._uniform_cache[:2] != key:
-            grid = self.grid.to(torch.float64)
-            h = (grid[:, -1:] - grid[:, :1]) / (grid.shape[1] - 1)  # (in, 1) mean spacing
-            # equal spacing up to the rounding of the stored knots (float32 grids of fine G), in
-            # float32 at least: a float32 layer converted with .double() keeps float32-rounded
-            # knots, and its uniform grid should keep the fast path (the G=50 [2,5,1] step took
-            # 6.6x longer on the general one); the fast path then evaluates the uniform grid
-            # those knots round, within ~1e-7 of them
-            # (float32 rounding only for knots that are float32 numbers: a float64 grid far from 0
-            # with a fine spacing would otherwise pass with knots 20% of h out of place)
-            eps = torch.finfo(self.grid.dtype).eps
-            if bool((grid.to(torch.float32).to(torch.float64) == grid).all()):
-                eps = max(eps, torch.finfo(torch.float32).eps)
-            tol = 1e-6 * h + 4 * eps * grid.abs().amax(dim=-1, keepdim=True)
-            uniform = bool(((grid.diff(dim=-1) - h).abs() <= tol).all() and (h > 0).all())
-            if key is None:
-                return uniform  # an inference tensor: no version counter to cache by
+        if key is not None and self._uniform_cache is not None and self._uniform_cache[:2] == key:
+            return self._uniform_cache[2]
+        if key is None and values_hidden(self.grid):  # batched by torch.func, traced by torch.export:
+            return False  # its values cannot steer Python; the general path is right for any grid
+        grid = self.grid.to(torch.float64)
+        h = (grid[:, -1:] - grid[:, :1]) / (grid.shape[1] - 1)  # (in, 1) mean spacing
+        # equal spacing up to the rounding of the stored knots (float32 grids of fine G), in
+        # float32 at least: a float32 layer converted with .double() keeps float32-rounded
+        # knots, and its uniform grid should keep the fast path (the G=50 [2,5,1] step took
+        # 6.6x longer on the general one); the fast path then evaluates the uniform grid
+        # those knots round, within ~1e-7 of them
+        # (float32 rounding only for knots that are float32 numbers: a float64 grid far from 0
+        # with a fine spacing would otherwise pass with knots 20% of h out of place)
+        eps = torch.finfo(self.grid.dtype).eps
+        if bool((grid.to(torch.float32).to(torch.float64) == grid).all()):
+            eps = max(eps, torch.finfo(torch.float32).eps)
+        tol = 1e-6 * h + 4 * eps * grid.abs().amax(dim=-1, keepdim=True)
+        uniform = bool(((grid.diff(dim=-1) - h).abs() <= tol).all() and (h > 0).all())
+        if key is not None:  # an inference tensor has no version counter to cache by
             self._uniform_cache = (*key, uniform)
-        return self._uniform_cache[2]
+        return uniform
 
     def _uniform_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, _LocalTables]:
         """(shift, inv_h, tables) of the fast path; cached until the grid changes."""
