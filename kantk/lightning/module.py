@@ -404,7 +404,7 @@ class _TrainingModule(pl.LightningModule):
         kwargs: dict[str, Any] = {"lr": self.lr}
         if self.optimizer_name == "lbfgs":
             kwargs.update(LBFGS_DEFAULTS)
-        else:
+        elif self.hparams["weight_decay"] is not None:  # None: the optimizer's own (AdamW: 0.01)
             kwargs["weight_decay"] = float(self.hparams["weight_decay"])
         kwargs.update(self.optimizer_kwargs)
         return cls(self.model.parameters(), **kwargs)
@@ -522,7 +522,8 @@ class KANModule(_TrainingModule):
             a curvature pair only when ``y.s > 1e-10``, an absolute threshold, and would stop
             learning once the loss is small (pykan patches its own copy of LBFGS instead).
         lr: Learning rate (default 1.0 for LBFGS, 1e-2 for Adam/AdamW).
-        weight_decay: Adam/AdamW weight decay.
+        weight_decay: Adam/AdamW weight decay; ``None`` (default): the optimizer's own, 0 for Adam
+            and 0.01 for AdamW (torch's defaults).
         optimizer_kwargs: More optimizer options (e.g. ``{"max_iter": 10}`` for LBFGS).
         regularisers: ``{name: weight}`` or ``{name: {"weight": w, **options}}`` from
             ``kantk.list_regularisers()``, e.g. ``{"l1_entropy": {"weight": 1e-3}}``.
@@ -551,7 +552,7 @@ class KANModule(_TrainingModule):
         loss: str | LossFn = "mse",
         optimizer: str = "adam",
         lr: float | None = None,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
         optimizer_kwargs: dict[str, Any] | None = None,
         regularisers: dict[str, float | dict[str, Any]] | None = None,
         grid_update_every: int | None = None,
@@ -712,7 +713,8 @@ class MLPModule(_TrainingModule):
         loss: As :class:`KANModule` (a custom ``loss(model, batch)`` gets the :class:`kantk.MLP`).
         optimizer: As :class:`KANModule`.
         lr: As :class:`KANModule`.
-        weight_decay: Adam/AdamW weight decay.
+        weight_decay: Adam/AdamW weight decay; ``None`` (default): the optimizer's own, 0 for Adam
+            and 0.01 for AdamW (torch's defaults).
         optimizer_kwargs: As :class:`KANModule`.
         init_seed: Seeds the initialisation (``MLP(seed=...)``); ``None``: torch's global random
             state, as for ``KANModule``.
@@ -736,7 +738,7 @@ class MLPModule(_TrainingModule):
         loss: str | LossFn = "mse",
         optimizer: str = "adam",
         lr: float | None = None,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
         optimizer_kwargs: dict[str, Any] | None = None,
         init_seed: int | None = None,
         dtype: str | None = None,
@@ -803,7 +805,9 @@ class MLPModule(_TrainingModule):
         self._follow_checkpoint_dtype(checkpoint, "model.layers.0.weight")
 
 
-def _check_training_args(optimizer: str, lr: float | None, weight_decay: float, dtype: str | None) -> None:
+def _check_training_args(
+    optimizer: str, lr: float | None, weight_decay: float | None, dtype: str | None
+) -> None:
     """The optimizer, learning-rate, weight-decay and dtype arguments of both modules.
 
     Raises:
@@ -812,7 +816,8 @@ def _check_training_args(optimizer: str, lr: float | None, weight_decay: float, 
     check_choice("optimizer", optimizer, OPTIMIZERS)
     if lr is not None:
         check_number("lr", lr, 0, strict=True)
-    check_number("weight_decay", weight_decay, 0, finite=True)
+    if weight_decay is not None:
+        check_number("weight_decay", weight_decay, 0, finite=True)
     if dtype is not None:
         check_choice("dtype", dtype, DTYPES)
 

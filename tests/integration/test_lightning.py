@@ -380,3 +380,13 @@ def test_csv_predict_path_is_read_by_kantks_csv_reader(tmp_path):
     (tmp_path / "bad.csv").write_text("0.1,0.2\n0.3,x\n")
     with pytest.raises(ValueError, match="line 2"):
         read_inputs(str(tmp_path / "bad.csv"))
+
+
+def test_adamw_decays_by_default_and_weight_decay_overrides():
+    """weight_decay defaulted to 0.0 and was always passed, so AdamW trained exactly as Adam
+    (docs/training.md: "for weight decay use optimizer='adamw'")."""
+    module = KANModule([2, 1], optimizer="adamw")
+    assert module.configure_optimizers().param_groups[0]["weight_decay"] == 0.01  # torch's default
+    assert KANModule([2, 1], optimizer="adam").configure_optimizers().param_groups[0]["weight_decay"] == 0
+    explicit = KANModule([2, 1], optimizer="adamw", weight_decay=0.0)
+    assert explicit.configure_optimizers().param_groups[0]["weight_decay"] == 0.0
