@@ -413,6 +413,7 @@ def fit(
         stack.enter_context(_quiet_lightning())
         stack.enter_context(_restore_deterministic_flags())
         trainer = lightning.Trainer(**settings)
+        _check_one_process_one_batch(trainer)
         sigint = _sigint_handler()
         try:
             trainer.fit(module, datamodule=datamodule)
@@ -432,6 +433,30 @@ def fit(
         if subset:
             _evaluate_whole_test_split(module, datamodule, history, trainer.global_step)
     return history
+
+
+def _check_one_process_one_batch(trainer: Any) -> None:
+    """kantk.fit's History, evaluation schedule and returned model assume one process and one
+    batch per optimizer step: refuse ``trainer_kwargs`` that ask for several processes (DDP,
+    ``ddp_spawn``: the History would stay empty and the callbacks cannot be pickled) or gradient
+    accumulation (every micro-batch counted as a step).
+
+    Raises:
+        ValueError: With what to use instead.
+    """
+    if trainer.world_size > 1:
+        raise ValueError(
+            f"kantk.fit trains in this one process (got {trainer.world_size} processes from "
+            "trainer_kwargs); for DDP use kantk.lightning.KANModule with a Lightning Trainer "
+            "(docs/training.md, 'Several processes (DDP) and GPUs')"
+        )
+    accumulate = getattr(trainer, "accumulate_grad_batches", 1)
+    if accumulate != 1:
+        raise ValueError(
+            f"kantk.fit takes one batch per optimizer step (trainer_kwargs accumulate_grad_batches="
+            f"{accumulate}); give a larger batch= instead, or use kantk.lightning.KANModule with a "
+            "Lightning Trainer"
+        )
 
 
 #: What kantk.fit takes for an MLP, named when it refuses a KAN-only option.

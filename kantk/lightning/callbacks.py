@@ -58,8 +58,8 @@ class GridUpdateCallback(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if not self.due(step):
-            return
+        if not self.due(step) or batch_idx % max(1, int(getattr(trainer, "accumulate_grad_batches", 1))):
+            return  # with gradient accumulation: once per optimizer step, before its first micro-batch
         model = pl_module.model
         assert isinstance(model, KAN)  # setup() refused anything else
         check_batch = getattr(pl_module, "check_batch", None)

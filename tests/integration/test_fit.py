@@ -337,3 +337,47 @@ def test_a_regulariser_from_an_explicit_registry_trains(data):
         kantk.fit(model, data, steps=1, regularisers={"coef_norm_test": 1e-3}, progress=False)
     kantk.fit(model, data, steps=2, regularisers={"coef_norm_test": 1e-3}, registry=registry, progress=False)
     assert calls
+
+
+@pytest.mark.parametrize(
+    ("trainer_kwargs", "match"),
+    [
+        ({"accumulate_grad_batches": 2}, "one batch per optimizer step"),
+        ({"strategy": "ddp_spawn", "devices": 2, "accelerator": "cpu"}, "trains in this one process"),
+    ],
+)
+def test_fit_refuses_what_its_history_cannot_follow(data, trainer_kwargs, match):
+    """Accumulation recorded every micro-batch as a step (12 entries for 6 steps) and evaluated at
+    the wrong steps; ddp_spawn failed with a PicklingError of kantk's callbacks."""
+    model = kantk.KAN([2, 3, 1], seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=match):
+        kantk.fit(
+            model, data, steps=2, optimizer="adam", batch=50, progress=False, trainer_kwargs=trainer_kwargs
+        )
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_grid_updates_once_per_optimizer_step_under_gradient_accumulation():
+    """GridUpdateCallback ran before every micro-batch ([0, 0, 2, 2, 4, 4]), refitting the
+    coefficients while a gradient was half accumulated."""
+    import pytorch_lightning as pl
+
+    from kantk.lightning import GridUpdateCallback
+
+    grids = GridUpdateCallback(every=2, until=6)
+    module = KANModule([2, 3, 1], optimizer="adam", init_seed=0)
+    datamodule = FunctionDataModule(f="x1*x2", n_vars=2, train_num=200, test_num=50, seed=0, batch_size=50)
+    trainer = pl.Trainer(
+        max_steps=6,
+        accumulate_grad_batches=2,
+        callbacks=[grids],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    assert grids.updated_at == [0, 2, 4]
