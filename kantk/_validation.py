@@ -60,17 +60,23 @@ def check_int(name: str, value: Any, minimum: int | None = None, *, integral: bo
 
 
 def check_seed(name: str, value: Any) -> int:
-    """``value`` as a seed for ``torch.Generator().manual_seed``: an int (numpy ints too, not a
-    bool) from -2**63 to 2**64 - 1, the range torch takes.
+    """``value`` as a seed for ``torch.Generator().manual_seed``: a whole number (an int, a numpy
+    int, a whole float such as ``3.0``, a 0-dim tensor of one; not a bool) from -2**63 to 2**64 - 1,
+    the range torch takes.
 
     Raises:
-        ValueError: ``"{name} must be an int from -2**63 to 2**64-1, got ..."`` otherwise (torch
-            raised "Overflow when unpacking long long", and floats were silently truncated).
+        ValueError: ``"{name} must be a whole number from -2**63 to 2**64-1, got ..."`` otherwise
+            (torch raised "Overflow when unpacking long long", and 1.5 was silently truncated).
     """
+    if hasattr(value, "dim") and hasattr(value, "item") and value.dim() == 0:  # a 0-dim tensor
+        value = value.item()
+    if isinstance(value, numbers.Real) and not isinstance(value, (numbers.Integral, bool)):
+        whole = math.isfinite(float(value)) and float(value).is_integer()
+        value = int(float(value)) if whole else value  # 3.0
     value = _python_int(value)
     if not is_int(value) or not -(2**63) <= value <= 2**64 - 1:
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise ValueError(f"{name} must be an int from -2**63 to 2**64-1, got {shown}")
+        raise ValueError(f"{name} must be a whole number from -2**63 to 2**64-1, got {shown}")
     return int(value)
 
 

@@ -570,12 +570,15 @@ _MAX_CONFIG_SCAN = 10_000_000
 
 
 def _config_paths(argv: Sequence[str]) -> list[str]:
-    """The values of every ``--config`` (``--config F`` or ``--config=F``) in ``argv``."""
+    """The values of every ``--config`` in ``argv``: ``--config F``, ``--config=F`` and
+    LightningCLI's short form ``-c F`` / ``-cF``."""
     paths = []
     for i, arg in enumerate(argv):
         name, sep, value = arg.partition("=")
-        if name == "--config":
+        if name in ("--config", "-c"):
             paths.append(value if sep else (argv[i + 1] if i + 1 < len(argv) else ""))
+        elif arg.startswith("-c") and not arg.startswith("--") and len(arg) > 2:
+            paths.append(arg[2:])
     return paths
 
 

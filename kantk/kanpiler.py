@@ -276,7 +276,10 @@ def formula_to_kan(
         expr: A sympy expression, a formula string (read by :func:`kantk.parse_formula`), or a list
             of them (one output each).
         variables: The inputs, in column order: names or sympy symbols, or ``n`` for ``x1 .. xn``.
-            Default: the formula's free symbols, sorted naturally (``x1, x2, ..., x10``).
+            Default: the formula's free symbols, sorted naturally (``x1, x2, ..., x10``). The
+            model's inputs are these, in this order, under the default names ``x1 .. xn`` of their
+            positions: ``formula_to_kan("x2*x3")`` takes two columns, and
+            ``symbolic_formula(model, var_names=["x2", "x3"])`` gives the formula's names back.
         product: How products are built: ``"mult"`` (multiplication nodes, KAN 2.0: the model
             has widths such as ``[2, [0, 1], 1]``), or from sums: ``"squares"`` (exact for all
             inputs) or ``"log"`` (fewer layers; positive factors only). See the module notes.
@@ -377,7 +380,6 @@ def formula_to_kan(
     )
     if dtype is not None:
         model = model.to(dtype)
-    model.input_columns = _input_columns(symbols)
     with torch.no_grad():
         for l, layer in enumerate(model.layers):
             layer.mask.zero_()  # only the formula's edges are live
@@ -394,21 +396,6 @@ def formula_to_kan(
 
 
 # --- internals ------------------------------------------------------------------------------------
-
-
-def _input_columns(symbols: Sequence[Any]) -> list[int] | None:
-    """The data columns of inputs named ``x<k>`` (``x2, x3``: columns 1, 2), so that the model's
-    default input names (``KAN.input_names``) are the formula's; ``None`` when they are ``x1 ..
-    xn`` in order or some input has another name."""
-    from kantk.model import MAX_INPUT_COLUMN
-
-    columns = []
-    for symbol in symbols:
-        match = re.fullmatch(r"x([1-9]\d*)", str(symbol))
-        if match is None or int(match.group(1)) > MAX_INPUT_COLUMN:
-            return None
-        columns.append(int(match.group(1)) - 1)
-    return None if columns == list(range(len(columns))) else columns
 
 
 def _number(value: Any) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -401,6 +402,8 @@ def build_basis(
     if not isinstance(basis, Basis):
         raise TypeError(f"basis plugin {name!r} built a {type(basis).__name__}, not a kantk.bases.Basis")
     n = basis.num_functions
+    if isinstance(n, numbers.Integral) and not isinstance(n, bool):
+        n = int(n)  # a numpy int works as before
     if not is_int(n) or n < 1:
         hint = " (a method: decorate num_functions with @property)" if callable(n) else ""
         raise TypeError(

@@ -869,8 +869,9 @@ def snap_formula(
     products split; the leading coefficient of a power's base or a logarithm's argument is taken
     out (``(2.4*a*b + 2.4)**-1`` -> ``0.417*(a*b + 1)**-1``); every float constant is rounded as
     :func:`kantk.feynman.round_constants` does (to ``p/q`` times 1, pi, sqrt(2), ... or 0 below
-    1e-3), within each relative tolerance of :data:`SNAP_TOLERANCES` in turn. The first result
-    whose RMSE on ``data``'s test split is at most ``tolerance`` (and finite) is returned, else None.
+    1e-3), within each relative tolerance of :data:`SNAP_TOLERANCES` in turn (a tighter one only
+    where it leaves no more constants unrounded than the loosest). The first result whose RMSE on
+    ``data``'s test split is at most ``tolerance`` (and finite) is returned, else None.
     """
     import numpy as np
     import sympy
@@ -900,10 +901,14 @@ def snap_formula(
     try:
         e = sympy.expand(sympy.expand_log(expr, force=True))
         e = sympy.expand(_take_out_coefficients(e))
-        tried = []
+        tried: list[Any] = []
         for rel in SNAP_TOLERANCES:
             rounded = sympy.powsimp(round_constants(e, rel=rel))  # exp(a)*exp(b) -> exp(a + b)
-            if rounded in tried:
+            # a tighter tolerance must round as many constants as the loosest (1e-9 rounds almost
+            # none, and the raw formula would pass for a snapped one)
+            if rounded in tried or (
+                tried and len(rounded.atoms(sympy.Float)) > len(tried[0].atoms(sympy.Float))
+            ):
                 continue
             tried.append(rounded)
             if fits(rounded):

@@ -241,7 +241,6 @@ def _index_mask(indices: Any, width: int, who: str, device: torch.device) -> tor
     return out
 
 
-@torch.no_grad()
 def kept_input_columns(model: KAN, kept: torch.Tensor) -> list[int] | None:
     """The data columns a model keeping inputs ``kept`` of ``model`` takes (``KAN.input_columns``):
     ``None`` while no input was ever removed."""
@@ -251,6 +250,7 @@ def kept_input_columns(model: KAN, kept: torch.Tensor) -> list[int] | None:
     return [old[int(i)] for i in kept]
 
 
+@torch.no_grad()
 def apply_masks(model: KAN, plan: PrunePlan) -> KAN:
     """A same-size copy of ``model`` with every edge the plan removes masked (the reference).
 

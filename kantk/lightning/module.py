@@ -69,6 +69,9 @@ _ADOPTED_MODEL: ContextVar[KAN | MLP | None] = ContextVar("kantk_adopted_model",
 #: The registry :meth:`KANModule.from_model` was given (``registry=``): where the regularisers'
 #: names are looked up; ``None``: the default one. Not a hyperparameter (it is not data).
 _REGISTRY: ContextVar[Registry | None] = ContextVar("kantk_module_registry", default=None)
+#: Set while :meth:`KANModule.load_from_checkpoint` rebuilds a module: its size is the checkpoint's
+#: (a model wrapped with from_model may exceed MAX_MODEL_NUMBERS), not a config's to bound.
+_FROM_CHECKPOINT: ContextVar[bool] = ContextVar("kantk_module_from_checkpoint", default=False)
 #: KANModule's arguments that act on KAN layers: MLPModule has none of them.
 KAN_ONLY = ("regularisers", "grid_update_every", "grid_update_until", "grid_eps")
 
@@ -585,7 +588,8 @@ class KANModule(_TrainingModule):
                 "registry": _REGISTRY.get(),
                 **dict(model_kwargs or {}),
             }
-            _check_model_size(widths, structure)
+            if not _FROM_CHECKPOINT.get():
+                _check_model_size(widths, structure)
             with default_dtype(DTYPES[dtype] if dtype else torch.get_default_dtype()):
                 self.model = KAN(widths, seed=init_seed, **structure)
         self._init_training(
@@ -639,6 +643,17 @@ class KANModule(_TrainingModule):
         finally:
             _REGISTRY.reset(registry_token)
             _ADOPTED_MODEL.reset(token)
+
+    @classmethod
+    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's loader, without :data:`MAX_MODEL_NUMBERS`: the model is the checkpoint's
+        (``KANModule.from_model`` wraps larger ones), and ``kantk`` commands compare the declared
+        sizes with the file first (:func:`check_checkpoint_sizes`)."""
+        token = _FROM_CHECKPOINT.set(True)
+        try:
+            return super().load_from_checkpoint(*args, **kwargs)
+        finally:
+            _FROM_CHECKPOINT.reset(token)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Also record the symbolic edges (:func:`kantk.fix_symbolic`), under ``"kantk_symbolic"``:

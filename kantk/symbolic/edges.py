@@ -49,6 +49,14 @@ class SymbolicEdges:
         self._symbolic_functions: dict[tuple[str, str], SymbolicFunction] = {}
         self._symbolic_groups: list[_SymbolicGroup] = []
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a layer pickled whole (torch.save(model)) before the name tables were made on first use
+        # holds them under their public names, which are properties now
+        for name in ("symbolic_names", "symbolic_libraries"):
+            if name in state:
+                state["_" + name] = state.pop(name)
+        super().__setstate__(state)  # type: ignore[misc]
+
     def _empty_table(self) -> list[list[str | None]]:
         return [[None] * self.in_features for _ in range(self.out_features)]
 

@@ -492,8 +492,9 @@ def test_lightning_parse_errors_are_one_line(work, capsys, monkeypatch):
     # a config that is not UTF-8 (a Latin-1 comment) was "kantk: 'utf-8' codec can't decode byte
     # 0xe9 in position 5: ..." with status 1; one too large is refused before it is read
     (work / "latin1.yaml").write_bytes("# caf\xe9\nseed_everything: 0\n".encode("latin-1"))
-    line = assert_error(run_cli(["fit", "--config", "latin1.yaml"], capsys), code=2)
-    assert line.startswith("kantk: fit: --config 'latin1.yaml' is not UTF-8 text (byte 5)"), line
+    for argv in (["--config", "latin1.yaml"], ["-c", "latin1.yaml"], ["-clatin1.yaml"]):
+        line = assert_error(run_cli(["fit", *argv], capsys), code=2)
+        assert line.startswith("kantk: fit: --config 'latin1.yaml' is not UTF-8 text (byte 5)"), line
     monkeypatch.setattr("kantk.cli._MAX_CONFIG_SCAN", 10)
     (work / "long.yaml").write_text("seed_everything: 0\n")
     line = assert_error(run_cli(["test", "--config=long.yaml"], capsys), code=2)

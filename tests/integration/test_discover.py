@@ -233,6 +233,9 @@ def test_snap_formula_rounds_only_what_still_fits():
     )
     assert snapped is not None and not snapped.atoms(sympy.Float), snapped
     assert sympy.simplify(snapped - sympy.sin(a + 7 * sympy.pi / 4)) == 0, snapped
+    # ... but a tolerance so tight that it rounds nothing is no snapping: 1.2345 fits as it is
+    y = 1.2345 * x[:, :1] + 0.5
+    assert snap_formula(1.2345 * a + 0.5, {"test_input": x, "test_label": y}, ["a", "b"], 1e-8) is None
 
 
 def test_discover_asks_a_second_opinion_that_favours_fit_quality(monkeypatch):

@@ -390,3 +390,22 @@ def test_adamw_decays_by_default_and_weight_decay_overrides():
     assert KANModule([2, 1], optimizer="adam").configure_optimizers().param_groups[0]["weight_decay"] == 0
     explicit = KANModule([2, 1], optimizer="adamw", weight_decay=0.0)
     assert explicit.configure_optimizers().param_groups[0]["weight_decay"] == 0.0
+
+
+def test_a_wrapped_model_above_the_bound_reloads_from_its_checkpoint(tmp_path, monkeypatch):
+    """from_model is the documented way past MAX_MODEL_NUMBERS, but load_from_checkpoint rebuilt
+    the module through __init__ and refused its own checkpoint."""
+    import kantk.lightning.module as module_file
+
+    monkeypatch.setattr(module_file, "MAX_MODEL_NUMBERS", 100)
+    model = kantk.KAN([2, 5, 1], seed=0)  # 249 numbers
+    with pytest.raises(ValueError, match="more than KANModule builds from its arguments"):
+        KANModule([2, 5, 1])
+    module = KANModule.from_model(model)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "big.ckpt")
+    loaded = KANModule.load_from_checkpoint(tmp_path / "big.ckpt", weights_only=True)
+    assert torch.equal(loaded.model.layers[0].coef, model.layers[0].coef)
+    with pytest.raises(ValueError, match="more than KANModule builds"):
+        KANModule([2, 5, 1])  # the bound is back after loading

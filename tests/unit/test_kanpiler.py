@@ -180,19 +180,16 @@ def test_a_constant_that_is_not_a_finite_real_number_is_a_one_line_value_error(t
     assert "\n" not in message and shown in message, message
 
 
-def test_the_compiled_model_keeps_the_formulas_variable_names():
-    """formula_to_kan("x2*x3") takes two inputs, x2 and x3, and its formula read x1*x2; with
-    variables=["x2", "x1"] the formula x2 - x1 read x1 - x2, its negation."""
+def test_the_compiled_model_takes_its_variables_in_order_and_var_names_names_them():
+    """formula_to_kan("x2*x3") takes two inputs, x2 and x3 by position (a two-column CSV); its
+    formula reads x1*x2 by default, and var_names gives the formula's names back."""
     torch.set_default_dtype(torch.float64)  # the conftest restores float32
     model = formula_to_kan("x2*x3")
-    assert model.input_columns == [1, 2] and model.input_names() == ["x2", "x3"]
-    (expr,) = kantk.symbolic_formula(model)
+    assert model.widths[0] == 2 and model.input_columns is None
+    (expr,) = kantk.symbolic_formula(model, var_names=["x2", "x3"])
     assert sp.simplify(expr - sp.sympify("x2*x3")) == 0, expr
-    data = _points(2, -1.0, 1.0)  # (200, 2): x2, x3
-    three = torch.cat([torch.zeros(200, 1), data], dim=1)  # x1, x2, x3 columns
-    torch.testing.assert_close(model(model.select_inputs(three))[:, 0], data[:, 0] * data[:, 1])
+    data = _points(2, -1.0, 1.0)
+    torch.testing.assert_close(model(data)[:, 0], data[:, 0] * data[:, 1])
     model = formula_to_kan("x2 - x1", variables=["x2", "x1"])
-    assert model.input_names() == ["x2", "x1"]
-    (expr,) = kantk.symbolic_formula(model)
+    (expr,) = kantk.symbolic_formula(model, var_names=["x2", "x1"])
     assert sp.simplify(expr - sp.sympify("x2 - x1")) == 0, expr
-    assert formula_to_kan("x1 + x2").input_columns is None  # x1 .. xn in order: nothing to record

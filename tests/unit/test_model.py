@@ -76,6 +76,14 @@ def test_a_seed_outside_torchs_range_or_not_an_int_is_one_line(seed):
         lambda: kantk.KAN([2, 1], seed=seed),
         lambda: kantk.create_dataset("x1", n_vars=1, train_num=4, test_num=4, seed=seed),
     ):
-        with pytest.raises(ValueError, match=r"seed must be an int from -2\*\*63 to 2\*\*64-1, got "):
+        with pytest.raises(ValueError, match=r"seed must be a whole number from -2\*\*63 to 2\*\*64-1, got "):
             build()
     assert kantk.KAN([2, 1], seed=2**64 - 1).widths == [2, 1]  # torch's whole range stays accepted
+
+
+def test_whole_seeds_of_any_number_type_are_accepted_as_before():
+    import numpy as np
+
+    want = kantk.KAN([2, 3, 1], seed=3).layers[0].coef
+    for seed in (3.0, np.float64(3.0), np.int64(3), torch.tensor(3)):
+        assert torch.equal(kantk.KAN([2, 3, 1], seed=seed).layers[0].coef, want), seed

@@ -311,3 +311,16 @@ def test_a_plugin_basis_slip_is_a_one_line_error_naming_it():
         for call in (layer, layer.activations):
             with pytest.raises(error, match=match):
                 call(x)
+
+
+class _NumpyCountBasis(_ConstantBasis):
+    @property
+    def num_functions(self) -> int:
+        import numpy as np
+
+        return np.int64(1)  # type: ignore[return-value]  # a numpy int, as some plugins compute it
+
+
+def test_a_numpy_int_num_functions_is_accepted():
+    layer = kantk.KANLayer(2, 3, "slip", registry=_registry_of(_NumpyCountBasis))
+    assert layer(torch.rand(4, 2)).shape == (4, 3)

@@ -226,3 +226,16 @@ def test_symbolic_edges_under_bf16_autocast(basis):
     # bfloat16 keeps 8 bits: 2**-8 relative, on sums of a few terms of size ~1
     torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)
     torch.testing.assert_close(got_acts.float(), acts, atol=0.05, rtol=0.05)
+
+
+def test_a_layer_pickled_before_the_lazy_tables_loads():
+    """torch.save(model) of an older kantk kept the tables as symbolic_names/symbolic_libraries in
+    the instance dict; they are properties now and read _symbolic_names (AttributeError)."""
+    layer = _layer_with_symbolic_edges()
+    state = dict(layer.__dict__)
+    state["symbolic_names"] = state.pop("_symbolic_names")
+    state["symbolic_libraries"] = state.pop("_symbolic_libraries")
+    old = KANLayer.__new__(KANLayer)
+    old.__setstate__(state)
+    assert old.symbolic_edges() == layer.symbolic_edges() and old.symbolic_names == layer.symbolic_names
+    assert old.config() == layer.config()
