@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from kantk._validation import check_choice, check_number, check_optional_int, is_int
+from kantk._validation import check_choice, check_number, check_optional_int, is_int, is_number
 from kantk.baselines import MLP
 from kantk.data import check_labels
 from kantk.lightning.datamodules import DTYPES
@@ -111,6 +111,7 @@ class _TrainingModule(pl.LightningModule):
         self.automatic_optimization = optimizer != "lbfgs"
         self._lbfgs_scale: float | None = None  # LBFGS objective divisor, set on the first step
         self._lbfgs_last = 1.0  # the divided objective at the start of the last LBFGS step
+        self._resumed_lbfgs: tuple[float, float] | None = None  # (scale, last) of a checkpoint
         self._checked: set[str] = set()
         self._sums: dict[str, torch.Tensor] = {}
         #: Latest training-step metrics (detached tensors), read by kantk.fit's history.
@@ -135,6 +136,25 @@ class _TrainingModule(pl.LightningModule):
         name = str(self.model_dtype).removeprefix("torch.")
         if isinstance(hparams, dict) and name in DTYPES:
             hparams["dtype"] = name
+        if self._lbfgs_scale is not None:  # LBFGS: the objective's divisor goes with its history
+            checkpoint[LBFGS_KEY] = {"scale": float(self._lbfgs_scale), "last": float(self._lbfgs_last)}
+
+    def _restore_lbfgs_state(self, checkpoint: Mapping[str, Any]) -> None:
+        """Keep the checkpoint's LBFGS scale for a resumed run (:meth:`on_train_start`): resuming
+        cleared the restored curvature history and rescaled from the current loss, so the run
+        went elsewhere than the uninterrupted one."""
+        state = checkpoint.get(LBFGS_KEY)
+        self._resumed_lbfgs = None
+        if isinstance(state, Mapping):
+            scale, last = state.get("scale"), state.get("last")
+            if (
+                is_number(scale)
+                and is_number(last)
+                and math.isfinite(scale)
+                and scale > 0
+                and math.isfinite(last)
+            ):
+                self._resumed_lbfgs = (float(scale), float(last))
 
     @property
     def classification(self) -> bool:
@@ -387,6 +407,12 @@ class _TrainingModule(pl.LightningModule):
     # -- optimizer and callbacks ----------------------------------------------------------------
 
     def on_train_start(self) -> None:
+        resumed = self._resumed_lbfgs
+        self._resumed_lbfgs = None
+        if resumed is not None and getattr(self.trainer, "ckpt_path", None):
+            # a resumed run goes on with the scale its curvature history was measured on
+            self._lbfgs_scale, self._lbfgs_last = resumed
+            return
         self._lbfgs_scale = None  # each fit divides by its own starting objective
         self._lbfgs_last = 1.0
 
@@ -434,6 +460,9 @@ class _TrainingModule(pl.LightningModule):
         ):
             self.to(tensor.dtype)
 
+
+#: The checkpoint entry that holds LBFGS's objective divisor and last divided objective.
+LBFGS_KEY = "kantk_lbfgs"
 
 #: The checkpoint entry that holds every layer's symbolic edges (``KANLayer.symbolic_config()``).
 SYMBOLIC_KEY = "kantk_symbolic"
@@ -679,6 +708,7 @@ class KANModule(_TrainingModule):
         """
         _check_checkpoint_kind(checkpoint, "KANModule")
         self._follow_checkpoint_dtype(checkpoint, "model.layers.0.coef")
+        self._restore_lbfgs_state(checkpoint)
         self.model.input_columns = check_input_columns(
             checkpoint.get(INPUT_COLUMNS_KEY), self.model.widths[0]
         )
@@ -818,6 +848,7 @@ class MLPModule(_TrainingModule):
         """
         _check_checkpoint_kind(checkpoint, "MLPModule")
         self._follow_checkpoint_dtype(checkpoint, "model.layers.0.weight")
+        self._restore_lbfgs_state(checkpoint)
 
 
 def _check_training_args(
