@@ -163,6 +163,7 @@ class NaNGuard(pl.Callback):
         #: The step whose parameters it went back to (``None``: none, or the starting parameters
         #: when the loss was never finite).
         self.restored_to: int | None = None
+        self._restarted = False  # restart() since on_train_start: the model was restructured
         self._every = every or 1
         self._confirmed: tuple[int, dict[str, torch.Tensor]] | None = None
         self._candidate: tuple[int, dict[str, torch.Tensor]] | None = None
@@ -194,8 +195,23 @@ class NaNGuard(pl.Callback):
         else:
             self._every = self.every
         self._confirmed = None
+        self._restarted = False
         self._candidate = (trainer.global_step, _copy_state(self._target(pl_module), None))
         self._reset_window()
+
+    def restart(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start over from the model as it is now, whose parameters no longer match the snapshots
+        (``GridExtension`` refined its grids: a restore loaded coarse tensors into the refined
+        model and failed with a size mismatch). A later failure goes back to this state at the
+        latest."""
+        if self._candidate is None:
+            return  # not started (no on_train_start yet): it snapshots then
+        in_step = self._in_step
+        self._confirmed = None
+        self._restarted = True
+        self._candidate = (trainer.global_step, _copy_state(self._target(pl_module), None))
+        self._reset_window()
+        self._in_step = in_step
 
     def _reset_window(self) -> None:
         self._window_ok = self._first_ok = None
@@ -288,6 +304,15 @@ class NaNGuard(pl.Callback):
             "the loss or the parameters became NaN or infinite (e.g. a learning rate too large, or a "
             "symbolic edge evaluated outside its domain)"
         )
+        if self._confirmed is None and self._restarted:
+            target.load_state_dict(self._candidate[1])
+            self.restored_to = self._candidate[0]
+            rank_zero_warn(
+                f"kantk: training stopped at step {step}: {cause}; the model is back at the "
+                f"parameters of step {self._candidate[0]}, when it was last restructured (grid "
+                "extension)"
+            )
+            return
         if self._confirmed is None:
             target.load_state_dict(self._candidate[1])
             self.restored_to = None

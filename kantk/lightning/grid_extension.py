@@ -120,6 +120,11 @@ class GridExtension(pl.Callback):
         for index, layer in enumerate(finer.layers):  # in place: whoever holds `model` sees the new grids
             model.layers[index] = layer
         trainer.strategy.setup_optimizers(trainer)  # the old optimizer holds the old parameters
+        from kantk.lightning.callbacks import NaNGuard
+
+        for callback in trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, NaNGuard):  # its snapshots have the old shapes
+                callback.restart(trainer, pl_module)
         hparams = getattr(pl_module, "hparams", None)
         if hparams is not None and "basis_kwargs" in hparams:
             configs = [layer.basis.config() for layer in model.layers]

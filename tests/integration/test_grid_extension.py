@@ -164,3 +164,32 @@ def test_example_quick_runs_and_reports(tmp_path, monkeypatch, capsys, engine):
     plot.parent.mkdir()
     example.plot(rows, str(plot))
     assert plot.stat().st_size > 1000
+
+
+def test_a_nan_after_a_refinement_goes_back_to_the_refined_model():
+    """The NaN guard's snapshots kept the coarse shapes: a NaN loss after GridExtension refined the
+    grids ended in "size mismatch for layers.0.coef" instead of a restore."""
+    data = kantk.create_dataset("x1*x2", n_vars=2, train_num=100, test_num=20, seed=0)
+    calls = [0]
+
+    def loss(model, batch):
+        x, y = batch
+        calls[0] += 1
+        value = ((model(x) - y) ** 2).mean()
+        return value * float("nan") if calls[0] >= 4 else value  # the first step after refining: NaN
+
+    model = kantk.KAN([2, 3, 1], basis_kwargs={"grid_size": 3}, seed=0)
+    extension = GridExtension(grid_sizes=(6,), steps=[3])
+    with pytest.warns(UserWarning, match="back at the parameters of step 3, when it was last restructured"):
+        kantk.fit(
+            model,
+            data,
+            steps=8,
+            optimizer="adam",
+            loss=loss,
+            eval_every=100,
+            progress=False,
+            callbacks=[extension],
+        )
+    assert extension.refined_at == [(3, 6)] and model.layers[0].basis.grid_size == 6
+    assert all(torch.isfinite(p).all() for p in model.parameters())
