@@ -708,6 +708,7 @@ class KANModule(_TrainingModule):
         """
         _check_checkpoint_kind(checkpoint, "KANModule")
         self._follow_checkpoint_dtype(checkpoint, "model.layers.0.coef")
+        self._follow_checkpoint_bases(checkpoint)
         self._restore_lbfgs_state(checkpoint)
         self.model.input_columns = check_input_columns(
             checkpoint.get(INPUT_COLUMNS_KEY), self.model.widths[0]
@@ -726,6 +727,39 @@ class KANModule(_TrainingModule):
                 if not isinstance(entry, Mapping):
                     raise ValueError(f"an entry of the checkpoint's {SYMBOLIC_KEY!r} is not a mapping")
                 layer.load_symbolic_config(entry)
+
+    def _follow_checkpoint_bases(self, checkpoint: Mapping[str, Any]) -> None:
+        """Rebuild the layers whose coefficients in the checkpoint have another shape than the
+        model's, with the checkpoint's ``basis_kwargs``: a run that ``GridExtension`` refined is
+        resumed (``trainer.fit(ckpt_path=...)``, ``kantk fit --ckpt_path``) from the config's
+        coarser grids, and the state did not load ("size mismatch for model.layers.0.coef").
+        The state loaded next sets every value; nothing when the shapes agree."""
+        state = checkpoint.get("state_dict")
+        hparams = checkpoint.get("hyper_parameters")
+        if not isinstance(state, Mapping) or not isinstance(hparams, Mapping):
+            return
+        layers = self.model.layers
+        changed = [
+            i
+            for i, layer in enumerate(layers)
+            if isinstance(state.get(f"model.layers.{i}.coef"), torch.Tensor)
+            and state[f"model.layers.{i}.coef"].shape != layer.coef.shape
+        ]
+        kwargs = hparams.get("basis_kwargs")
+        if not changed or not isinstance(kwargs, (Mapping, list)):
+            return  # a real mismatch is then load_state_dict's error
+        config = self.model.config()
+        for i in changed:
+            entry = kwargs[i] if isinstance(kwargs, list) and i < len(kwargs) else kwargs
+            if isinstance(entry, Mapping):
+                config["layers"][i]["basis_kwargs"] = dict(entry)
+            config["layers"][i].pop("symbolic", None)  # restored from the checkpoint below
+        with torch.random.fork_rng(devices=[]), default_dtype(self.model.dtype):
+            rebuilt = KAN.from_config(config, registry=_REGISTRY.get())
+        rebuilt = rebuilt.to(device=self.model.device, dtype=self.model.dtype)
+        for i in changed:
+            layers[i] = rebuilt.layers[i]
+        self.hparams["basis_kwargs"] = kwargs
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """A :class:`NaNGuard` (as :class:`MLPModule`) and the grid-update schedule (when

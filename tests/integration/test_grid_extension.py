@@ -193,3 +193,36 @@ def test_a_nan_after_a_refinement_goes_back_to_the_refined_model():
         )
     assert extension.refined_at == [(3, 6)] and model.layers[0].basis.grid_size == 6
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_refined_run_resumes_from_its_checkpoint(tmp_path):
+    """trainer.fit(ckpt_path=...) builds the module from the coarse arguments; the checkpoint holds
+    the refined layers ("size mismatch for model.layers.0.coef"). The resumed run equals the
+    uninterrupted one."""
+    from kantk.lightning import FunctionDataModule
+
+    def run(steps, ckpt=None, save=None):
+        module = KANModule([2, 3, 1], basis_kwargs={"grid_size": 3}, optimizer="adam", init_seed=0)
+        data = FunctionDataModule("x1*x2", n_vars=2, train_num=100, test_num=20, seed=0)
+        trainer = pl.Trainer(
+            max_steps=steps,
+            callbacks=[GridExtension(grid_sizes=(6,), steps=[2])],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            default_root_dir=tmp_path,
+        )
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+        if save:
+            trainer.save_checkpoint(save)
+        return module
+
+    full = run(6)
+    run(4, save=tmp_path / "half.ckpt")
+    resumed = run(6, ckpt=tmp_path / "half.ckpt")
+    assert resumed.model.layers[0].basis.grid_size == 6
+    for a, b in zip(resumed.model.parameters(), full.model.parameters()):
+        assert torch.equal(a, b)
