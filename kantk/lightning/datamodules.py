@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 from kantk._validation import check_choice, check_int, check_optional_int, is_int
 from kantk.data import check_dataset, create_dataset, load_csv, split_dataset
@@ -86,6 +86,24 @@ class _WholeSplit(Dataset):
         return self.inputs, self.labels
 
 
+class _OwnShard(DistributedSampler):
+    """Every one of ``n`` items, in order: the process's own shard, which the data module cut
+    itself (rows ``rank::world``). A ``DistributedSampler`` only so that Lightning leaves it in
+    place: Lightning's own samplers pad the rows to equal counts (a padded row counted twice in
+    ``val_loss``, which is summed over the whole split) or, for ``predict``, handed a one-item
+    full batch to rank 0 only (an AssertionError on the others)."""
+
+    def __init__(self, n: int):
+        super().__init__(cast(Dataset, range(n)), num_replicas=1, rank=0, shuffle=False)
+        self._n = n
+
+    def __iter__(self) -> Any:
+        return iter(range(self._n))
+
+    def __len__(self) -> int:
+        return self._n
+
+
 class TensorDataModule(pl.LightningDataModule):
     """Serve a pykan-layout dataset dict to a Lightning ``Trainer``.
 
@@ -132,6 +150,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.shuffle = shuffle
         self.num_workers = num_workers
         self._shards: dict[str, torch.Tensor] | None = None
+        self._world = 1  # processes, from the Trainer at setup
 
     @staticmethod
     def _check_loader_args(batch_size: int, num_workers: int) -> None:
@@ -172,10 +191,21 @@ class TensorDataModule(pl.LightningDataModule):
         world, rank = 1, 0
         if self.trainer is not None:
             world, rank = self.trainer.world_size, self.trainer.global_rank
-        if world > 1 and self._full_batch():
-            # Full batch under DDP: each rank keeps a disjoint shard; gradients are averaged.
-            self._shards = {k: v[rank::world] for k, v in self.dataset.items()}
-        else:  # mini-batches are sharded by Lightning's DistributedSampler
+        self._world = world
+        if world > 1:
+            # Under DDP each rank keeps a disjoint shard of the evaluation and prediction rows (and
+            # in full-batch mode of the training rows: gradients are averaged), served whole and
+            # unpadded (_OwnShard); training mini-batches are sharded by Lightning's
+            # DistributedSampler, which pads them so that every rank takes the same steps.
+            # A split with fewer rows than processes is not cut: every rank takes all of it (the
+            # summed metrics count each row once per rank, in their totals too: still exact).
+            self._shards = {
+                k: v
+                if (k.startswith("train_") and not self._full_batch()) or len(v) < world
+                else v[rank::world]
+                for k, v in self.dataset.items()
+            }
+        else:
             self._shards = dict(self.dataset)
 
     def train_dataloader(self) -> DataLoader:
@@ -198,8 +228,17 @@ class TensorDataModule(pl.LightningDataModule):
         assert self._shards is not None
         x = self._shards[self.predict_split + "_input"]
         if self.batch_size == -1 or self.batch_size >= x.shape[0]:
-            return DataLoader(_WholeInputs(x), batch_size=None, shuffle=False)
-        return DataLoader(_Rows(x), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+            return DataLoader(_WholeInputs(x), batch_size=None, sampler=self._own_shard(1))
+        return DataLoader(
+            _Rows(x),
+            batch_size=self.batch_size,
+            sampler=self._own_shard(len(x)),
+            num_workers=self.num_workers,
+        )
+
+    def _own_shard(self, n: int) -> _OwnShard | None:
+        """Under DDP the sampler of a rank's own shard (:class:`_OwnShard`); else None."""
+        return _OwnShard(n) if self._world > 1 else None
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -231,11 +270,13 @@ class TensorDataModule(pl.LightningDataModule):
             x, y = x[rows], y[rows]
         if self._full_batch() or (split == "test" and self.batch_size >= x.shape[0]):
             # batch_size=None: the single item is the batch, no per-sample collation
-            return DataLoader(_WholeSplit(x, y), batch_size=None, shuffle=False)
+            return DataLoader(_WholeSplit(x, y), batch_size=None, sampler=self._own_shard(1))
+        own = self._own_shard(len(x)) if split != "train" else None  # training: Lightning's sampler
         return DataLoader(
             _TensorRows(x, y),
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle if own is None else False,
+            sampler=own,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=_batch_of_rows,

@@ -173,3 +173,58 @@ def test_cli_summary_line_prints_once_under_ddp(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.count("kantk fit: step 2") == 1, done.stdout
+
+
+EVAL_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import torch
+    import pytorch_lightning as pl
+    from kantk.lightning import FunctionDataModule, KANModule
+
+    out = sys.argv[1]
+    module = KANModule([2, 3, 1], optimizer="adam", init_seed=0, dtype="float64")
+    trainer = pl.Trainer(strategy="ddp", devices=2, accelerator="cpu", max_steps=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=out, num_sanity_val_steps=0)
+    result = {}
+    for batch in (16, -1):
+        data = FunctionDataModule("x1*x2", 2, train_num=100, test_num=101, seed=0, dtype="float64",
+                                  batch_size=batch)
+        if batch == 16:
+            trainer.fit(module, datamodule=data)
+        val = trainer.validate(module, datamodule=data, verbose=False)[0]["val_loss"]
+        result[f"val_{batch}"] = torch.tensor(val)
+        rows = sum(p.shape[0] for p in trainer.predict(module, datamodule=data))
+        result[f"rows_{batch}"] = torch.tensor(rows)
+    x, y = data.dataset["test_input"], data.dataset["test_label"]
+    with torch.no_grad():
+        result["exact"] = (module.model(x) - y).square().mean()
+    torch.save(result, os.path.join(out, f"eval_rank{trainer.global_rank}.pt"))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    """
+)
+
+
+def test_ddp_evaluation_counts_every_row_once_and_predict_serves_each_rank(tmp_path):
+    """Lightning's DistributedSampler padded 101 test rows to 102 (row 0 twice in val_loss), and its
+    unrepeated predict sampler gave the one-item full batch to rank 0 only (AssertionError)."""
+    script = tmp_path / "ddp_eval.py"
+    script.write_text(EVAL_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KANTK_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [torch.load(tmp_path / f"eval_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for batch in (16, -1):
+        for rank in ranks:
+            torch.testing.assert_close(rank[f"val_{batch}"], rank["exact"].float(), rtol=1e-6, atol=0)
+        assert sorted(int(rank[f"rows_{batch}"]) for rank in ranks) == [50, 51]  # rows 0::2 and 1::2
