@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import pickle
 import re
 import sys
 import types
@@ -102,7 +103,7 @@ def test_every_hook_is_documented_in_hooks_md(hook):
     assert "```python" in section, f"docs/hooks.md: the {hook} section has no example"
 
 
-def test_every_hooks_md_example_is_a_working_plugin():
+def test_every_hooks_md_example_is_a_working_plugin(monkeypatch):
     blocks = code_blocks("hooks.md", "python")
     assert len(blocks) >= len(declared_hooks())
     builtins_only = kantk.Registry.with_plugins()
@@ -128,7 +129,14 @@ def test_every_hooks_md_example_is_a_working_plugin():
             masks = registry.pruners.get(name).factory()(model, x)
             assert [tuple(m.shape) for m in masks] == [tuple(layer.mask.shape) for layer in model.layers]
         for name in added["symbolic_libraries"]:
-            assert list(registry.symbolic_libraries.get(name).functions()) is not None
+            records = list(registry.symbolic_libraries.get(name).functions())
+            assert records
+            # as the contract test asks (tests/contract/test_symbolic_libraries_contract.py): records
+            # pickle, so torch.save(model) works; the example's closures did not
+            with monkeypatch.context() as patch:
+                patch.setitem(sys.modules, plugin.__name__, plugin)
+                for record in records:
+                    assert pickle.loads(pickle.dumps(record)).name == record.name
         for name in added["node_operations"]:
             model = kantk.KAN([2, {"sum": 1, name: 1}, 1], seed=0, registry=registry)
             y = model(x)

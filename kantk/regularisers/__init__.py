@@ -108,16 +108,31 @@ def regularisation(
             value = reg.fn(model, x, layer_inputs=layer_inputs, **options)
         else:
             value = reg.fn(model, x, **options)
+        # while training, a penalty must carry a gradient: a plugin ending in .item() or .detach()
+        # was logged as "reg" and regularised nothing (0, "nothing to penalise", is fine)
+        training = torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters())
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = x.new_tensor(float(value))  # a constant penalty (0 when there is nothing to do)
+            if training and value != 0:
+                raise ValueError(_not_differentiable(reg.name, f"the number {value!r}"))
+            value = x.new_tensor(float(value))
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise ValueError(
                 f"regulariser {reg.name!r} returned {shape}; a regulariser returns one number "
                 "(a scalar tensor) for the batch"
             )
+        if training and not value.requires_grad and bool(value.detach().reshape(()) != 0):
+            raise ValueError(_not_differentiable(reg.name, "a tensor without a gradient"))
         total = total + reg.weight * value.reshape(())
     return total
+
+
+def _not_differentiable(name: str, what: str) -> str:
+    return (
+        f"regulariser {name!r} returned {what}, which trains nothing (a float, .item() or .detach() "
+        "cuts the gradient); return a scalar tensor computed from the model's parameters (0 when "
+        "there is nothing to penalise)"
+    )
 
 
 __all__ = [

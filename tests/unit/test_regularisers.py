@@ -176,5 +176,24 @@ def test_a_regulariser_that_returns_more_than_one_number_is_named():
         ValueError, match=r"regulariser 'per_layer' returned \(2,\); a regulariser returns one number"
     ):
         regularisation([per_layer], model, x)
-    constant = WeightedRegulariser("constant", 2.0, lambda m, x: 0.5)
-    assert float(regularisation([constant], model, x)) == 1.0
+    nothing = WeightedRegulariser("nothing", 2.0, lambda m, x: 0)  # nothing to penalise: accepted
+    assert float(regularisation([nothing], model, x)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("fn", "what"),
+    [
+        (lambda m, x: float(m.layers[0].coef.abs().mean()), "the number"),  # .item() / float()
+        (lambda m, x: m.layers[0].coef.abs().mean().detach(), "a tensor without a gradient"),
+    ],
+)
+def test_a_penalty_without_a_gradient_is_named(fn, what):
+    """A plugin ending in .item() was logged as "reg" and regularised nothing (the model trained
+    exactly as without it)."""
+    from kantk.regularisers import WeightedRegulariser, regularisation
+
+    model = kantk.KAN([2, 3, 1], seed=0)
+    with pytest.raises(ValueError, match=rf"regulariser 'cut' returned {what}.*trains nothing"):
+        regularisation([WeightedRegulariser("cut", 1.0, fn)], model, torch.rand(8, 2))
+    with torch.no_grad():  # evaluation: nothing to train, nothing to check
+        regularisation([WeightedRegulariser("cut", 1.0, fn)], model, torch.rand(8, 2))
