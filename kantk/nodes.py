@@ -66,7 +66,10 @@ class NodeOperation:
 
     def sympy(self, args: Sequence[Any]) -> Any:
         """The node's value for sympy expressions ``args`` (one per sub-node)."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"node operation {type(self).__name__} has no sympy form (define sympy(args)), so a "
+            "formula through its nodes cannot be written"
+        )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
@@ -184,7 +187,22 @@ class NodeLayout:
             if isinstance(op, SumNode) and arity == 1:
                 parts.append(chunk)
             else:
-                parts.append(op(chunk.reshape(batch, n, arity)))  # (batch, n, arity) -> (batch, n)
+                out = op(chunk.reshape(batch, n, arity))  # (batch, n, arity) -> (batch, n)
+                if (
+                    not isinstance(out, torch.Tensor)
+                    or tuple(out.shape) != (batch, n)
+                    or not out.is_floating_point()
+                ):
+                    got = (
+                        f"{tuple(out.shape)} {out.dtype}"
+                        if isinstance(out, torch.Tensor)
+                        else type(out).__name__
+                    )
+                    raise ValueError(
+                        f"node operation {type(op).__name__} returned {got} for sub-node values "
+                        f"{(batch, n, arity)} {y.dtype}; it returns (batch, nodes) = {(batch, n)} floats"
+                    )
+                parts.append(out if out.dtype == y.dtype else out.to(y.dtype))  # e.g. computed in float64
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def subnodes(self, node: int) -> range:

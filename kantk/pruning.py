@@ -145,7 +145,10 @@ def build_pruner(
         raise TypeError(f"pruner must be a registry name (str), got {type(name).__name__}")
     spec = resolve_registry(registry).pruners.get(name)
     check_options("pruner", name, spec.factory, options)
-    return spec.factory(**options)
+    pruner = spec.factory(**options)
+    if not callable(pruner):
+        raise TypeError(f"pruner plugin {name!r} built a {type(pruner).__name__}, not a callable pruner")
+    return pruner
 
 
 def normalise_decision(
@@ -186,6 +189,11 @@ def normalise_decision(
             raise ValueError(
                 f"pruner {pruner!r}: edge mask {l} has shape {tuple(mask.shape)}, expected "
                 f"{tuple(live.shape)} (out, in)"
+            )
+        if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(
+                f"pruner {pruner!r}: edge mask {l} has values other than True/False or 1/0 "
+                f"(NaN or scores?); a mask says keep (1) or remove (0) for each edge"
             )
         edges.append((mask != 0) & live)
 

@@ -83,7 +83,12 @@ def build_regularisers(
             weight, options = entry, {}
         weight = check_number(f"regulariser {name!r} weight", weight, 0, finite=True)
         check_options("regulariser", name, spec.factory, options, also_accepted=("weight",))
-        out.append(WeightedRegulariser(name, weight, spec.factory(**options)))
+        fn = spec.factory(**options)
+        if not callable(fn):
+            raise TypeError(
+                f"regulariser plugin {name!r} built a {type(fn).__name__}, not a callable regulariser"
+            )
+        out.append(WeightedRegulariser(name, weight, fn))
     return out
 
 

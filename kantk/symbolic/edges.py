@@ -313,7 +313,16 @@ class SymbolicEdges:
             q, p = group.indices(x2.device)
             affine = self.symbolic_affine[q, p]  # (k, 4)
             z = x2[:, p] * affine[:, 0] + affine[:, 1]  # (batch, k)
-            values = group.function.torch_fn(z) * affine[:, 2] + affine[:, 3]
+            out = group.function.torch_fn(z)
+            if not isinstance(out, torch.Tensor) or out.shape != z.shape:
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise TypeError(
+                    f"symbolic function {group.function.name!r} returned {got} for a {tuple(z.shape)} "
+                    "tensor; its torch_fn is element-wise: a tensor of the input's shape"
+                )
+            if out.dtype != z.dtype and out.dtype.is_floating_point and z.dtype.is_floating_point:
+                out = out.to(z.dtype)  # a function computed in float64 keeps a float32 model float32
+            values = out * affine[:, 2] + affine[:, 3]
             yield q, p, values * self.symbolic_mask[q, p]
 
 

@@ -120,12 +120,21 @@ def get_library(name: str, registry: Registry | None = None) -> SymbolicLibrary:
 
     Raises:
         UnknownComponentError: No plugin provides ``name`` (the message lists the known ones).
-        PluginError: The plugin's ``functions()`` returned something that is not a list of
-            unique :class:`SymbolicFunction` records.
+        PluginError: The plugin's ``functions()`` raised, or returned something that is not a
+            non-empty list of unique :class:`SymbolicFunction` records.
     """
+    from kantk.plugins import PLUGIN_FAILURES
+
     spec = resolve_registry(registry).symbolic_libraries.get(name)
     try:
         records = list(spec.functions())
+    except PLUGIN_FAILURES as exc:  # e.g. an optional dependency it imports lazily is missing
+        raise PluginError(
+            f"symbolic library {name!r} failed to build its functions: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not records:
+        raise PluginError(f"symbolic library {name!r} has no functions; a library lists at least one")
+    try:
         return SymbolicLibrary(name, records)
     except (TypeError, ValueError) as exc:
         raise PluginError(f"symbolic library {name!r} is malformed: {exc}") from exc

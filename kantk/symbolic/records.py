@@ -134,8 +134,19 @@ class SymbolicFunction:
             )
 
     def safe(self, z: torch.Tensor) -> torch.Tensor:
-        """The singular-safe values (for fitting), ``safe_torch_fn`` or else ``torch_fn``."""
-        return (self.safe_torch_fn or self.torch_fn)(z)
+        """The singular-safe values (for fitting), ``safe_torch_fn`` or else ``torch_fn``.
+
+        Raises:
+            TypeError: The function did not return a tensor of ``z``'s shape (named).
+        """
+        out = (self.safe_torch_fn or self.torch_fn)(z)
+        if not isinstance(out, torch.Tensor) or out.shape != z.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise TypeError(
+                f"symbolic function {self.name!r} returned {got} for a {tuple(z.shape)} tensor; its "
+                "torch functions are element-wise: a tensor of the input's shape"
+            )
+        return out
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         """The exact torch values ``f(z)``."""

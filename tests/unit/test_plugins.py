@@ -324,3 +324,83 @@ class _NumpyCountBasis(_ConstantBasis):
 def test_a_numpy_int_num_functions_is_accepted():
     layer = kantk.KANLayer(2, 3, "slip", registry=_registry_of(_NumpyCountBasis))
     assert layer(torch.rand(4, 2)).shape == (4, 3)
+
+
+def _plugin_registry(hook: str, *records: object) -> kantk.Registry:
+    """A registry with one plugin whose collection hook ``hook`` yields ``records``."""
+
+    def collect():
+        yield from records
+
+    plugin = type("Plugin", (), {hook: staticmethod(kantk.hookimpl(collect, specname=hook))})
+    return kantk.Registry.with_plugins(plugin)
+
+
+def test_plugin_component_slips_are_named():
+    """Each gave an error from kantk's internals ('NoneType' object is not callable, a bare
+    ModuleNotFoundError, 'fit_affine needs at least one candidate function', a reshape error)
+    or a silent wrong result (NaN or score masks kept every edge)."""
+    from kantk.plugins import PluginError
+
+    model = kantk.KAN([2, 3, 1], seed=0)
+    x = torch.rand(32, 2)
+    none = _plugin_registry("kantk_pruners", kantk.PrunerSpec("none", lambda: None))
+    with pytest.raises(TypeError, match="pruner plugin 'none' built a NoneType, not a callable pruner"):
+        kantk.prune(model, x, pruner="none", registry=none)
+    scores = _plugin_registry(
+        "kantk_pruners", kantk.PrunerSpec("scores", lambda: lambda m, x, s: [l.mask * 0.5 for l in m.layers])
+    )
+    with pytest.raises(
+        ValueError, match="pruner 'scores': edge mask 0 has values other than True/False or 1/0"
+    ):
+        kantk.prune(model, x, pruner="scores", registry=scores)
+    reg = _plugin_registry("kantk_regularisers", kantk.RegulariserSpec("none", lambda: None))
+    from kantk.regularisers import build_regularisers
+
+    with pytest.raises(TypeError, match="regulariser plugin 'none' built a NoneType"):
+        build_regularisers({"none": 1.0}, registry=reg)
+
+    def missing():
+        import kantk_optional_dependency_not_installed  # noqa: F401
+
+    lazy = _plugin_registry("kantk_symbolic_libraries", kantk.SymbolicLibrarySpec("lazy", missing))
+    with pytest.raises(
+        PluginError, match="library 'lazy' failed to build its functions: ModuleNotFoundError"
+    ):
+        kantk.auto_symbolic(model, x, library="lazy", registry=lazy)
+    empty = _plugin_registry("kantk_symbolic_libraries", kantk.SymbolicLibrarySpec("empty", lambda: []))
+    with pytest.raises(PluginError, match="library 'empty' has no functions"):
+        kantk.auto_symbolic(model, x, library="empty", registry=empty)
+
+
+class _KeepDims(kantk.NodeOperation):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # the slip: (batch, nodes, arity), not reduced
+
+
+class _Float64Max(kantk.NodeOperation):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.double().amax(dim=-1)  # computed in float64
+
+
+def test_node_operation_output_is_checked_and_kept_in_the_models_dtype():
+    x = torch.rand(16, 2)
+    keep = _plugin_registry("kantk_node_operations", kantk.NodeOperationSpec("keep", _KeepDims))
+    model = kantk.KAN([2, {"sum": 1, "keep": 1}, 1], seed=0, registry=keep)
+    with pytest.raises(
+        ValueError, match=r"node operation _KeepDims returned \(16, 1, 2\) .* = \(16, 1\) floats"
+    ):
+        model(x)
+    wide = _plugin_registry("kantk_node_operations", kantk.NodeOperationSpec("wide", _Float64Max))
+    model = kantk.KAN([2, {"sum": 1, "wide": 1}, 1], seed=0, registry=wide)
+    assert model(x).dtype == torch.float32  # float64 leaked into a float32 model's output
+
+
+def test_a_symbolic_function_in_float64_keeps_a_float32_model_float32():
+    fn = kantk.SymbolicFunction("sin64", lambda z: torch.sin(z.double()), lambda s: s, complexity=2)
+    layer = kantk.KANLayer(2, 3)
+    layer.set_symbolic_edge(0, 1, fn, "mine", (1.0, 0.0, 1.0, 0.0))
+    assert layer(torch.rand(4, 2)).dtype == torch.float32
+    numpy_fn = kantk.SymbolicFunction("np", lambda z: z.numpy(), lambda s: s, complexity=1)
+    with pytest.raises(TypeError, match="symbolic function 'np' returned ndarray"):
+        numpy_fn.safe(torch.rand(5))
