@@ -708,6 +708,9 @@ def run_export(args: argparse.Namespace) -> int:
     check_var_names(args.var_names, model)
     check_out_names(args.out_names, model)
     x = samples(args, model)
+    earlier = set()
+    if isinstance(plots, str) and os.path.isdir(plots):
+        earlier = {name for name in os.listdir(plots) if _edge_picture(os.path.join(plots, name))}
     try:
         export_graph(
             model,
@@ -721,6 +724,17 @@ def run_export(args: argparse.Namespace) -> int:
         )
     except (GraphvizNotFoundError, GraphvizRenderError, ValueError) as exc:
         fail(f"export: {exc}")
+    if isinstance(plots, str) and earlier:
+        import html
+
+        # an earlier export's pictures of edges this model does not have: the new DOT names none
+        with open(out, encoding="utf-8") as f:
+            source = f.read()
+        for name in sorted(earlier):
+            path = os.path.join(plots, name)
+            named = (os.path.abspath(path), html.escape(os.path.abspath(path)))  # as the DOT writes it
+            if not any(form in source for form in named) and _edge_picture(path):
+                os.remove(path)
     print(f"wrote {out}")
     return 0
 

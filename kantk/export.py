@@ -91,14 +91,19 @@ def _round_floats(expr: Any, digits: int) -> Any:
 
     def rounded(f: Any) -> Any:
         v = float(f"{float(f):.{max(digits, 1)}g}")
-        return sympy.Integer(int(v)) if math.isfinite(v) and v == int(v) else sympy.Float(v, 15)
+        if not math.isfinite(v) or v == 0:
+            return sympy.Float(v, 15)
+        if abs(v) >= 1e6:  # 2.0e+9, not 2000000000 (whole) nor 28 digits of float noise
+            return sympy.Float(v, max(digits, 1))
+        return sympy.Integer(int(v)) if v == int(v) else sympy.Float(v, 15)
 
-    # added constants at round-off size next to the others (sin(3.14x + 1.7e-17), 20.1exp(2.65x)
-    # - 2.7e-17) go: 3 decimals dropped them. Factors stay, however small (4.57e-5*exp(9x)).
-    sizes = [abs(float(f)) for f in expr.atoms(sympy.Float) if math.isfinite(float(f))]
-    tiny = ROUND_OFF * max(sizes, default=0.0)
-
+    # added constants at round-off size next to the others in the same sum (sin(3.14x + 1.7e-17),
+    # 20.1exp(2.65x) - 2.7e-17) go: 3 decimals dropped them. Factors stay, however small
+    # (4.57e-5*exp(9x)); so does any constant beside a sum's own terms, whatever multiplies the sum
+    # (the shift of sin(2x + 1.5) next to a factor 2e9 went), and any constant over ROUND_OFF_MAX.
     def without_tiny_terms(add: Any) -> Any:
+        sizes = [abs(float(f)) for f in add.atoms(sympy.Float) if math.isfinite(float(f))]
+        tiny = min(ROUND_OFF * max(sizes, default=0.0), ROUND_OFF_MAX)
         kept = [a for a in add.args if not (a.is_Float and abs(float(a)) <= tiny)]
         return sympy.Add(*kept) if len(kept) < len(add.args) else add
 
@@ -106,9 +111,10 @@ def _round_floats(expr: Any, digits: int) -> Any:
     return expr.xreplace({f: rounded(f) for f in expr.atoms(sympy.Float)})
 
 
-#: An added constant at most this times the expression's largest constant is round-off (dropped
-#: from a label).
+#: An added constant at most this times the largest constant of its sum is round-off (dropped
+#: from a label), if it is also at most ROUND_OFF_MAX: float noise is ~1e-16 of a value.
 ROUND_OFF = 1e-9
+ROUND_OFF_MAX = 1e-6
 
 
 def to_networkx(
@@ -251,6 +257,26 @@ def short_math(expr: Any) -> str:
     return re.sub(r"^-", "−", text)
 
 
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with every float that is not finite (also in lists, tuples, dicts) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def plain_label(text: Any) -> Any:
+    """``text`` as a Graphviz label shown as written: never HTML (``graphviz.nohtml``), and its
+    backslashes doubled, since Graphviz reads ``\\n``, ``\\N`` ... as escapes (``dir\\name`` lost
+    its ``n``; a name ending in a backslash broke the DOT source)."""
+    import graphviz
+
+    return graphviz.nohtml(str(text).replace("\\", "\\\\"))
+
+
 def to_graphviz(
     model_or_graph: Any,
     x: torch.Tensor | None = None,
@@ -343,7 +369,10 @@ def to_graphviz(
             for node in nodes:
                 label = graph.nodes[node]["label"]
                 op = graph.nodes[node].get("op", "sum")
-                if op != "sum":
+                if op != "sum" and l == last:  # an output: its name and its operation
+                    label = f"{label} {NODE_SYMBOLS.get(op, op)}"
+                    look = {"shape": "box", "style": "rounded", "margin": "0.05,0.02"}
+                elif op != "sum":
                     label = NODE_SYMBOLS.get(op, op)
                     look = {"shape": "circle", "fontsize": "10", "width": "0.3", "fixedsize": "true"}
                 elif l == 0 or l == last:
@@ -351,7 +380,7 @@ def to_graphviz(
                 else:
                     look = {"shape": "circle", "fontsize": "8", "width": "0.42", "fixedsize": "true"}
                 # plain text: a name (a CSV header, a graph file's label) is never Graphviz HTML
-                sub.node(_node_id(node), label=graphviz.nohtml(str(label)), **look)
+                sub.node(_node_id(node), label=plain_label(label), **look)
             for a, b in itertools.pairwise(nodes):  # keep index order from left to right
                 sub.edge(_node_id(a), _node_id(b), style="invis")
     picture_dir = None
@@ -492,7 +521,10 @@ def export_graph(
             raise ValueError("x and var_names apply to a KAN; a graph already has them")
         else:
             graph = model_or_graph
-        text = json.dumps(nx.node_link_data(graph, edges="links"), indent=1, default=list)
+        # strict JSON: a NaN or infinite value (an importance on samples outside a symbolic edge's
+        # domain) is written as null, which every JSON reader takes (NaN is not JSON)
+        data = _finite_or_null(nx.node_link_data(graph, edges="links"))
+        text = json.dumps(data, indent=1, default=list, allow_nan=False)
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         return path

@@ -72,8 +72,9 @@ def plot_activations(
         in_vars: One name per input, written under the input nodes (default ``x_1, x_2, ...``);
             matplotlib mathtext such as ``"$x_1$"`` works.
         out_vars: One name per output, written above the output nodes (default ``y_1, ...``).
-        path: When given, the figure is also saved there (format from the suffix); nothing is
-            written otherwise.
+        path: When given, the figure is also saved there, exactly (format from the suffix, which
+            must be an image format matplotlib writes: ``.png``, ``.svg``, ``.pdf``, ...); nothing
+            is written otherwise.
         scores: The attribution to use for the opacities (default: computed on ``x``).
         n_points: Points per curve (>= 2).
         min_alpha: Opacity of the least important live edge, in [0, 1] (0 hides dead edges).
@@ -103,6 +104,13 @@ def plot_activations(
     check_int("n_points", n_points, 2)
     check_number("min_alpha", min_alpha, 0, maximum=1)
     check_number("dpi", dpi, 0, strict=True, finite=True)
+    if path is not None:  # before the work: matplotlib would add ".png" to a path without a suffix
+        supported = Figure().canvas.get_supported_filetypes()
+        suffix = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+        if suffix not in supported:
+            raise ValueError(
+                f"path {os.fspath(path)!r} needs an image suffix, one of: {', '.join(sorted(supported))}"
+            )
     if scores is None:
         scores = attribution(model, x)
     elif not isinstance(scores, Attribution) or scores.widths != model.widths:

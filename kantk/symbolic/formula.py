@@ -309,12 +309,48 @@ def formula_to_callable(
 
 
 def formula_to_latex(exprs: sympy.Expr | Sequence[sympy.Expr]) -> str | list[str]:
-    """LaTeX of one expression (a string) or of a list (a list of strings)."""
+    """LaTeX of one expression (a string) or of a list (a list of strings).
+
+    Variable names are written so that the LaTeX compiles and reads as the formula: a name with
+    characters outside letters, digits and ``_`` (a CSV header such as ``growth %``) becomes
+    ``\\mathrm{...}`` with TeX's special characters escaped, and so does a name whose usual form
+    would be taken for another (``x_1`` and ``x1`` both print ``x_{1}``; a variable ``pi`` prints
+    ``\\pi``, the constant). Numeric edges ``f_0_1_10`` print as ``f_{0,1,10}``.
+    """
     import sympy
 
     if isinstance(exprs, sympy.Basic):
-        return sympy.latex(exprs)
-    return [sympy.latex(e) for e in exprs]
+        return _latex(exprs)
+    return [_latex(e) for e in exprs]
+
+
+_TEX_SPECIAL = {c: "\\" + c for c in "#$%&_{}"} | {
+    "\\": r"\textbackslash{}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    " ": r"\ ",
+}
+
+
+def _latex(expr: Any) -> str:
+    import sympy
+    from sympy.core.function import AppliedUndef
+
+    symbols = sorted(expr.free_symbols, key=lambda s: str(s))
+    usual = {s: sympy.latex(s) for s in symbols}
+    constants = {sympy.latex(c) for c in (sympy.pi, sympy.E, sympy.I, sympy.oo)}
+    names = {}
+    for s in symbols:
+        plain = re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(s)) is not None
+        clash = list(usual.values()).count(usual[s]) > 1 or usual[s] in constants
+        if not plain or clash:
+            names[s] = r"\mathrm{" + "".join(_TEX_SPECIAL.get(c, c) for c in str(s)) + "}"
+    numeric = {
+        f: sympy.Function("f_{" + ",".join(m.group(1, 2, 3)) + "}")(*f.args)
+        for f in expr.atoms(AppliedUndef)
+        if (m := re.fullmatch(r"f_(\d+)_(\d+)_(\d+)", type(f).__name__)) is not None
+    }
+    return sympy.latex(expr.xreplace(numeric) if numeric else expr, symbol_names=names)
 
 
 # --- internals ------------------------------------------------------------------------------------

@@ -392,3 +392,49 @@ def test_round_off_constants_added_in_a_label_are_dropped_factors_are_not():
     assert short_math(_round_floats(noisy, 3)) == "0.377sin(3.14x)"
     small = sympy.Float(4.57e-5) * sympy.exp(sympy.Float(9.0) * x)
     assert short_math(_round_floats(small, 3)) == short_math(sympy.Float(4.57e-5) * sympy.exp(9 * x))
+
+
+@needs_dot
+def test_names_with_backslashes_are_shown_as_written(tmp_path):
+    """Graphviz read dir\\name's "\\n" as a line break and "\\N" as the node id; a name ending in a
+    backslash broke the DOT source (syntax error)."""
+    names = ["dir\\name", "ratio\\"]
+    export_graph(kantk.KAN([2, 1], seed=0), tmp_path / "g.svg", "svg", var_names=names, out_names=["T\\N"])
+    svg = (tmp_path / "g.svg").read_text(encoding="utf-8")
+    for name in [*names, "T\\N"]:
+        assert f">{name}<" in svg, name
+
+
+def test_an_output_product_node_keeps_its_name():
+    dot = to_graphviz(kantk.KAN([2, [0, 1]], seed=0), out_names=["energy"])
+    assert "energy ×" in dot.source
+
+
+@pytest.mark.parametrize(
+    ("fn", "params", "want"),
+    [
+        ("sin", (2.0, 1.5, 2e9, 0.0), "2.0e+9*sin(2*x + 1.5)"),  # the shift went beside the factor
+        ("x^2", (2.0, 1.5, 2e9, 0.0), "8.0e+9*(x + 0.75)**2"),
+        ("sin", (3.14, 1.7e-17, 1.0, 0.0), "sin(3.14*x)"),  # round-off beside 3.14 still goes
+    ],
+)
+def test_edge_labels_keep_shifts_and_print_large_constants_short(fn, params, want):
+    import sympy
+
+    model = kantk.KAN([1, 1], seed=0)
+    lib = resolve_library("default")
+    model.layers[0].set_symbolic_edge(0, 0, lib[fn], "default", params)
+    expression = to_networkx(model).edges[(0, 0), (1, 0)]["expression"]
+    assert sympy.simplify(sympy.sympify(expression) - sympy.sympify(want)) == 0, expression
+    assert len(expression) <= len(want) + 4, expression
+
+
+def test_the_json_file_is_strict_json(tmp_path):
+    """A NaN importance (samples outside a sqrt edge's domain) was written as a bare NaN."""
+    model = kantk.KAN([2, 1], seed=0)
+    lib = resolve_library("default")
+    model.layers[0].set_symbolic_edge(0, 0, lib["sqrt"], "default", (1.0, 0.0, 1.0, 0.0))
+    x = torch.rand(50, 2) * 2 - 1
+    export_graph(model, tmp_path / "g.json", "json", x)
+    text = (tmp_path / "g.json").read_text(encoding="utf-8")
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))

@@ -153,3 +153,11 @@ def test_bad_arguments_say_what_is_accepted(model_and_data):
         kantk.plot_activations(model, x, edge_labels={"x1": "sin"})
     with pytest.raises(ValueError, match="scores must be a kantk.Attribution of this model"):
         kantk.plot_activations(model, x, scores=kantk.attribution(kantk.KAN([3, 2, 2], seed=0), x))
+
+
+def test_a_path_without_an_image_suffix_is_refused(tmp_path):
+    """path="figure" wrote figure.png, not the path given."""
+    model = kantk.KAN([2, 1], seed=0)
+    with pytest.raises(ValueError, match="needs an image suffix"):
+        kantk.plot_activations(model, torch.rand(10, 2), path=tmp_path / "figure")
+    assert list(tmp_path.iterdir()) == []

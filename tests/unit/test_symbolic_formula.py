@@ -288,3 +288,17 @@ def test_var_names_must_be_distinct():
     model = kantk.formula_to_kan("x1 - x2")
     with pytest.raises(ValueError, match="var_names names 'a' twice"):
         kantk.symbolic_formula(model, var_names=["a", "a"])
+
+
+def test_latex_of_names_that_tex_would_misread():
+    """A CSV header 'growth %' commented out the rest of the line, 'cost $' left math mode, x_1 and
+    x1 printed alike, a variable pi printed as the constant, and f_0_1_10 / f_0_11_0 alike."""
+    growth, cost, x1, x_1, pi_var = sympy.symbols("growth% cost$ x1 x_1 pi")
+    text = kantk.formula_to_latex(sympy.sin(sympy.pi * growth) + cost**2)
+    assert r"\mathrm{growth\%}" in text and r"\mathrm{cost\$}" in text
+    assert "%" not in text.replace(r"\%", "") and "$" not in text.replace(r"\$", "")
+    a, b = kantk.formula_to_latex([x1 + x_1, pi_var * sympy.pi])
+    assert a.count(r"\mathrm{") == 2 and r"\mathrm{pi}" in b and r"\pi" in b
+    f = sympy.Function("f_0_1_10")(x1) + sympy.Function("f_0_11_0")(x1)
+    assert "f_{0,1,10}" in kantk.formula_to_latex(f) and "f_{0,11,0}" in kantk.formula_to_latex(f)
+    assert kantk.formula_to_latex(sympy.exp(sympy.Symbol("x2") ** 2)) == "e^{x_{2}^{2}}"  # as before
