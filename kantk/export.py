@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kantk._validation import check_choice, check_int, check_number
@@ -67,7 +67,7 @@ def _edge_expression(layer: KANLayer, q: int, p: int, digits: int) -> Any:
     return _round_floats(_edge_term(fn, params, sympy.Symbol("x")), digits)
 
 
-def _expression_text(expression: Any) -> str:
+def _expression_text(expression: Any, digits: int = 3) -> str:
     """A symbolic edge's ``expression`` attribute as short math for its label.
 
     The graph may come from a JSON file (``kantk export --format json``, ``nx.node_link_graph``):
@@ -78,7 +78,8 @@ def _expression_text(expression: Any) -> str:
 
     text = str(expression)
     try:
-        return short_math(parse_formula(text, ["x"], allow_comparison=False))
+        # rounded again: the parser reads 2.5e+9 back as a float that prints 2500000000.0
+        return short_math(_round_floats(parse_formula(text, ["x"], allow_comparison=False), digits))
     except FormulaError:
         return text
 
@@ -257,6 +258,15 @@ def short_math(expr: Any) -> str:
     return re.sub(r"^-", "−", text)
 
 
+def _importance(attrs: Mapping[str, Any]) -> float | None:
+    """An edge's ``importance`` when it is a finite number; None when it is missing, ``null`` (a
+    JSON file's NaN) or not finite."""
+    value = attrs.get("importance")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def _finite_or_null(value: Any) -> Any:
     """``value`` with every float that is not finite (also in lists, tuples, dicts) as None."""
     if isinstance(value, float):
@@ -339,7 +349,7 @@ def to_graphviz(
     tops = [0.0] * max(last, 1)  # most important edge of each layer
     operation_edges = [(a, b, d) for a, b, d in graph.edges(data=True) if d.get("kind") == "node_operation"]
     for _, _, d in graph.edges(data=True):
-        tops[d["layer"]] = max(tops[d["layer"]], d.get("importance", 0.0))
+        tops[d["layer"]] = max(tops[d["layer"]], _importance(d) or 0.0)
     boxed = edge_plots is not None or any(d.get("kind") == "symbolic" for _, _, d in graph.edges(data=True))
     dot = graphviz.Digraph(
         "kan",
@@ -400,7 +410,8 @@ def to_graphviz(
     for src, dst, d in edges:
         l, p, q = d["layer"], src[1], d.get("subnode", dst[1])
         top = tops[l]
-        share = d["importance"] / top if ("importance" in d and top > 0) else 1.0
+        value = _importance(d)
+        share = value / top if (value is not None and top > 0) else 1.0
         share = min(max(share, 0.0), 1.0)
         alpha = MIN_ALPHA + (1.0 - MIN_ALPHA) * share
         symbolic = d.get("kind") == "symbolic"
@@ -413,7 +424,7 @@ def to_graphviz(
         mids.setdefault(l, []).append(mid)
         text = None
         if symbolic and "expression" in d:
-            text = html.escape(_expression_text(d["expression"]))
+            text = html.escape(_expression_text(d["expression"], digits))
         picture = None
         if picture_dir is not None:
             assert model is not None

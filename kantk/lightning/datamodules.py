@@ -150,7 +150,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.shuffle = shuffle
         self.num_workers = num_workers
         self._shards: dict[str, torch.Tensor] | None = None
-        self._world = 1  # processes, from the Trainer at setup
+        self._world, self._rank = 1, 0  # processes and this one's rank, from the Trainer at setup
 
     @staticmethod
     def _check_loader_args(batch_size: int, num_workers: int) -> None:
@@ -191,7 +191,7 @@ class TensorDataModule(pl.LightningDataModule):
         world, rank = 1, 0
         if self.trainer is not None:
             world, rank = self.trainer.world_size, self.trainer.global_rank
-        self._world = world
+        self._world, self._rank = world, rank
         if world > 1:
             # Under DDP each rank keeps a disjoint shard of the evaluation and prediction rows (and
             # in full-batch mode of the training rows: gradients are averaged), served whole and
@@ -264,10 +264,14 @@ class TensorDataModule(pl.LightningDataModule):
             self.setup()
         assert self._shards is not None
         x, y = self._shards[f"{split}_input"], self._shards[f"{split}_label"]
-        if max_rows is not None and x.shape[0] > max_rows:
-            rows = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:max_rows]
-            rows = rows.sort().values.to(x.device)
-            x, y = x[rows], y[rows]
+        whole = self.dataset[f"{split}_input"]
+        if max_rows is not None and whole.shape[0] > max_rows:
+            # the same rows as on one process: chosen from the whole split, then cut per rank
+            rows = torch.randperm(whole.shape[0], generator=torch.Generator().manual_seed(0))[:max_rows]
+            rows = rows.sort().values.to(whole.device)
+            if self._world > 1 and len(rows) >= self._world:
+                rows = rows[self._rank :: self._world]
+            x, y = whole[rows], self.dataset[f"{split}_label"][rows]
         if self._full_batch() or (split == "test" and self.batch_size >= x.shape[0]):
             # batch_size=None: the single item is the batch, no per-sample collation
             return DataLoader(_WholeSplit(x, y), batch_size=None, sampler=self._own_shard(1))

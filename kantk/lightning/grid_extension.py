@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from kantk._validation import check_int, is_int
 from kantk.grids import refine
@@ -108,6 +109,11 @@ class GridExtension(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
+        due = len(self.refined_at) < len(self.steps) and self.steps[len(self.refined_at)] <= step
+        if due and not all(bool(torch.isfinite(p).all()) for p in pl_module.parameters()):
+            # not refined into the new grids: the NaN guard's next check restores the (coarse)
+            # state it confirmed; the refinement waits for finite parameters
+            return
         while len(self.refined_at) < len(self.steps) and self.steps[len(self.refined_at)] <= step:
             size = self.grid_sizes[len(self.refined_at)]
             self._refine(trainer, pl_module, size)

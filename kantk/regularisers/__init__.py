@@ -10,6 +10,7 @@ batch (so that data-parallel training equals one process), differentiably.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -118,7 +119,7 @@ def regularisation(
         training = torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters())
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if training and value != 0:
-                raise ValueError(_not_differentiable(reg.name, f"the number {value!r}"))
+                warnings.warn(_not_differentiable(reg.name, f"the number {value!r}"), stacklevel=2)
             value = x.new_tensor(float(value))
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
@@ -127,7 +128,9 @@ def regularisation(
                 "(a scalar tensor) for the batch"
             )
         if training and not value.requires_grad and bool(value.detach().reshape(()) != 0):
-            raise ValueError(_not_differentiable(reg.name, "a tensor without a gradient"))
+            # a warning, not an error: a built-in penalty on frozen tensors (coef_l1 with coef
+            # frozen) has no gradient either, and is harmless
+            warnings.warn(_not_differentiable(reg.name, "a tensor without a gradient"), stacklevel=2)
         total = total + reg.weight * value.reshape(())
     return total
 
@@ -135,8 +138,8 @@ def regularisation(
 def _not_differentiable(name: str, what: str) -> str:
     return (
         f"regulariser {name!r} returned {what}, which trains nothing (a float, .item() or .detach() "
-        "cuts the gradient); return a scalar tensor computed from the model's parameters (0 when "
-        "there is nothing to penalise)"
+        "cuts the gradient, and frozen parameters have none); a plugin returns a scalar tensor "
+        "computed from the model's trainable parameters (0 when there is nothing to penalise)"
     )
 
 

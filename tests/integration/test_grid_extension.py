@@ -226,3 +226,35 @@ def test_a_refined_run_resumes_from_its_checkpoint(tmp_path):
     assert resumed.model.layers[0].basis.grid_size == 6
     for a, b in zip(resumed.model.parameters(), full.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_model_gone_nan_between_guard_checks_is_not_refined():
+    """With NaNGuard(every=10) (the accelerator default) a NaN at step 3 was refined into the new
+    grids at step 5, and the guard then 'restored' the refined, non-finite snapshot."""
+    from kantk.lightning import NaNGuard
+
+    data = kantk.create_dataset("x1*x2", n_vars=2, train_num=100, test_num=20, seed=0)
+    calls = [0]
+
+    def loss(model, batch):
+        x, y = batch
+        calls[0] += 1
+        value = ((model(x) - y) ** 2).mean()
+        return value * float("nan") if calls[0] == 3 else value  # a NaN gradient at step 3 only
+
+    model = kantk.KAN([2, 3, 1], basis_kwargs={"grid_size": 3}, seed=0)
+    extension, guard = GridExtension(grid_sizes=(6,), steps=[5]), NaNGuard(every=10)
+    with pytest.warns(UserWarning, match="training stopped at step 10"):
+        kantk.fit(
+            model,
+            data,
+            steps=12,
+            optimizer="adam",
+            loss=loss,
+            eval_every=100,
+            progress=False,
+            nan_guard=False,
+            callbacks=[extension, guard],
+        )
+    assert extension.refined_at == [] and guard.restored_to == 0
+    assert all(torch.isfinite(p).all() for p in model.parameters())

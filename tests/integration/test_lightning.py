@@ -458,3 +458,27 @@ def test_a_resumed_lbfgs_run_equals_the_uninterrupted_one(tmp_path):
     assert loaded._resumed_lbfgs is None
     saved_scale = torch.load(tmp_path / "half.ckpt", weights_only=True)["kantk_lbfgs"]["scale"]
     assert loaded._lbfgs_scale is not None and loaded._lbfgs_scale != saved_scale  # its own objective
+
+
+def test_ddp_shards_are_cut_by_the_data_module_from_the_single_process_rows():
+    """Under DDP (a stand-in trainer: the data module reads only world_size and global_rank) the
+    ranks' validation rows are the val_rows subset one process validates on, cut in two: not
+    val_rows of each rank's own shard (twice the rows, other rows than one process)."""
+    from types import SimpleNamespace
+
+    from kantk.lightning import TensorDataModule
+
+    data = kantk.create_dataset("x1*x2", n_vars=2, train_num=64, test_num=1000, seed=0)
+    single = TensorDataModule(data, batch_size=16, val_rows=100)
+    single.setup("fit")
+    want = torch.cat([b[0] for b in single.val_dataloader()])
+    parts = []
+    for rank in (0, 1):
+        module = TensorDataModule(data, batch_size=16, val_rows=100)
+        module.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        module.setup("fit")
+        loader = module.val_dataloader()
+        assert isinstance(loader.sampler, torch.utils.data.DistributedSampler)  # Lightning keeps it
+        parts.append(torch.cat([b[0] for b in loader]))
+    assert [len(p) for p in parts] == [50, 50]
+    assert torch.equal(torch.cat(parts).sort(dim=0).values, want.sort(dim=0).values)

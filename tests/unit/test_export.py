@@ -427,6 +427,9 @@ def test_edge_labels_keep_shifts_and_print_large_constants_short(fn, params, wan
     expression = to_networkx(model).edges[(0, 0), (1, 0)]["expression"]
     assert sympy.simplify(sympy.sympify(expression) - sympy.sympify(want)) == 0, expression
     assert len(expression) <= len(want) + 4, expression
+    source = to_graphviz(model).source  # the diagram's label, read back from that text
+    assert "e+" not in want or "e+9" in source, source
+    assert "000000" not in source, source
 
 
 def test_the_json_file_is_strict_json(tmp_path):
@@ -437,4 +440,6 @@ def test_the_json_file_is_strict_json(tmp_path):
     x = torch.rand(50, 2) * 2 - 1
     export_graph(model, tmp_path / "g.json", "json", x)
     text = (tmp_path / "g.json").read_text(encoding="utf-8")
-    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    # and the graph read back still draws (a null importance is no importance)
+    assert "√" in to_graphviz(nx.node_link_graph(data, edges="links")).source

@@ -302,3 +302,6 @@ def test_latex_of_names_that_tex_would_misread():
     f = sympy.Function("f_0_1_10")(x1) + sympy.Function("f_0_11_0")(x1)
     assert "f_{0,1,10}" in kantk.formula_to_latex(f) and "f_{0,11,0}" in kantk.formula_to_latex(f)
     assert kantk.formula_to_latex(sympy.exp(sympy.Symbol("x2") ** 2)) == "e^{x_{2}^{2}}"  # as before
+    x, dunder, xdot, alpha = sympy.symbols("x x__2 xdot alpha")  # x__2 printed x^{2}, xdot \dot{x}
+    assert kantk.formula_to_latex(x**2 + 3 * dunder) == r"x^{2} + 3 \mathrm{x\_\_2}"
+    assert kantk.formula_to_latex(xdot + alpha) == r"\alpha + \mathrm{xdot}"
