@@ -221,7 +221,9 @@ def perturb(model: KAN, mag: float = 1.0, mode: str = "non-intrusive") -> KAN:
 
     Modes (after pykan's): ``"all"``: every masked edge is unmasked with its numeric function
     scaled by ``mag``; ``"non-intrusive"``: the same but the function stays unchanged at first
-    (the new branches start at zero: ``scale_base = scale_sp = 0``, trainable); ``"minimal"``:
+    (the new branches start at zero: ``scale_base = scale_sp = 0``, trainable; into a new
+    hidden product node, which would then never learn, they start as in ``"all"``, and its
+    outgoing edges at zero); ``"minimal"``:
     only edges between nodes that already have live edges. Symbolic and live edges keep their
     functions; pruned-and-dead structure comes alive.
     """
@@ -229,20 +231,50 @@ def perturb(model: KAN, mag: float = 1.0, mode: str = "non-intrusive") -> KAN:
     check_choice("mode", mode, PERTURB_MODES)
     new = copy.deepcopy(model)
     with torch.no_grad():
-        for layer in new.layers:
-            dead = ~layer.live_edges()
+        lives = [layer.live_edges() for layer in new.layers]
+        grow = _growing_rows(new, lives) if mode == "non-intrusive" else [None] * len(lives)
+        for layer, live, rows in zip(new.layers, lives, grow):
+            dead = ~live
             if mode == "minimal":
-                live = layer.live_edges()
                 dead = dead & live.any(dim=1, keepdim=True) & live.any(dim=0, keepdim=True)
             w = dead.to(layer.mask.dtype)
             layer.mask.add_(w)
             if mode == "non-intrusive":
-                layer.scale_base.mul_(1 - w)
-                layer.scale_sp.mul_(1 - w)
+                # the new branches start at zero, except into a new product node's sub-nodes:
+                # a product of zeros has no gradient, and it would never learn; its outgoing
+                # edges (all new) start at zero, which keeps the function
+                start = w if rows is None else w * (1 - rows.to(w.dtype).unsqueeze(1))
+                layer.scale_base.mul_(1 - start)
+                layer.scale_sp.mul_(1 - start)
+                if rows is not None:
+                    grown = w * rows.to(w.dtype).unsqueeze(1)
+                    layer.scale_base.mul_(1 + (mag - 1) * grown)
+                    layer.scale_sp.mul_(1 + (mag - 1) * grown)
             else:
                 layer.scale_base.mul_(1 + (mag - 1) * w)
                 layer.scale_sp.mul_(1 + (mag - 1) * w)
     return new
+
+
+def _growing_rows(model: KAN, lives: list[torch.Tensor]) -> list[torch.Tensor | None]:
+    """Per layer, the output rows (sub-nodes) of hidden product nodes (any operation but a sum)
+    without a live edge in or out: new nodes, whose incoming edges a non-intrusive perturbation
+    starts live (``None`` where there are none)."""
+    out: list[torch.Tensor | None] = []
+    for l, layer in enumerate(model.layers):
+        nodes = layer.nodes
+        rows = None
+        if nodes is not None and l + 1 < len(model.layers):
+            outgoing = lives[l + 1]
+            for j, op in enumerate(nodes.ops):
+                sub = list(nodes.subnodes(j))
+                if op == "sum" or bool(lives[l][sub].any()) or bool(outgoing[:, j].any()):
+                    continue
+                if rows is None:
+                    rows = torch.zeros(layer.out_features, dtype=torch.bool, device=layer.mask.device)
+                rows[sub] = True
+        out.append(rows)
+    return out
 
 
 def unfix_symbolic_all(model: KAN) -> KAN:

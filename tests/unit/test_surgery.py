@@ -202,3 +202,22 @@ def test_expand_width_keeps_a_symbolic_edge_with_its_numeric_branch_on():
     bigger = surgery.expand_width(model, 1, 1)
     assert bigger.layers[0].mask[0, 0] == 1.0
     torch.testing.assert_close(bigger(x), model(x), rtol=0, atol=1e-12)
+
+
+def test_a_perturbed_new_product_node_keeps_the_function_and_can_learn():
+    """perturb() started the edges into a new product node at zero: each sub-node 0, so the
+    gradient of each (the product of the others) was 0, and the node never learnt."""
+    from kantk import surgery
+
+    torch.manual_seed(0)
+    x = torch.rand(64, 2, dtype=torch.float64) * 2 - 1
+    base = kantk.KAN([2, 1, 1], seed=0).double()
+    grown = surgery.perturb(surgery.expand_width(base, 1, 1, op="mult"))
+    torch.testing.assert_close(grown(x), base(x), rtol=0, atol=1e-12)  # function unchanged
+    layer = grown.layers[0]
+    rows = layer.nodes.subnode_index([1])
+    y = (x[:, 0] * x[:, 1])[:, None]
+    data = {"train_input": x, "train_label": y, "test_input": x, "test_label": y}
+    kantk.fit(grown, data, steps=5, progress=False, seed=0)
+    with torch.no_grad():
+        assert layer.subnode_values(x)[:, rows].std(0).min() > 1e-3  # its sub-nodes took shape
