@@ -103,7 +103,9 @@ def _round_floats(expr: Any, digits: int) -> Any:
     # (4.57e-5*exp(9x)); so does any constant beside a sum's own terms, whatever multiplies the sum
     # (the shift of sin(2x + 1.5) next to a factor 2e9 went), and any constant over ROUND_OFF_MAX.
     def without_tiny_terms(add: Any) -> Any:
-        sizes = [abs(float(f)) for f in add.atoms(sympy.Float) if math.isfinite(float(f))]
+        # the sum's constants and its terms' coefficients (x + 6.78e-18: x's is 1)
+        numbers = [*add.atoms(sympy.Float), *(a.as_coeff_Mul()[0] for a in add.args)]
+        sizes = [abs(float(f)) for f in numbers if f.is_real and math.isfinite(float(f))]
         tiny = min(ROUND_OFF * max(sizes, default=0.0), ROUND_OFF_MAX)
         kept = [a for a in add.args if not (a.is_Float and abs(float(a)) <= tiny)]
         return sympy.Add(*kept) if len(kept) < len(add.args) else add

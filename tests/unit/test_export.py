@@ -416,6 +416,7 @@ def test_an_output_product_node_keeps_its_name():
         ("sin", (2.0, 1.5, 2e9, 0.0), "2.0e+9*sin(2*x + 1.5)"),  # the shift went beside the factor
         ("x^2", (2.0, 1.5, 2e9, 0.0), "8.0e+9*(x + 0.75)**2"),
         ("sin", (3.14, 1.7e-17, 1.0, 0.0), "sin(3.14*x)"),  # round-off beside 3.14 still goes
+        ("x^2", (-1.0, 6.79e-18, 0.376, -0.678), "0.376*x**2 - 0.678"),  # beside x's coefficient 1
     ],
 )
 def test_edge_labels_keep_shifts_and_print_large_constants_short(fn, params, want):
