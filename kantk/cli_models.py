@@ -396,6 +396,32 @@ def check_var_names(names: Sequence[str] | None, model: KAN, flag: str = "--var-
         fail(f"{flag} names {twice!r} twice; the names must be distinct (each names one input)")
 
 
+def check_formula_names(names: Sequence[str] | None, flag: str = "--var-names") -> None:
+    """End the command unless every name can stand for a variable in a printed formula."""
+    from kantk.formula_parser import formula_name_problem
+
+    for name in names or ():
+        problem = formula_name_problem(name)
+        if problem:
+            fail(f"{flag}: {problem}; a formula would read otherwise (x-1 as x minus 1, pi as the constant)")
+
+
+def header_formula_names(names: list[str] | None) -> list[str] | None:
+    """A CSV header's names for a formula, or None (the default x1, x2, ...) with a note on
+    stderr when one of them would make the formula read otherwise (``x-1``, ``pi``, ``a b``)."""
+    from kantk.formula_parser import formula_name_problem
+
+    problems = [p for p in (formula_name_problem(n) for n in names or ()) if p]
+    if problems:
+        print(
+            f"kantk: note: the header names cannot stand in a formula ({problems[0]}); it uses "
+            "x1, x2, ... in column order (give --var-names to name them)",
+            file=sys.stderr,
+        )
+        return None
+    return names
+
+
 def _inputs(args: argparse.Namespace) -> list[str]:
     return [p for p in (getattr(args, "model", None), getattr(args, "data", None)) if p]
 
@@ -615,8 +641,9 @@ def run_symbolic(args: argparse.Namespace) -> int:
     library = resolve_library(args.library)
     model = load_model(args.model)
     check_var_names(args.var_names, model)
+    check_formula_names(args.var_names)
     x = samples(args, model)
-    names = var_names(args, model)
+    names = header_formula_names(var_names(args, model)) if args.var_names is None else args.var_names
     try:
         kantk.auto_symbolic(model, x, library=library, r2_threshold=args.r2_threshold)
     except ValueError as exc:
@@ -878,10 +905,14 @@ def run_discover(args: argparse.Namespace) -> int:
     if args.library is not None:
         resolve_library(args.library)
     names = args.var_names
+    if names is not None and len(set(names)) != len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        fail(f"--var-names names {twice!r} twice; the names must be distinct (each names one input)")
+    check_formula_names(names)
     data = None
     if args.data:
         data, header_names = _csv_dataset(args.data, args.seed)
-        names = names if names is not None else header_names
+        names = names if names is not None else header_formula_names(header_names)
     say = None if args.quiet else (lambda message: print(message, flush=True))
     if say:
         say(f"kantk discover: {args.data or args.formula or DEFAULT_FORMULA} -> {folder}/")

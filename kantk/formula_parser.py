@@ -44,6 +44,7 @@ This module imports nothing of kantk; sympy and scipy are imported on first use.
 from __future__ import annotations
 
 import ast
+import keyword
 import math
 import re
 import warnings
@@ -301,6 +302,23 @@ CONSTANT_FUNCTIONS: frozenset[str] = frozenset(
 
 #: Every function name a formula may call.
 FUNCTION_NAMES: tuple[str, ...] = tuple(sorted(set(SYMPY_FUNCTIONS) | set(SCIPY_FUNCTIONS), key=str.lower))
+
+
+def formula_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot stand for a variable in a printed formula, or None when it can: it must
+    be a Python identifier (``x-1`` reads as x minus 1, ``a b`` as nothing) not starting with
+    ``_``, and not a constant or function a formula names (``pi``, ``E``, ``I``, ``sin``, ...)."""
+    if not name.isidentifier() or name.startswith("_") or keyword.iskeyword(name):
+        return f"{name!r} is not a name (letters, digits and '_', starting with a letter)"
+    if (
+        name in CONSTANTS
+        or name in ("I", "oo", "zoo", "nan")
+        or name in SYMPY_FUNCTIONS
+        or name in SCIPY_FUNCTIONS
+    ):
+        return f"{name!r} is a constant or function in formulas"
+    return None
+
 
 _ACCEPTED = (
     "accepted: numbers, the variables, pi, E, + - * / ** ^ % //, calls of known functions "

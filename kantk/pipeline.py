@@ -380,6 +380,16 @@ def _discover(
         raise ValueError("discover fits one output; give labels of shape (samples, 1)")
     if var_names is not None and len(var_names) != n_in:
         raise ValueError(f"var_names needs {n_in} names (one per input), got {len(var_names)}")
+    if var_names is not None:  # before the fits: a bad name made every attempt "not symbolic"
+        from kantk.formula_parser import formula_name_problem
+
+        names = [str(v) for v in var_names]
+        if len(set(names)) != len(names):
+            twice = next(v for v in names if names.count(v) > 1)
+            raise ValueError(f"var_names names {twice!r} twice; the names must be distinct")
+        for name in names:
+            if problem := formula_name_problem(name):
+                raise ValueError(f"var_names: {problem}")
     from kantk.symbolic.library import resolve_library
 
     resolve_library(library)  # an unknown library fails now, not after three fits
@@ -844,10 +854,11 @@ def _symbolic_attempt(model: KAN, data, var_names, exact_rmse: float) -> Attempt
     import kantk
 
     rmse = _rmse(model, data)
-    try:
-        raw = kantk.symbolic_formula(model, var_names=var_names, simplify=False, digits=None, numeric="raise")
-    except ValueError:  # some edge stayed numeric: keep the model
+    from kantk.symbolic.formula import numeric_edges
+
+    if numeric_edges(model):  # some edge stayed numeric: keep the model
         return Attempt([], rmse, model)
+    raw = kantk.symbolic_formula(model, var_names=var_names, simplify=False, digits=None, numeric="raise")
     snapped = [snap_formula(f, data, var_names, exact_rmse) for f in raw]
     if all(s is not None for s in snapped):
         return Attempt(snapped, rmse, model, exact=True)

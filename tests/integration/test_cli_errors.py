@@ -1023,3 +1023,31 @@ def test_symbolic_checks_its_rounding_on_the_data_rows(work, capsys):
     status, out, err = run_cli(["symbolic", "tiny.kantk", "--data", "far.csv", "-o", "s.kantk"], capsys)
     assert status == 0, err
     assert "exp(" in out.splitlines()[0], out
+
+
+def test_formula_names_are_checked_before_the_work(work, capsys, no_work):
+    """discover --var-names q q trained for 46 s and reported "no closed form" (the duplicate
+    failed symbolic_formula, taken for a numeric edge); a header 'x-1' or 'pi' printed a formula
+    that reads otherwise (x minus 1, the constant)."""
+    (work / "d.csv").write_text("a,b,y\n" + "".join(f"{i / 10},{i / 7},{i}\n" for i in range(10)))
+    for names, match in ((["q", "q"], "names 'q' twice"), (["pi", "b"], "'pi' is a constant or function")):
+        assert_error(
+            run_cli(["discover", "--data", "d.csv", "-o", "out", "--var-names", *names], capsys),
+            code=1,
+            match=match,
+        )
+    assert_error(
+        run_cli(["symbolic", "model.kantk", "-o", "s.kantk", "--var-names", "x-1", "b"], capsys),
+        code=1,
+        match="'x-1' is not a name",
+    )
+
+
+def test_header_names_that_cannot_stand_in_a_formula_fall_back_to_x1(work, capsys):
+    (work / "h.csv").write_text("pi,a b,y\n" + "".join(f"{i / 10},{1 - i / 7},0\n" for i in range(10)))
+    status, out, err = run_cli(
+        ["symbolic", "model.kantk", "-o", "s.kantk", "--data", "h.csv", "--r2-threshold", "0"], capsys
+    )
+    assert status == 0, err
+    assert "kantk: note: the header names cannot stand in a formula ('pi' is a constant" in err
+    assert "x1" in out.splitlines()[0] and "a b" not in out.splitlines()[0], out
