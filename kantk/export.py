@@ -565,7 +565,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
 
     The temporary file lies in a hidden temporary folder beside ``path`` (same filesystem, so
     :func:`os.replace` is atomic) that is removed afterwards, whatever happens. If the block raises,
-    ``path`` is left untouched. Readers of ``path`` see the old file or the complete new one.
+    ``path`` is left untouched. Readers of ``path`` see the old file or the complete new one, which
+    takes the old file's permissions.
 
     Raises:
         IsADirectoryError: ``path`` is an existing folder.
@@ -579,6 +580,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
         yield tmp
         if not os.path.isfile(tmp):
             raise FileNotFoundError(f"nothing was written for {path!r}")
+        if os.path.isfile(path):  # the file it replaces keeps its permissions (a private 600 stays so)
+            shutil.copymode(path, tmp)
         os.replace(tmp, path)
 
 

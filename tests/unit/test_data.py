@@ -223,7 +223,11 @@ CSV_ERRORS = [
     (b"a,b,c\n1,2,3\n4,5\n", {}, "line 3 has 2 fields but the header has 3"),
     (b"1,2\n3,4,5\n", {}, "line 2 has 3 fields but the first row has 2"),
     (b"a,b\n1,2\n3,\n", {}, "line 3, column 2 is ''"),
-    (b"1,2\n" + b"7" * 200_000 + b",1\n", {}, "cannot be read as CSV: field larger than field limit"),
+    (
+        b"1,2\n" + b"7" * 200_000 + b",1\n",
+        {},
+        "cannot be read as CSV at line 2: field larger than field limit",
+    ),
     (b"1,2\n3,4\n", {"delimiter": ";;"}, "delimiter must be one character"),
 ]
 
@@ -470,3 +474,57 @@ def test_a_first_row_mixing_numbers_with_text_or_blanks_is_data_not_a_header(tmp
     (tmp_path / "pandas.csv").write_text(",a,b\n0,0.1,0.2\n1,0.3,0.4\n")
     table = read_csv(tmp_path / "pandas.csv")
     assert table.names == ["", "a", "b"] and table.values.shape == (2, 3)
+
+
+def test_read_csv_numbers_lines_and_bytes_are_exact(tmp_path):
+    """float() took "1_000" and "١٢" (Arabic-Indic digits) for numbers and "nan,x,y" for data; a
+    quoted cell over two lines was reported at the line where it ended; the byte offset of a
+    non-UTF-8 byte counted from the decoder's chunk, not the file."""
+    from kantk.data import read_csv
+
+    for cell in ("1_000", "١٢"):
+        (tmp_path / "n.csv").write_text(f"1,2\n{cell},3\n", encoding="utf-8")
+        with pytest.raises(ValueError, match=r"line 2, column 1 is"):
+            read_csv(tmp_path / "n.csv")
+    (tmp_path / "h.csv").write_text("nan,x,y\n1,2,3\n")
+    assert read_csv(tmp_path / "h.csv").names == ["nan", "x", "y"]
+    (tmp_path / "q.csv").write_text('1,2\n"a\nb",4\n')
+    with pytest.raises(ValueError, match=r"line 2, column 1 is"):
+        read_csv(tmp_path / "q.csv")
+    rows = "".join(f"{i},{i}\n" for i in range(5000)).encode()
+    (tmp_path / "u.csv").write_bytes(rows + b"1,\xe9\n")
+    with pytest.raises(ValueError, match=rf"byte 0xe9 at line 5001, byte {len(rows) + 2} of the file"):
+        read_csv(tmp_path / "u.csv")
+    table = read_csv(tmp_path / "h.csv")
+    assert table.values.dtype == np.float64 and table.values.tolist() == [[1.0, 2.0, 3.0]]
+
+
+def test_data_helpers_answer_in_one_line_and_take_arrays(tmp_path):
+    from kantk.data import load_csv
+
+    ds = create_dataset(
+        "x1 + x2", n_vars=2, train_num=8, test_num=2, ranges=np.array([[0.0, 1.0], [2.0, 3.0]])
+    )
+    assert float(ds["train_input"][:, 1].min()) >= 2.0  # a numpy array of pairs is taken
+    (tmp_path / "h.csv").write_text('"a\nb",y\n1,2\n3,4\n')
+    with pytest.raises(ValueError) as info:
+        load_csv(tmp_path / "h.csv", "z")
+    assert "\n" not in str(info.value) and "a\\nb" in str(info.value)
+    (tmp_path / "c.csv").write_text("1,0\n2,1e20\n3,1\n")  # a label past int64 read as -2**63
+    with pytest.raises(ValueError, match=r"class labels must be whole numbers from 0 to 1000000, got 1e\+20"):
+        load_csv(tmp_path / "c.csv", classification=True)
+
+
+def test_an_atomic_replacement_keeps_the_files_permissions(tmp_path):
+    """A private (600) output became world-readable (644) when kantk predict replaced it."""
+    import stat
+
+    from kantk.export import atomic_path
+
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    target.chmod(0o600)
+    with atomic_path(target) as tmp:
+        with open(tmp, "w") as f:
+            f.write("new")
+    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o600
