@@ -48,12 +48,13 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _run(tmp_path, optimizer: str, grid: bool) -> tuple[dict, dict]:
-    script = tmp_path / "ddp_fit.py"
-    script.write_text(SCRIPT)
+def _launch(tmp_path, text: str, name: str, *args: str) -> subprocess.CompletedProcess:
+    """Run the script ``text`` (saved as ``name`` in ``tmp_path``) with ``args``; it must succeed."""
+    script = tmp_path / name
+    script.write_text(text)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KANTK_DISABLE_PLUGIN_AUTOLOAD": "1"}
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path), optimizer, "1" if grid else "0"],
+        [sys.executable, str(script), str(tmp_path), *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -62,6 +63,11 @@ def _run(tmp_path, optimizer: str, grid: bool) -> tuple[dict, dict]:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def _run(tmp_path, optimizer: str, grid: bool) -> tuple[dict, dict]:
+    done = _launch(tmp_path, SCRIPT, "ddp_fit.py", optimizer, "1" if grid else "0")
     assert "Grad strides do not match" not in done.stderr  # coef.grad keeps coef's layout
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     return ranks[0], ranks[1]
@@ -210,19 +216,7 @@ EVAL_SCRIPT = textwrap.dedent(
 def test_ddp_evaluation_counts_every_row_once_and_predict_serves_each_rank(tmp_path):
     """Lightning's DistributedSampler padded 101 test rows to 102 (row 0 twice in val_loss), and its
     unrepeated predict sampler gave the one-item full batch to rank 0 only (AssertionError)."""
-    script = tmp_path / "ddp_eval.py"
-    script.write_text(EVAL_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "KANTK_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    _launch(tmp_path, EVAL_SCRIPT, "ddp_eval.py")
     ranks = [torch.load(tmp_path / f"eval_rank{r}.pt", weights_only=True) for r in (0, 1)]
     for batch in (16, -1):
         for rank in ranks:

@@ -204,17 +204,7 @@ def test_a_refined_run_resumes_from_its_checkpoint(tmp_path):
     def run(steps, ckpt=None, save=None):
         module = KANModule([2, 3, 1], basis_kwargs={"grid_size": 3}, optimizer="adam", init_seed=0)
         data = FunctionDataModule("x1*x2", n_vars=2, train_num=100, test_num=20, seed=0)
-        trainer = pl.Trainer(
-            max_steps=steps,
-            callbacks=[GridExtension(grid_sizes=(6,), steps=[2])],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-            default_root_dir=tmp_path,
-        )
+        trainer = _trainer(tmp_path, steps, [GridExtension(grid_sizes=(6,), steps=[2])])
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
         if save:
             trainer.save_checkpoint(save)

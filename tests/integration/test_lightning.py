@@ -422,16 +422,7 @@ def test_a_resumed_lbfgs_run_equals_the_uninterrupted_one(tmp_path):
         data = FunctionDataModule(
             "exp(sin(pi*x1) + x2**2)", n_vars=2, train_num=200, test_num=50, dtype="float64"
         )
-        trainer = pl.Trainer(
-            max_steps=steps,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-            default_root_dir=tmp_path,
-        )
+        trainer = _trainer(tmp_path, max_steps=steps, limit_val_batches=0)
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
         if save:
             trainer.save_checkpoint(save)
@@ -443,15 +434,7 @@ def test_a_resumed_lbfgs_run_equals_the_uninterrupted_one(tmp_path):
     # a fresh fit of a module loaded from that checkpoint still starts its own scale
     loaded = KANModule.load_from_checkpoint(tmp_path / "half.ckpt", weights_only=True)
     assert loaded._resumed_lbfgs is not None
-    trainer = pl.Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(
         loaded, datamodule=FunctionDataModule("x1", n_vars=2, train_num=20, test_num=5, dtype="float64")
     )
