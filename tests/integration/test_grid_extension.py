@@ -166,18 +166,24 @@ def test_example_quick_runs_and_reports(tmp_path, monkeypatch, capsys, engine):
     assert plot.stat().st_size > 1000
 
 
-def test_a_nan_after_a_refinement_goes_back_to_the_refined_model():
-    """The NaN guard's snapshots kept the coarse shapes: a NaN loss after GridExtension refined the
-    grids ended in "size mismatch for layers.0.coef" instead of a restore."""
-    data = kantk.create_dataset("x1*x2", n_vars=2, train_num=100, test_num=20, seed=0)
+def _nan_loss(nan_at):
+    """A custom MSE loss that is NaN on the calls ``nan_at(call)`` says (1 = the first step)."""
     calls = [0]
 
     def loss(model, batch):
         x, y = batch
         calls[0] += 1
         value = ((model(x) - y) ** 2).mean()
-        return value * float("nan") if calls[0] >= 4 else value  # the first step after refining: NaN
+        return value * float("nan") if nan_at(calls[0]) else value
 
+    return loss
+
+
+def test_a_nan_after_a_refinement_goes_back_to_the_refined_model():
+    """The NaN guard's snapshots kept the coarse shapes: a NaN loss after GridExtension refined the
+    grids ended in "size mismatch for layers.0.coef" instead of a restore."""
+    data = kantk.create_dataset("x1*x2", n_vars=2, train_num=100, test_num=20, seed=0)
+    loss = _nan_loss(lambda call: call >= 4)  # the first step after refining: NaN
     model = kantk.KAN([2, 3, 1], basis_kwargs={"grid_size": 3}, seed=0)
     extension = GridExtension(grid_sizes=(6,), steps=[3])
     with pytest.warns(UserWarning, match="back at the parameters of step 3, when it was last restructured"):
@@ -224,14 +230,7 @@ def test_a_model_gone_nan_between_guard_checks_is_not_refined():
     from kantk.lightning import NaNGuard
 
     data = kantk.create_dataset("x1*x2", n_vars=2, train_num=100, test_num=20, seed=0)
-    calls = [0]
-
-    def loss(model, batch):
-        x, y = batch
-        calls[0] += 1
-        value = ((model(x) - y) ** 2).mean()
-        return value * float("nan") if calls[0] == 3 else value  # a NaN gradient at step 3 only
-
+    loss = _nan_loss(lambda call: call == 3)  # a NaN gradient at step 3 only
     model = kantk.KAN([2, 3, 1], basis_kwargs={"grid_size": 3}, seed=0)
     extension, guard = GridExtension(grid_sizes=(6,), steps=[5]), NaNGuard(every=10)
     with pytest.warns(UserWarning, match="training stopped at step 10"):
