@@ -80,6 +80,10 @@ def hessian_scores(f: Function, x: torch.Tensor, mode: str = "add") -> torch.Ten
     columns = [_derivative(grad[:, k].sum(), xg, retain_graph=True) for k in range(n)]
     hess = torch.stack(columns, dim=2).detach()  # (batch, n, n)
     std = x.std(dim=0)
+    if not bool((std > 0).any()):  # every score would be 0: "separable" said nothing
+        raise ValueError(
+            "x holds the same value in every row for every variable; the scores need samples that vary"
+        )
     finite = torch.isfinite(hess).all(dim=(1, 2))
     if not finite.any():
         what = "log|f| (mode='mul')" if mode == "mul" else "f"
@@ -134,6 +138,14 @@ def separability(
     return Separability(groups, len(groups) > 1, scores, mode, threshold)
 
 
+def _check_variables(indices: Sequence[int], x: torch.Tensor, what: str) -> Sequence[int]:
+    """``indices`` when each is a variable (column) of ``x``; a one-line error otherwise."""
+    n = x.shape[1] if isinstance(x, torch.Tensor) and x.dim() == 2 else 0
+    if isinstance(indices, (str, bytes)) or not all(is_int(i) and 0 <= i < n for i in indices):
+        raise ValueError(f"{what} must list variable indices in [0, {n - 1}] (columns of x), got {indices!r}")
+    return indices
+
+
 def test_separability(
     f: Function,
     x: torch.Tensor,
@@ -143,6 +155,8 @@ def test_separability(
 ) -> bool:
     """Whether ``f`` separates (``mode``) across the given groups: every cross-group score is below
     ``threshold``."""
+    for group in groups:
+        _check_variables(group, x, "groups")
     scores = hessian_scores(f, x, mode)
     for a, ga in enumerate(groups):
         for gb in groups[a + 1 :]:
@@ -157,7 +171,7 @@ test_separability.__test__ = False  # type: ignore[attr-defined]  # not a pytest
 def symmetry_score(f: Function, x: torch.Tensor, group: Sequence[int]) -> float:
     """How much the gradient direction in ``group`` depends on the other variables (0: symmetric)."""
     n = x.shape[1]
-    group = sorted(set(group))
+    group = sorted(set(_check_variables(group, x, "group")))
     others = [k for k in range(n) if k not in group]
     if not group or not others:
         return 0.0

@@ -146,6 +146,8 @@ def expand_width(
     groups = list(old_layout.groups) if old_layout is not None else [NodeGroup("sum", widths[layer], 1)]
     probe = NodeLayout([NodeGroup(op, 1, 1)], registry)  # checks the operation's name
     fixed = probe.operation(op).arity
+    if fixed is not None and arity is not None and arity != fixed:  # it was ignored silently
+        raise ValueError(f"a {op!r} node has arity {fixed}; arity={arity!r} does not apply (leave it None)")
     size = fixed if fixed is not None else check_int("arity", DEFAULT_ARITY if arity is None else arity, 1)
     # old node j -> new index: the new nodes go at the end of their operation's group
     at = next((g for g in range(len(groups)) if groups[g].op == op), None)

@@ -109,3 +109,19 @@ def test_a_function_zero_everywhere_is_a_one_line_error_in_mul_mode():
     x = torch.rand(50, 2, dtype=torch.float64) * 2 - 1
     with pytest.raises(ValueError, match=r"log\|f\| \(mode='mul'\) are not finite on any sample"):
         hypothesis.separability(lambda v: v[:, 0] * 0, x, mode="mul")
+
+
+def test_bad_variable_indices_and_constant_samples_are_one_line_errors():
+    """Out-of-range indices ended in a bare torch IndexError (or were taken, when negative); samples
+    constant in every variable scored 0 everywhere and read as 'separable'."""
+    x = torch.rand(40, 3, dtype=torch.float64)
+
+    def f(v):
+        return v[:, 0] * v[:, 1] + v[:, 2]
+
+    with pytest.raises(ValueError, match=r"group must list variable indices in \[0, 2\]"):
+        hypothesis.symmetry_score(f, x, [0, 5])
+    with pytest.raises(ValueError, match=r"groups must list variable indices in \[0, 2\]"):
+        hypothesis.test_separability(f, x, [[0], [-1]])
+    with pytest.raises(ValueError, match="same value in every row for every variable"):
+        hypothesis.separability(f, torch.ones(40, 3, dtype=torch.float64))

@@ -221,3 +221,9 @@ def test_a_perturbed_new_product_node_keeps_the_function_and_can_learn():
     kantk.fit(grown, data, steps=5, progress=False, seed=0)
     with torch.no_grad():
         assert layer.subnode_values(x)[:, rows].std(0).min() > 1e-3  # its sub-nodes took shape
+
+
+def test_expand_width_refuses_an_arity_a_sum_node_does_not_take():
+    with pytest.raises(ValueError, match="a 'sum' node has arity 1; arity=3 does not apply"):
+        surgery.expand_width(kantk.KAN([2, 2, 1], seed=0), 1, 1, op="sum", arity=3)
+    assert surgery.expand_width(kantk.KAN([2, 2, 1], seed=0), 1, 1, op="sum", arity=1).widths == [2, 3, 1]
