@@ -167,7 +167,7 @@ class KAN(nn.Module):
         saved = snapshot_tensors(self)
         try:
             for i, layer in enumerate(self.layers):
-                if not torch.isfinite(x).all():
+                if i and not torch.isfinite(x).all():  # the samples themselves: checked above
                     raise ValueError(
                         f"update_grid: the input of layer {i} (the output of layer {i - 1}) holds NaN "
                         "or Inf for these samples; the model was left unchanged"

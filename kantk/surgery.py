@@ -241,20 +241,16 @@ def perturb(model: KAN, mag: float = 1.0, mode: str = "non-intrusive") -> KAN:
                 dead = dead & live.any(dim=1, keepdim=True) & live.any(dim=0, keepdim=True)
             w = dead.to(layer.mask.dtype)
             layer.mask.add_(w)
-            if mode == "non-intrusive":
-                # the new branches start at zero, except into a new product node's sub-nodes:
-                # a product of zeros has no gradient, and it would never learn; its outgoing
-                # edges (all new) start at zero, which keeps the function
-                start = w if rows is None else w * (1 - rows.to(w.dtype).unsqueeze(1))
-                layer.scale_base.mul_(1 - start)
-                layer.scale_sp.mul_(1 - start)
-                if rows is not None:
-                    grown = w * rows.to(w.dtype).unsqueeze(1)
-                    layer.scale_base.mul_(1 + (mag - 1) * grown)
-                    layer.scale_sp.mul_(1 + (mag - 1) * grown)
+            # the unmasked branches are scaled by mag; "non-intrusive" starts them at zero, except
+            # into a new product node's sub-nodes: a product of zeros has no gradient, and it would
+            # never learn (its outgoing edges, all new, start at zero, which keeps the function)
+            if mode != "non-intrusive":
+                live_start = w
             else:
-                layer.scale_base.mul_(1 + (mag - 1) * w)
-                layer.scale_sp.mul_(1 + (mag - 1) * w)
+                live_start = w * rows.to(w.dtype).unsqueeze(1) if rows is not None else torch.zeros_like(w)
+            factor = 1 - w + mag * live_start
+            layer.scale_base.mul_(factor)
+            layer.scale_sp.mul_(factor)
     return new
 
 

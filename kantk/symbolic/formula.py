@@ -121,8 +121,8 @@ def symbolic_formula(
         raise ValueError(f"digits must be 'auto', an int >= 0 or None, got {digits!r}")
     if numeric not in ("name", "raise"):
         raise ValueError(f"numeric must be 'name' or 'raise', got {numeric!r}")
-    inputs = model.input_names() if var_names is None else var_names
-    nodes: list[Any] = list(_symbols(inputs, model.widths[0]))
+    symbols = _symbols(model.input_names() if var_names is None else var_names, model.widths[0])
+    nodes: list[Any] = list(symbols)
     still_numeric = numeric_edges(model)
     if still_numeric and numeric == "raise":
         listed = [f"layer {l}: {i} -> {j}" for l, i, j in still_numeric]
@@ -163,7 +163,6 @@ def symbolic_formula(
             stacklevel=2,
         )
     points = _check_points(x, model)
-    symbols = _symbols(inputs, model.widths[0])
     return [_rounded(expr, simplify, digits, symbols, points, q) for q, expr in enumerate(nodes)]
 
 

@@ -166,6 +166,7 @@ def describe(
     compiling = torch.compiler.is_compiling() if compiling is None else compiling
     functorch = functorch_active()
     uniform = basis.is_uniform()
+    triton_fits = gpu.kernels_fit(x, weights.coef)
     native = (
         uniform
         and not compiling
@@ -182,8 +183,8 @@ def describe(
         out_features=weights.coef.shape[0],
         compiling=compiling,
         native=native,
-        triton=gpu.available(x, weights.coef),
-        triton_fits=gpu.kernels_fit(x, weights.coef),
+        triton=triton_fits and gpu.available(x),
+        triton_fits=triton_fits,
         sparse=basis.sparse,
         force=basis.path,
         functorch=functorch,
