@@ -23,6 +23,28 @@ if TYPE_CHECKING:
     from kantk.registry import Registry
 
 
+_Table = list[list[str | None]]
+
+
+class _NameTable:
+    """An (out, in) table of names kept as ``_<attribute>``, made (all ``None``) on first use."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.private = "_" + name
+
+    def __get__(self, layer: Any, owner: type | None = None) -> _Table:
+        if layer is None:  # looked up on the class (docs, introspection)
+            return self  # type: ignore[return-value]
+        table = getattr(layer, self.private)
+        if table is None:
+            table = [[None] * layer.in_features for _ in range(layer.out_features)]
+            setattr(layer, self.private, table)
+        return table
+
+    def __set__(self, layer: Any, table: _Table) -> None:
+        setattr(layer, self.private, table)
+
+
 class SymbolicEdges:
     """Symbolic-edge state and operations of a layer (a mixin for :class:`kantk.KANLayer`).
 
@@ -57,30 +79,10 @@ class SymbolicEdges:
                 state["_" + name] = state.pop(name)
         super().__setstate__(state)  # type: ignore[misc]
 
-    def _empty_table(self) -> list[list[str | None]]:
-        return [[None] * self.in_features for _ in range(self.out_features)]
-
-    @property
-    def symbolic_names(self) -> list[list[str | None]]:
-        """(out, in) nested list of function names, ``None`` for numeric edges."""
-        if self._symbolic_names is None:
-            self._symbolic_names = self._empty_table()
-        return self._symbolic_names
-
-    @symbolic_names.setter
-    def symbolic_names(self, value: list[list[str | None]]) -> None:
-        self._symbolic_names = value
-
-    @property
-    def symbolic_libraries(self) -> list[list[str | None]]:
-        """(out, in) nested list of the libraries the functions come from."""
-        if self._symbolic_libraries is None:
-            self._symbolic_libraries = self._empty_table()
-        return self._symbolic_libraries
-
-    @symbolic_libraries.setter
-    def symbolic_libraries(self, value: list[list[str | None]]) -> None:
-        self._symbolic_libraries = value
+    #: (out, in) nested list of function names, ``None`` for numeric edges.
+    symbolic_names = _NameTable()
+    #: (out, in) nested list of the libraries the functions come from.
+    symbolic_libraries = _NameTable()
 
     def symbolic_config(self) -> dict[str, Any] | None:
         """``{"functions": names, "libraries": libraries}`` for the layer config, or ``None``."""
@@ -313,16 +315,7 @@ class SymbolicEdges:
             q, p = group.indices(x2.device)
             affine = self.symbolic_affine[q, p]  # (k, 4)
             z = x2[:, p] * affine[:, 0] + affine[:, 1]  # (batch, k)
-            out = group.function.torch_fn(z)
-            if not isinstance(out, torch.Tensor) or out.shape != z.shape:
-                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise TypeError(
-                    f"symbolic function {group.function.name!r} returned {got} for a {tuple(z.shape)} "
-                    "tensor; its torch_fn is element-wise: a tensor of the input's shape"
-                )
-            if out.dtype != z.dtype and out.dtype.is_floating_point and z.dtype.is_floating_point:
-                out = out.to(z.dtype)  # a function computed in float64 keeps a float32 model float32
-            values = out * affine[:, 2] + affine[:, 3]
+            values = group.function(z) * affine[:, 2] + affine[:, 3]  # checked, in z's dtype
             yield q, p, values * self.symbolic_mask[q, p]
 
 

@@ -139,7 +139,11 @@ class SymbolicFunction:
         Raises:
             TypeError: The function did not return a tensor of ``z``'s shape (named).
         """
-        out = (self.safe_torch_fn or self.torch_fn)(z)
+        return self._element_wise(z, (self.safe_torch_fn or self.torch_fn)(z))
+
+    def _element_wise(self, z: torch.Tensor, out: Any) -> torch.Tensor:
+        """``out``, what a torch function of this record gave for ``z``, if it is a tensor of
+        ``z``'s shape; else a one-line error naming the function."""
         if not isinstance(out, torch.Tensor) or out.shape != z.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise TypeError(
@@ -149,5 +153,13 @@ class SymbolicFunction:
         return out
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        """The exact torch values ``f(z)``."""
-        return self.torch_fn(z)
+        """The exact torch values ``f(z)``, in ``z``'s float dtype (a function computed in float64
+        keeps a float32 model float32).
+
+        Raises:
+            TypeError: The function did not return a tensor of ``z``'s shape (named).
+        """
+        out = self._element_wise(z, self.torch_fn(z))
+        if out.dtype != z.dtype and out.dtype.is_floating_point and z.dtype.is_floating_point:
+            out = out.to(z.dtype)
+        return out
