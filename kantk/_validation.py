@@ -59,6 +59,12 @@ def check_int(name: str, value: Any, minimum: int | None = None, *, integral: bo
     return value
 
 
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_seed(name: str, value: Any) -> int:
     """``value`` as a seed for ``torch.Generator().manual_seed``: a whole number (an int, a numpy
     int, a whole float such as ``3.0``, a 0-dim tensor of one; not a bool) from -2**63 to 2**64 - 1,
@@ -75,8 +81,7 @@ def check_seed(name: str, value: Any) -> int:
         value = int(float(value)) if whole else value  # 3.0
     value = _python_int(value)
     if not is_int(value) or not -(2**63) <= value <= 2**64 - 1:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise ValueError(f"{name} must be a whole number from -2**63 to 2**64-1, got {shown}")
+        raise ValueError(f"{name} must be a whole number from -2**63 to 2**64-1, got {short_repr(value, 40)}")
     return int(value)
 
 

@@ -46,7 +46,7 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open
 from safetensors.torch import save as serialize
 
-from kantk._validation import is_int
+from kantk._validation import is_int, short_repr
 from kantk.layer import BASE_ACTIVATIONS, KANLayer
 from kantk.model import KAN, check_input_columns, default_dtype
 from kantk.nodes import NodeLayout, parse_widths
@@ -323,11 +323,6 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _check_header_size(path: str) -> None:
     """Refuse a header longer than :data:`MAX_HEADER_BYTES` or than the file, from its 8-byte length."""
     try:
@@ -399,7 +394,7 @@ def _check_config(config: dict[str, Any], path: str, registry: Registry | None =
 
     dtype_name = config.get("dtype", "float32")
     if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
-        raise bad("dtype", f"must be one of {', '.join(_DTYPES)}, got {_short(dtype_name)}")
+        raise bad("dtype", f"must be one of {', '.join(_DTYPES)}, got {short_repr(dtype_name)}")
     widths, layouts = read_widths(config, bad, registry)
     try:
         check_input_columns(config.get("input_columns"), widths[0])
@@ -417,7 +412,7 @@ def _check_config(config: dict[str, Any], path: str, registry: Registry | None =
             raise bad(field, f"must be an object, got {type(layer).__name__}")
         basis = layer.get("basis")
         if not _name(basis):
-            raise bad(f"{field}.basis", f"must be a basis name, got {_short(basis)}")
+            raise bad(f"{field}.basis", f"must be a basis name, got {short_repr(basis)}")
         kwargs = layer.get("basis_kwargs")
         kwargs = {} if kwargs is None else kwargs
         if not isinstance(kwargs, dict):
@@ -426,16 +421,18 @@ def _check_config(config: dict[str, Any], path: str, registry: Registry | None =
         if not isinstance(activation, str) or activation not in BASE_ACTIVATIONS:
             raise bad(
                 f"{field}.base_activation",
-                f"must be one of {', '.join(BASE_ACTIVATIONS)}, got {_short(activation)}",
+                f"must be one of {', '.join(BASE_ACTIVATIONS)}, got {short_repr(activation)}",
             )
         for key, expected in (("in_features", n_in), ("out_features", n_out)):
             if key in layer and (not is_int(layer[key]) or layer[key] != expected):
-                raise bad(f"{field}.{key}", f"must be {expected} (from widths), got {_short(layer[key])}")
+                raise bad(f"{field}.{key}", f"must be {expected} (from widths), got {short_repr(layer[key])}")
         layout = layouts[i + 1]
         nodes = layer.get("nodes")
         if nodes != (None if layout is None else layout.config()):
             want = "absent (sum nodes only)" if layout is None else repr(layout.config())
-            raise bad(f"{field}.nodes", f"must be {want} (from widths and mult_arity), got {_short(nodes)}")
+            raise bad(
+                f"{field}.nodes", f"must be {want} (from widths and mult_arity), got {short_repr(nodes)}"
+            )
         symbolic = layer.get("symbolic")
         pairs: set[tuple[str, str]] = set()
         if symbolic is not None:
@@ -466,7 +463,7 @@ def read_widths(
     """
     spelled = config.get("widths")
     if not isinstance(spelled, list) or not 2 <= len(spelled) <= MAX_LAYERS + 1:
-        raise bad("widths", f"must be a list of 2 to {MAX_LAYERS + 1} ints >= 1, got {_short(spelled)}")
+        raise bad("widths", f"must be a list of 2 to {MAX_LAYERS + 1} ints >= 1, got {short_repr(spelled)}")
     for i, w in enumerate(spelled):
         if is_int(w) and w >= 1:
             continue
@@ -475,7 +472,7 @@ def read_widths(
                 f"widths[{i}]",
                 "must be an int >= 1"
                 + ("" if i == 0 else f", [n_sum, n_mult] or a dict of node counts (each <= {MAX_NODES})")
-                + f", got {_short(w)}",
+                + f", got {short_repr(w)}",
             )
     return _read_node_layouts(config, spelled, registry, bad)
 
@@ -509,7 +506,8 @@ def _read_node_layouts(
         )
         if items is None or not all(is_int(a) and 1 <= a <= MAX_NODES for a in items):
             raise bad(
-                "mult_arity", f"must be an int >= 1 or one list of ints per node layer, got {_short(arity)}"
+                "mult_arity",
+                f"must be an int >= 1 or one list of ints per node layer, got {short_repr(arity)}",
             )
         if all(is_int(w) for w in spelled):
             raise bad("mult_arity", "is given but widths has no product nodes")
@@ -553,8 +551,8 @@ def _check_symbolic(symbolic: Any, n_out: int, n_in: int, bad: Any) -> set[tuple
             if not _name(function) or not _name(library):
                 raise bad(
                     f".functions[{q}][{p}]",
-                    f"must be a function name with its library name (or both null), got {_short(function)} "
-                    f"in {_short(library)}",
+                    "must be a function name with its library name (or both null), got "
+                    f"{short_repr(function)} in {short_repr(library)}",
                 )
             pairs.add((library, function))
     return pairs
@@ -626,7 +624,7 @@ def _check_tensor_table(
                 )
             if found[name] != shape:
                 raise KantkFileError(
-                    f"{path!r}: config field {field}.basis_kwargs {_short(layer['basis_kwargs'])} gives "
+                    f"{path!r}: config field {field}.basis_kwargs {short_repr(layer['basis_kwargs'])} gives "
                     "tensor "
                     f"{key!r} the shape {shape}, but the file holds {found[name]}"
                 )

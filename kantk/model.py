@@ -9,7 +9,7 @@ from typing import Any, cast, overload
 import torch
 from torch import nn
 
-from kantk._validation import check_seed, is_number
+from kantk._validation import check_seed, is_int, is_number, short_repr
 from kantk.layer import KANLayer, restore_tensors, snapshot_tensors
 from kantk.nodes import DEFAULT_ARITY, NodeLayout, arity_spelling, parse_widths, widths_spelling
 from kantk.registry import Registry
@@ -328,14 +328,12 @@ def check_input_columns(columns: Any, n_inputs: int) -> list[int] | None:
     ok = (
         isinstance(columns, (list, tuple))
         and len(columns) == n_inputs
-        and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < MAX_INPUT_COLUMN for c in columns)
+        and all(is_int(c) and 0 <= c < MAX_INPUT_COLUMN for c in columns)
         and len(set(columns)) == len(columns)
     )
     if not ok:
-        text = repr(columns)
-        text = text if len(text) <= 80 else text[:77] + "..."
         raise ValueError(
             f"input_columns must be None or {n_inputs} distinct column numbers (ints from 0 to "
-            f"{MAX_INPUT_COLUMN - 1}), one per input, got {text}"
+            f"{MAX_INPUT_COLUMN - 1}), one per input, got {short_repr(columns)}"
         )
     return list(columns)

@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from kantk._validation import check_choice, check_number, check_optional_int, is_int, is_number
+from kantk._validation import check_choice, check_number, check_optional_int, is_int, is_number, short_repr
 from kantk.baselines import MLP
 from kantk.data import check_labels
 from kantk.lightning.datamodules import DTYPES
@@ -495,7 +495,7 @@ def _check_model_size(widths: Any, structure: Mapping[str, Any]) -> None:
     counts += [v for w in spelled if isinstance(w, Mapping) for v in w.values() if is_int(v)]
     if sum(counts) > MAX_NODES:  # bounded before any layout or layer is built, as kantk.load does
         raise ValueError(
-            f"widths {_short_repr(widths)} ask for {sum(counts):,} nodes, more than KANModule builds "
+            f"widths {short_repr(widths)} ask for {sum(counts):,} nodes, more than KANModule builds "
             f"from its arguments ({MAX_NODES:,}); build the KAN in Python and pass it to KANModule.from_model"
         )
     try:
@@ -511,11 +511,6 @@ def _check_model_size(widths: Any, structure: Mapping[str, Any]) -> None:
             f"({MAX_MODEL_NUMBERS:,}); check widths and grid_size/degree/num_centers, or build the KAN "
             "in Python and pass it to KANModule.from_model"
         )
-
-
-def _short_repr(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class KANModule(_TrainingModule):
