@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeGuard
 
 __all__ = [
@@ -57,6 +57,21 @@ def check_int(name: str, value: Any, minimum: int | None = None, *, integral: bo
         bound = "" if minimum is None else f" >= {minimum}"
         raise ValueError(f"{name} must be an int{bound}, got {value!r}")
     return value
+
+
+def check_distinct(names: Sequence[Any], what: str = "var_names") -> None:
+    """Raise unless ``names`` (input names, or symbols) are distinct.
+
+    Raises:
+        ValueError: ``"{what} names 'q' twice; the names must be distinct (each names one input)"``.
+    """
+    seen: set[Any] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(
+                f"{what} names {str(name)!r} twice; the names must be distinct (each names one input)"
+            )
+        seen.add(name)
 
 
 def short_repr(value: Any, limit: int = 80) -> str:

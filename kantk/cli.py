@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import kantk
-from kantk.cli_models import check_input_file, checkpoint_error, one_line, same_file
+from kantk.cli_models import check_input_file, checkpoint_error, one_line, same_file, usage_exit
 
 #: Environment variable: set to 1 to see the traceback of any error instead of one line.
 DEBUG_ENV = "KANTK_DEBUG"
@@ -103,9 +103,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with kantk's error line: ``kantk: <command>: <problem> (see 'kantk <command> --help')``."""
 
     def error(self, message: str) -> NoReturn:
-        command = self.prog.removeprefix("kantk").strip()
-        where = f"{command}: " if command else ""
-        self.exit(2, f"kantk: {where}{one_line(message)} (see '{self.prog} --help')\n")
+        usage_exit(self.prog.removeprefix("kantk").strip(), message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -601,8 +599,7 @@ def _check_config_files(command: str, argv: Sequence[str]) -> None:
             problem = f"is not UTF-8 text (byte {exc.start}); a YAML config is expected"
         except OSError:
             continue  # LightningCLI reports an unreadable config
-        sys.stderr.write(f"kantk: {command}: --config {path!r} {problem} (see 'kantk {command} --help')\n")
-        raise SystemExit(2)
+        usage_exit(command, f"--config {path!r} {problem}")
 
 
 def cli_package(argv: Sequence[str]) -> str:

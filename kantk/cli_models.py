@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import kantk
+from kantk._validation import check_distinct
 from kantk.export import EXPORT_FORMATS, atomic_path
 
 if TYPE_CHECKING:
@@ -55,12 +56,11 @@ def fail(message: str) -> NoReturn:
     raise SystemExit("kantk: " + one_line(message))
 
 
-def usage_error(args: argparse.Namespace, message: str) -> NoReturn:
-    """End the command as argparse does for a bad argument: ``kantk: <command>: <message> (see
-    'kantk <command> --help')`` and exit status 2 (for checks that need two values at once)."""
-    command = getattr(args, "command", None) or ""
+def usage_exit(command: str | None, message: str) -> NoReturn:
+    """End the command for a bad argument: ``kantk: <command>: <message> (see 'kantk <command>
+    --help')`` and exit status 2 (argparse's own errors, and the checks argparse cannot make)."""
     where = f"{command}: " if command else ""
-    help_of = f"kantk {command}".strip()
+    help_of = f"kantk {command}" if command else "kantk"
     sys.stderr.write(f"kantk: {where}{one_line(message)} (see '{help_of} --help')\n")
     raise SystemExit(2)
 
@@ -216,12 +216,8 @@ def load_model(path: str) -> KAN:
                 checkpoint = {**checkpoint, "hyper_parameters": {**hparams, "loss": "mse"}}
             # sizes first: hyperparameters that ask for more than the file holds build nothing
             check_checkpoint_sizes(checkpoint)
-            if custom:
-                module = KANModule.load_from_checkpoint(
-                    path, map_location="cpu", weights_only=True, loss="mse"
-                )
-            else:
-                module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+            loss: dict[str, Any] = {"loss": "mse"} if custom else {}
+            module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, **loss)
         except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever torch.load or the module raises
             fail(f"cannot load checkpoint {path!r}: {checkpoint_error(exc)}")
         return module.model
@@ -323,7 +319,7 @@ def check_sample_arguments(args: argparse.Namespace) -> None:
     """The checks of the sample arguments that need more than one value (before any work)."""
     lo, hi = args.range
     if not lo < hi:
-        usage_error(args, f"--range needs LO < HI, got {lo:g} {hi:g}")
+        usage_exit(getattr(args, "command", None), f"--range needs LO < HI, got {lo:g} {hi:g}")
     if args.data:
         check_input_file(args.data, "CSV file")
 
@@ -391,9 +387,15 @@ def check_var_names(names: Sequence[str] | None, model: KAN, flag: str = "--var-
             f"{flag} needs {model.widths[0]} names (one per input of the model {model.widths}), got "
             f"{len(names)}"
         )
-    if names is not None and len(set(names)) != len(names):
-        twice = next(name for name in names if list(names).count(name) > 1)
-        fail(f"{flag} names {twice!r} twice; the names must be distinct (each names one input)")
+    check_distinct_names(names, flag)
+
+
+def check_distinct_names(names: Sequence[str] | None, flag: str = "--var-names") -> None:
+    """End the command when ``names`` names one input twice."""
+    try:
+        check_distinct(names or (), flag)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def check_formula_names(names: Sequence[str] | None, flag: str = "--var-names") -> None:
@@ -706,6 +708,8 @@ def run_export(args: argparse.Namespace) -> int:
         if shutil.which("dot") is None:
             fail(f"export: {INSTALL_GRAPHVIZ}")
     plots: str | bool | None = None
+    earlier: list[str] = []  # pictures of an earlier export in the plots folder
+    foreign: list[str] = []  # anything else there
     if args.edge_plots and fmt == "json":
         fail("--edge-plots draws pictures on a diagram; it does not apply to --format json")
     if args.edge_plots and fmt != "dot":
@@ -719,9 +723,8 @@ def run_export(args: argparse.Namespace) -> int:
             fail(f"--edge-plots writes into the folder {plots!r}, but a file of that name exists")
         if os.path.isdir(plots):
             # a rerun replaces this command's own pictures; anything else there stays untouched
-            foreign = sorted(
-                name for name in os.listdir(plots) if not _edge_picture(os.path.join(plots, name))
-            )
+            for name in sorted(os.listdir(plots)):
+                (earlier if _edge_picture(os.path.join(plots, name)) else foreign).append(name)
             if foreign:
                 fail(
                     f"--edge-plots writes the pictures into {plots!r}, which exists and holds "
@@ -735,9 +738,6 @@ def run_export(args: argparse.Namespace) -> int:
     check_var_names(args.var_names, model)
     check_out_names(args.out_names, model)
     x = samples(args, model)
-    earlier = set()
-    if isinstance(plots, str) and os.path.isdir(plots):
-        earlier = {name for name in os.listdir(plots) if _edge_picture(os.path.join(plots, name))}
     try:
         export_graph(
             model,
@@ -757,7 +757,7 @@ def run_export(args: argparse.Namespace) -> int:
         # an earlier export's pictures of edges this model does not have: the new DOT names none
         with open(out, encoding="utf-8") as f:
             source = f.read()
-        for name in sorted(earlier):
+        for name in earlier:
             path = os.path.join(plots, name)
             named = (os.path.abspath(path), html.escape(os.path.abspath(path)))  # as the DOT writes it
             if not any(form in source for form in named) and _edge_picture(path):
@@ -905,9 +905,7 @@ def run_discover(args: argparse.Namespace) -> int:
     if args.library is not None:
         resolve_library(args.library)
     names = args.var_names
-    if names is not None and len(set(names)) != len(names):
-        twice = next(name for name in names if names.count(name) > 1)
-        fail(f"--var-names names {twice!r} twice; the names must be distinct (each names one input)")
+    check_distinct_names(names)
     check_formula_names(names)
     data = None
     if args.data:

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from kantk._validation import check_distinct
 from kantk.model import KAN
 
 logger = logging.getLogger(__name__)
@@ -384,9 +385,7 @@ def _discover(
         from kantk.formula_parser import formula_name_problem
 
         names = [str(v) for v in var_names]
-        if len(set(names)) != len(names):
-            twice = next(v for v in names if names.count(v) > 1)
-            raise ValueError(f"var_names names {twice!r} twice; the names must be distinct")
+        check_distinct(names)
         for name in names:
             if problem := formula_name_problem(name):
                 raise ValueError(f"var_names: {problem}")

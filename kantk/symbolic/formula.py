@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from kantk._validation import is_int
+from kantk._validation import check_distinct, is_int
 from kantk.formula_parser import LAMBDIFY_ERRORS, FormulaError, lambdify_namespace, parse_formula
 from kantk.model import KAN
 
@@ -405,11 +405,7 @@ def _symbols(var_names: Sequence[Any] | None, n: int) -> list[sympy.Symbol]:
             out.append(sympy.Symbol(name))
         else:
             raise ValueError(f"var_names entries must be non-empty strings or sympy symbols, got {name!r}")
-    if len(set(out)) != len(out):
-        twice = next(symbol for symbol in out if out.count(symbol) > 1)
-        raise ValueError(
-            f"var_names names {str(twice)!r} twice; the names must be distinct (each names one input)"
-        )
+    check_distinct(out)
     return out
 
 
