@@ -796,14 +796,13 @@ def configure_plot(parser: argparse.ArgumentParser) -> None:
 
 def image_format(path: str) -> str:
     """The matplotlib format of ``path`` from its extension, or end the command."""
-    from matplotlib.figure import Figure
+    from kantk.plotting import image_format as format_of
+    from kantk.plotting import image_formats
 
-    supported = Figure().canvas.get_supported_filetypes()
-    fmt = os.path.splitext(path)[1].lstrip(".").lower()
-    if fmt not in supported:
+    fmt = format_of(path)
+    if fmt is None:
         fail(
-            f"-o {path!r}: give an image file ending in one of: "
-            f"{', '.join('.' + f for f in sorted(supported))}"
+            f"-o {path!r}: give an image file ending in one of: {', '.join('.' + f for f in image_formats())}"
         )
     return fmt
 

@@ -97,20 +97,18 @@ def plot_activations(
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.plot_activations expects a kantk.KAN, got {type(model).__name__}")
     x = check_samples(model, x, "kantk.plot_activations")
+    columns = model.input_columns
     in_vars = _names(
-        in_vars, model.widths[0], "in_vars", "x", numbers=[int(n[1:]) for n in model.input_names()]
+        in_vars, model.widths[0], "in_vars", "x", None if columns is None else [c + 1 for c in columns]
     )
     out_vars = _names(out_vars, model.widths[-1], "out_vars", "y")
     check_int("n_points", n_points, 2)
     check_number("min_alpha", min_alpha, 0, maximum=1)
     check_number("dpi", dpi, 0, strict=True, finite=True)
-    if path is not None:  # before the work: matplotlib would add ".png" to a path without a suffix
-        supported = Figure().canvas.get_supported_filetypes()
-        suffix = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
-        if suffix not in supported:
-            raise ValueError(
-                f"path {os.fspath(path)!r} needs an image suffix, one of: {', '.join(sorted(supported))}"
-            )
+    if path is not None and image_format(path) is None:  # matplotlib would add ".png" to it
+        raise ValueError(
+            f"path {os.fspath(path)!r} needs an image suffix, one of: {', '.join(image_formats())}"
+        )
     if scores is None:
         scores = attribution(model, x)
     elif not isinstance(scores, Attribution) or scores.widths != model.widths:
@@ -225,6 +223,17 @@ def plot_activations(
     if path is not None:
         fig.savefig(os.fspath(path), bbox_inches="tight")
     return fig
+
+
+def image_formats() -> list[str]:
+    """The image formats a figure can be saved in (``png``, ``svg``, ``pdf``, ...), sorted."""
+    return sorted(Figure().canvas.get_supported_filetypes())
+
+
+def image_format(path: str | os.PathLike[str]) -> str | None:
+    """The image format ``path``'s suffix names (``"png"`` for ``a.PNG``), or None."""
+    suffix = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    return suffix if suffix in image_formats() else None
 
 
 #: How far below its node a sub-node point sits (node layers are 1 apart).

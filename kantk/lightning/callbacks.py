@@ -194,8 +194,12 @@ class NaNGuard(pl.Callback):
             self._every = 1 if cheap else 10
         else:
             self._every = self.every
+        self._start(trainer, pl_module, restarted=False)
+
+    def _start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, restarted: bool) -> None:
+        """Snapshot the model as it is now, with no state confirmed yet."""
         self._confirmed = None
-        self._restarted = False
+        self._restarted = restarted
         self._candidate = (trainer.global_step, _copy_state(self._target(pl_module), None))
         self._reset_window()
 
@@ -207,10 +211,7 @@ class NaNGuard(pl.Callback):
         if self._candidate is None:
             return  # not started (no on_train_start yet): it snapshots then
         in_step = self._in_step
-        self._confirmed = None
-        self._restarted = True
-        self._candidate = (trainer.global_step, _copy_state(self._target(pl_module), None))
-        self._reset_window()
+        self._start(trainer, pl_module, restarted=True)
         self._in_step = in_step
 
     def _reset_window(self) -> None:
@@ -304,20 +305,15 @@ class NaNGuard(pl.Callback):
             "the loss or the parameters became NaN or infinite (e.g. a learning rate too large, or a "
             "symbolic edge evaluated outside its domain)"
         )
-        if self._confirmed is None and self._restarted:
+        if self._confirmed is None:  # back to the snapshot taken at the start (or restructuring)
             target.load_state_dict(self._candidate[1])
-            self.restored_to = self._candidate[0]
+            self.restored_to = self._candidate[0] if self._restarted else None
             rank_zero_warn(
                 f"kantk: training stopped at step {step}: {cause}; the model is back at the "
                 f"parameters of step {self._candidate[0]}, when it was last restructured (grid "
                 "extension)"
-            )
-            return
-        if self._confirmed is None:
-            target.load_state_dict(self._candidate[1])
-            self.restored_to = None
-            rank_zero_warn(
-                f"kantk: training stopped at step {step}: the loss was not finite from the first step "
+                if self._restarted
+                else f"kantk: training stopped at step {step}: the loss was not finite from the first step "
                 f"(step {self._candidate[0] + 1}); parameters left as they were at the start"
             )
             return

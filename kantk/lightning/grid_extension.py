@@ -109,15 +109,18 @@ class GridExtension(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        due = len(self.refined_at) < len(self.steps) and self.steps[len(self.refined_at)] <= step
-        if due and not all(bool(torch.isfinite(p).all()) for p in pl_module.parameters()):
+        if self._due(step) and not all(bool(torch.isfinite(p).all()) for p in pl_module.parameters()):
             # not refined into the new grids: the NaN guard's next check restores the (coarse)
             # state it confirmed; the refinement waits for finite parameters
             return
-        while len(self.refined_at) < len(self.steps) and self.steps[len(self.refined_at)] <= step:
+        while self._due(step):
             size = self.grid_sizes[len(self.refined_at)]
             self._refine(trainer, pl_module, size)
             self.refined_at.append((step, size))
+
+    def _due(self, step: int) -> bool:
+        """Whether a refinement not yet made is scheduled at or before ``step``."""
+        return len(self.refined_at) < len(self.steps) and self.steps[len(self.refined_at)] <= step
 
     def _refine(self, trainer: pl.Trainer, pl_module: pl.LightningModule, size: Size) -> None:
         model = pl_module.model
