@@ -138,6 +138,46 @@ class _TrainingModule(pl.LightningModule):
             hparams["dtype"] = name
         if self._lbfgs_scale is not None:  # LBFGS: the objective's divisor goes with its history
             checkpoint[LBFGS_KEY] = {"scale": float(self._lbfgs_scale), "last": float(self._lbfgs_last)}
+        optimizers = list(getattr(self._trainer, "optimizers", None) or [])
+        if len(optimizers) == 1:  # which parameter each optimizer state belongs to
+            names = {id(p): name for name, p in self.named_parameters()}
+            checkpoint[OPTIMIZER_PARAMS_KEY] = [
+                [names.get(id(p)) for p in group["params"]] for group in optimizers[0].param_groups
+            ]
+
+    def _match_optimizer_state(self, checkpoint: Mapping[str, Any]) -> None:
+        """Line the checkpoint's optimizer state up with the parameters the resumed run's optimizer
+        gets (:meth:`configure_optimizers`: ``self.model.parameters()``), by name. A run saved after
+        :func:`kantk.fix_symbolic` holds ``symbolic_affine`` parameters its optimizer never had
+        (the optimizer was made before them), and resuming it failed with "loaded state dict
+        contains a parameter group that doesn't match the size of optimizer's group". Parameters
+        new to the optimizer start without state; an LBFGS history (one vector over all the
+        parameters) starts over. Nothing when the lists agree or the state is not kantk's one group.
+        """
+        states = checkpoint.get("optimizer_states")
+        if not isinstance(states, list) or len(states) != 1 or not isinstance(states[0], dict):
+            return
+        groups, old_state = states[0].get("param_groups"), states[0].get("state")
+        if not isinstance(groups, list) or len(groups) != 1 or not isinstance(old_state, dict):
+            return
+        old_ids = groups[0].get("params")
+        current = [f"model.{name}" for name, _ in self.model.named_parameters()]
+        saved = checkpoint.get(OPTIMIZER_PARAMS_KEY)
+        if isinstance(saved, list) and len(saved) == 1 and isinstance(saved[0], list):
+            saved = saved[0]
+        else:  # saved before the names were recorded: symbolic_affine is the one late parameter
+            saved = [name for name in current if not name.endswith(".symbolic_affine")]
+        if not isinstance(old_ids, list) or len(saved) != len(old_ids) or saved == current:
+            return
+        position = {name: i for i, name in enumerate(saved)}
+        state: dict[int, Any] = {}
+        if self.optimizer_name != "lbfgs":
+            for j, name in enumerate(current):
+                i = position.get(name)
+                if i is not None and old_ids[i] in old_state:
+                    state[j] = old_state[old_ids[i]]
+        groups[0]["params"] = list(range(len(current)))
+        states[0]["state"] = state
 
     def _restore_lbfgs_state(self, checkpoint: Mapping[str, Any]) -> None:
         """Keep the checkpoint's LBFGS scale for a resumed run (:meth:`on_train_start`): resuming
@@ -464,6 +504,9 @@ class _TrainingModule(pl.LightningModule):
 #: The checkpoint entry that holds LBFGS's objective divisor and last divided objective.
 LBFGS_KEY = "kantk_lbfgs"
 
+#: The checkpoint entry that names the parameters of the optimizer's state, in its order.
+OPTIMIZER_PARAMS_KEY = "kantk_optimizer_params"
+
 #: The checkpoint entry that holds every layer's symbolic edges (``KANLayer.symbolic_config()``).
 SYMBOLIC_KEY = "kantk_symbolic"
 
@@ -709,19 +752,19 @@ class KANModule(_TrainingModule):
             checkpoint.get(INPUT_COLUMNS_KEY), self.model.widths[0]
         )
         symbolic = checkpoint.get(SYMBOLIC_KEY)
-        if symbolic is None:
-            return
-        layers = self.model.layers
-        if not isinstance(symbolic, list) or len(symbolic) != len(layers):
-            raise ValueError(
-                f"the checkpoint's {SYMBOLIC_KEY!r} must list one entry per layer ({len(layers)}), "
-                f"got {type(symbolic).__name__}"
-            )
-        for layer, entry in zip(layers, symbolic):
-            if entry is not None:
-                if not isinstance(entry, Mapping):
-                    raise ValueError(f"an entry of the checkpoint's {SYMBOLIC_KEY!r} is not a mapping")
-                layer.load_symbolic_config(entry)
+        if symbolic is not None:
+            layers = self.model.layers
+            if not isinstance(symbolic, list) or len(symbolic) != len(layers):
+                raise ValueError(
+                    f"the checkpoint's {SYMBOLIC_KEY!r} must list one entry per layer ({len(layers)}), "
+                    f"got {type(symbolic).__name__}"
+                )
+            for layer, entry in zip(layers, symbolic):
+                if entry is not None:
+                    if not isinstance(entry, Mapping):
+                        raise ValueError(f"an entry of the checkpoint's {SYMBOLIC_KEY!r} is not a mapping")
+                    layer.load_symbolic_config(entry)
+        self._match_optimizer_state(checkpoint)
 
     def _follow_checkpoint_bases(self, checkpoint: Mapping[str, Any]) -> None:
         """Rebuild the layers whose coefficients in the checkpoint have another shape than the

@@ -443,6 +443,52 @@ def test_a_resumed_lbfgs_run_equals_the_uninterrupted_one(tmp_path):
     assert loaded._lbfgs_scale is not None and loaded._lbfgs_scale != saved_scale  # its own objective
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.parametrize("recorded", [True, False], ids=["names", "older-checkpoint"])
+def test_a_run_saved_after_fix_symbolic_resumes(tmp_path, optimizer, recorded):
+    """An edge fixed symbolic during a run adds symbolic_affine parameters the run's optimizer was
+    made without; resuming from its checkpoint failed with "loaded state dict contains a parameter
+    group that doesn't match the size of optimizer's group". The optimizer state is now matched by
+    parameter name: Adam's moments stay with their tensors, the new parameters start without state
+    (an LBFGS history over the old parameters starts over)."""
+    from kantk.lightning import FunctionDataModule
+
+    def data():
+        return FunctionDataModule("x1**2 + sin(x2)", n_vars=2, train_num=64, test_num=16, seed=0)
+
+    pl.seed_everything(0, verbose=False)
+    module = KANModule([2, 3, 1], optimizer=optimizer, init_seed=0)
+    trainer = _trainer(tmp_path, max_steps=3, limit_val_batches=0)
+    trainer.fit(module, datamodule=data())
+    kantk.fix_symbolic(module.model, 0, 0, 0, "x^2", fit_params=False)
+    trainer.save_checkpoint(tmp_path / "sym.ckpt")
+    if not recorded:  # a checkpoint written before the names were recorded
+        checkpoint = torch.load(tmp_path / "sym.ckpt", weights_only=True)
+        del checkpoint["kantk_optimizer_params"]
+        torch.save(checkpoint, tmp_path / "sym.ckpt")
+    saved = torch.load(tmp_path / "sym.ckpt", weights_only=True)["optimizer_states"][0]
+
+    resumed = KANModule([2, 3, 1], optimizer=optimizer)
+    restored = {}
+
+    class Spy(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            optim = trainer.optimizers[0]
+            for name, p in pl_module.named_parameters():
+                restored[name] = {k: v.clone() for k, v in optim.state.get(p, {}).items()}
+
+    trainer = _trainer(tmp_path, max_steps=5, limit_val_batches=0, callbacks=[Spy()])
+    trainer.fit(resumed, datamodule=data(), ckpt_path=tmp_path / "sym.ckpt")
+    assert resumed.model.layers[0].symbolic_mask[0, 0] == 1
+    assert restored["model.layers.0.symbolic_affine"] == {}
+    if optimizer == "adam":  # coef was the optimizer's first parameter, and keeps its moments
+        assert torch.equal(restored["model.layers.0.coef"]["exp_avg"], saved["state"][0]["exp_avg"])
+        assert restored["model.layers.1.coef"] != {}
+    else:
+        assert all(state == {} for state in restored.values())
+    assert all(torch.isfinite(p).all() for p in resumed.parameters())
+
+
 def test_ddp_shards_are_cut_by_the_data_module_from_the_single_process_rows():
     """Under DDP (a stand-in trainer: the data module reads only world_size and global_rank) the
     ranks' validation rows are the val_rows subset one process validates on, cut in two: not
