@@ -301,9 +301,13 @@ class NaNGuard(pl.Callback):
         self._reset_window()
         self.restored_at = step
         trainer.should_stop = True
+        penalties = getattr(pl_module, "last_penalties", None) or {}
+        bad = [name for name, value in penalties.items() if not bool(torch.isfinite(value).all())]
         cause = (
-            "the loss or the parameters became NaN or infinite (e.g. a learning rate too large, or a "
-            "symbolic edge evaluated outside its domain)"
+            f"regulariser {', '.join(map(repr, bad))} returned a NaN or infinite penalty"
+            if bad
+            else "the loss or the parameters became NaN or infinite (e.g. a learning rate too large, "
+            "or a symbolic edge evaluated outside its domain)"
         )
         if self._confirmed is None:  # back to the snapshot taken at the start (or restructuring)
             target.load_state_dict(self._candidate[1])

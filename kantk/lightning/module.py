@@ -118,6 +118,9 @@ class _TrainingModule(pl.LightningModule):
         self.last_train_metrics: dict[str, torch.Tensor] = {}
         #: Latest validation metrics (detached tensors).
         self.last_val_metrics: dict[str, torch.Tensor] = {}
+        #: Each regulariser's penalty in the last training step, by name (:class:`NaNGuard` names
+        #: one that was not finite).
+        self.last_penalties: dict[str, torch.Tensor] = {}
         #: Send metrics through ``self.log``. kantk.fit switches it off when nothing reads them
         #: (no logger, no user callbacks): Lightning's logging costs milliseconds per step.
         self.log_metrics = True
@@ -291,7 +294,7 @@ class _TrainingModule(pl.LightningModule):
             loss = loss.to(self.model_dtype)
             active = any(r.weight != 0 for r in self.regularisers)
             reg = (
-                regularisation(self.regularisers, self.model, x, sync=_distributed())
+                regularisation(self.regularisers, self.model, x, sync=_distributed(), terms=self._terms())
                 if active
                 else loss.new_zeros(())
             )
@@ -303,8 +306,17 @@ class _TrainingModule(pl.LightningModule):
         else:
             layer_inputs, pred = None, self.model(x)
         loss = self._loss(self._full_precision(pred), y)
-        reg = regularisation(self.regularisers, self.model, x, layer_inputs, sync=_distributed())
+        reg = regularisation(
+            self.regularisers, self.model, x, layer_inputs, sync=_distributed(), terms=self._terms()
+        )
         return loss, reg, pred
+
+    def _terms(self) -> dict[str, torch.Tensor] | None:
+        """A new :attr:`last_penalties` for a training step's penalties (``None`` otherwise)."""
+        if not self.training:
+            return None
+        self.last_penalties = {}
+        return self.last_penalties
 
     def _loss(self, pred: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         if self.classification:

@@ -99,11 +99,13 @@ def regularisation(
     x: torch.Tensor,
     layer_inputs: Sequence[torch.Tensor] | None = None,
     sync: bool = False,
+    terms: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The weighted sum of the penalties for a batch ``x`` (batch, widths[0]); 0 when none.
 
     ``sync=True`` (every rank of an initialised ``torch.distributed`` group must call it then):
     regularisers that support it take their batch statistics over all ranks' batches.
+    ``terms``: filled with each regulariser's penalty by name (detached scalars, unweighted).
     """
     total = x.new_zeros(())
     for reg in regularisers:
@@ -131,6 +133,8 @@ def regularisation(
             # a warning, not an error: a built-in penalty on frozen tensors (coef_l1 with coef
             # frozen) has no gradient either, and is harmless
             warnings.warn(_not_differentiable(reg.name, "a tensor without a gradient"), stacklevel=2)
+        if terms is not None:
+            terms[reg.name] = value.detach().reshape(())
         total = total + reg.weight * value.reshape(())
     return total
 

@@ -339,6 +339,38 @@ def test_a_regulariser_from_an_explicit_registry_trains(data):
     assert calls
 
 
+def test_the_nan_guard_names_a_regulariser_whose_penalty_turned_nan(data):
+    """A plugin penalty that became NaN stopped the run with "the loss or the parameters became
+    NaN", naming neither the regulariser nor that the data loss was fine."""
+    calls = []
+
+    class NaNAfterTwo:
+        def __call__(self, model, x):
+            calls.append(1)
+            value = sum(layer.coef.abs().mean() for layer in model.layers)
+            return value * float("nan") if len(calls) > 2 else value
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_regularisers():
+            yield kantk.RegulariserSpec("nan_later_test", NaNAfterTwo, "NaN from its third call")
+
+    registry = kantk.Registry.with_plugins(Plugin)
+    model = kantk.KAN([2, 2, 1], seed=0, registry=registry)
+    with pytest.warns(UserWarning, match=r"regulariser 'nan_later_test' returned a NaN or infinite penalty"):
+        kantk.fit(
+            model,
+            data,
+            steps=5,
+            optimizer="adam",
+            regularisers={"nan_later_test": 1e-3},
+            registry=registry,
+            progress=False,
+        )
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 @pytest.mark.parametrize(
     ("trainer_kwargs", "match"),
     [
