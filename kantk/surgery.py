@@ -151,9 +151,9 @@ def expand_width(
     size = fixed if fixed is not None else check_int("arity", DEFAULT_ARITY if arity is None else arity, 1)
     # old node j -> new index: the new nodes go at the end of their operation's group
     at = next((g for g in range(len(groups)) if groups[g].op == op), None)
-    if at is None:
-        groups.append(NodeGroup(op, n_added, size))
-        at = len(groups) - 1
+    if at is None:  # a new group: sum nodes first, as pykan spells a layer ([n_sum, n_mult])
+        at = 0 if op == "sum" else len(groups)
+        groups.insert(at, NodeGroup(op, n_added, size))
     else:
         g = groups[at]
         groups[at] = NodeGroup(op, g.count + n_added, g.arity, (*g.node_arities(), *([size] * n_added)))

@@ -160,6 +160,19 @@ def test_surgery_expand_width_keeps_the_function(op, spec):
     assert torch.allclose(bigger(x), model(x), rtol=0, atol=1e-12)
 
 
+def test_surgery_expand_width_puts_new_sum_nodes_before_the_product_nodes():
+    """On a layer of product nodes only, the new sum node went after them ([2, {'mult': 1,
+    'sum': 1}, 1]), so node indices differed from pykan's [n_sum, n_mult] spelling."""
+    with default_dtype(torch.float64):
+        model = kantk.KAN([2, [0, 1], 1], seed=0)
+    bigger = surgery.expand_width(model, 1, 1, op="sum")
+    assert bigger.width_spec == [2, [1, 1], 1]
+    assert [g.op for g in bigger.layers[0].nodes.groups] == ["sum", "mult"]
+    x = _x(2)
+    assert torch.allclose(bigger(x), model(x), rtol=0, atol=1e-12)
+    assert torch.equal(bigger.layers[1].coef[:, 1], model.layers[1].coef[:, 0])  # the product node moved
+
+
 def test_surgery_expand_depth_and_edge_tools():
     model = _model()
     x = _x()
