@@ -12,12 +12,16 @@ reading it as such sums, from the outside in:
   sub-nodes are the factors, each a sum of edges as above; exact for every input, one layer), or,
   in a sum-only KAN, are built from sums:
 
-  - ``"squares"`` (default, exact for every real input): ``c * A * B = c/4 * (A + B)**2 - c/4 *
-    (A - B)**2``, two ``x^2`` edges from the nodes ``A + B`` and ``A - B``. A product of ``n``
-    factors is split in halves, recursively (``2 * ceil(log2(n))`` layers);
+  - ``"squares"`` (default, defined for every real input): ``c * A * B = c/4 * (A + B)**2 - c/4 *
+    (A - B)**2``, two ``x^2`` edges from the nodes ``A + B`` and ``A - B`` (one when they differ
+    by a constant). A product of ``n`` factors is split in halves, recursively
+    (``2 * ceil(log2(n))`` layers). The difference of squares cancels digits when ``A`` and ``B``
+    differ widely in size: ``1000 * 0.001`` comes out 0.969 in float32 (1.0 to round-off
+    in float64); use ``product="mult"`` or float64 there;
   - ``"log"`` (fewer layers, for factors that are positive on the inputs you use):
     ``c * prod(F_i ** p_i) = c * exp(sum(p_i * log(F_i)))``, two layers for any number of factors,
-    divisions and powers included. Where a factor is zero or negative the model gives NaN.
+    divisions and powers included (an even power ``F ** 2m`` as ``m * log(F**2)``, so ``F`` may be
+    negative). Where another factor is zero or negative the model gives NaN.
 
 Layers are then assigned by depth; a node needed further down than its depth is carried by
 identity edges. Node pairs without an edge are masked (pruned), so the model computes exactly the
@@ -37,9 +41,9 @@ from typing import Any
 
 import torch
 
-from kantk._validation import check_choice, check_int, is_int
+from kantk._validation import check_choice, check_int, is_int, short_repr
 from kantk.formula_parser import parse_formula, short_text
-from kantk.model import KAN
+from kantk.model import KAN, MAX_MODEL_NUMBERS, planned_numbers
 from kantk.registry import Registry
 from kantk.symbolic.library import LibraryArg, resolve_library
 
@@ -129,10 +133,9 @@ class _Compiler:
 
     def edges(self, expr: Any) -> list[_Edge]:
         """The edges of a node computing ``expr`` (their sources made into nodes)."""
-        sympy = self.sympy
         const, rest = (expr.as_independent(*self.symbols, as_Add=True)) if expr.is_Add else (0, expr)
         edges: list[_Edge] = []
-        for term in sympy.Add.make_args(rest):
+        for term in self.terms(rest):
             if term.is_number:
                 const = const + term
                 continue
@@ -141,6 +144,19 @@ class _Compiler:
             edges.append(_Edge(self.symbols[0], "0", [1.0, 0.0, 0.0, 0.0]))
         edges[0].affine[3] += _number(const)
         return self.distinct_sources(edges)
+
+    def terms(self, expr: Any) -> list[Any]:
+        """The terms of ``expr`` with every ``k * (sum)`` spread out: sympy distributes rational
+        factors only, so ``pi*(x1 + x2)`` or ``(x1 + 1)/sqrt(2)`` is one term around a sum."""
+        sympy = self.sympy
+        out: list[Any] = []
+        for term in sympy.Add.make_args(expr):
+            k, core = term.as_independent(*self.symbols, as_Add=False) if term.is_Mul else (1, term)
+            if core.is_Add:
+                out.extend(self.terms(sympy.Add(*(k * t for t in sympy.Add.make_args(core)))))
+            else:
+                out.append(term)
+        return out
 
     def mult_node(self, core: Any) -> _Node:
         """The multiplication node of ``core`` (a product without a numeric factor): one
@@ -240,15 +256,20 @@ class _Compiler:
                     logs.append(f.args[0])
                 else:
                     base, p = f.as_base_exp()
-                    logs.append(p * sympy.log(base))
+                    if p.is_integer and p.is_even:  # positive for any base: p/2 * log(base**2)
+                        logs.append(p / 2 * sympy.log(base**2))
+                    else:
+                        logs.append(p * sympy.log(base))
             return [self.unary("exp", sympy.Add(*logs), c)]
         half = len(factors) // 2
         left, right = sympy.Mul(*factors[:half]), sympy.Mul(*factors[half:])
-        edges = []
+        edges, const = [], 0.0
         for sign, combined in ((1.0, left + right), (-1.0, left - right)):
-            if combined.is_number:  # cannot happen for a product sympy keeps, but stay exact
-                raise ValueError(f"cannot compile the product {core}")
+            if combined.is_number:  # x1*(x1 + 1): A - B = -1, its square is the constant 1
+                const += sign * c / 4 * _number(combined) ** 2
+                continue
             edges.append(self.unary("x^2", combined, sign * c / 4))
+        edges[0].affine[3] += const  # both constant: A and B would be numbers, not a product
         return edges
 
 
@@ -281,8 +302,9 @@ def formula_to_kan(
             positions: ``formula_to_kan("x2*x3")`` takes two columns, and
             ``symbolic_formula(model, var_names=["x2", "x3"])`` gives the formula's names back.
         product: How products are built: ``"mult"`` (multiplication nodes, KAN 2.0: the model
-            has widths such as ``[2, [0, 1], 1]``), or from sums: ``"squares"`` (exact for all
-            inputs) or ``"log"`` (fewer layers; positive factors only). See the module notes.
+            has widths such as ``[2, [0, 1], 1]``), or from sums: ``"squares"`` (all inputs;
+            float32 loses digits for factors of very different sizes) or ``"log"`` (fewer layers;
+            positive factors only, even powers of any sign). See the module notes.
         basis, basis_kwargs: The basis of the numeric branches (off at first; masked).
         library: Where the edge functions come from (it must hold every function used).
         seed: Seeds the numeric parameters (which the symbolic edges do not use).
@@ -291,11 +313,13 @@ def formula_to_kan(
 
     Returns:
         A :class:`kantk.KAN`: ``model(x)`` equals the formula on every input where the formula is
-        real (and, for ``product="log"``, every factor of a product positive), to round-off.
+        real (and, for ``product="log"``, every factor of a product positive), to round-off
+        (``"squares"``: the round-off of a difference of squares).
 
     Raises:
         ValueError: A formula string that is refused, a construct with no edge function (the
-            message lists what is supported), or a model past ``MAX_LAYERS``/``MAX_WIDTH``.
+            message lists what is supported), or a model past ``MAX_LAYERS``/``MAX_WIDTH`` or
+            :data:`kantk.model.MAX_MODEL_NUMBERS` numbers.
     """
     import sympy
 
@@ -370,14 +394,19 @@ def formula_to_kan(
     ]
     widths: list[Any] = [n if not ar else [n - len(ar), len(ar)] for n, ar in zip(counts, arities)]
 
-    model = KAN(
-        widths,
-        basis=basis,
-        basis_kwargs=basis_kwargs,
-        seed=seed,
-        mult_arity=arities if any(arities) else 2,
-        registry=registry,
-    )
+    structure: dict[str, Any] = {
+        "basis": basis,
+        "basis_kwargs": basis_kwargs,
+        "mult_arity": arities if any(arities) else 2,
+        "registry": registry,
+    }
+    numbers = planned_numbers(widths, symbolic=True, **structure)
+    if numbers is not None and numbers > MAX_MODEL_NUMBERS:  # before any memory: a formula string is input
+        raise ValueError(
+            f"the formula needs a model of {numbers:,} numbers (widths {short_repr(widths)}); "
+            f"formula_to_kan builds at most {MAX_MODEL_NUMBERS:,} (kantk.model.MAX_MODEL_NUMBERS)"
+        )
+    model = KAN(widths, seed=seed, **structure)
     if dtype is not None:
         model = model.to(dtype)
     with torch.no_grad():
@@ -385,13 +414,13 @@ def formula_to_kan(
             layer.mask.zero_()  # only the formula's edges are live
             index_in = {key: p for p, key in enumerate(layers[l])}
             starts = layer.nodes.starts if layer.nodes is not None else range(layer.out_features)
-            for j, key in enumerate(layers[l + 1]):
-                subs = sub_incoming.get((l + 1, key), [incoming[(l + 1, key)]])
-                for k, sub in enumerate(subs):  # the rows of a node: its sub-nodes
-                    for edge in sub:
-                        p = index_in[edge.source[1]]
-                        row = starts[j] + k
-                        layer.set_symbolic_edge(row, p, lib[edge.name], lib.source(edge.name), edge.affine)
+            fixed = [
+                (starts[j] + k, index_in[edge.source[1]], lib[edge.name], lib.source(edge.name), edge.affine)
+                for j, key in enumerate(layers[l + 1])
+                for k, sub in enumerate(sub_incoming.get((l + 1, key), [incoming[(l + 1, key)]]))
+                for edge in sub  # the rows of a node: its sub-nodes
+            ]
+            layer.set_symbolic_edges(fixed)
     return model
 
 
@@ -450,12 +479,14 @@ def _variables(exprs: Sequence[Any], variables: int | Sequence[Any] | None) -> l
         return [sympy.Symbol(f"x{k + 1}") for k in range(variables)]
     if isinstance(variables, (bool, str)) or not isinstance(variables, Sequence):
         raise TypeError(f"variables must be a count or a list of names, got {variables!r}")
+    # a name is the formula's symbol of that name, with its assumptions (real=True, positive=True)
+    named = {s.name: s for e in exprs for s in sorted(e.free_symbols, key=str)}
     out = []
     for v in variables:
         if isinstance(v, sympy.Symbol):
             out.append(v)
         elif isinstance(v, str) and v:
-            out.append(sympy.Symbol(v))
+            out.append(named.get(v, sympy.Symbol(v)))
         else:
             raise ValueError(f"variables must be names or sympy symbols, got {v!r}")
     if len(set(out)) != len(out):

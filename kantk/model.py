@@ -314,6 +314,27 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 #: Largest column number ``input_columns`` may hold (the column count kantk.io allows a model).
+#: Most numbers (parameters and buffers) in a model built from untrusted arguments: a config's
+#: widths and basis options (``KANModule``) or a formula (:func:`kantk.formula_to_kan`). 2**28 is
+#: 1 GiB in float32, far above any KAN in the literature; larger models are built in Python.
+MAX_MODEL_NUMBERS = 2**28
+
+
+def planned_numbers(widths: Any, symbolic: bool = False, **kwargs: Any) -> int | None:
+    """How many numbers (parameters and buffers) ``KAN(widths, **kwargs)`` would hold, counted on
+    the ``meta`` device (shapes only: no memory, no time), with every layer's symbolic state when
+    ``symbolic``; ``None`` when a plugin basis cannot be built there. Errors in the arguments are
+    ``KAN``'s."""
+    try:
+        with torch.device("meta"):
+            shape = KAN(widths, **kwargs)
+            for layer in shape.layers if symbolic else ():
+                layer.enable_symbolic()
+    except (RuntimeError, NotImplementedError):
+        return None
+    return sum(t.numel() for t in (*shape.parameters(), *shape.buffers()))
+
+
 MAX_INPUT_COLUMN = 1_000_000
 
 

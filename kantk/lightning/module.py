@@ -25,7 +25,7 @@ from kantk._validation import check_choice, check_number, check_optional_int, is
 from kantk.baselines import MLP
 from kantk.data import check_labels
 from kantk.lightning.datamodules import DTYPES
-from kantk.model import KAN, check_input_columns, default_dtype
+from kantk.model import KAN, MAX_MODEL_NUMBERS, check_input_columns, default_dtype, planned_numbers
 from kantk.registry import Registry
 from kantk.regularisers import build_regularisers, regularisation
 
@@ -527,12 +527,6 @@ SYMBOLIC_KEY = "kantk_symbolic"
 INPUT_COLUMNS_KEY = "kantk_input_columns"
 
 
-#: Most numbers (parameters and buffers) in a model KANModule builds from ``widths`` and basis
-#: options, e.g. a YAML config's (2**28: 1 GiB in float32, far above any KAN in the literature).
-#: A larger model is built in Python and wrapped: ``KANModule.from_model(kantk.KAN(...))``.
-MAX_MODEL_NUMBERS = 2**28
-
-
 def _check_model_size(widths: Any, structure: Mapping[str, Any]) -> None:
     """Refuse a model larger than :data:`MAX_MODEL_NUMBERS` before it is built: it is built on the
     ``meta`` device first (shapes only, no memory), so a config's ``grid_size: 100000000`` or a
@@ -553,15 +547,10 @@ def _check_model_size(widths: Any, structure: Mapping[str, Any]) -> None:
             f"widths {short_repr(widths)} ask for {sum(counts):,} nodes, more than KANModule builds "
             f"from its arguments ({MAX_NODES:,}); build the KAN in Python and pass it to KANModule.from_model"
         )
-    try:
-        with torch.device("meta"):
-            shape = KAN(widths, **structure)
-    except (RuntimeError, NotImplementedError):
-        return  # a plugin basis that cannot be built on meta: built for real below
-    numbers = sum(t.numel() for t in (*shape.parameters(), *shape.buffers()))
-    if numbers > MAX_MODEL_NUMBERS:
+    numbers = planned_numbers(widths, **structure)
+    if numbers is not None and numbers > MAX_MODEL_NUMBERS:  # None: a plugin basis not built on meta
         raise ValueError(
-            f"the model asked for holds {numbers:,} numbers (widths {shape.width_spec}, basis_kwargs "
+            f"the model asked for holds {numbers:,} numbers (widths {short_repr(widths)}, basis_kwargs "
             f"{structure.get('basis_kwargs')!r}), more than KANModule builds from its arguments "
             f"({MAX_MODEL_NUMBERS:,}); check widths and grid_size/degree/num_centers, or build the KAN "
             "in Python and pass it to KANModule.from_model"

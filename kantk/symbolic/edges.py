@@ -158,21 +158,35 @@ class SymbolicEdges:
             library: Registry name of the library ``f`` can be found in again (saved with the model).
             affine: ``(a, b, c, d)``; ``None`` keeps the edge's current values.
         """
-        self._check_edge(q, p)
-        _check_function(function)
+        self.set_symbolic_edges([(q, p, function, library, affine)])
+
+    @torch.no_grad()
+    def set_symbolic_edges(
+        self,
+        edges: Sequence[tuple[int, int, SymbolicFunction, str, Sequence[float] | torch.Tensor | None]],
+    ) -> None:
+        """:meth:`set_symbolic_edge` for many edges ``(q, p, function, library, affine)`` at once:
+        the function groups are rebuilt once (per edge, compiling a formula into wide layers took
+        seconds). Every edge is checked before any changes."""
+        checked = []
+        for q, p, function, library, affine in edges:
+            self._check_edge(q, p)
+            _check_function(function)
+            values = None
+            if affine is not None:
+                values = torch.as_tensor(affine, dtype=self.coef.dtype, device=self.coef.device)
+                if values.shape != (4,):
+                    raise ValueError(
+                        f"affine must hold the 4 numbers (a, b, c, d), got shape {tuple(values.shape)}"
+                    )
+            checked.append((q, p, function, library, values))
         self.enable_symbolic()
-        if affine is not None:
-            values = torch.as_tensor(
-                affine, dtype=self.symbolic_affine.dtype, device=self.symbolic_affine.device
-            )
-            if values.shape != (4,):
-                raise ValueError(
-                    f"affine must hold the 4 numbers (a, b, c, d), got shape {tuple(values.shape)}"
-                )
-            self.symbolic_affine[q, p] = values
-        self.mask[q, p] = 0
-        self.symbolic_mask[q, p] = 1
-        self._record_symbolic_edge(q, p, function, library)
+        for q, p, function, library, values in checked:
+            if values is not None:
+                self.symbolic_affine[q, p] = values.to(self.symbolic_affine.dtype)
+            self.mask[q, p] = 0
+            self.symbolic_mask[q, p] = 1
+            self._record_symbolic_edge(q, p, function, library)
         self._rebuild_symbolic_groups()
 
     @torch.no_grad()

@@ -44,6 +44,16 @@ ROUND_TRIPS = [
     ),
     ("Feynman I.12.4 q/(4 pi eps r^2)", "x1/(4*pi*x2*x3**2)", "log", (1.0, 5.0)),
     ("Feynman I.14.3 (log products)", "x1*x2*x3", "log", (1.0, 5.0)),
+    # sympy distributes rational factors only: pi*(x1 + x2) was refused ("cannot compile x1 + x2")
+    ("irrational times a sum", "pi*(x1 + x2)", "squares", (-1.0, 1.0)),
+    ("irrational times a sum (mult)", "pi*(x1 + x2)", "mult", (-1.0, 1.0)),
+    ("a sum over sqrt(2)", "(x1 + 1)/sqrt(2) + sin(pi*(x1 - x2)/3)", "squares", (-1.0, 1.0)),
+    # halves differing by a constant: A - B was a number and the product was refused
+    ("x1*(x1 + 1)", "x1*(x1 + 1)", "squares", (-2.0, 2.0)),
+    ("(x1 + 1)*(x1 - 1)", "(x1 + 1)*(x1 - 1)", "squares", (-2.0, 2.0)),
+    ("x1*x2*(x2 + 2)", "x1*x2*(x2 + 2)", "squares", (-2.0, 2.0)),
+    # an even power of a negative base under log products: 2*log(x1) was NaN for x1 < 0
+    ("even powers (log products)", "x1**2*x2/x1**4", "log", ([-3.0, 0.5], [-0.5, 3.0])),
 ]
 
 
@@ -101,6 +111,34 @@ def test_unused_variables_and_sympy_input():
     torch.testing.assert_close(model(x)[:, 0], torch.sin(x[:, 0]) * x[:, 1], rtol=1e-12, atol=1e-12)
     (formula,) = kantk.symbolic_formula(model, var_names=["a", "b", "c"])
     assert sp.simplify(formula - sp.sin(a) * b) == 0
+
+
+def test_variable_names_find_symbols_with_assumptions():
+    """variables=["a", "theta"] built plain symbols, which differ from the formula's
+    Symbol("a", positive=True): "the formula uses a, theta, not among the variables [a, theta]"."""
+    a, theta = sp.Symbol("a", positive=True), sp.Symbol("theta", real=True)
+    model = formula_to_kan(a * sp.sin(theta) + 1, variables=["theta", "a"], dtype=torch.float64)
+    x = _points(2, 0.5, 2.0)
+    torch.testing.assert_close(model(x)[:, 0], x[:, 1] * torch.sin(x[:, 0]) + 1, rtol=1e-12, atol=1e-12)
+
+
+def test_a_formula_past_the_model_size_bound_is_refused_before_it_is_built(monkeypatch):
+    """A 3,500-character formula compiled to 44 layers 701 wide (334 million numbers, 2 GB):
+    formula_to_kan bounded layers and widths only. The count includes the symbolic edges'
+    state (the meta build without it was 104 million numbers short)."""
+    import kantk.kanpiler as kanpiler
+    from kantk.model import planned_numbers
+
+    formula = "x1*x2 + x2*x3 + sin(sin(sin(x1)))"
+    model = formula_to_kan(formula)
+    held = sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+    assert planned_numbers(model.width_spec, symbolic=True, mult_arity=2) == held
+    monkeypatch.setattr(kanpiler, "MAX_MODEL_NUMBERS", held - 1)
+    built = []
+    monkeypatch.setattr(kanpiler, "KAN", lambda *a, **k: built.append(1))
+    with pytest.raises(ValueError, match=rf"needs a model of {held:,} numbers .*builds at most"):
+        formula_to_kan(formula)
+    assert not built
 
 
 def test_model_is_trainable_from_the_formula():

@@ -23,6 +23,34 @@ def _layer_with_symbolic_edges() -> KANLayer:
     return layer
 
 
+def test_set_symbolic_edges_fixes_many_at_once_and_checks_every_edge_first():
+    """set_symbolic_edge regrouped the layer's functions by scanning all out * in names on every
+    call (formula_to_kan: 8.6 s for a 725-character formula, 0.8 s in one batch), and a bad
+    ``affine`` was refused after the layer had gained its symbolic parameters."""
+    one_by_one = _layer_with_symbolic_edges()
+    batched = KANLayer(3, 2, basis="bspline")
+    batched.load_state_dict({k: v for k, v in one_by_one.state_dict().items() if "symbolic" not in k})
+    batched.set_symbolic_edges(
+        [
+            (0, 1, LIB["sin"], "default", (2.0, 0.5, 1.5, -0.25)),
+            (1, 1, LIB["sin"], "default", (-1.0, 0.0, 0.5, 0.1)),
+            (1, 2, LIB["x^2"], "default", (1.0, 0.3, -2.0, 0.0)),
+        ]
+    )
+    x = torch.randn(16, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(batched(x), one_by_one(x))
+    assert [(g.function.name, g.qs, g.ps) for g in batched._symbolic_groups] == [
+        ("sin", (0, 1), (1, 1)),
+        ("x^2", (1,), (2,)),
+    ]
+    fresh = KANLayer(3, 2)
+    with pytest.raises(ValueError, match="4 numbers"):
+        fresh.set_symbolic_edges([(0, 0, LIB["sin"], "default", None), (0, 1, LIB["sin"], "default", (1, 2))])
+    with pytest.raises(IndexError):
+        fresh.set_symbolic_edges([(0, 0, LIB["sin"], "default", None), (5, 0, LIB["sin"], "default", None)])
+    assert not fresh.has_symbolic and fresh.mask.all()  # nothing changed
+
+
 def test_no_symbolic_state_until_used():
     layer = KANLayer(3, 2)
     assert not layer.has_symbolic
