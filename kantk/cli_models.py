@@ -933,7 +933,10 @@ def run_discover(args: argparse.Namespace) -> int:
     for q, expr in enumerate(result.formulas):
         print(f"formula: y{q + 1} = {expr}" if len(result.formulas) > 1 else f"formula: {expr}")
     if not result.formulas:
-        print("formula: none found (some edges stayed numeric; try more --steps or another --hidden)")
+        print(
+            "formula: none found (some edges stayed numeric, or only a constant fitted; try more "
+            "--steps or another --hidden)"
+        )
     print(f"test RMSE: {result.test_rmse:.3e}")
     if not result.formulas:
         print(f"kantk: discover: no closed form found; the numeric model is in {folder}/", file=sys.stderr)

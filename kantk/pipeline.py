@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from kantk._validation import check_distinct
+from kantk._validation import check_distinct, check_int, check_optional_int
 from kantk.model import KAN
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,11 @@ WEIGHTS_SIMPLE = (0.8, 0.5)
 #: asin or sqrt are hard to tell apart on a numeric fit), at most ``MAX_OUTPUT_TRIALS`` in all.
 OUTPUT_RUNNERS_UP, MAX_OUTPUT_TRIALS = 2, 2
 
+#: Labels whose spread (standard deviation) is outside this range are scaled by a power of ten
+#: for the search: pruning's thresholds and the l1_entropy penalty are absolute, and labels of
+#: order 1/100 were pruned to nothing ("formula: 0"). Every Feynman equation's labels are inside.
+LABEL_SPREAD = (1e-2, 1e2)
+
 #: The files :func:`discover` writes into its output folder (``graph.dot`` without Graphviz).
 OUTPUT_NAMES = ("model.kantk", "graph.svg", "graph.dot", "activations.png")
 
@@ -85,7 +90,8 @@ class Discovery:
 
     Attributes:
         formulas: One sympy expression per output; empty when some edge stayed numeric (no
-            candidate of the library fits it); the model and files are still written.
+            candidate of the library fits it) or only a constant fitted; the model and files
+            are still written.
         test_rmse: RMSE of the final symbolic model on the test split.
         widths: Node counts per layer after pruning (``model.widths``).
         model: The final (symbolic) model.
@@ -166,20 +172,29 @@ def discover(
             ``graph.dot`` otherwise) and ``activations.png`` there (created if missing). Checked
             before any work (see :func:`check_output_dir`); the three files are prepared in a
             temporary folder inside it and then moved into place, so a failed run leaves earlier
-            files as they were. Nothing is written when it is None.
+            files as they were; the other graph file of an earlier run is removed. Nothing is
+            written when it is None.
         progress: Called with a short message at every stage (e.g. ``print``).
         threads: torch intra-op threads during the run (restored afterwards); ``None`` leaves
             the setting alone. One thread is fastest for these tiny models: a few thousand
             small ops per step gain nothing from threads and stall badly on a busy machine.
 
+    Labels whose spread is outside :data:`LABEL_SPREAD` are divided by a power of ten for the
+    search (:func:`label_scale`), and the model and formulas scaled back. A search that keeps only
+    a constant formula returns no formula (``formulas == []``).
+
     Returns:
         A :class:`Discovery`.
 
     Raises:
-        ValueError: Bad arguments (formula, data, sizes, library, ``var_names``), all checked
+        ValueError: Bad arguments (formula, data without a test split of 2 rows or more, sizes,
+            threads, library, ``var_names``), all checked
             before training.
         OSError: ``output_dir`` cannot be written (checked before training too).
     """
+    for name, value in (("grid_size", grid_size), ("refine_to", refine_to), ("steps", steps)):
+        check_int(name, value, 1)
+    check_optional_int("threads", threads, 1)
     if output_dir is not None:
         check_output_dir(output_dir)
     old_threads = torch.get_num_threads()
@@ -307,13 +322,13 @@ def factored_shapes(
     """
     if not 2 <= n_in <= FACTORED_MAX_INPUTS:
         return []
+    from kantk.symbolic.library import DEFAULT_LIBRARY, resolve_library
+
+    known = resolve_library(DEFAULT_LIBRARY if library is None else library)
     shapes = [Shape([0, 1], n_in, "x"), Shape([0, 1], n_in, "1/x"), Shape([1, 1], n_in, "x")]
     shapes += [Shape(hidden, n_in, "x", grid_size=2 * grid_size + 1) for hidden in ([0, 1], [1, 1])]
     outers: list[str | None] = [None]
     if labels is not None:
-        from kantk.symbolic.library import DEFAULT_LIBRARY, resolve_library
-
-        known = resolve_library(DEFAULT_LIBRARY if library is None else library)
         outers += [name for name, outer in OUTER_FUNCTIONS.items() if name in known and outer.applies(labels)]
     late = [name for name in outers[1:] if name is not None and OUTER_FUNCTIONS[name].last]
     outers = [name for name in outers if name not in late]
@@ -326,7 +341,8 @@ def factored_shapes(
                 shapes.append(Shape([0, 1], 2, "x", name, groups=((k,), rest)))
     for name in late:
         shapes += [Shape([0, 1], n_in, "x", name), Shape([1, 1], n_in, "x", name, pinned=True)]
-    return shapes
+    # the output edges' function must be in the library (a library without 1/x failed mid-search)
+    return [shape for shape in shapes if shape.output in known]
 
 
 def _discover(
@@ -375,6 +391,11 @@ def _discover(
             formula, n_vars=n_vars, train_num=1000, test_num=1000, seed=seed, dtype=torch.float64
         )
     data = kantk.check_dataset(data)
+    if "test_input" not in data or len(data["test_input"]) < 2:
+        raise ValueError(
+            "discover needs test_input and test_label with at least 2 rows: exactness is judged on "
+            "them (kantk.split_dataset splits a dataset, as the command line does)"
+        )
     data = {k: v.to(torch.float64) for k, v in data.items()}
     n_in = data["train_input"].shape[1]
     if data["train_label"].dim() != 2 or data["train_label"].shape[1] != 1:
@@ -392,6 +413,14 @@ def _discover(
     from kantk.symbolic.library import resolve_library
 
     resolve_library(library)  # an unknown library fails now, not after three fits
+    given, scale = data, label_scale(data["train_label"])
+    if scale != 1:
+        say(
+            f"labels scaled by {1 / scale:g} for the search (their spread, "
+            f"{float(data['train_label'].std()):.1e}, is far from 1, and pruning's thresholds are "
+            "absolute); the test RMSEs until the formula are of the scaled labels"
+        )
+        data = {**data, "train_label": data["train_label"] / scale, "test_label": data["test_label"] / scale}
     layers = hidden_layers(hidden, n_in, search)
     shapes = [Shape(layer) for layer in layers]
     if hidden is None and search:
@@ -453,12 +482,26 @@ def _discover(
     if len(attempts) > 1:
         done("search", f"kept the attempt with {described[kept]}: test RMSE {best.rmse:.2e}")
     formulas = best.formulas
+    if scale != 1:  # back to the labels' own scale: the output edges times the scale
+        import sympy
+
+        _scale_outputs(best.model, scale)
+        factor = sympy.Integer(10) ** round(math.log10(scale))
+        formulas = [factor * f for f in formulas]
+        best = dataclasses.replace(best, formulas=formulas, rmse=_rmse(best.model, given))
+        data = given
     if formulas and not best.exact:  # the model's formula with constants rounded as far as it stays faithful
         try:
-            formulas = kantk.symbolic_formula(best.model, var_names=var_names, numeric="raise")
+            # rounding is checked on the data: on the grid's range a formula may not even be real
+            formulas = kantk.symbolic_formula(
+                best.model, x=data["train_input"], var_names=var_names, numeric="raise"
+            )
         except ValueError:
             pass  # keep the attempt's unrounded formula
         done("formula", "formula: " + "; ".join(str(f) for f in formulas))
+        if all(not getattr(f, "free_symbols", None) for f in formulas):
+            say("a constant is not a formula of the inputs: no closed form found")
+            formulas = []
 
     files: dict[str, str] = {}
     if output_dir is not None:
@@ -1036,6 +1079,7 @@ def _write_outputs(
     os.makedirs(folder, exist_ok=True)
     graph = "graph.svg" if shutil.which("dot") else "graph.dot"
     names = {"model": "model.kantk", "graph": graph, "plot": "activations.png"}
+    stale = os.path.join(folder, "graph.dot" if graph == "graph.svg" else "graph.svg")
     with temporary_folder_beside(os.path.join(folder, names["model"])) as staging:
         staged = {key: os.path.join(staging, name) for key, name in names.items()}
         kantk.save(model, staged["model"])
@@ -1052,7 +1096,31 @@ def _write_outputs(
         files = {key: os.path.join(folder, name) for key, name in names.items()}
         for key in names:  # every file is complete before the first is moved into place
             os.replace(staged[key], files[key])
+        if os.path.isfile(stale) and not os.path.islink(stale):  # an earlier run's other graph file
+            os.remove(stale)
     return files
+
+
+def label_scale(labels: torch.Tensor) -> float:
+    """The power of ten :func:`discover` divides ``labels`` by for its search: 1 when their spread
+    is inside :data:`LABEL_SPREAD` (or not positive and finite), else ``10**round(log10(spread))``."""
+    spread = float(labels.std()) if labels.numel() > 1 else math.nan
+    low, high = LABEL_SPREAD
+    if not math.isfinite(spread) or spread <= 0 or low <= spread <= high:
+        return 1.0
+    return 10.0 ** round(math.log10(spread))
+
+
+def _scale_outputs(model: KAN, scale: float) -> None:
+    """Multiply ``model``'s outputs by ``scale`` in place: every edge into an output (sum) node,
+    numeric (``scale_base``, ``scale_sp``) and symbolic (``c`` and ``d``), times ``scale``."""
+    layer = model.layers[-1]
+    assert layer.nodes is None or all(g.op == "sum" for g in layer.nodes.groups), "output sum nodes"
+    with torch.no_grad():
+        layer.scale_base.mul_(scale)
+        layer.scale_sp.mul_(scale)
+        if layer.has_symbolic:
+            layer.symbolic_affine[..., 2:].mul_(scale)
 
 
 def _rmse(model: KAN, data: dict[str, torch.Tensor]) -> float:

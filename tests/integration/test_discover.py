@@ -9,6 +9,7 @@ import pytest
 import sympy
 import torch
 
+import kantk
 from kantk.cli import main
 
 
@@ -464,3 +465,115 @@ def test_symmetric_pairs_and_the_reduced_inputs():
     whole = pipeline._prepend(front, model)
     assert whole.widths == [3, 2, 3, 1]
     assert torch.allclose(whole(x), model(reduced["test_input"]))
+
+
+def _stub_attempts(monkeypatch, formulas, exact, seen=None):
+    """discover's attempts replaced by one returning ``formulas`` with a seeded numeric KAN."""
+    import kantk.pipeline as pipeline
+
+    def attempt(data, n_in, shape, *args):
+        if seen is not None:
+            seen.append(data)
+        with pipeline._float64():
+            model = pipeline.KAN([n_in, 2, 1], seed=0)
+        return pipeline.Attempt(list(formulas), 0.5, model, exact)
+
+    monkeypatch.setattr(pipeline, "_attempt", attempt)
+    return pipeline
+
+
+def test_discover_scales_labels_far_from_one_for_its_search_and_back(monkeypatch):
+    """Labels of order 1/100 were pruned to nothing (absolute thresholds) and printed
+    "formula: 0" with exit status 0. The search now sees them times 100; the model and the
+    formula come back at the labels' scale."""
+    x1 = sympy.Symbol("x1")
+    seen: list[dict] = []
+    pipeline = _stub_attempts(monkeypatch, [x1 + 2], True, seen)
+    data = kantk.create_dataset("(x1 + x2**2)/100", n_vars=2, train_num=200, test_num=50, seed=0)
+    data = {k: v.double() for k, v in data.items()}
+    assert pipeline.label_scale(data["train_label"]) == 0.01
+    assert pipeline.label_scale(100 * data["train_label"]) == 1.0  # spread 0.65: inside LABEL_SPREAD
+    assert pipeline.label_scale(1e5 * data["train_label"]) == 1000.0
+    assert pipeline.label_scale(torch.ones(5, 1)) == 1.0  # no spread: nothing to scale
+    messages: list[str] = []
+    found = pipeline.discover(data=data, search=False, hidden=2, progress=messages.append)
+    assert torch.allclose(seen[0]["train_label"], 100 * data["train_label"])
+    assert "labels scaled by 100" in messages[0]
+    assert found.formulas == [x1 / 100 + sympy.Rational(1, 50)]
+    with pipeline._float64():
+        unscaled = pipeline.KAN([2, 2, 1], seed=0)
+    torch.testing.assert_close(found.model(data["test_input"]), unscaled(data["test_input"]) / 100)
+    want = float(((found.model(data["test_input"]) - data["test_label"]) ** 2).mean().sqrt())
+    assert found.test_rmse == pytest.approx(want, rel=1e-12)
+
+
+def test_scale_outputs_scales_numeric_and_symbolic_output_edges():
+    import kantk.pipeline as pipeline
+
+    with pipeline._float64():
+        model = kantk.KAN([2, 3, 1], seed=0)
+    kantk.fix_symbolic(model, 1, 0, 0, "sin", fit_params=False)
+    x = torch.rand(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    before = model(x)
+    pipeline._scale_outputs(model, 1e-3)
+    torch.testing.assert_close(model(x), before * 1e-3, rtol=1e-12, atol=0)
+
+
+def test_a_constant_formula_is_no_closed_form_and_rounding_is_checked_on_the_data(monkeypatch):
+    """A search that kept only a constant printed "formula: 0" as if found; and the rounding of a
+    formula that is not exact was checked on the grid's range, where it need not be real (30 %
+    off the model on the data)."""
+    calls = []
+
+    def symbolic_formula(model, **kwargs):
+        calls.append(kwargs)
+        return [sympy.Float(0.25)]
+
+    pipeline = _stub_attempts(monkeypatch, [sympy.Float(0.25)], False)
+    monkeypatch.setattr(kantk, "symbolic_formula", symbolic_formula)
+    data = kantk.create_dataset("x1*x2", n_vars=2, train_num=40, test_num=20, seed=0)
+    found = pipeline.discover(data=data, search=False, hidden=2)
+    assert found.formulas == [] and not found.exact
+    assert calls and calls[0]["x"].shape == (40, 2)  # the training inputs
+
+
+def test_discover_checks_its_data_and_numbers_before_training(monkeypatch):
+    import kantk.pipeline as pipeline
+
+    def started(*args, **kwargs):
+        raise AssertionError("training started before the arguments were checked")
+
+    monkeypatch.setattr(pipeline, "_attempt", started)
+    data = kantk.create_dataset("x1*x2", n_vars=2, train_num=40, test_num=1, seed=0)
+    with pytest.raises(ValueError, match="needs test_input and test_label with at least 2 rows"):
+        pipeline.discover(data={"train_input": data["train_input"], "train_label": data["train_label"]})
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        pipeline.discover(data=data)  # one test row: no spread to judge exactness by
+    for name in ("grid_size", "refine_to", "steps", "threads"):
+        with pytest.raises(ValueError, match=f"{name} must be an int >= 1"):
+            pipeline.discover("x1*x2", **{name: 0})
+
+
+def test_factored_shapes_leave_out_output_edges_the_library_lacks():
+    """--library minimal (no 1/x) failed after four attempts' work: "symbolic library 'minimal'
+    has no function '1/x'"."""
+    import kantk.pipeline as pipeline
+
+    outputs = {s.output for s in pipeline.factored_shapes(2, None, ["x", "x^2", "sin"])}
+    assert outputs == {"x"}
+    assert pipeline.factored_shapes(2, None, ["x^2", "sin"]) == []
+    assert {s.output for s in pipeline.factored_shapes(2)} == {"x", "1/x"}
+
+
+def test_discover_removes_the_other_graph_file_of_an_earlier_run(tmp_path, monkeypatch):
+    """Without Graphviz a run wrote graph.dot and left an earlier run's graph.svg of another
+    model beside it."""
+    import kantk.pipeline as pipeline
+
+    model = kantk.KAN([2, 2, 1], seed=0)
+    x = torch.rand(20, 2, generator=torch.Generator().manual_seed(0))
+    (tmp_path / "graph.svg").write_text("<svg>an earlier model</svg>")
+    monkeypatch.setattr(pipeline.shutil, "which", lambda name: None)
+    files = pipeline._write_outputs(model, x, str(tmp_path), None)
+    assert files["graph"].endswith("graph.dot") and (tmp_path / "graph.dot").exists()
+    assert not (tmp_path / "graph.svg").exists()
