@@ -12,6 +12,7 @@ Nothing here imports Lightning, so building data stays cheap.
 from __future__ import annotations
 
 import csv
+import difflib
 import math
 import os
 import re
@@ -329,15 +330,26 @@ def check_dataset(
     Returns:
         A new dict holding the tensors (the caller's dict is not changed).
 
+    Other keys are ignored, except a near miss of an absent key (``test_inputs`` without
+    ``test_input``), which is refused.
+
     Raises:
-        ValueError: Missing keys, NaN or infinite values (naming the tensor and the count), or
-            inconsistent shapes.
+        ValueError: Missing keys, a misspelt key, NaN or infinite values (naming the tensor and
+            the count), or inconsistent shapes.
     """
     if not isinstance(data, Mapping):
         raise TypeError(
             f"a dataset must be a dict with keys {', '.join(DATASET_KEYS)} (test keys optional), "
             f"got {type(data).__name__}"
         )
+    known = (*DATASET_KEYS, "predict_input")
+    for key in data:  # a near miss of an absent key was ignored: "test_inputs" dropped the test split
+        near = difflib.get_close_matches(str(key), [k for k in known if k not in data], n=1, cutoff=0.8)
+        if key not in known and near:
+            raise ValueError(
+                f"dataset key {key!r} is not one kantk reads; did you mean {near[0]!r}? expected keys "
+                f"{', '.join(DATASET_KEYS)} (test keys optional)"
+            )
     missing = [k for k in TRAIN_KEYS if k not in data]
     if missing:
         raise ValueError(

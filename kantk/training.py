@@ -29,7 +29,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from kantk._validation import check_int, check_optional_int
+from kantk._validation import check_int, check_optional_int, check_seed
 from kantk.baselines import MLP
 from kantk.data import check_dataset
 from kantk.lightning.compat import kantk_classes, lightning_package
@@ -311,7 +311,10 @@ def fit(
         raise TypeError(f"kantk.fit trains a kantk.KAN or a kantk.MLP, got {type(model).__name__}")
     check_int("steps", steps, 1)
     check_optional_int("eval_every", eval_every, 1)
-    seed = check_optional_int("seed", seed, integral=True)
+    seed = None if seed is None else check_seed("seed", seed)
+    if log_dir is not None and not os.fspath(log_dir):
+        raise ValueError("log_dir is empty; give a folder, or None to write nothing")
+    _check_trainer_kwargs(trainer_kwargs)
     classification = loss == "cross_entropy"
     param: torch.Tensor = model.layers[0].coef if isinstance(model, KAN) else next(model.parameters())
     package = _lightning_package(data, callbacks)
@@ -368,13 +371,20 @@ def fit(
     history = History()
     recorder = _fit_callback(_HistoryRecorder, package)(history)
     interrupt = _fit_callback(_Interrupted, package)(checkpoint=log_dir is not None)
-    all_callbacks: list[pl.Callback] = [classes.NaNGuard()] if nan_guard else []
+    user = list(callbacks or [])
+    # the NaN guard first, so that it acts before the interrupt checkpoint: the user's (kept, as
+    # KANModule keeps a Trainer's; two crashed as "more than one stateful callback") or fit's own
+    guards = [c for c in user if isinstance(c, classes.NaNGuard)]
+    user = [c for c in user if not isinstance(c, classes.NaNGuard)]
+    all_callbacks: list[pl.Callback] = guards or ([classes.NaNGuard()] if nan_guard else [])
     subset = isinstance(datamodule, classes.TensorDataModule) and _evaluates_subset(datamodule)
     schedule = _fit_callback(_FitSchedule, package)(final=not subset)
-    all_callbacks += [recorder, schedule, interrupt, *(callbacks or [])]
+    all_callbacks += [recorder, schedule, interrupt, *user]
     if eval_every is None:
         eval_every = DEFAULT_EVAL_EVERY.get(str(optimizer), 1)
-    if progress:
+    callback_types = importlib.import_module(package + ".callbacks")
+    own_bar = any(isinstance(c, callback_types.ProgressBar) for c in user)
+    if progress and not own_bar:
         all_callbacks.append(classes.StepProgressBar())
     device = param.device
     was_training = model.training
@@ -389,8 +399,10 @@ def fit(
             "max_epochs": -1,
             "default_root_dir": root,
             "logger": False,
-            "enable_checkpointing": False,
-            "enable_progress_bar": progress,
+            # a ModelCheckpoint among the callbacks needs it on ("configured with
+            # enable_checkpointing=False but found ModelCheckpoint")
+            "enable_checkpointing": any(isinstance(c, callback_types.ModelCheckpoint) for c in user),
+            "enable_progress_bar": progress or own_bar,
             "enable_model_summary": False,
             "num_sanity_val_steps": 0,
             "check_val_every_n_epoch": None,
@@ -401,10 +413,9 @@ def fit(
         }
         if log_dir is not None:
             loggers = importlib.import_module(package + ".loggers")
-            checkpoint = importlib.import_module(package + ".callbacks").ModelCheckpoint
             settings["logger"] = loggers.CSVLogger(root, name="kantk")
             settings["enable_checkpointing"] = True
-            all_callbacks.append(checkpoint(every_n_train_steps=steps, save_top_k=1))
+            all_callbacks.append(callback_types.ModelCheckpoint(every_n_train_steps=steps, save_top_k=1))
             all_callbacks.append(_fit_callback(_FinalCheckpoint, package)())
         if seed is not None:
             settings["deterministic"] = True if device.type == "cpu" else "warn"
@@ -431,8 +442,39 @@ def fit(
             model.train(was_training)
             recorder.flush()
         if subset:
-            _evaluate_whole_test_split(module, datamodule, history, trainer.global_step)
+            _evaluate_whole_test_split(module, datamodule, history, trainer.global_step, trainer.logger)
     return history
+
+
+#: Trainer arguments kantk.fit sets from its own arguments: they were replaced silently by
+#: ``trainer_kwargs`` (``callbacks`` dropped the History recorder and the NaN guard).
+FIT_OWNS = {
+    "callbacks": "callbacks=[...]",
+    "max_steps": "steps=",
+    "default_root_dir": "log_dir=",
+    "logger": "log_dir= (a CSV logger), or a Trainer with KANModule for another logger",
+    "enable_checkpointing": "log_dir=, or a ModelCheckpoint in callbacks=",
+    "val_check_interval": "eval_every=",
+    "check_val_every_n_epoch": "eval_every=",
+    "enable_progress_bar": "progress=",
+    "deterministic": "seed=",
+}
+
+
+def _check_trainer_kwargs(trainer_kwargs: Mapping[str, Any] | None) -> None:
+    """Refuse ``trainer_kwargs`` that are not a mapping, or that name a :data:`FIT_OWNS` key."""
+    if trainer_kwargs is None:
+        return
+    if not isinstance(trainer_kwargs, Mapping):
+        raise TypeError(
+            f"trainer_kwargs must be a dict of Trainer arguments, got {type(trainer_kwargs).__name__}"
+        )
+    for key in trainer_kwargs:
+        if key in FIT_OWNS:
+            raise ValueError(
+                f"trainer_kwargs[{key!r}]: kantk.fit sets this Trainer argument itself; use "
+                f"fit's {FIT_OWNS[key]}"
+            )
 
 
 def _check_one_process_one_batch(trainer: Any) -> None:
@@ -502,9 +544,12 @@ def _evaluates_subset(datamodule: Any) -> bool:
     return "test_input" in data and rows is not None and data["test_input"].shape[0] > rows
 
 
-def _evaluate_whole_test_split(module: Any, datamodule: Any, history: History, step: int) -> None:
+def _evaluate_whole_test_split(
+    module: Any, datamodule: Any, history: History, step: int, logger: Any = None
+) -> None:
     """kantk.fit's last evaluation, on the whole test split: a new test row for ``step``, or in
-    place of the row already measured there on the subset (the NaN guard's stop validates)."""
+    place of the row already measured there on the subset (the NaN guard's stop validates).
+    With a ``logger`` (``log_dir``), also its last ``val_*`` row of ``metrics.csv``."""
     x, y = datamodule.dataset["test_input"], datamodule.dataset["test_label"]
     device = module.model.device
     log_metrics, was_training = module.log_metrics, module.training
@@ -521,6 +566,9 @@ def _evaluate_whole_test_split(module: Any, datamodule: Any, history: History, s
     finally:
         module.log_metrics = log_metrics
         module.train(was_training)
+    if logger is not None:  # Lightning's step column counts from 0: the step before
+        logger.log_metrics({k: float(v) for k, v in metrics.items() if k in EVAL_FIELDS}, step=step - 1)
+        logger.save()
     replace = bool(history.eval_step) and history.eval_step[-1] == step
     if not replace:
         history.eval_step.append(int(step))

@@ -286,6 +286,17 @@ class TensorDataModule(pl.LightningDataModule):
             collate_fn=_batch_of_rows,
         )
 
+    @property
+    def hparams_initial(self) -> Any:
+        """Lightning's, with a data module's ``dtype`` (the samples') logged as ``data_dtype``: a
+        ``KANModule``'s ``dtype`` is the model's, and a logger refused the two different values of
+        one key ("Error while merging hparams: the keys ['dtype'] ..."). Checkpoints keep the
+        argument's own name (``datamodule_hyper_parameters``)."""
+        initial = super().hparams_initial
+        if "dtype" not in initial:
+            return initial
+        return type(initial)({("data_dtype" if k == "dtype" else k): v for k, v in initial.items()})
+
 
 class FunctionDataModule(TensorDataModule):
     """Samples labelled by a formula (wraps :func:`kantk.create_dataset`); YAML-friendly.

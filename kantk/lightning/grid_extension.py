@@ -48,7 +48,7 @@ class GridExtension(pl.Callback):
         **refine_options: Passed to :func:`kantk.refine` (e.g. ``uniform=False``).
 
     Attributes:
-        refined_at: ``(step, size)`` of every refinement done so far.
+        refined_at: ``(step, size)`` of every refinement done so far in the current (or last) fit.
     """
 
     def __init__(
@@ -93,6 +93,8 @@ class GridExtension(pl.Callback):
         self.refined_at: list[tuple[int, Size]] = []
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # a new run starts its schedule again (a resumed one gets its state
+            self.refined_at = []  # back after setup): one used for a second fit refined nothing
         if trainer.world_size > 1:
             raise RuntimeError(
                 "GridExtension runs on one process only: under DDP the wrapped model would keep training "

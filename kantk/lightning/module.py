@@ -934,9 +934,11 @@ def _check_training_args(
     """
     check_choice("optimizer", optimizer, OPTIMIZERS)
     if lr is not None:
-        check_number("lr", lr, 0, strict=True)
+        check_number("lr", lr, 0, strict=True, finite=True)
     if weight_decay is not None:
         check_number("weight_decay", weight_decay, 0, finite=True)
+        if optimizer == "lbfgs":  # it was accepted and ignored
+            raise ValueError("weight_decay applies to adam and adamw; lbfgs has none (leave it None)")
     if dtype is not None:
         check_choice("dtype", dtype, DTYPES)
 

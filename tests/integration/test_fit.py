@@ -295,9 +295,9 @@ def test_bad_data_is_rejected_before_training(data, make, error, message):
         ),
         ({"optimizer_kwargs": {"momentum": 0.9}}, ValueError, "accepted optimizer_kwargs:"),
         ({"steps": 0}, ValueError, "steps must be an int >= 1"),
-        ({"lr": -1.0}, ValueError, "lr must be a number > 0"),
-        ({"seed": 1.5}, ValueError, "seed must be an int or None, got 1.5"),
-        ({"seed": True}, ValueError, "seed must be an int or None, got True"),
+        ({"lr": -1.0}, ValueError, "lr must be a finite number > 0"),
+        ({"seed": 1.5}, ValueError, "seed must be a whole number from -2**63 to 2**64-1, got 1.5"),
+        ({"seed": True}, ValueError, "seed must be a whole number from -2**63 to 2**64-1, got True"),
     ],
 )
 def test_bad_settings_list_what_is_valid(data, kwargs, error, message):
@@ -413,3 +413,136 @@ def test_grid_updates_once_per_optimizer_step_under_gradient_accumulation():
     )
     trainer.fit(module, datamodule=datamodule)
     assert grids.updated_at == [0, 2, 4]
+
+
+def test_fit_logs_a_function_data_module_whose_dtype_differs_from_the_model(tmp_path):
+    """KANModule's ``dtype`` (the model's) and FunctionDataModule's (the samples') were logged under
+    one key, and Lightning refused the two values: "Error while merging hparams: the keys
+    ['dtype'] ...", for every kantk.fit(model, FunctionDataModule(...), log_dir=...)."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+
+    model = kantk.KAN([2, 3, 1], seed=0)
+    datamodule = FunctionDataModule("x1*x2", n_vars=2, train_num=40, test_num=10)
+    kantk.fit(model, datamodule, steps=1, log_dir=tmp_path / "fit", progress=False)
+    (saved,) = (tmp_path / "fit").rglob("hparams.yaml")
+    assert "data_dtype: null" in saved.read_text() and "dtype: float32" in saved.read_text()
+    module = KANModule([2, 3, 1], dtype="float64", init_seed=0)
+    trainer = pl.Trainer(
+        max_steps=1,
+        logger=CSVLogger(tmp_path / "pl"),
+        default_root_dir=tmp_path / "pl",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=FunctionDataModule("x1*x2", n_vars=2, train_num=40, test_num=10))
+    assert datamodule.hparams["dtype"] is None  # the argument keeps its name (checkpoints)
+
+
+@pytest.mark.parametrize(
+    ("key", "use"), [("callbacks", "callbacks="), ("max_steps", "steps="), ("logger", "log_dir=")]
+)
+def test_fit_refuses_trainer_kwargs_it_sets_itself(data, key, use):
+    """trainer_kwargs={"callbacks": [...]} replaced the History recorder and the NaN guard: an
+    empty History and NaN parameters, without a word."""
+    model = kantk.KAN([2, 3, 1], seed=0)
+    before = _state(model)
+    with pytest.raises(ValueError, match=rf"trainer_kwargs\['{key}'\]: kantk.fit sets .*{use}"):
+        kantk.fit(model, data, steps=2, progress=False, trainer_kwargs={key: None})
+    assert _same(before, _state(model))
+
+
+def test_fit_keeps_a_nan_guard_given_in_callbacks(data):
+    """callbacks=[NaNGuard()] crashed ("more than one stateful callback of type NaNGuard"), and
+    NaNGuard(every=5) was doubled by fit's own every-step guard (two warnings)."""
+    from kantk.lightning import NaNGuard
+
+    kantk.fit(kantk.KAN([2, 3, 1], seed=0), data, steps=2, callbacks=[NaNGuard()], progress=False)
+    guard = NaNGuard(every=5)
+    model = kantk.KAN([2, 3, 1], seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kantk.fit(model, data, steps=8, optimizer="adam", lr=1e30, callbacks=[guard], progress=False)
+    assert guard.restored_at == 5  # the user's guard checked, at its own interval
+    assert sum("training stopped" in str(w.message) for w in caught) == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_fit_takes_a_model_checkpoint_and_a_progress_bar_in_callbacks(tmp_path, data):
+    """Without log_dir, a ModelCheckpoint failed ("configured with enable_checkpointing=False") and
+    a TQDMProgressBar beside fit's own bar failed ("multiple progress bar callbacks")."""
+    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2)
+    kantk.fit(kantk.KAN([2, 3, 1], seed=0), data, steps=2, callbacks=[checkpoint], progress=False)
+    assert list((tmp_path / "ckpt").glob("*.ckpt"))
+    kantk.fit(kantk.KAN([2, 3, 1], seed=0), data, steps=1, callbacks=[TQDMProgressBar()])
+
+
+def test_fit_refuses_a_misspelt_test_key(data):
+    """test_inputs/test_labels were ignored: the run never evaluated, and nothing said why."""
+    model = kantk.KAN([2, 3, 1], seed=0)
+    typo = {"train_input": data["train_input"], "train_label": data["train_label"]}
+    typo |= {"test_inputs": data["test_input"], "test_labels": data["test_label"]}
+    with pytest.raises(
+        ValueError, match="dataset key 'test_inputs' is not one kantk reads; did you mean 'test_input'"
+    ):
+        kantk.fit(model, typo, steps=1, progress=False)
+    kantk.fit(
+        model, {**data, "train_label_ori": data["train_label"]}, steps=1, progress=False
+    )  # an extra key
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"log_dir": ""}, "log_dir is empty"),
+        ({"lr": math.inf, "optimizer": "adam"}, "lr must be"),
+        ({"seed": 2**64}, "seed must be a whole number"),
+    ],
+)
+def test_fit_refuses_arguments_it_accepted_or_left_to_torch(tmp_path, monkeypatch, data, kwargs, match):
+    """log_dir="" wrote a run into the working directory; lr=inf turned the run NaN at once;
+    seed=2**64 gave torch's "Overflow when unpacking long long"."""
+    monkeypatch.chdir(tmp_path)
+    model = kantk.KAN([2, 3, 1], seed=0)
+    before = _state(model)
+    with pytest.raises(ValueError, match=match):
+        kantk.fit(model, data, steps=1, progress=False, **kwargs)
+    assert _same(before, _state(model)) and not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="weight_decay applies to adam and adamw; lbfgs has none"):
+        KANModule([2, 3, 1], optimizer="lbfgs", weight_decay=0.5)
+
+
+def test_a_grid_extension_refines_again_in_a_second_fit(data):
+    """refined_at was never reset: a GridExtension used for a second run refined nothing."""
+    from kantk.lightning import GridExtension
+
+    extension = GridExtension([5], steps=[2])
+    for _ in range(2):
+        model = kantk.KAN([2, 3, 1], basis_kwargs={"grid_size": 3}, seed=0)
+        kantk.fit(model, data, steps=3, callbacks=[extension], progress=False)
+        assert model.layers[0].basis.grid_size == 5 and extension.refined_at == [(2, 5)]
+
+
+def test_the_whole_split_evaluation_is_the_last_metrics_row(tmp_path):
+    """With a test split above EVAL_ROWS, the History's last evaluation (the whole split) was not
+    in metrics.csv, whose last val_rmse was the subset's."""
+    import csv
+
+    big = kantk.create_dataset("x1*x2", n_vars=2, train_num=100, test_num=5000, seed=0)
+    history = kantk.fit(
+        kantk.KAN([2, 3, 1], seed=0),
+        big,
+        steps=3,
+        optimizer="adam",
+        eval_every=2,
+        log_dir=tmp_path,
+        progress=False,
+    )
+    (path,) = tmp_path.rglob("metrics.csv")
+    rows = [r for r in csv.DictReader(path.open()) if r.get("val_rmse")]
+    assert history.eval_step == [2, 3]
+    assert int(rows[-1]["step"]) + 1 == 3 and float(rows[-1]["val_rmse"]) == pytest.approx(
+        history.test_rmse[-1]
+    )

@@ -199,7 +199,7 @@ def test_product_node_models_train_and_reload_from_a_checkpoint(tmp_path):
         ({"grid_update_every": 0}, "grid_update_every must be an int >= 1"),
         ({"grid_update_until": True}, "grid_update_until must be an int >= 1 or None, got True"),
         ({"grid_eps": 1.5}, "grid_eps must be a number in [0, 1], got 1.5"),
-        ({"lr": 0}, "lr must be a number > 0, got 0"),
+        ({"lr": 0}, "lr must be a finite number > 0, got 0"),
         ({"weight_decay": -0.1}, "weight_decay must be a finite number >= 0, got -0.1"),
         ({"optimizer": "lbfgs", "optimizer_kwargs": {"betas": (0.9, 0.99)}}, "accepted optimizer_kwargs:"),
     ],
