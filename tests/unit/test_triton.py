@@ -114,6 +114,25 @@ def test_nan_input_gives_nan_output_and_huge_inputs_stay_finite():
     assert torch.isfinite(y[1]).all()
 
 
+@pytest.mark.parametrize("path", ["triton", "triton_sparse"])
+@pytest.mark.parametrize("moved", [False, True], ids=["uniform", "knots"])
+def test_inputs_far_outside_the_grid_have_zero_input_gradient(path, moved):
+    """From |x| ~ 1e19 (float32) and at +-inf the backward gave NaN for dy/dx (every other path:
+    0): the uniform kernels built the local pieces from the unclamped position (their derivatives
+    overflowed, and inf times the zero of a missing basis is NaN), the knots kernels from inf."""
+    torch.manual_seed(0)
+    layer = kantk.KANLayer(1, 2, base_activation="zero").to(DEVICE)  # silu'(inf) is NaN itself
+    if moved:
+        layer.update_grid(torch.randn(100, 1, device=DEVICE) ** 3)
+    x = torch.tensor([[0.3], [1e20], [-1e20], [float("inf")], [-float("inf")]], device=DEVICE)
+    layer.basis.path = "torch_knots" if moved else "torch_dense"
+    _, (g_ref, *_) = _grads(layer, x, [])
+    layer.basis.path = path
+    _, (g, *_) = _grads(layer, x, [])
+    assert torch.isfinite(g).all(), g
+    torch.testing.assert_close(g, g_ref, rtol=TOL[torch.float32], atol=1e-6)
+
+
 def test_double_backward_falls_back_to_the_differentiable_path():
     torch.manual_seed(2)
     layer = kantk.KANLayer(3, 2, basis_kwargs={"grid_size": 4}).to(device=DEVICE, dtype=torch.float64)

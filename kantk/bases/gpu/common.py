@@ -86,7 +86,9 @@ def _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND: tl.constexp
         j = jf.to(tl.int32)
         if EXTEND:
             j = tl.minimum(tl.maximum(j, 3), NF - 1)
-        t = s - j.to(s.dtype)
+            t = s - j.to(s.dtype)  # the end pieces continued
+        else:  # the clamped position: from |s| ~ 1e19 (float32) the derivatives overflowed, and
+            t = sc - j.to(s.dtype)  # inf times the zero of a missing basis made dy/dx NaN
         v0, v1, v2, v3, d0, d1, d2, d3 = _cubic_pieces(t)
         scale = inv_h[None, :]
         d0 = d0 * scale
@@ -103,6 +105,11 @@ def _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND: tl.constexp
         j = cnt - 1
         if EXTEND:
             j = tl.minimum(tl.maximum(j, 3), NF - 1)
+        else:  # inside the knots (NaN kept): +-inf gave inf * 0 = NaN in dy/dx; outside, every
+            # basis is zero anyway and the slot mask drops the interval
+            k_first = tl.load(p0_ptr + row, mask=mask_p, other=0.0)
+            k_last = tl.load(p0_ptr + row + M - 1, mask=mask_p, other=0.0)
+            xs = tl.where(xs == xs, tl.minimum(tl.maximum(xs, k_first[None, :]), k_last[None, :]), xs)
         base = row[None, :]
         pm = mask_p[None, :]
         # knots t_{j-2} .. t_{j+3}, clamped into the vector (values for missing bases are dropped)
