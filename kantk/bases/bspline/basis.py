@@ -136,7 +136,10 @@ class BSplineBasis(Basis):
     Args:
         in_features: Number of inputs, each with its own knot vector.
         grid_size: Number of intervals G inside ``grid_range`` (>= 1).
-        order: Polynomial degree k (>= 0; 3 is cubic).
+        order: Polynomial degree k (>= 0; 3 is cubic). Order 0 is piecewise constant: at an
+            input that is exactly an interior knot, the uniform-grid paths may place it in the
+            interval on either side (round-off of ``x / h``), the de Boor path (after
+            ``update_grid``) on the right.
         grid_range: (low, high) of the initial uniform grid.
         extrapolate: What the splines do outside the grid range ``[grid[:, k], grid[:, G + k]]``:
             ``"zero"`` (pykan's; they fade out over the k outer knots and are 0 beyond, leaving the
