@@ -344,7 +344,7 @@ def check_dataset(
         )
     known = (*DATASET_KEYS, "predict_input")
     for key in data:  # a near miss of an absent key was ignored: "test_inputs" dropped the test split
-        near = difflib.get_close_matches(str(key), [k for k in known if k not in data], n=1, cutoff=0.8)
+        near = difflib.get_close_matches(str(key), [k for k in known if k not in data], n=1, cutoff=0.88)
         if key not in known and near:
             raise ValueError(
                 f"dataset key {key!r} is not one kantk reads; did you mean {near[0]!r}? expected keys "

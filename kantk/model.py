@@ -313,7 +313,6 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(old)
 
 
-#: Largest column number ``input_columns`` may hold (the column count kantk.io allows a model).
 #: Most numbers (parameters and buffers) in a model built from untrusted arguments: a config's
 #: widths and basis options (``KANModule``) or a formula (:func:`kantk.formula_to_kan`). 2**28 is
 #: 1 GiB in float32, far above any KAN in the literature; larger models are built in Python.
@@ -335,6 +334,7 @@ def planned_numbers(widths: Any, symbolic: bool = False, **kwargs: Any) -> int |
     return sum(t.numel() for t in (*shape.parameters(), *shape.buffers()))
 
 
+#: Largest column number ``input_columns`` may hold (the column count kantk.io allows a model).
 MAX_INPUT_COLUMN = 1_000_000
 
 

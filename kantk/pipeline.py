@@ -180,8 +180,8 @@ def discover(
             small ops per step gain nothing from threads and stall badly on a busy machine.
 
     Labels whose spread is outside :data:`LABEL_SPREAD` are divided by a power of ten for the
-    search (:func:`label_scale`), and the model and formulas scaled back. A search that keeps only
-    a constant formula returns no formula (``formulas == []``).
+    search (:func:`label_scale`), and the model and formulas scaled back. A search whose kept
+    formula is a constant (and not exact) returns no formula (``formulas == []``).
 
     Returns:
         A :class:`Discovery`.
@@ -1115,7 +1115,8 @@ def _scale_outputs(model: KAN, scale: float) -> None:
     """Multiply ``model``'s outputs by ``scale`` in place: every edge into an output (sum) node,
     numeric (``scale_base``, ``scale_sp``) and symbolic (``c`` and ``d``), times ``scale``."""
     layer = model.layers[-1]
-    assert layer.nodes is None or all(g.op == "sum" for g in layer.nodes.groups), "output sum nodes"
+    if layer.nodes is not None and any(g.op != "sum" for g in layer.nodes.groups):
+        raise ValueError("_scale_outputs scales the edges into output sum nodes; this model has other ones")
     with torch.no_grad():
         layer.scale_base.mul_(scale)
         layer.scale_sp.mul_(scale)

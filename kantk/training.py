@@ -384,6 +384,11 @@ def fit(
         eval_every = DEFAULT_EVAL_EVERY.get(str(optimizer), 1)
     callback_types = importlib.import_module(package + ".callbacks")
     own_bar = any(isinstance(c, callback_types.ProgressBar) for c in user)
+    for c in user:  # its default folder is under log_dir: without one, a folder removed at the end
+        if isinstance(c, callback_types.ModelCheckpoint) and c.dirpath is None and log_dir is None:
+            raise ValueError(
+                "a ModelCheckpoint without dirpath writes under log_dir: pass log_dir= or dirpath="
+            )
     if progress and not own_bar:
         all_callbacks.append(classes.StepProgressBar())
     device = param.device
@@ -457,7 +462,6 @@ FIT_OWNS = {
     "val_check_interval": "eval_every=",
     "check_val_every_n_epoch": "eval_every=",
     "enable_progress_bar": "progress=",
-    "deterministic": "seed=",
 }
 
 

@@ -301,8 +301,12 @@ class NaNGuard(pl.Callback):
         self._reset_window()
         self.restored_at = step
         trainer.should_stop = True
+        # a regulariser is named only when the data loss was finite: from NaN parameters every
+        # penalty is NaN too, and the cause is elsewhere (a learning rate too large)
         penalties = getattr(pl_module, "last_penalties", None) or {}
-        bad = [name for name, value in penalties.items() if not bool(torch.isfinite(value).all())]
+        loss = (getattr(pl_module, "last_train_metrics", None) or {}).get("train_loss")
+        loss_finite = isinstance(loss, torch.Tensor) and bool(torch.isfinite(loss).all())
+        bad = [n for n, v in penalties.items() if loss_finite and not bool(torch.isfinite(v).all())]
         cause = (
             f"regulariser {', '.join(map(repr, bad))} returned a NaN or infinite penalty"
             if bad

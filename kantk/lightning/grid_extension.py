@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +49,8 @@ class GridExtension(pl.Callback):
         **refine_options: Passed to :func:`kantk.refine` (e.g. ``uniform=False``).
 
     Attributes:
-        refined_at: ``(step, size)`` of every refinement done so far in the current (or last) fit.
+        refined_at: ``(step, size)`` of every refinement done so far, of the model refined last
+            (a fit of another model starts the schedule again).
     """
 
     def __init__(
@@ -91,10 +93,18 @@ class GridExtension(pl.Callback):
         self.steps: list[int] = schedule
         self.refine_options = dict(refine_options)
         self.refined_at: list[tuple[int, Size]] = []
+        self._refined_model: weakref.ref[Any] | None = None  # the model refined_at belongs to
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_refined_model": None}  # a weak reference does not pickle
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":  # a new run starts its schedule again (a resumed one gets its state
-            self.refined_at = []  # back after setup): one used for a second fit refined nothing
+        # another model starts the schedule again (a resumed run gets its state back after setup):
+        # one used for a second fit refined nothing; the model it refined keeps its record (a
+        # second fit of it refined to a coarser grid again and failed)
+        last = self._refined_model() if self._refined_model is not None else None
+        if stage == "fit" and last is not getattr(pl_module, "model", None):
+            self.refined_at = []
         if trainer.world_size > 1:
             raise RuntimeError(
                 "GridExtension runs on one process only: under DDP the wrapped model would keep training "
@@ -119,6 +129,7 @@ class GridExtension(pl.Callback):
             size = self.grid_sizes[len(self.refined_at)]
             self._refine(trainer, pl_module, size)
             self.refined_at.append((step, size))
+            self._refined_model = weakref.ref(pl_module.model)
 
     def _due(self, step: int) -> bool:
         """Whether a refinement not yet made is scheduled at or before ``step``."""

@@ -157,6 +157,11 @@ class _TrainingModule(pl.LightningModule):
         new to the optimizer start without state; an LBFGS history (one vector over all the
         parameters) starts over. Nothing when the lists agree or the state is not kantk's one group.
         """
+        if type(self).configure_optimizers is not _TrainingModule.configure_optimizers:
+            return  # a subclass's optimizer may hold other parameters than self.model's
+        trainer = self._trainer
+        if trainer is not None and getattr(trainer.strategy, "restore_checkpoint_after_setup", False):
+            return  # its optimizer was made before the symbolic parameters existed
         states = checkpoint.get("optimizer_states")
         if not isinstance(states, list) or len(states) != 1 or not isinstance(states[0], dict):
             return
@@ -170,7 +175,12 @@ class _TrainingModule(pl.LightningModule):
             saved = saved[0]
         else:  # saved before the names were recorded: symbolic_affine is the one late parameter
             saved = [name for name in current if not name.endswith(".symbolic_affine")]
-        if not isinstance(old_ids, list) or len(saved) != len(old_ids) or saved == current:
+        if (
+            not isinstance(old_ids, list)
+            or len(saved) != len(old_ids)
+            or saved == current
+            or not set(saved) <= set(current)
+        ):
             return
         position = {name: i for i, name in enumerate(saved)}
         state: dict[int, Any] = {}
@@ -937,7 +947,8 @@ def _check_training_args(
         check_number("lr", lr, 0, strict=True, finite=True)
     if weight_decay is not None:
         check_number("weight_decay", weight_decay, 0, finite=True)
-        if optimizer == "lbfgs":  # it was accepted and ignored
+        # it was accepted and ignored (checkpoints of that time still load: 0.0 was the default)
+        if optimizer == "lbfgs" and weight_decay != 0 and not _FROM_CHECKPOINT.get():
             raise ValueError("weight_decay applies to adam and adamw; lbfgs has none (leave it None)")
     if dtype is not None:
         check_choice("dtype", dtype, DTYPES)

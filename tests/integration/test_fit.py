@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import tempfile
@@ -465,6 +466,20 @@ def test_fit_keeps_a_nan_guard_given_in_callbacks(data):
         kantk.fit(model, data, steps=8, optimizer="adam", lr=1e30, callbacks=[guard], progress=False)
     assert guard.restored_at == 5  # the user's guard checked, at its own interval
     assert sum("training stopped" in str(w.message) for w in caught) == 1
+    # parameters gone NaN make every penalty NaN: the cause is not named a regulariser's
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kantk.fit(
+            kantk.KAN([2, 3, 1], seed=0),
+            data,
+            steps=3,
+            optimizer="adam",
+            lr=1e30,
+            regularisers={"l1_entropy": 1e-3},
+            progress=False,
+        )
+    (stop,) = [str(w.message) for w in caught if "training stopped" in str(w.message)]
+    assert "regulariser" not in stop and "the loss or the parameters became NaN" in stop
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -476,6 +491,9 @@ def test_fit_takes_a_model_checkpoint_and_a_progress_bar_in_callbacks(tmp_path, 
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2)
     kantk.fit(kantk.KAN([2, 3, 1], seed=0), data, steps=2, callbacks=[checkpoint], progress=False)
     assert list((tmp_path / "ckpt").glob("*.ckpt"))
+    # without dirpath or log_dir it would write into fit's temporary folder, removed at the end
+    with pytest.raises(ValueError, match="ModelCheckpoint without dirpath writes under log_dir"):
+        kantk.fit(kantk.KAN([2, 3, 1], seed=0), data, steps=2, callbacks=[ModelCheckpoint()], progress=False)
     kantk.fit(kantk.KAN([2, 3, 1], seed=0), data, steps=1, callbacks=[TQDMProgressBar()])
 
 
@@ -523,6 +541,12 @@ def test_a_grid_extension_refines_again_in_a_second_fit(data):
         model = kantk.KAN([2, 3, 1], basis_kwargs={"grid_size": 3}, seed=0)
         kantk.fit(model, data, steps=3, callbacks=[extension], progress=False)
         assert model.layers[0].basis.grid_size == 5 and extension.refined_at == [(2, 5)]
+    # a second fit of the model it refined refines no further (it refined to a coarser grid: error)
+    extension = GridExtension([6, 12], every=2)
+    kantk.fit(model, data, steps=5, callbacks=[extension], progress=False)
+    kantk.fit(model, data, steps=5, callbacks=[extension], progress=False)
+    assert model.layers[0].basis.grid_size == 12 and extension.refined_at == [(2, 6), (4, 12)]
+    copy.deepcopy(extension)  # its weak reference to the model is not copied
 
 
 def test_the_whole_split_evaluation_is_the_last_metrics_row(tmp_path):

@@ -489,6 +489,48 @@ def test_a_run_saved_after_fix_symbolic_resumes(tmp_path, optimizer, recorded):
     assert all(torch.isfinite(p).all() for p in resumed.parameters())
 
 
+def test_a_subclass_whose_optimizer_holds_more_parameters_still_resumes(tmp_path):
+    """Matching the optimizer state to self.model's parameters rewrote the state of a subclass's
+    own optimizer (one more parameter): "loaded state dict contains a parameter group that doesn't
+    match"; such optimizers are left as they are."""
+    from kantk.lightning import FunctionDataModule
+
+    class Tempered(KANModule):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.temp = torch.nn.Parameter(torch.ones(()))
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    def data():
+        return FunctionDataModule("x1*x2", n_vars=2, train_num=32, test_num=8, seed=0)
+
+    module = Tempered([2, 3, 1], optimizer="adam", init_seed=0)
+    trainer = _trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    trainer.fit(module, datamodule=data())
+    trainer.save_checkpoint(tmp_path / "sub.ckpt")
+    resumed = Tempered([2, 3, 1], optimizer="adam")
+    _trainer(tmp_path, max_steps=3, limit_val_batches=0).fit(
+        resumed, datamodule=data(), ckpt_path=tmp_path / "sub.ckpt"
+    )
+    assert resumed.trainer.global_step == 3
+
+
+def test_an_lbfgs_weight_decay_is_refused_but_old_checkpoints_load(tmp_path):
+    KANModule([2, 1], optimizer="lbfgs", weight_decay=0.0)  # the old default, harmless
+    with pytest.raises(ValueError, match="lbfgs has none"):
+        KANModule([2, 1], optimizer="lbfgs", weight_decay=0.5)
+    module = KANModule([2, 1], optimizer="lbfgs")
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "old.ckpt")
+    checkpoint = torch.load(tmp_path / "old.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["weight_decay"] = 0.5  # accepted and ignored before
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    assert KANModule.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=True).optimizer_name == "lbfgs"
+
+
 def test_ddp_shards_are_cut_by_the_data_module_from_the_single_process_rows():
     """Under DDP (a stand-in trainer: the data module reads only world_size and global_rank) the
     ranks' validation rows are the val_rows subset one process validates on, cut in two: not

@@ -88,7 +88,8 @@ def _bspline_locals(xs, offs_p, mask_p, p0_ptr, p1_ptr, M, NF, KIND: tl.constexp
             j = tl.minimum(tl.maximum(j, 3), NF - 1)
             t = s - j.to(s.dtype)  # the end pieces continued
         else:  # the clamped position: from |s| ~ 1e19 (float32) the derivatives overflowed, and
-            t = sc - j.to(s.dtype)  # inf times the zero of a missing basis made dy/dx NaN
+            t = tl.where(s == s, sc - j.to(s.dtype), s)  # inf times the zero of a missing basis
+            # made dy/dx NaN; a NaN input stays NaN
         v0, v1, v2, v3, d0, d1, d2, d3 = _cubic_pieces(t)
         scale = inv_h[None, :]
         d0 = d0 * scale
