@@ -195,15 +195,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         feynman.equation(name)  # an unknown name fails before any work
     torch.set_num_threads(1)
 
+    measured_at = commit()  # the code imported now: a commit made during a long run is not it
     rows = []
     for name in names:
         r = run_one(name, seed=args.seed, sympy_seconds=args.sympy_seconds)
         rows.append(r)
         if args.json:  # after every row, so a long run that is stopped keeps what it measured
             with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(
-                    {"machine": machine(), "commit": commit(), "seed": args.seed, "rows": rows}, f, indent=1
-                )
+                saved = {"machine": machine(), "commit": measured_at, "seed": args.seed, "rows": rows}
+                json.dump(saved, f, indent=1)
         if not args.markdown:
             print(
                 f"{name}: {'EXACT' if r['exact'] else 'no'} {r['formula']} (rounded {r['rounded']}); "
