@@ -316,6 +316,18 @@ def test_class_labels_must_fit_the_output_width():
         kantk.fit(kantk.KAN([2, 1], seed=0), data, steps=1, loss="cross_entropy", progress=False)
 
 
+def _regulariser_registry(spec):
+    """A registry with the built-ins and one more regulariser (a plugin not installed)."""
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_regularisers():
+            yield spec
+
+    return kantk.Registry.with_plugins(Plugin)
+
+
 def test_a_regulariser_from_an_explicit_registry_trains(data):
     """fit(registry=...) looks the regularisers up there (a plugin not installed, the way the
     docs test one): it used the default registry and refused the name."""
@@ -326,13 +338,7 @@ def test_a_regulariser_from_an_explicit_registry_trains(data):
             calls.append(1)
             return sum(layer.coef.abs().mean() for layer in model.layers)
 
-    class Plugin:
-        @staticmethod
-        @kantk.hookimpl
-        def kantk_regularisers():
-            yield kantk.RegulariserSpec("coef_norm_test", CoefficientNorm, "mean |coefficient|")
-
-    registry = kantk.Registry.with_plugins(Plugin)
+    registry = _regulariser_registry(kantk.RegulariserSpec("coef_norm_test", CoefficientNorm, "mean |coef|"))
     model = kantk.KAN([2, 2, 1], seed=0, registry=registry)
     with pytest.raises(ValueError, match="coef_norm_test"):
         kantk.fit(model, data, steps=1, regularisers={"coef_norm_test": 1e-3}, progress=False)
@@ -351,13 +357,7 @@ def test_the_nan_guard_names_a_regulariser_whose_penalty_turned_nan(data):
             value = sum(layer.coef.abs().mean() for layer in model.layers)
             return value * float("nan") if len(calls) > 2 else value
 
-    class Plugin:
-        @staticmethod
-        @kantk.hookimpl
-        def kantk_regularisers():
-            yield kantk.RegulariserSpec("nan_later_test", NaNAfterTwo, "NaN from its third call")
-
-    registry = kantk.Registry.with_plugins(Plugin)
+    registry = _regulariser_registry(kantk.RegulariserSpec("nan_later_test", NaNAfterTwo, "NaN from call 3"))
     model = kantk.KAN([2, 2, 1], seed=0, registry=registry)
     with pytest.warns(UserWarning, match=r"regulariser 'nan_later_test' returned a NaN or infinite penalty"):
         kantk.fit(
