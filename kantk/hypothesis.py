@@ -272,7 +272,9 @@ def feature_interaction(
     feature score exceeds ``neuron_th`` and listing features above ``feature_th`` times it.
 
     A node's feature scores are the attribution of the sub-model up to that node, with that node
-    as the only output (``out_scores`` one-hot).
+    as the only output and its own importance (its score in :func:`kantk.attribution` of the
+    whole model) as the output score, as pykan's ``attribute(l, i)``: a node the output does not
+    use scores 0 and is not counted.
     """
     from kantk.attribution import attribution
     from kantk.model import KAN, KANLayers
@@ -285,10 +287,11 @@ def feature_interaction(
     torch.nn.Module.__init__(sub)
     sub.widths = model.widths[: layer + 1]
     sub.layers = KANLayers(model.layers[:layer])
+    importance = attribution(model, x).node_scores[layer].detach().to("cpu", x.dtype)
     found: dict[tuple[int, ...], int] = {}
     for node in range(model.widths[layer]):
         one_hot = torch.zeros(model.widths[layer], dtype=x.dtype)
-        one_hot[node] = 1
+        one_hot[node] = importance[node]
         score = attribution(sub, x, out_scores=one_hot).feature_scores
         top = float(score.max())
         if top > neuron_th:

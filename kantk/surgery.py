@@ -9,6 +9,7 @@ Removing masks (the model keeps its size; :func:`kantk.prune` shrinks it afterwa
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -310,12 +311,16 @@ def get_fun(model: KAN, layer: int, i: int, j: int) -> EdgeFunction:
 
 @dataclass(frozen=True)
 class EdgeRange:
-    """What edge ``i -> j`` sees on data: its input range and its output range."""
+    """What edge ``i -> j`` sees on data: its input range and its output range. It unpacks as
+    pykan's ``get_range`` returns: ``x_min, x_max, y_min, y_max = edge_range(...)``."""
 
     x_min: float
     x_max: float
     y_min: float
     y_max: float
+
+    def __iter__(self) -> Iterator[float]:
+        return iter((self.x_min, self.x_max, self.y_min, self.y_max))
 
 
 @torch.no_grad()

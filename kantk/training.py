@@ -311,6 +311,8 @@ def fit(
         raise TypeError(f"kantk.fit trains a kantk.KAN or a kantk.MLP, got {type(model).__name__}")
     check_int("steps", steps, 1)
     check_optional_int("eval_every", eval_every, 1)
+    if isinstance(optimizer, str):  # pykan's spelling: opt="LBFGS", "Adam"
+        optimizer = optimizer.lower()
     seed = None if seed is None else check_seed("seed", seed)
     if log_dir is not None and not os.fspath(log_dir):
         raise ValueError("log_dir is empty; give a folder, or None to write nothing")

@@ -648,6 +648,8 @@ class KANModule(_TrainingModule):
         if custom_loss is not None:
             # save_hyperparameters() reads the arguments from this frame: it records the name
             loss = custom_loss_name(custom_loss)
+        if isinstance(optimizer, str):  # pykan's spelling: opt="LBFGS", "Adam"
+            optimizer = optimizer.lower()
         _check_training_args(optimizer, lr, weight_decay, dtype)
         check_optional_int("grid_update_every", grid_update_every, 1)
         check_optional_int("grid_update_until", grid_update_until, 1)
@@ -876,6 +878,8 @@ class MLPModule(_TrainingModule):
         if custom_loss is not None:
             # save_hyperparameters() reads the arguments from this frame: it records the name
             loss = custom_loss_name(custom_loss)
+        if isinstance(optimizer, str):  # pykan's spelling: opt="LBFGS", "Adam"
+            optimizer = optimizer.lower()
         _check_training_args(optimizer, lr, weight_decay, dtype)
         self.optimizer_kwargs = _check_optimizer_kwargs(optimizer, optimizer_kwargs)
         self.save_hyperparameters()

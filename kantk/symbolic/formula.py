@@ -17,7 +17,8 @@ fraction ``p/q`` with ``q <= 12`` or a multiple ``k*pi/q`` (``q`` in 1, 2, 3, 4,
 number, and rounds any other float to ``digits`` decimal places (so a vanishing term disappears).
 With ``simplify=True`` each form goes through ``sympy.powsimp`` and, when it has at most
 ``SIMPLIFY_MAX_OPS`` operations, ``sympy.simplify`` (never accepting a longer result; pykan never
-simplifies), and is rounded again. Of these forms the one with the fewest operations among the
+simplifies; given up after :data:`SIMPLIFY_SECONDS`, see :func:`_time_limited`), and is rounded
+again. Of these forms the one with the fewest operations among the
 faithful ones is returned (the expanded one when none is): faithful means within
 :data:`FORMULA_RTOL` (largest deviation over largest |value|) of the unrounded formula on the
 check points (``x=``, else points in the first layer's grid range). ``digits="auto"`` (the
@@ -35,6 +36,7 @@ import math
 import numbers
 import re
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -53,6 +55,12 @@ PI_DENOMINATORS = (1, 2, 3, 4, 6)
 #: Largest formula (operations) that goes through ``sympy.simplify``, which can take minutes on
 #: big ones; larger formulas get only ``sympy.powsimp``.
 SIMPLIFY_MAX_OPS = 30
+#: Seconds of ``sympy.simplify`` for one output's formula, over all its forms and roundings: its
+#: ``trigsimp`` ran for minutes on 21 operations (``cos`` of a product of two sums of squares, a
+#: [2, [0, 1], 1] model); a form whose simplify runs past them stays as it was, and none is tried
+#: after. Off the main thread (no timer signal) a form with a trigonometric function is not
+#: simplified.
+SIMPLIFY_SECONDS = 5.0
 #: How far a rounded formula may stray from the unrounded one (which equals the model in
 #: symbolic mode): largest deviation on the check points over the largest |value| there.
 FORMULA_RTOL = 1e-3
@@ -504,7 +512,18 @@ def _input_box(model: KAN) -> tuple[Any, Any]:
 
 
 def _rounded(expr: Any, simplify: bool, digits: Any, symbols: Sequence[Any], points: Any, q: int) -> Any:
-    """Output ``q``'s formula with constants rounded as ``digits`` says (see symbolic_formula)."""
+    """Output ``q``'s formula with constants rounded as ``digits`` says (see symbolic_formula);
+    its ``sympy.simplify`` calls share :data:`SIMPLIFY_SECONDS`."""
+    token = _SIMPLIFY_LEFT.set([SIMPLIFY_SECONDS])
+    try:
+        return _rounded_forms(expr, simplify, digits, symbols, points, q)
+    finally:
+        _SIMPLIFY_LEFT.reset(token)
+
+
+def _rounded_forms(
+    expr: Any, simplify: bool, digits: Any, symbols: Sequence[Any], points: Any, q: int
+) -> Any:
     import warnings
 
     import sympy
@@ -580,14 +599,59 @@ def _ops(expr: Any) -> int:
     return int(sympy.count_ops(expr.xreplace(fractions) if fractions else expr))
 
 
+class _TooLong(Exception):
+    pass
+
+
+#: Seconds of ``sympy.simplify`` left to the output being rounded (see :func:`_rounded`).
+_SIMPLIFY_LEFT: ContextVar[list[float] | None] = ContextVar("kantk_simplify_left", default=None)
+
+
+def _time_limited(run: Callable[[], Any], expr: Any) -> Any:
+    """``run()``, or ``None`` when it would take longer than the time left to this output (a
+    real-time timer signal, on the main thread of a platform that has one). Elsewhere ``run()``
+    without a limit, and ``None`` at once when ``expr`` has a trigonometric function (where
+    simplify hung)."""
+    import signal
+    import threading
+    import time
+
+    import sympy
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        return None if expr.has(sympy.functions.elementary.trigonometric.TrigonometricFunction) else run()
+    left = _SIMPLIFY_LEFT.get() or [SIMPLIFY_SECONDS]  # outside _rounded: this call alone
+    if left[0] <= 0:
+        return None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _TooLong
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    pending, _ = signal.setitimer(signal.ITIMER_REAL, left[0])
+    start = time.monotonic()
+    try:
+        return run()
+    except _TooLong:
+        return None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        spent = time.monotonic() - start
+        left[0] -= spent
+        if pending:  # someone else's timer (pytest-timeout): give it back what was left
+            signal.setitimer(signal.ITIMER_REAL, max(pending - spent, 1e-3))
+
+
 def _simplified(expr: Any, simplify: bool, digits: int | None) -> Any:
     import sympy
 
     if simplify:
         expr = sympy.powsimp(expr)  # exp(u) * exp(v) -> exp(u + v), cheap
         if _ops(expr) <= SIMPLIFY_MAX_OPS:
-            simpler = sympy.simplify(expr, ratio=1.0, measure=_ops)  # never accept a longer form
-            if not (simpler.has(sympy.Piecewise) and not expr.has(sympy.Piecewise)):
+            # never accept a longer form
+            simpler = _time_limited(lambda: sympy.simplify(expr, ratio=1.0, measure=_ops), expr)
+            if simpler is not None and not (simpler.has(sympy.Piecewise) and not expr.has(sympy.Piecewise)):
                 expr = simpler
         if digits is not None:
             expr = round_constants(expr, digits)

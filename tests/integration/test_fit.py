@@ -549,6 +549,13 @@ def test_a_grid_extension_refines_again_in_a_second_fit(data):
     copy.deepcopy(extension)  # its weak reference to the model is not copied
 
 
+def test_pykans_optimizer_spelling_is_accepted(data):
+    """opt="LBFGS" (pykan's spelling, in the migration doc) was an unknown optimizer."""
+    model = kantk.KAN([2, 3, 1], seed=0)
+    kantk.fit(model, data, steps=1, optimizer="LBFGS", progress=False)
+    assert KANModule([2, 1], optimizer="Adam").hparams["optimizer"] == "adam"
+
+
 def test_the_whole_split_evaluation_is_the_last_metrics_row(tmp_path):
     """With a test split above EVAL_ROWS, the History's last evaluation (the whole split) was not
     in metrics.csv, whose last val_rmse was the subset's."""

@@ -7,6 +7,7 @@ import torch
 
 import kantk
 from kantk import hypothesis
+from kantk.model import default_dtype
 
 
 def _x(n: int, lo: float = -1.0, hi: float = 1.0) -> torch.Tensor:
@@ -65,6 +66,17 @@ def test_works_on_a_model():
     assert hypothesis.feature_interaction(
         kantk.formula_to_kan("sin(x1) + x2**2", dtype=torch.float64), _x(2), 1
     ) == {(0, 1): 1}
+
+
+def test_feature_interaction_counts_only_nodes_the_output_uses():
+    """Every node was scored from a weight of 1, so hidden nodes cut off from the output still
+    counted ({(0, 1): 3}); pykan's attribute(l, i) starts from the node's importance."""
+    from kantk import surgery
+
+    with default_dtype(torch.float64):
+        model = kantk.KAN([2, 3, 1], seed=0)
+    model = surgery.remove_edge(surgery.remove_edge(model, 1, 1, 0), 1, 2, 0)
+    assert hypothesis.feature_interaction(model, _x(2), 1) == {(0, 1): 1}
 
 
 def test_bad_arguments_say_what_is_accepted():

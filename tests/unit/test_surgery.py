@@ -227,3 +227,13 @@ def test_expand_width_refuses_an_arity_a_sum_node_does_not_take():
     with pytest.raises(ValueError, match="a 'sum' node has arity 1; arity=3 does not apply"):
         surgery.expand_width(kantk.KAN([2, 2, 1], seed=0), 1, 1, op="sum", arity=3)
     assert surgery.expand_width(kantk.KAN([2, 2, 1], seed=0), 1, 1, op="sum", arity=1).widths == [2, 3, 1]
+
+
+def test_edge_range_unpacks_as_pykans_get_range():
+    """pykan's x_min, x_max, y_min, y_max = model.get_range(l, i, j) raised a TypeError here."""
+    model = kantk.KAN([2, 3, 1], seed=0)
+    x = torch.rand(20, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    found = surgery.edge_range(model, x, 0, 1, 2)
+    x_min, x_max, y_min, y_max = found
+    assert (x_min, x_max, y_min, y_max) == (found.x_min, found.x_max, found.y_min, found.y_max)
+    assert x_min == float(x[:, 1].min())

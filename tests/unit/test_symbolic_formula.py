@@ -305,3 +305,47 @@ def test_latex_of_names_that_tex_would_misread():
     x, dunder, xdot, alpha = sympy.symbols("x x__2 xdot alpha")  # x__2 printed x^{2}, xdot \dot{x}
     assert kantk.formula_to_latex(x**2 + 3 * dunder) == r"x^{2} + 3 \mathrm{x\_\_2}"
     assert kantk.formula_to_latex(xdot + alpha) == r"\alpha + \mathrm{xdot}"
+
+
+def _cos_model() -> tuple[kantk.KAN, torch.Tensor]:
+    """A product node under a cos edge: sympy's trigsimp ran for minutes on its 21 operations."""
+    x = torch.rand(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    model = kantk.KAN([2, [0, 1], 1], seed=0)  # float64: the fixture
+    for layer, i, j, name in (
+        (0, 0, 0, "x^2"),
+        (0, 1, 1, "x^2"),
+        (0, 0, 1, "x"),
+        (0, 1, 0, "x"),
+        (1, 0, 0, "cos"),
+    ):
+        kantk.fix_symbolic(model, layer, i, j, name, fit_params=False)
+    return model, x
+
+
+def test_a_simplify_that_runs_long_is_given_up_once_per_output(monkeypatch):
+    """symbolic_formula hung (over 3 minutes) in sympy.simplify on a small product-node model;
+    simplify now has SIMPLIFY_SECONDS per output, and the forms keep their unsimplified shape."""
+    import threading
+    import time
+
+    from kantk.symbolic import formula
+
+    calls = []
+
+    def endless(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        time.sleep(60)  # the timer interrupts it
+
+    model, x = _cos_model()
+    want = kantk.symbolic_formula(model, x=x, simplify=False)
+    monkeypatch.setattr(formula, "SIMPLIFY_SECONDS", 0.2)
+    monkeypatch.setattr(sympy, "simplify", endless)
+    assert kantk.symbolic_formula(model, x=x) == want
+    assert len(calls) == 1  # the rest of the output's budget was spent: no other form tried
+    # off the main thread there is no timer: a form with cos is not simplified at all
+    calls.clear()
+    found = []
+    worker = threading.Thread(target=lambda: found.append(kantk.symbolic_formula(model, x=x)))
+    worker.start()
+    worker.join()
+    assert found == [want] and calls == []
