@@ -17,8 +17,8 @@ fraction ``p/q`` with ``q <= 12`` or a multiple ``k*pi/q`` (``q`` in 1, 2, 3, 4,
 number, and rounds any other float to ``digits`` decimal places (so a vanishing term disappears).
 With ``simplify=True`` each form goes through ``sympy.powsimp`` and, when it has at most
 ``SIMPLIFY_MAX_OPS`` operations, ``sympy.simplify`` (never accepting a longer result; pykan never
-simplifies; given up after :data:`SIMPLIFY_SECONDS`, see :func:`_time_limited`), and is rounded
-again. Of these forms the one with the fewest operations among the
+simplifies; a call is given up after :data:`SIMPLIFY_SECONDS`, see :func:`_time_limited`), and
+is rounded again. Of these forms the one with the fewest operations among the
 faithful ones is returned (the expanded one when none is): faithful means within
 :data:`FORMULA_RTOL` (largest deviation over largest |value|) of the unrounded formula on the
 check points (``x=``, else points in the first layer's grid range). ``digits="auto"`` (the
@@ -55,11 +55,11 @@ PI_DENOMINATORS = (1, 2, 3, 4, 6)
 #: Largest formula (operations) that goes through ``sympy.simplify``, which can take minutes on
 #: big ones; larger formulas get only ``sympy.powsimp``.
 SIMPLIFY_MAX_OPS = 30
-#: Seconds of ``sympy.simplify`` for one output's formula, over all its forms and roundings: its
+#: Longest ``sympy.simplify`` of one form (a usual one takes well under a second): its
 #: ``trigsimp`` ran for minutes on 21 operations (``cos`` of a product of two sums of squares, a
-#: [2, [0, 1], 1] model); a form whose simplify runs past them stays as it was, and none is tried
-#: after. Off the main thread (no timer signal) a form with a trigonometric function is not
-#: simplified.
+#: [2, [0, 1], 1] model). A form whose simplify runs past it stays as it was, and the output's
+#: other forms are not simplified either. Off the main thread (no timer signal) a form with a
+#: trigonometric function is not simplified.
 SIMPLIFY_SECONDS = 5.0
 #: How far a rounded formula may stray from the unrounded one (which equals the model in
 #: symbolic mode): largest deviation on the check points over the largest |value| there.
@@ -513,12 +513,12 @@ def _input_box(model: KAN) -> tuple[Any, Any]:
 
 def _rounded(expr: Any, simplify: bool, digits: Any, symbols: Sequence[Any], points: Any, q: int) -> Any:
     """Output ``q``'s formula with constants rounded as ``digits`` says (see symbolic_formula);
-    its ``sympy.simplify`` calls share :data:`SIMPLIFY_SECONDS`."""
-    token = _SIMPLIFY_LEFT.set([SIMPLIFY_SECONDS])
+    once one of its ``sympy.simplify`` calls passes :data:`SIMPLIFY_SECONDS`, the rest are skipped."""
+    token = _SIMPLIFY_GAVE_UP.set([False])
     try:
         return _rounded_forms(expr, simplify, digits, symbols, points, q)
     finally:
-        _SIMPLIFY_LEFT.reset(token)
+        _SIMPLIFY_GAVE_UP.reset(token)
 
 
 def _rounded_forms(
@@ -603,15 +603,15 @@ class _TooLong(Exception):
     pass
 
 
-#: Seconds of ``sympy.simplify`` left to the output being rounded (see :func:`_rounded`).
-_SIMPLIFY_LEFT: ContextVar[list[float] | None] = ContextVar("kantk_simplify_left", default=None)
+#: Whether a ``sympy.simplify`` of the output being rounded ran past its time (see :func:`_rounded`).
+_SIMPLIFY_GAVE_UP: ContextVar[list[bool] | None] = ContextVar("kantk_simplify_gave_up", default=None)
 
 
 def _time_limited(run: Callable[[], Any], expr: Any) -> Any:
-    """``run()``, or ``None`` when it would take longer than the time left to this output (a
-    real-time timer signal, on the main thread of a platform that has one). Elsewhere ``run()``
-    without a limit, and ``None`` at once when ``expr`` has a trigonometric function (where
-    simplify hung)."""
+    """``run()``, or ``None`` when it takes longer than :data:`SIMPLIFY_SECONDS` (a real-time
+    timer signal, on the main thread of a platform that has one), or when an earlier call for the
+    same output did. Elsewhere ``run()`` without a limit, and ``None`` at once when ``expr`` has a
+    trigonometric function (where simplify hung)."""
     import signal
     import threading
     import time
@@ -620,25 +620,25 @@ def _time_limited(run: Callable[[], Any], expr: Any) -> Any:
 
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         return None if expr.has(sympy.functions.elementary.trigonometric.TrigonometricFunction) else run()
-    left = _SIMPLIFY_LEFT.get() or [SIMPLIFY_SECONDS]  # outside _rounded: this call alone
-    if left[0] <= 0:
+    gave_up = _SIMPLIFY_GAVE_UP.get() or [False]  # outside _rounded: this call alone
+    if gave_up[0]:
         return None
 
     def stop(signum: int, frame: Any) -> None:
         raise _TooLong
 
     previous = signal.signal(signal.SIGALRM, stop)
-    pending, _ = signal.setitimer(signal.ITIMER_REAL, left[0])
+    pending, _ = signal.setitimer(signal.ITIMER_REAL, SIMPLIFY_SECONDS)
     start = time.monotonic()
     try:
         return run()
     except _TooLong:
+        gave_up[0] = True
         return None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         spent = time.monotonic() - start
-        left[0] -= spent
         if pending:  # someone else's timer (pytest-timeout): give it back what was left
             signal.setitimer(signal.ITIMER_REAL, max(pending - spent, 1e-3))
 

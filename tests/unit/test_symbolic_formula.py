@@ -323,8 +323,9 @@ def _cos_model() -> tuple[kantk.KAN, torch.Tensor]:
 
 
 def test_a_simplify_that_runs_long_is_given_up_once_per_output(monkeypatch):
-    """symbolic_formula hung (over 3 minutes) in sympy.simplify on a small product-node model;
-    simplify now has SIMPLIFY_SECONDS per output, and the forms keep their unsimplified shape."""
+    """symbolic_formula hung (over 3 minutes) in sympy.simplify on a small product-node model; a
+    simplify past SIMPLIFY_SECONDS is given up, with the output's other forms, which keep their
+    unsimplified shape."""
     import threading
     import time
 
@@ -341,7 +342,7 @@ def test_a_simplify_that_runs_long_is_given_up_once_per_output(monkeypatch):
     monkeypatch.setattr(formula, "SIMPLIFY_SECONDS", 0.2)
     monkeypatch.setattr(sympy, "simplify", endless)
     assert kantk.symbolic_formula(model, x=x) == want
-    assert len(calls) == 1  # the rest of the output's budget was spent: no other form tried
+    assert len(calls) == 1  # given up once: the output's other forms are not simplified
     # off the main thread there is no timer: a form with cos is not simplified at all
     calls.clear()
     found = []
