@@ -23,12 +23,14 @@ changes:
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from kantk._validation import check_index, check_number, is_int
+from kantk._validation import check_index, check_int, check_number
 from kantk.attribution import check_samples
 from kantk.layer import KANLayer
 from kantk.model import KAN
@@ -146,8 +148,7 @@ def suggest_symbolic(
     """
     lib = resolve_library(library, registry)
     target = _check_edge(model, layer, i, j)
-    if topk < 1:
-        raise ValueError(f"topk must be >= 1, got {topk!r}")
+    topk = check_int("topk", topk, 1, integral=True)
     h = _layer_input(model, layer, x, "kantk.suggest_symbolic")
     _check_cap(precision_cap)
     with torch.no_grad():
@@ -328,11 +329,22 @@ def _check_nodes(target: KANLayer, layer: int, i: int, j: int) -> None:
         ("i (input node)", i, target.in_features),
         ("j (output node)" if target.nodes is None else "j (output sub-node)", j, target.out_features),
     ):
-        if not is_int(value) or not 0 <= value < size:
+        index = _as_index(value)
+        if index is None or not 0 <= index < size:
             raise IndexError(
                 f"layer {layer} has {size} nodes on that side; {label} must be in [0, {size - 1}], got "
                 f"{value!r}"
             )
+
+
+def _as_index(value: Any) -> int | None:
+    """``value`` as an int when it is one (numpy and 0-dim torch integers too; not a bool)."""
+    if isinstance(value, bool) or getattr(value, "dtype", None) == torch.bool:
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def _check_edge(model: KAN, layer: int, i: int, j: int) -> KANLayer:

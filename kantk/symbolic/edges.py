@@ -169,9 +169,11 @@ class SymbolicEdges:
         the function groups are rebuilt once (per edge, compiling a formula into wide layers took
         seconds). Every edge is checked before any changes."""
         checked = []
+        replaced = {(q, p) for q, p, *_ in edges}
         for q, p, function, library, affine in edges:
             self._check_edge(q, p)
             _check_function(function)
+            self._check_same_function(library, function, replaced)
             values = None
             if affine is not None:
                 values = torch.as_tensor(affine, dtype=self.coef.dtype, device=self.coef.device)
@@ -295,6 +297,25 @@ class SymbolicEdges:
         self.symbolic_libraries = [[source.symbolic_libraries[int(r)][int(c)] for c in cols] for r in rows]
         self._symbolic_functions.update(source._symbolic_functions)
         self._rebuild_symbolic_groups()
+
+    def _check_same_function(
+        self, library: str, function: SymbolicFunction, replaced: set[tuple[int, int]]
+    ) -> None:
+        """Refuse another function under a ``(library, name)`` an edge of this layer keeps using:
+        the layer holds one function per key, so fixing x2's edge to a list-built ``"mypow"``
+        (z^3) silently turned x1's ``"mypow"`` (z^2) into z^3 too."""
+        held = self._symbolic_functions.get((library, function.name))
+        if held is None or held is function or held == function:
+            return
+        for q, p in self.symbolic_edges():
+            if (q, p) not in replaced and (self.symbolic_libraries[q][p], self.symbolic_names[q][p]) == (
+                library,
+                function.name,
+            ):
+                raise ValueError(
+                    f"edge {p} -> {q} already uses another function named {function.name!r} from library "
+                    f"{library!r}; give this one another name (a layer holds one function per name)"
+                )
 
     def _record_symbolic_edge(self, q: int, p: int, function: SymbolicFunction, library: str) -> None:
         """Name edge p -> q's function and library (the caller sets the masks and rebuilds the groups)."""

@@ -161,6 +161,13 @@ def fit_affine(
     for i, fn in enumerate(functions):
         if not affine[i]:
             _keep_in_domain(fn, x64, span, a_n[i, :, None] * u_all + b_n[i, :, None], params_t[i], r2_t[i])
+    # an edge that saw one input value is a constant: a = 0, and b the argument it was fitted at
+    # (the 1e-12 scale above made a = -1e12, and f's argument left its domain next to the sample)
+    single = hi == lo
+    if bool(single.any()):
+        argument = params_t[..., 0] * mid + params_t[..., 1]  # (F, E)
+        params_t[..., 0] = torch.where(single, torch.zeros_like(argument), params_t[..., 0])
+        params_t[..., 1] = torch.where(single, argument, params_t[..., 1])
     if squeeze:
         return AffineFit(params_t[:, 0], r2_t[:, 0])
     return AffineFit(params_t, r2_t)

@@ -20,7 +20,8 @@ With ``simplify=True`` each form goes through ``sympy.powsimp`` and, when it has
 simplifies; a call is given up after :data:`SIMPLIFY_SECONDS`, see :func:`_time_limited`), and
 is rounded again. Of these forms the one with the fewest operations among the
 faithful ones is returned (the expanded one when none is): faithful means within
-:data:`FORMULA_RTOL` (largest deviation over largest |value|) of the unrounded formula on the
+:data:`FORMULA_RTOL` (largest deviation over largest |value|; and within
+:data:`FORMULA_SPREAD_RTOL` of the formula's own variation) of the unrounded formula on the
 check points (``x=``, else points in the first layer's grid range). ``digits="auto"`` (the
 default) tries :data:`AUTO_DIGITS` in turn and keeps the first faithful result (full precision
 when none is); an explicit int is used as given, with a warning when the result is not faithful.
@@ -64,6 +65,10 @@ SIMPLIFY_SECONDS = 5.0
 #: How far a rounded formula may stray from the unrounded one (which equals the model in
 #: symbolic mode): largest deviation on the check points over the largest |value| there.
 FORMULA_RTOL = 1e-3
+#: And over the unrounded formula's own variation on the check points (largest minus smallest),
+#: when that is above round-off: beside a large constant, ``1000 + 0.37*exp(...)`` was rounded to
+#: ``1000`` (0.37 is within 1e-3 of 1000), dropping every input.
+FORMULA_SPREAD_RTOL = 0.1
 #: Decimal places tried in turn by ``digits="auto"``; when none keeps the formula within
 #: ``FORMULA_RTOL``, the constants keep full precision (``digits=None``).
 AUTO_DIGITS = (4, 5, 6, 7, 8, 10, 12)
@@ -289,7 +294,7 @@ def formula_to_callable(
             ]
         # "scipy" evaluates sympy's special functions (uppergamma, legendre, ...) with scipy.special
         modules: Any = [namespace, "scipy", "numpy"] if backend == "numpy" else backend
-        compiled = sympy.lambdify(symbols, items, modules=modules)
+        compiled = sympy.lambdify(symbols, items, modules=modules, dummify=_hides_a_function(symbols))
     except LAMBDIFY_ERRORS as exc:  # e.g. torch has no legendre; 1/0 is complex infinity
         raise _compile_error(exprs, backend, exc) from None
     n_vars = len(symbols)
@@ -563,8 +568,9 @@ def _rounded_forms(
 
 def _deviation(candidate: Any, exact: Any, symbols: Sequence[Any], points: Any) -> float:
     """Largest ``|candidate - exact|`` on the points where ``exact`` is real, over the largest
-    ``|exact|`` there; inf where ``candidate`` is not real but ``exact`` is, NaN when ``exact`` is
-    real on fewer than half the points (or cannot be evaluated)."""
+    ``|exact|`` there; inf where ``candidate`` is not real but ``exact`` is, or where it strays
+    more than :data:`FORMULA_SPREAD_RTOL` of ``exact``'s variation; NaN when ``exact`` is real on
+    fewer than half the points (or cannot be evaluated)."""
     import numpy as np
     import sympy
 
@@ -574,7 +580,9 @@ def _deviation(candidate: Any, exact: Any, symbols: Sequence[Any], points: Any) 
         return math.inf
     try:
         with np.errstate(all="ignore"):
-            f = sympy.lambdify(symbols, [candidate, exact], modules="numpy")
+            f = sympy.lambdify(
+                symbols, [candidate, exact], modules="numpy", dummify=_hides_a_function(symbols)
+            )
             got, want = (
                 np.broadcast_to(np.asarray(v, dtype=complex), (points.shape[0],)) for v in f(*points.T)
             )
@@ -588,7 +596,22 @@ def _deviation(candidate: Any, exact: Any, symbols: Sequence[Any], points: Any) 
         return math.inf
     scale = float(np.abs(want).max())
     err = float(np.abs(got.real - want).max())
+    spread = float(np.ptp(want))
+    if spread > 1e-9 * scale and err > FORMULA_SPREAD_RTOL * spread:
+        return math.inf  # what the formula says about its inputs was rounded away
     return err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
+
+
+def _hides_a_function(symbols: Sequence[Any]) -> bool:
+    """Whether a variable's name is one the generated code calls (``exp``, ``sin``: data columns
+    so named hid numpy's functions, "'numpy.ndarray' object is not callable"); ``lambdify`` then
+    gets ``dummify=True``, which otherwise changes what it refuses."""
+    import numpy as np
+    import scipy.special
+
+    return any(
+        hasattr(np, s.name) or hasattr(torch, s.name) or hasattr(scipy.special, s.name) for s in symbols
+    )
 
 
 def _ops(expr: Any) -> int:

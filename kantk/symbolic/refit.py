@@ -91,6 +91,8 @@ def refit_symbolic(
     x = check_samples(model, x, "kantk.symbolic.refit_symbolic", min_samples=1)
     if not isinstance(y, torch.Tensor):
         raise TypeError("refit_symbolic expects a tensor y")
+    if y.dim() == 0 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"y must have one row per row of x ({x.shape[0]}), got shape {tuple(y.shape)}")
     y = y.detach().to(x.dtype).reshape(x.shape[0], -1)
     if y.shape[1] != model.widths[-1] or not bool(torch.isfinite(y).all()):
         raise ValueError(

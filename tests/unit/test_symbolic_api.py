@@ -258,3 +258,42 @@ def test_an_r2_threshold_of_minus_infinity_fixes_every_edge():
     model, x = _model_with_edges("bspline", [lambda t: torch.sin(torch.pi * t), lambda t: t**2])
     kantk.auto_symbolic(model, x, library="minimal", r2_threshold=float("-inf"))
     assert all(len(layer.symbolic_edges()) == int(layer.live_edges().sum()) for layer in model.layers)
+
+
+def test_an_edge_that_saw_one_input_value_is_fixed_to_a_constant():
+    """Constant inputs made the fit's scale 1e-12: a = -1e12, and the model gave NaN next to the
+    sample while the formula showed a constant."""
+    model = kantk.KAN([1, 1], seed=0).double()
+    x = torch.full((20, 1), 0.3, dtype=torch.float64)
+    for name in ("log", "sqrt", "exp"):
+        fit = kantk.fix_symbolic(model, 0, 0, 0, name, x)
+        assert fit.params[0] == 0.0, (name, fit.params)
+        probe = torch.tensor([[0.3], [0.0], [0.5], [-0.5]], dtype=torch.float64)
+        assert torch.isfinite(model(probe)).all(), name
+
+
+def test_another_function_under_a_used_name_is_refused():
+    """Two list-built libraries ("custom") each with a "mypow": fixing x2's edge to z^3 turned
+    x1's z^2 into z^3 too."""
+    from kantk.symbolic import SymbolicFunction
+
+    square = SymbolicFunction("mypow", lambda z: z**2, lambda z: z**2, complexity=2)
+    cube = SymbolicFunction("mypow", lambda z: z**3, lambda z: z**3, complexity=2)
+    model = kantk.KAN([2, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "mypow", library=[square], fit_params=False)
+    with pytest.raises(ValueError, match="already uses another function named 'mypow'"):
+        kantk.fix_symbolic(model, 0, 1, 0, "mypow", library=[cube], fit_params=False)
+    assert model.layers[0].symbolic_names[0] == ["mypow", None]  # nothing changed
+    kantk.fix_symbolic(model, 0, 0, 0, "mypow", library=[cube], fit_params=False)  # the same edge: fine
+
+
+def test_integer_like_indices_and_bad_topk():
+    import numpy as np
+
+    model = kantk.KAN([2, 1], seed=0)
+    x = torch.rand(20, 2, generator=torch.Generator().manual_seed(0))
+    kantk.fix_symbolic(model, 0, np.int64(0), torch.tensor(0), "sin", fit_params=False)
+    with pytest.raises(ValueError, match="topk must be an int >= 1"):
+        kantk.suggest_symbolic(model, 0, 1, 0, x, topk=2.5)
+    with pytest.raises(IndexError):
+        kantk.fix_symbolic(model, 0, True, 0, "sin", fit_params=False)

@@ -350,3 +350,32 @@ def test_a_simplify_that_runs_long_is_given_up_once_per_output(monkeypatch):
     worker.start()
     worker.join()
     assert found == [want] and calls == []
+
+
+def test_rounding_keeps_the_inputs_beside_a_large_constant():
+    """Faithful was judged against the largest |value| only: 1000 + 4.57e-5*exp(9*x1), whose
+    variation (0.37) is within 1e-3 of 1000, was rounded to the constant 1000."""
+    model = kantk.KAN([1, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "exp", fit_params=False)
+    with torch.no_grad():
+        model.layers[0].symbolic_affine[0, 0] = torch.tensor([9.0, 0.0, 4.57e-5, 1000.0])
+    x = torch.linspace(-1, 1, 101).unsqueeze(1)
+    (formula,) = kantk.symbolic_formula(model, x=x)
+    assert formula.free_symbols == {sympy.Symbol("x1")}, formula
+    values = kantk.formula_to_callable(formula, ["x1"])(x.numpy())
+    want = model(x)[:, 0].detach().numpy()
+    assert np.abs(values - want).max() <= 0.1 * np.ptp(want)
+
+
+def test_variable_names_that_are_function_names_evaluate():
+    """var_names=["sin", "exp"] (data columns): the generated code's arguments hid numpy's sin
+    and exp ("'numpy.ndarray' object is not callable"), and the rounding went unchecked."""
+    model = kantk.KAN([2, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "sin", fit_params=False)
+    kantk.fix_symbolic(model, 0, 1, 0, "exp", fit_params=False)
+    x = _inputs(width=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (formula,) = kantk.symbolic_formula(model, x=x, var_names=["sin", "exp"])
+    values = kantk.formula_to_callable(formula, ["sin", "exp"])(x.numpy())
+    np.testing.assert_allclose(values, model(x)[:, 0].detach().numpy(), rtol=1e-3)
