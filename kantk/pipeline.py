@@ -57,8 +57,14 @@ SYMMETRY_GRID, SYMMETRY_SCORE = 5, 0.2
 PIN_CANDIDATES, PIN_TIE = 4, 2.0
 #: Hidden widths tried after the first attempt when ``hidden`` is an int (those below it), in order.
 SEARCH_WIDTHS = (3, 2, 4)
-#: A formula is exact when its test RMSE is at most this times the labels' std.
+#: A formula is exact when its test RMSE is at most this times the labels' std (or, for labels
+#: given in lower precision, :data:`EXACT_ROUNDOFF` times their own round-off; see
+#: :func:`exact_threshold`).
 EXACT_RTOL = 1e-8
+#: Labels stored in float32 carry round-off of about ``eps * |y|`` (6e-8 relative), above 1e-8
+#: of their spread: the exact formula of float32 data was never "exact". Multiples of the
+#: round-off (``eps`` of the labels' dtype times their root mean square) the RMSE may reach.
+EXACT_ROUNDOFF = 10.0
 #: Attempts within this factor of the best RMSE compete on simplicity.
 SIMPLE_SLACK = 10.0
 #: An edge into a product node whose output's std is below this fraction of the largest edge's
@@ -98,7 +104,8 @@ class Discovery:
         stages: Seconds spent per stage, in order.
         files: Paths written (model, graph, plot), empty when no output folder was given.
         exact: Whether the formula is *snapped*: its constants rounded to simple numbers and its
-            test RMSE still at most ``EXACT_RTOL`` times the labels' standard deviation.
+            test RMSE still at most ``EXACT_RTOL`` times the labels' standard deviation (or a
+            few times float32 labels' own round-off, :func:`exact_threshold`).
         structure: The kept attempt's widths as :class:`kantk.KAN` spells them, e.g.
             ``[2, [0, 1], 1]`` (one product node).
     """
@@ -139,7 +146,8 @@ def discover(
     :func:`kantk.auto_symbolic` on every live edge (the best candidate whatever its r^2), refit.
     Its formula is then expanded, its constants rounded to simple numbers (see
     :func:`snap_formula`), and the snapped formula is kept when its test RMSE is at most
-    ``EXACT_RTOL`` times the labels' standard deviation: the attempt is *exact*. When it is not,
+    ``EXACT_RTOL`` times the labels' standard deviation (:func:`exact_threshold`: float32 labels
+    allow a few times their round-off): the attempt is *exact*. When it is not,
     the symbolic step runs again from the numeric model with the later weights of
     :data:`WEIGHTS_SIMPLE` (fit quality over simplicity), where they choose other functions, and
     with the output edge's runners-up; then :func:`kantk.improve_symbolic` tries every symbolic
@@ -396,6 +404,7 @@ def _discover(
             "discover needs test_input and test_label with at least 2 rows: exactness is judged on "
             "them (kantk.split_dataset splits a dataset, as the command line does)"
         )
+    exact = exact_threshold(data["test_label"])  # in the labels' own dtype: their round-off
     data = {k: v.to(torch.float64) for k, v in data.items()}
     n_in = data["train_input"].shape[1]
     if data["train_label"].dim() != 2 or data["train_label"].shape[1] != 1:
@@ -426,7 +435,7 @@ def _discover(
     if hidden is None and search:
         labels = torch.cat([data["train_label"], data["test_label"]])
         shapes += factored_shapes(n_in, labels, library, grid_size)
-    exact_rmse = EXACT_RTOL * float(data["test_label"].std())
+    exact_rmse = exact / scale
     attempts: list[Attempt] = []
     described: list[str] = []
 
@@ -1099,6 +1108,18 @@ def _write_outputs(
         if os.path.isfile(stale) and not os.path.islink(stale):  # an earlier run's other graph file
             os.remove(stale)
     return files
+
+
+def exact_threshold(labels: torch.Tensor) -> float:
+    """The test RMSE up to which a formula counts as exact for ``labels``: :data:`EXACT_RTOL`
+    times their std, or for labels in a float type of less precision than float64,
+    :data:`EXACT_ROUNDOFF` times their round-off (``eps * rms``) when that is larger."""
+    values = labels.to(torch.float64)
+    threshold = EXACT_RTOL * float(values.std())
+    if labels.is_floating_point() and labels.dtype != torch.float64:
+        roundoff = torch.finfo(labels.dtype).eps * float(values.square().mean().sqrt())
+        threshold = max(threshold, EXACT_ROUNDOFF * roundoff)
+    return threshold
 
 
 def label_scale(labels: torch.Tensor) -> float:

@@ -577,3 +577,19 @@ def test_discover_removes_the_other_graph_file_of_an_earlier_run(tmp_path, monke
     files = pipeline._write_outputs(model, x, str(tmp_path), None)
     assert files["graph"].endswith("graph.dot") and (tmp_path / "graph.dot").exists()
     assert not (tmp_path / "graph.svg").exists()
+
+
+def test_float32_labels_may_be_exact_to_their_own_round_off():
+    """EXACT_RTOL (1e-8 of the labels' spread) is below float32 labels' own round-off (6e-8 of
+    their size): the exact formula of create_dataset's default float32 data was never exact."""
+    import kantk.pipeline as pipeline
+
+    data = kantk.create_dataset("x1 + x2**2", n_vars=2, train_num=10, test_num=200, seed=0)
+    labels32, labels64 = data["test_label"], data["test_label"].double()
+    assert pipeline.exact_threshold(labels64) == pytest.approx(1e-8 * float(labels64.std()), rel=1e-12)
+    rms = float(labels64.square().mean().sqrt())
+    assert pipeline.exact_threshold(labels32) == pytest.approx(10 * 2**-23 * rms, rel=1e-12)
+    # the formula evaluated in float64 against the float32 labels: their round-off, now exact
+    x = data["test_input"].double()
+    rmse = float(((x[:, :1] + x[:, 1:] ** 2 - labels64) ** 2).mean().sqrt())
+    assert 1e-8 * float(labels64.std()) < rmse <= pipeline.exact_threshold(labels32)
