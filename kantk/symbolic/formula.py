@@ -519,7 +519,7 @@ def _input_box(model: KAN) -> tuple[Any, Any]:
 def _rounded(expr: Any, simplify: bool, digits: Any, symbols: Sequence[Any], points: Any, q: int) -> Any:
     """Output ``q``'s formula with constants rounded as ``digits`` says (see symbolic_formula);
     once one of its ``sympy.simplify`` calls passes :data:`SIMPLIFY_SECONDS`, the rest are skipped."""
-    token = _SIMPLIFY_GAVE_UP.set([False])
+    token = _SIMPLIFY_GAVE_UP.set(False)
     try:
         return _rounded_forms(expr, simplify, digits, symbols, points, q)
     finally:
@@ -627,7 +627,7 @@ class _TooLong(Exception):
 
 
 #: Whether a ``sympy.simplify`` of the output being rounded ran past its time (see :func:`_rounded`).
-_SIMPLIFY_GAVE_UP: ContextVar[list[bool] | None] = ContextVar("kantk_simplify_gave_up", default=None)
+_SIMPLIFY_GAVE_UP: ContextVar[bool] = ContextVar("kantk_simplify_gave_up", default=False)
 
 
 def _time_limited(run: Callable[[], Any], expr: Any) -> Any:
@@ -643,8 +643,7 @@ def _time_limited(run: Callable[[], Any], expr: Any) -> Any:
 
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         return None if expr.has(sympy.functions.elementary.trigonometric.TrigonometricFunction) else run()
-    gave_up = _SIMPLIFY_GAVE_UP.get() or [False]  # outside _rounded: this call alone
-    if gave_up[0]:
+    if _SIMPLIFY_GAVE_UP.get():
         return None
 
     def stop(signum: int, frame: Any) -> None:
@@ -656,7 +655,7 @@ def _time_limited(run: Callable[[], Any], expr: Any) -> Any:
     try:
         return run()
     except _TooLong:
-        gave_up[0] = True
+        _SIMPLIFY_GAVE_UP.set(True)  # until _rounded resets it: the output's other forms
         return None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

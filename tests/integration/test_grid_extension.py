@@ -179,24 +179,30 @@ def _nan_loss(nan_at):
     return loss
 
 
+def _fit_nan_at(nan_at, steps, callbacks, **kwargs):
+    """kantk.fit (Adam) of a [2, 3, 1] KAN on G = 3 with the loss NaN where ``nan_at`` says."""
+    data = kantk.create_dataset("x1*x2", n_vars=2, train_num=100, test_num=20, seed=0)
+    model = kantk.KAN([2, 3, 1], basis_kwargs={"grid_size": 3}, seed=0)
+    kantk.fit(
+        model,
+        data,
+        steps=steps,
+        optimizer="adam",
+        loss=_nan_loss(nan_at),
+        eval_every=100,
+        progress=False,
+        callbacks=callbacks,
+        **kwargs,
+    )
+    return model
+
+
 def test_a_nan_after_a_refinement_goes_back_to_the_refined_model():
     """The NaN guard's snapshots kept the coarse shapes: a NaN loss after GridExtension refined the
     grids ended in "size mismatch for layers.0.coef" instead of a restore."""
-    data = kantk.create_dataset("x1*x2", n_vars=2, train_num=100, test_num=20, seed=0)
-    loss = _nan_loss(lambda call: call >= 4)  # the first step after refining: NaN
-    model = kantk.KAN([2, 3, 1], basis_kwargs={"grid_size": 3}, seed=0)
     extension = GridExtension(grid_sizes=(6,), steps=[3])
     with pytest.warns(UserWarning, match="back at the parameters of step 3, when it was last restructured"):
-        kantk.fit(
-            model,
-            data,
-            steps=8,
-            optimizer="adam",
-            loss=loss,
-            eval_every=100,
-            progress=False,
-            callbacks=[extension],
-        )
+        model = _fit_nan_at(lambda call: call >= 4, 8, [extension])  # the first step after refining
     assert extension.refined_at == [(3, 6)] and model.layers[0].basis.grid_size == 6
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -229,21 +235,9 @@ def test_a_model_gone_nan_between_guard_checks_is_not_refined():
     grids at step 5, and the guard then 'restored' the refined, non-finite snapshot."""
     from kantk.lightning import NaNGuard
 
-    data = kantk.create_dataset("x1*x2", n_vars=2, train_num=100, test_num=20, seed=0)
-    loss = _nan_loss(lambda call: call == 3)  # a NaN gradient at step 3 only
-    model = kantk.KAN([2, 3, 1], basis_kwargs={"grid_size": 3}, seed=0)
     extension, guard = GridExtension(grid_sizes=(6,), steps=[5]), NaNGuard(every=10)
     with pytest.warns(UserWarning, match="training stopped at step 10"):
-        kantk.fit(
-            model,
-            data,
-            steps=12,
-            optimizer="adam",
-            loss=loss,
-            eval_every=100,
-            progress=False,
-            nan_guard=False,
-            callbacks=[extension, guard],
-        )
+        # a NaN gradient at step 3 only
+        model = _fit_nan_at(lambda call: call == 3, 12, [extension, guard], nan_guard=False)
     assert extension.refined_at == [] and guard.restored_to == 0
     assert all(torch.isfinite(p).all() for p in model.parameters())
