@@ -933,7 +933,9 @@ def snap_formula(
     :func:`kantk.feynman.round_constants` does (to ``p/q`` times 1, pi, sqrt(2), ... or 0 below
     1e-3), within each relative tolerance of :data:`SNAP_TOLERANCES` in turn (a tighter one only
     where it leaves no more constants unrounded than the loosest). The first result whose RMSE on
-    ``data``'s test split is at most ``tolerance`` (and finite) is returned, else None.
+    ``data``'s test split is at most ``tolerance`` (and finite) is returned, else None; the floats
+    it leaves are written with as few significant digits as still fit (``0.01``, not
+    ``0.00999999999999999``).
     """
     import numpy as np
     import sympy
@@ -974,10 +976,40 @@ def snap_formula(
                 continue
             tried.append(rounded)
             if fits(rounded):
+                # the constants left unrounded, in as few digits as still fit (0.00999999999999999
+                # was printed for 0.01)
+                for rel_digits in (*SNAP_TOLERANCES, SHORTEST_RTOL):
+                    shorter = _shortest_decimals(rounded, rel_digits)
+                    if shorter == rounded or fits(shorter):
+                        return shorter
                 return rounded
     except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError):
         return None
     return None
+
+
+#: Relative change below which :func:`snap_formula` always tries a float constant's shortest
+#: decimal: the last digits of a float64 written out, not a change of value.
+SHORTEST_RTOL = 1e-13
+
+
+def _shortest_decimals(expr: Any, rel: float) -> Any:
+    """``expr`` with every float constant ``c`` replaced by the decimal of fewest significant digits
+    within ``rel * |c|`` of it (``0.00999999999999999`` -> ``0.01``)."""
+    import sympy
+
+    subs = {}
+    for f in expr.atoms(sympy.Float):
+        c = float(f)
+        if not math.isfinite(c) or c == 0:
+            continue
+        for digits in range(1, 18):
+            short = float(f"{c:.{digits - 1}e}")
+            if abs(short - c) <= rel * abs(c):
+                if short != c:
+                    subs[f] = sympy.Float(short)
+                break
+    return expr.xreplace(subs) if subs else expr
 
 
 def _take_out_coefficients(e: Any) -> Any:

@@ -237,6 +237,16 @@ def test_snap_formula_rounds_only_what_still_fits():
     # ... but a tolerance so tight that it rounds nothing is no snapping: 1.2345 fits as it is
     y = 1.2345 * x[:, :1] + 0.5
     assert snap_formula(1.2345 * a + 0.5, {"test_input": x, "test_label": y}, ["a", "b"], 1e-8) is None
+    # a constant with no simple neighbour keeps its value in as few digits as still fit: it was
+    # printed 0.00999999999999999 (sin(2*x1) + 0.01*x2 from discover)
+    y = torch.sin(2 * x[:, :1]) + 0.01 * x[:, 1:]
+    raw = sympy.sin(2.0000000001 * a) + 0.00999999999999999 * b
+    snapped = snap_formula(raw, {"test_input": x, "test_label": y}, ["a", "b"], 1e-12)
+    assert str(snapped) == "0.01*b + sin(2*a)"
+    y = torch.sin(2 * x[:, :1]) + 0.0123456 * x[:, 1:]
+    raw = sympy.sin(2.0 * a) + 0.0123456000001 * b  # shortened only as far as it still fits
+    snapped = snap_formula(raw, {"test_input": x, "test_label": y}, ["a", "b"], 1e-12)
+    assert str(snapped) == "0.0123456*b + sin(2*a)"
 
 
 def test_discover_asks_a_second_opinion_that_favours_fit_quality(monkeypatch):
