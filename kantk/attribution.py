@@ -75,7 +75,7 @@ def attribution(model: KAN, x: torch.Tensor, out_scores: torch.Tensor | None = N
     Raises:
         TypeError: ``model`` is not a :class:`kantk.KAN` or ``x`` not a tensor.
         ValueError: ``x`` has the wrong shape or fewer than 2 samples, holds NaN/Inf, or
-            ``out_scores`` has the wrong shape.
+            ``out_scores`` has the wrong shape or a score that is negative or not finite.
     """
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.attribution expects a kantk.KAN, got {type(model).__name__}")
@@ -89,6 +89,8 @@ def attribution(model: KAN, x: torch.Tensor, out_scores: torch.Tensor | None = N
             raise ValueError(
                 f"out_scores must have shape ({n_out},) (one per output), got {tuple(node.shape)}"
             )
+        if not bool((torch.isfinite(node) & (node >= 0)).all()):  # NaN or negative scores came out
+            raise ValueError(f"out_scores must be finite numbers >= 0, got {node.tolist()}")
 
     xs = model.layer_inputs(x)  # widths[0], ..., widths[-1] columns, each (batch, width)
     edges: list[torch.Tensor] = []

@@ -8,30 +8,46 @@ All tests look at derivatives on the samples ``x`` (use float64):
   derivative ``d2f / dx_a dx_b`` vanishes. **Multiplicative** (``f = g(x_A) * h(x_B)``): the same
   for ``log|f|``. ``exp(sin(pi x1) + x2^2)`` is multiplicatively separable (additive inside exp).
   The score of a pair is ``median |d2 g / dx_a dx_b| * std(x_a) * std(x_b)`` over the samples
-  (the median ignores the few samples near a zero of ``f``), divided by the largest score of the
-  matrix, diagonal included; pairs below ``threshold`` are not linked and the groups are the
-  connected components of the rest.
+  (the median ignores the few samples near a zero of ``f``; ``g`` is ``f``, or ``log|f|``),
+  divided by the spread of ``g`` itself on the samples (its interquartile range / 1.349, the
+  standard deviation of a normal distribution; the standard deviation where that is 0): the share
+  of ``g``'s variation that the pair's interaction makes, free of the units of ``f`` and ``x``.
+  Pairs below ``threshold`` are not linked and the groups are the connected components of the
+  rest. (Scaling by the largest score of the matrix instead, as kantk did before, let one strong
+  curvature of a single variable hide a real interaction: ``100*x1**2 + x2*x3``.)
 * **symmetry** of a group A (``f = F(h(x_A), x_B)``): the direction of the gradient in x_A does not
   depend on x_B; score ``median |d (grad_A f / |grad_A f|) / dx_b| * std`` (pykan's test).
-* :func:`tree`: the groupings from single variables up, merging two groups whenever their union
-  is symmetric (pykan's ``get_molecule``), each merge labelled ``"+"``, ``"*"`` or ``"?"``.
+* :func:`tree`: the groupings from single variables up, level by level as pykan's
+  ``get_molecule``: each level joins groups, in order, into molecules whose union is symmetric,
+  and when a level joins nothing the rest is merged into one. Each merge is labelled ``"+"`` or
+  ``"*"`` when ``f`` itself is a sum or a product across its parts (their cross scores below
+  ``sep_threshold``), else ``"?"``. Below the top this is a statement about ``f``, not about the
+  inner function: in ``x1*x2 + x3`` the merge of x1 and x2 is ``"?"`` (``f`` is neither a sum nor a
+  product across them), and an inner ``h(x1) + h(x2)`` inside a nonlinear outer function is no
+  different from ``exp(h(x1)) * exp(h(x2))``, so no test on ``f`` can tell "+" from "*" there.
 
-Thresholds: ``SEPARABILITY_THRESHOLD = 1e-2`` (relative to the strongest curvature: an
-interaction under 1 % of it is taken for round-off or fit error, pykan's ``score_th``) and
-``SYMMETRY_THRESHOLD = 1e-3`` (pykan's ``sym_th``; the symmetry score is a derivative of a unit
-vector, already scale-free).
+Thresholds: ``SEPARABILITY_THRESHOLD = 1e-2`` (an interaction under 1 % of ``g``'s spread is taken
+for round-off or fit error; pykan's ``score_th`` has the same value but is absolute, in the units
+of ``f``) and ``SYMMETRY_THRESHOLD = 1e-3`` (pykan's ``sym_th``; the symmetry score is a derivative
+of a unit vector, already scale-free).
+
+Derivatives are taken with autograd switched on, also inside ``torch.no_grad()`` or
+``torch.inference_mode()``; ``f`` must compute its result from ``x`` with torch operations (a
+result detached from ``x``, or a constant, is refused: it has no derivatives to test).
 """
 
 from __future__ import annotations
 
+import contextlib
+import operator
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from kantk._validation import check_choice, is_int
+from kantk._validation import check_choice, check_number, is_int
 
 SEPARABILITY_THRESHOLD = 1e-2
 SYMMETRY_THRESHOLD = 1e-3
@@ -40,19 +56,45 @@ MODES = ("add", "mul")
 Function = Callable[[torch.Tensor], torch.Tensor]
 
 
+@contextlib.contextmanager
+def _autograd() -> Iterator[None]:
+    """Autograd on, also inside ``torch.no_grad()`` and ``torch.inference_mode()`` (where every
+    derivative was silently 0, and every function read as separable and symmetric)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
 def _values(f: Function, x: torch.Tensor) -> torch.Tensor:
     y = f(x)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"the function must return a tensor, got {type(y).__name__}")
     if y.dim() == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.shape != (x.shape[0],):
         raise ValueError(f"the function must map (batch, n) to (batch,) or (batch, 1), got {tuple(y.shape)}")
+    if not y.requires_grad:
+        raise ValueError(
+            "f(x) does not require grad: the tests need f's derivatives, so f must compute its result "
+            "from x with torch operations (not detached, not a constant, no torch.no_grad() inside f)"
+        )
     return y
 
 
-def _check_x(x: torch.Tensor) -> torch.Tensor:
+def _check_x(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] < 3 or not x.is_floating_point():
         raise ValueError("x must be a float tensor of samples (batch >= 3, n)")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x must be finite: it holds NaN or inf (one such sample made every score 0)")
+
+
+def _leaf(x: torch.Tensor) -> torch.Tensor:
+    """A copy of ``x`` that autograd differentiates against (a normal tensor, also when ``x`` was
+    made under inference mode); call inside :func:`_autograd`."""
     return x.detach().clone().requires_grad_(True)
+
+
+def _check_threshold(name: str, value: float) -> float:
+    return check_number(name, value, 0.0, finite=True)
 
 
 def _derivative(
@@ -71,15 +113,18 @@ def _derivative(
 def hessian_scores(f: Function, x: torch.Tensor, mode: str = "add") -> torch.Tensor:
     """(n, n) normalised interaction scores (see the module notes); ``mode="mul"`` uses ``log|f|``."""
     check_choice("mode", mode, MODES)
-    xg = _check_x(x)
-    y = _values(f, xg)
-    if mode == "mul":
-        y = torch.log(y.abs())
-    grad = _derivative(y.sum(), xg, create_graph=True)  # (batch, n); rows independent
-    n = x.shape[1]
-    columns = [_derivative(grad[:, k].sum(), xg, retain_graph=True) for k in range(n)]
-    hess = torch.stack(columns, dim=2).detach()  # (batch, n, n)
-    std = x.std(dim=0)
+    _check_x(x)
+    with _autograd():
+        xg = _leaf(x)
+        y = _values(f, xg)
+        if mode == "mul":
+            y = torch.log(y.abs())
+        grad = _derivative(y.sum(), xg, create_graph=True)  # (batch, n); rows independent
+        n = x.shape[1]
+        columns = [_derivative(grad[:, k].sum(), xg, retain_graph=True) for k in range(n)]
+        hess = torch.stack(columns, dim=2).detach()  # (batch, n, n)
+        g = y.detach()
+    std = x.detach().std(dim=0)
     if not bool((std > 0).any()):  # every score would be 0: "separable" said nothing
         raise ValueError(
             "x holds the same value in every row for every variable; the scores need samples that vary"
@@ -92,8 +137,19 @@ def hessian_scores(f: Function, x: torch.Tensor, mode: str = "add") -> torch.Ten
             "everywhere there?); give samples where f is finite and, for mode='mul', nonzero"
         )
     scores = (hess[finite].abs() * std[:, None] * std[None, :]).median(dim=0).values
-    top = scores.max()
-    return scores / top if top > 0 else torch.zeros_like(scores)
+    spread = _spread(g[torch.isfinite(g)].to(scores.dtype))
+    return scores / spread if spread > 0 else torch.zeros_like(scores)
+
+
+def _spread(g: torch.Tensor) -> float:
+    """A robust spread of the values ``g``: the interquartile range / 1.349 (a normal
+    distribution's standard deviation; a few samples near a zero of ``f`` make ``log|f|``'s standard
+    deviation large), or the standard deviation where that is 0."""
+    if g.numel() < 2:
+        return 0.0
+    q1, q3 = torch.quantile(g, torch.tensor([0.25, 0.75], dtype=g.dtype, device=g.device)).tolist()
+    iqr = (q3 - q1) / 1.349
+    return iqr if iqr > 0 else float(g.std())
 
 
 @dataclass(frozen=True)
@@ -132,18 +188,54 @@ def separability(
     f: Function, x: torch.Tensor, mode: str = "add", threshold: float = SEPARABILITY_THRESHOLD
 ) -> Separability:
     """The finest groups of variables ``f`` separates into (``"add"``: a sum, ``"mul"``: a product)."""
+    threshold = _check_threshold("threshold", threshold)
     scores = hessian_scores(f, x, mode)
     linked = scores >= threshold
     groups = _components(linked)
     return Separability(groups, len(groups) > 1, scores, mode, threshold)
 
 
-def _check_variables(indices: Sequence[int], x: torch.Tensor, what: str) -> Sequence[int]:
-    """``indices`` when each is a variable (column) of ``x``; a one-line error otherwise."""
-    n = x.shape[1] if isinstance(x, torch.Tensor) and x.dim() == 2 else 0
-    if isinstance(indices, (str, bytes)) or not all(is_int(i) and 0 <= i < n for i in indices):
+def _index(value: Any) -> int | None:
+    """``value`` as a Python int when it is an integer (numpy's and 0-dim torch integers
+    included, as ``np.where`` gives them; not a bool), else None."""
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _check_variables(indices: Any, x: torch.Tensor, what: str) -> list[int]:
+    """``indices`` as a list of Python ints when each is a variable (column) of ``x``; a one-line
+    error otherwise."""
+    n = x.shape[1]
+    try:
+        found = [_index(i) for i in indices] if not isinstance(indices, (str, bytes)) else [None]
+    except TypeError:  # not iterable: a bare index where a list was expected
+        found = [None]
+    if not all(i is not None and 0 <= i < n for i in found):
         raise ValueError(f"{what} must list variable indices in [0, {n - 1}] (columns of x), got {indices!r}")
-    return indices
+    return [int(i) for i in found if i is not None]
+
+
+def _check_groups(groups: Any, x: torch.Tensor) -> list[list[int]]:
+    """``groups`` (a list of lists of variable indices, none in two groups) as lists of ints."""
+    if isinstance(groups, (str, bytes, torch.Tensor)) or not isinstance(groups, Sequence):
+        raise ValueError(
+            f"groups must be a list of lists of variable indices, e.g. [[0], [1, 2]], got {groups!r}"
+        )
+    out = []
+    for group in groups:
+        if _index(group) is not None:
+            raise ValueError(
+                f"groups must be a list of lists of variable indices, e.g. [[0], [1, 2]], got {groups!r}"
+            )
+        out.append(_check_variables(group, x, "groups"))
+    flat = [i for g in out for i in g]
+    if len(flat) != len(set(flat)):
+        raise ValueError(f"groups must not share a variable, got {groups!r}")
+    return out
 
 
 def test_separability(
@@ -154,39 +246,55 @@ def test_separability(
     threshold: float = SEPARABILITY_THRESHOLD,
 ) -> bool:
     """Whether ``f`` separates (``mode``) across the given groups: every cross-group score is below
-    ``threshold``."""
-    for group in groups:
-        _check_variables(group, x, "groups")
+    ``threshold``. As in pykan, the variables in no group count as one more group: ``[[0]]`` asks
+    whether x1 separates from the rest, and ``[[0], [1]]`` of three variables whether x1, x2 and x3
+    separate."""
+    _check_x(x)
+    groups = _check_groups(groups, x)
+    threshold = _check_threshold("threshold", threshold)
     scores = hessian_scores(f, x, mode)
-    for a, ga in enumerate(groups):
-        for gb in groups[a + 1 :]:
-            if any(float(scores[i, j]) >= threshold for i in ga for j in gb):
-                return False
-    return True
+    listed = {i for g in groups for i in g}
+    rest = [k for k in range(x.shape[1]) if k not in listed]
+    parts = [g for g in groups if g] + ([rest] if rest and listed else [])
+    return _separates(scores, parts, threshold)
+
+
+def _separates(scores: torch.Tensor, parts: Sequence[Sequence[int]], threshold: float) -> bool:
+    """Whether every score between two different ``parts`` is below ``threshold``."""
+    return all(
+        float(scores[i, j]) < threshold
+        for a, pa in enumerate(parts)
+        for pb in parts[a + 1 :]
+        for i in pa
+        for j in pb
+    )
 
 
 test_separability.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def symmetry_score(f: Function, x: torch.Tensor, group: Sequence[int]) -> float:
-    """How much the gradient direction in ``group`` depends on the other variables (0: symmetric)."""
+    """How much the gradient direction in ``group`` depends on the other variables (0: symmetric;
+    also 0 for no variable or all of them, as pykan's ``test_symmetry`` says True there)."""
+    _check_x(x)
     n = x.shape[1]
     group = sorted(set(_check_variables(group, x, "group")))
     others = [k for k in range(n) if k not in group]
     if not group or not others:
         return 0.0
-    xg = _check_x(x)
-    grad = _derivative(_values(f, xg).sum(), xg, create_graph=True)
-    g = grad[:, group]
-    unit = g / (g.norm(dim=1, keepdim=True) + 1e-12)
-    std = x.std(dim=0)
+    std = x.detach().std(dim=0)
     worst = 0.0
-    for k in range(len(group)):
-        d = _derivative(unit[:, k].sum(), xg, retain_graph=True)
-        dep = (d[:, others].abs() * std[group[k]] * std[others]).detach()
-        dep = dep[torch.isfinite(dep).all(dim=1)]
-        if dep.numel():
-            worst = max(worst, float(dep.median(dim=0).values.max()))
+    with _autograd():
+        xg = _leaf(x)
+        grad = _derivative(_values(f, xg).sum(), xg, create_graph=True)
+        g = grad[:, group]
+        unit = g / (g.norm(dim=1, keepdim=True) + 1e-12)
+        for k in range(len(group)):
+            d = _derivative(unit[:, k].sum(), xg, retain_graph=True)
+            dep = (d[:, others].abs() * std[group[k]] * std[others]).detach()
+            dep = dep[torch.isfinite(dep).all(dim=1)]
+            if dep.numel():
+                worst = max(worst, float(dep.median(dim=0).values.max()))
     return worst
 
 
@@ -194,6 +302,7 @@ def test_symmetry(
     f: Function, x: torch.Tensor, group: Sequence[int], threshold: float = SYMMETRY_THRESHOLD
 ) -> bool:
     """Whether ``f`` depends on the variables ``group`` only through one function of them."""
+    threshold = _check_threshold("threshold", threshold)
     return symmetry_score(f, x, group) < threshold
 
 
@@ -203,7 +312,8 @@ test_symmetry.__test__ = False  # type: ignore[attr-defined]
 @dataclass(frozen=True)
 class GroupingTree:
     """:func:`tree`'s result: ``levels`` of groupings (singletons first, all variables last) and,
-    per merged group (a tuple of indices), how its parts combine: ``"+"``, ``"*"`` or ``"?"``."""
+    per merged group (a tuple of indices), how ``f`` combines its parts: ``"+"``, ``"*"`` or
+    ``"?"`` (see the module notes)."""
 
     levels: list[list[list[int]]]
     operations: dict[tuple[int, ...], str]
@@ -217,11 +327,18 @@ def tree(
 ) -> GroupingTree:
     """The tree of variable groupings of ``f`` (pykan's ``tree()`` / ``get_molecule``).
 
-    Greedy: at each level the pair of groups whose union has the lowest symmetry score is merged
-    if that score is below ``sym_threshold``; when no union is symmetric every group is merged
-    into one. Each merge is labelled by testing its parts for additive, then multiplicative
-    separability (cross-part scores below ``sep_threshold``).
+    Level by level: the groups of the last level are taken in order, each starting a molecule that
+    takes every later group whose union with it is symmetric (``symmetry_score`` below
+    ``sym_threshold``; a union of all variables is left to the last merge). A level that joins
+    nothing merges all its groups into one. ``f = ((x1 + x2)**2 + (x3 + x4)**2)**2`` gives
+    ``[[0], [1], [2], [3]]``, ``[[0, 1], [2, 3]]``, ``[[0, 1, 2, 3]]``, as pykan's. Each merge is
+    labelled by testing its parts for additive, then multiplicative separability of ``f``
+    (cross-part scores below ``sep_threshold``; see the module notes for what this says below the
+    top).
     """
+    _check_x(x)
+    sym_threshold = _check_threshold("sym_threshold", sym_threshold)
+    sep_threshold = _check_threshold("sep_threshold", sep_threshold)
     n = x.shape[1]
     groups = [[k] for k in range(n)]
     levels = [[list(g) for g in groups]]
@@ -231,35 +348,31 @@ def tree(
 
     def label(parts: list[list[int]]) -> str:
         for sym, scores in (("+", add), ("*", mul)):
-            if all(
-                float(scores[i, j]) < sep_threshold
-                for a, pa in enumerate(parts)
-                for pb in parts[a + 1 :]
-                for i in pa
-                for j in pb
-            ):
+            if _separates(scores, parts, sep_threshold):
                 return sym
         return "?"
 
     while len(groups) > 1:
-        best = None
-        for a in range(len(groups)):
-            for b in range(a + 1, len(groups)):
-                union = sorted(groups[a] + groups[b])
-                if len(union) == n:
-                    continue
-                score = symmetry_score(f, x, union)
-                if score < sym_threshold and (best is None or score < best[0]):
-                    best = (score, a, b)
-        if best is None:
-            operations[tuple(range(n))] = label(groups)
-            groups = [list(range(n))]
-        else:
-            _, a, b = best
-            union = sorted(groups[a] + groups[b])
-            operations[tuple(union)] = label([groups[a], groups[b]])
-            groups = [g for k, g in enumerate(groups) if k not in (a, b)] + [union]
-            groups.sort()
+        left, molecules = list(groups), []
+        while left:
+            parts, rest = [left[0]], []
+            for group in left[1:]:
+                union = sorted([i for p in parts for i in p] + group)
+                if len(union) < n and symmetry_score(f, x, union) < sym_threshold:
+                    parts.append(group)
+                else:
+                    rest.append(group)
+            molecules.append(parts)
+            left = rest
+        if len(molecules) == len(groups):  # nothing joined: the rest is one merge
+            molecules = [groups]
+        groups = []
+        for parts in molecules:
+            union = sorted(i for p in parts for i in p)
+            if len(parts) > 1:
+                operations[tuple(union)] = label(parts)
+            groups.append(union)
+        groups.sort()
         levels.append([list(g) for g in groups])
     return GroupingTree(levels, operations)
 
@@ -314,7 +427,8 @@ def plot_scores(result: Separability, ax: Any = None, path: str | os.PathLike[st
     else:
         fig = ax.figure
     scores = result.scores.clamp_min(1e-8).log10().cpu().numpy()
-    image = ax.imshow(scores, vmin=-8, vmax=0, cmap="viridis")
+    # a variable's own curvature (the diagonal) can pass g's spread: the scale reaches it
+    image = ax.imshow(scores, vmin=-8, vmax=max(0.0, float(scores.max())), cmap="viridis")
     n = scores.shape[0]
     ax.set_xticks(range(n), [f"x{k + 1}" for k in range(n)])
     ax.set_yticks(range(n), [f"x{k + 1}" for k in range(n)])

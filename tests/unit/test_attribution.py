@@ -102,3 +102,6 @@ def test_bad_input_says_what_is_expected():
         kantk.attribution(model, torch.tensor([[0.0, float("nan")], [0.1, 0.2]]))
     with pytest.raises(ValueError, match=r"out_scores must have shape \(1,\)"):
         kantk.attribution(model, torch.rand(8, 2), out_scores=torch.ones(2))
+    for bad in ([float("nan")], [-1.0], [float("inf")]):  # NaN and negative feature scores came out
+        with pytest.raises(ValueError, match="out_scores must be finite numbers >= 0"):
+            kantk.attribution(model, torch.rand(8, 2), out_scores=bad)

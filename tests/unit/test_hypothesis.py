@@ -100,13 +100,13 @@ def test_plot_writes_only_where_asked(tmp_path):
     [
         lambda x: x[:, 0] + 2 * x[:, 1] - x[:, 2],
         lambda x: x[:, 0],
-        lambda x: torch.ones(x.shape[0], dtype=x.dtype),
+        lambda x: 0 * x[:, 0] + 1,
     ],
     ids=["linear", "one_input", "constant"],
 )
 def test_functions_without_curvature_score_zero(f):
-    """A callable linear in its inputs (or constant) has a constant gradient with no graph: every
-    test scores it 0 (separable, symmetric) instead of failing in autograd."""
+    """A callable linear in its inputs (or constant in them) has a constant gradient with no graph:
+    every test scores it 0 (separable, symmetric) instead of failing in autograd."""
     x = _x(3).double()
     sep = hypothesis.separability(f, x)
     assert sep.separable and sep.groups == [[0], [1], [2]]
@@ -137,3 +137,99 @@ def test_bad_variable_indices_and_constant_samples_are_one_line_errors():
         hypothesis.test_separability(f, x, [[0], [-1]])
     with pytest.raises(ValueError, match="same value in every row for every variable"):
         hypothesis.separability(f, torch.ones(40, 3, dtype=torch.float64))
+
+
+def _pair(x):
+    return x[:, 0] * x[:, 1] + torch.sin(x[:, 2])
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+def test_answers_are_the_same_with_autograd_switched_off(context):
+    """Under no_grad every derivative was 0, and every function read as separable and symmetric."""
+    x = _x(3)
+    model = kantk.formula_to_kan("x1*x2 + x3", dtype=torch.float64)
+    with context():
+        x_in = _x(3)  # an inference tensor under inference_mode
+        assert hypothesis.separability(_pair, x_in).groups == [[0, 1], [2]]
+        assert not hypothesis.test_symmetry(_pair, x_in, [1, 2])
+        assert hypothesis.separability(model, x_in).groups == [[0, 1], [2]]
+        assert hypothesis.tree(_pair, x_in).levels == hypothesis.tree(_pair, x).levels
+
+
+def test_a_detached_function_and_non_finite_samples_are_refused():
+    """Both read as 'separable, symmetric' (every score 0) without a word."""
+    x = _x(3)
+    for detached in (lambda v: _pair(v).detach(), lambda v: torch.ones(v.shape[0], dtype=v.dtype)):
+        with pytest.raises(ValueError, match="f\\(x\\) does not require grad"):
+            hypothesis.separability(detached, x)
+    for bad in (math.nan, math.inf):
+        x_bad = x.clone()
+        x_bad[5, 1] = bad
+        with pytest.raises(ValueError, match="x must be finite"):
+            hypothesis.separability(_pair, x_bad)
+        with pytest.raises(ValueError, match="x must be finite"):
+            hypothesis.symmetry_score(_pair, x_bad, [0, 1])
+        with pytest.raises(ValueError, match="x must be finite"):
+            hypothesis.test_separability(_pair, x_bad, [[0], [1]])
+
+
+def test_scores_are_shares_of_the_function_s_spread():
+    """Scores were divided by the largest of the matrix: x2*x3 beside 60*x1**2 scored 0.008 (not
+    linked; 0.014 of the function's spread now, a margin of 40 % over the threshold), and a 1e-9
+    interaction alone in an additive function scored 1 (linked)."""
+    x = _x(3)
+    strong = hypothesis.separability(lambda v: 60 * v[:, 0] ** 2 + v[:, 1] * v[:, 2], x)
+    assert strong.groups == [[0], [1, 2]]
+    tiny = hypothesis.separability(lambda v: v.sum(dim=1) + 1e-9 * v[:, 0] * v[:, 1], x)
+    assert tiny.groups == [[0], [1], [2]]
+    # free of the units of f and x
+    scaled = hypothesis.hessian_scores(lambda v: 1e3 * _pair(v / 1e-2), x * 1e-2)
+    torch.testing.assert_close(scaled, hypothesis.hessian_scores(_pair, x))
+
+
+def test_variables_in_no_group_are_one_more_group_as_in_pykan():
+    """[[0]] asked nothing (True for any f); pykan's test also compares the listed variables
+    with the rest."""
+    x = _x(3)
+
+    def f(v):
+        return v[:, 0] * v[:, 2] + v[:, 1]
+
+    assert not hypothesis.test_separability(f, x, [[0]])
+    assert not hypothesis.test_separability(f, x, [[0], [1]])
+    assert hypothesis.test_separability(f, x, [[1]])
+    assert hypothesis.test_separability(f, x, [[0, 2], [1]])
+
+
+def test_tree_levels_follow_pykan_s_molecules():
+    """One pair was merged per level: [[0], [1], [2, 3]] sat between pykan's first two levels."""
+    x = torch.randn(100, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def f(v):
+        return ((v[:, 0] ** 2 + v[:, 1] ** 2) ** 2 + (v[:, 2] ** 2 + v[:, 3] ** 2) ** 2) ** 2
+
+    t = hypothesis.tree(f, x)
+    assert t.levels == [[[0], [1], [2], [3]], [[0, 1], [2, 3]], [[0, 1, 2, 3]]]
+    # a merge is labelled by what f itself does across its parts
+    t = hypothesis.tree(_pair, _x(3))
+    assert t.operations == {(0, 1): "?", (0, 1, 2): "+"}
+
+
+def test_indices_as_numpy_gives_them_and_bad_groups_are_one_line_errors():
+    import numpy as np
+
+    x = _x(3)
+    assert hypothesis.test_separability(_pair, x, [list(np.where([1, 1, 0])[0]), [np.int64(2)]])
+    assert hypothesis.test_symmetry(_pair, x, torch.tensor([0, 1]))
+    for groups in ([0, 1], "01", [[0], [0, 1]], [[True]]):
+        with pytest.raises(ValueError, match="groups must"):
+            hypothesis.test_separability(_pair, x, groups)
+    with pytest.raises(ValueError, match="x must be a float tensor"):
+        hypothesis.symmetry_score(_pair, x.tolist(), [0])
+    for call in (
+        lambda: hypothesis.separability(_pair, x, threshold=math.nan),
+        lambda: hypothesis.test_symmetry(_pair, x, [0, 1], threshold=-1),
+        lambda: hypothesis.tree(_pair, x, sym_threshold=math.nan),
+    ):
+        with pytest.raises(ValueError, match="threshold must be a finite number >= 0"):
+            call()
