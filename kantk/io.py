@@ -37,6 +37,7 @@ import errno
 import json
 import os
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -146,6 +147,7 @@ def save(model: KAN, path: str | os.PathLike[str]) -> None:
         with os.fdopen(fd, "wb") as handle:
             _write(handle, data)
             handle.flush()
+            _keep_mode(target, handle.fileno())
             os.fsync(handle.fileno())
         os.replace(temp, target)
     except BaseException as exc:  # KeyboardInterrupt too: never leave the temporary file behind
@@ -191,6 +193,16 @@ def _create_temp(target: str, folder: str, name: str) -> tuple[str, int]:
     except OSError as exc:
         raise type(exc)(exc.errno, f"cannot save a kantk model: {exc.strerror}", target) from None
     return temp, fd
+
+
+def _keep_mode(target: str, fd: int) -> None:
+    """Give the temporary file the permissions of the file it replaces (a 0600 model file became
+    0644 when saved again); a new file keeps the default ones."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return
+    os.fchmod(fd, mode)
 
 
 def _remove_stale_temps(folder: str, name: str) -> None:
@@ -286,6 +298,9 @@ def _load(path: str, map_location: str | torch.device, registry: Registry | None
         raise KantkFileError(
             f"{path!r} is not a kantk model file (safetensors could not read it: {_one_line(exc)})"
         ) from None
+    # checked in the config's dtype, the one the model gets: a float64 tensor in a float32 model
+    # passed the checks at 1e300 and became inf when loaded (and knots 1e-41 apart became 0 apart)
+    tensors = {k: v.to(spec.dtype) for k, v in tensors.items()}
     _check_values(spec, tensors, registry, path)
     try:
         with default_dtype(spec.dtype if spec.dtype in (torch.float32, torch.float64) else torch.float32):

@@ -136,7 +136,12 @@ def _with(config, mutate):
         ),
         (
             lambda c: c["layers"][0]["basis_kwargs"].update(order=10**9),
-            ["layers[0].basis_kwargs", "layers.0.coef"],
+            ["layers[0].basis_kwargs", "MAX_ORDER"],
+        ),
+        # a 10 KB file of order 800 took 7 s per forward pass (the cost grows as order**2 to **3)
+        (
+            lambda c: c["layers"][0]["basis_kwargs"].update(order=800),
+            ["layers[0].basis_kwargs", "from 0 to 30 (MAX_ORDER)"],
         ),
         (lambda c: c.update(widths=[2, 3e7, 1]), ["widths[1]"]),
         (lambda c: c.update(widths=[2, 30_000_000, 1]), ["layers[0].out_features"]),
@@ -261,6 +266,29 @@ def _set(tensors, key, fill):
 def test_impossible_tensors_are_refused_naming_the_tensor(saved, tmp_path, key, fill, fragment):
     _, config, tensors = saved
     _refused(_write(tmp_path / "bad.kantk", config, _set(tensors, key, fill)), repr(key), fragment)
+
+
+@pytest.mark.parametrize(
+    ("key", "stored", "fill", "fragment"),
+    [
+        ("layers.0.coef", torch.float64, lambda t: t.view(-1)[0].fill_(1e300), "NaN or infinite"),
+        ("layers.0.basis.grid", torch.float64, lambda t: t.mul_(1e-41), "span is too small"),
+        ("layers.0.coef", torch.float16, lambda t: t.view(-1)[0].fill_(float("inf")), "NaN or infinite"),
+    ],
+)
+def test_values_are_checked_in_the_dtype_the_model_gets(saved, tmp_path, key, stored, fill, fragment):
+    """A float32 model's tensor stored as float64 was checked in float64 and cast when loaded:
+    1e300 became inf, and knots 1e-41 apart (past the float32 span check) gave NaN outputs."""
+    _, config, tensors = saved
+    tensors = dict(tensors)
+    tensors[key] = tensors[key].to(stored)
+    tensors = _set(tensors, key, fill)
+    _refused(_write(tmp_path / "bad.kantk", config, tensors), repr(key), fragment)
+    # a float16 value that is fine in float16 and in float32 loads, as float32
+    tensors = dict(load_file(str(saved[0])))
+    tensors["layers.0.coef"] = tensors["layers.0.coef"].half()
+    loaded = kantk.load(_write(tmp_path / "half.kantk", config, tensors))
+    assert loaded.layers[0].coef.dtype == torch.float32
 
 
 @pytest.mark.parametrize(
@@ -448,6 +476,16 @@ def test_save_keeps_the_usual_file_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_saving_again_keeps_the_file_s_own_permissions(tmp_path):
+    """A 0600 model file became 0644 (the default) when saved over."""
+    path = tmp_path / "m.kantk"
+    kantk.save(kantk.KAN([2, 1], seed=0), path)
+    path.chmod(0o600)
+    kantk.save(kantk.KAN([2, 1], seed=1), path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert torch.equal(kantk.load(path).layers[0].coef, kantk.KAN([2, 1], seed=1).layers[0].coef)
 
 
 def test_save_refuses_a_model_that_load_would_refuse(tmp_path):

@@ -12,7 +12,7 @@ Map of the package:
 * :mod:`.workspace`: the reusable CPU buffers each basis owns.
 """
 
-from kantk.bases.bspline.basis import EXTRAPOLATIONS, BSplineBasis, cox_de_boor, uniform_knots
+from kantk.bases.bspline.basis import EXTRAPOLATIONS, MAX_ORDER, BSplineBasis, cox_de_boor, uniform_knots
 from kantk.bases.bspline.dispatch import Case, Path, choose, choose_path
 from kantk.bases.bspline.knots import data_knots, insert_knots, local_bspline_features
 from kantk.bases.bspline.workspace import clear_all as clear_scratch
@@ -21,6 +21,7 @@ from kantk.types import BasisSpec
 
 __all__ = [
     "EXTRAPOLATIONS",
+    "MAX_ORDER",
     "BSplineBasis",
     "Case",
     "Path",
