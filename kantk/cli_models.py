@@ -722,14 +722,23 @@ def run_export(args: argparse.Namespace) -> int:
         if os.path.exists(plots) and not os.path.isdir(plots):
             fail(f"--edge-plots writes into the folder {plots!r}, but a file of that name exists")
         if os.path.isdir(plots):
-            # a rerun replaces this command's own pictures; anything else there stays untouched
+            # a rerun replaces the pictures its own earlier DOT names; anything else there stays
+            # untouched (fig.dot, fig.gv and fig share fig_edges/: a second export replaced and
+            # removed the first one's pictures)
+            named = _named_in(out)
             for name in sorted(os.listdir(plots)):
-                (earlier if _edge_picture(os.path.join(plots, name)) else foreign).append(name)
+                path = os.path.join(plots, name)
+                (earlier if _edge_picture(path) and _names(named, path) else foreign).append(name)
             if foreign:
+                what = (
+                    f"a picture that {out!r} does not name (another export's)"
+                    if _edge_picture(os.path.join(plots, foreign[0]))
+                    else "not a picture of an earlier export"
+                )
                 fail(
                     f"--edge-plots writes the pictures into {plots!r}, which exists and holds "
-                    f"{foreign[0]!r}, not a picture of an earlier export (files there would be "
-                    "overwritten); remove it or choose another output name"
+                    f"{foreign[0]!r}, {what} (files there would be overwritten); remove it or choose "
+                    "another output name"
                 )
         for source in inputs:
             if same_file(os.path.dirname(os.path.abspath(source)), plots):
@@ -752,18 +761,33 @@ def run_export(args: argparse.Namespace) -> int:
     except (GraphvizNotFoundError, GraphvizRenderError, ValueError) as exc:
         fail(f"export: {exc}")
     if isinstance(plots, str) and earlier:
-        import html
-
-        # an earlier export's pictures of edges this model does not have: the new DOT names none
-        with open(out, encoding="utf-8") as f:
-            source = f.read()
+        # the earlier export's pictures of edges this model does not have: the new DOT names none
+        source = _named_in(out)
         for name in earlier:
             path = os.path.join(plots, name)
-            named = (os.path.abspath(path), html.escape(os.path.abspath(path)))  # as the DOT writes it
-            if not any(form in source for form in named) and _edge_picture(path):
+            if not _names(source, path) and _edge_picture(path):
                 os.remove(path)
     print(f"wrote {out}")
     return 0
+
+
+def _named_in(dot: str) -> str:
+    """The text of the DOT file ``dot`` ("" when there is none, or it cannot be read as one)."""
+    try:
+        if os.path.islink(dot) or not os.path.isfile(dot) or os.path.getsize(dot) > 256 * 2**20:
+            return ""
+        with open(dot, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _names(source: str, path: str) -> bool:
+    """Whether the DOT text ``source`` names the picture ``path`` (as the DOT writes it)."""
+    import html
+
+    full = os.path.abspath(path)
+    return full in source or html.escape(full) in source
 
 
 def _edge_picture(path: str) -> bool:

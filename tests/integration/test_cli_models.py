@@ -71,6 +71,25 @@ def test_prune_export_plot_symbolic_write_only_into_tmp(model_file, tmp_path, mo
     kantk.save(kantk.KAN([1, 1], seed=0), out / "one.kantk")
     assert main(["export", str(out / "one.kantk"), "-o", str(out / "e.dot"), "--edge-plots"]) == 0
     assert sorted(p.name for p in (out / "e_edges").iterdir()) == ["edge_0_0_0.png"]
+    # e.dot, e.gv and e share e_edges/: another output's export there would replace and remove
+    # e.dot's pictures, so it is refused and they stay
+    before = (out / "e_edges" / "edge_0_0_0.png").read_bytes()
+    for other in ("e.gv", "e"):
+        with pytest.raises(SystemExit, match="a picture that .* does not name"):
+            main(
+                [
+                    "export",
+                    str(out / "pruned.kantk"),
+                    "-o",
+                    str(out / other),
+                    "--format",
+                    "dot",
+                    "--edge-plots",
+                ]
+            )
+        assert not (out / other).exists()
+    assert (out / "e_edges" / "edge_0_0_0.png").read_bytes() == before
+    assert main(["export", str(out / "one.kantk"), "-o", str(out / "e.dot"), "--edge-plots"]) == 0
     assert main(["plot", str(out / "pruned.kantk"), "-o", str(out / "acts.png")]) == 0
     assert (out / "acts.png").stat().st_size > 0
     rc = main(
