@@ -824,11 +824,19 @@ def image_format(path: str) -> str:
     from kantk.plotting import image_formats
 
     fmt = format_of(path)
-    if fmt is None:
-        fail(
-            f"-o {path!r}: give an image file ending in one of: {', '.join('.' + f for f in image_formats())}"
-        )
+    accepted = [f for f in image_formats() if f not in PLOT_REFUSED]
+    if fmt is None or fmt in PLOT_REFUSED:
+        why = f" ({PLOT_REFUSED[fmt]})" if fmt in PLOT_REFUSED else ""
+        fail(f"-o {path!r}: give an image file ending in one of: {', '.join('.' + f for f in accepted)}{why}")
     return fmt
+
+
+#: Formats matplotlib names that ``kantk plot`` refuses before any work, and why.
+PLOT_REFUSED = {
+    "eps": "PostScript has no transparency, which is how the plot shows importance",
+    "ps": "PostScript has no transparency, which is how the plot shows importance",
+    "pgf": "pgf needs a LaTeX installation and fails after the work without one",
+}
 
 
 def run_plot(args: argparse.Namespace) -> int:
@@ -840,7 +848,16 @@ def run_plot(args: argparse.Namespace) -> int:
     check_var_names(args.var_names, model)
     check_out_names(args.out_names, model)
     x = samples(args, model)
-    fig = kantk.plot_activations(model, x, in_vars=var_names(args, model), out_vars=args.out_names)
+    from kantk.plotting import plain_text
+
+    # names from the command line and CSV headers are plain text, not matplotlib mathtext
+    in_vars = var_names(args, model)
+    fig = kantk.plot_activations(
+        model,
+        x,
+        in_vars=None if in_vars is None else [plain_text(n) for n in in_vars],
+        out_vars=None if args.out_names is None else [plain_text(n) for n in args.out_names],
+    )
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format=fmt, dpi=args.dpi)
     print(f"wrote {out}")

@@ -58,7 +58,8 @@ def plot_activations(
     Edge ``p -> q`` of layer ``l`` is drawn as ``phi_{q,p}(t)`` for ``n_points`` values of ``t``
     evenly spaced between the smallest and largest value its input ``p`` takes on ``x``; each
     curve is scaled to fill its box (the box shows the shape; the opacity shows the importance).
-    Masked (pruned) edges are not drawn; symbolic edges are.
+    Masked (pruned) edges are not drawn; symbolic edges are. Points where an edge is NaN (outside
+    its function's domain) are gaps in its curve, and an edge whose score is NaN is drawn fully.
 
     Edges fixed to a symbolic function are labelled with its name (see
     :func:`symbolic_edge_labels`); ``edge_labels`` adds or overrides labels by ``(layer, i, j)``
@@ -145,8 +146,12 @@ def plot_activations(
         curves = layer.activations(grid).cpu().numpy()  # (n_points, out, in)
         live = live_edges[l].cpu().numpy()
         score = scores.edge_scores[l].cpu().numpy()
-        top = float(score[live].max()) if live.any() else 0.0
-        importance = score / top if top > 0 else np.zeros_like(score)
+        # over the finite scores: one NaN edge (a sqrt edge sampled below 0) faded the whole layer;
+        # an edge whose score is NaN is drawn fully (its importance is unknown, not small)
+        finite = live & np.isfinite(score)
+        top = float(score[finite].max()) if finite.any() else 0.0
+        importance = score / top if top > 0 else np.where(np.isfinite(score), 0.0, np.nan)
+        importance = np.where(np.isnan(importance), 1.0, importance)
         n_slots = n_in * n_out
         box_w = min(0.8 / n_slots, 0.12)
         box_y = l + 0.5 - _BOX_HEIGHT / 2
@@ -159,11 +164,15 @@ def plot_activations(
                 cx = (p * n_out + q + 0.5) / n_slots
                 left = cx - box_w / 2
                 y = curves[:, q, p]
-                span = float(y.max() - y.min())
+                # NaN points (outside the function's domain) are gaps in the curve, not a reason to
+                # draw it flat: a sqrt edge on [-1, 1] looked constant
+                real = np.isfinite(y)
+                low = float(y[real].min()) if real.any() else 0.0
+                span = float(y[real].max()) - low if real.any() else 0.0
                 v = (
-                    (y - y.min()) / span
-                    if span > 1e-12 * max(1.0, float(np.abs(y).max()))
-                    else np.full_like(y, 0.5)
+                    (y - low) / span
+                    if span > 1e-12 * max(1.0, float(np.abs(y[real]).max()))
+                    else np.where(real, 0.5, np.nan)
                 )
                 ax.plot(
                     left + box_w * t_np,
@@ -223,6 +232,12 @@ def plot_activations(
     if path is not None:
         fig.savefig(os.fspath(path), bbox_inches="tight")
     return fig
+
+
+def plain_text(name: str) -> str:
+    """``name`` drawn as it is written: its ``$`` signs escaped, so that matplotlib does not read
+    mathtext between them (a CSV header ``price $ (US$)`` lost both, and ``a$^$b`` failed to draw)."""
+    return name.replace("$", r"\$")
 
 
 def image_formats() -> list[str]:

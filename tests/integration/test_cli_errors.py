@@ -424,6 +424,13 @@ def test_var_names_are_checked_before_the_work(work, capsys, no_work):
         assert_error(run_cli([command, "model.kantk", "-o", out, "--var-names", "a", ""], capsys), code=2)
 
 
+def test_plot_names_are_plain_text(work, capsys):
+    """'a$^$b' was read as mathtext and failed after the work; the '$' signs of a header vanished."""
+    result = run_cli(["plot", "model.kantk", "-o", "p.png", "--var-names", "a$^$b", "c $"], capsys)
+    assert result[0] == 0, result
+    assert (work / "p.png").stat().st_size > 0
+
+
 def test_export_and_plot_formats(work, capsys, no_work):
     assert_error(run_cli(["export", "model.kantk", "-o", "g.gif"], capsys), code=1, match="unknown format")
     assert_error(run_cli(["export", "model.kantk", "-o", "g"], capsys), code=1, match="unknown format")
@@ -450,6 +457,9 @@ def test_export_and_plot_formats(work, capsys, no_work):
     assert (work / "h_edges" / "edge_0_0_0.png").read_text() == "precious"
     assert not (work / "h.dot").exists() and not (work / "k.dot").exists()
     assert_error(run_cli(["plot", "model.kantk", "-o", "p.xyz"], capsys), code=1, match="image file")
+    # PostScript drops the opacities that show importance; pgf failed after the work without LaTeX
+    assert_error(run_cli(["plot", "model.kantk", "-o", "p.eps"], capsys), code=1, match="no transparency")
+    assert_error(run_cli(["plot", "model.kantk", "-o", "p.pgf"], capsys), code=1, match="LaTeX")
     assert_error(run_cli(["plot", "model.kantk", "-o", "p"], capsys), code=1, match="image file")
 
 

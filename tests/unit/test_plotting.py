@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
 
 import pytest
@@ -161,3 +163,34 @@ def test_a_path_without_an_image_suffix_is_refused(tmp_path):
     with pytest.raises(ValueError, match="needs an image suffix"):
         kantk.plot_activations(model, torch.rand(10, 2), path=tmp_path / "figure")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_edges_with_nan_on_part_of_the_range_keep_their_shape_and_their_layer_its_opacities():
+    """A sqrt edge sampled on [-1, 1] was drawn flat (the NaN span), and its NaN score faded every
+    other edge of the layer to min_alpha."""
+    import numpy as np
+
+    model = kantk.KAN([2, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "sqrt", fit_params=False)
+    x = torch.rand(64, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    by_gid = {c.get_gid(): c for c in _curves(kantk.plot_activations(model, x))}
+    y = np.asarray(by_gid[f"{EDGE_GID}/0/0/0"].get_ydata(), dtype=float)
+    assert np.isnan(y).any() and len(np.unique(y[np.isfinite(y)])) > 10  # a gap, then the curve
+    # the output is NaN, so every score is: importance unknown, drawn fully rather than faded
+    assert all(c.get_alpha() == pytest.approx(1.0) for c in by_gid.values())
+    scores = dataclasses.replace(kantk.attribution(model, x), edge_scores=(torch.tensor([[math.nan, 0.5]]),))
+    by_gid = {c.get_gid(): c for c in _curves(kantk.plot_activations(model, x, scores=scores))}
+    assert by_gid[f"{EDGE_GID}/0/1/0"].get_alpha() == pytest.approx(1.0)  # the top finite score
+
+
+def test_plain_text_escapes_dollar_signs():
+    from kantk.plotting import plain_text
+
+    assert plain_text("price $ (US$)") == r"price \$ (US\$)"
+    fig = kantk.plot_activations(kantk.KAN([2, 1], seed=0), torch.rand(8, 2), in_vars=["a$^$b", "c"])
+    with pytest.raises(ValueError):
+        fig.canvas.draw()  # unescaped, "a$^$b" is mathtext that fails to parse
+    fig = kantk.plot_activations(
+        kantk.KAN([2, 1], seed=0), torch.rand(8, 2), in_vars=[plain_text("a$^$b"), "c"]
+    )
+    fig.canvas.draw()
