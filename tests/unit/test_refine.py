@@ -344,11 +344,35 @@ def test_per_layer_sizes_and_mixed_bases():
     assert _rel(finer(x), model(x)) <= 1e-10
 
 
-def test_equal_size_gives_an_equal_copy():
-    model = kantk.KAN([2, 2], basis_kwargs={"grid_size": 7}, seed=0)
-    finer = kantk.refine(model, 7)
-    x = torch.rand(50, 2) * 2 - 1
-    torch.testing.assert_close(finer(x), model(x), rtol=1e-6, atol=1e-6)
+@pytest.mark.parametrize(
+    ("basis", "kwargs", "size"),
+    [
+        ("bspline", {"grid_size": 7}, 7),
+        ("rbf", {"num_centers": 6}, 6),  # moved the centres and refitted: 6e-4 relative
+        ("chebyshev", {"degree": 4}, 4),
+    ],
+)
+def test_equal_size_gives_an_equal_copy(basis, kwargs, size):
+    model = kantk.KAN([2, 2], basis=basis, basis_kwargs=kwargs, seed=0)
+    x = torch.rand(50, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    if basis == "bspline":  # repeated knots (a constant column, grid_eps 0): refitted, 1e-11 off
+        model.update_grid(torch.cat([x[:, :1], (x[:, 1:] > 0).to(x.dtype)], dim=1), grid_eps=0.0)
+    finer = kantk.refine(model, size)
+    for (name, a), b in zip(model.state_dict().items(), finer.state_dict().values()):
+        assert torch.equal(a, b), name
+    torch.testing.assert_close(finer(x * 3), model(x * 3), rtol=0, atol=0)
+
+
+def test_a_float32_grid_converted_to_float64_refines_to_round_off():
+    """The fast path evaluates the uniform grid over the knots' span, but refine inserted knots
+    into the float32-rounded ones: the function moved by 2e-9 (1e-16 from a float64 grid)."""
+    model = kantk.KAN([2, 3, 1], seed=0).double()
+    x = torch.rand(200, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 4 - 2
+    for size in (7, 10):
+        finer = kantk.refine(model, size)
+        with torch.no_grad():
+            change = float((finer(x) - model(x)).abs().max() / model(x).abs().max())
+        assert change < 1e-13, (size, change)  # round-off of float64 (1e-16 measured)
 
 
 @pytest.mark.parametrize(

@@ -379,7 +379,15 @@ class BSplineBasis(Basis):
         check_refine_coef(self, coef)
         k, grid_size = self.order, self.grid_size
         was_uniform = self.is_uniform()
+        if size == grid_size and (was_uniform or not uniform):  # an equal copy (the contract)
+            return self._finer(size, self.grid.clone(), coef.detach().clone(), coef.dtype)
         old = self.grid.to(torch.float64)  # (in, G + 2k + 1)
+        if was_uniform:
+            # the grid the fast path evaluates, equally spaced over the span: a float32 grid
+            # converted with .double() keeps float32-rounded knots, and inserting knots into those
+            # moved the function by 2e-9 and lost the uniform grid
+            steps = torch.arange(old.shape[1], dtype=torch.float64, device=old.device) / (old.shape[1] - 1)
+            old = old[:, :1] + (old[:, -1:] - old[:, :1]) * steps
         c64 = coef.to(torch.float64)
         increasing = bool((old.diff(dim=-1) > 0).all())  # knot insertion needs distinct knots
         nested = was_uniform and increasing and size % grid_size == 0
