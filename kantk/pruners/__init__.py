@@ -73,10 +73,13 @@ def live_masks(model: KAN) -> list[torch.Tensor]:
 
 
 def connected_masks(model: KAN) -> list[torch.Tensor]:
-    """The live edges that reach an output, (out, in) bool per layer: a live edge into a hidden
-    node (or a product node's sub-node) none of whose paths onwards is live adds nothing to any
-    output, and diagrams leave it out (a product node whose output edge was masked)."""
-    live = live_masks(model)
+    """The live edges on a path from an input to an output, (out, in) bool per layer: a live edge
+    into a hidden node (or a product node's sub-node) none of whose paths onwards is live adds
+    nothing to any output (a product node whose output edge was masked), and a live edge out of a
+    node that no input reaches carries a constant (a node without live incoming edges, or a
+    product node one of whose factors has none, which is 0 whatever its other factors); diagrams
+    leave both out."""
+    live = _fed_masks(model)
     out: list[torch.Tensor] = [torch.zeros(0)] * len(live)
     reaches = torch.ones(model.widths[-1], dtype=torch.bool, device=live[-1].device)  # the outputs
     for l in reversed(range(len(live))):
@@ -89,6 +92,34 @@ def connected_masks(model: KAN) -> list[torch.Tensor]:
         out[l] = live[l] & rows.unsqueeze(1)
         reaches = out[l].any(dim=0)
     return out
+
+
+def _fed_masks(model: KAN) -> list[torch.Tensor]:
+    """The live edges whose source depends on the inputs (every input does; a node does when a
+    live edge from such a source feeds it and, for a node operation, its value still varies with
+    the sub-nodes so fed while those fed by nothing are 0, their value)."""
+    live = live_masks(model)
+    fed = [torch.zeros(0, dtype=torch.bool)] * len(live)
+    source = torch.ones(model.widths[0], dtype=torch.bool, device=live[0].device)  # the inputs
+    for l, layer in enumerate(model.layers):
+        fed[l] = live[l] & source.unsqueeze(0)
+        sub = fed[l].any(dim=1)  # (out,) sub-nodes (the nodes, without node operations)
+        if layer.nodes is None:
+            source = sub
+            continue
+        nodes = layer.nodes
+        empty = ~live[l].any(dim=1)  # sub-nodes with no live edge at all: exactly 0
+        # each node's value on random values of its sub-nodes, those fed by nothing at 0: a node
+        # whose value does not vary is constant ("mult" with a factor of 0)
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(0)
+            trial = torch.randn(16, sub.numel(), generator=gen, dtype=torch.float64)
+            trial[:, empty.cpu()] = 0.0
+            values = nodes(trial)  # (16, nodes)
+        varies = (values.amax(dim=0) - values.amin(dim=0)).abs() > 1e-12 * (1.0 + values.abs().amax(dim=0))
+        any_fed = nodes.reduce_sum(sub.to(torch.float64)) > 0  # (nodes,)
+        source = (any_fed & varies.to(any_fed.device)).to(live[l].device)
+    return fed
 
 
 def symbolic_masks(model: KAN) -> list[torch.Tensor]:

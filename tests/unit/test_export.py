@@ -361,6 +361,29 @@ def test_a_node_without_a_live_path_onwards_is_left_out_of_diagrams():
     assert "×" not in to_graphviz(graph).source
 
 
+def test_a_node_no_input_reaches_is_left_out_of_diagrams():
+    """A product node one of whose factors had no live edge computes 0 whatever its other factor,
+    yet x1, x2 -> it -> y1 was drawn (with formula 0); a hidden node without live incoming edges
+    gives its output edge a constant. Both paths are left out; the model's others stay."""
+    from kantk.pruners import connected_masks
+
+    model = kantk.KAN([2, [1, 1], 1], seed=0)  # node 0 sums sub-node 0; node 1 multiplies 1 and 2
+    with torch.no_grad():
+        model.layers[0].mask[2, :] = 0  # the product's second factor is fed by nothing
+    assert [m.tolist() for m in connected_masks(model)] == [
+        [[True, True], [False, False], [False, False]],
+        [[True, False]],
+    ]
+    graph = to_networkx(model, torch.rand(32, 2))
+    assert sorted(graph.nodes) == [(0, 0), (0, 1), (1, 0), (2, 0)] and graph.number_of_edges() == 3
+    with torch.no_grad():
+        model.layers[0].mask[0, :] = 0  # the sum node is fed by nothing too: a constant output
+    assert not any(m.any() for m in connected_masks(model))
+    # a product of two fed factors stays
+    other = kantk.KAN([2, [0, 1], 1], seed=0)
+    assert all(m.all() for m in connected_masks(other))
+
+
 def test_edge_labels_keep_significant_digits():
     """kantk discover's edge 2.83e-5*x + 0.0112 was labelled 0.011 (3 decimals): a constant beside
     a picture of a slope. Constants keep 3 significant digits."""
