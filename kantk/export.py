@@ -134,7 +134,9 @@ def to_networkx(
     ``importance`` (attribution node score). Edges ``(l, p) -> (l+1, q)`` carry ``layer``,
     ``importance`` (with ``x``), ``basis`` (the layer's basis name), ``kind`` (``"numeric"`` or
     ``"symbolic"``) and, for symbolic edges, ``function``, ``expression`` (str, constants rounded
-    to ``digits``) and ``params`` (a, b, c, d). Graph attributes: ``widths``.
+    to ``digits``) and ``params`` (a, b, c, d); a symbolic edge whose numeric branch is on too
+    (both then add up) also has ``also_numeric=True``, and its label reads ``... + numeric``.
+    Graph attributes: ``widths``.
 
     Product nodes (any operation but a sum): the KAN edges into node ``(l+1, j)`` end in its
     sub-node vertices ``(l+1, j, k)`` (attributes ``layer``, ``index`` = j, ``subnode`` = the
@@ -218,6 +220,8 @@ def to_networkx(
                     expression=str(expr),
                     params=[float(v) for v in layer.symbolic_affine[q, p].detach().cpu().tolist()],
                 )
+                if float(layer.mask[q, p]) != 0:  # its numeric branch is on too: both add up
+                    attrs["also_numeric"] = True
             graph.add_edge((l, p), ends[l][q], **attrs)
     # sub-nodes without incoming edges are not part of the network (their node's operation sees a
     # zero there), then hidden nodes left without edges onwards
@@ -426,7 +430,8 @@ def to_graphviz(
         mids.setdefault(l, []).append(mid)
         text = None
         if symbolic and "expression" in d:
-            text = html.escape(_expression_text(d["expression"], digits))
+            text = _expression_text(d["expression"], digits)
+            text = html.escape(text + " + numeric" if d.get("also_numeric") else text)
         picture = None
         if picture_dir is not None:
             assert model is not None

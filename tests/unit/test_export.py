@@ -467,3 +467,16 @@ def test_the_json_file_is_strict_json(tmp_path):
     data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     # and the graph read back still draws (a null importance is no importance)
     assert "√" in to_graphviz(nx.node_link_graph(data, edges="links")).source
+
+
+def test_a_symbolic_edge_with_its_numeric_branch_on_says_so():
+    """Both branches add up in the model and in symbolic_formula, but the graph said only sin(x)."""
+    model = kantk.KAN([1, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "sin", fit_params=False)
+    edge = to_networkx(model).edges[(0, 0), (1, 0)]
+    assert edge["kind"] == "symbolic" and "also_numeric" not in edge
+    with torch.no_grad():
+        model.layers[0].mask[0, 0] = 1
+    edge = to_networkx(model).edges[(0, 0), (1, 0)]
+    assert edge["kind"] == "symbolic" and edge["also_numeric"] is True
+    assert "sin(x) + numeric" in to_graphviz(model).source
