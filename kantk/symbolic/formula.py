@@ -353,10 +353,11 @@ def _latex(expr: Any) -> str:
     constants = {sympy.latex(c) for c in (sympy.pi, sympy.E, sympy.I, sympy.oo)}
     names = {}
     for s in symbols:
-        # sympy's own form only where it is a letter (or Greek letter) with at most a subscript:
-        # x__2 prints x^{2}, xdot \dot{x}, which read as other formulas
+        # sympy's own form only where it is one letter (or a Greek letter) with at most a
+        # subscript: x__2 prints x^{2}, xdot \dot{x}, and ma "ma", a product m a, which read as
+        # other formulas
         plain = re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(s)) is not None and (
-            re.fullmatch(r"\\?[A-Za-z]+(_\{[A-Za-z0-9]+\})?", usual[s]) is not None
+            re.fullmatch(r"(\\[A-Za-z]+|[A-Za-z])(_\{[A-Za-z0-9]+\})?", usual[s]) is not None
         )
         clash = list(usual.values()).count(usual[s]) > 1 or usual[s] in constants
         if not plain or clash:

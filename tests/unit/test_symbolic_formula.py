@@ -305,6 +305,8 @@ def test_latex_of_names_that_tex_would_misread():
     x, dunder, xdot, alpha = sympy.symbols("x x__2 xdot alpha")  # x__2 printed x^{2}, xdot \dot{x}
     assert kantk.formula_to_latex(x**2 + 3 * dunder) == r"x^{2} + 3 \mathrm{x\_\_2}"
     assert kantk.formula_to_latex(xdot + alpha) == r"\alpha + \mathrm{xdot}"
+    m, a, ma = sympy.symbols("m a ma")  # "a m - ma" read as 0
+    assert kantk.formula_to_latex(m * a - ma) == r"a m - \mathrm{ma}"
 
 
 def _cos_model() -> tuple[kantk.KAN, torch.Tensor]:
