@@ -297,3 +297,27 @@ def test_samples_that_are_not_finite_are_named_as_the_samples(basis):
     x[3, 1] = float("inf")
     with pytest.raises(ValueError, match=r"^update_grid: the samples are not all finite"):
         model.update_grid(x)
+
+
+def test_a_bfloat16_constant_column_gets_knots_its_dtype_tells_apart(tmp_path):
+    """The 1e-3 window around a constant 0.7 is below bfloat16's spacing there (0.004): every knot
+    became 0.69921875, save wrote the model and load refused it ("zero span")."""
+    model = kantk.KAN([2, 3, 1], seed=0).to(torch.bfloat16)
+    x = (torch.rand(100, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(torch.bfloat16)
+    x[:, 1] = 0.7
+    model.update_grid(x)
+    knots = model.layers[0].basis.grid[1].float()
+    assert float(knots[-1] - knots[0]) > 0 and bool((knots.diff() >= 0).all())
+    kantk.save(model, tmp_path / "m.kantk")
+    assert torch.equal(kantk.load(tmp_path / "m.kantk").layers[0].basis.grid, model.layers[0].basis.grid)
+
+
+def test_knots_beyond_the_dtype_s_range_are_a_clear_error_that_changes_nothing():
+    """float32 samples near 3e38 put the outer knots at inf: a raw torch LinAlgError."""
+    model = kantk.KAN([2, 3, 1], seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(50, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x[:, 0] *= 3e38
+    with pytest.raises(ValueError, match="beyond the largest torch.float32 number"):
+        model.update_grid(x)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -295,7 +295,13 @@ class BSplineBasis(Basis):
         The new coefficients reproduce the old spline on ``x`` by least squares (float64).
         """
         target = edge_values(self(x), coef)  # (batch, out, in)
-        knots = data_knots(x, self.grid_size, self.order, grid_eps).to(self.grid.dtype)
+        knots = data_knots(x, self.grid_size, self.order, grid_eps, dtype=self.grid.dtype).to(self.grid.dtype)
+        if not bool(torch.isfinite(knots).all()):  # float32 samples near its largest value, 3e38
+            big = float(x.abs().max())
+            raise ValueError(
+                f"update_grid: samples as large as {big:.3g} put the knots beyond the largest "
+                f"{self.grid.dtype} number; scale the inputs, or use float64"
+            )
         return refit_with_buffers(self, x, target, grid=knots)
 
     def fused_edges(self, x: torch.Tensor, weights: EdgeWeights) -> torch.Tensor:

@@ -10,23 +10,30 @@ import torch
 from kantk.bases.base import data_range, functorch_active
 
 
-def data_knots(x: torch.Tensor, grid_size: int, order: int, grid_eps: float = 0.02) -> torch.Tensor:
+def data_knots(
+    x: torch.Tensor, grid_size: int, order: int, grid_eps: float = 0.02, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Knots that follow the samples: pykan's mix of uniform and quantile grid points.
 
     ``grid_eps * uniform(min, max) + (1 - grid_eps) * quantiles`` for the G + 1 interior knots,
     then ``order`` knots each side at the mean spacing. Strictly increasing whenever
-    ``grid_eps > 0`` (constant inputs get a small window around their value).
+    ``grid_eps > 0`` (constant inputs get a small window around their value, 1e-3 wide relative
+    to it, wider where ``dtype``, the knots' dtype, cannot tell that many knots apart: bfloat16).
 
     Args:
         x: (batch, in) samples.
+        dtype: The dtype the knots will be stored in (default ``x``'s).
 
     Returns:
-        (in, G + 2k + 1) in ``x``'s dtype.
+        (in, G + 2k + 1) in float64.
     """
     if not 0.0 <= grid_eps <= 1.0:
         raise ValueError(f"grid_eps must be in [0, 1], got {grid_eps!r}")
+    floats = [t for t in (x.dtype, dtype) if t is not None and t.is_floating_point]
+    eps = max((torch.finfo(t).eps for t in floats), default=torch.finfo(torch.float64).eps)
+    n_knots = grid_size + 2 * order + 1
     x = x.to(torch.float64)
-    lo, hi = data_range(x)  # (in,)
+    lo, hi = data_range(x, min_width=max(1e-3, 4 * n_knots * eps))  # (in,)
     levels = torch.linspace(0, 1, grid_size + 1, dtype=torch.float64, device=x.device)
     uniform = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * levels  # (in, G+1)
     adaptive = torch.quantile(x.clamp(lo, hi), levels, dim=0).t()  # (in, G+1)
