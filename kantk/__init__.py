@@ -44,6 +44,8 @@ _LAZY: dict[str, str] = {
     "KANLayer": "kantk.layer",
     "KAN": "kantk.model",
     "NodeOperation": "kantk.nodes",
+    "Discovery": "kantk.pipeline",
+    "discover": "kantk.pipeline",
     "plot_activations": "kantk.plotting",  # matplotlib
     "PluginError": "kantk.plugins",
     "hookimpl": "kantk.plugins",
@@ -129,6 +131,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from kantk.layer import KANLayer
     from kantk.model import KAN
     from kantk.nodes import NodeOperation
+    from kantk.pipeline import Discovery, discover
     from kantk.plotting import plot_activations
     from kantk.plugins import PluginError, hookimpl
     from kantk.pruning import prune

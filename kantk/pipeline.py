@@ -486,6 +486,16 @@ def _discover(
                 m, torch.cat([data["train_label"], data["test_label"]]), library, grid_size
             )
             run(reduced, on, front, text)
+    if hidden is None and search and not any(a.exact for a in attempts):
+        polynomial = _polynomial_attempt(data, var_names, exact_rmse)
+        say(
+            f"not exact (test RMSE {attempts[-1].rmse:.2e}); trying a polynomial of degree <= "
+            f"{POLYNOMIAL_DEGREE} (least squares): "
+            + ("exact, " + str(polynomial.formulas[0]) if polynomial is not None else "none fits")
+        )
+        if polynomial is not None:
+            attempts.append(polynomial)
+            described.append("a polynomial (least squares, its KAN built by formula_to_kan)")
     kept = _simplest(attempts)
     best = attempts[kept]
     if len(attempts) > 1:
@@ -526,6 +536,31 @@ def _discover(
         best.exact,
         list(best.model.width_spec),
     )
+
+
+#: Highest degree of the polynomial :func:`discover` tries when no KAN shape is exact.
+POLYNOMIAL_DEGREE = 4
+
+
+def _polynomial_attempt(data: dict[str, torch.Tensor], var_names: Any, exact_rmse: float) -> Attempt | None:
+    """The exact polynomial through ``data`` (:func:`kantk.polynomial.exact_polynomial`) as an
+    attempt, with its KAN (:func:`kantk.formula_to_kan`); None when there is none."""
+    import kantk
+    from kantk.polynomial import exact_polynomial
+
+    formula = exact_polynomial(data, var_names, exact_rmse, POLYNOMIAL_DEGREE)
+    if formula is None:
+        return None
+    n_in = data["train_input"].shape[1]
+    names = list(var_names) if var_names is not None else [f"x{i + 1}" for i in range(n_in)]
+    try:
+        model = kantk.formula_to_kan(formula, variables=names, dtype=torch.float64)
+    except ValueError:
+        return None
+    if list(model.widths)[0] != n_in:  # an input the polynomial does not use: the KAN lacks it
+        return None
+    rmse = _rmse(model, data)
+    return Attempt([formula], rmse, model, exact=True) if rmse <= exact_rmse else None
 
 
 def _describe(shape: Shape) -> str:
