@@ -158,12 +158,29 @@ class _FitSchedule:
 
 class _Interrupted:
     """Notes a ``KeyboardInterrupt`` and, with ``log_dir``, writes a checkpoint of the state the
-    NaN guard left (before Lightning tears the run down and turns the interrupt into ``SystemExit``)."""
+    NaN guard left (before Lightning tears the run down and turns the interrupt into ``SystemExit``)
+    into the folder of fit's own ``ModelCheckpoint`` (``callback``; not a user's, whose folder and
+    file names are theirs). Inside a step the guard puts the parameters back at the step's start,
+    and LBFGS's state (its curvature pairs, iteration counts) goes back there too: the state of
+    the interrupted step resumed 0.085 away from the uninterrupted run, this resumes on it."""
 
     def __init__(self, checkpoint: bool):
         self.checkpoint = checkpoint
         self.interrupted = False
         self.path: str | None = None
+        self.callback: Any = None  # fit's own ModelCheckpoint, set when there is one
+        self._at_start: list[Any] | None = None  # LBFGS's states at the step's start (inside one)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.checkpoint:
+            self._at_start = [_lbfgs_state(o) for o in trainer.optimizers]
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._at_start = None
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
@@ -173,19 +190,45 @@ class _Interrupted:
         self.interrupted = True
         if not self.checkpoint:
             return
-        callback = trainer.checkpoint_callback
+        if self._at_start is not None:  # inside a step: LBFGS's state back to the step's start
+            for optimizer, state in zip(trainer.optimizers, self._at_start):
+                if state is not None:
+                    first = optimizer.param_groups[0]["params"][0]
+                    optimizer.state.pop(first, None)
+                    if state:
+                        optimizer.state[first] = state
+        callback = self.callback or trainer.checkpoint_callback
         folder = getattr(callback, "dirpath", None) or os.path.join(trainer.default_root_dir, "checkpoints")
         self.path = os.path.join(folder, f"interrupted-step={trainer.global_step}.ckpt")
         trainer.save_checkpoint(self.path)
 
 
+def _lbfgs_state(optimizer: Any) -> dict[str, Any] | None:
+    """A copy of an LBFGS optimizer's state that its next step leaves as it is (None for another
+    optimizer): the step replaces the entries, appends to and pops from the lists, assigns into
+    ``al`` and copies into ``prev_flat_grad``; so the lists are copied and that tensor cloned (one
+    vector of the parameters' size), the rest shared."""
+    if not isinstance(optimizer, torch.optim.LBFGS):
+        return None
+    state = optimizer.state.get(optimizer.param_groups[0]["params"][0], {})
+    return {
+        k: list(v) if isinstance(v, list) else v.clone() if k == "prev_flat_grad" and v is not None else v
+        for k, v in state.items()
+    }
+
+
 class _FinalCheckpoint:
     """With ``log_dir``: a checkpoint of the last step when training ends before ``steps`` (LBFGS
     converged to round-off, the NaN guard, an ``EarlyStopping``); the ``ModelCheckpoint`` beside
-    it saves only at step ``steps``. Named as that callback names its files."""
+    it (``callback``, fit's own) saves only at step ``steps``. Named as that callback names its
+    files (a user's ModelCheckpoint(monitor=...) came first, and its "best" name was given to the
+    last step's state, with val_loss=0.0000)."""
+
+    def __init__(self, callback: Any):
+        self.callback = callback
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        callback = trainer.checkpoint_callback
+        callback = self.callback
         if callback is None or not hasattr(callback, "format_checkpoint_name"):
             return
         if getattr(callback, "_last_global_step_saved", None) == trainer.global_step:
@@ -422,8 +465,10 @@ def fit(
             loggers = importlib.import_module(package + ".loggers")
             settings["logger"] = loggers.CSVLogger(root, name="kantk")
             settings["enable_checkpointing"] = True
-            all_callbacks.append(callback_types.ModelCheckpoint(every_n_train_steps=steps, save_top_k=1))
-            all_callbacks.append(_fit_callback(_FinalCheckpoint, package)())
+            own = callback_types.ModelCheckpoint(every_n_train_steps=steps, save_top_k=1)
+            interrupt.callback = own
+            all_callbacks.append(own)
+            all_callbacks.append(_fit_callback(_FinalCheckpoint, package)(own))
         if seed is not None:
             settings["deterministic"] = True if device.type == "cpu" else "warn"
             stack.enter_context(_seeded(seed, device))
@@ -448,7 +493,10 @@ def fit(
             model.to(device)  # Lightning moves the module to the CPU when it tears down
             model.train(was_training)
             recorder.flush()
-        if subset:
+        ended_early = bool(history.eval_step) and history.eval_step[-1] != trainer.global_step
+        if subset or (ended_early and isinstance(datamodule, classes.TensorDataModule)):
+            # the last evaluation after the last step, also when trainer_kwargs' max_epochs or
+            # max_time ended training before steps (it was the one of 2 steps earlier)
             _evaluate_whole_test_split(module, datamodule, history, trainer.global_step, trainer.logger)
     return history
 

@@ -22,7 +22,9 @@ class GridUpdateCallback(pl.Callback):
     Before training steps ``0, every, 2*every, ...`` below ``until`` it calls
     ``pl_module.model.update_grid(x, grid_eps=grid_eps)`` with that step's training inputs. Under
     DDP the inputs of every process are gathered first (in rank order), so every rank computes the
-    same grids and refitted coefficients and the replicas stay identical.
+    same grids and refitted coefficients and the replicas stay identical. A due update whose batch
+    has fewer rows than the largest batch seen (an epoch's last, partial batch: one row put every
+    knot within 0.002 of it) waits for the next full batch.
 
     Args:
         every: Steps between updates (pykan: 5).
@@ -41,6 +43,8 @@ class GridUpdateCallback(pl.Callback):
         self.grid_eps = check_number("GridUpdateCallback grid_eps", grid_eps, 0, maximum=1)
         #: Steps at which the grids were updated (on this process).
         self.updated_at: list[int] = []
+        self._largest = 0  # rows of the largest batch seen
+        self._waiting = False  # a due update waits for a full batch
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         model = getattr(pl_module, "model", None)
@@ -58,7 +62,9 @@ class GridUpdateCallback(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if not self.due(step) or batch_idx % max(1, int(getattr(trainer, "accumulate_grad_batches", 1))):
+        if not (self.due(step) or self._waiting) or batch_idx % max(
+            1, int(getattr(trainer, "accumulate_grad_batches", 1))
+        ):
             return  # with gradient accumulation: once per optimizer step, before its first micro-batch
         model = pl_module.model
         assert isinstance(model, KAN)  # setup() refused anything else
@@ -68,6 +74,10 @@ class GridUpdateCallback(pl.Callback):
         else:
             x = batch[0]
         x = gather_rows(x.detach(), trainer, pl_module)
+        self._largest = max(self._largest, x.shape[0])
+        self._waiting = x.shape[0] < self._largest
+        if self._waiting:
+            return
         with torch.no_grad():
             model.update_grid(x, grid_eps=self.grid_eps)
         self.updated_at.append(step)

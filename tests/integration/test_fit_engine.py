@@ -298,3 +298,91 @@ def test_the_history_holds_the_logged_metrics_under_its_names(task, tmp_path):
         column = [float(row[name]) for row in rows if row[name] != ""]
         # the same float32 tensors, read back from their CSV text: agree to its printed digits
         assert column == pytest.approx(getattr(history, mapping[name]), rel=1e-6), name
+
+
+# --- found in review (stop 33) ------------------------------------------------------------------
+
+
+def test_a_grid_update_due_on_a_partial_batch_waits_for_a_full_one():
+    """101 rows in batches of 50: step 2's batch is one row, and its update put every knot within
+    0.002 of it (test RMSE 33x worse at the end of the helper's run)."""
+    data = kantk.create_dataset(TOY, n_vars=2, train_num=101, test_num=50, seed=0, dtype=torch.float64)
+    model = _model()
+    kantk.fit(
+        model,
+        data,
+        steps=4,
+        optimizer="adam",
+        batch=50,
+        grid_update_every=1,
+        grid_update_until=3,
+        progress=False,
+    )
+    grid = model.layers[0].basis.grid
+    assert bool(((grid[:, -1] - grid[:, 0]) > 1.0).all()), grid  # spans the data, [-1, 1]
+
+
+def test_fit_s_final_checkpoint_is_its_own_not_a_user_s_best(data, tmp_path):
+    """The user's ModelCheckpoint(monitor=...) came first: fit named the last step's state as that
+    callback's best, with val_loss=0.0000 in its name."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    best = ModelCheckpoint(monitor="val_loss", filename="best-{step}-{val_loss:.4f}", save_top_k=1)
+    kantk.fit(
+        _model(),
+        data,
+        steps=6,
+        optimizer="adam",
+        lr=1.0,
+        eval_every=1,
+        progress=False,
+        log_dir=tmp_path,
+        callbacks=[best],
+    )
+    names = sorted(p.name for p in tmp_path.glob("**/*.ckpt"))
+    assert [n for n in names if n.startswith("best-")] == [os.path.basename(best.best_model_path)], names
+    assert "val_loss=0.0000" not in " ".join(names)
+
+
+def test_ctrl_c_inside_an_lbfgs_step_resumes_as_if_uninterrupted(data, tmp_path):
+    """The checkpoint kept LBFGS's state of the interrupted step beside the parameters of its start:
+    the resumed run ended 0.085 away from the uninterrupted one."""
+    calls = {"n": 0, "stop_at": None}
+
+    def loss(model, batch):  # Ctrl-C on the 20th evaluation: inside step 2's line search
+        x, y = batch
+        if model.training:
+            calls["n"] += 1
+            if calls["n"] == calls["stop_at"]:
+                raise KeyboardInterrupt
+        return torch.mean((model(x) - y) ** 2)
+
+    reference = _model()
+    kantk.fit(reference, data, steps=5, loss=loss, progress=False)
+    model = _model()
+    calls.update(n=0, stop_at=20)
+    with pytest.raises(KeyboardInterrupt):
+        kantk.fit(model, data, steps=5, loss=loss, progress=False, log_dir=tmp_path)
+    (checkpoint,) = tmp_path.glob("**/interrupted-step=*.ckpt")
+    calls["stop_at"] = None
+    module = KANModule.from_model(model, optimizer="lbfgs", loss=loss)
+    trainer = pl.Trainer(
+        max_steps=5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, TensorDataModule(data), ckpt_path=checkpoint)
+    for k, v in reference.state_dict().items():
+        assert torch.equal(module.model.state_dict()[k], v), k
+
+
+def test_training_ended_by_max_epochs_is_evaluated_after_its_last_step(data):
+    """max_epochs in trainer_kwargs ended training at step 14: the last evaluation was step 10's."""
+    model = _model()
+    history = kantk.fit(
+        model, data, steps=1000, optimizer="adam", batch=32, progress=False, trainer_kwargs={"max_epochs": 2}
+    )
+    assert history.eval_step[-1] == len(history.train_loss) == 14  # 7 batches of 200 rows per epoch
+    assert history.test_rmse[-1] == pytest.approx(_test_rmse(model, data), rel=1e-12)
