@@ -740,7 +740,19 @@ def save_config_callback_class(package: str = "pytorch_lightning") -> type:
                 problem = trainer.strategy.broadcast(problem)
                 if problem:
                     raise ConfigSaveError(problem)
+            saving = not self.already_saved and self.save_to_log_dir and trainer.is_global_zero
             super().setup(trainer, pl_module, stage)
+            if saving and trainer.log_dir is not None:
+                self.written = os.path.join(trainer.log_dir, self.config_filename)
+
+        def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+            # a run that failed before its first step (the sanity check, a model that does not
+            # fit the data) leaves no results: its config went too, or it blocked the corrected
+            # rerun ("would overwrite ... config.yaml (not written by this run)")
+            written = getattr(self, "written", None)
+            if written and trainer.global_step == 0 and os.path.isfile(written):
+                os.remove(written)
+                self.written = None
 
     return KantkSaveConfigCallback
 

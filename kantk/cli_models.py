@@ -173,6 +173,8 @@ def check_output_file(path: str, inputs: Iterable[str] = (), flag: str = "-o") -
         fail(f"{flag} needs a file path")
     if os.path.isdir(out):
         fail(f"{flag} {out!r} is a folder; give the path of a file to write")
+    if os.path.basename(out) in ("", ".", ".."):  # "out/new/": the work ran, then the rename failed
+        fail(f"{flag} {out!r} names a folder (it ends in {os.sep!r}); give the path of a file to write")
     if os.path.exists(out) and not os.path.isfile(out):
         fail(f"{flag} {out!r} exists and is not a regular file; it is not overwritten")
     parent = os.path.dirname(os.path.abspath(out))
@@ -201,7 +203,7 @@ def load_model(path: str) -> KAN:
     never pickled code.
     """
     check_input_file(path, "model file")
-    if path.endswith(".ckpt"):
+    if path.lower().endswith(".ckpt"):
         import torch
 
         from kantk.lightning import KANModule

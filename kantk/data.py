@@ -197,7 +197,7 @@ def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:
     :func:`load_csv`, the ``kantk`` commands' ``--data`` and :class:`kantk.lightning.CSVDataModule`
     all read files with it. A first row without any number is the header (a first row that
     mixes numbers with text or empty cells is data with a bad cell, not a header: ``0.1,`` or
-    ``0.3,x``); every other non-blank row must hold as many numbers as the first row. Text only:
+    ``0.3,x``; so is one of NaN and infinities only, ``nan,inf``); every other non-blank row must hold as many numbers as the first row. Text only:
     the file is never evaluated. Rows are converted as they are read, so memory grows with the
     numbers (8 bytes each; a 60 MB file of a million rows took 48 MB, 438 MB before). A number is
     ASCII decimal or scientific notation (``1_000`` and other scripts' digits are not).
@@ -225,7 +225,7 @@ def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:
     n_cols = 0
     n_rows = 0
     for line, row in _read_rows(path, delimiter):  # (first line number, cells)
-        if n_rows == 0 and header is None and not n_cols and not any(_number(cell) for cell in row):
+        if n_rows == 0 and header is None and not n_cols and _is_header(row):
             header = [c.strip() for c in row]
             n_cols = len(header)
             continue
@@ -241,7 +241,8 @@ def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:
         raise ValueError(f"{path!r} holds no rows")
     if not n_rows:
         names = _one_line(", ".join(header or []))
-        raise ValueError(f"{path!r} has a header row ({names}) but no data rows")
+        hint = next((h for h in map(_separator_hint, header or []) if h), "")
+        raise ValueError(f"{path!r} has a header row ({names}) but no data rows{hint}")
     table = np.frombuffer(values, dtype=np.float64).reshape(n_rows, n_cols).copy()
     return CsvTable(table, header, path)
 
@@ -625,12 +626,29 @@ def _safe_std(t: torch.Tensor) -> torch.Tensor:
 
 #: A number as a CSV cell may spell it: ASCII decimal or scientific notation, spaces around
 #: (Python's float() also took "1_000" and other scripts' digits, "١٢").
-_NUMBER = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*", re.ASCII)
+# one way to match each number (the digits either side of an optional point never compete: the
+# old "[0-9]+\.?[0-9]*" tried every split of a long run of digits, and a 20 KB cell took 29 s)
+_NUMBER = re.compile(r"\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*", re.ASCII)
 _NON_FINITE = re.compile(r"\s*[+-]?(nan|inf|infinity)\s*", re.IGNORECASE)
 
 
 def _number(cell: str) -> bool:
     return _NUMBER.fullmatch(cell) is not None
+
+
+def _is_header(row: Sequence[str]) -> bool:
+    """Whether a first row is a header: no number in it, and not only NaN and infinities (a row
+    ``nan,nan,nan`` is data to refuse: it was taken for a header and silently lost; ``nan,x,y``
+    names columns)."""
+    return not any(_number(cell) for cell in row) and not all(_NON_FINITE.fullmatch(cell) for cell in row)
+
+
+def _separator_hint(cell: str) -> str:
+    """A word on the separator when ``cell`` looks like a row of another one (``0.1;0.2``)."""
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if sep in cell and all(_number(part) or _NON_FINITE.fullmatch(part) for part in cell.split(sep)):
+            return f" (fields are separated by commas; this one holds {name})"
+    return ""
 
 
 def _cell_value(cell: str, path: str, line: int, column: int) -> float:
@@ -643,7 +661,7 @@ def _cell_value(cell: str, path: str, line: int, column: int) -> float:
     if value is None:
         raise ValueError(
             f"{path!r} must hold numbers only (besides one header row): line {line}, column {column + 1} "
-            f"is {_short_repr(cell)}"
+            f"is {_short_repr(cell)}{_separator_hint(cell)}"
         )
     if not math.isfinite(value):  # 1e999
         raise ValueError(

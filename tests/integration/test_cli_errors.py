@@ -144,6 +144,17 @@ def test_output_an_existing_folder(work, capsys, no_work, command):
 
 
 @pytest.mark.parametrize("command", PLAIN_COMMANDS)
+def test_output_ending_in_a_separator_is_refused_before_the_work(work, capsys, no_work, command):
+    """-o out/new/ passed the checks: the whole job ran, then the rename into "new/" failed with an
+    internal temporary path in the message."""
+    argv = [command, "model.kantk", "-o", f"new{os.sep}"] + (
+        ["--format", "json"] if command == "export" else []
+    )
+    assert_error(run_cli(argv, capsys), code=1, match="names a folder")
+    assert not (work / "new").exists()
+
+
+@pytest.mark.parametrize("command", PLAIN_COMMANDS)
 def test_output_the_input_is_refused(work, capsys, no_work, command):
     before = (work / "model.kantk").read_bytes()
     argv = [command, "model.kantk", "-o", "model.kantk"] + (
@@ -309,12 +320,14 @@ def test_bad_model_files(work, capsys, no_work):
     (work / "binary.kantk").write_bytes(b"\x00\x01garbage" * 100)
     (work / "empty.kantk").write_bytes(b"")
     (work / "bad.ckpt").write_bytes(b"not a pickle")
+    (work / "BAD.CKPT").write_bytes(b"not a pickle")
     for model, match in (
         ("absent.kantk", "no model file"),
         ("folder", "is a folder"),
         ("binary.kantk", "cannot load"),
         ("empty.kantk", "cannot load"),
         ("bad.ckpt", "cannot load checkpoint"),
+        ("BAD.CKPT", "cannot load checkpoint"),  # read as a .kantk file before
     ):
         for command in PLAIN_COMMANDS:
             assert_error(
@@ -680,6 +693,19 @@ def test_fit_never_overwrites_an_existing_config_it_did_not_write(fit_folder, ca
     )
     assert saved.read_bytes() == first  # the second run's config did not replace the first's
     assert (fit_folder / "runs" / "old" / "config.yaml").read_text().startswith("# an earlier run")
+
+
+def test_a_fit_that_fails_before_its_first_step_leaves_no_config_behind(fit_folder, capsys):
+    """A model that does not fit the data failed in the sanity check but left runs/config.yaml,
+    which then refused the corrected rerun ("would overwrite ... not written by this run")."""
+    (fit_folder / "runs").mkdir()
+    bad = ["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs", "--model.widths", "[3, 2, 1]"]
+    bad += ["--trainer.num_sanity_val_steps", "1"]
+    assert_error(run_cli(bad, capsys), code=1, match="the model expects")
+    assert list((fit_folder / "runs").iterdir()) == []
+    status, _, err = run_cli(["fit", "--config", "cfg.yaml", "--trainer.default_root_dir", "runs"], capsys)
+    assert status == 0, err
+    assert (fit_folder / "runs" / "config.yaml").is_file()
 
 
 # --- property-based: random values and argument lists ---------------------------------------------

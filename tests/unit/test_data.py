@@ -528,3 +528,35 @@ def test_an_atomic_replacement_keeps_the_files_permissions(tmp_path):
         with open(tmp, "w") as f:
             f.write("new")
     assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_a_long_cell_is_refused_at_once(tmp_path):
+    """The number pattern tried every split of a run of digits between its two digit groups: a
+    20 KB cell of digits and one letter took 29 s to refuse (quadratic), a 130 KB one minutes."""
+    from kantk.data import read_csv
+
+    path = tmp_path / "long.csv"
+    path.write_text("0.1,0.2," + "1" * 100_000 + "x\n")
+    with pytest.raises(ValueError, match="line 1, column 3"):
+        read_csv(path)
+
+
+def test_a_first_row_of_nan_or_inf_is_data_to_refuse_not_a_header(tmp_path):
+    """nan,nan,nan was taken for a header: a row of the file silently went missing."""
+    from kantk.data import read_csv
+
+    path = tmp_path / "nan.csv"
+    path.write_text("nan,inf,-Infinity\n0.1,0.2,0.3\n")
+    with pytest.raises(ValueError, match="NaN or infinite values: line 1, column 1"):
+        read_csv(path)
+
+
+def test_another_separator_is_named(tmp_path):
+    from kantk.data import read_csv
+
+    (tmp_path / "one.csv").write_text("0.1;0.2;0.3\n")
+    with pytest.raises(ValueError, match="this one holds semicolons"):
+        read_csv(tmp_path / "one.csv")
+    (tmp_path / "two.csv").write_text("x\ty\n0.1\t0.2\n")
+    with pytest.raises(ValueError, match=r"line 2, column 1 is .* this one holds tabs"):
+        read_csv(tmp_path / "two.csv")
