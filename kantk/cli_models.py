@@ -286,7 +286,7 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     # --range -1e3 1e3: Python 3.11's argparse takes "-1e3" (exponent form) for an option and
     # answers "expected 2 arguments"; numbers in every form are values here (no option looks so)
     if hasattr(parser, "_negative_number_matcher"):
-        parser._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-inf$")
+        parser._negative_number_matcher = re.compile(r"^-(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$|^-inf$")
     group = parser.add_argument_group(
         "samples to score the model on (--data, or else --samples uniform samples over --range)"
     )
