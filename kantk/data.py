@@ -197,10 +197,11 @@ def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:
     :func:`load_csv`, the ``kantk`` commands' ``--data`` and :class:`kantk.lightning.CSVDataModule`
     all read files with it. A first row without any number is the header (a first row that
     mixes numbers with text or empty cells is data with a bad cell, not a header: ``0.1,`` or
-    ``0.3,x``; so is one of NaN and infinities only, ``nan,inf``); every other non-blank row must hold as many numbers as the first row. Text only:
-    the file is never evaluated. Rows are converted as they are read, so memory grows with the
-    numbers (8 bytes each; a 60 MB file of a million rows took 48 MB, 438 MB before). A number is
-    ASCII decimal or scientific notation (``1_000`` and other scripts' digits are not).
+    ``0.3,x``; so is one of NaN and infinities only, ``nan,inf``); every other non-blank row must
+    hold as many numbers as the first row. Text only: the file is never evaluated. Rows are
+    converted as they are read, so memory grows with the numbers (8 bytes each; a 60 MB file of
+    a million rows took 48 MB, 438 MB before). A number is ASCII decimal or scientific notation
+    (``1_000`` and other scripts' digits are not).
 
     Args:
         path: The file.

@@ -305,7 +305,7 @@ class SymbolicEdges:
         the layer holds one function per key, so fixing x2's edge to a list-built ``"mypow"``
         (z^3) silently turned x1's ``"mypow"`` (z^2) into z^3 too."""
         held = self._symbolic_functions.get((library, function.name))
-        if held is None or held is function or held == function:
+        if held is None or held is function or held == function or _same_function(held, function):
             return
         for q, p in self.symbolic_edges():
             if (q, p) not in replaced and (self.symbolic_libraries[q][p], self.symbolic_names[q][p]) == (
@@ -374,3 +374,25 @@ class _SymbolicGroup:
                 torch.tensor(self.ps, dtype=torch.long, device=device),
             )
         return self._cache[device]
+
+
+def _same_function(a: SymbolicFunction, b: SymbolicFunction) -> bool:
+    """Whether two records are the same function built twice (a plugin library builds new records,
+    with new callables, every time it is resolved): the same name, complexity and sympy form, and
+    the same values at a few points. Two list-built ``"mypow"`` of z^2 and z^3 are not."""
+    import sympy
+
+    if a.name != b.name or a.complexity != b.complexity:
+        return False
+    z = sympy.Symbol("z")
+    try:
+        if sympy.srepr(a.sympy_fn(z)) != sympy.srepr(b.sympy_fn(z)):
+            return False
+        probe = torch.tensor([-2.3, -0.7, -0.1, 0.0, 0.3, 0.9, 1.7, 4.1], dtype=torch.float64)
+        with torch.no_grad():
+            va, vb = a.torch_fn(probe), b.torch_fn(probe)
+        return bool(torch.equal(torch.as_tensor(va).isnan(), torch.as_tensor(vb).isnan())) and bool(
+            torch.allclose(torch.as_tensor(va), torch.as_tensor(vb), rtol=0, atol=0, equal_nan=True)
+        )
+    except Exception:  # noqa: BLE001 - a function that cannot be compared so is another one
+        return False

@@ -29,6 +29,7 @@ from torch.func import functional_call, jacfwd
 from kantk._validation import check_int
 from kantk.attribution import check_samples
 from kantk.model import KAN
+from kantk.registry import Registry
 from kantk.symbolic.fitting import DOMAIN_MARGIN, _admissible, _Span
 from kantk.symbolic.library import LibraryArg
 
@@ -265,6 +266,7 @@ def improve_symbolic(
     gain: float = 0.5,
     steps: int = 50,
     domain_margin: float = DOMAIN_MARGIN,
+    registry: Registry | None = None,
 ) -> ImproveResult:
     """Refit, then try each symbolic edge's runner-up functions, keeping a swap that refits better.
 
@@ -285,13 +287,17 @@ def improve_symbolic(
         gain: A swap is kept when it brings the RMSE below ``gain`` times the best so far.
         steps: Levenberg-Marquardt iterations per refit.
         domain_margin: As for :func:`refit_symbolic` and the fits.
+        registry: Where a library name is looked up (``None``: the default registry), as for
+            :func:`kantk.fix_symbolic`.
 
     Returns:
         An :class:`ImproveResult`; the model holds the best functions and parameters found.
     """
     from kantk.symbolic.api import fix_symbolic, suggest_symbolic
+    from kantk.symbolic.library import resolve_library
 
     check_int("alternatives", alternatives, 0)
+    library = resolve_library(library, registry)  # once: a plugin's records are built per call
     if not 0 < gain <= 1:
         raise ValueError(f"gain must be in (0, 1], got {gain!r}")
     best = refit_symbolic(model, x, y, steps, domain_margin).rmse_after

@@ -297,3 +297,35 @@ def test_integer_like_indices_and_bad_topk():
         kantk.suggest_symbolic(model, 0, 1, 0, x, topk=2.5)
     with pytest.raises(IndexError):
         kantk.fix_symbolic(model, 0, True, 0, "sin", fit_params=False)
+
+
+def test_a_plugin_library_fixes_several_edges_to_one_function_and_improves_with_its_registry():
+    """A plugin library builds new records whenever it is resolved: a second edge fixed to its
+    "sinh" was refused as "another function named 'sinh'"; improve_symbolic took no registry."""
+    import sympy
+
+    from kantk.plugins import hookimpl
+    from kantk.symbolic import SymbolicFunction
+    from kantk.types import SymbolicLibrarySpec
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def kantk_symbolic_libraries():
+            def functions():  # new callables on every call, as a plugin written from the docs has
+                return [
+                    SymbolicFunction("sinh", lambda z: torch.sinh(z), lambda z: sympy.sinh(z), complexity=2),
+                    SymbolicFunction("cosh", lambda z: torch.cosh(z), lambda z: sympy.cosh(z), complexity=2),
+                ]
+
+            yield SymbolicLibrarySpec("hyperbolic", functions, "sinh and cosh")
+
+    registry = kantk.Registry.with_plugins(Plugin)
+    x = torch.rand(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    model = kantk.KAN([2, 1], seed=0).double()
+    for p in (0, 1):
+        kantk.fix_symbolic(model, 0, p, 0, "sinh", x, library="hyperbolic", registry=registry)
+    assert model.layers[0].symbolic_names[0] == ["sinh", "sinh"]
+    y = torch.sinh(x[:, :1]) + torch.cosh(x[:, 1:])
+    result = kantk.improve_symbolic(model, x, y, library="hyperbolic", registry=registry)
+    assert result.swaps == [(0, 1, 0, "sinh", "cosh")] and result.rmse_after < 0.5 * result.rmse_before
