@@ -107,8 +107,26 @@ def test_bad_input():
         fit_affine(torch.zeros(5), torch.zeros(6), [LIB["x"]])
     with pytest.raises(ValueError, match="finite"):
         fit_affine(torch.tensor([0.0, 1.0, math.nan]), torch.zeros(3), [LIB["x"]])
-    with pytest.raises(ValueError, match="a_range"):
-        fit_affine(_x(), _x(), [LIB["x"]], a_range=(1, -1))
+    for bad in ((1, -1), (-math.inf, math.inf), (-1e308, 1e308), (0, math.nan)):
+        with pytest.raises(ValueError, match="a_range"):
+            fit_affine(_x(), _x(), [LIB["x"]], a_range=bad)
+
+
+@pytest.mark.parametrize(
+    ("torch_fn", "sympy_fn", "target"),
+    [
+        (lambda z: z.clamp(-3, 3), lambda z: z, lambda x: (6 * x).clamp(-3, 3)),
+        (lambda z: torch.relu(z + 2), lambda z: z, lambda x: torch.relu(4 * x)),
+        (torch.nn.functional.hardsigmoid, lambda z: z, lambda x: torch.nn.functional.hardsigmoid(8 * x - 1)),
+    ],
+    ids=["clamp", "shifted_relu", "hardsigmoid"],
+)
+def test_functions_linear_near_zero_only_are_searched(torch_fn, sympy_fn, target):
+    """Linear on the five probe points in [-1.5, 2.1], they were taken for affine: (a, b) stayed
+    (1, 0), and hardsigmoid(8x - 1) fitted with r^2 0.90."""
+    fn = SymbolicFunction("piecewise", torch_fn, sympy_fn, complexity=2)
+    x = torch.linspace(-1, 1, 201, dtype=torch.float64)
+    assert float(fit_affine(x, target(x), [fn]).r2[0]) > 1 - 1e-9
 
 
 def test_scores_follow_pykan_rule():
