@@ -505,7 +505,7 @@ def _keep_in_domain(
     """
 
     def ok(b: torch.Tensor) -> torch.Tensor:
-        finite = torch.isfinite(fn.torch_fn(params[:, 0:1] * x + b[:, None])).all(dim=1)
+        finite = torch.isfinite(fn(params[:, 0:1] * x + b[:, None])).all(dim=1)
         return finite & _admissible(fn, span, params[:, 0], b, exact=True)
 
     broken = torch.isfinite(r2) & ~ok(params[:, 1])
@@ -531,7 +531,7 @@ def _final(
     ``span`` (normalised coordinates): where the argument must stay in the domain too (``None``:
     an affine function, nothing to check).
     """
-    v = fn.torch_fn(ab[:, 0:1] * u + ab[:, 1:2])  # (E, n)
+    v = fn(ab[:, 0:1] * u + ab[:, 1:2])  # (E, n)
     valid = torch.isfinite(v).all(dim=1)
     if span is not None:
         valid = valid & _admissible(fn, span, ab[:, 0], ab[:, 1], exact=True)

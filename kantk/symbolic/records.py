@@ -142,14 +142,17 @@ class SymbolicFunction:
         return self._element_wise(z, (self.safe_torch_fn or self.torch_fn)(z))
 
     def _element_wise(self, z: torch.Tensor, out: Any) -> torch.Tensor:
-        """``out``, what a torch function of this record gave for ``z``, if it is a tensor of
-        ``z``'s shape; else a one-line error naming the function."""
+        """``out``, what a torch function of this record gave for ``z``, in ``z``'s float dtype,
+        if it is a tensor of ``z``'s shape; else a one-line error naming the function. (A function
+        computing in float32 inside a float64 fit failed there with "Float did not match Double".)"""
         if not isinstance(out, torch.Tensor) or out.shape != z.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise TypeError(
                 f"symbolic function {self.name!r} returned {got} for a {tuple(z.shape)} tensor; its "
                 "torch functions are element-wise: a tensor of the input's shape"
             )
+        if out.dtype != z.dtype and out.dtype.is_floating_point and z.dtype.is_floating_point:
+            out = out.to(z.dtype)
         return out
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
@@ -159,7 +162,4 @@ class SymbolicFunction:
         Raises:
             TypeError: The function did not return a tensor of ``z``'s shape (named).
         """
-        out = self._element_wise(z, self.torch_fn(z))
-        if out.dtype != z.dtype and out.dtype.is_floating_point and z.dtype.is_floating_point:
-            out = out.to(z.dtype)
-        return out
+        return self._element_wise(z, self.torch_fn(z))

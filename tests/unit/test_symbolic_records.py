@@ -100,3 +100,15 @@ def test_malformed_plugin_library():
     registry = kantk.Registry.with_plugins(Plugin())
     with pytest.raises(kantk.PluginError, match="bad"):
         get_library("bad", registry)
+
+
+def test_a_function_computing_in_float32_fits_a_float64_model():
+    """It failed in the fit with a raw "Float did not match Double" (the forward cast, the fit did not)."""
+    import sympy
+
+    sin32 = SymbolicFunction("sin32", lambda z: torch.sin(z.float()), sympy.sin, 2)
+    x = torch.rand(100, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    model = kantk.KAN([1, 1], seed=0).double()
+    ranked = kantk.suggest_symbolic(model, 0, 0, 0, x, library=["x", sin32])
+    assert {c.name for c in ranked} == {"x", "sin32"}
+    assert sin32.safe(x[:, 0]).dtype == torch.float64
