@@ -10,6 +10,7 @@ with an operation other than a sum (a product node) has one extra vertex per sub
 from __future__ import annotations
 
 import contextlib
+import html
 import itertools
 import json
 import math
@@ -328,8 +329,6 @@ def to_graphviz(
         max_penwidth: Pen width of the most important edge of a layer.
         dpi: Resolution of the edge pictures.
     """
-    import html
-
     import graphviz
     import torch
 
@@ -640,13 +639,18 @@ def _embed_images(svg_path: str) -> None:
 
     def inline(match: Any) -> str:
         target = match.group(2)
+        if not os.path.isfile(target) and os.path.isfile(html.unescape(target)):
+            target = html.unescape(target)
         if target.startswith("data:") or not target.lower().endswith(".png") or not os.path.isfile(target):
             return match.group(0)
         with open(target, "rb") as image:
             data = base64.b64encode(image.read()).decode("ascii")
         return f'{match.group(1)}"data:image/png;base64,{data}"'
 
-    text = re.sub(r'((?:xlink:)?href=)"([^"]*)"', inline, text)
+    # Graphviz writes the path as it is, a '"' in a folder name too: a quote inside the value is
+    # one not followed by a space, "/" or ">" (the picture stayed a link into a removed folder,
+    # and the SVG was not well-formed XML)
+    text = re.sub(r'((?:xlink:)?href=)"((?:[^"]|"(?![\s/>]))*)"', inline, text)
     with open(svg_path, "w", encoding="utf-8") as f:
         f.write(text)
 

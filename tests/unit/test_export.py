@@ -332,6 +332,22 @@ def test_svg_with_edge_plots_stands_alone_after_being_moved(tmp_path):
 
 
 @needs_dot
+def test_pictures_are_embedded_from_a_folder_with_a_quote_in_its_name(tmp_path):
+    """Graphviz writes the picture's path unescaped: in a folder named q"q the link stayed a path
+    into the removed temporary folder, and the SVG was not well-formed XML."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / 'q"q'
+    out.mkdir()
+    export_graph(_model(), out / "g.svg", x=torch.rand(32, 3) * 2 - 1, edge_plots=True, dpi=40)
+    text = (out / "g.svg").read_text()
+    ET.fromstring(text)
+    links = re.findall(r'href="([^"]{0,30})', text)
+    assert links and all(link.startswith("data:image/png;base64,") for link in links)
+
+
+@needs_dot
 def test_png_dpi_sets_the_resolution(tmp_path):
     from matplotlib.image import imread
 
