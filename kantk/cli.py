@@ -740,10 +740,12 @@ def save_config_callback_class(package: str = "pytorch_lightning") -> type:
                 problem = trainer.strategy.broadcast(problem)
                 if problem:
                     raise ConfigSaveError(problem)
-            saving = not self.already_saved and self.save_to_log_dir and trainer.is_global_zero
+            saving = not self.already_saved and self.save_to_log_dir
             super().setup(trainer, pl_module, stage)
-            if saving and trainer.log_dir is not None:
-                self.written = os.path.join(trainer.log_dir, self.config_filename)
+            if saving:
+                log_dir = trainer.log_dir  # a collective call: every rank (rank 0 alone hung DDP)
+                if log_dir is not None and trainer.is_global_zero:
+                    self.written = os.path.join(log_dir, self.config_filename)
 
         def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
             # a run that failed before its first step (the sanity check, a model that does not

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kantk.bases.base import SupportsRefine
+from kantk.bases.base import Basis, SupportsRefine
 from kantk.model import KAN
 
 
@@ -92,6 +92,16 @@ def refine(model: KAN, grid_size: int | Sequence[int], **options: Any) -> KAN:
             raise
         except ValueError as exc:
             raise ValueError(f"layer {index}: {exc}") from None
+        if not isinstance(new_basis, Basis) or new_basis.in_features != basis.in_features:
+            what = (
+                f"a basis of {new_basis.in_features} inputs"
+                if isinstance(new_basis, Basis)
+                else type(new_basis).__name__
+            )
+            raise ValueError(
+                f"layer {index}: basis {layer.basis_name!r}: refine returned {what}, not a basis of the "
+                f"layer's {basis.in_features} inputs"
+            )
         want = (layer.coef.shape[0], layer.coef.shape[1], new_basis.num_functions)
         if not isinstance(new_coef, torch.Tensor) or tuple(new_coef.shape) != want:
             got = tuple(new_coef.shape) if isinstance(new_coef, torch.Tensor) else type(new_coef).__name__

@@ -117,7 +117,9 @@ def save(model: KAN, path: str | os.PathLike[str]) -> None:
 
     Raises:
         TypeError: ``model`` is not a :class:`kantk.KAN`.
-        ValueError: A tensor of the model holds NaN or infinity (:func:`load` would refuse the file).
+        ValueError: A tensor of the model holds NaN or infinity, or is not floating-point
+            (:func:`load` would refuse the file).
+        TypeError: A layer's config (its basis' ``config()``) is not JSON.
         FileNotFoundError: The folder of ``path`` does not exist.
         NotADirectoryError: A parent of ``path`` is a file.
         IsADirectoryError: ``path`` is a folder.
@@ -133,9 +135,14 @@ def save(model: KAN, path: str | os.PathLike[str]) -> None:
     config["dtype"] = str(model.dtype).removeprefix("torch.")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     for key, value in tensors.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if not value.is_floating_point():  # load refuses it: a file that cannot be read back
+            raise ValueError(
+                f"cannot save the model: tensor {key!r} has dtype {value.dtype}; kantk model files hold "
+                "floating-point tensors only (a basis keeps integer or bool data out of its buffers)"
+            )
+        if not bool(torch.isfinite(value).all()):
             raise ValueError(f"cannot save the model: tensor {key!r} holds NaN or infinite values")
-    metadata = {FORMAT_KEY: FORMAT_VERSION, CONFIG_KEY: json.dumps(config)}
+    metadata = {FORMAT_KEY: FORMAT_VERSION, CONFIG_KEY: _config_json(config)}
 
     data = serialize(tensors, metadata=metadata)  # the whole file, before anything is created
 
@@ -158,6 +165,25 @@ def save(model: KAN, path: str | os.PathLike[str]) -> None:
         if isinstance(exc, IsADirectoryError):
             raise IsADirectoryError(errno.EISDIR, "cannot save a kantk model over a folder", target) from None
         raise
+
+
+def _config_json(config: dict[str, Any]) -> str:
+    """The model's config as JSON, or a one-line error naming the layer whose part is not JSON
+    (a plugin basis' ``config()`` returning an object gave a bare "Object of type ... is not JSON
+    serializable")."""
+    try:
+        return json.dumps(config)
+    except (TypeError, ValueError) as exc:
+        for i, layer in enumerate(config.get("layers", [])):
+            try:
+                json.dumps(layer)
+            except (TypeError, ValueError):
+                basis = layer.get("basis") if isinstance(layer, dict) else None
+                raise TypeError(
+                    f"cannot save the model: the config of layer {i} (basis {basis!r}) is not JSON ({exc}); "
+                    "a basis' config() returns JSON values (numbers, strings, lists, dicts)"
+                ) from None
+        raise TypeError(f"cannot save the model: its config is not JSON ({exc})") from None
 
 
 def _write(handle: Any, data: bytes) -> None:

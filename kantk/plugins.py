@@ -165,6 +165,12 @@ def create_plugin_manager(
         _load_entry_points(pm, failed)
 
     for plugin in extra_plugins:
+        name = pm.get_name(plugin) if pm.is_registered(plugin) else None
+        if name is not None and name in pm.isolated_plugins:
+            # also loaded from its entry point (an author's installed plugin): the explicit one
+            # wins, as in a clash (pluggy refused the second registration of the module)
+            pm.unregister(plugin)
+            pm.isolated_plugins.pop(name, None)
         _register(pm, plugin, None)
 
     try:
@@ -253,6 +259,8 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str | None) -> Non
     try:
         pm.register(plugin, name=name)
     except ValueError as exc:  # pluggy: same name or same object registered twice
-        raise PluginError(f"cannot register kantk plugin {name or plugin!r}: {exc}") from exc
+        # pluggy's message goes on to print every registered plugin: its first line only
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PluginError(f"cannot register kantk plugin {name or plugin!r}: {first[:200]}") from exc
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"kantk plugin {name or plugin!r} is malformed: {exc}") from exc

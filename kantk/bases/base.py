@@ -289,8 +289,30 @@ def layer_edges(basis: Basis, x: torch.Tensor, weights: EdgeWeights) -> torch.Te
     # call, paid by every layer of every step; small GPU layers are bound by such host time)
     fused = getattr(basis, "fused_edges", None)
     if fused is not None:
-        return fused(x, weights)
+        return _checked_edges(basis, x, weights, fused(x, weights))
     return edge_sum(basis, x, weights)
+
+
+def _checked_edges(basis: Basis, x: torch.Tensor, weights: EdgeWeights, y: Any) -> torch.Tensor:
+    """``y``, what ``basis.fused_edges`` returned, if it is (batch, out) in ``x``'s dtype (or an
+    autocast one) and device; else a one-line error naming the basis. An (out, batch) result was
+    reshaped silently into wrong outputs, and a float64 one blamed on the next layer's input."""
+    want = (x.shape[0], weights.coef.shape[0])
+    if not isinstance(y, torch.Tensor) or y.shape != want:
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(
+            f"{type(basis).__name__}.fused_edges returned {got} for input {tuple(x.shape)}; it returns "
+            f"(batch, out) = {want}"
+        )
+    if y.device != x.device or (
+        y.dtype != x.dtype
+        and not (x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type))
+    ):
+        raise TypeError(
+            f"{type(basis).__name__}.fused_edges returned {y.dtype} on {y.device} for a {x.dtype} input on "
+            f"{x.device}; it returns the input's dtype and device"
+        )
+    return y
 
 
 @runtime_checkable

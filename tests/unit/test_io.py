@@ -488,6 +488,20 @@ def test_saving_again_keeps_the_file_s_own_permissions(tmp_path):
     assert torch.equal(kantk.load(path).layers[0].coef, kantk.KAN([2, 1], seed=1).layers[0].coef)
 
 
+def test_save_refuses_tensors_and_configs_load_would_refuse(tmp_path):
+    """A basis with an int buffer saved a file load refused ("kantk models hold floating-point
+    tensors"); a config that is not JSON gave a bare "Object of type object is not JSON"."""
+    model = kantk.KAN([2, 1], seed=0)
+    model.layers[0].basis.register_buffer("index", torch.arange(3))
+    with pytest.raises(ValueError, match=r"'layers.0.basis.index' has dtype torch.int64"):
+        kantk.save(model, tmp_path / "m.kantk")
+    model = kantk.KAN([2, 1], seed=0)
+    model.layers[0].basis.config = lambda: {"grid": object()}  # type: ignore[method-assign]
+    with pytest.raises(TypeError, match=r"config of layer 0 \(basis 'bspline'\) is not JSON"):
+        kantk.save(model, tmp_path / "m.kantk")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_save_refuses_a_model_that_load_would_refuse(tmp_path):
     model = kantk.KAN([2, 1], seed=0)
     with torch.no_grad():

@@ -177,3 +177,19 @@ def test_subclass_base_weight_override_reaches_the_forward_pass():
     base = torch.nn.functional.silu(x)  # (5, 3)
     expected = plain(x) - 0.5 * base @ (plain.scale_base * plain.mask).T
     torch.testing.assert_close(half(x), expected)
+
+
+def test_a_fused_edges_result_of_the_wrong_shape_or_dtype_is_named():
+    """(out, batch) was reshaped silently into wrong outputs; float64 was blamed on the next layer."""
+    layer = KANLayer(2, 3, basis="chebyshev")
+    x = torch.rand(6, 2)
+    layer.basis.fused_edges = lambda x, w: torch.zeros(3, x.shape[0])
+    with pytest.raises(
+        ValueError, match=r"ChebyshevBasis.fused_edges returned \(3, 6\) .* \(batch, out\) = \(6, 3\)"
+    ):
+        layer(x)
+    layer.basis.fused_edges = lambda x, w: torch.zeros(x.shape[0], 3, dtype=torch.float64)
+    with pytest.raises(
+        TypeError, match="fused_edges returned torch.float64 on cpu for a torch.float32 input"
+    ):
+        layer(x)

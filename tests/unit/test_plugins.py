@@ -127,8 +127,18 @@ def test_hook_with_arguments_the_spec_lacks_is_malformed():
 
 
 def test_same_plugin_twice_is_an_error():
-    with pytest.raises(kantk.PluginError, match="cannot register"):
+    with pytest.raises(kantk.PluginError, match="cannot register") as info:
         create_plugin_manager(load_entry_points=False, extra_plugins=[_ConstantPlugin, _ConstantPlugin])
+    assert "\n" not in str(info.value)  # pluggy's message went on to list every plugin
+
+
+def test_an_installed_plugin_passed_explicitly_too_is_the_explicit_one(monkeypatch):
+    """An author's pip install -e'd plugin, passed to with_plugins with entry points loaded:
+    pluggy refused the second registration of the module."""
+    _fake_entry_points(monkeypatch, _FakeEntryPoint("constant-ep", "kantk-constant", _ConstantPlugin))
+    pm, failed = create_plugin_manager(extra_plugins=[_ConstantPlugin])
+    assert failed == [] and pm.is_registered(_ConstantPlugin)
+    assert pm.get_plugin("constant-ep") is None and "constant-ep" not in pm.isolated_plugins
 
 
 def test_plugin_error_is_a_runtime_error():

@@ -391,6 +391,20 @@ def test_bad_grid_sizes_say_what_is_accepted(size, match):
         kantk.refine(model, size)
 
 
+def test_what_a_basis_refine_returns_is_checked(monkeypatch):
+    """A string gave "'str' object has no attribute 'num_functions'"; a basis of other inputs was
+    accepted and failed in the next forward."""
+    from kantk.bases.chebyshev import ChebyshevBasis
+
+    model = kantk.KAN([2, 1], basis="chebyshev", seed=0)
+    monkeypatch.setattr(ChebyshevBasis, "refine", lambda self, size, coef: ("nope", coef))
+    with pytest.raises(ValueError, match="layer 0: basis 'chebyshev': refine returned str"):
+        kantk.refine(model, 6)
+    monkeypatch.setattr(ChebyshevBasis, "refine", lambda self, size, coef: (ChebyshevBasis(3), coef))
+    with pytest.raises(ValueError, match="returned a basis of 3 inputs, not a basis of the layer's 2"):
+        kantk.refine(model, 6)
+
+
 def test_other_errors():
     with pytest.raises(TypeError, match="kantk.KAN"):
         kantk.refine(torch.nn.Linear(2, 2), 10)
