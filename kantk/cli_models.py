@@ -785,11 +785,14 @@ def _named_in(dot: str) -> str:
 
 
 def _names(source: str, path: str) -> bool:
-    """Whether the DOT text ``source`` names the picture ``path`` (as the DOT writes it)."""
+    """Whether the DOT text ``source`` names the picture ``path`` (as the DOT writes it: by its
+    absolute path, or one ending in the same folder and file, for a folder moved since with its
+    DOT file; ``source`` is the output's own earlier text, never another export's)."""
     import html
 
     full = os.path.abspath(path)
-    return full in source or html.escape(full) in source
+    tail = os.sep + os.path.join(os.path.basename(os.path.dirname(full)), os.path.basename(full)) + '"'
+    return any(form in source for form in (full, html.escape(full), tail, html.escape(tail)))
 
 
 def _edge_picture(path: str) -> bool:

@@ -236,13 +236,13 @@ def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:
             first = "the header" if header is not None else "the first row"
             raise ValueError(f"{path!r} line {line} has {len(row)} fields but {first} has {n_cols}")
         for c, cell in enumerate(row):
-            values.append(_cell_value(cell, path, line, c))
+            values.append(_cell_value(cell, path, line, c, delimiter))
         n_rows += 1
     if header is None and not n_rows:
         raise ValueError(f"{path!r} holds no rows")
     if not n_rows:
         names = _one_line(", ".join(header or []))
-        hint = next((h for h in map(_separator_hint, header or []) if h), "")
+        hint = next((h for h in (_separator_hint(c, delimiter) for c in header or []) if h), "")
         raise ValueError(f"{path!r} has a header row ({names}) but no data rows{hint}")
     table = np.frombuffer(values, dtype=np.float64).reshape(n_rows, n_cols).copy()
     return CsvTable(table, header, path)
@@ -644,15 +644,19 @@ def _is_header(row: Sequence[str]) -> bool:
     return not any(_number(cell) for cell in row) and not all(_NON_FINITE.fullmatch(cell) for cell in row)
 
 
-def _separator_hint(cell: str) -> str:
+_SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "bars", " ": "spaces"}
+
+
+def _separator_hint(cell: str, delimiter: str = ",") -> str:
     """A word on the separator when ``cell`` looks like a row of another one (``0.1;0.2``)."""
-    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
-        if sep in cell and all(_number(part) or _NON_FINITE.fullmatch(part) for part in cell.split(sep)):
-            return f" (fields are separated by commas; this one holds {name})"
+    for sep, name in _SEPARATORS.items():
+        if sep != delimiter and sep in cell and all(_number(part) for part in cell.split(sep)):
+            wanted = _SEPARATORS.get(delimiter, repr(delimiter))
+            return f" (fields are separated by {wanted}; this one holds {name})"
     return ""
 
 
-def _cell_value(cell: str, path: str, line: int, column: int) -> float:
+def _cell_value(cell: str, path: str, line: int, column: int, delimiter: str = ",") -> float:
     """The number a data cell spells (finite), else a one-line error naming line and column."""
     if _NON_FINITE.fullmatch(cell):
         raise ValueError(
@@ -662,7 +666,7 @@ def _cell_value(cell: str, path: str, line: int, column: int) -> float:
     if value is None:
         raise ValueError(
             f"{path!r} must hold numbers only (besides one header row): line {line}, column {column + 1} "
-            f"is {_short_repr(cell)}{_separator_hint(cell)}"
+            f"is {_short_repr(cell)}{_separator_hint(cell, delimiter)}"
         )
     if not math.isfinite(value):  # 1e999
         raise ValueError(

@@ -9,12 +9,12 @@ All tests look at derivatives on the samples ``x`` (use float64):
   for ``log|f|``. ``exp(sin(pi x1) + x2^2)`` is multiplicatively separable (additive inside exp).
   The score of a pair is ``median |d2 g / dx_a dx_b| * std(x_a) * std(x_b)`` over the samples
   (the median ignores the few samples near a zero of ``f``; ``g`` is ``f``, or ``log|f|``),
-  divided by the spread of ``g`` itself on the samples (its interquartile range / 1.349, the
-  standard deviation of a normal distribution; the standard deviation where that is 0): the share
-  of ``g``'s variation that the pair's interaction makes, free of the units of ``f`` and ``x``.
-  Pairs below ``threshold`` are not linked and the groups are the connected components of the
-  rest. (Scaling by the largest score of the matrix instead, as kantk did before, let one strong
-  curvature of a single variable hide a real interaction: ``100*x1**2 + x2*x3``.)
+  divided by the weaker of the two variables' own effects on ``g``, ``median |dg/dx_a| *
+  std(x_a)``: the interaction as a share of what each of the two variables does, free of the units
+  of ``f`` and ``x`` and of terms in other variables. Pairs below ``threshold`` are not linked and
+  the groups are the connected components of the rest. (Scaling by the largest score of the
+  matrix, or by ``g``'s spread, let a large term in one variable hide a real interaction of two
+  others: ``100*x1**2 + x2*x3``, ``100*x1 + x2*x3``.)
 * **symmetry** of a group A (``f = F(h(x_A), x_B)``): the direction of the gradient in x_A does not
   depend on x_B; score ``median |d (grad_A f / |grad_A f|) / dx_b| * std`` (pykan's test).
 * :func:`tree`: the groupings from single variables up, level by level as pykan's
@@ -26,10 +26,10 @@ All tests look at derivatives on the samples ``x`` (use float64):
   product across them), and an inner ``h(x1) + h(x2)`` inside a nonlinear outer function is no
   different from ``exp(h(x1)) * exp(h(x2))``, so no test on ``f`` can tell "+" from "*" there.
 
-Thresholds: ``SEPARABILITY_THRESHOLD = 1e-2`` (an interaction under 1 % of ``g``'s spread is taken
-for round-off or fit error; pykan's ``score_th`` has the same value but is absolute, in the units
-of ``f``) and ``SYMMETRY_THRESHOLD = 1e-3`` (pykan's ``sym_th``; the symmetry score is a derivative
-of a unit vector, already scale-free).
+Thresholds: ``SEPARABILITY_THRESHOLD = 1e-2`` (an interaction under 1 % of the weaker variable's
+own effect is taken for round-off or fit error; pykan's ``score_th`` has the same value but is
+absolute, in the units of ``f``) and ``SYMMETRY_THRESHOLD = 1e-3`` (pykan's ``sym_th``; the
+symmetry score is a derivative of a unit vector, already scale-free).
 
 Derivatives are taken with autograd switched on, also inside ``torch.no_grad()`` or
 ``torch.inference_mode()``; ``f`` must compute its result from ``x`` with torch operations (a
@@ -123,7 +123,7 @@ def hessian_scores(f: Function, x: torch.Tensor, mode: str = "add") -> torch.Ten
         n = x.shape[1]
         columns = [_derivative(grad[:, k].sum(), xg, retain_graph=True) for k in range(n)]
         hess = torch.stack(columns, dim=2).detach()  # (batch, n, n)
-        g = y.detach()
+        slopes = grad.detach()  # (batch, n)
     std = x.detach().std(dim=0)
     if not bool((std > 0).any()):  # every score would be 0: "separable" said nothing
         raise ValueError(
@@ -137,19 +137,12 @@ def hessian_scores(f: Function, x: torch.Tensor, mode: str = "add") -> torch.Ten
             "everywhere there?); give samples where f is finite and, for mode='mul', nonzero"
         )
     scores = (hess[finite].abs() * std[:, None] * std[None, :]).median(dim=0).values
-    spread = _spread(g[torch.isfinite(g)].to(scores.dtype))
-    return scores / spread if spread > 0 else torch.zeros_like(scores)
-
-
-def _spread(g: torch.Tensor) -> float:
-    """A robust spread of the values ``g``: the interquartile range / 1.349 (a normal
-    distribution's standard deviation; a few samples near a zero of ``f`` make ``log|f|``'s standard
-    deviation large), or the standard deviation where that is 0."""
-    if g.numel() < 2:
-        return 0.0
-    q1, q3 = torch.quantile(g, torch.tensor([0.25, 0.75], dtype=g.dtype, device=g.device)).tolist()
-    iqr = (q3 - q1) / 1.349
-    return iqr if iqr > 0 else float(g.std())
+    # each variable's own effect on g, median |dg/dx_a| * std(x_a); a pair's score is relative to
+    # the weaker of its two: a large term in another variable (100*x1 + x2*x3) no longer hides it
+    effect = (slopes[finite].abs() * std).median(dim=0).values  # (n,)
+    weaker = torch.minimum(effect[:, None], effect[None, :])
+    relative = torch.where(weaker > 0, scores / weaker.clamp_min(1e-300), torch.inf)
+    return torch.where(scores > 0, relative, torch.zeros_like(scores))
 
 
 @dataclass(frozen=True)
@@ -427,7 +420,7 @@ def plot_scores(result: Separability, ax: Any = None, path: str | os.PathLike[st
     else:
         fig = ax.figure
     scores = result.scores.clamp_min(1e-8).log10().cpu().numpy()
-    # a variable's own curvature (the diagonal) can pass g's spread: the scale reaches it
+    # a variable's own curvature (the diagonal) can pass its effect: the scale reaches it
     image = ax.imshow(scores, vmin=-8, vmax=max(0.0, float(scores.max())), cmap="viridis")
     n = scores.shape[0]
     ax.set_xticks(range(n), [f"x{k + 1}" for k in range(n)])

@@ -228,7 +228,8 @@ def _keep_mode(target: str, fd: int) -> None:
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except OSError:
         return
-    os.fchmod(fd, mode)
+    if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
+        os.fchmod(fd, mode)
 
 
 def _remove_stale_temps(folder: str, name: str) -> None:

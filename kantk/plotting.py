@@ -169,11 +169,8 @@ def plot_activations(
                 real = np.isfinite(y)
                 low = float(y[real].min()) if real.any() else 0.0
                 span = float(y[real].max()) - low if real.any() else 0.0
-                v = (
-                    (y - low) / span
-                    if span > 1e-12 * max(1.0, float(np.abs(y[real]).max()))
-                    else np.where(real, 0.5, np.nan)
-                )
+                size = float(np.abs(y[real]).max()) if real.any() else 0.0
+                v = (y - low) / span if span > 1e-12 * max(1.0, size) else np.where(real, 0.5, np.nan)
                 ax.plot(
                     left + box_w * t_np,
                     box_y + _BOX_HEIGHT * (0.1 + 0.8 * v),

@@ -23,8 +23,8 @@ class GridUpdateCallback(pl.Callback):
     ``pl_module.model.update_grid(x, grid_eps=grid_eps)`` with that step's training inputs. Under
     DDP the inputs of every process are gathered first (in rank order), so every rank computes the
     same grids and refitted coefficients and the replicas stay identical. A due update whose batch
-    has fewer rows than the largest batch seen (an epoch's last, partial batch: one row put every
-    knot within 0.002 of it) waits for the next full batch.
+    has fewer rows than the largest batch seen in this run (an epoch's last, partial batch: one row
+    put every knot within 0.002 of it) waits for the next full batch below ``until``.
 
     Args:
         every: Steps between updates (pykan: 5).
@@ -54,6 +54,9 @@ class GridUpdateCallback(pl.Callback):
                 f"{type(pl_module).__name__} has {type(model).__name__}"
             )
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._largest, self._waiting = 0, False  # a callback reused for another run starts afresh
+
     def due(self, step: int) -> bool:
         """Whether the grids are updated before training step ``step``."""
         return step < self.until and step % self.every == 0
@@ -62,7 +65,7 @@ class GridUpdateCallback(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if not (self.due(step) or self._waiting) or batch_idx % max(
+        if not (self.due(step) or (self._waiting and step < self.until)) or batch_idx % max(
             1, int(getattr(trainer, "accumulate_grad_batches", 1))
         ):
             return  # with gradient accumulation: once per optimizer step, before its first micro-batch

@@ -116,7 +116,13 @@ def _fed_masks(model: KAN) -> list[torch.Tensor]:
             trial = torch.randn(16, sub.numel(), generator=gen, dtype=torch.float64)
             trial[:, empty.cpu()] = 0.0
             values = nodes(trial)  # (16, nodes)
-        varies = (values.amax(dim=0) - values.amin(dim=0)).abs() > 1e-12 * (1.0 + values.abs().amax(dim=0))
+        # over the finite trials (an operation such as sqrt of a product is NaN on some); a node
+        # with none is kept: in doubt, drawn
+        finite = torch.isfinite(values)
+        high = torch.where(finite, values, -torch.inf).amax(dim=0)
+        low = torch.where(finite, values, torch.inf).amin(dim=0)
+        size = torch.where(finite, values.abs(), 0.0).amax(dim=0)
+        varies = ~finite.any(dim=0) | ((high - low) > 1e-12 * (1.0 + size))
         any_fed = nodes.reduce_sum(sub.to(torch.float64)) > 0  # (nodes,)
         source = (any_fed & varies.to(any_fed.device)).to(live[l].device)
     return fed

@@ -225,3 +225,16 @@ def test_checkpoints_load_without_pickled_code(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="cannot load checkpoint"):
         main(["plot", "evil.ckpt", "-o", "e.png"])
     assert not (tmp_path / "PWNED").exists() and not (tmp_path / "e.png").exists()
+
+
+def test_an_edge_plots_rerun_after_the_folder_moved(tmp_path):
+    """The DOT names its pictures by absolute path: after the folder moved, the rerun took them for
+    another export's and refused."""
+    first = tmp_path / "first"
+    first.mkdir()
+    kantk.save(kantk.KAN([1, 1], seed=0), first / "m.kantk")
+    assert main(["export", str(first / "m.kantk"), "-o", str(first / "g.dot"), "--edge-plots"]) == 0
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    assert main(["export", str(moved / "m.kantk"), "-o", str(moved / "g.dot"), "--edge-plots"]) == 0
+    assert sorted(p.name for p in (moved / "g_edges").iterdir()) == ["edge_0_0_0.png"]

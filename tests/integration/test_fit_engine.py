@@ -386,3 +386,25 @@ def test_training_ended_by_max_epochs_is_evaluated_after_its_last_step(data):
     )
     assert history.eval_step[-1] == len(history.train_loss) == 14  # 7 batches of 200 rows per epoch
     assert history.test_rmse[-1] == pytest.approx(_test_rmse(model, data), rel=1e-12)
+
+
+def test_a_grid_update_callback_reused_with_smaller_batches_still_updates():
+    """Its largest batch carried over: a second run in batches of 20 after one of 100 waited for
+    a "full" batch at every due step and never updated."""
+    from kantk.lightning import GridUpdateCallback
+
+    data = kantk.create_dataset(TOY, n_vars=2, train_num=100, test_num=20, seed=0, dtype=torch.float64)
+    module = KANModule.from_model(_model(), optimizer="adam")
+    callback = GridUpdateCallback(every=1, until=3)
+    for batch in (100, 20):
+        trainer = pl.Trainer(
+            max_steps=3,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[callback],
+        )
+        trainer.fit(module, TensorDataModule(data, batch_size=batch))
+    assert callback.updated_at == [0, 1, 2, 0, 1, 2]

@@ -560,3 +560,6 @@ def test_another_separator_is_named(tmp_path):
     (tmp_path / "two.csv").write_text("x\ty\n0.1\t0.2\n")
     with pytest.raises(ValueError, match=r"line 2, column 1 is .* this one holds tabs"):
         read_csv(tmp_path / "two.csv")
+    (tmp_path / "three.csv").write_text("x,y\n0.1,0.2\n")
+    with pytest.raises(ValueError, match="separated by tabs; this one holds commas"):
+        read_csv(tmp_path / "three.csv", delimiter="\t")

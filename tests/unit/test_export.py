@@ -496,3 +496,28 @@ def test_a_symbolic_edge_with_its_numeric_branch_on_says_so():
     edge = to_networkx(model).edges[(0, 0), (1, 0)]
     assert edge["kind"] == "symbolic" and edge["also_numeric"] is True
     assert "sin(x) + numeric" in to_graphviz(model).source
+
+
+def test_a_plugin_node_operation_nan_on_some_values_is_drawn():
+    """A geometric mean (sqrt of the product) is NaN on half the random trial values, and the
+    liveness test read NaN as "constant": the live node was left out of every diagram."""
+    from kantk.pruners import connected_masks
+
+    class GeoMean(kantk.NodeOperation):
+        def forward(self, x):
+            return x.prod(dim=-1).sqrt()
+
+        def sympy(self, args):
+            import sympy
+
+            return sympy.sqrt(sympy.Mul(*args))
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_node_operations():
+            yield kantk.NodeOperationSpec("geomean", GeoMean)
+
+    registry = kantk.Registry.with_plugins(Plugin)
+    model = kantk.KAN([2, {"sum": 1, "geomean": 1}, 1], seed=0, registry=registry)
+    assert all(bool(m.all()) for m in connected_masks(model))

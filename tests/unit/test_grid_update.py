@@ -321,3 +321,13 @@ def test_knots_beyond_the_dtype_s_range_are_a_clear_error_that_changes_nothing()
     with pytest.raises(ValueError, match="beyond the largest torch.float32 number"):
         model.update_grid(x)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_narrow_bfloat16_column_keeps_its_own_range():
+    """The low-precision window (48 eps, 0.375 in bfloat16) widened columns that were not
+    constant: data in [0.9, 1.0] got outer interior knots at 0.76 and 1.14."""
+    from kantk.bases.bspline import data_knots
+
+    x = (torch.rand(200, 1, generator=torch.Generator().manual_seed(0)) * 0.1 + 0.9).to(torch.bfloat16)
+    knots = data_knots(x, 5, 3, dtype=torch.bfloat16)
+    assert float(knots[0, 3]) >= 0.89 and float(knots[0, 8]) <= 1.01

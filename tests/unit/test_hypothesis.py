@@ -173,13 +173,14 @@ def test_a_detached_function_and_non_finite_samples_are_refused():
             hypothesis.test_separability(_pair, x_bad, [[0], [1]])
 
 
-def test_scores_are_shares_of_the_function_s_spread():
-    """Scores were divided by the largest of the matrix: x2*x3 beside 60*x1**2 scored 0.008 (not
-    linked; 0.014 of the function's spread now, a margin of 40 % over the threshold), and a 1e-9
-    interaction alone in an additive function scored 1 (linked)."""
+def test_scores_are_shares_of_the_weaker_variable_s_effect():
+    """Scores were divided by the largest of the matrix (then by f's spread): x2*x3 beside
+    100*x1**2 or 100*x1 scored 0.005 (not linked; about 1.2 now, a hundred times the threshold),
+    and a 1e-9 interaction alone in an additive function scored 1 (linked)."""
     x = _x(3)
-    strong = hypothesis.separability(lambda v: 60 * v[:, 0] ** 2 + v[:, 1] * v[:, 2], x)
-    assert strong.groups == [[0], [1, 2]]
+    for big in (lambda v: 100 * v[:, 0] ** 2, lambda v: 100 * v[:, 0]):
+        strong = hypothesis.separability(lambda v, big=big: big(v) + v[:, 1] * v[:, 2], x)
+        assert strong.groups == [[0], [1, 2]] and float(strong.scores[1, 2]) > 0.5
     tiny = hypothesis.separability(lambda v: v.sum(dim=1) + 1e-9 * v[:, 0] * v[:, 1], x)
     assert tiny.groups == [[0], [1], [2]]
     # free of the units of f and x

@@ -181,6 +181,9 @@ def test_edges_with_nan_on_part_of_the_range_keep_their_shape_and_their_layer_it
     scores = dataclasses.replace(kantk.attribution(model, x), edge_scores=(torch.tensor([[math.nan, 0.5]]),))
     by_gid = {c.get_gid(): c for c in _curves(kantk.plot_activations(model, x, scores=scores))}
     assert by_gid[f"{EDGE_GID}/0/1/0"].get_alpha() == pytest.approx(1.0)  # the top finite score
+    # NaN at every point (all inputs below 0): drawn as nothing, not a crash
+    by_gid = {c.get_gid(): c for c in _curves(kantk.plot_activations(model, -x.abs() - 0.1))}
+    assert np.isnan(np.asarray(by_gid[f"{EDGE_GID}/0/0/0"].get_ydata(), dtype=float)).all()
 
 
 def test_plain_text_escapes_dollar_signs():

@@ -31,9 +31,10 @@ def data_knots(
         raise ValueError(f"grid_eps must be in [0, 1], got {grid_eps!r}")
     floats = [t for t in (x.dtype, dtype) if t is not None and t.is_floating_point]
     eps = max((torch.finfo(t).eps for t in floats), default=torch.finfo(torch.float64).eps)
-    n_knots = grid_size + 2 * order + 1
     x = x.to(torch.float64)
-    lo, hi = data_range(x, min_width=max(1e-3, 4 * n_knots * eps))  # (in,)
+    # intervals of at least two units of the dtype's last place: narrower columns were widened
+    # for bfloat16 too (to 0.375 when 48 eps was the rule)
+    lo, hi = data_range(x, min_width=max(1e-3, 2 * grid_size * eps))  # (in,)
     levels = torch.linspace(0, 1, grid_size + 1, dtype=torch.float64, device=x.device)
     uniform = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * levels  # (in, G+1)
     adaptive = torch.quantile(x.clamp(lo, hi), levels, dim=0).t()  # (in, G+1)
