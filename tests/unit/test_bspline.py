@@ -370,3 +370,17 @@ def test_a_first_pass_under_inference_mode_does_not_break_training(path):
     y.square().sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     torch.testing.assert_close(y.detach(), first.clone())
+
+
+def test_cache_keys_tell_tensor_objects_apart():
+    """(version, address) alone matched a new grid tensor put at a freed grid's address (version 0
+    both): the fast path kept the old grid's spacing, 0.04 off."""
+    from kantk.bases.bspline.basis import cache_key
+
+    a = torch.linspace(-1, 1, 12)
+    b = a.detach()  # same address, same version counter
+    assert a.data_ptr() == b.data_ptr() and cache_key(a) != cache_key(b)
+    assert cache_key(a) == cache_key(a)
+    key = cache_key(a)
+    a.add_(1.0)
+    assert cache_key(a) != key

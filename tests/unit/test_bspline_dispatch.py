@@ -135,6 +135,11 @@ def test_every_forced_path_takes_an_empty_batch(path):
     assert y.shape == (0, 2)
     y.sum().backward()
     assert x.grad is not None and x.grad.shape == (0, 3)
+    # twice differentiable too (physics-informed losses): the uniform-grid paths failed reshaping
+    # (0, in, width) to (0, -1) in their differentiable backward
+    (grad,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+    grad.sum().backward()
+    assert grad.shape == (0, 3)
 
 
 def test_extend_under_torch_compile_traces_the_closed_form_with_eager_results(monkeypatch):

@@ -24,6 +24,7 @@ continues its outermost polynomial pieces over the k outer knot intervals (see d
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,16 +112,27 @@ def cox_de_boor(x: torch.Tensor, knots: torch.Tensor, order: int) -> torch.Tenso
 EXTRAPOLATIONS = ("zero", "clamp", "extend")
 
 
-def cache_key(t: torch.Tensor) -> tuple[int, int] | None:
-    """``(version, data pointer)`` of ``t``, which changes when ``t`` is written to or replaced; or
-    ``None`` where ``t`` has no version counter or storage (an inference tensor, a tensor batched
-    by a ``torch.func`` transform, a fake tensor of ``torch.export``): nothing is cached then."""
-    if t.is_inference():
+def cache_key(t: torch.Tensor) -> tuple[int, int, int] | None:
+    """``(version, data pointer, token)`` of ``t``, which changes when ``t`` is written to or
+    replaced; or ``None`` where ``t`` has no version counter or storage (an inference tensor, a
+    tensor batched by a ``torch.func`` transform, a fake tensor of ``torch.export``) or while
+    ``torch.compile`` traces: nothing is cached then. The token is a number given to each tensor
+    object the first time: a new grid tensor at a freed grid's address, at version 0 too, matched
+    the old key, and the fast path used the old grid's spacing."""
+    if t.is_inference() or torch.compiler.is_compiling():
         return None
     try:
-        return (t._version, t.data_ptr())
+        version, pointer = t._version, t.data_ptr()
     except RuntimeError:
         return None
+    token = getattr(t, "_kantk_cache_token", None)
+    if token is None:
+        token = next(_CACHE_TOKENS)
+        t._kantk_cache_token = token  # type: ignore[attr-defined]
+    return (version, pointer, token)
+
+
+_CACHE_TOKENS = itertools.count()
 
 
 def values_hidden(t: torch.Tensor) -> bool:
@@ -192,7 +204,7 @@ class BSplineBasis(Basis):
         self._tables: dict[tuple[torch.dtype, torch.device, bool], _LocalTables] = {}
         self._params_cache: dict[torch.dtype, tuple[Any, Any]] = {}
         self._knot_cache: dict[torch.dtype, tuple[Any, Any]] = {}
-        self._uniform_cache: tuple[int, int, bool] | None = None
+        self._uniform_cache: tuple[int, int, int, bool] | None = None
 
     #: ``"auto"``: the sparse gather path for many functions per input (see
     #: :mod:`kantk.bases.bspline.dispatch`), ``True``/``False`` to force it on or off (set on an
@@ -219,8 +231,8 @@ class BSplineBasis(Basis):
         if self.grid.device.type == "meta":  # shape-only tracing: no values to inspect
             return True
         key = cache_key(self.grid)
-        if key is not None and self._uniform_cache is not None and self._uniform_cache[:2] == key:
-            return self._uniform_cache[2]
+        if key is not None and self._uniform_cache is not None and self._uniform_cache[:3] == key:
+            return self._uniform_cache[3]
         if key is None and values_hidden(self.grid):  # batched by torch.func, traced by torch.export:
             return False  # its values cannot steer Python; the general path is right for any grid
         grid = self.grid.to(torch.float64)

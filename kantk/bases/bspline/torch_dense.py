@@ -160,7 +160,8 @@ def _differentiable_backward(ctx, grad_out, x, extra, weight, shift, inv_h, need
         if extra is not None:
             col = torch.tensor([tables.n], device=x.device)
             dense = dense.index_copy(-1, col, extra.unsqueeze(-1))
-        grad_w = (grad_out.t() @ dense.view(batch, -1)).view(weight.shape)  # (out, in, width)
+        # explicit sizes: an empty batch cannot infer the -1 ("cannot reshape tensor of 0 elements")
+        grad_w = (grad_out.t() @ dense.reshape(batch, n_in * width)).view(weight.shape)  # (out, in, width)
     if need_x or need_extra:
         grad_dense = (grad_out @ weight.reshape(weight.shape[0], -1)).view(batch, n_in, width)
         if need_x:

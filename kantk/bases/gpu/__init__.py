@@ -92,7 +92,8 @@ def _reference(features, n: int, base: int):
     def reference(xs: torch.Tensor, xb: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
         feats = features(xs)  # (batch, in, n)
         w = wt.to(xs.dtype)
-        y = feats.reshape(feats.shape[0], -1) @ w[:, :n].reshape(-1, w.shape[-1])
+        rows, n_in = feats.shape[0], feats.shape[1]  # explicit sizes: a batch of 0 cannot infer -1
+        y = feats.reshape(rows, n_in * n) @ w[:, :n].reshape(n_in * n, w.shape[-1])
         if base:
             y = y + BASE_ACTIVATIONS_TORCH[base](xb) @ w[:, n]
         return y
