@@ -171,7 +171,7 @@ def test_discover_searches_its_shapes_and_keeps_the_simplest_formula(monkeypatch
 
     tried.clear()
     canned["[1, 1]"] = ([x1 * x2 + 2e-4 * x1], 5e-4, False)  # not exact, within 10x of the best, simpler
-    found = pipeline.discover("x1*x2")
+    found = pipeline.discover("sin(x1)*x2")  # data no polynomial fits (x1*x2 is one: found exactly)
     factored = ["[0, 1] 2 x", "[0, 1] 2 1/x", "[1, 1] 2 x"]  # two or three inputs: the factored shapes too
     factored += ["[0, 1] 2 x G7", "[1, 1] 2 x G7"]  # then on a finer first grid (2 * 3 + 1)
     factored += ["[0, 1] 2 x arcsin", "[1, 1] 2 x arcsin"]  # labels in [-1, 1]: fitted to sin(labels)
