@@ -353,20 +353,26 @@ class _TrainingModule(pl.LightningModule):
                 power = self.trainer.strategy.reduce(y.detach().double().square().mean(), reduce_op="mean")
                 floor = float(power) * (LBFGS_ROUNDOFF * torch.finfo(self.model_dtype).eps) ** 2
         converged = False
+        first = True
 
         def closure() -> torch.Tensor:
-            nonlocal converged
+            nonlocal converged, first
             optimizer.zero_grad()
             loss, reg, pred = self.objective(x, y)
             objective = loss + reg
-            if self._lbfgs_scale is None:  # the step's first evaluation sets it, the same on every rank
+            if first:  # the step's start, the same on every rank
+                first = False
                 start = float(self.trainer.strategy.reduce(objective.detach(), reduce_op="mean"))
-                if 0 <= start <= floor:
-                    # converged to round-off: no gradient, so LBFGS ends the step where it is
-                    converged = True
+                if not math.isfinite(start) or (self._lbfgs_scale is None and 0 <= start <= floor):
+                    # a start that is not finite (the NaN guard stops the run; torch's line search
+                    # failed on it with an IndexError), or converged to round-off: no gradient, so
+                    # LBFGS ends the step where it is
+                    converged = math.isfinite(start)
                     last.update(loss=loss.detach(), reg=reg.detach(), pred=pred.detach())
                     return objective.detach()
-                self._lbfgs_scale = start if math.isfinite(start) and start > 0 else 1.0
+                if self._lbfgs_scale is None:  # a fresh scale: the objective at this start
+                    self._lbfgs_scale = start if start > 0 else 1.0
+            assert self._lbfgs_scale is not None
             objective = objective / self._lbfgs_scale
             self.manual_backward(objective)  # under DDP this also averages the gradients
             last.update(loss=loss.detach(), reg=reg.detach(), pred=pred.detach())

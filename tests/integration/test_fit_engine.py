@@ -408,3 +408,23 @@ def test_a_grid_update_callback_reused_with_smaller_batches_still_updates():
         )
         trainer.fit(module, TensorDataModule(data, batch_size=batch))
     assert callback.updated_at == [0, 1, 2, 0, 1, 2]
+
+
+def test_lbfgs_from_a_start_that_is_not_finite_stops_with_the_guard_s_word(data):
+    """A regulariser that is NaN from the start: torch's line search failed with an IndexError
+    instead of the NaN guard's warning."""
+    from kantk.plugins import hookimpl
+    from kantk.types import RegulariserSpec
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def kantk_regularisers():
+            yield RegulariserSpec("nan", lambda: lambda model, x: torch.tensor(float("nan")), "NaN")
+
+    model = _model()
+    before = _state(model)
+    registry = kantk.Registry.with_plugins(Plugin)
+    with pytest.warns(UserWarning, match="not finite from the first step"):
+        kantk.fit(model, data, steps=3, regularisers={"nan": 1.0}, progress=False, registry=registry)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
