@@ -391,6 +391,22 @@ def fit_coefficients(feats: torch.Tensor, target: torch.Tensor, ridge: float = 1
     return coef.permute(2, 0, 1).to(target.dtype)  # (out, in, n)
 
 
+def column_quantiles(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """``torch.quantile(x, levels, dim=0)`` (linear interpolation), (len(levels), in), for any
+    number of samples: ``torch.quantile`` refuses more than 2**24 elements, and ``update_grid`` on a
+    million samples of 16 inputs failed with "quantile() input tensor is too large".
+
+    Args:
+        x: (batch, in), batch >= 1. levels: (L,) in [0, 1], ``x``'s dtype.
+    """
+    ordered = torch.sort(x, dim=0).values  # (batch, in)
+    pos = levels * (x.shape[0] - 1)  # (L,)
+    low = pos.floor().long().clamp(0, x.shape[0] - 1)
+    high = (low + 1).clamp(max=x.shape[0] - 1)
+    frac = (pos - low.to(pos.dtype)).unsqueeze(-1)  # (L, 1)
+    return torch.lerp(ordered[low], ordered[high], frac)
+
+
 def data_range(x: torch.Tensor, min_width: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-input (low, high) of the samples, widened so ``high - low >= min_width * max(1, |mid|)``.
 
@@ -402,6 +418,11 @@ def data_range(x: torch.Tensor, min_width: float = 1e-3) -> tuple[torch.Tensor, 
     """
     lo = x.min(dim=0).values
     hi = x.max(dim=0).values
+    if not bool(torch.isfinite(hi - lo).all()):  # +-1e308: the fits failed in an SVD of inf
+        raise ValueError(
+            f"update_grid: samples from {float(lo.min()):.3g} to {float(hi.max()):.3g} span no finite "
+            f"range in {x.dtype}; scale the inputs"
+        )
     mid = (lo + hi) / 2
     half = ((hi - lo) / 2).clamp_min(min_width / 2 * mid.abs().clamp_min(1.0))
     return mid - half, mid + half

@@ -331,3 +331,31 @@ def test_a_narrow_bfloat16_column_keeps_its_own_range():
     x = (torch.rand(200, 1, generator=torch.Generator().manual_seed(0)) * 0.1 + 0.9).to(torch.bfloat16)
     knots = data_knots(x, 5, 3, dtype=torch.bfloat16)
     assert float(knots[0, 3]) >= 0.89 and float(knots[0, 8]) <= 1.01
+
+
+def test_column_quantiles_equal_torch_s_and_take_any_number_of_samples(monkeypatch):
+    """torch.quantile refuses more than 2**24 elements: update_grid on a million samples of 16
+    inputs failed; the sort-based quantiles give torch's values bit for bit, without its limit."""
+    from kantk.bases.base import column_quantiles
+
+    gen = torch.Generator().manual_seed(0)
+    for n in (1, 2, 7, 1000):
+        x = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+        levels = torch.linspace(0, 1, 6, dtype=torch.float64)
+        assert torch.equal(column_quantiles(x, levels), torch.quantile(x, levels, dim=0))
+
+    def limited(*args, **kwargs):
+        raise RuntimeError("quantile() input tensor is too large")
+
+    monkeypatch.setattr(torch, "quantile", limited)  # as on more than 2**24 elements
+    for basis in ("bspline", "rbf"):
+        kantk.KAN([2, 1], basis=basis, seed=0).update_grid(torch.rand(100, 2, generator=gen))
+
+
+@pytest.mark.parametrize("basis", ["bspline", "chebyshev", "rbf"])
+def test_samples_spanning_no_finite_range_are_a_clear_error(basis):
+    """+-1e308 made the range inf: a raw LinAlgError from the SVD of the fit."""
+    model = kantk.KAN([1, 1], basis=basis, seed=0).double()
+    x = torch.tensor([[-1e308], [0.0], [1e308]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="span no finite range"):
+        model.update_grid(x)

@@ -30,3 +30,12 @@ def test_bad_arguments():
         RBFBasis(1, num_centers=1)
     with pytest.raises(ValueError, match="grid_range"):
         RBFBasis(1, grid_range=(0, 0))
+
+
+def test_far_inputs_get_zero_gradients_not_nan():
+    """(x - c) / w squared overflowed (3e38 in float32, 4e4 in float16): inf * 0 gave NaN."""
+    for dtype, far in ((torch.float32, 3e38), (torch.float16, 4e4), (torch.bfloat16, 3e38)):
+        basis = RBFBasis(1, 3).to(dtype)
+        x = torch.tensor([[far]], dtype=dtype, requires_grad=True)
+        basis(x).sum().backward()
+        assert x.grad is not None and bool(torch.isfinite(x.grad).all()) and float(x.grad) == 0.0, dtype
