@@ -75,9 +75,40 @@ def check_distinct(names: Sequence[Any], what: str = "var_names") -> None:
 
 
 def short_repr(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` for a message, cut to ``limit`` characters."""
-    text = repr(value)
+    """``repr(value)`` for a message, cut to ``limit`` characters; containers are abbreviated
+    while they are written (``reprlib``), so a value sharing references (``a = [a] * 9`` nested
+    seven deep, from a 13 KB checkpoint) costs no more than ``limit``."""
+    import reprlib
+
+    shorter = reprlib.Repr()
+    shorter.maxlevel, shorter.maxstring, shorter.maxother = 3, limit, limit
+    shorter.maxlist = shorter.maxtuple = shorter.maxdict = shorter.maxset = 8
+    text = shorter.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_bounded(value: Any, what: str, budget: int = 100_000) -> None:
+    """Refuse plain data (dicts, lists, tuples, sets) holding more than ``budget`` values, counting
+    a shared reference every time it occurs: unpickled data can share references, and printing a
+    13 KB checkpoint's ``a = [a] * 9`` nested seven deep took 19 s and 4 GB.
+
+    Raises:
+        ValueError: ``"{what} holds more than {budget} values ..."``.
+    """
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > budget:
+            raise ValueError(
+                f"{what} holds more than {budget} values (counting shared references each time they "
+                "occur); refused before reading them"
+            )
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
 
 
 def check_seed(name: str, value: Any) -> int:

@@ -557,8 +557,38 @@ def run_lightning_cli(argv: Sequence[str] | None, **cli_kwargs: Any) -> Any:
         "args": None if argv is None else list(argv),
     }
     settings.update(cli_kwargs)
+    refuse_yaml_aliases()
     with class_paths_for(package):
         return LightningCLI(KANModule, LightningDataModule, **settings)
+
+
+def refuse_yaml_aliases() -> None:
+    """Make jsonargparse's YAML loader (configs and values) refuse aliases (``*name``): nine
+    aliases per level, five levels deep ("billion laughs"), took 74 s and 1 GB before the config
+    was refused, and each level more is nine times that. Scanning for them is linear."""
+    import yaml
+    from jsonargparse import set_loader
+
+    try:
+        from jsonargparse._loaders_dumpers import loaders
+    except ImportError:  # another jsonargparse: its own loader stays
+        return
+    load = loaders.get("yaml")
+    if load is None or getattr(load, "refuses_aliases", False):
+        return
+
+    def without_aliases(stream: str) -> Any:
+        if isinstance(stream, str) and "*" in stream:
+            for token in yaml.scan(stream, Loader=yaml.SafeLoader):
+                if isinstance(token, yaml.AliasToken):
+                    raise yaml.YAMLError(
+                        f"YAML aliases (*{token.value}) are not accepted in kantk configs; "
+                        "write the values out"
+                    )
+        return load(stream)
+
+    without_aliases.refuses_aliases = True  # type: ignore[attr-defined]
+    set_loader("yaml", without_aliases, exceptions=(yaml.YAMLError,))
 
 
 #: Class paths that only the unified ``lightning`` package (or kantk's classes for it) provides.

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import kantk
-from kantk._validation import check_distinct
+from kantk._validation import check_bounded, check_distinct
 from kantk.export import EXPORT_FORMATS, atomic_path
 
 if TYPE_CHECKING:
@@ -36,6 +36,14 @@ if TYPE_CHECKING:
 
 #: Largest ``--samples``: enough to score any model, small enough not to exhaust memory.
 MAX_SAMPLES = 1_000_000
+#: Most (sample, edge) values one layer's scores may hold: 2**27, 1 GB in float64 (a 165 KB model
+#: [100, 100, 1] with --samples 1000000 asked for 117 GB before any check).
+MAX_SCORE_VALUES = 2**27
+#: Most live edges a drawn diagram (svg, png, pdf) or plot may have: Graphviz took 181 s on 79,000,
+#: and no diagram of 10,000 edges can be read; json and dot have no bound.
+MAX_DRAWN_EDGES = 10_000
+#: Most live edges ``--edge-plots`` draws a picture for (40 ms each: 2,550 edges took 109 s).
+MAX_PICTURED_EDGES = 1_000
 #: Seeds accepted by ``--seed`` (torch, numpy and Python all take this range).
 MAX_SEED = 2**63 - 1
 #: Largest absolute value of ``--range`` bounds.
@@ -211,6 +219,10 @@ def load_model(path: str) -> KAN:
 
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(checkpoint, dict):  # before any of it is printed or compared
+                check_bounded(
+                    {k: v for k, v in checkpoint.items() if k != "state_dict"}, "the checkpoint's data"
+                )
             # a run with a custom loss (a callable, not saved): the commands need only the model
             hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
             custom = isinstance(hparams, dict) and str(hparams.get("loss", "")).startswith("custom:")
@@ -232,15 +244,16 @@ def load_model(path: str) -> KAN:
 def checkpoint_error(exc: BaseException) -> str:
     """A short reason why a checkpoint could not be loaded (torch's refusals are long)."""
     import pickle
-    import re
 
     if isinstance(exc, pickle.UnpicklingError):
-        found = re.search(
-            r"WeightsUnpickler error:\s*(.*?)\s*(?:\n\n|Check the documentation|$)", str(exc), re.DOTALL
-        )
-        detail = (
-            one_line(found.group(1), 200) if found and found.group(1).strip() else one_line(str(exc), 200)
-        )
+        # found by position, not a regular expression: "(.*?)\s*" backtracked over every run of
+        # spaces in a crafted module name (a 40 KB file took 40 s)
+        text = str(exc)
+        start = text.find("WeightsUnpickler error:")
+        detail = text[start + len("WeightsUnpickler error:") :][:4000].lstrip() if start >= 0 else ""
+        ends = [i for i in (detail.find("\n\n"), detail.find("Check the documentation")) if i >= 0]
+        detail = detail[: min(ends)] if ends else detail
+        detail = one_line(detail.strip(), 200) if detail.strip() else one_line(text, 200)
         return (
             "not a readable checkpoint (only tensors and plain data are loaded, never pickled code): "
             f"{detail}"
@@ -366,10 +379,33 @@ def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
         columns = _input_columns(args, model)
         if columns.shape[0] < 2:
             fail(f"{args.data!r} has {columns.shape[0]} rows; scoring a model needs at least 2 samples")
+        _check_score_size(columns.shape[0], model, "rows of --data")
         return torch.as_tensor(columns, dtype=dtype)
+    _check_score_size(args.samples, model, "--samples")
     lo, hi = args.range
     gen = torch.Generator().manual_seed(args.seed)
     return torch.rand(args.samples, n_in, generator=gen, dtype=dtype) * (hi - lo) + lo
+
+
+def _check_score_size(rows: int, model: KAN, source: str) -> None:
+    """End the command when scoring ``rows`` samples would hold more than :data:`MAX_SCORE_VALUES`
+    values for one layer (the scores keep each edge's value on every sample)."""
+    widest = max(layer.in_features * layer.out_features for layer in model.layers)
+    if rows * widest > MAX_SCORE_VALUES:
+        fail(
+            f"scoring {rows} samples on a layer of {widest} edges needs {rows * widest * 8 / 2**30:.1f} GB; "
+            f"give at most {MAX_SCORE_VALUES // widest} {source}"
+        )
+
+
+def check_drawn_edges(model: KAN, limit: int, what: str) -> None:
+    """End the command when ``model`` has more than ``limit`` live edges to draw."""
+    edges = sum(int(layer.live_edges().sum()) for layer in model.layers)
+    if edges > limit:
+        fail(
+            f"{what} draws at most {limit} edges and the model has {edges} live ones; prune it first "
+            "(kantk prune), or export --format json or dot"
+        )
 
 
 def var_names(args: argparse.Namespace, model: KAN) -> list[str] | None:
@@ -748,6 +784,10 @@ def run_export(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     check_var_names(args.var_names, model)
     check_out_names(args.out_names, model)
+    if args.edge_plots:
+        check_drawn_edges(model, MAX_PICTURED_EDGES, "--edge-plots")
+    if fmt in ("svg", "png", "pdf"):
+        check_drawn_edges(model, MAX_DRAWN_EDGES, f"export --format {fmt}")
     x = samples(args, model)
     try:
         export_graph(
@@ -852,6 +892,7 @@ def run_plot(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     check_var_names(args.var_names, model)
     check_out_names(args.out_names, model)
+    check_drawn_edges(model, MAX_DRAWN_EDGES, "kantk plot")
     x = samples(args, model)
     from kantk.plotting import plain_text
 

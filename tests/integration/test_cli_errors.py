@@ -708,6 +708,62 @@ def test_a_fit_that_fails_before_its_first_step_leaves_no_config_behind(fit_fold
     assert (fit_folder / "runs" / "config.yaml").is_file()
 
 
+def test_fit_refuses_yaml_aliases_before_expanding_them(fit_folder, capsys, no_training):
+    """Nine aliases per level, five deep ("billion laughs"), took 74 s and 1 GB before the config
+    was refused; each level more, nine times that."""
+    levels = ["    a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 6)]
+    config = _TINY_FIT.replace(
+        "  basis_kwargs: {grid_size: 3, order: 3}\n", "  basis_kwargs:\n" + "\n".join(levels) + "\n"
+    )
+    (fit_folder / "bomb.yaml").write_text(config)
+    assert_error(run_cli(["fit", "--config", "bomb.yaml"], capsys), code=2, match="YAML aliases")
+
+
+def test_checkpoints_sharing_references_and_odd_errors_are_refused_at_once(work, capsys, no_work):
+    """A 13 KB checkpoint whose loss was [a] * 9 nested seven deep took 19 s and 4 GB to print;
+    torch's refusal of a module name of 40,000 spaces took 40 s to shorten (a regex)."""
+    import pickle
+
+    from kantk.cli_models import checkpoint_error
+
+    nested: list = ["x"] * 9
+    for _ in range(7):
+        nested = [nested] * 9
+    torch.save({"state_dict": {}, "hyper_parameters": {"loss": nested}}, work / "bomb.ckpt")
+    assert_error(
+        run_cli(["plot", "bomb.ckpt", "-o", "p.png"], capsys), code=1, match="more than 100000 values"
+    )
+    message = (
+        "Weights only load failed. WeightsUnpickler error: \n\nUnsupported global: GLOBAL x" + " " * 40_000
+    )
+    detail = checkpoint_error(pickle.UnpicklingError(message + "y\n\nCheck the documentation"))
+    assert "Unsupported global: GLOBAL x" in detail and len(detail) < 400
+
+
+def test_scoring_and_drawing_sizes_are_bounded_before_the_work(work, capsys, no_work):
+    """--samples 1000000 on a [100, 100, 1] model asked for 117 GB; Graphviz took 181 s on 79,000
+    edges; edge pictures take 40 ms each."""
+    kantk.save(kantk.KAN([100, 90, 1], seed=0), work / "wide.kantk")  # 9,090 edges, 9,000 in layer 0
+    assert_error(
+        run_cli(["plot", "wide.kantk", "-o", "p.png", "--samples", "1000000"], capsys),
+        code=1,
+        match="67.1 GB",
+    )
+    kantk.save(kantk.KAN([100, 100, 1], seed=0), work / "wide.kantk")
+    assert_error(run_cli(["plot", "wide.kantk", "-o", "p.png"], capsys), code=1, match="at most 10000 edges")
+    assert_error(
+        run_cli(["export", "wide.kantk", "-o", "g.svg"], capsys), code=1, match="at most 10000 edges"
+    )
+    kantk.save(kantk.KAN([40, 30, 1], seed=0), work / "mid.kantk")  # 1,230 edges
+    assert_error(
+        run_cli(["export", "mid.kantk", "-o", "g.dot", "--edge-plots"], capsys),
+        code=1,
+        match="--edge-plots draws at most 1000 edges",
+    )
+    assert not any(work.glob("*.png")) and not any(work.glob("g.*"))
+
+
 # --- property-based: random values and argument lists ---------------------------------------------
 
 _text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
