@@ -400,10 +400,12 @@ class BSplineBasis(Basis):
         if size == grid_size and (was_uniform or not uniform):  # an equal copy (the contract)
             return self._finer(size, self.grid.clone(), coef.detach().clone(), coef.dtype)
         old = self.grid.to(torch.float64)  # (in, G + 2k + 1)
-        if was_uniform:
-            # the grid the fast path evaluates, equally spaced over the span: a float32 grid
-            # converted with .double() keeps float32-rounded knots, and inserting knots into those
-            # moved the function by 2e-9 and lost the uniform grid
+        if was_uniform and self.grid.dtype == torch.float64 and bool((old.float().double() == old).all()):
+            # a float32 grid converted with .double(): its knots are float32-rounded, and the fast
+            # path evaluates the grid equally spaced over their span; inserting knots into the
+            # rounded ones moved the function by 2e-9 and lost the uniform grid. (Only then: a
+            # float64 grid's own knots keep every earlier refine, and discover's results, as they
+            # were to the bit.)
             steps = torch.arange(old.shape[1], dtype=torch.float64, device=old.device) / (old.shape[1] - 1)
             old = old[:, :1] + (old[:, -1:] - old[:, :1]) * steps
         c64 = coef.to(torch.float64)
