@@ -220,8 +220,12 @@ def load_model(path: str) -> KAN:
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(checkpoint, dict):  # before any of it is printed or compared
+                # plain data spells out to at most a few values per byte of its file, unless it
+                # shares references; the budget leaves symbolic layers of millions of edges room
                 check_bounded(
-                    {k: v for k, v in checkpoint.items() if k != "state_dict"}, "the checkpoint's data"
+                    {k: v for k, v in checkpoint.items() if k != "state_dict"},
+                    "the checkpoint's data",
+                    budget=max(1_000_000, 4 * os.path.getsize(path)),
                 )
             # a run with a custom loss (a callable, not saved): the commands need only the model
             hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
@@ -832,7 +836,7 @@ def _names(source: str, path: str) -> bool:
 
     full = os.path.abspath(path)
     tail = os.sep + os.path.join(os.path.basename(os.path.dirname(full)), os.path.basename(full)) + '"'
-    return any(form in source for form in (full, html.escape(full), tail, html.escape(tail)))
+    return any(form in source for form in (full, html.escape(full), tail, html.escape(tail[:-1]) + '"'))
 
 
 def _edge_picture(path: str) -> bool:

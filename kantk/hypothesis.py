@@ -10,8 +10,10 @@ All tests look at derivatives on the samples ``x`` (use float64):
   The score of a pair is ``median |d2 g / dx_a dx_b| * std(x_a) * std(x_b)`` over the samples
   (the median ignores the few samples near a zero of ``f``; ``g`` is ``f``, or ``log|f|``),
   divided by the weaker of the two variables' own effects on ``g``, ``median |dg/dx_a| *
-  std(x_a)``: the interaction as a share of what each of the two variables does, free of the units
-  of ``f`` and ``x`` and of terms in other variables. Pairs below ``threshold`` are not linked and
+  std(x_a)``, but by no less than ``SPREAD_FLOOR`` (1 %) of ``g``'s spread (its interquartile
+  range / 1.349): the interaction as a share of what each of the two variables does, free of the
+  units of ``f`` and ``x`` and of terms in other variables, while a variable ``g`` hardly depends
+  on links with nothing. Pairs below ``threshold`` are not linked and
   the groups are the connected components of the rest. (Scaling by the largest score of the
   matrix, or by ``g``'s spread, let a large term in one variable hide a real interaction of two
   others: ``100*x1**2 + x2*x3``, ``100*x1 + x2*x3``.)
@@ -124,6 +126,7 @@ def hessian_scores(f: Function, x: torch.Tensor, mode: str = "add") -> torch.Ten
         columns = [_derivative(grad[:, k].sum(), xg, retain_graph=True) for k in range(n)]
         hess = torch.stack(columns, dim=2).detach()  # (batch, n, n)
         slopes = grad.detach()  # (batch, n)
+        g = y.detach()
     std = x.detach().std(dim=0)
     if not bool((std > 0).any()):  # every score would be 0: "separable" said nothing
         raise ValueError(
@@ -140,9 +143,27 @@ def hessian_scores(f: Function, x: torch.Tensor, mode: str = "add") -> torch.Ten
     # each variable's own effect on g, median |dg/dx_a| * std(x_a); a pair's score is relative to
     # the weaker of its two: a large term in another variable (100*x1 + x2*x3) no longer hides it
     effect = (slopes[finite].abs() * std).median(dim=0).values  # (n,)
-    weaker = torch.minimum(effect[:, None], effect[None, :])
+    # ... but no smaller than 1 % of g's own spread: a variable g hardly depends on (1e-4 * x4**2)
+    # otherwise linked with every variable it touches, and a mostly-0 indicator scored inf
+    floor = SPREAD_FLOOR * _spread(g[torch.isfinite(g)].to(scores.dtype))
+    weaker = torch.minimum(effect[:, None], effect[None, :]).clamp_min(floor)
     relative = torch.where(weaker > 0, scores / weaker.clamp_min(1e-300), torch.inf)
     return torch.where(scores > 0, relative, torch.zeros_like(scores))
+
+
+#: The smallest divisor of a pair's score, as a share of ``g``'s spread (see the module notes).
+SPREAD_FLOOR = 1e-2
+
+
+def _spread(g: torch.Tensor) -> float:
+    """A robust spread of the values ``g``: the interquartile range / 1.349 (a normal
+    distribution's standard deviation; a few samples near a zero of ``f`` make ``log|f|``'s
+    standard deviation large), or the standard deviation where that is 0."""
+    if g.numel() < 2:
+        return 0.0
+    q1, q3 = torch.quantile(g, torch.tensor([0.25, 0.75], dtype=g.dtype, device=g.device)).tolist()
+    iqr = (q3 - q1) / 1.349
+    return iqr if iqr > 0 else float(g.std())
 
 
 @dataclass(frozen=True)

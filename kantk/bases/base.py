@@ -421,7 +421,7 @@ def data_range(x: torch.Tensor, min_width: float = 1e-3) -> tuple[torch.Tensor, 
     if not bool(torch.isfinite(hi - lo).all()):  # +-1e308: the fits failed in an SVD of inf
         raise ValueError(
             f"update_grid: samples from {float(lo.min()):.3g} to {float(hi.max()):.3g} span no finite "
-            f"range in {x.dtype}; scale the inputs"
+            "range; scale the inputs"
         )
     mid = (lo + hi) / 2
     half = ((hi - lo) / 2).clamp_min(min_width / 2 * mid.abs().clamp_min(1.0))

@@ -121,7 +121,15 @@ class RBFBasis(Basis):
         mid = ((lo + hi) / 2).unsqueeze(-1)
         centers = mid + (centers - mid) * stretch
         spacing = stretch * (hi - lo) / (self.num_centers - 1)
-        return refit_with_buffers(self, x, target, centers=centers, width=self.width_scale * spacing)
+        width = self.width_scale * spacing
+        dtype = self.centers.dtype
+        if not (torch.isfinite(centers.to(dtype)).all() and torch.isfinite(width.to(dtype)).all()):
+            # float32 samples near 3e38: the stretched centres overflowed, silently
+            raise ValueError(
+                f"update_grid: samples as large as {float(xd.abs().max()):.3g} put the centres beyond the "
+                f"largest {dtype} number; scale the inputs, or use float64"
+            )
+        return refit_with_buffers(self, x, target, centers=centers, width=width)
 
     @torch.no_grad()
     def refine(self, size: int, coef: torch.Tensor) -> tuple[RBFBasis, torch.Tensor]:

@@ -238,3 +238,29 @@ def test_an_edge_plots_rerun_after_the_folder_moved(tmp_path):
     first.rename(moved)
     assert main(["export", str(moved / "m.kantk"), "-o", str(moved / "g.dot"), "--edge-plots"]) == 0
     assert sorted(p.name for p in (moved / "g_edges").iterdir()) == ["edge_0_0_0.png"]
+
+
+def test_a_checkpoint_with_a_wide_symbolic_layer_loads(tmp_path):
+    """The bound on a checkpoint's data counted the symbolic layer's two names per edge: a
+    [784, 64, 10] with one symbolic edge (100,487 values) was refused at 100,000."""
+    import pytorch_lightning as pl
+
+    from kantk.cli_models import load_model
+    from kantk.lightning import KANModule, TensorDataModule
+
+    module = KANModule([784, 64, 10], optimizer="adam", init_seed=0)
+    kantk.fix_symbolic(module.model, 0, 0, 0, "x", fit_params=False)
+    x = torch.rand(8, 784)
+    data = TensorDataModule({"train_input": x, "train_label": torch.rand(8, 10)})
+    trainer = pl.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(module, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "wide.ckpt")
+    model = load_model(str(tmp_path / "wide.ckpt"))
+    assert model.layers[0].symbolic_names[0][0] == "x"

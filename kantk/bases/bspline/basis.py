@@ -400,14 +400,17 @@ class BSplineBasis(Basis):
         if size == grid_size and (was_uniform or not uniform):  # an equal copy (the contract)
             return self._finer(size, self.grid.clone(), coef.detach().clone(), coef.dtype)
         old = self.grid.to(torch.float64)  # (in, G + 2k + 1)
-        if was_uniform and self.grid.dtype == torch.float64 and bool((old.float().double() == old).all()):
-            # a float32 grid converted with .double(): its knots are float32-rounded, and the fast
-            # path evaluates the grid equally spaced over their span; inserting knots into the
-            # rounded ones moved the function by 2e-9 and lost the uniform grid. (Only then: a
-            # float64 grid's own knots keep every earlier refine, and discover's results, as they
-            # were to the bit.)
+        if was_uniform:
+            # the fast path evaluates the grid equally spaced over the knots' span; a float32 grid
+            # converted with .double() keeps float32-rounded knots, 1e-8 off it, and inserting
+            # knots into those moved the function by 2e-9 and lost the uniform grid. Knots within
+            # float64 round-off of it stay as they are (every earlier refine, and discover's
+            # results, unchanged to the bit).
             steps = torch.arange(old.shape[1], dtype=torch.float64, device=old.device) / (old.shape[1] - 1)
-            old = old[:, :1] + (old[:, -1:] - old[:, :1]) * steps
+            evaluated = old[:, :1] + (old[:, -1:] - old[:, :1]) * steps
+            scale = float(old.abs().max().clamp_min(1.0))
+            if float((evaluated - old).abs().max()) > 1e3 * torch.finfo(torch.float64).eps * scale:
+                old = evaluated
         c64 = coef.to(torch.float64)
         increasing = bool((old.diff(dim=-1) > 0).all())  # knot insertion needs distinct knots
         nested = was_uniform and increasing and size % grid_size == 0
