@@ -192,10 +192,24 @@ def test_prune_symbolic_plot_write_atomically_and_never_onto_the_input(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.kantk", "p.kantk", "p.svg"]
 
 
+def _save_after_one_step(module, data, path):
+    """A Lightning checkpoint of ``module`` after one training step on ``data``."""
+    import pytorch_lightning as pl
+
+    trainer = pl.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(path.parent),
+    )
+    trainer.fit(module, datamodule=data)
+    trainer.save_checkpoint(path)
+
+
 def test_checkpoints_load_without_pickled_code(tmp_path, monkeypatch):
     import pickle
-
-    import pytorch_lightning as pl
 
     from kantk.lightning import KANModule, TensorDataModule
 
@@ -205,16 +219,7 @@ def test_checkpoints_load_without_pickled_code(tmp_path, monkeypatch):
     data = TensorDataModule(
         {"train_input": x, "train_label": x[:, :1], "test_input": x, "test_label": x[:, :1]}
     )
-    trainer = pl.Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
-    trainer.fit(module, datamodule=data)
-    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    _save_after_one_step(module, data, tmp_path / "m.ckpt")
     assert main(["plot", "m.ckpt", "-o", "m.png", "--samples", "20"]) == 0
 
     class Boom:
@@ -243,7 +248,6 @@ def test_an_edge_plots_rerun_after_the_folder_moved(tmp_path):
 def test_a_checkpoint_with_a_wide_symbolic_layer_loads(tmp_path):
     """The bound on a checkpoint's data counted the symbolic layer's two names per edge: a
     [784, 64, 10] with one symbolic edge (100,487 values) was refused at 100,000."""
-    import pytorch_lightning as pl
 
     from kantk.cli_models import load_model
     from kantk.lightning import KANModule, TensorDataModule
@@ -252,15 +256,6 @@ def test_a_checkpoint_with_a_wide_symbolic_layer_loads(tmp_path):
     kantk.fix_symbolic(module.model, 0, 0, 0, "x", fit_params=False)
     x = torch.rand(8, 784)
     data = TensorDataModule({"train_input": x, "train_label": torch.rand(8, 10)})
-    trainer = pl.Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
-    trainer.fit(module, datamodule=data)
-    trainer.save_checkpoint(tmp_path / "wide.ckpt")
+    _save_after_one_step(module, data, tmp_path / "wide.ckpt")
     model = load_model(str(tmp_path / "wide.ckpt"))
     assert model.layers[0].symbolic_names[0][0] == "x"
