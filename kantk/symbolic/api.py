@@ -7,9 +7,11 @@ Candidates are ranked with pykan's rule (:func:`kantk.symbolic.fitting.symbolic_
 changes:
 
 - a function of complexity 0 (the constant ``0``) is considered only for a *negligible* edge, one
-  whose spread over the data is at most ``zero_threshold`` times that of the layer's widest edge;
-  for such an edge it is chosen outright. pykan lets ``0`` (score 0) beat any fit with ``r^2``
-  below about 0.996 (e.g. ``sin`` on a noisy sine edge);
+  whose spread over the data is at most ``zero_threshold`` times that of the layer's widest edge
+  and whose importance to the outputs (its :func:`kantk.attribution` edge score) is at most
+  ``zero_threshold`` times the layer's largest: a small edge that a later layer scales up carries
+  the output and is no constant to drop; for such an edge it is chosen outright. pykan lets ``0``
+  (score 0) beat any fit with ``r^2`` below about 0.996 (e.g. ``sin`` on a noisy sine edge);
 - the floor under ``1 - r^2`` in the score (pykan's fixed 1e-5) is the *layer's precision*: the
   largest ``1 - r^2`` of the best fits of the layer's edges that get fixed, between 1e-5 and
   ``precision_cap`` (:data:`PRECISION_CAP`, 1e-4). A more complex function must still explain 16
@@ -31,7 +33,7 @@ from typing import Any
 import torch
 
 from kantk._validation import check_index, check_int, check_number
-from kantk.attribution import check_samples
+from kantk.attribution import attribution, check_samples
 from kantk.layer import KANLayer
 from kantk.model import KAN
 from kantk.nodes import SUM
@@ -130,7 +132,9 @@ def suggest_symbolic(
         topk: How many candidates to return.
         weight_simple: Weight of complexity against fit quality, in [0, 1] (pykan's 0.8).
         zero_threshold: An edge whose standard deviation is at most this times the layer's
-            largest edge standard deviation is negligible (only then can ``0`` be chosen).
+            largest edge standard deviation, and whose attribution score (importance to the
+            outputs) at most this times the layer's largest, is negligible (only then can ``0``
+            be chosen).
         a_range, b_range: Search ranges of (a, b) for inputs normalised to [-1, 1].
         registry: Where library names are looked up.
         domain_margin: A candidate's argument ``a * x + b`` must stay in the function's real
@@ -152,10 +156,11 @@ def suggest_symbolic(
     h = _layer_input(model, layer, x, "kantk.suggest_symbolic")
     _check_cap(precision_cap)
     with torch.no_grad():
-        xs, ys, negligible = _edge_samples(target, h, [(j, i)], zero_threshold, masked=False)
+        reach = attribution(model, x).edge_scores[layer]
+        xs, ys, negligible = _edge_samples(target, h, [(j, i)], zero_threshold, reach, masked=False)
         others = [e for e in _numeric_edges(target) if e != (j, i)]
         if others and precision_cap > R2_FLOOR:
-            xo, yo, neg_o = _edge_samples(target, h, others, zero_threshold, masked=True)
+            xo, yo, neg_o = _edge_samples(target, h, others, zero_threshold, reach, masked=True)
             xs, ys, negligible = torch.cat([xs, xo]), torch.cat([ys, yo]), negligible + neg_o
         fit = fit_affine(xs, ys, lib.functions, a_range, b_range, domain_margin=domain_margin)
     floor = _layer_floor(lib, fit, negligible, R2_THRESHOLD, precision_cap)
@@ -213,7 +218,7 @@ def fix_symbolic(
     if fit_params and x is not None:
         h = _layer_input(model, layer, x, "kantk.fix_symbolic")
         with torch.no_grad():
-            xs, ys, _ = _edge_samples(target, h, [(j, i)], 0.0, masked=False)
+            xs, ys, _ = _edge_samples(target, h, [(j, i)], 0.0, None, masked=False)
             fit = fit_affine(xs, ys, [fn], a_range, b_range, domain_margin=domain_margin)
         r2 = float(fit.r2[0, 0])
         if r2 == float("-inf"):
@@ -296,13 +301,16 @@ def auto_symbolic(
         set(range(len(model.layers))) if layers is None else {_check_layer_index(model, l) for l in layers}
     )
     report: list[SymbolicEdgeFit] = []
+    x = h
     with torch.no_grad():
         for l, layer in enumerate(model.layers):
             if l > max(chosen, default=-1):
                 break
             edges = _numeric_edges(layer) if l in chosen else []
             if edges:
-                xs, ys, negligible = _edge_samples(layer, h, edges, zero_threshold, masked=True)
+                # importance as the model stands now, with the layers before fixed
+                reach = attribution(model, x).edge_scores[l]
+                xs, ys, negligible = _edge_samples(layer, h, edges, zero_threshold, reach, masked=True)
                 fit = fit_affine(xs, ys, lib.functions, a_range, b_range, domain_margin=domain_margin)
                 floor = _layer_floor(lib, fit, negligible, r2_threshold, precision_cap)
                 for e, (q, p) in enumerate(edges):
@@ -366,9 +374,19 @@ def _layer_input(model: KAN, layer: int, x: torch.Tensor, who: str) -> torch.Ten
 
 
 def _edge_samples(
-    layer: KANLayer, h: torch.Tensor, edges: Sequence[tuple[int, int]], zero_threshold: float, masked: bool
+    layer: KANLayer,
+    h: torch.Tensor,
+    edges: Sequence[tuple[int, int]],
+    zero_threshold: float,
+    reach: torch.Tensor | None,
+    masked: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
-    """Inputs (E, batch), numeric outputs (E, batch) and negligibility of edges ``(q, p)``."""
+    """Inputs (E, batch), numeric outputs (E, batch) and negligibility of edges ``(q, p)``.
+
+    ``reach`` (out, in) holds the layer's attribution edge scores: an edge is negligible only when
+    both its spread (within its layer, or its factor's for a product node) and its score are
+    small, so an edge that a later layer scales up is kept (``None``: the spread alone).
+    """
     if not zero_threshold >= 0:
         raise ValueError(f"zero_threshold must be a number >= 0, got {zero_threshold!r}")
     q = torch.tensor([e[0] for e in edges], dtype=torch.long, device=h.device)
@@ -393,7 +411,14 @@ def _edge_samples(
             if not (layer.nodes.ops[j] == SUM and layer.nodes.arities[j] == 1):
                 scale[e] = float(rel_node[j] * rms_sub[qe])
     edge_std = ys.std(dim=1)
-    negligible = [bool(s <= zero_threshold * w) for s, w in zip(edge_std.tolist(), scale)]
+    if reach is None:
+        reach = torch.zeros(layer.mask.shape, dtype=torch.float64, device=h.device)
+    important = reach.to(torch.float64)[q, p]  # (E,)
+    top = float(reach.max()) if reach.numel() else 0.0
+    negligible = [
+        bool(s <= zero_threshold * w and r <= zero_threshold * top)
+        for s, w, r in zip(edge_std.tolist(), scale, important.tolist())
+    ]
     return xs, ys, negligible
 
 

@@ -241,6 +241,54 @@ def test_a_small_edge_into_a_product_factor_is_not_negligible():
     }
 
 
+def _amplified_model(small: float = 1e-3, term: float = 0.05):
+    """A float64 [2, 2, 1] KAN of ``sin(2*x1) + term*x2``: its hidden node 0 holds
+    ``small*sin(2*x1)`` and the next layer scales it by ``1/small``; node 1 holds ``x2``."""
+    torch.set_default_dtype(torch.float64)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(400, 2, generator=g) * 2 - 1
+    model = kantk.KAN([2, 2, 1], basis_kwargs={"grid_size": 20}, base_activation="zero", seed=0)
+    first, second = model.layers
+    zero = torch.zeros(400)
+    hidden = [torch.stack([small * torch.sin(2 * x[:, 0]), zero], 1), torch.stack([zero, x[:, 1]], 1)]
+    with torch.no_grad():
+        first.scale_sp.fill_(1.0)
+        first.coef.copy_(fit_coefficients(first.basis(x), torch.stack(hidden, 1)))
+        first.mask[0, 1] = 0
+        first.mask[1, 0] = 0
+        h = first(x)
+        out = torch.stack([h[:, 0] / small, term * h[:, 1]], 1)[:, None, :]  # (n, 1, 2)
+        second.scale_sp.fill_(1.0)
+        second.coef.copy_(fit_coefficients(second.basis(h), out))
+    return model, x, torch.sin(2 * x[:, 0]) + term * x[:, 1]
+
+
+def test_a_small_edge_a_later_layer_scales_up_is_not_negligible():
+    """The sine's first edge spreads 0.1% of x2's edge in its layer, but the next layer scales it
+    by 1000: it carries the output. The spread rule alone fixed it to 0 (formula 0.05*x2 + c)."""
+    model, x, y = _amplified_model()
+    assert (model(x)[:, 0] - y).abs().max() < 1e-4  # the numeric model is the function
+    ranked = kantk.suggest_symbolic(model, 0, 0, 0, x, library="default")
+    assert "0" not in [c.name for c in ranked]
+    report = kantk.auto_symbolic(model, x, library="default")
+    assert {(r.layer, r.i, r.j): (r.name, r.status) for r in report} == {
+        (0, 0, 0): ("sin", "fixed"),
+        (0, 1, 1): ("x", "fixed"),
+        (1, 0, 0): ("x", "fixed"),
+        (1, 1, 0): ("x", "fixed"),
+    }
+    with torch.no_grad():
+        assert (model(x)[:, 0] - y).abs().max() < 1e-4
+
+
+def test_an_edge_small_in_spread_and_importance_is_still_negligible():
+    """0.005*x2 is 0.3% of the output: both rules call its last edge negligible."""
+    model, x, _ = _amplified_model(term=0.005)
+    report = kantk.auto_symbolic(model, x, library="default")
+    assert {(r.layer, r.i, r.j): r.status for r in report}[(1, 1, 0)] == "negligible"
+    assert {(r.layer, r.i, r.j): r.name for r in report}[(0, 0, 0)] == "sin"
+
+
 @pytest.mark.parametrize("threshold", [float("nan"), float("inf"), 1.5, "0.9", True, None])
 def test_auto_symbolic_refuses_a_bad_r2_threshold_before_any_change(threshold):
     model, x = _model_with_edges("bspline", [lambda t: torch.sin(torch.pi * t), lambda t: t**2])
