@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
 
 from kantk._validation import check_choice, check_int, check_optional_int, is_int
 from kantk.data import check_dataset, create_dataset, load_csv, split_dataset
@@ -104,6 +104,78 @@ class _OwnShard(DistributedSampler):
         return self._n
 
 
+class _EpochShuffle(Sampler[int]):
+    """A new order of ``n`` rows every epoch, drawn from a seed and the epoch alone, that a run
+    resumed from a checkpoint continues: the same batches as the uninterrupted run, in order.
+
+    A ``RandomSampler`` draws each epoch's order from torch's global generator, which checkpoints do
+    not keep, so a resumed run shuffled differently from the run it continued (Adam mini-batches:
+    0.008 apart one epoch later). The order's epoch is Lightning's (``set_epoch``) plus an offset
+    that a restore sets: after a restart in mid-epoch Lightning numbers the epochs one higher than
+    the run it continues, and a run stopped by ``max_steps`` on an epoch's last batch restarts
+    that epoch and takes one more batch in it (the next epoch's first; its next epoch then goes on
+    from the second).
+
+    Args:
+        n: Rows.
+        batch_size: Rows per batch.
+        progress: The Trainer's count of batches done in its current epoch and its batches per
+            epoch (``(0, batches in n rows)`` outside a Trainer).
+    """
+
+    def __init__(self, n: int, batch_size: int, progress: Callable[[], tuple[int, int]]):
+        self._n, self._batch_size, self._progress = n, batch_size, progress
+        self._seed = int(torch.randint(0, 2**62, (1,)))  # seed_everything fixes it
+        self._lightning_epoch = 0  # set_epoch's number for the epoch about to start
+        self._offset = 0  # the order's epoch minus Lightning's
+        self._epoch, self._start, self._counted = 0, 0, 0  # order's epoch, first batch, Trainer's count then
+        self._next: tuple[int, int] | None = None  # (epoch, batch) the next iteration starts at
+
+    def set_epoch(self, epoch: int) -> None:
+        self._lightning_epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        done, per_epoch = self._progress()
+        batch = self._start + done - self._counted
+        epoch, batch = (self._epoch + 1, 0) if batch >= per_epoch else (self._epoch, batch)
+        return {"seed": self._seed, "epoch": epoch, "batches": batch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        values = [state.get(k) if isinstance(state, Mapping) else None for k in ("seed", "epoch", "batches")]
+        if all(is_int(v) and 0 <= v < 2**62 for v in values):  # else (another kantk's state): start afresh
+            self._seed, epoch, batch = (int(v) for v in cast(list[int], values))
+            self._next = (epoch, batch)
+
+    def __iter__(self) -> Any:
+        done, per_epoch = self._progress()
+        if self._next is None:
+            self._epoch, self._start = self._lightning_epoch + self._offset, 0
+        else:
+            (self._epoch, self._start), self._next = self._next, None
+            self._offset = self._epoch - self._lightning_epoch
+            takes = max(1, per_epoch - done)  # what Lightning takes before it ends this epoch
+            if done and self._start + takes < per_epoch:
+                self._next = (self._epoch, self._start + takes)  # its next epoch goes on with this order
+        self._counted = done
+        generator = torch.Generator().manual_seed((self._seed * 1_000_003 + self._epoch) % 2**63)
+        rows = torch.randperm(self._n, generator=generator)
+        return iter(rows[self._start * self._batch_size : per_epoch * self._batch_size].tolist())
+
+    def __len__(self) -> int:
+        return self._n
+
+
+class _ResumableLoader(DataLoader):
+    """A ``DataLoader`` whose place in the epoch Lightning saves in checkpoints and restores (the
+    ``state_dict``/``load_state_dict`` interface of its resumable loaders): its sampler's."""
+
+    def state_dict(self) -> dict[str, int]:
+        return cast(_EpochShuffle, self.sampler).state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        cast(_EpochShuffle, self.sampler).load_state_dict(state)
+
+
 class TensorDataModule(pl.LightningDataModule):
     """Serve a pykan-layout dataset dict to a Lightning ``Trainer``.
 
@@ -117,7 +189,12 @@ class TensorDataModule(pl.LightningDataModule):
             (M, n_in) needs no labels.
         batch_size: Samples per training step; ``-1`` (or anything >= the number of samples) means
             full batch.
-        shuffle: Reshuffle the training samples every epoch (mini-batch mode only).
+        shuffle: Reshuffle the training samples every epoch (mini-batch mode only). Each epoch's
+            order follows from the epoch and a seed drawn from torch's generator when training
+            starts (``seed_everything`` fixes it); checkpoints keep the seed and the place in the
+            epoch, so a run resumed from one, at an epoch's end or in its middle, takes the
+            batches the uninterrupted run takes. Under DDP Lightning's ``DistributedSampler``
+            shuffles (by the epoch too; a resume in mid-epoch starts that epoch over).
         num_workers: DataLoader worker processes (mini-batch mode only; 0 is fastest for
             in-memory tensors).
         val_rows: Validate on at most this many test rows: when the test split is larger, a fixed
@@ -275,7 +352,17 @@ class TensorDataModule(pl.LightningDataModule):
         if self._full_batch() or (split == "test" and self.batch_size >= x.shape[0]):
             # batch_size=None: the single item is the batch, no per-sample collation
             return DataLoader(_WholeSplit(x, y), batch_size=None, sampler=self._own_shard(1))
-        own = self._own_shard(len(x)) if split != "train" else None  # training: Lightning's sampler
+        if shuffle and split == "train" and self._world == 1:
+            return _ResumableLoader(
+                _TensorRows(x, y),
+                batch_size=self.batch_size,
+                sampler=_EpochShuffle(len(x), self.batch_size, self._training_progress),
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+                collate_fn=_batch_of_rows,
+            )
+        # under DDP training mini-batches take Lightning's DistributedSampler (shuffle=True)
+        own = self._own_shard(len(x)) if split != "train" else None
         return DataLoader(
             _TensorRows(x, y),
             batch_size=self.batch_size,
@@ -285,6 +372,16 @@ class TensorDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             collate_fn=_batch_of_rows,
         )
+
+    def _training_progress(self) -> tuple[int, int]:
+        """Training batches done in the Trainer's current epoch, and its batches per epoch."""
+        batches = -(-self._shards["train_input"].shape[0] // self.batch_size) if self._shards else 0
+        trainer = self.trainer
+        if trainer is None or not isinstance(trainer.num_training_batches, int):
+            return 0, batches
+        progress: Any = trainer.fit_loop.epoch_loop.batch_progress.current  # a _ProcessedTracker
+        done = int(progress.processed)
+        return done, min(batches, trainer.num_training_batches)
 
     @property
     def hparams_initial(self) -> Any:

@@ -79,10 +79,11 @@ def test_bad_eval_every_is_refused(data):
 def test_mini_batches_by_indexing_match_per_sample_collation():
     x, y = torch.randn(37, 3), torch.randn(37, 1)
     module = TensorDataModule({"train_input": x, "train_label": y}, batch_size=8, shuffle=True)
-    torch.manual_seed(3)
-    fast = [tuple(t.clone() for t in b) for b in module.train_dataloader()]
-    torch.manual_seed(3)
-    slow = list(DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True))
+    loader = module.train_dataloader()
+    fast = [tuple(t.clone() for t in b) for b in loader]
+    order = list(loader.sampler)  # the same epoch's order again
+    assert sorted(order) == list(range(37)) and order != list(range(37))
+    slow = list(DataLoader(TensorDataset(x, y), batch_size=8, sampler=order))
     assert len(fast) == len(slow) == 5
     for (fx, fy), (sx, sy) in zip(fast, slow, strict=True):
         assert torch.equal(fx, sx) and torch.equal(fy, sy)
