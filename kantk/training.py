@@ -493,11 +493,14 @@ def fit(
             model.to(device)  # Lightning moves the module to the CPU when it tears down
             model.train(was_training)
             recorder.flush()
-        ended_early = bool(history.eval_step) and history.eval_step[-1] != trainer.global_step
-        if subset or (ended_early and isinstance(datamodule, classes.TensorDataModule)):
-            # the last evaluation after the last step, also when trainer_kwargs' max_epochs or
-            # max_time ended training before steps (it was the one of 2 steps earlier)
-            _evaluate_whole_test_split(module, datamodule, history, trainer.global_step, trainer.logger)
+        # trainer_kwargs' max_epochs or max_time ended training before steps: the last evaluation
+        # was some steps earlier, or there was none yet (a History without test rows)
+        last = history.eval_step[-1] if history.eval_step else None
+        ended_early = 0 < trainer.global_step < steps and last != trainer.global_step
+        if subset or (ended_early and trainer.limit_val_batches != 0):
+            batches = _final_eval_batches(datamodule, classes)
+            if batches is not None:
+                _evaluate_whole_test_split(module, batches, history, trainer.global_step, trainer.logger)
     return history
 
 
@@ -598,24 +601,40 @@ def _evaluates_subset(datamodule: Any) -> bool:
     return "test_input" in data and rows is not None and data["test_input"].shape[0] > rows
 
 
+def _final_eval_batches(datamodule: Any, classes: Any) -> Iterator[Any] | None:
+    """The batches of kantk.fit's last evaluation: the whole test split of a kantk data module (in
+    chunks), a user's data module's validation batches; None when there is no validation."""
+    if isinstance(datamodule, classes.TensorDataModule):
+        if "test_input" not in datamodule.dataset or datamodule.dataset["test_input"].shape[0] == 0:
+            return None
+        x, y = datamodule.dataset["test_input"], datamodule.dataset["test_label"]
+        chunk = 2 * EVAL_ROWS
+        return ((x[i : i + chunk], y[i : i + chunk]) for i in range(0, x.shape[0], chunk))
+    base = next((c for c in type(datamodule).__mro__ if c.__name__ == "LightningDataModule"), None)
+    if base is not None and type(datamodule).val_dataloader is base.val_dataloader:
+        return None  # it has no validation
+    loaders = datamodule.val_dataloader()
+    loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+    return (batch for loader in loaders for batch in loader) if loaders else None
+
+
 def _evaluate_whole_test_split(
-    module: Any, datamodule: Any, history: History, step: int, logger: Any = None
+    module: Any, batches: Iterator[Any], history: History, step: int, logger: Any = None
 ) -> None:
-    """kantk.fit's last evaluation, on the whole test split: a new test row for ``step``, or in
-    place of the row already measured there on the subset (the NaN guard's stop validates).
-    With a ``logger`` (``log_dir``), also its last ``val_*`` row of ``metrics.csv``."""
-    x, y = datamodule.dataset["test_input"], datamodule.dataset["test_label"]
+    """kantk.fit's last evaluation, on ``batches`` (:func:`_final_eval_batches`: the whole test
+    split): a new test row for ``step``, or in place of the row already measured there on the
+    subset (the NaN guard's stop validates). With a ``logger`` (``log_dir``), also its last
+    ``val_*`` row of ``metrics.csv``."""
+    from lightning_fabric.utilities.apply_func import move_data_to_device
+
     device = module.model.device
     log_metrics, was_training = module.log_metrics, module.training
     module.log_metrics = False
     module.eval()
     try:
         with torch.no_grad():
-            chunk = 2 * EVAL_ROWS
-            for start in range(0, x.shape[0], chunk):
-                module._accumulate(
-                    (x[start : start + chunk].to(device), y[start : start + chunk].to(device)), "val"
-                )
+            for batch in batches:
+                module._accumulate(move_data_to_device(batch, device), "val")
             metrics = module._log_eval("val")
     finally:
         module.log_metrics = log_metrics

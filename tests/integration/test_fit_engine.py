@@ -389,6 +389,57 @@ def test_training_ended_by_max_epochs_is_evaluated_after_its_last_step(data):
     assert history.test_rmse[-1] == pytest.approx(_test_rmse(model, data), rel=1e-12)
 
 
+def test_training_ended_before_its_first_evaluation_is_still_evaluated(data):
+    """max_epochs=1 ended an Adam run at step 7, before its first evaluation (step 10): the History
+    had no test row at all (``history.test_rmse[-1]`` an IndexError)."""
+    model = _model()
+    history = kantk.fit(
+        model, data, steps=100, optimizer="adam", batch=32, progress=False, trainer_kwargs={"max_epochs": 1}
+    )
+    assert history.eval_step == [7]
+    assert history.test_rmse[-1] == pytest.approx(_test_rmse(model, data), rel=1e-12)
+    # validation switched off by the user stays off
+    off = kantk.fit(
+        _model(),
+        data,
+        steps=100,
+        optimizer="adam",
+        batch=32,
+        progress=False,
+        trainer_kwargs={"max_epochs": 1, "limit_val_batches": 0},
+    )
+    assert off.eval_step == [] and len(off.train_loss) == 7
+
+
+def test_a_user_data_module_ended_early_is_evaluated_after_its_last_step(data):
+    """kantk.fit's last evaluation was for its own data modules only: a plain LightningDataModule
+    whose run max_epochs ended at step 14 reported step 10's test metrics."""
+
+    class Plain(pl.LightningDataModule):
+        def train_dataloader(self):
+            return DataLoader(TensorDataset(data["train_input"], data["train_label"]), batch_size=40)
+
+        def val_dataloader(self):
+            return DataLoader(TensorDataset(data["test_input"], data["test_label"]), batch_size=30)
+
+    model = _model()
+    history = kantk.fit(
+        model, Plain(), steps=1000, optimizer="adam", progress=False, trainer_kwargs={"max_epochs": 3}
+    )
+    assert history.eval_step == [10, 15]  # 5 batches per epoch
+    assert history.test_rmse[-1] == pytest.approx(_test_rmse(model, data), rel=1e-12)
+
+    class NoValidation(pl.LightningDataModule):
+        def train_dataloader(self):
+            return DataLoader(TensorDataset(data["train_input"], data["train_label"]), batch_size=40)
+
+    one_epoch = {"max_epochs": 1}
+    quiet = kantk.fit(
+        _model(), NoValidation(), steps=100, optimizer="adam", progress=False, trainer_kwargs=one_epoch
+    )
+    assert quiet.eval_step == [] and len(quiet.train_loss) == 5
+
+
 def test_a_grid_update_callback_reused_with_smaller_batches_still_updates():
     """Its largest batch carried over: a second run in batches of 20 after one of 100 waited for
     a "full" batch at every due step and never updated."""
