@@ -610,7 +610,7 @@ def _final_eval_batches(datamodule: Any, classes: Any) -> Iterator[Any] | None:
         x, y = datamodule.dataset["test_input"], datamodule.dataset["test_label"]
         chunk = 2 * EVAL_ROWS
         return ((x[i : i + chunk], y[i : i + chunk]) for i in range(0, x.shape[0], chunk))
-    base = next((c for c in type(datamodule).__mro__ if c.__name__ == "LightningDataModule"), None)
+    base: Any = next((c for c in type(datamodule).__mro__ if c.__name__ == "LightningDataModule"), None)
     if base is not None and type(datamodule).val_dataloader is base.val_dataloader:
         return None  # it has no validation
     loaders = datamodule.val_dataloader()
