@@ -72,6 +72,10 @@ _REGISTRY: ContextVar[Registry | None] = ContextVar("kantk_module_registry", def
 #: Set while :meth:`KANModule.load_from_checkpoint` rebuilds a module: its size is the checkpoint's
 #: (a model wrapped with from_model may exceed MAX_MODEL_NUMBERS), not a config's to bound.
 _FROM_CHECKPOINT: ContextVar[bool] = ContextVar("kantk_module_from_checkpoint", default=False)
+
+#: True while ``load_from_checkpoint(path, dtype=...)`` builds a module: the caller's dtype wins
+#: over the checkpoint tensors' (Lightning has merged it into the saved hyperparameters already).
+_DTYPE_ASKED: ContextVar[bool] = ContextVar("kantk_module_dtype_asked", default=False)
 #: KANModule's arguments that act on KAN layers: MLPModule has none of them.
 KAN_ONLY = ("regularisers", "grid_update_every", "grid_update_until", "grid_eps")
 
@@ -517,9 +521,27 @@ class _TrainingModule(pl.LightningModule):
             callbacks.append(NaNGuard())
         return callbacks
 
+    @classmethod
+    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's loader, without :data:`MAX_MODEL_NUMBERS`: the model is the checkpoint's
+        (``KANModule.from_model`` wraps larger ones), and ``kantk`` commands compare the declared
+        sizes with the file first (:func:`check_checkpoint_sizes`). A ``dtype=`` among the
+        overrides is the loaded model's (else the checkpoint tensors' dtype is)."""
+        token = _FROM_CHECKPOINT.set(True)
+        asked = _DTYPE_ASKED.set("dtype" in kwargs)
+        try:
+            return super().load_from_checkpoint(*args, **kwargs)
+        finally:
+            _DTYPE_ASKED.reset(asked)
+            _FROM_CHECKPOINT.reset(token)
+
     def _follow_checkpoint_dtype(self, checkpoint: Mapping[str, Any], key: str) -> None:
         """Convert the module to the dtype of the checkpoint's tensor ``key`` (a float dtype of
-        :data:`DTYPES`) before the state is loaded; nothing when the tensor is missing."""
+        :data:`DTYPES`) before the state is loaded (a ``"64-true"`` run saves float64 tensors under
+        ``dtype: float32``); nothing when the tensor is missing, or when the caller asked for a
+        dtype (``load_from_checkpoint(path, dtype="float64")``): the state is loaded into it."""
+        if _DTYPE_ASKED.get():
+            return
         tensor = checkpoint.get("state_dict", {}).get(key)
         if (
             isinstance(tensor, torch.Tensor)
@@ -729,17 +751,6 @@ class KANModule(_TrainingModule):
         finally:
             _REGISTRY.reset(registry_token)
             _ADOPTED_MODEL.reset(token)
-
-    @classmethod
-    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> Any:
-        """Lightning's loader, without :data:`MAX_MODEL_NUMBERS`: the model is the checkpoint's
-        (``KANModule.from_model`` wraps larger ones), and ``kantk`` commands compare the declared
-        sizes with the file first (:func:`check_checkpoint_sizes`)."""
-        token = _FROM_CHECKPOINT.set(True)
-        try:
-            return super().load_from_checkpoint(*args, **kwargs)
-        finally:
-            _FROM_CHECKPOINT.reset(token)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Also record the symbolic edges (:func:`kantk.fix_symbolic`), under ``"kantk_symbolic"``:

@@ -443,6 +443,27 @@ def test_a_resumed_lbfgs_run_equals_the_uninterrupted_one(tmp_path):
     assert loaded._lbfgs_scale is not None and loaded._lbfgs_scale != saved_scale  # its own objective
 
 
+def test_load_from_checkpoint_takes_the_dtype_asked_for(tmp_path):
+    """``dtype="float64"`` was overwritten by the checkpoint tensors' float32 while the
+    hyperparameters said float64."""
+    from kantk.lightning import MLPModule
+
+    data = FunctionDataModule("x1*x2", n_vars=2, train_num=32, test_num=8)
+    for cls, kwargs, key in (
+        (KANModule, {"widths": [2, 3, 1], "init_seed": 0}, "model.layers.0.coef"),
+        (MLPModule, {"widths": [2, 4, 1]}, "model.layers.0.weight"),
+    ):
+        module = cls(**kwargs)
+        trainer = _trainer(tmp_path, max_steps=1)
+        trainer.fit(module, datamodule=data)
+        trainer.save_checkpoint(tmp_path / "f32.ckpt")
+        wide = cls.load_from_checkpoint(tmp_path / "f32.ckpt", dtype="float64")
+        assert wide.hparams.dtype == "float64" and wide.model_dtype == torch.float64
+        saved = module.state_dict()[key]
+        assert torch.equal(wide.state_dict()[key], saved.double())
+        assert cls.load_from_checkpoint(tmp_path / "f32.ckpt").model_dtype == torch.float32
+
+
 @pytest.mark.parametrize("stop", [10, 14], ids=["mid_epoch", "epoch_end"])
 def test_a_resumed_shuffled_mini_batch_run_equals_the_uninterrupted_one(tmp_path, stop):
     """Shuffled mini-batches were drawn from torch's global generator, which checkpoints do not
