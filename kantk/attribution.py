@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kantk.model import KAN
+from kantk.model import KAN, select_inputs_hint
 
 #: Added to a node's standard deviation before dividing by it (pykan's constant).
 NODE_STD_EPS = 1e-4
@@ -131,7 +131,10 @@ def check_samples(model: KAN, x: torch.Tensor, who: str, min_samples: int = 2) -
         raise TypeError(f"{who} expects samples as a torch.Tensor, got {type(x).__name__}")
     n_in = model.widths[0]
     if x.dim() != 2 or x.shape[1] != n_in:
-        raise ValueError(f"{who} expects samples of shape (batch, {n_in}), got {tuple(x.shape)}")
+        raise ValueError(
+            f"{who} expects samples of shape (batch, {n_in}), got {tuple(x.shape)}"
+            + select_inputs_hint(model, x.shape[-1] if x.dim() else 0)
+        )
     if x.shape[0] < min_samples:
         raise ValueError(
             f"{who} needs at least {min_samples} samples (scores are spreads over the data), got {x.shape[0]}"

@@ -282,9 +282,10 @@ class KANLayer(SymbolicEdges, nn.Module):
         if x.dtype != self.coef.dtype and _autocast_input(x):
             x = x.to(self.coef.dtype)  # under autocast: the layer computes in its own dtype
         if x.dtype != self.coef.dtype:
+            model = f" or the model (model.to({x.dtype}))" if x.dtype.is_floating_point else ""
             raise TypeError(
                 f"input dtype {x.dtype} does not match the layer's {self.coef.dtype}; "
-                f"convert the input (x.to({self.coef.dtype})) or the model (model.to({x.dtype}))"
+                f"convert the input (x.to({self.coef.dtype})){model}"
             )
         return x.reshape(-1, self.in_features)
 

@@ -150,6 +150,7 @@ class KAN(nn.Module):
         if x.dim() != 2 or x.shape[-1] != self.widths[0]:
             raise ValueError(
                 f"update_grid expects samples of shape (batch, {self.widths[0]}), got {tuple(x.shape)}"
+                + select_inputs_hint(self, x.shape[-1])
             )
         if x.shape[0] == 0:
             raise ValueError(
@@ -332,6 +333,18 @@ def planned_numbers(widths: Any, symbolic: bool = False, **kwargs: Any) -> int |
     except (RuntimeError, NotImplementedError):
         return None
     return sum(t.numel() for t in (*shape.parameters(), *shape.buffers()))
+
+
+def select_inputs_hint(model: Any, n_columns: int) -> str:
+    """``"; ... select_inputs ..."`` for data of ``n_columns`` columns given to a KAN pruned to some
+    of them (``prune_inputs``), to end an error about the data's width; else ``""``."""
+    columns = getattr(model, "input_columns", None)
+    if not columns or n_columns <= max(columns) or n_columns == len(columns):
+        return ""
+    return (
+        f"; the model takes data columns {[c + 1 for c in columns]} of {n_columns} (it was pruned with "
+        "prune_inputs): pass model.select_inputs(x)"
+    )
 
 
 #: Largest column number ``input_columns`` may hold (the column count kantk.io allows a model).

@@ -33,7 +33,7 @@ from kantk._validation import check_int, check_optional_int, check_seed
 from kantk.baselines import MLP
 from kantk.data import check_dataset
 from kantk.lightning.compat import kantk_classes, lightning_package
-from kantk.model import KAN
+from kantk.model import KAN, select_inputs_hint
 from kantk.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -375,6 +375,14 @@ def fit(
         custom = callable(loss)
         if custom:  # labels are the objective's business: optional, any width
             data = _with_empty_labels(data)
+        inputs = data.get("train_input")
+        if isinstance(inputs, torch.Tensor) and inputs.dim() == 2 and inputs.shape[1] != model.widths[0]:
+            hint = select_inputs_hint(model, inputs.shape[1])
+            if hint:
+                raise ValueError(
+                    f"train_input has {inputs.shape[1]} features but the model expects {model.widths[0]} "
+                    f"(its widths[0]){hint} for every split"
+                )
         dataset = check_dataset(
             data,
             n_inputs=model.widths[0],

@@ -300,6 +300,7 @@ def auto_symbolic(
     chosen = (
         set(range(len(model.layers))) if layers is None else {_check_layer_index(model, l) for l in layers}
     )
+    _check_finite_through(model, h, "kantk.auto_symbolic")
     report: list[SymbolicEdgeFit] = []
     x = h
     with torch.no_grad():
@@ -323,6 +324,22 @@ def auto_symbolic(
 
 
 # --- internals ------------------------------------------------------------------------------------
+
+
+def _check_finite_through(model: KAN, x: torch.Tensor, who: str) -> None:
+    """Refuse samples on which some layer's output is not finite, before anything changes (the
+    fit of a later layer failed after the earlier ones were fixed)."""
+    with torch.no_grad():
+        h = x
+        for l, layer in enumerate(model.layers):
+            h = layer(h)
+            bad = int((~torch.isfinite(h)).any(dim=1).sum())
+            if bad:
+                raise ValueError(
+                    f"{who}: layer {l}'s outputs are NaN or infinite on {bad} of the {h.shape[0]} samples "
+                    "(e.g. a symbolic edge evaluated outside its domain); fit on samples where the "
+                    "model is finite. Nothing was changed"
+                )
 
 
 def _check_layer(model: KAN, layer: int) -> KANLayer:

@@ -84,8 +84,11 @@ def test_errors():
     layer = KANLayer(3, 2)
     with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
         layer(torch.rand(4, 2))
-    with pytest.raises(TypeError, match="dtype"):
+    with pytest.raises(TypeError, match=r"convert the input \(x.to\(torch.float32\)\) or the model"):
         layer(torch.rand(4, 3, dtype=torch.float64))
+    # an integer input: model.to(torch.int64) would fail, so only the input's conversion is advised
+    with pytest.raises(TypeError, match=r"convert the input \(x.to\(torch.float32\)\)$"):
+        layer(torch.ones(4, 3, dtype=torch.int64))
 
 
 def test_autocast_input_of_the_autocast_dtype_is_accepted():

@@ -344,3 +344,22 @@ def test_input_columns_in_a_checkpoint(tmp_path):
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     loaded = KANModule.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu", weights_only=True)
     assert loaded.model.input_columns == [1, 4, 7]
+
+
+def test_data_of_all_columns_for_a_model_pruned_to_some_names_select_inputs():
+    """After prune_inputs, fit and auto_symbolic on the original data said only "3 features but
+    the model expects 2": the message now names the columns and select_inputs."""
+    model = kantk.KAN([2, 1, 1], seed=0)
+    model.input_columns = [0, 2]
+    x = torch.rand(40, 3)
+    data = {"train_input": x, "train_label": x[:, :1]}
+    hint = r"takes data columns \[1, 3\] of 3 \(it was pruned with prune_inputs\): pass model\.select_inputs"
+    with pytest.raises(ValueError, match=hint):
+        kantk.fit(model, data, steps=1, progress=False)
+    with pytest.raises(ValueError, match=hint):
+        kantk.auto_symbolic(model, x)
+    with pytest.raises(ValueError, match=hint):
+        model.update_grid(x)
+    kantk.fit(model, {**data, "train_input": model.select_inputs(x)}, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"expects samples of shape \(batch, 2\), got \(40, 1\)$"):
+        kantk.attribution(model, x[:, :1])  # fewer columns: no hint

@@ -289,6 +289,24 @@ def test_an_edge_small_in_spread_and_importance_is_still_negligible():
     assert {(r.layer, r.i, r.j): r.name for r in report}[(0, 0, 0)] == "sin"
 
 
+def test_auto_symbolic_refuses_samples_where_the_model_is_not_finite_before_any_change():
+    """log(x2) fixed by hand is NaN for x2 < 0: auto_symbolic fixed every edge of layer 0, then
+    failed on layer 1 with fit_affine's message, the model half changed."""
+    torch.set_default_dtype(torch.float64)
+    x = torch.rand(200, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    model = kantk.KAN([2, 3, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 1, 0, "log")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    names = [list(row) for row in model.layers[0].symbolic_names]
+    with pytest.raises(ValueError, match=r"layer 0's outputs are NaN or infinite on \d+ of the 200") as info:
+        kantk.auto_symbolic(model, x)
+    assert "\n" not in str(info.value)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert [list(row) for row in model.layers[0].symbolic_names] == names
+    assert not model.layers[1].has_symbolic
+
+
 @pytest.mark.parametrize("threshold", [float("nan"), float("inf"), 1.5, "0.9", True, None])
 def test_auto_symbolic_refuses_a_bad_r2_threshold_before_any_change(threshold):
     model, x = _model_with_edges("bspline", [lambda t: torch.sin(torch.pi * t), lambda t: t**2])
