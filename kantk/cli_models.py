@@ -208,7 +208,9 @@ def load_model(path: str) -> KAN:
     """A KAN from a ``.kantk`` file or a KANModule Lightning checkpoint (``.ckpt``).
 
     Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain data only,
-    never pickled code.
+    never pickled code. Their sizes are compared with the file before the module is built
+    (:func:`kantk.lightning.module.check_checkpoint_sizes`), and the model's tensors get the value
+    checks of a ``.kantk`` file (:func:`check_checkpoint_values`) before it is returned.
     """
     check_input_file(path, "model file")
     if path.lower().endswith(".ckpt"):
@@ -238,11 +240,42 @@ def load_model(path: str) -> KAN:
             module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, **loss)
         except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever torch.load or the module raises
             fail(f"cannot load checkpoint {path!r}: {checkpoint_error(exc)}")
+        check_checkpoint_values(path, checkpoint["state_dict"], module.model)
         return module.model
     try:
         return kantk.load(path)
     except (ValueError, OSError) as exc:  # KantkFileError and UnknownComponentError are ValueErrors
         fail(f"cannot load {path!r}: {exc}")
+
+
+def check_checkpoint_values(path: str, state: Any, model: KAN) -> None:
+    """End the command unless the model tensors of a checkpoint's state dict (its ``model.`` keys;
+    optimizer state and the rest are not the model's) pass :func:`kantk.io.check_tensor_values`,
+    the checks of a ``.kantk`` file: floating-point, finite, masks 0 or 1 (symbolic edges'
+    ``symbolic_mask`` too), B-spline knots non-decreasing with a span the dtype can divide by,
+    positive widths. Each is checked in the dtype ``model`` (built from the checkpoint) has, as
+    loading converted it: a float64 1e300 in a float32 model is infinite.
+
+    Args:
+        path: The checkpoint file, for the message.
+        state: Its ``state_dict`` (from ``torch.load``; its keys matched the model's when it loaded).
+        model: The KAN loaded from it.
+    """
+    import torch
+
+    from kantk.io import KantkFileError, check_tensor_values
+
+    prefix = "model."
+    tensors = {
+        key[len(prefix) :]: value.to(model.dtype) if value.is_floating_point() else value
+        for key, value in state.items()
+        if isinstance(key, str) and key.startswith(prefix) and isinstance(value, torch.Tensor)
+    }
+    bases = [layer.basis_name for layer in model.layers]
+    try:
+        check_tensor_values(tensors, bases, None, f"cannot load checkpoint {path!r}", prefix)
+    except KantkFileError as exc:
+        fail(str(exc))
 
 
 def checkpoint_error(exc: BaseException) -> str:

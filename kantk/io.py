@@ -39,7 +39,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -721,16 +721,53 @@ def _meta_layer_shapes(
 
 
 def _check_values(spec: _Spec, tensors: Mapping[str, torch.Tensor], registry: Registry, path: str) -> None:
-    """Refuse non-finite tensors, masks other than 0/1 and the built-in bases' impossible buffers."""
+    """Refuse non-finite tensors, masks other than 0/1 and the built-in bases' impossible buffers
+    (:func:`check_tensor_values`, which a Lightning checkpoint's model tensors get too)."""
+    check_tensor_values(tensors, [layer["basis"] for layer in spec.layers], registry, repr(path))
+
+
+def check_tensor_values(
+    tensors: Mapping[str, torch.Tensor],
+    bases: Sequence[str],
+    registry: Registry | None,
+    source: str,
+    prefix: str = "",
+) -> None:
+    """Refuse the values no KAN may hold: a tensor that is not floating-point or holds NaN or
+    infinity, a ``mask`` or ``symbolic_mask`` other than 0/1, and the built-in bases' impossible
+    buffers (B-spline knots that decrease, have zero span or a span too small for the dtype;
+    Chebyshev half-widths and RBF widths not > 0 or too small to divide by). A plugin basis'
+    buffers are checked for finiteness only.
+
+    The checks of :func:`load` (a ``.kantk`` file) and of the ``kantk`` commands reading a Lightning
+    checkpoint (:func:`kantk.cli_models.load_model`).
+
+    Args:
+        tensors: A KAN's state, keyed as :meth:`KAN.state_dict` (``layers.<i>.<name>``), in the dtype
+            the model has (a value finite in float64 may not be in float32).
+        bases: The basis name of each layer.
+        registry: Where the bases are looked up (which plugin owns them); ``None``: the default one.
+        source: Names the file in messages (``repr(path)``).
+        prefix: Put before a key in messages (``"model."``: a checkpoint's state dict key).
+
+    Raises:
+        KantkFileError: ``"<source>: tensor '<prefix><key>' <what is wrong>"``.
+    """
+    registry = resolve_registry(registry)
+
+    def bad(key: str, problem: str) -> KantkFileError:
+        return KantkFileError(f"{source}: tensor {prefix + key!r} {problem}")
+
     for key, value in tensors.items():
+        if not value.is_floating_point():
+            raise bad(key, f"has dtype {value.dtype}; kantk models hold floating-point tensors")
         if not bool(torch.isfinite(value).all()):
-            raise KantkFileError(f"{path!r}: tensor {key!r} holds NaN or infinite values")
-    for i, layer in enumerate(spec.layers):
+            raise bad(key, "holds NaN or infinite values")
+    for i, basis in enumerate(bases):
         for name in ("mask", "symbolic_mask"):
             mask = tensors.get(f"layers.{i}.{name}")
             if mask is not None and not bool(((mask == 0) | (mask == 1)).all()):
-                raise KantkFileError(f"{path!r}: tensor 'layers.{i}.{name}' holds values other than 0 and 1")
-        basis = layer["basis"]
+                raise bad(f"layers.{i}.{name}", "holds values other than 0 and 1")
         if registry.bases.owner(basis) not in BUILTIN_PLUGINS:
             continue
         for buffer, rule in _BUILTIN_BUFFER_RULES.get(basis, {}).items():
@@ -739,7 +776,7 @@ def _check_values(spec: _Spec, tensors: Mapping[str, torch.Tensor], registry: Re
             if buf is None:
                 continue
             for problem in _rule_problems(rule, buf):
-                raise KantkFileError(f"{path!r}: tensor {key!r} {problem}")
+                raise bad(key, problem)
 
 
 def _rule_problems(rule: str, value: torch.Tensor) -> Iterator[str]:

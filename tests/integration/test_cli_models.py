@@ -259,3 +259,163 @@ def test_a_checkpoint_with_a_wide_symbolic_layer_loads(tmp_path):
     _save_after_one_step(module, data, tmp_path / "wide.ckpt")
     model = load_model(str(tmp_path / "wide.ckpt"))
     assert model.layers[0].symbolic_names[0][0] == "x"
+
+
+# --- a checkpoint's values get the checks of a .kantk file ----------------------------------------
+
+
+def _trained_checkpoint(path, dtype, symbolic=False, input_columns=None):
+    """A KANModule checkpoint of a [2, 3, 1] B-spline KAN after one Adam step, in ``dtype``."""
+    from kantk.lightning import KANModule, TensorDataModule
+
+    module = KANModule([2, 3, 1], optimizer="adam", init_seed=0, dtype=dtype)
+    if symbolic:
+        kantk.fix_symbolic(module.model, 0, 0, 0, "x", fit_params=False)
+    module.model.input_columns = input_columns
+    x = torch.rand(16, 2, dtype=getattr(torch, dtype), generator=torch.Generator().manual_seed(0))
+    data = TensorDataModule({"train_input": x, "train_label": x[:, :1]})
+    _save_after_one_step(module, data, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Good checkpoints (float32 plain; float64 with a symbolic edge and input columns), made once."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    return {
+        "float32": _trained_checkpoint(folder / "f32.ckpt", "float32"),
+        "float64": _trained_checkpoint(folder / "f64.ckpt", "float64", symbolic=True, input_columns=[1, 3]),
+    }
+
+
+def _altered(source, target, change):
+    """``source``'s checkpoint with ``change(checkpoint)`` applied, written to ``target``."""
+    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+    change(checkpoint)
+    torch.save(checkpoint, target)
+    return target
+
+
+def _fill(key, value, index=None):
+    def change(checkpoint):
+        tensor = checkpoint["state_dict"][key]
+        if index is None:
+            tensor.fill_(value)
+        else:
+            tensor[index] = value
+
+    return change
+
+
+def _decreasing(checkpoint):
+    grid = checkpoint["state_dict"]["model.layers.0.basis.grid"]
+    grid.copy_(grid.flip(-1))
+
+
+def _float64_scale(checkpoint):
+    # a float32 model's tensor stored as float64: finite there, infinite once loaded as float32
+    state = checkpoint["state_dict"]
+    state["model.layers.1.scale_sp"] = state["model.layers.1.scale_sp"].double().fill_(1e300)
+
+
+def _integer_coef(checkpoint):
+    state = checkpoint["state_dict"]
+    state["model.layers.0.coef"] = state["model.layers.0.coef"].round().to(torch.int64)
+
+
+BAD_CHECKPOINTS = [
+    pytest.param(
+        "float32",
+        _fill("model.layers.0.basis.grid", float("nan"), 0),
+        "layers.0.basis.grid",
+        "NaN or infinite",
+        id="nan-knots",
+    ),
+    pytest.param("float32", _decreasing, "layers.0.basis.grid", "knots that decrease", id="decreasing-knots"),
+    pytest.param(
+        "float32",
+        _fill("model.layers.0.basis.grid", 0.5, 0),
+        "layers.0.basis.grid",
+        "zero span",
+        id="zero-span",
+    ),
+    pytest.param(
+        "float32", _fill("model.layers.0.mask", 7.0), "layers.0.mask", "other than 0 and 1", id="mask-7"
+    ),
+    pytest.param(
+        "float32",
+        _fill("model.layers.1.scale_base", float("inf")),
+        "layers.1.scale_base",
+        "NaN or infinite",
+        id="inf-scale",
+    ),
+    pytest.param(
+        "float32",
+        _fill("model.layers.0.coef", float("nan"), (0, 0, 0)),
+        "layers.0.coef",
+        "NaN or infinite",
+        id="nan-coef",
+    ),
+    pytest.param("float32", _float64_scale, "layers.1.scale_sp", "NaN or infinite", id="inf-once-float32"),
+    pytest.param("float32", _integer_coef, "layers.0.coef", "floating-point", id="integer-coef"),
+    pytest.param(
+        "float64",
+        _fill("model.layers.0.symbolic_mask", 7.0, (0, 0)),
+        "layers.0.symbolic_mask",
+        "other than 0 and 1",
+        id="symbolic-mask-7",
+    ),
+    pytest.param(
+        "float64",
+        _fill("model.layers.0.symbolic_affine", float("nan"), (0, 0)),
+        "layers.0.symbolic_affine",
+        "NaN or infinite",
+        id="nan-symbolic-affine",
+    ),
+]
+
+
+@pytest.mark.parametrize(("base", "change", "key", "fragment"), BAD_CHECKPOINTS)
+def test_a_checkpoint_with_impossible_values_is_refused_before_any_work(
+    checkpoints, tmp_path, monkeypatch, capsys, base, change, key, fragment
+):
+    """predict wrote a CSV of NaN, prune and symbolic wrote model files kantk.load refused, export
+    and plot drew NaN models: a checkpoint's tensors skipped the value checks of a .kantk file."""
+    monkeypatch.chdir(tmp_path)
+    bad = _altered(checkpoints[base], tmp_path / "bad.ckpt", change)
+    before = bad.read_bytes()
+    (tmp_path / "d.csv").write_text("x1,x2,x3,x4\n0.1,0.2,0.3,0.4\n0.5,-0.3,0.0,0.9\n")
+    for argv in (
+        ["predict", "bad.ckpt", "--data", "d.csv", "-o", "out.csv"],
+        ["prune", "bad.ckpt", "-o", "out.kantk", "--samples", "20"],
+    ):
+        status, line = _exit_line(argv, capsys)
+        assert status == 1
+        assert line.startswith("kantk: cannot load checkpoint 'bad.ckpt': tensor ")
+        assert f"'model.{key}'" in line and fragment in line and "\n" not in line
+    assert bad.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.ckpt", "d.csv"]
+
+
+def test_good_checkpoints_still_load_and_optimizer_state_is_not_the_models(checkpoints, tmp_path):
+    from kantk.cli_models import load_model
+
+    model = load_model(str(checkpoints["float32"]))
+    assert model.dtype == torch.float32 and model.input_columns is None
+    model = load_model(str(checkpoints["float64"]))
+    assert model.dtype == torch.float64 and model.input_columns == [1, 3]
+    assert model.layers[0].symbolic_names[0][0] == "x"
+    # Adam's moments are not model values: NaN there (a diverged run) does not stop the commands
+    stale = _altered(
+        checkpoints["float32"],
+        tmp_path / "stale.ckpt",
+        lambda c: c["optimizer_states"][0]["state"][0]["exp_avg"].fill_(float("nan")),
+    )
+    (tmp_path / "d.csv").write_text("0.1,0.2\n0.5,-0.3\n")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(stale), "--data", str(tmp_path / "d.csv"), "-o", str(out)]) == 0
+    assert "nan" not in out.read_text().lower()
+    assert (
+        main(["prune", str(checkpoints["float64"]), "-o", str(tmp_path / "p.kantk"), "--samples", "20"]) == 0
+    )
+    assert kantk.load(tmp_path / "p.kantk").layers[0].has_symbolic
