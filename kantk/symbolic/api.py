@@ -300,7 +300,9 @@ def auto_symbolic(
     chosen = (
         set(range(len(model.layers))) if layers is None else {_check_layer_index(model, l) for l in layers}
     )
-    _check_finite_through(model, h, "kantk.auto_symbolic")
+    todo = [l for l in chosen if _numeric_edges(model.layers[l])]
+    if todo:
+        _check_finite_through(model, h, max(todo), "kantk.auto_symbolic")
     report: list[SymbolicEdgeFit] = []
     x = h
     with torch.no_grad():
@@ -326,12 +328,13 @@ def auto_symbolic(
 # --- internals ------------------------------------------------------------------------------------
 
 
-def _check_finite_through(model: KAN, x: torch.Tensor, who: str) -> None:
-    """Refuse samples on which some layer's output is not finite, before anything changes (the
-    fit of a later layer failed after the earlier ones were fixed)."""
+def _check_finite_through(model: KAN, x: torch.Tensor, last: int, who: str) -> None:
+    """Refuse samples on which the output of a layer up to ``last`` (the last one with edges to
+    fit) is not finite, before anything changes (the fit of a later layer failed after the earlier
+    ones were fixed)."""
     with torch.no_grad():
         h = x
-        for l, layer in enumerate(model.layers):
+        for l, layer in enumerate(model.layers[: last + 1]):
             h = layer(h)
             bad = int((~torch.isfinite(h)).any(dim=1).sum())
             if bad:

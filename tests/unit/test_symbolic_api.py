@@ -305,6 +305,11 @@ def test_auto_symbolic_refuses_samples_where_the_model_is_not_finite_before_any_
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert [list(row) for row in model.layers[0].symbolic_names] == names
     assert not model.layers[1].has_symbolic
+    # nothing left to fit: no refusal (kantk symbolic runs auto_symbolic on symbolic models too)
+    done = kantk.KAN([2, 1], seed=0)
+    kantk.fix_symbolic(done, 0, 0, 0, "log")
+    kantk.fix_symbolic(done, 0, 1, 0, "x")
+    assert kantk.auto_symbolic(done, x) == []
 
 
 @pytest.mark.parametrize("threshold", [float("nan"), float("inf"), 1.5, "0.9", True, None])
