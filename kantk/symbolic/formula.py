@@ -33,9 +33,11 @@ in symbolic mode to rounding error. sympy is imported on first use, not with ``k
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import numbers
 import re
+import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,7 @@ import torch
 from kantk._validation import check_distinct, is_int
 from kantk.formula_parser import LAMBDIFY_ERRORS, FormulaError, lambdify_namespace, parse_formula
 from kantk.model import KAN
+from kantk.symbolic.bounds import MAX_EXPANSION_TERMS, MAX_FORMULA_OPS, expansion_work, formula_ops
 
 if TYPE_CHECKING:
     import sympy
@@ -62,6 +65,10 @@ SIMPLIFY_MAX_OPS = 30
 #: other forms are not simplified either. Off the main thread (no timer signal) a form with a
 #: trigonometric function is not simplified.
 SIMPLIFY_SECONDS = 5.0
+#: Time for rounding, simplifying and checking all of a model's formulas (sympy's work on a big
+#: formula has no useful bound in its size: a [5, 5, 5, 1] model of 1,024 operations took 200 s).
+#: Formulas not done by then are returned as built, with full-precision constants, and a warning.
+FORMULA_SECONDS = 30.0
 #: How far a rounded formula may stray from the unrounded one (which equals the model in
 #: symbolic mode): largest deviation on the check points over the largest |value| there.
 FORMULA_RTOL = 1e-3
@@ -145,6 +152,14 @@ def symbolic_formula(
             f"(input -> output): {shown}. Run kantk.auto_symbolic(model, x) (lower r2_threshold or keep "
             "training if it leaves edges numeric), kantk.fix_symbolic(...) on them, or prune them"
         )
+    sizes = formula_ops(model, still_numeric)
+    if sizes and max(sizes) > MAX_FORMULA_OPS:
+        q = sizes.index(max(sizes))
+        raise ValueError(
+            f"symbolic_formula: output {q}'s formula would have {max(sizes):,} operations, more than "
+            f"{MAX_FORMULA_OPS:,} (each layer puts its inputs' formulas into every edge, so the size "
+            "multiplies with depth and width); prune the model (kantk.prune) to fewer, narrower layers"
+        )
     for l, layer in enumerate(model.layers):
         outputs: list[Any] = [sympy.Integer(0)] * layer.out_features  # one per sub-node
         layer_edges = [(i, j) for m, i, j in still_numeric if m == l]
@@ -176,7 +191,23 @@ def symbolic_formula(
             stacklevel=2,
         )
     points = _check_points(x, model)
-    return [_rounded(expr, simplify, digits, symbols, points, q) for q, expr in enumerate(nodes)]
+    deadline = time.monotonic() + FORMULA_SECONDS
+    formulas = []
+    for q, expr in enumerate(nodes):
+        clean = functools.partial(_rounded, expr, simplify, digits, symbols, points, q)
+        done, formula = _within(clean, deadline - time.monotonic())
+        if not done:
+            import warnings
+
+            warnings.warn(
+                f"symbolic_formula: cleaning output {q}'s formula ({_ops(expr):,} operations) ran past "
+                f"FORMULA_SECONDS = {FORMULA_SECONDS:g} s; it is returned as built, with full-precision "
+                "constants (it equals the model); prune the model for a shorter formula",
+                stacklevel=2,
+            )
+            formula = sympy.sympify(expr)
+        formulas.append(formula)
+    return formulas
 
 
 def numeric_edges(model: KAN) -> list[tuple[int, int, int]]:
@@ -627,6 +658,39 @@ class _TooLong(Exception):
     pass
 
 
+class _OutOfTime(BaseException):
+    """:data:`FORMULA_SECONDS` are over (a BaseException: sympy catches some Exceptions)."""
+
+
+def _within(run: Callable[[], Any], seconds: float) -> tuple[bool, Any]:
+    """``(True, run())``, or ``(False, None)`` once ``run`` has taken ``seconds`` (a real-time timer
+    signal, on the main thread of a platform that has one; elsewhere ``run()`` without a limit).
+    :func:`_time_limited` inside it hands back the time left when it ends."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        return True, run()
+    if seconds <= 0:
+        return False, None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    pending, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
+    try:
+        return True, run()
+    except _OutOfTime:
+        return False, None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if pending:  # someone else's timer (pytest-timeout): give it back what was left
+            signal.setitimer(signal.ITIMER_REAL, max(pending - (time.monotonic() - start), 1e-3))
+
+
 #: Whether a ``sympy.simplify`` of the output being rounded ran past its time (see :func:`_rounded`).
 _SIMPLIFY_GAVE_UP: ContextVar[bool] = ContextVar("kantk_simplify_gave_up", default=False)
 
@@ -638,7 +702,6 @@ def _time_limited(run: Callable[[], Any], expr: Any) -> Any:
     trigonometric function (where simplify hung)."""
     import signal
     import threading
-    import time
 
     import sympy
 
@@ -652,6 +715,8 @@ def _time_limited(run: Callable[[], Any], expr: Any) -> Any:
 
     previous = signal.signal(signal.SIGALRM, stop)
     pending, _ = signal.setitimer(signal.ITIMER_REAL, SIMPLIFY_SECONDS)
+    if pending and pending < SIMPLIFY_SECONDS:  # an outer deadline comes first
+        signal.setitimer(signal.ITIMER_REAL, pending)
     start = time.monotonic()
     try:
         return run()
@@ -687,21 +752,25 @@ def _clean(expr: Any, simplify: bool, digits: int | None, symbols: Sequence[Any]
     expr = sympy.sympify(expr)
     if digits is None:
         return _simplified(expr, simplify, None)
-    expanded = round_constants(expr, digits, snap_only=True)  # exact where nice: products stay exact
-    expanded = _simplified(round_constants(sympy.expand(expanded, **EXPAND_HINTS), digits), simplify, digits)
-    best = expanded
-    compact = _simplified(round_constants(expr, digits), simplify, digits)
+    expand = expansion_work(expr) <= MAX_EXPANSION_TERMS  # else the compact forms only (bounds.py)
+    forms = []
+    if expand:
+        expanded = round_constants(expr, digits, snap_only=True)  # exact where nice: products stay exact
+        forms.append(
+            _simplified(round_constants(sympy.expand(expanded, **EXPAND_HINTS), digits), simplify, digits)
+        )
+    forms.append(_simplified(round_constants(expr, digits), simplify, digits))  # compact
     # constants that only combine once a factor leaves a root: c * sqrt(k u + k' v) -> c sqrt(k) *
     # sqrt(u + (k'/k) v), where c sqrt(k) and k'/k may round to exact numbers
     fine = round_constants(expr, 12)  # drops 1e-17 leftovers of the refits, keeps the rest
-    pulled = _pull_power_factors(sympy.expand(fine, **EXPAND_HINTS))
-    pulled = _simplified(round_constants(sympy.expand(pulled, **EXPAND_HINTS), digits), simplify, digits)
-    pulled_compact = _simplified(round_constants(_pull_power_factors(fine), digits), simplify, digits)
-    faithful = [
-        c
-        for c in (expanded, compact, pulled, pulled_compact)
-        if _deviation(c, expr, symbols, points) <= FORMULA_RTOL
-    ]
+    if expand:
+        pulled = _pull_power_factors(sympy.expand(fine, **EXPAND_HINTS))
+        forms.append(
+            _simplified(round_constants(sympy.expand(pulled, **EXPAND_HINTS), digits), simplify, digits)
+        )
+    forms.append(_simplified(round_constants(_pull_power_factors(fine), digits), simplify, digits))
+    best = forms[0]
+    faithful = [c for c in forms if _deviation(c, expr, symbols, points) <= FORMULA_RTOL]
     for candidate in faithful:  # the shortest faithful form; the expanded one when none is
         if best not in faithful or _ops(candidate) < _ops(best):
             best = candidate

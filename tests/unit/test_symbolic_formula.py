@@ -381,3 +381,61 @@ def test_variable_names_that_are_function_names_evaluate():
         (formula,) = kantk.symbolic_formula(model, x=x, var_names=["sin", "exp"])
     values = kantk.formula_to_callable(formula, ["sin", "exp"])(x.numpy())
     np.testing.assert_allclose(values, model(x)[:, 0].detach().numpy(), rtol=1e-3)
+
+
+# --- bounded work on untrusted models (kantk/symbolic/bounds.py) ------------------------------------
+
+
+def _all_symbolic(widths: list[int], name: str, params: tuple[float, ...]) -> kantk.KAN:
+    model = kantk.KAN(widths, basis_kwargs={"grid_size": 3}, seed=0)
+    for l, layer in enumerate(model.layers):
+        for i in range(layer.in_features):
+            for j in range(layer.out_features):
+                kantk.fix_symbolic(model, l, i, j, name, fit_params=False)
+        with torch.no_grad():
+            layer.symbolic_affine.copy_(torch.tensor(params).expand_as(layer.symbolic_affine))
+    return model
+
+
+def test_a_formula_too_large_to_build_is_refused_before_sympy_works_on_it():
+    """A 25 KB model of 25 layers two nodes wide doubles its formula per layer: the command ran for
+    minutes. Refused from the model's structure alone."""
+    from kantk.symbolic.bounds import MAX_FORMULA_OPS, formula_ops
+
+    model = _all_symbolic([1] + [2] * 14 + [1], "sin", (1.1, 0.3, 0.9, 0.2))
+    (ops,) = formula_ops(model, [])
+    assert ops > MAX_FORMULA_OPS
+    with pytest.raises(
+        ValueError, match=r"output 0's formula would have [\d,]+ operations, more than 20,000"
+    ) as info:
+        kantk.symbolic_formula(model)
+    assert "\n" not in str(info.value)
+    assert formula_ops(_all_symbolic([2, 3, 1], "sin", PARAMS), []) == [3 * (2 * 6 + 1) + 2 + 3 * 5]
+
+
+def test_an_expansion_too_large_to_try_leaves_the_compact_forms():
+    """Eight layers of x^5 made sympy.expand take more than 4 GB (four: 3.4 GB and a minute):
+    its multinomial products are counted first, and past the bound only the compact forms are
+    rounded and checked."""
+    from kantk.symbolic.bounds import MAX_EXPANSION_TERMS, expansion_work
+
+    a, b, c, d = sympy.symbols("a b c d")
+    assert expansion_work((a + b + c + d + 1) ** 6) == 210  # binomial(5 + 6 - 1, 6)
+    assert expansion_work(1 / (a + b) ** 3 + sympy.exp(a + b)) == 4
+    nested = ((((a + 0.5) ** 5 + 1.3) ** 5 + 0.2) ** 5 + 1.7) ** 5
+    assert expansion_work(nested) > MAX_EXPANSION_TERMS
+    model = _all_symbolic([1, 1, 1, 1, 1], "x^5", (0.5, 0.3, 0.9, 0.1))
+    x = _inputs(32, -1.0, 1.0)
+    (formula,) = kantk.symbolic_formula(model, x=x)
+    assert _formula_error(formula, model, x, ["x1"]) < 1e-3
+
+
+def test_formulas_not_cleaned_in_time_come_back_as_built(monkeypatch):
+    import kantk.symbolic.formula as formula_module
+
+    model = _all_symbolic([2, 2, 1], "sin", PARAMS)
+    monkeypatch.setattr(formula_module, "FORMULA_SECONDS", 0.0)
+    x = _inputs(16, width=2)
+    with pytest.warns(UserWarning, match="ran past FORMULA_SECONDS = 0 s; it is returned as built"):
+        (formula,) = kantk.symbolic_formula(model, x=x)
+    assert _formula_error(formula, model, x, ["x1", "x2"]) < 1e-12  # full precision: the model
