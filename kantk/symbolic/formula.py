@@ -45,7 +45,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from kantk._validation import check_distinct, is_int
-from kantk.formula_parser import LAMBDIFY_ERRORS, FormulaError, lambdify_namespace, parse_formula
+from kantk.formula_parser import (
+    LAMBDIFY_ERRORS,
+    FormulaError,
+    bound_parameters,
+    lambdify_namespace,
+    parse_formula,
+)
 from kantk.model import KAN
 from kantk.symbolic.bounds import MAX_EXPANSION_TERMS, MAX_FORMULA_OPS, expansion_work, formula_ops
 
@@ -160,6 +166,50 @@ def symbolic_formula(
             f"{MAX_FORMULA_OPS:,} (each layer puts its inputs' formulas into every edge, so the size "
             "multiplies with depth and width); prune the model (kantk.prune) to fewer, narrower layers"
         )
+    deadline = time.monotonic() + FORMULA_SECONDS
+    built, nodes = _within(functools.partial(_compose, model, nodes, still_numeric), FORMULA_SECONDS)
+    if not built:  # sympy's evaluation of nested functions can grow with depth, not size
+        raise ValueError(
+            f"symbolic_formula: building the formulas ran past FORMULA_SECONDS = {FORMULA_SECONDS:g} s "
+            f"({max(sizes):,} operations, {len(model.layers)} layers deep); prune the model (kantk.prune) "
+            "to fewer, narrower layers"
+        )
+    if still_numeric:
+        import warnings
+
+        names = [f"f_{l}_{i}_{j}" for l, i, j in still_numeric]
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        warnings.warn(
+            f"symbolic_formula: {len(names)} live edge(s) are still numeric and appear as functions "
+            f"f_<layer>_<input>_<output>: {shown}; fix them (kantk.fix_symbolic, or auto_symbolic with a "
+            "lower r2_threshold) for a closed form",
+            stacklevel=2,
+        )
+    points = _check_points(x, model)
+    formulas = []
+    for q, expr in enumerate(nodes):
+        clean = functools.partial(_rounded, expr, simplify, digits, symbols, points, q)
+        done, formula = _within(clean, deadline - time.monotonic())
+        if not done:
+            import warnings
+
+            warnings.warn(
+                f"symbolic_formula: cleaning output {q}'s formula ({sizes[q]:,} operations) ran past "
+                f"FORMULA_SECONDS = {FORMULA_SECONDS:g} s; it is returned as built, with full-precision "
+                "constants (it equals the model); prune the model for a shorter formula",
+                stacklevel=2,
+            )
+            formula = sympy.sympify(expr)
+        formulas.append(formula)
+    return formulas
+
+
+def _compose(model: KAN, inputs: list[Any], still_numeric: list[tuple[int, int, int]]) -> list[Any]:
+    """Every output's expression: each layer's edge terms on its inputs' expressions, summed into
+    sub-nodes and combined by the node operations (``inputs``: the input symbols)."""
+    import sympy
+
+    nodes = list(inputs)
     for l, layer in enumerate(model.layers):
         outputs: list[Any] = [sympy.Integer(0)] * layer.out_features  # one per sub-node
         layer_edges = [(i, j) for m, i, j in still_numeric if m == l]
@@ -179,35 +229,7 @@ def symbolic_formula(
                 term = _edge_term(layer.symbolic_function(q, p), affine[q, p].tolist(), nodes[p])
                 outputs[q] = outputs[q] + (term if gate[q, p] == 1 else sympy.Float(float(gate[q, p])) * term)
         nodes = _node_values(layer, outputs)
-    if still_numeric:
-        import warnings
-
-        names = [f"f_{l}_{i}_{j}" for l, i, j in still_numeric]
-        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-        warnings.warn(
-            f"symbolic_formula: {len(names)} live edge(s) are still numeric and appear as functions "
-            f"f_<layer>_<input>_<output>: {shown}; fix them (kantk.fix_symbolic, or auto_symbolic with a "
-            "lower r2_threshold) for a closed form",
-            stacklevel=2,
-        )
-    points = _check_points(x, model)
-    deadline = time.monotonic() + FORMULA_SECONDS
-    formulas = []
-    for q, expr in enumerate(nodes):
-        clean = functools.partial(_rounded, expr, simplify, digits, symbols, points, q)
-        done, formula = _within(clean, deadline - time.monotonic())
-        if not done:
-            import warnings
-
-            warnings.warn(
-                f"symbolic_formula: cleaning output {q}'s formula ({_ops(expr):,} operations) ran past "
-                f"FORMULA_SECONDS = {FORMULA_SECONDS:g} s; it is returned as built, with full-precision "
-                "constants (it equals the model); prune the model for a shorter formula",
-                stacklevel=2,
-            )
-            formula = sympy.sympify(expr)
-        formulas.append(formula)
-    return formulas
+    return nodes
 
 
 def numeric_edges(model: KAN) -> list[tuple[int, int, int]]:
@@ -290,6 +312,9 @@ def formula_to_callable(
 
     Returns:
         ``f(x)``: ``x`` (batch, n_vars) -> (batch,) for one expression, (batch, n_out) for a list.
+        It raises a one-line :class:`kantk.formula_parser.FormulaError` (a ``ValueError``) for
+        inputs that put a value past ``MAX_PARAMETER`` where a special function's evaluation time
+        grows with it (:data:`kantk.formula_parser.PARAMETER_ARGUMENTS`, e.g. ``yv``'s order).
 
     Raises:
         ValueError: A bad backend, a formula string that :func:`kantk.parse_formula` refuses, or a
@@ -328,6 +353,9 @@ def formula_to_callable(
         compiled = sympy.lambdify(symbols, items, modules=modules, dummify=_hides_a_function(symbols))
     except LAMBDIFY_ERRORS as exc:  # e.g. torch has no legendre; 1/0 is complex infinity
         raise _compile_error(exprs, backend, exc) from None
+    # its scipy.special functions refuse sample values past kantk.formula_parser.MAX_PARAMETER where
+    # their evaluation time grows with them (hyp1f1(1e9, 1.5, x) took 15 s per sample)
+    bound_parameters(compiled)
     n_vars = len(symbols)
 
     def evaluate(x: Any) -> Any:

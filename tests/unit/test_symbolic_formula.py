@@ -431,11 +431,32 @@ def test_an_expansion_too_large_to_try_leaves_the_compact_forms():
 
 
 def test_formulas_not_cleaned_in_time_come_back_as_built(monkeypatch):
+    """sympy's work does not follow a formula's size ([5, 5, 5, 1]: 1,024 operations, 200 s)."""
+    import time
+
     import kantk.symbolic.formula as formula_module
 
     model = _all_symbolic([2, 2, 1], "sin", PARAMS)
-    monkeypatch.setattr(formula_module, "FORMULA_SECONDS", 0.0)
+    monkeypatch.setattr(formula_module, "FORMULA_SECONDS", 0.5)
+    rounded = formula_module._rounded
+
+    def slow(*args):
+        time.sleep(30)  # interrupted by the limit's timer
+        return rounded(*args)
+
+    monkeypatch.setattr(formula_module, "_rounded", slow)
     x = _inputs(16, width=2)
-    with pytest.warns(UserWarning, match="ran past FORMULA_SECONDS = 0 s; it is returned as built"):
+    with pytest.warns(UserWarning, match=r"ran past FORMULA_SECONDS = 0\.5 s; it is returned as built"):
         (formula,) = kantk.symbolic_formula(model, x=x)
     assert _formula_error(formula, model, x, ["x1", "x2"]) < 1e-12  # full precision: the model
+
+
+def test_formulas_not_built_in_time_are_refused(monkeypatch):
+    """Ten layers of tanh two nodes wide (17,397 operations) took 10 minutes in sympy's evaluation
+    of the nested calls alone."""
+    import kantk.symbolic.formula as formula_module
+
+    monkeypatch.setattr(formula_module, "FORMULA_SECONDS", 0.0)
+    with pytest.raises(ValueError, match="building the formulas ran past FORMULA_SECONDS = 0 s") as info:
+        kantk.symbolic_formula(_all_symbolic([2, 2, 1], "tanh", PARAMS))
+    assert "\n" not in str(info.value)
