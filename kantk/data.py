@@ -24,7 +24,13 @@ import numpy as np
 import torch
 
 from kantk._validation import check_choice, check_int, check_seed, is_number
-from kantk.formula_parser import LAMBDIFY_ERRORS, FormulaError, lambdify_namespace, parse_formula
+from kantk.formula_parser import (
+    LAMBDIFY_ERRORS,
+    FormulaError,
+    bound_parameters,
+    lambdify_namespace,
+    parse_formula,
+)
 
 TRAIN_KEYS = ("train_input", "train_label")
 TEST_KEYS = ("test_input", "test_label")
@@ -508,9 +514,12 @@ def _lambdify(formula: str, n_vars: int) -> tuple[Callable[..., Any], list[int]]
 
     expr = parse_formula(formula, n_vars)
     used = sorted(expr.free_symbols, key=lambda s: int(s.name[1:]))  # only x1..x{n_vars} can be free
-    # "scipy" lets sympy's own names (besselj, erf, gamma, ...) evaluate through scipy.special
+    # "scipy" lets sympy's own names (besselj, erf, gamma, ...) evaluate through scipy.special;
+    # bound_parameters makes it refuse sample values whose evaluation takes unbounded time (yv(1e9, x))
     try:
-        fn = sympy.lambdify(used, expr, modules=[lambdify_namespace(expr), "scipy", "numpy"])
+        fn = bound_parameters(
+            sympy.lambdify(used, expr, modules=[lambdify_namespace(expr), "scipy", "numpy"])
+        )
     except LAMBDIFY_ERRORS as exc:
         # e.g. 1/0 parses to complex infinity; printing evaluates constant terms (erfc(1e300) overflows)
         raise FormulaError(

@@ -15,6 +15,17 @@ expression itself:
   with their number of arguments), positional arguments only; the degree/order arguments of
   orthogonal polynomials, ``lpmv`` and ``hyperu`` (:data:`ORDER_ARGUMENTS`), whose evaluation
   time grows with them, must be numbers with ``|n| <= MAX_ORDER``;
+* the other arguments whose evaluation time grows with their size (:data:`PARAMETER_ARGUMENTS`,
+  found by timing every function: the orders of ``yv``/``bessely``, ``struve``,
+  ``spherical_jn``/``jn`` and ``spherical_yn``/``yn``, ``lpmv``'s degree, the ``alpha``/``beta`` of
+  ``eval_genlaguerre``/``assoc_laguerre`` and ``eval_jacobi``, ``a, b, c`` of ``hyp2f1``, all of
+  ``hyp1f1`` and the variable of ``polygamma``; ``yv(1e9, 1e300)`` took 7-15 s) must satisfy
+  ``|p| <= MAX_PARAMETER`` (1e4: within it the slowest call measured took about a millisecond,
+  besides a fixed 5 ms of ``hyp1f1`` at some arguments, whatever their size): a constant is
+  checked here, and since they may be variables (``jv(x1, x2)``, ``lpmv(0, x1, x2)``), a compiled
+  formula checks its sample values before scipy sees them (:func:`bound_parameters`, which
+  :func:`kantk.create_dataset`, the data modules and :func:`kantk.formula_to_callable` apply; a
+  value past the bound is a one-line ``FormulaError`` there);
 * at most one comparison ``< <= > >=``, as the whole formula (class labels, ``"x2 > sin(pi*x1)/2"``).
 
 Nothing else: no attributes, subscripts, strings, lambdas, comprehensions, keywords, ``*args``,
@@ -72,6 +83,15 @@ MAX_VARIABLE_INDEX = 1000
 MAX_ARGS = 32
 #: Largest ``|n|`` for the degree or order arguments in :data:`ORDER_ARGUMENTS`.
 MAX_ORDER = 1000
+#: Largest ``|p|`` for the arguments in :data:`PARAMETER_ARGUMENTS`, constants and sample values
+#: alike. Their cost grows about linearly with ``|p|`` beyond it (scipy 1.17, one scalar call):
+#: ``lpmv(0, 1e6, 0.3)`` 17 ms, ``hyp1f1(1e6, 1000, -1000)`` 18 ms, ``polygamma(1, -1e7 - 0.37)``
+#: 0.15 s, ``yv(1e7, 1e300)`` 0.25 s, ``hyp1f1(0.3, 0.3, -1e12)`` 1.2 s, ``hyp2f1(1e10, -1e10, 1e9,
+#: 0.99)`` 10 s, ``hyp1f1(0.3, 0.3, -1e15)`` over a minute. With every such argument within 1e4 (the
+#: other arguments anywhere up to 1e300, orders up to ``MAX_ORDER``) the slowest call a timing sweep
+#: of these functions found took 0.9 ms, besides a fixed 5 ms of ``hyp1f1`` (``hyp1f1(1, -1000.37,
+#: -1000)``, the same at -1e6) that does not grow; at 1e5 the linear ones reach about 2 ms.
+MAX_PARAMETER = 10_000
 #: Most bits (numerator plus denominator) of the exact numbers under one fractional power
 #: (``sqrt(n)``, ``n**(2/3)``, and ``sqrt(a)*sqrt(b)``, which sympy joins into ``sqrt(a*b)``): sympy
 #: factors them, which takes seconds at thousands of bits.
@@ -284,6 +304,29 @@ ORDER_ARGUMENTS: dict[str, tuple[int, ...]] = {
     "hyperu": (0, 1),
 }
 
+#: ``scipy.special`` function -> positions of its arguments whose evaluation time grows with their
+#: magnitude (found by timing every function a formula reaches, each argument from 1e2 to 1e300
+#: with the others anywhere): mostly parameters (Bessel and Struve orders, ``lpmv``'s degree ``v``,
+#: Laguerre and Jacobi ``alpha``/``beta``, the hypergeometric ``a, b, c``), and also the variable of
+#: ``hyp1f1`` and ``polygamma`` (``polygamma(1, -1e7 - 0.37)`` takes 0.15 s). They may be variables
+#: (``jv(x1, x2)``, ``lpmv(0, x1, x2)``), so the bound ``|p| <= MAX_PARAMETER`` is checked twice: on
+#: constants when the formula is read, and on the values when a compiled formula is evaluated
+#: (:func:`bound_parameters`). A formula name evaluated by one of these functions has the same
+#: positions (``bessely`` is ``yv``, ``jn`` is ``spherical_jn``, ``assoc_laguerre`` is
+#: ``eval_genlaguerre``; ``assoc_legendre``'s degree is an order, within ``MAX_ORDER`` already).
+PARAMETER_ARGUMENTS: dict[str, tuple[int, ...]] = {
+    "yv": (0,),
+    "struve": (0,),
+    "spherical_jn": (0,),
+    "spherical_yn": (0,),
+    "lpmv": (1,),
+    "eval_genlaguerre": (1,),
+    "eval_jacobi": (1, 2),
+    "hyp1f1": (0, 1, 2),
+    "hyp2f1": (0, 1, 2),
+    "polygamma": (1,),
+}
+
 #: The functions kept as sympy calls with constant arguments only (``sin(1)``, ``exp(-1/2)``,
 #: ``Max(2, pi)``): the elementary ones and ``erf``/``erfc``, which sympy evaluates quickly for finite
 #: arguments. Every other function (sympy's special functions such as ``gamma``, ``polygamma``,
@@ -388,13 +431,138 @@ def lambdify_namespace(expr: sympy.Basic) -> dict[str, Callable[..., Any]]:
         expr: An expression from :func:`parse_formula` (other undefined functions are left out).
 
     Returns:
-        ``{name: scipy.special.<name>}`` for every name of :data:`SCIPY_FUNCTIONS` in ``expr``.
+        ``{name: scipy.special.<name>}`` for every name of :data:`SCIPY_FUNCTIONS` in ``expr``; a
+        function with :data:`PARAMETER_ARGUMENTS` comes wrapped, refusing values beyond
+        ``MAX_PARAMETER`` there (see :func:`bound_parameters`, which also covers the scipy functions
+        that sympy's own names, such as ``bessely``, print as).
     """
     from scipy import special
     from sympy.core.function import AppliedUndef
 
     names = {type(a).__name__ for a in expr.atoms(AppliedUndef)}
-    return {name: getattr(special, name) for name in sorted(names) if name in SCIPY_FUNCTIONS}
+    bounded = _bounded_functions()
+    return {
+        name: bounded.get(id(getattr(special, name)), getattr(special, name))
+        for name in sorted(names)
+        if name in SCIPY_FUNCTIONS
+    }
+
+
+def bound_parameters(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a function that :func:`sympy.lambdify` compiled refuse parameter values beyond the bound.
+
+    Every ``scipy.special`` function with :data:`PARAMETER_ARGUMENTS` that the generated code can
+    call, by whatever name (sympy prints ``bessely`` as ``yv``, ``jn`` as ``spherical_jn``; a
+    printer with ``fully_qualified_modules`` writes ``scipy.special.yv``), is replaced in the
+    function's own namespace by a wrapper that first raises a one-line :class:`FormulaError` (a
+    ``ValueError``) when a value at one of those positions has ``|p| > MAX_PARAMETER``, so that no
+    sample value makes a call run for seconds or hours; within the bound the values are
+    scipy's, unchanged.
+
+    Args:
+        function: What ``sympy.lambdify`` returned (it has a namespace of its own, which is changed).
+
+    Returns:
+        ``function`` itself.
+
+    Raises:
+        TypeError: ``function`` was not made by ``sympy.lambdify`` (its namespace is a module's).
+    """
+    import types
+
+    code = getattr(function, "__code__", None)
+    if code is None or not code.co_filename.startswith("<lambdifygenerated"):
+        raise TypeError(f"bound_parameters takes a function made by sympy.lambdify, got {function!r}")
+    bounded = _bounded_functions()
+    namespace = function.__globals__
+    names: set[str] = set()
+    codes = [code]
+    while codes:  # the names the code and any code nested in it (a generator, a lambda) look up
+        current = codes.pop()
+        names.update(current.co_names)
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    for name in names:
+        value = namespace.get(name)
+        wrapper = bounded.get(id(value))
+        if wrapper is not None and wrapper.__wrapped__ is value:  # type: ignore[attr-defined]
+            namespace[name] = wrapper
+        elif isinstance(value, types.ModuleType) and value.__name__.split(".")[0] == "scipy":
+            namespace[name] = _BoundedModule(value)  # scipy.special.yv(...) in the generated code
+    return function
+
+
+def _check_parameter(name: str, position: int, value: Any) -> None:
+    """Refuse ``value`` (a number or an array of sample values) with any ``|p| > MAX_PARAMETER``."""
+    import numpy as np
+
+    values = np.asarray(value)
+    with np.errstate(invalid="ignore"):
+        outside = np.abs(values) > MAX_PARAMETER  # NaN passes: scipy returns NaN for it at once
+    if np.any(outside):
+        worst = values[outside].flat[0]
+        try:
+            shown = f"{float(worst):.6g}"
+        except (TypeError, ValueError):
+            shown = short_text(worst)
+        aliases = " or ".join(f"{alias}()" for alias in _ALIASES.get(name, (name,)))
+        raise FormulaError(
+            f"{aliases} got {shown} as argument {position + 1}; its evaluation time grows with that "
+            f"argument, so kantk accepts values in [-{MAX_PARAMETER}, {MAX_PARAMETER}] there (narrow the "
+            "input ranges or rescale that variable)"
+        )
+
+
+#: ``id(scipy.special.<name>)`` -> its wrapper that checks the name's :data:`PARAMETER_ARGUMENTS`;
+#: and scipy name -> the formula names it evaluates (for messages: ``bessely() or yv()``). Built on
+#: first use (:func:`_bounded_functions`).
+_BOUNDED: dict[int, Callable[..., Any]] = {}
+_ALIASES: dict[str, tuple[str, ...]] = {}
+
+
+def _bounded_functions() -> dict[int, Callable[..., Any]]:
+    if not _BOUNDED:
+        from scipy import special
+
+        aliases: dict[str, tuple[str, ...]] = {}
+        for name in sorted(set(SYMPY_FUNCTIONS) | set(SCIPY_FUNCTIONS)):
+            scipy_name = _evaluated_by(name)
+            if scipy_name in PARAMETER_ARGUMENTS:
+                aliases[scipy_name] = (*aliases.get(scipy_name, ()), name)
+        _ALIASES.update(aliases)
+        for name, positions in PARAMETER_ARGUMENTS.items():
+            original = getattr(special, name)
+            _BOUNDED[id(original)] = _bounded(name, original, positions)
+    return _BOUNDED
+
+
+def _bounded(name: str, function: Callable[..., Any], positions: tuple[int, ...]) -> Callable[..., Any]:
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        for k in positions:
+            if k < len(args):
+                _check_parameter(name, k, args[k])
+        return function(*args, **kwargs)
+
+    bounded.__name__ = bounded.__qualname__ = name
+    bounded.__doc__ = f"scipy.special.{name}, refusing |argument| > MAX_PARAMETER at positions {positions}."
+    bounded.__wrapped__ = function  # type: ignore[attr-defined]
+    return bounded
+
+
+class _BoundedModule:
+    """A ``scipy`` module as generated code sees it: its functions with parameter arguments come
+    wrapped (:func:`bound_parameters`), its submodules likewise."""
+
+    def __init__(self, module: Any):
+        self._module = module
+
+    def __getattr__(self, attr: str) -> Any:
+        import types
+
+        value = getattr(self._module, attr)
+        if isinstance(value, types.ModuleType):
+            return _BoundedModule(value)
+        bounded = _bounded_functions().get(id(value))
+        return bounded if bounded is not None and bounded.__wrapped__ is value else value  # type: ignore[attr-defined]
 
 
 def describe_variables(variables: int | Sequence[Any] | None) -> str:
@@ -809,6 +977,16 @@ class _Builder:
                     f"calls {name}() with {short_text(order)} as argument {k + 1}; that degree/order must "
                     f"be a number from -{MAX_ORDER} to {MAX_ORDER}"
                 )
+        for k in _parameter_positions(name):
+            value = args[k]
+            if value.free_symbols:
+                continue  # a variable: checked on its values when evaluated (bound_parameters)
+            approx = _approximate(value, self.approximations)
+            if approx is not None and not abs(approx) <= MAX_PARAMETER:  # NaN is outside too
+                raise self.fail(
+                    f"calls {name}() with {approx:.6g} as argument {k + 1}; its evaluation time grows with "
+                    f"that argument, which must lie in [-{MAX_PARAMETER}, {MAX_PARAMETER}]"
+                )
         if name not in CONSTANT_FUNCTIONS and not any(a.free_symbols for a in args):
             return self.constant_call(name, args)
         for arg in args:
@@ -902,8 +1080,8 @@ _SCIPY_TWINS = {
     "bessely": "yv",
     "besseli": "iv",
     "besselk": "kv",
-    "jn": "jv",
-    "yn": "yv",
+    "jn": "spherical_jn",  # sympy's jn and yn are the spherical Bessel functions, as lambdify prints them
+    "yn": "spherical_yn",
     "erfi": "erfi",
     "erfinv": "erfinv",
     "erfcinv": "erfcinv",
@@ -911,6 +1089,21 @@ _SCIPY_TWINS = {
     "Si": "sici",
     "Ci": "sici",
 }
+
+
+def _evaluated_by(name: str) -> str | None:
+    """The ``scipy.special`` function that evaluates formula function ``name`` (where it has
+    :data:`PARAMETER_ARGUMENTS` at the same positions), or ``None``."""
+    if name in SCIPY_FUNCTIONS:
+        return name
+    if name == "assoc_laguerre":  # sympy's assoc_laguerre(n, alpha, x) prints as eval_genlaguerre
+        return "eval_genlaguerre"
+    return _SCIPY_TWINS.get(name)
+
+
+def _parameter_positions(name: str) -> tuple[int, ...]:
+    """Positions of the arguments of formula function ``name`` bounded by ``MAX_PARAMETER``."""
+    return PARAMETER_ARGUMENTS.get(_evaluated_by(name) or "", ())
 
 
 def _scipy_constant(name: str) -> Callable[..., Any] | None:

@@ -88,6 +88,42 @@ def test_scipy_special_functions_by_scipy_or_sympy_name(formula):
     torch.testing.assert_close(data["train_label"], torch.from_numpy(expected))
 
 
+@pytest.mark.parametrize("formula", ["lpmv(0, x1, x2)", "jv(x1, x2)", "bessely(100*x1, x2 + 1)"])
+def test_special_functions_with_variable_parameters_keep_scipy_values(formula):
+    """pykan's special-function tasks take parameters as variables; within MAX_PARAMETER the
+    labels are scipy's own values."""
+    special = pytest.importorskip("scipy.special")
+    torch.set_default_dtype(torch.float64)
+    data = create_dataset(formula, 2, ranges=(0, 1), train_num=64, test_num=8)
+    x, y = data["train_input"].numpy().T
+    expected = {
+        "lpmv(0, x1, x2)": lambda: special.lpmv(0, x, y),
+        "jv(x1, x2)": lambda: special.jv(x, y),
+        "bessely(100*x1, x2 + 1)": lambda: special.yv(100 * x, y + 1),
+    }[formula]()
+    torch.testing.assert_close(data["train_label"][:, 0], torch.from_numpy(expected), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("formula", "fragment"),
+    [
+        ("hyp1f1(1e6*x1, 1.5, -0.5)", "hyp1f1() got"),
+        ("lpmv(0, 1e6*x1, x2)", "lpmv() got"),
+        ("bessely(1e6*x1, x2)", "bessely() or yv() got"),
+    ],
+)
+def test_variable_parameters_past_their_bound_are_refused_before_scipy(formula, fragment):
+    """hyp1f1(1e9, 1.5, x1 - 1) cost 15 s per sample, and a dataset draws thousands: sample values
+    past kantk.formula_parser.MAX_PARAMETER at such a position are a one-line error instead."""
+    from kantk.formula_parser import MAX_PARAMETER
+
+    with pytest.raises(ValueError, match="cannot evaluate formula") as info:
+        create_dataset(formula, 2, ranges=(0.5, 1), train_num=64, test_num=0)
+    message = str(info.value)
+    assert "\n" not in message
+    assert fragment in message and f"[-{MAX_PARAMETER}, {MAX_PARAMETER}]" in message, message
+
+
 def test_classification_formula_gives_int64_class_indices():
     data = create_dataset("x2 > sin(pi*x1)/2", 2, task="classification", train_num=200, test_num=50)
     y = data["train_label"]

@@ -232,7 +232,12 @@ def test_every_whitelisted_function_exists_and_evaluates():
         if isinstance(fn, np.ufunc):
             assert fn.nin == nargs, name
         expr = parse_formula(f"{name}({', '.join(['1'] * (nargs - 1) + ['x1'])})", 1)
-        assert lambdify_namespace(expr) == {name: fn}
+        namespace = lambdify_namespace(expr)
+        assert list(namespace) == [name]
+        if name in fp.PARAMETER_ARGUMENTS:  # wrapped: refuses parameters past MAX_PARAMETER
+            assert namespace[name] is not fn and namespace[name].__wrapped__ is fn  # type: ignore[attr-defined]
+        else:
+            assert namespace[name] is fn
         with np.errstate(all="ignore"):
             np.asarray(sympy.lambdify([X1], expr, modules=[lambdify_namespace(expr), "scipy", "numpy"])(x))
     assert set(fp.FUNCTION_NAMES) == set(fp.SYMPY_FUNCTIONS) | set(fp.SCIPY_FUNCTIONS)
@@ -396,6 +401,186 @@ def test_create_dataset_with_hostile_numbers_fails_fast_and_cleanly():
     ]:
         with call_budget(DATASET_CALLS, text), pytest.raises(ValueError, match=fragment.replace("(", r"\(")):
             kantk.create_dataset(text, n_vars=1, train_num=8, test_num=0)
+
+
+# --- parameters whose evaluation time grows with them ---------------------------------------------
+
+BOUND = f"[-{fp.MAX_PARAMETER}, {fp.MAX_PARAMETER}]"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [  # scipy's time grows with these arguments: yv(1e9, 1e300) took 7-15 s, hyp1f1(1e12, 1.5, -0.5)
+        # minutes (the fully constant ones here would take at most ~15 s if the check ever went)
+        ("hyp1f1(1e9, 1.5, -0.5)*x1", "calls hyp1f1() with 1e+09 as argument 1"),
+        ("hyp1f1(1e12, 1.5, -0.5*x1) + x2", "calls hyp1f1() with 1e+12 as argument 1"),
+        ("hyp1f1(1e9, 1.5, x1 - 1)", "calls hyp1f1() with 1e+09 as argument 1"),
+        ("hyp1f1(0.3, 1e12, x1)", "calls hyp1f1() with 1e+12 as argument 2"),
+        ("hyp1f1(0.3, 0.3, -1e11)*x1", "calls hyp1f1() with -1e+11 as argument 3"),
+        ("hyp2f1(1e12, -1e12, 1e9, x1)", "calls hyp2f1() with 1e+12 as argument 1"),
+        ("hyp2f1(2, 3, 1e9, x1)", "calls hyp2f1() with 1e+09 as argument 3"),
+        ("yv(1e7, 1e300)*x1", "calls yv() with 1e+07 as argument 1"),
+        ("bessely(1e9, x1)", "calls bessely() with 1e+09 as argument 1"),
+        ("struve(1e9, x1)", "calls struve() with 1e+09 as argument 1"),
+        ("spherical_jn(1e7, 1e300)*x1", "calls spherical_jn() with 1e+07 as argument 1"),
+        ("spherical_jn(1e12, 1e300*x1)", "calls spherical_jn() with 1e+12 as argument 1"),
+        ("spherical_yn(-1e12, x1)", "calls spherical_yn() with -1e+12 as argument 1"),
+        ("jn(1e12, x1) + yn(1, x2)", "calls jn() with 1e+12 as argument 1"),
+        ("lpmv(1000, 1e9, x1)", "calls lpmv() with 1e+09 as argument 2"),
+        ("eval_genlaguerre(0.5, 1e9, x1)", "calls eval_genlaguerre() with 1e+09 as argument 2"),
+        ("assoc_laguerre(2, 1e9, x1)", "calls assoc_laguerre() with 1e+09 as argument 2"),
+        ("eval_jacobi(3, -1e12, 1e9, x1)", "calls eval_jacobi() with -1e+12 as argument 2"),
+        ("eval_jacobi(3, 1, 1e9, x1)", "calls eval_jacobi() with 1e+09 as argument 3"),
+        ("polygamma(1, -1e7 - 0.37)*x1", "calls polygamma() with -1e+07 as argument 2"),
+        ("x1*hyp1f1(1, 1, -2*10**10)", "calls hyp1f1() with -2e+10 as argument 3"),
+        ("yv(10000.5, x1)", "calls yv() with 10000.5 as argument 1"),  # just past the bound
+    ],
+)
+def test_constant_parameters_past_the_bound_are_refused_at_once(text, fragment):
+    error = assert_one_line_error(text, fragment)
+    assert f"must lie in {BOUND}" in str(error)
+
+
+def test_constant_parameters_within_the_bound_keep_their_values():
+    from scipy import special
+
+    for text, value in (
+        ("lpmv(0, 10000, 0.5)", special.lpmv(0, 10000, 0.5)),
+        ("polygamma(1, -9999.5)", special.polygamma(1, -9999.5)),
+        ("hyp1f1(-10000, 1.5, -0.5)", special.hyp1f1(-10000, 1.5, -0.5)),
+        ("hyp2f1(10000, -10000, 10000, 0.5)", special.hyp2f1(10000, -10000, 10000, 0.5)),
+        ("eval_jacobi(3, 2.5, 10000, 0.5)", special.eval_jacobi(3, 2.5, 10000, 0.5)),
+        ("yv(2.5, 1e300)", special.yv(2.5, 1e300)),  # the variable of yv is not bounded
+        ("bessely(3, 2)", special.yv(3, 2)),
+    ):
+        assert math.isfinite(value), text
+        expr = parse_formula(f"{text}*x1", 1)
+        assert float(expr.subs(X1, 1)) == pytest.approx(value, rel=1e-12), text
+
+
+def test_sympy_jn_and_yn_of_constants_are_the_spherical_bessel_functions():
+    """sympy's jn/yn (what a formula's jn/yn means) are spherical Bessel functions, which lambdify
+    evaluates with spherical_jn/spherical_yn; their constants were scipy's jv/yv (other values)."""
+    from scipy import special
+
+    for name, function in (("jn", special.spherical_jn), ("yn", special.spherical_yn)):
+        constant = parse_formula(f"{name}(1, 0.5)*x1", 1)
+        compiled = evaluate(parse_formula(f"{name}(1, x1)", 2), np.array([0.5]), np.array([0.0]))
+        assert compiled[0] == function(1, 0.5), name
+        assert float(constant.subs(X1, 1)) == pytest.approx(function(1, 0.5), rel=1e-12), name
+
+
+def _refusal(call: Callable[[], object], fragment: str) -> str:
+    with call_budget(REFUSAL_CALLS, fragment), pytest.raises(ValueError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert fragment in message and BOUND in message, message
+    return message
+
+
+# (formula, a sample value past the bound at the position named, the message's words); the values
+# are past the bound but cost scipy milliseconds, so a check that went would fail here, not hang
+VARIABLE_PARAMETERS = [
+    ("hyp1f1(x1, 1.5, -0.5)", 1e6, "hyp1f1() got 1e+06 as argument 1"),
+    ("hyp1f1(1.5, 2.5, x1)", -1e10, "hyp1f1() got -1e+10 as argument 3"),
+    ("hyp2f1(x1, -x1, 1e3, 0.99)", 1e12, "hyp2f1() got 1e+12 as argument 1"),
+    ("yv(x1, 1e300)", 1e6, "bessely() or yv() got 1e+06 as argument 1"),
+    ("bessely(x1, 2)", -1e9, "bessely() or yv() got -1e+09 as argument 1"),
+    ("struve(x1, 3)", 1e9, "struve() got 1e+09 as argument 1"),
+    ("spherical_jn(x1, 1e300)", 1e6, "jn() or spherical_jn() got 1e+06 as argument 1"),
+    ("yn(x1, 2)", 1e12, "spherical_yn() or yn() got 1e+12 as argument 1"),
+    ("lpmv(0, x1, 0.5)", 1e6, "lpmv() got 1e+06 as argument 2"),
+    ("assoc_laguerre(2, x1, 0.5)", 1e9, "eval_genlaguerre() got 1e+09 as argument 2"),
+    ("eval_jacobi(3, 1, x1, 0.5)", 1e9, "eval_jacobi() got 1e+09 as argument 3"),
+    ("polygamma(1, x1)", -1e6 - 0.37, "polygamma() got -1e+06 as argument 2"),
+]
+
+
+@pytest.mark.parametrize(("text", "value", "fragment"), VARIABLE_PARAMETERS)
+def test_variable_parameters_past_the_bound_are_refused_when_evaluated(text, value, fragment):
+    """Parameters may be variables (pykan's jv(x1, x2), lpmv(0, x1, x2)): the compiled formula
+    checks the sample values before scipy sees them, wherever a formula string is compiled."""
+    x = np.array([[0.5], [value]])
+    _refusal(lambda: kantk.formula_to_callable(text)(x), fragment)
+    expr = parse_formula(text, 1)
+    fn = fp.bound_parameters(sympy.lambdify([X1], expr, modules=[lambdify_namespace(expr), "scipy", "numpy"]))
+    _refusal(lambda: fn(x[:, 0]), fragment)
+    scale = f"{value / 2:.17g}"  # x1 drawn from [1, 2]: every sample is past the bound
+    message = _refusal(
+        lambda: kantk.create_dataset(
+            text.replace("x1", f"({scale}*x1)"), 1, ranges=(1, 2), train_num=4, test_num=0
+        ),
+        fragment.split(" got ")[0],
+    )
+    assert message.startswith("cannot evaluate formula")
+
+
+def test_variable_parameters_within_the_bound_keep_their_values():
+    from scipy import special
+
+    rng = np.random.default_rng(0)
+    bound = fp.MAX_PARAMETER
+    p = np.concatenate(
+        [[-bound, bound, -bound + 0.5, 0.0], rng.uniform(-bound, bound, 12)]
+    )  # bounds included
+    small = rng.uniform(0.1, 0.9, p.size)
+    for text, reference in (
+        ("jv(x1, x2)", lambda a, b: special.jv(a, b)),
+        ("yv(x1, x2)", lambda a, b: special.yv(a, b)),
+        ("bessely(x1, x2)", lambda a, b: special.yv(a, b)),
+        ("struve(x1, x2)", lambda a, b: special.struve(a, b)),
+        ("lpmv(0, x1, x2)", lambda a, b: special.lpmv(0, a, b)),
+        ("ellipkinc(x2, x2)", lambda a, b: special.ellipkinc(b, b)),
+        ("hyp1f1(x1, 1.5, -x2)", lambda a, b: special.hyp1f1(a, 1.5, -b)),
+        ("hyp1f1(1.5, x1, x2)", lambda a, b: special.hyp1f1(1.5, a, b)),
+        ("hyp2f1(x1, 2, x1, x2)", lambda a, b: special.hyp2f1(a, 2, a, b)),
+        ("eval_genlaguerre(3, x1, x2)", lambda a, b: special.eval_genlaguerre(3, a, b)),
+        ("eval_jacobi(3, x2, x1, x2)", lambda a, b: special.eval_jacobi(3, b, a, b)),
+        ("polygamma(1, x1)", lambda a, b: special.polygamma(1, a)),
+        (
+            "spherical_jn(abs(x1), x2) + yn(2, x2)",
+            lambda a, b: special.spherical_jn(np.abs(a), b) + special.spherical_yn(2, b),
+        ),
+    ):
+        got = kantk.formula_to_callable(text, ["x1", "x2"])(np.stack([p, small], axis=1))
+        with np.errstate(all="ignore"):
+            want = np.asarray(reference(p, small), dtype=float)
+        np.testing.assert_array_equal(got, want, err_msg=text)
+
+
+def test_bound_parameters_covers_qualified_names_and_leaves_other_functions_alone():
+    from scipy import special
+    from sympy.printing.numpy import SciPyPrinter
+
+    settings = {
+        "fully_qualified_modules": True,
+        "inline": True,
+        "allow_unknown_functions": True,
+        "user_functions": {},
+    }
+    expr = sympy.bessely(X1, X2)
+    qualified = sympy.lambdify([X1, X2], expr, modules=["scipy", "numpy"], printer=SciPyPrinter(settings))
+    assert "scipy.special.yv" in qualified.__doc__  # type: ignore[operator]
+    fp.bound_parameters(qualified)
+    assert qualified(2.0, 3.0) == special.yv(2.0, 3.0)
+    _refusal(lambda: qualified(1e9, 3.0), "bessely() or yv() got 1e+09 as argument 1")
+    # another compiled function, and sympy's shared scipy namespace, still call scipy itself
+    plain = sympy.lambdify([X1, X2], expr, modules=["scipy", "numpy"])
+    assert plain.__globals__["yv"] is special.yv
+    with pytest.raises(TypeError, match="made by sympy.lambdify"):
+        fp.bound_parameters(evaluate)
+
+
+def test_parameter_arguments_name_real_positions():
+    from scipy import special
+
+    for name, positions in fp.PARAMETER_ARGUMENTS.items():
+        assert hasattr(special, name), name
+        arity = fp.SCIPY_FUNCTIONS.get(name) or fp.SYMPY_FUNCTIONS[name][1]
+        assert positions and all(0 <= k < arity for k in positions), name
+        assert not set(positions) & set(fp.ORDER_ARGUMENTS.get(name, ())), name
+    assert fp.MAX_PARAMETER >= fp.MAX_ORDER  # an order within its bound is never refused as a parameter
 
 
 # --- property-based ------------------------------------------------------------------------------
