@@ -96,6 +96,11 @@ def create_dataset(
     gen = torch.Generator().manual_seed(check_seed("seed", seed))
     lo = torch.tensor([b[0] for b in bounds], dtype=dtype)
     width = torch.tensor([b[1] - b[0] for b in bounds], dtype=dtype)
+    if not bool(torch.isfinite(lo).all() & torch.isfinite(width).all() & (width > 0).all()):
+        raise ValueError(
+            f"ranges {bounds} do not fit {dtype}: each low, high and high - low must be a finite "
+            f"{dtype} number (within +-{torch.finfo(dtype).max:.3g}) and high > low in it"
+        )
     x_train = torch.rand(train_num, n_vars, generator=gen, dtype=dtype) * width + lo  # (N, n_vars)
     x_test = torch.rand(test_num, n_vars, generator=gen, dtype=dtype) * width + lo  # (M, n_vars)
     y_train = _labels(evaluate(x_train), train_num, task, dtype, "train")
@@ -551,9 +556,13 @@ def _labels(values: Any, n: int, task: str, dtype: torch.dtype, split: str) -> t
         y = y.to(torch.int64)
     if y.dtype.is_floating_point:
         bad = ~torch.isfinite(y)
+        beyond = ""
+        if not bool(bad.any()) and task != "classification":  # also in the labels' dtype
+            bad = ~torch.isfinite(y.to(dtype))
+            beyond = f" in {dtype} (past +-{torch.finfo(dtype).max:.3g})"
         if bool(bad.any()):
             raise ValueError(
-                f"f produced {int(bad.sum())} NaN or infinite value(s) on the {split} inputs; "
+                f"f produced {int(bad.sum())} NaN or infinite value(s){beyond} on the {split} inputs; "
                 "narrow the ranges or change the formula"
             )
     if task == "classification":

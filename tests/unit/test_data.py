@@ -599,3 +599,16 @@ def test_another_separator_is_named(tmp_path):
     (tmp_path / "three.csv").write_text("x,y\n0.1,0.2\n")
     with pytest.raises(ValueError, match="separated by tabs; this one holds commas"):
         read_csv(tmp_path / "three.csv", delimiter="\t")
+
+
+def test_labels_and_ranges_past_the_dtype_are_refused():
+    """The labels were checked in float64 and then cast: (x1 + 1)**200 gave 20 of 100 float32 labels
+    inf; ranges of +-1e308 gave every input inf or NaN (high - low overflows)."""
+    with pytest.raises(ValueError, match=r"NaN or infinite value\(s\) in torch.float32 \(past \+-3.4e\+38\)"):
+        kantk.create_dataset("(x1 + 1)**200 + x2", 2, train_num=100, test_num=10, dtype=torch.float32)
+    data = kantk.create_dataset("(x1 + 1)**200 + x2", 2, train_num=100, test_num=10, dtype=torch.float64)
+    assert bool(torch.isfinite(data["train_label"]).all())
+    for ranges, dtype in (((-1e308, 1e308), torch.float64), ((-3e38, 3e38), torch.float32)):
+        with pytest.raises(ValueError, match=rf"do not fit {dtype}: each low, high and high - low") as info:
+            kantk.create_dataset("x1", 1, ranges=ranges, train_num=10, test_num=2, dtype=dtype)
+        assert "\n" not in str(info.value)
