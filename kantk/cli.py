@@ -562,10 +562,16 @@ def run_lightning_cli(argv: Sequence[str] | None, **cli_kwargs: Any) -> Any:
         return LightningCLI(KANModule, LightningDataModule, **settings)
 
 
+#: Deepest nesting of lists and mappings a ``kantk fit`` config (or value) may have: 900 levels
+#: ended in a RecursionError inside jsonargparse; kantk's own configs have about five.
+MAX_CONFIG_DEPTH = 64
+
+
 def refuse_yaml_aliases() -> None:
     """Make jsonargparse's YAML loader (configs and values) refuse aliases (``*name``): nine
     aliases per level, five levels deep ("billion laughs"), took 74 s and 1 GB before the config
-    was refused, and each level more is nine times that. Scanning for them is linear."""
+    was refused, and each level more is nine times that; and nesting deeper than
+    :data:`MAX_CONFIG_DEPTH`. Scanning for them is linear."""
     import yaml
     from jsonargparse import set_loader
 
@@ -577,13 +583,28 @@ def refuse_yaml_aliases() -> None:
     if load is None or getattr(load, "refuses_aliases", False):
         return
 
+    opening = (
+        yaml.BlockMappingStartToken,
+        yaml.BlockSequenceStartToken,
+        yaml.FlowMappingStartToken,
+        yaml.FlowSequenceStartToken,
+    )
+    closing = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
     def without_aliases(stream: str) -> Any:
-        if isinstance(stream, str) and "*" in stream:
+        if isinstance(stream, str) and ("*" in stream or "[" in stream or "{" in stream or "\n" in stream):
+            depth = 0
             for token in yaml.scan(stream, Loader=yaml.SafeLoader):
                 if isinstance(token, yaml.AliasToken):
                     raise yaml.YAMLError(
                         f"YAML aliases (*{token.value}) are not accepted in kantk configs; "
                         "write the values out"
+                    )
+                depth += isinstance(token, opening) - isinstance(token, closing)
+                if depth > MAX_CONFIG_DEPTH:
+                    raise yaml.YAMLError(
+                        f"the YAML nests lists or mappings more than {MAX_CONFIG_DEPTH} deep; kantk "
+                        "configs need a few levels"
                     )
         return load(stream)
 

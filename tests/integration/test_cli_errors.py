@@ -720,6 +720,25 @@ def test_fit_refuses_yaml_aliases_before_expanding_them(fit_folder, capsys, no_t
     assert_error(run_cli(["fit", "--config", "bomb.yaml"], capsys), code=2, match="YAML aliases")
 
 
+def test_fit_refuses_a_config_nested_too_deeply(fit_folder, capsys, no_training):
+    """900 nested lists ended in jsonargparse's RecursionError, an "internal error"."""
+    deep = "[" * 900 + "1" + "]" * 900
+    config = _TINY_FIT.replace(
+        "  basis_kwargs: {grid_size: 3, order: 3}\n", f"  basis_kwargs: {{a: {deep}}}\n"
+    )
+    (fit_folder / "deep.yaml").write_text(config)
+    assert_error(
+        run_cli(["fit", "--config", "deep.yaml"], capsys),
+        code=2,
+        match="nests lists or mappings more than 64",
+    )
+    block = "".join(f"{'  ' * (i + 1)}k{i}:\n" for i in range(70)) + "  " * 71 + "v: 1\n"
+    (fit_folder / "block.yaml").write_text(
+        _TINY_FIT.replace("  basis_kwargs: {grid_size: 3, order: 3}\n", "  basis_kwargs:\n" + block)
+    )
+    assert_error(run_cli(["fit", "--config", "block.yaml"], capsys), code=2, match="more than 64 deep")
+
+
 def test_checkpoints_sharing_references_and_odd_errors_are_refused_at_once(work, capsys, no_work):
     """A 13 KB checkpoint whose loss was [a] * 9 nested seven deep took 19 s and 4 GB to print;
     torch's refusal of a module name of 40,000 spaces took 40 s to shorten (a regex)."""
