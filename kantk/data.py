@@ -41,6 +41,11 @@ Formula = str | Sequence[str] | Callable[[torch.Tensor], torch.Tensor]
 Ranges = Sequence[float] | Sequence[Sequence[float]]
 
 
+#: Most input values (``n_vars * (train_num + test_num)``) :func:`create_dataset` draws: a config's
+#: ``n_vars: 1000000000`` asked for terabytes and the process was killed.
+MAX_DATASET_VALUES = 2**28
+
+
 def create_dataset(
     f: Formula,
     n_vars: int,
@@ -91,6 +96,12 @@ def create_dataset(
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
     evaluate = _compile(f, n_vars)  # formulas are checked before anything is allocated
+    if n_vars * (train_num + test_num) > MAX_DATASET_VALUES:
+        raise ValueError(
+            f"n_vars * (train_num + test_num) = {n_vars * (train_num + test_num):,} input values, more than "
+            f"create_dataset draws ({MAX_DATASET_VALUES:,}, 2 GB in float64); sample fewer, or build the "
+            "tensors yourself"
+        )
     bounds = _check_ranges(ranges, n_vars)
 
     gen = torch.Generator().manual_seed(check_seed("seed", seed))

@@ -612,3 +612,14 @@ def test_labels_and_ranges_past_the_dtype_are_refused():
         with pytest.raises(ValueError, match=rf"do not fit {dtype}: each low, high and high - low") as info:
             kantk.create_dataset("x1", 1, ranges=ranges, train_num=10, test_num=2, dtype=dtype)
         assert "\n" not in str(info.value)
+
+
+def test_create_dataset_bounds_what_it_draws_before_allocating():
+    """A config's n_vars: 1000000000 asked for terabytes; the process was killed."""
+    from kantk.data import MAX_DATASET_VALUES
+
+    with pytest.raises(
+        ValueError, match=r"= 2,000,000,000,000 input values, more than create_dataset draws"
+    ) as info:
+        kantk.create_dataset(lambda x: x[:, 0], 10**9, train_num=1000, test_num=1000)
+    assert "\n" not in str(info.value) and MAX_DATASET_VALUES == 2**28
