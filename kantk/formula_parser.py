@@ -350,16 +350,13 @@ FUNCTION_NAMES: tuple[str, ...] = tuple(sorted(set(SYMPY_FUNCTIONS) | set(SCIPY_
 def formula_name_problem(name: str) -> str | None:
     """Why ``name`` cannot stand for a variable in a printed formula, or None when it can: it must
     be a Python identifier (``x-1`` reads as x minus 1, ``a b`` as nothing) not starting with
-    ``_``, and not a constant or function a formula names (``pi``, ``E``, ``I``, ``sin``, ...)."""
+    ``_``, and not a constant a formula names (``pi``, ``E``, ``I``, ...). A function's name may be
+    a variable (the Feynman table's ``beta``, ``gamma``): :func:`parse_formula` reads it as the
+    variable, and as the function only where it is called (``beta*cos(theta)``, ``beta(1, 2)``)."""
     if not name.isidentifier() or name.startswith("_") or keyword.iskeyword(name):
         return f"{name!r} is not a name (letters, digits and '_', starting with a letter)"
-    if (
-        name in CONSTANTS
-        or name in ("I", "oo", "zoo", "nan")
-        or name in SYMPY_FUNCTIONS
-        or name in SCIPY_FUNCTIONS
-    ):
-        return f"{name!r} is a constant or function in formulas"
+    if name in CONSTANTS or name in ("I", "oo", "zoo", "nan"):
+        return f"{name!r} is a constant in formulas (pi, E, I, oo, zoo, nan)"
     return None
 
 

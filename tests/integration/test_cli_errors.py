@@ -1141,7 +1141,7 @@ def test_formula_names_are_checked_before_the_work(work, capsys, no_work):
     failed symbolic_formula, taken for a numeric edge); a header 'x-1' or 'pi' printed a formula
     that reads otherwise (x minus 1, the constant)."""
     (work / "d.csv").write_text("a,b,y\n" + "".join(f"{i / 10},{i / 7},{i}\n" for i in range(10)))
-    for names, match in ((["q", "q"], "names 'q' twice"), (["pi", "b"], "'pi' is a constant or function")):
+    for names, match in ((["q", "q"], "names 'q' twice"), (["pi", "b"], "'pi' is a constant in formulas")):
         assert_error(
             run_cli(["discover", "--data", "d.csv", "-o", "out", "--var-names", *names], capsys),
             code=1,

@@ -781,3 +781,18 @@ def test_special_functions_of_constants_are_their_scipy_values():
     ):
         expr = parse_formula(f"{text}*x1", 1)
         assert float(expr.subs(X1, 1)) == pytest.approx(value, rel=1e-12), text
+
+
+def test_a_function_name_may_name_a_variable():
+    """The Feynman table's III.17.37 has a variable beta: discover refused it ("'beta' is a constant
+    or function in formulas") and the benchmark row failed. A function's name is the variable
+    where it is not called."""
+    from kantk.formula_parser import formula_name_problem
+
+    assert formula_name_problem("beta") is None and formula_name_problem("gamma") is None
+    assert "constant" in formula_name_problem("pi")
+    e = parse_formula("alpha*beta*cos(theta) + beta + beta(1, 2)", variables=["alpha", "beta", "theta"])
+    beta = sympy.Symbol("beta")
+    assert beta in e.free_symbols
+    f = kantk.formula_to_callable(e, ["alpha", "beta", "theta"])
+    assert float(f(np.array([[0.5, 2.0, 0.0]]))[0]) == pytest.approx(3.0 + 0.5)  # beta(1, 2) = 1/2
