@@ -104,6 +104,20 @@ class _OwnShard(DistributedSampler):
         return self._n
 
 
+class _ShuffleState:
+    """What the shuffled training loaders of one fit share (a reload builds a new loader): the
+    seed, the offset of the order's epochs to Lightning's, and the place a checkpoint restores."""
+
+    def __init__(self) -> None:
+        self.seed = int(torch.randint(0, 2**62, (1,)))  # seed_everything fixes it
+        self.lightning_epoch = 0  # set_epoch's number for the epoch about to start
+        self.offset = 0  # the order's epoch minus Lightning's
+        self.epoch, self.start, self.counted = 0, 0, 0  # order's epoch, its first batch, Trainer's count then
+        self.next: tuple[int, int] | None = None  # (epoch, batch) the next iteration starts at
+        self.numbered = True  # set_epoch was called since a restore
+        self.align: int | None = None  # a restored epoch waiting for set_epoch to give the offset
+
+
 class _EpochShuffle(Sampler[int]):
     """A new order of ``n`` rows every epoch, drawn from a seed and the epoch alone, that a run
     resumed from a checkpoint continues: the same batches as the uninterrupted run, in order.
@@ -114,66 +128,81 @@ class _EpochShuffle(Sampler[int]):
     that a restore sets: after a restart in mid-epoch Lightning numbers the epochs one higher than
     the run it continues, and a run stopped by ``max_steps`` on an epoch's last batch restarts
     that epoch and takes one more batch in it (the next epoch's first; its next epoch then goes on
-    from the second).
+    from the second). With worker processes the first iteration after a restore starts before
+    Lightning numbers its epoch; the offset then waits for ``set_epoch``.
 
     Args:
         n: Rows.
         batch_size: Rows per batch.
         progress: The Trainer's count of batches done in its current epoch and its batches per
             epoch (``(0, batches in n rows)`` outside a Trainer).
+        state: The state the data module's shuffled loaders share.
     """
 
-    def __init__(self, n: int, batch_size: int, progress: Callable[[], tuple[int, int]]):
-        self._n, self._batch_size, self._progress = n, batch_size, progress
-        self._seed = int(torch.randint(0, 2**62, (1,)))  # seed_everything fixes it
-        self._lightning_epoch = 0  # set_epoch's number for the epoch about to start
-        self._offset = 0  # the order's epoch minus Lightning's
-        self._epoch, self._start, self._counted = 0, 0, 0  # order's epoch, first batch, Trainer's count then
-        self._next: tuple[int, int] | None = None  # (epoch, batch) the next iteration starts at
+    def __init__(
+        self, n: int, batch_size: int, progress: Callable[[], tuple[int, int]], state: _ShuffleState
+    ):
+        self._n, self._batch_size, self._progress, self._state = n, batch_size, progress, state
 
     def set_epoch(self, epoch: int) -> None:
-        self._lightning_epoch = epoch
+        st = self._state
+        st.lightning_epoch, st.numbered = epoch, True
+        if st.align is not None:
+            st.offset, st.align = st.align - epoch, None
 
     def state_dict(self) -> dict[str, int]:
+        st = self._state
         done, per_epoch = self._progress()
-        batch = self._start + done - self._counted
-        epoch, batch = (self._epoch + 1, 0) if batch >= per_epoch else (self._epoch, batch)
-        return {"seed": self._seed, "epoch": epoch, "batches": batch}
+        batch = st.start + done - st.counted
+        epoch, batch = (st.epoch + 1, 0) if batch >= per_epoch else (st.epoch, batch)
+        return {"seed": st.seed, "epoch": epoch, "batches": batch}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         values = [state.get(k) if isinstance(state, Mapping) else None for k in ("seed", "epoch", "batches")]
         if all(is_int(v) and 0 <= v < 2**62 for v in values):  # else (another kantk's state): start afresh
-            self._seed, epoch, batch = (int(v) for v in cast(list[int], values))
-            self._next = (epoch, batch)
+            st = self._state
+            st.seed, epoch, batch = (int(v) for v in cast(list[int], values))
+            st.next, st.numbered = (epoch, batch), False
 
     def __iter__(self) -> Any:
+        st = self._state
         done, per_epoch = self._progress()
-        if self._next is None:
-            self._epoch, self._start = self._lightning_epoch + self._offset, 0
+        if st.next is None:
+            st.epoch, st.start = st.lightning_epoch + st.offset, 0
         else:
-            (self._epoch, self._start), self._next = self._next, None
-            self._offset = self._epoch - self._lightning_epoch
+            (st.epoch, st.start), st.next = st.next, None
+            if st.numbered:
+                st.offset = st.epoch - st.lightning_epoch
+            else:
+                st.align = st.epoch
             takes = max(1, per_epoch - done)  # what Lightning takes before it ends this epoch
-            if done and self._start + takes < per_epoch:
-                self._next = (self._epoch, self._start + takes)  # its next epoch goes on with this order
-        self._counted = done
-        generator = torch.Generator().manual_seed((self._seed * 1_000_003 + self._epoch) % 2**63)
+            if done and st.start + takes < per_epoch:
+                st.next = (st.epoch, st.start + takes)  # its next epoch goes on with this order
+        st.counted = done
+        generator = torch.Generator().manual_seed((st.seed * 1_000_003 + st.epoch) % 2**63)
         rows = torch.randperm(self._n, generator=generator)
-        return iter(rows[self._start * self._batch_size : per_epoch * self._batch_size].tolist())
+        return iter(rows[st.start * self._batch_size : per_epoch * self._batch_size].tolist())
 
     def __len__(self) -> int:
         return self._n
 
 
-class _ResumableLoader(DataLoader):
-    """A ``DataLoader`` whose place in the epoch Lightning saves in checkpoints and restores (the
-    ``state_dict``/``load_state_dict`` interface of its resumable loaders): its sampler's."""
+class _TrainLoader(DataLoader):
+    """The training loader, whose place in the epoch Lightning saves in checkpoints and restores
+    (the ``state_dict``/``load_state_dict`` interface of its resumable loaders). Only a shuffled
+    loader on one process has a place to keep (:class:`_EpochShuffle`); the others save nothing
+    and ignore a checkpoint's, so a run saved with one setting resumes with another (more
+    processes, no shuffle, full batch): Lightning refuses a checkpoint whose number of loader
+    states differs from the number of resumable loaders."""
 
     def state_dict(self) -> dict[str, int]:
-        return cast(_EpochShuffle, self.sampler).state_dict()
+        sampler = self.sampler
+        return sampler.state_dict() if isinstance(sampler, _EpochShuffle) else {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        cast(_EpochShuffle, self.sampler).load_state_dict(state)
+        sampler = self.sampler
+        if isinstance(sampler, _EpochShuffle):
+            sampler.load_state_dict(state)
 
 
 class TensorDataModule(pl.LightningDataModule):
@@ -228,6 +257,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self._shards: dict[str, torch.Tensor] | None = None
         self._world, self._rank = 1, 0  # processes and this one's rank, from the Trainer at setup
+        self._shuffle_state: _ShuffleState | None = None  # shared by the shuffled training loaders
 
     @staticmethod
     def _check_loader_args(batch_size: int, num_workers: int) -> None:
@@ -265,6 +295,8 @@ class TensorDataModule(pl.LightningDataModule):
     # -- Lightning hooks ------------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
+        if stage == "fit" or self._shuffle_state is None:
+            self._shuffle_state = _ShuffleState()  # a fit's seed; a checkpoint's replaces it
         world, rank = 1, 0
         if self.trainer is not None:
             world, rank = self.trainer.world_size, self.trainer.global_rank
@@ -351,19 +383,21 @@ class TensorDataModule(pl.LightningDataModule):
             x, y = whole[rows], self.dataset[f"{split}_label"][rows]
         if self._full_batch() or (split == "test" and self.batch_size >= x.shape[0]):
             # batch_size=None: the single item is the batch, no per-sample collation
-            return DataLoader(_WholeSplit(x, y), batch_size=None, sampler=self._own_shard(1))
+            kind = _TrainLoader if split == "train" else DataLoader
+            return kind(_WholeSplit(x, y), batch_size=None, sampler=self._own_shard(1))
         if shuffle and split == "train" and self._world == 1:
-            return _ResumableLoader(
+            assert self._shuffle_state is not None  # made by setup
+            return _TrainLoader(
                 _TensorRows(x, y),
                 batch_size=self.batch_size,
-                sampler=_EpochShuffle(len(x), self.batch_size, self._training_progress),
+                sampler=_EpochShuffle(len(x), self.batch_size, self._training_progress, self._shuffle_state),
                 num_workers=self.num_workers,
                 persistent_workers=self.num_workers > 0,
                 collate_fn=_batch_of_rows,
             )
         # under DDP training mini-batches take Lightning's DistributedSampler (shuffle=True)
         own = self._own_shard(len(x)) if split != "train" else None
-        return DataLoader(
+        return (_TrainLoader if split == "train" else DataLoader)(
             _TensorRows(x, y),
             batch_size=self.batch_size,
             shuffle=shuffle if own is None else False,

@@ -707,6 +707,8 @@ def _within(run: Callable[[], Any], seconds: float) -> tuple[bool, Any]:
 
     previous = signal.signal(signal.SIGALRM, stop)
     pending, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    if pending and pending < seconds:  # an outer deadline comes first: stop then, and hand it back
+        signal.setitimer(signal.ITIMER_REAL, pending)
     start = time.monotonic()
     try:
         return True, run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 import kantk
 from kantk.lightning import (
@@ -486,6 +487,72 @@ def test_a_resumed_shuffled_mini_batch_run_equals_the_uninterrupted_one(tmp_path
     run(stop, save=tmp_path / "part.ckpt")
     assert torch.equal(run(24, ckpt=tmp_path / "part.ckpt"), full)
     assert not torch.equal(run(24, seed=1), full)  # another seed (same initial model): other orders
+
+
+class _Recorder(pl.LightningModule):
+    """Records the rows of every training batch (10 rows numbered 0..9 in batches of 3)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append(batch[0][:, 0].long().tolist())
+        return (self.w * batch[0]).sum() * 0
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+@pytest.mark.parametrize(
+    "loader, trainer",
+    [({"num_workers": 1}, {}), ({}, {"reload_dataloaders_every_n_epochs": 1})],
+    ids=["worker_process", "reloaded_loaders"],
+)
+def test_resumed_shuffled_batches_with_workers_or_reloads(tmp_path, loader, trainer):
+    """A worker process fetches the first epoch's rows before Lightning numbers it, and a reload
+    built a sampler with a new seed: resumed runs took other batches from the next epoch on."""
+    rows = torch.arange(10.0)[:, None]
+    data = {"train_input": rows, "train_label": torch.zeros(10, 1)}
+
+    def run(ckpt=None, save_at=None):
+        pl.seed_everything(0, verbose=False)
+        module = _Recorder()
+        callbacks = []
+        if save_at:
+            callbacks.append(
+                ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_top_k=-1, filename="{step}")
+            )
+        settings = {
+            "max_steps": -1,
+            "max_epochs": 3,
+            "callbacks": callbacks,
+            "enable_checkpointing": bool(save_at),
+        }
+        run_trainer = _trainer(tmp_path, **settings, **trainer)
+        run_trainer.fit(module, datamodule=TensorDataModule(data, batch_size=3, **loader), ckpt_path=ckpt)
+        return module.seen
+
+    full = run(save_at=True)
+    assert len(full) == 12
+    for step in (2, 4, 5, 8):
+        assert run(ckpt=tmp_path / f"step={step}.ckpt") == full[step:], step
+
+
+def test_a_shuffled_run_resumes_without_shuffle_or_on_more_processes(tmp_path):
+    """The checkpoint holds the training loader's state; a loader that keeps none (no shuffle,
+    full batch, DDP) made Lightning refuse it ("0 stateful loaders, but found 1 states")."""
+    data = {"train_input": torch.arange(10.0)[:, None], "train_label": torch.zeros(10, 1)}
+    trainer = _trainer(tmp_path, max_steps=4)
+    trainer.fit(_Recorder(), datamodule=TensorDataModule(data, batch_size=3))
+    trainer.save_checkpoint(tmp_path / "shuffled.ckpt")
+    for kwargs in ({"batch_size": 3, "shuffle": False}, {"batch_size": -1}):
+        module = _Recorder()
+        _trainer(tmp_path, max_steps=6).fit(
+            module, datamodule=TensorDataModule(data, **kwargs), ckpt_path=tmp_path / "shuffled.ckpt"
+        )
+        assert len(module.seen) == 2
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])

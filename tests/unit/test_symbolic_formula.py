@@ -460,3 +460,30 @@ def test_formulas_not_built_in_time_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="building the formulas ran past FORMULA_SECONDS = 0 s") as info:
         kantk.symbolic_formula(_all_symbolic([2, 2, 1], "tanh", PARAMS))
     assert "\n" not in str(info.value)
+
+
+def test_the_formula_time_limit_keeps_an_earlier_outer_deadline():
+    """_within replaced a caller's earlier SIGALRM timer (pytest-timeout's signal method, say) by
+    its own 30 s one: the caller's deadline came only when the run ended."""
+    import signal
+    import time
+
+    from kantk.symbolic.formula import _within
+
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(True))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+
+        def work():
+            end = time.monotonic() + 5
+            while time.monotonic() < end:
+                pass
+            return "done"
+
+        assert _within(work, 30.0) == (False, None)  # stopped at the caller's deadline
+        time.sleep(0.05)
+        assert fired == [True]  # and the caller's timer fired after it
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
