@@ -38,6 +38,7 @@ import math
 import numbers
 import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -175,8 +176,6 @@ def symbolic_formula(
             "to fewer, narrower layers"
         )
     if still_numeric:
-        import warnings
-
         names = [f"f_{l}_{i}_{j}" for l, i, j in still_numeric]
         shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         warnings.warn(
@@ -191,8 +190,6 @@ def symbolic_formula(
         clean = functools.partial(_rounded, expr, simplify, digits, symbols, points, q)
         done, formula = _within(clean, deadline - time.monotonic())
         if not done:
-            import warnings
-
             warnings.warn(
                 f"symbolic_formula: cleaning output {q}'s formula ({sizes[q]:,} operations) ran past "
                 f"FORMULA_SECONDS = {FORMULA_SECONDS:g} s; it is returned as built, with full-precision "
@@ -589,8 +586,6 @@ def _rounded(expr: Any, simplify: bool, digits: Any, symbols: Sequence[Any], poi
 def _rounded_forms(
     expr: Any, simplify: bool, digits: Any, symbols: Sequence[Any], points: Any, q: int
 ) -> Any:
-    import warnings
-
     import sympy
 
     expr = sympy.sympify(expr)
@@ -682,18 +677,15 @@ def _ops(expr: Any) -> int:
     return int(sympy.count_ops(expr.xreplace(fractions) if fractions else expr))
 
 
-class _TooLong(Exception):
-    pass
-
-
 class _OutOfTime(BaseException):
-    """:data:`FORMULA_SECONDS` are over (a BaseException: sympy catches some Exceptions)."""
+    """A :func:`_within` limit is over (a BaseException: sympy catches some Exceptions)."""
 
 
 def _within(run: Callable[[], Any], seconds: float) -> tuple[bool, Any]:
     """``(True, run())``, or ``(False, None)`` once ``run`` has taken ``seconds`` (a real-time timer
     signal, on the main thread of a platform that has one; elsewhere ``run()`` without a limit).
-    :func:`_time_limited` inside it hands back the time left when it ends."""
+    Calls nest (simplify's limit inside the formulas' one): an earlier outer deadline stops the
+    inner run, and the outer timer gets back what was left of it when the inner one ends."""
     import signal
     import threading
 
@@ -726,10 +718,10 @@ _SIMPLIFY_GAVE_UP: ContextVar[bool] = ContextVar("kantk_simplify_gave_up", defau
 
 
 def _time_limited(run: Callable[[], Any], expr: Any) -> Any:
-    """``run()``, or ``None`` when it takes longer than :data:`SIMPLIFY_SECONDS` (a real-time
-    timer signal, on the main thread of a platform that has one), or when an earlier call for the
-    same output did. Elsewhere ``run()`` without a limit, and ``None`` at once when ``expr`` has a
-    trigonometric function (where simplify hung)."""
+    """``run()``, or ``None`` when it takes longer than :data:`SIMPLIFY_SECONDS` (:func:`_within`'s
+    timer), or when an earlier call for the same output did. Where there is no timer signal,
+    ``run()`` without a limit, and ``None`` at once when ``expr`` has a trigonometric function
+    (where simplify hung)."""
     import signal
     import threading
 
@@ -739,26 +731,10 @@ def _time_limited(run: Callable[[], Any], expr: Any) -> Any:
         return None if expr.has(sympy.functions.elementary.trigonometric.TrigonometricFunction) else run()
     if _SIMPLIFY_GAVE_UP.get():
         return None
-
-    def stop(signum: int, frame: Any) -> None:
-        raise _TooLong
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    pending, _ = signal.setitimer(signal.ITIMER_REAL, SIMPLIFY_SECONDS)
-    if pending and pending < SIMPLIFY_SECONDS:  # an outer deadline comes first
-        signal.setitimer(signal.ITIMER_REAL, pending)
-    start = time.monotonic()
-    try:
-        return run()
-    except _TooLong:
+    done, value = _within(run, SIMPLIFY_SECONDS)
+    if not done:
         _SIMPLIFY_GAVE_UP.set(True)  # until _rounded resets it: the output's other forms
-        return None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        spent = time.monotonic() - start
-        if pending:  # someone else's timer (pytest-timeout): give it back what was left
-            signal.setitimer(signal.ITIMER_REAL, max(pending - spent, 1e-3))
+    return value
 
 
 def _simplified(expr: Any, simplify: bool, digits: int | None) -> Any:
