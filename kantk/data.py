@@ -340,6 +340,7 @@ def check_dataset(
     n_inputs: int | None = None,
     n_outputs: int | None = None,
     classification: bool | None = None,
+    width_hint: Callable[[int], str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Validate a dataset before any training touches the model.
 
@@ -350,6 +351,8 @@ def check_dataset(
         n_outputs: The model's output width; regression labels must be (N, n_outputs),
             class indices must lie in [0, n_outputs).
         classification: Labels are class indices (``None``: inferred from their dtype).
+        width_hint: Given the inputs' column count when it is not ``n_inputs``, text that ends the
+            error (:func:`kantk.model.select_inputs_hint`: a model pruned to some columns).
 
     Returns:
         A new dict holding the tensors (the caller's dict is not changed).
@@ -431,7 +434,7 @@ def check_dataset(
     if n_inputs is not None and out["train_input"].shape[1] != n_inputs:
         raise ValueError(
             f"train_input has {out['train_input'].shape[1]} features but the model expects "
-            f"{n_inputs} (its widths[0])"
+            f"{n_inputs} (its widths[0])" + (width_hint(out["train_input"].shape[1]) if width_hint else "")
         )
     if classification is None:
         classification = not out["train_label"].dtype.is_floating_point

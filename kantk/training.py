@@ -375,17 +375,10 @@ def fit(
         custom = callable(loss)
         if custom:  # labels are the objective's business: optional, any width
             data = _with_empty_labels(data)
-        inputs = data.get("train_input")
-        if isinstance(inputs, torch.Tensor) and inputs.dim() == 2 and inputs.shape[1] != model.widths[0]:
-            hint = select_inputs_hint(model, inputs.shape[1])
-            if hint:
-                raise ValueError(
-                    f"train_input has {inputs.shape[1]} features but the model expects {model.widths[0]} "
-                    f"(its widths[0]){hint} for every split"
-                )
         dataset = check_dataset(
             data,
             n_inputs=model.widths[0],
+            width_hint=functools.partial(select_inputs_hint, model),
             n_outputs=None if custom else model.widths[-1],
             classification=None if custom else classification,
         )
@@ -506,7 +499,7 @@ def fit(
         last = history.eval_step[-1] if history.eval_step else None
         ended_early = 0 < trainer.global_step < steps and last != trainer.global_step
         if subset or (ended_early and trainer.limit_val_batches != 0):
-            batches = _final_eval_batches(datamodule, classes)
+            batches = _final_eval_batches(datamodule, classes, lightning.LightningDataModule)
             if batches is not None:
                 _evaluate_whole_test_split(module, batches, history, trainer.global_step, trainer.logger)
     return history
@@ -609,17 +602,18 @@ def _evaluates_subset(datamodule: Any) -> bool:
     return "test_input" in data and rows is not None and data["test_input"].shape[0] > rows
 
 
-def _final_eval_batches(datamodule: Any, classes: Any) -> Iterator[Any] | None:
+def _final_eval_batches(datamodule: Any, classes: Any, base: Any) -> Iterator[Any] | None:
     """The batches of kantk.fit's last evaluation: the whole test split of a kantk data module (in
-    chunks), a user's data module's validation batches; None when there is no validation."""
+    chunks), a user's data module's validation batches (``base``: Lightning's
+    ``LightningDataModule``, whose ``val_dataloader`` means none); None when there is no
+    validation."""
     if isinstance(datamodule, classes.TensorDataModule):
         if "test_input" not in datamodule.dataset or datamodule.dataset["test_input"].shape[0] == 0:
             return None
         x, y = datamodule.dataset["test_input"], datamodule.dataset["test_label"]
         chunk = 2 * EVAL_ROWS
         return ((x[i : i + chunk], y[i : i + chunk]) for i in range(0, x.shape[0], chunk))
-    base: Any = next((c for c in type(datamodule).__mro__ if c.__name__ == "LightningDataModule"), None)
-    if base is not None and type(datamodule).val_dataloader is base.val_dataloader:
+    if type(datamodule).val_dataloader is base.val_dataloader:
         return None  # it has no validation
     loaders = datamodule.val_dataloader()
     loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]

@@ -381,27 +381,20 @@ class TensorDataModule(pl.LightningDataModule):
             if self._world > 1 and len(rows) >= self._world:
                 rows = rows[self._rank :: self._world]
             x, y = whole[rows], self.dataset[f"{split}_label"][rows]
+        kind = _TrainLoader if split == "train" else DataLoader  # the training loader is resumable
         if self._full_batch() or (split == "test" and self.batch_size >= x.shape[0]):
             # batch_size=None: the single item is the batch, no per-sample collation
-            kind = _TrainLoader if split == "train" else DataLoader
             return kind(_WholeSplit(x, y), batch_size=None, sampler=self._own_shard(1))
+        sampler: Sampler[int] | None = self._own_shard(len(x)) if split != "train" else None
         if shuffle and split == "train" and self._world == 1:
             assert self._shuffle_state is not None  # made by setup
-            return _TrainLoader(
-                _TensorRows(x, y),
-                batch_size=self.batch_size,
-                sampler=_EpochShuffle(len(x), self.batch_size, self._training_progress, self._shuffle_state),
-                num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0,
-                collate_fn=_batch_of_rows,
-            )
+            sampler = _EpochShuffle(len(x), self.batch_size, self._training_progress, self._shuffle_state)
         # under DDP training mini-batches take Lightning's DistributedSampler (shuffle=True)
-        own = self._own_shard(len(x)) if split != "train" else None
-        return (_TrainLoader if split == "train" else DataLoader)(
+        return kind(
             _TensorRows(x, y),
             batch_size=self.batch_size,
-            shuffle=shuffle if own is None else False,
-            sampler=own,
+            shuffle=shuffle if sampler is None else False,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=_batch_of_rows,
