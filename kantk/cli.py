@@ -16,7 +16,8 @@ Files: no command overwrites one of its inputs or a file it did not create in th
 Lightning commands save the merged config as ``config.yaml`` in the trainer's log folder (a new
 ``version_N`` folder with a logger, ``trainer.default_root_dir`` itself without one); when that
 file already exists (an earlier run's, or the ``--config`` file itself) the command stops with one
-line before training.
+line before training. So it does when a logger's folder holds that logger's ``metrics.csv`` or
+``hparams.yaml`` (:func:`logger_file_problem`): Lightning's CSVLogger would delete the first.
 """
 
 from __future__ import annotations
@@ -540,7 +541,7 @@ def run_lightning_cli(argv: Sequence[str] | None, **cli_kwargs: Any) -> Any:
     package = cli_package(sys.argv[1:] if argv is None else argv)
     try:
         LightningDataModule = importlib.import_module(package).LightningDataModule
-        LightningCLI = importlib.import_module(package + ".cli").LightningCLI
+        importlib.import_module(package + ".cli")
     except ImportError as exc:  # jsonargparse comes with the 'cli' extra
         raise SystemExit(
             f"kantk: the Lightning commands need the CLI extra: pip install 'kantk[cli]' ({exc})"
@@ -559,7 +560,82 @@ def run_lightning_cli(argv: Sequence[str] | None, **cli_kwargs: Any) -> Any:
     settings.update(cli_kwargs)
     refuse_yaml_aliases()
     with class_paths_for(package):
-        return LightningCLI(KANModule, LightningDataModule, **settings)
+        return cli_class(package)(KANModule, LightningDataModule, **settings)
+
+
+class LogFileError(ValueError):
+    """A logger of a Lightning command would replace or delete a file of an earlier run."""
+
+
+#: The files a logger writes under fixed names in its log folder, by logger class name (any
+#: subclass too): Lightning's CSVLogger deletes an existing ``metrics.csv`` when it starts and both
+#: rewrite ``hparams.yaml``. Loggers that name their files uniquely (event files) are not listed.
+LOGGER_FILES: dict[str, tuple[str, ...]] = {
+    "CSVLogger": ("metrics.csv", "hparams.yaml"),
+    "TensorBoardLogger": ("hparams.yaml",),
+}
+
+
+def logger_file_problem(loggers: Sequence[Any], stage: str) -> str | None:
+    """Why the ``loggers`` of a Lightning command must not start, or ``None`` when they may.
+
+    A logger of :data:`LOGGER_FILES` whose log folder already holds one of its files (a logger
+    given an earlier run's ``version``, or a folder of the user's own) would delete or overwrite
+    it; the default, a new ``version_N`` folder, never does. Checked before the trainer starts.
+    """
+    for logger in loggers:
+        names = next(
+            (LOGGER_FILES[c.__name__] for c in type(logger).__mro__ if c.__name__ in LOGGER_FILES), ()
+        )
+        log_dir = getattr(logger, "log_dir", None) if names else None
+        if not isinstance(log_dir, str):
+            continue
+        for name in names:
+            path = os.path.join(log_dir, name)
+            exists = os.path.lexists(path)
+            if not exists and "://" in path:  # a remote log folder (fsspec)
+                from lightning_fabric.utilities.cloud_io import get_filesystem
+
+                exists = get_filesystem(path).exists(path)
+            if exists:
+                return (
+                    f"{stage}'s {type(logger).__name__} would overwrite {path!r} (not written by this run); "
+                    "move it, or give the logger a new version (or leave version unset for a new version_N)"
+                )
+    return None
+
+
+@functools.cache
+def cli_class(package: str = "pytorch_lightning") -> type:
+    """LightningCLI that checks its loggers' folders (:func:`logger_file_problem`) before it runs a
+    command, and raises :class:`LogFileError` with a ``kantk:`` line instead of losing a file.
+
+    Args:
+        package: The Lightning package (``"pytorch_lightning"`` or ``"lightning.pytorch"``).
+    """
+    import importlib
+
+    LightningCLI: Any = importlib.import_module(package + ".cli").LightningCLI
+
+    class KantkLightningCLI(LightningCLI):
+        def _check_loggers(self, stage: str) -> None:
+            problem = logger_file_problem(self.trainer.loggers, stage)
+            if problem:
+                raise LogFileError(problem)
+
+        def before_fit(self) -> None:
+            self._check_loggers("fit")
+
+        def before_validate(self) -> None:
+            self._check_loggers("validate")
+
+        def before_test(self) -> None:
+            self._check_loggers("test")
+
+        def before_predict(self) -> None:
+            self._check_loggers("predict")
+
+    return KantkLightningCLI
 
 
 #: Deepest nesting of lists and mappings a ``kantk fit`` config (or value) may have: 900 levels

@@ -1162,3 +1162,42 @@ def test_header_names_that_cannot_stand_in_a_formula_fall_back_to_x1(work, capsy
     assert status == 0, err
     assert "kantk: note: the header names cannot stand in a formula ('pi' is a constant" in err
     assert "x1" in out.splitlines()[0] and "a b" not in out.splitlines()[0], out
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "hparams.yaml"])
+def test_fit_never_lets_its_logger_replace_an_earlier_runs_file(fit_folder, capsys, no_training, name):
+    """A CSVLogger given a folder that holds a metrics.csv deleted it when it started (Lightning's
+    behaviour, a warning), and rewrote hparams.yaml: a resumed run's first metrics were lost."""
+    mine = fit_folder / "logs" / "mine"
+    mine.mkdir(parents=True)
+    (mine / name).write_text("the user's own file\n")
+    before = _snapshot(fit_folder)
+    logger = ["--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", "logs"]
+    logger += ["--trainer.logger.name", "", "--trainer.logger.version", "mine"]
+    assert_error(
+        run_cli(["fit", "--config", "cfg.yaml", *logger], capsys),
+        code=1,
+        match=f"CSVLogger would overwrite 'logs/mine/{name}'",
+    )
+    assert _snapshot(fit_folder) == before
+
+
+def test_a_logger_whose_folder_holds_none_of_its_files_may_start(tmp_path):
+    """Only the fixed names a logger class writes count, for subclasses too; a logger without a
+    local folder, or of another kind, is never refused."""
+    from kantk.cli import logger_file_problem
+
+    class TensorBoardLogger:  # the name is what counts (either Lightning package's class)
+        log_dir = str(tmp_path)
+
+    class MyBoard(TensorBoardLogger):
+        pass
+
+    class Other:
+        log_dir = str(tmp_path)
+
+    (tmp_path / "metrics.csv").write_text("x\n")
+    assert logger_file_problem([MyBoard(), Other()], "fit") is None
+    (tmp_path / "hparams.yaml").write_text("x: 1\n")
+    assert "MyBoard would overwrite" in (logger_file_problem([MyBoard()], "test") or "")
+    assert logger_file_problem([Other()], "fit") is None
