@@ -203,6 +203,8 @@ def describe_error(exc: BaseException) -> str:
             message += f" -> {exc.filename2!r}"
     elif isinstance(exc, pickle.UnpicklingError):  # torch.load(weights_only=True) of a bad checkpoint
         message = checkpoint_error(exc)
+    elif _raised_in(exc, _TORCH_LOAD):  # a broken file reaches many errors inside torch.load
+        message = f"not a readable checkpoint file (torch.load: {checkpoint_error(exc)})"
     elif _out_of_memory(exc):
         message = (
             f"out of memory ({one_line(str(exc), 200)}): the model or data asked for is larger than "
@@ -230,6 +232,8 @@ def _expected(exc: BaseException) -> bool:
     """Whether ``exc`` reports bad input rather than a bug."""
     if isinstance(exc, (ValueError, OSError, pickle.UnpicklingError)) or _out_of_memory(exc):
         return True
+    if _raised_in(exc, _TORCH_LOAD):
+        return True
     kind = type(exc)
     if kind.__module__.split(".")[0] == "kantk" or kind.__name__ == "MisconfigurationException":
         return True
@@ -240,6 +244,11 @@ def _expected(exc: BaseException) -> bool:
 #: is configured (``EarlyStopping(monitor=...)`` naming a metric that is not logged, a
 #: ``GradientAccumulationScheduler`` that does not fit the run), not a bug.
 _LIGHTNING_CALLBACKS = ("pytorch_lightning.callbacks.", "lightning.pytorch.callbacks.")
+
+
+#: Modules of ``torch.load``: what they raise reads a file (a ``--ckpt_path`` checkpoint that
+#: LightningCLI opens itself), e.g. a KeyError from a text file, not a bug.
+_TORCH_LOAD = ("torch.serialization", "torch._weights_only_unpickler")
 
 
 def _raised_in(exc: BaseException, prefixes: tuple[str, ...]) -> bool:
@@ -605,10 +614,30 @@ def logger_file_problem(loggers: Sequence[Any], stage: str) -> str | None:
     return None
 
 
+def check_checkpoint_file(path: str, model: Any) -> None:
+    """End a Lightning command given ``--ckpt_path path`` unless the checkpoint's model tensors pass
+    the value checks of a ``.kantk`` file (:func:`kantk.cli_models.check_checkpoint_values`, in the
+    dtype of ``model``, the KAN the config built): a NaN checkpoint tested as ``test_rmse nan``,
+    one with a mask of 3 as a plausible number. Read with ``weights_only=True``; a file that does
+    not load ends the command with the reason, as in the other commands."""
+    import torch
+
+    from kantk.cli_models import check_checkpoint_values, fail
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever torch.load raises
+        fail(f"cannot load checkpoint {path!r}: {checkpoint_error(exc)}")
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if isinstance(state, dict):  # anything else: Lightning's own message when it loads the file
+        check_checkpoint_values(path, state, model)
+
+
 @functools.cache
 def cli_class(package: str = "pytorch_lightning") -> type:
-    """LightningCLI that checks its loggers' folders (:func:`logger_file_problem`) before it runs a
-    command, and raises :class:`LogFileError` with a ``kantk:`` line instead of losing a file.
+    """LightningCLI that checks, before it runs a command, the ``--ckpt_path`` file's values
+    (:func:`check_checkpoint_file`) and its loggers' folders (:func:`logger_file_problem`: it raises
+    :class:`LogFileError` with a ``kantk:`` line instead of losing a file).
 
     Args:
         package: The Lightning package (``"pytorch_lightning"`` or ``"lightning.pytorch"``).
@@ -618,22 +647,25 @@ def cli_class(package: str = "pytorch_lightning") -> type:
     LightningCLI: Any = importlib.import_module(package + ".cli").LightningCLI
 
     class KantkLightningCLI(LightningCLI):
-        def _check_loggers(self, stage: str) -> None:
+        def _check(self, stage: str) -> None:
+            ckpt_path = self.config_init[stage].get("ckpt_path")
+            if ckpt_path is not None and os.path.isfile(os.fspath(ckpt_path)):
+                check_checkpoint_file(os.fspath(ckpt_path), self.model.model)
             problem = logger_file_problem(self.trainer.loggers, stage)
             if problem:
                 raise LogFileError(problem)
 
         def before_fit(self) -> None:
-            self._check_loggers("fit")
+            self._check("fit")
 
         def before_validate(self) -> None:
-            self._check_loggers("validate")
+            self._check("validate")
 
         def before_test(self) -> None:
-            self._check_loggers("test")
+            self._check("test")
 
         def before_predict(self) -> None:
-            self._check_loggers("predict")
+            self._check("predict")
 
     return KantkLightningCLI
 

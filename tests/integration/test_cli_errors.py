@@ -1201,3 +1201,37 @@ def test_a_logger_whose_folder_holds_none_of_its_files_may_start(tmp_path):
     (tmp_path / "hparams.yaml").write_text("x: 1\n")
     assert "MyBoard would overwrite" in (logger_file_problem([MyBoard()], "test") or "")
     assert logger_file_problem([Other()], "fit") is None
+
+
+@pytest.fixture()
+def fit_checkpoint(fit_folder, capsys):
+    """A checkpoint of one step of the tiny config, in ``fit_folder/ckpt/``."""
+    args = ["fit", "--config", "cfg.yaml", "--trainer.enable_checkpointing", "true"]
+    status, _, err = run_cli([*args, "--trainer.default_root_dir", "ckpt"], capsys)
+    assert status == 0, err
+    (path,) = (fit_folder / "ckpt").rglob("*.ckpt")
+    return path
+
+
+@pytest.mark.parametrize("command", ["fit", "validate", "test"])
+def test_lightning_commands_check_the_values_of_a_ckpt_path_file(fit_folder, fit_checkpoint, capsys, command):
+    """`kantk test --ckpt_path` of a checkpoint holding NaN printed test_rmse nan, and one with a
+    mask of 3 a plausible number: the other commands refused both (kantk.io.check_tensor_values)."""
+    checkpoint = torch.load(fit_checkpoint, map_location="cpu", weights_only=True)
+    checkpoint["state_dict"]["model.layers.0.coef"].fill_(float("nan"))
+    torch.save(checkpoint, fit_folder / "nan.ckpt")
+    checkpoint["state_dict"]["model.layers.0.coef"].fill_(0.0)
+    checkpoint["state_dict"]["model.layers.0.mask"].fill_(3.0)
+    torch.save(checkpoint, fit_folder / "mask.ckpt")
+    (fit_folder / "junk.ckpt").write_text("junk\n")
+    base = [command, "--config", "cfg.yaml", "--trainer.default_root_dir", "runs"]
+    for name, fragment in [
+        ("nan.ckpt", "'model.layers.0.coef' holds NaN or infinite values"),
+        ("mask.ckpt", "'model.layers.0.mask' holds values other than 0 and 1"),
+        ("junk.ckpt", "not a readable checkpoint file"),
+    ]:
+        before = _snapshot(fit_folder)
+        assert_error(run_cli([*base, "--ckpt_path", name], capsys), code=1, match=fragment)
+        assert _snapshot(fit_folder) == before
+    status, out, err = run_cli([*base, "--ckpt_path", str(fit_checkpoint)], capsys)
+    assert status == 0, err
