@@ -335,7 +335,8 @@ class NaNGuard(pl.Callback):
                 "extension)"
                 if self._restarted
                 else f"kantk: training stopped at step {step}: the loss was not finite from the first step "
-                f"(step {self._candidate[0] + 1}); parameters left as they were at the start"
+                f"(step {self._candidate[0] + 1}){': ' + cause if bad else ''}; parameters left as they "
+                "were at the start"
             )
             return
         good_step, state = self._confirmed

@@ -372,6 +372,26 @@ def test_the_nan_guard_names_a_regulariser_whose_penalty_turned_nan(data):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_the_nan_guard_names_a_regulariser_whose_penalty_is_nan_from_the_first_step(data):
+    """The commonest broken regulariser, NaN from its first call, stopped the run with "the loss
+    was not finite from the first step" and no name (only a later NaN was blamed on it)."""
+
+    class NaNAlways:
+        def __call__(self, model, x):
+            return sum(layer.coef.abs().mean() for layer in model.layers) * float("nan")
+
+    registry = _regulariser_registry(kantk.RegulariserSpec("nan_first_test", NaNAlways, "always NaN"))
+    model = kantk.KAN([2, 2, 1], seed=0, registry=registry)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.warns(
+        UserWarning, match=r"first step \(step 1\): regulariser 'nan_first_test' returned a NaN"
+    ):
+        kantk.fit(
+            model, data, steps=3, regularisers={"nan_first_test": 1e-3}, registry=registry, progress=False
+        )
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
 @pytest.mark.parametrize(
     ("trainer_kwargs", "match"),
     [
