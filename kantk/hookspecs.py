@@ -114,16 +114,24 @@ def kantk_symbolic_libraries() -> Iterable[SymbolicLibrarySpec]:
     Each record's ``functions()`` returns the library's symbolic function records (name, torch
     function, sympy function, complexity).
 
-    Example plugin::
+    Example plugin (sympy imported when a formula is built, not when the plugin loads; a
+    module-level class, not a lambda, so that models with such edges pickle)::
 
-        import sympy
         import torch
         import kantk
 
+        class _Sympy:
+            def __init__(self, name):
+                self.name = name
+
+            def __call__(self, x):
+                import sympy
+                return getattr(sympy, self.name)(x)
+
         def _hyperbolic():
             return [
-                kantk.SymbolicFunction("sinh", torch.sinh, sympy.sinh, complexity=3),
-                kantk.SymbolicFunction("cosh", torch.cosh, sympy.cosh, complexity=3),
+                kantk.SymbolicFunction("sinh", torch.sinh, _Sympy("sinh"), complexity=3),
+                kantk.SymbolicFunction("cosh", torch.cosh, _Sympy("cosh"), complexity=3),
             ]
 
         @kantk.hookimpl

@@ -11,10 +11,11 @@ keeps working. Built-ins and plugins passed explicitly (``extra_plugins``,
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -53,6 +54,30 @@ PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
 
 class PluginError(RuntimeError):
     """A plugin is malformed or conflicts with another one."""
+
+
+class PluginCallError(PluginError):
+    """A third-party plugin's code raised when kantk called it (a regulariser's penalty, a pruner's
+    decision); the message names the record and its plugin, and the original is the ``__cause__``."""
+
+
+@contextlib.contextmanager
+def plugin_call(kind: str, name: str, plugin: str | None) -> Iterator[None]:
+    """Run a call into the record ``name`` of ``plugin``; an exception it raises becomes a
+    :class:`PluginCallError` naming both (``"regulariser 'l2' of plugin 'mine' raised KeyError:
+    ..."``), so that neither Python users nor the command line take it for an error of kantk's own.
+    Built-ins (``plugin`` in :data:`BUILTIN_PLUGINS`, or ``None``) raise their own errors."""
+    if plugin is None or plugin in BUILTIN_PLUGINS:
+        yield
+        return
+    try:
+        yield
+    except PluginError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a third-party plugin may raise anything
+        raise PluginCallError(
+            f"{kind} {name!r} of plugin {plugin!r} raised {describe_exception(exc)}"
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import torch
 from kantk.attribution import Attribution, attribution, check_samples
 from kantk.model import KAN, default_dtype
 from kantk.nodes import arity_spelling, widths_spelling
+from kantk.plugins import plugin_call
 from kantk.pruners import PruneDecision, kept_indices, live_masks
 from kantk.registry import Registry, check_options, resolve_registry
 
@@ -128,7 +129,8 @@ def plan_pruning(
     else:
         x = check_samples(model, x, "kantk.prune")
         scores = attribution(model, x)
-    decision = fn(model, x, scores)
+    with plugin_call("pruner", pruner, resolve_registry(registry).pruners.owner(pruner)):
+        decision = fn(model, x, scores)
     return normalise_decision(model, decision, prune_inputs=prune_inputs, scores=scores, pruner=pruner)
 
 
@@ -145,7 +147,8 @@ def build_pruner(
         raise TypeError(f"pruner must be a registry name (str), got {type(name).__name__}")
     spec = resolve_registry(registry).pruners.get(name)
     check_options("pruner", name, spec.factory, options)
-    pruner = spec.factory(**options)
+    with plugin_call("pruner", name, resolve_registry(registry).pruners.owner(name)):
+        pruner = spec.factory(**options)
     if not callable(pruner):
         raise TypeError(f"pruner plugin {name!r} built a {type(pruner).__name__}, not a callable pruner")
     return pruner

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from kantk._validation import check_number
+from kantk.plugins import plugin_call
 from kantk.registry import Registry, check_options, resolve_registry
 from kantk.regularisers.coef_l1 import CoefficientL1Regulariser
 from kantk.regularisers.coef_smoothness import CoefficientSmoothnessRegulariser
@@ -34,11 +35,13 @@ class WeightedRegulariser:
         name: Registry name.
         weight: Multiplies the penalty before it is added to the loss.
         fn: The built regulariser, ``fn(model, x) -> scalar tensor``.
+        plugin: The plugin that registered it (an error it raises names it); ``None``: unknown.
     """
 
     name: str
     weight: float
     fn: Callable[..., torch.Tensor]
+    plugin: str | None = None
 
     @property
     def needs_layer_inputs(self) -> bool:
@@ -84,12 +87,14 @@ def build_regularisers(
             weight, options = entry, {}
         weight = check_number(f"regulariser {name!r} weight", weight, 0, finite=True)
         check_options("regulariser", name, spec.factory, options, also_accepted=("weight",))
-        fn = spec.factory(**options)
+        plugin = table.owner(name)
+        with plugin_call("regulariser", name, plugin):
+            fn = spec.factory(**options)
         if not callable(fn):
             raise TypeError(
                 f"regulariser plugin {name!r} built a {type(fn).__name__}, not a callable regulariser"
             )
-        out.append(WeightedRegulariser(name, weight, fn))
+        out.append(WeightedRegulariser(name, weight, fn, plugin))
     return out
 
 
@@ -112,10 +117,11 @@ def regularisation(
         if reg.weight == 0:
             continue
         options: dict[str, Any] = {"sync": True} if sync and reg.supports_sync else {}
-        if reg.needs_layer_inputs and layer_inputs is not None:
-            value = reg.fn(model, x, layer_inputs=layer_inputs, **options)
-        else:
-            value = reg.fn(model, x, **options)
+        with plugin_call("regulariser", reg.name, reg.plugin):
+            if reg.needs_layer_inputs and layer_inputs is not None:
+                value = reg.fn(model, x, layer_inputs=layer_inputs, **options)
+            else:
+                value = reg.fn(model, x, **options)
         # while training, a penalty must carry a gradient: a plugin ending in .item() or .detach()
         # was logged as "reg" and regularised nothing (0, "nothing to penalise", is fine)
         training = torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters())

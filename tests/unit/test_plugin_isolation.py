@@ -371,3 +371,56 @@ def test_model_load_and_cli_work_next_to_broken_plugins(monkeypatch, tmp_path, c
         ("shadow", "kantk-shadow"),
     ):
         assert f"failed to load: {name} from {package}:" in captured.err
+
+
+def test_an_error_raised_by_a_plugins_regulariser_or_pruner_names_the_plugin():
+    """A third-party regulariser or pruner that raised when called came out raw (RuntimeError:
+    reg boom), and the command line called it an internal error of kantk's; built-ins' own errors
+    stay as they are."""
+    from kantk.plugins import PluginCallError, plugin_call
+
+    class Boom:
+        needs_data = False
+
+        def __call__(self, *args, **kwargs):
+            raise RuntimeError("boom")
+
+    class BadFactory:
+        def __init__(self):
+            raise KeyError("factory")
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_regularisers():
+            yield kantk.RegulariserSpec("boom_reg", Boom)
+            yield kantk.RegulariserSpec("bad_factory_reg", BadFactory)
+
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_pruners():
+            yield kantk.PrunerSpec("boom_pruner", Boom)
+
+    registry = kantk.Registry.with_plugins(Plugin)
+    owner = registry.regularisers.owner("boom_reg")
+    model = kantk.KAN([2, 2, 1], seed=0, registry=registry)
+    x = torch.rand(16, 2, generator=torch.Generator().manual_seed(0))
+    data = {"train_input": x, "train_label": x.sum(1, keepdim=True)}
+    with pytest.raises(
+        PluginCallError, match=f"regulariser 'boom_reg' of plugin '{owner}' raised RuntimeError: boom"
+    ):
+        kantk.fit(model, data, steps=1, regularisers={"boom_reg": 1e-3}, registry=registry, progress=False)
+    with pytest.raises(
+        PluginCallError, match="regulariser 'bad_factory_reg' .* raised KeyError: 'factory'"
+    ) as info:
+        kantk.fit(
+            model, data, steps=1, regularisers={"bad_factory_reg": 1e-3}, registry=registry, progress=False
+        )
+    assert isinstance(info.value.__cause__, KeyError) and isinstance(info.value, kantk.PluginError)
+    with pytest.raises(PluginCallError, match="pruner 'boom_pruner' .* raised RuntimeError: boom"):
+        kantk.prune(model, pruner="boom_pruner", registry=registry)
+    with (
+        pytest.raises(ValueError, match="boom"),
+        plugin_call("pruner", "threshold", "kantk.pruners.threshold"),
+    ):
+        raise ValueError("boom")  # a built-in's error is its own
