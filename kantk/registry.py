@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
@@ -248,6 +249,11 @@ class _HookFailure(Exception):
     """A collection hook raised or returned something other than records (message says which)."""
 
 
+#: What a record's registry name looks like (bases, regularisers, pruners, symbolic libraries, node
+#: operations): "--help", "p=1" or a line break in a name broke the command line and listings.
+REGISTRY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+
+
 def _call_collection_hook(
     function: Callable[[], Any], hook_name: str, kind: str, record_type: type[Any], field: str
 ) -> list[Any]:
@@ -277,6 +283,12 @@ def _call_collection_hook(
             )
         if not isinstance(record.name, str) or not record.name:
             raise _HookFailure(f"it yielded a {kind} record without a name: {_short_repr(record)}")
+        if not REGISTRY_NAME.fullmatch(record.name):
+            raise _HookFailure(
+                f"its {kind} name {_short_repr(record.name, 80)} is not a registry name (a letter, then "
+                "letters, digits, '_', '-' or '.'; at most 64 characters): names are typed in configs "
+                "and on the command line"
+            )
         if not callable(getattr(record, field, None)):
             raise _HookFailure(f"its {kind} {record.name!r} has a {field} that is not callable")
     return records

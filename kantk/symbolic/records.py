@@ -23,6 +23,9 @@ import torch
 
 from kantk._validation import check_number
 
+#: Longest name of a symbolic function (names label plots, diagrams and formulas).
+MAX_NAME_LENGTH = 64
+
 TorchFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -122,6 +125,16 @@ class SymbolicFunction:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"a symbolic function needs a non-empty name, got {self.name!r}")
+        if (
+            len(self.name) > MAX_NAME_LENGTH
+            or not self.name.isprintable()
+            or any(c.isspace() for c in self.name)
+        ):
+            raise ValueError(
+                f"symbolic function name {self.name[:80]!r} is not accepted: names are printable, "
+                f"without spaces or line breaks, at most {MAX_NAME_LENGTH} characters (e.g. 'sin', "
+                "'x^2', '1/x'); they label plots and formulas"
+            )
         for attr in ("torch_fn", "sympy_fn"):
             if not callable(getattr(self, attr)):
                 raise TypeError(f"symbolic function {self.name!r}: {attr} must be callable")
@@ -150,6 +163,11 @@ class SymbolicFunction:
             raise TypeError(
                 f"symbolic function {self.name!r} returned {got} for a {tuple(z.shape)} tensor; its "
                 "torch functions are element-wise: a tensor of the input's shape"
+            )
+        if not out.dtype.is_floating_point and z.dtype.is_floating_point:
+            raise TypeError(
+                f"symbolic function {self.name!r} returned a tensor of dtype {out.dtype} for a {z.dtype} "
+                "tensor; its torch functions return real floating-point values"
             )
         if out.dtype != z.dtype and out.dtype.is_floating_point and z.dtype.is_floating_point:
             out = out.to(z.dtype)

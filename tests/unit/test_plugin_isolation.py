@@ -365,12 +365,10 @@ def test_model_load_and_cli_work_next_to_broken_plugins(monkeypatch, tmp_path, c
     captured = capsys.readouterr()
     assert "healthy (healthy)" in captured.out and "own_basis (shadow)" in captured.out
     assert "raising_pruner" not in captured.out
-    for name, package in (
-        ("crashes", "kantk-crashes"),
-        ("raises", "kantk-raises"),
-        ("shadow", "kantk-shadow"),
-    ):
+    for name, package in (("crashes", "kantk-crashes"), ("raises", "kantk-raises")):
         assert f"failed to load: {name} from {package}:" in captured.err
+    # its other records are in use: only the clashing one was dropped (it said "failed to load")
+    assert "loaded without a record: shadow from kantk-shadow: its basis 'bspline' clashes" in captured.err
 
 
 def test_an_error_raised_by_a_plugins_regulariser_or_pruner_names_the_plugin():
@@ -424,3 +422,27 @@ def test_an_error_raised_by_a_plugins_regulariser_or_pruner_names_the_plugin():
         plugin_call("pruner", "threshold", "kantk.pruners.threshold"),
     ):
         raise ValueError("boom")  # a built-in's error is its own
+
+
+@pytest.mark.parametrize("name", ["--help", "p=1", "odd\nline", "lib/slash", "a b", "x" * 65, "1st"])
+def test_a_record_name_that_is_not_a_registry_name_is_refused(name):
+    """ "--help" could not be typed on the command line, "p=1" read as an option, a line break split
+    `kantk plugins`' listing: names were only "lowercase by convention"."""
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_pruners():
+            yield kantk.PrunerSpec(name, lambda: None)
+
+    with pytest.raises(kantk.PluginError, match="is not a registry name"):
+        kantk.Registry.with_plugins(Plugin)
+
+
+@pytest.mark.parametrize("name", ["my fn\n(evil)", "a b", "\x1b[31m", "y" * 65])
+def test_a_symbolic_function_name_must_be_one_printable_word(name):
+    from kantk.symbolic import SymbolicFunction
+
+    with pytest.raises(ValueError, match="names are printable, without spaces"):
+        SymbolicFunction(name, torch.sin, lambda z: z, 1)
+    assert SymbolicFunction("1/sqrt(x)", torch.sin, lambda z: z, 1).name == "1/sqrt(x)"
