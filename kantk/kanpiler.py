@@ -21,7 +21,9 @@ reading it as such sums, from the outside in:
   - ``"log"`` (fewer layers, for factors that are positive on the inputs you use):
     ``c * prod(F_i ** p_i) = c * exp(sum(p_i * log(F_i)))``, two layers for any number of factors,
     divisions and powers included (an even power ``F ** 2m`` as ``m * log(F**2)``, so ``F`` may be
-    negative). Where another factor is zero or negative the model gives NaN.
+    negative). Where another factor is zero or negative the model gives NaN. A power with a
+    formula as exponent, ``x ** y = exp(y * log(x))``, needs only ``x > 0``: ``y * log(x)``, whose
+    factors take either sign, is built by squares.
 
 Layers are then assigned by depth; a node needed further down than its depth is carried by
 identity edges. Node pairs without an edge are masked (pruned), so the model computes exactly the
@@ -110,6 +112,10 @@ class _Compiler:
         self.symbols = list(symbols)
         self.product = product
         self.nodes: dict[Any, _Node] = {s: _Node(s, 0) for s in self.symbols}
+        #: Products ``y * log(x)`` that ``x ** y`` becomes under product="log": their factors
+        #: take either sign (log of a base below 1, a negative exponent), so they are built by
+        #: squares, not by logs of the factors (which gave NaN for 0.5 ** 2).
+        self.any_sign: set[Any] = set()
 
     # -- expressions to nodes ---------------------------------------------------------------------
 
@@ -208,6 +214,8 @@ class _Compiler:
             return [_Edge(core, "x", [1.0, 0.0, c, 0.0])]
         if core.is_Mul and self.product == "mult":
             return [_Edge(self.mult_node(core).key, "x", [1.0, 0.0, c, 0.0])]
+        if core.is_Mul and core in self.any_sign:
+            return self.squares_edges(c, core)
         if core.is_Mul or (core.is_Pow and not core.exp.is_number and self.product == "log"):
             return self.product_edges(c, core)  # x ** y = exp(y * log(x)) under product="log"
         if core.is_Pow and core.exp.is_number:
@@ -260,7 +268,17 @@ class _Compiler:
                         logs.append(p / 2 * sympy.log(base**2))
                     else:
                         logs.append(p * sympy.log(base))
+                    if not p.is_number:  # the exponent is a formula: y * log(x) takes any sign
+                        terms = sympy.Add.make_args(logs[-1]) + sympy.Add.make_args(sympy.expand(logs[-1]))
+                        for term in terms:
+                            self.any_sign.add(term.as_independent(*self.symbols, as_Add=False)[1])
             return [self.unary("exp", sympy.Add(*logs), c)]
+        return self.squares_edges(c, core)
+
+    def squares_edges(self, c: float, core: Any) -> list[_Edge]:
+        """``c * A * B = c/4 * ((A + B)^2 - (A - B)^2)``, the factors split in two halves."""
+        sympy = self.sympy
+        factors = list(sympy.Mul.make_args(core))
         half = len(factors) // 2
         left, right = sympy.Mul(*factors[:half]), sympy.Mul(*factors[half:])
         edges, const = [], 0.0

@@ -203,6 +203,27 @@ def test_power_of_variables_with_log_products():
 
 
 @pytest.mark.parametrize(
+    ("text", "reference"),
+    [
+        ("x1**x2", lambda a, b: a**b),
+        ("exp(x1)**x2", lambda a, b: torch.exp(a) ** b),
+        ("3*x1**(x2 + 1)/x2**2", lambda a, b: 3 * a ** (b + 1) / b**2),
+    ],
+)
+def test_a_power_of_a_positive_base_compiles_for_any_base_and_exponent(text, reference):
+    """x ** y became exp(y * log(x)) with y * log(x) itself a product of logs: NaN for any base
+    below 1 or negative exponent (0.5 ** 2), though the docs promise positive bases."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(200, generator=g, dtype=torch.float64) * 2.9 + 0.1  # (0.1, 3)
+    exponent = torch.rand(200, generator=g, dtype=torch.float64) * 4 - 2  # (-2, 2)
+    if text.startswith("exp"):
+        base = base * 2 - 3  # exp(x1) is positive for any x1
+    x = torch.stack([base, exponent], dim=1)
+    model = formula_to_kan(text, product="log", dtype=torch.float64)
+    torch.testing.assert_close(model(x)[:, 0], reference(x[:, 0], x[:, 1]), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
     ("text", "shown"),
     [
         ("x1 + sqrt(-1)", ": I;"),
