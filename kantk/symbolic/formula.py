@@ -83,6 +83,10 @@ FORMULA_RTOL = 1e-3
 #: when that is above round-off: beside a large constant, ``1000 + 0.37*exp(...)`` was rounded to
 #: ``1000`` (0.37 is within 1e-3 of 1000), dropping every input.
 FORMULA_SPREAD_RTOL = 0.1
+#: Largest deviation, relative to the model's largest |output| on the check points, of the
+#: full-precision formula from the model before :func:`symbolic_formula` warns that they disagree
+#: (a library record whose sympy form is not its torch form); far above float32 round-off.
+MODEL_RTOL = 1e-3
 #: Decimal places tried in turn by ``digits="auto"``; when none keeps the formula within
 #: ``FORMULA_RTOL``, the constants keep full precision (``digits=None``).
 AUTO_DIGITS = (4, 5, 6, 7, 8, 10, 12)
@@ -121,7 +125,9 @@ def symbolic_formula(
             with a ``UserWarning`` when the formula then strays further than ``FORMULA_RTOL``.
             ``None`` keeps every constant exact, and then the formula equals the model.
         x: (batch, widths[0]) inputs on which the rounded formulas are checked against the
-            unrounded one: pass the inputs the model was fitted on. Default: 64 points uniform
+            unrounded one, and the unrounded one against the model (a ``UserWarning`` past
+            :data:`MODEL_RTOL`: a library record whose sympy form is not its torch form): pass
+            the inputs the model was fitted on. Default: 64 points uniform
             in the first layer's grid range (``[-1, 1]^n`` until a grid update; the data's range
             after ``model.update_grid(x)``), drawn with a fixed seed.
         numeric: What a live edge that is still numeric (e.g. left so by ``auto_symbolic``'s
@@ -185,6 +191,18 @@ def symbolic_formula(
             stacklevel=2,
         )
     points = _check_points(x, model)
+    check = functools.partial(_model_deviations, model, nodes, symbols, points)
+    done, deviations = _within(check, deadline - time.monotonic())
+    astray = [(q, d) for q, d in enumerate(deviations if done else []) if d > MODEL_RTOL]
+    if astray:
+        shown = ", ".join(f"output {q} by {d:.2g}" for q, d in astray)
+        warnings.warn(
+            f"symbolic_formula: the formula differs from the model ({shown}, relative to its largest "
+            "value on the check points): a symbolic function's sympy form does not compute what its "
+            "torch form does (e.g. torch.sinc is sin(pi*x)/(pi*x), sympy.sinc sin(x)/x); check the "
+            "library's records (tests/contract/test_symbolic_libraries_contract.py)",
+            stacklevel=2,
+        )
     formulas = []
     for q, expr in enumerate(nodes):
         clean = functools.partial(_rounded, expr, simplify, digits, symbols, points, q)
@@ -523,7 +541,23 @@ def _edge_term(fn: Any, params: Sequence[float], node: Any) -> Any:
         else:  # (a x + b)^p = |a|^p (sign(a) x + b/|a|)^p on the real domain
             scale, inner = c * abs(a) ** p, (node if a > 0 else -node) + sympy.Float(b / abs(a))
         return sympy.Float(scale) * power(inner) + sympy.Float(d)
-    return sympy.Float(c) * fn.sympy_fn(sympy.Float(a) * node + sympy.Float(b)) + sympy.Float(d)
+    value = fn.sympy_fn(sympy.Float(a) * node + sympy.Float(b))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = sympy.sympify(value)  # a constant function's number
+    if not isinstance(value, sympy.Expr):
+        raise TypeError(
+            f"symbolic function {fn.name!r}: its sympy_fn returned {type(value).__name__} "
+            f"{_short(value)}; a sympy_fn returns a sympy expression of its argument"
+        )
+    return sympy.Float(c) * value + sympy.Float(d)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a plugin's object with a broken repr
+        return "<unprintable>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 #: Rows of ``x=`` that :func:`symbolic_formula` checks its rounding on: all of them up to this
@@ -655,6 +689,41 @@ def _deviation(candidate: Any, exact: Any, symbols: Sequence[Any], points: Any) 
     if spread > 1e-9 * scale and err > FORMULA_SPREAD_RTOL * spread:
         return math.inf  # what the formula says about its inputs was rounded away
     return err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
+
+
+def _model_deviations(model: KAN, exprs: Sequence[Any], symbols: Sequence[Any], points: Any) -> list[float]:
+    """Per output, the largest ``|formula - model|`` over the largest ``|model|`` on the points
+    where both are finite and real; 0 where it cannot be told (an expression numpy cannot evaluate,
+    fewer than half the points finite, or another device's model that fails on CPU points)."""
+    import numpy as np
+    import sympy
+
+    try:
+        with torch.no_grad():
+            first = next(iter(model.parameters()), None)
+            device = first.device if first is not None else torch.device("cpu")
+            inputs = torch.from_numpy(points).to(device, model.dtype)
+            values = model(inputs).detach().to("cpu", torch.float64).numpy()
+    except Exception:  # noqa: BLE001 - the check only warns; a model it cannot run is not checked
+        return [0.0] * len(exprs)
+    deviations = []
+    for q, expr in enumerate(exprs):
+        want = values[:, q]
+        try:
+            with np.errstate(all="ignore"):
+                f = sympy.lambdify(symbols, expr, modules="numpy", dummify=_hides_a_function(symbols))
+                got = np.broadcast_to(np.asarray(f(*points.T), dtype=complex), want.shape)
+        except Exception:  # noqa: BLE001 - an expression numpy cannot evaluate is not verified
+            deviations.append(0.0)
+            continue
+        both = np.isfinite(want) & np.isfinite(got) & (np.abs(got.imag) <= 1e-12 * (1 + np.abs(got.real)))
+        scale = float(np.abs(want[both]).max()) if both.any() else 0.0
+        if both.sum() < max(1, want.shape[0] // 2):
+            deviations.append(0.0)
+            continue
+        err = float(np.abs(got.real[both] - want[both]).max())
+        deviations.append(err / scale if scale > 0 else (0.0 if err == 0 else math.inf))
+    return deviations
 
 
 def _hides_a_function(symbols: Sequence[Any]) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -112,3 +114,49 @@ def test_a_function_computing_in_float32_fits_a_float64_model():
     ranked = kantk.suggest_symbolic(model, 0, 0, 0, x, library=["x", sin32])
     assert {c.name for c in ranked} == {"x", "sin32"}
     assert sin32.safe(x[:, 0]).dtype == torch.float64
+
+
+def test_a_torch_function_returning_integers_or_complex_values_is_named():
+    """(z > 0).long() failed deep in the fit with "Long did not match Double", a complex result
+    with "expected scalar type Double but found ComplexDouble"."""
+    z = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    step = SymbolicFunction("step", lambda t: (t > 0).long(), lambda t: t, 1)
+    root = SymbolicFunction("croot", lambda t: torch.sqrt(t.to(torch.complex128)), lambda t: t, 1)
+    for record in (step, root):
+        with pytest.raises(TypeError, match=f"symbolic function '{record.name}' returned a tensor of dtype"):
+            record(z)
+
+
+def test_a_sympy_function_that_returns_no_expression_is_named():
+    """A sympy_fn returning 1.5 turned the whole formula into a constant without a word, and one
+    returning a string failed with "can't multiply sequence"."""
+    for name, value in (("as_text", "sin(x)"), ("as_list", [1])):
+        record = SymbolicFunction(name, torch.sin, lambda t, value=value: value, 2)
+        lib = get_library("minimal").with_functions(record, name=f"minimal+{name}")
+        model = kantk.KAN([1, 1], seed=0)
+        kantk.fix_symbolic(model, 0, 0, 0, name, library=lib, fit_params=False)
+        with pytest.raises(TypeError, match=f"symbolic function '{name}': its sympy_fn returned"):
+            kantk.symbolic_formula(model)
+    zero = SymbolicFunction("zero_number", lambda t: torch.zeros_like(t), lambda t: 0, 0.5)
+    lib = get_library("minimal").with_functions(zero, name="minimal+zero_number")
+    model = kantk.KAN([1, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "zero_number", library=lib, fit_params=False)
+    assert kantk.symbolic_formula(model)[0].is_number
+
+
+def test_symbolic_formula_warns_when_a_records_sympy_form_is_not_its_torch_form():
+    """torch.sinc is sin(pi*x)/(pi*x), sympy.sinc sin(x)/x: such a record's formula gave 0.84 where
+    the model gave 0, with no warning (rounding was checked against the unrounded formula only)."""
+    import sympy
+
+    x = torch.linspace(-1, 1, 50, dtype=torch.float64).unsqueeze(1)
+    for sympy_fn, warned in ((sympy.sinc, True), (lambda z: sympy.sinc(sympy.pi * z), False)):
+        record = SymbolicFunction("sinc", torch.sinc, sympy_fn, 3)
+        lib = get_library("minimal").with_functions(record, name="minimal+sinc")
+        model = kantk.KAN([1, 1], seed=0).double()
+        kantk.fix_symbolic(model, 0, 0, 0, "sinc", library=lib, fit_params=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            kantk.symbolic_formula(model, x=x)
+        found = [w for w in caught if "the formula differs from the model" in str(w.message)]
+        assert bool(found) == warned, [str(w.message) for w in caught]
