@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kantk._validation import check_choice, check_index, check_int, is_int
+from kantk._validation import check_choice, check_index, check_int, check_number, is_int
 from kantk.attribution import check_samples
 from kantk.layer import KANLayer
 from kantk.model import KAN
@@ -232,6 +232,7 @@ def perturb(model: KAN, mag: float = 1.0, mode: str = "non-intrusive") -> KAN:
     """
     _check_model(model, "kantk.surgery.perturb")
     check_choice("mode", mode, PERTURB_MODES)
+    mag = check_number("perturb's mag", mag, finite=True)  # NaN made every output NaN
     new = copy.deepcopy(model)
     with torch.no_grad():
         lives = [layer.live_edges() for layer in new.layers]

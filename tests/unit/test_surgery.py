@@ -237,3 +237,12 @@ def test_edge_range_unpacks_as_pykans_get_range():
     x_min, x_max, y_min, y_max = found
     assert (x_min, x_max, y_min, y_max) == (found.x_min, found.x_max, found.y_min, found.y_max)
     assert x_min == float(x[:, 1].min())
+
+
+@pytest.mark.parametrize("mag", [float("nan"), float("inf"), "a", True])
+def test_perturb_refuses_a_magnitude_that_is_not_a_finite_number(model, mag):
+    """mag=nan returned a model whose every output was NaN; mag='a' failed inside torch."""
+    from kantk.surgery import perturb
+
+    with pytest.raises((ValueError, TypeError), match="mag"):
+        perturb(model, mag=mag, mode="all")
