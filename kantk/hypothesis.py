@@ -8,7 +8,9 @@ All tests look at derivatives on the samples ``x`` (use float64):
   derivative ``d2f / dx_a dx_b`` vanishes. **Multiplicative** (``f = g(x_A) * h(x_B)``): the same
   for ``log|f|``. ``exp(sin(pi x1) + x2^2)`` is multiplicatively separable (additive inside exp).
   The score of a pair is ``median |d2 g / dx_a dx_b| * std(x_a) * std(x_b)`` over the samples
-  (the median ignores the few samples near a zero of ``f``; ``g`` is ``f``, or ``log|f|``),
+  (the median ignores the few samples near a zero of ``f``; ``g`` is ``f``, or ``log|f|``; it
+  also misses an interaction confined to fewer than half the samples: sample the region you care
+  about),
   divided by the weaker of the two variables' own effects on ``g``, ``median |dg/dx_a| *
   std(x_a)``, but by no less than ``SPREAD_FLOOR`` (1 %) of ``g``'s spread (its interquartile
   range / 1.349): the interaction as a share of what each of the two variables does, free of the
@@ -18,7 +20,9 @@ All tests look at derivatives on the samples ``x`` (use float64):
   matrix, or by ``g``'s spread, let a large term in one variable hide a real interaction of two
   others: ``100*x1**2 + x2*x3``, ``100*x1 + x2*x3``.)
 * **symmetry** of a group A (``f = F(h(x_A), x_B)``): the direction of the gradient in x_A does not
-  depend on x_B; score ``median |d (grad_A f / |grad_A f|) / dx_b| * std`` (pykan's test).
+  depend on x_B; score ``median |d (grad_A f / |grad_A f|) / dx_b| * std(x_b)`` (pykan's test,
+  without its further factor ``std(x_a)``, which made the score follow the units of x_A: the same
+  function scored 2e-4 or 2e-2 as x_A was given in units 10 times smaller or larger).
 * :func:`tree`: the groupings from single variables up, level by level as pykan's
   ``get_molecule``: each level joins groups, in order, into molecules whose union is symmetric,
   and when a level joins nothing the rest is merged into one. Each merge is labelled ``"+"`` or
@@ -31,7 +35,8 @@ All tests look at derivatives on the samples ``x`` (use float64):
 Thresholds: ``SEPARABILITY_THRESHOLD = 1e-2`` (an interaction under 1 % of the weaker variable's
 own effect is taken for round-off or fit error; pykan's ``score_th`` has the same value but is
 absolute, in the units of ``f``) and ``SYMMETRY_THRESHOLD = 1e-3`` (pykan's ``sym_th``; the
-symmetry score is a derivative of a unit vector, already scale-free).
+symmetry score is a derivative of a unit vector times the spread of what it is taken along, free
+of the units of ``f`` and ``x``). ``f`` must be finite on at least half the samples.
 
 Derivatives are taken with autograd switched on, also inside ``torch.no_grad()`` or
 ``torch.inference_mode()``; ``f`` must compute its result from ``x`` with torch operations (a
@@ -78,6 +83,12 @@ def _values(f: Function, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             "f(x) does not require grad: the tests need f's derivatives, so f must compute its result "
             "from x with torch operations (not detached, not a constant, no torch.no_grad() inside f)"
+        )
+    finite = int(torch.isfinite(y.detach()).sum())
+    if 2 * finite < y.shape[0]:  # a NaN function scored 0 everywhere: "separable" and "symmetric"
+        raise ValueError(
+            f"f is NaN or infinite on {y.shape[0] - finite} of the {y.shape[0]} samples; the tests need "
+            "a function that is finite on most of them (samples inside its domain)"
         )
     return y
 
@@ -305,7 +316,7 @@ def symmetry_score(f: Function, x: torch.Tensor, group: Sequence[int]) -> float:
         unit = g / (g.norm(dim=1, keepdim=True) + 1e-12)
         for k in range(len(group)):
             d = _derivative(unit[:, k].sum(), xg, retain_graph=True)
-            dep = (d[:, others].abs() * std[group[k]] * std[others]).detach()
+            dep = (d[:, others].abs() * std[others]).detach()  # unit: free of the group's units
             dep = dep[torch.isfinite(dep).all(dim=1)]
             if dep.numel():
                 worst = max(worst, float(dep.median(dim=0).values.max()))
