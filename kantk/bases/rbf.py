@@ -15,8 +15,8 @@ from kantk.bases.base import (
     check_grid_range,
     check_refine_coef,
     check_refine_size,
-    column_quantiles,
     data_range,
+    distinct_quantiles,
     edge_sum,
     edge_values,
     fit_coefficients,
@@ -115,7 +115,7 @@ class RBFBasis(Basis):
         lo, hi = data_range(xd)
         levels = torch.linspace(0, 1, self.num_centers, dtype=torch.float64, device=x.device)
         uniform = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * levels
-        adaptive = column_quantiles(xd.clamp(lo, hi), levels).t()
+        adaptive = distinct_quantiles(xd.clamp(lo, hi), levels).t()
         centers = grid_eps * uniform + (1 - grid_eps) * adaptive  # (in, C)
         stretch = 1 + 1 / (self.num_centers - 1)  # half a mean spacing more on each side
         mid = ((lo + hi) / 2).unsqueeze(-1)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from kantk.bases.base import column_quantiles, data_range, functorch_active
+from kantk.bases.base import data_range, distinct_quantiles, functorch_active
 
 
 def data_knots(
@@ -37,7 +37,7 @@ def data_knots(
     lo, hi = data_range(x, min_width=max(1e-3, 2 * grid_size * eps))  # (in,)
     levels = torch.linspace(0, 1, grid_size + 1, dtype=torch.float64, device=x.device)
     uniform = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * levels  # (in, G+1)
-    adaptive = column_quantiles(x.clamp(lo, hi), levels).t()  # (in, G+1)
+    adaptive = distinct_quantiles(x.clamp(lo, hi), levels).t()  # (in, G+1)
     adaptive[:, 0], adaptive[:, -1] = lo, hi
     inner = grid_eps * uniform + (1 - grid_eps) * adaptive
     h = (inner[:, -1:] - inner[:, :1]) / grid_size  # (in, 1)
