@@ -363,8 +363,8 @@ def test_samples_spanning_no_finite_range_are_a_clear_error(basis):
 
 def test_grids_adapt_to_distinct_values_not_to_a_value_most_samples_repeat():
     """On data that is 90 % zeros, RBF update_grid put most centres on 0 and refitted the edge
-    functions 13 % off on the data (max over the batch, relative); quantiles of the distinct values
-    keep it under 1 % (0.4 % measured; the bound leaves room for other CPUs' round-off)."""
+    functions 4 % off on the data (max over the batch, relative); quantiles of the distinct values
+    keep it at 0.07 % (the bound, 0.5 %, leaves room for other CPUs' round-off)."""
     from kantk.bases.base import column_quantiles, distinct_quantiles, fit_coefficients
 
     g = torch.Generator().manual_seed(0)
@@ -382,4 +382,4 @@ def test_grids_adapt_to_distinct_values_not_to_a_value_most_samples_repeat():
         before = layer(x)
         layer.update_grid(x)
         rel = float((layer(x) - before).abs().max() / before.abs().max())
-    assert rel < 1e-2, rel
+    assert rel < 5e-3, rel
