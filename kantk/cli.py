@@ -211,7 +211,7 @@ def describe_error(exc: BaseException) -> str:
         message = (
             f"out of memory ({one_line(str(exc), 200)}): the model or data asked for is larger than "
             "this machine holds; check widths, basis_kwargs (grid_size, degree, num_centers), "
-            "train_num and batch sizes"
+            "train_num, batch sizes and --samples"
         )
     else:
         message = str(exc) or type(exc).__name__

@@ -1235,3 +1235,20 @@ def test_lightning_commands_check_the_values_of_a_ckpt_path_file(fit_folder, fit
         assert _snapshot(fit_folder) == before
     status, out, err = run_cli([*base, "--ckpt_path", str(fit_checkpoint)], capsys)
     assert status == 0, err
+
+
+@pytest.mark.parametrize("command", ["export", "prune", "plot", "symbolic"])
+def test_the_scoring_bound_counts_the_basis_values_of_a_fine_grid(
+    work, capsys, no_work, monkeypatch, command
+):
+    """The bound counted samples times edges only: a [12, 11, 1] model of grid 200 (132 edges, a
+    0.1 MB file) passed it with a million samples and took 11.7 GB; its basis holds 12 x 203 values
+    per sample."""
+    monkeypatch.setattr(kantk, "to_networkx", lambda *a, **k: pytest.fail("export started"))
+    kantk.save(kantk.KAN([12, 11, 1], seed=0, basis_kwargs={"grid_size": 200}), work / "fine.kantk")
+    out = {"export": "g.json", "prune": "p.kantk", "plot": "p.png", "symbolic": "s.kantk"}[command]
+    line = assert_error(
+        run_cli([command, "fine.kantk", "-o", out, "--samples", "100000"], capsys), code=1, match="--samples"
+    )
+    assert "2436 basis values per sample" in line and "give at most 52042" in line
+    assert not (work / out).exists()
