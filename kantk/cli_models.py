@@ -42,6 +42,9 @@ MAX_SCORE_VALUES = 2**27
 #: Most live edges a drawn diagram (svg, png, pdf) or plot may have: Graphviz took 181 s on 79,000,
 #: and no diagram of 10,000 edges can be read; json and dot have no bound.
 MAX_DRAWN_EDGES = 10_000
+#: Most pixels of a ``kantk plot`` figure (2**27, a 0.5 GB image buffer): the figure grows with the
+#: model (up to 40 in wide, 1.8 in per layer) and ``--dpi`` squares it.
+MAX_PLOT_PIXELS = 2**27
 #: Most live edges ``--edge-plots`` draws a picture for (40 ms each: 2,550 edges took 109 s).
 MAX_PICTURED_EDGES = 1_000
 #: Seeds accepted by ``--seed`` (torch, numpy and Python all take this range).
@@ -941,8 +944,18 @@ def run_plot(args: argparse.Namespace) -> int:
     check_var_names(args.var_names, model)
     check_out_names(args.out_names, model)
     check_drawn_edges(model, MAX_DRAWN_EDGES, "kantk plot")
+    from kantk.plotting import default_figsize, plain_text
+
+    inches = default_figsize(model.widths)
+    pixels = inches[0] * inches[1] * args.dpi**2
+    if pixels > MAX_PLOT_PIXELS:  # a 134 KB model of 30 layers at --dpi 1200 asked for ~13 GB
+        most = int(math.sqrt(MAX_PLOT_PIXELS / (inches[0] * inches[1])))
+        fail(
+            f"plot: the figure of this model ({inches[0]:.0f} x {inches[1]:.0f} in) would be "
+            f"{pixels / 1e6:.0f} million pixels at --dpi {args.dpi}, more than {MAX_PLOT_PIXELS / 1e6:.0f} "
+            f"million; give --dpi {most} or less, or prune the model"
+        )
     x = samples(args, model)
-    from kantk.plotting import plain_text
 
     # names from the command line and CSV headers are plain text, not matplotlib mathtext
     in_vars = var_names(args, model)

@@ -37,6 +37,13 @@ LABEL_GID = "kantk-edge-label"  # one Text per labelled edge
 _BOX_HEIGHT = 0.36  # in node-layer units: node layers are 1 apart, boxes sit halfway
 
 
+def default_figsize(widths: Sequence[Any]) -> tuple[float, float]:
+    """(width, height) in inches of :func:`plot_activations`' figure for a model of ``widths``
+    (``model.widths``): grows with the widest layer's edges (up to 40 in) and with the depth."""
+    slots = max(a * b for a, b in itertools.pairwise(widths))
+    return (min(40.0, max(4.0, 0.5 * slots)), 1.8 * (len(widths) - 1) + 0.8)
+
+
 @torch.no_grad()
 def plot_activations(
     model: KAN,
@@ -119,9 +126,8 @@ def plot_activations(
 
     widths = model.widths
     depth = len(model.layers)
-    slots = max(a * b for a, b in itertools.pairwise(widths))
     if figsize is None:
-        figsize = (min(40.0, max(4.0, 0.5 * slots)), 1.8 * depth + 0.8)
+        figsize = default_figsize(widths)
     fig = Figure(figsize=figsize, dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.02, 0.02, 0.96, 0.92 if title else 0.96))

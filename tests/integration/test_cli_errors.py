@@ -1252,3 +1252,16 @@ def test_the_scoring_bound_counts_the_basis_values_of_a_fine_grid(
     )
     assert "2436 basis values per sample" in line and "give at most 52042" in line
     assert not (work / out).exists()
+
+
+def test_plot_refuses_a_figure_of_more_pixels_than_it_draws(work, capsys, no_work):
+    """A 134 KB model of 30 layers nine wide is 40 x 53 in: --dpi 600 took 3.5 GB, 1200 about 13 GB
+    (the edge bound, 10,000, does not see the figure's size)."""
+    kantk.save(kantk.KAN([9] * 30, seed=0), work / "deep.kantk")
+    line = assert_error(
+        run_cli(["plot", "deep.kantk", "-o", "d.png", "--dpi", "600", "--samples", "10"], capsys),
+        code=1,
+        match="million pixels at --dpi 600",
+    )
+    assert "give --dpi 251 or less" in line
+    assert not (work / "d.png").exists()
