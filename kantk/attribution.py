@@ -125,6 +125,25 @@ def attribution(model: KAN, x: torch.Tensor, out_scores: torch.Tensor | None = N
     )
 
 
+def check_finite_through(model: KAN, x: torch.Tensor, last: int, who: str, verb: str) -> None:
+    """Refuse samples on which the output of a layer up to ``last`` is not finite, before anything
+    changes: their scores are NaN (one symbolic ``sqrt`` edge on negative samples made every edge's
+    score NaN, and ``kantk.prune`` then removed every edge), and the fits of a later layer fail
+    after the earlier ones were changed. ``verb`` says what to do on finite samples ("fit",
+    "prune")."""
+    with torch.no_grad():
+        h = x
+        for l, layer in enumerate(model.layers[: last + 1]):
+            h = layer(h)
+            bad = int((~torch.isfinite(h)).any(dim=1).sum())
+            if bad:
+                raise ValueError(
+                    f"{who}: layer {l}'s outputs are NaN or infinite on {bad} of the {h.shape[0]} samples "
+                    f"(e.g. a symbolic edge evaluated outside its domain); {verb} on samples where the "
+                    "model is finite. Nothing was changed"
+                )
+
+
 def check_samples(model: KAN, x: torch.Tensor, who: str, min_samples: int = 2) -> torch.Tensor:
     """Validate a batch of samples for an analysis of ``model``; returns ``x`` (batch, widths[0])."""
     if not isinstance(x, torch.Tensor):

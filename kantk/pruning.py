@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from kantk.attribution import Attribution, attribution, check_samples
+from kantk.attribution import Attribution, attribution, check_finite_through, check_samples
 from kantk.model import KAN, default_dtype
 from kantk.nodes import arity_spelling, widths_spelling
 from kantk.plugins import plugin_call
@@ -128,6 +128,7 @@ def plan_pruning(
             )
     else:
         x = check_samples(model, x, "kantk.prune")
+        check_finite_through(model, x, len(model.layers) - 1, "kantk.prune", "prune")
         scores = attribution(model, x)
     with plugin_call("pruner", pruner, resolve_registry(registry).pruners.owner(pruner)):
         decision = fn(model, x, scores)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from kantk._validation import check_index, check_int, check_number
-from kantk.attribution import attribution, check_samples
+from kantk.attribution import attribution, check_finite_through, check_samples
 from kantk.layer import KANLayer
 from kantk.model import KAN
 from kantk.nodes import SUM
@@ -302,7 +302,7 @@ def auto_symbolic(
     )
     todo = [l for l in chosen if _numeric_edges(model.layers[l])]
     if todo:
-        _check_finite_through(model, h, max(todo), "kantk.auto_symbolic")
+        check_finite_through(model, h, max(todo), "kantk.auto_symbolic", "fit")
     report: list[SymbolicEdgeFit] = []
     x = h
     with torch.no_grad():
@@ -326,23 +326,6 @@ def auto_symbolic(
 
 
 # --- internals ------------------------------------------------------------------------------------
-
-
-def _check_finite_through(model: KAN, x: torch.Tensor, last: int, who: str) -> None:
-    """Refuse samples on which the output of a layer up to ``last`` (the last one with edges to
-    fit) is not finite, before anything changes (the fit of a later layer failed after the earlier
-    ones were fixed)."""
-    with torch.no_grad():
-        h = x
-        for l, layer in enumerate(model.layers[: last + 1]):
-            h = layer(h)
-            bad = int((~torch.isfinite(h)).any(dim=1).sum())
-            if bad:
-                raise ValueError(
-                    f"{who}: layer {l}'s outputs are NaN or infinite on {bad} of the {h.shape[0]} samples "
-                    "(e.g. a symbolic edge evaluated outside its domain); fit on samples where the "
-                    "model is finite. Nothing was changed"
-                )
 
 
 def _check_layer(model: KAN, layer: int) -> KANLayer:

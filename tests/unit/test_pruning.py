@@ -363,3 +363,18 @@ def test_data_of_all_columns_for_a_model_pruned_to_some_names_select_inputs():
     kantk.fit(model, {**data, "train_input": model.select_inputs(x)}, steps=1, progress=False)
     with pytest.raises(ValueError, match=r"expects samples of shape \(batch, 2\), got \(40, 1\)$"):
         kantk.attribution(model, x[:, :1])  # fewer columns: no hint
+
+
+def test_prune_refuses_samples_on_which_the_model_is_not_finite():
+    """One symbolic sqrt edge on negative samples made every edge's score NaN, and prune (kantk
+    prune too, exit 0) removed every edge: the model became a constant."""
+    model = kantk.KAN([2, 2, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "sqrt", fit_params=False)
+    kantk.fix_symbolic(model, 0, 1, 0, "x", fit_params=False)
+    kantk.fix_symbolic(model, 1, 0, 0, "x", fit_params=False)
+    x = torch.rand(100, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"layer 0's outputs are NaN or infinite on \d+ of the 100 samples"):
+        kantk.prune(model, x)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert kantk.prune(model, x.abs()).widths[0] == 2  # on samples inside sqrt's domain it prunes
