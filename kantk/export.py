@@ -288,10 +288,11 @@ def _finite_or_null(value: Any) -> Any:
 def plain_label(text: Any) -> Any:
     """``text`` as a Graphviz label shown as written: never HTML (``graphviz.nohtml``), and its
     backslashes doubled, since Graphviz reads ``\\n``, ``\\N`` ... as escapes (``dir\\name`` lost
-    its ``n``; a name ending in a backslash broke the DOT source)."""
+    its ``n``; a name ending in a backslash broke the DOT source), and ``&`` written ``&amp;``,
+    since it decodes HTML entities in plain labels too (a column ``&alpha;`` was drawn as α)."""
     import graphviz
 
-    return graphviz.nohtml(str(text).replace("\\", "\\\\"))
+    return graphviz.nohtml(str(text).replace("\\", "\\\\").replace("&", "&amp;"))
 
 
 def to_graphviz(

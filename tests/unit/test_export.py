@@ -444,6 +444,20 @@ def test_names_with_backslashes_are_shown_as_written(tmp_path):
         assert f">{name}<" in svg, name
 
 
+def test_names_with_html_entities_are_shown_as_written(tmp_path):
+    """Graphviz decodes entities in plain labels too: a CSV column "&alpha;" was drawn as α and
+    "&lt;b&gt;" as <b>."""
+    import html
+
+    names = ["&alpha;", "a&b"]
+    export_graph(
+        kantk.KAN([2, 1], seed=0), tmp_path / "g.svg", "svg", var_names=names, out_names=["&lt;b&gt;"]
+    )
+    svg = (tmp_path / "g.svg").read_text(encoding="utf-8")
+    for name in [*names, "&lt;b&gt;"]:
+        assert f">{html.escape(name, quote=False)}<" in svg, name  # the SVG text, once decoded, is the name
+
+
 def test_an_output_product_node_keeps_its_name():
     dot = to_graphviz(kantk.KAN([2, [0, 1]], seed=0), out_names=["energy"])
     assert "energy ×" in dot.source
