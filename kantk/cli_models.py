@@ -42,6 +42,9 @@ MAX_SCORE_VALUES = 2**27
 #: Most live edges a drawn diagram (svg, png, pdf) or plot may have: Graphviz took 181 s on 79,000,
 #: and no diagram of 10,000 edges can be read; json and dot have no bound.
 MAX_DRAWN_EDGES = 10_000
+#: Most live numeric edges ``kantk symbolic`` fits (each against every library function, about
+#: 0.1-1 s per edge on 2 cores): more is a model to prune first.
+MAX_SYMBOLIC_EDGES = 1_000
 #: Most pixels of a ``kantk plot`` figure (2**27, a 0.5 GB image buffer): the figure grows with the
 #: model (up to 40 in wide, 1.8 in per layer) and ``--dpi`` squares it.
 MAX_PLOT_PIXELS = 2**27
@@ -723,6 +726,29 @@ def resolve_library(name: str) -> Any:
         fail(str(exc))
 
 
+def check_symbolic_size(model: KAN) -> None:
+    """End ``kantk symbolic`` before the fit when its work or its formula is too large: more than
+    :data:`MAX_SYMBOLIC_EDGES` live edges to fit, or formulas past
+    :data:`kantk.symbolic.bounds.MAX_FORMULA_OPS` operations (counted from the structure; the
+    fitted model's formulas have as many terms). A 400 KB [100, 99, 1] model ran for more than 5
+    minutes and then could only have been refused."""
+    from kantk.symbolic.bounds import MAX_FORMULA_OPS, formula_ops
+    from kantk.symbolic.formula import numeric_edges
+
+    live = numeric_edges(model)
+    if len(live) > MAX_SYMBOLIC_EDGES:
+        fail(
+            f"symbolic: the model has {len(live)} live numeric edges, more than {MAX_SYMBOLIC_EDGES} "
+            "(each is fitted against every library function); prune it first (kantk prune)"
+        )
+    sizes = formula_ops(model, live)
+    if sizes and max(sizes) > MAX_FORMULA_OPS:
+        fail(
+            f"symbolic: output {sizes.index(max(sizes))}'s formula would have {max(sizes):,} operations, "
+            f"more than {MAX_FORMULA_OPS:,}; prune the model first (kantk prune) to fewer, narrower layers"
+        )
+
+
 def run_symbolic(args: argparse.Namespace) -> int:
     check_input_file(args.model, "model file")
     check_sample_arguments(args)
@@ -733,6 +759,7 @@ def run_symbolic(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     check_var_names(args.var_names, model)
     check_formula_names(args.var_names)
+    check_symbolic_size(model)
     x = samples(args, model)
     names = header_formula_names(var_names(args, model)) if args.var_names is None else args.var_names
     try:

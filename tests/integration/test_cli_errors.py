@@ -1265,3 +1265,21 @@ def test_plot_refuses_a_figure_of_more_pixels_than_it_draws(work, capsys, no_wor
     )
     assert "give --dpi 251 or less" in line
     assert not (work / "d.png").exists()
+
+
+def test_symbolic_refuses_a_model_too_large_to_fit_or_read_before_the_fit(work, capsys, no_work):
+    """A 400 KB [100, 99, 1] model ran for more than 5 minutes (about 1 s per edge) before its
+    20,000-operation formula could have been refused."""
+    kantk.save(kantk.KAN([100, 99, 1], seed=0), work / "wide.kantk")
+    assert_error(
+        run_cli(["symbolic", "wide.kantk", "-o", "s.kantk", "--samples", "10"], capsys),
+        code=1,
+        match="9999 live numeric edges, more than 1000",
+    )
+    kantk.save(kantk.KAN([10, 10, 10, 10, 1], seed=0), work / "deep.kantk")  # 310 edges, 75,549 operations
+    assert_error(
+        run_cli(["symbolic", "deep.kantk", "-o", "s.kantk", "--samples", "10"], capsys),
+        code=1,
+        match="operations, more than 20,000",
+    )
+    assert not (work / "s.kantk").exists()
