@@ -227,6 +227,20 @@ def load_model(path: str) -> KAN:
 
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a broken file reaches many errors inside torch.load
+            import pickle
+
+            reason = checkpoint_error(exc)
+            if not isinstance(exc, pickle.UnpicklingError):  # a CSV renamed: "pop from empty list"
+                reason = f"not a readable torch checkpoint file ({reason})"
+            fail(f"cannot load checkpoint {path!r}: {reason}")
+        try:
+            if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+                fail(
+                    f"cannot load checkpoint {path!r}: it holds a {type(checkpoint).__name__}"
+                    f"{'' if not isinstance(checkpoint, dict) else ' without a state_dict'}, not a "
+                    "KANModule Lightning checkpoint (a dict with 'state_dict' and 'hyper_parameters')"
+                )
             if isinstance(checkpoint, dict):  # before any of it is printed or compared
                 # plain data spells out to at most a few values per byte of its file, unless it
                 # shares references; the budget leaves symbolic layers of millions of edges room

@@ -419,3 +419,30 @@ def test_good_checkpoints_still_load_and_optimizer_state_is_not_the_models(check
         main(["prune", str(checkpoints["float64"]), "-o", str(tmp_path / "p.kantk"), "--samples", "20"]) == 0
     )
     assert kantk.load(tmp_path / "p.kantk").layers[0].has_symbolic
+
+
+def test_a_file_that_is_not_a_kanmodule_checkpoint_is_named_as_such(tmp_path, capsys):
+    """A list saved with torch.save gave "AttributeError: 'list' object has no attribute 'get'", a
+    CSV renamed .ckpt "IndexError: pop from empty list"."""
+    torch.save([1, 2, 3], tmp_path / "list.ckpt")
+    torch.save({"a": 1}, tmp_path / "dict.ckpt")
+    (tmp_path / "csv.ckpt").write_text("a,b\n1,2\n")
+    (tmp_path / "d.csv").write_text("0.1,0.2\n")
+    for name, fragment in [
+        ("list.ckpt", "it holds a list, not a KANModule Lightning checkpoint"),
+        ("dict.ckpt", "it holds a dict without a state_dict"),
+        ("csv.ckpt", "not a readable torch checkpoint file (IndexError"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main(
+                [
+                    "predict",
+                    str(tmp_path / name),
+                    "--data",
+                    str(tmp_path / "d.csv"),
+                    "-o",
+                    str(tmp_path / "p.csv"),
+                ]
+            )
+        assert fragment in str(info.value) and "\n" not in str(info.value), info.value
+    assert not (tmp_path / "p.csv").exists()
