@@ -652,6 +652,8 @@ class _Builder:
                     self.symbols[var] = sympy.Symbol(var)
                 else:
                     raise TypeError(f"variable names must be non-empty strings or sympy symbols, got {var!r}")
+            if len(self.symbols) < len(variables):  # ['x1', 'x1'] said "unknown variable(s) x2"
+                raise ValueError(f"variables lists a name twice: {list(map(str, variables))!r}")
 
     def fail(self, what: str) -> FormulaError:
         return FormulaError(f"formula {self.show} {what}")

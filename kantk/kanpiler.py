@@ -216,6 +216,8 @@ class _Compiler:
             return [_Edge(self.mult_node(core).key, "x", [1.0, 0.0, c, 0.0])]
         if core.is_Mul and core in self.any_sign:
             return self.squares_edges(c, core)
+        if core.is_Pow and core.base.is_number and not core.exp.is_number and _number(core.base) > 0:
+            return [self.unary("exp", core.exp * sympy.log(core.base), c)]  # 2**x = exp(log(2) x)
         if core.is_Mul or (core.is_Pow and not core.exp.is_number and self.product == "log"):
             return self.product_edges(c, core)  # x ** y = exp(y * log(x)) under product="log"
         if core.is_Pow and core.exp.is_number:
@@ -236,9 +238,10 @@ class _Compiler:
         name = FUNCTION_NAMES.get(type(core).__name__)
         if name is None or len(core.args) != 1:
             known = ", ".join(sorted(FUNCTION_NAMES))
+            hint = "; a power with a formula as exponent needs product='log'" if core.is_Pow else ""
             raise ValueError(
                 f"cannot compile {core}: formula_to_kan knows sums, products, numeric powers and the "
-                f"functions {known}"
+                f"functions {known}{hint}"
             )
         return [self.unary(name, core.args[0], c)]
 
@@ -342,6 +345,8 @@ def formula_to_kan(
     import sympy
 
     check_choice("product", product, PRODUCTS)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating-point torch dtype (torch.float64, ...), got {dtype!r}")
     exprs = list(expr) if isinstance(expr, (list, tuple)) else [expr]
     if not exprs:
         raise ValueError("formula_to_kan needs at least one formula")

@@ -6,7 +6,7 @@ import sympy as sp
 import torch
 
 import kantk
-from kantk.kanpiler import formula_to_kan
+from kantk.kanpiler import PRODUCTS, formula_to_kan
 from kantk.symbolic.formula import formula_to_callable, round_constants
 
 
@@ -252,3 +252,21 @@ def test_the_compiled_model_takes_its_variables_in_order_and_var_names_names_the
     model = formula_to_kan("x2 - x1", variables=["x2", "x1"])
     (expr,) = kantk.symbolic_formula(model, var_names=["x2", "x1"])
     assert sp.simplify(expr - sp.sympify("x2 - x1")) == 0, expr
+
+
+def test_a_number_to_a_formula_power_compiles_in_every_product_mode():
+    """2**x1 was refused by "squares" and "mult" though it is exp(log(2) * x1); x1**x2 there now
+    names product='log'."""
+    x = _points(2, -1.0, 1.0)
+    for product in PRODUCTS:
+        model = formula_to_kan("3*2**x1 + x2", product=product, dtype=torch.float64)
+        torch.testing.assert_close(model(x)[:, 0], 3 * 2 ** x[:, 0] + x[:, 1], rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="needs product='log'"):
+        formula_to_kan("x1**x2")
+
+
+def test_bad_variables_and_dtypes_get_their_own_messages():
+    with pytest.raises(ValueError, match="variables lists a name twice"):
+        formula_to_kan("x1*x2", variables=["x1", "x1"])  # said "unknown variable(s) x2"
+    with pytest.raises(ValueError, match="dtype must be a floating-point torch dtype"):
+        formula_to_kan("x1", dtype=torch.int64)  # torch's "nn.Module.to only accepts floating point"
