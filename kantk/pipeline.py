@@ -44,6 +44,11 @@ DEFAULT_FORMULA = "exp(sin(pi*x1) + x2**2)"
 STRUCTURES: tuple[Any, ...] = ([0, 1], [1, 1], 2)
 #: Added after :data:`STRUCTURES` when the data has at least this many inputs.
 TWO_PRODUCTS, TWO_PRODUCTS_MIN_INPUTS = [0, 2], 4
+#: Tried first when the data has one input (``hidden=None``): no hidden layer, the one edge
+#: ``[1, 1]``. With a hidden layer two edges are in series and the first is fixed on its own, so
+#: a monotone function took a root's place: ``sqrt(x1)`` on [0.1, 4] came out as
+#: ``2.04 - 0.93*exp(-1.12*tan(0.44*x1 + 8.89))`` (not exact), ``log(x1)`` as 8 constants.
+NO_HIDDEN = 0
 #: With at most this many inputs, ``hidden=None`` ends with the *factored* attempts (see
 #: :func:`factored_shapes`): one product node over every input, each input on its own sub-node,
 #: the output edges fixed in advance.
@@ -159,7 +164,8 @@ def discover(
             e.g. from :func:`kantk.load_csv`; one output column.
         n_vars: Number of variables of ``formula`` (default: the highest ``x<i>`` it names).
         hidden: The hidden layer of the first attempt. ``None`` (default): the shapes of
-            :data:`STRUCTURES` in turn (and :data:`TWO_PRODUCTS` with four or more inputs), then
+            :data:`STRUCTURES` in turn (and :data:`TWO_PRODUCTS` with four or more inputs; with
+            one input, first no hidden layer at all, :data:`NO_HIDDEN`), then
             with two or three inputs the factored, outer and grouped shapes of
             :func:`factored_shapes` (the outer ones where they apply to the labels); when all fail
             on three or more inputs, the same search on the inputs with a pair replaced by its
@@ -234,6 +240,8 @@ def hidden_layers(hidden: Any, n_in: int, search: bool = True) -> list[Any]:
     """The hidden layers :func:`discover` tries, in order (see its ``hidden`` and ``search``)."""
     if hidden is None:
         tried = list(STRUCTURES) + ([TWO_PRODUCTS] if n_in >= TWO_PRODUCTS_MIN_INPUTS else [])
+        if n_in == 1:
+            tried = [NO_HIDDEN, *tried]
     elif isinstance(hidden, int) and not isinstance(hidden, bool):
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden}")
@@ -658,7 +666,7 @@ def _attempt(
 
     with _float64():
         model = KAN(
-            [n_in, shape.hidden, 1],
+            [n_in, 1] if shape.hidden == NO_HIDDEN else [n_in, shape.hidden, 1],
             basis_kwargs={"grid_size": shape.grid_size or grid_size, "order": 3},
             mult_arity=shape.mult_arity,
             seed=seed,

@@ -203,6 +203,22 @@ def test_discover_searches_its_shapes_and_keeps_the_simplest_formula(monkeypatch
     assert tried == ["5", "3", "2", "4"]
 
 
+def test_one_input_is_tried_first_on_a_single_edge():
+    """With a hidden layer two edges are in series and the first is fixed alone: sqrt(x1) on
+    [0.1, 4] came out as 2.04 - 0.93*exp(-1.12*tan(0.44*x1 + 8.89)), not exact, after 142 s of
+    search; on one edge it is the first attempt's formula."""
+    from kantk.pipeline import NO_HIDDEN, STRUCTURES, hidden_layers
+
+    assert hidden_layers(None, 1) == [NO_HIDDEN, *STRUCTURES]
+    assert hidden_layers(None, 2) == list(STRUCTURES)
+    data = kantk.create_dataset(
+        "sqrt(x1)", 1, ranges=(0.1, 4), train_num=300, test_num=300, seed=0, dtype=torch.float64
+    )
+    found = kantk.discover(data=data, threads=1)
+    assert found.exact and [str(f) for f in found.formulas] == ["sqrt(x1)"]
+    assert found.widths == [1, 1]
+
+
 def test_hidden_layers_are_checked():
     from kantk.pipeline import hidden_layers
 
