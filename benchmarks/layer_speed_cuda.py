@@ -83,7 +83,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peers", metavar="DIR", default=None, help="folder with the peers' layer files")
     p.add_argument("--peer-max-g", type=int, default=200, help="time efficient-kan only up to this G")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (off by default)")
-    p.add_argument("--device", default="cuda", help="cuda (cpu only to dry-run the script)")
+    p.add_argument(
+        "--device",
+        default="cuda",
+        help="cuda; cpu: the same cases timed with perf_counter (the CPU peer table, or a dry run)",
+    )
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one kantk step")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
     return p.parse_args(argv)
