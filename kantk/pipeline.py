@@ -984,7 +984,6 @@ def snap_formula(
     import numpy as np
     import sympy
 
-    from kantk.feynman import round_constants
     from kantk.symbolic.formula import formula_to_callable
 
     names = (
@@ -1009,29 +1008,61 @@ def snap_formula(
     try:
         e = sympy.expand(sympy.expand_log(expr, force=True))
         e = sympy.expand(_take_out_coefficients(e))
-        tried: list[Any] = []
-        for rel in SNAP_TOLERANCES:
-            rounded = sympy.powsimp(round_constants(e, rel=rel))  # exp(a)*exp(b) -> exp(a + b)
-            # a tighter tolerance must round as many constants as the loosest (1e-9 rounds almost
-            # none, and the raw formula would pass for a snapped one)
-            if rounded in tried or (
-                tried and len(rounded.atoms(sympy.Float)) > len(tried[0].atoms(sympy.Float))
-            ):
-                continue
-            tried.append(rounded)
-            if fits(rounded):
-                # the constants left unrounded, in as few digits as still fit (0.00999999999999999
-                # was printed for 0.01)
-                for rel_digits in (*SNAP_TOLERANCES, SHORTEST_RTOL):
-                    shorter = _shortest_decimals(rounded, rel_digits)
-                    if shorter == rounded or fits(shorter):
-                        return shorter
-                return rounded
-    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError):
+        found = _snapped(e, fits)
+        if found is None and sympy.count_ops(e) <= CANCEL_MAX_OPS:
+            # sympy.expand leaves a fraction's common factors: x1/(x2 + 2) came as
+            # -9.97*(0.38/(x2 + 2))*(-0.264*x1 - 0.0677*x2 - 0.135) - 0.257, whose x2 terms
+            # cancel only together, and rounding each constant alone broke that
+            cancelled = sympy.expand(_take_out_coefficients(sympy.cancel(e)))
+            if cancelled != e:
+                found = _snapped(cancelled, fits)
+        if found is not None and sympy.count_ops(found) <= CANCEL_MAX_OPS:
+            tidy = sympy.cancel(found)  # x1/(2*(x2/2 + 1)) is x1/(x2 + 2): fewer nodes, same operations
+            if _tree_size(tidy) < _tree_size(found) and fits(tidy):
+                found = tidy
+        return found
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError, sympy.PolynomialError):
         return None
+
+
+def _tree_size(expr: Any) -> int:
+    """Nodes of a sympy expression tree, numbers included (``count_ops`` counts ``x1/(2*(x2/2 + 1))``
+    and ``x1/(x2 + 2)`` alike)."""
+    import sympy
+
+    return sum(1 for _ in sympy.preorder_traversal(expr))
+
+
+def _snapped(e: Any, fits: Callable[[Any], bool]) -> Any | None:
+    """:func:`snap_formula`'s rounding of the expanded ``e``: the first rounding (by
+    :data:`SNAP_TOLERANCES`) that ``fits``, its leftover floats as short as still fit; else None."""
+    import sympy
+
+    from kantk.feynman import round_constants
+
+    tried: list[Any] = []
+    for rel in SNAP_TOLERANCES:
+        rounded = sympy.powsimp(round_constants(e, rel=rel))  # exp(a)*exp(b) -> exp(a + b)
+        # a tighter tolerance must round as many constants as the loosest (1e-9 rounds almost
+        # none, and the raw formula would pass for a snapped one)
+        if rounded in tried or (tried and len(rounded.atoms(sympy.Float)) > len(tried[0].atoms(sympy.Float))):
+            continue
+        tried.append(rounded)
+        if fits(rounded):
+            # the constants left unrounded, in as few digits as still fit (0.00999999999999999
+            # was printed for 0.01)
+            for rel_digits in (*SNAP_TOLERANCES, SHORTEST_RTOL):
+                shorter = _shortest_decimals(rounded, rel_digits)
+                if shorter == rounded or fits(shorter):
+                    return shorter
+            return rounded
     return None
 
 
+#: Largest formula (sympy operations) whose fraction :func:`snap_formula` also cancels
+#: (``sympy.cancel``) when the expanded form does not snap: cancelling is polynomial algebra, slow
+#: on big formulas.
+CANCEL_MAX_OPS = 200
 #: Relative change below which :func:`snap_formula` always tries a float constant's shortest
 #: decimal: the last digits of a float64 written out, not a change of value.
 SHORTEST_RTOL = 1e-13
@@ -1050,7 +1081,9 @@ def _shortest_decimals(expr: Any, rel: float) -> Any:
         for digits in range(1, 18):
             short = float(f"{c:.{digits - 1}e}")
             if abs(short - c) <= rel * abs(c):
-                if short != c:
+                if short == round(short) and abs(short) < 2**53:  # 1.0*sin(x1) is sin(x1)
+                    subs[f] = sympy.Integer(int(short))
+                elif short != c:
                     subs[f] = sympy.Float(short)
                 break
     return expr.xreplace(subs) if subs else expr

@@ -228,6 +228,33 @@ def test_hidden_layers_are_checked():
             hidden_layers(bad, 2)
 
 
+def test_snap_formula_cancels_a_fraction_whose_terms_cancel_only_together():
+    """The first shape fitted x1/(x2 + 2) to round-off, but rounding each constant of its expanded
+    form alone broke the cancellation of the x2 terms: "not exact", and three more shapes ran."""
+    import kantk.pipeline as pipeline
+
+    data = kantk.create_dataset("x1/(x2+2)", 2, train_num=300, test_num=300, seed=0, dtype=torch.float64)
+    x1, x2 = sympy.symbols("x1 x2")
+    raw = (
+        -9.97447135242706
+        * (0.379927027964454 / (x2 + 2.0))
+        * (-0.26388209439247 * x1 - 0.0677387723834988 * x2 - 0.135477544766998)
+        - 0.256700904771323
+    )
+    tolerance = pipeline.exact_threshold(data["test_label"])
+    assert pipeline.snap_formula(raw, data, None, tolerance) == x1 / (x2 + 2)
+
+
+def test_a_float_that_shortens_to_a_whole_number_becomes_one():
+    """sin(x1) + cos(x2) + 0.5 came back as 1.0*sin(x1) + 1.0*cos(x2) + 0.5 (sympy Floats), not
+    equal to the formula it is."""
+    import kantk.pipeline as pipeline
+
+    x1, x2 = sympy.symbols("x1 x2")
+    raw = sympy.Float(0.99999999999999) * sympy.sin(x1) + sympy.Float(1.00000000000001) * sympy.cos(x2) + 0.5
+    assert pipeline._shortest_decimals(raw, 1e-9) == sympy.sin(x1) + sympy.cos(x2) + sympy.Float(0.5)
+
+
 def test_snap_formula_rounds_only_what_still_fits():
     import torch
 
