@@ -284,6 +284,8 @@ class _Compiler:
         factors = list(sympy.Mul.make_args(core))
         half = len(factors) // 2
         left, right = sympy.Mul(*factors[:half]), sympy.Mul(*factors[half:])
+        if core in self.any_sign:  # its halves take either sign too: x1**(x2*x3) has x2*x3*log(x1)
+            self.any_sign.update(h for h in (left, right) if h.is_Mul)
         edges, const = [], 0.0
         for sign, combined in ((1.0, left + right), (-1.0, left - right)):
             if combined.is_number:  # x1*(x1 + 1): A - B = -1, its square is the constant 1

@@ -254,6 +254,15 @@ def test_the_compiled_model_takes_its_variables_in_order_and_var_names_names_the
     assert sp.simplify(expr - sp.sympify("x2 - x1")) == 0, expr
 
 
+def test_a_product_in_the_exponent_is_built_by_squares_all_the_way_down():
+    """x1**(x2*x3): the halves of x2*x3*log(x1) were products of logs again (NaN on 27 of 50)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 3, generator=g, dtype=torch.float64) * 4 - 2
+    x[:, 0] = x[:, 0].abs() * 1.45 + 0.1  # (0.1, 3)
+    model = formula_to_kan("x1**(x2*x3)", product="log", dtype=torch.float64)
+    torch.testing.assert_close(model(x)[:, 0], x[:, 0] ** (x[:, 1] * x[:, 2]), rtol=1e-9, atol=1e-9)
+
+
 def test_a_number_to_a_formula_power_compiles_in_every_product_mode():
     """2**x1 was refused by "squares" and "mult" though it is exp(log(2) * x1); x1**x2 there now
     names product='log'."""
