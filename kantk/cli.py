@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import kantk
-from kantk.cli_models import check_input_file, checkpoint_error, one_line, same_file, usage_exit
+from kantk.cli_models import (
+    check_input_file,
+    checkpoint_error,
+    one_line,
+    same_file,
+    unreadable_checkpoint,
+    usage_exit,
+)
 
 #: Environment variable: set to 1 to see the traceback of any error instead of one line.
 DEBUG_ENV = "KANTK_DEBUG"
@@ -205,14 +212,14 @@ def describe_error(exc: BaseException) -> str:
             message += f" -> {exc.filename2!r}"
     elif isinstance(exc, pickle.UnpicklingError):  # torch.load(weights_only=True) of a bad checkpoint
         message = checkpoint_error(exc)
-    elif _raised_in(exc, _TORCH_LOAD):  # a broken file reaches many errors inside torch.load
-        message = f"not a readable checkpoint file (torch.load: {checkpoint_error(exc)})"
     elif _out_of_memory(exc):
         message = (
             f"out of memory ({one_line(str(exc), 200)}): the model or data asked for is larger than "
             "this machine holds; check widths, basis_kwargs (grid_size, degree, num_centers), "
             "train_num, batch sizes and --samples"
         )
+    elif _in_torch_load(exc):  # a broken file reaches many errors inside torch.load
+        message = f"cannot load a checkpoint: {unreadable_checkpoint(exc)}"
     else:
         message = str(exc) or type(exc).__name__
     if _expected(exc):
@@ -234,7 +241,7 @@ def _expected(exc: BaseException) -> bool:
     """Whether ``exc`` reports bad input rather than a bug."""
     if isinstance(exc, (ValueError, OSError, pickle.UnpicklingError)) or _out_of_memory(exc):
         return True
-    if _raised_in(exc, _TORCH_LOAD):
+    if _in_torch_load(exc):
         return True
     kind = type(exc)
     if kind.__module__.split(".")[0] == "kantk" or kind.__name__ == "MisconfigurationException":
@@ -248,9 +255,22 @@ def _expected(exc: BaseException) -> bool:
 _LIGHTNING_CALLBACKS = ("pytorch_lightning.callbacks.", "lightning.pytorch.callbacks.")
 
 
-#: Modules of ``torch.load``: what they raise reads a file (a ``--ckpt_path`` checkpoint that
-#: LightningCLI opens itself), e.g. a KeyError from a text file, not a bug.
-_TORCH_LOAD = ("torch.serialization", "torch._weights_only_unpickler")
+#: ``torch.load``'s modules and functions: what they raise reads a file (a ``--ckpt_path``
+#: checkpoint that LightningCLI opens itself), e.g. a KeyError from a text file, not a bug.
+_TORCH_LOAD = {"torch.serialization": ("load", "_load", "_legacy_load"), "torch._weights_only_unpickler": ()}
+
+
+def _in_torch_load(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside ``torch.load`` (its loading functions or the weights-only
+    unpickler; ``torch.save`` lives in the same module and is not meant)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        module = frame.f_globals.get("__name__", "")
+        if module in _TORCH_LOAD and (not _TORCH_LOAD[module] or frame.f_code.co_name in _TORCH_LOAD[module]):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _raised_in(exc: BaseException, prefixes: tuple[str, ...]) -> bool:
@@ -495,6 +515,9 @@ def check_lightning_arguments(argv: Sequence[str]) -> None:
         if value.strip().lower() in LIGHTNING_CKPT_NAMES or value.startswith("registry"):
             continue
         check_input_file(value, "checkpoint file for --ckpt_path")
+        from kantk.cli_models import read_checkpoint
+
+        read_checkpoint(value)  # LightningCLI reads it first, and a broken file raised anything
 
 
 def _summary(command: str, cli: Any) -> str:
@@ -622,14 +645,9 @@ def check_checkpoint_file(path: str, model: Any) -> None:
     dtype of ``model``, the KAN the config built): a NaN checkpoint tested as ``test_rmse nan``,
     one with a mask of 3 as a plausible number. Read with ``weights_only=True``; a file that does
     not load ends the command with the reason, as in the other commands."""
-    import torch
+    from kantk.cli_models import check_checkpoint_values, read_checkpoint
 
-    from kantk.cli_models import check_checkpoint_values, fail
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever torch.load raises
-        fail(f"cannot load checkpoint {path!r}: {checkpoint_error(exc)}")
+    checkpoint = read_checkpoint(path)
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if isinstance(state, dict):  # anything else: Lightning's own message when it loads the file
         check_checkpoint_values(path, state, model)

@@ -220,20 +220,10 @@ def load_model(path: str) -> KAN:
     """
     check_input_file(path, "model file")
     if path.lower().endswith(".ckpt"):
-        import torch
-
         from kantk.lightning import KANModule
         from kantk.lightning.module import check_checkpoint_sizes
 
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a broken file reaches many errors inside torch.load
-            import pickle
-
-            reason = checkpoint_error(exc)
-            if not isinstance(exc, pickle.UnpicklingError):  # a CSV renamed: "pop from empty list"
-                reason = f"not a readable torch checkpoint file ({reason})"
-            fail(f"cannot load checkpoint {path!r}: {reason}")
+        checkpoint = read_checkpoint(path)
         try:
             if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
                 fail(
@@ -296,6 +286,30 @@ def check_checkpoint_values(path: str, state: Any, model: KAN) -> None:
         check_tensor_values(tensors, bases, None, f"cannot load checkpoint {path!r}", prefix)
     except KantkFileError as exc:
         fail(str(exc))
+
+
+def read_checkpoint(path: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, or the command ends with one line:
+    ``cannot load checkpoint '<path>': <why>`` (:func:`unreadable_checkpoint`)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a broken file reaches many errors inside torch.load
+        fail(f"cannot load checkpoint {path!r}: {unreadable_checkpoint(exc)}")
+
+
+def unreadable_checkpoint(exc: BaseException) -> str:
+    """Why ``torch.load`` could not read a file: pickled code refused, or not a checkpoint at all
+    (a CSV renamed ``.ckpt`` raised "IndexError: pop from empty list", a text file a KeyError)."""
+    import pickle
+
+    reason = checkpoint_error(exc)
+    return (
+        reason
+        if isinstance(exc, pickle.UnpicklingError)
+        else f"not a readable torch checkpoint file ({reason})"
+    )
 
 
 def checkpoint_error(exc: BaseException) -> str:

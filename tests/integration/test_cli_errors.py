@@ -1228,7 +1228,7 @@ def test_lightning_commands_check_the_values_of_a_ckpt_path_file(fit_folder, fit
     for name, fragment in [
         ("nan.ckpt", "'model.layers.0.coef' holds NaN or infinite values"),
         ("mask.ckpt", "'model.layers.0.mask' holds values other than 0 and 1"),
-        ("junk.ckpt", "not a readable checkpoint file"),
+        ("junk.ckpt", "cannot load checkpoint 'junk.ckpt': not a readable torch checkpoint file (KeyError"),
     ]:
         before = _snapshot(fit_folder)
         assert_error(run_cli([*base, "--ckpt_path", name], capsys), code=1, match=fragment)
@@ -1283,3 +1283,21 @@ def test_symbolic_refuses_a_model_too_large_to_fit_or_read_before_the_fit(work, 
         match="operations, more than 20,000",
     )
     assert not (work / "s.kantk").exists()
+
+
+def test_only_errors_inside_torch_load_count_as_an_unreadable_checkpoint(tmp_path):
+    """torch.save lives in the same module as torch.load: its errors (a bug) were reported as "not a
+    readable checkpoint file" and taken for bad input."""
+    from kantk.cli import describe_error
+
+    (tmp_path / "junk.ckpt").write_text("junk\n")
+    try:
+        torch.load(tmp_path / "junk.ckpt", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        assert describe_error(exc).startswith("kantk: cannot load a checkpoint: not a readable torch")
+    try:
+        torch.save({"f": lambda z: z}, tmp_path / "f.pt")
+    except Exception as exc:  # noqa: BLE001
+        assert describe_error(exc).startswith("kantk: internal error:"), describe_error(exc)
+    else:
+        pytest.fail("torch.save pickled a lambda")
