@@ -20,9 +20,10 @@ All tests look at derivatives on the samples ``x`` (use float64):
   matrix, or by ``g``'s spread, let a large term in one variable hide a real interaction of two
   others: ``100*x1**2 + x2*x3``, ``100*x1 + x2*x3``.)
 * **symmetry** of a group A (``f = F(h(x_A), x_B)``): the direction of the gradient in x_A does not
-  depend on x_B; score ``median |d (grad_A f / |grad_A f|) / dx_b| * std(x_b)`` (pykan's test,
-  without its further factor ``std(x_a)``, which made the score follow the units of x_A: the same
-  function scored 2e-4 or 2e-2 as x_A was given in units 10 times smaller or larger).
+  depend on x_B; score ``median |d u_A / dx_b| * std(x_b)`` with ``u_A`` the unit vector of the
+  gradient in x_A taken in standardised units (``df/dx_a * std(x_a)``). pykan's test multiplies by
+  ``std(x_a)`` instead, and its score followed the units of the variables of A: the same function
+  scored 100 times more with x_A given in units 10 times larger.
 * :func:`tree`: the groupings from single variables up, level by level as pykan's
   ``get_molecule``: each level joins groups, in order, into molecules whose union is symmetric,
   and when a level joins nothing the rest is merged into one. Each merge is labelled ``"+"`` or
@@ -312,7 +313,7 @@ def symmetry_score(f: Function, x: torch.Tensor, group: Sequence[int]) -> float:
     with _autograd():
         xg = _leaf(x)
         grad = _derivative(_values(f, xg).sum(), xg, create_graph=True)
-        g = grad[:, group]
+        g = grad[:, group] * std[group]  # in standardised units: a variable's units change nothing
         unit = g / (g.norm(dim=1, keepdim=True) + 1e-12)
         for k in range(len(group)):
             d = _derivative(unit[:, k].sum(), xg, retain_graph=True)
