@@ -58,7 +58,17 @@ class PluginError(RuntimeError):
 
 class PluginCallError(PluginError):
     """A third-party plugin's code raised when kantk called it (a regulariser's penalty, a pruner's
-    decision); the message names the record and its plugin, and the original is the ``__cause__``."""
+    decision); the message names the record and its plugin, and the original is the ``__cause__``.
+    A ``ValueError`` or ``TypeError`` comes back as a subclass that is one too (callers catching
+    those, as the functions' docs promise, still do); running out of memory is not wrapped."""
+
+
+class PluginValueError(PluginCallError, ValueError):
+    """:class:`PluginCallError` of a ``ValueError`` (a plugin refusing an option's value, say)."""
+
+
+class PluginTypeError(PluginCallError, TypeError):
+    """:class:`PluginCallError` of a ``TypeError``."""
 
 
 @contextlib.contextmanager
@@ -72,12 +82,19 @@ def plugin_call(kind: str, name: str, plugin: str | None) -> Iterator[None]:
         return
     try:
         yield
-    except PluginError:
+    except (PluginError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - a third-party plugin may raise anything
-        raise PluginCallError(
-            f"{kind} {name!r} of plugin {plugin!r} raised {describe_exception(exc)}"
-        ) from exc
+        if type(exc).__name__ == "OutOfMemoryError":  # torch's (CUDA): the memory hint applies
+            raise
+        kind_of = (
+            PluginValueError
+            if isinstance(exc, ValueError)
+            else PluginTypeError
+            if isinstance(exc, TypeError)
+            else PluginCallError
+        )
+        raise kind_of(f"{kind} {name!r} of plugin {plugin!r} raised {describe_exception(exc)}") from exc
 
 
 @dataclass(frozen=True)

@@ -422,6 +422,13 @@ def test_an_error_raised_by_a_plugins_regulariser_or_pruner_names_the_plugin():
         plugin_call("pruner", "threshold", "kantk.pruners.threshold"),
     ):
         raise ValueError("boom")  # a built-in's error is its own
+    # a plugin's ValueError is still a ValueError (the documented type), now naming the plugin
+    with pytest.raises(ValueError, match="pruner 'mine' of plugin 'p' raised ValueError: bad k") as info:
+        with plugin_call("pruner", "mine", "p"):
+            raise ValueError("bad k")
+    assert isinstance(info.value, PluginCallError)
+    with pytest.raises(MemoryError), plugin_call("pruner", "mine", "p"):
+        raise MemoryError  # the out-of-memory hint needs it as it is
 
 
 @pytest.mark.parametrize("name", ["--help", "p=1", "odd\nline", "lib/slash", "a b", "x" * 65, "1st"])
