@@ -48,6 +48,8 @@ MAX_SYMBOLIC_EDGES = 1_000
 #: Most pixels of a ``kantk plot`` figure (2**27, a 0.5 GB image buffer): the figure grows with the
 #: model (up to 40 in wide, 1.8 in per layer) and ``--dpi`` squares it.
 MAX_PLOT_PIXELS = 2**27
+#: Formats whose plot is drawn as vectors: ``--dpi`` allocates no image buffer there.
+VECTOR_FORMATS = ("svg", "svgz", "pdf")
 #: Most live edges ``--edge-plots`` draws a picture for (40 ms each: 2,550 edges took 109 s).
 MAX_PICTURED_EDGES = 1_000
 #: Seeds accepted by ``--seed`` (torch, numpy and Python all take this range).
@@ -1003,7 +1005,8 @@ def run_plot(args: argparse.Namespace) -> int:
 
     inches = default_figsize(model.widths)
     pixels = inches[0] * inches[1] * args.dpi**2
-    if pixels > MAX_PLOT_PIXELS:  # a 134 KB model of 30 layers at --dpi 1200 asked for ~13 GB
+    # a 134 KB model of 30 layers at --dpi 1200 asked for ~13 GB
+    if fmt not in VECTOR_FORMATS and pixels > MAX_PLOT_PIXELS:
         most = int(math.sqrt(MAX_PLOT_PIXELS / (inches[0] * inches[1])))
         fail(
             f"plot: the figure of this model ({inches[0]:.0f} x {inches[1]:.0f} in) would be "

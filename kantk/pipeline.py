@@ -573,7 +573,11 @@ def _polynomial_attempt(data: dict[str, torch.Tensor], var_names: Any, exact_rms
 
 
 def _describe(shape: Shape) -> str:
-    text = f"the hidden layer {shape.hidden}"
+    text = (
+        "no hidden layer (one edge per input)"
+        if shape.hidden == NO_HIDDEN
+        else f"the hidden layer {shape.hidden}"
+    )
     if shape.mult_arity != 2:
         text += f" (mult_arity {shape.mult_arity})"
     if shape.output is not None:
@@ -979,10 +983,14 @@ def snap_formula(
     where it leaves no more constants unrounded than the loosest). The first result whose RMSE on
     ``data``'s test split is at most ``tolerance`` (and finite) is returned, else None; the floats
     it leaves are written with as few significant digits as still fit (``0.01``, not
-    ``0.00999999999999999``).
+    ``0.00999999999999999``), and whole numbers as integers. When nothing fits, the same is tried on
+    the formula's fraction cancelled (``sympy.cancel``, up to :data:`CANCEL_MAX_OPS` operations),
+    whose terms may cancel only together; a result is cancelled too when that makes it smaller
+    (``x1/(2*(x2/2 + 1))`` -> ``x1/(x2 + 2)``).
     """
     import numpy as np
     import sympy
+    from sympy.polys.polyerrors import BasePolynomialError
 
     from kantk.symbolic.formula import formula_to_callable
 
@@ -1021,7 +1029,7 @@ def snap_formula(
             if _tree_size(tidy) < _tree_size(found) and fits(tidy):
                 found = tidy
         return found
-    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError, sympy.PolynomialError):
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError, BasePolynomialError):
         return None
 
 

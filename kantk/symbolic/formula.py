@@ -198,9 +198,9 @@ def symbolic_formula(
         shown = ", ".join(f"output {q} by {d:.2g}" for q, d in astray)
         warnings.warn(
             f"symbolic_formula: the formula differs from the model ({shown}, relative to its largest "
-            "value on the check points): a symbolic function's sympy form does not compute what its "
-            "torch form does (e.g. torch.sinc is sin(pi*x)/(pi*x), sympy.sinc sin(x)/x); check the "
-            "library's records (tests/contract/test_symbolic_libraries_contract.py)",
+            "value on the check points): a symbolic function's (or a node operation's) sympy form "
+            "does not compute what its torch form does (e.g. torch.sinc is sin(pi*x)/(pi*x), "
+            "sympy.sinc sin(x)/x); kantk's contract tests check a library's records",
             stacklevel=2,
         )
     formulas = []
