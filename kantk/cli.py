@@ -639,10 +639,11 @@ def logger_file_problem(loggers: Sequence[Any], stage: str) -> str | None:
     return None
 
 
-def check_checkpoint_file(path: str, model: Any) -> None:
+def check_checkpoint_file(path: str, model: Any, dtype: str | None = None) -> None:
     """End a Lightning command given ``--ckpt_path path`` unless the checkpoint's model tensors pass
     the value checks of a ``.kantk`` file (:func:`kantk.cli_models.check_checkpoint_values`, in the
-    dtype of ``model``, the KAN the config built): a NaN checkpoint tested as ``test_rmse nan``,
+    dtype of ``model``, the KAN the config built, or ``dtype``, the name of the one the trainer's
+    precision computes in): a NaN checkpoint tested as ``test_rmse nan``,
     one with a mask of 3 as a plausible number. Read with ``weights_only=True``; a file that does
     not load ends the command with the reason, as in the other commands."""
     from kantk.cli_models import check_checkpoint_values, read_checkpoint
@@ -650,7 +651,9 @@ def check_checkpoint_file(path: str, model: Any) -> None:
     checkpoint = read_checkpoint(path)
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if isinstance(state, dict):  # anything else: Lightning's own message when it loads the file
-        check_checkpoint_values(path, state, model)
+        import torch
+
+        check_checkpoint_values(path, state, model, getattr(torch, dtype) if dtype else None)
 
 
 @functools.cache
@@ -670,7 +673,9 @@ def cli_class(package: str = "pytorch_lightning") -> type:
         def _check(self, stage: str) -> None:
             ckpt_path = self.config_init[stage].get("ckpt_path")
             if ckpt_path is not None and os.path.isfile(os.fspath(ckpt_path)):
-                check_checkpoint_file(os.fspath(ckpt_path), self.model.model)
+                # the dtype the run computes in: a "64-true" trainer makes a float32 config float64
+                wide = str(getattr(self.trainer, "precision", "")).startswith("64")
+                check_checkpoint_file(os.fspath(ckpt_path), self.model.model, "float64" if wide else None)
             problem = logger_file_problem(self.trainer.loggers, stage)
             if problem:
                 raise LogFileError(problem)

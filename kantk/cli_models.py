@@ -260,7 +260,7 @@ def load_model(path: str) -> KAN:
         fail(f"cannot load {path!r}: {exc}")
 
 
-def check_checkpoint_values(path: str, state: Any, model: KAN) -> None:
+def check_checkpoint_values(path: str, state: Any, model: KAN, dtype: Any = None) -> None:
     """End the command unless the model tensors of a checkpoint's state dict (its ``model.`` keys;
     optimizer state and the rest are not the model's) pass :func:`kantk.io.check_tensor_values`,
     the checks of a ``.kantk`` file: floating-point, finite, masks 0 or 1 (symbolic edges'
@@ -279,7 +279,7 @@ def check_checkpoint_values(path: str, state: Any, model: KAN) -> None:
 
     prefix = "model."
     tensors = {
-        key[len(prefix) :]: value.to(model.dtype) if value.is_floating_point() else value
+        key[len(prefix) :]: value.to(dtype or model.dtype) if value.is_floating_point() else value
         for key, value in state.items()
         if isinstance(key, str) and key.startswith(prefix) and isinstance(value, torch.Tensor)
     }

@@ -1301,3 +1301,27 @@ def test_only_errors_inside_torch_load_count_as_an_unreadable_checkpoint(tmp_pat
         assert describe_error(exc).startswith("kantk: internal error:"), describe_error(exc)
     else:
         pytest.fail("torch.save pickled a lambda")
+
+
+def test_a_ckpt_path_is_checked_in_the_dtype_the_trainer_computes_in(fit_folder, fit_checkpoint, capsys):
+    """Under precision 64-true a float64 checkpoint holding a value beyond float32's range is
+    valid, but was checked in the config's float32 and refused as infinite."""
+    checkpoint = torch.load(fit_checkpoint, map_location="cpu", weights_only=True)
+    state = checkpoint["state_dict"]
+    for key, value in state.items():
+        if value.is_floating_point():
+            state[key] = value.double()
+    state["model.layers.0.coef"][0, 0, 0] = 1e39  # finite in float64 only
+    torch.save(checkpoint, fit_folder / "wide.ckpt")
+    base = [
+        "validate",
+        "--config",
+        "cfg.yaml",
+        "--trainer.default_root_dir",
+        "runs",
+        "--ckpt_path",
+        "wide.ckpt",
+    ]
+    assert_error(run_cli(base, capsys), code=1, match="holds NaN or infinite values")  # float32
+    status, _, err = run_cli([*base, "--trainer.precision", "64-true"], capsys)
+    assert "holds NaN or infinite" not in err, err
