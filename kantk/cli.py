@@ -626,12 +626,7 @@ def logger_file_problem(loggers: Sequence[Any], stage: str) -> str | None:
             continue
         for name in names:
             path = os.path.join(log_dir, name)
-            exists = os.path.lexists(path)
-            if not exists and "://" in path:  # a remote log folder (fsspec)
-                from lightning_fabric.utilities.cloud_io import get_filesystem
-
-                exists = get_filesystem(path).exists(path)
-            if exists:
+            if _path_exists(path):
                 return (
                     f"{stage}'s {type(logger).__name__} would overwrite {path!r} (not written by this run); "
                     "move it, or give the logger a new version (or leave version unset for a new version_N)"
@@ -856,12 +851,7 @@ def config_save_problem(path: str, config: Any, stage: str) -> str | None:
             names as a path, is an input.
         stage: The command (``fit``, ``validate``, ``test``), for the message.
     """
-    exists = os.path.lexists(path)
-    if not exists and "://" in path:  # a remote log folder (fsspec), as Lightning's own check
-        from lightning_fabric.utilities.cloud_io import get_filesystem
-
-        exists = get_filesystem(path).exists(path)
-    if not exists:
+    if not _path_exists(path):
         return None
     if os.path.isdir(path):
         return f"{stage} cannot save its merged config to {path!r}: that is a folder"
@@ -876,6 +866,18 @@ def config_save_problem(path: str, config: Any, stage: str) -> str | None:
         f"{stage} would overwrite {path!r} (not written by this run) with its merged config; remove it or "
         "set --trainer.default_root_dir to another folder"
     )
+
+
+def _path_exists(path: str) -> bool:
+    """Whether ``path`` exists (a link too, even a dangling one), also in a remote log folder
+    (fsspec, as Lightning's own checks)."""
+    if os.path.lexists(path):
+        return True
+    if "://" not in path:
+        return False
+    from lightning_fabric.utilities.cloud_io import get_filesystem
+
+    return bool(get_filesystem(path).exists(path))
 
 
 def _input_paths(config: Any) -> Iterator[tuple[str, str]]:

@@ -226,23 +226,23 @@ def load_model(path: str) -> KAN:
         from kantk.lightning.module import check_checkpoint_sizes
 
         checkpoint = read_checkpoint(path)
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+            fail(
+                f"cannot load checkpoint {path!r}: it holds a {type(checkpoint).__name__}"
+                f"{'' if not isinstance(checkpoint, dict) else ' without a state_dict'}, not a "
+                "KANModule Lightning checkpoint (a dict with 'state_dict' and 'hyper_parameters')"
+            )
         try:
-            if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-                fail(
-                    f"cannot load checkpoint {path!r}: it holds a {type(checkpoint).__name__}"
-                    f"{'' if not isinstance(checkpoint, dict) else ' without a state_dict'}, not a "
-                    "KANModule Lightning checkpoint (a dict with 'state_dict' and 'hyper_parameters')"
-                )
-            if isinstance(checkpoint, dict):  # before any of it is printed or compared
-                # plain data spells out to at most a few values per byte of its file, unless it
-                # shares references; the budget leaves symbolic layers of millions of edges room
-                check_bounded(
-                    {k: v for k, v in checkpoint.items() if k != "state_dict"},
-                    "the checkpoint's data",
-                    budget=max(1_000_000, 4 * os.path.getsize(path)),
-                )
+            # before any of it is printed or compared: plain data spells out to at most a few
+            # values per byte of its file, unless it shares references; the budget leaves
+            # symbolic layers of millions of edges room
+            check_bounded(
+                {k: v for k, v in checkpoint.items() if k != "state_dict"},
+                "the checkpoint's data",
+                budget=max(1_000_000, 4 * os.path.getsize(path)),
+            )
             # a run with a custom loss (a callable, not saved): the commands need only the model
-            hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+            hparams = checkpoint.get("hyper_parameters")
             custom = isinstance(hparams, dict) and str(hparams.get("loss", "")).startswith("custom:")
             if isinstance(hparams, dict) and custom:
                 checkpoint = {**checkpoint, "hyper_parameters": {**hparams, "loss": "mse"}}
@@ -250,7 +250,7 @@ def load_model(path: str) -> KAN:
             check_checkpoint_sizes(checkpoint)
             loss: dict[str, Any] = {"loss": "mse"} if custom else {}
             module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, **loss)
-        except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever torch.load or the module raises
+        except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever the module raises
             fail(f"cannot load checkpoint {path!r}: {checkpoint_error(exc)}")
         check_checkpoint_values(path, checkpoint["state_dict"], module.model)
         return module.model
@@ -466,7 +466,7 @@ def _check_score_size(rows: int, model: KAN, source: str) -> None:
     layer's basis values (inputs times basis functions: a [12, 11, 1] model of grid 200, 132
     edges, took 11.7 GB on a million samples when only the edges were counted)."""
     edges = sum(layer.in_features * layer.out_features for layer in model.layers)
-    basis = max(layer.in_features * _num_functions(layer) for layer in model.layers)
+    basis = max(layer.in_features * layer.basis.num_functions for layer in model.layers)
     per_sample = edges + basis
     if rows * per_sample > MAX_SCORE_VALUES:
         fail(
@@ -474,12 +474,6 @@ def _check_score_size(rows: int, model: KAN, source: str) -> None:
             f"widest layer) needs {rows * per_sample * 8 / 2**30:.1f} GB; give at most "
             f"{max(MAX_SCORE_VALUES // per_sample, 1)} {source}"
         )
-
-
-def _num_functions(layer: Any) -> int:
-    """The basis functions per input of ``layer`` (1 when a plugin basis does not say)."""
-    count = getattr(layer.basis, "num_functions", 1)
-    return count if isinstance(count, int) and count > 0 else 1
 
 
 def check_drawn_edges(model: KAN, limit: int, what: str) -> None:
@@ -759,10 +753,10 @@ def resolve_library(name: str) -> Any:
 def check_symbolic_size(model: KAN) -> None:
     """End ``kantk symbolic`` before the fit when its work or its formula is too large: more than
     :data:`MAX_SYMBOLIC_EDGES` live edges to fit, or formulas past
-    :data:`kantk.symbolic.bounds.MAX_FORMULA_OPS` operations (counted from the structure; the
-    fitted model's formulas have as many terms). A 400 KB [100, 99, 1] model ran for more than 5
-    minutes and then could only have been refused."""
-    from kantk.symbolic.bounds import MAX_FORMULA_OPS, formula_ops
+    :data:`kantk.symbolic.bounds.MAX_FORMULA_OPS` operations
+    (:func:`kantk.symbolic.bounds.check_formula_size`). A 400 KB [100, 99, 1] model ran for more
+    than 5 minutes and then could only have been refused."""
+    from kantk.symbolic.bounds import check_formula_size
     from kantk.symbolic.formula import numeric_edges
 
     live = numeric_edges(model)
@@ -771,12 +765,10 @@ def check_symbolic_size(model: KAN) -> None:
             f"symbolic: the model has {len(live)} live numeric edges, more than {MAX_SYMBOLIC_EDGES} "
             "(each is fitted against every library function); prune it first (kantk prune)"
         )
-    sizes = formula_ops(model, live)
-    if sizes and max(sizes) > MAX_FORMULA_OPS:
-        fail(
-            f"symbolic: output {sizes.index(max(sizes))}'s formula would have {max(sizes):,} operations, "
-            f"more than {MAX_FORMULA_OPS:,}; prune the model first (kantk prune) to fewer, narrower layers"
-        )
+    try:
+        check_formula_size(model, live)
+    except ValueError as exc:
+        fail(f"symbolic: {exc}")
 
 
 def run_symbolic(args: argparse.Namespace) -> int:

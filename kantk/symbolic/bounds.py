@@ -64,6 +64,24 @@ def formula_ops(model: Any, numeric: list[tuple[int, int, int]]) -> list[int]:
     return sizes
 
 
+def check_formula_size(model: Any, numeric: list[tuple[int, int, int]]) -> list[int]:
+    """:func:`formula_ops` of ``model``'s outputs, or a ``ValueError`` when one passes
+    :data:`MAX_FORMULA_OPS` (checked before sympy builds anything, and by ``kantk symbolic``
+    before its fit: the fitted model's formulas have as many terms).
+
+    Raises:
+        ValueError: ``"output <q>'s formula would have <n> operations, more than 20,000 ..."``.
+    """
+    sizes = formula_ops(model, numeric)
+    if sizes and max(sizes) > MAX_FORMULA_OPS:
+        raise ValueError(
+            f"output {sizes.index(max(sizes))}'s formula would have {max(sizes):,} operations, more than "
+            f"{MAX_FORMULA_OPS:,} (each layer puts its inputs' formulas into every edge, so the size "
+            "multiplies with depth and width); prune the model (kantk.prune) to fewer, narrower layers"
+        )
+    return sizes
+
+
 def expansion_work(expr: Any, cap: int = MAX_EXPANSION_TERMS) -> int:
     """An upper bound on the terms ``sympy.expand(expr, deep=True, mul=True, multinomial=True,
     power_exp=True)`` produces on the way, or ``cap + 1`` once it is past ``cap``.

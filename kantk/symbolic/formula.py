@@ -54,7 +54,7 @@ from kantk.formula_parser import (
     parse_formula,
 )
 from kantk.model import KAN
-from kantk.symbolic.bounds import MAX_EXPANSION_TERMS, MAX_FORMULA_OPS, expansion_work, formula_ops
+from kantk.symbolic.bounds import MAX_EXPANSION_TERMS, check_formula_size, expansion_work
 
 if TYPE_CHECKING:
     import sympy
@@ -165,14 +165,10 @@ def symbolic_formula(
             f"(input -> output): {shown}. Run kantk.auto_symbolic(model, x) (lower r2_threshold or keep "
             "training if it leaves edges numeric), kantk.fix_symbolic(...) on them, or prune them"
         )
-    sizes = formula_ops(model, still_numeric)
-    if sizes and max(sizes) > MAX_FORMULA_OPS:
-        q = sizes.index(max(sizes))
-        raise ValueError(
-            f"symbolic_formula: output {q}'s formula would have {max(sizes):,} operations, more than "
-            f"{MAX_FORMULA_OPS:,} (each layer puts its inputs' formulas into every edge, so the size "
-            "multiplies with depth and width); prune the model (kantk.prune) to fewer, narrower layers"
-        )
+    try:
+        sizes = check_formula_size(model, still_numeric)
+    except ValueError as exc:
+        raise ValueError(f"symbolic_formula: {exc}") from None
     deadline = time.monotonic() + FORMULA_SECONDS
     built, nodes = _within(functools.partial(_compose, model, nodes, still_numeric), FORMULA_SECONDS)
     if not built:  # sympy's evaluation of nested functions can grow with depth, not size
@@ -661,22 +657,15 @@ def _deviation(candidate: Any, exact: Any, symbols: Sequence[Any], points: Any) 
     more than :data:`FORMULA_SPREAD_RTOL` of ``exact``'s variation; NaN when ``exact`` is real on
     fewer than half the points (or cannot be evaluated)."""
     import numpy as np
-    import sympy
 
     if not exact.free_symbols <= set(symbols):
         return math.nan
     if not candidate.free_symbols <= set(symbols):
         return math.inf
-    try:
-        with np.errstate(all="ignore"):
-            f = sympy.lambdify(
-                symbols, [candidate, exact], modules="numpy", dummify=_hides_a_function(symbols)
-            )
-            got, want = (
-                np.broadcast_to(np.asarray(v, dtype=complex), (points.shape[0],)) for v in f(*points.T)
-            )
-    except Exception:  # noqa: BLE001 - an expression numpy cannot evaluate is not verified
+    values = _evaluated([candidate, exact], symbols, points)
+    if values is None:  # an expression numpy cannot evaluate is not verified
         return math.nan
+    got, want = values
     real = np.isfinite(want) & (np.abs(want.imag) <= 1e-12 * (1 + np.abs(want.real)))
     if real.sum() < max(1, points.shape[0] // 2):
         return math.nan
@@ -696,7 +685,6 @@ def _model_deviations(model: KAN, exprs: Sequence[Any], symbols: Sequence[Any], 
     where both are finite and real; 0 where it cannot be told (an expression numpy cannot evaluate,
     fewer than half the points finite, or another device's model that fails on CPU points)."""
     import numpy as np
-    import sympy
 
     try:
         with torch.no_grad():
@@ -709,13 +697,11 @@ def _model_deviations(model: KAN, exprs: Sequence[Any], symbols: Sequence[Any], 
     deviations = []
     for q, expr in enumerate(exprs):
         want = values[:, q]
-        try:
-            with np.errstate(all="ignore"):
-                f = sympy.lambdify(symbols, expr, modules="numpy", dummify=_hides_a_function(symbols))
-                got = np.broadcast_to(np.asarray(f(*points.T), dtype=complex), want.shape)
-        except Exception:  # noqa: BLE001 - an expression numpy cannot evaluate is not verified
+        evaluated = _evaluated([expr], symbols, points)
+        if evaluated is None:  # an expression numpy cannot evaluate is not verified
             deviations.append(0.0)
             continue
+        (got,) = evaluated
         both = np.isfinite(want) & np.isfinite(got) & (np.abs(got.imag) <= 1e-12 * (1 + np.abs(got.real)))
         scale = float(np.abs(want[both]).max()) if both.any() else 0.0
         if both.sum() < max(1, want.shape[0] // 2):
@@ -724,6 +710,20 @@ def _model_deviations(model: KAN, exprs: Sequence[Any], symbols: Sequence[Any], 
         err = float(np.abs(got.real[both] - want[both]).max())
         deviations.append(err / scale if scale > 0 else (0.0 if err == 0 else math.inf))
     return deviations
+
+
+def _evaluated(exprs: Sequence[Any], symbols: Sequence[Any], points: Any) -> list[Any] | None:
+    """Each of ``exprs`` on the rows of ``points`` (numpy, one column per symbol), as complex
+    arrays of ``points.shape[0]`` values; ``None`` when numpy cannot evaluate them."""
+    import numpy as np
+    import sympy
+
+    try:
+        with np.errstate(all="ignore"):
+            f = sympy.lambdify(symbols, list(exprs), modules="numpy", dummify=_hides_a_function(symbols))
+            return [np.broadcast_to(np.asarray(v, dtype=complex), (points.shape[0],)) for v in f(*points.T)]
+    except Exception:  # noqa: BLE001 - whatever numpy or the generated code raises
+        return None
 
 
 def _hides_a_function(symbols: Sequence[Any]) -> bool:

@@ -487,3 +487,23 @@ def test_the_formula_time_limit_keeps_an_earlier_outer_deadline():
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_check_formula_size_returns_the_sizes_or_refuses_past_the_bound():
+    """One check for symbolic_formula and for kantk symbolic before its fit."""
+    from kantk.symbolic.bounds import MAX_FORMULA_OPS, check_formula_size, formula_ops
+
+    small = kantk.KAN([2, 3, 1], seed=0)
+    live = [
+        (l, int(p), int(q)) for l, layer in enumerate(small.layers) for q, p in (layer.mask != 0).nonzero()
+    ]
+    assert check_formula_size(small, live) == formula_ops(small, live)
+    deep = kantk.KAN([10, 10, 10, 10, 1], seed=0)
+    live = [
+        (l, int(p), int(q)) for l, layer in enumerate(deep.layers) for q, p in (layer.mask != 0).nonzero()
+    ]
+    assert max(formula_ops(deep, live)) > MAX_FORMULA_OPS
+    with pytest.raises(
+        ValueError, match=r"output 0's formula would have [\d,]+ operations, more than 20,000"
+    ):
+        check_formula_size(deep, live)
