@@ -24,7 +24,9 @@ class GridUpdateCallback(pl.Callback):
     DDP the inputs of every process are gathered first (in rank order), so every rank computes the
     same grids and refitted coefficients and the replicas stay identical. A due update whose batch
     has fewer rows than the largest batch seen in this run (an epoch's last, partial batch: one row
-    put every knot within 0.002 of it) waits for the next full batch below ``until``.
+    put every knot within 0.002 of it) waits for the next full batch below ``until``. The largest
+    batch seen and a waiting update are kept in checkpoints, so a resumed run updates where the
+    uninterrupted one does.
 
     Args:
         every: Steps between updates (pykan: 5).
@@ -45,6 +47,7 @@ class GridUpdateCallback(pl.Callback):
         self.updated_at: list[int] = []
         self._largest = 0  # rows of the largest batch seen
         self._waiting = False  # a due update waits for a full batch
+        self._restored = False  # load_state_dict ran: on_train_start keeps what it loaded
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         model = getattr(pl_module, "model", None)
@@ -54,8 +57,24 @@ class GridUpdateCallback(pl.Callback):
                 f"{type(pl_module).__name__} has {type(model).__name__}"
             )
 
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(every=self.every, until=self.until, grid_eps=self.grid_eps)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"largest": self._largest, "waiting": self._waiting}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # a resumed run goes on as the uninterrupted one: after a reset, the first due update took
+        # an epoch's 1-row tail for a full batch (Lightning restores callbacks before on_train_start)
+        self._largest = int(state_dict.get("largest", 0))
+        self._waiting = bool(state_dict.get("waiting", False))
+        self._restored = True
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._largest, self._waiting = 0, False  # a callback reused for another run starts afresh
+        if not self._restored:  # a callback reused for another run starts afresh
+            self._largest, self._waiting = 0, False
+        self._restored = False
 
     def due(self, step: int) -> bool:
         """Whether the grids are updated before training step ``step``."""

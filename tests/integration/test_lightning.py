@@ -346,6 +346,36 @@ def test_callback_updates_on_schedule_in_a_run(tmp_path):
     assert not torch.equal(before, module.model.layers[1].basis.grid)
 
 
+@pytest.mark.parametrize("own", [False, True], ids=["callback", "module_schedule"])
+def test_a_resumed_run_with_grid_updates_waits_for_a_full_batch_as_the_uninterrupted_one(tmp_path, own):
+    """The largest batch seen lived only in memory and on_train_start reset it: after a resume the
+    first due update counted any batch as full, and one on an epoch's 1-row tail put every knot of
+    the first layer within 0.002 of that row (the run ended 0.12 away from the uninterrupted one).
+    97 rows in batches of 16: 6 full batches and one of 1 row per epoch."""
+    x = torch.rand(120, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    y = torch.exp(torch.sin(torch.pi * x[:, :1]) + x[:, 1:] ** 2)
+    data = {"train_input": x[:97], "train_label": y[:97], "test_input": x[97:], "test_label": y[97:]}
+
+    def run(steps, ckpt=None, save=None):
+        pl.seed_everything(0, verbose=False)
+        schedule = {"grid_update_every": 3, "grid_update_until": 8} if own else {}
+        module = KANModule([2, 3, 1], optimizer="adam", lr=1e-2, dtype="float64", init_seed=0, **schedule)
+        callbacks = [] if own else [GridUpdateCallback(every=3, until=8)]
+        trainer = _trainer(tmp_path, max_steps=steps, limit_val_batches=0, callbacks=callbacks)
+        trainer.fit(module, datamodule=TensorDataModule(data, batch_size=16), ckpt_path=ckpt)
+        if save:
+            trainer.save_checkpoint(save)
+        (cb,) = [c for c in trainer.callbacks if isinstance(c, GridUpdateCallback)]
+        return torch.cat([p.detach().flatten() for p in module.parameters()]), cb.updated_at
+
+    full, updated = run(12)
+    assert updated == [0, 3, 7]  # step 6 is the 1-row batch: that update waits for step 7
+    _, first = run(5, save=tmp_path / "part.ckpt")
+    resumed, second = run(12, ckpt=tmp_path / "part.ckpt")
+    assert (first, second) == ([0, 3], [7])
+    assert torch.equal(resumed, full)
+
+
 class _NotAKAN(pl.LightningModule):
     """A module whose ``model`` is no KAN: the grid callbacks refuse it before training."""
 
