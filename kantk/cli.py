@@ -677,6 +677,11 @@ def cli_class(package: str = "pytorch_lightning") -> type:
 
         def before_fit(self) -> None:
             self._check("fit")
+            self._last = _last_evaluation(package)
+            self.trainer.callbacks.append(self._last)
+
+        def after_fit(self) -> None:
+            finish_fit(self.trainer, self.model, self.datamodule, self._last)
 
         def before_validate(self) -> None:
             self._check("validate")
@@ -688,6 +693,64 @@ def cli_class(package: str = "pytorch_lightning") -> type:
             self._check("predict")
 
     return KantkLightningCLI
+
+
+def _last_evaluation(package: str) -> Any:
+    """A callback that records the step of the run's last validation and last saved checkpoint."""
+    import importlib
+
+    Callback: Any = importlib.import_module(package).Callback
+
+    class LastEvaluation(Callback):
+        validated_at: int | None = None
+        saved_at: int | None = None
+
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            if not trainer.sanity_checking:
+                self.validated_at = trainer.global_step
+
+        def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+            self.saved_at = trainer.global_step
+
+    return LastEvaluation()
+
+
+def finish_fit(trainer: Any, model: Any, datamodule: Any, last: Any) -> None:
+    """After ``kantk fit``: validate and save the final step when the schedule did not.
+
+    Lightning validates every ``check_val_every_n_epoch`` epochs and its default checkpoint follows
+    the validations, so a ``--trainer.max_steps`` that is not a multiple of that period ended with
+    no checkpoint of the last steps (``max_steps: 3`` of the shipped configs, which validate every
+    10 epochs, wrote none at all) and no final metrics. Now the final step is validated (when the
+    run validates at all) and saved as ``last.ckpt`` by each checkpoint callback that keeps the
+    latest state (no ``monitor``), unless a file of that name exists that this run did not write
+    (``save_last``'s). An interrupted run is left as it is.
+    """
+    if trainer.interrupted or trainer.global_step == 0 or last is None:
+        return
+    step = trainer.global_step
+    if last.validated_at != step and trainer.limit_val_batches != 0 and datamodule is not None:
+        loader = datamodule.val_dataloader() if hasattr(datamodule, "val_dataloader") else []
+        try:
+            has_rows = len(loader) > 0
+        except TypeError:  # an iterable without a length: Lightning decides
+            has_rows = True
+        if has_rows:
+            trainer.validate(model, datamodule=datamodule, verbose=False)
+    if last.saved_at == step:
+        return
+    for callback in trainer.checkpoint_callbacks:
+        if getattr(callback, "monitor", None) is not None or not getattr(callback, "dirpath", None):
+            continue
+        path = os.path.join(callback.dirpath, "last" + callback.FILE_EXTENSION)
+        # a last.ckpt of this run (``save_last``) is brought up to date; anyone else's is kept
+        ours = getattr(callback, "last_model_path", None) == path
+        exists = trainer.strategy.broadcast(os.path.exists(path) if trainer.is_global_zero else None)
+        if exists and not ours:
+            warnings.warn(f"the final step {step} was not saved: {path!r} exists", stacklevel=1)
+            continue
+        trainer.save_checkpoint(path, weights_only=False)  # resumable: optimizer and loops too
+        callback.last_model_path = path
 
 
 #: Deepest nesting of lists and mappings a ``kantk fit`` config (or value) may have: 900 levels

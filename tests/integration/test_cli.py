@@ -55,8 +55,12 @@ def test_fit_runs_each_config_for_a_few_steps(config, tmp_path, monkeypatch):
     assert cli.trainer.global_step == 2
     assert list(cwd.iterdir()) == []  # nothing lands where the user stands
     assert list(runs.glob("lightning_logs/version_0/config.yaml"))
+    # every config validates every 5 or 10 epochs: the final step is validated and saved anyway
+    assert "val_loss" in cli.trainer.callback_metrics
+    (checkpoint,) = runs.glob("lightning_logs/version_0/checkpoints/*.ckpt")
+    assert checkpoint.name == "last.ckpt"
     # its checkpoint (hyperparameters with LightningCLI's _instantiator) serves the model commands
-    cli.trainer.save_checkpoint(tmp_path / "fit.ckpt")
+    (tmp_path / "fit.ckpt").write_bytes(checkpoint.read_bytes())
     n_in = cli.model.model.widths[0]
     (tmp_path / "x.csv").write_text("\n".join(",".join(["0.1"] * n_in) for _ in range(3)) + "\n")
     status = main(
@@ -70,6 +74,44 @@ def test_fit_runs_each_config_for_a_few_steps(config, tmp_path, monkeypatch):
         ]
     )
     assert status == 0 and (tmp_path / "y.csv").exists()
+
+
+def _toy_fit(root, steps, *extra):
+    args = ["fit", "--config", str(CONFIGS[[p.stem for p in CONFIGS].index("toy")])]
+    args += ["--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(root)]
+    args += ["--trainer.enable_progress_bar", "false", *extra]
+    return run_lightning_cli(args)
+
+
+def test_fit_saves_a_final_step_between_validations_and_it_resumes(tmp_path):
+    """toy.yaml validates (and so checkpoints) every 10 steps: 15 steps left steps 11-15 unsaved
+    and unvalidated. The final state is last.ckpt; resumed to 20 steps it ends where an
+    uninterrupted 20-step run does."""
+    import torch
+
+    part = _toy_fit(tmp_path / "part", 15)
+    folder = tmp_path / "part/lightning_logs/version_0/checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch=9-step=10.ckpt", "last.ckpt"]
+    assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 15
+    metrics = (tmp_path / "part/lightning_logs/version_0/metrics.csv").read_text().splitlines()
+    val = metrics[0].split(",").index("val_rmse")
+    assert [row.split(",")[3] for row in metrics[1:] if row.split(",")[val]] == ["9", "15"]  # steps
+    assert float(part.trainer.callback_metrics["val_rmse"]) == float(metrics[-1].split(",")[val])
+    full = _toy_fit(tmp_path / "full", 20)
+    resumed = _toy_fit(tmp_path / "resumed", 20, "--ckpt_path", str(folder / "last.ckpt"))
+    for a, b in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # a run whose schedule saved its last step gets no last.ckpt
+    assert not list((tmp_path / "full").rglob("last.ckpt"))
+
+
+def test_fit_keeps_a_last_ckpt_it_did_not_write(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "last.ckpt").write_bytes(b"someone else's")
+    with pytest.warns(UserWarning, match=r"the final step 3 was not saved: .*last.ckpt' exists"):
+        _toy_fit(tmp_path, 3, "--trainer.logger", "false")
+    assert (folder / "last.ckpt").read_bytes() == b"someone else's"
 
 
 def test_main_routes_fit_to_lightning_and_overrides_keys(tmp_path, monkeypatch, capsys):
