@@ -88,3 +88,18 @@ def test_64_true_checkpoint_reloads_as_float64(tmp_path):
     assert (
         KANModule.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=True).model_dtype == torch.float64
     )
+
+
+def test_bf16_train_accuracy_is_a_share_in_the_parameters_dtype(tmp_path):
+    """train_acc was taken in pred's dtype: under bf16-mixed a Chebyshev layer returns bfloat16 and
+    997 rows logged 0.93359375 for 0.9328 (bfloat16 has 8 significant bits)."""
+    pl.seed_everything(0, verbose=False)
+    module = KANModule([2, 4, 2], basis="chebyshev", init_seed=0, loss="cross_entropy", optimizer="adam")
+    data = FunctionDataModule(
+        "x2 > sin(pi*x1)/2", n_vars=2, task="classification", train_num=997, test_num=50, batch_size=-1
+    )
+    trainer = pl.Trainer(max_steps=2, precision="bf16-mixed", default_root_dir=tmp_path, **QUIET)
+    trainer.fit(module, datamodule=data)
+    accuracy = module.last_train_metrics["train_acc"]
+    assert accuracy.dtype == torch.float32
+    assert float(accuracy) * 997 == pytest.approx(round(float(accuracy) * 997), abs=1e-3)  # k/997
