@@ -383,6 +383,15 @@ def fit(
             classification=None if custom else classification,
         )
         dataset = {k: v.to(param.dtype) if v.is_floating_point() else v for k, v in dataset.items()}
+        rows = dataset["train_input"].shape[0]
+        if optimizer == "lbfgs" and batch != -1 and batch < rows:
+            # each step's line search and curvature pairs would fit another batch's objective
+            warnings.warn(
+                f"LBFGS on mini-batches (batch={batch} of {rows} training rows): each step's line "
+                "search fits another batch, so the losses jump and the history mixes objectives; "
+                "LBFGS needs batch=-1 (full batch), or use optimizer='adam' for mini-batches",
+                stacklevel=2,
+            )
         datamodule = classes.TensorDataModule(
             dataset, batch_size=batch, shuffle=True, val_rows=EVAL_ROWS, check=False
         )

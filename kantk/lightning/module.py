@@ -517,11 +517,34 @@ class _TrainingModule(pl.LightningModule):
         is then kept)."""
         from kantk.lightning.callbacks import NaNGuard
 
+        self._check_manual_optimization()
         callbacks: list[pl.Callback] = []
         trainer_callbacks = list(getattr(self._trainer, "callbacks", None) or [])
         if self.nan_guard and not any(isinstance(c, NaNGuard) for c in trainer_callbacks):
             callbacks.append(NaNGuard())
         return callbacks
+
+    def _check_manual_optimization(self) -> None:
+        """Refuse the Trainer options LBFGS cannot take, with kantk's words, before Lightning's
+        check (which runs after ``configure_callbacks``) names "manual optimization", a mode the
+        user never chose: LBFGS takes whole steps itself (``LBFGS.step(closure)``)."""
+        trainer = self._trainer
+        if self.automatic_optimization or trainer is None:
+            return
+        clip = getattr(trainer, "gradient_clip_val", None)
+        if clip:
+            raise ValueError(
+                f"optimizer='lbfgs' takes whole steps itself and cannot clip gradients (Trainer "
+                f"gradient_clip_val={clip}); use optimizer='adam' or 'adamw' to clip, or drop "
+                "gradient_clip_val"
+            )
+        accumulate = getattr(trainer, "accumulate_grad_batches", 1)
+        if accumulate != 1:
+            raise ValueError(
+                f"optimizer='lbfgs' takes whole steps itself and does not accumulate gradients "
+                f"(Trainer accumulate_grad_batches={accumulate}); give it full batches, or use "
+                "optimizer='adam' or 'adamw' to accumulate"
+            )
 
     @classmethod
     def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> Any:

@@ -411,6 +411,37 @@ def test_fit_refuses_what_its_history_cannot_follow(data, trainer_kwargs, match)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
+@pytest.mark.parametrize(
+    ("trainer_kwargs", "match"),
+    [
+        ({"gradient_clip_val": 1.0}, r"^optimizer='lbfgs' .*cannot clip gradients .*gradient_clip_val=1.0"),
+        ({"accumulate_grad_batches": 2}, r"^optimizer='lbfgs' .*does not accumulate .*=2\); give it full"),
+    ],
+)
+def test_lbfgs_refuses_clipping_and_accumulation_in_kantks_words(tmp_path, trainer_kwargs, match):
+    """Lightning refused both with "not supported for manual optimization", a mode the user never
+    chose (kantk.fit's default optimizer is LBFGS); Adam takes both."""
+    import pytorch_lightning as pl
+
+    datamodule = FunctionDataModule(f="x1*x2", n_vars=2, train_num=64, test_num=16, seed=0)
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    module = KANModule([2, 3, 1], optimizer="lbfgs", init_seed=0)
+    with pytest.raises(ValueError, match=match):
+        pl.Trainer(max_steps=2, default_root_dir=tmp_path, **quiet, **trainer_kwargs).fit(module, datamodule)
+    adam = KANModule([2, 3, 1], optimizer="adam", init_seed=0)
+    pl.Trainer(max_steps=2, default_root_dir=tmp_path, **quiet, **trainer_kwargs).fit(adam, datamodule)
+
+
+def test_fit_warns_of_lbfgs_on_mini_batches(data):
+    with pytest.warns(UserWarning, match=r"^LBFGS on mini-batches \(batch=10 of \d+ training rows\)"):
+        kantk.fit(kantk.KAN([2, 1], seed=0), data, steps=1, batch=10, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        n = data["train_input"].shape[0]
+        for batch in (-1, n):  # the full set, either way
+            kantk.fit(kantk.KAN([2, 1], seed=0), data, steps=1, batch=batch, progress=False)
+
+
 def test_grid_updates_once_per_optimizer_step_under_gradient_accumulation():
     """GridUpdateCallback ran before every micro-batch ([0, 0, 2, 2, 4, 4]), refitting the
     coefficients while a gradient was half accumulated."""
