@@ -12,9 +12,9 @@ With ``digits`` set (an int, or ``"auto"``: see below) the constants are then cl
   sense together are combined (``x1*x2`` out of ``((x1 + x2)^2 - (x1 - x2)^2) / 4`` with
   imprecise coefficients), then :func:`round_constants`.
 
-:func:`round_constants` turns a float within ``10**-digits`` (relative above 1) of an integer, a
-fraction ``p/q`` with ``q <= 12`` or a multiple ``k*pi/q`` (``q`` in 1, 2, 3, 4, 6) into that exact
-number, and rounds any other float to ``digits`` decimal places (so a vanishing term disappears).
+:func:`round_constants` turns a float within ``10**-digits`` (relative above 1) of an integer, or
+within ``10**-digits`` of a fraction ``p/q`` with ``q <= 12`` or a multiple ``k*pi/q`` (``q`` in 1,
+2, 3, 4, 6), into that exact number, and rounds any other float to ``digits`` decimal places (so a vanishing term disappears).
 With ``simplify=True`` each form goes through ``sympy.powsimp`` and, when it has at most
 ``SIMPLIFY_MAX_OPS`` operations, ``sympy.simplify`` (never accepting a longer result; pykan never
 simplifies; a call is given up after :data:`SIMPLIFY_SECONDS`, see :func:`_time_limited`), and
@@ -292,7 +292,8 @@ def round_constants(expr: sympy.Expr, digits: int = 4, snap_only: bool = False) 
 
     Args:
         expr: A sympy expression.
-        digits: Decimal places; also sets the snapping tolerance ``10**-digits`` (relative above 1).
+        digits: Decimal places; also sets the snapping tolerance ``10**-digits`` (relative above 1
+            for integers, absolute for fractions and multiples of pi).
         snap_only: Only replace the floats close to an exact number; keep the others as they are.
     """
     import sympy
@@ -506,6 +507,10 @@ def _snap(value: float, digits: int) -> Any:
     nearest = round(value)
     if abs(value - nearest) <= tol:
         return sympy.Integer(nearest)
+    # a fraction or a multiple of pi must match to ``digits`` places (absolute): relative above 1,
+    # every value past about 400 was within reach of some k/q (1234.57 became 2469/2, 517.38
+    # became 1552/3), an exact number that is not there and further off than the decimal
+    tol = 10.0**-digits
     for q in range(2, MAX_DENOMINATOR + 1):
         p = round(value * q)
         if abs(value - p / q) <= tol:
