@@ -68,6 +68,13 @@ def _edge_expression(layer: KANLayer, q: int, p: int, digits: int) -> Any:
     return _round_floats(_edge_term(fn, params, sympy.Symbol("x")), digits)
 
 
+def _sstr(expr: Any) -> str:
+    """``str(expr)`` with short floats: a bare constant printed all 15 digits ("-0.193000000000000")."""
+    import sympy
+
+    return sympy.sstr(expr, full_prec=False)
+
+
 def _expression_text(expression: Any, digits: int = 3) -> str:
     """A symbolic edge's ``expression`` attribute as short math for its label.
 
@@ -218,7 +225,8 @@ def to_networkx(
                 attrs.update(
                     kind="symbolic",
                     function=fn.name if fn is not None else "",
-                    expression=str(expr),
+                    # short floats: a bare constant printed all 15 digits ("-0.193000000000000")
+                    expression=_sstr(expr),
                     params=[float(v) for v in layer.symbolic_affine[q, p].detach().cpu().tolist()],
                 )
                 if float(layer.mask[q, p]) != 0:  # its numeric branch is on too: both add up

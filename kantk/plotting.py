@@ -319,13 +319,19 @@ def symbolic_edge_labels(model: KAN) -> dict[tuple[int, int, int], str]:
 
     Reads each layer's symbolic edges (``KANLayer.symbolic_edges()`` and ``symbolic_names``, set
     by :func:`kantk.fix_symbolic`); layers without symbolic edges contribute nothing. The label
-    is the function's name (``"sin"``, ``"x^2"``), short enough for a box; pass ``edge_labels``
-    to :func:`plot_activations` for full formulas.
+    is the function's name (``"sin"``, ``"x^2"``), short enough for a box; a constant edge (the
+    function ``"0"``, so the edge is its added constant ``d``) shows ``d`` to 3 significant digits,
+    as the diagram does (labelled ``0``, a factor -0.193 into a product node read as a zero
+    factor); pass ``edge_labels`` to :func:`plot_activations` for full formulas.
     """
     labels: dict[tuple[int, int, int], str] = {}
     for l, layer in enumerate(model.layers):
         for q, p in layer.symbolic_edges():
-            labels[(l, p, q)] = str(layer.symbolic_names[q][p])
+            name = str(layer.symbolic_names[q][p])
+            if name == "0":  # built-in names win clashes: always the constant function
+                constant = float(f"{float(layer.symbolic_affine[q, p, 3]):.3g}")
+                name = str(int(constant)) if constant == int(constant) else str(constant)
+            labels[(l, p, q)] = name
     return labels
 
 

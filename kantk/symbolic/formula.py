@@ -14,7 +14,8 @@ With ``digits`` set (an int, or ``"auto"``: see below) the constants are then cl
 
 :func:`round_constants` turns a float within ``10**-digits`` (relative above 1) of an integer, or
 within ``10**-digits`` of a fraction ``p/q`` with ``q <= 12`` or a multiple ``k*pi/q`` (``q`` in 1,
-2, 3, 4, 6), into that exact number, and rounds any other float to ``digits`` decimal places (so a vanishing term disappears).
+2, 3, 4, 6), into that exact number, and rounds any other float to ``digits`` decimal places (so
+a vanishing term disappears).
 With ``simplify=True`` each form goes through ``sympy.powsimp`` and, when it has at most
 ``SIMPLIFY_MAX_OPS`` operations, ``sympy.simplify`` (never accepting a longer result; pykan never
 simplifies; a call is given up after :data:`SIMPLIFY_SECONDS`, see :func:`_time_limited`), and

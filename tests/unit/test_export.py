@@ -69,6 +69,15 @@ def test_json_round_trip():
     assert again.number_of_edges() == graph.number_of_edges()
 
 
+def test_a_constant_edges_expression_is_short():
+    """A bare constant printed all 15 digits ("-0.193000000000000") where other edges read 3."""
+    model = kantk.KAN([1, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "0")
+    with torch.no_grad():
+        model.layers[0].symbolic_affine[0, 0, 3] = -0.19312
+    assert to_networkx(model).edges[(0, 0), (1, 0)]["expression"] == "-0.193"
+
+
 def test_symbolic_edges_are_labelled():
     torch.set_default_dtype(torch.float64)
     model = kantk.KAN([2, 1], seed=0)

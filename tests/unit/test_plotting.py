@@ -92,6 +92,18 @@ def test_symbolic_edges_are_drawn_and_labelled(model_and_data):
     assert "sin" in _texts(fig)
 
 
+def test_a_constant_edge_is_labelled_with_its_value_not_0():
+    """The constant function is named "0"; the edge is its added constant d. A factor -0.193 into
+    a product node was labelled 0 on the plot (read as a zero factor), -0.193 on the diagram."""
+    model = kantk.KAN([2, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "0")
+    kantk.fix_symbolic(model, 0, 1, 0, "0")
+    with torch.no_grad():
+        model.layers[0].symbolic_affine[0, 0, 3] = -0.19312
+        model.layers[0].symbolic_affine[0, 1, 3] = 2.0
+    assert symbolic_edge_labels(model) == {(0, 0, 0): "-0.193", (0, 1, 0): "2"}
+
+
 def test_path_writes_exactly_that_file(model_and_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     model, x = model_and_data
