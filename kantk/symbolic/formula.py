@@ -633,6 +633,12 @@ def _rounded_forms(
         if not deviation <= FORMULA_RTOL:
             if math.isnan(deviation):
                 what = "cannot be checked on the check points (not real on most of them)"
+            elif math.isinf(deviation):  # _deviation's mark, not a measured size
+                what = (
+                    f"loses what the formula says about its inputs (it strays more than "
+                    f"{FORMULA_SPREAD_RTOL:g} of the formula's own variation on the check points, or is not "
+                    "real where the model is)"
+                )
             else:
                 what = f"strays {deviation:.2g} (relative) from the model on the check points"
             warnings.warn(
