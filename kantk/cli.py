@@ -593,8 +593,98 @@ def run_lightning_cli(argv: Sequence[str] | None, **cli_kwargs: Any) -> Any:
     }
     settings.update(cli_kwargs)
     refuse_yaml_aliases()
-    with class_paths_for(package):
+    with class_paths_for(package), config_imports_limited():
         return cli_class(package)(KANModule, LightningDataModule, **settings)
+
+
+#: Environment variable naming more packages whose classes and functions a Lightning config may
+#: name (comma-separated top-level names, e.g. ``my_project``): a config is input, and naming a
+#: module imports it (its top-level code runs) and a function's path makes it callable.
+CONFIG_MODULES_ENV = "KANTK_CONFIG_MODULES"
+#: Packages whose classes a ``kantk fit|validate|test`` config may name without
+#: :data:`CONFIG_MODULES_ENV` (functions: kantk's only).
+CONFIG_CLASS_PACKAGES = ("kantk", "pytorch_lightning", "lightning", "lightning_fabric")
+
+
+class ConfigImportError(ValueError):
+    """A Lightning config names a module, class or function kantk does not import for a config."""
+
+
+def config_import_problem(name: str, obj: Any = None) -> str | None:
+    """Why a config may not name ``name`` (``obj``: what it names, once imported), or None.
+
+    Classes of :data:`CONFIG_CLASS_PACKAGES` and of the packages in :data:`CONFIG_MODULES_ENV`
+    are allowed; functions and other objects only from ``kantk`` and those packages (a
+    ``LambdaCallback`` with ``on_fit_start: builtins.print`` called print, and ``this.s`` imported
+    a module, whose top-level code ran, before any check).
+    """
+    import inspect
+
+    extra = tuple(m.strip() for m in os.environ.get(CONFIG_MODULES_ENV, "").split(",") if m.strip())
+    top = name.split(".", 1)[0]
+    own = ("kantk", *extra)
+    # the hint names a package of the user's, never the standard library's (os, subprocess)
+    package = "<package>" if top in sys.stdlib_module_names or top in CONFIG_CLASS_PACKAGES else top
+    hint = f"to allow a package of your own, set {CONFIG_MODULES_ENV}={package}"
+    if top not in (*CONFIG_CLASS_PACKAGES, *extra):
+        allowed = ", ".join((*CONFIG_CLASS_PACKAGES, *extra))
+        return (
+            f"the config names {name!r}; a config may name classes of {allowed} only (naming a module "
+            f"imports it and runs its code); {hint}"
+        )
+    if obj is not None and not inspect.isclass(obj) and not inspect.ismodule(obj) and top not in own:
+        return (
+            f"the config names the function {name!r}; a config may name functions of {', '.join(own)} only; "
+            + hint
+        )
+    return None
+
+
+@contextlib.contextmanager
+def config_imports_limited() -> Iterator[None]:
+    """While active, jsonargparse imports for a config value (a ``class_path``, a callable's
+    path) only what :func:`config_import_problem` allows, and raises :class:`ConfigImportError`
+    otherwise; paths from kantk's and Lightning's own type annotations are not limited."""
+    try:
+        import jsonargparse
+    except ImportError:  # pragma: no cover - LightningCLI needs jsonargparse
+        yield
+        return
+    import importlib
+
+    modules = []
+    for name in ("_util", "_typehints", "_actions", "_from_config", "typing", "_core"):
+        try:
+            modules.append(importlib.import_module(f"{jsonargparse.__name__}.{name}"))
+        except ImportError:
+            continue
+    modules = [m for m in modules if callable(getattr(m, "import_object", None))]
+    if not modules:  # pragma: no cover - a jsonargparse without import_object
+        yield
+        return
+    originals = {m: m.import_object for m in modules}
+    import_object = originals[modules[0]]
+
+    def limited(name: Any, *args: Any, **kwargs: Any) -> Any:
+        # check_path=False: a path from code (a type annotation), not from a value
+        if kwargs.get("check_path", args[0] if args else True) is False or not isinstance(name, str):
+            return import_object(name, *args, **kwargs)
+        problem = config_import_problem(name)
+        if problem:
+            raise ConfigImportError(problem)
+        obj = import_object(name, *args, **kwargs)
+        problem = config_import_problem(name, obj)
+        if problem:
+            raise ConfigImportError(problem)
+        return obj
+
+    for m in modules:
+        m.import_object = limited
+    try:
+        yield
+    finally:
+        for m, fn in originals.items():
+            m.import_object = fn
 
 
 class LogFileError(ValueError):

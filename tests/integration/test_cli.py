@@ -232,3 +232,72 @@ def test_close_process_group_ends_an_initialised_group_and_is_a_no_op_without_on
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+_CONFIG = """
+trainer:
+  default_root_dir: {root}
+  max_steps: 1
+  logger: false
+  enable_checkpointing: false
+  enable_progress_bar: false
+  callbacks:
+    - class_path: {callback}
+      init_args: {init_args}
+model:
+  widths: [2, 1]
+data:
+  class_path: kantk.lightning.FunctionDataModule
+  init_args: {{f: x1*x2, n_vars: 2, train_num: 16, test_num: 8}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("callback", "init_args", "refused"),
+    [
+        ("pytorch_lightning.callbacks.LambdaCallback", "{on_fit_start: builtins.print}", "builtins.print"),
+        ("pytorch_lightning.callbacks.LambdaCallback", "{on_fit_start: this.s}", "this.s"),
+        (
+            "pytorch_lightning.callbacks.LambdaCallback",
+            "{on_fit_start: pytorch_lightning.seed_everything}",
+            "the function 'pytorch_lightning.seed_everything'",
+        ),
+        ("collections.Counter", "{}", "collections.Counter"),
+    ],
+    ids=["builtin_function", "module_import", "lightning_function", "other_class"],
+)
+def test_a_config_names_only_kantks_and_lightnings_code(tmp_path, capsys, callback, init_args, refused):
+    """A config is input: a LambdaCallback with on_fit_start: builtins.print called print with the
+    trainer and the module, and this.s imported the module this, whose top-level code printed the
+    Zen of Python before any check."""
+    config = tmp_path / "c.yaml"
+    config.write_text(_CONFIG.format(root=tmp_path / "run", callback=callback, init_args=init_args))
+    sys.modules.pop("this", None)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(config)])
+    err = capsys.readouterr()
+    assert f"{refused}" in err.err and "KANTK_CONFIG_MODULES" in err.err
+    assert "Beautiful is better than ugly" not in err.out and "this" not in sys.modules
+    assert "Trainer" not in err.out  # print(trainer, module) did not run
+    assert not (tmp_path / "run").exists()
+
+
+def test_kantk_config_modules_allows_a_package_of_the_users(tmp_path, monkeypatch, capsys):
+    """A data module or callback of the user's own package: allowed once the user names it."""
+    package = tmp_path / "my_kan_project"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import pytorch_lightning as pl\n\nclass Seen(pl.Callback):\n    started = False\n\n"
+        "    def on_fit_start(self, trainer, pl_module):\n        Seen.started = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "c.yaml"
+    config.write_text(_CONFIG.format(root=tmp_path / "run", callback="my_kan_project.Seen", init_args="{}"))
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(config)])
+    assert "set KANTK_CONFIG_MODULES=my_kan_project" in capsys.readouterr().err
+    monkeypatch.setenv("KANTK_CONFIG_MODULES", "other, my_kan_project")
+    assert main(["fit", "--config", str(config)]) == 0
+    import my_kan_project
+
+    assert my_kan_project.Seen.started
