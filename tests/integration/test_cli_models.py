@@ -446,3 +446,46 @@ def test_a_file_that_is_not_a_kanmodule_checkpoint_is_named_as_such(tmp_path, ca
             )
         assert fragment in str(info.value) and "\n" not in str(info.value), info.value
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_checkpoint_with_compressed_entries_is_refused_before_it_expands(checkpoints, tmp_path):
+    """torch.save stores its zip entries uncompressed; a 2.9 MB file whose storage entry was
+    deflated zeros declared 750 million numbers and took 3.4 GB before any size check. The same
+    checkpoint re-zipped with compression is refused from the zip's directory alone."""
+    import zipfile
+
+    with (
+        zipfile.ZipFile(checkpoints["float32"]) as source,
+        zipfile.ZipFile(tmp_path / "z.ckpt", "w") as target,
+    ):
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    assert torch.load(tmp_path / "z.ckpt", weights_only=True)["state_dict"]  # torch itself reads it
+    (tmp_path / "d.csv").write_text("0.1,0.2\n")
+    with pytest.raises(SystemExit) as info:
+        main(
+            [
+                "predict",
+                str(tmp_path / "z.ckpt"),
+                "--data",
+                str(tmp_path / "d.csv"),
+                "-o",
+                str(tmp_path / "p"),
+            ]
+        )
+    assert "is compressed" in str(info.value) and "torch.save writes uncompressed entries" in str(info.value)
+    assert not (tmp_path / "p").exists()
+    # the uncompressed original is read as before
+    assert (
+        main(
+            [
+                "predict",
+                str(checkpoints["float32"]),
+                "--data",
+                str(tmp_path / "d.csv"),
+                "-o",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
