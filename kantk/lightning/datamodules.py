@@ -205,6 +205,16 @@ class _TrainLoader(DataLoader):
             sampler.load_state_dict(state)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class TensorDataModule(pl.LightningDataModule):
     """Serve a pykan-layout dataset dict to a Lightning ``Trainer``.
 
@@ -225,7 +235,7 @@ class TensorDataModule(pl.LightningDataModule):
             batches the uninterrupted run takes. Under DDP Lightning's ``DistributedSampler``
             shuffles (by the epoch too; a resume in mid-epoch starts that epoch over).
         num_workers: DataLoader worker processes (mini-batch mode only; 0 is fastest for
-            in-memory tensors).
+            in-memory tensors), at most the CPU cores this process may use.
         val_rows: Validate on at most this many test rows: when the test split is larger, a fixed
             random subset of it (seed 0, the same rows at every validation, kept in their order);
             ``None`` (default): the whole split. ``test_dataloader`` always serves the whole split.
@@ -264,6 +274,12 @@ class TensorDataModule(pl.LightningDataModule):
         if not is_int(batch_size) or (batch_size < 1 and batch_size != -1):
             raise ValueError(f"batch_size must be a positive int or -1 (full batch), got {batch_size!r}")
         check_int("num_workers", num_workers, 0)
+        cores = usable_cores()
+        if num_workers > cores:  # a config is input: num_workers 1000000 forked over 1,300 processes
+            raise ValueError(
+                f"num_workers must be at most the {cores} CPU cores this process may use (PyTorch's "
+                f"own suggested maximum), got {num_workers}"
+            )
 
     @staticmethod
     def _check_predict_input(inputs: Any, train_input: torch.Tensor) -> torch.Tensor:

@@ -281,6 +281,19 @@ def test_tensor_datamodule_checks_data_and_batch_size():
         TensorDataModule(kantk.create_dataset(TOY, 2, train_num=20, test_num=5), batch_size=0)
 
 
+def test_num_workers_is_bounded_by_the_cores(monkeypatch):
+    """A config is input: num_workers 1000000 forked over 1,300 DataLoader workers of 327 MB each."""
+    import kantk.lightning.datamodules as datamodules
+
+    assert datamodules.usable_cores() >= 1
+    monkeypatch.setattr(datamodules, "usable_cores", lambda: 4)
+    data = kantk.create_dataset(TOY, 2, train_num=20, test_num=5)
+    assert TensorDataModule(data, batch_size=5, num_workers=4).num_workers == 4
+    for cls, kwargs in ((TensorDataModule, {"dataset": data}), (FunctionDataModule, {"f": TOY, "n_vars": 2})):
+        with pytest.raises(ValueError, match=r"^num_workers must be at most the 4 CPU cores .*got 1000000$"):
+            cls(**kwargs, batch_size=5, num_workers=1000000)
+
+
 @pytest.mark.filterwarnings("ignore:Total length of `list` across ranks is zero")
 def test_no_test_split_means_no_validation(tmp_path):
     data = kantk.create_dataset(TOY, 2, train_num=30, test_num=5)
