@@ -21,7 +21,15 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from kantk._validation import check_choice, check_number, check_optional_int, is_int, is_number, short_repr
+from kantk._validation import (
+    check_choice,
+    check_int,
+    check_number,
+    check_optional_int,
+    is_int,
+    is_number,
+    short_repr,
+)
 from kantk.baselines import MLP
 from kantk.data import check_labels
 from kantk.lightning.datamodules import DTYPES
@@ -1089,7 +1097,17 @@ def _check_checkpoint_kind(checkpoint: Mapping[str, Any], loader: str) -> None:
         )
 
 
+#: Largest LBFGS ``history_size`` (and ``max_iter``, ``max_eval``) an ``optimizer_kwargs`` may
+#: give: each pair of the history is two parameter-sized vectors (``history_size: 1000000`` grew
+#: one step to 5 GB), and a bad value failed only at the first step, after the sanity check.
+MAX_LBFGS_HISTORY = 1000
+MAX_LBFGS_ITERATIONS = 100_000
+
+
 def _check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``kwargs`` when the optimizer ``name`` takes them: known names, and values the optimizer
+    accepts (it is built once on a dummy parameter: Adam's ``betas: [0.9]`` raised an IndexError
+    at the first step), LBFGS's also in bounds (:data:`MAX_LBFGS_HISTORY`)."""
     kwargs = dict(kwargs or {})
     if "lr" in kwargs:
         raise ValueError("pass the learning rate as lr=..., not inside optimizer_kwargs")
@@ -1101,6 +1119,28 @@ def _check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any] | None) -> dict
             f"optimizer {name!r} does not accept {', '.join(map(repr, unknown))}; "
             f"accepted optimizer_kwargs: {', '.join(accepted)}"
         )
+    if name == "lbfgs":
+        for key, most in (
+            ("history_size", MAX_LBFGS_HISTORY),
+            ("max_iter", MAX_LBFGS_ITERATIONS),
+            ("max_eval", MAX_LBFGS_ITERATIONS),
+        ):
+            if key in kwargs and not (key == "max_eval" and kwargs[key] is None):
+                value = check_int(f"optimizer_kwargs {key}", kwargs[key], 1)
+                if value > most:
+                    raise ValueError(f"optimizer_kwargs {key} must be at most {most:,}, got {value:,}")
+        for key in ("tolerance_grad", "tolerance_change"):
+            if key in kwargs:
+                check_number(f"optimizer_kwargs {key}", kwargs[key], 0, finite=True)
+        if kwargs.get("line_search_fn", "strong_wolfe") not in (None, "strong_wolfe"):
+            search = kwargs["line_search_fn"]
+            raise ValueError(
+                f"optimizer_kwargs line_search_fn must be 'strong_wolfe' or None, got {search!r}"
+            )
+    try:
+        OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **kwargs)
+    except (TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise ValueError(f"optimizer {name!r} refuses optimizer_kwargs {kwargs}: {exc}") from None
     return kwargs
 
 

@@ -203,6 +203,15 @@ def test_product_node_models_train_and_reload_from_a_checkpoint(tmp_path):
         ({"lr": 0}, "lr must be a finite number > 0, got 0"),
         ({"weight_decay": -0.1}, "weight_decay must be a finite number >= 0, got -0.1"),
         ({"optimizer": "lbfgs", "optimizer_kwargs": {"betas": (0.9, 0.99)}}, "accepted optimizer_kwargs:"),
+        # values: each ended in an internal error at the first step (after the sanity check), or
+        # grew one LBFGS step to 5 GB (history_size 1000000)
+        ({"optimizer": "lbfgs", "optimizer_kwargs": {"history_size": 0}}, "history_size must be an int >= 1"),
+        ({"optimizer": "lbfgs", "optimizer_kwargs": {"history_size": 10**6}}, "must be at most 1,000, got"),
+        ({"optimizer": "lbfgs", "optimizer_kwargs": {"line_search_fn": "evil"}}, "'strong_wolfe' or None"),
+        ({"optimizer": "lbfgs", "optimizer_kwargs": {"tolerance_change": -1}}, "finite number >= 0, got -1"),
+        ({"optimizer": "adam", "optimizer_kwargs": {"betas": [0.9]}}, "refuses optimizer_kwargs"),
+        ({"optimizer": "adam", "optimizer_kwargs": {"betas": "abc"}}, "refuses optimizer_kwargs"),
+        ({"optimizer": "adamw", "optimizer_kwargs": {"eps": -1.0}}, "Invalid epsilon value"),
     ],
 )
 def test_bad_module_arguments(kwargs, message):
