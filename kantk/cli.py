@@ -515,9 +515,12 @@ def check_lightning_arguments(argv: Sequence[str]) -> None:
         if value.strip().lower() in LIGHTNING_CKPT_NAMES or value.startswith("registry"):
             continue
         check_input_file(value, "checkpoint file for --ckpt_path")
-        from kantk.cli_models import read_checkpoint
+        from kantk.cli_models import fail, read_checkpoint
 
-        read_checkpoint(value)  # LightningCLI reads it first, and a broken file raised anything
+        # LightningCLI reads it first, and a broken file raised anything
+        problem = lightning_checkpoint_problem(read_checkpoint(value))
+        if problem:
+            fail(f"cannot load checkpoint {value!r}: {problem}")
 
 
 def _summary(command: str, cli: Any) -> str:
@@ -731,14 +734,37 @@ def check_checkpoint_file(path: str, model: Any, dtype: str | None = None) -> No
     precision computes in): a NaN checkpoint tested as ``test_rmse nan``,
     one with a mask of 3 as a plausible number. Read with ``weights_only=True``; a file that does
     not load ends the command with the reason, as in the other commands."""
-    from kantk.cli_models import check_checkpoint_values, read_checkpoint
+    import torch
+
+    from kantk.cli_models import check_checkpoint_values, fail, read_checkpoint
 
     checkpoint = read_checkpoint(path)
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if isinstance(state, dict):  # anything else: Lightning's own message when it loads the file
-        import torch
+    problem = lightning_checkpoint_problem(checkpoint, model)
+    if problem:
+        fail(f"cannot load checkpoint {path!r}: {problem}")
+    check_checkpoint_values(path, checkpoint["state_dict"], model, getattr(torch, dtype) if dtype else None)
 
-        check_checkpoint_values(path, state, model, getattr(torch, dtype) if dtype else None)
+
+def lightning_checkpoint_problem(checkpoint: Any, model: Any = None) -> str | None:
+    """What a ``--ckpt_path`` checkpoint lacks that Lightning needs (else it ended in an internal
+    error: KeyError for the version, "Missing key(s)" for an empty state dict, AttributeError for a
+    list), or None; with ``model`` (the KAN the config built), its tensors too."""
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        what = type(checkpoint).__name__ + (" without a state_dict" if isinstance(checkpoint, dict) else "")
+        return f"it holds a {what}, not a KANModule Lightning checkpoint"
+    if "pytorch-lightning_version" not in checkpoint:
+        return "it has no 'pytorch-lightning_version', so it is no Lightning checkpoint"
+    if not isinstance(checkpoint.get("hyper_parameters", {}), dict):
+        return "its 'hyper_parameters' is no dict, so it is no KANModule Lightning checkpoint"
+    missing = [] if model is None else [f"model.{k}" for k in model.state_dict() if f"model.{k}" not in state]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        return (
+            f"its state_dict lacks {', '.join(missing[:3])}{more} of the model the config builds "
+            "(a checkpoint of another model?)"
+        )
+    return None
 
 
 @functools.cache

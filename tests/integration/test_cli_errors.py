@@ -1224,11 +1224,22 @@ def test_lightning_commands_check_the_values_of_a_ckpt_path_file(fit_folder, fit
     checkpoint["state_dict"]["model.layers.0.mask"].fill_(3.0)
     torch.save(checkpoint, fit_folder / "mask.ckpt")
     (fit_folder / "junk.ckpt").write_text("junk\n")
+    # what Lightning needs of the file ended in internal errors (KeyError, AttributeError,
+    # "Missing key(s) in state_dict")
+    checkpoint["state_dict"]["model.layers.0.mask"].fill_(1.0)
+    torch.save(
+        {k: v for k, v in checkpoint.items() if k != "pytorch-lightning_version"}, fit_folder / "nv.ckpt"
+    )
+    torch.save({**checkpoint, "state_dict": {}}, fit_folder / "empty.ckpt")
+    torch.save([1, 2], fit_folder / "list.ckpt")
     base = [command, "--config", "cfg.yaml", "--trainer.default_root_dir", "runs"]
     for name, fragment in [
         ("nan.ckpt", "'model.layers.0.coef' holds NaN or infinite values"),
         ("mask.ckpt", "'model.layers.0.mask' holds values other than 0 and 1"),
         ("junk.ckpt", "cannot load checkpoint 'junk.ckpt': not a readable torch checkpoint file (KeyError"),
+        ("nv.ckpt", "it has no 'pytorch-lightning_version', so it is no Lightning checkpoint"),
+        ("empty.ckpt", "its state_dict lacks model.layers.0.coef, "),
+        ("list.ckpt", "it holds a list, not a KANModule Lightning checkpoint"),
     ]:
         before = _snapshot(fit_folder)
         assert_error(run_cli([*base, "--ckpt_path", name], capsys), code=1, match=fragment)
