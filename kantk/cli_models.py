@@ -492,7 +492,7 @@ def _check_score_size(rows: int, model: KAN, source: str) -> None:
     layer's basis values (inputs times basis functions: a [12, 11, 1] model of grid 200, 132
     edges, took 11.7 GB on a million samples when only the edges were counted)."""
     edges = sum(layer.in_features * layer.out_features for layer in model.layers)
-    basis = max(layer.in_features * layer.basis.num_functions for layer in model.layers)
+    basis = widest_basis(model)
     per_sample = edges + basis
     if rows * per_sample > MAX_SCORE_VALUES:
         fail(
@@ -500,6 +500,11 @@ def _check_score_size(rows: int, model: KAN, source: str) -> None:
             f"widest layer) needs {rows * per_sample * 8 / 2**30:.1f} GB; give at most "
             f"{max(MAX_SCORE_VALUES // per_sample, 1)} {source}"
         )
+
+
+def widest_basis(model: KAN) -> int:
+    """The basis values per sample of the model's widest layer (inputs times basis functions)."""
+    return max(layer.in_features * layer.basis.num_functions for layer in model.layers)
 
 
 def check_drawn_edges(model: KAN, limit: int, what: str) -> None:
@@ -625,9 +630,13 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
 
 
 def predict_rows(model: KAN, x: torch.Tensor, chunk: int = PREDICT_CHUNK) -> torch.Tensor:
-    """The model's outputs (N, widths[-1]) for inputs ``x`` (N, widths[0]), ``chunk`` rows at a time."""
+    """The model's outputs (N, widths[-1]) for inputs ``x`` (N, widths[0]), ``chunk`` rows at a
+    time, fewer where a row's basis values are many: at most :data:`MAX_SCORE_VALUES` values at
+    once (an 8 MB Chebyshev model of degree 1,000,000 asked for 0.5 TB per 65,536 rows)."""
     import torch
 
+    per_row = widest_basis(model) + max(layer.out_features for layer in model.layers)
+    chunk = max(1, min(chunk, MAX_SCORE_VALUES // per_row))
     model.eval()
     with torch.no_grad():
         return torch.cat([model(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])

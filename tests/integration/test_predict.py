@@ -260,3 +260,20 @@ def test_random_argument_lists_succeed_or_fail_in_one_line(work, capsys, args):
     if code:
         one_error_line(err, "kantk: ")
     assert {name: Path(name).read_bytes() for name in inputs} == inputs  # never over an input
+
+
+def test_kantk_predict_takes_fewer_rows_at_once_where_a_row_has_many_basis_values(monkeypatch):
+    """Chunks were 65,536 rows whatever the model: an 8 MB Chebyshev model of degree 1,000,000 asked
+    for 0.5 TB per chunk. A chunk holds at most MAX_SCORE_VALUES values."""
+    import kantk.cli_models as cli_models
+
+    monkeypatch.setattr(cli_models, "MAX_SCORE_VALUES", 1000)
+    model = kantk.KAN([3, 4, 1], seed=0, basis_kwargs={"grid_size": 30})  # widest: 4 x 33 basis values
+    seen = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda x: seen.append(x.shape[0]) or forward(x))
+    x = torch.rand(50, 3)
+    y = cli_models.predict_rows(model, x)
+    assert max(seen) == 1000 // (4 * 33 + 4) and sum(seen) == 50
+    with torch.no_grad():
+        torch.testing.assert_close(y, forward(x))
