@@ -69,7 +69,7 @@ def refine(model: KAN, grid_size: int | Sequence[int], **options: Any) -> KAN:
     """
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.refine expects a kantk.KAN, got {type(model).__name__}")
-    sizes = _per_layer_sizes(grid_size, len(model.layers))
+    sizes = per_layer_sizes(grid_size, len(model.layers))
     finer = copy.deepcopy(model)
     for p in finer.parameters():
         p.grad = None
@@ -116,7 +116,7 @@ def refine(model: KAN, grid_size: int | Sequence[int], **options: Any) -> KAN:
     return finer
 
 
-def _per_layer_sizes(grid_size: int | Sequence[int], n_layers: int) -> list[Any]:
+def per_layer_sizes(grid_size: int | Sequence[int], n_layers: int) -> list[Any]:
     if isinstance(grid_size, Sequence) and not isinstance(grid_size, (str, bytes)):
         sizes = list(grid_size)
         if len(sizes) != n_layers:

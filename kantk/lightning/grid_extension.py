@@ -10,8 +10,9 @@ import pytorch_lightning as pl
 import torch
 
 from kantk._validation import check_int, is_int
-from kantk.grids import refine
-from kantk.model import KAN
+from kantk.bases.base import SupportsRefine
+from kantk.grids import per_layer_sizes, refine
+from kantk.model import KAN, MAX_MODEL_NUMBERS
 
 Size = int | Sequence[int]
 
@@ -116,6 +117,26 @@ class GridExtension(pl.Callback):
                 f"GridExtension refines pl_module.model, which must be a kantk.KAN; "
                 f"{type(pl_module).__name__} has {type(getattr(pl_module, 'model', None)).__name__}"
             )
+        self._check_sizes(pl_module.model)
+
+    def _check_sizes(self, model: KAN) -> None:
+        """Refuse, before training, a schedule whose finest grids the model's coefficients cannot
+        hold within :data:`kantk.model.MAX_MODEL_NUMBERS` (the bound of a config's model): a
+        config's ``grid_sizes: [100000000]`` was accepted and asked for 3.5 GB once training ran.
+        Each layer's coefficients hold at least ``out * in * size`` numbers (a B-spline's
+        ``size + order``, a Chebyshev's ``size + 1``, an RBF's ``size`` functions per edge)."""
+        for size in self.grid_sizes:
+            sizes = per_layer_sizes(size, len(model.layers))
+            numbers = sum(
+                layer.out_features * layer.in_features * int(s)
+                for layer, s in zip(model.layers, sizes)
+                if isinstance(layer.basis, SupportsRefine)
+            )
+            if numbers > MAX_MODEL_NUMBERS:
+                raise ValueError(
+                    f"GridExtension grid_sizes entry {size!r} asks for at least {numbers:,} coefficients, "
+                    f"more than a KANModule builds (kantk.model.MAX_MODEL_NUMBERS, {MAX_MODEL_NUMBERS:,})"
+                )
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int

@@ -103,6 +103,22 @@ def test_checkpoints_after_refining_load(tmp_path, data):
     torch.testing.assert_close(restored.model(x), module.model(x))
 
 
+def test_a_schedule_past_the_model_bound_is_refused_before_training(tmp_path, data, monkeypatch):
+    """A config's grid_sizes: [100000000] was accepted and asked for 3.5 GB once training ran."""
+    import kantk.lightning.grid_extension as grid_extension
+
+    monkeypatch.setattr(grid_extension, "MAX_MODEL_NUMBERS", 1000)
+    module = KANModule([2, 5, 1], basis_kwargs={"grid_size": 4}, optimizer="adam", init_seed=0)
+    before = [p.detach().clone() for p in module.parameters()]
+    extension = GridExtension(grid_sizes=[20, 100], every=1)  # 15 edges x 100 = 1,500 > 1,000
+    with pytest.raises(ValueError, match=r"grid_sizes entry 100 asks for at least 1,500 coefficients"):
+        _trainer(tmp_path, 3, [extension]).fit(module, datamodule=TensorDataModule(data, batch_size=-1))
+    assert all(torch.equal(a, b) for a, b in zip(before, module.parameters())) and extension.refined_at == []
+    within = GridExtension(grid_sizes=[20, [60, 40]], every=1)  # 10 edges x 60 + 5 x 40 = 800
+    _trainer(tmp_path, 3, [within]).fit(module, datamodule=TensorDataModule(data, batch_size=-1))
+    assert within.refined_at == [(1, 20), (2, [60, 40])]
+
+
 def test_fit_with_grid_extension_refines_the_users_model(data):
     model = kantk.KAN([2, 1, 1], basis_kwargs={"grid_size": 3}, seed=1)
     extension = GridExtension(grid_sizes=[5, 10], every=2)
