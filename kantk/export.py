@@ -561,15 +561,46 @@ def export_graph(
             edge_plots if edge_plots is not True else stack.enter_context(temporary_folder_beside(path))
         )
         plots = None if plots is False else plots
+        folder = None  # the pictures' folder of a DOT file: they are drawn aside first
+        if fmt == "dot" and plots is not None:
+            folder = os.path.abspath(os.fspath(plots))
+            plots = stack.enter_context(temporary_folder_beside(folder))
         dot = to_graphviz(model_or_graph, x, var_names, out_names, edge_plots=plots, dpi=dpi)
         if fmt == "png":
             dot.graph_attr["dpi"] = str(dpi)
         if fmt == "dot":
             with atomic_path(path) as tmp:
+                if folder is not None:
+                    _name_pictures_in(dot, plots, folder)
                 dot.save(filename=tmp)
+                if folder is not None:
+                    _move_pictures(plots, folder)
         else:
             _render_to(dot, path, fmt)
     return path
+
+
+def _name_pictures_in(dot: Any, staging: str, folder: str) -> None:
+    """Make the DOT name the pictures drawn in ``staging`` (a fresh temporary folder, a unique
+    name) at their place in ``folder``."""
+    import html
+
+    pairs = [(os.path.join(staging, ""), os.path.join(folder, ""))]
+    pairs.append((html.escape(pairs[0][0]), html.escape(pairs[0][1])))
+    for i, line in enumerate(dot.body):
+        for old, new in pairs:
+            line = line.replace(old, new)
+        dot.body[i] = line
+
+
+def _move_pictures(staging: str, folder: str) -> None:
+    """Move the pictures drawn in ``staging`` into ``folder``, just before the DOT naming them
+    replaces the old one: drawn there directly, an interrupted or failed export left the old DOT
+    naming some of the new pictures (6 of 110 after one Ctrl-C), or a first one a half-filled
+    folder and no DOT."""
+    os.makedirs(folder, exist_ok=True)
+    for name in sorted(os.listdir(staging)):
+        os.replace(os.path.join(staging, name), os.path.join(folder, name))
 
 
 @contextlib.contextmanager

@@ -356,6 +356,35 @@ def test_pictures_are_embedded_from_a_folder_with_a_quote_in_its_name(tmp_path):
     assert links and all(link.startswith("data:image/png;base64,") for link in links)
 
 
+def test_a_dot_export_with_edge_plots_replaces_its_pictures_only_with_the_dot(tmp_path, monkeypatch):
+    """The pictures were drawn straight into the DOT's folder: an export that failed or was
+    interrupted part-way left the old DOT naming some new pictures (6 of 110 after one Ctrl-C),
+    or, the first time, a half-filled folder and no DOT. They are drawn aside and moved in just
+    before the DOT is replaced; the DOT names them where they end up."""
+    import graphviz
+
+    first, second = _model(), kantk.KAN([3, 2, 1], seed=1)
+    x = torch.rand(32, 3) * 2 - 1
+    out, folder = tmp_path / "g.dot", tmp_path / "g_edges"
+    export_graph(first, out, x=x, edge_plots=folder, dpi=30)
+    pictures = {p.name: p.read_bytes() for p in folder.iterdir()}
+    text = out.read_text()
+    assert pictures and all(str(folder / name) in text for name in pictures)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.dot", "g_edges"]  # no staging left
+
+    def broken(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(graphviz.Digraph, "save", broken)
+    with pytest.raises(KeyboardInterrupt):
+        export_graph(second, out, x=x, edge_plots=folder, dpi=30)
+    assert out.read_text() == text and {p.name: p.read_bytes() for p in folder.iterdir()} == pictures
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.dot", "g_edges"]
+    with pytest.raises(KeyboardInterrupt):
+        export_graph(second, tmp_path / "new.dot", x=x, edge_plots=tmp_path / "new_edges", dpi=30)
+    assert not (tmp_path / "new_edges").exists() and not (tmp_path / "new.dot").exists()
+
+
 @needs_dot
 def test_png_dpi_sets_the_resolution(tmp_path):
     from matplotlib.image import imread
