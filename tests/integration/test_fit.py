@@ -628,3 +628,25 @@ def test_the_whole_split_evaluation_is_the_last_metrics_row(tmp_path):
     assert int(rows[-1]["step"]) + 1 == 3 and float(rows[-1]["val_rmse"]) == pytest.approx(
         history.test_rmse[-1]
     )
+
+
+@pytest.mark.parametrize("basis", ["bspline", "rbf", "chebyshev"])
+def test_fit_warns_of_inputs_where_the_first_basis_is_constant(basis):
+    """Inputs in [1000, 2000] on the default grid trained to RMSE 9.6 (labels' spread 104) without a
+    word: only the SiLU branch fitted them, and auto_symbolic read the edge as a linear law."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(300, 2, generator=gen)
+    x[:, 1] = 1000 + 1000 * x[:, 1]
+    data = {"train_input": x, "train_label": 3 * x[:, :1] + 1e-4 * x[:, 1:] ** 2}
+    with pytest.warns(
+        UserWarning, match=rf"^input 2's training values, 100\d to 2000, lie where .*{basis} basis"
+    ):
+        kantk.fit(kantk.KAN([2, 1], basis=basis, seed=0), data, steps=1, progress=False)
+    moved = kantk.KAN([2, 1], basis=basis, seed=0)
+    if basis != "chebyshev":
+        moved.update_grid(x)  # the grids follow the data: no word
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        if basis != "chebyshev":
+            kantk.fit(moved, data, steps=1, progress=False)
+        kantk.fit(kantk.KAN([2, 1], basis=basis, seed=0), data, steps=1, grid_update_every=1, progress=False)
