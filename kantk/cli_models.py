@@ -825,6 +825,24 @@ def run_symbolic(args: argparse.Namespace) -> int:
         fail(f"symbolic: {exc}")
     with atomic_path(out) as tmp:
         kantk.save(model, tmp)
+    from kantk.symbolic.formula import numeric_edges
+
+    left = numeric_edges(model)
+    if left:  # in the command's words: the Python API's message names auto_symbolic and its arguments
+        listed = ", ".join(f"layer {l}: {i} -> {j}" for l, i, j in left[:10])
+        more = f" and {len(left) - 10} more" if len(left) > 10 else ""
+        print(f"wrote {out}", file=sys.stderr)
+        print(
+            "kantk: "
+            + one_line(
+                f"symbolic: no closed form yet: {len(left)} edges (input -> output) fit no function of "
+                f"the {args.library!r} library with r2 >= {args.r2_threshold:g}: {listed}{more}; give a "
+                "lower --r2-threshold, another --library, or prune those edges (kantk prune) and run again; "
+                f"{out} holds the edges that did fit"
+            ),
+            file=sys.stderr,
+        )
+        return 1
     try:
         formulas = kantk.symbolic_formula(model, var_names=names, numeric="raise", x=x)
     except ValueError as exc:

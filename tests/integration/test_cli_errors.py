@@ -833,6 +833,16 @@ def test_r2_threshold_succeeds_or_fails_in_one_line(work, capsys, cheap, value):
         assert_error((status, out, err), code=1, match="no closed form")
 
 
+def test_symbolic_names_the_edges_left_numeric_in_the_commands_words(work, capsys, cheap):
+    """The line told a command-line user to "Run kantk.auto_symbolic(model, x) (lower r2_threshold
+    ...)", Python; it now names the command's options and says what the written file holds."""
+    status, out, err = run_cli(["symbolic", "model.kantk", "-o", "s.kantk", "--r2-threshold", "0.95"], capsys)
+    line = assert_error((status, out, err), code=1, match="no closed form yet: 9 edges")
+    assert "r2 >= 0.95: layer 0: 0 -> 0," in line and "give a lower --r2-threshold, another --library" in line
+    assert "auto_symbolic" not in line and "r2_threshold" not in line
+    assert "wrote s.kantk" in err and (work / "s.kantk").exists()
+
+
 @FUZZ
 @given(flag=st.sampled_from(["--steps", "--hidden", "--seed"]), value=_numbers)
 def test_discover_numbers_are_refused_in_one_line_before_work(work, capsys, cheap, flag, value):
