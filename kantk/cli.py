@@ -682,12 +682,12 @@ def config_imports_limited() -> Iterator[None]:
         return obj
 
     for m in modules:
-        m.import_object = limited
+        setattr(m, "import_object", limited)  # noqa: B010  (a module attribute mypy does not know)
     try:
         yield
     finally:
         for m, fn in originals.items():
-            m.import_object = fn
+            setattr(m, "import_object", fn)  # noqa: B010
 
 
 class LogFileError(ValueError):

@@ -112,12 +112,13 @@ class GridExtension(pl.Callback):
                 "the old parameters. Train each grid in its own run (kantk.refine between runs) or use "
                 "one device"
             )
-        if not isinstance(getattr(pl_module, "model", None), KAN):
+        model = getattr(pl_module, "model", None)
+        if not isinstance(model, KAN):
             raise TypeError(
                 f"GridExtension refines pl_module.model, which must be a kantk.KAN; "
-                f"{type(pl_module).__name__} has {type(getattr(pl_module, 'model', None)).__name__}"
+                f"{type(pl_module).__name__} has {type(model).__name__}"
             )
-        self._check_sizes(pl_module.model)
+        self._check_sizes(model)
 
     def _check_sizes(self, model: KAN) -> None:
         """Refuse, before training, a schedule whose finest grids the model's coefficients cannot
