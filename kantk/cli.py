@@ -838,35 +838,53 @@ def finish_fit(trainer: Any, model: Any, datamodule: Any, last: Any) -> None:
     the validations, so a ``--trainer.max_steps`` that is not a multiple of that period ended with
     no checkpoint of the last steps (``max_steps: 3`` of the shipped configs, which validate every
     10 epochs, wrote none at all) and no final metrics. Now the final step is validated (when the
-    run validates at all) and saved as ``last.ckpt`` by each checkpoint callback that keeps the
-    latest state (no ``monitor``), unless a file of that name exists that this run did not write
-    (``save_last``'s). An interrupted run is left as it is.
+    data module has validation data) and saved as ``last.ckpt`` by each checkpoint callback that
+    keeps the latest state (no ``monitor``), unless a ``last.ckpt`` there is not this run's (nor
+    the checkpoint it resumed from, nor one of an earlier run of it). An interrupted run, a
+    ``fast_dev_run`` and a run with checkpointing off are left as they are.
     """
-    if trainer.interrupted or trainer.global_step == 0 or last is None:
+    if trainer.interrupted or trainer.global_step == 0 or last is None or trainer.fast_dev_run:
         return
     step = trainer.global_step
-    if last.validated_at != step and trainer.limit_val_batches != 0 and datamodule is not None:
-        loader = datamodule.val_dataloader() if hasattr(datamodule, "val_dataloader") else []
-        try:
-            has_rows = len(loader) > 0
-        except TypeError:  # an iterable without a length: Lightning decides
-            has_rows = True
-        if has_rows:
-            trainer.validate(model, datamodule=datamodule, verbose=False)
+    if last.validated_at != step and trainer.limit_val_batches != 0 and _validates(datamodule):
+        trainer.validate(model, datamodule=datamodule, verbose=False)
     if last.saved_at == step:
         return
+    written: set[str] = set()
     for callback in trainer.checkpoint_callbacks:
         if getattr(callback, "monitor", None) is not None or not getattr(callback, "dirpath", None):
             continue
-        path = os.path.join(callback.dirpath, "last" + callback.FILE_EXTENSION)
-        # a last.ckpt of this run (``save_last``) is brought up to date; anyone else's is kept
-        ours = getattr(callback, "last_model_path", None) == path
+        path = os.path.join(callback.dirpath, callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION)
+        if path in written:  # two callbacks of one folder
+            continue
+        # this run's last.ckpt (save_last's, or the one written here by the run it resumed, whose
+        # callback state names it) is brought up to date; anyone else's is kept
+        resumed = trainer.ckpt_path is not None and os.path.abspath(
+            str(trainer.ckpt_path)
+        ) == os.path.abspath(path)
+        ours = getattr(callback, "last_model_path", None) == path or resumed
         exists = trainer.strategy.broadcast(os.path.exists(path) if trainer.is_global_zero else None)
         if exists and not ours:
             warnings.warn(f"the final step {step} was not saved: {path!r} exists", stacklevel=1)
             continue
+        callback.last_model_path = path  # before saving: the checkpoint's callback state names it
         trainer.save_checkpoint(path, weights_only=False)  # resumable: optimizer and loops too
-        callback.last_model_path = path
+        written.add(path)
+
+
+def _validates(datamodule: Any) -> bool:
+    """Whether ``datamodule`` serves validation batches: it defines ``val_dataloader`` (Lightning's
+    own raises "must be implemented") and that gives at least one batch."""
+    if datamodule is None:
+        return False
+    defined = next((c for c in type(datamodule).__mro__ if "val_dataloader" in vars(c)), None)
+    if defined is None or defined.__module__.split(".")[0] in ("pytorch_lightning", "lightning"):
+        return False
+    loader = datamodule.val_dataloader()
+    try:
+        return len(loader) > 0
+    except TypeError:  # an iterable without a length: Lightning decides
+        return True
 
 
 #: Deepest nesting of lists and mappings a ``kantk fit`` config (or value) may have: 900 levels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,43 @@ def test_fit_saves_a_final_step_between_validations_and_it_resumes(tmp_path):
         assert torch.equal(a, b)
     # a run whose schedule saved its last step gets no last.ckpt
     assert not list((tmp_path / "full").rglob("last.ckpt"))
+
+
+def test_a_resumed_fit_in_a_fixed_folder_brings_its_last_ckpt_up_to_date(tmp_path):
+    """With logger false the checkpoint folder is fixed: the last.ckpt of the run resumed from
+    named no last_model_path in its callback state (set after saving), so the resumed run warned
+    "exists" and kept step 3's file, losing steps 4-15."""
+    import torch
+
+    _toy_fit(tmp_path, 3, "--trainer.logger", "false")
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 3
+    (tmp_path / "config.yaml").unlink()  # the merged config is never replaced
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="the final step")
+        _toy_fit(tmp_path, 15, "--trainer.logger", "false", "--ckpt_path", str(last))
+    assert torch.load(last, weights_only=True)["global_step"] == 15
+
+
+def test_fit_without_validation_data_ends_without_validating(tmp_path, monkeypatch):
+    """A data module of the user's with only train_dataloader: the final validation called
+    Lightning's val_dataloader, which raises "must be implemented", after training had finished."""
+    (tmp_path / "train_only.py").write_text(
+        "import torch\nimport pytorch_lightning as pl\n\n"
+        "class TrainOnly(pl.LightningDataModule):\n"
+        "    def train_dataloader(self):\n"
+        "        x = torch.rand(16, 2)\n"
+        "        return torch.utils.data.DataLoader(list(zip(x, x[:, :1])), batch_size=16)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("KANTK_CONFIG_MODULES", "train_only")
+    cli = run_lightning_cli(
+        ["fit", "--model.widths", "[2, 1]", "--data", "train_only.TrainOnly", "--trainer.max_steps", "3"]
+        + ["--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false"]
+    )
+    assert cli.trainer.global_step == 3 and not any(
+        k.startswith("val_") for k in cli.trainer.callback_metrics
+    )
 
 
 def test_fit_keeps_a_last_ckpt_it_did_not_write(tmp_path):
