@@ -193,20 +193,21 @@ class RBFBasis(Basis):
 
 
 def _bumps(x: torch.Tensor, centers: torch.Tensor, inv_width: torch.Tensor) -> torch.Tensor:
-    """``exp(-z*z)`` with ``z = (x - c) / w`` as ``x/w - c/w`` (two small products and one full-size
-    subtraction instead of a broadcast division over the centres), in differentiable torch ops."""
+    """``exp(-z*z)`` with ``z = (x - c) / w`` (times ``1/w``, not a broadcast division), in
+    differentiable torch ops."""
     return torch.exp(-_scaled(x, centers, inv_width).square())
 
 
 def _scaled(x: torch.Tensor, centers: torch.Tensor, inv_width: torch.Tensor) -> torch.Tensor:
     """z (batch, in, C), clamped where exp(-z*z) is 0 anyway: z*z overflowing to inf gave
-    inf * 0 = NaN gradients (x = 3e38 in float32, 4e4 in float16)."""
-    z = (x * inv_width).unsqueeze(-1) - centers * inv_width.unsqueeze(-1)
+    inf * 0 = NaN gradients (x = 3e38 in float32, 4e4 in float16). The difference comes first:
+    ``x/w - c/w`` cancelled (centres near 1000: float32 bumps 4e-5 off, bfloat16 ones 1.0)."""
+    z = (x.unsqueeze(-1) - centers) * inv_width.unsqueeze(-1)
     return z.clamp(-_Z_MAX, _Z_MAX)
 
 
 class _Bumps(torch.autograd.Function):
-    """:func:`_bumps` in 5 passes over the (batch, in, C) values forward and 3 backward (autograd
+    """:func:`_bumps` in 6 passes over the (batch, in, C) values forward and 3 backward (autograd
     took 17 kernels, most of the RBF layer's time over the matmul floor on the CPU).
 
     Backward: d exp(-z^2)/dx = -2 z exp(-z^2) / w. Where z was clamped the bump is exactly 0
@@ -216,7 +217,7 @@ class _Bumps(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, centers: torch.Tensor, inv_width: torch.Tensor) -> torch.Tensor:
-        z = torch.sub((x * inv_width).unsqueeze(-1), centers * inv_width.unsqueeze(-1))
+        z = torch.sub(x.unsqueeze(-1), centers).mul_(inv_width.unsqueeze(-1))  # as _scaled
         z.clamp_(-_Z_MAX, _Z_MAX)
         phi = torch.mul(z, z).neg_().exp_()
         ctx.save_for_backward(x, centers, inv_width, z, phi)

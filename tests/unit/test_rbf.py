@@ -48,7 +48,7 @@ def _reference(x, basis):
 
 
 def test_the_fused_bumps_equal_plain_autograd_in_value_and_both_derivatives():
-    """RBFBasis.forward runs a custom autograd function (5 passes over the values forward, 3
+    """RBFBasis.forward runs a custom autograd function (6 passes over the values forward, 3
     backward, against autograd's 17 kernels); it must give autograd's values, gradients and second
     derivatives, on moved (uneven) centres and inputs outside them."""
     torch.manual_seed(0)
@@ -58,7 +58,7 @@ def test_the_fused_bumps_equal_plain_autograd_in_value_and_both_derivatives():
     x = (torch.rand(40, 3, dtype=torch.float64) * 8 - 3).requires_grad_()  # some beyond the centres
     g = torch.rand(40, 3, 6, dtype=torch.float64)
     ours, plain = basis(x), _reference(x, basis)
-    torch.testing.assert_close(ours, plain, rtol=1e-14, atol=1e-15)  # x/w - c/w: round-off only
+    torch.testing.assert_close(ours, plain, rtol=1e-14, atol=1e-15)  # (x - c) * (1/w): round-off only
     (d_ours,) = torch.autograd.grad((ours * g).sum(), x, create_graph=True)
     (d_plain,) = torch.autograd.grad((plain * g).sum(), x, create_graph=True)
     torch.testing.assert_close(d_ours, d_plain, rtol=1e-12, atol=1e-14)
@@ -78,3 +78,16 @@ def test_trainable_centres_and_widths_get_their_gradients():
     x = torch.rand(7, 2, dtype=torch.float64)
     basis(x).sum().backward()
     assert basis.centers.grad is not None and bool(basis.centers.grad.abs().sum() > 0)
+
+
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float32, 1e-6), (torch.bfloat16, 2e-2)])
+def test_bumps_on_centres_far_from_zero_keep_their_precision(dtype, atol):
+    """z was x/w - c/w: with centres near 1000 (update_grid's for raw inputs) the two terms
+    cancelled, and float32 bumps were 4e-5 off, bfloat16 ones 1.0 (the difference comes first now).
+    The bound is a few units of the dtype's rounding of x - c and of the bump."""
+    torch.manual_seed(0)
+    basis = RBFBasis(1, num_centers=8, grid_range=(1000, 1010)).to(dtype)
+    x = (1000 + 10 * torch.rand(200, 1)).to(dtype)
+    exact = RBFBasis(1, num_centers=8).double()  # the same numbers (as the dtype holds them), in float64
+    exact.centers, exact.width = basis.centers.double(), basis.width.double()
+    assert float((basis(x).double() - _reference(x.double(), exact)).abs().max()) < atol
