@@ -609,6 +609,11 @@ CONFIG_MODULES_ENV = "KANTK_CONFIG_MODULES"
 CONFIG_CLASS_PACKAGES = ("kantk", "pytorch_lightning", "lightning", "lightning_fabric")
 
 
+#: The oldest jsonargparse whose ``import_object`` tells a config's import paths from its own
+#: (``check_path``), which :func:`config_imports_limited` needs; pyproject's ``cli`` extra asks for it.
+MIN_JSONARGPARSE = "4.53"
+
+
 class ConfigImportError(ValueError):
     """A Lightning config names a module, class or function kantk does not import for a config."""
 
@@ -635,7 +640,19 @@ def config_import_problem(name: str, obj: Any = None) -> str | None:
             f"the config names {name!r}; a config may name classes of {allowed} only (naming a module "
             f"imports it and runs its code); {hint}"
         )
-    if obj is not None and not inspect.isclass(obj) and not inspect.ismodule(obj) and top not in own:
+    if obj is None:
+        return None
+    # where the object itself comes from: kantk.cli.os.system is os's function, not kantk's
+    home = (obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None)) or ""
+    home_top = home.split(".", 1)[0]
+    if inspect.isclass(obj) or inspect.ismodule(obj):
+        if home_top not in (*CONFIG_CLASS_PACKAGES, *extra):
+            allowed = ", ".join((*CONFIG_CLASS_PACKAGES, *extra))
+            return (
+                f"the config names {name!r}, which is {home or 'unknown'}'s; a config may name classes of "
+                f"{allowed} only; {hint}"
+            )
+    elif top not in own or home_top not in own:
         return (
             f"the config names the function {name!r}; a config may name functions of {', '.join(own)} only; "
             + hint
@@ -667,6 +684,15 @@ def config_imports_limited() -> Iterator[None]:
         return
     originals = {m: m.import_object for m in modules}
     import_object = originals[modules[0]]
+    import inspect
+
+    if "check_path" not in inspect.signature(import_object).parameters:
+        # older ones import their own annotations' types through the same function, unmarked: the
+        # guard would refuse those (a DDP timeout needs datetime.timedelta)
+        raise SystemExit(
+            f"kantk: the Lightning commands need jsonargparse {MIN_JSONARGPARSE} or newer (found "
+            f"{getattr(jsonargparse, '__version__', 'an older one')}): pip install 'kantk[cli]'"
+        )
 
     def limited(name: Any, *args: Any, **kwargs: Any) -> Any:
         # check_path=False: a path from code (a type annotation), not from a value

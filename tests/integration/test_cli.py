@@ -320,6 +320,35 @@ def test_a_config_names_only_kantks_and_lightnings_code(tmp_path, capsys, callba
     assert not (tmp_path / "run").exists()
 
 
+def test_the_config_guard_checks_where_an_object_comes_from():
+    """Only the path's first name was checked: kantk.cli.os.system (os's function, reached through
+    kantk.cli) passed as "a function of kantk"."""
+    import jsonargparse._util as util
+
+    from kantk.cli import ConfigImportError, config_imports_limited
+
+    with config_imports_limited():
+        with pytest.raises(ConfigImportError, match=r"the function 'kantk.cli.os.system'"):
+            util.import_object("kantk.cli.os.system")
+        with pytest.raises(ConfigImportError, match=r"'kantk.cli.os', which is os's"):
+            util.import_object("kantk.cli.os")
+        assert util.import_object("kantk.lightning.GridUpdateCallback").__name__ == "GridUpdateCallback"
+        assert util.import_object("pytorch_lightning.callbacks.EarlyStopping").__name__ == "EarlyStopping"
+        # jsonargparse's own paths (annotations: check_path=False) are not the config's
+        assert util.import_object("datetime.timedelta", check_path=False).__name__ == "timedelta"
+
+
+def test_the_config_guard_needs_a_jsonargparse_that_marks_its_own_imports(monkeypatch):
+    import jsonargparse._util as util
+
+    from kantk.cli import config_imports_limited
+
+    monkeypatch.setattr(util, "import_object", lambda name: None)  # older: no check_path
+    with pytest.raises(SystemExit, match=r"need jsonargparse 4.53 or newer"):
+        with config_imports_limited():
+            pass
+
+
 def test_kantk_config_modules_allows_a_package_of_the_users(tmp_path, monkeypatch, capsys):
     """A data module or callback of the user's own package: allowed once the user names it."""
     package = tmp_path / "my_kan_project"
