@@ -546,34 +546,36 @@ def _check_trainer_kwargs(trainer_kwargs: Mapping[str, Any] | None) -> None:
             )
 
 
-#: Basis values that vary less than this over the training inputs of a first-layer input: the
-#: basis is (nearly) constant there (a B-spline or RBF beyond its grid, a saturated Chebyshev).
-MISSED_SPREAD = 1e-2
-#: Rows :func:`_warn_of_inputs_the_basis_misses` evaluates (the first ones).
-MISSED_ROWS = 2048
+#: Basis values that vary less than this over an input's training range: the basis is constant
+#: there (a B-spline or RBF beyond its grid, a saturated Chebyshev); an input in range moves them
+#: by 1e-3 or more even over a range of 0.002.
+MISSED_SPREAD = 1e-4
+#: Points of an input's training range at which :func:`_warn_of_inputs_the_basis_misses` evaluates
+#: the basis (not the rows: a constant column, a binary one, two close rows were misjudged).
+MISSED_POINTS = 64
 
 
 def _warn_of_inputs_the_basis_misses(model: KAN, x: torch.Tensor) -> None:
-    """Warn when the first layer's basis is (nearly) constant over an input's training values:
-    inputs in [1000, 2000] on the default grid [-1, 1] trained to an RMSE of 9.6 (labels' spread
-    104) without a word, the edge fitted by its SiLU branch alone, which ``auto_symbolic`` then
-    read as a confident linear law (r^2 = 1). ``model.update_grid(x)`` or ``grid_update_every``
-    moves the grids to the data."""
+    """Warn when the first layer's basis is constant over an input's training range (min to max):
+    inputs in [1000, 2000] on the default grid [-1, 1] trained without a word, the edge fitted by
+    its SiLU branch alone, which ``auto_symbolic`` then read as a confident linear law (r^2 = 1).
+    ``model.update_grid(x)`` or ``grid_update_every`` moves the grids to the data. A column of one
+    value (a constant, a border pixel) says nothing about the grid and is skipped."""
     layer = model.layers[0]
-    sample = x[:MISSED_ROWS].to(device=layer.coef.device, dtype=layer.coef.dtype)
+    lo, hi = x.amin(0).to(layer.coef), x.amax(0).to(layer.coef)
+    varies = (hi - lo) > 1e-6 * torch.maximum(lo.abs(), hi.abs()).clamp(min=1.0)
+    steps = torch.linspace(0, 1, MISSED_POINTS, dtype=lo.dtype, device=lo.device).unsqueeze(-1)
     with torch.no_grad():
-        feats = layer.basis(sample)  # (rows, in, functions)
+        feats = layer.basis(lo + (hi - lo) * steps)  # (points, in, functions)
     spread = (feats.amax(0) - feats.amin(0)).amax(-1)  # (in,)
-    missed = [p for p in range(spread.shape[0]) if not float(spread[p]) >= MISSED_SPREAD]
-    if missed and sample.shape[0] > 1:
+    missed = [p for p in range(spread.shape[0]) if bool(varies[p]) and not float(spread[p]) >= MISSED_SPREAD]
+    if missed:
         p = missed[0]
-        lo, hi = float(sample[:, p].min()), float(sample[:, p].max())
         more = f" (and {len(missed) - 1} more inputs)" if len(missed) > 1 else ""
         warnings.warn(
-            f"input {p + 1}'s training values, {lo:.4g} to {hi:.4g}{more}, lie where the first "
-            f"layer's {layer.basis_name} basis is nearly constant (outside its grid): only the base "
-            "branch can fit them; call model.update_grid(data['train_input']) first or pass "
-            "grid_update_every",
+            f"input {p + 1}'s training values, {float(lo[p]):.4g} to {float(hi[p]):.4g}{more}, lie where the "
+            f"first layer's {layer.basis_name} basis is constant (outside its grid): only the base branch "
+            "can fit them; call model.update_grid(data['train_input']) first or pass grid_update_every",
             stacklevel=3,
         )
 

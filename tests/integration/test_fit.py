@@ -650,3 +650,17 @@ def test_fit_warns_of_inputs_where_the_first_basis_is_constant(basis):
         if basis != "chebyshev":
             kantk.fit(moved, data, steps=1, progress=False)
         kantk.fit(kantk.KAN([2, 1], basis=basis, seed=0), data, steps=1, grid_update_every=1, progress=False)
+
+
+def test_the_grid_warning_looks_at_the_range_not_at_rows():
+    """It judged the first 2048 rows: a constant column (0.3, inside the grid), a binary column
+    whose first rows were all 0 and two close rows (0.1, 0.102) were called outside the grid."""
+    n = 3000
+    constant = torch.full((n, 1), 0.3)
+    binary = (torch.arange(n) >= n - 10).float().unsqueeze(-1)  # the first 2990 rows are 0
+    close = torch.linspace(0.1, 0.102, n).unsqueeze(-1)
+    x = torch.cat([constant, binary, close], dim=1)
+    data = {"train_input": x, "train_label": x[:, 2:]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        kantk.fit(kantk.KAN([3, 1], seed=0), data, steps=1, progress=False)
