@@ -564,7 +564,10 @@ def export_graph(
         folder = None  # the pictures' folder of a DOT file: they are drawn aside first
         if fmt == "dot" and plots is not None:
             folder = os.path.abspath(os.fspath(plots))
-            plots = stack.enter_context(temporary_folder_beside(folder))
+            try:  # beside where the folder really is (a link to another filesystem: no rename across)
+                plots = stack.enter_context(temporary_folder_beside(os.path.realpath(folder)))
+            except OSError:  # a folder whose parent is not writable: drawn in place, as before
+                plots, folder = folder, None
         dot = to_graphviz(model_or_graph, x, var_names, out_names, edge_plots=plots, dpi=dpi)
         if fmt == "png":
             dot.graph_attr["dpi"] = str(dpi)
@@ -574,7 +577,7 @@ def export_graph(
                     _name_pictures_in(dot, plots, folder)
                 dot.save(filename=tmp)
                 if folder is not None:
-                    _move_pictures(plots, folder)
+                    _move_pictures(plots, os.path.realpath(folder))
         else:
             _render_to(dot, path, fmt)
     return path

@@ -385,6 +385,23 @@ def test_a_dot_export_with_edge_plots_replaces_its_pictures_only_with_the_dot(tm
     assert not (tmp_path / "new_edges").exists() and not (tmp_path / "new.dot").exists()
 
 
+def test_dot_pictures_go_into_a_linked_folder_on_another_filesystem(tmp_path):
+    """The pictures were staged beside the link, not beside the folder it points to: a link into
+    /dev/shm (another filesystem) failed with "Invalid cross-device link"."""
+    import tempfile
+
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(dir=shm) as target:
+        os.symlink(target, tmp_path / "pics")
+        export_graph(
+            _model(), tmp_path / "g.dot", x=torch.rand(16, 3) * 2 - 1, edge_plots=tmp_path / "pics", dpi=20
+        )
+        names = sorted(os.listdir(target))
+        assert names and all(name.startswith("edge_") for name in names)
+        assert str(tmp_path / "pics" / names[0]) in (tmp_path / "g.dot").read_text()  # named via the link
+        assert sorted(os.listdir(tmp_path)) == ["g.dot", "pics"]
+
+
 @needs_dot
 def test_png_dpi_sets_the_resolution(tmp_path):
     from matplotlib.image import imread
