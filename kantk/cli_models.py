@@ -829,16 +829,36 @@ def run_symbolic(args: argparse.Namespace) -> int:
 
     left = numeric_edges(model)
     if left:  # in the command's words: the Python API's message names auto_symbolic and its arguments
-        listed = ", ".join(f"layer {l}: {i} -> {j}" for l, i, j in left[:10])
-        more = f" and {len(left) - 10} more" if len(left) > 10 else ""
+        # an edge fixed to a function whose numeric branch is also on was not fitted (auto_symbolic
+        # leaves symbolic edges alone): a lower threshold does not help there
+        both = [
+            e
+            for e in left
+            if model.layers[e[0]].has_symbolic and bool(model.layers[e[0]].symbolic_mask[e[2], e[1]])
+        ]
+        below = [e for e in left if e not in both]
+
+        def listed(edges: list[tuple[int, int, int]]) -> str:
+            more = f" and {len(edges) - 10} more" if len(edges) > 10 else ""
+            return ", ".join(f"layer {l}: {i} -> {j}" for l, i, j in edges[:10]) + more
+
+        parts = []
+        if below:
+            parts.append(
+                f"{len(below)} edge{'s' if len(below) > 1 else ''} (input -> output) fit no function of the "
+                f"{args.library!r} library with r2 >= {args.r2_threshold:g}: {listed(below)}; give a lower "
+                "--r2-threshold, another --library, or prune those edges (kantk prune) and run again"
+            )
+        if both:
+            parts.append(
+                f"{len(both)} symbolic edge(s) with a live numeric part too: {listed(both)} (fixed with "
+                "the numeric branch on; fix them again in Python, or prune them)"
+            )
         print(f"wrote {out}", file=sys.stderr)
         print(
             "kantk: "
             + one_line(
-                f"symbolic: no closed form yet: {len(left)} edges (input -> output) fit no function of "
-                f"the {args.library!r} library with r2 >= {args.r2_threshold:g}: {listed}{more}; give a "
-                "lower --r2-threshold, another --library, or prune those edges (kantk prune) and run again; "
-                f"{out} holds the edges that did fit"
+                f"symbolic: no closed form yet: {'; '.join(parts)}; {out} holds the edges that did fit"
             ),
             file=sys.stderr,
         )

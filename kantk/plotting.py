@@ -329,8 +329,7 @@ def symbolic_edge_labels(model: KAN) -> dict[tuple[int, int, int], str]:
         for q, p in layer.symbolic_edges():
             name = str(layer.symbolic_names[q][p])
             if name == "0":  # built-in names win clashes: always the constant function
-                constant = float(f"{float(layer.symbolic_affine[q, p, 3]):.3g}")
-                name = str(int(constant)) if constant == int(constant) else str(constant)
+                name = f"{float(layer.symbolic_affine[q, p, 3]):.3g}"  # -0.193, 2, 1.23e+20, nan
             labels[(l, p, q)] = name
     return labels
 

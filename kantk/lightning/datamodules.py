@@ -205,14 +205,21 @@ class _TrainLoader(DataLoader):
             sampler.load_state_dict(state)
 
 
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity where the system tells it)."""
+#: ``num_workers`` up to this many are taken on any machine (a config written for a larger one
+#: runs on a laptop; PyTorch only warns above the cores).
+MIN_MAX_WORKERS = 16
+
+
+def max_workers() -> int:
+    """The most DataLoader workers a data module starts: the CPU cores this process may run on
+    (its affinity where the system tells it), at least :data:`MIN_MAX_WORKERS`."""
     import os
 
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(MIN_MAX_WORKERS, cores)
 
 
 class TensorDataModule(pl.LightningDataModule):
@@ -235,7 +242,7 @@ class TensorDataModule(pl.LightningDataModule):
             batches the uninterrupted run takes. Under DDP Lightning's ``DistributedSampler``
             shuffles (by the epoch too; a resume in mid-epoch starts that epoch over).
         num_workers: DataLoader worker processes (mini-batch mode only; 0 is fastest for
-            in-memory tensors), at most the CPU cores this process may use.
+            in-memory tensors), at most the CPU cores this process may use or 16, whichever is more.
         val_rows: Validate on at most this many test rows: when the test split is larger, a fixed
             random subset of it (seed 0, the same rows at every validation, kept in their order);
             ``None`` (default): the whole split. ``test_dataloader`` always serves the whole split.
@@ -274,11 +281,12 @@ class TensorDataModule(pl.LightningDataModule):
         if not is_int(batch_size) or (batch_size < 1 and batch_size != -1):
             raise ValueError(f"batch_size must be a positive int or -1 (full batch), got {batch_size!r}")
         check_int("num_workers", num_workers, 0)
-        cores = usable_cores()
-        if num_workers > cores:  # a config is input: num_workers 1000000 forked over 1,300 processes
+        most = max_workers()
+        if batch_size != -1 and num_workers > most:  # full batch: no workers are started
+            # a config is input: num_workers 1000000 forked over 1,300 processes
             raise ValueError(
-                f"num_workers must be at most the {cores} CPU cores this process may use (PyTorch's "
-                f"own suggested maximum), got {num_workers}"
+                f"num_workers must be at most {most} (the larger of {MIN_MAX_WORKERS} and the CPU cores "
+                f"this process may use), got {num_workers}"
             )
 
     @staticmethod

@@ -537,8 +537,9 @@ class _TrainingModule(pl.LightningModule):
         check (which runs after ``configure_callbacks``) names "manual optimization", a mode the
         user never chose: LBFGS takes whole steps itself (``LBFGS.step(closure)``)."""
         trainer = self._trainer
-        if self.automatic_optimization or trainer is None:
-            return
+        fitting = getattr(getattr(trainer, "state", None), "fn", None) == "fit"  # a str enum
+        if self.automatic_optimization or trainer is None or not fitting:
+            return  # validate, test and predict take no optimizer steps
         clip = getattr(trainer, "gradient_clip_val", None)
         if clip:
             raise ValueError(
@@ -1137,8 +1138,11 @@ def _check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any] | None) -> dict
             raise ValueError(
                 f"optimizer_kwargs line_search_fn must be 'strong_wolfe' or None, got {search!r}"
             )
+    # flags about the parameters' device are the real optimizer's to judge (fused needs CUDA on
+    # older torch): the dry run on a CPU parameter leaves them out
+    dry = {k: v for k, v in kwargs.items() if k not in ("fused", "foreach", "capturable", "differentiable")}
     try:
-        OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **kwargs)
+        OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **dry)
     except (TypeError, ValueError, IndexError, RuntimeError) as exc:
         raise ValueError(f"optimizer {name!r} refuses optimizer_kwargs {kwargs}: {exc}") from None
     return kwargs

@@ -841,6 +841,15 @@ def test_symbolic_names_the_edges_left_numeric_in_the_commands_words(work, capsy
     assert "r2 >= 0.95: layer 0: 0 -> 0," in line and "give a lower --r2-threshold, another --library" in line
     assert "auto_symbolic" not in line and "r2_threshold" not in line
     assert "wrote s.kantk" in err and (work / "s.kantk").exists()
+    # a symbolic edge whose numeric branch is on too was not fitted: a lower threshold does not help
+    model = kantk.KAN([1, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "sin")
+    with torch.no_grad():
+        model.layers[0].mask.fill_(1.0)
+    kantk.save(model, work / "both.kantk")
+    status, out, err = run_cli(["symbolic", "both.kantk", "-o", "b.kantk"], capsys)
+    line = assert_error((status, out, err), code=1, match="1 symbolic edge")
+    assert "live numeric part too: layer 0: 0 -> 0" in line and "--r2-threshold" not in line
 
 
 @FUZZ

@@ -430,6 +430,8 @@ def test_lbfgs_refuses_clipping_and_accumulation_in_kantks_words(tmp_path, train
         pl.Trainer(max_steps=2, default_root_dir=tmp_path, **quiet, **trainer_kwargs).fit(module, datamodule)
     adam = KANModule([2, 3, 1], optimizer="adam", init_seed=0)
     pl.Trainer(max_steps=2, default_root_dir=tmp_path, **quiet, **trainer_kwargs).fit(adam, datamodule)
+    # only fitting takes optimizer steps: validating an LBFGS module with such a Trainer is fine
+    pl.Trainer(default_root_dir=tmp_path, **quiet, **trainer_kwargs).validate(module, datamodule)
 
 
 def test_fit_warns_of_lbfgs_on_mini_batches(data):

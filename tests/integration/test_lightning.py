@@ -294,13 +294,16 @@ def test_num_workers_is_bounded_by_the_cores(monkeypatch):
     """A config is input: num_workers 1000000 forked over 1,300 DataLoader workers of 327 MB each."""
     import kantk.lightning.datamodules as datamodules
 
-    assert datamodules.usable_cores() >= 1
-    monkeypatch.setattr(datamodules, "usable_cores", lambda: 4)
+    assert datamodules.max_workers() >= datamodules.MIN_MAX_WORKERS
+    monkeypatch.setattr(datamodules, "max_workers", lambda: 20)
     data = kantk.create_dataset(TOY, 2, train_num=20, test_num=5)
-    assert TensorDataModule(data, batch_size=5, num_workers=4).num_workers == 4
+    assert TensorDataModule(data, batch_size=5, num_workers=20).num_workers == 20
     for cls, kwargs in ((TensorDataModule, {"dataset": data}), (FunctionDataModule, {"f": TOY, "n_vars": 2})):
-        with pytest.raises(ValueError, match=r"^num_workers must be at most the 4 CPU cores .*got 1000000$"):
+        with pytest.raises(
+            ValueError, match=r"^num_workers must be at most 20 \(the larger of 16 and .*got 1000000$"
+        ):
             cls(**kwargs, batch_size=5, num_workers=1000000)
+    TensorDataModule(data, batch_size=-1, num_workers=1000000)  # full batch starts no workers
 
 
 @pytest.mark.filterwarnings("ignore:Total length of `list` across ranks is zero")

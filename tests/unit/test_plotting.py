@@ -102,6 +102,10 @@ def test_a_constant_edge_is_labelled_with_its_value_not_0():
         model.layers[0].symbolic_affine[0, 0, 3] = -0.19312
         model.layers[0].symbolic_affine[0, 1, 3] = 2.0
     assert symbolic_edge_labels(model) == {(0, 0, 0): "-0.193", (0, 1, 0): "2"}
+    with torch.no_grad():  # int() of these raised, or printed 21 digits
+        model.layers[0].symbolic_affine[0, 0, 3] = float("inf")
+        model.layers[0].symbolic_affine[0, 1, 3] = 1.23e20
+    assert symbolic_edge_labels(model) == {(0, 0, 0): "inf", (0, 1, 0): "1.23e+20"}
 
 
 def test_path_writes_exactly_that_file(model_and_data, tmp_path, monkeypatch):
