@@ -210,6 +210,9 @@ def describe_error(exc: BaseException) -> str:
         message = f"{exc.strerror}: {exc.filename!r}"
         if exc.filename2 is not None:
             message += f" -> {exc.filename2!r}"
+        if isinstance(exc, FileExistsError) and os.path.isfile(os.fspath(exc.filename)):
+            # a folder was to be made there (--trainer.default_root_dir naming a file)
+            message += " is a file where a folder was to be made; give a folder (or a new name)"
     elif isinstance(exc, pickle.UnpicklingError):  # torch.load(weights_only=True) of a bad checkpoint
         message = checkpoint_error(exc)
     elif _out_of_memory(exc):

@@ -836,7 +836,7 @@ def run_symbolic(args: argparse.Namespace) -> int:
             for e in left
             if model.layers[e[0]].has_symbolic and bool(model.layers[e[0]].symbolic_mask[e[2], e[1]])
         ]
-        below = [e for e in left if e not in both]
+        below = [e for e in left if e not in set(both)]
 
         def listed(edges: list[tuple[int, int, int]]) -> str:
             more = f" and {len(edges) - 10} more" if len(edges) > 10 else ""

@@ -1355,3 +1355,16 @@ def test_a_ckpt_path_is_checked_in_the_dtype_the_trainer_computes_in(fit_folder,
     assert_error(run_cli(base, capsys), code=1, match="holds NaN or infinite values")  # float32
     status, _, err = run_cli([*base, "--trainer.precision", "64-true"], capsys)
     assert "holds NaN or infinite" not in err, err
+
+
+def test_a_file_where_a_folder_was_to_be_made_is_named_as_such(tmp_path):
+    """--trainer.default_root_dir naming an existing file said only "File exists: '...'"."""
+    from kantk.cli import describe_error
+
+    (tmp_path / "cfg.yaml").write_text("x: 1\n")
+    try:
+        os.makedirs(tmp_path / "cfg.yaml")
+    except FileExistsError as exc:
+        line = describe_error(exc)
+    assert line.endswith("cfg.yaml' is a file where a folder was to be made; give a folder (or a new name)")
+    assert (tmp_path / "cfg.yaml").read_text() == "x: 1\n"
