@@ -1181,6 +1181,13 @@ def run_discover(args: argparse.Namespace) -> int:
     if args.data:
         data, header_names = _csv_dataset(args.data, args.seed)
         names = names if names is not None else header_formula_names(header_names)
+        n_in = data["train_input"].shape[1]
+        if n_in > MAX_SYMBOLIC_EDGES:  # each input is an edge of discover's first model, fitted one by one
+            fail(
+                f"discover: {args.data!r} has {n_in} input columns; discover fits a function to every "
+                f"edge and takes at most {MAX_SYMBOLIC_EDGES:,} inputs (20,000 columns fitted for minutes "
+                "before any result); select the inputs first (kantk prune --prune-inputs on a fitted model)"
+            )
     say = None if args.quiet else (lambda message: print(message, flush=True))
     if say:
         say(f"kantk discover: {args.data or args.formula or DEFAULT_FORMULA} -> {folder}/")

@@ -1368,3 +1368,17 @@ def test_a_file_where_a_folder_was_to_be_made_is_named_as_such(tmp_path):
         line = describe_error(exc)
     assert line.endswith("cfg.yaml' is a file where a folder was to be made; give a folder (or a new name)")
     assert (tmp_path / "cfg.yaml").read_text() == "x: 1\n"
+
+
+def test_discover_refuses_more_inputs_than_it_fits_edges(work, capsys, no_work, monkeypatch):
+    """A CSV of 20,000 columns was fitted edge by edge for minutes; kantk symbolic refuses more
+    than MAX_SYMBOLIC_EDGES live edges, and discover's first model has one edge per input."""
+    import kantk.cli_models as cli_models
+
+    monkeypatch.setattr(cli_models, "MAX_SYMBOLIC_EDGES", 5)
+    monkeypatch.setattr("kantk.pipeline.discover", lambda *a, **k: pytest.fail("discover started"))
+    (work / "wide.csv").write_text(
+        "\n".join(",".join(str(i * 7 + j) for j in range(7)) for i in range(30)) + "\n"
+    )
+    line = assert_error(run_cli(["discover", "--data", "wide.csv", "-o", "out"], capsys), code=1)
+    assert "has 6 input columns; discover fits a function to every edge and takes at most 5 inputs" in line
