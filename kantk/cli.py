@@ -875,6 +875,8 @@ def finish_fit(trainer: Any, model: Any, datamodule: Any, last: Any) -> None:
     if trainer.interrupted or trainer.global_step == 0 or last is None or trainer.fast_dev_run:
         return
     step = trainer.global_step
+    # read before validating: trainer.validate resets trainer.ckpt_path to None
+    resumed_from = os.path.realpath(str(trainer.ckpt_path)) if trainer.ckpt_path is not None else None
     if last.validated_at != step and trainer.limit_val_batches != 0 and _validates(datamodule):
         trainer.validate(model, datamodule=datamodule, verbose=False)
     if last.saved_at == step:
@@ -888,10 +890,7 @@ def finish_fit(trainer: Any, model: Any, datamodule: Any, last: Any) -> None:
             continue
         # this run's last.ckpt (save_last's, or the one written here by the run it resumed, whose
         # callback state names it) is brought up to date; anyone else's is kept
-        resumed = trainer.ckpt_path is not None and os.path.abspath(
-            str(trainer.ckpt_path)
-        ) == os.path.abspath(path)
-        ours = getattr(callback, "last_model_path", None) == path or resumed
+        ours = getattr(callback, "last_model_path", None) == path or resumed_from == os.path.realpath(path)
         exists = trainer.strategy.broadcast(os.path.exists(path) if trainer.is_global_zero else None)
         if exists and not ours:
             warnings.warn(f"the final step {step} was not saved: {path!r} exists", stacklevel=1)

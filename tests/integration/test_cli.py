@@ -120,6 +120,17 @@ def test_a_resumed_fit_in_a_fixed_folder_brings_its_last_ckpt_up_to_date(tmp_pat
         warnings.filterwarnings("error", message="the final step")
         _toy_fit(tmp_path, 15, "--trainer.logger", "false", "--ckpt_path", str(last))
     assert torch.load(last, weights_only=True)["global_step"] == 15
+    # from a moved copy (its callback state names the old folder): the file it resumed from is
+    # its own, though the final validation reset trainer.ckpt_path
+    import shutil
+
+    shutil.copytree(tmp_path / "checkpoints", tmp_path / "moved" / "checkpoints")
+    (tmp_path / "moved" / "checkpoints" / "epoch=9-step=10.ckpt").unlink(missing_ok=True)
+    moved = tmp_path / "moved" / "checkpoints" / "last.ckpt"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="the final step")
+        _toy_fit(tmp_path / "moved", 25, "--trainer.logger", "false", "--ckpt_path", str(moved))
+    assert torch.load(moved, weights_only=True)["global_step"] == 25
 
 
 def test_fit_without_validation_data_ends_without_validating(tmp_path, monkeypatch):
