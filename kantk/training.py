@@ -546,34 +546,40 @@ def _check_trainer_kwargs(trainer_kwargs: Mapping[str, Any] | None) -> None:
             )
 
 
-#: Basis values that vary less than this over an input's training range: the basis is constant
-#: there (a B-spline or RBF beyond its grid, a saturated Chebyshev); an input in range moves them
-#: by 1e-3 or more even over a range of 0.002.
+#: Basis values that vary less than this over an input's training values and a small step beyond
+#: each: the basis is constant there (a B-spline or RBF beyond its grid, a saturated Chebyshev);
+#: inside the grid a step of 1e-3 moves them by 1e-3 or more.
 MISSED_SPREAD = 1e-4
-#: Points of an input's training range at which :func:`_warn_of_inputs_the_basis_misses` evaluates
-#: the basis (not the rows: a constant column, a binary one, two close rows were misjudged).
+#: Quantiles of an input's training values (of at most MISSED_ROWS rows spread over the data) at
+#: which :func:`_warn_of_inputs_the_basis_misses` evaluates the basis, with a step of 1e-3
+#: (relative above 1) beyond each: rows alone misjudged a constant, a binary or a narrow column,
+#: an even spread from min to max one with outliers.
 MISSED_POINTS = 64
+MISSED_ROWS = 100_000
 
 
 def _warn_of_inputs_the_basis_misses(model: KAN, x: torch.Tensor) -> None:
-    """Warn when the first layer's basis is constant over an input's training range (min to max):
-    inputs in [1000, 2000] on the default grid [-1, 1] trained without a word, the edge fitted by
-    its SiLU branch alone, which ``auto_symbolic`` then read as a confident linear law (r^2 = 1).
+    """Warn when the first layer's basis is constant over an input's training values: inputs in
+    [1000, 2000] on the default grid [-1, 1] trained without a word, the edge fitted by its SiLU
+    branch alone, which ``auto_symbolic`` then read as a confident linear law (r^2 = 1).
     ``model.update_grid(x)`` or ``grid_update_every`` moves the grids to the data. A column of one
     value (a constant, a border pixel) says nothing about the grid and is skipped."""
     layer = model.layers[0]
-    lo, hi = x.amin(0).to(layer.coef), x.amax(0).to(layer.coef)
+    rows = x[:: max(1, x.shape[0] // MISSED_ROWS)].to(layer.coef)
+    levels = torch.linspace(0, 1, MISSED_POINTS, dtype=rows.dtype, device=rows.device)
+    points = torch.quantile(rows, levels, dim=0)  # (points, in)
+    step = 1e-3 * points.abs().clamp(min=1.0)
+    lo, hi = rows.amin(0), rows.amax(0)
     varies = (hi - lo) > 1e-6 * torch.maximum(lo.abs(), hi.abs()).clamp(min=1.0)
-    steps = torch.linspace(0, 1, MISSED_POINTS, dtype=lo.dtype, device=lo.device).unsqueeze(-1)
     with torch.no_grad():
-        feats = layer.basis(lo + (hi - lo) * steps)  # (points, in, functions)
+        feats = layer.basis(torch.cat([points, points + step]))  # (2 points, in, functions)
     spread = (feats.amax(0) - feats.amin(0)).amax(-1)  # (in,)
     missed = [p for p in range(spread.shape[0]) if bool(varies[p]) and not float(spread[p]) >= MISSED_SPREAD]
     if missed:
         p = missed[0]
         more = f" (and {len(missed) - 1} more inputs)" if len(missed) > 1 else ""
         warnings.warn(
-            f"input {p + 1}'s training values, {float(lo[p]):.4g} to {float(hi[p]):.4g}{more}, lie where the "
+            f"input {p + 1}'s training values, {float(lo[p]):.6g} to {float(hi[p]):.6g}{more}, lie where the "
             f"first layer's {layer.basis_name} basis is constant (outside its grid): only the base branch "
             "can fit them; call model.update_grid(data['train_input']) first or pass grid_update_every",
             stacklevel=3,

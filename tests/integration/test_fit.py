@@ -641,7 +641,7 @@ def test_fit_warns_of_inputs_where_the_first_basis_is_constant(basis):
     x[:, 1] = 1000 + 1000 * x[:, 1]
     data = {"train_input": x, "train_label": 3 * x[:, :1] + 1e-4 * x[:, 1:] ** 2}
     with pytest.warns(
-        UserWarning, match=rf"^input 2's training values, 100\d to 2000, lie where .*{basis} basis"
+        UserWarning, match=rf"^input 2's training values, 100[\d.]+ to (1999[\d.]*|2000), lie where .*{basis} basis"
     ):
         kantk.fit(kantk.KAN([2, 1], basis=basis, seed=0), data, steps=1, progress=False)
     moved = kantk.KAN([2, 1], basis=basis, seed=0)
@@ -656,13 +656,18 @@ def test_fit_warns_of_inputs_where_the_first_basis_is_constant(basis):
 
 def test_the_grid_warning_looks_at_the_range_not_at_rows():
     """It judged the first 2048 rows: a constant column (0.3, inside the grid), a binary column
-    whose first rows were all 0 and two close rows (0.1, 0.102) were called outside the grid."""
+    whose first rows were all 0 and two close rows (0.1, 0.102) were called outside the grid; then
+    64 points from min to max: one outlier each side (-1000, 1000) hid 998 rows in [-1, 1], and a
+    column in [0.5, 0.50002] looked constant."""
     n = 3000
     constant = torch.full((n, 1), 0.3)
     binary = (torch.arange(n) >= n - 10).float().unsqueeze(-1)  # the first 2990 rows are 0
     close = torch.linspace(0.1, 0.102, n).unsqueeze(-1)
     x = torch.cat([constant, binary, close], dim=1)
-    data = {"train_input": x, "train_label": x[:, 2:]}
+    outliers = torch.linspace(-1, 1, n).unsqueeze(-1)
+    outliers[0], outliers[-1] = -1000.0, 1000.0  # an even spread from min to max missed the grid
+    x = torch.cat([x, outliers, torch.full((n, 1), 0.5) + torch.linspace(0, 2e-5, n).unsqueeze(-1)], dim=1)
+    data = {"train_input": x, "train_label": x[:, 2:3]}
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        kantk.fit(kantk.KAN([3, 1], seed=0), data, steps=1, progress=False)
+        kantk.fit(kantk.KAN([5, 1], seed=0), data, steps=1, progress=False)
