@@ -86,6 +86,8 @@ class RBFBasis(Basis):
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float16:  # x - c overflows float16 on wide grids (6e4 - -6e4): in float32
+            return self.forward(x.float()).to(torch.float16)
         centers = self.centers.to(x.dtype)
         inv_width = self.width.to(x.dtype).reciprocal()
         if functorch_active() or centers.requires_grad or inv_width.requires_grad:

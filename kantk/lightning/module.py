@@ -1138,14 +1138,27 @@ def _check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any] | None) -> dict
             raise ValueError(
                 f"optimizer_kwargs line_search_fn must be 'strong_wolfe' or None, got {search!r}"
             )
-    # flags about the parameters' device are the real optimizer's to judge (fused needs CUDA on
-    # older torch): the dry run on a CPU parameter leaves them out
-    dry = {k: v for k, v in kwargs.items() if k not in ("fused", "foreach", "capturable", "differentiable")}
     try:
-        OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **dry)
+        OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **kwargs)
     except (TypeError, ValueError, IndexError, RuntimeError) as exc:
-        raise ValueError(f"optimizer {name!r} refuses optimizer_kwargs {kwargs}: {exc}") from None
+        # a flag about the parameters' device is the real optimizer's to judge (fused wants CUDA
+        # tensors on older torch): refused on the CPU dummy for that alone, the rest is tried
+        # without it ("fused and foreach cannot be True together" is refused as it is)
+        device_flags = ("fused", "capturable")
+        about_device = any(w in str(exc).lower() for w in ("cuda", "device", "tensor type", "supported"))
+        rest = {k: v for k, v in kwargs.items() if k not in device_flags}
+        if not (about_device and len(rest) < len(kwargs) and _accepts(name, rest)):
+            raise ValueError(f"optimizer {name!r} refuses optimizer_kwargs {kwargs}: {exc}") from None
     return kwargs
+
+
+def _accepts(name: str, kwargs: dict[str, Any]) -> bool:
+    """Whether the optimizer ``name`` builds with ``kwargs`` on a CPU dummy parameter."""
+    try:
+        OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **kwargs)
+    except (TypeError, ValueError, IndexError, RuntimeError):
+        return False
+    return True
 
 
 def _check_loss(loss: Any) -> LossFn | None:

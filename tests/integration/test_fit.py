@@ -641,7 +641,8 @@ def test_fit_warns_of_inputs_where_the_first_basis_is_constant(basis):
     x[:, 1] = 1000 + 1000 * x[:, 1]
     data = {"train_input": x, "train_label": 3 * x[:, :1] + 1e-4 * x[:, 1:] ** 2}
     with pytest.warns(
-        UserWarning, match=rf"^input 2's training values, 100[\d.]+ to (1999[\d.]*|2000), lie where .*{basis} basis"
+        UserWarning,
+        match=rf"^input 2's training values, 100[\d.]+ to (1999[\d.]*|2000), lie where .*{basis} basis",
     ):
         kantk.fit(kantk.KAN([2, 1], basis=basis, seed=0), data, steps=1, progress=False)
     moved = kantk.KAN([2, 1], basis=basis, seed=0)

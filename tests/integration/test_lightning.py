@@ -212,6 +212,11 @@ def test_product_node_models_train_and_reload_from_a_checkpoint(tmp_path):
         ({"optimizer": "adam", "optimizer_kwargs": {"betas": [0.9]}}, "refuses optimizer_kwargs"),
         ({"optimizer": "adam", "optimizer_kwargs": {"betas": "abc"}}, "refuses optimizer_kwargs"),
         ({"optimizer": "adamw", "optimizer_kwargs": {"eps": -1.0}}, "Invalid epsilon value"),
+        # flags that contradict each other, whatever the device
+        (
+            {"optimizer": "adam", "optimizer_kwargs": {"fused": True, "foreach": True}},
+            "cannot be `True` together",
+        ),
     ],
 )
 def test_bad_module_arguments(kwargs, message):

@@ -91,3 +91,16 @@ def test_bumps_on_centres_far_from_zero_keep_their_precision(dtype, atol):
     exact = RBFBasis(1, num_centers=8).double()  # the same numbers (as the dtype holds them), in float64
     exact.centers, exact.width = basis.centers.double(), basis.width.double()
     assert float((basis(x).double() - _reference(x.double(), exact)).abs().max()) < atol
+
+
+def test_float16_bumps_on_a_wide_grid_do_not_overflow():
+    """x - c overflowed float16 (6e4 minus -6e4): clamped, the bumps read 0 where they are 0.0183."""
+    basis = RBFBasis(1, num_centers=8, grid_range=(-6e4, 6e4)).half()
+    x = torch.tensor([[6e4]], dtype=torch.float16, requires_grad=True)
+    exact = RBFBasis(1, num_centers=8).double()
+    exact.centers, exact.width = basis.centers.double(), basis.width.double()
+    got = basis(x)
+    assert got.dtype == torch.float16
+    assert float((got.detach().double() - _reference(x.detach().double(), exact)).abs().max()) < 2e-3
+    got.sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())
