@@ -385,21 +385,33 @@ def test_a_dot_export_with_edge_plots_replaces_its_pictures_only_with_the_dot(tm
     assert not (tmp_path / "new_edges").exists() and not (tmp_path / "new.dot").exists()
 
 
-def test_dot_pictures_go_into_a_linked_folder_on_another_filesystem(tmp_path):
+def test_dot_pictures_go_into_a_linked_folder_on_another_filesystem(tmp_path, monkeypatch):
     """The pictures were staged beside the link, not beside the folder it points to: a link into
-    /dev/shm (another filesystem) failed with "Invalid cross-device link"."""
-    import tempfile
+    /dev/shm (another filesystem) failed with "Invalid cross-device link". Here a rename of a
+    picture from anywhere but beside the real folder fails as it would across filesystems."""
+    import errno
 
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    with tempfile.TemporaryDirectory(dir=shm) as target:
-        os.symlink(target, tmp_path / "pics")
-        export_graph(
-            _model(), tmp_path / "g.dot", x=torch.rand(16, 3) * 2 - 1, edge_plots=tmp_path / "pics", dpi=20
-        )
-        names = sorted(os.listdir(target))
-        assert names and all(name.startswith("edge_") for name in names)
-        assert str(tmp_path / "pics" / names[0]) in (tmp_path / "g.dot").read_text()  # named via the link
-        assert sorted(os.listdir(tmp_path)) == ["g.dot", "pics"]
+    real = tmp_path / "elsewhere" / "pics"
+    real.mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    os.symlink(real, tmp_path / "out" / "pics")
+    replace = os.replace
+
+    def across_filesystems(src, dst):
+        into_real = os.path.realpath(os.path.dirname(dst)) == os.path.realpath(real)
+        beside_real = os.path.realpath(os.path.dirname(os.path.dirname(src))) == os.path.realpath(real.parent)
+        if into_real and not beside_real:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")  # from another filesystem
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", across_filesystems)
+    out = tmp_path / "out" / "g.dot"
+    export_graph(_model(), out, x=torch.rand(16, 3) * 2 - 1, edge_plots=tmp_path / "out" / "pics", dpi=20)
+    names = sorted(os.listdir(real))
+    assert names and all(name.startswith("edge_") for name in names)
+    assert str(tmp_path / "out" / "pics" / names[0]) in out.read_text()  # named via the link
+    assert sorted(os.listdir(tmp_path / "out")) == ["g.dot", "pics"]
+    assert sorted(os.listdir(tmp_path / "elsewhere")) == ["pics"]  # no staging left
 
 
 @needs_dot
