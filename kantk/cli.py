@@ -518,7 +518,7 @@ def check_lightning_arguments(argv: Sequence[str]) -> None:
         if value.strip().lower() in LIGHTNING_CKPT_NAMES or value.startswith("registry"):
             continue
         check_input_file(value, "checkpoint file for --ckpt_path")
-        from kantk.cli_models import fail, read_checkpoint
+        from kantk.cli_models import fail, lightning_checkpoint_problem, read_checkpoint
 
         # LightningCLI reads it first, and a broken file raised anything
         problem = lightning_checkpoint_problem(read_checkpoint(value))
@@ -634,14 +634,14 @@ def config_import_problem(name: str, obj: Any = None) -> str | None:
     extra = tuple(m.strip() for m in os.environ.get(CONFIG_MODULES_ENV, "").split(",") if m.strip())
     top = name.split(".", 1)[0]
     own = ("kantk", *extra)
+    classes = (*CONFIG_CLASS_PACKAGES, *extra)
     # the hint names a package of the user's, never the standard library's (os, subprocess)
     package = "<package>" if top in sys.stdlib_module_names or top in CONFIG_CLASS_PACKAGES else top
     hint = f"to allow a package of your own, set {CONFIG_MODULES_ENV}={package}"
-    if top not in (*CONFIG_CLASS_PACKAGES, *extra):
-        allowed = ", ".join((*CONFIG_CLASS_PACKAGES, *extra))
+    if top not in classes:
         return (
-            f"the config names {name!r}; a config may name classes of {allowed} only (naming a module "
-            f"imports it and runs its code); {hint}"
+            f"the config names {name!r}; a config may name classes of {', '.join(classes)} only (naming a "
+            f"module imports it and runs its code); {hint}"
         )
     if obj is None:
         return None
@@ -649,11 +649,10 @@ def config_import_problem(name: str, obj: Any = None) -> str | None:
     home = (obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None)) or ""
     home_top = home.split(".", 1)[0]
     if inspect.isclass(obj) or inspect.ismodule(obj):
-        if home_top not in (*CONFIG_CLASS_PACKAGES, *extra):
-            allowed = ", ".join((*CONFIG_CLASS_PACKAGES, *extra))
+        if home_top not in classes:
             return (
                 f"the config names {name!r}, which is {home or 'unknown'}'s; a config may name classes of "
-                f"{allowed} only; {hint}"
+                f"{', '.join(classes)} only; {hint}"
             )
     elif top not in own or home_top not in own:
         return (
@@ -765,35 +764,13 @@ def check_checkpoint_file(path: str, model: Any, dtype: str | None = None) -> No
     not load ends the command with the reason, as in the other commands."""
     import torch
 
-    from kantk.cli_models import check_checkpoint_values, fail, read_checkpoint
+    from kantk.cli_models import check_checkpoint_values, fail, lightning_checkpoint_problem, read_checkpoint
 
     checkpoint = read_checkpoint(path)
     problem = lightning_checkpoint_problem(checkpoint, model)
     if problem:
         fail(f"cannot load checkpoint {path!r}: {problem}")
     check_checkpoint_values(path, checkpoint["state_dict"], model, getattr(torch, dtype) if dtype else None)
-
-
-def lightning_checkpoint_problem(checkpoint: Any, model: Any = None) -> str | None:
-    """What a ``--ckpt_path`` checkpoint lacks that Lightning needs (else it ended in an internal
-    error: KeyError for the version, "Missing key(s)" for an empty state dict, AttributeError for a
-    list), or None; with ``model`` (the KAN the config built), its tensors too."""
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        what = type(checkpoint).__name__ + (" without a state_dict" if isinstance(checkpoint, dict) else "")
-        return f"it holds a {what}, not a KANModule Lightning checkpoint"
-    if "pytorch-lightning_version" not in checkpoint:
-        return "it has no 'pytorch-lightning_version', so it is no Lightning checkpoint"
-    if not isinstance(checkpoint.get("hyper_parameters", {}), dict):
-        return "its 'hyper_parameters' is no dict, so it is no KANModule Lightning checkpoint"
-    missing = [] if model is None else [f"model.{k}" for k in model.state_dict() if f"model.{k}" not in state]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        return (
-            f"its state_dict lacks {', '.join(missing[:3])}{more} of the model the config builds "
-            "(a checkpoint of another model?)"
-        )
-    return None
 
 
 @functools.cache

@@ -226,21 +226,19 @@ def load_model(path: str) -> KAN:
         from kantk.lightning.module import check_checkpoint_sizes
 
         checkpoint = read_checkpoint(path)
-        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-            fail(
-                f"cannot load checkpoint {path!r}: it holds a {type(checkpoint).__name__}"
-                f"{'' if not isinstance(checkpoint, dict) else ' without a state_dict'}, not a "
-                "KANModule Lightning checkpoint (a dict with 'state_dict' and 'hyper_parameters')"
-            )
         try:
-            # before any of it is printed or compared: plain data spells out to at most a few
-            # values per byte of its file, unless it shares references; the budget leaves
-            # symbolic layers of millions of edges room
-            check_bounded(
-                {k: v for k, v in checkpoint.items() if k != "state_dict"},
-                "the checkpoint's data",
-                budget=max(1_000_000, 4 * os.path.getsize(path)),
-            )
+            if isinstance(checkpoint, dict):
+                # before any of it is printed or compared: plain data spells out to at most a few
+                # values per byte of its file, unless it shares references; the budget leaves
+                # symbolic layers of millions of edges room
+                check_bounded(
+                    {k: v for k, v in checkpoint.items() if k != "state_dict"},
+                    "the checkpoint's data",
+                    budget=max(1_000_000, 4 * os.path.getsize(path)),
+                )
+            problem = lightning_checkpoint_problem(checkpoint)  # fail's SystemExit passes the except
+            if problem:
+                fail(f"cannot load checkpoint {path!r}: {problem}")
             # a run with a custom loss (a callable, not saved): the commands need only the model
             hparams = checkpoint.get("hyper_parameters")
             custom = isinstance(hparams, dict) and str(hparams.get("loss", "")).startswith("custom:")
@@ -302,6 +300,33 @@ def read_checkpoint(path: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a broken file reaches many errors inside torch.load
         fail(f"cannot load checkpoint {path!r}: {unreadable_checkpoint(exc)}")
+
+
+def lightning_checkpoint_problem(checkpoint: Any, model: Any = None) -> str | None:
+    """What a checkpoint lacks that Lightning needs to load it as a KANModule (else a
+    ``--ckpt_path`` ended in an internal error: KeyError for the version, "Missing key(s)" for an
+    empty state dict, AttributeError for a list), or None; with ``model`` (the KAN a config
+    built), its tensors too. The commands that read one (:func:`load_model`, ``--ckpt_path``)
+    refuse with it."""
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        what = type(checkpoint).__name__ + (" without a state_dict" if isinstance(checkpoint, dict) else "")
+        return (
+            f"it holds a {what}, not a KANModule Lightning checkpoint (a dict with 'state_dict' and "
+            "'hyper_parameters')"
+        )
+    if "pytorch-lightning_version" not in checkpoint:
+        return "it has no 'pytorch-lightning_version', so it is no Lightning checkpoint"
+    if not isinstance(checkpoint.get("hyper_parameters", {}), dict):
+        return "its 'hyper_parameters' is no dict, so it is no KANModule Lightning checkpoint"
+    missing = [] if model is None else [f"model.{k}" for k in model.state_dict() if f"model.{k}" not in state]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        return (
+            f"its state_dict lacks {', '.join(missing[:3])}{more} of the model the config builds "
+            "(a checkpoint of another model?)"
+        )
+    return None
 
 
 def compressed_entry(path: str) -> str | None:
