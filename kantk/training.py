@@ -31,6 +31,7 @@ import torch
 
 from kantk._validation import check_int, check_optional_int, check_seed
 from kantk.baselines import MLP
+from kantk.bases.base import column_quantiles
 from kantk.data import check_dataset
 from kantk.lightning.compat import kantk_classes, lightning_package
 from kantk.model import KAN, select_inputs_hint
@@ -567,7 +568,7 @@ def _warn_of_inputs_the_basis_misses(model: KAN, x: torch.Tensor) -> None:
     layer = model.layers[0]
     rows = x[:: max(1, x.shape[0] // MISSED_ROWS)].to(layer.coef)
     levels = torch.linspace(0, 1, MISSED_POINTS, dtype=rows.dtype, device=rows.device)
-    points = torch.quantile(rows, levels, dim=0)  # (points, in)
+    points = column_quantiles(rows, levels)  # (points, in); torch.quantile refuses > 2**24 values
     step = 1e-3 * points.abs().clamp(min=1.0)
     lo, hi = rows.amin(0), rows.amax(0)
     varies = (hi - lo) > 1e-6 * torch.maximum(lo.abs(), hi.abs()).clamp(min=1.0)
