@@ -4,10 +4,14 @@ The score of an edge is how much of its output node's spread it carries, times t
 importance; importance flows back from the outputs to the inputs::
 
     s^L_q = w_q                                     (output node scores; w_q = 1 / n_out by default)
-    E^l_{q,p} = std(phi^l_{q,p}(x^l_p)) / (std(x^{l+1}_q) + 1e-4) * s^{l+1}_q      (out, in)
+    E^l_{q,p} = std(phi^l_{q,p}(x^l_p)) / (std(x^{l+1}_q) + 1e-4 * S^{l+1}) * s^{l+1}_q  (out, in)
     s^l_p = sum_q E^l_{q,p}                                                        (in,)
 
-``std`` is taken over the samples. The feature score of input ``p`` is ``s^0_p``. With product
+``std`` is taken over the samples; ``S^{l+1} = max_q std(x^{l+1}_q)`` (1 when every node of the
+layer is constant). pykan adds an absolute 1e-4, which makes the scores depend on the units of the
+data: a target given as ``1e-5 * f`` scored every edge near 0 and ``prune`` removed all but two of
+an exact model's edges (at ``1e-7`` all). Scaled by the layer's largest spread, the guard is
+pykan's on data of unit spread and no longer depends on the units. The feature score of input ``p`` is ``s^0_p``. With product
 nodes (KAN 2.0) ``q`` runs over the sub-nodes of layer ``l``'s outputs: a sub-node takes the score
 of the node it feeds and ``x^{l+1}_q`` is the sub-node's value, as in pykan's MultKAN. Averaging over
 the outputs (``w_q = 1 / n_out``) follows pykan, so its thresholds (``node_th=1e-2``,
@@ -22,7 +26,8 @@ import torch
 
 from kantk.model import KAN, select_inputs_hint
 
-#: Added to a node's standard deviation before dividing by it (pykan's constant).
+#: Added to a node's standard deviation before dividing by it, times the largest standard deviation
+#: of its layer's nodes (pykan's constant, there absolute).
 NODE_STD_EPS = 1e-4
 
 
@@ -107,7 +112,9 @@ def attribution(model: KAN, x: torch.Tensor, out_scores: torch.Tensor | None = N
         else:  # product nodes: the sub-nodes' spread, each with its node's score
             out_std = layer.subnode_values(xs[l]).std(dim=0)  # (out,) sub-nodes
             sub = layer.nodes.expand(node)  # (out,)
-        edge = edge_std / (out_std + NODE_STD_EPS).unsqueeze(-1) * sub.unsqueeze(-1)  # (out, in)
+        spread = out_std.max()
+        guard = NODE_STD_EPS * torch.where(spread > 0, spread, torch.ones_like(spread))
+        edge = edge_std / (out_std + guard).unsqueeze(-1) * sub.unsqueeze(-1)  # (out, in)
         edges.append(edge)
         subs.append(sub)
         incoming = edge.sum(dim=1)  # (out,)

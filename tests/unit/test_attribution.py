@@ -33,17 +33,40 @@ def test_shapes_and_types():
 
 
 def test_known_answer_on_a_linear_model():
-    # y = 2 x1 + 0.1 x2 + 0 x3: edge score = std(w_p x_p) / (std(y) + 1e-4), output score 1.
+    # y = 2 x1 + 0.1 x2 + 0 x3: edge score = std(w_p x_p) / (std(y) + 1e-4 * std(y)), output score 1
+    # (the guard is relative to the largest spread of the layer's nodes: here y's own).
     x = torch.rand(500, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
     model = _linear_model([2.0, 0.1, 0.0])
     scores = kantk.attribution(model, x)
     y_std = (2.0 * x[:, 0] + 0.1 * x[:, 1]).std()
     expected = torch.stack([2.0 * x[:, 0].std(), 0.1 * x[:, 1].std(), torch.tensor(0.0, dtype=torch.float64)])
-    expected = expected / (y_std + 1e-4)
+    expected = expected / (y_std + 1e-4 * y_std)
     torch.testing.assert_close(scores.edge_scores[0][0], expected)
     torch.testing.assert_close(scores.feature_scores, expected)
     torch.testing.assert_close(scores.node_scores[1], torch.ones(1, dtype=torch.float64))
     assert scores.feature_scores[2] == 0 and scores.feature_scores.argmin() == 2
+
+
+@pytest.mark.parametrize("unit", [1e-3, 1e-7, 1e4])
+def test_scores_and_pruning_do_not_depend_on_the_units_of_the_target(unit):
+    # pykan's absolute 1e-4 guard scored an exact model of 1e-5 * f near 0 everywhere, and prune
+    # kept 2 of its 10 edges (at 1e-7: none); relative to the layer's spread the scores are the same
+    x = torch.rand(300, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    formula = "sin(x1) + x2**2 + x1*x3"
+    reference = kantk.formula_to_kan(formula, dtype=torch.float64)
+    scaled = kantk.formula_to_kan(f"{unit}*({formula})", dtype=torch.float64)
+    torch.testing.assert_close(
+        kantk.attribution(scaled, x).feature_scores, kantk.attribution(reference, x).feature_scores
+    )
+    live = [int(layer.live_edges().sum()) for layer in kantk.prune(scaled, x).layers]
+    assert live == [int(layer.live_edges().sum()) for layer in kantk.prune(reference, x).layers]
+    assert sum(live) == 10
+
+
+def test_a_layer_of_constant_nodes_scores_finite():
+    model = _linear_model([0.0, 0.0, 0.0])  # y = 0 whatever x: every spread 0, guard 1e-4
+    scores = kantk.attribution(model, torch.rand(16, 3, dtype=torch.float64))
+    assert torch.equal(scores.feature_scores, torch.zeros(3, dtype=torch.float64))
 
 
 def test_scores_propagate_from_the_outputs():
