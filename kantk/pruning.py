@@ -26,7 +26,7 @@ from kantk.attribution import Attribution, attribution, check_finite_through, ch
 from kantk.model import KAN, default_dtype
 from kantk.nodes import arity_spelling, widths_spelling
 from kantk.plugins import plugin_call
-from kantk.pruners import PruneDecision, kept_indices, live_masks
+from kantk.pruners import PruneDecision, fed_nodes, kept_indices, live_masks
 from kantk.registry import Registry, check_options, resolve_registry
 
 #: Per-edge (out, in) masks of a layer; a removed edge is zeroed in each one present.
@@ -166,8 +166,11 @@ def normalise_decision(
 
     Edges the model already masks stay removed; every edge of a removed node goes; then, from
     the last hidden layer back, a hidden node (or, with ``prune_inputs``, an input) left without
-    any outgoing edge goes too, since it cannot affect the output. Every node layer keeps at
-    least one node (a warning says so when a whole layer would otherwise vanish).
+    any outgoing edge goes too, since it cannot affect the output. A hidden node that no input
+    reaches (a product node one of whose factors kept no edge in, which makes it 0 whatever its
+    other factors) stays for the constant it passes on, but the edges into it from nodes an
+    input reaches go, since they change nothing; both until nothing changes. Every node layer
+    keeps at least one node (a warning says so when a whole layer would otherwise vanish).
 
     Raises:
         TypeError, ValueError: The pruner returned something malformed (named in the message).
@@ -225,9 +228,25 @@ def normalise_decision(
 
     drop_edges_of_removed_nodes()
     first_node = 0 if prune_inputs else 1
-    for l in range(n_layers - 1, first_node - 1, -1):  # node layer l feeds layer l
-        keep[l] &= edges[l].any(dim=0)
-        drop_edges_of_removed_nodes()
+    while True:
+        for l in range(n_layers - 1, first_node - 1, -1):  # node layer l feeds layer l
+            keep[l] &= edges[l].any(dim=0)
+            drop_edges_of_removed_nodes()
+        # a hidden node that no input reaches (a product node one of whose factors lost every
+        # edge in: 0 whatever its other factors) stays for the constant it passes on, but the
+        # edges from input-reached nodes into it change nothing: they go (they would train for
+        # nothing), and their sources may then have no outgoing edge left
+        fed = fed_nodes(model, edges)
+        idle = False
+        for l in range(1, n_layers):
+            layout = layouts[l - 1]
+            unfed = ~fed[l] if layout is None else layout.expand(~fed[l])  # per sub-node
+            dead = edges[l - 1] & unfed.unsqueeze(1) & fed[l - 1].unsqueeze(0)
+            if bool(dead.any()):
+                edges[l - 1] &= ~dead
+                idle = True
+        if not idle:
+            break
     for l in range(len(widths)):
         if not keep[l].any():
             kind = "input layer" if l == 0 else f"hidden layer {l}"

@@ -95,17 +95,25 @@ def connected_masks(model: KAN) -> list[torch.Tensor]:
 
 
 def _fed_masks(model: KAN) -> list[torch.Tensor]:
-    """The live edges whose source depends on the inputs (every input does; a node does when a
-    live edge from such a source feeds it and, for a node operation, its value still varies with
-    the sub-nodes so fed while those fed by nothing are 0, their value)."""
+    """The live edges whose source depends on the inputs (see :func:`fed_nodes`)."""
     live = live_masks(model)
-    fed = [torch.zeros(0, dtype=torch.bool)] * len(live)
+    fed = fed_nodes(model, live)
+    return [edges & source.unsqueeze(0) for edges, source in zip(live, fed)]
+
+
+def fed_nodes(model: KAN, live: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Per node layer, (widths[l],) bool: the nodes whose value depends on the inputs when only the
+    edges ``live`` ((out, in) bool per layer) are kept. Every input does; a node does when a live
+    edge from such a source feeds it and, for a node operation, its value still varies with the
+    sub-nodes so fed while those fed by nothing are 0, their value (a "mult" node one of whose
+    factors has no such edge is 0). A node that no input reaches holds a constant."""
     source = torch.ones(model.widths[0], dtype=torch.bool, device=live[0].device)  # the inputs
+    fed = [source]
     for l, layer in enumerate(model.layers):
-        fed[l] = live[l] & source.unsqueeze(0)
-        sub = fed[l].any(dim=1)  # (out,) sub-nodes (the nodes, without node operations)
+        sub = (live[l] & source.unsqueeze(0)).any(dim=1)  # (out,) sub-nodes (the nodes, without node operations)
         if layer.nodes is None:
             source = sub
+            fed.append(source)
             continue
         nodes = layer.nodes
         empty = ~live[l].any(dim=1)  # sub-nodes with no live edge at all: exactly 0
@@ -125,6 +133,7 @@ def _fed_masks(model: KAN) -> list[torch.Tensor]:
         varies = ~finite.any(dim=0) | ((high - low) > 1e-12 * (1.0 + size))
         any_fed = nodes.reduce_sum(sub.to(torch.float64)) > 0  # (nodes,)
         source = (any_fed & varies.to(any_fed.device)).to(live[l].device)
+        fed.append(source)
     return fed
 
 
@@ -163,6 +172,7 @@ __all__ = [
     "Pruner",
     "check_number",
     "connected_masks",
+    "fed_nodes",
     "kept_indices",
     "live_masks",
     "require_scores",

@@ -6,7 +6,7 @@ import torch
 import kantk
 from kantk.model import default_dtype
 from kantk.pruners import PruneDecision
-from kantk.pruning import apply_masks, normalise_decision, plan_pruning, shrink
+from kantk.pruning import PrunePlan, apply_masks, normalise_decision, plan_pruning, shrink
 
 BASES = {
     "bspline": {"grid_size": 5, "order": 3},
@@ -123,6 +123,23 @@ def test_a_node_kept_alive_by_a_constant_is_kept():
     masks = [torch.tensor([[True, True], [False, False]]), torch.ones(1, 2, dtype=torch.bool)]
     plan = normalise_decision(model, masks)
     assert plan.widths == [2, 2, 1]
+
+
+def test_a_product_node_that_lost_a_factor_keeps_no_edges_into_its_other_factors():
+    # x3 + 0.04*x1*(x1 + x2): the threshold pruner removed the edges into the factor x1 + x2, so
+    # the product is 0 whatever the factor x1 does; its edge would train for nothing
+    model = kantk.formula_to_kan("x3 + 0.04*x1*(x1 + x2)", product="mult", dtype=torch.float64)
+    live = [layer.live_edges() for layer in model.layers]
+    factors = model.layers[0].live_edges()[:, :2].any(dim=1).nonzero().flatten().tolist()
+    assert len(factors) == 2  # the sub-nodes x1 and x1 + x2
+    masks = [m.clone() for m in live]
+    masks[0][factors[1]] = False
+    plan = normalise_decision(model, masks)
+    assert not plan.edge_masks[0][factors].any()  # both factors left without edges
+    assert plan.edge_masks[0].sum() == 1 and plan.widths == model.widths  # x3's edge; the node stays
+    x = torch.rand(64, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    asked = apply_masks(model, PrunePlan(plan.kept_nodes, tuple(masks), None))
+    torch.testing.assert_close(apply_masks(model, plan)(x), asked(x))  # the function the decision asked for
 
 
 def test_inputs_are_kept_unless_asked():
