@@ -11,11 +11,13 @@ importance; importance flows back from the outputs to the inputs::
 layer is constant). pykan adds an absolute 1e-4, which makes the scores depend on the units of the
 data: a target given as ``1e-5 * f`` scored every edge near 0 and ``prune`` removed all but two of
 an exact model's edges (at ``1e-7`` all). Scaled by the layer's largest spread, the guard is
-pykan's on data of unit spread and no longer depends on the units. The feature score of input ``p`` is ``s^0_p``. With product
-nodes (KAN 2.0) ``q`` runs over the sub-nodes of layer ``l``'s outputs: a sub-node takes the score
-of the node it feeds and ``x^{l+1}_q`` is the sub-node's value, as in pykan's MultKAN. Averaging over
-the outputs (``w_q = 1 / n_out``) follows pykan, so its thresholds (``node_th=1e-2``,
-``edge_th=3e-2``) mean the same here.
+pykan's on data of unit spread and no longer depends on the units.
+
+The feature score of input ``p`` is ``s^0_p``. With product nodes (KAN 2.0) ``q`` runs over the
+sub-nodes of layer ``l``'s outputs: a sub-node takes the score of the node it feeds and
+``x^{l+1}_q`` is the sub-node's value, as in pykan's MultKAN. Averaging over the outputs
+(``w_q = 1 / n_out``) follows pykan, so its thresholds (``node_th=1e-2``, ``edge_th=3e-2``) mean
+the same here.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def fed_nodes(model: KAN, live: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     source = torch.ones(model.widths[0], dtype=torch.bool, device=live[0].device)  # the inputs
     fed = [source]
     for l, layer in enumerate(model.layers):
-        sub = (live[l] & source.unsqueeze(0)).any(dim=1)  # (out,) sub-nodes (the nodes, without node operations)
+        sub = (live[l] & source.unsqueeze(0)).any(dim=1)  # (out,) sub-nodes (nodes without operations)
         if layer.nodes is None:
             source = sub
             fed.append(source)
