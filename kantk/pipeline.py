@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
@@ -93,6 +95,12 @@ LABEL_SPREAD = (1e-2, 1e2)
 
 #: The files :func:`discover` writes into its output folder (``graph.dot`` without Graphviz).
 OUTPUT_NAMES = ("model.kantk", "graph.svg", "graph.dot", "activations.png")
+#: What :func:`discover` wrote into its output folder: ``{name: sha-256 of the file}``. A later run
+#: replaces a file of :data:`OUTPUT_NAMES` only when it is listed here unchanged (or is a diagram
+#: of discover's kind): a user's own ``model.kantk`` in the folder is never overwritten.
+MANIFEST_NAME = ".kantk-discover.json"
+#: Largest manifest read (a few names and hashes).
+MAX_MANIFEST_BYTES = 64 * 1024
 
 
 @dataclass
@@ -1160,12 +1168,15 @@ def check_output_dir(folder: str | os.PathLike[str]) -> None:
     """Raise unless :func:`discover` can write its files into ``folder`` (checked before any work).
 
     ``folder`` must be an existing folder or not exist yet; none of :data:`OUTPUT_NAMES` in it may
-    be a folder; and a file must be creatable in it (or, when it does not exist, in its nearest
-    existing parent; tried with a temporary file that is removed at once).
+    be a folder; a file discover is to write may already be there only as an earlier run wrote it
+    (listed unchanged in :data:`MANIFEST_NAME`, or a diagram of discover's kind); and a file must
+    be creatable in it (or, when it does not exist, in its nearest existing parent; tried with a
+    temporary file that is removed at once).
 
     Raises:
         NotADirectoryError: ``folder`` (or a parent) is a file.
         IsADirectoryError: One of the output names is a folder.
+        FileExistsError: A file to be written is there and is not an earlier run's.
         PermissionError: Nothing can be written there.
     """
     folder = os.fspath(folder)
@@ -1173,10 +1184,17 @@ def check_output_dir(folder: str | os.PathLike[str]) -> None:
         raise NotADirectoryError("the output folder path is empty")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise NotADirectoryError(f"the output folder {folder!r} exists and is a file, not a folder")
-    for name in OUTPUT_NAMES:
+    for name in (*OUTPUT_NAMES, MANIFEST_NAME):
         if os.path.isdir(os.path.join(folder, name)):
             raise IsADirectoryError(
                 f"{os.path.join(folder, name)!r} is a folder; discover writes a file there"
+            )
+    for name in _written_names():
+        path = os.path.join(folder, name)
+        if os.path.lexists(path) and not _written_by_discover(folder, name):
+            raise FileExistsError(
+                f"{path!r} exists and is not a file an earlier kantk discover run wrote there (or it "
+                "changed since); discover does not replace it: move it away or choose another -o folder"
             )
     existing = os.path.abspath(folder)
     while not os.path.exists(existing):
@@ -1203,8 +1221,8 @@ def _write_outputs(
 
     check_output_dir(folder)  # again: the folder may have changed during training
     os.makedirs(folder, exist_ok=True)
-    graph = "graph.svg" if shutil.which("dot") else "graph.dot"
-    names = {"model": "model.kantk", "graph": graph, "plot": "activations.png"}
+    model_name, graph, plot = _written_names()
+    names = {"model": model_name, "graph": graph, "plot": plot}
     stale = os.path.join(folder, "graph.dot" if graph == "graph.svg" else "graph.svg")
     with temporary_folder_beside(os.path.join(folder, names["model"])) as staging:
         staged = {key: os.path.join(staging, name) for key, name in names.items()}
@@ -1220,11 +1238,51 @@ def _write_outputs(
             )
         kantk.plot_activations(model, x, in_vars=var_names).savefig(staged["plot"], format="png", dpi=150)
         files = {key: os.path.join(folder, name) for key, name in names.items()}
+        manifest = {name: _sha256(staged[key]) for key, name in names.items()}
+        staged_manifest = os.path.join(staging, MANIFEST_NAME)
+        with open(staged_manifest, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=1)
         for key in names:  # every file is complete before the first is moved into place
             os.replace(staged[key], files[key])
+        os.replace(staged_manifest, os.path.join(folder, MANIFEST_NAME))
         if _is_discover_graph(stale):  # an earlier run's other graph file; anything else stays
             os.remove(stale)
     return files
+
+
+def _written_names() -> tuple[str, str, str]:
+    """The model, diagram and plot names :func:`discover` writes (the diagram as DOT source when
+    Graphviz's ``dot`` is missing)."""
+    return "model.kantk", "graph.svg" if shutil.which("dot") else "graph.dot", "activations.png"
+
+
+def _written_by_discover(folder: str, name: str) -> bool:
+    """Whether ``folder/name`` is a regular file as an earlier :func:`discover` run left it: listed
+    with its hash in the folder's :data:`MANIFEST_NAME` (a file, not a link, of at most
+    :data:`MAX_MANIFEST_BYTES`), or, for a diagram, one of discover's kind (runs before the
+    manifest)."""
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path) or os.path.islink(path):
+        return False
+    if name.startswith("graph.") and _is_discover_graph(path):
+        return True
+    listed = os.path.join(folder, MANIFEST_NAME)
+    if not os.path.isfile(listed) or os.path.islink(listed) or os.path.getsize(listed) > MAX_MANIFEST_BYTES:
+        return False
+    try:
+        with open(listed, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(manifest, dict) and manifest.get(name) == _sha256(path)
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _is_discover_graph(path: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -653,6 +654,46 @@ def test_discover_keeps_a_file_of_the_other_graph_name_it_did_not_write(tmp_path
         monkeypatch.setattr(pipeline.shutil, "which", lambda name: None)
     pipeline._write_outputs(model, x, str(tmp_path), None)
     assert other.read_text().endswith("b }" if graphviz else "figure</svg>")
+
+
+def test_discover_replaces_only_the_files_an_earlier_run_wrote(tmp_path):
+    """``kantk discover -o DIR`` replaced a user's own model.kantk (and a graph.svg of notes) in
+    DIR; it now replaces only files listed unchanged in the manifest of an earlier run."""
+    import kantk.pipeline as pipeline
+
+    model = kantk.KAN([2, 2, 1], seed=0)
+    x = torch.rand(20, 2, generator=torch.Generator().manual_seed(0))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    kantk.save(kantk.KAN([3, 1], seed=1), mine / "model.kantk")
+    before = (mine / "model.kantk").read_bytes()
+    with pytest.raises(FileExistsError, match="model.kantk' exists and is not a file an earlier"):
+        pipeline.check_output_dir(mine)
+    with pytest.raises(FileExistsError):
+        pipeline._write_outputs(model, x, str(mine), None)
+    assert (mine / "model.kantk").read_bytes() == before and sorted(os.listdir(mine)) == ["model.kantk"]
+
+    ours = tmp_path / "ours"
+    pipeline._write_outputs(model, x, str(ours), None)
+    pipeline._write_outputs(kantk.KAN([2, 3, 1], seed=2), x, str(ours), None)  # a rerun: replaced
+    assert kantk.load(ours / "model.kantk").widths == [2, 3, 1]
+    (ours / "activations.png").write_bytes(b"edited by hand")
+    with pytest.raises(FileExistsError, match="activations.png"):
+        pipeline.check_output_dir(ours)
+    (ours / "activations.png").unlink()  # gone: nothing to protect
+    pipeline.check_output_dir(ours)
+    (ours / pipeline.MANIFEST_NAME).write_text("[" * 60000)  # a damaged manifest protects all
+    with pytest.raises(FileExistsError, match="model.kantk"):
+        pipeline.check_output_dir(ours)
+
+
+def test_discover_cli_refuses_a_foreign_file_in_its_folder(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "model.kantk").write_bytes(b"my own model")
+    with pytest.raises(SystemExit, match="is not a file an earlier kantk discover run wrote there"):
+        main(["discover", "--formula", "x1+x2", "-o", str(folder)])
+    assert (folder / "model.kantk").read_bytes() == b"my own model"
 
 
 def test_float32_labels_may_be_exact_to_their_own_round_off():
