@@ -504,11 +504,38 @@ def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
         if columns.shape[0] < 2:
             fail(f"{args.data!r} has {columns.shape[0]} rows; scoring a model needs at least 2 samples")
         _check_score_size(columns.shape[0], model, "rows of --data")
-        return torch.as_tensor(columns, dtype=dtype)
+        return in_model_dtype(columns, dtype, args.data)
     _check_score_size(args.samples, model, "--samples")
     lo, hi = args.range
     gen = torch.Generator().manual_seed(args.seed)
-    return torch.rand(args.samples, n_in, generator=gen, dtype=dtype) * (hi - lo) + lo
+    drawn = torch.rand(args.samples, n_in, generator=gen, dtype=dtype) * (hi - lo) + lo
+    if not bool(torch.isfinite(drawn).all()):
+        fail(
+            f"--range {lo:g} {hi:g} does not fit the model's {str(dtype).removeprefix('torch.')} "
+            f"numbers (at most {torch.finfo(dtype).max:g} in size, and so the range's width); give a "
+            "narrower range or a --data file"
+        )
+    return drawn
+
+
+def in_model_dtype(values: Any, dtype: Any, source: str) -> Any:
+    """``values`` (a float64 array of finite numbers read from ``source``) as a tensor of the model's
+    dtype, or end the command naming the first value that dtype cannot hold (1e300 in a float32
+    model, 70000 in a float16 one, became inf and the outputs NaN)."""
+    import numpy as np
+    import torch
+
+    tensor = torch.as_tensor(values, dtype=dtype)
+    bad = ~torch.isfinite(tensor)
+    if bool(bad.any()):
+        row, column = (int(i) for i in bad.nonzero()[0])
+        fail(
+            f"{source!r}: data row {row + 1} (a header row not counted), column {column + 1}: "
+            f"{float(np.asarray(values)[row, column]):g} is "
+            f"past the model's {str(dtype).removeprefix('torch.')} range (at most "
+            f"{torch.finfo(dtype).max:g} in size)"
+        )
+    return tensor
 
 
 def _check_score_size(rows: int, model: KAN, source: str) -> None:
@@ -678,10 +705,18 @@ def run_predict(args: argparse.Namespace) -> int:
     columns = _input_columns(args, model)
     dtype = model.dtype
     try:
-        y = predict_rows(model, torch.as_tensor(columns, dtype=dtype))
+        y = predict_rows(model, in_model_dtype(columns, dtype, args.data))
     except (ValueError, RuntimeError) as exc:  # e.g. the model refuses its input
         fail(f"predict: {exc}")
     rows = y.detach().to(torch.float64).cpu().numpy()
+    bad = ~np.isfinite(rows).all(axis=1)
+    if bad.any():  # the model's own outputs (a symbolic log of a negative number): written, not silent
+        print(
+            f"kantk: warning: the model's outputs are NaN or infinite on {int(bad.sum())} of "
+            f"{rows.shape[0]} rows (first: data row {int(bad.argmax()) + 1}, a header row not counted); they "
+            "are written as nan/inf",
+            file=sys.stderr,
+        )
     digits = 9 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 17
     header = ",".join(f"y{q + 1}" for q in range(rows.shape[1]))
     with atomic_path(out) as tmp:

@@ -301,6 +301,8 @@ def round_constants(expr: sympy.Expr, digits: int = 4, snap_only: bool = False) 
 
     replacements = {}
     for f in expr.atoms(sympy.Float):
+        if not math.isfinite(float(f)):  # past a float's range (1e500 = c * a**5): kept as it is
+            continue
         new = _snap(float(f), digits)
         if not (snap_only and isinstance(new, sympy.Float) or snap_only and new == 0 and float(f) != 0):
             replacements[f] = new
@@ -537,12 +539,14 @@ def _edge_term(fn: Any, params: Sequence[float], node: Any) -> Any:
     a, b, c, d = (float(v) for v in params)
     power = fn.sympy_fn
     if isinstance(power, Power) and a != 0:
-        p = power.num / power.den
+        # in sympy's floats, whose exponents do not overflow: c * a**p of a finite model's
+        # parameters (a = 1e100, p = 5) is past a Python float's range
+        p, big_a, big_b = sympy.Rational(power.num, power.den), sympy.Float(a), sympy.Float(b)
         if power.den == 1:  # (a x + b)^n = a^n (x + b/a)^n
-            scale, inner = c * a**p, node + sympy.Float(b / a)
+            scale, inner = sympy.Float(c) * big_a**p, node + big_b / big_a
         else:  # (a x + b)^p = |a|^p (sign(a) x + b/|a|)^p on the real domain
-            scale, inner = c * abs(a) ** p, (node if a > 0 else -node) + sympy.Float(b / abs(a))
-        return sympy.Float(scale) * power(inner) + sympy.Float(d)
+            scale, inner = sympy.Float(c) * abs(big_a) ** p, (node if a > 0 else -node) + big_b / abs(big_a)
+        return scale * power(inner) + sympy.Float(d)
     value = fn.sympy_fn(sympy.Float(a) * node + sympy.Float(b))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = sympy.sympify(value)  # a constant function's number

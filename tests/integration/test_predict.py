@@ -195,6 +195,10 @@ def test_predict_replaces_an_existing_output_and_reads_a_headerless_csv(work, ca
         (["predict", "model.kantk", "--data", "one.csv", "-o", "p.csv"], "has 1 columns; the model needs 2"),
         (["predict", "model.kantk", "--data", "binary.csv", "-o", "p.csv"], "binary file"),
         (["predict", "model.kantk", "--data", "nan.csv", "-o", "p.csv"], "NaN or infinite"),
+        (  # a float32 model turned 1e300 into inf and wrote NaN outputs, exit 0
+            ["predict", "model.kantk", "--data", "huge.csv", "-o", "p.csv"],
+            "'huge.csv': data row 2 (a header row not counted), column 1: 1e+300 is past the model's float32",
+        ),
         (["predict", "data.csv", "--data", "data.csv", "-o", "p.csv"], "cannot load"),
         (["predict", "model.kantk", "--data", "data.csv", "-o", "."], "is a folder"),
         (["predict", "model.kantk", "--data", "data.csv", "-o", "nowhere/p.csv"], "does not exist"),
@@ -204,11 +208,31 @@ def test_bad_input_is_one_line_exit_1_and_writes_nothing(work, capsys, argv, mat
     np.savetxt("one.csv", [[0.1], [0.2]], delimiter=",")
     Path("binary.csv").write_bytes(b"\0\1\2")
     Path("nan.csv").write_text("0.1,nan\n")
+    Path("huge.csv").write_text("a,b\n0.1,0.2\n1e300,0.2\n")
     before = {name: Path(name).read_bytes() for name in os.listdir() if os.path.isfile(name)}
     code, out, err = run(argv, capsys)
     assert code == 1 and out == ""
     one_error_line(err, match)
     assert {name: Path(name).read_bytes() for name in os.listdir() if os.path.isfile(name)} == before
+
+
+def test_outputs_the_model_makes_nan_are_written_with_a_warning(work, capsys):
+    from kantk.symbolic.api import fix_symbolic
+
+    model = kantk.KAN([1, 1], seed=0)
+    fix_symbolic(model, 0, 0, 0, "log", fit_params=False)
+    with torch.no_grad():
+        model.layers[0].symbolic_affine[0, 0] = torch.tensor([1.0, 0.0, 1.0, 0.0])  # log(x)
+    kantk.save(model, "log.kantk")
+    Path("signs.csv").write_text("x\n0.5\n-0.5\n2\n")
+    code, out, err = run(["predict", "log.kantk", "--data", "signs.csv", "-o", "p.csv"], capsys)
+    assert code == 0 and "wrote p.csv" in out
+    assert err.strip() == (
+        "kantk: warning: the model's outputs are NaN or infinite on 1 of 3 rows (first: data row 2, "
+        "a header row not counted); they are written as nan/inf"
+    )
+    written = np.loadtxt("p.csv", delimiter=",", skiprows=1)
+    assert np.isnan(written[1]) and np.allclose(written[[0, 2]], np.log([0.5, 2.0]), rtol=1e-6)
 
 
 @pytest.mark.parametrize(

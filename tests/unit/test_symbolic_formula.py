@@ -523,3 +523,18 @@ def test_check_formula_size_returns_the_sizes_or_refuses_past_the_bound():
         ValueError, match=r"output 0's formula would have [\d,]+ operations, more than 20,000"
     ):
         check_formula_size(deep, live)
+
+
+def test_a_power_edge_whose_scale_is_past_a_float_prints_it():
+    # c * a**5 with a = 1e100 (finite parameters of a float64 model file) raised OverflowError in
+    # kantk symbolic and kantk export (an internal error); the rounding then printed it as oo
+    model = kantk.KAN([1, 1], seed=0)
+    kantk.fix_symbolic(model, 0, 0, 0, "x^5", fit_params=False)
+    with torch.no_grad():
+        model.layers[0].symbolic_affine[0, 0] = torch.tensor([1e100, 0.0, 1.0, 0.0])
+    for digits in (None, "auto"):
+        (formula,) = kantk.symbolic_formula(model, digits=digits)
+        scale = formula.coeff(x1**5)
+        assert formula == scale * x1**5 and not formula.has(sympy.oo)
+        assert abs(scale / sympy.Float("1e500") - 1) < 1e-12  # (the float 1e100)**5
+    assert kantk.to_networkx(model).number_of_edges() == 1  # the export's labels: no OverflowError either
