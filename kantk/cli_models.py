@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -924,7 +925,9 @@ def run_symbolic(args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        formulas = kantk.symbolic_formula(model, var_names=names, numeric="raise", x=x)
+        with warnings.catch_warnings():  # said below in the command's words (it passes x=)
+            warnings.filterwarnings("ignore", message=".*not real on most check points")
+            formulas = kantk.symbolic_formula(model, var_names=names, numeric="raise", x=x)
     except ValueError as exc:
         print(f"wrote {out}", file=sys.stderr)
         print("kantk: " + one_line(f"symbolic: no closed form yet: {exc}"), file=sys.stderr)
@@ -934,7 +937,24 @@ def run_symbolic(args: argparse.Namespace) -> int:
         if args.latex:
             print(f"    LaTeX: {kantk.formula_to_latex(expr)}")
     print(f"wrote {out}")
+    unreal = [f"y{q + 1}" for q, expr in enumerate(formulas) if not_finite_real(expr)]
+    if unreal:  # log(-1) = I*pi, 1/0 = zoo: what the model computes there is NaN or infinite
+        print(
+            f"kantk: symbolic: {', '.join(unreal)}: the formula is not a finite real expression (it holds I, "
+            "oo, zoo or nan): edge functions of the model leave their real domain or divide by zero; its "
+            "outputs are NaN or infinite there",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def not_finite_real(expr: Any) -> bool:
+    """Whether a formula holds the imaginary unit, an infinity or NaN (sympy's ``I``, ``oo``,
+    ``zoo``, ``nan``): a model whose functions leave their real domain."""
+    import sympy
+
+    return bool(expr.has(sympy.I, sympy.oo, -sympy.oo, sympy.zoo, sympy.nan))
 
 
 # --- export --------------------------------------------------------------------------------------

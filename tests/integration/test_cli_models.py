@@ -140,6 +140,26 @@ def _exit_line(argv, capsys):
     return code, capsys.readouterr().err.strip().splitlines()[-1]
 
 
+def test_symbolic_says_when_the_formula_is_not_real(tmp_path, monkeypatch, capsys):
+    # a model file whose symbolic edge is log(0*x - 1): it printed "y1 = I*pi" and exited 0
+    from kantk.symbolic.api import fix_symbolic
+
+    monkeypatch.chdir(tmp_path)
+    model = kantk.KAN([1, 1], seed=0)
+    fix_symbolic(model, 0, 0, 0, "log", fit_params=False)
+    with torch.no_grad():
+        model.layers[0].symbolic_affine[0, 0] = torch.tensor([0.0, -1.0, 1.0, 0.0])
+    kantk.save(model, "log.kantk")
+    assert main(["symbolic", "log.kantk", "-o", "out.kantk", "--samples", "20"]) == 1
+    out, err = capsys.readouterr()
+    assert "y1 = I*pi" in out and "wrote out.kantk" in out
+    assert err.strip().splitlines() == [
+        "kantk: symbolic: y1: the formula is not a finite real expression (it holds I, oo, zoo or nan): "
+        "edge functions of the model leave their real domain or divide by zero; its outputs are NaN or "
+        "infinite there"
+    ]
+
+
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' not installed (CI installs it)")
 @pytest.mark.parametrize("fmt", ["svg", "png", "pdf"])
 def test_export_next_to_the_model_keeps_the_model(model_file, tmp_path, monkeypatch, fmt):
