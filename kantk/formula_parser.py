@@ -959,6 +959,13 @@ class _Builder:
                 raise self.too_big_root()
             if not base.is_Number:
                 self.check_finite(base, "raises to a power the constant")
+                if bool(exponent < 0) and _vanishes(base):
+                    approx = _approximate(base, self.approximations)
+                    rounded = f" ({approx:.3g} in floats: round-off)" if approx else ""
+                    raise self.fail(
+                        f"divides by the constant {short_text(base)}, which is 0{rounded}; write a formula "
+                        "that is finite"
+                    )
             return self.checked(sp.Pow(base, exponent))
         if not exponent.free_symbols:  # pi, sqrt(2), 3*sin(7): leave unevaluated, numpy computes it
             self.check_finite(exponent, "has the constant exponent")
@@ -1212,6 +1219,20 @@ _FLOAT_FUNCTIONS: dict[str, Callable[..., float]] = {
     "erf": math.erf,
     "erfc": math.erfc,
 }
+
+
+def _vanishes(constant: Any) -> bool:
+    """Whether a constant expression that floats put near 0 is 0: ``sin(pi)``, ``1 - cos(0)``
+    (1.2e-16 and 0.0 in floats: ``x1/sin(pi)`` made labels of 8e15 and a model of ``inf``). Asked of
+    sympy's arbitrary-precision evaluation, which then finds no significant digit; a small value
+    that is not 0 (``exp(-40)``) keeps its digits."""
+    try:
+        value = constant.evalf(30, maxn=200)
+    except (ArithmeticError, ValueError, TypeError, RecursionError):
+        return False
+    if value.is_zero:
+        return True
+    return bool(value.is_Float and value._prec <= 1)  # mpmath's 0.e-152: zero to its precision
 
 
 def _approximate(expr: Any, memo: dict[Any, float | None]) -> float | None:

@@ -181,6 +181,13 @@ class SymbolicEdges:
                     raise ValueError(
                         f"affine must hold the 4 numbers (a, b, c, d), got shape {tuple(values.shape)}"
                     )
+                if not bool(torch.isfinite(values).all()):  # 1e100 in a float32 layer: inf
+                    dtype = str(self.coef.dtype).removeprefix("torch.")
+                    raise ValueError(
+                        f"affine (a, b, c, d) of edge {p} -> {q} must be finite numbers in the layer's "
+                        f"{dtype} (at most {torch.finfo(self.coef.dtype).max:.3g} in size), got "
+                        f"{[float(v) for v in torch.as_tensor(affine, dtype=torch.float64)]}"
+                    )
             checked.append((q, p, function, library, values))
         self.enable_symbolic()
         for q, p, function, library, values in checked:

@@ -296,10 +296,31 @@ def test_every_whitelisted_function_exists_and_evaluates():
         ("x1 / (x2 - x2)", "is not a finite number"),
         ("x1 % 0", "is not a finite number"),
         ("x1 > 1/0", "is not a finite number"),
+        # a constant left unevaluated that is exactly 0: floats gave 1.2e-16 (labels of 8e15) and 0.0
+        ("x1/sin(pi)", "divides by the constant sin(pi), which is 0 (1.22e-16 in floats: round-off)"),
+        ("x1/(1 - cos(0))", "divides by the constant 1 - cos(0), which is 0;"),
+        ("x1*(exp(1) - E)**-2", "which is 0;"),
     ],
 )
 def test_refused_with_a_one_line_message(text, fragment):
     assert_one_line_error(text, fragment)
+
+
+def test_division_by_a_small_constant_that_is_not_zero_is_kept():
+    import sympy
+
+    x1 = sympy.Symbol("x1")
+    assert kantk.parse_formula("x1/exp(-40)") == x1 * sympy.exp(40)
+    assert kantk.parse_formula("x1/(sin(pi) + 1e-30)") is not None
+    with pytest.raises(ValueError, match="divides by the constant sin"):
+        kantk.create_dataset("x1/sin(pi)", 1, train_num=3, test_num=2)
+
+
+def test_formula_to_kan_refuses_a_constant_past_the_model_dtype():
+    with pytest.raises(ValueError, match=r"must be finite numbers in the layer's float32 \(at most 3.4e\+38"):
+        kantk.formula_to_kan("1e100*x1", dtype=torch.float32)
+    model = kantk.formula_to_kan("1e100*x1", dtype=torch.float64)
+    assert float(model(torch.ones(1, 1, dtype=torch.float64))) == pytest.approx(1e100)
 
 
 @pytest.mark.parametrize(
