@@ -759,6 +759,8 @@ def parse_options(items: Sequence[str]) -> dict[str, Any]:
             fail(f"--option needs KEY=VALUE with KEY a name, got {item!r}")
         if key in RESERVED_OPTIONS:
             fail(f"--option {key}=... is not a pruner option (use the command's own flags)")
+        if key in options:  # the last one silently won
+            fail(f"--option {key} is given twice; give each option once")
         options[key] = _option_value(key, value.strip())
     return options
 

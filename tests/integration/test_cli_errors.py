@@ -112,6 +112,13 @@ def test_malformed_option(work, capsys, no_work, option):
     assert not (work / "p.kantk").exists()
 
 
+def test_an_option_given_twice_is_refused(work, capsys, no_work):
+    # the last one silently won
+    argv = ["prune", "model.kantk", "-o", "p.kantk", "--option", "node_th=0.1", "--option", "node_th=0.2"]
+    assert_error(run_cli(argv, capsys), code=1, match="--option node_th is given twice")
+    assert not (work / "p.kantk").exists()
+
+
 @pytest.mark.parametrize("value", ["-5", "0", "1", "1e3", "x", "1000001", "9" * 30])
 def test_samples_out_of_range(work, capsys, no_work, value):
     assert_error(
