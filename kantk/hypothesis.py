@@ -97,6 +97,11 @@ def _values(f: Function, x: torch.Tensor) -> torch.Tensor:
 def _check_x(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] < 3 or not x.is_floating_point():
         raise ValueError("x must be a float tensor of samples (batch >= 3, n)")
+    if x.dtype not in (torch.float32, torch.float64):  # torch.quantile refused float16 deep inside
+        raise ValueError(
+            f"x must be float32 or float64 (second derivatives need the precision), got {x.dtype}; "
+            "convert it with x.double()"
+        )
     if not bool(torch.isfinite(x).all()):
         raise ValueError("x must be finite: it holds NaN or inf (one such sample made every score 0)")
 
@@ -276,13 +281,22 @@ def test_separability(
     whether x1 separates from the rest, and ``[[0], [1]]`` of three variables whether x1, x2 and x3
     separate."""
     _check_x(x)
-    groups = _check_groups(groups, x)
+    parts = _parts(_check_groups(groups, x), x.shape[1])
+    if len(parts) < 2:  # [] or [[]] answered True for x1*x2: nothing was tested
+        raise ValueError(
+            f"groups must split the variables into at least two parts, e.g. [[0]] (x1 against the rest), "
+            f"got {groups!r}"
+        )
     threshold = _check_threshold("threshold", threshold)
     scores = hessian_scores(f, x, mode)
-    listed = {i for g in groups for i in g}
-    rest = [k for k in range(x.shape[1]) if k not in listed]
-    parts = [g for g in groups if g] + ([rest] if rest and listed else [])
     return _separates(scores, parts, threshold)
+
+
+def _parts(groups: list[list[int]], n: int) -> list[list[int]]:
+    """The groups that name variables, and the variables in none of them as one more."""
+    listed = {i for g in groups for i in g}
+    rest = [k for k in range(n) if k not in listed]
+    return [g for g in groups if g] + ([rest] if rest and listed else [])
 
 
 def _separates(scores: torch.Tensor, parts: Sequence[Sequence[int]], threshold: float) -> bool:
@@ -314,7 +328,11 @@ def symmetry_score(f: Function, x: torch.Tensor, group: Sequence[int]) -> float:
         xg = _leaf(x)
         grad = _derivative(_values(f, xg).sum(), xg, create_graph=True)
         g = grad[:, group] * std[group]  # in standardised units: a variable's units change nothing
-        unit = g / (g.norm(dim=1, keepdim=True) + 1e-12)
+        norm = g.norm(dim=1, keepdim=True)
+        # a guard against 0 relative to the gradients' size, which carries f's units (an absolute
+        # 1e-12 made f = 1e-9 * (x1 + x2)**2 * x3 asymmetric in x1, x2)
+        size = norm.detach().max()
+        unit = g / (norm + 1e-12 * torch.where(size > 0, size, torch.ones_like(size)))
         for k in range(len(group)):
             d = _derivative(unit[:, k].sum(), xg, retain_graph=True)
             dep = (d[:, others].abs() * std[others]).detach()  # unit: free of the group's units
@@ -422,6 +440,8 @@ def feature_interaction(
         raise TypeError(f"feature_interaction expects a kantk.KAN, got {type(model).__name__}")
     if not is_int(layer) or not 1 <= layer < len(model.widths):
         raise IndexError(f"layer must be a node layer in [1, {len(model.widths) - 1}], got {layer!r}")
+    neuron_th = _check_threshold("neuron_th", neuron_th)  # NaN counted no node, or one with no feature
+    feature_th = _check_threshold("feature_th", feature_th)
     sub = KAN.__new__(KAN)
     torch.nn.Module.__init__(sub)
     sub.widths = model.widths[: layer + 1]

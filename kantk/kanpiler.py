@@ -105,12 +105,15 @@ class _Node:
 
 
 class _Compiler:
-    def __init__(self, symbols: Sequence[Any], product: str):
+    def __init__(self, symbols: Sequence[Any], product: str, constant: str = "0"):
         import sympy
 
         self.sympy = sympy
         self.symbols = list(symbols)
         self.product = product
+        #: The function of the edge that carries a constant: "0", or "x" times c = 0 in a library
+        #: without "0" (the "minimal" one said it has no function '0', which the user never wrote)
+        self.constant = constant
         self.nodes: dict[Any, _Node] = {s: _Node(s, 0) for s in self.symbols}
         #: Products ``y * log(x)`` that ``x ** y`` becomes under product="log": their factors
         #: take either sign (log of a base below 1, a negative exponent), so they are built by
@@ -146,8 +149,8 @@ class _Compiler:
                 const = const + term
                 continue
             edges.extend(self.term_edges(term))
-        if not edges:  # a constant: one '0' edge from the first input carries it
-            edges.append(_Edge(self.symbols[0], "0", [1.0, 0.0, 0.0, 0.0]))
+        if not edges:  # a constant: one '0' edge (or 0 * x) from the first input carries it
+            edges.append(_Edge(self.symbols[0], self.constant, [1.0, 0.0, 0.0, 0.0]))
         edges[0].affine[3] += _number(const)
         return self.distinct_sources(edges)
 
@@ -356,7 +359,7 @@ def formula_to_kan(
     symbols = _variables(parsed, variables)
     lib = resolve_library(library, registry)
 
-    compiler = _Compiler(symbols, product)
+    compiler = _Compiler(symbols, product, "0" if "0" in list(lib) else "x")
     # every output is a fresh node (two outputs may be the same formula, or a bare variable)
     outputs = []
     for e in parsed:

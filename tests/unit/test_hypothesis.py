@@ -259,6 +259,33 @@ def test_the_symmetry_score_does_not_depend_on_the_units_of_the_group():
     assert min(scores) > 1e-3  # the small x1*x3 term is an asymmetry at every scale
 
 
+@pytest.mark.parametrize("unit", [1e-9, 1e-6, 1e3])
+def test_symmetry_and_the_tree_do_not_depend_on_the_units_of_f(unit):
+    # an absolute 1e-12 guard on the gradient's norm made 1e-9 * (x1 + x2)**2 * x3 asymmetric in
+    # x1, x2 (score 2.3e-3), and tree() then merged all three variables at once
+    x = _x(3)
+
+    def f(z):
+        return unit * (z[:, 0] + z[:, 1]) ** 2 * z[:, 2]
+
+    assert hypothesis.symmetry_score(f, x, [0, 1]) < 1e-9  # round-off (2.4e-12 at unit = 1)
+    assert hypothesis.tree(f, x).levels[1] == [[0, 1], [2]]
+
+
+def test_groups_that_split_nothing_and_half_precision_samples_are_refused():
+    x = _x(3)
+    for groups in ([], [[]], [[0, 1, 2]]):  # answered True for x1*x2: nothing was tested
+        with pytest.raises(ValueError, match="groups must split the variables into at least two parts"):
+            hypothesis.test_separability(_pair, x, groups)
+    for dtype in (torch.float16, torch.bfloat16):  # torch.quantile failed deep inside
+        with pytest.raises(ValueError, match="x must be float32 or float64"):
+            hypothesis.separability(_pair, x.to(dtype))
+    model = kantk.KAN([3, 2, 1], seed=0)
+    for name in ("neuron_th", "feature_th"):
+        with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0"):
+            hypothesis.feature_interaction(model, x.float(), 1, **{name: math.nan})
+
+
 def test_a_function_that_is_nan_on_most_samples_is_refused():
     """f = sum * nan scored 0 everywhere: separable into single variables, and symmetric."""
     from kantk.hypothesis import separability, symmetry_score

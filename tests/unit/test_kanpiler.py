@@ -279,3 +279,11 @@ def test_bad_variables_and_dtypes_get_their_own_messages():
         formula_to_kan("x1*x2", variables=["x1", "x1"])  # said "unknown variable(s) x2"
     with pytest.raises(ValueError, match="dtype must be a floating-point torch dtype"):
         formula_to_kan("x1", dtype=torch.int64)  # torch's "nn.Module.to only accepts floating point"
+
+
+def test_a_constant_output_compiles_with_a_library_without_the_zero_function():
+    # the "minimal" library has no '0': "library 'minimal' has no function '0'", which no one wrote
+    x = torch.rand(8, 1, dtype=torch.float64)
+    model = kantk.formula_to_kan(["x1", "5"], library="minimal", dtype=torch.float64)
+    torch.testing.assert_close(model(x), torch.cat([x, torch.full_like(x, 5.0)], dim=1))
+    assert kantk.symbolic_formula(model) == [sp.Symbol("x1"), 5]
