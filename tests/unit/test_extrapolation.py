@@ -147,6 +147,22 @@ def test_clamp_gradients(grid):
     torch.autograd.gradcheck(lambda inp: model(inp), (inner,))
 
 
+@pytest.mark.parametrize("path", CPU_PATHS)
+def test_clamp_gives_the_inside_derivative_at_both_ends(path):
+    # the top end was clamped to the value one ulp inside, with gradient 0 at exactly the end (the
+    # bottom end gave the one-sided derivative): a Neumann condition there saw a flat spline
+    torch.set_default_dtype(torch.float64)
+    model = kantk.KAN(
+        [1, 1], base_activation="zero", basis_kwargs={"grid_size": 5, "extrapolate": "clamp"}, seed=0
+    )
+    model.layers[0].basis.path = path
+    for end in (-1.0, 1.0):
+        x = torch.tensor([[end], [end * (1 - 1e-9)], [end * 1.5]], requires_grad=True)
+        (grad,) = torch.autograd.grad(model(x).sum(), x)
+        assert grad[0, 0] != 0 and float(grad[0, 0]) == pytest.approx(float(grad[1, 0]), rel=1e-6), end
+        assert grad[2, 0] == 0  # beyond the end: held
+
+
 def test_clamp_is_saved_loaded_refined_and_updated(tmp_path):
     torch.set_default_dtype(torch.float64)
     model = kantk.KAN([2, 2, 1], basis_kwargs={"grid_size": 4, "extrapolate": "clamp"}, seed=0)

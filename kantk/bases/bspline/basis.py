@@ -339,17 +339,20 @@ class BSplineBasis(Basis):
         """Clamp inputs to the grid range ``[grid[:, k], grid[:, G + k]]`` (``extrapolate="clamp"``).
 
         The upper end moves one ulp inwards: the last interval is half-open, and for order 0 the
-        end itself would fall outside every basis.
+        end itself would fall outside every basis. The gradient there is still the one-sided one
+        from inside, as at the lower end (clamping to the inner value gave 0 at exactly the upper
+        end: a PINN's Neumann condition on it saw a flat spline).
 
         Args:
             x: (batch, in).
 
         Returns:
-            (batch, in), differentiable (gradient 0 where clamped).
+            (batch, in), differentiable (gradient 0 beyond the ends, 1 on them).
         """
         lo = self.grid[:, self.order].to(x.dtype)  # (in,)
         hi = self.grid[:, self.grid_size + self.order].to(x.dtype)
-        return torch.clamp(x, lo, torch.nextafter(hi, lo))
+        clamped = torch.clamp(x, lo, hi)  # gradient 1 on [lo, hi], ends included
+        return torch.where(clamped >= hi, clamped - (hi - torch.nextafter(hi, lo)), clamped)
 
     @torch.no_grad()
     def refine(
