@@ -55,10 +55,10 @@ def refine(model: KAN, grid_size: int | Sequence[int], **options: Any) -> KAN:
     relative in float64, 1e-7 in float32) for every input, whatever the grid and the data's
     range (with ``extrapolate="extend"``, beyond the grid range the continued polynomials come
     from narrower intervals and their round-off grows with the distance: 3e-4 relative in
-    float32, 3e-13 in float64, 30% of the range beyond it, from G = 5 to 40); RBFs (not nested: narrower Gaussians rebuild wider ones closely, not exactly) to about
-    1e-5 relative on the old centres' range, and less beyond it (where the new, narrower bumps
-    fade sooner): update the grids to the data first (``model.update_grid(x)``) when inputs
-    leave it.
+    float32, 3e-13 in float64, 30% of the range beyond it, from G = 5 to 40); RBFs (not
+    nested: narrower Gaussians rebuild wider ones closely, not exactly) to about 1e-5 relative
+    on the old centres' range, and less beyond it (where the new, narrower bumps fade sooner):
+    update the grids to the data first (``model.update_grid(x)``) when inputs leave it.
 
     Returns:
         The refined copy, with fresh parameters (no gradients) on ``model``'s device.
