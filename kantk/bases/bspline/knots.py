@@ -182,8 +182,12 @@ def local_bspline_features(
 
     Returns:
         (batch, in, m - order - 1) in ``x``'s dtype; zero outside ``[knots[0], knots[-1])``
-        unless ``extend``; NaN for a NaN input.
+        unless ``extend``; NaN for a NaN input. float16 inputs are computed in float32: the
+        gradient of ``(x - t_i) / (t_j - t_i)`` overflowed float16 on knots 5e-4 apart (every
+        input gradient NaN, the values finite).
     """
+    if x.dtype == torch.float16:
+        return local_bspline_features(x.float(), knots, order, extend).to(torch.float16)
     k = order
     t = knots.to(x.dtype)
     n_in, m = t.shape
