@@ -20,7 +20,11 @@ class ThresholdPruner:
 
     A hidden node goes when both its outgoing score (``scores.node_scores``) and its incoming
     score (``scores.in_scores``) are below ``node_th``; an edge goes when its score is below
-    ``edge_th``; with input pruning, a feature goes when its score is below ``input_th``.
+    ``edge_th``, except that a node of several sub-nodes that stays (a multiplication node) and
+    keeps an edge into one of its factors keeps the best-scoring live edge into each of the others
+    (a factor's edges score by their spread, and a nearly constant factor, which scales the
+    product, scored near 0: the node was then 0); with input pruning, a feature goes when its
+    score is below ``input_th``.
     Scores are computed once, on the unpruned model (pykan recomputes them after removing the
     nodes; that moves the other scores only by the removed nodes' below-threshold share).
 
@@ -62,10 +66,25 @@ class ThresholdPruner:
             kept_indices(torch.maximum(scores.node_scores[l], scores.in_scores[l]) >= self.node_th)
             for l in range(1, len(model.widths) - 1)
         )
-        edges = tuple(
-            live & (score >= self.edge_th) for live, score in zip(live_masks(model), scores.edge_scores)
-        )
-        return PruneDecision(edges, hidden, kept_indices(scores.feature_scores >= self.input_th))
+        live = live_masks(model)
+        edges = [alive & (score >= self.edge_th) for alive, score in zip(live, scores.edge_scores)]
+        for l, layer in enumerate(model.layers):
+            layout = layer.nodes
+            if layout is None:
+                continue
+            kept = hidden[l].tolist() if l < len(hidden) else range(layout.n_nodes)  # outputs stay
+            for j in kept:
+                subs = layout.subnodes(j)
+                if len(subs) < 2 or not bool(edges[l][list(subs)].any()):
+                    continue  # a sum node; or every factor lost its edges, as a sum node's can
+                for sub in subs:
+                    # a factor scores by its spread: a nearly constant one scores near 0, yet it
+                    # scales the product; without any edge in, the node would be 0 while its
+                    # other factors keep theirs
+                    if bool(live[l][sub].any()) and not bool(edges[l][sub].any()):
+                        best = torch.where(live[l][sub], scores.edge_scores[l][sub], -torch.inf).argmax()
+                        edges[l][sub, best] = True
+        return PruneDecision(tuple(edges), hidden, kept_indices(scores.feature_scores >= self.input_th))
 
     def __repr__(self) -> str:
         return (

@@ -142,6 +142,24 @@ def test_a_product_node_that_lost_a_factor_keeps_no_edges_into_its_other_factors
     torch.testing.assert_close(apply_masks(model, plan)(x), asked(x))  # the function the decision asked for
 
 
+def test_the_threshold_pruner_keeps_a_nearly_constant_factor_of_a_kept_product():
+    # x1 * (x2 -> 3 + 1e-6 x2): the factor's edge scores near 0 (its spread is tiny), so it was
+    # removed and the product became 0 (RMSE 1.7 after a refit); it scales the product: it stays
+    model = kantk.formula_to_kan("x1*x2", product="mult", dtype=torch.float64)
+    layer = model.layers[0]
+    (edge,) = [(q, p) for q, p in layer.symbolic_edges() if p == 1]
+    with torch.no_grad():
+        layer.symbolic_affine[edge] = torch.tensor([1.0, 0.0, 1e-6, 3.0], dtype=torch.float64)
+    x = torch.rand(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert float(kantk.attribution(model, x).edge_scores[0][edge]) < 3e-2  # below edge_th
+    pruned = kantk.prune(model, x)
+    torch.testing.assert_close(pruned(x), model(x))
+    # a product node that loses every factor's edges goes the way of a sum node: all removed
+    with pytest.warns(UserWarning, match="would remove every node of the hidden layer 1"):
+        weak = kantk.prune(model, x, node_th=0.0, edge_th=10.0)
+    assert int(weak.layers[0].live_edges().sum()) == 0
+
+
 def test_inputs_are_kept_unless_asked():
     model = kantk.KAN([3, 2, 1], seed=0)
     masks = [torch.tensor([[True, False, True], [True, False, True]]), torch.ones(1, 2, dtype=torch.bool)]
