@@ -1243,10 +1243,6 @@ def run_discover(args: argparse.Namespace) -> int:
     folder = args.output
     if not folder:
         fail("-o needs a folder path")
-    try:
-        check_output_dir(folder)
-    except OSError as exc:
-        fail(str(exc))
     if args.data:
         for name in OUTPUT_NAMES:
             if same_file(os.path.join(folder, name), args.data):
@@ -1254,6 +1250,10 @@ def run_discover(args: argparse.Namespace) -> int:
                     f"-o {folder!r} would overwrite the input {args.data!r} with {name}; "
                     "choose another folder"
                 )
+    try:
+        check_output_dir(folder)
+    except OSError as exc:
+        fail(str(exc))
     if args.library is not None:
         resolve_library(args.library)
     names = args.var_names
