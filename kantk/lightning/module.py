@@ -312,7 +312,7 @@ class _TrainingModule(pl.LightningModule):
             TypeError: A custom loss returned something other than a one-element floating tensor.
         """
         if self.custom_loss is not None:
-            loss = _check_loss_value(self.custom_loss(self.model, y), self.loss_name)
+            loss = _check_loss_value(_call_loss(self.custom_loss, self.model, y), self.loss_name)
             loss = loss.to(self.model_dtype)
             active = any(r.weight != 0 for r in self.regularisers)
             reg = (
@@ -464,7 +464,7 @@ class _TrainingModule(pl.LightningModule):
             x, full = self.check_batch(batch, split)
             custom = self.custom_loss
             assert custom is not None  # only called with a custom loss
-            loss = _check_loss_value(custom(self.model, full), self.loss_name)
+            loss = _check_loss_value(_call_loss(custom, self.model, full), self.loss_name)
             loss = loss.detach().to(self.model_dtype)
         rows = float(x.shape[0]) if x.dim() >= 1 and x.shape[0] > 0 else 1.0
         sums = torch.stack([loss * rows, torch.tensor(rows, dtype=loss.dtype, device=loss.device)])
@@ -1167,6 +1167,12 @@ def _check_loss(loss: Any) -> LossFn | None:
     Raises:
         ValueError: An unknown name (a recorded custom loss name gets a hint on how to pass it).
     """
+    if isinstance(loss, torch.nn.modules.loss._Loss):  # pykan's loss_fn(pred, target)
+        raise ValueError(
+            f"loss={type(loss).__name__}() is a loss of (pred, target); kantk calls a custom loss as "
+            "loss(model, batch): pass loss=lambda model, batch: fn(model(batch[0]), batch[1]), or "
+            f"one of {', '.join(LOSSES)}"
+        )
     if callable(loss):
         return loss
     if isinstance(loss, str) and loss in LOSSES:
@@ -1179,6 +1185,21 @@ def _check_loss(loss: Any) -> LossFn | None:
     raise ValueError(
         f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)} or a callable loss(model, batch) -> scalar"
     )
+
+
+def _call_loss(fn: LossFn, model: Any, batch: Any) -> Any:
+    """``fn(model, batch)``, with what kantk passes named when it fails on the arguments' types: a
+    pykan-style ``loss_fn(pred, target)`` ended as "unsupported operand type(s) for -: 'KAN' and
+    'list'"."""
+    try:
+        return fn(model, batch)
+    except (TypeError, AttributeError) as exc:
+        raise TypeError(
+            f"the custom loss failed on its arguments ({type(exc).__name__}: {exc}); kantk calls it as "
+            f"loss(model, batch), model the {type(model).__name__} and batch as the data module gives "
+            "it (kantk.fit's: [inputs, labels]), not as pykan's loss_fn(pred, target): wrap one as "
+            "loss=lambda model, batch: loss_fn(model(batch[0]), batch[1])"
+        ) from exc
 
 
 def custom_loss_name(fn: Callable[..., Any]) -> str:

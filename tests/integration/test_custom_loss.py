@@ -92,6 +92,19 @@ def test_a_bad_return_value_is_named():
         kantk.fit(model, _data(), steps=1, loss=lambda m, b: m(b[0]), progress=False)
 
 
+def test_a_pykan_style_loss_of_pred_and_target_is_explained():
+    # pykan's loss_fn(pred, target): "'list' object has no attribute 'size'", "unsupported operand
+    # type(s) for -: 'KAN' and 'list'"
+    model = kantk.KAN([2, 3, 1], seed=0)
+    with pytest.raises(ValueError, match=r"loss=MSELoss\(\) is a loss of \(pred, target\)"):
+        kantk.fit(model, _data(), steps=1, loss=torch.nn.MSELoss(), progress=False)
+    for loss in (torch.nn.functional.mse_loss, lambda pred, y: ((pred - y) ** 2).mean()):
+        with pytest.raises(
+            TypeError, match=r"kantk calls it as loss\(model, batch\).*loss_fn\(model\(batch\[0\]\)"
+        ):
+            kantk.fit(model, _data(), steps=1, loss=loss, progress=False)
+
+
 def test_checkpoint_records_the_name_and_needs_the_callable_again(tmp_path):
     module = KANModule([2, 3, 1], loss=mse, init_seed=0)
     assert module.hparams.loss == f"custom:{__name__}.mse"
