@@ -121,8 +121,9 @@ class KAN(nn.Module):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"KAN expects a torch.Tensor, got {type(x).__name__}")
         if x.dim() == 0 or x.shape[-1] != self.widths[0]:
+            hint = select_inputs_hint(self, x.shape[-1]) if x.dim() else ""
             raise ValueError(
-                f"KAN{self.widths} expects input of shape (..., {self.widths[0]}), got {tuple(x.shape)}"
+                f"KAN{self.widths} expects input of shape (..., {self.widths[0]}), got {tuple(x.shape)}{hint}"
             )
         for layer in self.layers:
             x = layer(x)
@@ -342,7 +343,8 @@ def select_inputs_hint(model: Any, n_columns: int) -> str:
     if not columns or n_columns <= max(columns) or n_columns == len(columns):
         return ""
     return (
-        f"; the model takes data columns {[c + 1 for c in columns]} of {n_columns} (it was pruned with "
+        f"; the model takes the data columns x[:, {list(columns)}] (0-based; columns "
+        f"{', '.join(str(c + 1) for c in columns)} counting from 1) of {n_columns} (it was pruned with "
         "prune_inputs): pass model.select_inputs(x)"
     )
 

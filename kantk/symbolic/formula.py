@@ -374,6 +374,11 @@ def formula_to_callable(
     n_vars = len(symbols)
 
     def evaluate(x: Any) -> Any:
+        if backend == "numpy" and isinstance(x, torch.Tensor):  # "Cannot interpret 'torch.float64'"
+            raise TypeError(
+                "this formula function was made with backend='numpy' and takes NumPy arrays; pass "
+                "x.numpy() (x.detach().cpu().numpy()), or make it with backend='torch' for tensors"
+            )
         if x.ndim != 2 or x.shape[1] != n_vars:
             raise ValueError(
                 f"expected inputs of shape (batch, {n_vars}) for variables {[s.name for s in symbols]}, got "

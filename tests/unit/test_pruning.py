@@ -388,9 +388,14 @@ def test_data_of_all_columns_for_a_model_pruned_to_some_names_select_inputs():
     model.input_columns = [0, 2]
     x = torch.rand(40, 3)
     data = {"train_input": x, "train_label": x[:, :1]}
-    hint = r"takes data columns \[1, 3\] of 3 \(it was pruned with prune_inputs\): pass model\.select_inputs"
+    hint = (
+        r"takes the data columns x\[:, \[0, 2\]\] \(0-based; columns 1, 3 counting from 1\) of 3 "
+        r"\(it was pruned with prune_inputs\): pass model\.select_inputs"
+    )
     with pytest.raises(ValueError, match=hint):
         kantk.fit(model, data, steps=1, progress=False)
+    with pytest.raises(ValueError, match=hint):
+        model(x)  # said only "expects input of shape (..., 2), got (40, 3)"
     with pytest.raises(ValueError, match=hint):
         kantk.auto_symbolic(model, x)
     with pytest.raises(ValueError, match=hint):

@@ -538,3 +538,13 @@ def test_a_power_edge_whose_scale_is_past_a_float_prints_it():
         assert formula == scale * x1**5 and not formula.has(sympy.oo)
         assert abs(scale / sympy.Float("1e500") - 1) < 1e-12  # (the float 1e100)**5
     assert kantk.to_networkx(model).number_of_edges() == 1  # the export's labels: no OverflowError either
+
+
+def test_a_numpy_formula_function_given_a_tensor_says_which_backend_takes_tensors():
+    # pykan users compute test metrics on tensors: "Cannot interpret 'torch.float64' as a data type"
+    f = kantk.formula_to_callable(["x1 + x2"])
+    with pytest.raises(TypeError, match="backend='numpy' and takes NumPy arrays; pass x.numpy"):
+        f(torch.rand(4, 2))
+    g = kantk.formula_to_callable(["x1 + x2"], backend="torch")
+    x = torch.rand(4, 2)
+    torch.testing.assert_close(g(x), x.sum(dim=1, keepdim=True))
