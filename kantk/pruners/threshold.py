@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from kantk.nodes import ProductNode
 from kantk.plugins import hookimpl
 from kantk.pruners import PruneDecision, check_number, kept_indices, live_masks, require_scores
 from kantk.types import PrunerSpec
@@ -20,10 +21,10 @@ class ThresholdPruner:
 
     A hidden node goes when both its outgoing score (``scores.node_scores``) and its incoming
     score (``scores.in_scores``) are below ``node_th``; an edge goes when its score is below
-    ``edge_th``, except that a node of several sub-nodes that stays (a multiplication node) and
-    keeps an edge into one of its factors keeps the best-scoring live edge into each of the others
-    (a factor's edges score by their spread, and a nearly constant factor, which scales the
-    product, scored near 0: the node was then 0); with input pruning, a feature goes when its
+    ``edge_th``, except that a multiplication node that stays and keeps an edge (from a kept
+    node) into one of its factors keeps the best-scoring live edge into each of the others, and
+    that edge's source (a factor's edges score by their spread, and a nearly constant factor,
+    which scales the product, scored near 0: the node was then 0); with input pruning, a feature goes when its
     score is below ``input_th``.
     Scores are computed once, on the unpruned model (pykan recomputes them after removing the
     nodes; that moves the other scores only by the removed nodes' below-threshold share).
@@ -62,29 +63,35 @@ class ThresholdPruner:
     def __call__(self, model: KAN, x: torch.Tensor | None, scores: Attribution | None) -> PruneDecision:
         """Returns the kept edges (out, in) per layer, hidden nodes and input features."""
         scores = require_scores("threshold", x, scores)
-        hidden = tuple(
-            kept_indices(torch.maximum(scores.node_scores[l], scores.in_scores[l]) >= self.node_th)
+        # kept nodes per node layer: the inputs (used with prune_inputs), the hidden layers
+        keep = [scores.feature_scores >= self.input_th] + [
+            torch.maximum(scores.node_scores[l], scores.in_scores[l]) >= self.node_th
             for l in range(1, len(model.widths) - 1)
-        )
+        ]
         live = live_masks(model)
         edges = [alive & (score >= self.edge_th) for alive, score in zip(live, scores.edge_scores)]
-        for l, layer in enumerate(model.layers):
-            layout = layer.nodes
+        for l in reversed(range(len(model.layers))):  # a source kept here may be a product node below
+            layout = model.layers[l].nodes
             if layout is None:
                 continue
-            kept = hidden[l].tolist() if l < len(hidden) else range(layout.n_nodes)  # outputs stay
+            kept = keep[l + 1].nonzero().flatten().tolist() if l + 1 < len(keep) else range(layout.n_nodes)
             for j in kept:
-                subs = layout.subnodes(j)
-                if len(subs) < 2 or not bool(edges[l][list(subs)].any()):
-                    continue  # a sum node; or every factor lost its edges, as a sum node's can
+                if not isinstance(layout.operation(layout.ops[j]), ProductNode):
+                    continue
+                subs = list(layout.subnodes(j))
+                fed = edges[l][subs] & keep[l].unsqueeze(0)  # kept edges from kept sources
+                if not bool(fed.any()):
+                    continue  # every factor lost its edges, as a sum node's can: the node is constant
                 for sub in subs:
                     # a factor scores by its spread: a nearly constant one scores near 0, yet it
                     # scales the product; without any edge in, the node would be 0 while its
-                    # other factors keep theirs
-                    if bool(live[l][sub].any()) and not bool(edges[l][sub].any()):
-                        best = torch.where(live[l][sub], scores.edge_scores[l][sub], -torch.inf).argmax()
+                    # other factors keep theirs. Its best edge stays, and so does that edge's source
+                    if bool(live[l][sub].any()) and not bool((edges[l][sub] & keep[l]).any()):
+                        best = int(torch.where(live[l][sub], scores.edge_scores[l][sub], -torch.inf).argmax())
                         edges[l][sub, best] = True
-        return PruneDecision(tuple(edges), hidden, kept_indices(scores.feature_scores >= self.input_th))
+                        keep[l][best] = True
+        hidden = tuple(kept_indices(k) for k in keep[1:])
+        return PruneDecision(tuple(edges), hidden, kept_indices(keep[0]))
 
     def __repr__(self) -> str:
         return (

@@ -152,8 +152,15 @@ def test_the_threshold_pruner_keeps_a_nearly_constant_factor_of_a_kept_product()
         layer.symbolic_affine[edge] = torch.tensor([1.0, 0.0, 1e-6, 3.0], dtype=torch.float64)
     x = torch.rand(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     assert float(kantk.attribution(model, x).edge_scores[0][edge]) < 3e-2  # below edge_th
-    pruned = kantk.prune(model, x)
-    torch.testing.assert_close(pruned(x), model(x))
+    for prune_inputs in (False, True):  # the factor's input scores low too: it stays with its edge
+        pruned = kantk.prune(model, x, prune_inputs=prune_inputs)
+        assert pruned.widths == [2, 1, 1]
+        torch.testing.assert_close(pruned(x), model(x))
+    # a factor fed by a hidden node that scores below node_th: the node stays with the edge
+    deep = kantk.formula_to_kan("sin(x1 + x2)*(3 + 1e-7*sin(x2 + x3))", product="mult", dtype=torch.float64)
+    x3 = torch.rand(300, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    kept = kantk.prune(deep, x3)
+    assert float((kept(x3) - deep(x3)).abs().max()) < 1e-5 * float(deep(x3).abs().max())
     # a product node that loses every factor's edges goes the way of a sum node: all removed
     with pytest.warns(UserWarning, match="would remove every node of the hidden layer 1"):
         weak = kantk.prune(model, x, node_th=0.0, edge_th=10.0)
