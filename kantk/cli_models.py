@@ -505,7 +505,7 @@ def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
         if columns.shape[0] < 2:
             fail(f"{args.data!r} has {columns.shape[0]} rows; scoring a model needs at least 2 samples")
         _check_score_size(columns.shape[0], model, "rows of --data")
-        return in_model_dtype(columns, dtype, args.data)
+        return in_model_dtype(columns, dtype, args.data, data_columns(model))
     _check_score_size(args.samples, model, "--samples")
     lo, hi = args.range
     gen = torch.Generator().manual_seed(args.seed)
@@ -519,10 +519,11 @@ def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
     return drawn
 
 
-def in_model_dtype(values: Any, dtype: Any, source: str) -> Any:
-    """``values`` (a float64 array of finite numbers read from ``source``) as a tensor of the model's
-    dtype, or end the command naming the first value that dtype cannot hold (1e300 in a float32
-    model, 70000 in a float16 one, became inf and the outputs NaN)."""
+def in_model_dtype(values: Any, dtype: Any, source: str, columns: Sequence[int] | None = None) -> Any:
+    """``values`` (a float64 array of finite numbers read from ``source``; its ``columns`` of the
+    file, default all) as a tensor of the model's dtype, or end the command naming the first value
+    that dtype cannot hold (1e300 in a float32 model, 70000 in a float16 one, became inf and the
+    outputs NaN)."""
     import numpy as np
     import torch
 
@@ -530,8 +531,9 @@ def in_model_dtype(values: Any, dtype: Any, source: str) -> Any:
     bad = ~torch.isfinite(tensor)
     if bool(bad.any()):
         row, column = (int(i) for i in bad.nonzero()[0])
+        in_file = columns[column] if columns is not None else column
         fail(
-            f"{source!r}: data row {row + 1} (a header row not counted), column {column + 1}: "
+            f"{source!r}: data row {row + 1} (a header row not counted), column {in_file + 1}: "
             f"{float(np.asarray(values)[row, column]):g} is "
             f"past the model's {str(dtype).removeprefix('torch.')} range (at most "
             f"{torch.finfo(dtype).max:g} in size)"
@@ -706,7 +708,7 @@ def run_predict(args: argparse.Namespace) -> int:
     columns = _input_columns(args, model)
     dtype = model.dtype
     try:
-        y = predict_rows(model, in_model_dtype(columns, dtype, args.data))
+        y = predict_rows(model, in_model_dtype(columns, dtype, args.data, data_columns(model)))
     except (ValueError, RuntimeError) as exc:  # e.g. the model refuses its input
         fail(f"predict: {exc}")
     rows = y.detach().to(torch.float64).cpu().numpy()
@@ -926,9 +928,20 @@ def run_symbolic(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    unchecked: list[str] = []
+
+    def in_own_words(message: Any, category: Any, *rest: Any) -> None:  # the API's says "pass x="
+        text = str(message)
+        if "not real on most check points" in text:
+            unchecked.append(text.split(":")[1].strip())  # "output q"
+        else:
+            shown(message, category, *rest)
+
     try:
-        with warnings.catch_warnings():  # said below in the command's words (it passes x=)
-            warnings.filterwarnings("ignore", message=".*not real on most check points")
+        with warnings.catch_warnings():
+            shown = warnings.showwarning
+            warnings.simplefilter("always")
+            warnings.showwarning = in_own_words
             formulas = kantk.symbolic_formula(model, var_names=names, numeric="raise", x=x)
     except ValueError as exc:
         print(f"wrote {out}", file=sys.stderr)
@@ -940,6 +953,14 @@ def run_symbolic(args: argparse.Namespace) -> int:
             print(f"    LaTeX: {kantk.formula_to_latex(expr)}")
     print(f"wrote {out}")
     unreal = [f"y{q + 1}" for q, expr in enumerate(formulas) if not_finite_real(expr)]
+    rest = [f"y{int(o.split()[1]) + 1}" for o in unchecked if f"y{int(o.split()[1]) + 1}" not in unreal]
+    if rest:
+        print(
+            f"kantk: warning: {', '.join(rest)}: the formula is not real on most of the samples (its "
+            "functions leave their real domain there), so its rounding was not checked; score it on the "
+            "inputs the model was fitted on (--data) or a --range inside its functions' domains",
+            file=sys.stderr,
+        )
     if unreal:  # log(-1) = I*pi, 1/0 = zoo: what the model computes there is NaN or infinite
         print(
             f"kantk: symbolic: {', '.join(unreal)}: the formula is not a finite real expression (it holds I, "

@@ -1221,18 +1221,31 @@ _FLOAT_FUNCTIONS: dict[str, Callable[..., float]] = {
 }
 
 
+#: Working precision (bits) up to which :func:`_vanishes` has sympy evaluate a constant.
+VANISH_BITS = 1000
+
+
 def _vanishes(constant: Any) -> bool:
     """Whether a constant expression that floats put near 0 is 0: ``sin(pi)``, ``1 - cos(0)``
     (1.2e-16 and 0.0 in floats: ``x1/sin(pi)`` made labels of 8e15 and a model of ``inf``). Asked of
     sympy's arbitrary-precision evaluation, which then finds no significant digit; a small value
     that is not 0 (``exp(-40)``) keeps its digits."""
     try:
-        value = constant.evalf(30, maxn=200)
+        value = constant.evalf(30, maxn=VANISH_BITS)
     except (ArithmeticError, ValueError, TypeError, RecursionError):
         return False
-    if value.is_zero:
+    if not (value.is_zero or (value.is_Float and value._prec <= 1)):  # 0.e-152: zero to its precision
+        return False
+    # sympy's evalf also says 0 for log(1 + 1e-40): ask mpmath at 60 digits (sin(pi) gives 1e-61)
+    import mpmath
+    import sympy
+
+    try:
+        with mpmath.workdps(60):
+            again = abs(sympy.lambdify([], constant, "mpmath")())
+    except (ArithmeticError, ValueError, TypeError, RecursionError):
         return True
-    return bool(value.is_Float and value._prec <= 1)  # mpmath's 0.e-152: zero to its precision
+    return not bool(again > mpmath.mpf(10) ** -50)
 
 
 def _approximate(expr: Any, memo: dict[Any, float | None]) -> float | None:

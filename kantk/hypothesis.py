@@ -100,7 +100,7 @@ def _check_x(x: torch.Tensor) -> None:
     if x.dtype not in (torch.float32, torch.float64):  # torch.quantile refused float16 deep inside
         raise ValueError(
             f"x must be float32 or float64 (second derivatives need the precision), got {x.dtype}; "
-            "convert it with x.double()"
+            "convert it and the function's model alike (x.double() and model.double())"
         )
     if not bool(torch.isfinite(x).all()):
         raise ValueError("x must be finite: it holds NaN or inf (one such sample made every score 0)")

@@ -150,7 +150,8 @@ class _Compiler:
                 continue
             edges.extend(self.term_edges(term))
         if not edges:  # a constant: one '0' edge (or 0 * x) from the first input carries it
-            edges.append(_Edge(self.symbols[0], self.constant, [1.0, 0.0, 0.0, 0.0]))
+            a = 1.0 if self.constant in ("0", "x") else 0.0  # another function: c * f(0), c = 0
+            edges.append(_Edge(self.symbols[0], self.constant, [a, 0.0, 0.0, 0.0]))
         edges[0].affine[3] += _number(const)
         return self.distinct_sources(edges)
 
@@ -359,7 +360,7 @@ def formula_to_kan(
     symbols = _variables(parsed, variables)
     lib = resolve_library(library, registry)
 
-    compiler = _Compiler(symbols, product, "0" if "0" in list(lib) else "x")
+    compiler = _Compiler(symbols, product, _constant_function(lib))
     # every output is a fresh node (two outputs may be the same formula, or a bare variable)
     outputs = []
     for e in parsed:
@@ -453,6 +454,23 @@ def formula_to_kan(
 
 
 # --- internals ------------------------------------------------------------------------------------
+
+
+def _constant_function(lib: Any) -> str:
+    """The library function an edge carrying a constant uses: ``0``, else ``x`` (times c = 0),
+    else any function finite at 0 (times c = 0); a library without one names ``0`` (refused
+    later with the library's own message)."""
+    names = list(lib)
+    for name in ("0", "x"):
+        if name in names:
+            return name
+    zero = torch.zeros(1, dtype=torch.float64)
+    for name in names:
+        with torch.no_grad():
+            value = lib[name].torch_fn(zero)
+        if bool(torch.isfinite(value).all()):
+            return name
+    return "0"
 
 
 def _number(value: Any) -> float:

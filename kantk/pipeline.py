@@ -1193,9 +1193,17 @@ def check_output_dir(folder: str | os.PathLike[str]) -> None:
         path = os.path.join(folder, name)
         if os.path.lexists(path) and not _written_by_discover(folder, name):
             raise FileExistsError(
-                f"{path!r} exists and is not a file an earlier kantk discover run wrote there (or it "
-                "changed since); discover does not replace it: move it away or choose another -o folder"
+                f"{path!r} exists and is not listed unchanged in {MANIFEST_NAME}, the record of the files "
+                "an earlier kantk discover run wrote there (your own file, one changed since, or one of a "
+                "run before kantk kept that record); discover does not replace it: move it away or choose "
+                "another -o folder"
             )
+    listed = os.path.join(folder, MANIFEST_NAME)
+    if os.path.lexists(listed) and _read_manifest(listed) is None:
+        raise FileExistsError(
+            f"{listed!r} exists and is not a record kantk discover wrote; discover does not replace it: "
+            "move it away or choose another -o folder"
+        )
     existing = os.path.abspath(folder)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
@@ -1266,15 +1274,27 @@ def _written_by_discover(folder: str, name: str) -> bool:
         return False
     if name.startswith("graph.") and _is_discover_graph(path):
         return True
-    listed = os.path.join(folder, MANIFEST_NAME)
-    if not os.path.isfile(listed) or os.path.islink(listed) or os.path.getsize(listed) > MAX_MANIFEST_BYTES:
-        return False
+    manifest = _read_manifest(os.path.join(folder, MANIFEST_NAME))
+    return manifest is not None and manifest.get(name) == _sha256(path)
+
+
+def _read_manifest(path: str) -> dict[str, str] | None:
+    """The ``{name: sha-256}`` record at ``path``, or ``None`` unless it is one (a regular file, not
+    a link, of at most :data:`MAX_MANIFEST_BYTES`, naming only :data:`OUTPUT_NAMES`)."""
+    if not os.path.isfile(path) or os.path.islink(path) or os.path.getsize(path) > MAX_MANIFEST_BYTES:
+        return None
     try:
-        with open(listed, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             manifest = json.load(handle)
     except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(manifest, dict) and manifest.get(name) == _sha256(path)
+        return None
+    hexdigits = set("0123456789abcdef")
+    if not isinstance(manifest, dict) or not all(
+        key in OUTPUT_NAMES and isinstance(value, str) and len(value) == 64 and set(value) <= hexdigits
+        for key, value in manifest.items()
+    ):
+        return None
+    return manifest
 
 
 def _sha256(path: str) -> str:

@@ -1188,18 +1188,25 @@ def _check_loss(loss: Any) -> LossFn | None:
 
 
 def _call_loss(fn: LossFn, model: Any, batch: Any) -> Any:
-    """``fn(model, batch)``, with what kantk passes named when it fails on the arguments' types: a
-    pykan-style ``loss_fn(pred, target)`` ended as "unsupported operand type(s) for -: 'KAN' and
-    'list'"."""
+    """``fn(model, batch)``; when it fails on the arguments' types (a pykan-style
+    ``loss_fn(pred, target)`` ended as "unsupported operand type(s) for -: 'KAN' and 'list'"),
+    the error gets a note on what kantk passes. The error itself is kept: a loss's own bug reads
+    as it is."""
     try:
         return fn(model, batch)
     except (TypeError, AttributeError) as exc:
-        raise TypeError(
-            f"the custom loss failed on its arguments ({type(exc).__name__}: {exc}); kantk calls it as "
-            f"loss(model, batch), model the {type(model).__name__} and batch as the data module gives "
-            "it (kantk.fit's: [inputs, labels]), not as pykan's loss_fn(pred, target): wrap one as "
-            "loss=lambda model, batch: loss_fn(model(batch[0]), batch[1])"
-        ) from exc
+        text = str(exc)
+        if f"'{type(model).__name__}'" in text or "'list'" in text or "'tuple'" in text:
+            note = (
+                f"kantk calls a custom loss as loss(model, batch), model the {type(model).__name__} and "
+                "batch as the data module gives it (kantk.fit's: [inputs, labels]), not as pykan's "
+                "loss_fn(pred, target): wrap one as loss=lambda model, batch: loss_fn(model(batch[0]), batch[1])"
+            )
+            if hasattr(exc, "add_note"):  # Python 3.11+
+                exc.add_note(note)
+            else:
+                raise type(exc)(f"{text}; {note}") from exc
+        raise
 
 
 def custom_loss_name(fn: Callable[..., Any]) -> str:

@@ -160,6 +160,16 @@ def test_symbolic_says_when_the_formula_is_not_real(tmp_path, monkeypatch, capsy
     ]
 
 
+def test_symbolic_says_in_its_words_when_a_formula_cannot_be_checked(tmp_path, monkeypatch, capsys):
+    # log(x1 + 2) scored on [-5, 0]: the library's warning (advice to "pass x=") was dropped
+    monkeypatch.chdir(tmp_path)
+    kantk.save(kantk.formula_to_kan("log(x1 + 2)", dtype=torch.float64), "logm.kantk")
+    assert main(["symbolic", "logm.kantk", "--range", "-5", "0", "-o", "out.kantk"]) == 0
+    err = capsys.readouterr().err
+    assert "kantk: warning: y1: the formula is not real on most of the samples" in err
+    assert "pass x=" not in err
+
+
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' not installed (CI installs it)")
 @pytest.mark.parametrize("fmt", ["svg", "png", "pdf"])
 def test_export_next_to_the_model_keeps_the_model(model_file, tmp_path, monkeypatch, fmt):

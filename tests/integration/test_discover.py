@@ -667,7 +667,7 @@ def test_discover_replaces_only_the_files_an_earlier_run_wrote(tmp_path):
     mine.mkdir()
     kantk.save(kantk.KAN([3, 1], seed=1), mine / "model.kantk")
     before = (mine / "model.kantk").read_bytes()
-    with pytest.raises(FileExistsError, match="model.kantk' exists and is not a file an earlier"):
+    with pytest.raises(FileExistsError, match="model.kantk' exists and is not listed unchanged in"):
         pipeline.check_output_dir(mine)
     with pytest.raises(FileExistsError):
         pipeline._write_outputs(model, x, str(mine), None)
@@ -685,13 +685,18 @@ def test_discover_replaces_only_the_files_an_earlier_run_wrote(tmp_path):
     (ours / pipeline.MANIFEST_NAME).write_text("[" * 60000)  # a damaged manifest protects all
     with pytest.raises(FileExistsError, match="model.kantk"):
         pipeline.check_output_dir(ours)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / pipeline.MANIFEST_NAME).write_text("my own notes")  # not discover's record: kept
+    with pytest.raises(FileExistsError, match="kantk-discover.json' exists and is not a record"):
+        pipeline.check_output_dir(notes)
 
 
 def test_discover_cli_refuses_a_foreign_file_in_its_folder(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
     (folder / "model.kantk").write_bytes(b"my own model")
-    with pytest.raises(SystemExit, match="is not a file an earlier kantk discover run wrote there"):
+    with pytest.raises(SystemExit, match="is not listed unchanged in .kantk-discover.json"):
         main(["discover", "--formula", "x1+x2", "-o", str(folder)])
     assert (folder / "model.kantk").read_bytes() == b"my own model"
 

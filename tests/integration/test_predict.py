@@ -216,6 +216,16 @@ def test_bad_input_is_one_line_exit_1_and_writes_nothing(work, capsys, argv, mat
     assert {name: Path(name).read_bytes() for name in os.listdir() if os.path.isfile(name)} == before
 
 
+def test_a_value_past_the_dtype_is_named_by_its_file_column(work, capsys):
+    model = kantk.KAN([2, 3, 1], seed=0)
+    model.input_columns = [0, 2]  # pruned with prune_inputs: the file's columns 1 and 3
+    kantk.save(model, "pruned.kantk")
+    Path("d.csv").write_text("a,b,c\n0.1,0.2,0.3\n0.1,0.2,1e300\n")
+    code, _, err = run(["predict", "pruned.kantk", "--data", "d.csv", "-o", "p.csv"], capsys)
+    assert code == 1
+    one_error_line(err, "data row 2 (a header row not counted), column 3: 1e+300")
+
+
 def test_outputs_the_model_makes_nan_are_written_with_a_warning(work, capsys):
     from kantk.symbolic.api import fix_symbolic
 

@@ -145,6 +145,7 @@ def test_clamp_gradients(grid):
     assert coef_grad.abs().sum() > 0  # inputs beyond the grid still train the boundary coefficients
     inner = (torch.rand(4, 2, dtype=torch.float64) * 1.6 - 0.8).requires_grad_()
     torch.autograd.gradcheck(lambda inp: model(inp), (inner,))
+    torch.autograd.gradgradcheck(lambda inp: model(inp), (inner,))  # through _ClampInside too
 
 
 @pytest.mark.parametrize("path", CPU_PATHS)

@@ -312,6 +312,7 @@ def test_division_by_a_small_constant_that_is_not_zero_is_kept():
     x1 = sympy.Symbol("x1")
     assert kantk.parse_formula("x1/exp(-40)") == x1 * sympy.exp(40)
     assert kantk.parse_formula("x1/(sin(pi) + 1e-30)") is not None
+    assert kantk.parse_formula("x1/log(1 + 10**-40)") is not None  # sympy's evalf says 0; mpmath 1e-40
     with pytest.raises(ValueError, match="divides by the constant sin"):
         kantk.create_dataset("x1/sin(pi)", 1, train_num=3, test_num=2)
 

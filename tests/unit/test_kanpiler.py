@@ -287,3 +287,7 @@ def test_a_constant_output_compiles_with_a_library_without_the_zero_function():
     model = kantk.formula_to_kan(["x1", "5"], library="minimal", dtype=torch.float64)
     torch.testing.assert_close(model(x), torch.cat([x, torch.full_like(x, 5.0)], dim=1))
     assert kantk.symbolic_formula(model) == [sp.Symbol("x1"), 5]
+    # nor 'x': a function finite at 0, times 0 (log is not: it is skipped)
+    model = kantk.formula_to_kan(["sin(x1)", "5"], library=["log", "sin"], dtype=torch.float64)
+    x = torch.rand(8, 1, dtype=torch.float64) - 2  # where log is not real
+    torch.testing.assert_close(model(x), torch.cat([torch.sin(x), torch.full_like(x, 5.0)], dim=1))
