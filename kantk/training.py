@@ -600,9 +600,10 @@ MISSED_SHARE, MISSED_HIDDEN_ROWS = 0.5, 4096
 
 def _warn_of_hidden_values_the_basis_misses(model: KAN, x: torch.Tensor) -> None:
     """After a fit without grid updates: warn when most of a hidden node's values lie outside its
-    layer's grid (for other bases than B-splines: where the basis is constant). pykan moves the grids to the data by default;
-    kantk.fit does not, and the paper's [2, 1, 1] on G = 3 stalled at test RMSE 0.54 (0.018 with
-    ``grid_update_every=5``): its hidden values spanned [-1.9, 4.9] on the grid [-1, 1]."""
+    layer's grid (for other bases than B-splines: where the basis is constant). pykan moves the
+    grids to the data by default; kantk.fit does not, and the paper's [2, 1, 1] on G = 3 stalled
+    at test RMSE 0.54 (0.018 with ``grid_update_every=5``): its hidden values spanned [-1.9, 4.9]
+    on the grid [-1, 1]."""
     n = x.shape[0]
     picked = torch.linspace(0, n - 1, min(n, MISSED_HIDDEN_ROWS), device=x.device).long()
     rows = x[picked].to(model.layers[0].coef)

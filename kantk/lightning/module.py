@@ -1200,7 +1200,8 @@ def _call_loss(fn: LossFn, model: Any, batch: Any) -> Any:
             note = (
                 f"kantk calls a custom loss as loss(model, batch), model the {type(model).__name__} and "
                 "batch as the data module gives it (kantk.fit's: [inputs, labels]), not as pykan's "
-                "loss_fn(pred, target): wrap one as loss=lambda model, batch: loss_fn(model(batch[0]), batch[1])"
+                "loss_fn(pred, target): wrap one as "
+                "loss=lambda model, batch: loss_fn(model(batch[0]), batch[1])"
             )
             if hasattr(exc, "add_note"):  # Python 3.11+
                 exc.add_note(note)
