@@ -930,12 +930,19 @@ def run_symbolic(args: argparse.Namespace) -> int:
         return 1
     unchecked: list[str] = []
 
-    def in_own_words(message: Any, category: Any, *rest: Any) -> None:  # the API's says "pass x="
+    def in_own_words(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:  # the API's says "pass x="
         text = str(message)
         if "not real on most check points" in text:
             unchecked.append(text.split(":")[1].strip())  # "output q"
         else:
-            shown(message, category, *rest)
+            shown(message, category, filename, lineno, file, line)
 
     try:
         with warnings.catch_warnings():

@@ -1237,7 +1237,7 @@ def _vanishes(constant: Any) -> bool:
     if not (value.is_zero or (value.is_Float and value._prec <= 1)):  # 0.e-152: zero to its precision
         return False
     # sympy's evalf also says 0 for log(1 + 1e-40): ask mpmath at 60 digits (sin(pi) gives 1e-61)
-    import mpmath
+    import mpmath  # type: ignore[import-untyped]
     import sympy
 
     try:
