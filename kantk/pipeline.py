@@ -632,7 +632,20 @@ def _simplest(attempts: Sequence[Attempt]) -> int:
     return min(close, key=lambda k: sum(int(sympy.count_ops(f)) for f in attempts[k].formulas))
 
 
-def _attempt(
+def _attempt(*args: Any) -> Attempt:
+    """One run of the recipe (:func:`_recipe`), without kantk.fit's grid warnings: the recipe moves
+    the grids itself, and they spoke to no one (a hidden node beyond its grid is a step the recipe
+    takes before it refits)."""
+    from kantk.training import GRID_WARNINGS
+
+    token = GRID_WARNINGS.set(False)
+    try:
+        return _recipe(*args)
+    finally:
+        GRID_WARNINGS.reset(token)
+
+
+def _recipe(
     data, n_in, shape, grid_size, refine_to, steps, l1_entropy, library, var_names, seed, done, n, exact_rmse
 ) -> Attempt:
     """One run of the recipe; ``done(stage, message)`` reports (stages suffixed by the attempt)."""

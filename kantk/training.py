@@ -22,6 +22,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -395,7 +396,7 @@ def fit(
                 "LBFGS needs batch=-1 (full batch), or use optimizer='adam' for mini-batches",
                 stacklevel=2,
             )
-        if isinstance(model, KAN) and grid_update_every is None:
+        if isinstance(model, KAN) and grid_update_every is None and GRID_WARNINGS.get():
             _warn_of_inputs_the_basis_misses(model, dataset["train_input"])
             watched = dataset["train_input"]  # after training: the hidden layers' values
         datamodule = classes.TensorDataModule(
@@ -591,6 +592,10 @@ def _warn_of_inputs_the_basis_misses(model: KAN, x: torch.Tensor) -> None:
             stacklevel=3,
         )
 
+
+#: False while kantk's own recipes train (:func:`kantk.discover` moves the grids itself): the
+#: warnings about grids speak to a user's ``kantk.fit``.
+GRID_WARNINGS: ContextVar[bool] = ContextVar("kantk_grid_warnings", default=True)
 
 #: Share of a hidden node's training values outside its layer's grid past which
 #: :func:`_warn_of_hidden_values_the_basis_misses` warns (most of them: a [2, 5, 1] that fitted
