@@ -70,26 +70,34 @@ class ThresholdPruner:
         ]
         live = live_masks(model)
         edges = [alive & (score >= self.edge_th) for alive, score in zip(live, scores.edge_scores)]
+        # nodes kept only to feed a factor (below): each needs an edge in from a kept source too
+        forced: list[set[int]] = [set() for _ in model.widths]  # per node layer, outputs too
         for l in reversed(range(len(model.layers))):  # a source kept here may be a product node below
             layout = model.layers[l].nodes
-            if layout is None:
-                continue
-            kept = keep[l + 1].nonzero().flatten().tolist() if l + 1 < len(keep) else range(layout.n_nodes)
+            sources = keep[l] if l > 0 else torch.ones_like(keep[0])  # inputs stay unless pruned
+            kept = (
+                keep[l + 1].nonzero().flatten().tolist() if l + 1 < len(keep) else range(model.widths[l + 1])
+            )
             for j in kept:
-                if not isinstance(layout.operation(layout.ops[j]), ProductNode):
-                    continue
-                subs = list(layout.subnodes(j))
-                fed = edges[l][subs] & keep[l].unsqueeze(0)  # kept edges from kept sources
-                if not bool(fed.any()):
-                    continue  # every factor lost its edges, as a sum node's can: the node is constant
+                subs = [j] if layout is None else list(layout.subnodes(j))
+                product = layout is not None and isinstance(layout.operation(layout.ops[j]), ProductNode)
+                if j not in forced[l + 1]:
+                    if not product or not bool((edges[l][subs] & sources.unsqueeze(0)).any()):
+                        continue  # a sum node; or every factor lost its edges, as a sum node's can
                 for sub in subs:
                     # a factor scores by its spread: a nearly constant one scores near 0, yet it
                     # scales the product; without any edge in, the node would be 0 while its
-                    # other factors keep theirs. Its best edge stays, and so does that edge's source
-                    if bool(live[l][sub].any()) and not bool((edges[l][sub] & keep[l]).any()):
+                    # other factors keep theirs. Its best edge stays, and so does that edge's
+                    # source, and down from it a path of best edges to the inputs (a node kept
+                    # without any edge in would be 0, not the value the factor had)
+                    if bool(live[l][sub].any()) and not bool((edges[l][sub] & sources).any()):
                         best = int(torch.where(live[l][sub], scores.edge_scores[l][sub], -torch.inf).argmax())
                         edges[l][sub, best] = True
+                        if l > 0 and not bool(keep[l][best]):
+                            forced[l].add(best)
                         keep[l][best] = True
+                    if l == 0:  # a factor's inputs stay with input pruning too
+                        keep[0] |= edges[0][sub]
         hidden = tuple(kept_indices(k) for k in keep[1:])
         return PruneDecision(tuple(edges), hidden, kept_indices(keep[0]))
 

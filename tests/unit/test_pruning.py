@@ -161,6 +161,24 @@ def test_the_threshold_pruner_keeps_a_nearly_constant_factor_of_a_kept_product()
     x3 = torch.rand(300, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
     kept = kantk.prune(deep, x3)
     assert float((kept(x3) - deep(x3)).abs().max()) < 1e-5 * float(deep(x3).abs().max())
+    # the factor's hidden source scores low and so does its only edge in: both stay (kept without
+    # its edge in, the node was 0 and so was the product)
+    hidden = kantk.KAN([2, 2, [0, 1], 1], seed=0).double()
+    for l, i, j, name, abcd in [
+        (0, 0, 0, "x", [1, 0, 1, 0]),
+        (0, 1, 1, "x", [1, 0, 5e-7, 2.0]),  # h2 = 2 + 5e-7 x2
+        (1, 0, 0, "x", [1, 0, 1, 0]),
+        (1, 1, 1, "x", [1, 0, 1, 0]),
+        (2, 0, 0, "x", [1, 0, 1, 0]),  # y = x1 * h2
+    ]:
+        kantk.fix_symbolic(hidden, l, i, j, name, fit_params=False)
+        with torch.no_grad():
+            hidden.layers[l].symbolic_affine[j, i] = torch.tensor(abcd, dtype=torch.float64)
+    for layer in hidden.layers:
+        with torch.no_grad():
+            layer.mask.zero_()
+    torch.testing.assert_close(hidden(x), x[:, :1] * (2 + 5e-7 * x[:, 1:]))
+    assert float((kantk.prune(hidden, x)(x) - hidden(x)).abs().max()) < 1e-5
     # a product node that loses every factor's edges goes the way of a sum node: all removed
     with pytest.warns(UserWarning, match="would remove every node of the hidden layer 1"):
         weak = kantk.prune(model, x, node_th=0.0, edge_th=10.0)
