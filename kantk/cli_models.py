@@ -947,7 +947,7 @@ def run_symbolic(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             shown = warnings.showwarning
-            warnings.simplefilter("always")
+            warnings.filterwarnings("always", message=".*not real on most check points")
             warnings.showwarning = in_own_words
             formulas = kantk.symbolic_formula(model, var_names=names, numeric="raise", x=x)
     except ValueError as exc:
@@ -960,7 +960,8 @@ def run_symbolic(args: argparse.Namespace) -> int:
             print(f"    LaTeX: {kantk.formula_to_latex(expr)}")
     print(f"wrote {out}")
     unreal = [f"y{q + 1}" for q, expr in enumerate(formulas) if not_finite_real(expr)]
-    rest = [f"y{int(o.split()[1]) + 1}" for o in unchecked if f"y{int(o.split()[1]) + 1}" not in unreal]
+    named = dict.fromkeys(f"y{int(o.split()[1]) + 1}" for o in unchecked)  # once each, in order
+    rest = [y for y in named if y not in unreal]
     if rest:
         print(
             f"kantk: warning: {', '.join(rest)}: the formula is not real on most of the samples (its "

@@ -1221,31 +1221,41 @@ _FLOAT_FUNCTIONS: dict[str, Callable[..., float]] = {
 }
 
 
-#: Working precision (bits) up to which :func:`_vanishes` has sympy evaluate a constant.
-VANISH_BITS = 1000
+#: Working precision (bits) up to which :func:`_vanishes` has sympy evaluate a constant, and the
+#: largest constant (sympy operations) it judges: its evaluation time grows with the nesting.
+VANISH_BITS, VANISH_MAX_OPS = 200, 40
 
 
 def _vanishes(constant: Any) -> bool:
     """Whether a constant expression that floats put near 0 is 0: ``sin(pi)``, ``1 - cos(0)``
-    (1.2e-16 and 0.0 in floats: ``x1/sin(pi)`` made labels of 8e15 and a model of ``inf``). Asked of
-    sympy's arbitrary-precision evaluation, which then finds no significant digit; a small value
-    that is not 0 (``exp(-40)``) keeps its digits."""
+    (1.2e-16 and 0.0 in floats: ``x1/sin(pi)`` made labels of 8e15 and a model of ``inf``).
+
+    sympy's arbitrary-precision evaluation must find no significant digit, and mpmath's value must
+    shrink with the precision (at 60 and 120 digits): a 0 is round-off at any precision, a small
+    value that is not 0 (``log(1 + 1e-40)``, which sympy's evalf also calls 0) stays. A constant
+    of more than :data:`VANISH_MAX_OPS` operations is not judged (its evaluation time grows with
+    its nesting)."""
+    import sympy
+
+    if sympy.count_ops(constant) > VANISH_MAX_OPS:
+        return False
     try:
         value = constant.evalf(30, maxn=VANISH_BITS)
-    except (ArithmeticError, ValueError, TypeError, RecursionError):
+    except Exception:  # noqa: BLE001 - sympy's evaluation of unusual constants: not judged
         return False
     if not (value.is_zero or (value.is_Float and value._prec <= 1)):  # 0.e-152: zero to its precision
         return False
-    # sympy's evalf also says 0 for log(1 + 1e-40): ask mpmath at 60 digits (sin(pi) gives 1e-61)
     import mpmath  # type: ignore[import-untyped]
-    import sympy
 
     try:
-        with mpmath.workdps(60):
-            again = abs(sympy.lambdify([], constant, "mpmath")())
-    except (ArithmeticError, ValueError, TypeError, RecursionError):
+        values = []
+        for digits in (60, 120):
+            with mpmath.workdps(digits):
+                values.append(abs(sympy.lambdify([], constant, "mpmath")()))
+    except Exception:  # noqa: BLE001 - e.g. an AttributeError for csch of a Float: evalf's verdict
         return True
-    return not bool(again > mpmath.mpf(10) ** -50)
+    coarse, fine = values  # an exact 0 at either precision is cancellation: a 0 too
+    return bool(coarse == 0 or fine == 0 or fine < coarse * mpmath.mpf(10) ** -30)
 
 
 def _approximate(expr: Any, memo: dict[Any, float | None]) -> float | None:

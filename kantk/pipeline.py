@@ -1202,6 +1202,12 @@ def check_output_dir(folder: str | os.PathLike[str]) -> None:
             raise IsADirectoryError(
                 f"{os.path.join(folder, name)!r} is a folder; discover writes a file there"
             )
+    listed = os.path.join(folder, MANIFEST_NAME)
+    if os.path.lexists(listed) and _read_manifest(listed) is None:
+        raise FileExistsError(
+            f"{listed!r} exists and is not a record kantk discover wrote; discover does not replace it: "
+            "move it away or choose another -o folder"
+        )
     for name in _written_names():
         path = os.path.join(folder, name)
         if os.path.lexists(path) and not _written_by_discover(folder, name):
@@ -1211,12 +1217,6 @@ def check_output_dir(folder: str | os.PathLike[str]) -> None:
                 "run before kantk kept that record); discover does not replace it: move it away or choose "
                 "another -o folder"
             )
-    listed = os.path.join(folder, MANIFEST_NAME)
-    if os.path.lexists(listed) and _read_manifest(listed) is None:
-        raise FileExistsError(
-            f"{listed!r} exists and is not a record kantk discover wrote; discover does not replace it: "
-            "move it away or choose another -o folder"
-        )
     existing = os.path.abspath(folder)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)

@@ -610,7 +610,8 @@ def _warn_of_hidden_values_the_basis_misses(model: KAN, x: torch.Tensor) -> None
     at test RMSE 0.54 (0.018 with ``grid_update_every=5``): its hidden values spanned [-1.9, 4.9]
     on the grid [-1, 1]."""
     n = x.shape[0]
-    picked = torch.linspace(0, n - 1, min(n, MISSED_HIDDEN_ROWS), device=x.device).long()
+    k = min(n, MISSED_HIDDEN_ROWS)
+    picked = torch.arange(k, device=x.device) * (n - 1) // max(k - 1, 1)  # integers: exact at any n
     rows = x[picked].to(model.layers[0].coef)
     with torch.no_grad():
         values = model.layer_inputs(rows)

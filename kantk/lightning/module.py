@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -1196,17 +1197,16 @@ def _call_loss(fn: LossFn, model: Any, batch: Any) -> Any:
         return fn(model, batch)
     except (TypeError, AttributeError) as exc:
         text = str(exc)
-        if f"'{type(model).__name__}'" in text or "'list'" in text or "'tuple'" in text:
+        if re.search(rf"\b({type(model).__name__}|list|tuple)\b", text):
             note = (
                 f"kantk calls a custom loss as loss(model, batch), model the {type(model).__name__} and "
                 "batch as the data module gives it (kantk.fit's: [inputs, labels]), not as pykan's "
                 "loss_fn(pred, target): wrap one as "
                 "loss=lambda model, batch: loss_fn(model(batch[0]), batch[1])"
             )
-            if hasattr(exc, "add_note"):  # Python 3.11+
-                exc.add_note(note)
-            else:
-                raise type(exc)(f"{text}; {note}") from exc
+            if not hasattr(exc, "add_note"):  # Python 3.10
+                raise TypeError(f"{text}; {note}") from exc
+            exc.add_note(note)
         raise
 
 

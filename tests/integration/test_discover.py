@@ -684,8 +684,8 @@ def test_discover_replaces_only_the_files_an_earlier_run_wrote(tmp_path):
         pipeline.check_output_dir(ours)
     (ours / "activations.png").unlink()  # gone: nothing to protect
     pipeline.check_output_dir(ours)
-    (ours / pipeline.MANIFEST_NAME).write_text("[" * 60000)  # a damaged manifest protects all
-    with pytest.raises(FileExistsError, match="model.kantk"):
+    (ours / pipeline.MANIFEST_NAME).write_text("[" * 60000)  # a damaged record protects all, itself too
+    with pytest.raises(FileExistsError, match="kantk-discover.json' exists and is not a record"):
         pipeline.check_output_dir(ours)
     notes = tmp_path / "notes"
     notes.mkdir()

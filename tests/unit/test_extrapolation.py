@@ -162,6 +162,12 @@ def test_clamp_gives_the_inside_derivative_at_both_ends(path):
         (grad,) = torch.autograd.grad(model(x).sum(), x)
         assert grad[0, 0] != 0 and float(grad[0, 0]) == pytest.approx(float(grad[1, 0]), rel=1e-6), end
         assert grad[2, 0] == 0  # beyond the end: held
+    # forward mode too (x carries no requires_grad there): the plain clamp gave 0 at the upper end
+    for end in (-1.0, 1.0):
+        x = torch.tensor([[end]])
+        forward = torch.func.jacfwd(lambda v: model(v).sum())(x)
+        backward = torch.func.jacrev(lambda v: model(v).sum())(x)
+        assert forward[0, 0] != 0 and float(forward[0, 0]) == pytest.approx(float(backward[0, 0]), rel=1e-9)
 
 
 def test_clamp_is_saved_loaded_refined_and_updated(tmp_path):

@@ -300,6 +300,9 @@ def test_every_whitelisted_function_exists_and_evaluates():
         ("x1/sin(pi)", "divides by the constant sin(pi), which is 0 (1.22e-16 in floats: round-off)"),
         ("x1/(1 - cos(0))", "divides by the constant 1 - cos(0), which is 0;"),
         ("x1*(exp(1) - E)**-2", "which is 0;"),
+        ("x1/((exp(20)+1)*(exp(20)-1) - (exp(40)-1))", "which is 0"),  # mpmath: 2e-44 at 60 digits
+        ("x1/((sqrt(2)+1)*(sqrt(2)-1) - 1)", "which is 0"),
+        ("x1/(sech(0.3)*((sqrt(2)+1)*(sqrt(2)-1) - 1))", "which is 0"),  # mpmath raised AttributeError
     ],
 )
 def test_refused_with_a_one_line_message(text, fragment):

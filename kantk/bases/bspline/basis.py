@@ -353,11 +353,12 @@ class BSplineBasis(Basis):
         lo = self.grid[:, self.order].to(x.dtype)  # (in,)
         hi = self.grid[:, self.grid_size + self.order].to(x.dtype)
         top = torch.nextafter(hi, lo)
-        if not x.requires_grad or not torch.is_grad_enabled():
-            return torch.clamp(x, lo, top)  # no gradient to mind: one op
-        if functorch_active():  # torch.func has no rule for _ClampInside
+        if functorch_active() or lo.requires_grad or hi.requires_grad or _has_tangent(x):
+            # torch.func and forward-mode AD have no rule for _ClampInside; nor do trainable knots
             clamped = torch.clamp(x, lo, hi)  # gradient 1 on [lo, hi], ends included
             return torch.where(clamped >= hi, clamped - (hi - top), clamped)
+        if not x.requires_grad or not torch.is_grad_enabled():
+            return torch.clamp(x, lo, top)  # no gradient to mind: one op
         return _ClampInside.apply(x, lo, top, hi)
 
     @torch.no_grad()
@@ -494,6 +495,13 @@ class BSplineBasis(Basis):
             if name in vars(self):
                 setattr(finer, name, getattr(self, name))
         return finer, new_coef.to(dtype)
+
+
+def _has_tangent(x: torch.Tensor) -> bool:
+    """Whether ``x`` carries a forward-mode tangent (``torch.autograd.forward_ad``)."""
+    from torch.autograd import forward_ad
+
+    return forward_ad.unpack_dual(x).tangent is not None
 
 
 class _ClampInside(torch.autograd.Function):
