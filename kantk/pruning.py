@@ -237,15 +237,15 @@ def normalise_decision(
         # edges from input-reached nodes into it change nothing: they go (they would train for
         # nothing), and their sources may then have no outgoing edge left
         fed = fed_nodes(model, edges)
-        idle = False
+        changed = False
         for l in range(1, n_layers):
             layout = layouts[l - 1]
             unfed = ~fed[l] if layout is None else layout.expand(~fed[l])  # per sub-node
             dead = edges[l - 1] & unfed.unsqueeze(1) & fed[l - 1].unsqueeze(0)
             if bool(dead.any()):
                 edges[l - 1] &= ~dead
-                idle = True
-        if not idle:
+                changed = True
+        if not changed:
             break
     for l in range(len(widths)):
         if not keep[l].any():
