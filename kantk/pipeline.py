@@ -458,26 +458,31 @@ def _discover(
 
     def run(shapes: list[Shape], on: dict[str, torch.Tensor], front: Any = None, text: str = "") -> None:
         """Try ``shapes`` on the data ``on`` (``data``, or its reduced inputs that ``front`` computes)."""
+        from kantk.training import grid_warnings_off
+
         for shape in shapes:
             if attempts and attempts[-1].exact:
                 return
             if attempts:
                 say(f"not exact (test RMSE {attempts[-1].rmse:.2e}); trying {_describe(shape)}{text}")
-            attempt = _attempt(
-                on,
-                on["train_input"].shape[1],
-                shape,
-                grid_size,
-                refine_to,
-                steps,
-                l1_entropy,
-                library,
-                var_names if front is None else None,
-                seed,
-                done,
-                len(attempts),
-                exact_rmse,
-            )
+            # without kantk.fit's grid warnings: the recipe moves the grids itself, and they spoke
+            # to no one (a hidden node beyond its grid is a step it takes before it refits)
+            with grid_warnings_off():
+                attempt = _attempt(
+                    on,
+                    on["train_input"].shape[1],
+                    shape,
+                    grid_size,
+                    refine_to,
+                    steps,
+                    l1_entropy,
+                    library,
+                    var_names if front is None else None,
+                    seed,
+                    done,
+                    len(attempts),
+                    exact_rmse,
+                )
             if front is not None:  # the same attempt as a model of the original inputs
                 model = _prepend(front, attempt.model)
                 if attempt.formulas:
@@ -632,20 +637,7 @@ def _simplest(attempts: Sequence[Attempt]) -> int:
     return min(close, key=lambda k: sum(int(sympy.count_ops(f)) for f in attempts[k].formulas))
 
 
-def _attempt(*args: Any) -> Attempt:
-    """One run of the recipe (:func:`_recipe`), without kantk.fit's grid warnings: the recipe moves
-    the grids itself, and they spoke to no one (a hidden node beyond its grid is a step the recipe
-    takes before it refits)."""
-    from kantk.training import GRID_WARNINGS
-
-    token = GRID_WARNINGS.set(False)
-    try:
-        return _recipe(*args)
-    finally:
-        GRID_WARNINGS.reset(token)
-
-
-def _recipe(
+def _attempt(
     data, n_in, shape, grid_size, refine_to, steps, l1_entropy, library, var_names, seed, done, n, exact_rmse
 ) -> Attempt:
     """One run of the recipe; ``done(stage, message)`` reports (stages suffixed by the attempt)."""
@@ -1168,9 +1160,7 @@ def _grids_on_the_data(model: KAN, x: torch.Tensor) -> bool:
     the grid range (the formula mode's samples) leaves the model as it was.
     """
     first: Any = model.layers[0]
-    basis = first.basis
-    k, size = basis.order, basis.grid_size
-    lo, hi = basis.grid[:, k].to(x.dtype), basis.grid[:, size + k].to(x.dtype)
+    lo, hi = first.basis.range_ends(x.dtype)
     if not bool(((x < lo) | (x > hi)).any()):
         return False
     first.update_grid(x, grid_eps=1.0)

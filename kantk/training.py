@@ -597,6 +597,17 @@ def _warn_of_inputs_the_basis_misses(model: KAN, x: torch.Tensor) -> None:
 #: warnings about grids speak to a user's ``kantk.fit``.
 GRID_WARNINGS: ContextVar[bool] = ContextVar("kantk_grid_warnings", default=True)
 
+
+@contextlib.contextmanager
+def grid_warnings_off() -> Iterator[None]:
+    """Within it, :func:`fit` gives none of its warnings about grids (see :data:`GRID_WARNINGS`)."""
+    token = GRID_WARNINGS.set(False)
+    try:
+        yield
+    finally:
+        GRID_WARNINGS.reset(token)
+
+
 #: Share of a hidden node's training values outside its layer's grid past which
 #: :func:`_warn_of_hidden_values_the_basis_misses` warns (most of them: a [2, 5, 1] that fitted
 #: exp(sin(pi x1) + x2^2) to test MSE 2.5e-6 had 41% outside), and the rows it looks at.
@@ -610,8 +621,8 @@ def _warn_of_hidden_values_the_basis_misses(model: KAN, x: torch.Tensor) -> None
     at test RMSE 0.54 (0.018 with ``grid_update_every=5``): its hidden values spanned [-1.9, 4.9]
     on the grid [-1, 1]."""
     n = x.shape[0]
-    k = min(n, MISSED_HIDDEN_ROWS)
-    picked = torch.arange(k, device=x.device) * (n - 1) // max(k - 1, 1)  # integers: exact at any n
+    count = min(n, MISSED_HIDDEN_ROWS)
+    picked = torch.arange(count, device=x.device) * (n - 1) // max(count - 1, 1)  # integers: exact at any n
     rows = x[picked].to(model.layers[0].coef)
     with torch.no_grad():
         values = model.layer_inputs(rows)
@@ -624,8 +635,7 @@ def _warn_of_hidden_values_the_basis_misses(model: KAN, x: torch.Tensor) -> None
             if isinstance(basis, BSplineBasis):  # the fading outer intervals resolve little
                 if basis.extrapolate != "zero":  # clamp or extend: the user's choice for them
                     continue
-                k, size = basis.order, basis.grid_size
-                lo, hi = basis.grid[:, k].to(v.dtype), basis.grid[:, size + k].to(v.dtype)
+                lo, hi = basis.range_ends(v.dtype)
                 missed = (v < lo) | (v > hi)  # (rows, in)
             else:  # any basis: where its values are constant
                 step = 1e-3 * v.abs().clamp(min=1.0)

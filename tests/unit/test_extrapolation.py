@@ -148,6 +148,18 @@ def test_clamp_gradients(grid):
     torch.autograd.gradgradcheck(lambda inp: model(inp), (inner,))  # through _ClampInside too
 
 
+def test_range_ends_are_the_grid_range():
+    basis = BSplineBasis(2, grid_size=4, order=2)
+    lo, hi = basis.range_ends(torch.float64)
+    assert lo.dtype == hi.dtype == torch.float64
+    assert lo.tolist() == [-1.0, -1.0] and hi.tolist() == [1.0, 1.0]  # the default grid_range
+    basis.update_grid(torch.tensor([[0.5, -3.0], [2.0, 1.0], [1.0, 0.0]]), torch.zeros(1, 2, 6))
+    lo, hi = basis.range_ends(torch.float32)
+    torch.testing.assert_close(lo, basis.grid[:, 2].float())
+    torch.testing.assert_close(hi, basis.grid[:, 6].float())
+    assert lo.tolist() == [0.5, -3.0] and hi.tolist() == [2.0, 1.0]  # the data's range
+
+
 @pytest.mark.parametrize("path", CPU_PATHS)
 def test_clamp_gives_the_inside_derivative_at_both_ends(path):
     # the top end was clamped to the value one ulp inside, with gradient 0 at exactly the end (the

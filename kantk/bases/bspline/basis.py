@@ -227,6 +227,11 @@ class BSplineBasis(Basis):
             "extrapolate": self.extrapolate,
         }
 
+    def range_ends(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each input's grid range ``[grid[:, k], grid[:, G + k]]`` as two (in,) tensors of ``dtype``."""
+        k = self.order
+        return self.grid[:, k].to(dtype), self.grid[:, self.grid_size + k].to(dtype)
+
     def is_uniform(self) -> bool:
         """Whether every input's knots are equally spaced (then the fast local form is used)."""
         if self.grid.device.type == "meta":  # shape-only tracing: no values to inspect
@@ -350,8 +355,7 @@ class BSplineBasis(Basis):
         Returns:
             (batch, in), differentiable (gradient 0 beyond the ends, 1 on them).
         """
-        lo = self.grid[:, self.order].to(x.dtype)  # (in,)
-        hi = self.grid[:, self.grid_size + self.order].to(x.dtype)
+        lo, hi = self.range_ends(x.dtype)  # (in,)
         top = torch.nextafter(hi, lo)
         if functorch_active() or lo.requires_grad or hi.requires_grad or _has_tangent(x):
             # torch.func and forward-mode AD have no rule for _ClampInside; nor do trainable knots
