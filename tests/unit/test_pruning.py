@@ -142,6 +142,19 @@ def test_a_product_node_that_lost_a_factor_keeps_no_edges_into_its_other_factors
     torch.testing.assert_close(apply_masks(model, plan)(x), asked(x))  # the function the decision asked for
 
 
+def test_fed_nodes_tells_which_nodes_an_input_reaches():
+    from kantk.pruners import fed_nodes
+
+    model = kantk.formula_to_kan("x3 + 0.04*x1*(x1 + x2)", product="mult", dtype=torch.float64)
+    live = [layer.live_edges() for layer in model.layers]
+    assert [f.tolist() for f in fed_nodes(model, live)] == [[True] * 3, [True, True], [True]]
+    factors = live[0][:, :2].any(dim=1).nonzero().flatten().tolist()
+    emptied = [m.clone() for m in live]
+    emptied[0][factors[1]] = False  # the factor x1 + x2 loses its edges: the product is 0
+    fed = fed_nodes(model, emptied)
+    assert fed[1].tolist().count(False) == 1 and fed[2].tolist() == [True]  # x3 still reaches y
+
+
 def test_the_threshold_pruner_keeps_a_nearly_constant_factor_of_a_kept_product():
     # x1 * (x2 -> 3 + 1e-6 x2): the factor's edge scores near 0 (its spread is tiny), so it was
     # removed and the product became 0 (RMSE 1.7 after a refit); it scales the product: it stays
