@@ -488,6 +488,7 @@ def render_graph(dot: Any, path: str | os.PathLike[str], format: str = "svg") ->
             f"unknown format {format!r}; accepted: {', '.join(RENDER_FORMATS)} (or save the DOT source)"
         )
     path = os.fspath(path)
+    _check_not_a_folder(path)  # before the extension: "figs/" became the hidden file figs/.svg
     if not path.endswith("." + format):
         path = f"{path}.{format}"
     _render_to(dot, path, format)
@@ -585,15 +586,14 @@ def export_graph(
 
 def _name_pictures_in(dot: Any, staging: str, folder: str) -> None:
     """Make the DOT name the pictures drawn in ``staging`` (a fresh temporary folder, a unique
-    name) at their place in ``folder``."""
+    name) at their place in ``folder``. The DOT holds the paths only in HTML labels' ``IMG SRC``,
+    escaped: the folder goes in escaped too (a raw replacement first put ``a&b <c>_edges`` in
+    unescaped, the file no longer parsed, and the escaped pass then found nothing)."""
     import html
 
-    pairs = [(os.path.join(staging, ""), os.path.join(folder, ""))]
-    pairs.append((html.escape(pairs[0][0]), html.escape(pairs[0][1])))
+    old, new = (html.escape(os.path.join(path, "")) for path in (staging, folder))
     for i, line in enumerate(dot.body):
-        for old, new in pairs:
-            line = line.replace(old, new)
-        dot.body[i] = line
+        dot.body[i] = line.replace(old, new)
 
 
 def _move_pictures(staging: str, folder: str) -> None:
@@ -634,14 +634,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
 
 @contextlib.contextmanager
 def temporary_folder_beside(path: str | os.PathLike[str]) -> Iterator[str]:
-    """A hidden temporary folder in the folder of ``path`` (removed on exit, also on errors)."""
+    """A hidden temporary folder in the folder of ``path`` (removed on exit, also on errors).
+
+    Raises:
+        FileNotFoundError: The folder of ``path`` does not exist (named as the caller gave it, not
+            the temporary folder's path).
+    """
     parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"cannot write {os.fspath(path)!r}: its folder {parent!r} does not exist")
     with tempfile.TemporaryDirectory(prefix=".kantk-tmp-", dir=parent) as folder:
         yield folder
 
 
 def _check_not_a_folder(path: str) -> None:
-    if os.path.isdir(path):
+    if os.path.isdir(path) or os.path.basename(path) in ("", ".", ".."):
         raise IsADirectoryError(f"{path!r} is a folder; give the path of a file to write")
 
 
@@ -735,6 +742,8 @@ def _node_id(node: tuple[int, ...]) -> str:
 def _names(names: Sequence[str] | None, n: int, what: str, prefix: str) -> list[str]:
     if names is None:
         return [f"{prefix}{i + 1}" for i in range(n)]
+    if isinstance(names, (str, bytes)):  # "ab" named two inputs a and b, "x1" two x and 1
+        raise ValueError(f"{what} needs a list of {n} names, got the string {names!r}")
     names = [str(v) for v in names]
     if len(names) != n:
         raise ValueError(f"{what} needs {n} names, got {len(names)}")

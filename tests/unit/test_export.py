@@ -119,6 +119,10 @@ def test_bad_arguments(tmp_path):
     model = _model()
     with pytest.raises(ValueError, match="var_names needs 3"):
         to_networkx(model, var_names=["a"])
+    with pytest.raises(ValueError, match="var_names needs a list of 3 names, got the string 'abc'"):
+        to_graphviz(model, var_names="abc")  # was three inputs a, b and c
+    with pytest.raises(ValueError, match="out_names needs a list of 2 names, got the string 'y'"):
+        to_networkx(model, out_names="y")
     with pytest.raises(ValueError, match="unknown rankdir 'UP'; valid rankdirs: BT, TB, LR, RL"):
         to_graphviz(model, rankdir="UP")
     for digits in (-1, 0, True, 2.5):
@@ -136,6 +140,13 @@ def test_bad_arguments(tmp_path):
         to_graphviz(model, edge_plots="somewhere")
     with pytest.raises(ValueError, match="format"):
         render_graph(to_graphviz(model), "x.gif", format="gif")
+    (tmp_path / "figs").mkdir()
+    for folder in (tmp_path / "figs", f"{tmp_path / 'figs'}{os.sep}", tmp_path / "figs" / "."):
+        with pytest.raises(IsADirectoryError, match="is a folder; give the path of a file"):
+            render_graph(to_graphviz(model), folder)  # "figs/" wrote the hidden figs/.svg
+    with pytest.raises(FileNotFoundError, match="its folder '.*nodir' does not exist"):
+        render_graph(to_graphviz(model), tmp_path / "nodir" / "q.svg")  # named .kantk-tmp-...
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["figs"]
 
 
 # --- exports never destroy a file (issue 16) --------------------------------------------------------
@@ -602,3 +613,19 @@ def test_a_plugin_node_operation_nan_on_some_values_is_drawn():
     registry = kantk.Registry.with_plugins(Plugin)
     model = kantk.KAN([2, {"sum": 1, "geomean": 1}, 1], seed=0, registry=registry)
     assert all(bool(m.all()) for m in connected_masks(model))
+
+
+@needs_dot
+@pytest.mark.parametrize("name", ["a&b <c>", 'q"x'])
+def test_a_dot_with_edge_plots_in_a_folder_with_html_characters_renders_its_pictures(tmp_path, name):
+    """The pictures' folder went into the DOT's ``IMG SRC`` unescaped: ``kantk export -o
+    'a&b <c>.dot' --edge-plots`` said it wrote the file, and dot then refused it (not well-formed)."""
+    import html
+    import subprocess
+
+    out, folder = tmp_path / f"{name}.dot", tmp_path / f"{name}_edges"
+    export_graph(_model(), out, x=torch.rand(16, 3) * 2 - 1, edge_plots=folder, dpi=20)
+    pictures = sorted(os.listdir(folder))
+    done = subprocess.run(["dot", "-Tsvg", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert pictures and str(folder / pictures[0]) in html.unescape(done.stdout)
