@@ -14,7 +14,8 @@ With ``digits`` set (an int, or ``"auto"``: see below) the constants are then cl
 
 :func:`round_constants` turns a float within ``10**-digits`` (relative above 1) of an integer, or
 within ``10**-digits`` of a fraction ``p/q`` with ``q <= 12`` or a multiple ``k*pi/q`` (``q`` in 1,
-2, 3, 4, 6), into that exact number, and rounds any other float to ``digits`` decimal places (so
+2, 3, 4, 6), into that exact number (the nearest such, so ``3.14159`` is ``pi`` and not ``22/7``
+at 2 digits), and rounds any other float to ``digits`` decimal places (so
 a vanishing term disappears).
 With ``simplify=True`` each form goes through ``sympy.powsimp`` and, when it has at most
 ``SIMPLIFY_MAX_OPS`` operations, ``sympy.simplify`` (never accepting a longer result; pykan never
@@ -519,14 +520,19 @@ def _snap(value: float, digits: int) -> Any:
     # every value past about 400 was within reach of some k/q (1234.57 became 2469/2, 517.38
     # became 1552/3), an exact number that is not there and further off than the decimal
     tol = 10.0**-digits
+    # the nearest of them (the smaller denominator, then the fraction, on a tie): the first one
+    # within reach made pi 22/7 at digits=2, sin(22*x1/7) from a model of sin(pi*x1)
+    exact: list[tuple[float, Any]] = []
     for q in range(2, MAX_DENOMINATOR + 1):
         p = round(value * q)
-        if abs(value - p / q) <= tol:
-            return sympy.Rational(p, q)
+        exact.append((abs(value - p / q), sympy.Rational(p, q)))
     for q in PI_DENOMINATORS:
         k = round(value * q / math.pi)
-        if k != 0 and abs(value - k * math.pi / q) <= tol:
-            return sympy.Rational(k, q) * sympy.pi
+        if k != 0:
+            exact.append((abs(value - k * math.pi / q), sympy.Rational(k, q) * sympy.pi))
+    error, nearest_exact = min(exact, key=lambda pair: pair[0])  # min keeps the first of equals
+    if error <= tol:
+        return nearest_exact
     rounded = round(value, digits)
     return (
         sympy.Integer(0)

@@ -123,6 +123,22 @@ def test_fractions_and_multiples_of_pi_snap_only_to_digits_places():
     assert str(round_constants(sympy.Float(2.123456) * x1, 2)) == "17*x1/8"
     assert str(round_constants(sympy.Float(400.0001) * x1, 4)) == "400*x1"  # integers stay relative
     assert str(round_constants(sympy.Float(12.50004) * x1, 4)) == "25*x1/2"  # to 4 places: kept
+
+
+def test_a_constant_snaps_to_the_nearest_exact_number_within_reach():
+    """The first fraction within reach won: at 2 and 3 places pi became 22/7 and pi/2 11/7, and a
+    model of sin(pi*x1) printed sin(22*x1/7), faithful to the tolerance but not the constant."""
+    for digits in (2, 3):
+        assert round_constants(sympy.Float(3.14159) * x1, digits) == sympy.pi * x1
+        assert round_constants(sympy.Float(1.5708) * x1, digits) == sympy.pi * x1 / 2
+        assert round_constants(sympy.Float(0.33334) * x1, digits) == x1 / 3  # fractions still snap
+    assert str(round_constants(sympy.Float(0.5) * x1, 2)) == "x1/2"  # 1/2, not the equal 2/4 or 6/12
+    model = kantk.KAN([1, 1], seed=0).double()
+    kantk.fix_symbolic(model, 0, 0, 0, "sin")
+    with torch.no_grad():
+        model.layers[0].symbolic_affine[0, 0] = torch.tensor([torch.pi, 0.0, 1.0, 0.0])
+    for digits in (2, 3, 4, "auto"):
+        assert kantk.symbolic_formula(model, digits=digits) == [sympy.sin(sympy.pi * x1)]
     assert str(round_constants(sympy.Float(21.99115) * x1, 4)) == "7*pi*x1"
 
 
