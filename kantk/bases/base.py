@@ -345,6 +345,18 @@ class SupportsRefine(Protocol):
     def refine(self, size: int, coef: torch.Tensor) -> tuple[Basis, torch.Tensor]: ...
 
 
+@runtime_checkable
+class SupportsInputRange(Protocol):
+    """A basis that says which inputs it resolves: its grid's ends, its centres' span.
+
+    ``range_ends(dtype)`` returns ``(lo, hi)``, two (in,) tensors of ``dtype`` with ``lo < hi``,
+    finite, that follow the grid (after ``update_grid``, the data's range). ``symbolic_formula``
+    without samples checks its rounded formula there; a basis without it is checked on [-1, 1].
+    """
+
+    def range_ends(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 def edge_values(feats: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     """Per-edge spline values ``sum_i coef[q,p,i] feats[b,p,i]``.
 

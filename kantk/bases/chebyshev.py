@@ -68,6 +68,11 @@ class ChebyshevBasis(Basis):
     def num_functions(self) -> int:
         return self.degree + 1
 
+    def range_ends(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``center -+ halfwidth`` per input, two (in,) tensors of ``dtype`` (the inputs that
+        ``tanh`` maps nearly linearly: :class:`~kantk.bases.SupportsInputRange`)."""
+        return (self.center - self.halfwidth).to(dtype), (self.center + self.halfwidth).to(dtype)
+
     def config(self) -> dict[str, Any]:
         return {"degree": self.degree}
 

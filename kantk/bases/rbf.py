@@ -78,6 +78,11 @@ class RBFBasis(Basis):
     def num_functions(self) -> int:
         return self.num_centers
 
+    def range_ends(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first and the last centre per input, two (in,) tensors of ``dtype``
+        (:class:`~kantk.bases.SupportsInputRange`)."""
+        return self.centers.amin(dim=-1).to(dtype), self.centers.amax(dim=-1).to(dtype)
+
     def config(self) -> dict[str, Any]:
         return {
             "num_centers": self.num_centers,

@@ -131,7 +131,8 @@ def symbolic_formula(
             :data:`MODEL_RTOL`: a library record whose sympy form is not its torch form): pass
             the inputs the model was fitted on. Default: 64 points uniform
             in the first layer's grid range (``[-1, 1]^n`` until a grid update; the data's range
-            after ``model.update_grid(x)``), drawn with a fixed seed.
+            after ``model.update_grid(x)``; its basis's ``range_ends``,
+            :class:`~kantk.bases.SupportsInputRange`, else ``[-1, 1]^n``), drawn with a fixed seed.
         numeric: What a live edge that is still numeric (e.g. left so by ``auto_symbolic``'s
             ``r2_threshold``), or the live numeric branch of a symbolic edge, becomes.
             ``"name"`` (default): the function ``f_<layer>_<i>_<j>`` of its input (edge
@@ -603,24 +604,34 @@ def _check_points(x: torch.Tensor | None, model: KAN) -> Any:
 
 
 def _input_box(model: KAN) -> tuple[Any, Any]:
-    """(lo, hi), (n,) each: the range the first layer's basis covers (its grid range for
-    B-splines, centre +- half-width for Chebyshev, first to last centre for RBFs), else [-1, 1]."""
+    """(lo, hi), (n,) each: the range the first layer's basis resolves, as its ``range_ends``
+    says (:class:`~kantk.bases.SupportsInputRange`: the grid range of B-splines, centre +-
+    half-width of Chebyshev, first to last centre of RBFs), else [-1, 1]. It was guessed from
+    attribute names: a plugin's hat basis with ``grid``, ``order`` and ``grid_size`` failed with an
+    IndexError, and any other plugin was checked on [-1, 1] after its grid moved to [50, 100]."""
     import numpy as np
 
-    basis: Any = model.layers[0].basis  # duck-typed below: any basis with these attributes
+    from kantk.bases import SupportsInputRange
+
+    basis = model.layers[0].basis
     n = model.widths[0]
-    box: tuple[Any, Any] = (np.full(n, -1.0), np.full(n, 1.0))
-    with torch.no_grad():
-        if hasattr(basis, "grid") and hasattr(basis, "order") and hasattr(basis, "grid_size"):
-            k, size = basis.order, basis.grid_size
-            box = (basis.grid[:, k], basis.grid[:, size + k])
-        elif hasattr(basis, "center") and hasattr(basis, "halfwidth"):
-            box = (basis.center - basis.halfwidth, basis.center + basis.halfwidth)
-        elif hasattr(basis, "centers"):
-            box = (basis.centers.amin(dim=-1), basis.centers.amax(dim=-1))
-    lo, hi = (np.asarray(v.to("cpu", torch.float64) if isinstance(v, torch.Tensor) else v) for v in box)
-    if lo.shape != (n,) or not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi > lo).all()):
+    if not isinstance(basis, SupportsInputRange):
         return np.full(n, -1.0), np.full(n, 1.0)
+    with torch.no_grad():
+        ends = basis.range_ends(torch.float64)
+    try:
+        lo, hi = (np.asarray(v.to("cpu", torch.float64)) for v in ends)
+    except (TypeError, ValueError, AttributeError):
+        lo = hi = np.zeros(0)
+    if (
+        lo.shape != (n,)
+        or hi.shape != (n,)
+        or not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi > lo).all())
+    ):
+        raise ValueError(
+            f"{type(basis).__name__}.range_ends(dtype) must return two ({n},) tensors lo < hi, finite "
+            "(kantk.bases.SupportsInputRange); pass x= to symbolic_formula to check on samples instead"
+        )
     return lo, hi
 
 

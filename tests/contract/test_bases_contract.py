@@ -7,7 +7,7 @@ import torch
 
 import kantk
 from kantk.bases import Basis
-from kantk.bases.base import SupportsGridUpdate
+from kantk.bases.base import SupportsGridUpdate, SupportsInputRange
 
 BASES = kantk.list_bases()
 
@@ -56,6 +56,22 @@ def test_an_empty_batch_gives_an_empty_output_like_nn_linear(name, moved):
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
     assert model(torch.rand(3, 0, 2)).shape == (3, 0, 1)
     assert model.layers[0].activations(torch.rand(0, 2)).shape == (0, 3, 2)
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_a_stated_input_range_has_one_finite_interval_per_input_that_follows_the_grid(name):
+    basis = kantk.KANLayer(3, 2, basis=name).basis
+    if not isinstance(basis, SupportsInputRange):
+        pytest.skip(f"basis {name!r} does not say its input range")
+    for dtype in (torch.float32, torch.float64):
+        lo, hi = basis.range_ends(dtype)
+        assert lo.shape == hi.shape == (3,) and lo.dtype == hi.dtype == dtype
+        assert torch.isfinite(lo).all() and torch.isfinite(hi).all() and (lo < hi).all()
+    if isinstance(basis, SupportsGridUpdate):
+        x = torch.rand(64, 3, generator=torch.Generator().manual_seed(0)) * 40 + 50  # in [50, 90]
+        basis.update_grid(x, torch.zeros(2, 3, basis.num_functions))
+        lo, hi = basis.range_ends(torch.float64)
+        assert (lo > 40).all() and (hi > 80).all()  # moved with the grid to the data's range
 
 
 @pytest.mark.parametrize("name", BASES)

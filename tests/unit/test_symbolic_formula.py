@@ -564,3 +564,73 @@ def test_a_numpy_formula_function_given_a_tensor_says_which_backend_takes_tensor
     g = kantk.formula_to_callable(["x1 + x2"], backend="torch")
     x = torch.rand(4, 2)
     torch.testing.assert_close(g(x), x.sum(dim=1, keepdim=True))
+
+
+def _hat_registry():
+    """A plugin's piecewise-linear basis named as a B-spline's attributes are (``grid`` of G + 1
+    knots, ``grid_size``, ``order = 1``), and a copy of it that says its range."""
+    from kantk.bases import Basis
+
+    class Hats(Basis):
+        order = 1
+
+        def __init__(self, in_features: int, grid_size: int = 4):
+            super().__init__(in_features)
+            self.grid_size = grid_size
+            self.register_buffer("grid", torch.linspace(-1, 1, grid_size + 1).expand(in_features, -1).clone())
+
+        @property
+        def num_functions(self) -> int:
+            return self.grid_size + 1
+
+        def forward(self, x):
+            grid = self.grid.to(x.dtype)
+            return (1 - ((x.unsqueeze(-1) - grid) / (grid[:, 1:2] - grid[:, :1])).abs()).clamp(min=0)
+
+        def config(self):
+            return {"grid_size": self.grid_size}
+
+    class RangedHats(Hats):
+        def range_ends(self, dtype):
+            return self.grid[:, 0].to(dtype), self.grid[:, -1].to(dtype)
+
+    class BadHats(Hats):
+        def range_ends(self, dtype):
+            return self.grid[:, -1].to(dtype), self.grid[:, 0].to(dtype)  # hi, lo
+
+    class Plugin:
+        @kantk.hookimpl
+        def kantk_bases(self):
+            yield kantk.BasisSpec("hats_test", Hats)
+            yield kantk.BasisSpec("ranged_hats_test", RangedHats)
+            yield kantk.BasisSpec("bad_hats_test", BadHats)
+
+    return kantk.Registry.with_plugins(Plugin())
+
+
+def test_the_default_check_points_follow_a_plugin_basis_that_says_its_range():
+    """The check points' box was guessed from attribute names: a plugin basis named like a
+    B-spline's failed with an IndexError (it assumed k padding knots), and any other plugin basis
+    was checked on [-1, 1] after its grid moved to [50, 100], where exp(0.05*x1) passed for the
+    model's exp(0.050043*x1), 4e-3 off on the data. A basis says its range with range_ends."""
+    registry = _hat_registry()
+
+    def model(basis: str) -> kantk.KAN:
+        m = kantk.KAN([1, 1], basis=basis, registry=registry, seed=0).double()
+        with torch.no_grad():
+            m.layers[0].basis.grid.copy_(torch.linspace(50, 100, 5, dtype=torch.float64)[None])
+        kantk.fix_symbolic(m, 0, 0, 0, "exp", fit_params=False)
+        with torch.no_grad():
+            m.layers[0].symbolic_affine[0, 0] = torch.tensor([0.050043, 0.0, 1.0, 0.0])
+        return m
+
+    x = torch.linspace(50, 100, 200, dtype=torch.float64)[:, None]
+    (plain,) = kantk.symbolic_formula(model("hats_test"))  # no IndexError: checked on [-1, 1]
+    assert str(plain) == "exp(0.05*x1)"  # as before: the basis says nothing
+    ranged = model("ranged_hats_test")
+    (formula,) = kantk.symbolic_formula(ranged)
+    got = kantk.formula_to_callable(formula, ["x1"])(x.numpy())
+    want = ranged(x)[:, 0].detach().numpy()
+    assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()  # FORMULA_RTOL on the data's range
+    with pytest.raises(ValueError, match=r"BadHats.range_ends\(dtype\) must return two \(1,\) tensors"):
+        kantk.symbolic_formula(model("bad_hats_test"))

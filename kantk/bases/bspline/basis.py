@@ -228,7 +228,8 @@ class BSplineBasis(Basis):
         }
 
     def range_ends(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each input's grid range ``[grid[:, k], grid[:, G + k]]`` as two (in,) tensors of ``dtype``."""
+        """Each input's grid range ``[grid[:, k], grid[:, G + k]]`` as two (in,) tensors of ``dtype``
+        (:class:`~kantk.bases.SupportsInputRange`)."""
         k = self.order
         return self.grid[:, k].to(dtype), self.grid[:, self.grid_size + k].to(dtype)
 
