@@ -12,7 +12,7 @@ from torch import nn
 from kantk._validation import check_seed, is_int, is_number, short_repr
 from kantk.layer import KANLayer, restore_tensors, snapshot_tensors
 from kantk.nodes import DEFAULT_ARITY, NodeLayout, arity_spelling, parse_widths, widths_spelling
-from kantk.registry import Registry
+from kantk.registry import Registry, UnknownComponentError
 
 BasisArg = str | Sequence[str]
 KwargsArg = Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None
@@ -266,6 +266,8 @@ class KAN(nn.Module):
                 mult_arity=config.get("mult_arity", DEFAULT_ARITY),
                 registry=registry,
             )
+        except UnknownComponentError:  # a basis no plugin provides: named, not "not a valid config"
+            raise
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a valid KAN config ({exc!r}): {config!r}") from None
         for l, (layer, layer_config) in enumerate(zip(model.layers, layers)):

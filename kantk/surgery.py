@@ -85,13 +85,15 @@ def remove_node(model: KAN, layer: int, i: int, mode: str = "all") -> KAN:
     return new
 
 
-def _identity_layer(like: KANLayer, width: int) -> KANLayer:
+def _identity_layer(like: KANLayer, width: int, registry: Registry | None) -> KANLayer:
     """A ``width`` x ``width`` layer of the same basis: identity edges ``x`` on the diagonal."""
     from kantk.symbolic.library import get_library
 
-    lib = get_library("default")
+    lib = get_library("default", registry)
     with torch.random.fork_rng(devices=[]):
-        layer = KANLayer(width, width, like.basis_name, like.basis.config(), like.base_activation)
+        layer = KANLayer(
+            width, width, like.basis_name, like.basis.config(), like.base_activation, registry=registry
+        )
     layer = layer.to(device=like.coef.device, dtype=like.coef.dtype)
     with torch.no_grad():
         layer.mask.zero_()
@@ -100,15 +102,20 @@ def _identity_layer(like: KANLayer, width: int) -> KANLayer:
     return layer
 
 
-def expand_depth(model: KAN) -> KAN:
+def expand_depth(model: KAN, registry: Registry | None = None) -> KAN:
     """A copy with one more layer at the end computing the identity (pykan's ``expand_depth``).
 
     The new layer has the last layer's basis; its diagonal edges are symbolic ``x``, the others
     masked, so the function is unchanged. Unmask edges (or :func:`perturb`) to train them.
+
+    Args:
+        model: The KAN to extend (left unchanged).
+        registry: Where the last layer's basis is looked up (``None``: the default registry; a
+            basis of ``kantk.Registry.with_plugins`` needs that registry).
     """
     _check_model(model, "kantk.surgery.expand_depth")
     new = copy.deepcopy(model)
-    new.layers.append(_identity_layer(model.layers[-1], model.widths[-1]))
+    new.layers.append(_identity_layer(model.layers[-1], model.widths[-1], registry))
     new.widths = [*model.widths, model.widths[-1]]
     return new
 
@@ -197,6 +204,15 @@ def expand_width(
                 mine = big.basis.state_dict()[key]
                 if mine.shape == value.shape:
                     mine.copy_(value)
+                elif (
+                    value.dim() == 0 or value.shape[0] != old.in_features or mine.shape[1:] != value.shape[1:]
+                ):
+                    raise ValueError(  # it was torch's "shape mismatch: value tensor of shape ..."
+                        f"cannot widen basis {old.basis_name!r} of layer {l}: its tensor {key!r} has "
+                        f"shape {tuple(value.shape)} and the basis built for {big.in_features} inputs "
+                        f"has {tuple(mine.shape)}; per-input tensors must count the inputs on their "
+                        "first dimension"
+                    )
                 else:  # per-input basis tensors: new inputs take the first input's
                     mine[cols] = value
                     fresh = torch.ones(mine.shape[0], dtype=torch.bool, device=mine.device)

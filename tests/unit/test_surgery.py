@@ -246,3 +246,55 @@ def test_perturb_refuses_a_magnitude_that_is_not_a_finite_number(model, mag):
 
     with pytest.raises((ValueError, TypeError), match="mag"):
         perturb(model, mag=mag, mode="all")
+
+
+def test_a_plugin_registry_reaches_every_surgery_and_an_unknown_basis_is_named(fixed_basis_registry):
+    """expand_depth had no registry=: a model of a basis from Registry.with_plugins failed with
+    "unknown basis"; and a rebuild without the registry (expand_width, prune) said "not a valid KAN
+    config" around the whole config instead of the documented UnknownComponentError."""
+    registry = fixed_basis_registry
+    model = kantk.KAN([2, 3, 1], basis="fixed_test", registry=registry, seed=0)
+    x = torch.rand(16, 2) * 2 - 1
+    deeper = surgery.expand_depth(model, registry=registry)
+    assert deeper.widths == [2, 3, 1, 1]
+    torch.testing.assert_close(deeper(x), model(x))
+    assert surgery.expand_width(model, 1, 2, registry=registry).widths == [2, 5, 1]
+    with pytest.raises(kantk.UnknownComponentError, match="unknown basis 'fixed_test'"):
+        surgery.expand_width(model, 1, 2)
+    with pytest.raises(kantk.UnknownComponentError, match="unknown basis 'fixed_test'"):
+        kantk.KAN.from_config(model.config())
+
+
+def test_widening_a_basis_whose_per_input_buffer_is_not_first_is_refused_in_one_line():
+    """A plugin buffer laid out (functions, in_features) failed with torch's "shape mismatch:
+    value tensor of shape [4, 3] cannot be broadcast"; kantk.prune already refused it by name."""
+    from kantk.bases import Basis
+
+    class Transposed(Basis):
+        def __init__(self, in_features: int):
+            super().__init__(in_features)
+            self.register_buffer("centres", torch.linspace(-1, 1, 4)[:, None].repeat(1, in_features))
+
+        @property
+        def num_functions(self) -> int:
+            return 4
+
+        def forward(self, x):
+            return torch.exp(-((x.unsqueeze(-1) - self.centres.t().to(x.dtype)) ** 2))
+
+        def config(self):
+            return {}
+
+    class Plugin:
+        @kantk.hookimpl
+        def kantk_bases(self):
+            yield kantk.BasisSpec("transposed_test", Transposed)
+
+    registry = kantk.Registry.with_plugins(Plugin())
+    model = kantk.KAN([2, 3, 1], basis="transposed_test", registry=registry, seed=0)
+    with pytest.raises(
+        ValueError,
+        match=r"cannot widen basis 'transposed_test' of layer 1: its tensor 'centres' has shape \(4, 3\)"
+        r".*first dimension",
+    ):
+        surgery.expand_width(model, 1, 2, registry=registry)
