@@ -227,10 +227,44 @@ def describe_error(exc: BaseException) -> str:
         message = str(exc) or type(exc).__name__
     if _expected(exc):
         return "kantk: " + one_line(message)
+    plugin = _raising_plugin(exc)
+    if plugin is not None:  # a plugin basis's forward that raised: not kantk's bug
+        return (
+            f"kantk: plugin {plugin} raised {type(exc).__name__}: {one_line(message, 500)} (an error "
+            f"in the plugin's code; run with {DEBUG_ENV}=1 to see the traceback)"
+        )
     return (
         f"kantk: internal error: {type(exc).__name__}: {one_line(message, 500)} "
         f"(run with {DEBUG_ENV}=1 to see the traceback)"
     )
+
+
+def _raising_plugin(exc: BaseException) -> str | None:
+    """``'name' (package)`` of the third-party plugin whose code is the innermost of ``exc``'s
+    traceback frames in any plugin's package (a basis's ``forward`` raising, say), else ``None``.
+    Regularisers and pruners are named by :func:`kantk.plugins.plugin_call` already; a basis's
+    hot path is not wrapped, so its errors are traced back here."""
+    from kantk.registry import default_registry
+
+    try:
+        manager = default_registry().plugin_manager
+    except Exception:  # noqa: BLE001 - no registry: nothing to blame
+        return None
+    packages: dict[str, str] = {}
+    for name, package in getattr(manager, "isolated_plugins", {}).items():
+        plugin = manager.get_plugin(name)
+        module = getattr(plugin, "__name__", None) or type(plugin).__module__
+        if isinstance(module, str) and module.split(".")[0] != "kantk":
+            packages[module.split(".")[0]] = f"{name!r}" + (f" ({package})" if package else "")
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_globals.get("__name__", ""))
+        tb = tb.tb_next
+    for module in reversed(frames):
+        if isinstance(module, str) and module.split(".")[0] in packages:
+            return packages[module.split(".")[0]]
+    return None
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -82,18 +82,24 @@ class Basis(nn.Module, abc.ABC):
         return f"in_features={self.in_features}, {cfg}"
 
 
+class BasisOutputError(TypeError):
+    """A basis returned something other than a tensor of its input's dtype and device (a plugin's
+    slip, named by the basis; the command line reports it as such, not as an internal error)."""
+
+
 def checked_features(basis: Basis, x: torch.Tensor, feats: Any) -> torch.Tensor:
     """``feats``, what ``basis(x)`` returned, if it is a (batch, in_features, num_functions) tensor
     of ``x``'s dtype and device; else a one-line error naming the basis (a plugin's slip, such as a
     forward that computes in float64 whatever the input, would otherwise fail deep in a matmul).
 
     Raises:
-        TypeError: ``feats`` is not a tensor, or has another dtype or device than ``x``.
+        BasisOutputError: A ``TypeError``: ``feats`` is not a tensor, or has another dtype or
+            device than ``x``.
         ValueError: ``feats`` has another shape.
     """
     name = type(basis).__name__
     if not isinstance(feats, torch.Tensor):
-        raise TypeError(f"{name}.forward must return a torch.Tensor, got {type(feats).__name__}")
+        raise BasisOutputError(f"{name}.forward must return a torch.Tensor, got {type(feats).__name__}")
     want = (x.shape[0], basis.in_features, basis.num_functions)
     if tuple(feats.shape) != want:
         raise ValueError(
@@ -102,7 +108,7 @@ def checked_features(basis: Basis, x: torch.Tensor, feats: Any) -> torch.Tensor:
         )
     autocast = torch.is_autocast_enabled(x.device.type) if x.device.type in ("cpu", "cuda") else False
     if (feats.dtype != x.dtype and not autocast) or feats.device != x.device:
-        raise TypeError(
+        raise BasisOutputError(
             f"{name}.forward returned {feats.dtype} on {feats.device} for a {x.dtype} input on {x.device}; "
             "a basis returns the input's dtype and device (compute in x.dtype, build tensors with "
             "device=x.device)"
@@ -309,7 +315,7 @@ def _checked_edges(basis: Basis, x: torch.Tensor, weights: EdgeWeights, y: Any) 
         y.dtype != x.dtype
         and not (x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type))
     ):
-        raise TypeError(
+        raise BasisOutputError(
             f"{type(basis).__name__}.fused_edges returned {y.dtype} on {y.device} for a {x.dtype} input on "
             f"{x.device}; it returns the input's dtype and device"
         )

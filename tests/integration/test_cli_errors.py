@@ -531,6 +531,33 @@ def test_lightning_parse_errors_are_one_line(work, capsys, monkeypatch):
     assert "kantk: test: --config 'long.yaml' is 19 bytes, more than a config may be (10)" in line, line
 
 
+def test_an_error_raised_in_a_plugins_code_names_the_plugin_not_kantk(monkeypatch):
+    """A plugin basis's forward that raised was reported as "kantk: internal error"; regulariser
+    and pruner plugins were named already (kantk.plugins.plugin_call). A basis returning the wrong
+    dtype is named by kantk's check, a one-line error of its own."""
+    import types
+    from types import SimpleNamespace
+
+    from kantk.bases.base import BasisOutputError
+    from kantk.cli import describe_error
+
+    module = types.ModuleType("kantk_crashy_test.plugin")
+    exec("def forward(x):\n    return 1 / x\n", module.__dict__)  # a frame of the plugin's module
+    manager = SimpleNamespace(isolated_plugins={"crashy": "kantk-crashy"}, get_plugin=lambda name: module)
+    monkeypatch.setattr(kantk.registry, "default_registry", lambda: SimpleNamespace(plugin_manager=manager))
+    with pytest.raises(ZeroDivisionError) as raised:
+        module.forward(0)
+    assert describe_error(raised.value) == (
+        "kantk: plugin 'crashy' (kantk-crashy) raised ZeroDivisionError: division by zero (an error in "
+        "the plugin's code; run with KANTK_DEBUG=1 to see the traceback)"
+    )
+    with pytest.raises(ZeroDivisionError) as raised:
+        _ = 1 / 0  # kantk's (here: a test's) own code: still an internal error
+    assert describe_error(raised.value).startswith("kantk: internal error: ZeroDivisionError")
+    wrong = BasisOutputError("Mine.forward returned torch.float64 on cpu for a torch.float32 input on cpu")
+    assert describe_error(wrong) == f"kantk: {wrong}"
+
+
 def test_unexpected_errors_are_one_line_unless_debugging(work, capsys, monkeypatch):
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a bug")
