@@ -886,12 +886,18 @@ def finish_fit(trainer: Any, model: Any, datamodule: Any, last: Any) -> None:
     if trainer.interrupted or trainer.global_step == 0 or last is None or trainer.fast_dev_run:
         return
     step = trainer.global_step
-    # read before validating: trainer.validate resets trainer.ckpt_path to None
-    resumed_from = os.path.realpath(str(trainer.ckpt_path)) if trainer.ckpt_path is not None else None
+    if last.saved_at != step:
+        # saved before the final validation: trainer.validate emptied the fit loop's state (where
+        # the shuffled loader was) and resets trainer.ckpt_path, and a resumed run ended elsewhere
+        _save_last(trainer, step)
     if last.validated_at != step and trainer.limit_val_batches != 0 and _validates(datamodule):
         trainer.validate(model, datamodule=datamodule, verbose=False)
-    if last.saved_at == step:
-        return
+
+
+def _save_last(trainer: Any, step: int) -> None:
+    """Save the final ``step`` as ``last.ckpt`` for each checkpoint callback that keeps the latest
+    state (see :func:`finish_fit`)."""
+    resumed_from = os.path.realpath(str(trainer.ckpt_path)) if trainer.ckpt_path is not None else None
     written: set[str] = set()
     for callback in trainer.checkpoint_callbacks:
         if getattr(callback, "monitor", None) is not None or not getattr(callback, "dirpath", None):

@@ -523,23 +523,33 @@ class _TrainingModule(pl.LightningModule):
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """A :class:`NaNGuard` (unless ``nan_guard`` is False or the Trainer already has one, which
-        is then kept)."""
+        is then kept); none outside ``fit``."""
         from kantk.lightning.callbacks import NaNGuard
 
         self._check_manual_optimization()
         callbacks: list[pl.Callback] = []
+        if self._evaluating():  # validate/test/predict: no training steps to guard or update
+            return callbacks  # (fresh ones replaced the run's, and their state, after a fit)
         trainer_callbacks = list(getattr(self._trainer, "callbacks", None) or [])
         if self.nan_guard and not any(isinstance(c, NaNGuard) for c in trainer_callbacks):
             callbacks.append(NaNGuard())
         return callbacks
+
+    def _stage(self) -> str | None:
+        """What the Trainer runs: ``"fit"``, ``"validate"``, ``"test"``, ``"predict"`` (a str
+        enum), or ``None`` (no Trainer, or one that runs nothing yet)."""
+        return getattr(getattr(self._trainer, "state", None), "fn", None)
+
+    def _evaluating(self) -> bool:
+        """Whether the Trainer runs ``validate``, ``test`` or ``predict``: no training steps."""
+        return self._stage() in ("validate", "test", "predict")
 
     def _check_manual_optimization(self) -> None:
         """Refuse the Trainer options LBFGS cannot take, with kantk's words, before Lightning's
         check (which runs after ``configure_callbacks``) names "manual optimization", a mode the
         user never chose: LBFGS takes whole steps itself (``LBFGS.step(closure)``)."""
         trainer = self._trainer
-        fitting = getattr(getattr(trainer, "state", None), "fn", None) == "fit"  # a str enum
-        if self.automatic_optimization or trainer is None or not fitting:
+        if self.automatic_optimization or trainer is None or self._stage() != "fit":
             return  # validate, test and predict take no optimizer steps
         clip = getattr(trainer, "gradient_clip_val", None)
         if clip:
@@ -866,12 +876,12 @@ class KANModule(_TrainingModule):
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """A :class:`NaNGuard` (as :class:`MLPModule`) and the grid-update schedule (when
-        ``grid_update_every`` is set)."""
+        ``grid_update_every`` is set); none outside ``fit``."""
         from kantk.lightning.callbacks import GridUpdateCallback
 
         callbacks = super().configure_callbacks()
         every = self.hparams["grid_update_every"]
-        if every is not None:
+        if every is not None and not self._evaluating():
             until = self.hparams["grid_update_until"]
             callbacks.append(
                 GridUpdateCallback(
