@@ -137,12 +137,20 @@ class _EpochShuffle(Sampler[int]):
         progress: The Trainer's count of batches done in its current epoch and its batches per
             epoch (``(0, batches in n rows)`` outside a Trainer).
         state: The state the data module's shuffled loaders share.
+        shuffle: False keeps the rows' stored order every epoch (the place in it is resumed the
+            same way).
     """
 
     def __init__(
-        self, n: int, batch_size: int, progress: Callable[[], tuple[int, int]], state: _ShuffleState
+        self,
+        n: int,
+        batch_size: int,
+        progress: Callable[[], tuple[int, int]],
+        state: _ShuffleState,
+        shuffle: bool = True,
     ):
         self._n, self._batch_size, self._progress, self._state = n, batch_size, progress, state
+        self._shuffle = shuffle
 
     def set_epoch(self, epoch: int) -> None:
         st = self._state
@@ -179,8 +187,11 @@ class _EpochShuffle(Sampler[int]):
             if done and st.start + takes < per_epoch:
                 st.next = (st.epoch, st.start + takes)  # its next epoch goes on with this order
         st.counted = done
-        generator = torch.Generator().manual_seed((st.seed * 1_000_003 + st.epoch) % 2**63)
-        rows = torch.randperm(self._n, generator=generator)
+        if self._shuffle:
+            generator = torch.Generator().manual_seed((st.seed * 1_000_003 + st.epoch) % 2**63)
+            rows = torch.randperm(self._n, generator=generator)
+        else:  # the stored order, kept resumable: a resumed run repeated batches 0 and 1 and skipped 2, 3
+            rows = torch.arange(self._n)
         return iter(rows[st.start * self._batch_size : per_epoch * self._batch_size].tolist())
 
     def __len__(self) -> int:
@@ -189,8 +200,9 @@ class _EpochShuffle(Sampler[int]):
 
 class _TrainLoader(DataLoader):
     """The training loader, whose place in the epoch Lightning saves in checkpoints and restores
-    (the ``state_dict``/``load_state_dict`` interface of its resumable loaders). Only a shuffled
-    loader on one process has a place to keep (:class:`_EpochShuffle`); the others save nothing
+    (the ``state_dict``/``load_state_dict`` interface of its resumable loaders). Only a
+    mini-batch loader on one process, shuffled or not, has a place to keep
+    (:class:`_EpochShuffle`); the others save nothing
     and ignore a checkpoint's, so a run saved with one setting resumes with another (more
     processes, no shuffle, full batch): Lightning refuses a checkpoint whose number of loader
     states differs from the number of resumable loaders."""
@@ -238,9 +250,9 @@ class TensorDataModule(pl.LightningDataModule):
         shuffle: Reshuffle the training samples every epoch (mini-batch mode only). Each epoch's
             order follows from the epoch and a seed drawn from torch's generator when training
             starts (``seed_everything`` fixes it); checkpoints keep the seed and the place in the
-            epoch, so a run resumed from one, at an epoch's end or in its middle, takes the
-            batches the uninterrupted run takes. Under DDP Lightning's ``DistributedSampler``
-            shuffles (by the epoch too; a resume in mid-epoch starts that epoch over).
+            epoch (without shuffling too), so a run resumed from one, at an epoch's end or in its
+            middle, takes the batches the uninterrupted run takes. Under DDP Lightning's
+            ``DistributedSampler`` shuffles (by the epoch too; a resume in mid-epoch starts that epoch over).
         num_workers: DataLoader worker processes (mini-batch mode only; 0 is fastest for
             in-memory tensors), at most the CPU cores this process may use or 16, whichever is more.
         val_rows: Validate on at most this many test rows: when the test split is larger, a fixed
@@ -410,9 +422,11 @@ class TensorDataModule(pl.LightningDataModule):
             # batch_size=None: the single item is the batch, no per-sample collation
             return kind(_WholeSplit(x, y), batch_size=None, sampler=self._own_shard(1))
         sampler: Sampler[int] | None = self._own_shard(len(x)) if split != "train" else None
-        if shuffle and split == "train" and self._world == 1:
+        if split == "train" and self._world == 1:  # resumable in mid-epoch, shuffled or not
             assert self._shuffle_state is not None  # made by setup
-            sampler = _EpochShuffle(len(x), self.batch_size, self._training_progress, self._shuffle_state)
+            sampler = _EpochShuffle(
+                len(x), self.batch_size, self._training_progress, self._shuffle_state, shuffle=shuffle
+            )
         # under DDP training mini-batches take Lightning's DistributedSampler (shuffle=True)
         return kind(
             _TensorRows(x, y),

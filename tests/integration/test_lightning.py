@@ -600,6 +600,35 @@ def test_resumed_shuffled_batches_with_workers_or_reloads(tmp_path, loader, trai
         assert run(ckpt=tmp_path / f"step={step}.ckpt") == full[step:], step
 
 
+def test_a_resumed_unshuffled_mini_batch_run_takes_the_batches_the_uninterrupted_one_takes(tmp_path):
+    """Only shuffled loaders kept their place: an unshuffled run resumed at step 2 took batches
+    0 and 1 again, skipped 2 and 3, and cut its epoch short."""
+    data = {"train_input": torch.arange(10.0)[:, None], "train_label": torch.zeros(10, 1)}
+
+    def run(ckpt=None, save_at=None):
+        module = _Recorder()
+        callbacks = []
+        if save_at:
+            callbacks.append(
+                ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_top_k=-1, filename="{step}")
+            )
+        settings = {
+            "max_steps": -1,
+            "max_epochs": 3,
+            "callbacks": callbacks,
+            "enable_checkpointing": bool(save_at),
+        }
+        _trainer(tmp_path, **settings).fit(
+            module, datamodule=TensorDataModule(data, batch_size=3, shuffle=False), ckpt_path=ckpt
+        )
+        return module.seen
+
+    full = run(save_at=True)
+    assert full == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]] * 3  # the stored order every epoch
+    for step in (2, 4, 5, 8):
+        assert run(ckpt=tmp_path / f"step={step}.ckpt") == full[step:], step
+
+
 def test_a_shuffled_run_resumes_without_shuffle_or_on_more_processes(tmp_path):
     """The checkpoint holds the training loader's state; a loader that keeps none (no shuffle,
     full batch, DDP) made Lightning refuse it ("0 stateful loaders, but found 1 states")."""
