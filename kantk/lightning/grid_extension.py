@@ -106,8 +106,8 @@ class GridExtension(pl.Callback):
         last = self._refined_model() if self._refined_model is not None else None
         if stage == "fit" and last is not getattr(pl_module, "model", None):
             self.refined_at = []
-        if trainer.world_size > 1:
-            raise RuntimeError(
+        if trainer.world_size > 1:  # a ValueError: the command line's refusal, not an "internal error"
+            raise ValueError(
                 "GridExtension runs on one process only: under DDP the wrapped model would keep training "
                 "the old parameters. Train each grid in its own run (kantk.refine between runs) or use "
                 "one device"

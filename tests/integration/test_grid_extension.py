@@ -257,3 +257,14 @@ def test_a_model_gone_nan_between_guard_checks_is_not_refined():
         model = _fit_nan_at(lambda call: call == 3, 12, [extension, guard], nan_guard=False)
     assert extension.refined_at == [] and guard.restored_to == 0
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_grid_extension_under_ddp_is_refused_as_bad_configuration():
+    """It raised a RuntimeError, which kantk fit printed as an "internal error" on every rank."""
+    from types import SimpleNamespace
+
+    from kantk.cli import describe_error
+
+    with pytest.raises(ValueError, match="GridExtension runs on one process only") as raised:
+        GridExtension([5, 10], every=2).setup(SimpleNamespace(world_size=2), KANModule([2, 1]), "fit")
+    assert describe_error(raised.value).startswith("kantk: GridExtension runs on one process only")
