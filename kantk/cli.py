@@ -573,9 +573,12 @@ def _summary(command: str, cli: Any) -> str:
         for k, v in sorted(trainer.callback_metrics.items())
         if k.startswith(("val_", "test_")) and getattr(v, "numel", lambda: 1)() == 1
     }
-    parts = [f"kantk {command}: step {trainer.global_step}"]
+    # the step of a fit; validate/test said "step 0" whatever checkpoint they evaluated, and a
+    # ddp_spawn fit's main process does not learn its workers' step
+    spawned = getattr(trainer.strategy, "_start_method", None) in ("spawn", "fork", "forkserver")
+    parts = [f"step {trainer.global_step}"] if command == "fit" and not spawned else []
     parts += [f"{k} {v:.3e}" for k, v in metrics.items()]
-    return ", ".join(parts) + (f" (logs in {where})" if where else "")
+    return f"kantk {command}: " + (", ".join(parts) or "done") + (f" (logs in {where})" if where else "")
 
 
 def close_process_group() -> None:
@@ -848,11 +851,16 @@ def cli_class(package: str = "pytorch_lightning") -> type:
         def before_predict(self) -> None:
             self._check("predict")
 
-    return KantkLightningCLI
+    return _picklable(KantkLightningCLI, package)
 
 
 def _last_evaluation(package: str) -> Any:
     """A callback that records the step of the run's last validation and last saved checkpoint."""
+    return _last_evaluation_class(package)()
+
+
+@functools.cache
+def _last_evaluation_class(package: str) -> type:
     import importlib
 
     Callback: Any = importlib.import_module(package).Callback
@@ -868,7 +876,7 @@ def _last_evaluation(package: str) -> Any:
         def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
             self.saved_at = trainer.global_step
 
-    return LastEvaluation()
+    return _picklable(LastEvaluation, package)
 
 
 def finish_fit(trainer: Any, model: Any, datamodule: Any, last: Any) -> None:
@@ -1140,6 +1148,7 @@ def _input_paths(config: Any) -> Iterator[tuple[str, str]]:
 
 
 @functools.cache
+@functools.cache
 def save_config_callback_class(package: str = "pytorch_lightning") -> type:
     """LightningCLI's ``SaveConfigCallback`` that refuses to replace a file, with a ``kantk:`` line.
 
@@ -1184,7 +1193,30 @@ def save_config_callback_class(package: str = "pytorch_lightning") -> type:
                 os.remove(written)
                 self.written = None
 
-    return KantkSaveConfigCallback
+    return _picklable(KantkSaveConfigCallback, package)
+
+
+def _picklable(cls: type, package: str) -> type:
+    """Name ``cls``, a class made per Lightning package, as this module's attribute (built again by
+    the module's ``__getattr__`` in a fresh process): ``ddp_spawn`` pickles the Trainer's
+    callbacks, and a class local to a function failed with "Can't pickle local object"."""
+    cls.__name__ = cls.__qualname__ = f"{cls.__name__}_{package.replace('.', '_')}"
+    cls.__module__ = __name__
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    """The per-package classes of :func:`_picklable`, by name (unpickling in a spawned process)."""
+    makers = (
+        ("KantkSaveConfigCallback", save_config_callback_class),
+        ("LastEvaluation", _last_evaluation_class),
+        ("KantkLightningCLI", cli_class),
+    )
+    for base, make in makers:
+        for package in ("pytorch_lightning", "lightning.pytorch"):
+            if name == f"{base}_{package.replace('.', '_')}":
+                return make(package)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -1387,8 +1387,9 @@ def test_a_ckpt_path_is_checked_in_the_dtype_the_trainer_computes_in(fit_folder,
         "wide.ckpt",
     ]
     assert_error(run_cli(base, capsys), code=1, match="holds NaN or infinite values")  # float32
-    status, _, err = run_cli([*base, "--trainer.precision", "64-true"], capsys)
+    status, out, err = run_cli([*base, "--trainer.precision", "64-true"], capsys)
     assert "holds NaN or infinite" not in err, err
+    assert "kantk validate: val_loss" in out and "step 0" not in out  # it said "step 0" of any checkpoint
 
 
 def test_a_file_where_a_folder_was_to_be_made_is_named_as_such(tmp_path):
