@@ -425,8 +425,10 @@ def to_graphviz(
         l, p, q = d["layer"], src[1], d.get("subnode", dst[1])
         top = tops[l]
         value = _importance(d)
-        share = value / top if (value is not None and top > 0) else 1.0
-        share = min(max(share, 0.0), 1.0)
+        if value is None:  # no samples (or a NaN score): importance unknown, drawn fully
+            share = 1.0
+        else:  # a layer whose scores are all 0 on the samples is drawn faint, as plot_activations does
+            share = min(max(value / top, 0.0), 1.0) if top > 0 else 0.0
         alpha = MIN_ALPHA + (1.0 - MIN_ALPHA) * share
         symbolic = d.get("kind") == "symbolic"
         color = f"{SYMBOLIC_COLOR if symbolic else NUMERIC_COLOR}{round(255 * alpha):02x}"

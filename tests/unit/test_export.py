@@ -629,3 +629,16 @@ def test_a_dot_with_edge_plots_in_a_folder_with_html_characters_renders_its_pict
     done = subprocess.run(["dot", "-Tsvg", str(out)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert pictures and str(folder / pictures[0]) in html.unescape(done.stdout)
+
+
+def test_a_layer_whose_scores_are_all_zero_is_drawn_faint_as_in_the_activation_plot():
+    """Samples on which nothing varies score every edge 0: the diagram drew them all at full colour
+    and pen width 3, the activation plot at its faintest."""
+    import re
+
+    model = _model()
+    x = torch.tensor([[0.3, -0.2, 0.1]]).repeat(16, 1)  # constant inputs: every score 0
+    widths = [float(w) for w in re.findall(r"penwidth=\"?([0-9.]+)", to_graphviz(model, x).source)]
+    unscored = [float(w) for w in re.findall(r"penwidth=\"?([0-9.]+)", to_graphviz(model).source)]
+    assert widths and max(widths) <= 0.6  # the thinnest edges (0.4; 0.6: node-operation wires)
+    assert unscored and max(unscored) == 3.0  # without samples importance is unknown: drawn fully
