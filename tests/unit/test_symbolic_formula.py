@@ -634,3 +634,16 @@ def test_the_default_check_points_follow_a_plugin_basis_that_says_its_range():
     assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()  # FORMULA_RTOL on the data's range
     with pytest.raises(ValueError, match=r"BadHats.range_ends\(dtype\) must return two \(1,\) tensors"):
         kantk.symbolic_formula(model("bad_hats_test"))
+
+
+def test_an_input_whose_terms_do_not_matter_leaves_the_rounded_formula():
+    """As symbolic.md says: sin(x1) + 4e-5*x2 is faithful as sin(x1) on [-1, 1]; digits=None keeps it."""
+    model = kantk.KAN([2, 1], seed=0).double()
+    kantk.fix_symbolic(model, 0, 0, 0, "sin", fit_params=False)
+    kantk.fix_symbolic(model, 0, 1, 0, "x", fit_params=False)
+    with torch.no_grad():
+        model.layers[0].symbolic_affine[0, 1] = torch.tensor([1.0, 0.0, 4e-5, 0.0])
+    x = torch.rand(200, 2, dtype=torch.float64) * 2 - 1
+    assert kantk.symbolic_formula(model, x=x) == [sympy.sin(x1)]
+    (exact,) = kantk.symbolic_formula(model, digits=None)
+    assert x2 in exact.free_symbols
