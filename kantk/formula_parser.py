@@ -353,7 +353,9 @@ def formula_name_problem(name: str) -> str | None:
     ``_``, and not a constant a formula names (``pi``, ``E``, ``I``, ...). A function's name may be
     a variable (the Feynman table's ``beta``, ``gamma``): :func:`parse_formula` reads it as the
     variable, and as the function only where it is called (``beta*cos(theta)``, ``beta(1, 2)``)."""
-    if not name.isidentifier() or name.startswith("_") or keyword.iskeyword(name):
+    if keyword.iskeyword(name):  # lambda, in, is: formulas are read as Python expressions
+        return f"{name!r} is a Python keyword, which formulas cannot use as a name (e.g. {name}_ or {name}1)"
+    if not name.isidentifier() or name.startswith("_"):
         return f"{name!r} is not a name (letters, digits and '_', starting with a letter)"
     if name in CONSTANTS or name in ("I", "oo", "zoo", "nan"):
         return f"{name!r} is a constant in formulas (pi, E, I, oo, zoo, nan)"

@@ -816,6 +816,10 @@ def test_a_function_name_may_name_a_variable():
 
     assert formula_name_problem("beta") is None and formula_name_problem("gamma") is None
     assert "constant" in formula_name_problem("pi")
+    # a physicist's lambda was "not a name (letters, digits and '_' ...)", which it is
+    assert formula_name_problem("lambda") == (
+        "'lambda' is a Python keyword, which formulas cannot use as a name (e.g. lambda_ or lambda1)"
+    )
     e = parse_formula("alpha*beta*cos(theta) + beta + beta(1, 2)", variables=["alpha", "beta", "theta"])
     beta = sympy.Symbol("beta")
     assert beta in e.free_symbols
