@@ -322,7 +322,8 @@ def symbolic_edge_labels(model: KAN) -> dict[tuple[int, int, int], str]:
     is the function's name (``"sin"``, ``"x^2"``), short enough for a box; a constant edge (the
     function ``"0"``, so the edge is its added constant ``d``) shows ``d`` to 3 significant digits,
     as the diagram does (labelled ``0``, a factor -0.193 into a product node read as a zero
-    factor); pass ``edge_labels`` to :func:`plot_activations` for full formulas.
+    factor); an edge whose numeric branch is on too (both add up) reads ``sin + numeric``, as in
+    the diagram (the curve is their sum); pass ``edge_labels`` to :func:`plot_activations` for full formulas.
     """
     labels: dict[tuple[int, int, int], str] = {}
     for l, layer in enumerate(model.layers):
@@ -330,6 +331,8 @@ def symbolic_edge_labels(model: KAN) -> dict[tuple[int, int, int], str]:
             name = str(layer.symbolic_names[q][p])
             if name == "0":  # built-in names win clashes: always the constant function
                 name = f"{float(layer.symbolic_affine[q, p, 3]):.3g}"  # -0.193, 2, 1.23e+20, nan
+            if float(layer.mask[q, p]) != 0:  # its numeric branch is on too, as the diagram says
+                name += " + numeric"
             labels[(l, p, q)] = name
     return labels
 

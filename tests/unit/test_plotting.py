@@ -90,6 +90,9 @@ def test_symbolic_edges_are_drawn_and_labelled(model_and_data):
     kantk.fix_symbolic(fixed, 0, 1, 2, "sin")  # the same (layer, i, j) names the same edge
     assert symbolic_edge_labels(fixed) == {(0, 1, 2): "sin"}
     assert "sin" in _texts(fig)
+    with torch.no_grad():  # its numeric branch switched back on: the curve is sin plus it
+        fixed.layers[0].mask[2, 1] = 1.0
+    assert symbolic_edge_labels(fixed) == {(0, 1, 2): "sin + numeric"}  # as the diagram reads
 
 
 def test_a_constant_edge_is_labelled_with_its_value_not_0():
