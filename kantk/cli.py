@@ -885,10 +885,11 @@ def finish_fit(trainer: Any, model: Any, datamodule: Any, last: Any) -> None:
     Lightning validates every ``check_val_every_n_epoch`` epochs and its default checkpoint follows
     the validations, so a ``--trainer.max_steps`` that is not a multiple of that period ended with
     no checkpoint of the last steps (``max_steps: 3`` of the shipped configs, which validate every
-    10 epochs, wrote none at all) and no final metrics. Now the final step is validated (when the
-    data module has validation data) and saved as ``last.ckpt`` by each checkpoint callback that
-    keeps the latest state (no ``monitor``), unless a ``last.ckpt`` there is not this run's (nor
-    the checkpoint it resumed from, nor one of an earlier run of it). An interrupted run, a
+    10 epochs, wrote none at all) and no final metrics. Now the final step is saved as
+    ``last.ckpt`` by each checkpoint callback that keeps the latest state (no ``monitor``, or
+    ``save_last=True``), unless a ``last.ckpt`` there is not this run's (nor the checkpoint it
+    resumed from, nor one of an earlier run of it), and then validated (when the data module has
+    validation data). An interrupted run, a
     ``fast_dev_run`` and a run with checkpointing off are left as they are.
     """
     if trainer.interrupted or trainer.global_step == 0 or last is None or trainer.fast_dev_run:
@@ -908,7 +909,13 @@ def _save_last(trainer: Any, step: int) -> None:
     resumed_from = os.path.realpath(str(trainer.ckpt_path)) if trainer.ckpt_path is not None else None
     written: set[str] = set()
     for callback in trainer.checkpoint_callbacks:
-        if getattr(callback, "monitor", None) is not None or not getattr(callback, "dirpath", None):
+        # the latest state is kept by a callback without a monitor, or one with save_last=True (its
+        # last.ckpt held the last validation's step, 10 of 12; "link" makes it a link to a top-k
+        # file, which saving here would overwrite)
+        keeps_last = (
+            getattr(callback, "monitor", None) is None or getattr(callback, "save_last", None) is True
+        )
+        if not keeps_last or not getattr(callback, "dirpath", None):
             continue
         path = os.path.join(callback.dirpath, callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION)
         if path in written:  # two callbacks of one folder

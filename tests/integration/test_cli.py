@@ -413,3 +413,20 @@ def test_a_fit_resumed_from_its_final_last_ckpt_equals_the_uninterrupted_one(tmp
         full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b), name  # parameters and grids
+
+
+def test_a_monitoring_checkpoint_with_save_last_gets_the_final_step(tmp_path):
+    """finish_fit skipped every callback with a monitor: with save_last=True its last.ckpt held
+    the last validation's step (10), not the run's final step (12)."""
+    import torch
+
+    callbacks = (
+        "--trainer.callbacks+=ModelCheckpoint",
+        "--trainer.callbacks.monitor=val_rmse",
+        "--trainer.callbacks.save_last=true",
+    )
+    _toy_fit(tmp_path, 12, "--trainer.logger", "false", *callbacks)
+    (last,) = tmp_path.rglob("last.ckpt")
+    assert torch.load(last, weights_only=True)["global_step"] == 12
+    best = [p for p in last.parent.iterdir() if p.name != "last.ckpt"]
+    assert [torch.load(p, weights_only=True)["global_step"] for p in best] == [10]  # top-k untouched
