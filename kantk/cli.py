@@ -49,6 +49,10 @@ DEBUG_ENV = "KANTK_DEBUG"
 #: ``--ckpt_path`` values that Lightning resolves itself (not files).
 LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "null", "none")
 
+#: LightningCLI's parser settings: a misspelt key is refused with the closest name, never taken
+#: for the key it begins (argparse's abbreviations ran ``--trainer.max_step 5`` as ``max_steps``).
+LIGHTNING_PARSER: dict[str, Any] = {"prog": "kantk", "allow_abbrev": False}
+
 #: Subcommands run by LightningCLI, with their one-line help.
 LIGHTNING_COMMANDS: dict[str, str] = {
     "fit": "train a KAN from a YAML config: kantk fit --config configs/toy.yaml",
@@ -487,7 +491,7 @@ def _main(argv: Sequence[str] | None) -> int:
         check_lightning_arguments(argv)
         # From the console LightningCLI reads sys.argv itself (it warns when given both).
         cli = run_lightning_cli(
-            None if from_console else argv, parser_kwargs={"prog": "kantk", "exit_on_error": False}
+            None if from_console else argv, parser_kwargs={**LIGHTNING_PARSER, "exit_on_error": False}
         )
         summary = _summary(argv[0], cli)
         if summary:
@@ -631,7 +635,7 @@ def run_lightning_cli(argv: Sequence[str] | None, **cli_kwargs: Any) -> Any:
         # the merged config never replaces a file: an input, or an earlier run's (issue 16)
         "save_config_callback": save_config_callback_class(package),
         "save_config_kwargs": {"overwrite": False},
-        "parser_kwargs": {"prog": "kantk"},
+        "parser_kwargs": dict(LIGHTNING_PARSER),
         "args": None if argv is None else list(argv),
     }
     settings.update(cli_kwargs)

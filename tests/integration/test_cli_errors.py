@@ -1025,6 +1025,9 @@ def test_a_misspelt_model_or_trainer_key_gets_a_hint(fit_folder, capsys, no_trai
     (fit_folder / "t.yaml").write_text(config.replace("trainer:\n", "trainer:\n  max_stepz: 3\n", 1))
     line = assert_error(run_cli(["fit", "--config", "t.yaml"], capsys), code=2, match="'trainer.max_stepz'")
     assert "did you mean 'max_steps'?" in line, line
+    # on the command line a key's beginning was taken for the key (argparse's abbreviations)
+    line = assert_error(run_cli(["fit", "--config", "cfg.yaml", "--trainer.max_step", "3"], capsys), code=2)
+    assert "unrecognized arguments: --trainer.max_step 3" in line, line
 
 
 def test_an_unknown_callback_option_lists_the_accepted_ones(fit_folder, capsys, no_training):
