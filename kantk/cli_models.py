@@ -253,8 +253,12 @@ def load_model(path: str) -> KAN:
             fail(f"cannot load checkpoint {path!r}: {checkpoint_error(exc)}")
         check_checkpoint_values(path, checkpoint["state_dict"], module.model)
         return module.model
+    from kantk.io import MissingPluginError
+
     try:
         return kantk.load(path)
+    except MissingPluginError as exc:  # it names the file: "'m.kantk' cannot be loaded: unknown basis ..."
+        fail(str(exc))
     except (ValueError, OSError) as exc:  # KantkFileError and UnknownComponentError are ValueErrors
         fail(f"cannot load {path!r}: {exc}")
 

@@ -1420,3 +1420,12 @@ def test_discover_refuses_more_inputs_than_it_fits_edges(work, capsys, no_work, 
     )
     line = assert_error(run_cli(["discover", "--data", "wide.csv", "-o", "out"], capsys), code=1)
     assert "has 6 input columns; discover fits a function to every edge and takes at most 5 inputs" in line
+
+
+def test_a_model_of_a_missing_plugin_is_named_once(tmp_path, capsys, fixed_basis_registry):
+    """The line said the file twice: "cannot load 'm.kantk': 'm.kantk' cannot be loaded: ..."."""
+    path = tmp_path / "m.kantk"
+    kantk.save(kantk.KAN([2, 1], basis="fixed_test", registry=fixed_basis_registry), path)
+    line = assert_error(run_cli(["export", str(path), "-o", str(tmp_path / "g.dot")], capsys), code=1)
+    assert line.startswith(f"kantk: {str(path)!r} cannot be loaded: unknown basis 'fixed_test'"), line
+    assert "cannot load" not in line and "is the plugin that provides it installed?" in line, line
