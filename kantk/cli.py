@@ -248,16 +248,23 @@ def _raising_plugin(exc: BaseException) -> str | None:
     traceback frames in any plugin's package (a basis's ``forward`` raising, say), else ``None``.
     Regularisers and pruners are named by :func:`kantk.plugins.plugin_call` already; a basis's
     hot path is not wrapped, so its errors are traced back here."""
-    from kantk.registry import default_registry
+    import types
 
-    try:
-        manager = default_registry().plugin_manager
-    except Exception:  # noqa: BLE001 - no registry: nothing to blame
+    from kantk import registry
+
+    built = registry._default  # never built here: that would import every installed plugin
+    if built is None:
         return None
+    manager = built.plugin_manager
     packages: dict[str, str] = {}
     for name, package in getattr(manager, "isolated_plugins", {}).items():
         plugin = manager.get_plugin(name)
-        module = getattr(plugin, "__name__", None) or type(plugin).__module__
+        # a module, or a class or instance registered from one (a class's __name__ is its own)
+        module = (
+            plugin.__name__ if isinstance(plugin, types.ModuleType) else getattr(plugin, "__module__", None)
+        )
+        if module is None:
+            module = type(plugin).__module__
         if isinstance(module, str) and module.split(".")[0] != "kantk":
             packages[module.split(".")[0]] = f"{name!r}" + (f" ({package})" if package else "")
     frames = []
@@ -814,7 +821,6 @@ def check_checkpoint_file(path: str, model: Any, dtype: str | None = None) -> No
     check_checkpoint_values(path, checkpoint["state_dict"], model, getattr(torch, dtype) if dtype else None)
 
 
-@functools.cache
 def cli_class(package: str = "pytorch_lightning") -> type:
     """LightningCLI that checks, before it runs a command, the ``--ckpt_path`` file's values
     (:func:`check_checkpoint_file`) and its loggers' folders (:func:`logger_file_problem`: it raises
@@ -823,6 +829,11 @@ def cli_class(package: str = "pytorch_lightning") -> type:
     Args:
         package: The Lightning package (``"pytorch_lightning"`` or ``"lightning.pytorch"``).
     """
+    return _cli_class(package)
+
+
+@functools.cache
+def _cli_class(package: str) -> type:  # one class per package (a pickled callback names it)
     import importlib
 
     LightningCLI: Any = importlib.import_module(package + ".cli").LightningCLI
@@ -913,11 +924,12 @@ def _save_last(trainer: Any, step: int) -> None:
     resumed_from = os.path.realpath(str(trainer.ckpt_path)) if trainer.ckpt_path is not None else None
     written: set[str] = set()
     for callback in trainer.checkpoint_callbacks:
-        # the latest state is kept by a callback without a monitor, or one with save_last=True (its
-        # last.ckpt held the last validation's step, 10 of 12; "link" makes it a link to a top-k
-        # file, which saving here would overwrite)
-        keeps_last = (
-            getattr(callback, "monitor", None) is None or getattr(callback, "save_last", None) is True
+        # the latest state is kept by a callback without a monitor, or one with save_last (True:
+        # its last.ckpt held the last validation's step, 10 of 12; "link": a link to that step's
+        # top-k file, which is removed first so that the save never writes through it)
+        keeps_last = getattr(callback, "monitor", None) is None or getattr(callback, "save_last", None) in (
+            True,
+            "link",
         )
         if not keeps_last or not getattr(callback, "dirpath", None):
             continue
@@ -932,6 +944,8 @@ def _save_last(trainer: Any, step: int) -> None:
             warnings.warn(f"the final step {step} was not saved: {path!r} exists", stacklevel=1)
             continue
         callback.last_model_path = path  # before saving: the checkpoint's callback state names it
+        if trainer.is_global_zero and os.path.islink(path):  # save_last="link": never through it
+            os.remove(path)
         trainer.save_checkpoint(path, weights_only=False)  # resumable: optimizer and loops too
         written.add(path)
 
@@ -1158,8 +1172,6 @@ def _input_paths(config: Any) -> Iterator[tuple[str, str]]:
             stack.extend((key, v) for v in value)
 
 
-@functools.cache
-@functools.cache
 def save_config_callback_class(package: str = "pytorch_lightning") -> type:
     """LightningCLI's ``SaveConfigCallback`` that refuses to replace a file, with a ``kantk:`` line.
 
@@ -1171,6 +1183,11 @@ def save_config_callback_class(package: str = "pytorch_lightning") -> type:
     Args:
         package: The Lightning package of the CLI (``"pytorch_lightning"`` or ``"lightning.pytorch"``).
     """
+    return _save_config_callback_class(package)
+
+
+@functools.cache
+def _save_config_callback_class(package: str) -> type:  # one class per package, as _cli_class
     import importlib
 
     SaveConfigCallback: Any = importlib.import_module(package + ".cli").SaveConfigCallback
@@ -1219,9 +1236,9 @@ def _picklable(cls: type, package: str) -> type:
 def __getattr__(name: str) -> Any:
     """The per-package classes of :func:`_picklable`, by name (unpickling in a spawned process)."""
     makers = (
-        ("KantkSaveConfigCallback", save_config_callback_class),
+        ("KantkSaveConfigCallback", _save_config_callback_class),
         ("LastEvaluation", _last_evaluation_class),
-        ("KantkLightningCLI", cli_class),
+        ("KantkLightningCLI", _cli_class),
     )
     for base, make in makers:
         for package in ("pytorch_lightning", "lightning.pytorch"):

@@ -490,7 +490,8 @@ def render_graph(dot: Any, path: str | os.PathLike[str], format: str = "svg") ->
             f"unknown format {format!r}; accepted: {', '.join(RENDER_FORMATS)} (or save the DOT source)"
         )
     path = os.fspath(path)
-    _check_not_a_folder(path)  # before the extension: "figs/" became the hidden file figs/.svg
+    if os.path.basename(path) in ("", ".", ".."):  # before the extension: "figs/" became figs/.svg
+        _check_not_a_folder(path)
     if not path.endswith("." + format):
         path = f"{path}.{format}"
     _render_to(dot, path, format)

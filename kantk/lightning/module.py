@@ -403,8 +403,9 @@ class _TrainingModule(pl.LightningModule):
         """What this rank's mean data loss is weighted by so that DDP's average of the ranks'
         gradients is the gradient of the mean over all their rows: ``world * rows / total rows``
         (1 on one process and for equal shards). Full-batch shards of 101 and 100 rows weighed
-        each rank's mean equally, another objective than one process's (0.04 apart after 3 LBFGS
-        steps). A custom loss is taken as it is: its reduction is its own."""
+        each rank's mean equally, another objective than one process's (9.6e-3 apart after 3 LBFGS
+        steps in tests/integration/test_ddp.py's 201-row setup). A custom loss is taken as it
+        is: its reduction is its own."""
         if self.custom_loss is not None or not _distributed():
             return 1.0
         count = torch.tensor(float(rows), dtype=torch.float64, device=self.device)

@@ -14,9 +14,9 @@ With ``digits`` set (an int, or ``"auto"``: see below) the constants are then cl
 
 :func:`round_constants` turns a float within ``10**-digits`` (relative above 1) of an integer, or
 within ``10**-digits`` of a fraction ``p/q`` with ``q <= 12`` or a multiple ``k*pi/q`` (``q`` in 1,
-2, 3, 4, 6), into that exact number (the nearest such, so ``3.14159`` is ``pi`` and not ``22/7``
-at 2 digits), and rounds any other float to ``digits`` decimal places (so
-a vanishing term disappears).
+2, 3, 4, 6), into that exact number (the one of smallest denominator, ``k*pi`` counting as
+``q = 1``, the nearest of those on a tie: ``3.1423`` is ``pi`` and not ``22/7`` at 2 digits), and
+rounds any other float to ``digits`` decimal places (so a vanishing term disappears).
 With ``simplify=True`` each form goes through ``sympy.powsimp`` and, when it has at most
 ``SIMPLIFY_MAX_OPS`` operations, ``sympy.simplify`` (never accepting a longer result; pykan never
 simplifies; a call is given up after :data:`SIMPLIFY_SECONDS`, see :func:`_time_limited`), and
@@ -521,19 +521,20 @@ def _snap(value: float, digits: int) -> Any:
     # every value past about 400 was within reach of some k/q (1234.57 became 2469/2, 517.38
     # became 1552/3), an exact number that is not there and further off than the decimal
     tol = 10.0**-digits
-    # the nearest of them (the smaller denominator, then the fraction, on a tie): the first one
-    # within reach made pi 22/7 at digits=2, sin(22*x1/7) from a model of sin(pi*x1)
-    exact: list[tuple[float, Any]] = []
+    # the one of smallest denominator q (p/q and k*pi/q alike, k*pi having q = 1), the nearest of
+    # those on a tie: fractions were tried before multiples of pi, and pi became 22/7 at
+    # digits=2 (sin(22*x1/7) from a model of sin(pi*x1))
+    exact: list[tuple[int, float, Any]] = []
     for q in range(2, MAX_DENOMINATOR + 1):
         p = round(value * q)
-        exact.append((abs(value - p / q), sympy.Rational(p, q)))
+        exact.append((q, abs(value - p / q), sympy.Rational(p, q)))
     for q in PI_DENOMINATORS:
         k = round(value * q / math.pi)
         if k != 0:
-            exact.append((abs(value - k * math.pi / q), sympy.Rational(k, q) * sympy.pi))
-    error, nearest_exact = min(exact, key=lambda pair: pair[0])  # min keeps the first of equals
-    if error <= tol:
-        return nearest_exact
+            exact.append((q, abs(value - k * math.pi / q), sympy.Rational(k, q) * sympy.pi))
+    within = [(q, error, number) for q, error, number in exact if error <= tol]
+    if within:
+        return min(within, key=lambda item: (item[0], item[1]))[2]
     rounded = round(value, digits)
     return (
         sympy.Integer(0)
@@ -606,23 +607,29 @@ def _check_points(x: torch.Tensor | None, model: KAN) -> Any:
 def _input_box(model: KAN) -> tuple[Any, Any]:
     """(lo, hi), (n,) each: the range the first layer's basis resolves, as its ``range_ends``
     says (:class:`~kantk.bases.SupportsInputRange`: the grid range of B-splines, centre +-
-    half-width of Chebyshev, first to last centre of RBFs), else [-1, 1]. It was guessed from
-    attribute names: a plugin's hat basis with ``grid``, ``order`` and ``grid_size`` failed with an
-    IndexError, and any other plugin was checked on [-1, 1] after its grid moved to [50, 100]."""
+    half-width of Chebyshev, first to last centre of RBFs), else [-1, 1] with a warning. It was
+    guessed from attribute names: a plugin's hat basis with ``grid``, ``order`` and ``grid_size``
+    failed with an IndexError, and other plugin bases were checked on [-1, 1] after their grid
+    moved to [50, 100]."""
     import numpy as np
-
-    from kantk.bases import SupportsInputRange
 
     basis = model.layers[0].basis
     n = model.widths[0]
-    if not isinstance(basis, SupportsInputRange):
+    ends = getattr(basis, "range_ends", None)
+    if not callable(ends):
+        warnings.warn(
+            f"symbolic_formula checks the rounded formula on [-1, 1]: the {model.layers[0].basis_name!r} "
+            "basis does not say its input range (range_ends, kantk.bases.SupportsInputRange); pass x= "
+            "(the inputs the model was fitted on)",
+            stacklevel=4,
+        )
         return np.full(n, -1.0), np.full(n, 1.0)
-    with torch.no_grad():
-        ends = basis.range_ends(torch.float64)
+    lo = hi = np.zeros(0)
     try:
-        lo, hi = (np.asarray(v.to("cpu", torch.float64)) for v in ends)
-    except (TypeError, ValueError, AttributeError):
-        lo = hi = np.zeros(0)
+        with torch.no_grad():
+            lo, hi = (np.asarray(v.detach().to("cpu", torch.float64)) for v in ends(torch.float64))
+    except (TypeError, ValueError, AttributeError, RuntimeError):
+        pass  # refused below, with what range_ends must be
     if (
         lo.shape != (n,)
         or hi.shape != (n,)

@@ -415,18 +415,35 @@ def test_a_fit_resumed_from_its_final_last_ckpt_equals_the_uninterrupted_one(tmp
         assert torch.equal(a, b), name  # parameters and grids
 
 
-def test_a_monitoring_checkpoint_with_save_last_gets_the_final_step(tmp_path):
-    """finish_fit skipped every callback with a monitor: with save_last=True its last.ckpt held
-    the last validation's step (10), not the run's final step (12)."""
+@pytest.mark.parametrize("save_last", ["true", "link"])
+def test_a_monitoring_checkpoint_with_save_last_gets_the_final_step(tmp_path, save_last):
+    """finish_fit skipped every callback with a monitor: with save_last its last.ckpt held (or
+    linked to) the last validation's step (10), not the run's final step (12)."""
     import torch
 
     callbacks = (
         "--trainer.callbacks+=ModelCheckpoint",
         "--trainer.callbacks.monitor=val_rmse",
-        "--trainer.callbacks.save_last=true",
+        f"--trainer.callbacks.save_last={save_last}",
     )
     _toy_fit(tmp_path, 12, "--trainer.logger", "false", *callbacks)
     (last,) = tmp_path.rglob("last.ckpt")
-    assert torch.load(last, weights_only=True)["global_step"] == 12
+    assert not last.is_symlink() and torch.load(last, weights_only=True)["global_step"] == 12
     best = [p for p in last.parent.iterdir() if p.name != "last.ckpt"]
     assert [torch.load(p, weights_only=True)["global_step"] for p in best] == [10]  # top-k untouched
+
+
+def test_kantks_per_package_classes_pickle_as_ddp_spawn_needs():
+    """ddp_spawn pickles the Trainer's callbacks; classes local to a function did not pickle, and a
+    second class for the default argument (save_config_callback_class()) was "not the same object"."""
+    import pickle
+
+    from kantk import cli
+
+    for make in (cli.cli_class, cli.save_config_callback_class):
+        assert make() is make("pytorch_lightning")
+        assert pickle.loads(pickle.dumps(make())) is make()
+    last = cli._last_evaluation("pytorch_lightning")
+    assert type(pickle.loads(pickle.dumps(last))) is type(last)
+    with pytest.raises(AttributeError):
+        cli.no_such_name  # noqa: B018 - the module's __getattr__ answers only its classes

@@ -543,14 +543,27 @@ def test_an_error_raised_in_a_plugins_code_names_the_plugin_not_kantk(monkeypatc
 
     module = types.ModuleType("kantk_crashy_test.plugin")
     exec("def forward(x):\n    return 1 / x\n", module.__dict__)  # a frame of the plugin's module
-    manager = SimpleNamespace(isolated_plugins={"crashy": "kantk-crashy"}, get_plugin=lambda name: module)
-    monkeypatch.setattr(kantk.registry, "default_registry", lambda: SimpleNamespace(plugin_manager=manager))
-    with pytest.raises(ZeroDivisionError) as raised:
-        module.forward(0)
-    assert describe_error(raised.value) == (
-        "kantk: plugin 'crashy' (kantk-crashy) raised ZeroDivisionError: division by zero (an error in "
-        "the plugin's code; run with KANTK_DEBUG=1 to see the traceback)"
+    other = types.ModuleType("kantk_classy_test.plugin")
+    exec("def forward(x):\n    return 1 / x\n", other.__dict__)
+
+    class Classy:  # a plugin registered as a class (its __name__ is its own): named by its module
+        pass
+
+    Classy.__module__ = other.__name__
+    plugins = {"crashy": module, "classy": Classy}
+    manager = SimpleNamespace(
+        isolated_plugins={"crashy": "kantk-crashy", "classy": None}, get_plugin=plugins.get
     )
+    monkeypatch.setattr(kantk.registry, "_default", SimpleNamespace(plugin_manager=manager))
+    for plugin, name in ((module, "'crashy' (kantk-crashy)"), (other, "'classy'")):
+        with pytest.raises(ZeroDivisionError) as raised:
+            plugin.forward(0)
+        assert describe_error(raised.value) == (
+            f"kantk: plugin {name} raised ZeroDivisionError: division by zero (an error in the plugin's "
+            "code; run with KANTK_DEBUG=1 to see the traceback)"
+        )
+    monkeypatch.setattr(kantk.registry, "_default", None)  # no registry built: nothing is imported
+    assert describe_error(raised.value).startswith("kantk: internal error: ZeroDivisionError")
     with pytest.raises(ZeroDivisionError) as raised:
         _ = 1 / 0  # kantk's (here: a test's) own code: still an internal error
     assert describe_error(raised.value).startswith("kantk: internal error: ZeroDivisionError")

@@ -127,8 +127,9 @@ SYNC_SCRIPT = textwrap.dedent(
 def test_ddp_with_l1_entropy_equals_one_process(tmp_path, rows):
     """The regulariser's batch statistics (per-edge standard deviations) are taken over all ranks'
     rows, so two processes with half the rows each train as one process with all of them. With
-    an odd count (shards of 101 and 100 rows) each rank's mean loss weighed the same: 0.039 apart
-    from one process after 3 steps, until it was weighted by its rows."""
+    an odd count (shards of 101 and 100 rows) each rank's mean loss weighed the same: 9.6e-3 apart
+    from one process after 3 steps (with KANModule._shard_weight returning 1), until it was
+    weighted by its rows."""
     script = tmp_path / "ddp_sync.py"
     script.write_text(SYNC_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KANTK_DISABLE_PLUGIN_AUTOLOAD": "1"}

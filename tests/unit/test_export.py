@@ -141,7 +141,7 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="format"):
         render_graph(to_graphviz(model), "x.gif", format="gif")
     (tmp_path / "figs").mkdir()
-    for folder in (tmp_path / "figs", f"{tmp_path / 'figs'}{os.sep}", tmp_path / "figs" / "."):
+    for folder in (f"{tmp_path / 'figs'}{os.sep}", f"{tmp_path / 'figs'}{os.sep}."):  # "figs": figs.svg
         with pytest.raises(IsADirectoryError, match="is a folder; give the path of a file"):
             render_graph(to_graphviz(model), folder)  # "figs/" wrote the hidden figs/.svg
     with pytest.raises(FileNotFoundError, match="its folder '.*nodir' does not exist"):

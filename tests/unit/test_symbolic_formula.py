@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -123,23 +124,30 @@ def test_fractions_and_multiples_of_pi_snap_only_to_digits_places():
     assert str(round_constants(sympy.Float(2.123456) * x1, 2)) == "17*x1/8"
     assert str(round_constants(sympy.Float(400.0001) * x1, 4)) == "400*x1"  # integers stay relative
     assert str(round_constants(sympy.Float(12.50004) * x1, 4)) == "25*x1/2"  # to 4 places: kept
+    assert str(round_constants(sympy.Float(21.99115) * x1, 4)) == "7*pi*x1"
 
 
-def test_a_constant_snaps_to_the_nearest_exact_number_within_reach():
-    """The first fraction within reach won: at 2 and 3 places pi became 22/7 and pi/2 11/7, and a
-    model of sin(pi*x1) printed sin(22*x1/7), faithful to the tolerance but not the constant."""
+def test_a_constant_snaps_to_the_exact_number_of_smallest_denominator_within_reach():
+    """Fractions were tried before multiples of pi: at 2 and 3 places pi became 22/7 and pi/2 11/7,
+    and a model of sin(pi*x1) printed sin(22*x1/7), faithful to the tolerance but not the constant.
+    k*pi counts as denominator 1; simpler fractions keep winning over nearer complicated ones."""
     for digits in (2, 3):
-        assert round_constants(sympy.Float(3.14159) * x1, digits) == sympy.pi * x1
+        for value in (3.14159, 3.1413, 3.1423):  # either side of pi, within the digits
+            if abs(value - math.pi) <= 10.0**-digits:
+                assert round_constants(sympy.Float(value) * x1, digits) == sympy.pi * x1, (value, digits)
         assert round_constants(sympy.Float(1.5708) * x1, digits) == sympy.pi * x1 / 2
         assert round_constants(sympy.Float(0.33334) * x1, digits) == x1 / 3  # fractions still snap
+    assert round_constants(sympy.Float(1.5725) * x1, 2) == sympy.pi * x1 / 2  # not the nearer 11/7
     assert str(round_constants(sympy.Float(0.5) * x1, 2)) == "x1/2"  # 1/2, not the equal 2/4 or 6/12
+    assert str(round_constants(sympy.Float(0.52) * x1, 1)) == "x1/2"  # not the nearer pi/6
+    assert str(round_constants(sympy.Float(0.58) * x1, 2)) == "4*x1/7"  # not the nearer 7/12
+    assert str(round_constants(sympy.Float(-3.1423) * x1, 2)) == "-pi*x1"
     model = kantk.KAN([1, 1], seed=0).double()
     kantk.fix_symbolic(model, 0, 0, 0, "sin")
     with torch.no_grad():
         model.layers[0].symbolic_affine[0, 0] = torch.tensor([torch.pi, 0.0, 1.0, 0.0])
     for digits in (2, 3, 4, "auto"):
         assert kantk.symbolic_formula(model, digits=digits) == [sympy.sin(sympy.pi * x1)]
-    assert str(round_constants(sympy.Float(21.99115) * x1, 4)) == "7*pi*x1"
 
 
 def test_constants_combine_before_rounding():
@@ -598,9 +606,20 @@ def _hat_registry():
         def range_ends(self, dtype):
             return self.grid[:, -1].to(dtype), self.grid[:, 0].to(dtype)  # hi, lo
 
+    class OddHats(Hats):
+        def range_ends(self):  # no dtype
+            return self.grid[:, 0], self.grid[:, -1]
+
+    class GradHats(Hats):
+        def range_ends(self, dtype):  # tensors that require grad (parameters)
+            ends = self.grid[:, [0, -1]].to(dtype).requires_grad_()
+            return ends[:, 0], ends[:, 1]
+
     class Plugin:
         @kantk.hookimpl
         def kantk_bases(self):
+            yield kantk.BasisSpec("odd_hats_test", OddHats)
+            yield kantk.BasisSpec("grad_hats_test", GradHats)
             yield kantk.BasisSpec("hats_test", Hats)
             yield kantk.BasisSpec("ranged_hats_test", RangedHats)
             yield kantk.BasisSpec("bad_hats_test", BadHats)
@@ -625,15 +644,21 @@ def test_the_default_check_points_follow_a_plugin_basis_that_says_its_range():
         return m
 
     x = torch.linspace(50, 100, 200, dtype=torch.float64)[:, None]
-    (plain,) = kantk.symbolic_formula(model("hats_test"))  # no IndexError: checked on [-1, 1]
-    assert str(plain) == "exp(0.05*x1)"  # as before: the basis says nothing
+    with pytest.warns(
+        UserWarning, match=r"checks the rounded formula on \[-1, 1\]: the 'hats_test' basis"
+    ) as said:
+        (plain,) = kantk.symbolic_formula(model("hats_test"))  # no IndexError: checked on [-1, 1]
+    assert said[0].filename == __file__  # the caller's line
+    assert str(plain) == "exp(0.05*x1)"  # the basis says nothing, and the warning says so
     ranged = model("ranged_hats_test")
     (formula,) = kantk.symbolic_formula(ranged)
     got = kantk.formula_to_callable(formula, ["x1"])(x.numpy())
     want = ranged(x)[:, 0].detach().numpy()
     assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()  # FORMULA_RTOL on the data's range
-    with pytest.raises(ValueError, match=r"BadHats.range_ends\(dtype\) must return two \(1,\) tensors"):
-        kantk.symbolic_formula(model("bad_hats_test"))
+    for bad in ("bad_hats_test", "odd_hats_test"):  # hi < lo; a range_ends without dtype
+        with pytest.raises(ValueError, match=r"Hats.range_ends\(dtype\) must return two \(1,\) tensors"):
+            kantk.symbolic_formula(model(bad))
+    assert kantk.symbolic_formula(model("grad_hats_test")) == kantk.symbolic_formula(ranged)
 
 
 def test_an_input_whose_terms_do_not_matter_leaves_the_rounded_formula():

@@ -43,6 +43,11 @@ class FourierBasis(Basis):
     def config(self) -> dict[str, Any]:
         return {"num_frequencies": self.num_frequencies}
 
+    def range_ends(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """One period, ``[-1, 1]``, for every input (``kantk.bases.SupportsInputRange``)."""
+        ones = torch.ones(self.in_features, dtype=dtype, device=self.harmonics.device)
+        return -ones, ones
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x: (batch, in). Returns: (batch, in, 2K), sines then cosines."""
         # Every function has period 2, so fold x into [-1, 1) first: k * pi * x would overflow to
