@@ -567,12 +567,14 @@ class _Recorder(pl.LightningModule):
 
 @pytest.mark.parametrize(
     "loader, trainer",
-    [({"num_workers": 1}, {}), ({}, {"reload_dataloaders_every_n_epochs": 1})],
-    ids=["worker_process", "reloaded_loaders"],
+    [({"num_workers": 1}, {}), ({}, {"reload_dataloaders_every_n_epochs": 1}), ({"shuffle": False}, {})],
+    ids=["worker_process", "reloaded_loaders", "unshuffled"],
 )
 def test_resumed_shuffled_batches_with_workers_or_reloads(tmp_path, loader, trainer):
     """A worker process fetches the first epoch's rows before Lightning numbers it, and a reload
-    built a sampler with a new seed: resumed runs took other batches from the next epoch on."""
+    built a sampler with a new seed: resumed runs took other batches from the next epoch on. Only
+    shuffled loaders kept their place: an unshuffled run resumed at step 2 took batches 0 and 1
+    again, skipped 2 and 3, and cut its epoch short."""
     rows = torch.arange(10.0)[:, None]
     data = {"train_input": rows, "train_label": torch.zeros(10, 1)}
 
@@ -596,35 +598,8 @@ def test_resumed_shuffled_batches_with_workers_or_reloads(tmp_path, loader, trai
 
     full = run(save_at=True)
     assert len(full) == 12
-    for step in (2, 4, 5, 8):
-        assert run(ckpt=tmp_path / f"step={step}.ckpt") == full[step:], step
-
-
-def test_a_resumed_unshuffled_mini_batch_run_takes_the_batches_the_uninterrupted_one_takes(tmp_path):
-    """Only shuffled loaders kept their place: an unshuffled run resumed at step 2 took batches
-    0 and 1 again, skipped 2 and 3, and cut its epoch short."""
-    data = {"train_input": torch.arange(10.0)[:, None], "train_label": torch.zeros(10, 1)}
-
-    def run(ckpt=None, save_at=None):
-        module = _Recorder()
-        callbacks = []
-        if save_at:
-            callbacks.append(
-                ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_top_k=-1, filename="{step}")
-            )
-        settings = {
-            "max_steps": -1,
-            "max_epochs": 3,
-            "callbacks": callbacks,
-            "enable_checkpointing": bool(save_at),
-        }
-        _trainer(tmp_path, **settings).fit(
-            module, datamodule=TensorDataModule(data, batch_size=3, shuffle=False), ckpt_path=ckpt
-        )
-        return module.seen
-
-    full = run(save_at=True)
-    assert full == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]] * 3  # the stored order every epoch
+    if loader.get("shuffle") is False:
+        assert full == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]] * 3  # the stored order every epoch
     for step in (2, 4, 5, 8):
         assert run(ckpt=tmp_path / f"step={step}.ckpt") == full[step:], step
 
