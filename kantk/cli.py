@@ -186,7 +186,8 @@ def _show_warning(
     """kantk's own warnings as one ``kantk: warning: ...`` line on stderr, like its errors (Python
     prints the file, the line number and the source line under it); others as before."""
     if os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep):
-        print(f"kantk: warning: {one_line(str(message))}", file=sys.stderr)
+        text = one_line(str(message)).removeprefix("kantk: ")  # "kantk: warning: kantk: training stopped"
+        print(f"kantk: warning: {text}", file=sys.stderr)
     else:
         shown_before(message, category, filename, lineno, *rest)
 

@@ -1120,6 +1120,10 @@ def test_kantks_warnings_are_one_line(work, capsys):
     assert status == 0
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines and all(line.startswith("kantk: warning: ") for line in lines), err
+    from kantk.cli import _show_warning
+
+    _show_warning(None, UserWarning("kantk: training stopped at step 3"), UserWarning, kantk.__file__, 1)
+    assert capsys.readouterr().err == "kantk: warning: training stopped at step 3\n"  # not "kantk: " twice
 
 
 def test_prune_inputs_records_the_kept_columns_for_later_commands(work, capsys):

@@ -233,6 +233,11 @@ def test_default_refine_keeps_a_model_trained_outside_the_grid_range(name, updat
     if name == "bspline":
         assert not finer.layers[0].basis.is_uniform()  # the exact grid: every old knot kept
         changed = _max_rel(kantk.refine(model, new, uniform=True), model, x)
+        # grids.md quotes these: pytest -s tests/unit/test_refine.py -k trained_outside_the_grid
+        print(
+            f"refine G={SIZES[name][1]}->{new}, update_grid={update}, {dtype}: default "
+            f"{_max_rel(finer, model, x):.1e}, uniform=True {changed:.1e}"
+        )
         assert changed > 1e-4  # what uniform=True costs here: the case is a real one
 
 
@@ -242,10 +247,20 @@ def test_rbf_refine_keeps_a_model_on_data_its_centres_cover():
     # update_grid the centres cover the data and the change there is ~1e-5.
     torch.set_default_dtype(torch.float64)
     model, x = _trained_off_grid("rbf", 6, update=True)
-    assert _max_rel(kantk.refine(model, 12), model, x) <= 1e-4
+    moved = _max_rel(kantk.refine(model, 12), model, x)
+    assert moved <= 1e-4
     inside = torch.rand(500, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
     smooth = _smooth_layer("rbf", 6)  # inside the centres' range without a grid update too
-    assert _max_rel(kantk.refine(smooth, 12), smooth, inside) <= 1e-4
+    kept = _max_rel(kantk.refine(smooth, 12), smooth, inside)
+    assert kept <= 1e-4
+    off, x_off = _trained_off_grid("rbf", 6, update=False)  # data in [1, 2], centres on [-1, 1]
+    faded = _max_rel(kantk.refine(off, 12), off, x_off)
+    assert faded > 1e-3  # beyond the centres' range the narrower bumps fade sooner
+    # grids.md quotes these: pytest -s tests/unit/test_refine.py -k centres_cover
+    print(
+        f"rbf refine 6->12: smooth layer {kept:.1e}, after update_grid {moved:.1e}, "
+        f"off the centres {faded:.1e}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -260,7 +275,9 @@ def test_rbf_refine_with_fast_kan_s_width_scale(edge):
     with torch.no_grad():
         model.layers[0].coef.copy_(fit_coefficients(model.layers[0].basis(xs), edge(xs).unsqueeze(1)))
     inside = torch.linspace(-1, 1, 1001).unsqueeze(-1)
-    assert _max_rel(kantk.refine(model, 12), model, inside) <= 3e-3
+    change = _max_rel(kantk.refine(model, 12), model, inside)
+    print(f"rbf refine 6->12, width_scale=1: {change:.1e}")  # pytest -s ... -k fast_kan_s_width
+    assert change <= 3e-3
 
 
 @pytest.mark.parametrize("extrapolate", ["zero", "clamp", "extend"])
