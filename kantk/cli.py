@@ -114,7 +114,13 @@ _model_commands()
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with kantk's error line: ``kantk: <command>: <problem> (see 'kantk <command> --help')``."""
+    """argparse with kantk's error line: ``kantk: <command>: <problem> (see 'kantk <command> --help')``,
+    and no abbreviated options (``--versio`` was ``--version``; the Lightning commands refuse them
+    too, :data:`LIGHTNING_PARSER`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         usage_exit(self.prog.removeprefix("kantk").strip(), message)

@@ -645,14 +645,15 @@ def temporary_folder_beside(path: str | os.PathLike[str]) -> Iterator[str]:
     """
     parent = os.path.dirname(os.path.abspath(os.fspath(path)))
     if not os.path.isdir(parent):
-        raise FileNotFoundError(f"cannot write {os.fspath(path)!r}: its folder {parent!r} does not exist")
+        problem = "is not a folder" if os.path.exists(parent) else "does not exist"
+        raise FileNotFoundError(f"cannot write {os.fspath(path)!r}: its folder {parent!r} {problem}")
     with tempfile.TemporaryDirectory(prefix=".kantk-tmp-", dir=parent) as folder:
         yield folder
 
 
 def _check_not_a_folder(path: str) -> None:
     if os.path.isdir(path) or os.path.basename(path) in ("", ".", ".."):
-        raise IsADirectoryError(f"{path!r} is a folder; give the path of a file to write")
+        raise IsADirectoryError(f"{path!r} names a folder; give the path of a file to write")
 
 
 def _render_to(dot: Any, path: str, format: str) -> None:

@@ -317,7 +317,9 @@ class _TrainingModule(pl.LightningModule):
             loss = loss.to(self.model_dtype)
             active = any(r.weight != 0 for r in self.regularisers)
             reg = (
-                regularisation(self.regularisers, self.model, x, sync=_distributed(), terms=self._terms())
+                regularisation(
+                    self.regularisers, self.model, x, sync=self._distributed(), terms=self._terms()
+                )
                 if active
                 else loss.new_zeros(())
             )
@@ -330,7 +332,7 @@ class _TrainingModule(pl.LightningModule):
             layer_inputs, pred = None, self.model(x)
         loss = self._loss(self._full_precision(pred), y)
         reg = regularisation(
-            self.regularisers, self.model, x, layer_inputs, sync=_distributed(), terms=self._terms()
+            self.regularisers, self.model, x, layer_inputs, sync=self._distributed(), terms=self._terms()
         )
         return loss, reg, pred
 
@@ -406,11 +408,19 @@ class _TrainingModule(pl.LightningModule):
         each rank's mean equally, another objective than one process's (9.6e-3 apart after 3 LBFGS
         steps in tests/integration/test_ddp.py's 201-row setup). A custom loss is taken as it
         is: its reduction is its own."""
-        if self.custom_loss is not None or not _distributed():
+        if self.custom_loss is not None or not self._distributed():
             return 1.0
         count = torch.tensor(float(rows), dtype=torch.float64, device=self.device)
         total = float(self.trainer.strategy.reduce(count, reduce_op="sum"))
-        return rows * torch.distributed.get_world_size() / total
+        return rows * self.trainer.world_size / total
+
+    def _distributed(self) -> bool:
+        """Whether this module's Trainer trains on several processes (the regularisers then take
+        whole-batch statistics and the ranks' losses are weighted). The Trainer decides, not a
+        process group the program made for something else: a single-device Trainer in such a
+        process weighted its loss by that group's size (2) and reduced over unrelated processes."""
+        trainer = self._trainer
+        return trainer is not None and int(getattr(trainer, "world_size", 1) or 1) > 1 and _distributed()
 
     def _log_train(self, loss: torch.Tensor, reg: torch.Tensor, pred: torch.Tensor, y: torch.Tensor) -> None:
         metrics = {"train_loss": loss, "reg": reg}

@@ -1041,6 +1041,7 @@ def test_a_misspelt_model_or_trainer_key_gets_a_hint(fit_folder, capsys, no_trai
     # on the command line a key's beginning was taken for the key (argparse's abbreviations)
     line = assert_error(run_cli(["fit", "--config", "cfg.yaml", "--trainer.max_step", "3"], capsys), code=2)
     assert "unrecognized arguments: --trainer.max_step 3" in line, line
+    assert_error(run_cli(["--versio"], capsys), code=2)  # kantk's own parser: no abbreviations either
 
 
 def test_an_unknown_callback_option_lists_the_accepted_ones(fit_folder, capsys, no_training):

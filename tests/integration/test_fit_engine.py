@@ -480,3 +480,17 @@ def test_lbfgs_from_a_start_that_is_not_finite_stops_with_the_guard_s_word(data)
     with pytest.warns(UserWarning, match="not finite from the first step"):
         kantk.fit(model, data, steps=3, regularisers={"nan": 1.0}, progress=False, registry=registry)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_a_single_device_trainer_in_a_program_with_a_process_group_trains_as_one_process(monkeypatch):
+    """The loss weight and the regularisers' sync read the global process group: a Trainer on one
+    device, in a program that made a group of 2 processes for something else, doubled its data
+    loss (weight rows * 2 / rows) and reduced statistics over the unrelated process."""
+    import kantk.lightning.module as module_code
+
+    module = KANModule([2, 2, 1], init_seed=0)
+    module.trainer = pl.Trainer(
+        max_steps=1, devices=1, accelerator="cpu", logger=False, enable_checkpointing=False
+    )
+    monkeypatch.setattr(module_code, "_distributed", lambda: True)  # a group of 2 exists
+    assert not module._distributed() and module._shard_weight(10) == 1.0

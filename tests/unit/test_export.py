@@ -142,11 +142,14 @@ def test_bad_arguments(tmp_path):
         render_graph(to_graphviz(model), "x.gif", format="gif")
     (tmp_path / "figs").mkdir()
     for folder in (f"{tmp_path / 'figs'}{os.sep}", f"{tmp_path / 'figs'}{os.sep}."):  # "figs": figs.svg
-        with pytest.raises(IsADirectoryError, match="is a folder; give the path of a file"):
+        with pytest.raises(IsADirectoryError, match="names a folder; give the path of a file"):
             render_graph(to_graphviz(model), folder)  # "figs/" wrote the hidden figs/.svg
     with pytest.raises(FileNotFoundError, match="its folder '.*nodir' does not exist"):
         render_graph(to_graphviz(model), tmp_path / "nodir" / "q.svg")  # named .kantk-tmp-...
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["figs"]
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(FileNotFoundError, match="its folder '.*afile' is not a folder"):
+        render_graph(to_graphviz(model), tmp_path / "afile" / "q.svg")
 
 
 # --- exports never destroy a file (issue 16) --------------------------------------------------------

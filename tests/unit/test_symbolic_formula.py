@@ -645,7 +645,7 @@ def test_the_default_check_points_follow_a_plugin_basis_that_says_its_range():
 
     x = torch.linspace(50, 100, 200, dtype=torch.float64)[:, None]
     with pytest.warns(
-        UserWarning, match=r"checks the rounded formula on \[-1, 1\]: the 'hats_test' basis"
+        UserWarning, match=r"checks the formula against the model on \[-1, 1\]: the 'hats_test' basis"
     ) as said:
         (plain,) = kantk.symbolic_formula(model("hats_test"))  # no IndexError: checked on [-1, 1]
     assert said[0].filename == __file__  # the caller's line
