@@ -50,6 +50,11 @@ LBFGS_RESCALE = 1e-3
 #: search loose on noise, and its steps can leave the parameters' domain (NaN in a refit of
 #: symbolic edges after it had reached test RMSE 4e-16: tests/integration/test_discover.py).
 LBFGS_ROUNDOFF = 64
+#: What LBFGS's line search is told at a trial point whose objective is not finite (its
+#: objective is divided by the step's start, so about 1 there): far above, with no slope, so the
+#: strong-Wolfe search backs off towards the start. Finite and moderate: its cubic interpolation
+#: overflowed float32 on larger values, and a NaN ended the search in an IndexError.
+LBFGS_REJECTED = 1e3
 #: Learning rate used when ``lr`` is not given.
 DEFAULT_LR = {"adam": 1e-2, "adamw": 1e-2, "lbfgs": 1.0}
 #: pykan's LBFGS settings (full batch, strong Wolfe line search, no early stop on tolerances),
@@ -391,9 +396,16 @@ class _TrainingModule(pl.LightningModule):
             assert self._lbfgs_scale is not None
             objective = objective / self._lbfgs_scale
             self.manual_backward(objective)  # under DDP this also averages the gradients
-            last.update(loss=loss.detach(), reg=reg.detach(), pred=pred.detach())
             # Every rank must see the same objective, or their line searches would part ways.
-            return self.trainer.strategy.reduce(objective.detach(), reduce_op="mean")
+            value = self.trainer.strategy.reduce(objective.detach(), reduce_op="mean")
+            if not bool(torch.isfinite(value)):
+                # a trial point of the line search where the loss or a penalty is not finite (a
+                # barrier penalty past its wall, a symbolic edge outside its domain): torch's
+                # search failed on it with an IndexError; told "far too high", it backs off
+                optimizer.zero_grad(set_to_none=True)  # LBFGS reads no gradient as zeros
+                return torch.full_like(value, LBFGS_REJECTED)
+            last.update(loss=loss.detach(), reg=reg.detach(), pred=pred.detach())
+            return value
 
         self._lbfgs_last = float(optimizer.step(closure=closure))
         self._log_train(last["loss"], last["reg"], last["pred"], y)

@@ -494,3 +494,30 @@ def test_a_single_device_trainer_in_a_program_with_a_process_group_trains_as_one
     )
     monkeypatch.setattr(module_code, "_distributed", lambda: True)  # a group of 2 exists
     assert not module._distributed() and module._shard_weight(10) == 1.0
+
+
+def test_lbfgs_backs_off_from_a_trial_point_where_a_penalty_is_not_finite():
+    """A barrier penalty, finite at the start and NaN past its wall, ended LBFGS's strong-Wolfe
+    search in torch's IndexError (the guard covered only each step's start); a trial point that is
+    not finite is now "far too high" and the search backs off, so the wall is never crossed."""
+
+    class Barrier:
+        def __call__(self, model, x):
+            m = torch.stack([layer.coef.abs().max() for layer in model.layers]).max()
+            return -torch.log(0.2 - m)  # NaN once a coefficient passes 0.2
+
+    class Plugin:
+        @kantk.hookimpl
+        def kantk_regularisers(self):
+            yield kantk.RegulariserSpec("barrier_test", Barrier)
+
+    registry = kantk.Registry.with_plugins(Plugin())
+    data = kantk.create_dataset("x1*x2", n_vars=2, train_num=64, test_num=32, seed=0)
+    model = kantk.KAN([2, 3, 1], seed=0)
+    start = float((model(data["train_input"]) - data["train_label"]).square().mean())
+    kantk.fit(model, data, steps=20, regularisers={"barrier_test": 1e-3}, progress=False, registry=registry)
+    assert max(float(layer.coef.abs().max()) for layer in model.layers) < 0.2  # inside the wall
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert (
+        float((model(data["train_input"]) - data["train_label"]).square().mean()) < 0.8 * start
+    )  # it trained (to 0.56 of the start here: the wall caps the coefficients)
