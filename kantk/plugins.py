@@ -56,6 +56,13 @@ class PluginError(RuntimeError):
     """A plugin is malformed or conflicts with another one."""
 
 
+class PluginOutputError(PluginError, TypeError):
+    """A plugin's function returned something kantk cannot use (a basis's features, a symbolic
+    function's values, a pruner's decision of the wrong type, shape or dtype); the message names
+    the function. A ``TypeError`` too; the command line prints it as one line, not as an internal
+    error of kantk's."""
+
+
 class PluginCallError(PluginError):
     """A third-party plugin's code raised when kantk called it (a regulariser's penalty, a pruner's
     decision); the message names the record and its plugin, and the original is the ``__cause__``.

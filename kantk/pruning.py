@@ -25,7 +25,7 @@ import torch
 from kantk.attribution import Attribution, attribution, check_finite_through, check_samples
 from kantk.model import KAN, default_dtype
 from kantk.nodes import arity_spelling, widths_spelling
-from kantk.plugins import plugin_call
+from kantk.plugins import PluginOutputError, plugin_call
 from kantk.pruners import PruneDecision, fed_nodes, kept_indices, live_masks
 from kantk.registry import Registry, check_options, resolve_registry
 
@@ -179,7 +179,7 @@ def normalise_decision(
     n_layers = len(model.layers)
     if not isinstance(decision, PruneDecision):
         if isinstance(decision, (str, bytes)) or not isinstance(decision, Sequence):
-            raise TypeError(
+            raise PluginOutputError(
                 f"pruner {pruner!r} returned a {type(decision).__name__}; a pruner returns a "
                 "kantk.pruners.PruneDecision or a list of per-layer edge masks (out, in)"
             )
@@ -191,7 +191,12 @@ def normalise_decision(
         )
     edges = []
     for l, (mask, live) in enumerate(zip(masks, live_masks(model))):
-        mask = torch.as_tensor(mask, device=live.device)
+        try:
+            mask = torch.as_tensor(mask, device=live.device)
+        except (TypeError, ValueError, RuntimeError) as exc:  # None, ragged lists: torch's words only
+            raise PluginOutputError(
+                f"pruner {pruner!r}: edge mask {l} is not a tensor of 0/1 or bool ({exc})"
+            ) from None
         if tuple(mask.shape) != tuple(live.shape):
             raise ValueError(
                 f"pruner {pruner!r}: edge mask {l} has shape {tuple(mask.shape)}, expected "
@@ -260,7 +265,12 @@ def normalise_decision(
 
 
 def _index_mask(indices: Any, width: int, who: str, device: torch.device) -> torch.Tensor:
-    idx = torch.as_tensor(indices, device=device)
+    try:
+        idx = torch.as_tensor(indices, device=device)
+    except (TypeError, ValueError, RuntimeError) as exc:  # [None]: "Could not infer dtype of NoneType"
+        raise PluginOutputError(
+            f"{who}: expected node indices in [0, {width}) or a bool mask ({exc})"
+        ) from None
     if idx.dtype == torch.bool:
         if idx.shape != (width,):
             raise ValueError(f"{who}: a bool node mask must have shape ({width},), got {tuple(idx.shape)}")

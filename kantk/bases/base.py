@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kantk._validation import check_int, is_int
+from kantk.plugins import PluginOutputError
 
 #: The layer's residual base functions b(x) by name (``KANLayer(base_activation=...)``).
 BASE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
@@ -82,7 +83,7 @@ class Basis(nn.Module, abc.ABC):
         return f"in_features={self.in_features}, {cfg}"
 
 
-class BasisOutputError(TypeError):
+class BasisOutputError(PluginOutputError):
     """A basis returned something other than a tensor of its input's dtype and device (a plugin's
     slip, named by the basis; the command line reports it as such, not as an internal error)."""
 

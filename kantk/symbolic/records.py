@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from kantk._validation import check_number
+from kantk.plugins import PluginOutputError
 
 #: Longest name of a symbolic function (names label plots, diagrams and formulas).
 MAX_NAME_LENGTH = 64
@@ -150,7 +151,8 @@ class SymbolicFunction:
         """The singular-safe values (for fitting), ``safe_torch_fn`` or else ``torch_fn``.
 
         Raises:
-            TypeError: The function did not return a tensor of ``z``'s shape (named).
+            kantk.plugins.PluginOutputError: A ``TypeError``: the function did not return a
+                tensor of ``z``'s shape (named).
         """
         return self._element_wise(z, (self.safe_torch_fn or self.torch_fn)(z))
 
@@ -160,12 +162,12 @@ class SymbolicFunction:
         computing in float32 inside a float64 fit failed there with "Float did not match Double".)"""
         if not isinstance(out, torch.Tensor) or out.shape != z.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise TypeError(
+            raise PluginOutputError(
                 f"symbolic function {self.name!r} returned {got} for a {tuple(z.shape)} tensor; its "
                 "torch functions are element-wise: a tensor of the input's shape"
             )
         if not out.dtype.is_floating_point and z.dtype.is_floating_point:
-            raise TypeError(
+            raise PluginOutputError(
                 f"symbolic function {self.name!r} returned a tensor of dtype {out.dtype} for a {z.dtype} "
                 "tensor; its torch functions return real floating-point values"
             )
@@ -178,6 +180,7 @@ class SymbolicFunction:
         keeps a float32 model float32).
 
         Raises:
-            TypeError: The function did not return a tensor of ``z``'s shape (named).
+            kantk.plugins.PluginOutputError: A ``TypeError``: the function did not return a
+                tensor of ``z``'s shape (named).
         """
         return self._element_wise(z, self.torch_fn(z))

@@ -412,5 +412,8 @@ def test_a_symbolic_function_in_float64_keeps_a_float32_model_float32():
     layer.set_symbolic_edge(0, 1, fn, "mine", (1.0, 0.0, 1.0, 0.0))
     assert layer(torch.rand(4, 2)).dtype == torch.float32
     numpy_fn = kantk.SymbolicFunction("np", lambda z: z.numpy(), lambda s: s, complexity=1)
-    with pytest.raises(TypeError, match="symbolic function 'np' returned ndarray"):
+    with pytest.raises(TypeError, match="symbolic function 'np' returned ndarray") as raised:
         numpy_fn.safe(torch.rand(5))
+    from kantk.cli import describe_error
+
+    assert describe_error(raised.value).startswith("kantk: symbolic function 'np'")  # not "internal error"

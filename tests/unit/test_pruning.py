@@ -292,6 +292,20 @@ def test_a_malformed_decision_is_named():
         normalise_decision(model, "everything", pruner="bad")
     with pytest.raises(ValueError, match=r"hidden layer 1: expected node indices in \[0, 3\)"):
         normalise_decision(model, PruneDecision((torch.ones(3, 2), torch.ones(1, 3)), (torch.tensor([5]),)))
+    # None where a mask or an index belongs was torch's "Could not infer dtype of NoneType", which
+    # the command line called an internal error of kantk's and which named no pruner
+    from kantk.cli import describe_error
+    from kantk.plugins import PluginOutputError
+
+    with pytest.raises(
+        PluginOutputError, match="pruner 'bad': edge mask 0 is not a tensor of 0/1 or bool"
+    ) as raised:
+        normalise_decision(model, [None, None], pruner="bad")
+    assert describe_error(raised.value).startswith("kantk: pruner 'bad': edge mask 0")
+    with pytest.raises(PluginOutputError, match="pruner 'bad': hidden layer 1: expected node indices"):
+        normalise_decision(
+            model, PruneDecision((torch.ones(3, 2), torch.ones(1, 3)), ([None],)), pruner="bad"
+        )
 
 
 def test_a_plugin_pruner_is_used_by_name():
