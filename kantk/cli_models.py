@@ -243,12 +243,14 @@ def load_model(path: str) -> KAN:
             # a run with a custom loss (a callable, not saved): the commands need only the model
             hparams = checkpoint.get("hyper_parameters")
             custom = isinstance(hparams, dict) and str(hparams.get("loss", "")).startswith("custom:")
-            if isinstance(hparams, dict) and custom:
-                checkpoint = {**checkpoint, "hyper_parameters": {**hparams, "loss": "mse"}}
+            # no regularisers either: they act in training only, and a plugin's that is not
+            # installed here made the model unusable ("unknown regulariser") for every command
+            overrides: dict[str, Any] = {"regularisers": None, **({"loss": "mse"} if custom else {})}
+            if isinstance(hparams, dict):
+                checkpoint = {**checkpoint, "hyper_parameters": {**hparams, **overrides}}
             # sizes first: hyperparameters that ask for more than the file holds build nothing
             check_checkpoint_sizes(checkpoint)
-            loss: dict[str, Any] = {"loss": "mse"} if custom else {}
-            module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, **loss)
+            module = KANModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
         except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever the module raises
             fail(f"cannot load checkpoint {path!r}: {checkpoint_error(exc)}")
         check_checkpoint_values(path, checkpoint["state_dict"], module.model)

@@ -1447,3 +1447,17 @@ def test_a_model_of_a_missing_plugin_is_named_once(tmp_path, capsys, fixed_basis
     line = assert_error(run_cli(["export", str(path), "-o", str(tmp_path / "g.dot")], capsys), code=1)
     assert line.startswith(f"kantk: {str(path)!r} cannot be loaded: unknown basis 'fixed_test'"), line
     assert "cannot load" not in line and "is the plugin that provides it installed?" in line, line
+
+
+def test_a_checkpoint_trained_with_a_plugin_regulariser_serves_the_model_commands_without_it(
+    fit_folder, fit_checkpoint, capsys
+):
+    """Regularisers act in training only: a checkpoint naming one no installed plugin provides was
+    refused by predict, symbolic and export ("unknown regulariser")."""
+    checkpoint = torch.load(fit_checkpoint, map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"]["regularisers"] = {"plugin_only_penalty": 1e-3}
+    torch.save(checkpoint, fit_folder / "plugin.ckpt")
+    n_in = len(checkpoint["state_dict"]["model.layers.0.coef"][0])
+    (fit_folder / "x.csv").write_text(",".join(["0.1"] * n_in) + "\n")
+    status, _, err = run_cli(["predict", "plugin.ckpt", "--data", "x.csv", "-o", "y.csv"], capsys)
+    assert status == 0 and (fit_folder / "y.csv").exists(), err
