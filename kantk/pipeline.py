@@ -33,6 +33,7 @@ import torch
 
 from kantk._validation import check_distinct, check_int, check_optional_int
 from kantk.model import KAN
+from kantk.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ def discover(
     output_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[str], None] | None = None,
     threads: int | None = 1,
+    registry: Registry | None = None,
 ) -> Discovery:
     """Find a closed-form formula for data (or a formula's samples) with a KAN.
 
@@ -188,6 +190,8 @@ def discover(
         steps: LBFGS steps of each of the four fits.
         l1_entropy: Weight of the sparsity regulariser in the first fit.
         library: Symbolic library (registry name, as for :func:`kantk.auto_symbolic`).
+        registry: Where a library name is looked up (``None``: the default registry; a library of
+            ``kantk.Registry.with_plugins`` needs that registry).
         var_names: Names of the inputs in the formula (default ``x1 .. xn``).
         seed: Seeds data, initialisation and training.
         output_dir: When given, writes ``model.kantk``, ``graph.svg`` (needs Graphviz's ``dot``;
@@ -220,6 +224,10 @@ def discover(
     check_optional_int("threads", threads, 1)
     if output_dir is not None:
         check_output_dir(output_dir)
+    from kantk.symbolic.library import resolve_library
+
+    # the library itself from here on: every step takes it (an unknown name fails now, before the fits)
+    library = resolve_library(library, registry)
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -436,9 +444,6 @@ def _discover(
         for name in names:
             if problem := formula_name_problem(name):
                 raise ValueError(f"var_names: {problem}")
-    from kantk.symbolic.library import resolve_library
-
-    resolve_library(library)  # an unknown library fails now, not after three fits
     given, scale = data, label_scale(data["train_label"])
     if scale != 1:
         say(

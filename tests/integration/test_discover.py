@@ -717,3 +717,23 @@ def test_float32_labels_may_be_exact_to_their_own_round_off():
     x = data["test_input"].double()
     rmse = float(((x[:, :1] + x[:, 1:] ** 2 - labels64) ** 2).mean().sqrt())
     assert 1e-8 * float(labels64.std()) < rmse <= pipeline.exact_threshold(labels32)
+
+
+def test_discover_looks_a_library_name_up_in_the_registry_it_is_given(monkeypatch):
+    """discover had no registry=: a library of kantk.Registry.with_plugins was unknown to it (the
+    plugin guide promises registry= wherever a name is looked up)."""
+    import kantk.pipeline as pipeline
+
+    class Plugin:
+        @kantk.hookimpl
+        def kantk_symbolic_libraries(self):
+            default = kantk.symbolic.get_library("default")
+            yield kantk.SymbolicLibrarySpec("solo_test", lambda: [default["x"], default["x^2"]])
+
+    registry = kantk.Registry.with_plugins(Plugin())
+    seen = []
+    monkeypatch.setattr(pipeline, "_discover", lambda *args: seen.append(args[9]))
+    pipeline.discover("x1**2", library="solo_test", registry=registry)
+    assert seen[0].name == "solo_test" and [f.name for f in seen[0].functions] == ["x", "x^2"]
+    with pytest.raises(kantk.UnknownComponentError, match="solo_test"):
+        pipeline.discover("x1**2", library="solo_test")  # not in the default registry
