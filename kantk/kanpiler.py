@@ -334,9 +334,10 @@ def formula_to_kan(
             positive factors only, even powers of any sign). See the module notes.
         basis, basis_kwargs: The basis of the numeric branches (off at first; masked).
         library: Where the edge functions come from (it must hold every function used). The
-            formula is read with kantk's own function names (sin, exp, sqrt, ... as
-            :func:`kantk.parse_formula` knows them): a plugin library's functions of other names
-            (``sinh``) cannot be compiled, even when the library holds them.
+            formula's functions are mapped to edge functions by the fixed tables
+            :data:`FUNCTION_NAMES` and :data:`POWER_NAMES` (the default library's names): a
+            plugin library's other functions (``sinh``) cannot be compiled, even when the library
+            holds them.
         seed: Seeds the numeric parameters (which the symbolic edges do not use).
         dtype: The model's dtype (default: torch's default dtype).
         registry: Where the basis and library are looked up.
