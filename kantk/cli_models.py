@@ -439,10 +439,11 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
         "--range",
         nargs=2,
         type=float_in(-MAX_RANGE, MAX_RANGE),
-        default=(-1.0, 1.0),
+        default=None,
         metavar=("LO", "HI"),
         help=f"without --data: every input is drawn uniformly from [LO, HI] (LO < HI, each within "
-        f"+-{MAX_RANGE:g}; default -1 1)",
+        f"+-{MAX_RANGE:g}; default: each input's grid range in the model, the data's after a grid "
+        "update, else -1 1)",
     )
     group.add_argument(
         "--samples",
@@ -463,9 +464,10 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_sample_arguments(args: argparse.Namespace) -> None:
     """The checks of the sample arguments that need more than one value (before any work)."""
-    lo, hi = args.range
-    if not lo < hi:
-        usage_exit(getattr(args, "command", None), f"--range needs LO < HI, got {lo:g} {hi:g}")
+    if args.range is not None:
+        lo, hi = args.range
+        if not lo < hi:
+            usage_exit(getattr(args, "command", None), f"--range needs LO < HI, got {lo:g} {hi:g}")
     if args.data:
         check_input_file(args.data, "CSV file")
 
@@ -513,9 +515,15 @@ def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
         _check_score_size(columns.shape[0], model, "rows of --data")
         return in_model_dtype(columns, dtype, args.data, data_columns(model))
     _check_score_size(args.samples, model, "--samples")
-    lo, hi = args.range
     gen = torch.Generator().manual_seed(args.seed)
-    drawn = torch.rand(args.samples, n_in, generator=gen, dtype=dtype) * (hi - lo) + lo
+    drawn = torch.rand(args.samples, n_in, generator=gen, dtype=dtype)
+    if args.range is None:
+        # the range the first layer resolves: a model trained on inputs in [200, 1000] (its grid
+        # moved there) was scored on [-1, 1], and its formula was 5e7 off on the data
+        lo_t, hi_t = _model_range(model)
+        return drawn * (hi_t - lo_t).to(dtype) + lo_t.to(dtype)
+    lo, hi = args.range
+    drawn = drawn * (hi - lo) + lo
     if not bool(torch.isfinite(drawn).all()):
         fail(
             f"--range {lo:g} {hi:g} does not fit the model's {str(dtype).removeprefix('torch.')} "
@@ -523,6 +531,30 @@ def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
             "narrower range or a --data file"
         )
     return drawn
+
+
+def _model_range(model: KAN) -> tuple[Any, Any]:
+    """(lo, hi), (widths[0],) float64 each: the first layer's input range
+    (:class:`kantk.bases.SupportsInputRange`: the grid range, which ``update_grid`` moves to the
+    data), or [-1, 1] for a basis that does not say it or says something unusable."""
+    import torch
+
+    from kantk.bases import SupportsInputRange
+
+    n_in = model.widths[0]
+    basis = model.layers[0].basis
+    ones = torch.ones(n_in, dtype=torch.float64)
+    if isinstance(basis, SupportsInputRange):
+        try:
+            with torch.no_grad():
+                lo, hi = (v.detach().to("cpu", torch.float64) for v in basis.range_ends(torch.float64))
+            if lo.shape == hi.shape == (n_in,) and bool(
+                (torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)).all()
+            ):
+                return lo, hi
+        except Exception:  # noqa: BLE001 - a plugin's method: the default range instead
+            pass
+    return -ones, ones
 
 
 def in_model_dtype(values: Any, dtype: Any, source: str, columns: Sequence[int] | None = None) -> Any:

@@ -519,3 +519,24 @@ def test_a_checkpoint_with_compressed_entries_is_refused_before_it_expands(check
         )
         == 0
     )
+
+
+def test_samples_without_data_cover_the_models_grid_range_by_default():
+    """Without --data the commands drew inputs from [-1, 1] whatever the model: a model whose grids
+    followed data in [200, 1000] got a formula fitted on [-1, 1], 5e7 off on its data."""
+    import argparse
+
+    from kantk.cli_models import samples
+
+    model = kantk.KAN([2, 1], seed=0).double()
+    x = torch.stack([torch.linspace(200, 1000, 64), torch.linspace(-3, 5, 64)], dim=1).double()
+    model.update_grid(x)
+    args = argparse.Namespace(data=None, range=None, samples=500, seed=0)
+    drawn = samples(args, model)
+    assert drawn.dtype == torch.float64
+    lo, hi = drawn.min(0).values, drawn.max(0).values
+    assert 200 <= lo[0] < 220 and 980 < hi[0] <= 1000 and -3 <= lo[1] < -2.8 and 4.8 < hi[1] <= 5
+    args.range = (-1.0, 1.0)  # asked for: as given
+    assert samples(args, model).abs().max() <= 1
+    fresh = samples(argparse.Namespace(data=None, range=None, samples=500, seed=0), kantk.KAN([2, 1], seed=0))
+    assert -1 <= float(fresh.min()) and float(fresh.max()) <= 1  # an unmoved grid: [-1, 1] as before
