@@ -254,7 +254,14 @@ def load_model(path: str) -> KAN:
         except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever the module raises
             fail(f"cannot load checkpoint {path!r}: {checkpoint_error(exc)}")
         check_checkpoint_values(path, checkpoint["state_dict"], module.model)
-        return module.model
+        model = module.model
+        # the label columns named in a CSVDataModule's config: refused below when a --data file's
+        # first columns (taken as the inputs) hold one (the label in the middle became an input)
+        data = checkpoint.get("datamodule_hyper_parameters")
+        labels = data.get("label_columns") if isinstance(data, dict) else None
+        labels = labels if isinstance(labels, list) else [labels]
+        model.trained_label_names = [str(v) for v in labels if isinstance(v, str)]
+        return model
     from kantk.io import MissingPluginError
 
     try:
@@ -490,8 +497,20 @@ def data_columns(model: KAN) -> list[int]:
 
 def _input_columns(args: argparse.Namespace, model: KAN) -> Any:
     """The model's input columns of the ``--data`` file (float64), or end the command."""
-    values = _data_table(args).values
+    table = _data_table(args)
+    values = table.values
     columns = data_columns(model)
+    label_names = getattr(model, "trained_label_names", None) or []
+    if table.names is not None and label_names:
+        taken = [table.names[c] for c in columns if c < len(table.names)]
+        clash = [name for name in taken if name in label_names]
+        if clash:
+            fail(
+                f"{args.data!r}: column {clash[0]!r} is the label the model was trained to predict "
+                f"(label_columns), but the commands take the first {len(columns)} columns as the "
+                "inputs; give a file whose input columns come first, in the order the model was "
+                "trained on (the label last or left out)"
+            )
     if values.shape[1] <= max(columns):
         if model.input_columns is None:
             fail(f"{args.data!r} has {values.shape[1]} columns; the model needs {len(columns)} inputs")

@@ -1461,3 +1461,28 @@ def test_a_checkpoint_trained_with_a_plugin_regulariser_serves_the_model_command
     (fit_folder / "x.csv").write_text(",".join(["0.1"] * n_in) + "\n")
     status, _, err = run_cli(["predict", "plugin.ckpt", "--data", "x.csv", "-o", "y.csv"], capsys)
     assert status == 0 and (fit_folder / "y.csv").exists(), err
+
+
+def test_a_label_column_among_the_first_columns_is_refused_not_taken_as_an_input(fit_folder, capsys):
+    """A model fitted from a CSV whose label column y sits between its inputs (label_columns: y)
+    took the file's first columns a, y as its inputs in the model commands: a formula of y itself
+    and wrong predictions, exit status 0."""
+    rows = [f"{a / 10},{a / 10 + (a % 3) / 5},{(a % 3) / 5}" for a in range(-8, 9)]
+    (fit_folder / "mid.csv").write_text("a,y,b\n" + "\n".join(rows) + "\n")
+    (fit_folder / "last.csv").write_text(
+        "a,b,y\n" + "\n".join(",".join(r.split(",")[i] for i in (0, 2, 1)) for r in rows) + "\n"
+    )
+    data = _CSV_DATA.format(path="mid.csv", more="    label_columns: y\n    batch_size: -1\n")
+    (fit_folder / "mid.yaml").write_text(
+        _fit_config(data).replace("enable_checkpointing: false", "enable_checkpointing: true")
+    )
+    status, _, err = run_cli(["fit", "--config", "mid.yaml", "--trainer.default_root_dir", "run"], capsys)
+    assert status == 0, err
+    (checkpoint,) = (fit_folder / "run").rglob("*.ckpt")
+    line = assert_error(
+        run_cli(["predict", str(checkpoint), "--data", "mid.csv", "-o", "p.csv"], capsys), code=1
+    )
+    assert "column 'y' is the label the model was trained to predict" in line, line
+    assert not (fit_folder / "p.csv").exists()
+    status, _, err = run_cli(["predict", str(checkpoint), "--data", "last.csv", "-o", "p.csv"], capsys)
+    assert status == 0, err
