@@ -565,7 +565,21 @@ MISSED_POINTS = 64
 MISSED_ROWS = 100_000
 
 
-def _warn_of_inputs_the_basis_misses(model: KAN, x: torch.Tensor) -> None:
+#: What the grid warnings advise: in Python (``kantk.fit``), and on the command line (``kantk fit``).
+GRID_ADVICE = {
+    "python": (
+        "call model.update_grid(data['train_input']) first or pass grid_update_every",
+        "pass grid_update_every=5 (pykan's default: grids follow the data) or call "
+        "model.update_grid(data['train_input']) and fit again",
+    ),
+    "cli": (
+        "pass --model.grid_update_every 5 (grids follow the data, pykan's schedule)",
+        "pass --model.grid_update_every 5 (grids follow the data, pykan's schedule) and fit again",
+    ),
+}
+
+
+def _warn_of_inputs_the_basis_misses(model: KAN, x: torch.Tensor, advice: str = "python") -> None:
     """Warn when the first layer's basis is constant over an input's training values: inputs in
     [1000, 2000] on the default grid [-1, 1] trained without a word, the edge fitted by its SiLU
     branch alone, which ``auto_symbolic`` then read as a confident linear law (r^2 = 1).
@@ -588,7 +602,7 @@ def _warn_of_inputs_the_basis_misses(model: KAN, x: torch.Tensor) -> None:
         warnings.warn(
             f"input {p + 1}'s training values, {float(lo[p]):.6g} to {float(hi[p]):.6g}{more}, lie where the "
             f"first layer's {layer.basis_name} basis is constant (outside its grid): only the base branch "
-            "can fit them; call model.update_grid(data['train_input']) first or pass grid_update_every",
+            f"can fit them; {GRID_ADVICE[advice][0]}",
             stacklevel=3,
         )
 
@@ -614,7 +628,7 @@ def grid_warnings_off() -> Iterator[None]:
 MISSED_SHARE, MISSED_HIDDEN_ROWS = 0.5, 4096
 
 
-def _warn_of_hidden_values_the_basis_misses(model: KAN, x: torch.Tensor) -> None:
+def _warn_of_hidden_values_the_basis_misses(model: KAN, x: torch.Tensor, advice: str = "python") -> None:
     """After a fit without grid updates: warn when most of a hidden node's values lie outside its
     layer's grid (for other bases than B-splines: where the basis is constant). pykan moves the
     grids to the data by default; kantk.fit does not, and the paper's [2, 1, 1] on G = 3 stalled
@@ -650,8 +664,7 @@ def _warn_of_hidden_values_the_basis_misses(model: KAN, x: torch.Tensor) -> None
                     f"after training, {float(share[worst]):.0%} of hidden node {worst + 1}'s values in node "
                     f"layer {l} (they span {float(column.min()):.3g} to {float(column.max()):.3g}) lie "
                     f"outside layer {l}'s grid, where its {layer.basis_name} basis fades or is constant and "
-                    "fits little; pass grid_update_every=5 (pykan's default: grids follow the data) or call "
-                    "model.update_grid(data['train_input']) and fit again",
+                    f"fits little; {GRID_ADVICE[advice][1]}",
                     stacklevel=3,
                 )
                 return

@@ -447,3 +447,28 @@ def test_kantks_per_package_classes_pickle_as_ddp_spawn_needs():
     assert type(pickle.loads(pickle.dumps(last))) is type(last)
     with pytest.raises(AttributeError):
         cli.no_such_name  # noqa: B018 - the module's __getattr__ answers only its classes
+
+
+def test_kantk_fit_warns_of_inputs_outside_the_grids_as_kantk_fit_in_python_does(tmp_path):
+    """The grid warnings lived in kantk.fit only: a config of data in [200, 1000] on the default
+    grid trained to a poor fit without a word on the command line."""
+    config = tmp_path / "far.yaml"
+    config.write_text(
+        "seed_everything: 0\n"
+        "trainer: {max_steps: 5, logger: false, enable_checkpointing: false, enable_progress_bar: false,"
+        " enable_model_summary: false, check_val_every_n_epoch: 100}\n"
+        "model: {widths: [2, 3, 1], optimizer: lbfgs, dtype: float64, init_seed: 0}\n"
+        "data:\n  class_path: kantk.lightning.FunctionDataModule\n"
+        "  init_args: {f: x1*x2, n_vars: 2, ranges: [200.0, 1000.0], train_num: 100, test_num: 20,"
+        " dtype: float64, batch_size: -1}\n"
+    )
+    args = ["fit", "--config", str(config), "--trainer.default_root_dir", str(tmp_path / "run")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_lightning_cli(args)
+    said = [str(w.message) for w in caught if "--model.grid_update_every 5" in str(w.message)]
+    assert len(said) == 2 and said[0].startswith("input 1's training values") and "after training" in said[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_lightning_cli([*args[:-1], str(tmp_path / "updated"), "--model.grid_update_every", "5"])
+    assert not [w for w in caught if "grid_update_every" in str(w.message)]  # the grids follow the data
