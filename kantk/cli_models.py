@@ -1384,6 +1384,8 @@ def run_discover(args: argparse.Namespace) -> int:
             "--steps or another --hidden)"
         )
     print(f"test RMSE: {result.test_rmse:.3e}")
+    if result.formula_rmse is not None:  # not exact: the rounded formula may fit worse than the model
+        print(f"test RMSE of the printed formula: {result.formula_rmse:.3e}")
     if not result.formulas:
         print(f"kantk: discover: no closed form found; the numeric model is in {folder}/", file=sys.stderr)
         return 1

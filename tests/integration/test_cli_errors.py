@@ -1486,3 +1486,10 @@ def test_a_label_column_among_the_first_columns_is_refused_not_taken_as_an_input
     assert not (fit_folder / "p.csv").exists()
     status, _, err = run_cli(["predict", str(checkpoint), "--data", "last.csv", "-o", "p.csv"], capsys)
     assert status == 0, err
+
+
+def test_discover_prints_the_test_rmse_of_an_inexact_formula_as_printed(work, capsys, monkeypatch):
+    inexact = Discovery(["x1"], 1e-5, [1, 1, 1], None, formula_rmse=2.5e-1)
+    monkeypatch.setattr("kantk.pipeline.discover", lambda *args, **kwargs: inexact)
+    status, out, _ = run_cli(["discover", "-o", "out"], capsys)
+    assert status == 0 and "test RMSE: 1.000e-05\ntest RMSE of the printed formula: 2.500e-01\n" in out

@@ -737,3 +737,19 @@ def test_discover_looks_a_library_name_up_in_the_registry_it_is_given(monkeypatc
     assert seen[0].name == "solo_test" and [f.name for f in seen[0].functions] == ["x", "x^2"]
     with pytest.raises(kantk.UnknownComponentError, match="solo_test"):
         pipeline.discover("x1**2", library="solo_test")  # not in the default registry
+
+
+def test_a_formula_that_is_not_exact_reports_its_own_test_rmse():
+    """Beside an inexact formula discover printed the model's test RMSE only: a formula of heavily
+    cancelling terms rounded to 4 digits scored 50 times worse on new rows than the RMSE shown."""
+    import sympy
+
+    import kantk.pipeline as pipeline
+
+    x = torch.linspace(-1, 1, 11, dtype=torch.float64)[:, None].repeat(1, 2)
+    data = {"test_input": x, "test_label": (x[:, :1] * x[:, 1:]) + 0.5}
+    a, b = sympy.symbols("a b")
+    assert pipeline._formula_rmse([a * b + 0.5], data, ["a", "b"]) == pytest.approx(0.0, abs=1e-15)
+    assert pipeline._formula_rmse([a * b + 0.6], data, ["a", "b"]) == pytest.approx(0.1)
+    assert pipeline._formula_rmse([sympy.Function("f_0_0_0")(a)], data, ["a", "b"]) is None  # not evaluable
+    assert pipeline._formula_rmse([], data, None) is None
