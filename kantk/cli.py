@@ -940,7 +940,7 @@ def finish_fit(trainer: Any, model: Any, datamodule: Any, last: Any) -> None:
     no checkpoint of the last steps (``max_steps: 3`` of the shipped configs, which validate every
     10 epochs, wrote none at all) and no final metrics. Now the final step is saved as
     ``last.ckpt`` by each checkpoint callback that keeps the latest state (no ``monitor``, or
-    ``save_last=True``), unless a ``last.ckpt`` there is not this run's (nor the checkpoint it
+    ``save_last`` True or ``"link"``), unless a ``last.ckpt`` there is not this run's (nor the checkpoint it
     resumed from, nor one of an earlier run of it), and then validated (when the data module has
     validation data). An interrupted run, a
     ``fast_dev_run`` and a run with checkpointing off are left as they are.
