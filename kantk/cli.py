@@ -929,6 +929,14 @@ def _last_evaluation_class(package: str) -> type:
         def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
             self.saved_at = trainer.global_step
 
+        def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            # ddp_spawn's worker processes end without kantk's close_process_group, and a gloo
+            # group left to their shutdown aborted a finished run ("terminate called without an
+            # active exception"); this hook is the last of the run's, and Lightning's collectives
+            # after it (none in the spawned run's result collection) check for a group first
+            if getattr(trainer.strategy, "_start_method", None) in ("spawn", "fork", "forkserver"):
+                close_process_group()
+
     return _picklable(LastEvaluation, package)
 
 
