@@ -375,6 +375,7 @@ class _TrainingModule(pl.LightningModule):
                 floor = float(power) * (LBFGS_ROUNDOFF * torch.finfo(self.model_dtype).eps) ** 2
         converged = False
         first = True
+        trials = {"finite": 0, "rejected": 0}  # the closure's evaluations, the step's start included
 
         def closure() -> torch.Tensor:
             nonlocal converged, first
@@ -403,12 +404,27 @@ class _TrainingModule(pl.LightningModule):
                 # barrier penalty past its wall, a symbolic edge outside its domain): torch's
                 # search failed on it with an IndexError; told "far too high", it backs off
                 optimizer.zero_grad(set_to_none=True)  # LBFGS reads no gradient as zeros
+                trials["rejected"] += 1
                 return torch.full_like(value, LBFGS_REJECTED)
+            trials["finite"] += 1
             last.update(loss=loss.detach(), reg=reg.detach(), pred=pred.detach())
             return value
 
         self._lbfgs_last = float(optimizer.step(closure=closure))
         self._log_train(last["loss"], last["reg"], last["pred"], y)
+        if trials["rejected"] and trials["finite"] <= 1:  # the step's start alone was finite
+            # every point the search tried was not finite: the step stayed at its start, and so
+            # would every later one (lr=1e300 ran its steps without a word)
+            import warnings
+
+            warnings.warn(
+                f"kantk: training stopped at step {self.trainer.global_step}: every point LBFGS's line "
+                f"search tried ({trials['rejected']}) gave a NaN or infinite loss or penalty (a learning "
+                "rate far too large, or a symbolic edge or penalty outside its domain all along the "
+                "step); the model is left at that step's start",
+                stacklevel=2,
+            )
+            converged = True
         if converged:
             self.trainer.should_stop = True  # every rank saw the same reduced objective
         return None
