@@ -524,17 +524,18 @@ def _snap(value: float, digits: int) -> Any:
     # the one of smallest denominator q (p/q and k*pi/q alike, k*pi having q = 1), the nearest of
     # those on a tie: fractions were tried before multiples of pi, and pi became 22/7 at
     # digits=2 (sin(22*x1/7) from a model of sin(pi*x1))
-    exact: list[tuple[int, float, Any]] = []
+    within: list[tuple[int, float, int, bool]] = []  # (q, error, p or k, a multiple of pi)
     for q in range(2, MAX_DENOMINATOR + 1):
         p = round(value * q)
-        exact.append((q, abs(value - p / q), sympy.Rational(p, q)))
+        if abs(value - p / q) <= tol:
+            within.append((q, abs(value - p / q), p, False))
     for q in PI_DENOMINATORS:
         k = round(value * q / math.pi)
-        if k != 0:
-            exact.append((q, abs(value - k * math.pi / q), sympy.Rational(k, q) * sympy.pi))
-    within = [(q, error, number) for q, error, number in exact if error <= tol]
-    if within:
-        return min(within, key=lambda item: (item[0], item[1]))[2]
+        if k != 0 and abs(value - k * math.pi / q) <= tol:
+            within.append((q, abs(value - k * math.pi / q), k, True))
+    if within:  # the sympy number of the chosen one only
+        q, _, p, pi = min(within, key=lambda item: (item[0], item[1]))
+        return sympy.Rational(p, q) * sympy.pi if pi else sympy.Rational(p, q)
     rounded = round(value, digits)
     return (
         sympy.Integer(0)
