@@ -573,25 +573,33 @@ def _discover(
 
 
 def _formula_rmse(formulas: Sequence[Any], data: dict[str, torch.Tensor], var_names: Any) -> float | None:
-    """The test RMSE of ``formulas`` (one per output) as printed, or None when they cannot be
-    evaluated (a numeric edge left in, a function without a numpy form)."""
-    import numpy as np
-
-    import kantk
-
-    if not formulas:
+    """The test RMSE of the formula (discover fits one output) as printed, or None when it cannot
+    be evaluated (a numeric edge left in, a function without a numpy form)."""
+    if len(formulas) != 1:
         return None
     n_in = data["test_input"].shape[1]
     names = [str(v) for v in var_names] if var_names is not None else [f"x{i + 1}" for i in range(n_in)]
+    x = data["test_input"].detach().to("cpu", torch.float64).numpy()
+    return _test_rmse(
+        formulas[0], names, x, data["test_label"].detach().to("cpu", torch.float64).numpy()[:, 0]
+    )
+
+
+def _test_rmse(formula: Any, names: Sequence[str], x: Any, y: Any) -> float | None:
+    """RMSE of ``formula`` of the variables ``names`` on the rows ``x`` (numpy, (n, inputs))
+    against ``y`` ((n,)), or None when it cannot be evaluated."""
+    import numpy as np
+
+    from kantk.symbolic.formula import formula_to_callable
+
     try:
-        x = data["test_input"].detach().to("cpu", torch.float64).numpy()
-        got = np.stack(
-            [np.broadcast_to(kantk.formula_to_callable(f, names)(x), x.shape[:1]) for f in formulas], 1
-        )
-    except Exception:  # noqa: BLE001 - a formula the numpy backend cannot evaluate: no figure
-        return None
-    want = data["test_label"].detach().to("cpu", torch.float64).numpy().reshape(got.shape)
-    return float(np.sqrt(np.mean((got - want) ** 2)))
+        f = formula_to_callable(formula, var_names=list(names))
+        with np.errstate(all="ignore"):
+            value = np.asarray(f(x), dtype=float)
+        value = np.broadcast_to(value.reshape(-1) if value.size == len(y) else value, y.shape)
+        return float(np.sqrt(np.mean((value - y) ** 2)))
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError, NameError):
+        return None  # NameError: a numeric edge's f_l_i_j, which numpy cannot evaluate
 
 
 #: Highest degree of the polynomial :func:`discover` tries when no KAN shape is exact.
@@ -1035,11 +1043,8 @@ def snap_formula(
     whose terms may cancel only together; a result is cancelled too when that makes it smaller
     (``x1/(2*(x2/2 + 1))`` -> ``x1/(x2 + 2)``).
     """
-    import numpy as np
     import sympy
     from sympy.polys.polyerrors import BasePolynomialError
-
-    from kantk.symbolic.formula import formula_to_callable
 
     names = (
         list(var_names)
@@ -1050,15 +1055,8 @@ def snap_formula(
     y = data["test_label"].detach().cpu().numpy()[:, 0]
 
     def fits(candidate: Any) -> bool:
-        try:
-            f = formula_to_callable(candidate, var_names=names)
-            with np.errstate(all="ignore"):
-                value = np.asarray(f(x), dtype=float)
-            value = np.broadcast_to(value.reshape(-1) if value.size == len(y) else value, y.shape)
-            rmse = float(np.sqrt(np.mean((value - y) ** 2)))
-        except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError):
-            return False
-        return math.isfinite(rmse) and rmse <= tolerance
+        rmse = _test_rmse(candidate, names, x, y)
+        return rmse is not None and math.isfinite(rmse) and rmse <= tolerance
 
     try:
         e = sympy.expand(sympy.expand_log(expr, force=True))
