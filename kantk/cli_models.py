@@ -558,22 +558,17 @@ def _model_range(model: KAN) -> tuple[Any, Any]:
     data), or [-1, 1] for a basis that does not say it or says something unusable."""
     import torch
 
-    from kantk.bases import SupportsInputRange
+    from kantk.bases.base import stated_input_range
 
     n_in = model.widths[0]
-    basis = model.layers[0].basis
-    ones = torch.ones(n_in, dtype=torch.float64)
-    if isinstance(basis, SupportsInputRange):
-        try:
-            with torch.no_grad():
-                lo, hi = (v.detach().to("cpu", torch.float64) for v in basis.range_ends(torch.float64))
-            if lo.shape == hi.shape == (n_in,) and bool(
-                (torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)).all()
-            ):
-                return lo, hi
-        except Exception:  # noqa: BLE001 - a plugin's method: the default range instead
-            pass
-    return -ones, ones
+    try:
+        stated = stated_input_range(model.layers[0].basis, n_in)
+    except ValueError:  # a plugin's unusable range: the default one
+        stated = None
+    if stated is None:
+        ones = torch.ones(n_in, dtype=torch.float64)
+        return -ones, ones
+    return stated
 
 
 def in_model_dtype(values: Any, dtype: Any, source: str, columns: Sequence[int] | None = None) -> Any:

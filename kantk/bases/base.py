@@ -364,6 +364,34 @@ class SupportsInputRange(Protocol):
     def range_ends(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
+def stated_input_range(basis: object, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(lo, hi), (n,) float64 CPU tensors each: the input range ``basis`` states through
+    :class:`SupportsInputRange`, or None for a basis that does not state one.
+
+    Raises ``ValueError`` (one line) when its ``range_ends`` raises or returns anything but two
+    finite (n,) tensors with lo < hi (a plugin's method may do anything).
+    """
+    if not isinstance(basis, SupportsInputRange):
+        return None
+    lo = hi = torch.zeros(0)
+    try:
+        with torch.no_grad():
+            lo, hi = (v.detach().to("cpu", torch.float64) for v in basis.range_ends(torch.float64))
+    except Exception:  # noqa: BLE001 - a plugin's method may raise anything: refused below, in one line
+        pass
+    if not (
+        isinstance(lo, torch.Tensor)
+        and isinstance(hi, torch.Tensor)
+        and lo.shape == hi.shape == (n,)
+        and bool((torch.isfinite(lo) & torch.isfinite(hi) & (lo < hi)).all())
+    ):
+        raise ValueError(
+            f"{type(basis).__name__}.range_ends(dtype) must return two ({n},) tensors lo < hi, finite "
+            "(kantk.bases.SupportsInputRange)"
+        )
+    return lo, hi
+
+
 def edge_values(feats: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     """Per-edge spline values ``sum_i coef[q,p,i] feats[b,p,i]``.
 

@@ -614,10 +614,15 @@ def _input_box(model: KAN) -> tuple[Any, Any]:
     moved to [50, 100]."""
     import numpy as np
 
+    from kantk.bases.base import stated_input_range
+
     basis = model.layers[0].basis
     n = model.widths[0]
-    ends = getattr(basis, "range_ends", None)
-    if not callable(ends):
+    try:
+        stated = stated_input_range(basis, n)
+    except ValueError as err:
+        raise ValueError(f"{err}; pass x= to symbolic_formula to check on samples instead") from None
+    if stated is None:
         warnings.warn(
             "symbolic_formula checks the formula against the model on [-1, 1]: the "
             f"{model.layers[0].basis_name!r} basis does not say its input range (range_ends, "
@@ -625,22 +630,7 @@ def _input_box(model: KAN) -> tuple[Any, Any]:
             stacklevel=4,
         )
         return np.full(n, -1.0), np.full(n, 1.0)
-    lo = hi = np.zeros(0)
-    try:
-        with torch.no_grad():
-            lo, hi = (np.asarray(v.detach().to("cpu", torch.float64)) for v in ends(torch.float64))
-    except Exception:  # noqa: BLE001 - a plugin's method may raise anything: refused below, in one line
-        pass
-    if (
-        lo.shape != (n,)
-        or hi.shape != (n,)
-        or not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi > lo).all())
-    ):
-        raise ValueError(
-            f"{type(basis).__name__}.range_ends(dtype) must return two ({n},) tensors lo < hi, finite "
-            "(kantk.bases.SupportsInputRange); pass x= to symbolic_formula to check on samples instead"
-        )
-    return lo, hi
+    return stated[0].numpy(), stated[1].numpy()
 
 
 def _rounded(expr: Any, simplify: bool, digits: Any, symbols: Sequence[Any], points: Any, q: int) -> Any:
