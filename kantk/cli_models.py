@@ -424,9 +424,10 @@ def _reason(exc: BaseException, path: str) -> str:
 
 #: What ``--data`` means in every command (one vocabulary; docs/cli.md).
 DATA_HELP = (
-    "CSV file of samples, one row each: the first columns are the model's inputs (after prune "
-    "--prune-inputs: the kept columns, which the model file records), further columns (e.g. the "
-    "label) are ignored; a header row names the inputs (used as --var-names)"
+    "CSV file of samples, one row each: the model's inputs are the columns its header names as "
+    "the model records them (a model fitted on a file with a header), else the first columns (after "
+    "prune --prune-inputs: the kept columns, which the model file records); further columns (e.g. "
+    "the label) are ignored; a header row names the inputs (used as --var-names)"
 )
 
 
@@ -495,11 +496,37 @@ def data_columns(model: KAN) -> list[int]:
     return list(range(model.widths[0])) if columns is None else list(columns)
 
 
+def file_columns(args: argparse.Namespace, model: KAN) -> list[int]:
+    """The 0-based columns of the ``--data`` file that the model's inputs are: those its header
+    names as the model records (``KAN.column_names``: a model trained on a file with a header),
+    else :func:`data_columns` (by position); or end the command."""
+    table = _data_table(args)
+    names = model.column_names
+    if names is None or table.names is None:
+        return data_columns(model)
+    missing = [name for name in names if name not in table.names]
+    if missing:
+        fail(
+            f"{args.data!r} has no column {missing[0]!r}: the model's inputs are the columns "
+            f"{', '.join(repr(n) for n in names)} of the data it was trained on, and a file with a header "
+            "must name them (its other columns are ignored); a file without a header is read by position"
+        )
+    twice = [name for name in names if table.names.count(name) > 1]
+    if twice:
+        fail(
+            f"{args.data!r} names column {twice[0]!r} more than once; the model takes its input "
+            f"{twice[0]!r} by name"
+        )
+    return [table.names.index(name) for name in names]
+
+
 def _input_columns(args: argparse.Namespace, model: KAN) -> Any:
     """The model's input columns of the ``--data`` file (float64), or end the command."""
     table = _data_table(args)
     values = table.values
-    columns = data_columns(model)
+    columns = file_columns(args, model)
+    if model.column_names is not None and table.names is not None:
+        return values[:, columns]  # by name: wherever the label and other columns are
     label_names = getattr(model, "trained_label_names", None) or []
     if table.names is not None and label_names:
         taken = [table.names[c] for c in columns if c < len(table.names)]
@@ -532,7 +559,7 @@ def samples(args: argparse.Namespace, model: KAN) -> torch.Tensor:
         if columns.shape[0] < 2:
             fail(f"{args.data!r} has {columns.shape[0]} rows; scoring a model needs at least 2 samples")
         _check_score_size(columns.shape[0], model, "rows of --data")
-        return in_model_dtype(columns, dtype, args.data, data_columns(model))
+        return in_model_dtype(columns, dtype, args.data, file_columns(args, model))
     _check_score_size(args.samples, model, "--samples")
     gen = torch.Generator().manual_seed(args.seed)
     drawn = torch.rand(args.samples, n_in, generator=gen, dtype=dtype)
@@ -630,7 +657,7 @@ def var_names(args: argparse.Namespace, model: KAN) -> list[str] | None:
     if names is not None:
         return list(names)
     if getattr(args, "data", None):
-        return _data_table(args).variable_names(data_columns(model))
+        return _data_table(args).variable_names(file_columns(args, model))
     return None
 
 
@@ -760,7 +787,7 @@ def run_predict(args: argparse.Namespace) -> int:
     columns = _input_columns(args, model)
     dtype = model.dtype
     try:
-        y = predict_rows(model, in_model_dtype(columns, dtype, args.data, data_columns(model)))
+        y = predict_rows(model, in_model_dtype(columns, dtype, args.data, file_columns(args, model)))
     except (ValueError, RuntimeError) as exc:  # e.g. the model refuses its input
         fail(f"predict: {exc}")
     rows = y.detach().to(torch.float64).cpu().numpy()
@@ -867,6 +894,7 @@ def run_prune(args: argparse.Namespace) -> int:
         kept = (
             f"; kept inputs {kept_names} (columns {numbers} of the data): later commands take these "
             "columns of a --data file with the original columns"
+            + (" (by their header names in a file with a header)" if pruned.column_names is not None else "")
         )
     print(f"pruned {model.width_spec} -> {pruned.width_spec}{kept}; wrote {out}")
     return 0
@@ -1405,13 +1433,14 @@ def _csv_dataset(path: str, seed: int) -> tuple[dict[str, torch.Tensor], list[st
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
     cut = int(0.8 * len(rows))
     train, test = rows[order[:cut]], rows[order[cut:]]
-    data = {
-        "train_input": train[:, :-1],
-        "train_label": train[:, -1:],
-        "test_input": test[:, :-1],
-        "test_label": test[:, -1:],
-    }
-    return data, table.variable_names(range(values.shape[1] - 1))
+    from kantk.data import CsvDataset
+
+    data = CsvDataset(
+        train_input=train[:, :-1], train_label=train[:, -1:], test_input=test[:, :-1], test_label=test[:, -1:]
+    )
+    # the header's names of the inputs: discover's model records them (KAN.column_names)
+    data.input_names = table.variable_names(range(values.shape[1] - 1))
+    return data, data.input_names
 
 
 def commands() -> dict[str, Any]:

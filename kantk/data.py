@@ -31,6 +31,7 @@ from kantk.formula_parser import (
     lambdify_namespace,
     parse_formula,
 )
+from kantk.model import MAX_COLUMN_NAME_LENGTH
 
 TRAIN_KEYS = ("train_input", "train_label")
 TEST_KEYS = ("test_input", "test_label")
@@ -210,7 +211,7 @@ class CsvDataset(dict[str, Any]):
 
 
 #: Longest header name used as a variable name (longer ones fall back to x1, x2, ...).
-MAX_NAME_LENGTH = 100
+MAX_NAME_LENGTH = MAX_COLUMN_NAME_LENGTH
 
 
 def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:

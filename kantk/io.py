@@ -17,7 +17,8 @@ Bounds (see docs/security.md):
   exactly the shapes the header records, and the header's shapes must add up to the file's size
   (safetensors checks this), so nothing larger than the file is ever allocated.
 * ``input_columns`` (after pruning inputs): one distinct column number per input, each below
-  :data:`kantk.model.MAX_INPUT_COLUMN`.
+  :data:`kantk.model.MAX_INPUT_COLUMN`; ``column_names``: one distinct printable name per input,
+  at most :data:`kantk.model.MAX_COLUMN_NAME_LENGTH` characters each.
 * config JSON: nested at most :data:`MAX_CONFIG_DEPTH` deep, names at most
   :data:`MAX_NAME_LENGTH` characters.
 * node operations (``[n_sum, n_mult]`` or ``{"sum": n, "mult": m}`` widths, ``mult_arity``): every
@@ -49,7 +50,7 @@ from safetensors.torch import save as serialize
 
 from kantk._validation import is_int, short_repr
 from kantk.layer import BASE_ACTIVATIONS, KANLayer
-from kantk.model import KAN, check_input_columns, default_dtype
+from kantk.model import KAN, check_column_names, check_input_columns, default_dtype
 from kantk.nodes import NodeLayout, parse_widths
 from kantk.plugins import BUILTIN_PLUGINS
 from kantk.registry import Registry, UnknownComponentError, resolve_registry
@@ -442,6 +443,10 @@ def _check_config(config: dict[str, Any], path: str, registry: Registry | None =
         check_input_columns(config.get("input_columns"), widths[0])
     except ValueError as exc:
         raise bad("input_columns", str(exc).partition("input_columns ")[2]) from None
+    try:
+        check_column_names(config.get("column_names"), widths[0])
+    except ValueError as exc:
+        raise bad("column_names", str(exc).partition("column_names ")[2]) from None
     outs = [w if layout is None else layout.n_sub for w, layout in zip(widths[1:], layouts[1:])]
     layers = config.get("layers")
     if not isinstance(layers, list) or len(layers) != len(widths) - 1:

@@ -65,10 +65,16 @@ class KAN(nn.Module):
             :meth:`select_inputs` takes them from data rows). :meth:`config`,
             ``kantk.save`` and ``kantk.load`` keep it; the default input names follow it
             (:meth:`input_names`) and ``kantk`` commands given a ``--data`` file take these columns.
+        column_names: ``None``, or the header names of the data columns the inputs are, one per
+            input, in order: recorded when the model is trained on a dataset whose header names
+            its inputs (:func:`kantk.load_csv`, ``CSVDataModule``, ``kantk discover --data``) and
+            kept through pruning. ``kantk`` commands given a ``--data`` file with a header take
+            the inputs from the columns of these names (a file without a header, by position).
     """
 
-    #: See the class docstring (a class default, so models made without ``__init__`` have it too).
+    #: See the class docstring (class defaults, so models made without ``__init__`` have them too).
     input_columns: list[int] | None = None
+    column_names: list[str] | None = None
 
     def __init__(
         self,
@@ -225,6 +231,8 @@ class KAN(nn.Module):
         config["layers"] = [layer.config() for layer in self.layers]
         if self.input_columns is not None:
             config["input_columns"] = list(self.input_columns)
+        if self.column_names is not None:
+            config["column_names"] = list(self.column_names)
         return config
 
     def select_inputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -279,6 +287,7 @@ class KAN(nn.Module):
             if layer_config.get("symbolic") is not None:
                 layer.load_symbolic_config(layer_config["symbolic"], registry=registry)
         model.input_columns = check_input_columns(config.get("input_columns"), model.widths[0])
+        model.column_names = check_column_names(config.get("column_names"), model.widths[0])
         return model
 
     def extra_repr(self) -> str:
@@ -375,3 +384,52 @@ def check_input_columns(columns: Any, n_inputs: int) -> list[int] | None:
             f"{MAX_INPUT_COLUMN - 1}), one per input, got {short_repr(columns)}"
         )
     return list(columns)
+
+
+#: Longest data column name a model records (:attr:`KAN.column_names`); a CSV header's longer
+#: names are not used as variable names either.
+MAX_COLUMN_NAME_LENGTH = 100
+
+
+def check_column_names(names: Any, n_inputs: int) -> list[str] | None:
+    """``names`` as a model's :attr:`KAN.column_names` (``None`` stays ``None``).
+
+    Raises:
+        ValueError: not ``n_inputs`` distinct non-empty printable strings of at most
+            :data:`MAX_COLUMN_NAME_LENGTH` characters.
+    """
+    if names is None:
+        return None
+    ok = (
+        isinstance(names, (list, tuple))
+        and len(names) == n_inputs
+        and all(
+            isinstance(n, str) and 0 < len(n) <= MAX_COLUMN_NAME_LENGTH and n.isprintable() for n in names
+        )
+        and len(set(names)) == len(names)
+    )
+    if not ok:
+        raise ValueError(
+            f"column_names must be None or {n_inputs} distinct names (printable text of 1 to "
+            f"{MAX_COLUMN_NAME_LENGTH} characters), one per input, got {short_repr(names)}"
+        )
+    return list(names)
+
+
+def record_column_names(model: KAN, names: Any) -> None:
+    """Record ``names``, the header names of the columns of the data ``model`` was given (one per
+    column, in order), as its :attr:`KAN.column_names`: all of them when the data's columns are
+    its inputs, else those of its :attr:`KAN.input_columns`. Anything else (``None``, another
+    count, names :func:`check_column_names` refuses) leaves the model as it was."""
+    if not isinstance(names, (list, tuple)):
+        return
+    n = model.widths[0]
+    columns = model.input_columns
+    if len(names) == n:
+        chosen = list(names)
+    elif columns is not None and len(names) > max(columns):
+        chosen = [names[c] for c in columns]
+    else:
+        return
+    with contextlib.suppress(ValueError):
+        model.column_names = check_column_names(chosen, n)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from kantk._validation import check_distinct, check_int, check_optional_int
-from kantk.model import KAN
+from kantk.model import KAN, record_column_names
 from kantk.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -427,6 +427,7 @@ def _discover(
         data = kantk.create_dataset(
             formula, n_vars=n_vars, train_num=1000, test_num=1000, seed=seed, dtype=torch.float64
         )
+    header = getattr(data, "input_names", None)  # a CSV file's (kantk.load_csv): kept on the model
     data = kantk.check_dataset(data)
     if "test_input" not in data or len(data["test_input"]) < 2:
         raise ValueError(
@@ -555,6 +556,7 @@ def _discover(
             formulas = []
         formula_rmse = _formula_rmse(formulas, data, var_names)
 
+    record_column_names(best.model, header)
     files: dict[str, str] = {}
     if output_dir is not None:
         files = _write_outputs(best.model, data["train_input"], os.fspath(output_dir), var_names)

@@ -358,6 +358,8 @@ def shrink(model: KAN, plan: PrunePlan, registry: Registry | None = None) -> KAN
     columns = kept_input_columns(model, plan.kept_nodes[0])
     if columns is not None:
         config["input_columns"] = columns
+    if model.column_names is not None:  # the kept inputs' data columns' names
+        config["column_names"] = [model.column_names[int(i)] for i in plan.kept_nodes[0]]
     build_dtype = ref.dtype if ref.dtype in (torch.float32, torch.float64) else torch.float32
     with torch.random.fork_rng(devices=[]), default_dtype(build_dtype):  # leave the user's RNG alone
         small = KAN.from_config(config, registry=registry)

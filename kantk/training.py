@@ -402,6 +402,7 @@ def fit(
         datamodule = classes.TensorDataModule(
             dataset, batch_size=batch, shuffle=True, val_rows=EVAL_ROWS, check=False
         )
+        datamodule.input_names = getattr(data, "input_names", None)  # kantk.load_csv's header names
     else:
         raise TypeError(
             "data must be a dict with train_input/train_label (and optionally test_input/test_label) "

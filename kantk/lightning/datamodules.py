@@ -278,6 +278,9 @@ class TensorDataModule(pl.LightningDataModule):
         self._check_loader_args(batch_size, num_workers)
         self.val_rows = check_optional_int("val_rows", val_rows, 1)
         predict = dataset.get("predict_input") if isinstance(dataset, Mapping) else None
+        #: The header names of the input columns (a :func:`kantk.load_csv` dataset's), or None;
+        #: ``KANModule`` records them on the model it fits (``KAN.column_names``).
+        self.input_names: list[str] | None = getattr(dataset, "input_names", None)
         self.dataset = check_dataset(dataset) if check else dict(dataset)
         if predict is not None:
             self.dataset["predict_input"] = self._check_predict_input(predict, self.dataset["train_input"])

@@ -34,7 +34,15 @@ from kantk._validation import (
 from kantk.baselines import MLP
 from kantk.data import check_labels
 from kantk.lightning.datamodules import DTYPES
-from kantk.model import KAN, MAX_MODEL_NUMBERS, check_input_columns, default_dtype, planned_numbers
+from kantk.model import (
+    KAN,
+    MAX_MODEL_NUMBERS,
+    check_column_names,
+    check_input_columns,
+    default_dtype,
+    planned_numbers,
+    record_column_names,
+)
 from kantk.registry import Registry
 from kantk.regularisers import build_regularisers, regularisation
 
@@ -541,6 +549,13 @@ class _TrainingModule(pl.LightningModule):
 
     # -- optimizer and callbacks ----------------------------------------------------------------
 
+    def on_fit_start(self) -> None:
+        # the data module's header names of the inputs (a CSV file's): the model records them, and
+        # the kantk commands then take its inputs from a --data file's columns of those names
+        if isinstance(self.model, KAN):
+            names = getattr(getattr(self.trainer, "datamodule", None), "input_names", None)
+            record_column_names(self.model, names)
+
     def on_train_start(self) -> None:
         resumed = self._resumed_lbfgs
         self._resumed_lbfgs = None
@@ -660,6 +675,9 @@ SYMBOLIC_KEY = "kantk_symbolic"
 #: The checkpoint entry that holds the data columns of a model pruned with ``prune_inputs``
 #: (``KAN.input_columns``), absent when its inputs are the first columns.
 INPUT_COLUMNS_KEY = "kantk_input_columns"
+#: Checkpoint key of the data's header names of the model's inputs (``KAN.column_names``), absent
+#: when it has none.
+COLUMN_NAMES_KEY = "kantk_column_names"
 
 
 def _check_model_size(widths: Any, structure: Mapping[str, Any]) -> None:
@@ -853,13 +871,16 @@ class KANModule(_TrainingModule):
         """Also record the symbolic edges (:func:`kantk.fix_symbolic`), under ``"kantk_symbolic"``:
         their functions are names, not tensors, and the hyperparameters hold the structure the
         module was built with, before any edge became symbolic. A model pruned with
-        ``prune_inputs`` records its data columns under ``"kantk_input_columns"``."""
+        ``prune_inputs`` records its data columns under ``"kantk_input_columns"``, and the data's
+        header names of its inputs (:attr:`KAN.column_names`) go under ``"kantk_column_names"``."""
         super().on_save_checkpoint(checkpoint)
         symbolic = [layer.symbolic_config() for layer in self.model.layers]
         if any(entry is not None for entry in symbolic):
             checkpoint[SYMBOLIC_KEY] = symbolic
         if self.model.input_columns is not None:
             checkpoint[INPUT_COLUMNS_KEY] = list(self.model.input_columns)
+        if self.model.column_names is not None:
+            checkpoint[COLUMN_NAMES_KEY] = list(self.model.column_names)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Bring the model to the checkpoint's dtype and give it the checkpoint's symbolic edges
@@ -878,6 +899,7 @@ class KANModule(_TrainingModule):
         self.model.input_columns = check_input_columns(
             checkpoint.get(INPUT_COLUMNS_KEY), self.model.widths[0]
         )
+        self.model.column_names = check_column_names(checkpoint.get(COLUMN_NAMES_KEY), self.model.widths[0])
         symbolic = checkpoint.get(SYMBOLIC_KEY)
         if symbolic is not None:
             layers = self.model.layers

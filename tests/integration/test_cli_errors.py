@@ -1463,15 +1463,24 @@ def test_a_checkpoint_trained_with_a_plugin_regulariser_serves_the_model_command
     assert status == 0 and (fit_folder / "y.csv").exists(), err
 
 
-def test_a_label_column_among_the_first_columns_is_refused_not_taken_as_an_input(fit_folder, capsys):
+def test_a_model_fitted_from_a_csv_takes_its_inputs_by_header_name(fit_folder, capsys):
     """A model fitted from a CSV whose label column y sits between its inputs (label_columns: y)
     took the file's first columns a, y as its inputs in the model commands: a formula of y itself
-    and wrong predictions, exit status 0."""
+    and wrong predictions, exit status 0. The model now records its inputs' header names
+    (KAN.column_names) and takes those columns of a file with a header, wherever they are."""
+    import torch
+
     rows = [f"{a / 10},{a / 10 + (a % 3) / 5},{(a % 3) / 5}" for a in range(-8, 9)]
     (fit_folder / "mid.csv").write_text("a,y,b\n" + "\n".join(rows) + "\n")
-    (fit_folder / "last.csv").write_text(
-        "a,b,y\n" + "\n".join(",".join(r.split(",")[i] for i in (0, 2, 1)) for r in rows) + "\n"
-    )
+
+    def columns(order: tuple[int, ...], header: str | None) -> str:
+        body = "\n".join(",".join(r.split(",")[i] for i in order) for r in rows) + "\n"
+        return body if header is None else header + "\n" + body
+
+    (fit_folder / "last.csv").write_text(columns((0, 2, 1), "a,b,y"))
+    (fit_folder / "swapped.csv").write_text(columns((2, 0), "b,a"))
+    (fit_folder / "plain.csv").write_text(columns((0, 2), None))
+    (fit_folder / "renamed.csv").write_text(columns((0, 2), "a,c"))
     data = _CSV_DATA.format(path="mid.csv", more="    label_columns: y\n    batch_size: -1\n")
     (fit_folder / "mid.yaml").write_text(
         _fit_config(data).replace("enable_checkpointing: false", "enable_checkpointing: true")
@@ -1479,13 +1488,30 @@ def test_a_label_column_among_the_first_columns_is_refused_not_taken_as_an_input
     status, _, err = run_cli(["fit", "--config", "mid.yaml", "--trainer.default_root_dir", "run"], capsys)
     assert status == 0, err
     (checkpoint,) = (fit_folder / "run").rglob("*.ckpt")
+    assert torch.load(checkpoint, weights_only=True)["kantk_column_names"] == ["a", "b"]
+    predicted = {}
+    for name in ("mid", "last", "swapped", "plain"):
+        status, _, err = run_cli(
+            ["predict", str(checkpoint), "--data", f"{name}.csv", "-o", f"{name}.out"], capsys
+        )
+        assert status == 0, (name, err)
+        predicted[name] = (fit_folder / f"{name}.out").read_text()
+    assert predicted["mid"] == predicted["last"] == predicted["swapped"] == predicted["plain"]
     line = assert_error(
-        run_cli(["predict", str(checkpoint), "--data", "mid.csv", "-o", "p.csv"], capsys), code=1
+        run_cli(["predict", str(checkpoint), "--data", "renamed.csv", "-o", "r.out"], capsys), code=1
     )
+    assert "'renamed.csv' has no column 'b': the model's inputs are the columns 'a', 'b'" in line, line
+    assert not (fit_folder / "r.out").exists()
+    # a checkpoint that records no names (from before they were recorded) still refuses the label
+    # among the first columns
+    old = torch.load(checkpoint, weights_only=True)
+    del old["kantk_column_names"]
+    torch.save(old, fit_folder / "old.ckpt")
+    line = assert_error(run_cli(["predict", "old.ckpt", "--data", "mid.csv", "-o", "p.csv"], capsys), code=1)
     assert "column 'y' is the label the model was trained to predict" in line, line
     assert not (fit_folder / "p.csv").exists()
-    status, _, err = run_cli(["predict", str(checkpoint), "--data", "last.csv", "-o", "p.csv"], capsys)
-    assert status == 0, err
+    status, _, err = run_cli(["predict", "old.ckpt", "--data", "last.csv", "-o", "p.csv"], capsys)
+    assert status == 0 and (fit_folder / "p.csv").read_text() == predicted["mid"], err
 
 
 def test_discover_prints_the_test_rmse_of_an_inexact_formula_as_printed(work, capsys, monkeypatch):

@@ -61,7 +61,8 @@ def test_discover_from_csv(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert "formula: " in text and "test RMSE" in text
-    assert (tmp_path / "out" / "model.kantk").exists()
+    # the header's names of the inputs: later commands take the columns so named
+    assert kantk.load(tmp_path / "out" / "model.kantk").column_names == ["a", "b"]
 
 
 def test_discover_bad_input(tmp_path):

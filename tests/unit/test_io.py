@@ -194,6 +194,13 @@ def _with(config, mutate):
         (lambda c: c.update(input_columns=[0, 10**12]), ["field input_columns", "999999"]),
         (lambda c: c.update(input_columns=[0, True]), ["field input_columns"]),
         (lambda c: c.update(input_columns="0,2"), ["field input_columns"]),
+        (lambda c: c.update(column_names=["a"]), ["field column_names", "2 distinct names"]),
+        (lambda c: c.update(column_names=["a", "a"]), ["field column_names"]),
+        (lambda c: c.update(column_names=["a", ""]), ["field column_names"]),
+        (lambda c: c.update(column_names=["a", "b" * 101]), ["field column_names", "1 to 100"]),
+        (lambda c: c.update(column_names=["a", "b\nc"]), ["field column_names"]),
+        (lambda c: c.update(column_names=["a", 2]), ["field column_names"]),
+        (lambda c: c.update(column_names="ab"), ["field column_names"]),
     ],
 )
 def test_bad_configs_are_refused_fast_naming_the_field(saved, tmp_path, mutate, fragments):

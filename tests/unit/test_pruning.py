@@ -470,3 +470,42 @@ def test_prune_refuses_samples_on_which_the_model_is_not_finite():
         kantk.prune(model, x)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert kantk.prune(model, x.abs()).widths[0] == 2  # on samples inside sqrt's domain it prunes
+
+
+def test_a_model_fitted_on_a_csv_dataset_records_its_inputs_header_names(tmp_path):
+    """kantk.fit on a kantk.load_csv dataset records the inputs' header names (KAN.column_names);
+    save/load, checkpoints and prune_inputs keep them (the kept inputs' names), and data without
+    names or with unusable ones leaves the model's as they were."""
+    import lightning.pytorch as pl
+
+    from kantk.lightning import KANModule
+    from kantk.model import record_column_names
+
+    rows = torch.rand(40, 4, generator=torch.Generator().manual_seed(0))
+    lines = "\n".join(",".join(f"{v:.6f}" for v in row) for row in rows.tolist())
+    (tmp_path / "d.csv").write_text("T,y,p,V\n" + lines + "\n")
+    data = kantk.load_csv(tmp_path / "d.csv", label_columns="y")
+    model = kantk.KAN([3, 2, 1], seed=0)
+    assert model.column_names is None and "column_names" not in model.config()
+    kantk.fit(model, data, steps=1, progress=False)
+    assert model.column_names == ["T", "p", "V"]
+    assert model.input_names() == ["x1", "x2", "x3"]  # formula names are another matter
+    kantk.fit(model, {k: v for k, v in data.items()}, steps=1, progress=False)  # no names: kept
+    assert model.column_names == ["T", "p", "V"]
+    kantk.save(model, tmp_path / "m.kantk")
+    assert kantk.load(tmp_path / "m.kantk").column_names == ["T", "p", "V"]
+    module = KANModule.from_model(model)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = KANModule.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu", weights_only=True)
+    assert loaded.model.column_names == ["T", "p", "V"]
+    with torch.no_grad():
+        model.layers[0].mask[:, 1] = 0  # input p goes
+    pruned = kantk.prune(model, data["train_input"], prune_inputs=True, node_th=0.0, edge_th=0.0)
+    assert pruned.input_columns == [0, 2] and pruned.column_names == ["T", "V"]
+    record_column_names(pruned, ["a", "b", "c"])  # names of the data it was pruned from
+    assert pruned.column_names == ["a", "c"]
+    for unusable in (None, ["a"], ["a", "a"], "ab", ["a", "b" * 101]):
+        record_column_names(pruned, unusable)
+        assert pruned.column_names == ["a", "c"]
