@@ -828,6 +828,36 @@ def check_checkpoint_file(path: str, model: Any, dtype: str | None = None) -> No
     check_checkpoint_values(path, checkpoint["state_dict"], model, getattr(torch, dtype) if dtype else None)
 
 
+def check_checkpoint_source(config: Any) -> None:
+    """End a Lightning command unless its ``ckpt_path`` (from ``--ckpt_path`` or a config file) is
+    a local regular file or one of Lightning's names (``last``, ``best``, ...), and make Lightning
+    read it with ``weights_only=True``.
+
+    A config's ``ckpt_path: file:///...`` or ``http://...`` URL passed the file checks (which
+    looked at local files only) and Lightning unpickled it, with ``weights_only: false`` or, for a
+    remote file, by default: the checkpoint ran code. ``weights_only: false`` is refused.
+    """
+    from kantk.cli_models import check_input_file, fail
+
+    ckpt_path = config.get("ckpt_path")
+    if ckpt_path is not None:
+        text = os.fspath(ckpt_path)
+        if not (text.strip().lower() in LIGHTNING_CKPT_NAMES or text.startswith("registry")):
+            if "://" in text:
+                fail(
+                    f"ckpt_path {text!r} is a URL; kantk resumes only from a local checkpoint file "
+                    "(or last, best): download it first"
+                )
+            check_input_file(text, "checkpoint file for ckpt_path")  # a FIFO would block
+    if "weights_only" in config:
+        if config["weights_only"] is False:
+            fail(
+                "weights_only: false would let a checkpoint run code (it is a pickle); kantk reads "
+                "checkpoints with weights_only: true (leave the option out)"
+            )
+        config["weights_only"] = True
+
+
 def cli_class(package: str = "pytorch_lightning") -> type:
     """LightningCLI that checks, before it runs a command, the ``--ckpt_path`` file's values
     (:func:`check_checkpoint_file`) and its loggers' folders (:func:`logger_file_problem`: it raises
@@ -847,7 +877,9 @@ def _cli_class(package: str) -> type:  # one class per package (a pickled callba
 
     class KantkLightningCLI(LightningCLI):
         def _check(self, stage: str) -> None:
-            ckpt_path = self.config_init[stage].get("ckpt_path")
+            config = self.config_init[stage]
+            check_checkpoint_source(config)
+            ckpt_path = config.get("ckpt_path")
             if ckpt_path is not None and os.path.isfile(os.fspath(ckpt_path)):
                 # the dtype the run computes in: a "64-true" trainer makes a float32 config float64
                 wide = str(getattr(self.trainer, "precision", "")).startswith("64")

@@ -389,7 +389,16 @@ def checkpoint_error(exc: BaseException) -> str:
         text = str(exc)
         start = text.find("WeightsUnpickler error:")
         detail = text[start + len("WeightsUnpickler error:") :][:4000].lstrip() if start >= 0 else ""
-        ends = [i for i in (detail.find("\n\n"), detail.find("Check the documentation")) if i >= 0]
+        # torch's advice to allow the global (add_safe_globals) would let that file run code
+        ends = [
+            i
+            for i in (
+                detail.find("\n\n"),
+                detail.find("Check the documentation"),
+                detail.find(". Please use"),
+            )
+            if i >= 0
+        ]
         detail = detail[: min(ends)] if ends else detail
         detail = one_line(detail.strip(), 200) if detail.strip() else one_line(text, 200)
         return (

@@ -242,6 +242,10 @@ def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no CSV file at {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a folder, not a CSV file")
+    if not os.path.isfile(path):  # a FIFO or a device: open() blocked (a config's data path)
+        raise ValueError(f"{path!r} is not a regular file (a CSV file is needed)")
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
         raise ValueError(f"delimiter must be one character (not a quote or a newline), got {delimiter!r}")
     header: list[str] | None = None

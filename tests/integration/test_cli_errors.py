@@ -1519,3 +1519,57 @@ def test_discover_prints_the_test_rmse_of_an_inexact_formula_as_printed(work, ca
     monkeypatch.setattr("kantk.pipeline.discover", lambda *args, **kwargs: inexact)
     status, out, _ = run_cli(["discover", "-o", "out"], capsys)
     assert status == 0 and "test RMSE: 1.000e-05\ntest RMSE of the printed formula: 2.500e-01\n" in out
+
+
+class _RunsCode:
+    """Unpickling it would create the file ``PWNED`` beside it (a checkpoint that runs code)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def __reduce__(self):
+        return (open, (os.path.join(self.folder, "PWNED"), "w"))
+
+
+def test_a_config_ckpt_path_is_a_local_file_read_weights_only(fit_folder, fit_checkpoint, capsys):
+    """A config's ``ckpt_path: file:///...`` (or an http URL) passed the checkpoint checks, which
+    looked at local files only, and Lightning unpickled it with ``weights_only: false`` (for a remote
+    file, by default): the checkpoint ran code. URLs and ``weights_only: false`` are refused in one
+    line before anything is read, and a FIFO is no checkpoint file (it blocked)."""
+    checkpoint = torch.load(fit_checkpoint, map_location="cpu", weights_only=True)
+    torch.save({**checkpoint, "x": _RunsCode(str(fit_folder))}, fit_folder / "evil.ckpt")
+    os.mkfifo(fit_folder / "fifo.ckpt")
+    url = (fit_folder / "evil.ckpt").as_uri()
+    for lines, fragment in [
+        (f"ckpt_path: {url}\nweights_only: false\n", "is a URL; kantk resumes only from a local checkpoint"),
+        (f"ckpt_path: {url}\n", "is a URL"),
+        ("ckpt_path: http://127.0.0.1:9/evil.ckpt\n", "is a URL"),
+        ("weights_only: false\n", "weights_only: false would let a checkpoint run code"),
+        # refused by the weights-only read (torch's advice to allow the global left out)
+        (
+            "ckpt_path: evil.ckpt\nweights_only: false\n",
+            "Unsupported global: GLOBAL io.open was not an allowed",
+        ),
+        (
+            "ckpt_path: fifo.ckpt\n",
+            "'fifo.ckpt' is not a regular file (a checkpoint file for ckpt_path is needed)",
+        ),
+    ]:
+        (fit_folder / "evil.yaml").write_text(_TINY_FIT + lines)
+        before = _snapshot(fit_folder)
+        line = assert_error(
+            run_cli(["fit", "--config", "evil.yaml", "--trainer.default_root_dir", "runs"], capsys), code=1
+        )
+        assert fragment in line and "safe_globals" not in line, (lines, line)
+        assert not (fit_folder / "PWNED").exists()
+        assert _snapshot(fit_folder) == before
+    # the checkpoint itself, named as a local file, is refused by the weights-only read
+    (fit_folder / "evil.yaml").write_text(_TINY_FIT + "ckpt_path: evil.ckpt\n")
+    assert_error(
+        run_cli(["fit", "--config", "evil.yaml", "--trainer.default_root_dir", "runs"], capsys), code=1
+    )
+    assert not (fit_folder / "PWNED").exists()
+    # weights_only: true, or left out, resumes as before
+    (fit_folder / "ok.yaml").write_text(_TINY_FIT + f"ckpt_path: {fit_checkpoint}\nweights_only: true\n")
+    status, _, err = run_cli(["fit", "--config", "ok.yaml", "--trainer.default_root_dir", "runs"], capsys)
+    assert status == 0, err

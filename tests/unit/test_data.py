@@ -623,3 +623,14 @@ def test_create_dataset_bounds_what_it_draws_before_allocating():
     ) as info:
         kantk.create_dataset(lambda x: x[:, 0], 10**9, train_num=1000, test_num=1000)
     assert "\n" not in str(info.value) and MAX_DATASET_VALUES == 2**28
+
+
+def test_read_csv_refuses_a_fifo_and_a_folder(tmp_path):
+    """A config's CSVDataModule path naming a FIFO blocked kantk fit in open() forever."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo.csv")
+    with pytest.raises(ValueError, match=r"fifo.csv' is not a regular file \(a CSV file is needed\)"):
+        kantk.data.read_csv(tmp_path / "fifo.csv")
+    with pytest.raises(ValueError, match="is a folder, not a CSV file"):
+        kantk.data.read_csv(tmp_path)
