@@ -1141,6 +1141,7 @@ def check_checkpoint_sizes(checkpoint: Mapping[str, Any]) -> None:
             )
     if f"model.layers.{n_layers}.coef" in state:
         raise ValueError(f"the state_dict holds more layers than the {n_layers} of hyper_parameters widths")
+    _check_stored_values(state)
     # as Lightning's loader: keys __init__ does not take are left out (LightningCLI's _instantiator)
     accepted = inspect.signature(KANModule.__init__).parameters
     try:
@@ -1159,6 +1160,29 @@ def check_checkpoint_sizes(checkpoint: Mapping[str, Any]) -> None:
                 f"hyper_parameters give tensor {key!r} the shape {tuple(value.shape)}, but the "
                 f"state_dict holds {tuple(held.shape)}"
             )
+
+
+def _check_stored_values(state: Mapping[str, Any]) -> None:
+    """Refuse a state dict whose tensors hold more values than the file stores: ``torch.save``
+    keeps views, so ``torch.zeros(1).expand(6000, 6000, 6)`` is one stored number, and a 5.8 KB
+    checkpoint of widths ``[2, 6000, 6000, 1]`` passed the shape checks and took 3.2 GB.
+
+    Raises:
+        ValueError: The tensors' values outnumber the bytes of their distinct storages.
+    """
+    needed = 0
+    stored: dict[tuple[int, int], int] = {}
+    for value in state.values():
+        if isinstance(value, torch.Tensor):
+            needed += value.numel() * value.element_size()
+            storage = value.untyped_storage()
+            stored[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+    if needed > sum(stored.values()):
+        raise ValueError(
+            f"the state_dict's tensors hold {needed:,} bytes of values but the file stores "
+            f"{sum(stored.values()):,} (views that repeat stored values, as expand makes); a "
+            "checkpoint must store every value of its model"
+        )
 
 
 def _check_checkpoint_kind(checkpoint: Mapping[str, Any], loader: str) -> None:
