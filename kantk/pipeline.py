@@ -1025,6 +1025,11 @@ def _symbolic_attempt(model: KAN, data, var_names, exact_rmse: float) -> Attempt
 #: loosest gives the simplest numbers, the tighter ones keep a constant the loose one snaps to a
 #: simpler, wrong neighbour (7*pi/4 = 5.4978 is within 1e-3 of 11/2).
 SNAP_TOLERANCES = (1e-3, 1e-6, 1e-9)
+#: Longest :func:`snap_formula` of one formula (a usual one takes well under a second): sympy's
+#: expand, powsimp and cancel have no useful bound in a formula's size, and a CSV of 1,000 inputs
+#: ran for minutes before a RecursionError. A formula whose expansion is past
+#: :data:`kantk.symbolic.bounds.MAX_EXPANSION_TERMS` terms is not snapped at all.
+SNAP_SECONDS = 30.0
 
 
 def snap_formula(
@@ -1043,10 +1048,15 @@ def snap_formula(
     ``0.00999999999999999``), and whole numbers as integers. When nothing fits, the same is tried on
     the formula's fraction cancelled (``sympy.cancel``, up to :data:`CANCEL_MAX_OPS` operations),
     whose terms may cancel only together; a result is cancelled too when that makes it smaller
-    (``x1/(2*(x2/2 + 1))`` -> ``x1/(x2 + 2)``).
+    (``x1/(2*(x2/2 + 1))`` -> ``x1/(x2 + 2)``). None too for a formula whose expansion passes
+    :data:`~kantk.symbolic.bounds.MAX_EXPANSION_TERMS` terms, or whose snapping takes longer than
+    :data:`SNAP_SECONDS` (on the main thread; see :func:`kantk.symbolic.formula._within`).
     """
     import sympy
     from sympy.polys.polyerrors import BasePolynomialError
+
+    from kantk.symbolic.bounds import MAX_EXPANSION_TERMS, expansion_work
+    from kantk.symbolic.formula import _within
 
     names = (
         list(var_names)
@@ -1060,7 +1070,7 @@ def snap_formula(
         rmse = _test_rmse(candidate, names, x, y)
         return rmse is not None and math.isfinite(rmse) and rmse <= tolerance
 
-    try:
+    def snap() -> Any:
         e = sympy.expand(sympy.expand_log(expr, force=True))
         e = sympy.expand(_take_out_coefficients(e))
         found = _snapped(e, fits)
@@ -1076,7 +1086,21 @@ def snap_formula(
             if _tree_size(tidy) < _tree_size(found) and fits(tidy):
                 found = tidy
         return found
-    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError, BasePolynomialError):
+
+    try:
+        if expansion_work(sympy.sympify(expr)) > MAX_EXPANSION_TERMS:
+            return None  # (a + b + ... )**5 of 16 inputs: 15,504 terms, 75 s
+        done, found = _within(snap, SNAP_SECONDS)
+        return found if done else None
+    except (
+        TypeError,
+        ValueError,
+        ZeroDivisionError,
+        OverflowError,
+        AttributeError,
+        RecursionError,
+        BasePolynomialError,
+    ):
         return None
 
 

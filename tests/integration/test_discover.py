@@ -769,3 +769,40 @@ def test_a_formula_that_is_not_exact_reports_its_own_test_rmse():
     assert pipeline._formula_rmse([a * b + 0.6], data, ["a", "b"]) == pytest.approx(0.1)
     assert pipeline._formula_rmse([sympy.Function("f_0_0_0")(a)], data, ["a", "b"]) is None  # not evaluable
     assert pipeline._formula_rmse([], data, None) is None
+
+
+def test_snap_formula_is_bounded_in_size_and_time(monkeypatch):
+    """discover on a CSV of 1,000 inputs ran for minutes in snap_formula's sympy work, then ended
+    in an internal RecursionError; (x1 + ... + x16)**5 took 75 s. A formula past the expansion
+    bound is not snapped, the work stops after SNAP_SECONDS, and a RecursionError is no crash."""
+    import time
+
+    import sympy
+
+    import kantk.pipeline as pipeline
+
+    x = torch.rand(20, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    data = {"test_input": x, "test_label": x.sum(1, keepdim=True) ** 5}
+    symbols = sympy.symbols("x1:17")
+    big = (sum(symbols) + sympy.Float(0.1)) ** 5  # 20,349 terms expanded
+
+    def never(*args, **kwargs):
+        raise AssertionError("snapped a formula past the expansion bound")
+
+    monkeypatch.setattr(pipeline, "_snapped", never)
+    assert pipeline.snap_formula(big, data, None, 1e-8) is None
+    small = symbols[0] * sympy.Float(2.0000001)
+
+    def slow(*args, **kwargs):
+        time.sleep(5)
+        raise AssertionError("not stopped")
+
+    monkeypatch.setattr(pipeline, "SNAP_SECONDS", 0.2)
+    monkeypatch.setattr(pipeline, "_snapped", slow)
+    assert pipeline.snap_formula(small, data, None, 1e-8) is None
+
+    def deep(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(pipeline, "_snapped", deep)
+    assert pipeline.snap_formula(small, data, None, 1e-8) is None
