@@ -596,7 +596,12 @@ def _warn_of_inputs_the_basis_misses(model: KAN, x: torch.Tensor, advice: str = 
     with torch.no_grad():
         feats = layer.basis(torch.cat([points, points + step]))  # (2 points, in, functions)
     spread = (feats.amax(0) - feats.amin(0)).amax(-1)  # (in,)
-    missed = [p for p in range(spread.shape[0]) if bool(varies[p]) and not float(spread[p]) >= MISSED_SPREAD]
+    numeric = (layer.mask != 0).any(0)  # (in,): an input whose edges are all symbolic reads no spline
+    missed = [
+        p
+        for p in range(spread.shape[0])
+        if bool(varies[p]) and bool(numeric[p]) and not float(spread[p]) >= MISSED_SPREAD
+    ]
     if missed:
         p = missed[0]
         more = f" (and {len(missed) - 1} more inputs)" if len(missed) > 1 else ""
@@ -657,13 +662,16 @@ def _warn_of_hidden_values_the_basis_misses(model: KAN, x: torch.Tensor, advice:
                 feats = basis(torch.cat([v, v + step]))  # (2 rows, in, functions)
                 half = v.shape[0]
                 missed = (feats[:half] - feats[half:]).abs().amax(-1) < MISSED_SPREAD  # (rows, in)
-            share = missed.to(v.dtype).mean(0)
+            # a node whose outgoing edges are all symbolic reads no spline (the refit after
+            # auto_symbolic was told to update grids that nothing uses)
+            share = missed.to(v.dtype).mean(0) * (layer.mask != 0).any(0).to(v.dtype)
             worst = int(share.argmax())
             if float(share[worst]) > MISSED_SHARE:
                 column = v[:, worst]
                 warnings.warn(
-                    f"after training, {float(share[worst]):.0%} of hidden node {worst + 1}'s values in node "
-                    f"layer {l} (they span {float(column.min()):.3g} to {float(column.max()):.3g}) lie "
+                    f"after training, {float(share[worst]):.0%} of the values of node {worst} (counting "
+                    f"from 0) of node layer {l} (they span {float(column.min()):.3g} to "
+                    f"{float(column.max()):.3g}) lie "
                     f"outside layer {l}'s grid, where its {layer.basis_name} basis fades or is constant and "
                     f"fits little; {GRID_ADVICE[advice][1]}",
                     stacklevel=3,

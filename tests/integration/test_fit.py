@@ -677,11 +677,23 @@ def test_fit_warns_after_training_of_hidden_values_outside_their_grid():
         return m
 
     quiet = {"steps": 1, "optimizer": "adam", "lr": 1e-6, "progress": False}
-    with pytest.warns(UserWarning, match=r"^after training, 7\d% of hidden node 1's values in node layer 1 "):
+    with pytest.warns(
+        UserWarning,
+        match=r"^after training, 7\d% of the values of node 0 \(counting from 0\) of node layer 1 ",
+    ):
         kantk.fit(model(), data, **quiet)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         kantk.fit(model(), data, grid_update_every=1, **quiet)  # the grids follow the values
+    # the hidden node's edge symbolic: no spline reads its values (the refit after auto_symbolic
+    # was told to pass grid_update_every), nor the first layer's inputs' (before training)
+    symbolic = model()
+    kantk.fix_symbolic(symbolic, 1, 0, 0, "sin")
+    far = {"train_input": 50 * x, "train_label": data["train_label"]}
+    kantk.fix_symbolic(symbolic, 0, 0, 0, "x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        kantk.fit(symbolic, far, **quiet)
 
 
 def test_the_grid_warning_looks_at_the_range_not_at_rows():
