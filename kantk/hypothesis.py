@@ -461,14 +461,20 @@ def feature_interaction(
 
 def plot_scores(result: Separability, ax: Any = None, path: str | os.PathLike[str] | None = None) -> Any:
     """Draw a score matrix (a heat map, log scale) into ``ax`` (new figure if ``None``); saved
-    to ``path`` only if given. Returns the figure."""
-    import matplotlib
-
+    to ``path`` only if given. Returns the figure. A new figure is drawn without pyplot (matplotlib's
+    backend is left as it is: it was switched to Agg, and a notebook's later figures stopped showing).
+    """
+    if not isinstance(result, Separability):
+        raise TypeError(
+            f"plot_scores draws a Separability (what kantk.hypothesis.separability returns), got "
+            f"{type(result).__name__}"
+        )
     if ax is None:
-        matplotlib.use("Agg", force=False)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(3.5, 3))
+        FigureCanvasAgg(fig)
         ax = fig.add_subplot()
     else:
         fig = ax.figure

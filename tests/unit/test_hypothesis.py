@@ -95,6 +95,22 @@ def test_plot_writes_only_where_asked(tmp_path):
     assert path.exists() and fig is not None
 
 
+def test_plot_scores_leaves_matplotlibs_backend_alone():
+    """plot_scores switched the backend to Agg: a notebook's later pyplot figures stopped showing."""
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        fig = hypothesis.plot_scores(hypothesis.separability(seed_f, _x(2), "mul"))
+        assert matplotlib.get_backend() == "svg" and fig.axes
+    finally:
+        matplotlib.use(before)
+    tree = hypothesis.tree(seed_f, _x(2))
+    with pytest.raises(TypeError, match="plot_scores draws a Separability .*got GroupingTree"):
+        hypothesis.plot_scores(tree)
+
+
 @pytest.mark.parametrize(
     "f",
     [
