@@ -73,8 +73,14 @@ EXACT_RTOL = 1e-8
 #: of their spread: the exact formula of float32 data was never "exact". Multiples of the
 #: round-off (``eps`` of the labels' dtype times their root mean square) the RMSE may reach.
 EXACT_ROUNDOFF = 10.0
-#: Attempts within this factor of the best RMSE compete on simplicity.
+#: Attempts within this factor of the best RMSE compete on simplicity (and within
+#: :data:`VARIANCE_SLACK` of its explained variance).
 SIMPLE_SLACK = 10.0
+#: ... and within this share of the labels' variance of the best attempt's unexplained variance
+#: (``(rmse**2 - best**2) / var(labels)``): on measured data, where no formula fits to round-off,
+#: the factor alone let a linear formula at test RMSE 0.48 win over the right one at the noise
+#: level, 0.0499 (labels' std 1.05), and a damped oscillation print as a straight line.
+VARIANCE_SLACK = 0.01
 #: An edge into a product node whose output's std is below this fraction of the largest edge's
 #: std in its layer is switched off after the sparsity fit (:func:`kantk.prune` for models
 #: without product nodes).
@@ -189,7 +195,10 @@ def discover(
             :data:`SEARCH_WIDTHS` below it. A list ``[n_sum, n_mult]``: that layer only.
         search: Try the further shapes when an attempt is not exact; stop at the first exact
             one, else keep the simplest formula (fewest sympy operations) among the attempts
-            whose RMSE is within ``SIMPLE_SLACK`` times the best. Deterministic.
+            whose RMSE is near the best: within ``SIMPLE_SLACK`` times it and within
+            ``VARIANCE_SLACK`` (1%) of the labels' variance of its unexplained variance (on noisy
+            data the factor alone kept a linear formula at 0.48 over the right one at 0.0499).
+            Deterministic.
         grid_size, refine_to: B-spline grid before and after refinement.
         steps: LBFGS steps of each of the four fits.
         l1_entropy: Weight of the sparsity regulariser in the first fit.
@@ -528,7 +537,7 @@ def _discover(
         if polynomial is not None:
             attempts.append(polynomial)
             described.append("a polynomial (least squares, its KAN built by formula_to_kan)")
-    kept = _simplest(attempts)
+    kept = _simplest(attempts, float(data["test_label"].std()))
     best = attempts[kept]
     if len(attempts) > 1:
         done("search", f"kept the attempt with {described[kept]}: test RMSE {best.rmse:.2e}")
@@ -663,10 +672,20 @@ class Attempt:
     exact: bool = False
 
 
-def _simplest(attempts: Sequence[Attempt]) -> int:
+def _close(rmse: float, best: float, spread: float) -> bool:
+    """Whether a test RMSE of ``rmse`` is near ``best`` (finite): within :data:`SIMPLE_SLACK` times
+    it, and its unexplained variance within :data:`VARIANCE_SLACK` of the labels' (std ``spread``)
+    of the best's. At round-off level the factor decides; on noisy data, the variance. A NaN
+    ``rmse`` is not near."""
+    if not rmse <= SIMPLE_SLACK * best:
+        return False
+    return spread <= 0 or (rmse**2 - best**2) <= VARIANCE_SLACK * spread**2
+
+
+def _simplest(attempts: Sequence[Attempt], spread: float) -> int:
     """Index of the first exact attempt; else the one with the fewest formula operations among
-    those with a formula whose RMSE is within ``SIMPLE_SLACK`` times the best; the lowest RMSE
-    when none has a formula; first on ties."""
+    those with a formula whose RMSE is near the best (:func:`_close`, labels' std ``spread``);
+    the lowest RMSE when none has a formula; first on ties."""
     import sympy
 
     for k, a in enumerate(attempts):
@@ -677,7 +696,7 @@ def _simplest(attempts: Sequence[Attempt]) -> int:
         finite = [k for k, a in enumerate(attempts) if math.isfinite(a.rmse)] or [0]
         return min(finite, key=lambda k: attempts[k].rmse)
     best = min(attempts[k].rmse for k in with_formula)
-    close = [k for k in with_formula if attempts[k].rmse <= SIMPLE_SLACK * best]
+    close = [k for k in with_formula if _close(attempts[k].rmse, best, spread)]
     return min(close, key=lambda k: sum(int(sympy.count_ops(f)) for f in attempts[k].formulas))
 
 
@@ -797,6 +816,7 @@ def _attempt(
         opinions += [(WEIGHTS_SIMPLE[0], {(p, q): c.name}) for c in distinct[1:]]
     first: Attempt | None = None
     seen: list[list[Any]] = []
+    spread = float(data["test_label"].std())  # the attempts' RMSEs are on this test split
     for k, (weight, forced) in enumerate(opinions[: len(WEIGHTS_SIMPLE) + MAX_OUTPUT_TRIALS]):
         model = copy.deepcopy(numeric)
         chosen = kantk.auto_symbolic(model, x, library=library, r2_threshold=-math.inf, weight_simple=weight)
@@ -832,7 +852,9 @@ def _attempt(
         )
         if attempt.exact:
             return attempt
-        if first is None or (attempt.formulas and attempt.rmse < first.rmse / SIMPLE_SLACK):
+        if first is None or (
+            attempt.formulas and math.isfinite(attempt.rmse) and not _close(first.rmse, attempt.rmse, spread)
+        ):
             first = attempt  # a later opinion replaces the first only when far better
     assert first is not None
     if first.formulas and math.isfinite(first.rmse):  # one edge's runners-up, judged by a refit
@@ -851,7 +873,8 @@ def _attempt(
             f"{attempt.rmse:.2e}; "
             + ("exact formula: " + "; ".join(map(str, attempt.formulas)) if attempt.exact else "not exact"),
         )
-        if attempt.exact or (attempt.formulas and attempt.rmse < first.rmse / SIMPLE_SLACK):
+        better = math.isfinite(attempt.rmse) and not _close(first.rmse, attempt.rmse, spread)
+        if attempt.exact or (attempt.formulas and better):
             return attempt
     return first
 

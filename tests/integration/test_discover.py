@@ -806,3 +806,26 @@ def test_snap_formula_is_bounded_in_size_and_time(monkeypatch):
 
     monkeypatch.setattr(pipeline, "_snapped", deep)
     assert pipeline.snap_formula(small, data, None, 1e-8) is None
+
+
+def test_on_noisy_data_discover_keeps_a_near_best_formula_not_a_much_worse_simple_one():
+    """On 5% noise, discover found exp(a)*sin(2b) at test RMSE 0.0499 (labels' std 1.05) and printed
+    0.0371*a + 1.5597*b + 0.0657*c - 0.0199 at 0.48: within ten times the best RMSE, the fewest
+    operations won. Near-best now also means within 1% of the labels' variance; at round-off
+    level the factor of ten still lets the simpler formula win."""
+    import sympy
+
+    import kantk.pipeline as pipeline
+
+    a, b, c = sympy.symbols("a b c")
+    model = kantk.KAN([3, 1], seed=0)
+    right = pipeline.Attempt([1.0068 * sympy.exp(0.9969 * a) * sympy.sin(2.0064 * b)], 0.0499, model)
+    linear = pipeline.Attempt([0.0371 * a + 1.5597 * b + 0.0657 * c - 0.0199], 0.481, model)
+    assert pipeline._simplest([right, linear], 1.05) == 0
+    assert pipeline._close(0.481, 0.0499, 0.0)  # no spread to judge by: the factor alone
+    close = pipeline.Attempt([1.0 * a + b], 0.06, model)  # 0.12% of the variance more: as good
+    assert pipeline._simplest([right, close], 1.05) == 1
+    tiny = pipeline.Attempt([sympy.exp(a) * sympy.sin(2 * b) + 1e-13 * c], 1e-12, model)
+    simpler = pipeline.Attempt([sympy.exp(a) * sympy.sin(2 * b)], 5e-12, model)
+    assert pipeline._simplest([tiny, simpler], 1.05) == 1
+    assert not pipeline._close(float("nan"), 0.05, 1.0)
