@@ -960,6 +960,40 @@ def check_symbolic_size(model: KAN) -> None:
         fail(f"symbolic: {exc}")
 
 
+#: Share of the numeric model's output spread past which ``kantk symbolic`` warns that the
+#: symbolic model strays from it (a threshold of 0 fixed edges whose functions fit them poorly,
+#: and the printed formula was worse than a constant, exit status 0).
+STRAY_SHARE = 0.1
+
+
+def _say_how_far_the_symbolic_model_strays(model: KAN, x: Any, numeric: Any) -> None:
+    """Print, per output, the RMSE between the symbolic model and the numeric one it came from on
+    the samples, as a share of the numeric outputs' std; warn past :data:`STRAY_SHARE`."""
+    import torch
+
+    symbolic = predict_rows(model, x).to(torch.float64)
+    numeric = numeric.to(torch.float64)
+    rmse = (symbolic - numeric).square().mean(0).sqrt()
+    spread = numeric.std(0) if numeric.shape[0] > 1 else torch.zeros_like(rmse)
+    for q in range(rmse.shape[0]):
+        if not math.isfinite(float(rmse[q])):
+            continue  # NaN or infinite outputs: the formula's own message says so
+        share = float(rmse[q] / spread[q]) if float(spread[q]) > 0 else float("nan")
+        of = f" ({share:.1%} of the numeric outputs' std)" if math.isfinite(share) else ""
+        print(
+            f"y{q + 1}: the symbolic model differs from the numeric one by RMSE {float(rmse[q]):.3g} "
+            f"on the samples{of}"
+        )
+        if math.isfinite(share) and share > STRAY_SHARE:
+            print(
+                f"kantk: warning: y{q + 1}: the symbolic model strays from the numeric one (RMSE "
+                f"{float(rmse[q]):.3g}{of}): some edge's function fits it poorly; a higher "
+                "--r2-threshold leaves such edges numeric, and a refit of the symbolic model (kantk.fit "
+                "in Python) tunes the functions' constants",
+                file=sys.stderr,
+            )
+
+
 def run_symbolic(args: argparse.Namespace) -> int:
     check_input_file(args.model, "model file")
     check_sample_arguments(args)
@@ -973,6 +1007,7 @@ def run_symbolic(args: argparse.Namespace) -> int:
     check_symbolic_size(model)
     x = samples(args, model)
     names = header_formula_names(var_names(args, model)) if args.var_names is None else args.var_names
+    numeric_outputs = predict_rows(model, x)  # to say how far the symbolic model strays from it
     try:
         kantk.auto_symbolic(model, x, library=library, r2_threshold=args.r2_threshold)
     except ValueError as exc:
@@ -999,9 +1034,12 @@ def run_symbolic(args: argparse.Namespace) -> int:
         parts = []
         if below:
             parts.append(
-                f"{len(below)} edge{'s' if len(below) > 1 else ''} (input -> output) fit no function of the "
-                f"{args.library!r} library with r2 >= {args.r2_threshold:g}: {listed(below)}; give a lower "
-                "--r2-threshold, another --library, or prune those edges (kantk prune) and run again"
+                f"{len(below)} edge{'s' if len(below) > 1 else ''} (input -> output) whose best function of "
+                f"the {args.library!r} library (ranked by r2 and simplicity, as pykan ranks them) has "
+                f"r2 < {args.r2_threshold:g}: {listed(below)}; give a lower --r2-threshold (such an edge "
+                "then takes a function that may fit it poorly: the command says how far the symbolic "
+                "model then strays from the numeric one), another --library, or prune those edges "
+                "(kantk prune) and run again"
             )
         if both:
             parts.append(
@@ -1048,6 +1086,7 @@ def run_symbolic(args: argparse.Namespace) -> int:
         if args.latex:
             print(f"    LaTeX: {kantk.formula_to_latex(expr)}")
     print(f"wrote {out}")
+    _say_how_far_the_symbolic_model_strays(model, x, numeric_outputs)
     unreal = [f"y{q + 1}" for q, expr in enumerate(formulas) if not_finite_real(expr)]
     named = dict.fromkeys(f"y{int(o.split()[1]) + 1}" for o in unchecked)  # once each, in order
     rest = [y for y in named if y not in unreal]
