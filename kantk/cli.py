@@ -191,7 +191,7 @@ def _show_warning(
 ) -> None:
     """kantk's own warnings as one ``kantk: warning: ...`` line on stderr, like its errors (Python
     prints the file, the line number and the source line under it); others as before."""
-    if os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep):
+    if os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep) or str(message).startswith("kantk: "):
         text = one_line(str(message)).removeprefix("kantk: ")  # "kantk: warning: kantk: training stopped"
         print(f"kantk: warning: {text}", file=sys.stderr)
     else:

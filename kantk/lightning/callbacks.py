@@ -10,9 +10,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ProgressBar
-from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_only
 
 from kantk._validation import check_int, check_number, check_optional_int
+from kantk._warnings import warn_at_user
 from kantk.model import KAN
 
 
@@ -348,7 +349,7 @@ class NaNGuard(pl.Callback):
         if self._confirmed is None:  # back to the snapshot taken at the start (or restructuring)
             target.load_state_dict(self._candidate[1])
             self.restored_to = self._candidate[0] if self._restarted else None
-            rank_zero_warn(
+            _warn_on_rank_zero(
                 f"kantk: training stopped at step {step}: {cause}; the model is back at the "
                 f"parameters of step {self._candidate[0]}, when it was last restructured (grid "
                 "extension)"
@@ -362,11 +363,17 @@ class NaNGuard(pl.Callback):
         target.load_state_dict(state)
         self.restored_to = good_step
         where = "the starting parameters" if good_step == 0 else f"the parameters after step {good_step}"
-        rank_zero_warn(
+        _warn_on_rank_zero(
             f"kantk: training stopped at step {step}: {cause}; the model is back at {where}, the last "
             "whose loss was finite"
         )
         self._candidate = self._confirmed
+
+
+def _warn_on_rank_zero(message: str) -> None:
+    """The warning once (the process of rank 0), at the user's line (:func:`warn_at_user`)."""
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        warn_at_user(message)
 
 
 class StepProgressBar(ProgressBar):

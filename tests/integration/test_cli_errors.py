@@ -1136,6 +1136,9 @@ def test_kantks_warnings_are_one_line(work, capsys):
 
     _show_warning(None, UserWarning("kantk: training stopped at step 3"), UserWarning, kantk.__file__, 1)
     assert capsys.readouterr().err == "kantk: warning: training stopped at step 3\n"  # not "kantk: " twice
+    # shown at the user's line (kantk._warnings.warn_at_user): the console script, for a command
+    _show_warning(None, UserWarning("kantk: training stopped at step 3"), UserWarning, "/usr/bin/kantk", 8)
+    assert capsys.readouterr().err == "kantk: warning: training stopped at step 3\n"
 
 
 def test_prune_inputs_records_the_kept_columns_for_later_commands(work, capsys):

@@ -103,8 +103,10 @@ def test_a_step_that_turns_nan_stops_training_and_keeps_the_last_finite_model(op
     data = kantk.create_dataset(TOY, n_vars=2, train_num=200, test_num=100, seed=0)
     model = kantk.KAN([2, 3, 1], seed=0)
     before = _state(model)
-    with pytest.warns(UserWarning, match=stopped):
+    with pytest.warns(UserWarning, match=stopped) as caught:
         history = kantk.fit(model, data, steps=5, optimizer=optimizer, lr=1e300, progress=False, seed=0)
+    # shown at this line, not at one of Lightning's (pytorch_lightning/strategies/strategy.py:391)
+    assert [w.filename for w in caught if "training stopped" in str(w.message)] == [__file__]
     assert len(history.train_loss) < 5
     for k, v in model.state_dict().items():  # back where it started: its loss was the last finite one
         assert torch.equal(v, before[k]), k
