@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from kantk._pykan import CREATE_DATASET_NAMES, pykan_names
 from kantk._validation import check_choice, check_int, check_seed, is_number
 from kantk.formula_parser import (
     LAMBDIFY_ERRORS,
@@ -47,6 +48,7 @@ Ranges = Sequence[float] | Sequence[Sequence[float]]
 MAX_DATASET_VALUES = 2**28
 
 
+@pykan_names(CREATE_DATASET_NAMES)
 def create_dataset(
     f: Formula,
     n_vars: int,

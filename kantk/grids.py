@@ -16,10 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from kantk._pykan import REFINE_NAMES, pykan_names
 from kantk.bases.base import Basis, SupportsRefine
 from kantk.model import KAN
 
 
+@pykan_names(REFINE_NAMES)
 def refine(model: KAN, grid_size: int | Sequence[int], **options: Any) -> KAN:
     """A new KAN whose grids are finer, with the same function; ``model`` is left untouched.
 

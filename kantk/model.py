@@ -9,6 +9,7 @@ from typing import Any, cast, overload
 import torch
 from torch import nn
 
+from kantk._pykan import KAN_NAMES, pykan_names
 from kantk._validation import check_seed, is_int, is_number, short_repr
 from kantk.layer import KANLayer, restore_tensors, snapshot_tensors
 from kantk.nodes import DEFAULT_ARITY, NodeLayout, arity_spelling, parse_widths, widths_spelling
@@ -76,6 +77,7 @@ class KAN(nn.Module):
     input_columns: list[int] | None = None
     column_names: list[str] | None = None
 
+    @pykan_names(KAN_NAMES)
     def __init__(
         self,
         widths: Sequence[Any],

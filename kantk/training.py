@@ -30,6 +30,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from kantk._pykan import FIT_NAMES, pykan_names
 from kantk._validation import check_int, check_optional_int, check_seed
 from kantk.baselines import MLP
 from kantk.bases import BSplineBasis
@@ -263,6 +264,7 @@ def _lightning_package(data: Any, callbacks: Sequence[Any] | None) -> str:
     return found.pop() if found else "pytorch_lightning"
 
 
+@pykan_names(FIT_NAMES)
 def fit(
     model: KAN | MLP,
     data: Mapping[str, Any] | pl.LightningDataModule,

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from kantk._pykan import AUTO_SYMBOLIC_NAMES, pykan_names
 from kantk._validation import check_index, check_int, check_number
 from kantk.attribution import attribution, check_finite_through, check_samples
 from kantk.layer import KANLayer
@@ -243,6 +244,7 @@ def unfix_symbolic(model: KAN, layer: int, i: int, j: int) -> None:
     target.clear_symbolic_edge(j, i)
 
 
+@pykan_names(AUTO_SYMBOLIC_NAMES)
 def auto_symbolic(
     model: KAN,
     x: torch.Tensor,

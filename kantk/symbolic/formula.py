@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from kantk._pykan import SYMBOLIC_FORMULA_NAMES, pykan_names
 from kantk._validation import check_distinct, is_int
 from kantk.formula_parser import (
     LAMBDIFY_ERRORS,
@@ -103,6 +104,7 @@ EXPAND_HINTS = {
 }
 
 
+@pykan_names(SYMBOLIC_FORMULA_NAMES)
 def symbolic_formula(
     model: KAN,
     var_names: Sequence[Any] | None = None,

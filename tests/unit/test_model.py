@@ -87,3 +87,48 @@ def test_whole_seeds_of_any_number_type_are_accepted_as_before():
     want = kantk.KAN([2, 3, 1], seed=3).layers[0].coef
     for seed in (3.0, np.float64(3.0), np.int64(3), torch.tensor(3)):
         assert torch.equal(kantk.KAN([2, 3, 1], seed=seed).layers[0].coef, want), seed
+
+
+def test_pykans_argument_names_get_kantks_spelling():
+    """A notebook moved from pykan got Python's answer, naming a class the user never called:
+    "KANLayer.__init__() got an unexpected keyword argument 'grid'"."""
+    import inspect
+
+    import kantk
+
+    cases = [
+        (
+            lambda: kantk.KAN([2, 5, 1], grid=3, k=3),
+            r"^KAN\(\) takes no argument 'grid' \(pykan's\); kantk: basis_kwargs=\{\"grid_size\": G\}",
+        ),
+        (
+            lambda: kantk.KAN(width=[2, 5, 1]),
+            r"KAN\(\) takes no argument 'width' \(pykan's\); kantk: widths, the first argument",
+        ),
+        (lambda: kantk.KAN([2, 1], device="cpu"), r"'device' \(pykan's\); kantk: model.to\(device\)"),
+        (
+            lambda: kantk.fit(kantk.KAN([1, 1]), {}, opt="LBFGS"),
+            r"^fit\(\) takes no argument 'opt' \(pykan's\); kantk: optimizer=",
+        ),
+        (
+            lambda: kantk.fit(kantk.KAN([1, 1]), {}, lamb=0.01),
+            r"'lamb' \(pykan's\); kantk: regularisers=\{\"l1_entropy\"",
+        ),
+        (
+            lambda: kantk.auto_symbolic(kantk.KAN([1, 1]), torch.zeros(3, 1), lib=["x"]),
+            r"^auto_symbolic\(\) takes no argument 'lib'",
+        ),
+        (
+            lambda: kantk.symbolic_formula(kantk.KAN([1, 1]), var=["a"]),
+            r"'var' \(pykan's\); kantk: var_names=",
+        ),
+        (lambda: kantk.create_dataset("x1", n_var=1), r"'n_var' \(pykan's\); kantk: n_vars="),
+        (lambda: kantk.refine(kantk.KAN([1, 1]), new_grid=10), r"^refine\(\) takes no argument 'new_grid'"),
+    ]
+    for call, message in cases:
+        with pytest.raises(TypeError, match=message):
+            call()
+    assert "widths" in inspect.signature(kantk.KAN).parameters  # signatures still read through
+    assert "optimizer" in inspect.signature(kantk.fit).parameters
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        kantk.fit(kantk.KAN([1, 1]), {}, colour=1)  # other names: Python's own error
