@@ -365,12 +365,24 @@ def factored_shapes(
     the fit is free to shift ``f`` by a constant ``p`` and the sum node's ``b`` edge by
     ``-p*h(b)``, which no library function fits; pinning the product's constants removes that
     freedom (``exp(-theta**2/(2*sigma**2))/sqrt(2*pi*sigma**2)``).
+
+    With one input, the one edge (:data:`NO_HIDDEN`) under each outer function that applies to
+    the labels: Arrhenius' ``A*exp(-E/(R*T))`` is ``log(A) - (E/R)/T`` under ``exp``, one ``1/x``
+    edge (the search printed a Gaussian lookalike).
     """
-    if not 2 <= n_in <= FACTORED_MAX_INPUTS:
+    if not 1 <= n_in <= FACTORED_MAX_INPUTS:
         return []
     from kantk.symbolic.library import DEFAULT_LIBRARY, resolve_library
 
     known = resolve_library(DEFAULT_LIBRARY if library is None else library)
+    if n_in == 1:
+        if labels is None:
+            return []
+        return [
+            Shape(NO_HIDDEN, outer=name)
+            for name, outer in OUTER_FUNCTIONS.items()
+            if name in known and outer.applies(labels)
+        ]
     shapes = [Shape([0, 1], n_in, "x"), Shape([0, 1], n_in, "1/x"), Shape([1, 1], n_in, "x")]
     shapes += [Shape(hidden, n_in, "x", grid_size=2 * grid_size + 1) for hidden in ([0, 1], [1, 1])]
     outers: list[str | None] = [None]

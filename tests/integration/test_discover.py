@@ -442,6 +442,13 @@ def test_factored_shapes_try_an_outer_function_only_where_it_applies():
     last = [([0, 1], "exp", False), ([1, 1], "exp", True)]
     assert [(s.hidden, s.outer, s.pinned) for s in three[-2:]] == last
     assert not any(s.pinned for s in three[:-1])
+    # one input: its one edge under each outer function (Arrhenius' A*exp(-E/(R*T)) is one 1/x
+    # edge under exp; the search printed a Gaussian lookalike)
+    one = pipeline.factored_shapes(1, positive)
+    assert [(s.hidden, s.outer, s.output) for s in one] == [
+        (pipeline.NO_HIDDEN, name, None) for name in ("arcsin", "sqrt", "exp")
+    ]
+    assert pipeline.factored_shapes(1) == [] and pipeline.factored_shapes(1, torch.tensor([-2.0, 4.0])) == []
 
 
 def test_a_pinned_attempt_under_exp_finds_a_gaussian():
