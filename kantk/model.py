@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast, overload
 
 import torch
@@ -372,20 +372,31 @@ def check_input_columns(columns: Any, n_inputs: int) -> list[int] | None:
     Raises:
         ValueError: not ``n_inputs`` distinct ints in ``[0, MAX_INPUT_COLUMN)``.
     """
-    if columns is None:
+    return _per_input(
+        "input_columns",
+        columns,
+        n_inputs,
+        lambda c: is_int(c) and 0 <= c < MAX_INPUT_COLUMN,
+        f"column numbers (ints from 0 to {MAX_INPUT_COLUMN - 1})",
+    )
+
+
+def _per_input(field: str, values: Any, n_inputs: int, valid: Callable[[Any], bool], what: str) -> Any:
+    """``values`` as a list of ``n_inputs`` distinct items that pass ``valid`` (``None`` stays
+    ``None``), else a ``ValueError`` naming ``field`` and saying what is accepted."""
+    if values is None:
         return None
     ok = (
-        isinstance(columns, (list, tuple))
-        and len(columns) == n_inputs
-        and all(is_int(c) and 0 <= c < MAX_INPUT_COLUMN for c in columns)
-        and len(set(columns)) == len(columns)
+        isinstance(values, (list, tuple))
+        and len(values) == n_inputs
+        and all(valid(v) for v in values)
+        and len(set(values)) == len(values)
     )
     if not ok:
         raise ValueError(
-            f"input_columns must be None or {n_inputs} distinct column numbers (ints from 0 to "
-            f"{MAX_INPUT_COLUMN - 1}), one per input, got {short_repr(columns)}"
+            f"{field} must be None or {n_inputs} distinct {what}, one per input, got {short_repr(values)}"
         )
-    return list(columns)
+    return list(values)
 
 
 #: Longest data column name a model records (:attr:`KAN.column_names`); a CSV header's longer
@@ -400,22 +411,13 @@ def check_column_names(names: Any, n_inputs: int) -> list[str] | None:
         ValueError: not ``n_inputs`` distinct non-empty printable strings of at most
             :data:`MAX_COLUMN_NAME_LENGTH` characters.
     """
-    if names is None:
-        return None
-    ok = (
-        isinstance(names, (list, tuple))
-        and len(names) == n_inputs
-        and all(
-            isinstance(n, str) and 0 < len(n) <= MAX_COLUMN_NAME_LENGTH and n.isprintable() for n in names
-        )
-        and len(set(names)) == len(names)
+    return _per_input(
+        "column_names",
+        names,
+        n_inputs,
+        lambda n: isinstance(n, str) and 0 < len(n) <= MAX_COLUMN_NAME_LENGTH and n.isprintable(),
+        f"names (printable text of 1 to {MAX_COLUMN_NAME_LENGTH} characters)",
     )
-    if not ok:
-        raise ValueError(
-            f"column_names must be None or {n_inputs} distinct names (printable text of 1 to "
-            f"{MAX_COLUMN_NAME_LENGTH} characters), one per input, got {short_repr(names)}"
-        )
-    return list(names)
 
 
 def record_column_names(model: KAN, names: Any) -> None:
