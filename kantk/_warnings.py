@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from contextvars import ContextVar
 
 #: Packages whose frames a warning passes over to reach the user's code.
 ENGINE_PACKAGES = (
@@ -22,6 +23,12 @@ ENGINE_PACKAGES = (
     "lightning_fabric",
     "lightning_utilities",
 )
+
+
+#: True while a ``kantk`` command runs (:func:`kantk.cli.main`): its warnings stay attributed to
+#: kantk's code, which the command prints as ``kantk: warning: ...`` lines (the first frame
+#: outside kantk is the console script, or a test calling ``main``).
+IN_COMMAND: ContextVar[bool] = ContextVar("kantk_in_command", default=False)
 
 
 def _engine_dirs() -> tuple[str, ...]:
@@ -36,7 +43,11 @@ def _engine_dirs() -> tuple[str, ...]:
 
 def warn_at_user(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn(message, category)`` attributed to the first frame outside the packages of
-    :data:`ENGINE_PACKAGES` (the outermost frame when there is none: a ``kantk`` command)."""
+    :data:`ENGINE_PACKAGES` (the outermost frame when there is none); in a ``kantk`` command
+    (:data:`IN_COMMAND`), to the kantk function that called this one."""
+    if IN_COMMAND.get():
+        warnings.warn(message, category, stacklevel=2)
+        return
     dirs = _engine_dirs()
     frame = sys._getframe(0)
     level = 1

@@ -155,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             and exits with status 1), or ``SystemExit(2)`` after printing a usage error; also
             ``--help`` and ``--version`` (status 0). Any other exception only with ``KANTK_DEBUG=1``.
     """
+    from kantk._warnings import IN_COMMAND
+
+    token = IN_COMMAND.set(True)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
@@ -177,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _debug():
             raise
         raise SystemExit(describe_error(exc)) from None
+    finally:
+        IN_COMMAND.reset(token)
 
 
 def _debug() -> bool:
@@ -552,6 +557,13 @@ Every key of the config can be given on the command line (later values win).
 See docs/commands/fit.md and docs/cli.md."""
 
 
+def _is_registry(path: str) -> bool:
+    """Whether ``path`` names Lightning's model registry (``registry``, ``registry:...``, any case),
+    as Lightning reads it: ``registry_x.ckpt`` is a file (a FIFO of that name was let through)."""
+    text = path.strip().lower()
+    return text == "registry" or text.startswith("registry:")
+
+
 def check_lightning_arguments(argv: Sequence[str]) -> None:
     """Check what LightningCLI would only notice after building the model and the trainer.
 
@@ -567,8 +579,9 @@ def check_lightning_arguments(argv: Sequence[str]) -> None:
             if i + 1 >= len(argv):
                 continue  # LightningCLI reports the missing value
             value = argv[i + 1]
-        if value.strip().lower() in LIGHTNING_CKPT_NAMES or value.startswith("registry"):
+        if value.strip().lower() in LIGHTNING_CKPT_NAMES or _is_registry(value):
             continue
+        value = os.path.expanduser(value)  # --ckpt_path=~/x.ckpt: no shell expands it
         check_input_file(value, "checkpoint file for --ckpt_path")
         from kantk.cli_models import fail, lightning_checkpoint_problem, read_checkpoint
 
@@ -842,7 +855,10 @@ def check_checkpoint_source(config: Any) -> None:
     ckpt_path = config.get("ckpt_path")
     if ckpt_path is not None:
         text = os.fspath(ckpt_path)
-        if not (text.strip().lower() in LIGHTNING_CKPT_NAMES or text.startswith("registry")):
+        if text.startswith("~"):  # Lightning reads ~/x.ckpt as the home folder's
+            text = os.path.expanduser(text)
+            config["ckpt_path"] = text
+        if not (text.strip().lower() in LIGHTNING_CKPT_NAMES or _is_registry(text)):
             if "://" in text:
                 fail(
                     f"ckpt_path {text!r} is a URL; kantk resumes only from a local checkpoint file "

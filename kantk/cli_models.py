@@ -509,10 +509,17 @@ def file_columns(args: argparse.Namespace, model: KAN) -> list[int]:
     """The 0-based columns of the ``--data`` file that the model's inputs are: those its header
     names as the model records (``KAN.column_names``: a model trained on a file with a header),
     else :func:`data_columns` (by position); or end the command."""
+    named = _named_columns(args, model)
+    return data_columns(model) if named is None else named
+
+
+def _named_columns(args: argparse.Namespace, model: KAN) -> list[int] | None:
+    """The ``--data`` columns of the names the model records, or None to read by position (no
+    names, no header, or one of the names twice in it); a header that lacks one ends the command."""
     table = _data_table(args)
     names = model.column_names
     if names is None or table.names is None:
-        return data_columns(model)
+        return None
     missing = [name for name in names if name not in table.names]
     if missing:
         fail(
@@ -520,12 +527,8 @@ def file_columns(args: argparse.Namespace, model: KAN) -> list[int]:
             f"{', '.join(repr(n) for n in names)} of the data it was trained on, and a file with a header "
             "must name them (its other columns are ignored); a file without a header is read by position"
         )
-    twice = [name for name in names if table.names.count(name) > 1]
-    if twice:
-        fail(
-            f"{args.data!r} names column {twice[0]!r} more than once; the model takes its input "
-            f"{twice[0]!r} by name"
-        )
+    if any(table.names.count(name) > 1 for name in names):
+        return None  # x,y,x (an input and the label of one name): by position, as before names
     return [table.names.index(name) for name in names]
 
 
@@ -533,9 +536,10 @@ def _input_columns(args: argparse.Namespace, model: KAN) -> Any:
     """The model's input columns of the ``--data`` file (float64), or end the command."""
     table = _data_table(args)
     values = table.values
-    columns = file_columns(args, model)
-    if model.column_names is not None and table.names is not None:
-        return values[:, columns]  # by name: wherever the label and other columns are
+    named = _named_columns(args, model)
+    if named is not None:
+        return values[:, named]  # by name: wherever the label and other columns are
+    columns = data_columns(model)
     label_names = getattr(model, "trained_label_names", None) or []
     if table.names is not None and label_names:
         taken = [table.names[c] for c in columns if c < len(table.names)]
@@ -899,7 +903,9 @@ def run_prune(args: argparse.Namespace) -> int:
         index = {c: i for i, c in enumerate(data_columns(model))}
         columns = data_columns(pruned)
         kept_names = ", ".join(names[index[c]] for c in columns)
-        numbers = ", ".join(str(c + 1) for c in columns)
+        # the columns of the --data file (found by header name, they need not be data_columns)
+        in_file = file_columns(args, model) if args.data else data_columns(model)
+        numbers = ", ".join(str(in_file[index[c]] + 1) for c in columns)
         kept = (
             f"; kept inputs {kept_names} (columns {numbers} of the data): later commands take these "
             "columns of a --data file with the original columns"

@@ -238,8 +238,10 @@ def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> CsvTable:
     Raises:
         FileNotFoundError: No such file.
         ValueError: A file that is not numeric text CSV (binary, not UTF-8, non-numeric cells, NaN
-            or infinite values, rows of different lengths, no rows, a header but no data rows); the
-            one-line message names the file, and the line and column when one is at fault.
+            or infinite values, rows of different lengths, no rows, a header but no data rows), or
+            not a regular file (a folder; a FIFO, a pipe or a device such as ``/dev/stdin``, whose
+            reading blocked); the one-line message names the file, and the line and column when
+            one is at fault.
     """
     path = os.fspath(path)
     if not os.path.exists(path):

@@ -9,7 +9,6 @@ lives on the model itself. See docs/grids.md.
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from kantk._pykan import REFINE_NAMES, pykan_names
+from kantk._warnings import warn_at_user
 from kantk.bases.base import Basis, SupportsRefine
 from kantk.model import KAN
 
@@ -80,9 +80,8 @@ def refine(model: KAN, grid_size: int | Sequence[int], **options: Any) -> KAN:
     for index, (layer, size) in enumerate(zip(finer.layers, sizes)):
         basis = layer.basis
         if not isinstance(basis, SupportsRefine):
-            warnings.warn(
-                f"basis {layer.basis_name!r} (layer {index}) cannot refine its grid; layer copied unchanged",
-                stacklevel=2,
+            warn_at_user(
+                f"basis {layer.basis_name!r} (layer {index}) cannot refine its grid; layer copied unchanged"
             )
             continue
         try:

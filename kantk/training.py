@@ -32,6 +32,7 @@ import torch
 
 from kantk._pykan import FIT_NAMES, pykan_names
 from kantk._validation import check_int, check_optional_int, check_seed
+from kantk._warnings import warn_at_user
 from kantk.baselines import MLP
 from kantk.bases import BSplineBasis
 from kantk.bases.base import column_quantiles
@@ -392,11 +393,10 @@ def fit(
         rows = dataset["train_input"].shape[0]
         if optimizer == "lbfgs" and batch != -1 and batch < rows:
             # each step's line search and curvature pairs would fit another batch's objective
-            warnings.warn(
+            warn_at_user(
                 f"LBFGS on mini-batches (batch={batch} of {rows} training rows): each step's line "
                 "search fits another batch, so the losses jump and the history mixes objectives; "
-                "LBFGS needs batch=-1 (full batch), or use optimizer='adam' for mini-batches",
-                stacklevel=2,
+                "LBFGS needs batch=-1 (full batch), or use optimizer='adam' for mini-batches"
             )
         if isinstance(model, KAN) and grid_update_every is None and GRID_WARNINGS.get():
             _warn_of_inputs_the_basis_misses(model, dataset["train_input"])
@@ -607,11 +607,10 @@ def _warn_of_inputs_the_basis_misses(model: KAN, x: torch.Tensor, advice: str = 
     if missed:
         p = missed[0]
         more = f" (and {len(missed) - 1} more inputs)" if len(missed) > 1 else ""
-        warnings.warn(
+        warn_at_user(
             f"input {p + 1}'s training values, {float(lo[p]):.6g} to {float(hi[p]):.6g}{more}, lie where the "
             f"first layer's {layer.basis_name} basis is constant (outside its grid): only the base branch "
-            f"can fit them; {GRID_ADVICE[advice][0]}",
-            stacklevel=3,
+            f"can fit them; {GRID_ADVICE[advice][0]}"
         )
 
 
@@ -670,13 +669,12 @@ def _warn_of_hidden_values_the_basis_misses(model: KAN, x: torch.Tensor, advice:
             worst = int(share.argmax())
             if float(share[worst]) > MISSED_SHARE:
                 column = v[:, worst]
-                warnings.warn(
+                warn_at_user(
                     f"after training, {float(share[worst]):.0%} of the values of node {worst} (counting "
                     f"from 0) of node layer {l} (they span {float(column.min()):.3g} to "
                     f"{float(column.max()):.3g}) lie "
                     f"outside layer {l}'s grid, where its {layer.basis_name} basis fades or is constant and "
-                    f"fits little; {GRID_ADVICE[advice][1]}",
-                    stacklevel=3,
+                    f"fits little; {GRID_ADVICE[advice][1]}"
                 )
                 return
 

@@ -40,7 +40,6 @@ import math
 import numbers
 import re
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -49,6 +48,7 @@ import torch
 
 from kantk._pykan import SYMBOLIC_FORMULA_NAMES, pykan_names
 from kantk._validation import check_distinct, is_int
+from kantk._warnings import warn_at_user
 from kantk.formula_parser import (
     LAMBDIFY_ERRORS,
     FormulaError,
@@ -185,11 +185,10 @@ def symbolic_formula(
     if still_numeric:
         names = [f"f_{l}_{i}_{j}" for l, i, j in still_numeric]
         shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-        warnings.warn(
+        warn_at_user(
             f"symbolic_formula: {len(names)} live edge(s) are still numeric and appear as functions "
             f"f_<layer>_<input>_<output>: {shown}; fix them (kantk.fix_symbolic, or auto_symbolic with a "
-            "lower r2_threshold) for a closed form",
-            stacklevel=2,
+            "lower r2_threshold) for a closed form"
         )
     points = _check_points(x, model)
     check = functools.partial(_model_deviations, model, nodes, symbols, points)
@@ -197,23 +196,21 @@ def symbolic_formula(
     astray = [(q, d) for q, d in enumerate(deviations if done else []) if d > MODEL_RTOL]
     if astray:
         shown = ", ".join(f"output {q} by {d:.2g}" for q, d in astray)
-        warnings.warn(
+        warn_at_user(
             f"symbolic_formula: the formula differs from the model ({shown}, relative to its largest "
             "value on the check points): a symbolic function's (or a node operation's) sympy form "
             "does not compute what its torch form does (e.g. torch.sinc is sin(pi*x)/(pi*x), "
-            "sympy.sinc sin(x)/x); kantk's contract tests check a library's records",
-            stacklevel=2,
+            "sympy.sinc sin(x)/x); kantk's contract tests check a library's records"
         )
     formulas = []
     for q, expr in enumerate(nodes):
         clean = functools.partial(_rounded, expr, simplify, digits, symbols, points, q)
         done, formula = _within(clean, deadline - time.monotonic())
         if not done:
-            warnings.warn(
+            warn_at_user(
                 f"symbolic_formula: cleaning output {q}'s formula ({sizes[q]:,} operations) ran past "
                 f"FORMULA_SECONDS = {FORMULA_SECONDS:g} s; it is returned as built, with full-precision "
-                "constants (it equals the model); prune the model for a shorter formula",
-                stacklevel=2,
+                "constants (it equals the model); prune the model for a shorter formula"
             )
             formula = sympy.sympify(expr)
         formulas.append(formula)
@@ -625,11 +622,10 @@ def _input_box(model: KAN) -> tuple[Any, Any]:
     except ValueError as err:
         raise ValueError(f"{err}; pass x= to symbolic_formula to check on samples instead") from None
     if stated is None:
-        warnings.warn(
+        warn_at_user(
             "symbolic_formula checks the formula against the model on [-1, 1]: the "
             f"{model.layers[0].basis_name!r} basis does not say its input range (range_ends, "
-            "kantk.bases.SupportsInputRange); pass x= (the inputs the model was fitted on)",
-            stacklevel=4,
+            "kantk.bases.SupportsInputRange); pass x= (the inputs the model was fitted on)"
         )
         return np.full(n, -1.0), np.full(n, 1.0)
     return stated[0].numpy(), stated[1].numpy()
@@ -667,11 +663,10 @@ def _rounded_forms(
                 )
             else:
                 what = f"strays {deviation:.2g} (relative) from the model on the check points"
-            warnings.warn(
+            warn_at_user(
                 f"symbolic_formula: output {q} with digits={digits} {what}, above FORMULA_RTOL = "
                 f"{FORMULA_RTOL:g}; use digits='auto' (the default) or digits=None, and pass x= the inputs "
-                "the model was fitted on",
-                stacklevel=4,
+                "the model was fitted on"
             )
         return formula
     for d in AUTO_DIGITS:
@@ -680,10 +675,9 @@ def _rounded_forms(
         if deviation <= FORMULA_RTOL:
             return formula
         if math.isnan(deviation):  # nothing to check against: the first rounding, with a word
-            warnings.warn(
+            warn_at_user(
                 f"symbolic_formula: output {q}: the formula is not real on most check points, so its "
-                f"rounding (digits={d}) is not checked; pass x= the inputs the model was fitted on",
-                stacklevel=4,
+                f"rounding (digits={d}) is not checked; pass x= the inputs the model was fitted on"
             )
             return formula
     return _clean(expr, simplify, None, symbols, points)  # full precision: equals the model

@@ -1613,3 +1613,64 @@ def test_symbolic_says_how_far_the_symbolic_model_strays_from_the_numeric_one(wo
     status, out, err = run_cli(["symbolic", "line.kantk", "-o", "l.kantk", "--samples", "200"], capsys)
     assert status == 0 and "warning" not in err, err
     assert "y1: the symbolic model differs from the numeric one by RMSE" in out
+
+
+def test_a_ckpt_path_registry_name_and_home_folder_as_lightning_reads_them(
+    fit_folder, fit_checkpoint, capsys, monkeypatch
+):
+    """Any ckpt_path starting with "registry" passed as Lightning's model registry: a FIFO named
+    registry_x.ckpt was let through (Lightning reads it as a file, and blocked); and ~/x.ckpt, which
+    Lightning reads from the home folder, was refused."""
+    from kantk.cli import _is_registry
+
+    assert (
+        _is_registry("registry") and _is_registry("REGISTRY:model:v1") and not _is_registry("registry_x.ckpt")
+    )
+    os.mkfifo(fit_folder / "registry_x.ckpt")
+    (fit_folder / "reg.yaml").write_text(_TINY_FIT + "ckpt_path: registry_x.ckpt\n")
+    line = assert_error(
+        run_cli(["fit", "--config", "reg.yaml", "--trainer.default_root_dir", "runs"], capsys), code=1
+    )
+    assert "'registry_x.ckpt' is not a regular file" in line, line
+    home = fit_folder / "home"
+    home.mkdir()
+    (home / "x.ckpt").write_bytes(fit_checkpoint.read_bytes())
+    monkeypatch.setenv("HOME", str(home))
+    (fit_folder / "home.yaml").write_text(_TINY_FIT + "ckpt_path: ~/x.ckpt\n")
+    status, _, err = run_cli(["fit", "--config", "home.yaml", "--trainer.default_root_dir", "runs"], capsys)
+    assert status == 0, err
+
+
+def test_a_header_naming_an_input_twice_is_read_by_position(work, capsys):
+    """A model fitted on a CSV with the header x,y,x (the label named as the first input) records
+    the inputs x, y; the file itself was refused as naming 'x' twice. It is read by position, as
+    before models recorded names."""
+    model = kantk.KAN([2, 1], seed=0)
+    model.column_names = ["x", "y"]
+    kantk.save(model, work / "named.kantk")
+    (work / "dup.csv").write_text("x,y,x\n0.1,0.2,0.3\n0.4,0.5,0.6\n")
+    (work / "plain.csv").write_text("0.1,0.2\n0.4,0.5\n")
+    for name in ("dup", "plain"):
+        status, _, err = run_cli(
+            ["predict", "named.kantk", "--data", f"{name}.csv", "-o", f"{name}.out"], capsys
+        )
+        assert status == 0, err
+    assert (work / "dup.out").read_text() == (work / "plain.out").read_text()
+
+
+def test_prune_names_the_file_columns_of_inputs_found_by_header_name(work, capsys):
+    """prune --prune-inputs named the kept input's column in the data the model was trained on: for a
+    file a,y,b it said 'kept inputs b (columns 2 of the data)', column 2 being the label y."""
+    model = kantk.KAN([2, 1], seed=0)
+    model.column_names = ["a", "b"]
+    with torch.no_grad():
+        model.layers[0].mask[:, 0] = 0  # input a feeds nothing
+    kantk.save(model, work / "ab.kantk")
+    rows = "".join(f"{i / 10},{i / 7},{1 - i / 9}\n" for i in range(10))
+    (work / "mid.csv").write_text("a,y,b\n" + rows)
+    status, out, err = run_cli(
+        ["prune", "ab.kantk", "--data", "mid.csv", "-o", "p.kantk", "--prune-inputs"], capsys
+    )
+    assert status == 0, err
+    assert "kept inputs b (columns 3 of the data)" in out, out
+    assert kantk.load(work / "p.kantk").column_names == ["b"]

@@ -682,8 +682,9 @@ def test_fit_warns_after_training_of_hidden_values_outside_their_grid():
     with pytest.warns(
         UserWarning,
         match=r"^after training, 7\d% of the values of node 0 \(counting from 0\) of node layer 1 ",
-    ):
+    ) as caught:
         kantk.fit(model(), data, **quiet)
+    assert [w.filename for w in caught] == [__file__]  # this line, not kantk's pykan-names wrapper
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         kantk.fit(model(), data, grid_update_every=1, **quiet)  # the grids follow the values
