@@ -558,10 +558,14 @@ See docs/commands/fit.md and docs/cli.md."""
 
 
 def _is_registry(path: str) -> bool:
-    """Whether ``path`` names Lightning's model registry (``registry``, ``registry:...``, any case),
-    as Lightning reads it: ``registry_x.ckpt`` is a file (a FIFO of that name was let through)."""
-    text = path.strip().lower()
-    return text == "registry" or text.startswith("registry:")
+    """Whether Lightning reads ``path`` from its model registry: ``registry`` or ``registry:...``
+    (any case), and only with ``litmodels`` installed; otherwise it is a file path, checked as one
+    (a FIFO named ``registry_x.ckpt``, or ``registry`` without litmodels, blocked the command)."""
+    import importlib.util
+
+    text = path.lower()
+    named = text == "registry" or text.startswith("registry:")
+    return named and importlib.util.find_spec("litmodels") is not None
 
 
 def check_lightning_arguments(argv: Sequence[str]) -> None:

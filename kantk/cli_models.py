@@ -528,7 +528,13 @@ def _named_columns(args: argparse.Namespace, model: KAN) -> list[int] | None:
             "must name them (its other columns are ignored); a file without a header is read by position"
         )
     if any(table.names.count(name) > 1 for name in names):
-        return None  # x,y,x (an input and the label of one name): by position, as before names
+        if [table.names[c] if c < len(table.names) else None for c in data_columns(model)] == names:
+            return None  # x,y,x (an input and the label of one name): where the names stand
+        twice = next(name for name in names if table.names.count(name) > 1)
+        fail(
+            f"{args.data!r} names column {twice!r} more than once; the model takes its input {twice!r} "
+            "by name (give a file whose header names each input once)"
+        )
     return [table.names.index(name) for name in names]
 
 
@@ -903,14 +909,20 @@ def run_prune(args: argparse.Namespace) -> int:
         index = {c: i for i, c in enumerate(data_columns(model))}
         columns = data_columns(pruned)
         kept_names = ", ".join(names[index[c]] for c in columns)
-        # the columns of the --data file (found by header name, they need not be data_columns)
-        in_file = file_columns(args, model) if args.data else data_columns(model)
-        numbers = ", ".join(str(in_file[index[c]] + 1) for c in columns)
-        kept = (
-            f"; kept inputs {kept_names} (columns {numbers} of the data): later commands take these "
-            "columns of a --data file with the original columns"
-            + (" (by their header names in a file with a header)" if pruned.column_names is not None else "")
-        )
+        numbers = ", ".join(str(c + 1) for c in columns)
+        named = _named_columns(args, model) if args.data else None
+        if named is not None and pruned.column_names is not None:  # found by name in --data
+            in_file = ", ".join(str(named[index[c]] + 1) for c in columns)
+            kept = (
+                f"; kept inputs {kept_names} (columns {in_file} of {args.data}): later commands take "
+                "them by header name from a --data file with a header, and from one without from "
+                f"columns {numbers} (of the data the model was trained on)"
+            )
+        else:
+            kept = (
+                f"; kept inputs {kept_names} (columns {numbers} of the data): later commands take these "
+                "columns of a --data file with the original columns"
+            )
     print(f"pruned {model.width_spec} -> {pruned.width_spec}{kept}; wrote {out}")
     return 0
 

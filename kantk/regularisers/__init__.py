@@ -10,7 +10,6 @@ batch (so that data-parallel training equals one process), differentiably.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from kantk._validation import check_number
+from kantk._warnings import warn_at_user
 from kantk.plugins import plugin_call
 from kantk.registry import Registry, check_options, resolve_registry
 from kantk.regularisers.coef_l1 import CoefficientL1Regulariser
@@ -127,7 +127,7 @@ def regularisation(
         training = torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters())
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if training and value != 0:
-                warnings.warn(_not_differentiable(reg.name, f"the number {value!r}"), stacklevel=2)
+                warn_at_user(_not_differentiable(reg.name, f"the number {value!r}"))
             value = x.new_tensor(float(value))
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
@@ -138,7 +138,7 @@ def regularisation(
         if training and not value.requires_grad and bool(value.detach().reshape(()) != 0):
             # a warning, not an error: a built-in penalty on frozen tensors (coef_l1 with coef
             # frozen) has no gradient either, and is harmless
-            warnings.warn(_not_differentiable(reg.name, "a tensor without a gradient"), stacklevel=2)
+            warn_at_user(_not_differentiable(reg.name, "a tensor without a gradient"))
         if terms is not None:
             terms[reg.name] = value.detach().reshape(())
         total = total + reg.weight * value.reshape(())
