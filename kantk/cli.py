@@ -126,6 +126,20 @@ class ArgumentParser(argparse.ArgumentParser):
         usage_exit(self.prog.removeprefix("kantk").strip(), message)
 
 
+def _closest_option(parser: argparse.ArgumentParser, extra: Sequence[str]) -> str:
+    """``"; did you mean --samples?"`` for the first unknown option close to one of ``parser``'s
+    (a misspelt ``--sampels`` got no hint), else ``""``."""
+    import difflib
+
+    known = [name for name in parser._option_string_actions if name.startswith("--")]
+    for arg in extra:
+        if arg.startswith("--"):
+            close = difflib.get_close_matches(arg.partition("=")[0], known, n=1, cutoff=0.75)
+            if close:
+                return f"; did you mean {close[0]}?"
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser: ``--version``, the plain commands, and the Lightning ones (for help)."""
     parser = ArgumentParser(prog="kantk", description="Kolmogorov-Arnold Network toolkit")
@@ -521,7 +535,9 @@ def _main(argv: Sequence[str] | None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:  # told by the command's parser, so the message names the command and its --help
         command_parser = args._command_parsers.get(args.command, parser)
-        command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        command_parser.error(
+            f"unrecognized arguments: {' '.join(extra)}{_closest_option(command_parser, extra)}"
+        )
     if args.command in COMMANDS:
         return COMMANDS[args.command].run(args)
     parser.print_help()

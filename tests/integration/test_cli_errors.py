@@ -517,6 +517,14 @@ def test_an_unknown_flag_names_its_command(work, capsys):
     assert not (work / "p.kantk").exists()
     status, _, err = run_cli(["--bogus"], capsys)
     assert status == 2 and err == "kantk: unrecognized arguments: --bogus (see 'kantk --help')\n"
+    # a misspelt option gets the closest one (it got no hint)
+    status, _, err = run_cli(["prune", "model.kantk", "-o", "p.kantk", "--sampels", "50"], capsys)
+    assert status == 2 and err == (
+        "kantk: prune: unrecognized arguments: --sampels 50; did you mean --samples? "
+        "(see 'kantk prune --help')\n"
+    )
+    status, _, err = run_cli(["prune", "model.kantk", "-o", "p.kantk", "--prune-input"], capsys)
+    assert "did you mean --prune-inputs?" in err
 
 
 def test_lightning_parse_errors_are_one_line(work, capsys, monkeypatch):
