@@ -584,6 +584,24 @@ def _is_registry(path: str) -> bool:
     return named and importlib.util.find_spec("litmodels") is not None
 
 
+def _local_checkpoint(text: str, what: str) -> str | None:
+    """The local file a ``ckpt_path`` names (``~`` expanded), once it is a readable regular file;
+    ``None`` for a name Lightning resolves itself (``last``, ``best``, its registry). A URL, which
+    Lightning would read (a remote one unpickled by default), or anything else ends the command
+    (``what`` names the option: ``--ckpt_path`` or a config's ``ckpt_path``)."""
+    from kantk.cli_models import fail
+
+    if text.strip().lower() in LIGHTNING_CKPT_NAMES or _is_registry(text):
+        return None
+    text = os.path.expanduser(text)
+    if "://" in text:
+        fail(
+            f"{what} {text!r} is a URL; kantk resumes only from a local checkpoint file (or last, "
+            "best): download it first"
+        )
+    return check_input_file(text, f"checkpoint file for {what}")  # a FIFO would block
+
+
 def check_lightning_arguments(argv: Sequence[str]) -> None:
     """Check what LightningCLI would only notice after building the model and the trainer.
 
@@ -599,16 +617,15 @@ def check_lightning_arguments(argv: Sequence[str]) -> None:
             if i + 1 >= len(argv):
                 continue  # LightningCLI reports the missing value
             value = argv[i + 1]
-        if value.strip().lower() in LIGHTNING_CKPT_NAMES or _is_registry(value):
+        local = _local_checkpoint(value, "--ckpt_path")  # --ckpt_path=~/x.ckpt: no shell expands it
+        if local is None:
             continue
-        value = os.path.expanduser(value)  # --ckpt_path=~/x.ckpt: no shell expands it
-        check_input_file(value, "checkpoint file for --ckpt_path")
         from kantk.cli_models import fail, lightning_checkpoint_problem, read_checkpoint
 
         # LightningCLI reads it first, and a broken file raised anything
-        problem = lightning_checkpoint_problem(read_checkpoint(value))
+        problem = lightning_checkpoint_problem(read_checkpoint(local))
         if problem:
-            fail(f"cannot load checkpoint {value!r}: {problem}")
+            fail(f"cannot load checkpoint {local!r}: {problem}")
 
 
 def _summary(command: str, cli: Any) -> str:
@@ -870,21 +887,13 @@ def check_checkpoint_source(config: Any) -> None:
     looked at local files only) and Lightning unpickled it, with ``weights_only: false`` or, for a
     remote file, by default: the checkpoint ran code. ``weights_only: false`` is refused.
     """
-    from kantk.cli_models import check_input_file, fail
+    from kantk.cli_models import fail
 
     ckpt_path = config.get("ckpt_path")
     if ckpt_path is not None:
-        text = os.fspath(ckpt_path)
-        if text.startswith("~"):  # Lightning reads ~/x.ckpt as the home folder's
-            text = os.path.expanduser(text)
-            config["ckpt_path"] = text
-        if not (text.strip().lower() in LIGHTNING_CKPT_NAMES or _is_registry(text)):
-            if "://" in text:
-                fail(
-                    f"ckpt_path {text!r} is a URL; kantk resumes only from a local checkpoint file "
-                    "(or last, best): download it first"
-                )
-            check_input_file(text, "checkpoint file for ckpt_path")  # a FIFO would block
+        local = _local_checkpoint(os.fspath(ckpt_path), "ckpt_path")
+        if local is not None:
+            config["ckpt_path"] = local  # Lightning reads ~/x.ckpt as the home folder's too
     if "weights_only" in config:
         if config["weights_only"] is False:
             fail(

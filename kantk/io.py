@@ -439,14 +439,11 @@ def _check_config(config: dict[str, Any], path: str, registry: Registry | None =
     if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
         raise bad("dtype", f"must be one of {', '.join(_DTYPES)}, got {short_repr(dtype_name)}")
     widths, layouts = read_widths(config, bad, registry)
-    try:
-        check_input_columns(config.get("input_columns"), widths[0])
-    except ValueError as exc:
-        raise bad("input_columns", str(exc).partition("input_columns ")[2]) from None
-    try:
-        check_column_names(config.get("column_names"), widths[0])
-    except ValueError as exc:
-        raise bad("column_names", str(exc).partition("column_names ")[2]) from None
+    for field, check in (("input_columns", check_input_columns), ("column_names", check_column_names)):
+        try:
+            check(config.get(field), widths[0])
+        except ValueError as exc:
+            raise bad(field, str(exc).partition(f"{field} ")[2]) from None
     outs = [w if layout is None else layout.n_sub for w, layout in zip(widths[1:], layouts[1:])]
     layers = config.get("layers")
     if not isinstance(layers, list) or len(layers) != len(widths) - 1:
