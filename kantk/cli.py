@@ -436,15 +436,21 @@ def lightning_parse_error(message: str) -> str:
         accepted = _class_options(unknown.group(1))
         if accepted:
             text += _suggestion(unknown.group(2), accepted) + "; accepted options: " + ", ".join(accepted)
-    section = re.search(r"does not accept option '(model|trainer)\.(\w+)'$", text)
-    if section is not None:  # a misspelt key of the config's model: or trainer: section
+    section = re.search(r"does not accept option '(model|trainer)\.(\w+)'$", text) or re.search(
+        r"unrecognized arguments: --(model|trainer)\.(\w+)\b", text
+    )
+    if section is not None:  # a misspelt key of the model: or trainer: section, in a config or
+        # on the command line (the first unrecognized argument)
         cls = _SECTION_CLASSES[section.group(1)]
         if section.group(1) == "trainer":  # the Lightning package that runs (importing the other
             # one would set up its loggers on whatever sys.stderr is at that moment)
             cls = next((f"{p}.Trainer" for p in _LIGHTNING_PACKAGES if p in sys.modules), "")
         accepted = [name for name in _class_options(cls) if name not in _HIDDEN_OPTIONS]
         if accepted:
-            text += _suggestion(section.group(2), accepted)
+            hint = _suggestion(section.group(2), accepted)
+            if section.group(0).startswith("unrecognized"):  # as an option: --model.widths
+                hint = re.sub(r"'(\w+)'", rf"--{section.group(1)}.\1", hint)
+            text += hint
             if section.group(1) == "model":  # the trainer's list is long: its --help has it
                 text += f"; accepted {section.group(1)} options: " + ", ".join(accepted)
     return one_line(text)

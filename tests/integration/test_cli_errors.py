@@ -1059,7 +1059,10 @@ def test_a_misspelt_model_or_trainer_key_gets_a_hint(fit_folder, capsys, no_trai
     assert "did you mean 'max_steps'?" in line, line
     # on the command line a key's beginning was taken for the key (argparse's abbreviations)
     line = assert_error(run_cli(["fit", "--config", "cfg.yaml", "--trainer.max_step", "3"], capsys), code=2)
-    assert "unrecognized arguments: --trainer.max_step 3" in line, line
+    assert "arguments: --trainer.max_step 3; did you mean --trainer.max_steps? (see" in line, line
+    # on the command line too (it got no hint)
+    line = assert_error(run_cli(["fit", "--config", "cfg.yaml", "--model.widht=[2, 4, 1]"], capsys), code=2)
+    assert "widht=[2, 4, 1]; did you mean --model.widths?; accepted model options: widths," in line, line
     assert_error(run_cli(["--versio"], capsys), code=2)  # kantk's own parser: no abbreviations either
 
 
