@@ -25,6 +25,11 @@ ENGINE_PACKAGES = (
 )
 
 
+#: A torch deprecation inside Lightning's own code (torch >= 2.10 with Lightning 2.x), printed at
+#: every run; nothing a kantk user can act on: kantk.fit and the commands leave it out.
+LIGHTNING_TREESPEC_WARNING = r".*isinstance\(treespec, LeafSpec\)"
+
+
 #: True while a ``kantk`` command runs (:func:`kantk.cli.main`): its warnings stay attributed to
 #: kantk's code, which the command prints as ``kantk: warning: ...`` lines (the first frame
 #: outside kantk is the console script, or a test calling ``main``).

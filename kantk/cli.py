@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = IN_COMMAND.set(True)
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+            _show_warnings_as_lines()
             return _main(argv)
     except SystemExit:
         raise
@@ -203,6 +203,15 @@ def _debug() -> bool:
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _show_warnings_as_lines() -> None:
+    """kantk's warnings shown by :func:`_show_warning`, and Lightning's torch deprecation not at all
+    (as in kantk.fit); the caller restores the warnings' state (or is a process that ends)."""
+    from kantk._warnings import LIGHTNING_TREESPEC_WARNING
+
+    warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+    warnings.filterwarnings("ignore", message=LIGHTNING_TREESPEC_WARNING)
 
 
 def _show_warning(
@@ -1012,6 +1021,9 @@ def _last_evaluation_class(package: str) -> type:
         def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
             self.saved_at = trainer.global_step
 
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            _command_warnings_in_worker(trainer)
+
         def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
             # ddp_spawn's worker processes end without kantk's close_process_group, and a gloo
             # group left to their shutdown aborted a finished run ("terminate called without an
@@ -1021,6 +1033,24 @@ def _last_evaluation_class(package: str) -> type:
                 close_process_group()
 
     return _picklable(LastEvaluation, package)
+
+
+def _command_warnings_in_worker(trainer: Any) -> None:
+    """In a worker process of ``ddp_spawn`` (started afresh, without :func:`main`'s set-up), show
+    kantk's warnings as ``kantk: warning: ...`` lines as the command does: they printed as Python's
+    ``.../multiprocessing/process.py:108: UserWarning: kantk: ...`` and the source line."""
+    import multiprocessing
+
+    if (
+        multiprocessing.parent_process() is None
+        or getattr(trainer.strategy, "_start_method", None) not in ("spawn", "forkserver")
+        or getattr(warnings.showwarning, "func", None) is _show_warning
+    ):
+        return
+    from kantk._warnings import IN_COMMAND
+
+    IN_COMMAND.set(True)  # the worker ends with the run: nothing to reset
+    _show_warnings_as_lines()
 
 
 def finish_fit(trainer: Any, model: Any, datamodule: Any, last: Any) -> None:

@@ -32,7 +32,7 @@ import torch
 
 from kantk._pykan import FIT_NAMES, pykan_names
 from kantk._validation import check_int, check_optional_int, check_seed
-from kantk._warnings import warn_at_user
+from kantk._warnings import LIGHTNING_TREESPEC_WARNING, warn_at_user
 from kantk.baselines import MLP
 from kantk.bases import BSplineBasis
 from kantk.bases.base import column_quantiles
@@ -883,8 +883,7 @@ def _quiet_lightning() -> Iterator[None]:
             if fabric in sys.modules:
                 category = importlib.import_module(fabric + ".utilities.warnings").PossibleUserWarning
                 warnings.filterwarnings("ignore", category=category)
-        # torch deprecation inside Lightning's own code; nothing a kantk user can act on
-        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+        warnings.filterwarnings("ignore", message=LIGHTNING_TREESPEC_WARNING)  # nothing to act on
         # data without a test split: no evaluation, as documented (the data module returns [])
         warnings.filterwarnings("ignore", message=r"Total length of .* across ranks is zero")
         # fit checkpoints once, after the last step: the state after optimisation is the point

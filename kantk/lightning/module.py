@@ -422,15 +422,17 @@ class _TrainingModule(pl.LightningModule):
         self._log_train(last["loss"], last["reg"], last["pred"], y)
         if trials["rejected"] and trials["finite"] <= 1:  # the step's start alone was finite
             # every point the search tried was not finite: the step stayed at its start, and so
-            # would every later one (lr=1e300 ran its steps without a word)
+            # would every later one (lr=1e300 ran its steps without a word); said once, by rank 0
+            # (every rank saw the same reduced objective)
             from kantk._warnings import warn_at_user
 
-            warn_at_user(
-                f"kantk: training stopped at step {self.trainer.global_step}: every point LBFGS's line "
-                f"search tried ({trials['rejected']}) gave a NaN or infinite loss or penalty (a learning "
-                "rate far too large, or a symbolic edge or penalty outside its domain all along the "
-                "step); the model is left at that step's start"
-            )
+            if self.trainer.is_global_zero:
+                warn_at_user(
+                    f"kantk: training stopped at step {self.trainer.global_step}: every point LBFGS's "
+                    f"line search tried ({trials['rejected']}) gave a NaN or infinite loss or penalty (a "
+                    "learning rate far too large, or a symbolic edge or penalty outside its domain all "
+                    "along the step); the model is left at that step's start"
+                )
             converged = True
         if converged:
             self.trainer.should_stop = True  # every rank saw the same reduced objective

@@ -167,7 +167,11 @@ data:
 @pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
 def test_cli_summary_line_prints_once_under_ddp(tmp_path, strategy):
     """ddp_spawn pickles the Trainer's callbacks: kantk's, classes local to functions, failed with
-    "Can't pickle local object" (an internal error). Its main process does not learn the step."""
+    "Can't pickle local object" (an internal error). Its main process does not learn the step.
+    A warning of the training (LBFGS's line search finding only NaN) is one ``kantk: warning:``
+    line: each rank printed it, and ddp_spawn's workers as Python's ``.../multiprocessing/
+    process.py:108: UserWarning: kantk: ...`` with a source line; so was Lightning's torch
+    deprecation (``isinstance(treespec, LeafSpec)``), once per process."""
     from pathlib import Path
 
     console = Path(sys.executable).with_name("kantk")
@@ -177,7 +181,7 @@ def test_cli_summary_line_prints_once_under_ddp(tmp_path, strategy):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KANTK_DISABLE_PLUGIN_AUTOLOAD": "1"}
     done = subprocess.run(
         [str(console), "fit", "--config", "config.yaml", "--trainer.default_root_dir", "run"]
-        + ["--trainer.strategy", strategy],
+        + ["--trainer.strategy", strategy, "--model.optimizer", "lbfgs", "--model.lr", "1e300"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -186,8 +190,11 @@ def test_cli_summary_line_prints_once_under_ddp(tmp_path, strategy):
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    summary = "kantk fit: step 2" if strategy == "ddp" else "kantk fit: val_loss"
+    summary = "kantk fit: step 1" if strategy == "ddp" else "kantk fit: val_loss"
     assert done.stdout.count(summary) == 1 and done.stdout.count("kantk fit:") == 1, done.stdout
+    warning = "kantk: warning: training stopped at step 1: every point LBFGS's line search tried"
+    assert done.stderr.count(warning) == 1 and done.stderr.count("training stopped") == 1, done.stderr
+    assert "UserWarning" not in done.stderr and "LeafSpec" not in done.stderr, done.stderr
 
 
 EVAL_SCRIPT = textwrap.dedent(
