@@ -440,8 +440,9 @@ DATA_HELP = (
 )
 
 
-def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data CSV``, or uniform samples: ``--range LO HI``, ``--samples N``, ``--seed S``."""
+def add_sample_arguments(parser: argparse.ArgumentParser, min_samples: int = 2) -> None:
+    """``--data CSV``, or uniform samples: ``--range LO HI``, ``--samples N`` (``min_samples`` or
+    more), ``--seed S``."""
     import re
 
     # --range -1e3 1e3: Python 3.11's argparse takes "-1e3" (exponent form) for an option and
@@ -464,10 +465,10 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--samples",
-        type=int_in(2, MAX_SAMPLES),
+        type=int_in(min_samples, MAX_SAMPLES),
         default=1000,
         metavar="N",
-        help=f"without --data: number of uniform samples, 2 to {MAX_SAMPLES} (default 1000)",
+        help=f"without --data: number of uniform samples, {min_samples} to {MAX_SAMPLES} (default 1000)",
     )
     group.add_argument(
         "--seed",
@@ -944,7 +945,7 @@ def configure_symbolic(parser: argparse.ArgumentParser) -> None:
         parser, "names of the inputs in the printed formula (default: the --data header, else x1 x2 ...)"
     )
     parser.add_argument("--latex", action="store_true", help="also print the formula as LaTeX")
-    add_sample_arguments(parser)
+    add_sample_arguments(parser, min_samples=3)  # each edge's fit needs 3 samples
 
 
 def resolve_library(name: str) -> Any:
@@ -1015,8 +1016,6 @@ def _say_how_far_the_symbolic_model_strays(model: KAN, x: Any, numeric: Any) -> 
 def run_symbolic(args: argparse.Namespace) -> int:
     check_input_file(args.model, "model file")
     check_sample_arguments(args)
-    if not args.data and args.samples < 3:
-        fail(f"symbolic needs --samples of at least 3 (each edge's fit needs them), got {args.samples}")
     out = check_output_file(args.output, _inputs(args))
     library = resolve_library(args.library)
     model = load_model(args.model)
@@ -1393,13 +1392,19 @@ def configure_discover(parser: argparse.ArgumentParser) -> None:
         help="seed of the samples, the train/test split, the model and the training (0 to 2**63-1; "
         "default 0)",
     )
-    parser.add_argument("--quiet", action="store_true", help="print only the formula and the test RMSE")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the formula and the test RMSE (and, when no attempt is exact, the printed "
+        "formula's own test RMSE)",
+    )
 
 
-#: The deprecation message of ``discover --csv``.
-#: Not a "kantk: ..." line: those are errors, one per failed command.
+#: The deprecation message of ``discover --csv``: a ``kantk: warning:`` line, as every warning of
+#: the commands (it began ``warning:`` alone).
 CSV_DEPRECATED = (
-    "warning: 'kantk discover --csv' is deprecated; use --data (the same file, the label in the last column)"
+    "kantk: warning: 'kantk discover --csv' is deprecated; use --data (the same file, the label in the "
+    "last column)"
 )
 
 

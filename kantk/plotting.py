@@ -14,20 +14,19 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection, PatchCollection
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from kantk._validation import check_index, check_int, check_number
 from kantk.attribution import Attribution, attribution, check_samples
 from kantk.export import MIN_ALPHA, NODE_SYMBOLS
 from kantk.model import KAN
 from kantk.pruners import connected_masks
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: gid prefixes of the artists, for tests and for users restyling a figure.
 EDGE_GID = "kantk-edge"  # one Line2D per live edge: f"{EDGE_GID}/{layer}/{i}/{j}" (input i, output j)
@@ -128,6 +127,11 @@ def plot_activations(
     depth = len(model.layers)
     if figsize is None:
         figsize = default_figsize(widths)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # on first use (docs/architecture.md)
+    from matplotlib.collections import LineCollection, PatchCollection
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
     fig = Figure(figsize=figsize, dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.02, 0.02, 0.96, 0.92 if title else 0.96))
@@ -245,6 +249,8 @@ def plain_text(name: str) -> str:
 
 def image_formats() -> list[str]:
     """The image formats a figure can be saved in (``png``, ``svg``, ``pdf``, ...), sorted."""
+    from matplotlib.figure import Figure
+
     return sorted(Figure().canvas.get_supported_filetypes())
 
 
@@ -279,6 +285,8 @@ def _output_ends(layer: Any, node_x: Any, y: float) -> list[tuple[float, float]]
 def _draw_node_operations(ax: Any, layout: Any, node_x: Any, y: float, ends: Any, shown: Any) -> None:
     """Sub-node points joined to their node, and the operation's symbol on the node (nodes
     ``shown`` only)."""
+    from matplotlib.collections import LineCollection
+
     segments = []
     for j, op in enumerate(layout.ops):
         if op == "sum" or not shown[j]:

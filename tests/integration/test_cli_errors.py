@@ -260,7 +260,7 @@ def test_discover_csv_is_the_deprecated_spelling_of_data(work, capsys, no_work):
     code, _, err = run_cli(["discover", "--csv", "model.kantk"], capsys)
     assert code == 1
     lines = err.strip().splitlines()
-    assert lines[0].startswith("warning: 'kantk discover --csv' is deprecated; use --data")
+    assert lines[0].startswith("kantk: warning: 'kantk discover --csv' is deprecated; use --data")
     assert "binary file" in lines[1]  # then read exactly as --data would be
     code, _, err = run_cli(["discover", "--csv", "a.csv", "--data", "b.csv"], capsys)
     assert code == 1 and "give --data once" in err
@@ -1127,11 +1127,13 @@ def test_a_range_in_exponent_form_is_read_as_numbers(work, capsys):
 
 
 def test_symbolic_needs_three_samples_before_any_work(work, capsys, no_work):
+    """A bad argument like the other --samples (it ended with status 1, and --help said 2 to ...)."""
     assert_error(
         run_cli(["symbolic", "model.kantk", "-o", "s.kantk", "--samples", "2"], capsys),
-        code=1,
-        match="at least 3",
+        code=2,
+        match="symbolic: argument --samples: expected a whole number in [3, 1000000], got 2",
     )
+    assert "number of uniform samples, 3 to" in " ".join(run_cli(["symbolic", "--help"], capsys)[1].split())
 
 
 def test_kantks_warnings_are_one_line(work, capsys):
