@@ -635,16 +635,23 @@ class _TrainingModule(pl.LightningModule):
             )
 
     @classmethod
-    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> Any:
+    def load_from_checkpoint(cls, *args: Any, registry: Registry | None = None, **kwargs: Any) -> Any:
         """Lightning's loader, without :data:`MAX_MODEL_NUMBERS`: the model is the checkpoint's
         (``KANModule.from_model`` wraps larger ones), and ``kantk`` commands compare the declared
         sizes with the file first (:func:`check_checkpoint_sizes`). A ``dtype=`` among the
-        overrides is the loaded model's (else the checkpoint tensors' dtype is)."""
+        overrides is the loaded model's (else the checkpoint tensors' dtype is). ``registry=``
+        (``Registry.with_plugins(...)``) is where the bases, regularisers and symbolic functions
+        are looked up, as in :meth:`from_model` (Lightning dropped it: an argument ``__init__``
+        does not take); ``None``: the default registry."""
+        if registry is not None and not isinstance(registry, Registry):
+            raise TypeError(f"registry must be a kantk.Registry or None, got {type(registry).__name__}")
         token = _FROM_CHECKPOINT.set(True)
         asked = _DTYPE_ASKED.set("dtype" in kwargs)
+        registry_token = _REGISTRY.set(registry)
         try:
             return super().load_from_checkpoint(*args, **kwargs)
         finally:
+            _REGISTRY.reset(registry_token)
             _DTYPE_ASKED.reset(asked)
             _FROM_CHECKPOINT.reset(token)
 
@@ -913,7 +920,7 @@ class KANModule(_TrainingModule):
                 if entry is not None:
                     if not isinstance(entry, Mapping):
                         raise ValueError(f"an entry of the checkpoint's {SYMBOLIC_KEY!r} is not a mapping")
-                    layer.load_symbolic_config(entry)
+                    layer.load_symbolic_config(entry, registry=_REGISTRY.get())
         self._match_optimizer_state(checkpoint)
 
     def _follow_checkpoint_bases(self, checkpoint: Mapping[str, Any]) -> None:

@@ -80,6 +80,49 @@ def test_lbfgs_step_is_one_trainer_step(tmp_path):
     )
 
 
+def test_load_from_checkpoint_takes_the_registry_of_plugins_not_installed(tmp_path):
+    """``registry=`` was dropped without a word (Lightning passes on only what ``__init__`` takes),
+    while the error for an unknown symbolic function advised passing it: a checkpoint using a
+    ``Registry.with_plugins`` plugin could not be loaded in Python at all."""
+    import sympy
+
+    import kantk
+    from kantk.registry import UnknownComponentError
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_regularisers():
+            yield kantk.RegulariserSpec(
+                "coef_sq_test", lambda: lambda model, x: model.layers[0].coef.square().sum()
+            )
+
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_symbolic_libraries():
+            yield kantk.SymbolicLibrarySpec(
+                "hyper_test", lambda: [kantk.SymbolicFunction("sinh", torch.sinh, sympy.sinh, complexity=3)]
+            )
+
+    registry = kantk.Registry.with_plugins(Plugin)
+    model = kantk.KAN([2, 2, 1], seed=0)
+    kantk.fix_symbolic(model, 1, 0, 0, "sinh", fit_params=False, library="hyper_test", registry=registry)
+    module = KANModule.from_model(
+        model, registry=registry, optimizer="adam", regularisers={"coef_sq_test": 1e-3}
+    )
+    trainer = _trainer(tmp_path, max_steps=1)
+    trainer.fit(module, datamodule=_data())
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    with pytest.raises(UnknownComponentError, match="coef_sq_test"):
+        KANModule.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)
+    loaded = KANModule.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True, registry=registry)
+    assert loaded.model.layers[1].symbolic_config() == module.model.layers[1].symbolic_config()
+    x = torch.rand(5, 2)
+    torch.testing.assert_close(loaded.model(x), module.model(x), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="registry must be a kantk.Registry or None, got str"):
+        KANModule.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True, registry="hyper_test")
+
+
 def test_load_from_checkpoint_rebuilds_the_model(tmp_path):
     module = KANModule(
         [2, 4, 1],
