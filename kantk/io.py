@@ -119,7 +119,8 @@ def save(model: KAN, path: str | os.PathLike[str]) -> None:
     Raises:
         TypeError: ``model`` is not a :class:`kantk.KAN`.
         ValueError: A tensor of the model holds NaN or infinity, or is not floating-point
-            (:func:`load` would refuse the file).
+            (:func:`load` would refuse the file); a symbolic edge's function is not the one its
+            library's registered name gives (:func:`load` would give another function).
         TypeError: A layer's config (its basis' ``config()``) is not JSON.
         FileNotFoundError: The folder of ``path`` does not exist.
         NotADirectoryError: A parent of ``path`` is a file.
@@ -132,6 +133,10 @@ def save(model: KAN, path: str | os.PathLike[str]) -> None:
     """
     if not isinstance(model, KAN):
         raise TypeError(f"kantk.save expects a kantk.KAN, got {type(model).__name__}")
+    for index, layer in enumerate(model.layers):
+        problem = layer.functions_reload_problem()
+        if problem is not None:
+            raise ValueError(f"cannot save the model: layer {index}: {problem}")
     config: dict[str, Any] = model.config()
     config["dtype"] = str(model.dtype).removeprefix("torch.")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}

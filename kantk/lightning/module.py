@@ -882,6 +882,12 @@ class KANModule(_TrainingModule):
         ``prune_inputs`` records its data columns under ``"kantk_input_columns"``, and the data's
         header names of its inputs (:attr:`KAN.column_names`) go under ``"kantk_column_names"``."""
         super().on_save_checkpoint(checkpoint)
+        for index, layer in enumerate(self.model.layers):
+            problem = layer.functions_reload_problem()
+            if problem is not None:  # a warning: an error here would end the training run
+                from kantk._warnings import warn_at_user
+
+                warn_at_user(f"kantk: the checkpoint will not load as saved: layer {index}: {problem}")
         symbolic = [layer.symbolic_config() for layer in self.model.layers]
         if any(entry is not None for entry in symbolic):
             checkpoint[SYMBOLIC_KEY] = symbolic

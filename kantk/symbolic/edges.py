@@ -215,6 +215,36 @@ class SymbolicEdges:
         if dropped:
             self._rebuild_symbolic_groups()
 
+    def functions_reload_problem(self, registry: Registry | None = None) -> str | None:
+        """What makes a symbolic edge load as another function, or ``None``: an edge stores only
+        ``(library, name)``, and a hand-built library reusing a registered library's name
+        (``get_library("default").with_functions(my_sin, name="default")``) saved ``my_sin`` as
+        ``sin`` and loaded the registered ``sin`` without a word. Libraries the registry does not
+        know are left to the loader's own error."""
+        from kantk.registry import UnknownComponentError
+
+        checked: dict[tuple[str, str], bool] = {}
+        for q, p in self.symbolic_edges():
+            library, name = self.symbolic_libraries[q][p], self.symbolic_names[q][p]
+            assert library is not None and name is not None  # a symbolic edge has both
+            key = (library, name)
+            if key not in checked:
+                held = self._symbolic_functions[key]
+                try:
+                    registered = resolve_function(key[0], key[1], registry)
+                except UnknownComponentError:
+                    checked[key] = True
+                    continue
+                checked[key] = registered is held or registered == held or _same_function(registered, held)
+            if not checked[key]:
+                return (
+                    f"edge {p} -> {q} uses a function {key[1]!r} of library {key[0]!r} that is not the "
+                    f"registered library {key[0]!r}'s {key[1]!r}, which a saved model would load "
+                    "instead; give your library a name of its own (with_functions(..., name=...)) and "
+                    "register it as a plugin to save such a model"
+                )
+        return None
+
     @torch.no_grad()
     def clear_symbolic_edge(self, q: int, p: int) -> None:
         """Make edge p -> q numeric again (``mask = 1``, ``symbolic_mask = 0``)."""

@@ -123,6 +123,24 @@ def test_load_from_checkpoint_takes_the_registry_of_plugins_not_installed(tmp_pa
         KANModule.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True, registry="hyper_test")
 
 
+def test_a_checkpoint_that_would_load_another_symbolic_function_is_said_so(tmp_path):
+    """kantk.save refuses it (tests/unit/test_io.py); a checkpoint warns, not to end the run."""
+    import sympy
+
+    import kantk
+    from kantk.symbolic import get_library
+
+    shadow = kantk.SymbolicFunction("sin", torch.cos, sympy.cos, complexity=2)
+    model = kantk.KAN([2, 2, 1], seed=0)
+    library = get_library("default").with_functions(shadow, name="default")
+    kantk.fix_symbolic(model, 1, 0, 0, "sin", fit_params=False, library=library)
+    module = KANModule.from_model(model, optimizer="adam")
+    trainer = _trainer(tmp_path, max_steps=1)
+    trainer.fit(module, datamodule=_data())
+    with pytest.warns(UserWarning, match="the checkpoint will not load as saved: layer 1: edge 0 -> 0 uses"):
+        trainer.save_checkpoint(tmp_path / "m.ckpt")
+
+
 def test_load_from_checkpoint_rebuilds_the_model(tmp_path):
     module = KANModule(
         [2, 4, 1],

@@ -519,3 +519,50 @@ def test_save_refuses_a_model_that_load_would_refuse(tmp_path):
     with pytest.raises(ValueError, match="'layers.0.coef'"):
         kantk.save(model, tmp_path / "m.kantk")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_function_under_a_registered_library_name_is_not_saved_as_that_librarys(tmp_path):
+    """An edge stores (library, name): ``sin(pi*z)`` added to a library named ``"default"`` was
+    saved as ``sin`` and loaded as the registered ``sin(z)``, without a word."""
+    import math
+
+    import sympy
+
+    from kantk.symbolic import get_library
+
+    def sin_pi(z):
+        return torch.sin(math.pi * z)
+
+    shadow = kantk.SymbolicFunction("sin", sin_pi, lambda z: sympy.sin(sympy.pi * z), complexity=2)
+    model = kantk.KAN([1, 1], seed=0)
+    kantk.fix_symbolic(
+        model,
+        0,
+        0,
+        0,
+        "sin",
+        fit_params=False,
+        library=get_library("default").with_functions(shadow, name="default"),
+    )
+    with pytest.raises(
+        ValueError, match=r"cannot save the model: layer 0: edge 0 -> 0 uses a function 'sin' of "
+    ):
+        kantk.save(model, tmp_path / "m.kantk")
+    assert not (tmp_path / "m.kantk").exists()
+    # its own name (not registered: load says so) and the registered sin save as before
+    kantk.fix_symbolic(
+        model,
+        0,
+        0,
+        0,
+        "sin",
+        fit_params=False,
+        library=get_library("default").with_functions(shadow, name="mine"),
+    )
+    kantk.save(model, tmp_path / "m.kantk")
+    with pytest.raises(kantk.UnknownComponentError, match="library 'mine'"):
+        kantk.load(tmp_path / "m.kantk")
+    kantk.fix_symbolic(model, 0, 0, 0, "sin", fit_params=False)
+    kantk.save(model, tmp_path / "m.kantk")
+    x = torch.rand(7, 1)
+    torch.testing.assert_close(kantk.load(tmp_path / "m.kantk")(x), model(x), rtol=0, atol=0)
