@@ -688,6 +688,18 @@ INPUT_COLUMNS_KEY = "kantk_input_columns"
 COLUMN_NAMES_KEY = "kantk_column_names"
 
 
+def _structure(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters that build a model of ``config``'s structure (``KAN.config()``): widths,
+    bases and their options, base activations (product-node arities go in ``model_kwargs``)."""
+    layers = config["layers"]
+    return {
+        "widths": list(config["widths"]),
+        "basis": _collapse([layer["basis"] for layer in layers]),
+        "basis_kwargs": _collapse([layer["basis_kwargs"] for layer in layers]),
+        "base_activation": _collapse([layer["base_activation"] for layer in layers]),
+    }
+
+
 def _check_model_size(widths: Any, structure: Mapping[str, Any]) -> None:
     """Refuse a model larger than :data:`MAX_MODEL_NUMBERS` before it is built: it is built on the
     ``meta`` device first (shapes only, no memory), so a config's ``grid_size: 100000000`` or a
@@ -849,14 +861,7 @@ class KANModule(_TrainingModule):
             hint = "; train a kantk.MLP with MLPModule.from_model" if isinstance(model, MLP) else ""
             raise TypeError(f"KANModule.from_model expects a kantk.KAN, got {type(model).__name__}{hint}")
         config = model.config()
-        layers = config["layers"]
-        structure: dict[str, Any] = {
-            "widths": list(config["widths"]),
-            "basis": _collapse([layer["basis"] for layer in layers]),
-            "basis_kwargs": _collapse([layer["basis_kwargs"] for layer in layers]),
-            "base_activation": _collapse([layer["base_activation"] for layer in layers]),
-            "dtype": _dtype_name(model.dtype),
-        }
+        structure = {**_structure(config), "dtype": _dtype_name(model.dtype)}
         clash = sorted(set(structure) & set(kwargs))
         if "mult_arity" in config:  # product nodes of another arity than 2: rebuilt through model_kwargs
             if "mult_arity" in (kwargs.get("model_kwargs") or {}):
@@ -882,6 +887,7 @@ class KANModule(_TrainingModule):
         ``prune_inputs`` records its data columns under ``"kantk_input_columns"``, and the data's
         header names of its inputs (:attr:`KAN.column_names`) go under ``"kantk_column_names"``."""
         super().on_save_checkpoint(checkpoint)
+        self._record_structure(checkpoint)
         for index, layer in enumerate(self.model.layers):
             problem = layer.functions_reload_problem()
             if problem is not None:  # a warning: an error here would end the training run
@@ -896,6 +902,22 @@ class KANModule(_TrainingModule):
         if self.model.column_names is not None:
             checkpoint[COLUMN_NAMES_KEY] = list(self.model.column_names)
 
+    def _record_structure(self, checkpoint: dict[str, Any]) -> None:
+        """The model's structure as hyperparameters again when it is no longer the one they build:
+        ``module.model = kantk.prune(module.model, x)`` (widths [2, 5, 1] to [2, 2, 1]) saved
+        checkpoints that neither loaded nor resumed ("size mismatch for model.layers.0.coef")."""
+        hparams = checkpoint.get("hyper_parameters")
+        config = self.model.config()
+        if not isinstance(hparams, dict) or list(hparams.get("widths") or []) == list(config["widths"]):
+            return
+        structure = _structure(config)
+        model_kwargs = {k: v for k, v in dict(hparams.get("model_kwargs") or {}).items() if k != "mult_arity"}
+        if "mult_arity" in config:
+            model_kwargs["mult_arity"] = config["mult_arity"]
+        structure["model_kwargs"] = model_kwargs or None
+        for target in (hparams, self.hparams):  # the next checkpoints, and hparams as the module shows them
+            target.update(structure)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Bring the model to the checkpoint's dtype and give it the checkpoint's symbolic edges
         before its state is loaded (a checkpoint saved before the dtype was recorded, or a model
@@ -907,6 +929,7 @@ class KANModule(_TrainingModule):
             UnknownComponentError: A symbolic function nobody registered.
         """
         _check_checkpoint_kind(checkpoint, "KANModule")
+        self._follow_checkpoint_structure(checkpoint)
         self._follow_checkpoint_dtype(checkpoint, "model.layers.0.coef")
         self._follow_checkpoint_bases(checkpoint)
         self._restore_lbfgs_state(checkpoint)
@@ -928,6 +951,38 @@ class KANModule(_TrainingModule):
                         raise ValueError(f"an entry of the checkpoint's {SYMBOLIC_KEY!r} is not a mapping")
                     layer.load_symbolic_config(entry, registry=_REGISTRY.get())
         self._match_optimizer_state(checkpoint)
+
+    def _follow_checkpoint_structure(self, checkpoint: Mapping[str, Any]) -> None:
+        """Rebuild the model with the checkpoint's widths when they are not the module's: a run
+        resumed (``trainer.fit(ckpt_path=...)``, ``kantk fit --ckpt_path``) from a checkpoint of a
+        pruned model (:meth:`_record_structure`) into a module built from the config's widths. The
+        state loaded next sets every value; nothing when the widths agree."""
+        hparams = checkpoint.get("hyper_parameters")
+        if not isinstance(hparams, Mapping) or not isinstance(hparams.get("widths"), list):
+            return
+        if list(hparams["widths"]) == list(self.model.config()["widths"]):
+            return
+        structure = {key: hparams.get(key) for key in ("widths", "basis", "basis_kwargs", "base_activation")}
+        model_kwargs = hparams.get("model_kwargs") or {}
+        if not isinstance(model_kwargs, Mapping):
+            return  # a real mismatch is then load_state_dict's error
+        with torch.random.fork_rng(devices=[]), default_dtype(self.model.dtype):
+            rebuilt = KAN(
+                list(hparams["widths"]),
+                basis=structure["basis"] or "bspline",
+                basis_kwargs=structure["basis_kwargs"],
+                base_activation=structure["base_activation"] or "silu",
+                registry=_REGISTRY.get(),
+                **dict(model_kwargs),
+            )
+        from kantk._warnings import warn_at_user
+
+        warn_at_user(
+            f"kantk: the checkpoint's model has widths {structure['widths']} (pruned, or another model); "
+            f"it replaces the module's {self.model.config()['widths']}"
+        )
+        self.model = rebuilt.to(device=self.model.device, dtype=self.model.dtype)
+        self.hparams.update({**structure, "model_kwargs": dict(model_kwargs) or None})
 
     def _follow_checkpoint_bases(self, checkpoint: Mapping[str, Any]) -> None:
         """Rebuild the layers whose coefficients in the checkpoint have another shape than the

@@ -141,6 +141,33 @@ def test_a_checkpoint_that_would_load_another_symbolic_function_is_said_so(tmp_p
         trainer.save_checkpoint(tmp_path / "m.ckpt")
 
 
+def test_a_pruned_model_put_in_a_module_checkpoints_its_own_structure(tmp_path):
+    """``module.model = kantk.prune(module.model, x)``: the hyperparameters kept widths [2, 5, 1],
+    and the checkpoints neither loaded nor resumed ("size mismatch for model.layers.0.coef")."""
+    import kantk
+
+    data = _data(dtype="float64")
+    module = KANModule([2, 5, 1], optimizer="adam", init_seed=0, dtype="float64")
+    _trainer(tmp_path, max_steps=2).fit(module, datamodule=data)
+    with torch.no_grad():  # hidden node 4 silent: the pruning drops it
+        for name in ("coef", "scale_base", "scale_sp"):
+            getattr(module.model.layers[0], name)[4] = 0
+    module.model = kantk.prune(module.model, data.dataset["train_input"])
+    assert module.model.widths == [2, 4, 1]
+    trainer = _trainer(tmp_path, max_steps=4)
+    trainer.fit(module, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "p.ckpt")
+    loaded = KANModule.load_from_checkpoint(tmp_path / "p.ckpt", weights_only=True)
+    x = torch.rand(6, 2, dtype=torch.float64)
+    assert loaded.model.widths == [2, 4, 1] and module.hparams["widths"] == [2, 4, 1]
+    torch.testing.assert_close(loaded(x), module(x), rtol=0, atol=0)
+    # resumed into a module built from the original widths (trainer.fit(ckpt_path=...))
+    fresh = KANModule([2, 5, 1], optimizer="adam", init_seed=0, dtype="float64")
+    with pytest.warns(UserWarning, match=r"widths \[2, 4, 1\] \(pruned, or another model\); it replaces"):
+        _trainer(tmp_path, max_steps=4).fit(fresh, datamodule=data, ckpt_path=tmp_path / "p.ckpt")
+    torch.testing.assert_close(fresh(x), module(x), rtol=0, atol=0)  # 4 steps both: nothing more to do
+
+
 def test_load_from_checkpoint_rebuilds_the_model(tmp_path):
     module = KANModule(
         [2, 4, 1],
