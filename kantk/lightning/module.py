@@ -43,7 +43,7 @@ from kantk.model import (
     planned_numbers,
     record_column_names,
 )
-from kantk.registry import Registry
+from kantk.registry import Registry, UnknownComponentError
 from kantk.regularisers import build_regularisers, regularisation
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -700,6 +700,22 @@ def _structure(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _builds_widths(hparams: Mapping[str, Any], spelled: Any) -> bool:
+    """Whether the hyperparameters' ``widths`` (and ``mult_arity`` in ``model_kwargs``) build a
+    model whose ``config()["widths"]`` is ``spelled`` (``[2, {"sum": 1, "mult": 1}, 1]`` builds
+    ``[2, [1, 1], 1]``); also True when they cannot be read (the loader then says what is wrong)."""
+    from kantk.nodes import DEFAULT_ARITY, parse_widths, widths_spelling
+
+    model_kwargs = hparams.get("model_kwargs")
+    arity = DEFAULT_ARITY
+    if isinstance(model_kwargs, Mapping):
+        arity = model_kwargs.get("mult_arity", DEFAULT_ARITY)
+    try:
+        return widths_spelling(*parse_widths(hparams.get("widths"), arity)) == list(spelled)
+    except (TypeError, ValueError, UnknownComponentError):
+        return True
+
+
 def _check_model_size(widths: Any, structure: Mapping[str, Any]) -> None:
     """Refuse a model larger than :data:`MAX_MODEL_NUMBERS` before it is built: it is built on the
     ``meta`` device first (shapes only, no memory), so a config's ``grid_size: 100000000`` or a
@@ -908,7 +924,7 @@ class KANModule(_TrainingModule):
         checkpoints that neither loaded nor resumed ("size mismatch for model.layers.0.coef")."""
         hparams = checkpoint.get("hyper_parameters")
         config = self.model.config()
-        if not isinstance(hparams, dict) or list(hparams.get("widths") or []) == list(config["widths"]):
+        if not isinstance(hparams, dict) or _builds_widths(hparams, config["widths"]):
             return
         structure = _structure(config)
         model_kwargs = {k: v for k, v in dict(hparams.get("model_kwargs") or {}).items() if k != "mult_arity"}
@@ -960,7 +976,7 @@ class KANModule(_TrainingModule):
         hparams = checkpoint.get("hyper_parameters")
         if not isinstance(hparams, Mapping) or not isinstance(hparams.get("widths"), list):
             return
-        if list(hparams["widths"]) == list(self.model.config()["widths"]):
+        if _builds_widths(hparams, self.model.config()["widths"]):
             return
         structure = {key: hparams.get(key) for key in ("widths", "basis", "basis_kwargs", "base_activation")}
         model_kwargs = hparams.get("model_kwargs") or {}
