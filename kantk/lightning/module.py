@@ -711,7 +711,7 @@ def _builds_widths(hparams: Mapping[str, Any], spelled: Any) -> bool:
     if isinstance(model_kwargs, Mapping):
         arity = model_kwargs.get("mult_arity", DEFAULT_ARITY)
     try:
-        return widths_spelling(*parse_widths(hparams.get("widths"), arity)) == list(spelled)
+        return widths_spelling(*parse_widths(hparams.get("widths") or [], arity)) == list(spelled)
     except (TypeError, ValueError, UnknownComponentError):
         return True
 
