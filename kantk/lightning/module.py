@@ -139,7 +139,7 @@ class _TrainingModule(pl.LightningModule):
         self._lbfgs_last = 1.0  # the divided objective at the start of the last LBFGS step
         self._resumed_lbfgs: tuple[float, float] | None = None  # (scale, last) of a checkpoint
         self._checked: set[str] = set()
-        self._sums: dict[str, torch.Tensor] = {}
+        self._sums: dict[tuple[str, int], torch.Tensor] = {}
         #: Latest training-step metrics (detached tensors), read by kantk.fit's history.
         self.last_train_metrics: dict[str, torch.Tensor] = {}
         #: Latest validation metrics (detached tensors).
@@ -480,20 +480,21 @@ class _TrainingModule(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._sums = {}
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._accumulate(batch, "val")
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._accumulate(batch, "val", dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
-        self.last_val_metrics = self._log_eval("val")
+        loaders = len(getattr(self.trainer, "num_val_batches", None) or [0])
+        self.last_val_metrics = self._log_eval("val", loaders)
 
     def on_test_epoch_start(self) -> None:
         self._sums = {}
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._accumulate(batch, "test")
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._accumulate(batch, "test", dataloader_idx)
 
     def on_test_epoch_end(self) -> None:
-        self._log_eval("test")
+        self._log_eval("test", len(getattr(self.trainer, "num_test_batches", None) or [0]))
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Predictions (B, widths[-1]) for ``inputs`` or an ``(inputs, labels)`` batch."""
@@ -502,9 +503,10 @@ class _TrainingModule(pl.LightningModule):
             x = x.to(self.model_dtype)
         return self._full_precision(self.model(x))
 
-    def _accumulate(self, batch: Any, split: str) -> None:
+    def _accumulate(self, batch: Any, split: str, loader: int = 0) -> None:
+        """Add the batch's loss sums to those of ``split``'s data loader number ``loader``."""
         if self.custom_loss is not None:
-            self._accumulate_custom(batch, split)
+            self._accumulate_custom(batch, split, loader)
             return
         x, y = self.check_batch(batch, split)
         pred = self._full_precision(self.model(x))
@@ -512,10 +514,13 @@ class _TrainingModule(pl.LightningModule):
         parts = [self._loss(pred, y, reduction="sum"), torch.tensor(float(y.numel()), device=pred.device)]
         if self.classification:
             parts.append((pred.argmax(-1) == y).sum().to(pred.dtype))
-        sums = torch.stack([p.to(pred.dtype) for p in parts])
-        self._sums[split] = sums if split not in self._sums else self._sums[split] + sums
+        self._add_sums(split, loader, torch.stack([p.to(pred.dtype) for p in parts]))
 
-    def _accumulate_custom(self, batch: Any, split: str) -> None:
+    def _add_sums(self, split: str, loader: int, sums: torch.Tensor) -> None:
+        key = (split, loader)
+        self._sums[key] = sums if key not in self._sums else self._sums[key] + sums
+
+    def _accumulate_custom(self, batch: Any, split: str, loader: int) -> None:
         """A custom loss on an evaluation batch, weighted by the batch's size (its inputs' rows, else 1).
 
         Lightning evaluates under ``torch.inference_mode``; the loss runs with gradients enabled
@@ -530,22 +535,35 @@ class _TrainingModule(pl.LightningModule):
             loss = loss.detach().to(self.model_dtype)
         rows = float(x.shape[0]) if x.dim() >= 1 and x.shape[0] > 0 else 1.0
         sums = torch.stack([loss * rows, torch.tensor(rows, dtype=loss.dtype, device=loss.device)])
-        self._sums[split] = sums if split not in self._sums else self._sums[split] + sums
+        self._add_sums(split, loader, sums)
 
-    def _log_eval(self, split: str) -> dict[str, torch.Tensor]:
-        sums = self._sums.pop(split, None)
-        if sums is None:
+    def _log_eval(self, split: str, loaders: int = 1) -> dict[str, torch.Tensor]:
+        """The metrics of ``split`` over its ``loaders`` data loaders (summed over the ranks), logged.
+
+        One loader: ``val_loss``, ``val_rmse`` (or ``val_acc``); several (``val_dataloaders=[a,
+        b]``, which ended in Lightning's "no ``dataloader_idx`` argument" error): one set per
+        loader, named as Lightning names them, ``val_loss/dataloader_idx_1``."""
+        found = {loader: sums for (name, loader), sums in self._sums.items() if name == split}
+        for loader in found:
+            del self._sums[(split, loader)]
+        if not found:
             return {}
-        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        n = sums[1].clamp_min(1)
-        metrics = {f"{split}_loss": sums[0] / n}
-        if self.classification:
-            metrics[f"{split}_acc"] = sums[2] / n
-        elif self.custom_loss is None:
-            metrics[f"{split}_rmse"] = (sums[0] / n).sqrt()
+        loaders = max(loaders, 1 + max(found))
+        like = next(iter(found.values()))
+        metrics: dict[str, torch.Tensor] = {}
+        for loader in range(loaders):  # every rank reduces every loader's sums, in the same order
+            sums = found.get(loader, torch.zeros_like(like))
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+            n = sums[1].clamp_min(1)
+            suffix = f"/dataloader_idx_{loader}" if loaders > 1 else ""
+            metrics[f"{split}_loss{suffix}"] = sums[0] / n
+            if self.classification:
+                metrics[f"{split}_acc{suffix}"] = sums[2] / n
+            elif self.custom_loss is None:
+                metrics[f"{split}_rmse{suffix}"] = (sums[0] / n).sqrt()
         if self.log_metrics:
             # already summed over the ranks, so every rank holds the same value; sync_dist keeps it so
-            self.log_dict(metrics, prog_bar=True, sync_dist=True)
+            self.log_dict(metrics, prog_bar=True, sync_dist=True, add_dataloader_idx=False)
         return metrics
 
     # -- optimizer and callbacks ----------------------------------------------------------------

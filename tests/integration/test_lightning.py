@@ -817,3 +817,25 @@ def test_ddp_shards_are_cut_by_the_data_module_from_the_single_process_rows():
         parts.append(torch.cat([b[0] for b in loader]))
     assert [len(p) for p in parts] == [50, 50]
     assert torch.equal(torch.cat(parts).sort(dim=0).values, want.sort(dim=0).values)
+
+
+def test_several_validation_and_test_loaders_give_one_set_of_metrics_each(tmp_path):
+    """``val_dataloaders=[in_range, far]`` ended in Lightning's "no ``dataloader_idx`` argument in
+    ``KANModule.validation_step()``"; the metrics are named as Lightning names them."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import kantk
+
+    near = kantk.create_dataset("x1*x2", n_vars=2, train_num=8, test_num=30, seed=0)
+    far = kantk.create_dataset("x1*x2", n_vars=2, ranges=(1, 2), train_num=8, test_num=20, seed=1)
+    loaders = [DataLoader(TensorDataset(d["test_input"], d["test_label"]), batch_size=7) for d in (near, far)]
+    module = KANModule([2, 3, 1], init_seed=0)
+    trainer = _trainer(tmp_path)
+    alone = [trainer.validate(module, dataloaders=[loader], verbose=False)[0] for loader in loaders]
+    both = trainer.validate(module, dataloaders=loaders, verbose=False)[0]
+    tested = trainer.test(module, dataloaders=loaders, verbose=False)[0]
+    for i, metrics in enumerate(alone):
+        for name in ("loss", "rmse"):
+            assert both[f"val_{name}/dataloader_idx_{i}"] == pytest.approx(metrics[f"val_{name}"], rel=1e-6)
+            assert tested[f"test_{name}/dataloader_idx_{i}"] == both[f"val_{name}/dataloader_idx_{i}"]
+    assert alone[1]["val_loss"] > 10 * alone[0]["val_loss"]  # two different sets, not one merged
