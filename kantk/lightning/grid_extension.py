@@ -138,6 +138,24 @@ class GridExtension(pl.Callback):
                     f"GridExtension grid_sizes entry {size!r} asks for at least {numbers:,} coefficients, "
                     f"more than a KANModule builds (kantk.model.MAX_MODEL_NUMBERS, {MAX_MODEL_NUMBERS:,})"
                 )
+        self._check_schedule(model)
+
+    def _check_schedule(self, model: KAN) -> None:
+        """Refuse, before training, a schedule that a basis cannot follow (a grid coarser than the
+        model's or the entry before: ``grid_size: 5`` with ``grid_sizes: [3]`` ended the run with
+        that error at the refinement's step, after the steps before it). Each layer's basis refines
+        through the whole schedule on one output node's coefficients (cheap), with the basis' own check."""
+        for index, layer in enumerate(model.layers):
+            basis, coef = layer.basis, layer.coef.detach()[:1]
+            for size in self.grid_sizes:
+                if not isinstance(basis, SupportsRefine):
+                    break  # kantk.refine copies such a layer unchanged, with a warning
+                entry = per_layer_sizes(size, len(model.layers))[index]
+                try:
+                    basis, coef = basis.refine(entry, coef, **self.refine_options)
+                except ValueError as exc:
+                    where = f"GridExtension grid_sizes entry {size!r}: layer {index}"
+                    raise ValueError(f"{where}: {exc}") from None
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
@@ -163,7 +181,7 @@ class GridExtension(pl.Callback):
         finer = refine(model, size, **self.refine_options)
         for index, layer in enumerate(finer.layers):  # in place: whoever holds `model` sees the new grids
             model.layers[index] = layer
-        trainer.strategy.setup_optimizers(trainer)  # the old optimizer holds the old parameters
+        _setup_optimizers_keeping_schedules(trainer)  # the old optimizer holds the old parameters
         from kantk.lightning.callbacks import NaNGuard
 
         for callback in trainer.callbacks:  # type: ignore[attr-defined]
@@ -179,3 +197,22 @@ class GridExtension(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.refined_at = [(int(step), size) for step, size in state_dict.get("refined_at", [])]
+
+
+def _setup_optimizers_keeping_schedules(trainer: pl.Trainer) -> None:
+    """New optimizers for the new parameters (``configure_optimizers``), at the learning rates the
+    old ones had reached, and the learning-rate schedulers where the old ones were: a StepLR
+    halving every epoch went back to its first rate at each refinement (0.01, 0.005, 0.0025,
+    then 0.005 again). The optimizers' own state (Adam's moments, LBFGS's history) starts afresh."""
+    old_rates = [[group["lr"] for group in opt.param_groups] for opt in trainer.optimizers]
+    old_schedules = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
+    trainer.strategy.setup_optimizers(trainer)
+    new_rates = [[group["lr"] for group in opt.param_groups] for opt in trainer.optimizers]
+    if [len(r) for r in new_rates] != [len(r) for r in old_rates]:
+        return  # another set of optimizers: nothing to carry over
+    for opt, rates in zip(trainer.optimizers, old_rates):
+        for group, rate in zip(opt.param_groups, rates):
+            group["lr"] = rate
+    if len(trainer.lr_scheduler_configs) == len(old_schedules):
+        for config, state in zip(trainer.lr_scheduler_configs, old_schedules):
+            config.scheduler.load_state_dict(state)

@@ -119,6 +119,24 @@ def test_a_schedule_past_the_model_bound_is_refused_before_training(tmp_path, da
     assert within.refined_at == [(1, 20), (2, [60, 40])]
 
 
+def test_a_schedule_the_bases_cannot_follow_is_refused_before_training(tmp_path, data):
+    """A coarser entry (grid_size 5, then [8, 3]) ended the run with the basis' error at its step,
+    after every step before it (hours into a long run); the RBF's num_centers likewise."""
+    for basis, options, sizes, layer, why in (
+        ("bspline", {"grid_size": 5}, [8, 3], 0, "grid_size must be >= 8"),
+        ("bspline", {"grid_size": 5}, [[6, 4]], 1, "grid_size must be >= 5 .*, got 4"),
+        ("rbf", {"num_centers": 8}, [6], 0, "num_centers must be >= 8"),
+    ):
+        module = KANModule([2, 3, 1], basis=basis, basis_kwargs=options, optimizer="adam", init_seed=0)
+        before = [p.detach().clone() for p in module.parameters()]
+        extension = GridExtension(grid_sizes=sizes, steps=[2 + i for i in range(len(sizes))])
+        trainer = _trainer(tmp_path, 5, [extension])
+        with pytest.raises(ValueError, match=rf"GridExtension grid_sizes entry .*: layer {layer}: .*{why}"):
+            trainer.fit(module, datamodule=TensorDataModule(data, batch_size=-1))
+        assert trainer.global_step == 0 and extension.refined_at == []
+        assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+
 def test_fit_with_grid_extension_refines_the_users_model(data):
     model = kantk.KAN([2, 1, 1], basis_kwargs={"grid_size": 3}, seed=1)
     extension = GridExtension(grid_sizes=[5, 10], every=2)
@@ -268,3 +286,33 @@ def test_grid_extension_under_ddp_is_refused_as_bad_configuration():
     with pytest.raises(ValueError, match="GridExtension runs on one process only") as raised:
         GridExtension([5, 10], every=2).setup(SimpleNamespace(world_size=2), KANModule([2, 1]), "fit")
     assert describe_error(raised.value).startswith("kantk: GridExtension runs on one process only")
+
+
+class _HalvingEveryEpoch(KANModule):
+    def configure_optimizers(self):
+        optimizer = super().configure_optimizers()
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5),
+        }
+
+
+def test_a_refinement_keeps_the_learning_rate_schedule(tmp_path):
+    """The optimizer rebuilt for the new parameters went back to its first learning rate, and a
+    StepLR to its first step: 0.01, 0.005, 0.0025, then 0.005 again after a refinement at step 8."""
+    from kantk.lightning import FunctionDataModule
+
+    rates = []
+
+    class Record(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module = _HalvingEveryEpoch(
+        [2, 3, 1], optimizer="adam", lr=0.01, init_seed=0, basis_kwargs={"grid_size": 3}
+    )
+    data = FunctionDataModule("x1*x2", n_vars=2, train_num=64, test_num=16, batch_size=16)  # 4 steps an epoch
+    extension = GridExtension(grid_sizes=(5,), steps=(8,))
+    _trainer(tmp_path, 16, [Record(), extension]).fit(module, datamodule=data)
+    assert extension.refined_at == [(8, 5)] and module.model.layers[0].basis.grid_size == 5
+    assert rates == pytest.approx([0.01, 0.005, 0.0025, 0.00125], rel=1e-12)
