@@ -497,8 +497,18 @@ class _TrainingModule(pl.LightningModule):
         self._log_eval("test", len(getattr(self.trainer, "num_test_batches", None) or [0]))
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        """Predictions (B, widths[-1]) for ``inputs`` or an ``(inputs, labels)`` batch."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        """Predictions (B, widths[-1]) for ``inputs`` or an ``(inputs, labels)`` batch.
+
+        Raises:
+            ValueError: Another batch (a dict of a custom loss's data loader, ...): which inputs
+                to predict on is the data's to say (override ``predict_step``).
+        """
+        x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(
+                "KANModule.predict_step takes a batch of inputs (a tensor) or a tuple or list whose first "
+                f"element is the inputs, got {_describe(batch)}; for other batches override predict_step"
+            )
         if x.is_floating_point() and x.dtype != self.model_dtype:
             x = x.to(self.model_dtype)
         return self._full_precision(self.model(x))
@@ -1474,6 +1484,9 @@ def _describe(batch: Any) -> str:
         return f"a tensor of shape {tuple(batch.shape)}"
     if isinstance(batch, (tuple, list)):
         return f"a {type(batch).__name__} of {', '.join(_describe(b) for b in batch) or 'nothing'}"
+    if isinstance(batch, Mapping):
+        keys = ", ".join(repr(k) for k in list(batch)[:10])
+        return f"a {type(batch).__name__} with keys {keys or 'none'}"
     return type(batch).__name__
 
 

@@ -72,6 +72,28 @@ def test_labels_are_optional_with_a_callable_loss():
     assert len(history.train_loss) == 2 and seen[0] == (64, 0)
 
 
+def test_predict_on_dict_batches_is_refused_in_one_line(tmp_path):
+    """A custom loss trains on dict batches; trainer.predict on them failed inside kantk with
+    "AttributeError: 'dict' object has no attribute 'is_floating_point'"."""
+    from torch.utils.data import DataLoader
+
+    rows = [{"x": torch.rand(2), "y": torch.rand(1)} for _ in range(6)]
+    module = KANModule([2, 3, 1], init_seed=0, loss=lambda model, batch: model(batch["x"]).square().mean())
+    trainer = pl.Trainer(
+        logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path
+    )
+    with pytest.raises(
+        ValueError, match=r"got a dict with keys 'x', 'y'; for other batches override predict_step"
+    ):
+        trainer.predict(module, dataloaders=DataLoader(rows, batch_size=3))
+    assert [
+        p.shape for p in trainer.predict(module, dataloaders=DataLoader(torch.rand(6, 2), batch_size=4))
+    ] == [
+        (4, 1),
+        (2, 1),
+    ]
+
+
 def test_evaluation_runs_the_callable_with_gradients():
     """A derivative-based loss (d u / d x by autograd) works in validation, which Lightning runs
     under inference mode."""
