@@ -61,6 +61,24 @@ FIT_NAMES = {
 
 #: pykan's names of the symbolic functions' arguments.
 AUTO_SYMBOLIC_NAMES = {"lib": "library=", "verbose": "the returned list of fits"}
+SUGGEST_SYMBOLIC_NAMES = {"lib": "library=", "verbose": "the returned list of candidates"}
+FIX_SYMBOLIC_NAMES = {
+    "fit_params_bool": "fit_params=",
+    "fun_name": 'name, the fifth argument: kantk.fix_symbolic(model, l, i, j, "sin", x)',
+    "verbose": "the returned fit (its r2)",
+    "log_history": _NOT_NEEDED,
+}
+EXPAND_WIDTH_NAMES = {
+    "layer_id": "layer=",
+    "n_added_nodes": "n_added=",
+    "sum_bool": 'op="sum" (sum_bool=True) or op="mult" (False)',
+    "mult_arity": "arity=",
+}
+PLOT_NAMES = {
+    "folder": "path= (one image file of the whole network)",
+    "beta": "min_alpha= (opacity follows the attribution score)",
+    "sample": "x=, the inputs the edges are drawn over",
+}
 SYMBOLIC_FORMULA_NAMES = {"var": "var_names="}
 CREATE_DATASET_NAMES = {"n_var": "n_vars="}
 REFINE_NAMES = {"new_grid": "grid_size, the second argument: kantk.refine(model, 10)"}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from kantk._pykan import PLOT_NAMES, pykan_names
 from kantk._validation import check_index, check_int, check_number
 from kantk.attribution import Attribution, attribution, check_samples
 from kantk.export import MIN_ALPHA, NODE_SYMBOLS
@@ -43,6 +44,7 @@ def default_figsize(widths: Sequence[Any]) -> tuple[float, float]:
     return (min(40.0, max(4.0, 0.5 * slots)), 1.8 * (len(widths) - 1) + 0.8)
 
 
+@pykan_names(PLOT_NAMES)
 @torch.no_grad()
 def plot_activations(
     model: KAN,

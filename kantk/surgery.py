@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kantk._pykan import EXPAND_WIDTH_NAMES, pykan_names
 from kantk._validation import check_choice, check_index, check_int, check_number, is_int
 from kantk.attribution import check_samples
 from kantk.layer import KANLayer
@@ -120,6 +121,7 @@ def expand_depth(model: KAN, registry: Registry | None = None) -> KAN:
     return new
 
 
+@pykan_names(EXPAND_WIDTH_NAMES)
 def expand_width(
     model: KAN,
     layer: int,

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from kantk._pykan import AUTO_SYMBOLIC_NAMES, pykan_names
+from kantk._pykan import AUTO_SYMBOLIC_NAMES, FIX_SYMBOLIC_NAMES, SUGGEST_SYMBOLIC_NAMES, pykan_names
 from kantk._validation import check_index, check_int, check_number
 from kantk.attribution import attribution, check_finite_through, check_samples
 from kantk.layer import KANLayer
@@ -102,6 +102,7 @@ class SymbolicEdgeFit:
     status: str
 
 
+@pykan_names(SUGGEST_SYMBOLIC_NAMES)
 def suggest_symbolic(
     model: KAN,
     layer: int,
@@ -168,6 +169,7 @@ def suggest_symbolic(
     return _ranked(lib, fit, 0, negligible[0], weight_simple, floor)[:topk]
 
 
+@pykan_names(FIX_SYMBOLIC_NAMES)
 def fix_symbolic(
     model: KAN,
     layer: int,

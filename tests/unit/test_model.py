@@ -124,6 +124,23 @@ def test_pykans_argument_names_get_kantks_spelling():
         ),
         (lambda: kantk.create_dataset("x1", n_var=1), r"'n_var' \(pykan's\); kantk: n_vars="),
         (lambda: kantk.refine(kantk.KAN([1, 1]), new_grid=10), r"^refine\(\) takes no argument 'new_grid'"),
+        # these gave Python's "unexpected keyword argument" alone
+        (
+            lambda: kantk.surgery.expand_width(kantk.KAN([1, 1, 1]), 1, 1, sum_bool=False),
+            r"^expand_width\(\) takes no argument 'sum_bool' \(pykan's\); kantk: op=\"sum\"",
+        ),
+        (
+            lambda: kantk.suggest_symbolic(kantk.KAN([1, 1]), 0, 0, 0, torch.zeros(3, 1), lib=["x"]),
+            r"^suggest_symbolic\(\) takes no argument 'lib'",
+        ),
+        (
+            lambda: kantk.fix_symbolic(kantk.KAN([1, 1]), 0, 0, 0, "x", fit_params_bool=False),
+            r"'fit_params_bool' \(pykan's\); kantk: fit_params=",
+        ),
+        (
+            lambda: kantk.plot_activations(kantk.KAN([1, 1]), torch.zeros(3, 1), folder="figures"),
+            r"^plot_activations\(\) takes no argument 'folder' \(pykan's\); kantk: path=",
+        ),
     ]
     for call, message in cases:
         with pytest.raises(TypeError, match=message):
