@@ -333,9 +333,14 @@ def parse_widths(
     for l, entry in enumerate(entries):
         groups = _groups(entry, widths)
         if is_int(entry):  # plain sum nodes: no layout, no registry
-            if not (is_int(arities[l]) or (isinstance(arities[l], Sequence) and len(arities[l]) == 0)):
+            # one int for every product node, or [] in a per-layer list ([2, 3, 2] was read as
+            # arity 3 in layer 1, the 2s dropped without a word, while [[5], [3], []] was refused)
+            if not ((is_int(arities[l]) and is_int(mult_arity)) or _empty_list(arities[l])):
+                what = "is" if is_int(arities[l]) else "lists"
                 raise ValueError(
-                    f"mult_arity for node layer {l} lists {arities[l]!r} but that layer has no product nodes"
+                    f"mult_arity for node layer {l} {what} {arities[l]!r} but that layer has no product "
+                    "nodes; give [] for it (one entry per node layer, inputs first), or one int for every "
+                    "product node"
                 )
             counts.append(entry)
             layouts.append(None)
@@ -368,6 +373,10 @@ def _groups(entry: Any, widths: Any) -> list[NodeGroup]:
     if sum(v for _, v in items) < 1:
         raise bad
     return [NodeGroup(k, v, 1) for k, v in items if v > 0]
+
+
+def _empty_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and len(value) == 0
 
 
 def _per_layer_arities(mult_arity: Any, n_node_layers: int) -> list[Any]:

@@ -120,6 +120,8 @@ def test_unknown_operation_names_the_known_ones(tmp_path):
         ([2, [0, 1], 1], [2, 2], "mult_arity"),
         ([2, [0, 2], 1], [[], [2], []], "mult_arity"),
         ([2, 3, 1], [[], [2], []], "no product nodes"),
+        # a flat per-layer list: its entries for layers without product nodes were dropped silently
+        ([2, [1, 1], 1], [7, 3, 9], r"node layer 0 is 7 but that layer has no product nodes; give \[\]"),
     ],
 )
 def test_bad_spellings_say_what_is_accepted(widths, arity, message):
