@@ -7,11 +7,13 @@ importance; importance flows back from the outputs to the inputs::
     E^l_{q,p} = std(phi^l_{q,p}(x^l_p)) / (std(x^{l+1}_q) + 1e-4 * S^{l+1}) * s^{l+1}_q  (out, in)
     s^l_p = sum_q E^l_{q,p}                                                        (in,)
 
-``std`` is taken over the samples; ``S^{l+1} = max_q std(x^{l+1}_q)`` (1 when every node of the
-layer is constant). pykan adds an absolute 1e-4, which makes the scores depend on the units of the
-data: a target given as ``1e-5 * f`` scored every edge near 0 and ``prune`` removed all but two of
-an exact model's edges (at ``1e-7`` all). Scaled by the layer's largest spread, the guard is
-pykan's on data of unit spread and no longer depends on the units.
+``std`` is taken over the samples (0 when it is round-off: at most
+:data:`ROUNDOFF_EPS` machine epsilons of its largest value); ``S^{l+1} = max_q std(x^{l+1}_q)``
+(1 when every node of the layer is constant). pykan adds an absolute 1e-4, which makes the
+scores depend on the units of the data: a target given as ``1e-5 * f`` scored every edge near 0
+and ``prune`` removed all but two of an exact model's edges (at ``1e-7`` all). Scaled by the
+layer's largest spread, the guard is pykan's on data of unit spread and no longer depends on the
+units.
 
 The feature score of input ``p`` is ``s^0_p``. With product nodes (KAN 2.0) ``q`` runs over the
 sub-nodes of layer ``l``'s outputs: a sub-node takes the score of the node it feeds and
@@ -31,6 +33,17 @@ from kantk.model import KAN, select_inputs_hint
 #: Added to a node's standard deviation before dividing by it, times the largest standard deviation
 #: of its layer's nodes (pykan's constant, there absolute).
 NODE_STD_EPS = 1e-4
+#: A node or edge whose standard deviation is at most this many machine epsilons of its largest
+#: |value| is constant (its spread is round-off): an output constant to 2e-18 had its one edge
+#: scored 1.0.
+ROUNDOFF_EPS = 64
+
+
+def _spread(values: torch.Tensor) -> torch.Tensor:
+    """The standard deviation over the samples (dim 0), 0 where it is round-off."""
+    std = values.std(dim=0)
+    floor = ROUNDOFF_EPS * torch.finfo(values.dtype).eps * values.abs().amax(dim=0)
+    return torch.where(std > floor, std, torch.zeros_like(std))
 
 
 @dataclass(frozen=True)
@@ -107,13 +120,14 @@ def attribution(model: KAN, x: torch.Tensor, out_scores: torch.Tensor | None = N
     for l in range(len(model.layers) - 1, -1, -1):
         layer = model.layers[l]
         acts = layer.activations(xs[l])  # (batch, out, in)
-        edge_std = acts.std(dim=0)  # (out, in)
+        edge_std = _spread(acts)  # (out, in)
         if layer.nodes is None:
-            out_std = xs[l + 1].std(dim=0)  # (out,)
+            values = xs[l + 1]  # (batch, out)
             sub = node
         else:  # product nodes: the sub-nodes' spread, each with its node's score
-            out_std = layer.subnode_values(xs[l]).std(dim=0)  # (out,) sub-nodes
+            values = layer.subnode_values(xs[l])  # (batch, out) sub-nodes
             sub = layer.nodes.expand(node)  # (out,)
+        out_std = _spread(values)
         spread = out_std.max()
         guard = NODE_STD_EPS * torch.where(spread > 0, spread, torch.ones_like(spread))
         edge = edge_std / (out_std + guard).unsqueeze(-1) * sub.unsqueeze(-1)  # (out, in)

@@ -69,6 +69,27 @@ def test_a_layer_of_constant_nodes_scores_finite():
     assert torch.equal(scores.feature_scores, torch.zeros(3, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_output_constant_to_round_off_scores_zero(dtype):
+    """A product node with a dead factor: the output is constant, but its standard deviation is
+    round-off (about 2e-18, not 0), so the guard shrank with it and the output edge scored 1.0,
+    which flowed back to both inputs (pykan's absolute guard gives 0)."""
+    with default_dtype(dtype):
+        model = kantk.KAN([2, [0, 1], 1], seed=0)
+        for i in range(2):
+            model = kantk.surgery.remove_edge(model, 0, i, 1)
+        x = torch.rand(200, 2) * 2 - 1
+    y = model(x).detach()
+    assert float(y.max() - y.min()) == 0.0
+    scores = kantk.attribution(model, x)
+    assert torch.equal(scores.feature_scores, torch.zeros(2, dtype=dtype))
+    assert all(float(e.max()) < 1e-6 for e in scores.edge_scores)  # below any pruning threshold
+    # a real spread far below the values (inputs 1000 + u, spread 3e-4 of the largest) still counts
+    live = _linear_model([1e-6, 0.0, 0.0])
+    x = 1000 + torch.rand(16, 3, dtype=torch.float64)
+    assert float(kantk.attribution(live, x).feature_scores[0]) > 0.5
+
+
 def test_scores_propagate_from_the_outputs():
     model = kantk.KAN([3, 4, 2], seed=1)
     scores = kantk.attribution(model, torch.rand(128, 3) * 2 - 1)
