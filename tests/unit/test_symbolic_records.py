@@ -160,3 +160,7 @@ def test_symbolic_formula_warns_when_a_records_sympy_form_is_not_its_torch_form(
             kantk.symbolic_formula(model, x=x)
         found = [w for w in caught if "the formula differs from the model" in str(w.message)]
         assert bool(found) == warned, [str(w.message) for w in caught]
+        if warned:  # it named no record ("a symbolic function's sympy form"): now the one that is wrong
+            assert "the sympy form of function 'sinc' of library 'minimal+sinc' (at z = " in str(
+                found[0].message
+            )
