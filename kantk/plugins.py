@@ -220,7 +220,7 @@ def create_plugin_manager(
             # wins, as in a clash (pluggy refused the second registration of the module)
             pm.unregister(plugin)
             pm.isolated_plugins.pop(name, None)
-        _register(pm, plugin, None)
+        _register(pm, plugin, _instance_name(pm, plugin))
 
     try:
         pm.check_pending()
@@ -302,6 +302,20 @@ def _register_isolated(
         )
         return False
     return True
+
+
+def _instance_name(pm: pluggy.PluginManager, plugin: object) -> str | None:
+    """A readable name for a plugin object without ``__name__`` (an instance): pluggy named it by
+    ``id()``, so errors and ``owner()`` read ``plugin '139754575448272'``; ``None`` (pluggy's own
+    name: the module's or the class's) for the others."""
+    if hasattr(plugin, "__name__"):
+        return None
+    base = f"{type(plugin).__module__}.{type(plugin).__qualname__} instance"
+    name, n = base, 1
+    while pm.has_plugin(name):
+        n += 1
+        name = f"{base} {n}"
+    return name
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str | None) -> None:

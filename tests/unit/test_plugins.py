@@ -132,6 +132,23 @@ def test_same_plugin_twice_is_an_error():
     assert "\n" not in str(info.value)  # pluggy's message went on to list every plugin
 
 
+def test_plugin_instances_are_named_by_their_class():
+    """pluggy named an instance by id(): "registered by plugin '139754575448272' and again by
+    plugin '139754575448144'"."""
+
+    class Instance:
+        @kantk.hookimpl
+        def kantk_regularisers(self):
+            yield kantk.RegulariserSpec("instance_test", lambda: lambda model, x: torch.zeros(()))
+
+    where = f"{__name__}.test_plugin_instances_are_named_by_their_class.<locals>.Instance instance"
+    registry = kantk.Registry.with_plugins(Instance())
+    names = [impl.plugin_name for impl in registry.plugin_manager.hook.kantk_regularisers.get_hookimpls()]
+    assert names[-1] == where
+    with pytest.raises(kantk.PluginError, match=rf"by plugin '{where}' and again by plugin '{where} 2'"):
+        kantk.Registry.with_plugins(Instance(), Instance())
+
+
 def test_an_installed_plugin_passed_explicitly_too_is_the_explicit_one(monkeypatch):
     """An author's pip install -e'd plugin, passed to with_plugins with entry points loaded:
     pluggy refused the second registration of the module."""
