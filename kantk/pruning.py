@@ -15,13 +15,13 @@ Pruning goes in three steps, each available on its own:
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from kantk._warnings import warn_at_user
 from kantk.attribution import Attribution, attribution, check_finite_through, check_samples
 from kantk.model import KAN, default_dtype
 from kantk.nodes import arity_spelling, widths_spelling
@@ -255,10 +255,9 @@ def normalise_decision(
     for l in range(len(widths)):
         if not keep[l].any():
             kind = "input layer" if l == 0 else f"hidden layer {l}"
-            warnings.warn(
+            warn_at_user(  # at the user's line (stacklevel=4 showed kantk's pruning.py)
                 f"pruning would remove every node of the {kind}; keeping node 0 with no live edges "
-                "(the model's output no longer depends on its inputs)",
-                stacklevel=4,
+                "(the model's output no longer depends on its inputs)"
             )
             keep[l][0] = True
     return PrunePlan(tuple(kept_indices(k) for k in keep), tuple(edges), scores)
@@ -275,7 +274,13 @@ def _index_mask(indices: Any, width: int, who: str, device: torch.device) -> tor
         if idx.shape != (width,):
             raise ValueError(f"{who}: a bool node mask must have shape ({width},), got {tuple(idx.shape)}")
         return idx.clone()
-    if idx.dim() != 1 or idx.is_floating_point() or (idx.numel() and (idx.min() < 0 or idx.max() >= width)):
+    if idx.dim() == 1 and idx.numel() == 0:  # [] (torch reads it as float32): keep none
+        idx = idx.long()
+    if idx.is_floating_point():
+        raise ValueError(
+            f"{who}: node indices must be ints in [0, {width}), got {idx.dtype} values {indices!r}"
+        )
+    if idx.dim() != 1 or (idx.numel() and (idx.min() < 0 or idx.max() >= width)):
         raise ValueError(f"{who}: expected node indices in [0, {width}), got {indices!r}")
     out = torch.zeros(width, dtype=torch.bool, device=device)
     out[idx.long()] = True

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -292,6 +294,19 @@ def test_a_malformed_decision_is_named():
         normalise_decision(model, "everything", pruner="bad")
     with pytest.raises(ValueError, match=r"hidden layer 1: expected node indices in \[0, 3\)"):
         normalise_decision(model, PruneDecision((torch.ones(3, 2), torch.ones(1, 3)), (torch.tensor([5]),)))
+    # floats are named as such; [] (a float32 tensor to torch) keeps no node, as an empty mask does
+    edges = (torch.ones(3, 2), torch.ones(1, 3))
+    with pytest.raises(
+        ValueError, match=r"hidden layer 1: node indices must be ints in \[0, 3\), got torch.float32"
+    ):
+        normalise_decision(model, PruneDecision(edges, ([0.5, 1.0],)))
+    with pytest.warns(
+        UserWarning, match="would remove every node of the hidden layer 1; keeping node 0"
+    ) as shown:
+        plan = normalise_decision(model, PruneDecision(edges, ([],)))
+        kantk.prune(model, torch.rand(20, 2), node_th=1e9)  # the same through a pruner: warned at this line
+    assert plan.kept_nodes[1].tolist() == [0] and not bool(plan.edge_masks[0][0].any())
+    assert all(Path(w.filename).name == "test_pruning.py" for w in shown), [w.filename for w in shown]
     # None where a mask or an index belongs was torch's "Could not infer dtype of NoneType", which
     # the command line called an internal error of kantk's and which named no pruner
     from kantk.cli import describe_error
