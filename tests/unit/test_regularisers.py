@@ -162,6 +162,33 @@ def test_bad_regulariser_options(config, message):
     assert message in str(info.value)
 
 
+def test_a_required_option_left_out_is_the_users_error_not_the_plugins():
+    """A factory argument without a default, not given: "PluginTypeError: regulariser 'needs_p' of
+    plugin ... raised TypeError: __init__() missing 1 required positional argument: 'p'"."""
+
+    class NeedsP:
+        def __init__(self, p, q=1.0):
+            self.p = p
+
+        def __call__(self, model, x):
+            return sum(layer.coef.abs().pow(self.p).sum() for layer in model.layers)
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_regularisers():
+            yield kantk.RegulariserSpec("needs_p_test", NeedsP)
+
+    registry = kantk.Registry.with_plugins(Plugin)
+    for config in ({"needs_p_test": 0.1}, {"needs_p_test": {"weight": 0.1, "q": 2.0}}):
+        with pytest.raises(
+            ValueError, match=r"^regulariser 'needs_p_test' needs 'p' in its options \(no default\)"
+        ):
+            build_regularisers(config, registry)
+    (built,) = build_regularisers({"needs_p_test": {"weight": 0.1, "p": 2}}, registry)
+    assert built.weight == 0.1
+
+
 def test_a_regulariser_that_returns_more_than_one_number_is_named():
     """A plugin regulariser returning a vector failed in backward ("grad can be implicitly created
     only for scalar outputs"); now the sum says which regulariser and what it returned."""
