@@ -134,8 +134,11 @@ def _closest_option(parser: argparse.ArgumentParser, extra: Sequence[str]) -> st
     known = [name for name in parser._option_string_actions if name.startswith("--")]
     for arg in extra:
         if arg.startswith("--"):
-            close = difflib.get_close_matches(arg.partition("=")[0], known, n=1, cutoff=0.75)
-            if close:
+            given = arg.partition("=")[0]
+            close = difflib.get_close_matches(given, known, n=1, cutoff=0.75)
+            # an abbreviation (--lib), which argparse is not allowed to take: the one option it begins
+            close = close or [name for name in known if name.startswith(given)]
+            if len(close) == 1:
                 return f"; did you mean {close[0]}?"
     return ""
 

@@ -525,6 +525,11 @@ def test_an_unknown_flag_names_its_command(work, capsys):
     )
     status, _, err = run_cli(["prune", "model.kantk", "-o", "p.kantk", "--prune-input"], capsys)
     assert "did you mean --prune-inputs?" in err
+    # an abbreviation of one option names it (--lib got no hint); of several, none
+    status, _, err = run_cli(["symbolic", "model.kantk", "-o", "s.kantk", "--lib", "default"], capsys)
+    assert status == 2 and "--lib default; did you mean --library? (see" in err, err
+    status, _, err = run_cli(["symbolic", "model.kantk", "-o", "s.kantk", "--r", "1"], capsys)
+    assert status == 2 and "did you mean" not in err, err  # --range, --r2-threshold
 
 
 def test_lightning_parse_errors_are_one_line(work, capsys, monkeypatch):
