@@ -84,7 +84,8 @@ def prune(
         x: (batch, widths[0]) samples to score edges on (batch >= 2), or ``None`` for a pruner
             that needs no data (``"magnitude"``).
         pruner: Registry name, from ``kantk.list_pruners()``.
-        registry: Where to look the pruner (and the model's bases) up; ``None``: the default.
+        registry: Where to look the pruner (and the model's bases and node operations) up; ``None``: the
+            default (a model built with ``registry=`` needs the same one here).
         prune_inputs: Also remove input features (pykan's ``prune_input``); the pruned model then
             takes fewer inputs, listed in ``plan_pruning(...).kept_nodes[0]``, and records the
             data columns they are in ``input_columns`` (pykan's ``input_id``).
