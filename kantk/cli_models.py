@@ -1383,6 +1383,15 @@ def configure_discover(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--library", default=None, help="symbolic library (kantk plugins lists them; default: default)"
     )
+    parser.add_argument(
+        "--tolerance",
+        type=float_in(0, 1e300),
+        default=None,
+        metavar="RMSE",
+        help="a test RMSE (in the label's units) that is good enough: the search stops at the first shape "
+        "at or below it, as at an exact formula (measured data: its noise level; default: only an exact "
+        "formula stops the search)",
+    )
     _add_var_names(parser, "names of the inputs in the formula (default: the --data header, else x1 x2 ...)")
     parser.add_argument(
         "--seed",
@@ -1460,7 +1469,12 @@ def run_discover(args: argparse.Namespace) -> int:
             # only what the user gave: the rest at discover's defaults
             **{
                 k: v
-                for k, v in (("hidden", args.hidden), ("steps", args.steps), ("library", args.library))
+                for k, v in (
+                    ("hidden", args.hidden),
+                    ("steps", args.steps),
+                    ("library", args.library),
+                    ("tolerance", args.tolerance),
+                )
                 if v is not None
             },
             var_names=names,

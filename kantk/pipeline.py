@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from kantk._validation import check_distinct, check_int, check_optional_int
+from kantk._validation import check_distinct, check_int, check_number, check_optional_int
 from kantk.model import KAN, record_column_names
 from kantk.registry import Registry
 
@@ -162,6 +162,7 @@ def discover(
     progress: Callable[[str], None] | None = None,
     threads: int | None = 1,
     registry: Registry | None = None,
+    tolerance: float | None = None,
 ) -> Discovery:
     """Find a closed-form formula for data (or a formula's samples) with a KAN.
 
@@ -218,6 +219,11 @@ def discover(
         threads: torch intra-op threads during the run (restored afterwards); ``None`` leaves
             the setting alone. One thread is fastest for these tiny models: a few thousand
             small ops per step gain nothing from threads and stall badly on a busy machine.
+        tolerance: A test RMSE, in the labels' units, that is good enough: the search stops at
+            the first attempt at or below it, as at an exact one (measured data: its noise level;
+            nothing is exact there, so without it every shape is tried, for minutes). ``None``
+            (default): only an exact attempt stops it. The formula is then chosen as when none
+            is exact, among the attempts made.
 
     Labels whose spread is outside :data:`LABEL_SPREAD` are divided by a power of ten for the
     search (:func:`label_scale`), and the model and formulas scaled back. A search whose kept
@@ -235,6 +241,8 @@ def discover(
     for name, value in (("grid_size", grid_size), ("refine_to", refine_to), ("steps", steps)):
         check_int(name, value, 1)
     check_optional_int("threads", threads, 1)
+    if tolerance is not None:
+        check_number("tolerance", tolerance, 0, finite=True)
     if output_dir is not None:
         check_output_dir(output_dir)
     from kantk.symbolic.library import resolve_library
@@ -260,6 +268,7 @@ def discover(
             seed,
             output_dir,
             progress,
+            tolerance,
         )
     finally:
         torch.set_num_threads(old_threads)
@@ -418,6 +427,7 @@ def _discover(
     seed,
     output_dir,
     progress,
+    tolerance,
 ) -> Discovery:
     import kantk
 
@@ -487,12 +497,15 @@ def _discover(
     attempts: list[Attempt] = []
     described: list[str] = []
 
+    def good_enough(attempt: Attempt) -> bool:
+        return attempt.exact or (tolerance is not None and attempt.rmse <= tolerance / scale)
+
     def run(shapes: list[Shape], on: dict[str, torch.Tensor], front: Any = None, text: str = "") -> None:
         """Try ``shapes`` on the data ``on`` (``data``, or its reduced inputs that ``front`` computes)."""
         from kantk.training import grid_warnings_off
 
         for shape in shapes:
-            if attempts and attempts[-1].exact:
+            if attempts and good_enough(attempts[-1]):
                 return
             if attempts:
                 say(f"not exact (test RMSE {attempts[-1].rmse:.2e}); trying {_describe(shape)}{text}")
@@ -524,7 +537,10 @@ def _discover(
             described.append(_describe(shape) + text)
 
     run(shapes, data)
-    if hidden is None and search and not attempts[-1].exact and n_in >= 3:
+    if tolerance is not None and good_enough(attempts[-1]) and not attempts[-1].exact:
+        rmse = attempts[-1].rmse * scale
+        say(f"test RMSE {rmse:.2e} is within the tolerance {tolerance:g}: the search stops")
+    if hidden is None and search and not good_enough(attempts[-1]) and n_in >= 3:
         pairs, scores = _symmetric_pairs(data, steps, seed)
         names = list(var_names) if var_names is not None else [f"x{i + 1}" for i in range(n_in)]
         ways = [f"{names[i]} {'+' if sign > 0 else '-'} {names[j]}" for i, j, sign in pairs]
@@ -539,7 +555,7 @@ def _discover(
                 m, torch.cat([data["train_label"], data["test_label"]]), library, grid_size
             )
             run(reduced, on, front, text)
-    if hidden is None and search and not any(a.exact for a in attempts):
+    if hidden is None and search and not any(good_enough(a) for a in attempts):
         polynomial = _polynomial_attempt(data, var_names, exact_rmse)
         say(
             f"not exact (test RMSE {attempts[-1].rmse:.2e}); trying a polynomial of degree <= "

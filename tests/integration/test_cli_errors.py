@@ -256,6 +256,25 @@ def test_discover_into_an_existing_file_fails_before_training(work, capsys, no_w
     assert (work / "existing").read_text() == "keep me"
 
 
+def test_discover_takes_a_tolerance(work, capsys, monkeypatch):
+    import kantk.pipeline as pipeline
+
+    given = {}
+
+    def discover(*args, **kwargs):
+        given.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(pipeline, "discover", discover)
+    assert_error(run_cli(["discover", "--tolerance", "0.05"], capsys), code=1, match="stop here")
+    assert given["tolerance"] == 0.05
+    given.clear()
+    assert_error(run_cli(["discover"], capsys), code=1, match="stop here")
+    assert "tolerance" not in given  # discover's own default
+    line = assert_error(run_cli(["discover", "--tolerance", "-1"], capsys), code=2)
+    assert "--tolerance: expected a finite number in [0, 1e+300], got -1" in line, line
+
+
 def test_discover_csv_is_the_deprecated_spelling_of_data(work, capsys, no_work):
     code, _, err = run_cli(["discover", "--csv", "model.kantk"], capsys)
     assert code == 1

@@ -207,6 +207,35 @@ def test_discover_searches_its_shapes_and_keeps_the_simplest_formula(monkeypatch
     assert tried == ["5", "3", "2", "4"]
 
 
+def test_a_tolerance_stops_the_search_at_the_first_attempt_good_enough(monkeypatch):
+    """Measured data is never exact, so every shape was tried (minutes); ``tolerance`` (in the
+    labels' units, the noise level) stops at the first attempt at or below it. Stubbed attempts."""
+    import kantk.pipeline as pipeline
+
+    x1, x2 = sympy.symbols("x1 x2")
+    rmses = {"[0, 1]": 0.3, "[1, 1]": 0.04, "2": 0.01}
+    tried = []
+
+    def attempt(data, n_in, shape, *args):
+        name = str(shape.hidden) + (f" {shape.output}" if shape.output else "")
+        tried.append(name)
+        return pipeline.Attempt(
+            [x1 * x2], rmses.get(name, 1.0), pipeline.KAN([n_in, shape.hidden, 1], seed=0)
+        )
+
+    monkeypatch.setattr(pipeline, "_attempt", attempt)
+    messages = []
+    found = pipeline.discover("sin(x1)*x2", tolerance=0.05, progress=messages.append)
+    assert tried == ["[0, 1]", "[1, 1]"] and not found.exact and found.test_rmse == 0.04
+    assert any("within the tolerance 0.05: the search stops" in m for m in messages), messages
+    tried.clear()
+    pipeline.discover("sin(x1)*x2", tolerance=0.001)  # none good enough: every shape, as without one
+    assert tried[:3] == ["[0, 1]", "[1, 1]", "2"] and len(tried) > 3
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tolerance must be a finite number >= 0"):
+            pipeline.discover("x1*x2", tolerance=bad)
+
+
 def test_one_input_is_tried_first_on_a_single_edge():
     """With a hidden layer two edges are in series and the first is fixed alone: sqrt(x1) on
     [0.1, 4] came out as 2.04 - 0.93*exp(-1.12*tan(0.44*x1 + 8.89)), not exact, after 142 s of
