@@ -25,7 +25,7 @@ from kantk._warnings import warn_at_user
 from kantk.attribution import Attribution, attribution, check_finite_through, check_samples
 from kantk.model import KAN, default_dtype
 from kantk.nodes import arity_spelling, widths_spelling
-from kantk.plugins import PluginOutputError, plugin_call
+from kantk.plugins import BUILTIN_PLUGINS, PluginOutputError, plugin_call
 from kantk.pruners import PruneDecision, fed_nodes, kept_indices, live_masks
 from kantk.registry import Registry, check_options, resolve_registry
 
@@ -131,9 +131,31 @@ def plan_pruning(
         x = check_samples(model, x, "kantk.prune")
         check_finite_through(model, x, len(model.layers) - 1, "kantk.prune", "prune")
         scores = attribution(model, x)
-    with plugin_call("pruner", pruner, resolve_registry(registry).pruners.owner(pruner)):
-        decision = fn(model, x, scores)
+    owner = resolve_registry(registry).pruners.owner(pruner)
+    # a plugin's pruner sees a copy: one that changed the model in place (coef.mul_(0)) changed the
+    # user's model without a word; the model itself then says whether the copy is still the same
+    given = model if owner is None or owner in BUILTIN_PLUGINS else copy.deepcopy(model)
+    with plugin_call("pruner", pruner, owner):
+        decision = fn(given, x, scores)
+    if given is not model and not _same_state(model, given):
+        raise PluginOutputError(
+            f"pruner {pruner!r} of plugin {owner!r} changed the model it was given (in place); a pruner "
+            "only decides what goes (kantk.prune removes it): your model is as it was"
+        )
     return normalise_decision(model, decision, prune_inputs=prune_inputs, scores=scores, pruner=pruner)
+
+
+def _same_state(a: KAN, b: KAN) -> bool:
+    """Whether two models hold the same structure and tensors (NaN equal to NaN)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    if a.config() != b.config() or sa.keys() != sb.keys():
+        return False
+    return all(
+        sa[k].shape == sb[k].shape
+        and sa[k].dtype == sb[k].dtype
+        and bool(torch.equal(torch.nan_to_num(sa[k]), torch.nan_to_num(sb[k])))
+        for k in sa
+    )
 
 
 def build_pruner(

@@ -346,6 +346,34 @@ def test_a_plugin_pruner_is_used_by_name():
     torch.testing.assert_close(small(x), apply_masks(model, plan)(x), atol=1e-6, rtol=0)
 
 
+def test_a_plugin_pruner_that_changes_the_model_is_named_and_the_model_stays():
+    """hooks.md: the pruner must not change the model; one that did (``coef.mul_(0)``) changed the
+    user's model without a word."""
+    from kantk.plugins import PluginOutputError
+
+    class Zeroing:
+        needs_data = False
+
+        def __call__(self, model, x, scores):
+            model.layers[0].coef.data.mul_(0)
+            return [layer.mask != 0 for layer in model.layers]
+
+    class Plugin:
+        @staticmethod
+        @kantk.hookimpl
+        def kantk_pruners():
+            yield kantk.PrunerSpec("zeroing_test", Zeroing)
+
+    registry = kantk.Registry.with_plugins(Plugin)
+    model = kantk.KAN([2, 3, 1], seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(
+        PluginOutputError, match=r"pruner 'zeroing_test' of plugin .* changed the model it was given"
+    ):
+        kantk.prune(model, pruner="zeroing_test", registry=registry)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 def test_symbolic_edges_survive_pruning():
     model = kantk.KAN([2, 3, 1], seed=0)
     from kantk.symbolic.library import get_library
