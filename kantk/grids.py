@@ -84,39 +84,56 @@ def refine(model: KAN, grid_size: int | Sequence[int], **options: Any) -> KAN:
                 f"basis {layer.basis_name!r} (layer {index}) cannot refine its grid; layer copied unchanged"
             )
             continue
-        try:
-            new_basis, new_coef = basis.refine(size, layer.coef.detach(), **options)
-        except TypeError as exc:
-            if options:
-                raise ValueError(
-                    f"layer {index}: basis {layer.basis_name!r} does not accept the refine options "
-                    f"{', '.join(map(repr, sorted(options)))} ({exc})"
-                ) from None
-            raise
-        except ValueError as exc:
-            raise ValueError(f"layer {index}: {exc}") from None
-        if not isinstance(new_basis, Basis) or new_basis.in_features != basis.in_features:
-            what = (
-                f"a basis of {new_basis.in_features} inputs"
-                if isinstance(new_basis, Basis)
-                else type(new_basis).__name__
-            )
-            raise ValueError(
-                f"layer {index}: basis {layer.basis_name!r}: refine returned {what}, not a basis of the "
-                f"layer's {basis.in_features} inputs"
-            )
-        want = (layer.coef.shape[0], layer.coef.shape[1], new_basis.num_functions)
-        if not isinstance(new_coef, torch.Tensor) or tuple(new_coef.shape) != want:
-            got = tuple(new_coef.shape) if isinstance(new_coef, torch.Tensor) else type(new_coef).__name__
-            raise ValueError(
-                f"layer {index}: basis {layer.basis_name!r}: refine returned coefficients of shape {got}, "
-                f"not {want} (out, in, the new basis' num_functions)"
-            )
+        new_basis, new_coef = refined_basis(
+            basis, layer.coef.detach(), size, options, index, layer.basis_name
+        )
         layer.basis = new_basis
         # contiguous: LBFGS views every gradient flat, and gradients follow their parameter's strides
         coef = new_coef.detach().to(layer.coef.dtype).clone(memory_format=torch.contiguous_format)
         layer.coef = nn.Parameter(coef, requires_grad=layer.coef.requires_grad)
     return finer
+
+
+def refined_basis(
+    basis: Basis, coef: torch.Tensor, size: Any, options: dict[str, Any], index: int, name: str
+) -> tuple[Basis, torch.Tensor]:
+    """``basis.refine(size, coef, **options)`` of layer ``index`` (basis ``name``), checked; what
+    :func:`refine` and ``GridExtension``'s check of its schedule run.
+
+    Raises:
+        ValueError: The basis refused the size or the options, or returned another kind of basis
+            or coefficients of another shape (the message names the layer).
+    """
+    assert isinstance(basis, SupportsRefine)  # the callers skip the others
+    try:
+        new_basis, new_coef = basis.refine(size, coef, **options)
+    except TypeError as exc:
+        if options:
+            raise ValueError(
+                f"layer {index}: basis {name!r} does not accept the refine options "
+                f"{', '.join(map(repr, sorted(options)))} ({exc})"
+            ) from None
+        raise
+    except ValueError as exc:
+        raise ValueError(f"layer {index}: {exc}") from None
+    if not isinstance(new_basis, Basis) or new_basis.in_features != basis.in_features:
+        what = (
+            f"a basis of {new_basis.in_features} inputs"
+            if isinstance(new_basis, Basis)
+            else type(new_basis).__name__
+        )
+        raise ValueError(
+            f"layer {index}: basis {name!r}: refine returned {what}, not a basis of the layer's "
+            f"{basis.in_features} inputs"
+        )
+    want = (coef.shape[0], coef.shape[1], new_basis.num_functions)
+    if not isinstance(new_coef, torch.Tensor) or tuple(new_coef.shape) != want:
+        got = tuple(new_coef.shape) if isinstance(new_coef, torch.Tensor) else type(new_coef).__name__
+        raise ValueError(
+            f"layer {index}: basis {name!r}: refine returned coefficients of shape {got}, not {want} "
+            "(out, in, the new basis' num_functions)"
+        )
+    return new_basis, new_coef
 
 
 def per_layer_sizes(grid_size: int | Sequence[int], n_layers: int) -> list[Any]:

@@ -11,7 +11,7 @@ import torch
 
 from kantk._validation import check_int, is_int
 from kantk.bases.base import SupportsRefine
-from kantk.grids import per_layer_sizes, refine
+from kantk.grids import per_layer_sizes, refine, refined_basis
 from kantk.model import KAN, MAX_MODEL_NUMBERS
 
 Size = int | Sequence[int]
@@ -120,6 +120,12 @@ class GridExtension(pl.Callback):
             )
         self._check_sizes(model)
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after a resumed run's state is back (setup comes before it), before the first step
+        model = pl_module.model
+        assert isinstance(model, KAN)  # setup() refused anything else
+        self._check_schedule(model)
+
     def _check_sizes(self, model: KAN) -> None:
         """Refuse, before training, a schedule whose finest grids the model's coefficients cannot
         hold within :data:`kantk.model.MAX_MODEL_NUMBERS` (the bound of a config's model): a
@@ -138,24 +144,25 @@ class GridExtension(pl.Callback):
                     f"GridExtension grid_sizes entry {size!r} asks for at least {numbers:,} coefficients, "
                     f"more than a KANModule builds (kantk.model.MAX_MODEL_NUMBERS, {MAX_MODEL_NUMBERS:,})"
                 )
-        self._check_schedule(model)
 
     def _check_schedule(self, model: KAN) -> None:
-        """Refuse, before training, a schedule that a basis cannot follow (a grid coarser than the
-        model's or the entry before: ``grid_size: 5`` with ``grid_sizes: [3]`` ended the run with
-        that error at the refinement's step, after the steps before it). Each layer's basis refines
-        through the whole schedule on one output node's coefficients (cheap), with the basis' own check."""
+        """Refuse, before the first step, a schedule that a basis cannot follow (a grid coarser
+        than the model's or the entry before: ``grid_size: 5`` with ``grid_sizes: [3]`` ended the
+        run with that error at the refinement's step, after the steps before it). The entries not
+        yet applied (a resumed run, or a second fit of the model, has done some) are refined
+        through, layer by layer, on one output node's coefficients (cheap), as kantk.refine does."""
         for index, layer in enumerate(model.layers):
             basis, coef = layer.basis, layer.coef.detach()[:1]
-            for size in self.grid_sizes:
+            for size in self.grid_sizes[len(self.refined_at) :]:
                 if not isinstance(basis, SupportsRefine):
                     break  # kantk.refine copies such a layer unchanged, with a warning
                 entry = per_layer_sizes(size, len(model.layers))[index]
                 try:
-                    basis, coef = basis.refine(entry, coef, **self.refine_options)
+                    basis, coef = refined_basis(
+                        basis, coef, entry, self.refine_options, index, layer.basis_name
+                    )
                 except ValueError as exc:
-                    where = f"GridExtension grid_sizes entry {size!r}: layer {index}"
-                    raise ValueError(f"{where}: {exc}") from None
+                    raise ValueError(f"GridExtension grid_sizes entry {size!r}: {exc}") from None
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int

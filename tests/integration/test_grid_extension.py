@@ -137,6 +137,21 @@ def test_a_schedule_the_bases_cannot_follow_is_refused_before_training(tmp_path,
         assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
 
 
+def test_a_run_resumed_after_a_refinement_checks_only_the_entries_left(tmp_path, data):
+    """The schedule check saw the refined model and the whole schedule (refined_at comes back after
+    setup): a resume of a run past its refinements to 5 and 8 was refused as "5 is coarser than 8"."""
+    module = KANModule([2, 2, 1], basis_kwargs={"grid_size": 3}, optimizer="adam", init_seed=0)
+    trainer = _trainer(tmp_path, 5, [GridExtension(grid_sizes=(5, 8, 10), steps=(2, 4, 7))])
+    trainer.fit(module, datamodule=TensorDataModule(data, batch_size=-1))
+    trainer.save_checkpoint(tmp_path / "r.ckpt")
+    resumed = KANModule.load_from_checkpoint(tmp_path / "r.ckpt")
+    assert resumed.model.layers[0].basis.grid_size == 8
+    extension = GridExtension(grid_sizes=(5, 8, 10), steps=(2, 4, 7))
+    later = _trainer(tmp_path, 8, [extension])
+    later.fit(resumed, datamodule=TensorDataModule(data, batch_size=-1), ckpt_path=tmp_path / "r.ckpt")
+    assert extension.refined_at == [(2, 5), (4, 8), (7, 10)] and resumed.model.layers[0].basis.grid_size == 10
+
+
 def test_fit_with_grid_extension_refines_the_users_model(data):
     model = kantk.KAN([2, 1, 1], basis_kwargs={"grid_size": 3}, seed=1)
     extension = GridExtension(grid_sizes=[5, 10], every=2)
