@@ -131,11 +131,14 @@ class _HistoryRecorder:
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        metrics = getattr(pl_module, "last_val_metrics", {})
-        for key, value in metrics.items():
+        recorded = False
+        for key, value in getattr(pl_module, "last_val_metrics", {}).items():
+            # several validation loaders: the history holds the first one's (val_loss/dataloader_idx_0)
+            key = key.removesuffix("/dataloader_idx_0")
             if key in EVAL_FIELDS:
                 self._add(EVAL_FIELDS[key], value)
-        if metrics:
+                recorded = True
+        if recorded:
             self.history.eval_step.append(int(trainer.global_step))
 
     def flush(self) -> None:
@@ -761,7 +764,8 @@ def _final_eval_batches(datamodule: Any, classes: Any, base: Any) -> Iterator[An
         return None  # it has no validation
     loaders = datamodule.val_dataloader()
     loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
-    return (batch for loader in loaders for batch in loader) if loaders else None
+    # several: the first, whose metrics the history holds (the others' are in the logs)
+    return (batch for batch in loaders[0]) if loaders else None
 
 
 def _evaluate_whole_test_split(

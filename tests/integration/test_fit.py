@@ -716,3 +716,37 @@ def test_the_grid_warning_looks_at_the_range_not_at_rows():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         kantk.fit(kantk.KAN([5, 1], seed=0), data, steps=1, progress=False)
+
+
+def test_a_data_module_with_several_validation_loaders_records_the_first():
+    """kantk.fit's history took no test rows (the metrics were val_loss/dataloader_idx_N) yet
+    counted the evaluations, and its last evaluation merged every loader's rows into one."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    near = kantk.create_dataset("x1*x2", n_vars=2, train_num=64, test_num=30, seed=0)
+    far = kantk.create_dataset("x1*x2", n_vars=2, ranges=(1, 2), train_num=8, test_num=20, seed=1)
+
+    class Data(pl.LightningDataModule):
+        def __init__(self, sets):
+            super().__init__()
+            self.sets = sets
+
+        def train_dataloader(self):
+            return DataLoader(TensorDataset(near["train_input"], near["train_label"]), batch_size=64)
+
+        def val_dataloader(self):
+            loaders = [
+                DataLoader(TensorDataset(d["test_input"], d["test_label"]), batch_size=64) for d in self.sets
+            ]
+            return loaders if len(loaders) > 1 else loaders[0]
+
+    histories = []
+    for sets in ([near, far], [near]):
+        model = kantk.KAN([2, 3, 1], seed=0)
+        histories.append(
+            kantk.fit(model, Data(sets), steps=6, optimizer="adam", eval_every=2, progress=False)
+        )
+    both, alone = histories
+    assert both.eval_step == alone.eval_step == [2, 4, 6]
+    assert both.test_loss == alone.test_loss and both.test_rmse == alone.test_rmse
