@@ -728,7 +728,13 @@ def _structure(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _builds_widths(hparams: Mapping[str, Any], spelled: Any) -> bool:
+def _model_structure(model: KAN) -> dict[str, Any]:
+    """:func:`_structure` of the model's config, with its ``mult_arity`` (``None``: the default)."""
+    config = model.config()
+    return {**_structure(config), "mult_arity": config.get("mult_arity")}
+
+
+def _builds_widths(hparams: Mapping[str, Any], spelled: Any, registry: Registry | None = None) -> bool:
     """Whether the hyperparameters' ``widths`` (and ``mult_arity`` in ``model_kwargs``) build a
     model whose ``config()["widths"]`` is ``spelled`` (``[2, {"sum": 1, "mult": 1}, 1]`` builds
     ``[2, [1, 1], 1]``); also True when they cannot be read (the loader then says what is wrong)."""
@@ -739,7 +745,7 @@ def _builds_widths(hparams: Mapping[str, Any], spelled: Any) -> bool:
     if isinstance(model_kwargs, Mapping):
         arity = model_kwargs.get("mult_arity", DEFAULT_ARITY)
     try:
-        return widths_spelling(*parse_widths(hparams.get("widths") or [], arity)) == list(spelled)
+        return widths_spelling(*parse_widths(hparams.get("widths") or [], arity, registry)) == list(spelled)
     except (TypeError, ValueError, UnknownComponentError):
         return True
 
@@ -879,6 +885,7 @@ class KANModule(_TrainingModule):
                 _check_model_size(widths, structure)
             with default_dtype(DTYPES[dtype] if dtype else torch.get_default_dtype()):
                 self.model = KAN(widths, seed=init_seed, **structure)
+        self._recorded = _model_structure(self.model)  # what the hyperparameters build
         self._init_training(
             loss if isinstance(loss, str) else custom_loss_name(loss),
             custom_loss,
@@ -934,7 +941,8 @@ class KANModule(_TrainingModule):
         self._record_structure(checkpoint)
         for index, layer in enumerate(self.model.layers):
             problem = layer.functions_reload_problem()
-            if problem is not None:  # a warning: an error here would end the training run
+            # a warning (an error here would end the training run), once: every rank saves
+            if problem is not None and getattr(self._trainer, "is_global_zero", True):
                 from kantk._warnings import warn_at_user
 
                 warn_at_user(f"kantk: the checkpoint will not load as saved: layer {index}: {problem}")
@@ -948,19 +956,22 @@ class KANModule(_TrainingModule):
 
     def _record_structure(self, checkpoint: dict[str, Any]) -> None:
         """The model's structure as hyperparameters again when it is no longer the one they build:
-        ``module.model = kantk.prune(module.model, x)`` (widths [2, 5, 1] to [2, 2, 1]) saved
-        checkpoints that neither loaded nor resumed ("size mismatch for model.layers.0.coef")."""
+        ``module.model = kantk.prune(module.model, x)`` (widths [2, 5, 1] to [2, 2, 1]), or
+        ``kantk.refine(module.model, 10)``, saved checkpoints that neither loaded nor resumed
+        ("size mismatch for model.layers.0.coef"). Compared as the model spells its structure
+        (``KAN.config()``), so plugin node operations need no registry here."""
         hparams = checkpoint.get("hyper_parameters")
-        config = self.model.config()
-        if not isinstance(hparams, dict) or _builds_widths(hparams, config["widths"]):
+        now = _model_structure(self.model)
+        if not isinstance(hparams, dict) or now == getattr(self, "_recorded", now):
             return
-        structure = _structure(config)
+        structure = {key: now[key] for key in ("widths", "basis", "basis_kwargs", "base_activation")}
         model_kwargs = {k: v for k, v in dict(hparams.get("model_kwargs") or {}).items() if k != "mult_arity"}
-        if "mult_arity" in config:
-            model_kwargs["mult_arity"] = config["mult_arity"]
+        if now["mult_arity"] is not None:
+            model_kwargs["mult_arity"] = now["mult_arity"]
         structure["model_kwargs"] = model_kwargs or None
         for target in (hparams, self.hparams):  # the next checkpoints, and hparams as the module shows them
             target.update(structure)
+        self._recorded = now
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Bring the model to the checkpoint's dtype and give it the checkpoint's symbolic edges
@@ -994,6 +1005,7 @@ class KANModule(_TrainingModule):
                     if not isinstance(entry, Mapping):
                         raise ValueError(f"an entry of the checkpoint's {SYMBOLIC_KEY!r} is not a mapping")
                     layer.load_symbolic_config(entry, registry=_REGISTRY.get())
+        self._recorded = _model_structure(self.model)  # the checkpoint's hyperparameters build it
         self._match_optimizer_state(checkpoint)
 
     def _follow_checkpoint_structure(self, checkpoint: Mapping[str, Any]) -> None:
@@ -1004,7 +1016,7 @@ class KANModule(_TrainingModule):
         hparams = checkpoint.get("hyper_parameters")
         if not isinstance(hparams, Mapping) or not isinstance(hparams.get("widths"), list):
             return
-        if _builds_widths(hparams, self.model.config()["widths"]):
+        if _builds_widths(hparams, self.model.config()["widths"], _REGISTRY.get()):
             return
         structure = {key: hparams.get(key) for key in ("widths", "basis", "basis_kwargs", "base_activation")}
         model_kwargs = hparams.get("model_kwargs") or {}

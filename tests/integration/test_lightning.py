@@ -168,6 +168,22 @@ def test_a_pruned_model_put_in_a_module_checkpoints_its_own_structure(tmp_path):
     torch.testing.assert_close(fresh(x), module(x), rtol=0, atol=0)  # 4 steps both: nothing more to do
 
 
+def test_a_refined_model_put_in_a_module_checkpoints_its_grids(tmp_path):
+    """Only other widths were recorded: ``module.model = kantk.refine(module.model, 8)`` kept
+    basis_kwargs of grid 5, and the checkpoint did not load (size mismatch)."""
+    import kantk
+
+    module = KANModule([2, 3, 1], optimizer="adam", init_seed=0, dtype="float64")
+    module.model = kantk.refine(module.model, 8)
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.fit(module, datamodule=_data(dtype="float64"))
+    trainer.save_checkpoint(tmp_path / "r.ckpt")
+    loaded = KANModule.load_from_checkpoint(tmp_path / "r.ckpt", weights_only=True)
+    assert loaded.model.layers[0].basis.grid_size == 8
+    x = torch.rand(5, 2, dtype=torch.float64)
+    torch.testing.assert_close(loaded(x), module(x), rtol=0, atol=0)
+
+
 def test_load_from_checkpoint_rebuilds_the_model(tmp_path):
     module = KANModule(
         [2, 4, 1],
