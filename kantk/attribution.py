@@ -36,7 +36,7 @@ NODE_STD_EPS = 1e-4
 #: A node or edge whose standard deviation is at most this many machine epsilons of its largest
 #: |value| is constant (its spread is round-off): an output constant to 2e-18 had its one edge
 #: scored 1.0.
-ROUNDOFF_EPS = 64
+ROUNDOFF_EPS = 4
 
 
 def _spread(values: torch.Tensor) -> torch.Tensor:
@@ -131,6 +131,9 @@ def attribution(model: KAN, x: torch.Tensor, out_scores: torch.Tensor | None = N
         spread = out_std.max()
         guard = NODE_STD_EPS * torch.where(spread > 0, spread, torch.ones_like(spread))
         edge = edge_std / (out_std + guard).unsqueeze(-1) * sub.unsqueeze(-1)  # (out, in)
+        # a constant node passes nothing on: edges into it score 0 (edges that cancel there, or
+        # carry less than its round-off, were divided by the guard alone and scored far above 1)
+        edge = torch.where((out_std == 0).unsqueeze(-1), torch.zeros_like(edge), edge)
         edges.append(edge)
         subs.append(sub)
         incoming = edge.sum(dim=1)  # (out,)

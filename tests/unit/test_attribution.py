@@ -88,6 +88,16 @@ def test_an_output_constant_to_round_off_scores_zero(dtype):
     live = _linear_model([1e-6, 0.0, 0.0])
     x = 1000 + torch.rand(16, 3, dtype=torch.float64)
     assert float(kantk.attribution(live, x).feature_scores[0]) > 0.5
+    # and so does a small one in float32: y = 1000 + 0.01 u (128 distinct values) scored its edge
+    # 28.5 when a floor of 64 eps zeroed the node's spread but not its edge's
+    with default_dtype(torch.float32):
+        small = kantk.KAN([2, 1], base_activation="identity", seed=0)
+    with torch.no_grad():
+        small.layers[0].coef.zero_()
+        small.layers[0].scale_base.copy_(torch.tensor([[1.0, 1e-2]]))
+    u = torch.rand(256, generator=torch.Generator().manual_seed(0))
+    scores = kantk.attribution(small, torch.stack([torch.full((256,), 1000.0), u], 1))
+    assert float(scores.edge_scores[0][0, 0]) == 0.0 and 0.99 < float(scores.edge_scores[0][0, 1]) <= 1.0
 
 
 def test_scores_propagate_from_the_outputs():
