@@ -235,7 +235,8 @@ class SymbolicEdges:
                 except UnknownComponentError:
                     checked[key] = True
                     continue
-                checked[key] = registered is held or registered == held or _same_function(registered, held)
+                # the values: a ranking cost of its own (complexity) loads as the same function
+                checked[key] = registered is held or registered == held or _same_values(registered, held)
             if not checked[key]:
                 return (
                     f"edge {p} -> {q} uses a function {key[1]!r} of library {key[0]!r} that is not the "
@@ -417,10 +418,15 @@ def _same_function(a: SymbolicFunction, b: SymbolicFunction) -> bool:
     """Whether two records are the same function built twice (a plugin library builds new records,
     with new callables, every time it is resolved): the same name, complexity and sympy form, and
     the same values at a few points. Two list-built ``"mypow"`` of z^2 and z^3 are not."""
+
+    return a.name == b.name and a.complexity == b.complexity and _same_values(a, b)
+
+
+def _same_values(a: SymbolicFunction, b: SymbolicFunction) -> bool:
+    """Whether two records compute the same: the same sympy form and the same torch values at a
+    few points (their names and ranking costs aside)."""
     import sympy
 
-    if a.name != b.name or a.complexity != b.complexity:
-        return False
     z = sympy.Symbol("z")
     try:
         if sympy.srepr(a.sympy_fn(z)) != sympy.srepr(b.sympy_fn(z)):

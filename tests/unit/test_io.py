@@ -564,5 +564,11 @@ def test_a_function_under_a_registered_library_name_is_not_saved_as_that_library
         kantk.load(tmp_path / "m.kantk")
     kantk.fix_symbolic(model, 0, 0, 0, "sin", fit_params=False)
     kantk.save(model, tmp_path / "m.kantk")
+    # the registered function with a ranking cost of its own computes the same: saved
+    default_sin = get_library("default")["sin"]
+    cheaper = kantk.SymbolicFunction("sin", default_sin.torch_fn, default_sin.sympy_fn, complexity=1)
+    library = get_library("default").with_functions(cheaper, name="default")
+    kantk.fix_symbolic(model, 0, 0, 0, "sin", fit_params=False, library=library)
+    kantk.save(model, tmp_path / "m.kantk")
     x = torch.rand(7, 1)
     torch.testing.assert_close(kantk.load(tmp_path / "m.kantk")(x), model(x), rtol=0, atol=0)
