@@ -564,7 +564,8 @@ class _TrainingModule(pl.LightningModule):
         for loader in range(loaders):  # every rank reduces every loader's sums, in the same order
             sums = found.get(loader, torch.zeros_like(like))
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-            n = sums[1].clamp_min(1)
+            # a loader without rows (on every rank) has no metrics: NaN, not the 0 of empty sums
+            n = torch.where(sums[1] > 0, sums[1], torch.full_like(sums[1], math.nan))
             suffix = f"/dataloader_idx_{loader}" if loaders > 1 else ""
             metrics[f"{split}_loss{suffix}"] = sums[0] / n
             if self.classification:
