@@ -176,11 +176,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     token = IN_COMMAND.set(True)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _terminated_on_sigterm(argv):
             _show_warnings_as_lines()
             return _main(argv)
-    except SystemExit:
+    except SystemExit as exc:
+        if _debug() and exc.__context__ is not None and exc.code not in (0, None):
+            # a refusal raised while handling an error ("kantk: cannot load ..."): its traceback
+            import traceback
+
+            traceback.print_exception(exc.__context__, file=sys.stderr)
         raise
+    except BrokenPipeError:  # the reader of stdout left (kantk plugins | head -1): quietly, as Unix tools
+        _quiet_stdout()
+        raise SystemExit(128 + 13) from None  # SIGPIPE's status
     except KeyboardInterrupt:
         if _debug():
             raise
@@ -199,6 +207,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(describe_error(exc)) from None
     finally:
         IN_COMMAND.reset(token)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at the null device: Python's flush at exit would write to the closed pipe
+    again ("Exception ignored ... BrokenPipeError")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test's capture): nothing to flush there
+        pass
+
+
+#: The exit status of a command ended by SIGTERM (``timeout``, a CI job's cancellation, ``kill``).
+SIGTERM_STATUS = 128 + 15
+
+
+@contextlib.contextmanager
+def _terminated_on_sigterm(argv: Sequence[str] | None) -> Iterator[None]:
+    """A model command ended by SIGTERM unwinds as an interrupted one does, so that its temporary
+    files go (they stayed: ``.kantk-tmp-*/out.csv`` half written) and what it replaces stays as it
+    was: ``kantk: terminated``, status 143. Not for the Lightning commands (Lightning has its own
+    handling of the signal), nor outside the main thread (where no handler can be set)."""
+    import signal
+    import threading
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    lightning = bool(words) and words[0] in LIGHTNING_COMMANDS
+    if lightning or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, frame: Any) -> None:
+        print("kantk: terminated", file=sys.stderr)
+        raise SystemExit(SIGTERM_STATUS)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _debug() -> bool:
@@ -558,8 +606,8 @@ def _main(argv: Sequence[str] | None) -> int:
         )
     if args.command in COMMANDS:
         return COMMANDS[args.command].run(args)
-    parser.print_help()
-    return 0
+    parser.print_help(sys.stderr)  # no command is a usage error (an empty $CMD in a script "succeeded")
+    return 2
 
 
 def lightning_help(command: str) -> str:

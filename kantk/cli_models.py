@@ -188,6 +188,8 @@ def check_output_file(path: str, inputs: Iterable[str] = (), flag: str = "-o") -
     out = os.fspath(path)
     if not out:
         fail(f"{flag} needs a file path")
+    if out == "-":  # stdout, by the convention; it wrote a file named "-"
+        fail(f"{flag} -: the result goes to a file, not to stdout; give a file path (./- for a file named -)")
     if os.path.isdir(out):
         fail(f"{flag} {out!r} is a folder; give the path of a file to write")
     if os.path.basename(out) in ("", ".", ".."):  # "out/new/": the work ran, then the rename failed
@@ -1432,6 +1434,10 @@ def run_discover(args: argparse.Namespace) -> int:
     folder = args.output
     if not folder:
         fail("-o needs a folder path")
+    if folder == "-":  # stdout, by the convention: it made a folder named "-"
+        fail(
+            "-o -: discover writes a folder of files, not to stdout; give a folder path (./- for one named -)"
+        )
     if args.data:
         for name in OUTPUT_NAMES:
             if same_file(os.path.join(folder, name), args.data):

@@ -232,7 +232,69 @@ def test_help_lists_fit_and_plugins(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "fit" in out and "plugins" in out
-    assert main([]) == 0  # no command: help, success
+    # no command: a usage error, the help on stderr (an empty $CMD in a script "succeeded")
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "COMMAND" in captured.err and "plugins" in captured.err
+
+
+def test_a_closed_stdout_ends_the_command_quietly_with_sigpipes_status(tmp_path):
+    """``kantk plugins | head -1``: "kantk: [Errno 32] Broken pipe" and status 1, which symbolic
+    and discover use for "no closed form"; now nothing on stderr and 141, as Unix tools."""
+    import subprocess
+
+    console = Path(sys.executable).with_name("kantk")
+    if not console.exists():
+        pytest.skip("the kantk console script is not installed next to this Python")
+    done = subprocess.run(
+        f"'{console}' plugins | true; echo status=${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert "status=141" in done.stdout and done.stderr == "", (done.stdout, done.stderr)
+
+
+def test_sigterm_ends_a_model_command_without_leaving_its_temporary_files(tmp_path):
+    """SIGTERM (timeout, a CI job's cancellation) left ``.kantk-tmp-*/out.csv`` half written."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    console = Path(sys.executable).with_name("kantk")
+    if not console.exists():
+        pytest.skip("the kantk console script is not installed next to this Python")
+    kantk.save(kantk.KAN([2, 2, 1], seed=0), tmp_path / "m.kantk")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "p.csv").write_text("old\n")
+    rows = "\n".join("0.1,0.2" for _ in range(400_000))  # seconds of writing
+    (tmp_path / "big.csv").write_text("a,b\n" + rows + "\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KANTK_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    process = subprocess.Popen(
+        [str(console), "predict", "m.kantk", "--data", "big.csv", "-o", "out/p.csv"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 100
+    while process.poll() is None and time.monotonic() < deadline:  # until it writes its temporary file
+        if any(p.name.startswith(".kantk-tmp") for p in (tmp_path / "out").iterdir()):
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the command finished before the signal (a fast machine)")
+    assert process.returncode == 143 and err.strip().endswith("kantk: terminated"), (process.returncode, err)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p.csv"]
+    assert (tmp_path / "out" / "p.csv").read_text() == "old\n"
 
 
 def test_version(capsys):

@@ -256,6 +256,32 @@ def test_discover_into_an_existing_file_fails_before_training(work, capsys, no_w
     assert (work / "existing").read_text() == "keep me"
 
 
+def test_o_dash_is_refused_not_a_file_named_dash(work, capsys, no_work):
+    """``-o -`` means stdout by the convention; predict wrote a file named ``-`` and said so."""
+    (work / "d.csv").write_text("a,b\n0.1,0.2\n")
+    for argv in (
+        ["predict", "model.kantk", "--data", "d.csv", "-o", "-"],
+        ["prune", "model.kantk", "-o", "-"],
+        ["export", "model.kantk", "-o", "-"],
+        ["discover", "-o", "-"],
+    ):
+        assert_error(run_cli(argv, capsys), code=1, match="-o -: ")
+    assert not (work / "-").exists()
+
+
+def test_kantk_debug_shows_the_traceback_behind_a_refusal(work, capsys, monkeypatch):
+    """docs/cli.md: with KANTK_DEBUG=1 every error comes with its traceback; a refusal made while
+    handling an error (a file that does not load) printed its one line only."""
+    (work / "bad.kantk").write_bytes(b"not a model")
+    monkeypatch.setenv("KANTK_DEBUG", "1")
+    status, _, err = run_cli(["predict", "bad.kantk", "--data", "model.kantk", "-o", "p.csv"], capsys)
+    assert (
+        status == 1
+        and "Traceback (most recent call last)" in err
+        and err.strip().splitlines()[-1].startswith("kantk: ")
+    ), err
+
+
 def test_discover_takes_a_tolerance(work, capsys, monkeypatch):
     import kantk.pipeline as pipeline
 
