@@ -43,7 +43,7 @@ def _spread(values: torch.Tensor) -> torch.Tensor:
     """The standard deviation over the samples (dim 0), 0 where it is round-off."""
     std = values.std(dim=0)
     floor = ROUNDOFF_EPS * torch.finfo(values.dtype).eps * values.abs().amax(dim=0)
-    return torch.where(std > floor, std, torch.zeros_like(std))
+    return torch.where(std <= floor, torch.zeros_like(std), std)  # NaN stays NaN (unknown)
 
 
 @dataclass(frozen=True)
