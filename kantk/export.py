@@ -561,8 +561,12 @@ def export_graph(
     if edge_plots is True and fmt == "dot":
         raise ValueError("edge_plots=True draws the pictures for a rendered diagram; give a folder for dot")
     with contextlib.ExitStack() as stack:
+        # edge_plots=True: pictures drawn in the system's temporary folder, not beside the output,
+        # whose folder name Graphviz writes into the SVG as it is (a '"' there broke the file)
         plots: Any = (
-            edge_plots if edge_plots is not True else stack.enter_context(temporary_folder_beside(path))
+            edge_plots
+            if edge_plots is not True
+            else stack.enter_context(tempfile.TemporaryDirectory(prefix="kantk-edges-"))
         )
         plots = None if plots is False else plots
         folder = None  # the pictures' folder of a DOT file: they are drawn aside first

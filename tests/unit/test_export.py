@@ -361,13 +361,15 @@ def test_pictures_are_embedded_from_a_folder_with_a_quote_in_its_name(tmp_path):
     import re
     import xml.etree.ElementTree as ET
 
-    out = tmp_path / 'q"q'
-    out.mkdir()
-    export_graph(_model(), out / "g.svg", x=torch.rand(32, 3) * 2 - 1, edge_plots=True, dpi=40)
-    text = (out / "g.svg").read_text()
-    ET.fromstring(text)
-    links = re.findall(r'href="([^"]{0,30})', text)
-    assert links and all(link.startswith("data:image/png;base64,") for link in links)
+    for name in ('q"q', 'Fig "A" v2'):  # a quote before a space too (the pattern took it for the end)
+        out = tmp_path / name
+        out.mkdir()
+        export_graph(_model(), out / "g.svg", x=torch.rand(32, 3) * 2 - 1, edge_plots=True, dpi=40)
+        text = (out / "g.svg").read_text()
+        ET.fromstring(text)
+        links = re.findall(r'href="([^"]{0,30})', text)
+        assert links and all(link.startswith("data:image/png;base64,") for link in links)
+        assert sorted(p.name for p in out.iterdir()) == ["g.svg"]
 
 
 def test_a_dot_export_with_edge_plots_replaces_its_pictures_only_with_the_dot(tmp_path, monkeypatch):
