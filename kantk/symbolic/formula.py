@@ -448,12 +448,16 @@ def _latex(expr: Any) -> str:
         clash = list(usual.values()).count(usual[s]) > 1 or usual[s] in constants
         if not plain or clash:
             names[s] = r"\mathrm{" + "".join(_TEX_SPECIAL.get(c, c) for c in str(s)) + "}"
-    numeric = {
-        f: sympy.Function("f_{" + ",".join(m.group(1, 2, 3)) + "}")(*f.args)
-        for f in expr.atoms(AppliedUndef)
-        if (m := re.fullmatch(r"f_(\d+)_(\d+)_(\d+)", type(f).__name__)) is not None
-    }
-    return sympy.latex(expr.xreplace(numeric) if numeric else expr, symbol_names=names)
+
+    def numeric(f: Any) -> bool:
+        return isinstance(f, AppliedUndef) and re.fullmatch(r"f_\d+_\d+_\d+", type(f).__name__) is not None
+
+    def subscripted(f: Any) -> Any:
+        return sympy.Function("f_{" + ",".join(type(f).__name__.split("_")[1:]) + "}")(*f.args)
+
+    # bottom-up, so a numeric edge inside another's argument is renamed too (xreplace stopped at
+    # the outer one: f_{1,0,0}(f_{0 1 0}(x_2) + ...))
+    return sympy.latex(expr.replace(numeric, subscripted), symbol_names=names)
 
 
 # --- internals ------------------------------------------------------------------------------------

@@ -341,6 +341,10 @@ def test_latex_of_names_that_tex_would_misread():
     assert a.count(r"\mathrm{") == 2 and r"\mathrm{pi}" in b and r"\pi" in b
     f = sympy.Function("f_0_1_10")(x1) + sympy.Function("f_0_11_0")(x1)
     assert "f_{0,1,10}" in kantk.formula_to_latex(f) and "f_{0,11,0}" in kantk.formula_to_latex(f)
+    # nested, as two layers of numeric edges give: the inner one printed f_{0 1 0} (sympy's form)
+    inner = sympy.Function("f_1_0_0")(sympy.Function("f_0_1_0")(x1) + sympy.sin(x1))
+    latex = kantk.formula_to_latex(inner)
+    assert "f_{1,0,0}{\\left(f_{0,1,0}{\\left(" in latex, latex
     assert kantk.formula_to_latex(sympy.exp(sympy.Symbol("x2") ** 2)) == "e^{x_{2}^{2}}"  # as before
     x, dunder, xdot, alpha = sympy.symbols("x x__2 xdot alpha")  # x__2 printed x^{2}, xdot \dot{x}
     assert kantk.formula_to_latex(x**2 + 3 * dunder) == r"x^{2} + 3 \mathrm{x\_\_2}"
