@@ -93,6 +93,13 @@ def __getattr__(name: str) -> Any:
         return value
     if name in _SUBMODULES:
         return _importlib.import_module(f"{__name__}.{name}")
+    if not name.startswith("_") and name.isidentifier():
+        # any other module, as the docs name them (kantk.export.export_graph): it worked only once
+        # something had imported it
+        import importlib.util
+
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return _importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'kantk' has no attribute {name!r}")
 
 

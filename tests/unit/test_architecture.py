@@ -80,3 +80,19 @@ def test_nothing_below_the_training_layer_imports_lightning():
         if _top(name) in LIGHTNING
     ]
     assert not found, found
+
+
+def test_every_module_is_an_attribute_of_the_package_after_import_kantk():
+    """docs/export.md's ``kantk.export.export_graph(...)`` after a plain ``import kantk`` raised
+    AttributeError, unless something had imported kantk.export first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import kantk\n"
+        "assert callable(kantk.export.export_graph) and callable(kantk.plotting.default_figsize)\n"
+        "assert kantk.io.MAX_NODES > 0 and callable(kantk.attribution)  # a public name stays the name\n"
+        "assert not hasattr(kantk, 'no_such_module') and not hasattr(kantk, '_private')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
