@@ -94,5 +94,7 @@ def test_every_module_is_an_attribute_of_the_package_after_import_kantk():
         "assert kantk.io.MAX_NODES > 0 and callable(kantk.attribution)  # a public name stays the name\n"
         "assert not hasattr(kantk, 'no_such_module') and not hasattr(kantk, '_private')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr[-2000:]
