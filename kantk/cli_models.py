@@ -1346,8 +1346,10 @@ def run_plot(args: argparse.Namespace) -> int:
         in_vars=None if in_vars is None else [plain_text(n) for n in in_vars],
         out_vars=None if args.out_names is None else [plain_text(n) for n in args.out_names],
     )
+    from kantk.plotting import save_figure
+
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=args.dpi)
+        save_figure(fig, tmp, format=fmt, dpi=args.dpi)
     print(f"wrote {out}")
     return 0
 

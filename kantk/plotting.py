@@ -239,8 +239,33 @@ def plot_activations(
     for i, name in enumerate(out_vars):
         ax.text(node_x[-1][i], depth + 0.08, name, ha="center", va="bottom", fontsize=10)
     if path is not None:
-        fig.savefig(os.fspath(path), bbox_inches="tight")
+        save_figure(fig, path)
     return fig
+
+
+#: What makes a saved figure differ between two runs of the same drawing, per format: the date
+#: (svg, pdf, ps) set to none; svg's clip-path ids come from ``svg.hashsalt``, fixed in
+#: :func:`save_figure`.
+_UNDATED = {"svg": {"Date": None}, "pdf": {"CreationDate": None}, "ps": {"CreationDate": None}}
+
+
+def save_figure(
+    fig: Figure, path: str | os.PathLike[str], format: str | None = None, dpi: float | None = None
+) -> None:
+    """Save ``fig`` as :func:`plot_activations` and ``kantk plot`` do: cropped to what is drawn,
+    and byte for byte the same for the same drawing (no date, fixed svg ids), so that figures kept
+    under version control change only when the figure does (two runs' svg and pdf differed).
+
+    Args:
+        format: The image format (default: ``path``'s suffix).
+        dpi: Pixels per inch (default: the figure's).
+    """
+    import matplotlib
+
+    fmt = format or image_format(path) or "png"
+    metadata = _UNDATED.get("ps" if fmt == "eps" else fmt)
+    with matplotlib.rc_context({"svg.hashsalt": "kantk"}):
+        fig.savefig(os.fspath(path), format=fmt, dpi=dpi or "figure", bbox_inches="tight", metadata=metadata)
 
 
 def plain_text(name: str) -> str:

@@ -216,3 +216,15 @@ def test_plain_text_escapes_dollar_signs():
         kantk.KAN([2, 1], seed=0), torch.rand(8, 2), in_vars=[plain_text("a$^$b"), "c"]
     )
     fig.canvas.draw()
+
+
+@pytest.mark.parametrize("suffix", ["svg", "pdf", "png"])
+def test_the_same_drawing_saves_byte_for_byte_the_same(tmp_path, suffix):
+    """Figures kept under version control: two runs' svg (random clip-path ids, a date) and pdf
+    (a creation date) differed."""
+    model = kantk.KAN([2, 2, 1], seed=0)
+    x = torch.rand(30, 2, generator=torch.Generator().manual_seed(0))
+    paths = [tmp_path / f"a.{suffix}", tmp_path / f"b.{suffix}"]
+    for path in paths:
+        kantk.plot_activations(model, x, path=path)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
