@@ -9,6 +9,7 @@ that names the argument and what is accepted; :func:`check_choice` says
 
 from __future__ import annotations
 
+import keyword
 import math
 import numbers
 from collections.abc import Iterable, Sequence
@@ -223,3 +224,22 @@ def check_choice(name: str, value: Any, choices: Iterable[str], *, plural: str |
     if not (isinstance(value, str) and value in choices):
         raise ValueError(f"unknown {name} {value!r}; valid {plural or name + 's'}: {', '.join(choices)}")
     return value
+
+
+#: Names a formula reads as constants (kantk.formula_parser's pi and E, and sympy's I, oo, zoo, nan).
+FORMULA_CONSTANTS = ("pi", "E", "I", "oo", "zoo", "nan")
+
+
+def formula_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot stand for a variable in a printed formula, or None when it can: it must
+    be a Python identifier (``x-1`` reads as x minus 1, ``a b`` as nothing) not starting with
+    ``_``, and not a constant a formula names (``pi``, ``E``, ``I``, ...). A function's name may be
+    a variable (the Feynman table's ``beta``, ``gamma``): :func:`parse_formula` reads it as the
+    variable, and as the function only where it is called (``beta*cos(theta)``, ``beta(1, 2)``)."""
+    if keyword.iskeyword(name):  # lambda, in, is: formulas are read as Python expressions
+        return f"{name!r} is a Python keyword, which formulas cannot use as a name (e.g. {name}_ or {name}1)"
+    if not name.isidentifier() or name.startswith("_"):
+        return f"{name!r} is not a name (letters, digits and '_', starting with a letter)"
+    if name in FORMULA_CONSTANTS:
+        return f"{name!r} is a constant in formulas (pi, E, I, oo, zoo, nan)"
+    return None

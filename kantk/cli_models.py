@@ -703,7 +703,7 @@ def check_distinct_names(names: Sequence[str] | None, flag: str = "--var-names")
 
 def check_formula_names(names: Sequence[str] | None, flag: str = "--var-names") -> None:
     """End the command unless every name can stand for a variable in a printed formula."""
-    from kantk.formula_parser import formula_name_problem
+    from kantk._validation import formula_name_problem
 
     for name in names or ():
         problem = formula_name_problem(name)
@@ -714,7 +714,7 @@ def check_formula_names(names: Sequence[str] | None, flag: str = "--var-names") 
 def header_formula_names(names: list[str] | None) -> list[str] | None:
     """A CSV header's names for a formula, or None (the default x1, x2, ...) with a note on
     stderr when one of them would make the formula read otherwise (``x-1``, ``pi``, ``a b``)."""
-    from kantk.formula_parser import formula_name_problem
+    from kantk._validation import formula_name_problem
 
     problems = [p for p in (formula_name_problem(n) for n in names or ()) if p]
     if problems:

@@ -55,7 +55,6 @@ This module imports nothing of kantk; sympy and scipy are imported on first use.
 from __future__ import annotations
 
 import ast
-import keyword
 import math
 import re
 import warnings
@@ -345,21 +344,6 @@ CONSTANT_FUNCTIONS: frozenset[str] = frozenset(
 
 #: Every function name a formula may call.
 FUNCTION_NAMES: tuple[str, ...] = tuple(sorted(set(SYMPY_FUNCTIONS) | set(SCIPY_FUNCTIONS), key=str.lower))
-
-
-def formula_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot stand for a variable in a printed formula, or None when it can: it must
-    be a Python identifier (``x-1`` reads as x minus 1, ``a b`` as nothing) not starting with
-    ``_``, and not a constant a formula names (``pi``, ``E``, ``I``, ...). A function's name may be
-    a variable (the Feynman table's ``beta``, ``gamma``): :func:`parse_formula` reads it as the
-    variable, and as the function only where it is called (``beta*cos(theta)``, ``beta(1, 2)``)."""
-    if keyword.iskeyword(name):  # lambda, in, is: formulas are read as Python expressions
-        return f"{name!r} is a Python keyword, which formulas cannot use as a name (e.g. {name}_ or {name}1)"
-    if not name.isidentifier() or name.startswith("_"):
-        return f"{name!r} is not a name (letters, digits and '_', starting with a letter)"
-    if name in CONSTANTS or name in ("I", "oo", "zoo", "nan"):
-        return f"{name!r} is a constant in formulas (pi, E, I, oo, zoo, nan)"
-    return None
 
 
 _ACCEPTED = (

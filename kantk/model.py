@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kantk._pykan import KAN_NAMES, pykan_names
-from kantk._validation import check_seed, is_int, is_number, short_repr
+from kantk._validation import check_seed, formula_name_problem, is_int, is_number, short_repr
 from kantk.layer import KANLayer, restore_tensors, snapshot_tensors
 from kantk.nodes import DEFAULT_ARITY, NodeLayout, arity_spelling, parse_widths, widths_spelling
 from kantk.registry import Registry, UnknownComponentError
@@ -255,8 +255,14 @@ class KAN(nn.Module):
         return x[..., columns]
 
     def input_names(self, prefix: str = "x") -> list[str]:
-        """Default names of the inputs: ``x1, x2, ...``, or after pruning inputs the names of the
-        columns they came from (``x1, x3`` when the second of three inputs was pruned)."""
+        """Default names of the inputs (of formulas, diagrams and plots): the data's header names
+        the model records (:attr:`column_names`) when each can stand in a formula (``T_0``,
+        ``alpha``; not ``temp (K)``); else ``x1, x2, ...``, or after pruning inputs the names of
+        the columns they came from (``x1, x3`` when the second of three inputs was pruned). The
+        same model was ``x1, x2`` to one command and ``T_0, alpha`` to another."""
+        names = self.column_names
+        if names is not None and all(formula_name_problem(name) is None for name in names):
+            return list(names)
         columns = self.input_columns if self.input_columns is not None else range(self.widths[0])
         return [f"{prefix}{c + 1}" for c in columns]
 

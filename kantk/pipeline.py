@@ -473,7 +473,7 @@ def _discover(
     if var_names is not None and len(var_names) != n_in:
         raise ValueError(f"var_names needs {n_in} names (one per input), got {len(var_names)}")
     if var_names is not None:  # before the fits: a bad name made every attempt "not symbolic"
-        from kantk.formula_parser import formula_name_problem
+        from kantk._validation import formula_name_problem
 
         names = [str(v) for v in var_names]
         check_distinct(names)

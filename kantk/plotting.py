@@ -78,7 +78,8 @@ def plot_activations(
         model: The KAN to draw (unchanged).
         x: (batch, widths[0]) samples that set every edge's input range and its importance
             (batch >= 2), in the model's dtype.
-        in_vars: One name per input, written under the input nodes (default ``x_1, x_2, ...``);
+        in_vars: One name per input, written under the input nodes (default: the data's header
+            names the model records, :meth:`kantk.KAN.input_names`, else ``x_1, x_2, ...``);
             matplotlib mathtext such as ``"$x_1$"`` works.
         out_vars: One name per output, written above the output nodes (default ``y_1, ...``).
         path: When given, the figure is also saved there, exactly (format from the suffix, which
@@ -107,6 +108,8 @@ def plot_activations(
         raise TypeError(f"kantk.plot_activations expects a kantk.KAN, got {type(model).__name__}")
     x = check_samples(model, x, "kantk.plot_activations")
     columns = model.input_columns
+    if in_vars is None and model.column_names is not None and model.input_names() == list(model.column_names):
+        in_vars = [plain_text(name) for name in model.column_names]  # the data's header names, as written
     in_vars = _names(
         in_vars, model.widths[0], "in_vars", "x", None if columns is None else [c + 1 for c in columns]
     )

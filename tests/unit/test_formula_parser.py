@@ -812,7 +812,7 @@ def test_a_function_name_may_name_a_variable():
     """The Feynman table's III.17.37 has a variable beta: discover refused it ("'beta' is a constant
     or function in formulas") and the benchmark row failed. A function's name is the variable
     where it is not called."""
-    from kantk.formula_parser import formula_name_problem
+    from kantk._validation import formula_name_problem
 
     assert formula_name_problem("beta") is None and formula_name_problem("gamma") is None
     assert "constant" in formula_name_problem("pi")

@@ -532,7 +532,9 @@ def test_a_model_fitted_on_a_csv_dataset_records_its_inputs_header_names(tmp_pat
     assert model.column_names is None and "column_names" not in model.config()
     kantk.fit(model, data, steps=1, progress=False)
     assert model.column_names == ["T", "p", "V"]
-    assert model.input_names() == ["x1", "x2", "x3"]  # formula names are another matter
+    # the default names of formulas, diagrams and plots (they were x1, x2, x3: the same model read
+    # T, p, V to a command given the CSV file and x1, x2, x3 to one without it)
+    assert model.input_names() == ["T", "p", "V"]
     kantk.fit(model, {k: v for k, v in data.items()}, steps=1, progress=False)  # no names: kept
     assert model.column_names == ["T", "p", "V"]
     kantk.save(model, tmp_path / "m.kantk")
@@ -547,6 +549,11 @@ def test_a_model_fitted_on_a_csv_dataset_records_its_inputs_header_names(tmp_pat
         model.layers[0].mask[:, 1] = 0  # input p goes
     pruned = kantk.prune(model, data["train_input"], prune_inputs=True, node_th=0.0, edge_th=0.0)
     assert pruned.input_columns == [0, 2] and pruned.column_names == ["T", "V"]
+    assert pruned.input_names() == ["T", "V"]
+    assert {str(s) for s in kantk.symbolic_formula(pruned)[0].free_symbols} <= {"T", "V"}
+    named = kantk.KAN([2, 1], seed=0)
+    record_column_names(named, ["temp (K)", "p"])  # not a name a formula can hold: x1, x2
+    assert named.column_names == ["temp (K)", "p"] and named.input_names() == ["x1", "x2"]
     record_column_names(pruned, ["a", "b", "c"])  # names of the data it was pruned from
     assert pruned.column_names == ["a", "c"]
     for unusable in (None, ["a"], ["a", "a"], "ab", ["a", "b" * 101]):
