@@ -944,7 +944,8 @@ def configure_symbolic(parser: argparse.ArgumentParser) -> None:
         help="keep an edge numeric below this r^2 (a number in [0, 1]; default 0.9)",
     )
     _add_var_names(
-        parser, "names of the inputs in the printed formula (default: the --data header, else x1 x2 ...)"
+        parser,
+        "names of the inputs in the printed formula (default: the --data header, else the header names the model recorded, else x1 x2 ...)",
     )
     parser.add_argument("--latex", action="store_true", help="also print the formula as LaTeX")
     add_sample_arguments(parser, min_samples=3)  # each edge's fit needs 3 samples
@@ -1144,7 +1145,10 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=EXPORT_FORMATS, default=None, help="default: from the output's extension"
     )
-    _add_var_names(parser, "names of the inputs (default: the --data header, else x1 x2 ...)")
+    _add_var_names(
+        parser,
+        "names of the inputs (default: the --data header, else the header names the model recorded, else x1 x2 ...)",
+    )
     _add_out_names(parser)
     parser.add_argument(
         "--edge-plots",
@@ -1288,7 +1292,10 @@ def _edge_picture(path: str) -> bool:
 def configure_plot(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
     parser.add_argument("-o", "--output", required=True, help="image file (.png, .svg, .pdf)")
-    _add_var_names(parser, "names of the inputs (default: the --data header, else x1 x2 ...)")
+    _add_var_names(
+        parser,
+        "names of the inputs (default: the --data header, else the header names the model recorded, else x1 x2 ...)",
+    )
     _add_out_names(parser)
     _add_dpi(parser, 150)
     add_sample_arguments(parser)
@@ -1396,7 +1403,10 @@ def configure_discover(parser: argparse.ArgumentParser) -> None:
         "at or below it, as at an exact formula (measured data: its noise level; default: only an exact "
         "formula stops the search)",
     )
-    _add_var_names(parser, "names of the inputs in the formula (default: the --data header, else x1 x2 ...)")
+    _add_var_names(
+        parser,
+        "names of the inputs in the formula (default: the --data header, else the header names the model recorded, else x1 x2 ...)",
+    )
     parser.add_argument(
         "--seed",
         type=seed_arg,
