@@ -673,6 +673,10 @@ def check_drawn_edges(model: KAN, limit: int, what: str) -> None:
         )
 
 
+#: The default of a model command's ``--var-names``, as its help says it.
+RECORDED_NAMES = "(default: the --data header, else the header names the model recorded, else x1 x2 ...)"
+
+
 def var_names(args: argparse.Namespace, model: KAN) -> list[str] | None:
     """The input names: ``--var-names``, else the ``--data`` file's header names, else ``None``."""
     names = getattr(args, "var_names", None)
@@ -945,7 +949,7 @@ def configure_symbolic(parser: argparse.ArgumentParser) -> None:
     )
     _add_var_names(
         parser,
-        "names of the inputs in the printed formula (default: the --data header, else the header names the model recorded, else x1 x2 ...)",
+        "names of the inputs in the printed formula " + RECORDED_NAMES,
     )
     parser.add_argument("--latex", action="store_true", help="also print the formula as LaTeX")
     add_sample_arguments(parser, min_samples=3)  # each edge's fit needs 3 samples
@@ -1147,7 +1151,7 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
     )
     _add_var_names(
         parser,
-        "names of the inputs (default: the --data header, else the header names the model recorded, else x1 x2 ...)",
+        "names of the inputs " + RECORDED_NAMES,
     )
     _add_out_names(parser)
     parser.add_argument(
@@ -1294,7 +1298,7 @@ def configure_plot(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="image file (.png, .svg, .pdf)")
     _add_var_names(
         parser,
-        "names of the inputs (default: the --data header, else the header names the model recorded, else x1 x2 ...)",
+        "names of the inputs " + RECORDED_NAMES,
     )
     _add_out_names(parser)
     _add_dpi(parser, 150)
@@ -1405,7 +1409,7 @@ def configure_discover(parser: argparse.ArgumentParser) -> None:
     )
     _add_var_names(
         parser,
-        "names of the inputs in the formula (default: the --data header, else the header names the model recorded, else x1 x2 ...)",
+        "names of the inputs in the formula (default: the --data header, else x1 x2 ...)",
     )
     parser.add_argument(
         "--seed",
