@@ -587,7 +587,7 @@ def export_graph(
                 if folder is not None:
                     _move_pictures(plots, os.path.realpath(folder))
         else:
-            _render_to(dot, path, fmt)
+            _render_to(dot, path, fmt, plots)
     return path
 
 
@@ -660,8 +660,9 @@ def _check_not_a_folder(path: str) -> None:
         raise IsADirectoryError(f"{path!r} names a folder; give the path of a file to write")
 
 
-def _render_to(dot: Any, path: str, format: str) -> None:
-    """Render ``dot`` in a temporary folder beside ``path`` and move the result onto ``path``."""
+def _render_to(dot: Any, path: str, format: str, pictures: str | os.PathLike[str] | None = None) -> None:
+    """Render ``dot`` in a temporary folder beside ``path`` and move the result onto ``path``;
+    an svg embeds the PNG pictures of the folder ``pictures`` (the edge plots)."""
     import graphviz
 
     if shutil.which("dot") is None:
@@ -683,17 +684,28 @@ def _render_to(dot: Any, path: str, format: str) -> None:
             detail = " ".join(detail.split()) or f"exit status {exc.returncode}"
             raise GraphvizRenderError(f"graphviz could not render {path!r}: {detail}") from None
         if format == "svg":
-            _embed_images(rendered)
+            drawn: list[str] = []
+            if pictures is not None:
+                where = os.path.abspath(os.fspath(pictures))
+                drawn = [os.path.join(where, n) for n in sorted(os.listdir(where)) if n.endswith(".png")]
+            _embed_images(rendered, drawn)
         os.replace(rendered, path)
 
 
-def _embed_images(svg_path: str) -> None:
-    """Replace every local PNG an SVG links (``xlink:href="/path/x.png"``) by a ``data:`` URI."""
+def _embed_images(svg_path: str, pictures: Sequence[str] = ()) -> None:
+    """Replace every local PNG an SVG links (``xlink:href="/path/x.png"``) by a ``data:`` URI:
+    first the ``pictures`` kantk drew, by their exact paths (Graphviz writes a path as it is, so a
+    folder named ``Fig "B" v2`` has a quote before a space in it), then any other by pattern."""
     import base64
     import re
 
     with open(svg_path, encoding="utf-8") as f:
         text = f.read()
+    for picture in pictures:
+        with open(picture, "rb") as image:
+            uri = "data:image/png;base64," + base64.b64encode(image.read()).decode("ascii")
+        for written in {picture, html.escape(picture, quote=False), html.escape(picture)}:
+            text = text.replace(f'href="{written}"', f'href="{uri}"')
 
     def inline(match: Any) -> str:
         target = match.group(2)

@@ -370,6 +370,11 @@ def test_pictures_are_embedded_from_a_folder_with_a_quote_in_its_name(tmp_path):
         links = re.findall(r'href="([^"]{0,30})', text)
         assert links and all(link.startswith("data:image/png;base64,") for link in links)
         assert sorted(p.name for p in out.iterdir()) == ["g.svg"]
+    kept = tmp_path / 'Fig "B" v2'  # pictures kept in a folder of such a name: linked by their paths
+    export_graph(_model(), tmp_path / "k.svg", x=torch.rand(32, 3) * 2 - 1, edge_plots=kept, dpi=40)
+    text = (tmp_path / "k.svg").read_text()
+    ET.fromstring(text)
+    assert all(link.startswith("data:image/png;base64,") for link in re.findall(r'href="([^"]{0,30})', text))
 
 
 def test_a_dot_export_with_edge_plots_replaces_its_pictures_only_with_the_dot(tmp_path, monkeypatch):
