@@ -206,7 +206,9 @@ def discover(
         library: Symbolic library (registry name, as for :func:`kantk.auto_symbolic`).
         registry: Where a library name is looked up (``None``: the default registry; a library of
             ``kantk.Registry.with_plugins`` needs that registry).
-        var_names: Names of the inputs in the formula (default ``x1 .. xn``).
+        var_names: Names of the inputs in the formula (default: the header names of a
+            :func:`kantk.load_csv` dataset when each can stand in a formula, as the command line
+            takes them; else ``x1 .. xn``).
         seed: Seeds data, initialisation and training.
         output_dir: When given, writes ``model.kantk``, ``graph.svg`` (needs Graphviz's ``dot``;
             ``graph.dot`` otherwise) and ``activations.png`` there (created if missing). Checked
@@ -472,9 +474,14 @@ def _discover(
         raise ValueError("discover fits one output; give labels of shape (samples, 1)")
     if var_names is not None and len(var_names) != n_in:
         raise ValueError(f"var_names needs {n_in} names (one per input), got {len(var_names)}")
-    if var_names is not None:  # before the fits: a bad name made every attempt "not symbolic"
-        from kantk._validation import formula_name_problem
+    from kantk._validation import formula_name_problem
 
+    if var_names is None and header is not None and len(header) == n_in and len(set(header)) == n_in:
+        # the header's names, as the command line takes them and as the model then records them
+        # (its diagram and plot said T, p while the formula said x1, x2)
+        if all(formula_name_problem(str(name)) is None for name in header):
+            var_names = [str(name) for name in header]
+    if var_names is not None:  # before the fits: a bad name made every attempt "not symbolic"
         names = [str(v) for v in var_names]
         check_distinct(names)
         for name in names:

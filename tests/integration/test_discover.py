@@ -236,6 +236,28 @@ def test_a_tolerance_stops_the_search_at_the_first_attempt_good_enough(monkeypat
             pipeline.discover("x1*x2", tolerance=bad)
 
 
+def test_a_csv_datasets_header_names_the_formula_as_the_model_records_them(tmp_path, monkeypatch):
+    """kantk.discover on kantk.load_csv data: the formula said x1, x2 while the model it returned
+    (and its diagram and plot) said T, p; the command line already took the header's names."""
+    import kantk.pipeline as pipeline
+
+    seen = []
+
+    def attempt(data, n_in, shape, grid_size, refine_to, steps, l1, library, var_names, *rest):
+        seen.append(var_names)
+        t, p = sympy.symbols(var_names or ["x1", "x2"])
+        return pipeline.Attempt([2 * t + p], 1e-17, pipeline.KAN([n_in, 1], seed=0), exact=True)
+
+    monkeypatch.setattr(pipeline, "_attempt", attempt)
+    rows = "\n".join(f"{a},{b},{2 * a + b}" for a, b in ((i / 10, (i % 7) / 5) for i in range(20)))
+    for header, names in (("T,p,y", ["T", "p"]), ("temp (K),p,y", None)):
+        (tmp_path / "d.csv").write_text(header + "\n" + rows + "\n")
+        data = kantk.load_csv(tmp_path / "d.csv", test_fraction=0.25)
+        seen.clear()
+        found = pipeline.discover(data=data)
+        assert seen == [names] and found.model.input_names() == (names or ["x1", "x2"])
+
+
 def test_one_input_is_tried_first_on_a_single_edge():
     """With a hidden layer two edges are in series and the first is fixed alone: sqrt(x1) on
     [0.1, 4] came out as 2.04 - 0.93*exp(-1.12*tan(0.44*x1 + 8.89)), not exact, after 142 s of
