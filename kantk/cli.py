@@ -186,8 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             traceback.print_exception(exc.__context__, file=sys.stderr)
         raise
-    except BrokenPipeError:  # the reader of stdout left (kantk plugins | head -1): quietly, as Unix tools
-        _quiet_stdout()
+    except BrokenPipeError as exc:
+        if not _stdout_closed():  # another pipe (a worker's, a socket): an error as any other
+            if _debug():
+                raise
+            raise SystemExit(describe_error(exc)) from None
+        # the reader of stdout left (kantk plugins | head -1): quietly, as Unix tools
+        if argv is None:  # the console: nothing more is written to stdout by this process
+            _quiet_stdout()
         raise SystemExit(128 + 13) from None  # SIGPIPE's status
     except KeyboardInterrupt:
         if _debug():
@@ -207,6 +213,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(describe_error(exc)) from None
     finally:
         IN_COMMAND.reset(token)
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll says POLLERR on its write end);
+    False where that cannot be told (no poll, no file descriptor: a test's capture)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _quiet_stdout() -> None:
@@ -239,14 +258,18 @@ def _terminated_on_sigterm(argv: Sequence[str] | None) -> Iterator[None]:
         return
 
     def terminated(signum: int, frame: Any) -> None:
-        print("kantk: terminated", file=sys.stderr)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
+        try:
+            os.write(2, b"kantk: terminated\n")  # not print: the signal may land inside a write
+        except OSError:
+            pass
         raise SystemExit(SIGTERM_STATUS)
 
     previous = signal.signal(signal.SIGTERM, terminated)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _debug() -> bool:

@@ -156,7 +156,8 @@ def to_networkx(
     Args:
         model: The KAN (left unchanged).
         x: (batch, widths[0]) samples for importances; optional.
-        var_names: Names of the inputs (default ``x1 .. xn``).
+        var_names: Names of the inputs (default ``model.input_names()``: the data's header names
+            the model records, else ``x1 .. xn``).
         out_names: Names of the outputs (default ``y1 .. ym``).
         digits: Significant digits of the constants in symbolic edge expressions (at least 1).
     """

@@ -246,29 +246,31 @@ def plot_activations(
     return fig
 
 
-#: What makes a saved figure differ between two runs of the same drawing, per format: the date
-#: (svg, pdf, ps) set to none; svg's clip-path ids come from ``svg.hashsalt``, fixed in
-#: :func:`save_figure`.
-_UNDATED = {"svg": {"Date": None}, "pdf": {"CreationDate": None}, "ps": {"CreationDate": None}}
+#: What makes a saved figure differ between two runs of the same drawing, per format: the date of
+#: svg and pdf, set to none; svg's clip-path ids come from ``svg.hashsalt``, fixed in
+#: :func:`save_figure`. (ps and eps keep their date unless ``SOURCE_DATE_EPOCH`` is set, and svgz
+#: its gzip time: matplotlib offers no setting for them.)
+_UNDATED = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
 
 def save_figure(
     fig: Figure, path: str | os.PathLike[str], format: str | None = None, dpi: float | None = None
 ) -> None:
     """Save ``fig`` as :func:`plot_activations` and ``kantk plot`` do: cropped to what is drawn,
-    and byte for byte the same for the same drawing (no date, fixed svg ids), so that figures kept
-    under version control change only when the figure does (two runs' svg and pdf differed).
+    and byte for byte the same for the same drawing in svg, pdf and the bitmap formats (no date,
+    fixed svg ids), so that figures kept under version control change only when the figure does
+    (two runs' svg and pdf differed).
 
     Args:
         format: The image format (default: ``path``'s suffix).
-        dpi: Pixels per inch (default: the figure's).
+        dpi: Pixels per inch (default: matplotlib's ``savefig.dpi``, the figure's unless set).
     """
     import matplotlib
 
     fmt = format or image_format(path) or "png"
-    metadata = _UNDATED.get("ps" if fmt == "eps" else fmt)
+    metadata = _UNDATED.get(fmt)
     with matplotlib.rc_context({"svg.hashsalt": "kantk"}):
-        fig.savefig(os.fspath(path), format=fmt, dpi=dpi or "figure", bbox_inches="tight", metadata=metadata)
+        fig.savefig(os.fspath(path), format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
 
 
 def plain_text(name: str) -> str:

@@ -150,12 +150,14 @@ def _same_state(a: KAN, b: KAN) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     if a.config() != b.config() or sa.keys() != sb.keys():
         return False
-    return all(
-        sa[k].shape == sb[k].shape
-        and sa[k].dtype == sb[k].dtype
-        and bool(torch.equal(torch.nan_to_num(sa[k]), torch.nan_to_num(sb[k])))
-        for k in sa
-    )
+    return all(sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and _equal(sa[k], sb[k]) for k in sa)
+
+
+def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal values, NaN where the other is NaN (nan_to_num took NaN for 0 and inf for the max)."""
+    if bool(torch.equal(a, b)):
+        return True
+    return a.is_floating_point() and bool(((a == b) | (a.isnan() & b.isnan())).all())
 
 
 def build_pruner(

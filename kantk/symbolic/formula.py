@@ -120,7 +120,8 @@ def symbolic_formula(
         model: A KAN after :func:`kantk.auto_symbolic` (or :func:`kantk.fix_symbolic` on every
             live edge). Pruned (masked) edges contribute nothing.
         var_names: Names (str) or sympy symbols of the inputs; default ``model.input_names()``
-            (``x1 .. xn``, or the kept data columns' numbers after pruning inputs).
+            (the data's header names the model records when each can stand in a formula; else
+            ``x1 .. xn``, or the kept data columns' numbers after pruning inputs).
         simplify: Simplify each output (``sympy.simplify`` up to ``SIMPLIFY_MAX_OPS`` operations).
         digits: ``"auto"`` (default): the fewest decimal places of :data:`AUTO_DIGITS` (4, 5, ...)
             whose formula stays within :data:`FORMULA_RTOL` (1e-3, relative to the largest
