@@ -400,9 +400,6 @@ def check_options(
         params = list(inspect.signature(factory).parameters.values())
     except (TypeError, ValueError):
         return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        _check_required(kind, name, params, options, positional, label)
-        return
     # the first `positional` parameters (positional-only ones and *args included) are kantk's
     filled, rest = 0, []
     for p in params:
@@ -412,39 +409,23 @@ def check_options(
             filled += 1
         else:
             rest.append(p)
-    accepted = {p.name for p in rest if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        listed = [*also_accepted, *sorted(accepted)]
-        raise ValueError(
-            f"{kind} {name!r} does not accept {', '.join(map(repr, unknown))}; "
-            f"accepted {label}: {', '.join(listed) or '(none)'}"
-        )
-    _check_required(kind, name, params, options, positional, label)
-
-
-def _check_required(
-    kind: str,
-    name: str,
-    params: Sequence[inspect.Parameter],
-    options: Mapping[str, Any],
-    positional: int,
-    label: str,
-) -> None:
-    """Refuse options that leave out an argument the factory requires (no default), after the
-    ``positional`` ones kantk fills."""
-    filled, missing = 0, []
-    for p in params:
-        if p.kind is p.VAR_POSITIONAL:
-            filled = max(filled, positional)
-            continue
-        if p.kind is p.VAR_KEYWORD:
-            continue
-        if filled < positional and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            filled += 1
-            continue
-        if p.default is p.empty and p.name not in options:
-            missing.append(p.name)
+    if not any(p.kind is p.VAR_KEYWORD for p in rest):  # a **kwargs factory accepts anything
+        accepted = {p.name for p in rest if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            listed = [*also_accepted, *sorted(accepted)]
+            raise ValueError(
+                f"{kind} {name!r} does not accept {', '.join(map(repr, unknown))}; "
+                f"accepted {label}: {', '.join(listed) or '(none)'}"
+            )
+    # an argument without a default left out: the factory's TypeError was blamed on the plugin
+    missing = [
+        p.name
+        for p in rest
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.default is p.empty
+        and p.name not in options
+    ]
     if missing:
         raise ValueError(
             f"{kind} {name!r} needs {', '.join(map(repr, missing))} in its {label} (no default), e.g. "
