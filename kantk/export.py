@@ -703,10 +703,13 @@ def _embed_images(svg_path: str, pictures: Sequence[str] = ()) -> None:
     with open(svg_path, encoding="utf-8") as f:
         text = f.read()
     for picture in pictures:
+        links = [f'href="{w}"' for w in {picture, html.escape(picture, quote=False), html.escape(picture)}]
+        if not any(link in text for link in links):  # another file of a kept folder: not read
+            continue
         with open(picture, "rb") as image:
             uri = "data:image/png;base64," + base64.b64encode(image.read()).decode("ascii")
-        for written in {picture, html.escape(picture, quote=False), html.escape(picture)}:
-            text = text.replace(f'href="{written}"', f'href="{uri}"')
+        for link in links:
+            text = text.replace(link, f'href="{uri}"')
 
     def inline(match: Any) -> str:
         target = match.group(2)
