@@ -243,3 +243,12 @@ def formula_name_problem(name: str) -> str | None:
     if name in FORMULA_CONSTANTS:
         return f"{name!r} is a constant in formulas (pi, E, I, oo, zoo, nan)"
     return None
+
+
+def formula_names(names: Iterable[Any] | None) -> list[str] | None:
+    """``names`` as strings when each can stand in a formula (:func:`formula_name_problem`), else
+    ``None``: what a model's recorded header names and a dataset's header may name inputs by."""
+    if names is None:
+        return None
+    listed = [str(name) for name in names]
+    return listed if all(formula_name_problem(name) is None for name in listed) else None

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kantk._pykan import KAN_NAMES, pykan_names
-from kantk._validation import check_seed, formula_name_problem, is_int, is_number, short_repr
+from kantk._validation import check_seed, formula_names, is_int, is_number, short_repr
 from kantk.layer import KANLayer, restore_tensors, snapshot_tensors
 from kantk.nodes import DEFAULT_ARITY, NodeLayout, arity_spelling, parse_widths, widths_spelling
 from kantk.registry import Registry, UnknownComponentError
@@ -260,9 +260,9 @@ class KAN(nn.Module):
         ``alpha``; not ``temp (K)``); else ``x1, x2, ...``, or after pruning inputs the names of
         the columns they came from (``x1, x3`` when the second of three inputs was pruned). The
         same model was ``x1, x2`` to one command and ``T_0, alpha`` to another."""
-        names = self.column_names
-        if names is not None and all(formula_name_problem(name) is None for name in names):
-            return list(names)
+        names = formula_names(self.column_names)
+        if names is not None:
+            return names
         columns = self.input_columns if self.input_columns is not None else range(self.widths[0])
         return [f"{prefix}{c + 1}" for c in columns]
 

@@ -474,13 +474,12 @@ def _discover(
         raise ValueError("discover fits one output; give labels of shape (samples, 1)")
     if var_names is not None and len(var_names) != n_in:
         raise ValueError(f"var_names needs {n_in} names (one per input), got {len(var_names)}")
-    from kantk._validation import formula_name_problem
+    from kantk._validation import formula_name_problem, formula_names
 
     if var_names is None and header is not None and len(header) == n_in and len(set(header)) == n_in:
         # the header's names, as the command line takes them and as the model then records them
         # (its diagram and plot said T, p while the formula said x1, x2)
-        if all(formula_name_problem(str(name)) is None for name in header):
-            var_names = [str(name) for name in header]
+        var_names = formula_names(header)
     if var_names is not None:  # before the fits: a bad name made every attempt "not symbolic"
         names = [str(v) for v in var_names]
         check_distinct(names)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from kantk._pykan import PLOT_NAMES, pykan_names
-from kantk._validation import check_index, check_int, check_number
+from kantk._validation import check_index, check_int, check_number, formula_names
 from kantk.attribution import Attribution, attribution, check_samples
 from kantk.export import MIN_ALPHA, NODE_SYMBOLS
 from kantk.model import KAN
@@ -108,8 +108,9 @@ def plot_activations(
         raise TypeError(f"kantk.plot_activations expects a kantk.KAN, got {type(model).__name__}")
     x = check_samples(model, x, "kantk.plot_activations")
     columns = model.input_columns
-    if in_vars is None and model.column_names is not None and model.input_names() == list(model.column_names):
-        in_vars = [plain_text(name) for name in model.column_names]  # the data's header names, as written
+    recorded = formula_names(model.column_names)
+    if in_vars is None and recorded is not None:
+        in_vars = [plain_text(name) for name in recorded]  # the data's header names, as written
     in_vars = _names(
         in_vars, model.widths[0], "in_vars", "x", None if columns is None else [c + 1 for c in columns]
     )
