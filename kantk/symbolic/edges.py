@@ -223,24 +223,20 @@ class SymbolicEdges:
         know are left to the loader's own error."""
         from kantk.registry import UnknownComponentError
 
-        checked: dict[tuple[str, str], bool] = {}
-        for q, p in self.symbolic_edges():
+        for group in self._symbolic_groups:  # one per (library, function) the edges use
+            q, p = group.qs[0], group.ps[0]
             library, name = self.symbolic_libraries[q][p], self.symbolic_names[q][p]
             assert library is not None and name is not None  # a symbolic edge has both
-            key = (library, name)
-            if key not in checked:
-                held = self._symbolic_functions[key]
-                try:
-                    registered = resolve_function(key[0], key[1], registry)
-                except UnknownComponentError:
-                    checked[key] = True
-                    continue
-                # the values: a ranking cost of its own (complexity) loads as the same function
-                checked[key] = registered is held or registered == held or _same_values(registered, held)
-            if not checked[key]:
+            held = group.function
+            try:
+                registered = resolve_function(library, name, registry)
+            except UnknownComponentError:
+                continue
+            # the values: a ranking cost of its own (complexity) loads as the same function
+            if not (registered is held or registered == held or _same_values(registered, held)):
                 return (
-                    f"edge {p} -> {q} uses a function {key[1]!r} of library {key[0]!r} that is not the "
-                    f"registered library {key[0]!r}'s {key[1]!r}, which a saved model would load "
+                    f"edge {p} -> {q} uses a function {name!r} of library {library!r} that is not the "
+                    f"registered library {library!r}'s {name!r}, which a saved model would load "
                     "instead; give your library a name of its own (with_functions(..., name=...)) and "
                     "register it as a plugin to save such a model"
                 )
