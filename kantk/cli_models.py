@@ -947,10 +947,7 @@ def configure_symbolic(parser: argparse.ArgumentParser) -> None:
         default=0.9,
         help="keep an edge numeric below this r^2 (a number in [0, 1]; default 0.9)",
     )
-    _add_var_names(
-        parser,
-        "names of the inputs in the printed formula " + RECORDED_NAMES,
-    )
+    _add_var_names(parser, "names of the inputs in the printed formula " + RECORDED_NAMES)
     parser.add_argument("--latex", action="store_true", help="also print the formula as LaTeX")
     add_sample_arguments(parser, min_samples=3)  # each edge's fit needs 3 samples
 
@@ -1149,10 +1146,7 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=EXPORT_FORMATS, default=None, help="default: from the output's extension"
     )
-    _add_var_names(
-        parser,
-        "names of the inputs " + RECORDED_NAMES,
-    )
+    _add_var_names(parser, "names of the inputs " + RECORDED_NAMES)
     _add_out_names(parser)
     parser.add_argument(
         "--edge-plots",
@@ -1296,10 +1290,7 @@ def _edge_picture(path: str) -> bool:
 def configure_plot(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.kantk or KANModule .ckpt)")
     parser.add_argument("-o", "--output", required=True, help="image file (.png, .svg, .pdf)")
-    _add_var_names(
-        parser,
-        "names of the inputs " + RECORDED_NAMES,
-    )
+    _add_var_names(parser, "names of the inputs " + RECORDED_NAMES)
     _add_out_names(parser)
     _add_dpi(parser, 150)
     add_sample_arguments(parser)
